@@ -1,0 +1,313 @@
+//! One error type for the whole integration layer.
+//!
+//! Every variant maps to a stable numeric code in a band (1xxx auth, 2xxx rate limit, 3xxx circuit,
+//! 4xxx webhook/input, 5xxx provider, 6xxx tenancy/quota, 9xxx internal) and knows whether a retry
+//! can help. Codes are a public contract with the main app: never renumber, only add.
+//! Messages never carry secrets: variants hold descriptions, not token or key material.
+
+use std::time::Duration;
+
+use crate::providers::Provider;
+
+/// Stable error codes. The numeric value is what logs, events and HTTP bodies carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[repr(u16)]
+pub enum ErrorCode {
+    // 1xxx: authentication and authorisation
+    Unauthenticated = 1001,
+    Forbidden = 1002,
+    InvalidGrant = 1003,
+    InvalidState = 1004,
+    TokenUnavailable = 1005,
+    ProviderAuthFailed = 1006,
+    // 2xxx: rate limits
+    RateLimited = 2001,
+    ProviderRateLimited = 2002,
+    // 3xxx: circuit breaker
+    CircuitOpen = 3001,
+    // 4xxx: webhook and input
+    InvalidInput = 4000,
+    InvalidSignature = 4001,
+    PayloadTooLarge = 4002,
+    UnsupportedMediaType = 4003,
+    NotFound = 4004,
+    MethodNotAllowed = 4005,
+    StaleWebhook = 4006,
+    DuplicateDelivery = 4007,
+    Conflict = 4009,
+    RedirectNotAllowed = 4010,
+    // 5xxx: provider
+    ProviderTransient = 5001,
+    ProviderPermanent = 5002,
+    ProviderTimeout = 5003,
+    ProviderMalformed = 5004,
+    ProviderError = 5005,
+    // 6xxx: tenancy and quota
+    TenantNotFound = 6001,
+    QuotaExceeded = 6002,
+    PlanLimit = 6003,
+    InvalidTenantConfig = 6004,
+    ProviderNotEnabled = 6005,
+    // 9xxx: internal
+    Internal = 9000,
+    Config = 9001,
+    Storage = 9002,
+    Crypto = 9003,
+    Queue = 9004,
+    NotImplemented = 9501,
+}
+
+impl ErrorCode {
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "E{}", self.as_u16())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("{provider} grant is no longer valid ({reason}); the user must reconnect")]
+    InvalidGrant { provider: Provider, reason: String },
+    #[error("invalid oauth state: {0}")]
+    InvalidState(String),
+    #[error("no usable access token: {0}")]
+    TokenUnavailable(String),
+    #[error("{provider} rejected our credentials: {reason}")]
+    ProviderAuth { provider: Provider, reason: String },
+    #[error("rate limited ({scope}); retry after {retry_after:?}")]
+    RateLimited { scope: String, retry_after: Duration },
+    #[error("{provider} rate limit hit ({problem}); retry after {retry_after:?}")]
+    ProviderRateLimited { provider: Provider, problem: String, retry_after: Option<Duration> },
+    #[error("circuit open for {scope}; retry after {retry_after:?}")]
+    CircuitOpen { scope: String, retry_after: Duration },
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("webhook signature missing or invalid")]
+    InvalidSignature,
+    #[error("payload of {size} bytes exceeds the limit of {limit}")]
+    PayloadTooLarge { size: usize, limit: usize },
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
+    #[error("stale webhook: {0}")]
+    StaleWebhook(String),
+    #[error("duplicate delivery")]
+    DuplicateDelivery,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("redirect target not allowed")]
+    RedirectNotAllowed,
+    #[error("{provider} transient error: {message}")]
+    ProviderTransient { provider: Provider, status: Option<u16>, message: String },
+    #[error("{provider} rejected the request: {message}")]
+    ProviderPermanent { provider: Provider, status: Option<u16>, message: String },
+    #[error("{provider} did not answer within {timeout:?}")]
+    ProviderTimeout { provider: Provider, timeout: Duration },
+    #[error("{provider} sent a malformed response: {message}")]
+    ProviderMalformed { provider: Provider, message: String },
+    #[error("tenant not found: {0}")]
+    TenantNotFound(String),
+    #[error("monthly API call quota of {limit} reached")]
+    QuotaExceeded { limit: u64 },
+    #[error("plan limit reached: {0}")]
+    PlanLimit(String),
+    #[error("invalid tenant configuration: {0}")]
+    InvalidTenantConfig(String),
+    #[error("provider {0} is not enabled for this tenant")]
+    ProviderNotEnabled(Provider),
+    #[error("storage: {message}")]
+    Storage { message: String, retryable: bool },
+    #[error("crypto: {0}")]
+    Crypto(String),
+    #[error("queue: {message}")]
+    Queue { message: String, retryable: bool },
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn code(&self) -> ErrorCode {
+        use Error::*;
+        match self {
+            Config(_) => ErrorCode::Config,
+            Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Forbidden(_) => ErrorCode::Forbidden,
+            InvalidGrant { .. } => ErrorCode::InvalidGrant,
+            InvalidState(_) => ErrorCode::InvalidState,
+            TokenUnavailable(_) => ErrorCode::TokenUnavailable,
+            ProviderAuth { .. } => ErrorCode::ProviderAuthFailed,
+            RateLimited { .. } => ErrorCode::RateLimited,
+            ProviderRateLimited { .. } => ErrorCode::ProviderRateLimited,
+            CircuitOpen { .. } => ErrorCode::CircuitOpen,
+            InvalidInput(_) => ErrorCode::InvalidInput,
+            InvalidSignature => ErrorCode::InvalidSignature,
+            PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            NotFound(_) => ErrorCode::NotFound,
+            MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            StaleWebhook(_) => ErrorCode::StaleWebhook,
+            DuplicateDelivery => ErrorCode::DuplicateDelivery,
+            Conflict(_) => ErrorCode::Conflict,
+            RedirectNotAllowed => ErrorCode::RedirectNotAllowed,
+            ProviderTransient { .. } => ErrorCode::ProviderTransient,
+            ProviderPermanent { .. } => ErrorCode::ProviderPermanent,
+            ProviderTimeout { .. } => ErrorCode::ProviderTimeout,
+            ProviderMalformed { .. } => ErrorCode::ProviderMalformed,
+            TenantNotFound(_) => ErrorCode::TenantNotFound,
+            QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            PlanLimit(_) => ErrorCode::PlanLimit,
+            InvalidTenantConfig(_) => ErrorCode::InvalidTenantConfig,
+            ProviderNotEnabled(_) => ErrorCode::ProviderNotEnabled,
+            Storage { .. } => ErrorCode::Storage,
+            Crypto(_) => ErrorCode::Crypto,
+            Queue { .. } => ErrorCode::Queue,
+            NotImplemented(_) => ErrorCode::NotImplemented,
+            Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Whether trying the same thing again later can succeed without a human changing something.
+    pub fn is_retryable(&self) -> bool {
+        use Error::*;
+        match self {
+            RateLimited { .. }
+            | ProviderRateLimited { .. }
+            | CircuitOpen { .. }
+            | ProviderTransient { .. }
+            | ProviderTimeout { .. }
+            | TokenUnavailable(_) => true,
+            // A monthly quota resets; the job waits in the queue rather than failing.
+            QuotaExceeded { .. } => true,
+            Storage { retryable, .. } | Queue { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// How long the caller should wait before retrying, when the error says.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } | Error::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            Error::ProviderRateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status an API-facing handler answers with for this error.
+    pub fn http_status(&self) -> u16 {
+        match self.code() {
+            ErrorCode::Unauthenticated | ErrorCode::InvalidSignature => 401,
+            ErrorCode::Forbidden | ErrorCode::ProviderNotEnabled | ErrorCode::RedirectNotAllowed => 403,
+            ErrorCode::InvalidState | ErrorCode::InvalidInput | ErrorCode::StaleWebhook | ErrorCode::InvalidTenantConfig => 400,
+            ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded | ErrorCode::PlanLimit => 429,
+            ErrorCode::NotImplemented => 501,
+            ErrorCode::CircuitOpen | ErrorCode::ProviderRateLimited => 503,
+            ErrorCode::InvalidGrant
+            | ErrorCode::TokenUnavailable
+            | ErrorCode::ProviderAuthFailed
+            | ErrorCode::ProviderTransient
+            | ErrorCode::ProviderPermanent
+            | ErrorCode::ProviderTimeout
+            | ErrorCode::ProviderMalformed
+            | ErrorCode::ProviderError => 502,
+            _ => 500,
+        }
+    }
+
+    /// The JSON body handlers return: code, name, message, retryable. Safe to show to callers.
+    pub fn to_body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "code": self.code().as_u16(),
+                "name": format!("{:?}", self.code()),
+                "message": self.to_string(),
+                "retryable": self.is_retryable(),
+            }
+        })
+    }
+
+    pub fn storage(e: impl std::fmt::Display) -> Self {
+        Error::Storage { message: e.to_string(), retryable: true }
+    }
+
+    pub fn queue(e: impl std::fmt::Display) -> Self {
+        Error::Queue { message: e.to_string(), retryable: true }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_sit_in_their_bands() {
+        let cases: Vec<(Error, u16)> = vec![
+            (Error::Unauthenticated("x".into()), 1),
+            (Error::InvalidGrant { provider: Provider::Xero, reason: "invalid_grant".into() }, 1),
+            (Error::RateLimited { scope: "t".into(), retry_after: Duration::from_secs(1) }, 2),
+            (Error::CircuitOpen { scope: "t".into(), retry_after: Duration::from_secs(1) }, 3),
+            (Error::InvalidSignature, 4),
+            (Error::PayloadTooLarge { size: 2, limit: 1 }, 4),
+            (Error::ProviderTransient { provider: Provider::QuickBooks, status: Some(503), message: "x".into() }, 5),
+            (Error::QuotaExceeded { limit: 10 }, 6),
+            (Error::Crypto("x".into()), 9),
+            (Error::NotImplemented("x"), 9),
+        ];
+        for (err, band) in cases {
+            assert_eq!(err.code().as_u16() / 1000, band, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn retryable_flag_follows_the_kind_of_failure() {
+        assert!(Error::ProviderTimeout { provider: Provider::Zoho, timeout: Duration::from_secs(1) }.is_retryable());
+        assert!(Error::ProviderRateLimited { provider: Provider::Xero, problem: "minute".into(), retry_after: None }.is_retryable());
+        assert!(!Error::InvalidGrant { provider: Provider::Xero, reason: "x".into() }.is_retryable());
+        assert!(!Error::InvalidSignature.is_retryable());
+        assert!(!Error::ProviderPermanent { provider: Provider::Zoho, status: Some(400), message: "x".into() }.is_retryable());
+        assert!(!Error::Storage { message: "x".into(), retryable: false }.is_retryable());
+        assert!(Error::storage("throttled").is_retryable());
+    }
+
+    #[test]
+    fn http_status_and_body_carry_the_code() {
+        let e = Error::InvalidSignature;
+        assert_eq!(e.http_status(), 401);
+        let body = e.to_body();
+        assert_eq!(body["error"]["code"], 4001);
+        assert_eq!(body["error"]["name"], "InvalidSignature");
+        assert_eq!(body["error"]["retryable"], false);
+        assert_eq!(Error::NotImplemented("sync").http_status(), 501);
+        assert_eq!(Error::PayloadTooLarge { size: 2, limit: 1 }.http_status(), 413);
+        assert_eq!(ErrorCode::QuotaExceeded.to_string(), "E6002");
+    }
+
+    #[test]
+    fn retry_after_is_carried() {
+        let e = Error::ProviderRateLimited { provider: Provider::Xero, problem: "minute".into(), retry_after: Some(Duration::from_secs(7)) };
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(Error::InvalidSignature.retry_after(), None);
+    }
+}

@@ -1,0 +1,14 @@
+//! The library behind the four Lambda functions. Handlers parse an event, call one function of this
+//! crate and map the result; everything testable lives here.
+
+pub mod aws;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod providers;
+pub mod telemetry;
+
+pub use config::Config;
+pub use context::RequestContext;
+pub use error::{Error, ErrorCode, Result};
+pub use providers::Provider;
