@@ -154,7 +154,11 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
 
     fn seconds(&mut self, name: &'static str, default: u64, min: u64, max: u64) -> Duration {
         Duration::from_secs(self.parsed(name, default, |v| {
-            if (min..=max).contains(v) { Ok(()) } else { Err(format!("must be between {min} and {max} seconds")) }
+            if (min..=max).contains(v) {
+                Ok(())
+            } else {
+                Err(format!("must be between {min} and {max} seconds"))
+            }
         }))
     }
 }
@@ -197,7 +201,11 @@ impl Config {
             r.problems.push(ConfigProblem::Invalid { name: "LOG_LEVEL", reason: format!("'{log_level}' is not a tracing filter") });
         }
         let webhook_max_body_bytes = r.parsed("WEBHOOK_MAX_BODY_BYTES", 262_144usize, |v| {
-            if (1024..=6 * 1024 * 1024).contains(v) { Ok(()) } else { Err("must be between 1024 and 6291456 bytes".into()) }
+            if (1024..=6 * 1024 * 1024).contains(v) {
+                Ok(())
+            } else {
+                Err("must be between 1024 and 6291456 bytes".into())
+            }
         });
         let refresh_window = r.seconds("REFRESH_WINDOW_SECONDS", 600, 60, 86_400);
         let lease_duration = r.seconds("LEASE_SECONDS", 60, 5, 900);

@@ -133,9 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn scoped_refines_the_current_context() {
-        let out = RequestContext::new(Some("c-9"))
-            .scope(scoped(|c| c.with_tenant("t-9"), async { current().unwrap() }))
-            .await;
+        let out = RequestContext::new(Some("c-9")).scope(scoped(|c| c.with_tenant("t-9"), async { current().unwrap() })).await;
         assert_eq!(out.correlation_id, "c-9");
         assert_eq!(out.tenant_id.as_deref(), Some("t-9"));
         assert_eq!(current(), None);

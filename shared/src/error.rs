@@ -306,7 +306,8 @@ mod tests {
 
     #[test]
     fn retry_after_is_carried() {
-        let e = Error::ProviderRateLimited { provider: Provider::Xero, problem: "minute".into(), retry_after: Some(Duration::from_secs(7)) };
+        let e =
+            Error::ProviderRateLimited { provider: Provider::Xero, problem: "minute".into(), retry_after: Some(Duration::from_secs(7)) };
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
         assert_eq!(Error::InvalidSignature.retry_after(), None);
     }

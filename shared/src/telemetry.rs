@@ -81,11 +81,7 @@ where
 /// Installs the JSON subscriber once per process. Safe to call more than once (tests do).
 pub fn init(log_level: &str) {
     let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .event_format(JsonFormat)
-        .with_writer(std::io::stdout)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).event_format(JsonFormat).with_writer(std::io::stdout).try_init();
 }
 
 /// Writes one CloudWatch Embedded Metric Format line with the given metric and dimensions.
@@ -173,7 +169,8 @@ mod tests {
 
     #[test]
     fn emf_line_declares_its_metric() {
-        let v: Value = serde_json::from_str(&emf_line("WebhookRejected", 1.0, "Count", &[("provider", "xero"), ("reason", "E4001")], 1)).unwrap();
+        let v: Value =
+            serde_json::from_str(&emf_line("WebhookRejected", 1.0, "Count", &[("provider", "xero"), ("reason", "E4001")], 1)).unwrap();
         assert_eq!(v["WebhookRejected"], 1.0);
         assert_eq!(v["provider"], "xero");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "WebhookRejected");

@@ -5,7 +5,11 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::aws::AwsClients;
 use shared::{Config, RequestContext};
 
-async fn handle(_clients: &AwsClients, _config: &Config, event: LambdaEvent<EventBridgeEvent<serde_json::Value>>) -> Result<serde_json::Value, Error> {
+async fn handle(
+    _clients: &AwsClients,
+    _config: &Config,
+    event: LambdaEvent<EventBridgeEvent<serde_json::Value>>,
+) -> Result<serde_json::Value, Error> {
     let ctx = RequestContext::new(event.payload.id.as_deref());
     ctx.scope(async {
         let err = shared::Error::NotImplemented("token refresher");
