@@ -6,9 +6,13 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod providers;
+pub mod secret;
 pub mod telemetry;
+pub mod tokens;
 
 pub use config::Config;
 pub use context::RequestContext;
 pub use error::{Error, ErrorCode, Result};
 pub use providers::Provider;
+pub use secret::SecretString;
+pub use tokens::TokenSet;
