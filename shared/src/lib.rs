@@ -1,13 +1,17 @@
 //! The library behind the four Lambda functions. Handlers parse an event, call one function of this
 //! crate and map the result; everything testable lives here.
 
+pub mod audit;
 pub mod aws;
 pub mod config;
 pub mod context;
 pub mod error;
 pub mod providers;
 pub mod secret;
+pub mod store;
 pub mod telemetry;
+pub mod tenancy;
+pub mod vault;
 pub mod tokens;
 
 pub use config::Config;

@@ -1,0 +1,118 @@
+//! Audit records for every token event, kept under the tenant with a retention TTL.
+
+use chrono::{DateTime, Utc};
+
+use crate::store::{dynamo_error, epoch, get_s, get_s_opt, s, n, tenant_pk, Item};
+use crate::{Provider, Result};
+
+/// How long audit records are kept before DynamoDB's TTL may delete them.
+pub const RETENTION_DAYS: i64 = 400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEvent {
+    Connected,
+    Refreshed,
+    RefreshFailed,
+    NeedsReauth,
+    Disconnected,
+    Resealed,
+}
+
+impl TokenEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenEvent::Connected => "connected",
+            TokenEvent::Refreshed => "refreshed",
+            TokenEvent::RefreshFailed => "refresh_failed",
+            TokenEvent::NeedsReauth => "needs_reauth",
+            TokenEvent::Disconnected => "disconnected",
+            TokenEvent::Resealed => "resealed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub tenant_id: String,
+    pub event: String,
+    pub provider: Provider,
+    pub grant_id: String,
+    /// A user id of the main app, or `system:<function>` for automatic actions.
+    pub actor: String,
+    pub correlation_id: String,
+    pub detail: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    db: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl AuditLog {
+    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        AuditLog { db, table: table.into() }
+    }
+
+    /// Records a token event. The correlation id comes from the current request context.
+    pub async fn record(
+        &self,
+        tenant_id: &str,
+        provider: Provider,
+        grant_id: &str,
+        event: TokenEvent,
+        actor: &str,
+        detail: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let correlation_id = crate::context::current().map(|c| c.correlation_id).unwrap_or_else(crate::context::mint_correlation_id);
+        let mut item = Item::new();
+        item.insert("pk".into(), s(tenant_pk(tenant_id)));
+        item.insert("sk".into(), s(format!("AUDIT#{}#{}", now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), uuid::Uuid::new_v4())));
+        item.insert("tenant_id".into(), s(tenant_id));
+        item.insert("event".into(), s(event.as_str()));
+        item.insert("provider".into(), s(provider.as_str()));
+        item.insert("grant_id".into(), s(grant_id));
+        item.insert("actor".into(), s(actor));
+        item.insert("correlation_id".into(), s(correlation_id));
+        if let Some(d) = detail {
+            item.insert("detail".into(), s(d));
+        }
+        item.insert("at".into(), s(now.to_rfc3339()));
+        item.insert("expires_at".into(), n(epoch(now + chrono::Duration::days(RETENTION_DAYS))));
+        self.db.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| dynamo_error("PutItem(audit)", e))?;
+        Ok(())
+    }
+
+    /// The tenant's audit trail, oldest first.
+    pub async fn list(&self, tenant_id: &str) -> Result<Vec<AuditRecord>> {
+        let out = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+            .expression_attribute_values(":p", s("AUDIT#"))
+            .send()
+            .await
+            .map_err(|e| dynamo_error("Query(audit)", e))?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(|i| {
+                Ok(AuditRecord {
+                    tenant_id: get_s(i, "tenant_id")?,
+                    event: get_s(i, "event")?,
+                    provider: get_s(i, "provider")?.parse()?,
+                    grant_id: get_s(i, "grant_id")?,
+                    actor: get_s(i, "actor")?,
+                    correlation_id: get_s(i, "correlation_id")?,
+                    detail: get_s_opt(i, "detail"),
+                    at: chrono::DateTime::parse_from_rfc3339(&get_s(i, "at")?).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
