@@ -1,1 +1,142 @@
+//! One test per AWS service proving the wiring against the local stack (moto).
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_sqs::types::QueueAttributeName;
+use integration_tests::{aws, unique};
+
+#[tokio::test]
+async fn dynamodb_conditional_put_on_existing_item_fails_with_conditional_check_failed() {
+    let env = aws().await;
+    let db = &env.clients.dynamodb;
+    let pk = AttributeValue::S(format!("TENANT#{}", unique("wiring")));
+    let put = || {
+        db.put_item()
+            .table_name(&env.config.tables.ephemeral)
+            .item("pk", pk.clone())
+            .item("sk", AttributeValue::S("ITEM".into()))
+            .condition_expression("attribute_not_exists(pk)")
+    };
+    put().send().await.expect("first put succeeds");
+    let err = put().send().await.expect_err("second put must fail").into_service_error();
+    assert!(err.is_conditional_check_failed_exception(), "got {err:?}");
+}
+
+#[tokio::test]
+async fn provisioned_tables_have_ttl_on_expires_at() {
+    let env = aws().await;
+    let t = &env.config.tables;
+    for table in [&t.tenants, &t.grants, &t.ephemeral, &t.resilience, &t.sync] {
+        let out = env.clients.dynamodb.describe_time_to_live().table_name(table).send().await.unwrap();
+        let d = out.time_to_live_description.expect("ttl description");
+        assert_eq!(d.attribute_name.as_deref(), Some("expires_at"), "{table}");
+        assert_eq!(d.time_to_live_status.map(|s| s.as_str().to_string()).as_deref(), Some("ENABLED"), "{table}");
+    }
+}
+
+#[tokio::test]
+async fn kms_decrypt_with_a_wrong_encryption_context_fails() {
+    let env = aws().await;
+    let kms = &env.clients.kms;
+    let ctx = |tenant: &str| HashMap::from([("tenant_id".to_string(), tenant.to_string()), ("provider".to_string(), "xero".to_string())]);
+    let out = kms
+        .encrypt()
+        .key_id(&env.config.kms_key_id)
+        .plaintext(Blob::new(b"refresh-token".to_vec()))
+        .set_encryption_context(Some(ctx("tenant-a")))
+        .send()
+        .await
+        .unwrap();
+    let blob = out.ciphertext_blob.unwrap();
+    let ok = kms.decrypt().ciphertext_blob(blob.clone()).set_encryption_context(Some(ctx("tenant-a"))).send().await.unwrap();
+    assert_eq!(ok.plaintext.unwrap().as_ref(), b"refresh-token");
+    for wrong in [Some(ctx("tenant-b")), None] {
+        let err = kms.decrypt().ciphertext_blob(blob.clone()).set_encryption_context(wrong).send().await.expect_err("wrong context must fail");
+        let err = err.into_service_error();
+        assert!(err.is_invalid_ciphertext_exception(), "got {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn sqs_message_received_max_receive_count_times_lands_in_the_dlq() {
+    let env = aws().await;
+    let sqs = &env.clients.sqs;
+    let name = unique("wiring");
+    let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url.unwrap();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .remove(&QueueAttributeName::QueueArn)
+        .unwrap();
+    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"2"}}"#);
+    let queue = sqs
+        .create_queue()
+        .queue_name(&name)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(QueueAttributeName::VisibilityTimeout, "0")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.send_message().queue_url(&queue).message_body("poison").send().await.unwrap();
+    for _ in 0..2 {
+        let got = sqs.receive_message().queue_url(&queue).wait_time_seconds(1).send().await.unwrap();
+        assert_eq!(got.messages.unwrap_or_default().len(), 1, "received before the limit");
+    }
+    // The third receive finds the message gone: SQS moved it to the DLQ.
+    let third = sqs.receive_message().queue_url(&queue).wait_time_seconds(1).send().await.unwrap();
+    assert!(third.messages.unwrap_or_default().is_empty());
+    let mut in_dlq = Vec::new();
+    for _ in 0..5 {
+        in_dlq = sqs.receive_message().queue_url(&dlq).wait_time_seconds(1).send().await.unwrap().messages.unwrap_or_default();
+        if !in_dlq.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(in_dlq.len(), 1);
+    assert_eq!(in_dlq[0].body.as_deref(), Some("poison"));
+}
+
+#[tokio::test]
+async fn provisioned_sync_queues_redrive_to_the_dead_letter_queue() {
+    let env = aws().await;
+    let q = &env.config.queues;
+    for url in [&q.sync_high, &q.sync_normal, &q.sync_low] {
+        let attrs = env
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let policy: serde_json::Value = serde_json::from_str(attrs.get(&QueueAttributeName::RedrivePolicy).expect("redrive policy")).unwrap();
+        assert!(policy["deadLetterTargetArn"].as_str().unwrap().ends_with("dlq") || policy["deadLetterTargetArn"].as_str().unwrap().contains("dead"), "{policy}");
+        assert_eq!(policy["maxReceiveCount"].to_string().trim_matches('"'), "5");
+    }
+}
+
+#[tokio::test]
+async fn secrets_manager_holds_the_provisioned_secrets_as_json() {
+    let env = aws().await;
+    let s = &env.config.secrets;
+    for id in [&s.provider_credentials, &s.webhook_keys, &s.app_signing] {
+        let out = env.clients.secrets.get_secret_value().secret_id(id).send().await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(out.secret_string().unwrap()).unwrap();
+        assert!(v.is_object(), "{id} is a JSON object");
+    }
+}

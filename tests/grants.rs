@@ -1,0 +1,202 @@
+//! Grants, connections, leases and audit against the local DynamoDB (moto).
+
+use chrono::{DateTime, Duration, Utc};
+use integration_tests::{aws, unique};
+use shared::audit::{AuditLog, TokenEvent};
+use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
+use shared::vault::{CacheLimits, SealContext, Vault};
+use shared::{ErrorCode, Provider, SecretString, TokenSet};
+
+struct Fixture {
+    store: GrantStore,
+    vault: Vault,
+    audit: AuditLog,
+}
+
+async fn fixture() -> Fixture {
+    let env = aws().await;
+    Fixture {
+        store: GrantStore::new(env.clients.dynamodb.clone(), env.config.tables.grants.clone()),
+        vault: Vault::new(env.clients.kms.clone(), env.config.kms_key_id.clone(), CacheLimits::default()),
+        audit: AuditLog::new(env.clients.dynamodb.clone(), env.config.tables.tenants.clone()),
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    // Whole seconds: the store keeps epoch seconds.
+    DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap()
+}
+
+async fn grant(f: &Fixture, tenant: &str, provider: Provider, orgs: &[&str], access_in: Duration) -> (Grant, Vec<Connection>) {
+    let grant_id = unique("g");
+    let t = now();
+    let tokens = TokenSet {
+        access_token: SecretString::new("at"),
+        refresh_token: Some(SecretString::new("rt")),
+        access_expires_at: t + access_in,
+        refresh_expires_at: Some(t + Duration::days(60)),
+        refresh_hard_expires_at: None,
+        scopes: vec![],
+        api_domain: None,
+        accounts_server: None,
+    };
+    let sealed = f.vault.seal_tokens(&SealContext::new(tenant, provider, &grant_id), &tokens).await.unwrap();
+    let g = Grant {
+        tenant_id: tenant.into(),
+        provider,
+        grant_id: grant_id.clone(),
+        org_ids: orgs.iter().map(|o| o.to_string()).collect(),
+        status: GrantStatus::Active,
+        scopes: vec!["s1".into()],
+        sealed: Some(sealed),
+        access_expires_at: tokens.access_expires_at,
+        refresh_expires_at: tokens.refresh_expires_at,
+        version: 1,
+        lease_owner: None,
+        lease_expires_at: None,
+        created_at: t,
+        updated_at: t,
+    };
+    let conns: Vec<Connection> = orgs
+        .iter()
+        .map(|o| Connection {
+            tenant_id: tenant.into(),
+            provider,
+            org_id: o.to_string(),
+            org_name: Some(format!("Org {o}")),
+            grant_id: grant_id.clone(),
+            status: GrantStatus::Active,
+            webhook_id: None,
+            webhook_secret: None,
+            created_at: t,
+            updated_at: t,
+        })
+        .collect();
+    f.store.put_grant(&g, &conns).await.unwrap();
+    (g, conns)
+}
+
+#[tokio::test]
+async fn grant_and_connections_round_trip_and_are_found_by_org() {
+    let f = fixture().await;
+    let tenant = unique("tenant");
+    let org_a = unique("xero-org");
+    let org_b = unique("xero-org");
+    let (g, conns) = grant(&f, &tenant, Provider::Xero, &[&org_a, &org_b], Duration::minutes(30)).await;
+    let got = f.store.get_grant(&tenant, Provider::Xero, &g.grant_id).await.unwrap().unwrap();
+    assert_eq!(got, g);
+    assert_eq!(f.store.list_grants(&tenant).await.unwrap(), vec![g.clone()]);
+    let mut listed = f.store.list_connections(&tenant).await.unwrap();
+    listed.sort_by(|a, b| a.org_id.cmp(&b.org_id));
+    let mut expected = conns.clone();
+    expected.sort_by(|a, b| a.org_id.cmp(&b.org_id));
+    assert_eq!(listed, expected);
+    let by_org = f.store.connections_for_org(Provider::Xero, &org_b).await.unwrap();
+    assert_eq!(by_org.len(), 1);
+    assert_eq!(by_org[0].tenant_id, tenant);
+    assert_eq!(by_org[0].grant_id, g.grant_id);
+    assert!(f.store.connections_for_org(Provider::Zoho, &org_b).await.unwrap().is_empty(), "org ids are per provider");
+    assert!(f.store.get_grant(&unique("nobody"), Provider::Xero, &g.grant_id).await.unwrap().is_none(), "keys begin with the tenant");
+}
+
+#[tokio::test]
+async fn two_writers_on_one_version_exactly_one_wins() {
+    let f = fixture().await;
+    let tenant = unique("tenant");
+    let (g, _) = grant(&f, &tenant, Provider::QuickBooks, &["realm-1"], Duration::minutes(60)).await;
+    let sealed = g.sealed.clone().unwrap();
+    let t = now();
+    let w1 = f.store.update_tokens(&g, &sealed, t + Duration::hours(1), None, g.version, None, t);
+    let w2 = f.store.update_tokens(&g, &sealed, t + Duration::hours(2), None, g.version, None, t);
+    let (r1, r2) = tokio::join!(w1, w2);
+    let wins = [&r1, &r2].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{r1:?} {r2:?}");
+    let loser = if r1.is_ok() { r2 } else { r1 };
+    assert_eq!(loser.unwrap_err().code(), ErrorCode::Conflict);
+    let stored = f.store.get_grant(&tenant, Provider::QuickBooks, &g.grant_id).await.unwrap().unwrap();
+    assert_eq!(stored.version, g.version + 1);
+}
+
+#[tokio::test]
+async fn two_lease_takers_exactly_one_wins_and_an_expired_lease_is_taken_over() {
+    let f = fixture().await;
+    let tenant = unique("tenant");
+    let (g, _) = grant(&f, &tenant, Provider::Xero, &["org"], Duration::minutes(5)).await;
+    let t = now();
+    let lease = Duration::seconds(60);
+    let a = f.store.acquire_lease(&tenant, Provider::Xero, &g.grant_id, "worker-a", lease, t);
+    let b = f.store.acquire_lease(&tenant, Provider::Xero, &g.grant_id, "worker-b", lease, t);
+    let (ra, rb) = tokio::join!(a, b);
+    assert_eq!([&ra, &rb].iter().filter(|r| r.is_ok()).count(), 1, "{ra:?} {rb:?}");
+    let (winner, loser) = if ra.is_ok() { ("worker-a", "worker-b") } else { ("worker-b", "worker-a") };
+
+    // The loser still cannot take it while it is live, nor write tokens under it.
+    let again = f.store.acquire_lease(&tenant, Provider::Xero, &g.grant_id, loser, lease, t + Duration::seconds(30)).await;
+    assert_eq!(again.unwrap_err().code(), ErrorCode::Conflict);
+    let stored = f.store.get_grant(&tenant, Provider::Xero, &g.grant_id).await.unwrap().unwrap();
+    let write = f.store.update_tokens(&stored, stored.sealed.as_ref().unwrap(), t, None, stored.version, Some(loser), t).await;
+    assert_eq!(write.unwrap_err().code(), ErrorCode::Conflict, "a write must hold the lease");
+    // The holder renews and writes.
+    f.store.renew_lease(&stored, winner, lease, t + Duration::seconds(10)).await.unwrap();
+    let v = f.store.update_tokens(&stored, stored.sealed.as_ref().unwrap(), t + Duration::minutes(30), None, stored.version, Some(winner), t).await.unwrap();
+    assert_eq!(v, stored.version + 1);
+
+    // After expiry, the other worker takes over; the old holder can no longer renew or write.
+    let later = t + Duration::seconds(200);
+    f.store.acquire_lease(&tenant, Provider::Xero, &g.grant_id, loser, lease, later).await.unwrap();
+    assert!(f.store.renew_lease(&stored, winner, lease, later).await.is_err());
+    assert!(!f.store.release_lease(&tenant, Provider::Xero, &g.grant_id, winner).await.unwrap());
+    assert!(f.store.release_lease(&tenant, Provider::Xero, &g.grant_id, loser).await.unwrap());
+    let released = f.store.get_grant(&tenant, Provider::Xero, &g.grant_id).await.unwrap().unwrap();
+    assert_eq!(released.lease_owner, None);
+}
+
+#[tokio::test]
+async fn expiring_soon_query_returns_exactly_the_due_grants() {
+    let f = fixture().await;
+    let (t1, t2) = (unique("tenant"), unique("tenant"));
+    let (due_a, _) = grant(&f, &t1, Provider::Zoho, &["o1"], Duration::minutes(3)).await;
+    let (due_b, _) = grant(&f, &t2, Provider::Zoho, &["o2"], Duration::minutes(8)).await;
+    let (later, _) = grant(&f, &t1, Provider::Zoho, &["o3"], Duration::minutes(50)).await;
+    let (other_provider, _) = grant(&f, &t2, Provider::Xero, &["o4"], Duration::minutes(1)).await;
+    let (reauth, _) = grant(&f, &t2, Provider::Zoho, &["o5"], Duration::minutes(1)).await;
+    f.store.mark_needs_reauth(&reauth, now()).await.unwrap();
+
+    let before = now() + Duration::minutes(10);
+    let due = f.store.due_grants(Provider::Zoho, before, 10_000).await.unwrap();
+    // Other tests share the table: every grant returned must be due, and of ours exactly the due ones.
+    assert!(due.iter().all(|g| g.provider == Provider::Zoho && g.due_at() <= before && g.status == GrantStatus::Active));
+    let ours: Vec<&str> = due.iter().filter(|g| g.tenant_id == t1 || g.tenant_id == t2).map(|g| g.grant_id.as_str()).collect();
+    let mut ours_sorted = ours.clone();
+    ours_sorted.sort();
+    let mut expected = vec![due_a.grant_id.as_str(), due_b.grant_id.as_str()];
+    expected.sort();
+    assert_eq!(ours_sorted, expected);
+    assert!(!ours.contains(&later.grant_id.as_str()) && !ours.contains(&other_provider.grant_id.as_str()));
+    // Soonest first.
+    assert!(due.windows(2).all(|w| w[0].due_at() <= w[1].due_at()));
+}
+
+#[tokio::test]
+async fn needs_reauth_and_disconnect_keep_the_records() {
+    let f = fixture().await;
+    let tenant = unique("tenant");
+    let (g, _) = grant(&f, &tenant, Provider::Xero, &["org-1", "org-2"], Duration::minutes(30)).await;
+    f.store.mark_needs_reauth(&g, now()).await.unwrap();
+    let stored = f.store.get_grant(&tenant, Provider::Xero, &g.grant_id).await.unwrap().expect("never deleted");
+    assert_eq!(stored.status, GrantStatus::NeedsReauth);
+    assert!(stored.sealed.is_some(), "tokens kept for a later reconnect or audit");
+    assert!(f.store.list_connections(&tenant).await.unwrap().iter().all(|c| c.status == GrantStatus::NeedsReauth));
+
+    f.store.disconnect(&stored, now()).await.unwrap();
+    f.audit.record(&tenant, Provider::Xero, &g.grant_id, TokenEvent::Disconnected, "user-1", None, now()).await.unwrap();
+    let gone = f.store.get_grant(&tenant, Provider::Xero, &g.grant_id).await.unwrap().expect("record stays");
+    assert_eq!(gone.status, GrantStatus::Disconnected);
+    assert!(gone.sealed.is_none(), "tokens removed on disconnect");
+    assert!(f.store.list_connections(&tenant).await.unwrap().iter().all(|c| c.status == GrantStatus::Disconnected));
+    let trail = f.audit.list(&tenant).await.unwrap();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(trail[0].event, "disconnected");
+    assert_eq!(trail[0].actor, "user-1");
+    assert!(!trail[0].correlation_id.is_empty());
+}
