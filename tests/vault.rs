@@ -1,16 +1,18 @@
 //! The sealed token vault against the local KMS (moto).
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use integration_tests::{aws, unique};
 use shared::vault::{CacheLimits, SealContext, SealedBlob, Vault};
 use shared::{ErrorCode, Provider, SecretString, TokenSet};
 
 fn tokens() -> TokenSet {
+    // A fixed instant so two calls compare equal.
+    let t0 = chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap();
     TokenSet {
         access_token: SecretString::new("at-0123456789"),
         refresh_token: Some(SecretString::new("rt-abcdefghij")),
-        access_expires_at: Utc::now() + Duration::minutes(30),
-        refresh_expires_at: Some(Utc::now() + Duration::days(60)),
+        access_expires_at: t0 + Duration::minutes(30),
+        refresh_expires_at: Some(t0 + Duration::days(60)),
         refresh_hard_expires_at: None,
         scopes: vec!["accounting.invoices".into()],
         api_domain: None,
