@@ -200,3 +200,26 @@ async fn needs_reauth_and_disconnect_keep_the_records() {
     assert_eq!(trail[0].actor, "user-1");
     assert!(!trail[0].correlation_id.is_empty());
 }
+
+#[tokio::test]
+async fn reading_tokens_sealed_under_an_old_key_reseals_them_and_audits_it() {
+    let f = fixture().await;
+    let env = aws().await;
+    let tenant = unique("tenant");
+    let (g, _) = grant(&f, &tenant, Provider::QuickBooks, &["realm"], Duration::minutes(60)).await;
+    let new_key = env.clients.kms.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let rotated = Vault::new(env.clients.kms.clone(), new_key.clone(), CacheLimits::default());
+
+    let tokens = shared::grant_tokens::read_tokens(&f.store, &rotated, &f.audit, &g, now()).await.unwrap();
+    assert_eq!(tokens.refresh_token.as_ref().unwrap().expose(), "rt");
+    let stored = f.store.get_grant(&tenant, Provider::QuickBooks, &g.grant_id).await.unwrap().unwrap();
+    assert_eq!(stored.sealed.as_ref().unwrap().key_id, new_key);
+    assert_eq!(stored.version, g.version + 1);
+    let trail = f.audit.list(&tenant).await.unwrap();
+    assert_eq!(trail.iter().filter(|r| r.event == "resealed").count(), 1);
+
+    // Reading again under the current key changes nothing.
+    shared::grant_tokens::read_tokens(&f.store, &rotated, &f.audit, &stored, now()).await.unwrap();
+    assert_eq!(f.store.get_grant(&tenant, Provider::QuickBooks, &g.grant_id).await.unwrap().unwrap().version, stored.version);
+    assert_eq!(f.audit.list(&tenant).await.unwrap().len(), 1);
+}
