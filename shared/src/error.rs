@@ -20,6 +20,8 @@ pub enum ErrorCode {
     InvalidState = 1004,
     TokenUnavailable = 1005,
     ProviderAuthFailed = 1006,
+    /// The user (or the provider on their behalf) declined the authorisation.
+    ConsentDenied = 1007,
     // 2xxx: rate limits
     RateLimited = 2001,
     ProviderRateLimited = 2002,
@@ -87,6 +89,8 @@ pub enum Error {
     TokenUnavailable(String),
     #[error("{provider} rejected our credentials: {reason}")]
     ProviderAuth { provider: Provider, reason: String },
+    #[error("the authorisation at {provider} was declined ({error})")]
+    ConsentDenied { provider: Provider, error: String },
     #[error("rate limited ({scope}); retry after {retry_after:?}")]
     RateLimited { scope: String, retry_after: Duration },
     #[error("{provider} rate limit hit ({problem}); retry after {retry_after:?}")]
@@ -154,6 +158,7 @@ impl Error {
             InvalidState(_) => ErrorCode::InvalidState,
             TokenUnavailable(_) => ErrorCode::TokenUnavailable,
             ProviderAuth { .. } => ErrorCode::ProviderAuthFailed,
+            ConsentDenied { .. } => ErrorCode::ConsentDenied,
             RateLimited { .. } => ErrorCode::RateLimited,
             ProviderRateLimited { .. } => ErrorCode::ProviderRateLimited,
             CircuitOpen { .. } => ErrorCode::CircuitOpen,
@@ -214,7 +219,7 @@ impl Error {
     pub fn http_status(&self) -> u16 {
         match self.code() {
             ErrorCode::Unauthenticated | ErrorCode::InvalidSignature => 401,
-            ErrorCode::Forbidden | ErrorCode::ProviderNotEnabled | ErrorCode::RedirectNotAllowed => 403,
+            ErrorCode::Forbidden | ErrorCode::ProviderNotEnabled | ErrorCode::RedirectNotAllowed | ErrorCode::ConsentDenied => 403,
             ErrorCode::InvalidState | ErrorCode::InvalidInput | ErrorCode::StaleWebhook | ErrorCode::InvalidTenantConfig => 400,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,

@@ -25,6 +25,7 @@ static SHARED: OnceLock<HttpClient> = OnceLock::new();
 impl HttpClient {
     /// A client whose every request (connect, send, read the whole body) ends within `timeout`.
     pub fn new(timeout: Duration) -> Result<Self> {
+        install_crypto_provider();
         let inner = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
@@ -69,6 +70,12 @@ impl HttpClient {
             Error::ProviderTransient { provider, status: None, message: format!("transport: {}", error_chain(&e)) }
         }
     }
+}
+
+/// reqwest is built without a rustls provider of its own; aws-lc-rs (the AWS SDK's) becomes the
+/// process default. Installing twice fails harmlessly, so this is safe from any thread.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

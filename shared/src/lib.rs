@@ -4,15 +4,22 @@
 pub mod audit;
 pub mod aws;
 pub mod config;
+pub mod connect;
 pub mod context;
 pub mod error;
+pub mod events;
+pub mod grant_tokens;
+pub mod http_client;
+pub mod jobs;
 pub mod providers;
 pub mod secret;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;
 pub mod vault;
 pub mod tokens;
+pub mod webhooks;
 
 pub use config::Config;
 pub use context::RequestContext;

@@ -1,0 +1,639 @@
+//! The connect flow through the real handler (`oauth_callback::handle`) with API Gateway-shaped
+//! requests, against the local AWS (moto) and the in-process provider sandbox. Each test has its own
+//! tenant and its own events queue, so tests run in parallel and read exactly their own events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::Utc;
+use integration_tests::{aws, unique};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
+use shared::audit::AuditLog;
+use shared::connect::app_auth;
+use shared::connect::state::{self, StateClaims};
+use shared::connect::ConnectDeps;
+use shared::events::check_against_schema;
+use shared::http_client::HttpClient;
+use shared::providers::zoho_webhooks;
+use shared::store::grants::GrantStatus;
+use shared::tenancy::{Plan, Role, Tenant, TenantConfig};
+use shared::vault::SealContext;
+use shared::{Provider, SecretString};
+use url::Url;
+
+const RETURN_URL: &str = "https://app.example.com/settings/integrations";
+const OWNER: &str = "owner-1";
+
+struct Fixture {
+    deps: ConnectDeps,
+    sandbox: sandbox::RunningSandbox,
+    tenant: Tenant,
+    kid: String,
+    key: SecretString,
+    browser: reqwest::Client,
+    sqs: aws_sdk_sqs::Client,
+    db: aws_sdk_dynamodb::Client,
+}
+
+async fn fixture(plan: Plan) -> Fixture {
+    let env = aws().await;
+    let sandbox = sandbox::spawn(sandbox::SandboxConfig::default()).await.expect("sandbox starts");
+    let mut config = env.config.clone();
+    config.provider_base_url = Some(Url::parse(&sandbox.base_url).unwrap());
+    config.public_base_url = Url::parse("https://integrations.test.example").unwrap();
+    // A queue of our own, so this test reads exactly the events it caused.
+    let queue = env.clients.sqs.create_queue().queue_name(unique("events")).send().await.unwrap().queue_url.unwrap();
+    config.queues.events = queue;
+    let deps = ConnectDeps::new(config, &env.clients, HttpClient::new(Duration::from_secs(5)).unwrap());
+
+    let cfg = TenantConfig { return_urls: vec![RETURN_URL.into()], ..Default::default() };
+    let tenant = Tenant::new(unique("tenant"), "Acme Ltd", plan, cfg, Utc::now());
+    deps.tenants.create(&tenant).await.unwrap();
+    deps.tenants.set_role(&tenant, OWNER, Role::Owner).await.unwrap();
+    deps.tenants.set_role(&tenant, "member-1", Role::Member).await.unwrap();
+    let signing = deps.secrets.app_signing(&deps.config.secrets.app_signing).await.unwrap();
+    let (kid, key) = signing.connect_keys.iter().next().map(|(k, v)| (k.clone(), v.clone())).expect("a connect key");
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    Fixture { deps, sandbox, tenant, kid, key, browser, sqs: env.clients.sqs.clone(), db: env.clients.dynamodb.clone() }
+}
+
+fn request(method: &str, path: &str, query: &[(String, String)], path_provider: &str) -> Request {
+    let qs = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query.iter()).finish();
+    let mut multi: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in query {
+        multi.entry(k.clone()).or_default().push(v.clone());
+    }
+    http::Request::builder()
+        .method(method)
+        .uri(format!("https://integrations.test.example{path}?{qs}"))
+        .header("accept", "application/json")
+        .body(Body::Empty)
+        .unwrap()
+        .with_query_string_parameters(multi)
+        .with_path_parameters(HashMap::from([("provider".to_string(), path_provider.to_string())]))
+}
+
+impl Fixture {
+    fn signed(&self, method: &str, path: &str, params: &[(&str, &str)], ts: i64) -> Vec<(String, String)> {
+        let mut p: BTreeMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        p.insert("ts".into(), ts.to_string());
+        p.insert("kid".into(), self.kid.clone());
+        let sig = app_auth::sign(&self.key, method, path, &p);
+        p.insert("sig".into(), sig);
+        p.into_iter().collect()
+    }
+
+    fn connect_query(&self, provider: Provider, user: &str, return_url: &str) -> Vec<(String, String)> {
+        let path = format!("/connect/{}", provider.as_str());
+        self.signed("GET", &path, &[("tenant", &self.tenant.tenant_id), ("user", user), ("return_url", return_url)], Utc::now().timestamp())
+    }
+
+    async fn get(&self, path: &str, query: &[(String, String)], provider: Provider) -> Response<Body> {
+        oauth_callback::handle(&self.deps, request("GET", path, query, provider.as_str())).await.unwrap()
+    }
+
+    /// GET /connect/{provider}; returns the provider authorize URL we were sent to.
+    async fn start(&self, provider: Provider) -> Url {
+        let resp = self.get(&format!("/connect/{}", provider.as_str()), &self.connect_query(provider, OWNER, RETURN_URL), provider).await;
+        assert_eq!(resp.status(), 302, "connect answered {}: {}", resp.status(), body(&resp));
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let url = Url::parse(location(&resp)).unwrap();
+        assert!(url.as_str().starts_with(&self.sandbox.base_url), "{url}");
+        url
+    }
+
+    /// Plays the user's browser at the provider: follows the authorize URL (plus sandbox knobs) and
+    /// returns the callback query the provider redirected back with.
+    async fn consent(&self, authorize: &Url, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut url = authorize.clone();
+        for (k, v) in extra {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        let resp = self.browser.get(url).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 302, "{}", resp.text().await.unwrap_or_default());
+        let back = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        let provider = back.path().split('/').nth(2).unwrap().to_string();
+        assert_eq!(back.as_str().split('?').next().unwrap(), format!("https://integrations.test.example/oauth/{provider}/callback"));
+        back.query_pairs().into_owned().collect()
+    }
+
+    async fn callback(&self, provider: Provider, query: &[(String, String)]) -> Response<Body> {
+        self.get(&format!("/oauth/{}/callback", provider.as_str()), query, provider).await
+    }
+
+    async fn full_connect(&self, provider: Provider, extra: &[(&str, &str)]) -> (Vec<(String, String)>, Response<Body>) {
+        let authorize = self.start(provider).await;
+        let query = self.consent(&authorize, extra).await;
+        let resp = self.callback(provider, &query).await;
+        (query, resp)
+    }
+
+    async fn events(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let got =
+                self.sqs.receive_message().queue_url(&self.deps.config.queues.events).max_number_of_messages(10).send().await.unwrap();
+            let msgs = got.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(serde_json::from_str(m.body.as_deref().unwrap()).unwrap());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.deps.config.queues.events)
+                    .receipt_handle(m.receipt_handle.unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    async fn assert_nothing_stored(&self) {
+        let t = &self.tenant.tenant_id;
+        assert!(self.deps.grants.list_grants(t).await.unwrap().is_empty(), "a grant was stored");
+        assert!(self.deps.grants.list_connections(t).await.unwrap().is_empty(), "a connection was stored");
+        assert!(self.events().await.is_empty(), "an event was sent");
+    }
+
+    /// How often the sandbox saw `"<METHOD> <route template>"`.
+    async fn sandbox_calls(&self, key: &str) -> u64 {
+        let c: Value = self.browser.get(format!("{}/_sandbox/counters", self.sandbox.base_url)).send().await.unwrap().json().await.unwrap();
+        c["calls"][key].as_u64().unwrap_or_else(|| panic!("no counter '{key}' in {}", c["calls"]))
+    }
+
+    async fn sandbox_calls_or_zero(&self, key: &str) -> u64 {
+        let c: Value = self.browser.get(format!("{}/_sandbox/counters", self.sandbox.base_url)).send().await.unwrap().json().await.unwrap();
+        c["calls"][key].as_u64().unwrap_or(0)
+    }
+
+    async fn stored_states(&self) -> usize {
+        let out = self
+            .db
+            .query()
+            .table_name(&self.deps.config.tables.ephemeral)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+            .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("TENANT#{}", self.tenant.tenant_id)))
+            .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("OAUTHSTATE#".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        out.count as usize
+    }
+}
+
+fn location(resp: &Response<Body>) -> &str {
+    resp.headers().get("location").expect("a Location header").to_str().unwrap()
+}
+
+fn body(resp: &Response<Body>) -> String {
+    match resp.body() {
+        Body::Text(t) => t.clone(),
+        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        Body::Empty => String::new(),
+        _ => String::new(),
+    }
+}
+
+fn error_code(resp: &Response<Body>) -> u64 {
+    let v: Value = serde_json::from_str(&body(resp)).unwrap_or_else(|_| panic!("JSON error body, got {}", body(resp)));
+    v["error"]["code"].as_u64().unwrap()
+}
+
+fn redirect_params(resp: &Response<Body>) -> HashMap<String, String> {
+    assert_eq!(resp.status(), 302, "{}", body(resp));
+    let u = Url::parse(location(resp)).unwrap();
+    assert!(u.as_str().starts_with(RETURN_URL), "redirected off the allow-list: {u}");
+    u.query_pairs().into_owned().collect()
+}
+
+fn schema() -> Value {
+    serde_json::from_str(include_str!("../../../schemas/app-event.v1.json")).unwrap()
+}
+
+fn param<'a>(q: &'a [(String, String)], name: &str) -> &'a str {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("{name} missing"))
+}
+
+#[tokio::test]
+async fn quickbooks_full_connect_stores_a_sealed_grant_audits_emits_and_the_state_works_once() {
+    let f = fixture(Plan::Professional).await;
+    let (query, resp) = f.full_connect(Provider::QuickBooks, &[]).await;
+    let params = redirect_params(&resp);
+    assert_eq!(params["status"], "connected", "{params:?}");
+    assert_eq!(params["provider"], "quickbooks");
+    assert_eq!(params["connections"], "1");
+    let realm = param(&query, "realmId");
+
+    let t = &f.tenant.tenant_id;
+    let conns = f.deps.grants.list_connections(t).await.unwrap();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].org_id, realm);
+    assert_eq!(conns[0].status, GrantStatus::Active);
+    assert_eq!(conns[0].grant_id, params["grant_id"]);
+    let grant = f.deps.grants.get_grant(t, Provider::QuickBooks, &params["grant_id"]).await.unwrap().unwrap();
+    assert_eq!(grant.org_ids, vec![realm.to_string()]);
+    let tokens = f
+        .deps
+        .vault
+        .unseal_tokens(&SealContext::new(t, Provider::QuickBooks, &grant.grant_id), grant.sealed.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert!(!tokens.access_token.expose().is_empty() && tokens.refresh_token.is_some());
+    assert!(grant.refresh_expires_at.is_some(), "QuickBooks reports the refresh token's life");
+    // The grant is findable by the webhook receiver's lookup.
+    assert!(f.deps.grants.connections_for_org(Provider::QuickBooks, realm).await.unwrap().iter().any(|c| &c.tenant_id == t));
+
+    let audit = AuditLog::new(f.db.clone(), f.deps.config.tables.tenants.clone()).list(t).await.unwrap();
+    assert!(audit.iter().any(|a| a.event == "connected" && a.actor == OWNER && a.grant_id == grant.grant_id), "{audit:?}");
+
+    let events = f.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    check_against_schema(&schema(), &events[0]).unwrap();
+    assert_eq!(events[0]["type"], "connection.created");
+    assert_eq!(events[0]["tenant_id"], t.as_str());
+    assert_eq!(events[0]["data"]["grant_id"], grant.grant_id.as_str());
+    assert_eq!(events[0]["data"]["connections"][0]["org_id"], realm);
+
+    // The same callback again (a replayed or double-submitted redirect): refused, nothing new stored.
+    let again = f.callback(Provider::QuickBooks, &query).await;
+    assert_eq!(again.status(), 400);
+    assert_eq!(error_code(&again), 1004);
+    assert_eq!(f.deps.grants.list_grants(t).await.unwrap().len(), 1);
+    assert!(f.events().await.is_empty());
+    assert_eq!(f.stored_states().await, 0);
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn xero_full_connect_uses_pkce_and_stores_one_connection_per_authorised_tenant() {
+    let f = fixture(Plan::Professional).await;
+    let authorize = f.start(Provider::Xero).await;
+    let q: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
+    assert_eq!(q.get("code_challenge_method").map(String::as_str), Some("S256"), "{q:?}");
+    assert!(q["scope"].split(' ').any(|s| s == "offline_access"));
+    assert_eq!(q["redirect_uri"], "https://integrations.test.example/oauth/xero/callback");
+    let query = f.consent(&authorize, &[]).await;
+    let resp = f.callback(Provider::Xero, &query).await;
+    let params = redirect_params(&resp);
+    assert_eq!(params["status"], "connected", "{params:?}");
+
+    let conns = f.deps.grants.list_connections(&f.tenant.tenant_id).await.unwrap();
+    assert!(conns.len() >= 2, "the sandbox's Xero user authorises two organisations: {conns:?}");
+    assert_eq!(params["connections"], conns.len().to_string());
+    assert!(conns.iter().all(|c| c.grant_id == params["grant_id"] && c.org_name.is_some()));
+    let grants = f.deps.grants.list_grants(&f.tenant.tenant_id).await.unwrap();
+    assert_eq!(grants.len(), 1, "one grant serves every Xero tenant of the consent");
+    let events = f.events().await;
+    assert_eq!(events.len(), 1);
+    check_against_schema(&schema(), &events[0]).unwrap();
+    assert_eq!(events[0]["data"]["connections"].as_array().unwrap().len(), conns.len());
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn zoho_connect_in_the_eu_registers_webhooks_and_disconnect_removes_them() {
+    let f = fixture(Plan::Professional).await;
+    let authorize = f.start(Provider::Zoho).await;
+    assert!(authorize.path().contains("/zoho/accounts/us/"), "Zoho's flow starts at the .com (us) server: {authorize}");
+    let query = f.consent(&authorize, &[("sandbox_dc", "eu")]).await;
+    assert_eq!(param(&query, "location"), "eu");
+    let resp = f.callback(Provider::Zoho, &query).await;
+    let params = redirect_params(&resp);
+    assert_eq!(params["status"], "connected", "{params:?}");
+
+    let t = &f.tenant.tenant_id;
+    let conns = f.deps.grants.list_connections(t).await.unwrap();
+    assert!(!conns.is_empty());
+    assert!(conns.iter().any(|c| c.org_id == "700000002"), "the EU organisation: {conns:?}");
+    assert!(!conns.iter().any(|c| c.org_id == "700000001"), "the US organisation lives in another data centre: {conns:?}");
+    let grant = f.deps.grants.get_grant(t, Provider::Zoho, &params["grant_id"]).await.unwrap().unwrap();
+    let tokens =
+        f.deps.vault.unseal_tokens(&SealContext::new(t, Provider::Zoho, &grant.grant_id), grant.sealed.as_ref().unwrap()).await.unwrap();
+    let api_domain = tokens.api_domain.clone().expect("Zoho grants keep their api_domain");
+    assert!(api_domain.ends_with("/zoho/api/eu"), "{api_domain}");
+
+    for c in &conns {
+        let ids = zoho_webhooks::split_ids(c.webhook_id.as_deref());
+        assert_eq!(ids.len(), zoho_webhooks::ENTITIES.len(), "{c:?}");
+        let ctx = SealContext::new(t, Provider::Zoho, format!("webhook:{}", c.org_id));
+        let secret = f.deps.vault.unseal_bytes(&ctx, c.webhook_secret.as_ref().expect("sealed secret")).await.unwrap();
+        let secret = String::from_utf8(secret.to_vec()).unwrap();
+        // What Zoho holds: our URL for the org, and the org's secret in our header.
+        let listed: Value = f
+            .browser
+            .get(format!("{api_domain}/books/v3/settings/webhooks?organization_id={}", c.org_id))
+            .header("authorization", format!("Zoho-oauthtoken {}", tokens.access_token.expose()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let hooks = listed["webhooks"].as_array().unwrap_or_else(|| panic!("{listed}"));
+        let ours: Vec<&Value> = hooks.iter().filter(|h| ids.iter().any(|id| h["webhook_id"] == id.as_str())).collect();
+        assert_eq!(ours.len(), ids.len(), "{listed}");
+        for h in ours {
+            assert_eq!(h["url"], zoho_webhooks::callback_url(&f.deps.config.public_base_url, &c.org_id).as_str());
+            let header = h["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["param_name"] == zoho_webhooks::SECRET_HEADER || x[0] == zoho_webhooks::SECRET_HEADER)
+                .cloned();
+            let value = header.map(|x| x["param_value"].as_str().or(x[1].as_str()).unwrap_or_default().to_string()).unwrap_or_default();
+            assert_eq!(value, secret, "the registered header carries the org's sealed secret");
+        }
+    }
+    let created = f.events().await;
+    assert_eq!(created.len(), 1);
+    assert!(created[0]["data"]["connections"].as_array().unwrap().iter().all(|c| c["webhook_registered"] == true));
+
+    // Disconnect through the signed POST route.
+    let path = "/disconnect/zoho";
+    let q = f.signed("POST", path, &[("tenant", t), ("user", OWNER), ("grant_id", &grant.grant_id)], Utc::now().timestamp());
+    let resp = oauth_callback::handle(&f.deps, request("POST", path, &q, "zoho")).await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", body(&resp));
+    let out: Value = serde_json::from_str(&body(&resp)).unwrap();
+    assert_eq!(out["revoked_at_provider"], true);
+    for c in &conns {
+        let listed: Value = f
+            .browser
+            .get(format!("{api_domain}/books/v3/settings/webhooks?organization_id={}", c.org_id))
+            .header("authorization", format!("Zoho-oauthtoken {}", tokens.access_token.expose()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let ids = zoho_webhooks::split_ids(c.webhook_id.as_deref());
+        let left = listed["webhooks"]
+            .as_array()
+            .map(|a| a.iter().filter(|h| ids.iter().any(|id| h["webhook_id"] == id.as_str())).count())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "webhooks still registered: {listed}");
+    }
+    let after = f.deps.grants.get_grant(t, Provider::Zoho, &grant.grant_id).await.unwrap().unwrap();
+    assert_eq!(after.status, GrantStatus::Disconnected);
+    assert!(after.sealed.is_none(), "tokens are dropped on disconnect");
+    for c in f.deps.grants.list_connections(t).await.unwrap() {
+        assert_eq!(c.status, GrantStatus::Disconnected);
+        assert!(c.webhook_secret.is_none());
+    }
+    let events = f.events().await;
+    assert_eq!(events.len(), 1);
+    check_against_schema(&schema(), &events[0]).unwrap();
+    assert_eq!(events[0]["type"], "connection.disconnected");
+    // Idempotent: a second disconnect changes nothing and sends nothing.
+    let q = f.signed("POST", path, &[("tenant", t), ("user", OWNER), ("grant_id", &grant.grant_id)], Utc::now().timestamp());
+    let resp = oauth_callback::handle(&f.deps, request("POST", path, &q, "zoho")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(f.events().await.is_empty());
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn forged_expired_and_other_tenant_states_are_refused_without_redirect_or_storage() {
+    let f = fixture(Plan::Professional).await;
+    let authorize = f.start(Provider::Xero).await;
+    let query = f.consent(&authorize, &[]).await;
+    let real_state = param(&query, "state").to_string();
+    let state_key = f.deps.secrets.app_signing(&f.deps.config.secrets.app_signing).await.unwrap().state_key.clone();
+    let claims = state::verify(&state_key, &real_state, Provider::Xero, Utc::now()).unwrap();
+    let with_state = |s: &str| -> Vec<(String, String)> {
+        query.iter().map(|(k, v)| if k == "state" { (k.clone(), s.to_string()) } else { (k.clone(), v.clone()) }).collect()
+    };
+
+    let other_tenant = unique("tenant");
+    let cases: Vec<(&str, Vec<(String, String)>)> = vec![
+        ("no state", query.iter().filter(|(k, _)| k != "state").cloned().collect()),
+        ("garbage", with_state("not-a-state")),
+        ("signed with another key", with_state(&state::encode(&SecretString::new("attacker"), &claims))),
+        ("tampered", with_state(&format!("{}A", real_state))),
+        // Validly signed (the key leaked, say) but for another tenant: the stored half is not there.
+        ("other tenant", with_state(&state::encode(&state_key, &StateClaims { tenant_id: other_tenant.clone(), ..claims.clone() }))),
+        ("expired", with_state(&state::encode(&state_key, &StateClaims { expires_at: Utc::now().timestamp() - 1, ..claims.clone() }))),
+    ];
+    for (label, q) in cases {
+        let resp = f.callback(Provider::Xero, &q).await;
+        assert_eq!(resp.status(), 400, "{label}: {}", body(&resp));
+        assert!(resp.headers().get("location").is_none(), "{label}: an invalid state must not redirect");
+        assert_eq!(error_code(&resp), 1004, "{label}");
+    }
+    // The real state at another provider's callback.
+    let resp = f.callback(Provider::QuickBooks, &query).await;
+    assert_eq!((resp.status().as_u16(), error_code(&resp)), (400, 1004));
+    // A browser gets a page, not JSON, and the page escapes what it shows.
+    let mut req = request("GET", "/oauth/xero/callback", &with_state("<script>"), "xero");
+    req.headers_mut().insert("accept", "text/html".parse().unwrap());
+    let resp = oauth_callback::handle(&f.deps, req).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(body(&resp).contains("<h1>") && !body(&resp).contains("<script>"));
+
+    f.assert_nothing_stored().await;
+    // None of that consumed the real state, and the state's stored half expires with it: after the
+    // TTL the real state is refused even though DynamoDB may not have deleted the item yet.
+    assert!(f.deps.states.exists(&f.tenant.tenant_id, &claims.id_hex()).await.unwrap());
+    let later = Utc::now() + chrono::Duration::from_std(f.deps.config.oauth_state_ttl).unwrap() + chrono::Duration::seconds(1);
+    let resp = oauth_callback::handle_at(&f.deps, request("GET", "/oauth/xero/callback", &query, "xero"), later).await.unwrap();
+    assert_eq!((resp.status().as_u16(), error_code(&resp)), (400, 1004));
+    let consumed = f.deps.states.consume(&claims, later).await.unwrap_err();
+    assert_eq!(consumed.code(), shared::ErrorCode::InvalidState, "the store's own expiry check");
+    f.assert_nothing_stored().await;
+
+    // And it still works once, in time.
+    let resp = f.callback(Provider::Xero, &query).await;
+    assert_eq!(redirect_params(&resp)["status"], "connected");
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn provider_denial_and_missing_code_redirect_back_with_an_error_and_store_nothing() {
+    let f = fixture(Plan::Professional).await;
+    // The user declines at the provider.
+    let authorize = f.start(Provider::QuickBooks).await;
+    let query = f.consent(&authorize, &[("sandbox_deny", "1")]).await;
+    assert_eq!(param(&query, "error"), "access_denied");
+    let params = redirect_params(&f.callback(Provider::QuickBooks, &query).await);
+    assert_eq!(params["status"], "error");
+    assert_eq!(params["code"], "E1007");
+    assert_eq!(params["reason"], "access_denied");
+    assert_eq!(params["provider"], "quickbooks");
+    f.assert_nothing_stored().await;
+
+    // A callback with a good state but no code.
+    let authorize = f.start(Provider::Zoho).await;
+    let query = f.consent(&authorize, &[]).await;
+    let no_code: Vec<(String, String)> = query.iter().filter(|(k, _)| k != "code").cloned().collect();
+    let params = redirect_params(&f.callback(Provider::Zoho, &no_code).await);
+    assert_eq!((params["status"].as_str(), params["code"].as_str(), params["reason"].as_str()), ("error", "E4000", "missing_code"));
+    f.assert_nothing_stored().await;
+
+    // A code the provider does not know (forged or already used) fails the exchange.
+    let authorize = f.start(Provider::Xero).await;
+    let query = f.consent(&authorize, &[]).await;
+    let bad_code: Vec<(String, String)> =
+        query.iter().map(|(k, v)| if k == "code" { (k.clone(), "forged-code".into()) } else { (k.clone(), v.clone()) }).collect();
+    let params = redirect_params(&f.callback(Provider::Xero, &bad_code).await);
+    assert_eq!((params["status"].as_str(), params["reason"].as_str()), ("error", "exchange_failed"), "{params:?}");
+    assert_eq!(params["code"], "E1003", "invalid_grant from the token endpoint");
+    f.assert_nothing_stored().await;
+
+    // A forged Zoho data centre in the callback: the code (and our client secret) never go there.
+    let authorize = f.start(Provider::Zoho).await;
+    let query = f.consent(&authorize, &[("sandbox_dc", "eu")]).await;
+    let forged: Vec<(String, String)> =
+        query
+            .iter()
+            .map(|(k, v)| {
+                if k == "accounts-server" {
+                    (k.clone(), "https://accounts.zoho.eu.attacker.example".into())
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect();
+    let params = redirect_params(&f.callback(Provider::Zoho, &forged).await);
+    assert_eq!((params["status"].as_str(), params["reason"].as_str()), ("error", "exchange_failed"), "{params:?}");
+    f.assert_nothing_stored().await;
+    assert_eq!(f.sandbox_calls_or_zero("POST /zoho/accounts/{dc}/oauth/v2/token").await, 0, "no code exchange was attempted");
+    assert_eq!(f.stored_states().await, 0, "every state was consumed");
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_requests_need_a_valid_signature_a_connecting_role_an_allowed_return_url_and_a_free_slot() {
+    let f = fixture(Plan::Starter).await;
+    let t = f.tenant.tenant_id.clone();
+    let path = "/connect/xero";
+    let now = Utc::now().timestamp();
+    let mut cases: Vec<(&str, Vec<(String, String)>, u16, u64)> = Vec::new();
+    let good = f.connect_query(Provider::Xero, OWNER, RETURN_URL);
+    cases.push(("unsigned", good.iter().filter(|(k, _)| k != "sig").cloned().collect(), 401, 1001));
+    cases.push(("stale", f.signed("GET", path, &[("tenant", &t), ("user", OWNER), ("return_url", RETURN_URL)], now - 301), 401, 1001));
+    cases.push((
+        "tampered tenant",
+        good.iter().map(|(k, v)| if k == "tenant" { (k.clone(), unique("tenant")) } else { (k.clone(), v.clone()) }).collect(),
+        401,
+        1001,
+    ));
+    cases.push(("member role", f.connect_query(Provider::Xero, "member-1", RETURN_URL), 403, 1002));
+    cases.push(("unknown user", f.connect_query(Provider::Xero, "stranger", RETURN_URL), 403, 1002));
+    cases.push((
+        "return url off the allow-list",
+        f.connect_query(Provider::Xero, OWNER, "https://evil.example/settings/integrations"),
+        403,
+        4010,
+    ));
+    cases.push((
+        "return url lookalike",
+        f.connect_query(Provider::Xero, OWNER, "https://app.example.com.evil.example/settings/integrations"),
+        403,
+        4010,
+    ));
+    cases.push(("no return url", f.signed("GET", path, &[("tenant", &t), ("user", OWNER)], now), 400, 4000));
+    for (label, q, status, code) in cases {
+        let resp = f.get(path, &q, Provider::Xero).await;
+        assert_eq!(resp.status().as_u16(), status, "{label}: {}", body(&resp));
+        assert_eq!(error_code(&resp), code, "{label}");
+        assert!(resp.headers().get("location").is_none(), "{label}");
+    }
+    // A signature for one provider does not open another.
+    let resp = f.get("/connect/zoho", &good, Provider::Zoho).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(f.stored_states().await, 0, "no state for refused requests");
+    f.assert_nothing_stored().await;
+
+    // The Starter plan allows one organisation: the first connect works, the next is refused up front.
+    let (_, resp) = f.full_connect(Provider::QuickBooks, &[]).await;
+    assert_eq!(redirect_params(&resp)["status"], "connected");
+    f.events().await;
+    let resp = f.get(path, &good, Provider::Xero).await;
+    assert_eq!((resp.status().as_u16(), error_code(&resp)), (429, 6003), "{}", body(&resp));
+    assert_eq!(f.deps.grants.list_grants(&t).await.unwrap().len(), 1);
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_consent_that_would_exceed_the_plan_is_refused_at_the_callback_and_revoked() {
+    // Starter allows one organisation; the limit is checked again when the provider tells us how
+    // many the user picked (one Xero consent can add several).
+    let f = fixture(Plan::Starter).await;
+    let authorize = f.start(Provider::Xero).await;
+    let query = f.consent(&authorize, &[]).await;
+    let params = redirect_params(&f.callback(Provider::Xero, &query).await);
+    assert_eq!(
+        (params["status"].as_str(), params["code"].as_str(), params["reason"].as_str()),
+        ("error", "E6003", "plan_limit"),
+        "{params:?}"
+    );
+    f.assert_nothing_stored().await;
+    assert_eq!(f.sandbox_calls("POST /xero/identity/connect/revocation").await, 1, "the refused grant is revoked at Xero");
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_zoho_webhook_registration_fails_the_connect_and_leaves_nothing_behind() {
+    let f = fixture(Plan::Professional).await;
+    let authorize = f.start(Provider::Zoho).await;
+    let query = f.consent(&authorize, &[]).await;
+    let fault = serde_json::json!({"provider": "zoho", "method": "POST", "path_prefix": "/zoho/api/us/books/v3/settings/webhooks", "kind": "500", "count": 1});
+    let r = f.browser.post(format!("{}/_sandbox/faults", f.sandbox.base_url)).json(&fault).send().await.unwrap();
+    assert!(r.status().is_success());
+    let params = redirect_params(&f.callback(Provider::Zoho, &query).await);
+    assert_eq!(params["status"], "error");
+    assert_eq!(params["reason"], "webhook_registration_failed");
+    assert_eq!(params["code"], "E5001");
+    assert_eq!(params["retryable"], "true");
+    f.assert_nothing_stored().await;
+    assert_eq!(f.sandbox_calls("POST /zoho/accounts/{dc}/oauth/v2/token/revoke").await, 1, "the new Zoho grant is revoked");
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconnecting_the_same_organisation_moves_it_to_the_new_grant_and_retires_the_old_one() {
+    let f = fixture(Plan::Starter).await;
+    let (_, first) = f.full_connect(Provider::QuickBooks, &[]).await;
+    let first = redirect_params(&first);
+    // A Starter tenant at its limit may still reconnect the organisation it has.
+    let (_, second) = f.full_connect(Provider::QuickBooks, &[]).await;
+    let second = redirect_params(&second);
+    assert_eq!(second["status"], "connected", "{second:?}");
+    assert_ne!(first["grant_id"], second["grant_id"]);
+    let t = &f.tenant.tenant_id;
+    let conns = f.deps.grants.list_connections(t).await.unwrap();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].grant_id, second["grant_id"]);
+    let old = f.deps.grants.get_grant(t, Provider::QuickBooks, &first["grant_id"]).await.unwrap().unwrap();
+    assert_eq!(old.status, GrantStatus::Disconnected);
+    assert!(old.sealed.is_none());
+    f.sandbox.shutdown().await;
+}
+
+/// The sample events in events/oauth-callback (what `cargo lambda invoke` / `sam local invoke` send)
+/// reach the right route and carry a valid app signature; replayed later than 5 minutes after their
+/// fixed `ts` they are stale, which is what the local smoke run sees.
+#[tokio::test]
+async fn sample_events_parse_route_and_verify() {
+    let f = fixture(Plan::Professional).await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/oauth-callback");
+    for provider in ["quickbooks", "xero", "zoho"] {
+        let raw = std::fs::read_to_string(format!("{dir}/connect-{provider}.json")).unwrap();
+        let ts: i64 = serde_json::from_str::<Value>(&raw).unwrap()["queryStringParameters"]["ts"].as_str().unwrap().parse().unwrap();
+        let at_signing = chrono::DateTime::from_timestamp(ts, 0).unwrap();
+        let resp = oauth_callback::handle_at(&f.deps, lambda_http::request::from_str(&raw).unwrap(), at_signing).await.unwrap();
+        // The signature holds; the sample's tenant is not in this database.
+        assert_eq!((resp.status().as_u16(), error_code(&resp)), (404, 6001), "{provider}: {}", body(&resp));
+        let later = at_signing + chrono::Duration::seconds(301);
+        let resp = oauth_callback::handle_at(&f.deps, lambda_http::request::from_str(&raw).unwrap(), later).await.unwrap();
+        assert_eq!((resp.status().as_u16(), error_code(&resp)), (401, 1001), "{provider}");
+    }
+    let raw = std::fs::read_to_string(format!("{dir}/callback-quickbooks.json")).unwrap();
+    let resp = oauth_callback::handle(&f.deps, lambda_http::request::from_str(&raw).unwrap()).await.unwrap();
+    assert_eq!((resp.status().as_u16(), error_code(&resp)), (400, 1004), "a made-up state is refused");
+    f.sandbox.shutdown().await;
+}

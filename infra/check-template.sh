@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Offline checks of template.yaml and the files derived from it:
+#   cfn-lint, `sam validate --lint`, the project's own rules (infra/template_checks.py), the unit
+#   tests of the template tooling, and that events/ matches infra/make-events.py.
+# Venv: .local/venv-cfn (pins in infra/requirements-cfn.txt; they conflict with moto's, hence apart).
+set -euo pipefail
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+VENV="$TTYA_LOCAL/venv-cfn"
+ensure_venv "$VENV" "$TTYA_ROOT/infra/requirements-cfn.txt"
+cd "$TTYA_ROOT"
+
+echo "--- cfn-lint template.yaml"
+"$VENV/bin/cfn-lint" template.yaml
+echo "--- sam validate --lint"
+SAM_CLI_TELEMETRY=0 "$VENV/bin/sam" validate --lint -t template.yaml
+echo "--- project rules"
+"$VENV/bin/python" infra/template_checks.py
+echo "--- template tooling unit tests"
+"$VENV/bin/python" -m unittest discover -s infra -p 'test_*.py'
+echo "--- events/ up to date"
+"$VENV/bin/python" infra/make-events.py --check

@@ -1,0 +1,214 @@
+//! Small shared vocabulary: providers, entities, and the time formats each provider writes.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    #[serde(alias = "qbo", alias = "intuit")]
+    Quickbooks,
+    Xero,
+    #[serde(alias = "zohobooks", alias = "zoho_books")]
+    Zoho,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 3] = [Provider::Quickbooks, Provider::Xero, Provider::Zoho];
+
+    pub fn idx(self) -> usize {
+        match self {
+            Provider::Quickbooks => 0,
+            Provider::Xero => 1,
+            Provider::Zoho => 2,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Quickbooks => "quickbooks",
+            Provider::Xero => "xero",
+            Provider::Zoho => "zoho",
+        }
+    }
+
+    /// The provider whose URL prefix starts `path` (`/quickbooks/...`, `/xero/...`, `/zoho/...`).
+    pub fn from_path(path: &str) -> Option<Provider> {
+        let first = path.trim_start_matches('/').split('/').next()?;
+        match first {
+            "quickbooks" => Some(Provider::Quickbooks),
+            "xero" => Some(Provider::Xero),
+            "zoho" => Some(Provider::Zoho),
+            _ => None,
+        }
+    }
+}
+
+/// The four accounting entities the sandbox serves, whatever each provider calls them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Entity {
+    Invoice,
+    Contact,
+    Account,
+    Payment,
+}
+
+impl Entity {
+    pub const ALL: [Entity; 4] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment];
+
+    /// Accepts the generic names and every provider's own spelling (QuickBooks `Customer`, Xero
+    /// `Invoices`, Zoho `chartofaccounts`, ...), case-insensitively.
+    pub fn parse(s: &str) -> Option<Entity> {
+        match s.to_ascii_lowercase().as_str() {
+            "invoice" | "invoices" => Some(Entity::Invoice),
+            "contact" | "contacts" | "customer" | "customers" => Some(Entity::Contact),
+            "account" | "accounts" | "chartofaccounts" | "chartofaccount" | "chart_of_account" | "chart_of_accounts" => {
+                Some(Entity::Account)
+            }
+            "payment" | "payments" | "customerpayment" | "customerpayments" => Some(Entity::Payment),
+            _ => None,
+        }
+    }
+
+    pub fn generic(self) -> &'static str {
+        match self {
+            Entity::Invoice => "invoice",
+            Entity::Contact => "contact",
+            Entity::Account => "account",
+            Entity::Payment => "payment",
+        }
+    }
+
+    pub fn qbo_name(self) -> &'static str {
+        match self {
+            Entity::Invoice => "Invoice",
+            Entity::Contact => "Customer",
+            Entity::Account => "Account",
+            Entity::Payment => "Payment",
+        }
+    }
+
+    pub fn xero_name(self) -> &'static str {
+        match self {
+            Entity::Invoice => "Invoices",
+            Entity::Contact => "Contacts",
+            Entity::Account => "Accounts",
+            Entity::Payment => "Payments",
+        }
+    }
+
+    pub fn xero_id_field(self) -> &'static str {
+        match self {
+            Entity::Invoice => "InvoiceID",
+            Entity::Contact => "ContactID",
+            Entity::Account => "AccountID",
+            Entity::Payment => "PaymentID",
+        }
+    }
+
+    /// Zoho Books path segment and list key (they coincide).
+    pub fn zoho_plural(self) -> &'static str {
+        match self {
+            Entity::Invoice => "invoices",
+            Entity::Contact => "contacts",
+            Entity::Account => "chartofaccounts",
+            Entity::Payment => "customerpayments",
+        }
+    }
+
+    /// Zoho Books key of a single object in get/create answers.
+    pub fn zoho_singular(self) -> &'static str {
+        match self {
+            Entity::Invoice => "invoice",
+            Entity::Contact => "contact",
+            Entity::Account => "chart_of_account",
+            Entity::Payment => "payment",
+        }
+    }
+
+    pub fn zoho_id_field(self) -> &'static str {
+        match self {
+            Entity::Invoice => "invoice_id",
+            Entity::Contact => "contact_id",
+            Entity::Account => "account_id",
+            Entity::Payment => "payment_id",
+        }
+    }
+}
+
+/// QuickBooks writes times in the company's zone; the sandbox companies live in US Pacific (PDT).
+pub fn qbo_offset() -> FixedOffset {
+    FixedOffset::west_opt(7 * 3600).expect("valid offset")
+}
+
+/// `2015-07-24T10:33:39-07:00`
+pub fn qbo_time(t: DateTime<Utc>) -> String {
+    t.with_timezone(&qbo_offset()).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// Xero's Microsoft JSON date: `/Date(1573755038314+0000)/`.
+pub fn xero_msdate(t: DateTime<Utc>) -> String {
+    format!("/Date({}+0000)/", t.timestamp_millis())
+}
+
+/// Xero's `DateString` companion fields: `2019-11-14T00:00:00`.
+pub fn xero_datestring(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// Zoho writes `2013-11-18T02:17:40-0800`; the sandbox's orgs use UTC.
+pub fn zoho_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%z").to_string()
+}
+
+/// Lenient timestamp parsing for filters: RFC 3339, `+hhmm` offsets, HTTP dates (If-Modified-Since),
+/// Xero `/Date(ms)/`, naive date-times (taken as `naive_zone`) and bare dates.
+pub fn parse_time(s: &str, naive_zone: FixedOffset) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix("/Date(") {
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '-').collect();
+        return digits.parse::<i64>().ok().and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc2822(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
+            return naive_zone.from_local_datetime(&n).single().map(|t| t.with_timezone(&Utc));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let n = d.and_hms_opt(0, 0, 0)?;
+        return naive_zone.from_local_datetime(&n).single().map(|t| t.with_timezone(&Utc));
+    }
+    None
+}
+
+pub fn utc() -> FixedOffset {
+    FixedOffset::east_opt(0).expect("valid offset")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_filter_format() {
+        let want = Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap();
+        assert_eq!(parse_time("2024-03-01T12:00:00Z", utc()), Some(want));
+        assert_eq!(parse_time("2024-03-01T05:00:00-07:00", utc()), Some(want));
+        assert_eq!(parse_time("2024-03-01T05:00:00-0700", utc()), Some(want));
+        assert_eq!(parse_time("Fri, 01 Mar 2024 12:00:00 GMT", utc()), Some(want));
+        assert_eq!(parse_time("2024-03-01T12:00:00", utc()), Some(want));
+        assert_eq!(parse_time(&xero_msdate(want), utc()), Some(want));
+        assert_eq!(parse_time(&zoho_time(want), utc()), Some(want));
+        assert_eq!(parse_time(&qbo_time(want), utc()), Some(want));
+        assert_eq!(parse_time("not a date", utc()), None);
+    }
+}

@@ -1,0 +1,558 @@
+//! The sandbox's whole world: settings, clock, organisations, OAuth grants and tokens, rate-limit
+//! windows, faults and counters. One mutex guards it; no handler holds it across an await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use rand::distributions::Alphanumeric;
+use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::data::Org;
+use crate::model::{Entity, Provider};
+
+/// Fixed identities of the seeded organisations (documented in the README; clients' tests use them).
+pub const QBO_DEFAULT_REALM: &str = "9341452000000001";
+pub const XERO_TENANT_1: &str = "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61";
+pub const XERO_TENANT_2: &str = "8b7e6d5c-4f3a-4e2b-8c1d-0a9b8c7d6e52";
+pub const ZOHO_ORG_US: &str = "700000001";
+pub const ZOHO_ORG_EU: &str = "700000002";
+pub const ZOHO_DCS: [&str; 9] = ["us", "eu", "in", "au", "jp", "ca", "sa", "uk", "cn"];
+
+/// Default client credentials and webhook keys (the local secrets use the same values).
+pub const QBO_CLIENT_ID: &str = "sandbox-qbo-client";
+pub const QBO_CLIENT_SECRET: &str = "sandbox-qbo-secret";
+pub const XERO_CLIENT_ID: &str = "sandbox-xero-client";
+pub const XERO_CLIENT_SECRET: &str = "sandbox-xero-secret";
+pub const ZOHO_CLIENT_ID: &str = "sandbox-zoho-client";
+pub const ZOHO_CLIENT_SECRET: &str = "sandbox-zoho-secret";
+pub const QBO_WEBHOOK_VERIFIER: &str = "sandbox-qbo-verifier";
+pub const XERO_WEBHOOK_KEY: &str = "sandbox-xero-webhook-key";
+
+/// Lifetimes and limits for one provider. Seconds throughout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProviderSettings {
+    pub access_token_ttl: i64,
+    /// None: refresh tokens never expire on their own (Zoho).
+    pub refresh_token_ttl: Option<i64>,
+    /// How long a rotated-away refresh token still works (Xero 30 min; QuickBooks treated as 0).
+    pub refresh_grace: i64,
+    pub auth_code_ttl: i64,
+    pub rate_limit_per_minute: Option<u32>,
+    pub rate_limit_per_day: Option<u32>,
+    /// Across all orgs of one client (Xero's app-minute limit).
+    pub app_rate_limit_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Settings {
+    pub quickbooks: ProviderSettings,
+    pub xero: ProviderSettings,
+    pub zoho: ProviderSettings,
+    /// How long a `timeout` fault holds the response before answering.
+    pub timeout_fault_seconds: u64,
+    /// Master switch (the benchmark turns limits off; tests shrink them instead).
+    pub rate_limits_enabled: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            quickbooks: ProviderSettings {
+                access_token_ttl: 3600,
+                // x_refresh_token_expires_in: 101 days, rolling: each refresh restarts it.
+                refresh_token_ttl: Some(8_726_400),
+                refresh_grace: 0,
+                auth_code_ttl: 300,
+                rate_limit_per_minute: Some(500),
+                rate_limit_per_day: None,
+                app_rate_limit_per_minute: None,
+            },
+            xero: ProviderSettings {
+                access_token_ttl: 1800,
+                // Expires when unused for 60 days.
+                refresh_token_ttl: Some(60 * 86_400),
+                refresh_grace: 1800,
+                auth_code_ttl: 300,
+                rate_limit_per_minute: Some(60),
+                rate_limit_per_day: Some(5000),
+                app_rate_limit_per_minute: Some(10_000),
+            },
+            zoho: ProviderSettings {
+                access_token_ttl: 3600,
+                refresh_token_ttl: None,
+                refresh_grace: 0,
+                auth_code_ttl: 120,
+                rate_limit_per_minute: Some(100),
+                rate_limit_per_day: None,
+                app_rate_limit_per_minute: None,
+            },
+            timeout_fault_seconds: 60,
+            rate_limits_enabled: true,
+        }
+    }
+}
+
+impl Settings {
+    pub fn for_provider(&self, p: Provider) -> &ProviderSettings {
+        match p {
+            Provider::Quickbooks => &self.quickbooks,
+            Provider::Xero => &self.xero,
+            Provider::Zoho => &self.zoho,
+        }
+    }
+
+    pub fn for_provider_mut(&mut self, p: Provider) -> &mut ProviderSettings {
+        match p {
+            Provider::Quickbooks => &mut self.quickbooks,
+            Provider::Xero => &mut self.xero,
+            Provider::Zoho => &mut self.zoho,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Connection {
+    pub id: String,
+    #[serde(rename = "authEventId")]
+    pub auth_event_id: String,
+    #[serde(rename = "tenantId")]
+    pub tenant_id: String,
+    #[serde(rename = "tenantType")]
+    pub tenant_type: String,
+    #[serde(rename = "tenantName")]
+    pub tenant_name: String,
+    #[serde(rename = "createdDateUtc")]
+    pub created_date_utc: String,
+    #[serde(rename = "updatedDateUtc")]
+    pub updated_date_utc: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub id: String,
+    pub provider: Provider,
+    pub client_id: String,
+    pub scope: String,
+    pub user: String,
+    /// QuickBooks: the one realm. Zoho: resolved live from `dc`. Xero: see `connections`.
+    pub orgs: Vec<String>,
+    pub dc: Option<String>,
+    pub connections: Vec<Connection>,
+    pub auth_event_id: String,
+    pub revoked: bool,
+    /// A Xero PKCE grant made without a client secret: refreshes present only client_id.
+    pub public_client: bool,
+    pub created: DateTime<Utc>,
+    /// Order of creation (timestamps can tie).
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshToken {
+    pub grant: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub rotated: Option<Rotated>,
+}
+
+/// A refresh token that has been used: when, and the answer it got (replayed within the grace).
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    pub at: DateTime<Utc>,
+    pub answer: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub grant: String,
+    pub expires_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthCode {
+    pub provider: Provider,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub expires_at: DateTime<Utc>,
+    pub used: bool,
+    /// (challenge, method)
+    pub challenge: Option<(String, String)>,
+    pub orgs: Vec<String>,
+    pub dc: Option<String>,
+    pub user: String,
+    pub with_refresh: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultKind {
+    #[serde(rename = "500")]
+    ServerError,
+    #[serde(rename = "timeout")]
+    Timeout,
+    #[serde(rename = "429")]
+    RateLimited,
+    #[serde(rename = "malformed")]
+    Malformed,
+    #[serde(rename = "invalid_grant")]
+    InvalidGrant,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fault {
+    pub provider: Option<Provider>,
+    pub path_prefix: Option<String>,
+    pub method: Option<String>,
+    pub kind: FaultKind,
+    #[serde(default = "one")]
+    pub count: u32,
+    pub retry_after: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: DateTime<Utc>,
+    count: u32,
+}
+
+impl Window {
+    fn roll(&mut self, now: DateTime<Utc>, len: i64) {
+        if now - self.start >= Duration::seconds(len) || now < self.start {
+            self.start = now;
+            self.count = 0;
+        }
+    }
+
+    fn retry_after(&self, now: DateTime<Utc>, len: i64) -> u64 {
+        let left = (self.start + Duration::seconds(len) - now).num_milliseconds();
+        ((left + 999) / 1000).max(1) as u64
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitProblem {
+    Minute,
+    Day,
+    AppMinute,
+}
+
+impl LimitProblem {
+    /// Xero's `X-Rate-Limit-Problem` value.
+    pub fn xero_name(self) -> &'static str {
+        match self {
+            LimitProblem::Minute => "minute",
+            LimitProblem::Day => "day",
+            LimitProblem::AppMinute => "appminute",
+        }
+    }
+}
+
+/// Quota left after this call (for Xero's X-*Limit-Remaining headers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quota {
+    pub minute_remaining: Option<u32>,
+    pub day_remaining: Option<u32>,
+    pub app_minute_remaining: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limited {
+    pub problem: LimitProblem,
+    pub retry_after: u64,
+    pub quota: Quota,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Counters {
+    pub calls: HashMap<String, u64>,
+    pub refreshes: HashMap<String, u64>,
+    pub rate_limited: HashMap<String, u64>,
+    pub faults_injected: u64,
+    pub webhooks_emitted: u64,
+}
+
+pub struct World {
+    pub settings: Settings,
+    initial_settings: Settings,
+    clock_offset: Duration,
+    orgs: [HashMap<String, Org>; 3],
+    pub grants: HashMap<String, Grant>,
+    pub refresh_tokens: HashMap<String, RefreshToken>,
+    pub access_tokens: HashMap<String, AccessToken>,
+    pub codes: HashMap<String, AuthCode>,
+    pub faults: Vec<Fault>,
+    pub counters: Counters,
+    org_windows: HashMap<(Provider, String), (Window, Window)>,
+    app_windows: HashMap<(Provider, String), Window>,
+}
+
+impl World {
+    pub fn new(settings: Settings, seed: bool) -> World {
+        let mut w = World {
+            initial_settings: settings.clone(),
+            settings,
+            clock_offset: Duration::zero(),
+            orgs: Default::default(),
+            grants: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            access_tokens: HashMap::new(),
+            codes: HashMap::new(),
+            faults: Vec::new(),
+            counters: Counters::default(),
+            org_windows: HashMap::new(),
+            app_windows: HashMap::new(),
+        };
+        if seed {
+            w.seed_defaults();
+        }
+        w
+    }
+
+    /// Back to the state at start: default orgs and records, no tokens, no faults, real clock.
+    pub fn reset(&mut self) {
+        *self = World::new(self.initial_settings.clone(), true);
+    }
+
+    fn seed_defaults(&mut self) {
+        let now = self.now();
+        self.add_org(Provider::Quickbooks, QBO_DEFAULT_REALM, "Sandbox Company_US_1", None);
+        self.add_org(Provider::Xero, XERO_TENANT_1, "Demo Company (Global)", None);
+        self.add_org(Provider::Xero, XERO_TENANT_2, "Sandbox Trading Ltd", None);
+        self.add_org(Provider::Zoho, ZOHO_ORG_US, "Sandbox Books Inc", Some("us"));
+        self.add_org(Provider::Zoho, ZOHO_ORG_EU, "Sandbox Books GmbH", Some("eu"));
+        for p in Provider::ALL {
+            for org in self.orgs[p.idx()].values_mut() {
+                for _ in 0..3 {
+                    org.generate(Entity::Contact, now);
+                }
+                for _ in 0..4 {
+                    org.generate(Entity::Account, now);
+                }
+                for _ in 0..3 {
+                    org.generate(Entity::Invoice, now);
+                }
+                for _ in 0..2 {
+                    org.generate(Entity::Payment, now);
+                }
+            }
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock_offset
+    }
+
+    pub fn advance_clock(&mut self, seconds: i64) {
+        self.clock_offset += Duration::seconds(seconds);
+    }
+
+    pub fn clock_offset_seconds(&self) -> i64 {
+        self.clock_offset.num_seconds()
+    }
+
+    pub fn ps(&self, p: Provider) -> &ProviderSettings {
+        self.settings.for_provider(p)
+    }
+
+    pub fn add_org(&mut self, p: Provider, id: &str, name: &str, dc: Option<&str>) -> &mut Org {
+        let now = self.now();
+        self.orgs[p.idx()].entry(id.to_string()).or_insert_with(|| Org::new(p, id, name, dc, now))
+    }
+
+    pub fn org(&self, p: Provider, id: &str) -> Option<&Org> {
+        self.orgs[p.idx()].get(id)
+    }
+
+    pub fn org_mut(&mut self, p: Provider, id: &str) -> Option<&mut Org> {
+        self.orgs[p.idx()].get_mut(id)
+    }
+
+    pub fn orgs(&self, p: Provider) -> impl Iterator<Item = &Org> {
+        self.orgs[p.idx()].values()
+    }
+
+    /// Orgs a grant reaches right now (Zoho: every org of its data centre, including ones seeded later).
+    pub fn grant_orgs(&self, g: &Grant) -> Vec<String> {
+        match g.provider {
+            Provider::Quickbooks => g.orgs.clone(),
+            Provider::Xero => g.connections.iter().map(|c| c.tenant_id.clone()).collect(),
+            Provider::Zoho => {
+                let mut v: Vec<String> =
+                    self.orgs[Provider::Zoho.idx()].values().filter(|o| o.dc.as_deref() == g.dc.as_deref()).map(|o| o.id.clone()).collect();
+                v.sort();
+                v
+            }
+        }
+    }
+
+    /// The live grant behind an access token, if the token is known, unexpired and not revoked.
+    pub fn grant_for_access(&self, p: Provider, token: &str) -> Result<&Grant, TokenProblem> {
+        let at = self.access_tokens.get(token).ok_or(TokenProblem::Unknown)?;
+        let g = self.grants.get(&at.grant).ok_or(TokenProblem::Unknown)?;
+        if g.provider != p {
+            return Err(TokenProblem::Unknown);
+        }
+        if at.revoked || g.revoked {
+            return Err(TokenProblem::Revoked);
+        }
+        if self.now() >= at.expires_at {
+            return Err(TokenProblem::Expired(at.expires_at));
+        }
+        Ok(g)
+    }
+
+    pub fn take_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
+        let provider = Provider::from_path(path);
+        let i = self.faults.iter().position(|f| {
+            f.count > 0
+                && (f.provider.is_none() || f.provider == provider)
+                && f.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+                && f.path_prefix
+                    .as_deref()
+                    .is_none_or(|pre| path.starts_with(pre) || provider.is_some_and(|p| path[p.as_str().len() + 1..].starts_with(pre)))
+        })?;
+        let f = &mut self.faults[i];
+        f.count -= 1;
+        let out = f.clone();
+        if f.count == 0 {
+            self.faults.remove(i);
+        }
+        self.counters.faults_injected += 1;
+        Some(out)
+    }
+
+    /// Counts one call against the org's windows (and the client's app-wide window). Calls refused
+    /// for a limit do not count, as with the real providers.
+    pub fn check_rate(&mut self, p: Provider, org: &str, client_id: &str) -> Result<Quota, Limited> {
+        let now = self.now();
+        let s = self.ps(p).clone();
+        if !self.settings.rate_limits_enabled {
+            return Ok(Quota::default());
+        }
+        let (minute, day) =
+            self.org_windows.entry((p, org.to_string())).or_insert((Window { start: now, count: 0 }, Window { start: now, count: 0 }));
+        minute.roll(now, 60);
+        day.roll(now, 86_400);
+        let app = self.app_windows.entry((p, client_id.to_string())).or_insert(Window { start: now, count: 0 });
+        app.roll(now, 60);
+        let quota = |m: &Window, d: &Window, a: &Window, extra: u32| Quota {
+            minute_remaining: s.rate_limit_per_minute.map(|l| l.saturating_sub(m.count + extra)),
+            day_remaining: s.rate_limit_per_day.map(|l| l.saturating_sub(d.count + extra)),
+            app_minute_remaining: s.app_rate_limit_per_minute.map(|l| l.saturating_sub(a.count + extra)),
+        };
+        let problem = if s.app_rate_limit_per_minute.is_some_and(|l| app.count >= l) {
+            Some((LimitProblem::AppMinute, app.retry_after(now, 60)))
+        } else if s.rate_limit_per_day.is_some_and(|l| day.count >= l) {
+            Some((LimitProblem::Day, day.retry_after(now, 86_400)))
+        } else if s.rate_limit_per_minute.is_some_and(|l| minute.count >= l) {
+            Some((LimitProblem::Minute, minute.retry_after(now, 60)))
+        } else {
+            None
+        };
+        if let Some((problem, retry_after)) = problem {
+            let q = quota(minute, day, app, 0);
+            *self.counters.rate_limited.entry(format!("{}:{}", p.as_str(), org)).or_default() += 1;
+            return Err(Limited { problem, retry_after, quota: q });
+        }
+        minute.count += 1;
+        day.count += 1;
+        app.count += 1;
+        Ok(quota(minute, day, app, 0))
+    }
+
+    pub fn count_call(&mut self, key: String) {
+        *self.counters.calls.entry(key).or_default() += 1;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    Unknown,
+    Revoked,
+    Expired(DateTime<Utc>),
+}
+
+pub fn random_alnum(n: usize) -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(n).map(char::from).collect()
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+pub fn random_b64url(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+pub struct Shared {
+    pub world: Mutex<World>,
+    /// Where this sandbox is reachable (Zoho answers carry absolute accounts/API URLs).
+    pub base_url: String,
+}
+
+impl AppState {
+    pub fn lock(&self) -> MutexGuard<'_, World> {
+        // A panic inside a handler must not wedge the whole sandbox for the rest of a test run.
+        self.0.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.0.base_url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_window_refuses_over_limit_and_reopens_after_a_minute() {
+        let mut s = Settings::default();
+        s.xero.rate_limit_per_minute = Some(2);
+        let mut w = World::new(s, false);
+        assert_eq!(w.check_rate(Provider::Xero, "t", "c").unwrap().minute_remaining, Some(1));
+        assert_eq!(w.check_rate(Provider::Xero, "t", "c").unwrap().minute_remaining, Some(0));
+        let l = w.check_rate(Provider::Xero, "t", "c").unwrap_err();
+        assert_eq!(l.problem, LimitProblem::Minute);
+        assert!((1..=60).contains(&l.retry_after));
+        // Another tenant has its own window.
+        assert!(w.check_rate(Provider::Xero, "other", "c").is_ok());
+        w.advance_clock(61);
+        assert!(w.check_rate(Provider::Xero, "t", "c").is_ok());
+    }
+
+    #[test]
+    fn faults_match_provider_and_prefix_and_run_out() {
+        let mut w = World::new(Settings::default(), false);
+        w.faults.push(Fault {
+            provider: Some(Provider::Xero),
+            path_prefix: Some("/api.xro/2.0/Invoices".into()),
+            method: None,
+            kind: FaultKind::ServerError,
+            count: 2,
+            retry_after: None,
+        });
+        assert!(w.take_fault("GET", "/xero/api.xro/2.0/Contacts").is_none());
+        assert!(w.take_fault("GET", "/zoho/api/us/books/v3/invoices").is_none());
+        assert!(w.take_fault("GET", "/xero/api.xro/2.0/Invoices").is_some());
+        assert!(w.take_fault("GET", "/xero/api.xro/2.0/Invoices/abc").is_some());
+        assert!(w.take_fault("GET", "/xero/api.xro/2.0/Invoices").is_none());
+    }
+}

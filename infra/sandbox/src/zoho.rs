@@ -1,0 +1,461 @@
+//! Zoho Books API v3 per data centre: organizations, page/per_page lists with page_context and a
+//! last_modified_time filter, creates (no idempotency mechanism: a retried POST creates twice, as with
+//! the real Zoho), deletes, and webhook registrations the emitter delivers to.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::data::{Org, Record, ZohoWebhook};
+use crate::faults::{rate_limited, zoho_error};
+use crate::http::{auth_token, json, json_value, parse_form};
+use crate::model::{parse_time, utc, Entity, Provider};
+use crate::state::{AppState, World};
+
+const P: Provider = Provider::Zoho;
+const MAX_PER_PAGE: usize = 200;
+
+fn not_authorized() -> Response {
+    zoho_error(StatusCode::UNAUTHORIZED, 57, "You are not authorized to perform this operation")
+}
+
+/// The token (Zoho-oauthtoken scheme, issued in this data centre) and the grant's orgs.
+fn token_orgs(w: &World, headers: &HeaderMap, dc: &str) -> Result<(String, Vec<String>), Response> {
+    // Missing, expired, revoked, or from another data centre (unknown here): all the same 401.
+    let token = auth_token(headers, "Zoho-oauthtoken").ok_or_else(not_authorized)?;
+    let g = w.grant_for_access(P, token).map_err(|_| not_authorized())?;
+    if g.dc.as_deref() != Some(dc) {
+        return Err(not_authorized());
+    }
+    Ok((g.client_id.clone(), w.grant_orgs(g)))
+}
+
+/// Token, organization_id (required on every call and reachable by the token), and the org's limit.
+fn authorize(w: &mut World, headers: &HeaderMap, dc: &str, q: &HashMap<String, String>) -> Result<String, Response> {
+    let (client, orgs) = token_orgs(w, headers, dc)?;
+    let Some(org) = q.get("organization_id").filter(|o| !o.is_empty()) else {
+        return Err(zoho_error(StatusCode::BAD_REQUEST, 6041, "organization_id is required for this API."));
+    };
+    if !orgs.contains(org) {
+        return Err(not_authorized());
+    }
+    w.check_rate(P, org, &client).map_err(|l| rate_limited(P, &l))?;
+    Ok(org.clone())
+}
+
+pub async fn organizations(State(st): State<AppState>, Path(dc): Path<String>, headers: HeaderMap) -> Response {
+    let w = st.lock();
+    let orgs = match token_orgs(&w, &headers, &dc) {
+        Ok((_, o)) => o,
+        Err(r) => return r,
+    };
+    let list: Vec<Value> = orgs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| w.org(P, id).map(|o| (i, o)))
+        .map(|(i, o)| {
+            json!({
+                "organization_id": o.id, "name": o.name, "contact_name": "Sandbox User", "email": "owner@example.com",
+                "is_default_org": i == 0, "plan_type": 0, "plan_name": "STANDARD", "language_code": "en",
+                "fiscal_year_start_month": 0, "account_created_date": o.created.format("%Y-%m-%d").to_string(),
+                "time_zone": "UTC", "is_org_active": true, "currency_id": "460000000000097", "currency_code": "USD",
+                "currency_symbol": "$", "currency_format": "###,##0.00", "price_precision": 2,
+            })
+        })
+        .collect();
+    json_value(StatusCode::OK, &json!({"code": 0, "message": "success", "organizations": list}))
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    e: Entity,
+    Path(dc): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut w = st.lock();
+    let org_id = match authorize(&mut w, &headers, &dc, &q) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let since = match q.get("last_modified_time") {
+        Some(s) => match parse_time(s, utc()) {
+            Some(t) => Some(t),
+            None => return zoho_error(StatusCode::BAD_REQUEST, 2, "Invalid value passed for last_modified_time"),
+        },
+        None => None,
+    };
+    let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
+    let per_page = q.get("per_page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(MAX_PER_PAGE).clamp(1, MAX_PER_PAGE);
+    let org = w.org(P, &org_id).expect("authorized");
+    let mut matched = org.store(e).items.iter().filter(|r| !r.deleted).filter(|r| since.is_none_or(|s| r.updated >= s));
+    let rows: Vec<&Record> = matched.by_ref().skip((page - 1) * per_page).take(per_page).collect();
+    let has_more = matched.next().is_some();
+    let mut body = String::with_capacity(128 + rows.iter().map(|r| r.summary.len() + 1).sum::<usize>());
+    body.push_str("{\"code\":0,\"message\":\"success\",\"");
+    body.push_str(e.zoho_plural());
+    body.push_str("\":[");
+    for (k, r) in rows.iter().enumerate() {
+        if k > 0 {
+            body.push(',');
+        }
+        body.push_str(&r.summary);
+    }
+    let report = match e {
+        Entity::Invoice => "Invoices",
+        Entity::Contact => "Contacts",
+        Entity::Account => "Chart of Accounts",
+        Entity::Payment => "Customer Payments",
+    };
+    body.push_str(&format!(
+        "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"created_time\",\"sort_order\":\"A\"}}}}"
+    ));
+    json(StatusCode::OK, body)
+}
+
+pub async fn read(
+    State(st): State<AppState>,
+    e: Entity,
+    Path((dc, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut w = st.lock();
+    let org_id = match authorize(&mut w, &headers, &dc, &q) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let org = w.org(P, &org_id).expect("authorized");
+    match org.get(e, &id).filter(|r| !r.deleted) {
+        Some(r) => json(StatusCode::OK, format!("{{\"code\":0,\"message\":\"success\",\"{}\":{}}}", e.zoho_singular(), r.full)),
+        None => does_not_exist(e),
+    }
+}
+
+fn does_not_exist(e: Entity) -> Response {
+    let what = match e {
+        Entity::Invoice => "Invoice",
+        Entity::Contact => "Contact",
+        Entity::Account => "Account",
+        Entity::Payment => "Payment",
+    };
+    zoho_error(StatusCode::NOT_FOUND, 1002, &format!("{what} does not exist."))
+}
+
+pub async fn remove(
+    State(st): State<AppState>,
+    e: Entity,
+    Path((dc, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut w = st.lock();
+    let org_id = match authorize(&mut w, &headers, &dc, &q) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let now = w.now();
+    let org = w.org_mut(P, &org_id).expect("authorized");
+    if org.get(e, &id).is_none_or(|r| r.deleted) {
+        return does_not_exist(e);
+    }
+    org.delete(e, &id, now);
+    let what = match e {
+        Entity::Invoice => "The invoice has been deleted.",
+        Entity::Contact => "The contact has been deleted.",
+        Entity::Account => "The account has been deleted.",
+        Entity::Payment => "The payment has been deleted.",
+    };
+    json_value(StatusCode::OK, &json!({"code": 0, "message": what}))
+}
+
+/// The request's JSON: a JSON body, or the legacy `JSONString` form/query field.
+fn body_json(q: &HashMap<String, String>, body: &Bytes) -> Option<Value> {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return Some(v);
+    }
+    let form = parse_form(&String::from_utf8_lossy(body));
+    form.get("JSONString").or_else(|| q.get("JSONString")).and_then(|s| serde_json::from_str(s).ok())
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    e: Entity,
+    Path(dc): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut w = st.lock();
+    let org_id = match authorize(&mut w, &headers, &dc, &q) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(v) = body_json(&q, &body).filter(Value::is_object) else {
+        return zoho_error(StatusCode::BAD_REQUEST, 4, "Invalid value passed for JSONString");
+    };
+    let now = w.now();
+    let org = w.org_mut(P, &org_id).expect("authorized");
+    match prepare(org, e, v, now) {
+        Ok(v) => {
+            let id = org.next_id();
+            let rec = org.put(e, &id, v, now);
+            let what = match e {
+                Entity::Invoice => "The invoice has been created.",
+                Entity::Contact => "The contact has been added.",
+                Entity::Account => "The account has been created.",
+                Entity::Payment => "The payment has been recorded.",
+            };
+            json(StatusCode::CREATED, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(what), e.zoho_singular(), rec.full))
+        }
+        Err((code, msg)) => zoho_error(StatusCode::BAD_REQUEST, code, &msg),
+    }
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
+}
+
+fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result<Value, (i64, String)> {
+    let invalid = |f: &str| (4, format!("Invalid value passed for {f}"));
+    let today = now.format("%Y-%m-%d").to_string();
+    match e {
+        Entity::Contact => {
+            let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
+            if org
+                .store(e)
+                .items
+                .iter()
+                .any(|r| !r.deleted && r.value["contact_name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&name)))
+            {
+                return Err((3062, format!("The customer \"{name}\" already exists.")));
+            }
+            let o = v.as_object_mut().expect("object");
+            o.entry("contact_type").or_insert(json!("customer"));
+            o.entry("status").or_insert(json!("active"));
+            o.entry("currency_code").or_insert(json!("USD"));
+            o.entry("outstanding_receivable_amount").or_insert(json!(0.0));
+        }
+        Entity::Account => {
+            let name = s(&v, "account_name").ok_or_else(|| invalid("account_name"))?.to_string();
+            s(&v, "account_type").ok_or_else(|| invalid("account_type"))?;
+            if org
+                .store(e)
+                .items
+                .iter()
+                .any(|r| !r.deleted && r.value["account_name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&name)))
+            {
+                return Err((11002, format!("The account name \"{name}\" already exists.")));
+            }
+            let o = v.as_object_mut().expect("object");
+            o.entry("is_active").or_insert(json!(true));
+            o.entry("is_user_created").or_insert(json!(true));
+            o.entry("is_system_account").or_insert(json!(false));
+        }
+        Entity::Invoice => {
+            let cid = s(&v, "customer_id").ok_or_else(|| invalid("customer_id"))?.to_string();
+            let Some(c) = org.get(Entity::Contact, &cid).filter(|r| !r.deleted) else {
+                return Err((1002, "Contact does not exist.".into()));
+            };
+            let cname = c.value["contact_name"].clone();
+            let items = v.get("line_items").and_then(Value::as_array).cloned().unwrap_or_default();
+            if items.is_empty() {
+                return Err(invalid("line_items"));
+            }
+            let mut total = 0.0;
+            let mut lines = Vec::new();
+            for (k, l) in items.into_iter().enumerate() {
+                let rate = l.get("rate").and_then(Value::as_f64).unwrap_or(0.0);
+                let qty = l.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
+                let mut l = l;
+                l["line_item_id"] = json!(format!("{}{:03}", org.id, k + 1));
+                l["item_total"] = json!(rate * qty);
+                total += rate * qty;
+                lines.push(l);
+            }
+            let number = format!("INV-{:06}", org.store(e).len() + 1);
+            let o = v.as_object_mut().expect("object");
+            o.insert("customer_name".into(), cname);
+            o.insert("line_items".into(), Value::Array(lines));
+            o.entry("invoice_number").or_insert(json!(number));
+            o.entry("date").or_insert(json!(today));
+            o.entry("status").or_insert(json!("draft"));
+            o.entry("currency_code").or_insert(json!("USD"));
+            o.insert("sub_total".into(), json!(total));
+            o.insert("tax_total".into(), json!(0.0));
+            o.insert("total".into(), json!(total));
+            o.insert("balance".into(), json!(total));
+        }
+        Entity::Payment => {
+            let cid = s(&v, "customer_id").ok_or_else(|| invalid("customer_id"))?.to_string();
+            let Some(c) = org.get(Entity::Contact, &cid).filter(|r| !r.deleted) else {
+                return Err((1002, "Contact does not exist.".into()));
+            };
+            let cname = c.value["contact_name"].clone();
+            let amount = v.get("amount").and_then(Value::as_f64).filter(|a| *a > 0.0).ok_or_else(|| invalid("amount"))?;
+            let mut applied = 0.0;
+            let mut updates = Vec::new();
+            for i in v.get("invoices").and_then(Value::as_array).cloned().unwrap_or_default() {
+                let iid = s(&i, "invoice_id").ok_or_else(|| invalid("invoice_id"))?.to_string();
+                let a = i.get("amount_applied").and_then(Value::as_f64).unwrap_or(0.0);
+                let Some(inv) = org.get(Entity::Invoice, &iid).filter(|r| !r.deleted) else {
+                    return Err((1002, "Invoice does not exist.".into()));
+                };
+                let bal = inv.value["balance"].as_f64().unwrap_or(0.0);
+                if a > bal + 1e-9 {
+                    return Err((24016, "Amount applied exceeds the invoice balance.".into()));
+                }
+                let mut iv = inv.value.clone();
+                iv["balance"] = json!(bal - a);
+                if bal - a <= 1e-9 {
+                    iv["status"] = json!("paid");
+                }
+                updates.push((iid, iv));
+                applied += a;
+            }
+            if applied > amount + 1e-9 {
+                return Err((24017, "The amount applied to invoices exceeds the payment amount.".into()));
+            }
+            for (iid, iv) in updates {
+                org.put(Entity::Invoice, &iid, iv, now);
+            }
+            let o = v.as_object_mut().expect("object");
+            o.insert("customer_name".into(), cname);
+            o.insert("unused_amount".into(), json!(amount - applied));
+            o.entry("date").or_insert(json!(today));
+            o.entry("payment_mode").or_insert(json!("cash"));
+        }
+    }
+    Ok(v)
+}
+
+// ---------------------------------------------------------------- webhooks (settings)
+
+pub async fn create_webhook(
+    State(st): State<AppState>,
+    Path(dc): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut w = st.lock();
+    let org_id = match authorize(&mut w, &headers, &dc, &q) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(v) = body_json(&q, &body).filter(Value::is_object) else {
+        return zoho_error(StatusCode::BAD_REQUEST, 4, "Invalid value passed for JSONString");
+    };
+    let Some(url) = s(&v, "url").filter(|u| url::Url::parse(u).is_ok()) else {
+        return zoho_error(StatusCode::BAD_REQUEST, 4, "Invalid value passed for url");
+    };
+    let Some(entity) = s(&v, "entity") else {
+        return zoho_error(StatusCode::BAD_REQUEST, 4, "Invalid value passed for entity");
+    };
+    // Zoho documents the secret as 12-50 alphanumeric characters.
+    let secret = s(&v, "secret").map(str::to_string);
+    if secret.as_ref().is_some_and(|x| !(12..=50).contains(&x.len()) || !x.chars().all(|c| c.is_ascii_alphanumeric())) {
+        return zoho_error(StatusCode::BAD_REQUEST, 4, "Invalid value passed for secret");
+    }
+    let pairs = |k: &str| -> Vec<(String, String)> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| {
+                        Some((s(h, "param_name")?.to_string(), h.get("param_value").and_then(Value::as_str).unwrap_or("").to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let org = w.org_mut(P, &org_id).expect("authorized");
+    let id = org.next_id();
+    let hook = ZohoWebhook {
+        webhook_id: id.clone(),
+        webhook_name: s(&v, "webhook_name").unwrap_or("webhook").to_string(),
+        url: url.to_string(),
+        method: s(&v, "method").unwrap_or("POST").to_ascii_uppercase(),
+        entity: entity.to_ascii_lowercase(),
+        events: v
+            .get("events")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+        headers: pairs("headers"),
+        query_parameters: pairs("query_parameters"),
+        secret,
+        raw: v.clone(),
+    };
+    let out = webhook_json(&hook);
+    org.webhooks.push(hook);
+    json_value(StatusCode::CREATED, &json!({"code": 0, "message": "The webhook has been created.", "webhook": out}))
+}
+
+fn webhook_json(h: &ZohoWebhook) -> Value {
+    let pairs = |v: &[(String, String)]| v.iter().map(|(k, x)| json!({"param_name": k, "param_value": x})).collect::<Vec<_>>();
+    json!({
+        "webhook_id": h.webhook_id, "webhook_name": h.webhook_name, "url": h.url, "method": h.method,
+        "entity": h.entity, "events": h.events, "headers": pairs(&h.headers),
+        "query_parameters": pairs(&h.query_parameters), "has_secret": h.secret.is_some(),
+    })
+}
+
+pub async fn list_webhooks(
+    State(st): State<AppState>,
+    Path(dc): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut w = st.lock();
+    let org_id = match authorize(&mut w, &headers, &dc, &q) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let org = w.org(P, &org_id).expect("authorized");
+    let list: Vec<Value> = org.webhooks.iter().map(webhook_json).collect();
+    json_value(StatusCode::OK, &json!({"code": 0, "message": "success", "webhooks": list}))
+}
+
+pub async fn get_webhook(
+    State(st): State<AppState>,
+    Path((dc, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut w = st.lock();
+    let org_id = match authorize(&mut w, &headers, &dc, &q) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let org = w.org(P, &org_id).expect("authorized");
+    match org.webhooks.iter().find(|h| h.webhook_id == id) {
+        Some(h) => json_value(StatusCode::OK, &json!({"code": 0, "message": "success", "webhook": webhook_json(h)})),
+        None => zoho_error(StatusCode::NOT_FOUND, 1002, "Webhook does not exist."),
+    }
+}
+
+pub async fn delete_webhook(
+    State(st): State<AppState>,
+    Path((dc, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut w = st.lock();
+    let org_id = match authorize(&mut w, &headers, &dc, &q) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let org = w.org_mut(P, &org_id).expect("authorized");
+    let before = org.webhooks.len();
+    org.webhooks.retain(|h| h.webhook_id != id);
+    if org.webhooks.len() == before {
+        return zoho_error(StatusCode::NOT_FOUND, 1002, "Webhook does not exist.");
+    }
+    json_value(StatusCode::OK, &json!({"code": 0, "message": "The webhook has been deleted."}))
+}

@@ -1,0 +1,752 @@
+//! The connect flow: the main app sends a user to `GET /connect/{provider}`; we check the app's
+//! signature, the user's role and the plan, mint a state and send the user to the provider. The
+//! provider sends them back to `GET /oauth/{provider}/callback`; we consume the state, exchange the
+//! code, discover the organisations, seal and store the grant, register Zoho webhooks, audit, tell
+//! the app, and send the user back to the app. `disconnect` undoes it.
+//!
+//! The HTTP layer (functions/oauth-callback) only parses requests and renders these results.
+
+pub mod app_auth;
+pub mod state;
+
+use chrono::{DateTime, Utc};
+use url::Url;
+
+use crate::audit::{AuditLog, TokenEvent};
+use crate::aws::AwsClients;
+use crate::events::{AppEvent, ConnectedOrg, ConnectionCreated, ConnectionDisconnected, EventPublisher, EventType};
+use crate::http_client::HttpClient;
+use crate::providers::client::{AccountingProvider, ProviderClient};
+use crate::providers::endpoints::Endpoints;
+use crate::providers::model::{AuthorizeRequest, CallbackParams, Org};
+use crate::providers::zoho_webhooks::{self, WebhookSpec, ZohoWebhooks};
+use crate::secrets::SecretsCache;
+use crate::store::grants::{Connection, Grant, GrantStatus, GrantStore};
+use crate::tenancy::{ensure_integration_capacity, Permission, Plan, Tenant, TenantStore};
+use crate::vault::{SealContext, SealedBlob, Vault};
+use crate::{Config, Error, Provider, Result, SecretString, TokenSet};
+
+use self::app_auth::SignedRequest;
+use self::state::{StateStore, StoredState};
+
+/// Everything the connect flow talks to. Built once per container.
+#[derive(Debug)]
+pub struct ConnectDeps {
+    pub config: Config,
+    pub tenants: TenantStore,
+    pub grants: GrantStore,
+    pub states: StateStore,
+    pub audit: AuditLog,
+    pub vault: Vault,
+    pub secrets: SecretsCache,
+    pub events: EventPublisher,
+    pub http: HttpClient,
+}
+
+impl ConnectDeps {
+    pub fn new(config: Config, clients: &AwsClients, http: HttpClient) -> Self {
+        ConnectDeps {
+            tenants: TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
+            grants: GrantStore::new(clients.dynamodb.clone(), config.tables.grants.clone()),
+            states: StateStore::new(clients.dynamodb.clone(), config.tables.ephemeral.clone()),
+            audit: AuditLog::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
+            vault: Vault::from_config(clients.kms.clone(), &config),
+            secrets: SecretsCache::new(clients.secrets.clone(), SECRETS_TTL),
+            events: EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
+            http,
+            config,
+        }
+    }
+
+    /// `{PUBLIC_BASE_URL}/oauth/{provider}/callback`, registered at each provider.
+    pub fn redirect_uri(&self, provider: Provider) -> Url {
+        redirect_uri(&self.config, provider)
+    }
+
+    pub fn endpoints(&self, provider: Provider) -> Endpoints {
+        Endpoints::from_config(&self.config, provider)
+    }
+
+    /// A client with the credentials from Secrets Manager (cached per container by SecretsCache).
+    pub async fn provider_client(&self, provider: Provider) -> Result<ProviderClient> {
+        let creds = self.secrets.provider_credentials(&self.config.secrets.provider_credentials, provider).await?;
+        Ok(ProviderClient::new(provider, self.endpoints(provider), creds, self.http.clone()))
+    }
+
+    async fn state_key(&self) -> Result<SecretString> {
+        Ok(self.secrets.app_signing(&self.config.secrets.app_signing).await?.state_key.clone())
+    }
+}
+
+/// `{PUBLIC_BASE_URL}/oauth/{provider}/callback`.
+pub fn redirect_uri(config: &Config, provider: Provider) -> Url {
+    let mut u = config.public_base_url.clone();
+    let path = format!("{}/oauth/{}/callback", u.path().trim_end_matches('/'), provider.as_str());
+    u.set_path(&path);
+    u.set_query(None);
+    u
+}
+
+/// How long secrets stay cached in a container before Secrets Manager is asked again.
+pub const SECRETS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The scopes a tenant's plan asks for, unless the tenant configured its own. Starter plans only
+/// read (sync pulls); the others may also create records. Xero needs `offline_access` for a refresh
+/// token and Zoho needs settings create/delete to manage its per-organisation webhooks, so those are
+/// always added.
+pub fn scopes_for(tenant: &Tenant, provider: Provider) -> Vec<String> {
+    let write = tenant.plan != Plan::Starter;
+    let mut scopes: Vec<String> = match tenant.config.scopes.get(&provider) {
+        Some(custom) => custom.clone(),
+        None => {
+            let list: &[&str] = match (provider, write) {
+                // QuickBooks has no read-only accounting scope.
+                (Provider::QuickBooks, _) => &["com.intuit.quickbooks.accounting"],
+                (Provider::Xero, true) => {
+                    &["accounting.invoices", "accounting.payments", "accounting.contacts", "accounting.settings.read"]
+                }
+                (Provider::Xero, false) => {
+                    &["accounting.invoices.read", "accounting.payments.read", "accounting.contacts.read", "accounting.settings.read"]
+                }
+                (Provider::Zoho, true) => &[
+                    "ZohoBooks.invoices.ALL",
+                    "ZohoBooks.contacts.ALL",
+                    "ZohoBooks.customerpayments.ALL",
+                    "ZohoBooks.accountants.READ",
+                    "ZohoBooks.settings.READ",
+                ],
+                (Provider::Zoho, false) => &[
+                    "ZohoBooks.invoices.READ",
+                    "ZohoBooks.contacts.READ",
+                    "ZohoBooks.customerpayments.READ",
+                    "ZohoBooks.accountants.READ",
+                    "ZohoBooks.settings.READ",
+                ],
+            };
+            list.iter().map(|s| s.to_string()).collect()
+        }
+    };
+    let required: &[&str] = match provider {
+        Provider::Xero => &["offline_access"],
+        Provider::Zoho => &["ZohoBooks.settings.CREATE", "ZohoBooks.settings.DELETE"],
+        Provider::QuickBooks => &[],
+    };
+    for r in required {
+        if !scopes.iter().any(|s| s == r) {
+            scopes.push(r.to_string());
+        }
+    }
+    scopes
+}
+
+/// Connections that take a slot of the plan's integration limit.
+fn occupies_slot(c: &Connection) -> bool {
+    matches!(c.status, GrantStatus::Active | GrantStatus::NeedsReauth)
+}
+
+/// `GET /connect/{provider}` after the signature check: the provider's consent URL to redirect to.
+pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, now: DateTime<Utc>) -> Result<Url> {
+    let tenant = deps.tenants.get(&req.tenant_id).await?;
+    if !tenant.provider_enabled(provider) {
+        return Err(Error::ProviderNotEnabled(provider));
+    }
+    deps.tenants.authorize(&tenant.tenant_id, &req.user_id, Permission::Connect).await?;
+    let return_url =
+        req.param("return_url").filter(|u| !u.is_empty()).ok_or_else(|| Error::InvalidInput("return_url is missing".into()))?;
+    if !tenant.return_url_allowed(return_url) {
+        return Err(Error::RedirectNotAllowed);
+    }
+    // The exact check happens at the callback, once the provider says which organisations the user
+    // picked. Here we refuse only what cannot succeed: no free slot, and no organisation of this
+    // provider that the consent could be a reconnect of.
+    let existing = deps.grants.list_connections(&tenant.tenant_id).await?;
+    let occupied = existing.iter().filter(|c| occupies_slot(c)).count();
+    if !existing.iter().any(|c| c.provider == provider && occupies_slot(c)) {
+        ensure_integration_capacity(&tenant, occupied, 1)?;
+    }
+
+    let client = deps.provider_client(provider).await?;
+    let expires = now + chrono::Duration::from_std(deps.config.oauth_state_ttl).map_err(|e| Error::Internal(e.to_string()))?;
+    let (state, claims) = state::mint(&deps.state_key().await?, &tenant.tenant_id, provider, expires);
+    let pkce = client.supports_pkce().then(crate::providers::oauth::new_pkce);
+    let stored = StoredState {
+        tenant_id: tenant.tenant_id.clone(),
+        provider,
+        user_id: req.user_id.clone(),
+        return_url: return_url.to_string(),
+        pkce_verifier: pkce.as_ref().map(|(_, v)| SecretString::new(v.secret().as_str())),
+        expires_at: claims.expires_at,
+    };
+    let scopes = scopes_for(&tenant, provider);
+    let redirect_uri = deps.redirect_uri(provider);
+    let url = client.authorize_url(&AuthorizeRequest {
+        state: &state,
+        redirect_uri: &redirect_uri,
+        scopes: &scopes,
+        pkce_challenge: pkce.as_ref().map(|(c, _)| c),
+        extra: &[],
+    })?;
+    deps.states.put(&claims, &stored, now).await?;
+    tracing::info!(tenant_id = %tenant.tenant_id, provider = %provider, pkce = pkce.is_some(), "connect started");
+    Ok(url)
+}
+
+/// How a callback ends.
+#[derive(Debug)]
+pub enum CallbackOutcome {
+    /// Back to the app's (allow-listed) return URL, with the result in its query string.
+    Redirect { location: Url, result: Result<ConnectedGrant> },
+    /// No trustworthy return URL (the state itself is bad, or the tenant no longer allows it):
+    /// answer with the error directly, never redirect.
+    Reject(Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedGrant {
+    pub tenant_id: String,
+    pub provider: Provider,
+    pub grant_id: String,
+    pub org_ids: Vec<String>,
+}
+
+/// `<return_url>?status=connected&provider=..&connections=<n>&grant_id=..`
+pub fn success_redirect(return_url: &str, g: &ConnectedGrant) -> Result<Url> {
+    let mut u = Url::parse(return_url).map_err(|_| Error::RedirectNotAllowed)?;
+    u.query_pairs_mut()
+        .append_pair("status", "connected")
+        .append_pair("provider", g.provider.as_str())
+        .append_pair("connections", &g.org_ids.len().to_string())
+        .append_pair("grant_id", &g.grant_id);
+    Ok(u)
+}
+
+/// `<return_url>?status=error&provider=..&code=E<code>&reason=<short machine reason>`. Only codes and
+/// fixed reasons go into the URL; the provider's free text stays in our logs.
+pub fn error_redirect(return_url: &str, provider: Provider, err: &Error, reason: &str) -> Result<Url> {
+    let mut u = Url::parse(return_url).map_err(|_| Error::RedirectNotAllowed)?;
+    u.query_pairs_mut()
+        .append_pair("status", "error")
+        .append_pair("provider", provider.as_str())
+        .append_pair("code", &err.code().to_string())
+        .append_pair("reason", reason)
+        .append_pair("retryable", if err.is_retryable() { "true" } else { "false" });
+    Ok(u)
+}
+
+/// A provider `error` callback parameter, reduced to a safe token (`[a-z0-9_]`, at most 64).
+fn sanitise_reason(raw: &str) -> String {
+    let s: String = raw.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect::<String>().to_ascii_lowercase();
+    if s.is_empty() {
+        "provider_error".into()
+    } else {
+        s
+    }
+}
+
+/// An error and the short reason the app sees for it.
+struct Failure {
+    err: Error,
+    reason: String,
+}
+
+impl Failure {
+    fn new(err: Error, reason: &str) -> Self {
+        Failure { err, reason: reason.to_string() }
+    }
+}
+
+/// `GET /oauth/{provider}/callback` with the callback's decoded query parameters.
+pub async fn callback(deps: &ConnectDeps, provider: Provider, query: &[(String, String)], now: DateTime<Utc>) -> CallbackOutcome {
+    let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    // 1. The state: signature and expiry first (no I/O), then the single-use delete.
+    let key = match deps.state_key().await {
+        Ok(k) => k,
+        Err(e) => return CallbackOutcome::Reject(e),
+    };
+    let claims = match state::verify(&key, get("state").unwrap_or(""), provider, now) {
+        Ok(c) => c,
+        Err(e) => return CallbackOutcome::Reject(e),
+    };
+    let stored = match deps.states.consume(&claims, now).await {
+        Ok(s) => s,
+        Err(e) => return CallbackOutcome::Reject(e),
+    };
+    let tenant = match deps.tenants.get(&stored.tenant_id).await {
+        Ok(t) => t,
+        Err(e) => return CallbackOutcome::Reject(e),
+    };
+    // The allow-list may have changed since the connect started.
+    if !tenant.return_url_allowed(&stored.return_url) {
+        return CallbackOutcome::Reject(Error::RedirectNotAllowed);
+    }
+    let flow = Box::pin(complete(deps, &tenant, provider, &stored, query, now));
+    let result = crate::context::scoped(|c| c.with_tenant(&tenant.tenant_id).with_provider(provider), flow).await;
+    let (location, result) = match result {
+        Ok(g) => (success_redirect(&stored.return_url, &g), Ok(g)),
+        Err(f) => {
+            tracing::warn!(tenant_id = %tenant.tenant_id, provider = %provider, code = %f.err.code(), reason = %f.reason, error = %f.err, "connect failed");
+            crate::telemetry::metric("ConnectFailed", 1.0, "Count", &[("provider", provider.as_str()), ("reason", &f.reason)]);
+            (error_redirect(&stored.return_url, provider, &f.err, &f.reason), Err(f.err))
+        }
+    };
+    match location {
+        Ok(location) => CallbackOutcome::Redirect { location, result },
+        Err(e) => CallbackOutcome::Reject(e),
+    }
+}
+
+/// Everything after the state is known good. Any failure after the code exchange undoes what was
+/// done at the provider (registered webhooks, the grant itself), so nothing dangles.
+async fn complete(
+    deps: &ConnectDeps,
+    tenant: &Tenant,
+    provider: Provider,
+    stored: &StoredState,
+    query: &[(String, String)],
+    now: DateTime<Utc>,
+) -> std::result::Result<ConnectedGrant, Failure> {
+    let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    if let Some(error) = get("error") {
+        let reason = sanitise_reason(error);
+        let err = match reason.as_str() {
+            "access_denied" | "consent_required" | "interaction_required" | "login_required" => {
+                Error::ConsentDenied { provider, error: reason.clone() }
+            }
+            "server_error" | "temporarily_unavailable" => {
+                Error::ProviderTransient { provider, status: None, message: format!("authorize answered {reason}") }
+            }
+            _ => Error::ProviderPermanent { provider, status: None, message: format!("authorize answered {reason}") },
+        };
+        return Err(Failure::new(err, &reason));
+    }
+    let code = get("code").ok_or_else(|| Failure::new(Error::InvalidInput("the callback carries no code".into()), "missing_code"))?;
+    let callback = CallbackParams::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let client = deps.provider_client(provider).await.map_err(|e| Failure::new(e, "configuration"))?;
+    let redirect_uri = deps.redirect_uri(provider);
+    let verifier = stored.pkce_verifier.as_ref().map(|v| v.expose());
+    let exchanged = client.exchange_code(code, &redirect_uri, verifier, &callback).await.map_err(|e| Failure::new(e, "exchange_failed"))?;
+    let tokens = exchanged.tokens;
+
+    match Box::pin(finish(deps, &client, tenant, provider, stored, &tokens, &callback, now)).await {
+        Ok(g) => Ok(g),
+        Err((failure, webhooks)) => {
+            undo(deps, &client, provider, &tokens, &webhooks).await;
+            Err(failure)
+        }
+    }
+}
+
+/// Zoho webhooks registered so far: (org, webhook ids).
+type Registered = Vec<(String, Vec<String>)>;
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    deps: &ConnectDeps,
+    client: &ProviderClient,
+    tenant: &Tenant,
+    provider: Provider,
+    stored: &StoredState,
+    tokens: &TokenSet,
+    callback: &CallbackParams,
+    now: DateTime<Utc>,
+) -> std::result::Result<ConnectedGrant, (Failure, Registered)> {
+    let fail = |e: Error, reason: &str| (Failure::new(e, reason), Vec::new());
+    let orgs = client.discover_orgs(tokens, callback).await.map_err(|e| fail(e, "org_discovery_failed"))?;
+    let orgs = dedupe_orgs(orgs);
+    if orgs.is_empty() {
+        return Err(fail(Error::InvalidInput(format!("no {provider} organisation was authorised")), "no_organisation"));
+    }
+
+    // The plan's limit, exactly: orgs this tenant already has (active or awaiting re-auth) do not
+    // take a new slot when they are connected again.
+    let existing = deps.grants.list_connections(&tenant.tenant_id).await.map_err(|e| fail(e, "storage"))?;
+    let occupied = existing.iter().filter(|c| occupies_slot(c)).count();
+    let adding = orgs.iter().filter(|o| !existing.iter().any(|c| occupies_slot(c) && c.provider == provider && c.org_id == o.id)).count();
+    ensure_integration_capacity(tenant, occupied, adding).map_err(|e| fail(e, "plan_limit"))?;
+
+    let grant_id = uuid::Uuid::new_v4().to_string();
+    let sealed =
+        deps.vault.seal_tokens(&SealContext::new(&tenant.tenant_id, provider, &grant_id), tokens).await.map_err(|e| fail(e, "storage"))?;
+
+    // Zoho: one webhook per entity in each organisation, all sharing the org's secret.
+    let mut registered: Registered = Vec::new();
+    let mut secrets: Vec<(String, SealedBlob)> = Vec::new();
+    if provider == Provider::Zoho {
+        let api_domain = tokens.api_domain.as_deref().ok_or_else(|| {
+            fail(Error::ProviderMalformed { provider, message: "token response has no api_domain".into() }, "exchange_failed")
+        })?;
+        let hooks = ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), api_domain).map_err(|e| fail(e, "exchange_failed"))?;
+        for org in &orgs {
+            let secret = zoho_webhooks::new_secret();
+            let url = zoho_webhooks::callback_url(&deps.config.public_base_url, &org.id);
+            let mut ids = Vec::new();
+            for entity in zoho_webhooks::ENTITIES {
+                let spec = WebhookSpec { org_id: &org.id, url: &url, entity, secret: &secret };
+                match hooks.register(&tokens.access_token, &spec).await {
+                    Ok(id) => ids.push(id),
+                    Err(e) => {
+                        registered.push((org.id.clone(), ids));
+                        return Err((Failure::new(e, "webhook_registration_failed"), registered));
+                    }
+                }
+            }
+            registered.push((org.id.clone(), ids));
+            let ctx = SealContext::new(&tenant.tenant_id, Provider::Zoho, format!("webhook:{}", org.id));
+            match deps.vault.seal_bytes(&ctx, secret.expose().as_bytes()).await {
+                Ok(blob) => secrets.push((org.id.clone(), blob)),
+                Err(e) => return Err((Failure::new(e, "storage"), registered)),
+            }
+        }
+    }
+
+    let scopes = if tokens.scopes.is_empty() { scopes_for(tenant, provider) } else { tokens.scopes.clone() };
+    let grant = Grant {
+        tenant_id: tenant.tenant_id.clone(),
+        provider,
+        grant_id: grant_id.clone(),
+        org_ids: orgs.iter().map(|o| o.id.clone()).collect(),
+        status: GrantStatus::Active,
+        scopes: scopes.clone(),
+        sealed: Some(sealed),
+        access_expires_at: tokens.access_expires_at,
+        refresh_expires_at: tokens.refresh_expires_at,
+        version: 1,
+        lease_owner: None,
+        lease_expires_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let connections: Vec<Connection> = orgs
+        .iter()
+        .map(|o| Connection {
+            tenant_id: tenant.tenant_id.clone(),
+            provider,
+            org_id: o.id.clone(),
+            org_name: o.name.clone(),
+            grant_id: grant_id.clone(),
+            status: GrantStatus::Active,
+            webhook_id: registered.iter().find(|(org, _)| *org == o.id).and_then(|(_, ids)| zoho_webhooks::join_ids(ids)),
+            webhook_secret: secrets.iter().find(|(org, _)| *org == o.id).map(|(_, b)| b.clone()),
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    if let Err(e) = deps.grants.put_grant(&grant, &connections).await {
+        return Err((Failure::new(e, "storage"), registered));
+    }
+
+    // From here the connection exists: later steps log their failures but do not undo it.
+    supersede(deps, tenant, provider, &grant, &existing, tokens, now).await;
+    if let Err(e) = deps
+        .audit
+        .record(
+            &tenant.tenant_id,
+            provider,
+            &grant_id,
+            TokenEvent::Connected,
+            &stored.user_id,
+            Some(&format!("orgs={}", grant.org_ids.join(","))),
+            now,
+        )
+        .await
+    {
+        tracing::error!(code = %e.code(), error = %e, "audit record for a new connection failed");
+    }
+    let data = ConnectionCreated {
+        grant_id: grant_id.clone(),
+        connections: connections
+            .iter()
+            .map(|c| ConnectedOrg { org_id: c.org_id.clone(), org_name: c.org_name.clone(), webhook_registered: c.webhook_id.is_some() })
+            .collect(),
+        scopes,
+        user_id: stored.user_id.clone(),
+    };
+    let event =
+        AppEvent::new(EventType::ConnectionCreated, &tenant.tenant_id, provider, now, serde_json::to_value(data).expect("plain struct"));
+    publish(deps, tenant, &event).await;
+    tracing::info!(tenant_id = %tenant.tenant_id, provider = %provider, grant_id = %grant_id, orgs = grant.org_ids.len(), "connected");
+    crate::telemetry::metric("Connected", 1.0, "Count", &[("provider", provider.as_str())]);
+    Ok(ConnectedGrant { tenant_id: tenant.tenant_id.clone(), provider, grant_id, org_ids: grant.org_ids })
+}
+
+fn dedupe_orgs(orgs: Vec<Org>) -> Vec<Org> {
+    let mut out: Vec<Org> = Vec::with_capacity(orgs.len());
+    for o in orgs {
+        if !o.id.is_empty() && !out.iter().any(|x| x.id == o.id) {
+            out.push(o);
+        }
+    }
+    out
+}
+
+/// Best effort: removes webhooks registered during a failed connect and revokes the new grant, so
+/// a failed connect leaves nothing behind at the provider.
+async fn undo(deps: &ConnectDeps, client: &ProviderClient, provider: Provider, tokens: &TokenSet, webhooks: &Registered) {
+    if provider == Provider::Zoho && !webhooks.is_empty() {
+        if let Some(domain) = tokens.api_domain.as_deref() {
+            if let Ok(hooks) = ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), domain) {
+                for (org, ids) in webhooks {
+                    for id in ids {
+                        if let Err(e) = hooks.delete(&tokens.access_token, org, id).await {
+                            tracing::warn!(code = %e.code(), error = %e, org_id = %org, "could not remove a webhook of a failed connect");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Err(e) = client.revoke(tokens).await {
+        tracing::warn!(code = %e.code(), error = %e, "could not revoke the grant of a failed connect");
+    }
+}
+
+/// A reconnect moves orgs to the new grant. Older grants of the same provider that no longer serve
+/// any org are marked disconnected (their tokens are dropped; they are not revoked at the provider,
+/// because for QuickBooks and Xero that can end the new consent too). Zoho webhooks of the old
+/// registration are removed with the new token, since the new ones replace them.
+async fn supersede(
+    deps: &ConnectDeps,
+    tenant: &Tenant,
+    provider: Provider,
+    new: &Grant,
+    before: &[Connection],
+    tokens: &TokenSet,
+    now: DateTime<Utc>,
+) {
+    let moved: Vec<&Connection> =
+        before.iter().filter(|c| c.provider == provider && c.grant_id != new.grant_id && new.org_ids.contains(&c.org_id)).collect();
+    if moved.is_empty() {
+        return;
+    }
+    if provider == Provider::Zoho {
+        if let Some(hooks) = tokens.api_domain.as_deref().and_then(|d| ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), d).ok()) {
+            for c in &moved {
+                for id in zoho_webhooks::split_ids(c.webhook_id.as_deref()) {
+                    if let Err(e) = hooks.delete(&tokens.access_token, &c.org_id, &id).await {
+                        tracing::warn!(code = %e.code(), error = %e, org_id = %c.org_id, "could not remove a superseded webhook");
+                    }
+                }
+            }
+        }
+    }
+    let after = match deps.grants.list_connections(&tenant.tenant_id).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(code = %e.code(), error = %e, "could not list connections to retire superseded grants");
+            return;
+        }
+    };
+    let mut old_ids: Vec<&str> = moved.iter().map(|c| c.grant_id.as_str()).collect();
+    old_ids.sort_unstable();
+    old_ids.dedup();
+    for old_id in old_ids {
+        if after.iter().any(|c| c.provider == provider && c.grant_id == old_id && c.status != GrantStatus::Disconnected) {
+            continue;
+        }
+        match deps.grants.get_grant(&tenant.tenant_id, provider, old_id).await {
+            Ok(Some(old)) if old.status != GrantStatus::Disconnected => {
+                if let Err(e) = deps.grants.disconnect(&old, now).await {
+                    tracing::warn!(code = %e.code(), error = %e, grant_id = old_id, "could not retire a superseded grant");
+                    continue;
+                }
+                let detail = format!("superseded by {}", new.grant_id);
+                let _ = deps
+                    .audit
+                    .record(&tenant.tenant_id, provider, old_id, TokenEvent::Disconnected, "system:oauth-callback", Some(&detail), now)
+                    .await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(code = %e.code(), error = %e, grant_id = old_id, "could not read a superseded grant"),
+        }
+    }
+}
+
+/// Sends an event; one retry, then the failure is logged and counted. The connection already
+/// exists at this point, so the user is not sent back with an error because the app's queue hiccuped.
+async fn publish(deps: &ConnectDeps, tenant: &Tenant, event: &AppEvent) {
+    let dest = tenant.config.event_destination.as_deref();
+    for attempt in 1..=2 {
+        match deps.events.publish(event, dest).await {
+            Ok(()) => return,
+            Err(e) if attempt == 1 && e.is_retryable() => continue,
+            Err(e) => {
+                tracing::error!(code = %e.code(), error = %e, event_id = %event.event_id, event_type = event.event_type.as_str(), "event not delivered");
+                crate::telemetry::metric("EventPublishFailed", 1.0, "Count", &[("type", event.event_type.as_str())]);
+                return;
+            }
+        }
+    }
+}
+
+/// The result of a disconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disconnected {
+    pub grant_id: String,
+    pub org_ids: Vec<String>,
+    pub revoked_at_provider: bool,
+    /// False when the grant was already disconnected (the call is idempotent).
+    pub changed: bool,
+}
+
+/// Disconnects a grant: removes Zoho webhooks, revokes at the provider, drops the tokens, marks the
+/// grant and its connections disconnected (the records stay for audit), audits and tells the app.
+/// A transient provider failure stops before anything local changes, so the caller can retry; a
+/// grant the provider already considers dead is disconnected locally all the same.
+pub async fn disconnect(
+    deps: &ConnectDeps,
+    tenant_id: &str,
+    provider: Provider,
+    grant_id: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Disconnected> {
+    let grant = deps.grants.get_grant(tenant_id, provider, grant_id).await?.ok_or_else(|| Error::NotFound(format!("grant {grant_id}")))?;
+    if grant.status == GrantStatus::Disconnected {
+        return Ok(Disconnected { grant_id: grant_id.into(), org_ids: grant.org_ids.clone(), revoked_at_provider: false, changed: false });
+    }
+    let connections: Vec<Connection> =
+        deps.grants.list_connections(tenant_id).await?.into_iter().filter(|c| c.provider == provider && c.grant_id == grant_id).collect();
+    let mut revoked = false;
+    if let Some(blob) = &grant.sealed {
+        let ctx = SealContext::new(tenant_id, provider, grant_id);
+        let mut tokens = deps.vault.unseal_tokens(&ctx, blob).await?;
+        let client = deps.provider_client(provider).await?;
+        if provider == Provider::Zoho && connections.iter().any(|c| c.webhook_id.is_some()) {
+            // Zoho does not rotate refresh tokens, so refreshing here (without the refresher's lease)
+            // cannot invalidate the stored token.
+            if tokens.access_expires_within(now, chrono::Duration::seconds(60)) {
+                match client.refresh(&tokens).await {
+                    Ok(t) => tokens = t,
+                    Err(e) if is_dead_grant(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(domain) = tokens.api_domain.clone() {
+                let hooks = ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), &domain)?;
+                for c in &connections {
+                    for id in zoho_webhooks::split_ids(c.webhook_id.as_deref()) {
+                        match hooks.delete(&tokens.access_token, &c.org_id, &id).await {
+                            Ok(()) => {}
+                            // The grant is dead: the webhooks' secret goes with the tokens below, so
+                            // the receiver refuses anything they still deliver.
+                            Err(e) if is_dead_grant(&e) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+        }
+        match client.revoke(&tokens).await {
+            Ok(()) => revoked = true,
+            Err(e) if is_dead_grant(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    deps.grants.disconnect(&grant, now).await?;
+    if let Err(e) = deps.audit.record(tenant_id, provider, grant_id, TokenEvent::Disconnected, actor, None, now).await {
+        tracing::error!(code = %e.code(), error = %e, "audit record for a disconnect failed");
+    }
+    let data = ConnectionDisconnected {
+        grant_id: grant_id.into(),
+        org_ids: grant.org_ids.clone(),
+        actor: actor.into(),
+        revoked_at_provider: revoked,
+    };
+    let event =
+        AppEvent::new(EventType::ConnectionDisconnected, tenant_id, provider, now, serde_json::to_value(data).expect("plain struct"));
+    match deps.tenants.get(tenant_id).await {
+        Ok(tenant) => publish(deps, &tenant, &event).await,
+        Err(e) => tracing::error!(code = %e.code(), error = %e, "tenant unreadable; disconnect event not sent"),
+    }
+    Ok(Disconnected { grant_id: grant_id.into(), org_ids: grant.org_ids, revoked_at_provider: revoked, changed: true })
+}
+
+fn is_dead_grant(e: &Error) -> bool {
+    matches!(e, Error::InvalidGrant { .. } | Error::ProviderAuth { .. })
+}
+
+/// `POST /disconnect/{provider}` after the signature check: role check, then `disconnect`. The
+/// request names the grant (`grant_id`) or one of its orgs (`org_id`); either way the whole grant
+/// goes, because one OAuth grant is one revocation at the provider.
+pub async fn disconnect_request(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, now: DateTime<Utc>) -> Result<Disconnected> {
+    deps.tenants.get(&req.tenant_id).await?;
+    deps.tenants.authorize(&req.tenant_id, &req.user_id, Permission::Disconnect).await?;
+    let grant_id = match (req.param("grant_id").filter(|g| !g.is_empty()), req.param("org_id").filter(|o| !o.is_empty())) {
+        (Some(g), _) => g.to_string(),
+        (None, Some(org)) => {
+            deps.grants
+                .get_connection(&req.tenant_id, provider, org)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("{provider} organisation {org}")))?
+                .grant_id
+        }
+        (None, None) => return Err(Error::InvalidInput("grant_id or org_id is required".into())),
+    };
+    disconnect(deps, &req.tenant_id, provider, &grant_id, &req.user_id, now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenancy::TenantConfig;
+
+    fn tenant(plan: Plan) -> Tenant {
+        let cfg = TenantConfig { return_urls: vec!["https://app.example.com/integrations".into()], ..Default::default() };
+        Tenant::new("t-1", "Acme", plan, cfg, Utc::now())
+    }
+
+    #[test]
+    fn plan_scopes_read_only_for_starter_and_required_scopes_are_always_there() {
+        let starter = scopes_for(&tenant(Plan::Starter), Provider::Xero);
+        assert!(starter.contains(&"accounting.invoices.read".to_string()));
+        assert!(!starter.contains(&"accounting.invoices".to_string()));
+        assert!(starter.contains(&"offline_access".to_string()));
+        let pro = scopes_for(&tenant(Plan::Professional), Provider::Xero);
+        assert!(pro.contains(&"accounting.invoices".to_string()));
+        let mut custom = tenant(Plan::Enterprise);
+        custom.config.scopes.insert(Provider::Xero, vec!["accounting.contacts.read".into()]);
+        assert_eq!(scopes_for(&custom, Provider::Xero), vec!["accounting.contacts.read", "offline_access"]);
+        custom.config.scopes.insert(Provider::Zoho, vec!["ZohoBooks.invoices.READ".into()]);
+        let z = scopes_for(&custom, Provider::Zoho);
+        assert!(z.contains(&"ZohoBooks.settings.CREATE".to_string()) && z.contains(&"ZohoBooks.settings.DELETE".to_string()));
+        assert_eq!(scopes_for(&tenant(Plan::Starter), Provider::QuickBooks), vec!["com.intuit.quickbooks.accounting"]);
+    }
+
+    #[test]
+    fn redirects_keep_the_apps_query_and_carry_only_codes() {
+        let g = ConnectedGrant {
+            tenant_id: "t".into(),
+            provider: Provider::Xero,
+            grant_id: "g-1".into(),
+            org_ids: vec!["a".into(), "b".into()],
+        };
+        let u = success_redirect("https://app.example.com/integrations?tab=acc", &g).unwrap();
+        assert_eq!(u.as_str(), "https://app.example.com/integrations?tab=acc&status=connected&provider=xero&connections=2&grant_id=g-1");
+        let err = Error::ConsentDenied { provider: Provider::Xero, error: "access_denied".into() };
+        let u = error_redirect("https://app.example.com/integrations", Provider::Xero, &err, "access_denied").unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://app.example.com/integrations?status=error&provider=xero&code=E1007&reason=access_denied&retryable=false"
+        );
+    }
+
+    #[test]
+    fn provider_error_text_is_reduced_to_a_safe_token() {
+        assert_eq!(sanitise_reason("access_denied"), "access_denied");
+        assert_eq!(sanitise_reason("<script>alert(1)</script>"), "scriptalert1script");
+        assert_eq!(sanitise_reason("&&&"), "provider_error");
+        assert_eq!(sanitise_reason(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn redirect_uri_is_built_from_the_public_base_url() {
+        let mut vars: std::collections::HashMap<&str, String> = Config::REQUIRED.iter().map(|k| (*k, format!("v-{k}"))).collect();
+        vars.insert("STAGE", "dev".into());
+        vars.insert("PUBLIC_BASE_URL", "https://api.example.com/prod/".into());
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        assert_eq!(redirect_uri(&config, Provider::Zoho).as_str(), "https://api.example.com/prod/oauth/zoho/callback");
+        vars.insert("PUBLIC_BASE_URL", "http://127.0.0.1:9000".into());
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        assert_eq!(redirect_uri(&config, Provider::QuickBooks).as_str(), "http://127.0.0.1:9000/oauth/quickbooks/callback");
+    }
+}

@@ -1,0 +1,272 @@
+//! The OAuth `state`: a signed, short-lived, single-use value that ties a provider callback to the
+//! connect request that started it.
+//!
+//! The string sent to the provider is `base64url(payload) "." base64url(HMAC-SHA256(state_key,
+//! "ttya-oauth-state\0" || payload))` with payload = version (1 byte) || id (32 random bytes) ||
+//! expiry (u64 BE unix seconds) || provider (1 byte) || tenant id (UTF-8). The signature and expiry are
+//! checked before any storage access, so forged or stale values cost no database call. The server-side
+//! half is an item in the ephemeral table (`TENANT#<tenant>` / `OAUTHSTATE#<hex id>`, TTL attribute
+//! `expires_at`) holding the user, return URL and PKCE verifier; a callback consumes it with one
+//! conditional DeleteItem, so a state works once, only before its expiry (TTL deletes late), and only
+//! under the tenant it was minted for.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use hmac::{KeyInit, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+use crate::store::{dynamo_error, get_n, get_s, get_s_opt, is_conditional_failure, n, s, tenant_pk, Item};
+use crate::{Error, Provider, Result, SecretString};
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+const VERSION: u8 = 1;
+const DOMAIN: &[u8] = b"ttya-oauth-state\0";
+const ID_LEN: usize = 32;
+/// The longest state we accept before decoding anything (a tenant id is at most 64 bytes).
+const MAX_STATE_LEN: usize = 256;
+
+fn provider_byte(p: Provider) -> u8 {
+    match p {
+        Provider::QuickBooks => 1,
+        Provider::Xero => 2,
+        Provider::Zoho => 3,
+    }
+}
+
+fn provider_from_byte(b: u8) -> Option<Provider> {
+    Some(match b {
+        1 => Provider::QuickBooks,
+        2 => Provider::Xero,
+        3 => Provider::Zoho,
+        _ => return None,
+    })
+}
+
+/// What a verified state string says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateClaims {
+    pub id: [u8; ID_LEN],
+    pub tenant_id: String,
+    pub provider: Provider,
+    pub expires_at: i64,
+}
+
+impl StateClaims {
+    pub fn id_hex(&self) -> String {
+        hex::encode(self.id)
+    }
+}
+
+/// A fresh state for `tenant_id` and `provider`, valid until `expires_at`.
+pub fn mint(key: &SecretString, tenant_id: &str, provider: Provider, expires_at: DateTime<Utc>) -> (String, StateClaims) {
+    let mut id = [0u8; ID_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let claims = StateClaims { id, tenant_id: tenant_id.to_string(), provider, expires_at: expires_at.timestamp() };
+    (encode(key, &claims), claims)
+}
+
+/// Encodes and signs claims (also used by tests to build validly signed but otherwise wrong states).
+pub fn encode(key: &SecretString, c: &StateClaims) -> String {
+    let mut payload = Vec::with_capacity(1 + ID_LEN + 8 + 1 + c.tenant_id.len());
+    payload.push(VERSION);
+    payload.extend_from_slice(&c.id);
+    payload.extend_from_slice(&(c.expires_at as u64).to_be_bytes());
+    payload.push(provider_byte(c.provider));
+    payload.extend_from_slice(c.tenant_id.as_bytes());
+    let tag = tag(key, &payload).finalize().into_bytes();
+    format!("{}.{}", B64URL.encode(&payload), B64URL.encode(tag))
+}
+
+fn tag(key: &SecretString, payload: &[u8]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key.expose().as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(DOMAIN);
+    mac.update(payload);
+    mac
+}
+
+/// Checks signature, format, provider and expiry. No storage access.
+pub fn verify(key: &SecretString, state: &str, provider: Provider, now: DateTime<Utc>) -> Result<StateClaims> {
+    let bad = |why: &str| Error::InvalidState(why.to_string());
+    if state.is_empty() {
+        return Err(bad("the callback carries no state"));
+    }
+    if state.len() > MAX_STATE_LEN {
+        return Err(bad("state is too long"));
+    }
+    let (p64, t64) = state.split_once('.').ok_or_else(|| bad("state is malformed"))?;
+    let payload = B64URL.decode(p64).map_err(|_| bad("state is malformed"))?;
+    let sig = B64URL.decode(t64).map_err(|_| bad("state is malformed"))?;
+    tag(key, &payload).verify_slice(&sig).map_err(|_| bad("state signature does not match"))?;
+    // From here on the payload is ours: a mismatch below is a state used in the wrong place or too late.
+    if payload.len() < 1 + ID_LEN + 8 + 1 + 1 || payload[0] != VERSION {
+        return Err(bad("state has an unknown format"));
+    }
+    let mut id = [0u8; ID_LEN];
+    id.copy_from_slice(&payload[1..1 + ID_LEN]);
+    let exp = u64::from_be_bytes(payload[1 + ID_LEN..1 + ID_LEN + 8].try_into().expect("8 bytes")) as i64;
+    let claimed = provider_from_byte(payload[1 + ID_LEN + 8]).ok_or_else(|| bad("state names an unknown provider"))?;
+    let tenant_id = String::from_utf8(payload[1 + ID_LEN + 9..].to_vec()).map_err(|_| bad("state has an unknown format"))?;
+    if claimed != provider {
+        return Err(bad("state was issued for another provider"));
+    }
+    if exp <= now.timestamp() {
+        return Err(bad("state has expired; start the connection again"));
+    }
+    Ok(StateClaims { id, tenant_id, provider: claimed, expires_at: exp })
+}
+
+/// The server-side half of a state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredState {
+    pub tenant_id: String,
+    pub provider: Provider,
+    pub user_id: String,
+    pub return_url: String,
+    /// PKCE code verifier, where the provider takes PKCE. Lives as long as the state (minutes).
+    pub pkce_verifier: Option<SecretString>,
+    pub expires_at: i64,
+}
+
+pub fn state_sk(id_hex: &str) -> String {
+    format!("OAUTHSTATE#{id_hex}")
+}
+
+#[derive(Clone, Debug)]
+pub struct StateStore {
+    db: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl StateStore {
+    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        StateStore { db, table: table.into() }
+    }
+
+    pub async fn put(&self, claims: &StateClaims, stored: &StoredState, now: DateTime<Utc>) -> Result<()> {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(tenant_pk(&claims.tenant_id)));
+        item.insert("sk".into(), s(state_sk(&claims.id_hex())));
+        item.insert("kind".into(), s("oauth_state"));
+        item.insert("provider".into(), s(stored.provider.as_str()));
+        item.insert("user_id".into(), s(&stored.user_id));
+        item.insert("return_url".into(), s(&stored.return_url));
+        if let Some(v) = &stored.pkce_verifier {
+            item.insert("pkce_verifier".into(), s(v.expose()));
+        }
+        item.insert("expires_at".into(), n(claims.expires_at));
+        item.insert("created_at".into(), s(now.to_rfc3339()));
+        // 256 random bits never collide in practice; the condition makes sure we would notice.
+        self.db
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| dynamo_error("PutItem(oauth state)", e))?;
+        Ok(())
+    }
+
+    /// Takes the state out of the table: succeeds once, only before expiry, only for the tenant and
+    /// provider it was minted for. Every failure is InvalidState, with no hint which check failed.
+    pub async fn consume(&self, claims: &StateClaims, now: DateTime<Utc>) -> Result<StoredState> {
+        let res = self
+            .db
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(&claims.tenant_id)))
+            .key("sk", s(state_sk(&claims.id_hex())))
+            .condition_expression("attribute_exists(pk) AND expires_at > :now AND provider = :p")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .expression_attribute_values(":p", s(claims.provider.as_str()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await;
+        let item = match res {
+            Ok(out) => out.attributes.ok_or_else(|| Error::InvalidState("state is unknown or already used".into()))?,
+            Err(e) if is_conditional_failure(&e) => return Err(Error::InvalidState("state is unknown, expired or already used".into())),
+            Err(e) => return Err(dynamo_error("DeleteItem(oauth state)", e)),
+        };
+        Ok(StoredState {
+            tenant_id: claims.tenant_id.clone(),
+            provider: get_s(&item, "provider")?.parse()?,
+            user_id: get_s(&item, "user_id")?,
+            return_url: get_s(&item, "return_url")?,
+            pkce_verifier: get_s_opt(&item, "pkce_verifier").map(SecretString::new),
+            expires_at: get_n(&item, "expires_at")?,
+        })
+    }
+
+    /// Whether a state item is still stored (tests: a failed callback must not consume another's state).
+    pub async fn exists(&self, tenant_id: &str, id_hex: &str) -> Result<bool> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant_id)))
+            .key("sk", s(state_sk(id_hex)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("GetItem(oauth state)", e))?;
+        Ok(out.item.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+
+    fn key() -> SecretString {
+        SecretString::new("state-key-for-tests")
+    }
+
+    #[test]
+    fn minted_state_verifies_and_carries_its_claims() {
+        let now = Utc::now();
+        let (state, claims) = mint(&key(), "acme-1", Provider::Zoho, now + chrono::Duration::minutes(10));
+        assert!(state.len() < 200, "{}", state.len());
+        assert!(state.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'));
+        let v = verify(&key(), &state, Provider::Zoho, now).unwrap();
+        assert_eq!(v, claims);
+        // Two mints never share an id.
+        let (_, other) = mint(&key(), "acme-1", Provider::Zoho, now + chrono::Duration::minutes(10));
+        assert_ne!(other.id, claims.id);
+    }
+
+    #[test]
+    fn forged_tampered_expired_and_misdirected_states_are_refused() {
+        let now = Utc::now();
+        let exp = now + chrono::Duration::minutes(10);
+        let (state, claims) = mint(&key(), "acme-1", Provider::Xero, exp);
+        let (p64, t64) = state.split_once('.').unwrap();
+
+        // Another tenant's id swapped into the payload, old tag kept.
+        let forged_tenant = encode(&SecretString::new("attacker-key"), &StateClaims { tenant_id: "acme-2".into(), ..claims.clone() });
+        let swapped = format!("{}.{}", forged_tenant.split_once('.').unwrap().0, t64);
+        let mut flipped = B64URL.decode(p64).unwrap();
+        flipped[5] ^= 1;
+        let cases = [
+            ("empty", String::new()),
+            ("no dot", p64.to_string()),
+            ("not base64", "!!!.???".to_string()),
+            ("signed with another key", forged_tenant.clone()),
+            ("tenant swapped", swapped),
+            ("bit flipped", format!("{}.{}", B64URL.encode(&flipped), t64)),
+            ("tag truncated", format!("{p64}.{}", &t64[..20])),
+            ("oversized", "a".repeat(300)),
+        ];
+        for (label, s) in cases {
+            let err = verify(&key(), &s, Provider::Xero, now).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidState, "{label}");
+            assert_eq!(err.http_status(), 400, "{label}");
+        }
+        assert!(verify(&key(), &state, Provider::QuickBooks, now).unwrap_err().to_string().contains("another provider"));
+        assert!(verify(&key(), &state, Provider::Xero, exp).unwrap_err().to_string().contains("expired"));
+        assert!(verify(&key(), &state, Provider::Xero, exp - chrono::Duration::seconds(1)).is_ok());
+    }
+}

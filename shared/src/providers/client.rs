@@ -1,0 +1,140 @@
+//! One interface over the three providers. Callers pick the implementation by `Provider` at run time
+//! through `ProviderClient`; the futures are `Send` so they can run on spawned tasks.
+
+use std::future::Future;
+
+use serde_json::Value;
+use url::Url;
+
+use crate::error::Result;
+use crate::http_client::HttpClient;
+use crate::providers::endpoints::Endpoints;
+use crate::providers::model::{AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, Record};
+use crate::providers::quickbooks::QuickBooksClient;
+use crate::providers::xero::XeroClient;
+use crate::providers::zoho::ZohoClient;
+use crate::providers::Provider;
+use crate::tokens::TokenSet;
+use crate::Config;
+
+pub trait AccountingProvider {
+    fn provider(&self) -> Provider;
+
+    /// Whether the authorize URL carries a PKCE challenge (and the exchange its verifier).
+    fn supports_pkce(&self) -> bool;
+
+    /// The consent page to send the user to.
+    fn authorize_url(&self, req: &AuthorizeRequest<'_>) -> Result<Url>;
+
+    /// Exchanges the callback's code for tokens. `callback` carries the provider's extra callback
+    /// parameters (QuickBooks realmId; Zoho location and accounts-server).
+    fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &Url,
+        pkce_verifier: Option<&str>,
+        callback: &CallbackParams,
+    ) -> impl Future<Output = Result<Grant>> + Send;
+
+    /// New tokens for a grant. Where the provider rotates refresh tokens the result carries the new
+    /// one, and the caller must store it before anything else; where it does not (Zoho) the old one
+    /// is kept.
+    fn refresh(&self, tokens: &TokenSet) -> impl Future<Output = Result<TokenSet>> + Send;
+
+    /// Revokes the grant at the provider. Revoking a grant that is already dead succeeds.
+    fn revoke(&self, tokens: &TokenSet) -> impl Future<Output = Result<()>> + Send;
+
+    /// The organisations this grant reaches (QuickBooks: the callback's realm; Xero: the tenants of
+    /// this consent; Zoho: every organization of the user).
+    fn discover_orgs(&self, tokens: &TokenSet, callback: &CallbackParams) -> impl Future<Output = Result<Vec<Org>>> + Send;
+
+    /// One page of records from where `cursor` is.
+    fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> impl Future<Output = Result<Page>> + Send;
+
+    fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> impl Future<Output = Result<Record>> + Send;
+
+    /// Creates a record. The same `idempotency_key` gives the same record, not a second one, where
+    /// the provider supports it (QuickBooks `requestid`, Xero `Idempotency-Key`; Zoho has none).
+    fn create(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        entity: Entity,
+        payload: &Value,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Record>> + Send;
+}
+
+#[derive(Clone, Debug)]
+pub enum ProviderClient {
+    QuickBooks(QuickBooksClient),
+    Xero(XeroClient),
+    Zoho(ZohoClient),
+}
+
+impl ProviderClient {
+    pub fn new(provider: Provider, endpoints: Endpoints, credentials: ClientCredentials, http: HttpClient) -> Self {
+        match provider {
+            Provider::QuickBooks => ProviderClient::QuickBooks(QuickBooksClient::new(endpoints, credentials, http)),
+            Provider::Xero => ProviderClient::Xero(XeroClient::new(endpoints, credentials, http)),
+            Provider::Zoho => ProviderClient::Zoho(ZohoClient::new(endpoints, credentials, http)),
+        }
+    }
+
+    /// Endpoints from the configuration (sandbox when `PROVIDER_BASE_URL` is set).
+    pub fn from_config(config: &Config, provider: Provider, credentials: ClientCredentials, http: HttpClient) -> Self {
+        Self::new(provider, Endpoints::from_config(config, provider), credentials, http)
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            ProviderClient::QuickBooks($c) => $e,
+            ProviderClient::Xero($c) => $e,
+            ProviderClient::Zoho($c) => $e,
+        }
+    };
+}
+
+impl AccountingProvider for ProviderClient {
+    fn provider(&self) -> Provider {
+        dispatch!(self, c => c.provider())
+    }
+
+    fn supports_pkce(&self) -> bool {
+        dispatch!(self, c => c.supports_pkce())
+    }
+
+    fn authorize_url(&self, req: &AuthorizeRequest<'_>) -> Result<Url> {
+        dispatch!(self, c => c.authorize_url(req))
+    }
+
+    async fn exchange_code(&self, code: &str, redirect_uri: &Url, pkce_verifier: Option<&str>, callback: &CallbackParams) -> Result<Grant> {
+        dispatch!(self, c => c.exchange_code(code, redirect_uri, pkce_verifier, callback).await)
+    }
+
+    async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet> {
+        dispatch!(self, c => c.refresh(tokens).await)
+    }
+
+    async fn revoke(&self, tokens: &TokenSet) -> Result<()> {
+        dispatch!(self, c => c.revoke(tokens).await)
+    }
+
+    async fn discover_orgs(&self, tokens: &TokenSet, callback: &CallbackParams) -> Result<Vec<Org>> {
+        dispatch!(self, c => c.discover_orgs(tokens, callback).await)
+    }
+
+    async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
+        dispatch!(self, c => c.list(tokens, org_id, cursor).await)
+    }
+
+    async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {
+        dispatch!(self, c => c.get(tokens, org_id, entity, id).await)
+    }
+
+    async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, idempotency_key: &str) -> Result<Record> {
+        dispatch!(self, c => c.create(tokens, org_id, entity, payload, idempotency_key).await)
+    }
+}

@@ -1,0 +1,410 @@
+//! One model for what the three providers return, and the values the callers keep between calls
+//! (cursors, callback parameters).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::providers::Provider;
+use crate::secret::SecretString;
+use crate::tokens::TokenSet;
+
+/// Our OAuth client at one provider.
+#[derive(Clone, Debug)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Entity {
+    Invoice,
+    Contact,
+    Account,
+    Payment,
+}
+
+impl Entity {
+    pub const ALL: [Entity; 4] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Invoice => "invoice",
+            Entity::Contact => "contact",
+            Entity::Account => "account",
+            Entity::Payment => "payment",
+        }
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Entity {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "invoice" | "invoices" => Ok(Entity::Invoice),
+            "contact" | "contacts" | "customer" | "customers" => Ok(Entity::Contact),
+            "account" | "accounts" | "chartofaccounts" => Ok(Entity::Account),
+            "payment" | "payments" | "customerpayments" => Ok(Entity::Payment),
+            other => Err(Error::InvalidInput(format!("unknown entity '{other}'"))),
+        }
+    }
+}
+
+/// A record normalised across providers. `raw` keeps the provider's JSON so nothing is lost.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    pub provider: Provider,
+    pub entity: Entity,
+    pub org_id: String,
+    pub id: String,
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Document number (invoice/payment number) where the entity has one.
+    pub number: Option<String>,
+    /// Display name (contact, account) or the counterparty's name on a document.
+    pub name: Option<String>,
+    /// The amount as the provider's decimal text, so no float rounding touches money.
+    pub amount: Option<String>,
+    pub currency: Option<String>,
+    pub status: Option<String>,
+    pub raw: Value,
+}
+
+/// An organisation (QuickBooks realm, Xero tenant, Zoho organization) reachable through a grant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Org {
+    pub provider: Provider,
+    pub id: String,
+    pub name: Option<String>,
+    /// Xero: the connection id (for DELETE /connections/{id}).
+    pub connection_id: Option<String>,
+    /// Xero: ORGANISATION or PRACTICE.
+    pub kind: Option<String>,
+    /// Zoho: the data centre location of the grant.
+    pub region: Option<String>,
+}
+
+/// What the provider's redirect to our callback carried besides code and state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CallbackParams {
+    /// QuickBooks `realmId`.
+    pub realm_id: Option<String>,
+    /// Zoho `location`.
+    pub location: Option<String>,
+    /// Zoho `accounts-server`.
+    pub accounts_server: Option<String>,
+}
+
+impl CallbackParams {
+    /// From the callback's query pairs, by the providers' own parameter names.
+    pub fn from_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut p = CallbackParams::default();
+        for (k, v) in pairs {
+            match k {
+                "realmId" => p.realm_id = Some(v.to_string()),
+                "location" => p.location = Some(v.to_string()),
+                "accounts-server" => p.accounts_server = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
+/// The result of a code exchange.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub tokens: TokenSet,
+    /// The org the callback named, where the provider names one (QuickBooks realm).
+    pub org_hint: Option<String>,
+}
+
+/// Everything needed to send a user to the provider's consent page.
+#[derive(Debug, Clone)]
+pub struct AuthorizeRequest<'a> {
+    pub state: &'a str,
+    pub redirect_uri: &'a url::Url,
+    /// Empty: the provider's default scopes for this integration.
+    pub scopes: &'a [String],
+    /// The S256 challenge; ignored for providers that do not support PKCE (see `supports_pkce`).
+    pub pkce_challenge: Option<&'a oauth2::PkceCodeChallenge>,
+    /// Extra query parameters (e.g. the sandbox's `sandbox_realm`, `sandbox_dc`).
+    pub extra: &'a [(String, String)],
+}
+
+/// The rate-limit state a response reported. Xero reports remaining calls on every response; the
+/// others report nothing until they answer 429.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RateLimitInfo {
+    pub day_remaining: Option<u32>,
+    pub minute_remaining: Option<u32>,
+    pub app_minute_remaining: Option<u32>,
+    pub retry_after: Option<Duration>,
+    /// Xero `X-Rate-Limit-Problem` (minute, day, concurrent, appminute).
+    pub problem: Option<String>,
+}
+
+/// Where a listing is: kept by the sync worker between jobs, so it is versioned and serialisable.
+///
+/// One pass reads every record modified after `modified_since`, page by page. When the last page is
+/// read, the next pass starts from the provider's clock at the start of this pass (`pass_started_at`):
+/// records changed while we were paging are read again next time rather than missed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cursor {
+    pub v: u8,
+    pub provider: Provider,
+    pub entity: Entity,
+    pub modified_since: Option<DateTime<Utc>>,
+    pub pass_started_at: Option<DateTime<Utc>>,
+    /// 1-based: QuickBooks STARTPOSITION, Xero and Zoho page number.
+    pub position: u32,
+    pub page_size: u32,
+}
+
+impl Cursor {
+    pub const VERSION: u8 = 1;
+
+    /// A full read from the beginning with the provider's default page size.
+    pub fn start(provider: Provider, entity: Entity) -> Self {
+        Cursor {
+            v: Self::VERSION,
+            provider,
+            entity,
+            modified_since: None,
+            pass_started_at: None,
+            position: 1,
+            page_size: default_page_size(provider),
+        }
+    }
+
+    /// Records modified after `since` only.
+    pub fn since(provider: Provider, entity: Entity, since: DateTime<Utc>) -> Self {
+        Cursor { modified_since: Some(since), ..Self::start(provider, entity) }
+    }
+
+    /// Clamped to what the provider allows.
+    pub fn with_page_size(mut self, size: u32) -> Self {
+        self.page_size = size.clamp(1, max_page_size(self.provider));
+        self
+    }
+
+    pub fn is_first_page(&self) -> bool {
+        self.position == 1
+    }
+
+    pub fn check(&self, provider: Provider, entity: Entity) -> Result<()> {
+        if self.v != Self::VERSION {
+            return Err(Error::InvalidInput(format!("cursor version {} is not supported", self.v)));
+        }
+        if self.provider != provider || self.entity != entity {
+            return Err(Error::InvalidInput(format!("cursor is for {}/{}, not {provider}/{entity}", self.provider, self.entity)));
+        }
+        if self.position == 0 || self.page_size == 0 || self.page_size > max_page_size(provider) {
+            return Err(Error::InvalidInput("cursor position or page size is out of range".into()));
+        }
+        Ok(())
+    }
+
+    /// The cursor after a page: the next page of this pass, or the start of the next pass.
+    /// `step` is how far `position` moves per page (page size for QuickBooks, 1 for page numbers).
+    pub(crate) fn advance(&self, has_more: bool, step: u32, server_time: Option<DateTime<Utc>>) -> Cursor {
+        let pass_started_at =
+            if self.is_first_page() { server_time.or(self.pass_started_at) } else { self.pass_started_at.or(server_time) };
+        if has_more {
+            Cursor { position: self.position + step, pass_started_at, ..self.clone() }
+        } else {
+            Cursor {
+                modified_since: pass_started_at.map(|t| t - chrono::Duration::seconds(WATERMARK_OVERLAP_SECS)).or(self.modified_since),
+                pass_started_at: None,
+                position: 1,
+                ..self.clone()
+            }
+        }
+    }
+}
+
+/// The next pass starts this much before the previous one did: providers report times to the
+/// second (QuickBooks' `time`, the `Date` header) and their servers' clocks differ a little, so a
+/// record changed just after the reported start could otherwise fall between two passes. Reading a
+/// few records twice is harmless (writes are upserts); missing one is not.
+pub const WATERMARK_OVERLAP_SECS: i64 = 5;
+
+pub fn default_page_size(provider: Provider) -> u32 {
+    match provider {
+        Provider::QuickBooks => 1000,
+        Provider::Xero => 100,
+        Provider::Zoho => 200,
+    }
+}
+
+pub fn max_page_size(provider: Provider) -> u32 {
+    match provider {
+        Provider::QuickBooks => 1000,
+        Provider::Xero => 1000,
+        Provider::Zoho => 200,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub records: Vec<Record>,
+    /// Store this; pass it to the next `list`. When `has_more` is false it already points at the
+    /// start of the next incremental pass.
+    pub next_cursor: Cursor,
+    pub has_more: bool,
+    pub rate_limit: RateLimitInfo,
+}
+
+/// Reads a string or number field as text (providers mix the two for ids and amounts).
+pub(crate) fn text(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A nested field such as `CustomerRef.name`.
+pub(crate) fn text_at(v: &Value, path: &[&str]) -> Option<String> {
+    let (last, parents) = path.split_last()?;
+    let mut cur = v;
+    for p in parents {
+        cur = cur.get(*p)?;
+    }
+    text(cur, last)
+}
+
+/// Provider timestamps: RFC 3339, Zoho's `+0530` offsets, Xero's `/Date(ms+0000)/` and offset-less
+/// ISO times (which Xero means as UTC).
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Some(inner) = s.strip_prefix("/Date(").and_then(|r| r.strip_suffix(")/")) {
+        let end = inner[1..].find(['+', '-']).map(|i| i + 1).unwrap_or(inner.len());
+        let ms: i64 = inner[..end].parse().ok()?;
+        return DateTime::from_timestamp_millis(ms);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%.f%z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, f) {
+            return Some(t.with_timezone(&Utc));
+        }
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
+}
+
+/// `base` (ending in '/') plus path segments, each percent-encoded so an id cannot change the path.
+pub(crate) fn api_url(base: &url::Url, segments: &[&str]) -> Result<url::Url> {
+    let mut u = base.clone();
+    {
+        let mut path = u.path_segments_mut().map_err(|_| Error::Internal(format!("{base} cannot be a base")))?;
+        path.pop_if_empty();
+        for s in segments {
+            if s.is_empty() || *s == "." || *s == ".." {
+                return Err(Error::InvalidInput(format!("'{s}' is not a valid id")));
+            }
+            path.push(s);
+        }
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(s, 0).unwrap()
+    }
+
+    #[test]
+    fn cursor_moves_through_pages_then_starts_the_next_pass_at_the_first_page_server_time() {
+        let c = Cursor::since(Provider::QuickBooks, Entity::Invoice, t(100)).with_page_size(10);
+        let p2 = c.advance(true, 10, Some(t(500)));
+        assert_eq!((p2.position, p2.pass_started_at, p2.modified_since), (11, Some(t(500)), Some(t(100))));
+        // Later pages do not move the pass start even if the server clock moved on.
+        let p3 = p2.advance(true, 10, Some(t(600)));
+        assert_eq!((p3.position, p3.pass_started_at), (21, Some(t(500))));
+        let next_pass = p3.advance(false, 10, Some(t(700)));
+        assert_eq!((next_pass.position, next_pass.modified_since, next_pass.pass_started_at), (1, Some(t(495)), None));
+        assert_eq!(next_pass.page_size, 10);
+    }
+
+    #[test]
+    fn a_single_page_pass_without_server_time_keeps_the_old_watermark() {
+        let c = Cursor::since(Provider::Zoho, Entity::Contact, t(100));
+        let next = c.advance(false, 1, None);
+        assert_eq!((next.position, next.modified_since), (1, Some(t(100))));
+    }
+
+    #[test]
+    fn cursor_round_trips_through_json_and_is_checked() {
+        let c = Cursor::start(Provider::Xero, Entity::Payment).with_page_size(5000).advance(true, 1, Some(t(9)));
+        assert_eq!(c.page_size, 1000);
+        let back: Cursor = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        back.check(Provider::Xero, Entity::Payment).unwrap();
+        assert!(back.check(Provider::Xero, Entity::Invoice).is_err());
+        assert!(back.check(Provider::Zoho, Entity::Payment).is_err());
+        let mut zoho = Cursor::start(Provider::Zoho, Entity::Invoice);
+        zoho.page_size = 500;
+        assert!(zoho.check(Provider::Zoho, Entity::Invoice).is_err());
+        assert_eq!(Cursor::start(Provider::Zoho, Entity::Invoice).with_page_size(0).page_size, 1);
+    }
+
+    #[test]
+    fn callback_params_use_the_providers_names() {
+        let p = CallbackParams::from_query([
+            ("code", "c"),
+            ("realmId", "934"),
+            ("accounts-server", "https://accounts.zoho.eu"),
+            ("location", "eu"),
+        ]);
+        assert_eq!(p.realm_id.as_deref(), Some("934"));
+        assert_eq!(p.accounts_server.as_deref(), Some("https://accounts.zoho.eu"));
+        assert_eq!(p.location.as_deref(), Some("eu"));
+    }
+
+    #[test]
+    fn text_reads_strings_and_numbers() {
+        let v = serde_json::json!({"Id": "7", "Total": 12.5, "Ref": {"name": "Acme"}, "Empty": ""});
+        assert_eq!(text(&v, "Id").as_deref(), Some("7"));
+        assert_eq!(text(&v, "Total").as_deref(), Some("12.5"));
+        assert_eq!(text(&v, "Empty"), None);
+        assert_eq!(text_at(&v, &["Ref", "name"]).as_deref(), Some("Acme"));
+        assert_eq!("customerpayments".parse::<Entity>().unwrap(), Entity::Payment);
+    }
+
+    #[test]
+    fn provider_timestamps_parse() {
+        assert_eq!(parse_time("/Date(1551212901659+0000)/"), Some(Utc.timestamp_millis_opt(1551212901659).unwrap()));
+        assert_eq!(parse_time("/Date(1551212901659)/"), Some(Utc.timestamp_millis_opt(1551212901659).unwrap()));
+        assert_eq!(parse_time("2026-03-01T12:00:00+0530"), Some(Utc.with_ymd_and_hms(2026, 3, 1, 6, 30, 0).unwrap()));
+        assert_eq!(parse_time("2026-03-01T12:00:00-08:00"), Some(Utc.with_ymd_and_hms(2026, 3, 1, 20, 0, 0).unwrap()));
+        assert_eq!(parse_time("2026-03-01T12:00:00.123Z").unwrap().timestamp_subsec_millis(), 123);
+        assert_eq!(parse_time("2019-02-26T20:28:21.659"), Some(Utc.timestamp_millis_opt(1551212901659).unwrap()));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn api_urls_encode_ids() {
+        let base = url::Url::parse("http://h/quickbooks/v3/company/").unwrap();
+        assert_eq!(api_url(&base, &["9341", "invoice", "12"]).unwrap().as_str(), "http://h/quickbooks/v3/company/9341/invoice/12");
+        assert_eq!(
+            api_url(&base, &["1", "invoice", "../../x?y#z"]).unwrap().as_str(),
+            "http://h/quickbooks/v3/company/1/invoice/..%2F..%2Fx%3Fy%23z"
+        );
+        assert!(api_url(&base, &["", "query"]).is_err());
+        assert!(api_url(&base, &["1", "invoice", ".."]).is_err());
+    }
+}

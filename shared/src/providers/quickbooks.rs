@@ -1,0 +1,301 @@
+//! QuickBooks Online (Intuit).
+//!
+//! One grant per company (realm); the realm comes on the callback and is in every API path. Lists
+//! use the query endpoint with STARTPOSITION/MAXRESULTS ordered by Id, so records updated while we
+//! page keep their position (ordering by update time would move them and skip others). PKCE is not
+//! sent: Intuit documents no support for it, and this is a confidential client with a state.
+
+use chrono::{SecondsFormat, Utc};
+use oauth2::AuthType;
+use serde_json::{json, Value};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::http_client::HttpClient;
+use crate::providers::client::AccountingProvider;
+use crate::providers::core::Core;
+use crate::providers::endpoints::Endpoints;
+use crate::providers::errors::ApiResponse;
+use crate::providers::model::{
+    api_url, parse_time, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, Record,
+};
+use crate::providers::oauth;
+use crate::providers::Provider;
+use crate::tokens::TokenSet;
+
+const PROVIDER: Provider = Provider::QuickBooks;
+pub const DEFAULT_SCOPES: &[&str] = &["com.intuit.quickbooks.accounting"];
+/// Every request states the minor version Intuit now applies anyway, so answers do not change
+/// shape under us when a newer one becomes the default.
+const MINOR_VERSION: &str = "75";
+
+#[derive(Clone, Debug)]
+pub struct QuickBooksClient {
+    core: Core,
+}
+
+/// QuickBooks' entity name (query `FROM`, response key) and its path segment.
+pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
+    match entity {
+        Entity::Invoice => ("Invoice", "invoice"),
+        Entity::Contact => ("Customer", "customer"),
+        Entity::Account => ("Account", "account"),
+        Entity::Payment => ("Payment", "payment"),
+    }
+}
+
+/// A realm id goes into every URL path: only digits are accepted.
+fn check_realm(realm: &str) -> Result<&str> {
+    if !realm.is_empty() && realm.len() <= 32 && realm.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(realm)
+    } else {
+        Err(Error::InvalidInput("QuickBooks realmId must be digits".into()))
+    }
+}
+
+/// The query for one page. The timestamp is written with an explicit offset, as Intuit's examples do.
+pub fn list_query(entity: Entity, cursor: &Cursor) -> String {
+    let (name, _) = entity_names(entity);
+    let filter = cursor
+        .modified_since
+        .map(|t| format!(" WHERE MetaData.LastUpdatedTime > '{}'", t.to_rfc3339_opts(SecondsFormat::Secs, false)))
+        .unwrap_or_default();
+    format!("SELECT * FROM {name}{filter} ORDERBY Id STARTPOSITION {} MAXRESULTS {}", cursor.position, cursor.page_size)
+}
+
+pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
+    let id = text(&v, "Id").ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("{entity} without Id") })?;
+    let active = |v: &Value| v.get("Active").and_then(Value::as_bool).map(|a| if a { "Active" } else { "Inactive" }.to_string());
+    let (number, name, amount, status) = match entity {
+        Entity::Invoice => {
+            // QuickBooks invoices have no status field; the balance says whether one is paid.
+            let status = v.get("Balance").and_then(Value::as_f64).map(|b| if b == 0.0 { "Paid" } else { "Open" }.to_string());
+            (text(&v, "DocNumber"), text_at(&v, &["CustomerRef", "name"]), text(&v, "TotalAmt"), status)
+        }
+        Entity::Contact => (None, text(&v, "DisplayName"), text(&v, "Balance"), active(&v)),
+        Entity::Account => (text(&v, "AcctNum"), text(&v, "Name"), text(&v, "CurrentBalance"), active(&v)),
+        Entity::Payment => (text(&v, "PaymentRefNum"), text_at(&v, &["CustomerRef", "name"]), text(&v, "TotalAmt"), None),
+    };
+    Ok(Record {
+        provider: PROVIDER,
+        entity,
+        org_id: org_id.to_string(),
+        id,
+        updated_at: text_at(&v, &["MetaData", "LastUpdatedTime"]).and_then(|t| parse_time(&t)),
+        number,
+        name,
+        amount,
+        currency: text_at(&v, &["CurrencyRef", "value"]),
+        status,
+        raw: v,
+    })
+}
+
+impl QuickBooksClient {
+    pub fn new(endpoints: Endpoints, credentials: ClientCredentials, http: HttpClient) -> Self {
+        QuickBooksClient { core: Core::new(PROVIDER, endpoints, credentials, http) }
+    }
+
+    fn oauth(&self) -> oauth::OAuthClient {
+        let e = &self.core.endpoints;
+        oauth::build_client(&self.core.credentials, &e.authorize, &e.token, AuthType::BasicAuth)
+    }
+
+    fn bearer(&self, tokens: &TokenSet, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.bearer_auth(tokens.access_token.expose())
+    }
+
+    fn entity_from(body: &Value, entity: Entity) -> Result<Value> {
+        let (name, _) = entity_names(entity);
+        body.get(name)
+            .cloned()
+            .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("response has no {name} object") })
+    }
+}
+
+impl AccountingProvider for QuickBooksClient {
+    fn provider(&self) -> Provider {
+        PROVIDER
+    }
+
+    fn supports_pkce(&self) -> bool {
+        false
+    }
+
+    fn authorize_url(&self, req: &AuthorizeRequest<'_>) -> Result<Url> {
+        Ok(oauth::authorize_url(&self.oauth(), req, DEFAULT_SCOPES, " ", false, &[]))
+    }
+
+    async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &Url,
+        _pkce_verifier: Option<&str>,
+        callback: &CallbackParams,
+    ) -> Result<Grant> {
+        let realm = callback.realm_id.as_deref().ok_or_else(|| Error::InvalidInput("QuickBooks callback has no realmId".into()))?;
+        let realm = check_realm(realm)?.to_string();
+        let resp = oauth::exchange_code(&self.core.http, PROVIDER, &self.oauth(), code, redirect_uri, None).await?;
+        let mut tokens = oauth::token_set(PROVIDER, &resp, None, None, None, Utc::now())?;
+        if tokens.scopes.is_empty() {
+            tokens.scopes = DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
+        }
+        Ok(Grant { tokens, org_hint: Some(realm) })
+    }
+
+    async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet> {
+        let rt = tokens
+            .refresh_token
+            .as_ref()
+            .ok_or_else(|| Error::InvalidGrant { provider: PROVIDER, reason: "no refresh token stored".into() })?;
+        let resp = oauth::refresh(&self.core.http, PROVIDER, &self.oauth(), rt).await?;
+        oauth::token_set(PROVIDER, &resp, Some(tokens), None, None, Utc::now())
+    }
+
+    async fn revoke(&self, tokens: &TokenSet) -> Result<()> {
+        // Revoking the refresh token ends the whole grant; the access token alone would not.
+        let token = tokens.refresh_token.as_ref().unwrap_or(&tokens.access_token);
+        let req = self
+            .core
+            .http
+            .reqwest()
+            .post(self.core.endpoints.revoke.clone())
+            .basic_auth(&self.core.credentials.client_id, Some(self.core.credentials.client_secret.expose()))
+            .header(http::header::ACCEPT, "application/json")
+            .json(&json!({ "token": token.expose() }));
+        let resp = self.core.send(req).await?;
+        revoke_outcome(PROVIDER, &resp)
+    }
+
+    /// The callback's realm, named from its CompanyInfo (which also proves the token reaches it).
+    async fn discover_orgs(&self, tokens: &TokenSet, callback: &CallbackParams) -> Result<Vec<Org>> {
+        let realm = callback.realm_id.as_deref().ok_or_else(|| Error::InvalidInput("QuickBooks callback has no realmId".into()))?;
+        let realm = check_realm(realm)?;
+        let url = api_url(&self.core.endpoints.api, &[realm, "companyinfo", realm])?;
+        let ok = self.core.call(self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[("minorversion", MINOR_VERSION)])).await?;
+        let info = ok.body.get("CompanyInfo");
+        Ok(vec![Org {
+            provider: PROVIDER,
+            id: realm.to_string(),
+            name: info.and_then(|i| text(i, "CompanyName")),
+            connection_id: None,
+            kind: None,
+            region: info.and_then(|i| text(i, "Country")),
+        }])
+    }
+
+    async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
+        cursor.check(PROVIDER, cursor.entity)?;
+        let entity = cursor.entity;
+        let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, "query"])?;
+        let query = list_query(entity, cursor);
+        let req =
+            self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[("query", query.as_str()), ("minorversion", MINOR_VERSION)]);
+        let ok = self.core.call(req).await?;
+        let (name, _) = entity_names(entity);
+        let qr = ok
+            .body
+            .get("QueryResponse")
+            .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: "no QueryResponse".into() })?;
+        // An empty result has no array at all.
+        let items = match qr.get(name) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => {
+                return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("QueryResponse.{name} is not an array") })
+            }
+        };
+        let has_more = items.len() as u32 >= cursor.page_size;
+        let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
+        let server_time = ok.body.get("time").and_then(Value::as_str).and_then(parse_time).or(ok.date);
+        Ok(Page { records, next_cursor: cursor.advance(has_more, cursor.page_size, server_time), has_more, rate_limit: ok.rate_limit })
+    }
+
+    async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {
+        let (_, segment) = entity_names(entity);
+        let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, segment, id])?;
+        let req = self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[("minorversion", MINOR_VERSION)]);
+        let ok = self.core.call(req).await?;
+        normalise(entity, org_id, Self::entity_from(&ok.body, entity)?)
+    }
+
+    async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, idempotency_key: &str) -> Result<Record> {
+        if idempotency_key.is_empty() {
+            return Err(Error::InvalidInput("idempotency key is empty".into()));
+        }
+        let (_, segment) = entity_names(entity);
+        let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, segment])?;
+        let req = self
+            .bearer(tokens, self.core.http.reqwest().post(url))
+            .query(&[("requestid", idempotency_key), ("minorversion", MINOR_VERSION)])
+            .json(payload);
+        let ok = self.core.call(req).await?;
+        normalise(entity, org_id, Self::entity_from(&ok.body, entity)?)
+    }
+}
+
+/// A revocation succeeded, or the token was already unusable (nothing left to revoke).
+pub(crate) fn revoke_outcome(provider: Provider, resp: &ApiResponse) -> Result<()> {
+    let body_error = resp.json().and_then(|b| b.get("error").and_then(Value::as_str).map(str::to_string));
+    if (200..300).contains(&resp.status) && body_error.is_none() {
+        return Ok(());
+    }
+    match oauth::token_endpoint_error(provider, resp) {
+        Error::InvalidGrant { .. } => Ok(()),
+        e => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn list_query_filters_orders_and_pages() {
+        let c = Cursor::start(PROVIDER, Entity::Contact).with_page_size(50);
+        assert_eq!(list_query(Entity::Contact, &c), "SELECT * FROM Customer ORDERBY Id STARTPOSITION 1 MAXRESULTS 50");
+        let mut c = Cursor::since(PROVIDER, Entity::Invoice, Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()).with_page_size(10);
+        c.position = 21;
+        assert_eq!(
+            list_query(Entity::Invoice, &c),
+            "SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime > '2026-01-02T03:04:05+00:00' ORDERBY Id STARTPOSITION 21 MAXRESULTS 10"
+        );
+    }
+
+    #[test]
+    fn realm_must_be_digits() {
+        assert!(check_realm("9341452000000001").is_ok());
+        for bad in ["", "93/41", "../x", "12 3", "abc"] {
+            assert!(check_realm(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn records_normalise() {
+        let inv = json!({"Id": "130", "DocNumber": "1037", "TotalAmt": 362.07, "Balance": 0,
+            "CustomerRef": {"value": "3", "name": "Cool Cars"}, "CurrencyRef": {"value": "USD"},
+            "MetaData": {"LastUpdatedTime": "2026-02-01T10:00:00-07:00"}});
+        let r = normalise(Entity::Invoice, "934", inv).unwrap();
+        assert_eq!((r.id.as_str(), r.number.as_deref(), r.name.as_deref()), ("130", Some("1037"), Some("Cool Cars")));
+        assert_eq!((r.amount.as_deref(), r.currency.as_deref(), r.status.as_deref()), (Some("362.07"), Some("USD"), Some("Paid")));
+        assert_eq!(r.updated_at, Some(Utc.with_ymd_and_hms(2026, 2, 1, 17, 0, 0).unwrap()));
+        let c = normalise(Entity::Contact, "934", json!({"Id": 5, "DisplayName": "Amy", "Active": false})).unwrap();
+        assert_eq!((c.id.as_str(), c.name.as_deref(), c.status.as_deref()), ("5", Some("Amy"), Some("Inactive")));
+        assert!(normalise(Entity::Payment, "934", json!({"TotalAmt": 1})).is_err());
+    }
+
+    #[test]
+    fn revoking_a_dead_token_is_success() {
+        let r = |status: u16, body: &str| ApiResponse { status, headers: http::HeaderMap::new(), body: body.to_string().into() };
+        assert!(revoke_outcome(PROVIDER, &r(200, "")).is_ok());
+        assert!(revoke_outcome(PROVIDER, &r(400, r#"{"error":"invalid_grant"}"#)).is_ok());
+        assert_eq!(
+            revoke_outcome(PROVIDER, &r(401, r#"{"error":"invalid_client"}"#)).unwrap_err().code(),
+            crate::ErrorCode::ProviderAuthFailed
+        );
+        assert!(revoke_outcome(PROVIDER, &r(503, "")).unwrap_err().is_retryable());
+        // Zoho's 200 with an error body is not a success.
+        assert!(revoke_outcome(Provider::Zoho, &r(200, r#"{"error":"invalid_client"}"#)).is_err());
+    }
+}

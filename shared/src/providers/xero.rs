@@ -1,0 +1,306 @@
+//! Xero.
+//!
+//! One token set per user reaches several tenants; each API call names its tenant in
+//! `xero-tenant-id`. The callback names no tenant: the access token's `authentication_event_id`
+//! claim asks `/connections` for the tenants this consent added. Refresh tokens rotate on every
+//! refresh (the previous one works for a grace period). PKCE (S256) is supported and used.
+
+use chrono::{SecondsFormat, Utc};
+use oauth2::AuthType;
+use serde_json::{json, Value};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::http_client::HttpClient;
+use crate::providers::client::AccountingProvider;
+use crate::providers::core::Core;
+use crate::providers::endpoints::Endpoints;
+use crate::providers::model::{
+    api_url, parse_time, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, Record,
+};
+use crate::providers::oauth;
+use crate::providers::quickbooks::revoke_outcome;
+use crate::providers::Provider;
+use crate::tokens::TokenSet;
+
+const PROVIDER: Provider = Provider::Xero;
+/// Granular scopes (mandatory for apps created from 2026-03-02); older apps pass their own
+/// (`accounting.transactions`) in `AuthorizeRequest::scopes`.
+pub const DEFAULT_SCOPES: &[&str] =
+    &["offline_access", "accounting.invoices", "accounting.payments", "accounting.contacts", "accounting.settings.read"];
+/// Xero caps Idempotency-Key at 128 characters.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+#[derive(Clone, Debug)]
+pub struct XeroClient {
+    core: Core,
+}
+
+/// The collection name (path and response key) and the id field.
+pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
+    match entity {
+        Entity::Invoice => ("Invoices", "InvoiceID"),
+        Entity::Contact => ("Contacts", "ContactID"),
+        Entity::Account => ("Accounts", "AccountID"),
+        Entity::Payment => ("Payments", "PaymentID"),
+    }
+}
+
+/// `/Accounts` returns the whole chart in one answer.
+fn is_paged(entity: Entity) -> bool {
+    entity != Entity::Account
+}
+
+pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
+    let (_, id_field) = entity_names(entity);
+    let id = text(&v, id_field)
+        .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("{entity} without {id_field}") })?;
+    let (number, name, amount, currency, status) = match entity {
+        Entity::Invoice => {
+            (text(&v, "InvoiceNumber"), text_at(&v, &["Contact", "Name"]), text(&v, "Total"), text(&v, "CurrencyCode"), text(&v, "Status"))
+        }
+        Entity::Contact => (text(&v, "AccountNumber"), text(&v, "Name"), None, text(&v, "DefaultCurrency"), text(&v, "ContactStatus")),
+        Entity::Account => (text(&v, "Code"), text(&v, "Name"), None, text(&v, "CurrencyCode"), text(&v, "Status")),
+        Entity::Payment => (
+            text(&v, "Reference"),
+            text_at(&v, &["Invoice", "Contact", "Name"]),
+            text(&v, "Amount"),
+            text_at(&v, &["Invoice", "CurrencyCode"]),
+            text(&v, "Status"),
+        ),
+    };
+    Ok(Record {
+        provider: PROVIDER,
+        entity,
+        org_id: org_id.to_string(),
+        id,
+        updated_at: text(&v, "UpdatedDateUTC").and_then(|t| parse_time(&t)),
+        number,
+        name,
+        amount,
+        currency,
+        status,
+        raw: v,
+    })
+}
+
+/// Xero's connection objects as tenants.
+pub fn parse_connections(body: &Value) -> Result<Vec<Org>> {
+    let list =
+        body.as_array().ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: "connections is not an array".into() })?;
+    list.iter()
+        .map(|c| {
+            Ok(Org {
+                provider: PROVIDER,
+                id: text(c, "tenantId")
+                    .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: "connection without tenantId".into() })?,
+                name: text(c, "tenantName"),
+                connection_id: text(c, "id"),
+                kind: text(c, "tenantType"),
+                region: None,
+            })
+        })
+        .collect()
+}
+
+impl XeroClient {
+    pub fn new(endpoints: Endpoints, credentials: ClientCredentials, http: HttpClient) -> Self {
+        XeroClient { core: Core::new(PROVIDER, endpoints, credentials, http) }
+    }
+
+    fn oauth(&self) -> oauth::OAuthClient {
+        let e = &self.core.endpoints;
+        oauth::build_client(&self.core.credentials, &e.authorize, &e.token, AuthType::BasicAuth)
+    }
+
+    fn connections_url(&self) -> Result<Url> {
+        self.core.endpoints.connections.clone().ok_or_else(|| Error::Internal("xero endpoints lack the connections URL".into()))
+    }
+
+    fn tenant_request(&self, tokens: &TokenSet, tenant: &str, req: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder> {
+        if tenant.is_empty() || tenant.len() > 64 || !tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(Error::InvalidInput("Xero tenant id must be a uuid".into()));
+        }
+        Ok(req.bearer_auth(tokens.access_token.expose()).header("xero-tenant-id", tenant))
+    }
+
+    fn first_of(body: &Value, entity: Entity) -> Result<Value> {
+        let (name, _) = entity_names(entity);
+        let first = body
+            .get(name)
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .cloned()
+            .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("response has no {name}") })?;
+        // With summarizeErrors=false Xero answers 200 and marks the element instead.
+        if first.get("HasErrors").and_then(Value::as_bool) == Some(true)
+            || first.get("ValidationErrors").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
+        {
+            let messages: Vec<String> =
+                first.get("ValidationErrors").and_then(Value::as_array).into_iter().flatten().filter_map(|e| text(e, "Message")).collect();
+            return Err(Error::ProviderPermanent { provider: PROVIDER, status: Some(200), message: messages.join("; ") });
+        }
+        Ok(first)
+    }
+
+    /// Disconnects one tenant (DELETE /connections/{id}); the token set keeps its other tenants.
+    pub async fn delete_connection(&self, tokens: &TokenSet, connection_id: &str) -> Result<()> {
+        let base = self.connections_url()?;
+        let mut url = base.clone();
+        url.path_segments_mut().map_err(|_| Error::Internal("connections URL".into()))?.push(connection_id);
+        let req = self.core.http.reqwest().delete(url).bearer_auth(tokens.access_token.expose());
+        self.core.call_no_content(req).await
+    }
+}
+
+impl AccountingProvider for XeroClient {
+    fn provider(&self) -> Provider {
+        PROVIDER
+    }
+
+    fn supports_pkce(&self) -> bool {
+        true
+    }
+
+    fn authorize_url(&self, req: &AuthorizeRequest<'_>) -> Result<Url> {
+        Ok(oauth::authorize_url(&self.oauth(), req, DEFAULT_SCOPES, " ", true, &[]))
+    }
+
+    async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &Url,
+        pkce_verifier: Option<&str>,
+        _callback: &CallbackParams,
+    ) -> Result<Grant> {
+        let resp = oauth::exchange_code(&self.core.http, PROVIDER, &self.oauth(), code, redirect_uri, pkce_verifier).await?;
+        let tokens = oauth::token_set(PROVIDER, &resp, None, None, None, Utc::now())?;
+        Ok(Grant { tokens, org_hint: None })
+    }
+
+    async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet> {
+        let rt = tokens
+            .refresh_token
+            .as_ref()
+            .ok_or_else(|| Error::InvalidGrant { provider: PROVIDER, reason: "no refresh token stored".into() })?;
+        let resp = oauth::refresh(&self.core.http, PROVIDER, &self.oauth(), rt).await?;
+        oauth::token_set(PROVIDER, &resp, Some(tokens), None, None, Utc::now())
+    }
+
+    async fn revoke(&self, tokens: &TokenSet) -> Result<()> {
+        let token = tokens.refresh_token.as_ref().unwrap_or(&tokens.access_token);
+        let req = self
+            .core
+            .http
+            .reqwest()
+            .post(self.core.endpoints.revoke.clone())
+            .basic_auth(&self.core.credentials.client_id, Some(self.core.credentials.client_secret.expose()))
+            .header(http::header::ACCEPT, "application/json")
+            .form(&[("token", token.expose())]);
+        let resp = self.core.send(req).await?;
+        revoke_outcome(PROVIDER, &resp)
+    }
+
+    async fn discover_orgs(&self, tokens: &TokenSet, _callback: &CallbackParams) -> Result<Vec<Org>> {
+        let mut url = self.connections_url()?;
+        // Without the claim (not a fresh consent) every tenant of the token set is listed.
+        if let Some(event) = oauth::jwt_claim(tokens.access_token.expose(), "authentication_event_id") {
+            url.query_pairs_mut().append_pair("authEventId", &event);
+        }
+        let ok = self.core.call(self.core.http.reqwest().get(url).bearer_auth(tokens.access_token.expose())).await?;
+        parse_connections(&ok.body)
+    }
+
+    async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
+        cursor.check(PROVIDER, cursor.entity)?;
+        let entity = cursor.entity;
+        let (name, _) = entity_names(entity);
+        let url = api_url(&self.core.endpoints.api, &[name])?;
+        let mut req = self.tenant_request(tokens, org_id, self.core.http.reqwest().get(url))?;
+        if is_paged(entity) {
+            req = req.query(&[("page", cursor.position), ("pageSize", cursor.page_size)]);
+        }
+        if let Some(since) = cursor.modified_since {
+            req = req.header(http::header::IF_MODIFIED_SINCE, since.to_rfc3339_opts(SecondsFormat::Secs, true));
+        }
+        let ok = self.core.call(req).await?;
+        let items = match ok.body.get(name) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{name} is not an array") }),
+        };
+        let has_more = if !is_paged(entity) {
+            false
+        } else if let Some(p) = ok.body.get("pagination") {
+            let page = p.get("page").and_then(Value::as_u64).unwrap_or(cursor.position as u64);
+            let count = p.get("pageCount").and_then(Value::as_u64).unwrap_or(0);
+            page < count
+        } else {
+            items.len() as u32 >= cursor.page_size
+        };
+        let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
+        let server_time = ok.body.get("DateTimeUTC").and_then(Value::as_str).and_then(parse_time).or(ok.date);
+        Ok(Page { records, next_cursor: cursor.advance(has_more, 1, server_time), has_more, rate_limit: ok.rate_limit })
+    }
+
+    async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {
+        let (name, _) = entity_names(entity);
+        let url = api_url(&self.core.endpoints.api, &[name, id])?;
+        let ok = self.core.call(self.tenant_request(tokens, org_id, self.core.http.reqwest().get(url))?).await?;
+        normalise(entity, org_id, Self::first_of(&ok.body, entity)?)
+    }
+
+    async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, idempotency_key: &str) -> Result<Record> {
+        if idempotency_key.is_empty() || idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(Error::InvalidInput(format!("Xero idempotency keys are 1 to {MAX_IDEMPOTENCY_KEY} characters")));
+        }
+        let (name, _) = entity_names(entity);
+        let url = api_url(&self.core.endpoints.api, &[name])?;
+        // Accept either one object or the {"Invoices": [..]} wrapper Xero documents.
+        let body = if payload.get(name).is_some() { payload.clone() } else { json!({ name: [payload] }) };
+        let req =
+            self.tenant_request(tokens, org_id, self.core.http.reqwest().put(url))?.header("Idempotency-Key", idempotency_key).json(&body);
+        let ok = self.core.call(req).await?;
+        normalise(entity, org_id, Self::first_of(&ok.body, entity)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_normalise() {
+        let v = json!({"InvoiceID": "b1", "InvoiceNumber": "INV-1", "Total": 10.5, "CurrencyCode": "NZD", "Status": "AUTHORISED",
+            "Contact": {"Name": "Ridgeway"}, "UpdatedDateUTC": "/Date(1551212901659+0000)/"});
+        let r = normalise(Entity::Invoice, "t1", v).unwrap();
+        assert_eq!((r.id.as_str(), r.number.as_deref(), r.name.as_deref()), ("b1", Some("INV-1"), Some("Ridgeway")));
+        assert_eq!((r.amount.as_deref(), r.currency.as_deref(), r.status.as_deref()), (Some("10.5"), Some("NZD"), Some("AUTHORISED")));
+        assert_eq!(r.updated_at.unwrap().timestamp_millis(), 1551212901659);
+        let p = normalise(
+            Entity::Payment,
+            "t1",
+            json!({"PaymentID": "p", "Amount": 3, "Invoice": {"CurrencyCode": "USD", "Contact": {"Name": "A"}}}),
+        )
+        .unwrap();
+        assert_eq!((p.amount.as_deref(), p.currency.as_deref(), p.name.as_deref()), (Some("3"), Some("USD"), Some("A")));
+        assert!(normalise(Entity::Contact, "t1", json!({"Name": "x"})).is_err());
+    }
+
+    #[test]
+    fn connections_become_orgs() {
+        let body = json!([{"id": "c1", "authEventId": "e", "tenantId": "t1", "tenantType": "ORGANISATION", "tenantName": "Demo"}]);
+        let orgs = parse_connections(&body).unwrap();
+        assert_eq!(orgs.len(), 1);
+        assert_eq!((orgs[0].id.as_str(), orgs[0].connection_id.as_deref(), orgs[0].name.as_deref()), ("t1", Some("c1"), Some("Demo")));
+        assert!(parse_connections(&json!({"not": "array"})).is_err());
+    }
+
+    #[test]
+    fn element_validation_errors_on_200_are_errors() {
+        let body = json!({"Invoices": [{"InvoiceID": "x", "HasErrors": true, "ValidationErrors": [{"Message": "Bad date"}]}]});
+        let e = XeroClient::first_of(&body, Entity::Invoice).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::ProviderPermanent);
+        assert!(e.to_string().contains("Bad date"));
+    }
+}

@@ -1,0 +1,290 @@
+//! Zoho Books.
+//!
+//! Every user lives in one data centre: the callback names its accounts server (where tokens are
+//! exchanged, refreshed and revoked) and the token response its API domain (where every API call
+//! goes). Both are checked against the known data centres before we send anything there. Client
+//! credentials travel as form fields, not Basic auth. The refresh token does not rotate. Errors can
+//! come as HTTP 200 with a body that says otherwise. Zoho documents PKCE as optional and
+//! recommended for server-based clients, so it is used.
+
+use chrono::Utc;
+use oauth2::AuthType;
+use serde_json::Value;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::http_client::HttpClient;
+use crate::providers::client::AccountingProvider;
+use crate::providers::core::Core;
+use crate::providers::endpoints::Endpoints;
+use crate::providers::model::{
+    api_url, parse_time, text, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, Record,
+};
+use crate::providers::oauth;
+use crate::providers::quickbooks::revoke_outcome;
+use crate::providers::Provider;
+use crate::tokens::TokenSet;
+
+const PROVIDER: Provider = Provider::Zoho;
+/// Module scopes (a documented full-access scope does not exist). `settings` covers organizations
+/// and webhook registration.
+pub const DEFAULT_SCOPES: &[&str] = &[
+    "ZohoBooks.contacts.ALL",
+    "ZohoBooks.invoices.ALL",
+    "ZohoBooks.customerpayments.ALL",
+    "ZohoBooks.accountants.ALL",
+    "ZohoBooks.settings.ALL",
+];
+/// `access_type=offline` for a refresh token; `prompt=consent` so a user who consented before still
+/// gets one (Zoho returns it only on a consent screen).
+const AUTHORIZE_EXTRA: &[(&str, &str)] = &[("access_type", "offline"), ("prompt", "consent")];
+
+#[derive(Clone, Debug)]
+pub struct ZohoClient {
+    core: Core,
+}
+
+/// (path segment = list key, key of one object, id field).
+pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str) {
+    match entity {
+        Entity::Invoice => ("invoices", "invoice", "invoice_id"),
+        Entity::Contact => ("contacts", "contact", "contact_id"),
+        Entity::Account => ("chartofaccounts", "chart_of_account", "account_id"),
+        Entity::Payment => ("customerpayments", "payment", "payment_id"),
+    }
+}
+
+pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
+    let (_, _, id_field) = entity_names(entity);
+    let id = text(&v, id_field)
+        .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("{entity} without {id_field}") })?;
+    let (number, name, amount, status) = match entity {
+        Entity::Invoice => (text(&v, "invoice_number"), text(&v, "customer_name"), text(&v, "total"), text(&v, "status")),
+        Entity::Contact => (None, text(&v, "contact_name"), text(&v, "outstanding_receivable_amount"), text(&v, "status")),
+        Entity::Account => (
+            text(&v, "account_code"),
+            text(&v, "account_name"),
+            None,
+            v.get("is_active").and_then(Value::as_bool).map(|a| if a { "active" } else { "inactive" }.to_string()),
+        ),
+        Entity::Payment => (text(&v, "payment_number"), text(&v, "customer_name"), text(&v, "amount"), None),
+    };
+    Ok(Record {
+        provider: PROVIDER,
+        entity,
+        org_id: org_id.to_string(),
+        id,
+        updated_at: text(&v, "last_modified_time").and_then(|t| parse_time(&t)),
+        number,
+        name,
+        amount,
+        currency: text(&v, "currency_code"),
+        status,
+        raw: v,
+    })
+}
+
+/// Zoho's timestamp format: `2013-11-18T02:17:40+0000`.
+fn zoho_time(t: chrono::DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%z").to_string()
+}
+
+fn check_org(org_id: &str) -> Result<&str> {
+    if !org_id.is_empty() && org_id.len() <= 32 && org_id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(org_id)
+    } else {
+        Err(Error::InvalidInput("Zoho organization_id must be digits".into()))
+    }
+}
+
+impl ZohoClient {
+    pub fn new(endpoints: Endpoints, credentials: ClientCredentials, http: HttpClient) -> Self {
+        ZohoClient { core: Core::new(PROVIDER, endpoints, credentials, http) }
+    }
+
+    fn oauth(&self, token_url: &Url) -> oauth::OAuthClient {
+        oauth::build_client(&self.core.credentials, &self.core.endpoints.authorize, token_url, AuthType::RequestBody)
+    }
+
+    /// The grant's accounts server, re-checked: stored data is not trusted more than a callback.
+    fn accounts_server(&self, tokens: &TokenSet) -> Result<String> {
+        match tokens.accounts_server.as_deref() {
+            Some(s) => self.core.endpoints.zoho_check_accounts_server(s),
+            None => self.core.endpoints.zoho_accounts_server(None, None),
+        }
+    }
+
+    fn api_base(&self, tokens: &TokenSet) -> Result<Url> {
+        match tokens.api_domain.as_deref() {
+            Some(d) => Endpoints::zoho_api_base(&self.core.endpoints.zoho_check_api_domain(d)?),
+            None => Ok(self.core.endpoints.api.clone()),
+        }
+    }
+
+    fn authed(&self, tokens: &TokenSet, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.header(http::header::AUTHORIZATION, format!("Zoho-oauthtoken {}", tokens.access_token.expose()))
+    }
+
+    fn one(body: &Value, entity: Entity) -> Result<Value> {
+        let (_, single, _) = entity_names(entity);
+        body.get(single)
+            .cloned()
+            .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("response has no {single}") })
+    }
+
+    fn checked_api_domain(&self, resp: &oauth::TokenResponse) -> Result<Option<String>> {
+        resp.extra_fields().api_domain.as_deref().map(|d| self.core.endpoints.zoho_check_api_domain(d)).transpose()
+    }
+}
+
+impl AccountingProvider for ZohoClient {
+    fn provider(&self) -> Provider {
+        PROVIDER
+    }
+
+    fn supports_pkce(&self) -> bool {
+        true
+    }
+
+    fn authorize_url(&self, req: &AuthorizeRequest<'_>) -> Result<Url> {
+        let client = self.oauth(&self.core.endpoints.token);
+        Ok(oauth::authorize_url(&client, req, DEFAULT_SCOPES, ",", true, AUTHORIZE_EXTRA))
+    }
+
+    async fn exchange_code(&self, code: &str, redirect_uri: &Url, pkce_verifier: Option<&str>, callback: &CallbackParams) -> Result<Grant> {
+        let server = self.core.endpoints.zoho_accounts_server(callback.accounts_server.as_deref(), callback.location.as_deref())?;
+        let client = self.oauth(&Endpoints::zoho_token_url(&server)?);
+        let resp = oauth::exchange_code(&self.core.http, PROVIDER, &client, code, redirect_uri, pkce_verifier).await?;
+        let api_domain = self
+            .checked_api_domain(&resp)?
+            .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: "token response has no api_domain".into() })?;
+        let tokens = oauth::token_set(PROVIDER, &resp, None, Some(api_domain), Some(server), Utc::now())?;
+        Ok(Grant { tokens, org_hint: None })
+    }
+
+    async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet> {
+        let rt = tokens
+            .refresh_token
+            .as_ref()
+            .ok_or_else(|| Error::InvalidGrant { provider: PROVIDER, reason: "no refresh token stored".into() })?;
+        let server = self.accounts_server(tokens)?;
+        let client = self.oauth(&Endpoints::zoho_token_url(&server)?);
+        let resp = oauth::refresh(&self.core.http, PROVIDER, &client, rt).await?;
+        let api_domain = self.checked_api_domain(&resp)?;
+        oauth::token_set(PROVIDER, &resp, Some(tokens), api_domain, Some(server), Utc::now())
+    }
+
+    async fn revoke(&self, tokens: &TokenSet) -> Result<()> {
+        let token = tokens.refresh_token.as_ref().unwrap_or(&tokens.access_token);
+        let server = self.accounts_server(tokens)?;
+        let mut url = Endpoints::zoho_revoke_url(&server)?;
+        url.query_pairs_mut().append_pair("token", token.expose());
+        let resp = self.core.send(self.core.http.reqwest().post(url).header(http::header::ACCEPT, "application/json")).await?;
+        revoke_outcome(PROVIDER, &resp)
+    }
+
+    async fn discover_orgs(&self, tokens: &TokenSet, callback: &CallbackParams) -> Result<Vec<Org>> {
+        let url = api_url(&self.api_base(tokens)?, &["organizations"])?;
+        let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url))).await?;
+        let region = tokens
+            .accounts_server
+            .as_deref()
+            .and_then(|s| self.core.endpoints.zoho_location_of(s))
+            .map(str::to_string)
+            .or_else(|| callback.location.clone());
+        let list = ok
+            .body
+            .get("organizations")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: "no organizations".into() })?;
+        list.iter()
+            .map(|o| {
+                Ok(Org {
+                    provider: PROVIDER,
+                    id: text(o, "organization_id")
+                        .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: "organization without id".into() })?,
+                    name: text(o, "name"),
+                    connection_id: None,
+                    kind: None,
+                    region: region.clone(),
+                })
+            })
+            .collect()
+    }
+
+    async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
+        cursor.check(PROVIDER, cursor.entity)?;
+        let entity = cursor.entity;
+        let (module, _, _) = entity_names(entity);
+        let url = api_url(&self.api_base(tokens)?, &[module])?;
+        let mut query = vec![
+            ("organization_id", check_org(org_id)?.to_string()),
+            ("page", cursor.position.to_string()),
+            ("per_page", cursor.page_size.to_string()),
+        ];
+        if let Some(since) = cursor.modified_since {
+            query.push(("last_modified_time", zoho_time(since)));
+        }
+        let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
+        let items = match ok.body.get(module) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{module} is not an array") }),
+        };
+        let has_more = match ok.body.get("page_context").and_then(|p| p.get("has_more_page")).and_then(Value::as_bool) {
+            Some(b) => b,
+            None => items.len() as u32 >= cursor.page_size,
+        };
+        let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
+        Ok(Page { records, next_cursor: cursor.advance(has_more, 1, ok.date), has_more, rate_limit: ok.rate_limit })
+    }
+
+    async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {
+        let (module, _, _) = entity_names(entity);
+        let url = api_url(&self.api_base(tokens)?, &[module, id])?;
+        let req = self.authed(tokens, self.core.http.reqwest().get(url)).query(&[("organization_id", check_org(org_id)?)]);
+        let ok = self.core.call(req).await?;
+        normalise(entity, org_id, Self::one(&ok.body, entity)?)
+    }
+
+    /// Zoho Books has no idempotency key: a retried create can make a second record. The sync
+    /// worker's job record is what keeps a create from being sent twice.
+    async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, _idempotency_key: &str) -> Result<Record> {
+        let (module, _, _) = entity_names(entity);
+        let url = api_url(&self.api_base(tokens)?, &[module])?;
+        let req = self.authed(tokens, self.core.http.reqwest().post(url)).query(&[("organization_id", check_org(org_id)?)]).json(payload);
+        let ok = self.core.call(req).await?;
+        normalise(entity, org_id, Self::one(&ok.body, entity)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    #[test]
+    fn records_normalise() {
+        let v = json!({"invoice_id": "460000000026049", "invoice_number": "INV-00003", "customer_name": "Bowman", "total": 40.6,
+            "currency_code": "USD", "status": "draft", "last_modified_time": "2013-11-18T02:17:40-0800"});
+        let r = normalise(Entity::Invoice, "700000001", v).unwrap();
+        assert_eq!((r.id.as_str(), r.number.as_deref(), r.status.as_deref()), ("460000000026049", Some("INV-00003"), Some("draft")));
+        assert_eq!(r.updated_at, Some(Utc.with_ymd_and_hms(2013, 11, 18, 10, 17, 40).unwrap()));
+        let a = normalise(Entity::Account, "1", json!({"account_id": "9", "account_name": "Cash", "is_active": true})).unwrap();
+        assert_eq!((a.name.as_deref(), a.status.as_deref()), (Some("Cash"), Some("active")));
+        assert!(normalise(Entity::Payment, "1", json!({"amount": 1})).is_err());
+    }
+
+    #[test]
+    fn zoho_time_has_no_colon_in_the_offset() {
+        assert_eq!(zoho_time(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()), "2026-01-02T03:04:05+0000");
+    }
+
+    #[test]
+    fn org_ids_are_digits() {
+        assert!(check_org("700000001").is_ok());
+        assert!(check_org("7&x=1").is_err());
+        assert!(check_org("").is_err());
+    }
+}

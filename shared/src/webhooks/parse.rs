@@ -1,0 +1,555 @@
+//! Turns a verified webhook body into the entity changes it reports, plus the delivery's dedupe key.
+//!
+//! Only called after the signature check. Payloads are thin everywhere (ids, never field values), so a
+//! change is just (org, entity, id, what happened, the provider's version of the event). Entities we do
+//! not sync (bills, items, credit notes, ...) are counted as ignored, not rejected: the provider would
+//! otherwise retry them forever, and QuickBooks holds back later events behind a failing one.
+//!
+//! Formats:
+//! - QuickBooks legacy: `{"eventNotifications":[{"realmId","dataChangeEvent":{"entities":[{name,id,operation,lastUpdated}]}}]}`
+//! - QuickBooks CloudEvents: a JSON array of `{specversion,id,type:"qbo.<entity>.<action>.v1",time,intuitentityid,intuitaccountid,data}`
+//! - Xero: `{"events":[{resourceId,eventCategory,eventType,eventDateUtc,tenantId,tenantType,...}],firstEventSequence,lastEventSequence,entropy}`
+//! - Zoho Books: either Zoho's default module payload (`{"invoice":{"invoice_id":..,"last_modified_time":..}}`)
+//!   or a flat template (`{"entity"|"module","entity_id","event_type","last_modified_time"}`), as JSON or
+//!   form fields (`JSONString=<json>` or the flat fields). The organisation comes from the verified URL.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::jobs::Change;
+use crate::tenancy::Entity;
+use crate::{Error, Provider, Result};
+
+/// One changed record as the provider reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityChange {
+    pub org_id: String,
+    pub entity: Entity,
+    /// None only for Zoho hints that name no record: the worker then pulls changes for the entity.
+    pub entity_id: Option<String>,
+    pub change: Change,
+    /// The provider's identity for this event (CloudEvents id, lastUpdated, eventDateUtc,
+    /// last_modified_time); part of the job's idempotency key.
+    pub event_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Delivery {
+    /// One per changed record: several events for the same record in one delivery collapse into the
+    /// last one, since the worker re-reads the record anyway.
+    pub changes: Vec<EntityChange>,
+    /// Events in the body, including ignored ones.
+    pub events: usize,
+    /// Events about entities or org types we do not sync.
+    pub ignored: usize,
+    /// Identity of the delivery for the replay/duplicate check; None when it carries no events (Xero's
+    /// intent-to-receive), which needs no nonce.
+    pub dedupe_key: Option<String>,
+}
+
+/// Longest id we accept from a provider (QuickBooks ids are digits, Xero's uuids, Zoho's digits).
+const MAX_ID_LEN: usize = 128;
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_ID_LEN && !s.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+fn malformed(what: impl std::fmt::Display) -> Error {
+    Error::InvalidInput(format!("webhook payload: {what}"))
+}
+
+fn json_error(e: serde_json::Error) -> Error {
+    // serde's message can quote payload text; keep only the category and position.
+    malformed(format_args!("not the expected JSON ({:?} at line {} column {})", e.classify(), e.line(), e.column()))
+}
+
+fn hash_parts<'a>(kind: &str, parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u32).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    format!("{kind}:{}", hex::encode(h.finalize()))
+}
+
+/// Keeps the last change per (org, entity, id) in arrival order of first appearance.
+#[derive(Default)]
+struct Collector {
+    order: Vec<(String, Entity, Option<String>)>,
+    latest: BTreeMap<(String, Entity, Option<String>), EntityChange>,
+}
+
+impl Collector {
+    fn push(&mut self, c: EntityChange) {
+        let key = (c.org_id.clone(), c.entity, c.entity_id.clone());
+        if !self.latest.contains_key(&key) {
+            self.order.push(key.clone());
+        }
+        self.latest.insert(key, c);
+    }
+    fn finish(mut self) -> Vec<EntityChange> {
+        self.order.iter().filter_map(|k| self.latest.remove(k)).collect()
+    }
+}
+
+/// Parses a verified body. `zoho_org` is the organisation the delivery was verified for (Zoho only).
+pub fn parse(provider: Provider, body: &[u8], zoho_org: Option<&str>) -> Result<Delivery> {
+    match provider {
+        Provider::QuickBooks => parse_quickbooks(body),
+        Provider::Xero => parse_xero(body),
+        Provider::Zoho => parse_zoho(body, zoho_org.ok_or_else(|| malformed("zoho delivery without organization"))?),
+    }
+}
+
+// ---------- QuickBooks ----------
+
+#[derive(Deserialize)]
+struct QboLegacy {
+    #[serde(rename = "eventNotifications")]
+    event_notifications: Vec<QboNotification>,
+}
+
+#[derive(Deserialize)]
+struct QboNotification {
+    #[serde(rename = "realmId")]
+    realm_id: String,
+    #[serde(rename = "dataChangeEvent")]
+    data_change_event: Option<QboDataChange>,
+}
+
+#[derive(Deserialize)]
+struct QboDataChange {
+    #[serde(default)]
+    entities: Vec<QboEntity>,
+}
+
+#[derive(Deserialize)]
+struct QboEntity {
+    name: String,
+    id: String,
+    operation: String,
+    #[serde(rename = "lastUpdated", default)]
+    last_updated: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QboCloudEvent {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    specversion: Option<String>,
+    #[serde(default)]
+    intuitentityid: Option<String>,
+    #[serde(default)]
+    intuitaccountid: Option<String>,
+}
+
+fn qbo_entity(name: &str) -> Option<Entity> {
+    // Vendors are contacts too, but the worker reads contacts as QuickBooks Customers; a vendor id
+    // would be looked up in the wrong collection, so vendors are ignored until the model has them.
+    match name.to_ascii_lowercase().as_str() {
+        "invoice" => Some(Entity::Invoice),
+        "customer" => Some(Entity::Contact),
+        "account" => Some(Entity::Account),
+        "payment" => Some(Entity::Payment),
+        _ => None,
+    }
+}
+
+fn qbo_change(op: &str) -> Change {
+    match op.to_ascii_lowercase().as_str() {
+        "create" | "created" => Change::Created,
+        "update" | "updated" => Change::Updated,
+        "delete" | "deleted" => Change::Deleted,
+        "merge" | "merged" => Change::Merged,
+        "void" | "voided" => Change::Voided,
+        _ => Change::Unknown,
+    }
+}
+
+fn first_non_ws(body: &[u8]) -> Option<u8> {
+    body.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+fn parse_quickbooks(body: &[u8]) -> Result<Delivery> {
+    if first_non_ws(body) == Some(b'[') {
+        return parse_qbo_cloudevents(body);
+    }
+    let legacy: QboLegacy = serde_json::from_slice(body).map_err(json_error)?;
+    let mut d = Delivery::default();
+    let mut col = Collector::default();
+    let mut tuples = Vec::new();
+    for n in &legacy.event_notifications {
+        if !valid_id(&n.realm_id) {
+            return Err(malformed("realmId missing or invalid"));
+        }
+        for e in n.data_change_event.iter().flat_map(|c| &c.entities) {
+            d.events += 1;
+            let last = e.last_updated.clone().unwrap_or_default();
+            tuples.push(format!("{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}", n.realm_id, e.name, e.id, e.operation, last));
+            match qbo_entity(&e.name) {
+                Some(entity) if valid_id(&e.id) => col.push(EntityChange {
+                    org_id: n.realm_id.clone(),
+                    entity,
+                    entity_id: Some(e.id.clone()),
+                    change: qbo_change(&e.operation),
+                    event_version: last,
+                }),
+                _ => d.ignored += 1,
+            }
+        }
+    }
+    // No event id in this format: the delivery is identified by its events (realm, entity, id,
+    // operation, lastUpdated), sorted so a redelivery with the same events in another order matches.
+    tuples.sort();
+    d.dedupe_key = (!tuples.is_empty()).then(|| hash_parts("qbo", tuples.iter().map(String::as_str)));
+    d.changes = col.finish();
+    fill_versions(&mut d);
+    Ok(d)
+}
+
+fn parse_qbo_cloudevents(body: &[u8]) -> Result<Delivery> {
+    let events: Vec<QboCloudEvent> = serde_json::from_slice(body).map_err(json_error)?;
+    let mut d = Delivery::default();
+    let mut col = Collector::default();
+    let mut ids = Vec::with_capacity(events.len());
+    for e in &events {
+        d.events += 1;
+        if !valid_id(&e.id) {
+            return Err(malformed("CloudEvent without a valid id"));
+        }
+        if e.specversion.as_deref().is_some_and(|v| !v.starts_with('1')) {
+            return Err(malformed("unsupported CloudEvents specversion"));
+        }
+        ids.push(e.id.as_str());
+        // type = qbo.<entity>.<action>.v<n>
+        let mut parts = e.kind.split('.');
+        let (vendor, name, action) = (parts.next(), parts.next(), parts.next());
+        let entity = match (vendor, name) {
+            (Some("qbo"), Some(name)) => qbo_entity(name),
+            _ => None,
+        };
+        match (entity, e.intuitaccountid.as_deref(), e.intuitentityid.as_deref()) {
+            (Some(entity), Some(realm), Some(id)) if valid_id(realm) && valid_id(id) => col.push(EntityChange {
+                org_id: realm.to_string(),
+                entity,
+                entity_id: Some(id.to_string()),
+                change: qbo_change(action.unwrap_or("")),
+                event_version: e.id.clone(),
+            }),
+            _ => d.ignored += 1,
+        }
+    }
+    // CloudEvents carry the provider's event id: the delivery is the set of its event ids.
+    ids.sort_unstable();
+    d.dedupe_key = (!ids.is_empty()).then(|| hash_parts("qboce", ids.iter().copied()));
+    d.changes = col.finish();
+    fill_versions(&mut d);
+    Ok(d)
+}
+
+// ---------- Xero ----------
+
+#[derive(Deserialize)]
+struct XeroPayload {
+    events: Vec<XeroEvent>,
+    // Required by Xero's schema; checked so a random signed JSON object is not taken for a delivery.
+    #[serde(rename = "firstEventSequence")]
+    _first: serde_json::Value,
+    #[serde(rename = "lastEventSequence")]
+    _last: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct XeroEvent {
+    #[serde(rename = "resourceId")]
+    resource_id: String,
+    #[serde(rename = "eventCategory")]
+    event_category: String,
+    #[serde(rename = "eventType")]
+    event_type: String,
+    #[serde(rename = "eventDateUtc", default)]
+    event_date_utc: Option<String>,
+    #[serde(rename = "tenantId")]
+    tenant_id: String,
+    #[serde(rename = "tenantType", default)]
+    tenant_type: Option<String>,
+}
+
+fn parse_xero(body: &[u8]) -> Result<Delivery> {
+    let p: XeroPayload = serde_json::from_slice(body).map_err(json_error)?;
+    let mut d = Delivery::default();
+    let mut col = Collector::default();
+    let mut tuples = Vec::with_capacity(p.events.len());
+    for e in &p.events {
+        d.events += 1;
+        let date = e.event_date_utc.clone().unwrap_or_default();
+        tuples.push(format!("{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}", e.tenant_id, e.event_category, e.resource_id, e.event_type, date));
+        // CREDITNOTE and SUBSCRIPTION (App Store, tenantType APPLICATION) are not synced entities.
+        let entity = match e.event_category.as_str() {
+            "INVOICE" => Some(Entity::Invoice),
+            "CONTACT" => Some(Entity::Contact),
+            _ => None,
+        };
+        let org = e.tenant_type.as_deref().is_none_or(|t| t == "ORGANISATION");
+        match entity {
+            Some(entity) if org && valid_id(&e.tenant_id) && valid_id(&e.resource_id) => col.push(EntityChange {
+                org_id: e.tenant_id.clone(),
+                entity,
+                entity_id: Some(e.resource_id.clone()),
+                change: qbo_change(&e.event_type),
+                event_version: date,
+            }),
+            _ => d.ignored += 1,
+        }
+    }
+    // Xero has no event id; `entropy` and the sequence numbers describe the batch, not the events,
+    // so the delivery is identified by its events (tenant, category, resource, type, date).
+    tuples.sort();
+    d.dedupe_key = (!tuples.is_empty()).then(|| hash_parts("xero", tuples.iter().map(String::as_str)));
+    d.changes = col.finish();
+    fill_versions(&mut d);
+    Ok(d)
+}
+
+// ---------- Zoho Books ----------
+
+/// Zoho module names (default payload keys and template values) and their id fields.
+fn zoho_entity(name: &str) -> Option<(Entity, &'static str)> {
+    match name.to_ascii_lowercase().as_str() {
+        "invoice" | "invoices" => Some((Entity::Invoice, "invoice_id")),
+        "contact" | "contacts" | "customer" => Some((Entity::Contact, "contact_id")),
+        "chartofaccount" | "chartofaccounts" | "chart_of_account" | "account" => Some((Entity::Account, "account_id")),
+        "customerpayment" | "customerpayments" | "customer_payment" | "payment" => Some((Entity::Payment, "payment_id")),
+        _ => None,
+    }
+}
+
+fn zoho_change(ev: &str) -> Change {
+    let ev = ev.to_ascii_lowercase();
+    if ev.contains("creat") {
+        Change::Created
+    } else if ev.contains("delet") {
+        Change::Deleted
+    } else if ev.contains("void") {
+        Change::Voided
+    } else if ev.contains("updat") || ev.contains("edit") {
+        Change::Updated
+    } else {
+        Change::Unknown
+    }
+}
+
+fn json_str(v: Option<&serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn parse_zoho(body: &[u8], org: &str) -> Result<Delivery> {
+    if !valid_id(org) {
+        return Err(malformed("organization_id invalid"));
+    }
+    let value: serde_json::Value = match first_non_ws(body) {
+        Some(b'{') => serde_json::from_slice(body).map_err(json_error)?,
+        Some(b'[') => return Err(malformed("expected a JSON object")),
+        Some(_) => {
+            // Form body: Zoho's `JSONString` field, or the template's flat fields.
+            let pairs: BTreeMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+            match pairs.get("JSONString") {
+                Some(j) => serde_json::from_str(j).map_err(json_error)?,
+                None => serde_json::Value::Object(pairs.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect()),
+            }
+        }
+        None => return Err(malformed("empty body")),
+    };
+    let obj = value.as_object().ok_or_else(|| malformed("expected a JSON object"))?;
+    let mut d = Delivery { events: 1, ..Default::default() };
+    // Flat template first, then Zoho's default `{ "<module>": { ... } }` payload.
+    let found = if let Some(module) = json_str(obj.get("entity")).or_else(|| json_str(obj.get("module"))) {
+        zoho_entity(&module).map(|(entity, id_field)| {
+            let id = json_str(obj.get("entity_id")).or_else(|| json_str(obj.get(id_field)));
+            let ev = json_str(obj.get("event_type")).or_else(|| json_str(obj.get("event"))).unwrap_or_default();
+            (entity, id, zoho_change(&ev), json_str(obj.get("last_modified_time")).unwrap_or_default())
+        })
+    } else {
+        obj.iter().find_map(|(k, v)| {
+            let (entity, id_field) = zoho_entity(k)?;
+            let rec = v.as_object()?;
+            let ev = json_str(obj.get("event_type")).unwrap_or_default();
+            Some((entity, json_str(rec.get(id_field)), zoho_change(&ev), json_str(rec.get("last_modified_time")).unwrap_or_default()))
+        })
+    };
+    match found {
+        Some((entity, id, change, version)) => {
+            let entity_id = match id {
+                Some(id) if valid_id(&id) => Some(id),
+                Some(_) => return Err(malformed("entity id invalid")),
+                None => None,
+            };
+            d.changes.push(EntityChange { org_id: org.to_string(), entity, entity_id, change, event_version: version });
+        }
+        None => d.ignored = 1,
+    }
+    // No event id in Zoho Books deliveries: the (org-scoped) body is the delivery's identity.
+    let mut h = Sha256::new();
+    h.update(org.as_bytes());
+    h.update([0u8]);
+    h.update(body);
+    d.dedupe_key = Some(format!("zoho:{}", hex::encode(h.finalize())));
+    fill_versions(&mut d);
+    Ok(d)
+}
+
+/// An event without its own timestamp or id takes the delivery's identity as its version. Otherwise
+/// every such event for a record would share one idempotency key forever, and the worker would skip
+/// all but the first.
+fn fill_versions(d: &mut Delivery) {
+    if let Some(key) = &d.dedupe_key {
+        for c in d.changes.iter_mut().filter(|c| c.event_version.is_empty()) {
+            c.event_version = key.clone();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Intuit's own sample from the CloudEvents migration announcement (blog 2025-11-12).
+    const QBO_LEGACY: &str = r#"{"eventNotifications":[{"realmId":"310687","dataChangeEvent":{"entities":[{"id":"1234","operation":"Create","name":"Account","lastUpdated":"2025-09-08T20:52:31.657Z"}]}}]}"#;
+    const QBO_CE: &str = r#"[{"specversion":"1.0","id":"88cd52aa-33b6-4351-9aa4-47572edbd068","source":"intuit.dsnBgbseACLLRZNxo2dfc4evmEJdxde58xeeYcZliOU=","type":"qbo.account.created.v1","datacontenttype":"application/json","time":"2025-09-10T21:31:25.179851517Z","intuitentityid":"1234","intuitaccountid":"310687","data":{}}]"#;
+    // Xero's example from xero-webhooks.yaml.
+    const XERO: &str = r#"{"events":[{"resourceUrl":"https://api.xero.com/api.xro/2.0/Contacts/717f2bfc-c6d4-41fd-b238-3f2f0c0cf777","resourceId":"717f2bfc-c6d4-41fd-b238-3f2f0c0cf777","eventDateUtc":"2024-06-21T01:15:39.902","eventType":"UPDATE","eventCategory":"CONTACT","tenantId":"c2cc9b6e-9458-4c7d-93cc-f02b81b0594f","tenantType":"ORGANISATION"}],"lastEventSequence":1,"firstEventSequence":1,"entropy":"S0m3r4Nd0mt3xt"}"#;
+    const XERO_ITR: &str = r#"{"events":[],"firstEventSequence":0,"lastEventSequence":0,"entropy":"CWJLQXKOBYLKYFYHGXCK"}"#;
+
+    #[test]
+    fn quickbooks_legacy_sample() {
+        let d = parse(Provider::QuickBooks, QBO_LEGACY.as_bytes(), None).unwrap();
+        assert_eq!(d.events, 1);
+        assert_eq!(
+            d.changes,
+            vec![EntityChange {
+                org_id: "310687".into(),
+                entity: Entity::Account,
+                entity_id: Some("1234".into()),
+                change: Change::Created,
+                event_version: "2025-09-08T20:52:31.657Z".into()
+            }]
+        );
+        assert!(d.dedupe_key.unwrap().starts_with("qbo:"));
+    }
+
+    #[test]
+    fn quickbooks_cloudevents_sample_and_dedupe_on_event_ids() {
+        let d = parse(Provider::QuickBooks, QBO_CE.as_bytes(), None).unwrap();
+        assert_eq!(d.changes.len(), 1);
+        let c = &d.changes[0];
+        assert_eq!(
+            (c.org_id.as_str(), c.entity, c.entity_id.as_deref(), c.change),
+            ("310687", Entity::Account, Some("1234"), Change::Created)
+        );
+        assert_eq!(c.event_version, "88cd52aa-33b6-4351-9aa4-47572edbd068");
+        // Same event ids re-serialised differently => same delivery identity.
+        let reformatted: serde_json::Value = serde_json::from_str(QBO_CE).unwrap();
+        let pretty = serde_json::to_string_pretty(&reformatted).unwrap();
+        assert_eq!(parse(Provider::QuickBooks, pretty.as_bytes(), None).unwrap().dedupe_key, d.dedupe_key);
+        let other = QBO_CE.replace("88cd52aa", "99cd52aa");
+        assert_ne!(parse(Provider::QuickBooks, other.as_bytes(), None).unwrap().dedupe_key, d.dedupe_key);
+    }
+
+    #[test]
+    fn mixed_realms_unsupported_entities_and_repeats_collapse() {
+        let body = r#"{"eventNotifications":[
+            {"realmId":"1","dataChangeEvent":{"entities":[
+                {"name":"Invoice","id":"10","operation":"Create","lastUpdated":"2026-01-01T00:00:00Z"},
+                {"name":"Invoice","id":"10","operation":"Update","lastUpdated":"2026-01-01T00:00:05Z"},
+                {"name":"Bill","id":"11","operation":"Create","lastUpdated":"2026-01-01T00:00:00Z"},
+                {"name":"Customer","id":"12","operation":"Merge","lastUpdated":"2026-01-01T00:00:00Z"}]}},
+            {"realmId":"2","dataChangeEvent":{"entities":[
+                {"name":"Invoice","id":"10","operation":"Delete","lastUpdated":"2026-01-01T00:00:00Z"}]}}]}"#;
+        let d = parse(Provider::QuickBooks, body.as_bytes(), None).unwrap();
+        assert_eq!((d.events, d.ignored), (5, 1));
+        let got: Vec<_> = d.changes.iter().map(|c| (c.org_id.as_str(), c.entity, c.entity_id.as_deref().unwrap(), c.change)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("1", Entity::Invoice, "10", Change::Updated),
+                ("1", Entity::Contact, "12", Change::Merged),
+                ("2", Entity::Invoice, "10", Change::Deleted)
+            ]
+        );
+    }
+
+    #[test]
+    fn xero_sample_and_intent_to_receive() {
+        let d = parse(Provider::Xero, XERO.as_bytes(), None).unwrap();
+        assert_eq!(d.changes.len(), 1);
+        assert_eq!(d.changes[0].entity, Entity::Contact);
+        assert_eq!(d.changes[0].org_id, "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f");
+        assert_eq!(d.changes[0].change, Change::Updated);
+        let itr = parse(Provider::Xero, XERO_ITR.as_bytes(), None).unwrap();
+        assert_eq!((itr.events, itr.changes.len(), itr.dedupe_key), (0, 0, None));
+        // The entropy is not part of the identity: Xero may resend the same events with new entropy.
+        let resent = XERO.replace("S0m3r4Nd0mt3xt", "OTHERENTROPY");
+        assert_eq!(parse(Provider::Xero, resent.as_bytes(), None).unwrap().dedupe_key, d.dedupe_key);
+        // Credit notes and subscriptions are counted, not synced.
+        let cn = XERO.replace("\"CONTACT\"", "\"CREDITNOTE\"");
+        let d = parse(Provider::Xero, cn.as_bytes(), None).unwrap();
+        assert_eq!((d.changes.len(), d.ignored), (0, 1));
+    }
+
+    #[test]
+    fn zoho_default_payload_template_and_form() {
+        let d = parse(
+            Provider::Zoho,
+            br#"{"invoice":{"invoice_id":"4600000012345","last_modified_time":"2026-01-02T10:00:00+0000","total":10}}"#,
+            Some("700000001"),
+        )
+        .unwrap();
+        assert_eq!(d.changes[0].entity, Entity::Invoice);
+        assert_eq!(d.changes[0].entity_id.as_deref(), Some("4600000012345"));
+        assert_eq!(d.changes[0].org_id, "700000001");
+        let t =
+            parse(Provider::Zoho, br#"{"entity":"contact","entity_id":"77","event_type":"contact_updated"}"#, Some("700000001")).unwrap();
+        assert_eq!((t.changes[0].entity, t.changes[0].change), (Entity::Contact, Change::Updated));
+        let f = parse(Provider::Zoho, b"entity=customerpayment&entity_id=5&event_type=created", Some("700000001")).unwrap();
+        assert_eq!(
+            (f.changes[0].entity, f.changes[0].entity_id.as_deref(), f.changes[0].change),
+            (Entity::Payment, Some("5"), Change::Created)
+        );
+        let j = parse(Provider::Zoho, b"JSONString=%7B%22invoice%22%3A%7B%22invoice_id%22%3A%229%22%7D%7D", Some("700000001")).unwrap();
+        assert_eq!(j.changes[0].entity_id.as_deref(), Some("9"));
+        // Same body for another org is another delivery.
+        let a = parse(Provider::Zoho, b"{\"invoice\":{}}", Some("1")).unwrap();
+        let b = parse(Provider::Zoho, b"{\"invoice\":{}}", Some("2")).unwrap();
+        assert_ne!(a.dedupe_key, b.dedupe_key);
+        assert_eq!(a.changes[0].entity_id, None);
+    }
+
+    #[test]
+    fn malformed_bodies_are_invalid_input() {
+        let cases: Vec<(Provider, &[u8])> = vec![
+            (Provider::QuickBooks, b"{"),
+            (Provider::QuickBooks, b"{\"eventNotifications\":{}}"),
+            (Provider::QuickBooks, b"[{\"type\":\"qbo.invoice.created.v1\"}]"),
+            (Provider::QuickBooks, b"{\"eventNotifications\":[{\"realmId\":\"\"}]}"),
+            (Provider::Xero, b"{\"events\":[]}"),
+            (Provider::Xero, b""),
+            (Provider::Xero, b"null"),
+            (Provider::Zoho, b""),
+            (Provider::Zoho, b"[1]"),
+            (Provider::Zoho, b"{\"invoice\":{\"invoice_id\":\"a b\"}}"),
+        ];
+        for (p, body) in cases {
+            let err = parse(p, body, Some("700000001")).unwrap_err();
+            assert_eq!(err.code(), crate::ErrorCode::InvalidInput, "{p} {:?}", String::from_utf8_lossy(body));
+        }
+        assert!(parse(Provider::Zoho, b"{}", None).is_err());
+    }
+}
