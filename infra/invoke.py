@@ -51,6 +51,8 @@ def run_http(port: int, function: str, event: dict) -> dict:
             status, resp_headers, raw = resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as e:
         status, resp_headers, raw = e.code, dict(e.headers), e.read()
+    except urllib.error.URLError as e:
+        raise SystemExit(f"invoke.py: nothing answers at {url} ({e.reason}): is infra/lambda-local.sh start running?")
     return {"kind": "http", "url": url, "status": status, "headers": resp_headers, "body": raw.decode("utf-8", "replace")}
 
 

@@ -28,6 +28,7 @@ oauth-callback/connect-quickbooks.json          http=401 json:error.code=1001
 oauth-callback/connect-xero.json                http=401 json:error.code=1001
 oauth-callback/connect-zoho.json                http=401 json:error.code=1001
 oauth-callback/callback-quickbooks.json         http=400 json:error.code=1004
+oauth-callback/disconnect-quickbooks.json       http=401 json:error.code=1001
 webhook-receiver/quickbooks.json                http=200
 webhook-receiver/quickbooks-cloudevents.json    http=200
 webhook-receiver/xero.json                      http=200

@@ -10,9 +10,9 @@
 //!    QuickBooks' 3 s limits. moto answers slower than DynamoDB/SQS in a region, so this is an upper
 //!    bound for the AWS part.
 //!
-//! Run: `scripts/bench webhooks` or `cargo bench --workspace --bench webhooks` with .local/aws.env
-//! sourced. Without AWS_ENDPOINT_URL only part 1 runs. Results go to stderr; stdout carries the
-//! receiver's own EMF metric lines (`> /dev/null` to hide them).
+//! Run: `source .local/aws.env && cargo bench --workspace --bench webhooks 2>&1 >/dev/null` (release;
+//! `--profile dev` for a quick debug run). Without AWS_ENDPOINT_URL only part 1 runs. Results go to
+//! stderr; stdout carries the receiver's own EMF metric lines (`> /dev/null` hides them).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -406,7 +406,7 @@ async fn aws_part() {
 async fn main() {
     cpu_part();
     if std::env::var("AWS_ENDPOINT_URL").is_err() {
-        eprintln!("AWS part skipped: needs the local stack (scripts/bench, or source .local/aws.env)");
+        eprintln!("AWS part skipped: needs the local stack (infra/local-aws.sh up && source .local/aws.env)");
         return;
     }
     aws_part().await;
