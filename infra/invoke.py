@@ -142,8 +142,17 @@ def main() -> int:
     if args.mode == "show":
         if outcome["kind"] == "http":
             print(f"HTTP {outcome['status']}  {outcome['body'][:300]}")
+        elif outcome["ok"]:
+            try:
+                text = json.dumps(json.loads(outcome["body"]), separators=(",", ":"))
+            except json.JSONDecodeError:
+                text = outcome["body"]
+            print(f"ok     {text[:300]}")
         else:
-            print(("ok     " if outcome["ok"] else "error  ") + (outcome["body"] or outcome["stderr"])[-300:])
+            # cargo lambda prints the function's error message on a line of its own, after a type name.
+            lines = [ln.strip(" ×") for ln in outcome["stderr"].splitlines() if ln.strip()]
+            message = next((ln for ln in lines[1:] if not ln.startswith(("Was this", "Start a thread"))), outcome["stderr"])
+            print(f"error  {message[:300]}")
         return 0
     if not args.expectation:
         ap.error("check needs an EXPECTATION")

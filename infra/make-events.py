@@ -38,6 +38,9 @@ FIXED_TIME = datetime(2026, 11, 24, 18, 0, 0, tzinfo=timezone.utc)
 QBO_REALM = "9341452000000001"
 XERO_TENANT = "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61"
 ZOHO_ORG = "700000001"
+# The Zoho webhook sample names an organisation nothing connects: tests that connect the sandbox's
+# seeded orgs register their own per-org secrets, and the sample's secret must not collide with them.
+ZOHO_WEBHOOK_ORG = "700000099"
 TENANT = "tenant-local-1"
 USER = "user-local-1"
 
@@ -258,14 +261,14 @@ def zoho_event() -> dict:
     # per organisation carries a random secret in the x-ttya-webhook-secret header and the org in
     # the query, and its body is our raw-JSON template. The secret here belongs to no real org.
     body = compact({
-        "organization_id": ZOHO_ORG,
+        "organization_id": ZOHO_WEBHOOK_ORG,
         "entity": "invoice",
         "entity_id": "460000000012345",
         "event": "updated",
         "last_modified_time": "2026-11-24T17:59:41+0000",
     })
-    return webhook_event("zoho", "webhook-zoho", body, {"x-ttya-webhook-secret": "localZohoWebhookSecret700000001"},
-                         query=[("organization_id", ZOHO_ORG)])
+    return webhook_event("zoho", "webhook-zoho", body, {"x-ttya-webhook-secret": "localZohoWebhookSecret700000099"},
+                         query=[("organization_id", ZOHO_WEBHOOK_ORG)])
 
 
 # ------------------------------------------------------------------------------------------------

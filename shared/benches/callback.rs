@@ -10,6 +10,13 @@
 //!    of our process's work for the callback: SDK request building and SigV4 signing, HTTP
 //!    clients, JSON, crypto. AWS and provider calls per callback are counted too.
 //!
+//! 3. The CPU of single AWS and HTTP calls on the same clock, to show where (2) goes.
+//!
+//! moto answers every request on a new TCP connection (it closes each one), so against moto every
+//! AWS call pays a connection set-up in our process and the kernel's loopback work on our thread;
+//! against AWS the SDK keeps connections alive. (1) is the handler's own work; (2) is an upper
+//! bound that is mostly SDK and transport.
+//!
 //! Target: under 1 ms of CPU per callback. Run in release: `cargo bench --workspace --bench callback`
 //! with the local stack's environment (`infra/local-aws.sh up && source .local/aws.env`).
 
@@ -47,6 +54,16 @@ impl Intercept for CallCounter {
 fn thread_cpu_ns() -> u64 {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").expect("/proc/thread-self/schedstat (Linux)");
     s.split_whitespace().next().and_then(|v| v.parse().ok()).expect("schedstat run time")
+}
+
+/// (user, system) CPU of this thread in clock ticks (normally 10 ms): coarse, so only summed over
+/// many callbacks. System time includes the kernel's loopback TCP work for moto and the sandbox.
+fn thread_user_sys_ticks() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let rest = &s[s.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse().unwrap(), f[12].parse().unwrap())
 }
 
 fn per_op(label: &str, n: u32, mut f: impl FnMut()) -> f64 {
@@ -211,6 +228,7 @@ async fn run(sandbox_url: String) {
         let mut cpu = Vec::new();
         let mut wall = Vec::new();
         let mut aws_calls = Vec::new();
+        let (mut user_ticks, mut sys_ticks) = (0u64, 0u64);
         for i in 0..iterations + 3 {
             // A tenant per round, so every callback is a first connect (no reconnect clean-up).
             let tenant = Tenant::new(
@@ -246,9 +264,11 @@ async fn run(sandbox_url: String) {
 
             let calls0 = counter.0.load(Ordering::Relaxed);
             let wall0 = Instant::now();
+            let ticks0 = thread_user_sys_ticks();
             let cpu0 = thread_cpu_ns();
             let outcome = connect::callback(&deps, provider, &query, Utc::now()).await;
             let cpu1 = thread_cpu_ns();
+            let ticks1 = thread_user_sys_ticks();
             let elapsed = wall0.elapsed();
             let calls = counter.0.load(Ordering::Relaxed) - calls0;
             match &outcome {
@@ -263,17 +283,21 @@ async fn run(sandbox_url: String) {
                 cpu.push((cpu1 - cpu0) as f64 / 1e3);
                 wall.push(elapsed.as_secs_f64() * 1e3);
                 aws_calls.push(calls);
+                user_ticks += ticks1.0 - ticks0.0;
+                sys_ticks += ticks1.1 - ticks0.1;
             }
         }
         cpu.sort_by(|a, b| a.partial_cmp(b).unwrap());
         wall.sort_by(|a, b| a.partial_cmp(b).unwrap());
         aws_calls.sort_unstable();
         println!(
-            "  {:<10} CPU µs p50 {:>7.0}  p90 {:>7.0}  max {:>7.0} | wall ms p50 {:>6.1} | AWS calls per callback {}..{} ({} rounds)",
+            "  {:<10} CPU µs p50 {:>7.0}  p90 {:>7.0}  max {:>7.0} (user {:.0}% / kernel {:.0}%) | wall ms p50 {:>6.1} | AWS calls per callback {}..{} ({} rounds)",
             provider.as_str(),
             percentile(&cpu, 0.5),
             percentile(&cpu, 0.9),
             cpu.last().unwrap(),
+            100.0 * user_ticks as f64 / (user_ticks + sys_ticks).max(1) as f64,
+            100.0 * sys_ticks as f64 / (user_ticks + sys_ticks).max(1) as f64,
             percentile(&wall, 0.5),
             aws_calls.first().unwrap(),
             aws_calls.last().unwrap(),

@@ -133,7 +133,7 @@ fn cloudevents_body(target: usize) -> String {
         if body.len() >= target - 280 {
             return body;
         }
-        events.push(serde_json::json!({"specversion":"1.0","id": uuid::Uuid::new_v4().to_string(),"source":"intuit.dsnBgbseACLLRZNxo2dfc4evmEJdxde58xeeYcZliOU=","type":"qbo.invoice.updated.v1","datacontenttype":"application/json","time":"2026-11-24T17:59:25.179Z","intuitentityid":"95","intuitaccountid":"310687","data":{}}));
+        events.push(serde_json::json!({"specversion":"1.0","id": uuid::Uuid::new_v4().to_string(),"source":"intuit.dsnBgbseACLLRZNxo2dfc4evmEJdxde58xeeYcZliOU=","type":"qbo.invoice.updated.v1","datacontenttype":"application/json","time":"2026-11-24T17:59:25.179Z","intuitentityid": (95 + events.len()).to_string(),"intuitaccountid":"310687","data":{}}));
     }
 }
 

@@ -511,7 +511,9 @@ async fn connect_requests_need_a_valid_signature_a_connecting_role_an_allowed_re
     let t = f.tenant.tenant_id.clone();
     let path = "/connect/xero";
     let now = Utc::now().timestamp();
-    let mut cases: Vec<(&str, Vec<(String, String)>, u16, u64)> = Vec::new();
+    // (label, query, expected status, expected error code)
+    type Case = (&'static str, Vec<(String, String)>, u16, u64);
+    let mut cases: Vec<Case> = Vec::new();
     let good = f.connect_query(Provider::Xero, OWNER, RETURN_URL);
     cases.push(("unsigned", good.iter().filter(|(k, _)| k != "sig").cloned().collect(), 401, 1001));
     cases.push(("stale", f.signed("GET", path, &[("tenant", &t), ("user", OWNER), ("return_url", RETURN_URL)], now - 301), 401, 1001));

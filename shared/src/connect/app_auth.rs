@@ -159,15 +159,19 @@ mod tests {
         }
     }
 
+    /// (label, query pairs, path)
+    type Case = (&'static str, Vec<(String, String)>, &'static str);
+
     #[test]
     fn every_kind_of_bad_request_is_unauthenticated() {
         let now = 1_700_000_000;
         let good = signed(now);
-        let mut cases: Vec<(&str, Vec<(String, String)>, &str)> = Vec::new();
-        cases.push(("stale", signed(now - MAX_SKEW_SECS - 1), "/connect/xero"));
-        cases.push(("future", signed(now + MAX_SKEW_SECS + 1), "/connect/xero"));
-        cases.push(("other provider path", good.clone(), "/connect/zoho"));
-        cases.push(("unsigned", good.iter().filter(|(k, _)| k != "sig").cloned().collect(), "/connect/xero"));
+        let mut cases: Vec<Case> = vec![
+            ("stale", signed(now - MAX_SKEW_SECS - 1), "/connect/xero"),
+            ("future", signed(now + MAX_SKEW_SECS + 1), "/connect/xero"),
+            ("other provider path", good.clone(), "/connect/zoho"),
+            ("unsigned", good.iter().filter(|(k, _)| k != "sig").cloned().collect(), "/connect/xero"),
+        ];
         let tamper = |name: &str, value: &str| -> Vec<(String, String)> {
             good.iter().map(|(k, v)| if k == name { (k.clone(), value.to_string()) } else { (k.clone(), v.clone()) }).collect()
         };

@@ -13,6 +13,8 @@
 //!   or a flat template (`{"entity"|"module","entity_id","event_type","last_modified_time"}`), as JSON or
 //!   form fields (`JSONString=<json>` or the flat fields). The organisation comes from the verified URL.
 
+use std::borrow::Cow;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -65,32 +67,51 @@ fn json_error(e: serde_json::Error) -> Error {
     malformed(format_args!("not the expected JSON ({:?} at line {} column {})", e.classify(), e.line(), e.column()))
 }
 
-fn hash_parts<'a>(kind: &str, parts: impl IntoIterator<Item = &'a str>) -> String {
+/// The dedupe identity of a delivery from its events' identifying parts: sorted (so the same events
+/// in another order match), length-prefixed (so part boundaries cannot be shifted), hashed without
+/// building a string per event.
+fn hash_events<const N: usize>(kind: &str, mut events: Vec<[&str; N]>) -> Option<String> {
+    if events.is_empty() {
+        return None;
+    }
+    events.sort_unstable();
     let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u32).to_be_bytes());
-        h.update(p.as_bytes());
-    }
-    format!("{kind}:{}", hex::encode(h.finalize()))
-}
-
-/// Keeps the last change per (org, entity, id) in arrival order of first appearance.
-#[derive(Default)]
-struct Collector {
-    order: Vec<(String, Entity, Option<String>)>,
-    latest: BTreeMap<(String, Entity, Option<String>), EntityChange>,
-}
-
-impl Collector {
-    fn push(&mut self, c: EntityChange) {
-        let key = (c.org_id.clone(), c.entity, c.entity_id.clone());
-        if !self.latest.contains_key(&key) {
-            self.order.push(key.clone());
+    for ev in &events {
+        for p in ev {
+            h.update((p.len() as u32).to_be_bytes());
+            h.update(p.as_bytes());
         }
-        self.latest.insert(key, c);
     }
-    fn finish(mut self) -> Vec<EntityChange> {
-        self.order.iter().filter_map(|k| self.latest.remove(k)).collect()
+    Some(format!("{kind}:{}", hex::encode(h.finalize())))
+}
+
+/// Keeps the last change per (org, entity, id), in order of first appearance. Borrows the ids from
+/// the parsed body and allocates only for the changes it returns.
+#[derive(Default)]
+struct Collector<'s> {
+    index: BTreeMap<(&'s str, Entity, &'s str), usize>,
+    out: Vec<EntityChange>,
+}
+
+impl<'s> Collector<'s> {
+    fn push(&mut self, org: &'s str, entity: Entity, id: &'s str, change: Change, version: &str) {
+        match self.index.entry((org, entity, id)) {
+            Entry::Occupied(i) => {
+                let c = &mut self.out[*i.get()];
+                c.change = change;
+                c.event_version = version.to_string();
+            }
+            Entry::Vacant(v) => {
+                v.insert(self.out.len());
+                self.out.push(EntityChange {
+                    org_id: org.to_string(),
+                    entity,
+                    entity_id: Some(id.to_string()),
+                    change,
+                    event_version: version.to_string(),
+                });
+            }
+        }
     }
 }
 
@@ -104,69 +125,85 @@ pub fn parse(provider: Provider, body: &[u8], zoho_org: Option<&str>) -> Result<
 }
 
 // ---------- QuickBooks ----------
+// Fields borrow from the body (`Cow` falls back to an owned string only when JSON escapes are present).
 
 #[derive(Deserialize)]
-struct QboLegacy {
-    #[serde(rename = "eventNotifications")]
-    event_notifications: Vec<QboNotification>,
+struct QboLegacy<'a> {
+    #[serde(rename = "eventNotifications", borrow)]
+    event_notifications: Vec<QboNotification<'a>>,
 }
 
 #[derive(Deserialize)]
-struct QboNotification {
-    #[serde(rename = "realmId")]
-    realm_id: String,
-    #[serde(rename = "dataChangeEvent")]
-    data_change_event: Option<QboDataChange>,
+struct QboNotification<'a> {
+    #[serde(rename = "realmId", borrow)]
+    realm_id: Cow<'a, str>,
+    #[serde(rename = "dataChangeEvent", borrow)]
+    data_change_event: Option<QboDataChange<'a>>,
 }
 
 #[derive(Deserialize)]
-struct QboDataChange {
-    #[serde(default)]
-    entities: Vec<QboEntity>,
+struct QboDataChange<'a> {
+    #[serde(default, borrow)]
+    entities: Vec<QboEntity<'a>>,
 }
 
 #[derive(Deserialize)]
-struct QboEntity {
-    name: String,
-    id: String,
-    operation: String,
-    #[serde(rename = "lastUpdated", default)]
-    last_updated: Option<String>,
+struct QboEntity<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    operation: Cow<'a, str>,
+    #[serde(rename = "lastUpdated", default, borrow)]
+    last_updated: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct QboCloudEvent {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    specversion: Option<String>,
-    #[serde(default)]
-    intuitentityid: Option<String>,
-    #[serde(default)]
-    intuitaccountid: Option<String>,
+struct QboCloudEvent<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    specversion: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    intuitentityid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    intuitaccountid: Option<Cow<'a, str>>,
 }
 
 fn qbo_entity(name: &str) -> Option<Entity> {
     // Vendors are contacts too, but the worker reads contacts as QuickBooks Customers; a vendor id
     // would be looked up in the wrong collection, so vendors are ignored until the model has them.
-    match name.to_ascii_lowercase().as_str() {
-        "invoice" => Some(Entity::Invoice),
-        "customer" => Some(Entity::Contact),
-        "account" => Some(Entity::Account),
-        "payment" => Some(Entity::Payment),
-        _ => None,
+    let is = |s: &str| name.eq_ignore_ascii_case(s);
+    if is("invoice") {
+        Some(Entity::Invoice)
+    } else if is("customer") {
+        Some(Entity::Contact)
+    } else if is("account") {
+        Some(Entity::Account)
+    } else if is("payment") {
+        Some(Entity::Payment)
+    } else {
+        None
     }
 }
 
 fn qbo_change(op: &str) -> Change {
-    match op.to_ascii_lowercase().as_str() {
-        "create" | "created" => Change::Created,
-        "update" | "updated" => Change::Updated,
-        "delete" | "deleted" => Change::Deleted,
-        "merge" | "merged" => Change::Merged,
-        "void" | "voided" => Change::Voided,
-        _ => Change::Unknown,
+    let is = |a: &str, b: &str| op.eq_ignore_ascii_case(a) || op.eq_ignore_ascii_case(b);
+    if is("create", "created") {
+        Change::Created
+    } else if is("update", "updated") {
+        Change::Updated
+    } else if is("delete", "deleted") {
+        Change::Deleted
+    } else if is("merge", "merged") {
+        Change::Merged
+    } else if is("void", "voided") {
+        Change::Voided
+    } else {
+        Change::Unknown
     }
 }
 
@@ -181,32 +218,26 @@ fn parse_quickbooks(body: &[u8]) -> Result<Delivery> {
     let legacy: QboLegacy = serde_json::from_slice(body).map_err(json_error)?;
     let mut d = Delivery::default();
     let mut col = Collector::default();
-    let mut tuples = Vec::new();
+    let mut idents = Vec::new();
     for n in &legacy.event_notifications {
-        if !valid_id(&n.realm_id) {
+        let realm: &str = &n.realm_id;
+        if !valid_id(realm) {
             return Err(malformed("realmId missing or invalid"));
         }
         for e in n.data_change_event.iter().flat_map(|c| &c.entities) {
             d.events += 1;
-            let last = e.last_updated.clone().unwrap_or_default();
-            tuples.push(format!("{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}", n.realm_id, e.name, e.id, e.operation, last));
+            let last: &str = e.last_updated.as_deref().unwrap_or("");
+            idents.push([realm, &e.name, &e.id, &e.operation, last]);
             match qbo_entity(&e.name) {
-                Some(entity) if valid_id(&e.id) => col.push(EntityChange {
-                    org_id: n.realm_id.clone(),
-                    entity,
-                    entity_id: Some(e.id.clone()),
-                    change: qbo_change(&e.operation),
-                    event_version: last,
-                }),
+                Some(entity) if valid_id(&e.id) => col.push(realm, entity, &e.id, qbo_change(&e.operation), last),
                 _ => d.ignored += 1,
             }
         }
     }
     // No event id in this format: the delivery is identified by its events (realm, entity, id,
-    // operation, lastUpdated), sorted so a redelivery with the same events in another order matches.
-    tuples.sort();
-    d.dedupe_key = (!tuples.is_empty()).then(|| hash_parts("qbo", tuples.iter().map(String::as_str)));
-    d.changes = col.finish();
+    // operation, lastUpdated).
+    d.dedupe_key = hash_events("qbo", idents);
+    d.changes = col.out;
     fill_versions(&mut d);
     Ok(d)
 }
@@ -224,7 +255,7 @@ fn parse_qbo_cloudevents(body: &[u8]) -> Result<Delivery> {
         if e.specversion.as_deref().is_some_and(|v| !v.starts_with('1')) {
             return Err(malformed("unsupported CloudEvents specversion"));
         }
-        ids.push(e.id.as_str());
+        ids.push([e.id.as_ref()]);
         // type = qbo.<entity>.<action>.v<n>
         let mut parts = e.kind.split('.');
         let (vendor, name, action) = (parts.next(), parts.next(), parts.next());
@@ -233,84 +264,74 @@ fn parse_qbo_cloudevents(body: &[u8]) -> Result<Delivery> {
             _ => None,
         };
         match (entity, e.intuitaccountid.as_deref(), e.intuitentityid.as_deref()) {
-            (Some(entity), Some(realm), Some(id)) if valid_id(realm) && valid_id(id) => col.push(EntityChange {
-                org_id: realm.to_string(),
-                entity,
-                entity_id: Some(id.to_string()),
-                change: qbo_change(action.unwrap_or("")),
-                event_version: e.id.clone(),
-            }),
+            (Some(entity), Some(realm), Some(id)) if valid_id(realm) && valid_id(id) => {
+                col.push(realm, entity, id, qbo_change(action.unwrap_or("")), &e.id)
+            }
             _ => d.ignored += 1,
         }
     }
     // CloudEvents carry the provider's event id: the delivery is the set of its event ids.
-    ids.sort_unstable();
-    d.dedupe_key = (!ids.is_empty()).then(|| hash_parts("qboce", ids.iter().copied()));
-    d.changes = col.finish();
-    fill_versions(&mut d);
+    d.dedupe_key = hash_events("qboce", ids);
+    d.changes = col.out;
     Ok(d)
 }
 
 // ---------- Xero ----------
 
 #[derive(Deserialize)]
-struct XeroPayload {
-    events: Vec<XeroEvent>,
+struct XeroPayload<'a> {
+    #[serde(borrow)]
+    events: Vec<XeroEvent<'a>>,
     // Required by Xero's schema; checked so a random signed JSON object is not taken for a delivery.
     #[serde(rename = "firstEventSequence")]
-    _first: serde_json::Value,
+    _first: serde::de::IgnoredAny,
     #[serde(rename = "lastEventSequence")]
-    _last: serde_json::Value,
+    _last: serde::de::IgnoredAny,
 }
 
 #[derive(Deserialize)]
-struct XeroEvent {
-    #[serde(rename = "resourceId")]
-    resource_id: String,
-    #[serde(rename = "eventCategory")]
-    event_category: String,
-    #[serde(rename = "eventType")]
-    event_type: String,
-    #[serde(rename = "eventDateUtc", default)]
-    event_date_utc: Option<String>,
-    #[serde(rename = "tenantId")]
-    tenant_id: String,
-    #[serde(rename = "tenantType", default)]
-    tenant_type: Option<String>,
+struct XeroEvent<'a> {
+    #[serde(rename = "resourceId", borrow)]
+    resource_id: Cow<'a, str>,
+    #[serde(rename = "eventCategory", borrow)]
+    event_category: Cow<'a, str>,
+    #[serde(rename = "eventType", borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(rename = "eventDateUtc", default, borrow)]
+    event_date_utc: Option<Cow<'a, str>>,
+    #[serde(rename = "tenantId", borrow)]
+    tenant_id: Cow<'a, str>,
+    #[serde(rename = "tenantType", default, borrow)]
+    tenant_type: Option<Cow<'a, str>>,
 }
 
 fn parse_xero(body: &[u8]) -> Result<Delivery> {
     let p: XeroPayload = serde_json::from_slice(body).map_err(json_error)?;
     let mut d = Delivery::default();
     let mut col = Collector::default();
-    let mut tuples = Vec::with_capacity(p.events.len());
+    let mut idents = Vec::with_capacity(p.events.len());
     for e in &p.events {
         d.events += 1;
-        let date = e.event_date_utc.clone().unwrap_or_default();
-        tuples.push(format!("{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}", e.tenant_id, e.event_category, e.resource_id, e.event_type, date));
+        let date: &str = e.event_date_utc.as_deref().unwrap_or("");
+        idents.push([e.tenant_id.as_ref(), &e.event_category, &e.resource_id, &e.event_type, date]);
         // CREDITNOTE and SUBSCRIPTION (App Store, tenantType APPLICATION) are not synced entities.
-        let entity = match e.event_category.as_str() {
+        let entity = match e.event_category.as_ref() {
             "INVOICE" => Some(Entity::Invoice),
             "CONTACT" => Some(Entity::Contact),
             _ => None,
         };
         let org = e.tenant_type.as_deref().is_none_or(|t| t == "ORGANISATION");
         match entity {
-            Some(entity) if org && valid_id(&e.tenant_id) && valid_id(&e.resource_id) => col.push(EntityChange {
-                org_id: e.tenant_id.clone(),
-                entity,
-                entity_id: Some(e.resource_id.clone()),
-                change: qbo_change(&e.event_type),
-                event_version: date,
-            }),
+            Some(entity) if org && valid_id(&e.tenant_id) && valid_id(&e.resource_id) => {
+                col.push(&e.tenant_id, entity, &e.resource_id, qbo_change(&e.event_type), date)
+            }
             _ => d.ignored += 1,
         }
     }
     // Xero has no event id; `entropy` and the sequence numbers describe the batch, not the events,
     // so the delivery is identified by its events (tenant, category, resource, type, date).
-    tuples.sort();
-    d.dedupe_key = (!tuples.is_empty()).then(|| hash_parts("xero", tuples.iter().map(String::as_str)));
-    d.changes = col.finish();
+    d.dedupe_key = hash_events("xero", idents);
+    d.changes = col.out;
     fill_versions(&mut d);
     Ok(d)
 }
