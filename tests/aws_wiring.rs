@@ -54,7 +54,8 @@ async fn kms_decrypt_with_a_wrong_encryption_context_fails() {
     let ok = kms.decrypt().ciphertext_blob(blob.clone()).set_encryption_context(Some(ctx("tenant-a"))).send().await.unwrap();
     assert_eq!(ok.plaintext.unwrap().as_ref(), b"refresh-token");
     for wrong in [Some(ctx("tenant-b")), None] {
-        let err = kms.decrypt().ciphertext_blob(blob.clone()).set_encryption_context(wrong).send().await.expect_err("wrong context must fail");
+        let err =
+            kms.decrypt().ciphertext_blob(blob.clone()).set_encryption_context(wrong).send().await.expect_err("wrong context must fail");
         let err = err.into_service_error();
         assert!(err.is_invalid_ciphertext_exception(), "got {err:?}");
     }
@@ -124,8 +125,13 @@ async fn provisioned_sync_queues_redrive_to_the_dead_letter_queue() {
             .unwrap()
             .attributes
             .unwrap_or_default();
-        let policy: serde_json::Value = serde_json::from_str(attrs.get(&QueueAttributeName::RedrivePolicy).expect("redrive policy")).unwrap();
-        assert!(policy["deadLetterTargetArn"].as_str().unwrap().ends_with("dlq") || policy["deadLetterTargetArn"].as_str().unwrap().contains("dead"), "{policy}");
+        let policy: serde_json::Value =
+            serde_json::from_str(attrs.get(&QueueAttributeName::RedrivePolicy).expect("redrive policy")).unwrap();
+        assert!(
+            policy["deadLetterTargetArn"].as_str().unwrap().ends_with("dlq")
+                || policy["deadLetterTargetArn"].as_str().unwrap().contains("dead"),
+            "{policy}"
+        );
         assert_eq!(policy["maxReceiveCount"].to_string().trim_matches('"'), "5");
     }
 }

@@ -138,7 +138,11 @@ async fn two_lease_takers_exactly_one_wins_and_an_expired_lease_is_taken_over() 
     assert_eq!(write.unwrap_err().code(), ErrorCode::Conflict, "a write must hold the lease");
     // The holder renews and writes.
     f.store.renew_lease(&stored, winner, lease, t + Duration::seconds(10)).await.unwrap();
-    let v = f.store.update_tokens(&stored, stored.sealed.as_ref().unwrap(), t + Duration::minutes(30), None, stored.version, Some(winner), t).await.unwrap();
+    let v = f
+        .store
+        .update_tokens(&stored, stored.sealed.as_ref().unwrap(), t + Duration::minutes(30), None, stored.version, Some(winner), t)
+        .await
+        .unwrap();
     assert_eq!(v, stored.version + 1);
 
     // After expiry, the other worker takes over; the old holder can no longer renew or write.

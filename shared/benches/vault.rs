@@ -64,7 +64,10 @@ async fn main() {
         }
         let elapsed = start.elapsed();
         let calls = counter.0.load(Ordering::Relaxed) - before;
-        println!("{label}: 1000 unseals of one grant: {calls} KMS calls, {:.1} µs per unseal (wall, incl. KMS round trips)", elapsed.as_secs_f64() * 1e6 / 1000.0);
+        println!(
+            "{label}: 1000 unseals of one grant: {calls} KMS calls, {:.1} µs per unseal (wall, incl. KMS round trips)",
+            elapsed.as_secs_f64() * 1e6 / 1000.0
+        );
     }
 
     // CPU cost with a warm key: no I/O happens on this path, so wall time on one thread is CPU time.
@@ -75,7 +78,11 @@ async fn main() {
     for _ in 0..n {
         std::hint::black_box(vault.unseal_tokens(&ctx, &blob).await.unwrap());
     }
-    println!("unseal, cached key: {:.2} µs per op ({} bytes of ciphertext)", start.elapsed().as_secs_f64() * 1e6 / n as f64, blob.ciphertext.len());
+    println!(
+        "unseal, cached key: {:.2} µs per op ({} bytes of ciphertext)",
+        start.elapsed().as_secs_f64() * 1e6 / n as f64,
+        blob.ciphertext.len()
+    );
     let start = Instant::now();
     for _ in 0..n {
         std::hint::black_box(vault.seal_tokens(&ctx, &t).await.unwrap());

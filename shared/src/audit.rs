@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{dynamo_error, epoch, get_s, get_s_opt, s, n, tenant_pk, Item};
+use crate::store::{dynamo_error, epoch, get_s, get_s_opt, n, s, tenant_pk, Item};
 use crate::{Provider, Result};
 
 /// How long audit records are kept before DynamoDB's TTL may delete them.

@@ -16,17 +16,24 @@ pub fn seal_context(grant: &Grant) -> SealContext {
 /// version); losing that race to a concurrent writer is harmless, since the other writer stored a
 /// fresh blob itself, so the conflict is ignored and the tokens are still returned.
 pub async fn read_tokens(store: &GrantStore, vault: &Vault, audit: &AuditLog, grant: &Grant, now: DateTime<Utc>) -> Result<TokenSet> {
-    let blob = grant.sealed.as_ref().ok_or_else(|| Error::TokenUnavailable(format!("grant {} holds no tokens ({})", grant.grant_id, grant.status.as_str())))?;
+    let blob = grant
+        .sealed
+        .as_ref()
+        .ok_or_else(|| Error::TokenUnavailable(format!("grant {} holds no tokens ({})", grant.grant_id, grant.status.as_str())))?;
     let ctx = seal_context(grant);
     let (tokens, resealed) = vault.unseal_tokens_current(&ctx, blob).await?;
     if let Some(new_blob) = resealed {
         match store.replace_sealed(grant, &new_blob, now).await {
             Ok(_) => {
                 let detail = format!("from {} to {}", blob.key_id, new_blob.key_id);
-                audit.record(&grant.tenant_id, grant.provider, &grant.grant_id, TokenEvent::Resealed, "system:vault", Some(&detail), now).await?;
+                audit
+                    .record(&grant.tenant_id, grant.provider, &grant.grant_id, TokenEvent::Resealed, "system:vault", Some(&detail), now)
+                    .await?;
                 tracing::info!(grant_id = %grant.grant_id, "re-sealed tokens under the current key");
             }
-            Err(Error::Conflict(_)) => tracing::info!(grant_id = %grant.grant_id, "grant changed while re-sealing; left to the other writer"),
+            Err(Error::Conflict(_)) => {
+                tracing::info!(grant_id = %grant.grant_id, "grant changed while re-sealing; left to the other writer")
+            }
             Err(e) => return Err(e),
         }
     }

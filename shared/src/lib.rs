@@ -17,8 +17,8 @@ pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;
-pub mod vault;
 pub mod tokens;
+pub mod vault;
 pub mod webhooks;
 
 pub use config::Config;

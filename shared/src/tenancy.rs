@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, Utc};
 
-use crate::store::{dynamo_error, get_n, get_n_opt, get_s, is_conditional_failure, n, s, tenant_pk, Item};
+use crate::store::{dynamo_error, get_item, get_n, get_n_opt, get_s, is_conditional_failure, n, s, tenant_pk, Item};
 use crate::{Error, Provider, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,7 +104,16 @@ pub fn valid_tenant_id(id: &str) -> bool {
 
 impl Tenant {
     pub fn new(tenant_id: impl Into<String>, name: impl Into<String>, plan: Plan, config: TenantConfig, now: DateTime<Utc>) -> Self {
-        Tenant { tenant_id: tenant_id.into(), name: name.into(), plan, limits_override: None, config, version: 0, created_at: now, updated_at: now }
+        Tenant {
+            tenant_id: tenant_id.into(),
+            name: name.into(),
+            plan,
+            limits_override: None,
+            config,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -328,18 +337,11 @@ impl TenantStore {
     }
 
     pub async fn get(&self, tenant_id: &str) -> Result<Tenant> {
-        let out = self
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant_id)))
-            .key("sk", s("TENANT"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| dynamo_error("GetItem(tenant)", e))?;
-        let item = out.item.ok_or_else(|| Error::TenantNotFound(tenant_id.to_string()))?;
-        let mut t: Tenant = serde_json::from_str(&get_s(&item, "doc")?).map_err(|e| Error::Storage { message: format!("tenant document: {e}"), retryable: false })?;
+        let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), "TENANT".into())
+            .await?
+            .ok_or_else(|| Error::TenantNotFound(tenant_id.to_string()))?;
+        let mut t: Tenant = serde_json::from_str(&get_s(&item, "doc")?)
+            .map_err(|e| Error::Storage { message: format!("tenant document: {e}"), retryable: false })?;
         t.version = get_n(&item, "version")?;
         Ok(t)
     }
@@ -374,17 +376,8 @@ impl TenantStore {
     }
 
     pub async fn api_calls_used(&self, tenant_id: &str, now: DateTime<Utc>) -> Result<u64> {
-        let out = self
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant_id)))
-            .key("sk", s(usage_sk(now)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| dynamo_error("GetItem(usage)", e))?;
-        Ok(out.item.as_ref().and_then(|i| get_n_opt(i, "api_calls")).unwrap_or(0) as u64)
+        let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), usage_sk(now)).await?;
+        Ok(item.as_ref().and_then(|i| get_n_opt(i, "api_calls")).unwrap_or(0) as u64)
     }
 
     pub async fn set_role(&self, tenant: &Tenant, user_id: &str, role: Role) -> Result<()> {
@@ -409,16 +402,8 @@ impl TenantStore {
     }
 
     pub async fn get_role(&self, tenant_id: &str, user_id: &str) -> Result<Option<Role>> {
-        let out = self
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant_id)))
-            .key("sk", s(format!("USER#{user_id}")))
-            .send()
-            .await
-            .map_err(|e| dynamo_error("GetItem(role)", e))?;
-        out.item.as_ref().map(|i| get_s(i, "role")?.parse()).transpose()
+        let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), format!("USER#{user_id}")).await?;
+        item.as_ref().map(|i| get_s(i, "role")?.parse()).transpose()
     }
 
     /// The user's role if it allows `permission`; Forbidden otherwise (also for unknown users).

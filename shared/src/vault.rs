@@ -75,7 +75,11 @@ pub struct SealedBlob {
 
 impl fmt::Debug for SealedBlob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SealedBlob").field("v", &self.v).field("key_id", &self.key_id).field("ciphertext_len", &self.ciphertext.len()).finish()
+        f.debug_struct("SealedBlob")
+            .field("v", &self.v)
+            .field("key_id", &self.key_id)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish()
     }
 }
 
@@ -259,9 +263,9 @@ impl Vault {
         let key = self.decryption_key(ctx, blob).await?;
         let cipher = Aes256Gcm::new_from_slice(&key.0[..]).map_err(|_| Error::Crypto("bad data key".into()))?;
         let aad = ctx.aad(&blob.key_id);
-        let plain = cipher
-            .decrypt(Nonce::from_slice(&blob.nonce), Payload { msg: &blob.ciphertext, aad: &aad })
-            .map_err(|_| Error::Crypto("sealed blob failed authentication (tampered, or sealed for another tenant, provider or grant)".into()))?;
+        let plain = cipher.decrypt(Nonce::from_slice(&blob.nonce), Payload { msg: &blob.ciphertext, aad: &aad }).map_err(|_| {
+            Error::Crypto("sealed blob failed authentication (tampered, or sealed for another tenant, provider or grant)".into())
+        })?;
         Ok(Zeroizing::new(plain))
     }
 
@@ -360,7 +364,8 @@ where
     match &e {
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("unknown");
-            let retryable = matches!(code, "KMSInternalException" | "DependencyTimeoutException" | "ThrottlingException" | "KeyUnavailableException");
+            let retryable =
+                matches!(code, "KMSInternalException" | "DependencyTimeoutException" | "ThrottlingException" | "KeyUnavailableException");
             if retryable {
                 Error::Storage { message: format!("KMS {op} failed: {code}"), retryable: true }
             } else {
@@ -368,7 +373,10 @@ where
                 Error::Crypto(format!("KMS {op} refused: {code} (wrong tenant, provider or grant context, or a damaged wrapped key)"))
             }
         }
-        _ => Error::Storage { message: format!("KMS {op} unreachable: {}", aws_smithy_types::error::display::DisplayErrorContext(&e)), retryable: true },
+        _ => Error::Storage {
+            message: format!("KMS {op} unreachable: {}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
+            retryable: true,
+        },
     }
 }
 

@@ -247,17 +247,11 @@ impl GrantStore {
     }
 
     pub async fn get_grant(&self, tenant_id: &str, provider: Provider, grant_id: &str) -> Result<Option<Grant>> {
-        let out = self
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant_id)))
-            .key("sk", s(grant_sk(provider, grant_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| dynamo_error("GetItem", e))?;
-        out.item.as_ref().map(Self::grant_from_item).transpose()
+        get_item(&self.db, &self.table, tenant_pk(tenant_id), grant_sk(provider, grant_id))
+            .await?
+            .as_ref()
+            .map(Self::grant_from_item)
+            .transpose()
     }
 
     async fn query_prefix(&self, tenant_id: &str, prefix: &str) -> Result<Vec<Item>> {
@@ -292,16 +286,11 @@ impl GrantStore {
     }
 
     pub async fn get_connection(&self, tenant_id: &str, provider: Provider, org_id: &str) -> Result<Option<Connection>> {
-        let out = self
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant_id)))
-            .key("sk", s(connection_sk(provider, org_id)))
-            .send()
-            .await
-            .map_err(|e| dynamo_error("GetItem", e))?;
-        out.item.as_ref().map(Self::connection_from_item).transpose()
+        get_item(&self.db, &self.table, tenant_pk(tenant_id), connection_sk(provider, org_id))
+            .await?
+            .as_ref()
+            .map(Self::connection_from_item)
+            .transpose()
     }
 
     /// Active grants of `provider` whose access or refresh token expires at or before `before`,
@@ -421,7 +410,9 @@ impl GrantStore {
             .key("pk", s(tenant_pk(tenant_id)))
             .key("sk", s(grant_sk(provider, grant_id)))
             .update_expression("SET lease_owner = :o, lease_expires_at = :e")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(lease_owner) OR lease_expires_at <= :now OR lease_owner = :o)")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(lease_owner) OR lease_expires_at <= :now OR lease_owner = :o)",
+            )
             .expression_attribute_values(":o", s(owner))
             .expression_attribute_values(":e", n(epoch(expires_at)))
             .expression_attribute_values(":now", n(epoch(now)))
@@ -480,7 +471,8 @@ impl GrantStore {
     /// Sets the status of the grant and every connection it serves in one transaction. With
     /// `remove_tokens` the sealed tokens go too (disconnect); the records themselves always stay.
     async fn set_status(&self, grant: &Grant, status: GrantStatus, remove_tokens: bool, now: DateTime<Utc>) -> Result<()> {
-        let mut update = String::from("SET #st = :st, updated_at = :u, version = version + :one REMOVE due_pk, due_at, lease_owner, lease_expires_at");
+        let mut update =
+            String::from("SET #st = :st, updated_at = :u, version = version + :one REMOVE due_pk, due_at, lease_owner, lease_expires_at");
         if remove_tokens {
             update.push_str(", sealed");
         }
@@ -500,7 +492,12 @@ impl GrantStore {
                     .map_err(Error::storage)?,
             )
             .build()];
-        for c in self.list_connections(&grant.tenant_id).await?.into_iter().filter(|c| c.grant_id == grant.grant_id && c.provider == grant.provider) {
+        for c in self
+            .list_connections(&grant.tenant_id)
+            .await?
+            .into_iter()
+            .filter(|c| c.grant_id == grant.grant_id && c.provider == grant.provider)
+        {
             let mut conn_update = String::from("SET #st = :st, updated_at = :u");
             if remove_tokens {
                 conn_update.push_str(" REMOVE webhook_secret");
@@ -573,4 +570,3 @@ fn parse_time(item: &Item, key: &str) -> Result<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| Error::Storage { message: format!("attribute '{key}' is not an RFC 3339 time"), retryable: false })
 }
-

@@ -21,6 +21,20 @@ use crate::{Error, Result};
 
 pub type Item = HashMap<String, AttributeValue>;
 
+/// Reads one item by its full key; strongly consistent, so a read right after a conditional write sees it.
+pub async fn get_item(db: &aws_sdk_dynamodb::Client, table: &str, pk: String, sk: String) -> Result<Option<Item>> {
+    let out = db
+        .get_item()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| dynamo_error("GetItem", e))?;
+    Ok(out.item)
+}
+
 pub fn tenant_pk(tenant_id: &str) -> String {
     format!("TENANT#{tenant_id}")
 }
@@ -55,7 +69,8 @@ pub fn get_n_opt(item: &Item, key: &str) -> Option<i64> {
 }
 
 pub fn get_n(item: &Item, key: &str) -> Result<i64> {
-    get_n_opt(item, key).ok_or_else(|| Error::Storage { message: format!("item attribute '{key}' missing or not a number"), retryable: false })
+    get_n_opt(item, key)
+        .ok_or_else(|| Error::Storage { message: format!("item attribute '{key}' missing or not a number"), retryable: false })
 }
 
 pub fn get_ss(item: &Item, key: &str) -> Vec<String> {
