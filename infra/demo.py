@@ -1,0 +1,161 @@
+"""The end-to-end walk-through scripts/run-local runs against the running local system.
+
+1. creates a demo tenant (professional plan) and its owner in the local tenants table;
+2. connects QuickBooks, Xero and Zoho Books the way a user would: a connect URL signed as the main
+   app signs it (docs/connect-auth.md) -> oauth-callback -> the sandbox's consent page -> back to
+   oauth-callback, which exchanges the code, discovers the organisations and stores a sealed grant;
+3. has the provider sandbox send a signed QuickBooks and a signed Xero webhook to webhook-receiver;
+4. shows the sync jobs the receiver put on the sync queue.
+
+Needs the environment of .local/aws.env plus PROVIDER_BASE_URL (the sandbox) and LAMBDA_PORT; runs
+with the moto venv's python (boto3). Exits non-zero when a step does not do what it should.
+"""
+
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import sys
+import time
+import urllib.parse
+import uuid
+from datetime import datetime, timezone
+
+import boto3
+
+CONNECT_KEY_ID = "local"
+RETURN_URL = "http://localhost:3000/integrations"
+
+
+def local_secrets():
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "local-secrets.json")) as f:
+        return json.load(f)
+
+
+def enc(s):
+    return urllib.parse.quote(s, safe="-._~")
+
+
+def signed_query(key, method, path, params):
+    query = "&".join(f"{enc(k)}={enc(v)}" for k, v in sorted(params.items()))
+    sig = hmac.new(key.encode(), f"{method}\n{path}\n{query}".encode(), hashlib.sha256).hexdigest()
+    return f"{query}&sig={sig}"
+
+
+def request(method, url, body=None, headers=None):
+    """One HTTP request, never following redirects. Returns (status, headers, body)."""
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    path = u.path + (f"?{u.query}" if u.query else "")
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+def fail(msg):
+    print(f"[demo] FAILED: {msg}")
+    sys.exit(1)
+
+
+def main():
+    env = os.environ
+    lambda_base = f"http://127.0.0.1:{env['LAMBDA_PORT']}/lambda-url"
+    sandbox = env.get("PROVIDER_BASE_URL")
+    if not sandbox:
+        fail("PROVIDER_BASE_URL (the provider sandbox) is not set")
+    aws = dict(endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env.get("AWS_REGION", "us-east-1"))
+    ddb = boto3.client("dynamodb", **aws)
+    sqs = boto3.client("sqs", **aws)
+
+    tenant = f"demo-{uuid.uuid4().hex[:8]}"
+    user = "demo-owner"
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    doc = {
+        "tenant_id": tenant,
+        "name": "Demo Ltd",
+        "plan": "professional",
+        "limits_override": None,
+        "config": {
+            "enabled_providers": ["quickbooks", "xero", "zoho"],
+            "enabled_entities": ["invoice", "contact", "account", "payment"],
+            "sync_frequency_minutes": 60,
+            "queue_priority": "normal",
+            "scopes": {},
+            "return_urls": [RETURN_URL],
+            "event_destination": None,
+        },
+        "version": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    pk = {"S": f"TENANT#{tenant}"}
+    ddb.put_item(TableName=env["TENANTS_TABLE"], Item={"pk": pk, "sk": {"S": "TENANT"}, "doc": {"S": json.dumps(doc)}, "version": {"N": "0"}})
+    ddb.put_item(TableName=env["TENANTS_TABLE"], Item={"pk": pk, "sk": {"S": f"USER#{user}"}, "role": {"S": "owner"}})
+    print(f"[demo] tenant {tenant} with owner {user}")
+
+    key = local_secrets()["AppSigningSecret"]["connect_keys"][CONNECT_KEY_ID]
+    for provider in ["quickbooks", "xero", "zoho"]:
+        params = {"tenant": tenant, "user": user, "ts": str(int(time.time())), "kid": CONNECT_KEY_ID, "return_url": RETURN_URL}
+        url = f"{lambda_base}/oauth-callback/connect/{provider}?{signed_query(key, 'GET', f'/connect/{provider}', params)}"
+        hops = []
+        for _ in range(3):
+            status, headers, body = request("GET", url)
+            if status != 302:
+                fail(f"{provider}: {url.split('?')[0]} answered {status}: {body[:300]!r}")
+            url = headers["location"]
+            hops.append(url.split("?")[0])
+        if not url.startswith(RETURN_URL) or "status=connected" not in url:
+            fail(f"{provider}: connect ended at {url}")
+        print(f"[demo] connected {provider}: {' -> '.join(hops[:2])} -> back to the app: {url}")
+
+    items = ddb.query(
+        TableName=env["GRANTS_TABLE"],
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :c)",
+        ExpressionAttributeValues={":pk": pk, ":c": {"S": "CONN#"}},
+    )["Items"]
+    orgs = {}
+    for it in items:
+        orgs.setdefault(it["provider"]["S"], []).append(it["org_id"]["S"])
+        print(f"[demo] connection {it['provider']['S']} org {it['org_id']['S']} ({it.get('org_name', {}).get('S', '')}) status {it['status']['S']}")
+    for provider in ["quickbooks", "xero", "zoho"]:
+        if not orgs.get(provider):
+            fail(f"no {provider} connection stored")
+
+    queue = env["SYNC_QUEUE_NORMAL_URL"]
+    for provider in ["quickbooks", "xero"]:
+        emit = {
+            "provider": provider,
+            "target_url": f"{lambda_base}/webhook-receiver/webhooks/{provider}",
+            "org_id": orgs[provider][0],
+            "entity": "invoice",
+            "operation": "create",
+        }
+        status, _, body = request("POST", f"{sandbox.rstrip('/')}/_sandbox/webhooks/emit", json.dumps(emit), {"content-type": "application/json"})
+        answer = json.loads(body or b"{}")
+        if status != 200 or answer.get("status") != 200:
+            fail(f"{provider} webhook: sandbox {status}, receiver {answer.get('status')}: {answer.get('body')}")
+        print(f"[demo] signed {provider} webhook delivered by the sandbox: receiver answered {answer['status']}")
+
+    jobs = []
+    for _ in range(10):
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for m in got:
+            job = json.loads(m["Body"])
+            if job.get("tenant_id") == tenant:
+                jobs.append(job)
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+        if len(jobs) >= 2:
+            break
+    for job in jobs:
+        print(f"[demo] sync job on the normal queue: {job['provider']} {job['operation']} {job['entity']} {job.get('entity_id', '')} (org {job['org_id']}, idempotency key {job['idempotency_key'][:16]}...)")
+    if len(jobs) != 2:
+        fail(f"expected 2 sync jobs for {tenant}, found {len(jobs)}")
+    print("[demo] done (this demo removed the jobs it read; the sync worker and the token refresher are not implemented yet)")
+
+
+if __name__ == "__main__":
+    main()
