@@ -25,20 +25,18 @@ pub type Deps = Receiver;
 /// Production wiring from the configuration. Tests build a [`Receiver`] themselves to point it at
 /// their own queues, keys or clock.
 pub fn deps_from_config(config: &Config, clients: &AwsClients) -> Deps {
-    {
-        let secrets = Arc::new(SecretsCache::new(clients.secrets.clone(), shared::secrets::DEFAULT_TTL));
-        Receiver::new(
-            KeySource::Secrets { cache: secrets, secret_id: config.secrets.webhook_keys.clone() },
-            GrantStore::new(clients.dynamodb.clone(), config.tables.grants.clone()),
-            TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
-            Vault::from_config(clients.kms.clone(), config),
-            NonceStore::new(clients.dynamodb.clone(), config.tables.ephemeral.clone()),
-            JobQueue::new(clients.sqs.clone(), SyncQueues::from_config(config)),
-            config.webhook_max_body_bytes,
-            webhooks::nonce::DEFAULT_WINDOW,
-            webhooks::system_clock(),
-        )
-    }
+    let secrets = Arc::new(SecretsCache::new(clients.secrets.clone(), shared::secrets::DEFAULT_TTL));
+    Receiver::new(
+        KeySource::Secrets { cache: secrets, secret_id: config.secrets.webhook_keys.clone() },
+        GrantStore::new(clients.dynamodb.clone(), config.tables.grants.clone()),
+        TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
+        Vault::from_config(clients.kms.clone(), config),
+        NonceStore::new(clients.dynamodb.clone(), config.tables.ephemeral.clone()),
+        JobQueue::new(clients.sqs.clone(), SyncQueues::from_config(config)),
+        config.webhook_max_body_bytes,
+        webhooks::nonce::DEFAULT_WINDOW,
+        webhooks::system_clock(),
+    )
 }
 
 /// The `{provider}` segment: API Gateway's path parameter, or the segment after `/webhooks/` when
