@@ -239,6 +239,8 @@ async fn aws_part() {
         version: 1,
         lease_owner: None,
         lease_expires_at: None,
+        seal_version: 0,
+        degraded_since: None,
         created_at: now,
         updated_at: now,
     };

@@ -67,23 +67,14 @@ impl AuditLog {
         detail: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let correlation_id = crate::context::current().map(|c| c.correlation_id).unwrap_or_else(crate::context::mint_correlation_id);
-        let mut item = Item::new();
-        item.insert("pk".into(), s(tenant_pk(tenant_id)));
-        item.insert("sk".into(), s(format!("AUDIT#{}#{}", now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), uuid::Uuid::new_v4())));
-        item.insert("tenant_id".into(), s(tenant_id));
-        item.insert("event".into(), s(event.as_str()));
-        item.insert("provider".into(), s(provider.as_str()));
-        item.insert("grant_id".into(), s(grant_id));
-        item.insert("actor".into(), s(actor));
-        item.insert("correlation_id".into(), s(correlation_id));
-        if let Some(d) = detail {
-            item.insert("detail".into(), s(d));
-        }
-        item.insert("at".into(), s(now.to_rfc3339()));
-        item.insert("expires_at".into(), n(epoch(now + chrono::Duration::days(RETENTION_DAYS))));
+        let item = audit_item(tenant_id, provider, grant_id, event, actor, detail, now);
         self.db.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| dynamo_error("PutItem(audit)", e))?;
         Ok(())
+    }
+
+    /// The table audit records live in (for writers that put one inside their own transaction).
+    pub fn table(&self) -> &str {
+        &self.table
     }
 
     /// The tenant's audit trail, oldest first.
@@ -115,4 +106,33 @@ impl AuditLog {
             })
             .collect()
     }
+}
+
+/// One audit record as an item, for `record` or for a transaction that writes it together with the
+/// change it records. The correlation id comes from the current request context.
+pub fn audit_item(
+    tenant_id: &str,
+    provider: Provider,
+    grant_id: &str,
+    event: TokenEvent,
+    actor: &str,
+    detail: Option<&str>,
+    now: DateTime<Utc>,
+) -> Item {
+    let correlation_id = crate::context::current().map(|c| c.correlation_id).unwrap_or_else(crate::context::mint_correlation_id);
+    let mut item = Item::new();
+    item.insert("pk".into(), s(tenant_pk(tenant_id)));
+    item.insert("sk".into(), s(format!("AUDIT#{}#{}", now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), uuid::Uuid::new_v4())));
+    item.insert("tenant_id".into(), s(tenant_id));
+    item.insert("event".into(), s(event.as_str()));
+    item.insert("provider".into(), s(provider.as_str()));
+    item.insert("grant_id".into(), s(grant_id));
+    item.insert("actor".into(), s(actor));
+    item.insert("correlation_id".into(), s(correlation_id));
+    if let Some(d) = detail {
+        item.insert("detail".into(), s(d));
+    }
+    item.insert("at".into(), s(now.to_rfc3339()));
+    item.insert("expires_at".into(), n(epoch(now + chrono::Duration::days(RETENTION_DAYS))));
+    item
 }

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     ProviderAuthFailed = 1006,
     /// The user (or the provider on their behalf) declined the authorisation.
     ConsentDenied = 1007,
+    /// The connection's grant can no longer be refreshed; an admin must connect again.
+    NeedsReauth = 1008,
     // 2xxx: rate limits
     RateLimited = 2001,
     ProviderRateLimited = 2002,
@@ -89,6 +91,8 @@ pub enum Error {
     TokenUnavailable(String),
     #[error("{provider} rejected our credentials: {reason}")]
     ProviderAuth { provider: Provider, reason: String },
+    #[error("the {provider} connection (grant {grant_id}) needs to be connected again")]
+    NeedsReauth { provider: Provider, grant_id: String },
     #[error("the authorisation at {provider} was declined ({error})")]
     ConsentDenied { provider: Provider, error: String },
     #[error("rate limited ({scope}); retry after {retry_after:?}")]
@@ -159,6 +163,7 @@ impl Error {
             TokenUnavailable(_) => ErrorCode::TokenUnavailable,
             ProviderAuth { .. } => ErrorCode::ProviderAuthFailed,
             ConsentDenied { .. } => ErrorCode::ConsentDenied,
+            NeedsReauth { .. } => ErrorCode::NeedsReauth,
             RateLimited { .. } => ErrorCode::RateLimited,
             ProviderRateLimited { .. } => ErrorCode::ProviderRateLimited,
             CircuitOpen { .. } => ErrorCode::CircuitOpen,
@@ -198,7 +203,9 @@ impl Error {
             | CircuitOpen { .. }
             | ProviderTransient { .. }
             | ProviderTimeout { .. }
-            | TokenUnavailable(_) => true,
+            | TokenUnavailable(_)
+            // Someone else changed the item first: read again and retry.
+            | Conflict(_) => true,
             // A monthly quota resets; the job waits in the queue rather than failing.
             QuotaExceeded { .. } => true,
             Storage { retryable, .. } | Queue { retryable, .. } => *retryable,
@@ -223,7 +230,7 @@ impl Error {
             ErrorCode::InvalidState | ErrorCode::InvalidInput | ErrorCode::StaleWebhook | ErrorCode::InvalidTenantConfig => 400,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::NeedsReauth => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded | ErrorCode::PlanLimit => 429,

@@ -120,6 +120,34 @@ pub struct ConnectionDisconnected {
     pub revoked_at_provider: bool,
 }
 
+/// Why a connection's health changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCause {
+    /// Refreshing the OAuth grant failed (degraded, needs_reauth) or works again (recovered).
+    TokenRefresh,
+    /// The provider fails calls for the organisation (the circuit breaker opened or closed).
+    ProviderErrors,
+}
+
+/// `data` of `connection.degraded`, `connection.recovered` and `connection.needs_reauth`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectionHealth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    pub org_ids: Vec<String>,
+    pub cause: HealthCause,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// needs_reauth only: where the app sends an admin to connect again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnect_url: Option<String>,
+}
+
 /// Sends events to the app's queue (or a tenant's own destination queue, when configured).
 #[derive(Clone, Debug)]
 pub struct EventPublisher {

@@ -154,8 +154,18 @@ impl CacheLimits {
 struct CachedKey {
     key: Arc<DataKey>,
     wrapped: Vec<u8>,
+    /// The canonical ARN of the KMS key that wrapped it (what KMS answered, not what we asked for).
+    key_arn: String,
     created: Instant,
     uses: u32,
+}
+
+/// A data key with its wrapped form and the ARN of the KMS key that wrapped it.
+#[derive(Clone)]
+struct Material {
+    key: Arc<DataKey>,
+    wrapped: Vec<u8>,
+    key_arn: String,
 }
 
 #[derive(Hash, PartialEq, Eq, Clone)]
@@ -172,11 +182,11 @@ struct KeyCache {
 }
 
 impl KeyCache {
-    fn take(&mut self, id: &CacheId, limits: &CacheLimits) -> Option<(Arc<DataKey>, Vec<u8>)> {
+    fn take(&mut self, id: &CacheId, limits: &CacheLimits) -> Option<Material> {
         let fresh = match self.entries.get_mut(id) {
             Some(e) if e.created.elapsed() < limits.max_age && e.uses < limits.max_uses => {
                 e.uses += 1;
-                Some((e.key.clone(), e.wrapped.clone()))
+                Some(Material { key: e.key.clone(), wrapped: e.wrapped.clone(), key_arn: e.key_arn.clone() })
             }
             Some(_) => None,
             None => return None,
@@ -187,7 +197,11 @@ impl KeyCache {
         fresh
     }
 
-    fn put(&mut self, id: CacheId, key: Arc<DataKey>, wrapped: Vec<u8>, limits: &CacheLimits) {
+    fn contains_fresh(&self, id: &CacheId, limits: &CacheLimits) -> bool {
+        self.entries.get(id).is_some_and(|e| e.created.elapsed() < limits.max_age && e.uses < limits.max_uses)
+    }
+
+    fn put(&mut self, id: CacheId, m: Material, limits: &CacheLimits) {
         self.entries.retain(|_, e| e.created.elapsed() < limits.max_age && e.uses < limits.max_uses);
         while self.entries.len() >= limits.max_entries {
             let oldest = self.entries.iter().min_by_key(|(_, e)| e.created).map(|(k, _)| k.clone());
@@ -198,7 +212,7 @@ impl KeyCache {
                 None => break,
             }
         }
-        self.entries.insert(id, CachedKey { key, wrapped, created: Instant::now(), uses: 1 });
+        self.entries.insert(id, CachedKey { key: m.key, wrapped: m.wrapped, key_arn: m.key_arn, created: Instant::now(), uses: 1 });
     }
 }
 
@@ -206,6 +220,9 @@ impl KeyCache {
 pub struct Vault {
     kms: aws_sdk_kms::Client,
     key_id: String,
+    /// The canonical ARN behind `key_id` (which may be a bare id, an ARN or an alias), learned from
+    /// the first GenerateDataKey answer. Blobs are compared by ARN, never by the configured string.
+    key_arn: Arc<Mutex<Option<String>>>,
     limits: CacheLimits,
     cache: Arc<Mutex<KeyCache>>,
     kms_calls: Arc<AtomicU64>,
@@ -219,7 +236,14 @@ impl fmt::Debug for Vault {
 
 impl Vault {
     pub fn new(kms: aws_sdk_kms::Client, key_id: impl Into<String>, limits: CacheLimits) -> Self {
-        Vault { kms, key_id: key_id.into(), limits, cache: Default::default(), kms_calls: Default::default() }
+        Vault {
+            kms,
+            key_id: key_id.into(),
+            key_arn: Default::default(),
+            limits,
+            cache: Default::default(),
+            kms_calls: Default::default(),
+        }
     }
 
     pub fn from_config(kms: aws_sdk_kms::Client, config: &crate::Config) -> Self {
@@ -237,12 +261,35 @@ impl Vault {
         self.kms_calls.load(Ordering::Relaxed)
     }
 
+    /// The canonical ARN of the current key, once this vault has learned it.
+    pub fn key_arn(&self) -> Option<String> {
+        lock(&self.key_arn).clone()
+    }
+
+    /// Whether `blob` was sealed under the current KMS key. Compared by canonical ARN; while the ARN
+    /// is not yet known (no seal in this process yet) only an exact or key-id match counts, and
+    /// anything else is treated as current (no re-seal) rather than re-sealed on a guess.
+    pub fn is_current(&self, blob: &SealedBlob) -> bool {
+        if blob.key_id == self.key_id {
+            return true;
+        }
+        match self.key_arn() {
+            Some(arn) => blob.key_id == arn,
+            // An alias names whatever key it points at today: unknowable without asking KMS, so
+            // wait until a seal in this process has told us the ARN.
+            None => same_key_family(&blob.key_id, &self.key_id) || self.key_id.starts_with("alias/") || self.key_id.contains(":alias/"),
+        }
+    }
+
     pub async fn seal_bytes(&self, ctx: &SealContext, plaintext: &[u8]) -> Result<SealedBlob> {
         self.seal_under(&self.key_id.clone(), ctx, plaintext).await
     }
 
     async fn seal_under(&self, key_id: &str, ctx: &SealContext, plaintext: &[u8]) -> Result<SealedBlob> {
-        let (key, wrapped) = self.encryption_key(key_id, ctx).await?;
+        let Material { key, wrapped, key_arn } = self.encryption_key(key_id, ctx).await?;
+        // The blob names the key by its ARN, so a later comparison does not depend on how the key
+        // was configured (id, ARN or alias).
+        let key_id = key_arn.as_str();
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let cipher = Aes256Gcm::new_from_slice(&key.0[..]).map_err(|_| Error::Crypto("bad data key".into()))?;
@@ -283,7 +330,7 @@ impl Vault {
     /// it re-sealed under the current key so the caller can store it (lazy rotation on read).
     pub async fn unseal_tokens_current(&self, ctx: &SealContext, blob: &SealedBlob) -> Result<(TokenSet, Option<SealedBlob>)> {
         let tokens = self.unseal_tokens(ctx, blob).await?;
-        if blob.key_id == self.key_id {
+        if self.is_current(blob) {
             return Ok((tokens, None));
         }
         let resealed = self.seal_tokens(ctx, &tokens).await?;
@@ -296,10 +343,10 @@ impl Vault {
         self.seal_under(new_key_id, ctx, &plain).await
     }
 
-    async fn encryption_key(&self, key_id: &str, ctx: &SealContext) -> Result<(Arc<DataKey>, Vec<u8>)> {
+    async fn encryption_key(&self, key_id: &str, ctx: &SealContext) -> Result<Material> {
         let id = CacheId::Encrypt { key_id: key_id.to_string(), ctx: ctx.clone() };
         if self.limits.enabled() {
-            if let Some(hit) = self.cache.lock().expect("cache lock").take(&id, &self.limits) {
+            if let Some(hit) = lock(&self.cache).take(&id, &self.limits) {
                 return Ok(hit);
             }
         }
@@ -318,20 +365,25 @@ impl Vault {
         plain.zeroize();
         let key = Arc::new(key?);
         let wrapped = out.ciphertext_blob.ok_or_else(|| Error::Crypto("KMS returned no wrapped key".into()))?.into_inner();
-        if self.limits.enabled() {
-            let mut cache = self.cache.lock().expect("cache lock");
-            cache.put(id, key.clone(), wrapped.clone(), &self.limits);
-            // The same key can unwrap what it sealed without another Decrypt call.
-            cache.put(CacheId::Decrypt { wrapped: wrapped.clone(), ctx: ctx.clone() }, key.clone(), wrapped.clone(), &self.limits);
+        let key_arn = out.key_id.unwrap_or_else(|| key_id.to_string());
+        if key_id == self.key_id {
+            *lock(&self.key_arn) = Some(key_arn.clone());
         }
-        Ok((key, wrapped))
+        let m = Material { key, wrapped, key_arn };
+        if self.limits.enabled() {
+            let mut cache = lock(&self.cache);
+            cache.put(id, m.clone(), &self.limits);
+            // The same key can unwrap what it sealed without another Decrypt call.
+            cache.put(CacheId::Decrypt { wrapped: m.wrapped.clone(), ctx: ctx.clone() }, m.clone(), &self.limits);
+        }
+        Ok(m)
     }
 
     async fn decryption_key(&self, ctx: &SealContext, blob: &SealedBlob) -> Result<Arc<DataKey>> {
         let id = CacheId::Decrypt { wrapped: blob.wrapped_key.clone(), ctx: ctx.clone() };
         if self.limits.enabled() {
-            if let Some((key, _)) = self.cache.lock().expect("cache lock").take(&id, &self.limits) {
-                return Ok(key);
+            if let Some(m) = lock(&self.cache).take(&id, &self.limits) {
+                return Ok(m.key);
             }
         }
         self.kms_calls.fetch_add(1, Ordering::Relaxed);
@@ -349,10 +401,33 @@ impl Vault {
         plain.zeroize();
         let key = Arc::new(key?);
         if self.limits.enabled() {
-            self.cache.lock().expect("cache lock").put(id, key.clone(), blob.wrapped_key.clone(), &self.limits);
+            let key_arn = out.key_id.unwrap_or_else(|| blob.key_id.clone());
+            let m = Material { key: key.clone(), wrapped: blob.wrapped_key.clone(), key_arn };
+            let mut cache = lock(&self.cache);
+            // A key unwrapped under the current KMS key also seals the grant's next blob (a refresh
+            // re-seals right after unsealing), so a refresh costs one KMS call, not two. Only when
+            // the current key's ARN is known, so a blob under an old key never seeds new seals.
+            let current = lock(&self.key_arn).clone().is_some_and(|arn| arn == m.key_arn);
+            let enc = CacheId::Encrypt { key_id: self.key_id.clone(), ctx: ctx.clone() };
+            if current && !cache.contains_fresh(&enc, &self.limits) {
+                cache.put(enc, m.clone(), &self.limits);
+            }
+            cache.put(id, m, &self.limits);
         }
         Ok(key)
     }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the cache and the ARN
+/// stay consistent (every update is a single insert), so carry on rather than panic.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether two key references may name the same key: equal, or one is an ARN ending in `key/<id>`
+/// of the other.
+fn same_key_family(a: &str, b: &str) -> bool {
+    a == b || a.ends_with(&format!("key/{b}")) || b.ends_with(&format!("key/{a}"))
 }
 
 fn kms_error<E, R>(op: &str, e: aws_sdk_kms::error::SdkError<E, R>) -> Error
@@ -411,7 +486,7 @@ mod tests {
         let mut c = KeyCache::default();
         let ctx = SealContext::new("t", Provider::Xero, "g");
         let id = CacheId::Encrypt { key_id: "k".into(), ctx: ctx.clone() };
-        c.put(id.clone(), Arc::new(DataKey(Zeroizing::new([7; 32]))), vec![1], &limits);
+        c.put(id.clone(), Material { key: Arc::new(DataKey(Zeroizing::new([7; 32]))), wrapped: vec![1], key_arn: "k".into() }, &limits);
         assert!(c.take(&id, &limits).is_some()); // use 2
         assert!(c.take(&id, &limits).is_some()); // use 3
         assert!(c.take(&id, &limits).is_none(), "fourth use exceeds max_uses");
@@ -419,7 +494,7 @@ mod tests {
         // max_entries evicts the oldest
         for i in 0..3u8 {
             let id = CacheId::Decrypt { wrapped: vec![i], ctx: ctx.clone() };
-            c.put(id, Arc::new(DataKey(Zeroizing::new([i; 32]))), vec![i], &limits);
+            c.put(id, Material { key: Arc::new(DataKey(Zeroizing::new([i; 32]))), wrapped: vec![i], key_arn: "k".into() }, &limits);
         }
         assert_eq!(c.entries.len(), 2);
         assert!(!c.entries.contains_key(&CacheId::Decrypt { wrapped: vec![0], ctx }));

@@ -1,28 +1,17 @@
-//! Scheduled refresh of grants whose access token expires soon.
+//! Scheduled refresh of grants whose access or refresh token expires soon.
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_runtime::{run, service_fn, Error};
 use shared::aws::AwsClients;
-use shared::{Config, RequestContext};
-
-async fn handle(
-    _clients: &AwsClients,
-    _config: &Config,
-    event: LambdaEvent<EventBridgeEvent<serde_json::Value>>,
-) -> Result<serde_json::Value, Error> {
-    let ctx = RequestContext::new(event.payload.id.as_deref());
-    ctx.scope(async {
-        let err = shared::Error::NotImplemented("token refresher");
-        tracing::warn!(code = err.code().as_u16(), "not implemented");
-        Err(err.into())
-    })
-    .await
-}
+use shared::http_client::HttpClient;
+use shared::refresh::TokenService;
+use shared::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     shared::telemetry::init(&config.log_level);
     let clients = AwsClients::from_env().await;
-    run(service_fn(|ev| handle(&clients, &config, ev))).await
+    let http = HttpClient::new(config.provider_timeout)?;
+    let deps = token_refresher::Deps::new(&config, TokenService::new(&config, &clients, http));
+    run(service_fn(|ev| token_refresher::handle(&deps, ev))).await
 }

@@ -32,6 +32,8 @@ pub enum OAuthError {
     InvalidClient,
     InvalidRequest(&'static str),
     UnsupportedGrantType,
+    /// Zoho's token-issue limit: too many access tokens from one refresh token too quickly.
+    TooManyRequests,
 }
 
 pub fn client_credentials(p: Provider) -> (&'static str, &'static str) {
@@ -49,6 +51,7 @@ pub fn oauth_error(p: Provider, e: &OAuthError) -> Response {
         OAuthError::InvalidClient => ("invalid_client", ""),
         OAuthError::InvalidRequest(d) => ("invalid_request", *d),
         OAuthError::UnsupportedGrantType => ("unsupported_grant_type", ""),
+        OAuthError::TooManyRequests => ("Access Denied", "You have made too many requests continuously. Please try again after some time."),
     };
     match p {
         // Intuit: 401 for client authentication failures, 400 otherwise.
@@ -66,7 +69,12 @@ pub fn oauth_error(p: Provider, e: &OAuthError) -> Response {
         // Zoho answers token errors with HTTP 200 and names a bad code or refresh token invalid_code.
         Provider::Zoho => {
             let code = if code == "invalid_grant" { "invalid_code" } else { code };
-            json_value(StatusCode::OK, &json!({ "error": code }))
+            let mut body = json!({ "error": code });
+            if *e == OAuthError::TooManyRequests {
+                body["error_description"] = json!(desc);
+                body["status"] = json!("failure");
+            }
+            json_value(StatusCode::OK, &body)
         }
     }
 }
@@ -399,7 +407,17 @@ fn refresh(st: &AppState, p: Provider, form: &HashMap<String, String>, dc: Optio
         return Err(OAuthError::InvalidGrant("refresh token already used"));
     }
     let answer = match p {
-        Provider::Zoho => issue(&mut w, st.base_url(), &grant.id, false),
+        Provider::Zoho => {
+            let (limit, window) = (w.settings.zoho_token_issue_limit, w.settings.zoho_token_issue_window);
+            let entry = w.refresh_tokens.get_mut(rt).expect("present");
+            entry.issued.retain(|t| *t + Duration::seconds(window) > now);
+            if entry.issued.len() >= limit as usize {
+                *w.counters.rate_limited.entry(format!("zoho token issue {}", grant.id)).or_default() += 1;
+                return Err(OAuthError::TooManyRequests);
+            }
+            entry.issued.push(now);
+            issue(&mut w, st.base_url(), &grant.id, false)
+        }
         _ => {
             let answer = issue(&mut w, st.base_url(), &grant.id, true);
             w.refresh_tokens.get_mut(rt).expect("present").rotated = Some(Rotated { at: now, answer: answer.clone() });
@@ -429,7 +447,7 @@ fn issue(w: &mut World, base: &str, grant_id: &str, with_refresh: bool) -> Value
             Provider::Zoho => format!("1000.{}.{}", random_hex(16), random_hex(16)),
         };
         let expires_at = s.refresh_token_ttl.map(|t| now + Duration::seconds(t));
-        w.refresh_tokens.insert(rt.clone(), RefreshToken { grant: g.id.clone(), expires_at, rotated: None });
+        w.refresh_tokens.insert(rt.clone(), RefreshToken { grant: g.id.clone(), expires_at, rotated: None, issued: Vec::new() });
         rt
     });
     let openid = g.scope.split_whitespace().any(|s| s == "openid");

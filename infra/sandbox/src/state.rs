@@ -57,6 +57,21 @@ pub struct Settings {
     pub timeout_fault_seconds: u64,
     /// Master switch (the benchmark turns limits off; tests shrink them instead).
     pub rate_limits_enabled: bool,
+    /// Zoho Accounts: at most this many access tokens per refresh token within
+    /// `zoho_token_issue_window` seconds; more answers HTTP 200 "Access Denied" (Zoho Accounts
+    /// token-validity docs: 10 per 10 minutes; the exact error body is unconfirmed).
+    #[serde(default = "default_zoho_token_issue_limit")]
+    pub zoho_token_issue_limit: u32,
+    #[serde(default = "default_zoho_token_issue_window")]
+    pub zoho_token_issue_window: i64,
+}
+
+fn default_zoho_token_issue_limit() -> u32 {
+    10
+}
+
+fn default_zoho_token_issue_window() -> i64 {
+    600
 }
 
 impl Default for Settings {
@@ -93,6 +108,8 @@ impl Default for Settings {
             },
             timeout_fault_seconds: 60,
             rate_limits_enabled: true,
+            zoho_token_issue_limit: default_zoho_token_issue_limit(),
+            zoho_token_issue_window: default_zoho_token_issue_window(),
         }
     }
 }
@@ -157,6 +174,8 @@ pub struct RefreshToken {
     pub grant: String,
     pub expires_at: Option<DateTime<Utc>>,
     pub rotated: Option<Rotated>,
+    /// When access tokens were minted from it (Zoho's token-issue limit counts these).
+    pub issued: Vec<DateTime<Utc>>,
 }
 
 /// A refresh token that has been used: when, and the answer it got (replayed within the grace).

@@ -181,6 +181,13 @@ pub(crate) fn token_error(provider: Provider, e: RequestTokenError<Error, BasicE
                 BasicErrorResponseType::Extension(ext) if matches!(ext.as_str(), "invalid_code" | "invalid_token") => {
                     Error::InvalidGrant { provider, reason }
                 }
+                // Zoho's token-issue limit (10 access tokens per refresh token per 10 minutes)
+                // answers HTTP 200 with `"error": "Access Denied"` and a "too many requests"
+                // description: the grant is fine, we asked too often. (Zoho Accounts token-validity
+                // docs; the exact body wording is unconfirmed, hence the loose match.)
+                BasicErrorResponseType::Extension(ext) if provider == Provider::Zoho && is_zoho_throttle(ext, body.error_description()) => {
+                    Error::ProviderRateLimited { provider, problem: "token issue limit".into(), retry_after: Some(ZOHO_TOKEN_THROTTLE_WAIT) }
+                }
                 _ => Error::ProviderPermanent { provider, status: None, message: format!("token endpoint: {reason}") },
             }
         }
@@ -190,6 +197,16 @@ pub(crate) fn token_error(provider: Provider, e: RequestTokenError<Error, BasicE
         }
         RequestTokenError::Other(message) => Error::ProviderMalformed { provider, message: format!("token endpoint: {message}") },
     }
+}
+
+/// How long to leave a Zoho grant alone after its token-issue limit answered: a tenth of the
+/// 10-minute window, so the retry lands once the oldest issue has aged out at worst after ten tries.
+pub const ZOHO_TOKEN_THROTTLE_WAIT: Duration = Duration::from_secs(60);
+
+fn is_zoho_throttle(error: &str, description: Option<&String>) -> bool {
+    let e = error.to_ascii_lowercase();
+    let d = description.map(|d| d.to_ascii_lowercase()).unwrap_or_default();
+    e == "access denied" || e.contains("too many") || d.contains("too many requests")
 }
 
 /// Same families for token endpoints we call without `oauth2` (revocation).

@@ -58,6 +58,11 @@ pub struct Grant {
     pub version: i64,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Bumped by a lazy re-seal (same tokens under a new KMS key). Kept apart from `version`, which
+    /// only token writes and status changes take, so a re-seal never invalidates a refresher's write.
+    pub seal_version: i64,
+    /// Set while refreshes fail transiently; the app was told `connection.degraded` once.
+    pub degraded_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -104,8 +109,27 @@ pub fn org_key(provider: Provider, org_id: &str) -> String {
     format!("{}#{org_id}", provider.as_str())
 }
 
-pub fn due_pk(provider: Provider) -> String {
-    format!("DUE#{}", provider.as_str())
+/// The `due` index is spread over this many partition keys per provider, so 300,000 grants (about
+/// 170 refreshes a second at peak) never concentrate their index writes and reads on one key.
+pub const DUE_SHARDS: u32 = 16;
+
+/// The grant's shard of the `due` index: a stable hash of the grant id (FNV-1a; not `DefaultHasher`,
+/// whose output may change between Rust releases and would strand grants in old shards).
+pub fn due_shard(grant_id: &str) -> u32 {
+    let mut h: u32 = 0x811c9dc5;
+    for b in grant_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % DUE_SHARDS
+}
+
+pub fn due_pk(provider: Provider, grant_id: &str) -> String {
+    format!("DUE#{}#{:02}", provider.as_str(), due_shard(grant_id))
+}
+
+fn due_shard_pk(provider: Provider, shard: u32) -> String {
+    format!("DUE#{}#{:02}", provider.as_str(), shard)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,11 +174,15 @@ impl GrantStore {
         if let Some(l) = g.lease_expires_at {
             item.insert("lease_expires_at".into(), n(epoch(l)));
         }
+        item.insert("seal_version".into(), n(g.seal_version));
+        if let Some(d) = g.degraded_since {
+            item.insert("degraded_since".into(), n(epoch(d)));
+        }
         item.insert("created_at".into(), s(g.created_at.to_rfc3339()));
         item.insert("updated_at".into(), s(g.updated_at.to_rfc3339()));
         // Only grants that can be refreshed sit in the due index; a grant needing re-auth drops out.
         if g.status == GrantStatus::Active && g.sealed.is_some() {
-            item.insert("due_pk".into(), s(due_pk(g.provider)));
+            item.insert("due_pk".into(), s(due_pk(g.provider, &g.grant_id)));
             item.insert("due_at".into(), n(epoch(g.due_at())));
         }
         item
@@ -174,6 +202,8 @@ impl GrantStore {
             version: get_n(item, "version")?,
             lease_owner: get_s_opt(item, "lease_owner"),
             lease_expires_at: get_n_opt(item, "lease_expires_at").map(from_epoch),
+            seal_version: get_n_opt(item, "seal_version").unwrap_or(0),
+            degraded_since: get_n_opt(item, "degraded_since").map(from_epoch),
             created_at: parse_time(item, "created_at")?,
             updated_at: parse_time(item, "updated_at")?,
         })
@@ -294,8 +324,23 @@ impl GrantStore {
     }
 
     /// Active grants of `provider` whose access or refresh token expires at or before `before`,
-    /// soonest first, from the `due` index (never a scan). Pages through up to `limit` grants.
+    /// from the `due` index (never a scan): every shard, soonest first within a shard, at most
+    /// `limit` in all.
     pub async fn due_grants(&self, provider: Provider, before: DateTime<Utc>, limit: usize) -> Result<Vec<Grant>> {
+        let mut grants = Vec::new();
+        for shard in 0..DUE_SHARDS {
+            if grants.len() >= limit {
+                break;
+            }
+            let room = limit - grants.len();
+            grants.extend(self.due_in_shard(provider, shard, before, room).await?);
+        }
+        grants.sort_by_key(|g| g.due_at());
+        Ok(grants)
+    }
+
+    /// One shard of the `due` index. The index projects the whole item, so no second read is needed.
+    pub async fn due_in_shard(&self, provider: Provider, shard: u32, before: DateTime<Utc>, limit: usize) -> Result<Vec<Grant>> {
         let mut grants = Vec::new();
         let mut start = None;
         loop {
@@ -305,14 +350,18 @@ impl GrantStore {
                 .table_name(&self.table)
                 .index_name("due")
                 .key_condition_expression("due_pk = :d AND due_at <= :t")
-                .expression_attribute_values(":d", s(due_pk(provider)))
+                .expression_attribute_values(":d", s(due_shard_pk(provider, shard)))
                 .expression_attribute_values(":t", n(epoch(before)))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| dynamo_error("Query(due)", e))?;
             for item in out.items.unwrap_or_default() {
-                grants.push(Self::grant_from_item(&item)?);
+                match Self::grant_from_item(&item) {
+                    Ok(g) => grants.push(g),
+                    // One unreadable row must not stop every other grant from being refreshed.
+                    Err(e) => tracing::error!(code = %e.code(), error = %e, "skipping an unreadable grant in the due index"),
+                }
                 if grants.len() >= limit {
                     return Ok(grants);
                 }
@@ -352,47 +401,79 @@ impl GrantStore {
         lease_owner: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<i64> {
-        let mut due = access_expires_at;
-        if let Some(r) = refresh_expires_at {
+        let write = TokenWrite { sealed, access_expires_at, refresh_expires_at, expected_version, lease_owner, now };
+        let update = self.token_update(grant, &write)?;
+        let items = vec![TransactWriteItem::builder().update(update).build()];
+        self.transact_token_write(grant, items, expected_version).await
+    }
+
+    /// The refresher's write: the new pair, the lease released and the degraded flag cleared in
+    /// one conditional update (lease owner + version), plus the audit record in the same
+    /// transaction, so a refresh costs one write call and an audit record exists iff the pair does.
+    pub async fn store_refreshed(&self, grant: &Grant, write: &TokenWrite<'_>, audit: Option<Item>, audit_table: &str) -> Result<i64> {
+        let update = self.token_update(grant, write)?;
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        if let Some(item) = audit {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(Put::builder().table_name(audit_table).set_item(Some(item)).build().map_err(Error::storage)?)
+                    .build(),
+            );
+        }
+        self.transact_token_write(grant, items, write.expected_version).await
+    }
+
+    fn token_update(&self, grant: &Grant, w: &TokenWrite<'_>) -> Result<Update> {
+        let mut due = w.access_expires_at;
+        if let Some(r) = w.refresh_expires_at {
             due = due.min(r);
         }
         let mut set = String::from(
             "SET sealed = :s, access_expires_at = :a, version = :nv, updated_at = :u, #st = :active, due_pk = :dp, due_at = :due",
         );
-        let mut req = self
-            .db
-            .update_item()
+        let mut remove = String::from(" REMOVE degraded_since");
+        let mut req = Update::builder()
             .table_name(&self.table)
             .key("pk", s(tenant_pk(&grant.tenant_id)))
             .key("sk", s(grant.sk()))
             .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":s", s(sealed.to_json()))
-            .expression_attribute_values(":a", n(epoch(access_expires_at)))
-            .expression_attribute_values(":nv", n(expected_version + 1))
-            .expression_attribute_values(":v", n(expected_version))
-            .expression_attribute_values(":u", s(now.to_rfc3339()))
+            .expression_attribute_values(":s", s(w.sealed.to_json()))
+            .expression_attribute_values(":a", n(epoch(w.access_expires_at)))
+            .expression_attribute_values(":nv", n(w.expected_version + 1))
+            .expression_attribute_values(":v", n(w.expected_version))
+            .expression_attribute_values(":u", s(w.now.to_rfc3339()))
             .expression_attribute_values(":active", s(GrantStatus::Active.as_str()))
-            .expression_attribute_values(":dp", s(due_pk(grant.provider)))
+            .expression_attribute_values(":dp", s(due_pk(grant.provider, &grant.grant_id)))
             .expression_attribute_values(":due", n(epoch(due)));
-        if let Some(r) = refresh_expires_at {
-            set.push_str(", refresh_expires_at = :r");
-            req = req.expression_attribute_values(":r", n(epoch(r)));
+        match w.refresh_expires_at {
+            Some(r) => {
+                set.push_str(", refresh_expires_at = :r");
+                req = req.expression_attribute_values(":r", n(epoch(r)));
+            }
+            None => remove.push_str(", refresh_expires_at"),
         }
         let mut cond = String::from("attribute_exists(pk) AND version = :v");
-        if let Some(owner) = lease_owner {
+        if let Some(owner) = w.lease_owner {
+            // The lease goes with the write: whoever waits for this refresh sees it done at once.
+            remove.push_str(", lease_owner, lease_expires_at");
             cond.push_str(" AND lease_owner = :o AND lease_expires_at > :now");
-            req = req.expression_attribute_values(":o", s(owner)).expression_attribute_values(":now", n(epoch(now)));
+            req = req.expression_attribute_values(":o", s(owner)).expression_attribute_values(":now", n(epoch(w.now)));
         }
-        match req.update_expression(set).condition_expression(cond).send().await {
+        req.update_expression(format!("{set}{remove}")).condition_expression(cond).build().map_err(Error::storage)
+    }
+
+    async fn transact_token_write(&self, grant: &Grant, items: Vec<TransactWriteItem>, expected_version: i64) -> Result<i64> {
+        match self.db.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(expected_version + 1),
             Err(e) if is_conditional_failure(&e) => {
                 Err(Error::Conflict(format!("grant {} changed (version or lease) since it was read", grant.grant_id)))
             }
-            Err(e) => Err(dynamo_error("UpdateItem", e)),
+            Err(e) => Err(dynamo_error("TransactWriteItems(tokens)", e)),
         }
     }
 
-    /// Takes the grant's lease for `duration` if nobody holds an unexpired one (or we already do).
+    /// Takes the grant's lease for `duration` if nobody holds an unexpired one (or we already do),
+    /// and returns the grant as it stands under the lease (one call: read and lock together).
     pub async fn acquire_lease(
         &self,
         tenant_id: &str,
@@ -401,7 +482,7 @@ impl GrantStore {
         owner: &str,
         duration: chrono::Duration,
         now: DateTime<Utc>,
-    ) -> Result<Lease> {
+    ) -> Result<(Lease, Grant)> {
         let expires_at = now + duration;
         let res = self
             .db
@@ -416,10 +497,14 @@ impl GrantStore {
             .expression_attribute_values(":o", s(owner))
             .expression_attribute_values(":e", n(epoch(expires_at)))
             .expression_attribute_values(":now", n(epoch(now)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
         match res {
-            Ok(_) => Ok(Lease { owner: owner.to_string(), expires_at }),
+            Ok(out) => {
+                let item = out.attributes.ok_or_else(|| Error::Storage { message: "lease update returned no item".into(), retryable: true })?;
+                Ok((Lease { owner: owner.to_string(), expires_at }, Self::grant_from_item(&item)?))
+            }
             Err(e) if is_conditional_failure(&e) => Err(Error::Conflict(format!("grant {grant_id} is leased by another worker"))),
             Err(e) => Err(dynamo_error("UpdateItem(lease)", e)),
         }
@@ -468,29 +553,65 @@ impl GrantStore {
         }
     }
 
+    /// Flags the grant degraded (transient refresh failures) and releases our lease in one write.
+    /// Returns true only for the call that changed the state, so `connection.degraded` goes out once.
+    pub async fn mark_degraded(&self, grant: &Grant, owner: &str, now: DateTime<Utc>) -> Result<bool> {
+        let first = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(&grant.tenant_id)))
+            .key("sk", s(grant.sk()))
+            .update_expression("SET degraded_since = :now REMOVE lease_owner, lease_expires_at")
+            .condition_expression("lease_owner = :o AND attribute_not_exists(degraded_since)")
+            .expression_attribute_values(":o", s(owner))
+            .expression_attribute_values(":now", n(epoch(now)))
+            .send()
+            .await;
+        match first {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => {
+                self.release_lease(&grant.tenant_id, grant.provider, &grant.grant_id, owner).await?;
+                Ok(false)
+            }
+            Err(e) => Err(dynamo_error("UpdateItem(degraded)", e)),
+        }
+    }
+
     /// Sets the status of the grant and every connection it serves in one transaction. With
     /// `remove_tokens` the sealed tokens go too (disconnect); the records themselves always stay.
-    async fn set_status(&self, grant: &Grant, status: GrantStatus, remove_tokens: bool, now: DateTime<Utc>) -> Result<()> {
+    /// `guard` says what must still hold of the grant we read; each connection must still belong to
+    /// the grant (a reconnect may have moved the org to a newer grant meanwhile).
+    async fn set_status(&self, grant: &Grant, status: GrantStatus, remove_tokens: bool, guard: Guard<'_>, now: DateTime<Utc>) -> Result<()> {
         let mut update =
             String::from("SET #st = :st, updated_at = :u, version = version + :one REMOVE due_pk, due_at, lease_owner, lease_expires_at");
         if remove_tokens {
             update.push_str(", sealed");
         }
+        let mut grant_update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(&grant.tenant_id)))
+            .key("sk", s(grant.sk()))
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":st", s(status.as_str()))
+            .expression_attribute_values(":u", s(now.to_rfc3339()))
+            .expression_attribute_values(":one", n(1));
+        let cond = match guard {
+            Guard::Exists => "attribute_exists(pk)".to_string(),
+            Guard::Version(v) => {
+                grant_update = grant_update.expression_attribute_values(":v", n(v));
+                "attribute_exists(pk) AND version = :v".to_string()
+            }
+            Guard::Lease(owner, v) => {
+                grant_update = grant_update
+                    .expression_attribute_values(":o", s(owner))
+                    .expression_attribute_values(":now", n(epoch(now)))
+                    .expression_attribute_values(":v", n(v));
+                "attribute_exists(pk) AND lease_owner = :o AND lease_expires_at > :now AND version = :v".to_string()
+            }
+        };
         let mut items = vec![TransactWriteItem::builder()
-            .update(
-                Update::builder()
-                    .table_name(&self.table)
-                    .key("pk", s(tenant_pk(&grant.tenant_id)))
-                    .key("sk", s(grant.sk()))
-                    .update_expression(update)
-                    .condition_expression("attribute_exists(pk)")
-                    .expression_attribute_names("#st", "status")
-                    .expression_attribute_values(":st", s(status.as_str()))
-                    .expression_attribute_values(":u", s(now.to_rfc3339()))
-                    .expression_attribute_values(":one", n(1))
-                    .build()
-                    .map_err(Error::storage)?,
-            )
+            .update(grant_update.update_expression(update).condition_expression(cond).build().map_err(Error::storage)?)
             .build()];
         for c in self
             .list_connections(&grant.tenant_id)
@@ -510,9 +631,11 @@ impl GrantStore {
                             .key("pk", s(tenant_pk(&c.tenant_id)))
                             .key("sk", s(connection_sk(c.provider, &c.org_id)))
                             .update_expression(conn_update)
+                            .condition_expression("grant_id = :g")
                             .expression_attribute_names("#st", "status")
                             .expression_attribute_values(":st", s(status.as_str()))
                             .expression_attribute_values(":u", s(now.to_rfc3339()))
+                            .expression_attribute_values(":g", s(&grant.grant_id))
                             .build()
                             .map_err(Error::storage)?,
                     )
@@ -521,26 +644,45 @@ impl GrantStore {
         }
         match self.db.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(Error::NotFound(format!("grant {}", grant.grant_id))),
+            // A condition failed (lease lost, version moved, a connection re-assigned) or a
+            // concurrent transaction touched the same items: a conflict the caller may retry after
+            // reading again, never "not found".
+            Err(e) if is_conditional_failure(&e) => {
+                Err(Error::Conflict(format!("grant {} or its connections changed while updating its status", grant.grant_id)))
+            }
             Err(e) => Err(dynamo_error("TransactWriteItems(status)", e)),
         }
     }
 
     /// The grant can no longer be refreshed: keep it and its connections, flag them for the user.
+    /// Guarded by the version read, so a grant refreshed meanwhile is not flagged.
     pub async fn mark_needs_reauth(&self, grant: &Grant, now: DateTime<Utc>) -> Result<()> {
-        self.set_status(grant, GrantStatus::NeedsReauth, false, now).await
+        self.set_status(grant, GrantStatus::NeedsReauth, false, Guard::Version(grant.version), now).await
+    }
+
+    /// As `mark_needs_reauth`, by the holder of the grant's lease (the refresher).
+    pub async fn mark_needs_reauth_leased(&self, grant: &Grant, owner: &str, now: DateTime<Utc>) -> Result<()> {
+        self.set_status(grant, GrantStatus::NeedsReauth, false, Guard::Lease(owner, grant.version), now).await
     }
 
     /// Removes the tokens and marks grant and connections disconnected; the records stay for audit.
+    /// Guarded by the version read (the tokens revoked are the tokens stored).
     pub async fn disconnect(&self, grant: &Grant, now: DateTime<Utc>) -> Result<()> {
-        self.set_status(grant, GrantStatus::Disconnected, true, now).await
+        self.set_status(grant, GrantStatus::Disconnected, true, Guard::Version(grant.version), now).await
+    }
+
+    /// As `disconnect`, by the holder of the grant's lease.
+    pub async fn disconnect_leased(&self, grant: &Grant, owner: &str, now: DateTime<Utc>) -> Result<()> {
+        self.set_status(grant, GrantStatus::Disconnected, true, Guard::Lease(owner, grant.version), now).await
     }
 
     pub async fn set_revoked(&self, grant: &Grant, now: DateTime<Utc>) -> Result<()> {
-        self.set_status(grant, GrantStatus::Revoked, true, now).await
+        self.set_status(grant, GrantStatus::Revoked, true, Guard::Exists, now).await
     }
 
-    /// Replaces only the sealed blob (lazy re-seal under a new KMS key), guarded by version.
+    /// Replaces only the sealed blob (lazy re-seal under a new KMS key). It never takes `version`
+    /// (a refresher holding version v must still be able to write) and never runs while anyone holds
+    /// the lease: the blob must still be the one re-sealed (same version) and no live lease exists.
     pub async fn replace_sealed(&self, grant: &Grant, sealed: &SealedBlob, now: DateTime<Utc>) -> Result<i64> {
         let res = self
             .db
@@ -548,20 +690,45 @@ impl GrantStore {
             .table_name(&self.table)
             .key("pk", s(tenant_pk(&grant.tenant_id)))
             .key("sk", s(grant.sk()))
-            .update_expression("SET sealed = :s, version = :nv, updated_at = :u")
-            .condition_expression("version = :v")
+            .update_expression("SET sealed = :s, seal_version = :nsv, updated_at = :u")
+            .condition_expression(
+                "version = :v AND attribute_exists(sealed) AND (attribute_not_exists(lease_owner) OR lease_expires_at <= :now)",
+            )
             .expression_attribute_values(":s", s(sealed.to_json()))
-            .expression_attribute_values(":nv", n(grant.version + 1))
+            .expression_attribute_values(":nsv", n(grant.seal_version + 1))
             .expression_attribute_values(":v", n(grant.version))
             .expression_attribute_values(":u", s(now.to_rfc3339()))
+            .expression_attribute_values(":now", n(epoch(now)))
             .send()
             .await;
         match res {
-            Ok(_) => Ok(grant.version + 1),
-            Err(e) if is_conditional_failure(&e) => Err(Error::Conflict(format!("grant {} changed since it was read", grant.grant_id))),
+            Ok(_) => Ok(grant.seal_version + 1),
+            Err(e) if is_conditional_failure(&e) => {
+                Err(Error::Conflict(format!("grant {} changed or is leased; re-seal left for later", grant.grant_id)))
+            }
             Err(e) => Err(dynamo_error("UpdateItem(reseal)", e)),
         }
     }
+}
+
+/// A token write: what `update_tokens` / `store_refreshed` store and what must still hold.
+pub struct TokenWrite<'a> {
+    pub sealed: &'a SealedBlob,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub expected_version: i64,
+    pub lease_owner: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// What must still hold of a grant for a status change.
+#[derive(Clone, Copy, Debug)]
+enum Guard<'a> {
+    Exists,
+    Version(i64),
+    /// We hold the lease, and the grant is still the version we read under it (a lapsed lease's
+    /// holder may have stored a new pair meanwhile).
+    Lease(&'a str, i64),
 }
 
 fn parse_time(item: &Item, key: &str) -> Result<DateTime<Utc>> {
