@@ -100,7 +100,9 @@ impl H {
         let (challenge, verifier) = new_pkce();
         let redirect = Url::parse(REDIRECT).unwrap();
         let state = unique("st");
-        let req = AuthorizeRequest { state: &state, redirect_uri: &redirect, scopes: &[], pkce_challenge: Some(&challenge), extra: &[] };
+        // One sandbox user per grant: Zoho keeps at most 20 refresh tokens per user and client.
+        let extra = vec![("sandbox_user".to_string(), unique("user"))];
+        let req = AuthorizeRequest { state: &state, redirect_uri: &redirect, scopes: &[], pkce_challenge: Some(&challenge), extra: &extra };
         let url = client.authorize_url(&req).unwrap();
         let resp = self.http.get(url).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 302);
