@@ -8,18 +8,15 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{aws, unique, TestEnv};
+use integration_tests::{aws, copy_grants_table, unique, TestEnv};
 use reqwest::Url;
 use serde_json::{json, Value};
 use shared::events::AppEvent;
-use shared::providers::{new_pkce, AccountingProvider, AuthorizeRequest, CallbackParams};
 use shared::refresh::schedule::RunLimits;
 use shared::refresh::{RefreshSettings, Step, TokenService};
-use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
+use shared::store::grants::{Grant, GrantStatus, GrantStore};
 use shared::vault::{CacheLimits, SealContext, Vault};
 use shared::{Error, ErrorCode, Provider, SecretString};
-
-const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
 
 struct H {
     env: TestEnv,
@@ -96,60 +93,7 @@ impl H {
     }
 
     async fn connect_in(&self, svc: &TokenService, store: &GrantStore, provider: Provider, access_in: Duration) -> Grant {
-        let client = svc.provider_client(provider).await.unwrap();
-        let (challenge, verifier) = new_pkce();
-        let redirect = Url::parse(REDIRECT).unwrap();
-        let state = unique("st");
-        // One sandbox user per grant: Zoho keeps at most 20 refresh tokens per user and client.
-        let extra = vec![("sandbox_user".to_string(), unique("user"))];
-        let req = AuthorizeRequest { state: &state, redirect_uri: &redirect, scopes: &[], pkce_challenge: Some(&challenge), extra: &extra };
-        let url = client.authorize_url(&req).unwrap();
-        let resp = self.http.get(url).send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), 302);
-        let location = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-        let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
-        let code = pairs.iter().find(|(k, _)| k == "code").unwrap().1.clone();
-        let callback = CallbackParams::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let v = client.supports_pkce().then(|| verifier.secret().to_string());
-        let got = client.exchange_code(&code, &redirect, v.as_deref(), &callback).await.expect("code exchange");
-        let mut tokens = got.tokens;
-        let now = whole(Utc::now());
-        tokens.access_expires_at = now + access_in;
-        let grant_id = unique("g");
-        let org = format!("org-{grant_id}");
-        let sealed = svc.vault().seal_tokens(&SealContext::new(&self.tenant, provider, &grant_id), &tokens).await.unwrap();
-        let g = Grant {
-            tenant_id: self.tenant.clone(),
-            provider,
-            grant_id: grant_id.clone(),
-            org_ids: vec![org.clone()],
-            status: GrantStatus::Active,
-            scopes: tokens.scopes.clone(),
-            sealed: Some(sealed),
-            access_expires_at: tokens.access_expires_at,
-            refresh_expires_at: tokens.refresh_expires_at,
-            version: 1,
-            lease_owner: None,
-            lease_expires_at: None,
-            seal_version: 0,
-            degraded_since: None,
-            created_at: now,
-            updated_at: now,
-        };
-        let conn = Connection {
-            tenant_id: self.tenant.clone(),
-            provider,
-            org_id: org,
-            org_name: None,
-            grant_id,
-            status: GrantStatus::Active,
-            webhook_id: None,
-            webhook_secret: None,
-            created_at: now,
-            updated_at: now,
-        };
-        store.put_grant(&g, &[conn]).await.unwrap();
-        g
+        integration_tests::sandbox_grant(&self.http, svc, store, &self.tenant, provider, access_in).await
     }
 
     /// The stored refresh token (to revoke it at the sandbox).
@@ -471,36 +415,6 @@ async fn a_scheduled_run_refreshes_exactly_the_grants_that_are_due() {
     assert!(cut.found > 0);
     assert_eq!(cut.left_for_next_run, cut.found, "{cut:?}");
     h.env.clients.dynamodb.delete_table().table_name(table).send().await.unwrap();
-}
-
-/// A copy of the grants table (keys and indexes) under a fresh name.
-pub async fn copy_grants_table(env: &TestEnv) -> String {
-    use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex};
-    let db = &env.clients.dynamodb;
-    let src = db.describe_table().table_name(&env.config.tables.grants).send().await.unwrap().table.unwrap();
-    let name = unique("grants");
-    let gsis: Vec<GlobalSecondaryIndex> = src
-        .global_secondary_indexes()
-        .iter()
-        .map(|g| {
-            GlobalSecondaryIndex::builder()
-                .index_name(g.index_name().unwrap())
-                .set_key_schema(Some(g.key_schema().to_vec()))
-                .set_projection(g.projection().cloned())
-                .build()
-                .unwrap()
-        })
-        .collect();
-    db.create_table()
-        .table_name(&name)
-        .set_attribute_definitions(Some(src.attribute_definitions().to_vec()))
-        .set_key_schema(Some(src.key_schema().to_vec()))
-        .set_global_secondary_indexes(Some(gsis))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    name
 }
 
 fn rand_seed() -> u64 {

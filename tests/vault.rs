@@ -139,12 +139,34 @@ async fn lazy_and_explicit_reseal_move_tokens_to_the_new_key() {
     let (read, resealed) = new_vault.unseal_tokens_current(&ctx, &old_blob).await.unwrap();
     assert_eq!(read, tokens());
     let resealed = resealed.expect("an old-key blob is re-sealed on read");
-    assert_eq!(resealed.key_id, new_key);
+    assert!(resealed.key_id.ends_with(&format!("key/{new_key}")), "blobs name their key by ARN: {}", resealed.key_id);
     assert_eq!(new_vault.unseal_tokens(&ctx, &resealed).await.unwrap(), tokens());
     let (_, none) = new_vault.unseal_tokens_current(&ctx, &resealed).await.unwrap();
     assert!(none.is_none(), "a current-key blob is left alone");
 
     let explicit = old_vault.reseal(&ctx, &old_blob, &new_key).await.unwrap();
-    assert_eq!(explicit.key_id, new_key);
+    assert!(explicit.key_id.ends_with(&format!("key/{new_key}")));
     assert_eq!(old_vault.unseal_tokens(&ctx, &explicit).await.unwrap(), tokens());
+}
+
+#[tokio::test]
+async fn keys_are_compared_by_canonical_arn_not_by_the_configured_string() {
+    let env = aws().await;
+    let meta = env.clients.kms.create_key().description(unique("arn")).send().await.unwrap().key_metadata.unwrap();
+    let (id, arn) = (meta.key_id, meta.arn.expect("moto returns the ARN"));
+    let ctx = SealContext::new(unique("t"), Provider::Xero, unique("g"));
+    let by_id = Vault::new(env.clients.kms.clone(), id.clone(), CacheLimits::default());
+    let blob = by_id.seal_tokens(&ctx, &tokens()).await.unwrap();
+    assert_eq!(blob.key_id, arn, "the blob records the ARN KMS answered with");
+    // The same key configured by its ARN, or by its bare id in a fresh process: no re-seal.
+    for configured in [arn.clone(), id.clone()] {
+        let v = Vault::new(env.clients.kms.clone(), configured.clone(), CacheLimits::default());
+        let (_, resealed) = v.unseal_tokens_current(&ctx, &blob).await.unwrap();
+        assert!(resealed.is_none(), "configured as {configured}: same key, nothing to re-seal");
+        assert_eq!(v.key_arn().as_deref(), Some(arn.as_str()), "learned from the Decrypt answer");
+    }
+    // Another key is another key, whatever the spelling.
+    let other = env.clients.kms.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let v = Vault::new(env.clients.kms.clone(), other, CacheLimits::default());
+    assert!(v.unseal_tokens_current(&ctx, &blob).await.unwrap().1.is_some());
 }

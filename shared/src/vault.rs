@@ -400,8 +400,12 @@ impl Vault {
         let key = DataKey::from_slice(&plain);
         plain.zeroize();
         let key = Arc::new(key?);
+        let key_arn = out.key_id.unwrap_or_else(|| blob.key_id.clone());
+        // A blob sealed under the configured key tells us that key's ARN without another call.
+        if same_key_family(&blob.key_id, &self.key_id) || same_key_family(&key_arn, &self.key_id) {
+            lock(&self.key_arn).get_or_insert_with(|| key_arn.clone());
+        }
         if self.limits.enabled() {
-            let key_arn = out.key_id.unwrap_or_else(|| blob.key_id.clone());
             let m = Material { key: key.clone(), wrapped: blob.wrapped_key.clone(), key_arn };
             let mut cache = lock(&self.cache);
             // A key unwrapped under the current KMS key also seals the grant's next blob (a refresh

@@ -1,8 +1,16 @@
 //! Shared set-up for the integration tests: the local AWS (moto) that `scripts/test-all` starts, and
 //! fresh names so tests run in parallel without seeing each other's data.
 
+use chrono::{DateTime, Duration, Utc};
+use reqwest::Url;
 use shared::aws::AwsClients;
-use shared::Config;
+use shared::providers::{new_pkce, AccountingProvider, AuthorizeRequest, CallbackParams};
+use shared::refresh::TokenService;
+use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
+use shared::vault::SealContext;
+use shared::{Config, Provider};
+
+const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
 
 pub struct TestEnv {
     pub config: Config,
@@ -23,4 +31,105 @@ pub async fn aws() -> TestEnv {
 /// A fresh id for a test's tenants, grants and resource names.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A real grant for `tenant`: consent at the provider sandbox (every grant its own sandbox user),
+/// code exchange, sealed and stored as the connect flow does, with the stored access expiry set to
+/// `access_in` from now (negative: already expired). One connection per grant, org `org-<grant>`.
+pub async fn sandbox_grant(
+http: &reqwest::Client,
+svc: &TokenService,
+store: &GrantStore,
+tenant: &str,
+provider: Provider,
+access_in: Duration,
+) -> Grant {
+    let client = svc.provider_client(provider).await.unwrap();
+    let (challenge, verifier) = new_pkce();
+    let redirect = Url::parse(REDIRECT).unwrap();
+    let state = unique("st");
+    // One sandbox user per grant: Zoho keeps at most 20 refresh tokens per user and client.
+    let extra = vec![("sandbox_user".to_string(), unique("user"))];
+    let req = AuthorizeRequest { state: &state, redirect_uri: &redirect, scopes: &[], pkce_challenge: Some(&challenge), extra: &extra };
+    let url = client.authorize_url(&req).unwrap();
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    let location = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
+    let code = pairs.iter().find(|(k, _)| k == "code").unwrap().1.clone();
+    let callback = CallbackParams::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let v = client.supports_pkce().then(|| verifier.secret().to_string());
+    let got = client.exchange_code(&code, &redirect, v.as_deref(), &callback).await.expect("code exchange");
+    let mut tokens = got.tokens;
+    let now = whole(Utc::now());
+    tokens.access_expires_at = now + access_in;
+    let grant_id = unique("g");
+    let org = format!("org-{grant_id}");
+    let sealed = svc.vault().seal_tokens(&SealContext::new(tenant, provider, &grant_id), &tokens).await.unwrap();
+    let g = Grant {
+        tenant_id: tenant.to_string(),
+        provider,
+        grant_id: grant_id.clone(),
+        org_ids: vec![org.clone()],
+        status: GrantStatus::Active,
+        scopes: tokens.scopes.clone(),
+        sealed: Some(sealed),
+        access_expires_at: tokens.access_expires_at,
+        refresh_expires_at: tokens.refresh_expires_at,
+        version: 1,
+        lease_owner: None,
+        lease_expires_at: None,
+        seal_version: 0,
+        degraded_since: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let conn = Connection {
+        tenant_id: tenant.to_string(),
+        provider,
+        org_id: org,
+        org_name: None,
+        grant_id,
+        status: GrantStatus::Active,
+        webhook_id: None,
+        webhook_secret: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.put_grant(&g, &[conn]).await.unwrap();
+    g
+}
+
+/// A copy of the grants table (keys and indexes) under a fresh name.
+pub async fn copy_grants_table(env: &TestEnv) -> String {
+    use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex};
+    let db = &env.clients.dynamodb;
+    let src = db.describe_table().table_name(&env.config.tables.grants).send().await.unwrap().table.unwrap();
+    let name = unique("grants");
+    let gsis: Vec<GlobalSecondaryIndex> = src
+        .global_secondary_indexes()
+        .iter()
+        .map(|g| {
+            GlobalSecondaryIndex::builder()
+                .index_name(g.index_name().unwrap())
+                .set_key_schema(Some(g.key_schema().to_vec()))
+                .set_projection(g.projection().cloned())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    db.create_table()
+        .table_name(&name)
+        .set_attribute_definitions(Some(src.attribute_definitions().to_vec()))
+        .set_key_schema(Some(src.key_schema().to_vec()))
+        .set_global_secondary_indexes(Some(gsis))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+fn whole(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }

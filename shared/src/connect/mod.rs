@@ -602,8 +602,42 @@ pub async fn disconnect(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Disconnected> {
-    let grant = deps.grants.get_grant(tenant_id, provider, grant_id).await?.ok_or_else(|| Error::NotFound(format!("grant {grant_id}")))?;
+    let seen = deps.grants.get_grant(tenant_id, provider, grant_id).await?.ok_or_else(|| Error::NotFound(format!("grant {grant_id}")))?;
+    if seen.status == GrantStatus::Disconnected {
+        return Ok(Disconnected { grant_id: grant_id.into(), org_ids: seen.org_ids.clone(), revoked_at_provider: false, changed: false });
+    }
+    // Under the grant's lease, like a refresh: the tokens revoked are the tokens stored, never a
+    // pair a refresher is rotating away this very moment.
+    let owner = format!("disconnect-{}", uuid::Uuid::new_v4().simple());
+    let grant = lease_for_disconnect(deps, tenant_id, provider, grant_id, &owner, now).await?;
+    let result = disconnect_leased(deps, grant, &owner, actor, now).await;
+    if result.is_err() {
+        let _ = deps.grants.release_lease(tenant_id, provider, grant_id, &owner).await;
+    }
+    result
+}
+
+/// Takes the grant's lease, waiting a few seconds for a refresh in progress to finish.
+async fn lease_for_disconnect(deps: &ConnectDeps, tenant_id: &str, provider: Provider, grant_id: &str, owner: &str, now: DateTime<Utc>) -> Result<Grant> {
+    let lease = chrono::Duration::from_std(deps.config.lease_duration).unwrap_or(chrono::Duration::seconds(60));
+    let started = std::time::Instant::now();
+    loop {
+        let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+        match deps.grants.acquire_lease(tenant_id, provider, grant_id, owner, lease, now + elapsed).await {
+            Ok((_, grant)) => return Ok(grant),
+            Err(Error::Conflict(_)) if started.elapsed() < std::time::Duration::from_secs(8) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn disconnect_leased(deps: &ConnectDeps, grant: Grant, owner: &str, actor: &str, now: DateTime<Utc>) -> Result<Disconnected> {
+    let (tenant_id, provider, grant_id) = (grant.tenant_id.clone(), grant.provider, grant.grant_id.clone());
+    let (tenant_id, grant_id) = (tenant_id.as_str(), grant_id.as_str());
     if grant.status == GrantStatus::Disconnected {
+        let _ = deps.grants.release_lease(tenant_id, provider, grant_id, owner).await;
         return Ok(Disconnected { grant_id: grant_id.into(), org_ids: grant.org_ids.clone(), revoked_at_provider: false, changed: false });
     }
     let connections: Vec<Connection> =
@@ -644,7 +678,7 @@ pub async fn disconnect(
             Err(e) => return Err(e),
         }
     }
-    deps.grants.disconnect(&grant, now).await?;
+    deps.grants.disconnect_leased(&grant, owner, now).await?;
     if let Err(e) = deps.audit.record(tenant_id, provider, grant_id, TokenEvent::Disconnected, actor, None, now).await {
         tracing::error!(code = %e.code(), error = %e, "audit record for a disconnect failed");
     }
