@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import subprocess
 import os
 import sys
 import time
@@ -154,7 +155,35 @@ def main():
         print(f"[demo] sync job on the normal queue: {job['provider']} {job['operation']} {job['entity']} {job.get('entity_id', '')} (org {job['org_id']}, idempotency key {job['idempotency_key'][:16]}...)")
     if len(jobs) != 2:
         fail(f"expected 2 sync jobs for {tenant}, found {len(jobs)}")
-    print("[demo] done (this demo removed the jobs it read; the sync worker and the token refresher are not implemented yet)")
+    refresh(env, ddb, pk)
+    print("[demo] done (this demo removed the jobs it read; the sync worker is not implemented yet)")
+
+
+def grant_versions(env, ddb, pk):
+    items = ddb.query(
+        TableName=env["GRANTS_TABLE"],
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :g)",
+        ExpressionAttributeValues={":pk": pk, ":g": {"S": "GRANT#"}},
+    )["Items"]
+    return {it["sk"]["S"]: (int(it["version"]["N"]), it["status"]["S"]) for it in items}
+
+
+def refresh(env, ddb, pk):
+    """Forces a refresh run (everything due within two hours: every grant just connected) through the
+    token-refresher under the emulator, and checks each of this tenant's grants got a new pair."""
+    before = grant_versions(env, ddb, pk)
+    event = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "events", "token-refresher", "force-window.json")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "invoke.py"), "run", "--port", env["LAMBDA_PORT"], "token-refresher", event],
+        capture_output=True, text=True, timeout=300,
+    )
+    print(f"[demo] token-refresher run: {proc.stdout.strip()[:400]}")
+    after = grant_versions(env, ddb, pk)
+    for sk, (version, status) in before.items():
+        new_version, new_status = after.get(sk, (version, status))
+        if new_version <= version or new_status != "active":
+            fail(f"grant {sk} was not refreshed (version {version} -> {new_version}, status {new_status})")
+        print(f"[demo] refreshed {sk}: version {version} -> {new_version}, still {new_status}")
 
 
 if __name__ == "__main__":

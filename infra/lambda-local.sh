@@ -34,7 +34,8 @@ webhook-receiver/quickbooks-cloudevents.json    http=200
 webhook-receiver/xero.json                      http=200
 webhook-receiver/xero-intent-to-receive.json    http=200
 webhook-receiver/zoho.json                      http=200
-token-refresher/schedule.json                   error contains=not%20implemented
+token-refresher/schedule.json                   ok json:left_for_next_run=0 json:failed=0
+token-refresher/force-window.json               ok json:left_for_next_run=0 json:failed=0
 sync-worker/batch.json                          ok failures=all
 sync-worker/poison.json                         ok failures=all
 '

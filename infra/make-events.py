@@ -290,6 +290,14 @@ def schedule_event() -> dict:
     }
 
 
+def force_window_event() -> dict:
+    """An operator's run: refresh everything due within two hours now (the local walk-through uses it)."""
+    doc = schedule_event()
+    doc.update({"id": stable_uuid("force-window"), "detail-type": "Operator Refresh", "source": "ttya.ops", "resources": []})
+    doc["detail"] = {"window_seconds": 7200}
+    return doc
+
+
 def job(i: int, provider: str, org_id: str, operation: str, entity: str, priority: str, source: str, **extra) -> str:
     """A sync job as shared/src/jobs.rs (SyncJob, version 1) writes it."""
     doc = {
@@ -341,6 +349,7 @@ def all_events(now: datetime) -> dict[str, dict]:
         "webhook-receiver/xero-intent-to-receive.json": xero_intent_to_receive(),
         "webhook-receiver/zoho.json": zoho_event(),
         "token-refresher/schedule.json": schedule_event(),
+        "token-refresher/force-window.json": force_window_event(),
         "sync-worker/batch.json": sync_batch(),
         "sync-worker/poison.json": sync_poison(),
     }
