@@ -144,8 +144,19 @@ fn occupies_slot(c: &Connection) -> bool {
     matches!(c.status, GrantStatus::Active | GrantStatus::NeedsReauth)
 }
 
+/// Where `/connect` sends the browser, and the cookie that binds the state to that browser.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub url: Url,
+    /// A `Set-Cookie` value (see [`state::binding_cookie`]).
+    pub set_cookie: String,
+}
+
 /// `GET /connect/{provider}` after the signature check: the provider's consent URL to redirect to.
-pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, now: DateTime<Utc>) -> Result<Url> {
+pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, now: DateTime<Utc>) -> Result<Started> {
+    let jti = req.param("jti").filter(|j| state::valid_jti(j)).ok_or_else(|| {
+        Error::Unauthenticated("jti is missing or malformed (16-64 of A-Z a-z 0-9 - _)".into())
+    })?;
     let tenant = deps.tenants.get(&req.tenant_id).await?;
     if !tenant.provider_enabled(provider) {
         return Err(Error::ProviderNotEnabled(provider));
@@ -155,6 +166,13 @@ pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, 
         req.param("return_url").filter(|u| !u.is_empty()).ok_or_else(|| Error::InvalidInput("return_url is missing".into()))?;
     if !tenant.return_url_allowed(return_url) {
         return Err(Error::RedirectNotAllowed);
+    }
+    // A signed URL starts one connect, so a replayed URL (from a log, a referrer, a forwarded link)
+    // is refused even while its signature is fresh. Claimed once the request is known to be
+    // well-formed and allowed, and before any state exists.
+    let jti_expires = req.ts + app_auth::MAX_SKEW_SECS + 1;
+    if !deps.states.claim_jti(&req.tenant_id, &req.kid, jti, jti_expires, now).await? {
+        return Err(Error::Unauthenticated("this signed connect URL was already used".into()));
     }
     // The exact check happens at the callback, once the provider says which organisations the user
     // picked. Here we refuse only what cannot succeed: no free slot, and no organisation of this
@@ -188,14 +206,20 @@ pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, 
     })?;
     deps.states.put(&claims, &stored, now).await?;
     tracing::info!(tenant_id = %tenant.tenant_id, provider = %provider, pkce = pkce.is_some(), "connect started");
-    Ok(url)
+    let set_cookie = state::binding_cookie(&state, &claims, redirect_uri.path(), deps.config.oauth_state_ttl.as_secs() as i64);
+    Ok(Started { url, set_cookie })
 }
 
 /// How a callback ends.
 #[derive(Debug)]
 pub enum CallbackOutcome {
     /// Back to the app's (allow-listed) return URL, with the result in its query string.
-    Redirect { location: Url, result: Result<ConnectedGrant> },
+    Redirect {
+        location: Url,
+        result: Result<ConnectedGrant>,
+        /// `Set-Cookie` that removes the used binding cookie.
+        clear_cookie: String,
+    },
     /// No trustworthy return URL (the state itself is bad, or the tenant no longer allows it):
     /// answer with the error directly, never redirect.
     Reject(Error),
@@ -255,18 +279,31 @@ impl Failure {
     }
 }
 
-/// `GET /oauth/{provider}/callback` with the callback's decoded query parameters.
-pub async fn callback(deps: &ConnectDeps, provider: Provider, query: &[(String, String)], now: DateTime<Utc>) -> CallbackOutcome {
+/// `GET /oauth/{provider}/callback` with the callback's decoded query parameters and the browser's
+/// `Cookie` header values.
+pub async fn callback(
+    deps: &ConnectDeps,
+    provider: Provider,
+    query: &[(String, String)],
+    cookies: &[&str],
+    now: DateTime<Utc>,
+) -> CallbackOutcome {
     let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    // 1. The state: signature and expiry first (no I/O), then the single-use delete.
+    // 1. The state: signature and expiry first (no I/O), then the browser binding, then the
+    //    single-use delete. A state presented by another browser is refused without consuming it.
     let key = match deps.state_key().await {
         Ok(k) => k,
         Err(e) => return CallbackOutcome::Reject(e),
     };
-    let claims = match state::verify(&key, get("state").unwrap_or(""), provider, now) {
+    let state_str = get("state").unwrap_or("");
+    let claims = match state::verify(&key, state_str, provider, now) {
         Ok(c) => c,
         Err(e) => return CallbackOutcome::Reject(e),
     };
+    if let Err(e) = state::check_binding(cookies.iter().copied(), state_str, &claims) {
+        crate::telemetry::metric("ConnectBindingRefused", 1.0, "Count", &[("provider", provider.as_str())]);
+        return CallbackOutcome::Reject(e);
+    }
     let stored = match deps.states.consume(&claims, now).await {
         Ok(s) => s,
         Err(e) => return CallbackOutcome::Reject(e),
@@ -290,7 +327,11 @@ pub async fn callback(deps: &ConnectDeps, provider: Provider, query: &[(String, 
         }
     };
     match location {
-        Ok(location) => CallbackOutcome::Redirect { location, result },
+        Ok(location) => CallbackOutcome::Redirect {
+            location,
+            result,
+            clear_cookie: state::clear_binding_cookie(&claims, deps.redirect_uri(provider).path()),
+        },
         Err(e) => CallbackOutcome::Reject(e),
     }
 }
@@ -319,6 +360,12 @@ async fn complete(
         };
         return Err(Failure::new(err, &reason));
     }
+    // The user may have lost the right to connect (demoted, removed) while at the provider's consent
+    // page; checked before the code is exchanged, so nothing is granted to us.
+    deps.tenants.authorize(&tenant.tenant_id, &stored.user_id, Permission::Connect).await.map_err(|e| {
+        let reason = if e.code() == crate::ErrorCode::Forbidden { "forbidden" } else { "role_check_failed" };
+        Failure::new(e, reason)
+    })?;
     let code = get("code").ok_or_else(|| Failure::new(Error::InvalidInput("the callback carries no code".into()), "missing_code"))?;
     let callback = CallbackParams::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let client = deps.provider_client(provider).await.map_err(|e| Failure::new(e, "configuration"))?;
