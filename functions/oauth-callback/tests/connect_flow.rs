@@ -826,3 +826,43 @@ async fn server_errors_show_no_internal_detail_on_the_callback_page_or_in_json()
     assert!(resp.status().as_u16() >= 500);
     assert!(!body(&resp).contains("arn:aws"), "{}", body(&resp));
 }
+
+/// The PKCE verifier waits in the ephemeral table for up to the state's lifetime: it is stored
+/// sealed, bound to the tenant, provider and state, never in clear; the callback still completes.
+#[tokio::test]
+async fn the_pkce_verifier_is_stored_sealed_and_bound_to_its_state() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let f = fixture(Plan::Professional).await;
+    let authorize = f.start(Provider::Xero).await;
+    let state_param = authorize.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let state_key = f.deps.secrets.app_signing(&f.deps.config.secrets.app_signing).await.unwrap().state_key.clone();
+    let claims = state::verify(&state_key, &state_param, Provider::Xero, Utc::now()).unwrap();
+    let item = f
+        .db
+        .get_item()
+        .table_name(&f.deps.config.tables.ephemeral)
+        .key("pk", AttributeValue::S(format!("TENANT#{}", f.tenant.tenant_id)))
+        .key("sk", AttributeValue::S(state::state_sk(&claims.id_hex())))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the state is stored");
+    assert!(!item.contains_key("pkce_verifier"), "no verifier in clear: {:?}", item.keys());
+    let sealed = shared::vault::SealedBlob::from_json(item["pkce_verifier_sealed"].as_s().unwrap()).unwrap();
+    let ctx = state::pkce_context(&f.tenant.tenant_id, Provider::Xero, &claims.id_hex());
+    let verifier = f.deps.vault.unseal_bytes(&ctx, &sealed).await.unwrap();
+    assert!((43..=128).contains(&verifier.len()), "an RFC 7636 verifier");
+    for other in [
+        state::pkce_context("another-tenant", Provider::Xero, &claims.id_hex()),
+        state::pkce_context(&f.tenant.tenant_id, Provider::Zoho, &claims.id_hex()),
+        state::pkce_context(&f.tenant.tenant_id, Provider::Xero, &"0".repeat(64)),
+    ] {
+        assert!(f.deps.vault.unseal_bytes(&other, &sealed).await.is_err(), "{other:?}");
+    }
+    let query = f.consent(&authorize, &[]).await;
+    let params = redirect_params(&f.callback(Provider::Xero, &query).await);
+    assert_eq!(params["status"], "connected", "the sealed verifier is unsealed for the exchange");
+    f.sandbox.shutdown().await;
+}

@@ -45,12 +45,13 @@ pub struct ConnectDeps {
 
 impl ConnectDeps {
     pub fn new(config: Config, clients: &AwsClients, http: HttpClient) -> Self {
+        let vault = Vault::from_config(clients.kms.clone(), &config);
         ConnectDeps {
             tenants: TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
             grants: GrantStore::new(clients.dynamodb.clone(), config.tables.grants.clone()),
-            states: StateStore::new(clients.dynamodb.clone(), config.tables.ephemeral.clone()),
+            states: StateStore::new(clients.dynamodb.clone(), config.tables.ephemeral.clone(), vault.clone()),
             audit: AuditLog::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
-            vault: Vault::from_config(clients.kms.clone(), &config),
+            vault,
             secrets: SecretsCache::new(clients.secrets.clone(), SECRETS_TTL),
             events: EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
             http,

@@ -6,7 +6,9 @@
 //! expiry (u64 BE unix seconds) || provider (1 byte) || tenant id (UTF-8). The signature and expiry are
 //! checked before any storage access, so forged or stale values cost no database call. The server-side
 //! half is an item in the ephemeral table (`TENANT#<tenant>` / `OAUTHSTATE#<hex id>`, TTL attribute
-//! `expires_at`) holding the user, return URL and PKCE verifier; a callback consumes it with one
+//! `expires_at`) holding the user, return URL and the PKCE verifier, sealed with the vault under
+//! the context {tenant, provider, `oauthstate:<hex id>`} so a table read (a backup, an export, a
+//! role that may read the table) does not yield a usable verifier; a callback consumes it with one
 //! conditional DeleteItem, so a state works once, only before its expiry (TTL deletes late), and only
 //! under the tenant it was minted for.
 //!
@@ -26,6 +28,7 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use crate::store::{dynamo_error, get_n, get_s, get_s_opt, is_conditional_failure, n, s, tenant_pk, Item};
+use crate::vault::{SealContext, SealedBlob, Vault};
 use crate::{Error, Provider, Result, SecretString};
 
 type HmacSha256 = hmac::Hmac<Sha256>;
@@ -198,15 +201,21 @@ pub fn state_sk(id_hex: &str) -> String {
     format!("OAUTHSTATE#{id_hex}")
 }
 
+/// The seal context of a state's PKCE verifier: bound to the tenant, the provider and the state.
+pub fn pkce_context(tenant_id: &str, provider: Provider, id_hex: &str) -> SealContext {
+    SealContext::new(tenant_id, provider, format!("oauthstate:{id_hex}"))
+}
+
 #[derive(Clone, Debug)]
 pub struct StateStore {
     db: aws_sdk_dynamodb::Client,
     table: String,
+    vault: Vault,
 }
 
 impl StateStore {
-    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        StateStore { db, table: table.into() }
+    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>, vault: Vault) -> Self {
+        StateStore { db, table: table.into(), vault }
     }
 
     pub async fn put(&self, claims: &StateClaims, stored: &StoredState, now: DateTime<Utc>) -> Result<()> {
@@ -218,7 +227,9 @@ impl StateStore {
         item.insert("user_id".into(), s(&stored.user_id));
         item.insert("return_url".into(), s(&stored.return_url));
         if let Some(v) = &stored.pkce_verifier {
-            item.insert("pkce_verifier".into(), s(v.expose()));
+            let ctx = pkce_context(&claims.tenant_id, stored.provider, &claims.id_hex());
+            let sealed = self.vault.seal_bytes(&ctx, v.expose().as_bytes()).await?;
+            item.insert("pkce_verifier_sealed".into(), s(sealed.to_json()));
         }
         item.insert("expires_at".into(), n(claims.expires_at));
         item.insert("created_at".into(), s(now.to_rfc3339()));
@@ -254,12 +265,22 @@ impl StateStore {
             Err(e) if is_conditional_failure(&e) => return Err(Error::InvalidState("state is unknown, expired or already used".into())),
             Err(e) => return Err(dynamo_error("DeleteItem(oauth state)", e)),
         };
+        let provider: Provider = get_s(&item, "provider")?.parse()?;
+        let pkce_verifier = match get_s_opt(&item, "pkce_verifier_sealed") {
+            Some(json) => {
+                let blob = SealedBlob::from_json(&json)?;
+                let plain = self.vault.unseal_bytes(&pkce_context(&claims.tenant_id, provider, &claims.id_hex()), &blob).await?;
+                let v = std::str::from_utf8(&plain).map_err(|_| Error::Crypto("sealed PKCE verifier is not UTF-8".into()))?;
+                Some(SecretString::new(v))
+            }
+            None => None,
+        };
         Ok(StoredState {
             tenant_id: claims.tenant_id.clone(),
-            provider: get_s(&item, "provider")?.parse()?,
+            provider,
             user_id: get_s(&item, "user_id")?,
             return_url: get_s(&item, "return_url")?,
-            pkce_verifier: get_s_opt(&item, "pkce_verifier").map(SecretString::new),
+            pkce_verifier,
             expires_at: get_n(&item, "expires_at")?,
         })
     }
