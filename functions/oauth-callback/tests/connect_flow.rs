@@ -866,3 +866,44 @@ async fn the_pkce_verifier_is_stored_sealed_and_bound_to_its_state() {
     assert_eq!(params["status"], "connected", "the sealed verifier is unsealed for the exchange");
     f.sandbox.shutdown().await;
 }
+
+/// A provider that stops answering mid-connect: the callback gives up at its own deadline (well
+/// before Lambda's 29 s), removes the Zoho webhooks it had registered, revokes the new grant and
+/// sends the user back with a retryable error, instead of being killed halfway.
+#[tokio::test]
+async fn a_callback_that_reaches_its_deadline_undoes_what_it_registered() {
+    let mut f = fixture(Plan::Professional).await;
+    f.deps.callback_budget = Duration::from_secs(3);
+    let authorize = f.start(Provider::Zoho).await;
+    let query = f.consent(&authorize, &[]).await;
+    // One webhook registration hangs (the sandbox holds it for 8 s, far past the 3 s budget).
+    let cfg = serde_json::json!({"timeout_fault_seconds": 8});
+    assert!(f.browser.post(format!("{}/_sandbox/config", f.sandbox.base_url)).json(&cfg).send().await.unwrap().status().is_success());
+    let fault = serde_json::json!({"provider": "zoho", "method": "POST", "path_prefix": "/zoho/api/us/books/v3/settings/webhooks", "kind": "timeout", "count": 1});
+    assert!(f.browser.post(format!("{}/_sandbox/faults", f.sandbox.base_url)).json(&fault).send().await.unwrap().status().is_success());
+
+    let params = redirect_params(&f.callback(Provider::Zoho, &query).await);
+    assert_eq!(
+        (params["status"].as_str(), params["code"].as_str(), params["reason"].as_str(), params["retryable"].as_str()),
+        ("error", "E5003", "deadline", "true"),
+        "{params:?}"
+    );
+    f.assert_nothing_stored().await;
+    assert_eq!(f.sandbox_calls("POST /zoho/accounts/{dc}/oauth/v2/token/revoke").await, 1, "the new grant is revoked");
+    // Every registration that was answered in time is removed again (they ran concurrently, so all
+    // but the hanging one were answered).
+    let c: Value = f.browser.get(format!("{}/_sandbox/counters", f.sandbox.base_url)).send().await.unwrap().json().await.unwrap();
+    let count = |method: &str| -> u64 {
+        c["calls"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(method) && k.contains("settings/webhooks"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    let registered = count("POST ");
+    assert_eq!(registered as usize, zoho_webhooks::ENTITIES.len(), "one registration per entity, all started: {c}");
+    assert_eq!(count("DELETE "), registered - 1, "each answered registration is deleted: {c}");
+    f.sandbox.shutdown().await;
+}

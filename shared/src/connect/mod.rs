@@ -41,7 +41,19 @@ pub struct ConnectDeps {
     pub secrets: SecretsCache,
     pub events: EventPublisher,
     pub http: HttpClient,
+    /// How long a callback may work before it gives up and undoes what it did ([`CALLBACK_BUDGET`]).
+    pub callback_budget: std::time::Duration,
+    /// How long the undo after a failure or the deadline may take ([`UNDO_BUDGET`]).
+    pub undo_budget: std::time::Duration,
 }
+
+/// The callback's own deadline. API Gateway ends an HTTP API integration at 30 s and the function's
+/// timeout is 29 s; one provider call may take up to PROVIDER_TIMEOUT_SECONDS (20 s), so without a
+/// deadline a slow provider would have Lambda kill the callback halfway, leaving Zoho webhooks
+/// registered and a grant unrevoked. 20 s of work, then up to [`UNDO_BUDGET`] to clean up, leaves a
+/// few seconds for the redirect.
+pub const CALLBACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+pub const UNDO_BUDGET: std::time::Duration = std::time::Duration::from_secs(6);
 
 impl ConnectDeps {
     pub fn new(config: Config, clients: &AwsClients, http: HttpClient) -> Self {
@@ -55,6 +67,8 @@ impl ConnectDeps {
             secrets: SecretsCache::new(clients.secrets.clone(), SECRETS_TTL),
             events: EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
             http,
+            callback_budget: CALLBACK_BUDGET,
+            undo_budget: UNDO_BUDGET,
             config,
         }
     }
@@ -289,6 +303,7 @@ pub async fn callback(
     cookies: &[&str],
     now: DateTime<Utc>,
 ) -> CallbackOutcome {
+    let deadline = tokio::time::Instant::now() + deps.callback_budget;
     let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     // 1. The state: signature and expiry first (no I/O), then the browser binding, then the
     //    single-use delete. A state presented by another browser is refused without consuming it.
@@ -317,7 +332,7 @@ pub async fn callback(
     if !tenant.return_url_allowed(&stored.return_url) {
         return CallbackOutcome::Reject(Error::RedirectNotAllowed);
     }
-    let flow = Box::pin(complete(deps, &tenant, provider, &stored, query, now));
+    let flow = Box::pin(complete(deps, &tenant, provider, &stored, query, deadline, now));
     let result = crate::context::scoped(|c| c.with_tenant(&tenant.tenant_id).with_provider(provider), flow).await;
     let (location, result) = match result {
         Ok(g) => (success_redirect(&stored.return_url, &g), Ok(g)),
@@ -345,6 +360,7 @@ async fn complete(
     provider: Provider,
     stored: &StoredState,
     query: &[(String, String)],
+    deadline: tokio::time::Instant,
     now: DateTime<Utc>,
 ) -> std::result::Result<ConnectedGrant, Failure> {
     let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
@@ -372,33 +388,70 @@ async fn complete(
     let client = deps.provider_client(provider).await.map_err(|e| Failure::new(e, "configuration"))?;
     let redirect_uri = deps.redirect_uri(provider);
     let verifier = stored.pkce_verifier.as_ref().map(|v| v.expose());
-    let exchanged = client.exchange_code(code, &redirect_uri, verifier, &callback).await.map_err(|e| Failure::new(e, "exchange_failed"))?;
+    // Past the deadline here the provider may still have issued tokens we never saw; there is
+    // nothing we could revoke, and its codes and tokens expire on their own.
+    let exchanged = match tokio::time::timeout_at(deadline, client.exchange_code(code, &redirect_uri, verifier, &callback)).await {
+        Ok(r) => r.map_err(|e| Failure::new(e, "exchange_failed"))?,
+        Err(_) => return Err(Failure::new(deadline_error(deps, provider), "deadline")),
+    };
     let tokens = exchanged.tokens;
 
-    match Box::pin(finish(deps, &client, tenant, provider, stored, &tokens, &callback, now)).await {
+    let registered = std::sync::Mutex::new(Registered::new());
+    let result = Box::pin(finish(deps, &client, tenant, provider, stored, &tokens, &callback, &registered, deadline, now)).await;
+    match result {
         Ok(g) => Ok(g),
-        Err((failure, webhooks)) => {
-            undo(deps, &client, provider, &tokens, &webhooks).await;
+        Err(failure) => {
+            let webhooks = std::mem::take(&mut *registered.lock().unwrap_or_else(|p| p.into_inner()));
+            if failure.reason == "deadline" {
+                tracing::error!(provider = %provider, webhooks = webhooks.len() as u64, "callback deadline reached; undoing the connect");
+            }
+            // Bounded too: the undo must not be what runs the function out of time.
+            if tokio::time::timeout(deps.undo_budget, undo(deps, &client, provider, &tokens, &webhooks)).await.is_err() {
+                tracing::error!(provider = %provider, "undo of a failed connect ran out of time; a webhook or the grant may remain at the provider");
+                crate::telemetry::metric("ConnectUndoIncomplete", 1.0, "Count", &[("provider", provider.as_str())]);
+            }
             Err(failure)
         }
     }
 }
 
-/// Zoho webhooks registered so far: (org, webhook ids).
+fn deadline_error(deps: &ConnectDeps, provider: Provider) -> Error {
+    Error::ProviderTimeout { provider, timeout: deps.callback_budget }
+}
+
+/// Zoho webhooks registered so far: (org, webhook ids). Shared with the caller so that what was
+/// registered before the deadline cut the work off can still be removed.
 type Registered = Vec<(String, Vec<String>)>;
 
-#[allow(clippy::too_many_arguments)]
-async fn finish(
+fn record_webhook(registered: &std::sync::Mutex<Registered>, org: &str, id: String) {
+    let mut r = registered.lock().unwrap_or_else(|p| p.into_inner());
+    match r.iter_mut().find(|(o, _)| o == org) {
+        Some((_, ids)) => ids.push(id),
+        None => r.push((org.to_string(), vec![id])),
+    }
+}
+
+/// What the steps before the write produced.
+struct Prepared {
+    orgs: Vec<Org>,
+    existing: Vec<Connection>,
+    grant_id: String,
+    sealed: SealedBlob,
+    /// Sealed Zoho webhook secret per org.
+    secrets: Vec<(String, SealedBlob)>,
+}
+
+/// Org discovery, the exact plan check, sealing and (Zoho) webhook registration.
+async fn prepare(
     deps: &ConnectDeps,
     client: &ProviderClient,
     tenant: &Tenant,
     provider: Provider,
-    stored: &StoredState,
     tokens: &TokenSet,
     callback: &CallbackParams,
-    now: DateTime<Utc>,
-) -> std::result::Result<ConnectedGrant, (Failure, Registered)> {
-    let fail = |e: Error, reason: &str| (Failure::new(e, reason), Vec::new());
+    registered: &std::sync::Mutex<Registered>,
+) -> std::result::Result<Prepared, Failure> {
+    let fail = Failure::new;
     let orgs = client.discover_orgs(tokens, callback).await.map_err(|e| fail(e, "org_discovery_failed"))?;
     let orgs = dedupe_orgs(orgs);
     if orgs.is_empty() {
@@ -416,36 +469,62 @@ async fn finish(
     let sealed =
         deps.vault.seal_tokens(&SealContext::new(&tenant.tenant_id, provider, &grant_id), tokens).await.map_err(|e| fail(e, "storage"))?;
 
-    // Zoho: one webhook per entity in each organisation, all sharing the org's secret.
-    let mut registered: Registered = Vec::new();
+    // Zoho: one webhook per entity in each organisation, all sharing the org's secret. All of them
+    // at once: sequentially, four entities times N organisations of provider round trips could
+    // alone outlast the deadline.
     let mut secrets: Vec<(String, SealedBlob)> = Vec::new();
     if provider == Provider::Zoho {
         let api_domain = tokens.api_domain.as_deref().ok_or_else(|| {
             fail(Error::ProviderMalformed { provider, message: "token response has no api_domain".into() }, "exchange_failed")
         })?;
         let hooks = ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), api_domain).map_err(|e| fail(e, "exchange_failed"))?;
-        for org in &orgs {
-            let secret = zoho_webhooks::new_secret();
-            let url = zoho_webhooks::callback_url(&deps.config.public_base_url, &org.id);
-            let mut ids = Vec::new();
-            for entity in zoho_webhooks::ENTITIES {
-                let spec = WebhookSpec { org_id: &org.id, url: &url, entity, secret: &secret };
-                match hooks.register(&tokens.access_token, &spec).await {
-                    Ok(id) => ids.push(id),
-                    Err(e) => {
-                        registered.push((org.id.clone(), ids));
-                        return Err((Failure::new(e, "webhook_registration_failed"), registered));
-                    }
-                }
-            }
-            registered.push((org.id.clone(), ids));
-            let ctx = SealContext::new(&tenant.tenant_id, Provider::Zoho, format!("webhook:{}", org.id));
-            match deps.vault.seal_bytes(&ctx, secret.expose().as_bytes()).await {
-                Ok(blob) => secrets.push((org.id.clone(), blob)),
-                Err(e) => return Err((Failure::new(e, "storage"), registered)),
-            }
+        let org_secrets: Vec<(String, SecretString, Url)> = orgs
+            .iter()
+            .map(|o| (o.id.clone(), zoho_webhooks::new_secret(), zoho_webhooks::callback_url(&deps.config.public_base_url, &o.id)))
+            .collect();
+        let hooks = &hooks;
+        let calls = org_secrets.iter().flat_map(|(org, secret, url)| {
+            zoho_webhooks::ENTITIES.iter().map(move |entity| async move {
+                let spec = WebhookSpec { org_id: org, url, entity, secret };
+                let id = hooks.register(&tokens.access_token, &spec).await?;
+                record_webhook(registered, org, id);
+                Ok::<(), Error>(())
+            })
+        });
+        let results = futures::future::join_all(calls).await;
+        if let Some(e) = results.into_iter().find_map(|r| r.err()) {
+            return Err(fail(e, "webhook_registration_failed"));
+        }
+        for (org, secret, _) in &org_secrets {
+            let ctx = SealContext::new(&tenant.tenant_id, Provider::Zoho, format!("webhook:{org}"));
+            let blob = deps.vault.seal_bytes(&ctx, secret.expose().as_bytes()).await.map_err(|e| fail(e, "storage"))?;
+            secrets.push((org.clone(), blob));
         }
     }
+    Ok(Prepared { orgs, existing, grant_id, sealed, secrets })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    deps: &ConnectDeps,
+    client: &ProviderClient,
+    tenant: &Tenant,
+    provider: Provider,
+    stored: &StoredState,
+    tokens: &TokenSet,
+    callback: &CallbackParams,
+    registered: &std::sync::Mutex<Registered>,
+    deadline: tokio::time::Instant,
+    now: DateTime<Utc>,
+) -> std::result::Result<ConnectedGrant, Failure> {
+    // Everything up to the write runs under the deadline; the write itself and what follows do not,
+    // because once the grant may be stored, undoing it at the provider would strand it.
+    let Prepared { orgs, existing, grant_id, sealed, secrets } =
+        match tokio::time::timeout_at(deadline, prepare(deps, client, tenant, provider, tokens, callback, registered)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Failure::new(deadline_error(deps, provider), "deadline")),
+        };
+    let registered: Registered = registered.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
     let scopes = if tokens.scopes.is_empty() { scopes_for(tenant, provider) } else { tokens.scopes.clone() };
     let grant = Grant {
@@ -480,7 +559,7 @@ async fn finish(
         })
         .collect();
     if let Err(e) = deps.grants.put_grant(&grant, &connections).await {
-        return Err((Failure::new(e, "storage"), registered));
+        return Err(Failure::new(e, "storage"));
     }
 
     // From here the connection exists: later steps log their failures but do not undo it.
@@ -533,13 +612,15 @@ async fn undo(deps: &ConnectDeps, client: &ProviderClient, provider: Provider, t
     if provider == Provider::Zoho && !webhooks.is_empty() {
         if let Some(domain) = tokens.api_domain.as_deref() {
             if let Ok(hooks) = ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), domain) {
-                for (org, ids) in webhooks {
-                    for id in ids {
+                let hooks = &hooks;
+                let deletes = webhooks.iter().flat_map(|(org, ids)| {
+                    ids.iter().map(move |id| async move {
                         if let Err(e) = hooks.delete(&tokens.access_token, org, id).await {
                             tracing::warn!(code = %e.code(), error = %e, org_id = %org, "could not remove a webhook of a failed connect");
                         }
-                    }
-                }
+                    })
+                });
+                futures::future::join_all(deletes).await;
             }
         }
     }
