@@ -33,7 +33,7 @@ webhook-receiver/quickbooks.json                http=200
 webhook-receiver/quickbooks-cloudevents.json    http=200
 webhook-receiver/xero.json                      http=200
 webhook-receiver/xero-intent-to-receive.json    http=200
-webhook-receiver/zoho.json                      http=200
+webhook-receiver/zoho.json                      http=401 json:error.code=4001
 token-refresher/schedule.json                   error contains=not%20implemented
 sync-worker/batch.json                          ok failures=all
 sync-worker/poison.json                         ok failures=all

@@ -268,13 +268,16 @@ def xero_intent_to_receive() -> dict:
 def zoho_event() -> dict:
     # Zoho Books has no signature scheme we can rely on (providers.md 3.2): the webhook we register
     # per organisation carries a random secret in the x-ttya-webhook-secret header and the org in
-    # the query, and its body is our raw-JSON template. The secret here belongs to no real org.
+    # the query, and its body is our raw-JSON template (one webhook per entity and event, so the
+    # event type and an event id are in it). The org is connected nowhere, so it is refused exactly
+    # like a wrong secret (401): the receiver does not tell strangers which orgs are customers.
     body = compact({
         "organization_id": ZOHO_WEBHOOK_ORG,
         "entity": "invoice",
+        "event_type": "updated",
         "entity_id": "460000000012345",
-        "event": "updated",
         "last_modified_time": "2026-11-24T17:59:41+0000",
+        "event_id": f"{ZOHO_WEBHOOK_ORG}:invoice:460000000012345:updated:2026-11-24T17:59:41+0000",
     })
     return webhook_event("zoho", "webhook-zoho", body, {"x-ttya-webhook-secret": "localZohoWebhookSecret700000099"},
                          query=[("organization_id", ZOHO_WEBHOOK_ORG)])

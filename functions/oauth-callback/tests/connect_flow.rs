@@ -355,7 +355,7 @@ async fn zoho_connect_in_the_eu_registers_webhooks_and_disconnect_removes_them()
 
     for c in &conns {
         let ids = zoho_webhooks::split_ids(c.webhook_id.as_deref());
-        assert_eq!(ids.len(), zoho_webhooks::ENTITIES.len(), "{c:?}");
+        assert_eq!(ids.len(), zoho_webhooks::ENTITIES.len() * zoho_webhooks::EVENTS.len(), "{c:?}");
         let ctx = SealContext::new(t, Provider::Zoho, format!("webhook:{}", c.org_id));
         let secret = f.deps.vault.unseal_bytes(&ctx, c.webhook_secret.as_ref().expect("sealed secret")).await.unwrap();
         let secret = String::from_utf8(secret.to_vec()).unwrap();
@@ -903,7 +903,11 @@ async fn a_callback_that_reaches_its_deadline_undoes_what_it_registered() {
             .sum()
     };
     let registered = count("POST ");
-    assert_eq!(registered as usize, zoho_webhooks::ENTITIES.len(), "one registration per entity, all started: {c}");
+    assert_eq!(
+        registered as usize,
+        zoho_webhooks::ENTITIES.len() * zoho_webhooks::EVENTS.len(),
+        "one registration per entity and event, all started: {c}"
+    );
     assert_eq!(count("DELETE "), registered - 1, "each answered registration is deleted: {c}");
     f.sandbox.shutdown().await;
 }

@@ -469,7 +469,7 @@ async fn prepare(
     let sealed =
         deps.vault.seal_tokens(&SealContext::new(&tenant.tenant_id, provider, &grant_id), tokens).await.map_err(|e| fail(e, "storage"))?;
 
-    // Zoho: one webhook per entity in each organisation, all sharing the org's secret. All of them
+    // Zoho: one webhook per entity and event in each organisation, all sharing the org's secret. All of them
     // at once: sequentially, four entities times N organisations of provider round trips could
     // alone outlast the deadline.
     let mut secrets: Vec<(String, SealedBlob)> = Vec::new();
@@ -483,9 +483,12 @@ async fn prepare(
             .map(|o| (o.id.clone(), zoho_webhooks::new_secret(), zoho_webhooks::callback_url(&deps.config.public_base_url, &o.id)))
             .collect();
         let hooks = &hooks;
+        let kinds: Vec<(&str, &str)> =
+            zoho_webhooks::ENTITIES.iter().flat_map(|e| zoho_webhooks::EVENTS.iter().map(move |ev| (*e, *ev))).collect();
+        let kinds = &kinds;
         let calls = org_secrets.iter().flat_map(|(org, secret, url)| {
-            zoho_webhooks::ENTITIES.iter().map(move |entity| async move {
-                let spec = WebhookSpec { org_id: org, url, entity, secret };
+            kinds.iter().map(move |(entity, event)| async move {
+                let spec = WebhookSpec { org_id: org, url, entity, event, secret };
                 let id = hooks.register(&tokens.access_token, &spec).await?;
                 record_webhook(registered, org, id);
                 Ok::<(), Error>(())

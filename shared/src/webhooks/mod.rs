@@ -378,8 +378,8 @@ impl Receiver {
         }
     }
 
-    /// Looks the organisation up, unseals its webhook secret and checks our header against it. None
-    /// when no tenant has connected the organisation.
+    /// Looks the organisation up, unseals its webhook secret and checks our header against it. An
+    /// organisation no tenant has connected is refused like a wrong secret.
     async fn verify_zoho(&self, req: &Inbound<'_>) -> Result<Option<ZohoVerified>> {
         let org_id = req
             .query
@@ -391,7 +391,11 @@ impl Receiver {
         let presented = header_str(req.headers, ZOHO_SECRET_HEADER).ok_or(Error::InvalidSignature)?;
         let connections = self.grants.connections_for_org(Provider::Zoho, &org_id).await?;
         if connections.is_empty() {
-            return Ok(None);
+            // Answered exactly like a wrong secret for a connected organisation: a different answer
+            // would tell anyone with curl which organisations are our customers.
+            tracing::warn!(org_id = %org_id, "zoho webhook for an organisation no tenant has connected");
+            metric("WebhookUnknownOrg", 1.0, "Count", &[("provider", Provider::Zoho.as_str())]);
+            return Err(Error::InvalidSignature);
         }
         // Several of our tenants may have connected the same organisation, each with its own secret.
         let mut matched = Vec::new();
