@@ -254,6 +254,33 @@ def check_key_policy_separates_administration_from_use(t):
     assert deny, "TokenKey: no Deny of kms:Decrypt without an encryption context"
 
 
+def check_alarms_page_for_handled_failures(t):
+    """Handled failures never reach Lambda's Errors metric: the EMF totals, the queues' age and the
+    receiver's latency must be alarmed."""
+    alarms = [r["Properties"] for r in t["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    emf = {a["MetricName"] for a in alarms if a.get("Namespace") == "TalkToYourAccounts/Integrations"}
+    with open(os.path.join(ROOT, "shared", "src", "telemetry.rs"), encoding="utf-8") as f:
+        m = re.search(r"ALARMED_TOTALS: \[&str; \d+\] = \[([^\]]*)\]", f.read())
+    assert m, "ALARMED_TOTALS not found in shared/src/telemetry.rs"
+    totals = set(re.findall(r'"([A-Za-z]+)"', m.group(1)))
+    assert totals <= emf, f"EMF totals without an alarm: {sorted(totals - emf)}"
+    for a in alarms:
+        if a.get("Namespace") == "TalkToYourAccounts/Integrations":
+            assert not a.get("Dimensions"), f"{a['MetricName']}: alarm on the dimensionless total"
+    aged = set()
+    for a in alarms:
+        if a.get("MetricName") == "ApproximateAgeOfOldestMessage":
+            for d in a.get("Dimensions", []):
+                call = intrinsic(d["Value"])
+                if call and call[0] == "Fn::GetAtt":
+                    aged.add(call[1][0])
+    want = {"SyncHighQueue", "SyncNormalQueue", "SyncLowQueue", "EventsQueue"}
+    assert want <= aged, f"queues without an age alarm: {sorted(want - aged)}"
+    slow = [a for a in alarms if a.get("MetricName") == "Duration" and a.get("ExtendedStatistic") == "p99"
+            and any(intrinsic(d["Value"]) == ("Ref", "WebhookReceiverFunction") for d in a.get("Dimensions", []))]
+    assert slow and min(float(a["Threshold"]) for a in slow) < 3000, "webhook-receiver p99 duration must alarm below 3 s"
+
+
 def check_routes(t):
     routes = set()
     for name, fn in functions(t).items():

@@ -168,6 +168,12 @@ class TemplateChecksTest(unittest.TestCase):
         with self.assertRaisesRegex(AssertionError, "administration also grants"):
             template_checks.check_key_policy_separates_administration_from_use(self.mutated(change))
 
+    def test_missing_queue_age_or_emf_alarm_fails(self):
+        with self.assertRaisesRegex(AssertionError, "EventsQueue"):
+            template_checks.check_alarms_page_for_handled_failures(self.mutated(lambda t: t["Resources"].pop("EventsQueueAgeAlarm")))
+        with self.assertRaisesRegex(AssertionError, "WebhookFailed"):
+            template_checks.check_alarms_page_for_handled_failures(self.mutated(lambda t: t["Resources"].pop("WebhookFailuresAlarm")))
+
     def test_dlq_without_alarm_fails(self):
         t = self.mutated(lambda t: t["Resources"].pop("SyncDeadLetterAlarm"))
         with self.assertRaisesRegex(AssertionError, "SyncDeadLetterQueue"):

@@ -114,6 +114,14 @@ async fn dispatch(deps: &ConnectDeps, req: &Request, now: DateTime<Utc>) -> Resu
                     "Count",
                     &[("provider", provider.as_str()), ("code", &e.code().to_string())],
                 );
+                if e.http_status() >= 500 {
+                    shared::telemetry::metric(
+                        "ConnectServerFailed",
+                        1.0,
+                        "Count",
+                        &[("provider", provider.as_str()), ("reason", &e.code().to_string())],
+                    );
+                }
                 error_response(req, &e)
             }
         },

@@ -339,6 +339,11 @@ pub async fn callback(
         Err(f) => {
             tracing::warn!(tenant_id = %tenant.tenant_id, provider = %provider, code = %f.err.code(), reason = %f.reason, error = %f.err, "connect failed");
             crate::telemetry::metric("ConnectFailed", 1.0, "Count", &[("provider", provider.as_str()), ("reason", &f.reason)]);
+            // Users declining consent or hitting their plan are not an outage; ours and the
+            // providers' failures are, and page (ConnectFailuresAlarm).
+            if f.err.http_status() >= 500 {
+                crate::telemetry::metric("ConnectServerFailed", 1.0, "Count", &[("provider", provider.as_str()), ("reason", &f.reason)]);
+            }
             (error_redirect(&stored.return_url, provider, &f.err, &f.reason), Err(f.err))
         }
     };
