@@ -536,6 +536,8 @@ async fn provider_denial_and_missing_code_redirect_back_with_an_error_and_store_
             .collect();
     let params = redirect_params(&f.callback(Provider::Zoho, &forged).await);
     assert_eq!((params["status"].as_str(), params["reason"].as_str()), ("error", "exchange_failed"), "{params:?}");
+    // Refused as bad input (an unknown data centre), not as some provider or network failure.
+    assert_eq!((params["code"].as_str(), params["retryable"].as_str()), ("E4000", "false"), "{params:?}");
     f.assert_nothing_stored().await;
     assert_eq!(f.sandbox_calls_or_zero("POST /zoho/accounts/{dc}/oauth/v2/token").await, 0, "no code exchange was attempted");
     assert_eq!(f.stored_states().await, 0, "every state was consumed");
