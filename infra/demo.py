@@ -100,14 +100,25 @@ def main():
 
     key = local_secrets()["AppSigningSecret"]["connect_keys"][CONNECT_KEY_ID]
     for provider in ["quickbooks", "xero", "zoho"]:
-        params = {"tenant": tenant, "user": user, "ts": str(int(time.time())), "kid": CONNECT_KEY_ID, "return_url": RETURN_URL}
+        # jti: a signed connect URL works once (shared/src/connect/state.rs).
+        params = {"tenant": tenant, "user": user, "ts": str(int(time.time())), "kid": CONNECT_KEY_ID, "return_url": RETURN_URL,
+                  "jti": str(uuid.uuid4())}
         url = f"{lambda_base}/oauth-callback/connect/{provider}?{signed_query(key, 'GET', f'/connect/{provider}', params)}"
         hops = []
+        # Plays the browser: /connect sets a cookie binding the state to this browser, and the
+        # callback refuses the state without it. (Marked Secure; a browser still sends it to
+        # 127.0.0.1, which counts as a secure context, so this jar does the same.)
+        jar = {}
         for _ in range(3):
-            status, headers, body = request("GET", url)
+            headers = {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar and url.startswith(lambda_base) else {}
+            status, resp_headers, body = request("GET", url, headers=headers)
             if status != 302:
                 fail(f"{provider}: {url.split('?')[0]} answered {status}: {body[:300]!r}")
-            url = headers["location"]
+            set_cookie = resp_headers.get("set-cookie")
+            if set_cookie and url.startswith(lambda_base):
+                name, _, value = set_cookie.split(";")[0].partition("=")
+                jar[name.strip()] = value.strip()
+            url = resp_headers["location"]
             hops.append(url.split("?")[0])
         if not url.startswith(RETURN_URL) or "status=connected" not in url:
             fail(f"{provider}: connect ended at {url}")

@@ -33,7 +33,7 @@ webhook-receiver/quickbooks.json                http=200
 webhook-receiver/quickbooks-cloudevents.json    http=200
 webhook-receiver/xero.json                      http=200
 webhook-receiver/xero-intent-to-receive.json    http=200
-webhook-receiver/zoho.json                      http=200
+webhook-receiver/zoho.json                      http=401 json:error.code=4001
 token-refresher/schedule.json                   ok json:left_for_next_run=0 json:failed=0
 token-refresher/force-window.json               ok json:left_for_next_run=0 json:failed=0
 sync-worker/batch.json                          ok failures=all

@@ -64,7 +64,8 @@ def hmac_b64(key: str, body: str) -> str:
 
 
 def http_event(method: str, route: str, path: str, *, query: list[tuple[str, str]] | None = None,
-               headers: dict[str, str] | None = None, body: str | None = None, name: str, when: datetime) -> dict:
+               headers: dict[str, str] | None = None, body: str | None = None, name: str, when: datetime,
+               cookies: list[str] | None = None) -> dict:
     """API Gateway HTTP API payload format 2.0."""
     query = query or []
     raw_query = urllib.parse.urlencode(query)
@@ -88,6 +89,9 @@ def http_event(method: str, route: str, path: str, *, query: list[tuple[str, str
         "rawQueryString": raw_query,
         "headers": all_headers,
     }
+    if cookies:
+        # HTTP API v2 hands the browser's cookies over in their own array, not as a header.
+        event["cookies"] = cookies
     if query:
         event["queryStringParameters"] = {k: v for k, v in query}
     event["pathParameters"] = path_params
@@ -161,6 +165,8 @@ def connect_event(provider: str, when: datetime) -> dict:
         ("return_url", "http://127.0.0.1:3000/settings/integrations"),
         ("ts", str(int(when.timestamp()))),
         ("kid", kid),
+        # Single use: the app sends a fresh random jti with every connect URL.
+        ("jti", stable_uuid(f"jti/{provider}/{int(when.timestamp())}")),
     ]
     query.append(("sig", connect_signature(key, "GET", path, query)))
     return http_event("GET", "/connect/{provider}", path, query=query, name=f"connect-{provider}", when=when)
@@ -185,9 +191,12 @@ def disconnect_event(provider: str, when: datetime) -> dict:
 def callback_quickbooks() -> dict:
     # What Intuit appends to the redirect URI after consent; the state is whatever the connect
     # step minted (a real one cannot be pre-computed: it is stored once and used once).
+    # The browser also sends back the cookie /connect set, which binds the state to it
+    # (ttya_oauth_<first 8 bytes of the state id, hex>=<hash of the state>).
     query = [("code", "AB11732564000sandboxcode"), ("state", "state-from-connect"), ("realmId", QBO_REALM)]
     return http_event("GET", "/oauth/{provider}/callback", "/oauth/quickbooks/callback", query=query,
-                      name="callback-quickbooks", when=FIXED_TIME)
+                      name="callback-quickbooks", when=FIXED_TIME,
+                      cookies=["ttya_oauth_0123456789abcdef=binding-cookie-from-connect"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -259,13 +268,16 @@ def xero_intent_to_receive() -> dict:
 def zoho_event() -> dict:
     # Zoho Books has no signature scheme we can rely on (providers.md 3.2): the webhook we register
     # per organisation carries a random secret in the x-ttya-webhook-secret header and the org in
-    # the query, and its body is our raw-JSON template. The secret here belongs to no real org.
+    # the query, and its body is our raw-JSON template (one webhook per entity and event, so the
+    # event type and an event id are in it). The org is connected nowhere, so it is refused exactly
+    # like a wrong secret (401): the receiver does not tell strangers which orgs are customers.
     body = compact({
         "organization_id": ZOHO_WEBHOOK_ORG,
         "entity": "invoice",
+        "event_type": "updated",
         "entity_id": "460000000012345",
-        "event": "updated",
         "last_modified_time": "2026-11-24T17:59:41+0000",
+        "event_id": f"{ZOHO_WEBHOOK_ORG}:invoice:460000000012345:updated:2026-11-24T17:59:41+0000",
     })
     return webhook_event("zoho", "webhook-zoho", body, {"x-ttya-webhook-secret": "localZohoWebhookSecret700000099"},
                          query=[("organization_id", ZOHO_WEBHOOK_ORG)])

@@ -163,6 +163,124 @@ def check_least_privilege(t):
                         assert present.get(f"kms:EncryptionContext:{k}") == "false", f"{role}/{sid}: {k} must be present"
 
 
+# Roles that handle OAuth tokens and may open any sealed blob. Every other role that may use the
+# token key must be held to the Zoho webhook secrets' context (grant_id "webhook:<org>").
+TOKEN_ROLES = {"OAuthCallbackRole", "TokenRefresherRole", "SyncWorkerRole"}
+WEBHOOK_SECRET_GRANT = "webhook:*"
+
+
+def _refers_to(value, resource: str) -> bool:
+    call = intrinsic(value)
+    if not call:
+        return False
+    if call[0] == "Fn::GetAtt":
+        return call[1][0] == resource
+    if call[0] == "Ref":
+        return call[1] == resource
+    if call[0] == "Fn::Sub":
+        text = call[1] if isinstance(call[1], str) else call[1][0]
+        return f"${{{resource}." in text or f"${{{resource}}}" in text
+    return False
+
+
+def check_only_token_roles_can_decrypt_token_blobs(t):
+    for name, r in t["Resources"].items():
+        if r["Type"] != "AWS::IAM::Role":
+            continue
+        for st in statements(t, name):
+            if st.get("Effect") != "Allow":
+                continue
+            actions = [a for a in as_list(st["Action"]) if a.startswith("kms:")]
+            if not any(a in ("kms:Decrypt", "kms:ReEncryptFrom") or a.startswith("kms:ReEncrypt") for a in actions):
+                continue
+            if name in TOKEN_ROLES:
+                continue
+            cond = st.get("Condition", {})
+            grant = cond.get("StringLike", {}).get("kms:EncryptionContext:grant_id") or cond.get("StringEquals", {}).get(
+                "kms:EncryptionContext:grant_id")
+            assert grant == WEBHOOK_SECRET_GRANT, (
+                f"{name}/{st.get('Sid', '?')}: may decrypt token blobs; only {sorted(TOKEN_ROLES)} may "
+                f"(others need kms:EncryptionContext:grant_id like {WEBHOOK_SECRET_GRANT!r})")
+            assert cond.get("StringEquals", {}).get("kms:EncryptionContext:provider") == "zoho", (
+                f"{name}/{st.get('Sid', '?')}: webhook secrets exist for Zoho only")
+
+
+def check_webhook_receiver_reads_only_the_org_index(t):
+    for st in statements(t, "WebhookReceiverRole"):
+        for res in as_list(st["Resource"]):
+            assert not _refers_to(res, "GrantsTable") or isinstance(intrinsic(res)[1], str) and "/index/org" in intrinsic(res)[1], (
+                f"WebhookReceiverRole/{st.get('Sid', '?')}: the grants table itself (GRANT# items hold sealed tokens); "
+                "only its org index")
+    assert not any(any(_refers_to(res, "WebhookKeysSecret") for res in as_list(st["Resource"]))
+                   for st in statements(t, "OAuthCallbackRole")), "OAuthCallbackRole does not need the webhook keys"
+
+
+def check_ephemeral_table_statements_have_leading_keys(t):
+    # shared/src/connect/state.rs keys states and connect URL ids under TENANT#<t>;
+    # shared/src/webhooks/nonce.rs keys nonces WEBHOOK#<provider>#<key>.
+    expected = {"OAuthCallbackRole": ["TENANT#*"], "WebhookReceiverRole": ["WEBHOOK#*"]}
+    for name, r in t["Resources"].items():
+        if r["Type"] != "AWS::IAM::Role":
+            continue
+        for st in statements(t, name):
+            if not any(_refers_to(res, "EphemeralTable") for res in as_list(st["Resource"])):
+                continue
+            keys = st.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+            assert keys, f"{name}/{st.get('Sid', '?')}: ephemeral table access without dynamodb:LeadingKeys"
+            if name in expected:
+                assert keys == expected[name], f"{name}/{st.get('Sid', '?')}: LeadingKeys {keys}, expected {expected[name]}"
+    receiver = [a for st in statements(t, "WebhookReceiverRole") if any(_refers_to(r, "EphemeralTable") for r in as_list(st["Resource"]))
+                for a in as_list(st["Action"])]
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+        assert action in receiver, f"WebhookReceiverRole needs {action} on nonces (claim, confirm, release)"
+
+
+CRYPTO_ACTIONS = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",
+                  "kms:ReEncryptTo", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:*", "*"}
+
+
+def check_key_policy_separates_administration_from_use(t):
+    policy = t["Resources"]["TokenKey"]["Properties"]["KeyPolicy"]["Statement"]
+    admin = [st for st in policy if st.get("Effect") == "Allow" and any(a.startswith("kms:Create") or a == "kms:*" for a in as_list(st["Action"]))]
+    assert admin, "TokenKey: no administration statement"
+    for st in admin:
+        crypto = CRYPTO_ACTIONS & set(as_list(st["Action"]))
+        assert not crypto, f"TokenKey/{st.get('Sid', '?')}: administration also grants {sorted(crypto)}"
+    for st in policy:
+        if st.get("Effect") == "Allow" and {"kms:Decrypt", "kms:GenerateDataKey"} & set(as_list(st["Action"])):
+            assert st.get("Condition"), f"TokenKey/{st.get('Sid', '?')}: use of the key is not limited to the stack's roles"
+    deny = [st for st in policy if st.get("Effect") == "Deny" and "kms:Decrypt" in as_list(st["Action"])
+            and st.get("Condition", {}).get("Null", {}).get("kms:EncryptionContextKeys") == "true"]
+    assert deny, "TokenKey: no Deny of kms:Decrypt without an encryption context"
+
+
+def check_alarms_page_for_handled_failures(t):
+    """Handled failures never reach Lambda's Errors metric: the EMF totals, the queues' age and the
+    receiver's latency must be alarmed."""
+    alarms = [r["Properties"] for r in t["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    emf = {a["MetricName"] for a in alarms if a.get("Namespace") == "TalkToYourAccounts/Integrations"}
+    with open(os.path.join(ROOT, "shared", "src", "telemetry.rs"), encoding="utf-8") as f:
+        m = re.search(r"ALARMED_TOTALS: \[&str; \d+\] = \[([^\]]*)\]", f.read())
+    assert m, "ALARMED_TOTALS not found in shared/src/telemetry.rs"
+    totals = set(re.findall(r'"([A-Za-z]+)"', m.group(1)))
+    assert totals <= emf, f"EMF totals without an alarm: {sorted(totals - emf)}"
+    for a in alarms:
+        if a.get("Namespace") == "TalkToYourAccounts/Integrations":
+            assert not a.get("Dimensions"), f"{a['MetricName']}: alarm on the dimensionless total"
+    aged = set()
+    for a in alarms:
+        if a.get("MetricName") == "ApproximateAgeOfOldestMessage":
+            for d in a.get("Dimensions", []):
+                call = intrinsic(d["Value"])
+                if call and call[0] == "Fn::GetAtt":
+                    aged.add(call[1][0])
+    want = {"SyncHighQueue", "SyncNormalQueue", "SyncLowQueue", "EventsQueue"}
+    assert want <= aged, f"queues without an age alarm: {sorted(want - aged)}"
+    slow = [a for a in alarms if a.get("MetricName") == "Duration" and a.get("ExtendedStatistic") == "p99"
+            and any(intrinsic(d["Value"]) == ("Ref", "WebhookReceiverFunction") for d in a.get("Dimensions", []))]
+    assert slow and min(float(a["Threshold"]) for a in slow) < 3000, "webhook-receiver p99 duration must alarm below 3 s"
+
+
 def check_routes(t):
     routes = set()
     for name, fn in functions(t).items():

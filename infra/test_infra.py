@@ -134,6 +134,46 @@ class TemplateChecksTest(unittest.TestCase):
         with self.assertRaisesRegex(AssertionError, "encryption context"):
             template_checks.check_least_privilege(self.mutated(change))
 
+    def _receiver_statement(self, t, sid):
+        return next(st for st in t["Resources"]["WebhookReceiverRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                    if st.get("Sid") == sid)
+
+    def test_receiver_that_may_open_token_blobs_fails(self):
+        def change(t):
+            st = self._receiver_statement(t, "OpenZohoWebhookSecrets")
+            del st["Condition"]["StringLike"]
+
+        with self.assertRaisesRegex(AssertionError, "may decrypt token blobs"):
+            template_checks.check_only_token_roles_can_decrypt_token_blobs(self.mutated(change))
+
+    def test_receiver_reading_the_grants_table_fails(self):
+        def change(t):
+            st = self._receiver_statement(t, "OrgToTenant")
+            st["Resource"] = {"Fn::GetAtt": ["GrantsTable", "Arn"]}
+
+        with self.assertRaisesRegex(AssertionError, "org index"):
+            template_checks.check_webhook_receiver_reads_only_the_org_index(self.mutated(change))
+
+    def test_ephemeral_access_without_leading_keys_fails(self):
+        def change(t):
+            del self._receiver_statement(t, "ClaimNonces")["Condition"]
+
+        with self.assertRaisesRegex(AssertionError, "LeadingKeys"):
+            template_checks.check_ephemeral_table_statements_have_leading_keys(self.mutated(change))
+
+    def test_key_policy_granting_everything_to_the_account_fails(self):
+        def change(t):
+            t["Resources"]["TokenKey"]["Properties"]["KeyPolicy"]["Statement"][0]["Action"] = "kms:*"
+
+        with self.assertRaisesRegex(AssertionError, "administration also grants"):
+            template_checks.check_key_policy_separates_administration_from_use(self.mutated(change))
+
+    def test_missing_queue_age_or_emf_alarm_fails(self):
+        with self.assertRaisesRegex(AssertionError, "EventsQueue"):
+            template_checks.check_alarms_page_for_handled_failures(self.mutated(lambda t: t["Resources"].pop("EventsQueueAgeAlarm")))
+        with self.assertRaisesRegex(AssertionError, "WebhookFailed"):
+            template_checks.check_alarms_page_for_handled_failures(self.mutated(lambda t: t["Resources"].pop("WebhookFailuresAlarm")))
+
     def test_dlq_without_alarm_fails(self):
         t = self.mutated(lambda t: t["Resources"].pop("SyncDeadLetterAlarm"))
         with self.assertRaisesRegex(AssertionError, "SyncDeadLetterQueue"):

@@ -246,6 +246,7 @@ async fn run(sandbox_url: String) {
                 ("return_url".to_string(), "https://app.example.com/x".to_string()),
                 ("ts".to_string(), Utc::now().timestamp().to_string()),
                 ("kid".to_string(), kid.clone()),
+                ("jti".to_string(), uuid::Uuid::new_v4().to_string()),
             ]);
             let path = format!("/connect/{}", provider.as_str());
             params.insert("sig".into(), app_auth::sign(&key, "GET", &path, &params));
@@ -257,8 +258,10 @@ async fn run(sandbox_url: String) {
                 Utc::now().timestamp(),
             )
             .unwrap();
-            let authorize = connect::start(&deps, provider, &signed, Utc::now()).await.unwrap();
-            let resp = browser.get(authorize).send().await.unwrap();
+            let started = connect::start(&deps, provider, &signed, Utc::now()).await.unwrap();
+            // The browser binding, as the browser would send it back.
+            let cookie = started.set_cookie.split(';').next().unwrap().to_string();
+            let resp = browser.get(started.url).send().await.unwrap();
             let back = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
             let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
 
@@ -266,7 +269,7 @@ async fn run(sandbox_url: String) {
             let wall0 = Instant::now();
             let ticks0 = thread_user_sys_ticks();
             let cpu0 = thread_cpu_ns();
-            let outcome = connect::callback(&deps, provider, &query, Utc::now()).await;
+            let outcome = connect::callback(&deps, provider, &query, &[cookie.as_str()], Utc::now()).await;
             let cpu1 = thread_cpu_ns();
             let ticks1 = thread_user_sys_ticks();
             let elapsed = wall0.elapsed();

@@ -196,6 +196,14 @@ impl Config {
         };
         let public_base_url = r.url("PUBLIC_BASE_URL", true);
         let provider_base_url = r.url("PROVIDER_BASE_URL", false);
+        // The sandbox URL sends every client secret, code and token to whatever it names; the template
+        // refuses it for prod, and so does the code, in case a function is configured by hand.
+        if stage == "prod" && provider_base_url.is_some() {
+            r.problems.push(ConfigProblem::Invalid {
+                name: "PROVIDER_BASE_URL",
+                reason: "must not be set when STAGE=prod (it points every provider call at a sandbox)".into(),
+            });
+        }
         let log_level = r.optional_or("LOG_LEVEL", "info");
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             r.problems.push(ConfigProblem::Invalid { name: "LOG_LEVEL", reason: format!("'{log_level}' is not a tracing filter") });
@@ -330,6 +338,18 @@ mod tests {
             assert_eq!(err.names(), vec![name], "{name}={value}");
             assert!(matches!(err.problems[0], ConfigProblem::Invalid { .. }));
         }
+    }
+
+    #[test]
+    fn a_provider_sandbox_is_refused_in_prod() {
+        let mut vars = full();
+        vars.insert("STAGE", "prod".into());
+        assert!(load(&vars).is_ok());
+        vars.insert("PROVIDER_BASE_URL", "http://127.0.0.1:8787".into());
+        let err = load(&vars).unwrap_err();
+        assert_eq!(err.names(), vec!["PROVIDER_BASE_URL"]);
+        vars.insert("STAGE", "dev".into());
+        assert!(load(&vars).is_ok(), "dev may use the sandbox");
     }
 
     #[test]

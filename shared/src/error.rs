@@ -248,16 +248,49 @@ impl Error {
         }
     }
 
-    /// The JSON body handlers return: code, name, message, retryable. Safe to show to callers.
+    /// The message a caller may see. A 4xx says what was wrong with the request, which the caller
+    /// can act on; a 5xx is our (or a provider's) failure, and its text can carry SDK error chains,
+    /// resource names or provider answers, and the endpoints that answer are unauthenticated, so
+    /// callers get a fixed sentence and the correlation id leads to the details in our logs.
+    pub fn public_message(&self) -> String {
+        if self.http_status() < 500 {
+            return self.to_string();
+        }
+        match self.code() {
+            ErrorCode::NotImplemented => "not implemented",
+            ErrorCode::CircuitOpen | ErrorCode::ProviderRateLimited => "temporarily unavailable; retry later",
+            ErrorCode::InvalidGrant | ErrorCode::TokenUnavailable | ErrorCode::ProviderAuthFailed => {
+                "the provider did not accept the authorisation"
+            }
+            ErrorCode::ProviderTransient
+            | ErrorCode::ProviderPermanent
+            | ErrorCode::ProviderTimeout
+            | ErrorCode::ProviderMalformed
+            | ErrorCode::ProviderError => "the provider could not complete the request",
+            _ => "internal error",
+        }
+        .to_string()
+    }
+
+    /// The JSON body handlers return: code, name, message, retryable. Safe to show to callers
+    /// (see [`Error::public_message`]).
     pub fn to_body(&self) -> serde_json::Value {
         serde_json::json!({
             "error": {
                 "code": self.code().as_u16(),
                 "name": format!("{:?}", self.code()),
-                "message": self.to_string(),
+                "message": self.public_message(),
                 "retryable": self.is_retryable(),
             }
         })
+    }
+
+    /// [`Error::to_body`] plus the request's correlation id, which is what support needs to find
+    /// the full error in the logs.
+    pub fn to_public_body(&self, correlation_id: &str) -> serde_json::Value {
+        let mut body = self.to_body();
+        body["error"]["correlation_id"] = serde_json::Value::String(correlation_id.to_string());
+        body
     }
 
     pub fn storage(e: impl std::fmt::Display) -> Self {
@@ -314,6 +347,30 @@ mod tests {
         assert_eq!(Error::NotImplemented("sync").http_status(), 501);
         assert_eq!(Error::PayloadTooLarge { size: 2, limit: 1 }.http_status(), 413);
         assert_eq!(ErrorCode::QuotaExceeded.to_string(), "E6002");
+    }
+
+    #[test]
+    fn server_errors_show_callers_only_the_code_a_fixed_message_and_the_correlation_id() {
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ttya-prod-webhook-keys-AbCdEf";
+        let cases = vec![
+            Error::Internal(format!("GetSecretValue({arn}): AccessDeniedException: dispatch failure: io error")),
+            Error::storage(format!("PutItem(nonce): ServiceError {{ source: ThrottlingException, raw: {arn} }}")),
+            Error::queue(format!("SendMessageBatch: {arn}")),
+            Error::Crypto(format!("kms Decrypt {arn} denied")),
+            Error::ProviderPermanent { provider: Provider::Zoho, status: Some(500), message: format!("body: {arn}") },
+        ];
+        for e in cases {
+            assert!(e.http_status() >= 500, "{e:?}");
+            let body = e.to_public_body("corr-123").to_string();
+            assert!(!body.contains(arn) && !body.contains("arn:aws") && !body.contains("Exception"), "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["error"]["code"], e.code().as_u16());
+            assert_eq!(v["error"]["correlation_id"], "corr-123");
+            assert!(!e.public_message().contains("dispatch"));
+        }
+        // 4xx messages keep telling the caller what to fix.
+        let e = Error::InvalidInput("return_url is missing".into());
+        assert_eq!(e.to_public_body("c")["error"]["message"], "invalid input: return_url is missing");
     }
 
     #[test]

@@ -91,8 +91,15 @@ pub fn metric(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)]) {
     let _ = writeln!(out, "{line}");
 }
 
+/// Metrics that alarms watch (template.yaml). Besides their dimensioned series they are also
+/// published without dimensions (an empty EMF dimension set), because a CloudWatch alarm reads one
+/// exact series and cannot sum over every provider and reason.
+pub const ALARMED_TOTALS: [&str; 4] = ["WebhookFailed", "ConnectServerFailed", "EventPublishFailed", "ConnectUndoIncomplete"];
+
 pub fn emf_line(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)], timestamp_ms: i64) -> String {
     let dim_names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    let dim_sets: Vec<Vec<&str>> =
+        if ALARMED_TOTALS.contains(&name) && !dim_names.is_empty() { vec![dim_names, vec![]] } else { vec![dim_names] };
     let mut obj = Map::new();
     obj.insert(
         "_aws".into(),
@@ -100,7 +107,7 @@ pub fn emf_line(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)],
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": "TalkToYourAccounts/Integrations",
-                "Dimensions": [dim_names],
+                "Dimensions": dim_sets,
                 "Metrics": [{ "Name": name, "Unit": unit }]
             }]
         }),
@@ -175,5 +182,15 @@ mod tests {
         assert_eq!(v["provider"], "xero");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "WebhookRejected");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1], "reason");
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn alarmed_metrics_also_publish_a_total_without_dimensions() {
+        for name in ALARMED_TOTALS {
+            let v: Value = serde_json::from_str(&emf_line(name, 1.0, "Count", &[("provider", "xero"), ("reason", "E9004")], 1)).unwrap();
+            let sets = v["_aws"]["CloudWatchMetrics"][0]["Dimensions"].as_array().unwrap().clone();
+            assert_eq!(sets, vec![serde_json::json!(["provider", "reason"]), serde_json::json!([])], "{name}");
+        }
     }
 }

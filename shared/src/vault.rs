@@ -251,6 +251,22 @@ impl Vault {
         Self::new(kms, config.kms_key_id.clone(), limits)
     }
 
+    /// The data-key cache. A panic while it was held (none is known; this is defence) poisons the
+    /// mutex: the half-updated map is dropped rather than trusted, and the vault keeps working by
+    /// asking KMS again, instead of every later seal and unseal in the container panicking.
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        match self.cache.lock() {
+            Ok(g) => g,
+            Err(poisoned) => {
+                let mut g = poisoned.into_inner();
+                g.entries.clear();
+                self.cache.clear_poison();
+                tracing::error!("vault data-key cache was poisoned by a panic; cleared");
+                g
+            }
+        }
+    }
+
     /// The KMS key new seals use.
     pub fn key_id(&self) -> &str {
         &self.key_id
@@ -307,6 +323,13 @@ impl Vault {
         if blob.nonce.len() != 12 {
             return Err(Error::Crypto("sealed blob has a malformed nonce".into()));
         }
+        // Refused before KMS is asked: a damaged blob costs no KMS call and gets a clear error.
+        if blob.wrapped_key.is_empty() {
+            return Err(Error::Crypto("sealed blob has no wrapped key".into()));
+        }
+        if blob.ciphertext.len() < 16 {
+            return Err(Error::Crypto("sealed blob is truncated (shorter than its tag)".into()));
+        }
         let key = self.decryption_key(ctx, blob).await?;
         let cipher = Aes256Gcm::new_from_slice(&key.0[..]).map_err(|_| Error::Crypto("bad data key".into()))?;
         let aad = ctx.aad(&blob.key_id);
@@ -346,7 +369,7 @@ impl Vault {
     async fn encryption_key(&self, key_id: &str, ctx: &SealContext) -> Result<Material> {
         let id = CacheId::Encrypt { key_id: key_id.to_string(), ctx: ctx.clone() };
         if self.limits.enabled() {
-            if let Some(hit) = lock(&self.cache).take(&id, &self.limits) {
+            if let Some(hit) = self.lock_cache().take(&id, &self.limits) {
                 return Ok(hit);
             }
         }
@@ -371,7 +394,7 @@ impl Vault {
         }
         let m = Material { key, wrapped, key_arn };
         if self.limits.enabled() {
-            let mut cache = lock(&self.cache);
+            let mut cache = self.lock_cache();
             cache.put(id, m.clone(), &self.limits);
             // The same key can unwrap what it sealed without another Decrypt call.
             cache.put(CacheId::Decrypt { wrapped: m.wrapped.clone(), ctx: ctx.clone() }, m.clone(), &self.limits);
@@ -382,7 +405,7 @@ impl Vault {
     async fn decryption_key(&self, ctx: &SealContext, blob: &SealedBlob) -> Result<Arc<DataKey>> {
         let id = CacheId::Decrypt { wrapped: blob.wrapped_key.clone(), ctx: ctx.clone() };
         if self.limits.enabled() {
-            if let Some(m) = lock(&self.cache).take(&id, &self.limits) {
+            if let Some(m) = self.lock_cache().take(&id, &self.limits) {
                 return Ok(m.key);
             }
         }
@@ -407,7 +430,7 @@ impl Vault {
         }
         if self.limits.enabled() {
             let m = Material { key: key.clone(), wrapped: blob.wrapped_key.clone(), key_arn };
-            let mut cache = lock(&self.cache);
+            let mut cache = self.lock_cache();
             // A key unwrapped under the current KMS key also seals the grant's next blob (a refresh
             // re-seals right after unsealing), so a refresh costs one KMS call, not two. Only when
             // the current key's ARN is known, so a blob under an old key never seeds new seals.
@@ -462,6 +485,113 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn offline_vault() -> Vault {
+        // Never called: these tests only touch the cache.
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .build();
+        Vault::new(aws_sdk_kms::Client::from_conf(conf), "alias/test", CacheLimits::default())
+    }
+
+    fn mat(key: Arc<DataKey>, wrapped: Vec<u8>) -> Material {
+        Material { key, wrapped, key_arn: "alias/test".into() }
+    }
+
+    #[test]
+    fn a_poisoned_cache_is_cleared_instead_of_panicking() {
+        let vault = offline_vault();
+        let ctx = SealContext::new("t", Provider::Xero, "g");
+        let id = CacheId::Encrypt { key_id: "alias/test".into(), ctx };
+        let key = Arc::new(DataKey::from_slice(&[7u8; 32]).unwrap());
+        vault.lock_cache().put(id.clone(), mat(key, vec![1, 2, 3]), &vault.limits);
+        let v2 = vault.clone();
+        let _ = std::thread::spawn(move || {
+            let _g = v2.cache.lock().unwrap();
+            panic!("poison the cache lock (expected in this test)");
+        })
+        .join();
+        assert!(vault.cache.is_poisoned());
+        let mut cache = vault.lock_cache();
+        assert!(cache.take(&id, &vault.limits).is_none(), "a poisoned cache is not trusted");
+        drop(cache);
+        assert!(!vault.cache.is_poisoned(), "and it works normally afterwards");
+    }
+
+    /// A vault whose cache already holds data key `k` (wrapped as `wrapped`) for sealing under `seal`
+    /// and for unsealing under each of `open`: no KMS call is made, so only the AES-GCM AAD decides.
+    fn primed(seal: &SealContext, open: &[&SealContext], wrapped: &[u8]) -> Vault {
+        let vault = offline_vault();
+        let key = Arc::new(DataKey::from_slice(&[42u8; 32]).unwrap());
+        let mut cache = vault.lock_cache();
+        cache.put(CacheId::Encrypt { key_id: "alias/test".into(), ctx: seal.clone() }, mat(key.clone(), wrapped.to_vec()), &vault.limits);
+        for ctx in open {
+            cache.put(CacheId::Decrypt { wrapped: wrapped.to_vec(), ctx: (*ctx).clone() }, mat(key.clone(), wrapped.to_vec()), &vault.limits);
+        }
+        drop(cache);
+        vault
+    }
+
+    #[tokio::test]
+    async fn the_aad_alone_refuses_another_tenant_provider_or_grant_under_the_same_data_key() {
+        let mine = SealContext::new("tenant-a", Provider::Xero, "grant-1");
+        let others = [
+            SealContext::new("tenant-b", Provider::Xero, "grant-1"),
+            SealContext::new("tenant-a", Provider::Xero, "grant-2"),
+            SealContext::new("tenant-a", Provider::Zoho, "grant-1"),
+        ];
+        let mut open: Vec<&SealContext> = others.iter().collect();
+        open.push(&mine);
+        let vault = primed(&mine, &open, b"wrapped-key-bytes");
+        let blob = vault.seal_bytes(&mine, b"refresh-token-secret").await.unwrap();
+        assert_eq!(&vault.unseal_bytes(&mine, &blob).await.unwrap()[..], b"refresh-token-secret");
+        for other in &others {
+            let e = vault.unseal_bytes(other, &blob).await.unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::Crypto, "{other:?}");
+        }
+        // A blob claiming another key id changes the AAD too.
+        let relabelled = SealedBlob { key_id: "alias/other".into(), ..blob.clone() };
+        let vault2 = primed(&mine, &[&mine], b"wrapped-key-bytes");
+        assert!(vault2.unseal_bytes(&mine, &relabelled).await.is_err());
+        assert_eq!(vault.kms_calls() + vault2.kms_calls(), 0, "KMS never took part");
+    }
+
+    #[tokio::test]
+    async fn truncated_ciphertexts_and_empty_wrapped_keys_are_refused_without_kms() {
+        let ctx = SealContext::new("tenant-a", Provider::QuickBooks, "grant-1");
+        let vault = primed(&ctx, &[&ctx], b"wrapped");
+        let blob = vault.seal_bytes(&ctx, b"a token long enough to matter").await.unwrap();
+        let mut cases = vec![("empty wrapped key", SealedBlob { wrapped_key: vec![], ..blob.clone() })];
+        for cut in [1, 16, blob.ciphertext.len() - 1, blob.ciphertext.len()] {
+            let mut b = blob.clone();
+            b.ciphertext.truncate(blob.ciphertext.len() - cut);
+            cases.push(("truncated ciphertext", b));
+        }
+        for (label, b) in cases {
+            let e = vault.unseal_bytes(&ctx, &b).await.unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::Crypto, "{label}");
+        }
+        assert_eq!(vault.kms_calls(), 0);
+    }
+
+    #[test]
+    fn cached_keys_expire_after_their_age_bound() {
+        let vault = offline_vault();
+        let limits = CacheLimits { max_age: std::time::Duration::from_millis(1), ..CacheLimits::default() };
+        let id = CacheId::Encrypt { key_id: "alias/test".into(), ctx: SealContext::new("t", Provider::Xero, "g") };
+        let mut cache = vault.lock_cache();
+        cache.put(id.clone(), mat(Arc::new(DataKey::from_slice(&[7u8; 32]).unwrap()), vec![1]), &limits);
+        assert!(cache.take(&id, &CacheLimits::default()).is_some(), "fresh under the default bound");
+        // Wait past the 1 ms bound by watching the clock (no timed assertion: the bound is checked
+        // only once the entry is provably older than it).
+        let created = cache.entries[&id].created;
+        while created.elapsed() <= limits.max_age {
+            std::thread::yield_now();
+        }
+        assert!(cache.take(&id, &limits).is_none(), "older than max_age: not used");
+        assert!(!cache.entries.contains_key(&id), "and evicted");
+    }
 
     #[test]
     fn aad_differs_for_every_field_and_resists_concatenation_tricks() {

@@ -40,6 +40,11 @@ fn query_pairs(req: &Request) -> Vec<(String, String)> {
     req.uri().query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
+/// The browser's cookies: lambda_http folds API Gateway v2's `cookies` array into `Cookie` headers.
+fn cookie_headers(req: &Request) -> Vec<&str> {
+    req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect()
+}
+
 fn correlation_id(req: &Request) -> Option<String> {
     shared::context::CORRELATION_HEADERS.iter().find_map(|h| req.headers().get(*h).and_then(|v| v.to_str().ok()).map(str::to_string))
 }
@@ -84,15 +89,23 @@ async fn dispatch(deps: &ConnectDeps, req: &Request, now: DateTime<Utc>) -> Resu
             }
             .await;
             match result {
-                Ok(url) => redirect(url.as_str()),
+                Ok(started) => {
+                    let mut resp = redirect(started.url.as_str())?;
+                    resp.headers_mut().append(header::SET_COOKIE, started.set_cookie.parse()?);
+                    Ok(resp)
+                }
                 Err(e) => {
                     tracing::info!(code = %e.code(), provider = %provider, error = %e, "connect refused");
                     error_response(req, &e)
                 }
             }
         }
-        Route::Callback(provider) => match connect::callback(deps, provider, &query, now).await {
-            CallbackOutcome::Redirect { location, .. } => redirect(location.as_str()),
+        Route::Callback(provider) => match connect::callback(deps, provider, &query, &cookie_headers(req), now).await {
+            CallbackOutcome::Redirect { location, clear_cookie, .. } => {
+                let mut resp = redirect(location.as_str())?;
+                resp.headers_mut().append(header::SET_COOKIE, clear_cookie.parse()?);
+                Ok(resp)
+            }
             CallbackOutcome::Reject(e) => {
                 tracing::warn!(code = %e.code(), provider = %provider, error = %e, "callback rejected");
                 shared::telemetry::metric(
@@ -101,6 +114,14 @@ async fn dispatch(deps: &ConnectDeps, req: &Request, now: DateTime<Utc>) -> Resu
                     "Count",
                     &[("provider", provider.as_str()), ("code", &e.code().to_string())],
                 );
+                if e.http_status() >= 500 {
+                    shared::telemetry::metric(
+                        "ConnectServerFailed",
+                        1.0,
+                        "Count",
+                        &[("provider", provider.as_str()), ("reason", &e.code().to_string())],
+                    );
+                }
                 error_response(req, &e)
             }
         },
@@ -155,18 +176,22 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Result<Respons
 }
 
 /// The error as JSON for API callers, or a small page for a browser (the callback is reached by
-/// users' browsers, and when the state is bad we have nowhere trustworthy to send them).
+/// users' browsers, and when the state is bad we have nowhere trustworthy to send them). Both carry
+/// only what [`Error::public_message`] allows plus the correlation id: a 5xx's own text stays in
+/// our logs.
 fn error_response(req: &Request, e: &Error) -> Result<Response<Body>, lambda_http::Error> {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let correlation = shared::context::current().map(|c| c.correlation_id).unwrap_or_default();
     let wants_html = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
     if !wants_html {
-        return json_response(status, &e.to_body());
+        return json_response(status, &e.to_public_body(&correlation));
     }
     let page = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Connection failed</title></head><body>\
-         <h1>The connection could not be completed</h1><p>{}</p><p>Error code {}. Please start again from the app.</p></body></html>",
-        html_escape(&e.to_string()),
-        e.code()
+         <h1>The connection could not be completed</h1><p>{}</p><p>Error code {}. Reference {}. Please start again from the app.</p></body></html>",
+        html_escape(&e.public_message()),
+        e.code(),
+        html_escape(&correlation)
     );
     Ok(Response::builder()
         .status(status)

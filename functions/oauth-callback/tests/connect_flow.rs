@@ -34,6 +34,8 @@ struct Fixture {
     browser: reqwest::Client,
     sqs: aws_sdk_sqs::Client,
     db: aws_sdk_dynamodb::Client,
+    /// The user's browser's cookies for our API (name -> value), kept like a browser keeps them.
+    jar: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 async fn fixture(plan: Plan) -> Fixture {
@@ -55,7 +57,17 @@ async fn fixture(plan: Plan) -> Fixture {
     let signing = deps.secrets.app_signing(&deps.config.secrets.app_signing).await.unwrap();
     let (kid, key) = signing.connect_keys.iter().next().map(|(k, v)| (k.clone(), v.clone())).expect("a connect key");
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Fixture { deps, sandbox, tenant, kid, key, browser, sqs: env.clients.sqs.clone(), db: env.clients.dynamodb.clone() }
+    Fixture {
+        deps,
+        sandbox,
+        tenant,
+        kid,
+        key,
+        browser,
+        sqs: env.clients.sqs.clone(),
+        db: env.clients.dynamodb.clone(),
+        jar: Default::default(),
+    }
 }
 
 fn request(method: &str, path: &str, query: &[(String, String)], path_provider: &str) -> Request {
@@ -79,6 +91,8 @@ impl Fixture {
         let mut p: BTreeMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         p.insert("ts".into(), ts.to_string());
         p.insert("kid".into(), self.kid.clone());
+        // A fresh jti per signed URL, as the app sends it (connect URLs work once).
+        p.entry("jti".into()).or_insert_with(|| uuid::Uuid::new_v4().to_string());
         let sig = app_auth::sign(&self.key, method, path, &p);
         p.insert("sig".into(), sig);
         p.into_iter().collect()
@@ -89,8 +103,31 @@ impl Fixture {
         self.signed("GET", &path, &[("tenant", &self.tenant.tenant_id), ("user", user), ("return_url", return_url)], Utc::now().timestamp())
     }
 
+    /// GET through the real handler from the fixture's browser: its cookies go along, and the
+    /// answer's Set-Cookie headers land in its jar.
     async fn get(&self, path: &str, query: &[(String, String)], provider: Provider) -> Response<Body> {
-        oauth_callback::handle(&self.deps, request("GET", path, query, provider.as_str())).await.unwrap()
+        let mut req = request("GET", path, query, provider.as_str());
+        let cookie = self.jar.lock().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        if !cookie.is_empty() {
+            req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        }
+        let resp = oauth_callback::handle(&self.deps, req).await.unwrap();
+        let mut jar = self.jar.lock().unwrap();
+        for set in resp.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let (name, value) = set.split(';').next().unwrap().split_once('=').unwrap();
+            if set.contains("Max-Age=0") {
+                jar.remove(name);
+            } else {
+                jar.insert(name.to_string(), value.to_string());
+            }
+        }
+        resp
+    }
+
+    /// Another browser: forgets every cookie.
+    fn clear_cookies(&self) {
+        self.jar.lock().unwrap().clear();
     }
 
     /// GET /connect/{provider}; returns the provider authorize URL we were sent to.
@@ -318,7 +355,7 @@ async fn zoho_connect_in_the_eu_registers_webhooks_and_disconnect_removes_them()
 
     for c in &conns {
         let ids = zoho_webhooks::split_ids(c.webhook_id.as_deref());
-        assert_eq!(ids.len(), zoho_webhooks::ENTITIES.len(), "{c:?}");
+        assert_eq!(ids.len(), zoho_webhooks::ENTITIES.len() * zoho_webhooks::EVENTS.len(), "{c:?}");
         let ctx = SealContext::new(t, Provider::Zoho, format!("webhook:{}", c.org_id));
         let secret = f.deps.vault.unseal_bytes(&ctx, c.webhook_secret.as_ref().expect("sealed secret")).await.unwrap();
         let secret = String::from_utf8(secret.to_vec()).unwrap();
@@ -499,6 +536,8 @@ async fn provider_denial_and_missing_code_redirect_back_with_an_error_and_store_
             .collect();
     let params = redirect_params(&f.callback(Provider::Zoho, &forged).await);
     assert_eq!((params["status"].as_str(), params["reason"].as_str()), ("error", "exchange_failed"), "{params:?}");
+    // Refused as bad input (an unknown data centre), not as some provider or network failure.
+    assert_eq!((params["code"].as_str(), params["retryable"].as_str()), ("E4000", "false"), "{params:?}");
     f.assert_nothing_stored().await;
     assert_eq!(f.sandbox_calls_or_zero("POST /zoho/accounts/{dc}/oauth/v2/token").await, 0, "no code exchange was attempted");
     assert_eq!(f.stored_states().await, 0, "every state was consumed");
@@ -637,5 +676,240 @@ async fn sample_events_parse_route_and_verify() {
     let raw = std::fs::read_to_string(format!("{dir}/callback-quickbooks.json")).unwrap();
     let resp = oauth_callback::handle(&f.deps, lambda_http::request::from_str(&raw).unwrap()).await.unwrap();
     assert_eq!((resp.status().as_u16(), error_code(&resp)), (400, 1004), "a made-up state is refused");
+    f.sandbox.shutdown().await;
+}
+
+/// The hijack: an admin of tenant A starts a connect and hands the consent link to a victim, who
+/// consents with their own books. The victim's browser has no binding cookie for that state, so the
+/// callback refuses it, stores nothing and leaves the state for the browser that started it.
+#[tokio::test]
+async fn a_consent_link_completed_in_another_browser_is_refused() {
+    let f = fixture(Plan::Professional).await;
+    let authorize = f.start(Provider::QuickBooks).await;
+    let attackers_browser = f.jar.lock().unwrap().clone();
+    assert_eq!(attackers_browser.len(), 1, "/connect sets one binding cookie");
+    let query = f.consent(&authorize, &[]).await;
+
+    // The victim's browser: no cookie.
+    f.clear_cookies();
+    let resp = f.callback(Provider::QuickBooks, &query).await;
+    assert_eq!((resp.status().as_u16(), error_code(&resp)), (400, 1004), "{}", body(&resp));
+    assert!(resp.headers().get("location").is_none());
+    f.assert_nothing_stored().await;
+    assert_eq!(f.stored_states().await, 1, "a refused browser does not burn the state");
+
+    // A browser with the binding cookie of another connect (of the same tenant) does not pass either.
+    let _ = f.start(Provider::QuickBooks).await;
+    let other: BTreeMap<String, String> = f.jar.lock().unwrap().clone();
+    assert!(other.keys().all(|k| !attackers_browser.contains_key(k)));
+    let (name, _) = attackers_browser.iter().next().unwrap();
+    let (_, other_value) = other.iter().next().unwrap();
+    f.jar.lock().unwrap().insert(name.clone(), other_value.clone());
+    let resp = f.callback(Provider::QuickBooks, &query).await;
+    assert_eq!((resp.status().as_u16(), error_code(&resp)), (400, 1004));
+    f.assert_nothing_stored().await;
+
+    // The browser that started it completes it, and the cookie is removed on the way back.
+    *f.jar.lock().unwrap() = attackers_browser.clone();
+    let resp = f.callback(Provider::QuickBooks, &query).await;
+    assert_eq!(redirect_params(&resp)["status"], "connected");
+    let cleared: Vec<&str> = resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(cleared.iter().any(|c| c.starts_with(&format!("{name}=;")) && c.contains("Max-Age=0")), "{cleared:?}");
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_binding_cookie_is_httponly_secure_lax_and_scoped_to_the_callback() {
+    let f = fixture(Plan::Professional).await;
+    let resp = f.get("/connect/xero", &f.connect_query(Provider::Xero, OWNER, RETURN_URL), Provider::Xero).await;
+    assert_eq!(resp.status(), 302);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    let state = Url::parse(location(&resp)).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/oauth/xero/callback", "Max-Age=600"] {
+        assert!(set.split(';').any(|a| a.trim() == attr), "{attr} missing in {set}");
+    }
+    assert!(!set.contains(&state), "the cookie carries a hash of the state, not the state");
+    f.sandbox.shutdown().await;
+}
+
+/// A signed connect URL works once: a replay (from a log, a referrer, a forwarded link) is refused
+/// while its signature is still fresh, and a URL without a jti is not accepted at all.
+#[tokio::test]
+async fn a_signed_connect_url_is_single_use() {
+    let f = fixture(Plan::Professional).await;
+    let q = f.connect_query(Provider::Xero, OWNER, RETURN_URL);
+    assert_eq!(f.get("/connect/xero", &q, Provider::Xero).await.status(), 302);
+    let again = f.get("/connect/xero", &q, Provider::Xero).await;
+    assert_eq!((again.status().as_u16(), error_code(&again)), (401, 1001), "{}", body(&again));
+    assert!(body(&again).contains("already used"));
+    assert_eq!(f.stored_states().await, 1, "the replay minted no state");
+
+    // Without a jti (signed all the same): refused.
+    let t = f.tenant.tenant_id.clone();
+    let mut p: BTreeMap<String, String> = BTreeMap::from([
+        ("tenant".to_string(), t),
+        ("user".to_string(), OWNER.to_string()),
+        ("return_url".to_string(), RETURN_URL.to_string()),
+        ("ts".to_string(), Utc::now().timestamp().to_string()),
+        ("kid".to_string(), f.kid.clone()),
+    ]);
+    p.insert("sig".into(), app_auth::sign(&f.key, "GET", "/connect/xero", &p));
+    let no_jti: Vec<(String, String)> = p.into_iter().collect();
+    let resp = f.get("/connect/xero", &no_jti, Provider::Xero).await;
+    assert_eq!((resp.status().as_u16(), error_code(&resp)), (401, 1001));
+    f.sandbox.shutdown().await;
+}
+
+/// The user's role is checked again when the provider sends them back: demoted while at the consent
+/// page, they connect nothing.
+#[tokio::test]
+async fn a_user_demoted_during_consent_connects_nothing() {
+    let f = fixture(Plan::Professional).await;
+    f.deps.tenants.set_role(&f.tenant, "admin-2", Role::Admin).await.unwrap();
+    let q = f.signed(
+        "GET",
+        "/connect/quickbooks",
+        &[("tenant", &f.tenant.tenant_id), ("user", "admin-2"), ("return_url", RETURN_URL)],
+        Utc::now().timestamp(),
+    );
+    let resp = f.get("/connect/quickbooks", &q, Provider::QuickBooks).await;
+    assert_eq!(resp.status(), 302, "{}", body(&resp));
+    let query = f.consent(&Url::parse(location(&resp)).unwrap(), &[]).await;
+    f.deps.tenants.set_role(&f.tenant, "admin-2", Role::Member).await.unwrap();
+    let params = redirect_params(&f.callback(Provider::QuickBooks, &query).await);
+    assert_eq!((params["status"].as_str(), params["code"].as_str(), params["reason"].as_str()), ("error", "E1002", "forbidden"));
+    f.assert_nothing_stored().await;
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_member_cannot_disconnect() {
+    let f = fixture(Plan::Professional).await;
+    let (_, resp) = f.full_connect(Provider::QuickBooks, &[]).await;
+    let grant_id = redirect_params(&resp)["grant_id"].clone();
+    f.events().await;
+    let t = f.tenant.tenant_id.clone();
+    let path = "/disconnect/quickbooks";
+    for user in ["member-1", "stranger"] {
+        let q = f.signed("POST", path, &[("tenant", &t), ("user", user), ("grant_id", &grant_id)], Utc::now().timestamp());
+        let resp = oauth_callback::handle(&f.deps, request("POST", path, &q, "quickbooks")).await.unwrap();
+        assert_eq!((resp.status().as_u16(), error_code(&resp)), (403, 1002), "{user}: {}", body(&resp));
+    }
+    let grant = f.deps.grants.get_grant(&t, Provider::QuickBooks, &grant_id).await.unwrap().unwrap();
+    assert_eq!(grant.status, GrantStatus::Active);
+    assert!(grant.sealed.is_some());
+    assert!(f.events().await.is_empty());
+    f.sandbox.shutdown().await;
+}
+
+/// A failure of ours (here: the signing secret cannot be read) reaches the browser and API callers
+/// as a code, a fixed message and the correlation id: no SDK error chain, no secret ARN.
+#[tokio::test]
+async fn server_errors_show_no_internal_detail_on_the_callback_page_or_in_json() {
+    let env = aws().await;
+    let mut config = env.config.clone();
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ttya-missing-signing-AbCdEf";
+    config.secrets.app_signing = arn.to_string();
+    let deps = ConnectDeps::new(config, &env.clients, HttpClient::new(Duration::from_secs(5)).unwrap());
+    let query = vec![("state".to_string(), "x.y".to_string()), ("code".to_string(), "c".to_string())];
+    for accept in ["text/html", "application/json"] {
+        let mut req = request("GET", "/oauth/xero/callback", &query, "xero");
+        req.headers_mut().insert("accept", accept.parse().unwrap());
+        req.headers_mut().insert("x-correlation-id", "corr-5xx-1".parse().unwrap());
+        let resp = oauth_callback::handle(&deps, req).await.unwrap();
+        assert!(resp.status().as_u16() >= 500, "{accept}: {}", resp.status());
+        let b = body(&resp);
+        assert!(!b.contains("arn:aws") && !b.contains("ttya-missing") && !b.contains("Exception") && !b.contains("secret"), "{accept}: {b}");
+        assert!(b.contains("corr-5xx-1"), "{accept}: the correlation id is shown: {b}");
+        assert!(b.contains("9001") || b.contains("9000"), "{accept}: the code is shown: {b}");
+    }
+    let q = vec![("tenant".to_string(), "t".to_string())];
+    let resp = oauth_callback::handle(&deps, request("GET", "/connect/xero", &q, "xero")).await.unwrap();
+    assert!(resp.status().as_u16() >= 500);
+    assert!(!body(&resp).contains("arn:aws"), "{}", body(&resp));
+}
+
+/// The PKCE verifier waits in the ephemeral table for up to the state's lifetime: it is stored
+/// sealed, bound to the tenant, provider and state, never in clear; the callback still completes.
+#[tokio::test]
+async fn the_pkce_verifier_is_stored_sealed_and_bound_to_its_state() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let f = fixture(Plan::Professional).await;
+    let authorize = f.start(Provider::Xero).await;
+    let state_param = authorize.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let state_key = f.deps.secrets.app_signing(&f.deps.config.secrets.app_signing).await.unwrap().state_key.clone();
+    let claims = state::verify(&state_key, &state_param, Provider::Xero, Utc::now()).unwrap();
+    let item = f
+        .db
+        .get_item()
+        .table_name(&f.deps.config.tables.ephemeral)
+        .key("pk", AttributeValue::S(format!("TENANT#{}", f.tenant.tenant_id)))
+        .key("sk", AttributeValue::S(state::state_sk(&claims.id_hex())))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the state is stored");
+    assert!(!item.contains_key("pkce_verifier"), "no verifier in clear: {:?}", item.keys());
+    let sealed = shared::vault::SealedBlob::from_json(item["pkce_verifier_sealed"].as_s().unwrap()).unwrap();
+    let ctx = state::pkce_context(&f.tenant.tenant_id, Provider::Xero, &claims.id_hex());
+    let verifier = f.deps.vault.unseal_bytes(&ctx, &sealed).await.unwrap();
+    assert!((43..=128).contains(&verifier.len()), "an RFC 7636 verifier");
+    for other in [
+        state::pkce_context("another-tenant", Provider::Xero, &claims.id_hex()),
+        state::pkce_context(&f.tenant.tenant_id, Provider::Zoho, &claims.id_hex()),
+        state::pkce_context(&f.tenant.tenant_id, Provider::Xero, &"0".repeat(64)),
+    ] {
+        assert!(f.deps.vault.unseal_bytes(&other, &sealed).await.is_err(), "{other:?}");
+    }
+    let query = f.consent(&authorize, &[]).await;
+    let params = redirect_params(&f.callback(Provider::Xero, &query).await);
+    assert_eq!(params["status"], "connected", "the sealed verifier is unsealed for the exchange");
+    f.sandbox.shutdown().await;
+}
+
+/// A provider that stops answering mid-connect: the callback gives up at its own deadline (well
+/// before Lambda's 29 s), removes the Zoho webhooks it had registered, revokes the new grant and
+/// sends the user back with a retryable error, instead of being killed halfway.
+#[tokio::test]
+async fn a_callback_that_reaches_its_deadline_undoes_what_it_registered() {
+    let mut f = fixture(Plan::Professional).await;
+    f.deps.callback_budget = Duration::from_secs(3);
+    let authorize = f.start(Provider::Zoho).await;
+    let query = f.consent(&authorize, &[]).await;
+    // One webhook registration hangs (the sandbox holds it for 8 s, far past the 3 s budget).
+    let cfg = serde_json::json!({"timeout_fault_seconds": 8});
+    assert!(f.browser.post(format!("{}/_sandbox/config", f.sandbox.base_url)).json(&cfg).send().await.unwrap().status().is_success());
+    let fault = serde_json::json!({"provider": "zoho", "method": "POST", "path_prefix": "/zoho/api/us/books/v3/settings/webhooks", "kind": "timeout", "count": 1});
+    assert!(f.browser.post(format!("{}/_sandbox/faults", f.sandbox.base_url)).json(&fault).send().await.unwrap().status().is_success());
+
+    let params = redirect_params(&f.callback(Provider::Zoho, &query).await);
+    assert_eq!(
+        (params["status"].as_str(), params["code"].as_str(), params["reason"].as_str(), params["retryable"].as_str()),
+        ("error", "E5003", "deadline", "true"),
+        "{params:?}"
+    );
+    f.assert_nothing_stored().await;
+    assert_eq!(f.sandbox_calls("POST /zoho/accounts/{dc}/oauth/v2/token/revoke").await, 1, "the new grant is revoked");
+    // Every registration that was answered in time is removed again (they ran concurrently, so all
+    // but the hanging one were answered).
+    let c: Value = f.browser.get(format!("{}/_sandbox/counters", f.sandbox.base_url)).send().await.unwrap().json().await.unwrap();
+    let count = |method: &str| -> u64 {
+        c["calls"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(method) && k.contains("settings/webhooks"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    let registered = count("POST ");
+    assert_eq!(
+        registered as usize,
+        zoho_webhooks::ENTITIES.len() * zoho_webhooks::EVENTS.len(),
+        "one registration per entity and event, all started: {c}"
+    );
+    assert_eq!(count("DELETE "), registered - 1, "each answered registration is deleted: {c}");
     f.sandbox.shutdown().await;
 }

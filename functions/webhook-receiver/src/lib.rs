@@ -93,7 +93,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, lambda_
                     };
                     serde_json::json!({ "status": state, "jobs": jobs })
                 }
-                Err(e) => e.to_body(),
+                Err(e) => e.to_public_body(&correlation_id),
             };
             Body::from(json.to_string())
         };

@@ -341,10 +341,14 @@ async fn zoho_per_org_secret_in_our_header() {
                 .build(),
         ),
     ];
+    let mut answers = Vec::new();
     for (name, req) in cases {
-        assert_eq!(f.send(req).await.0, 401, "{name}");
+        let (status, resp) = f.send(req).await;
+        assert_eq!(status, 401, "{name}");
+        answers.push((name, resp));
     }
-    // An organisation nobody connected: nothing to verify against, acknowledged and counted.
+    // An organisation nobody connected gets the very same answer as a wrong secret for a connected
+    // one (no oracle for who is a customer).
     let stranger = numeric_org();
     let (status, resp) = f
         .send(
@@ -354,8 +358,13 @@ async fn zoho_per_org_secret_in_our_header() {
                 .build(),
         )
         .await;
-    assert_eq!(status, 200, "{resp}");
-    assert!(resp.contains("ignored"), "{resp}");
+    let strip = |s: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
+        v["error"].as_object_mut().unwrap().remove("correlation_id");
+        v
+    };
+    assert_eq!(status, 401, "{resp}");
+    assert_eq!(strip(&resp), strip(&answers[0].1), "unknown org vs {}", answers[0].0);
     assert!(f.drain_all().await.is_empty());
 }
 
@@ -372,9 +381,18 @@ async fn a_failed_enqueue_answers_500_and_releases_the_nonce_so_the_retry_is_pro
         normal: format!("{}-missing", f.queues.normal),
         low: format!("{}-missing", f.queues.low),
     };
-    let broken = receiver(&f.env, missing, 262_144, f.clock_offset.clone());
-    let resp = webhook_receiver::handle(&broken, qbo_signed(&body)).await.unwrap();
+    let broken = receiver(&f.env, missing.clone(), 262_144, f.clock_offset.clone());
+    let mut req = qbo_signed(&body);
+    req.headers_mut().insert("x-correlation-id", "corr-enqueue-fail".parse().unwrap());
+    let resp = webhook_receiver::handle(&broken, req).await.unwrap();
     assert_eq!(resp.status(), 500);
+    // The caller is unauthenticated: code, fixed message and correlation id, no SDK error or queue URL.
+    let text = String::from_utf8(resp.body().to_vec()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], 9004, "{text}");
+    assert_eq!(v["error"]["message"], "internal error", "{text}");
+    assert_eq!(v["error"]["correlation_id"], "corr-enqueue-fail");
+    assert!(!text.contains(&missing.high) && !text.contains("missing") && !text.contains("SendMessage"), "{text}");
 
     // The provider retries: not a duplicate, it goes through once.
     let (status, resp) = f.send(qbo_signed(&body)).await;
@@ -400,17 +418,24 @@ async fn many_entities_span_several_batches_and_each_is_enqueued_once() {
 
 /// The sample events in events/webhook-receiver (used by `infra/lambda-local.sh smoke` and
 /// `sam local invoke`) are valid API Gateway events, correctly signed with the local keys: each is
-/// answered 200 (their orgs are not connected in a fresh stack, so they are acknowledged, not enqueued).
+/// answered 200 (their orgs are not connected in a fresh stack, so they are acknowledged, not
+/// enqueued), except Zoho's, whose per-org secret cannot match an org nobody connected: 401.
 #[tokio::test]
 async fn sample_events_are_accepted() {
     let f = fixture().await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/webhook-receiver");
     let mut seen = 0;
-    for name in ["quickbooks.json", "quickbooks-cloudevents.json", "xero.json", "xero-intent-to-receive.json", "zoho.json"] {
+    for (name, want) in [
+        ("quickbooks.json", 200),
+        ("quickbooks-cloudevents.json", 200),
+        ("xero.json", 200),
+        ("xero-intent-to-receive.json", 200),
+        ("zoho.json", 401),
+    ] {
         let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name} is not an API Gateway v2 event: {e}"));
         let (status, body) = f.send(req).await;
-        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(status, want, "{name}: {body}");
         seen += 1;
     }
     assert_eq!(seen, 5);
@@ -447,4 +472,60 @@ async fn a_rotated_key_is_picked_up_without_waiting_for_the_cache() {
     assert_eq!(send(signed("key-one-aaaaaaaa", "3")).await, 200, "the previous key still works during the rotation");
     assert_eq!(send(signed("key-zzz", "4")).await, 401);
     assert_eq!(f.drain_all().await.len(), 3);
+}
+
+/// The function dies (timeout, crash) after claiming the nonce and before the jobs reach SQS. The
+/// provider retries: while the first attempt could still be running the retry is a duplicate, but
+/// once the short pending claim has lapsed the retry is processed, not dropped for 24 hours. After
+/// a successful send the claim covers the full window.
+#[tokio::test]
+async fn a_handler_killed_between_claim_and_send_does_not_turn_the_retry_into_a_duplicate() {
+    let f = fixture().await;
+    let realm = numeric_org();
+    f.connect(Provider::QuickBooks, &[&realm]).await;
+    let body = qbo_legacy(&realm, &[("Invoice", "4711", "Create", "2026-11-24T17:59:41.000Z")]);
+
+    // An SQS endpoint that takes the connection and never answers: the handler hangs in the send.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (reached, reached_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        let (_sock, _) = listener.accept().await.unwrap();
+        let _ = reached.send(());
+        std::future::pending::<()>().await;
+    });
+    let hanging = aws_sdk_sqs::Client::from_conf(f.env.clients.sqs.config().to_builder().endpoint_url(format!("http://{addr}")).build());
+    let mut dying = receiver(&f.env, f.queues.clone(), 262_144, f.clock_offset.clone());
+    dying.jobs = shared::jobs::JobQueue::new(hanging, f.queues.clone());
+    let first = {
+        let req = qbo_signed(&body);
+        tokio::spawn(async move { webhook_receiver::handle(&dying, req).await.map(|r| r.status()) })
+    };
+    // The send has started, so the claim is written; now the function "dies".
+    reached_rx.await.expect("the handler got as far as the SQS send");
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    server.abort();
+
+    // A retry while the first attempt could still be alive: not doubled.
+    let (status, resp) = f.send(qbo_signed(&body)).await;
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp.contains("duplicate"), "{resp}");
+    assert!(f.drain_all().await.is_empty());
+
+    // The provider's next retry, after the pending claim lapsed: processed.
+    f.advance_clock(nonce::PENDING_WINDOW.num_seconds() + 1);
+    let (status, resp) = f.send(qbo_signed(&body)).await;
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp.contains("accepted"), "the retry of a delivery whose handler died must be processed: {resp}");
+    let jobs = f.drain_all().await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].1.entity_id.as_deref(), Some("4711"));
+
+    // That claim was confirmed after the send: it now holds for the whole window, not a few seconds.
+    f.advance_clock(nonce::PENDING_WINDOW.num_seconds() * 3);
+    let (status, resp) = f.send(qbo_signed(&body)).await;
+    assert_eq!(status, 200);
+    assert!(resp.contains("duplicate"), "{resp}");
+    assert!(f.drain_all().await.is_empty());
 }

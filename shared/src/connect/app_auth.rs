@@ -2,7 +2,8 @@
 //!
 //! Scheme (docs/connect-auth.md has the worked example):
 //! - query parameters `tenant`, `user`, `ts` (unix seconds), `kid` (key id), `sig`, plus the
-//!   endpoint's own (`return_url` for connect; `grant_id` or `org_id` for disconnect);
+//!   endpoint's own (`return_url` and the single-use `jti` for connect, checked by the connect flow;
+//!   `grant_id` or `org_id` for disconnect);
 //! - `sig` = lower-case hex of HMAC-SHA256(connect_keys[kid], canonical), where canonical is
 //!   `METHOD "\n" PATH "\n" QUERY`: PATH is `/connect/<provider>` or `/disconnect/<provider>` (never
 //!   the stage or proxy prefix), and QUERY is every parameter except `sig`, each name and value
@@ -204,9 +205,11 @@ mod tests {
             ("return_url".to_string(), "https://app.example.com/settings/integrations?tab=accounting".to_string()),
             ("ts".to_string(), "1767225600".to_string()),
             ("kid".to_string(), "local".to_string()),
+            ("jti".to_string(), "0f8c2a9e-1d2b-4c3d-9e8f-7a6b5c4d3e2f".to_string()),
         ]);
-        assert_eq!(sign(&key, "GET", "/connect/xero", &p), "2500d349ca370d864c5e2b0bcb4dd47228d0990465b9bcb4a53955a077ffc07b");
+        assert_eq!(sign(&key, "GET", "/connect/xero", &p), "7e3b3f9b56eb75e1a4e830b7b81d12a162527b5f872b267866f3f5a62a87e6f2");
         p.remove("return_url");
+        p.remove("jti");
         p.insert("grant_id".into(), "5f0c3a4e-8f7e-4a53-9d2b-1f6b2c3d4e5f".into());
         assert_eq!(sign(&key, "POST", "/disconnect/xero", &p), "2490d31d4a0f8adc09cc629018b457d7697fbfd0da47e0fe702fafce2e581fe3");
         p.insert("sig".into(), "2490d31d4a0f8adc09cc629018b457d7697fbfd0da47e0fe702fafce2e581fe3".into());

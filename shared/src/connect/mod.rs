@@ -41,19 +41,34 @@ pub struct ConnectDeps {
     pub secrets: SecretsCache,
     pub events: EventPublisher,
     pub http: HttpClient,
+    /// How long a callback may work before it gives up and undoes what it did ([`CALLBACK_BUDGET`]).
+    pub callback_budget: std::time::Duration,
+    /// How long the undo after a failure or the deadline may take ([`UNDO_BUDGET`]).
+    pub undo_budget: std::time::Duration,
 }
+
+/// The callback's own deadline. API Gateway ends an HTTP API integration at 30 s and the function's
+/// timeout is 29 s; one provider call may take up to PROVIDER_TIMEOUT_SECONDS (20 s), so without a
+/// deadline a slow provider would have Lambda kill the callback halfway, leaving Zoho webhooks
+/// registered and a grant unrevoked. 20 s of work, then up to [`UNDO_BUDGET`] to clean up, leaves a
+/// few seconds for the redirect.
+pub const CALLBACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+pub const UNDO_BUDGET: std::time::Duration = std::time::Duration::from_secs(6);
 
 impl ConnectDeps {
     pub fn new(config: Config, clients: &AwsClients, http: HttpClient) -> Self {
+        let vault = Vault::from_config(clients.kms.clone(), &config);
         ConnectDeps {
             tenants: TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
             grants: GrantStore::new(clients.dynamodb.clone(), config.tables.grants.clone()),
-            states: StateStore::new(clients.dynamodb.clone(), config.tables.ephemeral.clone()),
+            states: StateStore::new(clients.dynamodb.clone(), config.tables.ephemeral.clone(), vault.clone()),
             audit: AuditLog::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
-            vault: Vault::from_config(clients.kms.clone(), &config),
+            vault,
             secrets: SecretsCache::new(clients.secrets.clone(), SECRETS_TTL),
             events: EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
             http,
+            callback_budget: CALLBACK_BUDGET,
+            undo_budget: UNDO_BUDGET,
             config,
         }
     }
@@ -144,8 +159,19 @@ fn occupies_slot(c: &Connection) -> bool {
     matches!(c.status, GrantStatus::Active | GrantStatus::NeedsReauth)
 }
 
+/// Where `/connect` sends the browser, and the cookie that binds the state to that browser.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub url: Url,
+    /// A `Set-Cookie` value (see [`state::binding_cookie`]).
+    pub set_cookie: String,
+}
+
 /// `GET /connect/{provider}` after the signature check: the provider's consent URL to redirect to.
-pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, now: DateTime<Utc>) -> Result<Url> {
+pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, now: DateTime<Utc>) -> Result<Started> {
+    let jti = req.param("jti").filter(|j| state::valid_jti(j)).ok_or_else(|| {
+        Error::Unauthenticated("jti is missing or malformed (16-64 of A-Z a-z 0-9 - _)".into())
+    })?;
     let tenant = deps.tenants.get(&req.tenant_id).await?;
     if !tenant.provider_enabled(provider) {
         return Err(Error::ProviderNotEnabled(provider));
@@ -155,6 +181,13 @@ pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, 
         req.param("return_url").filter(|u| !u.is_empty()).ok_or_else(|| Error::InvalidInput("return_url is missing".into()))?;
     if !tenant.return_url_allowed(return_url) {
         return Err(Error::RedirectNotAllowed);
+    }
+    // A signed URL starts one connect, so a replayed URL (from a log, a referrer, a forwarded link)
+    // is refused even while its signature is fresh. Claimed once the request is known to be
+    // well-formed and allowed, and before any state exists.
+    let jti_expires = req.ts + app_auth::MAX_SKEW_SECS + 1;
+    if !deps.states.claim_jti(&req.tenant_id, &req.kid, jti, jti_expires, now).await? {
+        return Err(Error::Unauthenticated("this signed connect URL was already used".into()));
     }
     // The exact check happens at the callback, once the provider says which organisations the user
     // picked. Here we refuse only what cannot succeed: no free slot, and no organisation of this
@@ -188,14 +221,20 @@ pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, 
     })?;
     deps.states.put(&claims, &stored, now).await?;
     tracing::info!(tenant_id = %tenant.tenant_id, provider = %provider, pkce = pkce.is_some(), "connect started");
-    Ok(url)
+    let set_cookie = state::binding_cookie(&state, &claims, redirect_uri.path(), deps.config.oauth_state_ttl.as_secs() as i64);
+    Ok(Started { url, set_cookie })
 }
 
 /// How a callback ends.
 #[derive(Debug)]
 pub enum CallbackOutcome {
     /// Back to the app's (allow-listed) return URL, with the result in its query string.
-    Redirect { location: Url, result: Result<ConnectedGrant> },
+    Redirect {
+        location: Url,
+        result: Result<ConnectedGrant>,
+        /// `Set-Cookie` that removes the used binding cookie.
+        clear_cookie: String,
+    },
     /// No trustworthy return URL (the state itself is bad, or the tenant no longer allows it):
     /// answer with the error directly, never redirect.
     Reject(Error),
@@ -255,18 +294,32 @@ impl Failure {
     }
 }
 
-/// `GET /oauth/{provider}/callback` with the callback's decoded query parameters.
-pub async fn callback(deps: &ConnectDeps, provider: Provider, query: &[(String, String)], now: DateTime<Utc>) -> CallbackOutcome {
+/// `GET /oauth/{provider}/callback` with the callback's decoded query parameters and the browser's
+/// `Cookie` header values.
+pub async fn callback(
+    deps: &ConnectDeps,
+    provider: Provider,
+    query: &[(String, String)],
+    cookies: &[&str],
+    now: DateTime<Utc>,
+) -> CallbackOutcome {
+    let deadline = tokio::time::Instant::now() + deps.callback_budget;
     let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    // 1. The state: signature and expiry first (no I/O), then the single-use delete.
+    // 1. The state: signature and expiry first (no I/O), then the browser binding, then the
+    //    single-use delete. A state presented by another browser is refused without consuming it.
     let key = match deps.state_key().await {
         Ok(k) => k,
         Err(e) => return CallbackOutcome::Reject(e),
     };
-    let claims = match state::verify(&key, get("state").unwrap_or(""), provider, now) {
+    let state_str = get("state").unwrap_or("");
+    let claims = match state::verify(&key, state_str, provider, now) {
         Ok(c) => c,
         Err(e) => return CallbackOutcome::Reject(e),
     };
+    if let Err(e) = state::check_binding(cookies.iter().copied(), state_str, &claims) {
+        crate::telemetry::metric("ConnectBindingRefused", 1.0, "Count", &[("provider", provider.as_str())]);
+        return CallbackOutcome::Reject(e);
+    }
     let stored = match deps.states.consume(&claims, now).await {
         Ok(s) => s,
         Err(e) => return CallbackOutcome::Reject(e),
@@ -279,18 +332,27 @@ pub async fn callback(deps: &ConnectDeps, provider: Provider, query: &[(String, 
     if !tenant.return_url_allowed(&stored.return_url) {
         return CallbackOutcome::Reject(Error::RedirectNotAllowed);
     }
-    let flow = Box::pin(complete(deps, &tenant, provider, &stored, query, now));
+    let flow = Box::pin(complete(deps, &tenant, provider, &stored, query, deadline, now));
     let result = crate::context::scoped(|c| c.with_tenant(&tenant.tenant_id).with_provider(provider), flow).await;
     let (location, result) = match result {
         Ok(g) => (success_redirect(&stored.return_url, &g), Ok(g)),
         Err(f) => {
             tracing::warn!(tenant_id = %tenant.tenant_id, provider = %provider, code = %f.err.code(), reason = %f.reason, error = %f.err, "connect failed");
             crate::telemetry::metric("ConnectFailed", 1.0, "Count", &[("provider", provider.as_str()), ("reason", &f.reason)]);
+            // Users declining consent or hitting their plan are not an outage; ours and the
+            // providers' failures are, and page (ConnectFailuresAlarm).
+            if f.err.http_status() >= 500 {
+                crate::telemetry::metric("ConnectServerFailed", 1.0, "Count", &[("provider", provider.as_str()), ("reason", &f.reason)]);
+            }
             (error_redirect(&stored.return_url, provider, &f.err, &f.reason), Err(f.err))
         }
     };
     match location {
-        Ok(location) => CallbackOutcome::Redirect { location, result },
+        Ok(location) => CallbackOutcome::Redirect {
+            location,
+            result,
+            clear_cookie: state::clear_binding_cookie(&claims, deps.redirect_uri(provider).path()),
+        },
         Err(e) => CallbackOutcome::Reject(e),
     }
 }
@@ -303,6 +365,7 @@ async fn complete(
     provider: Provider,
     stored: &StoredState,
     query: &[(String, String)],
+    deadline: tokio::time::Instant,
     now: DateTime<Utc>,
 ) -> std::result::Result<ConnectedGrant, Failure> {
     let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
@@ -319,38 +382,81 @@ async fn complete(
         };
         return Err(Failure::new(err, &reason));
     }
+    // The user may have lost the right to connect (demoted, removed) while at the provider's consent
+    // page; checked before the code is exchanged, so nothing is granted to us.
+    deps.tenants.authorize(&tenant.tenant_id, &stored.user_id, Permission::Connect).await.map_err(|e| {
+        let reason = if e.code() == crate::ErrorCode::Forbidden { "forbidden" } else { "role_check_failed" };
+        Failure::new(e, reason)
+    })?;
     let code = get("code").ok_or_else(|| Failure::new(Error::InvalidInput("the callback carries no code".into()), "missing_code"))?;
     let callback = CallbackParams::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let client = deps.provider_client(provider).await.map_err(|e| Failure::new(e, "configuration"))?;
     let redirect_uri = deps.redirect_uri(provider);
     let verifier = stored.pkce_verifier.as_ref().map(|v| v.expose());
-    let exchanged = client.exchange_code(code, &redirect_uri, verifier, &callback).await.map_err(|e| Failure::new(e, "exchange_failed"))?;
+    // Past the deadline here the provider may still have issued tokens we never saw; there is
+    // nothing we could revoke, and its codes and tokens expire on their own.
+    let exchanged = match tokio::time::timeout_at(deadline, client.exchange_code(code, &redirect_uri, verifier, &callback)).await {
+        Ok(r) => r.map_err(|e| Failure::new(e, "exchange_failed"))?,
+        Err(_) => return Err(Failure::new(deadline_error(deps, provider), "deadline")),
+    };
     let tokens = exchanged.tokens;
 
-    match Box::pin(finish(deps, &client, tenant, provider, stored, &tokens, &callback, now)).await {
+    let registered = std::sync::Mutex::new(Registered::new());
+    let result = Box::pin(finish(deps, &client, tenant, provider, stored, &tokens, &callback, &registered, deadline, now)).await;
+    match result {
         Ok(g) => Ok(g),
-        Err((failure, webhooks)) => {
-            undo(deps, &client, provider, &tokens, &webhooks).await;
+        Err(failure) => {
+            let webhooks = std::mem::take(&mut *registered.lock().unwrap_or_else(|p| p.into_inner()));
+            if failure.reason == "deadline" {
+                tracing::error!(provider = %provider, webhooks = webhooks.len() as u64, "callback deadline reached; undoing the connect");
+            }
+            // Bounded too: the undo must not be what runs the function out of time.
+            if tokio::time::timeout(deps.undo_budget, undo(deps, &client, provider, &tokens, &webhooks)).await.is_err() {
+                tracing::error!(provider = %provider, "undo of a failed connect ran out of time; a webhook or the grant may remain at the provider");
+                crate::telemetry::metric("ConnectUndoIncomplete", 1.0, "Count", &[("provider", provider.as_str())]);
+            }
             Err(failure)
         }
     }
 }
 
-/// Zoho webhooks registered so far: (org, webhook ids).
+fn deadline_error(deps: &ConnectDeps, provider: Provider) -> Error {
+    Error::ProviderTimeout { provider, timeout: deps.callback_budget }
+}
+
+/// Zoho webhooks registered so far: (org, webhook ids). Shared with the caller so that what was
+/// registered before the deadline cut the work off can still be removed.
 type Registered = Vec<(String, Vec<String>)>;
 
-#[allow(clippy::too_many_arguments)]
-async fn finish(
+fn record_webhook(registered: &std::sync::Mutex<Registered>, org: &str, id: String) {
+    let mut r = registered.lock().unwrap_or_else(|p| p.into_inner());
+    match r.iter_mut().find(|(o, _)| o == org) {
+        Some((_, ids)) => ids.push(id),
+        None => r.push((org.to_string(), vec![id])),
+    }
+}
+
+/// What the steps before the write produced.
+struct Prepared {
+    orgs: Vec<Org>,
+    existing: Vec<Connection>,
+    grant_id: String,
+    sealed: SealedBlob,
+    /// Sealed Zoho webhook secret per org.
+    secrets: Vec<(String, SealedBlob)>,
+}
+
+/// Org discovery, the exact plan check, sealing and (Zoho) webhook registration.
+async fn prepare(
     deps: &ConnectDeps,
     client: &ProviderClient,
     tenant: &Tenant,
     provider: Provider,
-    stored: &StoredState,
     tokens: &TokenSet,
     callback: &CallbackParams,
-    now: DateTime<Utc>,
-) -> std::result::Result<ConnectedGrant, (Failure, Registered)> {
-    let fail = |e: Error, reason: &str| (Failure::new(e, reason), Vec::new());
+    registered: &std::sync::Mutex<Registered>,
+) -> std::result::Result<Prepared, Failure> {
+    let fail = Failure::new;
     let orgs = client.discover_orgs(tokens, callback).await.map_err(|e| fail(e, "org_discovery_failed"))?;
     let orgs = dedupe_orgs(orgs);
     if orgs.is_empty() {
@@ -368,36 +474,65 @@ async fn finish(
     let sealed =
         deps.vault.seal_tokens(&SealContext::new(&tenant.tenant_id, provider, &grant_id), tokens).await.map_err(|e| fail(e, "storage"))?;
 
-    // Zoho: one webhook per entity in each organisation, all sharing the org's secret.
-    let mut registered: Registered = Vec::new();
+    // Zoho: one webhook per entity and event in each organisation, all sharing the org's secret. All of them
+    // at once: sequentially, four entities times N organisations of provider round trips could
+    // alone outlast the deadline.
     let mut secrets: Vec<(String, SealedBlob)> = Vec::new();
     if provider == Provider::Zoho {
         let api_domain = tokens.api_domain.as_deref().ok_or_else(|| {
             fail(Error::ProviderMalformed { provider, message: "token response has no api_domain".into() }, "exchange_failed")
         })?;
         let hooks = ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), api_domain).map_err(|e| fail(e, "exchange_failed"))?;
-        for org in &orgs {
-            let secret = zoho_webhooks::new_secret();
-            let url = zoho_webhooks::callback_url(&deps.config.public_base_url, &org.id);
-            let mut ids = Vec::new();
-            for entity in zoho_webhooks::ENTITIES {
-                let spec = WebhookSpec { org_id: &org.id, url: &url, entity, secret: &secret };
-                match hooks.register(&tokens.access_token, &spec).await {
-                    Ok(id) => ids.push(id),
-                    Err(e) => {
-                        registered.push((org.id.clone(), ids));
-                        return Err((Failure::new(e, "webhook_registration_failed"), registered));
-                    }
-                }
-            }
-            registered.push((org.id.clone(), ids));
-            let ctx = SealContext::new(&tenant.tenant_id, Provider::Zoho, format!("webhook:{}", org.id));
-            match deps.vault.seal_bytes(&ctx, secret.expose().as_bytes()).await {
-                Ok(blob) => secrets.push((org.id.clone(), blob)),
-                Err(e) => return Err((Failure::new(e, "storage"), registered)),
-            }
+        let org_secrets: Vec<(String, SecretString, Url)> = orgs
+            .iter()
+            .map(|o| (o.id.clone(), zoho_webhooks::new_secret(), zoho_webhooks::callback_url(&deps.config.public_base_url, &o.id)))
+            .collect();
+        let hooks = &hooks;
+        let kinds: Vec<(&str, &str)> =
+            zoho_webhooks::ENTITIES.iter().flat_map(|e| zoho_webhooks::EVENTS.iter().map(move |ev| (*e, *ev))).collect();
+        let kinds = &kinds;
+        let calls = org_secrets.iter().flat_map(|(org, secret, url)| {
+            kinds.iter().map(move |(entity, event)| async move {
+                let spec = WebhookSpec { org_id: org, url, entity, event, secret };
+                let id = hooks.register(&tokens.access_token, &spec).await?;
+                record_webhook(registered, org, id);
+                Ok::<(), Error>(())
+            })
+        });
+        let results = futures::future::join_all(calls).await;
+        if let Some(e) = results.into_iter().find_map(|r| r.err()) {
+            return Err(fail(e, "webhook_registration_failed"));
+        }
+        for (org, secret, _) in &org_secrets {
+            let ctx = SealContext::new(&tenant.tenant_id, Provider::Zoho, format!("webhook:{org}"));
+            let blob = deps.vault.seal_bytes(&ctx, secret.expose().as_bytes()).await.map_err(|e| fail(e, "storage"))?;
+            secrets.push((org.clone(), blob));
         }
     }
+    Ok(Prepared { orgs, existing, grant_id, sealed, secrets })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    deps: &ConnectDeps,
+    client: &ProviderClient,
+    tenant: &Tenant,
+    provider: Provider,
+    stored: &StoredState,
+    tokens: &TokenSet,
+    callback: &CallbackParams,
+    registered: &std::sync::Mutex<Registered>,
+    deadline: tokio::time::Instant,
+    now: DateTime<Utc>,
+) -> std::result::Result<ConnectedGrant, Failure> {
+    // Everything up to the write runs under the deadline; the write itself and what follows do not,
+    // because once the grant may be stored, undoing it at the provider would strand it.
+    let Prepared { orgs, existing, grant_id, sealed, secrets } =
+        match tokio::time::timeout_at(deadline, prepare(deps, client, tenant, provider, tokens, callback, registered)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Failure::new(deadline_error(deps, provider), "deadline")),
+        };
+    let registered: Registered = registered.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
     let scopes = if tokens.scopes.is_empty() { scopes_for(tenant, provider) } else { tokens.scopes.clone() };
     let grant = Grant {
@@ -434,7 +569,7 @@ async fn finish(
         })
         .collect();
     if let Err(e) = deps.grants.put_grant(&grant, &connections).await {
-        return Err((Failure::new(e, "storage"), registered));
+        return Err(Failure::new(e, "storage"));
     }
 
     // From here the connection exists: later steps log their failures but do not undo it.
@@ -487,13 +622,15 @@ async fn undo(deps: &ConnectDeps, client: &ProviderClient, provider: Provider, t
     if provider == Provider::Zoho && !webhooks.is_empty() {
         if let Some(domain) = tokens.api_domain.as_deref() {
             if let Ok(hooks) = ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), domain) {
-                for (org, ids) in webhooks {
-                    for id in ids {
+                let hooks = &hooks;
+                let deletes = webhooks.iter().flat_map(|(org, ids)| {
+                    ids.iter().map(move |id| async move {
                         if let Err(e) = hooks.delete(&tokens.access_token, org, id).await {
                             tracing::warn!(code = %e.code(), error = %e, org_id = %org, "could not remove a webhook of a failed connect");
                         }
-                    }
-                }
+                    })
+                });
+                futures::future::join_all(deletes).await;
             }
         }
     }

@@ -6,9 +6,19 @@
 //! expiry (u64 BE unix seconds) || provider (1 byte) || tenant id (UTF-8). The signature and expiry are
 //! checked before any storage access, so forged or stale values cost no database call. The server-side
 //! half is an item in the ephemeral table (`TENANT#<tenant>` / `OAUTHSTATE#<hex id>`, TTL attribute
-//! `expires_at`) holding the user, return URL and PKCE verifier; a callback consumes it with one
+//! `expires_at`) holding the user, return URL and the PKCE verifier, sealed with the vault under
+//! the context {tenant, provider, `oauthstate:<hex id>`} so a table read (a backup, an export, a
+//! role that may read the table) does not yield a usable verifier; a callback consumes it with one
 //! conditional DeleteItem, so a state works once, only before its expiry (TTL deletes late), and only
 //! under the tenant it was minted for.
+//!
+//! Two more bindings close cross-user hijacks:
+//! - the browser: `/connect` sets an HttpOnly, Secure, SameSite=Lax cookie holding a hash of the
+//!   state ([`binding_cookie`]); the callback refuses a state whose browser does not present it. An
+//!   admin of tenant A who hands A's consent link to a victim therefore cannot receive the victim's
+//!   books: the victim's browser has no cookie for that state.
+//! - the signed connect URL: its `jti` is claimed once in this table (`TENANT#<tenant>` /
+//!   `CONNECTJTI#<kid>#<jti>`, TTL), so a leaked or logged URL cannot start a second connect.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -18,6 +28,7 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use crate::store::{dynamo_error, get_n, get_s, get_s_opt, is_conditional_failure, n, s, tenant_pk, Item};
+use crate::vault::{SealContext, SealedBlob, Vault};
 use crate::{Error, Provider, Result, SecretString};
 
 type HmacSha256 = hmac::Hmac<Sha256>;
@@ -118,6 +129,62 @@ pub fn verify(key: &SecretString, state: &str, provider: Provider, now: DateTime
     Ok(StateClaims { id, tenant_id, provider: claimed, expires_at: exp })
 }
 
+/// Name of the cookie binding a state to the browser that started it. Per state (the first 8 bytes
+/// of its id), so two connects started in parallel in one browser do not overwrite each other.
+pub fn binding_cookie_name(claims: &StateClaims) -> String {
+    format!("ttya_oauth_{}", hex::encode(&claims.id[..8]))
+}
+
+/// The cookie's value: SHA-256 of the state string, so the cookie alone is worth nothing.
+pub fn binding_value(state: &str) -> String {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    h.update(b"ttya-oauth-binding\0");
+    h.update(state.as_bytes());
+    B64URL.encode(h.finalize())
+}
+
+/// `Set-Cookie` value for `/connect`: only sent back to the callback path, never readable by
+/// scripts, never over plain HTTP, and still sent on the provider's top-level redirect back to us
+/// (SameSite=Lax; Strict would drop it, as that navigation starts at the provider's site).
+pub fn binding_cookie(state: &str, claims: &StateClaims, callback_path: &str, max_age_secs: i64) -> String {
+    format!(
+        "{}={}; Path={}; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+        binding_cookie_name(claims),
+        binding_value(state),
+        callback_path,
+        max_age_secs.max(0)
+    )
+}
+
+/// `Set-Cookie` value that removes the binding cookie once the callback has used it.
+pub fn clear_binding_cookie(claims: &StateClaims, callback_path: &str) -> String {
+    format!("{}=; Path={}; Max-Age=0; HttpOnly; Secure; SameSite=Lax", binding_cookie_name(claims), callback_path)
+}
+
+/// Checks that the `Cookie` header(s) carry this state's binding. Constant-time comparison; every
+/// failure is the same InvalidState.
+pub fn check_binding<'a>(cookie_headers: impl IntoIterator<Item = &'a str>, state: &str, claims: &StateClaims) -> Result<()> {
+    use subtle::ConstantTimeEq;
+    let name = binding_cookie_name(claims);
+    let want = binding_value(state);
+    let presented = cookie_headers
+        .into_iter()
+        .flat_map(|h| h.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().trim_matches('"'));
+    match presented {
+        Some(v) if bool::from(v.as_bytes().ct_eq(want.as_bytes())) => Ok(()),
+        _ => Err(Error::InvalidState("this connection was started in another browser; start it again from the app".into())),
+    }
+}
+
+/// A `jti` of a signed connect URL: 16 to 64 of `[A-Za-z0-9_-]` (a UUID or 128 random bits).
+pub fn valid_jti(jti: &str) -> bool {
+    (16..=64).contains(&jti.len()) && jti.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The server-side half of a state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredState {
@@ -134,15 +201,21 @@ pub fn state_sk(id_hex: &str) -> String {
     format!("OAUTHSTATE#{id_hex}")
 }
 
+/// The seal context of a state's PKCE verifier: bound to the tenant, the provider and the state.
+pub fn pkce_context(tenant_id: &str, provider: Provider, id_hex: &str) -> SealContext {
+    SealContext::new(tenant_id, provider, format!("oauthstate:{id_hex}"))
+}
+
 #[derive(Clone, Debug)]
 pub struct StateStore {
     db: aws_sdk_dynamodb::Client,
     table: String,
+    vault: Vault,
 }
 
 impl StateStore {
-    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        StateStore { db, table: table.into() }
+    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>, vault: Vault) -> Self {
+        StateStore { db, table: table.into(), vault }
     }
 
     pub async fn put(&self, claims: &StateClaims, stored: &StoredState, now: DateTime<Utc>) -> Result<()> {
@@ -154,7 +227,9 @@ impl StateStore {
         item.insert("user_id".into(), s(&stored.user_id));
         item.insert("return_url".into(), s(&stored.return_url));
         if let Some(v) = &stored.pkce_verifier {
-            item.insert("pkce_verifier".into(), s(v.expose()));
+            let ctx = pkce_context(&claims.tenant_id, stored.provider, &claims.id_hex());
+            let sealed = self.vault.seal_bytes(&ctx, v.expose().as_bytes()).await?;
+            item.insert("pkce_verifier_sealed".into(), s(sealed.to_json()));
         }
         item.insert("expires_at".into(), n(claims.expires_at));
         item.insert("created_at".into(), s(now.to_rfc3339()));
@@ -190,14 +265,49 @@ impl StateStore {
             Err(e) if is_conditional_failure(&e) => return Err(Error::InvalidState("state is unknown, expired or already used".into())),
             Err(e) => return Err(dynamo_error("DeleteItem(oauth state)", e)),
         };
+        let provider: Provider = get_s(&item, "provider")?.parse()?;
+        let pkce_verifier = match get_s_opt(&item, "pkce_verifier_sealed") {
+            Some(json) => {
+                let blob = SealedBlob::from_json(&json)?;
+                let plain = self.vault.unseal_bytes(&pkce_context(&claims.tenant_id, provider, &claims.id_hex()), &blob).await?;
+                let v = std::str::from_utf8(&plain).map_err(|_| Error::Crypto("sealed PKCE verifier is not UTF-8".into()))?;
+                Some(SecretString::new(v))
+            }
+            None => None,
+        };
         Ok(StoredState {
             tenant_id: claims.tenant_id.clone(),
-            provider: get_s(&item, "provider")?.parse()?,
+            provider,
             user_id: get_s(&item, "user_id")?,
             return_url: get_s(&item, "return_url")?,
-            pkce_verifier: get_s_opt(&item, "pkce_verifier").map(SecretString::new),
+            pkce_verifier,
             expires_at: get_n(&item, "expires_at")?,
         })
+    }
+
+    /// Claims a signed connect URL's `jti` once, until `expires_at` (after which the signature's
+    /// freshness check refuses the URL anyway). False when it was used before.
+    pub async fn claim_jti(&self, tenant_id: &str, kid: &str, jti: &str, expires_at: i64, now: DateTime<Utc>) -> Result<bool> {
+        let res = self
+            .db
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(tenant_pk(tenant_id)))
+            .item("sk", s(format!("CONNECTJTI#{kid}#{jti}")))
+            .item("kind", s("connect_jti"))
+            .item("expires_at", n(expires_at))
+            .item("created_at", s(now.to_rfc3339()))
+            // TTL deletes late, so an expired claim counts as absent here; the URL itself is refused
+            // by the signature's freshness window long before that can matter.
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(dynamo_error("PutItem(connect jti)", e)),
+        }
     }
 
     /// Whether a state item is still stored (tests: a failed callback must not consume another's state).
@@ -236,6 +346,27 @@ mod tests {
         // Two mints never share an id.
         let (_, other) = mint(&key(), "acme-1", Provider::Zoho, now + chrono::Duration::minutes(10));
         assert_ne!(other.id, claims.id);
+    }
+
+    #[test]
+    fn the_binding_cookie_matches_only_its_own_state() {
+        let now = Utc::now();
+        let (state, claims) = mint(&key(), "acme-1", Provider::Xero, now + chrono::Duration::minutes(10));
+        let (other_state, other) = mint(&key(), "acme-1", Provider::Xero, now + chrono::Duration::minutes(10));
+        let set = binding_cookie(&state, &claims, "/oauth/xero/callback", 600);
+        assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Lax") && set.contains("Max-Age=600"));
+        assert!(!set.contains(&state), "the cookie carries a hash, not the state");
+        let pair = set.split(';').next().unwrap().to_string();
+        assert!(check_binding([format!("a=b; {pair}; c=d").as_str()], &state, &claims).is_ok());
+        assert!(check_binding(["a=b", pair.as_str()], &state, &claims).is_ok());
+        // No cookie, another state's cookie, a cookie of the right name with the other state's hash.
+        let other_pair = binding_cookie(&other_state, &other, "/", 1).split(';').next().unwrap().to_string();
+        let wrong_value = format!("{}={}", binding_cookie_name(&claims), binding_value(&other_state));
+        for (label, cookies) in [("none", vec![]), ("other state", vec![other_pair.as_str()]), ("wrong value", vec![wrong_value.as_str()])] {
+            let e = check_binding(cookies, &state, &claims).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidState, "{label}");
+        }
+        assert!(valid_jti("0f8c2a9e-1d2b-4c3d-9e8f-7a6b5c4d3e2f") && !valid_jti("short") && !valid_jti(&"a".repeat(65)) && !valid_jti("a b c d e f g h i j"));
     }
 
     #[test]

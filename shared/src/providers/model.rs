@@ -287,8 +287,10 @@ pub(crate) fn text_at(v: &Value, path: &[&str]) -> Option<String> {
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
     if let Some(inner) = s.strip_prefix("/Date(").and_then(|r| r.strip_suffix(")/")) {
-        let end = inner[1..].find(['+', '-']).map(|i| i + 1).unwrap_or(inner.len());
-        let ms: i64 = inner[..end].parse().ok()?;
+        // `get`, not indexing: the text is the provider's (or an attacker's), and "/Date()/" or a
+        // multi-byte first character must give None, not a panic. The first character may be a sign.
+        let end = inner.get(1..).and_then(|r| r.find(['+', '-'])).map(|i| i + 1).unwrap_or(inner.len());
+        let ms: i64 = inner.get(..end)?.parse().ok()?;
         return DateTime::from_timestamp_millis(ms);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -325,6 +327,15 @@ mod tests {
 
     fn t(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(s, 0).unwrap()
+    }
+
+    #[test]
+    fn hostile_xero_dates_give_none_not_a_panic() {
+        for s in ["/Date()/", "/Date(é)/", "/Date(-)/", "/Date(éé+0000)/", "/Date(99999999999999999999)/"] {
+            assert_eq!(parse_time(s), None, "{s}");
+        }
+        assert_eq!(parse_time("/Date(1000+0000)/"), Some(t(1)));
+        assert_eq!(parse_time("/Date(-1000)/"), Some(t(-1)));
     }
 
     #[test]

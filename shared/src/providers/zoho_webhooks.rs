@@ -27,6 +27,21 @@ pub const SECRET_HEADER: &str = "x-ttya-webhook-secret";
 pub const SECRET_LEN: usize = 40;
 /// The entities whose changes the sync worker cares about (Zoho module names).
 pub const ENTITIES: [&str; 4] = ["invoice", "contact", "customerpayment", "chartofaccount"];
+/// One webhook per entity *and event*: the payload template then names the event type itself. Zoho's
+/// default payload is only the record, so a delete whose snapshot equals the preceding update would
+/// be byte-identical to it, share its dedupe key and be dropped as a duplicate.
+pub const EVENTS: [&str; 3] = ["created", "updated", "deleted"];
+
+/// The record id field of a Zoho module (placeholder source in the payload template).
+fn id_field(entity: &str) -> &'static str {
+    match entity {
+        "invoice" => "invoice_id",
+        "contact" => "contact_id",
+        "customerpayment" => "payment_id",
+        "chartofaccount" => "account_id",
+        _ => "id",
+    }
+}
 
 /// A fresh per-organisation secret in the alphabet Zoho accepts.
 pub fn new_secret() -> SecretString {
@@ -51,22 +66,45 @@ pub struct WebhookSpec<'a> {
     pub org_id: &'a str,
     pub url: &'a Url,
     pub entity: &'a str,
+    /// One of [`EVENTS`].
+    pub event: &'a str,
     pub secret: &'a SecretString,
 }
 
 impl WebhookSpec<'_> {
-    /// The create body. The name is unique per entity so an org's webhook list shows what is ours.
+    /// The payload we ask Zoho to send (`raw_data` template): the event type is fixed per webhook,
+    /// and the event id is built from what identifies one change (org, entity, record, event,
+    /// modification time), so distinct events never share a dedupe key while Zoho's retries of one
+    /// event do. The `${module.field}` placeholder syntax is unconfirmed for the API (it is what the
+    /// Books UI offers); the receiver also accepts Zoho's default payload.
+    pub fn payload_template(&self) -> String {
+        let id = format!("${{{}.{}}}", self.entity, id_field(self.entity));
+        let modified = format!("${{{}.last_modified_time}}", self.entity);
+        json!({
+            "organization_id": self.org_id,
+            "entity": self.entity,
+            "event_type": self.event,
+            "entity_id": id,
+            "last_modified_time": modified,
+            "event_id": format!("{}:{}:{}:{}:{}", self.org_id, self.entity, id, self.event, modified),
+        })
+        .to_string()
+    }
+
+    /// The create body. The name is unique per entity and event so an org's webhook list shows what
+    /// is ours.
     pub fn body(&self) -> Value {
         json!({
-            "webhook_name": format!("ttya-{}", self.entity),
+            "webhook_name": format!("ttya-{}-{}", self.entity, self.event),
             "description": "Talk to Your Accounts: change notifications (the app re-reads the record)",
             "entity": self.entity,
             "url": self.url.as_str(),
             "method": "POST",
             "body_type": "application/json",
+            "raw_data": self.payload_template(),
             "headers": [{ "param_name": SECRET_HEADER, "param_value": self.secret.expose() }],
             "secret": self.secret.expose(),
-            "events": ["created", "updated", "deleted"],
+            "events": [self.event],
         })
     }
 }
@@ -178,7 +216,7 @@ mod tests {
     fn create_body_sets_header_and_secret_and_never_prints_the_secret_in_debug() {
         let secret = SecretString::new("S3cretS3cretS3cret");
         let url = Url::parse("https://api.example.com/webhooks/zoho?organization_id=1").unwrap();
-        let spec = WebhookSpec { org_id: "1", url: &url, entity: "invoice", secret: &secret };
+        let spec = WebhookSpec { org_id: "1", url: &url, entity: "invoice", event: "deleted", secret: &secret };
         let body = spec.body();
         assert_eq!(body["headers"][0]["param_name"], SECRET_HEADER);
         assert_eq!(body["headers"][0]["param_value"], "S3cretS3cretS3cret");
@@ -186,6 +224,33 @@ mod tests {
         assert_eq!(body["method"], "POST");
         assert_eq!(body["url"], url.as_str());
         assert!(!format!("{spec:?}").contains("S3cret"));
+        assert_eq!(body["events"], json!(["deleted"]));
+        let template: Value = serde_json::from_str(body["raw_data"].as_str().unwrap()).unwrap();
+        assert_eq!(template["event_type"], "deleted");
+        assert_eq!(template["entity_id"], "${invoice.invoice_id}");
+        assert!(template["event_id"].as_str().unwrap().contains("deleted"));
+    }
+
+    /// What Zoho sends for an update and for a delete of the same record snapshot (the template
+    /// rendered): different dedupe keys, so the delete is not dropped as a duplicate of the update.
+    #[test]
+    fn update_and_delete_of_the_same_snapshot_do_not_share_a_dedupe_key() {
+        let url = Url::parse("https://api.example.com/webhooks/zoho?organization_id=7").unwrap();
+        let secret = SecretString::new("S3cretS3cretS3cret");
+        let render = |event: &str| {
+            WebhookSpec { org_id: "7", url: &url, entity: "invoice", event, secret: &secret }
+                .payload_template()
+                .replace("${invoice.invoice_id}", "460000000012345")
+                .replace("${invoice.last_modified_time}", "2026-11-24T17:59:41+0000")
+        };
+        let parse = |body: String| crate::webhooks::parse::parse(Provider::Zoho, body.as_bytes(), Some("7")).unwrap();
+        let (upd, del) = (parse(render("updated")), parse(render("deleted")));
+        assert_ne!(upd.dedupe_key, del.dedupe_key);
+        assert_eq!(upd.changes[0].change, crate::jobs::Change::Updated);
+        assert_eq!(del.changes[0].change, crate::jobs::Change::Deleted);
+        assert_eq!(del.changes[0].entity_id.as_deref(), Some("460000000012345"));
+        // A retry of the same event is the same delivery.
+        assert_eq!(parse(render("deleted")).dedupe_key, del.dedupe_key);
     }
 
     #[test]

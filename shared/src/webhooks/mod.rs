@@ -8,9 +8,11 @@
 //! 3. parse (400 for a signed body that is not the provider's format);
 //! 4. map provider orgs to our tenants through the connections index; unknown orgs are acknowledged,
 //!    logged and counted; build one job per changed record per tenant;
-//! 5. claim the delivery's nonce (one conditional PutItem) - a duplicate is acknowledged, not enqueued;
-//! 6. SendMessageBatch to the tenant's priority queue. If that fails the claim is released and we
-//!    answer 500, so the provider's retry is processed instead of being taken for a duplicate.
+//! 5. claim the delivery's nonce as pending for a few seconds (one conditional PutItem) - a duplicate
+//!    is acknowledged, not enqueued;
+//! 6. SendMessageBatch to the tenant's priority queue, then extend the claim to the full window. If
+//!    the send fails the claim is released and we answer 500; if the function dies before the send,
+//!    the pending claim lapses. Either way the provider's retry is processed, not taken for a duplicate.
 //!
 //! None of the three providers signs a timestamp (providers.md §0; Zoho Books' own scheme is
 //! unconfirmed), so there is no stale-timestamp rejection at the edge: replays inside the nonce window
@@ -110,6 +112,8 @@ pub struct Receiver {
     pub jobs: JobQueue,
     pub max_body_bytes: usize,
     pub nonce_window: Duration,
+    /// How long an unconfirmed claim holds ([`nonce::PENDING_WINDOW`] unless a test changes it).
+    pub claim_window: Duration,
     pub clock: Clock,
     tenant_cache: Arc<TenantCache>,
     keys_refreshed_at: Arc<Mutex<Option<Instant>>>,
@@ -214,6 +218,7 @@ impl Receiver {
             jobs,
             max_body_bytes,
             nonce_window,
+            claim_window: nonce::PENDING_WINDOW,
             clock,
             tenant_cache: Arc::default(),
             keys_refreshed_at: Arc::default(),
@@ -315,7 +320,7 @@ impl Receiver {
             return Ok(accepted);
         }
 
-        let claim_id = match self.nonces.claim(provider, &dedupe_key, now, self.nonce_window).await? {
+        let claim_id = match self.nonces.claim(provider, &dedupe_key, now, self.claim_window).await? {
             Claim::Duplicate => {
                 accepted.disposition = Disposition::Duplicate;
                 return Ok(accepted);
@@ -324,6 +329,15 @@ impl Receiver {
         };
         match self.jobs.send(&jobs).await {
             Ok(report) => {
+                // The jobs are on the queue: from now on a redelivery is a duplicate for the whole
+                // window. If this write fails, the pending claim lapses and a retry enqueues the same
+                // idempotency keys again, which the worker does once; the provider still gets its 200.
+                let confirm_at = (self.clock)();
+                match self.nonces.confirm(provider, &dedupe_key, &claim_id, confirm_at, self.nonce_window).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("webhook nonce claim lapsed before it was confirmed; a redelivery may enqueue the same jobs again"),
+                    Err(e) => tracing::error!(code = %e.code(), error = %e, "could not confirm webhook nonce; a redelivery may enqueue the same jobs again"),
+                }
                 accepted.disposition = Disposition::Enqueued { jobs: report.jobs, sqs_calls: report.calls };
                 Ok(accepted)
             }
@@ -364,8 +378,8 @@ impl Receiver {
         }
     }
 
-    /// Looks the organisation up, unseals its webhook secret and checks our header against it. None
-    /// when no tenant has connected the organisation.
+    /// Looks the organisation up, unseals its webhook secret and checks our header against it. An
+    /// organisation no tenant has connected is refused like a wrong secret.
     async fn verify_zoho(&self, req: &Inbound<'_>) -> Result<Option<ZohoVerified>> {
         let org_id = req
             .query
@@ -377,7 +391,11 @@ impl Receiver {
         let presented = header_str(req.headers, ZOHO_SECRET_HEADER).ok_or(Error::InvalidSignature)?;
         let connections = self.grants.connections_for_org(Provider::Zoho, &org_id).await?;
         if connections.is_empty() {
-            return Ok(None);
+            // Answered exactly like a wrong secret for a connected organisation: a different answer
+            // would tell anyone with curl which organisations are our customers.
+            tracing::warn!(org_id = %org_id, "zoho webhook for an organisation no tenant has connected");
+            metric("WebhookUnknownOrg", 1.0, "Count", &[("provider", Provider::Zoho.as_str())]);
+            return Err(Error::InvalidSignature);
         }
         // Several of our tenants may have connected the same organisation, each with its own secret.
         let mut matched = Vec::new();

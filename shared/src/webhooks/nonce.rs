@@ -10,6 +10,15 @@
 //! TTL deletes expired items up to days late, so an expired item must count as absent in the
 //! condition itself. A claim carries a random claim id so that a failed enqueue can release exactly
 //! its own claim (and not one a concurrent redelivery made after ours expired).
+//!
+//! Two phases, so a handler that dies between the claim and the SQS send (timeout, crash, out of
+//! memory) does not turn the provider's retry into a "duplicate" for a whole day:
+//! 1. [`NonceStore::claim`] writes the item as `pending` with a short expiry ([`PENDING_WINDOW`],
+//!    about twice the receiver's timeout). A retry while it is pending is answered "duplicate" (the
+//!    first attempt may still be running); a retry after it lapsed is processed again.
+//! 2. [`NonceStore::confirm`], after the send succeeded, extends the item to the full window, only
+//!    while it still carries our claim id.
+//!    A failed send [`NonceStore::release`]s the claim at once, also conditioned on the claim id.
 
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Duration, Utc};
@@ -21,6 +30,11 @@ use crate::{Provider, Result};
 /// retries for up to 24 h, QuickBooks' schedule (0 s .. 6 h steps) passes 12 h by its ninth try.
 /// Later replays are harmless anyway: the job's idempotency key is derived from the event itself.
 pub const DEFAULT_WINDOW: Duration = Duration::hours(24);
+
+/// How long an unconfirmed claim holds: twice the webhook receiver's Lambda timeout (10 s in
+/// template.yaml), so a still-running first attempt is not doubled, and a dead one blocks the
+/// provider's retry for at most this long.
+pub const PENDING_WINDOW: Duration = Duration::seconds(20);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -51,8 +65,9 @@ impl NonceStore {
         &self.table
     }
 
-    /// Claims the delivery with one conditional PutItem.
-    pub async fn claim(&self, provider: Provider, dedupe_key: &str, now: DateTime<Utc>, window: Duration) -> Result<Claim> {
+    /// Claims the delivery as pending for `pending` with one conditional PutItem. A pending claim
+    /// whose expiry has passed (its handler died) counts as absent.
+    pub async fn claim(&self, provider: Provider, dedupe_key: &str, now: DateTime<Utc>, pending: Duration) -> Result<Claim> {
         let claim_id = uuid::Uuid::new_v4().to_string();
         let res = self
             .db
@@ -63,8 +78,9 @@ impl NonceStore {
             .item("kind", s("webhook_nonce"))
             .item("provider", s(provider.as_str()))
             .item("claim_id", s(&claim_id))
+            .item("status", s("pending"))
             .item("received_at", n(epoch(now)))
-            .item("expires_at", n(epoch(now + window)))
+            .item("expires_at", n(epoch(now + pending)))
             .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
             .expression_attribute_values(":now", n(epoch(now)))
             .return_values(ReturnValue::None)
@@ -74,6 +90,32 @@ impl NonceStore {
             Ok(_) => Ok(Claim::Claimed(claim_id)),
             Err(e) if is_conditional_failure(&e) => Ok(Claim::Duplicate),
             Err(e) => Err(dynamo_error("PutItem(nonce)", e)),
+        }
+    }
+
+    /// Extends our claim to the full dedupe window once the delivery is safely on the queue. False
+    /// when the item is no longer ours (our pending claim lapsed and a redelivery claimed it): that
+    /// redelivery then owns the item, and its jobs carry the same idempotency keys as ours.
+    pub async fn confirm(&self, provider: Provider, dedupe_key: &str, claim_id: &str, now: DateTime<Utc>, window: Duration) -> Result<bool> {
+        let res = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(nonce_pk(provider, dedupe_key)))
+            .key("sk", s(NONCE_SK))
+            .update_expression("SET #st = :done, expires_at = :exp, confirmed_at = :now")
+            .condition_expression("claim_id = :c")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":exp", n(epoch(now + window)))
+            .expression_attribute_values(":now", n(epoch(now)))
+            .expression_attribute_values(":c", s(claim_id))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(dynamo_error("UpdateItem(nonce)", e)),
         }
     }
 
