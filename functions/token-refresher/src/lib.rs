@@ -33,9 +33,10 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<serde_json::Value>) -> Resul
     let deadline = deadline_of(&event.context);
     let detail = event.payload.get("detail").cloned().unwrap_or_default();
     let window = window_of(&detail, deps.window);
+    let limits = RunLimits { shards: shards_of(&detail), ..deps.limits.clone() };
     tracing::info!(remaining_ms = deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64, window_seconds = window.num_seconds(), "refresh run starts");
     ctx.scope(async {
-        deps.service.run_scheduled(window, deadline, &deps.limits).await.map_err(|e| {
+        deps.service.run_scheduled(window, deadline, &limits).await.map_err(|e| {
             tracing::error!(code = %e.code(), error = %e, "scheduled refresh run failed");
             Error::from(format!("E{}: scheduled refresh run failed", e.code().as_u16()))
         })
@@ -54,6 +55,23 @@ fn window_of(detail: &serde_json::Value, default: chrono::Duration) -> chrono::D
         }
         None => default,
     }
+}
+
+/// `{"shards": [0, 1, ...]}`: the `due` shards this schedule covers (each below DUE_SHARDS); absent
+/// or invalid means every shard, so a bad input never leaves grants unrefreshed.
+fn shards_of(detail: &serde_json::Value) -> Option<Vec<u32>> {
+    let list = detail.get("shards")?.as_array()?;
+    let shards: Vec<u32> = list
+        .iter()
+        .filter_map(serde_json::Value::as_u64)
+        .filter(|s| *s < u64::from(shared::store::grants::DUE_SHARDS))
+        .map(|s| s as u32)
+        .collect();
+    if shards.is_empty() || shards.len() != list.len() {
+        tracing::warn!("invalid shards in the event; covering every shard");
+        return None;
+    }
+    Some(shards)
 }
 
 /// The invocation's deadline as an Instant (the runtime gives epoch milliseconds). Some emulators
@@ -83,5 +101,14 @@ mod tests {
         assert_eq!(window_of(&serde_json::json!({"window_seconds": 0}), d), d);
         assert_eq!(window_of(&serde_json::json!({"window_seconds": 999_999}), d), d);
         assert_eq!(window_of(&serde_json::json!({"window_seconds": "3600"}), d), d);
+    }
+
+    #[test]
+    fn a_schedule_may_name_its_shards_and_a_bad_list_means_all() {
+        assert_eq!(shards_of(&serde_json::json!({})), None);
+        assert_eq!(shards_of(&serde_json::json!({"shards": [0, 7, 15]})), Some(vec![0, 7, 15]));
+        assert_eq!(shards_of(&serde_json::json!({"shards": [0, 16]})), None);
+        assert_eq!(shards_of(&serde_json::json!({"shards": []})), None);
+        assert_eq!(shards_of(&serde_json::json!({"shards": "0-7"})), None);
     }
 }

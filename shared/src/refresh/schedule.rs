@@ -22,11 +22,14 @@ pub struct RunLimits {
     pub stop_before: Duration,
     /// At most this many grants are read from the index per run.
     pub max_grants: usize,
+    /// The `due` shards this run covers (None: all). Several schedules, each with its own shards,
+    /// spread a large fleet over parallel invocations.
+    pub shards: Option<Vec<u32>>,
 }
 
 impl Default for RunLimits {
     fn default() -> Self {
-        RunLimits { concurrency: 32, stop_before: Duration::from_secs(25), max_grants: 20_000 }
+        RunLimits { concurrency: 32, stop_before: Duration::from_secs(25), max_grants: 20_000, shards: None }
     }
 }
 
@@ -65,7 +68,7 @@ impl TokenService {
         let before = now + window;
         let mut due: Vec<Grant> = Vec::new();
         'read: for provider in Provider::ALL {
-            for shard in 0..DUE_SHARDS {
+            for shard in (0..DUE_SHARDS).filter(|s| limits.shards.as_ref().is_none_or(|only| only.contains(s))) {
                 let room = limits.max_grants.saturating_sub(due.len());
                 if room == 0 {
                     break 'read;
