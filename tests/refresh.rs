@@ -430,3 +430,44 @@ impl Lcg {
         self.0 >> 33
     }
 }
+
+#[tokio::test]
+async fn disconnect_waits_for_a_refresh_in_progress_and_status_conflicts_are_conflicts() {
+    let h = harness().await;
+    let svc = h.service();
+    let store = h.store();
+    let g = h.connect(&svc, Provider::Zoho, Duration::minutes(50)).await;
+    // A refresher holds the lease.
+    let now = whole(Utc::now());
+    store.acquire_lease(&g.tenant_id, g.provider, &g.grant_id, "refresher-x", Duration::seconds(30), now).await.unwrap();
+    let deps = shared::connect::ConnectDeps::new(
+        h.env.config.clone(),
+        &h.env.clients,
+        shared::http_client::HttpClient::new(StdDuration::from_secs(10)).unwrap(),
+    );
+    let (t, id) = (g.tenant_id.clone(), g.grant_id.clone());
+    let started = std::time::Instant::now();
+    let task = tokio::spawn(async move { shared::connect::disconnect(&deps, &t, Provider::Zoho, &id, "user-1", Utc::now()).await });
+    tokio::time::sleep(StdDuration::from_millis(700)).await;
+    let mid = store.get_grant(&g.tenant_id, g.provider, &g.grant_id).await.unwrap().unwrap();
+    assert_eq!(mid.status, GrantStatus::Active, "no revoke while the refresher holds the lease");
+    if task.is_finished() {
+        panic!("disconnect ended while the lease was held: {:?}", task.await.unwrap());
+    }
+    assert!(store.release_lease(&g.tenant_id, g.provider, &g.grant_id, "refresher-x").await.unwrap());
+    let done = task.await.unwrap().expect("disconnect proceeds once the lease is free");
+    assert!(done.changed && started.elapsed() >= StdDuration::from_millis(700));
+    let last = store.get_grant(&g.tenant_id, g.provider, &g.grant_id).await.unwrap().unwrap();
+    assert_eq!(last.status, GrantStatus::Disconnected);
+    assert!(last.lease_owner.is_none() && last.sealed.is_none());
+
+    // A status change on a grant that moved on since it was read is a retryable conflict.
+    let other = h.connect(&svc, Provider::Xero, Duration::minutes(50)).await;
+    let current = svc.valid_access_token(&other.tenant_id, Provider::Xero, &other.grant_id).await.unwrap().tokens.access_token;
+    svc.after_unauthorized(&other.tenant_id, Provider::Xero, &other.grant_id, &current).await.unwrap();
+    let err = store.mark_needs_reauth(&other, Utc::now()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict, "{err}");
+    assert!(err.is_retryable());
+    let kept = store.get_grant(&other.tenant_id, Provider::Xero, &other.grant_id).await.unwrap().unwrap();
+    assert_eq!(kept.status, GrantStatus::Active, "the stale change did not land");
+}

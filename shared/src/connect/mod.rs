@@ -762,7 +762,8 @@ async fn lease_for_disconnect(deps: &ConnectDeps, tenant_id: &str, provider: Pro
         let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
         match deps.grants.acquire_lease(tenant_id, provider, grant_id, owner, lease, now + elapsed).await {
             Ok((_, grant)) => return Ok(grant),
-            Err(Error::Conflict(_)) if started.elapsed() < std::time::Duration::from_secs(8) => {
+            // Held by a refresher (a conflict), or a storage hiccup: both pass within seconds.
+            Err(e) if e.is_retryable() && started.elapsed() < std::time::Duration::from_secs(8) => {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
             Err(e) => return Err(e),
