@@ -102,7 +102,7 @@ case "${1:-}" in
     ;;
   reset)
     answering || die "moto is not running: run infra/local-aws.sh up"
-    python3 -c "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], method='POST'), timeout=10)" \
+    python3 -c "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], method='POST'), timeout=180)" \
       "http://127.0.0.1:$(current_port)/moto-api/reset"
     say "moto reset; provisioning again"
     provision
