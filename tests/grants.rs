@@ -56,6 +56,7 @@ async fn grant(f: &Fixture, tenant: &str, provider: Provider, orgs: &[&str], acc
         lease_expires_at: None,
         seal_version: 0,
         degraded_since: None,
+        last_failure_at: None,
         created_at: t,
         updated_at: t,
     };

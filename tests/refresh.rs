@@ -471,3 +471,28 @@ async fn disconnect_waits_for_a_refresh_in_progress_and_status_conflicts_are_con
     let kept = store.get_grant(&other.tenant_id, Provider::Xero, &other.grant_id).await.unwrap().unwrap();
     assert_eq!(kept.status, GrantStatus::Active, "the stale change did not land");
 }
+
+#[tokio::test]
+async fn callers_waiting_on_a_failing_refresh_share_its_failure() {
+    let mut settings = sandbox::Settings::default();
+    settings.zoho_token_issue_limit = 0; // every refresh is throttled
+    let h = harness_with(settings).await;
+    let g = h.connect(&h.service(), Provider::Zoho, Duration::minutes(-1)).await;
+    let services: Vec<Arc<TokenService>> = (0..4).map(|_| Arc::new(h.service())).collect();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let svc = services[i % 4].clone();
+        let (t, id) = (g.tenant_id.clone(), g.grant_id.clone());
+        tasks.push(tokio::spawn(async move { svc.valid_access_token(&t, Provider::Zoho, &id).await }));
+    }
+    for t in tasks {
+        let err = t.await.unwrap().expect_err("throttled");
+        assert!(err.is_retryable(), "{err}");
+    }
+    let c = h.control("GET", "counters", None).await;
+    let attempts: u64 = c["rate_limited"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("zoho token issue")).filter_map(|(_, v)| v.as_u64()).sum();
+    assert_eq!(attempts, 1, "one attempt at the token endpoint for 20 callers: {c}");
+    let stored = h.store().get_grant(&g.tenant_id, Provider::Zoho, &g.grant_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, GrantStatus::Active);
+    assert!(stored.lease_owner.is_none());
+}

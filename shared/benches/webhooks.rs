@@ -241,6 +241,7 @@ async fn aws_part() {
         lease_expires_at: None,
         seal_version: 0,
         degraded_since: None,
+        last_failure_at: None,
         created_at: now,
         updated_at: now,
     };

@@ -81,6 +81,7 @@ access_in: Duration,
         lease_expires_at: None,
         seal_version: 0,
         degraded_since: None,
+        last_failure_at: None,
         created_at: now,
         updated_at: now,
     };

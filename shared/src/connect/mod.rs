@@ -550,6 +550,7 @@ async fn finish(
         lease_expires_at: None,
         seal_version: 0,
         degraded_since: None,
+        last_failure_at: None,
         created_at: now,
         updated_at: now,
     };

@@ -201,19 +201,21 @@ impl TokenService {
     /// one. Callers arriving while a refresh runs (here or in another process) wait for its result
     /// instead of refreshing again.
     pub async fn valid_access_token(&self, tenant_id: &str, provider: Provider, grant_id: &str) -> Result<ValidToken> {
+        let arrived = self.now();
         let grant = self.read_grant(tenant_id, provider, grant_id).await?;
         let tokens = self.unseal(&grant).await?;
-        if !tokens.access_expires_within(self.now(), self.settings.margin) {
+        if !tokens.access_expires_within(arrived, self.settings.margin) {
             return Ok(ValidToken { tokens, grant });
         }
-        self.refresh_coalesced(grant, None).await
+        self.refresh_coalesced(grant, None, arrived).await
     }
 
     /// After the provider answered 401 to `rejected`: one refresh (unless another worker already
     /// replaced that token), under the lease. The caller retries once; a second 401 is an auth error.
     pub async fn after_unauthorized(&self, tenant_id: &str, provider: Provider, grant_id: &str, rejected: &SecretString) -> Result<ValidToken> {
+        let arrived = self.now();
         let grant = self.read_grant(tenant_id, provider, grant_id).await?;
-        self.refresh_coalesced(grant, Some(rejected.clone())).await
+        self.refresh_coalesced(grant, Some(rejected.clone()), arrived).await
     }
 
     /// Runs `call` with a valid token; on a 401 (ProviderAuth) refreshes once and runs it once more.
@@ -260,15 +262,15 @@ impl TokenService {
 
     /// One refresh per grant in this process: later callers wait on the lock, then find the fresh
     /// token the first one stored.
-    async fn refresh_coalesced(&self, grant: Grant, rejected: Option<SecretString>) -> Result<ValidToken> {
+    async fn refresh_coalesced(&self, grant: Grant, rejected: Option<SecretString>, arrived: DateTime<Utc>) -> Result<ValidToken> {
         let lock = self.local_lock(&grant);
         let _held = lock.lock().await;
-        self.refresh_leased(&grant, rejected.as_ref()).await
+        self.refresh_leased(&grant, rejected.as_ref(), arrived).await
     }
 
     /// Takes the lease (waiting while another process holds it) and refreshes unless the token
     /// became good meanwhile.
-    async fn refresh_leased(&self, seen: &Grant, rejected: Option<&SecretString>) -> Result<ValidToken> {
+    async fn refresh_leased(&self, seen: &Grant, rejected: Option<&SecretString>, arrived: DateTime<Utc>) -> Result<ValidToken> {
         let started = tokio::time::Instant::now();
         loop {
             let now = self.now();
@@ -289,6 +291,16 @@ impl TokenService {
                         // Someone refreshed while we queued: use theirs.
                         self.release(&grant).await;
                         return Ok(ValidToken { tokens, grant });
+                    }
+                    if grant.last_failure_at.is_some_and(|f| f >= arrived) {
+                        // The refresh we waited for failed moments ago: share its outcome rather
+                        // than hitting a failing (or throttling) token endpoint once per caller.
+                        self.release(&grant).await;
+                        return Err(Error::ProviderTransient {
+                            provider: grant.provider,
+                            status: None,
+                            message: "the grant's refresh failed moments ago; retry later".into(),
+                        });
                     }
                     return self.refresh_under_lease(grant, tokens).await;
                 }

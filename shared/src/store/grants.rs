@@ -63,6 +63,9 @@ pub struct Grant {
     pub seal_version: i64,
     /// Set while refreshes fail transiently; the app was told `connection.degraded` once.
     pub degraded_since: Option<DateTime<Utc>>,
+    /// When the last refresh attempt failed (transiently). Callers that waited for that attempt
+    /// take its failure instead of trying again at once.
+    pub last_failure_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -178,6 +181,9 @@ impl GrantStore {
         if let Some(d) = g.degraded_since {
             item.insert("degraded_since".into(), n(epoch(d)));
         }
+        if let Some(d) = g.last_failure_at {
+            item.insert("last_failure_at".into(), n(d.timestamp_millis()));
+        }
         item.insert("created_at".into(), s(g.created_at.to_rfc3339()));
         item.insert("updated_at".into(), s(g.updated_at.to_rfc3339()));
         // Only grants that can be refreshed sit in the due index; a grant needing re-auth drops out.
@@ -204,6 +210,8 @@ impl GrantStore {
             lease_expires_at: get_n_opt(item, "lease_expires_at").map(from_epoch),
             seal_version: get_n_opt(item, "seal_version").unwrap_or(0),
             degraded_since: get_n_opt(item, "degraded_since").map(from_epoch),
+            // Milliseconds: callers compare it with the moment they arrived.
+            last_failure_at: get_n_opt(item, "last_failure_at").and_then(DateTime::from_timestamp_millis),
             created_at: parse_time(item, "created_at")?,
             updated_at: parse_time(item, "updated_at")?,
         })
@@ -431,7 +439,7 @@ impl GrantStore {
         let mut set = String::from(
             "SET sealed = :s, access_expires_at = :a, version = :nv, updated_at = :u, #st = :active, due_pk = :dp, due_at = :due",
         );
-        let mut remove = String::from(" REMOVE degraded_since");
+        let mut remove = String::from(" REMOVE degraded_since, last_failure_at");
         let mut req = Update::builder()
             .table_name(&self.table)
             .key("pk", s(tenant_pk(&grant.tenant_id)))
@@ -553,27 +561,40 @@ impl GrantStore {
         }
     }
 
-    /// Flags the grant degraded (transient refresh failures) and releases our lease in one write.
-    /// Returns true only for the call that changed the state, so `connection.degraded` goes out once.
+    /// Records a failed refresh and releases our lease in one write; the first failure also flags
+    /// the grant degraded. Returns true only for the call that flagged it, so `connection.degraded`
+    /// goes out once per state change.
     pub async fn mark_degraded(&self, grant: &Grant, owner: &str, now: DateTime<Utc>) -> Result<bool> {
-        let first = self
-            .db
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(&grant.tenant_id)))
-            .key("sk", s(grant.sk()))
-            .update_expression("SET degraded_since = :now REMOVE lease_owner, lease_expires_at")
-            .condition_expression("lease_owner = :o AND attribute_not_exists(degraded_since)")
-            .expression_attribute_values(":o", s(owner))
-            .expression_attribute_values(":now", n(epoch(now)))
-            .send()
-            .await;
-        match first {
+        let update = |first: bool| {
+            let (expr, cond) = if first {
+                (
+                    "SET degraded_since = :now, last_failure_at = :ms REMOVE lease_owner, lease_expires_at",
+                    "lease_owner = :o AND attribute_not_exists(degraded_since)",
+                )
+            } else {
+                ("SET last_failure_at = :ms REMOVE lease_owner, lease_expires_at", "lease_owner = :o")
+            };
+            let req = self
+                .db
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(tenant_pk(&grant.tenant_id)))
+                .key("sk", s(grant.sk()))
+                .update_expression(expr)
+                .condition_expression(cond)
+                .expression_attribute_values(":o", s(owner))
+                .expression_attribute_values(":ms", n(now.timestamp_millis()));
+            // DynamoDB refuses values an expression does not use.
+            if first { req.expression_attribute_values(":now", n(epoch(now))) } else { req }.send()
+        };
+        match update(true).await {
             Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => {
-                self.release_lease(&grant.tenant_id, grant.provider, &grant.grant_id, owner).await?;
-                Ok(false)
-            }
+            Err(e) if is_conditional_failure(&e) => match update(false).await {
+                Ok(_) => Ok(false),
+                // The lease is gone (expired and taken): nothing of ours to record.
+                Err(e) if is_conditional_failure(&e) => Ok(false),
+                Err(e) => Err(dynamo_error("UpdateItem(failure)", e)),
+            },
             Err(e) => Err(dynamo_error("UpdateItem(degraded)", e)),
         }
     }
