@@ -382,14 +382,27 @@ impl TokenService {
             now,
         };
         let audit = audit_item(&grant.tenant_id, grant.provider, &grant.grant_id, TokenEvent::Refreshed, "system:token-refresher", None, now);
-        let version = match self.grants.store_refreshed(grant, &write, Some(audit.clone()), self.audit.table()).await {
-            Ok(v) => v,
-            Err(Error::Conflict(_)) => {
-                tracing::warn!(grant_id = %grant.grant_id, "lease lapsed during the refresh; storing the new pair by version alone");
-                let rescue = TokenWrite { lease_owner: None, ..write };
-                self.grants.store_refreshed(grant, &rescue, Some(audit), self.audit.table()).await?
+        // The provider has already answered: this pair may be the only valid one (QuickBooks and
+        // Xero rotate), so a throttled or timed-out write is retried a few times before giving up.
+        let mut attempt = 0;
+        let version = loop {
+            attempt += 1;
+            match self.grants.store_refreshed(grant, &write, Some(audit.clone()), self.audit.table()).await {
+                Ok(v) => break v,
+                Err(Error::Conflict(_)) => {
+                    tracing::warn!(grant_id = %grant.grant_id, "lease lapsed during the refresh; storing the new pair by version alone");
+                    let rescue = TokenWrite { lease_owner: None, ..write };
+                    break self.grants.store_refreshed(grant, &rescue, Some(audit), self.audit.table()).await?;
+                }
+                Err(e) if e.is_retryable() && attempt < 4 => {
+                    tracing::warn!(code = %e.code(), error = %e, attempt, grant_id = %grant.grant_id, "storing the refreshed pair failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * (1 << attempt))).await;
+                }
+                Err(e) => {
+                    tracing::error!(code = %e.code(), error = %e, tenant_id = %grant.tenant_id, grant_id = %grant.grant_id, "the refreshed pair could not be stored");
+                    return Err(e);
+                }
             }
-            Err(e) => return Err(e),
         };
         let mut stored = grant.clone();
         stored.sealed = Some(sealed);
