@@ -232,3 +232,46 @@ async fn reading_tokens_sealed_under_an_old_key_reseals_them_and_audits_it() {
     assert_eq!(f.store.get_grant(&tenant, Provider::QuickBooks, &g.grant_id).await.unwrap().unwrap().seal_version, stored.seal_version);
     assert_eq!(f.audit.list(&tenant).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn racing_connects_cannot_both_pass_the_plan_check_or_overwrite_each_other() {
+    let f = fixture().await;
+    let tenant = unique("tenant");
+    let org = unique("realm");
+    let (template, conns) = grant(&f, &unique("scratch"), Provider::QuickBooks, &[&org], Duration::minutes(60)).await;
+    // Both connects read the same (empty) set of connections at the same version.
+    let version = f.store.slots_version(&tenant).await.unwrap();
+    assert_eq!(version, 0);
+    let attempt = |grant_id: String| {
+        let mut g = template.clone();
+        g.tenant_id = tenant.clone();
+        g.grant_id = grant_id.clone();
+        let c: Vec<Connection> = conns.iter().cloned().map(|mut c| {
+            c.tenant_id = tenant.clone();
+            c.grant_id = grant_id.clone();
+            c
+        }).collect();
+        (g, c)
+    };
+    let (g1, c1) = attempt(unique("g"));
+    let (g2, c2) = attempt(unique("g"));
+    let (a, b) = tokio::join!(f.store.put_grant_checked(&g1, &c1, &[], version), f.store.put_grant_checked(&g2, &c2, &[], version));
+    assert!(a.is_ok() != b.is_ok(), "exactly one connect lands: {a:?} {b:?}");
+    let loser = if a.is_err() { a.unwrap_err() } else { b.unwrap_err() };
+    assert_eq!(loser.code(), ErrorCode::Conflict);
+    assert!(loser.is_retryable());
+    let stored = f.store.list_connections(&tenant).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    let winner = stored[0].grant_id.clone();
+    assert_eq!(f.store.list_grants(&tenant).await.unwrap().len(), 1, "no orphaned grant");
+
+    // A reconnect that read the winner's connection succeeds; one with a stale read does not.
+    let v = f.store.slots_version(&tenant).await.unwrap();
+    assert_eq!(v, 1);
+    let (g3, c3) = attempt(unique("g"));
+    let stale = f.store.put_grant_checked(&g3, &c3, &[], v).await.unwrap_err();
+    assert_eq!(stale.code(), ErrorCode::Conflict, "the org is taken: a read that missed it cannot overwrite it");
+    let seen = f.store.list_connections(&tenant).await.unwrap();
+    f.store.put_grant_checked(&g3, &c3, &seen, v).await.unwrap();
+    assert_ne!(f.store.list_connections(&tenant).await.unwrap()[0].grant_id, winner);
+}

@@ -95,3 +95,31 @@ async fn roles_decide_who_may_connect() {
     s.set_role(&t, "viewer-1", Role::Member).await.unwrap();
     assert_eq!(s.get_role(&t.tenant_id, "viewer-1").await.unwrap(), Some(Role::Member));
 }
+
+#[tokio::test]
+async fn users_added_concurrently_never_pass_the_plan_limit() {
+    let s = store().await;
+    let t = tenant(Plan::Starter); // 3 users
+    s.create(&t).await.unwrap();
+    s.set_role(&t, "owner-1", Role::Owner).await.unwrap();
+    // Ten additions race for the two seats left; retry conflicts as a caller would.
+    let handles = (0..10).map(|i| {
+        let (s, t) = (s.clone(), t.clone());
+        tokio::spawn(async move {
+            loop {
+                match s.set_role(&t, &format!("user-{i}"), Role::Member).await {
+                    Err(e) if e.code() == ErrorCode::Conflict => continue,
+                    other => return other.map_err(|e| e.code()),
+                }
+            }
+        })
+    });
+    let results = futures_join_all(handles).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 2, "{results:?}");
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(ErrorCode::PlanLimit)), "{results:?}");
+    let mut members = 0;
+    for i in 0..10 {
+        members += s.get_role(&t.tenant_id, &format!("user-{i}")).await.unwrap().is_some() as usize;
+    }
+    assert_eq!(members, 2);
+}

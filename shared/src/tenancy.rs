@@ -380,25 +380,74 @@ impl TenantStore {
         Ok(item.as_ref().and_then(|i| get_n_opt(i, "api_calls")).unwrap_or(0) as u64)
     }
 
+    /// Gives a user a role. Adding a user is checked against the plan's user limit atomically: the
+    /// count is tied to the tenant's user-set version, which the write bumps, so two additions racing
+    /// at the limit cannot both land (the loser gets a retryable conflict).
     pub async fn set_role(&self, tenant: &Tenant, user_id: &str, role: Role) -> Result<()> {
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
         if user_id.is_empty() || user_id.len() > 128 {
             return Err(Error::InvalidInput("user id must be 1-128 characters".into()));
         }
+        let pk = tenant_pk(&tenant.tenant_id);
+        let version = get_item(&self.db, &self.table, pk.clone(), USERSET_SK.into())
+            .await?
+            .as_ref()
+            .and_then(|i| get_n_opt(i, "version"))
+            .unwrap_or(0);
+        if self.get_role(&tenant.tenant_id, user_id).await?.is_some() {
+            // A role change: the user still counts once. Conditioned on existing, so a concurrent
+            // removal does not let the change re-add a user past the limit.
+            let changed = self
+                .db
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(pk.clone()))
+                .item("sk", s(format!("USER#{user_id}")))
+                .item("role", s(role.as_str()))
+                .condition_expression("attribute_exists(pk)")
+                .send()
+                .await;
+            return match changed {
+                Ok(_) => Ok(()),
+                Err(e) if is_conditional_failure(&e) => Err(Error::Conflict(format!("user {user_id} changed concurrently; try again"))),
+                Err(e) => Err(dynamo_error("PutItem(role)", e)),
+            };
+        }
         let users = self.count_prefix(&tenant.tenant_id, "USER#").await?;
-        let exists = self.get_role(&tenant.tenant_id, user_id).await?.is_some();
-        if !exists && users >= tenant.limits().users as usize {
+        if users >= tenant.limits().users as usize {
             return Err(Error::PlanLimit(format!("the {:?} plan allows {} users", tenant.plan, tenant.limits().users)));
         }
-        self.db
-            .put_item()
+        let mut bump = Update::builder()
             .table_name(&self.table)
-            .item("pk", s(tenant_pk(&tenant.tenant_id)))
-            .item("sk", s(format!("USER#{user_id}")))
-            .item("role", s(role.as_str()))
-            .send()
-            .await
-            .map_err(|e| dynamo_error("PutItem(role)", e))?;
-        Ok(())
+            .key("pk", s(pk.clone()))
+            .key("sk", s(USERSET_SK))
+            .update_expression("SET version = :nv")
+            .expression_attribute_values(":nv", n(version + 1));
+        bump = if version == 0 {
+            bump.condition_expression("attribute_not_exists(version)")
+        } else {
+            bump.condition_expression("version = :v").expression_attribute_values(":v", n(version))
+        };
+        let items = vec![
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .item("pk", s(pk.clone()))
+                        .item("sk", s(format!("USER#{user_id}")))
+                        .item("role", s(role.as_str()))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(Error::storage)?,
+                )
+                .build(),
+            TransactWriteItem::builder().update(bump.build().map_err(Error::storage)?).build(),
+        ];
+        match self.db.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Err(Error::Conflict("the tenant's users changed concurrently; try again".into())),
+            Err(e) => Err(dynamo_error("TransactWriteItems(role)", e)),
+        }
     }
 
     pub async fn get_role(&self, tenant_id: &str, user_id: &str) -> Result<Option<Role>> {
@@ -430,6 +479,9 @@ impl TenantStore {
         Ok(out.count as usize)
     }
 }
+
+/// The tenant's user-set version item: bumped by every user addition, read before counting.
+const USERSET_SK: &str = "USERSET";
 
 /// Refuses a new connection when the tenant already uses every integration its plan allows.
 pub fn ensure_integration_capacity(tenant: &Tenant, active_connections: usize, adding: usize) -> Result<()> {

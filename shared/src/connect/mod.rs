@@ -440,6 +440,7 @@ fn record_webhook(registered: &std::sync::Mutex<Registered>, org: &str, id: Stri
 struct Prepared {
     orgs: Vec<Org>,
     existing: Vec<Connection>,
+    slots_version: i64,
     grant_id: String,
     sealed: SealedBlob,
     /// Sealed Zoho webhook secret per org.
@@ -465,6 +466,9 @@ async fn prepare(
 
     // The plan's limit, exactly: orgs this tenant already has (active or awaiting re-auth) do not
     // take a new slot when they are connected again.
+    // The version first: any connect that lands after this read makes our write fail, so the
+    // count below cannot go stale unnoticed.
+    let slots_version = deps.grants.slots_version(&tenant.tenant_id).await.map_err(|e| fail(e, "storage"))?;
     let existing = deps.grants.list_connections(&tenant.tenant_id).await.map_err(|e| fail(e, "storage"))?;
     let occupied = existing.iter().filter(|c| occupies_slot(c)).count();
     let adding = orgs.iter().filter(|o| !existing.iter().any(|c| occupies_slot(c) && c.provider == provider && c.org_id == o.id)).count();
@@ -509,7 +513,7 @@ async fn prepare(
             secrets.push((org.clone(), blob));
         }
     }
-    Ok(Prepared { orgs, existing, grant_id, sealed, secrets })
+    Ok(Prepared { orgs, existing, slots_version, grant_id, sealed, secrets })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -527,7 +531,7 @@ async fn finish(
 ) -> std::result::Result<ConnectedGrant, Failure> {
     // Everything up to the write runs under the deadline; the write itself and what follows do not,
     // because once the grant may be stored, undoing it at the provider would strand it.
-    let Prepared { orgs, existing, grant_id, sealed, secrets } =
+    let Prepared { orgs, existing, slots_version, grant_id, sealed, secrets } =
         match tokio::time::timeout_at(deadline, prepare(deps, client, tenant, provider, tokens, callback, registered)).await {
             Ok(r) => r?,
             Err(_) => return Err(Failure::new(deadline_error(deps, provider), "deadline")),
@@ -569,8 +573,11 @@ async fn finish(
             updated_at: now,
         })
         .collect();
-    if let Err(e) = deps.grants.put_grant(&grant, &connections).await {
-        return Err(Failure::new(e, "storage"));
+    match deps.grants.put_grant_checked(&grant, &connections, &existing, slots_version).await {
+        Ok(()) => {}
+        // Nothing was written (the transaction was refused as a whole): undoing at the provider is safe.
+        Err(e @ Error::Conflict(_)) => return Err(Failure::new(e, "concurrent_connect")),
+        Err(e) => return Err(Failure::new(e, "storage")),
     }
 
     // From here the connection exists: later steps log their failures but do not undo it.

@@ -112,6 +112,9 @@ pub fn org_key(provider: Provider, org_id: &str) -> String {
     format!("{}#{org_id}", provider.as_str())
 }
 
+/// The tenant's connection-set version item (in the grants table, beside the grants).
+const SLOTS_SK: &str = "SLOTS";
+
 /// The `due` index is spread over this many partition keys per provider, so 300,000 grants (about
 /// 170 refreshes a second at peak) never concentrate their index writes and reads on one key.
 pub const DUE_SHARDS: u32 = 16;
@@ -271,6 +274,60 @@ impl GrantStore {
         }
         self.db.transact_write_items().set_transact_items(Some(items)).send().await.map_err(|e| dynamo_error("TransactWriteItems", e))?;
         Ok(())
+    }
+
+    /// The version of the tenant's set of connections (0 before the first connect). Read it before
+    /// listing the connections a plan check counts, and hand it to `put_grant_checked`.
+    pub async fn slots_version(&self, tenant_id: &str) -> Result<i64> {
+        let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), SLOTS_SK.into()).await?;
+        Ok(item.as_ref().and_then(|i| get_n_opt(i, "version")).unwrap_or(0))
+    }
+
+    /// The connect flow's write: the new grant and its connections, only if the tenant's set of
+    /// connections is still the one the plan check counted (`slots_version`) and each connection is
+    /// still as read (`existing`: absent, or held by the grant it had). Two racing connects cannot
+    /// both pass a plan limit, nor can one silently overwrite the other's connection.
+    pub async fn put_grant_checked(&self, grant: &Grant, connections: &[Connection], existing: &[Connection], slots_version: i64) -> Result<()> {
+        let mut slots = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(&grant.tenant_id)))
+            .key("sk", s(SLOTS_SK))
+            .update_expression("SET version = :nv")
+            .expression_attribute_values(":nv", n(slots_version + 1));
+        slots = if slots_version == 0 {
+            slots.condition_expression("attribute_not_exists(version)")
+        } else {
+            slots.condition_expression("version = :v").expression_attribute_values(":v", n(slots_version))
+        };
+        let mut items = vec![
+            TransactWriteItem::builder().update(slots.build().map_err(Error::storage)?).build(),
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(Self::grant_item(grant)))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(Error::storage)?,
+                )
+                .build(),
+        ];
+        for c in connections {
+            let mut put = Put::builder().table_name(&self.table).set_item(Some(Self::connection_item(c)));
+            put = match existing.iter().find(|e| e.provider == c.provider && e.org_id == c.org_id) {
+                Some(old) => put.condition_expression("grant_id = :old").expression_attribute_values(":old", s(&old.grant_id)),
+                None => put.condition_expression("attribute_not_exists(pk)"),
+            };
+            items.push(TransactWriteItem::builder().put(put.build().map_err(Error::storage)?).build());
+        }
+        match self.db.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Err(Error::Conflict(format!(
+                "the tenant's connections changed while connecting {} (another connect at the same time); try again",
+                grant.provider
+            ))),
+            Err(e) => Err(dynamo_error("TransactWriteItems(connect)", e)),
+        }
     }
 
     pub async fn put_connection(&self, c: &Connection) -> Result<()> {
