@@ -12,6 +12,7 @@ pub mod grant_tokens;
 pub mod http_client;
 pub mod jobs;
 pub mod providers;
+pub mod resilience;
 pub mod secret;
 pub mod secrets;
 pub mod store;
