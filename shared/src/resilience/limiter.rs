@@ -35,8 +35,9 @@
 //! A daily limit (Xero 5,000 per tenant, Zoho's plan limit per org) is a counter in the same item,
 //! in a window anchored at its first call like the providers' (the sandbox's; the real providers'
 //! exact reset is unconfirmed), so the one UpdateItem also does `ADD day_count 1` on condition
-//! `day_count < L`. A window resets only once it is over by the safety margin and every reserved
-//! call has gone, so a late arrival never lands in the provider's next window uncounted. A spent
+//! `day_count < L`. A window starts when its first call goes and counts only calls that go at least
+//! the safety margin before its end; it resets only once it is over by the margin and every reserved
+//! call has gone. So no call of ours lands in the provider's next window uncounted. A spent
 //! day answers `Wait` until the reset: the org's work is parked rather than retried every minute.
 //!
 //! # Keys
@@ -121,14 +122,13 @@ pub fn decide(state: RateState, now_us: i64, p: &RateParams) -> Step {
         let last_go = if state.exists { state.tat_us - p.interval_us } else { i64::MIN / 2 };
         let reset_at = (state.day_start_us + window).max(last_go) + p.safety_us;
         if !state.exists || state.day_count == 0 || now_us >= reset_at {
-            day_start = now_us;
+            // The window starts when its first call goes, as the provider's starts when it arrives.
+            day_start = go;
             day_count = 0;
         }
-        if day_count >= limit {
-            day_spent_wait = Some(reset_at.max(now_us + 1));
-        } else if go >= day_start + window {
-            // A call reserved past its window's end would arrive in the provider's next window
-            // uncounted there; it waits for the reset instead.
+        if day_count >= limit || go >= day_start + window - p.safety_us {
+            // Spent; or a call so late in the window that, arriving up to the margin late, it
+            // could fall into the provider's next window uncounted there: wait for the reset.
             day_spent_wait = Some(reset_at.max(now_us + 1));
         }
         day_count += 1;
@@ -235,7 +235,7 @@ impl Limiter {
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":dl", n(limit))
                 // The reserved call (at most `horizon` ahead) must fall inside the current window.
-                .expression_attribute_values(":ds", n(now + p.horizon_us + p.tolerance_us - window));
+                .expression_attribute_values(":ds", n(now + p.horizon_us + p.tolerance_us - window + p.safety_us));
             cond.push_str(" AND day_count < :dl AND day_start > :ds");
         } else {
             upd = upd.update_expression("SET tat = tat + :i");
@@ -397,5 +397,80 @@ mod tests {
         // After the reset (plus margin) the day starts over.
         let later = now + day.as_micros() as i64 + p.safety_us;
         assert!(matches!(decide(st, later, &p), Step::Reserve { new: RateState { day_count: 1, .. }, .. }));
+    }
+
+    use proptest::prelude::*;
+
+    /// Replays requests in write order: (worker, time advance in µs). Each worker's clock is off by
+    /// its skew; each call reaches the provider up to `jitter` late. Returns the arrival times.
+    fn simulate(p: &RateParams, skews: &[i64], jitters: &[i64], steps: &[(usize, i64)]) -> Vec<i64> {
+        let mut state = RateState::default();
+        let mut t = 1_700_000_000_000_000i64;
+        let mut arrivals = Vec::new();
+        for (i, (w, advance)) in steps.iter().enumerate() {
+            t += advance;
+            let skew = skews[w % skews.len()];
+            if let Step::Reserve { new, go_at_us } = decide(state, t + skew, p) {
+                state = new;
+                // The worker sleeps until go_at on its own clock: real time go_at - skew.
+                arrivals.push(go_at_us - skew + jitters[i % jitters.len()]);
+            }
+        }
+        arrivals.sort_unstable();
+        arrivals
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+        /// Never more than the limit in any window, under any interleaving of workers whose clocks
+        /// and network paths differ by less than the safety margin in all.
+        #[test]
+        fn never_more_than_the_limit_in_any_window(
+            limit in 1u32..120,
+            burst in 1u32..6,
+            window_ms in 100u64..60_000,
+            safety_ms in 0u64..1_000,
+            horizon_ms in 0u64..10_000,
+            skews in proptest::collection::vec(0i64..1_000, 1..10),
+            jitters in proptest::collection::vec(0i64..1_000, 1..20),
+            steps in proptest::collection::vec((0usize..10, prop_oneof![Just(0i64), 0i64..50_000, 0i64..5_000_000]), 1..600),
+        ) {
+            let p = RateParams::per_window(limit, Duration::from_millis(window_ms), burst, Duration::from_millis(safety_ms), Duration::from_millis(horizon_ms));
+            let spread = safety_ms as i64 * 1000;
+            // Skew spread plus jitter within the margin.
+            let skews: Vec<i64> = skews.iter().map(|s| s * spread / 2 / 1000).collect();
+            let jitters: Vec<i64> = jitters.iter().map(|j| j * spread / 2 / 1000).collect();
+            let arrivals = simulate(&p, &skews, &jitters, &steps);
+            let w = window_ms as i64 * 1000;
+            let mut lo = 0;
+            for hi in 0..arrivals.len() {
+                while arrivals[hi] - arrivals[lo] >= w { lo += 1; }
+                prop_assert!(hi - lo < limit as usize, "{} calls within {window_ms} ms (limit {limit})", hi - lo + 1);
+            }
+        }
+
+        /// A daily limit never lets the provider's own day window (anchored at its first call, as
+        /// the sandbox does) see more than the limit.
+        #[test]
+        fn a_provider_day_window_never_overflows(
+            day_limit in 1u32..40,
+            day_ms in 1_000u64..20_000,
+            safety_ms in 0u64..500,
+            jitters in proptest::collection::vec(0i64..1_000, 1..20),
+            steps in proptest::collection::vec((0usize..4, prop_oneof![Just(0i64), 0i64..200_000, 0i64..3_000_000]), 1..400),
+        ) {
+            let p = RateParams::per_window(1000, Duration::from_millis(100), 1, Duration::from_millis(safety_ms), Duration::from_millis(500))
+                .with_day(day_limit, Duration::from_millis(day_ms));
+            let jitters: Vec<i64> = jitters.iter().map(|j| j * safety_ms as i64).collect();
+            let arrivals = simulate(&p, &[0], &jitters, &steps);
+            let d = day_ms as i64 * 1000;
+            let (mut start, mut count) = (None::<i64>, 0u32);
+            for a in arrivals {
+                if start.is_none_or(|s| a - s >= d) { start = Some(a); count = 0; }
+                count += 1;
+                prop_assert!(count <= day_limit, "{count} calls in one provider day (limit {day_limit})");
+            }
+        }
     }
 }
