@@ -216,6 +216,8 @@ impl Limiter {
     pub async fn acquire(&self, key: &LimitKey, cost: &mut Cost) -> Result<Decision> {
         let p = &key.params;
         let now = now_us();
+        // The place is reserved on the clock as read here; the DynamoDB round trip comes off the sleep.
+        let read_at = std::time::Instant::now();
         // Fast path: a busy key, one UpdateItem with no read.
         cost.dynamo_calls += 1;
         let mut upd = self
@@ -244,7 +246,7 @@ impl Limiter {
             Ok(out) => {
                 let old = out.attributes.as_ref().and_then(|a| get_n_opt(a, "tat")).unwrap_or(now);
                 let go = now.max(old - p.tolerance_us);
-                return Ok(Decision::Go(us(go - now)));
+                return Ok(Decision::Go(us(go - now).saturating_sub(read_at.elapsed())));
             }
             Err(e) if is_conditional_failure(&e) => {}
             Err(e) => return Err(dynamo_error("UpdateItem(rate limit)", e)),
@@ -255,12 +257,13 @@ impl Limiter {
             let item = crate::store::get_item(&self.db, &self.table, key.pk.clone(), key.sk.clone()).await?;
             let state = item.as_ref().map(from_item).unwrap_or_default();
             let now = now_us();
+            let read_at = std::time::Instant::now();
             match decide(state, now, p) {
                 Step::Wait { until_us, day } => return Ok(Decision::Wait { after: us(until_us - now).max(Duration::from_millis(1)), day }),
                 Step::Reserve { new, go_at_us } => {
                     cost.dynamo_calls += 1;
                     if self.write_if_unchanged(key, state, new).await? {
-                        return Ok(Decision::Go(us(go_at_us - now)));
+                        return Ok(Decision::Go(us(go_at_us - now).saturating_sub(read_at.elapsed())));
                     }
                 }
             }

@@ -1,6 +1,7 @@
-//! One code path for every provider call: limiter → concurrency slot → circuit breaker → call →
+//! One code path for every provider call: circuit breaker → concurrency slot → rate limiter → call →
 //! classify (→ retry within budget), all state in the resilience table so every worker, refresher
-//! and callback shares one budget per provider and org.
+//! and callback shares one budget per provider and org. The breaker comes first so a refused call
+//! spends no rate, and the limiter last so the place it reserves is kept to within network jitter.
 //!
 //! ```text
 //! guard.call(tenant, provider, org, "list invoices", || client.list(&tokens, org, &cursor)).await
@@ -83,7 +84,7 @@ impl Default for Limits {
             quickbooks_concurrency: 10,
             xero_concurrency: 5,
             zoho_concurrency: 0,
-            slot_lease: Duration::from_secs(30),
+            slot_lease: Duration::from_secs(40),
             org_breaker: BreakerSettings::default(),
             provider_breaker: BreakerSettings { min_calls: 50, ..BreakerSettings::default() },
             retry: RetryPolicy::default(),
@@ -99,7 +100,9 @@ impl Limits {
     }
 
     pub fn from_lookup(config: &Config, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let mut l = Limits { slot_lease: config.provider_timeout + Duration::from_secs(10), ..Limits::default() };
+        let d = Limits::default();
+        // A slot is held while waiting for the reserved place (up to the horizon) and the call.
+        let mut l = Limits { slot_lease: config.provider_timeout + d.horizon + Duration::from_secs(10), ..d };
         let num = |name: &str| -> Option<u32> {
             let raw = lookup(name)?;
             match raw.trim().parse::<u32>() {
@@ -277,32 +280,11 @@ impl ProviderGuard {
         let mut waited = Duration::ZERO;
         let mut attempt = 0u32;
         loop {
-            // 1. Rate limits: reserve a place on every key (sleeping up to the horizon), or hand
-            //    the wait back to the caller when it does not fit the budget.
-            for key in &keys {
-                loop {
-                    let before = cost.dynamo_calls;
-                    let d = self.limiter.acquire(key, cost).await?;
-                    self.stats.limiter_calls.fetch_add((cost.dynamo_calls - before) as u64, Ordering::Relaxed);
-                    match d {
-                        Decision::Go(delay) => {
-                            if !delay.is_zero() {
-                                tokio::time::sleep(delay).await;
-                                waited += delay;
-                            }
-                            break;
-                        }
-                        Decision::Wait { after, day } => {
-                            if day || waited + after > budget {
-                                tracing::info!(provider = %provider, tenant_id, org_id, op, scope = %key.scope, day, wait_ms = after.as_millis() as u64, "rate limit: handing the wait to the caller");
-                                return Err(limiter::wait_error(&key.scope, after, day));
-                            }
-                            tokio::time::sleep(after).await;
-                            waited += after;
-                        }
-                    }
-                }
-            }
+            // 1. Breakers: the provider's, then the org's. First, so a refused call costs no rate.
+            let (prov_adm, org_adm) = match self.admit(&prov_bk, &org_bk, transitions, cost).await? {
+                Ok(a) => a,
+                Err(refused) => return Err(refused),
+            };
             // 2. A concurrency slot.
             let max = l.concurrency(provider);
             let lease = if max > 0 {
@@ -324,17 +306,45 @@ impl ProviderGuard {
             } else {
                 None
             };
-            // 3. Breakers: the provider's, then the org's.
-            let admitted = self.admit(&prov_bk, &org_bk, transitions, cost).await;
-            let (prov_adm, org_adm) = match admitted {
-                Ok(Ok(a)) => a,
-                Ok(Err(refused)) | Err(refused) => {
-                    if let Some(lease) = &lease {
-                        self.slots.release(lease, cost).await.ok();
+            // 3. Rate limits last, right before the call, so the safety margin only has to cover
+            //    the network between us and the provider: reserve a place on every key and sleep
+            //    until it, or give the slot back and wait (in-process within the budget, else the
+            //    caller delays its message).
+            let mut wait = None;
+            for key in &keys {
+                let before = cost.dynamo_calls;
+                let d = self.limiter.acquire(key, cost).await;
+                self.stats.limiter_calls.fetch_add((cost.dynamo_calls - before) as u64, Ordering::Relaxed);
+                match d {
+                    Ok(Decision::Go(delay)) => {
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                            waited += delay;
+                        }
                     }
-                    return Err(refused);
+                    Ok(Decision::Wait { after, day }) => {
+                        wait = Some(Ok((key, after, day)));
+                        break;
+                    }
+                    Err(e) => {
+                        wait = Some(Err(e));
+                        break;
+                    }
                 }
-            };
+            }
+            if let Some(w) = wait {
+                if let Some(lease) = &lease {
+                    self.slots.release(lease, cost).await.ok();
+                }
+                let (key, after, day) = w?;
+                if day || waited + after > budget {
+                    tracing::info!(provider = %provider, tenant_id, org_id, op, scope = %key.scope, day, wait_ms = after.as_millis() as u64, "rate limit: handing the wait to the caller");
+                    return Err(limiter::wait_error(&key.scope, after, day));
+                }
+                tokio::time::sleep(after).await;
+                waited += after;
+                continue;
+            }
             // 4. The call.
             self.stats.permitted.fetch_add(1, Ordering::Relaxed);
             let result = f().await;

@@ -77,16 +77,21 @@ impl Slots {
                 .expression_attribute_values(":max", n(max))
                 .send()
                 .await;
-            match r {
+            // With no map yet, DynamoDB may refuse the document path instead of failing the
+            // condition; the read below tells the two apart.
+            let fast_err = match r {
                 Ok(_) => return Ok(SlotDecision::Held(lease_of())),
-                Err(e) if is_conditional_failure(&e) => {}
-                Err(e) => return Err(dynamo_error("UpdateItem(slot)", e)),
-            }
+                Err(e) if is_conditional_failure(&e) => None,
+                Err(e) => Some(dynamo_error("UpdateItem(slot)", e)),
+            };
             // Full, or no map yet: read it and reclaim expired leases.
             cost.dynamo_calls += 1;
             let item = crate::store::get_item(&self.db, &self.table, pk.clone(), sk.clone()).await?;
             let holders: HashMap<String, i64> = match item.as_ref().and_then(|i| i.get("holders")) {
                 Some(AttributeValue::M(m)) => {
+                    if let Some(e) = fast_err {
+                        return Err(e);
+                    }
                     m.iter().map(|(k, v)| (k.clone(), v.as_n().ok().and_then(|x| x.parse().ok()).unwrap_or(0))).collect()
                 }
                 _ => {
