@@ -220,6 +220,12 @@ fn snapshot(item: Option<&Item>, now_us: i64, st: &BreakerSettings) -> BreakerSn
     }
 }
 
+/// The window's counter attributes, to clear them when a breaker closes.
+fn window_attrs(now_us: i64, st: &BreakerSettings) -> String {
+    let b = bucket_of(now_us, st);
+    (0..st.buckets as i64).flat_map(|i| [format!("c_{}", b - i), format!("f_{}", b - i)]).collect::<Vec<_>>().join(", ")
+}
+
 fn us(d: i64) -> Duration {
     Duration::from_micros(d.max(0) as u64)
 }
@@ -414,7 +420,7 @@ impl Breakers {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression("SET #st = :closed, gen = :ng, since_bucket = :sb")
+            .update_expression(format!("SET #st = :closed, gen = :ng, since_bucket = :sb REMOVE {}", window_attrs(now, st)))
             .condition_expression("#st = :half AND gen = :g")
             .expression_attribute_names("#st", "state")
             .expression_attribute_values(":closed", s("closed"))
@@ -473,7 +479,7 @@ impl Breakers {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression("SET #st = :closed, since_bucket = :sb, probes = :zero, probe_ok = :zero ADD gen :one")
+            .update_expression(format!("SET #st = :closed, since_bucket = :sb, probes = :zero, probe_ok = :zero REMOVE {} ADD gen :one", window_attrs(now_us(), st)))
             .expression_attribute_names("#st", "state")
             .expression_attribute_values(":closed", s("closed"))
             .expression_attribute_values(":sb", n(bucket_of(now_us(), st)))

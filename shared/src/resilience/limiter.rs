@@ -25,10 +25,12 @@
 //! `L / (W + s)`, i.e. `W/(W+s)` of the budget (99 % for a minute with a 0.6 s margin).
 //!
 //! Callers do not poll: a call whose `go` lies within `horizon` of now *reserves* its place (writes
-//! `tat'`) and sleeps until `go`. When `tat ≥ now` (a busy key) the write needs no read first:
-//! `SET tat = tat + I` on condition `tat BETWEEN now AND now + horizon + τ`, so a permitted call
-//! costs one conditional UpdateItem. Otherwise (idle key, contention, too far ahead) it reads the
-//! item and writes the exact new state on condition that the item is unchanged.
+//! `tat'`) and sleeps until `go`. Neither common case needs a read first: on a busy key
+//! (`tat ≥ now`) `SET tat = tat + I` on condition `tat BETWEEN now AND now + horizon + τ`; on an idle
+//! key `SET tat = now + I` on condition `tat ≤ now`. The one that worked last time is tried
+//! first, so a permitted call costs one conditional UpdateItem. Otherwise (new key, a day window to
+//! reset, too far ahead) it reads the item and writes the exact new state on condition that the
+//! item is unchanged.
 //!
 //! # Daily limits
 //!
@@ -185,6 +187,8 @@ pub struct Cost {
 pub struct Limiter {
     db: aws_sdk_dynamodb::Client,
     table: String,
+    /// Per key: whether the idle fast path worked last time (only a hint for which write to try first).
+    idle_hint: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, bool>>>,
 }
 
 /// Conditional-write conflicts tolerated before answering "wait a moment".
@@ -209,7 +213,7 @@ fn us(d: i64) -> Duration {
 
 impl Limiter {
     pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Limiter { db, table: table.into() }
+        Limiter { db, table: table.into(), idle_hint: Default::default() }
     }
 
     /// Reserves a place on `key` or says how long to wait. Adds its DynamoDB calls to `cost`.
@@ -218,38 +222,24 @@ impl Limiter {
         let now = now_us();
         // The place is reserved on the clock as read here; the DynamoDB round trip comes off the sleep.
         let read_at = std::time::Instant::now();
-        // Fast path: a busy key, one UpdateItem with no read.
-        cost.dynamo_calls += 1;
-        let mut upd = self
-            .db
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(&key.pk))
-            .key("sk", s(&key.sk))
-            .expression_attribute_values(":i", n(p.interval_us))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":max", n(now + p.horizon_us + p.tolerance_us))
-            .return_values(ReturnValue::UpdatedOld);
-        let mut cond = "tat BETWEEN :now AND :max".to_string();
-        if let Some((limit, window)) = p.day {
-            upd = upd
-                .update_expression("SET tat = tat + :i ADD day_count :one")
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":dl", n(limit))
-                // The reserved call (at most `horizon` ahead) must fall inside the current window.
-                .expression_attribute_values(":ds", n(now + p.horizon_us + p.tolerance_us - window + p.safety_us));
-            cond.push_str(" AND day_count < :dl AND day_start > :ds");
-        } else {
-            upd = upd.update_expression("SET tat = tat + :i");
-        }
-        match upd.condition_expression(cond).send().await {
-            Ok(out) => {
-                let old = out.attributes.as_ref().and_then(|a| get_n_opt(a, "tat")).unwrap_or(now);
-                let go = now.max(old - p.tolerance_us);
-                return Ok(Decision::Go(us(go - now).saturating_sub(read_at.elapsed())));
+        // Fast paths, one UpdateItem with no read: a busy key (`tat` ahead of now: `tat += I`) or
+        // an idle one (`tat` behind now: `tat = now + I`). Which one was right last time for this
+        // key is tried first, so a steady caller pays one call.
+        let idle_first = self.idle_hint.lock().map(|h| h.get(&key.sk).copied().unwrap_or(false)).unwrap_or(false);
+        for idle in [idle_first, !idle_first] {
+            cost.dynamo_calls += 1;
+            match self.fast_path(key, now, idle).await? {
+                Some(go) => {
+                    if let Ok(mut h) = self.idle_hint.lock() {
+                        if h.len() > 10_000 {
+                            h.clear();
+                        }
+                        h.insert(key.sk.clone(), idle);
+                    }
+                    return Ok(Decision::Go(us(go - now).saturating_sub(read_at.elapsed())));
+                }
+                None => continue,
             }
-            Err(e) if is_conditional_failure(&e) => {}
-            Err(e) => return Err(dynamo_error("UpdateItem(rate limit)", e)),
         }
         // Slow path: read, decide, write on condition nothing changed.
         for _ in 0..MAX_CONFLICTS {
@@ -270,6 +260,49 @@ impl Limiter {
         }
         // Heavy contention: every worker is racing for the same key; back off briefly.
         Ok(Decision::Wait { after: us(p.interval_us).max(Duration::from_millis(5)), day: false })
+    }
+
+    /// One conditional UpdateItem; `Some(go)` when it reserved a place.
+    async fn fast_path(&self, key: &LimitKey, now: i64, idle: bool) -> Result<Option<i64>> {
+        let p = &key.params;
+        let mut upd = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::UpdatedOld);
+        let (set, mut cond) = if idle {
+            // tat ≤ now: the call goes now (tat - τ ≤ now) and tat' = max(tat, now) + I = now + I.
+            upd = upd.expression_attribute_values(":new", n(now + p.interval_us));
+            ("SET tat = :new", "tat <= :now".to_string())
+        } else {
+            upd = upd.expression_attribute_values(":i", n(p.interval_us)).expression_attribute_values(":max", n(now + p.horizon_us + p.tolerance_us));
+            ("SET tat = tat + :i", "tat BETWEEN :now AND :max".to_string())
+        };
+        if let Some((limit, window)) = p.day {
+            upd = upd
+                .update_expression(format!("{set} ADD day_count :one"))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":dl", n(limit))
+                // The reserved call (at most `horizon` ahead) must go a margin before the window ends.
+                .expression_attribute_values(":ds", n(now + p.horizon_us + p.tolerance_us - window + p.safety_us));
+            cond.push_str(" AND day_count < :dl AND day_start > :ds");
+        } else {
+            upd = upd.update_expression(set);
+        }
+        match upd.condition_expression(cond).send().await {
+            Ok(out) => {
+                if idle {
+                    return Ok(Some(now));
+                }
+                let old = out.attributes.as_ref().and_then(|a| get_n_opt(a, "tat")).unwrap_or(now);
+                Ok(Some(now.max(old - p.tolerance_us)))
+            }
+            Err(e) if is_conditional_failure(&e) => Ok(None),
+            Err(e) => Err(dynamo_error("UpdateItem(rate limit)", e)),
+        }
     }
 
     async fn write_if_unchanged(&self, key: &LimitKey, old: RateState, new: RateState) -> Result<bool> {
@@ -295,6 +328,32 @@ impl Limiter {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_failure(&e) => Ok(false),
             Err(e) => Err(dynamo_error("UpdateItem(rate limit)", e)),
+        }
+    }
+
+    /// Gives back the daily count of a place reserved at `reserved_at_us` (wall clock) that was
+    /// never used, if its window is still the current one. The minute place is not given back.
+    pub async fn refund_day(&self, key: &LimitKey, reserved_at_us: i64) -> Result<()> {
+        if key.params.day.is_none() {
+            return Ok(());
+        }
+        let r = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            .update_expression("ADD day_count :minus")
+            .condition_expression("day_count > :zero AND day_start <= :at")
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":at", n(reserved_at_us + key.params.horizon_us))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(dynamo_error("UpdateItem(rate refund)", e)),
         }
     }
 

@@ -1,7 +1,8 @@
-//! One code path for every provider call: circuit breaker → concurrency slot → rate limiter → call →
+//! One code path for every provider call: circuit breaker → rate limiter → concurrency slot → call →
 //! classify (→ retry within budget), all state in the resilience table so every worker, refresher
 //! and callback shares one budget per provider and org. The breaker comes first so a refused call
-//! spends no rate, and the limiter last so the place it reserves is kept to within network jitter.
+//! spends no rate; the limiter reserves a place and the slot is taken while waiting for it, so the
+//! call leaves at its reserved time give or take network jitter.
 //!
 //! ```text
 //! guard.call(tenant, provider, org, "list invoices", || client.list(&tokens, org, &cursor)).await
@@ -33,6 +34,10 @@ pub use slots::{SlotDecision, Slots};
 use crate::events::{AppEvent, EventPublisher, EventType};
 use crate::providers::Provider;
 use crate::{Config, Error, Result};
+
+/// How long before its reserved time a call takes its concurrency slot (and reserves its next
+/// key): a few DynamoDB round trips, so the call still leaves on time.
+const SLOT_LEAD: Duration = Duration::from_millis(100);
 
 /// Every limit, with the providers' published values as defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,7 +89,7 @@ impl Default for Limits {
             quickbooks_concurrency: 10,
             xero_concurrency: 5,
             zoho_concurrency: 0,
-            slot_lease: Duration::from_secs(40),
+            slot_lease: Duration::from_secs(30),
             org_breaker: BreakerSettings::default(),
             provider_breaker: BreakerSettings { min_calls: 50, ..BreakerSettings::default() },
             retry: RetryPolicy::default(),
@@ -101,8 +106,7 @@ impl Limits {
 
     pub fn from_lookup(config: &Config, lookup: impl Fn(&str) -> Option<String>) -> Self {
         let d = Limits::default();
-        // A slot is held while waiting for the reserved place (up to the horizon) and the call.
-        let mut l = Limits { slot_lease: config.provider_timeout + d.horizon + Duration::from_secs(10), ..d };
+        let mut l = Limits { slot_lease: config.provider_timeout + Duration::from_secs(10), ..d };
         let num = |name: &str| -> Option<u32> {
             let raw = lookup(name)?;
             match raw.trim().parse::<u32>() {
@@ -156,6 +160,7 @@ struct Stats {
     limiter_calls: AtomicU64,
     permitted: AtomicU64,
     provider_429: AtomicU64,
+    missed: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -168,6 +173,8 @@ pub struct GuardStats {
     pub permitted: u64,
     /// Provider answers that were 429s.
     pub provider_429: u64,
+    /// Reserved places given up because the call could not leave on time.
+    pub missed: u64,
 }
 
 /// The result of a guarded call with the breaker transitions this call performed.
@@ -221,6 +228,7 @@ impl ProviderGuard {
             limiter_calls: self.stats.limiter_calls.load(Ordering::Relaxed),
             permitted: self.stats.permitted.load(Ordering::Relaxed),
             provider_429: self.stats.provider_429.load(Ordering::Relaxed),
+            missed: self.stats.missed.load(Ordering::Relaxed),
         }
     }
 
@@ -285,66 +293,14 @@ impl ProviderGuard {
                 Ok(a) => a,
                 Err(refused) => return Err(refused),
             };
-            // 2. A concurrency slot.
-            let max = l.concurrency(provider);
-            let lease = if max > 0 {
-                loop {
-                    match self.slots.acquire(tenant_id, provider, org_id, max, l.slot_lease, cost).await? {
-                        SlotDecision::Held(lease) => break Some(lease),
-                        SlotDecision::Full { retry_after } => {
-                            if waited + retry_after > budget {
-                                return Err(Error::RateLimited {
-                                    scope: format!("{}:{}:concurrency", provider.as_str(), org_id),
-                                    retry_after: retry_after.max(Duration::from_secs(1)),
-                                });
-                            }
-                            tokio::time::sleep(retry_after).await;
-                            waited += retry_after;
-                        }
-                    }
+            // 2. Rate limits and a concurrency slot, until the call can leave on time.
+            let lease = match self.reserve(tenant_id, provider, org_id, op, &keys, &mut waited, cost).await {
+                Ok(lease) => lease,
+                Err(e) => {
+                    // A probe that never ran: its round restarts after the probe lease.
+                    return Err(e);
                 }
-            } else {
-                None
             };
-            // 3. Rate limits last, right before the call, so the safety margin only has to cover
-            //    the network between us and the provider: reserve a place on every key and sleep
-            //    until it, or give the slot back and wait (in-process within the budget, else the
-            //    caller delays its message).
-            let mut wait = None;
-            for key in &keys {
-                let before = cost.dynamo_calls;
-                let d = self.limiter.acquire(key, cost).await;
-                self.stats.limiter_calls.fetch_add((cost.dynamo_calls - before) as u64, Ordering::Relaxed);
-                match d {
-                    Ok(Decision::Go(delay)) => {
-                        if !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
-                            waited += delay;
-                        }
-                    }
-                    Ok(Decision::Wait { after, day }) => {
-                        wait = Some(Ok((key, after, day)));
-                        break;
-                    }
-                    Err(e) => {
-                        wait = Some(Err(e));
-                        break;
-                    }
-                }
-            }
-            if let Some(w) = wait {
-                if let Some(lease) = &lease {
-                    self.slots.release(lease, cost).await.ok();
-                }
-                let (key, after, day) = w?;
-                if day || waited + after > budget {
-                    tracing::info!(provider = %provider, tenant_id, org_id, op, scope = %key.scope, day, wait_ms = after.as_millis() as u64, "rate limit: handing the wait to the caller");
-                    return Err(limiter::wait_error(&key.scope, after, day));
-                }
-                tokio::time::sleep(after).await;
-                waited += after;
-                continue;
-            }
             // 4. The call.
             self.stats.permitted.fetch_add(1, Ordering::Relaxed);
             let result = f().await;
@@ -398,6 +354,130 @@ impl ProviderGuard {
                 }
                 _ => return Err(err),
             }
+        }
+    }
+
+    /// Reserves a place on every rate-limit key, takes a concurrency slot just before it and
+    /// sleeps until it. A call that would leave later than half the safety margin after its place
+    /// (a slow slot, a stalled worker) gives the place up and reserves again, so every call leaves
+    /// within the margin of its reserved time, which is what the limiter's maths assumes.
+    #[allow(clippy::too_many_arguments)]
+    async fn reserve(
+        &self,
+        tenant_id: &str,
+        provider: Provider,
+        org_id: &str,
+        op: &str,
+        keys: &[LimitKey],
+        waited: &mut Duration,
+        cost: &mut Cost,
+    ) -> Result<Option<slots::SlotLease>> {
+        let l = &*self.limits;
+        let budget = l.retry.budget;
+        let late = l.safety / 2;
+        let max = l.concurrency(provider);
+        // Per key: the reserved place (monotonic time) and the wall clock when it was reserved.
+        let mut places: Vec<Option<(tokio::time::Instant, i64)>> = vec![None; keys.len()];
+        loop {
+            for (i, key) in keys.iter().enumerate() {
+                if places[i].is_some() {
+                    continue;
+                }
+                // Reserve the next key close to the places already held, so they can all be kept.
+                if let Some(latest) = places.iter().flatten().map(|p| p.0).max() {
+                    let target = latest.checked_sub(SLOT_LEAD).unwrap_or(latest);
+                    let now = tokio::time::Instant::now();
+                    if target > now {
+                        *waited += target - now;
+                        tokio::time::sleep_until(target).await;
+                    }
+                }
+                let before = cost.dynamo_calls;
+                let at = limiter::now_us();
+                let d = self.limiter.acquire(key, cost).await?;
+                self.stats.limiter_calls.fetch_add((cost.dynamo_calls - before) as u64, Ordering::Relaxed);
+                match d {
+                    Decision::Go(delay) => places[i] = Some((tokio::time::Instant::now() + delay, at)),
+                    Decision::Wait { after, day } => {
+                        // The places already held are given up (their daily counts back).
+                        for (k, p) in keys.iter().zip(places.iter_mut()) {
+                            if let Some((_, at)) = p.take() {
+                                self.limiter.refund_day(k, at).await.ok();
+                            }
+                        }
+                        if day || *waited + after > budget {
+                            tracing::info!(provider = %provider, tenant_id, org_id, op, scope = %key.scope, day, wait_ms = after.as_millis() as u64, "rate limit: handing the wait to the caller");
+                            return Err(limiter::wait_error(&key.scope, after, day));
+                        }
+                        tokio::time::sleep(after).await;
+                        *waited += after;
+                        break;
+                    }
+                }
+            }
+            if places.iter().any(Option::is_none) {
+                continue;
+            }
+            let go_at = places.iter().flatten().map(|p| p.0).max().unwrap_or_else(tokio::time::Instant::now);
+            // The slot is taken just before the reserved time: a slot held through the whole wait
+            // would keep other workers from their own, earlier places.
+            let lease = if max > 0 {
+                let take_at = go_at.checked_sub(SLOT_LEAD).unwrap_or(go_at);
+                let now = tokio::time::Instant::now();
+                if take_at > now {
+                    *waited += take_at - now;
+                    tokio::time::sleep_until(take_at).await;
+                }
+                loop {
+                    match self.slots.acquire(tenant_id, provider, org_id, max, l.slot_lease, cost).await? {
+                        SlotDecision::Held(lease) => break Some(lease),
+                        SlotDecision::Full { retry_after } => {
+                            if *waited + retry_after > budget {
+                                for (k, p) in keys.iter().zip(places.iter_mut()) {
+                                    if let Some((_, at)) = p.take() {
+                                        self.limiter.refund_day(k, at).await.ok();
+                                    }
+                                }
+                                return Err(Error::RateLimited {
+                                    scope: format!("{}:{}:concurrency", provider.as_str(), org_id),
+                                    retry_after: retry_after.max(Duration::from_secs(1)),
+                                });
+                            }
+                            tokio::time::sleep(retry_after).await;
+                            *waited += retry_after;
+                        }
+                    }
+                }
+            } else {
+                None
+            };
+            // Every key's place must be kept to within `late`; a place we would miss by more is
+            // given up (its daily count back) and reserved again.
+            let leave_at = go_at.max(tokio::time::Instant::now());
+            let mut missed = false;
+            for (k, p) in keys.iter().zip(places.iter_mut()) {
+                if let Some((place, at)) = *p {
+                    if leave_at > place + late {
+                        missed = true;
+                        self.stats.missed.fetch_add(1, Ordering::Relaxed);
+                        self.limiter.refund_day(k, at).await.ok();
+                        *p = None;
+                    }
+                }
+            }
+            if missed {
+                tracing::debug!(provider = %provider, tenant_id, org_id, "missed a reserved place; reserving again");
+                if let Some(lease) = &lease {
+                    self.slots.release(lease, cost).await.ok();
+                }
+                continue;
+            }
+            let now = tokio::time::Instant::now();
+            if go_at > now {
+                *waited += go_at - now;
+                tokio::time::sleep_until(go_at).await;
+            }
+            return Ok(lease);
         }
     }
 
