@@ -11,7 +11,9 @@ use integration_tests::{aws, unique};
 use reqwest::Url;
 use serde_json::{json, Value};
 use shared::http_client::HttpClient;
-use shared::providers::{AccountingProvider, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Endpoints, Entity, ProviderClient};
+use shared::providers::{
+    AccountingProvider, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Endpoints, Entity, ProviderClient,
+};
 use shared::resilience::{BreakerSettings, BreakerState, Limits, ProviderGuard, RetryPolicy, SlotDecision, Transition};
 use shared::{Error, ErrorCode, Provider, SecretString, TokenSet};
 
@@ -40,8 +42,12 @@ impl Env {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let base = Url::parse(&sb.base_url).unwrap();
         let creds = ClientCredentials { client_id: "sandbox-xero-client".into(), client_secret: SecretString::new("sandbox-xero-secret") };
-        let client =
-            ProviderClient::new(Provider::Xero, Endpoints::sandbox(Provider::Xero, &base), creds, HttpClient::new(Duration::from_secs(10)).unwrap());
+        let client = ProviderClient::new(
+            Provider::Xero,
+            Endpoints::sandbox(Provider::Xero, &base),
+            creds,
+            HttpClient::new(Duration::from_secs(10)).unwrap(),
+        );
         let state = "st-resilience";
         let redirect = Url::parse(REDIRECT).unwrap();
         let req = AuthorizeRequest { state, redirect_uri: &redirect, scopes: &[], pkce_challenge: None, extra: &[] };
@@ -318,7 +324,11 @@ async fn a_4xx_never_opens_the_breaker_and_a_429_feeds_the_limiter_not_the_break
     assert_eq!((snap.state, snap.calls, snap.failures), (BreakerState::Closed, 5, 0));
 
     // 429s: not counted by the breaker; the limiter holds the org back for the Retry-After.
-    env.control("faults", json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Contacts", "kind": "429", "retry_after": 30, "count": 3})).await;
+    env.control(
+        "faults",
+        json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Contacts", "kind": "429", "retry_after": 30, "count": 3}),
+    )
+    .await;
     let (r, t) = env.list(&guard, &tenant, &reached).await;
     let e = r.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RateLimited, "{e}");
@@ -382,5 +392,3 @@ async fn a_busy_key_costs_one_dynamodb_call_per_reservation() {
         }
     }
 }
-
-

@@ -23,6 +23,6 @@ async fn handle(
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     shared::telemetry::init(&config.log_level);
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env_with(shared::aws::Timeouts::TOKEN_REFRESHER).await;
     run(service_fn(|ev| handle(&clients, &config, ev))).await
 }

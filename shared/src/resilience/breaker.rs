@@ -169,7 +169,9 @@ impl Outcome {
             Ok(_) => Outcome::Success,
             Err(ProviderTransient { .. } | ProviderTimeout { .. }) => Outcome::Failure,
             // The provider answered: 4xx, auth, not found, a permanent refusal.
-            Err(ProviderPermanent { .. } | ProviderAuth { .. } | InvalidGrant { .. } | NotFound(_) | ConsentDenied { .. }) => Outcome::Success,
+            Err(ProviderPermanent { .. } | ProviderAuth { .. } | InvalidGrant { .. } | NotFound(_) | ConsentDenied { .. }) => {
+                Outcome::Success
+            }
             _ => Outcome::Ignored,
         }
     }
@@ -257,7 +259,8 @@ impl Breakers {
                     // Open time is over: this caller starts the half-open round and is its first probe.
                     cost.dynamo_calls += 1;
                     if self.start_probe_round(key, st, snap.gen, now).await? {
-                        let t = Transition { key: key.clone(), from: BreakerState::Open, to: BreakerState::HalfOpen, failures: 0, calls: 0 };
+                        let t =
+                            Transition { key: key.clone(), from: BreakerState::Open, to: BreakerState::HalfOpen, failures: 0, calls: 0 };
                         log_transition(&t);
                         return Ok((Admission::Probe { gen: snap.gen + 1 }, Some(t)));
                     }
@@ -329,7 +332,14 @@ impl Breakers {
     }
 
     /// Records the outcome of an admitted call; returns the transition this worker performed.
-    pub async fn record(&self, key: &BreakerKey, st: &BreakerSettings, admission: &Admission, outcome: Outcome, cost: &mut Cost) -> Result<Option<Transition>> {
+    pub async fn record(
+        &self,
+        key: &BreakerKey,
+        st: &BreakerSettings,
+        admission: &Admission,
+        outcome: Outcome,
+        cost: &mut Cost,
+    ) -> Result<Option<Transition>> {
         if outcome == Outcome::Ignored {
             return Ok(None);
         }
@@ -345,8 +355,9 @@ impl Breakers {
         let b = bucket_of(now, st);
         let failed = outcome == Outcome::Failure;
         // Buckets that slid out of the window are dropped as we go, so the item stays small.
-        let stale: Vec<String> =
-            (1..=st.buckets as i64).flat_map(|i| [format!("c_{}", b - st.buckets as i64 - i + 1), format!("f_{}", b - st.buckets as i64 - i + 1)]).collect();
+        let stale: Vec<String> = (1..=st.buckets as i64)
+            .flat_map(|i| [format!("c_{}", b - st.buckets as i64 - i + 1), format!("f_{}", b - st.buckets as i64 - i + 1)])
+            .collect();
         cost.dynamo_calls += 1;
         let out = self
             .db
@@ -371,14 +382,27 @@ impl Breakers {
         }
         cost.dynamo_calls += 1;
         if self.open(key, st, snap.gen, now, "closed").await? {
-            let t = Transition { key: key.clone(), from: BreakerState::Closed, to: BreakerState::Open, failures: snap.failures, calls: snap.calls };
+            let t = Transition {
+                key: key.clone(),
+                from: BreakerState::Closed,
+                to: BreakerState::Open,
+                failures: snap.failures,
+                calls: snap.calls,
+            };
             log_transition(&t);
             return Ok(Some(t));
         }
         Ok(None)
     }
 
-    async fn record_probe(&self, key: &BreakerKey, st: &BreakerSettings, gen: i64, outcome: Outcome, cost: &mut Cost) -> Result<Option<Transition>> {
+    async fn record_probe(
+        &self,
+        key: &BreakerKey,
+        st: &BreakerSettings,
+        gen: i64,
+        outcome: Outcome,
+        cost: &mut Cost,
+    ) -> Result<Option<Transition>> {
         let now = now_us();
         if outcome == Outcome::Failure {
             cost.dynamo_calls += 1;
@@ -433,7 +457,8 @@ impl Breakers {
             .await;
         match r {
             Ok(_) => {
-                let t = Transition { key: key.clone(), from: BreakerState::HalfOpen, to: BreakerState::Closed, failures: 0, calls: ok as u64 };
+                let t =
+                    Transition { key: key.clone(), from: BreakerState::HalfOpen, to: BreakerState::Closed, failures: 0, calls: ok as u64 };
                 log_transition(&t);
                 Ok(Some(t))
             }
@@ -479,7 +504,10 @@ impl Breakers {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression(format!("SET #st = :closed, since_bucket = :sb, probes = :zero, probe_ok = :zero REMOVE {} ADD gen :one", window_attrs(now_us(), st)))
+            .update_expression(format!(
+                "SET #st = :closed, since_bucket = :sb, probes = :zero, probe_ok = :zero REMOVE {} ADD gen :one",
+                window_attrs(now_us(), st)
+            ))
             .expression_attribute_names("#st", "state")
             .expression_attribute_values(":closed", s("closed"))
             .expression_attribute_values(":sb", n(bucket_of(now_us(), st)))

@@ -278,7 +278,9 @@ impl Limiter {
             upd = upd.expression_attribute_values(":new", n(now + p.interval_us));
             ("SET tat = :new", "tat <= :now".to_string())
         } else {
-            upd = upd.expression_attribute_values(":i", n(p.interval_us)).expression_attribute_values(":max", n(now + p.horizon_us + p.tolerance_us));
+            upd = upd
+                .expression_attribute_values(":i", n(p.interval_us))
+                .expression_attribute_values(":max", n(now + p.horizon_us + p.tolerance_us));
             ("SET tat = tat + :i", "tat BETWEEN :now AND :max".to_string())
         };
         if let Some((limit, window)) = p.day {

@@ -135,11 +135,21 @@ impl Limits {
         match provider {
             Provider::QuickBooks => vec![limiter::org_key(tenant_id, provider, org_id, self.minute_params(self.quickbooks_per_minute))],
             Provider::Xero => vec![
-                limiter::org_key(tenant_id, provider, org_id, self.minute_params(self.xero_per_minute).with_day(self.xero_per_day, self.day)),
+                limiter::org_key(
+                    tenant_id,
+                    provider,
+                    org_id,
+                    self.minute_params(self.xero_per_minute).with_day(self.xero_per_day, self.day),
+                ),
                 limiter::app_key(provider, self.minute_params(self.xero_app_per_minute)),
             ],
             Provider::Zoho => {
-                vec![limiter::org_key(tenant_id, provider, org_id, self.minute_params(self.zoho_per_minute).with_day(self.zoho_per_day, self.day))]
+                vec![limiter::org_key(
+                    tenant_id,
+                    provider,
+                    org_id,
+                    self.minute_params(self.zoho_per_minute).with_day(self.zoho_per_day, self.day),
+                )]
             }
         }
     }
@@ -318,10 +328,12 @@ impl ProviderGuard {
                 self.breakers.record(&org_bk, &l.org_breaker, &org_adm, outcome, &mut cb),
             );
             cost.dynamo_calls += ca.dynamo_calls + cb.dynamo_calls;
-            transitions.extend([a, b].into_iter().filter_map(|r| r.unwrap_or_else(|e| {
-                tracing::warn!(provider = %provider, tenant_id, error = %e, "could not record a breaker outcome");
-                None
-            })));
+            transitions.extend([a, b].into_iter().filter_map(|r| {
+                r.unwrap_or_else(|e| {
+                    tracing::warn!(provider = %provider, tenant_id, error = %e, "could not record a breaker outcome");
+                    None
+                })
+            }));
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,

@@ -60,7 +60,12 @@ mod tests {
 
     #[test]
     fn backoff_is_jittered_below_a_capped_exponential() {
-        let p = RetryPolicy { max_attempts: 10, base: Duration::from_millis(100), cap: Duration::from_secs(1), budget: Duration::from_secs(60) };
+        let p = RetryPolicy {
+            max_attempts: 10,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+            budget: Duration::from_secs(60),
+        };
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for attempt in 0..10 {
             let ceiling = Duration::from_millis(100 * 2u64.pow(attempt)).min(Duration::from_secs(1));
@@ -78,7 +83,8 @@ mod tests {
     fn retry_after_is_a_floor_and_the_budget_bounds_waits() {
         let p = RetryPolicy::default();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let limited = Error::ProviderRateLimited { provider: Provider::Xero, problem: "minute".into(), retry_after: Some(Duration::from_secs(3)) };
+        let limited =
+            Error::ProviderRateLimited { provider: Provider::Xero, problem: "minute".into(), retry_after: Some(Duration::from_secs(3)) };
         let d = p.next_delay(&limited, 0, Duration::ZERO, &mut rng).unwrap();
         assert!(d >= Duration::from_secs(3));
         // Does not fit what is left of the budget.

@@ -55,7 +55,15 @@ impl Slots {
     }
 
     /// Takes one of `max` slots for `lease` (the longest a call can take, plus a margin).
-    pub async fn acquire(&self, tenant_id: &str, provider: Provider, org_id: &str, max: u32, lease: Duration, cost: &mut Cost) -> Result<SlotDecision> {
+    pub async fn acquire(
+        &self,
+        tenant_id: &str,
+        provider: Provider,
+        org_id: &str,
+        max: u32,
+        lease: Duration,
+        cost: &mut Cost,
+    ) -> Result<SlotDecision> {
         let (pk, sk) = slot_key(tenant_id, provider, org_id);
         let holder = uuid::Uuid::new_v4().simple().to_string();
         for _ in 0..MAX_CONFLICTS {
