@@ -187,8 +187,9 @@ pub struct Cost {
 pub struct Limiter {
     db: aws_sdk_dynamodb::Client,
     table: String,
-    /// Per key: whether the idle fast path worked last time (only a hint for which write to try first).
-    idle_hint: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, bool>>>,
+    /// Per key: whether the idle fast path worked last time, and the `tat` we wrote then (only a
+    /// hint for which write to try first).
+    idle_hint: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (bool, i64)>>>,
 }
 
 /// Conditional-write conflicts tolerated before answering "wait a moment".
@@ -225,7 +226,9 @@ impl Limiter {
         // Fast paths, one UpdateItem with no read: a busy key (`tat` ahead of now: `tat += I`) or
         // an idle one (`tat` behind now: `tat = now + I`). Which one was right last time for this
         // key is tried first, so a steady caller pays one call.
-        let idle_first = self.idle_hint.lock().map(|h| h.get(&key.sk).copied().unwrap_or(false)).unwrap_or(false);
+        // A `tat` we wrote that is still ahead means busy for sure; otherwise the path that worked last.
+        let (last_idle, last_tat) = self.idle_hint.lock().ok().and_then(|h| h.get(&key.sk).copied()).unwrap_or((false, 0));
+        let idle_first = last_idle && last_tat <= now;
         for idle in [idle_first, !idle_first] {
             cost.dynamo_calls += 1;
             match self.fast_path(key, now, idle).await? {
@@ -234,7 +237,7 @@ impl Limiter {
                         if h.len() > 10_000 {
                             h.clear();
                         }
-                        h.insert(key.sk.clone(), idle);
+                        h.insert(key.sk.clone(), (idle, go + p.interval_us));
                     }
                     return Ok(Decision::Go(us(go - now).saturating_sub(read_at.elapsed())));
                 }
@@ -252,7 +255,13 @@ impl Limiter {
                 Step::Wait { until_us, day } => return Ok(Decision::Wait { after: us(until_us - now).max(Duration::from_millis(1)), day }),
                 Step::Reserve { new, go_at_us } => {
                     cost.dynamo_calls += 1;
-                    if self.write_if_unchanged(key, state, new).await? {
+                    if state.exists && new.day_start_us == state.day_start_us {
+                        // No window to reset: the increment, which other workers cannot make fail
+                        // by reserving at the same time (an exact-state write would).
+                        if let Some(go) = self.fast_path(key, now, state.tat_us <= now).await? {
+                            return Ok(Decision::Go(us(go - now).saturating_sub(read_at.elapsed())));
+                        }
+                    } else if self.write_if_unchanged(key, state, new).await? {
                         return Ok(Decision::Go(us(go_at_us - now).saturating_sub(read_at.elapsed())));
                     }
                 }
@@ -276,7 +285,8 @@ impl Limiter {
         let (set, mut cond) = if idle {
             // tat ≤ now: the call goes now (tat - τ ≤ now) and tat' = max(tat, now) + I = now + I.
             upd = upd.expression_attribute_values(":new", n(now + p.interval_us));
-            ("SET tat = :new", "tat <= :now".to_string())
+            // A key without a daily count is created the same way.
+            ("SET tat = :new", if p.day.is_none() { "attribute_not_exists(tat) OR tat <= :now" } else { "tat <= :now" }.to_string())
         } else {
             upd = upd
                 .expression_attribute_values(":i", n(p.interval_us))
