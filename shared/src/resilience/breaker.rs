@@ -497,6 +497,32 @@ impl Breakers {
         }
     }
 
+    /// Gives back a probe that never called (its call was refused by the rate limiter or slots),
+    /// so the half-open round does not wait for the probe lease.
+    pub async fn release_probe(&self, key: &BreakerKey, admission: &Admission) -> Result<()> {
+        let Admission::Probe { gen } = admission else { return Ok(()) };
+        let r = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            .update_expression("ADD probes :minus")
+            .condition_expression("#st = :half AND gen = :g AND probes > :zero")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":half", s("half_open"))
+            .expression_attribute_values(":g", n(*gen))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(dynamo_error("UpdateItem(breaker probe release)", e)),
+        }
+    }
+
     /// Closes a breaker by hand (ops): clean window, new generation.
     pub async fn reset(&self, key: &BreakerKey, st: &BreakerSettings) -> Result<()> {
         self.db

@@ -307,11 +307,13 @@ impl ProviderGuard {
             let lease = match self.reserve(tenant_id, provider, org_id, op, &keys, &mut waited, cost).await {
                 Ok(lease) => lease,
                 Err(e) => {
-                    // A probe that never ran: its round restarts after the probe lease.
+                    // A probe that will not call gives its place in the half-open round back.
+                    self.breakers.release_probe(&prov_bk, &prov_adm).await.ok();
+                    self.breakers.release_probe(&org_bk, &org_adm).await.ok();
                     return Err(e);
                 }
             };
-            // 4. The call.
+            // 3. The call.
             self.stats.permitted.fetch_add(1, Ordering::Relaxed);
             let result = f().await;
             if let Some(lease) = &lease {
@@ -320,7 +322,7 @@ impl ProviderGuard {
                     tracing::warn!(provider = %provider, tenant_id, error = %e, "could not give a concurrency slot back");
                 }
             }
-            // 5. Classify.
+            // 4. Classify: the breakers count 5xx and timeouts; a 429 goes to the limiter.
             let outcome = Outcome::of(&result);
             let (mut ca, mut cb) = (Cost::default(), Cost::default());
             let (a, b) = futures::join!(
@@ -507,9 +509,16 @@ impl ProviderGuard {
         if let Admission::Refused { retry_after } = pa {
             return Ok(Err(Error::CircuitOpen { scope: prov_bk.scope(), retry_after }));
         }
-        let (oa, ot) = self.breakers.admit(org_bk, &l.org_breaker, cost).await?;
+        let (oa, ot) = match self.breakers.admit(org_bk, &l.org_breaker, cost).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.breakers.release_probe(prov_bk, &pa).await.ok();
+                return Err(e);
+            }
+        };
         transitions.extend(ot);
         if let Admission::Refused { retry_after } = oa {
+            self.breakers.release_probe(prov_bk, &pa).await.ok();
             return Ok(Err(Error::CircuitOpen { scope: org_bk.scope(), retry_after }));
         }
         Ok(Ok((pa, oa)))
