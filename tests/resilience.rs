@@ -392,3 +392,30 @@ async fn a_busy_key_costs_one_dynamodb_call_per_reservation() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_probe_that_cannot_call_gives_its_place_back() {
+    let env = Env::xero(json!({"rate_limit_per_minute": 10000, "rate_limit_per_day": 100000, "max_concurrent": 0})).await;
+    let settings = BreakerSettings { min_calls: 2, open_for: Duration::from_millis(500), half_open_probes: 1, ..BreakerSettings::default() };
+    let limits = Limits { org_breaker: settings.clone(), ..roomy() };
+    let tenant = unique("t-probe");
+    let guard = env.guard(limits.clone());
+    let reached = AtomicU32::new(0);
+    env.control("faults", json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Contacts", "kind": "500", "count": 2})).await;
+    for _ in 0..2 {
+        assert_eq!(env.list(&guard, &tenant, &reached).await.0.unwrap_err().code(), ErrorCode::ProviderTransient);
+    }
+    assert_eq!(guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap().state, BreakerState::Open);
+    tokio::time::sleep(settings.open_for + Duration::from_millis(100)).await;
+    // The org is rate limited for a minute: the probe is admitted, cannot call, and gives it back.
+    let key = &limits.keys(&tenant, Provider::Xero, XERO_T1)[0];
+    guard.limiter().penalise(key, Duration::from_secs(60), false).await.unwrap();
+    let before = reached.load(Ordering::SeqCst);
+    let (r, t) = env.list(&guard, &tenant, &reached).await;
+    assert_eq!(r.unwrap_err().code(), ErrorCode::RateLimited);
+    assert_eq!(reached.load(Ordering::SeqCst), before);
+    assert_eq!(t.iter().map(|t| t.to).collect::<Vec<_>>(), vec![BreakerState::HalfOpen]);
+    let snap = guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
+    assert_eq!((snap.state, snap.probes), (BreakerState::HalfOpen, 0), "the one probe is free again");
+    env.sb.shutdown().await;
+}
