@@ -28,9 +28,10 @@
 //! `tat'`) and sleeps until `go`. Neither common case needs a read first: on a busy key
 //! (`tat ≥ now`) `SET tat = tat + I` on condition `tat BETWEEN now AND now + horizon + τ`; on an idle
 //! key `SET tat = now + I` on condition `tat ≤ now`. The one that worked last time is tried
-//! first, so a permitted call costs one conditional UpdateItem. Otherwise (new key, a day window to
-//! reset, too far ahead) it reads the item and writes the exact new state on condition that the
-//! item is unchanged.
+//! first, so a permitted call costs one conditional UpdateItem. Otherwise it reads the item: too far
+//! ahead (or a spent day) answers `Wait`; a new key or a day window to reset is written in full on
+//! condition that the item is unchanged; anything else goes back to the increment, which workers
+//! reserving at the same moment cannot make fail.
 //!
 //! # Daily limits
 //!
