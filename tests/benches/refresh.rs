@@ -137,7 +137,7 @@ async fn main() {
     while refreshed < total && started.elapsed() < StdDuration::from_secs(200) {
         let run_start = tokio::time::Instant::now();
         let deadline = run_start + StdDuration::from_secs(5);
-        let limits = RunLimits { concurrency: 64, stop_before: StdDuration::from_millis(500), max_grants: 20_000 };
+        let limits = RunLimits { concurrency: 64, stop_before: StdDuration::from_millis(500), max_grants: 20_000, shards: None };
         let r = sim.run_scheduled(Duration::seconds(10), deadline, &limits).await.unwrap();
         runs += 1;
         refreshed += r.refreshed;

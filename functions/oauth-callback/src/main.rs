@@ -11,7 +11,7 @@ use shared::Config;
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     shared::telemetry::init(&config.log_level);
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env_with(shared::aws::Timeouts::OAUTH_CALLBACK).await;
     let http = HttpClient::shared(&config)?.clone();
     let deps = ConnectDeps::new(config, &clients, http);
     run(service_fn(|req| oauth_callback::handle(&deps, req))).await

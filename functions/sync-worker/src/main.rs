@@ -29,6 +29,6 @@ async fn handle(_clients: &AwsClients, _config: &Config, event: LambdaEvent<SqsE
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     shared::telemetry::init(&config.log_level);
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env_with(shared::aws::Timeouts::SYNC_WORKER).await;
     run(service_fn(|ev| handle(&clients, &config, ev))).await
 }

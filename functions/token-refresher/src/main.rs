@@ -10,7 +10,7 @@ use shared::Config;
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     shared::telemetry::init(&config.log_level);
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env_with(shared::aws::Timeouts::TOKEN_REFRESHER).await;
     let http = HttpClient::new(config.provider_timeout)?;
     let deps = token_refresher::Deps::new(&config, TokenService::new(&config, &clients, http));
     run(service_fn(|ev| token_refresher::handle(&deps, ev))).await

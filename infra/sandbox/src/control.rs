@@ -220,6 +220,11 @@ struct ConfigReq {
     rate_limit_per_minute: Option<u32>,
     rate_limit_per_day: Option<u32>,
     app_rate_limit_per_minute: Option<u32>,
+    minute_window_seconds: Option<i64>,
+    day_window_seconds: Option<i64>,
+    /// 0 turns the concurrency limit off.
+    max_concurrent: Option<u32>,
+    latency_ms: Option<u64>,
     timeout_fault_seconds: Option<u64>,
     rate_limits_enabled: Option<bool>,
 }
@@ -232,6 +237,9 @@ async fn set_config(State(st): State<AppState>, Json(body): Json<Value>) -> Resp
     };
     if [c.access_token_ttl, c.refresh_token_ttl, c.refresh_grace, c.auth_code_ttl].iter().flatten().any(|v| *v < 0) {
         return bad("lifetimes must not be negative");
+    }
+    if [c.minute_window_seconds, c.day_window_seconds].iter().flatten().any(|v| *v < 1) {
+        return bad("windows must be at least 1 second");
     }
     let mut w = st.lock();
     let targets: Vec<Provider> = c.provider.map(|p| vec![p]).unwrap_or_else(|| Provider::ALL.to_vec());
@@ -257,6 +265,18 @@ async fn set_config(State(st): State<AppState>, Json(body): Json<Value>) -> Resp
         }
         if let Some(v) = c.app_rate_limit_per_minute {
             s.app_rate_limit_per_minute = Some(v);
+        }
+        if let Some(v) = c.minute_window_seconds {
+            s.minute_window_seconds = v;
+        }
+        if let Some(v) = c.day_window_seconds {
+            s.day_window_seconds = v;
+        }
+        if let Some(v) = c.max_concurrent {
+            s.max_concurrent = (v > 0).then_some(v);
+        }
+        if let Some(v) = c.latency_ms {
+            s.latency_ms = v;
         }
     }
     if let Some(v) = c.timeout_fault_seconds {

@@ -23,6 +23,14 @@ pub async fn provider_middleware(State(st): State<AppState>, req: Request, next:
     };
     let wants_json = req.headers().get_all("accept").iter().any(|v| v.to_str().is_ok_and(|s| s.contains("json")));
     let Some(fault) = fault else {
+        // Concurrency is held for the whole answer, including the configured latency.
+        let _place = match InFlight::enter(&st, &req) {
+            Ok(place) => place,
+            Err((p, limited)) => return rate_limited(p, &limited),
+        };
+        if let Some(ms) = _place.as_ref().map(|p| p.latency_ms).filter(|ms| *ms > 0) {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         let resp = next.run(req).await;
         return if wants_json || !xml_by_default(&path) { resp } else { xml_stub(resp, &path) };
     };
@@ -56,6 +64,51 @@ pub async fn provider_middleware(State(st): State<AppState>, req: Request, next:
             }
         }
     }
+}
+
+/// One in-flight place of an org's accounting-API call; given back on drop, so a client hanging up
+/// mid-call frees it too.
+struct InFlight {
+    st: AppState,
+    provider: Provider,
+    org: String,
+    latency_ms: u64,
+}
+
+impl InFlight {
+    /// Ok(None) for routes that are not an org's accounting API (OAuth, connections, control).
+    fn enter(st: &AppState, req: &Request) -> Result<Option<InFlight>, (Provider, Limited)> {
+        let Some((provider, org)) = api_org(req) else { return Ok(None) };
+        let mut w = st.lock();
+        w.enter(provider, &org).map_err(|l| (provider, l))?;
+        let latency_ms = w.ps(provider).latency_ms;
+        Ok(Some(InFlight { st: st.clone(), provider, org, latency_ms }))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.st.lock().leave(self.provider, &self.org);
+    }
+}
+
+/// The org an accounting-API request is for: the QuickBooks realm in the path, Xero's
+/// `xero-tenant-id` header, Zoho's `organization_id` parameter.
+fn api_org(req: &Request) -> Option<(Provider, String)> {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/quickbooks/v3/company/") {
+        let realm = rest.split('/').next().filter(|r| !r.is_empty())?;
+        return Some((Provider::Quickbooks, realm.to_string()));
+    }
+    if path.starts_with("/xero/api.xro/") {
+        let t = req.headers().get("xero-tenant-id")?.to_str().ok()?.trim().to_ascii_lowercase();
+        return (!t.is_empty()).then_some((Provider::Xero, t));
+    }
+    if path.starts_with("/zoho/api/") && path.contains("/books/") {
+        let org = url::form_urlencoded::parse(req.uri().query()?.as_bytes()).find(|(k, _)| k == "organization_id")?.1.into_owned();
+        return (!org.is_empty()).then_some((Provider::Zoho, org));
+    }
+    None
 }
 
 /// QuickBooks' and Xero's accounting APIs answer XML unless the request asks for JSON.

@@ -46,6 +46,27 @@ pub struct ProviderSettings {
     pub rate_limit_per_day: Option<u32>,
     /// Across all orgs of one client (Xero's app-minute limit).
     pub app_rate_limit_per_minute: Option<u32>,
+    /// Length of the "minute" windows (per org and per app). 60 like the providers; tests shrink it
+    /// so a whole window fits in a few seconds.
+    #[serde(default = "default_minute_window")]
+    pub minute_window_seconds: i64,
+    /// Length of the "day" window. 86,400 like the providers; tests shrink it.
+    #[serde(default = "default_day_window")]
+    pub day_window_seconds: i64,
+    /// Calls in flight at once per org (QuickBooks 10 per realm, Xero 5 per tenant); None: no limit.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Added to every API answer, so calls overlap and the concurrency limit can bite.
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
+fn default_minute_window() -> i64 {
+    60
+}
+
+fn default_day_window() -> i64 {
+    86_400
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -86,6 +107,11 @@ impl Default for Settings {
                 rate_limit_per_minute: Some(500),
                 rate_limit_per_day: None,
                 app_rate_limit_per_minute: None,
+                minute_window_seconds: 60,
+                day_window_seconds: 86_400,
+                // Intuit: 10 concurrent requests per realm and app.
+                max_concurrent: Some(10),
+                latency_ms: 0,
             },
             xero: ProviderSettings {
                 access_token_ttl: 1800,
@@ -96,6 +122,11 @@ impl Default for Settings {
                 rate_limit_per_minute: Some(60),
                 rate_limit_per_day: Some(5000),
                 app_rate_limit_per_minute: Some(10_000),
+                minute_window_seconds: 60,
+                day_window_seconds: 86_400,
+                // Xero: 5 calls in progress per tenant.
+                max_concurrent: Some(5),
+                latency_ms: 0,
             },
             zoho: ProviderSettings {
                 access_token_ttl: 3600,
@@ -103,8 +134,14 @@ impl Default for Settings {
                 refresh_grace: 0,
                 auth_code_ttl: 120,
                 rate_limit_per_minute: Some(100),
-                rate_limit_per_day: None,
+                // The Free plan's daily limit (paid plans 2,000-10,000; the mapping is unconfirmed).
+                rate_limit_per_day: Some(1000),
                 app_rate_limit_per_minute: None,
+                minute_window_seconds: 60,
+                day_window_seconds: 86_400,
+                // Zoho's concurrency limit is documented for Inventory, unconfirmed for Books: off.
+                max_concurrent: None,
+                latency_ms: 0,
             },
             timeout_fault_seconds: 60,
             rate_limits_enabled: true,
@@ -262,6 +299,8 @@ pub enum LimitProblem {
     Minute,
     Day,
     AppMinute,
+    /// Too many calls in flight for the org.
+    Concurrent,
 }
 
 impl LimitProblem {
@@ -271,6 +310,8 @@ impl LimitProblem {
             LimitProblem::Minute => "minute",
             LimitProblem::Day => "day",
             LimitProblem::AppMinute => "appminute",
+            // Unconfirmed: Xero documents the concurrent limit but not this header value.
+            LimitProblem::Concurrent => "concurrent",
         }
     }
 }
@@ -295,6 +336,10 @@ pub struct Counters {
     pub calls: HashMap<String, u64>,
     pub refreshes: HashMap<String, u64>,
     pub rate_limited: HashMap<String, u64>,
+    /// Of `rate_limited`, the refusals for too many calls in flight.
+    pub concurrency_limited: HashMap<String, u64>,
+    /// The most calls in flight at once per `provider:org`.
+    pub peak_in_flight: HashMap<String, u32>,
     pub faults_injected: u64,
     pub webhooks_emitted: u64,
 }
@@ -312,6 +357,7 @@ pub struct World {
     pub counters: Counters,
     org_windows: HashMap<(Provider, String), (Window, Window)>,
     app_windows: HashMap<(Provider, String), Window>,
+    in_flight: HashMap<(Provider, String), u32>,
 }
 
 impl World {
@@ -329,6 +375,7 @@ impl World {
             counters: Counters::default(),
             org_windows: HashMap::new(),
             app_windows: HashMap::new(),
+            in_flight: HashMap::new(),
         };
         if seed {
             w.seed_defaults();
@@ -459,21 +506,22 @@ impl World {
         }
         let (minute, day) =
             self.org_windows.entry((p, org.to_string())).or_insert((Window { start: now, count: 0 }, Window { start: now, count: 0 }));
-        minute.roll(now, 60);
-        day.roll(now, 86_400);
+        let (mw, dw) = (s.minute_window_seconds.max(1), s.day_window_seconds.max(1));
+        minute.roll(now, mw);
+        day.roll(now, dw);
         let app = self.app_windows.entry((p, client_id.to_string())).or_insert(Window { start: now, count: 0 });
-        app.roll(now, 60);
+        app.roll(now, mw);
         let quota = |m: &Window, d: &Window, a: &Window, extra: u32| Quota {
             minute_remaining: s.rate_limit_per_minute.map(|l| l.saturating_sub(m.count + extra)),
             day_remaining: s.rate_limit_per_day.map(|l| l.saturating_sub(d.count + extra)),
             app_minute_remaining: s.app_rate_limit_per_minute.map(|l| l.saturating_sub(a.count + extra)),
         };
         let problem = if s.app_rate_limit_per_minute.is_some_and(|l| app.count >= l) {
-            Some((LimitProblem::AppMinute, app.retry_after(now, 60)))
+            Some((LimitProblem::AppMinute, app.retry_after(now, mw)))
         } else if s.rate_limit_per_day.is_some_and(|l| day.count >= l) {
-            Some((LimitProblem::Day, day.retry_after(now, 86_400)))
+            Some((LimitProblem::Day, day.retry_after(now, dw)))
         } else if s.rate_limit_per_minute.is_some_and(|l| minute.count >= l) {
-            Some((LimitProblem::Minute, minute.retry_after(now, 60)))
+            Some((LimitProblem::Minute, minute.retry_after(now, mw)))
         } else {
             None
         };
@@ -486,6 +534,29 @@ impl World {
         day.count += 1;
         app.count += 1;
         Ok(quota(minute, day, app, 0))
+    }
+
+    /// Takes one in-flight place for the org, or says the org is at its concurrency limit. Refused
+    /// calls do not hold a place. Every `Ok` must be paired with one [`World::leave`].
+    pub fn enter(&mut self, p: Provider, org: &str) -> Result<(), Limited> {
+        let limit = if self.settings.rate_limits_enabled { self.ps(p).max_concurrent } else { None };
+        let n = self.in_flight.entry((p, org.to_string())).or_default();
+        if limit.is_some_and(|l| *n >= l) {
+            *self.counters.rate_limited.entry(format!("{}:{}", p.as_str(), org)).or_default() += 1;
+            *self.counters.concurrency_limited.entry(format!("{}:{}", p.as_str(), org)).or_default() += 1;
+            return Err(Limited { problem: LimitProblem::Concurrent, retry_after: 1, quota: Quota::default() });
+        }
+        *n += 1;
+        let n = *n;
+        let peak = self.counters.peak_in_flight.entry(format!("{}:{}", p.as_str(), org)).or_default();
+        *peak = (*peak).max(n);
+        Ok(())
+    }
+
+    pub fn leave(&mut self, p: Provider, org: &str) {
+        if let Some(n) = self.in_flight.get_mut(&(p, org.to_string())) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     pub fn count_call(&mut self, key: String) {
