@@ -16,6 +16,7 @@ pub mod refresh;
 pub mod secret;
 pub mod secrets;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod tenancy;
 pub mod tokens;

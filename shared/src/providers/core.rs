@@ -3,7 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The largest provider response body we read. A full QuickBooks page (1,000 invoices with lines)
+/// is a few MB; anything past this is refused rather than buffered.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 use crate::http_client::HttpClient;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::errors::{provider_error, rate_limit_info, success_json, ApiResponse};
@@ -34,11 +38,28 @@ impl Core {
 
     /// Sends and reads the whole response; the only errors are transport errors.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<ApiResponse> {
-        let resp = req.send().await.map_err(|e| self.http.transport_error(self.provider, e))?;
+        let mut resp = req.send().await.map_err(|e| self.http.transport_error(self.provider, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| self.http.transport_error(self.provider, e))?;
-        Ok(ApiResponse { status, headers, body })
+        // Read with a cap: a provider (or anything posing as one) must not make us buffer an
+        // unbounded body. The declared length is checked first, then the bytes actually read.
+        let too_large = |n: u64| Error::ProviderMalformed {
+            provider: self.provider,
+            message: format!("response body of at least {n} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit"),
+        };
+        if let Some(len) = resp.content_length() {
+            if len > MAX_RESPONSE_BYTES as u64 {
+                return Err(too_large(len));
+            }
+        }
+        let mut body = bytes::BytesMut::with_capacity(resp.content_length().unwrap_or(8192).min(1 << 20) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.http.transport_error(self.provider, e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(too_large((body.len() + chunk.len()) as u64));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(ApiResponse { status, headers, body: body.freeze() })
     }
 
     /// Sends an API request and returns its JSON, or the provider's error mapped to ours.
