@@ -136,7 +136,7 @@ async fn classify(deps: &SyncDeps, m: &InMessage, job: &SyncJob, result: Result<
         }
         _ if e.is_retryable() => {
             tracing::warn!(code, error = %e, receive_count = m.receive_count, "transient failure; SQS retries the job");
-            let backoff = jitter(Duration::from_secs(5u64 << m.receive_count.min(7)), 0.2).min(MAX_DELAY);
+            let backoff = jitter(Duration::from_secs(2u64 << m.receive_count.min(8)), 0.2).min(MAX_DELAY);
             set_visibility(deps, m, backoff).await;
             Disposition::Retry { code, visible_in: Some(backoff) }
         }
