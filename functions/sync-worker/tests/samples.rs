@@ -1,0 +1,24 @@
+//! The committed sample events through the handler against the local stack: every poison message
+//! is dead-lettered with its reason and acknowledged (none reported failed, so none is retried).
+
+use aws_lambda_events::sqs::SqsEvent;
+use integration_tests::aws;
+use shared::http_client::HttpClient;
+use shared::refresh::TokenService;
+use shared::sync::{handle_batch, Disposition, SyncDeps};
+
+#[tokio::test]
+async fn the_poison_sample_is_dead_lettered_not_retried() {
+    let env = aws().await;
+    let http = HttpClient::new(std::time::Duration::from_secs(5)).unwrap();
+    let deps = SyncDeps::new(&env.config, &env.clients, TokenService::new(&env.config, &env.clients, http));
+    let event: SqsEvent = serde_json::from_str(include_str!("../../../events/sync-worker/poison.json")).unwrap();
+    let messages: Vec<_> = event.records.iter().map(sync_worker::in_message).collect();
+    assert_eq!(messages.len(), 4);
+    // The sample's queue ARN is the local stack's low queue: its RedrivePolicy names the DLQ.
+    let results = handle_batch(&deps, &messages, chrono::Utc::now() + chrono::Duration::seconds(30)).await;
+    for (id, d) in &results {
+        assert!(matches!(d, Disposition::DeadLettered { code: 4000, .. }), "{id}: {d:?}");
+    }
+    assert!(sync_worker::response(&results).batch_item_failures.is_empty());
+}
