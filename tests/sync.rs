@@ -687,3 +687,46 @@ async fn a_missing_scope_fails_at_once_naming_it_and_a_spent_quota_parks_the_job
     assert!(h.drain(&h.dlq).await.is_empty(), "parked, not dead-lettered");
     assert!(h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().is_none(), "the claim was released for the retry");
 }
+
+#[tokio::test]
+async fn a_revoked_grant_parks_the_job_and_tells_the_app() {
+    let h = harness().await;
+    let (org, _) = h.make_org(Provider::Xero, "invoice", 3).await;
+    h.connect(Provider::Xero, &org).await;
+    h.control("POST", "revoke", Some(json!({"provider": "xero"}))).await;
+    let job = h.job(Provider::Xero, &org, Operation::Pull, Entity::Invoice);
+    h.send(&[job.to_json()]).await;
+    let results = h.pump(&h.deps(), 1).await;
+    assert!(
+        matches!(results[0].1, Disposition::Retry { code: 1008, visible_in: Some(d) } if d >= StdDuration::from_secs(6 * 3600)),
+        "{results:?}"
+    );
+    assert!(h.drain(&h.dlq).await.is_empty(), "parked, not dead-lettered");
+    let events = h.events().await;
+    let failed: Vec<&AppEvent> = events.iter().filter(|e| e.event_type.as_str() == "sync.failed").collect();
+    assert_eq!(failed.len(), 1, "{events:?}");
+    assert_eq!((failed[0].data["error_code"].as_u64(), failed[0].data["parked"].as_bool()), (Some(1008), Some(true)));
+    assert!(events.iter().any(|e| e.event_type.as_str() == "connection.needs_reauth"), "the refresher told the app too");
+}
+
+#[tokio::test]
+async fn webhook_jobs_reread_the_record_and_deletions_become_tombstones() {
+    let h = harness().await;
+    let (org, ids) = h.make_org(Provider::Zoho, "invoice", 2).await;
+    h.connect(Provider::Zoho, &org).await;
+    let mut updated = h.job(Provider::Zoho, &org, Operation::Webhook, Entity::Invoice);
+    updated.entity_id = Some(ids[0].clone());
+    updated.change = Some(shared::jobs::Change::Updated);
+    let mut deleted = h.job(Provider::Zoho, &org, Operation::Webhook, Entity::Invoice);
+    deleted.entity_id = Some(ids[1].clone());
+    deleted.change = Some(shared::jobs::Change::Deleted);
+    h.send(&[updated.to_json(), deleted.to_json()]).await;
+    done_result(&h.pump(&h.deps(), 1).await);
+    let store = h.store();
+    let a = store.get_record(&h.tenant, Provider::Zoho, &org, PEntity::Invoice, &ids[0]).await.unwrap().unwrap();
+    assert!(!a.deleted && a.amount.is_some());
+    let b = store.get_record(&h.tenant, Provider::Zoho, &org, PEntity::Invoice, &ids[1]).await.unwrap().unwrap();
+    assert!(b.deleted, "a deletion is kept as a tombstone");
+    // Counters are kept by route template: one read in all, so the deleted record was not re-read.
+    assert_eq!(h.calls("/invoices/{id}").await, 1);
+}
