@@ -135,7 +135,11 @@ impl H {
         let org = org_id_for(provider);
         self.control("POST", "clock", Some(json!({"advance_seconds": -3600}))).await;
         let out = self
-            .control("POST", "seed", Some(json!({"provider": sandbox_name(provider), "org_id": org, "dc": "us", "entity": entity, "count": count})))
+            .control(
+                "POST",
+                "seed",
+                Some(json!({"provider": sandbox_name(provider), "org_id": org, "dc": "us", "entity": entity, "count": count})),
+            )
             .await;
         self.control("POST", "clock", Some(json!({"advance_seconds": 3600}))).await;
         let ids = out["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
@@ -249,7 +253,8 @@ impl H {
     async fn pump(&self, deps: &SyncDeps, idle: u32) -> Vec<(String, Disposition)> {
         let mut all = Vec::new();
         let mut empty = 0;
-        let urls = [self.env.config.queues.sync_high.clone(), self.env.config.queues.sync_normal.clone(), self.env.config.queues.sync_low.clone()];
+        let urls =
+            [self.env.config.queues.sync_high.clone(), self.env.config.queues.sync_normal.clone(), self.env.config.queues.sync_low.clone()];
         while empty < idle {
             let mut got_any = false;
             for url in &urls {
@@ -320,7 +325,15 @@ impl H {
                 empty += 1;
             }
             for m in msgs {
-                self.env.clients.sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle.clone().unwrap()).send().await.unwrap();
+                self.env
+                    .clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle.clone().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
                 out.push(m);
             }
         }
@@ -357,7 +370,11 @@ impl H {
             .send()
             .await
             .unwrap();
-        out.items.unwrap_or_default().into_iter().filter(|i| i.get("event").and_then(|e| e.as_s().ok()).map(String::as_str) == Some("provider_call")).collect()
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| i.get("event").and_then(|e| e.as_s().ok()).map(String::as_str) == Some("provider_call"))
+            .collect()
     }
 }
 
@@ -385,7 +402,15 @@ async fn full_then_incremental(provider: Provider) {
     assert_eq!(stored.len(), 1000, "{provider}: one record per invoice");
     assert_eq!(got, want, "{provider}: exactly the sandbox's invoices");
     assert!(stored.iter().all(|r| r.amount.is_some() && r.raw_ref.starts_with(provider.as_str())), "{provider}: amounts normalised");
-    let list_calls = h.calls(if provider == Provider::Zoho { "/invoices" } else if provider == Provider::Xero { "/Invoices" } else { "/query" }).await;
+    let list_calls = h
+        .calls(if provider == Provider::Zoho {
+            "/invoices"
+        } else if provider == Provider::Xero {
+            "/Invoices"
+        } else {
+            "/query"
+        })
+        .await;
     assert!(list_calls >= 10, "{provider}: {list_calls} list calls for 1,000 records in pages of 100");
     let cursor = h.store().get_cursor(&h.tenant, provider, &org, PEntity::Invoice).await.unwrap().unwrap();
     assert_eq!(cursor.cursor.position, 1, "the pass is over: the next starts at the first page");
@@ -483,7 +508,13 @@ async fn a_crash_in_the_middle_of_pagination_resumes_from_the_cursor_without_dup
     };
     let crashing = h.deps_with(crash, StdDuration::from_secs(10));
     let job = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Invoice);
-    let msg = InMessage { message_id: "m-1".into(), receipt_handle: "r".into(), body: job.to_json(), event_source_arn: String::new(), receive_count: 1 };
+    let msg = InMessage {
+        message_id: "m-1".into(),
+        receipt_handle: "r".into(),
+        body: job.to_json(),
+        event_source_arn: String::new(),
+        receive_count: 1,
+    };
     let deadline = Utc::now() + Duration::seconds(4);
     let sibling_job = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Account);
     let sibling = InMessage { message_id: "m-2".into(), body: sibling_job.to_json(), ..msg.clone() };
@@ -539,11 +570,22 @@ async fn push_after_timeout(provider: Provider) {
             format!("/quickbooks/v3/company/{org}/invoice"),
             json!({"CustomerRef": {"value": contacts[0]}, "Line": [{"Amount": 120.5, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {}}]}),
         ),
-        Provider::Xero => ("/xero/api.xro/2.0/Invoices".to_string(), json!({"Type": "ACCREC", "Contact": {"ContactID": contacts[0]}, "LineItems": [{"Description": "x", "Quantity": 1, "UnitAmount": 120.5}]})),
-        Provider::Zoho => ("/zoho/api/us/books/v3/invoices".to_string(), json!({"customer_id": contacts[0], "line_items": [{"name": "x", "rate": 120.5, "quantity": 1}]})),
+        Provider::Xero => (
+            "/xero/api.xro/2.0/Invoices".to_string(),
+            json!({"Type": "ACCREC", "Contact": {"ContactID": contacts[0]}, "LineItems": [{"Description": "x", "Quantity": 1, "UnitAmount": 120.5}]}),
+        ),
+        Provider::Zoho => (
+            "/zoho/api/us/books/v3/invoices".to_string(),
+            json!({"customer_id": contacts[0], "line_items": [{"name": "x", "rate": 120.5, "quantity": 1}]}),
+        ),
     };
     let method = if provider == Provider::Xero { "PUT" } else { "POST" };
-    h.control("POST", "faults", Some(json!({"provider": sandbox_name(provider), "path_prefix": path, "method": method, "kind": "timeout", "count": 1}))).await;
+    h.control(
+        "POST",
+        "faults",
+        Some(json!({"provider": sandbox_name(provider), "path_prefix": path, "method": method, "kind": "timeout", "count": 1})),
+    )
+    .await;
     // The client gives up after 1 s; the sandbox holds the request 3 s and then creates the invoice.
     let deps = h.deps_with(WorkerSettings::default(), StdDuration::from_secs(1));
     let job = h.job(provider, &org, Operation::Push, Entity::Invoice);
@@ -648,7 +690,8 @@ async fn a_poison_message_lands_in_the_dlq_with_its_reason_while_its_siblings_su
         assert_eq!(attrs["error_code"].string_value.as_deref(), Some("4000"));
         assert!(!attrs["reason"].string_value.as_deref().unwrap().is_empty());
     }
-    let reasons: Vec<String> = dead.iter().map(|m| m.message_attributes.as_ref().unwrap()["reason"].string_value.clone().unwrap()).collect();
+    let reasons: Vec<String> =
+        dead.iter().map(|m| m.message_attributes.as_ref().unwrap()["reason"].string_value.clone().unwrap()).collect();
     assert!(reasons.iter().any(|r| r.contains("not JSON")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("version")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("tenant_id")), "{reasons:?}");
@@ -667,7 +710,10 @@ async fn a_missing_scope_fails_at_once_naming_it_and_a_spent_quota_parks_the_job
     let job = h.job(Provider::Xero, &org, Operation::Pull, Entity::Invoice);
     h.send(&[job.to_json()]).await;
     let results = h.pump(&h.deps(), 1).await;
-    assert!(matches!(&results[0].1, Disposition::DeadLettered { code: 1009, reason } if reason.contains("accounting.invoices")), "{results:?}");
+    assert!(
+        matches!(&results[0].1, Disposition::DeadLettered { code: 1009, reason } if reason.contains("accounting.invoices")),
+        "{results:?}"
+    );
     assert_eq!(h.calls("/Invoices").await, 0, "refused before any provider call");
     let failed: Vec<AppEvent> = h.events().await.into_iter().filter(|e| e.event_type.as_str() == "sync.failed").collect();
     assert_eq!(failed.len(), 1);
@@ -683,7 +729,10 @@ async fn a_missing_scope_fails_at_once_naming_it_and_a_spent_quota_parks_the_job
     let job = h.job(Provider::Xero, &org, Operation::Pull, Entity::Contact);
     h.send(&[job.to_json()]).await;
     let results = h.pump(&h.deps(), 1).await;
-    assert!(matches!(results[0].1, Disposition::Retry { code: 6002, visible_in: Some(d) } if d > StdDuration::from_secs(30)), "{results:?}");
+    assert!(
+        matches!(results[0].1, Disposition::Retry { code: 6002, visible_in: Some(d) } if d > StdDuration::from_secs(30)),
+        "{results:?}"
+    );
     assert!(h.drain(&h.dlq).await.is_empty(), "parked, not dead-lettered");
     assert!(h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().is_none(), "the claim was released for the retry");
 }

@@ -119,9 +119,11 @@ impl QuickBooksClient {
         let (name, _) = entity_names(entity);
         let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, "cdc"])?;
         let since = since.to_rfc3339_opts(SecondsFormat::Secs, false);
-        let req = self
-            .bearer(tokens, self.core.http.reqwest().get(url))
-            .query(&[("entities", name), ("changedSince", since.as_str()), ("minorversion", MINOR_VERSION)]);
+        let req = self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[
+            ("entities", name),
+            ("changedSince", since.as_str()),
+            ("minorversion", MINOR_VERSION),
+        ]);
         let ok = self.core.call(req).await?;
         let malformed = |m: &str| Error::ProviderMalformed { provider: PROVIDER, message: m.to_string() };
         let mut records = Vec::new();

@@ -146,11 +146,7 @@ impl ZohoClient {
             Some(Value::Array(a)) => a.clone(),
             Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{module} is not an array") }),
         };
-        items
-            .into_iter()
-            .filter(|v| v.get(field).and_then(Value::as_str) == Some(value))
-            .map(|v| normalise(entity, org_id, v))
-            .collect()
+        items.into_iter().filter(|v| v.get(field).and_then(Value::as_str) == Some(value)).map(|v| normalise(entity, org_id, v)).collect()
     }
 
     fn checked_api_domain(&self, resp: &oauth::TokenResponse) -> Result<Option<String>> {

@@ -28,7 +28,7 @@ use futures::FutureExt;
 
 use crate::events::EventType;
 use crate::jobs::SyncJob;
-use crate::sync::worker::{publish, run_job, validate, failed_data, Outcome, SyncDeps};
+use crate::sync::worker::{failed_data, publish, run_job, validate, Outcome, SyncDeps};
 use crate::{Error, ErrorCode, RequestContext, Result};
 
 /// SQS refuses a visibility timeout above 12 hours.
@@ -94,7 +94,8 @@ pub async fn handle_batch(deps: &SyncDeps, messages: &[InMessage], deadline: Dat
 async fn handle_message(deps: &SyncDeps, m: &InMessage, deadline: DateTime<Utc>) -> Disposition {
     // `payload` (push jobs) is part of the published job format but not of `SyncJob`, whose
     // producers never set it; read it from the same body.
-    let payload = serde_json::from_str::<serde_json::Value>(&m.body).ok().and_then(|mut v| v.get_mut("payload").map(serde_json::Value::take));
+    let payload =
+        serde_json::from_str::<serde_json::Value>(&m.body).ok().and_then(|mut v| v.get_mut("payload").map(serde_json::Value::take));
     let job = match SyncJob::from_json(&m.body).and_then(|j| validate(&j, payload.as_ref()).map(|_| j)) {
         Ok(j) => j,
         Err(e) => {
@@ -238,7 +239,9 @@ async fn set_visibility(deps: &SyncDeps, m: &InMessage, d: Duration) {
         }
     };
     let secs = d.min(MAX_VISIBILITY).as_secs().max(1) as i32;
-    if let Err(e) = deps.sqs.change_message_visibility().queue_url(url).receipt_handle(&m.receipt_handle).visibility_timeout(secs).send().await {
+    if let Err(e) =
+        deps.sqs.change_message_visibility().queue_url(url).receipt_handle(&m.receipt_handle).visibility_timeout(secs).send().await
+    {
         tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "ChangeMessageVisibility failed; the queue's timeout applies");
     }
 }

@@ -191,7 +191,17 @@ where
 /// One audit record per attempt: who, what, how it went; never tokens or bodies. A failure to write
 /// it is logged, not fatal (the call already happened and its effect is recorded elsewhere).
 #[allow(clippy::too_many_arguments)]
-async fn audit_call(deps: &SyncDeps, job: &JobCtx, op: Op, method: &str, path: &str, status: u16, latency_ms: u64, attempt: u32, err: Option<&Error>) {
+async fn audit_call(
+    deps: &SyncDeps,
+    job: &JobCtx,
+    op: Op,
+    method: &str,
+    path: &str,
+    status: u16,
+    latency_ms: u64,
+    attempt: u32,
+    err: Option<&Error>,
+) {
     let now = Utc::now();
     let correlation_id = crate::context::current().map(|c| c.correlation_id).unwrap_or_else(crate::context::mint_correlation_id);
     let mut item = Item::new();

@@ -96,7 +96,13 @@ impl SyncStore {
 
     /// Upserts records; a record whose stored version is newer (`updated_ms`) is not overwritten, so
     /// an old page read late cannot undo a newer change.
-    pub async fn put_records(&self, tenant_id: &str, records: &[(SyncRecord, Option<String>)], job_id: &str, now: DateTime<Utc>) -> Result<WriteCounts> {
+    pub async fn put_records(
+        &self,
+        tenant_id: &str,
+        records: &[(SyncRecord, Option<String>)],
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<WriteCounts> {
         use futures::stream::{self, StreamExt, TryStreamExt};
         let results: Vec<bool> = stream::iter(records.iter())
             .map(|(r, raw)| self.put_record(tenant_id, r, raw.as_deref(), job_id, now))
@@ -135,7 +141,14 @@ impl SyncStore {
         }
     }
 
-    pub async fn get_record(&self, tenant_id: &str, provider: Provider, org_id: &str, entity: Entity, id: &str) -> Result<Option<SyncRecord>> {
+    pub async fn get_record(
+        &self,
+        tenant_id: &str,
+        provider: Provider,
+        org_id: &str,
+        entity: Entity,
+        id: &str,
+    ) -> Result<Option<SyncRecord>> {
         let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), record_sk(provider, org_id, entity, id)).await?;
         item.map(|i| record_from(&i)).transpose()
     }
@@ -209,13 +222,22 @@ impl SyncStore {
         };
         match req.send().await {
             Ok(_) => Ok(next),
-            Err(e) if is_conditional_failure(&e) => Err(Error::Conflict(format!("cursor for {}/{org_id}/{} moved", cursor.provider, cursor.entity))),
+            Err(e) if is_conditional_failure(&e) => {
+                Err(Error::Conflict(format!("cursor for {}/{org_id}/{} moved", cursor.provider, cursor.entity)))
+            }
             Err(e) => Err(dynamo_error("PutItem(cursor)", e)),
         }
     }
 
     /// Claims a job key until `in_progress_until` (the invocation's deadline).
-    pub async fn claim_job(&self, tenant_id: &str, key: &str, owner: &str, in_progress_until: DateTime<Utc>, now: DateTime<Utc>) -> Result<Claim> {
+    pub async fn claim_job(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        owner: &str,
+        in_progress_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim> {
         let res = self
             .db
             .put_item()
@@ -228,9 +250,7 @@ impl SyncStore {
             .item("expires_at", n((now + COMPLETED_TTL).timestamp()))
             // TTL deletes late, so expiry is part of the condition; an INPROGRESS record past its
             // invocation's deadline belongs to a worker that died.
-            .condition_expression(
-                "attribute_not_exists(sk) OR expires_at < :now_s OR (#st = :inprogress AND in_progress_expiry < :now_ms)",
-            )
+            .condition_expression("attribute_not_exists(sk) OR expires_at < :now_s OR (#st = :inprogress AND in_progress_expiry < :now_ms)")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":now_s", n(now.timestamp()))
             .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
@@ -259,7 +279,14 @@ impl SyncStore {
 
     /// Marks our claimed job done with its result. Conflict if we no longer own it (our claim
     /// expired and another worker took it), in which case that worker's result stands.
-    pub async fn complete_job(&self, tenant_id: &str, key: &str, owner: &str, result: &serde_json::Value, now: DateTime<Utc>) -> Result<()> {
+    pub async fn complete_job(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        owner: &str,
+        result: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let res = self
             .db
             .update_item()
@@ -312,9 +339,7 @@ impl SyncStore {
     /// The job record's status, for tests and operators.
     pub async fn job_status(&self, tenant_id: &str, key: &str) -> Result<Option<(String, Option<serde_json::Value>)>> {
         let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), job_sk(key)).await?;
-        Ok(item.map(|i| {
-            (get_s_opt(&i, "status").unwrap_or_default(), get_s_opt(&i, "result").and_then(|r| serde_json::from_str(&r).ok()))
-        }))
+        Ok(item.map(|i| (get_s_opt(&i, "status").unwrap_or_default(), get_s_opt(&i, "result").and_then(|r| serde_json::from_str(&r).ok()))))
     }
 }
 

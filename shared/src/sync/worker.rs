@@ -371,7 +371,12 @@ async fn pull(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> Result<
 /// QuickBooks: deletions do not show in queries, so an incremental pass ends with a CDC call over
 /// the same window, and the deleted ids become tombstones. Returns the server time to start the
 /// next window from. Windows older than CDC's 30 days are skipped (a full sync is the remedy).
-async fn quickbooks_deletions(deps: &SyncDeps, ctx: &JobCtx, since: Option<DateTime<Utc>>, counts: &mut Counts) -> Result<Option<DateTime<Utc>>> {
+async fn quickbooks_deletions(
+    deps: &SyncDeps,
+    ctx: &JobCtx,
+    since: Option<DateTime<Utc>>,
+    counts: &mut Counts,
+) -> Result<Option<DateTime<Utc>>> {
     let Some(since) = since else { return Ok(None) };
     if since < Utc::now() - CDC_MAX_AGE {
         tracing::warn!(since = %since, "QuickBooks CDC window older than 30 days: deletions before a full sync are not seen");
