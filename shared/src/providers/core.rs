@@ -89,3 +89,51 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SecretString;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn core() -> Core {
+        let creds = ClientCredentials { client_id: "c".into(), client_secret: SecretString::new("s".to_string()) };
+        Core::new(Provider::Xero, Endpoints::real(Provider::Xero), creds, HttpClient::new(std::time::Duration::from_secs(5)).unwrap())
+    }
+
+    /// A server that answers one request with `head` and then streams `body_len` bytes.
+    async fn serve(head: String, body_len: usize) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(head.as_bytes()).await;
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < body_len {
+                let n = chunk.len().min(body_len - sent);
+                if sock.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                sent += n;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn bodies_past_the_cap_are_refused_whether_declared_or_streamed() {
+        let c = core();
+        let declared = serve(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_RESPONSE_BYTES + 1), 10).await;
+        let e = c.send(c.http.reqwest().get(format!("http://{declared}/"))).await.unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::ProviderMalformed, "{e}");
+        // No length declared: the bytes read are counted.
+        let streamed = serve("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string(), MAX_RESPONSE_BYTES + 100_000).await;
+        let e = c.send(c.http.reqwest().get(format!("http://{streamed}/"))).await.unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::ProviderMalformed, "{e}");
+        let small = serve("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_string(), 5).await;
+        assert_eq!(c.send(c.http.reqwest().get(format!("http://{small}/"))).await.unwrap().body.len(), 5);
+    }
+}
