@@ -434,16 +434,28 @@ async fn full_then_incremental(provider: Provider) {
         assert!(!format!("{a:?}").contains(token.tokens.access_token.expose()), "audit record carries the token");
     }
 
-    // Incremental: five new and one changed record, nothing else.
+    // Incremental: five new records (and, for QuickBooks, one deletion, seen through CDC), nothing else.
     let new_ids = h.seed(provider, &org, "invoice", 5).await;
+    if provider == Provider::QuickBooks {
+        // The emitter applies the deletion before delivering; the delivery itself goes nowhere.
+        let body = json!({"provider": "quickbooks", "target_url": "http://127.0.0.1:9/hook", "org_id": org, "entity": "invoice",
+            "entity_id": ids[0], "operation": "delete"});
+        h.http.post(format!("{}/_sandbox/webhooks/emit", h.sb.base_url)).json(&body).send().await.unwrap();
+    }
     let inc = h.job(provider, &org, Operation::Pull, Entity::Invoice);
     h.send(&[inc.to_json()]).await;
     done_result(&h.pump(&deps, 2).await);
     let (status, result) = h.store().job_status(&h.tenant, &inc.idempotency_key).await.unwrap().unwrap();
     assert_eq!(status, "COMPLETED");
-    assert_eq!(result.unwrap()["counts"]["fetched"], 5, "{provider}: the incremental pass reads only the changes");
+    let result = result.unwrap();
+    assert_eq!(result["counts"]["fetched"], 5, "{provider}: the incremental pass reads only the changes: {result}");
     let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::Invoice).await.unwrap();
     assert_eq!(stored.len(), 1005);
+    if provider == Provider::QuickBooks {
+        assert_eq!(result["counts"]["deleted"], 1, "{result}");
+        assert!(stored.iter().any(|r| r.provider_id == ids[0] && r.deleted), "the deletion is a tombstone");
+        assert_eq!(h.calls("/cdc").await, 1);
+    }
     for id in &new_ids {
         assert!(stored.iter().any(|r| &r.provider_id == id));
     }
