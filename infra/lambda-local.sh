@@ -37,6 +37,7 @@ webhook-receiver/zoho.json                      http=200
 token-refresher/schedule.json                   error contains=not%20implemented
 sync-worker/batch.json                          ok failures=none
 sync-worker/poison.json                         ok failures=none
+sync-worker/push.json                           ok failures=none
 '
 
 say() { echo "[lambda-local] $*" >&2; }
