@@ -312,6 +312,12 @@ fn start_cursor(ctx: &JobCtx, stored: Option<&crate::sync::store::StoredCursor>,
     ctx.job.cursor.as_deref().and_then(|c| serde_json::from_str::<Cursor>(c).ok()).filter(usable).unwrap_or_else(fresh)
 }
 
+/// Every page from the start cursor to the end of the pass, storing the cursor after each page.
+///
+/// Deletions: QuickBooks through CDC at the end of an incremental pass (documented by Intuit). Xero
+/// marks deleted documents `Status: DELETED`; that an `If-Modified-Since` listing returns them is
+/// unconfirmed. Zoho lists do not show deleted records (unconfirmed whether any filter does), so
+/// Zoho deletions arrive only through webhook jobs (`change: deleted`).
 async fn pull(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> Result<Value> {
     let tenant_id = &ctx.tenant.tenant_id;
     let stored = deps.store.get_cursor(tenant_id, ctx.provider, &ctx.org_id, ctx.entity).await?;
