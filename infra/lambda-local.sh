@@ -36,8 +36,9 @@ webhook-receiver/xero-intent-to-receive.json    http=200
 webhook-receiver/zoho.json                      http=401 json:error.code=4001
 token-refresher/schedule.json                   ok json:left_for_next_run=0 json:failed=0
 token-refresher/force-window.json               ok json:left_for_next_run=0 json:failed=0
-sync-worker/batch.json                          ok failures=all
-sync-worker/poison.json                         ok failures=all
+sync-worker/batch.json                          ok failures=none
+sync-worker/poison.json                         ok failures=none
+sync-worker/push.json                           ok failures=none
 '
 
 say() { echo "[lambda-local] $*" >&2; }

@@ -338,6 +338,16 @@ def sync_batch() -> dict:
     ], "sync-high")
 
 
+def sync_push() -> dict:
+    # Push jobs carry the record to create in the provider's own shape (`payload`).
+    return sqs_event("sync-push", [
+        job(5, "xero", XERO_TENANT, "push", "invoice", "normal", "app",
+            payload={"Type": "ACCREC", "Contact": {"Name": "Local Demo Ltd"},
+                     "LineItems": [{"Description": "Consulting", "Quantity": 1, "UnitAmount": 120.5}]}),
+        job(6, "zoho", ZOHO_ORG, "push", "contact", "normal", "app", payload={"contact_name": "Local Demo Ltd"}),
+    ], "sync-normal")
+
+
 def sync_poison() -> dict:
     # Each message is wrong in a different way; none may be retried forever or crash the batch.
     return sqs_event("sync-poison", [
@@ -364,6 +374,7 @@ def all_events(now: datetime) -> dict[str, dict]:
         "token-refresher/force-window.json": force_window_event(),
         "sync-worker/batch.json": sync_batch(),
         "sync-worker/poison.json": sync_poison(),
+        "sync-worker/push.json": sync_push(),
     }
 
 

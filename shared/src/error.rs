@@ -24,6 +24,8 @@ pub enum ErrorCode {
     ConsentDenied = 1007,
     /// The connection's grant can no longer be refreshed; an admin must connect again.
     NeedsReauth = 1008,
+    /// The grant lacks a scope the operation needs; an admin must connect again with it.
+    MissingScope = 1009,
     // 2xxx: rate limits
     RateLimited = 2001,
     ProviderRateLimited = 2002,
@@ -93,6 +95,8 @@ pub enum Error {
     ProviderAuth { provider: Provider, reason: String },
     #[error("the {provider} connection (grant {grant_id}) needs to be connected again")]
     NeedsReauth { provider: Provider, grant_id: String },
+    #[error("the {provider} grant lacks the scope '{scope}' that {operation} needs; connect again granting it")]
+    MissingScope { provider: Provider, scope: String, operation: String },
     #[error("the authorisation at {provider} was declined ({error})")]
     ConsentDenied { provider: Provider, error: String },
     #[error("rate limited ({scope}); retry after {retry_after:?}")]
@@ -164,6 +168,7 @@ impl Error {
             ProviderAuth { .. } => ErrorCode::ProviderAuthFailed,
             ConsentDenied { .. } => ErrorCode::ConsentDenied,
             NeedsReauth { .. } => ErrorCode::NeedsReauth,
+            MissingScope { .. } => ErrorCode::MissingScope,
             RateLimited { .. } => ErrorCode::RateLimited,
             ProviderRateLimited { .. } => ErrorCode::ProviderRateLimited,
             CircuitOpen { .. } => ErrorCode::CircuitOpen,
@@ -226,7 +231,11 @@ impl Error {
     pub fn http_status(&self) -> u16 {
         match self.code() {
             ErrorCode::Unauthenticated | ErrorCode::InvalidSignature => 401,
-            ErrorCode::Forbidden | ErrorCode::ProviderNotEnabled | ErrorCode::RedirectNotAllowed | ErrorCode::ConsentDenied => 403,
+            ErrorCode::Forbidden
+            | ErrorCode::MissingScope
+            | ErrorCode::ProviderNotEnabled
+            | ErrorCode::RedirectNotAllowed
+            | ErrorCode::ConsentDenied => 403,
             ErrorCode::InvalidState | ErrorCode::InvalidInput | ErrorCode::StaleWebhook | ErrorCode::InvalidTenantConfig => 400,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,

@@ -164,14 +164,22 @@ impl EventPublisher {
         &self.default_queue_url
     }
 
-    /// Sends one event. `destination` overrides the default queue (a tenant's `event_destination`).
-    /// The event id travels as a message attribute too, so consumers can dedupe without parsing.
+    /// Sends one event to the events queue. The event id travels as a message attribute too, so
+    /// consumers can dedupe without parsing.
+    ///
+    /// `destination` (a tenant's `event_destination`) is accepted for compatibility and ignored:
+    /// per-tenant queues were never granted by IAM (every function may send only to `EventsQueue`),
+    /// so honouring it made events fail for those tenants. Every event goes to the shared queue;
+    /// the message attribute `tenant_id` lets the app route them.
     pub async fn publish(&self, event: &AppEvent, destination: Option<&str>) -> Result<()> {
+        if let Some(d) = destination {
+            tracing::debug!(ignored_destination = %d, "event_destination is not supported; using the events queue");
+        }
         use aws_sdk_sqs::types::MessageAttributeValue;
         let attr = |v: &str| MessageAttributeValue::builder().data_type("String").string_value(v).build().map_err(Error::queue);
         self.sqs
             .send_message()
-            .queue_url(destination.unwrap_or(&self.default_queue_url))
+            .queue_url(&self.default_queue_url)
             .message_body(event.to_json())
             .message_attributes("event_type", attr(event.event_type.as_str())?)
             .message_attributes("event_id", attr(&event.event_id)?)

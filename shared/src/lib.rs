@@ -17,6 +17,7 @@ pub mod resilience;
 pub mod secret;
 pub mod secrets;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod tenancy;
 pub mod tokens;

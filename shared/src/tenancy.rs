@@ -64,7 +64,9 @@ pub struct TenantConfig {
     pub scopes: BTreeMap<Provider, Vec<String>>,
     /// Where the connect flow may send the user back to (exact match on scheme, host, port, path prefix).
     pub return_urls: Vec<String>,
-    /// Where events for this tenant go; None means the shared outbound events queue.
+    /// No longer used: every event goes to the shared outbound events queue (IAM never allowed
+    /// sending anywhere else). Kept so stored configurations still read and validate; see
+    /// `EventPublisher::publish`.
     #[serde(default)]
     pub event_destination: Option<String>,
 }

@@ -93,7 +93,19 @@ pub async fn list(
     let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
     let per_page = q.get("per_page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(MAX_PER_PAGE).clamp(1, MAX_PER_PAGE);
     let org = w.org(P, &org_id).expect("authorized");
-    let mut matched = org.store(e).items.iter().filter(|r| !r.deleted).filter(|r| since.is_none_or(|s| r.updated >= s));
+    // Exact-match field filters the sync worker uses to find a record it may already have created
+    // (Zoho has no idempotency key). Zoho documents `reference_number` (invoices) and
+    // `contact_name` (contacts) list filters; that they match exactly rather than as a prefix is
+    // unconfirmed, so clients re-check the answer.
+    let field_filters: Vec<(&str, &String)> =
+        ["reference_number", "contact_name"].iter().filter_map(|f| q.get(*f).map(|v| (*f, v))).collect();
+    let mut matched = org
+        .store(e)
+        .items
+        .iter()
+        .filter(|r| !r.deleted)
+        .filter(|r| since.is_none_or(|s| r.updated >= s))
+        .filter(|r| field_filters.iter().all(|(f, v)| r.value.get(*f).and_then(Value::as_str) == Some(v.as_str())));
     let rows: Vec<&Record> = matched.by_ref().skip((page - 1) * per_page).take(per_page).collect();
     let has_more = matched.next().is_some();
     let mut body = String::with_capacity(128 + rows.iter().map(|r| r.summary.len() + 1).sum::<usize>());

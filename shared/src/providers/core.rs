@@ -3,7 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The largest provider response body we read. A full QuickBooks page (1,000 invoices with lines)
+/// is a few MB; anything past this is refused rather than buffered.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 use crate::http_client::HttpClient;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::errors::{provider_error, rate_limit_info, success_json, ApiResponse};
@@ -34,11 +38,28 @@ impl Core {
 
     /// Sends and reads the whole response; the only errors are transport errors.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<ApiResponse> {
-        let resp = req.send().await.map_err(|e| self.http.transport_error(self.provider, e))?;
+        let mut resp = req.send().await.map_err(|e| self.http.transport_error(self.provider, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| self.http.transport_error(self.provider, e))?;
-        Ok(ApiResponse { status, headers, body })
+        // Read with a cap: a provider (or anything posing as one) must not make us buffer an
+        // unbounded body. The declared length is checked first, then the bytes actually read.
+        let too_large = |n: u64| Error::ProviderMalformed {
+            provider: self.provider,
+            message: format!("response body of at least {n} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit"),
+        };
+        if let Some(len) = resp.content_length() {
+            if len > MAX_RESPONSE_BYTES as u64 {
+                return Err(too_large(len));
+            }
+        }
+        let mut body = bytes::BytesMut::with_capacity(resp.content_length().unwrap_or(8192).min(1 << 20) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.http.transport_error(self.provider, e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(too_large((body.len() + chunk.len()) as u64));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(ApiResponse { status, headers, body: body.freeze() })
     }
 
     /// Sends an API request and returns its JSON, or the provider's error mapped to ours.
@@ -66,5 +87,53 @@ impl Core {
             Some(err) => Err(err),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SecretString;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn core() -> Core {
+        let creds = ClientCredentials { client_id: "c".into(), client_secret: SecretString::new("s".to_string()) };
+        Core::new(Provider::Xero, Endpoints::real(Provider::Xero), creds, HttpClient::new(std::time::Duration::from_secs(5)).unwrap())
+    }
+
+    /// A server that answers one request with `head` and then streams `body_len` bytes.
+    async fn serve(head: String, body_len: usize) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(head.as_bytes()).await;
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < body_len {
+                let n = chunk.len().min(body_len - sent);
+                if sock.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                sent += n;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn bodies_past_the_cap_are_refused_whether_declared_or_streamed() {
+        let c = core();
+        let declared = serve(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_RESPONSE_BYTES + 1), 10).await;
+        let e = c.send(c.http.reqwest().get(format!("http://{declared}/"))).await.unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::ProviderMalformed, "{e}");
+        // No length declared: the bytes read are counted.
+        let streamed = serve("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string(), MAX_RESPONSE_BYTES + 100_000).await;
+        let e = c.send(c.http.reqwest().get(format!("http://{streamed}/"))).await.unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::ProviderMalformed, "{e}");
+        let small = serve("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_string(), 5).await;
+        assert_eq!(c.send(c.http.reqwest().get(format!("http://{small}/"))).await.unwrap().body.len(), 5);
     }
 }

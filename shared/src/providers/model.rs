@@ -287,9 +287,10 @@ pub(crate) fn text_at(v: &Value, path: &[&str]) -> Option<String> {
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
     if let Some(inner) = s.strip_prefix("/Date(").and_then(|r| r.strip_suffix(")/")) {
-        // `get`, not indexing: the text is the provider's (or an attacker's), and "/Date()/" or a
-        // multi-byte first character must give None, not a panic. The first character may be a sign.
-        let end = inner.get(1..).and_then(|r| r.find(['+', '-'])).map(|i| i + 1).unwrap_or(inner.len());
+        // Provider text: split on chars, never on byte offsets, so "/Date()/" or a multi-byte
+        // character cannot land a slice inside a character. The offset after the millis is
+        // informational (the millis are UTC already); a sign may lead the millis.
+        let end = inner.char_indices().skip(1).find(|(_, c)| *c == '+' || *c == '-').map(|(i, _)| i).unwrap_or(inner.len());
         let ms: i64 = inner.get(..end)?.parse().ok()?;
         return DateTime::from_timestamp_millis(ms);
     }
@@ -405,6 +406,30 @@ mod tests {
         assert_eq!(parse_time("2026-03-01T12:00:00.123Z").unwrap().timestamp_subsec_millis(), 123);
         assert_eq!(parse_time("2019-02-26T20:28:21.659"), Some(Utc.timestamp_millis_opt(1551212901659).unwrap()));
         assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn hostile_timestamps_do_not_panic() {
+        for s in [
+            "/Date()/",
+            "/Date(+)/",
+            "/Date(-)/",
+            "/Date(é)/",
+            "/Date(1é+0000)/",
+            "/Date(é+0000)/",
+            "/Date(\u{1F600})/",
+            "/Date(",
+            ")/",
+            "/Date(99999999999999999999999)/",
+            "2026-13-45T99:99:99Z",
+            "２０２６-01-01T00:00:00Z",
+            "\u{0}",
+            "",
+        ] {
+            let _ = parse_time(s);
+        }
+        assert_eq!(parse_time("/Date(-1000+0000)/"), Some(Utc.timestamp_millis_opt(-1000).unwrap()));
+        assert_eq!(parse_time("/Date()/"), None);
     }
 
     #[test]

@@ -132,6 +132,23 @@ impl ZohoClient {
             .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("response has no {single}") })
     }
 
+    /// Records of `entity` whose `field` equals `value` exactly (Zoho's list filters by
+    /// `reference_number` and `contact_name`; the answer is filtered again here because whether
+    /// the filter is an exact match or a prefix match is unconfirmed). One page (200) is enough:
+    /// the callers look up a reference that should match one record.
+    pub async fn find_by(&self, tokens: &TokenSet, org_id: &str, entity: Entity, field: &str, value: &str) -> Result<Vec<Record>> {
+        let (module, _, _) = entity_names(entity);
+        let url = api_url(&self.api_base(tokens)?, &[module])?;
+        let query = [("organization_id", check_org(org_id)?), (field, value), ("per_page", "200")];
+        let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
+        let items = match ok.body.get(module) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{module} is not an array") }),
+        };
+        items.into_iter().filter(|v| v.get(field).and_then(Value::as_str) == Some(value)).map(|v| normalise(entity, org_id, v)).collect()
+    }
+
     fn checked_api_domain(&self, resp: &oauth::TokenResponse) -> Result<Option<String>> {
         resp.extra_fields().api_domain.as_deref().map(|d| self.core.endpoints.zoho_check_api_domain(d)).transpose()
     }

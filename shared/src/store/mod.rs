@@ -9,7 +9,10 @@
 //! - tenants: `TENANT#t` / `TENANT` -> plan, limits, configuration
 //! - tenants: `TENANT#t` / `USAGE#<yyyy-mm>` -> monthly API-call counter
 //! - tenants: `TENANT#t` / `USER#<user_id>` -> role of a main-app user
-//! - tenants: `TENANT#t` / `AUDIT#<rfc3339>#<id>` -> audit record with a retention TTL (`expires_at`)
+//! - tenants: `TENANT#t` / `AUDIT#<rfc3339>#<id>` -> audit record with a retention TTL (`expires_at`);
+//!   token events and, from the sync worker, one `provider_call` record per provider call
+//! - sync: `TENANT#t` / `REC#<provider>#<org>#<entity>#<id>`, `CURSOR#<provider>#<org>#<entity>`,
+//!   `JOB#<idempotency key>` -> normalised records, pull cursors, job records (see `crate::sync::store`)
 
 pub mod grants;
 

@@ -1,0 +1,240 @@
+//! Sync benchmark.
+//!
+//! 1. Records normalised per second on one core (CPU only, no I/O), per provider: the provider
+//!    client's record reader plus the sync model's normaliser, from parsed JSON values, as the worker
+//!    runs them on every page. Target: at least 100,000 records/s. Also from the raw page bytes
+//!    (JSON parse included), for reference.
+//! 2. End to end against the sandbox and moto (needs AWS_ENDPOINT_URL): one pull job of 10,000
+//!    QuickBooks invoices in pages of 1,000 (claim, token, list, normalise, conditional writes,
+//!    cursor, completion, audit), records per second and the process's peak RSS. The sandbox runs in
+//!    this process (it holds the 10,000 invoices too), so the RSS figure is an upper bound for the
+//!    worker; how much the job raised the peak is printed separately. This part runs first.
+//!
+//! Run: `source .local/aws.env && cargo bench -p shared --bench sync` (release). Without
+//! AWS_ENDPOINT_URL only part 1 runs.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use shared::aws::AwsClients;
+use shared::jobs::{Operation, Source, SyncJob, JOB_VERSION};
+use shared::providers::model::Entity;
+use shared::providers::{new_pkce, quickbooks, xero, zoho, AccountingProvider, AuthorizeRequest, CallbackParams};
+use shared::refresh::TokenService;
+use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
+use shared::sync::{model, run_job, Outcome, SyncDeps, WorkerSettings};
+use shared::tenancy::{Plan, Priority, Tenant, TenantConfig, TenantStore};
+use shared::vault::SealContext;
+use shared::{Config, Provider};
+
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// (current, peak) resident set in KiB.
+fn rss_kib() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        s.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn qbo_invoice(i: usize) -> Value {
+    json!({"Id": i.to_string(), "SyncToken": "0", "DocNumber": format!("{}", 1000 + i), "TxnDate": "2026-01-15", "DueDate": "2026-02-14",
+        "TotalAmt": 362.07, "Balance": 12.5, "CustomerRef": {"value": "3", "name": "Cool Cars"}, "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
+        "Line": [{"Id": "1", "LineNum": 1, "Amount": 362.07, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}],
+        "MetaData": {"CreateTime": "2026-01-15T10:00:00-08:00", "LastUpdatedTime": "2026-01-16T10:00:00-08:00"}})
+}
+
+fn xero_invoice(i: usize) -> Value {
+    json!({"InvoiceID": format!("6b6e1e2c-0000-4000-8000-{i:012}"), "InvoiceNumber": format!("INV-{i}"), "Type": "ACCREC", "Status": "AUTHORISED",
+        "Contact": {"ContactID": "c1b2a3d4-0000-4000-8000-000000000001", "Name": "Ridgeway"}, "Date": "/Date(1551139200000+0000)/",
+        "DateString": "2019-02-26T00:00:00", "DueDateString": "2019-03-26T00:00:00", "Total": 1500.25, "AmountDue": 1500.25, "CurrencyCode": "NZD",
+        "UpdatedDateUTC": "/Date(1551212901659+0000)/", "LineItems": []})
+}
+
+fn zoho_invoice(i: usize) -> Value {
+    json!({"invoice_id": format!("4600000{i:08}"), "invoice_number": format!("INV-{i:06}"), "customer_id": "460000000026001", "customer_name": "Bowman",
+        "status": "sent", "date": "2013-11-17", "due_date": "2013-12-03", "total": 40.6, "balance": 40.6, "currency_code": "USD",
+        "last_modified_time": "2013-11-18T02:17:40-0800", "reference_number": format!("REF-{i}")})
+}
+
+fn cpu_part() {
+    const N: usize = 200_000;
+    eprintln!("== normalise (one core, CPU time; {N} invoices per provider)");
+    for (provider, make) in [
+        (Provider::QuickBooks, qbo_invoice as fn(usize) -> Value),
+        (Provider::Xero, xero_invoice as fn(usize) -> Value),
+        (Provider::Zoho, zoho_invoice as fn(usize) -> Value),
+    ] {
+        let values: Vec<Value> = (0..N).map(make).collect();
+        let page_bytes = serde_json::to_vec(&values[..1000]).unwrap();
+        // From parsed values: the provider reader + the sync normaliser.
+        let cpu = thread_cpu_ns();
+        let wall = Instant::now();
+        let mut ok = 0usize;
+        for v in values {
+            let r = match provider {
+                Provider::QuickBooks => quickbooks::normalise(Entity::Invoice, "934", v),
+                Provider::Xero => xero::normalise(Entity::Invoice, "t1", v),
+                Provider::Zoho => zoho::normalise(Entity::Invoice, "7", v),
+            };
+            if let Some(n) = r.ok().as_ref().and_then(model::normalise) {
+                ok += std::hint::black_box(n.amount.is_some()) as usize;
+            }
+        }
+        let cpu_s = (thread_cpu_ns() - cpu) as f64 / 1e9;
+        let wall_s = wall.elapsed().as_secs_f64();
+        assert_eq!(ok, N);
+        // From the page's bytes (JSON parse included), 1,000 records per page.
+        let pages = N / 1000;
+        let cpu2 = thread_cpu_ns();
+        for _ in 0..pages {
+            let vals: Vec<Value> = serde_json::from_slice(&page_bytes).unwrap();
+            for v in vals {
+                let r = match provider {
+                    Provider::QuickBooks => quickbooks::normalise(Entity::Invoice, "934", v),
+                    Provider::Xero => xero::normalise(Entity::Invoice, "t1", v),
+                    Provider::Zoho => zoho::normalise(Entity::Invoice, "7", v),
+                };
+                std::hint::black_box(r.ok().as_ref().and_then(model::normalise));
+            }
+        }
+        let cpu2_s = (thread_cpu_ns() - cpu2) as f64 / 1e9;
+        eprintln!(
+            "{provider:>10}: {:>9.0} records/s CPU ({:.0} wall) from values; {:>9.0} records/s CPU from page bytes (JSON parse included)",
+            N as f64 / cpu_s,
+            N as f64 / wall_s,
+            N as f64 / cpu2_s
+        );
+    }
+}
+
+async fn e2e_part() {
+    const N: usize = 10_000;
+    shared::http_client::install_crypto_provider();
+    let mut config = Config::from_env().expect("the local stack's environment (.local/aws.env)");
+    let clients = AwsClients::from_env().await;
+    let settings = sandbox::Settings { rate_limits_enabled: false, ..sandbox::Settings::default() };
+    let sb = sandbox::spawn(sandbox::SandboxConfig { settings, seed: false, ..Default::default() }).await.expect("sandbox");
+    config.provider_base_url = Some(url::Url::parse(&sb.base_url).unwrap());
+    let events = clients.sqs.create_queue().queue_name(format!("bench-events-{}", uuid::Uuid::new_v4().simple())).send().await.unwrap();
+    config.queues.events = events.queue_url.unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let realm = format!("9{:015}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000);
+    let seed = json!({"provider": "quickbooks", "org_id": realm, "entity": "invoice", "count": N});
+    let r = http.post(format!("{}/_sandbox/seed", sb.base_url)).json(&seed).send().await.unwrap();
+    assert!(r.status().is_success());
+
+    let tenant = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let cfg = TenantConfig { return_urls: vec!["https://app.example.com/x".into()], ..Default::default() };
+    TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone())
+        .create(&Tenant::new(&tenant, "Bench", Plan::Enterprise, cfg, Utc::now()))
+        .await
+        .unwrap();
+    let svc = TokenService::new(&config, &clients, shared::http_client::HttpClient::new(StdDuration::from_secs(30)).unwrap());
+    let client = svc.provider_client(Provider::QuickBooks).await.unwrap();
+    let (challenge, _verifier) = new_pkce();
+    let redirect = url::Url::parse("http://127.0.0.1:9/cb").unwrap();
+    let extra = vec![("sandbox_realm".to_string(), realm.clone())];
+    let req = AuthorizeRequest { state: "s", redirect_uri: &redirect, scopes: &[], pkce_challenge: Some(&challenge), extra: &extra };
+    let resp = http.get(client.authorize_url(&req).unwrap()).send().await.unwrap();
+    let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
+    let code = pairs.iter().find(|(k, _)| k == "code").unwrap().1.clone();
+    let callback = CallbackParams::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let tokens = client.exchange_code(&code, &redirect, None, &callback).await.unwrap().tokens;
+    let now = Utc::now();
+    let grant_id = format!("g-{}", uuid::Uuid::new_v4().simple());
+    let sealed = svc.vault().seal_tokens(&SealContext::new(&tenant, Provider::QuickBooks, &grant_id), &tokens).await.unwrap();
+    let grant = Grant {
+        tenant_id: tenant.clone(),
+        provider: Provider::QuickBooks,
+        grant_id: grant_id.clone(),
+        org_ids: vec![realm.clone()],
+        status: GrantStatus::Active,
+        scopes: tokens.scopes.clone(),
+        sealed: Some(sealed),
+        access_expires_at: tokens.access_expires_at,
+        refresh_expires_at: tokens.refresh_expires_at,
+        version: 1,
+        lease_owner: None,
+        lease_expires_at: None,
+        seal_version: 0,
+        degraded_since: None,
+        last_failure_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let conn = Connection {
+        tenant_id: tenant.clone(),
+        provider: Provider::QuickBooks,
+        org_id: realm.clone(),
+        org_name: None,
+        grant_id,
+        status: GrantStatus::Active,
+        webhook_id: None,
+        webhook_secret: None,
+        created_at: now,
+        updated_at: now,
+    };
+    GrantStore::new(clients.dynamodb.clone(), config.tables.grants.clone()).put_grant(&grant, &[conn]).await.unwrap();
+
+    let deps = SyncDeps::new(&config, &clients, svc).with_settings(WorkerSettings { page_size: Some(1000), ..Default::default() });
+    let job = SyncJob {
+        version: JOB_VERSION,
+        job_id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: tenant.clone(),
+        provider: Provider::QuickBooks,
+        org_id: realm,
+        operation: Operation::Pull,
+        entity: shared::tenancy::Entity::Invoice,
+        entity_id: None,
+        cursor: None,
+        change: None,
+        priority: Priority::Normal,
+        idempotency_key: format!("bench-{}", uuid::Uuid::new_v4()),
+        correlation_id: "bench".into(),
+        requested_at: Utc::now(),
+        source: Source::App,
+    };
+    let (rss_before, peak_before) = rss_kib();
+    let started = Instant::now();
+    let out = run_job(&deps, &job, None, Utc::now() + chrono::Duration::minutes(15)).await.expect("sync job");
+    let elapsed = started.elapsed().as_secs_f64();
+    let (rss_after, peak) = rss_kib();
+    let Outcome::Done(result) = out else { panic!("job not done: {out:?}") };
+    let fetched = result["counts"]["fetched"].as_u64().unwrap_or(0);
+    assert_eq!(fetched as usize, N, "{result}");
+    eprintln!("== end to end (sandbox + moto): one pull of {N} QuickBooks invoices, pages of 1,000");
+    eprintln!(
+        "  {:.0} records/s ({elapsed:.1} s wall; moto serialises DynamoDB requests, so this is a floor for a real region)",
+        N as f64 / elapsed
+    );
+    eprintln!(
+        "  peak RSS {:.1} MB for the whole process (the in-process sandbox with its {N} invoices included); \
+         before the job: RSS {:.1} MB, peak {:.1} MB; after: RSS {:.1} MB; the job raised the peak by {:.1} MB",
+        peak as f64 / 1024.0,
+        rss_before as f64 / 1024.0,
+        peak_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        peak.saturating_sub(peak_before) as f64 / 1024.0
+    );
+    sb.shutdown().await;
+}
+
+fn main() {
+    // The end-to-end part runs first, so its peak RSS is not the CPU part's 600,000 parsed records.
+    if std::env::var("AWS_ENDPOINT_URL").is_ok() {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        rt.block_on(e2e_part());
+    } else {
+        eprintln!("(AWS_ENDPOINT_URL not set: end-to-end part skipped; source .local/aws.env)");
+    }
+    cpu_part();
+}

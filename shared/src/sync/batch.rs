@@ -1,0 +1,327 @@
+//! An SQS batch of sync jobs: each message runs on its own (a panic or error in one is that
+//! message's failure only), and each outcome becomes an acknowledgement, a delayed retry, a parked
+//! job or a dead letter.
+//!
+//! | outcome | what happens to the message |
+//! | --- | --- |
+//! | done, or done before (same key) | acknowledged |
+//! | not JSON, wrong version, bad fields | sent to the DLQ with the reason as attributes, acknowledged |
+//! | 429, open breaker, limiter | visibility set to the wait (Retry-After or backoff, jittered), reported failed |
+//! | quota spent (6002) | parked: visibility until the wait (at most 12 h), reported failed; logged as an error |
+//! | needs re-auth (1008) | parked 12 h, reported failed, `sync.failed` (parked) for the app |
+//! | key in progress elsewhere | visibility until that claim ends, reported failed |
+//! | transient (5xx, timeout, storage) | visibility set to an exponential backoff, reported failed (SQS retries, then its DLQ) |
+//! | permanent (4xx, missing scope, unknown tenant) | DLQ with the reason, `sync.failed`, acknowledged |
+//! | panic | reported failed |
+//!
+//! A job that keeps waiting (rate limits, quota, re-auth) would reach the queue's redrive limit and
+//! dead-letter although nothing is wrong with it, so after `requeue_at_receive` receives it is sent
+//! again as a fresh message (same body, so the same idempotency key) and the old one acknowledged.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+
+use crate::events::EventType;
+use crate::jobs::SyncJob;
+use crate::sync::worker::{failed_data, publish, run_job, validate, Outcome, SyncDeps};
+use crate::{Error, ErrorCode, RequestContext, Result};
+
+/// SQS refuses a visibility timeout above 12 hours.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// SQS DelaySeconds is at most 15 minutes.
+const MAX_DELAY: Duration = Duration::from_secs(900);
+/// How long a job waits when the provider asked for a wait without saying how long.
+const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+
+/// One SQS message as the worker needs it (the Lambda crate maps its event type to this).
+#[derive(Debug, Clone, Default)]
+pub struct InMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    /// The source queue's ARN.
+    pub event_source_arn: String,
+    /// `ApproximateReceiveCount` (1 on first delivery).
+    pub receive_count: u32,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Acknowledged: done (or done before).
+    Done,
+    /// Acknowledged after being dead-lettered with this reason.
+    DeadLettered { code: u16, reason: String },
+    /// Acknowledged after a fresh copy was queued (a long wait near the redrive limit).
+    Requeued { delay: Duration },
+    /// Reported failed; SQS delivers it again after `visible_in` (None: the queue's own timeout).
+    Retry { code: u16, visible_in: Option<Duration> },
+}
+
+impl Disposition {
+    pub fn acknowledged(&self) -> bool {
+        matches!(self, Disposition::Done | Disposition::DeadLettered { .. } | Disposition::Requeued { .. })
+    }
+}
+
+/// Runs every message of a batch concurrently. Returns each message's disposition, in order; the
+/// Lambda reports the ids of those not acknowledged as batch item failures.
+pub async fn handle_batch(deps: &SyncDeps, messages: &[InMessage], deadline: DateTime<Utc>) -> Vec<(String, Disposition)> {
+    let futs = messages.iter().map(|m| async move {
+        let fut = AssertUnwindSafe(handle_message(deps, m, deadline)).catch_unwind();
+        let d = match fut.await {
+            Ok(d) => d,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into());
+                tracing::error!(code = ErrorCode::Internal.as_u16(), message_id = %m.message_id, panic = %what, "sync job panicked");
+                Disposition::Retry { code: ErrorCode::Internal.as_u16(), visible_in: None }
+            }
+        };
+        (m.message_id.clone(), d)
+    });
+    futures::future::join_all(futs).await
+}
+
+async fn handle_message(deps: &SyncDeps, m: &InMessage, deadline: DateTime<Utc>) -> Disposition {
+    // `payload` (push jobs) is part of the published job format but not of `SyncJob`, whose
+    // producers never set it; read it from the same body.
+    let payload =
+        serde_json::from_str::<serde_json::Value>(&m.body).ok().and_then(|mut v| v.get_mut("payload").map(serde_json::Value::take));
+    let job = match SyncJob::from_json(&m.body).and_then(|j| validate(&j, payload.as_ref()).map(|_| j)) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::warn!(code = %e.code(), message_id = %m.message_id, reason = %e, "malformed sync job");
+            return dead_letter(deps, m, None, &e).await;
+        }
+    };
+    let ctx = RequestContext::new(Some(&job.correlation_id)).with_tenant(job.tenant_id.clone()).with_provider(job.provider);
+    ctx.scope(async {
+        let result = run_job(deps, &job, payload.as_ref(), deadline).await;
+        classify(deps, m, &job, result).await
+    })
+    .await
+}
+
+async fn classify(deps: &SyncDeps, m: &InMessage, job: &SyncJob, result: Result<Outcome>) -> Disposition {
+    let e = match result {
+        Ok(Outcome::Done(_)) | Ok(Outcome::Duplicate(_)) => return Disposition::Done,
+        Ok(Outcome::InProgress { retry_after }) => {
+            return wait(deps, m, ErrorCode::Conflict.as_u16(), retry_after).await;
+        }
+        Err(e) => e,
+    };
+    let code = e.code().as_u16();
+    match &e {
+        Error::RateLimited { .. } | Error::CircuitOpen { .. } | Error::ProviderRateLimited { .. } => {
+            tracing::info!(code, error = %e, "provider busy; the job comes back later");
+            wait(deps, m, code, e.retry_after().unwrap_or(DEFAULT_WAIT)).await
+        }
+        Error::QuotaExceeded { .. } => {
+            // Parked, not lost: it waits in the queue until the quota resets or is raised.
+            tracing::error!(code, error = %e, "tenant API quota spent; job parked");
+            wait(deps, m, code, until_next_month(Utc::now()).min(MAX_VISIBILITY)).await
+        }
+        Error::NeedsReauth { .. } | Error::InvalidGrant { .. } => {
+            tracing::warn!(code, error = %e, "connection needs re-authorisation; job parked");
+            publish(deps, job, EventType::SyncFailed, failed_data(job, &e, true)).await;
+            wait(deps, m, code, MAX_VISIBILITY).await
+        }
+        _ if e.is_retryable() => {
+            tracing::warn!(code, error = %e, receive_count = m.receive_count, "transient failure; SQS retries the job");
+            let backoff = jitter(Duration::from_secs(2u64 << m.receive_count.min(8)), 0.2).min(MAX_DELAY);
+            set_visibility(deps, m, backoff).await;
+            Disposition::Retry { code, visible_in: Some(backoff) }
+        }
+        _ => {
+            tracing::error!(code, error = %e, "sync job failed permanently");
+            publish(deps, job, EventType::SyncFailed, failed_data(job, &e, false)).await;
+            dead_letter(deps, m, Some(job), &e).await
+        }
+    }
+}
+
+/// A wait: the message comes back after `d` (jittered so a storm of waiters does not return at
+/// once). Near the redrive limit a fresh copy is queued instead, so waiting never dead-letters.
+async fn wait(deps: &SyncDeps, m: &InMessage, code: u16, d: Duration) -> Disposition {
+    let d = jitter(d.max(Duration::from_secs(1)), 0.1).min(MAX_VISIBILITY);
+    if m.receive_count >= deps.settings.requeue_at_receive {
+        let delay = d.min(MAX_DELAY);
+        match requeue(deps, m, delay).await {
+            Ok(()) => return Disposition::Requeued { delay },
+            Err(e) => tracing::warn!(code = %e.code(), error = %e, "could not requeue a waiting job; returning it instead"),
+        }
+    }
+    set_visibility(deps, m, d).await;
+    Disposition::Retry { code, visible_in: Some(d) }
+}
+
+fn jitter(d: Duration, frac: f64) -> Duration {
+    let r = (uuid::Uuid::new_v4().as_u128() % 10_000) as f64 / 10_000.0;
+    d.mul_f64(1.0 + frac * r)
+}
+
+fn until_next_month(now: DateTime<Utc>) -> Duration {
+    use chrono::Datelike;
+    let (y, mo) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
+    let next = chrono::NaiveDate::from_ymd_opt(y, mo, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc());
+    next.and_then(|n| (n - now).to_std().ok()).unwrap_or(MAX_VISIBILITY)
+}
+
+/// The queue URL for a queue ARN (`arn:aws:sqs:<region>:<account>:<name>`), cached.
+async fn queue_url(deps: &SyncDeps, arn: &str) -> Result<String> {
+    if let Some(u) = deps.queue_urls.lock().unwrap_or_else(|p| p.into_inner()).get(arn) {
+        return Ok(u.clone());
+    }
+    let parts: Vec<&str> = arn.split(':').collect();
+    let (account, name) = match parts.as_slice() {
+        [_, _, "sqs", _, account, name] => (*account, *name),
+        _ => return Err(Error::Internal(format!("'{arn}' is not an SQS queue ARN"))),
+    };
+    let out = deps
+        .sqs
+        .get_queue_url()
+        .queue_name(name)
+        .queue_owner_aws_account_id(account)
+        .send()
+        .await
+        .map_err(|e| Error::queue(format!("GetQueueUrl: {}", aws_smithy_types::error::display::DisplayErrorContext(&e))))?;
+    let url = out.queue_url.ok_or_else(|| Error::queue("GetQueueUrl returned no URL".to_string()))?;
+    deps.queue_urls.lock().unwrap_or_else(|p| p.into_inner()).insert(arn.to_string(), url.clone());
+    Ok(url)
+}
+
+/// The DLQ: configured, or the source queue's redrive target.
+async fn dlq_url(deps: &SyncDeps, source_arn: &str) -> Result<String> {
+    if let Some(u) = &deps.dlq_url {
+        return Ok(u.clone());
+    }
+    let cache_key = format!("dlq:{source_arn}");
+    if let Some(u) = deps.queue_urls.lock().unwrap_or_else(|p| p.into_inner()).get(&cache_key) {
+        return Ok(u.clone());
+    }
+    let source = queue_url(deps, source_arn).await?;
+    let attrs = deps
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&source)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| Error::queue(format!("GetQueueAttributes: {}", aws_smithy_types::error::display::DisplayErrorContext(&e))))?;
+    let policy = attrs
+        .attributes
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy).cloned())
+        .ok_or_else(|| Error::queue("the source queue has no RedrivePolicy".to_string()))?;
+    let target = serde_json::from_str::<serde_json::Value>(&policy)
+        .ok()
+        .and_then(|p| p.get("deadLetterTargetArn").and_then(|a| a.as_str()).map(str::to_string))
+        .ok_or_else(|| Error::queue("RedrivePolicy names no deadLetterTargetArn".to_string()))?;
+    let url = queue_url(deps, &target).await?;
+    deps.queue_urls.lock().unwrap_or_else(|p| p.into_inner()).insert(cache_key, url.clone());
+    Ok(url)
+}
+
+async fn set_visibility(deps: &SyncDeps, m: &InMessage, d: Duration) {
+    let url = match queue_url(deps, &m.event_source_arn).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(code = %e.code(), error = %e, "cannot find the source queue; the message returns after the queue's timeout");
+            return;
+        }
+    };
+    let secs = d.min(MAX_VISIBILITY).as_secs().max(1) as i32;
+    if let Err(e) =
+        deps.sqs.change_message_visibility().queue_url(url).receipt_handle(&m.receipt_handle).visibility_timeout(secs).send().await
+    {
+        tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "ChangeMessageVisibility failed; the queue's timeout applies");
+    }
+}
+
+fn attr(v: &str) -> Result<MessageAttributeValue> {
+    MessageAttributeValue::builder().data_type("String").string_value(v).build().map_err(Error::queue)
+}
+
+async fn requeue(deps: &SyncDeps, m: &InMessage, delay: Duration) -> Result<()> {
+    let url = queue_url(deps, &m.event_source_arn).await?;
+    deps.sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(&m.body)
+        .delay_seconds(delay.as_secs().min(900) as i32)
+        .message_attributes("requeued_from", attr(&m.message_id)?)
+        .send()
+        .await
+        .map_err(|e| Error::queue(format!("SendMessage(requeue): {}", aws_smithy_types::error::display::DisplayErrorContext(&e))))?;
+    Ok(())
+}
+
+/// Sends the message to the DLQ with its reason as attributes and acknowledges it. If the DLQ
+/// cannot be reached the message is reported failed instead (SQS's own redrive still catches it).
+async fn dead_letter(deps: &SyncDeps, m: &InMessage, job: Option<&SyncJob>, e: &Error) -> Disposition {
+    let code = e.code().as_u16();
+    let reason: String = e.to_string().chars().take(1000).collect();
+    let sent: Result<()> = async {
+        let url = dlq_url(deps, &m.event_source_arn).await?;
+        let mut attrs: HashMap<String, MessageAttributeValue> = HashMap::new();
+        attrs.insert("error_code".into(), attr(&code.to_string())?);
+        attrs.insert("reason".into(), attr(&reason)?);
+        attrs.insert("source_message_id".into(), attr(&m.message_id)?);
+        if !m.event_source_arn.is_empty() {
+            attrs.insert("source_queue".into(), attr(&m.event_source_arn)?);
+        }
+        if let Some(j) = job {
+            attrs.insert("tenant_id".into(), attr(&j.tenant_id)?);
+            attrs.insert("idempotency_key".into(), attr(&j.idempotency_key)?);
+        }
+        // An empty body cannot be sent to SQS; keep a marker instead.
+        let body = if m.body.is_empty() { "(empty message body)" } else { m.body.as_str() };
+        deps.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .set_message_attributes(Some(attrs))
+            .send()
+            .await
+            .map_err(|e| Error::queue(format!("SendMessage(DLQ): {}", aws_smithy_types::error::display::DisplayErrorContext(&e))))?;
+        Ok(())
+    }
+    .await;
+    match sent {
+        Ok(()) => Disposition::DeadLettered { code, reason },
+        Err(err) => {
+            tracing::error!(code = %err.code(), error = %err, "could not dead-letter the job; SQS will retry it");
+            Disposition::Retry { code, visible_in: None }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn quota_parks_until_the_month_turns() {
+        let t = Utc.with_ymd_and_hms(2026, 12, 31, 23, 0, 0).unwrap();
+        assert_eq!(until_next_month(t), Duration::from_secs(3600));
+        let t = Utc.with_ymd_and_hms(2026, 3, 31, 23, 59, 0).unwrap();
+        assert_eq!(until_next_month(t), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn jitter_only_lengthens_within_its_fraction() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_secs(100), 0.2);
+            assert!(d >= Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        }
+    }
+}

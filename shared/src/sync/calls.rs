@@ -1,0 +1,259 @@
+//! The one way the sync worker calls a provider: scope check, tenant quota, (resilience guard),
+//! a valid token with one refresh-and-retry on 401, and an audit record per attempt.
+//!
+//! Every provider call of the worker goes through [`provider_call`]; nothing else in `sync` touches
+//! a provider client's network methods.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use chrono::Utc;
+
+use crate::providers::client::ProviderClient;
+use crate::providers::model::Entity;
+use crate::store::{dynamo_error, epoch, n, s, tenant_pk, Item};
+use crate::sync::worker::{JobCtx, SyncDeps};
+use crate::tenancy::Plan;
+use crate::{Error, Provider, Result, TokenSet};
+
+/// What a call does, for the scope check and the audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    List,
+    Get,
+    /// QuickBooks change data capture.
+    Cdc,
+    /// Zoho: look a record up by our reference before creating it.
+    Find,
+    Create,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::List => "list",
+            Op::Get => "get",
+            Op::Cdc => "cdc",
+            Op::Find => "find",
+            Op::Create => "create",
+        }
+    }
+
+    fn writes(self) -> bool {
+        self == Op::Create
+    }
+}
+
+/// How long provider-call audit records are kept, by plan. The token-event audit keeps 400 days
+/// (`audit::RETENTION_DAYS`) for every plan; call records are far more numerous, so smaller plans
+/// keep them for a shorter time. Our own choice, not a provider rule.
+pub fn audit_retention_days(plan: Plan) -> i64 {
+    match plan {
+        Plan::Starter => 90,
+        Plan::Professional => 400,
+        Plan::Enterprise => 2555,
+    }
+}
+
+/// The scopes (any one of them) an operation on `entity` needs, the preferred one first.
+pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<String> {
+    match provider {
+        Provider::QuickBooks => vec!["com.intuit.quickbooks.accounting".into()],
+        Provider::Xero => {
+            // Granular scopes (apps from 2026-03-02) and the broad ones of older apps.
+            let (granular, broad) = match entity {
+                Entity::Invoice => ("accounting.invoices", "accounting.transactions"),
+                Entity::Payment => ("accounting.payments", "accounting.transactions"),
+                Entity::Contact => ("accounting.contacts", "accounting.contacts"),
+                Entity::Account => ("accounting.settings", "accounting.settings"),
+            };
+            let mut v = vec![granular.to_string(), broad.to_string()];
+            if !write {
+                v.push(format!("{granular}.read"));
+                v.push(format!("{broad}.read"));
+            }
+            v.dedup();
+            v
+        }
+        Provider::Zoho => {
+            // The chart of accounts sits under the `accountants` module scope (unconfirmed: Zoho's
+            // scope list names it so, the chart-of-accounts page does not say).
+            let module = match entity {
+                Entity::Invoice => "invoices",
+                Entity::Contact => "contacts",
+                Entity::Account => "accountants",
+                Entity::Payment => "customerpayments",
+            };
+            let action = if write { "CREATE" } else { "READ" };
+            vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]
+        }
+    }
+}
+
+/// Fails at once, naming the scope, when the grant's scopes cannot cover the operation. A grant
+/// that recorded no scopes (the provider did not say) is not refused here; the provider decides.
+pub fn check_scope(provider: Provider, granted: &[String], entity: Entity, op: Op) -> Result<()> {
+    if granted.is_empty() {
+        return Ok(());
+    }
+    let needed = required_scopes(provider, entity, op.writes());
+    if needed.iter().any(|n| granted.iter().any(|g| g.eq_ignore_ascii_case(n))) {
+        return Ok(());
+    }
+    Err(Error::MissingScope { provider, scope: needed[0].clone(), operation: format!("{} {entity}", op.as_str()) })
+}
+
+/// Method and path of an operation, for the audit record (ids are not secret; tokens never appear).
+pub fn method_path(provider: Provider, org_id: &str, entity: Entity, op: Op, id: Option<&str>) -> (&'static str, String) {
+    let id = id.unwrap_or("");
+    match provider {
+        Provider::QuickBooks => {
+            let seg = crate::providers::quickbooks::entity_names(entity).1;
+            match op {
+                Op::List | Op::Find => ("GET", format!("/v3/company/{org_id}/query")),
+                Op::Get => ("GET", format!("/v3/company/{org_id}/{seg}/{id}")),
+                Op::Cdc => ("GET", format!("/v3/company/{org_id}/cdc")),
+                Op::Create => ("POST", format!("/v3/company/{org_id}/{seg}")),
+            }
+        }
+        Provider::Xero => {
+            let seg = crate::providers::xero::entity_names(entity).0;
+            match op {
+                Op::Get => ("GET", format!("/api.xro/2.0/{seg}/{id}")),
+                Op::Create => ("PUT", format!("/api.xro/2.0/{seg}")),
+                _ => ("GET", format!("/api.xro/2.0/{seg}")),
+            }
+        }
+        Provider::Zoho => {
+            let seg = crate::providers::zoho::entity_names(entity).0;
+            match op {
+                Op::Get => ("GET", format!("/books/v3/{seg}/{id}")),
+                Op::Create => ("POST", format!("/books/v3/{seg}")),
+                _ => ("GET", format!("/books/v3/{seg}")),
+            }
+        }
+    }
+}
+
+/// The HTTP status a call's outcome stands for (0 when no answer came: timeout, transport).
+fn status_of<T>(r: &Result<T>, op: Op) -> u16 {
+    match r {
+        Ok(_) if op == Op::Create => 201,
+        Ok(_) => 200,
+        Err(Error::ProviderAuth { .. }) => 401,
+        Err(Error::NotFound(_)) => 404,
+        Err(Error::ProviderRateLimited { .. }) => 429,
+        Err(Error::ProviderPermanent { status, .. }) | Err(Error::ProviderTransient { status, .. }) => status.unwrap_or(0),
+        Err(Error::ProviderMalformed { .. }) => 200,
+        Err(_) => 0,
+    }
+}
+
+/// Runs one provider operation for a job. `f` gets the provider client and a valid token set and
+/// may be called twice (once more after a 401 and a refresh).
+pub async fn provider_call<T, F, Fut>(deps: &SyncDeps, job: &JobCtx, entity: Entity, op: Op, id: Option<&str>, f: F) -> Result<T>
+where
+    F: FnMut(ProviderClient, TokenSet) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let provider = job.provider;
+    check_scope(provider, &job.scopes, entity, op)?;
+    // The quota counts calls made, so it is spent before the call; a spent quota stops the job
+    // here (QuotaExceeded, 6002) and the job is parked by the caller.
+    deps.tenants.consume_api_calls(&job.tenant, 1, Utc::now()).await?;
+    let client = deps.tokens.provider_client(provider).await?;
+    let attempt = AtomicU32::new(0);
+    let (method, path) = method_path(provider, &job.org_id, entity, op, id);
+    let path: &str = &path;
+    let attempt = &attempt;
+    let client = &client;
+    // The guard may run the call more than once (its retries), so it gets a closure that builds a
+    // fresh future each time; `f` is shared behind a lock held only while a future is built.
+    let f = std::sync::Mutex::new(f);
+    let f = &f;
+    let call = || async move {
+        deps.tokens
+            .with_token(&job.tenant.tenant_id, provider, &job.grant_id, |tokens| {
+                let n = attempt.fetch_add(1, Ordering::SeqCst) + 1;
+                let started = Instant::now();
+                let fut = (f.lock().unwrap_or_else(|p| p.into_inner()))(client.clone(), tokens);
+                async move {
+                    let r = fut.await;
+                    let latency_ms = started.elapsed().as_millis() as u64;
+                    audit_call(deps, job, op, method, path, status_of(&r, op), latency_ms, n, r.as_ref().err()).await;
+                    r
+                }
+            })
+            .await
+    };
+    // Limiter -> slot -> breaker -> call -> classify: the one path every provider call of a sync job takes.
+    deps.guard.call(&job.tenant.tenant_id, provider, &job.org_id, op.as_str(), call).await
+}
+
+/// One audit record per attempt: who, what, how it went; never tokens or bodies. A failure to write
+/// it is logged, not fatal (the call already happened and its effect is recorded elsewhere).
+#[allow(clippy::too_many_arguments)]
+async fn audit_call(
+    deps: &SyncDeps,
+    job: &JobCtx,
+    op: Op,
+    method: &str,
+    path: &str,
+    status: u16,
+    latency_ms: u64,
+    attempt: u32,
+    err: Option<&Error>,
+) {
+    let now = Utc::now();
+    let correlation_id = crate::context::current().map(|c| c.correlation_id).unwrap_or_else(crate::context::mint_correlation_id);
+    let mut item = Item::new();
+    item.insert("pk".into(), s(tenant_pk(&job.tenant.tenant_id)));
+    item.insert("sk".into(), s(format!("AUDIT#{}#{}", now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), uuid::Uuid::new_v4())));
+    item.insert("tenant_id".into(), s(&job.tenant.tenant_id));
+    item.insert("event".into(), s("provider_call"));
+    item.insert("provider".into(), s(job.provider.as_str()));
+    item.insert("grant_id".into(), s(&job.grant_id));
+    item.insert("actor".into(), s("system:sync-worker"));
+    item.insert("correlation_id".into(), s(correlation_id));
+    item.insert("org_id".into(), s(&job.org_id));
+    item.insert("operation".into(), s(op.as_str()));
+    item.insert("method".into(), s(method));
+    item.insert("path".into(), s(path));
+    item.insert("status".into(), n(status));
+    item.insert("latency_ms".into(), n(latency_ms));
+    item.insert("attempt".into(), n(attempt));
+    if let Some(e) = err {
+        item.insert("error_code".into(), n(e.code().as_u16()));
+    }
+    item.insert("detail".into(), s(format!("{} {method} {path} -> {status} in {latency_ms} ms (attempt {attempt})", op.as_str())));
+    item.insert("at".into(), s(now.to_rfc3339()));
+    item.insert("expires_at".into(), n(epoch(now + chrono::Duration::days(audit_retention_days(job.tenant.plan)))));
+    if let Err(e) = deps.db.put_item().table_name(&deps.audit_table).set_item(Some(item)).send().await {
+        let e = dynamo_error("PutItem(call audit)", e);
+        tracing::warn!(code = %e.code(), error = %e, "could not write the provider-call audit record");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_scope_is_named() {
+        let granted = vec!["offline_access".to_string(), "accounting.contacts.read".to_string()];
+        check_scope(Provider::Xero, &granted, Entity::Contact, Op::List).unwrap();
+        let e = check_scope(Provider::Xero, &granted, Entity::Contact, Op::Create).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::MissingScope);
+        assert!(e.to_string().contains("accounting.contacts"), "{e}");
+        let e = check_scope(Provider::Xero, &granted, Entity::Invoice, Op::List).unwrap_err();
+        assert!(e.to_string().contains("accounting.invoices"), "{e}");
+        assert!(!e.is_retryable());
+        let zoho = vec!["ZohoBooks.invoices.READ".to_string()];
+        check_scope(Provider::Zoho, &zoho, Entity::Invoice, Op::List).unwrap();
+        let e = check_scope(Provider::Zoho, &zoho, Entity::Invoice, Op::Create).unwrap_err();
+        assert!(e.to_string().contains("ZohoBooks.invoices.CREATE"), "{e}");
+        check_scope(Provider::Zoho, &["zohobooks.fullaccess.ALL".to_string()], Entity::Payment, Op::Create).unwrap();
+        check_scope(Provider::QuickBooks, &[], Entity::Invoice, Op::Create).unwrap();
+        assert!(check_scope(Provider::QuickBooks, &["openid".into()], Entity::Invoice, Op::List).is_err());
+    }
+}

@@ -1,0 +1,348 @@
+//! The sync table (`SYNC_TABLE`): normalised records, cursors and job records, all under the
+//! tenant's partition `TENANT#<tenant_id>`.
+//!
+//! Access patterns (pk = `TENANT#<t>`; the main app reads the first two):
+//! - `REC#<provider>#<org>#<entity>#<provider id>` -> one normalised record: `doc` (the `SyncRecord`
+//!   JSON), `raw` (the provider's JSON when it fits in `MAX_RAW_BYTES`), `updated_ms`, `deleted`,
+//!   `synced_at`. All records of one org and entity: Query `begins_with(sk, "REC#<provider>#<org>#<entity>#")`.
+//!   Deleted records stay as tombstones (`deleted = true`) so the app sees the deletion.
+//! - `CURSOR#<provider>#<org>#<entity>` -> where the next pull starts (`cursor`: the provider
+//!   client's `Cursor` JSON), `version` (optimistic lock), `cdc_since` (QuickBooks deletions).
+//! - `JOB#<idempotency key>` -> the job record: `status` INPROGRESS | COMPLETED, `in_progress_expiry`
+//!   (epoch ms: the claiming invocation's deadline), `owner`, `result` (JSON), `expires_at` (TTL).
+//!
+//! Job records follow AWS Lambda Powertools' idempotency semantics: a conditional put claims the key
+//! unless a live record exists; a COMPLETED record returns its stored result; an INPROGRESS record
+//! whose `in_progress_expiry` has passed (its worker died) can be claimed again; a failed run deletes
+//! its record so the retry is not blocked.
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::{DateTime, Utc};
+
+use crate::providers::model::{Cursor, Entity};
+use crate::store::{dynamo_error, get_item, get_n_opt, get_s, get_s_opt, is_conditional_failure, n, s, tenant_pk, Item};
+use crate::sync::model::SyncRecord;
+use crate::{Error, Provider, Result};
+
+/// Raw provider JSON larger than this is not stored beside the record (DynamoDB items are at most
+/// 400 KB); `raw_ref` still says where to read it.
+pub const MAX_RAW_BYTES: usize = 64 * 1024;
+/// How long a completed job record answers redeliveries. Webhook keys are derived from the provider's
+/// event, so a redelivery within this window is done once.
+pub const COMPLETED_TTL: chrono::Duration = chrono::Duration::days(7);
+/// Concurrent record writes per page.
+const WRITE_CONCURRENCY: usize = 16;
+
+pub const STATUS_IN_PROGRESS: &str = "INPROGRESS";
+pub const STATUS_COMPLETED: &str = "COMPLETED";
+
+pub fn record_sk(provider: Provider, org_id: &str, entity: Entity, id: &str) -> String {
+    format!("REC#{provider}#{org_id}#{entity}#{id}")
+}
+
+pub fn records_prefix(provider: Provider, org_id: &str, entity: Entity) -> String {
+    format!("REC#{provider}#{org_id}#{entity}#")
+}
+
+pub fn cursor_sk(provider: Provider, org_id: &str, entity: Entity) -> String {
+    format!("CURSOR#{provider}#{org_id}#{entity}")
+}
+
+pub fn job_sk(idempotency_key: &str) -> String {
+    format!("JOB#{idempotency_key}")
+}
+
+/// A stored cursor and the version to write the next one against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCursor {
+    pub cursor: Cursor,
+    pub version: i64,
+    pub cdc_since: Option<DateTime<Utc>>,
+}
+
+/// What claiming a job key found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Ours: run the job.
+    Claimed,
+    /// Done before: this is the stored result.
+    Completed(serde_json::Value),
+    /// Another invocation holds it until this time (epoch ms).
+    InProgress { until_ms: i64 },
+}
+
+/// Outcome of writing one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteCounts {
+    pub written: usize,
+    /// A newer version was already stored (a webhook job overtook this pull): left alone.
+    pub stale: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncStore {
+    db: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl SyncStore {
+    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        SyncStore { db, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Upserts records; a record whose stored version is newer (`updated_ms`) is not overwritten, so
+    /// an old page read late cannot undo a newer change.
+    pub async fn put_records(
+        &self,
+        tenant_id: &str,
+        records: &[(SyncRecord, Option<String>)],
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<WriteCounts> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let results: Vec<bool> = stream::iter(records.iter())
+            .map(|(r, raw)| self.put_record(tenant_id, r, raw.as_deref(), job_id, now))
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let written = results.iter().filter(|w| **w).count();
+        Ok(WriteCounts { written, stale: results.len() - written })
+    }
+
+    async fn put_record(&self, tenant_id: &str, r: &SyncRecord, raw: Option<&str>, job_id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let doc = serde_json::to_string(r).map_err(|e| Error::Internal(format!("record JSON: {e}")))?;
+        let mut req = self
+            .db
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(tenant_pk(tenant_id)))
+            .item("sk", s(record_sk(r.provider, &r.org_id, r.entity, &r.provider_id)))
+            .item("doc", s(doc))
+            .item("deleted", AttributeValue::Bool(r.deleted))
+            .item("job_id", s(job_id))
+            .item("synced_at", s(now.to_rfc3339()));
+        if let Some(raw) = raw.filter(|raw| raw.len() <= MAX_RAW_BYTES) {
+            req = req.item("raw", s(raw));
+        }
+        if let Some(u) = r.updated_at {
+            req = req
+                .item("updated_ms", n(u.timestamp_millis()))
+                .condition_expression("attribute_not_exists(sk) OR attribute_not_exists(updated_ms) OR updated_ms <= :u")
+                .expression_attribute_values(":u", n(u.timestamp_millis()));
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(dynamo_error("PutItem(record)", e)),
+        }
+    }
+
+    pub async fn get_record(
+        &self,
+        tenant_id: &str,
+        provider: Provider,
+        org_id: &str,
+        entity: Entity,
+        id: &str,
+    ) -> Result<Option<SyncRecord>> {
+        let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), record_sk(provider, org_id, entity, id)).await?;
+        item.map(|i| record_from(&i)).transpose()
+    }
+
+    /// Every record of one org and entity (the main app's read, paged through here for tests).
+    pub async fn list_records(&self, tenant_id: &str, provider: Provider, org_id: &str, entity: Entity) -> Result<Vec<SyncRecord>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let resp = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+                .expression_attribute_values(":p", s(records_prefix(provider, org_id, entity)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| dynamo_error("Query(records)", e))?;
+            for i in resp.items.unwrap_or_default() {
+                out.push(record_from(&i)?);
+            }
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn get_cursor(&self, tenant_id: &str, provider: Provider, org_id: &str, entity: Entity) -> Result<Option<StoredCursor>> {
+        let Some(item) = get_item(&self.db, &self.table, tenant_pk(tenant_id), cursor_sk(provider, org_id, entity)).await? else {
+            return Ok(None);
+        };
+        let cursor: Cursor = serde_json::from_str(&get_s(&item, "cursor")?)
+            .map_err(|e| Error::Storage { message: format!("stored cursor: {e}"), retryable: false })?;
+        let cdc_since = get_s_opt(&item, "cdc_since").and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc));
+        Ok(Some(StoredCursor { cursor, version: get_n_opt(&item, "version").unwrap_or(0), cdc_since }))
+    }
+
+    /// Stores the next cursor if nobody moved it since `expected_version` (0: none stored yet).
+    /// Conflict means another job advanced it: this one stops rather than move it backwards.
+    pub async fn put_cursor(
+        &self,
+        tenant_id: &str,
+        org_id: &str,
+        cursor: &Cursor,
+        cdc_since: Option<DateTime<Utc>>,
+        expected_version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let json = serde_json::to_string(cursor).map_err(|e| Error::Internal(format!("cursor JSON: {e}")))?;
+        let next = expected_version + 1;
+        let mut req = self
+            .db
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(tenant_pk(tenant_id)))
+            .item("sk", s(cursor_sk(cursor.provider, org_id, cursor.entity)))
+            .item("cursor", s(json))
+            .item("version", n(next))
+            .item("updated_at", s(now.to_rfc3339()));
+        if let Some(c) = cdc_since {
+            req = req.item("cdc_since", s(c.to_rfc3339()));
+        }
+        req = if expected_version == 0 {
+            req.condition_expression("attribute_not_exists(sk)")
+        } else {
+            req.condition_expression("version = :v").expression_attribute_values(":v", n(expected_version))
+        };
+        match req.send().await {
+            Ok(_) => Ok(next),
+            Err(e) if is_conditional_failure(&e) => {
+                Err(Error::Conflict(format!("cursor for {}/{org_id}/{} moved", cursor.provider, cursor.entity)))
+            }
+            Err(e) => Err(dynamo_error("PutItem(cursor)", e)),
+        }
+    }
+
+    /// Claims a job key until `in_progress_until` (the invocation's deadline).
+    pub async fn claim_job(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        owner: &str,
+        in_progress_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim> {
+        let res = self
+            .db
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(tenant_pk(tenant_id)))
+            .item("sk", s(job_sk(key)))
+            .item("status", s(STATUS_IN_PROGRESS))
+            .item("owner", s(owner))
+            .item("in_progress_expiry", n(in_progress_until.timestamp_millis()))
+            .item("expires_at", n((now + COMPLETED_TTL).timestamp()))
+            // TTL deletes late, so expiry is part of the condition; an INPROGRESS record past its
+            // invocation's deadline belongs to a worker that died.
+            .condition_expression("attribute_not_exists(sk) OR expires_at < :now_s OR (#st = :inprogress AND in_progress_expiry < :now_ms)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":now_s", n(now.timestamp()))
+            .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
+            .expression_attribute_values(":inprogress", s(STATUS_IN_PROGRESS))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(e) if is_conditional_failure(&e) => {
+                // Read what holds the key (strongly consistent).
+                let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), job_sk(key)).await?;
+                let Some(item) = item else {
+                    // Deleted between our put and the read (a failed run released it): try again later.
+                    return Ok(Claim::InProgress { until_ms: now.timestamp_millis() });
+                };
+                if get_s_opt(&item, "status").as_deref() == Some(STATUS_COMPLETED) {
+                    let result = get_s_opt(&item, "result").and_then(|r| serde_json::from_str(&r).ok()).unwrap_or(serde_json::Value::Null);
+                    Ok(Claim::Completed(result))
+                } else {
+                    Ok(Claim::InProgress { until_ms: get_n_opt(&item, "in_progress_expiry").unwrap_or(0) })
+                }
+            }
+            Err(e) => Err(dynamo_error("PutItem(job claim)", e)),
+        }
+    }
+
+    /// Marks our claimed job done with its result. Conflict if we no longer own it (our claim
+    /// expired and another worker took it), in which case that worker's result stands.
+    pub async fn complete_job(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        owner: &str,
+        result: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let res = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant_id)))
+            .key("sk", s(job_sk(key)))
+            .update_expression("SET #st = :done, #res = :r, completed_at = :at, expires_at = :exp REMOVE in_progress_expiry")
+            .condition_expression("#own = :owner AND #st = :inprogress")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#res", "result")
+            .expression_attribute_names("#own", "owner")
+            .expression_attribute_values(":done", s(STATUS_COMPLETED))
+            .expression_attribute_values(":inprogress", s(STATUS_IN_PROGRESS))
+            .expression_attribute_values(":r", s(result.to_string()))
+            .expression_attribute_values(":at", s(now.to_rfc3339()))
+            .expression_attribute_values(":exp", n((now + COMPLETED_TTL).timestamp()))
+            .expression_attribute_values(":owner", s(owner))
+            .return_values(ReturnValue::None)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Err(Error::Conflict(format!("job {key} is no longer ours"))),
+            Err(e) => Err(dynamo_error("UpdateItem(job complete)", e)),
+        }
+    }
+
+    /// Releases our claim after a failed run so the retry can claim it at once.
+    pub async fn release_job(&self, tenant_id: &str, key: &str, owner: &str) -> Result<()> {
+        let res = self
+            .db
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant_id)))
+            .key("sk", s(job_sk(key)))
+            .condition_expression("#own = :owner AND #st = :inprogress")
+            .expression_attribute_names("#own", "owner")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":inprogress", s(STATUS_IN_PROGRESS))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(dynamo_error("DeleteItem(job release)", e)),
+        }
+    }
+
+    /// The job record's status, for tests and operators.
+    pub async fn job_status(&self, tenant_id: &str, key: &str) -> Result<Option<(String, Option<serde_json::Value>)>> {
+        let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), job_sk(key)).await?;
+        Ok(item.map(|i| (get_s_opt(&i, "status").unwrap_or_default(), get_s_opt(&i, "result").and_then(|r| serde_json::from_str(&r).ok()))))
+    }
+}
+
+fn record_from(item: &Item) -> Result<SyncRecord> {
+    serde_json::from_str(&get_s(item, "doc")?).map_err(|e| Error::Storage { message: format!("record document: {e}"), retryable: false })
+}

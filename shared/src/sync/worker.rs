@@ -1,0 +1,627 @@
+//! One sync job, start to finish: claim its idempotency key, load the tenant and its connection,
+//! pull (every page, resumable), push (through each provider's idempotency mechanism) or re-read a
+//! webhook's record, write the normalised records, advance the cursor, mark the job done.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::aws::AwsClients;
+use crate::events::{AppEvent, EventPublisher, EventType};
+use crate::jobs::{Change, Operation, SyncJob, SyncQueues};
+use crate::providers::client::{AccountingProvider, ProviderClient};
+use crate::providers::model::{Cursor, Entity, Record};
+use crate::refresh::TokenService;
+use crate::store::grants::GrantStore;
+use crate::sync::calls::{provider_call, Op};
+use crate::sync::model::{self, SyncRecord};
+use crate::sync::store::{Claim, SyncStore};
+use crate::tenancy::{self, Tenant, TenantStore};
+use crate::{Config, Error, Provider, Result};
+
+/// A job's `cursor` value that asks for a full re-read from the first record.
+pub const FULL_SYNC: &str = "full";
+/// QuickBooks CDC looks back at most 30 days; older windows fall back to the query's changes only.
+const CDC_MAX_AGE: chrono::Duration = chrono::Duration::days(29);
+
+/// Test hook: called after each page is stored with the number of pages this run stored; returning
+/// true makes the run panic there, as if the process had died (no clean-up runs).
+pub type CrashPoint = Arc<dyn Fn(u32) -> bool + Send + Sync>;
+
+#[derive(Clone)]
+pub struct WorkerSettings {
+    /// Stop paging and hand over to a follow-up job when less than this is left before the deadline.
+    pub deadline_margin: Duration,
+    /// Page size for pulls (None: the provider's default).
+    pub page_size: Option<u32>,
+    pub crash_after_page: Option<CrashPoint>,
+    /// Receives after which a job waiting for a rate limit, quota or re-auth is re-sent as a fresh
+    /// message instead of returned, so it never reaches the queue's redrive limit (5 in the template).
+    pub requeue_at_receive: u32,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings { deadline_margin: Duration::from_secs(20), page_size: None, crash_after_page: None, requeue_at_receive: 4 }
+    }
+}
+
+impl std::fmt::Debug for WorkerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSettings").field("deadline_margin", &self.deadline_margin).field("page_size", &self.page_size).finish()
+    }
+}
+
+/// Everything the worker needs, built once per container.
+pub struct SyncDeps {
+    pub tokens: TokenService,
+    /// Rate limits, concurrency slots and breakers shared by every worker (RESILIENCE_TABLE).
+    pub guard: crate::resilience::ProviderGuard,
+    pub store: SyncStore,
+    pub tenants: TenantStore,
+    pub grants: GrantStore,
+    pub events: EventPublisher,
+    pub sqs: aws_sdk_sqs::Client,
+    pub db: aws_sdk_dynamodb::Client,
+    /// Where provider-call audit records go (the tenants table, beside the token audit).
+    pub audit_table: String,
+    pub queues: SyncQueues,
+    /// The dead-letter queue for malformed and permanently failing jobs. None: the source queue's
+    /// own redrive target (read from its RedrivePolicy once per container).
+    pub dlq_url: Option<String>,
+    pub settings: WorkerSettings,
+    /// This container's claim owner id.
+    pub owner: String,
+    pub(crate) queue_urls: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for SyncDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncDeps").field("owner", &self.owner).field("settings", &self.settings).finish()
+    }
+}
+
+impl SyncDeps {
+    pub fn new(config: &Config, clients: &AwsClients, tokens: TokenService) -> Self {
+        SyncDeps {
+            tokens,
+            guard: crate::resilience::ProviderGuard::new(config, clients.dynamodb.clone())
+                .with_events(EventPublisher::new(clients.sqs.clone(), config.queues.events.clone())),
+            store: SyncStore::new(clients.dynamodb.clone(), config.tables.sync.clone()),
+            tenants: TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
+            grants: GrantStore::new(clients.dynamodb.clone(), config.tables.grants.clone()),
+            events: EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
+            sqs: clients.sqs.clone(),
+            db: clients.dynamodb.clone(),
+            audit_table: config.tables.tenants.clone(),
+            queues: SyncQueues::from_config(config),
+            dlq_url: None,
+            settings: WorkerSettings::default(),
+            owner: format!("sync-{}", uuid::Uuid::new_v4().simple()),
+            queue_urls: Default::default(),
+        }
+    }
+
+    pub fn with_settings(mut self, settings: WorkerSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    pub fn with_dlq_url(mut self, url: impl Into<String>) -> Self {
+        self.dlq_url = Some(url.into());
+        self
+    }
+}
+
+/// The job with what the worker looked up for it.
+#[derive(Debug, Clone)]
+pub struct JobCtx {
+    pub job: SyncJob,
+    pub tenant: Tenant,
+    pub provider: Provider,
+    pub org_id: String,
+    pub entity: Entity,
+    pub grant_id: String,
+    /// The grant's scopes, for the scope check.
+    pub scopes: Vec<String>,
+    /// Push jobs: the record to create (the message's `payload`, which `SyncJob` does not carry).
+    pub payload: Option<Value>,
+}
+
+/// What running a job came to (errors are returned separately and classified by the caller).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done now; the stored result.
+    Done(Value),
+    /// Done before (same idempotency key): the result stored then. Nothing was applied again.
+    Duplicate(Value),
+    /// Another invocation is running this key until then: try again after it.
+    InProgress { retry_after: Duration },
+}
+
+pub fn entity_of(e: tenancy::Entity) -> Entity {
+    match e {
+        tenancy::Entity::Invoice => Entity::Invoice,
+        tenancy::Entity::Contact => Entity::Contact,
+        tenancy::Entity::Account => Entity::Account,
+        tenancy::Entity::Payment => Entity::Payment,
+    }
+}
+
+/// Checks a parsed job's fields beyond what serde checks; any failure is permanent (DLQ).
+pub fn validate(job: &SyncJob, payload: Option<&Value>) -> Result<()> {
+    let mut problems = Vec::new();
+    if !tenancy::valid_tenant_id(&job.tenant_id) {
+        problems.push("tenant_id must be 1-64 letters, digits, '-' or '_'");
+    }
+    if job.org_id.is_empty() || job.org_id.len() > 64 || !job.org_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        problems.push("org_id must be 1-64 letters, digits or '-'");
+    }
+    if job.idempotency_key.is_empty() || job.idempotency_key.len() > 256 {
+        problems.push("idempotency_key must be 1-256 characters");
+    }
+    if job.job_id.is_empty() || job.job_id.len() > 128 {
+        problems.push("job_id must be 1-128 characters");
+    }
+    if job.entity_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > model::MAX_ID_LEN) {
+        problems.push("entity_id must be 1-255 characters");
+    }
+    if job.operation == Operation::Push {
+        if !payload.is_some_and(Value::is_object) {
+            problems.push("push jobs need an object payload");
+        }
+        if !matches!(job.entity, tenancy::Entity::Invoice | tenancy::Entity::Contact) {
+            problems.push("push supports invoice and contact");
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!("sync job rejected: {}", problems.join("; "))))
+    }
+}
+
+/// Runs one job exactly once per idempotency key: claims the key until `deadline`, runs it, stores
+/// the result. A failed run releases the key so the retry can run; a run that dies leaves the claim
+/// to expire at `deadline`.
+pub async fn run_job(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadline: DateTime<Utc>) -> Result<Outcome> {
+    let now = Utc::now();
+    match deps.store.claim_job(&job.tenant_id, &job.idempotency_key, &deps.owner, deadline, now).await? {
+        Claim::Completed(result) => {
+            tracing::info!(idempotency_key = %job.idempotency_key, "job already done; not applied again");
+            return Ok(Outcome::Duplicate(result));
+        }
+        Claim::InProgress { until_ms } => {
+            let wait = (until_ms - now.timestamp_millis()).clamp(1000, 900_000) as u64;
+            return Ok(Outcome::InProgress { retry_after: Duration::from_millis(wait) });
+        }
+        Claim::Claimed => {}
+    }
+    match execute(deps, job, payload, deadline).await {
+        Ok(result) => {
+            match deps.store.complete_job(&job.tenant_id, &job.idempotency_key, &deps.owner, &result, Utc::now()).await {
+                Ok(()) => {}
+                // Our claim ran out and another worker took the key: its run stands. Ours wrote
+                // the same upserts, so nothing is doubled.
+                Err(Error::Conflict(m)) => tracing::warn!(message = %m, "job finished after its claim expired"),
+                Err(e) => return Err(e),
+            }
+            if result.get("continued").and_then(Value::as_bool) != Some(true) {
+                publish(deps, job, EventType::SyncCompleted, completed_data(job, &result)).await;
+            }
+            Ok(Outcome::Done(result))
+        }
+        Err(e) => {
+            if let Err(re) = deps.store.release_job(&job.tenant_id, &job.idempotency_key, &deps.owner).await {
+                tracing::warn!(code = %re.code(), error = %re, "could not release the job claim; it expires at the deadline");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn load(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>) -> Result<JobCtx> {
+    let tenant = deps.tenants.get(&job.tenant_id).await?;
+    if !tenant.provider_enabled(job.provider) {
+        return Err(Error::ProviderNotEnabled(job.provider));
+    }
+    if !tenant.config.enabled_entities.contains(&job.entity) {
+        return Err(Error::InvalidInput(format!("entity {:?} is not enabled for this tenant", job.entity)));
+    }
+    let conn = deps
+        .grants
+        .get_connection(&job.tenant_id, job.provider, &job.org_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no {} connection for org {}", job.provider, job.org_id)))?;
+    let grant = deps
+        .grants
+        .get_grant(&job.tenant_id, job.provider, &conn.grant_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("{} grant {}", job.provider, conn.grant_id)))?;
+    Ok(JobCtx {
+        job: job.clone(),
+        provider: job.provider,
+        org_id: job.org_id.clone(),
+        entity: entity_of(job.entity),
+        grant_id: conn.grant_id,
+        scopes: grant.scopes,
+        payload: payload.cloned(),
+        tenant,
+    })
+}
+
+async fn execute(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadline: DateTime<Utc>) -> Result<Value> {
+    let ctx = load(deps, job, payload).await?;
+    match (job.operation, job.entity_id.as_deref()) {
+        (Operation::Push, _) => push(deps, &ctx).await,
+        (Operation::Webhook, Some(id)) => one_record(deps, &ctx, id).await,
+        _ => pull(deps, &ctx, deadline).await,
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+struct Counts {
+    fetched: usize,
+    written: usize,
+    stale: usize,
+    deleted: usize,
+    skipped: usize,
+}
+
+/// Normalises provider records; the raw JSON goes beside each one.
+fn normalise_all(records: &[Record], counts: &mut Counts) -> Vec<(SyncRecord, Option<String>)> {
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        counts.fetched += 1;
+        match model::normalise(r) {
+            Some(n) => {
+                if n.deleted {
+                    counts.deleted += 1;
+                }
+                out.push((n, Some(r.raw.to_string())));
+            }
+            None => counts.skipped += 1,
+        }
+    }
+    out
+}
+
+async fn write(deps: &SyncDeps, ctx: &JobCtx, records: &[(SyncRecord, Option<String>)], counts: &mut Counts) -> Result<()> {
+    let w = deps.store.put_records(&ctx.tenant.tenant_id, records, &ctx.job.job_id, Utc::now()).await?;
+    counts.written += w.written;
+    counts.stale += w.stale;
+    Ok(())
+}
+
+/// The cursor a pull starts from: the stored one (so a retried or continued job resumes where the
+/// last page was stored), a full restart when asked, or the job's own cursor when nothing is stored.
+fn start_cursor(ctx: &JobCtx, stored: Option<&crate::sync::store::StoredCursor>, page_size: Option<u32>) -> Cursor {
+    let fresh = || {
+        let c = Cursor::start(ctx.provider, ctx.entity);
+        match page_size {
+            Some(p) => c.with_page_size(p),
+            None => c,
+        }
+    };
+    let usable = |c: &Cursor| c.check(ctx.provider, ctx.entity).is_ok();
+    if ctx.job.cursor.as_deref() == Some(FULL_SYNC) {
+        return fresh();
+    }
+    if let Some(st) = stored.filter(|st| usable(&st.cursor)) {
+        return st.cursor.clone();
+    }
+    ctx.job.cursor.as_deref().and_then(|c| serde_json::from_str::<Cursor>(c).ok()).filter(usable).unwrap_or_else(fresh)
+}
+
+/// Every page from the start cursor to the end of the pass, storing the cursor after each page.
+///
+/// Deletions: QuickBooks through CDC at the end of an incremental pass (documented by Intuit). Xero
+/// marks deleted documents `Status: DELETED`; that an `If-Modified-Since` listing returns them is
+/// unconfirmed. Zoho lists do not show deleted records (unconfirmed whether any filter does), so
+/// Zoho deletions arrive only through webhook jobs (`change: deleted`).
+async fn pull(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> Result<Value> {
+    let tenant_id = &ctx.tenant.tenant_id;
+    let stored = deps.store.get_cursor(tenant_id, ctx.provider, &ctx.org_id, ctx.entity).await?;
+    let mut version = stored.as_ref().map(|s| s.version).unwrap_or(0);
+    let mut cdc_since = stored.as_ref().and_then(|s| s.cdc_since);
+    let mut cursor = start_cursor(ctx, stored.as_ref(), deps.settings.page_size);
+    let mut counts = Counts::default();
+    let mut pages = 0u32;
+    let margin = chrono::Duration::from_std(deps.settings.deadline_margin).unwrap_or(chrono::Duration::seconds(20));
+    loop {
+        if pages > 0 && Utc::now() + margin >= deadline {
+            let next = follow_up(ctx, &cursor);
+            deps_send_follow_up(deps, &next).await?;
+            tracing::info!(pages, next_key = %next.idempotency_key, "deadline near: continuing in a follow-up job");
+            return Ok(result_json(ctx, counts, pages, &cursor, Some(&next)));
+        }
+        let c = cursor.clone();
+        let org = ctx.org_id.clone();
+        let page = provider_call(deps, ctx, ctx.entity, Op::List, None, |client, tokens| {
+            let c = c.clone();
+            let org = org.clone();
+            async move { client.list(&tokens, &org, &c).await }
+        })
+        .await?;
+        let records = normalise_all(&page.records, &mut counts);
+        write(deps, ctx, &records, &mut counts).await?;
+        if !page.has_more && ctx.provider == Provider::QuickBooks {
+            cdc_since = quickbooks_deletions(deps, ctx, cursor.modified_since.and(cdc_since.or(cursor.modified_since)), &mut counts)
+                .await?
+                .or(page.next_cursor.modified_since)
+                .or(cdc_since);
+        }
+        version = match deps.store.put_cursor(tenant_id, &ctx.org_id, &page.next_cursor, cdc_since, version, Utc::now()).await {
+            Ok(v) => v,
+            Err(Error::Conflict(m)) => {
+                // Another job of this org and entity moved the cursor: it carries on from there.
+                tracing::info!(message = %m, "cursor moved by another job; stopping here");
+                let mut r = result_json(ctx, counts, pages + 1, &page.next_cursor, None);
+                r["superseded"] = Value::Bool(true);
+                return Ok(r);
+            }
+            Err(e) => return Err(e),
+        };
+        pages += 1;
+        cursor = page.next_cursor;
+        if let Some(crash) = &deps.settings.crash_after_page {
+            if crash(pages) {
+                panic!("injected crash after page {pages}");
+            }
+        }
+        if !page.has_more {
+            return Ok(result_json(ctx, counts, pages, &cursor, None));
+        }
+    }
+}
+
+/// QuickBooks: deletions do not show in queries, so an incremental pass ends with a CDC call over
+/// the same window, and the deleted ids become tombstones. Returns the server time to start the
+/// next window from. Windows older than CDC's 30 days are skipped (a full sync is the remedy).
+async fn quickbooks_deletions(
+    deps: &SyncDeps,
+    ctx: &JobCtx,
+    since: Option<DateTime<Utc>>,
+    counts: &mut Counts,
+) -> Result<Option<DateTime<Utc>>> {
+    let Some(since) = since else { return Ok(None) };
+    if since < Utc::now() - CDC_MAX_AGE {
+        tracing::warn!(since = %since, "QuickBooks CDC window older than 30 days: deletions before a full sync are not seen");
+        return Ok(None);
+    }
+    let org = ctx.org_id.clone();
+    let entity = ctx.entity;
+    let (records, server_time) = provider_call(deps, ctx, entity, Op::Cdc, None, |client, tokens| {
+        let org = org.clone();
+        async move {
+            match client {
+                ProviderClient::QuickBooks(q) => q.cdc(&tokens, &org, entity, since).await,
+                _ => Err(Error::Internal("CDC is QuickBooks only".into())),
+            }
+        }
+    })
+    .await?;
+    let mut cdc_counts = Counts::default();
+    let deletions: Vec<Record> = records.into_iter().filter(|r| r.raw.get("status").and_then(Value::as_str) == Some("Deleted")).collect();
+    let mut tombstones = normalise_all(&deletions, &mut cdc_counts);
+    for (t, _) in &mut tombstones {
+        // A deletion has no other update time than CDC's; keep it after any earlier version.
+        t.updated_at = t.updated_at.or(server_time);
+    }
+    write(deps, ctx, &tombstones, counts).await?;
+    counts.deleted += cdc_counts.deleted;
+    Ok(server_time)
+}
+
+/// A webhook job: re-read the one record (a deletion cannot be re-read: it becomes a tombstone).
+async fn one_record(deps: &SyncDeps, ctx: &JobCtx, id: &str) -> Result<Value> {
+    let mut counts = Counts::default();
+    let tombstone = || model::tombstone(ctx.provider, &ctx.org_id, ctx.entity, id, ctx.job.requested_at);
+    let record = if ctx.job.change == Some(Change::Deleted) {
+        None
+    } else {
+        let org = ctx.org_id.clone();
+        let entity = ctx.entity;
+        let owned_id = id.to_string();
+        let got = provider_call(deps, ctx, entity, Op::Get, Some(id), |client, tokens| {
+            let org = org.clone();
+            let id = owned_id.clone();
+            async move { client.get(&tokens, &org, entity, &id).await }
+        })
+        .await;
+        match got {
+            Ok(r) => Some(r),
+            Err(Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        }
+    };
+    let rows = match record {
+        Some(r) => normalise_all(std::slice::from_ref(&r), &mut counts),
+        None => {
+            counts.deleted += 1;
+            tombstone().map(|t| vec![(t, None)]).unwrap_or_default()
+        }
+    };
+    write(deps, ctx, &rows, &mut counts).await?;
+    Ok(json!({"operation": "webhook", "entity_id": id, "counts": counts}))
+}
+
+/// Our reference for a pushed record: derived from the tenant and the idempotency key, at most 50
+/// characters (QuickBooks' `requestid` limit; Xero's Idempotency-Key allows 128).
+pub fn push_reference(tenant_id: &str, idempotency_key: &str) -> String {
+    let mut h = Sha256::new();
+    h.update((tenant_id.len() as u32).to_be_bytes());
+    h.update(tenant_id.as_bytes());
+    h.update(idempotency_key.as_bytes());
+    format!("tya-{}", &hex::encode(h.finalize())[..40])
+}
+
+/// Creates an invoice or contact so that a retry (after a timeout, a crash, a redelivery) never
+/// makes a second one: QuickBooks `requestid` and Xero `Idempotency-Key` replay the first answer;
+/// Zoho has no such key, so we look for the record first (invoices by our reference in
+/// `reference_number`, contacts by their name, which Zoho keeps unique).
+async fn push(deps: &SyncDeps, ctx: &JobCtx) -> Result<Value> {
+    let reference = push_reference(&ctx.tenant.tenant_id, &ctx.job.idempotency_key);
+    let mut payload = ctx.payload.clone().unwrap_or(Value::Null);
+    let entity = ctx.entity;
+    let org = ctx.org_id.clone();
+    let mut found = None;
+    if ctx.provider == Provider::Zoho {
+        let (field, value) = match entity {
+            Entity::Invoice => {
+                if payload.get("reference_number").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    payload["reference_number"] = Value::String(reference.clone());
+                }
+                ("reference_number", payload["reference_number"].as_str().unwrap_or_default().to_string())
+            }
+            _ => match payload.get("contact_name").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                Some(n) => ("contact_name", n.to_string()),
+                None => return Err(Error::InvalidInput("a Zoho contact push needs contact_name".into())),
+            },
+        };
+        let existing = provider_call(deps, ctx, entity, Op::Find, None, |client, tokens| {
+            let org = org.clone();
+            let value = value.clone();
+            async move {
+                match client {
+                    ProviderClient::Zoho(z) => z.find_by(&tokens, &org, entity, field, &value).await,
+                    _ => Err(Error::Internal("lookup by reference is Zoho only".into())),
+                }
+            }
+        })
+        .await?;
+        found = existing.into_iter().next();
+    }
+    let created = found.is_none();
+    let record = match found {
+        Some(r) => r,
+        None => {
+            let payload = &payload;
+            let reference = &reference;
+            provider_call(deps, ctx, entity, Op::Create, None, |client, tokens| {
+                let org = org.clone();
+                async move { client.create(&tokens, &org, entity, payload, reference).await }
+            })
+            .await?
+        }
+    };
+    let mut counts = Counts::default();
+    let rows = normalise_all(std::slice::from_ref(&record), &mut counts);
+    write(deps, ctx, &rows, &mut counts).await?;
+    Ok(json!({"operation": "push", "provider_id": record.id, "reference": reference, "created": created, "counts": counts}))
+}
+
+fn result_json(ctx: &JobCtx, counts: Counts, pages: u32, cursor: &Cursor, next: Option<&SyncJob>) -> Value {
+    let mut v = json!({
+        "operation": "pull",
+        "counts": counts,
+        "pages": pages,
+        "cursor": serde_json::to_string(cursor).unwrap_or_default(),
+        "continued": next.is_some(),
+    });
+    if let Some(n) = next {
+        v["next_idempotency_key"] = Value::String(n.idempotency_key.clone());
+    }
+    let _ = ctx;
+    v
+}
+
+/// The root of a job's continuation lineage: continuation keys are `<root>~c<hash>`.
+pub fn lineage_root(key: &str) -> &str {
+    match key.rfind("~c") {
+        Some(i) if key[i + 2..].len() == 16 && key[i + 2..].bytes().all(|b| b.is_ascii_hexdigit()) => &key[..i],
+        _ => key,
+    }
+}
+
+/// The next job of a long pull: same lineage, same work, starting at `cursor`. Its key is derived
+/// from the lineage root and the cursor, so a job that hands over twice (redelivered after a crash)
+/// hands over to the same key, which runs once.
+pub fn follow_up(ctx: &JobCtx, cursor: &Cursor) -> SyncJob {
+    let cursor_json = serde_json::to_string(cursor).unwrap_or_default();
+    let root = lineage_root(&ctx.job.idempotency_key);
+    let mut h = Sha256::new();
+    h.update(root.as_bytes());
+    h.update(b"\n");
+    h.update(cursor_json.as_bytes());
+    let suffix = &hex::encode(h.finalize())[..16];
+    let root = if root.len() + 18 > 256 { format!("h:{}", &hex::encode(Sha256::digest(root.as_bytes()))[..32]) } else { root.to_string() };
+    SyncJob {
+        job_id: uuid::Uuid::new_v4().to_string(),
+        cursor: Some(cursor_json),
+        idempotency_key: format!("{root}~c{suffix}"),
+        requested_at: Utc::now(),
+        ..ctx.job.clone()
+    }
+}
+
+async fn deps_send_follow_up(deps: &SyncDeps, job: &SyncJob) -> Result<()> {
+    crate::jobs::JobQueue::new(deps.sqs.clone(), deps.queues.clone()).send(std::slice::from_ref(job)).await.map(|_| ())
+}
+
+fn base_data(job: &SyncJob) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("job_id".into(), json!(job.job_id));
+    m.insert("idempotency_key".into(), json!(job.idempotency_key));
+    m.insert("org_id".into(), json!(job.org_id));
+    m.insert("operation".into(), serde_json::to_value(job.operation).unwrap_or(Value::Null));
+    m.insert("entity".into(), serde_json::to_value(job.entity).unwrap_or(Value::Null));
+    m
+}
+
+fn completed_data(job: &SyncJob, result: &Value) -> Value {
+    let mut m = base_data(job);
+    m.insert("counts".into(), result.get("counts").cloned().unwrap_or_else(|| json!({})));
+    for k in ["pages", "cursor", "provider_id"] {
+        if let Some(v) = result.get(k) {
+            m.insert(k.into(), v.clone());
+        }
+    }
+    Value::Object(m)
+}
+
+/// `data` of `sync.failed`.
+pub fn failed_data(job: &SyncJob, err: &Error, parked: bool) -> Value {
+    let mut m = base_data(job);
+    m.insert("error_code".into(), json!(err.code().as_u16()));
+    m.insert("message".into(), json!(err.to_string()));
+    m.insert("retryable".into(), json!(err.is_retryable()));
+    m.insert("parked".into(), json!(parked));
+    if let Some(c) = &job.cursor {
+        m.insert("cursor".into(), json!(c));
+    }
+    Value::Object(m)
+}
+
+/// Events go to the shared events queue only: a tenant's `event_destination` is not used (see
+/// `EventPublisher::publish`). A failed publish is logged; the job's outcome stands.
+pub async fn publish(deps: &SyncDeps, job: &SyncJob, t: EventType, data: Value) {
+    let event = AppEvent::new(t, &job.tenant_id, job.provider, Utc::now(), data);
+    if let Err(e) = deps.events.publish(&event, None).await {
+        tracing::warn!(code = %e.code(), error = %e, event_type = t.as_str(), "could not publish the event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_references_fit_quickbooks_and_differ_per_tenant() {
+        let a = push_reference("t1", "k");
+        assert!(a.len() <= 50, "{a}");
+        assert_eq!(a, push_reference("t1", "k"));
+        assert_ne!(a, push_reference("t2", "k"));
+        assert_ne!(a, push_reference("t1", "k2"));
+    }
+
+    #[test]
+    fn continuation_keys_share_the_lineage_root() {
+        assert_eq!(lineage_root("wh1:abc~c0123456789abcdef"), "wh1:abc");
+        assert_eq!(lineage_root("plain~cnot-hex"), "plain~cnot-hex");
+        assert_eq!(lineage_root("app:1"), "app:1");
+    }
+}
