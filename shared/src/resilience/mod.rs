@@ -251,6 +251,22 @@ impl ProviderGuard {
         self.call_reporting(tenant_id, provider, org_id, op, f).await.result
     }
 
+    /// As [`ProviderGuard::call`] for a call that is not idempotent at the provider (a create with
+    /// no idempotency key, like Zoho's): a timeout or 5xx is returned, never retried here, because
+    /// the first attempt may have taken effect. The caller retries after checking (a lookup by
+    /// reference). Waits for rate limits and slots are still taken as usual.
+    pub async fn call_once<T, F, Fut>(&self, tenant_id: &str, provider: Provider, org_id: &str, op: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut transitions = Vec::new();
+        let mut cost = Cost::default();
+        let result = self.run(tenant_id, provider, org_id, op, &mut f, &mut transitions, &mut cost, false).await;
+        self.finish(provider, tenant_id, org_id, op, &result, &transitions, cost).await;
+        result
+    }
+
     /// [`ProviderGuard::call`], also returning the breaker transitions this call performed (already
     /// logged, and sent to the app when `with_events` was set).
     pub async fn call_reporting<T, F, Fut>(&self, tenant_id: &str, provider: Provider, org_id: &str, op: &str, mut f: F) -> Guarded<T>
@@ -260,19 +276,24 @@ impl ProviderGuard {
     {
         let mut transitions = Vec::new();
         let mut cost = Cost::default();
-        let result = self.run(tenant_id, provider, org_id, op, &mut f, &mut transitions, &mut cost).await;
+        let result = self.run(tenant_id, provider, org_id, op, &mut f, &mut transitions, &mut cost, true).await;
+        self.finish(provider, tenant_id, org_id, op, &result, &transitions, cost).await;
+        Guarded { result, transitions }
+    }
+
+    /// Counts the call's cost, sends the transitions' events, logs a failure.
+    async fn finish<T>(&self, provider: Provider, tenant_id: &str, org_id: &str, op: &str, result: &Result<T>, transitions: &[Transition], cost: Cost) {
         self.stats.dynamo_calls.fetch_add(cost.dynamo_calls as u64, Ordering::Relaxed);
         if let Some(events) = &self.events {
-            for t in &transitions {
+            for t in transitions {
                 if let Err(e) = notify_transition(events, t).await {
                     tracing::warn!(provider = %provider, tenant_id, error = %e, code = %e.code(), "could not send the connection health event");
                 }
             }
         }
-        if let Err(e) = &result {
+        if let Err(e) = result {
             tracing::debug!(provider = %provider, tenant_id, org_id, op, code = %e.code(), "guarded call failed");
         }
-        Guarded { result, transitions }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -285,6 +306,7 @@ impl ProviderGuard {
         f: &mut F,
         transitions: &mut Vec<Transition>,
         cost: &mut Cost,
+        retry_transient: bool,
     ) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -360,7 +382,7 @@ impl ProviderGuard {
             }
             let delay = l.retry.next_delay(&err, attempt, waited, &mut rand::thread_rng());
             match delay {
-                Some(d) if matches!(err, Error::ProviderTransient { .. } | Error::ProviderTimeout { .. }) => {
+                Some(d) if retry_transient && matches!(err, Error::ProviderTransient { .. } | Error::ProviderTimeout { .. }) => {
                     tracing::info!(provider = %provider, tenant_id, org_id, op, attempt, code = %err.code(), delay_ms = d.as_millis() as u64, "retrying provider call");
                     tokio::time::sleep(d).await;
                     waited += d;

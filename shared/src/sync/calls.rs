@@ -171,9 +171,10 @@ where
     // fresh future each time; `f` is shared behind a lock held only while a future is built.
     let f = std::sync::Mutex::new(f);
     let f = &f;
+    // Boxed: these futures nest (guard, token service, provider client) and would otherwise put
+    // tens of kilobytes on the polling thread's stack per level.
     let call = || async move {
-        deps.tokens
-            .with_token(&job.tenant.tenant_id, provider, &job.grant_id, |tokens| {
+        Box::pin(deps.tokens.with_token(&job.tenant.tenant_id, provider, &job.grant_id, |tokens| {
                 let n = attempt.fetch_add(1, Ordering::SeqCst) + 1;
                 let started = Instant::now();
                 let fut = (f.lock().unwrap_or_else(|p| p.into_inner()))(client.clone(), tokens);
@@ -183,11 +184,16 @@ where
                     audit_call(deps, job, op, method, path, status_of(&r, op), latency_ms, n, r.as_ref().err()).await;
                     r
                 }
-            })
+            }))
             .await
     };
     // Limiter -> slot -> breaker -> call -> classify: the one path every provider call of a sync job takes.
-    deps.guard.call(&job.tenant.tenant_id, provider, &job.org_id, op.as_str(), call).await
+    if provider == Provider::Zoho && op == Op::Create {
+        // Zoho has no idempotency key: a timed-out create may have landed, so it is not retried in
+        // place; the job's retry looks the record up by our reference first.
+        return Box::pin(deps.guard.call_once(&job.tenant.tenant_id, provider, &job.org_id, op.as_str(), call)).await;
+    }
+    Box::pin(deps.guard.call(&job.tenant.tenant_id, provider, &job.org_id, op.as_str(), call)).await
 }
 
 /// One audit record per attempt: who, what, how it went; never tokens or bodies. A failure to write
