@@ -106,14 +106,15 @@ unhealthy_reason() {
     return
   fi
   # Every function the emulator started ("starting lambda function instance") must still have its
-  # process (cargo run execs target/<profile>/<name>) in the emulator's process group.
+  # process (cargo run execs target/<profile>/<name>) in the emulator's session (start_bg's setsid;
+  # watchexec gives each function its own process group, but not its own session).
   while IFS= read -r name; do
     [[ -z "$name" ]] && continue
-    if ! pgrep -g "$pid" -f "/$name( |\$)" >/dev/null 2>&1; then
+    if ! pgrep -s "$pid" -f "/$name( |\$)" >/dev/null 2>&1; then
       echo "function $name exited"
       return
     fi
-  done < <(sed -n 's/.*starting lambda function instance.*function="\{0,1\}\([A-Za-z0-9_-]*\).*/\1/p' "$LOG_FILE" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | sort -u)
+  done < <(sed 's/\x1b\[[0-9;]*m//g' "$LOG_FILE" 2>/dev/null | sed -n 's/.*starting lambda function instance.*function="\{0,1\}\([A-Za-z0-9_-]*\).*/\1/p' | sort -u)
 }
 
 heal() {

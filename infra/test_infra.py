@@ -174,6 +174,17 @@ class TemplateChecksTest(unittest.TestCase):
         with self.assertRaisesRegex(AssertionError, "WebhookFailed"):
             template_checks.check_alarms_page_for_handled_failures(self.mutated(lambda t: t["Resources"].pop("WebhookFailuresAlarm")))
 
+    def test_emf_alarm_without_the_deployment_dimensions_fails(self):
+        def strip(t):
+            t["Resources"]["WebhookFailuresAlarm"]["Properties"].pop("Dimensions")
+        with self.assertRaisesRegex(AssertionError, "WebhookFailed: alarm must read the service\\+stage total"):
+            template_checks.check_alarms_page_for_handled_failures(self.mutated(strip))
+
+        def other_stage(t):
+            t["Resources"]["ConnectFailuresAlarm"]["Properties"]["Dimensions"][1]["Value"] = "prod"
+        with self.assertRaisesRegex(AssertionError, "ConnectServerFailed: stage must be !Ref Stage"):
+            template_checks.check_alarms_page_for_handled_failures(self.mutated(other_stage))
+
     def test_dlq_without_alarm_fails(self):
         t = self.mutated(lambda t: t["Resources"].pop("SyncDeadLetterAlarm"))
         with self.assertRaisesRegex(AssertionError, "SyncDeadLetterQueue"):
