@@ -205,6 +205,17 @@ class EnvironmentTest(unittest.TestCase):
         self.assertNotIn("PROVIDER_BASE_URL", env)
         self.assertEqual(set(env) | {"PROVIDER_BASE_URL", "AWS_REGION"}, template_checks.config_variables())
 
+    def test_sam_env_vars_cover_every_function_with_container_reachable_urls(self):
+        import provision
+
+        env = {"GRANTS_TABLE": "g", "PUBLIC_BASE_URL": "http://127.0.0.1:9000/lambda-url/oauth-callback"}
+        out = provision.sam_env_vars(TEMPLATE, env, "host.docker.internal")
+        fns = {n for n, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+        self.assertEqual(set(out), fns | {"Parameters"})
+        for body in out.values():
+            self.assertEqual(body["GRANTS_TABLE"], "g")
+            self.assertEqual(body["PUBLIC_BASE_URL"], "http://host.docker.internal:9000/lambda-url/oauth-callback")
+
 
 if __name__ == "__main__":
     unittest.main()
