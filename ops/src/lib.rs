@@ -531,7 +531,7 @@ pub struct QueueInfo {
     pub dlq_url: Option<String>,
 }
 
-fn sqs_error<E: std::fmt::Debug, R>(op: &str, e: aws_sdk_sqs::error::SdkError<E, R>) -> Error {
+fn sqs_error<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug + Send + Sync + 'static>(op: &str, e: aws_sdk_sqs::error::SdkError<E, R>) -> Error {
     let retryable = matches!(e, aws_sdk_sqs::error::SdkError::TimeoutError(_) | aws_sdk_sqs::error::SdkError::DispatchFailure(_));
     Error::Queue { message: format!("{op}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)), retryable }
 }

@@ -37,7 +37,7 @@ async fn tenants_are_created_listed_and_changed_through_the_store() {
     assert_eq!(t.plan, Plan::Professional);
     assert_eq!(t.config.return_urls, vec!["https://app.example.com/back".to_string()]);
 
-    let again = cli(&ops, &["tenants", "create", &id, "--name", "Other"]).await.unwrap_err();
+    let again = cli(&ops, &["tenants", "create", &id, "--name", "Other", "--return-url", "https://x.example.com"]).await.unwrap_err();
     assert_eq!(again.code(), ErrorCode::Conflict);
 
     let list = cli(&ops, &["tenants", "list"]).await.unwrap();
@@ -72,7 +72,7 @@ async fn tenants_are_created_listed_and_changed_through_the_store() {
 async fn users_get_roles_within_the_plan_limit() {
     let ops = ops().await;
     let id = unique("ops-u");
-    cli(&ops, &["tenants", "create", &id, "--name", "Users Ltd"]).await.unwrap();
+    cli(&ops, &["tenants", "create", &id, "--name", "Users Ltd", "--return-url", "https://app.example.com/back"]).await.unwrap();
     cli(&ops, &["users", "set-role", &id, "alice", "owner"]).await.unwrap();
     cli(&ops, &["users", "set-role", &id, "bob", "viewer"]).await.unwrap();
     cli(&ops, &["users", "set-role", &id, "bob", "admin"]).await.unwrap();
@@ -97,7 +97,7 @@ async fn connections_show_health_refresh_and_disconnect() {
     // Events (connection.disconnected) go to a queue of this test's own.
     ops.config.queues.events = ops.clients.sqs.create_queue().queue_name(unique("events")).send().await.unwrap().queue_url.unwrap();
     let tenant = unique("ops-c");
-    cli(&ops, &["tenants", "create", &tenant, "--name", "Conn Ltd", "--plan", "professional"]).await.unwrap();
+    cli(&ops, &["tenants", "create", &tenant, "--name", "Conn Ltd", "--plan", "professional", "--return-url", "https://app.example.com/back"]).await.unwrap();
 
     let svc = TokenService::new(&ops.config, &ops.clients, ops.http.clone());
     let store = GrantStore::new(ops.clients.dynamodb.clone(), ops.config.tables.grants.clone());
@@ -121,7 +121,13 @@ async fn connections_show_health_refresh_and_disconnect() {
     assert!(out.contains("refreshed"), "{out}");
     let after = store.get_grant(&tenant, Provider::Xero, &fresh.grant_id).await.unwrap().unwrap();
     assert_eq!(after.version, fresh.version + 1);
-    assert!(after.access_expires_at > fresh.access_expires_at);
+    let open = |g: &shared::store::grants::Grant| {
+        let ctx = SealContext::new(&g.tenant_id, g.provider, &g.grant_id);
+        let blob = g.sealed.clone().unwrap();
+        let vault = svc.vault().clone();
+        async move { vault.unseal_tokens(&ctx, &blob).await.unwrap().access_token.expose().to_string() }
+    };
+    assert_ne!(open(&after).await, open(&fresh).await, "a new access token");
     cli(&ops, &["connections", "refresh", &tenant, "quickbooks", &stale.grant_id]).await.unwrap();
     let rows = ttya_ops::health(&ops, Some(tenant.clone())).await.unwrap();
     assert!(rows.iter().all(|h| h.health == "ok"), "{rows:?}");
@@ -234,7 +240,7 @@ async fn reseal_moves_every_token_to_the_new_key_and_resumes() {
     let store = GrantStore::new(ops.clients.dynamodb.clone(), ops.config.tables.grants.clone());
     let old = Vault::from_config(ops.clients.kms.clone(), &ops.config);
     let tenant = unique("ops-k");
-    cli(&ops, &["tenants", "create", &tenant, "--name", "Keys Ltd", "--plan", "enterprise"]).await.unwrap();
+    cli(&ops, &["tenants", "create", &tenant, "--name", "Keys Ltd", "--plan", "enterprise", "--return-url", "https://app.example.com/back"]).await.unwrap();
     let now = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
     let mut ids = Vec::new();
     for i in 0..3 {

@@ -14,6 +14,13 @@
 //!    the send fails the claim is released and we answer 500; if the function dies before the send,
 //!    the pending claim lapses. Either way the provider's retry is processed, not taken for a duplicate.
 //!
+//! Round trips on the delivery path (QuickBooks/Xero): the signing keys are read during the
+//! container's init ([`Receiver::warm`]); org-to-connections and tenant documents are cached per
+//! container for 30 s; the lookups run concurrently with the nonce claim (step 5 with step 4). Cold:
+//! (connections index, then tenants) alongside the claim = 2, SendMessageBatch = 3, confirm = 4. Warm:
+//! claim, SendMessageBatch, confirm = 3. The confirm is the price of the pending claim (a crash before
+//! the send must not turn the retry into a duplicate); it cannot overlap the send it confirms.
+//!
 //! None of the three providers signs a timestamp (providers.md §0; Zoho Books' own scheme is
 //! unconfirmed), so there is no stale-timestamp rejection at the edge: replays inside the nonce window
 //! are duplicates, and a replay after it produces jobs with the same idempotency keys as the original,
@@ -363,21 +370,37 @@ impl Receiver {
         };
 
         let now = (self.clock)();
-        let (jobs, unknown_orgs) =
-            self.build_jobs(provider, &delivery.changes, zoho.map(|z| z.connections), req.correlation_id, now).await?;
+        // The nonce claim and the org/tenant lookups are independent round trips: run them together,
+        // so a delivery waits for max(lookups, claim) and then SQS instead of their sum. The price is
+        // a claim (released again) for a delivery that turns out to have nothing to enqueue.
+        let (built, claimed) = futures::join!(
+            self.build_jobs(provider, &delivery.changes, zoho.map(|z| z.connections), req.correlation_id, now),
+            self.nonces.claim(provider, &dedupe_key, now, self.claim_window),
+        );
+        let (jobs, unknown_orgs) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                if let Ok(Claim::Claimed(id)) = &claimed {
+                    self.release_claim(provider, &dedupe_key, id).await;
+                }
+                return Err(e);
+            }
+        };
         accepted.unknown_orgs = unknown_orgs;
-        if jobs.is_empty() {
-            accepted.disposition = Disposition::NothingToDo;
-            return Ok(accepted);
-        }
-
-        let claim_id = match self.nonces.claim(provider, &dedupe_key, now, self.claim_window).await? {
+        let claim_id = match claimed? {
             Claim::Duplicate => {
                 accepted.disposition = Disposition::Duplicate;
                 return Ok(accepted);
             }
             Claim::Claimed(id) => id,
         };
+        if jobs.is_empty() {
+            // Nothing was enqueued, so nothing may count as seen: a redelivery after the org is
+            // connected (or the entity enabled) must be processed.
+            self.release_claim(provider, &dedupe_key, &claim_id).await;
+            accepted.disposition = Disposition::NothingToDo;
+            return Ok(accepted);
+        }
         match self.jobs.send(&jobs).await {
             Ok(report) => {
                 // The jobs are on the queue: from now on a redelivery is a duplicate for the whole
@@ -400,6 +423,13 @@ impl Receiver {
                 }
                 Err(e)
             }
+        }
+    }
+
+    async fn release_claim(&self, provider: Provider, dedupe_key: &str, claim_id: &str) {
+        if let Err(e) = self.nonces.release(provider, dedupe_key, claim_id).await {
+            // The pending claim lapses on its own within the claim window.
+            tracing::warn!(code = %e.code(), error = %e, "could not release an unused webhook nonce claim");
         }
     }
 
