@@ -106,11 +106,11 @@ unhealthy_reason() {
     return
   fi
   # Every function the emulator started ("starting lambda function instance") must still have its
-  # process (cargo run execs target/<profile>/<name>) in the emulator's session (start_bg's setsid;
-  # watchexec gives each function its own process group, but not its own session).
+  # process (cargo run execs target/<profile>/<name>) as a child of the emulator (watchexec starts
+  # each function in a session of its own, so the emulator's session or group does not hold it).
   while IFS= read -r name; do
     [[ -z "$name" ]] && continue
-    if ! pgrep -s "$pid" -f "/$name( |\$)" >/dev/null 2>&1; then
+    if ! pgrep -P "$pid" -f "(^|/)$name( |\$)" >/dev/null 2>&1; then
       echo "function $name exited"
       return
     fi

@@ -67,7 +67,7 @@ if answers; then ok "a request after ${IDLE_SECONDS}s idle answers"; else bad "n
 
 step "3. a function killed outright is restarted by heal"
 pid="$(cat .local/lambda.pid)"
-fpid="$(pgrep -s "$pid" -f "/$FN( |\$)" | head -n1 || true)"
+fpid="$(pgrep -P "$pid" -f "(^|/)$FN( |\$)" | head -n1 || true)"
 if [[ -n "$fpid" ]]; then
   kill -KILL "$fpid"
   sleep 1
@@ -75,7 +75,7 @@ if [[ -n "$fpid" ]]; then
   if [[ "$rc" == 10 ]]; then ok "heal noticed the dead function and restarted"; else bad "heal returned $rc, expected 10"; fi
   if answers; then ok "a request after the restart answers"; else bad "no answer after the restart"; fi
 else
-  bad "no $FN process found in the emulator's session"
+  bad "no $FN process found among the emulator's children"
 fi
 
 echo
