@@ -487,10 +487,12 @@ async fn connections(ops: &Ops, cmd: ConnCmd) -> Result<String> {
         ConnCmd::Refresh { tenant_id, provider, grant_id } => {
             let provider: Provider = parse("provider", &provider)?;
             let svc = TokenService::new(&ops.config, &ops.clients, ops.http.clone());
+            let stored = svc.grants().get_grant(&tenant_id, provider, &grant_id).await?.ok_or_else(|| Error::NotFound(format!("grant {grant_id}")))?;
             let before = svc.valid_access_token(&tenant_id, provider, &grant_id).await?;
-            // valid_access_token refreshes only near expiry; declaring the current token rejected
-            // makes the service refresh now, under the lease, exactly as after a provider 401.
-            let after = if before.grant.version == svc.grants().get_grant(&tenant_id, provider, &grant_id).await?.map(|g| g.version).unwrap_or(-1) {
+            // valid_access_token refreshes only near expiry. When it did not, declaring the current
+            // token rejected makes the service refresh now, under the lease, exactly as after a
+            // provider 401 (and not twice when it already had).
+            let after = if before.grant.version == stored.version {
                 svc.after_unauthorized(&tenant_id, provider, &grant_id, &before.tokens.access_token).await?
             } else {
                 before
@@ -804,6 +806,18 @@ fn checkpoint_key(g: &Grant, new_key: &str) -> String {
 pub async fn reseal(ops: &Ops, new_key: &str, checkpoint: &PathBuf) -> Result<ResealReport> {
     let store = ops.grants();
     let old = Vault::from_config(ops.clients.kms.clone(), &ops.config);
+    // The key's ARN, whatever names it (id, ARN, alias): blobs record the ARN, and an alias cannot
+    // be compared with them (Vault::is_current would call every blob current).
+    let described = ops
+        .clients
+        .kms
+        .describe_key()
+        .key_id(new_key)
+        .send()
+        .await
+        .map_err(|e| Error::Crypto(format!("DescribeKey {new_key}: {}", aws_sdk_kms::error::DisplayErrorContext(&e))))?;
+    let new_key = described.key_metadata.and_then(|m| m.arn).ok_or_else(|| Error::Crypto(format!("KMS key {new_key} has no ARN")))?;
+    let new_key = new_key.as_str();
     // A vault on the new key only to ask whether a blob is already under it.
     let new = Vault::new(ops.clients.kms.clone(), new_key, CacheLimits::default());
     let done: HashSet<String> = std::fs::read_to_string(checkpoint).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default();

@@ -129,6 +129,9 @@ async fn connections_show_health_refresh_and_disconnect() {
     };
     assert_ne!(open(&after).await, open(&fresh).await, "a new access token");
     cli(&ops, &["connections", "refresh", &tenant, "quickbooks", &stale.grant_id]).await.unwrap();
+    // An expired token is refreshed once, not once by valid_access_token and again on top.
+    let q = store.get_grant(&tenant, Provider::QuickBooks, &stale.grant_id).await.unwrap().unwrap();
+    assert_eq!(q.version, stale.version + 1);
     let rows = ttya_ops::health(&ops, Some(tenant.clone())).await.unwrap();
     assert!(rows.iter().all(|h| h.health == "ok"), "{rows:?}");
 
@@ -286,7 +289,10 @@ async fn reseal_moves_every_token_to_the_new_key_and_resumes() {
     let ck = dir.join("checkpoint");
     let ck_s = ck.to_str().unwrap();
 
-    let out = cli(&ops, &["keys", "reseal", "--new-key", &new_key, "--checkpoint", ck_s]).await.unwrap();
+    // Named by an alias, as an operator would: still compared by the key behind it.
+    let alias = format!("alias/{}", unique("rotation"));
+    ops.clients.kms.create_alias().alias_name(&alias).target_key_id(&new_key).send().await.unwrap();
+    let out = cli(&ops, &["keys", "reseal", "--new-key", &alias, "--checkpoint", ck_s]).await.unwrap();
     assert!(out.contains("2 re-sealed") && out.contains("1 deferred"), "{out}");
     let new = Vault::new(ops.clients.kms.clone(), new_key.clone(), CacheLimits::default());
     for (i, id) in ids.iter().enumerate().take(2) {
@@ -298,6 +304,8 @@ async fn reseal_moves_every_token_to_the_new_key_and_resumes() {
         assert_eq!(g.version, 1, "a re-seal never takes the token version");
     }
     assert_eq!(std::fs::read_to_string(&ck).unwrap().lines().count(), 2);
+    let bad = cli(&ops, &["keys", "reseal", "--new-key", "alias/no-such-key", "--checkpoint", ck_s]).await.unwrap_err();
+    assert_eq!(bad.code(), ErrorCode::Crypto, "{bad}");
 
     // Resume once the lease is gone: only the deferred grant is left to do.
     store.release_lease(&tenant, Provider::Xero, &ids[2], "refresher-x").await.unwrap();
