@@ -10,6 +10,9 @@
 //!
 //! Metrics: EMF lines on stdout, which CloudWatch turns into metrics without an API call. Every metric
 //! carries the deployment's `service` and `stage` dimensions, so dev and prod never mix in one series.
+//! (metrics_cloudwatch_embedded 0.10, the maintained EMF crate, was considered: it needs a global
+//! `metrics` recorder flushed by wrapping each function's lambda service, i.e. every main changes and
+//! a flush can be lost to a timeout, for what one JSON line per event already does here.)
 
 use std::fmt;
 use std::io::Write;
