@@ -151,9 +151,18 @@ where
 pub fn init(log_level: &str) {
     // Lambda's advanced logging controls set AWS_LAMBDA_LOG_LEVEL from the function's
     // ApplicationLogLevel; it wins over LOG_LEVEL so the level is one setting in template.yaml.
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_ascii_lowercase()).filter(|l| !l.is_empty());
-    let level = level.as_deref().unwrap_or(log_level);
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_ascii_lowercase()).as_deref() {
+        // Debug and trace for our own crates only: the AWS SDK's and hyper's would drown them and
+        // print request details nobody asked for.
+        Some(l @ ("debug" | "trace")) => EnvFilter::try_new(format!(
+            "info,shared={l},oauth_callback={l},token_refresher={l},webhook_receiver={l},sync_worker={l}"
+        )),
+        Some(l @ ("info" | "warn" | "error")) => EnvFilter::try_new(l),
+        // FATAL (Lambda's highest) has no tracing counterpart: errors only.
+        Some("fatal") => EnvFilter::try_new("error"),
+        _ => EnvFilter::try_new(log_level),
+    }
+    .unwrap_or_else(|_| EnvFilter::new("info"));
     let installed = tracing::subscriber::set_global_default(subscriber(filter, JsonFormat::default(), std::io::stdout)).is_ok();
     if installed {
         if let Some(f) = &Deployment::current().function_name {
