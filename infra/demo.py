@@ -1,6 +1,7 @@
 """The end-to-end walk-through scripts/run-local runs against the running local system.
 
-1. creates a demo tenant (professional plan) and its owner in the local tenants table;
+1. creates a demo tenant (professional plan) and its owner with the ops CLI (ttya-ops: the same
+   shared stores the functions use; TTYA_OPS names the binary, else `cargo run -p ttya-ops`);
 2. connects QuickBooks, Xero and Zoho Books the way a user would: a connect URL signed as the main
    app signs it (docs/connect-auth.md) -> oauth-callback -> the sandbox's consent page -> back to
    oauth-callback, which exchanges the code, discovers the organisations and stores a sealed grant;
@@ -21,7 +22,6 @@ import sys
 import time
 import urllib.parse
 import uuid
-from datetime import datetime, timezone
 
 import boto3
 
@@ -57,6 +57,17 @@ def request(method, url, body=None, headers=None):
     return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
 
+def ops(*args):
+    """Runs the ops CLI against the local stack (the caller's environment is .local/aws.env)."""
+    binary = os.environ.get("TTYA_OPS")
+    cmd = [binary, *args] if binary else ["cargo", "run", "-q", "-p", "ttya-ops", "--", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        fail(f"ttya-ops {' '.join(args)}: {proc.stderr.strip()[:400]}")
+    print(f"[demo] ttya-ops {' '.join(args[:3])}: {proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else 'ok'}")
+    return proc.stdout
+
+
 def fail(msg):
     print(f"[demo] FAILED: {msg}")
     sys.exit(1)
@@ -74,28 +85,10 @@ def main():
 
     tenant = f"demo-{uuid.uuid4().hex[:8]}"
     user = "demo-owner"
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    doc = {
-        "tenant_id": tenant,
-        "name": "Demo Ltd",
-        "plan": "professional",
-        "limits_override": None,
-        "config": {
-            "enabled_providers": ["quickbooks", "xero", "zoho"],
-            "enabled_entities": ["invoice", "contact", "account", "payment"],
-            "sync_frequency_minutes": 60,
-            "queue_priority": "normal",
-            "scopes": {},
-            "return_urls": [RETURN_URL],
-            "event_destination": None,
-        },
-        "version": 0,
-        "created_at": now,
-        "updated_at": now,
-    }
+    ops("tenants", "create", tenant, "--name", "Demo Ltd", "--plan", "professional", "--return-url", RETURN_URL,
+        "--providers", "quickbooks,xero,zoho")
+    ops("users", "set-role", tenant, user, "owner")
     pk = {"S": f"TENANT#{tenant}"}
-    ddb.put_item(TableName=env["TENANTS_TABLE"], Item={"pk": pk, "sk": {"S": "TENANT"}, "doc": {"S": json.dumps(doc)}, "version": {"N": "0"}})
-    ddb.put_item(TableName=env["TENANTS_TABLE"], Item={"pk": pk, "sk": {"S": f"USER#{user}"}, "role": {"S": "owner"}})
     print(f"[demo] tenant {tenant} with owner {user}")
 
     key = local_secrets()["AppSigningSecret"]["connect_keys"][CONNECT_KEY_ID]
@@ -124,15 +117,11 @@ def main():
             fail(f"{provider}: connect ended at {url}")
         print(f"[demo] connected {provider}: {' -> '.join(hops[:2])} -> back to the app: {url}")
 
-    items = ddb.query(
-        TableName=env["GRANTS_TABLE"],
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :c)",
-        ExpressionAttributeValues={":pk": pk, ":c": {"S": "CONN#"}},
-    )["Items"]
     orgs = {}
-    for it in items:
-        orgs.setdefault(it["provider"]["S"], []).append(it["org_id"]["S"])
-        print(f"[demo] connection {it['provider']['S']} org {it['org_id']['S']} ({it.get('org_name', {}).get('S', '')}) status {it['status']['S']}")
+    for line in ops("connections", "list", "--tenant", tenant).splitlines():
+        _tenant, provider, org_id, org_name, _grant, status = line.split("\t")
+        orgs.setdefault(provider, []).append(org_id)
+        print(f"[demo] connection {provider} org {org_id} ({org_name}) status {status}")
     for provider in ["quickbooks", "xero", "zoho"]:
         if not orgs.get(provider):
             fail(f"no {provider} connection stored")

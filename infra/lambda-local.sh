@@ -4,6 +4,8 @@
 #   infra/lambda-local.sh start                     start the emulator with .local/aws.env (+ caller's env)
 #   infra/lambda-local.sh stop
 #   infra/lambda-local.sh status
+#   infra/lambda-local.sh heal                      restart the emulator when it or a function died (exit 0
+#                                                   healthy, 10 restarted); scripts/run-local calls it
 #   infra/lambda-local.sh invoke FUNCTION EVENT     send one event (events/...json), print the outcome
 #   infra/lambda-local.sh smoke                     start, check every case of SMOKE_CASES below, stop
 #
@@ -17,6 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 VENV="$TTYA_LOCAL/venv-lambda"
 PID_FILE="$TTYA_LOCAL/lambda.pid"
 LOG_FILE="$TTYA_LOCAL/lambda.log"
+STARTED_FILE="$TTYA_LOCAL/lambda.started"
 ENV_FILE="$TTYA_LOCAL/aws.env"
 READY_TIMEOUT="${LAMBDA_READY_TIMEOUT:-120}"
 
@@ -66,9 +69,17 @@ start() {
   [[ "$(free_port "$LAMBDA_PORT")" == "$LAMBDA_PORT" ]] || die "port $LAMBDA_PORT is in use (LAMBDA_PORT from $ENV_FILE)"
   # Build first, with the workspace selection every other build uses, so the emulator finds the
   # binaries up to date instead of compiling inside the first invocation (and its timeout).
-  say "building the function binaries"
-  (cd "$TTYA_ROOT" && cargo build --workspace --bins --quiet)
-  (cd "$TTYA_ROOT" && start_bg "$PID_FILE" "$LOG_FILE" cargo lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --ignore-changes --timeout 600)
+  say "building the function binaries (the first build in a fresh target dir takes several minutes)"
+  (cd "$TTYA_ROOT" && cargo build --workspace --bins)
+  # No --timeout: cargo lambda applies it as one tower TimeoutLayer to every route, the runtime API's
+  # long poll (GET .../invocation/next) included. An idle function's poll was then answered after
+  # that many seconds with a bare 408 carrying no lambda-runtime-aws-request-id header, on which
+  # lambda_runtime 1.x panics ("missing lambda-runtime-aws-request-id header"); watchexec keeps the
+  # dead instance registered, so every later invocation of that function hung. (With --timeout 600
+  # every function died ten minutes into an idle run-local.) Callers bound their own waits instead
+  # (infra/invoke.py's INVOKE_TIMEOUT_SECONDS).
+  (cd "$TTYA_ROOT" && start_bg "$PID_FILE" "$LOG_FILE" cargo lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --ignore-changes ${LAMBDA_WATCH_EXTRA_ARGS:-})
+  date +%s >"$STARTED_FILE"
   pid="$(cat "$PID_FILE")"
   if ! wait_until "$READY_TIMEOUT" "$pid" "cargo lambda watch" answering; then
     say "last lines of $LOG_FILE:"
@@ -80,6 +91,43 @@ start() {
   if [[ -n "${PROVIDER_BASE_URL:-}" ]]; then
     say "functions reach the providers at $PROVIDER_BASE_URL"
   fi
+}
+
+# Why the emulator needs a restart, or nothing when it is healthy. A function that panicked (or was
+# killed) stays registered with cargo lambda watch and is never started again, so the log's panics
+# and the functions' processes are checked, not only the emulator's own pid.
+unhealthy_reason() {
+  local pid name
+  if ! pid="$(bg_pid "$PID_FILE")"; then
+    echo "the emulator is not running"
+    return
+  fi
+  if grep -q "panicked at" "$LOG_FILE" 2>/dev/null; then
+    echo "a function panicked: $(grep -m1 -A1 "panicked at" "$LOG_FILE" | tr '\n' ' ' | cut -c1-200)"
+    return
+  fi
+  # Every function the emulator started ("starting lambda function instance") must still have its
+  # process (cargo run execs target/<profile>/<name>) as a child of the emulator (watchexec starts
+  # each function in a session of its own, so the emulator's session or group does not hold it).
+  while IFS= read -r name; do
+    [[ -z "$name" ]] && continue
+    if ! pgrep -P "$pid" -f "(^|/)$name( |\$)" >/dev/null 2>&1; then
+      echo "function $name exited"
+      return
+    fi
+  done < <(sed 's/\x1b\[[0-9;]*m//g' "$LOG_FILE" 2>/dev/null | sed -n 's/.*starting lambda function instance.*function="\{0,1\}\([A-Za-z0-9_-]*\).*/\1/p' | sort -u)
+}
+
+heal() {
+  load_env
+  local reason
+  reason="$(unhealthy_reason)"
+  [[ -z "$reason" ]] && return 0
+  say "restarting: $reason"
+  [[ -f "$LOG_FILE" ]] && cp "$LOG_FILE" "$LOG_FILE.before-restart"
+  stop_bg "$PID_FILE" lambda-local
+  start
+  return 10
 }
 
 invoke() {
@@ -147,8 +195,9 @@ case "${1:-}" in
     invoke "$2" "$3"
     ;;
   smoke) smoke ;;
+  heal) heal ;;
   *)
-    echo "usage: $0 start|stop|status|invoke FUNCTION EVENT_FILE|smoke" >&2
+    echo "usage: $0 start|stop|status|heal|invoke FUNCTION EVENT_FILE|smoke" >&2
     exit 2
     ;;
 esac

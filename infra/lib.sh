@@ -12,7 +12,7 @@ ensure_venv() {
   if [[ -x "$dir/bin/python" ]] && cmp -s "$reqs" "$dir/.requirements"; then
     return 0
   fi
-  echo "[venv] installing $(grep -v '^#' "$reqs" | xargs) into ${dir#"$TTYA_ROOT"/}" >&2
+  echo "[venv] installing $(grep -v '^#' "$reqs" | xargs) into ${dir#"$TTYA_ROOT"/} (first run only: a minute or more)" >&2
   rm -rf "$dir"
   mkdir -p "$(dirname "$dir")"
   python3 -m venv "$dir"

@@ -321,6 +321,10 @@ def main() -> int:
     ap.add_argument("--secrets", default=os.path.join(ROOT, "infra", "local-secrets.json"))
     ap.add_argument("--lambda-port", type=int, default=9000, help="port of the local Lambda emulator")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter override")
+    ap.add_argument("--sam-env-vars", metavar="FILE",
+                    help="also write a `sam local invoke --env-vars` file for the local stack (see infra/README.md)")
+    ap.add_argument("--sam-host", default="host.docker.internal",
+                    help="how a SAM container reaches this machine (default host.docker.internal)")
     args = ap.parse_args()
 
     started = time.monotonic()
@@ -368,7 +372,28 @@ def main() -> int:
         return 1
     write_env(args.out, env)
     log(f"wrote {args.out} ({len(env)} variables) in {time.monotonic() - started:.1f}s")
+    if args.sam_env_vars:
+        write_sam_env_vars(args.sam_env_vars, template, environment(template, resolver), args.sam_host)
     return 0
+
+
+def sam_env_vars(template: dict, env: dict[str, str], host: str) -> dict:
+    """`sam local invoke --env-vars` content: every function gets the template's variables with the
+    local stack's values, 127.0.0.1 rewritten to `host` (inside the container 127.0.0.1 is the
+    container). SAM only overrides variables the template declares, so AWS_ENDPOINT_URL cannot be
+    passed this way: see infra/README.md for what that means."""
+    def rewrite(v: str) -> str:
+        return v.replace("127.0.0.1", host).replace("localhost", host)
+    values = {k: rewrite(v) for k, v in env.items()}
+    functions = [n for n, r in template["Resources"].items() if r.get("Type") == "AWS::Serverless::Function"]
+    return {"Parameters": values, **{f: dict(values) for f in sorted(functions)}}
+
+
+def write_sam_env_vars(path: str, template: dict, env: dict[str, str], host: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(sam_env_vars(template, env, host), f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"wrote {path} (sam local invoke --env-vars)")
 
 
 if __name__ == "__main__":

@@ -260,13 +260,19 @@ def check_alarms_page_for_handled_failures(t):
     alarms = [r["Properties"] for r in t["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     emf = {a["MetricName"] for a in alarms if a.get("Namespace") == "TalkToYourAccounts/Integrations"}
     with open(os.path.join(ROOT, "shared", "src", "telemetry.rs"), encoding="utf-8") as f:
-        m = re.search(r"ALARMED_TOTALS: \[&str; \d+\] = \[([^\]]*)\]", f.read())
+        m = re.search(r"ALARMED_TOTALS: \[&str; \d+\] =\s*\[([^\]]*)\]", f.read())
     assert m, "ALARMED_TOTALS not found in shared/src/telemetry.rs"
     totals = set(re.findall(r'"([A-Za-z]+)"', m.group(1)))
     assert totals <= emf, f"EMF totals without an alarm: {sorted(totals - emf)}"
+    # telemetry.rs publishes each total with exactly the deployment's dimensions (service, stage):
+    # an alarm with any other set reads a series nothing writes, and one without stage mixes dev
+    # into prod.
     for a in alarms:
         if a.get("Namespace") == "TalkToYourAccounts/Integrations":
-            assert not a.get("Dimensions"), f"{a['MetricName']}: alarm on the dimensionless total"
+            dims = {d["Name"]: d["Value"] for d in a.get("Dimensions", [])}
+            assert set(dims) == {"service", "stage"}, f"{a['MetricName']}: alarm must read the service+stage total, has {sorted(dims)}"
+            assert dims["service"] == "ttya-integrations", f"{a['MetricName']}: service must be ttya-integrations (telemetry::SERVICE)"
+            assert intrinsic(dims["stage"]) == ("Ref", "Stage"), f"{a['MetricName']}: stage must be !Ref Stage"
     aged = set()
     for a in alarms:
         if a.get("MetricName") == "ApproximateAgeOfOldestMessage":

@@ -174,6 +174,17 @@ class TemplateChecksTest(unittest.TestCase):
         with self.assertRaisesRegex(AssertionError, "WebhookFailed"):
             template_checks.check_alarms_page_for_handled_failures(self.mutated(lambda t: t["Resources"].pop("WebhookFailuresAlarm")))
 
+    def test_emf_alarm_without_the_deployment_dimensions_fails(self):
+        def strip(t):
+            t["Resources"]["WebhookFailuresAlarm"]["Properties"].pop("Dimensions")
+        with self.assertRaisesRegex(AssertionError, "WebhookFailed: alarm must read the service\\+stage total"):
+            template_checks.check_alarms_page_for_handled_failures(self.mutated(strip))
+
+        def other_stage(t):
+            t["Resources"]["ConnectFailuresAlarm"]["Properties"]["Dimensions"][1]["Value"] = "prod"
+        with self.assertRaisesRegex(AssertionError, "ConnectServerFailed: stage must be !Ref Stage"):
+            template_checks.check_alarms_page_for_handled_failures(self.mutated(other_stage))
+
     def test_dlq_without_alarm_fails(self):
         t = self.mutated(lambda t: t["Resources"].pop("SyncDeadLetterAlarm"))
         with self.assertRaisesRegex(AssertionError, "SyncDeadLetterQueue"):
@@ -193,6 +204,17 @@ class EnvironmentTest(unittest.TestCase):
         self.assertEqual(env["PUBLIC_BASE_URL"], "http://127.0.0.1:9000/lambda-url/oauth-callback")
         self.assertNotIn("PROVIDER_BASE_URL", env)
         self.assertEqual(set(env) | {"PROVIDER_BASE_URL", "AWS_REGION"}, template_checks.config_variables())
+
+    def test_sam_env_vars_cover_every_function_with_container_reachable_urls(self):
+        import provision
+
+        env = {"GRANTS_TABLE": "g", "PUBLIC_BASE_URL": "http://127.0.0.1:9000/lambda-url/oauth-callback"}
+        out = provision.sam_env_vars(TEMPLATE, env, "host.docker.internal")
+        fns = {n for n, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+        self.assertEqual(set(out), fns | {"Parameters"})
+        for body in out.values():
+            self.assertEqual(body["GRANTS_TABLE"], "g")
+            self.assertEqual(body["PUBLIC_BASE_URL"], "http://host.docker.internal:9000/lambda-url/oauth-callback")
 
 
 if __name__ == "__main__":

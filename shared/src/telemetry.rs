@@ -1,59 +1,105 @@
-//! JSON logs and CloudWatch EMF metrics.
+//! JSON logs and CloudWatch EMF metrics, the way Lambda's advanced logging controls and AWS Lambda
+//! Powertools users expect them.
 //!
-//! Every log line is one JSON object with `timestamp`, `level`, `target`, `message`, the event's own
-//! fields, and `correlation_id`, `tenant_id`, `provider` from the task-local [`crate::context`].
-//! Metrics are EMF lines on stdout, which CloudWatch turns into metrics without an API call.
+//! Logs: tracing-subscriber's own JSON formatter (event fields flattened, the span list included, so
+//! spans reach the logs), and on every line besides: `correlation_id`, `tenant_id`, `provider` from
+//! the task-local [`crate::context`]; `function_request_id` and `xray_trace_id` from the invocation
+//! (lambda_runtime's "Lambda runtime invoke" span, else `_X_AMZN_TRACE_ID`); `function_name`
+//! (AWS_LAMBDA_FUNCTION_NAME), `cold_start` (true until the process's first invocation is over) and
+//! `service`. Field names follow Powertools' logger.
+//!
+//! Metrics: EMF lines on stdout, which CloudWatch turns into metrics without an API call. Every metric
+//! carries the deployment's `service` and `stage` dimensions, so dev and prod never mix in one series.
+//! (metrics_cloudwatch_embedded 0.10, the maintained EMF crate, was considered: it needs a global
+//! `metrics` recorder flushed by wrapping each function's lambda service, i.e. every main changes and
+//! a flush can be lost to a timeout, for what one JSON line per event already does here.)
 
 use std::fmt;
 use std::io::Write;
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
-use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use crate::context;
 
-/// Formats one event as a JSON object, adding the request context.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct JsonFormat;
+/// The `service` of every log line and metric. One name for the four functions of a deployment:
+/// `function_name` tells them apart, `stage` tells deployments apart.
+pub const SERVICE: &str = "ttya-integrations";
 
-struct FieldVisitor<'a>(&'a mut Map<String, Value>);
+/// The EMF namespace (template.yaml's alarms read it).
+pub const NAMESPACE: &str = "TalkToYourAccounts/Integrations";
 
-impl Visit for FieldVisitor<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_string(), Value::String(format!("{value:?}")));
+/// Who is logging: read once per process from the Lambda environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub service: String,
+    pub stage: String,
+    pub function_name: Option<String>,
+}
+
+impl Deployment {
+    pub fn from_env() -> Self {
+        Deployment {
+            service: SERVICE.to_string(),
+            // Config requires STAGE; a process without it (a unit test) reports "unknown" rather
+            // than borrowing another deployment's series.
+            stage: std::env::var("STAGE").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into()),
+            function_name: std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok().filter(|s| !s.is_empty()),
+        }
     }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), Value::String(value.to_string()));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_string(), value.into());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_string(), value.into());
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_string(), value.into());
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_string(), value.into());
+
+    pub fn current() -> &'static Deployment {
+        static D: OnceLock<Deployment> = OnceLock::new();
+        D.get_or_init(Deployment::from_env)
     }
 }
 
-/// Builds the JSON object for an event; split out so tests can check lines without a subscriber.
-pub fn event_to_json(event: &Event<'_>) -> Map<String, Value> {
-    let mut obj = Map::new();
-    obj.insert("timestamp".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into());
-    obj.insert("level".into(), event.metadata().level().as_str().into());
-    obj.insert("target".into(), event.metadata().target().into());
-    event.record(&mut FieldVisitor(&mut obj));
+/// The request id of the process's first invocation: lines logged before it ends (and during init)
+/// are the cold start's.
+static FIRST_REQUEST: OnceLock<String> = OnceLock::new();
+
+fn is_cold(request_id: Option<&str>) -> bool {
+    match request_id {
+        None => FIRST_REQUEST.get().is_none(),
+        Some(id) => FIRST_REQUEST.get_or_init(|| id.to_string()) == id,
+    }
+}
+
+/// tracing-subscriber's JSON event format, with the Lambda and request fields added on top.
+#[derive(Debug, Clone)]
+pub struct JsonFormat {
+    inner: Format<Json>,
+    deployment: Deployment,
+}
+
+impl Default for JsonFormat {
+    fn default() -> Self {
+        JsonFormat::new(Deployment::current().clone())
+    }
+}
+
+impl JsonFormat {
+    pub fn new(deployment: Deployment) -> Self {
+        let inner = tracing_subscriber::fmt::format().json().flatten_event(true).with_current_span(false).with_span_list(true);
+        JsonFormat { inner, deployment }
+    }
+}
+
+/// The innermost value of `key` among the line's spans (lambda_runtime's invoke span carries
+/// `requestId` and `xrayTraceId`).
+fn span_field(obj: &Map<String, Value>, key: &str) -> Option<String> {
+    obj.get("spans")?.as_array()?.iter().rev().find_map(|s| s.get(key)?.as_str().map(str::to_string))
+}
+
+/// Adds the context and Lambda fields to one formatted line. Fields the event set itself win.
+pub fn enrich(obj: &mut Map<String, Value>, d: &Deployment) {
     context::with_current(|ctx| {
         if let Some(ctx) = ctx {
-            // Explicit fields on the event win over the ambient context.
             obj.entry("correlation_id").or_insert_with(|| ctx.correlation_id.clone().into());
             if let Some(t) = &ctx.tenant_id {
                 obj.entry("tenant_id").or_insert_with(|| t.clone().into());
@@ -63,7 +109,19 @@ pub fn event_to_json(event: &Event<'_>) -> Map<String, Value> {
             }
         }
     });
-    obj
+    let request_id = span_field(obj, "requestId");
+    if let Some(id) = &request_id {
+        obj.entry("function_request_id").or_insert_with(|| id.clone().into());
+    }
+    let trace = span_field(obj, "xrayTraceId").or_else(|| std::env::var("_X_AMZN_TRACE_ID").ok().filter(|t| !t.is_empty()));
+    if let Some(t) = trace {
+        obj.entry("xray_trace_id").or_insert_with(|| t.into());
+    }
+    if let Some(f) = &d.function_name {
+        obj.entry("function_name").or_insert_with(|| f.clone().into());
+    }
+    obj.insert("cold_start".into(), is_cold(request_id.as_deref()).into());
+    obj.entry("service").or_insert_with(|| d.service.clone().into());
 }
 
 impl<S, N> FormatEvent<S, N> for JsonFormat
@@ -71,17 +129,46 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let obj = event_to_json(event);
-        let line = serde_json::to_string(&obj).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{line}")
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let mut line = String::new();
+        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        let mut obj: Map<String, Value> = serde_json::from_str(line.trim_end()).map_err(|_| fmt::Error)?;
+        enrich(&mut obj, &self.deployment);
+        writeln!(writer, "{}", Value::Object(obj))
     }
 }
 
-/// Installs the JSON subscriber once per process. Safe to call more than once (tests do).
+/// The JSON subscriber writing to `writer` (stdout in the functions; a buffer in tests).
+pub fn subscriber<W>(filter: EnvFilter, format: JsonFormat, writer: W) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt().with_env_filter(filter).fmt_fields(JsonFields::new()).event_format(format).with_writer(writer).finish()
+}
+
+/// Installs the JSON subscriber once per process. Safe to call more than once (tests do). In a
+/// Lambda process the first call also counts the cold start (metric `ColdStart`).
 pub fn init(log_level: &str) {
-    let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).event_format(JsonFormat).with_writer(std::io::stdout).try_init();
+    // Lambda's advanced logging controls set AWS_LAMBDA_LOG_LEVEL from the function's
+    // ApplicationLogLevel; it wins over LOG_LEVEL so the level is one setting in template.yaml.
+    let filter = match std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_ascii_lowercase()).as_deref() {
+        // Debug and trace for our own crates only: the AWS SDK's and hyper's would drown them and
+        // print request details nobody asked for.
+        Some(l @ ("debug" | "trace")) => EnvFilter::try_new(format!(
+            "info,shared={l},oauth_callback={l},token_refresher={l},webhook_receiver={l},sync_worker={l}"
+        )),
+        Some(l @ ("info" | "warn" | "error")) => EnvFilter::try_new(l),
+        // FATAL (Lambda's highest) has no tracing counterpart: errors only.
+        Some("fatal") => EnvFilter::try_new("error"),
+        _ => EnvFilter::try_new(log_level),
+    }
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let installed = tracing::subscriber::set_global_default(subscriber(filter, JsonFormat::default(), std::io::stdout)).is_ok();
+    if installed {
+        if let Some(f) = &Deployment::current().function_name {
+            metric("ColdStart", 1.0, "Count", &[("function_name", f)]);
+        }
+    }
 }
 
 /// Writes one CloudWatch Embedded Metric Format line with the given metric and dimensions.
@@ -92,29 +179,42 @@ pub fn metric(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)]) {
 }
 
 /// Metrics that alarms watch (template.yaml). Besides their dimensioned series they are also
-/// published without dimensions (an empty EMF dimension set), because a CloudWatch alarm reads one
-/// exact series and cannot sum over every provider and reason.
-pub const ALARMED_TOTALS: [&str; 4] = ["WebhookFailed", "ConnectServerFailed", "EventPublishFailed", "ConnectUndoIncomplete"];
+/// published with the deployment's dimensions only (`service`, `stage`), because a CloudWatch alarm
+/// reads one exact series and cannot sum over every provider and reason.
+pub const ALARMED_TOTALS: [&str; 5] =
+    ["WebhookFailed", "ConnectServerFailed", "EventPublishFailed", "ConnectUndoIncomplete", "RefreshRunMostOverdueSeconds"];
+
+/// The dimensions every metric carries, first in every dimension set.
+pub const DEPLOYMENT_DIMENSIONS: [&str; 2] = ["service", "stage"];
 
 pub fn emf_line(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)], timestamp_ms: i64) -> String {
-    let dim_names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    emf_line_for(Deployment::current(), name, value, unit, dimensions, timestamp_ms)
+}
+
+pub fn emf_line_for(d: &Deployment, name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)], timestamp_ms: i64) -> String {
+    let own: Vec<&str> = dimensions.iter().map(|(k, _)| *k).filter(|k| !DEPLOYMENT_DIMENSIONS.contains(k)).collect();
+    let full: Vec<&str> = DEPLOYMENT_DIMENSIONS.iter().copied().chain(own.iter().copied()).collect();
     let dim_sets: Vec<Vec<&str>> =
-        if ALARMED_TOTALS.contains(&name) && !dim_names.is_empty() { vec![dim_names, vec![]] } else { vec![dim_names] };
+        if ALARMED_TOTALS.contains(&name) && !own.is_empty() { vec![full, DEPLOYMENT_DIMENSIONS.to_vec()] } else { vec![full] };
     let mut obj = Map::new();
     obj.insert(
         "_aws".into(),
         serde_json::json!({
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
-                "Namespace": "TalkToYourAccounts/Integrations",
+                "Namespace": NAMESPACE,
                 "Dimensions": dim_sets,
                 "Metrics": [{ "Name": name, "Unit": unit }]
             }]
         }),
     );
     for (k, v) in dimensions {
-        obj.insert((*k).into(), (*v).into());
+        if !DEPLOYMENT_DIMENSIONS.contains(k) {
+            obj.insert((*k).into(), (*v).into());
+        }
     }
+    obj.insert("service".into(), d.service.clone().into());
+    obj.insert("stage".into(), d.stage.clone().into());
     obj.insert(name.into(), value.into());
     context::with_current(|ctx| {
         if let Some(ctx) = ctx {
@@ -129,7 +229,6 @@ mod tests {
     use super::*;
     use crate::{Provider, RequestContext};
     use std::sync::{Arc, Mutex};
-    use tracing_subscriber::fmt::MakeWriter;
 
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -149,11 +248,19 @@ mod tests {
         }
     }
 
+    fn deployment() -> Deployment {
+        Deployment { service: SERVICE.into(), stage: "dev".into(), function_name: Some("webhook-receiver".into()) }
+    }
+
+    fn lines(buf: &Buf) -> Vec<Value> {
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
     #[tokio::test]
     async fn log_lines_are_json_with_the_context_fields() {
         let buf = Buf::default();
-        let subscriber = tracing_subscriber::fmt().event_format(JsonFormat).with_writer(buf.clone()).finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let _guard = tracing::subscriber::set_default(subscriber(EnvFilter::new("info"), JsonFormat::new(deployment()), buf.clone()));
         RequestContext::new(Some("corr-42"))
             .with_tenant("tenant-7")
             .with_provider(Provider::Zoho)
@@ -162,8 +269,7 @@ mod tests {
             })
             .await;
         tracing::warn!("outside");
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines = lines(&buf);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["message"], "synced");
         assert_eq!(lines[0]["correlation_id"], "corr-42");
@@ -172,25 +278,75 @@ mod tests {
         assert_eq!(lines[0]["count"], 3);
         assert_eq!(lines[0]["level"], "INFO");
         assert!(lines[1].get("tenant_id").is_none());
+        for l in &lines {
+            assert_eq!(l["service"], SERVICE);
+            assert_eq!(l["function_name"], "webhook-receiver");
+            assert!(l["cold_start"].is_boolean(), "{l}");
+        }
+    }
+
+    #[tokio::test]
+    async fn spans_and_the_invocation_reach_every_line() {
+        let buf = Buf::default();
+        let _guard = tracing::subscriber::set_default(subscriber(EnvFilter::new("info"), JsonFormat::new(deployment()), buf.clone()));
+        // The span lambda_runtime opens around every invocation (layers/trace.rs).
+        for id in ["req-1", "req-2"] {
+            let invoke = tracing::info_span!("Lambda runtime invoke", requestId = id, xrayTraceId = "Root=1-abc-def");
+            let _e = invoke.enter();
+            let inner = tracing::info_span!("verify", provider_hint = "xero");
+            let _i = inner.enter();
+            tracing::info!(step = 1u64, "checked");
+        }
+        let lines = lines(&buf);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["function_request_id"], "req-1");
+        assert_eq!(lines[1]["function_request_id"], "req-2");
+        assert_eq!(lines[0]["xray_trace_id"], "Root=1-abc-def");
+        let spans = lines[0]["spans"].as_array().unwrap();
+        assert_eq!(spans.len(), 2, "{}", lines[0]);
+        assert_eq!(spans[1]["name"], "verify");
+        assert_eq!(spans[1]["provider_hint"], "xero");
+        assert_eq!(lines[0]["step"], 1);
+        // The process's first invocation is the cold start; later ones are warm. (Whichever test
+        // saw a request id first owns "first"; this one's second request is warm either way.)
+        assert_eq!(lines[1]["cold_start"], false);
     }
 
     #[test]
-    fn emf_line_declares_its_metric() {
+    fn emf_line_declares_its_metric_with_the_deployment_dimensions() {
+        let d = deployment();
         let v: Value =
-            serde_json::from_str(&emf_line("WebhookRejected", 1.0, "Count", &[("provider", "xero"), ("reason", "E4001")], 1)).unwrap();
+            serde_json::from_str(&emf_line_for(&d, "WebhookRejected", 1.0, "Count", &[("provider", "xero"), ("reason", "E4001")], 1)).unwrap();
         assert_eq!(v["WebhookRejected"], 1.0);
         assert_eq!(v["provider"], "xero");
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "WebhookRejected");
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1], "reason");
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"].as_array().unwrap().len(), 1);
+        assert_eq!(v["service"], SERVICE);
+        assert_eq!(v["stage"], "dev");
+        let cw = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(cw["Namespace"], NAMESPACE);
+        assert_eq!(cw["Metrics"][0]["Name"], "WebhookRejected");
+        assert_eq!(cw["Dimensions"], serde_json::json!([["service", "stage", "provider", "reason"]]));
+        let prod: Value = serde_json::from_str(&emf_line_for(
+            &Deployment { stage: "prod".into(), ..d },
+            "WebhookRejected",
+            1.0,
+            "Count",
+            &[("provider", "xero")],
+            1,
+        ))
+        .unwrap();
+        assert_eq!(prod["stage"], "prod");
     }
 
     #[test]
-    fn alarmed_metrics_also_publish_a_total_without_dimensions() {
+    fn alarmed_metrics_also_publish_a_deployment_total() {
         for name in ALARMED_TOTALS {
-            let v: Value = serde_json::from_str(&emf_line(name, 1.0, "Count", &[("provider", "xero"), ("reason", "E9004")], 1)).unwrap();
+            let v: Value =
+                serde_json::from_str(&emf_line_for(&deployment(), name, 1.0, "Count", &[("provider", "xero"), ("reason", "E9004")], 1)).unwrap();
             let sets = v["_aws"]["CloudWatchMetrics"][0]["Dimensions"].as_array().unwrap().clone();
-            assert_eq!(sets, vec![serde_json::json!(["provider", "reason"]), serde_json::json!([])], "{name}");
+            assert_eq!(sets, vec![serde_json::json!(["service", "stage", "provider", "reason"]), serde_json::json!(["service", "stage"])], "{name}");
         }
+        // Without dimensions of its own a metric has exactly the deployment set (no duplicate).
+        let v: Value = serde_json::from_str(&emf_line_for(&deployment(), "RefreshRunMostOverdueSeconds", 5.0, "Seconds", &[], 1)).unwrap();
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["service", "stage"]]));
     }
 }

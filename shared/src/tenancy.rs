@@ -466,6 +466,82 @@ impl TenantStore {
         }
     }
 
+    /// Every tenant, for operators (the ops CLI). A scan: tenants are few and this never runs on a
+    /// request path. Paginates until the table is exhausted.
+    pub async fn list(&self) -> Result<Vec<Tenant>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .db
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :sk")
+                .expression_attribute_values(":sk", s("TENANT"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| dynamo_error("Scan(tenants)", e))?;
+            for item in page.items() {
+                let mut t: Tenant = serde_json::from_str(&get_s(item, "doc")?)
+                    .map_err(|e| Error::Storage { message: format!("tenant document: {e}"), retryable: false })?;
+                t.version = get_n(item, "version")?;
+                out.push(t);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+        Ok(out)
+    }
+
+    /// The tenant's users and their roles, sorted by user id.
+    pub async fn list_users(&self, tenant_id: &str) -> Result<Vec<(String, Role)>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+                .expression_attribute_values(":p", s("USER#"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| dynamo_error("Query(users)", e))?;
+            for item in page.items() {
+                let sk = get_s(item, "sk")?;
+                let user = sk.strip_prefix("USER#").unwrap_or(&sk).to_string();
+                out.push((user, get_s(item, "role")?.parse()?));
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Removes a user's role; false when the user had none.
+    pub async fn remove_user(&self, tenant_id: &str, user_id: &str) -> Result<bool> {
+        let out = self
+            .db
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant_id)))
+            .key("sk", s(format!("USER#{user_id}")))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("DeleteItem(role)", e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
     async fn count_prefix(&self, tenant_id: &str, prefix: &str) -> Result<usize> {
         let out = self
             .db

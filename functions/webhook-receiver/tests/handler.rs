@@ -529,3 +529,24 @@ async fn a_handler_killed_between_claim_and_send_does_not_turn_the_retry_into_a_
     assert!(resp.contains("duplicate"), "{resp}");
     assert!(f.drain_all().await.is_empty());
 }
+
+/// The nonce claim runs alongside the org lookups, so a delivery that turns out to have nothing to
+/// enqueue has claimed its nonce too: it must release it, or the provider's redelivery after the org
+/// is connected would be dropped as a duplicate.
+#[tokio::test]
+async fn a_delivery_with_nothing_to_do_does_not_count_as_seen() {
+    let f = fixture().await;
+    let realm = numeric_org();
+    let body = qbo_legacy(&realm, &[("Invoice", "9", "Create", "2026-11-24T17:59:41.000Z")]);
+    let (status, resp) = f.send(qbo_signed(&body)).await;
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp.contains("ignored"), "{resp}");
+    assert!(f.drain_all().await.is_empty());
+
+    f.connect(Provider::QuickBooks, &[&realm]).await;
+    let (status, resp) = f.send(qbo_signed(&body)).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(f.drain_all().await.len(), 1, "the redelivery after the connect is processed: {resp}");
+    let (_, resp) = f.send(qbo_signed(&body)).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&resp).unwrap()["status"], "duplicate");
+}

@@ -14,6 +14,13 @@
 //!    the send fails the claim is released and we answer 500; if the function dies before the send,
 //!    the pending claim lapses. Either way the provider's retry is processed, not taken for a duplicate.
 //!
+//! Round trips on the delivery path (QuickBooks/Xero): the signing keys are read during the
+//! container's init ([`Receiver::warm`]); org-to-connections and tenant documents are cached per
+//! container for 30 s; the lookups run concurrently with the nonce claim (step 5 with step 4). Cold:
+//! (connections index, then tenants) alongside the claim = 2, SendMessageBatch = 3, confirm = 4. Warm:
+//! claim, SendMessageBatch, confirm = 3. The confirm is the price of the pending claim (a crash before
+//! the send must not turn the retry into a duplicate); it cannot overlap the send it confirms.
+//!
 //! None of the three providers signs a timestamp (providers.md §0; Zoho Books' own scheme is
 //! unconfirmed), so there is no stale-timestamp rejection at the edge: replays inside the nonce window
 //! are duplicates, and a replay after it produces jobs with the same idempotency keys as the original,
@@ -116,7 +123,37 @@ pub struct Receiver {
     pub claim_window: Duration,
     pub clock: Clock,
     tenant_cache: Arc<TenantCache>,
+    org_cache: Arc<OrgCache>,
     keys_refreshed_at: Arc<Mutex<Option<Instant>>>,
+}
+
+/// A short-lived per-container cache of org-to-connections lookups (the connections index query),
+/// so a warm container's delivery goes straight to the nonce claim and SQS. Only found orgs are
+/// kept: an organisation connected a moment ago is seen on its first webhook. A disconnect takes at
+/// most `ORG_CACHE_TTL` to stop new jobs here; the worker re-checks the grant before any call.
+#[derive(Default)]
+struct OrgCache(Mutex<HashMap<(Provider, String), (Instant, Vec<Connection>)>>);
+
+const ORG_CACHE_TTL: StdDuration = StdDuration::from_secs(30);
+
+impl OrgCache {
+    fn get(&self, provider: Provider, org: &str) -> Option<Vec<Connection>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(provider, org.to_string())).filter(|(at, _)| at.elapsed() < ORG_CACHE_TTL).map(|(_, c)| c.clone())
+    }
+    fn put(&self, provider: Provider, org: &str, conns: &[Connection]) {
+        if conns.is_empty() {
+            return;
+        }
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= TENANT_CACHE_MAX {
+            map.retain(|_, (at, _)| at.elapsed() < ORG_CACHE_TTL);
+            if map.len() >= TENANT_CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert((provider, org.to_string()), (Instant::now(), conns.to_vec()));
+    }
 }
 
 /// A short-lived per-container cache of tenant documents: a webhook needs only the tenant's queue
@@ -221,8 +258,29 @@ impl Receiver {
             claim_window: nonce::PENDING_WINDOW,
             clock,
             tenant_cache: Arc::default(),
+            org_cache: Arc::default(),
             keys_refreshed_at: Arc::default(),
         }
+    }
+
+    /// Fetches the QuickBooks and Xero signing keys (one Secrets Manager read) during the
+    /// container's init, so a cold delivery does not wait for it. A failure is only logged: the
+    /// first delivery then fetches the keys itself and answers 5xx if they are still unreadable.
+    pub async fn warm(&self) {
+        for p in [Provider::QuickBooks, Provider::Xero] {
+            if let Err(e) = self.keys.keys(p).await {
+                tracing::warn!(provider = p.as_str(), code = %e.code(), error = %e, "webhook keys not prefetched");
+            }
+        }
+    }
+
+    async fn connections_for_org(&self, provider: Provider, org: &str) -> Result<Vec<Connection>> {
+        if let Some(c) = self.org_cache.get(provider, org) {
+            return Ok(c);
+        }
+        let conns = self.grants.connections_for_org(provider, org).await?;
+        self.org_cache.put(provider, org, &conns);
+        Ok(conns)
     }
 
     /// Handles one delivery end to end, logging and counting every rejection with its reason code.
@@ -312,21 +370,37 @@ impl Receiver {
         };
 
         let now = (self.clock)();
-        let (jobs, unknown_orgs) =
-            self.build_jobs(provider, &delivery.changes, zoho.map(|z| z.connections), req.correlation_id, now).await?;
+        // The nonce claim and the org/tenant lookups are independent round trips: run them together,
+        // so a delivery waits for max(lookups, claim) and then SQS instead of their sum. The price is
+        // a claim (released again) for a delivery that turns out to have nothing to enqueue.
+        let (built, claimed) = futures::join!(
+            self.build_jobs(provider, &delivery.changes, zoho.map(|z| z.connections), req.correlation_id, now),
+            self.nonces.claim(provider, &dedupe_key, now, self.claim_window),
+        );
+        let (jobs, unknown_orgs) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                if let Ok(Claim::Claimed(id)) = &claimed {
+                    self.release_claim(provider, &dedupe_key, id).await;
+                }
+                return Err(e);
+            }
+        };
         accepted.unknown_orgs = unknown_orgs;
-        if jobs.is_empty() {
-            accepted.disposition = Disposition::NothingToDo;
-            return Ok(accepted);
-        }
-
-        let claim_id = match self.nonces.claim(provider, &dedupe_key, now, self.claim_window).await? {
+        let claim_id = match claimed? {
             Claim::Duplicate => {
                 accepted.disposition = Disposition::Duplicate;
                 return Ok(accepted);
             }
             Claim::Claimed(id) => id,
         };
+        if jobs.is_empty() {
+            // Nothing was enqueued, so nothing may count as seen: a redelivery after the org is
+            // connected (or the entity enabled) must be processed.
+            self.release_claim(provider, &dedupe_key, &claim_id).await;
+            accepted.disposition = Disposition::NothingToDo;
+            return Ok(accepted);
+        }
         match self.jobs.send(&jobs).await {
             Ok(report) => {
                 // The jobs are on the queue: from now on a redelivery is a duplicate for the whole
@@ -349,6 +423,13 @@ impl Receiver {
                 }
                 Err(e)
             }
+        }
+    }
+
+    async fn release_claim(&self, provider: Provider, dedupe_key: &str, claim_id: &str) {
+        if let Err(e) = self.nonces.release(provider, dedupe_key, claim_id).await {
+            // The pending claim lapses on its own within the claim window.
+            tracing::warn!(code = %e.code(), error = %e, "could not release an unused webhook nonce claim");
         }
     }
 
@@ -436,11 +517,21 @@ impl Receiver {
             Some(conns) => orgs.iter().map(|o| (o.to_string(), conns.clone())).collect(),
             None => {
                 futures::future::try_join_all(
-                    orgs.iter().map(|o| async move { self.grants.connections_for_org(provider, o).await.map(|c| (o.to_string(), c)) }),
+                    orgs.iter().map(|o| async move { self.connections_for_org(provider, o).await.map(|c| (o.to_string(), c)) }),
                 )
                 .await?
             }
         };
+        // Every tenant behind an active connection, fetched at once (one round trip, not one per
+        // connection) into the tenant cache, which the loop below then reads. A failed fetch is
+        // simply tried again there and reported as before.
+        let mut tenant_ids: Vec<&str> =
+            lookups.iter().flat_map(|(_, cs)| cs.iter().filter(|c| c.status == GrantStatus::Active).map(|c| c.tenant_id.as_str())).collect();
+        tenant_ids.sort_unstable();
+        tenant_ids.dedup();
+        if tenant_ids.len() > 1 {
+            futures::future::join_all(tenant_ids.iter().map(|t| self.tenant(t))).await;
+        }
         let mut jobs = Vec::new();
         let mut unknown = 0;
         for (org, conns) in lookups {

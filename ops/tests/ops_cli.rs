@@ -1,0 +1,327 @@
+//! The ops CLI against the local stack (moto) and the provider sandbox, driven through its argument
+//! parser: `infra/local-aws.sh up && source .local/aws.env && cargo test -p ttya-ops --test ops_cli`.
+
+use chrono::Duration;
+use integration_tests::{aws, copy_grants_table, sandbox_grant, unique};
+use reqwest::Url;
+use shared::refresh::TokenService;
+use shared::store::grants::{GrantStatus, GrantStore};
+use shared::tenancy::{Plan, Priority, Role, TenantStore};
+use shared::vault::{CacheLimits, SealContext, Vault};
+use shared::{ErrorCode, Provider};
+use ttya_ops::{run_args, Ops};
+
+async fn ops() -> Ops {
+    shared::http_client::install_crypto_provider();
+    let env = aws().await;
+    Ops::new(env.config, env.clients).unwrap()
+}
+
+async fn cli(ops: &Ops, args: &[&str]) -> shared::Result<String> {
+    run_args(ops, std::iter::once("ttya-ops").chain(args.iter().copied())).await
+}
+
+fn tenants(ops: &Ops) -> TenantStore {
+    TenantStore::new(ops.clients.dynamodb.clone(), ops.config.tables.tenants.clone())
+}
+
+#[tokio::test]
+async fn tenants_are_created_listed_and_changed_through_the_store() {
+    let ops = ops().await;
+    let id = unique("ops-t");
+    let out = cli(&ops, &["tenants", "create", &id, "--name", "Acme Ltd", "--plan", "professional", "--return-url", "https://app.example.com/back"])
+        .await
+        .unwrap();
+    assert!(out.contains(&id), "{out}");
+    let t = tenants(&ops).get(&id).await.unwrap();
+    assert_eq!(t.plan, Plan::Professional);
+    assert_eq!(t.config.return_urls, vec!["https://app.example.com/back".to_string()]);
+
+    let again = cli(&ops, &["tenants", "create", &id, "--name", "Other", "--return-url", "https://x.example.com"]).await.unwrap_err();
+    assert_eq!(again.code(), ErrorCode::Conflict);
+
+    let list = cli(&ops, &["tenants", "list"]).await.unwrap();
+    assert!(list.lines().any(|l| l.starts_with(&format!("{id}\t"))), "{list}");
+
+    cli(&ops, &["tenants", "set-plan", &id, "enterprise"]).await.unwrap();
+    cli(&ops, &["tenants", "set-config", &id, "sync_frequency_minutes=15", "queue_priority=high", "enabled_providers=xero,zoho"])
+        .await
+        .unwrap();
+    let t = tenants(&ops).get(&id).await.unwrap();
+    assert_eq!(t.plan, Plan::Enterprise);
+    assert_eq!(t.config.sync_frequency_minutes, 15);
+    assert_eq!(t.config.queue_priority, Priority::High);
+    assert_eq!(t.config.enabled_providers, vec![Provider::Xero, Provider::Zoho]);
+    assert_eq!(t.version, 2);
+
+    // The store's own validation applies: nothing is written around it.
+    let bad = cli(&ops, &["tenants", "set-config", &id, "return_urls=ftp://x"]).await.unwrap_err();
+    assert_eq!(bad.code(), ErrorCode::InvalidTenantConfig, "{bad}");
+    let bad = cli(&ops, &["tenants", "set-plan", &id, "platinum"]).await.unwrap_err();
+    assert_eq!(bad.code(), ErrorCode::InvalidInput);
+    assert_eq!(tenants(&ops).get(&id).await.unwrap().version, 2);
+
+    let shown: serde_json::Value = serde_json::from_str(&cli(&ops, &["tenants", "show", &id]).await.unwrap()).unwrap();
+    assert_eq!(shown["tenant"]["plan"], "enterprise");
+    assert_eq!(shown["limits"]["integrations"], 100);
+    let missing = cli(&ops, &["tenants", "show", &unique("nobody")]).await.unwrap_err();
+    assert_eq!(missing.code(), ErrorCode::TenantNotFound);
+}
+
+#[tokio::test]
+async fn users_get_roles_within_the_plan_limit() {
+    let ops = ops().await;
+    let id = unique("ops-u");
+    cli(&ops, &["tenants", "create", &id, "--name", "Users Ltd", "--return-url", "https://app.example.com/back"]).await.unwrap();
+    cli(&ops, &["users", "set-role", &id, "alice", "owner"]).await.unwrap();
+    cli(&ops, &["users", "set-role", &id, "bob", "viewer"]).await.unwrap();
+    cli(&ops, &["users", "set-role", &id, "bob", "admin"]).await.unwrap();
+    assert_eq!(tenants(&ops).get_role(&id, "bob").await.unwrap(), Some(Role::Admin));
+    assert_eq!(cli(&ops, &["users", "list", &id]).await.unwrap(), "alice\towner\nbob\tadmin");
+    // Starter allows 3 users.
+    cli(&ops, &["users", "set-role", &id, "carol", "member"]).await.unwrap();
+    let over = cli(&ops, &["users", "set-role", &id, "dave", "member"]).await.unwrap_err();
+    assert_eq!(over.code(), ErrorCode::PlanLimit);
+    let bad = cli(&ops, &["users", "set-role", &id, "erin", "god"]).await.unwrap_err();
+    assert_eq!(bad.code(), ErrorCode::InvalidInput);
+    cli(&ops, &["users", "remove", &id, "carol"]).await.unwrap();
+    assert_eq!(tenants(&ops).get_role(&id, "carol").await.unwrap(), None);
+    assert_eq!(cli(&ops, &["users", "remove", &id, "carol"]).await.unwrap_err().code(), ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn connections_show_health_refresh_and_disconnect() {
+    let mut ops = ops().await;
+    let sb = sandbox::spawn(sandbox::SandboxConfig::default()).await.expect("sandbox starts");
+    ops.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
+    // Events (connection.disconnected) go to a queue of this test's own.
+    ops.config.queues.events = ops.clients.sqs.create_queue().queue_name(unique("events")).send().await.unwrap().queue_url.unwrap();
+    let tenant = unique("ops-c");
+    cli(&ops, &["tenants", "create", &tenant, "--name", "Conn Ltd", "--plan", "professional", "--return-url", "https://app.example.com/back"]).await.unwrap();
+
+    let svc = TokenService::new(&ops.config, &ops.clients, ops.http.clone());
+    let store = GrantStore::new(ops.clients.dynamodb.clone(), ops.config.tables.grants.clone());
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let fresh = sandbox_grant(&http, &svc, &store, &tenant, Provider::Xero, Duration::minutes(30)).await;
+    let stale = sandbox_grant(&http, &svc, &store, &tenant, Provider::QuickBooks, Duration::minutes(-30)).await;
+
+    let list = cli(&ops, &["connections", "list", "--tenant", &tenant]).await.unwrap();
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(list.contains(&fresh.grant_id) && list.contains(&stale.grant_id));
+
+    let rows = ttya_ops::health(&ops, Some(tenant.clone())).await.unwrap();
+    let of = |g: &str| rows.iter().find(|h| h.grant_id == g).unwrap().health.clone();
+    assert_eq!(of(&fresh.grant_id), "ok");
+    assert_eq!(of(&stale.grant_id), "overdue");
+    let text = cli(&ops, &["connections", "health", "--tenant", &tenant]).await.unwrap();
+    assert!(text.contains("2 connections: 1 ok, 1 overdue"), "{text}");
+
+    // A forced refresh rotates even a token that is still fresh.
+    let out = cli(&ops, &["connections", "refresh", &tenant, "xero", &fresh.grant_id]).await.unwrap();
+    assert!(out.contains("refreshed"), "{out}");
+    let after = store.get_grant(&tenant, Provider::Xero, &fresh.grant_id).await.unwrap().unwrap();
+    assert_eq!(after.version, fresh.version + 1);
+    let open = |g: &shared::store::grants::Grant| {
+        let ctx = SealContext::new(&g.tenant_id, g.provider, &g.grant_id);
+        let blob = g.sealed.clone().unwrap();
+        let vault = svc.vault().clone();
+        async move { vault.unseal_tokens(&ctx, &blob).await.unwrap().access_token.expose().to_string() }
+    };
+    assert_ne!(open(&after).await, open(&fresh).await, "a new access token");
+    cli(&ops, &["connections", "refresh", &tenant, "quickbooks", &stale.grant_id]).await.unwrap();
+    // An expired token is refreshed once, not once by valid_access_token and again on top.
+    let q = store.get_grant(&tenant, Provider::QuickBooks, &stale.grant_id).await.unwrap().unwrap();
+    assert_eq!(q.version, stale.version + 1);
+    let rows = ttya_ops::health(&ops, Some(tenant.clone())).await.unwrap();
+    assert!(rows.iter().all(|h| h.health == "ok"), "{rows:?}");
+
+    let out = cli(&ops, &["connections", "disconnect", &tenant, "xero", &fresh.grant_id]).await.unwrap();
+    assert!(out.contains("disconnected"), "{out}");
+    let gone = store.get_grant(&tenant, Provider::Xero, &fresh.grant_id).await.unwrap().unwrap();
+    assert_eq!(gone.status, GrantStatus::Disconnected);
+    assert!(gone.sealed.is_none());
+    let out = cli(&ops, &["connections", "disconnect", &tenant, "xero", &fresh.grant_id]).await.unwrap();
+    assert!(out.contains("already disconnected"), "{out}");
+    let rows = ttya_ops::health(&ops, Some(tenant.clone())).await.unwrap();
+    assert_eq!(of_rows(&rows, &fresh.grant_id), "disconnected");
+    let bad = cli(&ops, &["connections", "refresh", &tenant, "sage", "g"]).await.unwrap_err();
+    assert_eq!(bad.code(), ErrorCode::InvalidInput);
+}
+
+fn of_rows(rows: &[ttya_ops::Health], grant: &str) -> String {
+    rows.iter().find(|h| h.grant_id == grant).unwrap().health.clone()
+}
+
+/// Own queues with the template's shape (three sync queues sharing one DLQ, events with its own),
+/// so the test sees exactly the messages it put there.
+async fn own_queues(ops: &mut Ops) -> (String, String) {
+    let sqs = ops.clients.sqs.clone();
+    let mk = |name: String, dlq_arn: Option<String>| {
+        let sqs = sqs.clone();
+        async move {
+            let mut req = sqs.create_queue().queue_name(name);
+            if let Some(arn) = dlq_arn {
+                req = req.attributes(
+                    aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                    serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": 5}).to_string(),
+                );
+            }
+            req.send().await.unwrap().queue_url.unwrap()
+        }
+    };
+    let arn = |url: String| {
+        let sqs = sqs.clone();
+        async move {
+            let a = sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .unwrap();
+            a.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone()
+        }
+    };
+    let sync_dlq = mk(unique("sync-dlq"), None).await;
+    let events_dlq = mk(unique("events-dlq"), None).await;
+    let (sd, ed) = (arn(sync_dlq.clone()).await, arn(events_dlq.clone()).await);
+    ops.config.queues.sync_high = mk(unique("high"), Some(sd.clone())).await;
+    ops.config.queues.sync_normal = mk(unique("normal"), Some(sd.clone())).await;
+    ops.config.queues.sync_low = mk(unique("low"), Some(sd)).await;
+    ops.config.queues.events = mk(unique("events"), Some(ed)).await;
+    (sync_dlq, events_dlq)
+}
+
+fn job(priority: &str) -> String {
+    serde_json::json!({
+        "version": 1, "job_id": unique("j"), "tenant_id": "t1", "provider": "xero", "org_id": "o1",
+        "operation": "webhook", "entity": "invoice", "priority": priority, "idempotency_key": unique("k"),
+        "correlation_id": "c1", "requested_at": "2026-01-01T00:00:00Z", "source": "webhook"
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn dead_letters_are_shown_with_reasons_and_redriven_to_their_queue() {
+    let mut ops = ops().await;
+    let (sync_dlq, events_dlq) = own_queues(&mut ops).await;
+    let sqs = ops.clients.sqs.clone();
+    for body in [job("high"), job("low"), "{not json".to_string()] {
+        sqs.send_message().queue_url(&sync_dlq).message_body(body).send().await.unwrap();
+    }
+    sqs.send_message().queue_url(&events_dlq).message_body(r#"{"type":"connection.created","tenant_id":"t1"}"#).send().await.unwrap();
+
+    let depths = cli(&ops, &["queues", "depths"]).await.unwrap();
+    let line = |name: &str| depths.lines().find(|l| l.contains(name)).unwrap_or_default().to_string();
+    assert!(line(sync_dlq.rsplit('/').next().unwrap()).ends_with("3 / 0 / 0"), "{depths}");
+    assert!(line(events_dlq.rsplit('/').next().unwrap()).ends_with("1 / 0 / 0"), "{depths}");
+    assert!(line("sync-high").ends_with("0 / 0 / 0"), "{depths}");
+
+    let shown = cli(&ops, &["queues", "dlq"]).await.unwrap();
+    assert_eq!(shown.matches("failed 1 deliveries").count(), 2, "{shown}");
+    assert!(shown.contains("poison: E4000"), "{shown}");
+    assert!(shown.contains("not consumed after 1 deliveries"), "{shown}");
+    // Inspecting leaves every message where it was.
+    assert_eq!(ttya_ops::depth(&ops, &sync_dlq).await.unwrap().visible + ttya_ops::depth(&ops, &sync_dlq).await.unwrap().in_flight, 3);
+
+    let out = cli(&ops, &["queues", "redrive"]).await.unwrap();
+    assert!(out.starts_with("redrove 3 messages; 1 left"), "{out}");
+    assert_eq!(ttya_ops::depth(&ops, &ops.config.queues.sync_high).await.unwrap().visible, 1);
+    assert_eq!(ttya_ops::depth(&ops, &ops.config.queues.sync_low).await.unwrap().visible, 1);
+    assert_eq!(ttya_ops::depth(&ops, &ops.config.queues.sync_normal).await.unwrap().visible, 0);
+    assert_eq!(ttya_ops::depth(&ops, &ops.config.queues.events).await.unwrap().visible, 1);
+    let left = ttya_ops::depth(&ops, &sync_dlq).await.unwrap();
+    assert_eq!(left.visible + left.in_flight, 1, "the poison message stays in the DLQ");
+}
+
+#[tokio::test]
+async fn reseal_moves_every_token_to_the_new_key_and_resumes() {
+    let mut ops = ops().await;
+    let env_for_copy = integration_tests::TestEnv { config: ops.config.clone(), clients: ops.clients.clone() };
+    // A grants table of the test's own: re-seal walks every tenant's grants.
+    ops.config.tables.grants = copy_grants_table(&env_for_copy).await;
+    let store = GrantStore::new(ops.clients.dynamodb.clone(), ops.config.tables.grants.clone());
+    let old = Vault::from_config(ops.clients.kms.clone(), &ops.config);
+    let tenant = unique("ops-k");
+    cli(&ops, &["tenants", "create", &tenant, "--name", "Keys Ltd", "--plan", "enterprise", "--return-url", "https://app.example.com/back"]).await.unwrap();
+    let now = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let grant_id = unique("g");
+        let tokens = shared::TokenSet {
+            access_token: shared::SecretString::new(format!("access-{i}")),
+            refresh_token: Some(shared::SecretString::new(format!("refresh-{i}"))),
+            access_expires_at: now + Duration::hours(1),
+            refresh_expires_at: None,
+            refresh_hard_expires_at: None,
+            scopes: vec![],
+            api_domain: None,
+            accounts_server: None,
+        };
+        let sealed = old.seal_tokens(&SealContext::new(&tenant, Provider::Xero, &grant_id), &tokens).await.unwrap();
+        let g = shared::store::grants::Grant {
+            tenant_id: tenant.clone(),
+            provider: Provider::Xero,
+            grant_id: grant_id.clone(),
+            org_ids: vec![format!("org-{grant_id}")],
+            status: GrantStatus::Active,
+            scopes: vec![],
+            sealed: Some(sealed),
+            access_expires_at: tokens.access_expires_at,
+            refresh_expires_at: None,
+            version: 1,
+            lease_owner: None,
+            lease_expires_at: None,
+            seal_version: 0,
+            degraded_since: None,
+            created_at: now,
+            updated_at: now,
+        };
+        store.put_grant(&g, &[]).await.unwrap();
+        ids.push(grant_id);
+    }
+    // One grant is leased by a "refresher": it must be left alone and reported as deferred.
+    store.acquire_lease(&tenant, Provider::Xero, &ids[2], "refresher-x", Duration::minutes(5), chrono::Utc::now()).await.unwrap();
+
+    let new_key = ops.clients.kms.create_key().description(unique("rotation")).send().await.unwrap().key_metadata.unwrap().key_id;
+    let dir = std::env::temp_dir().join(unique("reseal"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = dir.join("checkpoint");
+    let ck_s = ck.to_str().unwrap();
+
+    // Named by an alias, as an operator would: still compared by the key behind it.
+    let alias = format!("alias/{}", unique("rotation"));
+    ops.clients.kms.create_alias().alias_name(&alias).target_key_id(&new_key).send().await.unwrap();
+    let out = cli(&ops, &["keys", "reseal", "--new-key", &alias, "--checkpoint", ck_s]).await.unwrap();
+    assert!(out.contains("2 re-sealed") && out.contains("1 deferred"), "{out}");
+    let new = Vault::new(ops.clients.kms.clone(), new_key.clone(), CacheLimits::default());
+    for (i, id) in ids.iter().enumerate().take(2) {
+        let g = store.get_grant(&tenant, Provider::Xero, id).await.unwrap().unwrap();
+        let blob = g.sealed.unwrap();
+        assert!(blob.key_id.ends_with(&new_key), "{}", blob.key_id);
+        let t = new.unseal_tokens(&SealContext::new(&tenant, Provider::Xero, id), &blob).await.unwrap();
+        assert_eq!(t.access_token.expose(), format!("access-{i}"));
+        assert_eq!(g.version, 1, "a re-seal never takes the token version");
+    }
+    assert_eq!(std::fs::read_to_string(&ck).unwrap().lines().count(), 2);
+    let bad = cli(&ops, &["keys", "reseal", "--new-key", "alias/no-such-key", "--checkpoint", ck_s]).await.unwrap_err();
+    assert_eq!(bad.code(), ErrorCode::Crypto, "{bad}");
+
+    // Resume once the lease is gone: only the deferred grant is left to do.
+    store.release_lease(&tenant, Provider::Xero, &ids[2], "refresher-x").await.unwrap();
+    let out = cli(&ops, &["keys", "reseal", "--new-key", &new_key, "--checkpoint", ck_s]).await.unwrap();
+    assert!(out.contains("1 re-sealed, 2 already done, 0 deferred"), "{out}");
+    let g = store.get_grant(&tenant, Provider::Xero, &ids[2]).await.unwrap().unwrap();
+    assert!(g.sealed.unwrap().key_id.ends_with(&new_key));
+    // Without the checkpoint, the grants' own key ids still make a rerun a no-op.
+    std::fs::remove_file(&ck).unwrap();
+    let out = cli(&ops, &["keys", "reseal", "--new-key", &new_key, "--checkpoint", ck_s]).await.unwrap();
+    assert!(out.contains("0 re-sealed, 3 already done"), "{out}");
+}
+
+#[tokio::test]
+async fn breakers_say_they_are_not_available_yet() {
+    let ops = ops().await;
+    let e = cli(&ops, &["breakers"]).await.unwrap_err();
+    assert!(e.to_string().contains("shared::resilience"), "{e}");
+}
