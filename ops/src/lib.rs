@@ -66,8 +66,30 @@ pub enum Command {
     /// Token encryption keys.
     #[command(subcommand)]
     Keys(KeyCmd),
-    /// Circuit breakers (not available yet: they arrive with shared::resilience).
-    Breakers,
+    /// Circuit breakers: show or close by hand (provider-wide, or one org of a tenant).
+    #[command(subcommand)]
+    Breakers(BreakerCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BreakerCmd {
+    /// State, window counts and probes of a breaker.
+    Show {
+        provider: String,
+        /// With --org: the org breaker of this tenant.
+        #[arg(long, requires = "org")]
+        tenant: Option<String>,
+        #[arg(long, requires = "tenant")]
+        org: Option<String>,
+    },
+    /// Closes a breaker (after the provider's outage is over and its open time is too long to wait).
+    Reset {
+        provider: String,
+        #[arg(long, requires = "org")]
+        tenant: Option<String>,
+        #[arg(long, requires = "tenant")]
+        org: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,10 +267,35 @@ pub async fn run(ops: &Ops, command: Command) -> Result<String> {
         Command::Connections(c) => connections(ops, c).await,
         Command::Queues(c) => queues(ops, c).await,
         Command::Keys(KeyCmd::Reseal { new_key, checkpoint }) => reseal(ops, &new_key, &checkpoint).await.map(|r| r.to_string()),
-        Command::Breakers => Err(Error::InvalidInput(
-            "breakers: not available in this build; circuit breakers arrive with shared::resilience".into(),
-        )),
+        Command::Breakers(c) => breakers(ops, c).await,
     }
+}
+
+async fn breakers(ops: &Ops, c: BreakerCmd) -> Result<String> {
+    let guard = shared::resilience::ProviderGuard::new(&ops.config, ops.clients.dynamodb.clone());
+    let (reset, provider, tenant, org) = match c {
+        BreakerCmd::Show { provider, tenant, org } => (false, provider, tenant, org),
+        BreakerCmd::Reset { provider, tenant, org } => (true, provider, tenant, org),
+    };
+    let provider: Provider = parse("provider", &provider)?;
+    let scope = tenant.as_deref().zip(org.as_deref());
+    let name = match scope {
+        Some((t, o)) => format!("{provider} org {o} of tenant {t}"),
+        None => format!("{provider} (provider-wide)"),
+    };
+    if reset {
+        guard.reset_breaker(provider, scope).await?;
+        return Ok(format!("breaker {name}: closed"));
+    }
+    let b = guard.breaker_state(provider, scope).await?;
+    Ok(format!(
+        "breaker {name}: {} (window: {} calls, {} failures; half-open probes {} of which {} succeeded)",
+        b.state.as_str(),
+        b.calls,
+        b.failures,
+        b.probes,
+        b.probe_ok
+    ))
 }
 
 fn parse<T: FromStr>(what: &str, raw: &str) -> Result<T> {
