@@ -420,6 +420,35 @@ async fn zoho_error_families_map_to_codes() {
     error_families(Provider::Zoho).await;
 }
 
+/// Each of QuickBooks' error shapes, as the sandbox sends them, lands in the right family; above all
+/// a throttle (JSON SERVICE fault, XML even though JSON was asked for, XML with 403) never sends a
+/// grant to re-authorisation.
+#[tokio::test]
+async fn quickbooks_error_shapes_as_intuit_sends_them() {
+    let env = Env::start().await;
+    let client = env.client(Provider::QuickBooks);
+    let (grant, _) = env.connect(&client, &[]).await;
+    let tokens = grant.tokens;
+    let org = org_of(Provider::QuickBooks);
+    let start = Cursor::start(Provider::QuickBooks, Entity::Invoice);
+    for kind in ["qbo_throttle_service", "qbo_throttle_xml", "qbo_throttle_403"] {
+        env.fault(Provider::QuickBooks, "/v3/", kind, None).await;
+        let err = client.list(&tokens, org, &start).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ProviderRateLimited, "{kind}: {err}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(60)), "{kind}");
+    }
+    env.fault(Provider::QuickBooks, "/v3/", "qbo_auth", None).await;
+    assert_code(&client.list(&tokens, org, &start).await.unwrap_err(), ErrorCode::ProviderAuthFailed, false);
+    // The client's pages never exceed QuickBooks' MAXRESULTS maximum, which the sandbox refuses.
+    let big = Cursor::start(Provider::QuickBooks, Entity::Invoice).with_page_size(5000);
+    assert_eq!(big.page_size, 1000);
+    client.list(&tokens, org, &big).await.expect("a 1000-row page is allowed");
+    let mut forged = Cursor::start(Provider::QuickBooks, Entity::Invoice);
+    forged.page_size = 1001;
+    assert_eq!(client.list(&tokens, org, &forged).await.unwrap_err().code(), ErrorCode::InvalidInput);
+    env.sb.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_timeout_is_a_retryable_error_within_the_configured_time() {
     let settings = sandbox::Settings { timeout_fault_seconds: 8, ..Default::default() };

@@ -220,6 +220,19 @@ pub enum FaultKind {
     Malformed,
     #[serde(rename = "invalid_grant")]
     InvalidGrant,
+    // QuickBooks error shapes as Intuit's gateway sends them (other providers: the plain 429/401).
+    /// 429 `{"fault":{"error":[..code "3001"..],"type":"SERVICE"}}`.
+    #[serde(rename = "qbo_throttle_service")]
+    QboThrottleService,
+    /// 429 with an XML `<Fault type="SERVICE">` document, whatever the Accept header asked for.
+    #[serde(rename = "qbo_throttle_xml")]
+    QboThrottleXml,
+    /// 403 with the XML throttle document (historical gateway behaviour).
+    #[serde(rename = "qbo_throttle_403")]
+    QboThrottle403,
+    /// 401 `{"fault":{"error":[..code "3200"..],"type":"AUTHENTICATION"}}`.
+    #[serde(rename = "qbo_auth")]
+    QboAuth,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

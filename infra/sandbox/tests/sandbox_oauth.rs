@@ -120,7 +120,9 @@ async fn quickbooks_access_token_and_code_expire_on_the_sandbox_clock() {
     control(b, "clock", json!({"advance_seconds": 31})).await;
     let r = qbo_query(b, &at, &realm, "SELECT * FROM Invoice").await;
     assert_eq!(r.status, 401);
-    assert_eq!(r.json()["Fault"]["type"], "AuthenticationFault");
+    // Intuit's gateway shape: lower-case `fault.error[]`, type AUTHENTICATION.
+    assert_eq!(r.json()["fault"]["type"], "AUTHENTICATION");
+    assert_eq!(r.json()["fault"]["error"][0]["code"], "3200");
     // Refresh gets a working token again, with the shrunk lifetime.
     let v = qbo_refresh(b, &rt).await.json();
     assert_eq!(v["expires_in"], 30);
