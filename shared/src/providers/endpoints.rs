@@ -10,6 +10,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::providers::Provider;
+use crate::config::QuickBooksEnvironment;
 use crate::Config;
 
 /// Zoho data centres: (location, accounts server, API domain). From Zoho's multi-DC page; the UK API
@@ -137,10 +138,14 @@ impl Endpoints {
         Endpoints { provider, authorize, token, revoke, api, connections, mode: Mode::Sandbox(base) }
     }
 
-    /// The sandbox when `PROVIDER_BASE_URL` is set, else the real provider.
+    /// The sandbox when `PROVIDER_BASE_URL` is set, else the real provider; for QuickBooks, Intuit's
+    /// development host when `QUICKBOOKS_ENVIRONMENT=sandbox`.
     pub fn from_config(config: &Config, provider: Provider) -> Self {
         match &config.provider_base_url {
             Some(base) => Self::sandbox(provider, base),
+            None if provider == Provider::QuickBooks && config.quickbooks_environment == QuickBooksEnvironment::Sandbox => {
+                Self::quickbooks_development()
+            }
             None => Self::real(provider),
         }
     }
@@ -249,6 +254,32 @@ mod tests {
         let z = Endpoints::real(Provider::Zoho);
         assert_eq!(z.authorize.as_str(), "https://accounts.zoho.com/oauth/v2/auth");
         assert!(!z.is_sandbox());
+    }
+
+    fn config(extra: &[(&str, &str)]) -> Config {
+        let mut vars: std::collections::HashMap<String, String> =
+            Config::REQUIRED.iter().map(|k| (k.to_string(), format!("value-of-{k}"))).collect();
+        vars.insert("STAGE".into(), "dev".into());
+        vars.insert("PUBLIC_BASE_URL".into(), "https://api.example.com".into());
+        for (k, v) in extra {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        Config::from_lookup(|k| vars.get(k).cloned()).expect("config")
+    }
+
+    #[test]
+    fn quickbooks_environment_selects_intuits_development_host() {
+        let prod = Endpoints::from_config(&config(&[]), Provider::QuickBooks);
+        assert_eq!(prod.api.as_str(), "https://quickbooks.api.intuit.com/v3/company/");
+        let dev = Endpoints::from_config(&config(&[("QUICKBOOKS_ENVIRONMENT", "sandbox")]), Provider::QuickBooks);
+        assert_eq!(dev.api.as_str(), "https://sandbox-quickbooks.api.intuit.com/v3/company/");
+        // OAuth is shared by both environments; the other providers are unaffected.
+        assert_eq!((dev.authorize.clone(), dev.token.clone(), dev.revoke.clone()), (prod.authorize, prod.token, prod.revoke));
+        let x = Endpoints::from_config(&config(&[("QUICKBOOKS_ENVIRONMENT", "sandbox")]), Provider::Xero);
+        assert_eq!(x, Endpoints::real(Provider::Xero));
+        // The provider sandbox wins over either.
+        let c = config(&[("QUICKBOOKS_ENVIRONMENT", "sandbox"), ("PROVIDER_BASE_URL", "http://127.0.0.1:4555")]);
+        assert!(Endpoints::from_config(&c, Provider::QuickBooks).is_sandbox());
     }
 
     #[test]
