@@ -328,6 +328,26 @@ async fn quickbooks_rotated_refresh_token_is_single_use() {
     env.sb.shutdown().await;
 }
 
+/// QuickBooks' 5-year cap, end to end: the client opts in, the sandbox reports the hard expiry, the
+/// rolling expiry never passes it, and past it the grant is dead (invalid_grant, not a retry).
+#[tokio::test]
+async fn quickbooks_hard_refresh_expiry_is_reported_and_enforced() {
+    let env = Env::start().await;
+    env.control("config", json!({"quickbooks_refresh_hard_ttl": 7200})).await;
+    let client = env.client(Provider::QuickBooks);
+    let before = chrono::Utc::now();
+    let (grant, _) = env.connect(&client, &[]).await;
+    let hard = grant.tokens.refresh_hard_expires_at.expect("x_refresh_token_hard_expires_in is read");
+    let secs = (hard - before).num_seconds();
+    assert!((7100..=7205).contains(&secs), "hard expiry {secs}s from now");
+    assert!(grant.tokens.refresh_expires_at.unwrap() <= hard, "the rolling expiry is capped by the hard one");
+    let next = client.refresh(&grant.tokens).await.unwrap();
+    assert_eq!(next.refresh_hard_expires_at.map(|t| (t - hard).num_seconds().abs() <= 2), Some(true), "the same cap on every refresh");
+    env.control("clock", json!({"advance_seconds": 7201})).await;
+    assert_code(&client.refresh(&next).await.unwrap_err(), ErrorCode::InvalidGrant, false);
+    env.sb.shutdown().await;
+}
+
 /// Path prefixes of each provider's API (not its token endpoint), for fault injection.
 fn api_prefix(provider: Provider) -> &'static str {
     match provider {

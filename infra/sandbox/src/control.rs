@@ -222,6 +222,7 @@ struct ConfigReq {
     app_rate_limit_per_minute: Option<u32>,
     timeout_fault_seconds: Option<u64>,
     rate_limits_enabled: Option<bool>,
+    quickbooks_refresh_hard_ttl: Option<i64>,
 }
 
 /// Changes lifetimes and limits, for one provider or (without `provider`) for all three.
@@ -230,7 +231,7 @@ async fn set_config(State(st): State<AppState>, Json(body): Json<Value>) -> Resp
         Ok(c) => c,
         Err(r) => return r,
     };
-    if [c.access_token_ttl, c.refresh_token_ttl, c.refresh_grace, c.auth_code_ttl].iter().flatten().any(|v| *v < 0) {
+    if [c.access_token_ttl, c.refresh_token_ttl, c.refresh_grace, c.auth_code_ttl, c.quickbooks_refresh_hard_ttl].iter().flatten().any(|v| *v < 0) {
         return bad("lifetimes must not be negative");
     }
     let mut w = st.lock();
@@ -264,6 +265,9 @@ async fn set_config(State(st): State<AppState>, Json(body): Json<Value>) -> Resp
     }
     if let Some(v) = c.rate_limits_enabled {
         w.settings.rate_limits_enabled = v;
+    }
+    if let Some(v) = c.quickbooks_refresh_hard_ttl {
+        w.settings.quickbooks_refresh_hard_ttl = v;
     }
     json_value(StatusCode::OK, &serde_json::to_value(&w.settings).expect("json"))
 }

@@ -64,6 +64,16 @@ pub struct Settings {
     pub zoho_token_issue_limit: u32,
     #[serde(default = "default_zoho_token_issue_window")]
     pub zoho_token_issue_window: i64,
+    /// QuickBooks' hard cap on a grant's refresh tokens, from the first consent (Intuit blog
+    /// 2025-11-12: five years; reported as `x_refresh_token_hard_expires_in` only when the token
+    /// request carries `x-include-refresh-token-hard-expires-in: true`, a header name seen in
+    /// Intuit's SDK releases but not in its API reference: unconfirmed).
+    #[serde(default = "default_quickbooks_refresh_hard_ttl")]
+    pub quickbooks_refresh_hard_ttl: i64,
+}
+
+fn default_quickbooks_refresh_hard_ttl() -> i64 {
+    5 * 365 * 86_400
 }
 
 fn default_zoho_token_issue_limit() -> u32 {
@@ -110,6 +120,7 @@ impl Default for Settings {
             rate_limits_enabled: true,
             zoho_token_issue_limit: default_zoho_token_issue_limit(),
             zoho_token_issue_window: default_zoho_token_issue_window(),
+            quickbooks_refresh_hard_ttl: default_quickbooks_refresh_hard_ttl(),
         }
     }
 }

@@ -473,3 +473,24 @@ async fn zoho_revoke_kills_refresh_and_access_tokens() {
     assert_eq!(r.status, 401);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn quickbooks_hard_expiry_only_when_asked() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let cb = qbo_code(b, "").await;
+    let v = qbo_exchange(b, &cb["code"]).await.json();
+    assert!(v.get("x_refresh_token_hard_expires_in").is_none(), "not asked: {v}");
+    let rt = s(&v["refresh_token"]);
+    let r = post_form(
+        &format!("{b}/quickbooks/oauth2/v1/tokens/bearer"),
+        &[("authorization", &qbo_auth_header()), ("x-include-refresh-token-hard-expires-in", "true")],
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    )
+    .await
+    .json();
+    let hard = r["x_refresh_token_hard_expires_in"].as_i64().expect("asked: reported");
+    assert!((5 * 365 * 86_400 - 60..=5 * 365 * 86_400).contains(&hard), "{hard}");
+    assert!(r["x_refresh_token_expires_in"].as_i64().unwrap() <= hard);
+    sb.shutdown().await;
+}
