@@ -24,6 +24,8 @@ pub enum ErrorCode {
     ConsentDenied = 1007,
     /// The connection's grant can no longer be refreshed; an admin must connect again.
     NeedsReauth = 1008,
+    /// The provider granted fewer scopes than the tenant's enabled entities need.
+    InsufficientScope = 1009,
     // 2xxx: rate limits
     RateLimited = 2001,
     ProviderRateLimited = 2002,
@@ -93,6 +95,8 @@ pub enum Error {
     ProviderAuth { provider: Provider, reason: String },
     #[error("the {provider} connection (grant {grant_id}) needs to be connected again")]
     NeedsReauth { provider: Provider, grant_id: String },
+    #[error("{provider} did not grant the scopes this tenant's enabled entities need; missing: {missing}")]
+    InsufficientScope { provider: Provider, missing: String },
     #[error("the authorisation at {provider} was declined ({error})")]
     ConsentDenied { provider: Provider, error: String },
     #[error("rate limited ({scope}); retry after {retry_after:?}")]
@@ -164,6 +168,7 @@ impl Error {
             ProviderAuth { .. } => ErrorCode::ProviderAuthFailed,
             ConsentDenied { .. } => ErrorCode::ConsentDenied,
             NeedsReauth { .. } => ErrorCode::NeedsReauth,
+            InsufficientScope { .. } => ErrorCode::InsufficientScope,
             RateLimited { .. } => ErrorCode::RateLimited,
             ProviderRateLimited { .. } => ErrorCode::ProviderRateLimited,
             CircuitOpen { .. } => ErrorCode::CircuitOpen,
@@ -226,7 +231,7 @@ impl Error {
     pub fn http_status(&self) -> u16 {
         match self.code() {
             ErrorCode::Unauthenticated | ErrorCode::InvalidSignature => 401,
-            ErrorCode::Forbidden | ErrorCode::ProviderNotEnabled | ErrorCode::RedirectNotAllowed | ErrorCode::ConsentDenied => 403,
+            ErrorCode::Forbidden | ErrorCode::ProviderNotEnabled | ErrorCode::RedirectNotAllowed | ErrorCode::ConsentDenied | ErrorCode::InsufficientScope => 403,
             ErrorCode::InvalidState | ErrorCode::InvalidInput | ErrorCode::StaleWebhook | ErrorCode::InvalidTenantConfig => 400,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,

@@ -618,6 +618,29 @@ async fn a_consent_that_would_exceed_the_plan_is_refused_at_the_callback_and_rev
 }
 
 #[tokio::test]
+async fn a_xero_grant_without_the_scopes_for_enabled_entities_is_refused_naming_them_and_revoked() {
+    let f = fixture(Plan::Professional).await;
+    let authorize = f.start(Provider::Xero).await;
+    let q: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
+    // The default deployment asks in Xero's granular vocabulary (apps created from March 2026).
+    assert!(q["scope"].split(' ').any(|s| s == "accounting.invoices"), "{q:?}");
+    assert!(!q["scope"].contains("accounting.transactions"), "{q:?}");
+    // The consent grants contacts and settings only.
+    let query = f.consent(&authorize, &[("sandbox_scope", "offline_access accounting.contacts accounting.settings.read")]).await;
+    let params = redirect_params(&f.callback(Provider::Xero, &query).await);
+    assert_eq!(
+        (params["status"].as_str(), params["code"].as_str(), params["reason"].as_str()),
+        ("error", "E1009", "insufficient_scope"),
+        "{params:?}"
+    );
+    assert_eq!(params["missing_scopes"], "accounting.invoices accounting.payments", "{params:?}");
+    f.assert_nothing_stored().await;
+    assert_eq!(f.sandbox_calls("POST /xero/identity/connect/revocation").await, 1, "the refused grant is revoked at Xero");
+    assert_eq!(f.sandbox_calls_or_zero("GET /xero/connections").await, 0, "refused before org discovery");
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_failed_zoho_webhook_registration_fails_the_connect_and_leaves_nothing_behind() {
     let f = fixture(Plan::Professional).await;
     let authorize = f.start(Provider::Zoho).await;

@@ -223,6 +223,8 @@ struct ConfigReq {
     timeout_fault_seconds: Option<u64>,
     rate_limits_enabled: Option<bool>,
     quickbooks_refresh_hard_ttl: Option<i64>,
+    /// "granular" or "broad" (see Settings::xero_app_scopes).
+    xero_app_scopes: Option<String>,
 }
 
 /// Changes lifetimes and limits, for one provider or (without `provider`) for all three.
@@ -265,6 +267,12 @@ async fn set_config(State(st): State<AppState>, Json(body): Json<Value>) -> Resp
     }
     if let Some(v) = c.rate_limits_enabled {
         w.settings.rate_limits_enabled = v;
+    }
+    if let Some(v) = c.xero_app_scopes {
+        if v != "granular" && v != "broad" {
+            return bad("xero_app_scopes must be granular or broad");
+        }
+        w.settings.xero_app_scopes = v;
     }
     if let Some(v) = c.quickbooks_refresh_hard_ttl {
         w.settings.quickbooks_refresh_hard_ttl = v;

@@ -96,6 +96,9 @@ pub async fn zoho_authorize(State(st): State<AppState>, Path(dc): Path<String>, 
     authorize(&st, Provider::Zoho, &q, Some(&dc))
 }
 
+/// Scopes a Xero app created on or after 2 March 2026 may no longer ask for.
+const XERO_BROAD_ONLY: [&str; 3] = ["accounting.transactions", "accounting.transactions.read", "accounting.reports.read"];
+
 fn authorize(st: &AppState, p: Provider, q: &HashMap<String, String>, path_dc: Option<&str>) -> Response {
     let (client_id, _) = client_credentials(p);
     // Bad client or redirect URI: real servers show an error page rather than redirect anywhere.
@@ -135,6 +138,14 @@ fn authorize(st: &AppState, p: Provider, q: &HashMap<String, String>, path_dc: O
     };
 
     let mut w = st.lock();
+    if p == Provider::Xero
+        && w.settings.xero_app_scopes == "granular"
+        && scope.split_whitespace().any(|s| XERO_BROAD_ONLY.contains(&s))
+    {
+        return with_state(vec![("error", "invalid_scope".into())]);
+    }
+    // `sandbox_scope` plays a consent that grants less than was asked (the token answer reports it).
+    let scope = q.get("sandbox_scope").filter(|s| !s.trim().is_empty()).cloned().unwrap_or(scope);
     let now = w.now();
     let mut extra: Vec<(&'static str, String)> = Vec::new();
     let (orgs, dc, user, with_refresh) = match p {

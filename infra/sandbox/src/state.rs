@@ -70,6 +70,17 @@ pub struct Settings {
     /// Intuit's SDK releases but not in its API reference: unconfirmed).
     #[serde(default = "default_quickbooks_refresh_hard_ttl")]
     pub quickbooks_refresh_hard_ttl: i64,
+    /// The scope vocabulary of the sandbox's Xero app: "granular" (an app created on or after
+    /// 2 March 2026, which may not ask for `accounting.transactions` or `accounting.reports.read`)
+    /// or "broad" (an older app, which may ask for either). Xero's answer to a refused scope is
+    /// reported by integrators as `invalid_scope` or `unauthorized_client` on the redirect; the
+    /// sandbox sends `invalid_scope` (unconfirmed).
+    #[serde(default = "default_xero_app_scopes")]
+    pub xero_app_scopes: String,
+}
+
+fn default_xero_app_scopes() -> String {
+    "granular".into()
 }
 
 fn default_quickbooks_refresh_hard_ttl() -> i64 {
@@ -121,6 +132,7 @@ impl Default for Settings {
             zoho_token_issue_limit: default_zoho_token_issue_limit(),
             zoho_token_issue_window: default_zoho_token_issue_window(),
             quickbooks_refresh_hard_ttl: default_quickbooks_refresh_hard_ttl(),
+            xero_app_scopes: default_xero_app_scopes(),
         }
     }
 }

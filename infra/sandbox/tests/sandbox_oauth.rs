@@ -159,7 +159,7 @@ async fn quickbooks_revoke_and_control_revoke_kill_the_grant() {
 async fn xero_code_exchange_gives_a_jwt_whose_auth_event_selects_connections() {
     let sb = start().await;
     let b = &sb.base_url;
-    let cb = xero_code(b, "openid email offline_access accounting.transactions", "").await;
+    let cb = xero_code(b, "openid email offline_access accounting.invoices", "").await;
     assert!(!cb.contains_key("realmId") && !cb.contains_key("tenantId"), "Xero's callback names no tenant");
     assert_eq!(cb["state"], "st-x");
     let v = xero_token(b, &[("grant_type", "authorization_code"), ("code", &cb["code"]), ("redirect_uri", REDIRECT)]).await.json();
@@ -176,7 +176,7 @@ async fn xero_code_exchange_gives_a_jwt_whose_auth_event_selects_connections() {
     assert_eq!(tenants, vec![XERO_T1.to_string(), XERO_T2.to_string()]);
     assert!(all.as_array().unwrap().iter().all(|c| c["authEventId"] == event.as_str() && c["tenantType"] == "ORGANISATION"));
     // A second consent to one tenant: filtering by its auth event returns only that one.
-    let cb2 = xero_code(b, "offline_access accounting.transactions", &format!("&sandbox_tenants={XERO_T2}")).await;
+    let cb2 = xero_code(b, "offline_access accounting.invoices", &format!("&sandbox_tenants={XERO_T2}")).await;
     let v2 = xero_token(b, &[("grant_type", "authorization_code"), ("code", &cb2["code"]), ("redirect_uri", REDIRECT)]).await.json();
     let at2 = s(&v2["access_token"]);
     let event2 = s(&jwt_claims(&at2)["authentication_event_id"]);
@@ -193,7 +193,7 @@ async fn xero_code_exchange_gives_a_jwt_whose_auth_event_selects_connections() {
 async fn xero_without_offline_access_gets_no_refresh_token() {
     let sb = start().await;
     let b = &sb.base_url;
-    let cb = xero_code(b, "accounting.transactions", "").await;
+    let cb = xero_code(b, "accounting.invoices", "").await;
     let v = xero_token(b, &[("grant_type", "authorization_code"), ("code", &cb["code"]), ("redirect_uri", REDIRECT)]).await.json();
     assert!(v["access_token"].is_string());
     assert!(v.get("refresh_token").is_none());
@@ -250,7 +250,7 @@ async fn xero_pkce_public_client() {
     let verifier = "a-very-long-code-verifier-with-enough-entropy-0123456789";
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let cb =
-        xero_code(b, "offline_access accounting.transactions", &format!("&code_challenge={challenge}&code_challenge_method=S256")).await;
+        xero_code(b, "offline_access accounting.invoices", &format!("&code_challenge={challenge}&code_challenge_method=S256")).await;
     let url = format!("{b}/xero/identity/connect/token");
     let base_form = [
         ("grant_type", "authorization_code"),
@@ -492,5 +492,23 @@ async fn quickbooks_hard_expiry_only_when_asked() {
     let hard = r["x_refresh_token_hard_expires_in"].as_i64().expect("asked: reported");
     assert!((5 * 365 * 86_400 - 60..=5 * 365 * 86_400).contains(&hard), "{hard}");
     assert!(r["x_refresh_token_expires_in"].as_i64().unwrap() <= hard);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn xero_app_scope_vocabulary_and_partial_consent() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    // A new (granular) app may not ask for the broad scopes.
+    let cb = xero_code(b, "offline_access accounting.transactions", "").await;
+    assert_eq!(cb.get("error").map(String::as_str), Some("invalid_scope"), "{cb:?}");
+    // An older app may.
+    control(b, "config", json!({"xero_app_scopes": "broad"})).await;
+    let cb = xero_code(b, "offline_access accounting.transactions", "").await;
+    assert!(cb.contains_key("code"), "{cb:?}");
+    // A consent that grants less than asked reports what it granted.
+    let cb = xero_code(b, "offline_access accounting.invoices accounting.contacts", "&sandbox_scope=offline_access%20accounting.contacts").await;
+    let v = xero_token(b, &[("grant_type", "authorization_code"), ("code", &cb["code"]), ("redirect_uri", REDIRECT)]).await.json();
+    assert_eq!(v["scope"], "offline_access accounting.contacts");
     sb.shutdown().await;
 }
