@@ -348,6 +348,57 @@ async fn quickbooks_hard_refresh_expiry_is_reported_and_enforced() {
     env.sb.shutdown().await;
 }
 
+/// Zoho's token endpoint answers every error with HTTP 200; only a dead code or refresh token kills
+/// the grant, our credentials are ProviderAuth, the throttle a rate limit, anything unknown transient.
+#[tokio::test]
+async fn zoho_token_errors_are_classified_from_the_docs() {
+    let env = Env::start().await;
+    let client = env.client(Provider::Zoho);
+    let (grant, _) = env.connect(&client, &[]).await;
+    let tokens = grant.tokens;
+    for (error, code, retryable) in [
+        ("invalid_code", ErrorCode::InvalidGrant, false),
+        ("invalid_client", ErrorCode::ProviderAuthFailed, false),
+        ("invalid_client_secret", ErrorCode::ProviderAuthFailed, false),
+        ("invalid_redirect_uri", ErrorCode::ProviderPermanent, false),
+        ("Access Denied", ErrorCode::ProviderRateLimited, true),
+        ("general_error", ErrorCode::ProviderTransient, true),
+        ("something_new", ErrorCode::ProviderTransient, true),
+    ] {
+        env.control("faults", json!({"provider": "zoho", "path_prefix": token_prefix(Provider::Zoho), "kind": "token_error", "error": error})).await;
+        let err = client.refresh(&tokens).await.unwrap_err();
+        assert_eq!((err.code(), err.is_retryable()), (code, retryable), "{error}: {err}");
+    }
+    client.refresh(&tokens).await.expect("the grant survived every answer");
+    env.sb.shutdown().await;
+}
+
+/// Zoho's per-plan daily budget, per organisation: spent, the API answers 429 and the client
+/// reports a day-long limit; the next (UTC) day it works again.
+#[tokio::test]
+async fn zoho_daily_api_limit_follows_the_orgs_plan() {
+    let env = Env::start().await;
+    env.control("config", json!({"zoho_daily_limit_by_plan": {"free": 3}, "zoho_org_plans": {"700000001": "free"}})).await;
+    let client = env.client(Provider::Zoho);
+    let (grant, _) = env.connect(&client, &[]).await;
+    let org = org_of(Provider::Zoho);
+    let start = Cursor::start(Provider::Zoho, Entity::Contact);
+    for _ in 0..3 {
+        client.list(&grant.tokens, org, &start).await.expect("within the day's budget");
+    }
+    let err = client.list(&grant.tokens, org, &start).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ProviderRateLimited);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
+    assert!(err.to_string().contains("(day)"), "{err}");
+    // An unknown plan is refused by the control API rather than silently unlimited.
+    let bad = env.control.post(format!("{}/_sandbox/config", env.sb.base_url)).json(&json!({"zoho_org_plans": {"1": "gold"}})).send().await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    env.control("clock", json!({"advance_seconds": 86_400})).await;
+    let fresh = client.refresh(&grant.tokens).await.unwrap();
+    client.list(&fresh, org, &start).await.expect("a new day, a new budget");
+    env.sb.shutdown().await;
+}
+
 /// Path prefixes of each provider's API (not its token endpoint), for fault injection.
 fn api_prefix(provider: Provider) -> &'static str {
     match provider {

@@ -225,6 +225,11 @@ struct ConfigReq {
     quickbooks_refresh_hard_ttl: Option<i64>,
     /// "granular" or "broad" (see Settings::xero_app_scopes).
     xero_app_scopes: Option<String>,
+    /// Merged into Settings::zoho_daily_limit_by_plan.
+    zoho_daily_limit_by_plan: Option<std::collections::BTreeMap<String, u32>>,
+    zoho_default_plan: Option<String>,
+    /// Organisation id -> plan, merged into Settings::zoho_org_plans.
+    zoho_org_plans: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Changes lifetimes and limits, for one provider or (without `provider`) for all three.
@@ -273,6 +278,18 @@ async fn set_config(State(st): State<AppState>, Json(body): Json<Value>) -> Resp
             return bad("xero_app_scopes must be granular or broad");
         }
         w.settings.xero_app_scopes = v;
+    }
+    if let Some(m) = c.zoho_daily_limit_by_plan {
+        w.settings.zoho_daily_limit_by_plan.extend(m);
+    }
+    if let Some(m) = c.zoho_org_plans {
+        if let Some((org, plan)) = m.iter().find(|(_, plan)| !w.settings.zoho_daily_limit_by_plan.contains_key(*plan)) {
+            return bad(&format!("unknown Zoho plan {plan} for {org}"));
+        }
+        w.settings.zoho_org_plans.extend(m);
+    }
+    if let Some(v) = c.zoho_default_plan {
+        w.settings.zoho_default_plan = v;
     }
     if let Some(v) = c.quickbooks_refresh_hard_ttl {
         w.settings.quickbooks_refresh_hard_ttl = v;

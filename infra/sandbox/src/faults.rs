@@ -61,6 +61,14 @@ pub async fn provider_middleware(State(st): State<AppState>, req: Request, next:
                 rate_limited(p, &limited)
             }
         }
+        FaultKind::TokenError => {
+            let code = fault.error.as_deref().unwrap_or("invalid_request");
+            let body = json!({"error": code});
+            // Zoho answers token errors with HTTP 200; the others with 400 (401 for Intuit's
+            // client failures, which the plain 400 does not change for classification).
+            let status = if p == Provider::Zoho { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+            json_value(status, &body)
+        }
         FaultKind::QboThrottleService => qbo_throttle(),
         FaultKind::QboThrottleXml => qbo_throttle_xml(StatusCode::TOO_MANY_REQUESTS),
         FaultKind::QboThrottle403 => qbo_throttle_xml(StatusCode::FORBIDDEN),

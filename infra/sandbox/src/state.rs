@@ -77,11 +77,36 @@ pub struct Settings {
     /// sandbox sends `invalid_scope` (unconfirmed).
     #[serde(default = "default_xero_app_scopes")]
     pub xero_app_scopes: String,
+    /// Zoho Books' API calls per organisation per day, by subscription plan (Zoho Books KB "What is
+    /// the per day API calls limit?": Free 1000, Standard 2000, Professional 5000, Premium, Elite and
+    /// Ultimate 10000). Its own setting, separate from `rate_limit_per_day`. When the day resets
+    /// (the sandbox: midnight UTC; Zoho probably the org's time zone) is unconfirmed.
+    #[serde(default = "default_zoho_daily_limit_by_plan")]
+    pub zoho_daily_limit_by_plan: std::collections::BTreeMap<String, u32>,
+    /// The plan of an organisation not listed in `zoho_org_plans`.
+    #[serde(default = "default_zoho_default_plan")]
+    pub zoho_default_plan: String,
+    /// Organisation id -> plan.
+    #[serde(default)]
+    pub zoho_org_plans: std::collections::BTreeMap<String, String>,
 }
 
 fn default_xero_app_scopes() -> String {
     "granular".into()
 }
+
+fn default_zoho_daily_limit_by_plan() -> std::collections::BTreeMap<String, u32> {
+    [("free", 1000), ("standard", 2000), ("professional", 5000), ("premium", 10_000), ("elite", 10_000), ("ultimate", 10_000)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn default_zoho_default_plan() -> String {
+    "premium".into()
+}
+
+
 
 fn default_quickbooks_refresh_hard_ttl() -> i64 {
     5 * 365 * 86_400
@@ -133,6 +158,9 @@ impl Default for Settings {
             zoho_token_issue_window: default_zoho_token_issue_window(),
             quickbooks_refresh_hard_ttl: default_quickbooks_refresh_hard_ttl(),
             xero_app_scopes: default_xero_app_scopes(),
+            zoho_daily_limit_by_plan: default_zoho_daily_limit_by_plan(),
+            zoho_default_plan: default_zoho_default_plan(),
+            zoho_org_plans: Default::default(),
         }
     }
 }
@@ -256,6 +284,9 @@ pub enum FaultKind {
     /// 401 `{"fault":{"error":[..code "3200"..],"type":"AUTHENTICATION"}}`.
     #[serde(rename = "qbo_auth")]
     QboAuth,
+    /// A token endpoint error with the `error` code given in the fault (Zoho: HTTP 200; others 400).
+    #[serde(rename = "token_error")]
+    TokenError,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -267,6 +298,9 @@ pub struct Fault {
     #[serde(default = "one")]
     pub count: u32,
     pub retry_after: Option<u64>,
+    /// `token_error`: the OAuth `error` value to answer with.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 fn one() -> u32 {
@@ -348,6 +382,8 @@ pub struct World {
     pub counters: Counters,
     org_windows: HashMap<(Provider, String), (Window, Window)>,
     app_windows: HashMap<(Provider, String), Window>,
+    /// Zoho org -> (UTC day, calls that day).
+    zoho_days: HashMap<String, (chrono::NaiveDate, u32)>,
 }
 
 impl World {
@@ -365,6 +401,7 @@ impl World {
             counters: Counters::default(),
             org_windows: HashMap::new(),
             app_windows: HashMap::new(),
+            zoho_days: HashMap::new(),
         };
         if seed {
             w.seed_defaults();
@@ -524,6 +561,31 @@ impl World {
         Ok(quota(minute, day, app, 0))
     }
 
+    /// Zoho's per-plan daily call budget for an org: Err(seconds until the next UTC day) when spent.
+    /// Refused calls do not count. Off with `rate_limits_enabled`, like the other limits.
+    pub fn check_zoho_daily(&mut self, org: &str) -> Result<(), u64> {
+        if !self.settings.rate_limits_enabled {
+            return Ok(());
+        }
+        let now = self.now();
+        let plan = self.settings.zoho_org_plans.get(org).unwrap_or(&self.settings.zoho_default_plan);
+        let Some(limit) = self.settings.zoho_daily_limit_by_plan.get(plan).copied() else {
+            return Ok(());
+        };
+        let today = now.date_naive();
+        let day = self.zoho_days.entry(org.to_string()).or_insert((today, 0));
+        if day.0 != today {
+            *day = (today, 0);
+        }
+        if day.1 >= limit {
+            *self.counters.rate_limited.entry(format!("zoho daily {org}")).or_default() += 1;
+            let next = (today + Duration::days(1)).and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+            return Err((next - now).num_seconds().max(1) as u64);
+        }
+        day.1 += 1;
+        Ok(())
+    }
+
     pub fn count_call(&mut self, key: String) {
         *self.counters.calls.entry(key).or_default() += 1;
     }
@@ -603,6 +665,7 @@ mod tests {
             kind: FaultKind::ServerError,
             count: 2,
             retry_after: None,
+            error: None,
         });
         assert!(w.take_fault("GET", "/xero/api.xro/2.0/Contacts").is_none());
         assert!(w.take_fault("GET", "/zoho/api/us/books/v3/invoices").is_none());

@@ -36,6 +36,13 @@ fn token_orgs(w: &World, headers: &HeaderMap, dc: &str) -> Result<(String, Vec<S
 }
 
 /// Token, organization_id (required on every call and reachable by the token), and the org's limit.
+/// The day's budget is spent. Zoho's errors page documents only "429 Rate Limit Exceeded (API usage
+/// limit exceeded)"; the body's code 45 and its wording are unconfirmed (code 44 is the per-minute
+/// throttle), and Zoho sends no Retry-After here either (unconfirmed).
+fn zoho_daily_limit_spent() -> Response {
+    zoho_error(StatusCode::TOO_MANY_REQUESTS, 45, "Rate Limit Exceeded (API usage limit exceeded): the organization's API calls for the day are used up")
+}
+
 fn authorize(w: &mut World, headers: &HeaderMap, dc: &str, q: &HashMap<String, String>) -> Result<String, Response> {
     let (client, orgs) = token_orgs(w, headers, dc)?;
     let Some(org) = q.get("organization_id").filter(|o| !o.is_empty()) else {
@@ -45,6 +52,7 @@ fn authorize(w: &mut World, headers: &HeaderMap, dc: &str, q: &HashMap<String, S
         return Err(not_authorized());
     }
     w.check_rate(P, org, &client).map_err(|l| rate_limited(P, &l))?;
+    w.check_zoho_daily(org).map_err(|_| zoho_daily_limit_spent())?;
     Ok(org.clone())
 }
 

@@ -21,6 +21,9 @@ use crate::providers::Provider;
 pub const QUICKBOOKS_THROTTLE_WAIT: Duration = Duration::from_secs(60);
 /// Zoho's per-minute window; its 429 carries no Retry-After either.
 pub const ZOHO_THROTTLE_WAIT: Duration = Duration::from_secs(60);
+/// Zoho's daily budget is spent: wait an hour before trying again (the reset time is not
+/// announced; an hour bounds both the wasted calls and the delay after the reset).
+pub const ZOHO_DAY_LIMIT_WAIT: Duration = Duration::from_secs(3600);
 /// We never honour a wait longer than this from a header; the resilience layer parks longer outages.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// Provider text we put into an error message is cut to this many characters.
@@ -303,6 +306,16 @@ pub fn zoho_error(resp: &ApiResponse, now: DateTime<Utc>) -> Option<Error> {
         Some(c) => format!("code {c}: {text}"),
         None => text,
     };
+    // 45 (unconfirmed code, modelled by the sandbox) or a message about the day: the org's per-plan
+    // daily budget is spent, and retrying every minute until midnight would only spend calls on 429s.
+    let daily = code == Some(45) || message.to_ascii_lowercase().contains("for the day");
+    if resp.status == 429 && daily {
+        return Some(Error::ProviderRateLimited {
+            provider,
+            problem: "day".into(),
+            retry_after: retry_after.or(Some(ZOHO_DAY_LIMIT_WAIT)),
+        });
+    }
     if resp.status == 429 || code == Some(44) {
         return Some(Error::ProviderRateLimited {
             provider,
@@ -535,6 +548,14 @@ mod tests {
         );
         assert_eq!(e.retry_after(), Some(ZOHO_THROTTLE_WAIT));
         check(zoho_error(&raw(502, "bad gateway"), now()), ErrorCode::ProviderTransient, true);
+        // The per-plan daily budget spent: a rate limit with a long wait, named "day".
+        let e = check(
+            zoho_error(&resp(429, &[], json!({"code": 45, "message": "Rate Limit Exceeded (API usage limit exceeded): the organization's API calls for the day are used up"})), now()),
+            ErrorCode::ProviderRateLimited,
+            true,
+        );
+        assert_eq!(e.retry_after(), Some(ZOHO_DAY_LIMIT_WAIT));
+        assert!(matches!(e, Error::ProviderRateLimited { ref problem, .. } if problem == "day"));
     }
 
     #[test]
