@@ -577,6 +577,22 @@ async fn zoho_grant_follows_the_users_data_centre() {
     env.sb.shutdown().await;
 }
 
+/// A user in Zoho's UAE data centre connects, refreshes and reads like any other.
+#[tokio::test]
+async fn zoho_uae_data_centre_is_on_the_allow_list() {
+    let env = Env::start().await;
+    env.control("seed", json!({"provider": "zoho", "org_id": "800000001", "name": "Dubai Books LLC", "dc": "ae"})).await;
+    let client = env.client(Provider::Zoho);
+    let (grant, callback) = env.connect(&client, &[("sandbox_dc", "ae")]).await;
+    let base = env.sb.base_url.trim_end_matches('/');
+    assert_eq!(grant.tokens.api_domain.as_deref(), Some(format!("{base}/zoho/api/ae").as_str()));
+    let orgs = client.discover_orgs(&grant.tokens, &callback).await.unwrap();
+    assert_eq!(orgs.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), vec!["800000001"]);
+    let refreshed = client.refresh(&grant.tokens).await.expect("refresh at the UAE accounts server");
+    client.list(&refreshed, "800000001", &Cursor::start(Provider::Zoho, Entity::Contact)).await.unwrap();
+    env.sb.shutdown().await;
+}
+
 #[tokio::test]
 async fn zoho_forged_accounts_server_is_refused_before_any_request() {
     let env = Env::start().await;

@@ -21,7 +21,9 @@ pub const XERO_TENANT_1: &str = "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61";
 pub const XERO_TENANT_2: &str = "8b7e6d5c-4f3a-4e2b-8c1d-0a9b8c7d6e52";
 pub const ZOHO_ORG_US: &str = "700000001";
 pub const ZOHO_ORG_EU: &str = "700000002";
-pub const ZOHO_DCS: [&str; 9] = ["us", "eu", "in", "au", "jp", "ca", "sa", "uk", "cn"];
+/// Zoho's data centres (shared/src/providers/endpoints.rs has the hosts; `ae` and `sg` serving
+/// Zoho Books is unconfirmed).
+pub const ZOHO_DCS: [&str; 11] = ["us", "eu", "in", "au", "jp", "ca", "sa", "uk", "cn", "ae", "sg"];
 
 /// Default client credentials and webhook keys (the local secrets use the same values).
 pub const QBO_CLIENT_ID: &str = "sandbox-qbo-client";

@@ -14,8 +14,12 @@ use crate::config::QuickBooksEnvironment;
 use crate::Config;
 
 /// Zoho data centres: (location, accounts server, API domain). From Zoho's multi-DC page; the UK API
-/// domain is not documented there and follows the pattern of the others.
-pub const ZOHO_DATA_CENTRES: [(&str, &str, &str); 9] = [
+/// domain is not documented there and follows the pattern of the others. The UAE (`ae`) and
+/// Singapore (`sg`) data centres appear in Zoho's newer product pages and in many integrations'
+/// region tables (accounts.zoho.ae / www.zohoapis.ae, accounts.zoho.sg / www.zohoapis.sg), but not
+/// yet on Zoho Books' own API pages: their Books availability is unconfirmed. An unknown location
+/// is still refused, so a DC that turns out not to serve Books only fails that user's connect.
+pub const ZOHO_DATA_CENTRES: [(&str, &str, &str); 11] = [
     ("us", "https://accounts.zoho.com", "https://www.zohoapis.com"),
     ("eu", "https://accounts.zoho.eu", "https://www.zohoapis.eu"),
     ("in", "https://accounts.zoho.in", "https://www.zohoapis.in"),
@@ -25,6 +29,8 @@ pub const ZOHO_DATA_CENTRES: [(&str, &str, &str); 9] = [
     ("sa", "https://accounts.zoho.sa", "https://www.zohoapis.sa"),
     ("uk", "https://accounts.zoho.uk", "https://www.zohoapis.uk"),
     ("cn", "https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn"),
+    ("ae", "https://accounts.zoho.ae", "https://www.zohoapis.ae"),
+    ("sg", "https://accounts.zoho.sg", "https://www.zohoapis.sg"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +326,11 @@ mod tests {
             assert_eq!(err.code(), ErrorCode::InvalidInput, "{forged}");
         }
         assert!(real.zoho_accounts_server(None, Some("mars")).is_err());
+        // The UAE and Singapore data centres are on the allow-list, their look-alikes are not.
+        assert_eq!(real.zoho_accounts_server(Some("https://accounts.zoho.ae"), Some("ae")).unwrap(), "https://accounts.zoho.ae");
+        assert_eq!(real.zoho_accounts_server(None, Some("sg")).unwrap(), "https://accounts.zoho.sg");
+        assert_eq!(real.zoho_location_of("https://accounts.zoho.ae"), Some("ae"));
+        assert!(real.zoho_accounts_server(Some("https://accounts.zoho.ae.attacker.example"), None).is_err());
         assert_eq!(real.zoho_location_of("https://accounts.zoho.com.cn"), Some("cn"));
         assert_eq!(real.zoho_location_of("https://example.com"), None);
 
