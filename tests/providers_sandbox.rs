@@ -365,7 +365,11 @@ async fn zoho_token_errors_are_classified_from_the_docs() {
         ("general_error", ErrorCode::ProviderTransient, true),
         ("something_new", ErrorCode::ProviderTransient, true),
     ] {
-        env.control("faults", json!({"provider": "zoho", "path_prefix": token_prefix(Provider::Zoho), "kind": "token_error", "error": error})).await;
+        env.control(
+            "faults",
+            json!({"provider": "zoho", "path_prefix": token_prefix(Provider::Zoho), "kind": "token_error", "error": error}),
+        )
+        .await;
         let err = client.refresh(&tokens).await.unwrap_err();
         assert_eq!((err.code(), err.is_retryable()), (code, retryable), "{error}: {err}");
     }
@@ -391,7 +395,13 @@ async fn zoho_daily_api_limit_follows_the_orgs_plan() {
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
     assert!(err.to_string().contains("(day)"), "{err}");
     // An unknown plan is refused by the control API rather than silently unlimited.
-    let bad = env.control.post(format!("{}/_sandbox/config", env.sb.base_url)).json(&json!({"zoho_org_plans": {"1": "gold"}})).send().await.unwrap();
+    let bad = env
+        .control
+        .post(format!("{}/_sandbox/config", env.sb.base_url))
+        .json(&json!({"zoho_org_plans": {"1": "gold"}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
     env.control("clock", json!({"advance_seconds": 86_400})).await;
     let fresh = client.refresh(&grant.tokens).await.unwrap();

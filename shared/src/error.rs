@@ -231,7 +231,11 @@ impl Error {
     pub fn http_status(&self) -> u16 {
         match self.code() {
             ErrorCode::Unauthenticated | ErrorCode::InvalidSignature => 401,
-            ErrorCode::Forbidden | ErrorCode::ProviderNotEnabled | ErrorCode::RedirectNotAllowed | ErrorCode::ConsentDenied | ErrorCode::InsufficientScope => 403,
+            ErrorCode::Forbidden
+            | ErrorCode::ProviderNotEnabled
+            | ErrorCode::RedirectNotAllowed
+            | ErrorCode::ConsentDenied
+            | ErrorCode::InsufficientScope => 403,
             ErrorCode::InvalidState | ErrorCode::InvalidInput | ErrorCode::StaleWebhook | ErrorCode::InvalidTenantConfig => 400,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,

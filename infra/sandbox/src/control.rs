@@ -238,7 +238,11 @@ async fn set_config(State(st): State<AppState>, Json(body): Json<Value>) -> Resp
         Ok(c) => c,
         Err(r) => return r,
     };
-    if [c.access_token_ttl, c.refresh_token_ttl, c.refresh_grace, c.auth_code_ttl, c.quickbooks_refresh_hard_ttl].iter().flatten().any(|v| *v < 0) {
+    if [c.access_token_ttl, c.refresh_token_ttl, c.refresh_grace, c.auth_code_ttl, c.quickbooks_refresh_hard_ttl]
+        .iter()
+        .flatten()
+        .any(|v| *v < 0)
+    {
         return bad("lifetimes must not be negative");
     }
     let mut w = st.lock();
@@ -418,12 +422,19 @@ async fn emit(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
             Provider::Zoho => {
                 let record = org.get(e, &id).map(|r| r.value.clone()).unwrap_or_else(|| json!({e.zoho_id_field(): id}));
                 let body = webhooks::zoho_body(e, &record).to_string();
-                let hooks: Vec<_> =
-                    org.webhooks.iter().filter(|h| Entity::parse(&h.entity) == Some(e) || h.entity == "all").cloned().collect();
+                // Zoho Books fires a webhook only as the action of a workflow rule on the module and
+                // event: a registration alone delivers nothing.
+                let firing: Vec<String> = org
+                    .workflows
+                    .iter()
+                    .filter(|wf| wf.is_active && Entity::parse(&wf.entity) == Some(e) && crate::zoho::workflow_fires(&wf.event, op))
+                    .flat_map(|wf| wf.webhook_ids.iter().cloned())
+                    .collect();
+                let hooks: Vec<_> = org.webhooks.iter().filter(|h| firing.contains(&h.webhook_id)).cloned().collect();
                 if hooks.is_empty() {
-                    // No registration: deliver unsigned to target_url if the test gave one.
+                    // No rule fires: deliver unsigned to target_url if the test gave one.
                     let Some(url) = req.target_url.clone() else {
-                        return not_found(format!("no Zoho webhook registered for {} in org {org_id}", e.zoho_plural()));
+                        return not_found(format!("no Zoho workflow rule fires a webhook for {} {op} in org {org_id}", e.zoho_plural()));
                     };
                     vec![Delivery { url, method: "POST".into(), headers: Vec::new(), body, signature: None }]
                 } else {

@@ -138,10 +138,7 @@ fn authorize(st: &AppState, p: Provider, q: &HashMap<String, String>, path_dc: O
     };
 
     let mut w = st.lock();
-    if p == Provider::Xero
-        && w.settings.xero_app_scopes == "granular"
-        && scope.split_whitespace().any(|s| XERO_BROAD_ONLY.contains(&s))
-    {
+    if p == Provider::Xero && w.settings.xero_app_scopes == "granular" && scope.split_whitespace().any(|s| XERO_BROAD_ONLY.contains(&s)) {
         return with_state(vec![("error", "invalid_scope".into())]);
     }
     // `sandbox_scope` plays a consent that grants less than was asked (the token answer reports it).

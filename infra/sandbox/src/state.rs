@@ -108,8 +108,6 @@ fn default_zoho_default_plan() -> String {
     "premium".into()
 }
 
-
-
 fn default_quickbooks_refresh_hard_ttl() -> i64 {
     5 * 365 * 86_400
 }

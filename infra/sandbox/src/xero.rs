@@ -278,9 +278,7 @@ pub async fn create(
     if e == Entity::Account {
         match &parsed {
             Ok(Value::Object(o)) if !o.contains_key(e.xero_name()) => {}
-            Ok(_) => {
-                return validation_error("The request body must be a single Account object, not an Accounts array", vec![], &quota)
-            }
+            Ok(_) => return validation_error("The request body must be a single Account object, not an Accounts array", vec![], &quota),
             Err(_) => {}
         }
     }

@@ -249,8 +249,7 @@ async fn xero_pkce_public_client() {
     let b = &sb.base_url;
     let verifier = "a-very-long-code-verifier-with-enough-entropy-0123456789";
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let cb =
-        xero_code(b, "offline_access accounting.invoices", &format!("&code_challenge={challenge}&code_challenge_method=S256")).await;
+    let cb = xero_code(b, "offline_access accounting.invoices", &format!("&code_challenge={challenge}&code_challenge_method=S256")).await;
     let url = format!("{b}/xero/identity/connect/token");
     let base_form = [
         ("grant_type", "authorization_code"),
@@ -507,7 +506,8 @@ async fn xero_app_scope_vocabulary_and_partial_consent() {
     let cb = xero_code(b, "offline_access accounting.transactions", "").await;
     assert!(cb.contains_key("code"), "{cb:?}");
     // A consent that grants less than asked reports what it granted.
-    let cb = xero_code(b, "offline_access accounting.invoices accounting.contacts", "&sandbox_scope=offline_access%20accounting.contacts").await;
+    let cb =
+        xero_code(b, "offline_access accounting.invoices accounting.contacts", "&sandbox_scope=offline_access%20accounting.contacts").await;
     let v = xero_token(b, &[("grant_type", "authorization_code"), ("code", &cb["code"]), ("redirect_uri", REDIRECT)]).await.json();
     assert_eq!(v["scope"], "offline_access accounting.contacts");
     sb.shutdown().await;

@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::audit::{AuditLog, TokenEvent};
 use crate::aws::AwsClients;
+use crate::config::XeroScopeSet;
 use crate::events::{AppEvent, ConnectedOrg, ConnectionCreated, ConnectionDisconnected, EventPublisher, EventType};
 use crate::http_client::HttpClient;
 use crate::providers::client::{AccountingProvider, ProviderClient};
@@ -22,7 +23,6 @@ use crate::providers::model::{AuthorizeRequest, CallbackParams, Org};
 use crate::providers::zoho_webhooks::{self, WebhookSpec, ZohoWebhooks};
 use crate::secrets::SecretsCache;
 use crate::store::grants::{Connection, Grant, GrantStatus, GrantStore};
-use crate::config::XeroScopeSet;
 use crate::tenancy::{ensure_integration_capacity, Entity, Permission, Plan, Tenant, TenantStore};
 use crate::vault::{SealContext, SealedBlob, Vault};
 use crate::{Config, Error, Provider, Result, SecretString, TokenSet};
@@ -235,9 +235,10 @@ pub struct Started {
 
 /// `GET /connect/{provider}` after the signature check: the provider's consent URL to redirect to.
 pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, now: DateTime<Utc>) -> Result<Started> {
-    let jti = req.param("jti").filter(|j| state::valid_jti(j)).ok_or_else(|| {
-        Error::Unauthenticated("jti is missing or malformed (16-64 of A-Z a-z 0-9 - _)".into())
-    })?;
+    let jti = req
+        .param("jti")
+        .filter(|j| state::valid_jti(j))
+        .ok_or_else(|| Error::Unauthenticated("jti is missing or malformed (16-64 of A-Z a-z 0-9 - _)".into()))?;
     let tenant = deps.tenants.get(&req.tenant_id).await?;
     if !tenant.provider_enabled(provider) {
         return Err(Error::ProviderNotEnabled(provider));
@@ -612,7 +613,8 @@ async fn finish(
         };
     let registered: Registered = registered.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
-    let scopes = if tokens.scopes.is_empty() { scopes_for_set(tenant, provider, deps.config.xero_scope_set) } else { tokens.scopes.clone() };
+    let scopes =
+        if tokens.scopes.is_empty() { scopes_for_set(tenant, provider, deps.config.xero_scope_set) } else { tokens.scopes.clone() };
     let grant = Grant {
         tenant_id: tenant.tenant_id.clone(),
         provider,
@@ -833,7 +835,14 @@ pub async fn disconnect(
 }
 
 /// Takes the grant's lease, waiting a few seconds for a refresh in progress to finish.
-async fn lease_for_disconnect(deps: &ConnectDeps, tenant_id: &str, provider: Provider, grant_id: &str, owner: &str, now: DateTime<Utc>) -> Result<Grant> {
+async fn lease_for_disconnect(
+    deps: &ConnectDeps,
+    tenant_id: &str,
+    provider: Provider,
+    grant_id: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<Grant> {
     let lease = chrono::Duration::from_std(deps.config.lease_duration).unwrap_or(chrono::Duration::seconds(60));
     let started = std::time::Instant::now();
     loop {
@@ -994,7 +1003,13 @@ mod tests {
         let mut contacts_only = tenant(Plan::Professional);
         contacts_only.config.enabled_entities = vec![Entity::Contact];
         check_granted_scopes(&contacts_only, Provider::Xero, &granted, XeroScopeSet::Granular).unwrap();
-        check_granted_scopes(&pro, Provider::Xero, &s(&["accounting.transactions.read", "accounting.contacts.read", "accounting.settings.read"]), XeroScopeSet::Granular).unwrap();
+        check_granted_scopes(
+            &pro,
+            Provider::Xero,
+            &s(&["accounting.transactions.read", "accounting.contacts.read", "accounting.settings.read"]),
+            XeroScopeSet::Granular,
+        )
+        .unwrap();
         // Other providers and tokens that report no scopes are not checked.
         check_granted_scopes(&pro, Provider::Zoho, &granted, XeroScopeSet::Granular).unwrap();
         check_granted_scopes(&pro, Provider::Xero, &[], XeroScopeSet::Granular).unwrap();

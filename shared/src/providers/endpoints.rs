@@ -8,9 +8,9 @@
 
 use url::Url;
 
+use crate::config::QuickBooksEnvironment;
 use crate::error::{Error, Result};
 use crate::providers::Provider;
-use crate::config::QuickBooksEnvironment;
 use crate::Config;
 
 /// Zoho data centres: (location, accounts server, API domain). From Zoho's multi-DC page; the UK API

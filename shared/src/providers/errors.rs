@@ -496,7 +496,11 @@ mod tests {
         for junk in ["<Fault type=\"", "<Fault", "<Fault><Error code=\"3001", "<FaultX type=\"SERVICE\">", "<Fault/>", "<\u{e9}Fault"] {
             let _ = quickbooks_error(&xml(400, junk), now());
         }
-        check(quickbooks_error(&xml(400, "<FaultX type=\"SERVICE\"><Error code=\"3001\"/></FaultX>"), now()), ErrorCode::ProviderPermanent, false);
+        check(
+            quickbooks_error(&xml(400, "<FaultX type=\"SERVICE\"><Error code=\"3001\"/></FaultX>"), now()),
+            ErrorCode::ProviderPermanent,
+            false,
+        );
     }
 
     #[test]
@@ -550,7 +554,14 @@ mod tests {
         check(zoho_error(&raw(502, "bad gateway"), now()), ErrorCode::ProviderTransient, true);
         // The per-plan daily budget spent: a rate limit with a long wait, named "day".
         let e = check(
-            zoho_error(&resp(429, &[], json!({"code": 45, "message": "Rate Limit Exceeded (API usage limit exceeded): the organization's API calls for the day are used up"})), now()),
+            zoho_error(
+                &resp(
+                    429,
+                    &[],
+                    json!({"code": 45, "message": "Rate Limit Exceeded (API usage limit exceeded): the organization's API calls for the day are used up"}),
+                ),
+                now(),
+            ),
             ErrorCode::ProviderRateLimited,
             true,
         );

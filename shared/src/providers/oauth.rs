@@ -186,7 +186,11 @@ pub(crate) fn token_error(provider: Provider, e: RequestTokenError<Error, BasicE
                 // description: the grant is fine, we asked too often. (Zoho Accounts token-validity
                 // docs; the exact body wording is unconfirmed, hence the loose match.)
                 BasicErrorResponseType::Extension(ext) if provider == Provider::Zoho && is_zoho_throttle(ext, body.error_description()) => {
-                    Error::ProviderRateLimited { provider, problem: "token issue limit".into(), retry_after: Some(ZOHO_TOKEN_THROTTLE_WAIT) }
+                    Error::ProviderRateLimited {
+                        provider,
+                        problem: "token issue limit".into(),
+                        retry_after: Some(ZOHO_TOKEN_THROTTLE_WAIT),
+                    }
                 }
                 // Zoho names a wrong client secret separately (Zoho's OAuth troubleshooting, Kaizen #4).
                 BasicErrorResponseType::Extension(ext) if provider == Provider::Zoho && ext == "invalid_client_secret" => {
