@@ -306,6 +306,11 @@ mod tests {
         pull.source = Source::Schedule;
         pull.priority = Priority::Low;
         jobs.push(pull);
+        let mut merge = job();
+        merge.entity = Entity::Contact;
+        merge.change = Some(Change::Merged);
+        merge.merged_from = Some("27".into());
+        jobs.push(merge);
         for j in jobs {
             let v = serde_json::to_value(&j).unwrap();
             check_against(&schema, &v).unwrap_or_else(|e| panic!("{e}: {v}"));

@@ -340,6 +340,9 @@ struct EmitReq {
     operation: String,
     /// QuickBooks: "legacy" (default) or "cloudevents".
     format: Option<String>,
+    /// QuickBooks `merge`: the record merged into `entity_id`; it is deleted from the sandbox's data
+    /// and named in the payload (`deletedId` / `data.deletedid`).
+    merged_from: Option<String>,
 }
 
 struct Delivery {
@@ -395,13 +398,23 @@ async fn emit(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
                 id.clone()
             }
         };
+        let merged_from = match (&req.merged_from, op) {
+            (Some(m), "merge") if p == Provider::Quickbooks => {
+                if *m == id || !org.delete(e, m, now) {
+                    return not_found(format!("no {} {m} to merge into {id}", e.generic()));
+                }
+                Some(m.clone())
+            }
+            (Some(_), _) => return bad("merged_from goes with a QuickBooks merge"),
+            (None, _) => None,
+        };
         match p {
             Provider::Quickbooks | Provider::Xero => {
                 let Some(url) = req.target_url.clone() else { return bad("target_url is required") };
                 let payload = if p == Provider::Quickbooks {
                     match req.format.as_deref().unwrap_or("legacy") {
-                        "legacy" => webhooks::qbo_legacy(&org_id, e, &id, op, now),
-                        "cloudevents" => webhooks::qbo_cloudevents(&org_id, e, &id, op, now),
+                        "legacy" => webhooks::qbo_legacy(&org_id, e, &id, op, now, merged_from.as_deref()),
+                        "cloudevents" => webhooks::qbo_cloudevents(&org_id, e, &id, op, now, merged_from.as_deref()),
                         other => return bad(format!("unknown format {other}")),
                     }
                 } else {
