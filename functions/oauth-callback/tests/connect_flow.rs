@@ -687,6 +687,27 @@ async fn a_failed_zoho_webhook_registration_fails_the_connect_and_leaves_nothing
     f.sandbox.shutdown().await;
 }
 
+/// QuickBooks' hard cap reaches the stored grant: the sealed tokens keep it and the grant is due by
+/// it (the refresher's due index reads `refresh_expires_at`).
+#[tokio::test]
+async fn a_quickbooks_grant_is_due_by_its_hard_refresh_expiry() {
+    let f = fixture(Plan::Professional).await;
+    let cfg = json!({"quickbooks_refresh_hard_ttl": 7200});
+    assert!(f.browser.post(format!("{}/_sandbox/config", f.sandbox.base_url)).json(&cfg).send().await.unwrap().status().is_success());
+    let before = Utc::now();
+    let (_, resp) = f.full_connect(Provider::QuickBooks, &[]).await;
+    let params = redirect_params(&resp);
+    assert_eq!(params["status"], "connected", "{params:?}");
+    let t = &f.tenant.tenant_id;
+    let grant = f.deps.grants.get_grant(t, Provider::QuickBooks, &params["grant_id"]).await.unwrap().unwrap();
+    let tokens =
+        f.deps.vault.unseal_tokens(&SealContext::new(t, Provider::QuickBooks, &grant.grant_id), grant.sealed.as_ref().unwrap()).await.unwrap();
+    let hard = tokens.refresh_hard_expires_at.expect("the hard expiry is asked for and kept");
+    assert!((7100..=7205).contains(&(hard - before).num_seconds()), "{hard}");
+    assert_eq!(grant.refresh_expires_at.map(|r| r.timestamp()), Some(hard.timestamp()), "due by the hard cap");
+    f.sandbox.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_failed_zoho_workflow_rule_fails_the_connect_and_removes_every_webhook_and_rule() {
     let f = fixture(Plan::Professional).await;

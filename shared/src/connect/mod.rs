@@ -220,6 +220,16 @@ fn entity_label(e: Entity) -> &'static str {
     }
 }
 
+/// When the grant's refresh token must be used by: its rolling expiry, or QuickBooks' hard cap
+/// (`x_refresh_token_hard_expires_in`) when that comes first. The stored grant is due by this, the
+/// same rule the refresher applies when it writes a refreshed grant.
+fn refresh_deadline(t: &TokenSet) -> Option<DateTime<Utc>> {
+    match (t.refresh_expires_at, t.refresh_hard_expires_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Connections that take a slot of the plan's integration limit.
 fn occupies_slot(c: &Connection) -> bool {
     matches!(c.status, GrantStatus::Active | GrantStatus::NeedsReauth)
@@ -624,7 +634,7 @@ async fn finish(
         scopes: scopes.clone(),
         sealed: Some(sealed),
         access_expires_at: tokens.access_expires_at,
-        refresh_expires_at: tokens.refresh_expires_at,
+        refresh_expires_at: refresh_deadline(tokens),
         version: 1,
         lease_owner: None,
         lease_expires_at: None,
@@ -1013,6 +1023,27 @@ mod tests {
         // Other providers and tokens that report no scopes are not checked.
         check_granted_scopes(&pro, Provider::Zoho, &granted, XeroScopeSet::Granular).unwrap();
         check_granted_scopes(&pro, Provider::Xero, &[], XeroScopeSet::Granular).unwrap();
+    }
+
+    #[test]
+    fn a_new_grant_is_due_by_the_earlier_of_its_refresh_expiries() {
+        let now = Utc::now();
+        let mut t = TokenSet {
+            access_token: SecretString::new("a"),
+            refresh_token: Some(SecretString::new("r")),
+            access_expires_at: now,
+            refresh_expires_at: Some(now + chrono::Duration::days(100)),
+            refresh_hard_expires_at: Some(now + chrono::Duration::days(3)),
+            scopes: Vec::new(),
+            api_domain: None,
+            accounts_server: None,
+        };
+        assert_eq!(refresh_deadline(&t), Some(now + chrono::Duration::days(3)));
+        t.refresh_hard_expires_at = None;
+        assert_eq!(refresh_deadline(&t), Some(now + chrono::Duration::days(100)));
+        t.refresh_expires_at = None;
+        t.refresh_hard_expires_at = Some(now);
+        assert_eq!(refresh_deadline(&t), Some(now));
     }
 
     #[test]
