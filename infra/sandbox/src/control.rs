@@ -288,7 +288,7 @@ async fn set_config(State(st): State<AppState>, Json(body): Json<Value>) -> Resp
     }
     if let Some(m) = c.zoho_org_plans {
         if let Some((org, plan)) = m.iter().find(|(_, plan)| !w.settings.zoho_daily_limit_by_plan.contains_key(*plan)) {
-            return bad(&format!("unknown Zoho plan {plan} for {org}"));
+            return bad(format!("unknown Zoho plan {plan} for {org}"));
         }
         w.settings.zoho_org_plans.extend(m);
     }
