@@ -328,6 +328,87 @@ async fn quickbooks_rotated_refresh_token_is_single_use() {
     env.sb.shutdown().await;
 }
 
+/// QuickBooks' 5-year cap, end to end: the client opts in, the sandbox reports the hard expiry, the
+/// rolling expiry never passes it, and past it the grant is dead (invalid_grant, not a retry).
+#[tokio::test]
+async fn quickbooks_hard_refresh_expiry_is_reported_and_enforced() {
+    let env = Env::start().await;
+    env.control("config", json!({"quickbooks_refresh_hard_ttl": 7200})).await;
+    let client = env.client(Provider::QuickBooks);
+    let before = chrono::Utc::now();
+    let (grant, _) = env.connect(&client, &[]).await;
+    let hard = grant.tokens.refresh_hard_expires_at.expect("x_refresh_token_hard_expires_in is read");
+    let secs = (hard - before).num_seconds();
+    assert!((7100..=7205).contains(&secs), "hard expiry {secs}s from now");
+    assert!(grant.tokens.refresh_expires_at.unwrap() <= hard, "the rolling expiry is capped by the hard one");
+    let next = client.refresh(&grant.tokens).await.unwrap();
+    assert_eq!(next.refresh_hard_expires_at.map(|t| (t - hard).num_seconds().abs() <= 2), Some(true), "the same cap on every refresh");
+    env.control("clock", json!({"advance_seconds": 7201})).await;
+    assert_code(&client.refresh(&next).await.unwrap_err(), ErrorCode::InvalidGrant, false);
+    env.sb.shutdown().await;
+}
+
+/// Zoho's token endpoint answers every error with HTTP 200; only a dead code or refresh token kills
+/// the grant, our credentials are ProviderAuth, the throttle a rate limit, anything unknown transient.
+#[tokio::test]
+async fn zoho_token_errors_are_classified_from_the_docs() {
+    let env = Env::start().await;
+    let client = env.client(Provider::Zoho);
+    let (grant, _) = env.connect(&client, &[]).await;
+    let tokens = grant.tokens;
+    for (error, code, retryable) in [
+        ("invalid_code", ErrorCode::InvalidGrant, false),
+        ("invalid_client", ErrorCode::ProviderAuthFailed, false),
+        ("invalid_client_secret", ErrorCode::ProviderAuthFailed, false),
+        ("invalid_redirect_uri", ErrorCode::ProviderPermanent, false),
+        ("Access Denied", ErrorCode::ProviderRateLimited, true),
+        ("general_error", ErrorCode::ProviderTransient, true),
+        ("something_new", ErrorCode::ProviderTransient, true),
+    ] {
+        env.control(
+            "faults",
+            json!({"provider": "zoho", "path_prefix": token_prefix(Provider::Zoho), "kind": "token_error", "error": error}),
+        )
+        .await;
+        let err = client.refresh(&tokens).await.unwrap_err();
+        assert_eq!((err.code(), err.is_retryable()), (code, retryable), "{error}: {err}");
+    }
+    client.refresh(&tokens).await.expect("the grant survived every answer");
+    env.sb.shutdown().await;
+}
+
+/// Zoho's per-plan daily budget, per organisation: spent, the API answers 429 and the client
+/// reports a day-long limit; the next (UTC) day it works again.
+#[tokio::test]
+async fn zoho_daily_api_limit_follows_the_orgs_plan() {
+    let env = Env::start().await;
+    env.control("config", json!({"zoho_daily_limit_by_plan": {"free": 3}, "zoho_org_plans": {"700000001": "free"}})).await;
+    let client = env.client(Provider::Zoho);
+    let (grant, _) = env.connect(&client, &[]).await;
+    let org = org_of(Provider::Zoho);
+    let start = Cursor::start(Provider::Zoho, Entity::Contact);
+    for _ in 0..3 {
+        client.list(&grant.tokens, org, &start).await.expect("within the day's budget");
+    }
+    let err = client.list(&grant.tokens, org, &start).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ProviderRateLimited);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
+    assert!(err.to_string().contains("(day)"), "{err}");
+    // An unknown plan is refused by the control API rather than silently unlimited.
+    let bad = env
+        .control
+        .post(format!("{}/_sandbox/config", env.sb.base_url))
+        .json(&json!({"zoho_org_plans": {"1": "gold"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    env.control("clock", json!({"advance_seconds": 86_400})).await;
+    let fresh = client.refresh(&grant.tokens).await.unwrap();
+    client.list(&fresh, org, &start).await.expect("a new day, a new budget");
+    env.sb.shutdown().await;
+}
+
 /// Path prefixes of each provider's API (not its token endpoint), for fault injection.
 fn api_prefix(provider: Provider) -> &'static str {
     match provider {
@@ -420,6 +501,35 @@ async fn zoho_error_families_map_to_codes() {
     error_families(Provider::Zoho).await;
 }
 
+/// Each of QuickBooks' error shapes, as the sandbox sends them, lands in the right family; above all
+/// a throttle (JSON SERVICE fault, XML even though JSON was asked for, XML with 403) never sends a
+/// grant to re-authorisation.
+#[tokio::test]
+async fn quickbooks_error_shapes_as_intuit_sends_them() {
+    let env = Env::start().await;
+    let client = env.client(Provider::QuickBooks);
+    let (grant, _) = env.connect(&client, &[]).await;
+    let tokens = grant.tokens;
+    let org = org_of(Provider::QuickBooks);
+    let start = Cursor::start(Provider::QuickBooks, Entity::Invoice);
+    for kind in ["qbo_throttle_service", "qbo_throttle_xml", "qbo_throttle_403"] {
+        env.fault(Provider::QuickBooks, "/v3/", kind, None).await;
+        let err = client.list(&tokens, org, &start).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ProviderRateLimited, "{kind}: {err}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(60)), "{kind}");
+    }
+    env.fault(Provider::QuickBooks, "/v3/", "qbo_auth", None).await;
+    assert_code(&client.list(&tokens, org, &start).await.unwrap_err(), ErrorCode::ProviderAuthFailed, false);
+    // The client's pages never exceed QuickBooks' MAXRESULTS maximum, which the sandbox refuses.
+    let big = Cursor::start(Provider::QuickBooks, Entity::Invoice).with_page_size(5000);
+    assert_eq!(big.page_size, 1000);
+    client.list(&tokens, org, &big).await.expect("a 1000-row page is allowed");
+    let mut forged = Cursor::start(Provider::QuickBooks, Entity::Invoice);
+    forged.page_size = 1001;
+    assert_eq!(client.list(&tokens, org, &forged).await.unwrap_err().code(), ErrorCode::InvalidInput);
+    env.sb.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_timeout_is_a_retryable_error_within_the_configured_time() {
     let settings = sandbox::Settings { timeout_fault_seconds: 8, ..Default::default() };
@@ -474,6 +584,22 @@ async fn zoho_grant_follows_the_users_data_centre() {
     assert!(orgs.iter().all(|o| o.region.as_deref() == Some("eu")));
     let refreshed = client.refresh(&grant.tokens).await.expect("refresh at the EU accounts server");
     client.list(&refreshed, sandbox::state::ZOHO_ORG_EU, &Cursor::start(Provider::Zoho, Entity::Invoice)).await.unwrap();
+    env.sb.shutdown().await;
+}
+
+/// A user in Zoho's UAE data centre connects, refreshes and reads like any other.
+#[tokio::test]
+async fn zoho_uae_data_centre_is_on_the_allow_list() {
+    let env = Env::start().await;
+    env.control("seed", json!({"provider": "zoho", "org_id": "800000001", "name": "Dubai Books LLC", "dc": "ae"})).await;
+    let client = env.client(Provider::Zoho);
+    let (grant, callback) = env.connect(&client, &[("sandbox_dc", "ae")]).await;
+    let base = env.sb.base_url.trim_end_matches('/');
+    assert_eq!(grant.tokens.api_domain.as_deref(), Some(format!("{base}/zoho/api/ae").as_str()));
+    let orgs = client.discover_orgs(&grant.tokens, &callback).await.unwrap();
+    assert_eq!(orgs.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), vec!["800000001"]);
+    let refreshed = client.refresh(&grant.tokens).await.expect("refresh at the UAE accounts server");
+    client.list(&refreshed, "800000001", &Cursor::start(Provider::Zoho, Entity::Contact)).await.unwrap();
     env.sb.shutdown().await;
 }
 

@@ -235,6 +235,7 @@ impl H {
             entity_id: None,
             cursor: None,
             change: None,
+            merged_from: None,
             priority: Priority::Normal,
             idempotency_key: unique("app"),
             correlation_id: unique("corr"),

@@ -197,6 +197,7 @@ async fn e2e_part() {
         entity_id: None,
         cursor: None,
         change: None,
+        merged_from: None,
         priority: Priority::Normal,
         idempotency_key: format!("bench-{}", uuid::Uuid::new_v4()),
         correlation_id: "bench".into(),

@@ -62,6 +62,48 @@ pub struct Secrets {
     pub app_signing: String,
 }
 
+/// Which of Intuit's two API hosts this deployment talks to. Intuit issues separate development and
+/// production keys; development keys reach only sandbox companies, on
+/// `sandbox-quickbooks.api.intuit.com`. OAuth endpoints are the same for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuickBooksEnvironment {
+    #[default]
+    Production,
+    Sandbox,
+}
+
+impl std::str::FromStr for QuickBooksEnvironment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "production" => Ok(QuickBooksEnvironment::Production),
+            "sandbox" | "development" => Ok(QuickBooksEnvironment::Sandbox),
+            _ => Err("must be production or sandbox".into()),
+        }
+    }
+}
+
+/// Which of Xero's scope vocabularies this deployment's Xero app accepts. Apps created on or after
+/// 2 March 2026 may only ask for the granular scopes (`accounting.invoices`, `accounting.payments`,
+/// ...); older apps keep the broad `accounting.transactions` until their migration deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XeroScopeSet {
+    #[default]
+    Granular,
+    Broad,
+}
+
+impl std::str::FromStr for XeroScopeSet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "granular" => Ok(XeroScopeSet::Granular),
+            "broad" | "legacy" => Ok(XeroScopeSet::Broad),
+            _ => Err("must be granular or broad".into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub stage: String,
@@ -82,6 +124,10 @@ pub struct Config {
     pub data_key_cache_max_age: Duration,
     pub data_key_cache_max_uses: u32,
     pub provider_timeout: Duration,
+    /// QUICKBOOKS_ENVIRONMENT: production (default) or sandbox (Intuit's development host).
+    pub quickbooks_environment: QuickBooksEnvironment,
+    /// XERO_SCOPE_SET: granular (default; apps created from March 2026) or broad (older apps).
+    pub xero_scope_set: XeroScopeSet,
 }
 
 /// Reads variables through a lookup function so tests never touch the process environment.
@@ -221,6 +267,8 @@ impl Config {
         let data_key_cache_max_age = r.seconds("DATA_KEY_CACHE_MAX_AGE_SECONDS", 300, 0, 86_400);
         let data_key_cache_max_uses = r.parsed("DATA_KEY_CACHE_MAX_USES", 10_000u32, |_| Ok(()));
         let provider_timeout = r.seconds("PROVIDER_TIMEOUT_SECONDS", 20, 1, 120);
+        let quickbooks_environment = r.parsed("QUICKBOOKS_ENVIRONMENT", QuickBooksEnvironment::Production, |_| Ok(()));
+        let xero_scope_set = r.parsed("XERO_SCOPE_SET", XeroScopeSet::Granular, |_| Ok(()));
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
@@ -242,6 +290,8 @@ impl Config {
             data_key_cache_max_age,
             data_key_cache_max_uses,
             provider_timeout,
+            quickbooks_environment,
+            xero_scope_set,
         })
     }
 
@@ -297,6 +347,20 @@ mod tests {
         assert_eq!(c.refresh_window, Duration::from_secs(600));
         assert_eq!(c.provider_base_url, None);
         assert_eq!(c.log_level, "info");
+    }
+
+    #[test]
+    fn quickbooks_environment_and_xero_scope_set_are_read() {
+        let c = load(&full()).unwrap();
+        assert_eq!((c.quickbooks_environment, c.xero_scope_set), (QuickBooksEnvironment::Production, XeroScopeSet::Granular));
+        let mut vars = full();
+        vars.insert("QUICKBOOKS_ENVIRONMENT", "sandbox".into());
+        vars.insert("XERO_SCOPE_SET", "broad".into());
+        let c = load(&vars).unwrap();
+        assert_eq!((c.quickbooks_environment, c.xero_scope_set), (QuickBooksEnvironment::Sandbox, XeroScopeSet::Broad));
+        vars.insert("QUICKBOOKS_ENVIRONMENT", "staging".into());
+        vars.insert("XERO_SCOPE_SET", "all".into());
+        assert_eq!(load(&vars).unwrap_err().names(), vec!["QUICKBOOKS_ENVIRONMENT", "XERO_SCOPE_SET"]);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     NeedsReauth = 1008,
     /// The grant lacks a scope the operation needs; an admin must connect again with it.
     MissingScope = 1009,
+    /// The provider granted fewer scopes than the tenant's enabled entities need.
+    InsufficientScope = 1010,
     // 2xxx: rate limits
     RateLimited = 2001,
     ProviderRateLimited = 2002,
@@ -97,6 +99,8 @@ pub enum Error {
     NeedsReauth { provider: Provider, grant_id: String },
     #[error("the {provider} grant lacks the scope '{scope}' that {operation} needs; connect again granting it")]
     MissingScope { provider: Provider, scope: String, operation: String },
+    #[error("{provider} did not grant the scopes this tenant's enabled entities need; missing: {missing}")]
+    InsufficientScope { provider: Provider, missing: String },
     #[error("the authorisation at {provider} was declined ({error})")]
     ConsentDenied { provider: Provider, error: String },
     #[error("rate limited ({scope}); retry after {retry_after:?}")]
@@ -169,6 +173,7 @@ impl Error {
             ConsentDenied { .. } => ErrorCode::ConsentDenied,
             NeedsReauth { .. } => ErrorCode::NeedsReauth,
             MissingScope { .. } => ErrorCode::MissingScope,
+            InsufficientScope { .. } => ErrorCode::InsufficientScope,
             RateLimited { .. } => ErrorCode::RateLimited,
             ProviderRateLimited { .. } => ErrorCode::ProviderRateLimited,
             CircuitOpen { .. } => ErrorCode::CircuitOpen,
@@ -235,7 +240,8 @@ impl Error {
             | ErrorCode::MissingScope
             | ErrorCode::ProviderNotEnabled
             | ErrorCode::RedirectNotAllowed
-            | ErrorCode::ConsentDenied => 403,
+            | ErrorCode::ConsentDenied
+            | ErrorCode::InsufficientScope => 403,
             ErrorCode::InvalidState | ErrorCode::InvalidInput | ErrorCode::StaleWebhook | ErrorCode::InvalidTenantConfig => 400,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,

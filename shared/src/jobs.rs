@@ -84,6 +84,9 @@ pub struct SyncJob {
     /// Webhook jobs only: what happened to the entity according to the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<Change>,
+    /// Webhook jobs for a merge: the record merged away into `entity_id`, gone at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<String>,
     pub priority: Priority,
     /// Same work => same key. The worker records finished keys, so a job that arrives twice (SQS
     /// at-least-once, or a provider redelivering after our nonce expired) is done once.
@@ -272,6 +275,7 @@ mod tests {
             entity_id: Some("130".into()),
             cursor: None,
             change: Some(Change::Updated),
+            merged_from: None,
             priority: Priority::High,
             idempotency_key: webhook_idempotency_key(
                 Provider::QuickBooks,
@@ -302,6 +306,11 @@ mod tests {
         pull.source = Source::Schedule;
         pull.priority = Priority::Low;
         jobs.push(pull);
+        let mut merge = job();
+        merge.entity = Entity::Contact;
+        merge.change = Some(Change::Merged);
+        merge.merged_from = Some("27".into());
+        jobs.push(merge);
         for j in jobs {
             let v = serde_json::to_value(&j).unwrap();
             check_against(&schema, &v).unwrap_or_else(|e| panic!("{e}: {v}"));

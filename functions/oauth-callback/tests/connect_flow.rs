@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use integration_tests::{aws, unique};
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::Value;
+use serde_json::{json, Value};
 use shared::audit::AuditLog;
 use shared::connect::app_auth;
 use shared::connect::state::{self, StateClaims};
@@ -331,6 +331,21 @@ async fn xero_full_connect_uses_pkce_and_stores_one_connection_per_authorised_te
     f.sandbox.shutdown().await;
 }
 
+/// `settings/{kind}` of a Zoho org as the sandbox holds it (empty when the token no longer works).
+async fn zoho_list(f: &Fixture, api_domain: &str, tokens: &shared::TokenSet, kind: &str, org: &str) -> Vec<Value> {
+    let listed: Value = f
+        .browser
+        .get(format!("{api_domain}/books/v3/settings/{kind}?organization_id={org}"))
+        .header("authorization", format!("Zoho-oauthtoken {}", tokens.access_token.expose()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    listed[kind].as_array().cloned().unwrap_or_default()
+}
+
 #[tokio::test]
 async fn zoho_connect_in_the_eu_registers_webhooks_and_disconnect_removes_them() {
     let f = fixture(Plan::Professional).await;
@@ -371,8 +386,21 @@ async fn zoho_connect_in_the_eu_registers_webhooks_and_disconnect_removes_them()
             .await
             .unwrap();
         let hooks = listed["webhooks"].as_array().unwrap_or_else(|| panic!("{listed}"));
-        let ours: Vec<&Value> = hooks.iter().filter(|h| ids.iter().any(|id| h["webhook_id"] == id.as_str())).collect();
+        let hook_ids: Vec<&str> = ids.iter().map(|id| zoho_webhooks::registration_parts(id).0).collect();
+        let ours: Vec<&Value> = hooks.iter().filter(|h| hook_ids.iter().any(|id| h["webhook_id"] == *id)).collect();
         assert_eq!(ours.len(), ids.len(), "{listed}");
+        // Each webhook is the action of a workflow rule on its own module: without one Zoho Books
+        // would never send it.
+        let rules = zoho_list(&f, &api_domain, &tokens, "workflows", &c.org_id).await;
+        for id in &ids {
+            let (hook, wf) = zoho_webhooks::registration_parts(id);
+            let wf = wf.unwrap_or_else(|| panic!("registration {id} has no workflow rule"));
+            let rule = rules.iter().find(|r| r["workflow_id"] == wf).unwrap_or_else(|| panic!("rule {wf} not at Zoho"));
+            let h = hooks.iter().find(|h| h["webhook_id"] == hook).unwrap();
+            assert_eq!(rule["entity"], h["entity"]);
+            assert_eq!(rule["actions"], json!([{"action_type": "webhook", "action_id": hook}]));
+            assert!(["on_create", "on_edit", "on_delete"].contains(&rule["event"].as_str().unwrap()), "{rule}");
+        }
         for h in ours {
             assert_eq!(h["url"], zoho_webhooks::callback_url(&f.deps.config.public_base_url, &c.org_id).as_str());
             let header = h["headers"]
@@ -410,9 +438,10 @@ async fn zoho_connect_in_the_eu_registers_webhooks_and_disconnect_removes_them()
         let ids = zoho_webhooks::split_ids(c.webhook_id.as_deref());
         let left = listed["webhooks"]
             .as_array()
-            .map(|a| a.iter().filter(|h| ids.iter().any(|id| h["webhook_id"] == id.as_str())).count())
+            .map(|a| a.iter().filter(|h| ids.iter().any(|id| h["webhook_id"] == zoho_webhooks::registration_parts(id).0)).count())
             .unwrap_or(0);
         assert_eq!(left, 0, "webhooks still registered: {listed}");
+        assert!(zoho_list(&f, &api_domain, &tokens, "workflows", &c.org_id).await.is_empty(), "workflow rules still there");
     }
     let after = f.deps.grants.get_grant(t, Provider::Zoho, &grant.grant_id).await.unwrap().unwrap();
     assert_eq!(after.status, GrantStatus::Disconnected);
@@ -618,6 +647,29 @@ async fn a_consent_that_would_exceed_the_plan_is_refused_at_the_callback_and_rev
 }
 
 #[tokio::test]
+async fn a_xero_grant_without_the_scopes_for_enabled_entities_is_refused_naming_them_and_revoked() {
+    let f = fixture(Plan::Professional).await;
+    let authorize = f.start(Provider::Xero).await;
+    let q: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
+    // The default deployment asks in Xero's granular vocabulary (apps created from March 2026).
+    assert!(q["scope"].split(' ').any(|s| s == "accounting.invoices"), "{q:?}");
+    assert!(!q["scope"].contains("accounting.transactions"), "{q:?}");
+    // The consent grants contacts and settings only.
+    let query = f.consent(&authorize, &[("sandbox_scope", "offline_access accounting.contacts accounting.settings.read")]).await;
+    let params = redirect_params(&f.callback(Provider::Xero, &query).await);
+    assert_eq!(
+        (params["status"].as_str(), params["code"].as_str(), params["reason"].as_str()),
+        ("error", "E1010", "insufficient_scope"),
+        "{params:?}"
+    );
+    assert_eq!(params["missing_scopes"], "accounting.invoices accounting.payments", "{params:?}");
+    f.assert_nothing_stored().await;
+    assert_eq!(f.sandbox_calls("POST /xero/identity/connect/revocation").await, 1, "the refused grant is revoked at Xero");
+    assert_eq!(f.sandbox_calls_or_zero("GET /xero/connections").await, 0, "refused before org discovery");
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_failed_zoho_webhook_registration_fails_the_connect_and_leaves_nothing_behind() {
     let f = fixture(Plan::Professional).await;
     let authorize = f.start(Provider::Zoho).await;
@@ -632,6 +684,57 @@ async fn a_failed_zoho_webhook_registration_fails_the_connect_and_leaves_nothing
     assert_eq!(params["retryable"], "true");
     f.assert_nothing_stored().await;
     assert_eq!(f.sandbox_calls("POST /zoho/accounts/{dc}/oauth/v2/token/revoke").await, 1, "the new Zoho grant is revoked");
+    f.sandbox.shutdown().await;
+}
+
+/// QuickBooks' hard cap reaches the stored grant: the sealed tokens keep it and the grant is due by
+/// it (the refresher's due index reads `refresh_expires_at`).
+#[tokio::test]
+async fn a_quickbooks_grant_is_due_by_its_hard_refresh_expiry() {
+    let f = fixture(Plan::Professional).await;
+    let cfg = json!({"quickbooks_refresh_hard_ttl": 7200});
+    assert!(f.browser.post(format!("{}/_sandbox/config", f.sandbox.base_url)).json(&cfg).send().await.unwrap().status().is_success());
+    let before = Utc::now();
+    let (_, resp) = f.full_connect(Provider::QuickBooks, &[]).await;
+    let params = redirect_params(&resp);
+    assert_eq!(params["status"], "connected", "{params:?}");
+    let t = &f.tenant.tenant_id;
+    let grant = f.deps.grants.get_grant(t, Provider::QuickBooks, &params["grant_id"]).await.unwrap().unwrap();
+    let tokens =
+        f.deps.vault.unseal_tokens(&SealContext::new(t, Provider::QuickBooks, &grant.grant_id), grant.sealed.as_ref().unwrap()).await.unwrap();
+    let hard = tokens.refresh_hard_expires_at.expect("the hard expiry is asked for and kept");
+    assert!((7100..=7205).contains(&(hard - before).num_seconds()), "{hard}");
+    assert_eq!(grant.refresh_expires_at.map(|r| r.timestamp()), Some(hard.timestamp()), "due by the hard cap");
+    f.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_zoho_workflow_rule_fails_the_connect_and_removes_every_webhook_and_rule() {
+    let f = fixture(Plan::Professional).await;
+    let authorize = f.start(Provider::Zoho).await;
+    let query = f.consent(&authorize, &[]).await;
+    let fault =
+        json!({"provider": "zoho", "method": "POST", "path_prefix": "/zoho/api/us/books/v3/settings/workflows", "kind": "500", "count": 1});
+    assert!(f.browser.post(format!("{}/_sandbox/faults", f.sandbox.base_url)).json(&fault).send().await.unwrap().status().is_success());
+    let params = redirect_params(&f.callback(Provider::Zoho, &query).await);
+    assert_eq!((params["status"].as_str(), params["reason"].as_str()), ("error", "webhook_registration_failed"), "{params:?}");
+    f.assert_nothing_stored().await;
+    let c: Value = f.browser.get(format!("{}/_sandbox/counters", f.sandbox.base_url)).send().await.unwrap().json().await.unwrap();
+    let count = |method: &str, kind: &str| -> u64 {
+        c["calls"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(method) && k.contains(&format!("settings/{kind}")))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    let n = (zoho_webhooks::ENTITIES.len() * zoho_webhooks::EVENTS.len()) as u64;
+    assert_eq!((count("POST ", "webhooks"), count("POST ", "workflows")), (n, n), "{c}");
+    // The webhook whose rule failed is removed by the registration itself, the others by the undo
+    // (rule first, then webhook).
+    assert_eq!(count("DELETE ", "webhooks"), n, "{c}");
+    assert_eq!(count("DELETE ", "workflows"), n - 1, "{c}");
     f.sandbox.shutdown().await;
 }
 
@@ -819,7 +922,10 @@ async fn server_errors_show_no_internal_detail_on_the_callback_page_or_in_json()
         let resp = oauth_callback::handle(&deps, req).await.unwrap();
         assert!(resp.status().as_u16() >= 500, "{accept}: {}", resp.status());
         let b = body(&resp);
-        assert!(!b.contains("arn:aws") && !b.contains("ttya-missing") && !b.contains("Exception") && !b.contains("secret"), "{accept}: {b}");
+        assert!(
+            !b.contains("arn:aws") && !b.contains("ttya-missing") && !b.contains("Exception") && !b.contains("secret"),
+            "{accept}: {b}"
+        );
         assert!(b.contains("corr-5xx-1"), "{accept}: the correlation id is shown: {b}");
         assert!(b.contains("9001") || b.contains("9000"), "{accept}: the code is shown: {b}");
     }
@@ -839,18 +945,17 @@ async fn the_pkce_verifier_is_stored_sealed_and_bound_to_its_state() {
     let state_param = authorize.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
     let state_key = f.deps.secrets.app_signing(&f.deps.config.secrets.app_signing).await.unwrap().state_key.clone();
     let claims = state::verify(&state_key, &state_param, Provider::Xero, Utc::now()).unwrap();
-    let item = f
-        .db
-        .get_item()
-        .table_name(&f.deps.config.tables.ephemeral)
-        .key("pk", AttributeValue::S(format!("TENANT#{}", f.tenant.tenant_id)))
-        .key("sk", AttributeValue::S(state::state_sk(&claims.id_hex())))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .expect("the state is stored");
+    let item =
+        f.db.get_item()
+            .table_name(&f.deps.config.tables.ephemeral)
+            .key("pk", AttributeValue::S(format!("TENANT#{}", f.tenant.tenant_id)))
+            .key("sk", AttributeValue::S(state::state_sk(&claims.id_hex())))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("the state is stored");
     assert!(!item.contains_key("pkce_verifier"), "no verifier in clear: {:?}", item.keys());
     let sealed = shared::vault::SealedBlob::from_json(item["pkce_verifier_sealed"].as_s().unwrap()).unwrap();
     let ctx = state::pkce_context(&f.tenant.tenant_id, Provider::Xero, &claims.id_hex());

@@ -125,6 +125,39 @@ async fn quickbooks_legacy_and_cloudevents_from_the_sandbox() {
     w.sandbox.shutdown().await;
 }
 
+/// A QuickBooks merge, in both formats, becomes one job: change=merged on the surviving customer,
+/// naming the customer merged away (which no longer exists at the provider).
+#[tokio::test]
+async fn quickbooks_merges_from_the_sandbox_carry_both_ids() {
+    let w = world().await;
+    let realm = numeric_org();
+    w.org(Provider::QuickBooks, &realm).await;
+    for format in ["legacy", "cloudevents"] {
+        let seeded = w.control("/_sandbox/seed", serde_json::json!({"provider": "quickbooks", "org_id": realm, "entity": "customer", "count": 2})).await;
+        let ids: Vec<String> = seeded["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        let out = w
+            .control(
+                "/_sandbox/webhooks/emit",
+                serde_json::json!({"provider": "quickbooks", "org_id": realm, "entity": "customer", "operation": "merge",
+                    "entity_id": ids[0], "merged_from": ids[1], "format": format,
+                    "target_url": format!("{}/webhooks/quickbooks", w.receiver_url)}),
+            )
+            .await;
+        assert_eq!(out["status"], 200, "{format}: {out}");
+        let jobs = w.f.drain_all().await;
+        assert_eq!(jobs.len(), 1, "{format}: {jobs:?}");
+        let j = &jobs[0].1;
+        assert_eq!(
+            (j.entity, j.change, j.entity_id.as_deref(), j.merged_from.as_deref()),
+            (Entity::Contact, Some(Change::Merged), Some(ids[0].as_str()), Some(ids[1].as_str())),
+            "{format}"
+        );
+        let job_json = serde_json::to_value(j).unwrap();
+        assert_eq!(job_json["merged_from"], ids[1].as_str());
+    }
+    w.sandbox.shutdown().await;
+}
+
 #[tokio::test]
 async fn xero_events_and_intent_to_receive_from_the_sandbox() {
     let w = world().await;

@@ -227,6 +227,14 @@ struct ConfigReq {
     latency_ms: Option<u64>,
     timeout_fault_seconds: Option<u64>,
     rate_limits_enabled: Option<bool>,
+    quickbooks_refresh_hard_ttl: Option<i64>,
+    /// "granular" or "broad" (see Settings::xero_app_scopes).
+    xero_app_scopes: Option<String>,
+    /// Merged into Settings::zoho_daily_limit_by_plan.
+    zoho_daily_limit_by_plan: Option<std::collections::BTreeMap<String, u32>>,
+    zoho_default_plan: Option<String>,
+    /// Organisation id -> plan, merged into Settings::zoho_org_plans.
+    zoho_org_plans: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Changes lifetimes and limits, for one provider or (without `provider`) for all three.
@@ -235,7 +243,11 @@ async fn set_config(State(st): State<AppState>, Json(body): Json<Value>) -> Resp
         Ok(c) => c,
         Err(r) => return r,
     };
-    if [c.access_token_ttl, c.refresh_token_ttl, c.refresh_grace, c.auth_code_ttl].iter().flatten().any(|v| *v < 0) {
+    if [c.access_token_ttl, c.refresh_token_ttl, c.refresh_grace, c.auth_code_ttl, c.quickbooks_refresh_hard_ttl]
+        .iter()
+        .flatten()
+        .any(|v| *v < 0)
+    {
         return bad("lifetimes must not be negative");
     }
     if [c.minute_window_seconds, c.day_window_seconds].iter().flatten().any(|v| *v < 1) {
@@ -285,6 +297,27 @@ async fn set_config(State(st): State<AppState>, Json(body): Json<Value>) -> Resp
     if let Some(v) = c.rate_limits_enabled {
         w.settings.rate_limits_enabled = v;
     }
+    if let Some(v) = c.xero_app_scopes {
+        if v != "granular" && v != "broad" {
+            return bad("xero_app_scopes must be granular or broad");
+        }
+        w.settings.xero_app_scopes = v;
+    }
+    if let Some(m) = c.zoho_daily_limit_by_plan {
+        w.settings.zoho_daily_limit_by_plan.extend(m);
+    }
+    if let Some(m) = c.zoho_org_plans {
+        if let Some((org, plan)) = m.iter().find(|(_, plan)| !w.settings.zoho_daily_limit_by_plan.contains_key(*plan)) {
+            return bad(format!("unknown Zoho plan {plan} for {org}"));
+        }
+        w.settings.zoho_org_plans.extend(m);
+    }
+    if let Some(v) = c.zoho_default_plan {
+        w.settings.zoho_default_plan = v;
+    }
+    if let Some(v) = c.quickbooks_refresh_hard_ttl {
+        w.settings.quickbooks_refresh_hard_ttl = v;
+    }
     json_value(StatusCode::OK, &serde_json::to_value(&w.settings).expect("json"))
 }
 
@@ -327,6 +360,9 @@ struct EmitReq {
     operation: String,
     /// QuickBooks: "legacy" (default) or "cloudevents".
     format: Option<String>,
+    /// QuickBooks `merge`: the record merged into `entity_id`; it is deleted from the sandbox's data
+    /// and named in the payload (`deletedId` / `data.deletedid`).
+    merged_from: Option<String>,
 }
 
 struct Delivery {
@@ -382,13 +418,23 @@ async fn emit(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
                 id.clone()
             }
         };
+        let merged_from = match (&req.merged_from, op) {
+            (Some(m), "merge") if p == Provider::Quickbooks => {
+                if *m == id || !org.delete(e, m, now) {
+                    return not_found(format!("no {} {m} to merge into {id}", e.generic()));
+                }
+                Some(m.clone())
+            }
+            (Some(_), _) => return bad("merged_from goes with a QuickBooks merge"),
+            (None, _) => None,
+        };
         match p {
             Provider::Quickbooks | Provider::Xero => {
                 let Some(url) = req.target_url.clone() else { return bad("target_url is required") };
                 let payload = if p == Provider::Quickbooks {
                     match req.format.as_deref().unwrap_or("legacy") {
-                        "legacy" => webhooks::qbo_legacy(&org_id, e, &id, op, now),
-                        "cloudevents" => webhooks::qbo_cloudevents(&org_id, e, &id, op, now),
+                        "legacy" => webhooks::qbo_legacy(&org_id, e, &id, op, now, merged_from.as_deref()),
+                        "cloudevents" => webhooks::qbo_cloudevents(&org_id, e, &id, op, now, merged_from.as_deref()),
                         other => return bad(format!("unknown format {other}")),
                     }
                 } else {
@@ -409,12 +455,19 @@ async fn emit(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
             Provider::Zoho => {
                 let record = org.get(e, &id).map(|r| r.value.clone()).unwrap_or_else(|| json!({e.zoho_id_field(): id}));
                 let body = webhooks::zoho_body(e, &record).to_string();
-                let hooks: Vec<_> =
-                    org.webhooks.iter().filter(|h| Entity::parse(&h.entity) == Some(e) || h.entity == "all").cloned().collect();
+                // Zoho Books fires a webhook only as the action of a workflow rule on the module and
+                // event: a registration alone delivers nothing.
+                let firing: Vec<String> = org
+                    .workflows
+                    .iter()
+                    .filter(|wf| wf.is_active && Entity::parse(&wf.entity) == Some(e) && crate::zoho::workflow_fires(&wf.event, op))
+                    .flat_map(|wf| wf.webhook_ids.iter().cloned())
+                    .collect();
+                let hooks: Vec<_> = org.webhooks.iter().filter(|h| firing.contains(&h.webhook_id)).cloned().collect();
                 if hooks.is_empty() {
-                    // No registration: deliver unsigned to target_url if the test gave one.
+                    // No rule fires: deliver unsigned to target_url if the test gave one.
                     let Some(url) = req.target_url.clone() else {
-                        return not_found(format!("no Zoho webhook registered for {} in org {org_id}", e.zoho_plural()));
+                        return not_found(format!("no Zoho workflow rule fires a webhook for {} {op} in org {org_id}", e.zoho_plural()));
                     };
                     vec![Delivery { url, method: "POST".into(), headers: Vec::new(), body, signature: None }]
                 } else {

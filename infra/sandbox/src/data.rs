@@ -69,6 +69,19 @@ pub struct ZohoWebhook {
     pub raw: Value,
 }
 
+/// A Zoho Books workflow rule: when a record of `entity` meets `event`, its webhook actions fire.
+/// Zoho Books sends webhooks only as workflow actions (Books help, "Webhooks": a webhook is
+/// associated with a workflow rule); a registration no rule uses delivers nothing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ZohoWorkflow {
+    pub workflow_id: String,
+    pub workflow_name: String,
+    pub entity: String,
+    pub event: String,
+    pub webhook_ids: Vec<String>,
+    pub is_active: bool,
+}
+
 /// A stored answer for a repeated idempotency key: status and body.
 #[derive(Debug, Clone)]
 pub struct StoredAnswer {
@@ -89,6 +102,7 @@ pub struct Org {
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
+    pub workflows: Vec<ZohoWorkflow>,
 }
 
 fn slot(e: Entity) -> usize {
@@ -132,6 +146,7 @@ impl Org {
             seq: 0,
             idempotency: HashMap::new(),
             webhooks: Vec::new(),
+            workflows: Vec::new(),
         }
     }
 

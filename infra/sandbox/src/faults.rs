@@ -55,6 +55,32 @@ pub async fn provider_middleware(State(st): State<AppState>, req: Request, next:
             };
             rate_limited(p, &limited)
         }
+        FaultKind::QboThrottleService | FaultKind::QboThrottleXml | FaultKind::QboThrottle403 | FaultKind::QboAuth
+            if p != Provider::Quickbooks =>
+        {
+            if fault.kind == FaultKind::QboAuth {
+                unauthorized(p)
+            } else {
+                let limited = Limited {
+                    problem: LimitProblem::Minute,
+                    retry_after: fault.retry_after.unwrap_or(60),
+                    quota: Quota { minute_remaining: Some(0), day_remaining: Some(0), app_minute_remaining: Some(0) },
+                };
+                rate_limited(p, &limited)
+            }
+        }
+        FaultKind::TokenError => {
+            let code = fault.error.as_deref().unwrap_or("invalid_request");
+            let body = json!({"error": code});
+            // Zoho answers token errors with HTTP 200; the others with 400 (401 for Intuit's
+            // client failures, which the plain 400 does not change for classification).
+            let status = if p == Provider::Zoho { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+            json_value(status, &body)
+        }
+        FaultKind::QboThrottleService => qbo_throttle(),
+        FaultKind::QboThrottleXml => qbo_throttle_xml(StatusCode::TOO_MANY_REQUESTS),
+        FaultKind::QboThrottle403 => qbo_throttle_xml(StatusCode::FORBIDDEN),
+        FaultKind::QboAuth => qbo_unauthorized("Token expired"),
         FaultKind::Malformed => malformed(p, &path),
         FaultKind::InvalidGrant => {
             if is_token_endpoint(&path) {
@@ -147,6 +173,50 @@ pub fn qbo_fault(status: StatusCode, kind: &str, code: &str, message: &str, deta
     with_header(json_value(status, &body), "intuit_tid", &intuit_tid())
 }
 
+/// The lower-case envelope Intuit's API gateway answers with (authentication and throttling are
+/// decided there, before the QuickBooks service that writes `Fault`): `{"fault":{"error":[{"message",
+/// "detail","code"}],"type"}}`. Seen in Intuit's own SDK fixtures and many client reports; the
+/// absence of a `time` member is unconfirmed.
+pub fn qbo_gateway_fault(status: StatusCode, kind: &str, code: &str, message: &str, detail: &str) -> Response {
+    let body = json!({"fault": {"error": [{"message": message, "detail": detail, "code": code}], "type": kind}});
+    with_header(json_value(status, &body), "intuit_tid", &intuit_tid())
+}
+
+/// 401 for a missing, expired or revoked access token: type AUTHENTICATION, code 3200.
+pub fn qbo_unauthorized(detail: &str) -> Response {
+    qbo_gateway_fault(
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION",
+        "3200",
+        "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+        detail,
+    )
+}
+
+/// QuickBooks' throttle: a SERVICE fault, code 3001, no Retry-After. The code's spelling in the JSON
+/// member ("3001" vs "003001", which the message carries) is unconfirmed; clients should match both.
+pub fn qbo_throttle() -> Response {
+    qbo_gateway_fault(
+        StatusCode::TOO_MANY_REQUESTS,
+        "SERVICE",
+        "3001",
+        "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+        "The request limit was reached.",
+    )
+}
+
+/// The throttle as an XML document even when JSON was asked for, with 429 or (as reported of older
+/// gateway behaviour, unconfirmed by Intuit's docs) 403.
+pub fn qbo_throttle_xml(status: StatusCode) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<IntuitResponse xmlns=\"http://schema.intuit.com/finance/v3\" time=\"{}\"><Fault type=\"SERVICE\"><Error code=\"3001\"><Message>message=ThrottleExceeded; errorCode=003001; statusCode={}</Message><Detail>The request limit was reached.</Detail></Error></Fault></IntuitResponse>",
+        qbo_time(chrono::Utc::now()),
+        status.as_u16()
+    );
+    let r = (status, [(axum::http::header::CONTENT_TYPE, "application/xml")], body).into_response();
+    with_header(r, "intuit_tid", &intuit_tid())
+}
+
 pub fn xero_error(status: StatusCode, title: &str, detail: &str) -> Response {
     let body = json!({
         "Type": null, "Title": title, "Status": status.as_u16(), "Detail": detail,
@@ -181,13 +251,7 @@ pub fn server_error(p: Provider) -> Response {
 /// X-Rate-Limit-Problem and the remaining-quota headers, Zoho code 44 with no Retry-After.
 pub fn rate_limited(p: Provider, l: &Limited) -> Response {
     match p {
-        Provider::Quickbooks => qbo_fault(
-            StatusCode::TOO_MANY_REQUESTS,
-            "ThrottleExceeded",
-            "003001",
-            "message=ThrottleExceeded; errorCode=003001; statusCode=429",
-            "The request limit was reached.",
-        ),
+        Provider::Quickbooks => qbo_throttle(),
         Provider::Xero => {
             let r = (StatusCode::TOO_MANY_REQUESTS, axum::body::Body::empty()).into_response();
             let r = with_header(r, "retry-after", &l.retry_after.to_string());
@@ -213,13 +277,7 @@ pub fn xero_quota_headers(mut r: Response, q: &Quota) -> Response {
 
 pub fn unauthorized(p: Provider) -> Response {
     match p {
-        Provider::Quickbooks => qbo_fault(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationFault",
-            "3200",
-            "message=AuthenticationFailed; errorCode=003200; statusCode=401",
-            "Token expired or invalid",
-        ),
+        Provider::Quickbooks => qbo_unauthorized("Token expired or invalid"),
         Provider::Xero => xero_unauthorized("AuthenticationUnsuccessful"),
         Provider::Zoho => zoho_error(StatusCode::UNAUTHORIZED, 57, "You are not authorized to perform this operation"),
     }

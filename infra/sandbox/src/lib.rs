@@ -142,7 +142,9 @@ pub fn router(st: AppState) -> Router {
         .route("/zoho/accounts/{dc}/oauth/v2/token/revoke", post(oauth::zoho_revoke))
         .route("/zoho/api/{dc}/books/v3/organizations", get(zoho::organizations))
         .route("/zoho/api/{dc}/books/v3/settings/webhooks", get(zoho::list_webhooks).post(zoho::create_webhook))
-        .route("/zoho/api/{dc}/books/v3/settings/webhooks/{id}", get(zoho::get_webhook).delete(zoho::delete_webhook));
+        .route("/zoho/api/{dc}/books/v3/settings/webhooks/{id}", get(zoho::get_webhook).delete(zoho::delete_webhook))
+        .route("/zoho/api/{dc}/books/v3/settings/workflows", get(zoho::list_workflows).post(zoho::create_workflow))
+        .route("/zoho/api/{dc}/books/v3/settings/workflows/{id}", axum::routing::delete(zoho::delete_workflow));
 
     // One route per entity (rather than a path parameter) so counters read "GET /xero/api.xro/2.0/Invoices".
     for e in Entity::ALL {

@@ -96,6 +96,9 @@ pub async fn zoho_authorize(State(st): State<AppState>, Path(dc): Path<String>, 
     authorize(&st, Provider::Zoho, &q, Some(&dc))
 }
 
+/// Scopes a Xero app created on or after 2 March 2026 may no longer ask for.
+const XERO_BROAD_ONLY: [&str; 3] = ["accounting.transactions", "accounting.transactions.read", "accounting.reports.read"];
+
 fn authorize(st: &AppState, p: Provider, q: &HashMap<String, String>, path_dc: Option<&str>) -> Response {
     let (client_id, _) = client_credentials(p);
     // Bad client or redirect URI: real servers show an error page rather than redirect anywhere.
@@ -135,6 +138,11 @@ fn authorize(st: &AppState, p: Provider, q: &HashMap<String, String>, path_dc: O
     };
 
     let mut w = st.lock();
+    if p == Provider::Xero && w.settings.xero_app_scopes == "granular" && scope.split_whitespace().any(|s| XERO_BROAD_ONLY.contains(&s)) {
+        return with_state(vec![("error", "invalid_scope".into())]);
+    }
+    // `sandbox_scope` plays a consent that grants less than was asked (the token answer reports it).
+    let scope = q.get("sandbox_scope").filter(|s| !s.trim().is_empty()).cloned().unwrap_or(scope);
     let now = w.now();
     let mut extra: Vec<(&'static str, String)> = Vec::new();
     let (orgs, dc, user, with_refresh) = match p {
@@ -229,8 +237,26 @@ pub async fn qbo_token(State(st): State<AppState>, headers: HeaderMap, body: Byt
     let client_ok =
         basic_auth(&headers).is_some_and(|(id, secret)| (id.as_str(), secret.as_str()) == client_credentials(Provider::Quickbooks));
     let res = if !client_ok { Err(OAuthError::InvalidClient) } else { token(&st, Provider::Quickbooks, &form, None, false) };
+    // The hard expiry is reported only to a client that opts in.
+    let wants_hard = headers
+        .get("x-include-refresh-token-hard-expires-in")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     match res {
-        Ok(v) => json_value(StatusCode::OK, &v),
+        Ok(mut v) => {
+            if wants_hard {
+                let w = st.lock();
+                let hard = v["refresh_token"]
+                    .as_str()
+                    .and_then(|rt| w.refresh_tokens.get(rt))
+                    .and_then(|e| w.grants.get(&e.grant))
+                    .map(|g| qbo_hard_expiry(g.created, &w.settings));
+                if let Some(at) = hard {
+                    v["x_refresh_token_hard_expires_in"] = json!((at - w.now()).num_seconds().max(0));
+                }
+            }
+            json_value(StatusCode::OK, &v)
+        }
         Err(e) => oauth_error(Provider::Quickbooks, &e),
     }
 }
@@ -428,6 +454,11 @@ fn refresh(st: &AppState, p: Provider, form: &HashMap<String, String>, dc: Optio
     Ok(answer)
 }
 
+/// When a QuickBooks grant's refresh tokens stop working whatever their rolling expiry says.
+fn qbo_hard_expiry(created: DateTime<Utc>, s: &crate::state::Settings) -> DateTime<Utc> {
+    created + Duration::seconds(s.quickbooks_refresh_hard_ttl)
+}
+
 /// Mints an access token (and a refresh token when asked) for a grant, in the provider's answer shape.
 fn issue(w: &mut World, base: &str, grant_id: &str, with_refresh: bool) -> Value {
     let now = w.now();
@@ -446,7 +477,12 @@ fn issue(w: &mut World, base: &str, grant_id: &str, with_refresh: bool) -> Value
             Provider::Xero => random_hex(32),
             Provider::Zoho => format!("1000.{}.{}", random_hex(16), random_hex(16)),
         };
-        let expires_at = s.refresh_token_ttl.map(|t| now + Duration::seconds(t));
+        let mut expires_at = s.refresh_token_ttl.map(|t| now + Duration::seconds(t));
+        if g.provider == Provider::Quickbooks {
+            // The rolling 100 days never reach past the grant's hard cap.
+            let hard = qbo_hard_expiry(g.created, &w.settings);
+            expires_at = Some(expires_at.map_or(hard, |e| e.min(hard)));
+        }
         w.refresh_tokens.insert(rt.clone(), RefreshToken { grant: g.id.clone(), expires_at, rotated: None, issued: Vec::new() });
         rt
     });
@@ -459,8 +495,9 @@ fn issue(w: &mut World, base: &str, grant_id: &str, with_refresh: bool) -> Value
                 "expires_in": s.access_token_ttl,
             });
             if let Some(rt) = refresh {
-                v["refresh_token"] = json!(rt);
-                v["x_refresh_token_expires_in"] = json!(s.refresh_token_ttl.unwrap_or(8_726_400));
+                v["refresh_token"] = json!(&rt);
+                let left = w.refresh_tokens.get(&rt).and_then(|e| e.expires_at).map(|e| (e - now).num_seconds().max(0));
+                v["x_refresh_token_expires_in"] = json!(left.unwrap_or(s.refresh_token_ttl.unwrap_or(8_726_400)));
             }
             if openid {
                 v["id_token"] = json!(jwt(&json!({

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use crate::data::{Record, StoredAnswer};
-use crate::faults::{intuit_tid, qbo_fault, rate_limited};
+use crate::faults::{intuit_tid, qbo_fault, qbo_unauthorized, rate_limited};
 use crate::http::{auth_token, json, with_header};
 use crate::model::{parse_time, qbo_offset, qbo_time, Entity, Provider};
 use crate::state::{AppState, TokenProblem, World};
@@ -19,6 +19,7 @@ use crate::state::{AppState, TokenProblem, World};
 const P: Provider = Provider::Quickbooks;
 const DEFAULT_MAX_RESULTS: usize = 100;
 const MAX_RESULTS_CAP: usize = 1000;
+const MAX_RESULTS_INVALID: &str = "QueryValidationError";
 /// Entities QuickBooks has but the sandbox keeps no records of: they answer empty rather than fail.
 const OTHER_ENTITIES: [&str; 12] = [
     "Item",
@@ -46,13 +47,7 @@ fn validation(code: &str, message: &str, detail: &str) -> Response {
 /// Checks the bearer token, that it reaches `realm`, and the realm's rate limit.
 fn authorize(w: &mut World, headers: &HeaderMap, realm: &str) -> Result<(), Response> {
     let Some(token) = auth_token(headers, "Bearer") else {
-        return Err(qbo_fault(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationFault",
-            "3200",
-            "message=AuthenticationFailed; errorCode=003200; statusCode=401",
-            "Authorization header missing",
-        ));
+        return Err(qbo_unauthorized("Authorization header missing"));
     };
     let (client, orgs) = match w.grant_for_access(P, token) {
         Ok(g) => (g.client_id.clone(), g.orgs.clone()),
@@ -62,13 +57,7 @@ fn authorize(w: &mut World, headers: &HeaderMap, realm: &str) -> Result<(), Resp
                 TokenProblem::Revoked => "Token revoked",
                 TokenProblem::Unknown => "Token invalid",
             };
-            return Err(qbo_fault(
-                StatusCode::UNAUTHORIZED,
-                "AuthenticationFault",
-                "3200",
-                "message=AuthenticationFailed; errorCode=003200; statusCode=401",
-                detail,
-            ));
+            return Err(qbo_unauthorized(detail));
         }
     };
     if !orgs.iter().any(|o| o == realm) || w.org(P, realm).is_none() {
@@ -285,12 +274,17 @@ pub fn parse_query(q: &str) -> Result<QboQuery, String> {
             i += 2;
         } else if kw(toks.get(i), "maxresults") {
             max = toks.get(i + 1).and_then(|t| t.parse().ok()).ok_or("MAXRESULTS needs a number")?;
+            // Intuit documents 1000 as the maximum page; a larger value is refused as a query
+            // validation error rather than clamped (the error code and wording are unconfirmed).
+            if max > MAX_RESULTS_CAP {
+                return Err(format!("{MAX_RESULTS_INVALID}: value {max} for MAXRESULTS exceeds the maximum of {MAX_RESULTS_CAP}"));
+            }
             i += 2;
         } else {
             return Err(format!("unexpected token {}", toks[i]));
         }
     }
-    Ok(QboQuery { entity, count, fields, conds, order, start: start.max(1), max: max.min(MAX_RESULTS_CAP) })
+    Ok(QboQuery { entity, count, fields, conds, order, start: start.max(1), max })
 }
 
 fn field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
@@ -473,6 +467,7 @@ fn query(st: &AppState, realm: &str, q: &str, headers: &HeaderMap) -> Response {
     }
     let parsed = match parse_query(q) {
         Ok(p) => p,
+        Err(e) if e.starts_with(MAX_RESULTS_INVALID) => return validation("4001", "Invalid query", &e),
         Err(e) => return validation("4000", "Error parsing query", &format!("QueryParserError: {e}")),
     };
     let now = w.now();
@@ -839,7 +834,8 @@ mod tests {
         assert!(q.count);
         assert_eq!(q.conds.len(), 2);
         assert_eq!(q.conds[0].value, Lit::List(vec![Lit::Str("1".into()), Lit::Str("2".into())]));
-        assert_eq!(parse_query("SELECT * FROM Invoice MAXRESULTS 5000").unwrap().max, 1000);
+        assert_eq!(parse_query("SELECT * FROM Invoice MAXRESULTS 1000").unwrap().max, 1000);
+        assert!(parse_query("SELECT * FROM Invoice MAXRESULTS 1001").unwrap_err().starts_with(MAX_RESULTS_INVALID));
         assert!(parse_query("DELETE FROM Invoice").is_err());
         assert!(parse_query("SELECT * FROM Invoice WHERE Name = 'unterminated").is_err());
         let q = parse_query("SELECT * FROM Customer WHERE DisplayName = 'Amy''s Bird' ORDERBY Id DESC").unwrap();

@@ -21,7 +21,9 @@ pub const XERO_TENANT_1: &str = "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61";
 pub const XERO_TENANT_2: &str = "8b7e6d5c-4f3a-4e2b-8c1d-0a9b8c7d6e52";
 pub const ZOHO_ORG_US: &str = "700000001";
 pub const ZOHO_ORG_EU: &str = "700000002";
-pub const ZOHO_DCS: [&str; 9] = ["us", "eu", "in", "au", "jp", "ca", "sa", "uk", "cn"];
+/// Zoho's data centres (shared/src/providers/endpoints.rs has the hosts; `ae` and `sg` serving
+/// Zoho Books is unconfirmed).
+pub const ZOHO_DCS: [&str; 11] = ["us", "eu", "in", "au", "jp", "ca", "sa", "uk", "cn", "ae", "sg"];
 
 /// Default client credentials and webhook keys (the local secrets use the same values).
 pub const QBO_CLIENT_ID: &str = "sandbox-qbo-client";
@@ -85,6 +87,50 @@ pub struct Settings {
     pub zoho_token_issue_limit: u32,
     #[serde(default = "default_zoho_token_issue_window")]
     pub zoho_token_issue_window: i64,
+    /// QuickBooks' hard cap on a grant's refresh tokens, from the first consent (Intuit blog
+    /// 2025-11-12: five years; reported as `x_refresh_token_hard_expires_in` only when the token
+    /// request carries `x-include-refresh-token-hard-expires-in: true`, a header name seen in
+    /// Intuit's SDK releases but not in its API reference: unconfirmed).
+    #[serde(default = "default_quickbooks_refresh_hard_ttl")]
+    pub quickbooks_refresh_hard_ttl: i64,
+    /// The scope vocabulary of the sandbox's Xero app: "granular" (an app created on or after
+    /// 2 March 2026, which may not ask for `accounting.transactions` or `accounting.reports.read`)
+    /// or "broad" (an older app, which may ask for either). Xero's answer to a refused scope is
+    /// reported by integrators as `invalid_scope` or `unauthorized_client` on the redirect; the
+    /// sandbox sends `invalid_scope` (unconfirmed).
+    #[serde(default = "default_xero_app_scopes")]
+    pub xero_app_scopes: String,
+    /// Zoho Books' API calls per organisation per day, by subscription plan (Zoho Books KB "What is
+    /// the per day API calls limit?": Free 1000, Standard 2000, Professional 5000, Premium, Elite and
+    /// Ultimate 10000). Its own setting, separate from `rate_limit_per_day`. When the day resets
+    /// (the sandbox: midnight UTC; Zoho probably the org's time zone) is unconfirmed.
+    #[serde(default = "default_zoho_daily_limit_by_plan")]
+    pub zoho_daily_limit_by_plan: std::collections::BTreeMap<String, u32>,
+    /// The plan of an organisation not listed in `zoho_org_plans`.
+    #[serde(default = "default_zoho_default_plan")]
+    pub zoho_default_plan: String,
+    /// Organisation id -> plan.
+    #[serde(default)]
+    pub zoho_org_plans: std::collections::BTreeMap<String, String>,
+}
+
+fn default_xero_app_scopes() -> String {
+    "granular".into()
+}
+
+fn default_zoho_daily_limit_by_plan() -> std::collections::BTreeMap<String, u32> {
+    [("free", 1000), ("standard", 2000), ("professional", 5000), ("premium", 10_000), ("elite", 10_000), ("ultimate", 10_000)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn default_zoho_default_plan() -> String {
+    "premium".into()
+}
+
+fn default_quickbooks_refresh_hard_ttl() -> i64 {
+    5 * 365 * 86_400
 }
 
 fn default_zoho_token_issue_limit() -> u32 {
@@ -147,6 +193,11 @@ impl Default for Settings {
             rate_limits_enabled: true,
             zoho_token_issue_limit: default_zoho_token_issue_limit(),
             zoho_token_issue_window: default_zoho_token_issue_window(),
+            quickbooks_refresh_hard_ttl: default_quickbooks_refresh_hard_ttl(),
+            xero_app_scopes: default_xero_app_scopes(),
+            zoho_daily_limit_by_plan: default_zoho_daily_limit_by_plan(),
+            zoho_default_plan: default_zoho_default_plan(),
+            zoho_org_plans: Default::default(),
         }
     }
 }
@@ -257,6 +308,22 @@ pub enum FaultKind {
     Malformed,
     #[serde(rename = "invalid_grant")]
     InvalidGrant,
+    // QuickBooks error shapes as Intuit's gateway sends them (other providers: the plain 429/401).
+    /// 429 `{"fault":{"error":[..code "3001"..],"type":"SERVICE"}}`.
+    #[serde(rename = "qbo_throttle_service")]
+    QboThrottleService,
+    /// 429 with an XML `<Fault type="SERVICE">` document, whatever the Accept header asked for.
+    #[serde(rename = "qbo_throttle_xml")]
+    QboThrottleXml,
+    /// 403 with the XML throttle document (historical gateway behaviour).
+    #[serde(rename = "qbo_throttle_403")]
+    QboThrottle403,
+    /// 401 `{"fault":{"error":[..code "3200"..],"type":"AUTHENTICATION"}}`.
+    #[serde(rename = "qbo_auth")]
+    QboAuth,
+    /// A token endpoint error with the `error` code given in the fault (Zoho: HTTP 200; others 400).
+    #[serde(rename = "token_error")]
+    TokenError,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -268,6 +335,9 @@ pub struct Fault {
     #[serde(default = "one")]
     pub count: u32,
     pub retry_after: Option<u64>,
+    /// `token_error`: the OAuth `error` value to answer with.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 fn one() -> u32 {
@@ -358,6 +428,8 @@ pub struct World {
     org_windows: HashMap<(Provider, String), (Window, Window)>,
     app_windows: HashMap<(Provider, String), Window>,
     in_flight: HashMap<(Provider, String), u32>,
+    /// Zoho org -> (UTC day, calls that day).
+    zoho_days: HashMap<String, (chrono::NaiveDate, u32)>,
 }
 
 impl World {
@@ -376,6 +448,7 @@ impl World {
             org_windows: HashMap::new(),
             app_windows: HashMap::new(),
             in_flight: HashMap::new(),
+            zoho_days: HashMap::new(),
         };
         if seed {
             w.seed_defaults();
@@ -559,6 +632,31 @@ impl World {
         }
     }
 
+    /// Zoho's per-plan daily call budget for an org: Err(seconds until the next UTC day) when spent.
+    /// Refused calls do not count. Off with `rate_limits_enabled`, like the other limits.
+    pub fn check_zoho_daily(&mut self, org: &str) -> Result<(), u64> {
+        if !self.settings.rate_limits_enabled {
+            return Ok(());
+        }
+        let now = self.now();
+        let plan = self.settings.zoho_org_plans.get(org).unwrap_or(&self.settings.zoho_default_plan);
+        let Some(limit) = self.settings.zoho_daily_limit_by_plan.get(plan).copied() else {
+            return Ok(());
+        };
+        let today = now.date_naive();
+        let day = self.zoho_days.entry(org.to_string()).or_insert((today, 0));
+        if day.0 != today {
+            *day = (today, 0);
+        }
+        if day.1 >= limit {
+            *self.counters.rate_limited.entry(format!("zoho daily {org}")).or_default() += 1;
+            let next = (today + Duration::days(1)).and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+            return Err((next - now).num_seconds().max(1) as u64);
+        }
+        day.1 += 1;
+        Ok(())
+    }
+
     pub fn count_call(&mut self, key: String) {
         *self.counters.calls.entry(key).or_default() += 1;
     }
@@ -638,6 +736,7 @@ mod tests {
             kind: FaultKind::ServerError,
             count: 2,
             retry_after: None,
+            error: None,
         });
         assert!(w.take_fault("GET", "/xero/api.xro/2.0/Contacts").is_none());
         assert!(w.take_fault("GET", "/zoho/api/us/books/v3/invoices").is_none());

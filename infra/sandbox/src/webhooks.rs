@@ -67,15 +67,21 @@ fn capitalised(op: &str) -> String {
 }
 
 /// Legacy QuickBooks notification: one `eventNotifications` element per realm, no event id.
-pub fn qbo_legacy(realm: &str, e: Entity, id: &str, op: &str, at: DateTime<Utc>) -> Value {
-    json!({"eventNotifications": [{"realmId": realm, "dataChangeEvent": {"entities": [{
+/// `merged_from`: for a Merge, the record merged away into `id` (sent as `deletedId`; the legacy
+/// member's casing is unconfirmed, Intuit's CloudEvents page spells it `deletedid`).
+pub fn qbo_legacy(realm: &str, e: Entity, id: &str, op: &str, at: DateTime<Utc>, merged_from: Option<&str>) -> Value {
+    let mut entity = json!({
         "name": e.qbo_name(), "id": id, "operation": capitalised(op),
         "lastUpdated": at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-    }]}}]})
+    });
+    if let Some(m) = merged_from {
+        entity["deletedId"] = json!(m);
+    }
+    json!({"eventNotifications": [{"realmId": realm, "dataChangeEvent": {"entities": [entity]}}]})
 }
 
 /// QuickBooks CloudEvents delivery: a JSON array of events; `id` is the dedupe key.
-pub fn qbo_cloudevents(realm: &str, e: Entity, id: &str, op: &str, at: DateTime<Utc>) -> Value {
+pub fn qbo_cloudevents(realm: &str, e: Entity, id: &str, op: &str, at: DateTime<Utc>, merged_from: Option<&str>) -> Value {
     let past = match op {
         "create" => "created",
         "update" => "updated",
@@ -93,7 +99,8 @@ pub fn qbo_cloudevents(realm: &str, e: Entity, id: &str, op: &str, at: DateTime<
         "time": at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         "intuitentityid": id,
         "intuitaccountid": realm,
-        "data": {},
+        // Intuit's "Understanding the data object": a merge names the merged-away record here.
+        "data": merged_from.map_or_else(|| json!({}), |m| json!({"deletedid": m})),
     }])
 }
 

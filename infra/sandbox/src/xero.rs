@@ -273,6 +273,15 @@ pub async fn create(
         }
     }
     let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    // PUT /Accounts takes one Account object (the OpenAPI request schema is `Account`); an
+    // `{"Accounts": [..]}` wrapper or an array is refused. How Xero words that refusal is unconfirmed.
+    if e == Entity::Account {
+        match &parsed {
+            Ok(Value::Object(o)) if !o.contains_key(e.xero_name()) => {}
+            Ok(_) => return validation_error("The request body must be a single Account object, not an Accounts array", vec![], &quota),
+            Err(_) => {}
+        }
+    }
     let items: Vec<Value> = match parsed {
         Ok(Value::Object(mut o)) => match o.remove(e.xero_name()) {
             Some(Value::Array(a)) => a,

@@ -22,8 +22,9 @@ async fn quickbooks_throttle_is_a_fault_without_retry_after_per_realm() {
     assert!(r.header("retry-after").is_none(), "QuickBooks sends no Retry-After");
     assert!(r.header("intuit_tid").is_some());
     let v = r.json();
-    assert_eq!(v["Fault"]["Error"][0]["code"], "003001");
-    assert!(v["Fault"]["Error"][0]["Message"].as_str().unwrap().contains("ThrottleExceeded"));
+    assert_eq!(v["fault"]["type"], "SERVICE");
+    assert_eq!(v["fault"]["error"][0]["code"], "3001");
+    assert!(v["fault"]["error"][0]["message"].as_str().unwrap().contains("ThrottleExceeded"));
     // Another realm has its own budget.
     let cb = qbo_code(b, "&sandbox_realm=4620816365").await;
     let at2 = s(&qbo_exchange(b, &cb["code"]).await.json()["access_token"]);
@@ -192,5 +193,45 @@ async fn reset_restores_the_start_state() {
     assert_eq!(qbo_refresh(b, &rt).await.status, 400);
     let (at, _, _) = qbo_connect(b).await;
     assert_eq!(qbo_query(b, &at, &realm, "SELECT COUNT(*) FROM Customer").await.json()["QueryResponse"]["totalCount"], 3);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn quickbooks_fault_modes_send_each_error_shape() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let (at, _, realm) = qbo_connect(b).await;
+    let q = "SELECT * FROM Invoice";
+    control(b, "faults", json!({"provider": "quickbooks", "kind": "qbo_throttle_service", "count": 1})).await;
+    let r = qbo_query(b, &at, &realm, q).await;
+    assert_eq!((r.status, r.json()["fault"]["type"].as_str()), (429, Some("SERVICE")));
+    // XML although the request asked for JSON, with 429 and with 403.
+    for (kind, status) in [("qbo_throttle_xml", 429), ("qbo_throttle_403", 403)] {
+        control(b, "faults", json!({"provider": "quickbooks", "kind": kind, "count": 1})).await;
+        let r = qbo_query(b, &at, &realm, q).await;
+        assert_eq!(r.status, status, "{kind}");
+        assert!(r.header("content-type").unwrap().contains("xml"), "{kind}");
+        let t = r.text();
+        assert!(t.contains("<Fault type=\"SERVICE\">") && t.contains("<Error code=\"3001\">"), "{t}");
+    }
+    control(b, "faults", json!({"provider": "quickbooks", "kind": "qbo_auth", "count": 1})).await;
+    let r = qbo_query(b, &at, &realm, q).await;
+    assert_eq!((r.status, r.json()["fault"]["type"].as_str()), (401, Some("AUTHENTICATION")));
+    // The faults are spent: the next call works.
+    assert_eq!(qbo_query(b, &at, &realm, q).await.status, 200);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn quickbooks_maxresults_over_1000_is_a_validation_fault_not_a_clamp() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let (at, _, realm) = qbo_connect(b).await;
+    assert_eq!(qbo_query(b, &at, &realm, "SELECT * FROM Invoice MAXRESULTS 1000").await.status, 200);
+    let r = qbo_query(b, &at, &realm, "SELECT * FROM Invoice MAXRESULTS 1001").await;
+    assert_eq!(r.status, 400);
+    let v = r.json();
+    assert_eq!(v["Fault"]["type"], "ValidationFault");
+    assert_eq!(v["Fault"]["Error"][0]["code"], "4001");
     sb.shutdown().await;
 }

@@ -120,7 +120,9 @@ async fn quickbooks_access_token_and_code_expire_on_the_sandbox_clock() {
     control(b, "clock", json!({"advance_seconds": 31})).await;
     let r = qbo_query(b, &at, &realm, "SELECT * FROM Invoice").await;
     assert_eq!(r.status, 401);
-    assert_eq!(r.json()["Fault"]["type"], "AuthenticationFault");
+    // Intuit's gateway shape: lower-case `fault.error[]`, type AUTHENTICATION.
+    assert_eq!(r.json()["fault"]["type"], "AUTHENTICATION");
+    assert_eq!(r.json()["fault"]["error"][0]["code"], "3200");
     // Refresh gets a working token again, with the shrunk lifetime.
     let v = qbo_refresh(b, &rt).await.json();
     assert_eq!(v["expires_in"], 30);
@@ -157,7 +159,7 @@ async fn quickbooks_revoke_and_control_revoke_kill_the_grant() {
 async fn xero_code_exchange_gives_a_jwt_whose_auth_event_selects_connections() {
     let sb = start().await;
     let b = &sb.base_url;
-    let cb = xero_code(b, "openid email offline_access accounting.transactions", "").await;
+    let cb = xero_code(b, "openid email offline_access accounting.invoices", "").await;
     assert!(!cb.contains_key("realmId") && !cb.contains_key("tenantId"), "Xero's callback names no tenant");
     assert_eq!(cb["state"], "st-x");
     let v = xero_token(b, &[("grant_type", "authorization_code"), ("code", &cb["code"]), ("redirect_uri", REDIRECT)]).await.json();
@@ -174,7 +176,7 @@ async fn xero_code_exchange_gives_a_jwt_whose_auth_event_selects_connections() {
     assert_eq!(tenants, vec![XERO_T1.to_string(), XERO_T2.to_string()]);
     assert!(all.as_array().unwrap().iter().all(|c| c["authEventId"] == event.as_str() && c["tenantType"] == "ORGANISATION"));
     // A second consent to one tenant: filtering by its auth event returns only that one.
-    let cb2 = xero_code(b, "offline_access accounting.transactions", &format!("&sandbox_tenants={XERO_T2}")).await;
+    let cb2 = xero_code(b, "offline_access accounting.invoices", &format!("&sandbox_tenants={XERO_T2}")).await;
     let v2 = xero_token(b, &[("grant_type", "authorization_code"), ("code", &cb2["code"]), ("redirect_uri", REDIRECT)]).await.json();
     let at2 = s(&v2["access_token"]);
     let event2 = s(&jwt_claims(&at2)["authentication_event_id"]);
@@ -191,7 +193,7 @@ async fn xero_code_exchange_gives_a_jwt_whose_auth_event_selects_connections() {
 async fn xero_without_offline_access_gets_no_refresh_token() {
     let sb = start().await;
     let b = &sb.base_url;
-    let cb = xero_code(b, "accounting.transactions", "").await;
+    let cb = xero_code(b, "accounting.invoices", "").await;
     let v = xero_token(b, &[("grant_type", "authorization_code"), ("code", &cb["code"]), ("redirect_uri", REDIRECT)]).await.json();
     assert!(v["access_token"].is_string());
     assert!(v.get("refresh_token").is_none());
@@ -247,8 +249,7 @@ async fn xero_pkce_public_client() {
     let b = &sb.base_url;
     let verifier = "a-very-long-code-verifier-with-enough-entropy-0123456789";
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let cb =
-        xero_code(b, "offline_access accounting.transactions", &format!("&code_challenge={challenge}&code_challenge_method=S256")).await;
+    let cb = xero_code(b, "offline_access accounting.invoices", &format!("&code_challenge={challenge}&code_challenge_method=S256")).await;
     let url = format!("{b}/xero/identity/connect/token");
     let base_form = [
         ("grant_type", "authorization_code"),
@@ -469,5 +470,45 @@ async fn zoho_revoke_kills_refresh_and_access_tokens() {
     assert_eq!(zoho_token(&server, &[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await.json()["error"], "invalid_code");
     let r = zoho_get(&api, &at, "invoices?organization_id=700000001").await;
     assert_eq!(r.status, 401);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn quickbooks_hard_expiry_only_when_asked() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let cb = qbo_code(b, "").await;
+    let v = qbo_exchange(b, &cb["code"]).await.json();
+    assert!(v.get("x_refresh_token_hard_expires_in").is_none(), "not asked: {v}");
+    let rt = s(&v["refresh_token"]);
+    let r = post_form(
+        &format!("{b}/quickbooks/oauth2/v1/tokens/bearer"),
+        &[("authorization", &qbo_auth_header()), ("x-include-refresh-token-hard-expires-in", "true")],
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    )
+    .await
+    .json();
+    let hard = r["x_refresh_token_hard_expires_in"].as_i64().expect("asked: reported");
+    assert!((5 * 365 * 86_400 - 60..=5 * 365 * 86_400).contains(&hard), "{hard}");
+    assert!(r["x_refresh_token_expires_in"].as_i64().unwrap() <= hard);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn xero_app_scope_vocabulary_and_partial_consent() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    // A new (granular) app may not ask for the broad scopes.
+    let cb = xero_code(b, "offline_access accounting.transactions", "").await;
+    assert_eq!(cb.get("error").map(String::as_str), Some("invalid_scope"), "{cb:?}");
+    // An older app may.
+    control(b, "config", json!({"xero_app_scopes": "broad"})).await;
+    let cb = xero_code(b, "offline_access accounting.transactions", "").await;
+    assert!(cb.contains_key("code"), "{cb:?}");
+    // A consent that grants less than asked reports what it granted.
+    let cb =
+        xero_code(b, "offline_access accounting.invoices accounting.contacts", "&sandbox_scope=offline_access%20accounting.contacts").await;
+    let v = xero_token(b, &[("grant_type", "authorization_code"), ("code", &cb["code"]), ("redirect_uri", REDIRECT)]).await.json();
+    assert_eq!(v["scope"], "offline_access accounting.contacts");
     sb.shutdown().await;
 }

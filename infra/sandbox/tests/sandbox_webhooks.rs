@@ -193,6 +193,27 @@ async fn zoho_delivers_to_the_registration_with_its_headers_and_secret() {
         zoho_post(&api, &at, "settings/webhooks?organization_id=700000001", &json!({"url": url, "entity": "invoice", "secret": "short"}))
             .await;
     assert_eq!(bad.status, 400);
+    let emit = json!({"provider": "zoho", "org_id": "700000001", "entity": "invoice", "operation": "create"});
+    // A registration alone delivers nothing: Zoho Books fires webhooks from workflow rules.
+    assert_eq!(post_json(&format!("{b}/_sandbox/webhooks/emit"), &[], &emit).await.status, 404);
+    assert!(log.lock().unwrap().is_empty());
+    // Rules are checked: the module, the trigger, and that the action is a webhook of that module.
+    let rule = |entity: &str, event: &str, action: &str| json!({"workflow_name": "tya", "entity": entity, "event": event, "actions": [{"action_type": "webhook", "action_id": action}]});
+    for (body, why) in [
+        (rule("banana", "on_create", &hook_id), "unknown module"),
+        (rule("invoice", "whenever", &hook_id), "unknown trigger"),
+        (rule("contact", "on_create", &hook_id), "webhook of another module"),
+        (rule("invoice", "on_create", "999999"), "no such webhook"),
+    ] {
+        assert_eq!(zoho_post(&api, &at, "settings/workflows?organization_id=700000001", &body).await.status, 400, "{why}");
+    }
+    // A rule on edits does not fire for a create.
+    let edit = zoho_post(&api, &at, "settings/workflows?organization_id=700000001", &rule("invoice", "on_edit", &hook_id)).await;
+    assert_eq!(edit.status, 201, "{}", edit.text());
+    assert_eq!(post_json(&format!("{b}/_sandbox/webhooks/emit"), &[], &emit).await.status, 404);
+    let wf = zoho_post(&api, &at, "settings/workflows?organization_id=700000001", &rule("invoice", "on_create", &hook_id)).await;
+    assert_eq!(wf.status, 201, "{}", wf.text());
+    let wf_ids = [s(&edit.json()["workflow"]["workflow_id"]), s(&wf.json()["workflow"]["workflow_id"])];
 
     let v =
         control(b, "webhooks/emit", json!({"provider": "zoho", "org_id": "700000001", "entity": "invoice", "operation": "create"})).await;
@@ -213,6 +234,18 @@ async fn zoho_delivers_to_the_registration_with_its_headers_and_secret() {
     let id = s(&body["invoice"]["invoice_id"]);
     assert_eq!(zoho_get(&api, &at, &format!("invoices/{id}?organization_id=700000001")).await.status, 200);
 
+    // A webhook a rule still uses cannot be deleted; the rules go first.
+    let auth = format!("Zoho-oauthtoken {at}");
+    let r =
+        call("DELETE", &format!("{api}/books/v3/settings/webhooks/{hook_id}?organization_id=700000001"), &[("Authorization", &auth)], b"")
+            .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    for id in &wf_ids {
+        let r =
+            call("DELETE", &format!("{api}/books/v3/settings/workflows/{id}?organization_id=700000001"), &[("Authorization", &auth)], b"")
+                .await;
+        assert_eq!(r.json()["code"], 0);
+    }
     // After deleting the registration there is nowhere to deliver.
     let r = call(
         "DELETE",

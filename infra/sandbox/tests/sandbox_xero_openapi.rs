@@ -343,3 +343,25 @@ fn validator_accepts_spec_examples_and_rejects_broken_answers() {
     zero["firstEventSequence"] = json!(0);
     assert!(!wh.errors(&s, &zero, true).is_empty(), "minimum 1");
 }
+
+/// `PUT /Accounts` takes one Account object, per the spec's request schema; the sandbox refuses the
+/// `{"Accounts": [..]}` wrapper the other entities take.
+#[tokio::test]
+async fn put_accounts_takes_a_single_account_object() {
+    let spec = Spec::load("xero_accounting.json");
+    let put = &spec.doc["paths"]["/Accounts"]["put"]["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+    assert_eq!(put, "#/components/schemas/Account");
+    let sb = start().await;
+    let b = &sb.base_url;
+    let at = s(&xero_connect(b).await["access_token"]);
+    let one = json!({"Code": "4998", "Name": "Single", "Type": "REVENUE"});
+    for wrapped in [json!({"Accounts": [one.clone()]}), json!([one.clone()])] {
+        let r = xero_put(b, &at, XERO_T1, "Accounts", &wrapped, &[]).await;
+        assert_eq!(r.status, 400, "{wrapped}");
+        assert_eq!(r.json()["Type"], "ValidationException");
+    }
+    let r = xero_put(b, &at, XERO_T1, "Accounts", &one, &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["Accounts"][0]["Code"], "4998");
+    sb.shutdown().await;
+}

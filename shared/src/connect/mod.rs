@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::audit::{AuditLog, TokenEvent};
 use crate::aws::AwsClients;
+use crate::config::XeroScopeSet;
 use crate::events::{AppEvent, ConnectedOrg, ConnectionCreated, ConnectionDisconnected, EventPublisher, EventType};
 use crate::http_client::HttpClient;
 use crate::providers::client::{AccountingProvider, ProviderClient};
@@ -22,7 +23,7 @@ use crate::providers::model::{AuthorizeRequest, CallbackParams, Org};
 use crate::providers::zoho_webhooks::{self, WebhookSpec, ZohoWebhooks};
 use crate::secrets::SecretsCache;
 use crate::store::grants::{Connection, Grant, GrantStatus, GrantStore};
-use crate::tenancy::{ensure_integration_capacity, Permission, Plan, Tenant, TenantStore};
+use crate::tenancy::{ensure_integration_capacity, Entity, Permission, Plan, Tenant, TenantStore};
 use crate::vault::{SealContext, SealedBlob, Vault};
 use crate::{Config, Error, Provider, Result, SecretString, TokenSet};
 
@@ -110,6 +111,13 @@ pub const SECRETS_TTL: std::time::Duration = std::time::Duration::from_secs(300)
 /// token and Zoho needs settings create/delete to manage its per-organisation webhooks, so those are
 /// always added.
 pub fn scopes_for(tenant: &Tenant, provider: Provider) -> Vec<String> {
+    scopes_for_set(tenant, provider, XeroScopeSet::Granular)
+}
+
+/// [`scopes_for`] in the scope vocabulary this deployment's Xero app accepts: an app created on or
+/// after 2 March 2026 is refused the broad `accounting.transactions`, an older one keeps it until
+/// Xero retires it.
+pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -> Vec<String> {
     let write = tenant.plan != Plan::Starter;
     let mut scopes: Vec<String> = match tenant.config.scopes.get(&provider) {
         Some(custom) => custom.clone(),
@@ -117,6 +125,12 @@ pub fn scopes_for(tenant: &Tenant, provider: Provider) -> Vec<String> {
             let list: &[&str] = match (provider, write) {
                 // QuickBooks has no read-only accounting scope.
                 (Provider::QuickBooks, _) => &["com.intuit.quickbooks.accounting"],
+                (Provider::Xero, true) if xero == XeroScopeSet::Broad => {
+                    &["accounting.transactions", "accounting.contacts", "accounting.settings.read"]
+                }
+                (Provider::Xero, false) if xero == XeroScopeSet::Broad => {
+                    &["accounting.transactions.read", "accounting.contacts.read", "accounting.settings.read"]
+                }
                 (Provider::Xero, true) => {
                     &["accounting.invoices", "accounting.payments", "accounting.contacts", "accounting.settings.read"]
                 }
@@ -154,6 +168,68 @@ pub fn scopes_for(tenant: &Tenant, provider: Provider) -> Vec<String> {
     scopes
 }
 
+/// Xero scopes that serve an entity; any one of them is enough. Granular first, then the broad
+/// pre-March-2026 ones (Xero's scopes page; the granular/broad mapping per endpoint follows Xero's
+/// 2026 migration notes).
+fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
+    match entity {
+        Entity::Invoice => &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"],
+        Entity::Payment => &["accounting.payments", "accounting.payments.read", "accounting.transactions", "accounting.transactions.read"],
+        Entity::Contact => &["accounting.contacts", "accounting.contacts.read"],
+        Entity::Account => &["accounting.settings", "accounting.settings.read"],
+    }
+}
+
+/// Refuses a token whose granted scopes cannot serve the tenant's enabled entities, naming the
+/// scopes that are missing (as we would have asked for them). Only Xero is checked: QuickBooks has
+/// one accounting scope, and Zoho reports no granted scopes in its token response.
+pub fn check_granted_scopes(tenant: &Tenant, provider: Provider, granted: &[String], xero: XeroScopeSet) -> Result<()> {
+    if provider != Provider::Xero || granted.is_empty() {
+        return Ok(());
+    }
+    let asked = scopes_for_set(tenant, provider, xero);
+    let mut missing: Vec<String> = Vec::new();
+    for entity in &tenant.config.enabled_entities {
+        let serving = xero_entity_scopes(*entity);
+        if granted.iter().any(|g| serving.contains(&g.as_str())) {
+            continue;
+        }
+        let name = asked
+            .iter()
+            .find(|a| serving.contains(&a.as_str()))
+            .cloned()
+            .unwrap_or_else(|| serving[if xero == XeroScopeSet::Broad && serving.len() > 2 { 3 } else { 1 }].to_string());
+        let entry = format!("{name} ({})", entity_label(*entity));
+        if !missing.contains(&entry) {
+            missing.push(entry);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InsufficientScope { provider, missing: missing.join(", ") })
+    }
+}
+
+fn entity_label(e: Entity) -> &'static str {
+    match e {
+        Entity::Invoice => "invoices",
+        Entity::Contact => "contacts",
+        Entity::Account => "accounts",
+        Entity::Payment => "payments",
+    }
+}
+
+/// When the grant's refresh token must be used by: its rolling expiry, or QuickBooks' hard cap
+/// (`x_refresh_token_hard_expires_in`) when that comes first. The stored grant is due by this, the
+/// same rule the refresher applies when it writes a refreshed grant.
+fn refresh_deadline(t: &TokenSet) -> Option<DateTime<Utc>> {
+    match (t.refresh_expires_at, t.refresh_hard_expires_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Connections that take a slot of the plan's integration limit.
 fn occupies_slot(c: &Connection) -> bool {
     matches!(c.status, GrantStatus::Active | GrantStatus::NeedsReauth)
@@ -169,9 +245,10 @@ pub struct Started {
 
 /// `GET /connect/{provider}` after the signature check: the provider's consent URL to redirect to.
 pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, now: DateTime<Utc>) -> Result<Started> {
-    let jti = req.param("jti").filter(|j| state::valid_jti(j)).ok_or_else(|| {
-        Error::Unauthenticated("jti is missing or malformed (16-64 of A-Z a-z 0-9 - _)".into())
-    })?;
+    let jti = req
+        .param("jti")
+        .filter(|j| state::valid_jti(j))
+        .ok_or_else(|| Error::Unauthenticated("jti is missing or malformed (16-64 of A-Z a-z 0-9 - _)".into()))?;
     let tenant = deps.tenants.get(&req.tenant_id).await?;
     if !tenant.provider_enabled(provider) {
         return Err(Error::ProviderNotEnabled(provider));
@@ -210,7 +287,7 @@ pub async fn start(deps: &ConnectDeps, provider: Provider, req: &SignedRequest, 
         pkce_verifier: pkce.as_ref().map(|(_, v)| SecretString::new(v.secret().as_str())),
         expires_at: claims.expires_at,
     };
-    let scopes = scopes_for(&tenant, provider);
+    let scopes = scopes_for_set(&tenant, provider, deps.config.xero_scope_set);
     let redirect_uri = deps.redirect_uri(provider);
     let url = client.authorize_url(&AuthorizeRequest {
         state: &state,
@@ -269,6 +346,15 @@ pub fn error_redirect(return_url: &str, provider: Provider, err: &Error, reason:
         .append_pair("code", &err.code().to_string())
         .append_pair("reason", reason)
         .append_pair("retryable", if err.is_retryable() { "true" } else { "false" });
+    if let Error::InsufficientScope { missing, .. } = err {
+        // Scope names only (our own constants), so the app can tell the admin what to grant.
+        let names: Vec<String> = missing
+            .split(", ")
+            .map(|m| m.split(" (").next().unwrap_or("").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_').collect())
+            .filter(|n: &String| !n.is_empty())
+            .collect();
+        u.query_pairs_mut().append_pair("missing_scopes", &names.join(" "));
+    }
     Ok(u)
 }
 
@@ -458,6 +544,9 @@ async fn prepare(
     registered: &std::sync::Mutex<Registered>,
 ) -> std::result::Result<Prepared, Failure> {
     let fail = Failure::new;
+    // Before anything else: a grant that cannot serve the tenant is refused (and revoked by the
+    // caller), not stored to fail every sync later.
+    check_granted_scopes(tenant, provider, &tokens.scopes, deps.config.xero_scope_set).map_err(|e| fail(e, "insufficient_scope"))?;
     let orgs = client.discover_orgs(tokens, callback).await.map_err(|e| fail(e, "org_discovery_failed"))?;
     let orgs = dedupe_orgs(orgs);
     if orgs.is_empty() {
@@ -538,7 +627,8 @@ async fn finish(
         };
     let registered: Registered = registered.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
-    let scopes = if tokens.scopes.is_empty() { scopes_for(tenant, provider) } else { tokens.scopes.clone() };
+    let scopes =
+        if tokens.scopes.is_empty() { scopes_for_set(tenant, provider, deps.config.xero_scope_set) } else { tokens.scopes.clone() };
     let grant = Grant {
         tenant_id: tenant.tenant_id.clone(),
         provider,
@@ -548,7 +638,7 @@ async fn finish(
         scopes: scopes.clone(),
         sealed: Some(sealed),
         access_expires_at: tokens.access_expires_at,
-        refresh_expires_at: tokens.refresh_expires_at,
+        refresh_expires_at: refresh_deadline(tokens),
         version: 1,
         lease_owner: None,
         lease_expires_at: None,
@@ -763,7 +853,14 @@ pub async fn disconnect(
 }
 
 /// Takes the grant's lease, waiting a few seconds for a refresh in progress to finish.
-async fn lease_for_disconnect(deps: &ConnectDeps, tenant_id: &str, provider: Provider, grant_id: &str, owner: &str, now: DateTime<Utc>) -> Result<Grant> {
+async fn lease_for_disconnect(
+    deps: &ConnectDeps,
+    tenant_id: &str,
+    provider: Provider,
+    grant_id: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<Grant> {
     let lease = chrono::Duration::from_std(deps.config.lease_duration).unwrap_or(chrono::Duration::seconds(60));
     let started = std::time::Instant::now();
     loop {
@@ -892,6 +989,69 @@ mod tests {
         let z = scopes_for(&custom, Provider::Zoho);
         assert!(z.contains(&"ZohoBooks.settings.CREATE".to_string()) && z.contains(&"ZohoBooks.settings.DELETE".to_string()));
         assert_eq!(scopes_for(&tenant(Plan::Starter), Provider::QuickBooks), vec!["com.intuit.quickbooks.accounting"]);
+    }
+
+    #[test]
+    fn xero_scope_set_follows_the_deployment_and_granted_scopes_are_checked() {
+        let pro = tenant(Plan::Professional);
+        assert_eq!(
+            scopes_for_set(&pro, Provider::Xero, XeroScopeSet::Broad),
+            vec!["accounting.transactions", "accounting.contacts", "accounting.settings.read", "offline_access"]
+        );
+        assert_eq!(scopes_for_set(&pro, Provider::Xero, XeroScopeSet::Granular), scopes_for(&pro, Provider::Xero));
+        assert!(!scopes_for(&pro, Provider::Xero).iter().any(|s| s.starts_with("accounting.transactions")));
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // What we ask for is always enough, in either vocabulary.
+        for set in [XeroScopeSet::Granular, XeroScopeSet::Broad] {
+            for plan in [Plan::Starter, Plan::Professional] {
+                let t = tenant(plan);
+                check_granted_scopes(&t, Provider::Xero, &scopes_for_set(&t, Provider::Xero, set), set).unwrap();
+            }
+        }
+        // A grant without invoices or payments is refused, naming what is missing.
+        let granted = s(&["offline_access", "accounting.contacts", "accounting.settings.read"]);
+        let e = check_granted_scopes(&pro, Provider::Xero, &granted, XeroScopeSet::Granular).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::InsufficientScope);
+        assert_eq!(e.http_status(), 403);
+        let m = e.to_string();
+        assert!(m.contains("accounting.invoices (invoices)") && m.contains("accounting.payments (payments)"), "{m}");
+        let e = check_granted_scopes(&pro, Provider::Xero, &granted, XeroScopeSet::Broad).unwrap_err();
+        assert!(e.to_string().contains("accounting.transactions (invoices)"), "{e}");
+        // Only the enabled entities count; a broad scope serves a granular deployment too.
+        let mut contacts_only = tenant(Plan::Professional);
+        contacts_only.config.enabled_entities = vec![Entity::Contact];
+        check_granted_scopes(&contacts_only, Provider::Xero, &granted, XeroScopeSet::Granular).unwrap();
+        check_granted_scopes(
+            &pro,
+            Provider::Xero,
+            &s(&["accounting.transactions.read", "accounting.contacts.read", "accounting.settings.read"]),
+            XeroScopeSet::Granular,
+        )
+        .unwrap();
+        // Other providers and tokens that report no scopes are not checked.
+        check_granted_scopes(&pro, Provider::Zoho, &granted, XeroScopeSet::Granular).unwrap();
+        check_granted_scopes(&pro, Provider::Xero, &[], XeroScopeSet::Granular).unwrap();
+    }
+
+    #[test]
+    fn a_new_grant_is_due_by_the_earlier_of_its_refresh_expiries() {
+        let now = Utc::now();
+        let mut t = TokenSet {
+            access_token: SecretString::new("a"),
+            refresh_token: Some(SecretString::new("r")),
+            access_expires_at: now,
+            refresh_expires_at: Some(now + chrono::Duration::days(100)),
+            refresh_hard_expires_at: Some(now + chrono::Duration::days(3)),
+            scopes: Vec::new(),
+            api_domain: None,
+            accounts_server: None,
+        };
+        assert_eq!(refresh_deadline(&t), Some(now + chrono::Duration::days(3)));
+        t.refresh_hard_expires_at = None;
+        assert_eq!(refresh_deadline(&t), Some(now + chrono::Duration::days(100)));
+        t.refresh_expires_at = None;
+        t.refresh_hard_expires_at = Some(now);
+        assert_eq!(refresh_deadline(&t), Some(now));
     }
 
     #[test]

@@ -8,13 +8,18 @@
 
 use url::Url;
 
+use crate::config::QuickBooksEnvironment;
 use crate::error::{Error, Result};
 use crate::providers::Provider;
 use crate::Config;
 
 /// Zoho data centres: (location, accounts server, API domain). From Zoho's multi-DC page; the UK API
-/// domain is not documented there and follows the pattern of the others.
-pub const ZOHO_DATA_CENTRES: [(&str, &str, &str); 9] = [
+/// domain is not documented there and follows the pattern of the others. The UAE (`ae`) and
+/// Singapore (`sg`) data centres appear in Zoho's newer product pages and in many integrations'
+/// region tables (accounts.zoho.ae / www.zohoapis.ae, accounts.zoho.sg / www.zohoapis.sg), but not
+/// yet on Zoho Books' own API pages: their Books availability is unconfirmed. An unknown location
+/// is still refused, so a DC that turns out not to serve Books only fails that user's connect.
+pub const ZOHO_DATA_CENTRES: [(&str, &str, &str); 11] = [
     ("us", "https://accounts.zoho.com", "https://www.zohoapis.com"),
     ("eu", "https://accounts.zoho.eu", "https://www.zohoapis.eu"),
     ("in", "https://accounts.zoho.in", "https://www.zohoapis.in"),
@@ -24,6 +29,8 @@ pub const ZOHO_DATA_CENTRES: [(&str, &str, &str); 9] = [
     ("sa", "https://accounts.zoho.sa", "https://www.zohoapis.sa"),
     ("uk", "https://accounts.zoho.uk", "https://www.zohoapis.uk"),
     ("cn", "https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn"),
+    ("ae", "https://accounts.zoho.ae", "https://www.zohoapis.ae"),
+    ("sg", "https://accounts.zoho.sg", "https://www.zohoapis.sg"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,10 +144,14 @@ impl Endpoints {
         Endpoints { provider, authorize, token, revoke, api, connections, mode: Mode::Sandbox(base) }
     }
 
-    /// The sandbox when `PROVIDER_BASE_URL` is set, else the real provider.
+    /// The sandbox when `PROVIDER_BASE_URL` is set, else the real provider; for QuickBooks, Intuit's
+    /// development host when `QUICKBOOKS_ENVIRONMENT=sandbox`.
     pub fn from_config(config: &Config, provider: Provider) -> Self {
         match &config.provider_base_url {
             Some(base) => Self::sandbox(provider, base),
+            None if provider == Provider::QuickBooks && config.quickbooks_environment == QuickBooksEnvironment::Sandbox => {
+                Self::quickbooks_development()
+            }
             None => Self::real(provider),
         }
     }
@@ -251,6 +262,32 @@ mod tests {
         assert!(!z.is_sandbox());
     }
 
+    fn config(extra: &[(&str, &str)]) -> Config {
+        let mut vars: std::collections::HashMap<String, String> =
+            Config::REQUIRED.iter().map(|k| (k.to_string(), format!("value-of-{k}"))).collect();
+        vars.insert("STAGE".into(), "dev".into());
+        vars.insert("PUBLIC_BASE_URL".into(), "https://api.example.com".into());
+        for (k, v) in extra {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        Config::from_lookup(|k| vars.get(k).cloned()).expect("config")
+    }
+
+    #[test]
+    fn quickbooks_environment_selects_intuits_development_host() {
+        let prod = Endpoints::from_config(&config(&[]), Provider::QuickBooks);
+        assert_eq!(prod.api.as_str(), "https://quickbooks.api.intuit.com/v3/company/");
+        let dev = Endpoints::from_config(&config(&[("QUICKBOOKS_ENVIRONMENT", "sandbox")]), Provider::QuickBooks);
+        assert_eq!(dev.api.as_str(), "https://sandbox-quickbooks.api.intuit.com/v3/company/");
+        // OAuth is shared by both environments; the other providers are unaffected.
+        assert_eq!((dev.authorize.clone(), dev.token.clone(), dev.revoke.clone()), (prod.authorize, prod.token, prod.revoke));
+        let x = Endpoints::from_config(&config(&[("QUICKBOOKS_ENVIRONMENT", "sandbox")]), Provider::Xero);
+        assert_eq!(x, Endpoints::real(Provider::Xero));
+        // The provider sandbox wins over either.
+        let c = config(&[("QUICKBOOKS_ENVIRONMENT", "sandbox"), ("PROVIDER_BASE_URL", "http://127.0.0.1:4555")]);
+        assert!(Endpoints::from_config(&c, Provider::QuickBooks).is_sandbox());
+    }
+
     #[test]
     fn sandbox_paths_follow_the_contract_with_or_without_trailing_slash() {
         for base in ["http://127.0.0.1:4555", "http://127.0.0.1:4555/"] {
@@ -289,6 +326,11 @@ mod tests {
             assert_eq!(err.code(), ErrorCode::InvalidInput, "{forged}");
         }
         assert!(real.zoho_accounts_server(None, Some("mars")).is_err());
+        // The UAE and Singapore data centres are on the allow-list, their look-alikes are not.
+        assert_eq!(real.zoho_accounts_server(Some("https://accounts.zoho.ae"), Some("ae")).unwrap(), "https://accounts.zoho.ae");
+        assert_eq!(real.zoho_accounts_server(None, Some("sg")).unwrap(), "https://accounts.zoho.sg");
+        assert_eq!(real.zoho_location_of("https://accounts.zoho.ae"), Some("ae"));
+        assert!(real.zoho_accounts_server(Some("https://accounts.zoho.ae.attacker.example"), None).is_err());
         assert_eq!(real.zoho_location_of("https://accounts.zoho.com.cn"), Some("cn"));
         assert_eq!(real.zoho_location_of("https://example.com"), None);
 

@@ -21,6 +21,9 @@ use crate::providers::Provider;
 pub const QUICKBOOKS_THROTTLE_WAIT: Duration = Duration::from_secs(60);
 /// Zoho's per-minute window; its 429 carries no Retry-After either.
 pub const ZOHO_THROTTLE_WAIT: Duration = Duration::from_secs(60);
+/// Zoho's daily budget is spent: wait an hour before trying again (the reset time is not
+/// announced; an hour bounds both the wasted calls and the delay after the reset).
+pub const ZOHO_DAY_LIMIT_WAIT: Duration = Duration::from_secs(3600);
 /// We never honour a wait longer than this from a header; the resilience layer parks longer outages.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// Provider text we put into an error message is cut to this many characters.
@@ -119,10 +122,67 @@ fn str_ci(v: &Value, keys: &[&str]) -> Option<String> {
     }
 }
 
-/// QuickBooks: `Fault` (any status, including 200), gateway `fault`, or a bare status.
+/// The text between `<tag ...>` and `</tag>` (first occurrence), and the value of `attr` on that
+/// opening tag. Enough of XML for Intuit's error documents; no entity decoding is needed for the
+/// fields we classify on (type, code), and message text is only shown.
+fn xml_element<'a>(doc: &'a str, tag: &str, attr: Option<&str>) -> Option<(Option<&'a str>, &'a str)> {
+    let open = format!("<{tag}");
+    let mut from = 0;
+    let start = loop {
+        let i = from + doc.get(from..)?.find(&open)?;
+        // `<Fault` must not match `<FaultInfo`.
+        match doc.as_bytes().get(i + open.len()) {
+            Some(b'>' | b' ' | b'\t' | b'\r' | b'\n' | b'/') => break i,
+            _ => from = i + open.len(),
+        }
+    };
+    let head_end = start + doc.get(start..)?.find('>')?;
+    let head = &doc[start..head_end];
+    let attr_value = attr.and_then(|a| {
+        let key = format!("{a}=\"");
+        let at = head.find(&key)? + key.len();
+        let len = head.get(at..)?.find('"')?;
+        head.get(at..at + len)
+    });
+    if head.ends_with('/') {
+        return Some((attr_value, ""));
+    }
+    let close = format!("</{tag}>");
+    let body_start = head_end + 1;
+    let body_len = doc.get(body_start..)?.find(&close).unwrap_or(doc.len() - body_start);
+    Some((attr_value, doc.get(body_start..body_start + body_len).unwrap_or("")))
+}
+
+/// Intuit's XML error document (`<IntuitResponse><Fault type=".."><Error code=".."><Message>..`) as
+/// the JSON shape the classifier reads. QuickBooks answers XML for some errors even when JSON was
+/// asked for (throttles from the gateway, historically with 403), so this is not just for clients
+/// that forgot the Accept header.
+fn quickbooks_xml_fault(body: &[u8]) -> Option<Value> {
+    let text = std::str::from_utf8(body).ok()?;
+    if !text.trim_start().starts_with('<') {
+        return None;
+    }
+    let (kind, inner) = xml_element(text, "Fault", Some("type"))?;
+    let mut errors = Vec::new();
+    let mut rest = inner;
+    while let Some((code, err)) = xml_element(rest, "Error", Some("code")) {
+        let field = |t: &str| xml_element(err, t, None).map(|(_, v)| v.trim().to_string()).unwrap_or_default();
+        errors.push(serde_json::json!({"code": code.unwrap_or(""), "Message": field("Message"), "Detail": field("Detail")}));
+        // Step past this element; an unterminated one ends the scan.
+        let Some(pos) = rest.find("</Error>") else { break };
+        rest = &rest[pos + "</Error>".len()..];
+        if errors.len() >= 20 {
+            break;
+        }
+    }
+    Some(serde_json::json!({"Fault": {"type": kind.unwrap_or(""), "Error": errors}}))
+}
+
+/// QuickBooks: `Fault` (any status, including 200), gateway `fault`, the XML `<Fault>` document,
+/// or a bare status.
 pub fn quickbooks_error(resp: &ApiResponse, now: DateTime<Utc>) -> Option<Error> {
     let provider = Provider::QuickBooks;
-    let body = resp.json();
+    let body = resp.json().or_else(|| quickbooks_xml_fault(&resp.body));
     let fault = body.as_ref().and_then(|b| get_ci(b, &["Fault", "fault"]));
     let ok_status = (200..300).contains(&resp.status);
     if ok_status && fault.is_none() {
@@ -132,6 +192,15 @@ pub fn quickbooks_error(resp: &ApiResponse, now: DateTime<Utc>) -> Option<Error>
     let retry_after = resp.header("retry-after").and_then(|v| parse_retry_after(v, now));
     let Some(fault) = fault else {
         let message = format!("{}{tid}", body_snippet(&resp.body));
+        // A throttle is a throttle whatever the status and body format (HTML/XML pages from the
+        // gateway have been seen with 403): it must not send the grant to re-authorisation.
+        if resp.status != 200 && String::from_utf8_lossy(&resp.body).contains("ThrottleExceeded") {
+            return Some(Error::ProviderRateLimited {
+                provider,
+                problem: "throttle".into(),
+                retry_after: retry_after.or(Some(QUICKBOOKS_THROTTLE_WAIT)),
+            });
+        }
         return Some(by_status(provider, resp.status, message, retry_after, Some(QUICKBOOKS_THROTTLE_WAIT)));
     };
     let kind = str_ci(fault, &["type", "Type"]).unwrap_or_default();
@@ -237,6 +306,16 @@ pub fn zoho_error(resp: &ApiResponse, now: DateTime<Utc>) -> Option<Error> {
         Some(c) => format!("code {c}: {text}"),
         None => text,
     };
+    // 45 (unconfirmed code, modelled by the sandbox) or a message about the day: the org's per-plan
+    // daily budget is spent, and retrying every minute until midnight would only spend calls on 429s.
+    let daily = code == Some(45) || message.to_ascii_lowercase().contains("for the day");
+    if resp.status == 429 && daily {
+        return Some(Error::ProviderRateLimited {
+            provider,
+            problem: "day".into(),
+            retry_after: retry_after.or(Some(ZOHO_DAY_LIMIT_WAIT)),
+        });
+    }
     if resp.status == 429 || code == Some(44) {
         return Some(Error::ProviderRateLimited {
             provider,
@@ -381,6 +460,49 @@ mod tests {
         assert_eq!(e.retry_after(), Some(QUICKBOOKS_THROTTLE_WAIT));
     }
 
+    fn xml(status: u16, body: &str) -> ApiResponse {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/xml".parse().unwrap());
+        ApiResponse { status, headers: h, body: Bytes::from(body.to_string()) }
+    }
+
+    const XML_THROTTLE: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="2026-03-01T04:00:00.000-08:00">
+<Fault type="SERVICE"><Error code="3001"><Message>message=ThrottleExceeded; errorCode=003001; statusCode=429</Message>
+<Detail>The request limit was reached.</Detail></Error></Fault></IntuitResponse>"#;
+
+    #[test]
+    fn quickbooks_shapes_as_sent_are_classified() {
+        // Lower-case gateway SERVICE fault with code 3001 is a throttle, on 429 and (historically) 403.
+        let svc = json!({"fault": {"error": [{"message": "message=ThrottleExceeded; errorCode=003001; statusCode=429", "detail": "The request limit was reached.", "code": "3001"}], "type": "SERVICE"}});
+        check(quickbooks_error(&resp(429, &[], svc.clone()), now()), ErrorCode::ProviderRateLimited, true);
+        check(quickbooks_error(&resp(403, &[], svc), now()), ErrorCode::ProviderRateLimited, true);
+        // XML even though JSON was asked for: 429 and 403 throttles never become ProviderAuth.
+        let e = check(quickbooks_error(&xml(429, XML_THROTTLE), now()), ErrorCode::ProviderRateLimited, true);
+        assert_eq!(e.retry_after(), Some(QUICKBOOKS_THROTTLE_WAIT));
+        check(quickbooks_error(&xml(403, XML_THROTTLE), now()), ErrorCode::ProviderRateLimited, true);
+        // Without a Fault element but naming the throttle (a gateway page).
+        check(quickbooks_error(&raw(403, "<html><body>ThrottleExceeded</body></html>"), now()), ErrorCode::ProviderRateLimited, true);
+        // XML authentication fault and authorisation fault.
+        let auth = r#"<IntuitResponse><Fault type="AUTHENTICATION"><Error code="3200"><Message>message=AuthenticationFailed; errorCode=003200; statusCode=401</Message><Detail>Token expired</Detail></Error></Fault></IntuitResponse>"#;
+        let e = check(quickbooks_error(&xml(401, auth), now()), ErrorCode::ProviderAuthFailed, false);
+        assert!(e.to_string().contains("3200"), "{e}");
+        let forbidden = r#"<IntuitResponse><Fault type="AuthorizationFault"><Error code="120"><Message>Authorization Failure</Message></Error></Fault></IntuitResponse>"#;
+        check(quickbooks_error(&xml(403, forbidden), now()), ErrorCode::ProviderAuthFailed, false);
+        // A validation fault in XML inside a 200 is still an error.
+        let v = r#"<IntuitResponse><Fault type="ValidationFault"><Error code="4001"><Message>Invalid query</Message></Error></Fault></IntuitResponse>"#;
+        check(quickbooks_error(&xml(200, v), now()), ErrorCode::ProviderPermanent, false);
+        // Hostile XML does not panic.
+        for junk in ["<Fault type=\"", "<Fault", "<Fault><Error code=\"3001", "<FaultX type=\"SERVICE\">", "<Fault/>", "<\u{e9}Fault"] {
+            let _ = quickbooks_error(&xml(400, junk), now());
+        }
+        check(
+            quickbooks_error(&xml(400, "<FaultX type=\"SERVICE\"><Error code=\"3001\"/></FaultX>"), now()),
+            ErrorCode::ProviderPermanent,
+            false,
+        );
+    }
+
     #[test]
     fn xero_errors_map_by_status_with_validation_messages() {
         assert!(xero_error(&resp(200, &[], json!({"Invoices": []})), now()).is_none());
@@ -430,6 +552,21 @@ mod tests {
         );
         assert_eq!(e.retry_after(), Some(ZOHO_THROTTLE_WAIT));
         check(zoho_error(&raw(502, "bad gateway"), now()), ErrorCode::ProviderTransient, true);
+        // The per-plan daily budget spent: a rate limit with a long wait, named "day".
+        let e = check(
+            zoho_error(
+                &resp(
+                    429,
+                    &[],
+                    json!({"code": 45, "message": "Rate Limit Exceeded (API usage limit exceeded): the organization's API calls for the day are used up"}),
+                ),
+                now(),
+            ),
+            ErrorCode::ProviderRateLimited,
+            true,
+        );
+        assert_eq!(e.retry_after(), Some(ZOHO_DAY_LIMIT_WAIT));
+        assert!(matches!(e, Error::ProviderRateLimited { ref problem, .. } if problem == "day"));
     }
 
     #[test]

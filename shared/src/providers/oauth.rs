@@ -186,7 +186,32 @@ pub(crate) fn token_error(provider: Provider, e: RequestTokenError<Error, BasicE
                 // description: the grant is fine, we asked too often. (Zoho Accounts token-validity
                 // docs; the exact body wording is unconfirmed, hence the loose match.)
                 BasicErrorResponseType::Extension(ext) if provider == Provider::Zoho && is_zoho_throttle(ext, body.error_description()) => {
-                    Error::ProviderRateLimited { provider, problem: "token issue limit".into(), retry_after: Some(ZOHO_TOKEN_THROTTLE_WAIT) }
+                    Error::ProviderRateLimited {
+                        provider,
+                        problem: "token issue limit".into(),
+                        retry_after: Some(ZOHO_TOKEN_THROTTLE_WAIT),
+                    }
+                }
+                // Zoho names a wrong client secret separately (Zoho's OAuth troubleshooting, Kaizen #4).
+                BasicErrorResponseType::Extension(ext) if provider == Provider::Zoho && ext == "invalid_client_secret" => {
+                    Error::ProviderAuth { provider, reason }
+                }
+                // Our request was wrong (redirect URI, scope, grant type): no retry helps, and the
+                // grant is not to blame.
+                BasicErrorResponseType::InvalidRequest
+                | BasicErrorResponseType::InvalidScope
+                | BasicErrorResponseType::UnsupportedGrantType => {
+                    Error::ProviderPermanent { provider, status: None, message: format!("token endpoint: {reason}") }
+                }
+                BasicErrorResponseType::Extension(ext)
+                    if provider == Provider::Zoho && matches!(ext.as_str(), "invalid_redirect_uri" | "invalid_oauthscope") =>
+                {
+                    Error::ProviderPermanent { provider, status: None, message: format!("token endpoint: {reason}") }
+                }
+                // Anything else Zoho says in its HTTP 200 error body is not a verdict on the grant or
+                // our credentials (Zoho documents no other terminal token error): try again later.
+                _ if provider == Provider::Zoho => {
+                    Error::ProviderTransient { provider, status: None, message: format!("token endpoint: {reason}") }
                 }
                 _ => Error::ProviderPermanent { provider, status: None, message: format!("token endpoint: {reason}") },
             }

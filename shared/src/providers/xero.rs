@@ -256,8 +256,7 @@ impl AccountingProvider for XeroClient {
         }
         let (name, _) = entity_names(entity);
         let url = api_url(&self.core.endpoints.api, &[name])?;
-        // Accept either one object or the {"Invoices": [..]} wrapper Xero documents.
-        let body = if payload.get(name).is_some() { payload.clone() } else { json!({ name: [payload] }) };
+        let body = create_body(entity, name, payload)?;
         let req =
             self.tenant_request(tokens, org_id, self.core.http.reqwest().put(url))?.header("Idempotency-Key", idempotency_key).json(&body);
         let ok = self.core.call(req).await?;
@@ -265,9 +264,38 @@ impl AccountingProvider for XeroClient {
     }
 }
 
+/// The PUT body. Invoices, Contacts and Payments take the `{"Invoices": [..]}` wrapper (or one object,
+/// which we wrap); `PUT /Accounts` takes one bare Account object (xero_accounting.yaml: the request
+/// schema is `Account`, not `Accounts`), so a wrapper of one is unwrapped and a batch refused.
+fn create_body(entity: Entity, name: &str, payload: &Value) -> Result<Value> {
+    if entity != Entity::Account {
+        return Ok(if payload.get(name).is_some() { payload.clone() } else { json!({ name: [payload] }) });
+    }
+    let one = match payload.get(name) {
+        None if payload.is_object() => payload,
+        Some(Value::Array(list)) if list.len() == 1 && list[0].is_object() => &list[0],
+        _ => return Err(Error::InvalidInput("Xero creates one account per request: send a single Account object".into())),
+    };
+    Ok(one.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounts_are_put_as_one_object_and_other_entities_wrapped() {
+        let acc = json!({"Code": "200", "Name": "Sales", "Type": "REVENUE"});
+        assert_eq!(create_body(Entity::Account, "Accounts", &acc).unwrap(), acc);
+        assert_eq!(create_body(Entity::Account, "Accounts", &json!({"Accounts": [acc.clone()]})).unwrap(), acc);
+        for bad in [json!({"Accounts": [acc.clone(), acc.clone()]}), json!([acc.clone()]), json!({"Accounts": acc.clone()})] {
+            assert_eq!(create_body(Entity::Account, "Accounts", &bad).unwrap_err().code(), crate::ErrorCode::InvalidInput, "{bad}");
+        }
+        let c = json!({"Name": "Amy"});
+        assert_eq!(create_body(Entity::Contact, "Contacts", &c).unwrap(), json!({"Contacts": [c.clone()]}));
+        let w = json!({"Contacts": [c]});
+        assert_eq!(create_body(Entity::Contact, "Contacts", &w).unwrap(), w);
+    }
 
     #[test]
     fn records_normalise() {

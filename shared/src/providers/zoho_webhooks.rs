@@ -5,6 +5,15 @@
 //! (`POST {api_domain}/books/v3/settings/webhooks?organization_id=..`, scope ZohoBooks.settings.CREATE)
 //! and disconnect removes it (`DELETE .../settings/webhooks/{webhook_id}`).
 //!
+//! A Books webhook on its own delivers nothing: Zoho Books sends webhooks only as the action of a
+//! workflow rule (Books help, "Webhooks": configure the URL and associate it with workflow rules).
+//! So each registration is followed by a workflow rule on the same module and event whose one
+//! action is that webhook (`POST .../settings/workflows`), and removal deletes the rule before the
+//! webhook. The stored id of one registration is `"{webhook_id}:{workflow_id}"`. The workflow API
+//! is not in the Books API reference: its path, field names and values (`entity`, `event` =
+//! `on_create|on_edit|on_create_or_edit|on_delete`, `actions[{action_type: "webhook", action_id}]`)
+//! follow the Books UI and are unconfirmed.
+//!
 //! Each organisation gets its own random secret. Zoho documents a `secret` field for signature
 //! verification but not the signature scheme, so the secret also travels in a custom header we set
 //! (`x-ttya-webhook-secret`), which the receiver compares in constant time. Zoho requires the
@@ -31,6 +40,29 @@ pub const ENTITIES: [&str; 4] = ["invoice", "contact", "customerpayment", "chart
 /// default payload is only the record, so a delete whose snapshot equals the preceding update would
 /// be byte-identical to it, share its dedupe key and be dropped as a duplicate.
 pub const EVENTS: [&str; 3] = ["created", "updated", "deleted"];
+
+/// A workflow rule's trigger for one of [`EVENTS`] (unconfirmed values, see the module docs).
+pub fn workflow_event(event: &str) -> &'static str {
+    match event {
+        "created" => "on_create",
+        "deleted" => "on_delete",
+        _ => "on_edit",
+    }
+}
+
+/// One stored registration: (webhook id, workflow rule id if the registration has one; entries
+/// stored before workflow rules were created have none).
+pub fn registration_parts(entry: &str) -> (&str, Option<&str>) {
+    match entry.split_once(':') {
+        Some((hook, wf)) if !wf.is_empty() => (hook, Some(wf)),
+        Some((hook, _)) => (hook, None),
+        None => (entry, None),
+    }
+}
+
+fn valid_zoho_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
 
 /// The record id field of a Zoho module (placeholder source in the payload template).
 fn id_field(entity: &str) -> &'static str {
@@ -91,6 +123,18 @@ impl WebhookSpec<'_> {
         .to_string()
     }
 
+    /// The workflow rule that makes this webhook fire: same module, the event as a rule trigger.
+    pub fn workflow_body(&self, webhook_id: &str) -> Value {
+        json!({
+            "workflow_name": format!("ttya-{}-{}", self.entity, self.event),
+            "description": "Talk to Your Accounts: sends the change notification webhook",
+            "entity": self.entity,
+            "event": workflow_event(self.event),
+            "is_active": true,
+            "actions": [{ "action_type": "webhook", "action_id": webhook_id }],
+        })
+    }
+
     /// The create body. The name is unique per entity and event so an org's webhook list shows what
     /// is ours.
     pub fn body(&self) -> Value {
@@ -147,27 +191,41 @@ impl<'a> ZohoWebhooks<'a> {
         success_json(Provider::Zoho, &api)
     }
 
-    /// Registers one webhook; returns Zoho's webhook id.
+    /// Registers one webhook and the workflow rule that fires it; returns the stored registration
+    /// id `"{webhook_id}:{workflow_id}"`. When the rule cannot be created the webhook is removed
+    /// again (best effort), so a failure leaves nothing that the caller does not know about.
     pub async fn register(&self, token: &SecretString, spec: &WebhookSpec<'_>) -> Result<String> {
         let req = self.http.reqwest().post(self.url("settings/webhooks", spec.org_id)?).json(&spec.body());
         let body = self.send(req, token).await?;
-        body["webhook"]["webhook_id"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| body["webhook"]["webhook_id"].as_i64().map(|n| n.to_string()))
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| Error::ProviderMalformed {
-                provider: Provider::Zoho,
-                message: "webhook create answer has no webhook.webhook_id".into(),
-            })
+        let webhook_id = id_in(&body, "webhook", "webhook_id")?;
+        let req = self.http.reqwest().post(self.url("settings/workflows", spec.org_id)?).json(&spec.workflow_body(&webhook_id));
+        let workflow_id = match self.send(req, token).await.and_then(|b| id_in(&b, "workflow", "workflow_id")) {
+            Ok(id) => id,
+            Err(e) => {
+                if let Err(d) = self.delete_one("webhooks", token, spec.org_id, &webhook_id).await {
+                    tracing::warn!(code = %d.code(), error = %d, org_id = %spec.org_id, "could not remove a webhook whose workflow rule failed");
+                }
+                return Err(e);
+            }
+        };
+        Ok(format!("{webhook_id}:{workflow_id}"))
     }
 
-    /// Removes a webhook. One that is already gone counts as removed.
-    pub async fn delete(&self, token: &SecretString, org_id: &str, webhook_id: &str) -> Result<()> {
-        if webhook_id.is_empty() || !webhook_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    /// Removes a registration: its workflow rule first (Zoho keeps a webhook a rule still uses),
+    /// then the webhook. Either already gone counts as removed.
+    pub async fn delete(&self, token: &SecretString, org_id: &str, registration: &str) -> Result<()> {
+        let (webhook_id, workflow_id) = registration_parts(registration);
+        if !valid_zoho_id(webhook_id) || workflow_id.is_some_and(|w| !valid_zoho_id(w)) {
             return Err(Error::InvalidInput("webhook id has unexpected characters".into()));
         }
-        let req = self.http.reqwest().delete(self.url(&format!("settings/webhooks/{webhook_id}"), org_id)?);
+        if let Some(wf) = workflow_id {
+            self.delete_one("workflows", token, org_id, wf).await?;
+        }
+        self.delete_one("webhooks", token, org_id, webhook_id).await
+    }
+
+    async fn delete_one(&self, kind: &str, token: &SecretString, org_id: &str, id: &str) -> Result<()> {
+        let req = self.http.reqwest().delete(self.url(&format!("settings/{kind}/{id}"), org_id)?);
         match self.send(req, token).await {
             Ok(_) => Ok(()),
             Err(Error::NotFound(_)) => Ok(()),
@@ -175,6 +233,14 @@ impl<'a> ZohoWebhooks<'a> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// `body[object][field]` as a non-empty id (Zoho sends ids as strings, sometimes as numbers).
+fn id_in(body: &Value, object: &str, field: &str) -> Result<String> {
+    let v = &body[object][field];
+    v.as_str().map(str::to_string).or_else(|| v.as_i64().map(|n| n.to_string())).filter(|id| valid_zoho_id(id)).ok_or_else(|| {
+        Error::ProviderMalformed { provider: Provider::Zoho, message: format!("create answer has no valid {object}.{field}") }
+    })
 }
 
 /// Several webhook ids of one organisation (one per entity) kept in `Connection::webhook_id`.
@@ -251,6 +317,23 @@ mod tests {
         assert_eq!(del.changes[0].entity_id.as_deref(), Some("460000000012345"));
         // A retry of the same event is the same delivery.
         assert_eq!(parse(render("deleted")).dedupe_key, del.dedupe_key);
+    }
+
+    #[test]
+    fn each_webhook_gets_a_workflow_rule_on_its_module_and_event() {
+        let secret = SecretString::new("S3cretS3cretS3cret");
+        let url = Url::parse("https://api.example.com/webhooks/zoho?organization_id=1").unwrap();
+        for (event, trigger) in [("created", "on_create"), ("updated", "on_edit"), ("deleted", "on_delete")] {
+            let spec = WebhookSpec { org_id: "1", url: &url, entity: "customerpayment", event, secret: &secret };
+            let wf = spec.workflow_body("4600001");
+            assert_eq!((wf["entity"].as_str(), wf["event"].as_str()), (Some("customerpayment"), Some(trigger)));
+            assert_eq!(wf["actions"], json!([{"action_type": "webhook", "action_id": "4600001"}]));
+            assert!(!wf.to_string().contains("S3cret"), "the secret stays in the webhook");
+        }
+        assert_eq!(registration_parts("46:47"), ("46", Some("47")));
+        assert_eq!(registration_parts("46"), ("46", None));
+        assert_eq!(registration_parts("46:"), ("46", None));
+        assert!(!valid_zoho_id("4/../x") && !valid_zoho_id("") && valid_zoho_id("460000000012345"));
     }
 
     #[test]

@@ -561,6 +561,7 @@ impl Receiver {
                         entity_id: c.entity_id.clone(),
                         cursor: None,
                         change: Some(c.change),
+                        merged_from: c.merged_from.clone(),
                         priority: tenant.config.queue_priority,
                         idempotency_key: jobs::webhook_idempotency_key(
                             provider,

@@ -32,6 +32,10 @@ pub struct EntityChange {
     /// None only for Zoho hints that name no record: the worker then pulls changes for the entity.
     pub entity_id: Option<String>,
     pub change: Change,
+    /// A merge (QuickBooks): the id of the record merged away into `entity_id`, which no longer
+    /// exists. Kept when a later event in the same delivery updates the survivor; None when the
+    /// delivery reported no merge or did not name the merged-away record.
+    pub merged_from: Option<String>,
     /// The provider's identity for this event (CloudEvents id, lastUpdated, eventDateUtc,
     /// last_modified_time); part of the job's idempotency key.
     pub event_version: String,
@@ -95,10 +99,18 @@ struct Collector<'s> {
 
 impl<'s> Collector<'s> {
     fn push(&mut self, org: &'s str, entity: Entity, id: &'s str, change: Change, version: &str) {
+        self.push_merge(org, entity, id, change, version, None)
+    }
+
+    fn push_merge(&mut self, org: &'s str, entity: Entity, id: &'s str, change: Change, version: &str, merged_from: Option<&str>) {
+        let merged_from = merged_from.filter(|m| change == Change::Merged && valid_id(m) && *m != id).map(str::to_string);
         match self.index.entry((org, entity, id)) {
             Entry::Occupied(i) => {
                 let c = &mut self.out[*i.get()];
                 c.change = change;
+                // A later event for the survivor must not lose which record was merged away: the
+                // worker still has to drop it.
+                c.merged_from = merged_from.or_else(|| c.merged_from.take());
                 c.event_version = version.to_string();
             }
             Entry::Vacant(v) => {
@@ -108,6 +120,7 @@ impl<'s> Collector<'s> {
                     entity,
                     entity_id: Some(id.to_string()),
                     change,
+                    merged_from,
                     event_version: version.to_string(),
                 });
             }
@@ -157,6 +170,10 @@ struct QboEntity<'a> {
     operation: Cow<'a, str>,
     #[serde(rename = "lastUpdated", default, borrow)]
     last_updated: Option<Cow<'a, str>>,
+    /// Merge events: the record merged away (legacy format; the exact casing is unconfirmed in the
+    /// legacy docs, Intuit's CloudEvents page spells it `deletedid`).
+    #[serde(rename = "deletedId", alias = "deletedid", default)]
+    deleted_id: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +188,21 @@ struct QboCloudEvent<'a> {
     intuitentityid: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     intuitaccountid: Option<Cow<'a, str>>,
+    /// For `qbo.<entity>.merged.v1`, `{"deletedid": "<merged-away id>"}` (Intuit's "Understanding
+    /// the data object" page); other members vary by event and are ignored. Read loosely so no
+    /// shape of `data` can fail a delivery.
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+}
+
+/// A merged-away id as sent: a string, or a number (ids are numeric strings, but a delivery must not
+/// fail over the type: QuickBooks holds back later events behind a rejected one).
+fn loose_id(v: Option<&serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn qbo_entity(name: &str) -> Option<Entity> {
@@ -229,7 +261,9 @@ fn parse_quickbooks(body: &[u8]) -> Result<Delivery> {
             let last: &str = e.last_updated.as_deref().unwrap_or("");
             idents.push([realm, &e.name, &e.id, &e.operation, last]);
             match qbo_entity(&e.name) {
-                Some(entity) if valid_id(&e.id) => col.push(realm, entity, &e.id, qbo_change(&e.operation), last),
+                Some(entity) if valid_id(&e.id) => {
+                    col.push_merge(realm, entity, &e.id, qbo_change(&e.operation), last, loose_id(e.deleted_id.as_ref()).as_deref())
+                }
                 _ => d.ignored += 1,
             }
         }
@@ -265,7 +299,8 @@ fn parse_qbo_cloudevents(body: &[u8]) -> Result<Delivery> {
         };
         match (entity, e.intuitaccountid.as_deref(), e.intuitentityid.as_deref()) {
             (Some(entity), Some(realm), Some(id)) if valid_id(realm) && valid_id(id) => {
-                col.push(realm, entity, id, qbo_change(action.unwrap_or("")), &e.id)
+                let merged_from = loose_id(e.data.as_ref().and_then(|d| d.get("deletedid").or_else(|| d.get("deletedId"))));
+                col.push_merge(realm, entity, id, qbo_change(action.unwrap_or("")), &e.id, merged_from.as_deref())
             }
             _ => d.ignored += 1,
         }
@@ -413,7 +448,7 @@ fn parse_zoho(body: &[u8], org: &str) -> Result<Delivery> {
                 Some(_) => return Err(malformed("entity id invalid")),
                 None => None,
             };
-            d.changes.push(EntityChange { org_id: org.to_string(), entity, entity_id, change, event_version: version });
+            d.changes.push(EntityChange { org_id: org.to_string(), entity, entity_id, change, merged_from: None, event_version: version });
         }
         None => d.ignored = 1,
     }
@@ -450,6 +485,38 @@ mod tests {
     const XERO_ITR: &str = r#"{"events":[],"firstEventSequence":0,"lastEventSequence":0,"entropy":"CWJLQXKOBYLKYFYHGXCK"}"#;
 
     #[test]
+    fn quickbooks_merges_carry_the_surviving_and_the_merged_away_ids() {
+        let legacy = r#"{"eventNotifications":[{"realmId":"310687","dataChangeEvent":{"entities":[
+            {"name":"Customer","id":"12","operation":"Merge","lastUpdated":"2026-01-01T00:00:00Z","deletedId":"7"},
+            {"name":"Customer","id":"12","operation":"Update","lastUpdated":"2026-01-01T00:00:05Z"},
+            {"name":"Account","id":"3","operation":"Merge","lastUpdated":"2026-01-01T00:00:00Z"}]}}]}"#;
+        let d = parse(Provider::QuickBooks, legacy.as_bytes(), None).unwrap();
+        let got: Vec<_> = d.changes.iter().map(|c| (c.entity, c.entity_id.as_deref(), c.change, c.merged_from.as_deref())).collect();
+        assert_eq!(
+            got,
+            vec![(Entity::Contact, Some("12"), Change::Updated, Some("7")), (Entity::Account, Some("3"), Change::Merged, None)]
+        );
+        // Intuit's CloudEvents merge sample ("Understanding the data object").
+        let ce = r#"[{"specversion":"1.0","id":"e-Customer-123","source":"intuit.x","type":"qbo.customer.merged.v1","datacontenttype":"application/json","time":"2025-12-04T15:25:05Z","intuitentityid":"123","intuitaccountid":"9341455600","data":{"deletedid":"27"}}]"#;
+        let d = parse(Provider::QuickBooks, ce.as_bytes(), None).unwrap();
+        assert_eq!(
+            (d.changes[0].entity_id.as_deref(), d.changes[0].change, d.changes[0].merged_from.as_deref()),
+            (Some("123"), Change::Merged, Some("27"))
+        );
+        // A deletedid that is not an id, or names the survivor itself, is dropped rather than trusted.
+        for (data, want) in [
+            (r#""data":{"deletedid":"a b"}"#, None),
+            (r#""data":{"deletedid":"123"}"#, None),
+            (r#""data":{"deletedid":{"id":"5"}}"#, None),
+            (r#""data":{"deletedid":5}"#, Some("5")),
+        ] {
+            let body = ce.replace(r#""data":{"deletedid":"27"}"#, data);
+            let d = parse(Provider::QuickBooks, body.as_bytes(), None).expect(data);
+            assert_eq!(d.changes[0].merged_from.as_deref(), want, "{data}");
+        }
+    }
+
+    #[test]
     fn quickbooks_legacy_sample() {
         let d = parse(Provider::QuickBooks, QBO_LEGACY.as_bytes(), None).unwrap();
         assert_eq!(d.events, 1);
@@ -460,6 +527,7 @@ mod tests {
                 entity: Entity::Account,
                 entity_id: Some("1234".into()),
                 change: Change::Created,
+                merged_from: None,
                 event_version: "2025-09-08T20:52:31.657Z".into()
             }]
         );

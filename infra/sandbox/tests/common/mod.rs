@@ -168,8 +168,12 @@ pub async fn xero_token(base: &str, form: &[(&str, &str)]) -> Resp {
 
 /// Token answer JSON for a fresh consent to every seeded tenant.
 pub async fn xero_connect(base: &str) -> Value {
-    let cb =
-        xero_code(base, "openid profile email offline_access accounting.transactions accounting.contacts accounting.settings", "").await;
+    let cb = xero_code(
+        base,
+        "openid profile email offline_access accounting.invoices accounting.payments accounting.contacts accounting.settings",
+        "",
+    )
+    .await;
     let r = xero_token(base, &[("grant_type", "authorization_code"), ("code", &cb["code"]), ("redirect_uri", REDIRECT)]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
