@@ -40,6 +40,11 @@ impl Timeouts {
     pub const SYNC_WORKER: Timeouts =
         Timeouts { connect: Duration::from_secs(1), attempt: Duration::from_secs(3), operation: Duration::from_secs(10) };
 
+    /// Tests and tools against the local emulator: moto serialises DynamoDB requests, so under a
+    /// parallel test run one call can queue for seconds. Never for a deployed function.
+    pub const LOCAL_EMULATOR: Timeouts =
+        Timeouts { connect: Duration::from_secs(2), attempt: Duration::from_secs(30), operation: Duration::from_secs(60) };
+
     pub fn config(&self) -> TimeoutConfig {
         TimeoutConfig::builder()
             .connect_timeout(self.connect)

@@ -24,7 +24,7 @@ pub async fn aws() -> TestEnv {
         panic!("AWS_ENDPOINT_URL is not set: run the tests through scripts/test-all, or `infra/local-aws.sh up && source .local/aws.env`");
     }
     let config = Config::from_env().expect("the local stack's environment (.local/aws.env) is complete");
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env_with(shared::aws::Timeouts::LOCAL_EMULATOR).await;
     TestEnv { config, clients }
 }
 

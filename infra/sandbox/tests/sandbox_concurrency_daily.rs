@@ -60,7 +60,9 @@ async fn quickbooks_answers_too_many_in_flight_with_its_throttle_fault() {
     assert_eq!(refused.len(), 2);
     for r in refused {
         assert!(r.header("retry-after").is_none(), "QuickBooks sends no Retry-After");
-        assert_eq!(r.json()["Fault"]["Error"][0]["code"], "003001");
+        // The gateway's throttle shape: lower-case `fault`, type SERVICE, code 3001.
+        assert_eq!(r.json()["fault"]["type"], "SERVICE");
+        assert_eq!(r.json()["fault"]["error"][0]["code"], "3001");
     }
     // 0 turns the limit off.
     control(b, "config", json!({"provider": "quickbooks", "max_concurrent": 0})).await;

@@ -390,9 +390,18 @@ impl TokenService {
             match self.grants.store_refreshed(grant, &write, Some(audit.clone()), self.audit.table()).await {
                 Ok(v) => break v,
                 Err(Error::Conflict(_)) => {
+                    // An earlier attempt whose answer we lost (a timeout) may have landed: then the
+                    // stored blob is ours.
+                    if attempt > 1 && self.stored_blob_is(grant, &sealed).await {
+                        break grant.version + 1;
+                    }
                     tracing::warn!(grant_id = %grant.grant_id, "lease lapsed during the refresh; storing the new pair by version alone");
                     let rescue = TokenWrite { lease_owner: None, ..write };
-                    break self.grants.store_refreshed(grant, &rescue, Some(audit), self.audit.table()).await?;
+                    match self.grants.store_refreshed(grant, &rescue, Some(audit), self.audit.table()).await {
+                        Ok(v) => break v,
+                        Err(Error::Conflict(_)) if self.stored_blob_is(grant, &sealed).await => break grant.version + 1,
+                        Err(e) => return Err(e),
+                    }
                 }
                 Err(e) if e.is_retryable() && attempt < 4 => {
                     tracing::warn!(code = %e.code(), error = %e, attempt, grant_id = %grant.grant_id, "storing the refreshed pair failed; retrying");
@@ -415,6 +424,14 @@ impl TokenService {
         stored.status = GrantStatus::Active;
         stored.updated_at = now;
         Ok(stored)
+    }
+
+    /// Whether the grant now holds exactly `sealed` (a write of ours that landed unseen).
+    async fn stored_blob_is(&self, grant: &Grant, sealed: &crate::vault::SealedBlob) -> bool {
+        match self.grants.get_grant(&grant.tenant_id, grant.provider, &grant.grant_id).await {
+            Ok(Some(now)) => now.sealed.as_ref() == Some(sealed),
+            _ => false,
+        }
     }
 
     /// Classifies a failed refresh and records it; returns the error for the caller.

@@ -50,11 +50,13 @@ pub struct RunReport {
     pub left_for_next_run: usize,
     /// Seconds past its due time of the most overdue grant found (0 when none was overdue).
     pub most_overdue_seconds: i64,
+    /// The failures by error code (what to look at first when `failed` is not 0).
+    pub failures_by_code: std::collections::BTreeMap<u16, usize>,
 }
 
 enum Outcome {
     Refreshed,
-    Failed,
+    Failed(u16),
     NeedsReauth,
     Busy,
     AlreadyFresh,
@@ -96,7 +98,10 @@ impl TokenService {
         for o in outcomes {
             match o {
                 Outcome::Refreshed => report.refreshed += 1,
-                Outcome::Failed => report.failed += 1,
+                Outcome::Failed(code) => {
+                    report.failed += 1;
+                    *report.failures_by_code.entry(code).or_default() += 1;
+                }
                 Outcome::NeedsReauth => report.needs_reauth += 1,
                 Outcome::Busy => report.busy += 1,
                 Outcome::AlreadyFresh => report.already_fresh += 1,
@@ -126,7 +131,7 @@ impl TokenService {
             Err(Error::Conflict(_)) => return Outcome::Busy,
             Err(e) => {
                 tracing::warn!(code = %e.code(), error = %e, grant_id = %seen.grant_id, "could not take the lease");
-                return Outcome::Failed;
+                return Outcome::Failed(e.code().as_u16());
             }
         };
         if super::usable(&grant).is_err() || grant.due_at() > now + window {
@@ -138,13 +143,13 @@ impl TokenService {
             Err(e) => {
                 tracing::error!(code = %e.code(), error = %e, tenant_id = %grant.tenant_id, grant_id = %grant.grant_id, "cannot unseal the grant's tokens");
                 self.release(&grant).await;
-                return Outcome::Failed;
+                return Outcome::Failed(e.code().as_u16());
             }
         };
         match self.refresh_under_lease(grant, tokens).await {
             Ok(_) => Outcome::Refreshed,
             Err(Error::NeedsReauth { .. }) => Outcome::NeedsReauth,
-            Err(_) => Outcome::Failed,
+            Err(e) => Outcome::Failed(e.code().as_u16()),
         }
     }
 }
