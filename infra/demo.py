@@ -19,6 +19,7 @@ import json
 import subprocess
 import os
 import sys
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -141,22 +142,70 @@ def main():
             fail(f"{provider} webhook: sandbox {status}, receiver {answer.get('status')}: {answer.get('body')}")
         print(f"[demo] signed {provider} webhook delivered by the sandbox: receiver answered {answer['status']}")
 
-    jobs = []
+    jobs, messages = [], []
     for _ in range(10):
-        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]).get("Messages", [])
         for m in got:
             job = json.loads(m["Body"])
             if job.get("tenant_id") == tenant:
                 jobs.append(job)
-                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+                messages.append(m)
         if len(jobs) >= 2:
             break
     for job in jobs:
         print(f"[demo] sync job on the normal queue: {job['provider']} {job['operation']} {job['entity']} {job.get('entity_id', '')} (org {job['org_id']}, idempotency key {job['idempotency_key'][:16]}...)")
     if len(jobs) != 2:
         fail(f"expected 2 sync jobs for {tenant}, found {len(jobs)}")
+    sync(env, ddb, sqs, queue, pk, messages)
     refresh(env, ddb, pk)
-    print("[demo] done (this demo removed the jobs it read; the sync worker is not implemented yet)")
+    print("[demo] done")
+
+
+def sync(env, ddb, sqs, queue, pk, messages):
+    """Hands the webhook jobs to the sync worker as Lambda's SQS event source would (one batch),
+    then shows the normalised records it wrote for the tenant."""
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": {"ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1"), "SentTimestamp": m.get("Attributes", {}).get("SentTimestamp", "0")},
+            "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": arn,
+            "awsRegion": env.get("AWS_REGION", "us-east-1"),
+        }
+        for m in messages
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"Records": records}, f)
+        event = f.name
+    try:
+        proc = subprocess.run(
+            [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "invoke.py"), "run", "--port", env["LAMBDA_PORT"], "sync-worker", event],
+            capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        os.unlink(event)
+    outcome = json.loads(proc.stdout or "{}")
+    answer = json.loads(outcome.get("body") or "{}")
+    failures = answer.get("batchItemFailures", [])
+    if not outcome.get("ok") or failures:
+        fail(f"sync-worker did not finish the batch: {proc.stdout.strip()[:400]} {proc.stderr.strip()[:400]}")
+    # What Lambda does after a batch without failures: the messages are deleted.
+    for m in messages:
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    items = ddb.query(
+        TableName=env["SYNC_TABLE"],
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+        ExpressionAttributeValues={":pk": pk, ":r": {"S": "REC#"}},
+    )["Items"]
+    if not items:
+        fail("the sync worker wrote no records for the tenant")
+    for it in items:
+        print(f"[demo] synced record {it['sk']['S']}")
 
 
 def grant_versions(env, ddb, pk):
