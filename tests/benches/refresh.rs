@@ -136,7 +136,9 @@ async fn main() {
     // Enough compressed runs to cover the hour and the last window.
     while refreshed < total && started.elapsed() < StdDuration::from_secs(200) {
         let run_start = tokio::time::Instant::now();
-        let deadline = run_start + StdDuration::from_secs(5);
+        // Runs may overlap in production (two shard groups, a 240 s timeout on a 5-minute rate); here
+        // they run one after another, each allowed up to 20 compressed seconds.
+        let deadline = run_start + StdDuration::from_secs(20);
         let limits = RunLimits { concurrency: 64, stop_before: StdDuration::from_millis(500), max_grants: 20_000, shards: None };
         let r = sim.run_scheduled(Duration::seconds(10), deadline, &limits).await.unwrap();
         runs += 1;

@@ -50,8 +50,25 @@ pub struct RunReport {
     pub left_for_next_run: usize,
     /// Seconds past its due time of the most overdue grant found (0 when none was overdue).
     pub most_overdue_seconds: i64,
-    /// The failures by error code (what to look at first when `failed` is not 0).
+    /// Shards of the index not even read because the deadline was near (or `max_grants` reached):
+    /// whatever they hold is still due and goes to the next run.
+    pub shards_left_for_next_run: usize,
+    /// The failures by error code, refreshes and shard reads (what to look at first).
     pub failures_by_code: std::collections::BTreeMap<u16, usize>,
+}
+
+/// What the shard reads of one run found.
+#[derive(Default)]
+struct Reading {
+    room: usize,
+    found: usize,
+    most_overdue: i64,
+    shards_left: usize,
+    shard_errors: Vec<crate::Error>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 enum Outcome {
@@ -65,27 +82,47 @@ enum Outcome {
 
 impl TokenService {
     /// One scheduled run over every provider. `deadline` is when the invocation must have answered.
+    ///
+    /// The index is read one shard at a time while earlier shards' grants are being refreshed (a
+    /// stream, not one read of everything up front), so a large fleet starts refreshing at once and
+    /// a run near its deadline stops reading too. Within a shard the most overdue go first.
     pub async fn run_scheduled(&self, window: chrono::Duration, deadline: Instant, limits: &RunLimits) -> Result<RunReport> {
         let now = self.now();
         let before = now + window;
-        let mut due: Vec<Grant> = Vec::new();
-        'read: for provider in Provider::ALL {
-            for shard in (0..DUE_SHARDS).filter(|s| limits.shards.as_ref().is_none_or(|only| only.contains(s))) {
-                let room = limits.max_grants.saturating_sub(due.len());
-                if room == 0 {
-                    break 'read;
+        let shards: Vec<(Provider, u32)> = Provider::ALL
+            .into_iter()
+            .flat_map(|p| (0..DUE_SHARDS).map(move |s| (p, s)))
+            .filter(|(_, s)| limits.shards.as_ref().is_none_or(|only| only.contains(s)))
+            .collect();
+        let total_shards = shards.len();
+        let reading = std::sync::Mutex::new(Reading { room: limits.max_grants, ..Default::default() });
+        let reading = &reading;
+        let outcomes: Vec<Outcome> = futures::stream::iter(shards)
+            .then(|(provider, shard)| async move {
+                let room = lock(reading).room;
+                if room == 0 || Instant::now() + limits.stop_before >= deadline {
+                    lock(reading).shards_left += 1;
+                    return Vec::new();
                 }
-                due.extend(self.grants.due_in_shard(provider, shard, before, room).await?);
-            }
-        }
-        // Most urgent first, so a run cut short by its deadline has done the ones that matter.
-        due.sort_by_key(|g| g.due_at());
-        let mut report = RunReport {
-            found: due.len(),
-            most_overdue_seconds: due.first().map(|g| (now - g.due_at()).num_seconds().max(0)).unwrap_or(0),
-            ..Default::default()
-        };
-        let outcomes: Vec<Outcome> = futures::stream::iter(due)
+                match self.grants.due_in_shard(provider, shard, before, room).await {
+                    Ok(mut due) => {
+                        due.sort_by_key(|g| g.due_at());
+                        let mut r = lock(reading);
+                        r.room = r.room.saturating_sub(due.len());
+                        r.found += due.len();
+                        if let Some(g) = due.first() {
+                            r.most_overdue = r.most_overdue.max((now - g.due_at()).num_seconds().max(0));
+                        }
+                        due
+                    }
+                    Err(e) => {
+                        tracing::error!(code = %e.code(), error = %e, provider = %provider, shard, "could not read a shard of the due index");
+                        lock(reading).shard_errors.push(e);
+                        Vec::new()
+                    }
+                }
+            })
+            .flat_map(futures::stream::iter)
             .map(|g| async move {
                 if Instant::now() + limits.stop_before >= deadline {
                     return Outcome::Left;
@@ -95,6 +132,20 @@ impl TokenService {
             .buffer_unordered(limits.concurrency.max(1))
             .collect()
             .await;
+        let read = std::mem::take(&mut *lock(reading));
+        if !read.shard_errors.is_empty() && read.shard_errors.len() == total_shards {
+            // Nothing could be read: an error, so the scheduler retries and its alarm sees it.
+            return Err(read.shard_errors.into_iter().next().expect("not empty"));
+        }
+        let mut report = RunReport {
+            found: read.found,
+            most_overdue_seconds: read.most_overdue,
+            shards_left_for_next_run: read.shards_left,
+            ..Default::default()
+        };
+        for e in &read.shard_errors {
+            *report.failures_by_code.entry(e.code().as_u16()).or_default() += 1;
+        }
         for o in outcomes {
             match o {
                 Outcome::Refreshed => report.refreshed += 1,
@@ -115,6 +166,7 @@ impl TokenService {
             needs_reauth = report.needs_reauth,
             busy = report.busy,
             left_for_next_run = report.left_for_next_run,
+            shards_left_for_next_run = report.shards_left_for_next_run,
             most_overdue_seconds = report.most_overdue_seconds,
             "scheduled refresh run"
         );
