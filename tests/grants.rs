@@ -246,11 +246,15 @@ async fn racing_connects_cannot_both_pass_the_plan_check_or_overwrite_each_other
         let mut g = template.clone();
         g.tenant_id = tenant.clone();
         g.grant_id = grant_id.clone();
-        let c: Vec<Connection> = conns.iter().cloned().map(|mut c| {
-            c.tenant_id = tenant.clone();
-            c.grant_id = grant_id.clone();
-            c
-        }).collect();
+        let c: Vec<Connection> = conns
+            .iter()
+            .cloned()
+            .map(|mut c| {
+                c.tenant_id = tenant.clone();
+                c.grant_id = grant_id.clone();
+                c
+            })
+            .collect();
         (g, c)
     };
     let (g1, c1) = attempt(unique("g"));

@@ -99,7 +99,11 @@ impl H {
     /// The stored refresh token (to revoke it at the sandbox).
     async fn stored_refresh_token(&self, svc: &TokenService, g: &Grant) -> String {
         let stored = self.store().get_grant(&g.tenant_id, g.provider, &g.grant_id).await.unwrap().unwrap();
-        let t = svc.vault().unseal_tokens(&SealContext::new(&g.tenant_id, g.provider, &g.grant_id), stored.sealed.as_ref().unwrap()).await.unwrap();
+        let t = svc
+            .vault()
+            .unseal_tokens(&SealContext::new(&g.tenant_id, g.provider, &g.grant_id), stored.sealed.as_ref().unwrap())
+            .await
+            .unwrap();
         t.refresh_token.unwrap().expose().to_string()
     }
 
@@ -235,7 +239,8 @@ async fn a_revoked_grant_becomes_needs_reauth_with_its_event_and_nothing_is_dele
     assert!(events[0].data["reconnect_url"].as_str().unwrap().ends_with("/connect/xero"));
     let schema: Value = serde_json::from_str(include_str!("../schemas/app-event.v1.json")).unwrap();
     shared::events::check_against_schema(&schema, &serde_json::to_value(&events[0]).unwrap()).unwrap();
-    let trail = shared::audit::AuditLog::new(h.env.clients.dynamodb.clone(), h.env.config.tables.tenants.clone()).list(&g.tenant_id).await.unwrap();
+    let trail =
+        shared::audit::AuditLog::new(h.env.clients.dynamodb.clone(), h.env.config.tables.tenants.clone()).list(&g.tenant_id).await.unwrap();
     assert!(trail.iter().any(|r| r.event == "needs_reauth"));
     // A second call does not go to the provider again.
     let before = h.refreshes().await;
@@ -337,7 +342,10 @@ async fn a_reseal_racing_a_refresh_loses_nothing() {
     let mut t = svc.vault().unseal_tokens(&ctx, leased.sealed.as_ref().unwrap()).await.unwrap();
     t.refresh_token = Some(SecretString::new("rotated-rt"));
     let sealed = svc.vault().seal_tokens(&ctx, &t).await.unwrap();
-    store.update_tokens(&leased, &sealed, t.access_expires_at, t.refresh_expires_at, leased.version, Some("refresher-x"), now).await.unwrap();
+    store
+        .update_tokens(&leased, &sealed, t.access_expires_at, t.refresh_expires_at, leased.version, Some("refresher-x"), now)
+        .await
+        .unwrap();
 
     // Now free: a re-seal goes through without taking the version, so a refresher that read the
     // grant before the re-seal can still store its pair.
@@ -504,7 +512,13 @@ async fn callers_waiting_on_a_failing_refresh_share_its_failure() {
         assert!(err.is_retryable(), "{err}");
     }
     let c = h.control("GET", "counters", None).await;
-    let attempts: u64 = c["rate_limited"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("zoho token issue")).filter_map(|(_, v)| v.as_u64()).sum();
+    let attempts: u64 = c["rate_limited"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("zoho token issue"))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum();
     assert_eq!(attempts, 1, "one attempt at the token endpoint for 20 callers: {c}");
     let stored = h.store().get_grant(&g.tenant_id, Provider::Zoho, &g.grant_id).await.unwrap().unwrap();
     assert_eq!(stored.status, GrantStatus::Active);

@@ -397,7 +397,8 @@ async fn a_busy_key_costs_one_dynamodb_call_per_reservation() {
 #[tokio::test]
 async fn a_probe_that_cannot_call_gives_its_place_back() {
     let env = Env::xero(json!({"rate_limit_per_minute": 10000, "rate_limit_per_day": 100000, "max_concurrent": 0})).await;
-    let settings = BreakerSettings { min_calls: 2, open_for: Duration::from_millis(500), half_open_probes: 1, ..BreakerSettings::default() };
+    let settings =
+        BreakerSettings { min_calls: 2, open_for: Duration::from_millis(500), half_open_probes: 1, ..BreakerSettings::default() };
     let limits = Limits { org_breaker: settings.clone(), ..roomy() };
     let tenant = unique("t-probe");
     let guard = env.guard(limits.clone());

@@ -678,10 +678,8 @@ async fn a_429_storm_ends_with_every_job_done_and_none_lost() {
     let results = h.pump(&deps, 4).await;
     // The shared limiter absorbs the 429s (it holds the org back for their Retry-After): jobs wait
     // (2001 from our limiter, 2002 straight from the provider) instead of failing.
-    let waited = results
-        .iter()
-        .filter(|(_, d)| matches!(d, Disposition::Retry { code: 2001 | 2002, .. } | Disposition::Requeued { .. }))
-        .count();
+    let waited =
+        results.iter().filter(|(_, d)| matches!(d, Disposition::Retry { code: 2001 | 2002, .. } | Disposition::Requeued { .. })).count();
     assert!(waited >= 1, "the storm made jobs wait: {results:?}");
     assert!(results.iter().any(|(_, d)| matches!(d, Disposition::Requeued { .. })), "a job near the redrive limit was re-queued");
     for j in &jobs {

@@ -126,10 +126,19 @@ pub enum TenantCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
-    List { tenant_id: String },
+    List {
+        tenant_id: String,
+    },
     /// Gives a user a role (owner, admin, member, viewer); adds the user if new (plan limits apply).
-    SetRole { tenant_id: String, user_id: String, role: String },
-    Remove { tenant_id: String, user_id: String },
+    SetRole {
+        tenant_id: String,
+        user_id: String,
+        role: String,
+    },
+    Remove {
+        tenant_id: String,
+        user_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -534,7 +543,11 @@ async fn connections(ops: &Ops, cmd: ConnCmd) -> Result<String> {
         ConnCmd::Refresh { tenant_id, provider, grant_id } => {
             let provider: Provider = parse("provider", &provider)?;
             let svc = TokenService::new(&ops.config, &ops.clients, ops.http.clone());
-            let stored = svc.grants().get_grant(&tenant_id, provider, &grant_id).await?.ok_or_else(|| Error::NotFound(format!("grant {grant_id}")))?;
+            let stored = svc
+                .grants()
+                .get_grant(&tenant_id, provider, &grant_id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("grant {grant_id}")))?;
             let before = svc.valid_access_token(&tenant_id, provider, &grant_id).await?;
             // valid_access_token refreshes only near expiry. When it did not, declaring the current
             // token rejected makes the service refresh now, under the lease, exactly as after a
@@ -580,7 +593,10 @@ pub struct QueueInfo {
     pub dlq_url: Option<String>,
 }
 
-fn sqs_error<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug + Send + Sync + 'static>(op: &str, e: aws_sdk_sqs::error::SdkError<E, R>) -> Error {
+fn sqs_error<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug + Send + Sync + 'static>(
+    op: &str,
+    e: aws_sdk_sqs::error::SdkError<E, R>,
+) -> Error {
     let retryable = matches!(e, aws_sdk_sqs::error::SdkError::TimeoutError(_) | aws_sdk_sqs::error::SdkError::DispatchFailure(_));
     Error::Queue { message: format!("{op}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)), retryable }
 }
@@ -698,7 +714,12 @@ async fn queues(ops: &Ops, cmd: QueueCmd) -> Result<String> {
                 let msgs = receive(ops, &dlq, max).await?;
                 out.push_str(&format!("{} ({} shown)\n", queue_name(&dlq), msgs.len()));
                 for m in &msgs {
-                    out.push_str(&format!("  {}: {}\n    {}\n", m.id, dlq_reason(&m.body, m.receives, &m.attributes), truncate(&m.body, 300)));
+                    out.push_str(&format!(
+                        "  {}: {}\n    {}\n",
+                        m.id,
+                        dlq_reason(&m.body, m.receives, &m.attributes),
+                        truncate(&m.body, 300)
+                    ));
                 }
                 // Shown, not consumed: make them visible again right away.
                 release(ops, &dlq, &msgs).await;
@@ -733,7 +754,14 @@ async fn queues(ops: &Ops, cmd: QueueCmd) -> Result<String> {
                         };
                         // Send first, delete after: a crash in between duplicates a job, which its
                         // idempotency key makes harmless, rather than losing one.
-                        ops.clients.sqs.send_message().queue_url(&target).message_body(&m.body).send().await.map_err(|e| sqs_error("SendMessage", e))?;
+                        ops.clients
+                            .sqs
+                            .send_message()
+                            .queue_url(&target)
+                            .message_body(&m.body)
+                            .send()
+                            .await
+                            .map_err(|e| sqs_error("SendMessage", e))?;
                         ops.clients
                             .sqs
                             .delete_message()
@@ -832,7 +860,11 @@ pub struct ResealReport {
 
 impl std::fmt::Display for ResealReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} grants with tokens: {} re-sealed, {} already done, {} deferred", self.total, self.resealed, self.skipped, self.deferred)?;
+        write!(
+            f,
+            "{} grants with tokens: {} re-sealed, {} already done, {} deferred",
+            self.total, self.resealed, self.skipped, self.deferred
+        )?;
         if self.deferred > 0 {
             write!(f, " (leased or changed meanwhile: run the same command again)")?;
         }

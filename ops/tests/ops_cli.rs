@@ -29,9 +29,12 @@ fn tenants(ops: &Ops) -> TenantStore {
 async fn tenants_are_created_listed_and_changed_through_the_store() {
     let ops = ops().await;
     let id = unique("ops-t");
-    let out = cli(&ops, &["tenants", "create", &id, "--name", "Acme Ltd", "--plan", "professional", "--return-url", "https://app.example.com/back"])
-        .await
-        .unwrap();
+    let out = cli(
+        &ops,
+        &["tenants", "create", &id, "--name", "Acme Ltd", "--plan", "professional", "--return-url", "https://app.example.com/back"],
+    )
+    .await
+    .unwrap();
     assert!(out.contains(&id), "{out}");
     let t = tenants(&ops).get(&id).await.unwrap();
     assert_eq!(t.plan, Plan::Professional);
@@ -97,7 +100,12 @@ async fn connections_show_health_refresh_and_disconnect() {
     // Events (connection.disconnected) go to a queue of this test's own.
     ops.config.queues.events = ops.clients.sqs.create_queue().queue_name(unique("events")).send().await.unwrap().queue_url.unwrap();
     let tenant = unique("ops-c");
-    cli(&ops, &["tenants", "create", &tenant, "--name", "Conn Ltd", "--plan", "professional", "--return-url", "https://app.example.com/back"]).await.unwrap();
+    cli(
+        &ops,
+        &["tenants", "create", &tenant, "--name", "Conn Ltd", "--plan", "professional", "--return-url", "https://app.example.com/back"],
+    )
+    .await
+    .unwrap();
 
     let svc = TokenService::new(&ops.config, &ops.clients, ops.http.clone());
     let store = GrantStore::new(ops.clients.dynamodb.clone(), ops.config.tables.grants.clone());
@@ -243,7 +251,12 @@ async fn reseal_moves_every_token_to_the_new_key_and_resumes() {
     let store = GrantStore::new(ops.clients.dynamodb.clone(), ops.config.tables.grants.clone());
     let old = Vault::from_config(ops.clients.kms.clone(), &ops.config);
     let tenant = unique("ops-k");
-    cli(&ops, &["tenants", "create", &tenant, "--name", "Keys Ltd", "--plan", "enterprise", "--return-url", "https://app.example.com/back"]).await.unwrap();
+    cli(
+        &ops,
+        &["tenants", "create", &tenant, "--name", "Keys Ltd", "--plan", "enterprise", "--return-url", "https://app.example.com/back"],
+    )
+    .await
+    .unwrap();
     let now = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
     let mut ids = Vec::new();
     for i in 0..3 {

@@ -154,9 +154,9 @@ pub fn init(log_level: &str) {
     let filter = match std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_ascii_lowercase()).as_deref() {
         // Debug and trace for our own crates only: the AWS SDK's and hyper's would drown them and
         // print request details nobody asked for.
-        Some(l @ ("debug" | "trace")) => EnvFilter::try_new(format!(
-            "info,shared={l},oauth_callback={l},token_refresher={l},webhook_receiver={l},sync_worker={l}"
-        )),
+        Some(l @ ("debug" | "trace")) => {
+            EnvFilter::try_new(format!("info,shared={l},oauth_callback={l},token_refresher={l},webhook_receiver={l},sync_worker={l}"))
+        }
         Some(l @ ("info" | "warn" | "error")) => EnvFilter::try_new(l),
         // FATAL (Lambda's highest) has no tracing counterpart: errors only.
         Some("fatal") => EnvFilter::try_new("error"),
@@ -316,7 +316,8 @@ mod tests {
     fn emf_line_declares_its_metric_with_the_deployment_dimensions() {
         let d = deployment();
         let v: Value =
-            serde_json::from_str(&emf_line_for(&d, "WebhookRejected", 1.0, "Count", &[("provider", "xero"), ("reason", "E4001")], 1)).unwrap();
+            serde_json::from_str(&emf_line_for(&d, "WebhookRejected", 1.0, "Count", &[("provider", "xero"), ("reason", "E4001")], 1))
+                .unwrap();
         assert_eq!(v["WebhookRejected"], 1.0);
         assert_eq!(v["provider"], "xero");
         assert_eq!(v["service"], SERVICE);
@@ -341,9 +342,14 @@ mod tests {
     fn alarmed_metrics_also_publish_a_deployment_total() {
         for name in ALARMED_TOTALS {
             let v: Value =
-                serde_json::from_str(&emf_line_for(&deployment(), name, 1.0, "Count", &[("provider", "xero"), ("reason", "E9004")], 1)).unwrap();
+                serde_json::from_str(&emf_line_for(&deployment(), name, 1.0, "Count", &[("provider", "xero"), ("reason", "E9004")], 1))
+                    .unwrap();
             let sets = v["_aws"]["CloudWatchMetrics"][0]["Dimensions"].as_array().unwrap().clone();
-            assert_eq!(sets, vec![serde_json::json!(["service", "stage", "provider", "reason"]), serde_json::json!(["service", "stage"])], "{name}");
+            assert_eq!(
+                sets,
+                vec![serde_json::json!(["service", "stage", "provider", "reason"]), serde_json::json!(["service", "stage"])],
+                "{name}"
+            );
         }
         // Without dimensions of its own a metric has exactly the deployment set (no duplicate).
         let v: Value = serde_json::from_str(&emf_line_for(&deployment(), "RefreshRunMostOverdueSeconds", 5.0, "Seconds", &[], 1)).unwrap();

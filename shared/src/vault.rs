@@ -236,14 +236,7 @@ impl fmt::Debug for Vault {
 
 impl Vault {
     pub fn new(kms: aws_sdk_kms::Client, key_id: impl Into<String>, limits: CacheLimits) -> Self {
-        Vault {
-            kms,
-            key_id: key_id.into(),
-            key_arn: Default::default(),
-            limits,
-            cache: Default::default(),
-            kms_calls: Default::default(),
-        }
+        Vault { kms, key_id: key_id.into(), key_arn: Default::default(), limits, cache: Default::default(), kms_calls: Default::default() }
     }
 
     pub fn from_config(kms: aws_sdk_kms::Client, config: &crate::Config) -> Self {
@@ -527,7 +520,11 @@ mod tests {
         let mut cache = vault.lock_cache();
         cache.put(CacheId::Encrypt { key_id: "alias/test".into(), ctx: seal.clone() }, mat(key.clone(), wrapped.to_vec()), &vault.limits);
         for ctx in open {
-            cache.put(CacheId::Decrypt { wrapped: wrapped.to_vec(), ctx: (*ctx).clone() }, mat(key.clone(), wrapped.to_vec()), &vault.limits);
+            cache.put(
+                CacheId::Decrypt { wrapped: wrapped.to_vec(), ctx: (*ctx).clone() },
+                mat(key.clone(), wrapped.to_vec()),
+                &vault.limits,
+            );
         }
         drop(cache);
         vault

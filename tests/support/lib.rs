@@ -37,12 +37,12 @@ pub fn unique(prefix: &str) -> String {
 /// code exchange, sealed and stored as the connect flow does, with the stored access expiry set to
 /// `access_in` from now (negative: already expired). One connection per grant, org `org-<grant>`.
 pub async fn sandbox_grant(
-http: &reqwest::Client,
-svc: &TokenService,
-store: &GrantStore,
-tenant: &str,
-provider: Provider,
-access_in: Duration,
+    http: &reqwest::Client,
+    svc: &TokenService,
+    store: &GrantStore,
+    tenant: &str,
+    provider: Provider,
+    access_in: Duration,
 ) -> Grant {
     let client = svc.provider_client(provider).await.unwrap();
     let (challenge, verifier) = new_pkce();

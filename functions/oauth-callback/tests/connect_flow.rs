@@ -700,8 +700,12 @@ async fn a_quickbooks_grant_is_due_by_its_hard_refresh_expiry() {
     assert_eq!(params["status"], "connected", "{params:?}");
     let t = &f.tenant.tenant_id;
     let grant = f.deps.grants.get_grant(t, Provider::QuickBooks, &params["grant_id"]).await.unwrap().unwrap();
-    let tokens =
-        f.deps.vault.unseal_tokens(&SealContext::new(t, Provider::QuickBooks, &grant.grant_id), grant.sealed.as_ref().unwrap()).await.unwrap();
+    let tokens = f
+        .deps
+        .vault
+        .unseal_tokens(&SealContext::new(t, Provider::QuickBooks, &grant.grant_id), grant.sealed.as_ref().unwrap())
+        .await
+        .unwrap();
     let hard = tokens.refresh_hard_expires_at.expect("the hard expiry is asked for and kept");
     assert!((7100..=7205).contains(&(hard - before).num_seconds()), "{hard}");
     assert_eq!(grant.refresh_expires_at.map(|r| r.timestamp()), Some(hard.timestamp()), "due by the hard cap");

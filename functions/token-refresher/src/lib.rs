@@ -34,7 +34,11 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<serde_json::Value>) -> Resul
     let detail = event.payload.get("detail").cloned().unwrap_or_default();
     let window = window_of(&detail, deps.window);
     let limits = RunLimits { shards: shards_of(&detail), ..deps.limits.clone() };
-    tracing::info!(remaining_ms = deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64, window_seconds = window.num_seconds(), "refresh run starts");
+    tracing::info!(
+        remaining_ms = deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64,
+        window_seconds = window.num_seconds(),
+        "refresh run starts"
+    );
     ctx.scope(async {
         deps.service.run_scheduled(window, deadline, &limits).await.map_err(|e| {
             tracing::error!(code = %e.code(), error = %e, "scheduled refresh run failed");

@@ -46,7 +46,12 @@ impl Intercept for Recorder {
         calls.push(Call { op, start: Instant::now(), end: None });
         Ok(())
     }
-    fn read_after_execution(&self, _: &FinalizerInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+    fn read_after_execution(
+        &self,
+        _: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
         let op = cfg.load::<Metadata>().map(|m| m.name().to_string());
         if let Some(i) = cfg.load::<CallIdx>() {
             let mut calls = self.0.lock().unwrap();

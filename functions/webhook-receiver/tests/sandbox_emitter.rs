@@ -133,7 +133,9 @@ async fn quickbooks_merges_from_the_sandbox_carry_both_ids() {
     let realm = numeric_org();
     w.org(Provider::QuickBooks, &realm).await;
     for format in ["legacy", "cloudevents"] {
-        let seeded = w.control("/_sandbox/seed", serde_json::json!({"provider": "quickbooks", "org_id": realm, "entity": "customer", "count": 2})).await;
+        let seeded = w
+            .control("/_sandbox/seed", serde_json::json!({"provider": "quickbooks", "org_id": realm, "entity": "customer", "count": 2}))
+            .await;
         let ids: Vec<String> = seeded["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
         let out = w
             .control(

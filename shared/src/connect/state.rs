@@ -362,11 +362,17 @@ mod tests {
         // No cookie, another state's cookie, a cookie of the right name with the other state's hash.
         let other_pair = binding_cookie(&other_state, &other, "/", 1).split(';').next().unwrap().to_string();
         let wrong_value = format!("{}={}", binding_cookie_name(&claims), binding_value(&other_state));
-        for (label, cookies) in [("none", vec![]), ("other state", vec![other_pair.as_str()]), ("wrong value", vec![wrong_value.as_str()])] {
+        for (label, cookies) in [("none", vec![]), ("other state", vec![other_pair.as_str()]), ("wrong value", vec![wrong_value.as_str()])]
+        {
             let e = check_binding(cookies, &state, &claims).unwrap_err();
             assert_eq!(e.code(), ErrorCode::InvalidState, "{label}");
         }
-        assert!(valid_jti("0f8c2a9e-1d2b-4c3d-9e8f-7a6b5c4d3e2f") && !valid_jti("short") && !valid_jti(&"a".repeat(65)) && !valid_jti("a b c d e f g h i j"));
+        assert!(
+            valid_jti("0f8c2a9e-1d2b-4c3d-9e8f-7a6b5c4d3e2f")
+                && !valid_jti("short")
+                && !valid_jti(&"a".repeat(65))
+                && !valid_jti("a b c d e f g h i j")
+        );
     }
 
     #[test]

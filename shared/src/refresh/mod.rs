@@ -212,7 +212,13 @@ impl TokenService {
 
     /// After the provider answered 401 to `rejected`: one refresh (unless another worker already
     /// replaced that token), under the lease. The caller retries once; a second 401 is an auth error.
-    pub async fn after_unauthorized(&self, tenant_id: &str, provider: Provider, grant_id: &str, rejected: &SecretString) -> Result<ValidToken> {
+    pub async fn after_unauthorized(
+        &self,
+        tenant_id: &str,
+        provider: Provider,
+        grant_id: &str,
+        rejected: &SecretString,
+    ) -> Result<ValidToken> {
         let arrived = self.now();
         let grant = self.read_grant(tenant_id, provider, grant_id).await?;
         self.refresh_coalesced(grant, Some(rejected.clone()), arrived).await
@@ -381,7 +387,8 @@ impl TokenService {
             lease_owner: Some(&self.owner),
             now,
         };
-        let audit = audit_item(&grant.tenant_id, grant.provider, &grant.grant_id, TokenEvent::Refreshed, "system:token-refresher", None, now);
+        let audit =
+            audit_item(&grant.tenant_id, grant.provider, &grant.grant_id, TokenEvent::Refreshed, "system:token-refresher", None, now);
         // The provider has already answered: this pair may be the only valid one (QuickBooks and
         // Xero rotate), so a throttled or timed-out write is retried a few times before giving up.
         let mut attempt = 0;
@@ -444,7 +451,15 @@ impl TokenService {
                     let detail = format!("{}: {}", err.code(), err);
                     if let Err(e) = self
                         .audit
-                        .record(&grant.tenant_id, grant.provider, &grant.grant_id, TokenEvent::NeedsReauth, "system:token-refresher", Some(&detail), now)
+                        .record(
+                            &grant.tenant_id,
+                            grant.provider,
+                            &grant.grant_id,
+                            TokenEvent::NeedsReauth,
+                            "system:token-refresher",
+                            Some(&detail),
+                            now,
+                        )
                         .await
                     {
                         tracing::error!(code = %e.code(), error = %e, "audit record for needs_reauth failed");
@@ -454,7 +469,9 @@ impl TokenService {
                     self.emit(EventType::ConnectionNeedsReauth, grant, data).await;
                     crate::telemetry::metric("GrantNeedsReauth", 1.0, "Count", &[("provider", grant.provider.as_str())]);
                 }
-                Err(e) => tracing::error!(code = %e.code(), error = %e, grant_id = %grant.grant_id, "could not mark the grant needs_reauth"),
+                Err(e) => {
+                    tracing::error!(code = %e.code(), error = %e, grant_id = %grant.grant_id, "could not mark the grant needs_reauth")
+                }
             }
             return Error::NeedsReauth { provider: grant.provider, grant_id: grant.grant_id.clone() };
         }

@@ -282,7 +282,16 @@ impl ProviderGuard {
     }
 
     /// Counts the call's cost, sends the transitions' events, logs a failure.
-    async fn finish<T>(&self, provider: Provider, tenant_id: &str, org_id: &str, op: &str, result: &Result<T>, transitions: &[Transition], cost: Cost) {
+    async fn finish<T>(
+        &self,
+        provider: Provider,
+        tenant_id: &str,
+        org_id: &str,
+        op: &str,
+        result: &Result<T>,
+        transitions: &[Transition],
+        cost: Cost,
+    ) {
         self.stats.dynamo_calls.fetch_add(cost.dynamo_calls as u64, Ordering::Relaxed);
         if let Some(events) = &self.events {
             for t in transitions {

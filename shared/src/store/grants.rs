@@ -287,7 +287,13 @@ impl GrantStore {
     /// connections is still the one the plan check counted (`slots_version`) and each connection is
     /// still as read (`existing`: absent, or held by the grant it had). Two racing connects cannot
     /// both pass a plan limit, nor can one silently overwrite the other's connection.
-    pub async fn put_grant_checked(&self, grant: &Grant, connections: &[Connection], existing: &[Connection], slots_version: i64) -> Result<()> {
+    pub async fn put_grant_checked(
+        &self,
+        grant: &Grant,
+        connections: &[Connection],
+        existing: &[Connection],
+        slots_version: i64,
+    ) -> Result<()> {
         let mut slots = Update::builder()
             .table_name(&self.table)
             .key("pk", s(tenant_pk(&grant.tenant_id)))
@@ -567,7 +573,8 @@ impl GrantStore {
             .await;
         match res {
             Ok(out) => {
-                let item = out.attributes.ok_or_else(|| Error::Storage { message: "lease update returned no item".into(), retryable: true })?;
+                let item =
+                    out.attributes.ok_or_else(|| Error::Storage { message: "lease update returned no item".into(), retryable: true })?;
                 Ok((Lease { owner: owner.to_string(), expires_at }, Self::grant_from_item(&item)?))
             }
             Err(e) if is_conditional_failure(&e) => Err(Error::Conflict(format!("grant {grant_id} is leased by another worker"))),
@@ -660,7 +667,14 @@ impl GrantStore {
     /// `remove_tokens` the sealed tokens go too (disconnect); the records themselves always stay.
     /// `guard` says what must still hold of the grant we read; each connection must still belong to
     /// the grant (a reconnect may have moved the org to a newer grant meanwhile).
-    async fn set_status(&self, grant: &Grant, status: GrantStatus, remove_tokens: bool, guard: Guard<'_>, now: DateTime<Utc>) -> Result<()> {
+    async fn set_status(
+        &self,
+        grant: &Grant,
+        status: GrantStatus,
+        remove_tokens: bool,
+        guard: Guard<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let mut update =
             String::from("SET #st = :st, updated_at = :u, version = version + :one REMOVE due_pk, due_at, lease_owner, lease_expires_at");
         if remove_tokens {

@@ -175,17 +175,17 @@ where
     // tens of kilobytes on the polling thread's stack per level.
     let call = || async move {
         Box::pin(deps.tokens.with_token(&job.tenant.tenant_id, provider, &job.grant_id, |tokens| {
-                let n = attempt.fetch_add(1, Ordering::SeqCst) + 1;
-                let started = Instant::now();
-                let fut = (f.lock().unwrap_or_else(|p| p.into_inner()))(client.clone(), tokens);
-                async move {
-                    let r = fut.await;
-                    let latency_ms = started.elapsed().as_millis() as u64;
-                    audit_call(deps, job, op, method, path, status_of(&r, op), latency_ms, n, r.as_ref().err()).await;
-                    r
-                }
-            }))
-            .await
+            let n = attempt.fetch_add(1, Ordering::SeqCst) + 1;
+            let started = Instant::now();
+            let fut = (f.lock().unwrap_or_else(|p| p.into_inner()))(client.clone(), tokens);
+            async move {
+                let r = fut.await;
+                let latency_ms = started.elapsed().as_millis() as u64;
+                audit_call(deps, job, op, method, path, status_of(&r, op), latency_ms, n, r.as_ref().err()).await;
+                r
+            }
+        }))
+        .await
     };
     // Limiter -> slot -> breaker -> call -> classify: the one path every provider call of a sync job takes.
     if provider == Provider::Zoho && op == Op::Create {

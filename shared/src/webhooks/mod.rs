@@ -409,8 +409,12 @@ impl Receiver {
                 let confirm_at = (self.clock)();
                 match self.nonces.confirm(provider, &dedupe_key, &claim_id, confirm_at, self.nonce_window).await {
                     Ok(true) => {}
-                    Ok(false) => tracing::warn!("webhook nonce claim lapsed before it was confirmed; a redelivery may enqueue the same jobs again"),
-                    Err(e) => tracing::error!(code = %e.code(), error = %e, "could not confirm webhook nonce; a redelivery may enqueue the same jobs again"),
+                    Ok(false) => {
+                        tracing::warn!("webhook nonce claim lapsed before it was confirmed; a redelivery may enqueue the same jobs again")
+                    }
+                    Err(e) => {
+                        tracing::error!(code = %e.code(), error = %e, "could not confirm webhook nonce; a redelivery may enqueue the same jobs again")
+                    }
                 }
                 accepted.disposition = Disposition::Enqueued { jobs: report.jobs, sqs_calls: report.calls };
                 Ok(accepted)
@@ -525,8 +529,10 @@ impl Receiver {
         // Every tenant behind an active connection, fetched at once (one round trip, not one per
         // connection) into the tenant cache, which the loop below then reads. A failed fetch is
         // simply tried again there and reported as before.
-        let mut tenant_ids: Vec<&str> =
-            lookups.iter().flat_map(|(_, cs)| cs.iter().filter(|c| c.status == GrantStatus::Active).map(|c| c.tenant_id.as_str())).collect();
+        let mut tenant_ids: Vec<&str> = lookups
+            .iter()
+            .flat_map(|(_, cs)| cs.iter().filter(|c| c.status == GrantStatus::Active).map(|c| c.tenant_id.as_str()))
+            .collect();
         tenant_ids.sort_unstable();
         tenant_ids.dedup();
         if tenant_ids.len() > 1 {

@@ -96,7 +96,14 @@ impl NonceStore {
     /// Extends our claim to the full dedupe window once the delivery is safely on the queue. False
     /// when the item is no longer ours (our pending claim lapsed and a redelivery claimed it): that
     /// redelivery then owns the item, and its jobs carry the same idempotency keys as ours.
-    pub async fn confirm(&self, provider: Provider, dedupe_key: &str, claim_id: &str, now: DateTime<Utc>, window: Duration) -> Result<bool> {
+    pub async fn confirm(
+        &self,
+        provider: Provider,
+        dedupe_key: &str,
+        claim_id: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<bool> {
         let res = self
             .db
             .update_item()
