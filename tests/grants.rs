@@ -261,7 +261,7 @@ async fn racing_connects_cannot_both_pass_the_plan_check_or_overwrite_each_other
     let (g2, c2) = attempt(unique("g"));
     let (a, b) = tokio::join!(f.store.put_grant_checked(&g1, &c1, &[], version), f.store.put_grant_checked(&g2, &c2, &[], version));
     assert!(a.is_ok() != b.is_ok(), "exactly one connect lands: {a:?} {b:?}");
-    let loser = if a.is_err() { a.unwrap_err() } else { b.unwrap_err() };
+    let loser = a.err().or(b.err()).expect("one failed");
     assert_eq!(loser.code(), ErrorCode::Conflict);
     assert!(loser.is_retryable());
     let stored = f.store.list_connections(&tenant).await.unwrap();

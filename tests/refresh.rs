@@ -250,9 +250,7 @@ async fn a_revoked_grant_becomes_needs_reauth_with_its_event_and_nothing_is_dele
 
 #[tokio::test]
 async fn a_zoho_token_throttle_degrades_but_never_marks_needs_reauth() {
-    let mut settings = sandbox::Settings::default();
-    settings.zoho_token_issue_limit = 2;
-    let h = harness_with(settings).await;
+    let h = harness_with(sandbox::Settings { zoho_token_issue_limit: 2, ..Default::default() }).await;
     let svc = h.service();
     let g = h.connect(&svc, Provider::Zoho, Duration::minutes(50)).await;
     let mut current = svc.valid_access_token(&g.tenant_id, Provider::Zoho, &g.grant_id).await.unwrap().tokens.access_token;
@@ -496,9 +494,8 @@ async fn disconnect_waits_for_a_refresh_in_progress_and_status_conflicts_are_con
 
 #[tokio::test]
 async fn callers_waiting_on_a_failing_refresh_share_its_failure() {
-    let mut settings = sandbox::Settings::default();
-    settings.zoho_token_issue_limit = 0; // every refresh is throttled
-    let h = harness_with(settings).await;
+    // Every refresh is throttled.
+    let h = harness_with(sandbox::Settings { zoho_token_issue_limit: 0, ..Default::default() }).await;
     let g = h.connect(&h.service(), Provider::Zoho, Duration::minutes(-1)).await;
     let services: Vec<Arc<TokenService>> = (0..4).map(|_| Arc::new(h.service())).collect();
     let mut tasks = Vec::new();

@@ -939,7 +939,7 @@ pub async fn reseal(ops: &Ops, new_key: &str, checkpoint: &PathBuf) -> Result<Re
 /// One progress line, rewritten in place on a terminal.
 fn progress(done: usize, total: usize, started: std::time::Instant) {
     let width = 30;
-    let filled = if total == 0 { width } else { done * width / total };
+    let filled = (done * width).checked_div(total).unwrap_or(width);
     let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
     let eta = if rate > 0.0 { ((total - done) as f64 / rate) as u64 } else { 0 };
     eprint!("\r[{}{}] {done}/{total} grants, {rate:.1}/s, eta {eta}s ", "#".repeat(filled), ".".repeat(width - filled));

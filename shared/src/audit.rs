@@ -57,6 +57,7 @@ impl AuditLog {
     }
 
     /// Records a token event. The correlation id comes from the current request context.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record(
         &self,
         tenant_id: &str,

@@ -50,8 +50,7 @@ impl CallCounter {
 async fn main() {
     shared::http_client::install_crypto_provider();
     let mut env = aws().await;
-    let mut settings = sandbox::Settings::default();
-    settings.rate_limits_enabled = false;
+    let settings = sandbox::Settings { rate_limits_enabled: false, ..Default::default() };
     let sb = sandbox::spawn(sandbox::SandboxConfig { settings, ..Default::default() }).await.expect("sandbox");
     env.config.provider_base_url = Some(reqwest::Url::parse(&sb.base_url).unwrap());
     env.config.tables.grants = copy_grants_table(&env).await;

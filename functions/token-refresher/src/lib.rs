@@ -40,7 +40,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<serde_json::Value>) -> Resul
         "refresh run starts"
     );
     ctx.scope(async {
-        deps.service.run_scheduled(window, deadline, &limits).await.map_err(|e| {
+        Box::pin(deps.service.run_scheduled(window, deadline, &limits)).await.map_err(|e| {
             tracing::error!(code = %e.code(), error = %e, "scheduled refresh run failed");
             Error::from(format!("E{}: scheduled refresh run failed", e.code().as_u16()))
         })

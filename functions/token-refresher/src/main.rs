@@ -1,5 +1,8 @@
 //! Scheduled refresh of grants whose access or refresh token expires soon.
 
+// The run's future nests streams of refresh futures; its layout needs more than the default depth.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{run, service_fn, Error};
 use shared::aws::AwsClients;
 use shared::http_client::HttpClient;

@@ -499,7 +499,7 @@ impl TokenService {
             org_ids: grant.org_ids.clone(),
             cause: HealthCause::TokenRefresh,
             error_code: err.map(|e| e.code().as_u16()),
-            message: err.map(|e| public_message(e)),
+            message: err.map(public_message),
             since: since.map(|s| s.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             reconnect_url: None,
         }

@@ -127,7 +127,8 @@ impl TokenService {
                 if Instant::now() + limits.stop_before >= deadline {
                     return Outcome::Left;
                 }
-                self.refresh_due(g, window).await
+                // Boxed: keeps each in-flight refresh's state off the run's own future.
+                Box::pin(self.refresh_due(g, window)).await
             })
             .buffer_unordered(limits.concurrency.max(1))
             .collect()

@@ -282,6 +282,7 @@ impl ProviderGuard {
     }
 
     /// Counts the call's cost, sends the transitions' events, logs a failure.
+    #[allow(clippy::too_many_arguments)]
     async fn finish<T>(
         &self,
         provider: Provider,

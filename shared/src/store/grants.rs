@@ -462,6 +462,7 @@ impl GrantStore {
 
     /// Stores a refreshed token set. Succeeds only if the stored version is still `expected_version`
     /// and, when `lease_owner` is given, that owner still holds an unexpired lease. Returns the new version.
+    #[allow(clippy::too_many_arguments)]
     pub async fn update_tokens(
         &self,
         grant: &Grant,

@@ -132,7 +132,10 @@ pub struct Receiver {
 /// kept: an organisation connected a moment ago is seen on its first webhook. A disconnect takes at
 /// most `ORG_CACHE_TTL` to stop new jobs here; the worker re-checks the grant before any call.
 #[derive(Default)]
-struct OrgCache(Mutex<HashMap<(Provider, String), (Instant, Vec<Connection>)>>);
+struct OrgCache(Mutex<HashMap<(Provider, String), CachedOrg>>);
+
+/// When the lookup was made, and what it found.
+type CachedOrg = (Instant, Vec<Connection>);
 
 const ORG_CACHE_TTL: StdDuration = StdDuration::from_secs(30);
 
