@@ -158,7 +158,35 @@ def main():
         fail(f"expected 2 sync jobs for {tenant}, found {len(jobs)}")
     sync(env, ddb, sqs, queue, pk, messages)
     refresh(env, ddb, pk)
+    record_handled_secrets(sandbox)
     print("[demo] done")
+
+
+def record_handled_secrets(sandbox):
+    """Writes every secret this run handled (the sandbox's issued codes, tokens, PKCE verifiers and
+    Zoho webhook secrets, plus the local stack's own keys) to .local/handled-secrets.json, for
+    infra/check-log-secrets.py to grep the run's logs for. Local files only; nothing here is real."""
+    status, _, body = request("GET", f"{sandbox.rstrip('/')}/_sandbox/secrets")
+    if status != 200:
+        fail(f"sandbox secrets list answered {status}")
+    found = json.loads(body)["secrets"]
+    local = local_secrets()
+    for provider, creds in local["ProviderCredentialsSecret"].items():
+        found.append({"kind": "client_secret", "value": creds["client_secret"]})
+    for provider, keys in local["WebhookKeysSecret"].items():
+        for v in keys.values():
+            if v:
+                found.append({"kind": "webhook_key", "value": v})
+    for v in local["AppSigningSecret"]["connect_keys"].values():
+        found.append({"kind": "connect_signing_key", "value": v})
+    found.append({"kind": "state_signing_key", "value": local["AppSigningSecret"]["state_key"]})
+    out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".local", "handled-secrets.json")
+    with open(out, "w") as f:
+        json.dump({"secrets": found}, f)
+    kinds = {}
+    for s in found:
+        kinds[s["kind"]] = kinds.get(s["kind"], 0) + 1
+    print(f"[demo] secrets handled in this run (written to .local/handled-secrets.json for the log check): {kinds}")
 
 
 def sync(env, ddb, sqs, queue, pk, messages):

@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_sandbox/clock", get(clock).post(advance_clock))
         .route("/_sandbox/config", get(get_config).post(set_config))
         .route("/_sandbox/grants", get(grants))
+        .route("/_sandbox/secrets", get(secrets))
         .route("/_sandbox/orgs", get(orgs))
         .route("/_sandbox/webhooks/emit", post(emit))
         .route("/_sandbox/webhooks/xero/intent-to-receive", post(xero_itr))
@@ -335,6 +336,41 @@ async fn grants(State(st): State<AppState>) -> Response {
         })
         .collect();
     json_value(StatusCode::OK, &json!({"grants": list}))
+}
+
+/// Every secret value this sandbox issued or was given since its start: authorization codes, access
+/// and refresh tokens (rotated ones included), PKCE verifiers, Zoho webhook secrets and the client
+/// secrets. For local checks only (infra/check-log-secrets.py greps a whole local run's logs for
+/// them); a real provider has no such endpoint, and the sandbox's control API is never deployed.
+async fn secrets(State(st): State<AppState>) -> Response {
+    let w = st.lock();
+    let mut out: Vec<Value> = Vec::new();
+    let mut push = |kind: &str, value: &str| out.push(json!({"kind": kind, "value": value}));
+    for c in w.codes.keys() {
+        push("authorization_code", c);
+    }
+    for t in w.access_tokens.keys() {
+        push("access_token", t);
+    }
+    for t in w.refresh_tokens.keys() {
+        push("refresh_token", t);
+    }
+    for v in &w.seen_verifiers {
+        push("pkce_verifier", v);
+    }
+    for p in Provider::ALL {
+        for o in w.orgs(p) {
+            for h in &o.webhooks {
+                if let Some(s) = &h.secret {
+                    push("webhook_secret", s);
+                }
+            }
+        }
+    }
+    for c in [crate::state::QBO_CLIENT_SECRET, crate::state::XERO_CLIENT_SECRET, crate::state::ZOHO_CLIENT_SECRET] {
+        push("client_secret", c);
+    }
+    json_value(StatusCode::OK, &json!({"secrets": out}))
 }
 
 async fn orgs(State(st): State<AppState>) -> Response {

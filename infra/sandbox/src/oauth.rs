@@ -339,6 +339,9 @@ fn exchange_code(st: &AppState, p: Provider, form: &HashMap<String, String>, dc:
         _ => {}
     }
     w.codes.get_mut(code).expect("present").used = true;
+    if let Some(v) = form.get("code_verifier") {
+        w.seen_verifiers.push(v.clone());
+    }
 
     let grant_id = uuid::Uuid::new_v4().to_string();
     let seq = w.grants.len() as u64;

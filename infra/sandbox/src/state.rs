@@ -423,6 +423,8 @@ pub struct World {
     pub refresh_tokens: HashMap<String, RefreshToken>,
     pub access_tokens: HashMap<String, AccessToken>,
     pub codes: HashMap<String, AuthCode>,
+    /// PKCE verifiers presented at code exchange, kept so a local run can check none reached a log.
+    pub seen_verifiers: Vec<String>,
     pub faults: Vec<Fault>,
     pub counters: Counters,
     org_windows: HashMap<(Provider, String), (Window, Window)>,
@@ -443,6 +445,7 @@ impl World {
             refresh_tokens: HashMap::new(),
             access_tokens: HashMap::new(),
             codes: HashMap::new(),
+            seen_verifiers: Vec::new(),
             faults: Vec::new(),
             counters: Counters::default(),
             org_windows: HashMap::new(),

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole local flow (scripts/run-local --once: connect three providers, signed webhooks,
+# sync, forced refresh) and greps everything it logged (the functions under the emulator, the
+# walk-through and ops CLI output, moto's log) for every secret and token the run handled. The
+# sandbox's own log is the provider's side and is not checked.
+set -euo pipefail
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$TTYA_ROOT"
+
+python3 infra/check-log-secrets.py --self-test
+mkdir -p "$TTYA_LOCAL"
+rm -f "$TTYA_LOCAL/handled-secrets.json"
+out="$TTYA_LOCAL/run-local-once.log"
+if ! scripts/run-local --once >"$out" 2>&1; then
+  echo "test-log-secrets: scripts/run-local --once failed; its last lines:"
+  tail -n 40 "$out" | sed 's/^/    /'
+  exit 1
+fi
+grep '^\[demo\]' "$out" | sed 's/^/    /' || true
+logs=("$out" "$TTYA_LOCAL/lambda.log")
+[[ -f "$TTYA_LOCAL/moto.log" ]] && logs+=("$TTYA_LOCAL/moto.log")
+python3 infra/check-log-secrets.py "$TTYA_LOCAL/handled-secrets.json" "${logs[@]}"
