@@ -321,12 +321,8 @@ pub async fn after_pull(deps: &crate::sync::SyncDeps, job: &SyncJob) {
     if job.operation != Operation::Pull || job.source != Source::Connect || parse_initial_key(&job.idempotency_key).is_none() {
         return;
     }
-    let initial = InitialSync::new(
-        deps.db.clone(),
-        deps.grants.table(),
-        JobQueue::new(deps.sqs.clone(), deps.queues.clone()),
-        deps.events.clone(),
-    );
+    let initial =
+        InitialSync::new(deps.db.clone(), deps.grants.table(), JobQueue::new(deps.sqs.clone(), deps.queues.clone()), deps.events.clone());
     if let Err(e) = initial.entity_finished(&job.tenant_id, &job.idempotency_key, Utc::now()).await {
         tracing::warn!(code = %e.code(), error = %e, idempotency_key = %job.idempotency_key, "could not record the initial pull's completion");
     }
@@ -344,7 +340,15 @@ mod tests {
         assert_eq!(parse_initial_key(&k), want);
         assert_eq!(parse_initial_key(&format!("{k}~c0123456789abcdef")), want, "a follow-up job belongs to the same entity");
         assert!(k.len() + 18 <= 256);
-        for bad in ["sch1:xero:o:g:invoice", "init1:xero:o:g:bill", "init1:sage:o:g:invoice", "init1:xero:o:g", "init1:xero::g:invoice", "init1:xero:o:g:invoice:x", ""] {
+        for bad in [
+            "sch1:xero:o:g:invoice",
+            "init1:xero:o:g:bill",
+            "init1:sage:o:g:invoice",
+            "init1:xero:o:g",
+            "init1:xero::g:invoice",
+            "init1:xero:o:g:invoice:x",
+            "",
+        ] {
             assert_eq!(parse_initial_key(bad), None, "{bad}");
         }
     }

@@ -272,8 +272,7 @@ impl SyncScheduler {
     /// One run at `now` (injected so a simulated day can be run). `deadline` is when the
     /// invocation must have answered.
     pub async fn run(&self, now: DateTime<Utc>, deadline: Instant, limits: &RunLimits) -> Result<RunReport> {
-        let shards: Vec<u32> =
-            (0..SYNC_SHARDS).filter(|s| limits.shards.as_ref().is_none_or(|only| only.contains(s))).collect();
+        let shards: Vec<u32> = (0..SYNC_SHARDS).filter(|s| limits.shards.as_ref().is_none_or(|only| only.contains(s))).collect();
         let total_shards = shards.len();
         let cache = Mutex::new(RunCache::default());
         let room = Mutex::new(limits.max_connections);
