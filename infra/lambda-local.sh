@@ -42,6 +42,8 @@ token-refresher/force-window.json               ok json:left_for_next_run=0 json
 sync-worker/batch.json                          ok failures=none
 sync-worker/poison.json                         ok failures=none
 sync-worker/push.json                           ok failures=none
+sync-scheduler/schedule.json                    ok json:failed=0
+sync-scheduler/shards.json                      ok json:failed=0
 '
 
 say() { echo "[lambda-local] $*" >&2; }

@@ -357,6 +357,21 @@ def sync_poison() -> dict:
         job(4, "quickbooks", QBO_REALM, "pull", "ledger", "low", "app"),
     ], "sync-low")
 
+def sync_schedule_event() -> dict:
+    """EventBridge Scheduler's every-minute run of the sync scheduler (every shard of sync_due)."""
+    doc = schedule_event()
+    doc.update({"id": stable_uuid("sync-schedule"),
+                "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/ttya-local-SyncSchedulerFunctionSchedule"]})
+    return doc
+
+
+def sync_schedule_shards_event() -> dict:
+    """A run over some shards of sync_due only (a second schedule group, or an operator)."""
+    doc = sync_schedule_event()
+    doc.update({"id": stable_uuid("sync-schedule-shards")})
+    doc["detail"] = {"shards": [0, 1, 2, 3, 4, 5, 6, 7]}
+    return doc
+
 
 def all_events(now: datetime) -> dict[str, dict]:
     return {
@@ -375,6 +390,8 @@ def all_events(now: datetime) -> dict[str, dict]:
         "sync-worker/batch.json": sync_batch(),
         "sync-worker/poison.json": sync_poison(),
         "sync-worker/push.json": sync_push(),
+        "sync-scheduler/schedule.json": sync_schedule_event(),
+        "sync-scheduler/shards.json": sync_schedule_shards_event(),
     }
 
 

@@ -133,10 +133,13 @@ def check_tables(t):
         assert keys == [("pk", "HASH"), ("sk", "RANGE")], f"{name}: key schema pk/sk"
         assert r.get("DeletionPolicy") == "Retain", f"{name}: DeletionPolicy Retain"
     gsis = {g["IndexName"]: g for g in t["Resources"]["GrantsTable"]["Properties"]["GlobalSecondaryIndexes"]}
-    assert set(gsis) == {"due", "org"}, f"GrantsTable indexes {sorted(gsis)}"
-    # The Rust store queries these by name and key (shared/src/store/grants.rs).
+    assert set(gsis) == {"due", "org", "sync_due"}, f"GrantsTable indexes {sorted(gsis)}"
+    # The Rust store queries these by name and key (shared/src/store/grants.rs, shared/src/sync/schedule.rs).
     assert [k["AttributeName"] for k in gsis["due"]["KeySchema"]] == ["due_pk", "due_at"]
     assert [k["AttributeName"] for k in gsis["org"]["KeySchema"]] == ["org_key", "pk"]
+    assert [k["AttributeName"] for k in gsis["sync_due"]["KeySchema"]] == ["sync_pk", "next_sync_at"]
+    with open(os.path.join(ROOT, "shared", "src", "sync", "schedule.rs"), encoding="utf-8") as f:
+        assert 'SYNC_INDEX: &str = "sync_due"' in f.read(), "shared/src/sync/schedule.rs queries another index name"
 
 
 def check_least_privilege(t):
@@ -285,6 +288,68 @@ def check_alarms_page_for_handled_failures(t):
     slow = [a for a in alarms if a.get("MetricName") == "Duration" and a.get("ExtendedStatistic") == "p99"
             and any(intrinsic(d["Value"]) == ("Ref", "WebhookReceiverFunction") for d in a.get("Dimensions", []))]
     assert slow and min(float(a["Threshold"]) for a in slow) < 3000, "webhook-receiver p99 duration must alarm below 3 s"
+
+
+def check_schedules_retry_and_dead_letter(t):
+    """Every scheduled function: EventBridge Scheduler (ScheduleV2) with a bounded retry policy and a
+    dead-letter queue that is alarmed (check_dead_letter_queues_alarmed covers redrive DLQs only)."""
+    alarmed = set()
+    for r in t["Resources"].values():
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("Namespace") == "AWS/SQS":
+            for d in r["Properties"].get("Dimensions", []):
+                call = intrinsic(d["Value"])
+                if call and call[0] == "Fn::GetAtt":
+                    alarmed.add(call[1][0])
+    seen = 0
+    for name, fn in functions(t).items():
+        for ev_name, ev in fn["Properties"].get("Events", {}).items():
+            if ev["Type"] in ("Schedule", "ScheduleV2"):
+                assert ev["Type"] == "ScheduleV2", f"{name}/{ev_name}: use EventBridge Scheduler (ScheduleV2)"
+                p = ev["Properties"]
+                retry = p.get("RetryPolicy", {})
+                assert "MaximumRetryAttempts" in retry and "MaximumEventAgeInSeconds" in retry, f"{name}/{ev_name}: RetryPolicy"
+                dlq = intrinsic(p.get("DeadLetterConfig", {}).get("Arn"))
+                assert dlq and dlq[0] == "Fn::GetAtt", f"{name}/{ev_name}: DeadLetterConfig.Arn"
+                assert dlq[1][0] in alarmed, f"{name}/{ev_name}: dead-letter queue {dlq[1][0]} has no depth alarm"
+                seen += 1
+    assert "SyncSchedulerFunction" in functions(t), "no SyncSchedulerFunction"
+    assert any(ev["Type"] == "ScheduleV2" for ev in t["Resources"]["SyncSchedulerFunction"]["Properties"]["Events"].values()), (
+        "the sync scheduler has no schedule")
+    assert seen >= 3, f"expected the refresher's two schedules and the sync scheduler's, found {seen}"
+
+
+def _actions_on(t, role: str, resource: str) -> list[tuple[str, dict]]:
+    out = []
+    for st in statements(t, role):
+        if any(_refers_to(r, resource) for r in as_list(st["Resource"])):
+            out += [(a, st) for a in as_list(st["Action"])]
+    return out
+
+
+def check_sync_scheduler_role(t):
+    """The scheduler handles no tokens: no KMS, no secrets; on the grants table only conditional
+    updates of tenant-owned items and queries of the sync_due index (never GRANT# reads)."""
+    role = "SyncSchedulerRole"
+    for st in statements(t, role):
+        for a in as_list(st["Action"]):
+            assert not a.startswith("kms:") and not a.startswith("secretsmanager:"), f"{role}/{st.get('Sid', '?')}: {a}"
+    for action, st in _actions_on(t, role, "GrantsTable"):
+        res = [intrinsic(r) for r in as_list(st["Resource"])]
+        index_only = all(r and r[0] == "Fn::Sub" and isinstance(r[1], str) and r[1].endswith("/index/sync_due") for r in res)
+        if index_only:
+            assert action == "dynamodb:Query", f"{role}/{st.get('Sid', '?')}: only Query on the sync_due index"
+            continue
+        assert action == "dynamodb:UpdateItem", f"{role}/{st.get('Sid', '?')}: {action} on the grants table (only UpdateItem)"
+        keys = st.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+        assert keys == ["TENANT#*"], f"{role}/{st.get('Sid', '?')}: grants updates need LeadingKeys TENANT#*"
+    for table in ("TenantsTable", "ResilienceTable", "SyncTable", "EphemeralTable"):
+        for action, st in _actions_on(t, role, table):
+            assert action == "dynamodb:GetItem" and table != "SyncTable" and table != "EphemeralTable", (
+                f"{role}/{st.get('Sid', '?')}: {action} on {table}")
+    # The callback may start an initial sync on the low queue, nothing else.
+    sent = {intrinsic(r)[1][0] for st in statements(t, "OAuthCallbackRole") if "sqs:SendMessage" in as_list(st["Action"])
+            for r in as_list(st["Resource"])}
+    assert sent == {"EventsQueue", "SyncLowQueue"}, f"OAuthCallbackRole sends to {sorted(sent)}"
 
 
 def check_routes(t):

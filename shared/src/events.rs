@@ -27,10 +27,13 @@ pub enum EventType {
     SyncCompleted,
     #[serde(rename = "sync.failed")]
     SyncFailed,
+    /// The first full copy of a new connection is complete: every entity's initial pull is done.
+    #[serde(rename = "sync.initial_completed")]
+    SyncInitialCompleted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::ConnectionCreated,
         EventType::ConnectionDegraded,
         EventType::ConnectionRecovered,
@@ -38,6 +41,7 @@ impl EventType {
         EventType::ConnectionDisconnected,
         EventType::SyncCompleted,
         EventType::SyncFailed,
+        EventType::SyncInitialCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +53,7 @@ impl EventType {
             EventType::ConnectionDisconnected => "connection.disconnected",
             EventType::SyncCompleted => "sync.completed",
             EventType::SyncFailed => "sync.failed",
+            EventType::SyncInitialCompleted => "sync.initial_completed",
         }
     }
 }
@@ -146,6 +151,19 @@ pub struct ConnectionHealth {
     /// needs_reauth only: where the app sends an admin to connect again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconnect_url: Option<String>,
+}
+
+/// `data` of `sync.initial_completed`: sent once per connect of an organisation, when the full pull
+/// of every entity the tenant enabled at connect time has finished.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InitialSyncCompleted {
+    pub org_id: String,
+    /// The grant the connect created (a reconnect starts a new initial sync under its new grant).
+    pub grant_id: String,
+    pub entities: Vec<crate::tenancy::Entity>,
+    /// When the full pulls were enqueued and when the last one finished (RFC 3339).
+    pub started_at: String,
+    pub completed_at: String,
 }
 
 /// Sends events to the app's queue (or a tenant's own destination queue, when configured).

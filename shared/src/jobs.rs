@@ -38,6 +38,8 @@ pub enum Source {
     Webhook,
     Schedule,
     App,
+    /// The initial full sync of a new connection (`crate::sync::initial`).
+    Connect,
 }
 
 /// What the provider said happened to the entity. Only a hint: the worker re-reads the entity, but a

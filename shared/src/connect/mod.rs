@@ -41,6 +41,8 @@ pub struct ConnectDeps {
     pub vault: Vault,
     pub secrets: SecretsCache,
     pub events: EventPublisher,
+    /// Starts a new connection's initial full sync (low queue).
+    pub initial_sync: crate::sync::initial::InitialSync,
     pub http: HttpClient,
     /// How long a callback may work before it gives up and undoes what it did ([`CALLBACK_BUDGET`]).
     pub callback_budget: std::time::Duration,
@@ -67,6 +69,12 @@ impl ConnectDeps {
             vault,
             secrets: SecretsCache::new(clients.secrets.clone(), SECRETS_TTL),
             events: EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
+            initial_sync: crate::sync::initial::InitialSync::new(
+                clients.dynamodb.clone(),
+                config.tables.grants.clone(),
+                crate::jobs::JobQueue::new(clients.sqs.clone(), crate::jobs::SyncQueues::from_config(&config)),
+                EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
+            ),
             http,
             callback_budget: CALLBACK_BUDGET,
             undo_budget: UNDO_BUDGET,
@@ -699,6 +707,14 @@ async fn finish(
     let event =
         AppEvent::new(EventType::ConnectionCreated, &tenant.tenant_id, provider, now, serde_json::to_value(data).expect("plain struct"));
     publish(deps, tenant, &event).await;
+    // The first full copy of each organisation. A failure here does not fail the connect: the
+    // connection is already on the sync schedule as due now, and the scheduler's next run starts
+    // whatever was not enqueued (same idempotency keys, so never twice).
+    for c in &connections {
+        if let Err(e) = deps.initial_sync.start(tenant, c, now).await {
+            tracing::warn!(code = %e.code(), error = %e, org_id = %c.org_id, "initial sync not enqueued; the scheduler will start it");
+        }
+    }
     tracing::info!(tenant_id = %tenant.tenant_id, provider = %provider, grant_id = %grant_id, orgs = grant.org_ids.len(), "connected");
     crate::telemetry::metric("Connected", 1.0, "Count", &[("provider", provider.as_str())]);
     Ok(ConnectedGrant { tenant_id: tenant.tenant_id.clone(), provider, grant_id, org_ids: grant.org_ids })

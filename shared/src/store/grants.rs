@@ -155,6 +155,10 @@ impl GrantStore {
         GrantStore { db, table: table.into() }
     }
 
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     fn grant_item(g: &Grant) -> Item {
         let mut item = Item::new();
         item.insert("pk".into(), s(tenant_pk(&g.tenant_id)));
@@ -242,6 +246,12 @@ impl GrantStore {
         }
         item.insert("created_at".into(), s(c.created_at.to_rfc3339()));
         item.insert("updated_at".into(), s(c.updated_at.to_rfc3339()));
+        // An active connection is due for sync at once: the scheduler's next run enqueues its
+        // initial sync if the connect did not get to it (see crate::sync::schedule).
+        if c.status == GrantStatus::Active {
+            item.insert("sync_pk".into(), s(crate::sync::schedule::sync_pk(&c.tenant_id, c.provider, &c.org_id)));
+            item.insert("next_sync_at".into(), n(epoch(c.updated_at)));
+        }
         item
     }
 
@@ -712,9 +722,10 @@ impl GrantStore {
             .into_iter()
             .filter(|c| c.grant_id == grant.grant_id && c.provider == grant.provider)
         {
-            let mut conn_update = String::from("SET #st = :st, updated_at = :u");
+            // Off the sync schedule too: only active connections are pulled.
+            let mut conn_update = String::from("SET #st = :st, updated_at = :u REMOVE sync_pk");
             if remove_tokens {
-                conn_update.push_str(" REMOVE webhook_secret");
+                conn_update.push_str(", webhook_secret");
             }
             items.push(
                 TransactWriteItem::builder()

@@ -6,10 +6,14 @@
 //! - [`calls`]: the single path of every provider call (scope, quota, guard, token, audit).
 //! - [`worker`]: one job: claim, pull/push/webhook, write, advance, complete.
 //! - [`batch`]: one SQS batch: per-message isolation, waits, parking, dead letters.
+//! - [`initial`]: a new connection's first full copy, started once, announced once.
+//! - [`schedule`]: scheduled incremental pulls from the sharded `sync_due` index.
 
 pub mod batch;
 pub mod calls;
+pub mod initial;
 pub mod model;
+pub mod schedule;
 pub mod store;
 pub mod worker;
 

@@ -211,6 +211,7 @@ pub async fn run_job(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, de
             }
             if result.get("continued").and_then(Value::as_bool) != Some(true) {
                 publish(deps, job, EventType::SyncCompleted, completed_data(job, &result)).await;
+                crate::sync::initial::after_pull(deps, job).await;
             }
             Ok(Outcome::Done(result))
         }

@@ -1,0 +1,631 @@
+//! Keeping books current, against moto and the in-process provider sandbox: the initial full sync a
+//! connect starts (once, announced once), the scheduled incremental pulls from the `sync_due` index
+//! over a simulated day, a dropped webhook healed by the next scheduled pull, and an open breaker
+//! skipping (and rescheduling) a connection.
+//!
+//! Every test has its own copy of the grants table (so its scheduler sees only its connections), its
+//! own queues and its own sandbox. The test plays the Lambda event source mapping for the worker.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use chrono::{DateTime, Duration, Utc};
+use integration_tests::{aws, copy_grants_table, unique, TestEnv};
+use reqwest::Url;
+use serde_json::{json, Value};
+use shared::connect::app_auth::SignedRequest;
+use shared::connect::{CallbackOutcome, ConnectDeps};
+use shared::events::check_against_schema;
+use shared::jobs::{Source, SyncJob};
+use shared::providers::model::{Cursor, Entity as PEntity};
+use shared::providers::{new_pkce, AccountingProvider, AuthorizeRequest, CallbackParams};
+use shared::refresh::TokenService;
+use shared::resilience::breaker::BreakerState;
+use shared::resilience::ProviderGuard;
+use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
+use shared::sync::batch::{handle_batch, Disposition, InMessage};
+use shared::sync::initial::Started;
+use shared::sync::schedule::{next_slot, RunLimits, RunReport, SyncScheduler};
+use shared::sync::{SyncDeps, SyncStore};
+use shared::tenancy::{Entity, Plan, Priority, Role, Tenant, TenantConfig, TenantStore};
+use shared::vault::SealContext;
+use shared::Provider;
+
+const RETURN_URL: &str = "https://app.example.com/settings/integrations";
+const OWNER: &str = "owner-1";
+
+struct H {
+    env: TestEnv,
+    sb: sandbox::RunningSandbox,
+    http: reqwest::Client,
+}
+
+async fn harness() -> H {
+    shared::http_client::install_crypto_provider();
+    let mut env = aws().await;
+    let sb = sandbox::spawn(sandbox::SandboxConfig { seed: false, ..Default::default() }).await.expect("sandbox starts");
+    env.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
+    env.config.public_base_url = Url::parse("https://integrations.test.example").unwrap();
+    // Our own grants table: the scheduler must see this test's connections only.
+    env.config.tables.grants = copy_grants_table(&env).await;
+    let sqs = env.clients.sqs.clone();
+    let q = |name: String| {
+        let sqs = sqs.clone();
+        async move { sqs.create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap() }
+    };
+    env.config.queues.events = q(unique("events")).await;
+    env.config.queues.sync_high = q(unique("sync-high")).await;
+    env.config.queues.sync_normal = q(unique("sync-normal")).await;
+    env.config.queues.sync_low = q(unique("sync-low")).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    H { env, sb, http }
+}
+
+fn org_id_for(provider: Provider) -> String {
+    let n = uuid::Uuid::new_v4().as_u128();
+    match provider {
+        Provider::Xero => uuid::Uuid::new_v4().to_string(),
+        Provider::QuickBooks => format!("9{:015}", n % 1_000_000_000_000_000),
+        Provider::Zoho => format!("8{:010}", n % 10_000_000_000),
+    }
+}
+
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + StdDuration::from_secs(120)
+}
+
+impl H {
+    fn tenants(&self) -> TenantStore {
+        TenantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.tenants.clone())
+    }
+
+    fn grants(&self) -> GrantStore {
+        GrantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.grants.clone())
+    }
+
+    fn store(&self) -> SyncStore {
+        SyncStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.sync.clone())
+    }
+
+    fn scheduler(&self) -> SyncScheduler {
+        SyncScheduler::new(&self.env.config, &self.env.clients)
+    }
+
+    fn service(&self) -> TokenService {
+        TokenService::new(&self.env.config, &self.env.clients, shared::http_client::HttpClient::new(StdDuration::from_secs(10)).unwrap())
+    }
+
+    fn worker(&self) -> SyncDeps {
+        SyncDeps::new(&self.env.config, &self.env.clients, self.service())
+    }
+
+    async fn tenant(&self, plan: Plan, minutes: u32, entities: Vec<Entity>) -> Tenant {
+        let cfg = TenantConfig {
+            return_urls: vec![RETURN_URL.into()],
+            sync_frequency_minutes: minutes,
+            enabled_entities: entities,
+            ..Default::default()
+        };
+        let t = Tenant::new(unique("tenant"), "Acme", plan, cfg, Utc::now());
+        self.tenants().create(&t).await.unwrap();
+        t
+    }
+
+    async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/_sandbox/{path}", self.sb.base_url);
+        let req = match method {
+            "DELETE" => self.http.delete(url),
+            "GET" => self.http.get(url),
+            _ => self.http.post(url),
+        };
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "control {path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    /// A fresh org with `counts` generated records per entity, stamped an hour back.
+    async fn make_org(&self, provider: Provider, counts: &[(&str, usize)]) -> (String, BTreeMap<String, Vec<String>>) {
+        let org = org_id_for(provider);
+        self.control("POST", "clock", Some(json!({"advance_seconds": -3600}))).await;
+        let mut ids = BTreeMap::new();
+        for (entity, count) in counts {
+            let out = self
+                .control(
+                    "POST",
+                    "seed",
+                    Some(json!({"provider": provider.as_str(), "org_id": org, "dc": "us", "entity": entity, "count": count})),
+                )
+                .await;
+            ids.insert(entity.to_string(), out["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect());
+        }
+        self.control("POST", "clock", Some(json!({"advance_seconds": 3600}))).await;
+        (org, ids)
+    }
+
+    /// A real grant for `org` (consent at the sandbox, code exchange, sealed) stored with its
+    /// connection the way `put_grant` stores it: active, so due for sync at once.
+    async fn stored_grant(&self, tenant: &str, provider: Provider, org: &str) -> Grant {
+        let svc = self.service();
+        let client = svc.provider_client(provider).await.unwrap();
+        let (challenge, verifier) = new_pkce();
+        let redirect = Url::parse("http://127.0.0.1:9/oauth/callback").unwrap();
+        let state = unique("st");
+        let mut extra = vec![("sandbox_user".to_string(), unique("user"))];
+        match provider {
+            Provider::QuickBooks => extra.push(("sandbox_realm".into(), org.to_string())),
+            Provider::Xero => extra.push(("sandbox_tenants".into(), org.to_string())),
+            Provider::Zoho => {}
+        }
+        let req = AuthorizeRequest { state: &state, redirect_uri: &redirect, scopes: &[], pkce_challenge: Some(&challenge), extra: &extra };
+        let resp = self.http.get(client.authorize_url(&req).unwrap()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 302);
+        let location = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
+        let code = pairs.iter().find(|(k, _)| k == "code").unwrap().1.clone();
+        let callback = CallbackParams::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let v = client.supports_pkce().then(|| verifier.secret().to_string());
+        let tokens = client.exchange_code(&code, &redirect, v.as_deref(), &callback).await.expect("code exchange").tokens;
+        let now = Utc::now();
+        let grant_id = unique("g");
+        let sealed = svc.vault().seal_tokens(&SealContext::new(tenant, provider, &grant_id), &tokens).await.unwrap();
+        let g = Grant {
+            tenant_id: tenant.to_string(),
+            provider,
+            grant_id: grant_id.clone(),
+            org_ids: vec![org.to_string()],
+            status: GrantStatus::Active,
+            scopes: tokens.scopes.clone(),
+            sealed: Some(sealed),
+            access_expires_at: tokens.access_expires_at,
+            refresh_expires_at: tokens.refresh_expires_at,
+            version: 1,
+            lease_owner: None,
+            lease_expires_at: None,
+            seal_version: 0,
+            degraded_since: None,
+            last_failure_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.grants().put_grant(&g, &[connection(tenant, provider, org, &grant_id, now)]).await.unwrap();
+        g
+    }
+
+    async fn depth(&self, url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .env
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let a = out.attributes.unwrap();
+        a[&A::ApproximateNumberOfMessages].parse::<u64>().unwrap() + a[&A::ApproximateNumberOfMessagesNotVisible].parse::<u64>().unwrap()
+    }
+
+    /// Receives and deletes everything on a queue.
+    async fn drain(&self, url: &str) -> Vec<String> {
+        let sqs = &self.env.clients.sqs;
+        let mut out = Vec::new();
+        loop {
+            let r = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
+            let msgs = r.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            let mut del = sqs.delete_message_batch().queue_url(url);
+            for (i, m) in msgs.iter().enumerate() {
+                del = del.entries(
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle.clone().unwrap())
+                        .build()
+                        .unwrap(),
+                );
+                out.push(m.body.clone().unwrap_or_default());
+            }
+            del.send().await.unwrap();
+        }
+    }
+
+    async fn events(&self) -> Vec<Value> {
+        self.drain(&self.env.config.queues.events).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
+    }
+
+    /// Plays the event source mapping on every sync queue until they stay empty; returns every
+    /// message body received (first receive of each) with what the batch made of it.
+    async fn pump(&self, deps: &SyncDeps) -> Vec<(SyncJob, Disposition)> {
+        let c = &self.env.config.queues;
+        let urls = [c.sync_high.clone(), c.sync_normal.clone(), c.sync_low.clone()];
+        let mut all = Vec::new();
+        let mut empty = 0;
+        while empty < 2 {
+            let mut got = false;
+            for url in &urls {
+                let out = self
+                    .env
+                    .clients
+                    .sqs
+                    .receive_message()
+                    .queue_url(url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                    .unwrap();
+                let msgs = out.messages.unwrap_or_default();
+                if msgs.is_empty() {
+                    continue;
+                }
+                got = true;
+                let ins: Vec<InMessage> = msgs
+                    .iter()
+                    .map(|m| InMessage {
+                        message_id: m.message_id.clone().unwrap(),
+                        receipt_handle: m.receipt_handle.clone().unwrap(),
+                        body: m.body.clone().unwrap_or_default(),
+                        event_source_arn: format!("arn:aws:sqs:us-east-1:123456789012:{}", url.rsplit('/').next().unwrap()),
+                        receive_count: 1,
+                    })
+                    .collect();
+                let results = handle_batch(deps, &ins, Utc::now() + Duration::seconds(90)).await;
+                for (m, (_, d)) in ins.iter().zip(&results) {
+                    if d.acknowledged() {
+                        self.env.clients.sqs.delete_message().queue_url(url).receipt_handle(&m.receipt_handle).send().await.unwrap();
+                    }
+                    all.push((SyncJob::from_json(&m.body).unwrap(), d.clone()));
+                }
+            }
+            empty = if got { 0 } else { empty + 1 };
+        }
+        all
+    }
+}
+
+fn connection(tenant: &str, provider: Provider, org: &str, grant_id: &str, now: DateTime<Utc>) -> Connection {
+    Connection {
+        tenant_id: tenant.to_string(),
+        provider,
+        org_id: org.to_string(),
+        org_name: None,
+        grant_id: grant_id.to_string(),
+        status: GrantStatus::Active,
+        webhook_id: None,
+        webhook_secret: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn schema() -> Value {
+    serde_json::from_str(include_str!("../schemas/app-event.v1.json")).unwrap()
+}
+
+fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == t).collect()
+}
+
+fn assert_all_done(results: &[(SyncJob, Disposition)]) {
+    for (j, d) in results {
+        assert!(matches!(d, Disposition::Done), "{} {:?}: {d:?}", j.idempotency_key, j.entity);
+    }
+}
+
+#[tokio::test]
+async fn a_connect_starts_exactly_one_full_sync_and_announces_the_first_copy_once() {
+    let h = harness().await;
+    let (org, ids) = h.make_org(Provider::QuickBooks, &[("invoice", 7), ("contact", 3), ("account", 2), ("payment", 2)]).await;
+    let deps =
+        ConnectDeps::new(h.env.config.clone(), &h.env.clients, shared::http_client::HttpClient::new(StdDuration::from_secs(5)).unwrap());
+    let tenant = h.tenant(Plan::Professional, 60, TenantConfig::default().enabled_entities).await;
+    deps.tenants.set_role(&tenant, OWNER, Role::Owner).await.unwrap();
+
+    // The real connect flow: signed start, consent at the sandbox, callback.
+    let req = SignedRequest {
+        tenant_id: tenant.tenant_id.clone(),
+        user_id: OWNER.into(),
+        kid: "k1".into(),
+        ts: Utc::now().timestamp(),
+        params: [("jti".to_string(), uuid::Uuid::new_v4().simple().to_string()), ("return_url".to_string(), RETURN_URL.to_string())]
+            .into_iter()
+            .collect(),
+    };
+    let started = shared::connect::start(&deps, Provider::QuickBooks, &req, Utc::now()).await.unwrap();
+    let mut url = started.url.clone();
+    url.query_pairs_mut().append_pair("sandbox_realm", &org).append_pair("sandbox_user", &unique("user"));
+    let resp = h.http.get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    let back = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+    let cookie = started.set_cookie.split(';').next().unwrap().to_string();
+    let grant = match shared::connect::callback(&deps, Provider::QuickBooks, &query, &[cookie.as_str()], Utc::now()).await {
+        CallbackOutcome::Redirect { result: Ok(g), .. } => g,
+        other => panic!("connect failed: {other:?}"),
+    };
+    assert_eq!(grant.org_ids, vec![org.clone()]);
+
+    // The callback retried (a browser refresh, a proxy retry): refused, nothing enqueued again.
+    let replay = shared::connect::callback(&deps, Provider::QuickBooks, &query, &[cookie.as_str()], Utc::now()).await;
+    assert!(!matches!(replay, CallbackOutcome::Redirect { result: Ok(_), .. }), "a replayed callback connected again: {replay:?}");
+    // The start step itself retried, and a scheduler run right after: neither sends anything.
+    let conn = h.grants().get_connection(&tenant.tenant_id, Provider::QuickBooks, &org).await.unwrap().unwrap();
+    assert_eq!(deps.initial_sync.start(&tenant, &conn, Utc::now()).await.unwrap(), Started::AlreadyStarted);
+    let report = h.scheduler().run(Utc::now(), deadline(), &RunLimits::default()).await.unwrap();
+    assert_eq!((report.found, report.jobs, report.skipped_initial_running), (1, 0, 1), "{report:?}");
+
+    let q = &h.env.config.queues;
+    assert_eq!(h.depth(&q.sync_low).await, 4, "one full pull per enabled entity, on the low queue");
+    assert_eq!(h.depth(&q.sync_normal).await + h.depth(&q.sync_high).await, 0);
+
+    // The worker runs them (one batch, in parallel: the last two may finish together).
+    let worker = h.worker();
+    let results = h.pump(&worker).await;
+    assert_all_done(&results);
+    assert_eq!(results.len(), 4, "{results:?}");
+    let entities: BTreeSet<Entity> = results.iter().map(|(j, _)| j.entity).collect();
+    assert_eq!(entities.len(), 4);
+    for (j, _) in &results {
+        assert_eq!(j.source, Source::Connect);
+        assert_eq!(j.priority, Priority::Low);
+        assert_eq!(j.cursor.as_deref(), Some("full"));
+        assert!(j.idempotency_key.starts_with("init1:quickbooks:") && j.idempotency_key.contains(&grant.grant_id), "{}", j.idempotency_key);
+    }
+    let stored = h.store().list_records(&tenant.tenant_id, Provider::QuickBooks, &org, PEntity::Invoice).await.unwrap();
+    assert_eq!(stored.len(), ids["invoice"].len());
+
+    let events = h.events().await;
+    assert_eq!(of_type(&events, "sync.completed").len(), 4, "{events:#?}");
+    let first = of_type(&events, "sync.initial_completed");
+    assert_eq!(first.len(), 1, "exactly one first-copy event: {events:#?}");
+    check_against_schema(&schema(), first[0]).unwrap();
+    assert_eq!(first[0]["data"]["org_id"], org);
+    assert_eq!(first[0]["data"]["grant_id"], grant.grant_id);
+    assert_eq!(first[0]["data"]["entities"].as_array().unwrap().len(), 4);
+
+    // A redelivered initial job is a duplicate: no second event.
+    let body = results[0].0.to_json();
+    h.env.clients.sqs.send_message().queue_url(&q.sync_low).message_body(body).send().await.unwrap();
+    let again = h.pump(&worker).await;
+    assert!(matches!(again[0].1, Disposition::Done), "{again:?}");
+    assert!(of_type(&h.events().await, "sync.initial_completed").is_empty());
+}
+
+#[tokio::test]
+async fn workers_finishing_the_last_entities_at_once_send_the_first_copy_event_once() {
+    let h = harness().await;
+    let sched = h.scheduler();
+    let initial = sched.initial();
+    let tenant = h.tenant(Plan::Enterprise, 60, TenantConfig::default().enabled_entities).await;
+    let now = Utc::now();
+    for round in 0..5 {
+        let org = format!("org-{round}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let grant_id = unique("g");
+        let conn = connection(&tenant.tenant_id, Provider::Xero, &org, &grant_id, now);
+        h.grants().put_connection(&conn).await.unwrap();
+        assert_eq!(initial.start(&tenant, &conn, now).await.unwrap(), Started::Enqueued { jobs: 4 });
+        let keys: Vec<String> =
+            h.drain(&h.env.config.queues.sync_low).await.iter().map(|b| SyncJob::from_json(b).unwrap().idempotency_key).collect();
+        assert_eq!(keys.len(), 4);
+        // Every entity finishes at once, each reported three times (redeliveries, retries).
+        let calls = keys.iter().flat_map(|k| std::iter::repeat_n(k.clone(), 3)).map(|k| {
+            let tenant_id = tenant.tenant_id.clone();
+            async move { initial.entity_finished(&tenant_id, &k, Utc::now()).await.unwrap() }
+        });
+        let sent: Vec<_> = futures::future::join_all(calls).await.into_iter().flatten().collect();
+        assert_eq!(sent.len(), 1, "round {round}: one sender");
+        let events = of_type(&h.events().await, "sync.initial_completed").into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!(events.len(), 1, "round {round}");
+        assert_eq!(events[0]["data"]["org_id"], org);
+        // A job of an older connect (another grant) records nothing.
+        let stale = shared::sync::initial::initial_key(Provider::Xero, &org, "older-grant", Entity::Invoice);
+        assert_eq!(initial.entity_finished(&tenant.tenant_id, &stale, Utc::now()).await.unwrap(), None);
+    }
+}
+
+/// Intervals over 100 tenants of 10 connections: one tenant every 15 minutes, most hourly to daily.
+fn interval_for(i: usize) -> u32 {
+    match i {
+        0 => 15,
+        1..=3 => 60,
+        4..=13 => 120,
+        14..=29 => 240,
+        30..=49 => 720,
+        _ => 1440,
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_connections_get_exactly_their_due_pulls_over_a_simulated_day() {
+    let h = harness().await;
+    let sched = h.scheduler();
+    let start: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").unwrap().into();
+    let end = start + Duration::days(1);
+    let setup = StdInstant::now();
+    let mut tenants = Vec::new();
+    for i in 0..100 {
+        tenants.push(h.tenant(Plan::Enterprise, interval_for(i), vec![Entity::Invoice]).await);
+    }
+    // expected idempotency keys -> due time
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    let mut conns = Vec::new();
+    for (i, t) in tenants.iter().enumerate() {
+        for k in 0..10 {
+            let provider = Provider::ALL[(i + k) % 3];
+            conns.push((t.clone(), provider, format!("o{i}x{k}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])));
+        }
+    }
+    for chunk in conns.chunks(25) {
+        futures::future::join_all(chunk.iter().map(|(t, p, org)| {
+            let (h, sched) = (&h, &sched);
+            async move {
+                h.grants().put_connection(&connection(&t.tenant_id, *p, org, "g-1", start)).await.unwrap();
+                sched.enroll(t, *p, org, true, start).await.unwrap()
+            }
+        }))
+        .await;
+    }
+    for (t, p, org) in &conns {
+        let interval = i64::from(shared::sync::schedule::interval_minutes(t)) * 60;
+        let mut slot = next_slot(t, *p, org, start);
+        while slot <= end.timestamp() {
+            expected.insert(shared::sync::schedule::scheduled_key(*p, org, Entity::Invoice, slot), slot);
+            slot += interval;
+        }
+    }
+    let setup = setup.elapsed();
+
+    // One run every 15 simulated minutes (the shortest interval here; deployed it runs every
+    // minute); every hour two runs at once. Fewer runs keep moto, which reads a GSI by walking the
+    // whole table, within a few minutes.
+    let sim = StdInstant::now();
+    let tick = 900;
+    let mut got: HashMap<String, u32> = HashMap::new();
+    let mut total = RunReport::default();
+    let mut runs = 0;
+    let mut max_per_tick = 0usize;
+    for k in 1..=(86_400 / tick) {
+        let now = start + Duration::seconds(k * tick);
+        let reports = if k % 4 == 0 {
+            let limits = RunLimits::default();
+            let (a, b) = tokio::join!(sched.run(now, deadline(), &limits), sched.run(now, deadline(), &limits));
+            vec![a.unwrap(), b.unwrap()]
+        } else {
+            vec![sched.run(now, deadline(), &RunLimits::default()).await.unwrap()]
+        };
+        for r in reports {
+            runs += 1;
+            assert_eq!((r.failed, r.left_for_next_run, r.shards_left_for_next_run), (0, 0, 0), "{r:?}");
+            total.pulled += r.pulled;
+            total.jobs += r.jobs;
+            total.lost_race += r.lost_race;
+            total.found += r.found;
+        }
+        let bodies = h.drain(&h.env.config.queues.sync_normal).await;
+        max_per_tick = max_per_tick.max(bodies.len());
+        for b in bodies {
+            let j = SyncJob::from_json(&b).unwrap();
+            assert_eq!(j.source, Source::Schedule);
+            assert_eq!(j.cursor, None, "incremental: the worker resumes from its stored cursor");
+            let due = *expected.get(&j.idempotency_key).unwrap_or_else(|| panic!("not a due pull: {}", j.idempotency_key));
+            let at = j.requested_at.timestamp();
+            assert!(due <= at && at < due + tick, "{} due {due} enqueued at {at}", j.idempotency_key);
+            *got.entry(j.idempotency_key).or_default() += 1;
+        }
+    }
+    let sim = sim.elapsed();
+    let dupes: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dupes.is_empty(), "enqueued twice: {dupes:?}");
+    let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
+    assert!(missing.is_empty(), "due pulls never enqueued (first 5): {missing:?}");
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(total.jobs, expected.len());
+    assert_eq!(h.depth(&h.env.config.queues.sync_low).await + h.depth(&h.env.config.queues.sync_high).await, 0);
+    println!(
+        "simulated day: 1,000 connections, {} pulls due and enqueued exactly once ({} runs, {} lost races between concurrent runs, at most {} per 15-minute run); set-up {:.1} s, simulation {:.1} s",
+        expected.len(),
+        runs,
+        total.lost_race,
+        max_per_tick,
+        setup.as_secs_f64(),
+        sim.as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_webhook_is_healed_by_the_next_scheduled_pull() {
+    let h = harness().await;
+    let provider = Provider::QuickBooks;
+    let (org, ids) = h.make_org(provider, &[("invoice", 5)]).await;
+    let tenant = h.tenant(Plan::Professional, 15, vec![Entity::Invoice]).await;
+    // Stored as a connect stores it, but nothing enqueued its initial sync (as if the callback died
+    // right after the write): the scheduler's first run does.
+    let grant = h.stored_grant(&tenant.tenant_id, provider, &org).await;
+    let sched = h.scheduler();
+    let r = sched.run(Utc::now(), deadline(), &RunLimits::default()).await.unwrap();
+    assert_eq!((r.initial_started, r.jobs), (1, 1), "{r:?}");
+    let worker = h.worker();
+    assert_all_done(&h.pump(&worker).await);
+    assert_eq!(of_type(&h.events().await, "sync.initial_completed").len(), 1);
+    let before = h.store().get_record(&tenant.tenant_id, provider, &org, PEntity::Invoice, &ids["invoice"][0]).await.unwrap().unwrap();
+
+    // The invoice changes at QuickBooks; its webhook never arrives.
+    let svc = h.service();
+    let client = svc.provider_client(provider).await.unwrap();
+    let tokens = svc.valid_access_token(&tenant.tenant_id, provider, &grant.grant_id).await.unwrap().tokens;
+    let mut raw = client.get(&tokens, &org, PEntity::Invoice, &ids["invoice"][0]).await.unwrap().raw;
+    raw["TotalAmt"] = json!(4321.5);
+    h.control("POST", "seed", Some(json!({"provider": "quickbooks", "org_id": org, "entity": "invoice", "records": [raw]}))).await;
+
+    // Nothing is due yet; at the connection's next slot the scheduler enqueues the pull.
+    let due = sched.connection_schedule(&tenant.tenant_id, provider, &org).await.unwrap().unwrap().next_sync_at;
+    let early = sched.run(DateTime::from_timestamp(due - 1, 0).unwrap(), deadline(), &RunLimits::default()).await.unwrap();
+    assert_eq!(early.found, 0, "{early:?}");
+    let at_due = DateTime::from_timestamp(due, 0).unwrap();
+    let r = sched.run(at_due, deadline(), &RunLimits::default()).await.unwrap();
+    assert_eq!((r.pulled, r.jobs), (1, 1), "{r:?}");
+    let results = h.pump(&worker).await;
+    assert_all_done(&results);
+    assert_eq!(results[0].0.source, Source::Schedule);
+    let after = h.store().get_record(&tenant.tenant_id, provider, &org, PEntity::Invoice, &ids["invoice"][0]).await.unwrap().unwrap();
+    assert_ne!(before.amount, after.amount);
+    assert_eq!(after.amount.unwrap().minor, 432_150, "the change reached SYNC_TABLE without its webhook");
+    // And the connection moved on by one interval (15 minutes).
+    let next = sched.connection_schedule(&tenant.tenant_id, provider, &org).await.unwrap().unwrap().next_sync_at;
+    assert_eq!(next, due + 900);
+}
+
+#[tokio::test]
+async fn a_connection_whose_breaker_is_open_is_skipped_and_rescheduled() {
+    let h = harness().await;
+    let provider = Provider::QuickBooks;
+    let (org, _) = h.make_org(provider, &[("invoice", 2)]).await;
+    let tenant = h.tenant(Plan::Enterprise, 60, vec![Entity::Invoice, Entity::Contact]).await;
+    let grant = h.stored_grant(&tenant.tenant_id, provider, &org).await;
+    let sched = h.scheduler();
+    let now = Utc::now();
+    let due = sched.enroll(&tenant, provider, &org, true, now).await.unwrap();
+
+    // The org's breaker opens: QuickBooks answers 500 to every call.
+    h.control("POST", "faults", Some(json!({"provider": "quickbooks", "kind": "500", "count": 100}))).await;
+    let guard = ProviderGuard::new(&h.env.config, h.env.clients.dynamodb.clone());
+    let svc = h.service();
+    let client = svc.provider_client(provider).await.unwrap();
+    let tokens = svc.valid_access_token(&tenant.tenant_id, provider, &grant.grant_id).await.unwrap().tokens;
+    let cursor = Cursor::start(provider, PEntity::Invoice);
+    for _ in 0..30 {
+        let r = guard.call_once(&tenant.tenant_id, provider, &org, "list", || client.list(&tokens, &org, &cursor)).await;
+        assert!(r.is_err());
+        if guard.breaker_state(provider, Some((&tenant.tenant_id, &org))).await.unwrap().state == BreakerState::Open {
+            break;
+        }
+    }
+    assert_eq!(guard.breaker_state(provider, Some((&tenant.tenant_id, &org))).await.unwrap().state, BreakerState::Open);
+
+    let at_due = DateTime::from_timestamp(due, 0).unwrap();
+    let r = sched.run(at_due, deadline(), &RunLimits::default()).await.unwrap();
+    assert_eq!((r.found, r.skipped_breaker_open, r.jobs), (1, 1, 0), "{r:?}");
+    assert_eq!(h.depth(&h.env.config.queues.sync_normal).await, 0, "no pull while the breaker is open");
+    let again = sched.connection_schedule(&tenant.tenant_id, provider, &org).await.unwrap().unwrap().next_sync_at;
+    assert!(again > due && again <= due + 300, "rescheduled for after the breaker's open time: {due} -> {again}");
+    // Not due before then: a run in between finds nothing.
+    let r = sched.run(at_due + Duration::seconds(60), deadline(), &RunLimits::default()).await.unwrap();
+    assert_eq!(r.found, 0, "{r:?}");
+
+    // The provider recovers and the breaker closes: the rescheduled pull goes out.
+    h.control("DELETE", "faults", None).await;
+    guard.reset_breaker(provider, Some((&tenant.tenant_id, &org))).await.unwrap();
+    let r = sched.run(DateTime::from_timestamp(again, 0).unwrap(), deadline(), &RunLimits::default()).await.unwrap();
+    assert_eq!((r.pulled, r.jobs), (1, 2), "{r:?}");
+    let jobs: Vec<SyncJob> = h.drain(&h.env.config.queues.sync_normal).await.iter().map(|b| SyncJob::from_json(b).unwrap()).collect();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| j.source == Source::Schedule && j.idempotency_key.ends_with(&format!(":{again}"))), "{jobs:?}");
+}
