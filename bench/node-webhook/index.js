@@ -25,7 +25,9 @@ const { SecretsManagerClient, GetSecretValueCommand } = require("@aws-sdk/client
 
 const env = process.env;
 const ddb = new DynamoDBClient({});
-const sqs = new SQSClient({});
+// Requests go to the configured endpoint (as the Rust SDK does), not to the queue URL's host, so
+// the benchmark's counting proxy sees them; on AWS both are the regional SQS endpoint.
+const sqs = new SQSClient({ useQueueUrlAsEndpoint: false });
 const secrets = new SecretsManagerClient({});
 
 const CACHE_MS = 30_000;
