@@ -211,6 +211,7 @@ class CountingProxy:
         u = urllib.parse.urlsplit(upstream)
         self.host, self.port_up = u.hostname, u.port
         self.calls: list[str] = []
+        self.upstream_ns = 0
         self.lock = threading.Lock()
         proxy = self
 
@@ -232,13 +233,15 @@ class CountingProxy:
                     op = (q.get("Action") or ["?"])[0]
                     auth = self.headers.get("authorization", "")
                     svc = auth.split("/")[3] if auth.count("/") >= 4 else "?"
-                with proxy.lock:
-                    proxy.calls.append(f"{svc}:{op}")
                 conn = http.client.HTTPConnection(proxy.host, proxy.port_up, timeout=120)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive", "transfer-encoding")}
+                t0 = now_ns()
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
+                with proxy.lock:
+                    proxy.calls.append(f"{svc}:{op}")
+                    proxy.upstream_ns += now_ns() - t0
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("content-length", "connection", "transfer-encoding", "keep-alive", "server", "date"):
@@ -256,8 +259,15 @@ class CountingProxy:
 
     def take(self) -> list[str]:
         with self.lock:
-            out, self.calls = self.calls, []
+            out, self.calls, self.upstream_ns = self.calls, [], 0
         return out
+
+    def take_timed(self) -> tuple[list[str], float]:
+        """The calls since the last take and the time moto spent answering them (ms, summed)."""
+        with self.lock:
+            out, busy = self.calls, ms(self.upstream_ns)
+            self.calls, self.upstream_ns = [], 0
+        return out, busy
 
     def close(self):
         self.server.shutdown()
@@ -299,7 +309,7 @@ class Proc:
             "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
         })
-        self.log = open(log_path, "ab")
+        self.log = open(log_path, "ab")  # appended: N processes of one function share a log
         self.cmd = cmd
         self.env = penv
         self.p: subprocess.Popen | None = None
@@ -551,7 +561,7 @@ def count_spec(spec: Spec, env: dict, proxy: CountingProxy) -> dict:
         out["init"] = proxy.take()
         first_event, first_check, chain = spec.first()
         first_check(answer(p.invoke(first_event)), p, chain)
-        out["cold"] = proxy.take()
+        out["cold"], out["cold_moto_ms"] = proxy.take_timed()
         # The second warm round, so per-container caches filled by the cold event are in effect.
         for round_no in range(2):
             carry = None
@@ -563,6 +573,24 @@ def count_spec(spec: Spec, env: dict, proxy: CountingProxy) -> dict:
     finally:
         p.stop()
     return out
+
+
+def moto_round_trip_ms(endpoint: str, table: str, n: int = 30) -> float:
+    """Median time of one DynamoDB GetItem against moto over a kept-alive connection: the local
+    stack's floor per AWS call, paid alike by both stacks."""
+    u = urllib.parse.urlsplit(endpoint)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    body = json.dumps({"TableName": table, "Key": {"pk": {"S": "TENANT#bench-probe"}, "sk": {"S": "TENANT"}}})
+    headers = {"content-type": "application/x-amz-json-1.0", "x-amz-target": "DynamoDB_20120810.GetItem",
+               "authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0"}
+    out = []
+    for _ in range(n):
+        t0 = now_ns()
+        conn.request("POST", "/", body=body, headers=headers)
+        conn.getresponse().read()
+        out.append(ms(now_ns() - t0))
+    conn.close()
+    return statistics.median(out)
 
 
 def machine() -> str:
@@ -613,6 +641,10 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, ".local", "bench-functions.md"))
     args = ap.parse_args()
 
+    if os.path.isdir(LOCAL):
+        for f in os.listdir(LOCAL):
+            if f.endswith(".log"):
+                os.remove(os.path.join(LOCAL, f))
     env = dict(os.environ)
     env["PROVIDER_BASE_URL"] = args.sandbox
     env.setdefault("LOG_LEVEL", "info")
@@ -646,6 +678,7 @@ def main() -> int:
     specs = [s for s in [callback_spec, webhook_spec, node_spec, refresher_spec, sync_spec] if not only or s.name in only or s.name == "oauth-callback"]
 
     results, counts = {}, {}
+    moto_before = moto_round_trip_ms(env["AWS_ENDPOINT_URL"], env["TENANTS_TABLE"])
     proxy = CountingProxy(env["AWS_ENDPOINT_URL"])
     for spec in specs:
         print(f"[bench] {spec.name}: {args.cold} cold starts x (1 + {args.warm} warm rounds)", flush=True)
@@ -690,6 +723,7 @@ def main() -> int:
         sync_rss = {"mib": kib / 1024.0, "seconds": elapsed, "invoices": args.sync_invoices, "log": fetched}
         print(f"[bench]   pull of {args.sync_invoices}+ invoices: {elapsed:.1f} s, worker peak RSS {kib / 1024:.1f} MiB", flush=True)
     proxy.close()
+    moto_after = moto_round_trip_ms(env["AWS_ENDPOINT_URL"], env["TENANTS_TABLE"])
 
     # ------------------------------------------------------------------------------------------------
     # The table
@@ -697,6 +731,9 @@ def main() -> int:
     lines.append(f"Machine: {machine()}")
     lines.append(f"Local stack: moto (DynamoDB serialised) + provider sandbox; {args.cold} cold starts per function, "
                  f"{args.warm} warm rounds per process; x86_64 release binaries timed; sizes for aarch64 (cargo lambda build --release --arm64).")
+    lines.append(f"One DynamoDB GetItem round trip to moto (the floor of every AWS call here, for both stacks): "
+                 f"median {moto_before:.1f} ms before the run, {moto_after:.1f} ms after it. Load average at the end: "
+                 f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}.")
     lines.append("")
     lines.append("| function | operation | init median (ms) | cold: first event handled (ms) | warm median / p95 (ms) | peak RSS (MiB) | AWS calls: init / cold event / warm event | binary x86_64 / arm64 | zip arm64 |")
     lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -742,7 +779,7 @@ def main() -> int:
     lines.append("AWS calls per operation (service:operation, counted by a proxy in front of moto in a separate run):")
     for spec in specs:
         c = counts[spec.name]
-        parts = [f"init: {summarise_calls(c['init'])}", f"cold event: {summarise_calls(c['cold'])}"]
+        parts = [f"init: {summarise_calls(c['init'])}", f"cold event: {summarise_calls(c['cold'])} (moto busy {c['cold_moto_ms']:.0f} ms in all)"]
         parts += [f"warm {k[5:]}: {summarise_calls(v)}" for k, v in c.items() if k.startswith("warm:")]
         lines.append(f"- {spec.name}: " + "; ".join(parts))
     text = "\n".join(lines)
