@@ -513,10 +513,30 @@ class Spec:
         self.name, self.cmd, self.first, self.ops = name, cmd, first, ops
 
 
-def run_spec(spec: Spec, env: dict, cold: int, warm: int) -> dict:
+def init_only(spec: Spec, env: dict, runs: int) -> list[float]:
+    """Process start to the first `next` poll, `runs` times; each process is stopped at that poll.
+    Cheap, so many more samples than cold starts: the median holds on a machine shared with others."""
+    out = []
+    log = os.path.join(LOCAL, f"{spec.name}.init.log")
+    for _ in range(runs):
+        p = Proc(spec.name, spec.cmd, env, log)
+        try:
+            p.start()
+            end = time.time() + 60
+            while p.api.first_next_ns is None:
+                if p.p.poll() is not None or time.time() > end:
+                    raise RuntimeError(f"{spec.name} did not reach its first poll; log {log}")
+                time.sleep(0.001)
+            out.append(ms(p.api.first_next_ns - p.start_ns))
+        finally:
+            p.stop()
+    return out
+
+
+def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int) -> dict:
     os.makedirs(LOCAL, exist_ok=True)
     log = os.path.join(LOCAL, f"{spec.name}.log")
-    inits, colds, rss = [], [], []
+    inits, colds, rss = init_only(spec, env, init_runs), [], []
     warm_ms: dict[str, list[float]] = {label: [] for label, _, _ in spec.ops}
     for i in range(cold):
         p = Proc(spec.name, spec.cmd, env, log)
@@ -526,7 +546,7 @@ def run_spec(spec: Spec, env: dict, cold: int, warm: int) -> dict:
             p.start()
             r = p._wait(rid, 120)
             first_check(answer(r), p, chain)
-            inits.append(ms(p.api.first_next_ns - p.start_ns))
+            inits.append(ms(p.api.first_next_ns - p.start_ns))  # a cold start's init is a sample too
             colds.append(ms(r["answered_ns"] - p.start_ns))
             for _ in range(warm):
                 carry = None
@@ -593,6 +613,40 @@ def moto_round_trip_ms(endpoint: str, table: str, n: int = 30) -> float:
     return statistics.median(out)
 
 
+def sqs_json(endpoint: str, action: str, doc: dict) -> dict:
+    """One SQS call in its JSON protocol over plain HTTP (moto does not check signatures)."""
+    u = urllib.parse.urlsplit(endpoint)
+    headers = {"content-type": "application/x-amz-json-1.0", "x-amz-target": f"AmazonSQS.{action}",
+               "authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0"}
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.request("POST", "/", body=json.dumps(doc), headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    if resp.status >= 300:
+        raise RuntimeError(f"SQS {action}: {resp.status} {data[:200]!r}")
+    return json.loads(data or b"{}")
+
+
+def find_event(endpoint: str, queue_url: str, correlation_id: str, kind: str, tries: int = 30) -> dict | None:
+    """The app event of `kind` with this correlation id from the outbound events queue (SQS JSON
+    protocol over plain HTTP; other messages are left to reappear after their visibility timeout)."""
+    body = {"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1, "VisibilityTimeout": 60}
+    for _ in range(tries):
+        out = sqs_json(endpoint, "ReceiveMessage", body)
+        messages = out.get("Messages") or []
+        for m in messages:
+            try:
+                ev = json.loads(m["Body"])
+            except ValueError:
+                continue
+            if ev.get("correlation_id") == correlation_id and ev.get("type") == kind:
+                return ev
+        if not messages:
+            return None
+    return None
+
+
 def machine() -> str:
     model = "?"
     try:
@@ -635,6 +689,7 @@ def main() -> int:
     ap.add_argument("--ops-bin", required=True)
     ap.add_argument("--node-dir", default=os.path.join(ROOT, "bench", "node-webhook"))
     ap.add_argument("--cold", type=int, default=int(os.environ.get("BENCH_COLD", "5")))
+    ap.add_argument("--init-runs", type=int, default=int(os.environ.get("BENCH_INIT_RUNS", "21")))
     ap.add_argument("--warm", type=int, default=int(os.environ.get("BENCH_WARM", "20")))
     ap.add_argument("--sync-invoices", type=int, default=int(os.environ.get("BENCH_SYNC_INVOICES", "10000")))
     ap.add_argument("--only", default="", help="comma-separated subset of functions")
@@ -681,12 +736,12 @@ def main() -> int:
     moto_before = moto_round_trip_ms(env["AWS_ENDPOINT_URL"], env["TENANTS_TABLE"])
     proxy = CountingProxy(env["AWS_ENDPOINT_URL"])
     for spec in specs:
-        print(f"[bench] {spec.name}: {args.cold} cold starts x (1 + {args.warm} warm rounds)", flush=True)
+        print(f"[bench] {spec.name}: {args.init_runs} starts to the first poll, {args.cold} cold starts x (1 + {args.warm} warm rounds)", flush=True)
         if spec.name == "webhook-receiver" or spec.name == "sync-worker":
             if stack.invoice_id is None:
                 seeded = stack.sandbox_call("POST", "/_sandbox/seed", {"provider": "quickbooks", "org_id": stack.realm, "entity": "invoice", "count": 1})
                 stack.invoice_id = seeded["ids"][0]
-        results[spec.name] = run_spec(spec, env, args.cold, args.warm)
+        results[spec.name] = run_spec(spec, env, args.cold, args.warm, args.init_runs)
         counts[spec.name] = count_spec(spec, env, proxy)
         r = results[spec.name]
         print(f"[bench]   init {r['init_ms']:.1f} ms, cold {r['cold_ms']:.1f} ms, peak RSS {r['rss_mib']:.1f} MiB, "
@@ -702,9 +757,13 @@ def main() -> int:
             stack.sandbox_call("POST", "/_sandbox/seed", {"provider": "quickbooks", "org_id": stack.realm, "entity": "invoice", "count": n})
             left -= n
         p = Proc("sync-worker", bins["sync-worker"], env, os.path.join(LOCAL, "sync-worker.pull.log"))
+        job_event = stack.sync_job("pull")
+        # The pull's sync.completed event is read back for its count; earlier runs' events go first.
+        sqs_json(env["AWS_ENDPOINT_URL"], "PurgeQueue", {"QueueUrl": env["EVENTS_QUEUE_URL"]})
+        correlation = json.loads(job_event["Records"][0]["body"])["correlation_id"]
         try:
             p.start()
-            rid = p.api.submit(stack.sync_job("pull"))
+            rid = p.api.submit(job_event)
             t0 = now_ns()
             ans = answer(p._wait(rid, 600))
             Stack.check_sync(ans)
@@ -712,16 +771,12 @@ def main() -> int:
             kib = p.peak_rss_kib()
         finally:
             p.stop()
-        fetched = None
-        try:
-            with open(os.path.join(LOCAL, "sync-worker.pull.log"), errors="replace") as f:
-                for line in f:
-                    if '"fetched"' in line or "fetched" in line and "job done" in line:
-                        fetched = line.strip()[:400]
-        except OSError:
-            pass
-        sync_rss = {"mib": kib / 1024.0, "seconds": elapsed, "invoices": args.sync_invoices, "log": fetched}
-        print(f"[bench]   pull of {args.sync_invoices}+ invoices: {elapsed:.1f} s, worker peak RSS {kib / 1024:.1f} MiB", flush=True)
+        done = find_event(env["AWS_ENDPOINT_URL"], env["EVENTS_QUEUE_URL"], correlation, "sync.completed")
+        fetched = (done or {}).get("data", {}).get("counts", {}).get("fetched")
+        if not isinstance(fetched, int) or fetched < args.sync_invoices:
+            raise RuntimeError(f"the pull job did not sync {args.sync_invoices} invoices: sync.completed = {done}")
+        sync_rss = {"mib": kib / 1024.0, "seconds": elapsed, "invoices": args.sync_invoices, "fetched": fetched}
+        print(f"[bench]   pull: {fetched} invoices fetched in {elapsed:.1f} s (sync.completed), worker peak RSS {kib / 1024:.1f} MiB", flush=True)
     proxy.close()
     moto_after = moto_round_trip_ms(env["AWS_ENDPOINT_URL"], env["TENANTS_TABLE"])
 
@@ -729,7 +784,8 @@ def main() -> int:
     # The table
     lines = []
     lines.append(f"Machine: {machine()}")
-    lines.append(f"Local stack: moto (DynamoDB serialised) + provider sandbox; {args.cold} cold starts per function, "
+    lines.append(f"Local stack: moto (DynamoDB serialised) + provider sandbox; init: median of {args.init_runs + args.cold} starts; "
+                 f"{args.cold} cold starts per function, "
                  f"{args.warm} warm rounds per process; x86_64 release binaries timed; sizes for aarch64 (cargo lambda build --release --arm64).")
     lines.append(f"One DynamoDB GetItem round trip to moto (the floor of every AWS call here, for both stacks): "
                  f"median {moto_before:.1f} ms before the run, {moto_after:.1f} ms after it. Load average at the end: "
@@ -773,8 +829,9 @@ def main() -> int:
         lines.append(f"| peak RSS (MiB) | {rr['rss_mib']:.1f} | {nn['rss_mib']:.1f} | {nn['rss_mib'] / rr['rss_mib']:.1f}x |")
     if sync_rss:
         lines.append("")
-        lines.append(f"sync-worker, one pull job of {sync_rss['invoices']:,} QuickBooks invoices (plus the realm's few) in its own process: "
-                     f"{sync_rss['seconds']:.1f} s, peak RSS {sync_rss['mib']:.1f} MiB (target < 64 MB).")
+        lines.append(f"sync-worker, one pull job in its own process over {sync_rss['fetched']:,} QuickBooks invoices ({sync_rss['invoices']:,} seeded "
+                     f"plus the realm's own; count from its sync.completed event): {sync_rss['seconds']:.1f} s, "
+                     f"peak RSS {sync_rss['mib']:.1f} MiB (target < 64 MB).")
     lines.append("")
     lines.append("AWS calls per operation (service:operation, counted by a proxy in front of moto in a separate run):")
     for spec in specs:
