@@ -702,6 +702,7 @@ def main() -> int:
     ap.add_argument("--warm", type=int, default=int(os.environ.get("BENCH_WARM", "20")))
     ap.add_argument("--sync-invoices", type=int, default=int(os.environ.get("BENCH_SYNC_INVOICES", "10000")))
     ap.add_argument("--only", default="", help="comma-separated subset of functions")
+    ap.add_argument("--no-node", action="store_true", help="leave the Node.js baseline out (no node on the machine)")
     ap.add_argument("--out", default=os.path.join(ROOT, ".local", "bench-functions.md"))
     args = ap.parse_args()
 
@@ -740,6 +741,8 @@ def main() -> int:
 
     only = set(filter(None, args.only.split(",")))
     specs = [s for s in [callback_spec, webhook_spec, node_spec, refresher_spec, sync_spec] if not only or s.name in only or s.name == "oauth-callback"]
+    if args.no_node:
+        specs = [s for s in specs if s.name != "node-webhook"]
 
     results, counts = {}, {}
     moto_before = moto_round_trip_ms(env["AWS_ENDPOINT_URL"], env["TENANTS_TABLE"])
