@@ -1,0 +1,866 @@
+#!/usr/bin/env python3
+"""Per-function benchmark of the four Lambda binaries in their own processes (`scripts/bench functions`).
+
+Each function's release binary runs as Lambda runs it: a process whose AWS_LAMBDA_RUNTIME_API points
+at a Lambda Runtime API emulator in this script (GET .../invocation/next hands out an event, POST
+.../response and .../error take the answer), with the local stack's environment (.local/aws.env: moto)
+and the provider sandbox. Measured per function:
+
+- init: process start (just before exec) to its first `next` poll (Lambda's init phase: every client
+  built; for webhook-receiver also the webhook keys read from Secrets Manager), median of N cold starts;
+- cold: process start to the first event's response (an event is already waiting, as on a cold
+  invoke), median of N;
+- warm: `next` handing the event out to the response, median and p95 over N x M events;
+- peak RSS: VmHWM from /proc/<pid>/status after the process's last event (before it is stopped),
+  the largest of the N processes;
+- AWS calls: a separate run whose AWS_ENDPOINT_URL is a counting proxy in front of moto (so the
+  timings above carry no proxy hop): calls during init, for the cold event and for a warm one;
+- the same for a Node.js 20 handler on the AWS SDK v3 doing webhook-receiver's job
+  (bench/node-webhook, a minimal runtime loop), with Rust/Node ratios;
+- issue 11: sync-worker's own peak RSS while one pull job syncs 10,000 QuickBooks invoices.
+
+Operations: webhook-receiver and the Node baseline get the same signed QuickBooks deliveries (each a
+new delivery, so none is a duplicate) for a realm connected to the bench tenant; oauth-callback a
+signed GET /connect (state, PKCE, cookie) and the callback after the sandbox's consent (code exchange,
+org discovery, sealed grant, reconnect of the same realm); token-refresher an operator run that
+refreshes every grant due within 2 h (the bench tenant's one QuickBooks grant); sync-worker an SQS
+batch of one webhook job (re-read one invoice from the sandbox, normalise, store, mark done).
+
+Needs .local/aws.env sourced (moto up), and the binaries named on the command line. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import http.client
+import http.server
+import importlib.util
+import json
+import os
+import platform
+import queue
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCAL = os.path.join(ROOT, ".local", "bench-functions")
+
+_spec = importlib.util.spec_from_file_location("make_events", os.path.join(ROOT, "infra", "make-events.py"))
+EV = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(EV)
+
+# Lambda timeouts from template.yaml: the runtime API's deadline header, as Lambda would send it.
+DEADLINE_S = {"oauth-callback": 29, "webhook-receiver": 10, "token-refresher": 240, "sync-worker": 120, "node-webhook": 10}
+MEMORY_MB = {"oauth-callback": 256, "webhook-receiver": 256, "token-refresher": 256, "sync-worker": 512, "node-webhook": 256}
+RETURN_URL = "http://localhost:3000/integrations"
+
+
+def now_ns() -> int:
+    return time.monotonic_ns()
+
+
+def ms(ns: float) -> float:
+    return ns / 1e6
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A stopped function drops its long poll mid-request; that is expected, not worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass
+
+
+# ------------------------------------------------------------------------------------------------
+# Lambda Runtime API emulator (one per function process)
+# ------------------------------------------------------------------------------------------------
+
+
+class RuntimeApi:
+    """GET /2018-06-01/runtime/invocation/next blocks until an event is queued; the answer and its time
+    are recorded per request id. The first `next` poll's time is the end of the process's init."""
+
+    def __init__(self, function: str):
+        self.function = function
+        self.events: queue.Queue = queue.Queue()
+        self.first_next_ns: int | None = None
+        self.init_error: str | None = None
+        self.results: dict[str, dict] = {}
+        self.done: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out as separate writes; with Nagle on, the body waits for the
+            # client's delayed ACK of the headers (40 ms on Linux), which showed up as a bimodal
+            # warm latency. Lambda's own Runtime API adds no such stall.
+            disable_nagle_algorithm = True
+
+            def log_message(self, *a):  # quiet
+                pass
+
+            def _reply(self, status: int, body: bytes = b"", headers: dict | None = None):
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if not self.path.startswith("/2018-06-01/runtime/invocation/next"):
+                    return self._reply(404)
+                t = now_ns()
+                with api.lock:
+                    if api.first_next_ns is None:
+                        api.first_next_ns = t
+                item = api.events.get()
+                if item is None:  # shutting down: leave the poll hanging until the process is stopped
+                    time.sleep(3600)
+                    return
+                rid, event = item
+                body = json.dumps(event).encode()
+                api.results[rid]["dispatched_ns"] = now_ns()
+                deadline = int(time.time() * 1000) + DEADLINE_S.get(api.function, 30) * 1000
+                self._reply(200, body, {
+                    "content-type": "application/json",
+                    "lambda-runtime-aws-request-id": rid,
+                    "lambda-runtime-deadline-ms": str(deadline),
+                    "lambda-runtime-invoked-function-arn": f"arn:aws:lambda:us-east-1:123456789012:function:ttya-bench-{api.function}",
+                    "lambda-runtime-trace-id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0",
+                })
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length") or 0)
+                data = self.rfile.read(length) if length else b""
+                if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                    data = self._read_chunked()
+                parts = self.path.split("/")
+                t = now_ns()
+                if self.path.startswith("/2018-06-01/runtime/init/error"):
+                    api.init_error = data.decode(errors="replace")
+                    return self._reply(202, b'{"status":"OK"}')
+                # /2018-06-01/runtime/invocation/<id>/response|error
+                if len(parts) >= 6 and parts[3] == "invocation" and parts[5] in ("response", "error"):
+                    rid = parts[4]
+                    r = api.results.get(rid)
+                    if r is not None:
+                        r.update(answered_ns=t, kind=parts[5], body=data)
+                        api.done[rid].set()
+                    return self._reply(202, b'{"status":"OK"}')
+                return self._reply(404)
+
+            def _read_chunked(self) -> bytes:
+                out = b""
+                while True:
+                    size = int(self.rfile.readline().strip() or b"0", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return out
+                    out += self.rfile.read(size)
+                    self.rfile.readline()
+
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def submit(self, event: dict) -> str:
+        rid = str(uuid.uuid4())
+        self.results[rid] = {"queued_ns": now_ns()}
+        self.done[rid] = threading.Event()
+        self.events.put((rid, event))
+        return rid
+
+    def wait(self, rid: str, timeout: float) -> dict:
+        if not self.done[rid].wait(timeout):
+            raise TimeoutError(f"{self.function}: no answer within {timeout}s")
+        return self.results[rid]
+
+    def close(self):
+        self.events.put(None)
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Counting proxy in front of moto
+# ------------------------------------------------------------------------------------------------
+
+
+class CountingProxy:
+    """Forwards every request to moto and counts it by service and operation (X-Amz-Target, or the
+    query protocol's Action). Used only for the call-count run, never for the timed ones."""
+
+    def __init__(self, upstream: str):
+        u = urllib.parse.urlsplit(upstream)
+        self.host, self.port_up = u.hostname, u.port
+        self.calls: list[str] = []
+        self.upstream_ns = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out as separate writes; with Nagle on, the body waits for the
+            # client's delayed ACK of the headers (40 ms on Linux), which showed up as a bimodal
+            # warm latency. Lambda's own Runtime API adds no such stall.
+            disable_nagle_algorithm = True
+
+            def log_message(self, *a):
+                pass
+
+            def _forward(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                target = self.headers.get("x-amz-target")
+                if target:
+                    svc, _, op = target.rpartition(".")
+                    svc = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "TrentService": "kms", "secretsmanager": "secretsmanager"}.get(svc, svc)
+                else:
+                    q = urllib.parse.parse_qs(body.decode(errors="replace")) if body else {}
+                    op = (q.get("Action") or ["?"])[0]
+                    auth = self.headers.get("authorization", "")
+                    svc = auth.split("/")[3] if auth.count("/") >= 4 else "?"
+                conn = http.client.HTTPConnection(proxy.host, proxy.port_up, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive", "transfer-encoding")}
+                t0 = now_ns()
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                with proxy.lock:
+                    proxy.calls.append(f"{svc}:{op}")
+                    proxy.upstream_ns += now_ns() - t0
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("content-length", "connection", "transfer-encoding", "keep-alive", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self) -> list[str]:
+        with self.lock:
+            out, self.calls, self.upstream_ns = self.calls, [], 0
+        return out
+
+    def take_timed(self) -> tuple[list[str], float]:
+        """The calls since the last take and the time moto spent answering them (ms, summed)."""
+        with self.lock:
+            out, busy = self.calls, ms(self.upstream_ns)
+            self.calls, self.upstream_ns = [], 0
+        return out, busy
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def summarise_calls(calls: list[str]) -> str:
+    by: dict[str, int] = {}
+    for c in calls:
+        by[c] = by.get(c, 0) + 1
+    return ", ".join(f"{k.split(':')[1]} {v}" if v > 1 else k.split(":")[1] for k, v in sorted(by.items())) or "none"
+
+
+def by_service(calls: list[str]) -> str:
+    by: dict[str, int] = {}
+    for c in calls:
+        s = c.split(":")[0]
+        by[s] = by.get(s, 0) + 1
+    short = {"dynamodb": "DDB", "sqs": "SQS", "kms": "KMS", "secretsmanager": "SM"}
+    return " + ".join(f"{v} {short.get(k, k)}" for k, v in sorted(by.items())) if by else "0"
+
+
+# ------------------------------------------------------------------------------------------------
+# Function processes
+# ------------------------------------------------------------------------------------------------
+
+
+class Proc:
+    def __init__(self, name: str, cmd: list[str], env: dict, log_path: str):
+        self.name = name
+        self.api = RuntimeApi(name)
+        penv = dict(env)
+        penv.update({
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.api.port}",
+            "AWS_LAMBDA_FUNCTION_NAME": f"ttya-bench-{name}",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_MB.get(name, 256)),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/ttya-bench-{name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        })
+        self.log = open(log_path, "ab")  # appended: N processes of one function share a log
+        self.cmd = cmd
+        self.env = penv
+        self.p: subprocess.Popen | None = None
+        self.start_ns = 0
+
+    def start(self):
+        self.start_ns = now_ns()
+        self.p = subprocess.Popen(self.cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def invoke(self, event: dict, timeout: float = 300) -> dict:
+        rid = self.api.submit(event)
+        return self._wait(rid, timeout)
+
+    def _wait(self, rid: str, timeout: float) -> dict:
+        end = time.time() + timeout
+        while True:
+            try:
+                return self.api.wait(rid, 0.2)
+            except TimeoutError:
+                if self.p and self.p.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited ({self.p.returncode}) before answering; init error: {self.api.init_error}; log {self.log.name}")
+                if time.time() > end:
+                    raise
+
+    def peak_rss_kib(self) -> int:
+        with open(f"/proc/{self.p.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.p and self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.api.close()
+        self.log.close()
+
+
+def answer(r: dict) -> dict:
+    if r.get("kind") != "response":
+        raise RuntimeError(f"function error: {r.get('body', b'')[:400]!r}")
+    return json.loads(r["body"] or b"null")
+
+
+# ------------------------------------------------------------------------------------------------
+# The local system: sandbox, tenant, events
+# ------------------------------------------------------------------------------------------------
+
+
+def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    conn.request(method, u.path + (f"?{u.query}" if u.query else ""), body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+class Stack:
+    def __init__(self, env: dict, sandbox: str, ops_bin: str):
+        self.env = env
+        self.sandbox = sandbox.rstrip("/")
+        self.ops_bin = ops_bin
+        with open(os.path.join(ROOT, "infra", "local-secrets.json")) as f:
+            self.secrets = json.load(f)
+        self.tenant = f"bench-{uuid.uuid4().hex[:8]}"
+        self.user = "bench-owner"
+        self.realm: str | None = None
+        self.invoice_id: str | None = None
+        self.seq = 0
+
+    def ops(self, *args):
+        subprocess.run([self.ops_bin, *args], env=self.env, check=True, capture_output=True, text=True, timeout=300)
+
+    def create_tenant(self):
+        self.ops("tenants", "create", self.tenant, "--name", "Bench Ltd", "--plan", "enterprise", "--return-url", RETURN_URL,
+                 "--providers", "quickbooks,xero,zoho")
+        self.ops("users", "set-role", self.tenant, self.user, "owner")
+
+    def sandbox_call(self, method: str, path: str, doc=None):
+        status, _, body = request(method, f"{self.sandbox}{path}", json.dumps(doc).encode() if doc is not None else None,
+                                  {"content-type": "application/json"})
+        if status >= 300:
+            raise RuntimeError(f"sandbox {method} {path}: {status} {body[:200]!r}")
+        return json.loads(body or b"null")
+
+    # --- oauth-callback
+    def connect_event(self, provider: str = "quickbooks") -> dict:
+        key = self.secrets["AppSigningSecret"]["connect_keys"]["local"]
+        path = f"/connect/{provider}"
+        query = [("tenant", self.tenant), ("user", self.user), ("return_url", RETURN_URL), ("ts", str(int(time.time()))),
+                 ("kid", "local"), ("jti", str(uuid.uuid4()))]
+        query.append(("sig", EV.connect_signature(key, "GET", path, query)))
+        return EV.http_event("GET", "/connect/{provider}", path, query=query, name=f"bench-connect-{uuid.uuid4()}", when=EV.datetime.now(EV.timezone.utc))
+
+    def consent(self, connect_answer: dict) -> dict:
+        """Plays the browser between /connect and the callback: the sandbox consents at once."""
+        if connect_answer.get("statusCode") != 302:
+            raise RuntimeError(f"connect answered {connect_answer.get('statusCode')}: {str(connect_answer.get('body'))[:300]}")
+        headers = {k.lower(): v for k, v in (connect_answer.get("headers") or {}).items()}
+        cookies = list(connect_answer.get("cookies") or [])
+        if "set-cookie" in headers:
+            cookies.append(headers["set-cookie"])
+        jar = [c.split(";")[0].strip() for c in cookies]
+        status, h, body = request("GET", headers["location"])
+        if status != 302:
+            raise RuntimeError(f"sandbox consent answered {status}: {body[:200]!r}")
+        back = urllib.parse.urlsplit(h["location"])
+        query = urllib.parse.parse_qsl(back.query)
+        self.realm = dict(query).get("realmId", self.realm)
+        path = "/oauth/quickbooks/callback"
+        return EV.http_event("GET", "/oauth/{provider}/callback", path, query=query, name=f"bench-callback-{uuid.uuid4()}",
+                             when=EV.datetime.now(EV.timezone.utc), cookies=jar)
+
+    @staticmethod
+    def check_connect(ans: dict):
+        if ans.get("statusCode") != 302:
+            raise RuntimeError(f"connect answered {ans.get('statusCode')}: {str(ans.get('body'))[:300]}")
+
+    @staticmethod
+    def check_callback(ans: dict):
+        loc = {k.lower(): v for k, v in (ans.get("headers") or {}).items()}.get("location", "")
+        if ans.get("statusCode") != 302 or "status=connected" not in loc:
+            raise RuntimeError(f"callback did not connect: {ans.get('statusCode')} {loc} {str(ans.get('body'))[:300]}")
+
+    # --- webhook-receiver
+    def webhook_event(self) -> dict:
+        """A new signed QuickBooks delivery each time (a fresh invoice change), so none is a duplicate."""
+        self.seq += 1
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{self.seq % 1000:03d}Z"
+        body = EV.compact({"eventNotifications": [{"realmId": self.realm, "dataChangeEvent": {"entities": [
+            {"name": "Invoice", "id": str(self.invoice_id), "operation": "Update", "lastUpdated": stamp},
+            {"name": "Customer", "id": "58", "operation": "Update", "lastUpdated": f"{stamp}-{uuid.uuid4().hex[:6]}"},
+        ]}}]})
+        key = self.secrets["WebhookKeysSecret"]["quickbooks"]["current"]
+        ev = EV.webhook_event("quickbooks", f"bench-webhook-{uuid.uuid4()}", body, {"intuit-signature": EV.hmac_b64(key, body)})
+        return ev
+
+    @staticmethod
+    def check_webhook(ans: dict):
+        body = json.loads(ans.get("body") or "{}")
+        if ans.get("statusCode") != 200 or body.get("status") != "accepted":
+            raise RuntimeError(f"webhook not accepted: {ans.get('statusCode')} {body}")
+
+    # --- token-refresher
+    @staticmethod
+    def refresh_event() -> dict:
+        doc = EV.force_window_event()
+        doc["id"] = str(uuid.uuid4())
+        return doc
+
+    @staticmethod
+    def check_refresh(ans: dict):
+        if not isinstance(ans, dict) or ans.get("failed", 0) != 0 or ans.get("refreshed", 0) < 1:
+            raise RuntimeError(f"refresher run: {ans}")
+
+    # --- sync-worker
+    def sync_job(self, operation: str, **extra) -> dict:
+        job = {
+            "version": 1, "job_id": str(uuid.uuid4()), "tenant_id": self.tenant, "provider": "quickbooks", "org_id": self.realm,
+            "operation": operation, "entity": "invoice", **extra, "priority": "normal",
+            "idempotency_key": f"bench-{uuid.uuid4()}", "correlation_id": str(uuid.uuid4()),
+            "requested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": "app",
+        }
+        return EV.sqs_event(f"bench-{uuid.uuid4()}", [EV.compact(job)], "sync-normal")
+
+    def sync_webhook_event(self) -> dict:
+        return self.sync_job("webhook", entity_id=str(self.invoice_id), change="updated")
+
+    @staticmethod
+    def check_sync(ans: dict):
+        if not isinstance(ans, dict) or ans.get("batchItemFailures"):
+            raise RuntimeError(f"sync batch failed: {ans}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Runs
+# ------------------------------------------------------------------------------------------------
+
+
+def pct(values: list[float], p: float) -> float:
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = (len(v) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+class Spec:
+    """One function: how to start it, and its operation(s). `ops` is a list of (label, make_event,
+    check); each warm round runs them in order (oauth-callback: connect, then its callback)."""
+
+    def __init__(self, name: str, cmd: list[str], first, ops):
+        self.name, self.cmd, self.first, self.ops = name, cmd, first, ops
+
+
+def init_only(spec: Spec, env: dict, runs: int) -> list[float]:
+    """Process start to the first `next` poll, `runs` times; each process is stopped at that poll.
+    Cheap, so many more samples than cold starts: the median holds on a machine shared with others."""
+    out = []
+    log = os.path.join(LOCAL, f"{spec.name}.init.log")
+    for _ in range(runs):
+        p = Proc(spec.name, spec.cmd, env, log)
+        try:
+            p.start()
+            end = time.time() + 60
+            while p.api.first_next_ns is None:
+                if p.p.poll() is not None or time.time() > end:
+                    raise RuntimeError(f"{spec.name} did not reach its first poll; log {log}")
+                time.sleep(0.001)
+            out.append(ms(p.api.first_next_ns - p.start_ns))
+        finally:
+            p.stop()
+    return out
+
+
+def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int) -> dict:
+    os.makedirs(LOCAL, exist_ok=True)
+    log = os.path.join(LOCAL, f"{spec.name}.log")
+    inits, colds, rss = init_only(spec, env, init_runs), [], []
+    warm_ms: dict[str, list[float]] = {label: [] for label, _, _ in spec.ops}
+    for i in range(cold):
+        p = Proc(spec.name, spec.cmd, env, log)
+        try:
+            first_event, first_check, chain = spec.first()
+            rid = p.api.submit(first_event)  # waiting before the process starts, as on a cold invoke
+            p.start()
+            r = p._wait(rid, 120)
+            first_check(answer(r), p, chain)
+            inits.append(ms(p.api.first_next_ns - p.start_ns))  # a cold start's init is a sample too
+            colds.append(ms(r["answered_ns"] - p.start_ns))
+            for _ in range(warm):
+                carry = None
+                for label, make, check in spec.ops:
+                    ev = make(carry)
+                    r = p.invoke(ev)
+                    carry = check(answer(r))
+                    warm_ms[label].append(ms(r["answered_ns"] - r["dispatched_ns"]))
+            rss.append(p.peak_rss_kib())
+        finally:
+            p.stop()
+    return {
+        "init_ms": statistics.median(inits), "init_all": inits,
+        "cold_ms": statistics.median(colds), "cold_all": colds,
+        "warm": {k: (statistics.median(v), pct(v, 0.95), len(v)) for k, v in warm_ms.items() if v},
+        "rss_mib": max(rss) / 1024.0, "rss_all": rss,
+        "warm_all": warm_ms,
+    }
+
+
+def count_spec(spec: Spec, env: dict, proxy: CountingProxy) -> dict:
+    """One process through the counting proxy: calls during init, for the cold event, for warm ones."""
+    penv = dict(env, AWS_ENDPOINT_URL=proxy.url)
+    p = Proc(spec.name, spec.cmd, penv, os.path.join(LOCAL, f"{spec.name}.count.log"))
+    out = {}
+    try:
+        proxy.take()
+        p.start()
+        while p.api.first_next_ns is None:
+            if p.p.poll() is not None:
+                raise RuntimeError(f"{spec.name} exited during init; log {p.log.name}")
+            time.sleep(0.002)
+        out["init"] = proxy.take()
+        first_event, first_check, chain = spec.first()
+        first_check(answer(p.invoke(first_event)), p, chain)
+        out["cold"], out["cold_moto_ms"] = proxy.take_timed()
+        # The second warm round, so per-container caches filled by the cold event are in effect.
+        for round_no in range(2):
+            carry = None
+            for label, make, check in spec.ops:
+                ev = make(carry)
+                proxy.take()
+                carry = check(answer(p.invoke(ev)))
+                out[f"warm:{label}"] = proxy.take()
+    finally:
+        p.stop()
+    return out
+
+
+def moto_round_trip_ms(endpoint: str, table: str, n: int = 30) -> float:
+    """Median time of one DynamoDB GetItem against moto over a kept-alive connection: the local
+    stack's floor per AWS call, paid alike by both stacks."""
+    u = urllib.parse.urlsplit(endpoint)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    body = json.dumps({"TableName": table, "Key": {"pk": {"S": "TENANT#bench-probe"}, "sk": {"S": "TENANT"}}})
+    headers = {"content-type": "application/x-amz-json-1.0", "x-amz-target": "DynamoDB_20120810.GetItem",
+               "authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0"}
+    out = []
+    for _ in range(n):
+        t0 = now_ns()
+        conn.request("POST", "/", body=body, headers=headers)
+        conn.getresponse().read()
+        out.append(ms(now_ns() - t0))
+    conn.close()
+    return statistics.median(out)
+
+
+def sqs_json(endpoint: str, action: str, doc: dict) -> dict:
+    """One SQS call in its JSON protocol over plain HTTP (moto does not check signatures)."""
+    u = urllib.parse.urlsplit(endpoint)
+    headers = {"content-type": "application/x-amz-json-1.0", "x-amz-target": f"AmazonSQS.{action}",
+               "authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0"}
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.request("POST", "/", body=json.dumps(doc), headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    if resp.status >= 300:
+        raise RuntimeError(f"SQS {action}: {resp.status} {data[:200]!r}")
+    return json.loads(data or b"{}")
+
+
+def find_event(endpoint: str, queue_url: str, correlation_id: str, kind: str, tries: int = 30) -> dict | None:
+    """The app event of `kind` with this correlation id from the outbound events queue (SQS JSON
+    protocol over plain HTTP; other messages are left to reappear after their visibility timeout)."""
+    body = {"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1, "VisibilityTimeout": 60}
+    for _ in range(tries):
+        out = sqs_json(endpoint, "ReceiveMessage", body)
+        messages = out.get("Messages") or []
+        for m in messages:
+            try:
+                ev = json.loads(m["Body"])
+            except ValueError:
+                continue
+            if ev.get("correlation_id") == correlation_id and ev.get("type") == kind:
+                return ev
+        if not messages:
+            return None
+    return None
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return f"{model}, {os.cpu_count()} cores, {mem} RAM, Linux {platform.release()}, {platform.machine()}"
+
+
+def sizes(name: str, x86_dir: str, arm_dir: str | None, zip_dir: str | None) -> tuple[str, str, str]:
+    def mb(path):
+        return f"{os.path.getsize(path) / 1e6:.1f} MB" if path and os.path.exists(path) else "n/a"
+
+    x86 = mb(os.path.join(x86_dir, name))
+    arm = mb(os.path.join(arm_dir, name)) if arm_dir else "n/a"
+    z = "n/a"
+    if zip_dir:
+        zp = os.path.join(zip_dir, name, "bootstrap.zip")
+        if os.path.exists(zp):
+            z = mb(zp)
+            if arm == "n/a":
+                with zipfile.ZipFile(zp) as zf:
+                    arm = f"{zf.getinfo('bootstrap').file_size / 1e6:.1f} MB"
+    return x86, arm, z
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin-dir", required=True, help="x86_64 release binaries (timed here)")
+    ap.add_argument("--arm64-dir", help="aarch64 release binaries (sizes)")
+    ap.add_argument("--zip-dir", help="cargo lambda's target/lambda (bootstrap.zip per function)")
+    ap.add_argument("--sandbox", required=True, help="provider sandbox base URL")
+    ap.add_argument("--ops-bin", required=True)
+    ap.add_argument("--node-dir", default=os.path.join(ROOT, "bench", "node-webhook"))
+    ap.add_argument("--cold", type=int, default=int(os.environ.get("BENCH_COLD", "5")))
+    ap.add_argument("--init-runs", type=int, default=int(os.environ.get("BENCH_INIT_RUNS", "21")))
+    ap.add_argument("--warm", type=int, default=int(os.environ.get("BENCH_WARM", "20")))
+    ap.add_argument("--sync-invoices", type=int, default=int(os.environ.get("BENCH_SYNC_INVOICES", "10000")))
+    ap.add_argument("--only", default="", help="comma-separated subset of functions")
+    ap.add_argument("--no-node", action="store_true", help="leave the Node.js baseline out (no node on the machine)")
+    ap.add_argument("--out", default=os.path.join(ROOT, ".local", "bench-functions.md"))
+    args = ap.parse_args()
+
+    if os.path.isdir(LOCAL):
+        for f in os.listdir(LOCAL):
+            if f.endswith(".log"):
+                os.remove(os.path.join(LOCAL, f))
+    env = dict(os.environ)
+    env["PROVIDER_BASE_URL"] = args.sandbox
+    env.setdefault("LOG_LEVEL", "info")
+    stack = Stack(env, args.sandbox, args.ops_bin)
+    stack.create_tenant()
+    print(f"[bench] tenant {stack.tenant}; cold starts {args.cold} per function, warm rounds {args.warm} per process", flush=True)
+
+    bins = {n: [os.path.join(args.bin_dir, n)] for n in ["oauth-callback", "webhook-receiver", "token-refresher", "sync-worker"]}
+    node = ["node", os.path.join(args.node_dir, "index.js")]
+
+    def simple(make, check):
+        return lambda: (make(), lambda a, _p, _c: check(a), None)
+
+    # oauth-callback's rounds also connect the bench tenant to QuickBooks (a reconnect of the same
+    # realm after the first): everything after it needs that grant.
+    callback_spec = Spec("oauth-callback", bins["oauth-callback"], simple(stack.connect_event, Stack.check_connect), [
+        ("connect", lambda _c: stack.connect_event(), lambda a: (Stack.check_connect(a), a)[1]),
+        ("callback", lambda c: stack.consent(c), Stack.check_callback),
+    ])
+
+    webhook_spec = Spec("webhook-receiver", bins["webhook-receiver"], simple(stack.webhook_event, Stack.check_webhook),
+                        [("delivery", lambda _c: stack.webhook_event(), Stack.check_webhook)])
+    node_spec = Spec("node-webhook", node, simple(stack.webhook_event, Stack.check_webhook),
+                     [("delivery", lambda _c: stack.webhook_event(), Stack.check_webhook)])
+    refresher_spec = Spec("token-refresher", bins["token-refresher"], simple(Stack.refresh_event, Stack.check_refresh),
+                          [("forced run", lambda _c: Stack.refresh_event(), Stack.check_refresh)])
+    sync_spec = Spec("sync-worker", bins["sync-worker"], simple(stack.sync_webhook_event, Stack.check_sync),
+                     [("webhook job", lambda _c: stack.sync_webhook_event(), Stack.check_sync)])
+
+    only = set(filter(None, args.only.split(",")))
+    specs = [s for s in [callback_spec, webhook_spec, node_spec, refresher_spec, sync_spec] if not only or s.name in only or s.name == "oauth-callback"]
+    if args.no_node:
+        specs = [s for s in specs if s.name != "node-webhook"]
+
+    results, counts = {}, {}
+    moto_before = moto_round_trip_ms(env["AWS_ENDPOINT_URL"], env["TENANTS_TABLE"])
+    proxy = CountingProxy(env["AWS_ENDPOINT_URL"])
+    for spec in specs:
+        print(f"[bench] {spec.name}: {args.init_runs} starts to the first poll, {args.cold} cold starts x (1 + {args.warm} warm rounds)", flush=True)
+        if spec.name == "webhook-receiver" or spec.name == "sync-worker":
+            if stack.invoice_id is None:
+                seeded = stack.sandbox_call("POST", "/_sandbox/seed", {"provider": "quickbooks", "org_id": stack.realm, "entity": "invoice", "count": 1})
+                stack.invoice_id = seeded["ids"][0]
+        results[spec.name] = run_spec(spec, env, args.cold, args.warm, args.init_runs)
+        counts[spec.name] = count_spec(spec, env, proxy)
+        r = results[spec.name]
+        print(f"[bench]   init {r['init_ms']:.1f} ms, cold {r['cold_ms']:.1f} ms, peak RSS {r['rss_mib']:.1f} MiB, "
+              f"warm {', '.join(f'{k} {m:.1f}/{p95:.1f} ms' for k, (m, p95, _n) in r['warm'].items())}", flush=True)
+
+    # Issue 11: the worker's own peak RSS while one pull job syncs N invoices.
+    sync_rss = None
+    if (not only or "sync-worker" in only) and args.sync_invoices > 0:
+        print(f"[bench] sync-worker: seeding {args.sync_invoices} invoices at the sandbox, one pull job in a fresh worker process", flush=True)
+        left = args.sync_invoices
+        while left > 0:
+            n = min(left, 2000)
+            stack.sandbox_call("POST", "/_sandbox/seed", {"provider": "quickbooks", "org_id": stack.realm, "entity": "invoice", "count": n})
+            left -= n
+        p = Proc("sync-worker", bins["sync-worker"], env, os.path.join(LOCAL, "sync-worker.pull.log"))
+        job_event = stack.sync_job("pull")
+        # The pull's sync.completed event is read back for its count; earlier runs' events go first.
+        sqs_json(env["AWS_ENDPOINT_URL"], "PurgeQueue", {"QueueUrl": env["EVENTS_QUEUE_URL"]})
+        correlation = json.loads(job_event["Records"][0]["body"])["correlation_id"]
+        try:
+            p.start()
+            rid = p.api.submit(job_event)
+            t0 = now_ns()
+            ans = answer(p._wait(rid, 600))
+            Stack.check_sync(ans)
+            elapsed = ms(now_ns() - t0) / 1000
+            kib = p.peak_rss_kib()
+        finally:
+            p.stop()
+        done = find_event(env["AWS_ENDPOINT_URL"], env["EVENTS_QUEUE_URL"], correlation, "sync.completed")
+        fetched = (done or {}).get("data", {}).get("counts", {}).get("fetched")
+        if not isinstance(fetched, int) or fetched < args.sync_invoices:
+            raise RuntimeError(f"the pull job did not sync {args.sync_invoices} invoices: sync.completed = {done}")
+        sync_rss = {"mib": kib / 1024.0, "seconds": elapsed, "invoices": args.sync_invoices, "fetched": fetched}
+        print(f"[bench]   pull: {fetched} invoices fetched in {elapsed:.1f} s (sync.completed), worker peak RSS {kib / 1024:.1f} MiB", flush=True)
+    proxy.close()
+    moto_after = moto_round_trip_ms(env["AWS_ENDPOINT_URL"], env["TENANTS_TABLE"])
+
+    # ------------------------------------------------------------------------------------------------
+    # The table
+    lines = []
+    lines.append(f"Machine: {machine()}")
+    lines.append(f"Local stack: moto (DynamoDB serialised) + provider sandbox; init: median of {args.init_runs + args.cold} starts; "
+                 f"{args.cold} cold starts per function, "
+                 f"{args.warm} warm rounds per process; x86_64 release binaries timed; sizes for aarch64 (cargo lambda build --release --arm64).")
+    lines.append(f"One DynamoDB GetItem round trip to moto (the floor of every AWS call here, for both stacks): "
+                 f"median {moto_before:.1f} ms before the run, {moto_after:.1f} ms after it. Load average at the end: "
+                 f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}.")
+    lines.append("")
+    lines.append("| function | operation | init median (ms) | cold: first event handled (ms) | warm median / p95 (ms) | peak RSS (MiB) | AWS calls: init / cold event / warm event | binary x86_64 / arm64 | zip arm64 |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for spec in specs:
+        r = results[spec.name]
+        c = counts[spec.name]
+        if spec.name == "node-webhook":
+            x86 = arm = z = "n/a (JS)"
+        else:
+            x86, arm, z = sizes(spec.name, args.bin_dir, args.arm64_dir, args.zip_dir)
+        for i, (label, (med, p95, _n)) in enumerate(r["warm"].items()):
+            first = i == 0
+            warm_calls = c.get(f"warm:{label}", [])
+            lines.append("| " + " | ".join([
+                spec.name if first else "",
+                label,
+                f"{r['init_ms']:.1f}" if first else "",
+                f"{r['cold_ms']:.1f}" if first else "",
+                f"{med:.1f} / {p95:.1f}",
+                f"{r['rss_mib']:.1f}" if first else "",
+                (f"{by_service(c['init'])} / {by_service(c['cold'])} / {by_service(warm_calls)}" if first else f"- / - / {by_service(warm_calls)}"),
+                f"{x86} / {arm}" if first else "",
+                z if first else "",
+            ]) + " |")
+    if "webhook-receiver" in results and "node-webhook" in results:
+        rr, nn = results["webhook-receiver"], results["node-webhook"]
+        (rw, rp, _), (nw, np_, _) = rr["warm"]["delivery"], nn["warm"]["delivery"]
+        lines.append("")
+        lines.append("Rust webhook-receiver vs the Node.js 20 + AWS SDK v3 handler, same events, same stack (Node / Rust):")
+        lines.append("")
+        lines.append("| | Rust | Node.js 20 | ratio |")
+        lines.append("| --- | --- | --- | --- |")
+        lines.append(f"| init median (ms) | {rr['init_ms']:.1f} | {nn['init_ms']:.1f} | {nn['init_ms'] / rr['init_ms']:.1f}x |")
+        lines.append(f"| first event handled, from process start (ms) | {rr['cold_ms']:.1f} | {nn['cold_ms']:.1f} | {nn['cold_ms'] / rr['cold_ms']:.1f}x |")
+        lines.append(f"| warm median (ms) | {rw:.1f} | {nw:.1f} | {nw / rw:.1f}x |")
+        lines.append(f"| warm p95 (ms) | {rp:.1f} | {np_:.1f} | {np_ / rp:.1f}x |")
+        lines.append(f"| peak RSS (MiB) | {rr['rss_mib']:.1f} | {nn['rss_mib']:.1f} | {nn['rss_mib'] / rr['rss_mib']:.1f}x |")
+    if sync_rss:
+        lines.append("")
+        lines.append(f"sync-worker, one pull job in its own process over {sync_rss['fetched']:,} QuickBooks invoices ({sync_rss['invoices']:,} seeded "
+                     f"plus the realm's own; count from its sync.completed event): {sync_rss['seconds']:.1f} s, "
+                     f"peak RSS {sync_rss['mib']:.1f} MiB (target < 64 MB).")
+    lines.append("")
+    lines.append("AWS calls per operation (service:operation, counted by a proxy in front of moto in a separate run):")
+    for spec in specs:
+        c = counts[spec.name]
+        parts = [f"init: {summarise_calls(c['init'])}", f"cold event: {summarise_calls(c['cold'])} (moto busy {c['cold_moto_ms']:.0f} ms in all)"]
+        parts += [f"warm {k[5:]}: {summarise_calls(v)}" for k, v in c.items() if k.startswith("warm:")]
+        lines.append(f"- {spec.name}: " + "; ".join(parts))
+    text = "\n".join(lines)
+    print()
+    print(text)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text + "\n")
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+        json.dump({"results": results, "counts": counts, "sync_rss": sync_rss}, f, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

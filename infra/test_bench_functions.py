@@ -1,0 +1,153 @@
+"""Tests of the function benchmark's own machinery (infra/bench_functions.py): the Lambda Runtime API
+emulator against a real process speaking the Runtime API, and the counting proxy against a real
+HTTP upstream. The figures of `scripts/bench functions` are only as good as these two.
+
+Run: python -m unittest discover -s infra -p 'test_*.py'   (infra/check-template.sh does)
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import sys
+import tempfile
+import textwrap
+import threading
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_functions as bf  # noqa: E402
+
+# A function process as Lambda runs one: polls `next`, answers each event on /response (or /error
+# when the event asks for it), exactly over the Runtime API's paths and headers.
+STUB_FUNCTION = textwrap.dedent("""
+    import http.client, json, os, time
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+    assert os.environ["AWS_LAMBDA_FUNCTION_NAME"] and os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]
+    time.sleep(float(os.environ.get("STUB_INIT_SECONDS", "0")))
+    conn = http.client.HTTPConnection(host, int(port))
+    while True:
+        conn.request("GET", "/2018-06-01/runtime/invocation/next")
+        r = conn.getresponse()
+        event = json.loads(r.read())
+        rid = r.getheader("lambda-runtime-aws-request-id")
+        deadline = int(r.getheader("lambda-runtime-deadline-ms"))
+        kind = "error" if event.get("fail") else "response"
+        body = json.dumps({"echo": event, "deadline_ms": deadline, "pid": os.getpid()}).encode()
+        conn.request("POST", f"/2018-06-01/runtime/invocation/{rid}/{kind}", body=body,
+                     headers={"content-type": "application/json"})
+        conn.getresponse().read()
+""")
+
+
+class RuntimeApiTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.script = os.path.join(self.dir.name, "stub.py")
+        with open(self.script, "w") as f:
+            f.write(STUB_FUNCTION)
+        self.log = os.path.join(self.dir.name, "stub.log")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def test_cold_start_warm_events_errors_and_peak_rss(self):
+        env = dict(os.environ, STUB_INIT_SECONDS="0.2")
+        p = bf.Proc("webhook-receiver", [sys.executable, self.script], env, self.log)
+        try:
+            rid = p.api.submit({"n": 0})  # waiting before the process starts, as on a cold invoke
+            p.start()
+            first = p._wait(rid, 30)
+            self.assertEqual(bf.answer(first)["echo"], {"n": 0})
+            # init ends at the first poll, which the stub delays by 0.2 s; the answer comes after it.
+            init_ms = bf.ms(p.api.first_next_ns - p.start_ns)
+            self.assertGreaterEqual(init_ms, 200)
+            self.assertLessEqual(p.api.first_next_ns, first["dispatched_ns"])
+            self.assertLessEqual(first["dispatched_ns"], first["answered_ns"])
+            for n in range(1, 4):
+                r = p.invoke({"n": n}, timeout=30)
+                self.assertEqual(bf.answer(r)["echo"], {"n": n})
+            # The deadline header is the function's timeout from template.yaml (10 s for this one).
+            self.assertGreater(bf.answer(r)["deadline_ms"], 0)
+            failed = p.invoke({"fail": True}, timeout=30)
+            self.assertEqual(failed["kind"], "error")
+            with self.assertRaises(RuntimeError):
+                bf.answer(failed)
+            self.assertGreater(p.peak_rss_kib(), 1000)
+        finally:
+            p.stop()
+        self.assertIsNotNone(p.p.returncode)
+
+    def test_a_function_that_dies_is_reported_not_waited_on(self):
+        p = bf.Proc("sync-worker", [sys.executable, "-c", "import sys; sys.exit(3)"], dict(os.environ), self.log)
+        try:
+            rid = p.api.submit({})
+            p.start()
+            with self.assertRaisesRegex(RuntimeError, "exited"):
+                p._wait(rid, 30)
+        finally:
+            p.stop()
+
+
+class CountingProxyTest(unittest.TestCase):
+    def setUp(self):
+        class Upstream(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                out = json.dumps({"got": body.decode(), "target": self.headers.get("x-amz-target")}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/x-amz-json-1.0")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.upstream = bf.QuietServer(("127.0.0.1", 0), Upstream)
+        threading.Thread(target=self.upstream.serve_forever, daemon=True).start()
+        self.proxy = bf.CountingProxy(f"http://127.0.0.1:{self.upstream.server_address[1]}")
+
+    def tearDown(self):
+        self.proxy.close()
+        self.upstream.shutdown()
+        self.upstream.server_close()
+
+    def call(self, target: str | None, body: bytes, auth: str = "") -> dict:
+        headers = {"content-type": "application/x-amz-json-1.0"}
+        if target:
+            headers["x-amz-target"] = target
+        if auth:
+            headers["authorization"] = auth
+        req = urllib.request.Request(self.proxy.url + "/", data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def test_counts_each_call_by_service_and_operation_and_passes_it_through(self):
+        got = self.call("DynamoDB_20120810.PutItem", b'{"TableName":"t"}')
+        self.assertEqual(got, {"got": '{"TableName":"t"}', "target": "DynamoDB_20120810.PutItem"})
+        self.call("DynamoDB_20120810.PutItem", b"{}")
+        self.call("AmazonSQS.SendMessageBatch", b"{}")
+        self.call("secretsmanager.GetSecretValue", b"{}")
+        self.call(None, b"Action=Decrypt&Version=1", "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/kms/aws4_request")
+        calls, busy = self.proxy.take_timed()
+        self.assertEqual(sorted(calls), ["dynamodb:PutItem", "dynamodb:PutItem", "kms:Decrypt", "secretsmanager:GetSecretValue", "sqs:SendMessageBatch"])
+        self.assertGreater(busy, 0)
+        self.assertEqual(bf.by_service(calls), "2 DDB + 1 KMS + 1 SM + 1 SQS")
+        self.assertEqual(bf.summarise_calls(calls), "PutItem 2, Decrypt, GetSecretValue, SendMessageBatch")
+        self.assertEqual(self.proxy.take(), [])
+
+
+class StatsTest(unittest.TestCase):
+    def test_percentile_interpolates_and_handles_one_value(self):
+        self.assertEqual(bf.pct([5.0], 0.95), 5.0)
+        self.assertAlmostEqual(bf.pct([float(x) for x in range(1, 101)], 0.95), 95.05)
+        self.assertEqual(bf.by_service([]), "0")
+
+
+if __name__ == "__main__":
+    unittest.main()
