@@ -27,10 +27,18 @@ pub enum EventType {
     SyncCompleted,
     #[serde(rename = "sync.failed")]
     SyncFailed,
+    #[serde(rename = "report.ready")]
+    ReportReady,
+    #[serde(rename = "report.failed")]
+    ReportFailed,
+    #[serde(rename = "passthrough.ready")]
+    PassthroughReady,
+    #[serde(rename = "passthrough.failed")]
+    PassthroughFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 11] = [
         EventType::ConnectionCreated,
         EventType::ConnectionDegraded,
         EventType::ConnectionRecovered,
@@ -38,6 +46,10 @@ impl EventType {
         EventType::ConnectionDisconnected,
         EventType::SyncCompleted,
         EventType::SyncFailed,
+        EventType::ReportReady,
+        EventType::ReportFailed,
+        EventType::PassthroughReady,
+        EventType::PassthroughFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +61,10 @@ impl EventType {
             EventType::ConnectionDisconnected => "connection.disconnected",
             EventType::SyncCompleted => "sync.completed",
             EventType::SyncFailed => "sync.failed",
+            EventType::ReportReady => "report.ready",
+            EventType::ReportFailed => "report.failed",
+            EventType::PassthroughReady => "passthrough.ready",
+            EventType::PassthroughFailed => "passthrough.failed",
         }
     }
 }

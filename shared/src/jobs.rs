@@ -30,6 +30,19 @@ pub enum Operation {
     Pull,
     Push,
     Webhook,
+    /// A financial report fetched from the provider's reports API; the message's `report` says
+    /// which (read beside `SyncJob`, like a push job's `payload`; see `crate::reports`).
+    Report,
+    /// One provider call the main app asked for (the message's `passthrough`), allow-listed per
+    /// provider.
+    Passthrough,
+}
+
+impl Operation {
+    /// Report and passthrough jobs concern no entity: their `entity` is absent on the wire.
+    pub fn has_entity(self) -> bool {
+        !matches!(self, Operation::Report | Operation::Passthrough)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -96,9 +109,19 @@ pub struct SyncJob {
     pub source: Source,
 }
 
+/// What a report or passthrough job carries in `entity` internally: the wire format has none, and
+/// nothing reads it for those operations.
+const NO_ENTITY: &str = "account";
+
 impl SyncJob {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("plain struct serialises")
+        let mut v = serde_json::to_value(self).expect("plain struct serialises");
+        if !self.operation.has_entity() {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("entity");
+            }
+        }
+        v.to_string()
     }
 
     /// Parses a message body; any other version is rejected rather than half-understood.
@@ -107,6 +130,13 @@ impl SyncJob {
         match v.get("version").and_then(|v| v.as_u64()) {
             Some(n) if n == JOB_VERSION as u64 => {}
             other => return Err(Error::InvalidInput(format!("unsupported sync job version {other:?}"))),
+        }
+        let mut v = v;
+        let entityless = matches!(v.get("operation").and_then(|o| o.as_str()), Some("report" | "passthrough"));
+        if entityless {
+            if let Some(o) = v.as_object_mut() {
+                o.entry("entity").or_insert_with(|| NO_ENTITY.into());
+            }
         }
         serde_json::from_value(v).map_err(|e| Error::InvalidInput(format!("sync job does not match version {JOB_VERSION}: {e}")))
     }
