@@ -110,7 +110,7 @@ pub fn class_of_title(title: &str) -> SectionClass {
         SectionClass::Assets
     } else if t.contains("liabilit") {
         SectionClass::Liabilities
-    } else if t.contains("equity") {
+    } else if t.contains("equit") {
         SectionClass::Equity
     } else {
         SectionClass::Other
