@@ -391,6 +391,35 @@ mod tests {
         }
     }
 
+    /// Every example event in schemas/examples satisfies the schema and parses; and the new event
+    /// types' required data is enforced.
+    #[test]
+    fn example_events_satisfy_the_schema() {
+        let s = schema();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.starts_with("event-") {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            check_against_schema(&s, &v).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let e: AppEvent = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if e.event_type == EventType::ReportReady {
+                let mut bad = v.clone();
+                bad["data"].as_object_mut().unwrap().remove("location");
+                assert!(check_against_schema(&s, &bad).is_err(), "report.ready without location passed");
+                let mut bad = v.clone();
+                bad["data"]["kind"] = "cash_flow".into();
+                assert!(check_against_schema(&s, &bad).is_err());
+            }
+            n += 1;
+        }
+        assert!(n >= 5, "examples found: {n}");
+    }
+
     #[test]
     fn disconnected_event_passes_the_schema() {
         let data = ConnectionDisconnected { grant_id: "g".into(), org_ids: vec!["o".into()], actor: "u".into(), revoked_at_provider: true };

@@ -290,7 +290,7 @@ impl JobQueue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn job() -> SyncJob {
@@ -359,7 +359,7 @@ mod tests {
 
     /// Checks `type`, `required`, `enum`, `const`, `minLength`, `format: date-time` and
     /// `additionalProperties: false` recursively through `properties`.
-    fn check_against(schema: &serde_json::Value, v: &serde_json::Value) -> std::result::Result<(), String> {
+    pub(crate) fn check_against(schema: &serde_json::Value, v: &serde_json::Value) -> std::result::Result<(), String> {
         if let Some(t) = schema.get("type") {
             let types: Vec<&str> = match t {
                 serde_json::Value::String(s) => vec![s.as_str()],
@@ -400,6 +400,24 @@ mod tests {
                 DateTime::parse_from_rfc3339(s).map_err(|e| format!("'{s}' is not a date-time: {e}"))?;
             }
         }
+        if schema.get("format").and_then(|f| f.as_str()) == Some("date") {
+            if let Some(s) = v.as_str() {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("'{s}' is not a date: {e}"))?;
+            }
+        }
+        if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+            for (i, item) in arr.iter().enumerate() {
+                check_against(items, item).map_err(|e| format!("[{i}]: {e}"))?;
+            }
+        }
+        // `allOf` of `if`/`then` rules: a rule applies when the value passes its `if`.
+        for rule in schema.get("allOf").and_then(|a| a.as_array()).into_iter().flatten() {
+            if let (Some(cond), Some(then)) = (rule.get("if"), rule.get("then")) {
+                if check_against(cond, v).is_ok() {
+                    check_against(then, v)?;
+                }
+            }
+        }
         if let Some(obj) = v.as_object() {
             for r in schema.get("required").and_then(|r| r.as_array()).into_iter().flatten() {
                 let name = r.as_str().unwrap();
@@ -419,6 +437,64 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    /// Report and passthrough jobs: no entity on the wire, their request beside the job, and the
+    /// schema requires each operation's own fields (an entity for the others).
+    #[test]
+    fn report_and_passthrough_jobs_follow_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../../schemas/sync-job.v1.json")).unwrap();
+        let mut j = job();
+        j.operation = Operation::Report;
+        let mut v: serde_json::Value = serde_json::from_str(&j.to_json()).unwrap();
+        assert!(v.get("entity").is_none());
+        v["report"] = serde_json::json!({"kind": "profit_and_loss", "from": "2026-01-01", "to": "2026-03-31", "basis": "cash"});
+        check_against(&schema, &v).unwrap();
+        let parsed = SyncJob::from_json(&v.to_string()).unwrap();
+        assert_eq!(parsed.operation, Operation::Report);
+        let mut bad = v.clone();
+        bad.as_object_mut().unwrap().remove("report");
+        assert!(check_against(&schema, &bad).is_err(), "a report job needs its report");
+        let mut bad = v.clone();
+        bad["report"]["kind"] = "cash_flow".into();
+        assert!(check_against(&schema, &bad).is_err());
+        let mut bad = v.clone();
+        bad["report"]["from"] = "01/01/2026".into();
+        assert!(check_against(&schema, &bad).is_err());
+        let mut p = v.clone();
+        p.as_object_mut().unwrap().remove("report");
+        p["operation"] = "passthrough".into();
+        p["passthrough"] = serde_json::json!({"method": "GET", "path": "invoice/130"});
+        check_against(&schema, &p).unwrap();
+        p["passthrough"]["method"] = "DELETE".into();
+        assert!(check_against(&schema, &p).is_err());
+        // The older operations still need their entity.
+        let mut pull = serde_json::to_value(job()).unwrap();
+        pull["operation"] = "pull".into();
+        pull.as_object_mut().unwrap().remove("entity");
+        assert!(check_against(&schema, &pull).is_err(), "a pull without entity passed");
+        assert!(SyncJob::from_json(&pull.to_string()).is_err());
+    }
+
+    /// Every example job in schemas/examples satisfies the schema and parses.
+    #[test]
+    fn example_jobs_satisfy_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../../schemas/sync-job.v1.json")).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.starts_with("job-") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            check_against(&schema, &v).unwrap_or_else(|e| panic!("{name}: {e}"));
+            SyncJob::from_json(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            n += 1;
+        }
+        assert!(n >= 4, "examples found: {n}");
     }
 
     #[test]

@@ -180,6 +180,26 @@ mod tests {
         assert_eq!(bucket_of(10_000), 4);
     }
 
+    /// The stored report document is a contract (schemas/report.v1.json): the examples satisfy it
+    /// and read back as `Report`, and a report the code writes satisfies it too.
+    #[test]
+    fn report_documents_follow_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../../../schemas/report.v1.json")).unwrap();
+        let check = crate::jobs::tests::check_against;
+        for text in [
+            include_str!("../../../schemas/examples/report-aged-receivables.json"),
+            include_str!("../../../schemas/examples/report-profit-and-loss.json"),
+        ] {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            check(&schema, &v).unwrap();
+            let r: Report = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&r).unwrap(), v, "examples are exactly what the code writes");
+            let mut bad = v.clone();
+            bad["sections"][0]["rows"][0]["amount"] = "12.50".into();
+            assert!(check(&schema, &bad).is_err(), "amounts are integers");
+        }
+    }
+
     #[test]
     fn titles_classify() {
         assert_eq!(class_of_title("Less Cost of Sales"), SectionClass::CostOfSales);
