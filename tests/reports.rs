@@ -115,8 +115,12 @@ impl H {
     }
 
     async fn seed(&self, provider: Provider, org: &str, entity: &str, count: usize) {
-        self.control("POST", "seed", Some(json!({"provider": provider.as_str(), "org_id": org, "dc": "us", "entity": entity, "count": count})))
-            .await;
+        self.control(
+            "POST",
+            "seed",
+            Some(json!({"provider": provider.as_str(), "org_id": org, "dc": "us", "entity": entity, "count": count})),
+        )
+        .await;
     }
 
     async fn clock(&self, days: i64) {
@@ -253,8 +257,17 @@ impl H {
         let mut out = Vec::new();
         let mut empty = 0;
         while empty < 2 {
-            let msgs =
-                self.env.clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+            let msgs = self
+                .env
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
             let msgs = msgs.messages.unwrap_or_default();
             if msgs.is_empty() {
                 empty += 1;
@@ -288,13 +301,31 @@ impl H {
         let mut out = Vec::new();
         let mut empty = 0;
         while empty < 2 {
-            let r = self.env.clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+            let r = self
+                .env
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
             let msgs = r.messages.unwrap_or_default();
             if msgs.is_empty() {
                 empty += 1;
             }
             for m in msgs {
-                self.env.clients.sqs.delete_message().queue_url(&url).receipt_handle(m.receipt_handle.clone().unwrap()).send().await.unwrap();
+                self.env
+                    .clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(m.receipt_handle.clone().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
                 let body = m.body.unwrap();
                 let v: Value = serde_json::from_str(&body).unwrap();
                 shared::events::check_against_schema(&schema, &v).unwrap_or_else(|e| panic!("{e}: {v}"));
@@ -448,7 +479,8 @@ fn balances(invs: &[Inv], pays: &[Pay], as_of: NaiveDate) -> (Vec<(usize, i64)>,
         }
         credits += p.amount - used;
     }
-    let owed = invs.iter().enumerate().filter(|(_, i)| i.date <= as_of).map(|(k, i)| (k, i.total - paid[k])).filter(|(_, o)| *o != 0).collect();
+    let owed =
+        invs.iter().enumerate().filter(|(_, i)| i.date <= as_of).map(|(k, i)| (k, i.total - paid[k])).filter(|(_, o)| *o != 0).collect();
     (owed, bank, credits)
 }
 
@@ -502,7 +534,9 @@ async fn reports_match_the_sandbox_books(provider: Provider) {
         match r.kind {
             shared::reports::ReportKind::ProfitAndLoss => {
                 let expected = match basis {
-                    shared::reports::Basis::Accrual => invs.iter().filter(|i| i.date >= from && i.date <= today).map(|i| i.total).sum::<i64>(),
+                    shared::reports::Basis::Accrual => {
+                        invs.iter().filter(|i| i.date >= from && i.date <= today).map(|i| i.total).sum::<i64>()
+                    }
                     shared::reports::Basis::Cash => pays.iter().filter(|p| p.date >= from && p.date <= today).map(|p| p.amount).sum(),
                 };
                 assert!(expected > 0, "{provider}: the period holds income");
@@ -543,6 +577,20 @@ async fn reports_match_the_sandbox_books(provider: Provider) {
         seen.push((r.kind, basis));
     }
     assert_eq!(seen.len(), 4);
+    // What the four reports cost at the provider: one call each for QuickBooks and Zoho; Xero adds
+    // its Organisation (base currency) per report, and for aged receivables one open-invoice page
+    // plus one by-contact report per customer with open invoices (three here).
+    let (reports, extra) = match provider {
+        Provider::Xero => {
+            let contacts: std::collections::HashSet<&str> = invs.iter().map(|i| i.contact.as_str()).collect();
+            assert_eq!(contacts.len(), 3);
+            (h.sandbox_calls("/Reports/").await, h.sandbox_calls("/Organisation").await + h.sandbox_calls("/Invoices").await)
+        }
+        _ => (h.sandbox_calls("/reports/").await, 0),
+    };
+    let want = if provider == Provider::Xero { (3 + 3, 4 + 1) } else { (4, 0) };
+    assert_eq!((reports, extra), want, "{provider}: provider calls for the four reports");
+    eprintln!("figure: {provider} four reports = {reports} report calls + {extra} other calls");
     // Every report call went through the guarded path, which writes an audit record per call.
     let audits = audit_operations(&h).await;
     assert!(audits.iter().filter(|o| *o == "report").count() >= 4, "{provider}: {audits:?}");

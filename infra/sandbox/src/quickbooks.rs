@@ -577,7 +577,9 @@ pub async fn report(
     };
     let date = |k: &str, default: chrono::NaiveDate| match q.get(k) {
         None => Ok(default),
-        Some(_) => crate::reports::parse_day(q.get(k)).ok_or_else(|| validation("2010", "Invalid Date", &format!("{k} must be yyyy-MM-dd"))),
+        Some(_) => {
+            crate::reports::parse_day(q.get(k)).ok_or_else(|| validation("2010", "Invalid Date", &format!("{k} must be yyyy-MM-dd")))
+        }
     };
     let body = match name.as_str() {
         "ProfitAndLoss" => {

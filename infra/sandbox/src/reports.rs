@@ -66,12 +66,7 @@ fn money(c: i64) -> String {
 /// The live sales invoices of an org, whatever provider's shape they are in.
 pub fn invoices(org: &Org) -> Vec<Invoice> {
     let p = org.provider;
-    org.store(Entity::Invoice)
-        .items
-        .iter()
-        .filter(|r| !r.deleted)
-        .filter_map(|r| invoice(p, r))
-        .collect()
+    org.store(Entity::Invoice).items.iter().filter(|r| !r.deleted).filter_map(|r| invoice(p, r)).collect()
 }
 
 fn invoice(p: Provider, r: &Record) -> Option<Invoice> {
@@ -284,10 +279,13 @@ pub fn aged(b: &Books, as_of: NaiveDate) -> Vec<(String, String, [i64; 5])> {
         });
         e.1[bucket((as_of - inv.due).num_days())] += owed;
     }
-    order.into_iter().map(|id| {
-        let (name, a) = by.remove(&id).unwrap_or_default();
-        (id, name, a)
-    }).collect()
+    order
+        .into_iter()
+        .map(|id| {
+            let (name, a) = by.remove(&id).unwrap_or_default();
+            (id, name, a)
+        })
+        .collect()
 }
 
 pub fn parse_day(q: Option<&String>) -> Option<NaiveDate> {
@@ -352,11 +350,23 @@ pub fn quickbooks_balance_sheet(org: &Org, as_of: NaiveDate, cash: bool, now: Da
         if cash { (0, b.cash_before_year, b.cash_this_year) } else { (b.credits, b.earnings_before_year, b.earnings_this_year) };
     let assets = b.bank + ar;
     let current = vec![
-        qbo_section("BankAccounts", "Bank Accounts", vec![qbo_data(&bank_acct.1, Some(&bank_acct.0), b.bank)], "Total Bank Accounts", b.bank),
+        qbo_section(
+            "BankAccounts",
+            "Bank Accounts",
+            vec![qbo_data(&bank_acct.1, Some(&bank_acct.0), b.bank)],
+            "Total Bank Accounts",
+            b.bank,
+        ),
         qbo_section("AR", "Accounts Receivable", vec![qbo_data(&ar_acct.1, Some(&ar_acct.0), ar)], "Total Accounts Receivable", ar),
     ];
     let assets_rows = vec![qbo_section("CurrentAssets", "Current Assets", current, "Total Current Assets", assets)];
-    let liab = vec![qbo_section("CurrentLiabilities", "Current Liabilities", vec![qbo_data("Customer Credits", None, credits)], "Total Current Liabilities", credits)];
+    let liab = vec![qbo_section(
+        "CurrentLiabilities",
+        "Current Liabilities",
+        vec![qbo_data("Customer Credits", None, credits)],
+        "Total Current Liabilities",
+        credits,
+    )];
     let equity = vec![qbo_data("Retained Earnings", None, before), qbo_data("Net Income", None, this)];
     let le = vec![
         qbo_section("Liabilities", "Liabilities", liab, "Total Liabilities", credits),
@@ -364,11 +374,11 @@ pub fn quickbooks_balance_sheet(org: &Org, as_of: NaiveDate, cash: bool, now: Da
     ];
     let start = NaiveDate::from_ymd_opt(as_of.year(), 1, 1).unwrap_or(as_of);
     json!({"Header": qbo_header("BalanceSheet", if cash { "Cash" } else { "Accrual" }, start, as_of, now),
-           "Columns": qbo_cols(&[("", "Account"), ("Total", "Money")]),
-           "Rows": {"Row": [
-               qbo_section("TotalAssets", "ASSETS", assets_rows, "TOTAL ASSETS", assets),
-               qbo_section("TotalLiabilitiesAndEquity", "LIABILITIES AND EQUITY", le, "TOTAL LIABILITIES AND EQUITY", credits + before + this),
-           ]}})
+    "Columns": qbo_cols(&[("", "Account"), ("Total", "Money")]),
+    "Rows": {"Row": [
+        qbo_section("TotalAssets", "ASSETS", assets_rows, "TOTAL ASSETS", assets),
+        qbo_section("TotalLiabilitiesAndEquity", "LIABILITIES AND EQUITY", le, "TOTAL LIABILITIES AND EQUITY", credits + before + this),
+    ]}})
 }
 
 pub fn quickbooks_aged(org: &Org, as_of: NaiveDate, now: DateTime<Utc>) -> Value {
@@ -458,14 +468,20 @@ pub fn xero_balance_sheet(org: &Org, as_of: NaiveDate, cash: bool, now: DateTime
         xero_section("Current Assets", vec![xero_row(&ar_acct.1, Some(&ar_acct.0), ar), xero_summary("Total Current Assets", ar)]),
         xero_section("", vec![xero_summary("Total Assets", b.bank + ar)]),
         xero_section("Liabilities", vec![]),
-        xero_section("Current Liabilities", vec![xero_row("Customer Credits", None, credits), xero_summary("Total Current Liabilities", credits)]),
+        xero_section(
+            "Current Liabilities",
+            vec![xero_row("Customer Credits", None, credits), xero_summary("Total Current Liabilities", credits)],
+        ),
         xero_section("", vec![xero_summary("Total Liabilities", credits)]),
         xero_section("", vec![xero_summary("Net Assets", b.bank + ar - credits)]),
-        xero_section("Equity", vec![
-            xero_row("Current Year Earnings", None, this),
-            xero_row("Retained Earnings", None, before),
-            xero_summary("Total Equity", before + this),
-        ]),
+        xero_section(
+            "Equity",
+            vec![
+                xero_row("Current Year Earnings", None, this),
+                xero_row("Retained Earnings", None, before),
+                xero_summary("Total Equity", before + this),
+            ],
+        ),
     ];
     let titles = vec!["Balance Sheet".into(), org.name.clone(), format!("As at {}", long_date(as_of))];
     xero_report("BalanceSheet", "Balance Sheet", titles, vec!["", &col], rows, now)

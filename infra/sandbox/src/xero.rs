@@ -243,7 +243,12 @@ pub async fn organisation(State(st): State<AppState>, headers: HeaderMap) -> Res
 /// GET /Reports/{name}: ProfitAndLoss (`fromDate`, `toDate`, `paymentsOnly`), BalanceSheet (`date`,
 /// `paymentsOnly`) and AgedReceivablesByContact (`contactId` required, `date`), computed from the
 /// tenant's records (`crate::reports`). Other reports answer 404 here.
-pub async fn report(State(st): State<AppState>, Path(name): Path<String>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+pub async fn report(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let mut w = st.lock();
     let (tenant, quota) = match authorize(&mut w, &headers) {
         Ok(x) => x,

@@ -261,7 +261,8 @@ pub async fn report(
     let cash = q.get("cash_based").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let date = |k: &str, default: chrono::NaiveDate| match q.get(k) {
         None => Ok(default),
-        Some(_) => crate::reports::parse_day(q.get(k)).ok_or_else(|| zoho_error(StatusCode::BAD_REQUEST, 2, &format!("Invalid value passed for {k}"))),
+        Some(_) => crate::reports::parse_day(q.get(k))
+            .ok_or_else(|| zoho_error(StatusCode::BAD_REQUEST, 2, &format!("Invalid value passed for {k}"))),
     };
     let body = match name.as_str() {
         "profitandloss" => {

@@ -135,8 +135,13 @@ pub async fn call(
     let resp: ApiResponse = core_of(client).send(req).await?;
     let latency_ms = started.elapsed().as_millis() as u64;
     if let Some(err) = provider_error(provider, &resp, Utc::now()) {
-        if matches!(err, Error::ProviderAuth { .. } | Error::ProviderRateLimited { .. } | Error::ProviderTransient { .. } | Error::ProviderTimeout { .. })
-        {
+        if matches!(
+            err,
+            Error::ProviderAuth { .. }
+                | Error::ProviderRateLimited { .. }
+                | Error::ProviderTransient { .. }
+                | Error::ProviderTimeout { .. }
+        ) {
             return Err(err);
         }
     }

@@ -94,7 +94,8 @@ fn qbo_leaves(v: &Value, scale: u32, out: &mut Vec<Row>) -> Result<()> {
     for r in qbo_rows(v) {
         if let Some(cols) = r.get("ColData").and_then(Value::as_array) {
             let first = cols.first();
-            let amount = qbo_last_amount(r.get("ColData"), scale).ok_or_else(|| malformed(Provider::QuickBooks, "report amount is not a number"))?;
+            let amount =
+                qbo_last_amount(r.get("ColData"), scale).ok_or_else(|| malformed(Provider::QuickBooks, "report amount is not a number"))?;
             out.push(Row {
                 label: first.and_then(|c| str_of(c, "value")).unwrap_or_default().to_string(),
                 account_id: first.and_then(|c| str_of(c, "id")).filter(|s| !s.is_empty()).map(str::to_string),
@@ -195,7 +196,12 @@ fn xero_cells(r: &Value) -> &[Value] {
 }
 
 fn xero_attr<'a>(cell: &'a Value, id: &str) -> Option<&'a str> {
-    cell.get("Attributes").and_then(Value::as_array)?.iter().find(|a| str_of(a, "Id").is_some_and(|i| i.eq_ignore_ascii_case(id)))?.get("Value")?.as_str()
+    cell.get("Attributes")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|a| str_of(a, "Id").is_some_and(|i| i.eq_ignore_ascii_case(id)))?
+        .get("Value")?
+        .as_str()
 }
 
 fn xero_total_key(label: &str) -> Option<&'static str> {
@@ -221,7 +227,8 @@ pub fn xero(req: &ReportRequest, org_id: &str, body: &Value, currency: &str) -> 
     let currency = currency_code(Some(currency)).unwrap_or_else(|| "USD".into());
     let scale = currency_scale(&currency);
     let mut report = empty(req, p, org_id, currency);
-    let amount = |c: Option<&Value>| minor(c.and_then(|c| c.get("Value")), scale).ok_or_else(|| malformed(p, "report amount is not a number"));
+    let amount =
+        |c: Option<&Value>| minor(c.and_then(|c| c.get("Value")), scale).ok_or_else(|| malformed(p, "report amount is not a number"));
     for section in xero_report(body)?.get("Rows").and_then(Value::as_array).into_iter().flatten() {
         if str_of(section, "RowType") != Some("Section") {
             continue;
@@ -288,7 +295,13 @@ pub fn xero_aged_contact(body: &Value, contact_id: &str, name: &str, as_of: Naiv
             b[i] += due;
         }
     }
-    Ok(Row { label: name.to_string(), account_id: None, contact_id: Some(contact_id.to_string()), amount: b.iter().sum(), buckets: Some(b) })
+    Ok(Row {
+        label: name.to_string(),
+        account_id: None,
+        contact_id: Some(contact_id.to_string()),
+        amount: b.iter().sum(),
+        buckets: Some(b),
+    })
 }
 
 // ------------------------------------------------------------------ Zoho (unconfirmed shape)
@@ -378,7 +391,9 @@ mod tests {
     fn req(kind: ReportKind) -> ReportRequest {
         let d = NaiveDate::from_ymd_opt(2026, 3, 31);
         match kind {
-            ReportKind::ProfitAndLoss => ReportRequest { kind, from: NaiveDate::from_ymd_opt(2026, 1, 1), to: d, as_of: None, basis: Basis::Accrual },
+            ReportKind::ProfitAndLoss => {
+                ReportRequest { kind, from: NaiveDate::from_ymd_opt(2026, 1, 1), to: d, as_of: None, basis: Basis::Accrual }
+            }
             _ => ReportRequest { kind, from: None, to: None, as_of: d, basis: Basis::Accrual },
         }
     }
@@ -386,17 +401,17 @@ mod tests {
     #[test]
     fn quickbooks_profit_and_loss_in_intuits_shape() {
         let body = json!({"Header": {"ReportName": "ProfitAndLoss", "Currency": "USD"},
-            "Rows": {"Row": [
-                {"type": "Section", "group": "Income", "Header": {"ColData": [{"value": "Income"}, {"value": ""}]},
-                 "Rows": {"Row": [{"type": "Data", "ColData": [{"value": "Design income", "id": "82"}, {"value": "2250.00"}]},
-                                  {"type": "Section", "Rows": {"Row": [{"type": "Data", "ColData": [{"value": "Fees", "id": "83"}, {"value": "10.5"}]}]}}]},
-                 "Summary": {"ColData": [{"value": "Total Income"}, {"value": "2260.50"}]}},
-                {"type": "Section", "group": "GrossProfit", "Summary": {"ColData": [{"value": "Gross Profit"}, {"value": "2260.50"}]}},
-                {"type": "Section", "group": "Expenses", "Header": {"ColData": [{"value": "Expenses"}, {"value": ""}]},
-                 "Rows": {"Row": [{"type": "Data", "ColData": [{"value": "Advertising", "id": "7"}, {"value": "100.00"}]}]},
-                 "Summary": {"ColData": [{"value": "Total Expenses"}, {"value": "100.00"}]}},
-                {"type": "Section", "group": "NetIncome", "Summary": {"ColData": [{"value": "Net Income"}, {"value": "2160.50"}]}}
-            ]}});
+        "Rows": {"Row": [
+            {"type": "Section", "group": "Income", "Header": {"ColData": [{"value": "Income"}, {"value": ""}]},
+             "Rows": {"Row": [{"type": "Data", "ColData": [{"value": "Design income", "id": "82"}, {"value": "2250.00"}]},
+                              {"type": "Section", "Rows": {"Row": [{"type": "Data", "ColData": [{"value": "Fees", "id": "83"}, {"value": "10.5"}]}]}}]},
+             "Summary": {"ColData": [{"value": "Total Income"}, {"value": "2260.50"}]}},
+            {"type": "Section", "group": "GrossProfit", "Summary": {"ColData": [{"value": "Gross Profit"}, {"value": "2260.50"}]}},
+            {"type": "Section", "group": "Expenses", "Header": {"ColData": [{"value": "Expenses"}, {"value": ""}]},
+             "Rows": {"Row": [{"type": "Data", "ColData": [{"value": "Advertising", "id": "7"}, {"value": "100.00"}]}]},
+             "Summary": {"ColData": [{"value": "Total Expenses"}, {"value": "100.00"}]}},
+            {"type": "Section", "group": "NetIncome", "Summary": {"ColData": [{"value": "Net Income"}, {"value": "2160.50"}]}}
+        ]}});
         let r = quickbooks(&req(ReportKind::ProfitAndLoss), "1", &body).unwrap();
         assert_eq!(r.sections.len(), 2);
         assert_eq!(r.sections[0].rows.len(), 2);
@@ -407,8 +422,10 @@ mod tests {
 
     #[test]
     fn xero_balance_sheet_in_the_specs_shape() {
-        let row = |name: &str, id: &str, v: &str| json!({"RowType": "Row", "Cells": [
-            {"Value": name, "Attributes": [{"Value": id, "Id": "account"}]}, {"Value": v}]});
+        let row = |name: &str, id: &str, v: &str| {
+            json!({"RowType": "Row", "Cells": [
+            {"Value": name, "Attributes": [{"Value": id, "Id": "account"}]}, {"Value": v}]})
+        };
         let body = json!({"Reports": [{"ReportType": "BalanceSheet", "Rows": [
             {"RowType": "Header", "Cells": [{"Value": ""}, {"Value": "31 Mar 2026"}]},
             {"RowType": "Section", "Title": "Assets", "Rows": []},
@@ -428,8 +445,10 @@ mod tests {
 
     #[test]
     fn xero_aged_rows_age_by_due_date() {
-        let inv = |due: &str, amt: &str| json!({"RowType": "Row", "Cells": [
-            {"Value": "2026-01-01T00:00:00"}, {"Value": "INV"}, {"Value": due}, {"Value": ""}, {"Value": amt}, {"Value": "0.00"}, {"Value": "0.00"}, {"Value": amt}]});
+        let inv = |due: &str, amt: &str| {
+            json!({"RowType": "Row", "Cells": [
+            {"Value": "2026-01-01T00:00:00"}, {"Value": "INV"}, {"Value": due}, {"Value": ""}, {"Value": amt}, {"Value": "0.00"}, {"Value": "0.00"}, {"Value": amt}]})
+        };
         let body = json!({"Reports": [{"Rows": [{"RowType": "Section", "Rows": [
             inv("2026-04-10T00:00:00", "10.00"), inv("2026-03-01T00:00:00", "20.00"), inv("2025-11-01T00:00:00", "30.00"),
             {"RowType": "SummaryRow", "Cells": [{"Value": "Total"}, {"Value": ""}, {"Value": ""}, {"Value": ""}, {"Value": "60.00"}, {"Value": "0"}, {"Value": "0"}, {"Value": "60.00"}]}]}]}]});

@@ -184,11 +184,18 @@ async fn fetch(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest) -> Result<Rep
             let (name, query) = match req.kind {
                 ReportKind::ProfitAndLoss => (
                     "ProfitAndLoss",
-                    q(&[("start_date", date(req.from.unwrap_or(as_of))), ("end_date", date(req.to.unwrap_or(as_of))), ("accounting_method", method.into())]),
+                    q(&[
+                        ("start_date", date(req.from.unwrap_or(as_of))),
+                        ("end_date", date(req.to.unwrap_or(as_of))),
+                        ("accounting_method", method.into()),
+                    ]),
                 ),
                 ReportKind::BalanceSheet => {
                     let year_start = NaiveDate::from_ymd_opt(as_of.year(), 1, 1).unwrap_or(as_of);
-                    ("BalanceSheet", q(&[("start_date", date(year_start)), ("end_date", date(as_of)), ("accounting_method", method.into())]))
+                    (
+                        "BalanceSheet",
+                        q(&[("start_date", date(year_start)), ("end_date", date(as_of)), ("accounting_method", method.into())]),
+                    )
                 }
                 // Ageing by the report date in 30-day buckets: current, 1-30, 31-60, 61-90, 91+.
                 ReportKind::AgedReceivables => {
@@ -314,10 +321,7 @@ async fn report(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>) -> Resu
     let req = ReportRequest::from_payload(payload)?;
     let ctx = load(deps, job, payload).await?;
     check_report_scope(&ctx, req.kind)?;
-    let mut report = fetch(deps, &ctx, &req).await?;
-    if report.period.as_of.is_none() && req.kind != ReportKind::ProfitAndLoss {
-        report.period.as_of = Some(Utc::now().date_naive());
-    }
+    let report = fetch(deps, &ctx, &req).await?;
     let store = ReportStore::new(deps.db.clone(), deps.store.table());
     let loc = store.put_report(&job.tenant_id, &report, &job.idempotency_key, Utc::now()).await?;
     tracing::info!(kind = req.kind.as_str(), sections = report.sections.len(), sk = %loc.sk, "report stored");

@@ -71,7 +71,12 @@ impl ReportStore {
             Err(e) if is_conditional_failure(&e) => tracing::info!(sk = %sk, "a newer answer is already stored; keeping it"),
             Err(e) => return Err(dynamo_error("PutItem(report)", e)),
         }
-        Ok(Location { table: self.table.clone(), pk: tenant_pk(tenant_id), sk, expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) })
+        Ok(Location {
+            table: self.table.clone(),
+            pk: tenant_pk(tenant_id),
+            sk,
+            expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        })
     }
 
     pub async fn put_report(
