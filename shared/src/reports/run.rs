@@ -31,8 +31,9 @@ pub fn payload_key(body: &Value) -> &'static str {
     }
 }
 
-/// The shape checks of a report or passthrough job (a malformed one is dead-lettered at once).
-/// What a passthrough may call is checked when it runs, so a refusal is announced to the app.
+/// The checks of a report or passthrough job's request. They run when the job runs (not with the
+/// job's own fields), so a bad request is announced to the app as `report.failed` /
+/// `passthrough.failed` with code 4000 rather than only dead-lettered.
 pub fn validate(job: &SyncJob, payload: Option<&Value>) -> Result<()> {
     match job.operation {
         Operation::Report => ReportRequest::from_payload(payload).map(|_| ()),

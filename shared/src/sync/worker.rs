@@ -177,8 +177,6 @@ pub fn validate(job: &SyncJob, payload: Option<&Value>) -> Result<()> {
             problems.push("push supports invoice and contact");
         }
     }
-    let request_problem = crate::reports::validate(job, payload).err().map(|e| e.to_string());
-    problems.extend(request_problem.as_deref());
     if problems.is_empty() {
         Ok(())
     } else {
