@@ -117,11 +117,22 @@ pub fn quickbooks(req: &ReportRequest, org_id: &str, body: &Value) -> Result<Rep
     let scale = currency_scale(&currency);
     let mut report = empty(req, p, org_id, currency);
     if req.kind == ReportKind::AgedReceivables {
+        // Columns: customer, Current, 1 - 30, 31 - 60, 61 - 90, 91 and over, Total. Titles that say
+        // otherwise (another ageing set-up) are refused rather than bucketed wrongly.
+        let titles: Vec<String> = body
+            .get("Columns")
+            .and_then(|c| c.get("Column"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| str_of(c, "ColTitle").unwrap_or_default().to_ascii_lowercase().replace(' ', ""))
+            .collect();
+        if !titles.is_empty() && titles.get(1..6) != Some(&["current", "1-30", "31-60", "61-90", "91andover"].map(String::from)[..]) {
+            return Err(malformed(p, format!("unexpected ageing columns {titles:?}")));
+        }
         let mut rows = Vec::new();
         for r in qbo_rows(body) {
             if let Some(cols) = r.get("ColData").and_then(Value::as_array) {
-                // Columns: customer, Current, 1 - 30, 31 - 60, 61 - 90, 91 and over, Total (we ask
-                // for aging_period=30 and num_periods=4).
                 if cols.len() < 7 {
                     return Err(malformed(p, "aged receivables row has fewer than 7 columns"));
                 }
@@ -455,6 +466,27 @@ mod tests {
         let r = xero_aged_contact(&body, "c", "Cool Cars", NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(), 2).unwrap();
         assert_eq!(r.amount, 6000);
         assert_eq!(r.buckets.unwrap(), vec![1000, 2000, 0, 0, 3000]);
+    }
+
+    #[test]
+    fn quickbooks_aged_receivables_trust_only_the_expected_columns() {
+        let cols = |t: &[&str]| json!({"Column": t.iter().map(|c| json!({"ColTitle": c})).collect::<Vec<_>>()});
+        let data = |v: [&str; 6]| {
+            json!({"type": "Data", "ColData": [{"value": "Cool Cars", "id": "3"},
+            {"value": v[0]}, {"value": v[1]}, {"value": v[2]}, {"value": v[3]}, {"value": v[4]}, {"value": v[5]}]})
+        };
+        let good = ["", "Current", "1 - 30", "31 - 60", "61 - 90", "91 and over", "Total"];
+        let body = json!({"Header": {"Currency": "USD"}, "Columns": cols(&good), "Rows": {"Row": [
+            data(["10.00", "", "5.00", "", "1.00", "16.00"]),
+            {"type": "Section", "group": "GrandTotal", "Summary": {"ColData": [{"value": "TOTAL"},
+                {"value": "10.00"}, {"value": "0.00"}, {"value": "5.00"}, {"value": "0.00"}, {"value": "1.00"}, {"value": "16.00"}]}}]}});
+        let r = quickbooks(&req(ReportKind::AgedReceivables), "1", &body).unwrap();
+        assert_eq!(r.totals["total_receivables"], 1600);
+        assert_eq!(r.sections[0].rows[0].buckets.as_deref(), Some(&[1000, 0, 500, 0, 100][..]));
+        assert_eq!(r.sections[0].rows[0].contact_id.as_deref(), Some("3"));
+        let mut other = body.clone();
+        other["Columns"] = cols(&["", "Current", "1 - 15", "16 - 30", "31 - 45", "46 and over", "Total"]);
+        assert!(quickbooks(&req(ReportKind::AgedReceivables), "1", &other).is_err());
     }
 
     #[test]

@@ -198,10 +198,10 @@ async fn fetch(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest) -> Result<Rep
                         q(&[("start_date", date(year_start)), ("end_date", date(as_of)), ("accounting_method", method.into())]),
                     )
                 }
-                // Ageing by the report date in 30-day buckets: current, 1-30, 31-60, 61-90, 91+.
-                ReportKind::AgedReceivables => {
-                    ("AgedReceivables", q(&[("report_date", date(as_of)), ("aging_period", "30".into()), ("num_periods", "4".into())]))
-                }
+                // QuickBooks' summary ages in 30-day columns by default (current, 1 - 30, 31 - 60,
+                // 61 - 90, 91 and over: third-party clients' parameter lists and samples, unconfirmed
+                // in Intuit's reference); the parser checks the column titles before trusting them.
+                ReportKind::AgedReceivables => ("AgedReceivables", q(&[("report_date", date(as_of))])),
             };
             let body = get(deps, ctx, &["reports", name], query, format!("/v3/company/{org}/reports/{name}")).await?;
             formats::quickbooks(req, org, &body)
