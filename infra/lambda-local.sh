@@ -42,6 +42,7 @@ token-refresher/force-window.json               ok json:left_for_next_run=0 json
 sync-worker/batch.json                          ok failures=none
 sync-worker/poison.json                         ok failures=none
 sync-worker/push.json                           ok failures=none
+sync-worker/report.json                         ok failures=none
 '
 
 say() { echo "[lambda-local] $*" >&2; }
