@@ -651,14 +651,12 @@ async fn a_report_without_its_scope_fails_with_the_scope_named() {
     let failed: Vec<_> = events.iter().filter(|(e, _)| e.event_type == EventType::ReportFailed).collect();
     assert_eq!(failed.len(), 1, "{events:?}");
     // A malformed request is announced too (code 4000), not only dead-lettered.
-    let bad = h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "profit_and_loss", "from": "2026-03-01", "to": "2026-01-01"}));
+    let bad =
+        h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "profit_and_loss", "from": "2026-03-01", "to": "2026-01-01"}));
     let d = h.run(&[bad]).await;
     assert!(matches!(d.as_slice(), [Disposition::DeadLettered { code: 4000, .. }]), "{d:?}");
     let e = h.events().await;
-    assert!(
-        matches!(e.as_slice(), [(ev, _)] if ev.event_type == EventType::ReportFailed && ev.data["error_code"] == 4000),
-        "{e:?}"
-    );
+    assert!(matches!(e.as_slice(), [(ev, _)] if ev.event_type == EventType::ReportFailed && ev.data["error_code"] == 4000), "{e:?}");
     assert_eq!(failed[0].0.data["error_code"], 1009);
     assert!(failed[0].0.data["message"].as_str().unwrap().contains("accounting.reports.balancesheet.read"));
     assert!(!failed[0].1.contains(&token));
