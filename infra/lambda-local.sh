@@ -44,6 +44,7 @@ sync-worker/poison.json                         ok failures=none
 sync-worker/push.json                           ok failures=none
 sync-scheduler/schedule.json                    ok json:failed=0
 sync-scheduler/shards.json                      ok json:failed=0
+sync-worker/report.json                         ok failures=none
 '
 
 say() { echo "[lambda-local] $*" >&2; }

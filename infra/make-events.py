@@ -348,6 +348,24 @@ def sync_push() -> dict:
     ], "sync-normal")
 
 
+def request_job(i: int, provider: str, org_id: str, operation: str, **extra) -> str:
+    """A report or passthrough job: no entity; its request beside the job (`report` / `passthrough`)."""
+    doc = json.loads(job(i, provider, org_id, operation, "invoice", "high", "app"))
+    del doc["entity"]
+    doc.update(extra)
+    return compact(doc)
+
+
+def sync_report() -> dict:
+    # Report and passthrough jobs from the main app (schemas/sync-job.v1.json, examples in schemas/examples).
+    return sqs_event("sync-report", [
+        request_job(7, "quickbooks", QBO_REALM, "report",
+                    report={"kind": "profit_and_loss", "from": "2026-07-01", "to": "2026-09-30", "basis": "accrual"}),
+        request_job(8, "zoho", ZOHO_ORG, "report", report={"kind": "aged_receivables", "as_of": "2026-11-24"}),
+        request_job(9, "xero", XERO_TENANT, "passthrough", passthrough={"method": "GET", "path": "Invoices", "query": {"page": "1"}}),
+    ], "sync-high")
+
+
 def sync_poison() -> dict:
     # Each message is wrong in a different way; none may be retried forever or crash the batch.
     return sqs_event("sync-poison", [
@@ -392,6 +410,7 @@ def all_events(now: datetime) -> dict[str, dict]:
         "sync-worker/push.json": sync_push(),
         "sync-scheduler/schedule.json": sync_schedule_event(),
         "sync-scheduler/shards.json": sync_schedule_shards_event(),
+        "sync-worker/report.json": sync_report(),
     }
 
 

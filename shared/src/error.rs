@@ -44,6 +44,8 @@ pub enum ErrorCode {
     DuplicateDelivery = 4007,
     Conflict = 4009,
     RedirectNotAllowed = 4010,
+    /// A passthrough request for a path, method or host not on the provider's allow-list.
+    PassthroughNotAllowed = 4011,
     // 5xxx: provider
     ProviderTransient = 5001,
     ProviderPermanent = 5002,
@@ -129,6 +131,8 @@ pub enum Error {
     Conflict(String),
     #[error("redirect target not allowed")]
     RedirectNotAllowed,
+    #[error("passthrough not allowed for {provider}: {reason}")]
+    PassthroughNotAllowed { provider: Provider, reason: String },
     #[error("{provider} transient error: {message}")]
     ProviderTransient { provider: Provider, status: Option<u16>, message: String },
     #[error("{provider} rejected the request: {message}")]
@@ -187,6 +191,7 @@ impl Error {
             DuplicateDelivery => ErrorCode::DuplicateDelivery,
             Conflict(_) => ErrorCode::Conflict,
             RedirectNotAllowed => ErrorCode::RedirectNotAllowed,
+            PassthroughNotAllowed { .. } => ErrorCode::PassthroughNotAllowed,
             ProviderTransient { .. } => ErrorCode::ProviderTransient,
             ProviderPermanent { .. } => ErrorCode::ProviderPermanent,
             ProviderTimeout { .. } => ErrorCode::ProviderTimeout,
@@ -240,6 +245,7 @@ impl Error {
             | ErrorCode::MissingScope
             | ErrorCode::ProviderNotEnabled
             | ErrorCode::RedirectNotAllowed
+            | ErrorCode::PassthroughNotAllowed
             | ErrorCode::ConsentDenied
             | ErrorCode::InsufficientScope => 403,
             ErrorCode::InvalidState | ErrorCode::InvalidInput | ErrorCode::StaleWebhook | ErrorCode::InvalidTenantConfig => 400,

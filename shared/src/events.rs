@@ -30,10 +30,18 @@ pub enum EventType {
     /// The first full copy of a new connection is complete: every entity's initial pull is done.
     #[serde(rename = "sync.initial_completed")]
     SyncInitialCompleted,
+    #[serde(rename = "report.ready")]
+    ReportReady,
+    #[serde(rename = "report.failed")]
+    ReportFailed,
+    #[serde(rename = "passthrough.ready")]
+    PassthroughReady,
+    #[serde(rename = "passthrough.failed")]
+    PassthroughFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 12] = [
         EventType::ConnectionCreated,
         EventType::ConnectionDegraded,
         EventType::ConnectionRecovered,
@@ -42,6 +50,10 @@ impl EventType {
         EventType::SyncCompleted,
         EventType::SyncFailed,
         EventType::SyncInitialCompleted,
+        EventType::ReportReady,
+        EventType::ReportFailed,
+        EventType::PassthroughReady,
+        EventType::PassthroughFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +66,10 @@ impl EventType {
             EventType::SyncCompleted => "sync.completed",
             EventType::SyncFailed => "sync.failed",
             EventType::SyncInitialCompleted => "sync.initial_completed",
+            EventType::ReportReady => "report.ready",
+            EventType::ReportFailed => "report.failed",
+            EventType::PassthroughReady => "passthrough.ready",
+            EventType::PassthroughFailed => "passthrough.failed",
         }
     }
 }
@@ -391,6 +407,35 @@ mod tests {
         for (label, v) in cases {
             assert!(check_against_schema(&s, &v).is_err(), "{label} passed the check");
         }
+    }
+
+    /// Every example event in schemas/examples satisfies the schema and parses; and the new event
+    /// types' required data is enforced.
+    #[test]
+    fn example_events_satisfy_the_schema() {
+        let s = schema();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.starts_with("event-") {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            check_against_schema(&s, &v).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let e: AppEvent = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if e.event_type == EventType::ReportReady {
+                let mut bad = v.clone();
+                bad["data"].as_object_mut().unwrap().remove("location");
+                assert!(check_against_schema(&s, &bad).is_err(), "report.ready without location passed");
+                let mut bad = v.clone();
+                bad["data"]["kind"] = "cash_flow".into();
+                assert!(check_against_schema(&s, &bad).is_err());
+            }
+            n += 1;
+        }
+        assert!(n >= 5, "examples found: {n}");
     }
 
     #[test]

@@ -30,6 +30,19 @@ pub enum Operation {
     Pull,
     Push,
     Webhook,
+    /// A financial report fetched from the provider's reports API; the message's `report` says
+    /// which (read beside `SyncJob`, like a push job's `payload`; see `crate::reports`).
+    Report,
+    /// One provider call the main app asked for (the message's `passthrough`), allow-listed per
+    /// provider.
+    Passthrough,
+}
+
+impl Operation {
+    /// Report and passthrough jobs concern no entity: their `entity` is absent on the wire.
+    pub fn has_entity(self) -> bool {
+        !matches!(self, Operation::Report | Operation::Passthrough)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -98,9 +111,19 @@ pub struct SyncJob {
     pub source: Source,
 }
 
+/// What a report or passthrough job carries in `entity` internally: the wire format has none, and
+/// nothing reads it for those operations.
+const NO_ENTITY: &str = "account";
+
 impl SyncJob {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("plain struct serialises")
+        let mut v = serde_json::to_value(self).expect("plain struct serialises");
+        if !self.operation.has_entity() {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("entity");
+            }
+        }
+        v.to_string()
     }
 
     /// Parses a message body; any other version is rejected rather than half-understood.
@@ -109,6 +132,13 @@ impl SyncJob {
         match v.get("version").and_then(|v| v.as_u64()) {
             Some(n) if n == JOB_VERSION as u64 => {}
             other => return Err(Error::InvalidInput(format!("unsupported sync job version {other:?}"))),
+        }
+        let mut v = v;
+        let entityless = matches!(v.get("operation").and_then(|o| o.as_str()), Some("report" | "passthrough"));
+        if entityless {
+            if let Some(o) = v.as_object_mut() {
+                o.entry("entity").or_insert_with(|| NO_ENTITY.into());
+            }
         }
         serde_json::from_value(v).map_err(|e| Error::InvalidInput(format!("sync job does not match version {JOB_VERSION}: {e}")))
     }
@@ -262,7 +292,7 @@ impl JobQueue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn job() -> SyncJob {
@@ -331,7 +361,7 @@ mod tests {
 
     /// Checks `type`, `required`, `enum`, `const`, `minLength`, `format: date-time` and
     /// `additionalProperties: false` recursively through `properties`.
-    fn check_against(schema: &serde_json::Value, v: &serde_json::Value) -> std::result::Result<(), String> {
+    pub(crate) fn check_against(schema: &serde_json::Value, v: &serde_json::Value) -> std::result::Result<(), String> {
         if let Some(t) = schema.get("type") {
             let types: Vec<&str> = match t {
                 serde_json::Value::String(s) => vec![s.as_str()],
@@ -372,6 +402,24 @@ mod tests {
                 DateTime::parse_from_rfc3339(s).map_err(|e| format!("'{s}' is not a date-time: {e}"))?;
             }
         }
+        if schema.get("format").and_then(|f| f.as_str()) == Some("date") {
+            if let Some(s) = v.as_str() {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("'{s}' is not a date: {e}"))?;
+            }
+        }
+        if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+            for (i, item) in arr.iter().enumerate() {
+                check_against(items, item).map_err(|e| format!("[{i}]: {e}"))?;
+            }
+        }
+        // `allOf` of `if`/`then` rules: a rule applies when the value passes its `if`.
+        for rule in schema.get("allOf").and_then(|a| a.as_array()).into_iter().flatten() {
+            if let (Some(cond), Some(then)) = (rule.get("if"), rule.get("then")) {
+                if check_against(cond, v).is_ok() {
+                    check_against(then, v)?;
+                }
+            }
+        }
         if let Some(obj) = v.as_object() {
             for r in schema.get("required").and_then(|r| r.as_array()).into_iter().flatten() {
                 let name = r.as_str().unwrap();
@@ -391,6 +439,64 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    /// Report and passthrough jobs: no entity on the wire, their request beside the job, and the
+    /// schema requires each operation's own fields (an entity for the others).
+    #[test]
+    fn report_and_passthrough_jobs_follow_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../../schemas/sync-job.v1.json")).unwrap();
+        let mut j = job();
+        j.operation = Operation::Report;
+        let mut v: serde_json::Value = serde_json::from_str(&j.to_json()).unwrap();
+        assert!(v.get("entity").is_none());
+        v["report"] = serde_json::json!({"kind": "profit_and_loss", "from": "2026-01-01", "to": "2026-03-31", "basis": "cash"});
+        check_against(&schema, &v).unwrap();
+        let parsed = SyncJob::from_json(&v.to_string()).unwrap();
+        assert_eq!(parsed.operation, Operation::Report);
+        let mut bad = v.clone();
+        bad.as_object_mut().unwrap().remove("report");
+        assert!(check_against(&schema, &bad).is_err(), "a report job needs its report");
+        let mut bad = v.clone();
+        bad["report"]["kind"] = "cash_flow".into();
+        assert!(check_against(&schema, &bad).is_err());
+        let mut bad = v.clone();
+        bad["report"]["from"] = "01/01/2026".into();
+        assert!(check_against(&schema, &bad).is_err());
+        let mut p = v.clone();
+        p.as_object_mut().unwrap().remove("report");
+        p["operation"] = "passthrough".into();
+        p["passthrough"] = serde_json::json!({"method": "GET", "path": "invoice/130"});
+        check_against(&schema, &p).unwrap();
+        p["passthrough"]["method"] = "DELETE".into();
+        assert!(check_against(&schema, &p).is_err());
+        // The older operations still need their entity.
+        let mut pull = serde_json::to_value(job()).unwrap();
+        pull["operation"] = "pull".into();
+        pull.as_object_mut().unwrap().remove("entity");
+        assert!(check_against(&schema, &pull).is_err(), "a pull without entity passed");
+        assert!(SyncJob::from_json(&pull.to_string()).is_err());
+    }
+
+    /// Every example job in schemas/examples satisfies the schema and parses.
+    #[test]
+    fn example_jobs_satisfy_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../../schemas/sync-job.v1.json")).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.starts_with("job-") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            check_against(&schema, &v).unwrap_or_else(|e| panic!("{name}: {e}"));
+            SyncJob::from_json(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            n += 1;
+        }
+        assert!(n >= 4, "examples found: {n}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod http_client;
 pub mod jobs;
 pub mod providers;
 pub mod refresh;
+pub mod reports;
 pub mod resilience;
 pub mod secret;
 pub mod secrets;

@@ -26,7 +26,7 @@ async fn the_poison_sample_is_dead_lettered_not_retried() {
     assert!(sync_worker::response(&results).batch_item_failures.is_empty());
 }
 
-/// The batch and push samples name a tenant the local stack does not have: permanent, so each job is
+/// The batch, push and report samples name a tenant the local stack does not have: permanent, so each job is
 /// dead-lettered with 6001 and acknowledged (what the emulator smoke expects: no failures).
 #[tokio::test]
 async fn jobs_of_an_unknown_tenant_are_dead_lettered_once() {
@@ -36,7 +36,11 @@ async fn jobs_of_an_unknown_tenant_are_dead_lettered_once() {
     env.config.queues.events = q.queue_url.unwrap();
     let http = HttpClient::new(std::time::Duration::from_secs(5)).unwrap();
     let deps = SyncDeps::new(&env.config, &env.clients, TokenService::new(&env.config, &env.clients, http));
-    for sample in [include_str!("../../../events/sync-worker/batch.json"), include_str!("../../../events/sync-worker/push.json")] {
+    for sample in [
+        include_str!("../../../events/sync-worker/batch.json"),
+        include_str!("../../../events/sync-worker/push.json"),
+        include_str!("../../../events/sync-worker/report.json"),
+    ] {
         let event: SqsEvent = serde_json::from_str(sample).unwrap();
         let messages: Vec<_> = event.records.iter().map(sync_worker::in_message).collect();
         let results = handle_batch(&deps, &messages, chrono::Utc::now() + chrono::Duration::seconds(30)).await;

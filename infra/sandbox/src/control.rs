@@ -1,7 +1,9 @@
 //! The control API under `/_sandbox`: reset, seed, faults, revoke, counters, clock, config, and the
 //! webhook emitter. JSON in, JSON out; errors are `{"error": "..."}` with 400/404.
 
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_sandbox/grants", get(grants))
         .route("/_sandbox/secrets", get(secrets))
         .route("/_sandbox/orgs", get(orgs))
+        .route("/_sandbox/records", get(records))
         .route("/_sandbox/webhooks/emit", post(emit))
         .route("/_sandbox/webhooks/xero/intent-to-receive", post(xero_itr))
 }
@@ -371,6 +374,28 @@ async fn secrets(State(st): State<AppState>) -> Response {
         push("client_secret", c);
     }
     json_value(StatusCode::OK, &json!({"secrets": out}))
+}
+
+/// GET /_sandbox/records?provider=&org_id=&entity=: every record of one org and entity as stored
+/// (deleted ones flagged), so tests can check answers against the sandbox's own data.
+async fn records(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(p) = q.get("provider").and_then(|p| serde_json::from_value::<Provider>(json!(p)).ok()) else {
+        return bad("provider is required");
+    };
+    let Some(e) = q.get("entity").and_then(|e| Entity::parse(e)) else {
+        return bad("entity is required");
+    };
+    let w = st.lock();
+    let Some(org) = q.get("org_id").and_then(|o| w.org(p, o)) else {
+        return json_value(StatusCode::NOT_FOUND, &json!({"error": "no such org"}));
+    };
+    let list: Vec<Value> = org
+        .store(e)
+        .items
+        .iter()
+        .map(|r| json!({"id": r.id, "deleted": r.deleted, "created": r.created.to_rfc3339(), "value": r.value}))
+        .collect();
+    json_value(StatusCode::OK, &json!({"records": list}))
 }
 
 async fn orgs(State(st): State<AppState>) -> Response {

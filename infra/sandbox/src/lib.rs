@@ -23,6 +23,7 @@ pub mod http;
 pub mod model;
 pub mod oauth;
 pub mod quickbooks;
+pub mod reports;
 pub mod state;
 pub mod webhooks;
 pub mod xero;
@@ -127,6 +128,7 @@ pub fn router(st: AppState) -> Router {
         .route("/quickbooks/v3/company/{realm}/query", get(quickbooks::query_get).post(quickbooks::query_post))
         .route("/quickbooks/v3/company/{realm}/cdc", get(quickbooks::cdc))
         .route("/quickbooks/v3/company/{realm}/companyinfo/{id}", get(quickbooks::company_info))
+        .route("/quickbooks/v3/company/{realm}/reports/{name}", get(quickbooks::report))
         // Xero
         .route("/xero/identity/connect/authorize", get(oauth::xero_authorize))
         .route("/xero/identity/connect/token", post(oauth::xero_token))
@@ -136,11 +138,13 @@ pub fn router(st: AppState) -> Router {
         .route("/xero/connections/{id}", delete(oauth::xero_delete_connection))
         .route("/xero/Connections/{id}", delete(oauth::xero_delete_connection))
         .route("/xero/api.xro/2.0/Organisation", get(xero::organisation))
+        .route("/xero/api.xro/2.0/Reports/{name}", get(xero::report))
         // Zoho
         .route("/zoho/accounts/{dc}/oauth/v2/auth", get(oauth::zoho_authorize))
         .route("/zoho/accounts/{dc}/oauth/v2/token", post(oauth::zoho_token))
         .route("/zoho/accounts/{dc}/oauth/v2/token/revoke", post(oauth::zoho_revoke))
         .route("/zoho/api/{dc}/books/v3/organizations", get(zoho::organizations))
+        .route("/zoho/api/{dc}/books/v3/reports/{name}", get(zoho::report))
         .route("/zoho/api/{dc}/books/v3/settings/webhooks", get(zoho::list_webhooks).post(zoho::create_webhook))
         .route("/zoho/api/{dc}/books/v3/settings/webhooks/{id}", get(zoho::get_webhook).delete(zoho::delete_webhook))
         .route("/zoho/api/{dc}/books/v3/settings/workflows", get(zoho::list_workflows).post(zoho::create_workflow))

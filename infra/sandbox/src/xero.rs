@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::{json, Value};
 
 use crate::data::{Record, StoredAnswer};
@@ -238,6 +238,54 @@ pub async fn organisation(State(st): State<AppState>, headers: HeaderMap) -> Res
         "Timezone": "UTC", "LineOfBusiness": "Sandbox", "Class": "STANDARD", "Edition": "BUSINESS",
     });
     ok(format!("{},\"Organisations\":[{}]}}", envelope_head(now), o), &quota)
+}
+
+/// GET /Reports/{name}: ProfitAndLoss (`fromDate`, `toDate`, `paymentsOnly`), BalanceSheet (`date`,
+/// `paymentsOnly`) and AgedReceivablesByContact (`contactId` required, `date`), computed from the
+/// tenant's records (`crate::reports`). Other reports answer 404 here.
+pub async fn report(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut w = st.lock();
+    let (tenant, quota) = match authorize(&mut w, &headers) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let now = w.now();
+    let org = w.org(P, &tenant).expect("authorized");
+    let today = now.date_naive();
+    let cash = q.get("paymentsOnly").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let date = |k: &str, default: chrono::NaiveDate| match q.get(k) {
+        None => Ok(default),
+        Some(_) => crate::reports::parse_day(q.get(k)).ok_or_else(|| validation_error(&format!("{k} is not a valid date"), vec![], &quota)),
+    };
+    let report = match name.as_str() {
+        "ProfitAndLoss" => {
+            let month_start = today.with_day(1).unwrap_or(today);
+            match (date("fromDate", month_start), date("toDate", today)) {
+                (Ok(f), Ok(t)) => crate::reports::xero_pnl(org, f, t, cash, now),
+                (Err(r), _) | (_, Err(r)) => return r,
+            }
+        }
+        "BalanceSheet" => match date("date", today) {
+            Ok(d) => crate::reports::xero_balance_sheet(org, d, cash, now),
+            Err(r) => return r,
+        },
+        "AgedReceivablesByContact" => {
+            let Some(contact) = q.get("contactId").or_else(|| q.get("contactID")).filter(|c| !c.is_empty()) else {
+                return validation_error("contactId is a required parameter", vec![], &quota);
+            };
+            match date("date", today) {
+                Ok(d) => crate::reports::xero_aged_by_contact(org, contact, d, now),
+                Err(r) => return r,
+            }
+        }
+        _ => return xero_error(StatusCode::NOT_FOUND, "NotFound", "The resource you're looking for cannot be found"),
+    };
+    ok(format!("{},\"Reports\":[{}]}}", envelope_head(now), report), &quota)
 }
 
 fn validation_body(message: &str, elements: Vec<Value>) -> Value {

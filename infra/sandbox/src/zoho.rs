@@ -241,6 +241,50 @@ pub async fn create(
     }
 }
 
+/// GET /reports/{name}: profitandloss (`from_date`, `to_date`, `cash_based`), balancesheet
+/// (`to_date`, `cash_based`) and agedreceivables (`date`). Zoho's report API is not in its published
+/// reference: paths, parameters and shapes are our assumption (unconfirmed), the same the client reads.
+pub async fn report(
+    State(st): State<AppState>,
+    Path((dc, name)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut w = st.lock();
+    let org_id = match authorize(&mut w, &headers, &dc, &q) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let now = w.now();
+    let Some(org) = w.org(P, &org_id) else { return not_authorized() };
+    let today = now.date_naive();
+    let cash = q.get("cash_based").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let date = |k: &str, default: chrono::NaiveDate| match q.get(k) {
+        None => Ok(default),
+        Some(_) => crate::reports::parse_day(q.get(k))
+            .ok_or_else(|| zoho_error(StatusCode::BAD_REQUEST, 2, &format!("Invalid value passed for {k}"))),
+    };
+    let body = match name.as_str() {
+        "profitandloss" => {
+            let month_start = chrono::Datelike::with_day(&today, 1).unwrap_or(today);
+            match (date("from_date", month_start), date("to_date", today)) {
+                (Ok(f), Ok(t)) => crate::reports::zoho_pnl(org, f, t, cash),
+                (Err(r), _) | (_, Err(r)) => return r,
+            }
+        }
+        "balancesheet" => match date("to_date", today) {
+            Ok(d) => crate::reports::zoho_balance_sheet(org, d, cash),
+            Err(r) => return r,
+        },
+        "agedreceivables" => match date("date", today) {
+            Ok(d) => crate::reports::zoho_aged(org, d),
+            Err(r) => return r,
+        },
+        _ => return zoho_error(StatusCode::NOT_FOUND, 5, "Invalid URL Passed"),
+    };
+    json_value(StatusCode::OK, &body)
+}
+
 fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
 }

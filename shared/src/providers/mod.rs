@@ -7,6 +7,7 @@ pub mod errors;
 pub mod model;
 pub mod oauth;
 pub mod quickbooks;
+pub mod raw;
 pub mod xero;
 pub mod zoho;
 pub mod zoho_webhooks;

@@ -92,6 +92,11 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
 }
 
 impl QuickBooksClient {
+    /// The shared request plumbing, for calls outside the entity API (`providers::raw`).
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
     pub fn new(endpoints: Endpoints, credentials: ClientCredentials, http: HttpClient) -> Self {
         QuickBooksClient { core: Core::new(PROVIDER, endpoints, credentials, http) }
     }

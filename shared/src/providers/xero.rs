@@ -104,6 +104,11 @@ pub fn parse_connections(body: &Value) -> Result<Vec<Org>> {
 }
 
 impl XeroClient {
+    /// The shared request plumbing, for calls outside the entity API (`providers::raw`).
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
     pub fn new(endpoints: Endpoints, credentials: ClientCredentials, http: HttpClient) -> Self {
         XeroClient { core: Core::new(PROVIDER, endpoints, credentials, http) }
     }

@@ -98,6 +98,11 @@ fn check_org(org_id: &str) -> Result<&str> {
 }
 
 impl ZohoClient {
+    /// The shared request plumbing, for calls outside the entity API (`providers::raw`).
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
     pub fn new(endpoints: Endpoints, credentials: ClientCredentials, http: HttpClient) -> Self {
         ZohoClient { core: Core::new(PROVIDER, endpoints, credentials, http) }
     }

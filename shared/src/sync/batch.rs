@@ -94,8 +94,11 @@ pub async fn handle_batch(deps: &SyncDeps, messages: &[InMessage], deadline: Dat
 async fn handle_message(deps: &SyncDeps, m: &InMessage, deadline: DateTime<Utc>) -> Disposition {
     // `payload` (push jobs) is part of the published job format but not of `SyncJob`, whose
     // producers never set it; read it from the same body.
-    let payload =
-        serde_json::from_str::<serde_json::Value>(&m.body).ok().and_then(|mut v| v.get_mut("payload").map(serde_json::Value::take));
+    // Report and passthrough jobs carry their request as `report` / `passthrough` the same way.
+    let payload = serde_json::from_str::<serde_json::Value>(&m.body).ok().and_then(|mut v| {
+        let key = crate::reports::payload_key(&v);
+        v.get_mut(key).map(serde_json::Value::take)
+    });
     let job = match SyncJob::from_json(&m.body).and_then(|j| validate(&j, payload.as_ref()).map(|_| j)) {
         Ok(j) => j,
         Err(e) => {

@@ -136,9 +136,9 @@ pub fn method_path(provider: Provider, org_id: &str, entity: Entity, op: Op, id:
 }
 
 /// The HTTP status a call's outcome stands for (0 when no answer came: timeout, transport).
-fn status_of<T>(r: &Result<T>, op: Op) -> u16 {
+fn status_of<T>(r: &Result<T>, creates: bool) -> u16 {
     match r {
-        Ok(_) if op == Op::Create => 201,
+        Ok(_) if creates => 201,
         Ok(_) => 200,
         Err(Error::ProviderAuth { .. }) => 401,
         Err(Error::NotFound(_)) => 404,
@@ -156,15 +156,42 @@ where
     F: FnMut(ProviderClient, TokenSet) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    check_scope(job.provider, &job.scopes, entity, op)?;
+    let (method, path) = method_path(job.provider, &job.org_id, entity, op, id);
+    // Zoho has no idempotency key: a timed-out create may have landed, so it is not retried in
+    // place; the job's retry looks the record up by our reference first.
+    let once = job.provider == Provider::Zoho && op == Op::Create;
+    guarded_call(deps, job, GuardedOp { name: op.as_str(), method, path: &path, creates: op.writes(), once }, f).await
+}
+
+/// What a guarded call is, for the guard's keys and the audit record.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardedOp<'a> {
+    /// The operation's name (`list`, `report`, `passthrough`, ...).
+    pub name: &'static str,
+    pub method: &'a str,
+    /// The path for the audit record: ids only, never a query string or a token.
+    pub path: &'a str,
+    pub creates: bool,
+    /// Not retried in place (a write the provider cannot deduplicate).
+    pub once: bool,
+}
+
+/// The guarded path under every provider call: tenant quota, a valid token with one refresh and
+/// retry on 401, an audit record per attempt, and the resilience guard (breaker, limiter, slot,
+/// retries). Callers check scopes first.
+pub async fn guarded_call<T, F, Fut>(deps: &SyncDeps, job: &JobCtx, gop: GuardedOp<'_>, f: F) -> Result<T>
+where
+    F: FnMut(ProviderClient, TokenSet) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let provider = job.provider;
-    check_scope(provider, &job.scopes, entity, op)?;
     // The quota counts calls made, so it is spent before the call; a spent quota stops the job
     // here (QuotaExceeded, 6002) and the job is parked by the caller.
     deps.tenants.consume_api_calls(&job.tenant, 1, Utc::now()).await?;
     let client = deps.tokens.provider_client(provider).await?;
     let attempt = AtomicU32::new(0);
-    let (method, path) = method_path(provider, &job.org_id, entity, op, id);
-    let path: &str = &path;
+    let GuardedOp { name, method, path, creates, once } = gop;
     let attempt = &attempt;
     let client = &client;
     // The guard may run the call more than once (its retries), so it gets a closure that builds a
@@ -181,19 +208,17 @@ where
             async move {
                 let r = fut.await;
                 let latency_ms = started.elapsed().as_millis() as u64;
-                audit_call(deps, job, op, method, path, status_of(&r, op), latency_ms, n, r.as_ref().err()).await;
+                audit_call(deps, job, name, method, path, status_of(&r, creates), latency_ms, n, r.as_ref().err()).await;
                 r
             }
         }))
         .await
     };
     // Limiter -> slot -> breaker -> call -> classify: the one path every provider call of a sync job takes.
-    if provider == Provider::Zoho && op == Op::Create {
-        // Zoho has no idempotency key: a timed-out create may have landed, so it is not retried in
-        // place; the job's retry looks the record up by our reference first.
-        return Box::pin(deps.guard.call_once(&job.tenant.tenant_id, provider, &job.org_id, op.as_str(), call)).await;
+    if once {
+        return Box::pin(deps.guard.call_once(&job.tenant.tenant_id, provider, &job.org_id, name, call)).await;
     }
-    Box::pin(deps.guard.call(&job.tenant.tenant_id, provider, &job.org_id, op.as_str(), call)).await
+    Box::pin(deps.guard.call(&job.tenant.tenant_id, provider, &job.org_id, name, call)).await
 }
 
 /// One audit record per attempt: who, what, how it went; never tokens or bodies. A failure to write
@@ -202,7 +227,7 @@ where
 async fn audit_call(
     deps: &SyncDeps,
     job: &JobCtx,
-    op: Op,
+    op: &str,
     method: &str,
     path: &str,
     status: u16,
@@ -222,7 +247,7 @@ async fn audit_call(
     item.insert("actor".into(), s("system:sync-worker"));
     item.insert("correlation_id".into(), s(correlation_id));
     item.insert("org_id".into(), s(&job.org_id));
-    item.insert("operation".into(), s(op.as_str()));
+    item.insert("operation".into(), s(op));
     item.insert("method".into(), s(method));
     item.insert("path".into(), s(path));
     item.insert("status".into(), n(status));
@@ -231,7 +256,7 @@ async fn audit_call(
     if let Some(e) = err {
         item.insert("error_code".into(), n(e.code().as_u16()));
     }
-    item.insert("detail".into(), s(format!("{} {method} {path} -> {status} in {latency_ms} ms (attempt {attempt})", op.as_str())));
+    item.insert("detail".into(), s(format!("{op} {method} {path} -> {status} in {latency_ms} ms (attempt {attempt})")));
     item.insert("at".into(), s(now.to_rfc3339()));
     item.insert("expires_at".into(), n(epoch(now + chrono::Duration::days(audit_retention_days(job.tenant.plan)))));
     if let Err(e) = deps.db.put_item().table_name(&deps.audit_table).set_item(Some(item)).send().await {

@@ -60,7 +60,7 @@ pub struct SyncRecord {
 }
 
 /// ISO 4217 minor-unit exponents that are not 2.
-fn currency_scale(code: &str) -> u32 {
+pub fn currency_scale(code: &str) -> u32 {
     match code {
         "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
         "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,

@@ -209,7 +209,9 @@ pub async fn run_job(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, de
                 Err(Error::Conflict(m)) => tracing::warn!(message = %m, "job finished after its claim expired"),
                 Err(e) => return Err(e),
             }
-            if result.get("continued").and_then(Value::as_bool) != Some(true) {
+            if let Some((t, data)) = crate::reports::completion_event(job, &result) {
+                publish(deps, job, t, data).await;
+            } else if result.get("continued").and_then(Value::as_bool) != Some(true) {
                 publish(deps, job, EventType::SyncCompleted, completed_data(job, &result)).await;
                 crate::sync::initial::after_pull(deps, job).await;
             }
@@ -255,6 +257,9 @@ async fn load(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>) -> Result
 }
 
 async fn execute(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadline: DateTime<Utc>) -> Result<Value> {
+    if let Operation::Report | Operation::Passthrough = job.operation {
+        return crate::reports::execute(deps, job, payload).await;
+    }
     let ctx = load(deps, job, payload).await?;
     match (job.operation, job.entity_id.as_deref()) {
         (Operation::Push, _) => push(deps, &ctx).await,
@@ -586,6 +591,9 @@ fn completed_data(job: &SyncJob, result: &Value) -> Value {
 
 /// `data` of `sync.failed`.
 pub fn failed_data(job: &SyncJob, err: &Error, parked: bool) -> Value {
+    if !job.operation.has_entity() {
+        return crate::reports::failed_data(job, err, parked);
+    }
     let mut m = base_data(job);
     m.insert("error_code".into(), json!(err.code().as_u16()));
     m.insert("message".into(), json!(err.to_string()));
@@ -600,6 +608,7 @@ pub fn failed_data(job: &SyncJob, err: &Error, parked: bool) -> Value {
 /// Events go to the shared events queue only: a tenant's `event_destination` is not used (see
 /// `EventPublisher::publish`). A failed publish is logged; the job's outcome stands.
 pub async fn publish(deps: &SyncDeps, job: &SyncJob, t: EventType, data: Value) {
+    let t = crate::reports::event_type_for(job, t);
     let event = AppEvent::new(t, &job.tenant_id, job.provider, Utc::now(), data);
     if let Err(e) = deps.events.publish(&event, None).await {
         tracing::warn!(code = %e.code(), error = %e, event_type = t.as_str(), "could not publish the event");
