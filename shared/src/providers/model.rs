@@ -225,7 +225,10 @@ impl Cursor {
             Cursor { position, pass_started_at, ..self.clone() }
         } else {
             Cursor {
-                modified_since: pass_started_at.map(|t| t - chrono::Duration::seconds(WATERMARK_OVERLAP_SECS)).or(self.modified_since),
+                // Checked: the server time is the provider's (Xero's `/Date(ms)/` reaches chrono's minimum).
+                modified_since: pass_started_at
+                    .map(|t| t.checked_sub_signed(chrono::Duration::seconds(WATERMARK_OVERLAP_SECS)).unwrap_or(t))
+                    .or(self.modified_since),
                 pass_started_at: None,
                 position: 1,
                 ..self.clone()
@@ -362,6 +365,16 @@ mod tests {
         c.position = u32::MAX - 10;
         let next = c.advance(true, 1000, Some(t(500)));
         assert_eq!((next.position, next.modified_since, next.pass_started_at), (1, Some(t(495)), None));
+    }
+
+    /// Found in review after fuzzing: a provider's server time at chrono's minimum (Xero's
+    /// `/Date(ms)/` reaches it) made the watermark overlap subtraction panic.
+    #[test]
+    fn a_server_time_at_the_minimum_date_does_not_panic() {
+        let min = DateTime::<Utc>::MIN_UTC;
+        let server = parse_time(&format!("/Date({})/", min.timestamp_millis())).expect("in range");
+        let next = Cursor::start(Provider::Xero, Entity::Invoice).advance(false, 1, Some(server));
+        assert_eq!((next.position, next.modified_since), (1, Some(server)));
     }
 
     #[test]
