@@ -51,6 +51,7 @@ write("provider_records", "zoho_invoice_page", rec_head(ZOHO, INV, size=200) + b
 write("provider_records", "zoho_contact", rec_head(ZOHO, CON) + b"\0" + j({"contact_id": "460000000000111", "contact_name": "Bowman", "status": "active", "currency_code": "USD", "outstanding_receivable_amount": 0.0}))
 write("provider_records", "zoho_accounts", rec_head(ZOHO, ACC) + b"\0" + j({"code": 0, "chartofaccounts": [{"account_id": "4600", "account_name": "Sales", "account_code": "4000", "is_active": True}]}))
 write("provider_records", "zoho_payment", rec_head(ZOHO, PAY) + b"\0" + j({"payment_id": "9", "payment_number": "2", "date": "2013-11-18", "amount": 40.6, "customer_id": "460000000000111", "currency_code": "USD"}))
+write("provider_records", "xero_min_server_time", rec_head(XERO, INV, size=100) + b"\0" + j({"DateTimeUTC": "/Date(-8334601228800000)/", "Invoices": []}))
 write("provider_records", "generated", rec_head(XERO, INV) + b"\x01" + bytes(range(0, 200, 3)))
 write("provider_records", "text_date", rec_head(XERO, INV, b11=0x80) + b"/Date(1551139200000+0000)/")
 write("provider_records", "text_money", rec_head(ZOHO, INV, b11=0x80) + b"-92233720368547758.075")
@@ -79,6 +80,7 @@ write("provider_answers", "token_xero", answer(200, j({"id_token": "x", "access_
 write("provider_answers", "token_zoho", answer(200, j({"access_token": "1000.a", "refresh_token": "1000.r", "api_domain": "https://www.zohoapis.eu", "token_type": "Bearer", "expires_in": 3600})))
 write("provider_answers", "token_zoho_throttle", answer(200, j({"error_description": "You have made too many requests continuously. Please try again after some time.", "error": "Access Denied", "status": "failure"})))
 write("provider_answers", "token_invalid_grant", answer(400, j({"error": "invalid_grant", "error_description": "Token invalid"})))
+write("provider_answers", "token_huge_lifetime", answer(200, j({"access_token": "a", "token_type": "bearer", "expires_in": 9000000000000, "refresh_token": "r", "x_refresh_token_expires_in": 18446744073709551615})))
 write("provider_answers", "generated", struct.pack("<H", 200) + bytes([0x80]) + bytes(range(1, 250, 7)))
 
 # connect_inputs: selector byte (mod 6), then the case's bytes.
