@@ -221,7 +221,7 @@ def check_webhook_receiver_reads_only_the_org_index(t):
 def check_ephemeral_table_statements_have_leading_keys(t):
     # shared/src/connect/state.rs keys states and connect URL ids under TENANT#<t>;
     # shared/src/webhooks/nonce.rs keys nonces WEBHOOK#<provider>#<key>.
-    expected = {"OAuthCallbackRole": ["TENANT#*"], "WebhookReceiverRole": ["WEBHOOK#*"]}
+    expected = {"OAuthCallbackRole": ["TENANT#*"], "WebhookReceiverRole": ["WEBHOOK#*"], "SyncWorkerRole": ["WEBHOOK#*"]}
     for name, r in t["Resources"].items():
         if r["Type"] != "AWS::IAM::Role":
             continue
@@ -234,8 +234,12 @@ def check_ephemeral_table_statements_have_leading_keys(t):
                 assert keys == expected[name], f"{name}/{st.get('Sid', '?')}: LeadingKeys {keys}, expected {expected[name]}"
     receiver = [a for st in statements(t, "WebhookReceiverRole") if any(_refers_to(r, "EphemeralTable") for r in as_list(st["Resource"]))
                 for a in as_list(st["Action"])]
-    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
-        assert action in receiver, f"WebhookReceiverRole needs {action} on nonces (claim, confirm, release)"
+    for action in ("dynamodb:PutItem", "dynamodb:DeleteItem"):
+        assert action in receiver, f"WebhookReceiverRole needs {action} on nonces (claim, release)"
+    # The worker confirms a delivery's claim when it takes one of its jobs, and does nothing else there.
+    worker = [a for st in statements(t, "SyncWorkerRole") if any(_refers_to(r, "EphemeralTable") for r in as_list(st["Resource"]))
+              for a in as_list(st["Action"])]
+    assert worker == ["dynamodb:UpdateItem"], f"SyncWorkerRole on nonces: {worker}, expected UpdateItem (confirm) only"
 
 
 CRYPTO_ACTIONS = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",

@@ -805,3 +805,52 @@ async fn webhook_jobs_reread_the_record_and_deletions_become_tombstones() {
     // Counters are kept by route template: one read in all, so the deleted record was not re-read.
     assert_eq!(h.calls("/invoices/{id}").await, 1);
 }
+
+/// The webhook receiver claims a delivery's nonce as pending (20 s) and sends; the worker that takes
+/// one of the delivery's jobs extends the claim to the full window (so provider redeliveries stay
+/// duplicates), conditioned on the claim id so a job of an older, lapsed claim cannot extend a
+/// newer one.
+#[tokio::test]
+async fn a_webhook_job_confirms_its_delivery_nonce_when_the_worker_takes_it() {
+    use shared::webhooks::nonce::{Claim, DEFAULT_WINDOW, PENDING_WINDOW};
+    let h = harness().await;
+    let (org, ids) = h.make_org(Provider::Zoho, "invoice", 1).await;
+    h.connect(Provider::Zoho, &org).await;
+    let deps = h.deps();
+    let now = Utc::now();
+    let (ours, other) = (unique("delivery"), unique("delivery"));
+    let claim = |key: String| {
+        let nonces = deps.nonces.clone();
+        async move {
+            match nonces.claim(Provider::Zoho, &key, now, PENDING_WINDOW).await.unwrap() {
+                Claim::Claimed(id) => id,
+                Claim::Duplicate => panic!("fresh key"),
+            }
+        }
+    };
+    let ours_claim = claim(ours.clone()).await;
+    let _other_claim = claim(other.clone()).await;
+    let body = |key: &str, claim_id: &str| {
+        let mut job = h.job(Provider::Zoho, &org, Operation::Webhook, Entity::Invoice);
+        job.entity_id = Some(ids[0].clone());
+        job.change = Some(shared::jobs::Change::Updated);
+        job.source = Source::Webhook;
+        let mut v = serde_json::to_value(&job).unwrap();
+        v["webhook_nonce"] = json!({"key": key, "claim_id": claim_id});
+        v.to_string()
+    };
+    h.send(&[body(&ours, &ours_claim), body(&other, "a-claim-that-lapsed-long-ago")]).await;
+    done_result(&h.pump(&deps, 1).await);
+
+    let later = |secs: i64| now + Duration::seconds(secs);
+    let retry = |key: String, at| {
+        let nonces = deps.nonces.clone();
+        async move { nonces.claim(Provider::Zoho, &key, at, PENDING_WINDOW).await.unwrap() }
+    };
+    // Ours: confirmed, so a redelivery past the pending window is still a duplicate...
+    assert_eq!(retry(ours.clone(), later(PENDING_WINDOW.num_seconds() + 60)).await, Claim::Duplicate);
+    // ...until the full window has passed.
+    assert!(matches!(retry(ours, later(DEFAULT_WINDOW.num_seconds() + 60)).await, Claim::Claimed(_)));
+    // The other: the job named another claim id, so its pending claim was not extended.
+    assert!(matches!(retry(other, later(PENDING_WINDOW.num_seconds() + 60)).await, Claim::Claimed(_)));
+}

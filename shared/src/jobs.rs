@@ -232,12 +232,33 @@ impl JobQueue {
     /// anything still failing is an error (the caller answers 5xx so the provider redelivers; the
     /// idempotency key makes the jobs that did go through harmless when they arrive again).
     pub async fn send(&self, jobs: &[SyncJob]) -> Result<SendReport> {
-        let mut by_priority: BTreeMap<u8, Vec<&SyncJob>> = BTreeMap::new();
-        for j in jobs {
-            by_priority.entry(j.priority as u8).or_default().push(j);
+        self.send_bodies(jobs.iter().map(|j| (j.priority, j.to_json())).collect()).await
+    }
+
+    /// As [`send`](Self::send), with the delivery's nonce claim in every body
+    /// (`webhook_nonce`, see [`crate::webhooks::nonce`]) for the worker to confirm when it takes the job.
+    pub async fn send_with_nonce(&self, jobs: &[SyncJob], nonce: &crate::webhooks::nonce::NonceRef) -> Result<SendReport> {
+        let field = serde_json::to_value(nonce).map_err(|e| Error::Internal(format!("nonce ref: {e}")))?;
+        let bodies = jobs
+            .iter()
+            .map(|j| {
+                let mut v = serde_json::to_value(j).map_err(|e| Error::Internal(format!("sync job: {e}")))?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(crate::webhooks::nonce::JOB_FIELD.to_string(), field.clone());
+                }
+                Ok((j.priority, v.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.send_bodies(bodies).await
+    }
+
+    async fn send_bodies(&self, bodies: Vec<(Priority, String)>) -> Result<SendReport> {
+        let mut by_priority: BTreeMap<u8, (Priority, Vec<&str>)> = BTreeMap::new();
+        for (p, body) in &bodies {
+            by_priority.entry(*p as u8).or_insert_with(|| (*p, Vec::new())).1.push(body.as_str());
         }
-        let batches: Vec<(&str, &[&SyncJob])> =
-            by_priority.values().flat_map(|group| group.chunks(MAX_BATCH).map(move |c| (self.queues.url(group[0].priority), c))).collect();
+        let batches: Vec<(&str, &[&str])> =
+            by_priority.values().flat_map(|(p, group)| group.chunks(MAX_BATCH).map(move |c| (self.queues.url(*p), c))).collect();
         let mut total = SendReport::default();
         for wave in batches.chunks(MAX_CONCURRENT_BATCHES) {
             // Boxed as `Send` explicitly: Lambda's runtime needs a Send future, and rustc cannot prove
@@ -252,9 +273,9 @@ impl JobQueue {
         Ok(total)
     }
 
-    async fn send_batch(&self, url: &str, chunk: &[&SyncJob]) -> Result<SendReport> {
+    async fn send_batch(&self, url: &str, chunk: &[&str]) -> Result<SendReport> {
         let mut report = SendReport::default();
-        let mut pending: Vec<(String, String)> = chunk.iter().enumerate().map(|(i, j)| (i.to_string(), j.to_json())).collect();
+        let mut pending: Vec<(String, String)> = chunk.iter().enumerate().map(|(i, b)| (i.to_string(), b.to_string())).collect();
         for attempt in 0..2 {
             let entries = pending
                 .iter()

@@ -8,6 +8,8 @@ pub mod connect;
 pub mod context;
 pub mod error;
 pub mod events;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod grant_tokens;
 pub mod http_client;
 pub mod jobs;

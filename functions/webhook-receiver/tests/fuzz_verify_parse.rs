@@ -1,5 +1,5 @@
-//! Randomised robustness test over verification and parsing (cargo-fuzz needs nightly, which this
-//! machine cannot fetch; see fuzz/ for the libFuzzer target). Valid signed payloads of every format
+//! Randomised robustness test over verification and parsing, run by CI (the coverage-guided libFuzzer
+//! target is fuzz/fuzz_targets/verify_parse.rs, run with scripts/fuzz). Valid signed payloads of every format
 //! are mutated (bit flips, byte overwrites, truncation, insertion, deletion, splices between payloads,
 //! random bytes, signature tampering) and run through `verify_and_parse`. Asserted for every input:
 //! no panic, no mutated body verifies under the original signature, and a body signed with the right

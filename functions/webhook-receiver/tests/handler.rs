@@ -476,8 +476,8 @@ async fn a_rotated_key_is_picked_up_without_waiting_for_the_cache() {
 
 /// The function dies (timeout, crash) after claiming the nonce and before the jobs reach SQS. The
 /// provider retries: while the first attempt could still be running the retry is a duplicate, but
-/// once the short pending claim has lapsed the retry is processed, not dropped for 24 hours. After
-/// a successful send the claim covers the full window.
+/// once the short pending claim has lapsed the retry is processed, not dropped for 24 hours. Once
+/// a job of the delivery is taken the claim covers the full window.
 #[tokio::test]
 async fn a_handler_killed_between_claim_and_send_does_not_turn_the_retry_into_a_duplicate() {
     let f = fixture().await;
@@ -522,7 +522,8 @@ async fn a_handler_killed_between_claim_and_send_does_not_turn_the_retry_into_a_
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].1.entity_id.as_deref(), Some("4711"));
 
-    // That claim was confirmed after the send: it now holds for the whole window, not a few seconds.
+    // That claim was confirmed when its job was taken (the worker's confirm; `drain` does the same):
+    // it now holds for the whole window, not a few seconds.
     f.advance_clock(nonce::PENDING_WINDOW.num_seconds() * 3);
     let (status, resp) = f.send(qbo_signed(&body)).await;
     assert_eq!(status, 200);

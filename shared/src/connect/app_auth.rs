@@ -96,7 +96,8 @@ pub fn verify<'a>(
     // verify_slice compares in constant time.
     mac.verify_slice(&sig_bytes).map_err(|_| Error::Unauthenticated("signature does not match".into()))?;
     // Freshness is checked after the signature, so an unsigned caller learns nothing about our clock.
-    if (now_unix - ts).abs() > MAX_SKEW_SECS {
+    // Saturating: `ts` is the caller's number (only signed, not sane), and i64::MIN would overflow.
+    if now_unix.saturating_sub(ts).saturating_abs() > MAX_SKEW_SECS {
         return Err(Error::Unauthenticated("signed request is stale (ts outside ±300 s)".into()));
     }
     let tenant_id = get("tenant").ok_or_else(|| Error::Unauthenticated("tenant is missing".into()))?.to_string();
@@ -157,6 +158,17 @@ mod tests {
             assert_eq!(r.user_id, "user@acme.example");
             assert_eq!(r.param("return_url"), Some("https://app.example.com/integrations?tab=accounting&x=a b"));
             assert!(r.param("sig").is_none());
+        }
+    }
+
+    /// Found by fuzz/connect_inputs: a signed `ts` far in the past overflowed the skew check
+    /// (a panic in debug builds, a wrapped comparison in release).
+    #[test]
+    fn extreme_signed_timestamps_are_stale_not_a_panic() {
+        let now = 1_700_000_000;
+        for ts in [i64::MIN, i64::MIN + 1, i64::MIN + now, i64::MAX, -now] {
+            let err = check(&signed(ts), "/connect/xero", now).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::Unauthenticated, "{ts}: {err}");
         }
     }
 

@@ -218,11 +218,17 @@ impl Cursor {
     pub(crate) fn advance(&self, has_more: bool, step: u32, server_time: Option<DateTime<Utc>>) -> Cursor {
         let pass_started_at =
             if self.is_first_page() { server_time.or(self.pass_started_at) } else { self.pass_started_at.or(server_time) };
-        if has_more {
-            Cursor { position: self.position + step, pass_started_at, ..self.clone() }
+        // A position past u32 (a stored cursor is data, and a provider can claim endless pages)
+        // ends the pass instead of overflowing: the next pass starts from the watermark.
+        let next = if has_more { self.position.checked_add(step) } else { None };
+        if let Some(position) = next {
+            Cursor { position, pass_started_at, ..self.clone() }
         } else {
             Cursor {
-                modified_since: pass_started_at.map(|t| t - chrono::Duration::seconds(WATERMARK_OVERLAP_SECS)).or(self.modified_since),
+                // Checked: the server time is the provider's (Xero's `/Date(ms)/` reaches chrono's minimum).
+                modified_since: pass_started_at
+                    .map(|t| t.checked_sub_signed(chrono::Duration::seconds(WATERMARK_OVERLAP_SECS)).unwrap_or(t))
+                    .or(self.modified_since),
                 pass_started_at: None,
                 position: 1,
                 ..self.clone()
@@ -350,6 +356,25 @@ mod tests {
         let next_pass = p3.advance(false, 10, Some(t(700)));
         assert_eq!((next_pass.position, next_pass.modified_since, next_pass.pass_started_at), (1, Some(t(495)), None));
         assert_eq!(next_pass.page_size, 10);
+    }
+
+    /// Found by fuzz/provider_records: a full page at the last representable position overflowed.
+    #[test]
+    fn a_page_at_the_last_position_ends_the_pass_instead_of_overflowing() {
+        let mut c = Cursor::since(Provider::QuickBooks, Entity::Invoice, t(100)).with_page_size(1000);
+        c.position = u32::MAX - 10;
+        let next = c.advance(true, 1000, Some(t(500)));
+        assert_eq!((next.position, next.modified_since, next.pass_started_at), (1, Some(t(495)), None));
+    }
+
+    /// Found in review after fuzzing: a provider's server time at chrono's minimum (Xero's
+    /// `/Date(ms)/` reaches it) made the watermark overlap subtraction panic.
+    #[test]
+    fn a_server_time_at_the_minimum_date_does_not_panic() {
+        let min = DateTime::<Utc>::MIN_UTC;
+        let server = parse_time(&format!("/Date({})/", min.timestamp_millis())).expect("in range");
+        let next = Cursor::start(Provider::Xero, Entity::Invoice).advance(false, 1, Some(server));
+        assert_eq!((next.position, next.modified_since), (1, Some(server)));
     }
 
     #[test]

@@ -280,6 +280,9 @@ pub(crate) async fn refresh(
     client.exchange_refresh_token(&rt).request_async(&TokenHttp { http, provider }).await.map_err(|e| token_error(provider, e))
 }
 
+/// The longest token lifetime we record (100 years); longer answers are read as this.
+const MAX_LIFETIME_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// Our token set from a token response. `previous` supplies what a refresh response leaves out
 /// (Zoho's refresh token, which does not rotate; scopes; QuickBooks' hard expiry if not repeated).
 pub(crate) fn token_set(
@@ -299,7 +302,9 @@ pub(crate) fn token_set(
         _ => 3600,
     };
     let ttl = resp.expires_in().unwrap_or(Duration::from_secs(default_ttl));
-    let secs = |d: Duration| chrono::Duration::seconds(d.as_secs().min(i64::MAX as u64 / 2000) as i64);
+    // Lifetimes are provider numbers: capped at 100 years (QuickBooks' 5-year hard cap is the longest
+    // real one), because chrono panics on a date past year 262143 (about 8e12 s from now).
+    let secs = |d: Duration| chrono::Duration::seconds(d.as_secs().min(MAX_LIFETIME_SECS) as i64);
     let refresh_token = resp
         .refresh_token()
         .map(|r| SecretString::new(r.secret().clone()))
@@ -360,6 +365,23 @@ mod tests {
 
     fn parse(body: &str) -> TokenResponse {
         serde_json::from_str(body).unwrap()
+    }
+
+    /// A token endpoint's absurd lifetimes must not panic: chrono's `DateTime + TimeDelta` panics
+    /// past year 262143, which `expires_in` of about 8e12 seconds or more reached.
+    #[test]
+    fn absurd_lifetimes_in_a_token_response_are_capped_not_a_panic() {
+        let now = chrono::Utc::now();
+        for n in ["9000000000000", "4611686018427387", "18446744073709551615"] {
+            let r = parse(&format!(
+                r#"{{"access_token":"a","token_type":"bearer","expires_in":{n},"refresh_token":"r",
+                    "x_refresh_token_expires_in":{n},"x_refresh_token_hard_expires_in":{n}}}"#
+            ));
+            for p in Provider::ALL {
+                let t = token_set(p, &r, None, None, None, now).unwrap();
+                assert!(t.access_expires_at > now + chrono::Duration::days(365 * 50), "{p} {n}");
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! page keep their position (ordering by update time would move them and skip others). PKCE is not
 //! sent: Intuit documents no support for it, and this is a confidential client with a state.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
@@ -17,7 +17,8 @@ use crate::providers::core::Core;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::errors::ApiResponse;
 use crate::providers::model::{
-    api_url, parse_time, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, Record,
+    api_url, parse_time, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page,
+    RateLimitInfo, Record,
 };
 use crate::providers::oauth;
 use crate::providers::Provider;
@@ -89,6 +90,24 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         status,
         raw: v,
     })
+}
+
+/// One query answer as a page (a pure function of the answer, so it can be fuzzed on its own).
+pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
+    let entity = cursor.entity;
+    let (name, _) = entity_names(entity);
+    let server_time = body.get("time").and_then(Value::as_str).and_then(parse_time).or(date);
+    let qr =
+        body.get_mut("QueryResponse").ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: "no QueryResponse".into() })?;
+    // An empty result has no array at all.
+    let items = match qr.get_mut(name).map(Value::take) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("QueryResponse.{name} is not an array") }),
+    };
+    let has_more = items.len() as u64 >= u64::from(cursor.page_size);
+    let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
+    Ok(Page { records, next_cursor: cursor.advance(has_more, cursor.page_size, server_time), has_more, rate_limit })
 }
 
 impl QuickBooksClient {
@@ -237,23 +256,7 @@ impl AccountingProvider for QuickBooksClient {
         let req =
             self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[("query", query.as_str()), ("minorversion", MINOR_VERSION)]);
         let ok = self.core.call(req).await?;
-        let (name, _) = entity_names(entity);
-        let qr = ok
-            .body
-            .get("QueryResponse")
-            .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: "no QueryResponse".into() })?;
-        // An empty result has no array at all.
-        let items = match qr.get(name) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
-            Some(_) => {
-                return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("QueryResponse.{name} is not an array") })
-            }
-        };
-        let has_more = items.len() as u32 >= cursor.page_size;
-        let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
-        let server_time = ok.body.get("time").and_then(Value::as_str).and_then(parse_time).or(ok.date);
-        Ok(Page { records, next_cursor: cursor.advance(has_more, cursor.page_size, server_time), has_more, rate_limit: ok.rate_limit })
+        parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
     }
 
     async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {

@@ -5,7 +5,7 @@
 //! claim asks `/connections` for the tenants this consent added. Refresh tokens rotate on every
 //! refresh (the previous one works for a grace period). PKCE (S256) is supported and used.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
@@ -16,7 +16,8 @@ use crate::providers::client::AccountingProvider;
 use crate::providers::core::Core;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::model::{
-    api_url, parse_time, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, Record,
+    api_url, parse_time, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page,
+    RateLimitInfo, Record,
 };
 use crate::providers::oauth;
 use crate::providers::quickbooks::revoke_outcome;
@@ -82,6 +83,29 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         status,
         raw: v,
     })
+}
+
+/// One list answer as a page (a pure function of the answer, so it can be fuzzed on its own).
+pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
+    let entity = cursor.entity;
+    let (name, _) = entity_names(entity);
+    let items = match body.get_mut(name).map(Value::take) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{name} is not an array") }),
+    };
+    let has_more = if !is_paged(entity) {
+        false
+    } else if let Some(p) = body.get("pagination") {
+        let page = p.get("page").and_then(Value::as_u64).unwrap_or(cursor.position as u64);
+        let count = p.get("pageCount").and_then(Value::as_u64).unwrap_or(0);
+        page < count
+    } else {
+        items.len() as u64 >= u64::from(cursor.page_size)
+    };
+    let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
+    let server_time = body.get("DateTimeUTC").and_then(Value::as_str).and_then(parse_time).or(date);
+    Ok(Page { records, next_cursor: cursor.advance(has_more, 1, server_time), has_more, rate_limit })
 }
 
 /// Xero's connection objects as tenants.
@@ -229,23 +253,7 @@ impl AccountingProvider for XeroClient {
             req = req.header(http::header::IF_MODIFIED_SINCE, since.to_rfc3339_opts(SecondsFormat::Secs, true));
         }
         let ok = self.core.call(req).await?;
-        let items = match ok.body.get(name) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
-            Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{name} is not an array") }),
-        };
-        let has_more = if !is_paged(entity) {
-            false
-        } else if let Some(p) = ok.body.get("pagination") {
-            let page = p.get("page").and_then(Value::as_u64).unwrap_or(cursor.position as u64);
-            let count = p.get("pageCount").and_then(Value::as_u64).unwrap_or(0);
-            page < count
-        } else {
-            items.len() as u32 >= cursor.page_size
-        };
-        let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
-        let server_time = ok.body.get("DateTimeUTC").and_then(Value::as_str).and_then(parse_time).or(ok.date);
-        Ok(Page { records, next_cursor: cursor.advance(has_more, 1, server_time), has_more, rate_limit: ok.rate_limit })
+        parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
     }
 
     async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {

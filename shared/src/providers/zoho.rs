@@ -7,7 +7,7 @@
 //! come as HTTP 200 with a body that says otherwise. Zoho documents PKCE as optional and
 //! recommended for server-based clients, so it is used.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
@@ -18,7 +18,7 @@ use crate::providers::client::AccountingProvider;
 use crate::providers::core::Core;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::model::{
-    api_url, parse_time, text, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, Record,
+    api_url, parse_time, text, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, RateLimitInfo, Record,
 };
 use crate::providers::oauth;
 use crate::providers::quickbooks::revoke_outcome;
@@ -82,6 +82,23 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         status,
         raw: v,
     })
+}
+
+/// One list answer as a page (a pure function of the answer, so it can be fuzzed on its own).
+pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
+    let entity = cursor.entity;
+    let (module, _, _) = entity_names(entity);
+    let items = match body.get_mut(module).map(Value::take) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{module} is not an array") }),
+    };
+    let has_more = match body.get("page_context").and_then(|p| p.get("has_more_page")).and_then(Value::as_bool) {
+        Some(b) => b,
+        None => items.len() as u64 >= u64::from(cursor.page_size),
+    };
+    let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
+    Ok(Page { records, next_cursor: cursor.advance(has_more, 1, date), has_more, rate_limit })
 }
 
 /// Zoho's timestamp format: `2013-11-18T02:17:40+0000`.
@@ -248,17 +265,7 @@ impl AccountingProvider for ZohoClient {
             query.push(("last_modified_time", zoho_time(since)));
         }
         let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
-        let items = match ok.body.get(module) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
-            Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{module} is not an array") }),
-        };
-        let has_more = match ok.body.get("page_context").and_then(|p| p.get("has_more_page")).and_then(Value::as_bool) {
-            Some(b) => b,
-            None => items.len() as u32 >= cursor.page_size,
-        };
-        let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
-        Ok(Page { records, next_cursor: cursor.advance(has_more, 1, ok.date), has_more, rate_limit: ok.rate_limit })
+        parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
     }
 
     async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {

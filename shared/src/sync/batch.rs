@@ -27,8 +27,9 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 
 use crate::events::EventType;
-use crate::jobs::SyncJob;
+use crate::jobs::{Operation, SyncJob};
 use crate::sync::worker::{failed_data, publish, run_job, validate, Outcome, SyncDeps};
+use crate::webhooks::nonce::NonceRef;
 use crate::{Error, ErrorCode, RequestContext, Result};
 
 /// SQS refuses a visibility timeout above 12 hours.
@@ -95,10 +96,13 @@ async fn handle_message(deps: &SyncDeps, m: &InMessage, deadline: DateTime<Utc>)
     // `payload` (push jobs) is part of the published job format but not of `SyncJob`, whose
     // producers never set it; read it from the same body.
     // Report and passthrough jobs carry their request as `report` / `passthrough` the same way.
-    let payload = serde_json::from_str::<serde_json::Value>(&m.body).ok().and_then(|mut v| {
-        let key = crate::reports::payload_key(&v);
+    let mut body = serde_json::from_str::<serde_json::Value>(&m.body).ok();
+    let payload = body.as_mut().and_then(|v| {
+        let key = crate::reports::payload_key(v);
         v.get_mut(key).map(serde_json::Value::take)
     });
+    // Likewise `webhook_nonce`: the receiver's claim on the delivery this job came from.
+    let nonce = body.as_ref().and_then(NonceRef::from_job_body);
     let job = match SyncJob::from_json(&m.body).and_then(|j| validate(&j, payload.as_ref()).map(|_| j)) {
         Ok(j) => j,
         Err(e) => {
@@ -108,10 +112,25 @@ async fn handle_message(deps: &SyncDeps, m: &InMessage, deadline: DateTime<Utc>)
     };
     let ctx = RequestContext::new(Some(&job.correlation_id)).with_tenant(job.tenant_id.clone()).with_provider(job.provider);
     ctx.scope(async {
-        let result = run_job(deps, &job, payload.as_ref(), deadline).await;
+        let (result, ()) = futures::join!(run_job(deps, &job, payload.as_ref(), deadline), confirm_nonce(deps, &job, nonce.as_ref()));
         classify(deps, m, &job, result).await
     })
     .await
+}
+
+/// The job is on the queue, so its delivery was enqueued: extend the receiver's pending nonce claim
+/// to the full window, so provider redeliveries are answered as duplicates without enqueuing again
+/// (see `webhooks::nonce`). Runs beside the job; a failure only costs a redundant message later.
+async fn confirm_nonce(deps: &SyncDeps, job: &SyncJob, nonce: Option<&NonceRef>) {
+    let Some(r) = nonce.filter(|_| job.operation == Operation::Webhook) else { return };
+    match deps.nonces.confirm(job.provider, &r.key, &r.claim_id, Utc::now(), crate::webhooks::nonce::DEFAULT_WINDOW).await {
+        Ok(true) => {}
+        // A redelivery after our claim lapsed holds the item now; its own jobs confirm it.
+        Ok(false) => tracing::debug!("webhook nonce claim already replaced; not confirmed"),
+        Err(e) => {
+            tracing::warn!(code = %e.code(), error = %e, "could not confirm the webhook nonce; a redelivery may enqueue this work again")
+        }
+    }
 }
 
 async fn classify(deps: &SyncDeps, m: &InMessage, job: &SyncJob, result: Result<Outcome>) -> Disposition {

@@ -75,6 +75,8 @@ pub struct SyncDeps {
     pub settings: WorkerSettings,
     /// This container's claim owner id.
     pub owner: String,
+    /// Webhook nonces (EPHEMERAL_TABLE): a webhook job confirms its delivery's claim (sync::batch).
+    pub nonces: crate::webhooks::NonceStore,
     pub(crate) queue_urls: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
@@ -101,6 +103,7 @@ impl SyncDeps {
             dlq_url: None,
             settings: WorkerSettings::default(),
             owner: format!("sync-{}", uuid::Uuid::new_v4().simple()),
+            nonces: crate::webhooks::NonceStore::new(clients.dynamodb.clone(), config.tables.ephemeral.clone()),
             queue_urls: Default::default(),
         }
     }

@@ -10,16 +10,18 @@
 //!    logged and counted; build one job per changed record per tenant;
 //! 5. claim the delivery's nonce as pending for a few seconds (one conditional PutItem) - a duplicate
 //!    is acknowledged, not enqueued;
-//! 6. SendMessageBatch to the tenant's priority queue, then extend the claim to the full window. If
-//!    the send fails the claim is released and we answer 500; if the function dies before the send,
-//!    the pending claim lapses. Either way the provider's retry is processed, not taken for a duplicate.
+//! 6. SendMessageBatch to the tenant's priority queue, each job carrying the claim (`webhook_nonce`).
+//!    The sync worker that takes a job extends the claim to the full window. If the send fails the
+//!    claim is released and we answer 500; if the function dies before the send, the pending claim
+//!    lapses. Either way the provider's retry is processed, not taken for a duplicate.
 //!
 //! Round trips on the delivery path (QuickBooks/Xero): the signing keys are read during the
 //! container's init ([`Receiver::warm`]); org-to-connections and tenant documents are cached per
 //! container for 30 s; the lookups run concurrently with the nonce claim (step 5 with step 4). Cold:
-//! (connections index, then tenants) alongside the claim = 2, SendMessageBatch = 3, confirm = 4. Warm:
-//! claim, SendMessageBatch, confirm = 3. The confirm is the price of the pending claim (a crash before
-//! the send must not turn the retry into a duplicate); it cannot overlap the send it confirms.
+//! (connections index, then tenants) alongside the claim = 2, SendMessageBatch = 3. Warm: claim,
+//! SendMessageBatch = 2 (functions/webhook-receiver/tests/round_trips.rs counts them). The confirm
+//! the pending claim needs (a crash before the send must not turn the retry into a duplicate) is off
+//! this path: see [`nonce`] for why the worker may do it.
 //!
 //! None of the three providers signs a timestamp (providers.md §0; Zoho Books' own scheme is
 //! unconfirmed), so there is no stale-timestamp rejection at the edge: replays inside the nonce window
@@ -404,29 +406,20 @@ impl Receiver {
             accepted.disposition = Disposition::NothingToDo;
             return Ok(accepted);
         }
-        match self.jobs.send(&jobs).await {
+        // The claim is confirmed (extended to the full window) by the worker that takes one of
+        // these jobs, not here: the delivery waits for two sequential round trips, claim and send
+        // (see `nonce` for why a late confirm loses nothing).
+        let nonce = nonce::NonceRef { key: dedupe_key.clone(), claim_id: claim_id.clone() };
+        match self.jobs.send_with_nonce(&jobs, &nonce).await {
             Ok(report) => {
-                // The jobs are on the queue: from now on a redelivery is a duplicate for the whole
-                // window. If this write fails, the pending claim lapses and a retry enqueues the same
-                // idempotency keys again, which the worker does once; the provider still gets its 200.
-                let confirm_at = (self.clock)();
-                match self.nonces.confirm(provider, &dedupe_key, &claim_id, confirm_at, self.nonce_window).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!("webhook nonce claim lapsed before it was confirmed; a redelivery may enqueue the same jobs again")
-                    }
-                    Err(e) => {
-                        tracing::error!(code = %e.code(), error = %e, "could not confirm webhook nonce; a redelivery may enqueue the same jobs again")
-                    }
-                }
                 accepted.disposition = Disposition::Enqueued { jobs: report.jobs, sqs_calls: report.calls };
                 Ok(accepted)
             }
             Err(e) => {
                 // Let the provider's retry through; if even the release fails, the retry is taken for
-                // a duplicate and the scheduled sync picks the change up: say so loudly.
+                // a duplicate until the pending claim lapses: say so loudly.
                 if let Err(re) = self.nonces.release(provider, &dedupe_key, &claim_id).await {
-                    tracing::error!(error = %re, "could not release webhook nonce after a failed enqueue; the redelivery will be dropped as a duplicate");
+                    tracing::error!(error = %re, "could not release webhook nonce after a failed enqueue; redeliveries are duplicates until the pending claim lapses");
                 }
                 Err(e)
             }

@@ -16,9 +16,19 @@
 //! 1. [`NonceStore::claim`] writes the item as `pending` with a short expiry ([`PENDING_WINDOW`],
 //!    about twice the receiver's timeout). A retry while it is pending is answered "duplicate" (the
 //!    first attempt may still be running); a retry after it lapsed is processed again.
-//! 2. [`NonceStore::confirm`], after the send succeeded, extends the item to the full window, only
-//!    while it still carries our claim id.
+//! 2. [`NonceStore::confirm`] extends the item to the full window, only while it still carries our
+//!    claim id. The sync worker does this when it takes one of the delivery's jobs: every job body
+//!    carries the claim as `webhook_nonce` ([`NonceRef`]). A job on the queue is proof the send
+//!    succeeded, and the receiver's delivery path stays at two sequential round trips (claim, send).
 //!    A failed send [`NonceStore::release`]s the claim at once, also conditioned on the claim id.
+//!
+//! Why the confirm may wait for the worker: if a provider retry arrives after the pending claim
+//! lapsed but before a worker took the job (a backed-up queue), the retry claims anew and enqueues
+//! jobs with the same idempotency keys (derived from the provider's event, `jobs::webhook_idempotency_key`),
+//! and the worker's job record (`JOB#<key>`: INPROGRESS, then COMPLETED for 7 days) does that work
+//! once. The older claim's confirm then fails its condition (the item carries the retry's claim id)
+//! and the retry's own jobs confirm the retry's claim. What is lost is only an SQS message, never a
+//! change.
 
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Duration, Utc};
@@ -35,6 +45,28 @@ pub const DEFAULT_WINDOW: Duration = Duration::hours(24);
 /// template.yaml), so a still-running first attempt is not doubled, and a dead one blocks the
 /// provider's retry for at most this long.
 pub const PENDING_WINDOW: Duration = Duration::seconds(20);
+
+/// The job-body field that carries a delivery's nonce claim from the receiver to the worker.
+pub const JOB_FIELD: &str = "webhook_nonce";
+
+/// A delivery's nonce claim, as the receiver writes it into each job body of that delivery.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NonceRef {
+    /// The delivery's dedupe key (the nonce item is `WEBHOOK#<provider>#<key>`).
+    pub key: String,
+    pub claim_id: String,
+}
+
+impl NonceRef {
+    /// Reads [`JOB_FIELD`] from a job body. Anything malformed is ignored: the claim then lapses on
+    /// its own and a late redelivery is deduplicated by the job's idempotency key.
+    pub fn from_job_body(body: &serde_json::Value) -> Option<Self> {
+        let r: NonceRef = serde_json::from_value(body.get(JOB_FIELD)?.clone()).ok()?;
+        // Bounds keep a hostile body from producing a key DynamoDB refuses (2 KiB partition keys).
+        let ok = !r.key.is_empty() && r.key.len() <= 512 && !r.claim_id.is_empty() && r.claim_id.len() <= 64;
+        ok.then_some(r)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {

@@ -154,7 +154,9 @@ impl Fixture {
         (status, body)
     }
 
-    /// Every message currently on a queue (received and deleted), parsed as sync jobs.
+    /// Every message currently on a queue (received and deleted), parsed as sync jobs. Taking a job
+    /// does what the sync worker does when it takes one (shared::sync::batch): it confirms the
+    /// delivery's nonce claim carried in the body, at the fixture's clock.
     pub async fn drain(&self, url: &str) -> Vec<SyncJob> {
         let sqs = &self.env.clients.sqs;
         let mut jobs = Vec::new();
@@ -173,7 +175,16 @@ impl Fixture {
                 return jobs;
             }
             for m in msgs {
-                jobs.push(SyncJob::from_json(m.body().unwrap()).expect("queue holds valid sync jobs"));
+                let job = SyncJob::from_json(m.body().unwrap()).expect("queue holds valid sync jobs");
+                let body: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                let nonce = shared::webhooks::nonce::NonceRef::from_job_body(&body).expect("webhook jobs carry their nonce claim");
+                let now = (self.deps.clock)();
+                self.deps
+                    .nonces
+                    .confirm(job.provider, &nonce.key, &nonce.claim_id, now, shared::webhooks::nonce::DEFAULT_WINDOW)
+                    .await
+                    .unwrap();
+                jobs.push(job);
                 sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
             }
         }

@@ -1,0 +1,74 @@
+//! Provider list answers and single records -> pages -> the normalised model, plus the text parsers
+//! they use (times, dates, money, currency codes). Asserted besides "no panic": a normalised record
+//! keeps a usable key and serialises, and a page cursor never points before the first page.
+#![no_main]
+
+mod common;
+
+use chrono::DateTime;
+use libfuzzer_sys::fuzz_target;
+use shared::providers::model::parse_time;
+use shared::providers::{quickbooks, xero, zoho, Cursor, Entity, Provider, RateLimitInfo, Record};
+use shared::sync::model::{currency_code, normalise, parse_date, parse_minor, MAX_ID_LEN};
+
+fn check_record(r: &Record) {
+    if let Some(n) = normalise(r) {
+        assert!(!n.provider_id.is_empty() && n.provider_id.len() <= MAX_ID_LEN);
+        serde_json::to_string(&n).expect("a normalised record serialises");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 12 {
+        return;
+    }
+    let (head, body) = data.split_at(12);
+    let provider = Provider::ALL[head[0] as usize % 3];
+    let entity = Entity::ALL[head[1] as usize % 4];
+    if head[11] & 0x80 != 0 {
+        // The text parsers on their own, with any bytes.
+        let text = String::from_utf8_lossy(body);
+        let _ = parse_time(&text);
+        let _ = parse_date(&text);
+        let _ = currency_code(Some(&text));
+        for scale in 0..4 {
+            if let Some(v) = parse_minor(&text, scale) {
+                // What parses is plain decimal text: the same digits with more decimals scale up.
+                assert!(text.trim().bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+'), "{text:?} -> {v}");
+            }
+        }
+        return;
+    }
+    let Some(v) = common::json_input(body) else { return };
+    let cursor = Cursor {
+        v: Cursor::VERSION,
+        provider,
+        entity,
+        modified_since: (head[10] & 1 == 1).then(|| DateTime::from_timestamp(i64::from(head[10]) << 24, 0)).flatten(),
+        pass_started_at: (head[10] & 2 == 2).then(|| DateTime::from_timestamp(i64::from(head[9]) << 28, 0)).flatten(),
+        position: u32::from_le_bytes([head[2], head[3], head[4], head[5]]),
+        page_size: u32::from_le_bytes([head[6], head[7], head[8], 0]),
+    };
+    if cursor.check(provider, entity).is_ok() {
+        let page = match provider {
+            Provider::QuickBooks => quickbooks::parse_page("934", &cursor, v.clone(), None, RateLimitInfo::default()),
+            Provider::Xero => xero::parse_page("t1", &cursor, v.clone(), None, RateLimitInfo::default()),
+            Provider::Zoho => zoho::parse_page("700000001", &cursor, v.clone(), None, RateLimitInfo::default()),
+        };
+        if let Ok(p) = page {
+            assert!(p.next_cursor.position >= 1);
+            if !p.has_more {
+                assert_eq!(p.next_cursor.position, 1);
+            }
+            p.records.iter().for_each(check_record);
+        }
+    }
+    let record = match provider {
+        Provider::QuickBooks => quickbooks::normalise(entity, "934", v),
+        Provider::Xero => xero::normalise(entity, "t1", v),
+        Provider::Zoho => zoho::normalise(entity, "700000001", v),
+    };
+    if let Ok(r) = record {
+        check_record(&r);
+    }
+});
