@@ -205,6 +205,7 @@ async fn the_breaker_opens_across_workers_lets_the_probes_through_and_closes() {
         half_open_probes: 2,
         close_after: 2,
         probe_lease: Duration::from_secs(30),
+        cache_for: Duration::from_secs(2),
     };
     let limits = Limits { org_breaker: settings.clone(), ..roomy() };
     let tenant = unique("t-cb");
@@ -298,10 +299,15 @@ async fn a_dead_workers_slot_frees_after_its_lease() {
     ));
     // A live worker's call waits for the dead leases to run out, reclaims one, and goes.
     let reached = AtomicU32::new(0);
-    let (r, _) = env.list(&env.guard(limits), &tenant, &reached).await;
+    let live = env.guard(limits);
+    let (r, _) = env.list(&live, &tenant, &reached).await;
     r.expect("the call goes once a dead slot is reclaimed");
+    // The live worker keeps its slot for its next call until it flushes (the end of its job).
     let holders = guard.slots().holders(&tenant, Provider::Xero, XERO_T1).await.unwrap();
-    assert_eq!(holders.len(), 1, "one dead lease reclaimed, ours given back, the other dead one left: {holders:?}");
+    assert_eq!(holders.len(), 2, "one dead lease reclaimed and ours taken in its place, the other dead one left: {holders:?}");
+    live.flush().await;
+    let holders = guard.slots().holders(&tenant, Provider::Xero, XERO_T1).await.unwrap();
+    assert_eq!(holders.len(), 1, "ours given back, the other dead one left: {holders:?}");
     assert_eq!(rate_limited_count(&env.counters().await), 0);
     env.sb.shutdown().await;
 }
@@ -321,6 +327,8 @@ async fn a_4xx_never_opens_the_breaker_and_a_429_feeds_the_limiter_not_the_break
         assert_eq!(r.unwrap_err().code(), ErrorCode::ProviderAuthFailed);
         assert!(t.is_empty());
     }
+    // Successes are held by the worker and written in batches; flushing writes them all.
+    guard.flush().await;
     let snap = guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
     assert_eq!((snap.state, snap.calls, snap.failures), (BreakerState::Closed, 5, 0));
 
@@ -335,6 +343,7 @@ async fn a_4xx_never_opens_the_breaker_and_a_429_feeds_the_limiter_not_the_break
     assert_eq!(e.code(), ErrorCode::RateLimited, "{e}");
     assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
     assert!(t.is_empty());
+    guard.flush().await;
     let snap = guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
     assert_eq!((snap.state, snap.calls, snap.failures), (BreakerState::Closed, 5, 0));
     // The next call does not reach the provider: it is told to wait out the penalty.

@@ -45,8 +45,22 @@
 //!
 //! # Keys
 //!
-//! Tenant-owned: `pk = TENANT#<tenant>`, `sk = RL#<provider>#<org>` (minute GCRA and day counter).
-//! App-wide (Xero's 10,000 per minute per app): `pk = APP#xero`, `sk = RL#app`.
+//! Tenant-owned: `pk = TENANT#<tenant>`, `sk = RL#<provider>#<org>` (minute GCRA and day counter;
+//! the org's slots and breaker share the item, see `lane`). Xero's app-wide limit is kept as shares
+//! in the app item (`lane`), not as a second GCRA key.
+//!
+//! # Batches
+//!
+//! A worker that calls an org back to back may reserve `k` places in one write (`tat += k·I`,
+//! `day_count += k`). That is exactly `k` reservations made at the same instant, one after another,
+//! so the bound above holds unchanged (see [`decide_batch`] and the proptest that interleaves
+//! batches with single calls and leaves places unused). A place is used only at its own time
+//! (within `s/2`); one the worker cannot keep is dropped, never used late. An unused place was
+//! spent budget as far as the minute goes (it can only make the spacing wider); its daily count
+//! is given back, and at the end of a job the unused tail is handed back by moving `tat` back on
+//! condition nobody reserved after it. `k` is small (at most 8) and adapts: one when the worker
+//! does not come back within half an interval, else no more than fits in the horizon behind the
+//! queue it found.
 
 use std::time::Duration;
 
@@ -145,6 +159,29 @@ pub fn decide(state: RateState, now_us: i64, p: &RateParams) -> Step {
     Step::Reserve { new: RateState { tat_us: new_tat, day_start_us: day_start, day_count, exists: true }, go_at_us: go }
 }
 
+/// `k` reservations made one after another at `now`: their places and the state after them, or
+/// the wait when not even the first fits. Fewer places than asked when the horizon or the day
+/// ends first.
+pub fn decide_batch(state: RateState, now_us: i64, p: &RateParams, k: u32) -> std::result::Result<(Vec<i64>, RateState), Step> {
+    let mut st = state;
+    let mut places = Vec::new();
+    for _ in 0..k.max(1) {
+        match decide(st, now_us, p) {
+            Step::Reserve { new, go_at_us } => {
+                places.push(go_at_us);
+                st = new;
+            }
+            w @ Step::Wait { .. } => {
+                if places.is_empty() {
+                    return Err(w);
+                }
+                break;
+            }
+        }
+    }
+    Ok((places, st))
+}
+
 /// The caller's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -173,9 +210,6 @@ pub fn org_key(tenant_id: &str, provider: Provider, org_id: &str, params: RatePa
     }
 }
 
-pub fn app_key(provider: Provider, params: RateParams) -> LimitKey {
-    LimitKey { pk: format!("APP#{}", provider.as_str()), sk: "RL#app".into(), params, scope: format!("{}:app", provider.as_str()) }
-}
 
 /// How a limiter call went, for the benchmark and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -200,7 +234,7 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-fn from_item(item: &Item) -> RateState {
+pub(crate) fn from_item(item: &Item) -> RateState {
     RateState {
         tat_us: get_n_opt(item, "tat").unwrap_or(0),
         day_start_us: get_n_opt(item, "day_start").unwrap_or(0),
@@ -282,17 +316,18 @@ impl Limiter {
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":ttl", n(super::item_expiry(now)))
             .return_values(ReturnValue::UpdatedOld);
         let (set, mut cond) = if idle {
             // tat ≤ now: the call goes now (tat - τ ≤ now) and tat' = max(tat, now) + I = now + I.
             upd = upd.expression_attribute_values(":new", n(now + p.interval_us));
             // A key without a daily count is created the same way.
-            ("SET tat = :new", if p.day.is_none() { "attribute_not_exists(tat) OR tat <= :now" } else { "tat <= :now" }.to_string())
+            ("SET tat = :new, expires_at = :ttl", if p.day.is_none() { "attribute_not_exists(tat) OR tat <= :now" } else { "tat <= :now" }.to_string())
         } else {
             upd = upd
                 .expression_attribute_values(":i", n(p.interval_us))
                 .expression_attribute_values(":max", n(now + p.horizon_us + p.tolerance_us));
-            ("SET tat = tat + :i", "tat BETWEEN :now AND :max".to_string())
+            ("SET tat = tat + :i, expires_at = :ttl", "tat BETWEEN :now AND :max".to_string())
         };
         if let Some((limit, window)) = p.day {
             upd = upd
@@ -325,7 +360,8 @@ impl Limiter {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression("SET tat = :tat, day_start = :ds, day_count = :dc")
+            .update_expression("SET tat = :tat, day_start = :ds, day_count = :dc, expires_at = :ttl")
+            .expression_attribute_values(":ttl", n(super::item_expiry(now_us())))
             .expression_attribute_values(":tat", n(new.tat_us))
             .expression_attribute_values(":ds", n(new.day_start_us))
             .expression_attribute_values(":dc", n(new.day_count));
@@ -347,7 +383,12 @@ impl Limiter {
     /// Gives back the daily count of a place reserved at `reserved_at_us` (wall clock) that was
     /// never used, if its window is still the current one. The minute place is not given back.
     pub async fn refund_day(&self, key: &LimitKey, reserved_at_us: i64) -> Result<()> {
-        if key.params.day.is_none() {
+        self.refund_days(key, reserved_at_us, 1).await
+    }
+
+    /// [`Limiter::refund_day`] for `count` places reserved together.
+    pub async fn refund_days(&self, key: &LimitKey, reserved_at_us: i64, count: u32) -> Result<()> {
+        if key.params.day.is_none() || count == 0 {
             return Ok(());
         }
         let r = self
@@ -356,10 +397,11 @@ impl Limiter {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression("ADD day_count :minus")
-            .condition_expression("day_count > :zero AND day_start <= :at")
-            .expression_attribute_values(":minus", n(-1))
-            .expression_attribute_values(":zero", n(0))
+            .update_expression("SET expires_at = :ttl ADD day_count :minus")
+            .expression_attribute_values(":ttl", n(super::item_expiry(now_us())))
+            .condition_expression("day_count >= :cnt AND day_start <= :at")
+            .expression_attribute_values(":minus", n(-(count as i64)))
+            .expression_attribute_values(":cnt", n(count))
             .expression_attribute_values(":at", n(reserved_at_us + key.params.horizon_us))
             .send()
             .await;
@@ -380,19 +422,20 @@ impl Limiter {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .expression_attribute_values(":until", n(until));
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":ttl", n(super::item_expiry(now_us())));
         if day {
             if let Some((limit, _)) = key.params.day {
                 // A spent day with no window yet starts one now.
                 req = req
-                    .update_expression("SET tat = :until, day_count = :dl, day_start = if_not_exists(day_start, :now)")
+                    .update_expression("SET tat = :until, day_count = :dl, day_start = if_not_exists(day_start, :now), expires_at = :ttl")
                     .expression_attribute_values(":dl", n(limit))
                     .expression_attribute_values(":now", n(now_us()));
             } else {
-                req = req.update_expression("SET tat = :until");
+                req = req.update_expression("SET tat = :until, expires_at = :ttl");
             }
         } else {
-            req = req.update_expression("SET tat = :until");
+            req = req.update_expression("SET tat = :until, expires_at = :ttl");
         }
         // Only ever moves tat forward; a later penalty already in place wins.
         match req.condition_expression("attribute_not_exists(tat) OR tat < :until").send().await {
