@@ -71,7 +71,9 @@ impl Default for BreakerSettings {
             half_open_probes: 3,
             close_after: 2,
             probe_lease: Duration::from_secs(60),
-            cache_for: Duration::from_secs(2),
+            // Long enough to cover a batch's places behind a horizon's queue (a refresh per
+            // batch would cost more than the batch saves), and capped at half the open time.
+            cache_for: Duration::from_secs(10),
         }
     }
 }

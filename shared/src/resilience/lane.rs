@@ -283,9 +283,9 @@ pub async fn share_write(
             names.insert("#v".into(), victim.clone());
             values.insert(":u".into(), n(until));
             values.insert(":vv".into(), n(*value));
-            values.insert(":max".into(), n(max));
             removes.push("shares.#v".into());
-            cond = "shares.#v = :vv AND (attribute_exists(shares.#o) OR size(shares) <= :max)".into();
+            // One out, one in: the map does not grow (a map left larger by a lowered limit only shrinks).
+            cond = "shares.#v = :vv".into();
         }
         SlotPlan::Renew | SlotPlan::None => {
             sets.push("shares.#o = :u".into());

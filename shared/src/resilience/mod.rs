@@ -116,9 +116,7 @@ impl Default for Limits {
             zoho_concurrency: 0,
             slot_lease: Duration::from_secs(30),
             org_breaker: BreakerSettings::default(),
-            // Read by every worker of every org: a longer cache (still under half the open time),
-            // since a failure is written and the state read back at once anyway.
-            provider_breaker: BreakerSettings { min_calls: 50, cache_for: Duration::from_secs(10), ..BreakerSettings::default() },
+            provider_breaker: BreakerSettings { min_calls: 50, ..BreakerSettings::default() },
             retry: RetryPolicy::default(),
             max_batch: 8,
         }
@@ -180,6 +178,12 @@ impl Limits {
         }
     }
 
+    /// How long an org's share of Xero's app-wide limit is held per renewal: a minute, or longer
+    /// when the horizon is long against a shrunk minute, so renewals stay rare.
+    pub fn share_lease(&self) -> Duration {
+        self.minute.max(self.horizon * 6)
+    }
+
     /// How many Xero orgs may hold a share of the app-wide limit at once.
     pub fn xero_app_shares(&self) -> u32 {
         (self.xero_app_per_minute / self.xero_per_minute.max(1)).max(1)
@@ -202,6 +206,8 @@ struct Stats {
     permitted: AtomicU64,
     provider_429: AtomicU64,
     missed: AtomicU64,
+    breaker_reads: AtomicU64,
+    share_writes: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -216,6 +222,10 @@ pub struct GuardStats {
     pub provider_429: u64,
     /// Reserved places given up because the call could not leave on time.
     pub missed: u64,
+    /// Of the DynamoDB calls, breaker reads outside a batch write (cache refreshes, failures).
+    pub breaker_reads: u64,
+    /// Of the DynamoDB calls, Xero app-share writes.
+    pub share_writes: u64,
 }
 
 /// The result of a guarded call with the breaker transitions this call performed.
@@ -339,6 +349,8 @@ impl ProviderGuard {
             permitted: self.stats.permitted.load(Ordering::Relaxed),
             provider_429: self.stats.provider_429.load(Ordering::Relaxed),
             missed: self.stats.missed.load(Ordering::Relaxed),
+            breaker_reads: self.stats.breaker_reads.load(Ordering::Relaxed),
+            share_writes: self.stats.share_writes.load(Ordering::Relaxed),
         }
     }
 
@@ -559,6 +571,7 @@ impl ProviderGuard {
                 });
             }
             let pending = std::mem::take(&mut a.pending);
+            self.stats.breaker_reads.fetch_add(1, Ordering::Relaxed);
             match self.breakers.flush(bk, st, &pending, cost).await {
                 Ok((snap, t)) => {
                     transitions.extend(t);
@@ -760,6 +773,7 @@ impl ProviderGuard {
                 None if !g.places.is_empty() => {
                     // Places in hand but a stale breaker: read it (adding our counts) first.
                     let pending = std::mem::take(&mut g.pending);
+                    self.stats.breaker_reads.fetch_add(1, Ordering::Relaxed);
                     match self.breakers.flush(org_bk, st, &pending, cost).await {
                         Ok((snap, t)) => {
                             transitions.extend(t);
@@ -806,8 +820,11 @@ impl ProviderGuard {
             let mut set_share = None;
             if provider == Provider::Xero {
                 let now = limiter::now_us();
-                let half = (l.minute / 2).as_micros() as i64;
-                if renew_share || g.share_until < now + half + p.horizon_us {
+                // Renewed a quarter lease before it could run short of a batch's places.
+                let ahead = (l.share_lease() / 4).as_micros() as i64 + p.horizon_us + l.max_batch as i64 * p.interval_us;
+                // A lane that has not seen the org item yet relies on the write's condition (most
+                // orgs' shares are held already): a refusal tells it to renew.
+                if renew_share || (g.share_until != 0 && g.share_until < now + ahead) {
                     let until = self.ensure_share(tenant_id, org_id, transitions, cost).await?;
                     g.share_until = until;
                     set_share = Some(until);
@@ -1039,9 +1056,10 @@ impl ProviderGuard {
         let mut plan = lane::SlotPlan::Renew;
         for _ in 0..4 {
             let now = limiter::now_us();
-            let until = now + l.minute.as_micros() as i64;
+            let until = now + l.share_lease().as_micros() as i64;
             let pending = std::mem::take(&mut a.pending);
             cost.dynamo_calls += 1;
+            self.stats.share_writes.fetch_add(1, Ordering::Relaxed);
             let r = lane::share_write(&self.db, &self.table, Provider::Xero, &share, until, max, &plan, &pending, st, now).await;
             match r {
                 Err(e) => {
