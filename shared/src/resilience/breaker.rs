@@ -535,7 +535,10 @@ impl Breakers {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression(format!("SET #st = :closed, gen = :ng, since_bucket = :sb, expires_at = :ttl REMOVE {}", window_attrs(now, st)))
+            .update_expression(format!(
+                "SET #st = :closed, gen = :ng, since_bucket = :sb, expires_at = :ttl REMOVE {}",
+                window_attrs(now, st)
+            ))
             .expression_attribute_values(":ttl", n(super::item_expiry(now)))
             .condition_expression("#st = :half AND gen = :g")
             .expression_attribute_names("#st", "state")
@@ -616,8 +619,13 @@ impl Breakers {
         }
         cost.dynamo_calls += 1;
         if self.open(key, st, snap.gen, now, "closed").await? {
-            let t =
-                Transition { key: key.clone(), from: BreakerState::Closed, to: BreakerState::Open, failures: snap.failures, calls: snap.calls };
+            let t = Transition {
+                key: key.clone(),
+                from: BreakerState::Closed,
+                to: BreakerState::Open,
+                failures: snap.failures,
+                calls: snap.calls,
+            };
             log_transition(&t);
             return Ok(Some(t));
         }

@@ -215,7 +215,6 @@ pub fn org_key(tenant_id: &str, provider: Provider, org_id: &str, params: RatePa
     }
 }
 
-
 /// How a limiter call went, for the benchmark and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cost {
@@ -327,7 +326,10 @@ impl Limiter {
             // tat ≤ now: the call goes now (tat - τ ≤ now) and tat' = max(tat, now) + I = now + I.
             upd = upd.expression_attribute_values(":new", n(now + p.interval_us));
             // A key without a daily count is created the same way.
-            ("SET tat = :new, expires_at = :ttl", if p.day.is_none() { "attribute_not_exists(tat) OR tat <= :now" } else { "tat <= :now" }.to_string())
+            (
+                "SET tat = :new, expires_at = :ttl",
+                if p.day.is_none() { "attribute_not_exists(tat) OR tat <= :now" } else { "tat <= :now" }.to_string(),
+            )
         } else {
             upd = upd
                 .expression_attribute_values(":i", n(p.interval_us))

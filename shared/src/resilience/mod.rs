@@ -587,7 +587,14 @@ impl ProviderGuard {
     }
 
     /// Counts a provider-breaker outcome: held for the next refresh, a failure written at once.
-    async fn provider_record(&self, bk: &BreakerKey, adm: &Admission, outcome: Outcome, transitions: &mut Vec<Transition>, cost: &mut Cost) {
+    async fn provider_record(
+        &self,
+        bk: &BreakerKey,
+        adm: &Admission,
+        outcome: Outcome,
+        transitions: &mut Vec<Transition>,
+        cost: &mut Cost,
+    ) {
         let st = &self.limits.provider_breaker;
         let app = self.app_lane(bk.provider);
         let r = match adm {
@@ -889,7 +896,9 @@ impl ProviderGuard {
                             let old = new.tat_us - k as i64 * p.interval_us;
                             (0..k as i64).map(|j| now.max(old + j * p.interval_us - p.tolerance_us)).collect()
                         }
-                        (lane::RatePlan::Idle { k }, _) => (0..k as i64).map(|j| now.max(now + j * p.interval_us - p.tolerance_us)).collect(),
+                        (lane::RatePlan::Idle { k }, _) => {
+                            (0..k as i64).map(|j| now.max(now + j * p.interval_us - p.tolerance_us)).collect()
+                        }
                         (lane::RatePlan::Exact { .. }, Some(pl)) => pl,
                         (lane::RatePlan::Exact { .. }, None) => vec![now],
                     };
@@ -1029,11 +1038,7 @@ impl ProviderGuard {
             }
         }
         match self.reserve(tenant_id, provider, org_id, op, keys, waited, cost).await {
-            Ok(lease) => Ok(Ticket {
-                go_at: tokio::time::Instant::now(),
-                org,
-                slot: lease.map(SlotHold::Lease).unwrap_or(SlotHold::None),
-            }),
+            Ok(lease) => Ok(Ticket { go_at: tokio::time::Instant::now(), org, slot: lease.map(SlotHold::Lease).unwrap_or(SlotHold::None) }),
             Err(e) => {
                 if let Some(bk) = probe_of {
                     self.breakers.release_probe(bk, &org).await.ok();

@@ -131,7 +131,8 @@ impl Slots {
                 }
             };
             // Only as many expired leases as it takes: the oldest one.
-            let expired: Vec<(&String, &i64)> = holders.iter().filter(|(_, exp)| **exp <= now).min_by_key(|(_, exp)| **exp).into_iter().collect();
+            let expired: Vec<(&String, &i64)> =
+                holders.iter().filter(|(_, exp)| **exp <= now).min_by_key(|(_, exp)| **exp).into_iter().collect();
             let live = holders.values().filter(|exp| **exp > now).count();
             if live as u32 >= max {
                 let next_free = holders.values().min().copied().unwrap_or(now);
