@@ -3,9 +3,10 @@
 //!
 //! For each run it prints the share of the provider's budget used (calls that left in the first
 //! `RUN` from the first call, against the sandbox's limit over that time), the 429s the sandbox
-//! answered, and DynamoDB calls per permitted call (the limiter's, and the whole guard's: breakers,
-//! slots and limiter). Targets: at least 95 % of the budget, zero 429s, at most one limiter call per
-//! limit key per permitted call.
+//! answered, and DynamoDB calls per permitted call: the org writes (a batch of places, the slot,
+//! the held breaker counts, the breaker read back, all in one), and the whole guard's (plus provider
+//! breaker reads and Xero app-share writes). Targets: at least 95 % of the budget, zero 429s, at
+//! most one DynamoDB call per permitted call for the whole guard.
 //!
 //! Windows are shrunk (60 calls per 10 s for Xero, 100 per 10 s for QuickBooks) so a run takes
 //! seconds; the maths does not depend on the window length. Run with the local stack's environment:
@@ -78,6 +79,8 @@ struct Figures {
     keys: usize,
     dynamo_per_permitted: f64,
     missed: u64,
+    breaker_reads: u64,
+    share_writes: u64,
 }
 
 async fn run(cfg: &Config, db: &aws_sdk_dynamodb::Client, sb: &str, http: &reqwest::Client, t: Arc<Target>, workers: usize) -> Figures {
@@ -146,6 +149,8 @@ async fn run(cfg: &Config, db: &aws_sdk_dynamodb::Client, sb: &str, http: &reqwe
         keys,
         dynamo_per_permitted: stats.iter().map(|s| s.dynamo_calls).sum::<u64>() as f64 / permitted as f64,
         missed: stats.iter().map(|s| s.missed).sum(),
+        breaker_reads: stats.iter().map(|s| s.breaker_reads).sum(),
+        share_writes: stats.iter().map(|s| s.share_writes).sum(),
     }
 }
 
@@ -169,15 +174,23 @@ async fn main() {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     println!("window {WINDOW:?}, run {RUN:?}, 20 ms per provider answer; budget = limit per window x run / window");
     println!(
-        "{:<11} {:>7} {:>14} {:>6} {:>22} {:>22} {:>7}",
-        "provider", "workers", "budget used", "429s", "limiter calls/permit", "DynamoDB calls/permit", "missed"
+        "{:<11} {:>7} {:>14} {:>6} {:>22} {:>22} {:>7} {:>14} {:>13}",
+        "provider",
+        "workers",
+        "budget used",
+        "429s",
+        "org writes/permit",
+        "DynamoDB calls/permit",
+        "missed",
+        "breaker reads",
+        "share writes"
     );
     for provider in [Provider::Xero, Provider::QuickBooks] {
         let t = Arc::new(connect(&http, &base, provider).await);
         for workers in [1, 5, 10, 20] {
             let f = run(&cfg, &clients.dynamodb, &sb, &http, t.clone(), workers).await;
             println!(
-                "{:<11} {:>7} {:>6.1}% {:>3}/{:<3} {:>6} {:>13.2} ({} keys) {:>22.2} {:>7}",
+                "{:<11} {:>7} {:>6.1}% {:>3}/{:<3} {:>6} {:>13.2} ({} keys) {:>22.2} {:>7} {:>14} {:>13}",
                 provider.as_str(),
                 workers,
                 f.used * 100.0,
@@ -187,7 +200,9 @@ async fn main() {
                 f.limiter_per_permitted,
                 f.keys,
                 f.dynamo_per_permitted,
-                f.missed
+                f.missed,
+                f.breaker_reads,
+                f.share_writes
             );
         }
     }

@@ -270,12 +270,11 @@ pub async fn share_write(
     let mut removes: Vec<String> = Vec::new();
     let mut names: HashMap<String, String> = HashMap::new();
     let mut values: HashMap<String, AttributeValue> = HashMap::from([(":ttl".into(), n(super::item_expiry(now)))]);
-    let cond;
-    match plan {
+    let cond: String = match plan {
         SlotPlan::Init => {
             sets.push("shares = :m".into());
             values.insert(":m".into(), AttributeValue::M(HashMap::from([(share.to_string(), n(until))])));
-            cond = "attribute_not_exists(shares)".to_string();
+            "attribute_not_exists(shares)".into()
         }
         SlotPlan::Reclaim { victim, value } => {
             sets.push("shares.#o = :u".into());
@@ -285,16 +284,16 @@ pub async fn share_write(
             values.insert(":vv".into(), n(*value));
             removes.push("shares.#v".into());
             // One out, one in: the map does not grow (a map left larger by a lowered limit only shrinks).
-            cond = "shares.#v = :vv".into();
+            "shares.#v = :vv".into()
         }
         SlotPlan::Renew | SlotPlan::None => {
             sets.push("shares.#o = :u".into());
             names.insert("#o".into(), share.to_string());
             values.insert(":u".into(), n(until));
             values.insert(":max".into(), n(max));
-            cond = "attribute_exists(shares.#o) OR (attribute_exists(shares) AND size(shares) < :max)".into();
+            "attribute_exists(shares.#o) OR (attribute_exists(shares) AND size(shares) < :max)".into()
         }
-    }
+    };
     let counts = pending.clause(now, breaker);
     values.extend(counts.values);
     removes.extend(counts.removes);
