@@ -755,7 +755,12 @@ impl ProviderGuard {
         for _ in 0..12 {
             let now_i = tokio::time::Instant::now();
             if let Some(until) = g.full_until {
-                if until > now_i {
+                // Within the budget the wait is slept here (a caller looping on the error would
+                // spin); beyond it, handed back.
+                if until > now_i && *waited + (until - now_i) <= budget {
+                    *waited += until - now_i;
+                    tokio::time::sleep_until(until).await;
+                } else if until > now_i {
                     return Err(Error::RateLimited {
                         scope: format!("{}:{}:concurrency", provider.as_str(), org_id),
                         retry_after: until - now_i,
