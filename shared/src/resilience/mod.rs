@@ -937,11 +937,13 @@ impl ProviderGuard {
                         g.breaker = Some((snap, std::time::Instant::now()));
                         continue;
                     }
-                    if provider == Provider::Xero
-                        && set_share.is_none()
-                        && item.as_ref().and_then(|i| crate::store::get_n_opt(i, "app_share_until")).unwrap_or(0) < last_place_bound
-                    {
-                        renew_share = true;
+                    if provider == Provider::Xero {
+                        let su = item.as_ref().and_then(|i| crate::store::get_n_opt(i, "app_share_until")).unwrap_or(0);
+                        // What the org item says is what every worker of the org relies on.
+                        g.share_until = g.share_until.max(su);
+                        if set_share.is_none() && su < last_place_bound {
+                            renew_share = true;
+                        }
                     }
                     if max > 0 {
                         match slots::holders_of(item.as_ref()) {
