@@ -831,12 +831,9 @@ impl ProviderGuard {
             // One write: a batch of places, the slot, our counts, the breaker read back.
             let mut set_share = None;
             if provider == Provider::Xero {
-                let now = limiter::now_us();
-                // Renewed a quarter lease before it could run short of a batch's places.
-                let ahead = (l.share_lease() / 4).as_micros() as i64 + p.horizon_us + l.max_batch as i64 * p.interval_us;
-                // A lane that has not seen the org item yet relies on the write's condition (most
-                // orgs' shares are held already): a refusal tells it to renew.
-                if renew_share || (g.share_until != 0 && g.share_until < now + ahead) {
+                // Renewed only when the org item's share end falls short of the write's need (its
+                // condition), so one worker of the org renews, not each that notices the end near.
+                if renew_share {
                     let until = self.ensure_share(tenant_id, org_id, transitions, cost).await?;
                     g.share_until = until;
                     set_share = Some(until);
@@ -846,7 +843,8 @@ impl ProviderGuard {
             let k = self.batch_size(&g).min(k_cap).max(1);
             let now = limiter::now_us();
             let now_i = tokio::time::Instant::now();
-            let busy = g.tail_end > now;
+            // A lane's first write guesses busy: under contention other workers keep the key busy.
+            let busy = g.tail_end > now || g.tail_end == 0;
             let (rate, exact_places) = match next {
                 Next::Exact(old) => match limiter::decide_batch(old, now, &p, k) {
                     Ok((places, new)) => (lane::RatePlan::Exact { old, new }, Some(places)),
@@ -876,7 +874,9 @@ impl ProviderGuard {
                 max_slots: max,
                 pending: &pending,
                 set_share_until: set_share,
-                need_share_until: (provider == Provider::Xero && set_share.is_none()).then_some(last_place_bound),
+                // A quarter lease to spare, so the share is renewed while it still holds.
+                need_share_until: (provider == Provider::Xero && set_share.is_none())
+                    .then_some(last_place_bound + (l.share_lease() / 4).as_micros() as i64),
                 now,
             };
             cost.dynamo_calls += 1;
@@ -939,9 +939,8 @@ impl ProviderGuard {
                     }
                     if provider == Provider::Xero {
                         let su = item.as_ref().and_then(|i| crate::store::get_n_opt(i, "app_share_until")).unwrap_or(0);
-                        // What the org item says is what every worker of the org relies on.
                         g.share_until = g.share_until.max(su);
-                        if set_share.is_none() && su < last_place_bound {
+                        if set_share.is_none() && su < last_place_bound + (l.share_lease() / 4).as_micros() as i64 {
                             renew_share = true;
                         }
                     }
