@@ -442,6 +442,8 @@ impl ProviderGuard {
         let mut waited = Duration::ZERO;
         let mut attempt = 0u32;
         loop {
+            // 0. An org this worker found with every slot held waits out the earliest lease first.
+            self.wait_if_full(tenant_id, provider, org_id, &mut waited).await?;
             // 1. The provider's breaker, from the cache. First, so a refused call costs no rate.
             let prov_adm = self.provider_admit(&prov_bk, transitions, cost).await?;
             if let Admission::Refused { retry_after } = prov_adm {
@@ -511,6 +513,41 @@ impl ProviderGuard {
                 }
                 _ => return Err(err),
             }
+        }
+    }
+
+    /// An org whose slots were all held by live workers: no slot can free (short of a holder's
+    /// flush) before the earliest lease ends, so nothing is asked before then. The wait is slept
+    /// within the budget (a caller looping on the error would spin), the rest handed back.
+    async fn wait_for_slots(
+        until: tokio::time::Instant,
+        provider: Provider,
+        org_id: &str,
+        budget: Duration,
+        waited: &mut Duration,
+    ) -> Result<()> {
+        let now = tokio::time::Instant::now();
+        if until <= now {
+            return Ok(());
+        }
+        let nap = (until - now).min(budget.saturating_sub(*waited));
+        *waited += nap;
+        tokio::time::sleep(nap).await;
+        let now = tokio::time::Instant::now();
+        if until > now {
+            return Err(Error::RateLimited { scope: format!("{}:{}:concurrency", provider.as_str(), org_id), retry_after: until - now });
+        }
+        Ok(())
+    }
+
+    /// [`ProviderGuard::wait_for_slots`] for an org this worker found full, before anything else is
+    /// asked (the provider breaker included).
+    async fn wait_if_full(&self, tenant_id: &str, provider: Provider, org_id: &str, waited: &mut Duration) -> Result<()> {
+        let lane = self.lane(tenant_id, provider, org_id);
+        let until = lane.lock().await.full_until;
+        match until {
+            Some(until) => Self::wait_for_slots(until, provider, org_id, self.limits.retry.budget, waited).await,
+            None => Ok(()),
         }
     }
 
@@ -753,19 +790,8 @@ impl ProviderGuard {
         let mut renew_share = false;
         let mut k_cap = u32::MAX;
         for _ in 0..12 {
-            let now_i = tokio::time::Instant::now();
             if let Some(until) = g.full_until {
-                // Within the budget the wait is slept here (a caller looping on the error would
-                // spin); beyond it, handed back.
-                if until > now_i && *waited + (until - now_i) <= budget {
-                    *waited += until - now_i;
-                    tokio::time::sleep_until(until).await;
-                } else if until > now_i {
-                    return Err(Error::RateLimited {
-                        scope: format!("{}:{}:concurrency", provider.as_str(), org_id),
-                        retry_after: until - now_i,
-                    });
-                }
+                Self::wait_for_slots(until, provider, org_id, budget, waited).await?;
                 g.full_until = None;
             }
             // The org breaker, as cached.
@@ -968,7 +994,6 @@ impl ProviderGuard {
                                     // Held by live workers beyond our budget: hand the wait back,
                                     // and do not ask again before it (a busy org's slots are
                                     // renewed by their holders, so asking sooner only costs).
-                                    let wait = wait.min(budget);
                                     g.full_until = Some(tokio::time::Instant::now() + wait);
                                     return Err(Error::RateLimited {
                                         scope: format!("{}:{}:concurrency", provider.as_str(), org_id),
