@@ -87,6 +87,28 @@ impl Env {
         self.http.get(format!("{}/_sandbox/counters", self.sb.base_url)).send().await.unwrap().json().await.unwrap()
     }
 
+    /// A fresh events queue for one test.
+    async fn events_queue(&self) -> String {
+        let sqs = aws().await.clients.sqs;
+        sqs.create_queue().queue_name(unique("events")).send().await.unwrap().queue_url.unwrap()
+    }
+
+    /// Every message on `queue` until it has been empty for a second, as JSON.
+    async fn drain(&self, queue: &str) -> Vec<Value> {
+        let sqs = aws().await.clients.sqs;
+        let mut out = Vec::new();
+        loop {
+            let got = sqs.receive_message().queue_url(queue).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+            let msgs = got.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(serde_json::from_str(m.body.as_deref().unwrap_or("")).expect("events are JSON"));
+            }
+        }
+    }
+
     async fn clear_faults(&self) {
         self.http.delete(format!("{}/_sandbox/faults", self.sb.base_url)).send().await.unwrap();
     }
@@ -115,7 +137,8 @@ fn roomy() -> Limits {
     Limits {
         xero_per_minute: 10_000,
         xero_per_day: 1_000_000,
-        xero_app_per_minute: 100_000,
+        // Every test's org takes a share of the app-wide limit in the one app item: room for all.
+        xero_app_per_minute: 1_000_000_000,
         retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
         provider_breaker: BreakerSettings { min_calls: 1_000_000, ..BreakerSettings::default() },
         ..Limits::default()
@@ -173,6 +196,8 @@ async fn ten_workers_share_a_per_window_budget_without_a_429() {
     let permitted: u64 = stats.iter().map(|s| s.permitted).sum();
     let missed: u64 = stats.iter().map(|s| s.missed).sum();
     let p429: u64 = stats.iter().map(|s| s.provider_429).sum();
+    let breaker_reads: u64 = stats.iter().map(|s| s.breaker_reads).sum();
+    let shares: u64 = stats.iter().map(|s| s.share_writes).sum();
     // The provider's windows start at its first call: the budget of `run_for` from there.
     let mut starts = env.starts.lock().unwrap().clone();
     starts.sort_unstable();
@@ -182,7 +207,7 @@ async fn ten_workers_share_a_per_window_budget_without_a_429() {
     let budget = 60.0 * run_for.as_secs_f64() / 10.0;
     let used = in_run as f64 / budget;
     println!(
-        "10 workers: {in_run} calls in the first {run_for:?} of a {budget} budget ({:.1}%); {dynamo} DynamoDB calls ({lim} by the limiter) for {permitted} permitted, {missed} places missed",
+        "10 workers: {in_run} calls in the first {run_for:?} of a {budget} budget ({:.1}%); {dynamo} DynamoDB calls ({lim} org writes, {breaker_reads} breaker reads, {shares} share writes) for {permitted} permitted, {missed} places missed",
         used * 100.0
     );
     assert_eq!(rate_limited_count(&counters), 0, "the sandbox refused calls: {counters}");
@@ -205,10 +230,14 @@ async fn the_breaker_opens_across_workers_lets_the_probes_through_and_closes() {
         half_open_probes: 2,
         close_after: 2,
         probe_lease: Duration::from_secs(30),
+        cache_for: Duration::from_secs(2),
     };
     let limits = Limits { org_breaker: settings.clone(), ..roomy() };
     let tenant = unique("t-cb");
-    let workers: Vec<ProviderGuard> = (0..3).map(|_| env.guard(limits.clone())).collect();
+    // The workers send connection health events to a queue of this test's own.
+    let queue = env.events_queue().await;
+    let publisher = shared::events::EventPublisher::new(aws().await.clients.sqs.clone(), queue.clone());
+    let workers: Vec<ProviderGuard> = (0..3).map(|_| env.guard(limits.clone()).with_events(publisher.clone())).collect();
     env.control("faults", json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Contacts", "kind": "500", "count": 100})).await;
     let reached = AtomicU32::new(0);
 
@@ -273,8 +302,22 @@ async fn the_breaker_opens_across_workers_lets_the_probes_through_and_closes() {
     let recovered = shared::resilience::transition_event(closed).unwrap();
     assert_eq!(recovered.event_type, shared::events::EventType::ConnectionRecovered);
     shared::events::check_against_schema(&schema, &serde_json::to_value(&recovered).unwrap()).unwrap();
-    shared::resilience::notify_transition(&env.events, closed).await.expect("event sent");
-    let _ = &env.config;
+    // On the events queue: exactly one degraded (the opening) and one recovered (the closing),
+    // although three workers saw the failures and six calls the half-open round.
+    for w in &workers {
+        w.flush().await;
+    }
+    let sent = env.drain(&queue).await;
+    let kinds: Vec<&str> = sent.iter().map(|e| e["type"].as_str().unwrap_or("")).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "connection.degraded").count(), 1, "{sent:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "connection.recovered").count(), 1, "{sent:?}");
+    assert_eq!(kinds.len(), 2, "nothing else: {sent:?}");
+    for e in &sent {
+        assert_eq!(e["tenant_id"], tenant.as_str());
+        assert_eq!(e["data"]["org_ids"][0], XERO_T1);
+        shared::events::check_against_schema(&schema, e).unwrap();
+    }
+    let _ = (&env.config, &env.events);
     env.sb.shutdown().await;
 }
 
@@ -298,10 +341,15 @@ async fn a_dead_workers_slot_frees_after_its_lease() {
     ));
     // A live worker's call waits for the dead leases to run out, reclaims one, and goes.
     let reached = AtomicU32::new(0);
-    let (r, _) = env.list(&env.guard(limits), &tenant, &reached).await;
+    let live = env.guard(limits);
+    let (r, _) = env.list(&live, &tenant, &reached).await;
     r.expect("the call goes once a dead slot is reclaimed");
+    // The live worker keeps its slot for its next call until it flushes (the end of its job).
     let holders = guard.slots().holders(&tenant, Provider::Xero, XERO_T1).await.unwrap();
-    assert_eq!(holders.len(), 1, "one dead lease reclaimed, ours given back, the other dead one left: {holders:?}");
+    assert_eq!(holders.len(), 2, "one dead lease reclaimed and ours taken in its place, the other dead one left: {holders:?}");
+    live.flush().await;
+    let holders = guard.slots().holders(&tenant, Provider::Xero, XERO_T1).await.unwrap();
+    assert_eq!(holders.len(), 1, "ours given back, the other dead one left: {holders:?}");
     assert_eq!(rate_limited_count(&env.counters().await), 0);
     env.sb.shutdown().await;
 }
@@ -321,6 +369,8 @@ async fn a_4xx_never_opens_the_breaker_and_a_429_feeds_the_limiter_not_the_break
         assert_eq!(r.unwrap_err().code(), ErrorCode::ProviderAuthFailed);
         assert!(t.is_empty());
     }
+    // Successes are held by the worker and written in batches; flushing writes them all.
+    guard.flush().await;
     let snap = guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
     assert_eq!((snap.state, snap.calls, snap.failures), (BreakerState::Closed, 5, 0));
 
@@ -335,6 +385,7 @@ async fn a_4xx_never_opens_the_breaker_and_a_429_feeds_the_limiter_not_the_break
     assert_eq!(e.code(), ErrorCode::RateLimited, "{e}");
     assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
     assert!(t.is_empty());
+    guard.flush().await;
     let snap = guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
     assert_eq!((snap.state, snap.calls, snap.failures), (BreakerState::Closed, 5, 0));
     // The next call does not reach the provider: it is told to wait out the penalty.
@@ -419,5 +470,74 @@ async fn a_probe_that_cannot_call_gives_its_place_back() {
     assert_eq!(t.iter().map(|t| t.to).collect::<Vec<_>>(), vec![BreakerState::HalfOpen]);
     let snap = guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
     assert_eq!((snap.state, snap.probes), (BreakerState::HalfOpen, 0), "the one probe is free again");
+    env.sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_counts_still_open_the_breaker_at_the_threshold_counted_across_workers() {
+    let env = Env::xero(json!({"rate_limit_per_minute": 10000, "rate_limit_per_day": 100000, "max_concurrent": 0})).await;
+    // Opens at 20 calls in the window with at least 40 % failed: with every worker's successes
+    // counted that is exactly the 8th failure after 12 successes (12 + 8 = 20, 8/20 = 40 %). Had
+    // the successes held in the workers been lost it would open at the 20th failure; had the
+    // failures been held it would open late or never.
+    let settings = BreakerSettings { min_calls: 20, failure_rate: 0.4, open_for: Duration::from_secs(30), ..BreakerSettings::default() };
+    let limits = Limits { org_breaker: settings, ..roomy() };
+    let tenant = unique("t-batch");
+    let workers: Vec<ProviderGuard> = (0..4).map(|_| env.guard(limits.clone())).collect();
+    let reached = AtomicU32::new(0);
+    // Three successes per worker, concurrently; each worker holds its last one unwritten.
+    for _ in 0..3 {
+        let results = futures::future::join_all(workers.iter().map(|w| env.list(w, &tenant, &reached))).await;
+        for (r, _) in results {
+            r.expect("a success");
+        }
+    }
+    let snap = workers[0].breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
+    assert!(snap.calls < 12, "some successes are still held by the workers: {snap:?}");
+    env.control("faults", json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Contacts", "kind": "500", "count": 100})).await;
+    // Failures one at a time, round the workers, until the breaker refuses.
+    let mut transitions = Vec::new();
+    let mut failed = 0;
+    for i in 0..40 {
+        let (r, t) = env.list(&workers[i % 4], &tenant, &reached).await;
+        transitions.extend(t);
+        match r {
+            Err(e) if e.code() == ErrorCode::ProviderTransient => failed += 1,
+            Err(e) if e.code() == ErrorCode::CircuitOpen => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let opened: Vec<_> = transitions.iter().filter(|t| t.to == BreakerState::Open).collect();
+    assert_eq!(opened.len(), 1, "{transitions:?}");
+    assert_eq!((opened[0].calls, opened[0].failures), (20, 8), "every worker's successes counted, every failure at once");
+    assert_eq!(failed, 8, "no call reaches the provider once it is open");
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn resilience_items_carry_a_ttl_and_a_busy_worker_costs_under_one_write_per_call() {
+    let env = Env::xero(json!({"rate_limit_per_minute": 10000, "rate_limit_per_day": 100000, "max_concurrent": 0})).await;
+    let tenant = unique("t-ttl");
+    let guard = env.guard(Limits { xero_per_minute: 600, ..roomy() });
+    let reached = AtomicU32::new(0);
+    // Warm up (the lane learns the worker comes straight back), then count.
+    for _ in 0..5 {
+        env.list(&guard, &tenant, &reached).await.0.unwrap();
+    }
+    let before = guard.stats();
+    for _ in 0..40 {
+        env.list(&guard, &tenant, &reached).await.0.unwrap();
+    }
+    let after = guard.stats();
+    let per_call = (after.dynamo_calls - before.dynamo_calls) as f64 / (after.permitted - before.permitted) as f64;
+    println!("one busy worker: {per_call:.2} DynamoDB calls per permitted call");
+    assert!(per_call < 0.5, "batches of places: {per_call:.2} DynamoDB calls per call");
+    guard.flush().await;
+    let now = chrono::Utc::now().timestamp();
+    for (pk, sk) in [(format!("TENANT#{tenant}"), format!("RL#xero#{XERO_T1}")), ("APP#xero".to_string(), "APP".to_string())] {
+        let item = shared::store::get_item(&env.db, &env.table, pk.clone(), sk.clone()).await.unwrap().expect("the item");
+        let exp = shared::store::get_n_opt(&item, "expires_at").unwrap_or_else(|| panic!("{pk}/{sk} has no expires_at"));
+        assert!(exp > now + 86_400 && exp <= now + 4 * 86_400, "{pk}/{sk}: expires_at {exp} (now {now})");
+    }
     env.sb.shutdown().await;
 }

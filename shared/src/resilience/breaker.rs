@@ -14,8 +14,20 @@
 //! Only 5xx and timeouts count as failures. 4xx answers are the provider working (successes for the
 //! breaker); a 429 is the rate limiter's business and is not counted at all.
 //!
-//! Keys: org breaker `pk = TENANT#<tenant>`, `sk = CB#<provider>#<org>`; provider breaker
-//! `pk = APP#<provider>`, `sk = CB`.
+//! Keys: the org breaker lives in the org's item (`pk = TENANT#<tenant>`, `sk = RL#<provider>#<org>`,
+//! beside the rate limit and the slots) so the guard's one batched write per org reserves places,
+//! renews its slot, adds its outcome counts and reads the breaker back. The provider breaker lives in
+//! the provider's app item (`pk = APP#<provider>`, `sk = APP`, beside Xero's app shares).
+//!
+//! # Batched counts and cached state
+//!
+//! The guard keeps each breaker's state in process for `cache_for` (at most half the open time, so
+//! a cached "closed" never outlives an opening into the half-open round: the probes stay exactly
+//! `half_open_probes` across workers) and adds its outcomes to the shared counters in batches: the
+//! successes ride on its next write to the item, a failure is written at once with every count
+//! still held, so the window the opening decision reads is short only of other workers' latest
+//! successes (at most one batch each). That errs towards opening early, never late. Open and
+//! half-open transitions and probes are conditional writes as before, never cached.
 
 use std::time::Duration;
 
@@ -44,6 +56,8 @@ pub struct BreakerSettings {
     pub close_after: u32,
     /// A probe not concluded within this is presumed dead and a new round starts.
     pub probe_lease: Duration,
+    /// How long a worker trusts the state it last read (capped at half of `open_for`).
+    pub cache_for: Duration,
 }
 
 impl Default for BreakerSettings {
@@ -57,7 +71,17 @@ impl Default for BreakerSettings {
             half_open_probes: 3,
             close_after: 2,
             probe_lease: Duration::from_secs(60),
+            // Long enough to cover a batch's places behind a horizon's queue (a refresh per
+            // batch would cost more than the batch saves), and capped at half the open time.
+            cache_for: Duration::from_secs(10),
         }
+    }
+}
+
+impl BreakerSettings {
+    /// How long a cached state may be used: `cache_for`, but never half the open time or more.
+    pub fn cache_ttl(&self) -> Duration {
+        self.cache_for.min(self.open_for / 2)
     }
 }
 
@@ -101,14 +125,14 @@ impl BreakerKey {
     pub fn org(tenant_id: &str, provider: Provider, org_id: &str) -> Self {
         BreakerKey {
             pk: tenant_pk(tenant_id),
-            sk: format!("CB#{}#{}", provider.as_str(), org_id),
+            sk: format!("RL#{}#{}", provider.as_str(), org_id),
             provider,
             org: Some((tenant_id.to_string(), org_id.to_string())),
         }
     }
 
     pub fn provider(provider: Provider) -> Self {
-        BreakerKey { pk: format!("APP#{}", provider.as_str()), sk: "CB".into(), provider, org: None }
+        BreakerKey { pk: format!("APP#{}", provider.as_str()), sk: "APP".into(), provider, org: None }
     }
 
     pub fn scope(&self) -> String {
@@ -177,18 +201,81 @@ impl Outcome {
     }
 }
 
+/// Outcomes a worker has seen but not yet added to the shared window: bucket → (calls, failures).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pending(std::collections::BTreeMap<i64, (u64, u64)>);
+
+/// The update-expression pieces that add [`Pending`] counts to an item.
+#[derive(Debug, Default)]
+pub(crate) struct CountClause {
+    pub adds: Vec<String>,
+    pub removes: Vec<String>,
+    pub values: Vec<(String, aws_sdk_dynamodb::types::AttributeValue)>,
+}
+
+impl Pending {
+    pub fn add(&mut self, now_us: i64, st: &BreakerSettings, outcome: Outcome) {
+        if outcome == Outcome::Ignored {
+            return;
+        }
+        let e = self.0.entry(bucket_of(now_us, st)).or_default();
+        e.0 += 1;
+        e.1 += (outcome == Outcome::Failure) as u64;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.0.values().map(|c| c.1).sum()
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.0.values().map(|c| c.0).sum()
+    }
+
+    /// Puts back counts whose write did not happen.
+    pub fn merge(&mut self, other: Pending) {
+        for (b, (c, f)) in other.0 {
+            let e = self.0.entry(b).or_default();
+            e.0 += c;
+            e.1 += f;
+        }
+    }
+
+    /// `ADD c_<b> :pc<i>, f_<b> :pf<i>` for the buckets still in the window, and `REMOVE` of the
+    /// buckets that slid out of it, so the item stays small. Older counts are dropped: they no
+    /// longer count for anything.
+    pub(crate) fn clause(&self, now_us: i64, st: &BreakerSettings) -> CountClause {
+        let b = bucket_of(now_us, st);
+        let first = b - st.buckets as i64 + 1;
+        let mut c = CountClause::default();
+        for (i, (bucket, (calls, fails))) in self.0.iter().filter(|(k, _)| **k >= first && **k <= b).enumerate() {
+            c.adds.push(format!("c_{bucket} :pc{i}"));
+            c.adds.push(format!("f_{bucket} :pf{i}"));
+            c.values.push((format!(":pc{i}"), n(*calls)));
+            c.values.push((format!(":pf{i}"), n(*fails)));
+        }
+        if !c.adds.is_empty() {
+            c.removes = (1..=st.buckets as i64).flat_map(|i| [format!("c_{}", first - i), format!("f_{}", first - i)]).collect();
+        }
+        c
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Breakers {
     db: aws_sdk_dynamodb::Client,
     table: String,
 }
 
-fn bucket_of(now_us: i64, st: &BreakerSettings) -> i64 {
+pub(crate) fn bucket_of(now_us: i64, st: &BreakerSettings) -> i64 {
     let len = (st.window.as_micros() as i64 / st.buckets.max(1) as i64).max(1);
     now_us.div_euclid(len)
 }
 
-fn snapshot(item: Option<&Item>, now_us: i64, st: &BreakerSettings) -> BreakerSnapshot {
+pub(crate) fn snapshot(item: Option<&Item>, now_us: i64, st: &BreakerSettings) -> BreakerSnapshot {
     let Some(item) = item else {
         return BreakerSnapshot {
             state: BreakerState::Closed,
@@ -280,7 +367,8 @@ impl Breakers {
                         .table_name(&self.table)
                         .key("pk", s(&key.pk))
                         .key("sk", s(&key.sk))
-                        .update_expression("ADD probes :one")
+                        .update_expression("SET expires_at = :ttl ADD probes :one")
+                        .expression_attribute_values(":ttl", n(super::item_expiry(now)))
                         .condition_expression("#st = :half AND gen = :g AND probes < :max")
                         .expression_attribute_names("#st", "state")
                         .expression_attribute_values(":one", n(1))
@@ -313,7 +401,8 @@ impl Breakers {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression("SET #st = :half, gen = :ng, probes = :one, probe_ok = :zero, probe_deadline = :pd")
+            .update_expression("SET #st = :half, gen = :ng, probes = :one, probe_ok = :zero, probe_deadline = :pd, expires_at = :ttl")
+            .expression_attribute_values(":ttl", n(super::item_expiry(now)))
             .condition_expression("gen = :g")
             .expression_attribute_names("#st", "state")
             .expression_attribute_values(":half", s("half_open"))
@@ -365,7 +454,8 @@ impl Breakers {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression(format!("ADD c_{b} :one, f_{b} :f REMOVE {}", stale.join(", ")))
+            .update_expression(format!("SET expires_at = :ttl ADD c_{b} :one, f_{b} :f REMOVE {}", stale.join(", ")))
+            .expression_attribute_values(":ttl", n(super::item_expiry(now)))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":f", n(failed as u8))
             .return_values(ReturnValue::AllNew)
@@ -420,7 +510,8 @@ impl Breakers {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression("ADD probe_ok :one")
+            .update_expression("SET expires_at = :ttl ADD probe_ok :one")
+            .expression_attribute_values(":ttl", n(super::item_expiry(now)))
             .condition_expression("#st = :half AND gen = :g")
             .expression_attribute_names("#st", "state")
             .expression_attribute_values(":one", n(1))
@@ -444,7 +535,11 @@ impl Breakers {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression(format!("SET #st = :closed, gen = :ng, since_bucket = :sb REMOVE {}", window_attrs(now, st)))
+            .update_expression(format!(
+                "SET #st = :closed, gen = :ng, since_bucket = :sb, expires_at = :ttl REMOVE {}",
+                window_attrs(now, st)
+            ))
+            .expression_attribute_values(":ttl", n(super::item_expiry(now)))
             .condition_expression("#st = :half AND gen = :g")
             .expression_attribute_names("#st", "state")
             .expression_attribute_values(":closed", s("closed"))
@@ -467,6 +562,76 @@ impl Breakers {
         }
     }
 
+    /// Adds a worker's held counts to the shared window in one UpdateItem and reads the breaker
+    /// back (the read a cached state is refreshed with). When the counts include failures and the
+    /// window has crossed the threshold, opens it (one worker does, on the generation).
+    pub async fn flush(
+        &self,
+        key: &BreakerKey,
+        st: &BreakerSettings,
+        pending: &Pending,
+        cost: &mut Cost,
+    ) -> Result<(BreakerSnapshot, Option<Transition>)> {
+        let now = now_us();
+        let mut upd = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            .expression_attribute_values(":ttl", n(super::item_expiry(now)));
+        let counts = pending.clause(now, st);
+        for (k, v) in &counts.values {
+            upd = upd.expression_attribute_values(k.clone(), v.clone());
+        }
+        let mut expr = "SET expires_at = :ttl".to_string();
+        if !counts.adds.is_empty() {
+            expr.push_str(&format!(" ADD {}", counts.adds.join(", ")));
+        }
+        if !counts.removes.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", counts.removes.join(", ")));
+        }
+        cost.dynamo_calls += 1;
+        let out = upd
+            .update_expression(expr)
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("UpdateItem(breaker counts)", e))?;
+        let snap = snapshot(out.attributes.as_ref(), now, st);
+        let t = if pending.failures() > 0 { self.trip(key, st, &snap, now, cost).await? } else { None };
+        Ok((snap, t))
+    }
+
+    /// Opens a closed breaker whose window (as just read back from a write that added failures)
+    /// has crossed the threshold. Exactly one of the workers that see it does.
+    pub(crate) async fn trip(
+        &self,
+        key: &BreakerKey,
+        st: &BreakerSettings,
+        snap: &BreakerSnapshot,
+        now: i64,
+        cost: &mut Cost,
+    ) -> Result<Option<Transition>> {
+        let tripped = snap.calls >= st.min_calls as u64 && (snap.failures as f64) >= st.failure_rate * snap.calls as f64;
+        if snap.state != BreakerState::Closed || !tripped || snap.failures == 0 {
+            return Ok(None);
+        }
+        cost.dynamo_calls += 1;
+        if self.open(key, st, snap.gen, now, "closed").await? {
+            let t = Transition {
+                key: key.clone(),
+                from: BreakerState::Closed,
+                to: BreakerState::Open,
+                failures: snap.failures,
+                calls: snap.calls,
+            };
+            log_transition(&t);
+            return Ok(Some(t));
+        }
+        Ok(None)
+    }
+
     async fn open(&self, key: &BreakerKey, st: &BreakerSettings, gen: i64, now: i64, from: &str) -> Result<bool> {
         let cond = if gen == 0 {
             "attribute_not_exists(gen) OR (gen = :g AND (attribute_not_exists(#st) OR #st = :from))"
@@ -479,7 +644,8 @@ impl Breakers {
             .table_name(&self.table)
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
-            .update_expression("SET #st = :open, gen = :ng, open_until = :until, probes = :zero, probe_ok = :zero")
+            .update_expression("SET #st = :open, gen = :ng, open_until = :until, probes = :zero, probe_ok = :zero, expires_at = :ttl")
+            .expression_attribute_values(":ttl", n(super::item_expiry(now)))
             .condition_expression(cond)
             .expression_attribute_names("#st", "state")
             .expression_attribute_values(":open", s("open"))
@@ -531,12 +697,13 @@ impl Breakers {
             .key("pk", s(&key.pk))
             .key("sk", s(&key.sk))
             .update_expression(format!(
-                "SET #st = :closed, since_bucket = :sb, probes = :zero, probe_ok = :zero REMOVE {} ADD gen :one",
+                "SET #st = :closed, since_bucket = :sb, probes = :zero, probe_ok = :zero, expires_at = :ttl REMOVE {} ADD gen :one",
                 window_attrs(now_us(), st)
             ))
             .expression_attribute_names("#st", "state")
             .expression_attribute_values(":closed", s("closed"))
             .expression_attribute_values(":sb", n(bucket_of(now_us(), st)))
+            .expression_attribute_values(":ttl", n(super::item_expiry(now_us())))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .send()

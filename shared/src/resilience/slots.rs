@@ -1,12 +1,18 @@
 //! Concurrency slots: at most N calls in flight per provider org (QuickBooks 10 per realm, Xero 5
 //! per tenant), shared by every worker.
 //!
-//! One item per org, `pk = TENANT#<tenant>`, `sk = SLOT#<provider>#<org>`, holding a map
+//! In the org's item (`pk = TENANT#<tenant>`, `sk = RL#<provider>#<org>`, beside its rate limit
+//! and breaker, so the guard takes or renews a slot in the same write that reserves its places), a map
 //! `holders: {<holder id>: <lease expiry, µs>}`. Taking a slot is a conditional write
 //! (`size(holders) < N`); giving it back removes the holder. A worker that dies mid-call never gives
 //! its slot back, so every holder has a lease: once it has expired, the next worker that finds the
 //! map full removes it in the same conditional write that adds itself (on condition the expired
 //! entries are still what it read), so a dead worker's slot is reclaimed exactly once.
+//!
+//! The guard keeps a slot across a worker's consecutive calls (renewed by each batched write,
+//! released lazily by `ProviderGuard::flush` or when its lease runs out); this module's
+//! `acquire` / `release` are the one-call-at-a-time path (probes, a second call in flight on the
+//! same worker and org).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -42,7 +48,7 @@ pub enum SlotDecision {
 }
 
 pub fn slot_key(tenant_id: &str, provider: Provider, org_id: &str) -> (String, String) {
-    (tenant_pk(tenant_id), format!("SLOT#{}#{}", provider.as_str(), org_id))
+    (tenant_pk(tenant_id), format!("RL#{}#{}", provider.as_str(), org_id))
 }
 
 /// Lets a busy org's slot holders finish before asking again.
@@ -78,8 +84,9 @@ impl Slots {
                 .table_name(&self.table)
                 .key("pk", s(&pk))
                 .key("sk", s(&sk))
-                .update_expression("SET holders.#h = :exp")
+                .update_expression("SET holders.#h = :exp, expires_at = :ttl")
                 .condition_expression("size(holders) < :max")
+                .expression_attribute_values(":ttl", n(super::item_expiry(now)))
                 .expression_attribute_names("#h", &holder)
                 .expression_attribute_values(":exp", n(expires_us))
                 .expression_attribute_values(":max", n(max))
@@ -110,8 +117,9 @@ impl Slots {
                         .table_name(&self.table)
                         .key("pk", s(&pk))
                         .key("sk", s(&sk))
-                        .update_expression("SET holders = :m")
+                        .update_expression("SET holders = :m, expires_at = :ttl")
                         .condition_expression("attribute_not_exists(holders)")
+                        .expression_attribute_values(":ttl", n(super::item_expiry(now)))
                         .expression_attribute_values(":m", AttributeValue::M(HashMap::from([(holder.clone(), n(expires_us))])))
                         .send()
                         .await;
@@ -122,8 +130,11 @@ impl Slots {
                     }
                 }
             };
-            let expired: Vec<(&String, &i64)> = holders.iter().filter(|(_, exp)| **exp <= now).collect();
-            if (holders.len() - expired.len()) as u32 >= max {
+            // Only as many expired leases as it takes: the oldest one.
+            let expired: Vec<(&String, &i64)> =
+                holders.iter().filter(|(_, exp)| **exp <= now).min_by_key(|(_, exp)| **exp).into_iter().collect();
+            let live = holders.values().filter(|exp| **exp > now).count();
+            if live as u32 >= max {
                 let next_free = holders.values().min().copied().unwrap_or(now);
                 let wait = Duration::from_micros((next_free - now).max(0) as u64);
                 return Ok(SlotDecision::Full { retry_after: wait.clamp(Duration::from_millis(1), FULL_PAUSE) });
@@ -144,6 +155,7 @@ impl Slots {
             }
             names.insert("#h".into(), holder.clone());
             values.insert(":exp".into(), n(expires_us));
+            values.insert(":ttl".into(), n(super::item_expiry(now)));
             values.insert(":cap".into(), n(max as usize + expired.len()));
             conds.push("size(holders) < :cap".into());
             tracing::info!(provider = %provider, org_id, reclaimed = expired.len(), "reclaiming expired concurrency slots");
@@ -154,7 +166,7 @@ impl Slots {
                 .table_name(&self.table)
                 .key("pk", s(&pk))
                 .key("sk", s(&sk))
-                .update_expression(format!("SET holders.#h = :exp REMOVE {}", removes.join(", ")))
+                .update_expression(format!("SET holders.#h = :exp, expires_at = :ttl REMOVE {}", removes.join(", ")))
                 .condition_expression(conds.join(" AND "))
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
@@ -190,11 +202,16 @@ impl Slots {
     pub async fn holders(&self, tenant_id: &str, provider: Provider, org_id: &str) -> Result<HashMap<String, i64>> {
         let (pk, sk) = slot_key(tenant_id, provider, org_id);
         let item = crate::store::get_item(&self.db, &self.table, pk, sk).await?;
-        Ok(match item.as_ref().and_then(|i| i.get("holders")) {
-            Some(AttributeValue::M(m)) => {
-                m.iter().map(|(k, v)| (k.clone(), v.as_n().ok().and_then(|x| x.parse().ok()).unwrap_or(0))).collect()
-            }
-            _ => HashMap::new(),
-        })
+        Ok(holders_of(item.as_ref()).unwrap_or_default())
+    }
+}
+
+/// The `holders` map of an item; `None` when the item has none yet.
+pub(crate) fn holders_of(item: Option<&crate::store::Item>) -> Option<HashMap<String, i64>> {
+    match item?.get("holders") {
+        Some(AttributeValue::M(m)) => {
+            Some(m.iter().map(|(k, v)| (k.clone(), v.as_n().ok().and_then(|x| x.parse().ok()).unwrap_or(0))).collect())
+        }
+        _ => None,
     }
 }

@@ -89,7 +89,11 @@ pub async fn handle_batch(deps: &SyncDeps, messages: &[InMessage], deadline: Dat
         };
         (m.message_id.clone(), d)
     });
-    futures::future::join_all(futs).await
+    let out = futures::future::join_all(futs).await;
+    // The guard keeps slots and reserved places between a worker's calls; a frozen Lambda would
+    // hold them until their leases end, so the batch gives them back (and writes its held counts).
+    deps.guard.flush().await;
+    out
 }
 
 async fn handle_message(deps: &SyncDeps, m: &InMessage, deadline: DateTime<Utc>) -> Disposition {
