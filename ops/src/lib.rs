@@ -166,6 +166,15 @@ pub enum ConnCmd {
     },
     /// Refreshes the grant's tokens now, under the grant's lease like the refresher.
     Refresh { tenant_id: String, provider: String, grant_id: String },
+    /// Puts active connections that are not on the sync schedule (stored before scheduled sync
+    /// existed) on it. Already scheduled ones are left alone, so it can be re-run.
+    EnrollSync {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Treat their books as already copied: no initial full sync, first pull at the next slot.
+        #[arg(long)]
+        initial_done: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -539,6 +548,36 @@ async fn connections(ops: &Ops, cmd: ConnCmd) -> Result<String> {
             } else {
                 format!("{grant_id} was already disconnected")
             })
+        }
+        ConnCmd::EnrollSync { tenant, initial_done } => {
+            let scheduler = shared::sync::schedule::SyncScheduler::new(&ops.config, &ops.clients);
+            let tenants = ops.tenants();
+            let (mut enrolled, mut scheduled, mut inactive) = (0, 0, 0);
+            let mut out = String::new();
+            for t in tenant_ids(ops, tenant).await? {
+                let connections = ops.grants().list_connections(&t).await?;
+                if connections.is_empty() {
+                    continue;
+                }
+                let tenant = tenants.get(&t).await?;
+                for c in connections {
+                    if c.status != GrantStatus::Active {
+                        inactive += 1;
+                        continue;
+                    }
+                    // A connection on the schedule reads back with its due time; one without fails
+                    // to (it has none) or is missing.
+                    if matches!(scheduler.connection_schedule(&t, c.provider, &c.org_id).await, Ok(Some(_))) {
+                        scheduled += 1;
+                        continue;
+                    }
+                    let next = scheduler.enroll(&tenant, c.provider, &c.org_id, initial_done, (ops.now)()).await?;
+                    enrolled += 1;
+                    out.push_str(&format!("  enrolled {} {} {}: first pull at {next} (epoch s)\n", t, c.provider.as_str(), c.org_id));
+                }
+            }
+            out.push_str(&format!("{enrolled} enrolled, {scheduled} already scheduled, {inactive} not active"));
+            Ok(out)
         }
         ConnCmd::Refresh { tenant_id, provider, grant_id } => {
             let provider: Provider = parse("provider", &provider)?;

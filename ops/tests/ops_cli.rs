@@ -1,6 +1,7 @@
 //! The ops CLI against the local stack (moto) and the provider sandbox, driven through its argument
 //! parser: `infra/local-aws.sh up && source .local/aws.env && cargo test -p ttya-ops --test ops_cli`.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Duration;
 use integration_tests::{aws, copy_grants_table, sandbox_grant, unique};
 use reqwest::Url;
@@ -358,4 +359,51 @@ async fn breakers_are_shown_and_closed_by_hand() {
     assert!(out.contains(": closed"), "{out}");
     // An org breaker needs both its tenant and its org.
     assert!(cli(&ops, &["breakers", "show", "quickbooks", "--tenant", &tenant]).await.is_err());
+}
+
+#[tokio::test]
+async fn connections_stored_before_scheduled_sync_are_enrolled_once() {
+    let mut ops = ops().await;
+    let sb = sandbox::spawn(sandbox::SandboxConfig::default()).await.expect("sandbox starts");
+    ops.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
+    let tenant = unique("ops-enroll");
+    cli(
+        &ops,
+        &["tenants", "create", &tenant, "--name", "Old Ltd", "--plan", "professional", "--return-url", "https://app.example.com/back"],
+    )
+    .await
+    .unwrap();
+    let svc = TokenService::new(&ops.config, &ops.clients, ops.http.clone());
+    let store = GrantStore::new(ops.clients.dynamodb.clone(), ops.config.tables.grants.clone());
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    sandbox_grant(&http, &svc, &store, &tenant, Provider::Xero, Duration::minutes(30)).await;
+    let conns = store.list_connections(&tenant).await.unwrap();
+    assert!(!conns.is_empty());
+    // As a connection stored before scheduled sync existed: no index keys.
+    for c in &conns {
+        ops.clients
+            .dynamodb
+            .update_item()
+            .table_name(&ops.config.tables.grants)
+            .key("pk", AttributeValue::S(format!("TENANT#{tenant}")))
+            .key("sk", AttributeValue::S(shared::store::grants::connection_sk(c.provider, &c.org_id)))
+            .update_expression("REMOVE sync_pk, next_sync_at")
+            .send()
+            .await
+            .unwrap();
+    }
+    let scheduler = shared::sync::schedule::SyncScheduler::new(&ops.config, &ops.clients);
+    let c = &conns[0];
+    assert!(!matches!(scheduler.connection_schedule(&tenant, c.provider, &c.org_id).await, Ok(Some(_))), "not on the schedule yet");
+
+    let out = cli(&ops, &["connections", "enroll-sync", "--tenant", &tenant, "--initial-done"]).await.unwrap();
+    assert!(out.ends_with(&format!("{} enrolled, 0 already scheduled, 0 not active", conns.len())), "{out}");
+    for c in &conns {
+        let due = scheduler.connection_schedule(&tenant, c.provider, &c.org_id).await.unwrap().expect("scheduled");
+        // --initial-done: the first pull waits for the connection's slot, within one interval.
+        let now = chrono::Utc::now().timestamp();
+        assert!(due.next_sync_at > now - 5 && due.next_sync_at <= now + 24 * 3600, "{}", due.next_sync_at);
+    }
+    let again = cli(&ops, &["connections", "enroll-sync", "--tenant", &tenant]).await.unwrap();
+    assert_eq!(again, format!("0 enrolled, {} already scheduled, 0 not active", conns.len()));
 }
