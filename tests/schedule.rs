@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{aws, copy_grants_table, unique, TestEnv};
+use integration_tests::{aws, connect_sandbox, copy_grants_table, unique, TestEnv};
 use reqwest::Url;
 use serde_json::{json, Value};
 use shared::connect::app_auth::SignedRequest;
@@ -18,7 +18,7 @@ use shared::connect::{CallbackOutcome, ConnectDeps};
 use shared::events::check_against_schema;
 use shared::jobs::{Source, SyncJob};
 use shared::providers::model::{Cursor, Entity as PEntity};
-use shared::providers::{new_pkce, AccountingProvider, AuthorizeRequest, CallbackParams};
+use shared::providers::AccountingProvider;
 use shared::refresh::TokenService;
 use shared::resilience::breaker::BreakerState;
 use shared::resilience::ProviderGuard;
@@ -28,7 +28,6 @@ use shared::sync::initial::Started;
 use shared::sync::schedule::{next_slot, RunLimits, RunReport, SyncScheduler};
 use shared::sync::{SyncDeps, SyncStore};
 use shared::tenancy::{Entity, Plan, Priority, Role, Tenant, TenantConfig, TenantStore};
-use shared::vault::SealContext;
 use shared::Provider;
 
 const RETURN_URL: &str = "https://app.example.com/settings/integrations";
@@ -149,50 +148,7 @@ impl H {
     /// A real grant for `org` (consent at the sandbox, code exchange, sealed) stored with its
     /// connection the way `put_grant` stores it: active, so due for sync at once.
     async fn stored_grant(&self, tenant: &str, provider: Provider, org: &str) -> Grant {
-        let svc = self.service();
-        let client = svc.provider_client(provider).await.unwrap();
-        let (challenge, verifier) = new_pkce();
-        let redirect = Url::parse("http://127.0.0.1:9/oauth/callback").unwrap();
-        let state = unique("st");
-        let mut extra = vec![("sandbox_user".to_string(), unique("user"))];
-        match provider {
-            Provider::QuickBooks => extra.push(("sandbox_realm".into(), org.to_string())),
-            Provider::Xero => extra.push(("sandbox_tenants".into(), org.to_string())),
-            Provider::Zoho => {}
-        }
-        let req = AuthorizeRequest { state: &state, redirect_uri: &redirect, scopes: &[], pkce_challenge: Some(&challenge), extra: &extra };
-        let resp = self.http.get(client.authorize_url(&req).unwrap()).send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), 302);
-        let location = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-        let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
-        let code = pairs.iter().find(|(k, _)| k == "code").unwrap().1.clone();
-        let callback = CallbackParams::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let v = client.supports_pkce().then(|| verifier.secret().to_string());
-        let tokens = client.exchange_code(&code, &redirect, v.as_deref(), &callback).await.expect("code exchange").tokens;
-        let now = Utc::now();
-        let grant_id = unique("g");
-        let sealed = svc.vault().seal_tokens(&SealContext::new(tenant, provider, &grant_id), &tokens).await.unwrap();
-        let g = Grant {
-            tenant_id: tenant.to_string(),
-            provider,
-            grant_id: grant_id.clone(),
-            org_ids: vec![org.to_string()],
-            status: GrantStatus::Active,
-            scopes: tokens.scopes.clone(),
-            sealed: Some(sealed),
-            access_expires_at: tokens.access_expires_at,
-            refresh_expires_at: tokens.refresh_expires_at,
-            version: 1,
-            lease_owner: None,
-            lease_expires_at: None,
-            seal_version: 0,
-            degraded_since: None,
-            last_failure_at: None,
-            created_at: now,
-            updated_at: now,
-        };
-        self.grants().put_grant(&g, &[connection(tenant, provider, org, &grant_id, now)]).await.unwrap();
-        g
+        connect_sandbox(&self.http, &self.service(), &self.grants(), tenant, provider, Some(org), &[], None).await.0
     }
 
     async fn depth(&self, url: &str) -> u64 {

@@ -11,23 +11,20 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
-use integration_tests::{aws, unique, TestEnv};
+use integration_tests::{aws, connect_sandbox, unique, TestEnv};
 use reqwest::Url;
 use serde_json::{json, Value};
 use shared::events::AppEvent;
 use shared::jobs::{Operation, Source, SyncJob, JOB_VERSION};
 use shared::providers::model::Entity as PEntity;
-use shared::providers::{new_pkce, AccountingProvider, AuthorizeRequest, CallbackParams};
+use shared::providers::AccountingProvider;
 use shared::refresh::TokenService;
-use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
+use shared::store::grants::{Grant, GrantStore};
 use shared::sync::batch::{handle_batch, Disposition, InMessage};
 use shared::sync::worker::{run_job, Outcome};
 use shared::sync::{SyncDeps, WorkerSettings};
 use shared::tenancy::{Entity, Plan, Priority, Tenant, TenantConfig, TenantStore};
-use shared::vault::SealContext;
 use shared::Provider;
-
-const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
 
 struct H {
     env: TestEnv,
@@ -163,64 +160,8 @@ impl H {
     /// connect flow does, with its connection.
     async fn connect(&self, provider: Provider, org: &str) -> Grant {
         let svc = self.service(StdDuration::from_secs(10));
-        let client = svc.provider_client(provider).await.unwrap();
-        let (challenge, verifier) = new_pkce();
-        let redirect = Url::parse(REDIRECT).unwrap();
-        let state = unique("st");
-        let mut extra = vec![("sandbox_user".to_string(), unique("user"))];
-        match provider {
-            Provider::QuickBooks => extra.push(("sandbox_realm".into(), org.to_string())),
-            Provider::Xero => extra.push(("sandbox_tenants".into(), org.to_string())),
-            Provider::Zoho => {}
-        }
-        let req = AuthorizeRequest { state: &state, redirect_uri: &redirect, scopes: &[], pkce_challenge: Some(&challenge), extra: &extra };
-        let url = client.authorize_url(&req).unwrap();
-        let resp = self.http.get(url).send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), 302);
-        let location = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-        let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
-        let code = pairs.iter().find(|(k, _)| k == "code").unwrap().1.clone();
-        let callback = CallbackParams::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let v = client.supports_pkce().then(|| verifier.secret().to_string());
-        let tokens = client.exchange_code(&code, &redirect, v.as_deref(), &callback).await.expect("code exchange").tokens;
-        let orgs = client.discover_orgs(&tokens, &callback).await.unwrap();
-        assert!(orgs.iter().any(|o| o.id == org), "{provider} grant does not reach {org}: {orgs:?}");
-        let now = Utc::now();
-        let grant_id = unique("g");
-        let sealed = svc.vault().seal_tokens(&SealContext::new(&self.tenant, provider, &grant_id), &tokens).await.unwrap();
-        let g = Grant {
-            tenant_id: self.tenant.clone(),
-            provider,
-            grant_id: grant_id.clone(),
-            org_ids: vec![org.to_string()],
-            status: GrantStatus::Active,
-            scopes: tokens.scopes.clone(),
-            sealed: Some(sealed),
-            access_expires_at: tokens.access_expires_at,
-            refresh_expires_at: tokens.refresh_expires_at,
-            version: 1,
-            lease_owner: None,
-            lease_expires_at: None,
-            seal_version: 0,
-            degraded_since: None,
-            last_failure_at: None,
-            created_at: now,
-            updated_at: now,
-        };
-        let conn = Connection {
-            tenant_id: self.tenant.clone(),
-            provider,
-            org_id: org.to_string(),
-            org_name: None,
-            grant_id,
-            status: GrantStatus::Active,
-            webhook_id: None,
-            webhook_secret: None,
-            created_at: now,
-            updated_at: now,
-        };
-        GrantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.grants.clone()).put_grant(&g, &[conn]).await.unwrap();
-        g
+        let store = GrantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.grants.clone());
+        connect_sandbox(&self.http, &svc, &store, &self.tenant, provider, Some(org), &[], None).await.0
     }
 
     fn job(&self, provider: Provider, org: &str, operation: Operation, entity: Entity) -> SyncJob {

@@ -33,9 +33,8 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// A real grant for `tenant`: consent at the provider sandbox (every grant its own sandbox user),
-/// code exchange, sealed and stored as the connect flow does, with the stored access expiry set to
-/// `access_in` from now (negative: already expired). One connection per grant, org `org-<grant>`.
+/// A grant at the sandbox for a made-up org, its access token expiring `access_in` from now (for
+/// tests of tokens only; [`connect_sandbox`] reaches a real sandbox org).
 pub async fn sandbox_grant(
     http: &reqwest::Client,
     svc: &TokenService,
@@ -44,27 +43,55 @@ pub async fn sandbox_grant(
     provider: Provider,
     access_in: Duration,
 ) -> Grant {
+    connect_sandbox(http, svc, store, tenant, provider, None, &[], Some(access_in)).await.0
+}
+
+/// A real grant at the sandbox: consent, code exchange (PKCE where the provider takes it), sealed
+/// and stored with its connection as the connect flow does. With `org`, the consent picks that
+/// sandbox org and the grant must reach it; without, the connection gets a made-up org id.
+/// `access_in` overrides the access token's expiry. Returns the grant and its access token.
+#[allow(clippy::too_many_arguments)]
+pub async fn connect_sandbox(
+    http: &reqwest::Client,
+    svc: &TokenService,
+    store: &GrantStore,
+    tenant: &str,
+    provider: Provider,
+    org: Option<&str>,
+    scopes: &[String],
+    access_in: Option<Duration>,
+) -> (Grant, String) {
     let client = svc.provider_client(provider).await.unwrap();
     let (challenge, verifier) = new_pkce();
     let redirect = Url::parse(REDIRECT).unwrap();
     let state = unique("st");
     // One sandbox user per grant: Zoho keeps at most 20 refresh tokens per user and client.
-    let extra = vec![("sandbox_user".to_string(), unique("user"))];
-    let req = AuthorizeRequest { state: &state, redirect_uri: &redirect, scopes: &[], pkce_challenge: Some(&challenge), extra: &extra };
+    let mut extra = vec![("sandbox_user".to_string(), unique("user"))];
+    match (provider, org) {
+        (Provider::QuickBooks, Some(o)) => extra.push(("sandbox_realm".into(), o.to_string())),
+        (Provider::Xero, Some(o)) => extra.push(("sandbox_tenants".into(), o.to_string())),
+        _ => {}
+    }
+    let req = AuthorizeRequest { state: &state, redirect_uri: &redirect, scopes, pkce_challenge: Some(&challenge), extra: &extra };
     let url = client.authorize_url(&req).unwrap();
     let resp = http.get(url).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 302);
     let location = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
     let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
-    let code = pairs.iter().find(|(k, _)| k == "code").unwrap().1.clone();
+    let code = pairs.iter().find(|(k, _)| k == "code").unwrap_or_else(|| panic!("no code: {location}")).1.clone();
     let callback = CallbackParams::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let v = client.supports_pkce().then(|| verifier.secret().to_string());
-    let got = client.exchange_code(&code, &redirect, v.as_deref(), &callback).await.expect("code exchange");
-    let mut tokens = got.tokens;
+    let mut tokens = client.exchange_code(&code, &redirect, v.as_deref(), &callback).await.expect("code exchange").tokens;
+    if let Some(o) = org {
+        let orgs = client.discover_orgs(&tokens, &callback).await.unwrap();
+        assert!(orgs.iter().any(|x| x.id == o), "{provider} grant does not reach {o}: {orgs:?}");
+    }
     let now = whole(Utc::now());
-    tokens.access_expires_at = now + access_in;
+    if let Some(d) = access_in {
+        tokens.access_expires_at = now + d;
+    }
     let grant_id = unique("g");
-    let org = format!("org-{grant_id}");
+    let org = org.map(str::to_string).unwrap_or_else(|| format!("org-{grant_id}"));
     let sealed = svc.vault().seal_tokens(&SealContext::new(tenant, provider, &grant_id), &tokens).await.unwrap();
     let g = Grant {
         tenant_id: tenant.to_string(),
@@ -98,7 +125,7 @@ pub async fn sandbox_grant(
         updated_at: now,
     };
     store.put_grant(&g, &[conn]).await.unwrap();
-    g
+    (g, tokens.access_token.expose().to_string())
 }
 
 /// A copy of the grants table (keys and indexes) under a fresh name.
