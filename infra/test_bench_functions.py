@@ -91,6 +91,20 @@ class RuntimeApiTest(unittest.TestCase):
             p.stop()
 
 
+class LambdaEnvironmentTest(unittest.TestCase):
+    def test_functions_get_their_own_variables_not_the_machines(self):
+        with tempfile.TemporaryDirectory() as d:
+            aws_env = os.path.join(d, "aws.env")
+            with open(aws_env, "w") as f:
+                f.write("# generated\nexport AWS_ENDPOINT_URL=http://127.0.0.1:1\nexport TENANTS_TABLE=t\n")
+            machine = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "TENANTS_TABLE": "t", "LOG_LEVEL": "debug",
+                       "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt", "AWS_CA_BUNDLE": "/x.pem",
+                       "NODE_EXTRA_CA_CERTS": "/x.pem", "HOME": "/root", "PATH": "/usr/bin"}
+            got = bf.lambda_environment(machine, aws_env)
+        self.assertEqual(got, {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "TENANTS_TABLE": "t", "LOG_LEVEL": "debug",
+                               "PATH": "/usr/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC"})
+
+
 class CountingProxyTest(unittest.TestCase):
     def setUp(self):
         class Upstream(http.server.BaseHTTPRequestHandler):

@@ -57,6 +57,9 @@ pub struct SecretsCache {
     client: aws_sdk_secretsmanager::Client,
     ttl: Duration,
     entries: Mutex<HashMap<String, Entry>>,
+    /// One fetch at a time: a read arriving while another fetch (the init prefetch) is in flight
+    /// waits for it and takes its value instead of reading Secrets Manager a second time.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for SecretsCache {
@@ -157,7 +160,7 @@ pub fn parse_app_signing(secret_id: &str, raw: &SecretString) -> Result<AppSigni
 
 impl SecretsCache {
     pub fn new(client: aws_sdk_secretsmanager::Client, ttl: Duration) -> Self {
-        SecretsCache { client, ttl, entries: Mutex::new(HashMap::new()) }
+        SecretsCache { client, ttl, entries: Mutex::new(HashMap::new()), fetching: tokio::sync::Mutex::new(()) }
     }
 
     fn cached(&self, secret_id: &str) -> Option<Arc<SecretString>> {
@@ -167,6 +170,10 @@ impl SecretsCache {
 
     /// The secret's string, from the cache while fresh.
     async fn raw(&self, var: &'static str, secret_id: &str) -> Result<Arc<SecretString>> {
+        if let Some(v) = self.cached(secret_id) {
+            return Ok(v);
+        }
+        let _one_fetch = self.fetching.lock().await;
         if let Some(v) = self.cached(secret_id) {
             return Ok(v);
         }

@@ -9,9 +9,10 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     shared::telemetry::init(&config.log_level);
     let clients = AwsClients::from_env_with(shared::aws::Timeouts::WEBHOOK_RECEIVER).await;
-    let deps = webhook_receiver::deps_from_config(&config, &clients);
-    // During init, not on the first delivery: Lambda's init phase runs at full CPU before the first
-    // event, and a cold delivery then starts with its signing keys in hand.
-    deps.warm().await;
-    run(service_fn(|req| webhook_receiver::handle(&deps, req))).await
+    let deps: &'static webhook_receiver::Deps = Box::leak(Box::new(webhook_receiver::deps_from_config(&config, &clients)));
+    // The signing keys are read during init, alongside the runtime's first poll rather than before
+    // it: a cold delivery that arrives while the read is in flight waits for that read (the secrets
+    // cache lets one fetch run at a time), so it never reads them twice or starts without them.
+    tokio::spawn(deps.warm());
+    run(service_fn(move |req| webhook_receiver::handle(deps, req))).await
 }

@@ -144,6 +144,30 @@ async fn a_cold_delivery_waits_for_three_round_trips_and_a_warm_one_for_two() {
     assert_eq!(f.drain_all().await.len(), 2);
 }
 
+/// main.rs starts the key read and then polls the runtime at once: a delivery that arrives while the
+/// read is in flight waits for it rather than reading the keys a second time.
+#[tokio::test]
+async fn a_delivery_during_the_init_key_read_waits_for_it_and_reads_nothing_twice() {
+    let f = fixture().await;
+    let realm = numeric_org();
+    f.connect(Provider::QuickBooks, &[&realm]).await;
+    let rec = Recorder::default();
+    let env = recorded_env(&f, &rec).await;
+    let deps = receiver(&env, f.queues.clone(), 262_144, Arc::new(AtomicI64::new(0)));
+
+    let prefetch = tokio::spawn({
+        let deps = deps.clone();
+        async move { deps.warm().await }
+    });
+    let body = qbo_legacy(&realm, &[("Invoice", "7", "Create", "2026-11-24T17:59:41.000Z")]);
+    let resp = webhook_receiver::handle(&deps, qbo_signed(&body)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    prefetch.await.unwrap();
+    let calls = rec.take();
+    assert_eq!(ops(&calls).iter().filter(|op| **op == "GetSecretValue").count(), 1, "{:?}", ops(&calls));
+    assert_eq!(f.drain_all().await.len(), 1);
+}
+
 #[test]
 fn overlapping_calls_count_once() {
     let t0 = Instant::now();
