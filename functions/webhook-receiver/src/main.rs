@@ -13,6 +13,8 @@ async fn main() -> Result<(), Error> {
     // The signing keys are read during init, alongside the runtime's first poll rather than before
     // it: a cold delivery that arrives while the read is in flight waits for that read (the secrets
     // cache lets one fetch run at a time), so it never reads them twice or starts without them.
+    // Where Lambda freezes the environment at that poll (provisioned concurrency), a read caught in
+    // flight is bounded by the client's 1.5 s operation timeout; the delivery then reads them itself.
     tokio::spawn(deps.warm());
     run(service_fn(move |req| webhook_receiver::handle(deps, req))).await
 }
