@@ -98,18 +98,24 @@ async fn recorded_env(f: &Fixture, rec: &Recorder) -> TestEnv {
     TestEnv { config: f.env.config.clone(), clients }
 }
 
-fn ops(calls: &[Call]) -> Vec<&str> {
-    calls.iter().map(|c| c.op.as_str()).collect()
-}
-
-#[tokio::test]
-async fn a_cold_delivery_waits_for_three_round_trips_and_a_warm_one_for_two() {
+/// A connected QuickBooks realm and a receiver whose every AWS call is recorded.
+async fn recorded_receiver() -> (Fixture, String, Recorder, shared::webhooks::Receiver) {
     let f = fixture().await;
     let realm = numeric_org();
     f.connect(Provider::QuickBooks, &[&realm]).await;
     let rec = Recorder::default();
     let env = recorded_env(&f, &rec).await;
     let deps = receiver(&env, f.queues.clone(), 262_144, Arc::new(AtomicI64::new(0)));
+    (f, realm, rec, deps)
+}
+
+fn ops(calls: &[Call]) -> Vec<&str> {
+    calls.iter().map(|c| c.op.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_cold_delivery_waits_for_three_round_trips_and_a_warm_one_for_two() {
+    let (f, realm, rec, deps) = recorded_receiver().await;
 
     // Container init: the signing keys are read here, not on the first delivery.
     deps.warm().await;
@@ -148,12 +154,7 @@ async fn a_cold_delivery_waits_for_three_round_trips_and_a_warm_one_for_two() {
 /// read is in flight waits for it rather than reading the keys a second time.
 #[tokio::test]
 async fn a_delivery_during_the_init_key_read_waits_for_it_and_reads_nothing_twice() {
-    let f = fixture().await;
-    let realm = numeric_org();
-    f.connect(Provider::QuickBooks, &[&realm]).await;
-    let rec = Recorder::default();
-    let env = recorded_env(&f, &rec).await;
-    let deps = receiver(&env, f.queues.clone(), 262_144, Arc::new(AtomicI64::new(0)));
+    let (f, realm, rec, deps) = recorded_receiver().await;
 
     let prefetch = tokio::spawn({
         let deps = deps.clone();
