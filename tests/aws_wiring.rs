@@ -146,3 +146,85 @@ async fn secrets_manager_holds_the_provisioned_secrets_as_json() {
         assert!(v.is_object(), "{id} is a JSON object");
     }
 }
+
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if s.downcast_ref::<integration_tests::aws_rules::Refused>().is_some() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// The harness refuses what AWS refuses even where moto would accept it, and lets through what AWS
+/// accepts: each limit is tried at its edge and one past it.
+#[tokio::test]
+async fn the_harness_refuses_what_aws_refuses_at_each_limit() {
+    use aws_sdk_dynamodb::types::{Put, PutRequest, TransactWriteItem, WriteRequest};
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+    let env = aws().await;
+    let db = &env.clients.dynamodb;
+    let table = &env.config.tables.ephemeral;
+    let tenant = unique("rules");
+    let item = |i: usize| {
+        HashMap::from([
+            ("pk".to_string(), AttributeValue::S(format!("TENANT#{tenant}"))),
+            ("sk".to_string(), AttributeValue::S(format!("ITEM#{i}"))),
+        ])
+    };
+    // TransactWriteItems: 100 actions pass, 101 are refused; two actions on one item are refused.
+    let puts = |n: usize| -> Vec<TransactWriteItem> {
+        (0..n)
+            .map(|i| TransactWriteItem::builder().put(Put::builder().table_name(table).set_item(Some(item(i))).build().unwrap()).build())
+            .collect()
+    };
+    db.transact_write_items().set_transact_items(Some(puts(100))).send().await.expect("100 actions are allowed");
+    let e = db.transact_write_items().set_transact_items(Some(puts(101))).send().await.unwrap_err();
+    assert!(refused(&e), "{e:?}");
+    let mut twice = puts(1);
+    twice.extend(puts(1));
+    let e = db.transact_write_items().set_transact_items(Some(twice)).send().await.unwrap_err();
+    assert!(refused(&e), "{e:?}");
+
+    // BatchWriteItem: 25 requests pass, 26 are refused.
+    let writes = |n: usize| -> Vec<WriteRequest> {
+        (0..n)
+            .map(|i| WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item(1000 + i))).build().unwrap()).build())
+            .collect()
+    };
+    db.batch_write_item().request_items(table, writes(25)).send().await.expect("25 requests are allowed");
+    let e = db.batch_write_item().request_items(table, writes(26)).send().await.unwrap_err();
+    assert!(refused(&e), "{e:?}");
+
+    // An item over 400 KB.
+    let mut big = item(5000);
+    big.insert("blob".into(), AttributeValue::S("x".repeat(400 * 1024)));
+    let e = db.put_item().table_name(table).set_item(Some(big)).send().await.unwrap_err();
+    assert!(refused(&e), "{e:?}");
+
+    // SQS: 10 entries pass, 11 are refused; a body of 256 KiB + 1 byte, a NUL character, a delay of
+    // 901 s and a visibility of 43,201 s are refused.
+    let sqs = &env.clients.sqs;
+    let url = env.config.queues.sync_low.clone();
+    let entries = |n: usize| -> Vec<SendMessageBatchRequestEntry> {
+        (0..n).map(|i| SendMessageBatchRequestEntry::builder().id(format!("e{i}")).message_body("{}").build().unwrap()).collect()
+    };
+    let q = unique("rules-q");
+    let own = sqs.create_queue().queue_name(&q).send().await.unwrap().queue_url.unwrap();
+    sqs.send_message_batch().queue_url(&own).set_entries(Some(entries(10))).send().await.expect("10 entries are allowed");
+    let e = sqs.send_message_batch().queue_url(&own).set_entries(Some(entries(11))).send().await.unwrap_err();
+    assert!(refused(&e), "{e:?}");
+    sqs.send_message().queue_url(&own).message_body("x".repeat(256 * 1024)).send().await.expect("256 KiB is allowed");
+    let e = sqs.send_message().queue_url(&own).message_body("x".repeat(256 * 1024 + 1)).send().await.unwrap_err();
+    assert!(refused(&e), "{e:?}");
+    let e = sqs.send_message().queue_url(&own).message_body("a\u{0}b").send().await.unwrap_err();
+    assert!(refused(&e), "{e:?}");
+    let e = sqs.send_message().queue_url(&own).message_body("{}").delay_seconds(901).send().await.unwrap_err();
+    assert!(refused(&e), "{e:?}");
+    let e = sqs.change_message_visibility().queue_url(&url).receipt_handle("r").visibility_timeout(43_201).send().await.unwrap_err();
+    assert!(refused(&e), "{e:?}");
+    sqs.delete_queue().queue_url(&own).send().await.unwrap();
+}

@@ -1,6 +1,8 @@
 //! Shared set-up for the integration tests: the local AWS (moto) that `scripts/test-all` starts, and
 //! fresh names so tests run in parallel without seeing each other's data.
 
+pub mod aws_rules;
+
 use chrono::{DateTime, Duration, Utc};
 use reqwest::Url;
 use shared::aws::AwsClients;
@@ -24,8 +26,21 @@ pub async fn aws() -> TestEnv {
         panic!("AWS_ENDPOINT_URL is not set: run the tests through scripts/test-all, or `infra/local-aws.sh up && source .local/aws.env`");
     }
     let config = Config::from_env().expect("the local stack's environment (.local/aws.env) is complete");
-    let clients = AwsClients::from_env_with(shared::aws::Timeouts::LOCAL_EMULATOR).await;
-    TestEnv { config, clients }
+    TestEnv { config, clients: clients().await }
+}
+
+/// The AWS clients the code under test gets: the local emulator's, with DynamoDB and SQS refusing
+/// what AWS refuses (`aws_rules`), whatever the emulator lets through.
+pub async fn clients() -> AwsClients {
+    let conf = aws_config::from_env()
+        .timeout_config(shared::aws::Timeouts::LOCAL_EMULATOR.config())
+        .http_client(shared::aws::https_client())
+        .load()
+        .await;
+    let mut clients = AwsClients::from_conf(&conf);
+    clients.dynamodb = aws_rules::dynamodb(&conf);
+    clients.sqs = aws_rules::sqs(&conf);
+    clients
 }
 
 /// A fresh id for a test's tenants, grants and resource names.

@@ -1,0 +1,300 @@
+//! AWS's request limits, enforced in the test harness where the local emulator is kinder than AWS.
+//!
+//! Every DynamoDB and SQS client the integration tests hand to the code under test carries
+//! [`AwsRules`], an SDK interceptor that refuses, before anything is sent, a request AWS would refuse
+//! for its size or shape. The code then sees an error as it would on AWS, so a test that passes here
+//! cannot pass only because moto let an oversized batch or message through. moto already enforces
+//! some of these (item size, batch of 11, visibility over 12 h); they are checked here too so the
+//! rule holds whichever emulator runs. The list is in the README ("AWS rules: who enforces what").
+//!
+//! Limits (AWS documentation, service quotas that cannot be raised):
+//! - DynamoDB: item 400 KB (names + values), BatchWriteItem 25 requests, BatchGetItem 100 keys,
+//!   TransactWriteItems / TransactGetItems 100 actions, 4 MB per transaction, one action per item.
+//! - SQS: message 256 KiB (body + attributes; the queues keep the default MaximumMessageSize),
+//!   batch 10 entries and 256 KiB in all, unique batch ids, 10 message attributes, DelaySeconds
+//!   0-900, visibility 0-43,200 s, ReceiveMessage 1-10 messages and a wait of at most 20 s, and the
+//!   body's characters (#x9, #xA, #xD, #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF).
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_types::config_bag::ConfigBag;
+
+pub const DYNAMO_ITEM_MAX: usize = 400 * 1024;
+pub const DYNAMO_BATCH_WRITE_MAX: usize = 25;
+pub const DYNAMO_BATCH_GET_MAX: usize = 100;
+pub const DYNAMO_TRANSACT_MAX: usize = 100;
+pub const DYNAMO_TRANSACT_BYTES_MAX: usize = 4 * 1024 * 1024;
+pub const SQS_MESSAGE_MAX: usize = 256 * 1024;
+pub const SQS_BATCH_MAX: usize = 10;
+pub const SQS_ATTRIBUTES_MAX: usize = 10;
+pub const SQS_DELAY_MAX: i32 = 900;
+pub const SQS_VISIBILITY_MAX: i32 = 43_200;
+
+/// The interceptor; stateless, one per client.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AwsRules;
+
+/// A request AWS refuses: the error the code under test sees (as a dispatch failure).
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused as AWS would (test harness): {}", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refuse(msg: String) -> Result<(), BoxError> {
+    Err(Box::new(Refused(msg)))
+}
+
+impl Intercept for AwsRules {
+    fn name(&self) -> &'static str {
+        "AwsRules"
+    }
+
+    fn read_before_execution(&self, context: &BeforeSerializationInterceptorContextRef<'_>, _cfg: &mut ConfigBag) -> Result<(), BoxError> {
+        let input = context.input();
+        if let Some(i) = input.downcast_ref::<aws_sdk_dynamodb::operation::put_item::PutItemInput>() {
+            return check_item("PutItem", i.item.as_ref());
+        }
+        if let Some(i) = input.downcast_ref::<aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput>() {
+            return check_batch_write(i);
+        }
+        if let Some(i) = input.downcast_ref::<aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemInput>() {
+            let keys: usize = i.request_items.as_ref().map(|m| m.values().map(|k| k.keys.len()).sum()).unwrap_or(0);
+            if keys > DYNAMO_BATCH_GET_MAX {
+                return refuse(format!("BatchGetItem of {keys} keys (AWS: at most {DYNAMO_BATCH_GET_MAX})"));
+            }
+            return Ok(());
+        }
+        if let Some(i) = input.downcast_ref::<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput>() {
+            return check_transact_write(i);
+        }
+        if let Some(i) = input.downcast_ref::<aws_sdk_dynamodb::operation::transact_get_items::TransactGetItemsInput>() {
+            let n = i.transact_items.as_ref().map(Vec::len).unwrap_or(0);
+            if n > DYNAMO_TRANSACT_MAX {
+                return refuse(format!("TransactGetItems of {n} items (AWS: at most {DYNAMO_TRANSACT_MAX})"));
+            }
+            return Ok(());
+        }
+        check_sqs(input)
+    }
+}
+
+/// DynamoDB's item size: each attribute's name plus its value (strings and binaries by length,
+/// numbers at most 21 bytes, 1 byte for booleans and nulls, 3 bytes of overhead per list or map
+/// plus 1 per element).
+pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => n.len().min(21),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+        AttributeValue::Ns(v) => v.iter().map(|n| n.len().min(21)).sum(),
+        AttributeValue::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(l) => 3 + l.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
+        AttributeValue::M(m) => 3 + m.iter().map(|(k, e)| 1 + k.len() + value_size(e)).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+fn check_item(op: &str, item: Option<&HashMap<String, AttributeValue>>) -> Result<(), BoxError> {
+    let size = item.map(item_size).unwrap_or(0);
+    if size > DYNAMO_ITEM_MAX {
+        return refuse(format!("{op} of a {size}-byte item (AWS: at most {DYNAMO_ITEM_MAX})"));
+    }
+    Ok(())
+}
+
+fn check_batch_write(i: &aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput) -> Result<(), BoxError> {
+    let Some(tables) = i.request_items.as_ref() else { return Ok(()) };
+    let n: usize = tables.values().map(Vec::len).sum();
+    if n > DYNAMO_BATCH_WRITE_MAX {
+        return refuse(format!("BatchWriteItem of {n} requests (AWS: at most {DYNAMO_BATCH_WRITE_MAX})"));
+    }
+    for w in tables.values().flatten() {
+        if let Some(p) = &w.put_request {
+            check_item("BatchWriteItem", Some(&p.item))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_transact_write(i: &aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput) -> Result<(), BoxError> {
+    let items = i.transact_items.as_deref().unwrap_or(&[]);
+    if items.len() > DYNAMO_TRANSACT_MAX {
+        return refuse(format!("TransactWriteItems of {} items (AWS: at most {DYNAMO_TRANSACT_MAX})", items.len()));
+    }
+    let mut total = 0usize;
+    let mut seen = HashSet::new();
+    for t in items {
+        let (table, key, size) = if let Some(p) = &t.put {
+            check_item("TransactWriteItems(Put)", Some(&p.item))?;
+            let key: Vec<(String, String)> =
+                ["pk", "sk"].iter().filter_map(|k| p.item.get(*k).map(|v| (k.to_string(), format!("{v:?}")))).collect();
+            (p.table_name.clone(), key, item_size(&p.item))
+        } else if let Some(u) = &t.update {
+            (u.table_name.clone(), key_of(&u.key), item_size(&u.key))
+        } else if let Some(d) = &t.delete {
+            (d.table_name.clone(), key_of(&d.key), item_size(&d.key))
+        } else if let Some(c) = &t.condition_check {
+            (c.table_name.clone(), key_of(&c.key), item_size(&c.key))
+        } else {
+            continue;
+        };
+        total += size;
+        if !seen.insert((table.clone(), key.clone())) {
+            return refuse(format!("TransactWriteItems with two actions on one item of {table} (AWS: ValidationException)"));
+        }
+    }
+    if total > DYNAMO_TRANSACT_BYTES_MAX {
+        return refuse(format!("TransactWriteItems of {total} bytes (AWS: at most {DYNAMO_TRANSACT_BYTES_MAX})"));
+    }
+    Ok(())
+}
+
+fn key_of(key: &HashMap<String, AttributeValue>) -> Vec<(String, String)> {
+    let mut k: Vec<(String, String)> = key.iter().map(|(n, v)| (n.clone(), format!("{v:?}"))).collect();
+    k.sort();
+    k
+}
+
+/// SQS's message size: the body plus each attribute's name, type and value.
+fn sqs_size(body: Option<&str>, attrs: Option<&HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>>) -> usize {
+    let attrs: usize = attrs
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| {
+                    k.len()
+                        + v.data_type.len()
+                        + v.string_value.as_deref().map(str::len).unwrap_or(0)
+                        + v.binary_value.as_ref().map(|b| b.as_ref().len()).unwrap_or(0)
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    body.map(str::len).unwrap_or(0) + attrs
+}
+
+fn valid_sqs_chars(body: &str) -> bool {
+    body.chars()
+        .all(|c| matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}'))
+}
+
+fn check_message(
+    op: &str,
+    body: Option<&str>,
+    attrs: Option<&HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>>,
+    delay: Option<i32>,
+) -> Result<usize, BoxError> {
+    let body_str = body.unwrap_or_default();
+    if body_str.is_empty() {
+        refuse(format!("{op} with an empty body (AWS: MissingParameter)"))?;
+    }
+    if !valid_sqs_chars(body_str) {
+        refuse(format!("{op} with a character SQS does not allow in a body (AWS: InvalidMessageContents)"))?;
+    }
+    let n_attrs = attrs.map(HashMap::len).unwrap_or(0);
+    if n_attrs > SQS_ATTRIBUTES_MAX {
+        refuse(format!("{op} with {n_attrs} message attributes (AWS: at most {SQS_ATTRIBUTES_MAX})"))?;
+    }
+    if let Some(d) = delay {
+        if !(0..=SQS_DELAY_MAX).contains(&d) {
+            refuse(format!("{op} with DelaySeconds {d} (AWS: 0 to {SQS_DELAY_MAX})"))?;
+        }
+    }
+    let size = sqs_size(body, attrs);
+    if size > SQS_MESSAGE_MAX {
+        refuse(format!("{op} of a {size}-byte message (AWS: at most {SQS_MESSAGE_MAX})"))?;
+    }
+    Ok(size)
+}
+
+fn check_batch_ids<'a>(op: &str, ids: impl Iterator<Item = &'a str>, n: usize) -> Result<(), BoxError> {
+    if n == 0 {
+        return refuse(format!("{op} with no entries (AWS: EmptyBatchRequest)"));
+    }
+    if n > SQS_BATCH_MAX {
+        return refuse(format!("{op} of {n} entries (AWS: at most {SQS_BATCH_MAX})"));
+    }
+    let mut seen = HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return refuse(format!("{op} with the id '{id}' twice (AWS: BatchEntryIdsNotDistinct)"));
+        }
+    }
+    Ok(())
+}
+
+fn check_visibility(op: &str, v: Option<i32>) -> Result<(), BoxError> {
+    match v {
+        Some(v) if !(0..=SQS_VISIBILITY_MAX).contains(&v) => refuse(format!("{op} to {v} s (AWS: 0 to {SQS_VISIBILITY_MAX})")),
+        _ => Ok(()),
+    }
+}
+
+fn check_sqs(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -> Result<(), BoxError> {
+    use aws_sdk_sqs::operation as op;
+    if let Some(i) = input.downcast_ref::<op::send_message::SendMessageInput>() {
+        return check_message("SendMessage", i.message_body.as_deref(), i.message_attributes.as_ref(), i.delay_seconds).map(|_| ());
+    }
+    if let Some(i) = input.downcast_ref::<op::send_message_batch::SendMessageBatchInput>() {
+        let entries = i.entries.as_deref().unwrap_or(&[]);
+        check_batch_ids("SendMessageBatch", entries.iter().map(|e| e.id.as_str()), entries.len())?;
+        let mut total = 0;
+        for e in entries {
+            total += check_message("SendMessageBatch", Some(e.message_body.as_str()), e.message_attributes.as_ref(), e.delay_seconds)?;
+        }
+        if total > SQS_MESSAGE_MAX {
+            return refuse(format!("SendMessageBatch of {total} bytes in all (AWS: at most {SQS_MESSAGE_MAX})"));
+        }
+        return Ok(());
+    }
+    if let Some(i) = input.downcast_ref::<op::change_message_visibility::ChangeMessageVisibilityInput>() {
+        return check_visibility("ChangeMessageVisibility", i.visibility_timeout);
+    }
+    if let Some(i) = input.downcast_ref::<op::change_message_visibility_batch::ChangeMessageVisibilityBatchInput>() {
+        let entries = i.entries.as_deref().unwrap_or(&[]);
+        check_batch_ids("ChangeMessageVisibilityBatch", entries.iter().map(|e| e.id.as_str()), entries.len())?;
+        for e in entries {
+            check_visibility("ChangeMessageVisibilityBatch", e.visibility_timeout)?;
+        }
+        return Ok(());
+    }
+    if let Some(i) = input.downcast_ref::<op::delete_message_batch::DeleteMessageBatchInput>() {
+        let entries = i.entries.as_deref().unwrap_or(&[]);
+        return check_batch_ids("DeleteMessageBatch", entries.iter().map(|e| e.id.as_str()), entries.len());
+    }
+    if let Some(i) = input.downcast_ref::<op::receive_message::ReceiveMessageInput>() {
+        if let Some(n) = i.max_number_of_messages.filter(|n| !(1..=10).contains(n)) {
+            return refuse(format!("ReceiveMessage of {n} messages (AWS: 1 to 10)"));
+        }
+        if let Some(w) = i.wait_time_seconds.filter(|w| !(0..=20).contains(w)) {
+            return refuse(format!("ReceiveMessage waiting {w} s (AWS: 0 to 20)"));
+        }
+        return check_visibility("ReceiveMessage", i.visibility_timeout);
+    }
+    Ok(())
+}
+
+/// The DynamoDB client of `conf`, refusing what AWS refuses.
+pub fn dynamodb(conf: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(conf).interceptor(AwsRules).build())
+}
+
+/// The SQS client of `conf`, refusing what AWS refuses.
+pub fn sqs(conf: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(conf).interceptor(AwsRules).build())
+}
