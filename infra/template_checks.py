@@ -168,7 +168,7 @@ def check_least_privilege(t):
 
 # Roles that handle OAuth tokens and may open any sealed blob. Every other role that may use the
 # token key must be held to the Zoho webhook secrets' context (grant_id "webhook:<org>").
-TOKEN_ROLES = {"OAuthCallbackRole", "TokenRefresherRole", "SyncWorkerRole"}
+TOKEN_ROLES = {"OAuthCallbackRole", "TokenRefresherRole", "SyncWorkerRole", "OperatorRole"}
 WEBHOOK_SECRET_GRANT = "webhook:*"
 
 
@@ -256,6 +256,10 @@ def check_key_policy_separates_administration_from_use(t):
     for st in policy:
         if st.get("Effect") == "Allow" and {"kms:Decrypt", "kms:GenerateDataKey"} & set(as_list(st["Action"])):
             assert st.get("Condition"), f"TokenKey/{st.get('Sid', '?')}: use of the key is not limited to the stack's roles"
+    for st in admin:
+        # kms:Create* includes CreateGrant, with which the administrator could grant itself Decrypt.
+        bad = {a for a in as_list(st["Action"]) if a in ("kms:Create*", "kms:CreateGrant", "kms:*")}
+        assert not bad, f"TokenKey/{st.get('Sid', '?')}: administration may {sorted(bad)} (a grant of Decrypt to itself)"
     deny = [st for st in policy if st.get("Effect") == "Deny" and "kms:Decrypt" in as_list(st["Action"])
             and st.get("Condition", {}).get("Null", {}).get("kms:EncryptionContextKeys") == "true"]
     assert deny, "TokenKey: no Deny of kms:Decrypt without an encryption context"
@@ -354,6 +358,86 @@ def check_sync_scheduler_role(t):
     sent = {intrinsic(r)[1][0] for st in statements(t, "OAuthCallbackRole") if "sqs:SendMessage" in as_list(st["Action"])
             for r in as_list(st["Resource"])}
     assert sent == {"EventsQueue", "SyncLowQueue"}, f"OAuthCallbackRole sends to {sorted(sent)}"
+
+
+# What the scheduler's grants-table updates may name (its update and condition expressions in
+# shared/src/sync/schedule.rs and initial.rs). Token, status-changing and version attributes are
+# never among them.
+SCHEDULER_ATTRIBUTES = {"pk", "sk", "status", "grant_id", "sync_pk", "next_sync_at", "init_claim_until", "init_entities",
+                        "init_sent_at", "init_done", "init_completed_at"}
+
+
+def check_sync_scheduler_updates_only_schedule_attributes(t):
+    """IAM cannot condition on a sort key, so the scheduler's UpdateItem on the grants table is held
+    to the schedule's attributes and returns nothing of the item."""
+    for action, st in _actions_on(t, "SyncSchedulerRole", "GrantsTable"):
+        if action != "dynamodb:UpdateItem":
+            continue
+        cond = st.get("Condition", {})
+        attrs = set(cond.get("ForAllValues:StringEquals", {}).get("dynamodb:Attributes", []))
+        assert attrs, f"SyncSchedulerRole/{st.get('Sid', '?')}: UpdateItem without a dynamodb:Attributes allowlist"
+        assert attrs <= SCHEDULER_ATTRIBUTES, f"SyncSchedulerRole/{st.get('Sid', '?')}: may also write {sorted(attrs - SCHEDULER_ATTRIBUTES)}"
+        rv = set(cond.get("StringEqualsIfExists", {}).get("dynamodb:ReturnValues", []))
+        assert rv and rv <= {"NONE", "UPDATED_OLD", "UPDATED_NEW"}, f"SyncSchedulerRole/{st.get('Sid', '?')}: ReturnValues {sorted(rv)}"
+    # Every attribute the scheduler's update and condition expressions name must be allowed.
+    words = {"SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "attribute_exists", "attribute_not_exists", "IN", "BETWEEN"}
+    for src in ("schedule.rs", "initial.rs"):
+        with open(os.path.join(ROOT, "shared", "src", "sync", src), encoding="utf-8") as f:
+            code = f.read()
+        named = set(re.findall(r'expression_attribute_names\("#\w+",\s*"(\w+)"\)', code))
+        exprs = re.findall(r'(?:update|condition)_expression\(\s*"((?:[^"\\]|\\.)*)"', code)
+        raw = {w for e in exprs for w in re.findall(r'(?<![:#\w])([A-Za-z_]\w*)', e)} - words
+        unknown = (named | raw) - SCHEDULER_ATTRIBUTES
+        assert not unknown, f"shared/src/sync/{src} names {sorted(unknown)}, outside SyncSchedulerRole's dynamodb:Attributes"
+
+
+def check_sync_worker_deletes_nothing(t):
+    """The worker releases a job claim by update; no DeleteItem on tenant data."""
+    for st in statements(t, "SyncWorkerRole"):
+        assert "dynamodb:DeleteItem" not in as_list(st["Action"]), f"SyncWorkerRole/{st.get('Sid', '?')}: DeleteItem"
+
+
+def check_operator_role(t):
+    """ttya-ops runs as OperatorRole: the token key's policy admits it by name, and it opens tokens
+    only under the encryption context, as the function roles do."""
+    import fnmatch
+    r = t["Resources"].get("OperatorRole")
+    assert r and r["Type"] == "AWS::IAM::Role", "no OperatorRole (ttya-ops is locked out of the token key on AWS)"
+    policy = t["Resources"]["TokenKey"]["Properties"]["KeyPolicy"]["Statement"]
+    use = [st for st in policy if st.get("Effect") == "Allow" and "kms:Decrypt" in as_list(st["Action"])]
+    patterns = []
+    for st in use:
+        arn = intrinsic(st.get("Condition", {}).get("ArnLike", {}).get("aws:PrincipalArn"))
+        if arn and arn[0] == "Fn::Sub":
+            patterns.append(arn[1].replace("${AWS::Partition}", "aws").replace("${AWS::AccountId}", "123456789012")
+                            .replace("${AWS::StackName}", "ttya-dev"))
+    # CloudFormation names an unnamed role <stack>-<LogicalId>-<suffix>; a RoleName would break that.
+    for name, res in t["Resources"].items():
+        if res["Type"] != "AWS::IAM::Role":
+            continue
+        uses_key = any(a.startswith("kms:") for st in statements(t, name) for a in as_list(st["Action"]))
+        if not uses_key:
+            continue
+        assert "RoleName" not in res["Properties"], f"{name}: a RoleName would take it out of the key policy's pattern"
+        arn = f"arn:aws:iam::123456789012:role/ttya-dev-{name}-ABCDEF123456"
+        assert any(fnmatch.fnmatch(arn, p) for p in patterns), f"{name}: the token key's policy does not admit {arn}"
+    kms = [(a, st) for st in statements(t, "OperatorRole") for a in as_list(st["Action"]) if a.startswith("kms:")]
+    assert {"kms:Decrypt", "kms:GenerateDataKey"} <= {a for a, _ in kms}, "OperatorRole cannot open or seal tokens"
+    for a, st in kms:
+        if a == "kms:DescribeKey":
+            continue
+        cond = st.get("Condition", {})
+        assert set(cond.get("ForAllValues:StringEquals", {}).get("kms:EncryptionContextKeys", [])) == KMS_CONTEXT_KEYS, (
+            f"OperatorRole/{st.get('Sid', '?')}: {a} must be bound to the encryption context keys")
+    for st in statements(t, "OperatorRole"):
+        for res in as_list(st["Resource"]):
+            assert res != "*", f"OperatorRole/{st.get('Sid', '?')}: Resource '*'"
+        for a in as_list(st["Action"]):
+            assert not a.endswith(":*") and a != "*", f"OperatorRole/{st.get('Sid', '?')}: wildcard action {a}"
+    outputs = t.get("Outputs", {})
+    assert intrinsic(outputs.get("OperatorRoleArn", {}).get("Value")) == ("Fn::GetAtt", ["OperatorRole", "Arn"]), "no OperatorRoleArn output"
+    with open(os.path.join(ROOT, "infra", "README.md"), encoding="utf-8") as f:
+        assert "OperatorRole" in f.read(), "infra/README.md does not tell operators to run ttya-ops as OperatorRole"
 
 
 def check_routes(t):

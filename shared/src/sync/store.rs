@@ -314,25 +314,29 @@ impl SyncStore {
         }
     }
 
-    /// Releases our claim after a failed run so the retry can claim it at once.
+    /// Releases our claim after a failed run so the retry can claim it at once: the claim's expiry
+    /// is set to the past, which `claim_job`'s condition takes as free. An update rather than a
+    /// delete, so the worker's role needs no DeleteItem on the tenant tables.
     pub async fn release_job(&self, tenant_id: &str, key: &str, owner: &str) -> Result<()> {
         let res = self
             .db
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .key("pk", s(tenant_pk(tenant_id)))
             .key("sk", s(job_sk(key)))
+            .update_expression("SET in_progress_expiry = :released")
             .condition_expression("#own = :owner AND #st = :inprogress")
             .expression_attribute_names("#own", "owner")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":inprogress", s(STATUS_IN_PROGRESS))
+            .expression_attribute_values(":released", n(0))
             .send()
             .await;
         match res {
             Ok(_) => Ok(()),
             Err(e) if is_conditional_failure(&e) => Ok(()),
-            Err(e) => Err(dynamo_error("DeleteItem(job release)", e)),
+            Err(e) => Err(dynamo_error("UpdateItem(job release)", e)),
         }
     }
 
