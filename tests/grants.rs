@@ -259,7 +259,8 @@ async fn racing_connects_cannot_both_pass_the_plan_check_or_overwrite_each_other
     };
     let (g1, c1) = attempt(unique("g"));
     let (g2, c2) = attempt(unique("g"));
-    let (a, b) = tokio::join!(f.store.put_grant_checked(&g1, &c1, &[], version), f.store.put_grant_checked(&g2, &c2, &[], version));
+    let (a, b) =
+        tokio::join!(f.store.put_grant_checked(&g1, &c1, &[], version, None), f.store.put_grant_checked(&g2, &c2, &[], version, None));
     assert!(a.is_ok() != b.is_ok(), "exactly one connect lands: {a:?} {b:?}");
     let loser = a.err().or(b.err()).expect("one failed");
     assert_eq!(loser.code(), ErrorCode::Conflict);
@@ -273,9 +274,9 @@ async fn racing_connects_cannot_both_pass_the_plan_check_or_overwrite_each_other
     let v = f.store.slots_version(&tenant).await.unwrap();
     assert_eq!(v, 1);
     let (g3, c3) = attempt(unique("g"));
-    let stale = f.store.put_grant_checked(&g3, &c3, &[], v).await.unwrap_err();
+    let stale = f.store.put_grant_checked(&g3, &c3, &[], v, None).await.unwrap_err();
     assert_eq!(stale.code(), ErrorCode::Conflict, "the org is taken: a read that missed it cannot overwrite it");
     let seen = f.store.list_connections(&tenant).await.unwrap();
-    f.store.put_grant_checked(&g3, &c3, &seen, v).await.unwrap();
+    f.store.put_grant_checked(&g3, &c3, &seen, v, None).await.unwrap();
     assert_ne!(f.store.list_connections(&tenant).await.unwrap()[0].grant_id, winner);
 }

@@ -795,3 +795,32 @@ async fn a_webhook_job_confirms_its_delivery_nonce_when_the_worker_takes_it() {
     // The other: the job named another claim id, so its pending claim was not extended.
     assert!(matches!(retry(other, later(PENDING_WINDOW.num_seconds() + 60)).await, Claim::Claimed(_)));
 }
+
+/// The receiver routes by a copy of the tenant's settings that may lag a change: a webhook job for
+/// an entity the tenant has since turned off is acknowledged and skipped, neither run nor
+/// dead-lettered; the same job from the app is still refused as invalid.
+#[tokio::test]
+async fn a_webhook_job_for_an_entity_turned_off_since_is_skipped_not_dead_lettered() {
+    let h = harness().await;
+    let (org, ids) = h.make_org(Provider::Zoho, "invoice", 1).await;
+    h.connect(Provider::Zoho, &org).await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.retain(|e| *e != Entity::Invoice);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let mut webhook = h.job(Provider::Zoho, &org, Operation::Webhook, Entity::Invoice);
+    webhook.entity_id = Some(ids[0].clone());
+    webhook.change = Some(shared::jobs::Change::Updated);
+    webhook.source = Source::Webhook;
+    h.send(&[webhook.to_json()]).await;
+    let d = h.pump(&h.deps(), 1).await;
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].1, Disposition::Done, "{d:?}");
+    assert_eq!(h.calls("/invoices/{id}").await, 0, "the record is not read");
+    assert!(h.store().get_record(&h.tenant, Provider::Zoho, &org, PEntity::Invoice, &ids[0]).await.unwrap().is_none());
+
+    let pull = h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice);
+    h.send(&[pull.to_json()]).await;
+    let d = h.pump(&h.deps(), 1).await;
+    assert!(matches!(d[0].1, Disposition::DeadLettered { .. }), "{d:?}");
+}

@@ -368,6 +368,7 @@ async fn tenants(ops: &Ops, cmd: TenantCmd) -> Result<String> {
             let mut t = store.get(&tenant_id).await?;
             t.plan = parse_json_enum::<Plan>("plan", &plan)?;
             let t = store.update(&t, now).await?;
+            routing_to_connections(ops, &t).await?;
             Ok(format!("tenant {} is on the {:?} plan (version {})", t.tenant_id, t.plan, t.version))
         }
         TenantCmd::SetConfig { tenant_id, settings } => {
@@ -376,9 +377,17 @@ async fn tenants(ops: &Ops, cmd: TenantCmd) -> Result<String> {
                 apply_setting(&mut t.config, setting)?;
             }
             let t = store.update(&t, now).await?;
+            routing_to_connections(ops, &t).await?;
             Ok(format!("tenant {} updated (version {})\n{}", t.tenant_id, t.version, pretty(&t.config)))
         }
     }
+}
+
+/// A tenant update reaches the routing copy on each of its connection items, which the webhook
+/// receiver reads instead of the tenant. Run again (any update) if this fails half-way: a copy is
+/// never older than the one it replaces, and the receiver's cache expires in 30 s.
+async fn routing_to_connections(ops: &Ops, t: &shared::tenancy::Tenant) -> Result<()> {
+    ops.grants().set_routing(&shared::tenancy::TenantRouting::of(t)).await.map(|_| ())
 }
 
 fn apply_setting(c: &mut TenantConfig, setting: &str) -> Result<()> {

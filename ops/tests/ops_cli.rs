@@ -47,6 +47,26 @@ async fn tenants_are_created_listed_and_changed_through_the_store() {
     let list = cli(&ops, &["tenants", "list"]).await.unwrap();
     assert!(list.lines().any(|l| l.starts_with(&format!("{id}\t"))), "{list}");
 
+    // A connection of the tenant, to see the update reach its routing copy.
+    let grants = GrantStore::new(ops.clients.dynamodb.clone(), ops.config.tables.grants.clone());
+    let org = unique("org");
+    let now = chrono::Utc::now();
+    grants
+        .put_connection(&shared::store::grants::Connection {
+            tenant_id: id.clone(),
+            provider: Provider::Xero,
+            org_id: org.clone(),
+            org_name: None,
+            grant_id: unique("g"),
+            status: GrantStatus::Active,
+            webhook_id: None,
+            webhook_secret: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+
     cli(&ops, &["tenants", "set-plan", &id, "enterprise"]).await.unwrap();
     cli(&ops, &["tenants", "set-config", &id, "sync_frequency_minutes=15", "queue_priority=high", "enabled_providers=xero,zoho"])
         .await
@@ -57,6 +77,11 @@ async fn tenants_are_created_listed_and_changed_through_the_store() {
     assert_eq!(t.config.queue_priority, Priority::High);
     assert_eq!(t.config.enabled_providers, vec![Provider::Xero, Provider::Zoho]);
     assert_eq!(t.version, 2);
+    // The webhook receiver routes by the copy on the connection: it follows the update.
+    let routed = grants.connections_for_org_routed(Provider::Xero, &org).await.unwrap();
+    let routing = routed[0].1.clone().expect("routing copy");
+    assert_eq!((routing.version, routing.queue_priority), (2, Priority::High));
+    assert_eq!(routing.enabled_providers, vec![Provider::Xero, Provider::Zoho]);
 
     // The store's own validation applies: nothing is written around it.
     let bad = cli(&ops, &["tenants", "set-config", &id, "return_urls=ftp://x"]).await.unwrap_err();

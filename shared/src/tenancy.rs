@@ -197,6 +197,37 @@ impl Tenant {
     }
 }
 
+/// What routing an incoming webhook needs of a tenant: which providers and entities it syncs and
+/// which queue its jobs go to. A copy rides on each of the tenant's connection items (attribute
+/// `routing`, written with the connection and again on every tenant update, never older than the
+/// copy it replaces), so the webhook receiver finds it in the `org` index it queries anyway and a
+/// cold delivery need not read the tenant as well (`webhooks`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TenantRouting {
+    pub tenant_id: String,
+    /// The tenant's version the copy was taken from: a copy never replaces a newer one.
+    pub version: i64,
+    pub enabled_providers: Vec<Provider>,
+    pub enabled_entities: Vec<Entity>,
+    pub queue_priority: Priority,
+}
+
+impl TenantRouting {
+    pub fn of(t: &Tenant) -> Self {
+        TenantRouting {
+            tenant_id: t.tenant_id.clone(),
+            version: t.version,
+            enabled_providers: t.config.enabled_providers.clone(),
+            enabled_entities: t.config.enabled_entities.clone(),
+            queue_priority: t.config.queue_priority,
+        }
+    }
+
+    pub fn provider_enabled(&self, provider: Provider) -> bool {
+        self.enabled_providers.contains(&provider)
+    }
+}
+
 fn path_under(allowed: &str, candidate: &str) -> bool {
     if allowed == "/" || allowed.is_empty() {
         return true;

@@ -283,6 +283,12 @@ async fn quickbooks_full_connect_stores_a_sealed_grant_audits_emits_and_the_stat
     assert!(grant.refresh_expires_at.is_some(), "QuickBooks reports the refresh token's life");
     // The grant is findable by the webhook receiver's lookup.
     assert!(f.deps.grants.connections_for_org(Provider::QuickBooks, realm).await.unwrap().iter().any(|c| &c.tenant_id == t));
+    // The connection carries its tenant's routing copy, so the webhook receiver need not read the tenant.
+    let routed = f.deps.grants.connections_for_org_routed(Provider::QuickBooks, realm).await.unwrap();
+    let (_, routing) = routed.iter().find(|(c, _)| &c.tenant_id == t).unwrap();
+    let routing = routing.as_ref().expect("routing copy written with the connection");
+    assert_eq!(&routing.tenant_id, t);
+    assert!(routing.provider_enabled(Provider::QuickBooks));
 
     let audit = AuditLog::new(f.db.clone(), f.deps.config.tables.tenants.clone()).list(t).await.unwrap();
     assert!(audit.iter().any(|a| a.event == "connected" && a.actor == OWNER && a.grant_id == grant.grant_id), "{audit:?}");

@@ -114,7 +114,7 @@ fn ops(calls: &[Call]) -> Vec<&str> {
 }
 
 #[tokio::test]
-async fn a_cold_delivery_waits_for_three_round_trips_and_a_warm_one_for_two() {
+async fn a_cold_delivery_and_a_warm_one_each_wait_for_two_round_trips() {
     let (f, realm, rec, deps) = recorded_receiver().await;
 
     // Container init: the signing keys are read here, not on the first delivery.
@@ -131,23 +131,68 @@ async fn a_cold_delivery_waits_for_three_round_trips_and_a_warm_one_for_two() {
         }
     };
 
-    // Cold: (connections index, then the tenant) alongside the nonce claim; then SendMessageBatch.
-    // The claim's confirm is the worker's (when it takes the job), not the delivery's.
+    // Cold: the connections index (whose items carry the tenant's routing copy, so no tenant read)
+    // alongside the nonce claim; then SendMessageBatch. The claim's confirm is the worker's.
     send("1").await;
     let cold = rec.take();
     eprintln!("cold: {:?}", ops(&cold));
     assert!(!ops(&cold).contains(&"GetSecretValue"), "{:?}", ops(&cold));
+    assert!(!ops(&cold).contains(&"GetItem"), "the tenant is not read: {:?}", ops(&cold));
     assert!(!ops(&cold).contains(&"UpdateItem"), "no confirm on the delivery path: {:?}", ops(&cold));
-    assert!(sequential_depth(&cold) <= 3, "{:?}", ops(&cold));
-    assert_eq!(sequential_depth(&cold), 3, "{:?}", ops(&cold));
+    assert_eq!(sequential_depth(&cold), 2, "{:?}", ops(&cold));
 
     // Warm: org and tenant come from the container's caches: the nonce claim, then SQS.
     send("2").await;
     let warm = rec.take();
     eprintln!("warm: {:?}", ops(&warm));
     assert_eq!(ops(&warm), vec!["PutItem", "SendMessageBatch"], "{:?}", ops(&warm));
-    assert!(sequential_depth(&warm) <= 2, "{:?}", ops(&warm));
+    assert_eq!(sequential_depth(&warm), 2, "{:?}", ops(&warm));
     assert_eq!(f.drain_all().await.len(), 2);
+}
+
+/// Connections stored before the routing copy existed still route: the tenant is read (the old
+/// cold path of three round trips) until the tenant's next update writes the copy.
+#[tokio::test]
+async fn a_connection_without_a_routing_copy_routes_by_reading_the_tenant() {
+    let f = fixture().await;
+    let realm = numeric_org();
+    f.connect_unrouted(Provider::QuickBooks, &[&realm]).await;
+    let rec = Recorder::default();
+    let env = recorded_env(&f, &rec).await;
+    let deps = receiver(&env, f.queues.clone(), 262_144, Arc::new(AtomicI64::new(0)));
+    deps.warm().await;
+    rec.take();
+    let body = qbo_legacy(&realm, &[("Invoice", "9", "Create", "2026-11-24T17:59:41.000Z")]);
+    assert_eq!(webhook_receiver::handle(&deps, qbo_signed(&body)).await.unwrap().status(), 200);
+    let cold = rec.take();
+    assert!(ops(&cold).contains(&"GetItem"), "{:?}", ops(&cold));
+    assert_eq!(sequential_depth(&cold), 3, "{:?}", ops(&cold));
+    assert_eq!(f.drain_all().await.len(), 1);
+}
+
+/// A tenant update reaches the copy (what `ttya-ops tenants set-config` does), a cold receiver
+/// follows it, and an older copy never replaces a newer one.
+#[tokio::test]
+async fn a_tenant_update_reaches_the_routing_copy_and_a_stale_copy_never_wins() {
+    let f = fixture().await;
+    let realm = numeric_org();
+    f.connect(Provider::QuickBooks, &[&realm]).await;
+    let tenants = f.tenants();
+    let before = tenants.get(&f.tenant_id).await.unwrap();
+    let mut t = before.clone();
+    t.config.enabled_entities.retain(|e| *e != shared::tenancy::Entity::Invoice);
+    let t = tenants.update(&t, chrono::Utc::now()).await.unwrap();
+    assert_eq!(f.grants.set_routing(&shared::tenancy::TenantRouting::of(&t)).await.unwrap(), 1);
+    // A late writer holding the old version changes nothing.
+    assert_eq!(f.grants.set_routing(&shared::tenancy::TenantRouting::of(&before)).await.unwrap(), 0);
+
+    let rec = Recorder::default();
+    let env = recorded_env(&f, &rec).await;
+    let deps = receiver(&env, f.queues.clone(), 262_144, Arc::new(AtomicI64::new(0)));
+    let body = qbo_legacy(&realm, &[("Invoice", "3", "Create", "2026-11-24T17:59:41.000Z")]);
+    assert_eq!(webhook_receiver::handle(&deps, qbo_signed(&body)).await.unwrap().status(), 200);
+    assert!(!ops(&rec.take()).contains(&"GetItem"), "routed by the copy");
+    assert!(f.drain_all().await.is_empty(), "invoices are no longer synced: nothing enqueued");
 }
 
 /// main.rs starts the key read and then polls the runtime at once: a delivery that arrives while the

@@ -23,7 +23,7 @@ use crate::providers::model::{AuthorizeRequest, CallbackParams, Org};
 use crate::providers::zoho_webhooks::{self, WebhookSpec, ZohoWebhooks};
 use crate::secrets::SecretsCache;
 use crate::store::grants::{Connection, Grant, GrantStatus, GrantStore};
-use crate::tenancy::{ensure_integration_capacity, Entity, Permission, Plan, Tenant, TenantStore};
+use crate::tenancy::{ensure_integration_capacity, Entity, Permission, Plan, Tenant, TenantRouting, TenantStore};
 use crate::vault::{SealContext, SealedBlob, Vault};
 use crate::{Config, Error, Provider, Result, SecretString, TokenSet};
 
@@ -690,7 +690,7 @@ async fn finish(
             updated_at: now,
         })
         .collect();
-    match deps.grants.put_grant_checked(&grant, &connections, &existing, slots_version).await {
+    match deps.grants.put_grant_checked(&grant, &connections, &existing, slots_version, Some(&TenantRouting::of(tenant))).await {
         Ok(()) => {}
         // Nothing was written (the transaction was refused as a whole): undoing at the provider is safe.
         Err(e @ Error::Conflict(_)) => return Err(Failure::new(e, "concurrent_connect")),

@@ -100,6 +100,13 @@ pub struct Connection {
     pub updated_at: DateTime<Utc>,
 }
 
+fn insert_routing(item: &mut Item, r: &crate::tenancy::TenantRouting) -> Result<()> {
+    let json = serde_json::to_string(r).map_err(|e| Error::Internal(format!("routing JSON: {e}")))?;
+    item.insert("routing".into(), s(json));
+    item.insert("routing_version".into(), n(r.version));
+    Ok(())
+}
+
 pub fn grant_sk(provider: Provider, grant_id: &str) -> String {
     format!("GRANT#{}#{grant_id}", provider.as_str())
 }
@@ -303,6 +310,7 @@ impl GrantStore {
         connections: &[Connection],
         existing: &[Connection],
         slots_version: i64,
+        routing: Option<&crate::tenancy::TenantRouting>,
     ) -> Result<()> {
         let mut slots = Update::builder()
             .table_name(&self.table)
@@ -329,7 +337,11 @@ impl GrantStore {
                 .build(),
         ];
         for c in connections {
-            let mut put = Put::builder().table_name(&self.table).set_item(Some(Self::connection_item(c)));
+            let mut item = Self::connection_item(c);
+            if let Some(r) = routing {
+                insert_routing(&mut item, r)?;
+            }
+            let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
             put = match existing.iter().find(|e| e.provider == c.provider && e.org_id == c.org_id) {
                 Some(old) => put.condition_expression("grant_id = :old").expression_attribute_values(":old", s(&old.grant_id)),
                 None => put.condition_expression("attribute_not_exists(pk)"),
@@ -457,6 +469,17 @@ impl GrantStore {
     /// The connections (normally one; more if several of our tenants connected the same org) for a
     /// provider org id, from the `org` index: the webhook receiver's lookup.
     pub async fn connections_for_org(&self, provider: Provider, org_id: &str) -> Result<Vec<Connection>> {
+        Ok(self.connections_for_org_routed(provider, org_id).await?.into_iter().map(|(c, _)| c).collect())
+    }
+
+    /// [`Self::connections_for_org`] with each connection's copy of its tenant's routing, where the
+    /// item carries one (connections written before the copy existed do not, until the tenant's
+    /// next update).
+    pub async fn connections_for_org_routed(
+        &self,
+        provider: Provider,
+        org_id: &str,
+    ) -> Result<Vec<(Connection, Option<crate::tenancy::TenantRouting>)>> {
         let out = self
             .db
             .query()
@@ -467,7 +490,63 @@ impl GrantStore {
             .send()
             .await
             .map_err(|e| dynamo_error("Query(org)", e))?;
-        out.items.unwrap_or_default().iter().map(Self::connection_from_item).collect()
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                // A copy that does not read is treated as absent: the receiver reads the tenant.
+                let routing = get_s_opt(item, "routing").and_then(|j| serde_json::from_str(&j).ok());
+                Self::connection_from_item(item).map(|c| (c, routing))
+            })
+            .collect()
+    }
+
+    /// Writes `routing` onto every connection item of its tenant (after a tenant update), never
+    /// over a newer copy. Returns how many items took it.
+    pub async fn set_routing(&self, routing: &crate::tenancy::TenantRouting) -> Result<usize> {
+        let json = serde_json::to_string(routing).map_err(|e| Error::Internal(format!("routing JSON: {e}")))?;
+        let mut start = None;
+        let mut keys = Vec::new();
+        loop {
+            let page = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
+                .expression_attribute_values(":pk", s(tenant_pk(&routing.tenant_id)))
+                .expression_attribute_values(":conn", s("CONN#"))
+                .projection_expression("pk, sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| dynamo_error("Query(connections)", e))?;
+            keys.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        let mut written = 0;
+        for key in keys {
+            let res = self
+                .db
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression("SET routing = :r, routing_version = :v")
+                .condition_expression("attribute_exists(pk) AND (attribute_not_exists(routing_version) OR routing_version < :v)")
+                .expression_attribute_values(":r", s(&json))
+                .expression_attribute_values(":v", n(routing.version))
+                .send()
+                .await;
+            match res {
+                Ok(_) => written += 1,
+                // Gone, or a newer copy is already there.
+                Err(e) if is_conditional_failure(&e) => {}
+                Err(e) => return Err(dynamo_error("UpdateItem(connection routing)", e)),
+            }
+        }
+        Ok(written)
     }
 
     /// Stores a refreshed token set. Succeeds only if the stored version is still `expected_version`

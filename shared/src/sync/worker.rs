@@ -235,7 +235,7 @@ async fn load(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>) -> Result
         return Err(Error::ProviderNotEnabled(job.provider));
     }
     if !tenant.config.enabled_entities.contains(&job.entity) {
-        return Err(Error::InvalidInput(format!("entity {:?} is not enabled for this tenant", job.entity)));
+        return Err(Error::InvalidInput(format!("{ENTITY_NOT_ENABLED}: {:?}", job.entity)));
     }
     let conn = deps
         .grants
@@ -263,13 +263,34 @@ async fn execute(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadli
     if let Operation::Report | Operation::Passthrough = job.operation {
         return crate::reports::execute(deps, job, payload).await;
     }
-    let ctx = load(deps, job, payload).await?;
+    let ctx = match load(deps, job, payload).await {
+        Ok(ctx) => ctx,
+        // The receiver routes webhooks by a copy of the tenant's settings that may lag a change
+        // (`tenancy::TenantRouting`): a change for a provider or entity the tenant has since
+        // turned off is dropped, not dead-lettered.
+        Err(e) if job.operation == Operation::Webhook && stale_routing(&e) => {
+            tracing::info!(code = %e.code(), reason = %e, "webhook job for a provider or entity the tenant no longer syncs; skipped");
+            return Ok(json!({"operation": "webhook", "skipped": true, "counts": Counts::default()}));
+        }
+        Err(e) => return Err(e),
+    };
     match (job.operation, job.entity_id.as_deref()) {
         (Operation::Push, _) => push(deps, &ctx).await,
         (Operation::Webhook, Some(id)) => one_record(deps, &ctx, id).await,
         _ => pull(deps, &ctx, deadline).await,
     }
 }
+
+/// A webhook job the tenant's current settings no longer cover.
+fn stale_routing(e: &Error) -> bool {
+    match e {
+        Error::ProviderNotEnabled(_) => true,
+        Error::InvalidInput(m) => m.starts_with(ENTITY_NOT_ENABLED),
+        _ => false,
+    }
+}
+
+const ENTITY_NOT_ENABLED: &str = "entity not enabled for this tenant";
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 struct Counts {

@@ -16,10 +16,15 @@
 //!    lapses. Either way the provider's retry is processed, not taken for a duplicate.
 //!
 //! Round trips on the delivery path (QuickBooks/Xero): the signing keys are read during the
-//! container's init ([`Receiver::warm`]); org-to-connections and tenant documents are cached per
-//! container for 30 s; the lookups run concurrently with the nonce claim (step 5 with step 4). Cold:
-//! (connections index, then tenants) alongside the claim = 2, SendMessageBatch = 3. Warm: claim,
-//! SendMessageBatch = 2 (functions/webhook-receiver/tests/round_trips.rs counts them). The confirm
+//! container's init ([`Receiver::warm`]); the connections index carries each connection's copy of
+//! its tenant's routing (`tenancy::TenantRouting`: enabled providers and entities, queue priority),
+//! so the tenant itself is not read; org-to-connections and routing are cached per container for
+//! 30 s; the lookup runs concurrently with the nonce claim (step 5 with step 4). Cold: (connections
+//! index) alongside the claim = 1, SendMessageBatch = 2. Warm: claim, SendMessageBatch = 2
+//! (functions/webhook-receiver/tests/round_trips.rs counts them). A connection without a copy
+//! (stored before it existed) costs the tenant read as before, 3. A copy that lags a tenant change
+//! sends at worst a job the worker skips (`sync::worker`), or misses a change the next scheduled
+//! pull brings; `ttya-ops tenants set-*` writes the copies, never over a newer one. The confirm
 //! the pending claim needs (a crash before the send must not turn the retry into a duplicate) is off
 //! this path: see [`nonce`] for why the worker may do it.
 //!
@@ -43,7 +48,7 @@ use crate::jobs::{self, JobQueue, Operation, Source, SyncJob, JOB_VERSION};
 use crate::secrets::SecretsCache;
 use crate::store::grants::{Connection, GrantStatus, GrantStore};
 use crate::telemetry::metric;
-use crate::tenancy::{Tenant, TenantStore};
+use crate::tenancy::{TenantRouting, TenantStore};
 use crate::vault::{SealContext, Vault};
 use crate::{Error, ErrorCode, Provider, Result, SecretString};
 
@@ -161,22 +166,27 @@ impl OrgCache {
     }
 }
 
-/// A short-lived per-container cache of tenant documents: a webhook needs only the tenant's queue
-/// priority and enabled entities, which change rarely, and the GetItem would otherwise be paid on
-/// every delivery. A change takes at most `TENANT_CACHE_TTL` to apply.
+/// A short-lived per-container cache of what a webhook needs of a tenant (its routing: enabled
+/// providers and entities, queue priority), which changes rarely. Filled from the routing copy on
+/// the connection items the org lookup returns, or by reading the tenant when a connection carries
+/// none. A change takes at most `TENANT_CACHE_TTL` to apply.
 #[derive(Default)]
-struct TenantCache(Mutex<HashMap<String, (Instant, Arc<Tenant>)>>);
+struct TenantCache(Mutex<HashMap<String, (Instant, Arc<TenantRouting>)>>);
 
 const TENANT_CACHE_TTL: StdDuration = StdDuration::from_secs(30);
 const TENANT_CACHE_MAX: usize = 10_000;
 
 impl TenantCache {
-    fn get(&self, id: &str) -> Option<Arc<Tenant>> {
+    fn get(&self, id: &str) -> Option<Arc<TenantRouting>> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(id).filter(|(at, _)| at.elapsed() < TENANT_CACHE_TTL).map(|(_, t)| t.clone())
     }
-    fn put(&self, t: Arc<Tenant>) {
+    fn put(&self, t: Arc<TenantRouting>) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Two connections of one tenant may carry copies of different ages: keep the newer.
+        if map.get(&t.tenant_id).is_some_and(|(at, old)| at.elapsed() < TENANT_CACHE_TTL && old.version > t.version) {
+            return;
+        }
         if map.len() >= TENANT_CACHE_MAX {
             map.retain(|_, (at, _)| at.elapsed() < TENANT_CACHE_TTL);
             if map.len() >= TENANT_CACHE_MAX {
@@ -283,7 +293,12 @@ impl Receiver {
         if let Some(c) = self.org_cache.get(provider, org) {
             return Ok(c);
         }
-        let conns = self.grants.connections_for_org(provider, org).await?;
+        let routed = self.grants.connections_for_org_routed(provider, org).await?;
+        // The routing copies the index carries spare a cold delivery the tenant read.
+        for r in routed.iter().filter_map(|(_, r)| r.clone()) {
+            self.tenant_cache.put(Arc::new(r));
+        }
+        let conns: Vec<Connection> = routed.into_iter().map(|(c, _)| c).collect();
         self.org_cache.put(provider, org, &conns);
         Ok(conns)
     }
@@ -551,7 +566,7 @@ impl Receiver {
                 if !tenant.provider_enabled(provider) {
                     continue;
                 }
-                for c in changes.iter().filter(|c| c.org_id == org && tenant.config.enabled_entities.contains(&c.entity)) {
+                for c in changes.iter().filter(|c| c.org_id == org && tenant.enabled_entities.contains(&c.entity)) {
                     jobs.push(SyncJob {
                         version: JOB_VERSION,
                         job_id: uuid::Uuid::new_v4().to_string(),
@@ -564,7 +579,7 @@ impl Receiver {
                         cursor: None,
                         change: Some(c.change),
                         merged_from: c.merged_from.clone(),
-                        priority: tenant.config.queue_priority,
+                        priority: tenant.queue_priority,
                         idempotency_key: jobs::webhook_idempotency_key(
                             provider,
                             &org,
@@ -587,11 +602,11 @@ impl Receiver {
         Ok((jobs, unknown))
     }
 
-    async fn tenant(&self, tenant_id: &str) -> Result<Arc<Tenant>> {
+    async fn tenant(&self, tenant_id: &str) -> Result<Arc<TenantRouting>> {
         if let Some(t) = self.tenant_cache.get(tenant_id) {
             return Ok(t);
         }
-        let t = Arc::new(self.tenants.get(tenant_id).await?);
+        let t = Arc::new(TenantRouting::of(&self.tenants.get(tenant_id).await?));
         self.tenant_cache.put(t.clone());
         Ok(t)
     }

@@ -13,7 +13,7 @@ use lambda_http::{Body, Request, RequestExt};
 use shared::jobs::{JobQueue, SyncJob, SyncQueues};
 use shared::secrets::SecretsCache;
 use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
-use shared::tenancy::{Entity, Plan, Priority, Tenant, TenantConfig, TenantStore};
+use shared::tenancy::{Entity, Plan, Priority, Tenant, TenantConfig, TenantRouting, TenantStore};
 use shared::vault::{CacheLimits, Vault};
 use shared::webhooks::{nonce, verify, zoho_secret_context, Clock, KeySource, NonceStore, Receiver};
 use shared::Provider;
@@ -101,8 +101,20 @@ pub fn receiver(env: &TestEnv, queues: SyncQueues, max_body_bytes: usize, clock_
 
 impl Fixture {
     /// Connects `org_ids` of `provider` to this fixture's tenant (one grant). For Zoho, each org gets
-    /// a sealed webhook secret `secret-<org>`, as the connect flow stores it.
+    /// a sealed webhook secret `secret-<org>`, as the connect flow stores it; each connection
+    /// carries the tenant's routing copy, as the connect flow writes it.
     pub async fn connect(&self, provider: Provider, org_ids: &[&str]) {
+        self.connect_unrouted(provider, org_ids).await;
+        let tenant = self.tenants().get(&self.tenant_id).await.unwrap();
+        self.grants.set_routing(&TenantRouting::of(&tenant)).await.expect("routing copy");
+    }
+
+    pub fn tenants(&self) -> TenantStore {
+        TenantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.tenants.clone())
+    }
+
+    /// [`Self::connect`] as connections stored before the routing copy existed: no copy.
+    pub async fn connect_unrouted(&self, provider: Provider, org_ids: &[&str]) {
         let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
         let grant_id = unique("g");
         let grant = Grant {
