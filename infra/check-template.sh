@@ -17,6 +17,9 @@ echo "--- sam validate --lint"
 SAM_CLI_TELEMETRY=0 "$VENV/bin/sam" validate --lint -t template.yaml
 echo "--- project rules"
 "$VENV/bin/python" infra/template_checks.py
+echo "--- shared's layers: no new back-edge (infra/check_layers.py, baseline infra/layers-baseline.txt)"
+"$VENV/bin/python" infra/check_layers.py | tail -n 5
+test "${PIPESTATUS[0]}" -eq 0
 echo "--- template tooling unit tests"
 "$VENV/bin/python" -m unittest discover -s infra -p 'test_*.py'
 echo "--- events/ up to date"
