@@ -98,7 +98,8 @@ pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<D
         None => items.len() as u64 >= u64::from(cursor.page_size),
     };
     let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
-    Ok(Page { records, next_cursor: cursor.advance(has_more, 1, date), has_more, rate_limit })
+    let next_cursor = cursor.advance_by_time(has_more, date, &records);
+    Ok(Page { records: cursor.drop_boundary(records), next_cursor, has_more, rate_limit })
 }
 
 /// Zoho's timestamp format: `2013-11-18T02:17:40+0000`.
@@ -260,8 +261,13 @@ impl AccountingProvider for ZohoClient {
             ("organization_id", check_org(org_id)?.to_string()),
             ("page", cursor.position.to_string()),
             ("per_page", cursor.page_size.to_string()),
+            // Ordered by updated time so the next page can start after this one's last time
+            // (`Cursor::advance_by_time`): Zoho lists take `sort_column`/`sort_order`; that
+            // `last_modified_time` is a sort column of every module we list is unconfirmed.
+            ("sort_column", "last_modified_time".to_string()),
+            ("sort_order", "A".to_string()),
         ];
-        if let Some(since) = cursor.modified_since {
+        if let Some(since) = cursor.list_since() {
             query.push(("last_modified_time", zoho_time(since)));
         }
         let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
