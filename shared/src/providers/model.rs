@@ -543,9 +543,12 @@ mod tests {
         // A page whose records share one time cannot move the keyset: the next page number instead.
         let tied = [rec(p, "x", 50), rec(p, "y", 50), rec(p, "z", 50)];
         let m = n.advance_by_time(true, Some(t(1001)), &tied);
-        assert_eq!((m.position, m.after_time, m.boundary.len()), (1, Some(t(49)), 3));
+        assert_eq!((m.position, m.after_time, m.boundary.len()), (2, Some(t(29)), 0));
         let m2 = m.advance_by_time(true, Some(t(1002)), &tied);
-        assert_eq!((m2.position, m2.after_time), (2, Some(t(49))));
+        assert_eq!((m2.position, m2.after_time), (3, Some(t(29))));
+        // Once a page reaches past the run, the keyset moves on and the page number resets.
+        let m3 = m2.advance_by_time(true, Some(t(1003)), &[rec(p, "u", 50), rec(p, "v", 60), rec(p, "w", 70)]);
+        assert_eq!((m3.position, m3.after_time, m3.boundary.clone()), (1, Some(t(69)), vec!["w".to_string()]));
         let end = m2.advance_by_time(false, Some(t(1003)), &[]);
         assert_eq!((end.position, end.after_time, end.modified_since, end.boundary.len()), (1, None, Some(t(995)), 0));
         let mut q = n.clone();
