@@ -646,7 +646,11 @@ async fn a_record_deleted_between_pages_hides_no_other(provider: Provider) {
     }
     // Three records of the first page are deleted at the provider before the second page is read.
     let out = h
-        .control("POST", "records/delete", Some(json!({"provider": sandbox_name(provider), "org_id": org, "entity": "invoice", "ids": ids[..3]})))
+        .control(
+            "POST",
+            "records/delete",
+            Some(json!({"provider": sandbox_name(provider), "org_id": org, "entity": "invoice", "ids": ids[..3]})),
+        )
         .await;
     assert_eq!(out["deleted"], 3);
     done_result(&h.pump(&deps, 2).await);

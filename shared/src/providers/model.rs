@@ -258,15 +258,13 @@ impl Cursor {
             return records;
         }
         let until = self.boundary_until;
-        records
-            .into_iter()
-            .filter(|r| !(self.boundary.contains(&r.id) && r.updated_at.zip(until).is_none_or(|(t, u)| t <= u)))
-            .collect()
+        records.into_iter().filter(|r| !(self.boundary.contains(&r.id) && r.updated_at.zip(until).is_none_or(|(t, u)| t <= u))).collect()
     }
 
     /// The cursor after a QuickBooks page ordered by Id: the next page starts after its last Id.
     pub(crate) fn advance_by_id(&self, has_more: bool, server_time: Option<DateTime<Utc>>, records: &[Record]) -> Cursor {
-        let last = records.last().map(|r| r.id.clone()).filter(|id| !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_digit()));
+        let last =
+            records.last().map(|r| r.id.clone()).filter(|id| !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_digit()));
         match last {
             Some(id) if has_more => {
                 let mut next = self.advance(true, 0, server_time);

@@ -342,7 +342,8 @@ mod tests {
 
     #[test]
     fn an_amount_past_minor_units_is_flagged_not_dropped_silently() {
-        let big = quickbooks::normalise(Entity::Invoice, "1", json!({"Id": "1", "TotalAmt": 9.5e18, "CurrencyRef": {"value": "USD"}})).unwrap();
+        let big =
+            quickbooks::normalise(Entity::Invoice, "1", json!({"Id": "1", "TotalAmt": 9.5e18, "CurrencyRef": {"value": "USD"}})).unwrap();
         let n = normalise(&big).unwrap();
         assert_eq!((n.amount, n.flags), (None, vec![FLAG_AMOUNT_UNREADABLE.to_string()]));
         let none = quickbooks::normalise(Entity::Contact, "1", json!({"Id": "2", "DisplayName": "A"})).unwrap();

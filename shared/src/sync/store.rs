@@ -209,7 +209,12 @@ impl SyncStore {
         let cursor: Cursor = serde_json::from_str(&get_s(&item, "cursor")?)
             .map_err(|e| Error::Storage { message: format!("stored cursor: {e}"), retryable: false })?;
         let cdc_since = get_s_opt(&item, "cdc_since").and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc));
-        Ok(Some(StoredCursor { cursor, version: get_n_opt(&item, "version").unwrap_or(0), cdc_since, lineage: get_s_opt(&item, "lineage") }))
+        Ok(Some(StoredCursor {
+            cursor,
+            version: get_n_opt(&item, "version").unwrap_or(0),
+            cdc_since,
+            lineage: get_s_opt(&item, "lineage"),
+        }))
     }
 
     /// Stores the next cursor if nobody moved it since `expected_version` (0: none stored yet).

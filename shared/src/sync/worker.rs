@@ -508,7 +508,8 @@ pub const ZOHO_PUSH_REF_FIELD: &str = "cf_ttya_push_ref";
 fn carries_reference(raw: &Value, reference: &str) -> bool {
     raw.get("custom_fields").and_then(Value::as_array).is_some_and(|fields| {
         fields.iter().any(|f| {
-            f.get("api_name").and_then(Value::as_str) == Some(ZOHO_PUSH_REF_FIELD) && f.get("value").and_then(Value::as_str) == Some(reference)
+            f.get("api_name").and_then(Value::as_str) == Some(ZOHO_PUSH_REF_FIELD)
+                && f.get("value").and_then(Value::as_str) == Some(reference)
         })
     })
 }
