@@ -847,7 +847,30 @@ async fn zoho_push_dedupes_on_the_jobs_key_not_the_apps_reference_number() {
     }
     assert_eq!(live_records(&h, "zoho", &org, "invoice").await.len(), 3, "the retried push created one invoice");
 
-    // A contact push whose name another contact already holds does not report that contact as its own.
+    // A contact push retried after a timeout finds the contact it created (by our reference)...
+    h.control(
+        "POST",
+        "faults",
+        Some(json!({"provider": "zoho", "path_prefix": "/zoho/api/us/books/v3/contacts", "method": "POST", "kind": "timeout", "count": 1})),
+    )
+    .await;
+    let mut job = h.job(Provider::Zoho, &org, Operation::Push, Entity::Contact);
+    job.idempotency_key = unique("push");
+    h.send(&[push_body(&job, json!({"contact_name": "Zed Retried"}))]).await;
+    let first = h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(1)), 1).await;
+    if let Disposition::Retry { code: 5003, .. } = first[0].1 {
+        tokio::time::sleep(StdDuration::from_secs(4)).await;
+        done_result(&h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5)), 12).await);
+    } else {
+        assert_eq!(first[0].1, Disposition::Done, "{first:?}");
+    }
+    let zed: Vec<Value> =
+        live_records(&h, "zoho", &org, "contact").await.into_iter().filter(|c| c["value"]["contact_name"] == "Zed Retried").collect();
+    assert_eq!(zed.len(), 1);
+    let (_, r) = h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().unwrap();
+    assert_eq!(r.unwrap()["provider_id"], zed[0]["id"], "the retry reports the contact it created");
+
+    // ...but one whose name another contact already holds does not report that contact as its own.
     let contacts_now = h.control("GET", &format!("records?provider=zoho&org_id={org}&entity=contact"), None).await;
     let taken = contacts_now["records"][0]["value"]["contact_name"].as_str().unwrap().to_string();
     let mut job = h.job(Provider::Zoho, &org, Operation::Push, Entity::Contact);

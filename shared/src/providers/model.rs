@@ -246,7 +246,7 @@ impl Cursor {
         if (self.after_time.is_some() || !self.boundary.is_empty()) && provider == Provider::QuickBooks {
             return Err(Error::InvalidInput("cursor keyset time is not valid for this provider".into()));
         }
-        if self.boundary.len() > self.page_size as usize || self.boundary.iter().any(|id| id.is_empty() || id.len() > 255) {
+        if self.boundary.len() > max_page_size(provider) as usize || self.boundary.iter().any(|id| id.is_empty() || id.len() > 255) {
             return Err(Error::InvalidInput("cursor boundary is out of range".into()));
         }
         Ok(())
@@ -296,7 +296,14 @@ impl Cursor {
             let c = candidate.expect("checked above");
             next.position = 1;
             next.after_time = Some(c);
-            next.boundary = records.iter().filter(|r| r.updated_at.is_some_and(|t| t > c)).map(|r| r.id.clone()).collect();
+            // Bounded so our own cursor always passes `check` (a provider may send more rows than
+            // asked); an id left out is only read twice, which the upserts absorb.
+            next.boundary = records
+                .iter()
+                .filter(|r| r.updated_at.is_some_and(|t| t > c) && !r.id.is_empty() && r.id.len() <= 255)
+                .map(|r| r.id.clone())
+                .take(max_page_size(self.provider) as usize)
+                .collect();
             next.boundary_until = last;
             return next;
         }
