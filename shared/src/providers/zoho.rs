@@ -157,8 +157,9 @@ impl ZohoClient {
 
     /// Records of `entity` whose `field` equals `value` exactly (Zoho's list filters by
     /// `reference_number` and `contact_name`; the answer is filtered again here because whether
-    /// the filter is an exact match or a prefix match is unconfirmed). One page (200) is enough:
-    /// the callers look up a reference that should match one record.
+    /// the filter is an exact match or a prefix match is unconfirmed). One page (200): the push
+    /// looks for its own record among these, so a PO number shared by more than 200 invoices is
+    /// not fully searched (a retry could then create a second invoice).
     pub async fn find_by(&self, tokens: &TokenSet, org_id: &str, entity: Entity, field: &str, value: &str) -> Result<Vec<Record>> {
         let (module, _, _) = entity_names(entity);
         let url = api_url(&self.api_base(tokens)?, &[module])?;
@@ -283,7 +284,8 @@ impl AccountingProvider for ZohoClient {
     }
 
     /// Zoho Books has no idempotency key: a retried create can make a second record. The sync
-    /// worker's job record is what keeps a create from being sent twice.
+    /// worker tags each create with its own reference (a custom field) and looks for it before
+    /// creating again (`sync::worker::push`).
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, _idempotency_key: &str) -> Result<Record> {
         let (module, _, _) = entity_names(entity);
         let url = api_url(&self.api_base(tokens)?, &[module])?;
