@@ -143,6 +143,33 @@ impl H {
         (org, ids)
     }
 
+    /// Like `make_org`, but the records' updated times are spread (five per ten seconds of the
+    /// sandbox's clock), as a real org's are: time-ordered paging has times to move along.
+    async fn make_spread_org(&self, provider: Provider, entity: &str, count: usize) -> (String, Vec<String>) {
+        let org = org_id_for(provider);
+        self.control("POST", "clock", Some(json!({"advance_seconds": -3600}))).await;
+        let (mut ids, mut moved) = (Vec::new(), 0);
+        while ids.len() < count {
+            let n = (count - ids.len()).min(5);
+            let body = json!({"provider": sandbox_name(provider), "org_id": org, "dc": "us", "entity": entity, "count": n});
+            let out = self.control("POST", "seed", Some(body)).await;
+            ids.extend(out["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()));
+            self.control("POST", "clock", Some(json!({"advance_seconds": 10}))).await;
+            moved += 10;
+        }
+        self.control("POST", "clock", Some(json!({"advance_seconds": 3600 - moved}))).await;
+        (org, ids)
+    }
+
+    /// Runs one job through the queue and returns its stored result.
+    async fn run_through_queue(&self, deps: &SyncDeps, job: &SyncJob) -> Value {
+        self.send(&[job.to_json()]).await;
+        done_result(&self.pump(deps, 1).await);
+        let (status, result) = self.store().job_status(&self.tenant, &job.idempotency_key).await.unwrap().unwrap();
+        assert_eq!(status, "COMPLETED");
+        result.unwrap()
+    }
+
     async fn seed(&self, provider: Provider, org: &str, entity: &str, count: usize) -> Vec<String> {
         let out = self
             .control("POST", "seed", Some(json!({"provider": sandbox_name(provider), "org_id": org, "entity": entity, "count": count})))
@@ -598,6 +625,329 @@ async fn xero_push_retried_after_a_timeout_leaves_one_invoice() {
 #[tokio::test]
 async fn zoho_push_retried_after_a_timeout_leaves_one_invoice() {
     push_after_timeout(Provider::Zoho).await;
+}
+
+/// A record deleted at the provider between two pages of a pass must not shift a surviving record
+/// past the page boundary (offset paging skipped the first records of the next page, and the next
+/// pass's watermark excluded them for good).
+async fn a_record_deleted_between_pages_hides_no_other(provider: Provider) {
+    let h = harness().await;
+    let (org, ids) = h.make_spread_org(provider, "invoice", 60).await;
+    h.connect(provider, &org).await;
+    // One page per invocation: each job hands over to a follow-up, so the test acts between pages.
+    let deps = h.deps_with(
+        WorkerSettings { page_size: Some(10), deadline_margin: StdDuration::from_secs(3600), ..Default::default() },
+        StdDuration::from_secs(10),
+    );
+    let job = h.job(provider, &org, Operation::Pull, Entity::Invoice);
+    match run_job(&deps, &job, None, Utc::now() + Duration::seconds(60)).await.unwrap() {
+        Outcome::Done(r) => assert_eq!(r["continued"], true, "{r}"),
+        o => panic!("{o:?}"),
+    }
+    // Three records of the first page are deleted at the provider before the second page is read.
+    let out = h
+        .control(
+            "POST",
+            "records/delete",
+            Some(json!({"provider": sandbox_name(provider), "org_id": org, "entity": "invoice", "ids": ids[..3]})),
+        )
+        .await;
+    assert_eq!(out["deleted"], 3);
+    done_result(&h.pump(&deps, 2).await);
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::Invoice).await.unwrap();
+    let got: HashSet<&str> = stored.iter().map(|r| r.provider_id.as_str()).collect();
+    let missing: Vec<&String> = ids[3..].iter().filter(|id| !got.contains(id.as_str())).collect();
+    assert!(missing.is_empty(), "{provider}: surviving records never stored: {missing:?}");
+}
+
+#[tokio::test]
+async fn quickbooks_a_record_deleted_between_pages_hides_no_other() {
+    a_record_deleted_between_pages_hides_no_other(Provider::QuickBooks).await;
+}
+
+#[tokio::test]
+async fn xero_a_record_deleted_between_pages_hides_no_other() {
+    a_record_deleted_between_pages_hides_no_other(Provider::Xero).await;
+}
+
+#[tokio::test]
+async fn zoho_a_record_deleted_between_pages_hides_no_other() {
+    a_record_deleted_between_pages_hides_no_other(Provider::Zoho).await;
+}
+
+/// A `full` job that crashed resumes its own pass from the stored cursor, not from page 1; and it
+/// does not adopt a cursor another job left mid-pass.
+#[tokio::test]
+async fn a_full_job_resumes_its_own_pass_after_a_crash_and_no_one_elses() {
+    let h = harness().await;
+    let (org, ids) = h.make_org(Provider::QuickBooks, "invoice", 1000).await;
+    h.connect(Provider::QuickBooks, &org).await;
+    let crashing = |at: u32| {
+        let settings = WorkerSettings {
+            page_size: Some(100),
+            deadline_margin: StdDuration::ZERO,
+            crash_after_page: Some(Arc::new(move |pages| pages == at)),
+            ..Default::default()
+        };
+        h.deps_with(settings, StdDuration::from_secs(10))
+    };
+    let msg = |job: &SyncJob| InMessage {
+        message_id: job.job_id.clone(),
+        receipt_handle: "r".into(),
+        body: job.to_json(),
+        event_source_arn: String::new(),
+        receive_count: 1,
+    };
+    // Another pull dies after two pages, leaving its cursor mid-pass.
+    let other = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Invoice);
+    let out = handle_batch(&crashing(2), &[msg(&other)], Utc::now() + Duration::seconds(60)).await;
+    assert!(matches!(out[0].1, Disposition::Retry { .. }), "{out:?}");
+    assert_eq!(h.calls("/query").await, 2);
+
+    let mut full = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Invoice);
+    full.cursor = Some("full".into());
+    let deadline = Utc::now() + Duration::seconds(4);
+    let out = handle_batch(&crashing(3), &[msg(&full)], deadline).await;
+    assert!(matches!(out[0].1, Disposition::Retry { .. }), "{out:?}");
+    assert_eq!(h.calls("/query").await, 2 + 3);
+
+    let wait = (deadline - Utc::now()).to_std().unwrap_or_default() + StdDuration::from_millis(200);
+    tokio::time::sleep(wait).await;
+    let deps = h.deps_with(WorkerSettings { page_size: Some(100), ..Default::default() }, StdDuration::from_secs(10));
+    let out = handle_batch(&deps, &[msg(&full)], Utc::now() + Duration::seconds(60)).await;
+    assert_eq!(out[0].1, Disposition::Done);
+    // From page 1 it read pages 1-3 (not the other job's 3-5); the redelivery reads 4 to 11.
+    assert_eq!(h.calls("/query").await, 2 + 3 + 8, "the full pass resumed where it crashed");
+    let stored = h.store().list_records(&h.tenant, Provider::QuickBooks, &org, PEntity::Invoice).await.unwrap();
+    let got: HashSet<String> = stored.into_iter().map(|r| r.provider_id).collect();
+    assert_eq!(got, ids.into_iter().collect::<HashSet<_>>());
+}
+
+/// A cursor the worker did not write for this provider and entity is invalid input: dead-lettered
+/// with its reason, and no provider call (it used to become a silent full re-read).
+#[tokio::test]
+async fn a_forged_or_foreign_cursor_is_refused_without_a_provider_call() {
+    let h = harness().await;
+    let (org, _) = h.make_org(Provider::QuickBooks, "invoice", 5).await;
+    h.connect(Provider::QuickBooks, &org).await;
+    let with_cursor = |c: String| {
+        let mut j = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Invoice);
+        j.cursor = Some(c);
+        j.to_json()
+    };
+    let other_entity = serde_json::to_string(&shared::providers::Cursor::start(Provider::QuickBooks, PEntity::Contact)).unwrap();
+    let other_provider = serde_json::to_string(&shared::providers::Cursor::start(Provider::Xero, PEntity::Invoice)).unwrap();
+    let mut injected: Value = serde_json::to_value(shared::providers::Cursor::start(Provider::QuickBooks, PEntity::Invoice)).unwrap();
+    injected["after_id"] = json!("0' AND Id > '0");
+    h.send(&[
+        with_cursor("{not a cursor".into()),
+        with_cursor(other_entity),
+        with_cursor(other_provider),
+        with_cursor(injected.to_string()),
+    ])
+    .await;
+    let results = h.pump(&h.deps(), 1).await;
+    assert_eq!(results.len(), 4);
+    assert!(results.iter().all(|(_, d)| matches!(d, Disposition::DeadLettered { code: 4000, .. })), "{results:?}");
+    assert_eq!(h.calls("/query").await, 0, "no provider call for a refused cursor");
+    let dead = h.drain(&h.dlq).await;
+    assert_eq!(dead.len(), 4);
+    for m in &dead {
+        let reason = m.message_attributes.as_ref().unwrap()["reason"].string_value.clone().unwrap();
+        assert!(reason.contains("cursor"), "{reason}");
+    }
+}
+
+/// QuickBooks treats a POST with Id and SyncToken as an update: a push carrying them is refused
+/// before any provider call.
+#[tokio::test]
+async fn a_quickbooks_push_with_id_and_sync_token_is_refused_without_a_call() {
+    let h = harness().await;
+    let (org, contacts) = h.make_org(Provider::QuickBooks, "contact", 1).await;
+    let invoices = h.seed(Provider::QuickBooks, &org, "invoice", 1).await;
+    h.connect(Provider::QuickBooks, &org).await;
+    h.control("DELETE", "counters", None).await;
+    let mut job = h.job(Provider::QuickBooks, &org, Operation::Push, Entity::Invoice);
+    job.idempotency_key = unique("push");
+    let mut body: Value = serde_json::to_value(&job).unwrap();
+    body["payload"] = json!({"Id": invoices[0], "SyncToken": "0", "CustomerRef": {"value": contacts[0]},
+        "Line": [{"Amount": 1.0, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {}}]});
+    h.send(&[body.to_string()]).await;
+    let results = h.pump(&h.deps(), 1).await;
+    assert!(matches!(results[0].1, Disposition::DeadLettered { code: 4000, .. }), "{results:?}");
+    assert_eq!(h.calls("POST ").await, 0, "no provider call");
+    let records = h.control("GET", &format!("records?provider=quickbooks&org_id={org}&entity=invoice"), None).await;
+    assert_eq!(records["records"][0]["value"]["SyncToken"], "0", "the existing invoice is untouched");
+}
+
+/// The sandbox's records of one org and entity that are not deleted.
+async fn live_records(h: &H, provider: &str, org: &str, entity: &str) -> Vec<Value> {
+    let v = h.control("GET", &format!("records?provider={provider}&org_id={org}&entity={entity}"), None).await;
+    v["records"].as_array().unwrap().iter().filter(|r| r["deleted"] == false).cloned().collect()
+}
+
+fn push_body(job: &SyncJob, payload: Value) -> String {
+    let mut body: Value = serde_json::to_value(job).unwrap();
+    body["payload"] = payload;
+    body.to_string()
+}
+
+/// Zoho has no idempotency key: the worker tags its creates with a reference derived from the job
+/// and looks for that, not for the app's reference_number (a PO number can repeat) or a contact's
+/// name (which may belong to a contact we did not create).
+#[tokio::test]
+async fn zoho_push_dedupes_on_the_jobs_key_not_the_apps_reference_number() {
+    let h = harness().await;
+    let (org, contacts) = h.make_org(Provider::Zoho, "contact", 1).await;
+    h.connect(Provider::Zoho, &org).await;
+    let payload = json!({"customer_id": contacts[0], "reference_number": "PO-1", "line_items": [{"name": "x", "rate": 10, "quantity": 1}]});
+    let push = |payload: &Value| {
+        let mut job = h.job(Provider::Zoho, &org, Operation::Push, Entity::Invoice);
+        job.idempotency_key = unique("push");
+        (job.clone(), push_body(&job, payload.clone()))
+    };
+    let deps = h.deps();
+    let (a, body_a) = push(&payload);
+    let (b, body_b) = push(&payload);
+    h.send(&[body_a]).await;
+    done_result(&h.pump(&deps, 1).await);
+    h.send(&[body_b]).await;
+    done_result(&h.pump(&deps, 1).await);
+    let result = |job: SyncJob| {
+        let store = h.store();
+        let tenant = h.tenant.clone();
+        async move { store.job_status(&tenant, &job.idempotency_key).await.unwrap().unwrap().1.unwrap() }
+    };
+    let (ra, rb) = (result(a).await, result(b).await);
+    assert_ne!(ra["provider_id"], rb["provider_id"], "a second push with the same PO number is a second invoice: {ra} {rb}");
+    assert_eq!(rb["created"], true);
+    let list = live_records(&h, "zoho", &org, "invoice").await;
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|r| r["value"]["reference_number"] == "PO-1"), "the app's reference_number is kept as sent");
+
+    // A third push with the same PO number whose create times out at the client and happens
+    // anyway: its retry finds its own invoice, so one more, not two.
+    h.control("POST", "config", Some(json!({"timeout_fault_seconds": 3}))).await;
+    h.control(
+        "POST",
+        "faults",
+        Some(json!({"provider": "zoho", "path_prefix": "/zoho/api/us/books/v3/invoices", "method": "POST", "kind": "timeout", "count": 1})),
+    )
+    .await;
+    let (_c, body_c) = push(&payload);
+    h.send(&[body_c]).await;
+    let first = h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(1)), 1).await;
+    match first[0].1 {
+        Disposition::Done => tokio::time::sleep(StdDuration::from_secs(4)).await,
+        Disposition::Retry { code: 5003, .. } => {
+            tokio::time::sleep(StdDuration::from_secs(4)).await;
+            done_result(&h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5)), 12).await);
+        }
+        _ => panic!("{first:?}"),
+    }
+    assert_eq!(live_records(&h, "zoho", &org, "invoice").await.len(), 3, "the retried push created one invoice");
+
+    // A contact push retried after a timeout finds the contact it created (by our reference)...
+    h.control(
+        "POST",
+        "faults",
+        Some(json!({"provider": "zoho", "path_prefix": "/zoho/api/us/books/v3/contacts", "method": "POST", "kind": "timeout", "count": 1})),
+    )
+    .await;
+    let mut job = h.job(Provider::Zoho, &org, Operation::Push, Entity::Contact);
+    job.idempotency_key = unique("push");
+    h.send(&[push_body(&job, json!({"contact_name": "Zed Retried"}))]).await;
+    let first = h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(1)), 1).await;
+    if let Disposition::Retry { code: 5003, .. } = first[0].1 {
+        tokio::time::sleep(StdDuration::from_secs(4)).await;
+        done_result(&h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5)), 12).await);
+    } else {
+        assert_eq!(first[0].1, Disposition::Done, "{first:?}");
+    }
+    let zed: Vec<Value> =
+        live_records(&h, "zoho", &org, "contact").await.into_iter().filter(|c| c["value"]["contact_name"] == "Zed Retried").collect();
+    assert_eq!(zed.len(), 1);
+    let (_, r) = h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().unwrap();
+    assert_eq!(r.unwrap()["provider_id"], zed[0]["id"], "the retry reports the contact it created");
+
+    // ...but one whose name another contact already holds does not report that contact as its own.
+    let contacts_now = h.control("GET", &format!("records?provider=zoho&org_id={org}&entity=contact"), None).await;
+    let taken = contacts_now["records"][0]["value"]["contact_name"].as_str().unwrap().to_string();
+    let mut job = h.job(Provider::Zoho, &org, Operation::Push, Entity::Contact);
+    job.idempotency_key = unique("push");
+    h.send(&[push_body(&job, json!({"contact_name": taken}))]).await;
+    let results = h.pump(&deps, 1).await;
+    assert!(matches!(results[0].1, Disposition::DeadLettered { code: 4000, .. }), "{results:?}");
+}
+
+/// An amount that does not fit i64 minor units is stored flagged, and the job says so.
+#[tokio::test]
+async fn an_amount_too_large_for_minor_units_is_flagged_and_reported() {
+    let h = harness().await;
+    let (org, contacts) = h.make_org(Provider::QuickBooks, "contact", 1).await;
+    h.connect(Provider::QuickBooks, &org).await;
+    let mut job = h.job(Provider::QuickBooks, &org, Operation::Push, Entity::Invoice);
+    job.idempotency_key = unique("push");
+    h.send(&[push_body(
+        &job,
+        json!({"CustomerRef": {"value": contacts[0]}, "Line": [{"Amount": 9.5e18, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {}}]}),
+    )])
+    .await;
+    done_result(&h.pump(&h.deps(), 1).await);
+    let pull = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Invoice);
+    let result = h.run_through_queue(&h.deps(), &pull).await;
+    assert_eq!(result["counts"]["flagged"], 1, "{result}");
+    let stored = h.store().list_records(&h.tenant, Provider::QuickBooks, &org, PEntity::Invoice).await.unwrap();
+    assert_eq!(stored.len(), 1, "stored, not dropped");
+    assert_eq!((stored[0].amount.clone(), stored[0].flags.clone()), (None, vec!["amount_unreadable".to_string()]));
+    let events = h.events().await;
+    let completed: Vec<&AppEvent> = events.iter().filter(|e| e.event_type.as_str() == "sync.completed").collect();
+    assert_eq!(completed.len(), 2, "{events:?}");
+    for e in completed {
+        assert_eq!(e.data["counts"]["flagged"], 1, "{:?}", e.data);
+        assert!(e.data["warnings"][0].as_str().unwrap().contains("amount_unreadable"), "{:?}", e.data);
+    }
+}
+
+/// The incremental watermark follows the provider's clock: a provider behind us loses nothing, one
+/// ahead of us is not re-read and rewritten every pass; and an unchanged record is not written again.
+#[tokio::test]
+async fn the_watermark_follows_a_skewed_provider_clock_and_unchanged_records_are_not_rewritten() {
+    let h = harness().await;
+    let (org, _) = h.make_org(Provider::Zoho, "invoice", 20).await;
+    h.connect(Provider::Zoho, &org).await;
+    let deps = h.deps();
+    let pull = |h: &H| h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice);
+    let full = h.run_through_queue(&deps, &pull(&h)).await;
+    assert_eq!(full["counts"]["written"], 20, "{full}");
+
+    // Re-reading everything writes nothing: the records did not change.
+    let mut again = pull(&h);
+    again.cursor = Some("full".into());
+    let again = h.run_through_queue(&deps, &again).await;
+    assert_eq!((again["counts"]["fetched"].clone(), again["counts"]["written"].clone()), (json!(20), json!(0)), "{again}");
+
+    // The provider's clock falls ten minutes behind ours; records changed there after this pass
+    // must still be read by the next.
+    h.control("POST", "clock", Some(json!({"advance_seconds": -600}))).await;
+    h.run_through_queue(&deps, &pull(&h)).await;
+    let behind = h.seed(Provider::Zoho, &org, "invoice", 3).await;
+    let inc = h.run_through_queue(&deps, &pull(&h)).await;
+    let stored = h.store().list_records(&h.tenant, Provider::Zoho, &org, PEntity::Invoice).await.unwrap();
+    for id in &behind {
+        assert!(stored.iter().any(|r| &r.provider_id == id), "a record changed on a clock behind ours was lost: {inc}");
+    }
+
+    // Now ten minutes ahead of ours: what one pass read, the next does not write again.
+    h.control("POST", "clock", Some(json!({"advance_seconds": 1200}))).await;
+    h.seed(Provider::Zoho, &org, "invoice", 2).await;
+    // Past the watermark's overlap, so only a wrong clock can make the next pass see them again.
+    tokio::time::sleep(StdDuration::from_secs(6)).await;
+    let first = h.run_through_queue(&deps, &pull(&h)).await;
+    assert_eq!(first["counts"]["written"], 2, "{first}");
+    let second = h.run_through_queue(&deps, &pull(&h)).await;
+    assert_eq!(second["counts"]["fetched"], 0, "a clock ahead of ours made the next pass re-read: {second}");
+    assert_eq!(second["counts"]["written"], 0, "{second}");
 }
 
 #[tokio::test]

@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         pass_started_at: (head[10] & 2 == 2).then(|| DateTime::from_timestamp(i64::from(head[9]) << 28, 0)).flatten(),
         position: u32::from_le_bytes([head[2], head[3], head[4], head[5]]),
         page_size: u32::from_le_bytes([head[6], head[7], head[8], 0]),
+        ..Cursor::start(provider, entity)
     };
     if cursor.check(provider, entity).is_ok() {
         let page = match provider {

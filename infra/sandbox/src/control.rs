@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_sandbox/secrets", get(secrets))
         .route("/_sandbox/orgs", get(orgs))
         .route("/_sandbox/records", get(records))
+        .route("/_sandbox/records/delete", post(delete_records))
         .route("/_sandbox/webhooks/emit", post(emit))
         .route("/_sandbox/webhooks/xero/intent-to-receive", post(xero_itr))
 }
@@ -396,6 +397,28 @@ async fn records(State(st): State<AppState>, Query(q): Query<HashMap<String, Str
         .map(|r| json!({"id": r.id, "deleted": r.deleted, "created": r.created.to_rfc3339(), "value": r.value}))
         .collect();
     json_value(StatusCode::OK, &json!({"records": list}))
+}
+
+/// POST /_sandbox/records/delete {provider, org_id, entity, ids}: deletes records as a user would in
+/// the provider's UI (they leave list answers; QuickBooks CDC reports them), so tests can change the
+/// result set between two pages of a pass.
+async fn delete_records(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
+    let Some(p) = body.get("provider").and_then(|p| serde_json::from_value::<Provider>(p.clone()).ok()) else {
+        return bad("provider is required");
+    };
+    let Some(e) = body.get("entity").and_then(Value::as_str).and_then(Entity::parse) else {
+        return bad("entity is required");
+    };
+    let Some(ids) = body.get("ids").and_then(Value::as_array) else {
+        return bad("ids (array) is required");
+    };
+    let mut w = st.lock();
+    let now = w.now();
+    let Some(org) = body.get("org_id").and_then(Value::as_str).and_then(|o| w.org_mut(p, o)) else {
+        return not_found("no such org");
+    };
+    let deleted = ids.iter().filter_map(Value::as_str).filter(|id| org.delete(e, id, now)).count();
+    json_value(StatusCode::OK, &json!({"deleted": deleted}))
 }
 
 async fn orgs(State(st): State<AppState>) -> Response {

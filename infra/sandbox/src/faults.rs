@@ -12,7 +12,18 @@ use crate::model::{qbo_time, Provider};
 use crate::oauth::{oauth_error, xero_unauthorized, OAuthError};
 use crate::state::{AppState, FaultKind, LimitProblem, Limited, Quota};
 
+/// Every provider answer carries a `Date` header from the sandbox's clock (which tests can skew),
+/// as a real provider's comes from its own servers' clock, not the client's.
 pub async fn provider_middleware(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let mut resp = provider_answer(st.clone(), req, next).await;
+    let now = st.lock().now();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&now.format("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
+        resp.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    resp
+}
+
+async fn provider_answer(st: AppState, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let method = req.method().as_str().to_string();
     let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| path.clone());

@@ -165,6 +165,17 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
         })
         .filter(|r| clauses.iter().all(|c| clause_ok(r, c)))
         .collect();
+    // `order` names any returned element with ASC or DESC (xero_accounting.yaml). The sandbox orders
+    // by UpdatedDateUTC only (what the sync worker asks for); other elements keep store order. A
+    // stable sort: records of one time keep store order (Xero's tie order is unconfirmed).
+    let mut rows = rows;
+    if let Some(o) = q.get("order") {
+        let mut parts = o.split_whitespace();
+        if parts.next().is_some_and(|f| f.eq_ignore_ascii_case("UpdatedDateUTC")) {
+            let desc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("DESC"));
+            rows.sort_by(|a, b| if desc { b.updated.cmp(&a.updated) } else { a.updated.cmp(&b.updated) });
+        }
+    }
 
     let mut body = envelope_head(now);
     let page_rows: Vec<&Record> = if e == Entity::Account {

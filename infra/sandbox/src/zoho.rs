@@ -111,13 +111,30 @@ pub async fn list(
     // unconfirmed, so clients re-check the answer.
     let field_filters: Vec<(&str, &String)> =
         ["reference_number", "contact_name"].iter().filter_map(|f| q.get(*f).map(|v| (*f, v))).collect();
-    let mut matched = org
+    let mut all: Vec<&Record> = org
         .store(e)
         .items
         .iter()
         .filter(|r| !r.deleted)
         .filter(|r| since.is_none_or(|s| r.updated >= s))
-        .filter(|r| field_filters.iter().all(|(f, v)| r.value.get(*f).and_then(Value::as_str) == Some(v.as_str())));
+        .filter(|r| field_filters.iter().all(|(f, v)| r.value.get(*f).and_then(Value::as_str) == Some(v.as_str())))
+        .collect();
+    // `sort_column` and `sort_order` (A or D) as Zoho's list pages document them; the sandbox sorts
+    // by last_modified_time and created_time only (stable: one time keeps store order).
+    let sort_column = match q.get("sort_column").map(String::as_str) {
+        Some("last_modified_time") => "last_modified_time",
+        _ => "created_time",
+    };
+    let desc = q.get("sort_order").is_some_and(|o| o.eq_ignore_ascii_case("D"));
+    match sort_column {
+        "last_modified_time" => all.sort_by_key(|r| r.updated),
+        _ => all.sort_by_key(|r| r.created),
+    }
+    if desc {
+        all.reverse();
+    }
+    let sort_order = if desc { "D" } else { "A" };
+    let mut matched = all.into_iter();
     let rows: Vec<&Record> = matched.by_ref().skip((page - 1) * per_page).take(per_page).collect();
     let has_more = matched.next().is_some();
     let mut body = String::with_capacity(128 + rows.iter().map(|r| r.summary.len() + 1).sum::<usize>());
@@ -137,7 +154,7 @@ pub async fn list(
         Entity::Payment => "Customer Payments",
     };
     body.push_str(&format!(
-        "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"created_time\",\"sort_order\":\"A\"}}}}"
+        "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"{sort_column}\",\"sort_order\":\"{sort_order}\"}}}}"
     ));
     json(StatusCode::OK, body)
 }

@@ -164,9 +164,26 @@ pub struct Cursor {
     pub entity: Entity,
     pub modified_since: Option<DateTime<Utc>>,
     pub pass_started_at: Option<DateTime<Utc>>,
-    /// 1-based: QuickBooks STARTPOSITION, Xero and Zoho page number.
+    /// 1-based: QuickBooks STARTPOSITION, Xero and Zoho page number. With keyset paging it stays 1
+    /// and moves only inside a run of records that share one updated time (see `after_time`).
     pub position: u32,
     pub page_size: u32,
+    /// QuickBooks keyset: the last Id read in this pass; the next page asks for `Id > after_id`, so a
+    /// record that leaves the result set mid-pass cannot shift another past a page boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_id: Option<String>,
+    /// Xero and Zoho keyset: within a pass, the list is ordered by updated time ascending and the
+    /// next page asks for records modified after this (the last page's last time, a second early
+    /// because the filters take whole seconds and whether they are inclusive is unconfirmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_time: Option<DateTime<Utc>>,
+    /// Ids read on the previous page whose times fall after `after_time` (they come back once more
+    /// on the next page) and the latest of those times: an id here at or before that time is
+    /// dropped instead of counted twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boundary: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary_until: Option<DateTime<Utc>>,
 }
 
 impl Cursor {
@@ -182,6 +199,10 @@ impl Cursor {
             pass_started_at: None,
             position: 1,
             page_size: default_page_size(provider),
+            after_id: None,
+            after_time: None,
+            boundary: Vec::new(),
+            boundary_until: None,
         }
     }
 
@@ -197,7 +218,12 @@ impl Cursor {
     }
 
     pub fn is_first_page(&self) -> bool {
-        self.position == 1
+        self.position == 1 && self.after_id.is_none() && self.after_time.is_none()
+    }
+
+    /// The lower bound of the next list call: the keyset time inside a pass, else the watermark.
+    pub fn list_since(&self) -> Option<DateTime<Utc>> {
+        self.after_time.or(self.modified_since)
     }
 
     pub fn check(&self, provider: Provider, entity: Entity) -> Result<()> {
@@ -210,7 +236,81 @@ impl Cursor {
         if self.position == 0 || self.page_size == 0 || self.page_size > max_page_size(provider) {
             return Err(Error::InvalidInput("cursor position or page size is out of range".into()));
         }
+        // A cursor can arrive in a job: the QuickBooks keyset id goes into a query literal, so it
+        // must be an Id (digits); the others carry no id keyset.
+        match (&self.after_id, provider) {
+            (None, _) => {}
+            (Some(id), Provider::QuickBooks) if !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_digit()) => {}
+            _ => return Err(Error::InvalidInput("cursor keyset id is not valid for this provider".into())),
+        }
+        if (self.after_time.is_some() || !self.boundary.is_empty()) && provider == Provider::QuickBooks {
+            return Err(Error::InvalidInput("cursor keyset time is not valid for this provider".into()));
+        }
+        if self.boundary.len() > max_page_size(provider) as usize || self.boundary.iter().any(|id| id.is_empty() || id.len() > 255) {
+            return Err(Error::InvalidInput("cursor boundary is out of range".into()));
+        }
         Ok(())
+    }
+
+    /// Drops the records the previous page already read (see `boundary`).
+    pub(crate) fn drop_boundary(&self, records: Vec<Record>) -> Vec<Record> {
+        if self.boundary.is_empty() {
+            return records;
+        }
+        let until = self.boundary_until;
+        records.into_iter().filter(|r| !(self.boundary.contains(&r.id) && r.updated_at.zip(until).is_none_or(|(t, u)| t <= u))).collect()
+    }
+
+    /// The cursor after a QuickBooks page ordered by Id: the next page starts after its last Id.
+    pub(crate) fn advance_by_id(&self, has_more: bool, server_time: Option<DateTime<Utc>>, records: &[Record]) -> Cursor {
+        let last =
+            records.last().map(|r| r.id.clone()).filter(|id| !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_digit()));
+        match last {
+            Some(id) if has_more => {
+                let mut next = self.advance(true, 0, server_time);
+                next.position = self.position;
+                next.after_id = Some(id);
+                next
+            }
+            _ => self.advance(has_more, self.page_size, server_time),
+        }
+    }
+
+    /// The cursor after a Xero or Zoho page ordered by updated time ascending: the next page asks
+    /// for records modified after this page's last time (less a second). Where that would not move
+    /// past the page's first record (a run of records sharing one time longer than a page), the
+    /// next page number under the same filter is read instead.
+    pub(crate) fn advance_by_time(&self, has_more: bool, server_time: Option<DateTime<Utc>>, records: &[Record]) -> Cursor {
+        let first = records.first().and_then(|r| r.updated_at);
+        let last = records.iter().rev().find_map(|r| r.updated_at);
+        let candidate = last.and_then(|t| {
+            let whole = DateTime::from_timestamp(t.timestamp(), 0)?;
+            whole.checked_sub_signed(chrono::Duration::seconds(1))
+        });
+        let moves = match (candidate, first) {
+            (Some(c), Some(f)) => f <= c && self.list_since().is_none_or(|s| c > s),
+            _ => false,
+        };
+        if has_more && moves {
+            let mut next = self.advance(true, 0, server_time);
+            let c = candidate.expect("checked above");
+            next.position = 1;
+            next.after_time = Some(c);
+            // Bounded so our own cursor always passes `check` (a provider may send more rows than
+            // asked); an id left out is only read twice, which the upserts absorb.
+            next.boundary = records
+                .iter()
+                .filter(|r| r.updated_at.is_some_and(|t| t > c) && !r.id.is_empty() && r.id.len() <= 255)
+                .map(|r| r.id.clone())
+                .take(max_page_size(self.provider) as usize)
+                .collect();
+            next.boundary_until = last;
+            return next;
+        }
+        let mut next = self.advance(has_more, 1, server_time);
+        next.boundary = Vec::new();
+        next.boundary_until = None;
+        next
     }
 
     /// The cursor after a page: the next page of this pass, or the start of the next pass.
@@ -231,6 +331,10 @@ impl Cursor {
                     .or(self.modified_since),
                 pass_started_at: None,
                 position: 1,
+                after_id: None,
+                after_time: None,
+                boundary: Vec::new(),
+                boundary_until: None,
                 ..self.clone()
             }
         }
@@ -397,6 +501,64 @@ mod tests {
         zoho.page_size = 500;
         assert!(zoho.check(Provider::Zoho, Entity::Invoice).is_err());
         assert_eq!(Cursor::start(Provider::Zoho, Entity::Invoice).with_page_size(0).page_size, 1);
+    }
+
+    fn rec(p: Provider, id: &str, at: i64) -> Record {
+        Record {
+            provider: p,
+            entity: Entity::Invoice,
+            org_id: "o".into(),
+            id: id.into(),
+            updated_at: Some(t(at)),
+            number: None,
+            name: None,
+            amount: None,
+            currency: None,
+            status: None,
+            raw: Value::Null,
+        }
+    }
+
+    #[test]
+    fn quickbooks_pages_continue_after_the_last_id_read() {
+        let c = Cursor::since(Provider::QuickBooks, Entity::Invoice, t(100)).with_page_size(2);
+        let p2 = c.advance_by_id(true, Some(t(500)), &[rec(Provider::QuickBooks, "7", 1), rec(Provider::QuickBooks, "9", 2)]);
+        assert_eq!((p2.position, p2.after_id.as_deref(), p2.pass_started_at), (1, Some("9"), Some(t(500))));
+        let p3 = p2.advance_by_id(true, Some(t(600)), &[rec(Provider::QuickBooks, "12", 1), rec(Provider::QuickBooks, "13", 2)]);
+        assert_eq!((p3.after_id.as_deref(), p3.pass_started_at), (Some("13"), Some(t(500))), "the pass start stays");
+        let end = p3.advance_by_id(false, Some(t(700)), &[rec(Provider::QuickBooks, "14", 1)]);
+        assert_eq!((end.position, end.after_id, end.modified_since), (1, None, Some(t(495))));
+        // A forged keyset id cannot reach the query.
+        let mut bad = p2.clone();
+        bad.after_id = Some("1' OR 1=1".into());
+        assert!(bad.check(Provider::QuickBooks, Entity::Invoice).is_err());
+    }
+
+    #[test]
+    fn time_ordered_pages_continue_after_the_last_time_and_drop_what_was_read() {
+        let p = Provider::Zoho;
+        let c = Cursor::start(p, Entity::Invoice).with_page_size(3);
+        let page1 = [rec(p, "a", 10), rec(p, "b", 20), rec(p, "c", 30)];
+        let n = c.advance_by_time(true, Some(t(1000)), &page1);
+        assert_eq!((n.position, n.after_time, n.boundary.clone()), (1, Some(t(29)), vec!["c".to_string()]));
+        // The next answer repeats c (after 29 s): it is dropped, unless it changed since.
+        let again = n.drop_boundary(vec![rec(p, "c", 30), rec(p, "d", 40)]);
+        assert_eq!(again.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["d"]);
+        assert_eq!(n.drop_boundary(vec![rec(p, "c", 35)]).len(), 1, "a newer version is read");
+        // A page whose records share one time cannot move the keyset: the next page number instead.
+        let tied = [rec(p, "x", 50), rec(p, "y", 50), rec(p, "z", 50)];
+        let m = n.advance_by_time(true, Some(t(1001)), &tied);
+        assert_eq!((m.position, m.after_time, m.boundary.len()), (2, Some(t(29)), 0));
+        let m2 = m.advance_by_time(true, Some(t(1002)), &tied);
+        assert_eq!((m2.position, m2.after_time), (3, Some(t(29))));
+        // Once a page reaches past the run, the keyset moves on and the page number resets.
+        let m3 = m2.advance_by_time(true, Some(t(1003)), &[rec(p, "u", 50), rec(p, "v", 60), rec(p, "w", 70)]);
+        assert_eq!((m3.position, m3.after_time, m3.boundary.clone()), (1, Some(t(69)), vec!["w".to_string()]));
+        let end = m2.advance_by_time(false, Some(t(1003)), &[]);
+        assert_eq!((end.position, end.after_time, end.modified_since, end.boundary.len()), (1, None, Some(t(995)), 0));
+        let mut q = n.clone();
+        q.provider = Provider::QuickBooks;
+        assert!(q.check(Provider::QuickBooks, Entity::Invoice).is_err(), "a time keyset is not a QuickBooks cursor");
     }
 
     #[test]

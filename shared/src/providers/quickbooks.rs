@@ -1,8 +1,11 @@
 //! QuickBooks Online (Intuit).
 //!
 //! One grant per company (realm); the realm comes on the callback and is in every API path. Lists
-//! use the query endpoint with STARTPOSITION/MAXRESULTS ordered by Id, so records updated while we
-//! page keep their position (ordering by update time would move them and skip others). PKCE is not
+//! use the query endpoint ordered by Id with a keyset (`Id > <last Id read>`, MAXRESULTS), so records
+//! updated while we page keep their place and one deleted mid-pass cannot shift another past a page
+//! boundary (STARTPOSITION offsets would). `>` on Id is in Intuit's operator list and third-party
+//! tables of the IdType; that `ORDERBY Id` and `Id >` compare Ids the same way (as numbers) is
+//! unconfirmed. PKCE is not
 //! sent: Intuit documents no support for it, and this is a confidential client with a state.
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -57,10 +60,15 @@ fn check_realm(realm: &str) -> Result<&str> {
 /// The query for one page. The timestamp is written with an explicit offset, as Intuit's examples do.
 pub fn list_query(entity: Entity, cursor: &Cursor) -> String {
     let (name, _) = entity_names(entity);
-    let filter = cursor
-        .modified_since
-        .map(|t| format!(" WHERE MetaData.LastUpdatedTime > '{}'", t.to_rfc3339_opts(SecondsFormat::Secs, false)))
-        .unwrap_or_default();
+    let mut conds = Vec::new();
+    if let Some(t) = cursor.modified_since {
+        conds.push(format!("MetaData.LastUpdatedTime > '{}'", t.to_rfc3339_opts(SecondsFormat::Secs, false)));
+    }
+    // Keyset: `Cursor::check` lets only digits through, so the literal cannot break the query.
+    if let Some(id) = &cursor.after_id {
+        conds.push(format!("Id > '{id}'"));
+    }
+    let filter = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
     format!("SELECT * FROM {name}{filter} ORDERBY Id STARTPOSITION {} MAXRESULTS {}", cursor.position, cursor.page_size)
 }
 
@@ -107,7 +115,7 @@ pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<D
     };
     let has_more = items.len() as u64 >= u64::from(cursor.page_size);
     let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
-    Ok(Page { records, next_cursor: cursor.advance(has_more, cursor.page_size, server_time), has_more, rate_limit })
+    Ok(Page { next_cursor: cursor.advance_by_id(has_more, server_time, &records), records, has_more, rate_limit })
 }
 
 impl QuickBooksClient {
@@ -308,6 +316,12 @@ mod tests {
         assert_eq!(
             list_query(Entity::Invoice, &c),
             "SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime > '2026-01-02T03:04:05+00:00' ORDERBY Id STARTPOSITION 21 MAXRESULTS 10"
+        );
+        c.position = 1;
+        c.after_id = Some("130".into());
+        assert_eq!(
+            list_query(Entity::Invoice, &c),
+            "SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime > '2026-01-02T03:04:05+00:00' AND Id > '130' ORDERBY Id STARTPOSITION 1 MAXRESULTS 10"
         );
     }
 

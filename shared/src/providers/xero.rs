@@ -105,7 +105,8 @@ pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<D
     };
     let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
     let server_time = body.get("DateTimeUTC").and_then(Value::as_str).and_then(parse_time).or(date);
-    Ok(Page { records, next_cursor: cursor.advance(has_more, 1, server_time), has_more, rate_limit })
+    let next_cursor = cursor.advance_by_time(has_more, server_time, &records);
+    Ok(Page { records: cursor.drop_boundary(records), next_cursor, has_more, rate_limit })
 }
 
 /// Xero's connection objects as tenants.
@@ -247,9 +248,12 @@ impl AccountingProvider for XeroClient {
         let url = api_url(&self.core.endpoints.api, &[name])?;
         let mut req = self.tenant_request(tokens, org_id, self.core.http.reqwest().get(url))?;
         if is_paged(entity) {
-            req = req.query(&[("page", cursor.position), ("pageSize", cursor.page_size)]);
+            // Ordered by updated time so the next page can start after this one's last time
+            // (`Cursor::advance_by_time`); `order` takes any returned element (xero_accounting.yaml).
+            req = req.query(&[("page", cursor.position.to_string()), ("pageSize", cursor.page_size.to_string())]);
+            req = req.query(&[("order", "UpdatedDateUTC ASC")]);
         }
-        if let Some(since) = cursor.modified_since {
+        if let Some(since) = if is_paged(entity) { cursor.list_since() } else { cursor.modified_since } {
             req = req.header(http::header::IF_MODIFIED_SINCE, since.to_rfc3339_opts(SecondsFormat::Secs, true));
         }
         let ok = self.core.call(req).await?;

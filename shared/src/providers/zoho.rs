@@ -98,7 +98,8 @@ pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<D
         None => items.len() as u64 >= u64::from(cursor.page_size),
     };
     let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
-    Ok(Page { records, next_cursor: cursor.advance(has_more, 1, date), has_more, rate_limit })
+    let next_cursor = cursor.advance_by_time(has_more, date, &records);
+    Ok(Page { records: cursor.drop_boundary(records), next_cursor, has_more, rate_limit })
 }
 
 /// Zoho's timestamp format: `2013-11-18T02:17:40+0000`.
@@ -156,8 +157,9 @@ impl ZohoClient {
 
     /// Records of `entity` whose `field` equals `value` exactly (Zoho's list filters by
     /// `reference_number` and `contact_name`; the answer is filtered again here because whether
-    /// the filter is an exact match or a prefix match is unconfirmed). One page (200) is enough:
-    /// the callers look up a reference that should match one record.
+    /// the filter is an exact match or a prefix match is unconfirmed). One page (200): the push
+    /// looks for its own record among these, so a PO number shared by more than 200 invoices is
+    /// not fully searched (a retry could then create a second invoice).
     pub async fn find_by(&self, tokens: &TokenSet, org_id: &str, entity: Entity, field: &str, value: &str) -> Result<Vec<Record>> {
         let (module, _, _) = entity_names(entity);
         let url = api_url(&self.api_base(tokens)?, &[module])?;
@@ -260,8 +262,13 @@ impl AccountingProvider for ZohoClient {
             ("organization_id", check_org(org_id)?.to_string()),
             ("page", cursor.position.to_string()),
             ("per_page", cursor.page_size.to_string()),
+            // Ordered by updated time so the next page can start after this one's last time
+            // (`Cursor::advance_by_time`): Zoho lists take `sort_column`/`sort_order`; that
+            // `last_modified_time` is a sort column of every module we list is unconfirmed.
+            ("sort_column", "last_modified_time".to_string()),
+            ("sort_order", "A".to_string()),
         ];
-        if let Some(since) = cursor.modified_since {
+        if let Some(since) = cursor.list_since() {
             query.push(("last_modified_time", zoho_time(since)));
         }
         let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
@@ -277,7 +284,8 @@ impl AccountingProvider for ZohoClient {
     }
 
     /// Zoho Books has no idempotency key: a retried create can make a second record. The sync
-    /// worker's job record is what keeps a create from being sent twice.
+    /// worker tags each create with its own reference (a custom field) and looks for it before
+    /// creating again (`sync::worker::push`).
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, _idempotency_key: &str) -> Result<Record> {
         let (module, _, _) = entity_names(entity);
         let url = api_url(&self.api_base(tokens)?, &[module])?;

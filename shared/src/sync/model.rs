@@ -57,7 +57,15 @@ pub struct SyncRecord {
     /// Where the raw record is: `<provider>/<org>/<entity>/<id>`; the record item holds the raw JSON
     /// itself under `raw` when it fits (see `store::MAX_RAW_BYTES`).
     pub raw_ref: String,
+    /// What could not be normalised although the provider sent it: `amount_unreadable` (an amount
+    /// that is not plain decimal text or does not fit i64 minor units; `amount` is then absent and
+    /// the raw record holds the provider's value). The job's result and event count these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
+
+/// The flag of a record whose amount the provider sent but we could not store in minor units.
+pub const FLAG_AMOUNT_UNREADABLE: &str = "amount_unreadable";
 
 /// ISO 4217 minor-unit exponents that are not 2.
 pub fn currency_scale(code: &str) -> u32 {
@@ -186,6 +194,11 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
             (contact, date_at(v, &["date"]), date_at(v, &["due_date"]), false)
         }
     };
+    let amount = money(r.amount.as_deref(), r.currency.as_deref());
+    let mut flags = Vec::new();
+    if amount.is_none() && r.amount.is_some() {
+        flags.push(FLAG_AMOUNT_UNREADABLE.to_string());
+    }
     Some(SyncRecord {
         provider: r.provider,
         org_id: r.org_id.clone(),
@@ -194,13 +207,14 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         number: r.number.clone(),
         name: r.name.clone(),
         status: r.status.clone(),
-        amount: money(r.amount.as_deref(), r.currency.as_deref()),
+        amount,
         contact_id,
         issue_date,
         due_date,
         updated_at: r.updated_at,
         deleted,
         raw_ref: raw_ref(r.provider, &r.org_id, r.entity, &r.id),
+        flags,
     })
 }
 
@@ -229,6 +243,7 @@ pub fn tombstone(provider: Provider, org_id: &str, entity: Entity, id: &str, at:
         updated_at: Some(at),
         deleted: true,
         raw_ref: raw_ref(provider, org_id, entity, id),
+        flags: Vec::new(),
     })
 }
 
@@ -323,5 +338,15 @@ mod tests {
         }
         let long = quickbooks::normalise(Entity::Invoice, "1", json!({"Id": "9".repeat(300)})).unwrap();
         assert!(normalise(&long).is_none());
+    }
+
+    #[test]
+    fn an_amount_past_minor_units_is_flagged_not_dropped_silently() {
+        let big =
+            quickbooks::normalise(Entity::Invoice, "1", json!({"Id": "1", "TotalAmt": 9.5e18, "CurrencyRef": {"value": "USD"}})).unwrap();
+        let n = normalise(&big).unwrap();
+        assert_eq!((n.amount, n.flags), (None, vec![FLAG_AMOUNT_UNREADABLE.to_string()]));
+        let none = quickbooks::normalise(Entity::Contact, "1", json!({"Id": "2", "DisplayName": "A"})).unwrap();
+        assert!(normalise(&none).unwrap().flags.is_empty(), "no amount sent is not a flag");
     }
 }

@@ -58,6 +58,9 @@ pub struct StoredCursor {
     pub cursor: Cursor,
     pub version: i64,
     pub cdc_since: Option<DateTime<Utc>>,
+    /// The lineage root of the job that wrote it (`worker::lineage_root`): a `full` job resumes
+    /// from a stored cursor only when its own lineage wrote it.
+    pub lineage: Option<String>,
 }
 
 /// What claiming a job key found.
@@ -95,7 +98,9 @@ impl SyncStore {
     }
 
     /// Upserts records; a record whose stored version is newer (`updated_ms`) is not overwritten, so
-    /// an old page read late cannot undo a newer change.
+    /// an old page read late cannot undo a newer change, and one stored with the same updated time
+    /// and the same content (`doc_hash`) is not written again (an overlapping pass re-reads a few
+    /// records; they cost a conditional check, not a write). `stale` counts both.
     pub async fn put_records(
         &self,
         tenant_id: &str,
@@ -115,6 +120,14 @@ impl SyncStore {
 
     async fn put_record(&self, tenant_id: &str, r: &SyncRecord, raw: Option<&str>, job_id: &str, now: DateTime<Utc>) -> Result<bool> {
         let doc = serde_json::to_string(r).map_err(|e| Error::Internal(format!("record JSON: {e}")))?;
+        let hash = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(doc.as_bytes());
+            h.update([0]);
+            h.update(raw.unwrap_or_default().as_bytes());
+            hex::encode(&h.finalize()[..16])
+        };
         let mut req = self
             .db
             .put_item()
@@ -122,6 +135,7 @@ impl SyncStore {
             .item("pk", s(tenant_pk(tenant_id)))
             .item("sk", s(record_sk(r.provider, &r.org_id, r.entity, &r.provider_id)))
             .item("doc", s(doc))
+            .item("doc_hash", s(hash.clone()))
             .item("deleted", AttributeValue::Bool(r.deleted))
             .item("job_id", s(job_id))
             .item("synced_at", s(now.to_rfc3339()));
@@ -131,8 +145,16 @@ impl SyncStore {
         if let Some(u) = r.updated_at {
             req = req
                 .item("updated_ms", n(u.timestamp_millis()))
-                .condition_expression("attribute_not_exists(sk) OR attribute_not_exists(updated_ms) OR updated_ms <= :u")
-                .expression_attribute_values(":u", n(u.timestamp_millis()));
+                .condition_expression(
+                    "attribute_not_exists(sk) OR attribute_not_exists(updated_ms) OR updated_ms < :u \
+                     OR (updated_ms = :u AND (attribute_not_exists(doc_hash) OR doc_hash <> :h))",
+                )
+                .expression_attribute_values(":u", n(u.timestamp_millis()))
+                .expression_attribute_values(":h", s(hash));
+        } else {
+            req = req
+                .condition_expression("attribute_not_exists(sk) OR attribute_not_exists(doc_hash) OR doc_hash <> :h")
+                .expression_attribute_values(":h", s(hash));
         }
         match req.send().await {
             Ok(_) => Ok(true),
@@ -187,17 +209,24 @@ impl SyncStore {
         let cursor: Cursor = serde_json::from_str(&get_s(&item, "cursor")?)
             .map_err(|e| Error::Storage { message: format!("stored cursor: {e}"), retryable: false })?;
         let cdc_since = get_s_opt(&item, "cdc_since").and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc));
-        Ok(Some(StoredCursor { cursor, version: get_n_opt(&item, "version").unwrap_or(0), cdc_since }))
+        Ok(Some(StoredCursor {
+            cursor,
+            version: get_n_opt(&item, "version").unwrap_or(0),
+            cdc_since,
+            lineage: get_s_opt(&item, "lineage"),
+        }))
     }
 
     /// Stores the next cursor if nobody moved it since `expected_version` (0: none stored yet).
     /// Conflict means another job advanced it: this one stops rather than move it backwards.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_cursor(
         &self,
         tenant_id: &str,
         org_id: &str,
         cursor: &Cursor,
         cdc_since: Option<DateTime<Utc>>,
+        lineage: &str,
         expected_version: i64,
         now: DateTime<Utc>,
     ) -> Result<i64> {
@@ -211,6 +240,7 @@ impl SyncStore {
             .item("sk", s(cursor_sk(cursor.provider, org_id, cursor.entity)))
             .item("cursor", s(json))
             .item("version", n(next))
+            .item("lineage", s(lineage))
             .item("updated_at", s(now.to_rfc3339()));
         if let Some(c) = cdc_since {
             req = req.item("cdc_since", s(c.to_rfc3339()));

@@ -299,6 +299,19 @@ struct Counts {
     stale: usize,
     deleted: usize,
     skipped: usize,
+    /// Stored with a flag (`SyncRecord::flags`): something the provider sent could not be normalised.
+    flagged: usize,
+}
+
+/// What a job stored incompletely, for its result and `sync.completed` (never a silent drop).
+fn add_warnings(v: &mut Value, counts: &Counts) {
+    if counts.flagged > 0 {
+        v["warnings"] = json!([format!(
+            "{} record(s) flagged {}: the provider's amount does not fit integer minor units and is not stored (the raw record keeps it)",
+            counts.flagged,
+            model::FLAG_AMOUNT_UNREADABLE
+        )]);
+    }
 }
 
 /// Normalises provider records; the raw JSON goes beside each one.
@@ -310,6 +323,9 @@ fn normalise_all(records: &[Record], counts: &mut Counts) -> Vec<(SyncRecord, Op
             Some(n) => {
                 if n.deleted {
                     counts.deleted += 1;
+                }
+                if !n.flags.is_empty() {
+                    counts.flagged += 1;
                 }
                 out.push((n, Some(r.raw.to_string())));
             }
@@ -327,8 +343,12 @@ async fn write(deps: &SyncDeps, ctx: &JobCtx, records: &[(SyncRecord, Option<Str
 }
 
 /// The cursor a pull starts from: the stored one (so a retried or continued job resumes where the
-/// last page was stored), a full restart when asked, or the job's own cursor when nothing is stored.
-fn start_cursor(ctx: &JobCtx, stored: Option<&crate::sync::store::StoredCursor>, page_size: Option<u32>) -> Cursor {
+/// last page was stored), or the job's own cursor when nothing is stored. A `full` job starts from
+/// the first record unless the stored cursor was written by its own lineage (it crashed or handed
+/// over mid-pass: it resumes there rather than re-reading from page 1). A job cursor that is not
+/// one of ours for this provider and entity (garbage, forged, another entity's) is refused: a
+/// silent full re-read would spend the org's quota on a bad request.
+fn start_cursor(ctx: &JobCtx, stored: Option<&crate::sync::store::StoredCursor>, page_size: Option<u32>) -> Result<Cursor> {
     let fresh = || {
         let c = Cursor::start(ctx.provider, ctx.entity);
         match page_size {
@@ -337,13 +357,20 @@ fn start_cursor(ctx: &JobCtx, stored: Option<&crate::sync::store::StoredCursor>,
         }
     };
     let usable = |c: &Cursor| c.check(ctx.provider, ctx.entity).is_ok();
-    if ctx.job.cursor.as_deref() == Some(FULL_SYNC) {
-        return fresh();
+    let stored = stored.filter(|st| usable(&st.cursor));
+    match ctx.job.cursor.as_deref() {
+        Some(FULL_SYNC) => {
+            let lineage = lineage_root(&ctx.job.idempotency_key);
+            Ok(stored.filter(|st| st.lineage.as_deref() == Some(lineage)).map(|st| st.cursor.clone()).unwrap_or_else(fresh))
+        }
+        Some(text) => {
+            let job_cursor: Cursor = serde_json::from_str(text)
+                .map_err(|_| Error::InvalidInput("job cursor is not a cursor the worker wrote (send \"full\" or omit it)".into()))?;
+            job_cursor.check(ctx.provider, ctx.entity)?;
+            Ok(stored.map(|st| st.cursor.clone()).unwrap_or(job_cursor))
+        }
+        None => Ok(stored.map(|st| st.cursor.clone()).unwrap_or_else(fresh)),
     }
-    if let Some(st) = stored.filter(|st| usable(&st.cursor)) {
-        return st.cursor.clone();
-    }
-    ctx.job.cursor.as_deref().and_then(|c| serde_json::from_str::<Cursor>(c).ok()).filter(usable).unwrap_or_else(fresh)
 }
 
 /// Every page from the start cursor to the end of the pass, storing the cursor after each page.
@@ -357,7 +384,8 @@ async fn pull(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> Result<
     let stored = deps.store.get_cursor(tenant_id, ctx.provider, &ctx.org_id, ctx.entity).await?;
     let mut version = stored.as_ref().map(|s| s.version).unwrap_or(0);
     let mut cdc_since = stored.as_ref().and_then(|s| s.cdc_since);
-    let mut cursor = start_cursor(ctx, stored.as_ref(), deps.settings.page_size);
+    let mut cursor = start_cursor(ctx, stored.as_ref(), deps.settings.page_size)?;
+    let lineage = lineage_root(&ctx.job.idempotency_key);
     let mut counts = Counts::default();
     let mut pages = 0u32;
     let margin = chrono::Duration::from_std(deps.settings.deadline_margin).unwrap_or(chrono::Duration::seconds(20));
@@ -384,7 +412,7 @@ async fn pull(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> Result<
                 .or(page.next_cursor.modified_since)
                 .or(cdc_since);
         }
-        version = match deps.store.put_cursor(tenant_id, &ctx.org_id, &page.next_cursor, cdc_since, version, Utc::now()).await {
+        version = match deps.store.put_cursor(tenant_id, &ctx.org_id, &page.next_cursor, cdc_since, lineage, version, Utc::now()).await {
             Ok(v) => v,
             Err(Error::Conflict(m)) => {
                 // Another job of this org and entity moved the cursor: it carries on from there.
@@ -476,7 +504,9 @@ async fn one_record(deps: &SyncDeps, ctx: &JobCtx, id: &str) -> Result<Value> {
         }
     };
     write(deps, ctx, &rows, &mut counts).await?;
-    Ok(json!({"operation": "webhook", "entity_id": id, "counts": counts}))
+    let mut v = json!({"operation": "webhook", "entity_id": id, "counts": counts});
+    add_warnings(&mut v, &counts);
+    Ok(v)
 }
 
 /// Our reference for a pushed record: derived from the tenant and the idempotency key, at most 50
@@ -489,19 +519,54 @@ pub fn push_reference(tenant_id: &str, idempotency_key: &str) -> String {
     format!("tya-{}", &hex::encode(h.finalize())[..40])
 }
 
+/// The Zoho custom field (by `api_name`) that carries our push reference. Zoho Books records take
+/// `custom_fields: [{api_name, value}]` on create and return them on a read; that the org must
+/// define the field first (Settings > Preferences > custom fields, or `POST /settings/fields`) and
+/// that a create naming an undefined one is refused are unconfirmed.
+pub const ZOHO_PUSH_REF_FIELD: &str = "cf_ttya_push_ref";
+
+/// Whether a Zoho record carries our push reference in `ZOHO_PUSH_REF_FIELD`.
+fn carries_reference(raw: &Value, reference: &str) -> bool {
+    raw.get("custom_fields").and_then(Value::as_array).is_some_and(|fields| {
+        fields.iter().any(|f| {
+            f.get("api_name").and_then(Value::as_str) == Some(ZOHO_PUSH_REF_FIELD)
+                && f.get("value").and_then(Value::as_str) == Some(reference)
+        })
+    })
+}
+
 /// Creates an invoice or contact so that a retry (after a timeout, a crash, a redelivery) never
-/// makes a second one: QuickBooks `requestid` and Xero `Idempotency-Key` replay the first answer;
-/// Zoho has no such key, so we look for the record first (invoices by our reference in
-/// `reference_number`, contacts by their name, which Zoho keeps unique).
+/// makes a second one: QuickBooks `requestid` and Xero `Idempotency-Key` replay the first answer.
+/// Zoho has no such key, so the create carries our reference (derived from the job, never the
+/// app's fields) in a custom field, and a retry looks for it first: candidates by a field Zoho
+/// lists by (invoices by `reference_number`, contacts by `contact_name`), each read to check our
+/// reference. A record that merely shares the app's PO number or the contact's name is not ours:
+/// the invoice is created anyway, and a contact push whose name another contact holds fails.
 async fn push(deps: &SyncDeps, ctx: &JobCtx) -> Result<Value> {
     let reference = push_reference(&ctx.tenant.tenant_id, &ctx.job.idempotency_key);
     let mut payload = ctx.payload.clone().unwrap_or(Value::Null);
     let entity = ctx.entity;
     let org = ctx.org_id.clone();
+    if ctx.provider == Provider::QuickBooks && (payload.get("Id").is_some() || payload.get("SyncToken").is_some()) {
+        // QuickBooks treats a POST carrying Id and SyncToken as an update of that record: a push
+        // creates, so it must not overwrite an existing one.
+        return Err(Error::InvalidInput("a QuickBooks push creates a record: the payload must not carry Id or SyncToken".into()));
+    }
     let mut found = None;
     if ctx.provider == Provider::Zoho {
+        let tag = json!({"api_name": ZOHO_PUSH_REF_FIELD, "value": reference});
+        match payload.get_mut("custom_fields") {
+            None | Some(Value::Null) => payload["custom_fields"] = json!([tag]),
+            Some(Value::Array(fields)) => {
+                fields.retain(|f| f.get("api_name").and_then(Value::as_str) != Some(ZOHO_PUSH_REF_FIELD));
+                fields.push(tag);
+            }
+            Some(_) => return Err(Error::InvalidInput("custom_fields must be an array".into())),
+        }
         let (field, value) = match entity {
             Entity::Invoice => {
+                // The app's reference_number stays as sent; without one, ours fills it so the
+                // lookup below has a field to list by.
                 if payload.get("reference_number").and_then(Value::as_str).is_none_or(str::is_empty) {
                     payload["reference_number"] = Value::String(reference.clone());
                 }
@@ -512,7 +577,7 @@ async fn push(deps: &SyncDeps, ctx: &JobCtx) -> Result<Value> {
                 None => return Err(Error::InvalidInput("a Zoho contact push needs contact_name".into())),
             },
         };
-        let existing = provider_call(deps, ctx, entity, Op::Find, None, |client, tokens| {
+        let candidates = provider_call(deps, ctx, entity, Op::Find, None, |client, tokens| {
             let org = org.clone();
             let value = value.clone();
             async move {
@@ -523,7 +588,30 @@ async fn push(deps: &SyncDeps, ctx: &JobCtx) -> Result<Value> {
             }
         })
         .await?;
-        found = existing.into_iter().next();
+        let taken = !candidates.is_empty();
+        for c in candidates {
+            // List answers are partial (no custom fields): read the record to see whose it is.
+            let full = if carries_reference(&c.raw, &reference) {
+                c
+            } else {
+                let id = c.id.clone();
+                provider_call(deps, ctx, entity, Op::Get, Some(&c.id), |client, tokens| {
+                    let org = org.clone();
+                    let id = id.clone();
+                    async move { client.get(&tokens, &org, entity, &id).await }
+                })
+                .await?
+            };
+            if carries_reference(&full.raw, &reference) {
+                found = Some(full);
+                break;
+            }
+        }
+        if found.is_none() && taken && entity == Entity::Contact {
+            // Zoho keeps contact names unique: the create would fail, and the contact that holds
+            // the name is someone else's, not this push's result.
+            return Err(Error::InvalidInput("a Zoho contact with this contact_name exists and was not created by this push".into()));
+        }
     }
     let created = found.is_none();
     let record = match found {
@@ -541,7 +629,9 @@ async fn push(deps: &SyncDeps, ctx: &JobCtx) -> Result<Value> {
     let mut counts = Counts::default();
     let rows = normalise_all(std::slice::from_ref(&record), &mut counts);
     write(deps, ctx, &rows, &mut counts).await?;
-    Ok(json!({"operation": "push", "provider_id": record.id, "reference": reference, "created": created, "counts": counts}))
+    let mut v = json!({"operation": "push", "provider_id": record.id, "reference": reference, "created": created, "counts": counts});
+    add_warnings(&mut v, &counts);
+    Ok(v)
 }
 
 fn result_json(ctx: &JobCtx, counts: Counts, pages: u32, cursor: &Cursor, next: Option<&SyncJob>) -> Value {
@@ -555,6 +645,7 @@ fn result_json(ctx: &JobCtx, counts: Counts, pages: u32, cursor: &Cursor, next: 
     if let Some(n) = next {
         v["next_idempotency_key"] = Value::String(n.idempotency_key.clone());
     }
+    add_warnings(&mut v, &counts);
     let _ = ctx;
     v
 }
@@ -605,7 +696,7 @@ fn base_data(job: &SyncJob) -> serde_json::Map<String, Value> {
 fn completed_data(job: &SyncJob, result: &Value) -> Value {
     let mut m = base_data(job);
     m.insert("counts".into(), result.get("counts").cloned().unwrap_or_else(|| json!({})));
-    for k in ["pages", "cursor", "provider_id"] {
+    for k in ["pages", "cursor", "provider_id", "warnings"] {
         if let Some(v) = result.get(k) {
             m.insert(k.into(), v.clone());
         }
