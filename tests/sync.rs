@@ -1051,7 +1051,11 @@ async fn a_missing_scope_fails_at_once_naming_it_and_a_spent_quota_parks_the_job
         "{results:?}"
     );
     assert!(h.drain(&h.dlq).await.is_empty(), "parked, not dead-lettered");
-    assert!(h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().is_none(), "the claim was released for the retry");
+    assert_eq!(
+        h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().map(|s| s.0).as_deref(),
+        Some(shared::sync::store::STATUS_RELEASED),
+        "the claim was released for the retry"
+    );
 }
 
 #[tokio::test]

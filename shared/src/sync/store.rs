@@ -35,6 +35,9 @@ const WRITE_CONCURRENCY: usize = 16;
 
 pub const STATUS_IN_PROGRESS: &str = "INPROGRESS";
 pub const STATUS_COMPLETED: &str = "COMPLETED";
+/// What `job_status` reports for a claim released after a failed run (stored as INPROGRESS with an
+/// expiry in the past, so the next claim takes it at once).
+pub const STATUS_RELEASED: &str = "RELEASED";
 
 pub fn record_sk(provider: Provider, org_id: &str, entity: Entity, id: &str) -> String {
     format!("REC#{provider}#{org_id}#{entity}#{id}")
@@ -373,7 +376,14 @@ impl SyncStore {
     /// The job record's status, for tests and operators.
     pub async fn job_status(&self, tenant_id: &str, key: &str) -> Result<Option<(String, Option<serde_json::Value>)>> {
         let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), job_sk(key)).await?;
-        Ok(item.map(|i| (get_s_opt(&i, "status").unwrap_or_default(), get_s_opt(&i, "result").and_then(|r| serde_json::from_str(&r).ok()))))
+        Ok(item.map(|i| {
+            let mut status = get_s_opt(&i, "status").unwrap_or_default();
+            // A claim released after a failed run (`release_job`) is free, not running.
+            if status == STATUS_IN_PROGRESS && get_n_opt(&i, "in_progress_expiry") == Some(0) {
+                status = STATUS_RELEASED.to_string();
+            }
+            (status, get_s_opt(&i, "result").and_then(|r| serde_json::from_str(&r).ok()))
+        }))
     }
 }
 
