@@ -19,9 +19,9 @@ use shared::jobs::{Operation, Source, SyncJob, JOB_VERSION};
 use shared::providers::model::Entity as PEntity;
 use shared::providers::AccountingProvider;
 use shared::refresh::TokenService;
+use shared::resilience::{Limits, ProviderGuard};
 use shared::store::grants::{Grant, GrantStore};
 use shared::sync::batch::{handle_batch, Disposition, InMessage};
-use shared::resilience::{Limits, ProviderGuard};
 use shared::sync::worker::{run_job, Outcome};
 use shared::sync::{SyncDeps, WorkerSettings};
 use shared::tenancy::{Entity, Plan, Priority, Tenant, TenantConfig, TenantStore};
@@ -462,7 +462,16 @@ async fn a_crash_in_the_middle_of_pagination_resumes_from_the_cursor_without_dup
         crash_after_page: Some(Arc::new(|pages| pages == 3)),
         ..Default::default()
     };
-    let crashing = h.deps_with(crash, StdDuration::from_secs(10));
+    let mut crashing = h.deps_with(crash, StdDuration::from_secs(1));
+    // A provider timeout and limiter horizon that fit the short deadline below: the guard does
+    // not start a call whose worst case would outlive it.
+    let mut cfg = h.env.config.clone();
+    cfg.provider_timeout = StdDuration::from_secs(1);
+    crashing.guard = ProviderGuard::with_limits(
+        h.env.clients.dynamodb.clone(),
+        cfg.tables.resilience.clone(),
+        Limits { horizon: StdDuration::from_secs(1), ..Limits::from_config(&cfg) },
+    );
     let job = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Invoice);
     let msg = InMessage {
         message_id: "m-1".into(),
@@ -855,15 +864,12 @@ async fn a_pull_returns_before_its_deadline_when_the_provider_hangs_and_loses_no
     // The provider holds every contacts request for 3 s; the client gives up after 2 s. The guard's
     // worst case per attempt: 2 s, plus a 1 s horizon for a reserved place.
     h.control("POST", "config", Some(json!({"timeout_fault_seconds": 3}))).await;
-    h.control(
-        "POST",
-        "faults",
-        Some(json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Contacts", "kind": "timeout", "count": 100})),
-    )
-    .await;
+    h.control("POST", "faults", Some(json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Contacts", "kind": "timeout", "count": 100})))
+        .await;
     let mut cfg = h.env.config.clone();
     cfg.provider_timeout = StdDuration::from_secs(2);
-    let mut deps = h.deps_with(WorkerSettings { deadline_margin: StdDuration::from_secs(2), ..Default::default() }, StdDuration::from_secs(2));
+    let mut deps =
+        h.deps_with(WorkerSettings { deadline_margin: StdDuration::from_secs(2), ..Default::default() }, StdDuration::from_secs(2));
     deps.guard = ProviderGuard::with_limits(
         h.env.clients.dynamodb.clone(),
         cfg.tables.resilience.clone(),

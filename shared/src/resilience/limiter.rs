@@ -215,12 +215,7 @@ pub fn org_item_key(provider: Provider, org_id: &str) -> (String, String) {
 
 pub fn org_key(provider: Provider, org_id: &str, params: RateParams) -> LimitKey {
     let (pk, sk) = org_item_key(provider, org_id);
-    LimitKey {
-        pk,
-        sk,
-        params,
-        scope: format!("{}:{}", provider.as_str(), org_id),
-    }
+    LimitKey { pk, sk, params, scope: format!("{}:{}", provider.as_str(), org_id) }
 }
 
 /// How a limiter call went, for the benchmark and metrics.

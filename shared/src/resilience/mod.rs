@@ -180,17 +180,11 @@ impl Limits {
     pub fn keys(&self, provider: Provider, org_id: &str) -> Vec<LimitKey> {
         match provider {
             Provider::QuickBooks => vec![limiter::org_key(provider, org_id, self.minute_params(self.quickbooks_per_minute))],
-            Provider::Xero => vec![limiter::org_key(
-                provider,
-                org_id,
-                self.minute_params(self.xero_per_minute).with_day(self.xero_per_day, self.day),
-            )],
+            Provider::Xero => {
+                vec![limiter::org_key(provider, org_id, self.minute_params(self.xero_per_minute).with_day(self.xero_per_day, self.day))]
+            }
             Provider::Zoho => {
-                vec![limiter::org_key(
-                    provider,
-                    org_id,
-                    self.minute_params(self.zoho_per_minute).with_day(self.zoho_per_day, self.day),
-                )]
+                vec![limiter::org_key(provider, org_id, self.minute_params(self.zoho_per_minute).with_day(self.zoho_per_day, self.day))]
             }
         }
     }

@@ -334,10 +334,13 @@ fn start_cursor(ctx: &JobCtx, stored: Option<&crate::sync::store::StoredCursor>,
 /// Zoho deletions arrive only through webhook jobs (`change: deleted`).
 ///
 /// Every provider call returns by half the margin before `deadline` (the guard does not start an
-/// attempt that could not), leaving that half to store the page and hand over; an attempt refused
-/// for time after the first page hands over to a follow-up, before it the job comes back as a retry.
+/// attempt that could not), leaving that half to store the page and hand over; at most half the
+/// time left is kept back, so a first page is always tried when it fits. An attempt refused for
+/// time after the first page hands over to a follow-up; before it, the job comes back as a retry.
 async fn pull(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> Result<Value> {
-    let calls_by = deadline - chrono::Duration::from_std(deps.settings.deadline_margin / 2).unwrap_or(chrono::Duration::seconds(10));
+    let left = (deadline - Utc::now()).to_std().unwrap_or_default();
+    let reserve = (deps.settings.deadline_margin / 2).min(left / 2);
+    let calls_by = deadline - chrono::Duration::from_std(reserve).unwrap_or(chrono::Duration::seconds(10));
     crate::resilience::within_deadline(calls_by, Box::pin(pull_pages(deps, ctx, deadline))).await
 }
 
