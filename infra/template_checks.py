@@ -334,6 +334,37 @@ def _actions_on(t, role: str, resource: str) -> list[tuple[str, dict]]:
     return out
 
 
+RESILIENCE_KEYS = ["ORG#*", "APP#*"]
+
+
+def check_resilience_table_statements_admit_its_keys(t):
+    """The resilience table's items are keyed per provider org (ORG#<provider>#<org>, shared by
+    every tenant connected to it) and per provider (APP#<provider>), as shared/src/resilience writes
+    them. A statement limited to TENANT# would be refused on AWS (moto does not enforce IAM), so every
+    statement on the table carries exactly these LeadingKeys."""
+    src = os.path.join(ROOT, "shared", "src", "resilience")
+    with open(os.path.join(src, "limiter.rs"), encoding="utf-8") as f:
+        assert 'format!("ORG#{}#{}", provider.as_str(), org_id)' in f.read(), "limiter.rs keys orgs otherwise: update RESILIENCE_KEYS"
+    with open(os.path.join(src, "breaker.rs"), encoding="utf-8") as f:
+        assert 'format!("APP#{}", provider.as_str())' in f.read(), "breaker.rs keys the app item otherwise: update RESILIENCE_KEYS"
+    seen = False
+    for name, r in t["Resources"].items():
+        if r["Type"] != "AWS::IAM::Role":
+            continue
+        for st in statements(t, name):
+            if not any(_refers_to(res, "ResilienceTable") for res in as_list(st["Resource"])):
+                continue
+            seen = True
+            keys = st.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+            assert keys == RESILIENCE_KEYS, (
+                f"{name}/{st.get('Sid', '?')}: resilience table LeadingKeys {keys}, expected {RESILIENCE_KEYS} "
+                "(org items are ORG#<provider>#<org>, app items APP#<provider>)")
+    assert seen, "no role reaches the resilience table"
+    worker = {a for st in statements(t, "SyncWorkerRole") if any(_refers_to(r, "ResilienceTable") for r in as_list(st["Resource"]))
+              for a in as_list(st["Action"])}
+    assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= worker, f"SyncWorkerRole on the resilience table: {sorted(worker)}"
+
+
 def check_sync_scheduler_role(t):
     """The scheduler handles no tokens: no KMS, no secrets; on the grants table only conditional
     updates of tenant-owned items and queries of the sync_due index (never GRANT# reads)."""

@@ -161,6 +161,15 @@ class TemplateChecksTest(unittest.TestCase):
         with self.assertRaisesRegex(AssertionError, "LeadingKeys"):
             template_checks.check_ephemeral_table_statements_have_leading_keys(self.mutated(change))
 
+    def test_resilience_access_limited_to_tenant_keys_fails(self):
+        def change(t):
+            for st in t["Resources"]["SyncWorkerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]:
+                if st.get("Sid") == "Resilience":
+                    st["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] = ["TENANT#*", "APP#*"]
+
+        with self.assertRaisesRegex(AssertionError, "ORG#"):
+            template_checks.check_resilience_table_statements_admit_its_keys(self.mutated(change))
+
     def test_key_policy_granting_everything_to_the_account_fails(self):
         def change(t):
             t["Resources"]["TokenKey"]["Properties"]["KeyPolicy"]["Statement"][0]["Action"] = "kms:*"

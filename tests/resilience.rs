@@ -1,6 +1,7 @@
 //! The shared limiter, slots and breakers (`shared::resilience`) against moto and the provider
 //! sandbox: several guards stand for several Lambda workers sharing only DynamoDB. Every test uses
-//! a fresh tenant, so its keys are its own.
+//! a fresh tenant and a fresh org id for the guard's keys (the sandbox's seeded Xero tenant 1 is
+//! the org actually called), so its keys are its own: the guard keys state by provider org.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,6 +32,8 @@ struct Env {
     events: shared::events::EventPublisher,
     /// Wall-clock µs at which each guarded call left for the provider.
     starts: std::sync::Mutex<Vec<i64>>,
+    /// The org id the guard keys this test's calls by (they go to the sandbox's `XERO_T1`).
+    org: String,
 }
 
 impl Env {
@@ -68,6 +71,7 @@ impl Env {
             config: t.config,
             events,
             starts: Default::default(),
+            org: unique("org"),
         };
         let mut body = sandbox_config;
         body["provider"] = json!("xero");
@@ -122,7 +126,7 @@ impl Env {
     /// the calls that got past the guard.
     async fn list(&self, guard: &ProviderGuard, tenant: &str, reached: &AtomicU32) -> (shared::Result<usize>, Vec<Transition>) {
         let g = guard
-            .call_reporting(tenant, Provider::Xero, XERO_T1, "list contacts", || async {
+            .call_reporting(tenant, Provider::Xero, &self.org, "list contacts", || async {
                 reached.fetch_add(1, Ordering::SeqCst);
                 self.starts.lock().unwrap().push(chrono::Utc::now().timestamp_micros());
                 self.client.list(&self.tokens, XERO_T1, &Cursor::start(Provider::Xero, Entity::Contact)).await.map(|p| p.records.len())
@@ -254,7 +258,7 @@ async fn the_breaker_opens_across_workers_lets_the_probes_through_and_closes() {
     assert_eq!(opened.len(), 1, "exactly one worker opens it: {transitions:?}");
     assert_eq!(opened[0].from, BreakerState::Closed);
     assert!(opened[0].failures >= 6);
-    let snap = workers[0].breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
+    let snap = workers[0].breaker_state(Provider::Xero, Some(env.org.as_str())).await.unwrap();
     assert_eq!(snap.state, BreakerState::Open);
 
     // Open: refused without reaching the provider.
@@ -286,7 +290,7 @@ async fn the_breaker_opens_across_workers_lets_the_probes_through_and_closes() {
     let to: Vec<(BreakerState, BreakerState)> = transitions.iter().map(|t| (t.from, t.to)).collect();
     assert_eq!(to.iter().filter(|t| **t == (BreakerState::Open, BreakerState::HalfOpen)).count(), 1, "{to:?}");
     assert_eq!(to.iter().filter(|t| **t == (BreakerState::HalfOpen, BreakerState::Closed)).count(), 1, "{to:?}");
-    let snap = workers[2].breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
+    let snap = workers[2].breaker_state(Provider::Xero, Some(env.org.as_str())).await.unwrap();
     assert_eq!(snap.state, BreakerState::Closed);
     assert_eq!(snap.failures, 0, "a closed breaker starts with a clean window");
     assert!(env.list(&workers[0], &tenant, &reached).await.0.is_ok());
@@ -295,7 +299,7 @@ async fn the_breaker_opens_across_workers_lets_the_probes_through_and_closes() {
     let schema: Value = serde_json::from_str(include_str!("../schemas/app-event.v1.json")).unwrap();
     let degraded = shared::resilience::transition_event(opened[0]).expect("an event for the org");
     assert_eq!(degraded.event_type, shared::events::EventType::ConnectionDegraded);
-    assert_eq!(degraded.data["org_ids"][0], XERO_T1);
+    assert_eq!(degraded.data["org_ids"][0], env.org.as_str());
     assert_eq!(degraded.data["cause"], "provider_errors");
     shared::events::check_against_schema(&schema, &serde_json::to_value(&degraded).unwrap()).unwrap();
     let closed = transitions.iter().find(|t| t.to == BreakerState::Closed).unwrap();
@@ -314,7 +318,7 @@ async fn the_breaker_opens_across_workers_lets_the_probes_through_and_closes() {
     assert_eq!(kinds.len(), 2, "nothing else: {sent:?}");
     for e in &sent {
         assert_eq!(e["tenant_id"], tenant.as_str());
-        assert_eq!(e["data"]["org_ids"][0], XERO_T1);
+        assert_eq!(e["data"]["org_ids"][0], env.org.as_str());
         shared::events::check_against_schema(&schema, e).unwrap();
     }
     let _ = (&env.config, &env.events);
@@ -332,23 +336,20 @@ async fn a_dead_workers_slot_frees_after_its_lease() {
     // Two workers take the org's two slots and die mid-call (never give them back).
     let mut cost = Default::default();
     for _ in 0..2 {
-        let d = guard.slots().acquire(&tenant, Provider::Xero, XERO_T1, 2, lease, &mut cost).await.unwrap();
+        let d = guard.slots().acquire(Provider::Xero, &env.org, 2, lease, &mut cost).await.unwrap();
         assert!(matches!(d, SlotDecision::Held(_)));
     }
-    assert!(matches!(
-        guard.slots().acquire(&tenant, Provider::Xero, XERO_T1, 2, lease, &mut cost).await.unwrap(),
-        SlotDecision::Full { .. }
-    ));
+    assert!(matches!(guard.slots().acquire(Provider::Xero, &env.org, 2, lease, &mut cost).await.unwrap(), SlotDecision::Full { .. }));
     // A live worker's call waits for the dead leases to run out, reclaims one, and goes.
     let reached = AtomicU32::new(0);
     let live = env.guard(limits);
     let (r, _) = env.list(&live, &tenant, &reached).await;
     r.expect("the call goes once a dead slot is reclaimed");
     // The live worker keeps its slot for its next call until it flushes (the end of its job).
-    let holders = guard.slots().holders(&tenant, Provider::Xero, XERO_T1).await.unwrap();
+    let holders = guard.slots().holders(Provider::Xero, &env.org).await.unwrap();
     assert_eq!(holders.len(), 2, "one dead lease reclaimed and ours taken in its place, the other dead one left: {holders:?}");
     live.flush().await;
-    let holders = guard.slots().holders(&tenant, Provider::Xero, XERO_T1).await.unwrap();
+    let holders = guard.slots().holders(Provider::Xero, &env.org).await.unwrap();
     assert_eq!(holders.len(), 1, "ours given back, the other dead one left: {holders:?}");
     assert_eq!(rate_limited_count(&env.counters().await), 0);
     env.sb.shutdown().await;
@@ -371,7 +372,7 @@ async fn a_4xx_never_opens_the_breaker_and_a_429_feeds_the_limiter_not_the_break
     }
     // Successes are held by the worker and written in batches; flushing writes them all.
     guard.flush().await;
-    let snap = guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
+    let snap = guard.breaker_state(Provider::Xero, Some(env.org.as_str())).await.unwrap();
     assert_eq!((snap.state, snap.calls, snap.failures), (BreakerState::Closed, 5, 0));
 
     // 429s: not counted by the breaker; the limiter holds the org back for the Retry-After.
@@ -386,7 +387,7 @@ async fn a_4xx_never_opens_the_breaker_and_a_429_feeds_the_limiter_not_the_break
     assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
     assert!(t.is_empty());
     guard.flush().await;
-    let snap = guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
+    let snap = guard.breaker_state(Provider::Xero, Some(env.org.as_str())).await.unwrap();
     assert_eq!((snap.state, snap.calls, snap.failures), (BreakerState::Closed, 5, 0));
     // The next call does not reach the provider: it is told to wait out the penalty.
     let before = reached.load(Ordering::SeqCst);
@@ -433,7 +434,7 @@ async fn a_busy_key_costs_one_dynamodb_call_per_reservation() {
                 .with_day(5000, Duration::from_secs(86_400)),
         ),
     ] {
-        let key = shared::resilience::limiter::org_key(&tenant, Provider::Xero, label, params);
+        let key = shared::resilience::limiter::org_key(Provider::Xero, &format!("{tenant}-{label}"), params);
         let mut first = shared::resilience::Cost::default();
         assert!(matches!(limiter.acquire(&key, &mut first).await.unwrap(), shared::resilience::Decision::Go(d) if d.is_zero()));
         for i in 1..10 {
@@ -458,17 +459,17 @@ async fn a_probe_that_cannot_call_gives_its_place_back() {
     for _ in 0..2 {
         assert_eq!(env.list(&guard, &tenant, &reached).await.0.unwrap_err().code(), ErrorCode::ProviderTransient);
     }
-    assert_eq!(guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap().state, BreakerState::Open);
+    assert_eq!(guard.breaker_state(Provider::Xero, Some(env.org.as_str())).await.unwrap().state, BreakerState::Open);
     tokio::time::sleep(settings.open_for + Duration::from_millis(100)).await;
     // The org is rate limited for a minute: the probe is admitted, cannot call, and gives it back.
-    let key = &limits.keys(&tenant, Provider::Xero, XERO_T1)[0];
+    let key = &limits.keys(Provider::Xero, &env.org)[0];
     guard.limiter().penalise(key, Duration::from_secs(60), false).await.unwrap();
     let before = reached.load(Ordering::SeqCst);
     let (r, t) = env.list(&guard, &tenant, &reached).await;
     assert_eq!(r.unwrap_err().code(), ErrorCode::RateLimited);
     assert_eq!(reached.load(Ordering::SeqCst), before);
     assert_eq!(t.iter().map(|t| t.to).collect::<Vec<_>>(), vec![BreakerState::HalfOpen]);
-    let snap = guard.breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
+    let snap = guard.breaker_state(Provider::Xero, Some(env.org.as_str())).await.unwrap();
     assert_eq!((snap.state, snap.probes), (BreakerState::HalfOpen, 0), "the one probe is free again");
     env.sb.shutdown().await;
 }
@@ -492,7 +493,7 @@ async fn batched_counts_still_open_the_breaker_at_the_threshold_counted_across_w
             r.expect("a success");
         }
     }
-    let snap = workers[0].breaker_state(Provider::Xero, Some((&tenant, XERO_T1))).await.unwrap();
+    let snap = workers[0].breaker_state(Provider::Xero, Some(env.org.as_str())).await.unwrap();
     assert!(snap.calls < 12, "some successes are still held by the workers: {snap:?}");
     env.control("faults", json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Contacts", "kind": "500", "count": 100})).await;
     // Failures one at a time, round the workers, until the breaker refuses.
@@ -534,10 +535,85 @@ async fn resilience_items_carry_a_ttl_and_a_busy_worker_costs_under_one_write_pe
     assert!(per_call < 0.5, "batches of places: {per_call:.2} DynamoDB calls per call");
     guard.flush().await;
     let now = chrono::Utc::now().timestamp();
-    for (pk, sk) in [(format!("TENANT#{tenant}"), format!("RL#xero#{XERO_T1}")), ("APP#xero".to_string(), "APP".to_string())] {
+    for (pk, sk) in [(format!("ORG#xero#{}", env.org), "RL".to_string()), ("APP#xero".to_string(), "APP".to_string())] {
         let item = shared::store::get_item(&env.db, &env.table, pk.clone(), sk.clone()).await.unwrap().expect("the item");
         let exp = shared::store::get_n_opt(&item, "expires_at").unwrap_or_else(|| panic!("{pk}/{sk} has no expires_at"));
         assert!(exp > now + 86_400 && exp <= now + 4 * 86_400, "{pk}/{sk}: expires_at {exp} (now {now})");
     }
     env.sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_tenants_on_one_org_share_its_rate_limit_and_its_breaker() {
+    // The sandbox counts calls per organisation: 10 per 5-second window (the minute, shrunk).
+    let env = Env::xero(json!({"rate_limit_per_minute": 10, "minute_window_seconds": 5, "rate_limit_per_day": 100000,
+        "app_rate_limit_per_minute": 100000, "max_concurrent": 0}))
+    .await;
+    let limits = Limits {
+        minute: Duration::from_secs(5),
+        safety: Duration::from_millis(500),
+        xero_per_minute: 10,
+        // The first part's successes stay in the breaker's window: a low rate opens it soon after.
+        org_breaker: BreakerSettings { min_calls: 2, failure_rate: 0.05, open_for: Duration::from_secs(60), ..BreakerSettings::default() },
+        ..roomy()
+    };
+    // Two tenants of ours connected to the one Xero organisation, each with its own worker.
+    let (tenant_a, tenant_b) = (unique("t-orgA"), unique("t-orgB"));
+    let env = Arc::new(env);
+    let run_for = Duration::from_secs(7);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for tenant in [tenant_a.clone(), tenant_b.clone()] {
+        let (env, guard) = (env.clone(), env.guard(limits.clone()));
+        tasks.push(tokio::spawn(async move {
+            let reached = AtomicU32::new(0);
+            let mut errors = Vec::new();
+            while start.elapsed() < run_for {
+                if let Err(e) = env.list(&guard, &tenant, &reached).await.0 {
+                    errors.push(e.code());
+                    // A wait handed back: the worker would return its message; here, pause.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            guard.flush().await;
+            (reached.load(Ordering::SeqCst), errors)
+        }));
+    }
+    let mut per_tenant = Vec::new();
+    for t in tasks {
+        let (reached, errors) = t.await.unwrap();
+        assert!(errors.iter().all(|c| *c == ErrorCode::RateLimited), "only waits handed back: {errors:?}");
+        per_tenant.push(reached);
+    }
+    assert!(per_tenant.iter().all(|n| *n > 0), "both tenants called: {per_tenant:?}");
+    // Both tenants' calls together stay within the org's limit: no 429 from the provider, and no
+    // 5-second window (from the first call) holds more than 10.
+    let counters = env.counters().await;
+    assert_eq!(rate_limited_count(&counters), 0, "the organisation's limit was exceeded: {per_tenant:?} {counters}");
+    let mut starts = env.starts.lock().unwrap().clone();
+    starts.sort_unstable();
+    let first = starts[0];
+    let in_window = starts.iter().filter(|t| **t < first + 5_000_000).count();
+    assert!(in_window <= 10, "{in_window} calls in the org's first window, limit 10 ({per_tenant:?})");
+
+    // Tenant A's failures open the org's breaker; tenant B is refused without reaching the provider.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    env.control("faults", json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Contacts", "kind": "500", "count": 100})).await;
+    let (worker_a, worker_b) = (env.guard(limits.clone()), env.guard(limits.clone()));
+    let reached = AtomicU32::new(0);
+    let mut failed = 0;
+    for _ in 0..30 {
+        match env.list(&worker_a, &tenant_a, &reached).await.0.unwrap_err().code() {
+            ErrorCode::ProviderTransient => failed += 1,
+            ErrorCode::CircuitOpen => break,
+            ErrorCode::RateLimited => tokio::time::sleep(Duration::from_millis(200)).await,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(failed >= 1, "tenant A's calls failed at the provider");
+    let before = reached.load(Ordering::SeqCst);
+    let (r, _) = env.list(&worker_b, &tenant_b, &reached).await;
+    assert_eq!(r.unwrap_err().code(), ErrorCode::CircuitOpen, "tenant B is refused by the breaker tenant A opened");
+    assert_eq!(reached.load(Ordering::SeqCst), before);
+    Arc::try_unwrap(env).ok().unwrap().sb.shutdown().await;
 }

@@ -560,11 +560,11 @@ async fn a_connection_whose_breaker_is_open_is_skipped_and_rescheduled() {
     for _ in 0..30 {
         let r = guard.call_once(&tenant.tenant_id, provider, &org, "list", || client.list(&tokens, &org, &cursor)).await;
         assert!(r.is_err());
-        if guard.breaker_state(provider, Some((&tenant.tenant_id, &org))).await.unwrap().state == BreakerState::Open {
+        if guard.breaker_state(provider, Some(org.as_str())).await.unwrap().state == BreakerState::Open {
             break;
         }
     }
-    assert_eq!(guard.breaker_state(provider, Some((&tenant.tenant_id, &org))).await.unwrap().state, BreakerState::Open);
+    assert_eq!(guard.breaker_state(provider, Some(org.as_str())).await.unwrap().state, BreakerState::Open);
 
     let at_due = DateTime::from_timestamp(due, 0).unwrap();
     let r = sched.run(at_due, deadline(), &RunLimits::default()).await.unwrap();
@@ -578,7 +578,7 @@ async fn a_connection_whose_breaker_is_open_is_skipped_and_rescheduled() {
 
     // The provider recovers and the breaker closes: the rescheduled pull goes out.
     h.control("DELETE", "faults", None).await;
-    guard.reset_breaker(provider, Some((&tenant.tenant_id, &org))).await.unwrap();
+    guard.reset_breaker(provider, Some(org.as_str())).await.unwrap();
     let r = sched.run(DateTime::from_timestamp(again, 0).unwrap(), deadline(), &RunLimits::default()).await.unwrap();
     assert_eq!((r.pulled, r.jobs), (1, 2), "{r:?}");
     let jobs: Vec<SyncJob> = h.drain(&h.env.config.queues.sync_normal).await.iter().map(|b| SyncJob::from_json(b).unwrap()).collect();

@@ -19,6 +19,7 @@ use shared::jobs::{Operation, Source, SyncJob, JOB_VERSION};
 use shared::providers::model::Entity as PEntity;
 use shared::providers::AccountingProvider;
 use shared::refresh::TokenService;
+use shared::resilience::{Limits, ProviderGuard};
 use shared::store::grants::{Grant, GrantStore};
 use shared::sync::batch::{handle_batch, Disposition, InMessage};
 use shared::sync::worker::{run_job, Outcome};
@@ -488,7 +489,16 @@ async fn a_crash_in_the_middle_of_pagination_resumes_from_the_cursor_without_dup
         crash_after_page: Some(Arc::new(|pages| pages == 3)),
         ..Default::default()
     };
-    let crashing = h.deps_with(crash, StdDuration::from_secs(10));
+    let mut crashing = h.deps_with(crash, StdDuration::from_secs(1));
+    // A provider timeout and limiter horizon that fit the short deadline below: the guard does
+    // not start a call whose worst case would outlive it.
+    let mut cfg = h.env.config.clone();
+    cfg.provider_timeout = StdDuration::from_secs(1);
+    crashing.guard = ProviderGuard::with_limits(
+        h.env.clients.dynamodb.clone(),
+        cfg.tables.resilience.clone(),
+        Limits { horizon: StdDuration::from_secs(1), ..Limits::from_config(&cfg) },
+    );
     let job = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Invoice);
     let msg = InMessage {
         message_id: "m-1".into(),
@@ -1177,4 +1187,95 @@ async fn a_webhook_job_for_an_entity_turned_off_since_is_skipped_not_dead_letter
     h.send(&[pull.to_json()]).await;
     let d = h.pump(&h.deps(), 1).await;
     assert!(matches!(d[0].1, Disposition::DeadLettered { .. }), "{d:?}");
+
+/// Provider-call audit records of the tenant: one per attempt sent to the provider.
+async fn sent_calls(h: &H) -> u64 {
+    h.audit_calls().await.len() as u64
+}
+
+#[tokio::test]
+async fn calls_the_guard_refuses_cost_no_quota_and_every_call_sent_costs_one() {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let (org, _) = h.make_org(Provider::QuickBooks, "contact", 3).await;
+    h.connect(Provider::QuickBooks, &org).await;
+    let deps = h.deps();
+    // The org's breaker opens (failures counted through the shared guard, as workers do).
+    let mut open = false;
+    for _ in 0..60 {
+        let r = deps
+            .guard
+            .call(&h.tenant, Provider::QuickBooks, &org, "list", || async {
+                Err::<(), _>(shared::Error::ProviderTransient { provider: Provider::QuickBooks, status: Some(503), message: "down".into() })
+            })
+            .await;
+        if r.unwrap_err().code() == shared::ErrorCode::CircuitOpen {
+            open = true;
+            break;
+        }
+    }
+    assert!(open, "the breaker opened");
+    let used = tenants.api_calls_used(&h.tenant, Utc::now()).await.unwrap();
+    // A storm of jobs against the open breaker: each is refused before calling, and costs nothing.
+    let jobs: Vec<String> = (0..5).map(|_| h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Contact).to_json()).collect();
+    h.send(&jobs).await;
+    let results = h.pump(&deps, 1).await;
+    assert_eq!(results.len(), 5);
+    assert!(results.iter().all(|(_, d)| matches!(d, Disposition::Retry { code: 3001, .. })), "{results:?}");
+    assert_eq!(h.calls("/query").await, 0, "nothing reached the provider");
+    assert_eq!(sent_calls(&h).await, 0);
+    assert_eq!(tenants.api_calls_used(&h.tenant, Utc::now()).await.unwrap(), used, "refused calls are not charged");
+
+    // A call the guard retries is charged once per attempt that reached the provider.
+    let (org2, _) = h.make_org(Provider::QuickBooks, "contact", 3).await;
+    h.connect(Provider::QuickBooks, &org2).await;
+    h.control("POST", "faults", Some(json!({"provider": "quickbooks", "kind": "500", "count": 1}))).await;
+    h.send(&[h.job(Provider::QuickBooks, &org2, Operation::Pull, Entity::Contact).to_json()]).await;
+    done_result(&h.pump(&deps, 1).await);
+    assert_eq!(h.store().list_records(&h.tenant, Provider::QuickBooks, &org2, PEntity::Contact).await.unwrap().len(), 3);
+    let sent = sent_calls(&h).await;
+    assert_eq!(sent, 2, "a 500, then the retry inside the guard");
+    assert_eq!(tenants.api_calls_used(&h.tenant, Utc::now()).await.unwrap(), used + sent, "each call sent is charged once");
+}
+
+#[tokio::test]
+async fn a_pull_returns_before_its_deadline_when_the_provider_hangs_and_loses_nothing() {
+    let h = harness().await;
+    let (org, _) = h.make_org(Provider::Xero, "contact", 30).await;
+    h.connect(Provider::Xero, &org).await;
+    // The provider holds every contacts request for 3 s; the client gives up after 2 s. The guard's
+    // worst case per attempt: 2 s, plus a 1 s horizon for a reserved place.
+    h.control("POST", "config", Some(json!({"timeout_fault_seconds": 3}))).await;
+    h.control("POST", "faults", Some(json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Contacts", "kind": "timeout", "count": 100})))
+        .await;
+    let mut cfg = h.env.config.clone();
+    cfg.provider_timeout = StdDuration::from_secs(2);
+    let mut deps =
+        h.deps_with(WorkerSettings { deadline_margin: StdDuration::from_secs(2), ..Default::default() }, StdDuration::from_secs(2));
+    deps.guard = ProviderGuard::with_limits(
+        h.env.clients.dynamodb.clone(),
+        cfg.tables.resilience.clone(),
+        Limits { horizon: StdDuration::from_secs(1), ..Limits::from_config(&cfg) },
+    );
+    // 5.5 s: room for the first attempt, not for the guard's three (about 6.5 s with backoff).
+    let job = h.job(Provider::Xero, &org, Operation::Pull, Entity::Contact);
+    let started = std::time::Instant::now();
+    let deadline = Utc::now() + Duration::milliseconds(5500);
+    let r = run_job(&deps, &job, None, deadline).await;
+    let took = started.elapsed();
+    assert!(Utc::now() < deadline, "returned {took:?} after it started, past its 5.5 s deadline");
+    let e = r.expect_err("no page could be read");
+    assert!(e.is_retryable(), "the job comes back: {e}");
+    assert!(h.calls("/Contacts").await >= 1, "the first attempt was made");
+    // Nothing lost: no record, no cursor moved, the claim released for the retry.
+    assert!(h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().is_none());
+    assert!(h.store().list_records(&h.tenant, Provider::Xero, &org, PEntity::Contact).await.unwrap().is_empty());
+    // The provider answers again: the retry reads everything.
+    h.control("DELETE", "faults", None).await;
+    let deps = h.deps();
+    match run_job(&deps, &job, None, Utc::now() + Duration::seconds(90)).await.unwrap() {
+        Outcome::Done(_) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.store().list_records(&h.tenant, Provider::Xero, &org, PEntity::Contact).await.unwrap().len(), 30);
 }

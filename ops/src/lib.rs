@@ -66,7 +66,8 @@ pub enum Command {
     /// Token encryption keys.
     #[command(subcommand)]
     Keys(KeyCmd),
-    /// Circuit breakers: show or close by hand (provider-wide, or one org of a tenant).
+    /// Circuit breakers: show or close by hand (provider-wide, or one provider org's, shared by
+    /// every tenant connected to it).
     #[command(subcommand)]
     Breakers(BreakerCmd),
 }
@@ -76,18 +77,21 @@ pub enum BreakerCmd {
     /// State, window counts and probes of a breaker.
     Show {
         provider: String,
-        /// With --org: the org breaker of this tenant.
+        /// Optional with --org: a tenant connected to the org, checked to be connected (the breaker
+        /// is the org's, shared by every tenant connected to it).
         #[arg(long, requires = "org")]
         tenant: Option<String>,
-        #[arg(long, requires = "tenant")]
+        /// The org's breaker instead of the provider-wide one.
+        #[arg(long)]
         org: Option<String>,
     },
     /// Closes a breaker (after the provider's outage is over and its open time is too long to wait).
+    /// An org's breaker closes for every tenant connected to the org.
     Reset {
         provider: String,
         #[arg(long, requires = "org")]
         tenant: Option<String>,
-        #[arg(long, requires = "tenant")]
+        #[arg(long)]
         org: Option<String>,
     },
 }
@@ -296,9 +300,16 @@ async fn breakers(ops: &Ops, c: BreakerCmd) -> Result<String> {
         BreakerCmd::Reset { provider, tenant, org } => (true, provider, tenant, org),
     };
     let provider: Provider = parse("provider", &provider)?;
-    let scope = tenant.as_deref().zip(org.as_deref());
+    // The breaker is the org's; a tenant named with it must be connected to that org, so a typo
+    // in the org id is not mistaken for a closed breaker of the tenant's org.
+    if let (Some(t), Some(o)) = (tenant.as_deref(), org.as_deref()) {
+        if ops.grants().get_connection(t, provider, o).await?.is_none() {
+            return Err(Error::NotFound(format!("tenant {t} has no {provider} connection to org {o}")));
+        }
+    }
+    let scope = org.as_deref();
     let name = match scope {
-        Some((t, o)) => format!("{provider} org {o} of tenant {t}"),
+        Some(o) => format!("{provider} org {o} (shared by every tenant connected to it)"),
         None => format!("{provider} (provider-wide)"),
     };
     if reset {

@@ -372,17 +372,21 @@ async fn breakers_are_shown_and_closed_by_hand() {
                 Err::<(), _>(shared::Error::ProviderTransient { provider: Provider::QuickBooks, status: Some(503), message: "down".into() })
             })
             .await;
-        if guard.breaker_state(Provider::QuickBooks, Some((&tenant, &org))).await.unwrap().state.as_str() == "open" {
+        if guard.breaker_state(Provider::QuickBooks, Some(&org)).await.unwrap().state.as_str() == "open" {
             break;
         }
     }
-    let out = cli(&ops, &["breakers", "show", "quickbooks", "--tenant", &tenant, "--org", &org]).await.unwrap();
+    // The breaker is the org's (every tenant connected to it shares it): named by the org alone.
+    let out = cli(&ops, &["breakers", "show", "quickbooks", "--org", &org]).await.unwrap();
     assert!(out.contains(": open"), "{out}");
-    let out = cli(&ops, &["breakers", "reset", "quickbooks", "--tenant", &tenant, "--org", &org]).await.unwrap();
+    // A tenant named with it must be connected to that org.
+    let e = cli(&ops, &["breakers", "reset", "quickbooks", "--tenant", &tenant, "--org", &org]).await.unwrap_err();
+    assert_eq!(e.code(), shared::ErrorCode::NotFound, "{e}");
+    let out = cli(&ops, &["breakers", "reset", "quickbooks", "--org", &org]).await.unwrap();
     assert!(out.contains("closed"), "{out}");
-    let out = cli(&ops, &["breakers", "show", "quickbooks", "--tenant", &tenant, "--org", &org]).await.unwrap();
+    let out = cli(&ops, &["breakers", "show", "quickbooks", "--org", &org]).await.unwrap();
     assert!(out.contains(": closed"), "{out}");
-    // An org breaker needs both its tenant and its org.
+    // A tenant alone names no breaker.
     assert!(cli(&ops, &["breakers", "show", "quickbooks", "--tenant", &tenant]).await.is_err());
 }
 

@@ -123,19 +123,22 @@ async fn run(cfg: &Config, db: &aws_sdk_dynamodb::Client, sb: &str, http: &reqwe
         provider_breaker: BreakerSettings { min_calls: 1_000_000, ..BreakerSettings::default() },
         ..Limits::default()
     };
-    let keys = limits.keys("t", t.provider, &t.org).len();
+    let keys = limits.keys(t.provider, &t.org).len();
     let tenant = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    // The guard keys its state by org: each run gets a fresh org id for its keys (the calls still
+    // go to the sandbox's org), so one run's queue does not carry into the next.
+    let key_org = format!("{}-{tenant}", t.org);
     let starts = Arc::new(Mutex::new(Vec::<Instant>::new()));
     let begin = Instant::now();
     let run_for = run_length();
     let mut tasks = Vec::new();
     for _ in 0..workers {
         let guard = ProviderGuard::with_limits(db.clone(), cfg.tables.resilience.clone(), limits.clone());
-        let (t, tenant, starts) = (t.clone(), tenant.clone(), starts.clone());
+        let (t, tenant, key_org, starts) = (t.clone(), tenant.clone(), key_org.clone(), starts.clone());
         tasks.push(tokio::spawn(async move {
             while begin.elapsed() < run_for + Duration::from_secs(2) {
                 let _ = guard
-                    .call(&tenant, t.provider, &t.org, "bench list", || async {
+                    .call(&tenant, t.provider, &key_org, "bench list", || async {
                         starts.lock().unwrap().push(Instant::now());
                         t.client.list(&t.tokens, &t.org, &Cursor::start(t.provider, Entity::Contact)).await
                     })

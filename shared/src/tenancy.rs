@@ -408,6 +408,30 @@ impl TenantStore {
         }
     }
 
+    /// Gives back `calls` charged by [`TenantStore::consume_api_calls`] at `charged_at` that never
+    /// reached the provider (the resilience guard refused them), to the month they were charged to.
+    /// Never takes the counter below zero.
+    pub async fn refund_api_calls(&self, tenant_id: &str, calls: u64, charged_at: DateTime<Utc>) -> Result<()> {
+        let res = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant_id)))
+            .key("sk", s(usage_sk(charged_at)))
+            .update_expression("ADD api_calls :neg")
+            .condition_expression("api_calls >= :n")
+            .expression_attribute_values(":neg", n(-(calls as i64)))
+            .expression_attribute_values(":n", n(calls))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            // Nothing (or less) to give back: the month's row was reset or never written.
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(dynamo_error("UpdateItem(usage refund)", e)),
+        }
+    }
+
     pub async fn api_calls_used(&self, tenant_id: &str, now: DateTime<Utc>) -> Result<u64> {
         let item = get_item(&self.db, &self.table, tenant_pk(tenant_id), usage_sk(now)).await?;
         Ok(item.as_ref().and_then(|i| get_n_opt(i, "api_calls")).unwrap_or(0) as u64)

@@ -14,8 +14,9 @@
 //! Only 5xx and timeouts count as failures. 4xx answers are the provider working (successes for the
 //! breaker); a 429 is the rate limiter's business and is not counted at all.
 //!
-//! Keys: the org breaker lives in the org's item (`pk = TENANT#<tenant>`, `sk = RL#<provider>#<org>`,
-//! beside the rate limit and the slots) so the guard's one batched write per org reserves places,
+//! Keys: the org breaker lives in the org's item (`pk = ORG#<provider>#<org>`, `sk = RL`, beside the
+//! rate limit and the slots), one per provider org whichever tenant calls: failures seen through
+//! one tenant's connection open it for every tenant connected to that org so the guard's one batched write per org reserves places,
 //! renews its slot, adds its outcome counts and reads the breaker back. The provider breaker lives in
 //! the provider's app item (`pk = APP#<provider>`, `sk = APP`, beside Xero's app shares).
 //!
@@ -34,7 +35,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use crate::providers::Provider;
-use crate::store::{dynamo_error, get_n_opt, get_s_opt, is_conditional_failure, n, s, tenant_pk, Item};
+use crate::store::{dynamo_error, get_n_opt, get_s_opt, is_conditional_failure, n, s, Item};
 use crate::Result;
 
 use super::limiter::{now_us, Cost};
@@ -117,27 +118,33 @@ pub struct BreakerKey {
     pub pk: String,
     pub sk: String,
     pub provider: Provider,
-    /// (tenant, org) for an org breaker.
-    pub org: Option<(String, String)>,
+    /// The org, for an org breaker.
+    pub org: Option<String>,
+    /// The tenant a call through this key was made for: where the app event of a transition the
+    /// call performs goes. Not part of the stored key (the breaker is the org's).
+    pub tenant: Option<String>,
 }
 
 impl BreakerKey {
-    pub fn org(tenant_id: &str, provider: Provider, org_id: &str) -> Self {
-        BreakerKey {
-            pk: tenant_pk(tenant_id),
-            sk: format!("RL#{}#{}", provider.as_str(), org_id),
-            provider,
-            org: Some((tenant_id.to_string(), org_id.to_string())),
-        }
+    /// An org's breaker, shared by every tenant connected to the org.
+    pub fn org(provider: Provider, org_id: &str) -> Self {
+        let (pk, sk) = super::limiter::org_item_key(provider, org_id);
+        BreakerKey { pk, sk, provider, org: Some(org_id.to_string()), tenant: None }
+    }
+
+    /// The same breaker, reporting its transitions to `tenant_id`.
+    pub fn for_tenant(mut self, tenant_id: &str) -> Self {
+        self.tenant = Some(tenant_id.to_string());
+        self
     }
 
     pub fn provider(provider: Provider) -> Self {
-        BreakerKey { pk: format!("APP#{}", provider.as_str()), sk: "APP".into(), provider, org: None }
+        BreakerKey { pk: format!("APP#{}", provider.as_str()), sk: "APP".into(), provider, org: None, tenant: None }
     }
 
     pub fn scope(&self) -> String {
         match &self.org {
-            Some((_, org)) => format!("{}:{}", self.provider.as_str(), org),
+            Some(org) => format!("{}:{}", self.provider.as_str(), org),
             None => self.provider.as_str().to_string(),
         }
     }
@@ -715,11 +722,10 @@ impl Breakers {
 }
 
 fn log_transition(t: &Transition) {
-    let (tenant, org) = t.key.org.clone().unzip();
     tracing::warn!(
         provider = %t.key.provider,
-        tenant_id = tenant.as_deref().unwrap_or(""),
-        org_id = org.as_deref().unwrap_or(""),
+        tenant_id = t.key.tenant.as_deref().unwrap_or(""),
+        org_id = t.key.org.as_deref().unwrap_or(""),
         breaker = %t.key.scope(),
         from = t.from.as_str(),
         to = t.to.as_str(),

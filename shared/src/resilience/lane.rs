@@ -3,9 +3,9 @@
 //!
 //! # One item, one write per batch
 //!
-//! An org's rate limit, concurrency slots and breaker are one item (`pk = TENANT#<tenant>`,
-//! `sk = RL#<provider>#<org>`). A worker that needs a place writes it once for a batch of `k` places
-//! (see `limiter`, "Batches"), and the same conditional UpdateItem
+//! An org's rate limit, concurrency slots and breaker are one item (`pk = ORG#<provider>#<org>`,
+//! `sk = RL`), shared by every tenant connected to the org. A worker that needs a place writes it
+//! once for a batch of `k` places (see `limiter`, "Batches"), and the same conditional UpdateItem
 //!
 //! - reserves the places (`SET tat = tat + k·I` on a busy key, `tat = now + k·I` on an idle one,
 //!   `ADD day_count k`),
@@ -24,7 +24,7 @@
 //!
 //! Xero also limits an app to 10,000 calls a minute across all tenants. A second GCRA key would
 //! cost a write per call on an item every worker of every tenant shares. Instead an org holds a
-//! *share* of the app budget: an entry `shares.<tenant>|<org> = until` in the app item
+//! *share* of the app budget: an entry `shares.<org> = until` in the app item
 //! (`pk = APP#xero`, `sk = APP`), at most `floor(app limit / org limit)` entries, renewed every
 //! half lease by whichever worker of the org notices first. The org's own GCRA keeps it to its
 //! org limit, so the app sees at most `shares × org limit ≤ app limit` calls in any window. A

@@ -35,7 +35,7 @@
 //!
 //! # Daily limits
 //!
-//! A daily limit (Xero 5,000 per tenant, Zoho's plan limit per org) is a counter in the same item,
+//! A daily limit (Xero 5,000 per organisation, Zoho's plan limit per org) is a counter in the same item,
 //! in a window anchored at its first call like the providers' (the sandbox's; the real providers'
 //! exact reset is unconfirmed), so the one UpdateItem also does `ADD day_count 1` on condition
 //! `day_count < L`. A window starts when its first call goes and counts only calls that go at least
@@ -50,9 +50,11 @@
 //!
 //! # Keys
 //!
-//! Tenant-owned: `pk = TENANT#<tenant>`, `sk = RL#<provider>#<org>` (minute GCRA and day counter;
-//! the org's slots and breaker share the item, see `lane`). Xero's app-wide limit is kept as shares
-//! in the app item (`lane`), not as a second GCRA key.
+//! Per provider org, not per tenant: `pk = ORG#<provider>#<org>`, `sk = RL` (minute GCRA and day
+//! counter; the org's slots and breaker share the item, see `lane`). The providers count calls per
+//! org (and app), so every tenant connected to one org draws on the one item: two tenants on one
+//! Xero organisation get one 60-a-minute budget between them, not one each. Xero's app-wide limit
+//! is kept as shares in the app item (`lane`), not as a second GCRA key.
 //!
 //! # Batches
 //!
@@ -72,7 +74,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use crate::providers::Provider;
-use crate::store::{dynamo_error, get_n_opt, is_conditional_failure, n, s, tenant_pk, Item};
+use crate::store::{dynamo_error, get_n_opt, is_conditional_failure, n, s, Item};
 use crate::{Error, Result};
 
 /// One limit's parameters, in microseconds.
@@ -206,13 +208,14 @@ pub struct LimitKey {
     pub scope: String,
 }
 
-pub fn org_key(tenant_id: &str, provider: Provider, org_id: &str, params: RateParams) -> LimitKey {
-    LimitKey {
-        pk: tenant_pk(tenant_id),
-        sk: format!("RL#{}#{}", provider.as_str(), org_id),
-        params,
-        scope: format!("{}:{}", provider.as_str(), org_id),
-    }
+/// The key of a provider org's item (rate limit, slots, breaker): the org's, whichever tenant calls.
+pub fn org_item_key(provider: Provider, org_id: &str) -> (String, String) {
+    (format!("ORG#{}#{}", provider.as_str(), org_id), "RL".to_string())
+}
+
+pub fn org_key(provider: Provider, org_id: &str, params: RateParams) -> LimitKey {
+    let (pk, sk) = org_item_key(provider, org_id);
+    LimitKey { pk, sk, params, scope: format!("{}:{}", provider.as_str(), org_id) }
 }
 
 /// How a limiter call went, for the benchmark and metrics.

@@ -12,6 +12,19 @@
 //! retry budget; longer ones come back as `Error::RateLimited` / `Error::CircuitOpen` with
 //! `retry_after`, so an SQS consumer delays the message instead of holding a Lambda.
 //!
+//! # Deadlines
+//!
+//! A caller that must be done by a time (a Lambda's deadline, less what it needs afterwards) runs
+//! its calls inside [`within_deadline`]. Before each attempt the guard checks that the attempt's
+//! worst case (`Limits::attempt_timeout`, the provider timeout, plus the `horizon` a reserved place
+//! may lie ahead) still fits before the deadline, and bounds every wait by what is left after it.
+//! An attempt that cannot fit is not started: the call returns `Error::RateLimited` with a scope
+//! ending in `:deadline` ([`is_deadline`]), retryable, so a pull hands over to a follow-up job and
+//! anything else comes back as a retry. So a guarded call returns by the deadline whatever the
+//! provider does (the guard's own DynamoDB calls aside). Not covered: a 401 answered by a token
+//! refresh and a second send inside one attempt (`TokenService::with_token`) can take two provider
+//! timeouts.
+//!
 //! # Cost: less than one DynamoDB call per permitted call
 //!
 //! Each worker (guard) keeps, per org it calls, a *lane*: the places it has reserved, the slot it
@@ -23,9 +36,11 @@
 //! share lease, not per call (`lane`, "shares"). The slot is kept across a worker's consecutive
 //! calls and given back by [`ProviderGuard::flush`] at the end of a job (or when its lease ends).
 //!
-//! Keys (resilience table, see each module): `TENANT#t` / `RL#<provider>#<org>` (the org's rate
-//! limit, slots and breaker in one item); app-wide `APP#<provider>` / `APP` (the provider breaker,
-//! Xero's app shares). Every item carries `expires_at` (epoch seconds, the table's TTL attribute),
+//! Keys (resilience table, see each module): `ORG#<provider>#<org>` / `RL` (the org's rate limit,
+//! slots and breaker in one item); app-wide `APP#<provider>` / `APP` (the provider breaker, Xero's
+//! app shares). No key holds a tenant: the providers count per org and app, so every tenant
+//! connected to one org shares its budget, its slots and its breaker. The tenant a call is made
+//! for only decides where a breaker transition's app event goes and what the logs say. Every item carries `expires_at` (epoch seconds, the table's TTL attribute),
 //! pushed forward by each write, so state nobody has touched for [`ITEM_TTL`] goes away.
 
 pub mod breaker;
@@ -89,6 +104,9 @@ pub struct Limits {
     pub zoho_concurrency: u32,
     /// A slot's lease: the longest a call can take plus a margin; a dead worker's slot frees after it.
     pub slot_lease: Duration,
+    /// The longest one attempt can take (the provider HTTP timeout): what must be left before a
+    /// deadline for an attempt to start (see "Deadlines").
+    pub attempt_timeout: Duration,
     pub org_breaker: BreakerSettings,
     /// Provider-wide: needs more calls before it judges, so one org's trouble does not trip it.
     pub provider_breaker: BreakerSettings,
@@ -115,6 +133,7 @@ impl Default for Limits {
             xero_concurrency: 5,
             zoho_concurrency: 0,
             slot_lease: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(20),
             org_breaker: BreakerSettings::default(),
             provider_breaker: BreakerSettings { min_calls: 50, ..BreakerSettings::default() },
             retry: RetryPolicy::default(),
@@ -132,7 +151,7 @@ impl Limits {
 
     pub fn from_lookup(config: &Config, lookup: impl Fn(&str) -> Option<String>) -> Self {
         let d = Limits::default();
-        let mut l = Limits { slot_lease: config.provider_timeout + Duration::from_secs(10), ..d };
+        let mut l = Limits { slot_lease: config.provider_timeout + Duration::from_secs(10), attempt_timeout: config.provider_timeout, ..d };
         let num = |name: &str| -> Option<u32> {
             let raw = lookup(name)?;
             match raw.trim().parse::<u32>() {
@@ -158,22 +177,14 @@ impl Limits {
 
     /// The limit keys one call draws on (one: the org's; Xero's app-wide limit is kept as shares,
     /// see `lane`).
-    pub fn keys(&self, tenant_id: &str, provider: Provider, org_id: &str) -> Vec<LimitKey> {
+    pub fn keys(&self, provider: Provider, org_id: &str) -> Vec<LimitKey> {
         match provider {
-            Provider::QuickBooks => vec![limiter::org_key(tenant_id, provider, org_id, self.minute_params(self.quickbooks_per_minute))],
-            Provider::Xero => vec![limiter::org_key(
-                tenant_id,
-                provider,
-                org_id,
-                self.minute_params(self.xero_per_minute).with_day(self.xero_per_day, self.day),
-            )],
+            Provider::QuickBooks => vec![limiter::org_key(provider, org_id, self.minute_params(self.quickbooks_per_minute))],
+            Provider::Xero => {
+                vec![limiter::org_key(provider, org_id, self.minute_params(self.xero_per_minute).with_day(self.xero_per_day, self.day))]
+            }
             Provider::Zoho => {
-                vec![limiter::org_key(
-                    tenant_id,
-                    provider,
-                    org_id,
-                    self.minute_params(self.zoho_per_minute).with_day(self.zoho_per_day, self.day),
-                )]
+                vec![limiter::org_key(provider, org_id, self.minute_params(self.zoho_per_minute).with_day(self.zoho_per_day, self.day))]
             }
         }
     }
@@ -196,6 +207,36 @@ impl Limits {
             Provider::Zoho => self.zoho_concurrency,
         }
     }
+}
+
+tokio::task_local! {
+    static DEADLINE: tokio::time::Instant;
+}
+
+/// Runs `fut` with every guarded call in it bounded by `deadline` (see "Deadlines"). Nested scopes
+/// keep the earlier deadline. Task-local: calls in tasks spawned from `fut` are not bounded.
+pub async fn within_deadline<F: Future>(deadline: chrono::DateTime<chrono::Utc>, fut: F) -> F::Output {
+    let left = (deadline - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    let mut at = tokio::time::Instant::now() + left;
+    if let Some(outer) = current_deadline() {
+        at = at.min(outer);
+    }
+    DEADLINE.scope(at, fut).await
+}
+
+fn current_deadline() -> Option<tokio::time::Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
+/// Whether `e` is a guard's refusal to start an attempt that could not finish before the deadline
+/// of [`within_deadline`].
+pub fn is_deadline(e: &Error) -> bool {
+    matches!(e, Error::RateLimited { scope, .. } if scope.ends_with(":deadline"))
+}
+
+fn deadline_error(provider: Provider, org_id: &str) -> Error {
+    // Retryable, and soon: the next invocation has its own deadline.
+    Error::RateLimited { scope: format!("{}:{}:deadline", provider.as_str(), org_id), retry_after: Duration::from_secs(1) }
 }
 
 /// Counters since the guard was built (benchmark and tests).
@@ -435,13 +476,27 @@ impl ProviderGuard {
         Fut: Future<Output = Result<T>>,
     {
         let l = &*self.limits;
-        let keys = l.keys(tenant_id, provider, org_id);
-        let org_bk = BreakerKey::org(tenant_id, provider, org_id);
+        let keys = l.keys(provider, org_id);
+        let org_bk = BreakerKey::org(provider, org_id).for_tenant(tenant_id);
         let prov_bk = BreakerKey::provider(provider);
         let budget = l.retry.budget;
         let mut waited = Duration::ZERO;
         let mut attempt = 0u32;
+        let deadline = current_deadline();
         loop {
+            // Under a deadline, an attempt starts only if its worst case fits before it, and the
+            // waits in front of it may use only what is left after that: `waited` is raised so
+            // every budget check below (here and in the lane) also holds the deadline.
+            if let Some(d) = deadline {
+                let worst = l.attempt_timeout + l.horizon;
+                match d.checked_duration_since(tokio::time::Instant::now()).and_then(|left| left.checked_sub(worst)) {
+                    Some(room) => waited = waited.max(budget.saturating_sub(room)),
+                    None => {
+                        tracing::info!(provider = %provider, tenant_id, org_id, op, attempt, "deadline near: not starting another attempt");
+                        return Err(deadline_error(provider, org_id));
+                    }
+                }
+            }
             // 0. An org this worker found with every slot held waits out the earliest lease first.
             self.wait_if_full(tenant_id, provider, org_id, &mut waited).await?;
             // 1. The provider's breaker, from the cache. First, so a refused call costs no rate.
@@ -551,16 +606,17 @@ impl ProviderGuard {
         }
     }
 
+    /// The worker's lane for an org: one per org item, whichever tenants it calls for.
     fn lane(&self, tenant_id: &str, provider: Provider, org_id: &str) -> Shared<Lane> {
-        let id = format!("{tenant_id}\u{1f}{}\u{1f}{org_id}", provider.as_str());
+        let id = format!("{}\u{1f}{org_id}", provider.as_str());
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         lanes
             .entry(id)
             .or_insert_with(|| {
-                let key = self.limits.keys(tenant_id, provider, org_id).swap_remove(0);
+                let key = self.limits.keys(provider, org_id).swap_remove(0);
                 Arc::new(tokio::sync::Mutex::new(Lane {
                     key,
-                    breaker_key: BreakerKey::org(tenant_id, provider, org_id),
+                    breaker_key: BreakerKey::org(provider, org_id).for_tenant(tenant_id),
                     holder: uuid::Uuid::new_v4().simple().to_string(),
                     slot_until: None,
                     slot_busy: false,
@@ -768,6 +824,8 @@ impl ProviderGuard {
         let late = l.safety / 2;
         let lane = self.lane(tenant_id, provider, org_id);
         let mut g = lane.lock().await;
+        // A transition `flush` performs is reported to the tenant the lane last called for.
+        g.breaker_key = org_bk.clone();
         let key = g.key.clone();
         let p = key.params;
         if let Some(last) = g.last_go.take() {
@@ -860,7 +918,7 @@ impl ProviderGuard {
                 // Renewed only when the org item's share end falls short of the write's need (its
                 // condition), so one worker of the org renews, not each that notices the end near.
                 if renew_share {
-                    let until = self.ensure_share(tenant_id, org_id, transitions, cost).await?;
+                    let until = self.ensure_share(org_id, transitions, cost).await?;
                     g.share_until = until;
                     set_share = Some(until);
                     renew_share = false;
@@ -1061,7 +1119,7 @@ impl ProviderGuard {
             None => Admission::Go,
         };
         if provider == Provider::Xero {
-            if let Err(e) = self.ensure_share(tenant_id, org_id, transitions, cost).await {
+            if let Err(e) = self.ensure_share(org_id, transitions, cost).await {
                 if let Some(bk) = probe_of {
                     self.breakers.release_probe(bk, &org).await.ok();
                 }
@@ -1080,11 +1138,12 @@ impl ProviderGuard {
     }
 
     /// Takes or renews this org's share of Xero's app-wide limit (see `lane`); returns its end.
-    async fn ensure_share(&self, tenant_id: &str, org_id: &str, transitions: &mut Vec<Transition>, cost: &mut Cost) -> Result<i64> {
+    async fn ensure_share(&self, org_id: &str, transitions: &mut Vec<Transition>, cost: &mut Cost) -> Result<i64> {
         let l = &*self.limits;
         let st = &l.provider_breaker;
         let bk = BreakerKey::provider(Provider::Xero);
-        let share = format!("{tenant_id}|{org_id}");
+        // The org's share, whichever tenant calls: the org's own limit is one budget for all of them.
+        let share = org_id.to_string();
         let max = l.xero_app_shares();
         let gap = (l.minute + l.safety).as_micros() as i64;
         let app = self.app_lane(Provider::Xero);
@@ -1283,7 +1342,7 @@ impl ProviderGuard {
                     tokio::time::sleep_until(take_at).await;
                 }
                 loop {
-                    match self.slots.acquire(tenant_id, provider, org_id, max, l.slot_lease, cost).await? {
+                    match self.slots.acquire(provider, org_id, max, l.slot_lease, cost).await? {
                         SlotDecision::Held(lease) => break Some(lease),
                         SlotDecision::Full { retry_after } => {
                             if *waited + retry_after > budget {
@@ -1335,21 +1394,22 @@ impl ProviderGuard {
         }
     }
 
-    /// The breaker of an org (`Some(tenant, org)`) or of the provider as a whole (`None`).
-    pub async fn breaker_state(&self, provider: Provider, org: Option<(&str, &str)>) -> Result<BreakerSnapshot> {
+    /// The breaker of an org (`Some(org)`, shared by every tenant connected to it) or of the
+    /// provider as a whole (`None`).
+    pub async fn breaker_state(&self, provider: Provider, org: Option<&str>) -> Result<BreakerSnapshot> {
         let (key, st) = self.breaker_key(provider, org);
         self.breakers.snapshot(&key, st).await
     }
 
     /// Closes a breaker by hand (ops).
-    pub async fn reset_breaker(&self, provider: Provider, org: Option<(&str, &str)>) -> Result<()> {
+    pub async fn reset_breaker(&self, provider: Provider, org: Option<&str>) -> Result<()> {
         let (key, st) = self.breaker_key(provider, org);
         self.breakers.reset(&key, st).await
     }
 
-    fn breaker_key(&self, provider: Provider, org: Option<(&str, &str)>) -> (BreakerKey, &BreakerSettings) {
+    fn breaker_key(&self, provider: Provider, org: Option<&str>) -> (BreakerKey, &BreakerSettings) {
         match org {
-            Some((tenant, org)) => (BreakerKey::org(tenant, provider, org), &self.limits.org_breaker),
+            Some(org) => (BreakerKey::org(provider, org), &self.limits.org_breaker),
             None => (BreakerKey::provider(provider), &self.limits.provider_breaker),
         }
     }
@@ -1364,9 +1424,11 @@ impl ProviderGuard {
 }
 
 /// The app event for an org breaker's transition: opened → `connection.degraded`, closed again →
-/// `connection.recovered`. Other transitions (half-open, provider-wide) are logged only.
+/// `connection.recovered`, to the tenant whose call performed it. Other transitions (half-open,
+/// provider-wide, or with no tenant: an operator's) are logged only.
 pub fn transition_event(t: &Transition) -> Option<AppEvent> {
-    let (tenant, org) = t.key.org.as_ref()?;
+    let org = t.key.org.as_ref()?;
+    let tenant = t.key.tenant.as_ref()?;
     let now = chrono::Utc::now();
     let degraded = match (t.from, t.to) {
         (BreakerState::Closed, BreakerState::Open) => true,

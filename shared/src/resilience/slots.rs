@@ -1,7 +1,7 @@
 //! Concurrency slots: at most N calls in flight per provider org (QuickBooks 10 per realm, Xero 5
-//! per tenant), shared by every worker.
+//! per organisation), shared by every worker and every tenant connected to the org.
 //!
-//! In the org's item (`pk = TENANT#<tenant>`, `sk = RL#<provider>#<org>`, beside its rate limit
+//! In the org's item (`pk = ORG#<provider>#<org>`, `sk = RL`, beside its rate limit
 //! and breaker, so the guard takes or renews a slot in the same write that reserves its places), a map
 //! `holders: {<holder id>: <lease expiry, µs>}`. Taking a slot is a conditional write
 //! (`size(holders) < N`); giving it back removes the holder. A worker that dies mid-call never gives
@@ -20,7 +20,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::providers::Provider;
-use crate::store::{dynamo_error, is_conditional_failure, n, s, tenant_pk};
+use crate::store::{dynamo_error, is_conditional_failure, n, s};
 use crate::Result;
 
 use super::limiter::{now_us, Cost};
@@ -47,8 +47,8 @@ pub enum SlotDecision {
     Full { retry_after: Duration },
 }
 
-pub fn slot_key(tenant_id: &str, provider: Provider, org_id: &str) -> (String, String) {
-    (tenant_pk(tenant_id), format!("RL#{}#{}", provider.as_str(), org_id))
+pub fn slot_key(provider: Provider, org_id: &str) -> (String, String) {
+    super::limiter::org_item_key(provider, org_id)
 }
 
 /// Lets a busy org's slot holders finish before asking again.
@@ -61,16 +61,8 @@ impl Slots {
     }
 
     /// Takes one of `max` slots for `lease` (the longest a call can take, plus a margin).
-    pub async fn acquire(
-        &self,
-        tenant_id: &str,
-        provider: Provider,
-        org_id: &str,
-        max: u32,
-        lease: Duration,
-        cost: &mut Cost,
-    ) -> Result<SlotDecision> {
-        let (pk, sk) = slot_key(tenant_id, provider, org_id);
+    pub async fn acquire(&self, provider: Provider, org_id: &str, max: u32, lease: Duration, cost: &mut Cost) -> Result<SlotDecision> {
+        let (pk, sk) = slot_key(provider, org_id);
         let holder = uuid::Uuid::new_v4().simple().to_string();
         for _ in 0..MAX_CONFLICTS {
             let now = now_us();
@@ -199,8 +191,8 @@ impl Slots {
     }
 
     /// Holders and their lease expiries (ops and tests).
-    pub async fn holders(&self, tenant_id: &str, provider: Provider, org_id: &str) -> Result<HashMap<String, i64>> {
-        let (pk, sk) = slot_key(tenant_id, provider, org_id);
+    pub async fn holders(&self, provider: Provider, org_id: &str) -> Result<HashMap<String, i64>> {
+        let (pk, sk) = slot_key(provider, org_id);
         let item = crate::store::get_item(&self.db, &self.table, pk, sk).await?;
         Ok(holders_of(item.as_ref()).unwrap_or_default())
     }

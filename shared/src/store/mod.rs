@@ -13,6 +13,9 @@
 //!   token events and, from the sync worker, one `provider_call` record per provider call
 //! - sync: `TENANT#t` / `REC#<provider>#<org>#<entity>#<id>`, `CURSOR#<provider>#<org>#<entity>`,
 //!   `JOB#<idempotency key>` -> normalised records, pull cursors, job records (see `crate::sync::store`)
+//! - resilience (not tenant-owned): `ORG#<provider>#<org>` / `RL` -> the provider org's rate limit,
+//!   slots and breaker, shared by every tenant connected to the org; `APP#<provider>` / `APP` -> the
+//!   provider breaker and Xero's app shares (see `crate::resilience`)
 
 pub mod grants;
 

@@ -180,19 +180,45 @@ pub struct GuardedOp<'a> {
 /// The guarded path under every provider call: tenant quota, a valid token with one refresh and
 /// retry on 401, an audit record per attempt, and the resilience guard (breaker, limiter, slot,
 /// retries). Callers check scopes first.
+///
+/// The quota counts calls sent to the provider, once each. The first is charged before the guard,
+/// so a spent quota stops the job here (QuotaExceeded, 6002) without spending the org's rate; it is
+/// given back when nothing was sent (the breaker, the limiter or the slots refused, or no token), so
+/// a 429 storm or an open breaker costs the tenant nothing. Each further attempt that is sent (the
+/// guard's retries, the retry after a 401) is charged just before it goes, and is not sent when the
+/// quota is spent.
 pub async fn guarded_call<T, F, Fut>(deps: &SyncDeps, job: &JobCtx, gop: GuardedOp<'_>, f: F) -> Result<T>
 where
     F: FnMut(ProviderClient, TokenSet) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
     let provider = job.provider;
-    // The quota counts calls made, so it is spent before the call; a spent quota stops the job
-    // here (QuotaExceeded, 6002) and the job is parked by the caller.
-    deps.tenants.consume_api_calls(&job.tenant, 1, Utc::now()).await?;
+    let charged_at = Utc::now();
+    deps.tenants.consume_api_calls(&job.tenant, 1, charged_at).await?;
+    let result = Box::pin(charged_call(deps, job, gop, f)).await;
+    let (result, sent) = match result {
+        Ok((r, sent)) => (r, sent),
+        Err(e) => (Err(e), 0),
+    };
+    if sent == 0 {
+        if let Err(e) = Box::pin(deps.tenants.refund_api_calls(&job.tenant.tenant_id, 1, charged_at)).await {
+            tracing::warn!(provider = %provider, code = %e.code(), error = %e, "could not give back the quota of a call that was not sent");
+        }
+    }
+    result
+}
+
+/// The call itself; also returns how many attempts were sent to the provider.
+async fn charged_call<T, F, Fut>(deps: &SyncDeps, job: &JobCtx, gop: GuardedOp<'_>, f: F) -> Result<(Result<T>, u32)>
+where
+    F: FnMut(ProviderClient, TokenSet) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let provider = job.provider;
     let client = deps.tokens.provider_client(provider).await?;
-    let attempt = AtomicU32::new(0);
+    let sent = AtomicU32::new(0);
     let GuardedOp { name, method, path, creates, once } = gop;
-    let attempt = &attempt;
+    let sent = &sent;
     let client = &client;
     // The guard may run the call more than once (its retries), so it gets a closure that builds a
     // fresh future each time; `f` is shared behind a lock held only while a future is built.
@@ -202,10 +228,14 @@ where
     // tens of kilobytes on the polling thread's stack per level.
     let call = || async move {
         Box::pin(deps.tokens.with_token(&job.tenant.tenant_id, provider, &job.grant_id, |tokens| {
-            let n = attempt.fetch_add(1, Ordering::SeqCst) + 1;
-            let started = Instant::now();
             let fut = (f.lock().unwrap_or_else(|p| p.into_inner()))(client.clone(), tokens);
             async move {
+                // The first send uses the call's charge; every further one is charged before it goes.
+                if sent.load(Ordering::SeqCst) > 0 {
+                    Box::pin(deps.tenants.consume_api_calls(&job.tenant, 1, Utc::now())).await?;
+                }
+                let n = sent.fetch_add(1, Ordering::SeqCst) + 1;
+                let started = Instant::now();
                 let r = fut.await;
                 let latency_ms = started.elapsed().as_millis() as u64;
                 audit_call(deps, job, name, method, path, status_of(&r, creates), latency_ms, n, r.as_ref().err()).await;
@@ -215,10 +245,12 @@ where
         .await
     };
     // Limiter -> slot -> breaker -> call -> classify: the one path every provider call of a sync job takes.
-    if once {
-        return Box::pin(deps.guard.call_once(&job.tenant.tenant_id, provider, &job.org_id, name, call)).await;
-    }
-    Box::pin(deps.guard.call(&job.tenant.tenant_id, provider, &job.org_id, name, call)).await
+    let result = if once {
+        Box::pin(deps.guard.call_once(&job.tenant.tenant_id, provider, &job.org_id, name, call)).await
+    } else {
+        Box::pin(deps.guard.call(&job.tenant.tenant_id, provider, &job.org_id, name, call)).await
+    };
+    Ok((result, sent.load(Ordering::SeqCst)))
 }
 
 /// One audit record per attempt: who, what, how it went; never tokens or bodies. A failure to write

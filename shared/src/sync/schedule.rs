@@ -516,7 +516,7 @@ impl SyncScheduler {
         if provider_open.is_some() {
             return Ok(provider_open);
         }
-        Ok(open_remaining(&self.guard.breaker_state(c.provider, Some((&c.tenant_id, &c.org_id))).await?))
+        Ok(open_remaining(&self.guard.breaker_state(c.provider, Some(&c.org_id)).await?))
     }
 
     async fn reschedule(&self, d: &DueConnection, to: i64, outcome: Outcome) -> Result<Outcome> {

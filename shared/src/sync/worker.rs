@@ -33,7 +33,8 @@ pub type CrashPoint = Arc<dyn Fn(u32) -> bool + Send + Sync>;
 
 #[derive(Clone)]
 pub struct WorkerSettings {
-    /// Stop paging and hand over to a follow-up job when less than this is left before the deadline.
+    /// Stop paging and hand over to a follow-up job when less than this is left before the deadline;
+    /// provider calls must return by half of it before the deadline (the guard holds them to that).
     pub deadline_margin: Duration,
     /// Page size for pulls (None: the provider's default).
     pub page_size: Option<u32>,
@@ -379,7 +380,19 @@ fn start_cursor(ctx: &JobCtx, stored: Option<&crate::sync::store::StoredCursor>,
 /// marks deleted documents `Status: DELETED`; that an `If-Modified-Since` listing returns them is
 /// unconfirmed. Zoho lists do not show deleted records (unconfirmed whether any filter does), so
 /// Zoho deletions arrive only through webhook jobs (`change: deleted`).
+///
+/// Every provider call returns by half the margin before `deadline` (the guard does not start an
+/// attempt that could not), leaving that half to store the page and hand over; at most half the
+/// time left is kept back, so a first page is always tried when it fits. An attempt refused for
+/// time after the first page hands over to a follow-up; before it, the job comes back as a retry.
 async fn pull(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> Result<Value> {
+    let left = (deadline - Utc::now()).to_std().unwrap_or_default();
+    let reserve = (deps.settings.deadline_margin / 2).min(left / 2);
+    let calls_by = deadline - chrono::Duration::from_std(reserve).unwrap_or(chrono::Duration::seconds(10));
+    crate::resilience::within_deadline(calls_by, Box::pin(pull_pages(deps, ctx, deadline))).await
+}
+
+async fn pull_pages(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> Result<Value> {
     let tenant_id = &ctx.tenant.tenant_id;
     let stored = deps.store.get_cursor(tenant_id, ctx.provider, &ctx.org_id, ctx.entity).await?;
     let mut version = stored.as_ref().map(|s| s.version).unwrap_or(0);
@@ -398,12 +411,21 @@ async fn pull(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> Result<
         }
         let c = cursor.clone();
         let org = ctx.org_id.clone();
-        let page = provider_call(deps, ctx, ctx.entity, Op::List, None, |client, tokens| {
+        let page = match provider_call(deps, ctx, ctx.entity, Op::List, None, |client, tokens| {
             let c = c.clone();
             let org = org.clone();
             async move { client.list(&tokens, &org, &c).await }
         })
-        .await?;
+        .await
+        {
+            Err(e) if pages > 0 && crate::resilience::is_deadline(&e) => {
+                let next = follow_up(ctx, &cursor);
+                deps_send_follow_up(deps, &next).await?;
+                tracing::info!(pages, next_key = %next.idempotency_key, "no time for another page: continuing in a follow-up job");
+                return Ok(result_json(ctx, counts, pages, &cursor, Some(&next)));
+            }
+            r => r?,
+        };
         let records = normalise_all(&page.records, &mut counts);
         write(deps, ctx, &records, &mut counts).await?;
         if !page.has_more && ctx.provider == Provider::QuickBooks {
