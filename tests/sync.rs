@@ -1187,6 +1187,7 @@ async fn a_webhook_job_for_an_entity_turned_off_since_is_skipped_not_dead_letter
     h.send(&[pull.to_json()]).await;
     let d = h.pump(&h.deps(), 1).await;
     assert!(matches!(d[0].1, Disposition::DeadLettered { .. }), "{d:?}");
+}
 
 /// Provider-call audit records of the tenant: one per attempt sent to the provider.
 async fn sent_calls(h: &H) -> u64 {
