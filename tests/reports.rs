@@ -188,14 +188,25 @@ impl H {
     }
 
     async fn run(&self, bodies: &[String]) -> Vec<Disposition> {
+        self.send(bodies).await;
+        self.run_batches(&self.deps(), Duration::seconds(90), usize::MAX).await.0
+    }
+
+    async fn send(&self, bodies: &[String]) {
         let url = self.env.config.queues.sync_high.clone();
         for b in bodies {
             self.env.clients.sqs.send_message().queue_url(&url).message_body(b).send().await.unwrap();
         }
-        let deps = self.deps();
+    }
+
+    /// Plays the event source mapping for at most `max_batches` batches, each invocation given
+    /// `budget` before its deadline, until the queue stays empty. Also returns how many invocations
+    /// ran and whether each returned before its deadline.
+    async fn run_batches(&self, deps: &SyncDeps, budget: Duration, max_batches: usize) -> (Vec<Disposition>, usize, bool) {
+        let url = self.env.config.queues.sync_high.clone();
         let mut out = Vec::new();
-        let mut empty = 0;
-        while empty < 2 {
+        let (mut empty, mut batches, mut in_time) = (0, 0, true);
+        while empty < 2 && batches < max_batches {
             let msgs = self
                 .env
                 .clients
@@ -222,7 +233,10 @@ impl H {
                     receive_count: 1,
                 })
                 .collect();
-            let results = handle_batch(&deps, &ins, Utc::now() + Duration::seconds(90)).await;
+            let deadline = Utc::now() + budget;
+            let results = handle_batch(deps, &ins, deadline).await;
+            in_time &= Utc::now() <= deadline;
+            batches += 1;
             for (m, (_, d)) in ins.iter().zip(&results) {
                 if d.acknowledged() {
                     self.env.clients.sqs.delete_message().queue_url(&url).receipt_handle(&m.receipt_handle).send().await.unwrap();
@@ -230,7 +244,7 @@ impl H {
             }
             out.extend(results.into_iter().map(|(_, d)| d));
         }
-        out
+        (out, batches, in_time)
     }
 
     /// Every event on the events queue, each checked against the published schema; with raw bodies.
@@ -699,5 +713,134 @@ async fn a_passthrough_off_the_allow_list_is_refused_without_a_provider_call() {
     assert!(events.iter().all(|(e, _)| e.event_type != EventType::PassthroughReady));
     assert_eq!(h.sandbox_calls("/quickbooks/v3").await, before, "no provider call for a refused passthrough");
     assert!(audit_operations(&h).await.iter().all(|o| o != "passthrough"), "nothing was called, so nothing was audited");
+    h.sb.shutdown().await;
+}
+
+// ------------------------------------------------------------------ long Xero aged receivables
+
+/// A Xero org whose `n` customers each owe one invoice, a third of them dated 100 days ago, a
+/// third 50, a third today (so every ageing bucket of interest is used).
+async fn many_debtors(h: &H, n: usize) -> String {
+    let org = org_id_for(Provider::Xero);
+    h.seed(Provider::Xero, &org, "account", 2).await;
+    let thirds = [n / 3, n / 3, n - 2 * (n / 3)];
+    h.clock(-100).await;
+    for (i, count) in thirds.iter().enumerate() {
+        for _ in 0..*count {
+            h.seed(Provider::Xero, &org, "contact", 1).await;
+            h.seed(Provider::Xero, &org, "invoice", 1).await;
+        }
+        if i < 2 {
+            h.clock(50).await;
+        }
+    }
+    org
+}
+
+/// Xero's limits shrunk to a two-second "minute" at the sandbox and in the guard alike, so 300
+/// calls take seconds rather than minutes while the guard still spaces them as it would at Xero;
+/// a worker that hands over when less than a second is left.
+async fn fast_xero_deps(h: &H) -> SyncDeps {
+    let body = json!({"provider": "xero", "rate_limit_per_minute": 60, "minute_window_seconds": 2, "rate_limit_per_day": 5000});
+    h.control("POST", "config", Some(body)).await;
+    let limits = shared::resilience::Limits {
+        minute: StdDuration::from_secs(2),
+        safety: StdDuration::from_millis(300),
+        xero_app_per_minute: 1_000_000_000,
+        ..Default::default()
+    };
+    let mut deps = SyncDeps::new(&h.env.config, &h.env.clients, h.service())
+        .with_settings(WorkerSettings { deadline_margin: StdDuration::from_secs(1), ..WorkerSettings::default() })
+        .with_dlq_url(h.dlq.clone());
+    deps.guard = shared::resilience::ProviderGuard::with_limits(
+        h.env.clients.dynamodb.clone(),
+        h.env.config.tables.resilience.clone(),
+        limits,
+    );
+    deps
+}
+
+/// Issue 20 #2: at Xero's 60 calls a minute, 300 contacts cannot be read inside one invocation.
+/// Each invocation gets a 3-second deadline here (the worker's 120 s, shrunk with the minute):
+/// the job hands over to follow-ups, each contact is asked about once, every invocation returns
+/// before its deadline, one `report.ready` names the app's job, and the report's figures are the
+/// sandbox's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xero_aged_receivables_for_300_contacts_continue_across_jobs() {
+    let h = harness().await;
+    let org = many_debtors(&h, 300).await;
+    h.connect(Provider::Xero, &org).await;
+    let deps = fast_xero_deps(&h).await;
+    let today = Utc::now().date_naive();
+    let body = h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "aged_receivables", "as_of": today}));
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    h.send(&[body]).await;
+    let started = std::time::Instant::now();
+    let (disp, invocations, in_time) = h.run_batches(&deps, Duration::seconds(3), usize::MAX).await;
+    eprintln!("figure: Xero aged receivables for 300 contacts in {invocations} invocations, {} ms", started.elapsed().as_millis());
+    assert!(in_time, "every invocation returned before its deadline");
+    assert!(disp.iter().all(|d| *d == Disposition::Done), "{disp:?}");
+    assert!(disp.len() >= 3, "the report continued over several jobs: {disp:?}");
+
+    let events = h.events().await;
+    let ready: Vec<&AppEvent> = events.iter().map(|(e, _)| e).filter(|e| e.event_type == EventType::ReportReady).collect();
+    assert_eq!(ready.len(), 1, "one report.ready for the whole report: {events:?}");
+    assert!(events.iter().all(|(e, _)| e.event_type == EventType::ReportReady), "nothing else announced: {events:?}");
+    let e = ready[0];
+    assert_eq!(e.data["idempotency_key"], sent["idempotency_key"], "the event names the app's key");
+    assert_eq!(e.data["job_id"], sent["job_id"], "and the app's job");
+    // The sandbox counts per route (`/Reports/{name}`); the only reports asked for are by contact.
+    assert_eq!(h.sandbox_calls("/Reports/").await, 300, "each contact asked about once");
+
+    let item = h.stored(e).await;
+    let r: Report = serde_json::from_str(item["doc"].as_s().unwrap()).unwrap();
+    let (invs, pays) = ledger(Provider::Xero, &h.records(Provider::Xero, &org, "invoice").await, &[]);
+    assert_eq!(invs.len(), 300);
+    let (owed, _, _) = balances(&invs, &pays, today);
+    let mut want = [0i64; 5];
+    let mut by_contact: HashMap<String, i64> = HashMap::new();
+    for (k, o) in &owed {
+        want[bucket((today - invs[*k].due).num_days())] += o;
+        *by_contact.entry(invs[*k].contact.clone()).or_default() += o;
+    }
+    assert_eq!(by_contact.len(), 300);
+    assert_eq!(r.totals["total_receivables"], owed.iter().map(|(_, o)| o).sum::<i64>(), "total receivables");
+    let got: Vec<i64> = r.ageing.as_ref().unwrap().iter().map(|b| b.amount).collect();
+    assert_eq!(got, want.to_vec(), "ageing buckets");
+    assert!(want.iter().filter(|a| **a > 0).count() >= 3, "the books use several buckets: {want:?}");
+    let rows = &r.sections[0].rows;
+    assert_eq!(rows.len(), 300, "one row per customer owing");
+    for row in rows {
+        let c = row.contact_id.clone().unwrap().to_ascii_lowercase();
+        assert_eq!(Some(&row.amount), by_contact.get(&c), "customer {c}");
+    }
+    h.sb.shutdown().await;
+}
+
+/// A report whose follow-up job fails for good is announced as `report.failed` once, under the
+/// app's key and job, and never as ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continued_report_that_fails_for_good_sends_report_failed() {
+    let h = harness().await;
+    let org = many_debtors(&h, 90).await;
+    h.connect(Provider::Xero, &org).await;
+    let deps = fast_xero_deps(&h).await;
+    let body =
+        h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "aged_receivables", "as_of": Utc::now().date_naive()}));
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    h.send(&[body]).await;
+    let (first, _, _) = h.run_batches(&deps, Duration::seconds(3), 1).await;
+    assert_eq!(first, vec![Disposition::Done], "the first job handed over");
+    let fault = json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Reports/AgedReceivablesByContact", "kind": "malformed", "count": 1});
+    h.control("POST", "faults", Some(fault)).await;
+    let (rest, _, in_time) = h.run_batches(&deps, Duration::seconds(3), usize::MAX).await;
+    assert!(in_time);
+    assert!(matches!(rest.as_slice(), [Disposition::DeadLettered { code: 5004, .. }]), "{rest:?}");
+    let events = h.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0].0;
+    assert_eq!(e.event_type, EventType::ReportFailed);
+    assert_eq!((&e.data["idempotency_key"], &e.data["job_id"]), (&sent["idempotency_key"], &sent["job_id"]));
+    assert_eq!(e.data["error_code"], 5004);
     h.sb.shutdown().await;
 }
