@@ -218,7 +218,9 @@ async fn fetch(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest, budget: Budge
         }
         Provider::Xero => {
             if req.kind == ReportKind::AgedReceivables {
-                return xero_aged(deps, ctx, req, as_of, budget).await;
+                // Boxed: its state and nested guarded calls would otherwise sit on the polling
+                // thread's stack beside every other job of the batch.
+                return Box::pin(xero_aged(deps, ctx, req, as_of, budget)).await;
             }
             let currency = xero_currency(deps, ctx).await?;
             let payments_only = (req.basis == Basis::Cash).to_string();
@@ -323,18 +325,19 @@ async fn xero_aged(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest, as_of: Na
     let job = &ctx.job;
     let parts = PartialStore::new(deps.db.clone(), deps.store.table());
     let mut fresh = false;
-    let mut state = match parts.load(job, Utc::now()).await? {
+    // The AWS SDK's futures are large; boxed so a batch of jobs polled together fits the stack.
+    let mut state = match Box::pin(parts.load(job, Utc::now())).await? {
         Loaded::HandedOver(key) => {
             // A redelivery of a job that already handed over: make sure the follow-up exists (its
             // key makes a second copy a duplicate) and end as the first run did.
             let next = SyncJob { idempotency_key: key, requested_at: Utc::now(), ..job.clone() };
-            send_follow_up(deps, &next, req).await?;
+            Box::pin(send_follow_up(deps, &next, req)).await?;
             return Ok(Fetched::Continued(continued_json(&next)));
         }
         Loaded::Mine(s) if s.as_of == as_of => s,
         Loaded::Mine(_) | Loaded::Fresh => {
-            let currency = xero_currency(deps, ctx).await?;
-            let contacts = xero_open_contacts(deps, ctx).await?;
+            let currency = Box::pin(xero_currency(deps, ctx)).await?;
+            let contacts = Box::pin(xero_open_contacts(deps, ctx)).await?;
             if contacts.len() > XERO_MAX_AGED_CONTACTS {
                 return Err(Error::InvalidInput(format!(
                     "{} contacts have open invoices; a Xero aged receivables report covers at most {XERO_MAX_AGED_CONTACTS}",
@@ -353,15 +356,15 @@ async fn xero_aged(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest, as_of: Na
         // Hand over only after some progress, so every job moves the report on.
         if (state.next > started_at || listed_now) && budget.near() {
             let next = partial::follow_up(job, state.next);
-            parts.save(job, &state, &next.idempotency_key, Utc::now()).await?;
-            send_follow_up(deps, &next, req).await?;
+            Box::pin(parts.save(job, &state, &next.idempotency_key, Utc::now())).await?;
+            Box::pin(send_follow_up(deps, &next, req)).await?;
             tracing::info!(done = state.next, of = state.contacts.len(), next_key = %next.idempotency_key, "deadline near: report continues in a follow-up job");
             return Ok(Fetched::Continued(continued_json(&next)));
         }
         listed_now = false;
         let (id, name) = state.contacts[state.next].clone();
         let query = q(&[("contactId", id.clone()), ("date", date(as_of))]);
-        let got = get(deps, ctx, &["Reports", "AgedReceivablesByContact"], query, "/api.xro/2.0/Reports/AgedReceivablesByContact".into())
+        let got = Box::pin(get(deps, ctx, &["Reports", "AgedReceivablesByContact"], query, "/api.xro/2.0/Reports/AgedReceivablesByContact".into()))
             .await
             .and_then(|body| formats::xero_aged_contact(&body, &id, &name, as_of, scale));
         match got {
@@ -375,7 +378,7 @@ async fn xero_aged(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest, as_of: Na
                 // A wait (rate limit, breaker) or a failure: keep what was read, so the retry of
                 // this same job goes on from here instead of asking again.
                 if state.next > started_at || fresh {
-                    if let Err(se) = parts.save(job, &state, &job.idempotency_key, Utc::now()).await {
+                    if let Err(se) = Box::pin(parts.save(job, &state, &job.idempotency_key, Utc::now())).await {
                         tracing::warn!(code = %se.code(), error = %se, "could not store the report's progress");
                     }
                 }
@@ -442,7 +445,7 @@ async fn report(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadlin
     let ctx = load(deps, job, payload).await?;
     check_report_scope(&ctx, req.kind)?;
     let margin = chrono::Duration::from_std(deps.settings.deadline_margin).unwrap_or(chrono::Duration::seconds(20));
-    let report = match fetch(deps, &ctx, &req, Budget { deadline, margin }).await? {
+    let report = match Box::pin(fetch(deps, &ctx, &req, Budget { deadline, margin })).await? {
         Fetched::Done(r) => r,
         Fetched::Continued(v) => return Ok(v),
     };
