@@ -752,11 +752,8 @@ async fn fast_xero_deps(h: &H) -> SyncDeps {
     let mut deps = SyncDeps::new(&h.env.config, &h.env.clients, h.service())
         .with_settings(WorkerSettings { deadline_margin: StdDuration::from_secs(1), ..WorkerSettings::default() })
         .with_dlq_url(h.dlq.clone());
-    deps.guard = shared::resilience::ProviderGuard::with_limits(
-        h.env.clients.dynamodb.clone(),
-        h.env.config.tables.resilience.clone(),
-        limits,
-    );
+    deps.guard =
+        shared::resilience::ProviderGuard::with_limits(h.env.clients.dynamodb.clone(), h.env.config.tables.resilience.clone(), limits);
     deps
 }
 
@@ -825,13 +822,13 @@ async fn a_continued_report_that_fails_for_good_sends_report_failed() {
     let org = many_debtors(&h, 90).await;
     h.connect(Provider::Xero, &org).await;
     let deps = fast_xero_deps(&h).await;
-    let body =
-        h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "aged_receivables", "as_of": Utc::now().date_naive()}));
+    let body = h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "aged_receivables", "as_of": Utc::now().date_naive()}));
     let sent: Value = serde_json::from_str(&body).unwrap();
     h.send(&[body]).await;
     let (first, _, _) = h.run_batches(&deps, Duration::seconds(3), 1).await;
     assert_eq!(first, vec![Disposition::Done], "the first job handed over");
-    let fault = json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Reports/AgedReceivablesByContact", "kind": "malformed", "count": 1});
+    let fault =
+        json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Reports/AgedReceivablesByContact", "kind": "malformed", "count": 1});
     h.control("POST", "faults", Some(fault)).await;
     let (rest, _, in_time) = h.run_batches(&deps, Duration::seconds(3), usize::MAX).await;
     assert!(in_time);
@@ -843,4 +840,72 @@ async fn a_continued_report_that_fails_for_good_sends_report_failed() {
     assert_eq!((&e.data["idempotency_key"], &e.data["job_id"]), (&sent["idempotency_key"], &sent["job_id"]));
     assert_eq!(e.data["error_code"], 5004);
     h.sb.shutdown().await;
+}
+
+// ------------------------------------------------------------------ passthrough answers and the item limit
+
+/// Issue 20 #11: a body that is not UTF-8 is stored as base64 (never converted lossily, which
+/// could triple it past DynamoDB's 400 KB item), and an answer that does not fit one item is
+/// refused with 4002 before anything is written. Against moto, with DynamoDB's item size counted
+/// as AWS counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_passthrough_answers_are_stored_whole_as_base64_or_refused_when_too_large() {
+    use base64::Engine;
+    use shared::providers::raw::RawAnswer;
+    use shared::reports::store::{answer_item, item_size, MAX_ITEM_BYTES};
+    let env = aws().await;
+    let store = shared::reports::ReportStore::new(env.clients.dynamodb.clone(), env.config.tables.sync.clone());
+    let tenant = unique("tenant");
+    let answer = |body: Vec<u8>| RawAnswer {
+        status: 200,
+        content_type: Some("application/pdf".into()),
+        body: bytes::Bytes::from(body),
+        latency_ms: 1,
+    };
+    // Bytes 0x80-0xFF alone are never UTF-8: lossy conversion makes each three bytes.
+    let binary = |len: usize| (0..len).map(|i| 0x80 | (i % 128) as u8).collect::<Vec<u8>>();
+    let now = Utc::now();
+    let put = |key: &str, a: &RawAnswer| {
+        let (store, tenant, key, a) = (store.clone(), tenant.clone(), key.to_string(), a.clone());
+        async move { store.put_answer(&tenant, Provider::Xero, "org-1", &key, "GET", "Invoices/1", &a, now).await }
+    };
+    let get = |sk: String| {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move { store.get(&tenant, &sk, now).await.unwrap() }
+    };
+
+    // 200 KiB of binary: 600 KiB after lossy UTF-8, 273 KiB as base64.
+    let pdf = binary(200 * 1024);
+    let (loc, encoding) = put("k-binary", &answer(pdf.clone())).await.expect("a binary body that fits is stored");
+    assert_eq!(encoding, "base64");
+    let item = get(loc.sk.clone()).await.expect("stored");
+    assert_eq!(item["body_encoding"].as_s().unwrap(), "base64");
+    let back = base64::engine::general_purpose::STANDARD.decode(item["body"].as_s().unwrap()).unwrap();
+    assert_eq!(back, pdf, "the bytes come back exactly");
+    assert!(item_size(&item) <= MAX_ITEM_BYTES, "AWS's 400 KB rule holds for what was stored");
+
+    // The largest binary body that fits, found with the same count the store uses; one base64
+    // group more is just over the limit.
+    let fits = |len: usize| {
+        answer_item(&tenant, "PASSTHROUGH#xero#org-1#0123456789abcdef01234567", "GET", "Invoices/1", &answer(binary(len)), now).is_ok()
+    };
+    let mut len = 290 * 1024;
+    while fits(len + 3) {
+        len += 3;
+    }
+    assert!(fits(len) && !fits(len + 3));
+    let (loc, _) = put("k-edge", &answer(binary(len))).await.expect("the largest body that fits is stored");
+    assert_eq!(get(loc.sk).await.unwrap()["body"].as_s().unwrap().len(), len.div_ceil(3) * 4);
+    let e = put("k-over", &answer(binary(len + 3))).await.unwrap_err();
+    assert_eq!(e.code().as_u16(), 4002, "{e}");
+    assert!(!e.is_retryable(), "too large stays too large: passthrough.failed, not a retry");
+    let sk_over = format!("PASSTHROUGH#xero#org-1#{}", shared::reports::store::job_hash("k-over"));
+    assert!(get(sk_over).await.is_none(), "nothing half-written");
+
+    // Text is stored as text, whole, up to the same limit.
+    let (loc, encoding) = put("k-text", &answer(br#"{"Invoices":[]}"#.to_vec())).await.unwrap();
+    assert_eq!(encoding, "utf-8");
+    assert_eq!(get(loc.sk).await.unwrap()["body"].as_s().unwrap(), r#"{"Invoices":[]}"#);
+    let e = put("k-text-over", &answer(vec![b'a'; MAX_ITEM_BYTES])).await.unwrap_err();
+    assert_eq!(e.code().as_u16(), 4002);
 }

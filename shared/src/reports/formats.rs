@@ -521,7 +521,8 @@ mod tests {
         assert_eq!(e.code(), crate::ErrorCode::ProviderMalformed, "{e}");
         // Xero, one row per bucket: each bucket fits, the row's total does not.
         let inv2 = |due: &str| json!({"RowType": "Row", "Cells": [{"Value": ""}, {"Value": ""}, {"Value": due}, {"Value": big}]});
-        let body = json!({"Reports": [{"Rows": [{"RowType": "Section", "Rows": [inv2("2026-04-10T00:00:00"), inv2("2025-01-01T00:00:00")]}]}]});
+        let body =
+            json!({"Reports": [{"Rows": [{"RowType": "Section", "Rows": [inv2("2026-04-10T00:00:00"), inv2("2025-01-01T00:00:00")]}]}]});
         assert!(xero_aged_contact(&body, "c", "n", as_of, 2).is_err());
         // Xero profit and loss: a section without a summary row adds its rows up.
         let row = |v: &str| json!({"RowType": "Row", "Cells": [{"Value": "Sales"}, {"Value": v}]});

@@ -216,7 +216,8 @@ mod tests {
 
     #[test]
     fn totals_that_leave_i64_are_an_error_not_a_wrap() {
-        let row = |amount: i64| Row { label: "x".into(), account_id: None, contact_id: None, amount, buckets: Some(vec![amount, 0, 0, 0, 0]) };
+        let row =
+            |amount: i64| Row { label: "x".into(), account_id: None, contact_id: None, amount, buckets: Some(vec![amount, 0, 0, 0, 0]) };
         let section = |class, rows: Vec<Row>, total| Section { title: "s".into(), class, rows, total };
         let report = |kind, sections| Report {
             kind,

@@ -30,9 +30,9 @@ use crate::{Error, Provider, Result};
 /// How long a partial report is kept: a lineage that has not finished by then has failed (its
 /// follow-ups are in the DLQ) and a new request starts again.
 pub const LIFETIME: Duration = Duration::hours(24);
-/// DynamoDB's item limit is 400 KB (names and values); the state's JSON must leave room for the
-/// keys and the other attributes.
-pub const MAX_STATE_BYTES: usize = 380 * 1024;
+/// DynamoDB's item limit is 400 KB (names and values, [`crate::reports::store::MAX_ITEM_BYTES`]);
+/// the state's JSON leaves room for the keys and the other attributes.
+pub const MAX_STATE_BYTES: usize = 390_000;
 
 /// Xero aged receivables part-way.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -9,8 +9,8 @@ use crate::providers::client::ProviderClient;
 use crate::providers::model::Entity;
 use crate::providers::raw;
 use crate::reports::model::{Report, SectionClass};
-use crate::reports::request::{Basis, PassthroughRequest, ReportKind, ReportRequest};
 use crate::reports::partial::{self, Loaded, PartialStore};
+use crate::reports::request::{Basis, PassthroughRequest, ReportKind, ReportRequest};
 use crate::reports::store::ReportStore;
 use crate::reports::{allow, formats};
 use crate::sync::calls::{guarded_call, GuardedOp};
@@ -364,9 +364,15 @@ async fn xero_aged(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest, as_of: Na
         listed_now = false;
         let (id, name) = state.contacts[state.next].clone();
         let query = q(&[("contactId", id.clone()), ("date", date(as_of))]);
-        let got = Box::pin(get(deps, ctx, &["Reports", "AgedReceivablesByContact"], query, "/api.xro/2.0/Reports/AgedReceivablesByContact".into()))
-            .await
-            .and_then(|body| formats::xero_aged_contact(&body, &id, &name, as_of, scale));
+        let got = Box::pin(get(
+            deps,
+            ctx,
+            &["Reports", "AgedReceivablesByContact"],
+            query,
+            "/api.xro/2.0/Reports/AgedReceivablesByContact".into(),
+        ))
+        .await
+        .and_then(|body| formats::xero_aged_contact(&body, &id, &name, as_of, scale));
         match got {
             Ok(row) => {
                 if row.amount != 0 {
@@ -426,13 +432,9 @@ async fn xero_currency(deps: &SyncDeps, ctx: &JobCtx) -> Result<String> {
 async fn send_follow_up(deps: &SyncDeps, next: &SyncJob, req: &ReportRequest) -> Result<()> {
     let request = serde_json::to_value(req).map_err(|e| Error::Internal(format!("report request: {e}")))?;
     let body = partial::message_body(next, &request)?;
-    deps.sqs
-        .send_message()
-        .queue_url(deps.queues.url(next.priority))
-        .message_body(body)
-        .send()
-        .await
-        .map_err(|e| Error::queue(format!("SendMessage(report follow-up): {}", aws_smithy_types::error::display::DisplayErrorContext(&e))))?;
+    deps.sqs.send_message().queue_url(deps.queues.url(next.priority)).message_body(body).send().await.map_err(|e| {
+        Error::queue(format!("SendMessage(report follow-up): {}", aws_smithy_types::error::display::DisplayErrorContext(&e)))
+    })?;
     Ok(())
 }
 
@@ -487,16 +489,18 @@ async fn passthrough(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>) ->
     })
     .await?;
     let store = ReportStore::new(deps.db.clone(), deps.store.table());
-    let (loc, truncated) =
+    let (loc, encoding) =
         store.put_answer(&job.tenant_id, job.provider, &job.org_id, &job.idempotency_key, &req.method, &rel, &answer, Utc::now()).await?;
-    tracing::info!(status = answer.status, bytes = answer.body.len(), truncated, sk = %loc.sk, "passthrough answer stored");
+    tracing::info!(status = answer.status, bytes = answer.body.len(), encoding, sk = %loc.sk, "passthrough answer stored");
     Ok(json!({
         "operation": "passthrough",
         "method": req.method,
         "path": rel,
         "status": answer.status,
         "body_bytes": answer.body.len(),
-        "truncated": truncated,
+        // Kept for v1 readers: an answer too large to store is passthrough.failed (4002) instead.
+        "truncated": false,
+        "body_encoding": encoding,
         "location": loc,
     }))
 }
