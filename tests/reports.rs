@@ -650,6 +650,7 @@ async fn a_passthrough_on_the_allow_list_returns_the_providers_answer() {
             let item = h.stored(e).await;
             let status: u16 = item["status"].as_n().unwrap().parse().unwrap();
             assert_eq!(e.data["status"], json!(status));
+            assert_eq!((e.data["body_encoding"].as_str(), item["body_encoding"].as_s().map(String::as_str)), (Some("utf-8"), Ok("utf-8")));
             let body = item["body"].as_s().unwrap();
             assert!(!body.contains(&token), "{provider}: the token never reaches the stored answer");
             for v in item.values() {
@@ -908,4 +909,30 @@ async fn binary_passthrough_answers_are_stored_whole_as_base64_or_refused_when_t
     assert_eq!(get(loc.sk).await.unwrap()["body"].as_s().unwrap(), r#"{"Invoices":[]}"#);
     let e = put("k-text-over", &answer(vec![b'a'; MAX_ITEM_BYTES])).await.unwrap_err();
     assert_eq!(e.code().as_u16(), 4002);
+}
+
+/// Through the worker: a provider answer larger than one DynamoDB item ends in
+/// `passthrough.failed` with 4002 and a dead letter, with nothing stored (it was announced as ready
+/// with `truncated` before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_answer_too_large_to_store_fails_with_4002() {
+    let h = harness().await;
+    let org = org_id_for(Provider::Xero);
+    let id = uuid::Uuid::new_v4().to_string();
+    let contact = json!({"ContactID": id, "Name": "x".repeat(420_000), "ContactStatus": "ACTIVE", "IsCustomer": true});
+    h.control("POST", "seed", Some(json!({"provider": "xero", "org_id": org, "entity": "contact", "records": [contact]}))).await;
+    h.connect(Provider::Xero, &org).await;
+    let body = h.message(Provider::Xero, &org, Operation::Passthrough, json!({"method": "GET", "path": format!("Contacts/{id}")}));
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    let disp = h.run(&[body]).await;
+    assert!(matches!(disp.as_slice(), [Disposition::DeadLettered { code: 4002, .. }]), "{disp:?}");
+    let events = h.events().await;
+    assert!(
+        matches!(events.as_slice(), [(e, _)] if e.event_type == EventType::PassthroughFailed && e.data["error_code"] == 4002 && e.data["retryable"] == false),
+        "{events:?}"
+    );
+    let sk = format!("PASSTHROUGH#xero#{org}#{}", shared::reports::store::job_hash(sent["idempotency_key"].as_str().unwrap()));
+    let store = shared::reports::ReportStore::new(h.env.clients.dynamodb.clone(), h.env.config.tables.sync.clone());
+    assert!(store.get(&h.tenant, &sk, Utc::now()).await.unwrap().is_none(), "nothing stored");
+    h.sb.shutdown().await;
 }
