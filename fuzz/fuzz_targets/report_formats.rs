@@ -32,7 +32,9 @@ fuzz_target!(|data: &[u8]| {
     let kind = [ReportKind::ProfitAndLoss, ReportKind::BalanceSheet, ReportKind::AgedReceivables][head[1] as usize % 3];
     let d = NaiveDate::from_ymd_opt(2026, 3, 31);
     let req = match kind {
-        ReportKind::ProfitAndLoss => ReportRequest { kind, from: NaiveDate::from_ymd_opt(2026, 1, 1), to: d, as_of: None, basis: Basis::Accrual },
+        ReportKind::ProfitAndLoss => {
+            ReportRequest { kind, from: NaiveDate::from_ymd_opt(2026, 1, 1), to: d, as_of: None, basis: Basis::Accrual }
+        }
         _ => ReportRequest { kind, from: None, to: None, as_of: d, basis: Basis::Cash },
     };
     let Some(v) = common::json_input(body) else { return };
