@@ -189,7 +189,7 @@ impl H {
 
     async fn run(&self, bodies: &[String]) -> Vec<Disposition> {
         self.send(bodies).await;
-        self.run_batches(&self.deps(), Duration::seconds(90), usize::MAX).await.0
+        self.run_batches(&self.deps(), Duration::seconds(90), usize::MAX, 2).await.0
     }
 
     async fn send(&self, bodies: &[String]) {
@@ -200,13 +200,28 @@ impl H {
     }
 
     /// Plays the event source mapping for at most `max_batches` batches, each invocation given
-    /// `budget` before its deadline, until the queue stays empty. Also returns how many invocations
-    /// ran and whether each returned before its deadline.
-    async fn run_batches(&self, deps: &SyncDeps, budget: Duration, max_batches: usize) -> (Vec<Disposition>, usize, bool) {
+    /// `budget` before its deadline, until the queue stays empty for `patience` one-second polls in a row.
+    /// Also returns how many invocations ran and whether each returned before its deadline.
+    async fn run_batches(&self, deps: &SyncDeps, budget: Duration, max_batches: usize, patience: u32) -> (Vec<Disposition>, usize, bool) {
         let url = self.env.config.queues.sync_high.clone();
+        // The queue's ARN, as the event source mapping passes it: a waiting job's visibility is set
+        // on its own queue.
+        let arn = self
+            .env
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .unwrap();
         let mut out = Vec::new();
         let (mut empty, mut batches, mut in_time) = (0, 0, true);
-        while empty < 2 && batches < max_batches {
+        while empty < patience && batches < max_batches {
             let msgs = self
                 .env
                 .clients
@@ -229,10 +244,11 @@ impl H {
                     message_id: m.message_id.clone().unwrap(),
                     receipt_handle: m.receipt_handle.clone().unwrap(),
                     body: m.body.clone().unwrap_or_default(),
-                    event_source_arn: String::new(),
+                    event_source_arn: arn.clone(),
                     receive_count: 1,
                 })
                 .collect();
+            empty = 0;
             let deadline = Utc::now() + budget;
             let results = handle_batch(deps, &ins, deadline).await;
             in_time &= Utc::now() <= deadline;
@@ -774,7 +790,7 @@ async fn xero_aged_receivables_for_300_contacts_continue_across_jobs() {
     let sent: Value = serde_json::from_str(&body).unwrap();
     h.send(&[body]).await;
     let started = std::time::Instant::now();
-    let (disp, invocations, in_time) = h.run_batches(&deps, Duration::seconds(3), usize::MAX).await;
+    let (disp, invocations, in_time) = h.run_batches(&deps, Duration::seconds(3), usize::MAX, 2).await;
     eprintln!("figure: Xero aged receivables for 300 contacts in {invocations} invocations, {} ms", started.elapsed().as_millis());
     assert!(in_time, "every invocation returned before its deadline");
     assert!(disp.iter().all(|d| *d == Disposition::Done), "{disp:?}");
@@ -815,6 +831,36 @@ async fn xero_aged_receivables_for_300_contacts_continue_across_jobs() {
     h.sb.shutdown().await;
 }
 
+/// A guard wait is a hand-over point too: a 429 whose Retry-After (12 s) is beyond the guard's
+/// retry budget stops the job at its first contact with a `RateLimited` wait; it stores what it has
+/// (the contacts it listed) and, when SQS brings it back, goes on from there without listing again.
+/// Each contact is read successfully once; one `report.ready`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_stopped_by_a_rate_limit_wait_resumes_where_it_stopped() {
+    let h = harness().await;
+    let org = many_debtors(&h, 30).await;
+    h.connect(Provider::Xero, &org).await;
+    let deps = fast_xero_deps(&h).await;
+    let fault = json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Reports/AgedReceivablesByContact", "kind": "429", "count": 1, "retry_after": 12});
+    h.control("POST", "faults", Some(fault)).await;
+    let body = h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "aged_receivables", "as_of": Utc::now().date_naive()}));
+    h.send(&[body]).await;
+    let (disp, _, in_time) = h.run_batches(&deps, Duration::seconds(90), usize::MAX, 16).await;
+    assert!(in_time);
+    assert!(matches!(disp.as_slice(), [Disposition::Retry { code: 2001, .. }, Disposition::Done]), "waited once, then done: {disp:?}");
+    let events = h.events().await;
+    assert!(matches!(events.as_slice(), [(e, _)] if e.event_type == EventType::ReportReady), "{events:?}");
+    assert_eq!(h.sandbox_calls("/Reports/").await, 30 + 1, "each contact read once, plus the refused call");
+    assert_eq!(
+        (h.sandbox_calls("/Organisation").await, h.sandbox_calls("/Invoices").await),
+        (1, 1),
+        "the resumed job did not list the contacts again"
+    );
+    let r: Report = serde_json::from_str(h.stored(&events[0].0).await["doc"].as_s().unwrap()).unwrap();
+    assert_eq!(r.sections[0].rows.len(), 30);
+    h.sb.shutdown().await;
+}
+
 /// A report whose follow-up job fails for good is announced as `report.failed` once, under the
 /// app's key and job, and never as ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -826,12 +872,12 @@ async fn a_continued_report_that_fails_for_good_sends_report_failed() {
     let body = h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "aged_receivables", "as_of": Utc::now().date_naive()}));
     let sent: Value = serde_json::from_str(&body).unwrap();
     h.send(&[body]).await;
-    let (first, _, _) = h.run_batches(&deps, Duration::seconds(3), 1).await;
+    let (first, _, _) = h.run_batches(&deps, Duration::seconds(3), 1, 2).await;
     assert_eq!(first, vec![Disposition::Done], "the first job handed over");
     let fault =
         json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Reports/AgedReceivablesByContact", "kind": "malformed", "count": 1});
     h.control("POST", "faults", Some(fault)).await;
-    let (rest, _, in_time) = h.run_batches(&deps, Duration::seconds(3), usize::MAX).await;
+    let (rest, _, in_time) = h.run_batches(&deps, Duration::seconds(3), usize::MAX, 2).await;
     assert!(in_time);
     assert!(matches!(rest.as_slice(), [Disposition::DeadLettered { code: 5004, .. }]), "{rest:?}");
     let events = h.events().await;
