@@ -104,3 +104,34 @@ write("verify_parse", "xero", b"\x01" + b'{"events":[{"resourceUrl":"https://api
 write("verify_parse", "xero_itr", b"\x01" + b'{"events":[],"firstEventSequence":0,"lastEventSequence":0,"entropy":"CWJLQXKOBYLKYFYHGXCK"}')
 write("verify_parse", "zoho_json", b"\x02" + b'{"organization_id":"700000001","entity":"invoice","entity_id":"460000000012345","event":"deleted","event_id":"e1","last_modified_time":"2026-11-24T17:59:41+0000"}')
 write("verify_parse", "zoho_form", b"\x02" + b"JSONString=%7B%22invoice%22%3A%7B%22invoice_id%22%3A%229%22%7D%7D")
+
+# report_formats: [parser (0 QuickBooks, 1 Xero, 2 Zoho, 3 Xero aged by contact), kind (b % 3: P&L, balance sheet, aged;
+# bits 2-3: Xero currency; bits 4-5: aged scale)], mode byte 0, JSON.
+PNL, BS, AGED = 0, 1, 2
+qb_pnl = {"Header": {"ReportName": "ProfitAndLoss", "Currency": "USD"}, "Rows": {"Row": [
+    {"type": "Section", "group": "Income", "Header": {"ColData": [{"value": "Income"}, {"value": ""}]},
+     "Rows": {"Row": [{"type": "Data", "ColData": [{"value": "Design income", "id": "82"}, {"value": "2250.00"}]}]},
+     "Summary": {"ColData": [{"value": "Total Income"}, {"value": "2250.00"}]}},
+    {"type": "Section", "group": "NetIncome", "Summary": {"ColData": [{"value": "Net Income"}, {"value": "2250.00"}]}}]}}
+qb_aged = {"Header": {"Currency": "USD"}, "Columns": {"Column": [{"ColTitle": t} for t in ["", "Current", "1 - 30", "31 - 60", "61 - 90", "91 and over", "Total"]]},
+           "Rows": {"Row": [{"type": "Data", "ColData": [{"value": "Cool Cars", "id": "3"}] + [{"value": v} for v in ["10.00", "", "5.00", "", "1.00", "16.00"]]}]}}
+x_row = lambda name, v: {"RowType": "Row", "Cells": [{"Value": name, "Attributes": [{"Value": "a1", "Id": "account"}]}, {"Value": v}]}
+x_bs = {"Reports": [{"ReportType": "BalanceSheet", "Rows": [{"RowType": "Header", "Cells": [{"Value": ""}, {"Value": "31 Mar 2026"}]},
+        {"RowType": "Section", "Title": "Bank", "Rows": [x_row("Bank", "50.00"), {"RowType": "SummaryRow", "Cells": [{"Value": "Total Bank"}, {"Value": "50.00"}]}]},
+        {"RowType": "Section", "Title": "", "Rows": [{"RowType": "SummaryRow", "Cells": [{"Value": "Total Assets"}, {"Value": "50.00"}]}]}]}]}
+x_aged = {"Reports": [{"Rows": [{"RowType": "Section", "Rows": [
+    {"RowType": "Row", "Cells": [{"Value": "2026-01-01T00:00:00"}, {"Value": "INV"}, {"Value": "2026-02-10T00:00:00"}, {"Value": ""}, {"Value": "20.00"}, {"Value": "0.00"}, {"Value": "0.00"}, {"Value": "20.00"}]}]}]}]}
+z_pnl = {"code": 0, "page_context": {"currency_code": "USD"}, "profit_and_loss": [
+    {"name": "Operating Income", "total": 2250.0, "account_transactions": [{"name": "Sales", "account_id": "1", "total": 2250.0}]},
+    {"name": "Net Profit/Loss", "total": 2250.0}]}
+z_aged = {"code": 0, "page_context": {"currency_code": "USD"}, "aged_receivables": [
+    {"customer_id": "1", "customer_name": "C", "current": "10.00", "1_30": 0, "31_60": "", "61_90": 0, "91_and_over": 1, "total": "11.00"}]}
+big = "92233720368547758.07"
+write("report_formats", "qb_pnl", bytes([0, PNL]) + b"\0" + j(qb_pnl))
+write("report_formats", "qb_aged", bytes([0, AGED]) + b"\0" + j(qb_aged))
+write("report_formats", "xero_bs", bytes([1, BS]) + b"\0" + j(x_bs))
+write("report_formats", "zoho_pnl", bytes([2, PNL]) + b"\0" + j(z_pnl))
+write("report_formats", "zoho_aged", bytes([2, AGED]) + b"\0" + j(z_aged))
+write("report_formats", "xero_aged_contact", bytes([3, AGED | 0x20]) + b"\0" + j(x_aged))
+write("report_formats", "zoho_aged_overflow", bytes([2, AGED]) + b"\0" + j({"page_context": {"currency_code": "USD"}, "aged_receivables": [
+    {"customer_id": "1", "total": big}, {"customer_id": "2", "total": "1.00"}]}))

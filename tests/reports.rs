@@ -188,14 +188,40 @@ impl H {
     }
 
     async fn run(&self, bodies: &[String]) -> Vec<Disposition> {
+        self.send(bodies).await;
+        self.run_batches(&self.deps(), Duration::seconds(90), usize::MAX, 2).await.0
+    }
+
+    async fn send(&self, bodies: &[String]) {
         let url = self.env.config.queues.sync_high.clone();
         for b in bodies {
             self.env.clients.sqs.send_message().queue_url(&url).message_body(b).send().await.unwrap();
         }
-        let deps = self.deps();
+    }
+
+    /// Plays the event source mapping for at most `max_batches` batches, each invocation given
+    /// `budget` before its deadline, until the queue stays empty for `patience` one-second polls in a row.
+    /// Also returns how many invocations ran and whether each returned before its deadline.
+    async fn run_batches(&self, deps: &SyncDeps, budget: Duration, max_batches: usize, patience: u32) -> (Vec<Disposition>, usize, bool) {
+        let url = self.env.config.queues.sync_high.clone();
+        // The queue's ARN, as the event source mapping passes it: a waiting job's visibility is set
+        // on its own queue.
+        let arn = self
+            .env
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .unwrap();
         let mut out = Vec::new();
-        let mut empty = 0;
-        while empty < 2 {
+        let (mut empty, mut batches, mut in_time) = (0, 0, true);
+        while empty < patience && batches < max_batches {
             let msgs = self
                 .env
                 .clients
@@ -218,11 +244,15 @@ impl H {
                     message_id: m.message_id.clone().unwrap(),
                     receipt_handle: m.receipt_handle.clone().unwrap(),
                     body: m.body.clone().unwrap_or_default(),
-                    event_source_arn: String::new(),
+                    event_source_arn: arn.clone(),
                     receive_count: 1,
                 })
                 .collect();
-            let results = handle_batch(&deps, &ins, Utc::now() + Duration::seconds(90)).await;
+            empty = 0;
+            let deadline = Utc::now() + budget;
+            let results = handle_batch(deps, &ins, deadline).await;
+            in_time &= Utc::now() <= deadline;
+            batches += 1;
             for (m, (_, d)) in ins.iter().zip(&results) {
                 if d.acknowledged() {
                     self.env.clients.sqs.delete_message().queue_url(&url).receipt_handle(&m.receipt_handle).send().await.unwrap();
@@ -230,7 +260,7 @@ impl H {
             }
             out.extend(results.into_iter().map(|(_, d)| d));
         }
-        out
+        (out, batches, in_time)
     }
 
     /// Every event on the events queue, each checked against the published schema; with raw bodies.
@@ -636,6 +666,7 @@ async fn a_passthrough_on_the_allow_list_returns_the_providers_answer() {
             let item = h.stored(e).await;
             let status: u16 = item["status"].as_n().unwrap().parse().unwrap();
             assert_eq!(e.data["status"], json!(status));
+            assert_eq!((e.data["body_encoding"].as_str(), item["body_encoding"].as_s().map(String::as_str)), (Some("utf-8"), Ok("utf-8")));
             let body = item["body"].as_s().unwrap();
             assert!(!body.contains(&token), "{provider}: the token never reaches the stored answer");
             for v in item.values() {
@@ -699,5 +730,255 @@ async fn a_passthrough_off_the_allow_list_is_refused_without_a_provider_call() {
     assert!(events.iter().all(|(e, _)| e.event_type != EventType::PassthroughReady));
     assert_eq!(h.sandbox_calls("/quickbooks/v3").await, before, "no provider call for a refused passthrough");
     assert!(audit_operations(&h).await.iter().all(|o| o != "passthrough"), "nothing was called, so nothing was audited");
+    h.sb.shutdown().await;
+}
+
+// ------------------------------------------------------------------ long Xero aged receivables
+
+/// A Xero org whose `n` customers each owe one invoice, a third of them dated 100 days ago, a
+/// third 50, a third today (so every ageing bucket of interest is used).
+async fn many_debtors(h: &H, n: usize) -> String {
+    let org = org_id_for(Provider::Xero);
+    h.seed(Provider::Xero, &org, "account", 2).await;
+    let thirds = [n / 3, n / 3, n - 2 * (n / 3)];
+    h.clock(-100).await;
+    for (i, count) in thirds.iter().enumerate() {
+        for _ in 0..*count {
+            h.seed(Provider::Xero, &org, "contact", 1).await;
+            h.seed(Provider::Xero, &org, "invoice", 1).await;
+        }
+        if i < 2 {
+            h.clock(50).await;
+        }
+    }
+    org
+}
+
+/// Xero's limits shrunk to a two-second "minute" at the sandbox and in the guard alike, so 300
+/// calls take seconds rather than minutes while the guard still spaces them as it would at Xero;
+/// a worker that hands over when less than a second is left.
+async fn fast_xero_deps(h: &H) -> SyncDeps {
+    let body = json!({"provider": "xero", "rate_limit_per_minute": 60, "minute_window_seconds": 2, "rate_limit_per_day": 5000});
+    h.control("POST", "config", Some(body)).await;
+    let limits = shared::resilience::Limits {
+        minute: StdDuration::from_secs(2),
+        safety: StdDuration::from_millis(300),
+        xero_app_per_minute: 1_000_000_000,
+        ..Default::default()
+    };
+    let mut deps = SyncDeps::new(&h.env.config, &h.env.clients, h.service())
+        .with_settings(WorkerSettings { deadline_margin: StdDuration::from_secs(1), ..WorkerSettings::default() })
+        .with_dlq_url(h.dlq.clone());
+    deps.guard =
+        shared::resilience::ProviderGuard::with_limits(h.env.clients.dynamodb.clone(), h.env.config.tables.resilience.clone(), limits);
+    deps
+}
+
+/// Issue 20 #2: at Xero's 60 calls a minute, 300 contacts cannot be read inside one invocation.
+/// Each invocation gets a 3-second deadline here (the worker's 120 s, shrunk with the minute):
+/// the job hands over to follow-ups, each contact is asked about once, every invocation returns
+/// before its deadline, one `report.ready` names the app's job, and the report's figures are the
+/// sandbox's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xero_aged_receivables_for_300_contacts_continue_across_jobs() {
+    let h = harness().await;
+    let org = many_debtors(&h, 300).await;
+    h.connect(Provider::Xero, &org).await;
+    let deps = fast_xero_deps(&h).await;
+    let today = Utc::now().date_naive();
+    let body = h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "aged_receivables", "as_of": today}));
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    h.send(&[body]).await;
+    let started = std::time::Instant::now();
+    let (disp, invocations, in_time) = h.run_batches(&deps, Duration::seconds(3), usize::MAX, 2).await;
+    eprintln!("figure: Xero aged receivables for 300 contacts in {invocations} invocations, {} ms", started.elapsed().as_millis());
+    assert!(in_time, "every invocation returned before its deadline");
+    assert!(disp.iter().all(|d| *d == Disposition::Done), "{disp:?}");
+    assert!(disp.len() >= 3, "the report continued over several jobs: {disp:?}");
+
+    let events = h.events().await;
+    let ready: Vec<&AppEvent> = events.iter().map(|(e, _)| e).filter(|e| e.event_type == EventType::ReportReady).collect();
+    assert_eq!(ready.len(), 1, "one report.ready for the whole report: {events:?}");
+    assert!(events.iter().all(|(e, _)| e.event_type == EventType::ReportReady), "nothing else announced: {events:?}");
+    let e = ready[0];
+    assert_eq!(e.data["idempotency_key"], sent["idempotency_key"], "the event names the app's key");
+    assert_eq!(e.data["job_id"], sent["job_id"], "and the app's job");
+    // The sandbox counts per route (`/Reports/{name}`); the only reports asked for are by contact.
+    assert_eq!(h.sandbox_calls("/Reports/").await, 300, "each contact asked about once");
+
+    let item = h.stored(e).await;
+    let r: Report = serde_json::from_str(item["doc"].as_s().unwrap()).unwrap();
+    let (invs, pays) = ledger(Provider::Xero, &h.records(Provider::Xero, &org, "invoice").await, &[]);
+    assert_eq!(invs.len(), 300);
+    let (owed, _, _) = balances(&invs, &pays, today);
+    let mut want = [0i64; 5];
+    let mut by_contact: HashMap<String, i64> = HashMap::new();
+    for (k, o) in &owed {
+        want[bucket((today - invs[*k].due).num_days())] += o;
+        *by_contact.entry(invs[*k].contact.clone()).or_default() += o;
+    }
+    assert_eq!(by_contact.len(), 300);
+    assert_eq!(r.totals["total_receivables"], owed.iter().map(|(_, o)| o).sum::<i64>(), "total receivables");
+    let got: Vec<i64> = r.ageing.as_ref().unwrap().iter().map(|b| b.amount).collect();
+    assert_eq!(got, want.to_vec(), "ageing buckets");
+    assert!(want.iter().filter(|a| **a > 0).count() >= 3, "the books use several buckets: {want:?}");
+    let rows = &r.sections[0].rows;
+    assert_eq!(rows.len(), 300, "one row per customer owing");
+    for row in rows {
+        let c = row.contact_id.clone().unwrap().to_ascii_lowercase();
+        assert_eq!(Some(&row.amount), by_contact.get(&c), "customer {c}");
+    }
+    h.sb.shutdown().await;
+}
+
+/// A guard wait is a hand-over point too: a 429 whose Retry-After (12 s) is beyond the guard's
+/// retry budget stops the job at its first contact with a `RateLimited` wait; it stores what it has
+/// (the contacts it listed) and, when SQS brings it back, goes on from there without listing again.
+/// Each contact is read successfully once; one `report.ready`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_stopped_by_a_rate_limit_wait_resumes_where_it_stopped() {
+    let h = harness().await;
+    let org = many_debtors(&h, 30).await;
+    h.connect(Provider::Xero, &org).await;
+    let deps = fast_xero_deps(&h).await;
+    let fault = json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Reports/AgedReceivablesByContact", "kind": "429", "count": 1, "retry_after": 12});
+    h.control("POST", "faults", Some(fault)).await;
+    let body = h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "aged_receivables", "as_of": Utc::now().date_naive()}));
+    h.send(&[body]).await;
+    let (disp, _, in_time) = h.run_batches(&deps, Duration::seconds(90), usize::MAX, 16).await;
+    assert!(in_time);
+    assert!(matches!(disp.as_slice(), [Disposition::Retry { code: 2001, .. }, Disposition::Done]), "waited once, then done: {disp:?}");
+    let events = h.events().await;
+    assert!(matches!(events.as_slice(), [(e, _)] if e.event_type == EventType::ReportReady), "{events:?}");
+    assert_eq!(h.sandbox_calls("/Reports/").await, 30 + 1, "each contact read once, plus the refused call");
+    assert_eq!(
+        (h.sandbox_calls("/Organisation").await, h.sandbox_calls("/Invoices").await),
+        (1, 1),
+        "the resumed job did not list the contacts again"
+    );
+    let r: Report = serde_json::from_str(h.stored(&events[0].0).await["doc"].as_s().unwrap()).unwrap();
+    assert_eq!(r.sections[0].rows.len(), 30);
+    h.sb.shutdown().await;
+}
+
+/// A report whose follow-up job fails for good is announced as `report.failed` once, under the
+/// app's key and job, and never as ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continued_report_that_fails_for_good_sends_report_failed() {
+    let h = harness().await;
+    let org = many_debtors(&h, 90).await;
+    h.connect(Provider::Xero, &org).await;
+    let deps = fast_xero_deps(&h).await;
+    let body = h.message(Provider::Xero, &org, Operation::Report, json!({"kind": "aged_receivables", "as_of": Utc::now().date_naive()}));
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    h.send(&[body]).await;
+    let (first, _, _) = h.run_batches(&deps, Duration::seconds(3), 1, 2).await;
+    assert_eq!(first, vec![Disposition::Done], "the first job handed over");
+    let fault =
+        json!({"provider": "xero", "path_prefix": "/api.xro/2.0/Reports/AgedReceivablesByContact", "kind": "malformed", "count": 1});
+    h.control("POST", "faults", Some(fault)).await;
+    let (rest, _, in_time) = h.run_batches(&deps, Duration::seconds(3), usize::MAX, 2).await;
+    assert!(in_time);
+    assert!(matches!(rest.as_slice(), [Disposition::DeadLettered { code: 5004, .. }]), "{rest:?}");
+    let events = h.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0].0;
+    assert_eq!(e.event_type, EventType::ReportFailed);
+    assert_eq!((&e.data["idempotency_key"], &e.data["job_id"]), (&sent["idempotency_key"], &sent["job_id"]));
+    assert_eq!(e.data["error_code"], 5004);
+    h.sb.shutdown().await;
+}
+
+// ------------------------------------------------------------------ passthrough answers and the item limit
+
+/// Issue 20 #11: a body that is not UTF-8 is stored as base64 (never converted lossily, which
+/// could triple it past DynamoDB's 400 KB item), and an answer that does not fit one item is
+/// refused with 4002 before anything is written. Against moto, with DynamoDB's item size counted
+/// as AWS counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_passthrough_answers_are_stored_whole_as_base64_or_refused_when_too_large() {
+    use base64::Engine;
+    use shared::providers::raw::RawAnswer;
+    use shared::reports::store::{answer_item, item_size, MAX_ITEM_BYTES};
+    let env = aws().await;
+    let store = shared::reports::ReportStore::new(env.clients.dynamodb.clone(), env.config.tables.sync.clone());
+    let tenant = unique("tenant");
+    let answer = |body: Vec<u8>| RawAnswer {
+        status: 200,
+        content_type: Some("application/pdf".into()),
+        body: bytes::Bytes::from(body),
+        latency_ms: 1,
+    };
+    // Bytes 0x80-0xFF alone are never UTF-8: lossy conversion makes each three bytes.
+    let binary = |len: usize| (0..len).map(|i| 0x80 | (i % 128) as u8).collect::<Vec<u8>>();
+    let now = Utc::now();
+    let put = |key: &str, a: &RawAnswer| {
+        let (store, tenant, key, a) = (store.clone(), tenant.clone(), key.to_string(), a.clone());
+        async move { store.put_answer(&tenant, Provider::Xero, "org-1", &key, "GET", "Invoices/1", &a, now).await }
+    };
+    let get = |sk: String| {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move { store.get(&tenant, &sk, now).await.unwrap() }
+    };
+
+    // 200 KiB of binary: 600 KiB after lossy UTF-8, 273 KiB as base64.
+    let pdf = binary(200 * 1024);
+    let (loc, encoding) = put("k-binary", &answer(pdf.clone())).await.expect("a binary body that fits is stored");
+    assert_eq!(encoding, "base64");
+    let item = get(loc.sk.clone()).await.expect("stored");
+    assert_eq!(item["body_encoding"].as_s().unwrap(), "base64");
+    let back = base64::engine::general_purpose::STANDARD.decode(item["body"].as_s().unwrap()).unwrap();
+    assert_eq!(back, pdf, "the bytes come back exactly");
+    assert!(item_size(&item) <= MAX_ITEM_BYTES, "AWS's 400 KB rule holds for what was stored");
+
+    // The largest binary body that fits, found with the same count the store uses; one base64
+    // group more is just over the limit.
+    let fits = |len: usize| {
+        answer_item(&tenant, "PASSTHROUGH#xero#org-1#0123456789abcdef01234567", "GET", "Invoices/1", &answer(binary(len)), now).is_ok()
+    };
+    let mut len = 290 * 1024;
+    while fits(len + 3) {
+        len += 3;
+    }
+    assert!(fits(len) && !fits(len + 3));
+    let (loc, _) = put("k-edge", &answer(binary(len))).await.expect("the largest body that fits is stored");
+    assert_eq!(get(loc.sk).await.unwrap()["body"].as_s().unwrap().len(), len.div_ceil(3) * 4);
+    let e = put("k-over", &answer(binary(len + 3))).await.unwrap_err();
+    assert_eq!(e.code().as_u16(), 4002, "{e}");
+    assert!(!e.is_retryable(), "too large stays too large: passthrough.failed, not a retry");
+    let sk_over = format!("PASSTHROUGH#xero#org-1#{}", shared::reports::store::job_hash("k-over"));
+    assert!(get(sk_over).await.is_none(), "nothing half-written");
+
+    // Text is stored as text, whole, up to the same limit.
+    let (loc, encoding) = put("k-text", &answer(br#"{"Invoices":[]}"#.to_vec())).await.unwrap();
+    assert_eq!(encoding, "utf-8");
+    assert_eq!(get(loc.sk).await.unwrap()["body"].as_s().unwrap(), r#"{"Invoices":[]}"#);
+    let e = put("k-text-over", &answer(vec![b'a'; MAX_ITEM_BYTES])).await.unwrap_err();
+    assert_eq!(e.code().as_u16(), 4002);
+}
+
+/// Through the worker: a provider answer larger than one DynamoDB item ends in
+/// `passthrough.failed` with 4002 and a dead letter, with nothing stored (it was announced as ready
+/// with `truncated` before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_answer_too_large_to_store_fails_with_4002() {
+    let h = harness().await;
+    let org = org_id_for(Provider::Xero);
+    let id = uuid::Uuid::new_v4().to_string();
+    let contact = json!({"ContactID": id, "Name": "x".repeat(420_000), "ContactStatus": "ACTIVE", "IsCustomer": true});
+    h.control("POST", "seed", Some(json!({"provider": "xero", "org_id": org, "entity": "contact", "records": [contact]}))).await;
+    h.connect(Provider::Xero, &org).await;
+    let body = h.message(Provider::Xero, &org, Operation::Passthrough, json!({"method": "GET", "path": format!("Contacts/{id}")}));
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    let disp = h.run(&[body]).await;
+    assert!(matches!(disp.as_slice(), [Disposition::DeadLettered { code: 4002, .. }]), "{disp:?}");
+    let events = h.events().await;
+    assert!(
+        matches!(events.as_slice(), [(e, _)] if e.event_type == EventType::PassthroughFailed && e.data["error_code"] == 4002 && e.data["retryable"] == false),
+        "{events:?}"
+    );
+    let sk = format!("PASSTHROUGH#xero#{org}#{}", shared::reports::store::job_hash(sent["idempotency_key"].as_str().unwrap()));
+    let store = shared::reports::ReportStore::new(h.env.clients.dynamodb.clone(), h.env.config.tables.sync.clone());
+    assert!(store.get(&h.tenant, &sk, Utc::now()).await.unwrap().is_none(), "nothing stored");
     h.sb.shutdown().await;
 }

@@ -13,13 +13,22 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::reports::model::{bucket_of, buckets, class_of_title, Period, Report, Row, Section, SectionClass};
+use crate::reports::model::{bucket_of, buckets, checked_sum, class_of_title, Period, Report, Row, Section, SectionClass};
 use crate::reports::request::{ReportKind, ReportRequest};
 use crate::sync::model::{currency_code, currency_scale, parse_minor};
 use crate::{Error, Provider, Result};
 
 fn malformed(provider: Provider, m: impl Into<String>) -> Error {
     Error::ProviderMalformed { provider, message: m.into() }
+}
+
+/// Amounts that do not add up within `i64` minor units: the answer is not a report we can state.
+pub fn overflow(provider: Provider) -> Error {
+    malformed(provider, "report amounts overflow when added up")
+}
+
+fn row_sum(provider: Provider, rows: &[Row]) -> Result<i64> {
+    checked_sum(rows.iter().map(|r| r.amount)).ok_or_else(|| overflow(provider))
 }
 
 /// A report amount (number or decimal text; empty means zero) in minor units.
@@ -162,9 +171,9 @@ pub fn quickbooks(req: &ReportRequest, org_id: &str, body: &Value) -> Result<Rep
                 }
             }
         }
-        let total = rows.iter().map(|r| r.amount).sum();
+        let total = row_sum(p, &rows)?;
         report.sections.push(Section { title: "Receivables".into(), class: SectionClass::Receivables, rows, total });
-        report.complete_totals();
+        report.complete_totals()?;
         return Ok(report);
     }
     fn walk(kind: ReportKind, v: &Value, scale: u32, report: &mut Report) -> Result<()> {
@@ -186,7 +195,10 @@ pub fn quickbooks(req: &ReportRequest, org_id: &str, body: &Value) -> Result<Rep
                         .and_then(|c| str_of(c, "value"))
                         .unwrap_or(group)
                         .to_string();
-                    let total = summary.unwrap_or_else(|| rows.iter().map(|r| r.amount).sum());
+                    let total = match summary {
+                        Some(t) => t,
+                        None => row_sum(Provider::QuickBooks, &rows)?,
+                    };
                     report.sections.push(Section { title, class, rows, total });
                 }
                 None if r.get("Rows").is_some() => walk(kind, r, scale, report)?,
@@ -196,7 +208,7 @@ pub fn quickbooks(req: &ReportRequest, org_id: &str, body: &Value) -> Result<Rep
         Ok(())
     }
     walk(req.kind, body, scale, &mut report)?;
-    report.complete_totals();
+    report.complete_totals()?;
     Ok(report)
 }
 
@@ -269,11 +281,14 @@ pub fn xero(req: &ReportRequest, org_id: &str, body: &Value, currency: &str) -> 
             }
         }
         if !title.is_empty() && !rows.is_empty() {
-            let total = total.unwrap_or_else(|| rows.iter().map(|r| r.amount).sum());
+            let total = match total {
+                Some(t) => t,
+                None => row_sum(p, &rows)?,
+            };
             report.sections.push(Section { class: class_of_title(&title), title, rows, total });
         }
     }
-    report.complete_totals();
+    report.complete_totals()?;
     Ok(report)
 }
 
@@ -303,14 +318,14 @@ pub fn xero_aged_contact(body: &Value, contact_id: &str, name: &str, as_of: Naiv
                 Some(d) => bucket_of((as_of - d).num_days()),
                 None => 4,
             };
-            b[i] += due;
+            b[i] = b[i].checked_add(due).ok_or_else(|| overflow(p))?;
         }
     }
     Ok(Row {
         label: name.to_string(),
         account_id: None,
         contact_id: Some(contact_id.to_string()),
-        amount: b.iter().sum(),
+        amount: checked_sum(b.iter().copied()).ok_or_else(|| overflow(p))?,
         buckets: Some(b),
     })
 }
@@ -372,9 +387,9 @@ pub fn zoho(req: &ReportRequest, org_id: &str, body: &Value) -> Result<Report> {
                 buckets: Some(b),
             });
         }
-        let total = rows.iter().map(|r| r.amount).sum();
+        let total = row_sum(p, &rows)?;
         report.sections.push(Section { title: "Receivables".into(), class: SectionClass::Receivables, rows, total });
-        report.complete_totals();
+        report.complete_totals()?;
         return Ok(report);
     }
     for s in list {
@@ -389,7 +404,7 @@ pub fn zoho(req: &ReportRequest, org_id: &str, body: &Value) -> Result<Report> {
             report.sections.push(Section { title: name.to_string(), class: class_of_title(name), rows, total });
         }
     }
-    report.complete_totals();
+    report.complete_totals()?;
     Ok(report)
 }
 
@@ -487,6 +502,60 @@ mod tests {
         let mut other = body.clone();
         other["Columns"] = cols(&["", "Current", "1 - 15", "16 - 30", "31 - 45", "46 and over", "Total"]);
         assert!(quickbooks(&req(ReportKind::AgedReceivables), "1", &other).is_err());
+    }
+
+    /// Amounts each within `i64` minor units whose sums are not: every parser answers
+    /// ProviderMalformed, none panics or wraps.
+    #[test]
+    fn hostile_amounts_overflow_into_an_error() {
+        let big = "92233720368547758.07"; // i64::MAX minor units
+        let as_of = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
+        let is_overflow = |r: Result<Report>| match r {
+            Err(e) => e.code() == crate::ErrorCode::ProviderMalformed,
+            Ok(r) => panic!("an overflowing report was accepted: {:?}", r.totals),
+        };
+        // Xero, one contact's invoices in the same bucket.
+        let inv = |amt: &str| json!({"RowType": "Row", "Cells": [{"Value": "2026-01-01T00:00:00"}, {"Value": "INV"}, {"Value": "2026-04-10T00:00:00"}, {"Value": amt}]});
+        let body = json!({"Reports": [{"Rows": [{"RowType": "Section", "Rows": [inv(big), inv("0.01")]}]}]});
+        let e = xero_aged_contact(&body, "c", "n", as_of, 2).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::ProviderMalformed, "{e}");
+        // Xero, one row per bucket: each bucket fits, the row's total does not.
+        let inv2 = |due: &str| json!({"RowType": "Row", "Cells": [{"Value": ""}, {"Value": ""}, {"Value": due}, {"Value": big}]});
+        let body =
+            json!({"Reports": [{"Rows": [{"RowType": "Section", "Rows": [inv2("2026-04-10T00:00:00"), inv2("2025-01-01T00:00:00")]}]}]});
+        assert!(xero_aged_contact(&body, "c", "n", as_of, 2).is_err());
+        // Xero profit and loss: a section without a summary row adds its rows up.
+        let row = |v: &str| json!({"RowType": "Row", "Cells": [{"Value": "Sales"}, {"Value": v}]});
+        let body = json!({"Reports": [{"Rows": [{"RowType": "Section", "Title": "Income", "Rows": [row(big), row(big)]}]}]});
+        assert!(is_overflow(xero(&req(ReportKind::ProfitAndLoss), "t", &body, "USD")));
+        // Xero: each section total fits, income minus a negative expense does not.
+        let body = json!({"Reports": [{"Rows": [
+            {"RowType": "Section", "Title": "Income", "Rows": [row(big)]},
+            {"RowType": "Section", "Title": "Operating Expenses", "Rows": [row("-1.00")]}]}]});
+        assert!(is_overflow(xero(&req(ReportKind::ProfitAndLoss), "t", &body, "USD")));
+        // QuickBooks: Data rows without a Summary.
+        let data = |v: &str| json!({"type": "Data", "ColData": [{"value": "Sales", "id": "1"}, {"value": v}]});
+        let body = json!({"Header": {"Currency": "USD"}, "Rows": {"Row": [
+            {"type": "Section", "group": "Income", "Rows": {"Row": [data(big), data(big)]}}]}});
+        assert!(is_overflow(quickbooks(&req(ReportKind::ProfitAndLoss), "1", &body)));
+        // QuickBooks aged receivables: customers' totals.
+        let aged = |t: &str| json!({"type": "Data", "ColData": [{"value": "C", "id": "3"}, {"value": ""}, {"value": ""}, {"value": ""}, {"value": ""}, {"value": ""}, {"value": t}]});
+        let body = json!({"Header": {"Currency": "USD"}, "Rows": {"Row": [aged(big), aged(big)]}});
+        assert!(is_overflow(quickbooks(&req(ReportKind::AgedReceivables), "1", &body)));
+        // Zoho aged receivables: totals, then buckets.
+        let c = |t: &str, b: &str| json!({"customer_id": "1", "customer_name": "C", "current": b, "total": t});
+        let body = json!({"page_context": {"currency_code": "USD"}, "aged_receivables": [c(big, "0"), c("1.00", "0")]});
+        assert!(is_overflow(zoho(&req(ReportKind::AgedReceivables), "1", &body)));
+        let body = json!({"page_context": {"currency_code": "USD"}, "aged_receivables": [c("0", big), c("0", big)]});
+        assert!(is_overflow(zoho(&req(ReportKind::AgedReceivables), "1", &body)));
+        // Zoho profit and loss: section totals that overflow the net.
+        let body = json!({"page_context": {"currency_code": "USD"}, "profit_and_loss": [
+            {"name": "Operating Income", "total": big, "account_transactions": []},
+            {"name": "Operating Expense", "total": "-1.00", "account_transactions": []}]});
+        assert!(is_overflow(zoho(&req(ReportKind::ProfitAndLoss), "1", &body)));
+        // An amount beyond i64 is refused as not a number, before any sum.
+        assert_eq!(minor(Some(&json!("92233720368547758.08")), 2), None);
+        assert_eq!(minor(Some(&json!(1e300)), 2), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod allow;
 pub mod formats;
 pub mod model;
+pub mod partial;
 pub mod request;
 pub mod run;
 pub mod store;

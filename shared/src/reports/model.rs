@@ -119,37 +119,45 @@ pub fn class_of_title(title: &str) -> SectionClass {
 
 impl Report {
     /// Fills the grand totals the provider did not state from the sections, so every report of a
-    /// kind carries the same keys.
-    pub fn complete_totals(&mut self) {
-        let sum = |c: SectionClass| self.sections.iter().filter(|s| s.class == c).map(|s| s.total).sum::<i64>();
+    /// kind carries the same keys. Sums are checked: amounts a provider states near `i64::MAX`
+    /// minor units make the report malformed, never a wrapped or panicking total.
+    pub fn complete_totals(&mut self) -> crate::Result<()> {
+        let provider = self.provider;
+        let over = || crate::Error::ProviderMalformed { provider, message: "report amounts overflow when added up".into() };
+        let sum = |c: SectionClass| checked_sum(self.sections.iter().filter(|s| s.class == c).map(|s| s.total)).ok_or_else(over);
         let add = |k: &str, v: i64, t: &mut BTreeMap<String, i64>| {
             t.entry(k.to_string()).or_insert(v);
         };
         let mut t = std::mem::take(&mut self.totals);
         match self.kind {
             ReportKind::ProfitAndLoss => {
-                let income = sum(SectionClass::Income);
-                let cos = sum(SectionClass::CostOfSales);
-                let exp = sum(SectionClass::Expenses);
-                let net = income - cos - exp + sum(SectionClass::OtherIncome) - sum(SectionClass::OtherExpenses);
+                let income = sum(SectionClass::Income)?;
+                let cos = sum(SectionClass::CostOfSales)?;
+                let exp = sum(SectionClass::Expenses)?;
+                let net = income
+                    .checked_sub(cos)
+                    .and_then(|v| v.checked_sub(exp))
+                    .and_then(|v| v.checked_add(sum(SectionClass::OtherIncome).ok()?))
+                    .and_then(|v| v.checked_sub(sum(SectionClass::OtherExpenses).ok()?))
+                    .ok_or_else(over)?;
                 add("income", income, &mut t);
                 add("cost_of_sales", cos, &mut t);
                 add("expenses", exp, &mut t);
                 add("net_income", net, &mut t);
             }
             ReportKind::BalanceSheet => {
-                add("total_assets", sum(SectionClass::Assets), &mut t);
-                add("total_liabilities", sum(SectionClass::Liabilities), &mut t);
-                add("total_equity", sum(SectionClass::Equity), &mut t);
+                add("total_assets", sum(SectionClass::Assets)?, &mut t);
+                add("total_liabilities", sum(SectionClass::Liabilities)?, &mut t);
+                add("total_equity", sum(SectionClass::Equity)?, &mut t);
             }
             ReportKind::AgedReceivables => {
-                let total = self.sections.iter().flat_map(|s| &s.rows).map(|r| r.amount).sum();
+                let total = checked_sum(self.sections.iter().flat_map(|s| &s.rows).map(|r| r.amount)).ok_or_else(over)?;
                 add("total_receivables", total, &mut t);
                 if self.ageing.is_none() {
                     let mut b = [0i64; 5];
                     for r in self.sections.iter().flat_map(|s| &s.rows) {
                         for (i, a) in r.buckets.iter().flatten().enumerate().take(5) {
-                            b[i] += a;
+                            b[i] = b[i].checked_add(*a).ok_or_else(over)?;
                         }
                     }
                     self.ageing = Some(buckets(b));
@@ -157,7 +165,13 @@ impl Report {
             }
         }
         self.totals = t;
+        Ok(())
     }
+}
+
+/// The sum, or `None` if it leaves `i64`.
+pub fn checked_sum(amounts: impl IntoIterator<Item = i64>) -> Option<i64> {
+    amounts.into_iter().try_fold(0i64, i64::checked_add)
 }
 
 pub fn buckets(amounts: [i64; 5]) -> Vec<Bucket> {
@@ -198,6 +212,40 @@ mod tests {
             bad["sections"][0]["rows"][0]["amount"] = "12.50".into();
             assert!(check(&schema, &bad).is_err(), "amounts are integers");
         }
+    }
+
+    #[test]
+    fn totals_that_leave_i64_are_an_error_not_a_wrap() {
+        let row =
+            |amount: i64| Row { label: "x".into(), account_id: None, contact_id: None, amount, buckets: Some(vec![amount, 0, 0, 0, 0]) };
+        let section = |class, rows: Vec<Row>, total| Section { title: "s".into(), class, rows, total };
+        let report = |kind, sections| Report {
+            kind,
+            provider: Provider::Xero,
+            org_id: "o".into(),
+            basis: Basis::Accrual,
+            period: Period { from: None, to: None, as_of: None },
+            currency: "USD".into(),
+            sections,
+            totals: BTreeMap::new(),
+            ageing: None,
+        };
+        let mut aged = report(ReportKind::AgedReceivables, vec![section(SectionClass::Receivables, vec![row(i64::MAX), row(1)], 0)]);
+        let e = aged.complete_totals().unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::ProviderMalformed, "{e}");
+        let mut pnl = report(
+            ReportKind::ProfitAndLoss,
+            vec![section(SectionClass::Income, vec![], i64::MAX), section(SectionClass::Expenses, vec![], i64::MIN)],
+        );
+        assert!(pnl.complete_totals().is_err(), "income minus a hostile negative expense overflows");
+        let mut bs = report(
+            ReportKind::BalanceSheet,
+            vec![section(SectionClass::Assets, vec![], i64::MIN), section(SectionClass::Assets, vec![], -1)],
+        );
+        assert!(bs.complete_totals().is_err());
+        let mut fine = report(ReportKind::AgedReceivables, vec![section(SectionClass::Receivables, vec![row(i64::MAX - 1), row(1)], 0)]);
+        fine.complete_totals().unwrap();
+        assert_eq!(fine.totals["total_receivables"], i64::MAX);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Running report and passthrough jobs inside the sync worker.
 
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use crate::events::EventType;
@@ -9,16 +9,19 @@ use crate::providers::client::ProviderClient;
 use crate::providers::model::Entity;
 use crate::providers::raw;
 use crate::reports::model::{Report, SectionClass};
+use crate::reports::partial::{self, Loaded, PartialStore};
 use crate::reports::request::{Basis, PassthroughRequest, ReportKind, ReportRequest};
 use crate::reports::store::ReportStore;
 use crate::reports::{allow, formats};
 use crate::sync::calls::{guarded_call, GuardedOp};
-use crate::sync::worker::{JobCtx, SyncDeps};
+use crate::sync::worker::{lineage_root, JobCtx, SyncDeps};
 use crate::{Error, Provider, Result};
 
-/// Most contacts one Xero aged-receivables job asks about: Xero has no all-contacts aged report in
-/// its API, so each contact with an open invoice costs one call (60 a minute per tenant).
-pub const XERO_MAX_AGED_CONTACTS: usize = 200;
+/// Most contacts one Xero aged-receivables report asks about: Xero has no all-contacts aged report
+/// in its API, so each contact with an open invoice costs one call (60 a minute and 5,000 a day per
+/// organisation): 1,000 is a fifth of the org's day, read over about 17 minutes by a lineage of
+/// follow-up jobs (see [`partial`]).
+pub const XERO_MAX_AGED_CONTACTS: usize = 1000;
 /// Xero's page size for the open-invoice listing (Xero allows up to 1,000; third-party figure).
 const XERO_PAGE_SIZE: u32 = 1000;
 
@@ -53,6 +56,10 @@ pub fn event_type_for(job: &SyncJob, t: EventType) -> EventType {
 
 /// The success event of a finished report or passthrough job (`None` for other jobs).
 pub fn completion_event(job: &SyncJob, result: &Value) -> Option<(EventType, Value)> {
+    // A job that handed over announces nothing: its lineage's last job does.
+    if result.get("continued").and_then(Value::as_bool) == Some(true) {
+        return None;
+    }
     let t = match job.operation {
         Operation::Report => EventType::ReportReady,
         Operation::Passthrough => EventType::PassthroughReady,
@@ -61,7 +68,8 @@ pub fn completion_event(job: &SyncJob, result: &Value) -> Option<(EventType, Val
     let mut data = result.clone();
     if let Some(o) = data.as_object_mut() {
         o.insert("job_id".into(), json!(job.job_id));
-        o.insert("idempotency_key".into(), json!(job.idempotency_key));
+        // The app's key, also when a follow-up job finished the report.
+        o.insert("idempotency_key".into(), json!(lineage_root(&job.idempotency_key)));
         o.insert("org_id".into(), json!(job.org_id));
     }
     Some((t, data))
@@ -71,7 +79,7 @@ pub fn completion_event(job: &SyncJob, result: &Value) -> Option<(EventType, Val
 pub fn failed_data(job: &SyncJob, err: &Error, parked: bool) -> Value {
     json!({
         "job_id": job.job_id,
-        "idempotency_key": job.idempotency_key,
+        "idempotency_key": lineage_root(&job.idempotency_key),
         "org_id": job.org_id,
         "operation": job.operation,
         "error_code": err.code().as_u16(),
@@ -82,9 +90,11 @@ pub fn failed_data(job: &SyncJob, err: &Error, parked: bool) -> Value {
 }
 
 /// Runs a report or passthrough job; the result is what the success event carries.
-pub async fn execute(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>) -> Result<Value> {
+/// A report job stops before `deadline` (less the worker's margin) and hands over where it can
+/// (see [`partial`]).
+pub async fn execute(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadline: DateTime<Utc>) -> Result<Value> {
     match job.operation {
-        Operation::Report => report(deps, job, payload).await,
+        Operation::Report => report(deps, job, payload, deadline).await,
         Operation::Passthrough => passthrough(deps, job, payload).await,
         other => Err(Error::Internal(format!("{other:?} is not a report or passthrough job"))),
     }
@@ -173,7 +183,7 @@ async fn get(deps: &SyncDeps, ctx: &JobCtx, segments: &[&str], query: Vec<(Strin
     .await
 }
 
-async fn fetch(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest) -> Result<Report> {
+async fn fetch(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest, budget: Budget) -> Result<Fetched> {
     let org = ctx.org_id.as_str();
     let as_of = req.as_of.unwrap_or_else(|| Utc::now().date_naive());
     match ctx.provider {
@@ -204,18 +214,15 @@ async fn fetch(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest) -> Result<Rep
                 ReportKind::AgedReceivables => ("AgedReceivables", q(&[("report_date", date(as_of))])),
             };
             let body = get(deps, ctx, &["reports", name], query, format!("/v3/company/{org}/reports/{name}")).await?;
-            formats::quickbooks(req, org, &body)
+            formats::quickbooks(req, org, &body).map(Fetched::Done)
         }
         Provider::Xero => {
-            let orgs = get(deps, ctx, &["Organisation"], vec![], "/api.xro/2.0/Organisation".into()).await?;
-            let currency = orgs
-                .get("Organisations")
-                .and_then(Value::as_array)
-                .and_then(|a| a.first())
-                .and_then(|o| o.get("BaseCurrency"))
-                .and_then(Value::as_str)
-                .unwrap_or("USD")
-                .to_string();
+            if req.kind == ReportKind::AgedReceivables {
+                // Boxed: its state and nested guarded calls would otherwise sit on the polling
+                // thread's stack beside every other job of the batch.
+                return Box::pin(xero_aged(deps, ctx, req, as_of, budget)).await;
+            }
+            let currency = xero_currency(deps, ctx).await?;
             let payments_only = (req.basis == Basis::Cash).to_string();
             match req.kind {
                 ReportKind::ProfitAndLoss => {
@@ -226,14 +233,14 @@ async fn fetch(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest) -> Result<Rep
                         ("standardLayout", "true".into()),
                     ]);
                     let body = get(deps, ctx, &["Reports", "ProfitAndLoss"], query, "/api.xro/2.0/Reports/ProfitAndLoss".into()).await?;
-                    formats::xero(req, org, &body, &currency)
+                    formats::xero(req, org, &body, &currency).map(Fetched::Done)
                 }
                 ReportKind::BalanceSheet => {
                     let query = q(&[("date", date(as_of)), ("paymentsOnly", payments_only), ("standardLayout", "true".into())]);
                     let body = get(deps, ctx, &["Reports", "BalanceSheet"], query, "/api.xro/2.0/Reports/BalanceSheet".into()).await?;
-                    formats::xero(req, org, &body, &currency)
+                    formats::xero(req, org, &body, &currency).map(Fetched::Done)
                 }
-                ReportKind::AgedReceivables => xero_aged(deps, ctx, req, as_of, &currency).await,
+                ReportKind::AgedReceivables => Err(Error::Internal("Xero aged receivables are read per contact".into())),
             }
         }
         Provider::Zoho => {
@@ -248,15 +255,32 @@ async fn fetch(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest) -> Result<Rep
                 ReportKind::AgedReceivables => ("agedreceivables", q(&[("date", date(as_of))])),
             };
             let body = get(deps, ctx, &["reports", name], query, format!("/books/v3/reports/{name}")).await?;
-            formats::zoho(req, org, &body)
+            formats::zoho(req, org, &body).map(Fetched::Done)
         }
     }
 }
 
-/// Xero's API has aged receivables per contact only: the contacts with an open (AUTHORISED)
-/// sales invoice are listed first, then each one's report is read. A contact whose invoices were
-/// all paid since `as_of` is not listed, so a report as of a past date can miss it.
-async fn xero_aged(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest, as_of: NaiveDate, currency: &str) -> Result<Report> {
+/// How a report job ended: the report, or a hand-over to a follow-up job (the result to record).
+enum Fetched {
+    Done(Report),
+    Continued(Value),
+}
+
+/// What a job may spend: it hands over when less than the worker's margin is left before this.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    deadline: DateTime<Utc>,
+    margin: chrono::Duration,
+}
+
+impl Budget {
+    fn near(&self) -> bool {
+        Utc::now() + self.margin >= self.deadline
+    }
+}
+
+/// The contacts with an open (AUTHORISED) sales invoice, in the order Xero lists them.
+async fn xero_open_contacts(deps: &SyncDeps, ctx: &JobCtx) -> Result<Vec<(String, String)>> {
     let mut contacts: Vec<(String, String)> = Vec::new();
     let mut page = 1u32;
     loop {
@@ -281,50 +305,155 @@ async fn xero_aged(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest, as_of: Na
             None => items.len() as u32 >= XERO_PAGE_SIZE,
         };
         if !more {
-            break;
+            return Ok(contacts);
         }
         page += 1;
     }
-    if contacts.len() > XERO_MAX_AGED_CONTACTS {
-        return Err(Error::InvalidInput(format!(
-            "{} contacts have open invoices; a Xero aged receivables report covers at most {XERO_MAX_AGED_CONTACTS}",
-            contacts.len()
-        )));
-    }
-    let scale = crate::sync::model::currency_scale(currency);
-    let mut rows = Vec::new();
-    for (id, name) in &contacts {
+}
+
+/// Xero's API has aged receivables per contact only (`GET Reports/AgedReceivablesByContact`,
+/// `contactId` required: Xero's OpenAPI, xero_accounting.yaml): the contacts with an open sales
+/// invoice are listed first, then each one's report is read. A contact whose invoices were all paid
+/// since `as_of` is not listed, so a report as of a past date can miss it.
+///
+/// One call per contact does not fit one invocation for a few hundred contacts, so the job keeps
+/// its progress in [`partial`] and, when its deadline nears (or the guard asks it to wait), stops
+/// there: near the deadline it hands over to a follow-up job; on a wait or a failure it stores its
+/// progress and returns the error, so the same job resumes where it stopped when SQS brings it
+/// back. Either way no contact is asked about twice unless the process dies between two saves.
+async fn xero_aged(deps: &SyncDeps, ctx: &JobCtx, req: &ReportRequest, as_of: NaiveDate, budget: Budget) -> Result<Fetched> {
+    let job = &ctx.job;
+    let parts = PartialStore::new(deps.db.clone(), deps.store.table());
+    let mut fresh = false;
+    // The AWS SDK's futures are large; boxed so a batch of jobs polled together fits the stack.
+    let mut state = match Box::pin(parts.load(job, Utc::now())).await? {
+        Loaded::HandedOver(key) => {
+            // A redelivery of a job that already handed over: make sure the follow-up exists (its
+            // key makes a second copy a duplicate) and end as the first run did.
+            let next = SyncJob { idempotency_key: key, requested_at: Utc::now(), ..job.clone() };
+            Box::pin(send_follow_up(deps, &next, req)).await?;
+            return Ok(Fetched::Continued(continued_json(&next)));
+        }
+        Loaded::Mine(s) if s.as_of == as_of => s,
+        Loaded::Mine(_) | Loaded::Fresh => {
+            let currency = Box::pin(xero_currency(deps, ctx)).await?;
+            let contacts = Box::pin(xero_open_contacts(deps, ctx)).await?;
+            if contacts.len() > XERO_MAX_AGED_CONTACTS {
+                return Err(Error::InvalidInput(format!(
+                    "{} contacts have open invoices; a Xero aged receivables report covers at most {XERO_MAX_AGED_CONTACTS}",
+                    contacts.len()
+                )));
+            }
+            fresh = true;
+            partial::AgedState { as_of, currency, contacts, next: 0, rows: Vec::new() }
+        }
+    };
+    let scale = crate::sync::model::currency_scale(&state.currency);
+    let started_at = state.next;
+    // A job that listed the contacts has moved the report on even before its first contact.
+    let mut listed_now = fresh;
+    while state.next < state.contacts.len() {
+        // Hand over only after some progress, so every job moves the report on.
+        if (state.next > started_at || listed_now) && budget.near() {
+            let next = partial::follow_up(job, state.next);
+            Box::pin(parts.save(job, &state, &next.idempotency_key, Utc::now())).await?;
+            Box::pin(send_follow_up(deps, &next, req)).await?;
+            tracing::info!(done = state.next, of = state.contacts.len(), next_key = %next.idempotency_key, "deadline near: report continues in a follow-up job");
+            return Ok(Fetched::Continued(continued_json(&next)));
+        }
+        listed_now = false;
+        let (id, name) = state.contacts[state.next].clone();
         let query = q(&[("contactId", id.clone()), ("date", date(as_of))]);
-        let body =
-            get(deps, ctx, &["Reports", "AgedReceivablesByContact"], query, "/api.xro/2.0/Reports/AgedReceivablesByContact".into()).await?;
-        let row = formats::xero_aged_contact(&body, id, name, as_of, scale)?;
-        if row.amount != 0 {
-            rows.push(row);
+        let got = Box::pin(get(
+            deps,
+            ctx,
+            &["Reports", "AgedReceivablesByContact"],
+            query,
+            "/api.xro/2.0/Reports/AgedReceivablesByContact".into(),
+        ))
+        .await
+        .and_then(|body| formats::xero_aged_contact(&body, &id, &name, as_of, scale));
+        match got {
+            Ok(row) => {
+                if row.amount != 0 {
+                    state.rows.push(row);
+                }
+                state.next += 1;
+            }
+            Err(e) => {
+                // A wait (rate limit, breaker) or a failure: keep what was read, so the retry of
+                // this same job goes on from here instead of asking again.
+                if state.next > started_at || fresh {
+                    if let Err(se) = Box::pin(parts.save(job, &state, &job.idempotency_key, Utc::now())).await {
+                        tracing::warn!(code = %se.code(), error = %se, "could not store the report's progress");
+                    }
+                }
+                return Err(e);
+            }
         }
     }
-    let total = rows.iter().map(|r| r.amount).sum();
+    let mut total = 0i64;
+    for r in &state.rows {
+        total = total.checked_add(r.amount).ok_or_else(|| formats::overflow(Provider::Xero))?;
+    }
     let mut report = Report {
         kind: req.kind,
         provider: Provider::Xero,
         org_id: ctx.org_id.clone(),
         basis: req.basis,
         period: crate::reports::model::Period { from: None, to: None, as_of: Some(as_of) },
-        currency: currency.to_string(),
-        sections: vec![crate::reports::model::Section { title: "Receivables".into(), class: SectionClass::Receivables, rows, total }],
+        currency: state.currency.clone(),
+        sections: vec![crate::reports::model::Section {
+            title: "Receivables".into(),
+            class: SectionClass::Receivables,
+            rows: state.rows,
+            total,
+        }],
         totals: Default::default(),
         ageing: None,
     };
-    report.complete_totals();
-    Ok(report)
+    report.complete_totals()?;
+    Ok(Fetched::Done(report))
 }
 
-async fn report(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>) -> Result<Value> {
+/// The organisation's base currency (Xero's reports do not state it).
+async fn xero_currency(deps: &SyncDeps, ctx: &JobCtx) -> Result<String> {
+    let orgs = get(deps, ctx, &["Organisation"], vec![], "/api.xro/2.0/Organisation".into()).await?;
+    Ok(orgs
+        .get("Organisations")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(|o| o.get("BaseCurrency"))
+        .and_then(Value::as_str)
+        .unwrap_or("USD")
+        .to_string())
+}
+
+async fn send_follow_up(deps: &SyncDeps, next: &SyncJob, req: &ReportRequest) -> Result<()> {
+    let request = serde_json::to_value(req).map_err(|e| Error::Internal(format!("report request: {e}")))?;
+    let body = partial::message_body(next, &request)?;
+    deps.sqs.send_message().queue_url(deps.queues.url(next.priority)).message_body(body).send().await.map_err(|e| {
+        Error::queue(format!("SendMessage(report follow-up): {}", aws_smithy_types::error::display::DisplayErrorContext(&e)))
+    })?;
+    Ok(())
+}
+
+fn continued_json(next: &SyncJob) -> Value {
+    json!({"operation": "report", "continued": true, "next_idempotency_key": next.idempotency_key})
+}
+
+async fn report(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadline: DateTime<Utc>) -> Result<Value> {
     let req = ReportRequest::from_payload(payload)?;
     let ctx = load(deps, job, payload).await?;
     check_report_scope(&ctx, req.kind)?;
-    let report = fetch(deps, &ctx, &req).await?;
+    let margin = chrono::Duration::from_std(deps.settings.deadline_margin).unwrap_or(chrono::Duration::seconds(20));
+    let report = match Box::pin(fetch(deps, &ctx, &req, Budget { deadline, margin })).await? {
+        Fetched::Done(r) => r,
+        Fetched::Continued(v) => return Ok(v),
+    };
     let store = ReportStore::new(deps.db.clone(), deps.store.table());
-    let loc = store.put_report(&job.tenant_id, &report, &job.idempotency_key, Utc::now()).await?;
+    // Stored under the app's key (the lineage root), whichever job of the lineage finished it.
+    let loc = store.put_report(&job.tenant_id, &report, lineage_root(&job.idempotency_key), Utc::now()).await?;
     tracing::info!(kind = req.kind.as_str(), sections = report.sections.len(), sk = %loc.sk, "report stored");
     Ok(json!({
         "operation": "report",
@@ -360,16 +489,18 @@ async fn passthrough(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>) ->
     })
     .await?;
     let store = ReportStore::new(deps.db.clone(), deps.store.table());
-    let (loc, truncated) =
+    let (loc, encoding) =
         store.put_answer(&job.tenant_id, job.provider, &job.org_id, &job.idempotency_key, &req.method, &rel, &answer, Utc::now()).await?;
-    tracing::info!(status = answer.status, bytes = answer.body.len(), truncated, sk = %loc.sk, "passthrough answer stored");
+    tracing::info!(status = answer.status, bytes = answer.body.len(), encoding, sk = %loc.sk, "passthrough answer stored");
     Ok(json!({
         "operation": "passthrough",
         "method": req.method,
         "path": rel,
         "status": answer.status,
         "body_bytes": answer.body.len(),
-        "truncated": truncated,
+        // Kept for v1 readers: an answer too large to store is passthrough.failed (4002) instead.
+        "truncated": false,
+        "body_encoding": encoding,
         "location": loc,
     }))
 }

@@ -262,7 +262,7 @@ async fn load(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>) -> Result
 
 async fn execute(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadline: DateTime<Utc>) -> Result<Value> {
     if let Operation::Report | Operation::Passthrough = job.operation {
-        return crate::reports::execute(deps, job, payload).await;
+        return crate::reports::execute(deps, job, payload, deadline).await;
     }
     let ctx = match load(deps, job, payload).await {
         Ok(ctx) => ctx,
