@@ -312,6 +312,15 @@ impl JobQueue {
     }
 }
 
+/// The root of a job's continuation lineage: continuation keys are `<root>~c<hash>` (a long
+/// pull's or report's follow-up jobs, `sync::worker::follow_up`, `reports::partial`).
+pub fn lineage_root(key: &str) -> &str {
+    match key.rfind("~c") {
+        Some(i) if key[i + 2..].len() == 16 && key[i + 2..].bytes().all(|b| b.is_ascii_hexdigit()) => &key[..i],
+        _ => key,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

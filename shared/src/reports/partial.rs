@@ -20,11 +20,11 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::jobs::lineage_root;
 use crate::jobs::SyncJob;
 use crate::reports::model::Row;
 use crate::reports::store::job_hash;
 use crate::store::{dynamo_error, epoch, is_conditional_failure, n, s, tenant_pk, Item};
-use crate::sync::worker::lineage_root;
 use crate::{Error, Provider, Result};
 
 /// How long a partial report is kept: a lineage that has not finished by then has failed (its

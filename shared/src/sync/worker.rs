@@ -672,13 +672,7 @@ fn result_json(ctx: &JobCtx, counts: Counts, pages: u32, cursor: &Cursor, next: 
     v
 }
 
-/// The root of a job's continuation lineage: continuation keys are `<root>~c<hash>`.
-pub fn lineage_root(key: &str) -> &str {
-    match key.rfind("~c") {
-        Some(i) if key[i + 2..].len() == 16 && key[i + 2..].bytes().all(|b| b.is_ascii_hexdigit()) => &key[..i],
-        _ => key,
-    }
-}
+pub use crate::jobs::lineage_root;
 
 /// The next job of a long pull: same lineage, same work, starting at `cursor`. Its key is derived
 /// from the lineage root and the cursor, so a job that hands over twice (redelivered after a crash)
