@@ -179,6 +179,7 @@ impl H {
             correlation_id: unique("corr"),
             requested_at: Utc::now(),
             source: Source::App,
+            totals_before: None,
         };
         let mut v: Value = serde_json::from_str(&job.to_json()).unwrap();
         assert!(v.get("entity").is_none(), "report and passthrough jobs carry no entity on the wire");

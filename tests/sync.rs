@@ -182,6 +182,7 @@ impl H {
             correlation_id: unique("corr"),
             requested_at: Utc::now(),
             source: Source::App,
+            totals_before: None,
         }
     }
 

@@ -24,6 +24,10 @@
 //! running (next slot; after [`INITIAL_GRACE`] incremental pulls run anyway, so a failed initial
 //! pull does not stop the connection from being kept current). A connection whose initial sync was
 //! never enqueued (the callback died after storing it) gets it here.
+//!
+//! **Parked jobs.** A due connection is active; if its tenant's quota has room, the run releases
+//! the jobs parked under it for a re-authorisation or the quota (`sync::parked`). A reconnect makes
+//! the connection due at once, so its parked jobs run on the next run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -43,6 +47,7 @@ use crate::resilience::ProviderGuard;
 use crate::store::grants::{connection_sk, Connection, GrantStatus, GrantStore};
 use crate::store::{dynamo_error, get_n_opt, is_conditional_failure, n, s, tenant_pk, Item};
 use crate::sync::initial::{InitialState, InitialSync, Started};
+use crate::sync::parked::ParkedJobs;
 use crate::tenancy::{Tenant, TenantStore};
 use crate::{Config, Error, Provider, Result};
 
@@ -210,6 +215,7 @@ pub struct SyncScheduler {
     guard: ProviderGuard,
     jobs: JobQueue,
     initial: InitialSync,
+    parked: ParkedJobs,
 }
 
 impl SyncScheduler {
@@ -222,6 +228,7 @@ impl SyncScheduler {
             tenants: TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
             guard: ProviderGuard::new(config, clients.dynamodb.clone()),
             initial: InitialSync::new(clients.dynamodb.clone(), config.tables.grants.clone(), jobs.clone(), events),
+            parked: ParkedJobs::new(clients.dynamodb.clone(), config.tables.sync.clone(), clients.sqs.clone(), SyncQueues::from_config(config)),
             jobs,
         }
     }
@@ -431,6 +438,13 @@ impl SyncScheduler {
         if !tenant.provider_enabled(c.provider) {
             return self.reschedule(d, next, Outcome::Skipped(Skip::ProviderDisabled)).await;
         }
+        // The connection is active; with quota left, jobs parked for a re-authorisation or the
+        // quota can run again (before the initial-sync checks: a reconnect starts one).
+        if !self.quota_spent(&tenant, now, cache).await? {
+            if let Err(e) = self.parked.release(&c.tenant_id, c.provider, &c.org_id).await {
+                tracing::warn!(code = %e.code(), error = %e, org_id = %c.org_id, "could not release parked jobs; the next run tries again");
+            }
+        }
         let init = &d.initial;
         if init.sent_at.is_none() {
             return match self.initial.start(&tenant, c, now).await? {
@@ -627,6 +641,7 @@ fn scheduled_jobs(tenant: &Tenant, c: &Connection, due_at: i64, now: DateTime<Ut
             correlation_id: correlation_id.clone(),
             requested_at: now,
             source: Source::Schedule,
+            totals_before: None,
         })
         .collect()
 }
