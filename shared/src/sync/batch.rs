@@ -147,8 +147,11 @@ async fn handle_message(deps: &SyncDeps, m: &InMessage, deadline: DateTime<Utc>)
     };
     let ctx = RequestContext::new(Some(&job.correlation_id)).with_tenant(job.tenant_id.clone()).with_provider(job.provider);
     ctx.scope(async {
-        let (result, ()) = futures::join!(run_job(deps, &job, payload.as_ref(), deadline), confirm_nonce(deps, &job, nonce.as_ref()));
-        classify(deps, m, &job, result).await
+        // Boxed: a job's future is deep (provider call, token refresh, stores); on the heap it
+        // does not weigh on the runtime thread's stack.
+        let run = Box::pin(run_job(deps, &job, payload.as_ref(), deadline));
+        let (result, ()) = futures::join!(run, confirm_nonce(deps, &job, nonce.as_ref()));
+        Box::pin(classify(deps, m, &job, result)).await
     })
     .await
 }
