@@ -935,8 +935,14 @@ async fn a_job_waiting_for_a_reconnect_is_parked_outside_sqs_announced_once_and_
     let (status, _) = h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().expect("job record");
     assert_eq!(status, "COMPLETED");
     assert!(h.parked().list(&h.tenant, Provider::Xero, &org).await.unwrap().is_empty(), "released");
-    let stored: HashSet<String> =
-        h.store().list_records(&h.tenant, Provider::Xero, &org, PEntity::Invoice).await.unwrap().into_iter().map(|r| r.provider_id).collect();
+    let stored: HashSet<String> = h
+        .store()
+        .list_records(&h.tenant, Provider::Xero, &org, PEntity::Invoice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.provider_id)
+        .collect();
     assert_eq!(stored, ids.into_iter().collect::<HashSet<_>>());
     let events = h.events().await;
     let completed: Vec<&AppEvent> =
@@ -1095,7 +1101,12 @@ async fn the_first_copy_is_announced_once_and_only_when_a_pass_over_every_record
         false
     });
     let init_deps = h.deps_with(
-        WorkerSettings { page_size: Some(100), deadline_margin: StdDuration::ZERO, crash_after_page: Some(between_pages), ..Default::default() },
+        WorkerSettings {
+            page_size: Some(100),
+            deadline_margin: StdDuration::ZERO,
+            crash_after_page: Some(between_pages),
+            ..Default::default()
+        },
         StdDuration::from_secs(10),
     );
     let out = run_job(&init_deps, &initial_job, None, Utc::now() + Duration::seconds(60)).await.unwrap();
@@ -1109,8 +1120,14 @@ async fn the_first_copy_is_announced_once_and_only_when_a_pass_over_every_record
     // from the stored cursor and ends its own; then, and once, the first copy is announced.
     let deps = h.deps_with(WorkerSettings { page_size: Some(100), ..Default::default() }, StdDuration::from_secs(10));
     done_result(&h.pump(&deps, 2).await);
-    let stored: HashSet<String> =
-        h.store().list_records(&h.tenant, Provider::Xero, &org, PEntity::Contact).await.unwrap().into_iter().map(|r| r.provider_id).collect();
+    let stored: HashSet<String> = h
+        .store()
+        .list_records(&h.tenant, Provider::Xero, &org, PEntity::Contact)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.provider_id)
+        .collect();
     assert_eq!(stored, ids.into_iter().collect::<HashSet<_>>());
     let events = h.events().await;
     let first = of_type(&events, "sync.initial_completed");

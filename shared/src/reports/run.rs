@@ -75,7 +75,7 @@ pub fn failed_data(job: &SyncJob, err: &Error, parked: bool) -> Value {
         "org_id": job.org_id,
         "operation": job.operation,
         "error_code": err.code().as_u16(),
-        "message": err.code().public_message(),
+        "message": err.to_string(),
         "retryable": err.is_retryable(),
         "parked": parked,
     })

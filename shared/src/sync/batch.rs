@@ -196,7 +196,8 @@ async fn classify(deps: &SyncDeps, m: &InMessage, job: &SyncJob, result: Result<
         }
         _ if e.is_retryable() => {
             tracing::warn!(code, error = %e, receive_count = m.receive_count, "transient failure; SQS retries the job");
-            let backoff = jitter(Duration::from_secs(2u64 << m.receive_count.min(8)), 0.2).min(MAX_DELAY).min(m.visibility_left(Utc::now()));
+            let backoff =
+                jitter(Duration::from_secs(2u64 << m.receive_count.min(8)), 0.2).min(MAX_DELAY).min(m.visibility_left(Utc::now()));
             set_visibility(deps, m, backoff).await;
             Disposition::Retry { code, visible_in: Some(backoff) }
         }
@@ -400,7 +401,10 @@ mod tests {
     #[test]
     fn in_message_waits_never_reach_past_12_hours_from_the_first_receipt() {
         let now = Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0).unwrap();
-        let at = |ago: i64| InMessage { first_received_ms: Some((now - chrono::Duration::seconds(ago)).timestamp_millis()), ..Default::default() };
+        let at = |ago: i64| InMessage {
+            first_received_ms: Some((now - chrono::Duration::seconds(ago)).timestamp_millis()),
+            ..Default::default()
+        };
         assert_eq!(at(0).visibility_left(now), MAX_VISIBILITY - VISIBILITY_SAFETY);
         assert_eq!(at(11 * 3600).visibility_left(now), Duration::from_secs(3600) - VISIBILITY_SAFETY);
         assert_eq!(at(12 * 3600 - 60).visibility_left(now), Duration::ZERO, "inside the safety margin: nothing left");

@@ -228,7 +228,12 @@ impl SyncScheduler {
             tenants: TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
             guard: ProviderGuard::new(config, clients.dynamodb.clone()),
             initial: InitialSync::new(clients.dynamodb.clone(), config.tables.grants.clone(), jobs.clone(), events),
-            parked: ParkedJobs::new(clients.dynamodb.clone(), config.tables.sync.clone(), clients.sqs.clone(), SyncQueues::from_config(config)),
+            parked: ParkedJobs::new(
+                clients.dynamodb.clone(),
+                config.tables.sync.clone(),
+                clients.sqs.clone(),
+                SyncQueues::from_config(config),
+            ),
             jobs,
         }
     }

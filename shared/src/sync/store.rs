@@ -10,6 +10,8 @@
 //!   client's `Cursor` JSON), `version` (optimistic lock), `cdc_since` (QuickBooks deletions).
 //! - `JOB#<idempotency key>` -> the job record: `status` INPROGRESS | COMPLETED, `in_progress_expiry`
 //!   (epoch ms: the claiming invocation's deadline), `owner`, `result` (JSON), `expires_at` (TTL).
+//! - `PARKED#<provider>#<org>#<idempotency key>` -> a job waiting for a reconnect or quota
+//!   (see `sync::parked`).
 //!
 //! Job records follow AWS Lambda Powertools' idempotency semantics: a conditional put claims the key
 //! unless a live record exists; a COMPLETED record returns its stored result; an INPROGRESS record
