@@ -231,7 +231,14 @@ async fn park(deps: &SyncDeps, m: &InMessage, job: &SyncJob, e: &Error, cause: P
         return dead_letter(deps, m, Some(job), code, &reason).await;
     }
     let store = ParkedJobs::new(deps.db.clone(), deps.store.table(), deps.sqs.clone(), deps.queues.clone());
-    match store.park(job, &m.body, cause, code, since, now).await {
+    let parked = async {
+        let newly = store.park(job, &m.body, cause, code, since, now).await?;
+        // After the record: a release that sees the mark finds the record. If the mark fails, the
+        // message comes back and parks again (the record is kept; the mark is retried).
+        store.mark_connection(deps.grants.table(), &job.tenant_id, job.provider, &job.org_id, now).await?;
+        Ok::<bool, Error>(newly)
+    };
+    match parked.await {
         Ok(newly) => {
             if newly && first_parking.is_none() {
                 publish(deps, job, EventType::SyncFailed, failed_data(job, e, true)).await;

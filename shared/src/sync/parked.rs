@@ -10,10 +10,14 @@
 //!   message body as received), `cause` (`needs_reauth` | `quota`), `error_code`, `priority`,
 //!   `parked_since` (epoch ms of the first parking), `parked_at`, `expires_at` (TTL, see below).
 //!
-//! **Release.** The sync scheduler looks at every due active connection; when the tenant's quota
-//! has room again it re-enqueues the connection's parked jobs ([`ParkedJobs::release`]). A
-//! connection that needed re-authorisation is active (and due at once) again after a reconnect;
-//! a quota is cleared by the month turning or a plan or limit change. The released body carries
+//! **Release.** Parking also stamps the connection item (grants table) with [`CONNECTION_MARK`],
+//! so the sync scheduler, which reads every due active connection from its index anyway, knows
+//! which connections have parked jobs without a query per connection. When it meets such a
+//! connection (or a freshly connected one: a reconnect writes a new connection item) and the
+//! tenant's quota has room, it re-enqueues the connection's parked jobs ([`ParkedJobs::release`])
+//! and removes the mark if no job was parked since it read it. A connection that needed
+//! re-authorisation is active (and due at once) again after a reconnect; a quota is cleared by the
+//! month turning or a plan or limit change, seen at the connection's next slot. The released body carries
 //! `parked_since`, so a job parked again is not announced again and its age keeps counting.
 //! Send first, then delete: a crash between the two leaves a second copy of the job, which its
 //! idempotency key runs once.
@@ -41,6 +45,8 @@ pub const PARK_MAX_AGE: chrono::Duration = chrono::Duration::days(14);
 /// How long a parked record is kept at most (DynamoDB TTL): past the maximum age with room for a
 /// late release to dead-letter it with its reason.
 pub const RECORD_TTL: chrono::Duration = chrono::Duration::days(30);
+/// The connection item's attribute saying it has parked jobs (epoch ms of the latest parking).
+pub const CONNECTION_MARK: &str = "parked_jobs_at";
 /// The body field a released job carries: when it was first parked (RFC 3339).
 pub const PARKED_SINCE_FIELD: &str = "parked_since";
 
@@ -154,6 +160,58 @@ impl ParkedJobs {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_failure(&e) => Ok(false),
             Err(e) => Err(dynamo_error("PutItem(parked job)", e)),
+        }
+    }
+
+    /// Marks the connection item as having parked jobs. Written after the parked record, so a
+    /// release that saw this mark lists that record too.
+    pub async fn mark_connection(
+        &self,
+        grants_table: &str,
+        tenant_id: &str,
+        provider: Provider,
+        org_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let res = self
+            .db
+            .update_item()
+            .table_name(grants_table)
+            .key("pk", s(tenant_pk(tenant_id)))
+            .key("sk", s(crate::store::grants::connection_sk(provider, org_id)))
+            .update_expression("SET #m = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#m", CONNECTION_MARK)
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            // No connection item (disconnected): nothing will release the job but its expiry.
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(dynamo_error("UpdateItem(connection parked mark)", e)),
+        }
+    }
+
+    /// Removes the mark if it still has the value the releaser read before listing (a job parked
+    /// since keeps it).
+    pub async fn clear_mark(&self, grants_table: &str, tenant_id: &str, provider: Provider, org_id: &str, seen: i64) -> Result<()> {
+        let res = self
+            .db
+            .update_item()
+            .table_name(grants_table)
+            .key("pk", s(tenant_pk(tenant_id)))
+            .key("sk", s(crate::store::grants::connection_sk(provider, org_id)))
+            .update_expression("REMOVE #m")
+            .condition_expression("#m = :seen")
+            .expression_attribute_names("#m", CONNECTION_MARK)
+            .expression_attribute_values(":seen", n(seen))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(dynamo_error("UpdateItem(connection parked mark)", e)),
         }
     }
 

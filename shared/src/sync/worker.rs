@@ -698,10 +698,15 @@ pub async fn try_publish(deps: &SyncDeps, job: &SyncJob, t: EventType, data: Val
 }
 
 /// Events go to the shared events queue only: a tenant's `event_destination` is not used (see
-/// `EventPublisher::publish`). For failure announcements: a failed publish is logged and the
-/// job's disposition stands.
+/// `EventPublisher::publish`). For failure announcements: each is its own occurrence (a parking,
+/// a dead letter), so each has a fresh event id; a failed publish is logged and the job's
+/// disposition stands.
 pub async fn publish(deps: &SyncDeps, job: &SyncJob, t: EventType, data: Value) {
-    let _ = try_publish(deps, job, t, data).await;
+    let t = crate::reports::event_type_for(job, t);
+    let event = AppEvent::new(t, &job.tenant_id, job.provider, Utc::now(), data);
+    if let Err(e) = deps.events.publish(&event, None).await {
+        tracing::warn!(code = %e.code(), error = %e, event_type = t.as_str(), "could not publish the event");
+    }
 }
 
 #[cfg(test)]
