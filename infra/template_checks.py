@@ -381,10 +381,14 @@ def check_sync_scheduler_role(t):
         assert action == "dynamodb:UpdateItem", f"{role}/{st.get('Sid', '?')}: {action} on the grants table (only UpdateItem)"
         keys = st.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
         assert keys == ["TENANT#*"], f"{role}/{st.get('Sid', '?')}: grants updates need LeadingKeys TENANT#*"
-    for table in ("TenantsTable", "ResilienceTable", "SyncTable", "EphemeralTable"):
+    for table in ("TenantsTable", "ResilienceTable", "EphemeralTable"):
         for action, st in _actions_on(t, role, table):
-            assert action == "dynamodb:GetItem" and table != "SyncTable" and table != "EphemeralTable", (
-                f"{role}/{st.get('Sid', '?')}: {action} on {table}")
+            assert action == "dynamodb:GetItem" and table != "EphemeralTable", f"{role}/{st.get('Sid', '?')}: {action} on {table}"
+    # The sync table: only the parked jobs it releases (Query and DeleteItem under a tenant).
+    for action, st in _actions_on(t, role, "SyncTable"):
+        assert action in ("dynamodb:Query", "dynamodb:DeleteItem"), f"{role}/{st.get('Sid', '?')}: {action} on SyncTable"
+        keys = st.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+        assert keys == ["TENANT#*"], f"{role}/{st.get('Sid', '?')}: sync table access needs LeadingKeys TENANT#*"
     # The callback may start an initial sync on the low queue, nothing else.
     sent = {intrinsic(r)[1][0] for st in statements(t, "OAuthCallbackRole") if "sqs:SendMessage" in as_list(st["Action"])
             for r in as_list(st["Resource"])}

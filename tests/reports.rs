@@ -179,6 +179,7 @@ impl H {
             correlation_id: unique("corr"),
             requested_at: Utc::now(),
             source: Source::App,
+            totals_before: None,
         };
         let mut v: Value = serde_json::from_str(&job.to_json()).unwrap();
         assert!(v.get("entity").is_none(), "report and passthrough jobs carry no entity on the wire");
@@ -246,6 +247,7 @@ impl H {
                     body: m.body.clone().unwrap_or_default(),
                     event_source_arn: arn.clone(),
                     receive_count: 1,
+                    first_received_ms: None,
                 })
                 .collect();
             empty = 0;
@@ -627,7 +629,8 @@ async fn a_report_without_its_scope_fails_with_the_scope_named() {
     let e = h.events().await;
     assert!(matches!(e.as_slice(), [(ev, _)] if ev.event_type == EventType::ReportFailed && ev.data["error_code"] == 4000), "{e:?}");
     assert_eq!(failed[0].0.data["error_code"], 1009);
-    assert!(failed[0].0.data["message"].as_str().unwrap().contains("accounting.reports.balancesheet.read"));
+    assert_eq!(failed[0].0.data["detail"]["scope"], "accounting.reports.balancesheet.read", "{}", failed[0].0.data);
+    assert_eq!(failed[0].0.data["message"], shared::ErrorCode::MissingScope.public_message());
     assert!(!failed[0].1.contains(&token));
     assert_eq!(h.sandbox_calls("/Reports").await, before, "no report call without the scope");
     h.sb.shutdown().await;
@@ -724,7 +727,8 @@ async fn a_passthrough_off_the_allow_list_is_refused_without_a_provider_call() {
     for (e, raw) in failed {
         assert_eq!(e.data["error_code"], 4011);
         assert_eq!(e.data["retryable"], false);
-        assert!(e.data["message"].as_str().unwrap().starts_with("passthrough not allowed for quickbooks"), "{}", e.data);
+        assert_eq!(e.data["message"], shared::ErrorCode::PassthroughNotAllowed.public_message(), "{}", e.data);
+        assert!(e.data["detail"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{}", e.data);
         assert!(!raw.contains(&token));
     }
     assert!(events.iter().all(|(e, _)| e.event_type != EventType::PassthroughReady));

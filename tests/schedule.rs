@@ -231,6 +231,7 @@ impl H {
                         body: m.body.clone().unwrap_or_default(),
                         event_source_arn: format!("arn:aws:sqs:us-east-1:123456789012:{}", url.rsplit('/').next().unwrap()),
                         receive_count: 1,
+                        first_received_ms: None,
                     })
                     .collect();
                 let results = handle_batch(deps, &ins, Utc::now() + Duration::seconds(90)).await;

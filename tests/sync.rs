@@ -36,8 +36,17 @@ struct H {
 }
 
 async fn harness() -> H {
+    harness_with(false).await
+}
+
+/// `own_grants`: a grants table of the test's own, for tests that run the sync scheduler (which
+/// reads every connection in the table's `sync_due` index).
+async fn harness_with(own_grants: bool) -> H {
     shared::http_client::install_crypto_provider();
     let mut env = aws().await;
+    if own_grants {
+        env.config.tables.grants = integration_tests::copy_grants_table(&env).await;
+    }
     let sb = sandbox::spawn(sandbox::SandboxConfig { seed: false, ..Default::default() }).await.expect("sandbox starts");
     env.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
     let sqs = &env.clients.sqs;
@@ -210,6 +219,7 @@ impl H {
             correlation_id: unique("corr"),
             requested_at: Utc::now(),
             source: Source::App,
+            totals_before: None,
         }
     }
 
@@ -238,6 +248,7 @@ impl H {
                     .max_number_of_messages(10)
                     .wait_time_seconds(1)
                     .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                    .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateFirstReceiveTimestamp)
                     .send()
                     .await
                     .unwrap();
@@ -260,6 +271,11 @@ impl H {
                             .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
                             .and_then(|c| c.parse().ok())
                             .unwrap_or(1),
+                        first_received_ms: m
+                            .attributes
+                            .as_ref()
+                            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateFirstReceiveTimestamp))
+                            .and_then(|c| c.parse().ok()),
                     })
                     .collect();
                 let results = handle_batch(deps, &ins, Utc::now() + Duration::seconds(90)).await;
@@ -322,6 +338,75 @@ impl H {
                 serde_json::from_value(v).unwrap()
             })
             .collect()
+    }
+
+    fn scheduler(&self) -> shared::sync::schedule::SyncScheduler {
+        shared::sync::schedule::SyncScheduler::new(&self.env.config, &self.env.clients)
+    }
+
+    async fn run_scheduler(&self) -> shared::sync::schedule::RunReport {
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(60);
+        let sched = self.scheduler();
+        // Boxed: the run's future is large for a test thread's stack.
+        Box::pin(sched.run(Utc::now(), deadline, &shared::sync::schedule::RunLimits::default())).await.unwrap()
+    }
+
+    fn parked(&self) -> shared::sync::parked::ParkedJobs {
+        shared::sync::parked::ParkedJobs::new(
+            self.env.clients.dynamodb.clone(),
+            self.env.config.tables.sync.clone(),
+            self.env.clients.sqs.clone(),
+            shared::jobs::SyncQueues::from_config(&self.env.config),
+        )
+    }
+
+    /// Messages on the sync queues, waiting or in flight.
+    async fn sync_depth(&self) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let q = &self.env.config.queues;
+        let mut total = 0;
+        for url in [&q.sync_high, &q.sync_normal, &q.sync_low] {
+            let out = self
+                .env
+                .clients
+                .sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(A::ApproximateNumberOfMessages)
+                .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+                .send()
+                .await
+                .unwrap();
+            let attrs = out.attributes.unwrap_or_default();
+            for a in [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible, A::ApproximateNumberOfMessagesDelayed] {
+                total += attrs.get(&a).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        total
+    }
+
+    /// Puts the connection on the schedule as already copied (no initial sync from the scheduler).
+    async fn enroll_copied(&self, provider: Provider, org: &str) {
+        let t = self.tenants().get(&self.tenant).await.unwrap();
+        self.scheduler().enroll(&t, provider, org, true, Utc::now()).await.unwrap();
+        self.make_due(provider, org).await;
+    }
+
+    /// Due now rather than at its next slot, as if that slot had come.
+    async fn make_due(&self, provider: Provider, org: &str) {
+        self.env
+            .clients
+            .dynamodb
+            .update_item()
+            .table_name(&self.env.config.tables.grants)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("TENANT#{}", self.tenant)))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(shared::store::grants::connection_sk(provider, org)))
+            .update_expression("SET next_sync_at = :now")
+            .expression_attribute_values(":now", aws_sdk_dynamodb::types::AttributeValue::N((Utc::now().timestamp() - 5).to_string()))
+            .send()
+            .await
+            .unwrap();
     }
 
     fn store(&self) -> shared::sync::SyncStore {
@@ -461,8 +546,14 @@ async fn the_same_job_twice_is_applied_once_and_two_workers_apply_it_once() {
     h.send(&[again.to_json()]).await;
     done_result(&h.pump(&deps, 1).await);
     assert_eq!(h.calls("/contacts").await, 1, "the second delivery did not call the provider");
-    let completed = h.events().await.into_iter().filter(|e| e.event_type.as_str() == "sync.completed").count();
-    assert_eq!(completed, 1, "the duplicate is not reported as another sync");
+    let completed: Vec<AppEvent> = h.events().await.into_iter().filter(|e| e.event_type.as_str() == "sync.completed").collect();
+    // The duplicate is announced again (its first announcement may have been lost), as the same
+    // event: the app recognises the repeat by its id.
+    assert_eq!(completed.len(), 2, "{completed:?}");
+    assert_eq!(completed[0].event_id, completed[1].event_id, "a repeat keeps its event id");
+    for k in ["idempotency_key", "counts", "pages", "cursor"] {
+        assert_eq!(completed[0].data[k], completed[1].data[k], "a repeat tells the same: {k}");
+    }
 
     // Two workers (two containers) on one job at the same moment.
     let job = h.job(Provider::Zoho, &org, Operation::Pull, Entity::Account);
@@ -506,6 +597,7 @@ async fn a_crash_in_the_middle_of_pagination_resumes_from_the_cursor_without_dup
         body: job.to_json(),
         event_source_arn: String::new(),
         receive_count: 1,
+        first_received_ms: None,
     };
     let deadline = Utc::now() + Duration::seconds(4);
     let sibling_job = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Account);
@@ -550,6 +642,10 @@ async fn a_long_pull_continues_in_a_follow_up_job_before_the_deadline() {
     let completed: Vec<&AppEvent> = events.iter().filter(|e| e.event_type.as_str() == "sync.completed").collect();
     assert_eq!(completed.len(), 1, "one completion for the whole lineage");
     assert!(completed[0].data["idempotency_key"].as_str().unwrap().starts_with(&format!("{}~c", job.idempotency_key)));
+    // The app asked for one pull: the event counts all of it, not the last job's 50 records.
+    let d = &completed[0].data;
+    assert_eq!((d["counts"]["fetched"].as_u64(), d["counts"]["written"].as_u64()), (Some(250), Some(250)), "{d}");
+    assert_eq!((d["pages"].as_u64(), d["jobs"].as_u64()), (Some(3), Some(3)), "{d}");
 }
 
 async fn push_after_timeout(provider: Provider) {
@@ -707,6 +803,7 @@ async fn a_full_job_resumes_its_own_pass_after_a_crash_and_no_one_elses() {
         body: job.to_json(),
         event_source_arn: String::new(),
         receive_count: 1,
+        first_received_ms: Some(Utc::now().timestamp_millis()),
     };
     // Another pull dies after two pages, leaving its cursor mid-pass.
     let other = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Invoice);
@@ -1045,6 +1142,8 @@ async fn a_missing_scope_fails_at_once_naming_it_and_a_spent_quota_parks_the_job
     let failed: Vec<AppEvent> = h.events().await.into_iter().filter(|e| e.event_type.as_str() == "sync.failed").collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].data["error_code"], 1009);
+    // A fixed sentence for the code, not the error's own text (which names internals).
+    assert_eq!(failed[0].data["message"], shared::ErrorCode::MissingScope.public_message());
     assert_eq!(h.drain(&h.dlq).await.len(), 1);
 
     // Quota: the month's calls are spent, so the next job waits in its queue (not the DLQ).
@@ -1056,10 +1155,7 @@ async fn a_missing_scope_fails_at_once_naming_it_and_a_spent_quota_parks_the_job
     let job = h.job(Provider::Xero, &org, Operation::Pull, Entity::Contact);
     h.send(&[job.to_json()]).await;
     let results = h.pump(&h.deps(), 1).await;
-    assert!(
-        matches!(results[0].1, Disposition::Retry { code: 6002, visible_in: Some(d) } if d > StdDuration::from_secs(30)),
-        "{results:?}"
-    );
+    assert_eq!(results[0].1, Disposition::Parked { code: 6002 }, "{results:?}");
     assert!(h.drain(&h.dlq).await.is_empty(), "parked, not dead-lettered");
     assert_eq!(
         h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().map(|s| s.0).as_deref(),
@@ -1077,10 +1173,7 @@ async fn a_revoked_grant_parks_the_job_and_tells_the_app() {
     let job = h.job(Provider::Xero, &org, Operation::Pull, Entity::Invoice);
     h.send(&[job.to_json()]).await;
     let results = h.pump(&h.deps(), 1).await;
-    assert!(
-        matches!(results[0].1, Disposition::Retry { code: 1008, visible_in: Some(d) } if d >= StdDuration::from_secs(6 * 3600)),
-        "{results:?}"
-    );
+    assert_eq!(results[0].1, Disposition::Parked { code: 1008 }, "{results:?}");
     assert!(h.drain(&h.dlq).await.is_empty(), "parked, not dead-lettered");
     let events = h.events().await;
     let failed: Vec<&AppEvent> = events.iter().filter(|e| e.event_type.as_str() == "sync.failed").collect();
@@ -1279,4 +1372,251 @@ async fn a_pull_returns_before_its_deadline_when_the_provider_hangs_and_loses_no
         other => panic!("{other:?}"),
     }
     assert_eq!(h.store().list_records(&h.tenant, Provider::Xero, &org, PEntity::Contact).await.unwrap().len(), 30);
+}
+
+fn of_type<'a>(events: &'a [AppEvent], t: &str) -> Vec<&'a AppEvent> {
+    events.iter().filter(|e| e.event_type.as_str() == t).collect()
+}
+
+#[tokio::test]
+async fn a_job_waiting_for_a_reconnect_is_parked_outside_sqs_announced_once_and_runs_after_the_reconnect() {
+    // Boxed: the whole case's future is too large for a test thread's stack in a debug build.
+    Box::pin(a_job_waiting_for_a_reconnect_is_parked_outside_sqs_announced_once_and_runs_after_the_reconnect_case()).await;
+}
+
+async fn a_job_waiting_for_a_reconnect_is_parked_outside_sqs_announced_once_and_runs_after_the_reconnect_case() {
+    let h = harness_with(true).await;
+    let (org, ids) = h.make_org(Provider::Xero, "invoice", 3).await;
+    h.connect(Provider::Xero, &org).await;
+    h.enroll_copied(Provider::Xero, &org).await;
+    h.control("POST", "revoke", Some(json!({"provider": "xero"}))).await;
+    let deps = h.deps();
+    let job = h.job(Provider::Xero, &org, Operation::Pull, Entity::Invoice);
+    h.send(&[job.to_json()]).await;
+    let results = h.pump(&deps, 1).await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].1, Disposition::Parked { code: 1008 });
+    // Not in SQS, neither waiting nor in flight: SQS would hand it back within 12 hours of its
+    // first receipt whatever visibility was asked for.
+    assert_eq!(h.sync_depth().await, 0, "the message was acknowledged");
+    let parked = h.parked().list(&h.tenant, Provider::Xero, &org).await.unwrap();
+    assert_eq!(parked.iter().map(|p| p.idempotency_key.as_str()).collect::<Vec<_>>(), vec![job.idempotency_key.as_str()]);
+
+    // While the connection still needs re-authorisation nothing releases it or brings it back.
+    let calls = h.calls("/Invoices").await;
+    h.run_scheduler().await;
+    assert!(h.pump(&deps, 3).await.is_empty(), "nothing came back before the cause cleared");
+    assert_eq!(h.calls("/Invoices").await, calls, "no provider call (and no quota) spent while parked");
+    let events = h.events().await;
+    let failed = of_type(&events, "sync.failed");
+    assert_eq!(failed.len(), 1, "announced once: {events:?}");
+    assert_eq!((failed[0].data["error_code"].as_u64(), failed[0].data["parked"].as_bool()), (Some(1008), Some(true)));
+    assert_eq!(failed[0].data["message"], shared::ErrorCode::NeedsReauth.public_message());
+
+    // An admin connects again; the scheduler's next run releases the job and it runs.
+    h.connect(Provider::Xero, &org).await;
+    h.run_scheduler().await;
+    let results = h.pump(&deps, 2).await;
+    done_result(&results);
+    let (status, _) = h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().expect("job record");
+    assert_eq!(status, "COMPLETED");
+    assert!(h.parked().list(&h.tenant, Provider::Xero, &org).await.unwrap().is_empty(), "released");
+    let stored: HashSet<String> = h
+        .store()
+        .list_records(&h.tenant, Provider::Xero, &org, PEntity::Invoice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.provider_id)
+        .collect();
+    assert_eq!(stored, ids.into_iter().collect::<HashSet<_>>());
+    let events = h.events().await;
+    let completed: Vec<&AppEvent> =
+        of_type(&events, "sync.completed").into_iter().filter(|e| e.data["idempotency_key"] == job.idempotency_key.as_str()).collect();
+    assert_eq!(completed.len(), 1, "{events:?}");
+    assert!(of_type(&events, "sync.failed").is_empty(), "not announced again: {events:?}");
+}
+
+#[tokio::test]
+async fn a_job_parked_for_the_quota_runs_once_it_is_raised_and_one_parked_too_long_is_dead_lettered() {
+    // Boxed: the whole case's future is too large for a test thread's stack in a debug build.
+    Box::pin(a_job_parked_for_the_quota_runs_once_it_is_raised_and_one_parked_too_long_is_dead_lettered_case()).await;
+}
+
+async fn a_job_parked_for_the_quota_runs_once_it_is_raised_and_one_parked_too_long_is_dead_lettered_case() {
+    let h = harness_with(true).await;
+    let (org, _) = h.make_org(Provider::Xero, "contact", 5).await;
+    h.connect(Provider::Xero, &org).await;
+    h.enroll_copied(Provider::Xero, &org).await;
+    let tenants = h.tenants();
+    let spend_all = || async {
+        let mut t = tenants.get(&h.tenant).await.unwrap();
+        let used = tenants.api_calls_used(&h.tenant, Utc::now()).await.unwrap();
+        t.limits_override = Some(shared::tenancy::Limits { api_calls_per_month: used.max(1), ..Plan::Enterprise.limits() });
+        let t = tenants.update(&t, Utc::now()).await.unwrap();
+        if used == 0 {
+            tenants.consume_api_calls(&t, 1, Utc::now()).await.unwrap();
+        }
+    };
+    spend_all().await;
+    let deps = h.deps();
+    let job = h.job(Provider::Xero, &org, Operation::Pull, Entity::Contact);
+    h.send(&[job.to_json()]).await;
+    let results = h.pump(&deps, 1).await;
+    assert_eq!(results.iter().map(|r| r.1.clone()).collect::<Vec<_>>(), vec![Disposition::Parked { code: 6002 }]);
+    assert_eq!(h.sync_depth().await, 0, "the message was acknowledged");
+    // Quota still spent: a scheduler run releases nothing.
+    let report = h.run_scheduler().await;
+    assert_eq!(report.skipped_quota_spent, 1, "{report:?}");
+    assert!(h.pump(&deps, 3).await.is_empty(), "nothing came back while the quota is spent");
+    let failed: Vec<AppEvent> = h.events().await.into_iter().filter(|e| e.event_type.as_str() == "sync.failed").collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!((failed[0].data["error_code"].as_u64(), failed[0].data["parked"].as_bool()), (Some(6002), Some(true)));
+
+    // A plan change raises the limit: the next run releases the job and it runs.
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.limits_override = None;
+    tenants.update(&t, Utc::now()).await.unwrap();
+    // The connection's next slot comes (the skipped run moved it there).
+    h.make_due(Provider::Xero, &org).await;
+    h.run_scheduler().await;
+    let results = h.pump(&deps, 2).await;
+    done_result(&results);
+    assert_eq!(h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().unwrap().0, "COMPLETED");
+    assert_eq!(h.store().list_records(&h.tenant, Provider::Xero, &org, PEntity::Contact).await.unwrap().len(), 5);
+    let events = h.events().await;
+    assert_eq!(of_type(&events, "sync.completed").iter().filter(|e| e.data["idempotency_key"] == job.idempotency_key.as_str()).count(), 1);
+    assert!(of_type(&events, "sync.failed").is_empty(), "{events:?}");
+
+    // A released job that has waited longer than the maximum and is blocked again: dead-lettered
+    // with the reason, and the app told it will not run.
+    spend_all().await;
+    let old = h.job(Provider::Xero, &org, Operation::Pull, Entity::Account);
+    let mut body: Value = serde_json::from_str(&old.to_json()).unwrap();
+    body["parked_since"] = json!((Utc::now() - Duration::days(15)).to_rfc3339());
+    h.send(&[body.to_string()]).await;
+    let results = h.pump(&deps, 1).await;
+    assert!(matches!(&results[0].1, Disposition::DeadLettered { code: 6002, reason } if reason.contains("parked since")), "{results:?}");
+    assert!(h.parked().list(&h.tenant, Provider::Xero, &org).await.unwrap().is_empty());
+    assert_eq!(h.drain(&h.dlq).await.len(), 1);
+    let failed: Vec<AppEvent> = h.events().await.into_iter().filter(|e| e.event_type.as_str() == "sync.failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].data["parked"], false);
+}
+
+#[tokio::test]
+async fn a_crash_between_completing_a_job_and_announcing_it_is_announced_by_the_redelivery_under_one_id() {
+    let h = harness().await;
+    let (org, _) = h.make_org(Provider::Zoho, "contact", 5).await;
+    h.connect(Provider::Zoho, &org).await;
+    let crashing = h.deps_with(WorkerSettings { crash_before_publish: true, ..Default::default() }, StdDuration::from_secs(10));
+    let job = h.job(Provider::Zoho, &org, Operation::Pull, Entity::Contact);
+    let msg = InMessage {
+        message_id: "m-1".into(),
+        receipt_handle: "r".into(),
+        body: job.to_json(),
+        event_source_arn: String::new(),
+        receive_count: 1,
+        first_received_ms: None,
+    };
+    let out = handle_batch(&crashing, std::slice::from_ref(&msg), Utc::now() + Duration::seconds(60)).await;
+    assert!(matches!(out[0].1, Disposition::Retry { .. }), "the crash fails the message: {out:?}");
+    assert_eq!(h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().unwrap().0, "COMPLETED");
+    assert!(of_type(&h.events().await, "sync.completed").is_empty(), "the crash came before the event");
+
+    // SQS delivers it again: the job is not run again, but it is announced.
+    let deps = h.deps();
+    let out = handle_batch(&deps, std::slice::from_ref(&msg), Utc::now() + Duration::seconds(60)).await;
+    assert_eq!(out[0].1, Disposition::Done);
+    assert_eq!(h.calls("/contacts").await, 1, "the provider was read once");
+    let first = h.events().await;
+    let first = of_type(&first, "sync.completed");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].data["idempotency_key"], job.idempotency_key.as_str());
+    assert_eq!(first[0].data["counts"]["fetched"], 5);
+    // Any further repeat is the same event.
+    handle_batch(&deps, std::slice::from_ref(&msg), Utc::now() + Duration::seconds(60)).await;
+    let again = h.events().await;
+    let again = of_type(&again, "sync.completed");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].event_id, first[0].event_id);
+}
+
+/// An app pull overtakes the initial pull between its pages (it moves the stored cursor, so the
+/// initial pull stops as superseded) and hands its own rest to a follow-up job. The first copy
+/// is not complete until a pass ends: `sync.initial_completed` must wait for that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_copy_is_announced_once_and_only_when_a_pass_over_every_record_has_ended() {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities = vec![Entity::Contact];
+    let t = tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, ids) = h.make_org(Provider::Xero, "contact", 250).await;
+    h.connect(Provider::Xero, &org).await;
+    let sqs = h.env.clients.sqs.clone();
+    let initial = shared::sync::initial::InitialSync::new(
+        h.env.clients.dynamodb.clone(),
+        h.env.config.tables.grants.clone(),
+        shared::jobs::JobQueue::new(sqs.clone(), shared::jobs::SyncQueues::from_config(&h.env.config)),
+        shared::events::EventPublisher::new(sqs.clone(), h.env.config.queues.events.clone()),
+    );
+    let grants = GrantStore::new(h.env.clients.dynamodb.clone(), h.env.config.tables.grants.clone());
+    let conn = grants.get_connection(&h.tenant, Provider::Xero, &org).await.unwrap().unwrap();
+    assert_eq!(initial.start(&t, &conn, Utc::now()).await.unwrap(), shared::sync::initial::Started::Enqueued { jobs: 1 });
+    let got = sqs.receive_message().queue_url(&h.env.config.queues.sync_low).wait_time_seconds(2).send().await.unwrap();
+    let m = got.messages.unwrap().pop().expect("the initial pull");
+    sqs.delete_message().queue_url(&h.env.config.queues.sync_low).receipt_handle(m.receipt_handle.unwrap()).send().await.unwrap();
+    let initial_job = SyncJob::from_json(m.body.as_deref().unwrap()).unwrap();
+
+    // After the initial pull's first page, the app's pull runs one page (101-200) and hands over.
+    let app = Arc::new(h.deps_with(
+        WorkerSettings { page_size: Some(100), deadline_margin: StdDuration::from_secs(3600), ..Default::default() },
+        StdDuration::from_secs(10),
+    ));
+    let app_job = h.job(Provider::Xero, &org, Operation::Pull, Entity::Contact);
+    let (hook_app, hook_job) = (app.clone(), app_job.clone());
+    let between_pages: shared::sync::worker::CrashPoint = Arc::new(move |pages| {
+        if pages == 1 {
+            let (d, j) = (hook_app.clone(), hook_job.clone());
+            let out = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async move { run_job(&d, &j, None, Utc::now() + Duration::seconds(60)).await })
+            });
+            assert!(matches!(out, Ok(Outcome::Done(ref r)) if r["continued"] == true), "{out:?}");
+        }
+        false
+    });
+    let init_deps = h.deps_with(
+        WorkerSettings {
+            page_size: Some(100),
+            deadline_margin: StdDuration::ZERO,
+            crash_after_page: Some(between_pages),
+            ..Default::default()
+        },
+        StdDuration::from_secs(10),
+    );
+    let out = run_job(&init_deps, &initial_job, None, Utc::now() + Duration::seconds(60)).await.unwrap();
+    assert!(matches!(&out, Outcome::Done(r) if r["superseded"] == true), "{out:?}");
+    let stored = h.store().list_records(&h.tenant, Provider::Xero, &org, PEntity::Contact).await.unwrap().len();
+    assert_eq!(stored, 200, "records 201-250 wait for the app pull's follow-up");
+    let events = h.events().await;
+    assert!(of_type(&events, "sync.initial_completed").is_empty(), "announced before the copy was complete: {events:?}");
+
+    // The queued work runs: the app pull's follow-up ends its pass, the initial pull continues
+    // from the stored cursor and ends its own; then, and once, the first copy is announced.
+    let deps = h.deps_with(WorkerSettings { page_size: Some(100), ..Default::default() }, StdDuration::from_secs(10));
+    done_result(&h.pump(&deps, 2).await);
+    let stored: HashSet<String> = h
+        .store()
+        .list_records(&h.tenant, Provider::Xero, &org, PEntity::Contact)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.provider_id)
+        .collect();
+    assert_eq!(stored, ids.into_iter().collect::<HashSet<_>>());
+    let events = h.events().await;
+    let first = of_type(&events, "sync.initial_completed");
+    assert_eq!(first.len(), 1, "{events:?}");
+    assert_eq!(first[0].data["entities"], json!(["contact"]));
 }

@@ -203,6 +203,7 @@ async fn e2e_part() {
         correlation_id: "bench".into(),
         requested_at: Utc::now(),
         source: Source::App,
+        totals_before: None,
     };
     let (rss_before, peak_before) = rss_kib();
     let started = Instant::now();

@@ -71,6 +71,45 @@ impl ErrorCode {
     pub fn as_u16(self) -> u16 {
         self as u16
     }
+
+    /// A fixed sentence per code for events the app may show its users. An error's own text can
+    /// carry provider answers, ids and internal detail; events carry this instead (with the code).
+    pub fn public_message(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            Unauthenticated => "The request was not authenticated.",
+            Forbidden => "The request is not allowed.",
+            InvalidGrant | NeedsReauth => "The connection needs to be authorised again by an admin.",
+            InvalidState => "The authorisation request expired or was already used.",
+            TokenUnavailable => "No usable access token for the connection right now.",
+            ProviderAuthFailed => "The provider rejected our credentials.",
+            ConsentDenied => "The authorisation was declined.",
+            MissingScope | InsufficientScope => "The connection lacks a permission this operation needs; connect again granting it.",
+            RateLimited | ProviderRateLimited => "The provider's rate limit was reached; the work continues later.",
+            CircuitOpen => "The provider is failing calls for this organisation; the work continues later.",
+            InvalidInput => "The request was invalid.",
+            InvalidSignature => "The signature was missing or invalid.",
+            PayloadTooLarge => "The payload is too large.",
+            UnsupportedMediaType => "The media type is not supported.",
+            NotFound => "A record or connection the job needs was not found.",
+            MethodNotAllowed => "The method is not allowed.",
+            StaleWebhook => "The webhook delivery was too old.",
+            DuplicateDelivery => "Duplicate delivery.",
+            Conflict => "The work conflicted with other work on the same records.",
+            RedirectNotAllowed => "The redirect target is not allowed.",
+            PassthroughNotAllowed => "The passthrough request is not allowed.",
+            ProviderTransient | ProviderError => "The provider failed temporarily.",
+            ProviderPermanent => "The provider rejected the request.",
+            ProviderTimeout => "The provider did not answer in time.",
+            ProviderMalformed => "The provider sent an answer we could not read.",
+            TenantNotFound => "The tenant was not found.",
+            QuotaExceeded => "The monthly API call quota is spent; the work continues when it resets or is raised.",
+            PlanLimit => "A plan limit was reached.",
+            InvalidTenantConfig => "The tenant's configuration is invalid.",
+            ProviderNotEnabled => "The provider is not enabled for this tenant.",
+            Internal | Config | Storage | Crypto | Queue | NotImplemented => "An internal error occurred.",
+        }
+    }
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -273,6 +312,17 @@ impl Error {
     /// can act on; a 5xx is our (or a provider's) failure, and its text can carry SDK error chains,
     /// resource names or provider answers, and the endpoints that answer are unauthenticated, so
     /// callers get a fixed sentence and the correlation id leads to the details in our logs.
+    /// What an event may carry beyond its code's fixed sentence: details of our own refusals the
+    /// app can act on (which scope to ask for, why a passthrough path is refused), never provider
+    /// answers or internals.
+    pub fn public_detail(&self) -> Option<serde_json::Value> {
+        match self {
+            Error::MissingScope { scope, operation, .. } => Some(serde_json::json!({"scope": scope, "operation": operation})),
+            Error::PassthroughNotAllowed { reason, .. } => Some(serde_json::json!({"reason": reason})),
+            _ => None,
+        }
+    }
+
     pub fn public_message(&self) -> String {
         if self.http_status() < 500 {
             return self.to_string();

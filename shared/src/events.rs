@@ -105,9 +105,33 @@ impl AppEvent {
         }
     }
 
+    /// An event whose id is derived from what it announces (`key`: e.g. the job's idempotency key),
+    /// so announcing the same thing again (a redelivered job, a retried publish) sends the same
+    /// `event_id` and the app can recognise the repeat.
+    pub fn keyed(event_type: EventType, tenant_id: &str, provider: Provider, occurred_at: DateTime<Utc>, data: Value, key: &str) -> Self {
+        let mut e = AppEvent::new(event_type, tenant_id, provider, occurred_at, data);
+        e.event_id = stable_event_id(event_type, tenant_id, key);
+        e
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("plain struct serialises")
     }
+}
+
+/// A UUID (version 8, "custom") from a hash of the event type, tenant and key: the same inputs
+/// always give the same id, different tenants or keys never share one in practice.
+pub fn stable_event_id(event_type: EventType, tenant_id: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [event_type.as_str(), tenant_id, key] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string()
 }
 
 /// `data` of `connection.created`.

@@ -109,6 +109,39 @@ pub struct SyncJob {
     pub correlation_id: String,
     pub requested_at: DateTime<Utc>,
     pub source: Source,
+    /// Internal, follow-up jobs of a long pull only (written by the worker): what the lineage's
+    /// earlier jobs read and wrote, so the job that ends the pass announces the whole pull.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals_before: Option<LineageTotals>,
+}
+
+/// Running totals of a pull that continues in follow-up jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LineageTotals {
+    /// Record counts by name (fetched, written, stale, deleted, skipped).
+    pub counts: std::collections::BTreeMap<String, u64>,
+    pub pages: u64,
+    /// Jobs of the lineage these totals cover.
+    #[serde(default)]
+    pub jobs: u64,
+}
+
+impl LineageTotals {
+    /// These totals plus one more job with its own `counts` object and `pages`.
+    pub fn plus(&self, counts: Option<&serde_json::Value>, pages: u64) -> LineageTotals {
+        let mut out = self.clone();
+        if let Some(obj) = counts.and_then(serde_json::Value::as_object) {
+            for (k, v) in obj {
+                if let Some(v) = v.as_u64() {
+                    let e = out.counts.entry(k.clone()).or_default();
+                    *e = e.saturating_add(v);
+                }
+            }
+        }
+        out.pages = out.pages.saturating_add(pages);
+        out.jobs = out.jobs.saturating_add(1);
+        out
+    }
 }
 
 /// What a report or passthrough job carries in `entity` internally: the wire format has none, and
@@ -350,6 +383,7 @@ pub(crate) mod tests {
             correlation_id: "c-1".into(),
             requested_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             source: Source::Webhook,
+            totals_before: None,
         }
     }
 

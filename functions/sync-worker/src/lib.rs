@@ -38,6 +38,8 @@ pub fn in_message(m: &SqsMessage) -> InMessage {
         body: m.body.clone().unwrap_or_default(),
         event_source_arn: m.event_source_arn.clone().unwrap_or_default(),
         receive_count: m.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+        // SQS counts a message's 12-hour visibility limit from here.
+        first_received_ms: m.attributes.get("ApproximateFirstReceiveTimestamp").and_then(|t| t.parse().ok()),
     }
 }
 

@@ -18,6 +18,8 @@ async fn the_poison_sample_is_dead_lettered_not_retried() {
     let event: SqsEvent = serde_json::from_str(include_str!("../../../events/sync-worker/poison.json")).unwrap();
     let messages: Vec<_> = event.records.iter().map(sync_worker::in_message).collect();
     assert_eq!(messages.len(), 4);
+    // SQS's 12-hour visibility limit counts from the first receipt, which the event carries.
+    assert!(messages.iter().all(|m| m.first_received_ms.is_some_and(|t| t > 1_500_000_000_000)), "{messages:?}");
     // The sample's queue ARN is the local stack's low queue: its RedrivePolicy names the DLQ.
     let results = handle_batch(&deps, &messages, chrono::Utc::now() + chrono::Duration::seconds(30)).await;
     for (id, d) in &results {

@@ -77,16 +77,21 @@ pub fn completion_event(job: &SyncJob, result: &Value) -> Option<(EventType, Val
 
 /// `data` of `report.failed` / `passthrough.failed`.
 pub fn failed_data(job: &SyncJob, err: &Error, parked: bool) -> Value {
-    json!({
+    let mut v = json!({
         "job_id": job.job_id,
         "idempotency_key": lineage_root(&job.idempotency_key),
         "org_id": job.org_id,
         "operation": job.operation,
         "error_code": err.code().as_u16(),
-        "message": err.to_string(),
+        // A fixed sentence per code: the error's own text can carry provider answers and internals.
+        "message": err.code().public_message(),
         "retryable": err.is_retryable(),
         "parked": parked,
-    })
+    });
+    if let Some(d) = err.public_detail() {
+        v["detail"] = d;
+    }
+    v
 }
 
 /// Runs a report or passthrough job; the result is what the success event carries.

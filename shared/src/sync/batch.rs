@@ -7,16 +7,23 @@
 //! | done, or done before (same key) | acknowledged |
 //! | not JSON, wrong version, bad fields | sent to the DLQ with the reason as attributes, acknowledged |
 //! | 429, open breaker, limiter | visibility set to the wait (Retry-After or backoff, jittered), reported failed |
-//! | quota spent (6002) | parked: visibility until the wait (at most 12 h), reported failed; logged as an error |
-//! | needs re-auth (1008) | parked 12 h, reported failed, `sync.failed` (parked) for the app |
+//! | quota spent (6002) | parked outside SQS (see [`crate::sync::parked`]), acknowledged; `sync.failed` (parked) once |
+//! | needs re-auth (1008) | parked outside SQS, acknowledged; `sync.failed` (parked) once |
+//! | parked longer than `PARK_MAX_AGE` and still blocked | DLQ with the reason, `sync.failed` (not parked), acknowledged |
 //! | key in progress elsewhere | visibility until that claim ends, reported failed |
 //! | transient (5xx, timeout, storage) | visibility set to an exponential backoff, reported failed (SQS retries, then its DLQ) |
 //! | permanent (4xx, missing scope, unknown tenant) | DLQ with the reason, `sync.failed`, acknowledged |
 //! | panic | reported failed |
 //!
-//! A job that keeps waiting (rate limits, quota, re-auth) would reach the queue's redrive limit and
+//! A job that keeps waiting (rate limits, a busy key) would reach the queue's redrive limit and
 //! dead-letter although nothing is wrong with it, so after `requeue_at_receive` receives it is sent
 //! again as a fresh message (same body, so the same idempotency key) and the old one acknowledged.
+//!
+//! Waits that stay in the message respect SQS's rule that a message's visibility ends at most
+//! 12 hours after its first receipt: the requested visibility is capped by what is left of that
+//! (from `ApproximateFirstReceiveTimestamp`), or, when the first receipt is unknown, by
+//! [`UNKNOWN_FIRST_RECEIPT_WAIT`], which over the queue's five receives stays far inside 12 hours.
+//! Waits longer than SQS can hold (quota, re-auth) never stay in the message: they are parked.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -28,6 +35,7 @@ use futures::FutureExt;
 
 use crate::events::EventType;
 use crate::jobs::{Operation, SyncJob};
+use crate::sync::parked::{self, ParkCause, ParkedJobs, PARK_MAX_AGE};
 use crate::sync::worker::{failed_data, publish, run_job, validate, Outcome, SyncDeps};
 use crate::webhooks::nonce::NonceRef;
 use crate::{Error, ErrorCode, RequestContext, Result};
@@ -38,6 +46,11 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 const MAX_DELAY: Duration = Duration::from_secs(900);
 /// How long a job waits when the provider asked for a wait without saying how long.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+/// Left unused of the 12 hours, for clock skew between SQS, us and the request's travel.
+const VISIBILITY_SAFETY: Duration = Duration::from_secs(120);
+/// The longest in-message wait when the message's first receipt is unknown: five receives (the
+/// redrive limit) of this plus the queue's 720 s timeout stay within 12 hours of the first.
+pub const UNKNOWN_FIRST_RECEIPT_WAIT: Duration = Duration::from_secs(3600);
 
 /// One SQS message as the worker needs it (the Lambda crate maps its event type to this).
 #[derive(Debug, Clone, Default)]
@@ -49,6 +62,22 @@ pub struct InMessage {
     pub event_source_arn: String,
     /// `ApproximateReceiveCount` (1 on first delivery).
     pub receive_count: u32,
+    /// `ApproximateFirstReceiveTimestamp` (epoch ms), when the event carries it.
+    pub first_received_ms: Option<i64>,
+}
+
+impl InMessage {
+    /// The longest visibility SQS still allows this message at `now`: 12 hours from its first
+    /// receipt, less a safety margin (zero when that has passed).
+    pub fn visibility_left(&self, now: DateTime<Utc>) -> Duration {
+        match self.first_received_ms {
+            Some(first) => {
+                let used = Duration::from_millis(now.timestamp_millis().saturating_sub(first).max(0) as u64);
+                MAX_VISIBILITY.saturating_sub(used).saturating_sub(VISIBILITY_SAFETY)
+            }
+            None => UNKNOWN_FIRST_RECEIPT_WAIT,
+        }
+    }
 }
 
 /// What became of one message.
@@ -60,13 +89,15 @@ pub enum Disposition {
     DeadLettered { code: u16, reason: String },
     /// Acknowledged after a fresh copy was queued (a long wait near the redrive limit).
     Requeued { delay: Duration },
+    /// Acknowledged after the job was parked outside SQS until its cause clears (`sync::parked`).
+    Parked { code: u16 },
     /// Reported failed; SQS delivers it again after `visible_in` (None: the queue's own timeout).
     Retry { code: u16, visible_in: Option<Duration> },
 }
 
 impl Disposition {
     pub fn acknowledged(&self) -> bool {
-        matches!(self, Disposition::Done | Disposition::DeadLettered { .. } | Disposition::Requeued { .. })
+        matches!(self, Disposition::Done | Disposition::DeadLettered { .. } | Disposition::Requeued { .. } | Disposition::Parked { .. })
     }
 }
 
@@ -111,13 +142,16 @@ async fn handle_message(deps: &SyncDeps, m: &InMessage, deadline: DateTime<Utc>)
         Ok(j) => j,
         Err(e) => {
             tracing::warn!(code = %e.code(), message_id = %m.message_id, reason = %e, "malformed sync job");
-            return dead_letter(deps, m, None, &e).await;
+            return dead_letter(deps, m, None, e.code().as_u16(), &e.to_string()).await;
         }
     };
     let ctx = RequestContext::new(Some(&job.correlation_id)).with_tenant(job.tenant_id.clone()).with_provider(job.provider);
     ctx.scope(async {
-        let (result, ()) = futures::join!(run_job(deps, &job, payload.as_ref(), deadline), confirm_nonce(deps, &job, nonce.as_ref()));
-        classify(deps, m, &job, result).await
+        // Boxed: a job's future is deep (provider call, token refresh, stores); on the heap it
+        // does not weigh on the runtime thread's stack.
+        let run = Box::pin(run_job(deps, &job, payload.as_ref(), deadline));
+        let (result, ()) = futures::join!(run, confirm_nonce(deps, &job, nonce.as_ref()));
+        Box::pin(classify(deps, m, &job, result)).await
     })
     .await
 }
@@ -152,25 +186,68 @@ async fn classify(deps: &SyncDeps, m: &InMessage, job: &SyncJob, result: Result<
             wait(deps, m, code, e.retry_after().unwrap_or(DEFAULT_WAIT)).await
         }
         Error::QuotaExceeded { .. } => {
-            // Parked, not lost: it waits in the queue until the quota resets or is raised.
+            // Parked, not lost: it waits until the quota resets or is raised.
             tracing::error!(code, error = %e, "tenant API quota spent; job parked");
-            wait(deps, m, code, until_next_month(Utc::now()).min(MAX_VISIBILITY)).await
+            park(deps, m, job, &e, ParkCause::Quota).await
         }
         Error::NeedsReauth { .. } | Error::InvalidGrant { .. } => {
             tracing::warn!(code, error = %e, "connection needs re-authorisation; job parked");
-            publish(deps, job, EventType::SyncFailed, failed_data(job, &e, true)).await;
-            wait(deps, m, code, MAX_VISIBILITY).await
+            park(deps, m, job, &e, ParkCause::NeedsReauth).await
         }
         _ if e.is_retryable() => {
             tracing::warn!(code, error = %e, receive_count = m.receive_count, "transient failure; SQS retries the job");
-            let backoff = jitter(Duration::from_secs(2u64 << m.receive_count.min(8)), 0.2).min(MAX_DELAY);
+            let backoff =
+                jitter(Duration::from_secs(2u64 << m.receive_count.min(8)), 0.2).min(MAX_DELAY).min(m.visibility_left(Utc::now()));
             set_visibility(deps, m, backoff).await;
             Disposition::Retry { code, visible_in: Some(backoff) }
         }
         _ => {
             tracing::error!(code, error = %e, "sync job failed permanently");
             publish(deps, job, EventType::SyncFailed, failed_data(job, &e, false)).await;
-            dead_letter(deps, m, Some(job), &e).await
+            dead_letter(deps, m, Some(job), code, &e.to_string()).await
+        }
+    }
+}
+
+/// Parks a job that cannot run until its cause clears, outside SQS (see `sync::parked`), and
+/// acknowledges the message. The first parking is announced; a released job parked again is not,
+/// unless it has waited longer than `PARK_MAX_AGE`, when it is dead-lettered with the reason.
+/// If the park cannot be stored, the message waits in SQS instead (within SQS's limits).
+async fn park(deps: &SyncDeps, m: &InMessage, job: &SyncJob, e: &Error, cause: ParkCause) -> Disposition {
+    let code = e.code().as_u16();
+    let now = Utc::now();
+    let first_parking = parked::parked_since(&m.body);
+    let since = first_parking.unwrap_or(now);
+    if now - since > PARK_MAX_AGE {
+        let reason = format!(
+            "parked since {} ({}), longer than the {} days a job is kept waiting: {}",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            cause.as_str(),
+            PARK_MAX_AGE.num_days(),
+            e
+        );
+        tracing::error!(code, cause = cause.as_str(), "parked job too old; dead-lettered");
+        publish(deps, job, EventType::SyncFailed, failed_data(job, e, false)).await;
+        return dead_letter(deps, m, Some(job), code, &reason).await;
+    }
+    let store = ParkedJobs::new(deps.db.clone(), deps.store.table(), deps.sqs.clone(), deps.queues.clone());
+    let parked = async {
+        let newly = store.park(job, &m.body, cause, code, since, now).await?;
+        // After the record: a release that sees the mark finds the record. If the mark fails, the
+        // message comes back and parks again (the record is kept; the mark is retried).
+        store.mark_connection(deps.grants.table(), &job.tenant_id, job.provider, &job.org_id, now).await?;
+        Ok::<bool, Error>(newly)
+    };
+    match parked.await {
+        Ok(newly) => {
+            if newly && first_parking.is_none() {
+                publish(deps, job, EventType::SyncFailed, failed_data(job, e, true)).await;
+            }
+            Disposition::Parked { code }
+        }
+        Err(err) => {
+            tracing::warn!(code = %err.code(), error = %err, "could not park the job; it waits in its queue");
+            wait(deps, m, code, MAX_VISIBILITY).await
         }
     }
 }
@@ -178,7 +255,7 @@ async fn classify(deps: &SyncDeps, m: &InMessage, job: &SyncJob, result: Result<
 /// A wait: the message comes back after `d` (jittered so a storm of waiters does not return at
 /// once). Near the redrive limit a fresh copy is queued instead, so waiting never dead-letters.
 async fn wait(deps: &SyncDeps, m: &InMessage, code: u16, d: Duration) -> Disposition {
-    let d = jitter(d.max(Duration::from_secs(1)), 0.1).min(MAX_VISIBILITY);
+    let d = jitter(d.max(Duration::from_secs(1)), 0.1).min(m.visibility_left(Utc::now()));
     if m.receive_count >= deps.settings.requeue_at_receive {
         let delay = d.min(MAX_DELAY);
         match requeue(deps, m, delay).await {
@@ -193,13 +270,6 @@ async fn wait(deps: &SyncDeps, m: &InMessage, code: u16, d: Duration) -> Disposi
 fn jitter(d: Duration, frac: f64) -> Duration {
     let r = (uuid::Uuid::new_v4().as_u128() % 10_000) as f64 / 10_000.0;
     d.mul_f64(1.0 + frac * r)
-}
-
-fn until_next_month(now: DateTime<Utc>) -> Duration {
-    use chrono::Datelike;
-    let (y, mo) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
-    let next = chrono::NaiveDate::from_ymd_opt(y, mo, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc());
-    next.and_then(|n| (n - now).to_std().ok()).unwrap_or(MAX_VISIBILITY)
 }
 
 /// The queue URL for a queue ARN (`arn:aws:sqs:<region>:<account>:<name>`), cached.
@@ -264,7 +334,8 @@ async fn set_visibility(deps: &SyncDeps, m: &InMessage, d: Duration) {
             return;
         }
     };
-    let secs = d.min(MAX_VISIBILITY).as_secs().max(1) as i32;
+    // Zero is allowed (visible again at once): what is left of the 12 hours may be nothing.
+    let secs = d.min(m.visibility_left(Utc::now())).as_secs() as i32;
     if let Err(e) =
         deps.sqs.change_message_visibility().queue_url(url).receipt_handle(&m.receipt_handle).visibility_timeout(secs).send().await
     {
@@ -292,9 +363,8 @@ async fn requeue(deps: &SyncDeps, m: &InMessage, delay: Duration) -> Result<()> 
 
 /// Sends the message to the DLQ with its reason as attributes and acknowledges it. If the DLQ
 /// cannot be reached the message is reported failed instead (SQS's own redrive still catches it).
-async fn dead_letter(deps: &SyncDeps, m: &InMessage, job: Option<&SyncJob>, e: &Error) -> Disposition {
-    let code = e.code().as_u16();
-    let reason: String = e.to_string().chars().take(1000).collect();
+async fn dead_letter(deps: &SyncDeps, m: &InMessage, job: Option<&SyncJob>, code: u16, reason: &str) -> Disposition {
+    let reason: String = reason.chars().take(1000).collect();
     let sent: Result<()> = async {
         let url = dlq_url(deps, &m.event_source_arn).await?;
         let mut attrs: HashMap<String, MessageAttributeValue> = HashMap::new();
@@ -336,11 +406,19 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn quota_parks_until_the_month_turns() {
-        let t = Utc.with_ymd_and_hms(2026, 12, 31, 23, 0, 0).unwrap();
-        assert_eq!(until_next_month(t), Duration::from_secs(3600));
-        let t = Utc.with_ymd_and_hms(2026, 3, 31, 23, 59, 0).unwrap();
-        assert_eq!(until_next_month(t), Duration::from_secs(60));
+    fn in_message_waits_never_reach_past_12_hours_from_the_first_receipt() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0).unwrap();
+        let at = |ago: i64| InMessage {
+            first_received_ms: Some((now - chrono::Duration::seconds(ago)).timestamp_millis()),
+            ..Default::default()
+        };
+        assert_eq!(at(0).visibility_left(now), MAX_VISIBILITY - VISIBILITY_SAFETY);
+        assert_eq!(at(11 * 3600).visibility_left(now), Duration::from_secs(3600) - VISIBILITY_SAFETY);
+        assert_eq!(at(12 * 3600 - 60).visibility_left(now), Duration::ZERO, "inside the safety margin: nothing left");
+        assert_eq!(at(13 * 3600).visibility_left(now), Duration::ZERO);
+        // Unknown first receipt: five receives of the bound plus the queue's timeout fit in 12 h.
+        assert_eq!(InMessage::default().visibility_left(now), UNKNOWN_FIRST_RECEIPT_WAIT);
+        assert!((UNKNOWN_FIRST_RECEIPT_WAIT + Duration::from_secs(720)) * 5 < MAX_VISIBILITY);
     }
 
     #[test]

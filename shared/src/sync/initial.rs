@@ -179,6 +179,7 @@ impl InitialSync {
                 correlation_id: correlation_id.clone(),
                 requested_at: now,
                 source: Source::Connect,
+                totals_before: None,
             })
             .collect();
         if let Err(e) = self.jobs.send(&jobs).await {
@@ -286,12 +287,14 @@ impl InitialSync {
             started_at: from_epoch(state.sent_at.unwrap_or(stamp)).to_rfc3339_opts(SecondsFormat::Secs, true),
             completed_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
         };
-        let event = AppEvent::new(
+        // One id per connect of the org, so a resend after a failed publish is a recognisable repeat.
+        let event = AppEvent::keyed(
             EventType::SyncInitialCompleted,
             tenant_id,
             provider,
             now,
             serde_json::to_value(data).map_err(|e| Error::Internal(e.to_string()))?,
+            &format!("{org_id}:{grant_id}"),
         );
         if let Err(e) = self.events.publish(&event, None).await {
             // Undo the claim so the event is not lost: the scheduler's next look at this
@@ -314,18 +317,19 @@ impl InitialSync {
     }
 }
 
-/// The worker's hook after a pull finished its pass (not handed over to a follow-up): an initial
-/// pull marks its entity done. A failure is logged, never the job's: the scheduler finishes a
-/// completion whose event was not sent.
-pub async fn after_pull(deps: &crate::sync::SyncDeps, job: &SyncJob) {
+/// The worker's hook after a pull finished its pass (not handed over to a follow-up, not
+/// superseded: see `worker::announce`): an initial pull marks its entity done. It runs again for
+/// a redelivered completed job (marking is idempotent), so a crash before the mark, or a failed
+/// mark, is repaired by the redelivery: the error fails the message.
+pub async fn after_pull(deps: &crate::sync::SyncDeps, job: &SyncJob) -> Result<()> {
     if job.operation != Operation::Pull || job.source != Source::Connect || parse_initial_key(&job.idempotency_key).is_none() {
-        return;
+        return Ok(());
     }
     let initial =
         InitialSync::new(deps.db.clone(), deps.grants.table(), JobQueue::new(deps.sqs.clone(), deps.queues.clone()), deps.events.clone());
-    if let Err(e) = initial.entity_finished(&job.tenant_id, &job.idempotency_key, Utc::now()).await {
+    initial.entity_finished(&job.tenant_id, &job.idempotency_key, Utc::now()).await.map(|_| ()).inspect_err(|e| {
         tracing::warn!(code = %e.code(), error = %e, idempotency_key = %job.idempotency_key, "could not record the initial pull's completion");
-    }
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`calls`]: the single path of every provider call (scope, quota, guard, token, audit).
 //! - [`worker`]: one job: claim, pull/push/webhook, write, advance, complete.
 //! - [`batch`]: one SQS batch: per-message isolation, waits, parking, dead letters.
+//! - [`parked`]: jobs waiting outside SQS for a reconnect or quota, released by the scheduler.
 //! - [`initial`]: a new connection's first full copy, started once, announced once.
 //! - [`schedule`]: scheduled incremental pulls from the sharded `sync_due` index.
 
@@ -13,6 +14,7 @@ pub mod batch;
 pub mod calls;
 pub mod initial;
 pub mod model;
+pub mod parked;
 pub mod schedule;
 pub mod store;
 pub mod worker;

@@ -24,6 +24,11 @@
 //! running (next slot; after [`INITIAL_GRACE`] incremental pulls run anyway, so a failed initial
 //! pull does not stop the connection from being kept current). A connection whose initial sync was
 //! never enqueued (the callback died after storing it) gets it here.
+//!
+//! **Parked jobs.** A due connection is active; if it carries the parking mark (or is freshly
+//! connected) and its tenant's quota has room, the run releases the jobs parked under it for a
+//! re-authorisation or the quota (`sync::parked`). A reconnect makes the connection due at once, so
+//! its parked jobs run on the next run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -43,6 +48,7 @@ use crate::resilience::ProviderGuard;
 use crate::store::grants::{connection_sk, Connection, GrantStatus, GrantStore};
 use crate::store::{dynamo_error, get_n_opt, is_conditional_failure, n, s, tenant_pk, Item};
 use crate::sync::initial::{InitialState, InitialSync, Started};
+use crate::sync::parked::{ParkedJobs, CONNECTION_MARK};
 use crate::tenancy::{Tenant, TenantStore};
 use crate::{Config, Error, Provider, Result};
 
@@ -210,6 +216,7 @@ pub struct SyncScheduler {
     guard: ProviderGuard,
     jobs: JobQueue,
     initial: InitialSync,
+    parked: ParkedJobs,
 }
 
 impl SyncScheduler {
@@ -222,6 +229,12 @@ impl SyncScheduler {
             tenants: TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
             guard: ProviderGuard::new(config, clients.dynamodb.clone()),
             initial: InitialSync::new(clients.dynamodb.clone(), config.tables.grants.clone(), jobs.clone(), events),
+            parked: ParkedJobs::new(
+                clients.dynamodb.clone(),
+                config.tables.sync.clone(),
+                clients.sqs.clone(),
+                SyncQueues::from_config(config),
+            ),
             jobs,
         }
     }
@@ -431,6 +444,14 @@ impl SyncScheduler {
         if !tenant.provider_enabled(c.provider) {
             return self.reschedule(d, next, Outcome::Skipped(Skip::ProviderDisabled)).await;
         }
+        // The connection is active; with quota left, jobs parked for a re-authorisation or the
+        // quota can run again (before the initial-sync checks: a reconnect starts one). Only
+        // connections marked by a parking, or new ones (a reconnect writes a fresh item), are
+        // looked at: no query for the others.
+        let mark = get_n_opt(&d.item, CONNECTION_MARK);
+        if (mark.is_some() || d.initial.sent_at.is_none()) && !self.quota_spent(&tenant, now, cache).await? {
+            self.release_parked(c, mark).await;
+        }
         let init = &d.initial;
         if init.sent_at.is_none() {
             return match self.initial.start(&tenant, c, now).await? {
@@ -475,6 +496,19 @@ impl SyncScheduler {
                 }
                 Err(e)
             }
+        }
+    }
+
+    async fn release_parked(&self, c: &Connection, mark: Option<i64>) {
+        let released = async {
+            let n = self.parked.release(&c.tenant_id, c.provider, &c.org_id).await?;
+            if let Some(seen) = mark {
+                self.parked.clear_mark(&self.table, &c.tenant_id, c.provider, &c.org_id, seen).await?;
+            }
+            Ok::<usize, Error>(n)
+        };
+        if let Err(e) = released.await {
+            tracing::warn!(code = %e.code(), error = %e, org_id = %c.org_id, "could not release parked jobs; the next run tries again");
         }
     }
 
@@ -627,6 +661,7 @@ fn scheduled_jobs(tenant: &Tenant, c: &Connection, due_at: i64, now: DateTime<Ut
             correlation_id: correlation_id.clone(),
             requested_at: now,
             source: Source::Schedule,
+            totals_before: None,
         })
         .collect()
 }

@@ -10,6 +10,8 @@
 //!   client's `Cursor` JSON), `version` (optimistic lock), `cdc_since` (QuickBooks deletions).
 //! - `JOB#<idempotency key>` -> the job record: `status` INPROGRESS | COMPLETED, `in_progress_expiry`
 //!   (epoch ms: the claiming invocation's deadline), `owner`, `result` (JSON), `expires_at` (TTL).
+//! - `PARKED#<provider>#<org>#<idempotency key>` -> a job waiting for a reconnect or quota
+//!   (see `sync::parked`).
 //!
 //! Job records follow AWS Lambda Powertools' idempotency semantics: a conditional put claims the key
 //! unless a live record exists; a COMPLETED record returns its stored result; an INPROGRESS record
@@ -27,8 +29,10 @@ use crate::{Error, Provider, Result};
 /// Raw provider JSON larger than this is not stored beside the record (DynamoDB items are at most
 /// 400 KB); `raw_ref` still says where to read it.
 pub const MAX_RAW_BYTES: usize = 64 * 1024;
-/// How long a completed job record answers redeliveries. Webhook keys are derived from the provider's
-/// event, so a redelivery within this window is done once.
+/// How long a completed job record answers redeliveries (and announces the job again). Webhook keys
+/// are derived from the provider's event, so a redelivery within this window is done once. Report
+/// and passthrough jobs keep their record as long as their stored answer
+/// (`reports::store::LIFETIME`), so a repeat never announces an answer that is gone.
 pub const COMPLETED_TTL: chrono::Duration = chrono::Duration::days(7);
 /// Concurrent record writes per page.
 const WRITE_CONCURRENCY: usize = 16;
@@ -319,6 +323,7 @@ impl SyncStore {
         owner: &str,
         result: &serde_json::Value,
         now: DateTime<Utc>,
+        ttl: chrono::Duration,
     ) -> Result<()> {
         let res = self
             .db
@@ -335,7 +340,7 @@ impl SyncStore {
             .expression_attribute_values(":inprogress", s(STATUS_IN_PROGRESS))
             .expression_attribute_values(":r", s(result.to_string()))
             .expression_attribute_values(":at", s(now.to_rfc3339()))
-            .expression_attribute_values(":exp", n((now + COMPLETED_TTL).timestamp()))
+            .expression_attribute_values(":exp", n((now + ttl).timestamp()))
             .expression_attribute_values(":owner", s(owner))
             .return_values(ReturnValue::None)
             .send()

@@ -11,14 +11,14 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::AwsClients;
 use crate::events::{AppEvent, EventPublisher, EventType};
-use crate::jobs::{Change, Operation, SyncJob, SyncQueues};
+use crate::jobs::{Change, LineageTotals, Operation, SyncJob, SyncQueues};
 use crate::providers::client::{AccountingProvider, ProviderClient};
 use crate::providers::model::{Cursor, Entity, Record};
 use crate::refresh::TokenService;
 use crate::store::grants::GrantStore;
 use crate::sync::calls::{provider_call, Op};
 use crate::sync::model::{self, SyncRecord};
-use crate::sync::store::{Claim, SyncStore};
+use crate::sync::store::{Claim, SyncStore, COMPLETED_TTL};
 use crate::tenancy::{self, Tenant, TenantStore};
 use crate::{Config, Error, Provider, Result};
 
@@ -39,6 +39,9 @@ pub struct WorkerSettings {
     /// Page size for pulls (None: the provider's default).
     pub page_size: Option<u32>,
     pub crash_after_page: Option<CrashPoint>,
+    /// Test hook: panic after the job's completion is stored and before its event is published,
+    /// as if the process had died there.
+    pub crash_before_publish: bool,
     /// Receives after which a job waiting for a rate limit, quota or re-auth is re-sent as a fresh
     /// message instead of returned, so it never reaches the queue's redrive limit (5 in the template).
     pub requeue_at_receive: u32,
@@ -46,7 +49,13 @@ pub struct WorkerSettings {
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        WorkerSettings { deadline_margin: Duration::from_secs(20), page_size: None, crash_after_page: None, requeue_at_receive: 4 }
+        WorkerSettings {
+            deadline_margin: Duration::from_secs(20),
+            page_size: None,
+            crash_after_page: None,
+            crash_before_publish: false,
+            requeue_at_receive: 4,
+        }
     }
 }
 
@@ -191,11 +200,18 @@ pub fn validate(job: &SyncJob, payload: Option<&Value>) -> Result<()> {
 /// Runs one job exactly once per idempotency key: claims the key until `deadline`, runs it, stores
 /// the result. A failed run releases the key so the retry can run; a run that dies leaves the claim
 /// to expire at `deadline`.
+///
+/// Events: the completion is stored first, then announced ([`announce`]). A job found done
+/// before (a redelivery after a crash or a failed publish, or the same job sent twice) is
+/// announced again with the same event id, so every completed job's event reaches the app at
+/// least once and the app recognises repeats. A failed announcement fails the message, whose
+/// redelivery announces it.
 pub async fn run_job(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadline: DateTime<Utc>) -> Result<Outcome> {
     let now = Utc::now();
     match deps.store.claim_job(&job.tenant_id, &job.idempotency_key, &deps.owner, deadline, now).await? {
         Claim::Completed(result) => {
-            tracing::info!(idempotency_key = %job.idempotency_key, "job already done; not applied again");
+            tracing::info!(idempotency_key = %job.idempotency_key, "job already done; not applied again, announced again");
+            announce(deps, job, &result).await?;
             return Ok(Outcome::Duplicate(result));
         }
         Claim::InProgress { until_ms } => {
@@ -206,19 +222,20 @@ pub async fn run_job(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, de
     }
     match execute(deps, job, payload, deadline).await {
         Ok(result) => {
-            match deps.store.complete_job(&job.tenant_id, &job.idempotency_key, &deps.owner, &result, Utc::now()).await {
+            // A report's job record lives as long as the report it points to, so a repeat after
+            // that runs the report again instead of announcing one that is gone.
+            let ttl = if job.operation.has_entity() { COMPLETED_TTL } else { crate::reports::store::LIFETIME };
+            match deps.store.complete_job(&job.tenant_id, &job.idempotency_key, &deps.owner, &result, Utc::now(), ttl).await {
                 Ok(()) => {}
                 // Our claim ran out and another worker took the key: its run stands. Ours wrote
                 // the same upserts, so nothing is doubled.
                 Err(Error::Conflict(m)) => tracing::warn!(message = %m, "job finished after its claim expired"),
                 Err(e) => return Err(e),
             }
-            if let Some((t, data)) = crate::reports::completion_event(job, &result) {
-                publish(deps, job, t, data).await;
-            } else if result.get("continued").and_then(Value::as_bool) != Some(true) {
-                publish(deps, job, EventType::SyncCompleted, completed_data(job, &result)).await;
-                crate::sync::initial::after_pull(deps, job).await;
+            if deps.settings.crash_before_publish {
+                panic!("injected crash between completion and publish");
             }
+            announce(deps, job, &result).await?;
             Ok(Outcome::Done(result))
         }
         Err(e) => {
@@ -404,7 +421,7 @@ async fn pull_pages(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> R
     let margin = chrono::Duration::from_std(deps.settings.deadline_margin).unwrap_or(chrono::Duration::seconds(20));
     loop {
         if pages > 0 && Utc::now() + margin >= deadline {
-            let next = follow_up(ctx, &cursor);
+            let next = with_counts(follow_up(ctx, &cursor), &counts, pages);
             deps_send_follow_up(deps, &next).await?;
             tracing::info!(pages, next_key = %next.idempotency_key, "deadline near: continuing in a follow-up job");
             return Ok(result_json(ctx, counts, pages, &cursor, Some(&next)));
@@ -679,7 +696,12 @@ pub use crate::jobs::lineage_root;
 /// hands over to the same key, which runs once.
 pub fn follow_up(ctx: &JobCtx, cursor: &Cursor) -> SyncJob {
     let cursor_json = serde_json::to_string(cursor).unwrap_or_default();
-    let root = lineage_root(&ctx.job.idempotency_key);
+    continuation(&ctx.job, &cursor_json, ctx.job.totals_before.clone().unwrap_or_default())
+}
+
+/// The job of `job`'s lineage that starts at `cursor_json`, carrying the lineage's running totals.
+pub fn continuation(job: &SyncJob, cursor_json: &str, totals: LineageTotals) -> SyncJob {
+    let root = lineage_root(&job.idempotency_key);
     let mut h = Sha256::new();
     h.update(root.as_bytes());
     h.update(b"\n");
@@ -688,11 +710,20 @@ pub fn follow_up(ctx: &JobCtx, cursor: &Cursor) -> SyncJob {
     let root = if root.len() + 18 > 256 { format!("h:{}", &hex::encode(Sha256::digest(root.as_bytes()))[..32]) } else { root.to_string() };
     SyncJob {
         job_id: uuid::Uuid::new_v4().to_string(),
-        cursor: Some(cursor_json),
+        cursor: Some(cursor_json.to_string()),
         idempotency_key: format!("{root}~c{suffix}"),
         requested_at: Utc::now(),
-        ..ctx.job.clone()
+        totals_before: Some(totals),
+        ..job.clone()
     }
+}
+
+/// A follow-up job of a pull that stopped after `pages` pages with `counts`: its running totals.
+fn with_counts(mut next: SyncJob, counts: &Counts, pages: u32) -> SyncJob {
+    let own = serde_json::to_value(counts).ok();
+    let before = next.totals_before.take().unwrap_or_default();
+    next.totals_before = Some(before.plus(own.as_ref(), u64::from(pages)));
+    next
 }
 
 async fn deps_send_follow_up(deps: &SyncDeps, job: &SyncJob) -> Result<()> {
@@ -709,10 +740,34 @@ fn base_data(job: &SyncJob) -> serde_json::Map<String, Value> {
     m
 }
 
+/// The lineage's totals including this job's own result.
+fn totals_through(job: &SyncJob, result: &Value) -> LineageTotals {
+    let pages = result.get("pages").and_then(Value::as_u64).unwrap_or(0);
+    job.totals_before.clone().unwrap_or_default().plus(result.get("counts"), pages)
+}
+
 fn completed_data(job: &SyncJob, result: &Value) -> Value {
     let mut m = base_data(job);
-    m.insert("counts".into(), result.get("counts").cloned().unwrap_or_else(|| json!({})));
+    let mut counts = result.get("counts").cloned().unwrap_or_else(|| json!({}));
+    if result.get("operation").and_then(Value::as_str) == Some("pull") {
+        // The app asked for one pull: it hears about all of it, not the last job's share.
+        let totals = totals_through(job, result);
+        counts = serde_json::to_value(&totals.counts).unwrap_or(counts);
+        m.insert("pages".into(), json!(totals.pages));
+        m.insert("jobs".into(), json!(totals.jobs));
+        // Flagged records anywhere in the lineage are warned about, not only the last job's.
+        let flagged = totals.counts.get("flagged").copied().unwrap_or(0) as usize;
+        let mut w = json!({});
+        add_warnings(&mut w, &Counts { flagged, ..Counts::default() });
+        if let Some(w) = w.get("warnings") {
+            m.insert("warnings".into(), w.clone());
+        }
+    }
+    m.insert("counts".into(), counts);
     for k in ["pages", "cursor", "provider_id", "warnings"] {
+        if m.contains_key(k) {
+            continue;
+        }
         if let Some(v) = result.get(k) {
             m.insert(k.into(), v.clone());
         }
@@ -727,7 +782,11 @@ pub fn failed_data(job: &SyncJob, err: &Error, parked: bool) -> Value {
     }
     let mut m = base_data(job);
     m.insert("error_code".into(), json!(err.code().as_u16()));
-    m.insert("message".into(), json!(err.to_string()));
+    // A fixed sentence per code: the error's own text can carry provider answers and internals.
+    m.insert("message".into(), json!(err.code().public_message()));
+    if let Some(d) = err.public_detail() {
+        m.insert("detail".into(), d);
+    }
     m.insert("retryable".into(), json!(err.is_retryable()));
     m.insert("parked".into(), json!(parked));
     if let Some(c) = &job.cursor {
@@ -736,8 +795,50 @@ pub fn failed_data(job: &SyncJob, err: &Error, parked: bool) -> Value {
     Value::Object(m)
 }
 
+/// What a completed job tells the app, from its stored result (so a repeat tells the same):
+/// - a report or passthrough: its ready event;
+/// - a pull that handed over to a follow-up job: nothing (the last job of the lineage announces);
+/// - an initial pull whose cursor another job moved: it continues from the stored cursor in a
+///   follow-up of its own lineage, so its entity counts as done only when a pass really ended;
+/// - anything else: `sync.completed` (for a pull, with the whole lineage's counts), then an
+///   initial pull records its entity done, which may send `sync.initial_completed`.
+///
+/// An error means the app may not have been told: the caller fails the message and its
+/// redelivery (a duplicate by then) announces again.
+pub async fn announce(deps: &SyncDeps, job: &SyncJob, result: &Value) -> Result<()> {
+    if let Some((t, data)) = crate::reports::completion_event(job, result) {
+        return try_publish(deps, job, t, data).await;
+    }
+    if result.get("continued").and_then(Value::as_bool) == Some(true) {
+        return Ok(());
+    }
+    let initial = job.operation == Operation::Pull
+        && job.source == crate::jobs::Source::Connect
+        && crate::sync::initial::parse_initial_key(&job.idempotency_key).is_some();
+    if initial && result.get("superseded").and_then(Value::as_bool) == Some(true) {
+        let cursor = result.get("cursor").and_then(Value::as_str).unwrap_or_default();
+        let next = continuation(job, cursor, totals_through(job, result));
+        tracing::info!(next_key = %next.idempotency_key, "initial pull superseded: it continues from the stored cursor");
+        return deps_send_follow_up(deps, &next).await;
+    }
+    try_publish(deps, job, EventType::SyncCompleted, completed_data(job, result)).await?;
+    crate::sync::initial::after_pull(deps, job).await
+}
+
+/// Publishes an event whose id is derived from the job's idempotency key (and the event type), so
+/// a repeat carries the same id.
+pub async fn try_publish(deps: &SyncDeps, job: &SyncJob, t: EventType, data: Value) -> Result<()> {
+    let t = crate::reports::event_type_for(job, t);
+    let event = AppEvent::keyed(t, &job.tenant_id, job.provider, Utc::now(), data, &job.idempotency_key);
+    deps.events.publish(&event, None).await.inspect_err(|e| {
+        tracing::warn!(code = %e.code(), error = %e, event_type = t.as_str(), "could not publish the event");
+    })
+}
+
 /// Events go to the shared events queue only: a tenant's `event_destination` is not used (see
-/// `EventPublisher::publish`). A failed publish is logged; the job's outcome stands.
+/// `EventPublisher::publish`). For failure announcements: each is its own occurrence (a parking,
+/// a dead letter), so each has a fresh event id; a failed publish is logged and the job's
+/// disposition stands.
 pub async fn publish(deps: &SyncDeps, job: &SyncJob, t: EventType, data: Value) {
     let t = crate::reports::event_type_for(job, t);
     let event = AppEvent::new(t, &job.tenant_id, job.provider, Utc::now(), data);

@@ -591,6 +591,7 @@ impl Receiver {
                         correlation_id: correlation_id.to_string(),
                         requested_at: now,
                         source: Source::Webhook,
+                        totals_before: None,
                     });
                 }
             }
