@@ -795,7 +795,17 @@ async fn a_full_job_resumes_its_own_pass_after_a_crash_and_no_one_elses() {
             crash_after_page: Some(Arc::new(move |pages| pages == at)),
             ..Default::default()
         };
-        h.deps_with(settings, StdDuration::from_secs(10))
+        // A provider timeout and limiter horizon that fit the short deadline below: the guard does
+        // not start a call whose worst case would outlive it.
+        let mut deps = h.deps_with(settings, StdDuration::from_secs(1));
+        let mut cfg = h.env.config.clone();
+        cfg.provider_timeout = StdDuration::from_secs(1);
+        deps.guard = ProviderGuard::with_limits(
+            h.env.clients.dynamodb.clone(),
+            cfg.tables.resilience.clone(),
+            Limits { horizon: StdDuration::from_secs(1), ..Limits::from_config(&cfg) },
+        );
+        deps
     };
     let msg = |job: &SyncJob| InMessage {
         message_id: job.job_id.clone(),
@@ -1362,7 +1372,11 @@ async fn a_pull_returns_before_its_deadline_when_the_provider_hangs_and_loses_no
     assert!(e.is_retryable(), "the job comes back: {e}");
     assert!(h.calls("/Contacts").await >= 1, "the first attempt was made");
     // Nothing lost: no record, no cursor moved, the claim released for the retry.
-    assert!(h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().is_none());
+    assert_eq!(
+        h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().map(|s| s.0).as_deref(),
+        Some(shared::sync::store::STATUS_RELEASED),
+        "the claim was released for the retry"
+    );
     assert!(h.store().list_records(&h.tenant, Provider::Xero, &org, PEntity::Contact).await.unwrap().is_empty());
     // The provider answers again: the retry reads everything.
     h.control("DELETE", "faults", None).await;
