@@ -399,7 +399,7 @@ def check_sync_scheduler_role(t):
 # shared/src/sync/schedule.rs and initial.rs). Token, status-changing and version attributes are
 # never among them.
 SCHEDULER_ATTRIBUTES = {"pk", "sk", "status", "grant_id", "sync_pk", "next_sync_at", "init_claim_until", "init_entities",
-                        "init_sent_at", "init_done", "init_completed_at"}
+                        "init_sent_at", "init_done", "init_completed_at", "parked_jobs_at"}
 
 
 def check_sync_scheduler_updates_only_schedule_attributes(t):
@@ -424,6 +424,14 @@ def check_sync_scheduler_updates_only_schedule_attributes(t):
         raw = {w for e in exprs for w in re.findall(r'(?<![:#\w])([A-Za-z_]\w*)', e)} - words
         unknown = (named | raw) - SCHEDULER_ATTRIBUTES
         assert not unknown, f"shared/src/sync/{src} names {sorted(unknown)}, outside SyncSchedulerRole's dynamodb:Attributes"
+    # The scheduler also clears the parked-jobs mark on connection items (sync/parked.rs clear_mark).
+    with open(os.path.join(ROOT, "shared", "src", "sync", "parked.rs"), encoding="utf-8") as f:
+        m = re.search(r'pub const CONNECTION_MARK: &str = "(\w+)"', f.read())
+    assert m, "CONNECTION_MARK not found in shared/src/sync/parked.rs"
+    for action, st in _actions_on(t, "SyncSchedulerRole", "GrantsTable"):
+        if action == "dynamodb:UpdateItem":
+            attrs = set(st.get("Condition", {}).get("ForAllValues:StringEquals", {}).get("dynamodb:Attributes", []))
+            assert m.group(1) in attrs, f"SyncSchedulerRole may not clear the parked-jobs mark {m.group(1)!r} (sync/parked.rs)"
 
 
 def check_sync_worker_deletes_nothing(t):
