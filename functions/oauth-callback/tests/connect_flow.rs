@@ -47,6 +47,9 @@ async fn fixture(plan: Plan) -> Fixture {
     // A queue of our own, so this test reads exactly the events it caused.
     let queue = env.clients.sqs.create_queue().queue_name(unique("events")).send().await.unwrap().queue_url.unwrap();
     config.queues.events = queue;
+    // The org limits and breakers of our own sandbox's orgs: every test's sandbox has the same org
+    // ids, which in one shared table would draw on one limit across tests running in parallel.
+    config.tables.resilience = own_resilience_table(&env.clients.dynamodb).await;
     let deps = ConnectDeps::new(config, &env.clients, HttpClient::new(Duration::from_secs(5)).unwrap());
 
     let cfg = TenantConfig { return_urls: vec![RETURN_URL.into()], ..Default::default() };
@@ -68,6 +71,25 @@ async fn fixture(plan: Plan) -> Fixture {
         db: env.clients.dynamodb.clone(),
         jar: Default::default(),
     }
+}
+
+/// A fresh table shaped like the resilience table (pk, sk).
+async fn own_resilience_table(db: &aws_sdk_dynamodb::Client) -> String {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let name = unique("resilience");
+    let attr = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap();
+    let key = |n: &str, k: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(k).build().unwrap();
+    db.create_table()
+        .table_name(&name)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    name
 }
 
 fn request(method: &str, path: &str, query: &[(String, String)], path_provider: &str) -> Request {
@@ -123,6 +145,23 @@ impl Fixture {
             }
         }
         resp
+    }
+
+    /// Zoho's "minute" shrunk to 10 s at the sandbox and in the guard alike (still 100 calls), and
+    /// the guard's reservation horizon to half a second, so a callback budget of a few seconds
+    /// still lets registrations start while the limit keeps its shape.
+    async fn shrink_zoho_minute(&mut self) {
+        let config = json!({"provider": "zoho", "rate_limit_per_minute": 100, "minute_window_seconds": 10});
+        let resp = self.browser.post(format!("{}/_sandbox/config", self.sandbox.base_url)).json(&config).send().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap_or_default());
+        let limits = shared::resilience::Limits {
+            minute: Duration::from_secs(10),
+            safety: Duration::from_millis(300),
+            horizon: Duration::from_millis(500),
+            ..shared::connect::connect_limits(&self.deps.config)
+        };
+        self.deps.guard =
+            shared::resilience::ProviderGuard::with_limits(self.db.clone(), self.deps.config.tables.resilience.clone(), limits);
     }
 
     /// Another browser: forgets every cookie.
@@ -347,15 +386,7 @@ async fn xero_full_connect_uses_pkce_and_stores_one_connection_per_authorised_te
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_connecting_one_zoho_org_within_its_minute_wait_for_its_limit_and_are_audited() {
     let mut f = fixture(Plan::Professional).await;
-    let config = json!({"provider": "zoho", "rate_limit_per_minute": 100, "minute_window_seconds": 10});
-    let resp = f.browser.post(format!("{}/_sandbox/config", f.sandbox.base_url)).json(&config).send().await.unwrap();
-    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap_or_default());
-    let limits = shared::resilience::Limits {
-        minute: Duration::from_secs(10),
-        safety: Duration::from_millis(300),
-        ..shared::connect::connect_limits(&f.deps.config)
-    };
-    f.deps.guard = shared::resilience::ProviderGuard::with_limits(f.db.clone(), f.deps.config.tables.resilience.clone(), limits);
+    f.shrink_zoho_minute().await;
 
     let per_connect = zoho_webhooks::ENTITIES.len() * zoho_webhooks::EVENTS.len();
     let started = std::time::Instant::now();
@@ -1053,6 +1084,7 @@ async fn the_pkce_verifier_is_stored_sealed_and_bound_to_its_state() {
 async fn a_callback_that_reaches_its_deadline_undoes_what_it_registered() {
     let mut f = fixture(Plan::Professional).await;
     f.deps.callback_budget = Duration::from_secs(3);
+    f.shrink_zoho_minute().await;
     let authorize = f.start(Provider::Zoho).await;
     let query = f.consent(&authorize, &[]).await;
     // One webhook registration hangs (the sandbox holds it for 8 s, far past the 3 s budget).

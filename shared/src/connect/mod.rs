@@ -126,7 +126,16 @@ impl ConnectDeps {
 
     /// Zoho's webhook API for one grant, every call guarded and audited for `tenant_id`.
     fn zoho_hooks<'a>(&'a self, api_domain: &str, tenant_id: &'a str, grant_id: &'a str, plan: Plan) -> Result<ZohoWebhooks<'a>> {
-        let guarded = zoho_webhooks::Guarded { guard: &self.guard, audit: &self.audit, tenant_id, grant_id, plan, actor: ACTOR };
+        let guarded =
+            zoho_webhooks::Guarded { guard: &self.guard, audit: &self.audit, tenant_id, grant_id, plan, actor: ACTOR, limited: true };
+        ZohoWebhooks::new(&self.http, &self.endpoints(Provider::Zoho), api_domain, guarded)
+    }
+
+    /// As `zoho_hooks`, audited but not waiting for the org's limit: for the undo of a failed
+    /// connect only (see `zoho_webhooks::Guarded::limited`).
+    fn zoho_hooks_for_undo<'a>(&'a self, api_domain: &str, tenant_id: &'a str, grant_id: &'a str, plan: Plan) -> Result<ZohoWebhooks<'a>> {
+        let guarded =
+            zoho_webhooks::Guarded { guard: &self.guard, audit: &self.audit, tenant_id, grant_id, plan, actor: ACTOR, limited: false };
         ZohoWebhooks::new(&self.http, &self.endpoints(Provider::Zoho), api_domain, guarded)
     }
 
@@ -560,8 +569,7 @@ async fn complete(
                 tracing::error!(provider = %provider, webhooks = webhooks.len() as u64, "callback deadline reached; undoing the connect");
             }
             // Bounded too: the undo must not be what runs the function out of time.
-            let undo_deadline = Utc::now() + chrono::Duration::from_std(deps.undo_budget).unwrap_or_default();
-            let undoing = within_deadline(undo_deadline, undo(deps, &client, tenant, provider, &grant_id, &tokens, &webhooks));
+            let undoing = undo(deps, &client, tenant, provider, &grant_id, &tokens, &webhooks);
             if tokio::time::timeout(deps.undo_budget, undoing).await.is_err() {
                 tracing::error!(provider = %provider, "undo of a failed connect ran out of time; a webhook or the grant may remain at the provider");
                 crate::telemetry::metric("ConnectUndoIncomplete", 1.0, "Count", &[("provider", provider.as_str())]);
@@ -658,6 +666,11 @@ async fn prepare(
             })
         });
         let results = futures::future::join_all(calls).await;
+        // A registration the guard would not start before the callback's deadline is the deadline's
+        // failure, not the provider's.
+        if results.iter().any(|r| r.as_ref().is_err_and(crate::resilience::is_deadline)) {
+            return Err(fail(deadline_error(deps, provider), "deadline"));
+        }
         if let Some(e) = results.into_iter().find_map(|r| r.err()) {
             return Err(fail(e, "webhook_registration_failed"));
         }
@@ -804,16 +817,20 @@ async fn undo(
 ) {
     if provider == Provider::Zoho && !webhooks.is_empty() {
         if let Some(domain) = tokens.api_domain.as_deref() {
-            if let Ok(hooks) = deps.zoho_hooks(domain, &tenant.tenant_id, grant_id, tenant.plan) {
+            if let Ok(hooks) = deps.zoho_hooks_for_undo(domain, &tenant.tenant_id, grant_id, tenant.plan) {
                 let hooks = &hooks;
                 let deletes = webhooks.iter().flat_map(|(org, ids)| {
                     ids.iter().map(move |id| async move {
-                        if let Err(e) = hooks.delete(&tokens.access_token, org, id).await {
+                        let r = hooks.delete(&tokens.access_token, org, id).await;
+                        if let Err(e) = &r {
                             tracing::warn!(code = %e.code(), error = %e, org_id = %org, "could not remove a webhook of a failed connect");
                         }
+                        r.is_ok()
                     })
                 });
-                futures::future::join_all(deletes).await;
+                if !futures::future::join_all(deletes).await.into_iter().all(|ok| ok) {
+                    crate::telemetry::metric("ConnectUndoIncomplete", 1.0, "Count", &[("provider", provider.as_str())]);
+                }
             }
         }
     }

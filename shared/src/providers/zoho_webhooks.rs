@@ -171,6 +171,12 @@ pub struct Guarded<'a> {
     pub plan: Plan,
     /// `system:<function>` for the audit record.
     pub actor: &'static str,
+    /// Whether calls wait for the org's rate limit. Only the undo of a failed connect does not: it
+    /// removes up to 24 registrations within a few seconds (`connect::UNDO_BUDGET`), which the
+    /// org's evenly spaced limit (100 a minute: one call per 0.6 s) cannot hold, and leaving them at
+    /// Zoho is worse than a short burst. Its calls are still audited; a failure there is logged and
+    /// counted (`ConnectUndoIncomplete`).
+    pub limited: bool,
 }
 
 /// A client for one grant's API domain.
@@ -241,7 +247,11 @@ impl<'a> ZohoWebhooks<'a> {
             g.audit.provider_call(&record).await;
             r
         };
-        Box::pin(g.guard.call_once(g.tenant_id, Provider::Zoho, org_id, op, call)).await
+        if g.limited {
+            Box::pin(g.guard.call_once(g.tenant_id, Provider::Zoho, org_id, op, call)).await
+        } else {
+            call().await
+        }
     }
 
     async fn send_once(&self, req: reqwest::RequestBuilder, token: &SecretString) -> Result<Value> {
@@ -424,7 +434,15 @@ mod tests {
         );
         let guard = ProviderGuard::with_limits(db.clone(), "resilience", crate::resilience::Limits::default());
         let audit = AuditLog::new(db, "tenants");
-        let g = Guarded { guard: &guard, audit: &audit, tenant_id: "t", grant_id: "g", plan: Plan::Starter, actor: "system:test" };
+        let g = Guarded {
+            guard: &guard,
+            audit: &audit,
+            tenant_id: "t",
+            grant_id: "g",
+            plan: Plan::Starter,
+            actor: "system:test",
+            limited: true,
+        };
         assert!(ZohoWebhooks::new(&http, &e, "https://www.zohoapis.eu", g).is_ok());
         assert!(ZohoWebhooks::new(&http, &e, "https://attacker.example", g).is_err());
     }
