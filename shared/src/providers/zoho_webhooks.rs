@@ -14,6 +14,9 @@
 //! `on_create|on_edit|on_create_or_edit|on_delete`, `actions[{action_type: "webhook", action_id}]`)
 //! follow the Books UI and are unconfirmed.
 //!
+//! Every call goes through the resilience guard under the org's limit (shared with the sync worker)
+//! and leaves one provider-call audit record per attempt (see [`Guarded`]).
+//!
 //! Each organisation gets its own random secret. Zoho documents a `secret` field for signature
 //! verification but not the signature scheme, so the secret also travels in a custom header we set
 //! (`x-ttya-webhook-secret`), which the receiver compares in constant time. Zoho requires the
