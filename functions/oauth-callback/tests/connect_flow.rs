@@ -426,6 +426,12 @@ async fn tenants_connecting_one_zoho_org_within_its_minute_wait_for_its_limit_an
             assert_eq!(n, per_connect, "{op} records of {tenant_id}: {calls:?}");
         }
         assert!(calls.iter().all(|r| r.grant_id == *grant_id && r.provider == Provider::Zoho && r.actor == "system:oauth-callback"));
+        // Discovery is audited too (not limited: no org is known before it answers).
+        let discovery = calls
+            .iter()
+            .filter(|r| r.detail.as_deref().is_some_and(|d| d.starts_with("discover_orgs GET /books/v3/organizations -> 200")))
+            .count();
+        assert_eq!(discovery, 1, "{calls:?}");
         assert!(calls.iter().all(|r| !r.detail.as_deref().unwrap_or("").contains('?')), "no query strings: {calls:?}");
     }
 }

@@ -595,6 +595,46 @@ fn record_webhook(registered: &std::sync::Mutex<Registered>, org: &str, id: Stri
     }
 }
 
+/// The audit record of organisation discovery. Not rate-limited: until it answers there is no
+/// org to key a limit by (QuickBooks names its realm in the callback, but one call per connect is
+/// far below its 500 a minute).
+async fn audit_discovery(
+    deps: &ConnectDeps,
+    tenant: &Tenant,
+    provider: Provider,
+    grant_id: &str,
+    callback: &CallbackParams,
+    result: &Result<Vec<Org>>,
+    took: std::time::Duration,
+) {
+    let realm = callback.realm_id.as_deref().filter(|r| !r.is_empty() && r.len() <= 32 && r.bytes().all(|b| b.is_ascii_digit()));
+    let path = match provider {
+        Provider::Xero => "/connections".to_string(),
+        Provider::Zoho => "/books/v3/organizations".to_string(),
+        Provider::QuickBooks => {
+            let realm = realm.unwrap_or("-");
+            format!("/v3/company/{realm}/companyinfo/{realm}")
+        }
+    };
+    let org_id = if provider == Provider::QuickBooks { realm.unwrap_or("") } else { "" };
+    let record = crate::audit::ProviderCallRecord {
+        tenant_id: &tenant.tenant_id,
+        provider,
+        grant_id,
+        org_id,
+        actor: ACTOR,
+        op: "discover_orgs",
+        method: "GET",
+        path: &path,
+        status: crate::audit::status_of(result, false),
+        latency_ms: took.as_millis() as u64,
+        attempt: 1,
+        error: result.as_ref().err(),
+        retention_days: crate::audit::call_retention_days(tenant.plan),
+    };
+    deps.audit.provider_call(&record).await;
+}
+
 /// What the steps before the write produced.
 struct Prepared {
     orgs: Vec<Org>,
@@ -620,7 +660,10 @@ async fn prepare(
     // Before anything else: a grant that cannot serve the tenant is refused (and revoked by the
     // caller), not stored to fail every sync later.
     check_granted_scopes(tenant, provider, &tokens.scopes, deps.config.xero_scope_set).map_err(|e| fail(e, "insufficient_scope"))?;
-    let orgs = client.discover_orgs(tokens, callback).await.map_err(|e| fail(e, "org_discovery_failed"))?;
+    let started = std::time::Instant::now();
+    let discovered = client.discover_orgs(tokens, callback).await;
+    audit_discovery(deps, tenant, provider, grant_id, callback, &discovered, started.elapsed()).await;
+    let orgs = discovered.map_err(|e| fail(e, "org_discovery_failed"))?;
     let orgs = dedupe_orgs(orgs);
     if orgs.is_empty() {
         return Err(fail(Error::InvalidInput(format!("no {provider} organisation was authorised")), "no_organisation"));
