@@ -360,9 +360,12 @@ def check_resilience_table_statements_admit_its_keys(t):
                 f"{name}/{st.get('Sid', '?')}: resilience table LeadingKeys {keys}, expected {RESILIENCE_KEYS} "
                 "(org items are ORG#<provider>#<org>, app items APP#<provider>)")
     assert seen, "no role reaches the resilience table"
-    worker = {a for st in statements(t, "SyncWorkerRole") if any(_refers_to(r, "ResilienceTable") for r in as_list(st["Resource"]))
-              for a in as_list(st["Action"])}
-    assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= worker, f"SyncWorkerRole on the resilience table: {sorted(worker)}"
+    # The sync worker's calls and the connect flow's (Zoho webhook registration, issue 20 #10) both
+    # go through the guard, which reads and updates the org's limit and breaker items.
+    for role in ("SyncWorkerRole", "OAuthCallbackRole"):
+        actions = {a for st in statements(t, role) if any(_refers_to(r, "ResilienceTable") for r in as_list(st["Resource"]))
+                   for a in as_list(st["Action"])}
+        assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= actions, f"{role} on the resilience table: {sorted(actions)}"
 
 
 def check_sync_scheduler_role(t):

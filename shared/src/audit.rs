@@ -137,3 +137,112 @@ pub fn audit_item(
     item.insert("expires_at".into(), n(epoch(now + chrono::Duration::days(RETENTION_DAYS))));
     item
 }
+
+/// How long provider-call audit records are kept, by plan. The token-event audit keeps 400 days
+/// ([`RETENTION_DAYS`]) for every plan; call records are far more numerous, so smaller plans keep
+/// them for a shorter time. Our own choice, not a provider rule.
+pub fn call_retention_days(plan: crate::tenancy::Plan) -> i64 {
+    use crate::tenancy::Plan;
+    match plan {
+        Plan::Starter => 90,
+        Plan::Professional => 400,
+        Plan::Enterprise => 2555,
+    }
+}
+
+/// One attempt of a provider call, for its audit record: who, what, how it went; never tokens,
+/// query strings or bodies. Written by the sync worker and the connect flow alike.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderCallRecord<'a> {
+    pub tenant_id: &'a str,
+    pub provider: Provider,
+    pub grant_id: &'a str,
+    pub org_id: &'a str,
+    /// `system:<function>`.
+    pub actor: &'a str,
+    pub op: &'a str,
+    pub method: &'a str,
+    /// Ids only, never a query string or a token.
+    pub path: &'a str,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub attempt: u32,
+    pub error: Option<&'a crate::Error>,
+    pub retention_days: i64,
+}
+
+/// The HTTP status a call's outcome stands for (0 when no answer came: timeout, transport).
+pub fn status_of<T>(r: &Result<T>, creates: bool) -> u16 {
+    use crate::Error;
+    match r {
+        Ok(_) if creates => 201,
+        Ok(_) => 200,
+        Err(Error::ProviderAuth { .. }) => 401,
+        Err(Error::NotFound(_)) => 404,
+        Err(Error::ProviderRateLimited { .. }) => 429,
+        Err(Error::ProviderPermanent { status, .. }) | Err(Error::ProviderTransient { status, .. }) => status.unwrap_or(0),
+        Err(Error::ProviderMalformed { .. }) => 200,
+        Err(_) => 0,
+    }
+}
+
+/// One provider-call audit record as an item. The correlation id comes from the current request
+/// context.
+pub fn provider_call_item(r: &ProviderCallRecord<'_>, now: DateTime<Utc>) -> Item {
+    let correlation_id = crate::context::current().map(|c| c.correlation_id).unwrap_or_else(crate::context::mint_correlation_id);
+    let ProviderCallRecord {
+        tenant_id,
+        provider,
+        grant_id,
+        org_id,
+        actor,
+        op,
+        method,
+        path,
+        status,
+        latency_ms,
+        attempt,
+        error,
+        retention_days,
+    } = *r;
+    let mut item = Item::new();
+    item.insert("pk".into(), s(tenant_pk(tenant_id)));
+    item.insert("sk".into(), s(format!("AUDIT#{}#{}", now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), uuid::Uuid::new_v4())));
+    item.insert("tenant_id".into(), s(tenant_id));
+    item.insert("event".into(), s("provider_call"));
+    item.insert("provider".into(), s(provider.as_str()));
+    item.insert("grant_id".into(), s(grant_id));
+    item.insert("actor".into(), s(actor));
+    item.insert("correlation_id".into(), s(correlation_id));
+    item.insert("org_id".into(), s(org_id));
+    item.insert("operation".into(), s(op));
+    item.insert("method".into(), s(method));
+    item.insert("path".into(), s(path));
+    item.insert("status".into(), n(status));
+    item.insert("latency_ms".into(), n(latency_ms));
+    item.insert("attempt".into(), n(attempt));
+    if let Some(e) = error {
+        item.insert("error_code".into(), n(e.code().as_u16()));
+    }
+    item.insert("detail".into(), s(format!("{op} {method} {path} -> {status} in {latency_ms} ms (attempt {attempt})")));
+    item.insert("at".into(), s(now.to_rfc3339()));
+    item.insert("expires_at".into(), n(epoch(now + chrono::Duration::days(retention_days))));
+    item
+}
+
+/// Writes one provider-call audit record. A failure is logged, not fatal: the call already
+/// happened and its effect is recorded elsewhere.
+pub async fn put_provider_call(db: &aws_sdk_dynamodb::Client, table: &str, r: &ProviderCallRecord<'_>) {
+    let item = provider_call_item(r, Utc::now());
+    if let Err(e) = db.put_item().table_name(table).set_item(Some(item)).send().await {
+        let e = dynamo_error("PutItem(call audit)", e);
+        tracing::warn!(code = %e.code(), error = %e, "could not write the provider-call audit record");
+    }
+}
+
+impl AuditLog {
+    /// Records one attempt of a provider call (see [`put_provider_call`]).
+    pub async fn provider_call(&self, r: &ProviderCallRecord<'_>) {
+        put_provider_call(&self.db, &self.table, r).await
+    }
+}

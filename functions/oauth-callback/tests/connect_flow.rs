@@ -47,6 +47,9 @@ async fn fixture(plan: Plan) -> Fixture {
     // A queue of our own, so this test reads exactly the events it caused.
     let queue = env.clients.sqs.create_queue().queue_name(unique("events")).send().await.unwrap().queue_url.unwrap();
     config.queues.events = queue;
+    // The org limits and breakers of our own sandbox's orgs: every test's sandbox has the same org
+    // ids, which in one shared table would draw on one limit across tests running in parallel.
+    config.tables.resilience = own_resilience_table(&env.clients.dynamodb).await;
     let deps = ConnectDeps::new(config, &env.clients, HttpClient::new(Duration::from_secs(5)).unwrap());
 
     let cfg = TenantConfig { return_urls: vec![RETURN_URL.into()], ..Default::default() };
@@ -68,6 +71,25 @@ async fn fixture(plan: Plan) -> Fixture {
         db: env.clients.dynamodb.clone(),
         jar: Default::default(),
     }
+}
+
+/// A fresh table shaped like the resilience table (pk, sk).
+async fn own_resilience_table(db: &aws_sdk_dynamodb::Client) -> String {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let name = unique("resilience");
+    let attr = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap();
+    let key = |n: &str, k: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(k).build().unwrap();
+    db.create_table()
+        .table_name(&name)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    name
 }
 
 fn request(method: &str, path: &str, query: &[(String, String)], path_provider: &str) -> Request {
@@ -123,6 +145,23 @@ impl Fixture {
             }
         }
         resp
+    }
+
+    /// Zoho's "minute" shrunk to 10 s at the sandbox and in the guard alike (still 100 calls), and
+    /// the guard's reservation horizon to half a second, so a callback budget of a few seconds
+    /// still lets registrations start while the limit keeps its shape.
+    async fn shrink_zoho_minute(&mut self) {
+        let config = json!({"provider": "zoho", "rate_limit_per_minute": 100, "minute_window_seconds": 10});
+        let resp = self.browser.post(format!("{}/_sandbox/config", self.sandbox.base_url)).json(&config).send().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap_or_default());
+        let limits = shared::resilience::Limits {
+            minute: Duration::from_secs(10),
+            safety: Duration::from_millis(300),
+            horizon: Duration::from_millis(500),
+            ..shared::connect::connect_limits(&self.deps.config)
+        };
+        self.deps.guard =
+            shared::resilience::ProviderGuard::with_limits(self.db.clone(), self.deps.config.tables.resilience.clone(), limits);
     }
 
     /// Another browser: forgets every cookie.
@@ -335,6 +374,66 @@ async fn xero_full_connect_uses_pkce_and_stores_one_connection_per_authorised_te
     check_against_schema(&schema(), &events[0]).unwrap();
     assert_eq!(events[0]["data"]["connections"].as_array().unwrap().len(), conns.len());
     f.sandbox.shutdown().await;
+}
+
+/// Issue 20 #10: five tenants connect the same Zoho organisation one after the other, within one
+/// of the org's "minutes" (shrunk to 10 s at the sandbox and in the guard alike, 100 calls each as
+/// at Zoho). Each connect registers 12 webhooks and 12 workflow rules, so the fifth alone takes the
+/// org past its limit: unguarded, the sandbox answers 429 and the connect fails with
+/// `webhook_registration_failed`. Guarded, the registrations wait for room in the org's shared
+/// limit within the callback's deadline, every connect succeeds, Zoho never says 429, and each
+/// registration call leaves an audit record with its method, path (no query) and status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_connecting_one_zoho_org_within_its_minute_wait_for_its_limit_and_are_audited() {
+    let mut f = fixture(Plan::Professional).await;
+    f.shrink_zoho_minute().await;
+
+    let per_connect = zoho_webhooks::ENTITIES.len() * zoho_webhooks::EVENTS.len();
+    let started = std::time::Instant::now();
+    let mut tenants = Vec::new();
+    for i in 0..5 {
+        if i > 0 {
+            let cfg = TenantConfig { return_urls: vec![RETURN_URL.into()], ..Default::default() };
+            let tenant = Tenant::new(unique("tenant"), "Acme Ltd", Plan::Professional, cfg, Utc::now());
+            f.deps.tenants.create(&tenant).await.unwrap();
+            f.deps.tenants.set_role(&tenant, OWNER, Role::Owner).await.unwrap();
+            f.tenant = tenant;
+            f.clear_cookies();
+        }
+        let (_, resp) = f.full_connect(Provider::Zoho, &[]).await;
+        let params = redirect_params(&resp);
+        assert_eq!(params["status"], "connected", "tenant {i}: {params:?}");
+        let conns = f.deps.grants.list_connections(&f.tenant.tenant_id).await.unwrap();
+        assert_eq!(conns.len(), 1, "{conns:?}");
+        assert_eq!(zoho_webhooks::split_ids(conns[0].webhook_id.as_deref()).len(), per_connect);
+        tenants.push((f.tenant.tenant_id.clone(), conns[0].org_id.clone(), params["grant_id"].clone()));
+    }
+    let org = &tenants[0].1;
+    assert!(tenants.iter().all(|(_, o, _)| o == org), "one organisation: {tenants:?}");
+    let counters: Value = f.browser.get(format!("{}/_sandbox/counters", f.sandbox.base_url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(counters["rate_limited"][format!("zoho:{org}")].as_u64().unwrap_or(0), 0, "Zoho answered 429: {counters}");
+    // More calls than one window holds really were made, so the limit was in play.
+    let registrations = f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/webhooks").await
+        + f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/workflows").await;
+    assert_eq!(registrations, (5 * 2 * per_connect) as u64);
+    assert!(started.elapsed() > Duration::from_secs(10), "120 calls cannot fit one 10 s window of 100");
+
+    for (tenant_id, _, grant_id) in &tenants {
+        let calls: Vec<_> = f.deps.audit.list(tenant_id).await.unwrap().into_iter().filter(|r| r.event == "provider_call").collect();
+        for (op, path) in [("register_webhook", "/books/v3/settings/webhooks"), ("register_workflow", "/books/v3/settings/workflows")] {
+            let expected = format!("{op} POST {path} -> 201");
+            let n = calls.iter().filter(|r| r.detail.as_deref().is_some_and(|d| d.starts_with(&expected))).count();
+            assert_eq!(n, per_connect, "{op} records of {tenant_id}: {calls:?}");
+        }
+        assert!(calls.iter().all(|r| r.grant_id == *grant_id && r.provider == Provider::Zoho && r.actor == "system:oauth-callback"));
+        // Discovery is audited too (not limited: no org is known before it answers).
+        let discovery = calls
+            .iter()
+            .filter(|r| r.detail.as_deref().is_some_and(|d| d.starts_with("discover_orgs GET /books/v3/organizations -> 200")))
+            .count();
+        assert_eq!(discovery, 1, "{calls:?}");
+        assert!(calls.iter().all(|r| !r.detail.as_deref().unwrap_or("").contains('?')), "no query strings: {calls:?}");
+    }
 }
 
 /// `settings/{kind}` of a Zoho org as the sandbox holds it (empty when the token no longer works).
@@ -991,6 +1090,7 @@ async fn the_pkce_verifier_is_stored_sealed_and_bound_to_its_state() {
 async fn a_callback_that_reaches_its_deadline_undoes_what_it_registered() {
     let mut f = fixture(Plan::Professional).await;
     f.deps.callback_budget = Duration::from_secs(3);
+    f.shrink_zoho_minute().await;
     let authorize = f.start(Provider::Zoho).await;
     let query = f.consent(&authorize, &[]).await;
     // One webhook registration hangs (the sandbox holds it for 8 s, far past the 3 s budget).

@@ -21,6 +21,7 @@ use crate::providers::client::{AccountingProvider, ProviderClient};
 use crate::providers::endpoints::Endpoints;
 use crate::providers::model::{AuthorizeRequest, CallbackParams, Org};
 use crate::providers::zoho_webhooks::{self, WebhookSpec, ZohoWebhooks};
+use crate::resilience::within_deadline;
 use crate::secrets::SecretsCache;
 use crate::store::grants::{Connection, Grant, GrantStatus, GrantStore};
 use crate::tenancy::{ensure_integration_capacity, Entity, Permission, Plan, Tenant, TenantRouting, TenantStore};
@@ -44,6 +45,9 @@ pub struct ConnectDeps {
     /// Starts a new connection's initial full sync (low queue).
     pub initial_sync: crate::sync::initial::InitialSync,
     pub http: HttpClient,
+    /// Every provider call made after discovery (Zoho webhook and workflow-rule registration and
+    /// removal) goes through it, under the org's limit shared with the sync worker.
+    pub guard: crate::resilience::ProviderGuard,
     /// How long a callback may work before it gives up and undoes what it did ([`CALLBACK_BUDGET`]).
     pub callback_budget: std::time::Duration,
     /// How long the undo after a failure or the deadline may take ([`UNDO_BUDGET`]).
@@ -57,6 +61,23 @@ pub struct ConnectDeps {
 /// few seconds for the redirect.
 pub const CALLBACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 pub const UNDO_BUDGET: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// The actor of the connect flow's provider-call audit records.
+const ACTOR: &str = "system:oauth-callback";
+
+/// The guard's limits for the connect flow. Every guarded call here runs under a `timeout_at` of
+/// the callback's (or the undo's) own budget, which cancels an attempt still in flight when the
+/// budget ends and undoes what was done; so the guard need not keep a whole provider timeout free
+/// before the deadline (with 20 s of each, no call could ever start). Its deadline rule still keeps
+/// waits for the org's limit from running past the budget.
+pub fn connect_limits(config: &Config) -> crate::resilience::Limits {
+    crate::resilience::Limits { attempt_timeout: std::time::Duration::ZERO, ..crate::resilience::Limits::from_config(config) }
+}
+
+/// `deadline` on the wall clock, for `resilience::within_deadline`.
+fn wall_deadline(deadline: tokio::time::Instant) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(deadline.saturating_duration_since(tokio::time::Instant::now())).unwrap_or_default()
+}
 
 impl ConnectDeps {
     pub fn new(config: Config, clients: &AwsClients, http: HttpClient) -> Self {
@@ -76,6 +97,12 @@ impl ConnectDeps {
                 EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
             ),
             http,
+            guard: crate::resilience::ProviderGuard::with_limits(
+                clients.dynamodb.clone(),
+                config.tables.resilience.clone(),
+                connect_limits(&config),
+            )
+            .with_events(EventPublisher::new(clients.sqs.clone(), config.queues.events.clone())),
             callback_budget: CALLBACK_BUDGET,
             undo_budget: UNDO_BUDGET,
             config,
@@ -95,6 +122,21 @@ impl ConnectDeps {
     pub async fn provider_client(&self, provider: Provider) -> Result<ProviderClient> {
         let creds = self.secrets.provider_credentials(&self.config.secrets.provider_credentials, provider).await?;
         Ok(ProviderClient::new(provider, self.endpoints(provider), creds, self.http.clone()))
+    }
+
+    /// Zoho's webhook API for one grant, every call guarded and audited for `tenant_id`.
+    fn zoho_hooks<'a>(&'a self, api_domain: &str, tenant_id: &'a str, grant_id: &'a str, plan: Plan) -> Result<ZohoWebhooks<'a>> {
+        let guarded =
+            zoho_webhooks::Guarded { guard: &self.guard, audit: &self.audit, tenant_id, grant_id, plan, actor: ACTOR, limited: true };
+        ZohoWebhooks::new(&self.http, &self.endpoints(Provider::Zoho), api_domain, guarded)
+    }
+
+    /// As `zoho_hooks`, audited but not waiting for the org's limit: for the undo of a failed
+    /// connect only (see `zoho_webhooks::Guarded::limited`).
+    fn zoho_hooks_for_undo<'a>(&'a self, api_domain: &str, tenant_id: &'a str, grant_id: &'a str, plan: Plan) -> Result<ZohoWebhooks<'a>> {
+        let guarded =
+            zoho_webhooks::Guarded { guard: &self.guard, audit: &self.audit, tenant_id, grant_id, plan, actor: ACTOR, limited: false };
+        ZohoWebhooks::new(&self.http, &self.endpoints(Provider::Zoho), api_domain, guarded)
     }
 
     async fn state_key(&self) -> Result<SecretString> {
@@ -515,7 +557,10 @@ async fn complete(
     let tokens = exchanged.tokens;
 
     let registered = std::sync::Mutex::new(Registered::new());
-    let result = Box::pin(finish(deps, &client, tenant, provider, stored, &tokens, &callback, &registered, deadline, now)).await;
+    // Chosen here so the undo's provider calls are audited under the grant they undo.
+    let grant_id = uuid::Uuid::new_v4().to_string();
+    let ids = (grant_id.as_str(), &registered);
+    let result = Box::pin(finish(deps, &client, tenant, provider, stored, &tokens, &callback, ids, deadline, now)).await;
     match result {
         Ok(g) => Ok(g),
         Err(failure) => {
@@ -524,7 +569,8 @@ async fn complete(
                 tracing::error!(provider = %provider, webhooks = webhooks.len() as u64, "callback deadline reached; undoing the connect");
             }
             // Bounded too: the undo must not be what runs the function out of time.
-            if tokio::time::timeout(deps.undo_budget, undo(deps, &client, provider, &tokens, &webhooks)).await.is_err() {
+            let undoing = undo(deps, &client, tenant, provider, &grant_id, &tokens, &webhooks);
+            if tokio::time::timeout(deps.undo_budget, undoing).await.is_err() {
                 tracing::error!(provider = %provider, "undo of a failed connect ran out of time; a webhook or the grant may remain at the provider");
                 crate::telemetry::metric("ConnectUndoIncomplete", 1.0, "Count", &[("provider", provider.as_str())]);
             }
@@ -549,6 +595,46 @@ fn record_webhook(registered: &std::sync::Mutex<Registered>, org: &str, id: Stri
     }
 }
 
+/// The audit record of organisation discovery. Not rate-limited: until it answers there is no
+/// org to key a limit by (QuickBooks names its realm in the callback, but one call per connect is
+/// far below its 500 a minute).
+async fn audit_discovery(
+    deps: &ConnectDeps,
+    tenant: &Tenant,
+    provider: Provider,
+    grant_id: &str,
+    callback: &CallbackParams,
+    result: &Result<Vec<Org>>,
+    took: std::time::Duration,
+) {
+    let realm = callback.realm_id.as_deref().filter(|r| !r.is_empty() && r.len() <= 32 && r.bytes().all(|b| b.is_ascii_digit()));
+    let path = match provider {
+        Provider::Xero => "/connections".to_string(),
+        Provider::Zoho => "/books/v3/organizations".to_string(),
+        Provider::QuickBooks => {
+            let realm = realm.unwrap_or("-");
+            format!("/v3/company/{realm}/companyinfo/{realm}")
+        }
+    };
+    let org_id = if provider == Provider::QuickBooks { realm.unwrap_or("") } else { "" };
+    let record = crate::audit::ProviderCallRecord {
+        tenant_id: &tenant.tenant_id,
+        provider,
+        grant_id,
+        org_id,
+        actor: ACTOR,
+        op: "discover_orgs",
+        method: "GET",
+        path: &path,
+        status: crate::audit::status_of(result, false),
+        latency_ms: took.as_millis() as u64,
+        attempt: 1,
+        error: result.as_ref().err(),
+        retention_days: crate::audit::call_retention_days(tenant.plan),
+    };
+    deps.audit.provider_call(&record).await;
+}
+
 /// What the steps before the write produced.
 struct Prepared {
     orgs: Vec<Org>,
@@ -568,13 +654,16 @@ async fn prepare(
     provider: Provider,
     tokens: &TokenSet,
     callback: &CallbackParams,
-    registered: &std::sync::Mutex<Registered>,
+    (grant_id, registered): (&str, &std::sync::Mutex<Registered>),
 ) -> std::result::Result<Prepared, Failure> {
     let fail = Failure::new;
     // Before anything else: a grant that cannot serve the tenant is refused (and revoked by the
     // caller), not stored to fail every sync later.
     check_granted_scopes(tenant, provider, &tokens.scopes, deps.config.xero_scope_set).map_err(|e| fail(e, "insufficient_scope"))?;
-    let orgs = client.discover_orgs(tokens, callback).await.map_err(|e| fail(e, "org_discovery_failed"))?;
+    let started = std::time::Instant::now();
+    let discovered = client.discover_orgs(tokens, callback).await;
+    audit_discovery(deps, tenant, provider, grant_id, callback, &discovered, started.elapsed()).await;
+    let orgs = discovered.map_err(|e| fail(e, "org_discovery_failed"))?;
     let orgs = dedupe_orgs(orgs);
     if orgs.is_empty() {
         return Err(fail(Error::InvalidInput(format!("no {provider} organisation was authorised")), "no_organisation"));
@@ -590,7 +679,7 @@ async fn prepare(
     let adding = orgs.iter().filter(|o| !existing.iter().any(|c| occupies_slot(c) && c.provider == provider && c.org_id == o.id)).count();
     ensure_integration_capacity(tenant, occupied, adding).map_err(|e| fail(e, "plan_limit"))?;
 
-    let grant_id = uuid::Uuid::new_v4().to_string();
+    let grant_id = grant_id.to_string();
     let sealed =
         deps.vault.seal_tokens(&SealContext::new(&tenant.tenant_id, provider, &grant_id), tokens).await.map_err(|e| fail(e, "storage"))?;
 
@@ -602,7 +691,7 @@ async fn prepare(
         let api_domain = tokens.api_domain.as_deref().ok_or_else(|| {
             fail(Error::ProviderMalformed { provider, message: "token response has no api_domain".into() }, "exchange_failed")
         })?;
-        let hooks = ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), api_domain).map_err(|e| fail(e, "exchange_failed"))?;
+        let hooks = deps.zoho_hooks(api_domain, &tenant.tenant_id, &grant_id, tenant.plan).map_err(|e| fail(e, "exchange_failed"))?;
         let org_secrets: Vec<(String, SecretString, Url)> = orgs
             .iter()
             .map(|o| (o.id.clone(), zoho_webhooks::new_secret(), zoho_webhooks::callback_url(&deps.config.public_base_url, &o.id)))
@@ -620,6 +709,11 @@ async fn prepare(
             })
         });
         let results = futures::future::join_all(calls).await;
+        // A registration the guard would not start before the callback's deadline is the deadline's
+        // failure, not the provider's.
+        if results.iter().any(|r| r.as_ref().is_err_and(crate::resilience::is_deadline)) {
+            return Err(fail(deadline_error(deps, provider), "deadline"));
+        }
         if let Some(e) = results.into_iter().find_map(|r| r.err()) {
             return Err(fail(e, "webhook_registration_failed"));
         }
@@ -641,17 +735,19 @@ async fn finish(
     stored: &StoredState,
     tokens: &TokenSet,
     callback: &CallbackParams,
-    registered: &std::sync::Mutex<Registered>,
+    (grant_id, registered): (&str, &std::sync::Mutex<Registered>),
     deadline: tokio::time::Instant,
     now: DateTime<Utc>,
 ) -> std::result::Result<ConnectedGrant, Failure> {
     // Everything up to the write runs under the deadline; the write itself and what follows do not,
     // because once the grant may be stored, undoing it at the provider would strand it.
-    let Prepared { orgs, existing, slots_version, grant_id, sealed, secrets } =
-        match tokio::time::timeout_at(deadline, prepare(deps, client, tenant, provider, tokens, callback, registered)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(Failure::new(deadline_error(deps, provider), "deadline")),
-        };
+    // The guard waits for room in the org's limit only as long as the deadline allows.
+    let preparing =
+        within_deadline(wall_deadline(deadline), prepare(deps, client, tenant, provider, tokens, callback, (grant_id, registered)));
+    let Prepared { orgs, existing, slots_version, grant_id, sealed, secrets } = match tokio::time::timeout_at(deadline, preparing).await {
+        Ok(r) => r?,
+        Err(_) => return Err(Failure::new(deadline_error(deps, provider), "deadline")),
+    };
     let registered: Registered = registered.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
     let scopes =
@@ -698,7 +794,9 @@ async fn finish(
     }
 
     // From here the connection exists: later steps log their failures but do not undo it.
-    supersede(deps, tenant, provider, &grant, &existing, tokens, now).await;
+    // After the write: its removals of old webhooks are bounded like an undo.
+    let superseding = supersede(deps, tenant, provider, &grant, &existing, tokens, now);
+    within_deadline(Utc::now() + chrono::Duration::from_std(deps.undo_budget).unwrap_or_default(), superseding).await;
     if let Err(e) = deps
         .audit
         .record(
@@ -751,19 +849,31 @@ fn dedupe_orgs(orgs: Vec<Org>) -> Vec<Org> {
 
 /// Best effort: removes webhooks registered during a failed connect and revokes the new grant, so
 /// a failed connect leaves nothing behind at the provider.
-async fn undo(deps: &ConnectDeps, client: &ProviderClient, provider: Provider, tokens: &TokenSet, webhooks: &Registered) {
+async fn undo(
+    deps: &ConnectDeps,
+    client: &ProviderClient,
+    tenant: &Tenant,
+    provider: Provider,
+    grant_id: &str,
+    tokens: &TokenSet,
+    webhooks: &Registered,
+) {
     if provider == Provider::Zoho && !webhooks.is_empty() {
         if let Some(domain) = tokens.api_domain.as_deref() {
-            if let Ok(hooks) = ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), domain) {
+            if let Ok(hooks) = deps.zoho_hooks_for_undo(domain, &tenant.tenant_id, grant_id, tenant.plan) {
                 let hooks = &hooks;
                 let deletes = webhooks.iter().flat_map(|(org, ids)| {
                     ids.iter().map(move |id| async move {
-                        if let Err(e) = hooks.delete(&tokens.access_token, org, id).await {
+                        let r = hooks.delete(&tokens.access_token, org, id).await;
+                        if let Err(e) = &r {
                             tracing::warn!(code = %e.code(), error = %e, org_id = %org, "could not remove a webhook of a failed connect");
                         }
+                        r.is_ok()
                     })
                 });
-                futures::future::join_all(deletes).await;
+                if !futures::future::join_all(deletes).await.into_iter().all(|ok| ok) {
+                    crate::telemetry::metric("ConnectUndoIncomplete", 1.0, "Count", &[("provider", provider.as_str())]);
+                }
             }
         }
     }
@@ -791,7 +901,9 @@ async fn supersede(
         return;
     }
     if provider == Provider::Zoho {
-        if let Some(hooks) = tokens.api_domain.as_deref().and_then(|d| ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), d).ok()) {
+        if let Some(hooks) =
+            tokens.api_domain.as_deref().and_then(|d| deps.zoho_hooks(d, &tenant.tenant_id, &new.grant_id, tenant.plan).ok())
+        {
             for c in &moved {
                 for id in zoho_webhooks::split_ids(c.webhook_id.as_deref()) {
                     if let Err(e) = hooks.delete(&tokens.access_token, &c.org_id, &id).await {
@@ -936,18 +1048,25 @@ async fn disconnect_leased(deps: &ConnectDeps, grant: Grant, owner: &str, actor:
                 }
             }
             if let Some(domain) = tokens.api_domain.clone() {
-                let hooks = ZohoWebhooks::new(&deps.http, &deps.endpoints(provider), &domain)?;
-                for c in &connections {
-                    for id in zoho_webhooks::split_ids(c.webhook_id.as_deref()) {
-                        match hooks.delete(&tokens.access_token, &c.org_id, &id).await {
-                            Ok(()) => {}
-                            // The grant is dead: the webhooks' secret goes with the tokens below, so
-                            // the receiver refuses anything they still deliver.
-                            Err(e) if is_dead_grant(&e) => {}
-                            Err(e) => return Err(e),
+                // The plan only sets how long the call audit records are kept.
+                let plan = deps.tenants.get(tenant_id).await?.plan;
+                let hooks = deps.zoho_hooks(&domain, tenant_id, grant_id, plan)?;
+                let removing = async {
+                    for c in &connections {
+                        for id in zoho_webhooks::split_ids(c.webhook_id.as_deref()) {
+                            match hooks.delete(&tokens.access_token, &c.org_id, &id).await {
+                                Ok(()) => {}
+                                // The grant is dead: the webhooks' secret goes with the tokens below, so
+                                // the receiver refuses anything they still deliver.
+                                Err(e) if is_dead_grant(&e) => {}
+                                Err(e) => return Err(e),
+                            }
                         }
                     }
-                }
+                    Ok(())
+                };
+                // Waits for the org's limit end within a request's time, like a callback's.
+                within_deadline(Utc::now() + chrono::Duration::from_std(deps.callback_budget).unwrap_or_default(), removing).await?;
             }
         }
         match client.revoke(&tokens).await {

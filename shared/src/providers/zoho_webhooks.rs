@@ -14,6 +14,9 @@
 //! `on_create|on_edit|on_create_or_edit|on_delete`, `actions[{action_type: "webhook", action_id}]`)
 //! follow the Books UI and are unconfirmed.
 //!
+//! Every call goes through the resilience guard under the org's limit (shared with the sync worker)
+//! and leaves one provider-call audit record per attempt (see [`Guarded`]).
+//!
 //! Each organisation gets its own random secret. Zoho documents a `secret` field for signature
 //! verification but not the signature scheme, so the secret also travels in a custom header we set
 //! (`x-ttya-webhook-secret`), which the receiver compares in constant time. Zoho requires the
@@ -24,12 +27,18 @@ use rand::Rng;
 use serde_json::{json, Value};
 use url::Url;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use crate::audit::{call_retention_days, status_of, AuditLog, ProviderCallRecord};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::errors::{success_json, zoho_error, ApiResponse};
 use crate::providers::Provider;
+use crate::resilience::ProviderGuard;
 use crate::secret::SecretString;
+use crate::tenancy::Plan;
 
 /// The header our per-organisation secret travels in.
 pub const SECRET_HEADER: &str = "x-ttya-webhook-secret";
@@ -153,20 +162,41 @@ impl WebhookSpec<'_> {
     }
 }
 
+/// Who a registration call is made for: every call goes through the resilience guard under the
+/// org's shared limit (registrations and deletions of one org count against the same per-org limit
+/// as the sync worker's calls) and leaves one audit record per attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Guarded<'a> {
+    pub guard: &'a ProviderGuard,
+    pub audit: &'a AuditLog,
+    pub tenant_id: &'a str,
+    pub grant_id: &'a str,
+    pub plan: Plan,
+    /// `system:<function>` for the audit record.
+    pub actor: &'static str,
+    /// Whether calls wait for the org's rate limit. Only the undo of a failed connect does not: it
+    /// removes up to 24 registrations within a few seconds (`connect::UNDO_BUDGET`), which the
+    /// org's evenly spaced limit (100 a minute: one call per 0.6 s) cannot hold, and leaving them at
+    /// Zoho is worse than a short burst. Its calls are still audited; a failure there is logged and
+    /// counted (`ConnectUndoIncomplete`).
+    pub limited: bool,
+}
+
 /// A client for one grant's API domain.
 #[derive(Debug, Clone)]
 pub struct ZohoWebhooks<'a> {
     http: &'a HttpClient,
     /// `{api_domain}/books/v3/`, checked against the known Zoho data centres.
     api_base: Url,
+    guarded: Guarded<'a>,
 }
 
 impl<'a> ZohoWebhooks<'a> {
     /// `api_domain` comes from the token response; it is checked against Zoho's data centres (or the
     /// sandbox's) before any token is sent to it.
-    pub fn new(http: &'a HttpClient, endpoints: &Endpoints, api_domain: &str) -> Result<Self> {
+    pub fn new(http: &'a HttpClient, endpoints: &Endpoints, api_domain: &str, guarded: Guarded<'a>) -> Result<Self> {
         let domain = endpoints.zoho_check_api_domain(api_domain)?;
-        Ok(ZohoWebhooks { http, api_base: Endpoints::zoho_api_base(&domain)? })
+        Ok(ZohoWebhooks { http, api_base: Endpoints::zoho_api_base(&domain)?, guarded })
     }
 
     fn url(&self, path: &str, org_id: &str) -> Result<Url> {
@@ -175,7 +205,59 @@ impl<'a> ZohoWebhooks<'a> {
         Ok(u)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, token: &SecretString) -> Result<Value> {
+    /// One call, once: a registration is a write Zoho cannot deduplicate, so a timeout or 5xx is
+    /// not retried in place (`call_once`); a 429 waits for room in the org's limit and is tried
+    /// again. The guard keeps every wait within the caller's `within_deadline`.
+    async fn send(
+        &self,
+        op: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        org_id: &str,
+        body: Option<&Value>,
+        token: &SecretString,
+    ) -> Result<Value> {
+        let url = self.url(path, org_id)?;
+        let audit_path = format!("/books/v3/{path}");
+        let creates = method == reqwest::Method::POST;
+        let g = self.guarded;
+        let attempts = AtomicU32::new(0);
+        let (attempts, url, method, audit_path) = (&attempts, &url, &method, &audit_path);
+        let call = || async move {
+            let mut req = self.http.reqwest().request(method.clone(), url.clone());
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+            let started = Instant::now();
+            let r = self.send_once(req, token).await;
+            let latency_ms = started.elapsed().as_millis() as u64;
+            let record = ProviderCallRecord {
+                tenant_id: g.tenant_id,
+                provider: Provider::Zoho,
+                grant_id: g.grant_id,
+                org_id,
+                actor: g.actor,
+                op,
+                method: method.as_str(),
+                path: audit_path,
+                status: status_of(&r, creates),
+                latency_ms,
+                attempt,
+                error: r.as_ref().err(),
+                retention_days: call_retention_days(g.plan),
+            };
+            g.audit.provider_call(&record).await;
+            r
+        };
+        if g.limited {
+            Box::pin(g.guard.call_once(g.tenant_id, Provider::Zoho, org_id, op, call)).await
+        } else {
+            call().await
+        }
+    }
+
+    async fn send_once(&self, req: reqwest::RequestBuilder, token: &SecretString) -> Result<Value> {
         let resp = req
             .header("authorization", format!("Zoho-oauthtoken {}", token.expose()))
             .send()
@@ -195,11 +277,12 @@ impl<'a> ZohoWebhooks<'a> {
     /// id `"{webhook_id}:{workflow_id}"`. When the rule cannot be created the webhook is removed
     /// again (best effort), so a failure leaves nothing that the caller does not know about.
     pub async fn register(&self, token: &SecretString, spec: &WebhookSpec<'_>) -> Result<String> {
-        let req = self.http.reqwest().post(self.url("settings/webhooks", spec.org_id)?).json(&spec.body());
-        let body = self.send(req, token).await?;
+        let body =
+            self.send("register_webhook", reqwest::Method::POST, "settings/webhooks", spec.org_id, Some(&spec.body()), token).await?;
         let webhook_id = id_in(&body, "webhook", "webhook_id")?;
-        let req = self.http.reqwest().post(self.url("settings/workflows", spec.org_id)?).json(&spec.workflow_body(&webhook_id));
-        let workflow_id = match self.send(req, token).await.and_then(|b| id_in(&b, "workflow", "workflow_id")) {
+        let wf = spec.workflow_body(&webhook_id);
+        let created = self.send("register_workflow", reqwest::Method::POST, "settings/workflows", spec.org_id, Some(&wf), token).await;
+        let workflow_id = match created.and_then(|b| id_in(&b, "workflow", "workflow_id")) {
             Ok(id) => id,
             Err(e) => {
                 if let Err(d) = self.delete_one("webhooks", token, spec.org_id, &webhook_id).await {
@@ -225,8 +308,8 @@ impl<'a> ZohoWebhooks<'a> {
     }
 
     async fn delete_one(&self, kind: &str, token: &SecretString, org_id: &str, id: &str) -> Result<()> {
-        let req = self.http.reqwest().delete(self.url(&format!("settings/{kind}/{id}"), org_id)?);
-        match self.send(req, token).await {
+        let op = if kind == "workflows" { "delete_workflow" } else { "delete_webhook" };
+        match self.send(op, reqwest::Method::DELETE, &format!("settings/{kind}/{id}"), org_id, None, token).await {
             Ok(_) => Ok(()),
             Err(Error::NotFound(_)) => Ok(()),
             Err(Error::ProviderPermanent { status: Some(404), .. }) => Ok(()),
@@ -348,7 +431,22 @@ mod tests {
     fn api_domain_must_be_a_zoho_one() {
         let http = HttpClient::new(std::time::Duration::from_secs(1)).unwrap();
         let e = Endpoints::real(Provider::Zoho);
-        assert!(ZohoWebhooks::new(&http, &e, "https://www.zohoapis.eu").is_ok());
-        assert!(ZohoWebhooks::new(&http, &e, "https://attacker.example").is_err());
+        // Never called: the domain is checked before any client is used.
+        let db = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder().behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest()).build(),
+        );
+        let guard = ProviderGuard::with_limits(db.clone(), "resilience", crate::resilience::Limits::default());
+        let audit = AuditLog::new(db, "tenants");
+        let g = Guarded {
+            guard: &guard,
+            audit: &audit,
+            tenant_id: "t",
+            grant_id: "g",
+            plan: Plan::Starter,
+            actor: "system:test",
+            limited: true,
+        };
+        assert!(ZohoWebhooks::new(&http, &e, "https://www.zohoapis.eu", g).is_ok());
+        assert!(ZohoWebhooks::new(&http, &e, "https://attacker.example", g).is_err());
     }
 }

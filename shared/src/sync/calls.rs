@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use chrono::Utc;
 
+use crate::audit::status_of;
 use crate::providers::client::ProviderClient;
 use crate::providers::model::Entity;
-use crate::store::{dynamo_error, epoch, n, s, tenant_pk, Item};
 use crate::sync::worker::{JobCtx, SyncDeps};
 use crate::tenancy::Plan;
 use crate::{Error, Provider, Result, TokenSet};
@@ -44,15 +44,9 @@ impl Op {
     }
 }
 
-/// How long provider-call audit records are kept, by plan. The token-event audit keeps 400 days
-/// (`audit::RETENTION_DAYS`) for every plan; call records are far more numerous, so smaller plans
-/// keep them for a shorter time. Our own choice, not a provider rule.
+/// How long provider-call audit records are kept, by plan (see `audit::call_retention_days`).
 pub fn audit_retention_days(plan: Plan) -> i64 {
-    match plan {
-        Plan::Starter => 90,
-        Plan::Professional => 400,
-        Plan::Enterprise => 2555,
-    }
+    crate::audit::call_retention_days(plan)
 }
 
 /// The scopes (any one of them) an operation on `entity` needs, the preferred one first.
@@ -132,20 +126,6 @@ pub fn method_path(provider: Provider, org_id: &str, entity: Entity, op: Op, id:
                 _ => ("GET", format!("/books/v3/{seg}")),
             }
         }
-    }
-}
-
-/// The HTTP status a call's outcome stands for (0 when no answer came: timeout, transport).
-fn status_of<T>(r: &Result<T>, creates: bool) -> u16 {
-    match r {
-        Ok(_) if creates => 201,
-        Ok(_) => 200,
-        Err(Error::ProviderAuth { .. }) => 401,
-        Err(Error::NotFound(_)) => 404,
-        Err(Error::ProviderRateLimited { .. }) => 429,
-        Err(Error::ProviderPermanent { status, .. }) | Err(Error::ProviderTransient { status, .. }) => status.unwrap_or(0),
-        Err(Error::ProviderMalformed { .. }) => 200,
-        Err(_) => 0,
     }
 }
 
@@ -253,8 +233,7 @@ where
     Ok((result, sent.load(Ordering::SeqCst)))
 }
 
-/// One audit record per attempt: who, what, how it went; never tokens or bodies. A failure to write
-/// it is logged, not fatal (the call already happened and its effect is recorded elsewhere).
+/// One audit record per attempt (see `audit::put_provider_call`).
 #[allow(clippy::too_many_arguments)]
 async fn audit_call(
     deps: &SyncDeps,
@@ -267,34 +246,22 @@ async fn audit_call(
     attempt: u32,
     err: Option<&Error>,
 ) {
-    let now = Utc::now();
-    let correlation_id = crate::context::current().map(|c| c.correlation_id).unwrap_or_else(crate::context::mint_correlation_id);
-    let mut item = Item::new();
-    item.insert("pk".into(), s(tenant_pk(&job.tenant.tenant_id)));
-    item.insert("sk".into(), s(format!("AUDIT#{}#{}", now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), uuid::Uuid::new_v4())));
-    item.insert("tenant_id".into(), s(&job.tenant.tenant_id));
-    item.insert("event".into(), s("provider_call"));
-    item.insert("provider".into(), s(job.provider.as_str()));
-    item.insert("grant_id".into(), s(&job.grant_id));
-    item.insert("actor".into(), s("system:sync-worker"));
-    item.insert("correlation_id".into(), s(correlation_id));
-    item.insert("org_id".into(), s(&job.org_id));
-    item.insert("operation".into(), s(op));
-    item.insert("method".into(), s(method));
-    item.insert("path".into(), s(path));
-    item.insert("status".into(), n(status));
-    item.insert("latency_ms".into(), n(latency_ms));
-    item.insert("attempt".into(), n(attempt));
-    if let Some(e) = err {
-        item.insert("error_code".into(), n(e.code().as_u16()));
-    }
-    item.insert("detail".into(), s(format!("{op} {method} {path} -> {status} in {latency_ms} ms (attempt {attempt})")));
-    item.insert("at".into(), s(now.to_rfc3339()));
-    item.insert("expires_at".into(), n(epoch(now + chrono::Duration::days(audit_retention_days(job.tenant.plan)))));
-    if let Err(e) = deps.db.put_item().table_name(&deps.audit_table).set_item(Some(item)).send().await {
-        let e = dynamo_error("PutItem(call audit)", e);
-        tracing::warn!(code = %e.code(), error = %e, "could not write the provider-call audit record");
-    }
+    let record = crate::audit::ProviderCallRecord {
+        tenant_id: &job.tenant.tenant_id,
+        provider: job.provider,
+        grant_id: &job.grant_id,
+        org_id: &job.org_id,
+        actor: "system:sync-worker",
+        op,
+        method,
+        path,
+        status,
+        latency_ms,
+        attempt,
+        error: err,
+        retention_days: audit_retention_days(job.tenant.plan),
+    };
+    crate::audit::put_provider_call(&deps.db, &deps.audit_table, &record).await
 }
 
 #[cfg(test)]
