@@ -228,3 +228,96 @@ async fn the_harness_refuses_what_aws_refuses_at_each_limit() {
     assert!(refused(&e), "{e:?}");
     sqs.delete_queue().queue_url(&own).send().await.unwrap();
 }
+
+/// DynamoDB ends a Query page at 1 MB of items with a LastEvaluatedKey (moto does not: the harness
+/// cuts the page as AWS would). The harness's page holds at most 1 MB and following the keys reads
+/// every item once, from the table and from an index; and the readers that once took only the first
+/// page (the audit trail, an org's connections) now read them all.
+#[tokio::test]
+async fn query_pages_end_at_one_megabyte_and_the_readers_follow_them() {
+    use shared::audit::{AuditLog, TokenEvent};
+    use shared::store::grants::{connection_sk, org_key, GrantStore};
+    use shared::store::tenant_pk;
+
+    let env = aws().await;
+    let db = &env.clients.dynamodb;
+    let pad = "p".repeat(100 * 1024);
+
+    // Raw: 25 items of 100 KB in one partition.
+    let table = &env.config.tables.ephemeral;
+    let tenant = unique("pages");
+    for i in 0..25 {
+        db.put_item()
+            .table_name(table)
+            .item("pk", AttributeValue::S(format!("TENANT#{tenant}")))
+            .item("sk", AttributeValue::S(format!("ITEM#{i:03}")))
+            .item("pad", AttributeValue::S(pad.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut start = None;
+    let mut pages = 0;
+    loop {
+        let out = db
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("TENANT#{tenant}")))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        pages += 1;
+        let items = out.items.unwrap_or_default();
+        let bytes: usize = items.iter().map(integration_tests::aws_rules::item_size).sum();
+        assert!(bytes <= integration_tests::aws_rules::DYNAMO_PAGE_MAX, "a page of {bytes} bytes");
+        assert_eq!(out.count as usize, items.len());
+        seen.extend(items.iter().map(|i| i["sk"].as_s().unwrap().clone()));
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    assert!(pages >= 3, "25 items of 100 KB come in at least 3 pages, not {pages}");
+    let expected: Vec<String> = (0..25).map(|i| format!("ITEM#{i:03}")).collect();
+    assert_eq!(seen, expected, "each item once, in order");
+
+    // The audit trail: 15 records of about 100 KB each are all listed.
+    let audit = AuditLog::new(db.clone(), env.config.tables.tenants.clone());
+    let now = chrono::Utc::now();
+    for i in 0..15 {
+        let at = now + chrono::Duration::milliseconds(i);
+        audit.record(&tenant, shared::Provider::Xero, "grant-1", TokenEvent::Refreshed, "test", Some(&pad), at).await.unwrap();
+    }
+    assert_eq!(audit.list(&tenant).await.unwrap().len(), 15, "every page of the audit trail");
+
+    // An org's connections through the `org` index: 15 tenants on one org, each item padded.
+    let org = unique("org");
+    let grants = GrantStore::new(db.clone(), env.config.tables.grants.clone());
+    for i in 0..15 {
+        let t = format!("{tenant}-{i:02}");
+        db.put_item()
+            .table_name(&env.config.tables.grants)
+            .item("pk", AttributeValue::S(tenant_pk(&t)))
+            .item("sk", AttributeValue::S(connection_sk(shared::Provider::Xero, &org)))
+            .item("kind", AttributeValue::S("connection".into()))
+            .item("tenant_id", AttributeValue::S(t.clone()))
+            .item("provider", AttributeValue::S("xero".into()))
+            .item("org_id", AttributeValue::S(org.clone()))
+            .item("org_key", AttributeValue::S(org_key(shared::Provider::Xero, &org)))
+            .item("grant_id", AttributeValue::S(format!("grant-{i}")))
+            .item("status", AttributeValue::S("needs_reauth".into()))
+            .item("created_at", AttributeValue::S(now.to_rfc3339()))
+            .item("updated_at", AttributeValue::S(now.to_rfc3339()))
+            .item("pad", AttributeValue::S(pad.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let conns = grants.connections_for_org_routed(shared::Provider::Xero, &org).await.unwrap();
+    let mut tenants: Vec<String> = conns.iter().map(|(c, _)| c.tenant_id.clone()).collect();
+    tenants.sort();
+    assert_eq!(tenants, (0..15).map(|i| format!("{tenant}-{i:02}")).collect::<Vec<_>>(), "every page of the org index");
+}

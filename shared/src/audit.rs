@@ -78,20 +78,29 @@ impl AuditLog {
         &self.table
     }
 
-    /// The tenant's audit trail, oldest first.
+    /// The tenant's audit trail, oldest first (every page: a trail outgrows DynamoDB's 1 MB page).
     pub async fn list(&self, tenant_id: &str) -> Result<Vec<AuditRecord>> {
-        let out = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-            .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
-            .expression_attribute_values(":p", s("AUDIT#"))
-            .send()
-            .await
-            .map_err(|e| dynamo_error("Query(audit)", e))?;
-        out.items
-            .unwrap_or_default()
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+                .expression_attribute_values(":p", s("AUDIT#"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| dynamo_error("Query(audit)", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                break;
+            }
+        }
+        items
             .iter()
             .map(|i| {
                 Ok(AuditRecord {

@@ -597,19 +597,29 @@ impl TenantStore {
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
+    /// Counts every page: a COUNT query stops at 1 MB of items read like any other.
     async fn count_prefix(&self, tenant_id: &str, prefix: &str) -> Result<usize> {
-        let out = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-            .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
-            .expression_attribute_values(":p", s(prefix))
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .send()
-            .await
-            .map_err(|e| dynamo_error("Query(count)", e))?;
-        Ok(out.count as usize)
+        let mut count = 0usize;
+        let mut start = None;
+        loop {
+            let out = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+                .expression_attribute_values(":p", s(prefix))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| dynamo_error("Query(count)", e))?;
+            count += out.count.max(0) as usize;
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
     }
 }
 

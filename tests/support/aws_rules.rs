@@ -9,7 +9,8 @@
 //!
 //! Limits (AWS documentation, service quotas that cannot be raised):
 //! - DynamoDB: item 400 KB (names + values), BatchWriteItem 25 requests, BatchGetItem 100 keys,
-//!   TransactWriteItems / TransactGetItems 100 actions, 4 MB per transaction, one action per item.
+//!   TransactWriteItems / TransactGetItems 100 actions, 4 MB per transaction, one action per item;
+//!   a Query or Scan page holds at most 1 MB of items and then ends with a LastEvaluatedKey.
 //! - SQS: message 256 KiB (body + attributes; the queues keep the default MaximumMessageSize),
 //!   batch 10 entries and 256 KiB in all, unique batch ids, 10 message attributes, DelaySeconds
 //!   0-900, visibility 0-43,200 s, ReceiveMessage 1-10 messages and a wait of at most 20 s, and the
@@ -19,15 +20,17 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextMut};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
 pub const DYNAMO_ITEM_MAX: usize = 400 * 1024;
 pub const DYNAMO_BATCH_WRITE_MAX: usize = 25;
 pub const DYNAMO_BATCH_GET_MAX: usize = 100;
 pub const DYNAMO_TRANSACT_MAX: usize = 100;
 pub const DYNAMO_TRANSACT_BYTES_MAX: usize = 4 * 1024 * 1024;
+pub const DYNAMO_PAGE_MAX: usize = 1024 * 1024;
 pub const SQS_MESSAGE_MAX: usize = 256 * 1024;
 pub const SQS_BATCH_MAX: usize = 10;
 pub const SQS_ATTRIBUTES_MAX: usize = 10;
@@ -59,8 +62,17 @@ impl Intercept for AwsRules {
         "AwsRules"
     }
 
-    fn read_before_execution(&self, context: &BeforeSerializationInterceptorContextRef<'_>, _cfg: &mut ConfigBag) -> Result<(), BoxError> {
+    fn read_before_execution(&self, context: &BeforeSerializationInterceptorContextRef<'_>, cfg: &mut ConfigBag) -> Result<(), BoxError> {
         let input = context.input();
+        // The page is cut after the answer arrives, when the input is gone: keep what names its keys.
+        if let Some(i) = input.downcast_ref::<aws_sdk_dynamodb::operation::query::QueryInput>() {
+            cfg.interceptor_state().store_put(PageOf { index: i.index_name.clone() });
+            return Ok(());
+        }
+        if let Some(i) = input.downcast_ref::<aws_sdk_dynamodb::operation::scan::ScanInput>() {
+            cfg.interceptor_state().store_put(PageOf { index: i.index_name.clone() });
+            return Ok(());
+        }
         if let Some(i) = input.downcast_ref::<aws_sdk_dynamodb::operation::put_item::PutItemInput>() {
             return check_item("PutItem", i.item.as_ref());
         }
@@ -86,6 +98,75 @@ impl Intercept for AwsRules {
         }
         check_sqs(input)
     }
+
+    /// moto answers a Query or Scan with every matching item however large the page; AWS stops at
+    /// 1 MB and hands back a LastEvaluatedKey. The page is cut here the same way, so code that reads
+    /// only the first page loses items in the tests as it would on AWS. Sizes are those of the items
+    /// returned: for a filtered or projected read AWS counts the whole items it read, so its pages can
+    /// be shorter still (the code follows LastEvaluatedKey whatever a page holds).
+    fn modify_before_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(page) = cfg.load::<PageOf>().cloned() else { return Ok(()) };
+        let Some(Ok(output)) = context.output_or_error_mut() else { return Ok(()) };
+        if let Some(o) = output.downcast_mut::<aws_sdk_dynamodb::operation::query::QueryOutput>() {
+            if let Some(items) = o.items.as_mut() {
+                if let Some(lek) = cut_page(items, page.index.as_deref()) {
+                    o.count = items.len() as i32;
+                    o.scanned_count = o.scanned_count.min(o.count);
+                    o.last_evaluated_key = Some(lek);
+                }
+            }
+        } else if let Some(o) = output.downcast_mut::<aws_sdk_dynamodb::operation::scan::ScanOutput>() {
+            if let Some(items) = o.items.as_mut() {
+                if let Some(lek) = cut_page(items, page.index.as_deref()) {
+                    o.count = items.len() as i32;
+                    o.scanned_count = o.scanned_count.min(o.count);
+                    o.last_evaluated_key = Some(lek);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The index a Query or Scan in flight reads (None: the table).
+#[derive(Debug, Clone)]
+struct PageOf {
+    index: Option<String>,
+}
+
+impl Storable for PageOf {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Key attributes of each secondary index in template.yaml (a LastEvaluatedKey from an index carries
+/// the index's keys and the table's `pk`/`sk`).
+const INDEX_KEYS: &[(&str, &[&str])] =
+    &[("due", &["due_pk", "due_at"]), ("org", &["org_key", "pk"]), ("sync_due", &["sync_pk", "next_sync_at"])];
+
+/// Keeps the items that fit in one 1 MB page; when some are left out, the LastEvaluatedKey of the
+/// last one kept (the next page starts after it).
+fn cut_page(items: &mut Vec<HashMap<String, AttributeValue>>, index: Option<&str>) -> Option<HashMap<String, AttributeValue>> {
+    let mut total = 0usize;
+    let mut keep = items.len();
+    for (n, item) in items.iter().enumerate() {
+        total += item_size(item);
+        if total > DYNAMO_PAGE_MAX {
+            keep = n;
+            break;
+        }
+    }
+    if keep == items.len() {
+        return None;
+    }
+    items.truncate(keep.max(1));
+    let last = items.last()?;
+    let index_keys = index.and_then(|i| INDEX_KEYS.iter().find(|(n, _)| *n == i)).map(|(_, k)| *k).unwrap_or(&[]);
+    Some(["pk", "sk"].iter().chain(index_keys).filter_map(|k| last.get(*k).map(|v| (k.to_string(), v.clone()))).collect())
 }
 
 /// DynamoDB's item size: each attribute's name plus its value (strings and binaries by length,

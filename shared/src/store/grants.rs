@@ -480,18 +480,29 @@ impl GrantStore {
         provider: Provider,
         org_id: &str,
     ) -> Result<Vec<(Connection, Option<crate::tenancy::TenantRouting>)>> {
-        let out = self
-            .db
-            .query()
-            .table_name(&self.table)
-            .index_name("org")
-            .key_condition_expression("org_key = :o")
-            .expression_attribute_values(":o", s(org_key(provider, org_id)))
-            .send()
-            .await
-            .map_err(|e| dynamo_error("Query(org)", e))?;
-        out.items
-            .unwrap_or_default()
+        // Every page, though one is the rule: a second costs the receiver a round trip only when the
+        // org's connection items pass 1 MB.
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .index_name("org")
+                .key_condition_expression("org_key = :o")
+                .expression_attribute_values(":o", s(org_key(provider, org_id)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| dynamo_error("Query(org)", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                break;
+            }
+        }
+        items
             .iter()
             .map(|item| {
                 // A copy that does not read is treated as absent: the receiver reads the tenant.
