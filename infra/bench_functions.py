@@ -63,6 +63,17 @@ _spec.loader.exec_module(EV)
 DEADLINE_S = {"oauth-callback": 29, "webhook-receiver": 10, "token-refresher": 240, "sync-worker": 120, "node-webhook": 10}
 MEMORY_MB = {"oauth-callback": 256, "webhook-receiver": 256, "token-refresher": 256, "sync-worker": 512, "node-webhook": 256}
 RETURN_URL = "http://localhost:3000/integrations"
+# Lambda's payload quotas (AWS Lambda quotas; API reference, Invoke): an event invoked synchronously
+# (the HTTP API's routes, the SQS event source mapping) and any response at most 6 MB; an event
+# invoked asynchronously (EventBridge Scheduler's targets) at most 1 MB. The emulator below refuses
+# past them as Lambda does, so a function measured here cannot rely on a payload AWS would refuse.
+SYNC_PAYLOAD_MAX = 6 * 1024 * 1024
+ASYNC_PAYLOAD_MAX = 1024 * 1024
+ASYNC_FUNCTIONS = {"token-refresher", "sync-scheduler"}
+
+
+class PayloadTooLarge(ValueError):
+    """Lambda's RequestEntityTooLargeException: the event is over the invocation type's quota."""
 
 
 def now_ns() -> int:
@@ -164,6 +175,17 @@ class RuntimeApi:
                 if len(parts) >= 6 and parts[3] == "invocation" and parts[5] in ("response", "error"):
                     rid = parts[4]
                     r = api.results.get(rid)
+                    if len(data) > SYNC_PAYLOAD_MAX:
+                        # Lambda refuses the answer and the invoker gets Function.ResponseSizeTooLarge.
+                        if r is not None:
+                            r.update(answered_ns=t, kind="error", body=json.dumps({
+                                "errorType": "Function.ResponseSizeTooLarge",
+                                "errorMessage": f"Response payload size ({len(data)} bytes) exceeded maximum allowed payload size ({SYNC_PAYLOAD_MAX} bytes).",
+                            }).encode())
+                            api.done[rid].set()
+                        return self._reply(413, json.dumps({"errorType": "RequestEntityTooLarge",
+                                                            "errorMessage": "Exceeded maximum allowed payload size"}).encode(),
+                                           {"content-type": "application/json"})
                     if r is not None:
                         r.update(answered_ns=t, kind=parts[5], body=data)
                         api.done[rid].set()
@@ -185,6 +207,10 @@ class RuntimeApi:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def submit(self, event: dict) -> str:
+        size = len(json.dumps(event).encode())
+        limit = ASYNC_PAYLOAD_MAX if self.function in ASYNC_FUNCTIONS else SYNC_PAYLOAD_MAX
+        if size > limit:
+            raise PayloadTooLarge(f"{self.function}: a {size}-byte event (Lambda: at most {limit})")
         rid = str(uuid.uuid4())
         self.results[rid] = {"queued_ns": now_ns()}
         self.done[rid] = threading.Event()

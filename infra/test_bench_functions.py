@@ -35,7 +35,8 @@ STUB_FUNCTION = textwrap.dedent("""
         rid = r.getheader("lambda-runtime-aws-request-id")
         deadline = int(r.getheader("lambda-runtime-deadline-ms"))
         kind = "error" if event.get("fail") else "response"
-        body = json.dumps({"echo": event, "deadline_ms": deadline, "pid": os.getpid()}).encode()
+        body = json.dumps({"echo": event, "deadline_ms": deadline, "pid": os.getpid(),
+                           "pad": "x" * event.get("pad", 0)}).encode()
         conn.request("POST", f"/2018-06-01/runtime/invocation/{rid}/{kind}", body=body,
                      headers={"content-type": "application/json"})
         conn.getresponse().read()
@@ -79,6 +80,32 @@ class RuntimeApiTest(unittest.TestCase):
         finally:
             p.stop()
         self.assertIsNotNone(p.p.returncode)
+
+    def test_payloads_past_lambdas_quotas_are_refused(self):
+        p = bf.Proc("sync-worker", [sys.executable, self.script], dict(os.environ), self.log)
+        try:
+            p.start()
+            # An answer at 6 MB less the envelope passes; one byte-count past 6 MB is refused as Lambda does.
+            ok = p.invoke({"pad": bf.SYNC_PAYLOAD_MAX - 1000}, timeout=60)
+            self.assertEqual(ok["kind"], "response")
+            big = p.invoke({"pad": bf.SYNC_PAYLOAD_MAX}, timeout=60)
+            self.assertEqual(big["kind"], "error")
+            self.assertIn("Function.ResponseSizeTooLarge", big["body"].decode())
+            # The process goes on serving after a refused answer.
+            self.assertEqual(bf.answer(p.invoke({"n": 1}, timeout=30))["echo"], {"n": 1})
+            # An event over 6 MB never reaches a synchronously invoked function.
+            with self.assertRaises(bf.PayloadTooLarge):
+                p.api.submit({"blob": "x" * bf.SYNC_PAYLOAD_MAX})
+        finally:
+            p.stop()
+        # Scheduled functions are invoked asynchronously: 1 MB.
+        api = bf.RuntimeApi("token-refresher")
+        try:
+            api.submit({"blob": "x" * (bf.ASYNC_PAYLOAD_MAX - 100)})
+            with self.assertRaises(bf.PayloadTooLarge):
+                api.submit({"blob": "x" * bf.ASYNC_PAYLOAD_MAX})
+        finally:
+            api.close()
 
     def test_a_function_that_dies_is_reported_not_waited_on(self):
         p = bf.Proc("sync-worker", [sys.executable, "-c", "import sys; sys.exit(3)"], dict(os.environ), self.log)

@@ -36,6 +36,10 @@ pub const SQS_BATCH_MAX: usize = 10;
 pub const SQS_ATTRIBUTES_MAX: usize = 10;
 pub const SQS_DELAY_MAX: i32 = 900;
 pub const SQS_VISIBILITY_MAX: i32 = 43_200;
+/// Lambda: an event invoked synchronously (HTTP API routes, SQS event source mappings) and any
+/// response at most 6 MB; an event invoked asynchronously (EventBridge Scheduler) at most 1 MB.
+pub const LAMBDA_SYNC_PAYLOAD_MAX: usize = 6 * 1024 * 1024;
+pub const LAMBDA_ASYNC_PAYLOAD_MAX: usize = 1024 * 1024;
 
 /// The interceptor; stateless, one per client.
 #[derive(Debug, Default, Clone, Copy)]

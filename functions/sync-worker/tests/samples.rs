@@ -52,3 +52,36 @@ async fn jobs_of_an_unknown_tenant_are_dead_lettered_once() {
         assert!(sync_worker::response(&results).batch_item_failures.is_empty());
     }
 }
+
+/// The largest batch SQS can hand the worker (template.yaml's BatchSize of 10, each message at the
+/// queue's 256 KiB quota and made of characters JSON must escape) fits Lambda's 6 MB event quota; each
+/// poison message among them still reaches the DLQ with its code (the dead-letter attributes fit
+/// beside a body at the quota: the harness refuses a message over it, as SQS does), and the answer fits.
+#[tokio::test]
+async fn a_full_batch_of_messages_at_the_size_quota_is_dead_lettered_within_lambdas_quotas() {
+    use integration_tests::aws_rules::{LAMBDA_SYNC_PAYLOAD_MAX, SQS_BATCH_MAX, SQS_MESSAGE_MAX};
+    let mut env = aws().await;
+    let q = env.clients.sqs.create_queue().queue_name(integration_tests::unique("events")).send().await.unwrap();
+    env.config.queues.events = q.queue_url.unwrap();
+    let http = HttpClient::new(std::time::Duration::from_secs(5)).unwrap();
+    let deps = SyncDeps::new(&env.config, &env.clients, TokenService::new(&env.config, &env.clients, http));
+    let sample: SqsEvent = serde_json::from_str(include_str!("../../../events/sync-worker/poison.json")).unwrap();
+    let mut event = sample.clone();
+    event.records.clear();
+    for i in 0..SQS_BATCH_MAX {
+        let mut r = sample.records[0].clone();
+        r.message_id = Some(format!("{}-{i}", integration_tests::unique("big")));
+        r.body = Some(format!("{{not json {}", "\"".repeat(SQS_MESSAGE_MAX - 10)));
+        event.records.push(r);
+    }
+    let size = serde_json::to_vec(&event).unwrap().len();
+    assert!(size <= LAMBDA_SYNC_PAYLOAD_MAX, "a {size}-byte event");
+    let messages: Vec<_> = event.records.iter().map(sync_worker::in_message).collect();
+    let results = handle_batch(&deps, &messages, chrono::Utc::now() + chrono::Duration::seconds(60)).await;
+    assert_eq!(results.len(), SQS_BATCH_MAX);
+    for (id, d) in &results {
+        assert!(matches!(d, Disposition::DeadLettered { code: 4000, .. }), "{id}: {d:?}");
+    }
+    let answer = serde_json::to_vec(&sync_worker::response(&results)).unwrap();
+    assert!(answer.len() <= LAMBDA_SYNC_PAYLOAD_MAX);
+}

@@ -365,21 +365,24 @@ async fn requeue(deps: &SyncDeps, m: &InMessage, delay: Duration) -> Result<()> 
 /// cannot be reached the message is reported failed instead (SQS's own redrive still catches it).
 async fn dead_letter(deps: &SyncDeps, m: &InMessage, job: Option<&SyncJob>, code: u16, reason: &str) -> Disposition {
     let reason: String = reason.chars().take(1000).collect();
+    // An empty body cannot be sent to SQS; keep a marker instead.
+    let body = if m.body.is_empty() { "(empty message body)" } else { m.body.as_str() };
+    let code_text = code.to_string();
+    let mut wanted: Vec<(&str, &str)> =
+        vec![("error_code", code_text.as_str()), ("reason", reason.as_str()), ("source_message_id", m.message_id.as_str())];
+    if let Some(j) = job {
+        wanted.push(("tenant_id", j.tenant_id.as_str()));
+        wanted.push(("idempotency_key", j.idempotency_key.as_str()));
+    }
+    if !m.event_source_arn.is_empty() {
+        wanted.push(("source_queue", m.event_source_arn.as_str()));
+    }
     let sent: Result<()> = async {
         let url = dlq_url(deps, &m.event_source_arn).await?;
         let mut attrs: HashMap<String, MessageAttributeValue> = HashMap::new();
-        attrs.insert("error_code".into(), attr(&code.to_string())?);
-        attrs.insert("reason".into(), attr(&reason)?);
-        attrs.insert("source_message_id".into(), attr(&m.message_id)?);
-        if !m.event_source_arn.is_empty() {
-            attrs.insert("source_queue".into(), attr(&m.event_source_arn)?);
+        for (name, value) in fit_attributes(body.len(), &wanted) {
+            attrs.insert(name, attr(&value)?);
         }
-        if let Some(j) = job {
-            attrs.insert("tenant_id".into(), attr(&j.tenant_id)?);
-            attrs.insert("idempotency_key".into(), attr(&j.idempotency_key)?);
-        }
-        // An empty body cannot be sent to SQS; keep a marker instead.
-        let body = if m.body.is_empty() { "(empty message body)" } else { m.body.as_str() };
         deps.sqs
             .send_message()
             .queue_url(url)
@@ -400,10 +403,60 @@ async fn dead_letter(deps: &SyncDeps, m: &InMessage, job: Option<&SyncJob>, code
     }
 }
 
+/// SQS's message quota: body and attributes together (the queues keep the default MaximumMessageSize).
+const SQS_MESSAGE_MAX: usize = 256 * 1024;
+
+/// The dead-letter attributes that fit beside a body of `body_len` bytes in one SQS message, in the
+/// order given (most useful first), the last one that fits only in part cut at a character boundary.
+/// A message near the quota still reaches the DLQ (its body is what an operator replays) rather than
+/// being refused there and retried until the redrive moves it without a reason.
+fn fit_attributes(body_len: usize, wanted: &[(&str, &str)]) -> Vec<(String, String)> {
+    // An attribute counts its name, its data type ("String") and its value.
+    const TYPE_LEN: usize = "String".len();
+    let mut room = SQS_MESSAGE_MAX.saturating_sub(body_len);
+    let mut out = Vec::new();
+    for (name, value) in wanted {
+        let fixed = name.len() + TYPE_LEN;
+        if value.is_empty() || room <= fixed {
+            continue;
+        }
+        let mut end = value.len().min(room - fixed);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end == 0 {
+            continue;
+        }
+        room -= fixed + end;
+        out.push((name.to_string(), value[..end].to_string()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn dead_letter_attributes_fit_beside_a_body_near_the_sqs_quota() {
+        let reason = "é".repeat(600);
+        let wanted = [("error_code", "4000"), ("reason", reason.as_str()), ("source_message_id", "m-1")];
+        let size = |body: usize, a: &[(String, String)]| body + a.iter().map(|(n, v)| n.len() + 6 + v.len()).sum::<usize>();
+        // Far from the quota: every attribute whole.
+        let all = fit_attributes(1000, &wanted);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[1].1, reason);
+        // 700 bytes of room: the code whole, the reason cut on a character boundary, the rest left out.
+        let body = SQS_MESSAGE_MAX - 700;
+        let fitted = fit_attributes(body, &wanted);
+        assert_eq!(fitted[0], ("error_code".to_string(), "4000".to_string()));
+        assert_eq!(fitted[1].0, "reason");
+        assert!(fitted[1].1.len() < reason.len() && fitted[1].1.chars().all(|c| c == 'é'));
+        assert!(size(body, &fitted) <= SQS_MESSAGE_MAX, "{}", size(body, &fitted));
+        // No room at all: the body alone.
+        assert!(fit_attributes(SQS_MESSAGE_MAX, &wanted).is_empty());
+    }
 
     #[test]
     fn in_message_waits_never_reach_past_12_hours_from_the_first_receipt() {
