@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of template.yaml and the files derived from it:
 #   cfn-lint, `sam validate --lint`, the project's own rules (infra/template_checks.py), the unit
-#   tests of the template tooling, and that events/ matches infra/make-events.py.
+#   tests of the template tooling, that events/ matches infra/make-events.py, and that every relative
+#   link in README.md and docs/ resolves.
 # Venv: .local/venv-cfn (pins in infra/requirements-cfn.txt; they conflict with moto's, hence apart).
 set -euo pipefail
 # shellcheck source=infra/lib.sh
@@ -20,6 +21,8 @@ echo "--- project rules"
 echo "--- shared's layers: no new back-edge (infra/check_layers.py, baseline infra/layers-baseline.txt)"
 "$VENV/bin/python" infra/check_layers.py | tail -n 5
 test "${PIPESTATUS[0]}" -eq 0
+echo "--- README and docs/: every relative link resolves (infra/check_doc_links.py)"
+"$VENV/bin/python" infra/check_doc_links.py
 echo "--- template tooling unit tests"
 "$VENV/bin/python" -m unittest discover -s infra -p 'test_*.py'
 echo "--- events/ up to date"
