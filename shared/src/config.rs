@@ -1,6 +1,6 @@
 //! Typed configuration from the environment.
 //!
-//! Every variable is listed in the README's configuration table. Loading collects every problem at
+//! Every variable is listed in docs/configuration.md's table. Loading collects every problem at
 //! once and names each variable, so a misconfigured function fails at start-up with one clear error
 //! instead of failing later on the first request that happens to need the value.
 
@@ -295,7 +295,7 @@ impl Config {
         })
     }
 
-    /// Every variable this crate reads, for the README table and for tests.
+    /// Every variable this crate reads, for the table in docs/configuration.md and for tests.
     pub const REQUIRED: [&'static str; 16] = [
         "STAGE",
         "AWS_REGION",

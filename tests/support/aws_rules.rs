@@ -5,7 +5,7 @@
 //! for its size or shape. The code then sees an error as it would on AWS, so a test that passes here
 //! cannot pass only because moto let an oversized batch or message through. moto already enforces
 //! some of these (item size, batch of 11, visibility over 12 h); they are checked here too so the
-//! rule holds whichever emulator runs. The list is in the README ("AWS rules: who enforces what").
+//! rule holds whichever emulator runs. The list is in docs/aws-rules.md.
 //!
 //! Limits (AWS documentation, service quotas that cannot be raised):
 //! - DynamoDB: item 400 KB (names + values), BatchWriteItem 25 requests, BatchGetItem 100 keys,
