@@ -1634,3 +1634,161 @@ async fn the_first_copy_is_announced_once_and_only_when_a_pass_over_every_record
     assert_eq!(first.len(), 1, "{events:?}");
     assert_eq!(first[0].data["entities"], json!(["contact"]));
 }
+
+/// The change feed (`records.changed`, `shared::sync::feed`): entries for exactly the records one job
+/// stored changed, in schema-valid events, whatever the page size.
+fn changes_in(events: &[AppEvent]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e.event_type.as_str() == "records.changed")
+        .flat_map(|e| e.data["changes"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn ids_of(changes: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = changes.iter().map(|c| c["provider_id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn the_change_feed_announces_each_stored_change_once_and_nothing_for_a_repeat() {
+    let h = harness().await;
+    let (org, mut ids) = h.make_org(Provider::Zoho, "invoice", 1000).await;
+    h.connect(Provider::Zoho, &org).await;
+    let deps = h.deps_with(WorkerSettings { page_size: Some(200), ..Default::default() }, StdDuration::from_secs(10));
+    let pull = |h: &H| h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice);
+
+    // The first full pull: every record once, with its document and a version.
+    h.run_through_queue(&deps, &pull(&h)).await;
+    let first = changes_in(&h.events().await);
+    ids.sort();
+    assert_eq!(ids_of(&first), ids, "each of the 1,000 records announced once");
+    for c in &first {
+        assert_eq!(c["entity"], "invoice");
+        assert_eq!(c["deleted"], false);
+        assert!(c["version"].as_i64().is_some_and(|v| v > 1_600_000_000_000), "{c}");
+        assert_eq!(c["doc"]["provider_id"], c["provider_id"], "the stored document travels with it: {c}");
+    }
+
+    // Three new records among 1,003: a full re-read announces exactly those three.
+    let mut new = h.seed(Provider::Zoho, &org, "invoice", 3).await;
+    new.sort();
+    let mut again = pull(&h);
+    again.cursor = Some("full".into());
+    let result = h.run_through_queue(&deps, &again).await;
+    assert_eq!(result["counts"]["fetched"], 1003, "{result}");
+    assert_eq!(ids_of(&changes_in(&h.events().await)), new);
+
+    // The same job delivered again after it completed: nothing new is announced.
+    h.send(&[again.to_json()]).await;
+    done_result(&h.pump(&deps, 1).await);
+    assert!(changes_in(&h.events().await).is_empty(), "a repeated job announced records it did not change");
+
+    // A deletion: a tombstone.
+    let mut deleted = h.job(Provider::Zoho, &org, Operation::Webhook, Entity::Invoice);
+    deleted.entity_id = Some(ids[0].clone());
+    deleted.change = Some(shared::jobs::Change::Deleted);
+    h.run_through_queue(&deps, &deleted).await;
+    let tomb = changes_in(&h.events().await);
+    assert_eq!(tomb.len(), 1, "{tomb:?}");
+    assert_eq!((tomb[0]["provider_id"].as_str(), tomb[0]["deleted"].as_bool()), (Some(ids[0].as_str()), Some(true)));
+}
+
+/// A job that stored its changes and died before announcing them (here: the announcement failed)
+/// leaves them marked; its retry finds the records unchanged, writes nothing, and announces them.
+#[tokio::test]
+async fn changes_stored_but_never_announced_are_announced_by_the_retry() {
+    let h = harness().await;
+    let (org, mut ids) = h.make_org(Provider::Zoho, "invoice", 30).await;
+    h.connect(Provider::Zoho, &org).await;
+    let job = h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice);
+    let mut broken = h.env.config.clone();
+    broken.queues.events = format!("{}-gone", h.env.config.queues.events);
+    let broken = SyncDeps::new(&broken, &h.env.clients, h.service(StdDuration::from_secs(10)));
+    let deadline = Utc::now() + Duration::seconds(60);
+    assert!(run_job(&broken, &job, None, deadline).await.is_err(), "the announcement cannot be sent");
+    assert_eq!(h.store().list_records(&h.tenant, Provider::Zoho, &org, PEntity::Invoice).await.unwrap().len(), 30, "stored first");
+    assert!(changes_in(&h.events().await).is_empty());
+
+    let result = h.run_through_queue(&h.deps(), &job).await;
+    assert_eq!(result["counts"]["written"], 0, "nothing changed since: {result}");
+    ids.sort();
+    assert_eq!(ids_of(&changes_in(&h.events().await)), ids, "the retry announced what the first run stored");
+
+    // Announced once: a further re-read announces nothing.
+    let mut again = h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice);
+    again.cursor = Some("full".into());
+    h.run_through_queue(&h.deps(), &again).await;
+    assert!(changes_in(&h.events().await).is_empty());
+}
+
+/// Freshness (`shared::sync::freshness`): each pull's end is kept per connection and entity (last
+/// success, last change, last error), and the scheduler counts a connection whose copy is older
+/// than twice its interval, until a pull makes it fresh again.
+#[tokio::test]
+async fn freshness_is_kept_per_entity_and_the_scheduler_counts_a_stale_copy() {
+    Box::pin(freshness_case()).await;
+}
+
+async fn freshness_case() {
+    use shared::providers::model::Entity as E;
+    use shared::sync::freshness::{FreshnessStore, PULL_OK};
+    let h = harness_with(true).await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities = vec![Entity::Invoice];
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = h.make_org(Provider::Zoho, "invoice", 5).await;
+    h.connect(Provider::Zoho, &org).await;
+    h.enroll_copied(Provider::Zoho, &org).await;
+    let fresh = FreshnessStore::new(h.env.clients.dynamodb.clone(), h.env.config.tables.sync.clone(), h.env.config.tables.grants.clone());
+    let before = Utc::now();
+    h.run_through_queue(&h.deps(), &h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice)).await;
+    let f = fresh.read(&h.tenant, Provider::Zoho, &org).await.unwrap();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].entity, E::Invoice);
+    assert!(f[0].last_success_at.is_some_and(|t| t >= before - Duration::seconds(1)), "{f:?}");
+    assert_eq!(f[0].last_change_at, f[0].last_success_at, "the pull stored changes");
+    assert!(f[0].last_error_code.is_none());
+
+    // A pull that fails is kept as the last error; the last success stands.
+    h.control("POST", "faults", Some(json!({"provider": "zoho", "kind": "500", "count": 100}))).await;
+    h.send(&[h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice).to_json()]).await;
+    let results = h.pump(&h.deps(), 1).await;
+    assert!(matches!(results[0].1, Disposition::Retry { .. }), "{results:?}");
+    h.control("DELETE", "faults", None).await;
+    let g = fresh.read(&h.tenant, Provider::Zoho, &org).await.unwrap();
+    assert!(g[0].last_error_code.is_some_and(|c| c >= 3000), "{g:?}");
+    assert_eq!(g[0].last_success_at, f[0].last_success_at);
+
+    // Fresh: the scheduler finds no stale copy.
+    h.make_due(Provider::Zoho, &org).await;
+    let report = h.run_scheduler().await;
+    assert_eq!((report.found, report.stale_connections), (1, 0), "{report:?}");
+    // The last successful pull three days ago (the enterprise interval is minutes): stale.
+    let three_days_ago = (Utc::now() - Duration::days(3)).timestamp_millis().to_string();
+    h.env
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(&h.env.config.tables.grants)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("TENANT#{}", h.tenant)))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(shared::store::grants::connection_sk(Provider::Zoho, &org)))
+        .update_expression("SET #p.#e = :t")
+        .expression_attribute_names("#p", PULL_OK)
+        .expression_attribute_names("#e", "invoice")
+        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::N(three_days_ago))
+        .send()
+        .await
+        .unwrap();
+    h.make_due(Provider::Zoho, &org).await;
+    let report = h.run_scheduler().await;
+    assert_eq!(report.stale_connections, 1, "{report:?}");
+    assert!(report.oldest_copy_seconds >= 3 * 86_400 - 60, "{report:?}");
+    // The pull the scheduler enqueued succeeds: fresh again.
+    done_result(&h.pump(&h.deps(), 1).await);
+    h.make_due(Provider::Zoho, &org).await;
+    let report = h.run_scheduler().await;
+    assert_eq!(report.stale_connections, 0, "{report:?}");
+}

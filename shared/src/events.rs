@@ -38,10 +38,13 @@ pub enum EventType {
     PassthroughReady,
     #[serde(rename = "passthrough.failed")]
     PassthroughFailed,
+    /// Stored records changed (created, updated, deleted): the change feed (`sync::feed`).
+    #[serde(rename = "records.changed")]
+    RecordsChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 13] = [
         EventType::ConnectionCreated,
         EventType::ConnectionDegraded,
         EventType::ConnectionRecovered,
@@ -54,6 +57,7 @@ impl EventType {
         EventType::ReportFailed,
         EventType::PassthroughReady,
         EventType::PassthroughFailed,
+        EventType::RecordsChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +74,7 @@ impl EventType {
             EventType::ReportFailed => "report.failed",
             EventType::PassthroughReady => "passthrough.ready",
             EventType::PassthroughFailed => "passthrough.failed",
+            EventType::RecordsChanged => "records.changed",
         }
     }
 }

@@ -181,8 +181,14 @@ pub fn metric(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)]) {
 /// Metrics that alarms watch (template.yaml). Besides their dimensioned series they are also
 /// published with the deployment's dimensions only (`service`, `stage`), because a CloudWatch alarm
 /// reads one exact series and cannot sum over every provider and reason.
-pub const ALARMED_TOTALS: [&str; 5] =
-    ["WebhookFailed", "ConnectServerFailed", "EventPublishFailed", "ConnectUndoIncomplete", "RefreshRunMostOverdueSeconds"];
+pub const ALARMED_TOTALS: [&str; 6] = [
+    "WebhookFailed",
+    "ConnectServerFailed",
+    "EventPublishFailed",
+    "ConnectUndoIncomplete",
+    "RefreshRunMostOverdueSeconds",
+    "SyncStaleConnections",
+];
 
 /// The dimensions every metric carries, first in every dimension set.
 pub const DEPLOYMENT_DIMENSIONS: [&str; 2] = ["service", "stage"];

@@ -542,6 +542,7 @@ impl ProviderGuard {
             };
             if let Error::ProviderRateLimited { problem, retry_after, .. } = &err {
                 self.stats.provider_429.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::metric("ProviderRateLimited", 1.0, "Count", &[("provider", provider.as_str())]);
                 let wait = retry_after.unwrap_or(l.minute);
                 let day = problem.eq_ignore_ascii_case("day");
                 // The places in hand were reserved before the provider said stop.

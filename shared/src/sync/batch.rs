@@ -142,7 +142,9 @@ async fn handle_message(deps: &SyncDeps, m: &InMessage, deadline: DateTime<Utc>)
         Ok(j) => j,
         Err(e) => {
             tracing::warn!(code = %e.code(), message_id = %m.message_id, reason = %e, "malformed sync job");
-            return dead_letter(deps, m, None, e.code().as_u16(), &e.to_string()).await;
+            let d = dead_letter(deps, m, None, e.code().as_u16(), &e.to_string()).await;
+            outcome_metric(&d, "unknown", "unknown");
+            return d;
         }
     };
     let ctx = RequestContext::new(Some(&job.correlation_id)).with_tenant(job.tenant_id.clone()).with_provider(job.provider);
@@ -151,7 +153,10 @@ async fn handle_message(deps: &SyncDeps, m: &InMessage, deadline: DateTime<Utc>)
         // does not weigh on the runtime thread's stack.
         let run = Box::pin(run_job(deps, &job, payload.as_ref(), deadline));
         let (result, ()) = futures::join!(run, confirm_nonce(deps, &job, nonce.as_ref()));
-        Box::pin(classify(deps, m, &job, result)).await
+        note_freshness(deps, &job, &result).await;
+        let d = Box::pin(classify(deps, m, &job, result)).await;
+        outcome_metric(&d, job.provider.as_str(), operation_name(job.operation));
+        d
     })
     .await
 }
@@ -401,6 +406,58 @@ async fn dead_letter(deps: &SyncDeps, m: &InMessage, job: Option<&SyncJob>, code
             Disposition::Retry { code, visible_in: None }
         }
     }
+}
+
+/// What a pull or webhook job's end says about the copy's freshness (`sync::freshness`). Best
+/// effort: a failed write is logged and the job's own outcome stands.
+async fn note_freshness(deps: &SyncDeps, job: &SyncJob, result: &Result<Outcome>) {
+    if !matches!(job.operation, Operation::Pull | Operation::Webhook) {
+        return;
+    }
+    let now = Utc::now();
+    let of = crate::sync::freshness::CopyOf {
+        tenant_id: &job.tenant_id,
+        provider: job.provider,
+        org_id: &job.org_id,
+        entity: crate::sync::worker::entity_of(job.entity),
+    };
+    let written = match result {
+        Ok(Outcome::Done(v)) => v["counts"]["written"].as_u64().unwrap_or(0),
+        Ok(_) => return,
+        Err(e) => {
+            if let Err(w) = deps.freshness.failure(of, e.code().as_u16(), now).await {
+                tracing::warn!(code = %w.code(), error = %w, "could not record the job's failure for freshness");
+            }
+            return;
+        }
+    };
+    let pull = job.operation == Operation::Pull;
+    if let Err(w) = deps.freshness.success(of, pull, written > 0, now).await {
+        tracing::warn!(code = %w.code(), error = %w, "could not record the job's success for freshness");
+    }
+}
+
+fn operation_name(o: Operation) -> &'static str {
+    match o {
+        Operation::Pull => "pull",
+        Operation::Push => "push",
+        Operation::Webhook => "webhook",
+        Operation::Report => "report",
+        Operation::Passthrough => "passthrough",
+    }
+}
+
+/// One count per job outcome, for the dashboard: completed, failed (SQS delivers it again), parked,
+/// dead-lettered. A requeued job (a long wait) is none of these yet.
+fn outcome_metric(d: &Disposition, provider: &str, operation: &str) {
+    let name = match d {
+        Disposition::Done => "SyncJobCompleted",
+        Disposition::Retry { .. } => "SyncJobFailed",
+        Disposition::Parked { .. } => "SyncJobParked",
+        Disposition::DeadLettered { .. } => "SyncJobDeadLettered",
+        Disposition::Requeued { .. } => return,
+    };
+    crate::telemetry::metric(name, 1.0, "Count", &[("provider", provider), ("operation", operation)]);
 }
 
 /// SQS's message quota: body and attributes together (the queues keep the default MaximumMessageSize).

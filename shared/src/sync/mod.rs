@@ -12,6 +12,8 @@
 
 pub mod batch;
 pub mod calls;
+pub mod feed;
+pub mod freshness;
 pub mod initial;
 pub mod model;
 pub mod parked;

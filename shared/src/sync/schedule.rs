@@ -47,6 +47,7 @@ use crate::resilience::breaker::BreakerState;
 use crate::resilience::ProviderGuard;
 use crate::store::grants::{connection_sk, Connection, GrantStatus, GrantStore};
 use crate::store::{dynamo_error, get_n_opt, is_conditional_failure, n, s, tenant_pk, Item};
+use crate::sync::freshness;
 use crate::sync::initial::{InitialState, InitialSync, Started};
 use crate::sync::parked::{ParkedJobs, CONNECTION_MARK};
 use crate::tenancy::{Tenant, TenantStore};
@@ -164,6 +165,10 @@ pub struct RunReport {
     pub shards_left_for_next_run: usize,
     /// Seconds past its due time of the most overdue connection found.
     pub most_overdue_seconds: i64,
+    /// Connections whose copy is older than twice their interval (`sync::freshness`).
+    pub stale_connections: usize,
+    /// Age of the oldest copy among the connections this run looked at.
+    pub oldest_copy_seconds: i64,
     pub failures_by_code: BTreeMap<u16, usize>,
 }
 
@@ -201,6 +206,8 @@ struct RunCache {
     tenants: HashMap<String, Option<Tenant>>,
     quota_spent: HashMap<String, bool>,
     provider_open: HashMap<Provider, Option<chrono::Duration>>,
+    stale: usize,
+    oldest_copy: i64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -340,6 +347,8 @@ impl SyncScheduler {
             found: *lock(&found),
             shards_left_for_next_run: *lock(&shards_left),
             most_overdue_seconds: (*lock(&most_overdue)).max(0),
+            stale_connections: lock(cache).stale,
+            oldest_copy_seconds: lock(cache).oldest_copy,
             ..Default::default()
         };
         for e in &shard_errors {
@@ -381,10 +390,14 @@ impl SyncScheduler {
             failed = report.failed,
             left_for_next_run = report.left_for_next_run,
             most_overdue_seconds = report.most_overdue_seconds,
+            stale_connections = report.stale_connections,
+            oldest_copy_seconds = report.oldest_copy_seconds,
             "scheduled sync run"
         );
         crate::telemetry::metric("SyncScheduleJobs", report.jobs as f64, "Count", &[]);
         crate::telemetry::metric("SyncScheduleMostOverdueSeconds", report.most_overdue_seconds as f64, "Seconds", &[]);
+        crate::telemetry::metric("SyncStaleConnections", report.stale_connections as f64, "Count", &[]);
+        crate::telemetry::metric("SyncOldestCopySeconds", report.oldest_copy_seconds as f64, "Seconds", &[]);
         Ok(report)
     }
 
@@ -443,6 +456,18 @@ impl SyncScheduler {
         let next = next_slot(&tenant, c.provider, &c.org_id, now);
         if !tenant.provider_enabled(c.provider) {
             return self.reschedule(d, next, Outcome::Skipped(Skip::ProviderDisabled)).await;
+        }
+        // Every connection is due once per interval, so each run sees a slice of them and any
+        // window of one interval sees every one: how fresh is its copy?
+        let entities: Vec<_> = tenant.config.enabled_entities.iter().map(|e| crate::sync::worker::entity_of(*e)).collect();
+        let age = freshness::copy_age_seconds(&d.item, &entities, c.created_at, now);
+        {
+            let mut cache = lock(cache);
+            cache.oldest_copy = cache.oldest_copy.max(age);
+            if freshness::is_stale(age, i64::from(interval_minutes(&tenant)) * 60) {
+                cache.stale += 1;
+                tracing::warn!(org_id = %c.org_id, copy_age_seconds = age, "the connection's copy is older than twice its interval");
+            }
         }
         // The connection is active; with quota left, jobs parked for a re-authorisation or the
         // quota can run again (before the initial-sync checks: a reconnect starts one). Only

@@ -71,6 +71,8 @@ pub struct SyncDeps {
     /// Rate limits, concurrency slots and breakers shared by every worker (RESILIENCE_TABLE).
     pub guard: crate::resilience::ProviderGuard,
     pub store: SyncStore,
+    /// Each pull's end, for `connections health`, the records API and the scheduler's stale check.
+    pub freshness: crate::sync::freshness::FreshnessStore,
     pub tenants: TenantStore,
     pub grants: GrantStore,
     pub events: EventPublisher,
@@ -103,6 +105,11 @@ impl SyncDeps {
             guard: crate::resilience::ProviderGuard::new(config, clients.dynamodb.clone())
                 .with_events(EventPublisher::new(clients.sqs.clone(), config.queues.events.clone())),
             store: SyncStore::new(clients.dynamodb.clone(), config.tables.sync.clone()),
+            freshness: crate::sync::freshness::FreshnessStore::new(
+                clients.dynamodb.clone(),
+                config.tables.sync.clone(),
+                config.tables.grants.clone(),
+            ),
             tenants: TenantStore::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
             grants: GrantStore::new(clients.dynamodb.clone(), config.tables.grants.clone()),
             events: EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
@@ -357,7 +364,10 @@ async fn write(deps: &SyncDeps, ctx: &JobCtx, records: &[(SyncRecord, Option<Str
     let w = deps.store.put_records(&ctx.tenant.tenant_id, records, &ctx.job.job_id, Utc::now()).await?;
     counts.written += w.written;
     counts.stale += w.stale;
-    Ok(())
+    // Before the cursor moves on: a failed announcement fails the job, whose retry re-reads this
+    // page and announces what is still marked.
+    crate::sync::feed::announce(&deps.events, &deps.store, &ctx.tenant.tenant_id, ctx.provider, &ctx.org_id, &ctx.job.job_id, &w.changes)
+        .await
 }
 
 /// The cursor a pull starts from: the stored one (so a retried or continued job resumes where the
