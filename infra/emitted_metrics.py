@@ -44,16 +44,22 @@ def _unescape(s: str) -> str:
     return re.sub(r'\\(["\\nrt0\'])', lambda m: {"n": "\n", "r": "\r", "t": "\t", "0": "\0"}.get(m.group(1), m.group(1)), s)
 
 
+_SPACE = re.compile(r"\s+")
+_RAW = re.compile(r'b?r(#*)"')
+_CHAR = re.compile(r"(\\u\{[0-9a-fA-F]+\}|\\.|[^\\'])'")
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_NUM = re.compile(r"[0-9][0-9_]*(\.[0-9][0-9_]*)?([eE][+-]?[0-9_]+)?[A-Za-z0-9_]*")
+
+
 def tokenize(src: str) -> list[Tok]:
     toks: list[Tok] = []
     i, n, line = 0, len(src), 1
     while i < n:
         c = src[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c.isspace():
-            i += 1
+        if c.isspace():
+            j = _SPACE.match(src, i).end()
+            line += src.count("\n", i, j)
+            i = j
         elif src.startswith("//", i):
             j = src.find("\n", i)
             i = n if j < 0 else j
@@ -68,10 +74,10 @@ def tokenize(src: str) -> list[Tok]:
                     j += 1
             line += src.count("\n", i, j)
             i = j
-        elif m := re.match(r'b?r(#*)"', src[i:i + 260]):
+        elif m := _RAW.match(src, i):
             # Raw string: ends at the quote followed by as many hashes.
             end = '"' + m.group(1)
-            start = i + m.end()
+            start = m.end()
             j = src.find(end, start)
             if j < 0:
                 raise UnreadableCallSite(f"unterminated raw string at line {line}")
@@ -88,22 +94,22 @@ def tokenize(src: str) -> list[Tok]:
         elif c == "'" or src.startswith("b'", i):
             # A char literal ('a', '\n', '\u{1F600}') or a lifetime / label ('a, 'static).
             k = i + (2 if c == "b" else 1)
-            m = re.match(r"(\\u\{[0-9a-fA-F]+\}|\\.|[^\\'])'", src[k:k + 12])
+            m = _CHAR.match(src, k)
             if m:
                 toks.append(Tok("char", m.group(1), line))
-                i = k + m.end()
+                i = m.end()
             else:
-                m = re.match(r"[A-Za-z_]\w*", src[k:])
+                m = _IDENT.match(src, k)
                 toks.append(Tok("ident", "'" + (m.group(0) if m else ""), line))
-                i = k + (m.end() if m else 0)
+                i = m.end() if m else k
         elif c.isalpha() or c == "_":
-            m = re.match(r"[A-Za-z_]\w*", src[i:])
+            m = _IDENT.match(src, i)
             toks.append(Tok("ident", m.group(0), line))
-            i += m.end()
+            i = m.end()
         elif c.isdigit():
-            m = re.match(r"[0-9][0-9_]*(\.[0-9][0-9_]*)?([eE][+-]?[0-9_]+)?[A-Za-z0-9_]*", src[i:])
+            m = _NUM.match(src, i)
             toks.append(Tok("num", m.group(0), line))
-            i += m.end()
+            i = m.end()
         else:
             for p in _PUNCT3 + _PUNCT2:
                 if src.startswith(p, i):
@@ -321,7 +327,10 @@ def emitted_metrics(root: str = ROOT) -> dict[str, set[tuple[str, ...]]]:
     out: dict[str, set[tuple[str, ...]]] = {}
     for path in _source_files(root):
         with open(path, encoding="utf-8") as f:
-            toks = _without_test_modules(tokenize(f.read()))
+            src = f.read()
+        if "metric" not in src and "telemetry" not in src:
+            continue  # nothing to read (and tokenizing everything costs seconds)
+        toks = _without_test_modules(tokenize(src))
         home = os.path.samefile(path, tel.path)
         bare_ok = home or _imports_metric(toks, path, root)
         in_use, k = set(), 0
