@@ -236,6 +236,8 @@ def _names_bound_to(toks: list[Tok], call: int, var: str, where: str) -> list[st
     """The literal metric names a `let` before the call binds to `var`: `let var = "X";`,
     `let (var, ..) = ("X", ..);` or a `match` whose every arm yields `"X"` / `("X", ..)`."""
     for i in range(call - 1, -1, -1):
+        if toks[i].kind == "ident" and toks[i].value == "fn":
+            break  # only the enclosing function's bindings (closures aside) can name it
         if toks[i].value != "let" or toks[i].kind != "ident":
             continue
         j = i + 1
@@ -247,7 +249,10 @@ def _names_bound_to(toks: list[Tok], call: int, var: str, where: str) -> list[st
             tupled = True
         else:
             continue
-        eq = next(k for k in range(j, call) if toks[k].value == "=" and toks[k].kind == "punct")
+        semi = next((k for k in range(j, call) if toks[k].value == ";"), call)
+        eq = next((k for k in range(j, semi) if toks[k].value == "=" and toks[k].kind == "punct"), None)
+        if eq is None:
+            raise UnreadableCallSite(f"{where}: metric name `{var}` is declared without a value")
         end, depth = eq + 1, 0
         while end < call and not (depth == 0 and toks[end].value == ";"):
             if toks[end].value in _OPEN:
@@ -276,7 +281,7 @@ def _names_bound_to(toks: list[Tok], call: int, var: str, where: str) -> list[st
         if name is None:
             raise UnreadableCallSite(f"{where}: metric name `{var}` is bound to something other than a string literal or a match")
         return [name]
-    raise UnreadableCallSite(f"{where}: metric name `{var}` is not bound by a `let` before the call")
+    raise UnreadableCallSite(f"{where}: metric name `{var}` is not bound by a `let` before the call in its function")
 
 
 def _read_call(path: str, toks: list[Tok], i: int, root: str) -> tuple[list[str], tuple[str, ...]]:

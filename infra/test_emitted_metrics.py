@@ -110,6 +110,9 @@ class ExtractorTest(unittest.TestCase):
             "name from an if": 'use crate::telemetry::metric;\nfn f() { let name = if a { "A" } else { "B" }; metric(name, 1.0, "Count", &[]); }',
             "a match arm that is not a literal": ('use crate::telemetry::metric;\nfn f() { let name = match a { X => "A", _ => other() };\n'
                                                   'metric(name, 1.0, "Count", &[]); }'),
+            "a name bound in another function": ('use crate::telemetry::metric;\nfn g() { let name = "A"; }\n'
+                                                 'fn f(name: &str) { metric(name, 1.0, "Count", &[]); }'),
+            "a name declared without a value": 'use crate::telemetry::metric;\nfn f() { let name; name = "A"; metric(name, 1.0, "Count", &[]); }',
             "keys from a variable": 'fn f() { crate::telemetry::metric("X", 1.0, "Count", dims); }',
             "a key that is not a literal": 'fn f() { crate::telemetry::metric("X", 1.0, "Count", &[(KEY, v)]); }',
             "a renamed import": 'use crate::telemetry::metric as emit;\nfn f() { emit("X", 1.0, "Count", &[]); }',
