@@ -13,6 +13,7 @@ import sys
 import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import emitted_metrics  # noqa: E402
 from cfn import intrinsic, load_template  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -499,6 +500,85 @@ def check_routes(t):
         ("POST", "/webhooks/{provider}", "webhook-receiver"),
     }
     assert expected <= routes, f"missing routes: {sorted(expected - routes)}"
+
+
+# What the operations dashboard must show (issue 23's "picture of health"); the check below proves
+# each is a metric the code emits, with the dimensions the dashboard reads.
+DASHBOARD_MUST_SHOW = {"WebhookJobsEnqueued", "WebhookDuplicate", "WebhookNoEvents", "WebhookRejected", "WebhookFailed",
+                       "SyncJobCompleted", "SyncJobFailed", "SyncJobParked", "SyncJobDeadLettered", "SyncOldestCopySeconds",
+                       "SyncStaleConnections", "SyncScheduleMostOverdueSeconds", "GrantRefreshed", "GrantNeedsReauth",
+                       "GrantRefreshFailed", "CircuitBreakerTransition", "ProviderRateLimited"}
+
+
+def check_dashboard_and_alarms_name_emitted_metrics(t, root: str = ROOT):
+    """Every metric of our namespace that an alarm or the dashboard names is one the Rust code
+    publishes (emitted_metrics.py reads every telemetry::metric call), with exactly the dimension
+    keys it is published with: otherwise the graph stays empty and the alarm never fires. SEARCH
+    expressions are held to their {namespace,keys} schema (which matches exactly that set) and to
+    this stage. AWS/* metrics on the dashboard name resources of this template."""
+    tel = emitted_metrics.read_telemetry(root)
+    emitted = emitted_metrics.emitted_metrics(root)
+    res = t["Resources"]
+    boards = [(n, r) for n, r in res.items() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    assert [n for n, _ in boards] == ["OperationsDashboard"], f"expected one dashboard, OperationsDashboard: {[n for n, _ in boards]}"
+    board, variables = emitted_metrics.dashboard_body(boards[0][1])
+    shown = emitted_metrics.dashboard_metrics(board, "OperationsDashboard")
+    named = shown + emitted_metrics.alarm_metrics(t)
+    unknown, wrong_dims, problems = {}, [], []
+    for m in named:
+        if m.namespace != tel.namespace:
+            continue
+        if m.name not in emitted:
+            unknown.setdefault(m.name, []).append(m.where)
+            continue
+        keys = frozenset(k for k, _ in m.dimensions)
+        published = {frozenset(s) for s in emitted[m.name]}
+        if keys not in published:
+            wrong_dims.append(f"{m.name} read with {sorted(keys)} in {m.where}; the code publishes it with "
+                              f"{' or '.join(str(sorted(s)) for s in sorted(published, key=sorted))}")
+        if m.search is not None:
+            if f'stage="${{Stage}}"' not in m.search:
+                problems.append(f'{m.where}: SEARCH for {m.name} must filter stage="${{Stage}}" (one stage per dashboard)')
+        elif m.where.startswith("OperationsDashboard"):
+            values = dict(m.dimensions)
+            if values.get("stage") != "${Stage}" or values.get("service") != tel.service:
+                problems.append(f"{m.where}: {m.name} must read service={tel.service} and stage=${{Stage}}")
+    # The alarms' own stage/service values are held by check_alarms_page_for_handled_failures.
+    lambda_seen, sqs_seen = {}, set()
+    for m in shown:
+        if m.search is not None and m.namespace != tel.namespace:
+            problems.append(f"{m.where}: SEARCH over {m.namespace} may show other stacks' resources; name them explicitly")
+        if not m.namespace.startswith("AWS/"):
+            if m.namespace != tel.namespace:
+                problems.append(f"{m.where}: namespace {m.namespace!r} is neither AWS/* nor ours ({tel.namespace})")
+            continue
+        for key, value in m.dimensions:
+            ref = emitted_metrics.sub_reference(value) if isinstance(value, str) else None
+            var = intrinsic(variables.get(ref)) if ref in variables else None
+            target = var[1][0] if var and var[0] == "Fn::GetAtt" else var[1] if var and var[0] == "Ref" else ref
+            if target not in res:
+                problems.append(f"{m.where}: {m.namespace} {m.name} {key}={value!r} is not a resource of this template")
+            elif m.namespace == "AWS/Lambda" and key == "FunctionName":
+                lambda_seen.setdefault(target, set()).add(m.name)
+            elif m.namespace == "AWS/SQS" and key == "QueueName":
+                sqs_seen.add(target)
+    for fn in functions(t):
+        missing = {"Errors", "Duration"} - lambda_seen.get(fn, set())
+        if missing:
+            problems.append(f"OperationsDashboard does not show {fn}'s {sorted(missing)}")
+    dlqs = {intrinsic(r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])[1][0] for r in res.values()
+            if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r["Properties"]}
+    dlqs |= {intrinsic(ev["Properties"]["DeadLetterConfig"]["Arn"])[1][0] for fn in functions(t).values()
+             for ev in fn["Properties"].get("Events", {}).values() if "DeadLetterConfig" in ev.get("Properties", {})}
+    if dlqs - sqs_seen:
+        problems.append(f"OperationsDashboard does not show the depth of {sorted(dlqs - sqs_seen)}")
+    absent = DASHBOARD_MUST_SHOW - {m.name for m in shown if m.namespace == tel.namespace}
+    if absent:
+        problems.append(f"OperationsDashboard does not show {sorted(absent)}")
+    if unknown:
+        problems.insert(0, f"metrics named but never emitted (no telemetry::metric call under shared/src or functions/*/src): "
+                        f"{', '.join(sorted(unknown))}" + "".join(f"\n    {n}: {'; '.join(sorted(set(w)))}" for n, w in sorted(unknown.items())))
+    assert not (problems or wrong_dims), "\n  ".join([""] + problems + wrong_dims)
 
 
 CHECKS = [v for k, v in sorted(globals().items()) if k.startswith("check_")]
