@@ -454,6 +454,11 @@ mod tests {
             let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             check_against_schema(&s, &v).unwrap_or_else(|e| panic!("{name}: {e}"));
             let e: AppEvent = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if e.event_type == EventType::RecordsChanged {
+                let mut bad = v.clone();
+                bad["data"].as_object_mut().unwrap().remove("changes");
+                assert!(check_against_schema(&s, &bad).is_err(), "records.changed without changes passed");
+            }
             if e.event_type == EventType::ReportReady {
                 let mut bad = v.clone();
                 bad["data"].as_object_mut().unwrap().remove("location");

@@ -447,15 +447,14 @@ fn operation_name(o: Operation) -> &'static str {
     }
 }
 
-/// One count per job outcome, for the dashboard: completed, failed (SQS delivers it again), parked,
-/// dead-lettered. A requeued job (a long wait) is none of these yet.
+/// One count per job outcome, for the dashboard: completed, not finished this time (SQS delivers it
+/// again, or a fresh copy after a long wait), parked, dead-lettered.
 fn outcome_metric(d: &Disposition, provider: &str, operation: &str) {
     let name = match d {
         Disposition::Done => "SyncJobCompleted",
-        Disposition::Retry { .. } => "SyncJobFailed",
+        Disposition::Retry { .. } | Disposition::Requeued { .. } => "SyncJobFailed",
         Disposition::Parked { .. } => "SyncJobParked",
         Disposition::DeadLettered { .. } => "SyncJobDeadLettered",
-        Disposition::Requeued { .. } => return,
     };
     crate::telemetry::metric(name, 1.0, "Count", &[("provider", provider), ("operation", operation)]);
 }

@@ -1,19 +1,20 @@
 //! The change feed: every change a job stores (create, update, deletion as a tombstone) reaches the
 //! app as `records.changed` on the events queue, at least once, without the app knowing our keys.
 //!
-//! At least once across a crash: a record is written with `feed_pending` (the writing job) in the
-//! same put as the change, announced, and only then unmarked. A job that dies between the write and
-//! the announcement is redelivered, re-reads the page, finds the record unchanged (so it writes
-//! nothing) but still marked, and announces it then. A redelivered or duplicate job whose records are
-//! all unmarked announces nothing. Each announcement's `event_id` is derived from what it announces,
-//! so a repeat keeps its id; `version` orders the copies of one record. The cost: one more write per
-//! changed record (the unmarking); unchanged records cost nothing more.
+//! At least once across a crash: a page's changes are announced before its cursor is stored, and
+//! every record item keeps the id of the job that wrote it (`job_id`). A job that dies between the
+//! write and the announcement is delivered again (same job id), re-reads the same page from the
+//! stored cursor, finds the records unchanged (so it writes nothing) but written by itself (the
+//! conditional put hands back the stored item when it refuses), and announces them then. Another
+//! job re-reading unchanged records announces nothing, and a job already completed is not run again.
+//! Each announcement's `event_id` is derived from what it announces, so a repeat keeps its id;
+//! `version` orders the copies of one record. No write beyond the record's own.
 
 use chrono::Utc;
 use serde_json::{json, Value};
 
 use crate::events::{AppEvent, EventPublisher, EventType};
-use crate::sync::store::{RecordChange, SyncStore};
+use crate::sync::store::RecordChange;
 use crate::{Provider, Result};
 
 /// An event's changes stay below this many bytes of JSON, well inside SQS's 256 KiB message with
@@ -21,11 +22,10 @@ use crate::{Provider, Result};
 const EVENT_CHANGES_BYTES: usize = 192 * 1024;
 const DOC_MAX_BYTES: usize = 64 * 1024;
 
-/// Announces `changes` (one job's page) and unmarks them. An error leaves them marked, so the job's
-/// retry announces them.
+/// Announces `changes` (one job's page). An error fails the job before its cursor moves, so its
+/// retry reads the page again and announces them.
 pub async fn announce(
     events: &EventPublisher,
-    store: &SyncStore,
     tenant_id: &str,
     provider: Provider,
     org_id: &str,
@@ -42,7 +42,7 @@ pub async fn announce(
         events.publish(&event, None).await?;
     }
     crate::telemetry::metric("RecordsChanged", changes.len() as f64, "Count", &[("provider", provider.as_str())]);
-    store.clear_feed_pending(tenant_id, provider, org_id, changes).await
+    Ok(())
 }
 
 /// The changes as event entries, split so each event stays under `EVENT_CHANGES_BYTES`, in order.
@@ -98,7 +98,6 @@ mod tests {
             version: 1_700_000_000_000 + id as i64,
             deleted: false,
             doc: json!({ "memo": "m".repeat(doc_bytes) }),
-            doc_hash: "h".into(),
         }
     }
 

@@ -87,8 +87,8 @@ pub struct WriteCounts {
     pub written: usize,
     /// A newer version was already stored (a webhook job overtook this pull): left alone.
     pub stale: usize,
-    /// What the change feed must announce: every record this write changed, and every record found
-    /// still marked unannounced (`feed_pending`) by a write whose announcement never happened.
+    /// What the change feed must announce: every record this write changed, and every unchanged one
+    /// this same job stored before (its earlier delivery may have died before announcing).
     pub changes: Vec<RecordChange>,
 }
 
@@ -103,10 +103,6 @@ pub struct RecordChange {
     pub deleted: bool,
     /// The stored record (the `SyncRecord` JSON).
     pub doc: serde_json::Value,
-    /// The stored content's hash: clearing the mark after the announcement leaves alone a record
-    /// someone else has changed since.
-    #[serde(skip)]
-    pub doc_hash: String,
 }
 
 #[derive(Clone, Debug)]
@@ -145,38 +141,9 @@ impl SyncStore {
         Ok(WriteCounts { written, stale: results.len() - written, changes: results.into_iter().filter_map(|(_, c)| c).collect() })
     }
 
-    /// Takes the change feed's mark off records whose change has been announced, unless the record
-    /// changed again since (its new writer announces that one).
-    pub async fn clear_feed_pending(&self, tenant_id: &str, provider: Provider, org_id: &str, changes: &[RecordChange]) -> Result<()> {
-        use futures::stream::{self, StreamExt, TryStreamExt};
-        stream::iter(changes.iter())
-            .map(|c| async move {
-                let res = self
-                    .db
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("pk", s(tenant_pk(tenant_id)))
-                    .key("sk", s(record_sk(provider, org_id, c.entity, &c.provider_id)))
-                    .update_expression("REMOVE feed_pending")
-                    .condition_expression("attribute_exists(feed_pending) AND doc_hash = :h")
-                    .expression_attribute_values(":h", s(&c.doc_hash))
-                    .send()
-                    .await;
-                match res {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_conditional_failure(&e) => Ok(()),
-                    Err(e) => Err(dynamo_error("UpdateItem(feed_pending)", e)),
-                }
-            })
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(())
-    }
-
-    /// Writes one record when it is new or changed, marked `feed_pending` until the change feed has
-    /// announced it. Returns whether it wrote, and the change to announce: this write's, or, when
-    /// nothing changed, an earlier write's still marked (its job died before announcing).
+    /// Writes one record when it is new or changed. Returns whether it wrote, and the change to
+    /// announce: this write's, or, when nothing changed, the stored one if this same job wrote it
+    /// (a redelivery after the job died between the write and the announcement: see `sync::feed`).
     async fn put_record(
         &self,
         tenant_id: &str,
@@ -204,7 +171,6 @@ impl SyncStore {
             .item("doc_hash", s(hash.clone()))
             .item("deleted", AttributeValue::Bool(r.deleted))
             .item("job_id", s(job_id))
-            .item("feed_pending", s(job_id))
             .item("synced_at", s(now.to_rfc3339()))
             .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(raw) = raw.filter(|raw| raw.len() <= MAX_RAW_BYTES) {
@@ -224,23 +190,22 @@ impl SyncStore {
                 .condition_expression("attribute_not_exists(sk) OR attribute_not_exists(doc_hash) OR doc_hash <> :h")
                 .expression_attribute_values(":h", s(&hash));
         }
-        let change = |version: i64, deleted: bool, doc: serde_json::Value, doc_hash: String| RecordChange {
+        let change = |version: i64, deleted: bool, doc: serde_json::Value| RecordChange {
             entity: r.entity,
             provider_id: r.provider_id.clone(),
             version,
             deleted,
             doc,
-            doc_hash,
         };
         match req.send().await {
             Ok(_) => {
                 let version = r.updated_at.map(|u| u.timestamp_millis()).unwrap_or(now.timestamp_millis());
                 let doc = serde_json::to_value(r).map_err(|e| Error::Internal(format!("record JSON: {e}")))?;
-                Ok((true, Some(change(version, r.deleted, doc, hash))))
+                Ok((true, Some(change(version, r.deleted, doc))))
             }
             Err(e) if is_conditional_failure(&e) => {
-                // The stored copy is as new or newer; if its own announcement never happened, it
-                // is announced now (as stored, not as this page read it).
+                // The stored copy is as new or newer. Written by this same job (its earlier delivery),
+                // its announcement may never have happened: announce it again, as stored.
                 let old = match &e {
                     aws_sdk_dynamodb::error::SdkError::ServiceError(se) => match se.err() {
                         aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item.clone(),
@@ -248,14 +213,13 @@ impl SyncStore {
                     },
                     _ => None,
                 };
-                let pending = old.filter(|o| o.contains_key("feed_pending")).and_then(|o| {
-                    let hash = get_s_opt(&o, "doc_hash")?;
+                let pending = old.filter(|o| get_s_opt(o, "job_id").as_deref() == Some(job_id)).and_then(|o| {
                     let version = get_n_opt(&o, "updated_ms").or_else(|| {
                         get_s_opt(&o, "synced_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.timestamp_millis())
                     })?;
                     let deleted = matches!(o.get("deleted"), Some(AttributeValue::Bool(true)));
                     let doc = get_s_opt(&o, "doc").and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
-                    Some(change(version, deleted, doc, hash))
+                    Some(change(version, deleted, doc))
                 });
                 Ok((false, pending))
             }

@@ -366,8 +366,7 @@ async fn write(deps: &SyncDeps, ctx: &JobCtx, records: &[(SyncRecord, Option<Str
     counts.stale += w.stale;
     // Before the cursor moves on: a failed announcement fails the job, whose retry re-reads this
     // page and announces what is still marked.
-    crate::sync::feed::announce(&deps.events, &deps.store, &ctx.tenant.tenant_id, ctx.provider, &ctx.org_id, &ctx.job.job_id, &w.changes)
-        .await
+    crate::sync::feed::announce(&deps.events, &ctx.tenant.tenant_id, ctx.provider, &ctx.org_id, &ctx.job.job_id, &w.changes).await
 }
 
 /// The cursor a pull starts from: the stored one (so a retried or continued job resumes where the
