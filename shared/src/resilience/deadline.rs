@@ -1,4 +1,4 @@
-//! The deadline a guarded call must return by (see "Deadlines" in the module docs).
+//! The deadline a guarded call must return by (see "Deadlines" in `resilience`).
 
 use std::future::Future;
 use std::time::Duration;
