@@ -61,6 +61,10 @@ pub struct Health {
     pub refresh_expires_in_s: Option<i64>,
     pub degraded_since: Option<DateTime<Utc>>,
     pub leased_by: Option<String>,
+    /// The copy per entity (`shared::sync::freshness`): last successful pull, last change, last error.
+    pub freshness: Vec<shared::sync::freshness::EntityFreshness>,
+    /// Seconds the oldest entity's copy is behind its schedule (0: on time; None: not read).
+    pub copy_lag_s: Option<i64>,
 }
 
 /// How healthy a connection is, judged from its grant alone (no provider call).
@@ -75,6 +79,8 @@ pub fn judge(conn: &Connection, grant: Option<&Grant>, now: DateTime<Utc>) -> He
         refresh_expires_in_s: None,
         degraded_since: None,
         leased_by: None,
+        freshness: Vec::new(),
+        copy_lag_s: None,
     };
     let Some(g) = grant else {
         h.health = "missing_grant".into();
@@ -102,11 +108,38 @@ pub async fn health(ops: &Ops, tenant: Option<String>) -> Result<Vec<Health>> {
     let store = ops.grants();
     let now = (ops.now)();
     let mut out = Vec::new();
+    let fresh = shared::sync::freshness::FreshnessStore::new(
+        ops.clients.dynamodb.clone(),
+        ops.config.tables.sync.clone(),
+        ops.config.tables.grants.clone(),
+    );
     for t in tenant_ids(ops, tenant).await? {
         let (conns, grants) = futures::try_join!(store.list_connections(&t), store.list_grants(&t))?;
+        // The schedule the copy is held to: the tenant's interval and enabled entities.
+        let (interval_s, enabled) = match ops.tenants().get(&t).await {
+            Ok(tenant) => (
+                i64::from(shared::sync::schedule::interval_minutes(&tenant)) * 60,
+                tenant.config.enabled_entities.iter().map(|e| shared::sync::worker::entity_of(*e)).collect(),
+            ),
+            Err(_) => (0, Vec::new()),
+        };
         for c in &conns {
             let g = grants.iter().find(|g| g.provider == c.provider && g.grant_id == c.grant_id);
-            out.push(judge(c, g, now));
+            let mut h = judge(c, g, now);
+            h.freshness = fresh.read(&t, c.provider, &c.org_id).await?;
+            if interval_s > 0 && c.status == shared::store::grants::GrantStatus::Active {
+                // An enabled entity never pulled is behind since the connection was made.
+                let lag = enabled
+                    .iter()
+                    .map(|e| match h.freshness.iter().find(|f| f.entity == *e) {
+                        Some(f) => f.lag_seconds(interval_s, c.created_at, now),
+                        None => ((now - c.created_at).num_seconds() - interval_s).max(0),
+                    })
+                    .max()
+                    .unwrap_or(0);
+                h.copy_lag_s = Some(lag);
+            }
+            out.push(h);
         }
     }
     Ok(out)
@@ -134,12 +167,13 @@ pub(crate) async fn run(ops: &Ops, cmd: ConnCmd) -> Result<String> {
         }
         ConnCmd::Health { tenant, all } => {
             let rows = health(ops, if all { None } else { tenant }).await?;
+            let now = (ops.now)();
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
             let mut out = String::from("connection health (tenant provider org grant: health, access expires in, refresh expires in)\n");
             for h in &rows {
                 *counts.entry(h.health.as_str()).or_default() += 1;
                 out.push_str(&format!(
-                    "  {} {} {} {}: {}, access {}, refresh {}{}{}\n",
+                    "  {} {} {} {}: {}, access {}, refresh {}{}{}{}\n",
                     h.tenant_id,
                     h.provider.as_str(),
                     h.org_id,
@@ -149,6 +183,7 @@ pub(crate) async fn run(ops: &Ops, cmd: ConnCmd) -> Result<String> {
                     secs(h.refresh_expires_in_s),
                     h.degraded_since.map(|d| format!(", degraded since {d}")).unwrap_or_default(),
                     h.leased_by.as_ref().map(|o| format!(", leased by {o}")).unwrap_or_default(),
+                    copy_text(h, now),
                 ));
             }
             let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
@@ -242,4 +277,25 @@ fn human(s: i64) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// The copy's freshness on one line: lag behind the schedule, then per entity the age of its last
+/// successful pull and its last error when that came after.
+fn copy_text(h: &Health, now: DateTime<Utc>) -> String {
+    let Some(lag) = h.copy_lag_s else { return String::new() };
+    let mut parts = vec![format!("copy lag {}", secs(Some(lag)))];
+    for f in &h.freshness {
+        let age = f
+            .last_success_at
+            .map(|t| format!("pulled {} ago", secs(Some((now - t).num_seconds()))))
+            .unwrap_or_else(|| "never pulled".into());
+        let err = match (f.last_error_code, f.last_error_at) {
+            (Some(c), Some(at)) if f.last_success_at.is_none_or(|s| at > s) => {
+                format!(", error E{c} {} ago", secs(Some((now - at).num_seconds())))
+            }
+            _ => String::new(),
+        };
+        parts.push(format!("{} {age}{err}", f.entity));
+    }
+    format!("; {}", parts.join("; "))
 }

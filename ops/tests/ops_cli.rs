@@ -150,6 +150,25 @@ async fn connections_show_health_refresh_and_disconnect() {
     let text = cli(&ops, &["connections", "health", "--tenant", &tenant]).await.unwrap();
     assert!(text.contains("2 connections: 1 ok, 1 overdue"), "{text}");
 
+    // The copy's freshness, as the worker keeps it per entity, shows with the connection: a pull
+    // ten minutes ago, an error since; entities never pulled are behind since the connect.
+    {
+        use shared::sync::freshness::{CopyOf, FreshnessStore};
+        let xero_org = rows.iter().find(|h| h.grant_id == fresh.grant_id).unwrap().org_id.clone();
+        let fs = FreshnessStore::new(ops.clients.dynamodb.clone(), ops.config.tables.sync.clone(), ops.config.tables.grants.clone());
+        let of =
+            CopyOf { tenant_id: &tenant, provider: Provider::Xero, org_id: &xero_org, entity: shared::providers::model::Entity::Invoice };
+        fs.success(of, true, true, chrono::Utc::now() - Duration::minutes(10)).await.unwrap();
+        fs.failure(of, 3001, chrono::Utc::now() - Duration::minutes(1)).await.unwrap();
+        let rows = ttya_ops::health(&ops, Some(tenant.clone())).await.unwrap();
+        let x = rows.iter().find(|h| h.grant_id == fresh.grant_id).unwrap();
+        assert_eq!(x.freshness.len(), 1, "{x:?}");
+        assert_eq!(x.freshness[0].last_error_code, Some(3001));
+        assert!(x.freshness[0].last_success_at.is_some() && x.copy_lag_s.is_some(), "{x:?}");
+        let text = cli(&ops, &["connections", "health", "--tenant", &tenant]).await.unwrap();
+        assert!(text.contains("invoice pulled") && text.contains("error E3001") && text.contains("copy lag"), "{text}");
+    }
+
     // A forced refresh rotates even a token that is still fresh.
     let out = cli(&ops, &["connections", "refresh", &tenant, "xero", &fresh.grant_id]).await.unwrap();
     assert!(out.contains("refreshed"), "{out}");
