@@ -1,7 +1,12 @@
 //! Shared set-up for the integration tests: the local AWS (moto) that `scripts/test-all` starts, and
 //! fresh names so tests run in parallel without seeing each other's data.
 
+pub mod audit;
 pub mod aws_rules;
+pub mod harness;
+pub mod jobs;
+pub mod queues;
+pub mod sandbox_control;
 
 use chrono::{DateTime, Duration, Utc};
 use reqwest::Url;
@@ -9,6 +14,8 @@ use shared::aws::AwsClients;
 use shared::providers::{new_pkce, AccountingProvider, AuthorizeRequest, CallbackParams};
 use shared::refresh::TokenService;
 use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
+use shared::sync::{SyncDeps, SyncStore};
+use shared::tenancy::TenantStore;
 use shared::vault::SealContext;
 use shared::{Config, Provider};
 
@@ -17,6 +24,32 @@ const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
 pub struct TestEnv {
     pub config: Config,
     pub clients: AwsClients,
+}
+
+impl TestEnv {
+    pub fn tenants(&self) -> TenantStore {
+        TenantStore::new(self.clients.dynamodb.clone(), self.config.tables.tenants.clone())
+    }
+
+    pub fn grants(&self) -> GrantStore {
+        GrantStore::new(self.clients.dynamodb.clone(), self.config.tables.grants.clone())
+    }
+
+    pub fn sync_store(&self) -> SyncStore {
+        SyncStore::new(self.clients.dynamodb.clone(), self.config.tables.sync.clone())
+    }
+
+    /// A new TokenService over this configuration, its provider calls given `timeout`: a separate
+    /// "process" with its own lease owner id and caches.
+    pub fn token_service(&self, timeout: std::time::Duration) -> TokenService {
+        let http = shared::http_client::HttpClient::new(timeout).unwrap();
+        TokenService::new(&self.config, &self.clients, http)
+    }
+
+    /// The sync worker's dependencies over this configuration, with a token service of its own.
+    pub fn sync_deps(&self, timeout: std::time::Duration) -> SyncDeps {
+        SyncDeps::new(&self.config, &self.clients, self.token_service(timeout))
+    }
 }
 
 /// Configuration and AWS clients for the local stack. Fails loudly (not skips) when the stack is
