@@ -11,7 +11,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::harness::{own_queue, own_sync_queues, sandboxed, unseeded, Sandboxed};
-use integration_tests::{connect_sandbox, copy_grants_table, queues, sandbox_control, unique, TestEnv};
+use integration_tests::{active_connection, connect_sandbox, copy_grants_table, queues, sandbox_control, unique, TestEnv};
 use reqwest::Url;
 use serde_json::{json, Value};
 use shared::connect::app_auth::SignedRequest;
@@ -23,7 +23,7 @@ use shared::providers::AccountingProvider;
 use shared::refresh::TokenService;
 use shared::resilience::breaker::BreakerState;
 use shared::resilience::ProviderGuard;
-use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
+use shared::store::grants::{Grant, GrantStore};
 use shared::sync::batch::Disposition;
 use shared::sync::initial::Started;
 use shared::sync::schedule::{next_slot, RunLimits, RunReport, SyncScheduler};
@@ -167,21 +167,6 @@ impl H {
     }
 }
 
-fn connection(tenant: &str, provider: Provider, org: &str, grant_id: &str, now: DateTime<Utc>) -> Connection {
-    Connection {
-        tenant_id: tenant.to_string(),
-        provider,
-        org_id: org.to_string(),
-        org_name: None,
-        grant_id: grant_id.to_string(),
-        status: GrantStatus::Active,
-        webhook_id: None,
-        webhook_secret: None,
-        created_at: now,
-        updated_at: now,
-    }
-}
-
 fn schema() -> Value {
     serde_json::from_str(include_str!("../schemas/app-event.v1.json")).unwrap()
 }
@@ -285,7 +270,7 @@ async fn workers_finishing_the_last_entities_at_once_send_the_first_copy_event_o
     for round in 0..5 {
         let org = format!("org-{round}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let grant_id = unique("g");
-        let conn = connection(&tenant.tenant_id, Provider::Xero, &org, &grant_id, now);
+        let conn = active_connection(&tenant.tenant_id, Provider::Xero, &org, &grant_id, now);
         h.grants().put_connection(&conn).await.unwrap();
         assert_eq!(initial.start(&tenant, &conn, now).await.unwrap(), Started::Enqueued { jobs: 4 });
         let keys: Vec<String> =
@@ -343,7 +328,7 @@ async fn a_thousand_connections_get_exactly_their_due_pulls_over_a_simulated_day
         futures::future::join_all(chunk.iter().map(|(t, p, org)| {
             let (h, sched) = (&h, &sched);
             async move {
-                h.grants().put_connection(&connection(&t.tenant_id, *p, org, "g-1", start)).await.unwrap();
+                h.grants().put_connection(&active_connection(&t.tenant_id, *p, org, "g-1", start)).await.unwrap();
                 sched.enroll(t, *p, org, true, start).await.unwrap()
             }
         }))

@@ -1,5 +1,9 @@
 //! Shared set-up for the integration tests: the local AWS (moto) that `scripts/test-all` starts, and
 //! fresh names so tests run in parallel without seeing each other's data.
+//!
+//! Beside this: `harness` (a test's own sandbox, queues and tenant), `sandbox_control` (the
+//! sandbox's control API), `queues` (the event source mapping the tests play, draining queues,
+//! the events the app reads), `jobs` (app jobs), `audit` (the audit trail) and `aws_rules`.
 
 pub mod audit;
 pub mod aws_rules;
@@ -160,20 +164,25 @@ pub async fn connect_sandbox(
         created_at: now,
         updated_at: now,
     };
-    let conn = Connection {
+    let conn = active_connection(tenant, provider, &org, &grant_id, now);
+    store.put_grant(&g, &[conn]).await.unwrap();
+    (g, tokens.access_token.expose().to_string())
+}
+
+/// An active connection of `grant_id` to `org`, as the connect flow stores it (no name, no webhook).
+pub fn active_connection(tenant: &str, provider: Provider, org: &str, grant_id: &str, now: DateTime<Utc>) -> Connection {
+    Connection {
         tenant_id: tenant.to_string(),
         provider,
-        org_id: org,
+        org_id: org.to_string(),
         org_name: None,
-        grant_id,
+        grant_id: grant_id.to_string(),
         status: GrantStatus::Active,
         webhook_id: None,
         webhook_secret: None,
         created_at: now,
         updated_at: now,
-    };
-    store.put_grant(&g, &[conn]).await.unwrap();
-    (g, tokens.access_token.expose().to_string())
+    }
 }
 
 /// A copy of the grants table (keys and indexes) under a fresh name.
