@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{aws, copy_grants_table, unique, TestEnv};
-use reqwest::Url;
+use integration_tests::harness::{own_queue, sandboxed, Sandboxed};
+use integration_tests::{copy_grants_table, sandbox_control, unique, TestEnv};
 use serde_json::{json, Value};
 use shared::events::AppEvent;
 use shared::refresh::schedule::RunLimits;
@@ -26,14 +26,9 @@ struct H {
 }
 
 async fn harness_with(settings: sandbox::Settings) -> H {
-    shared::http_client::install_crypto_provider();
-    let mut env = aws().await;
-    let sb = sandbox::spawn(sandbox::SandboxConfig { settings, ..Default::default() }).await.expect("sandbox starts");
-    env.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
+    let Sandboxed { mut env, sb, http } = sandboxed(sandbox::SandboxConfig { settings, ..Default::default() }).await;
     // Events go to a queue of the test's own, so it reads exactly what it caused.
-    let q = env.clients.sqs.create_queue().queue_name(unique("events")).send().await.unwrap();
-    env.config.queues.events = q.queue_url.unwrap();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    env.config.queues.events = own_queue(&env, "events").await;
     H { env, sb, http, tenant: unique("tenant") }
 }
 
@@ -57,27 +52,15 @@ fn whole(t: DateTime<Utc>) -> DateTime<Utc> {
 impl H {
     /// A new TokenService: a separate "process" with its own lease owner id and caches.
     fn service(&self) -> TokenService {
-        let http = shared::http_client::HttpClient::new(StdDuration::from_secs(10)).unwrap();
-        TokenService::new(&self.env.config, &self.env.clients, http).with_settings(settings())
+        self.env.token_service(StdDuration::from_secs(10)).with_settings(settings())
     }
 
     fn store(&self) -> GrantStore {
-        GrantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.grants.clone())
+        self.env.grants()
     }
 
     async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/_sandbox/{path}", self.sb.base_url);
-        let req = match method {
-            "GET" => self.http.get(url),
-            _ => self.http.post(url),
-        };
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
-        };
-        let resp = req.send().await.unwrap();
-        assert!(resp.status().is_success(), "control {path}: {}", resp.status());
-        resp.json().await.unwrap_or(Value::Null)
+        sandbox_control::control(&self.http, &self.sb, method, path, body).await
     }
 
     /// Refreshes the sandbox has answered (replays within Xero's grace included).

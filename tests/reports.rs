@@ -11,17 +11,19 @@ use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, NaiveDate, Utc};
-use integration_tests::{aws, connect_sandbox, unique, TestEnv};
-use reqwest::Url;
+use integration_tests::harness::{enterprise_tenant, own_queue, own_sync_queues, sandboxed, unseeded, Sandboxed};
+use integration_tests::jobs::app_job;
+use integration_tests::queues::{app_events, batch, delete_acknowledged, queue_arn};
+use integration_tests::sandbox_control::org_id_for;
+use integration_tests::{audit, aws, connect_sandbox, sandbox_control, unique, TestEnv};
 use serde_json::{json, Value};
 use shared::events::{AppEvent, EventType};
-use shared::jobs::{Operation, Source, SyncJob, JOB_VERSION};
+use shared::jobs::Operation;
 use shared::refresh::TokenService;
 use shared::reports::Report;
-use shared::store::grants::GrantStore;
-use shared::sync::batch::{handle_batch, Disposition, InMessage};
+use shared::sync::batch::{handle_batch, Disposition};
 use shared::sync::{SyncDeps, WorkerSettings};
-use shared::tenancy::{Entity, Plan, Priority, Tenant, TenantConfig, TenantStore};
+use shared::tenancy::{Entity, Priority};
 use shared::Provider;
 
 struct H {
@@ -33,34 +35,13 @@ struct H {
 }
 
 async fn harness() -> H {
-    shared::http_client::install_crypto_provider();
-    let mut env = aws().await;
-    let sb = sandbox::spawn(sandbox::SandboxConfig { seed: false, ..Default::default() }).await.expect("sandbox starts");
-    env.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
-    let sqs = &env.clients.sqs;
-    let q = |name: String| async move { sqs.create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap() };
-    env.config.queues.events = q(unique("events")).await;
-    let dlq = q(unique("sync-dlq")).await;
-    for slot in [&mut env.config.queues.sync_high, &mut env.config.queues.sync_normal, &mut env.config.queues.sync_low] {
-        *slot = q(unique("sync")).await;
-    }
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let Sandboxed { mut env, sb, http } = sandboxed(unseeded()).await;
+    env.config.queues.events = own_queue(&env, "events").await;
+    let dlq = own_queue(&env, "sync-dlq").await;
+    own_sync_queues(&mut env).await;
     let h = H { env, sb, http, tenant: unique("tenant"), dlq };
-    let cfg = TenantConfig { return_urls: vec!["https://app.example.com/integrations".into()], ..Default::default() };
-    TenantStore::new(h.env.clients.dynamodb.clone(), h.env.config.tables.tenants.clone())
-        .create(&Tenant::new(&h.tenant, "Acme", Plan::Enterprise, cfg, Utc::now()))
-        .await
-        .unwrap();
+    enterprise_tenant(&h.env, &h.tenant).await;
     h
-}
-
-fn org_id_for(provider: Provider) -> String {
-    let n = uuid::Uuid::new_v4().as_u128();
-    match provider {
-        Provider::Xero => uuid::Uuid::new_v4().to_string(),
-        Provider::QuickBooks => format!("9{:015}", n % 1_000_000_000_000_000),
-        Provider::Zoho => format!("8{:010}", n % 10_000_000_000),
-    }
 }
 
 /// Scopes that reach the accounting data and the reports (Xero's granular report scope names and
@@ -85,29 +66,15 @@ fn scopes(provider: Provider) -> Vec<String> {
 
 impl H {
     fn service(&self) -> TokenService {
-        let http = shared::http_client::HttpClient::new(StdDuration::from_secs(10)).unwrap();
-        TokenService::new(&self.env.config, &self.env.clients, http)
+        self.env.token_service(StdDuration::from_secs(10))
     }
 
     fn deps(&self) -> SyncDeps {
-        SyncDeps::new(&self.env.config, &self.env.clients, self.service())
-            .with_settings(WorkerSettings::default())
-            .with_dlq_url(self.dlq.clone())
+        self.env.sync_deps(StdDuration::from_secs(10)).with_settings(WorkerSettings::default()).with_dlq_url(self.dlq.clone())
     }
 
     async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/_sandbox/{path}", self.sb.base_url);
-        let req = match method {
-            "GET" => self.http.get(url),
-            _ => self.http.post(url),
-        };
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
-        };
-        let resp = req.send().await.unwrap();
-        assert!(resp.status().is_success(), "control {path}: {}", resp.status());
-        resp.json().await.unwrap_or(Value::Null)
+        sandbox_control::control(&self.http, &self.sb, method, path, body).await
     }
 
     async fn seed(&self, provider: Provider, org: &str, entity: &str, count: usize) {
@@ -156,31 +123,13 @@ impl H {
 
     async fn connect_with(&self, provider: Provider, org: &str, scopes: Vec<String>) -> String {
         let svc = self.service();
-        let store = GrantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.grants.clone());
+        let store = self.env.grants();
         connect_sandbox(&self.http, &svc, &store, &self.tenant, provider, Some(org), &scopes, None).await.1
     }
 
     /// A job message as the main app sends it: the job plus its `report` or `passthrough`.
     fn message(&self, provider: Provider, org: &str, operation: Operation, request: Value) -> String {
-        let job = SyncJob {
-            version: JOB_VERSION,
-            job_id: uuid::Uuid::new_v4().to_string(),
-            tenant_id: self.tenant.clone(),
-            provider,
-            org_id: org.to_string(),
-            operation,
-            entity: Entity::Account,
-            entity_id: None,
-            cursor: None,
-            change: None,
-            merged_from: None,
-            priority: Priority::High,
-            idempotency_key: unique("app"),
-            correlation_id: unique("corr"),
-            requested_at: Utc::now(),
-            source: Source::App,
-            totals_before: None,
-        };
+        let job = app_job(&self.tenant, provider, org, operation, Entity::Account, Priority::High);
         let mut v: Value = serde_json::from_str(&job.to_json()).unwrap();
         assert!(v.get("entity").is_none(), "report and passthrough jobs carry no entity on the wire");
         let key = if operation == Operation::Report { "report" } else { "passthrough" };
@@ -207,19 +156,7 @@ impl H {
         let url = self.env.config.queues.sync_high.clone();
         // The queue's ARN, as the event source mapping passes it: a waiting job's visibility is set
         // on its own queue.
-        let arn = self
-            .env
-            .clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-            .unwrap();
+        let arn = queue_arn(&self.env, &url).await;
         let mut out = Vec::new();
         let (mut empty, mut batches, mut in_time) = (0, 0, true);
         while empty < patience && batches < max_batches {
@@ -239,27 +176,13 @@ impl H {
                 empty += 1;
                 continue;
             }
-            let ins: Vec<InMessage> = msgs
-                .iter()
-                .map(|m| InMessage {
-                    message_id: m.message_id.clone().unwrap(),
-                    receipt_handle: m.receipt_handle.clone().unwrap(),
-                    body: m.body.clone().unwrap_or_default(),
-                    event_source_arn: arn.clone(),
-                    receive_count: 1,
-                    first_received_ms: None,
-                })
-                .collect();
+            let ins = batch(&msgs, &arn, false);
             empty = 0;
             let deadline = Utc::now() + budget;
             let results = handle_batch(deps, &ins, deadline).await;
             in_time &= Utc::now() <= deadline;
             batches += 1;
-            for (m, (_, d)) in ins.iter().zip(&results) {
-                if d.acknowledged() {
-                    self.env.clients.sqs.delete_message().queue_url(&url).receipt_handle(&m.receipt_handle).send().await.unwrap();
-                }
-            }
+            delete_acknowledged(&self.env, &url, &ins, &results).await;
             out.extend(results.into_iter().map(|(_, d)| d));
         }
         (out, batches, in_time)
@@ -267,43 +190,7 @@ impl H {
 
     /// Every event on the events queue, each checked against the published schema; with raw bodies.
     async fn events(&self) -> Vec<(AppEvent, String)> {
-        let schema: Value = serde_json::from_str(include_str!("../schemas/app-event.v1.json")).unwrap();
-        let url = self.env.config.queues.events.clone();
-        let mut out = Vec::new();
-        let mut empty = 0;
-        while empty < 2 {
-            let r = self
-                .env
-                .clients
-                .sqs
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            let msgs = r.messages.unwrap_or_default();
-            if msgs.is_empty() {
-                empty += 1;
-            }
-            for m in msgs {
-                self.env
-                    .clients
-                    .sqs
-                    .delete_message()
-                    .queue_url(&url)
-                    .receipt_handle(m.receipt_handle.clone().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-                let body = m.body.unwrap();
-                let v: Value = serde_json::from_str(&body).unwrap();
-                shared::events::check_against_schema(&schema, &v).unwrap_or_else(|e| panic!("{e}: {v}"));
-                out.push((serde_json::from_value(v).unwrap(), body));
-            }
-        }
-        out
+        app_events(&self.env).await
     }
 
     /// The stored item an event's `location` names.
@@ -330,8 +217,7 @@ impl H {
     }
 
     async fn sandbox_calls(&self, needle: &str) -> u64 {
-        let c = self.control("GET", "counters", None).await;
-        c["calls"].as_object().unwrap().iter().filter(|(k, _)| k.contains(needle)).filter_map(|(_, v)| v.as_u64()).sum()
+        sandbox_control::calls(&self.http, &self.sb, needle).await
     }
 }
 
@@ -572,22 +458,9 @@ async fn reports_match_the_sandbox_books(provider: Provider) {
 }
 
 async fn audit_operations(h: &H) -> Vec<String> {
-    let out = h
-        .env
-        .clients
-        .dynamodb
-        .query()
-        .table_name(&h.env.config.tables.tenants)
-        .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-        .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("TENANT#{}", h.tenant)))
-        .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("AUDIT#".into()))
-        .send()
+    audit::provider_calls(&h.env, &h.tenant)
         .await
-        .unwrap();
-    out.items
-        .unwrap_or_default()
         .into_iter()
-        .filter(|i| i.get("event").and_then(|e| e.as_s().ok()).map(String::as_str) == Some("provider_call"))
         .filter_map(|i| i.get("operation").and_then(|o| o.as_s().ok()).cloned())
         .collect()
 }
@@ -770,7 +643,9 @@ async fn fast_xero_deps(h: &H) -> SyncDeps {
         xero_app_per_minute: 1_000_000_000,
         ..Default::default()
     };
-    let mut deps = SyncDeps::new(&h.env.config, &h.env.clients, h.service())
+    let mut deps = h
+        .env
+        .sync_deps(StdDuration::from_secs(10))
         .with_settings(WorkerSettings { deadline_margin: StdDuration::from_secs(1), ..WorkerSettings::default() })
         .with_dlq_url(h.dlq.clone());
     deps.guard =

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{aws, connect_sandbox, copy_grants_table, unique, TestEnv};
+use integration_tests::harness::{own_queue, own_sync_queues, sandboxed, unseeded, Sandboxed};
+use integration_tests::{active_connection, connect_sandbox, copy_grants_table, queues, sandbox_control, unique, TestEnv};
 use reqwest::Url;
 use serde_json::{json, Value};
 use shared::connect::app_auth::SignedRequest;
@@ -22,8 +23,8 @@ use shared::providers::AccountingProvider;
 use shared::refresh::TokenService;
 use shared::resilience::breaker::BreakerState;
 use shared::resilience::ProviderGuard;
-use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
-use shared::sync::batch::{handle_batch, Disposition, InMessage};
+use shared::store::grants::{Grant, GrantStore};
+use shared::sync::batch::Disposition;
 use shared::sync::initial::Started;
 use shared::sync::schedule::{next_slot, RunLimits, RunReport, SyncScheduler};
 use shared::sync::{SyncDeps, SyncStore};
@@ -40,33 +41,13 @@ struct H {
 }
 
 async fn harness() -> H {
-    shared::http_client::install_crypto_provider();
-    let mut env = aws().await;
-    let sb = sandbox::spawn(sandbox::SandboxConfig { seed: false, ..Default::default() }).await.expect("sandbox starts");
-    env.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
+    let Sandboxed { mut env, sb, http } = sandboxed(unseeded()).await;
     env.config.public_base_url = Url::parse("https://integrations.test.example").unwrap();
     // Our own grants table: the scheduler must see this test's connections only.
     env.config.tables.grants = copy_grants_table(&env).await;
-    let sqs = env.clients.sqs.clone();
-    let q = |name: String| {
-        let sqs = sqs.clone();
-        async move { sqs.create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap() }
-    };
-    env.config.queues.events = q(unique("events")).await;
-    env.config.queues.sync_high = q(unique("sync-high")).await;
-    env.config.queues.sync_normal = q(unique("sync-normal")).await;
-    env.config.queues.sync_low = q(unique("sync-low")).await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    env.config.queues.events = own_queue(&env, "events").await;
+    own_sync_queues(&mut env).await;
     H { env, sb, http }
-}
-
-fn org_id_for(provider: Provider) -> String {
-    let n = uuid::Uuid::new_v4().as_u128();
-    match provider {
-        Provider::Xero => uuid::Uuid::new_v4().to_string(),
-        Provider::QuickBooks => format!("9{:015}", n % 1_000_000_000_000_000),
-        Provider::Zoho => format!("8{:010}", n % 10_000_000_000),
-    }
 }
 
 fn deadline() -> tokio::time::Instant {
@@ -75,15 +56,15 @@ fn deadline() -> tokio::time::Instant {
 
 impl H {
     fn tenants(&self) -> TenantStore {
-        TenantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.tenants.clone())
+        self.env.tenants()
     }
 
     fn grants(&self) -> GrantStore {
-        GrantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.grants.clone())
+        self.env.grants()
     }
 
     fn store(&self) -> SyncStore {
-        SyncStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.sync.clone())
+        self.env.sync_store()
     }
 
     fn scheduler(&self) -> SyncScheduler {
@@ -91,11 +72,11 @@ impl H {
     }
 
     fn service(&self) -> TokenService {
-        TokenService::new(&self.env.config, &self.env.clients, shared::http_client::HttpClient::new(StdDuration::from_secs(10)).unwrap())
+        self.env.token_service(StdDuration::from_secs(10))
     }
 
     fn worker(&self) -> SyncDeps {
-        SyncDeps::new(&self.env.config, &self.env.clients, self.service())
+        self.env.sync_deps(StdDuration::from_secs(10))
     }
 
     async fn tenant(&self, plan: Plan, minutes: u32, entities: Vec<Entity>) -> Tenant {
@@ -111,38 +92,12 @@ impl H {
     }
 
     async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/_sandbox/{path}", self.sb.base_url);
-        let req = match method {
-            "DELETE" => self.http.delete(url),
-            "GET" => self.http.get(url),
-            _ => self.http.post(url),
-        };
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
-        };
-        let resp = req.send().await.unwrap();
-        assert!(resp.status().is_success(), "control {path}: {}", resp.status());
-        resp.json().await.unwrap_or(Value::Null)
+        sandbox_control::control(&self.http, &self.sb, method, path, body).await
     }
 
     /// A fresh org with `counts` generated records per entity, stamped an hour back.
     async fn make_org(&self, provider: Provider, counts: &[(&str, usize)]) -> (String, BTreeMap<String, Vec<String>>) {
-        let org = org_id_for(provider);
-        self.control("POST", "clock", Some(json!({"advance_seconds": -3600}))).await;
-        let mut ids = BTreeMap::new();
-        for (entity, count) in counts {
-            let out = self
-                .control(
-                    "POST",
-                    "seed",
-                    Some(json!({"provider": provider.as_str(), "org_id": org, "dc": "us", "entity": entity, "count": count})),
-                )
-                .await;
-            ids.insert(entity.to_string(), out["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect());
-        }
-        self.control("POST", "clock", Some(json!({"advance_seconds": 3600}))).await;
-        (org, ids)
+        sandbox_control::make_org(&self.http, &self.sb, provider, counts).await
     }
 
     /// A real grant for `org` (consent at the sandbox, code exchange, sealed) stored with its
@@ -202,64 +157,13 @@ impl H {
     async fn pump(&self, deps: &SyncDeps) -> Vec<(SyncJob, Disposition)> {
         let c = &self.env.config.queues;
         let urls = [c.sync_high.clone(), c.sync_normal.clone(), c.sync_low.clone()];
-        let mut all = Vec::new();
-        let mut empty = 0;
-        while empty < 2 {
-            let mut got = false;
-            for url in &urls {
-                let out = self
-                    .env
-                    .clients
-                    .sqs
-                    .receive_message()
-                    .queue_url(url)
-                    .max_number_of_messages(10)
-                    .wait_time_seconds(1)
-                    .send()
-                    .await
-                    .unwrap();
-                let msgs = out.messages.unwrap_or_default();
-                if msgs.is_empty() {
-                    continue;
-                }
-                got = true;
-                let ins: Vec<InMessage> = msgs
-                    .iter()
-                    .map(|m| InMessage {
-                        message_id: m.message_id.clone().unwrap(),
-                        receipt_handle: m.receipt_handle.clone().unwrap(),
-                        body: m.body.clone().unwrap_or_default(),
-                        event_source_arn: format!("arn:aws:sqs:us-east-1:123456789012:{}", url.rsplit('/').next().unwrap()),
-                        receive_count: 1,
-                        first_received_ms: None,
-                    })
-                    .collect();
-                let results = handle_batch(deps, &ins, Utc::now() + Duration::seconds(90)).await;
-                for (m, (_, d)) in ins.iter().zip(&results) {
-                    if d.acknowledged() {
-                        self.env.clients.sqs.delete_message().queue_url(url).receipt_handle(&m.receipt_handle).send().await.unwrap();
-                    }
-                    all.push((SyncJob::from_json(&m.body).unwrap(), d.clone()));
-                }
-            }
-            empty = if got { 0 } else { empty + 1 };
-        }
-        all
-    }
-}
-
-fn connection(tenant: &str, provider: Provider, org: &str, grant_id: &str, now: DateTime<Utc>) -> Connection {
-    Connection {
-        tenant_id: tenant.to_string(),
-        provider,
-        org_id: org.to_string(),
-        org_name: None,
-        grant_id: grant_id.to_string(),
-        status: GrantStatus::Active,
-        webhook_id: None,
-        webhook_secret: None,
-        created_at: now,
-        updated_at: now,
+        let arns: Vec<String> =
+            urls.iter().map(|url| format!("arn:aws:sqs:us-east-1:123456789012:{}", url.rsplit('/').next().unwrap())).collect();
+        queues::pump(&self.env, deps, &urls, &arns, 2, false)
+            .await
+            .into_iter()
+            .map(|(m, (_, d))| (SyncJob::from_json(&m.body).unwrap(), d))
+            .collect()
     }
 }
 
@@ -366,7 +270,7 @@ async fn workers_finishing_the_last_entities_at_once_send_the_first_copy_event_o
     for round in 0..5 {
         let org = format!("org-{round}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let grant_id = unique("g");
-        let conn = connection(&tenant.tenant_id, Provider::Xero, &org, &grant_id, now);
+        let conn = active_connection(&tenant.tenant_id, Provider::Xero, &org, &grant_id, now);
         h.grants().put_connection(&conn).await.unwrap();
         assert_eq!(initial.start(&tenant, &conn, now).await.unwrap(), Started::Enqueued { jobs: 4 });
         let keys: Vec<String> =
@@ -424,7 +328,7 @@ async fn a_thousand_connections_get_exactly_their_due_pulls_over_a_simulated_day
         futures::future::join_all(chunk.iter().map(|(t, p, org)| {
             let (h, sched) = (&h, &sched);
             async move {
-                h.grants().put_connection(&connection(&t.tenant_id, *p, org, "g-1", start)).await.unwrap();
+                h.grants().put_connection(&active_connection(&t.tenant_id, *p, org, "g-1", start)).await.unwrap();
                 sched.enroll(t, *p, org, true, start).await.unwrap()
             }
         }))

@@ -11,11 +11,14 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
-use integration_tests::{aws, connect_sandbox, unique, TestEnv};
-use reqwest::Url;
+use integration_tests::harness::{enterprise_tenant, own_queue, sandboxed, unseeded, Sandboxed};
+use integration_tests::jobs::app_job;
+use integration_tests::queues::{app_events, queue_arn};
+use integration_tests::sandbox_control::{org_id_for, seeded_ids};
+use integration_tests::{audit, connect_sandbox, queues, sandbox_control, unique, TestEnv};
 use serde_json::{json, Value};
 use shared::events::AppEvent;
-use shared::jobs::{Operation, Source, SyncJob, JOB_VERSION};
+use shared::jobs::{Operation, Source, SyncJob};
 use shared::providers::model::Entity as PEntity;
 use shared::providers::AccountingProvider;
 use shared::refresh::TokenService;
@@ -24,7 +27,7 @@ use shared::store::grants::{Grant, GrantStore};
 use shared::sync::batch::{handle_batch, Disposition, InMessage};
 use shared::sync::worker::{run_job, Outcome};
 use shared::sync::{SyncDeps, WorkerSettings};
-use shared::tenancy::{Entity, Plan, Priority, Tenant, TenantConfig, TenantStore};
+use shared::tenancy::{Entity, Plan, Priority, TenantStore};
 use shared::Provider;
 
 struct H {
@@ -42,18 +45,14 @@ async fn harness() -> H {
 /// `own_grants`: a grants table of the test's own, for tests that run the sync scheduler (which
 /// reads every connection in the table's `sync_due` index).
 async fn harness_with(own_grants: bool) -> H {
-    shared::http_client::install_crypto_provider();
-    let mut env = aws().await;
+    let Sandboxed { mut env, sb, http } = sandboxed(unseeded()).await;
     if own_grants {
         env.config.tables.grants = integration_tests::copy_grants_table(&env).await;
     }
-    let sb = sandbox::spawn(sandbox::SandboxConfig { seed: false, ..Default::default() }).await.expect("sandbox starts");
-    env.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
-    let sqs = &env.clients.sqs;
-    let q = |name: String| async move { sqs.create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap() };
-    env.config.queues.events = q(unique("events")).await;
-    let dlq = q(unique("sync-dlq")).await;
+    env.config.queues.events = own_queue(&env, "events").await;
+    let dlq = own_queue(&env, "sync-dlq").await;
     let dlq_arn = queue_arn(&env, &dlq).await;
+    let sqs = &env.clients.sqs;
     // The test's own sync queues, with a redrive policy to its own DLQ as in the template.
     for slot in [&mut env.config.queues.sync_high, &mut env.config.queues.sync_normal, &mut env.config.queues.sync_low] {
         let out = sqs
@@ -69,33 +68,9 @@ async fn harness_with(own_grants: bool) -> H {
             .unwrap();
         *slot = out.queue_url.unwrap();
     }
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let h = H { env, sb, http, tenant: unique("tenant"), dlq };
-    let cfg = TenantConfig { return_urls: vec!["https://app.example.com/integrations".into()], ..Default::default() };
-    h.tenants().create(&Tenant::new(&h.tenant, "Acme", Plan::Enterprise, cfg, Utc::now())).await.unwrap();
+    enterprise_tenant(&h.env, &h.tenant).await;
     h
-}
-
-async fn queue_arn(env: &TestEnv, url: &str) -> String {
-    let out = env
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    out.attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone()
-}
-
-fn org_id_for(provider: Provider) -> String {
-    let n = uuid::Uuid::new_v4().as_u128();
-    match provider {
-        Provider::Xero => uuid::Uuid::new_v4().to_string(),
-        Provider::QuickBooks => format!("9{:015}", n % 1_000_000_000_000_000),
-        Provider::Zoho => format!("8{:010}", n % 10_000_000_000),
-    }
 }
 
 fn sandbox_name(p: Provider) -> &'static str {
@@ -104,16 +79,15 @@ fn sandbox_name(p: Provider) -> &'static str {
 
 impl H {
     fn tenants(&self) -> TenantStore {
-        TenantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.tenants.clone())
+        self.env.tenants()
     }
 
     fn service(&self, timeout: StdDuration) -> TokenService {
-        let http = shared::http_client::HttpClient::new(timeout).unwrap();
-        TokenService::new(&self.env.config, &self.env.clients, http)
+        self.env.token_service(timeout)
     }
 
     fn deps_with(&self, settings: WorkerSettings, timeout: StdDuration) -> SyncDeps {
-        SyncDeps::new(&self.env.config, &self.env.clients, self.service(timeout)).with_settings(settings)
+        self.env.sync_deps(timeout).with_settings(settings)
     }
 
     fn deps(&self) -> SyncDeps {
@@ -121,36 +95,14 @@ impl H {
     }
 
     async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/_sandbox/{path}", self.sb.base_url);
-        let req = match method {
-            "GET" => self.http.get(url),
-            "DELETE" => self.http.delete(url),
-            _ => self.http.post(url),
-        };
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
-        };
-        let resp = req.send().await.unwrap();
-        assert!(resp.status().is_success(), "control {path}: {}", resp.status());
-        resp.json().await.unwrap_or(Value::Null)
+        sandbox_control::control(&self.http, &self.sb, method, path, body).await
     }
 
     /// A fresh org holding `count` generated records of `entity`, stamped an hour in the past so a
     /// later incremental pass cannot see them again through its overlap window.
     async fn make_org(&self, provider: Provider, entity: &str, count: usize) -> (String, Vec<String>) {
-        let org = org_id_for(provider);
-        self.control("POST", "clock", Some(json!({"advance_seconds": -3600}))).await;
-        let out = self
-            .control(
-                "POST",
-                "seed",
-                Some(json!({"provider": sandbox_name(provider), "org_id": org, "dc": "us", "entity": entity, "count": count})),
-            )
-            .await;
-        self.control("POST", "clock", Some(json!({"advance_seconds": 3600}))).await;
-        let ids = out["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-        (org, ids)
+        let (org, mut ids) = sandbox_control::make_org(&self.http, &self.sb, provider, &[(entity, count)]).await;
+        (org, ids.remove(entity).unwrap())
     }
 
     /// Like `make_org`, but the records' updated times are spread (five per ten seconds of the
@@ -163,7 +115,7 @@ impl H {
             let n = (count - ids.len()).min(5);
             let body = json!({"provider": sandbox_name(provider), "org_id": org, "dc": "us", "entity": entity, "count": n});
             let out = self.control("POST", "seed", Some(body)).await;
-            ids.extend(out["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()));
+            ids.extend(seeded_ids(&out));
             self.control("POST", "clock", Some(json!({"advance_seconds": 10}))).await;
             moved += 10;
         }
@@ -184,43 +136,24 @@ impl H {
         let out = self
             .control("POST", "seed", Some(json!({"provider": sandbox_name(provider), "org_id": org, "entity": entity, "count": count})))
             .await;
-        out["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        seeded_ids(&out)
     }
 
     /// Sandbox calls whose key ("METHOD /path") contains `needle`.
     async fn calls(&self, needle: &str) -> u64 {
-        let c = self.control("GET", "counters", None).await;
-        c["calls"].as_object().unwrap().iter().filter(|(k, _)| k.contains(needle)).filter_map(|(_, v)| v.as_u64()).sum()
+        sandbox_control::calls(&self.http, &self.sb, needle).await
     }
 
     /// A real grant for `org`: consent at the sandbox, code exchange, sealed and stored like the
     /// connect flow does, with its connection.
     async fn connect(&self, provider: Provider, org: &str) -> Grant {
         let svc = self.service(StdDuration::from_secs(10));
-        let store = GrantStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.grants.clone());
+        let store = self.env.grants();
         connect_sandbox(&self.http, &svc, &store, &self.tenant, provider, Some(org), &[], None).await.0
     }
 
     fn job(&self, provider: Provider, org: &str, operation: Operation, entity: Entity) -> SyncJob {
-        SyncJob {
-            version: JOB_VERSION,
-            job_id: uuid::Uuid::new_v4().to_string(),
-            tenant_id: self.tenant.clone(),
-            provider,
-            org_id: org.to_string(),
-            operation,
-            entity,
-            entity_id: None,
-            cursor: None,
-            change: None,
-            merged_from: None,
-            priority: Priority::Normal,
-            idempotency_key: unique("app"),
-            correlation_id: unique("corr"),
-            requested_at: Utc::now(),
-            source: Source::App,
-            totals_before: None,
-        }
+        app_job(&self.tenant, provider, org, operation, entity, Priority::Normal)
     }
 
     async fn send(&self, bodies: &[String]) {
@@ -232,112 +165,21 @@ impl H {
     /// Plays the event source mapping on every sync queue: receive up to 10, run the batch, delete
     /// the acknowledged ones; until the queues stay empty for `idle` consecutive polls.
     async fn pump(&self, deps: &SyncDeps, idle: u32) -> Vec<(String, Disposition)> {
-        let mut all = Vec::new();
-        let mut empty = 0;
-        let urls =
-            [self.env.config.queues.sync_high.clone(), self.env.config.queues.sync_normal.clone(), self.env.config.queues.sync_low.clone()];
-        while empty < idle {
-            let mut got_any = false;
-            for url in &urls {
-                let out = self
-                    .env
-                    .clients
-                    .sqs
-                    .receive_message()
-                    .queue_url(url)
-                    .max_number_of_messages(10)
-                    .wait_time_seconds(1)
-                    .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
-                    .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateFirstReceiveTimestamp)
-                    .send()
-                    .await
-                    .unwrap();
-                let msgs = out.messages.unwrap_or_default();
-                if msgs.is_empty() {
-                    continue;
-                }
-                got_any = true;
-                let arn = queue_arn(&self.env, url).await;
-                let ins: Vec<InMessage> = msgs
-                    .iter()
-                    .map(|m| InMessage {
-                        message_id: m.message_id.clone().unwrap(),
-                        receipt_handle: m.receipt_handle.clone().unwrap(),
-                        body: m.body.clone().unwrap_or_default(),
-                        event_source_arn: arn.clone(),
-                        receive_count: m
-                            .attributes
-                            .as_ref()
-                            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
-                            .and_then(|c| c.parse().ok())
-                            .unwrap_or(1),
-                        first_received_ms: m
-                            .attributes
-                            .as_ref()
-                            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateFirstReceiveTimestamp))
-                            .and_then(|c| c.parse().ok()),
-                    })
-                    .collect();
-                let results = handle_batch(deps, &ins, Utc::now() + Duration::seconds(90)).await;
-                for (m, (_, d)) in ins.iter().zip(&results) {
-                    if d.acknowledged() {
-                        self.env.clients.sqs.delete_message().queue_url(url).receipt_handle(&m.receipt_handle).send().await.unwrap();
-                    }
-                }
-                all.extend(results);
-            }
-            empty = if got_any { 0 } else { empty + 1 };
+        let q = &self.env.config.queues;
+        let urls = [q.sync_high.clone(), q.sync_normal.clone(), q.sync_low.clone()];
+        let mut arns = Vec::new();
+        for url in &urls {
+            arns.push(queue_arn(&self.env, url).await);
         }
-        all
+        queues::pump(&self.env, deps, &urls, &arns, idle, true).await.into_iter().map(|(_, r)| r).collect()
     }
 
     async fn drain(&self, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
-        let mut out = Vec::new();
-        let mut empty = 0;
-        while empty < 2 {
-            let r = self
-                .env
-                .clients
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .unwrap();
-            let msgs = r.messages.unwrap_or_default();
-            if msgs.is_empty() {
-                empty += 1;
-            }
-            for m in msgs {
-                self.env
-                    .clients
-                    .sqs
-                    .delete_message()
-                    .queue_url(url)
-                    .receipt_handle(m.receipt_handle.clone().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-                out.push(m);
-            }
-        }
-        out
+        queues::drain(&self.env, url).await
     }
 
     async fn events(&self) -> Vec<AppEvent> {
-        let schema: Value = serde_json::from_str(include_str!("../schemas/app-event.v1.json")).unwrap();
-        self.drain(&self.env.config.queues.events.clone())
-            .await
-            .into_iter()
-            .map(|m| {
-                let v: Value = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
-                shared::events::check_against_schema(&schema, &v).unwrap_or_else(|e| panic!("{e}: {v}"));
-                serde_json::from_value(v).unwrap()
-            })
-            .collect()
+        app_events(&self.env).await.into_iter().map(|(e, _)| e).collect()
     }
 
     fn scheduler(&self) -> shared::sync::schedule::SyncScheduler {
@@ -410,27 +252,11 @@ impl H {
     }
 
     fn store(&self) -> shared::sync::SyncStore {
-        shared::sync::SyncStore::new(self.env.clients.dynamodb.clone(), self.env.config.tables.sync.clone())
+        self.env.sync_store()
     }
 
     async fn audit_calls(&self) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        let out = self
-            .env
-            .clients
-            .dynamodb
-            .query()
-            .table_name(&self.env.config.tables.tenants)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-            .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("TENANT#{}", self.tenant)))
-            .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("AUDIT#".into()))
-            .send()
-            .await
-            .unwrap();
-        out.items
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|i| i.get("event").and_then(|e| e.as_s().ok()).map(String::as_str) == Some("provider_call"))
-            .collect()
+        audit::provider_calls(&self.env, &self.tenant).await
     }
 }
 

@@ -1,7 +1,16 @@
 //! Shared set-up for the integration tests: the local AWS (moto) that `scripts/test-all` starts, and
 //! fresh names so tests run in parallel without seeing each other's data.
+//!
+//! Beside this: `harness` (a test's own sandbox, queues and tenant), `sandbox_control` (the
+//! sandbox's control API), `queues` (the event source mapping the tests play, draining queues,
+//! the events the app reads), `jobs` (app jobs), `audit` (the audit trail) and `aws_rules`.
 
+pub mod audit;
 pub mod aws_rules;
+pub mod harness;
+pub mod jobs;
+pub mod queues;
+pub mod sandbox_control;
 
 use chrono::{DateTime, Duration, Utc};
 use reqwest::Url;
@@ -9,6 +18,8 @@ use shared::aws::AwsClients;
 use shared::providers::{new_pkce, AccountingProvider, AuthorizeRequest, CallbackParams};
 use shared::refresh::TokenService;
 use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
+use shared::sync::{SyncDeps, SyncStore};
+use shared::tenancy::TenantStore;
 use shared::vault::SealContext;
 use shared::{Config, Provider};
 
@@ -17,6 +28,32 @@ const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
 pub struct TestEnv {
     pub config: Config,
     pub clients: AwsClients,
+}
+
+impl TestEnv {
+    pub fn tenants(&self) -> TenantStore {
+        TenantStore::new(self.clients.dynamodb.clone(), self.config.tables.tenants.clone())
+    }
+
+    pub fn grants(&self) -> GrantStore {
+        GrantStore::new(self.clients.dynamodb.clone(), self.config.tables.grants.clone())
+    }
+
+    pub fn sync_store(&self) -> SyncStore {
+        SyncStore::new(self.clients.dynamodb.clone(), self.config.tables.sync.clone())
+    }
+
+    /// A new TokenService over this configuration, its provider calls given `timeout`: a separate
+    /// "process" with its own lease owner id and caches.
+    pub fn token_service(&self, timeout: std::time::Duration) -> TokenService {
+        let http = shared::http_client::HttpClient::new(timeout).unwrap();
+        TokenService::new(&self.config, &self.clients, http)
+    }
+
+    /// The sync worker's dependencies over this configuration, with a token service of its own.
+    pub fn sync_deps(&self, timeout: std::time::Duration) -> SyncDeps {
+        SyncDeps::new(&self.config, &self.clients, self.token_service(timeout))
+    }
 }
 
 /// Configuration and AWS clients for the local stack. Fails loudly (not skips) when the stack is
@@ -127,20 +164,25 @@ pub async fn connect_sandbox(
         created_at: now,
         updated_at: now,
     };
-    let conn = Connection {
+    let conn = active_connection(tenant, provider, &org, &grant_id, now);
+    store.put_grant(&g, &[conn]).await.unwrap();
+    (g, tokens.access_token.expose().to_string())
+}
+
+/// An active connection of `grant_id` to `org`, as the connect flow stores it (no name, no webhook).
+pub fn active_connection(tenant: &str, provider: Provider, org: &str, grant_id: &str, now: DateTime<Utc>) -> Connection {
+    Connection {
         tenant_id: tenant.to_string(),
         provider,
-        org_id: org,
+        org_id: org.to_string(),
         org_name: None,
-        grant_id,
+        grant_id: grant_id.to_string(),
         status: GrantStatus::Active,
         webhook_id: None,
         webhook_secret: None,
         created_at: now,
         updated_at: now,
-    };
-    store.put_grant(&g, &[conn]).await.unwrap();
-    (g, tokens.access_token.expose().to_string())
+    }
 }
 
 /// A copy of the grants table (keys and indexes) under a fresh name.

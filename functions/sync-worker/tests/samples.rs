@@ -3,18 +3,15 @@
 
 use aws_lambda_events::sqs::SqsEvent;
 use integration_tests::aws;
-use shared::http_client::HttpClient;
-use shared::refresh::TokenService;
-use shared::sync::{handle_batch, Disposition, SyncDeps};
+use integration_tests::harness::own_queue;
+use shared::sync::{handle_batch, Disposition};
 
 #[tokio::test]
 async fn the_poison_sample_is_dead_lettered_not_retried() {
     let mut env = aws().await;
     // sync.failed events go to a queue of this test's own, not the shared one other tests read.
-    let q = env.clients.sqs.create_queue().queue_name(integration_tests::unique("events")).send().await.unwrap();
-    env.config.queues.events = q.queue_url.unwrap();
-    let http = HttpClient::new(std::time::Duration::from_secs(5)).unwrap();
-    let deps = SyncDeps::new(&env.config, &env.clients, TokenService::new(&env.config, &env.clients, http));
+    env.config.queues.events = own_queue(&env, "events").await;
+    let deps = env.sync_deps(std::time::Duration::from_secs(5));
     let event: SqsEvent = serde_json::from_str(include_str!("../../../events/sync-worker/poison.json")).unwrap();
     let messages: Vec<_> = event.records.iter().map(sync_worker::in_message).collect();
     assert_eq!(messages.len(), 4);
@@ -34,10 +31,8 @@ async fn the_poison_sample_is_dead_lettered_not_retried() {
 async fn jobs_of_an_unknown_tenant_are_dead_lettered_once() {
     let mut env = aws().await;
     // sync.failed events go to a queue of this test's own, not the shared one other tests read.
-    let q = env.clients.sqs.create_queue().queue_name(integration_tests::unique("events")).send().await.unwrap();
-    env.config.queues.events = q.queue_url.unwrap();
-    let http = HttpClient::new(std::time::Duration::from_secs(5)).unwrap();
-    let deps = SyncDeps::new(&env.config, &env.clients, TokenService::new(&env.config, &env.clients, http));
+    env.config.queues.events = own_queue(&env, "events").await;
+    let deps = env.sync_deps(std::time::Duration::from_secs(5));
     for sample in [
         include_str!("../../../events/sync-worker/batch.json"),
         include_str!("../../../events/sync-worker/push.json"),

@@ -1,0 +1,128 @@
+//! Real SQS queues in the tests: the test plays the Lambda event source mapping for the sync worker
+//! (receive, run the batch, delete what was acknowledged) and reads what landed on the events queue
+//! and the DLQ.
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use chrono::{Duration, Utc};
+use serde_json::Value;
+use shared::events::AppEvent;
+use shared::sync::batch::{handle_batch, Disposition, InMessage};
+use shared::sync::SyncDeps;
+
+use crate::TestEnv;
+
+/// The queue's ARN, as the event source mapping passes it.
+pub async fn queue_arn(env: &TestEnv, url: &str) -> String {
+    let out = env.clients.sqs.get_queue_attributes().queue_url(url).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
+    out.attributes.unwrap()[&QueueAttributeName::QueueArn].clone()
+}
+
+/// Receives and deletes everything on a queue (with its message attributes), until it has been
+/// empty for two one-second polls in a row.
+pub async fn drain(env: &TestEnv, url: &str) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut empty = 0;
+    while empty < 2 {
+        let r = env
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let msgs = r.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            empty += 1;
+        }
+        for m in msgs {
+            env.clients.sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle.clone().unwrap()).send().await.unwrap();
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// Every event on the events queue, each checked against the published schema; with its raw body.
+pub async fn app_events(env: &TestEnv) -> Vec<(AppEvent, String)> {
+    let schema: Value = serde_json::from_str(include_str!("../../schemas/app-event.v1.json")).unwrap();
+    drain(env, &env.config.queues.events)
+        .await
+        .into_iter()
+        .map(|m| {
+            let body = m.body.unwrap();
+            let v: Value = serde_json::from_str(&body).unwrap();
+            shared::events::check_against_schema(&schema, &v).unwrap_or_else(|e| panic!("{e}: {v}"));
+            (serde_json::from_value(v).unwrap(), body)
+        })
+        .collect()
+}
+
+/// The batch the event source mapping hands the worker: each message with its source queue's ARN.
+/// `counted`: with its receive count and first receipt time (the receive asked for them); without,
+/// each is a first receipt.
+pub fn batch(msgs: &[Message], arn: &str, counted: bool) -> Vec<InMessage> {
+    fn attr(m: &Message, name: MessageSystemAttributeName, counted: bool) -> Option<&String> {
+        m.attributes.as_ref().and_then(|a| a.get(&name)).filter(|_| counted)
+    }
+    msgs.iter()
+        .map(|m| InMessage {
+            message_id: m.message_id.clone().unwrap(),
+            receipt_handle: m.receipt_handle.clone().unwrap(),
+            body: m.body.clone().unwrap_or_default(),
+            event_source_arn: arn.to_string(),
+            receive_count: attr(m, MessageSystemAttributeName::ApproximateReceiveCount, counted).and_then(|c| c.parse().ok()).unwrap_or(1),
+            first_received_ms: attr(m, MessageSystemAttributeName::ApproximateFirstReceiveTimestamp, counted).and_then(|c| c.parse().ok()),
+        })
+        .collect()
+}
+
+/// Deletes the messages of a batch that the worker acknowledged, as the event source mapping does.
+pub async fn delete_acknowledged(env: &TestEnv, url: &str, batch: &[InMessage], results: &[(String, Disposition)]) {
+    for (m, (_, d)) in batch.iter().zip(results) {
+        if d.acknowledged() {
+            env.clients.sqs.delete_message().queue_url(url).receipt_handle(&m.receipt_handle).send().await.unwrap();
+        }
+    }
+}
+
+/// Plays the event source mapping on the queues `urls` (each with its ARN in `arns`): receive up to
+/// 10, run the batch with 90 s to its deadline, delete the acknowledged ones; until the queues stay
+/// empty for `idle` consecutive polls. `counted` as in [`batch`]. Returns each message received
+/// with what the batch made of it.
+pub async fn pump(
+    env: &TestEnv,
+    deps: &SyncDeps,
+    urls: &[String],
+    arns: &[String],
+    idle: u32,
+    counted: bool,
+) -> Vec<(InMessage, (String, Disposition))> {
+    let mut all = Vec::new();
+    let mut empty = 0;
+    while empty < idle {
+        let mut got_any = false;
+        for (url, arn) in urls.iter().zip(arns) {
+            let mut receive = env.clients.sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(1);
+            if counted {
+                receive = receive
+                    .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                    .message_system_attribute_names(MessageSystemAttributeName::ApproximateFirstReceiveTimestamp);
+            }
+            let msgs = receive.send().await.unwrap().messages.unwrap_or_default();
+            if msgs.is_empty() {
+                continue;
+            }
+            got_any = true;
+            let ins = batch(&msgs, arn, counted);
+            let results = handle_batch(deps, &ins, Utc::now() + Duration::seconds(90)).await;
+            delete_acknowledged(env, url, &ins, &results).await;
+            all.extend(ins.into_iter().zip(results));
+        }
+        empty = if got_any { 0 } else { empty + 1 };
+    }
+    all
+}
