@@ -22,7 +22,7 @@ use crate::providers::endpoints::Endpoints;
 use crate::providers::model::{AuthorizeRequest, CallbackParams, Org};
 use crate::providers::zoho_webhooks::{self, WebhookSpec, ZohoWebhooks};
 use crate::resilience::within_deadline;
-use crate::secrets::SecretsCache;
+use crate::secrets::{SecretsCache, SECRETS_TTL};
 use crate::store::grants::{Connection, Grant, GrantStatus, GrantStore};
 use crate::tenancy::{ensure_integration_capacity, Entity, Permission, Plan, Tenant, TenantRouting, TenantStore};
 use crate::vault::{SealContext, SealedBlob, Vault};
@@ -152,9 +152,6 @@ pub fn redirect_uri(config: &Config, provider: Provider) -> Url {
     u.set_query(None);
     u
 }
-
-/// How long secrets stay cached in a container before Secrets Manager is asked again.
-pub const SECRETS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The scopes a tenant's plan asks for, unless the tenant configured its own. Starter plans only
 /// read (sync pulls); the others may also create records. Xero needs `offline_access` for a refresh

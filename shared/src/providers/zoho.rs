@@ -21,7 +21,6 @@ use crate::providers::model::{
     api_url, parse_time, text, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, RateLimitInfo, Record,
 };
 use crate::providers::oauth;
-use crate::providers::quickbooks::revoke_outcome;
 use crate::providers::Provider;
 use crate::tokens::TokenSet;
 
@@ -221,7 +220,7 @@ impl AccountingProvider for ZohoClient {
         let mut url = Endpoints::zoho_revoke_url(&server)?;
         url.query_pairs_mut().append_pair("token", token.expose());
         let resp = self.core.send(self.core.http.reqwest().post(url).header(http::header::ACCEPT, "application/json")).await?;
-        revoke_outcome(PROVIDER, &resp)
+        oauth::revoke_outcome(PROVIDER, &resp)
     }
 
     async fn discover_orgs(&self, tokens: &TokenSet, callback: &CallbackParams) -> Result<Vec<Org>> {
