@@ -19,9 +19,9 @@ use shared::jobs::{Operation, Source, SyncJob, JOB_VERSION};
 use shared::refresh::TokenService;
 use shared::reports::Report;
 use shared::store::grants::GrantStore;
-use shared::sync::batch::{handle_batch, Disposition, InMessage};
-use shared::sync::{SyncDeps, WorkerSettings};
 use shared::tenancy::{Entity, Plan, Priority, Tenant, TenantConfig, TenantStore};
+use shared::worker::batch::{handle_batch, Disposition, InMessage};
+use shared::worker::{SyncDeps, WorkerSettings};
 use shared::Provider;
 
 struct H {
@@ -64,7 +64,7 @@ fn org_id_for(provider: Provider) -> String {
 }
 
 /// Scopes that reach the accounting data and the reports (Xero's granular report scope names and
-/// Zoho's reports scope are unconfirmed; see shared::reports::run::report_scopes).
+/// Zoho's reports scope are unconfirmed; see shared::reports::job::report_scopes).
 fn scopes(provider: Provider) -> Vec<String> {
     let v: &[&str] = match provider {
         Provider::QuickBooks => &["com.intuit.quickbooks.accounting"],

@@ -18,6 +18,9 @@ use crate::{Error, Provider, Result};
 
 pub const JOB_VERSION: u32 = 1;
 
+/// A job's `cursor` value that asks for a full re-read from the first record.
+pub const FULL_SYNC: &str = "full";
+
 /// SQS allows at most 10 entries per `SendMessageBatch`.
 pub const MAX_BATCH: usize = 10;
 
@@ -51,7 +54,7 @@ pub enum Source {
     Webhook,
     Schedule,
     App,
-    /// The initial full sync of a new connection (`crate::sync::initial`).
+    /// The initial full sync of a new connection (`crate::initial_sync`).
     Connect,
 }
 
@@ -368,7 +371,7 @@ impl JobQueue {
 }
 
 /// The root of a job's continuation lineage: continuation keys are `<root>~c<hash>` (a long
-/// pull's or report's follow-up jobs, `sync::worker::follow_up`, `reports::partial`).
+/// pull's or report's follow-up jobs, `worker::job::follow_up`, `reports::partial`).
 pub fn lineage_root(key: &str) -> &str {
     match key.rfind("~c") {
         Some(i) if key[i + 2..].len() == 16 && key[i + 2..].bytes().all(|b| b.is_ascii_hexdigit()) => &key[..i],

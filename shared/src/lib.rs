@@ -12,7 +12,9 @@ pub mod events;
 pub mod fuzzing;
 pub mod grant_tokens;
 pub mod http_client;
+pub mod initial_sync;
 pub mod jobs;
+pub mod money;
 pub mod provider;
 pub mod providers;
 pub mod refresh;
@@ -27,6 +29,7 @@ pub mod tenancy;
 pub mod tokens;
 pub mod vault;
 pub mod webhooks;
+pub mod worker;
 
 pub use config::Config;
 pub use context::RequestContext;

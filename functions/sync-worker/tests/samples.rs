@@ -5,7 +5,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use integration_tests::aws;
 use shared::http_client::HttpClient;
 use shared::refresh::TokenService;
-use shared::sync::{handle_batch, Disposition, SyncDeps};
+use shared::worker::{handle_batch, Disposition, SyncDeps};
 
 #[tokio::test]
 async fn the_poison_sample_is_dead_lettered_not_retried() {

@@ -43,7 +43,7 @@ pub struct ConnectDeps {
     pub secrets: SecretsCache,
     pub events: EventPublisher,
     /// Starts a new connection's initial full sync (low queue).
-    pub initial_sync: crate::sync::initial::InitialSync,
+    pub initial_sync: crate::initial_sync::InitialSync,
     pub http: HttpClient,
     /// Every provider call made after discovery (Zoho webhook and workflow-rule registration and
     /// removal) goes through it, under the org's limit shared with the sync worker.
@@ -90,7 +90,7 @@ impl ConnectDeps {
             vault,
             secrets: SecretsCache::new(clients.secrets.clone(), SECRETS_TTL),
             events: EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
-            initial_sync: crate::sync::initial::InitialSync::new(
+            initial_sync: crate::initial_sync::InitialSync::new(
                 clients.dynamodb.clone(),
                 config.tables.grants.clone(),
                 crate::jobs::JobQueue::new(clients.sqs.clone(), crate::jobs::SyncQueues::from_config(&config)),
@@ -174,7 +174,7 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
                 (Provider::QuickBooks, _) => &["com.intuit.quickbooks.accounting"],
                 // The report scopes serve report jobs (crate::reports): the broad
                 // `accounting.reports.read`, or the granular names, which only third parties
-                // document (unconfirmed; see crate::reports::run::report_scopes).
+                // document (unconfirmed; see crate::reports::job::report_scopes).
                 (Provider::Xero, true) if xero == XeroScopeSet::Broad => {
                     &["accounting.transactions", "accounting.contacts", "accounting.settings.read", "accounting.reports.read"]
                 }
@@ -205,7 +205,7 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
                     "ZohoBooks.customerpayments.ALL",
                     "ZohoBooks.accountants.READ",
                     "ZohoBooks.settings.READ",
-                    // Unconfirmed scope name (crate::reports::run::report_scopes).
+                    // Unconfirmed scope name (crate::reports::job::report_scopes).
                     "ZohoBooks.reports.READ",
                 ],
                 (Provider::Zoho, false) => &[
@@ -214,7 +214,7 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
                     "ZohoBooks.customerpayments.READ",
                     "ZohoBooks.accountants.READ",
                     "ZohoBooks.settings.READ",
-                    // Unconfirmed scope name (crate::reports::run::report_scopes).
+                    // Unconfirmed scope name (crate::reports::job::report_scopes).
                     "ZohoBooks.reports.READ",
                 ],
             };
@@ -1144,7 +1144,7 @@ mod tests {
 
     #[test]
     fn default_scopes_serve_every_report_in_either_xero_vocabulary() {
-        use crate::reports::run::report_scopes;
+        use crate::reports::job::report_scopes;
         use crate::reports::ReportKind;
         for plan in [Plan::Starter, Plan::Professional] {
             let t = tenant(plan);

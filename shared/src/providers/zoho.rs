@@ -284,7 +284,7 @@ impl AccountingProvider for ZohoClient {
 
     /// Zoho Books has no idempotency key: a retried create can make a second record. The sync
     /// worker tags each create with its own reference (a custom field) and looks for it before
-    /// creating again (`sync::worker::push`).
+    /// creating again (`worker::job::push`).
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, _idempotency_key: &str) -> Result<Record> {
         let (module, _, _) = entity_names(entity);
         let url = api_url(&self.api_base(tokens)?, &[module])?;

@@ -42,6 +42,7 @@ use tokio::time::Instant;
 
 use crate::aws::AwsClients;
 use crate::events::EventPublisher;
+use crate::initial_sync::{InitialState, InitialSync, Started};
 use crate::jobs::{entity_str, JobQueue, Operation, Source, SyncJob, SyncQueues, JOB_VERSION};
 use crate::resilience::breaker::BreakerState;
 use crate::resilience::ProviderGuard;
@@ -49,7 +50,6 @@ use crate::store::grants::{connection_sk, Connection, GrantStatus, GrantStore};
 use crate::store::keys::fnv64;
 pub use crate::store::keys::{sync_pk, sync_shard, sync_shard_pk, SYNC_SHARDS};
 use crate::store::{dynamo_error, get_n_opt, is_conditional_failure, n, s, tenant_pk, Item};
-use crate::sync::initial::{InitialState, InitialSync, Started};
 use crate::sync::parked::{ParkedJobs, CONNECTION_MARK};
 use crate::tenancy::{Tenant, TenantStore};
 use crate::{Config, Error, Provider, Result};

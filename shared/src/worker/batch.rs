@@ -36,8 +36,8 @@ use futures::FutureExt;
 use crate::events::EventType;
 use crate::jobs::{Operation, SyncJob};
 use crate::sync::parked::{self, ParkCause, ParkedJobs, PARK_MAX_AGE};
-use crate::sync::worker::{failed_data, publish, run_job, validate, Outcome, SyncDeps};
 use crate::webhooks::nonce::NonceRef;
+use crate::worker::job::{failed_data, publish, run_job, validate, Outcome, SyncDeps};
 use crate::{Error, ErrorCode, RequestContext, Result};
 
 /// SQS refuses a visibility timeout above 12 hours.
