@@ -1,5 +1,6 @@
 //! What the worker needs to know of report and passthrough jobs besides running them
-//! (`crate::worker::report`): the message field of their request, its checks, and their events.
+//! (`crate::worker::report`): the message field of their request, its checks, their events, and the
+//! scopes a report needs.
 
 use serde_json::{json, Value};
 
