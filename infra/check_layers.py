@@ -3,7 +3,8 @@
 
 Reads every `crate::<module>` path in shared/src (use lines and inline paths), maps each file to its
 module and layer, and fails on an edge that points up a layer, sideways between two flows, or from
-one provider's module to another's. Edges that exist today are listed in infra/layers-baseline.txt:
+one provider's module to another's. Layers, bottom to top: the foundation, storage/model/clients,
+the flows (which never import each other), the job runner above the flows (`worker`), fuzzing. Edges that exist today are listed in infra/layers-baseline.txt:
 they are reported but allowed, so the check fails only on a *new* back-edge, and it also fails when a
 baseline edge is gone (remove it from the file: the list only shrinks).
 
@@ -24,11 +25,15 @@ BASELINE = os.path.join(ROOT, "infra", "layers-baseline.txt")
 # Bottom to top. A module may use its own layer's modules (except flows: see FLOWS) and lower ones.
 LAYERS: list[set[str]] = [
     # foundation: no I/O policy, used by everything
-    {"error", "config", "secret", "context", "telemetry", "aws", "http_client", "tokens"},
+    {"error", "config", "secret", "context", "telemetry", "aws", "http_client", "tokens", "provider", "money"},
     # storage, model and clients: the bottom the flows stand on
-    {"store", "tenancy", "vault", "secrets", "providers", "jobs", "events", "audit", "resilience"},
+    # (grant_tokens: unseal a stored grant's tokens, re-seal under the current key; store + vault + audit)
+    {"store", "tenancy", "vault", "secrets", "providers", "jobs", "events", "audit", "resilience", "grant_tokens", "initial_sync"},
     # flows
-    {"connect", "refresh", "webhooks", "sync", "reports", "grant_tokens"},
+    {"connect", "refresh", "webhooks", "sync", "reports"},
+    # the sync worker's job runner: dispatches every job kind (pull, push, webhook, report,
+    # passthrough) to the flows, with on-demand tokens (refresh) and webhook nonces (webhooks)
+    {"worker"},
     # the fuzz targets' entry points reach into any layer
     {"fuzzing"},
 ]

@@ -40,6 +40,11 @@ class LayerCheck(unittest.TestCase):
             "shared/src/providers/zoho.rs -> providers::quickbooks (provider imports provider)",
         })
 
+    def test_the_job_runner_sits_above_the_flows(self):
+        src = tree({"worker/job.rs": "use crate::refresh::TokenService;\nuse crate::{reports, webhooks::NonceStore};\n",
+                    "reports/job.rs": "use crate::worker::job::SyncDeps;\n"})
+        self.assertEqual(check_layers.edges(src), {"shared/src/reports/job.rs -> worker (up: layer 2 uses layer 3)"})
+
     def test_comments_and_test_modules_do_not_count(self):
         src = tree({"store/mod.rs": "// crate::sync::x\nfn f() {}\n#[cfg(test)]\nmod tests {\n use crate::sync::x;\n}\n"})
         self.assertEqual(check_layers.edges(src), set())

@@ -21,9 +21,9 @@ use shared::events::{AppEvent, EventType};
 use shared::jobs::Operation;
 use shared::refresh::TokenService;
 use shared::reports::Report;
-use shared::sync::batch::{handle_batch, Disposition};
-use shared::sync::{SyncDeps, WorkerSettings};
 use shared::tenancy::{Entity, Priority};
+use shared::worker::batch::{handle_batch, Disposition};
+use shared::worker::{SyncDeps, WorkerSettings};
 use shared::Provider;
 
 struct H {
@@ -45,7 +45,7 @@ async fn harness() -> H {
 }
 
 /// Scopes that reach the accounting data and the reports (Xero's granular report scope names and
-/// Zoho's reports scope are unconfirmed; see shared::reports::run::report_scopes).
+/// Zoho's reports scope are unconfirmed; see shared::reports::job::report_scopes).
 fn scopes(provider: Provider) -> Vec<String> {
     let v: &[&str] = match provider {
         Provider::QuickBooks => &["com.intuit.quickbooks.accounting"],

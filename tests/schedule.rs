@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use shared::connect::app_auth::SignedRequest;
 use shared::connect::{CallbackOutcome, ConnectDeps};
 use shared::events::check_against_schema;
+use shared::initial_sync::Started;
 use shared::jobs::{Source, SyncJob};
 use shared::providers::model::{Cursor, Entity as PEntity};
 use shared::providers::AccountingProvider;
@@ -24,11 +25,11 @@ use shared::refresh::TokenService;
 use shared::resilience::breaker::BreakerState;
 use shared::resilience::ProviderGuard;
 use shared::store::grants::{Grant, GrantStore};
-use shared::sync::batch::Disposition;
-use shared::sync::initial::Started;
 use shared::sync::schedule::{next_slot, RunLimits, RunReport, SyncScheduler};
-use shared::sync::{SyncDeps, SyncStore};
+use shared::sync::SyncStore;
 use shared::tenancy::{Entity, Plan, Priority, Role, Tenant, TenantConfig, TenantStore};
+use shared::worker::batch::Disposition;
+use shared::worker::SyncDeps;
 use shared::Provider;
 
 const RETURN_URL: &str = "https://app.example.com/settings/integrations";
@@ -287,7 +288,7 @@ async fn workers_finishing_the_last_entities_at_once_send_the_first_copy_event_o
         assert_eq!(events.len(), 1, "round {round}");
         assert_eq!(events[0]["data"]["org_id"], org);
         // A job of an older connect (another grant) records nothing.
-        let stale = shared::sync::initial::initial_key(Provider::Xero, &org, "older-grant", Entity::Invoice);
+        let stale = shared::initial_sync::initial_key(Provider::Xero, &org, "older-grant", Entity::Invoice);
         assert_eq!(initial.entity_finished(&tenant.tenant_id, &stale, Utc::now()).await.unwrap(), None);
     }
 }

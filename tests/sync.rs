@@ -24,10 +24,10 @@ use shared::providers::AccountingProvider;
 use shared::refresh::TokenService;
 use shared::resilience::{Limits, ProviderGuard};
 use shared::store::grants::{Grant, GrantStore};
-use shared::sync::batch::{handle_batch, Disposition, InMessage};
-use shared::sync::worker::{run_job, Outcome};
-use shared::sync::{SyncDeps, WorkerSettings};
 use shared::tenancy::{Entity, Plan, Priority, TenantStore};
+use shared::worker::batch::{handle_batch, Disposition, InMessage};
+use shared::worker::job::{run_job, Outcome};
+use shared::worker::{SyncDeps, WorkerSettings};
 use shared::Provider;
 
 struct H {
@@ -1395,7 +1395,7 @@ async fn the_first_copy_is_announced_once_and_only_when_a_pass_over_every_record
     let (org, ids) = h.make_org(Provider::Xero, "contact", 250).await;
     h.connect(Provider::Xero, &org).await;
     let sqs = h.env.clients.sqs.clone();
-    let initial = shared::sync::initial::InitialSync::new(
+    let initial = shared::initial_sync::InitialSync::new(
         h.env.clients.dynamodb.clone(),
         h.env.config.tables.grants.clone(),
         shared::jobs::JobQueue::new(sqs.clone(), shared::jobs::SyncQueues::from_config(&h.env.config)),
@@ -1403,7 +1403,7 @@ async fn the_first_copy_is_announced_once_and_only_when_a_pass_over_every_record
     );
     let grants = GrantStore::new(h.env.clients.dynamodb.clone(), h.env.config.tables.grants.clone());
     let conn = grants.get_connection(&h.tenant, Provider::Xero, &org).await.unwrap().unwrap();
-    assert_eq!(initial.start(&t, &conn, Utc::now()).await.unwrap(), shared::sync::initial::Started::Enqueued { jobs: 1 });
+    assert_eq!(initial.start(&t, &conn, Utc::now()).await.unwrap(), shared::initial_sync::Started::Enqueued { jobs: 1 });
     let got = sqs.receive_message().queue_url(&h.env.config.queues.sync_low).wait_time_seconds(2).send().await.unwrap();
     let m = got.messages.unwrap().pop().expect("the initial pull");
     sqs.delete_message().queue_url(&h.env.config.queues.sync_low).receipt_handle(m.receipt_handle.unwrap()).send().await.unwrap();
@@ -1416,7 +1416,7 @@ async fn the_first_copy_is_announced_once_and_only_when_a_pass_over_every_record
     ));
     let app_job = h.job(Provider::Xero, &org, Operation::Pull, Entity::Contact);
     let (hook_app, hook_job) = (app.clone(), app_job.clone());
-    let between_pages: shared::sync::worker::CrashPoint = Arc::new(move |pages| {
+    let between_pages: shared::worker::job::CrashPoint = Arc::new(move |pages| {
         if pages == 1 {
             let (d, j) = (hook_app.clone(), hook_job.clone());
             let out = tokio::task::block_in_place(|| {

@@ -89,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
             let text = String::from_utf8_lossy(g.rest()).into_owned();
             if let Ok(job) = shared::jobs::SyncJob::from_json(&text) {
                 let payload = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("payload").cloned());
-                let _ = shared::sync::worker::validate(&job, payload.as_ref());
+                let _ = shared::worker::job::validate(&job, payload.as_ref());
             }
             let _ = shared::providers::zoho_webhooks::registration_parts(&text);
             let _ = shared::providers::zoho_webhooks::split_ids(Some(&text));

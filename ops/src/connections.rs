@@ -119,7 +119,7 @@ pub async fn health(ops: &Ops, tenant: Option<String>) -> Result<Vec<Health>> {
         let (interval_s, enabled) = match ops.tenants().get(&t).await {
             Ok(tenant) => (
                 i64::from(shared::sync::schedule::interval_minutes(&tenant)) * 60,
-                tenant.config.enabled_entities.iter().map(|e| shared::sync::worker::entity_of(*e)).collect(),
+                tenant.config.enabled_entities.iter().map(|e| e.model()).collect(),
             ),
             Err(_) => (0, Vec::new()),
         };

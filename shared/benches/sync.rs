@@ -23,9 +23,10 @@ use shared::providers::model::Entity;
 use shared::providers::{new_pkce, quickbooks, xero, zoho, AccountingProvider, AuthorizeRequest, CallbackParams};
 use shared::refresh::TokenService;
 use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
-use shared::sync::{model, run_job, Outcome, SyncDeps, WorkerSettings};
+use shared::sync::model;
 use shared::tenancy::{Plan, Priority, Tenant, TenantConfig, TenantStore};
 use shared::vault::SealContext;
+use shared::worker::{run_job, Outcome, SyncDeps, WorkerSettings};
 use shared::{Config, Provider};
 
 fn thread_cpu_ns() -> u64 {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::providers::Provider;
+use crate::provider::Provider;
 
 /// Stable error codes. The numeric value is what logs, events and HTTP bodies carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -27,7 +27,7 @@ pub fn token_response(provider: Provider, body: &[u8], previous: Option<&TokenSe
 
 /// Revocation / token-endpoint answers outside `oauth2`.
 pub fn token_endpoint_answer(provider: Provider, resp: &ApiResponse) -> (Error, Result<()>) {
-    (oauth::token_endpoint_error(provider, resp), crate::providers::quickbooks::revoke_outcome(provider, resp))
+    (oauth::token_endpoint_error(provider, resp), oauth::revoke_outcome(provider, resp))
 }
 
 /// A state string with a valid signature over any payload, so the checks after the signature are

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::providers::Provider;
+use crate::provider::Provider;
 
 /// The longest we wait for a TCP/TLS connection, whatever the overall request timeout is.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -18,6 +18,9 @@ use crate::{Error, Provider, Result};
 
 pub const JOB_VERSION: u32 = 1;
 
+/// A job's `cursor` value that asks for a full re-read from the first record.
+pub const FULL_SYNC: &str = "full";
+
 /// SQS allows at most 10 entries per `SendMessageBatch`.
 pub const MAX_BATCH: usize = 10;
 
@@ -51,7 +54,7 @@ pub enum Source {
     Webhook,
     Schedule,
     App,
-    /// The initial full sync of a new connection (`crate::sync::initial`).
+    /// The initial full sync of a new connection (`crate::initial_sync`).
     Connect,
 }
 
@@ -236,6 +239,28 @@ impl SyncQueues {
     }
 }
 
+/// The job-body field that carries a delivery's nonce claim from the receiver to the worker.
+pub const JOB_FIELD: &str = "webhook_nonce";
+
+/// A delivery's nonce claim, as the receiver writes it into each job body of that delivery.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NonceRef {
+    /// The delivery's dedupe key (the nonce item is `WEBHOOK#<provider>#<key>`).
+    pub key: String,
+    pub claim_id: String,
+}
+
+impl NonceRef {
+    /// Reads [`JOB_FIELD`] from a job body. Anything malformed is ignored: the claim then lapses on
+    /// its own and a late redelivery is deduplicated by the job's idempotency key.
+    pub fn from_job_body(body: &serde_json::Value) -> Option<Self> {
+        let r: NonceRef = serde_json::from_value(body.get(JOB_FIELD)?.clone()).ok()?;
+        // Bounds keep a hostile body from producing a key DynamoDB refuses (2 KiB partition keys).
+        let ok = !r.key.is_empty() && r.key.len() <= 512 && !r.claim_id.is_empty() && r.claim_id.len() <= 64;
+        ok.then_some(r)
+    }
+}
+
 /// Sends sync jobs to their priority's queue.
 #[derive(Debug, Clone)]
 pub struct JobQueue {
@@ -270,14 +295,14 @@ impl JobQueue {
 
     /// As [`send`](Self::send), with the delivery's nonce claim in every body
     /// (`webhook_nonce`, see [`crate::webhooks::nonce`]) for the worker to confirm when it takes the job.
-    pub async fn send_with_nonce(&self, jobs: &[SyncJob], nonce: &crate::webhooks::nonce::NonceRef) -> Result<SendReport> {
+    pub async fn send_with_nonce(&self, jobs: &[SyncJob], nonce: &NonceRef) -> Result<SendReport> {
         let field = serde_json::to_value(nonce).map_err(|e| Error::Internal(format!("nonce ref: {e}")))?;
         let bodies = jobs
             .iter()
             .map(|j| {
                 let mut v = serde_json::to_value(j).map_err(|e| Error::Internal(format!("sync job: {e}")))?;
                 if let Some(o) = v.as_object_mut() {
-                    o.insert(crate::webhooks::nonce::JOB_FIELD.to_string(), field.clone());
+                    o.insert(JOB_FIELD.to_string(), field.clone());
                 }
                 Ok((j.priority, v.to_string()))
             })
@@ -346,7 +371,7 @@ impl JobQueue {
 }
 
 /// The root of a job's continuation lineage: continuation keys are `<root>~c<hash>` (a long
-/// pull's or report's follow-up jobs, `sync::worker::follow_up`, `reports::partial`).
+/// pull's or report's follow-up jobs, `worker::job::follow_up`, `reports::partial`).
 pub fn lineage_root(key: &str) -> &str {
     match key.rfind("~c") {
         Some(i) if key[i + 2..].len() == 16 && key[i + 2..].bytes().all(|b| b.is_ascii_hexdigit()) => &key[..i],

@@ -22,6 +22,10 @@ use crate::secret::SecretString;
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
+/// How long secrets stay cached in a container before Secrets Manager is asked again (the connect
+/// and refresh flows' caches).
+pub const SECRETS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The variables that name each secret, so an error says which setting to fix.
 const CREDENTIALS_VAR: &str = "PROVIDER_CREDENTIALS_SECRET_ID";
 const WEBHOOK_KEYS_VAR: &str = "WEBHOOK_KEYS_SECRET_ID";

@@ -53,6 +53,19 @@ pub enum Entity {
     Payment,
 }
 
+impl Entity {
+    /// The provider clients' and the store's name for the same entity.
+    pub fn model(self) -> crate::providers::model::Entity {
+        use crate::providers::model::Entity as M;
+        match self {
+            Entity::Invoice => M::Invoice,
+            Entity::Contact => M::Contact,
+            Entity::Account => M::Account,
+            Entity::Payment => M::Payment,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TenantConfig {
     pub enabled_providers: Vec<Provider>,

@@ -18,9 +18,10 @@ use shared::aws::AwsClients;
 use shared::providers::{new_pkce, AccountingProvider, AuthorizeRequest, CallbackParams};
 use shared::refresh::TokenService;
 use shared::store::grants::{Connection, Grant, GrantStatus, GrantStore};
-use shared::sync::{SyncDeps, SyncStore};
+use shared::sync::SyncStore;
 use shared::tenancy::TenantStore;
 use shared::vault::SealContext;
+use shared::worker::SyncDeps;
 use shared::{Config, Provider};
 
 const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";

@@ -6,8 +6,8 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName
 use chrono::{Duration, Utc};
 use serde_json::Value;
 use shared::events::AppEvent;
-use shared::sync::batch::{handle_batch, Disposition, InMessage};
-use shared::sync::SyncDeps;
+use shared::worker::batch::{handle_batch, Disposition, InMessage};
+use shared::worker::SyncDeps;
 
 use crate::TestEnv;
 

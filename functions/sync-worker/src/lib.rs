@@ -1,9 +1,9 @@
-//! The sync worker: an SQS batch in, one `shared::sync::handle_batch` call, partial batch failures
+//! The sync worker: an SQS batch in, one `shared::worker::handle_batch` call, partial batch failures
 //! out (the ids of the messages SQS should deliver again).
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::sync::{handle_batch, InMessage, SyncDeps};
+use shared::worker::{handle_batch, InMessage, SyncDeps};
 use shared::RequestContext;
 
 pub async fn handle(deps: &SyncDeps, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
@@ -19,7 +19,7 @@ pub async fn handle(deps: &SyncDeps, event: LambdaEvent<SqsEvent>) -> Result<Sqs
 
 /// The failed items of a batch: every message not acknowledged. A message without an id cannot be
 /// reported; it is acknowledged by omission (SQS never sends one).
-pub fn response(results: &[(String, shared::sync::Disposition)]) -> SqsBatchResponse {
+pub fn response(results: &[(String, shared::worker::Disposition)]) -> SqsBatchResponse {
     let mut resp = SqsBatchResponse::default();
     for (id, d) in results {
         if !d.acknowledged() && !id.is_empty() {

@@ -4,7 +4,7 @@ use lambda_runtime::{run, service_fn, Error};
 use shared::aws::AwsClients;
 use shared::http_client::HttpClient;
 use shared::refresh::TokenService;
-use shared::sync::SyncDeps;
+use shared::worker::SyncDeps;
 use shared::Config;
 
 #[tokio::main]

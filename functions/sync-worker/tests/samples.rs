@@ -4,7 +4,7 @@
 use aws_lambda_events::sqs::SqsEvent;
 use integration_tests::aws;
 use integration_tests::harness::own_queue;
-use shared::sync::{handle_batch, Disposition};
+use shared::worker::{handle_batch, Disposition};
 
 #[tokio::test]
 async fn the_poison_sample_is_dead_lettered_not_retried() {
@@ -56,10 +56,8 @@ async fn jobs_of_an_unknown_tenant_are_dead_lettered_once() {
 async fn a_full_batch_of_messages_at_the_size_quota_is_dead_lettered_within_lambdas_quotas() {
     use integration_tests::aws_rules::{LAMBDA_SYNC_PAYLOAD_MAX, SQS_BATCH_MAX, SQS_MESSAGE_MAX};
     let mut env = aws().await;
-    let q = env.clients.sqs.create_queue().queue_name(integration_tests::unique("events")).send().await.unwrap();
-    env.config.queues.events = q.queue_url.unwrap();
-    let http = HttpClient::new(std::time::Duration::from_secs(5)).unwrap();
-    let deps = SyncDeps::new(&env.config, &env.clients, TokenService::new(&env.config, &env.clients, http));
+    env.config.queues.events = own_queue(&env, "events").await;
+    let deps = env.sync_deps(std::time::Duration::from_secs(5));
     let sample: SqsEvent = serde_json::from_str(include_str!("../../../events/sync-worker/poison.json")).unwrap();
     let mut event = sample.clone();
     event.records.clear();

@@ -353,6 +353,18 @@ pub fn jwt_claim(token: &str, claim: &str) -> Option<String> {
     }
 }
 
+/// A revocation succeeded, or the token was already unusable (nothing left to revoke).
+pub(crate) fn revoke_outcome(provider: Provider, resp: &ApiResponse) -> Result<()> {
+    let body_error = resp.json().and_then(|b| b.get("error").and_then(Value::as_str).map(str::to_string));
+    if (200..300).contains(&resp.status) && body_error.is_none() {
+        return Ok(());
+    }
+    match token_endpoint_error(provider, resp) {
+        Error::InvalidGrant { .. } => Ok(()),
+        e => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,5 +517,19 @@ mod tests {
         assert_eq!(jwt_claim(&token, "missing"), None);
         assert_eq!(jwt_claim("not-a-jwt", "authentication_event_id"), None);
         assert_eq!(jwt_claim("a.!!!.c", "authentication_event_id"), None);
+    }
+
+    #[test]
+    fn revoking_a_dead_token_is_success() {
+        let r = |status: u16, body: &str| ApiResponse { status, headers: http::HeaderMap::new(), body: body.to_string().into() };
+        assert!(revoke_outcome(Provider::QuickBooks, &r(200, "")).is_ok());
+        assert!(revoke_outcome(Provider::QuickBooks, &r(400, r#"{"error":"invalid_grant"}"#)).is_ok());
+        assert_eq!(
+            revoke_outcome(Provider::QuickBooks, &r(401, r#"{"error":"invalid_client"}"#)).unwrap_err().code(),
+            crate::ErrorCode::ProviderAuthFailed
+        );
+        assert!(revoke_outcome(Provider::QuickBooks, &r(503, "")).unwrap_err().is_retryable());
+        // Zoho's 200 with an error body is not a success.
+        assert!(revoke_outcome(Provider::Zoho, &r(200, r#"{"error":"invalid_client"}"#)).is_err());
     }
 }

@@ -18,7 +18,6 @@ use crate::http_client::HttpClient;
 use crate::providers::client::AccountingProvider;
 use crate::providers::core::Core;
 use crate::providers::endpoints::Endpoints;
-use crate::providers::errors::ApiResponse;
 use crate::providers::model::{
     api_url, parse_time, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page,
     RateLimitInfo, Record,
@@ -236,7 +235,7 @@ impl AccountingProvider for QuickBooksClient {
             .header(http::header::ACCEPT, "application/json")
             .json(&json!({ "token": token.expose() }));
         let resp = self.core.send(req).await?;
-        revoke_outcome(PROVIDER, &resp)
+        oauth::revoke_outcome(PROVIDER, &resp)
     }
 
     /// The callback's realm, named from its CompanyInfo (which also proves the token reaches it).
@@ -290,18 +289,6 @@ impl AccountingProvider for QuickBooksClient {
     }
 }
 
-/// A revocation succeeded, or the token was already unusable (nothing left to revoke).
-pub(crate) fn revoke_outcome(provider: Provider, resp: &ApiResponse) -> Result<()> {
-    let body_error = resp.json().and_then(|b| b.get("error").and_then(Value::as_str).map(str::to_string));
-    if (200..300).contains(&resp.status) && body_error.is_none() {
-        return Ok(());
-    }
-    match oauth::token_endpoint_error(provider, resp) {
-        Error::InvalidGrant { .. } => Ok(()),
-        e => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,19 +332,5 @@ mod tests {
         let c = normalise(Entity::Contact, "934", json!({"Id": 5, "DisplayName": "Amy", "Active": false})).unwrap();
         assert_eq!((c.id.as_str(), c.name.as_deref(), c.status.as_deref()), ("5", Some("Amy"), Some("Inactive")));
         assert!(normalise(Entity::Payment, "934", json!({"TotalAmt": 1})).is_err());
-    }
-
-    #[test]
-    fn revoking_a_dead_token_is_success() {
-        let r = |status: u16, body: &str| ApiResponse { status, headers: http::HeaderMap::new(), body: body.to_string().into() };
-        assert!(revoke_outcome(PROVIDER, &r(200, "")).is_ok());
-        assert!(revoke_outcome(PROVIDER, &r(400, r#"{"error":"invalid_grant"}"#)).is_ok());
-        assert_eq!(
-            revoke_outcome(PROVIDER, &r(401, r#"{"error":"invalid_client"}"#)).unwrap_err().code(),
-            crate::ErrorCode::ProviderAuthFailed
-        );
-        assert!(revoke_outcome(PROVIDER, &r(503, "")).unwrap_err().is_retryable());
-        // Zoho's 200 with an error body is not a success.
-        assert!(revoke_outcome(Provider::Zoho, &r(200, r#"{"error":"invalid_client"}"#)).is_err());
     }
 }

@@ -20,7 +20,6 @@ use crate::providers::model::{
     RateLimitInfo, Record,
 };
 use crate::providers::oauth;
-use crate::providers::quickbooks::revoke_outcome;
 use crate::providers::Provider;
 use crate::tokens::TokenSet;
 
@@ -228,7 +227,7 @@ impl AccountingProvider for XeroClient {
             .header(http::header::ACCEPT, "application/json")
             .form(&[("token", token.expose())]);
         let resp = self.core.send(req).await?;
-        revoke_outcome(PROVIDER, &resp)
+        oauth::revoke_outcome(PROVIDER, &resp)
     }
 
     async fn discover_orgs(&self, tokens: &TokenSet, _callback: &CallbackParams) -> Result<Vec<Org>> {

@@ -21,7 +21,6 @@ use crate::providers::model::{
     api_url, parse_time, text, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, RateLimitInfo, Record,
 };
 use crate::providers::oauth;
-use crate::providers::quickbooks::revoke_outcome;
 use crate::providers::Provider;
 use crate::tokens::TokenSet;
 
@@ -221,7 +220,7 @@ impl AccountingProvider for ZohoClient {
         let mut url = Endpoints::zoho_revoke_url(&server)?;
         url.query_pairs_mut().append_pair("token", token.expose());
         let resp = self.core.send(self.core.http.reqwest().post(url).header(http::header::ACCEPT, "application/json")).await?;
-        revoke_outcome(PROVIDER, &resp)
+        oauth::revoke_outcome(PROVIDER, &resp)
     }
 
     async fn discover_orgs(&self, tokens: &TokenSet, callback: &CallbackParams) -> Result<Vec<Org>> {
@@ -285,7 +284,7 @@ impl AccountingProvider for ZohoClient {
 
     /// Zoho Books has no idempotency key: a retried create can make a second record. The sync
     /// worker tags each create with its own reference (a custom field) and looks for it before
-    /// creating again (`sync::worker::push`).
+    /// creating again (`worker::job::push`).
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, _idempotency_key: &str) -> Result<Record> {
         let (module, _, _) = entity_names(entity);
         let url = api_url(&self.api_base(tokens)?, &[module])?;

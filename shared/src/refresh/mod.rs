@@ -133,7 +133,7 @@ impl TokenService {
             vault: Vault::from_config(clients.kms.clone(), config),
             audit: AuditLog::new(clients.dynamodb.clone(), config.tables.tenants.clone()),
             events: EventPublisher::new(clients.sqs.clone(), config.queues.events.clone()),
-            secrets: SecretsCache::new(clients.secrets.clone(), crate::connect::SECRETS_TTL),
+            secrets: SecretsCache::new(clients.secrets.clone(), crate::secrets::SECRETS_TTL),
             settings: RefreshSettings::from_config(config),
             config: config.clone(),
             http,

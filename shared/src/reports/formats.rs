@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde_json::Value;
 
+use crate::money::{currency_code, currency_scale, parse_minor};
 use crate::reports::model::{bucket_of, buckets, checked_sum, class_of_title, Period, Report, Row, Section, SectionClass};
 use crate::reports::request::{ReportKind, ReportRequest};
-use crate::sync::model::{currency_code, currency_scale, parse_minor};
 use crate::{Error, Provider, Result};
 
 fn malformed(provider: Provider, m: impl Into<String>) -> Error {

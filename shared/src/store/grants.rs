@@ -256,7 +256,7 @@ impl GrantStore {
         // An active connection is due for sync at once: the scheduler's next run enqueues its
         // initial sync if the connect did not get to it (see crate::sync::schedule).
         if c.status == GrantStatus::Active {
-            item.insert("sync_pk".into(), s(crate::sync::schedule::sync_pk(&c.tenant_id, c.provider, &c.org_id)));
+            item.insert("sync_pk".into(), s(super::keys::sync_pk(&c.tenant_id, c.provider, &c.org_id)));
             item.insert("next_sync_at".into(), n(epoch(c.updated_at)));
         }
         item

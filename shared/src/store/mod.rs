@@ -18,6 +18,7 @@
 //!   provider breaker and Xero's app shares (see `crate::resilience`)
 
 pub mod grants;
+pub mod keys;
 
 use std::collections::HashMap;
 

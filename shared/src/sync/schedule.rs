@@ -42,23 +42,21 @@ use tokio::time::Instant;
 
 use crate::aws::AwsClients;
 use crate::events::EventPublisher;
+use crate::initial_sync::{InitialState, InitialSync, Started};
 use crate::jobs::{entity_str, JobQueue, Operation, Source, SyncJob, SyncQueues, JOB_VERSION};
 use crate::resilience::breaker::BreakerState;
 use crate::resilience::ProviderGuard;
 use crate::store::grants::{connection_sk, Connection, GrantStatus, GrantStore};
+use crate::store::keys::fnv64;
+pub use crate::store::keys::{sync_pk, sync_shard, sync_shard_pk, SYNC_SHARDS};
 use crate::store::{dynamo_error, get_n_opt, is_conditional_failure, n, s, tenant_pk, Item};
 use crate::sync::freshness;
-use crate::sync::initial::{InitialState, InitialSync, Started};
 use crate::sync::parked::{ParkedJobs, CONNECTION_MARK};
 use crate::tenancy::{Tenant, TenantStore};
 use crate::{Config, Error, Provider, Result};
 
 /// The grants-table index of connections by sync due time.
 pub const SYNC_INDEX: &str = "sync_due";
-
-/// Partition keys of the index. 100,000 tenants' connections at hourly intervals are about 28
-/// index updates a second; 16 keys keep each far below DynamoDB's per-partition limits.
-pub const SYNC_SHARDS: u32 = 16;
 
 /// After this long a still-running initial sync no longer holds back incremental pulls.
 pub const INITIAL_GRACE: chrono::Duration = chrono::Duration::hours(6);
@@ -68,31 +66,6 @@ pub const BREAKER_RECHECK: chrono::Duration = chrono::Duration::minutes(5);
 
 /// A connection whose initial sync could not be confirmed enqueued is looked at again after this.
 pub const INITIAL_RETRY: chrono::Duration = chrono::Duration::minutes(5);
-
-/// FNV-1a (stable across Rust releases, unlike `DefaultHasher`) over the length-prefixed parts.
-fn fnv64(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in (p.len() as u32).to_be_bytes().iter().chain(p.as_bytes()) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
-
-pub fn sync_shard(tenant_id: &str, provider: Provider, org_id: &str) -> u32 {
-    (fnv64(&["shard", tenant_id, provider.as_str(), org_id]) % u64::from(SYNC_SHARDS)) as u32
-}
-
-pub fn sync_shard_pk(shard: u32) -> String {
-    format!("SYNC#{shard:02}")
-}
-
-/// The index partition of a connection.
-pub fn sync_pk(tenant_id: &str, provider: Provider, org_id: &str) -> String {
-    sync_shard_pk(sync_shard(tenant_id, provider, org_id))
-}
 
 /// The connection's place within every interval of `interval_s` seconds.
 pub fn slot_offset(tenant_id: &str, provider: Provider, org_id: &str, interval_s: i64) -> i64 {
@@ -459,7 +432,7 @@ impl SyncScheduler {
         }
         // Every connection is due once per interval, so each run sees a slice of them and any
         // window of one interval sees every one: how fresh is its copy?
-        let entities: Vec<_> = tenant.config.enabled_entities.iter().map(|e| crate::sync::worker::entity_of(*e)).collect();
+        let entities: Vec<_> = tenant.config.enabled_entities.iter().map(|e| e.model()).collect();
         let age = freshness::copy_age_seconds(&d.item, &entities, c.created_at, now);
         {
             let mut cache = lock(cache);

@@ -23,7 +23,7 @@
 //! index) alongside the claim = 1, SendMessageBatch = 2. Warm: claim, SendMessageBatch = 2
 //! (functions/webhook-receiver/tests/round_trips.rs counts them). A connection without a copy
 //! (stored before it existed) costs the tenant read as before, 3. A copy that lags a tenant change
-//! sends at worst a job the worker skips (`sync::worker`), or misses a change the next scheduled
+//! sends at worst a job the worker skips (`worker::job`), or misses a change the next scheduled
 //! pull brings; `ttya-ops tenants set-*` writes the copies, never over a newer one. The confirm
 //! the pending claim needs (a crash before the send must not turn the retry into a duplicate) is off
 //! this path: see [`nonce`] for why the worker may do it.

@@ -46,27 +46,8 @@ pub const DEFAULT_WINDOW: Duration = Duration::hours(24);
 /// provider's retry for at most this long.
 pub const PENDING_WINDOW: Duration = Duration::seconds(20);
 
-/// The job-body field that carries a delivery's nonce claim from the receiver to the worker.
-pub const JOB_FIELD: &str = "webhook_nonce";
-
-/// A delivery's nonce claim, as the receiver writes it into each job body of that delivery.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NonceRef {
-    /// The delivery's dedupe key (the nonce item is `WEBHOOK#<provider>#<key>`).
-    pub key: String,
-    pub claim_id: String,
-}
-
-impl NonceRef {
-    /// Reads [`JOB_FIELD`] from a job body. Anything malformed is ignored: the claim then lapses on
-    /// its own and a late redelivery is deduplicated by the job's idempotency key.
-    pub fn from_job_body(body: &serde_json::Value) -> Option<Self> {
-        let r: NonceRef = serde_json::from_value(body.get(JOB_FIELD)?.clone()).ok()?;
-        // Bounds keep a hostile body from producing a key DynamoDB refuses (2 KiB partition keys).
-        let ok = !r.key.is_empty() && r.key.len() <= 512 && !r.claim_id.is_empty() && r.claim_id.len() <= 64;
-        ok.then_some(r)
-    }
-}
+// The claim's form in a job body belongs to the job format (jobs.rs sends it).
+pub use crate::jobs::{NonceRef, JOB_FIELD};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {

@@ -167,7 +167,7 @@ impl Fixture {
     }
 
     /// Every message currently on a queue (received and deleted), parsed as sync jobs. Taking a job
-    /// does what the sync worker does when it takes one (shared::sync::batch): it confirms the
+    /// does what the sync worker does when it takes one (shared::worker::batch): it confirms the
     /// delivery's nonce claim carried in the body, at the fixture's clock.
     pub async fn drain(&self, url: &str) -> Vec<SyncJob> {
         let sqs = &self.env.clients.sqs;

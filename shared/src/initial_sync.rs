@@ -20,10 +20,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::events::{AppEvent, EventPublisher, EventType, InitialSyncCompleted};
-use crate::jobs::{entity_str, JobQueue, Operation, Source, SyncJob, JOB_VERSION};
+use crate::jobs::{entity_str, lineage_root, JobQueue, Operation, Source, SyncJob, FULL_SYNC, JOB_VERSION};
 use crate::store::grants::{connection_sk, Connection, GrantStatus};
 use crate::store::{dynamo_error, from_epoch, get_n_opt, get_s, is_conditional_failure, n, s, tenant_pk, Item};
-use crate::sync::worker::{lineage_root, FULL_SYNC};
 use crate::tenancy::{Entity, Priority, Tenant};
 use crate::{Error, Provider, Result};
 
@@ -315,21 +314,6 @@ impl InitialSync {
         tracing::info!(tenant_id, provider = %provider, org_id = %org_id, grant_id = %grant_id, "first full copy complete");
         Ok(Some(event))
     }
-}
-
-/// The worker's hook after a pull finished its pass (not handed over to a follow-up, not
-/// superseded: see `worker::announce`): an initial pull marks its entity done. It runs again for
-/// a redelivered completed job (marking is idempotent), so a crash before the mark, or a failed
-/// mark, is repaired by the redelivery: the error fails the message.
-pub async fn after_pull(deps: &crate::sync::SyncDeps, job: &SyncJob) -> Result<()> {
-    if job.operation != Operation::Pull || job.source != Source::Connect || parse_initial_key(&job.idempotency_key).is_none() {
-        return Ok(());
-    }
-    let initial =
-        InitialSync::new(deps.db.clone(), deps.grants.table(), JobQueue::new(deps.sqs.clone(), deps.queues.clone()), deps.events.clone());
-    initial.entity_finished(&job.tenant_id, &job.idempotency_key, Utc::now()).await.map(|_| ()).inspect_err(|e| {
-        tracing::warn!(code = %e.code(), error = %e, idempotency_key = %job.idempotency_key, "could not record the initial pull's completion");
-    })
 }
 
 #[cfg(test)]

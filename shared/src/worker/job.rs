@@ -11,19 +11,17 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::AwsClients;
 use crate::events::{AppEvent, EventPublisher, EventType};
-use crate::jobs::{Change, LineageTotals, Operation, SyncJob, SyncQueues};
+use crate::jobs::{Change, LineageTotals, Operation, SyncJob, SyncQueues, FULL_SYNC};
 use crate::providers::client::{AccountingProvider, ProviderClient};
 use crate::providers::model::{Cursor, Entity, Record};
 use crate::refresh::TokenService;
 use crate::store::grants::GrantStore;
-use crate::sync::calls::{provider_call, Op};
 use crate::sync::model::{self, SyncRecord};
 use crate::sync::store::{Claim, SyncStore, COMPLETED_TTL};
 use crate::tenancy::{self, Tenant, TenantStore};
+use crate::worker::calls::{provider_call, Op};
 use crate::{Config, Error, Provider, Result};
 
-/// A job's `cursor` value that asks for a full re-read from the first record.
-pub const FULL_SYNC: &str = "full";
 /// QuickBooks CDC looks back at most 30 days; older windows fall back to the query's changes only.
 const CDC_MAX_AGE: chrono::Duration = chrono::Duration::days(29);
 
@@ -87,7 +85,7 @@ pub struct SyncDeps {
     pub settings: WorkerSettings,
     /// This container's claim owner id.
     pub owner: String,
-    /// Webhook nonces (EPHEMERAL_TABLE): a webhook job confirms its delivery's claim (sync::batch).
+    /// Webhook nonces (EPHEMERAL_TABLE): a webhook job confirms its delivery's claim (worker::batch).
     pub nonces: crate::webhooks::NonceStore,
     pub(crate) queue_urls: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
@@ -163,12 +161,7 @@ pub enum Outcome {
 }
 
 pub fn entity_of(e: tenancy::Entity) -> Entity {
-    match e {
-        tenancy::Entity::Invoice => Entity::Invoice,
-        tenancy::Entity::Contact => Entity::Contact,
-        tenancy::Entity::Account => Entity::Account,
-        tenancy::Entity::Payment => Entity::Payment,
-    }
+    e.model()
 }
 
 /// Checks a parsed job's fields beyond what serde checks; any failure is permanent (DLQ).
@@ -286,7 +279,7 @@ async fn load(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>) -> Result
 
 async fn execute(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadline: DateTime<Utc>) -> Result<Value> {
     if let Operation::Report | Operation::Passthrough = job.operation {
-        return crate::reports::execute(deps, job, payload, deadline).await;
+        return crate::worker::report::execute(deps, job, payload, deadline).await;
     }
     let ctx = match load(deps, job, payload).await {
         Ok(ctx) => ctx,
@@ -823,7 +816,7 @@ pub async fn announce(deps: &SyncDeps, job: &SyncJob, result: &Value) -> Result<
     }
     let initial = job.operation == Operation::Pull
         && job.source == crate::jobs::Source::Connect
-        && crate::sync::initial::parse_initial_key(&job.idempotency_key).is_some();
+        && crate::initial_sync::parse_initial_key(&job.idempotency_key).is_some();
     if initial && result.get("superseded").and_then(Value::as_bool) == Some(true) {
         let cursor = result.get("cursor").and_then(Value::as_str).unwrap_or_default();
         let next = continuation(job, cursor, totals_through(job, result));
@@ -831,7 +824,7 @@ pub async fn announce(deps: &SyncDeps, job: &SyncJob, result: &Value) -> Result<
         return deps_send_follow_up(deps, &next).await;
     }
     try_publish(deps, job, EventType::SyncCompleted, completed_data(job, result)).await?;
-    crate::sync::initial::after_pull(deps, job).await
+    after_pull(deps, job).await
 }
 
 /// Publishes an event whose id is derived from the job's idempotency key (and the event type), so
@@ -854,6 +847,28 @@ pub async fn publish(deps: &SyncDeps, job: &SyncJob, t: EventType, data: Value) 
     if let Err(e) = deps.events.publish(&event, None).await {
         tracing::warn!(code = %e.code(), error = %e, event_type = t.as_str(), "could not publish the event");
     }
+}
+
+/// The worker's hook after a pull finished its pass (not handed over to a follow-up, not
+/// superseded: see `worker::announce`): an initial pull marks its entity done. It runs again for
+/// a redelivered completed job (marking is idempotent), so a crash before the mark, or a failed
+/// mark, is repaired by the redelivery: the error fails the message.
+pub async fn after_pull(deps: &SyncDeps, job: &SyncJob) -> Result<()> {
+    if job.operation != Operation::Pull
+        || job.source != crate::jobs::Source::Connect
+        || crate::initial_sync::parse_initial_key(&job.idempotency_key).is_none()
+    {
+        return Ok(());
+    }
+    let initial = crate::initial_sync::InitialSync::new(
+        deps.db.clone(),
+        deps.grants.table(),
+        crate::jobs::JobQueue::new(deps.sqs.clone(), deps.queues.clone()),
+        deps.events.clone(),
+    );
+    initial.entity_finished(&job.tenant_id, &job.idempotency_key, Utc::now()).await.map(|_| ()).inspect_err(|e| {
+        tracing::warn!(code = %e.code(), error = %e, idempotency_key = %job.idempotency_key, "could not record the initial pull's completion");
+    })
 }
 
 #[cfg(test)]

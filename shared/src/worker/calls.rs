@@ -12,8 +12,8 @@ use chrono::Utc;
 use crate::audit::status_of;
 use crate::providers::client::ProviderClient;
 use crate::providers::model::Entity;
-use crate::sync::worker::{JobCtx, SyncDeps};
 use crate::tenancy::Plan;
+use crate::worker::job::{JobCtx, SyncDeps};
 use crate::{Error, Provider, Result, TokenSet};
 
 /// What a call does, for the scope check and the audit record.

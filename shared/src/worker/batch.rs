@@ -36,8 +36,8 @@ use futures::FutureExt;
 use crate::events::EventType;
 use crate::jobs::{Operation, SyncJob};
 use crate::sync::parked::{self, ParkCause, ParkedJobs, PARK_MAX_AGE};
-use crate::sync::worker::{failed_data, publish, run_job, validate, Outcome, SyncDeps};
 use crate::webhooks::nonce::NonceRef;
+use crate::worker::job::{failed_data, publish, run_job, validate, Outcome, SyncDeps};
 use crate::{Error, ErrorCode, RequestContext, Result};
 
 /// SQS refuses a visibility timeout above 12 hours.
@@ -419,7 +419,7 @@ async fn note_freshness(deps: &SyncDeps, job: &SyncJob, result: &Result<Outcome>
         tenant_id: &job.tenant_id,
         provider: job.provider,
         org_id: &job.org_id,
-        entity: crate::sync::worker::entity_of(job.entity),
+        entity: job.entity.model(),
     };
     let written = match result {
         Ok(Outcome::Done(v)) => v["counts"]["written"].as_u64().unwrap_or(0),

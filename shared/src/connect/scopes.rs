@@ -1,0 +1,233 @@
+//! The scopes a connect asks for (per plan, tenant and Xero vocabulary), and the check that a
+//! granted token can serve the tenant's enabled entities.
+
+use crate::config::XeroScopeSet;
+use crate::tenancy::{Entity, Plan, Tenant};
+use crate::{Error, Provider, Result};
+
+/// The scopes a tenant's plan asks for, unless the tenant configured its own. Starter plans only
+/// read (sync pulls); the others may also create records. Xero needs `offline_access` for a refresh
+/// token and Zoho needs settings create/delete to manage its per-organisation webhooks, so those are
+/// always added.
+pub fn scopes_for(tenant: &Tenant, provider: Provider) -> Vec<String> {
+    scopes_for_set(tenant, provider, XeroScopeSet::Granular)
+}
+
+/// [`scopes_for`] in the scope vocabulary this deployment's Xero app accepts: an app created on or
+/// after 2 March 2026 is refused the broad `accounting.transactions`, an older one keeps it until
+/// Xero retires it.
+pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -> Vec<String> {
+    let write = tenant.plan != Plan::Starter;
+    let mut scopes: Vec<String> = match tenant.config.scopes.get(&provider) {
+        Some(custom) => custom.clone(),
+        None => {
+            let list: &[&str] = match (provider, write) {
+                // QuickBooks has no read-only accounting scope.
+                (Provider::QuickBooks, _) => &["com.intuit.quickbooks.accounting"],
+                // The report scopes serve report jobs (crate::reports): the broad
+                // `accounting.reports.read`, or the granular names, which only third parties
+                // document (unconfirmed; see crate::reports::job::report_scopes).
+                (Provider::Xero, true) if xero == XeroScopeSet::Broad => {
+                    &["accounting.transactions", "accounting.contacts", "accounting.settings.read", "accounting.reports.read"]
+                }
+                (Provider::Xero, false) if xero == XeroScopeSet::Broad => {
+                    &["accounting.transactions.read", "accounting.contacts.read", "accounting.settings.read", "accounting.reports.read"]
+                }
+                (Provider::Xero, true) => &[
+                    "accounting.invoices",
+                    "accounting.payments",
+                    "accounting.contacts",
+                    "accounting.settings.read",
+                    "accounting.reports.profitandloss.read",
+                    "accounting.reports.balancesheet.read",
+                    "accounting.reports.aged.read",
+                ],
+                (Provider::Xero, false) => &[
+                    "accounting.invoices.read",
+                    "accounting.payments.read",
+                    "accounting.contacts.read",
+                    "accounting.settings.read",
+                    "accounting.reports.profitandloss.read",
+                    "accounting.reports.balancesheet.read",
+                    "accounting.reports.aged.read",
+                ],
+                (Provider::Zoho, true) => &[
+                    "ZohoBooks.invoices.ALL",
+                    "ZohoBooks.contacts.ALL",
+                    "ZohoBooks.customerpayments.ALL",
+                    "ZohoBooks.accountants.READ",
+                    "ZohoBooks.settings.READ",
+                    // Unconfirmed scope name (crate::reports::job::report_scopes).
+                    "ZohoBooks.reports.READ",
+                ],
+                (Provider::Zoho, false) => &[
+                    "ZohoBooks.invoices.READ",
+                    "ZohoBooks.contacts.READ",
+                    "ZohoBooks.customerpayments.READ",
+                    "ZohoBooks.accountants.READ",
+                    "ZohoBooks.settings.READ",
+                    // Unconfirmed scope name (crate::reports::job::report_scopes).
+                    "ZohoBooks.reports.READ",
+                ],
+            };
+            list.iter().map(|s| s.to_string()).collect()
+        }
+    };
+    let required: &[&str] = match provider {
+        Provider::Xero => &["offline_access"],
+        Provider::Zoho => &["ZohoBooks.settings.CREATE", "ZohoBooks.settings.DELETE"],
+        Provider::QuickBooks => &[],
+    };
+    for r in required {
+        if !scopes.iter().any(|s| s == r) {
+            scopes.push(r.to_string());
+        }
+    }
+    scopes
+}
+
+/// Xero scopes that serve an entity; any one of them is enough. Granular first, then the broad
+/// pre-March-2026 ones (Xero's scopes page; the granular/broad mapping per endpoint follows Xero's
+/// 2026 migration notes).
+fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
+    match entity {
+        Entity::Invoice => &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"],
+        Entity::Payment => &["accounting.payments", "accounting.payments.read", "accounting.transactions", "accounting.transactions.read"],
+        Entity::Contact => &["accounting.contacts", "accounting.contacts.read"],
+        Entity::Account => &["accounting.settings", "accounting.settings.read"],
+    }
+}
+
+/// Refuses a token whose granted scopes cannot serve the tenant's enabled entities, naming the
+/// scopes that are missing (as we would have asked for them). Only Xero is checked: QuickBooks has
+/// one accounting scope, and Zoho reports no granted scopes in its token response.
+pub fn check_granted_scopes(tenant: &Tenant, provider: Provider, granted: &[String], xero: XeroScopeSet) -> Result<()> {
+    if provider != Provider::Xero || granted.is_empty() {
+        return Ok(());
+    }
+    let asked = scopes_for_set(tenant, provider, xero);
+    let mut missing: Vec<String> = Vec::new();
+    for entity in &tenant.config.enabled_entities {
+        let serving = xero_entity_scopes(*entity);
+        if granted.iter().any(|g| serving.contains(&g.as_str())) {
+            continue;
+        }
+        let name = asked
+            .iter()
+            .find(|a| serving.contains(&a.as_str()))
+            .cloned()
+            .unwrap_or_else(|| serving[if xero == XeroScopeSet::Broad && serving.len() > 2 { 3 } else { 1 }].to_string());
+        let entry = format!("{name} ({})", entity_label(*entity));
+        if !missing.contains(&entry) {
+            missing.push(entry);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InsufficientScope { provider, missing: missing.join(", ") })
+    }
+}
+
+fn entity_label(e: Entity) -> &'static str {
+    match e {
+        Entity::Invoice => "invoices",
+        Entity::Contact => "contacts",
+        Entity::Account => "accounts",
+        Entity::Payment => "payments",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenancy::TenantConfig;
+    use chrono::Utc;
+
+    fn tenant(plan: Plan) -> Tenant {
+        let cfg = TenantConfig { return_urls: vec!["https://app.example.com/integrations".into()], ..Default::default() };
+        Tenant::new("t-1", "Acme", plan, cfg, Utc::now())
+    }
+
+    #[test]
+    fn plan_scopes_read_only_for_starter_and_required_scopes_are_always_there() {
+        let starter = scopes_for(&tenant(Plan::Starter), Provider::Xero);
+        assert!(starter.contains(&"accounting.invoices.read".to_string()));
+        assert!(!starter.contains(&"accounting.invoices".to_string()));
+        assert!(starter.contains(&"offline_access".to_string()));
+        let pro = scopes_for(&tenant(Plan::Professional), Provider::Xero);
+        assert!(pro.contains(&"accounting.invoices".to_string()));
+        let mut custom = tenant(Plan::Enterprise);
+        custom.config.scopes.insert(Provider::Xero, vec!["accounting.contacts.read".into()]);
+        assert_eq!(scopes_for(&custom, Provider::Xero), vec!["accounting.contacts.read", "offline_access"]);
+        custom.config.scopes.insert(Provider::Zoho, vec!["ZohoBooks.invoices.READ".into()]);
+        let z = scopes_for(&custom, Provider::Zoho);
+        assert!(z.contains(&"ZohoBooks.settings.CREATE".to_string()) && z.contains(&"ZohoBooks.settings.DELETE".to_string()));
+        assert_eq!(scopes_for(&tenant(Plan::Starter), Provider::QuickBooks), vec!["com.intuit.quickbooks.accounting"]);
+    }
+
+    #[test]
+    fn default_scopes_serve_every_report_in_either_xero_vocabulary() {
+        use crate::reports::job::report_scopes;
+        use crate::reports::ReportKind;
+        for plan in [Plan::Starter, Plan::Professional] {
+            let t = tenant(plan);
+            for (provider, set) in [
+                (Provider::QuickBooks, XeroScopeSet::Granular),
+                (Provider::Xero, XeroScopeSet::Granular),
+                (Provider::Xero, XeroScopeSet::Broad),
+                (Provider::Zoho, XeroScopeSet::Granular),
+            ] {
+                let asked = scopes_for_set(&t, provider, set);
+                for kind in [ReportKind::ProfitAndLoss, ReportKind::BalanceSheet, ReportKind::AgedReceivables] {
+                    assert!(
+                        report_scopes(provider, kind).iter().any(|n| asked.iter().any(|a| a == n)),
+                        "{provider:?} {set:?} {plan:?}: {kind:?} not covered by {asked:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn xero_scope_set_follows_the_deployment_and_granted_scopes_are_checked() {
+        let pro = tenant(Plan::Professional);
+        assert_eq!(
+            scopes_for_set(&pro, Provider::Xero, XeroScopeSet::Broad),
+            vec!["accounting.transactions", "accounting.contacts", "accounting.settings.read", "accounting.reports.read", "offline_access"]
+        );
+        assert_eq!(scopes_for_set(&pro, Provider::Xero, XeroScopeSet::Granular), scopes_for(&pro, Provider::Xero));
+        assert!(!scopes_for(&pro, Provider::Xero).iter().any(|s| s.starts_with("accounting.transactions")));
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // What we ask for is always enough, in either vocabulary.
+        for set in [XeroScopeSet::Granular, XeroScopeSet::Broad] {
+            for plan in [Plan::Starter, Plan::Professional] {
+                let t = tenant(plan);
+                check_granted_scopes(&t, Provider::Xero, &scopes_for_set(&t, Provider::Xero, set), set).unwrap();
+            }
+        }
+        // A grant without invoices or payments is refused, naming what is missing.
+        let granted = s(&["offline_access", "accounting.contacts", "accounting.settings.read"]);
+        let e = check_granted_scopes(&pro, Provider::Xero, &granted, XeroScopeSet::Granular).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::InsufficientScope);
+        assert_eq!(e.http_status(), 403);
+        let m = e.to_string();
+        assert!(m.contains("accounting.invoices (invoices)") && m.contains("accounting.payments (payments)"), "{m}");
+        let e = check_granted_scopes(&pro, Provider::Xero, &granted, XeroScopeSet::Broad).unwrap_err();
+        assert!(e.to_string().contains("accounting.transactions (invoices)"), "{e}");
+        // Only the enabled entities count; a broad scope serves a granular deployment too.
+        let mut contacts_only = tenant(Plan::Professional);
+        contacts_only.config.enabled_entities = vec![Entity::Contact];
+        check_granted_scopes(&contacts_only, Provider::Xero, &granted, XeroScopeSet::Granular).unwrap();
+        check_granted_scopes(
+            &pro,
+            Provider::Xero,
+            &s(&["accounting.transactions.read", "accounting.contacts.read", "accounting.settings.read"]),
+            XeroScopeSet::Granular,
+        )
+        .unwrap();
+        // Other providers and tokens that report no scopes are not checked.
+        check_granted_scopes(&pro, Provider::Zoho, &granted, XeroScopeSet::Granular).unwrap();
+        check_granted_scopes(&pro, Provider::Xero, &[], XeroScopeSet::Granular).unwrap();
+    }
+}

@@ -1,0 +1,16 @@
+//! The sync worker's job runner: it takes every job kind off the sync queues (pull, push, webhook
+//! re-read, report, passthrough) and so stands above the flows it dispatches to (`sync`, `reports`,
+//! `refresh` for on-demand tokens, `webhooks` for the delivery's nonce).
+//!
+//! - [`calls`]: the single path of every provider call (scope, quota, guard, token, audit).
+//! - [`job`]: one job: claim, pull/push/webhook, write, advance, complete.
+//! - [`report`]: report and passthrough jobs.
+//! - [`batch`]: one SQS batch: per-message isolation, waits, parking, dead letters.
+
+pub mod batch;
+pub mod calls;
+pub mod job;
+pub mod report;
+
+pub use batch::{handle_batch, Disposition, InMessage};
+pub use job::{run_job, validate, CrashPoint, JobCtx, Outcome, SyncDeps, WorkerSettings};
