@@ -29,6 +29,9 @@ LAYERS: list[set[str]] = [
     {"store", "tenancy", "vault", "secrets", "providers", "jobs", "events", "audit", "resilience"},
     # flows
     {"connect", "refresh", "webhooks", "sync", "reports", "grant_tokens"},
+    # read APIs over what the flows write: the records API reads sync's records and checks
+    # requests with connect's app signature, so it stands on both rather than beside them
+    {"records"},
     # the fuzz targets' entry points reach into any layer
     {"fuzzing"},
 ]

@@ -14,6 +14,7 @@ pub mod grant_tokens;
 pub mod http_client;
 pub mod jobs;
 pub mod providers;
+pub mod records;
 pub mod refresh;
 pub mod reports;
 pub mod resilience;

@@ -15,6 +15,7 @@ pub mod calls;
 pub mod initial;
 pub mod model;
 pub mod parked;
+pub mod record_index;
 pub mod schedule;
 pub mod store;
 pub mod worker;

@@ -146,6 +146,7 @@ impl SyncStore {
             .item("deleted", AttributeValue::Bool(r.deleted))
             .item("job_id", s(job_id))
             .item("synced_at", s(now.to_rfc3339()));
+        req = super::record_index::index_attributes(tenant_id, r, now).into_iter().fold(req, |q, (k, v)| q.item(k, v));
         if let Some(raw) = raw.filter(|raw| raw.len() <= MAX_RAW_BYTES) {
             req = req.item("raw", s(raw));
         }
