@@ -56,6 +56,22 @@ impl Route {
         }
     }
 
+    /// Every route's path template, as the template and the OpenAPI document name it.
+    pub const TEMPLATES: [&'static str; 3] = [
+        "/v1/tenants/{tenant}/connections",
+        "/v1/tenants/{tenant}/connections/{provider}/{org}/records/{entity}",
+        "/v1/tenants/{tenant}/connections/{provider}/{org}/records/{entity}/{id}",
+    ];
+
+    /// This route's path template (a new route cannot be added without naming one).
+    pub fn template(&self) -> &'static str {
+        match self {
+            Route::Connections { .. } => Self::TEMPLATES[0],
+            Route::List { .. } => Self::TEMPLATES[1],
+            Route::Get { .. } => Self::TEMPLATES[2],
+        }
+    }
+
     /// The query parameters this route takes besides the signature's.
     pub fn params(&self) -> &'static [&'static str] {
         match self {
@@ -345,7 +361,7 @@ pub fn plan(tenant_id: &str, provider: Provider, org_id: &str, entity: Entity, p
         }
     }
     if !p.include_deleted {
-        filters.push("deleted <> :true".into());
+        filters.push("#deleted <> :true".into());
         values.insert(":true".into(), AttributeValue::Bool(true));
     }
     let key_condition = key.join(" AND ");
@@ -365,6 +381,15 @@ pub fn plan(tenant_id: &str, provider: Provider, org_id: &str, entity: Entity, p
         hex::encode(&h.finalize()[..16])
     };
     Ok(QueryPlan { index, hash_attr, hash_value, range_attr, key_condition, filter, values, fingerprint })
+}
+
+impl QueryPlan {
+    /// The expression names the plan uses (attribute names go through placeholders, clear of
+    /// DynamoDB's reserved words).
+    pub fn names(&self) -> Option<std::collections::HashMap<String, String>> {
+        let uses = |n: &str| self.key_condition.contains(n) || self.filter.as_deref().is_some_and(|f| f.contains(n));
+        uses("#deleted").then(|| std::collections::HashMap::from([("#deleted".to_string(), "deleted".to_string())]))
+    }
 }
 
 /// The names a plan's items are keyed by in its index (an `ExclusiveStartKey` has exactly these).
@@ -445,7 +470,7 @@ mod tests {
         assert_eq!(q.index, rx::BY_STATUS);
         assert_eq!(q.key_condition, "rx_status = :h");
         assert_eq!(q.hash_value, "TENANT#acme-1#xero#o1#invoice#paid");
-        assert_eq!(q.filter.as_deref(), Some("rx_due >= :dlo AND rx_due < :dhi AND deleted <> :true"));
+        assert_eq!(q.filter.as_deref(), Some("rx_due >= :dlo AND rx_due < :dhi AND #deleted <> :true"));
         assert_eq!(q.values[":dlo"], AttributeValue::S("2026-03-02".into()));
         assert_eq!(q.values[":dhi"], AttributeValue::S("2026-03-06".into()));
 

@@ -96,6 +96,7 @@ impl RecordsReader {
             .index_name(plan.index)
             .key_condition_expression(&plan.key_condition)
             .set_filter_expression(plan.filter.clone())
+            .set_expression_attribute_names(plan.names())
             .set_expression_attribute_values(Some(plan.values.clone().into_iter().collect()))
             .set_exclusive_start_key(start)
             .limit(limit)
@@ -128,17 +129,22 @@ impl RecordsReader {
         provider_id: &str,
         include_raw: bool,
     ) -> Result<Option<RecordView>> {
-        let projection = if include_raw { "doc, rx_mod, synced_at, raw" } else { "doc, rx_mod, synced_at" };
-        let out = self
+        // `raw` is a DynamoDB reserved word: every name goes through a placeholder.
+        let projection = if include_raw { "#doc, #mod, #synced, #raw" } else { "#doc, #mod, #synced" };
+        let mut req = self
             .db
             .get_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(tenant_pk(tenant_id)))
             .key("sk", AttributeValue::S(record_sk(provider, org_id, entity, provider_id)))
             .projection_expression(projection)
-            .send()
-            .await
-            .map_err(|e| dynamo_error("GetItem(record)", e))?;
+            .expression_attribute_names("#doc", "doc")
+            .expression_attribute_names("#mod", rx::ATTR_MODIFIED)
+            .expression_attribute_names("#synced", "synced_at");
+        if include_raw {
+            req = req.expression_attribute_names("#raw", "raw");
+        }
+        let out = req.send().await.map_err(|e| dynamo_error("GetItem(record)", e))?;
         out.item.as_ref().map(view).transpose()
     }
 
@@ -155,7 +161,9 @@ impl RecordsReader {
             let mut pending = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
-                    .projection_expression("sk, raw")
+                    .projection_expression("#sk, #raw")
+                    .expression_attribute_names("#sk", "sk")
+                    .expression_attribute_names("#raw", "raw")
                     .build()
                     .map_err(|e| Error::Internal(format!("BatchGetItem keys: {e}")))?,
             );
