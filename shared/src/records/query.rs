@@ -463,6 +463,60 @@ mod tests {
         assert!(check_known(&route, &params(&[("due_befor", "2026-01-01")])).is_err());
     }
 
+    mod hostile {
+        use super::super::*;
+        use crate::records::cursor;
+        use proptest::prelude::*;
+
+        const NAMES: [&str; 12] = [
+            "limit",
+            "cursor",
+            "modified_after",
+            "status",
+            "contact_id",
+            "due_before",
+            "due_after",
+            "issued_before",
+            "issued_after",
+            "include_deleted",
+            "include_raw",
+            "x",
+        ];
+
+        proptest! {
+            /// The fuzz target's invariants (fuzz/fuzz_targets/records_query.rs) on random input, run
+            /// with every `cargo test`: no panic; what is accepted is within bounds and stays in the
+            /// request's tenant.
+            #[test]
+            fn hostile_requests_are_refused_or_stay_in_bounds(
+                prefix in "(/[a-z]{0,3})?",
+                tenant in "[a-zA-Z0-9%_-]{0,12}",
+                provider in prop_oneof![Just("xero".to_string()), Just("zoho".to_string()), "[a-z]{0,6}"],
+                org in "[^/?]{0,12}",
+                entity in prop_oneof![Just("invoice".to_string()), Just("payment".to_string()), "[a-z]{0,8}"],
+                id in proptest::option::of("[^/?]{0,8}"),
+                pairs in proptest::collection::vec((0usize..NAMES.len(), "[ -~]{0,40}"), 0..6),
+            ) {
+                let id = id.map(|i| format!("/{i}")).unwrap_or_default();
+                let path = format!("{prefix}/v1/tenants/{tenant}/connections/{provider}/{org}/records/{entity}{id}");
+                let Ok((route, _)) = parse_route(&path) else { return Ok(()) };
+                let params: BTreeMap<String, String> = pairs.into_iter().map(|(i, v)| (NAMES[i].to_string(), v)).collect();
+                let _ = check_known(&route, &params);
+                let Route::List { tenant, provider, org_id, entity } = route else { return Ok(()) };
+                let Ok(p) = ListParams::parse(&params) else { return Ok(()) };
+                prop_assert!((1..=MAX_LIMIT).contains(&p.limit));
+                let Ok(plan) = plan(&tenant, provider, &org_id, entity, &p) else { return Ok(()) };
+                let prefix = format!("TENANT#{tenant}#");
+                prop_assert!(plan.hash_value.starts_with(&prefix));
+                if let Some(c) = &p.cursor {
+                    if let Ok(key) = cursor::decode(&plan, &tenant, provider, &org_id, entity, c) {
+                        prop_assert_eq!(key["pk"].as_s().unwrap(), &crate::store::tenant_pk(&tenant));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_most_selective_filter_picks_the_index_and_the_rest_filter_its_range() {
         let p = ListParams::parse(&params(&[("status", "PAID"), ("due_before", "2026-03-06"), ("due_after", "2026-03-01")])).unwrap();
