@@ -350,6 +350,46 @@ async fn bad_input_gets_a_4xx_with_its_stable_code() {
     assert_eq!((s, body["error"]["code"].as_u64()), (403, Some(1002)));
 }
 
+#[tokio::test]
+async fn records_written_before_the_indexes_are_listed_once_backfilled() {
+    let f = fixture().await;
+    let at = f.now - Duration::hours(2);
+    let rs: Vec<SyncRecord> = (0..30).map(invoice).collect();
+    f.write(&rs, at).await;
+    // As the items were before this change: no index attributes.
+    let env = aws().await;
+    let db = &env.clients.dynamodb;
+    for r in &rs {
+        db.update_item()
+            .table_name(&env.config.tables.sync)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(shared::store::tenant_pk(&f.tenant)))
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S(shared::sync::store::record_sk(r.provider, &r.org_id, r.entity, &r.provider_id)),
+            )
+            .update_expression("REMOVE rx_scope, rx_mod, rx_due, rx_issue, rx_status, rx_contact")
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(f.all(&[]).await.0.is_empty(), "unindexed records are in no index");
+    // A pull of the same content does not rewrite them (their content hash matches) ...
+    let again: Vec<(SyncRecord, Option<String>)> = rs.iter().map(|r| (r.clone(), raw_of(r))).collect();
+    assert_eq!(f.sync.put_records(&f.tenant, &again, "job-2", f.now).await.unwrap().written, 0);
+    assert!(f.all(&[]).await.0.is_empty());
+    // ... the backfill does, keeping each record's write time.
+    let done = shared::sync::record_index::backfill(db, &env.config.tables.sync, &f.tenant).await.unwrap();
+    assert_eq!((done.indexed, done.skipped), (30, 0));
+    let (ids, _) = f.all(&[("status", "authorised")]).await;
+    assert_eq!(ids.len(), 30);
+    let (_, page) = f.get(&f.list_path("invoice"), &[("limit", "1")]).await;
+    let written = DateTime::parse_from_rfc3339(page["records"][0]["modified_at"].as_str().unwrap()).unwrap();
+    assert_eq!(written.timestamp_millis(), at.timestamp_millis());
+    let (ids, _) = f.all(&[("modified_after", &(at + Duration::minutes(1)).to_rfc3339())]).await;
+    assert!(ids.is_empty(), "backfilled records keep their old write time: {ids:?}");
+    assert_eq!(shared::sync::record_index::backfill(db, &env.config.tables.sync, &f.tenant).await.unwrap().indexed, 0);
+}
+
 // --- The OpenAPI document against the handler --------------------------------------------------
 
 fn openapi() -> Value {

@@ -14,15 +14,17 @@
 //! | `records_by_status` | `rx_status` = `<scope>#<status, lower case>` | `rx_mod` |
 //! | `records_by_contact` | `rx_contact` = `<scope>#<contact id>` | `rx_mod` |
 //!
-//! Records written before these attributes existed are in none of the indexes until they are
-//! written again (a full sync rewrites every record).
+//! Records written before these attributes existed are in none of the indexes until [`backfill`]
+//! adds them: a pull does not rewrite a record whose content is unchanged (`SyncStore::put_records`
+//! skips it by its content hash), so a full sync alone leaves old records out.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use crate::providers::model::Entity;
+use crate::store::{dynamo_error, is_conditional_failure, tenant_pk, Item};
 use crate::sync::model::{SyncRecord, MAX_ID_LEN};
-use crate::Provider;
+use crate::{Provider, Result};
 
 pub const BY_MODIFIED: &str = "records_by_modified";
 pub const BY_DUE: &str = "records_by_due";
@@ -91,6 +93,79 @@ pub fn index_attributes(tenant_id: &str, r: &SyncRecord, written_at: DateTime<Ut
     }
     out.push((ATTR_SCOPE.to_string(), AttributeValue::S(scope)));
     out
+}
+
+/// What [`backfill`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backfilled {
+    /// Record items that got their index attributes.
+    pub indexed: usize,
+    /// Rewritten by a sync while we looked (they carry the attributes already), or unreadable.
+    pub skipped: usize,
+}
+
+/// Adds the index attributes to a tenant's record items written before they existed, keeping
+/// their write time (`synced_at`), so `modified_after` keeps its order. Reads only items without
+/// them; each update is conditioned on the item's `doc` being the one read, so a record a sync
+/// rewrote meanwhile is left as the sync wrote it. Changes no record content, version or hash.
+pub async fn backfill(db: &aws_sdk_dynamodb::Client, table: &str, tenant_id: &str) -> Result<Backfilled> {
+    let mut done = Backfilled::default();
+    let mut start: Option<Item> = None;
+    loop {
+        let out = db
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :rec)")
+            .filter_expression("attribute_not_exists(#scope)")
+            .projection_expression("pk, sk, #doc, synced_at")
+            .expression_attribute_names("#scope", ATTR_SCOPE)
+            .expression_attribute_names("#doc", "doc")
+            .expression_attribute_values(":pk", AttributeValue::S(tenant_pk(tenant_id)))
+            .expression_attribute_values(":rec", AttributeValue::S("REC#".into()))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| dynamo_error("Query(records to index)", e))?;
+        for item in out.items.unwrap_or_default() {
+            let (Some(sk), Some(doc)) = (item.get("sk").cloned(), item.get("doc").and_then(|d| d.as_s().ok()).cloned()) else {
+                done.skipped += 1;
+                continue;
+            };
+            let Ok(record) = serde_json::from_str::<SyncRecord>(&doc) else {
+                done.skipped += 1;
+                continue;
+            };
+            let written_at = item
+                .get("synced_at")
+                .and_then(|t| t.as_s().ok())
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default();
+            let attrs = index_attributes(tenant_id, &record, written_at);
+            let set = (0..attrs.len()).map(|i| format!("#a{i} = :a{i}")).collect::<Vec<_>>().join(", ");
+            let mut req = db
+                .update_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(tenant_pk(tenant_id)))
+                .key("sk", sk)
+                .update_expression(format!("SET {set}"))
+                .condition_expression("#doc = :doc")
+                .expression_attribute_names("#doc", "doc")
+                .expression_attribute_values(":doc", AttributeValue::S(doc));
+            for (i, (name, value)) in attrs.into_iter().enumerate() {
+                req = req.expression_attribute_names(format!("#a{i}"), name).expression_attribute_values(format!(":a{i}"), value);
+            }
+            match req.send().await {
+                Ok(_) => done.indexed += 1,
+                Err(e) if is_conditional_failure(&e) => done.skipped += 1,
+                Err(e) => return Err(dynamo_error("UpdateItem(record index)", e)),
+            }
+        }
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(done),
+        }
+    }
 }
 
 #[cfg(test)]
