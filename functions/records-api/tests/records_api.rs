@@ -308,11 +308,14 @@ async fn another_tenants_connection_is_refused_before_anything_is_read() {
     assert!(ids.is_empty(), "{ids:?}");
 }
 
+/// (label, path, parameters, status, code)
+type BadCase<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, u16, u64);
+
 #[tokio::test]
 async fn bad_input_gets_a_4xx_with_its_stable_code() {
     let f = fixture().await;
     let list = f.list_path("invoice");
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, u16, u64)> = vec![
+    let cases: Vec<BadCase> = vec![
         ("unknown entity", f.list_path("invoicez"), vec![], 400, 4000),
         ("oversized page", list.clone(), vec![("limit", "501")], 400, 4000),
         ("bad cursor", list.clone(), vec![("cursor", "not-a-cursor")], 400, 4012),
