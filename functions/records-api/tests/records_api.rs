@@ -298,6 +298,14 @@ async fn another_tenants_connection_is_refused_before_anything_is_read() {
         let (status, _) = other.send(req).await;
         assert_eq!(status, 403, "{path}");
     }
+    // Bad input is refused before any read as well (the same tables that do not exist).
+    for (params, code) in
+        [(vec![("cursor", "bm90IGEgY3Vyc29y")], 4012), (vec![("limit", "501")], 4000), (vec![("due_after", "tomorrow")], 4000)]
+    {
+        let req = f.request_as(&f.tenant, "GET", &f.list_path("invoice"), &params);
+        let (status, body) = send(&blind, req, f.now).await;
+        assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(code)), "{params:?}: {body}");
+    }
     // Our cursor presented by the other tenant for its own connection of the same org id.
     let (_, page) = f.get(&f.list_path("invoice"), &[("limit", "1")]).await;
     let cursor = page["next_cursor"].as_str().unwrap();

@@ -80,7 +80,15 @@ pub fn authorize_path(route: &Route, signed_tenant: &str) -> Result<()> {
 
 async fn serve(api: &RecordsApi, route: Route, params: &BTreeMap<String, String>, user_id: &str) -> Result<Value> {
     let list = match &route {
-        Route::List { .. } => Some(ListParams::parse(params)?),
+        Route::List { tenant, provider, org_id, entity } => {
+            let p = ListParams::parse(params)?;
+            // The cursor too is checked before anything is read (the reader checks it again).
+            if let Some(c) = &p.cursor {
+                let plan = super::query::plan(tenant, *provider, org_id, *entity, &p)?;
+                super::cursor::decode(&plan, tenant, *provider, org_id, *entity, c)?;
+            }
+            Some(p)
+        }
         _ => None,
     };
     let include_raw = params.get("include_raw").map(String::as_str);
