@@ -135,3 +135,10 @@ write("report_formats", "zoho_aged", bytes([2, AGED]) + b"\0" + j(z_aged))
 write("report_formats", "xero_aged_contact", bytes([3, AGED | 0x20]) + b"\0" + j(x_aged))
 write("report_formats", "zoho_aged_overflow", bytes([2, AGED]) + b"\0" + j({"page_context": {"currency_code": "USD"}, "aged_receivables": [
     {"customer_id": "1", "total": big}, {"customer_id": "2", "total": "1.00"}]}))
+
+# records_query: mode byte (bit 0: a fixed list route), then lines: the path, then `name=value`
+# parameters (a one-byte name selects one of the target's NAMES).
+write("records_query", "route_get", b"\x00" + b"/prod/v1/tenants/acme-1/connections/xero/o%2F1/records/invoice/inv%201")
+write("records_query", "list_filters", b"\x01" + b"-\nstatus=PAID\ndue_after=2026-03-01\ndue_before=2026-03-06\nlimit=500\ninclude_deleted=true")
+write("records_query", "list_contact_modified", b"\x01" + b"-\ncontact_id=c-1\nmodified_after=2026-03-01T12:00:00Z\nissued_before=2026-02-01")
+write("records_query", "list_cursor", b"\x01" + b"-\ncursor=eyJ2IjoxLCJmIjoiIiwiayI6e319\nlimit=501")

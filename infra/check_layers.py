@@ -31,9 +31,12 @@ LAYERS: list[set[str]] = [
     {"store", "tenancy", "vault", "secrets", "providers", "jobs", "events", "audit", "resilience", "grant_tokens", "initial_sync"},
     # flows
     {"connect", "refresh", "webhooks", "sync", "reports"},
-    # the sync worker's job runner: dispatches every job kind (pull, push, webhook, report,
-    # passthrough) to the flows, with on-demand tokens (refresh) and webhook nonces (webhooks)
-    {"worker"},
+    # above the flows, using several of them:
+    # - worker: the sync worker's job runner: dispatches every job kind (pull, push, webhook,
+    #   report, passthrough) to the flows, with on-demand tokens (refresh) and nonces (webhooks)
+    # - records: the records API reads sync's records and checks requests with connect's app
+    #   signature, so it stands on both rather than beside them
+    {"worker", "records"},
     # the fuzz targets' entry points reach into any layer
     {"fuzzing"},
 ]

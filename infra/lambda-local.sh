@@ -45,6 +45,9 @@ sync-worker/push.json                           ok failures=none
 sync-scheduler/schedule.json                    ok json:failed=0
 sync-scheduler/shards.json                      ok json:failed=0
 sync-worker/report.json                         ok failures=none
+records-api/connections.json                    http=401 json:error.code=1001
+records-api/list-invoices.json                  http=401 json:error.code=1001
+records-api/unknown-entity.json                 http=400 json:error.code=4000
 '
 
 say() { echo "[lambda-local] $*" >&2; }

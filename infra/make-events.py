@@ -9,7 +9,7 @@ infra/lambda-local.sh replays the HTTP ones as real requests. Webhook bodies are
 the providers sign them, over the very bytes stored in the event's `body`, with the dev-only keys
 of infra/local-secrets.json. Output is deterministic (fixed ids and times) so a re-run only changes
 files when this script changes; `--now` stamps the connect requests with the current time instead
-(connect and disconnect requests are accepted for 5 minutes around their `ts`), `--check` fails if a file differs from what would be
+(connect, disconnect and records API requests are accepted for 5 minutes around their `ts`), `--check` fails if a file differs from what would be
 written (used by infra/check-template.sh so the committed events and their signatures cannot drift).
 """
 
@@ -197,6 +197,41 @@ def callback_quickbooks() -> dict:
     return http_event("GET", "/oauth/{provider}/callback", "/oauth/quickbooks/callback", query=query,
                       name="callback-quickbooks", when=FIXED_TIME,
                       cookies=["ttya_oauth_0123456789abcdef=binding-cookie-from-connect"])
+
+
+# ------------------------------------------------------------------------------------------------
+# records-api
+# ------------------------------------------------------------------------------------------------
+
+
+def records_event(name: str, route: str, path: str, params: list[tuple[str, str]], when: datetime, sign: bool = True) -> dict:
+    """A records API request signed like connect (docs/records-api.md): the signed path is the
+    request path from /v1/ on, as sent."""
+    kid = "local"
+    key = SECRETS["AppSigningSecret"]["connect_keys"][kid]
+    query = [("tenant", TENANT), ("user", USER), *params, ("ts", str(int(when.timestamp()))), ("kid", kid)]
+    if sign:
+        query.append(("sig", connect_signature(key, "GET", path, query)))
+    return http_event("GET", route, path, query=query, name=name, when=when)
+
+
+LIST_ROUTE = "/v1/tenants/{tenant}/connections/{provider}/{org}/records/{entity}"
+
+
+def records_connections(when: datetime) -> dict:
+    return records_event("records-connections", "/v1/tenants/{tenant}/connections", f"/v1/tenants/{TENANT}/connections", [], when)
+
+
+def records_list(when: datetime) -> dict:
+    # Xero invoices due in the first week of December, 50 a page.
+    params = [("due_after", "2026-11-30"), ("due_before", "2026-12-08"), ("limit", "50")]
+    return records_event("records-list", LIST_ROUTE, f"/v1/tenants/{TENANT}/connections/xero/{XERO_TENANT}/records/invoice", params, when)
+
+
+def records_unknown_entity() -> dict:
+    # Refused before the signature is even looked at: 400, 4000.
+    return records_event("records-unknown-entity", LIST_ROUTE, f"/v1/tenants/{TENANT}/connections/xero/{XERO_TENANT}/records/invoices",
+                         [], FIXED_TIME, sign=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -411,6 +446,9 @@ def all_events(now: datetime) -> dict[str, dict]:
         "sync-scheduler/schedule.json": sync_schedule_event(),
         "sync-scheduler/shards.json": sync_schedule_shards_event(),
         "sync-worker/report.json": sync_report(),
+        "records-api/connections.json": records_connections(now),
+        "records-api/list-invoices.json": records_list(now),
+        "records-api/unknown-entity.json": records_unknown_entity(),
     }
 
 

@@ -7,6 +7,7 @@ Run by infra/check-template.sh. Prints one line per check and a closing `N passe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -420,14 +421,14 @@ def check_sync_scheduler_updates_only_schedule_attributes(t):
         assert rv and rv <= {"NONE", "UPDATED_OLD", "UPDATED_NEW"}, f"SyncSchedulerRole/{st.get('Sid', '?')}: ReturnValues {sorted(rv)}"
     # Every attribute the scheduler's update and condition expressions name must be allowed.
     words = {"SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "attribute_exists", "attribute_not_exists", "IN", "BETWEEN"}
-    for src in ("schedule.rs", "initial.rs"):
-        with open(os.path.join(ROOT, "shared", "src", "sync", src), encoding="utf-8") as f:
+    for src in ("sync/schedule.rs", "initial_sync.rs"):
+        with open(os.path.join(ROOT, "shared", "src", src), encoding="utf-8") as f:
             code = f.read()
         named = set(re.findall(r'expression_attribute_names\("#\w+",\s*"(\w+)"\)', code))
         exprs = re.findall(r'(?:update|condition)_expression\(\s*"((?:[^"\\]|\\.)*)"', code)
         raw = {w for e in exprs for w in re.findall(r'(?<![:#\w])([A-Za-z_]\w*)', e)} - words
         unknown = (named | raw) - SCHEDULER_ATTRIBUTES
-        assert not unknown, f"shared/src/sync/{src} names {sorted(unknown)}, outside SyncSchedulerRole's dynamodb:Attributes"
+        assert not unknown, f"shared/src/{src} names {sorted(unknown)}, outside SyncSchedulerRole's dynamodb:Attributes"
     # The scheduler also clears the parked-jobs mark on connection items (sync/parked.rs clear_mark).
     with open(os.path.join(ROOT, "shared", "src", "sync", "parked.rs"), encoding="utf-8") as f:
         m = re.search(r'pub const CONNECTION_MARK: &str = "(\w+)"', f.read())
@@ -498,8 +499,94 @@ def check_routes(t):
         ("GET", "/oauth/{provider}/callback", "oauth-callback"),
         ("POST", "/disconnect/{provider}", "oauth-callback"),
         ("POST", "/webhooks/{provider}", "webhook-receiver"),
+        ("GET", "/v1/tenants/{tenant}/connections", "records-api"),
+        ("GET", "/v1/tenants/{tenant}/connections/{provider}/{org}/records/{entity}", "records-api"),
+        ("GET", "/v1/tenants/{tenant}/connections/{provider}/{org}/records/{entity}/{id}", "records-api"),
     }
     assert expected <= routes, f"missing routes: {sorted(expected - routes)}"
+    # The OpenAPI document of the records API names exactly the routes the template sends it.
+    with open(os.path.join(ROOT, "schemas", "records-api.v1.json"), encoding="utf-8") as f:
+        documented = {("GET", p) for p in json.load(f)["paths"]}
+    served = {(m, p) for m, p, b in routes if b == "records-api"}
+    assert documented == served, f"records API: template routes {sorted(served)} != schemas/records-api.v1.json {sorted(documented)}"
+
+
+# The record indexes: name -> (hash, range), as shared/src/sync/record_index.rs writes them.
+RECORD_INDEXES = {
+    "records_by_modified": ("rx_scope", "rx_mod"),
+    "records_by_due": ("rx_scope", "rx_due"),
+    "records_by_issue": ("rx_scope", "rx_issue"),
+    "records_by_status": ("rx_status", "rx_mod"),
+    "records_by_contact": ("rx_contact", "rx_mod"),
+}
+
+
+def check_sync_table_record_indexes(t):
+    """The sync table's GSIs are the records API's, keyed as the record writer keys them, and every
+    attribute the API filters on within an index is projected into it (a filter on an attribute the
+    index lacks silently matches nothing)."""
+    with open(os.path.join(ROOT, "shared", "src", "sync", "record_index.rs"), encoding="utf-8") as f:
+        code = f.read()
+    consts = dict(re.findall(r'pub const (\w+): &str = "(\w+)";', code))
+    for index, (h, r) in RECORD_INDEXES.items():
+        assert index in consts.values(), f"record_index.rs does not name the index {index}"
+        assert h in consts.values() and r in consts.values(), f"record_index.rs does not name {h}/{r}"
+    p = t["Resources"]["SyncTable"]["Properties"]
+    gsis = {g["IndexName"]: g for g in p.get("GlobalSecondaryIndexes", [])}
+    assert set(gsis) == set(RECORD_INDEXES), f"SyncTable indexes {sorted(gsis)}, expected {sorted(RECORD_INDEXES)}"
+    defined = {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]}
+    filters = {"records_by_modified": {"deleted"}, "records_by_due": {"deleted", "rx_mod", "rx_issue"},
+               "records_by_issue": {"deleted", "rx_mod"}, "records_by_status": {"deleted", "rx_due", "rx_issue"},
+               "records_by_contact": {"deleted", "rx_due", "rx_issue", "rx_status"}}
+    for name, (h, r) in RECORD_INDEXES.items():
+        g = gsis[name]
+        assert [(k["AttributeName"], k["KeyType"]) for k in g["KeySchema"]] == [(h, "HASH"), (r, "RANGE")], f"{name}: key schema"
+        assert defined.get(h) == "S" and defined.get(r) == "S", f"{name}: {h}/{r} need string AttributeDefinitions"
+        proj = g["Projection"]
+        projected = set(proj.get("NonKeyAttributes", [])) | {h, r, "pk", "sk"}
+        assert proj["ProjectionType"] == "ALL" or {"doc"} | filters[name] <= projected, (
+            f"{name}: projects {sorted(projected)}, the API reads doc and filters on {sorted(filters[name])}")
+    unused = set(defined) - {"pk", "sk"} - {a for k in RECORD_INDEXES.values() for a in k}
+    assert not unused, f"SyncTable AttributeDefinitions no index uses: {sorted(unused)}"
+
+
+def check_records_api_role(t):
+    """The records API reads, and only what it serves: the tenant and role, connections, and records
+    (GetItem/BatchGetItem on the table, Query only through the record indexes), every one under
+    TENANT#; the app's signing keys; no KMS, no queues, no writes."""
+    role = "RecordsApiRole"
+    assert role_of(t["Resources"]["RecordsApiFunction"]) == role, "RecordsApiFunction must use RecordsApiRole"
+    allowed = {"TenantsTable": {"dynamodb:GetItem"}, "GrantsTable": {"dynamodb:GetItem", "dynamodb:Query"},
+               "SyncTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}}
+    index_queries = set()
+    for st in statements(t, role):
+        sid = st.get("Sid", "?")
+        assert st.get("Effect") == "Allow", f"{role}/{sid}: only Allow statements"
+        actions = as_list(st["Action"])
+        if sid == "Logs":
+            continue
+        if any(a.startswith("secretsmanager:") for a in actions):
+            assert actions == ["secretsmanager:GetSecretValue"], f"{role}/{sid}: {actions}"
+            assert [intrinsic(r) for r in as_list(st["Resource"])] == [("Ref", "AppSigningSecret")], f"{role}/{sid}: only the app signing keys"
+            continue
+        for a in actions:
+            assert a.startswith("dynamodb:"), f"{role}/{sid}: {a} (no KMS, SQS or anything else)"
+        keys = st.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+        assert keys == ["TENANT#*"], f"{role}/{sid}: needs dynamodb:LeadingKeys TENANT#*"
+        for res in as_list(st["Resource"]):
+            call = intrinsic(res)
+            if call and call[0] == "Fn::Sub" and isinstance(call[1], str) and "/index/" in call[1]:
+                base, index = call[1].split("/index/")
+                assert base == "${SyncTable.Arn}" and index in RECORD_INDEXES, f"{role}/{sid}: index {call[1]}"
+                assert actions == ["dynamodb:Query"], f"{role}/{sid}: only Query on the record indexes"
+                index_queries.add(index)
+                continue
+            table = call[1][0] if call and call[0] == "Fn::GetAtt" else None
+            assert table in allowed, f"{role}/{sid}: {res}"
+            extra = set(actions) - allowed[table] - ({"dynamodb:Query"} if table == "GrantsTable" else set())
+            assert not extra, f"{role}/{sid}: {sorted(extra)} on {table}"
+            assert not (table == "SyncTable" and "dynamodb:Query" in actions), f"{role}/{sid}: Query the record indexes, not the table"
+    assert index_queries == set(RECORD_INDEXES), f"{role}: may query {sorted(index_queries)}, the API queries {sorted(RECORD_INDEXES)}"
 
 
 # What the operations dashboard must show (issue 23's "picture of health"); the check below proves

@@ -46,6 +46,8 @@ pub enum ErrorCode {
     RedirectNotAllowed = 4010,
     /// A passthrough request for a path, method or host not on the provider's allow-list.
     PassthroughNotAllowed = 4011,
+    /// A records API page cursor that is malformed, forged, or from another query or tenant.
+    InvalidCursor = 4012,
     // 5xxx: provider
     ProviderTransient = 5001,
     ProviderPermanent = 5002,
@@ -98,6 +100,7 @@ impl ErrorCode {
             Conflict => "The work conflicted with other work on the same records.",
             RedirectNotAllowed => "The redirect target is not allowed.",
             PassthroughNotAllowed => "The passthrough request is not allowed.",
+            InvalidCursor => "The page cursor is not valid for this request; start the listing again.",
             ProviderTransient | ProviderError => "The provider failed temporarily.",
             ProviderPermanent => "The provider rejected the request.",
             ProviderTimeout => "The provider did not answer in time.",
@@ -170,6 +173,8 @@ pub enum Error {
     Conflict(String),
     #[error("redirect target not allowed")]
     RedirectNotAllowed,
+    #[error("invalid cursor: {0}")]
+    InvalidCursor(String),
     #[error("passthrough not allowed for {provider}: {reason}")]
     PassthroughNotAllowed { provider: Provider, reason: String },
     #[error("{provider} transient error: {message}")]
@@ -231,6 +236,7 @@ impl Error {
             Conflict(_) => ErrorCode::Conflict,
             RedirectNotAllowed => ErrorCode::RedirectNotAllowed,
             PassthroughNotAllowed { .. } => ErrorCode::PassthroughNotAllowed,
+            InvalidCursor(_) => ErrorCode::InvalidCursor,
             ProviderTransient { .. } => ErrorCode::ProviderTransient,
             ProviderPermanent { .. } => ErrorCode::ProviderPermanent,
             ProviderTimeout { .. } => ErrorCode::ProviderTimeout,
@@ -287,7 +293,11 @@ impl Error {
             | ErrorCode::PassthroughNotAllowed
             | ErrorCode::ConsentDenied
             | ErrorCode::InsufficientScope => 403,
-            ErrorCode::InvalidState | ErrorCode::InvalidInput | ErrorCode::StaleWebhook | ErrorCode::InvalidTenantConfig => 400,
+            ErrorCode::InvalidState
+            | ErrorCode::InvalidInput
+            | ErrorCode::InvalidCursor
+            | ErrorCode::StaleWebhook
+            | ErrorCode::InvalidTenantConfig => 400,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::NeedsReauth => 409,

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod money;
 pub mod provider;
 pub mod providers;
+pub mod records;
 pub mod refresh;
 pub mod reports;
 pub mod resilience;

@@ -149,8 +149,16 @@ impl Storable for PageOf {
 
 /// Key attributes of each secondary index in template.yaml (a LastEvaluatedKey from an index carries
 /// the index's keys and the table's `pk`/`sk`).
-const INDEX_KEYS: &[(&str, &[&str])] =
-    &[("due", &["due_pk", "due_at"]), ("org", &["org_key", "pk"]), ("sync_due", &["sync_pk", "next_sync_at"])];
+const INDEX_KEYS: &[(&str, &[&str])] = &[
+    ("due", &["due_pk", "due_at"]),
+    ("org", &["org_key", "pk"]),
+    ("sync_due", &["sync_pk", "next_sync_at"]),
+    ("records_by_modified", &["rx_scope", "rx_mod"]),
+    ("records_by_due", &["rx_scope", "rx_due"]),
+    ("records_by_issue", &["rx_scope", "rx_issue"]),
+    ("records_by_status", &["rx_status", "rx_mod"]),
+    ("records_by_contact", &["rx_contact", "rx_mod"]),
+];
 
 /// Keeps the items that fit in one 1 MB page; when some are left out, the LastEvaluatedKey of the
 /// last one kept (the next page starts after it).

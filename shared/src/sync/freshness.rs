@@ -220,6 +220,68 @@ impl FreshnessStore {
     }
 }
 
+impl FreshnessStore {
+    /// The freshness of `entities` for each of `connections` (provider, org), in that order, by
+    /// key (BatchGetItem: no query over the tenant's partition); an entity never pulled has no
+    /// times.
+    pub async fn read_entities(
+        &self,
+        tenant_id: &str,
+        connections: &[(Provider, String)],
+        entities: &[Entity],
+    ) -> Result<Vec<Vec<EntityFreshness>>> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let keys: Vec<(usize, Entity, String)> = connections
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (p, org))| entities.iter().map(move |e| (i, *e, freshness_sk(*p, org, *e))))
+            .collect();
+        let mut found: HashMap<String, Item> = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let mut pending: Vec<Item> = chunk
+                .iter()
+                .map(|(_, _, sk)| HashMap::from([("pk".to_string(), s(tenant_pk(tenant_id))), ("sk".to_string(), s(sk))]))
+                .collect();
+            // Unprocessed keys (throttling) are asked again, a few times.
+            for _ in 0..5 {
+                if pending.is_empty() {
+                    break;
+                }
+                let ka =
+                    KeysAndAttributes::builder().set_keys(Some(std::mem::take(&mut pending))).build().map_err(crate::Error::storage)?;
+                let out = self
+                    .db
+                    .batch_get_item()
+                    .request_items(&self.sync_table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| dynamo_error("BatchGetItem(freshness)", e))?;
+                for item in out.responses.unwrap_or_default().remove(&self.sync_table).unwrap_or_default() {
+                    if let Some(sk) = get_s_opt(&item, "sk") {
+                        found.insert(sk, item);
+                    }
+                }
+                pending = out.unprocessed_keys.unwrap_or_default().remove(&self.sync_table).map(|k| k.keys).unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(crate::Error::Storage { message: "freshness: keys left unprocessed".into(), retryable: true });
+            }
+        }
+        let mut out: Vec<Vec<EntityFreshness>> = vec![Vec::new(); connections.len()];
+        for (i, entity, sk) in keys {
+            let item = found.get(&sk);
+            out[i].push(EntityFreshness {
+                entity,
+                last_success_at: item.and_then(|i| ms(i, "last_success_at")),
+                last_change_at: item.and_then(|i| ms(i, "last_change_at")),
+                last_error_code: item.and_then(|i| get_n_opt(i, "last_error_code")).and_then(|c| u16::try_from(c).ok()),
+                last_error_at: item.and_then(|i| ms(i, "last_error_at")),
+            });
+        }
+        Ok(out)
+    }
+}
+
 fn ms(item: &Item, key: &str) -> Option<DateTime<Utc>> {
     get_n_opt(item, key).and_then(DateTime::from_timestamp_millis)
 }

@@ -14,6 +14,7 @@ pub mod feed;
 pub mod freshness;
 pub mod model;
 pub mod parked;
+pub mod record_index;
 pub mod schedule;
 pub mod store;
 

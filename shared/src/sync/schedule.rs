@@ -316,12 +316,17 @@ impl SyncScheduler {
         if !shard_errors.is_empty() && shard_errors.len() == total_shards {
             return Err(shard_errors.into_iter().next().expect("not empty"));
         }
+        // One guard: two `lock(cache)` temporaries in one expression would deadlock.
+        let (stale_connections, oldest_copy_seconds) = {
+            let c = lock(cache);
+            (c.stale, c.oldest_copy)
+        };
         let mut report = RunReport {
             found: *lock(&found),
             shards_left_for_next_run: *lock(&shards_left),
             most_overdue_seconds: (*lock(&most_overdue)).max(0),
-            stale_connections: lock(cache).stale,
-            oldest_copy_seconds: lock(cache).oldest_copy,
+            stale_connections,
+            oldest_copy_seconds,
             ..Default::default()
         };
         for e in &shard_errors {

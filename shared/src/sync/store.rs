@@ -173,6 +173,7 @@ impl SyncStore {
             .item("job_id", s(job_id))
             .item("synced_at", s(now.to_rfc3339()))
             .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld);
+        req = super::record_index::index_attributes(tenant_id, r, now).into_iter().fold(req, |q, (k, v)| q.item(k, v));
         if let Some(raw) = raw.filter(|raw| raw.len() <= MAX_RAW_BYTES) {
             req = req.item("raw", s(raw));
         }
