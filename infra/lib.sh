@@ -111,3 +111,31 @@ wait_until() {
     sleep 0.2
   done
 }
+
+# start_ministack VENV PORT PID_FILE LOG_FILE [ENV=VALUE...]: MiniStack on 127.0.0.1:PORT, in the
+# account the template's ARNs and the tests expect, started in the background; waits until its
+# health endpoint answers (fails with the log's tail when it does not).
+MINISTACK_ACCOUNT_ID="${MINISTACK_ACCOUNT_ID:-123456789012}"
+start_ministack() {
+  local venv="$1" port="$2" pid_file="$3" log_file="$4"
+  shift 4
+  start_bg "$pid_file" "$log_file" env GATEWAY_PORT="$port" BIND_HOST=127.0.0.1 \
+    MINISTACK_ACCOUNT_ID="$MINISTACK_ACCOUNT_ID" MINISTACK_REGION=us-east-1 LOG_LEVEL="${MINISTACK_LOG_LEVEL:-WARNING}" \
+    "$@" "$venv/bin/python" -m ministack
+  local pid
+  pid="$(cat "$pid_file")"
+  if ! wait_until "${MINISTACK_READY_TIMEOUT:-30}" "$pid" "ministack on port $port" ministack_answers "$port"; then
+    tail -n 30 "$log_file" >&2 || true
+    stop_bg "$pid_file" ministack
+    return 1
+  fi
+}
+
+# ministack_answers PORT: MiniStack's health endpoint answers on PORT.
+ministack_answers() { http_answers "http://127.0.0.1:$1/_ministack/health"; }
+
+# ministack_reset PORT: every resource and item gone (its POST /_ministack/reset).
+ministack_reset() {
+  python3 -c "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], method='POST'), timeout=180)" \
+    "http://127.0.0.1:$1/_ministack/reset"
+}
