@@ -5,7 +5,7 @@
 //! `main.rs` parses the process arguments and builds [`Ops`] from the environment; tests build
 //! [`Ops`] from the local stack and call [`run`] with argument lists, so the clap wiring is tested too.
 //!
-//! Each command group is a module (tenants, users, connections, queues, keys, breakers) holding its
+//! Each command group is a module (tenants, users, connections, queues, keys, breakers, records) holding its
 //! subcommands and what they do; this file keeps the CLI's top level, [`Ops`], the dispatch and the
 //! small parsing helpers the groups share.
 
@@ -13,6 +13,7 @@ mod breakers;
 mod connections;
 mod keys;
 mod queues;
+mod records;
 mod tenants;
 mod users;
 
@@ -31,6 +32,7 @@ pub use breakers::BreakerCmd;
 pub use connections::{health, judge, ConnCmd, Health};
 pub use keys::{reseal, KeyCmd, ResealReport};
 pub use queues::{depth, dlq_reason, queue_infos, Depth, QueueCmd, QueueInfo};
+pub use records::RecordsCmd;
 pub use tenants::TenantCmd;
 pub use users::UserCmd;
 
@@ -82,6 +84,9 @@ pub enum Command {
     /// every tenant connected to it).
     #[command(subcommand)]
     Breakers(BreakerCmd),
+    /// The synced copy: index records stored before the records API's indexes.
+    #[command(subcommand)]
+    Records(RecordsCmd),
 }
 
 /// What every command needs, built once.
@@ -164,6 +169,7 @@ pub async fn run(ops: &Ops, command: Command) -> Result<String> {
         Command::Queues(c) => queues::run(ops, c).await,
         Command::Keys(KeyCmd::Reseal { new_key, checkpoint }) => reseal(ops, &new_key, &checkpoint).await.map(|r| r.to_string()),
         Command::Breakers(c) => breakers::run(ops, c).await,
+        Command::Records(c) => records::run(ops, c).await,
     }
 }
 

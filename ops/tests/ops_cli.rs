@@ -455,3 +455,80 @@ async fn connections_stored_before_scheduled_sync_are_enrolled_once() {
     let again = cli(&ops, &["connections", "enroll-sync", "--tenant", &tenant]).await.unwrap();
     assert_eq!(again, format!("0 enrolled, {} already scheduled, 0 not active", conns.len()));
 }
+
+#[tokio::test]
+async fn records_stored_before_the_indexes_are_reindexed_once() {
+    use shared::providers::Entity;
+    use shared::sync::{Money, SyncRecord, SyncStore};
+    let ops = ops().await;
+    let tenant = unique("ops-reindex");
+    cli(
+        &ops,
+        &["tenants", "create", &tenant, "--name", "Old Books Ltd", "--plan", "professional", "--return-url", "https://app.example.com/b"],
+    )
+    .await
+    .unwrap();
+    let sync = SyncStore::new(ops.clients.dynamodb.clone(), ops.config.tables.sync.clone());
+    let records: Vec<(SyncRecord, Option<String>)> = (0..25)
+        .map(|i| {
+            let r = SyncRecord {
+                provider: Provider::Xero,
+                org_id: "org-old".into(),
+                entity: Entity::Invoice,
+                provider_id: format!("inv-{i:03}"),
+                number: Some(format!("INV-{i}")),
+                name: None,
+                status: Some("AUTHORISED".into()),
+                amount: Some(Money { minor: 100 + i, currency: "NZD".into() }),
+                contact_id: Some("c-1".into()),
+                issue_date: None,
+                due_date: None,
+                updated_at: None,
+                deleted: false,
+                raw_ref: format!("xero/org-old/invoice/inv-{i:03}"),
+                flags: vec![],
+            };
+            let raw = serde_json::json!({"InvoiceID": r.provider_id}).to_string();
+            (r, Some(raw))
+        })
+        .collect();
+    sync.put_records(&tenant, &records, "job-1", chrono::Utc::now()).await.unwrap();
+    let key = |id: &str| {
+        (
+            AttributeValue::S(shared::store::tenant_pk(&tenant)),
+            AttributeValue::S(shared::sync::store::record_sk(Provider::Xero, "org-old", Entity::Invoice, id)),
+        )
+    };
+    let has_index = |id: String| {
+        let (pk, sk) = key(&id);
+        let db = ops.clients.dynamodb.clone();
+        let table = ops.config.tables.sync.clone();
+        async move {
+            let item = db.get_item().table_name(table).key("pk", pk).key("sk", sk).send().await.unwrap().item.expect("record item");
+            item.contains_key("rx_scope") && item.contains_key("rx_mod")
+        }
+    };
+    // As items written before the indexes existed.
+    for (r, _) in &records {
+        let (pk, sk) = key(&r.provider_id);
+        ops.clients
+            .dynamodb
+            .update_item()
+            .table_name(&ops.config.tables.sync)
+            .key("pk", pk)
+            .key("sk", sk)
+            .update_expression("REMOVE rx_scope, rx_mod, rx_due, rx_issue, rx_status, rx_contact")
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(!has_index("inv-007".into()).await);
+
+    let out = cli(&ops, &["records", "reindex", "--tenant", &tenant]).await.unwrap();
+    assert!(out.starts_with("1 tenants: 25 records indexed, 0 skipped"), "{out}");
+    for (r, _) in &records {
+        assert!(has_index(r.provider_id.clone()).await, "{} indexed", r.provider_id);
+    }
+    let again = cli(&ops, &["records", "reindex", "--tenant", &tenant]).await.unwrap();
+    assert!(again.starts_with("1 tenants: 0 records indexed, 0 skipped"), "{again}");
+}
