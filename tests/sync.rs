@@ -1610,4 +1610,25 @@ async fn freshness_case() {
     h.make_due(Provider::Zoho, &org).await;
     let report = h.run_scheduler().await;
     assert_eq!(report.stale_connections, 0, "{report:?}");
+    h.pump(&h.deps(), 1).await;
+
+    // A pull the provider fails: the worker keeps the error beside the last success, which stays.
+    let ok = fresh.read(&h.tenant, Provider::Zoho, &org).await.unwrap()[0].clone();
+    h.control(
+        "POST",
+        "faults",
+        Some(json!({"provider": "zoho", "path_prefix": "/zoho/api/us/books/v3/invoices", "kind": "malformed", "count": 20})),
+    )
+    .await;
+    let failing_from = Utc::now();
+    let mut failing = h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice);
+    failing.cursor = Some("full".into());
+    h.send(&[failing.to_json()]).await;
+    let outcomes = h.pump(&h.deps(), 1).await;
+    assert!(outcomes.iter().all(|(_, d)| !matches!(d, Disposition::Done)), "{outcomes:?}");
+    h.http.delete(format!("{}/_sandbox/faults", h.sb.base_url)).send().await.unwrap();
+    let f = fresh.read(&h.tenant, Provider::Zoho, &org).await.unwrap();
+    assert_eq!(f[0].last_error_code, Some(shared::ErrorCode::ProviderMalformed.as_u16()), "{f:?}");
+    assert!(f[0].last_error_at.is_some_and(|t| t >= failing_from - Duration::seconds(1)), "{f:?}");
+    assert_eq!((f[0].last_success_at, f[0].last_change_at), (ok.last_success_at, ok.last_change_at), "a failure moves neither");
 }
