@@ -25,7 +25,7 @@ BASELINE = os.path.join(ROOT, "infra", "layers-baseline.txt")
 # Bottom to top. A module may use its own layer's modules (except flows: see FLOWS) and lower ones.
 LAYERS: list[set[str]] = [
     # foundation: no I/O policy, used by everything
-    {"error", "config", "secret", "context", "telemetry", "aws", "http_client", "tokens", "provider", "money"},
+    {"error", "config", "secret", "context", "telemetry", "aws", "http_client", "tokens", "provider", "money", "books"},
     # storage, model and clients: the bottom the flows stand on
     # (grant_tokens: unseal a stored grant's tokens, re-seal under the current key; store + vault + audit)
     {"store", "tenancy", "vault", "secrets", "providers", "jobs", "events", "audit", "resilience", "grant_tokens", "initial_sync"},

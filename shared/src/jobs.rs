@@ -206,6 +206,7 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::Contact => "contact",
         Entity::Account => "account",
         Entity::Payment => "payment",
+        Entity::Bill => "bill",
     }
 }
 
@@ -438,7 +439,7 @@ pub(crate) mod tests {
         }
         // And the checker does catch a broken job, so the test above can fail.
         let mut bad = serde_json::to_value(job()).unwrap();
-        bad["entity"] = "bill".into();
+        bad["entity"] = "journal".into();
         assert!(check_against(&schema, &bad).is_err());
         let mut bad = serde_json::to_value(job()).unwrap();
         bad.as_object_mut().unwrap().remove("idempotency_key");

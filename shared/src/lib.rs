@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod aws;
+pub mod books;
 pub mod config;
 pub mod connect;
 pub mod context;

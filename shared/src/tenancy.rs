@@ -51,6 +51,7 @@ pub enum Entity {
     Contact,
     Account,
     Payment,
+    Bill,
 }
 
 impl Entity {
@@ -62,6 +63,7 @@ impl Entity {
             Entity::Contact => M::Contact,
             Entity::Account => M::Account,
             Entity::Payment => M::Payment,
+            Entity::Bill => M::Bill,
         }
     }
 }

@@ -81,6 +81,7 @@ fn invoice(id: usize) -> SyncRecord {
         deleted: false,
         raw_ref: format!("xero/{ORG}/invoice/inv-{id:05}"),
         flags: vec![],
+        document: None,
     }
 }
 

@@ -55,6 +55,7 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
                     "ZohoBooks.invoices.ALL",
                     "ZohoBooks.contacts.ALL",
                     "ZohoBooks.customerpayments.ALL",
+                    "ZohoBooks.bills.ALL",
                     "ZohoBooks.accountants.READ",
                     "ZohoBooks.settings.READ",
                     // Unconfirmed scope name (crate::reports::job::report_scopes).
@@ -64,6 +65,7 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
                     "ZohoBooks.invoices.READ",
                     "ZohoBooks.contacts.READ",
                     "ZohoBooks.customerpayments.READ",
+                    "ZohoBooks.bills.READ",
                     "ZohoBooks.accountants.READ",
                     "ZohoBooks.settings.READ",
                     // Unconfirmed scope name (crate::reports::job::report_scopes).
@@ -93,6 +95,7 @@ fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
     match entity {
         Entity::Invoice => &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"],
         Entity::Payment => &["accounting.payments", "accounting.payments.read", "accounting.transactions", "accounting.transactions.read"],
+        Entity::Bill => &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"],
         Entity::Contact => &["accounting.contacts", "accounting.contacts.read"],
         Entity::Account => &["accounting.settings", "accounting.settings.read"],
     }
@@ -135,6 +138,7 @@ fn entity_label(e: Entity) -> &'static str {
         Entity::Contact => "contacts",
         Entity::Account => "accounts",
         Entity::Payment => "payments",
+        Entity::Bill => "bills",
     }
 }
 

@@ -25,10 +25,12 @@ pub enum Entity {
     Contact,
     Account,
     Payment,
+    /// A purchase invoice (QuickBooks Bill, Xero ACCPAY invoice, Zoho bill).
+    Bill,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 4] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment];
+    pub const ALL: [Entity; 5] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,6 +38,7 @@ impl Entity {
             Entity::Contact => "contact",
             Entity::Account => "account",
             Entity::Payment => "payment",
+            Entity::Bill => "bill",
         }
     }
 }
@@ -54,6 +57,7 @@ impl std::str::FromStr for Entity {
             "contact" | "contacts" | "customer" | "customers" => Ok(Entity::Contact),
             "account" | "accounts" | "chartofaccounts" => Ok(Entity::Account),
             "payment" | "payments" | "customerpayments" => Ok(Entity::Payment),
+            "bill" | "bills" => Ok(Entity::Bill),
             other => Err(Error::InvalidInput(format!("unknown entity '{other}'"))),
         }
     }

@@ -13,6 +13,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::books::{DocumentKind, DocumentMap, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::AccountingProvider;
@@ -44,6 +45,75 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         Entity::Contact => ("Customer", "customer"),
         Entity::Account => ("Account", "account"),
         Entity::Payment => ("Payment", "payment"),
+        Entity::Bill => ("Bill", "bill"),
+    }
+}
+
+/// A QuickBooks line's fields: sales lines keep item, quantity and price under
+/// `SalesItemLineDetail`; bill lines under `ItemBasedExpenseLineDetail` or, for an account,
+/// `AccountBasedExpenseLineDetail`. Subtotal and discount lines are not lines of goods: the subtotal
+/// is the sum of the others, and a discount (which QuickBooks sends as a positive amount that
+/// reduces the total) is left to the raw record.
+const LINE: LineMap = LineMap {
+    id: &[&["Id"]],
+    description: &[&["Description"]],
+    quantity: &[&["SalesItemLineDetail", "Qty"], &["ItemBasedExpenseLineDetail", "Qty"]],
+    unit_price: &[&["SalesItemLineDetail", "UnitPrice"], &["ItemBasedExpenseLineDetail", "UnitPrice"]],
+    amount: &[&["Amount"]],
+    account_id: &[&["AccountBasedExpenseLineDetail", "AccountRef", "value"], &["SalesItemLineDetail", "ItemAccountRef", "value"]],
+    account_name: &[&["AccountBasedExpenseLineDetail", "AccountRef", "name"], &["SalesItemLineDetail", "ItemAccountRef", "name"]],
+    item_id: &[&["SalesItemLineDetail", "ItemRef", "value"], &["ItemBasedExpenseLineDetail", "ItemRef", "value"]],
+    item_name: &[&["SalesItemLineDetail", "ItemRef", "name"], &["ItemBasedExpenseLineDetail", "ItemRef", "name"]],
+    tax_code: &[
+        &["SalesItemLineDetail", "TaxCodeRef", "value"],
+        &["ItemBasedExpenseLineDetail", "TaxCodeRef", "value"],
+        &["AccountBasedExpenseLineDetail", "TaxCodeRef", "value"],
+    ],
+    tax_rate: &[],
+    // QuickBooks states tax per document (TxnTaxDetail), not per line.
+    tax_amount: &[],
+    tracking: &[
+        (&["SalesItemLineDetail", "ClassRef"], &["value"], &["name"]),
+        (&["ItemBasedExpenseLineDetail", "ClassRef"], &["value"], &["name"]),
+        (&["AccountBasedExpenseLineDetail", "ClassRef"], &["value"], &["name"]),
+    ],
+    skip_if: Some((&["DetailType"], &["SubTotalLineDetail", "DiscountLineDetail"])),
+};
+
+/// QuickBooks has no status on invoices and bills: what is still due (`Balance`) says it.
+const fn document(kind: DocumentKind) -> DocumentMap {
+    DocumentMap {
+        kind,
+        reference: &[],
+        contact_id: match kind {
+            DocumentKind::SalesInvoice => &[&["CustomerRef", "value"]],
+            DocumentKind::Bill => &[&["VendorRef", "value"]],
+        },
+        contact_name: match kind {
+            DocumentKind::SalesInvoice => &[&["CustomerRef", "name"]],
+            DocumentKind::Bill => &[&["VendorRef", "name"]],
+        },
+        currency: &[&["CurrencyRef", "value"]],
+        exchange_rate: &[&["ExchangeRate"]],
+        subtotal: &[],
+        tax: &[&["TxnTaxDetail", "TotalTax"]],
+        total: &[&["TotalAmt"]],
+        amount_due: &[&["Balance"]],
+        status: StatusRule::FromAmountDue,
+        lines: &["Line"],
+        line: LINE,
+    }
+}
+
+const INVOICE: DocumentMap = document(DocumentKind::SalesInvoice);
+const BILL: DocumentMap = document(DocumentKind::Bill);
+
+/// Where an invoice's or a bill's fields are (`books::map_document`); `None` for other entities.
+pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
+    match entity {
+        Entity::Invoice => Some(&INVOICE),
+        Entity::Bill => Some(&BILL),
+        _ => None,
     }
 }
 
@@ -83,6 +153,10 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Contact => (None, text(&v, "DisplayName"), text(&v, "Balance"), active(&v)),
         Entity::Account => (text(&v, "AcctNum"), text(&v, "Name"), text(&v, "CurrentBalance"), active(&v)),
         Entity::Payment => (text(&v, "PaymentRefNum"), text_at(&v, &["CustomerRef", "name"]), text(&v, "TotalAmt"), None),
+        Entity::Bill => {
+            let status = v.get("Balance").and_then(Value::as_f64).map(|b| if b == 0.0 { "Paid" } else { "Open" }.to_string());
+            (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), status)
+        }
     };
     Ok(Record {
         provider: PROVIDER,

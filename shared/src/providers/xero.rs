@@ -10,6 +10,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::books::{DocumentKind, DocumentMap, DocumentStatus, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::AccountingProvider;
@@ -43,6 +44,84 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         Entity::Contact => ("Contacts", "ContactID"),
         Entity::Account => ("Accounts", "AccountID"),
         Entity::Payment => ("Payments", "PaymentID"),
+        // Xero keeps sales invoices and bills in one collection, told apart by Type.
+        Entity::Bill => ("Invoices", "InvoiceID"),
+    }
+}
+
+/// The `where` filter that selects an entity from a collection it shares with another.
+pub fn type_filter(entity: Entity) -> Option<&'static str> {
+    match entity {
+        Entity::Invoice => Some(r#"Type=="ACCREC""#),
+        Entity::Bill => Some(r#"Type=="ACCPAY""#),
+        _ => None,
+    }
+}
+
+/// An invoice read by id (a webhook names only INVOICE) is a bill when its Type says so.
+fn entity_of(entity: Entity, v: &Value) -> Entity {
+    match (entity, v.get("Type").and_then(Value::as_str)) {
+        (Entity::Invoice | Entity::Bill, Some("ACCPAY")) => Entity::Bill,
+        (Entity::Invoice | Entity::Bill, Some("ACCREC")) => Entity::Invoice,
+        _ => entity,
+    }
+}
+
+/// Xero's line: `LineAmount` includes tax when the document's LineAmountTypes is Inclusive. An
+/// account is named by its code on older lines, by AccountID on newer ones.
+const LINE: LineMap = LineMap {
+    id: &[&["LineItemID"]],
+    description: &[&["Description"]],
+    quantity: &[&["Quantity"]],
+    unit_price: &[&["UnitAmount"]],
+    amount: &[&["LineAmount"]],
+    account_id: &[&["AccountID"], &["AccountCode"]],
+    account_name: &[],
+    item_id: &[&["Item", "ItemID"], &["ItemCode"]],
+    item_name: &[&["Item", "Name"]],
+    tax_code: &[&["TaxType"]],
+    tax_rate: &[],
+    tax_amount: &[&["TaxAmount"]],
+    tracking: &[(&["Tracking"], &["TrackingOptionID"], &["Option"])],
+    skip_if: None,
+};
+
+const STATUSES: &[(&str, DocumentStatus)] = &[
+    ("DRAFT", DocumentStatus::Draft),
+    ("SUBMITTED", DocumentStatus::AwaitingApproval),
+    ("AUTHORISED", DocumentStatus::Open),
+    ("PAID", DocumentStatus::Paid),
+    ("VOIDED", DocumentStatus::Void),
+    ("DELETED", DocumentStatus::Deleted),
+];
+
+const fn document(kind: DocumentKind) -> DocumentMap {
+    DocumentMap {
+        kind,
+        reference: &[&["Reference"]],
+        contact_id: &[&["Contact", "ContactID"]],
+        contact_name: &[&["Contact", "Name"]],
+        currency: &[&["CurrencyCode"]],
+        exchange_rate: &[&["CurrencyRate"]],
+        subtotal: &[&["SubTotal"]],
+        tax: &[&["TotalTax"]],
+        total: &[&["Total"]],
+        amount_due: &[&["AmountDue"]],
+        status: StatusRule::Field(&["Status"], STATUSES),
+        lines: &["LineItems"],
+        line: LINE,
+    }
+}
+
+const INVOICE: DocumentMap = document(DocumentKind::SalesInvoice);
+const BILL: DocumentMap = document(DocumentKind::Bill);
+
+/// Where an invoice's or a bill's fields are (`books::map_document`); `None` for other entities.
+pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
+    match entity {
+        Entity::Invoice => Some(&INVOICE),
+        Entity::Bill => Some(&BILL),
+        _ => None,
     }
 }
 
@@ -52,11 +131,12 @@ fn is_paged(entity: Entity) -> bool {
 }
 
 pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
+    let entity = entity_of(entity, &v);
     let (_, id_field) = entity_names(entity);
     let id = text(&v, id_field)
         .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("{entity} without {id_field}") })?;
     let (number, name, amount, currency, status) = match entity {
-        Entity::Invoice => {
+        Entity::Invoice | Entity::Bill => {
             (text(&v, "InvoiceNumber"), text_at(&v, &["Contact", "Name"]), text(&v, "Total"), text(&v, "CurrencyCode"), text(&v, "Status"))
         }
         Entity::Contact => (text(&v, "AccountNumber"), text(&v, "Name"), None, text(&v, "DefaultCurrency"), text(&v, "ContactStatus")),
@@ -251,6 +331,9 @@ impl AccountingProvider for XeroClient {
             // (`Cursor::advance_by_time`); `order` takes any returned element (xero_accounting.yaml).
             req = req.query(&[("page", cursor.position.to_string()), ("pageSize", cursor.page_size.to_string())]);
             req = req.query(&[("order", "UpdatedDateUTC ASC")]);
+        }
+        if let Some(filter) = type_filter(entity) {
+            req = req.query(&[("where", filter)]);
         }
         if let Some(since) = if is_paged(entity) { cursor.list_since() } else { cursor.modified_since } {
             req = req.header(http::header::IF_MODIFIED_SINCE, since.to_rfc3339_opts(SecondsFormat::Secs, true));

@@ -12,6 +12,7 @@ use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
 
+use crate::books::{DocumentKind, DocumentMap, DocumentStatus, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::AccountingProvider;
@@ -31,6 +32,7 @@ pub const DEFAULT_SCOPES: &[&str] = &[
     "ZohoBooks.contacts.ALL",
     "ZohoBooks.invoices.ALL",
     "ZohoBooks.customerpayments.ALL",
+    "ZohoBooks.bills.ALL",
     "ZohoBooks.accountants.ALL",
     "ZohoBooks.settings.ALL",
 ];
@@ -50,6 +52,77 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         Entity::Contact => ("contacts", "contact", "contact_id"),
         Entity::Account => ("chartofaccounts", "chart_of_account", "account_id"),
         Entity::Payment => ("customerpayments", "payment", "payment_id"),
+        Entity::Bill => ("bills", "bill", "bill_id"),
+    }
+}
+
+const LINE: LineMap = LineMap {
+    id: &[&["line_item_id"]],
+    description: &[&["description"], &["name"]],
+    quantity: &[&["quantity"]],
+    unit_price: &[&["rate"]],
+    amount: &[&["item_total"]],
+    account_id: &[&["account_id"]],
+    account_name: &[&["account_name"]],
+    item_id: &[&["item_id"]],
+    item_name: &[&["name"]],
+    tax_code: &[&["tax_id"]],
+    tax_rate: &[&["tax_percentage"]],
+    tax_amount: &[],
+    tracking: &[(&["tags"], &["tag_option_id"], &["tag_option_name"])],
+    skip_if: None,
+};
+
+/// Invoice and bill statuses (Zoho's invoice and bill pages; `unpaid` and `viewed` appear in list
+/// filters and answers).
+const STATUSES: &[(&str, DocumentStatus)] = &[
+    ("draft", DocumentStatus::Draft),
+    ("pending_approval", DocumentStatus::AwaitingApproval),
+    ("approved", DocumentStatus::Open),
+    ("sent", DocumentStatus::Open),
+    ("viewed", DocumentStatus::Open),
+    ("open", DocumentStatus::Open),
+    ("unpaid", DocumentStatus::Open),
+    ("overdue", DocumentStatus::Open),
+    ("partially_paid", DocumentStatus::PartiallyPaid),
+    ("paid", DocumentStatus::Paid),
+    ("void", DocumentStatus::Void),
+];
+
+const fn document(kind: DocumentKind) -> DocumentMap {
+    DocumentMap {
+        kind,
+        reference: &[&["reference_number"]],
+        contact_id: match kind {
+            DocumentKind::SalesInvoice => &[&["customer_id"]],
+            DocumentKind::Bill => &[&["vendor_id"]],
+        },
+        contact_name: match kind {
+            DocumentKind::SalesInvoice => &[&["customer_name"]],
+            DocumentKind::Bill => &[&["vendor_name"]],
+        },
+        currency: &[&["currency_code"]],
+        exchange_rate: &[&["exchange_rate"]],
+        subtotal: &[&["sub_total"]],
+        tax: &[&["tax_total"]],
+        total: &[&["total"]],
+        amount_due: &[&["balance"]],
+        status: StatusRule::Field(&["status"], STATUSES),
+        // List answers are summaries without line_items (lines arrive with a get).
+        lines: &["line_items"],
+        line: LINE,
+    }
+}
+
+const INVOICE: DocumentMap = document(DocumentKind::SalesInvoice);
+const BILL: DocumentMap = document(DocumentKind::Bill);
+
+/// Where an invoice's or a bill's fields are (`books::map_document`); `None` for other entities.
+pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
+    match entity {
+        Entity::Invoice => Some(&INVOICE),
+        Entity::Bill => Some(&BILL),
+        _ => None,
     }
 }
 
@@ -67,6 +140,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             v.get("is_active").and_then(Value::as_bool).map(|a| if a { "active" } else { "inactive" }.to_string()),
         ),
         Entity::Payment => (text(&v, "payment_number"), text(&v, "customer_name"), text(&v, "amount"), None),
+        Entity::Bill => (text(&v, "bill_number"), text(&v, "vendor_name"), text(&v, "total"), text(&v, "status")),
     };
     Ok(Record {
         provider: PROVIDER,

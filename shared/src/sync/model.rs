@@ -11,8 +11,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
+use crate::books::{map_document, Document, DocumentStatus};
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
+use crate::providers::{quickbooks, xero, zoho};
 use crate::Provider;
 
 /// Longest provider id we key a record by (DynamoDB sort keys are at most 1,024 bytes).
@@ -56,6 +58,10 @@ pub struct SyncRecord {
     /// the raw record holds the provider's value). The job's result and event count these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+    /// Invoices and bills: the document with its lines, totals and normalised status
+    /// (`crate::books`). Absent for other entities and for tombstones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<Document>,
 }
 
 /// The flag of a record whose amount the provider sent but we could not store in minor units.
@@ -113,6 +119,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::QuickBooks => {
             let contact = match r.entity {
                 Entity::Invoice | Entity::Payment => text_at(v, &["CustomerRef", "value"]),
+                Entity::Bill => text_at(v, &["VendorRef", "value"]),
                 _ => None,
             };
             // CDC marks deletions with a top-level `status`.
@@ -121,7 +128,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         }
         Provider::Xero => {
             let contact = match r.entity {
-                Entity::Invoice => text_at(v, &["Contact", "ContactID"]),
+                Entity::Invoice | Entity::Bill => text_at(v, &["Contact", "ContactID"]),
                 Entity::Payment => text_at(v, &["Invoice", "Contact", "ContactID"]),
                 _ => None,
             };
@@ -133,11 +140,24 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::Zoho => {
             let contact = match r.entity {
                 Entity::Invoice | Entity::Payment => text_at(v, &["customer_id"]),
+                Entity::Bill => text_at(v, &["vendor_id"]),
                 _ => None,
             };
             (contact, date_at(v, &["date"]), date_at(v, &["due_date"]), false)
         }
     };
+    let map = match r.provider {
+        Provider::QuickBooks => quickbooks::document_map(r.entity),
+        Provider::Xero => xero::document_map(r.entity),
+        Provider::Zoho => zoho::document_map(r.entity),
+    };
+    let document = map.map(|m| {
+        let mut d = map_document(m, v);
+        if deleted {
+            d.status = DocumentStatus::Deleted;
+        }
+        d
+    });
     let amount = money(r.amount.as_deref(), r.currency.as_deref());
     let mut flags = Vec::new();
     if amount.is_none() && r.amount.is_some() {
@@ -159,6 +179,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         deleted,
         raw_ref: raw_ref(r.provider, &r.org_id, r.entity, &r.id),
         flags,
+        document,
     })
 }
 
@@ -188,6 +209,7 @@ pub fn tombstone(provider: Provider, org_id: &str, entity: Entity, id: &str, at:
         deleted: true,
         raw_ref: raw_ref(provider, org_id, entity, id),
         flags: Vec::new(),
+        document: None,
     })
 }
 
@@ -292,5 +314,199 @@ mod tests {
         assert_eq!((n.amount, n.flags), (None, vec![FLAG_AMOUNT_UNREADABLE.to_string()]));
         let none = quickbooks::normalise(Entity::Contact, "1", json!({"Id": "2", "DisplayName": "A"})).unwrap();
         assert!(normalise(&none).unwrap().flags.is_empty(), "no amount sent is not a flag");
+    }
+
+    /// A small JSON Schema check over the keywords records.v1.json uses ($ref into $defs, type,
+    /// enum, required, properties, additionalProperties, items, format date/date-time).
+    fn check(root: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            let name = r.strip_prefix("#/$defs/").ok_or(format!("{at}: unsupported $ref {r}"))?;
+            return check(root, &root["$defs"][name], v, at);
+        }
+        if let Some(t) = schema.get("type") {
+            let types: Vec<&str> = match t {
+                Value::String(s) => vec![s.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            let ok = types.iter().any(|t| match *t {
+                "string" => v.is_string(),
+                "integer" => v.is_i64() || v.is_u64(),
+                "boolean" => v.is_boolean(),
+                "object" => v.is_object(),
+                "array" => v.is_array(),
+                "null" => v.is_null(),
+                _ => false,
+            });
+            if !ok {
+                return Err(format!("{at}: {v} is not {types:?}"));
+            }
+        }
+        if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+            if !e.contains(v) {
+                return Err(format!("{at}: {v} not in {e:?}"));
+            }
+        }
+        if let (Some("date"), Some(s)) = (schema.get("format").and_then(Value::as_str), v.as_str()) {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("{at}: {e}"))?;
+        }
+        if let Some(obj) = v.as_object() {
+            for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+                if !obj.contains_key(r.as_str().unwrap_or_default()) {
+                    return Err(format!("{at}: missing {r}"));
+                }
+            }
+            for (k, val) in obj {
+                match schema.get("properties").and_then(|p| p.get(k)) {
+                    Some(p) => check(root, p, val, &format!("{at}/{k}"))?,
+                    None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                        return Err(format!("{at}: {k} is not in the schema"))
+                    }
+                    None => {}
+                }
+            }
+        }
+        if let (Some(items), Some(a)) = (schema.get("items"), v.as_array()) {
+            for (i, x) in a.iter().enumerate() {
+                check(root, items, x, &format!("{at}/{i}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn records_schema() -> Value {
+        serde_json::from_str(include_str!("../../../schemas/records.v1.json")).unwrap()
+    }
+
+    /// Bills in each provider's wire format (the shapes of Intuit's Bill, Xero's ACCPAY invoice and
+    /// Zoho's bill, two lines with tax).
+    fn bills() -> Vec<(&'static str, Record)> {
+        let q = quickbooks::normalise(
+            Entity::Bill,
+            "9341",
+            json!({"Id": "251", "DocNumber": "B-77", "TxnDate": "2026-11-02", "DueDate": "2026-12-02",
+                "VendorRef": {"value": "41", "name": "Pam's Paper"}, "CurrencyRef": {"value": "USD"}, "ExchangeRate": 1,
+                "Line": [
+                    {"Id": "1", "Description": "Paper", "Amount": 120.50, "DetailType": "ItemBasedExpenseLineDetail",
+                     "ItemBasedExpenseLineDetail": {"ItemRef": {"value": "11", "name": "A4 paper"}, "Qty": 5, "UnitPrice": 24.10,
+                         "TaxCodeRef": {"value": "TAX"}, "ClassRef": {"value": "200", "name": "North"}}},
+                    {"Id": "2", "Description": "Delivery", "Amount": 9.5, "DetailType": "AccountBasedExpenseLineDetail",
+                     "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "58", "name": "Freight"}, "TaxCodeRef": {"value": "NON"}}}],
+                "TxnTaxDetail": {"TotalTax": 10.40}, "TotalAmt": 140.40, "Balance": 40.40,
+                "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+        )
+        .unwrap();
+        let x = xero::normalise(
+            Entity::Invoice,
+            "a3a4dbaf-3495-4b14-9bd4-2b1b4e4e5c1a",
+            json!({"Type": "ACCPAY", "InvoiceID": "0e64a623-c2a1-446a-93ed-eb897f118cbc", "InvoiceNumber": "RPT445-1",
+                "Reference": "PO-19", "Contact": {"ContactID": "d6851dc2-9f44-4d5e-b1c8-1a1a5f6b0a11", "Name": "PowerDirect"},
+                "DateString": "2026-11-02T00:00:00", "DueDateString": "2026-11-30T00:00:00", "Status": "AUTHORISED",
+                "LineAmountTypes": "Exclusive", "CurrencyCode": "NZD", "CurrencyRate": 1.0,
+                "LineItems": [
+                    {"LineItemID": "52208ff9-528a-4985-a9ad-b2b1d4210e38", "Description": "Power", "Quantity": 1.0, "UnitAmount": 108.60,
+                     "AccountCode": "445", "TaxType": "INPUT2", "TaxAmount": 16.29, "LineAmount": 108.60,
+                     "Tracking": [{"TrackingCategoryID": "e2f2f732-e92a-4f3a-9c4d-ee4da0182a13", "TrackingOptionID": "ae777a87-5ef3-4fa0-a4f0-d10e1f13073a", "Name": "Region", "Option": "North"}]},
+                    {"LineItemID": "4c4a4b5d-1e0c-4ad8-9e4f-0d1bb2d1a611", "Description": "Line fee", "Quantity": 2.0, "UnitAmount": 5.0,
+                     "AccountCode": "445", "TaxType": "INPUT2", "TaxAmount": 1.50, "LineAmount": 10.0}],
+                "SubTotal": 118.60, "TotalTax": 17.79, "Total": 136.39, "AmountDue": 136.39, "AmountPaid": 0.0,
+                "UpdatedDateUTC": "/Date(1793613600000+0000)/"}),
+        )
+        .unwrap();
+        let z = zoho::normalise(
+            Entity::Bill,
+            "10234695",
+            json!({"bill_id": "460000000038029", "bill_number": "BL-00012", "reference_number": "PO-19", "status": "partially_paid",
+                "vendor_id": "460000000026049", "vendor_name": "Bowman Furniture", "date": "2026-11-02", "due_date": "2026-12-02",
+                "currency_code": "INR", "exchange_rate": 1.0,
+                "line_items": [
+                    {"line_item_id": "460000000038031", "account_id": "460000000000367", "account_name": "Office Supplies",
+                     "item_id": "460000000030019", "name": "Chair", "description": "Office chair", "rate": 1500.0, "quantity": 2.0,
+                     "tax_id": "460000000029005", "tax_percentage": 12, "item_total": 3000.0,
+                     "tags": [{"tag_id": "460000000028001", "tag_option_id": "460000000028005", "tag_name": "Region", "tag_option_name": "South"}]},
+                    {"line_item_id": "460000000038033", "account_id": "460000000000367", "account_name": "Office Supplies",
+                     "description": "Assembly", "rate": 250.0, "quantity": 1.0, "tax_id": "460000000029005", "tax_percentage": 12, "item_total": 250.0}],
+                "sub_total": 3250.0, "tax_total": 390.0, "total": 3640.0, "balance": 1640.0,
+                "last_modified_time": "2026-11-02T16:12:08+0530"}),
+        )
+        .unwrap();
+        vec![("quickbooks", q), ("xero", x), ("zoho", z)]
+    }
+
+    /// Each provider's bill reads into one document whose lines sum to the subtotal and whose
+    /// subtotal and tax make the total, in exact minor units; the stored record satisfies the
+    /// published schema and is the committed example (regenerate with UPDATE_EXAMPLES=1).
+    #[test]
+    fn bills_of_every_provider_read_into_one_document_with_lines() {
+        let schema = records_schema();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples");
+        for (name, r) in bills() {
+            let n = normalise(&r).unwrap();
+            assert_eq!(n.entity, Entity::Bill, "{name}: an ACCPAY invoice is a bill");
+            let d = n.document.clone().expect("a bill has a document");
+            assert_eq!(d.kind, crate::books::DocumentKind::Bill);
+            assert_eq!(d.lines.len(), 2, "{name}");
+            assert!(d.lines_complete);
+            let line_sum: i64 = d.lines.iter().map(|l| l.amount.as_ref().unwrap().minor).sum();
+            let (sub, tax, total) = (d.subtotal.clone().unwrap(), d.tax.clone().unwrap(), d.total.clone().unwrap());
+            assert_eq!(line_sum, sub.minor, "{name}: lines make the subtotal");
+            assert_eq!(sub.minor + tax.minor, total.minor, "{name}: subtotal and tax make the total");
+            assert_eq!(n.amount, Some(total.clone()), "{name}: the record's amount is the total");
+            assert!(d.contact.as_ref().and_then(|c| c.id.as_ref()).is_some());
+            assert_eq!(n.contact_id, d.contact.as_ref().unwrap().id, "{name}: the supplier is the record's contact");
+            assert!(d.lines[0].tracking.len() == 1 && d.lines[0].tax_code.is_some(), "{name}: {:?}", d.lines[0]);
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let path = dir.join(format!("record-{name}-bill.json"));
+            let pretty = serde_json::to_string_pretty(&v).unwrap() + "\n";
+            if std::env::var_os("UPDATE_EXAMPLES").is_some() {
+                std::fs::write(&path, &pretty).unwrap();
+            }
+            assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty, "{} is what the code stores", path.display());
+        }
+        let statuses: Vec<_> = bills().iter().map(|(_, r)| normalise(r).unwrap().document.unwrap().status).collect();
+        use crate::books::DocumentStatus as S;
+        assert_eq!(statuses, vec![S::PartiallyPaid, S::Open, S::PartiallyPaid]);
+    }
+
+    #[test]
+    fn a_zoho_list_summary_has_no_lines_and_says_so() {
+        let z = zoho::normalise(
+            Entity::Invoice,
+            "10234695",
+            json!({"invoice_id": "1", "invoice_number": "INV-1", "status": "overdue", "customer_id": "9", "total": 10.0,
+                "balance": 10.0, "currency_code": "USD"}),
+        )
+        .unwrap();
+        let d = normalise(&z).unwrap().document.unwrap();
+        assert_eq!((d.lines_complete, d.lines.len(), d.status), (false, 0, crate::books::DocumentStatus::Open));
+        assert_eq!(d.subtotal, None, "no lines is no subtotal, not zero");
+    }
+
+    #[test]
+    fn the_schema_check_rejects_drift() {
+        let schema = records_schema();
+        let (_, r) = bills().remove(1);
+        let good = serde_json::to_value(normalise(&r).unwrap()).unwrap();
+        let mut bad = good.clone();
+        bad["document"]["status"] = "authorised".into();
+        assert!(check(&schema, &schema, &bad, "").is_err());
+        let mut bad = good.clone();
+        bad["document"]["lines"][0]["amount"]["minor"] = "108.60".into();
+        assert!(check(&schema, &schema, &bad, "").is_err());
+        let mut bad = good;
+        bad["document"]["lines"][0]["colour"] = "red".into();
+        assert!(check(&schema, &schema, &bad, "").is_err());
+    }
+
+    /// The records API's OpenAPI document carries the same record definitions as records.v1.json.
+    #[test]
+    fn the_records_api_document_uses_the_same_record_definitions() {
+        let api: Value = serde_json::from_str(include_str!("../../../schemas/records-api.v1.json")).unwrap();
+        let defs = records_schema()["$defs"].to_string().replace("#/$defs/", "#/components/schemas/");
+        let defs: Value = serde_json::from_str(&defs).unwrap();
+        for (name, def) in defs.as_object().unwrap() {
+            assert_eq!(&api["components"]["schemas"][name], def, "{name}");
+        }
     }
 }

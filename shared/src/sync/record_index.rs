@@ -189,6 +189,7 @@ mod tests {
             deleted: false,
             raw_ref: "xero/org-1/invoice/inv-9".into(),
             flags: vec![],
+            document: None,
         }
     }
 

@@ -58,6 +58,8 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
             let (granular, broad) = match entity {
                 Entity::Invoice => ("accounting.invoices", "accounting.transactions"),
                 Entity::Payment => ("accounting.payments", "accounting.transactions"),
+                // Bills are ACCPAY invoices: the same scopes as sales invoices.
+                Entity::Bill => ("accounting.invoices", "accounting.transactions"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -77,6 +79,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 Entity::Contact => "contacts",
                 Entity::Account => "accountants",
                 Entity::Payment => "customerpayments",
+                Entity::Bill => "bills",
             };
             let action = if write { "CREATE" } else { "READ" };
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]

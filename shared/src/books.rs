@@ -1,0 +1,365 @@
+//! The common accounting model's documents (sales invoices and bills) with their lines, and the
+//! data-driven mapping that reads them out of a provider's JSON.
+//!
+//! A provider describes where each field sits in its wire format with a [`DocumentMap`] (JSON paths,
+//! alternatives in order, and a status table); [`map_document`] is the one reader for all of them.
+//! Adding a document entity or a provider is a map, not a fourth copy of reading code. The maps
+//! live beside each provider's client (`providers::quickbooks::DOCUMENTS`, ...).
+//!
+//! Provider JSON is untrusted: nothing here indexes bytes of provider strings or panics, and a field
+//! that cannot be read is absent (`None`), never an error, so one odd field does not lose a record.
+//! Money is integer minor units of the document's currency; quantities, unit prices and exchange
+//! rates keep the provider's decimal text (they may carry more decimals than the currency has).
+
+use serde_json::Value;
+
+use crate::money::{currency_code, currency_scale, parse_minor, Money};
+
+/// Which side of the books a document is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    /// Sales: QuickBooks Invoice, Xero ACCREC invoice, Zoho invoice.
+    SalesInvoice,
+    /// Purchases: QuickBooks Bill, Xero ACCPAY invoice, Zoho bill.
+    Bill,
+}
+
+/// The document's state in one vocabulary; the provider's own word stays in the record's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    Draft,
+    /// Xero SUBMITTED: waiting for approval, not yet owed.
+    AwaitingApproval,
+    /// Approved and owed in full (Xero AUTHORISED, Zoho sent/open/overdue/unpaid).
+    Open,
+    PartiallyPaid,
+    Paid,
+    Void,
+    Deleted,
+    /// A status this map does not know (the provider's word is in the record's `status`).
+    Unknown,
+}
+
+/// A reference to another record: the provider's id and the name the document showed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ref {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Ref {
+    fn from(id: Option<String>, name: Option<String>) -> Option<Ref> {
+        (id.is_some() || name.is_some()).then_some(Ref { id, name })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Line {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Decimal text of the provider's value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<String>,
+    /// Decimal text of the provider's value (may have more decimals than the currency).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<String>,
+    /// The line's amount before tax (Xero LineAmount with exclusive amounts, QuickBooks Amount,
+    /// Zoho item_total).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<Ref>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<Ref>,
+    /// The provider's tax code (Xero TaxType, QuickBooks TaxCodeRef, Zoho tax_id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tax_code: Option<String>,
+    /// Percentage as decimal text, where the line states it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tax_rate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tax_amount: Option<Money>,
+    /// Tracking (Xero tracking options, QuickBooks class, Zoho reporting tags): `id` the option's
+    /// id, `name` the option's name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracking: Vec<Ref>,
+}
+
+/// A sales invoice or a bill, as the app reads it (`schemas/records.v1.json#/$defs/Document`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Document {
+    pub kind: DocumentKind,
+    pub status: DocumentStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The customer of an invoice, the supplier of a bill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Ref>,
+    /// ISO 4217; `XXX` when the provider named none.
+    pub currency: String,
+    /// Units of the base currency per unit of `currency`, as the provider sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchange_rate: Option<String>,
+    /// Sum of the lines before tax.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtotal: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tax: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<Money>,
+    /// What is still owed on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_due: Option<Money>,
+    pub lines: Vec<Line>,
+    /// False when the provider's list answer leaves the lines out (Zoho's list summaries): the
+    /// lines arrive with the next read of the single record (a webhook or a get).
+    pub lines_complete: bool,
+}
+
+/// A JSON path: object keys from the record's root.
+pub type Path = &'static [&'static str];
+
+/// Where a line's fields sit, relative to the line. Each field lists alternatives, first match wins
+/// (QuickBooks keeps an invoice line's item under `SalesItemLineDetail`, a bill line's under
+/// `ItemBasedExpenseLineDetail` or its account under `AccountBasedExpenseLineDetail`).
+#[derive(Debug)]
+pub struct LineMap {
+    pub id: &'static [Path],
+    pub description: &'static [Path],
+    pub quantity: &'static [Path],
+    pub unit_price: &'static [Path],
+    pub amount: &'static [Path],
+    pub account_id: &'static [Path],
+    pub account_name: &'static [Path],
+    pub item_id: &'static [Path],
+    pub item_name: &'static [Path],
+    pub tax_code: &'static [Path],
+    pub tax_rate: &'static [Path],
+    pub tax_amount: &'static [Path],
+    /// (where: an array of tracking objects or one object, the option's id, the option's name).
+    pub tracking: &'static [(Path, Path, Path)],
+    /// Lines that are not lines (QuickBooks' SubTotalLineDetail): (field, values).
+    pub skip_if: Option<(Path, &'static [&'static str])>,
+}
+
+/// How the normalised status is found.
+#[derive(Debug)]
+pub enum StatusRule {
+    /// The provider's status field, matched case-insensitively against the table.
+    Field(Path, &'static [(&'static str, DocumentStatus)]),
+    /// No status field (QuickBooks): paid when nothing is due, partly paid when some is.
+    FromAmountDue,
+}
+
+/// Where a document's fields sit in one provider's JSON for one entity.
+#[derive(Debug)]
+pub struct DocumentMap {
+    pub kind: DocumentKind,
+    pub reference: &'static [Path],
+    pub contact_id: &'static [Path],
+    pub contact_name: &'static [Path],
+    pub currency: &'static [Path],
+    pub exchange_rate: &'static [Path],
+    /// Empty: the sum of the lines' amounts.
+    pub subtotal: &'static [Path],
+    pub tax: &'static [Path],
+    pub total: &'static [Path],
+    pub amount_due: &'static [Path],
+    pub status: StatusRule,
+    pub lines: Path,
+    pub line: LineMap,
+}
+
+fn at<'a>(v: &'a Value, path: Path) -> Option<&'a Value> {
+    path.iter().try_fold(v, |cur, k| cur.get(*k))
+}
+
+/// Text of a string or a number (providers send amounts as either).
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn first_text(v: &Value, paths: &[Path]) -> Option<String> {
+    paths.iter().find_map(|p| at(v, p).and_then(text_of))
+}
+
+/// Decimal text to money at the currency's scale. A float the provider wrote in exponent form
+/// (serde_json renders very small or large f64 so) is not plain decimal text and reads as absent.
+fn money_of(v: &Value, paths: &[Path], currency: &str) -> Option<Money> {
+    let t = first_text(v, paths)?;
+    parse_minor(&t, currency_scale(currency)).map(|minor| Money { minor, currency: currency.to_string() })
+}
+
+/// Reads a document with `map`. Its lines are complete when the answer carried the lines array
+/// (Zoho's list summaries do not).
+pub fn map_document(map: &DocumentMap, v: &Value) -> Document {
+    let currency = currency_code(first_text(v, map.currency).as_deref()).unwrap_or_else(|| "XXX".to_string());
+    let lines: Vec<Line> = match at(v, map.lines) {
+        Some(Value::Array(items)) => items.iter().filter(|l| !skipped(&map.line, l)).map(|l| map_line(&map.line, l, &currency)).collect(),
+        _ => Vec::new(),
+    };
+    let subtotal = if map.subtotal.is_empty() {
+        // The sum of the lines, when every line has an amount (else it is unknown, not smaller).
+        lines
+            .iter()
+            .try_fold(0i64, |acc, l| l.amount.as_ref().and_then(|a| acc.checked_add(a.minor)))
+            .filter(|_| !lines.is_empty())
+            .map(|minor| Money { minor, currency: currency.clone() })
+    } else {
+        money_of(v, map.subtotal, &currency)
+    };
+    let total = money_of(v, map.total, &currency);
+    let amount_due = money_of(v, map.amount_due, &currency);
+    let status = match &map.status {
+        StatusRule::Field(path, table) => match at(v, path).and_then(Value::as_str) {
+            Some(s) => table.iter().find(|(k, _)| k.eq_ignore_ascii_case(s.trim())).map(|(_, st)| *st).unwrap_or(DocumentStatus::Unknown),
+            None => DocumentStatus::Unknown,
+        },
+        StatusRule::FromAmountDue => match (&amount_due, &total) {
+            (Some(due), _) if due.minor == 0 => DocumentStatus::Paid,
+            (Some(due), Some(total)) if due.minor < total.minor => DocumentStatus::PartiallyPaid,
+            (Some(_), _) => DocumentStatus::Open,
+            (None, _) => DocumentStatus::Unknown,
+        },
+    };
+    Document {
+        kind: map.kind,
+        status,
+        reference: first_text(v, map.reference),
+        contact: Ref::from(first_text(v, map.contact_id), first_text(v, map.contact_name)),
+        exchange_rate: first_text(v, map.exchange_rate),
+        subtotal,
+        tax: money_of(v, map.tax, &currency),
+        total,
+        amount_due,
+        currency,
+        lines_complete: matches!(at(v, map.lines), Some(Value::Array(_))),
+        lines,
+    }
+}
+
+fn skipped(m: &LineMap, line: &Value) -> bool {
+    match m.skip_if {
+        Some((path, values)) => at(line, path).and_then(Value::as_str).is_some_and(|s| values.contains(&s)),
+        None => false,
+    }
+}
+
+fn map_line(m: &LineMap, l: &Value, currency: &str) -> Line {
+    let mut tracking = Vec::new();
+    for (where_, id, name) in m.tracking {
+        let mut push = |t: &Value| {
+            if let Some(r) = Ref::from(at(t, id).and_then(text_of), at(t, name).and_then(text_of)) {
+                tracking.push(r);
+            }
+        };
+        match at(l, where_) {
+            Some(Value::Array(items)) => items.iter().for_each(&mut push),
+            Some(o @ Value::Object(_)) => push(o),
+            _ => {}
+        }
+    }
+    Line {
+        id: first_text(l, m.id),
+        description: first_text(l, m.description),
+        quantity: first_text(l, m.quantity),
+        unit_price: first_text(l, m.unit_price),
+        amount: money_of(l, m.amount, currency),
+        account: Ref::from(first_text(l, m.account_id), first_text(l, m.account_name)),
+        item: Ref::from(first_text(l, m.item_id), first_text(l, m.item_name)),
+        tax_code: first_text(l, m.tax_code),
+        tax_rate: first_text(l, m.tax_rate),
+        tax_amount: money_of(l, m.tax_amount, currency),
+        tracking,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const MAP: DocumentMap = DocumentMap {
+        kind: DocumentKind::Bill,
+        reference: &[&["Ref"]],
+        contact_id: &[&["Who", "Id"]],
+        contact_name: &[&["Who", "Name"]],
+        currency: &[&["Cur"]],
+        exchange_rate: &[],
+        subtotal: &[],
+        tax: &[&["Tax"]],
+        total: &[&["Total"]],
+        amount_due: &[&["Due"]],
+        status: StatusRule::FromAmountDue,
+        lines: &["Lines"],
+        line: LineMap {
+            id: &[&["Id"]],
+            description: &[],
+            quantity: &[&["A", "Qty"], &["B", "Qty"]],
+            unit_price: &[],
+            amount: &[&["Amount"]],
+            account_id: &[],
+            account_name: &[],
+            item_id: &[],
+            item_name: &[],
+            tax_code: &[],
+            tax_rate: &[],
+            tax_amount: &[],
+            tracking: &[(&["Tags"], &["OptId"], &["Opt"])],
+            skip_if: Some((&["Kind"], &["SubTotal"])),
+        },
+    };
+
+    #[test]
+    fn lines_sum_to_the_subtotal_in_minor_units_and_alternatives_are_tried_in_order() {
+        let d = map_document(
+            &MAP,
+            &json!({"Cur": "kwd", "Total": "3.3", "Due": 0, "Tax": 0.3, "Who": {"Id": 7},
+                "Lines": [{"Id": "1", "Amount": 1.1, "A": {"Qty": 2}, "Tags": [{"OptId": "o1", "Opt": "North"}]},
+                          {"Id": "2", "Amount": "1.9", "B": {"Qty": "1.5"}, "Tags": {"OptId": "o2"}},
+                          {"Kind": "SubTotal", "Amount": 3.0}]}),
+        );
+        assert_eq!(d.currency, "KWD");
+        assert_eq!(d.lines.len(), 2, "the subtotal line is not a line");
+        assert_eq!(d.subtotal, Some(Money { minor: 3000, currency: "KWD".into() }));
+        assert_eq!(d.total.as_ref().map(|m| m.minor), Some(3300));
+        assert_eq!((d.lines[0].quantity.as_deref(), d.lines[1].quantity.as_deref()), (Some("2"), Some("1.5")));
+        assert_eq!(d.lines[0].tracking, vec![Ref { id: Some("o1".into()), name: Some("North".into()) }]);
+        assert_eq!(d.lines[1].tracking.len(), 1);
+        assert_eq!(d.status, DocumentStatus::Paid);
+        assert_eq!(d.contact, Some(Ref { id: Some("7".into()), name: None }));
+    }
+
+    #[test]
+    fn an_unreadable_line_amount_leaves_the_subtotal_unknown_not_smaller() {
+        let d = map_document(&MAP, &json!({"Cur": "USD", "Due": 5, "Total": 10, "Lines": [{"Amount": 4}, {"Amount": "1e3"}]}));
+        assert_eq!(d.lines[1].amount, None);
+        assert_eq!(d.subtotal, None);
+        assert_eq!(d.status, DocumentStatus::PartiallyPaid);
+    }
+
+    #[test]
+    fn hostile_shapes_read_as_absent() {
+        for v in [
+            json!(null),
+            json!([]),
+            json!({"Lines": "x", "Cur": 5, "Total": {"a": 1}}),
+            json!({"Lines": [null, 1, "s", {"Amount": [1]}, {"Tags": 7}], "Due": "é", "Who": []}),
+            json!({"Cur": "USD", "Total": "92233720368547758.08", "Lines": [{"Amount": "-"}]}),
+        ] {
+            let d = map_document(&MAP, &v);
+            assert_eq!(d.total, None, "{v}");
+            assert!(d.subtotal.is_none() || d.lines.is_empty() || d.lines.iter().all(|l| l.amount.is_some()));
+        }
+    }
+}
