@@ -217,6 +217,8 @@ fn qbo_entity(name: &str) -> Option<Entity> {
         Some(Entity::Account)
     } else if is("payment") {
         Some(Entity::Payment)
+    } else if is("bill") {
+        Some(Entity::Bill)
     } else {
         None
     }
@@ -350,6 +352,7 @@ fn parse_xero(body: &[u8]) -> Result<Delivery> {
         let date: &str = e.event_date_utc.as_deref().unwrap_or("");
         idents.push([e.tenant_id.as_ref(), &e.event_category, &e.resource_id, &e.event_type, date]);
         // CREDITNOTE and SUBSCRIPTION (App Store, tenantType APPLICATION) are not synced entities.
+        // INVOICE covers bills too (ACCPAY invoices): the worker's read of the record tells them apart.
         let entity = match e.event_category.as_ref() {
             "INVOICE" => Some(Entity::Invoice),
             "CONTACT" => Some(Entity::Contact),
@@ -380,6 +383,7 @@ fn zoho_entity(name: &str) -> Option<(Entity, &'static str)> {
         "contact" | "contacts" | "customer" => Some((Entity::Contact, "contact_id")),
         "chartofaccount" | "chartofaccounts" | "chart_of_account" | "account" => Some((Entity::Account, "account_id")),
         "customerpayment" | "customerpayments" | "customer_payment" | "payment" => Some((Entity::Payment, "payment_id")),
+        "bill" | "bills" => Some((Entity::Bill, "bill_id")),
         _ => None,
     }
 }
@@ -559,16 +563,18 @@ mod tests {
                 {"name":"Invoice","id":"10","operation":"Create","lastUpdated":"2026-01-01T00:00:00Z"},
                 {"name":"Invoice","id":"10","operation":"Update","lastUpdated":"2026-01-01T00:00:05Z"},
                 {"name":"Bill","id":"11","operation":"Create","lastUpdated":"2026-01-01T00:00:00Z"},
+                {"name":"Estimate","id":"13","operation":"Create","lastUpdated":"2026-01-01T00:00:00Z"},
                 {"name":"Customer","id":"12","operation":"Merge","lastUpdated":"2026-01-01T00:00:00Z"}]}},
             {"realmId":"2","dataChangeEvent":{"entities":[
                 {"name":"Invoice","id":"10","operation":"Delete","lastUpdated":"2026-01-01T00:00:00Z"}]}}]}"#;
         let d = parse(Provider::QuickBooks, body.as_bytes(), None).unwrap();
-        assert_eq!((d.events, d.ignored), (5, 1));
+        assert_eq!((d.events, d.ignored), (6, 1), "an estimate is not a synced entity");
         let got: Vec<_> = d.changes.iter().map(|c| (c.org_id.as_str(), c.entity, c.entity_id.as_deref().unwrap(), c.change)).collect();
         assert_eq!(
             got,
             vec![
                 ("1", Entity::Invoice, "10", Change::Updated),
+                ("1", Entity::Bill, "11", Change::Created),
                 ("1", Entity::Contact, "12", Change::Merged),
                 ("2", Entity::Invoice, "10", Change::Deleted)
             ]
