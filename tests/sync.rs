@@ -1632,3 +1632,96 @@ async fn freshness_case() {
     assert!(f[0].last_error_at.is_some_and(|t| t >= failing_from - Duration::seconds(1)), "{f:?}");
     assert_eq!((f[0].last_success_at, f[0].last_change_at), (ok.last_success_at, ok.last_change_at), "a failure moves neither");
 }
+
+/// Deletions no provider reports: a full pass's end turns the stored records it no longer listed
+/// into tombstones, announced on the change feed; an incremental pass never does; and a pass that
+/// would delete most of the copy deletes nothing and says why.
+#[tokio::test]
+async fn a_full_pass_tombstones_what_the_provider_no_longer_lists() {
+    Box::pin(reconcile_case()).await;
+}
+
+async fn reconcile_case() {
+    let h = harness().await;
+    let (org, ids) = h.make_org(Provider::Zoho, "invoice", 30).await;
+    h.connect(Provider::Zoho, &org).await;
+    let full = |h: &H| {
+        let mut j = h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice);
+        j.cursor = Some("full".into());
+        j
+    };
+    let first = h.run_through_queue(&h.deps(), &h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice)).await;
+    assert_eq!((first["counts"]["written"].as_u64(), first["counts"].get("reconciled")), (Some(30), None), "{first}");
+    h.events().await;
+    // As if stored an hour ago (a pass never takes a record written around its own start for gone).
+    let backdate = |h: &H| {
+        let org = org.clone();
+        let db = h.env.clients.dynamodb.clone();
+        let table = h.env.config.tables.sync.clone();
+        let tenant = h.tenant.clone();
+        let ids = ids.clone();
+        async move {
+            for id in &ids {
+                db.update_item()
+                    .table_name(&table)
+                    .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(shared::store::tenant_pk(&tenant)))
+                    .key(
+                        "sk",
+                        aws_sdk_dynamodb::types::AttributeValue::S(shared::sync::store::record_sk(
+                            Provider::Zoho,
+                            &org,
+                            PEntity::Invoice,
+                            id,
+                        )),
+                    )
+                    .update_expression("SET synced_at = :t")
+                    .condition_expression("attribute_exists(sk)")
+                    .expression_attribute_values(
+                        ":t",
+                        aws_sdk_dynamodb::types::AttributeValue::S((Utc::now() - Duration::hours(1)).to_rfc3339()),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    backdate(&h).await;
+    let out =
+        h.control("POST", "records/delete", Some(json!({"provider": "zoho", "org_id": org, "entity": "invoice", "ids": ids[..3]}))).await;
+    assert_eq!(out["deleted"], 3);
+
+    // An incremental pass does not look for what is missing.
+    let inc = h.run_through_queue(&h.deps(), &h.job(Provider::Zoho, &org, Operation::Pull, Entity::Invoice)).await;
+    assert_eq!(inc["counts"]["deleted"], 0, "{inc}");
+
+    // A full pass does: exactly the three, as tombstones, announced once.
+    let r = h.run_through_queue(&h.deps(), &full(&h)).await;
+    assert_eq!((r["counts"]["reconciled"].as_u64(), r["counts"]["deleted"].as_u64()), (Some(3), Some(3)), "{r}");
+    let stored = h.store().list_records(&h.tenant, Provider::Zoho, &org, PEntity::Invoice).await.unwrap();
+    let mut gone: Vec<&str> = stored.iter().filter(|s| s.deleted).map(|s| s.provider_id.as_str()).collect();
+    gone.sort();
+    let mut want: Vec<&str> = ids[..3].iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(gone, want);
+    assert_eq!(stored.len(), 30, "tombstones, not removals");
+    let changes = changes_in(&h.events().await);
+    assert_eq!(ids_of(&changes), want.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert!(changes.iter().all(|c| c["deleted"] == true), "{changes:?}");
+
+    // Another full pass finds nothing new to delete.
+    let again = h.run_through_queue(&h.deps(), &full(&h)).await;
+    assert_eq!(again["counts"]["deleted"], 0, "{again}");
+
+    // Most of the copy gone at once: nothing deleted, and the result says why.
+    backdate(&h).await;
+    let out =
+        h.control("POST", "records/delete", Some(json!({"provider": "zoho", "org_id": org, "entity": "invoice", "ids": ids[3..28]}))).await;
+    assert_eq!(out["deleted"], 25);
+    let refused = h.run_through_queue(&h.deps(), &full(&h)).await;
+    assert_eq!((refused["counts"]["reconcile_refused"].as_u64(), refused["counts"]["deleted"].as_u64()), (Some(25), Some(0)), "{refused}");
+    assert!(refused["warnings"][0].as_str().unwrap().contains("none was deleted"), "{refused}");
+    let live =
+        h.store().list_records(&h.tenant, Provider::Zoho, &org, PEntity::Invoice).await.unwrap().iter().filter(|s| !s.deleted).count();
+    assert_eq!(live, 27);
+}

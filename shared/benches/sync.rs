@@ -79,10 +79,12 @@ fn xero_invoice(i: usize) -> Value {
 /// The single-invoice form (a get or a webhook's read): Zoho's list summaries carry no lines.
 fn zoho_invoice(i: usize) -> Value {
     let lines: Vec<Value> = (0..LINES)
-        .map(|l| json!({"line_item_id": format!("46000001{:08}", i * 10 + l), "item_id": "460000000027009", "name": "Service",
+        .map(|l| {
+            json!({"line_item_id": format!("46000001{:08}", i * 10 + l), "item_id": "460000000027009", "name": "Service",
             "description": format!("Service {l}"), "rate": 8.12, "quantity": 1.0, "item_total": 8.12, "account_id": "460000000000388",
             "account_name": "Sales", "tax_id": "460000000029005", "tax_percentage": 12,
-            "tags": [{"tag_id": "460000000028001", "tag_option_id": "460000000028005", "tag_option_name": "South"}]}))
+            "tags": [{"tag_id": "460000000028001", "tag_option_id": "460000000028005", "tag_option_name": "South"}]})
+        })
         .collect();
     json!({"invoice_id": format!("4600000{i:08}"), "invoice_number": format!("INV-{i:06}"), "customer_id": "460000000026001", "customer_name": "Bowman",
         "status": "sent", "date": "2013-11-17", "due_date": "2013-12-03", "sub_total": 40.6, "tax_total": 4.87, "total": 45.47, "balance": 45.47,

@@ -188,6 +188,11 @@ pub struct Cursor {
     pub boundary: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boundary_until: Option<DateTime<Utc>>,
+    /// A full pass (from the first record, no `modified_since`): when it started on our clock. The
+    /// worker keeps what each page listed under it and, at the pass's end, turns stored records the
+    /// provider no longer lists into tombstones (`sync::reconcile`). Cleared when the pass ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_pass_started: Option<DateTime<Utc>>,
 }
 
 impl Cursor {
@@ -207,6 +212,7 @@ impl Cursor {
             after_time: None,
             boundary: Vec::new(),
             boundary_until: None,
+            full_pass_started: None,
         }
     }
 
@@ -339,6 +345,7 @@ impl Cursor {
                 after_time: None,
                 boundary: Vec::new(),
                 boundary_until: None,
+                full_pass_started: None,
                 ..self.clone()
             }
         }

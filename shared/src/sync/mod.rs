@@ -9,11 +9,13 @@
 //! - a new connection's first full copy, started once, announced once, is `crate::initial_sync`
 //!   (connect starts it, the scheduler restarts it, the worker marks it done).
 //! - [`schedule`]: scheduled incremental pulls from the sharded `sync_due` index.
+//! - [`reconcile`]: a full pass's end turns records the provider no longer lists into tombstones.
 
 pub mod feed;
 pub mod freshness;
 pub mod model;
 pub mod parked;
+pub mod reconcile;
 pub mod record_index;
 pub mod schedule;
 pub mod store;

@@ -69,6 +69,8 @@ pub struct SyncDeps {
     /// Rate limits, concurrency slots and breakers shared by every worker (RESILIENCE_TABLE).
     pub guard: crate::resilience::ProviderGuard,
     pub store: SyncStore,
+    /// What a full pass listed, and the records it no longer lists (`sync::reconcile`).
+    pub reconciler: crate::sync::reconcile::Reconciler,
     /// Each pull's end, for `connections health`, the records API and the scheduler's stale check.
     pub freshness: crate::sync::freshness::FreshnessStore,
     pub tenants: TenantStore,
@@ -103,6 +105,7 @@ impl SyncDeps {
             guard: crate::resilience::ProviderGuard::new(config, clients.dynamodb.clone())
                 .with_events(EventPublisher::new(clients.sqs.clone(), config.queues.events.clone())),
             store: SyncStore::new(clients.dynamodb.clone(), config.tables.sync.clone()),
+            reconciler: crate::sync::reconcile::Reconciler::new(clients.dynamodb.clone(), config.tables.sync.clone()),
             freshness: crate::sync::freshness::FreshnessStore::new(
                 clients.dynamodb.clone(),
                 config.tables.sync.clone(),
@@ -319,16 +322,37 @@ struct Counts {
     skipped: usize,
     /// Stored with a flag (`SyncRecord::flags`): something the provider sent could not be normalised.
     flagged: usize,
+    /// Tombstoned at a full pass's end: stored, but no longer listed by the provider
+    /// (`sync::reconcile`; also counted in `deleted`).
+    #[serde(skip_serializing_if = "is_zero")]
+    reconciled: usize,
+    /// Missing at a full pass's end but not tombstoned: more than a pass may delete.
+    #[serde(skip_serializing_if = "is_zero")]
+    reconcile_refused: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a job stored incompletely, for its result and `sync.completed` (never a silent drop).
 fn add_warnings(v: &mut Value, counts: &Counts) {
+    let mut warnings = Vec::new();
     if counts.flagged > 0 {
-        v["warnings"] = json!([format!(
+        warnings.push(format!(
             "{} record(s) flagged {}: the provider's amount does not fit integer minor units and is not stored (the raw record keeps it)",
             counts.flagged,
             model::FLAG_AMOUNT_UNREADABLE
-        )]);
+        ));
+    }
+    if counts.reconcile_refused > 0 {
+        warnings.push(format!(
+            "{} stored record(s) were not listed by the provider's full pass: more than a pass may delete, so none was deleted (check the connection, then run a full sync again)",
+            counts.reconcile_refused
+        ));
+    }
+    if !warnings.is_empty() {
+        v["warnings"] = json!(warnings);
     }
 }
 
@@ -384,9 +408,12 @@ fn start_cursor(ctx: &JobCtx, stored: Option<&crate::sync::store::StoredCursor>,
             Ok(stored.filter(|st| st.lineage.as_deref() == Some(lineage)).map(|st| st.cursor.clone()).unwrap_or_else(fresh))
         }
         Some(text) => {
-            let job_cursor: Cursor = serde_json::from_str(text)
+            let mut job_cursor: Cursor = serde_json::from_str(text)
                 .map_err(|_| Error::InvalidInput("job cursor is not a cursor the worker wrote (send \"full\" or omit it)".into()))?;
             job_cursor.check(ctx.provider, ctx.entity)?;
+            // Only the worker starts a full pass's bookkeeping: a cursor from outside that claimed
+            // one mid-way would take the records before it for deleted.
+            job_cursor.full_pass_started = None;
             Ok(stored.map(|st| st.cursor.clone()).unwrap_or(job_cursor))
         }
         None => Ok(stored.map(|st| st.cursor.clone()).unwrap_or_else(fresh)),
@@ -417,6 +444,9 @@ async fn pull_pages(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> R
     let mut version = stored.as_ref().map(|s| s.version).unwrap_or(0);
     let mut cdc_since = stored.as_ref().and_then(|s| s.cdc_since);
     let mut cursor = start_cursor(ctx, stored.as_ref(), deps.settings.page_size)?;
+    if cursor.modified_since.is_none() && cursor.is_first_page() && cursor.full_pass_started.is_none() {
+        cursor.full_pass_started = Some(Utc::now());
+    }
     let lineage = lineage_root(&ctx.job.idempotency_key);
     let mut counts = Counts::default();
     let mut pages = 0u32;
@@ -447,6 +477,9 @@ async fn pull_pages(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> R
         };
         let records = normalise_all(&page.records, &mut counts);
         write(deps, ctx, &records, &mut counts).await?;
+        if let Some(started) = cursor.full_pass_started {
+            reconcile_page(deps, ctx, started, &page, &mut counts).await?;
+        }
         if !page.has_more && ctx.provider == Provider::QuickBooks {
             cdc_since = quickbooks_deletions(deps, ctx, cursor.modified_since.and(cdc_since.or(cursor.modified_since)), &mut counts)
                 .await?
@@ -475,6 +508,46 @@ async fn pull_pages(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> R
             return Ok(result_json(ctx, counts, pages, &cursor, None));
         }
     }
+}
+
+/// A full pass keeps what each page listed; its last page turns the stored records it never listed
+/// into tombstones (written and announced like any deletion), before the cursor moves on, so a
+/// retry of the last page does it again rather than never.
+async fn reconcile_page(
+    deps: &SyncDeps,
+    ctx: &JobCtx,
+    started: DateTime<Utc>,
+    page: &crate::providers::Page,
+    counts: &mut Counts,
+) -> Result<()> {
+    let pass = crate::sync::reconcile::Pass {
+        tenant_id: &ctx.tenant.tenant_id,
+        provider: ctx.provider,
+        org_id: &ctx.org_id,
+        entity: ctx.entity,
+        started,
+    };
+    let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
+    deps.reconciler.seen(pass, &ids, Utc::now()).await?;
+    if page.has_more {
+        return Ok(());
+    }
+    let missing = deps.reconciler.missing(pass).await?;
+    if let Some(n) = missing.refused {
+        tracing::warn!(missing = n, live = missing.live, "full pass: too many stored records not listed; none deleted");
+        counts.reconcile_refused += n;
+        return Ok(());
+    }
+    let now = Utc::now();
+    let tombstones: Vec<(SyncRecord, Option<String>)> =
+        missing.ids.iter().filter_map(|id| model::tombstone(ctx.provider, &ctx.org_id, ctx.entity, id, now)).map(|t| (t, None)).collect();
+    if tombstones.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(deleted = tombstones.len(), live = missing.live, "full pass: records no longer listed become tombstones");
+    counts.reconciled += tombstones.len();
+    counts.deleted += tombstones.len();
+    write(deps, ctx, &tombstones, counts).await
 }
 
 /// QuickBooks: deletions do not show in queries, so an incremental pass ends with a CDC call over
