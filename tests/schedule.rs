@@ -318,6 +318,8 @@ async fn a_thousand_connections_get_exactly_their_due_pulls_over_a_simulated_day
     }
     // expected idempotency keys -> due time
     let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    // the keys of the pulls that are full passes (one per connection and full-pass period)
+    let mut full: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut conns = Vec::new();
     for (i, t) in tenants.iter().enumerate() {
         for k in 0..10 {
@@ -339,7 +341,11 @@ async fn a_thousand_connections_get_exactly_their_due_pulls_over_a_simulated_day
         let interval = i64::from(shared::sync::schedule::interval_minutes(t)) * 60;
         let mut slot = next_slot(t, *p, org, start);
         while slot <= end.timestamp() {
-            expected.insert(shared::sync::schedule::scheduled_key(*p, org, Entity::Invoice, slot), slot);
+            let key = shared::sync::schedule::scheduled_key(*p, org, Entity::Invoice, slot);
+            if shared::sync::schedule::is_full_pass_slot(t, *p, org, slot) {
+                full.insert(key.clone());
+            }
+            expected.insert(key, slot);
             slot += interval;
         }
     }
@@ -376,7 +382,9 @@ async fn a_thousand_connections_get_exactly_their_due_pulls_over_a_simulated_day
         for b in bodies {
             let j = SyncJob::from_json(&b).unwrap();
             assert_eq!(j.source, Source::Schedule);
-            assert_eq!(j.cursor, None, "incremental: the worker resumes from its stored cursor");
+            // Incremental (the worker resumes from its stored cursor), or the connection's full pass.
+            let want = full.contains(&j.idempotency_key).then_some("full");
+            assert_eq!(j.cursor.as_deref(), want, "{}", j.idempotency_key);
             let due = *expected.get(&j.idempotency_key).unwrap_or_else(|| panic!("not a due pull: {}", j.idempotency_key));
             let at = j.requested_at.timestamp();
             assert!(due <= at && at < due + tick, "{} due {due} enqueued at {at}", j.idempotency_key);
@@ -389,6 +397,8 @@ async fn a_thousand_connections_get_exactly_their_due_pulls_over_a_simulated_day
     let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
     assert!(missing.is_empty(), "due pulls never enqueued (first 5): {missing:?}");
     assert_eq!(got.len(), expected.len());
+    // Enterprise: a full pass every 12 hours, so one or two per connection in the day.
+    assert!(full.len() >= conns.len() && full.len() <= 3 * conns.len(), "{} full passes", full.len());
     assert_eq!(total.jobs, expected.len());
     assert_eq!(h.depth(&h.env.config.queues.sync_low).await + h.depth(&h.env.config.queues.sync_high).await, 0);
     println!(

@@ -52,7 +52,7 @@ pub use crate::store::keys::{sync_pk, sync_shard, sync_shard_pk, SYNC_SHARDS};
 use crate::store::{dynamo_error, get_n_opt, is_conditional_failure, n, s, tenant_pk, Item};
 use crate::sync::freshness;
 use crate::sync::parked::{ParkedJobs, CONNECTION_MARK};
-use crate::tenancy::{Tenant, TenantStore};
+use crate::tenancy::{Plan, Tenant, TenantStore};
 use crate::{Config, Error, Provider, Result};
 
 /// The grants-table index of connections by sync due time.
@@ -639,9 +639,36 @@ fn due_from_item(item: Item) -> Result<DueConnection> {
     Ok(DueConnection { connection, next_sync_at, initial, item })
 }
 
-/// One incremental pull per enabled entity. No cursor: the worker resumes from the stored one.
+/// How often a connection's scheduled pull is a full pass instead of an incremental one: the full
+/// pass is what finds records deleted at the provider without a webhook or CDC saying so
+/// (`sync::reconcile`), and it costs a read of every record, so the plans that pay for more
+/// calls get it more often.
+pub fn full_pass_every_s(plan: Plan) -> i64 {
+    match plan {
+        Plan::Starter => 7 * 86_400,
+        Plan::Professional => 86_400,
+        Plan::Enterprise => 12 * 3_600,
+    }
+}
+
+/// Whether the slot at `due_at` is the connection's full pass: the first slot in each of its
+/// full-pass periods. The periods are offset per connection (like the slots), so full passes are
+/// spread over the period instead of all following midnight.
+pub fn is_full_pass_slot(tenant: &Tenant, provider: Provider, org_id: &str, due_at: i64) -> bool {
+    let period = full_pass_every_s(tenant.plan);
+    let interval = i64::from(interval_minutes(tenant)) * 60;
+    if interval >= period {
+        return true;
+    }
+    let offset = (fnv64(&["full", &tenant.tenant_id, provider.as_str(), org_id]) % period as u64) as i64;
+    (due_at - offset).div_euclid(period) != (due_at - interval - offset).div_euclid(period)
+}
+
+/// One pull per enabled entity: incremental (no cursor: the worker resumes from the stored one),
+/// or a full pass on the connection's full-pass slot.
 fn scheduled_jobs(tenant: &Tenant, c: &Connection, due_at: i64, now: DateTime<Utc>) -> Vec<SyncJob> {
     let correlation_id = crate::context::mint_correlation_id();
+    let cursor = is_full_pass_slot(tenant, c.provider, &c.org_id, due_at).then(|| crate::jobs::FULL_SYNC.to_string());
     let mut entities = tenant.config.enabled_entities.clone();
     entities.sort();
     entities.dedup();
@@ -656,7 +683,7 @@ fn scheduled_jobs(tenant: &Tenant, c: &Connection, due_at: i64, now: DateTime<Ut
             operation: Operation::Pull,
             entity: e,
             entity_id: None,
-            cursor: None,
+            cursor: cursor.clone(),
             change: None,
             merged_from: None,
             priority: tenant.config.queue_priority,
@@ -703,6 +730,36 @@ mod tests {
             per_shard[sync_shard(&format!("t-{k}"), Provider::Zoho, "o") as usize] += 1;
         }
         assert!(per_shard.iter().all(|c| (800..1200).contains(c)), "{per_shard:?}");
+    }
+
+    #[test]
+    fn exactly_one_slot_in_each_full_pass_period_is_a_full_pass() {
+        use crate::tenancy::TenantConfig;
+        for (plan, minutes) in [(Plan::Enterprise, 5u32), (Plan::Professional, 60), (Plan::Starter, 1440)] {
+            let mut t = Tenant::new("t-full", "T", plan, TenantConfig::default(), Utc::now());
+            t.config.sync_frequency_minutes = minutes;
+            let interval = i64::from(interval_minutes(&t)) * 60;
+            let period = full_pass_every_s(plan);
+            let off = slot_offset(&t.tenant_id, Provider::Xero, "org-1", interval);
+            // Four periods of consecutive slots: one full pass in each, a period apart.
+            let slots: Vec<i64> =
+                (0..4 * period / interval).map(|k| 1_800_000_000 - 1_800_000_000 % interval + off + k * interval).collect();
+            let full: Vec<i64> = slots.iter().copied().filter(|d| is_full_pass_slot(&t, Provider::Xero, "org-1", *d)).collect();
+            assert!((4..=5).contains(&full.len()), "{plan:?}: {} full passes in four periods", full.len());
+            assert!(full.windows(2).all(|w| w[1] - w[0] == period), "{plan:?}: {full:?}");
+        }
+        // Spread over the period, not all after midnight.
+        let t = Tenant::new("t", "T", Plan::Professional, crate::tenancy::TenantConfig::default(), Utc::now());
+        let mut hours = std::collections::HashSet::new();
+        for k in 0..200 {
+            let org = format!("org-{k}");
+            let off = slot_offset("t", Provider::Zoho, &org, 3600);
+            let first = (0..24)
+                .map(|h| 1_800_000_000 - 1_800_000_000 % 86_400 + off + h * 3600)
+                .find(|d| is_full_pass_slot(&t, Provider::Zoho, &org, *d));
+            hours.insert(first.expect("one full pass a day") % 86_400 / 3600);
+        }
+        assert!(hours.len() > 18, "full passes fall in {} of 24 hours", hours.len());
     }
 
     #[test]
