@@ -1,4 +1,5 @@
-//! Provider list answers and single records -> pages -> the normalised model, plus the text parsers
+//! Provider list answers and single records -> pages -> the normalised model (with invoices' and
+//! bills' documents and lines), plus the text parsers
 //! they use (times, dates, money, currency codes). Asserted besides "no panic": a normalised record
 //! keeps a usable key and serialises, and a page cursor never points before the first page.
 #![no_main]
@@ -15,6 +16,15 @@ fn check_record(r: &Record) {
     if let Some(n) = normalise(r) {
         assert!(!n.provider_id.is_empty() && n.provider_id.len() <= MAX_ID_LEN);
         serde_json::to_string(&n).expect("a normalised record serialises");
+        if let Some(d) = &n.document {
+            // One currency for every amount of a document, and the record's entity is its kind.
+            assert_eq!(d.currency.len(), 3);
+            let amounts = [&d.subtotal, &d.tax, &d.total, &d.amount_due].into_iter().flatten();
+            let line_amounts = d.lines.iter().flat_map(|l| [&l.amount, &l.tax_amount]).flatten();
+            assert!(amounts.chain(line_amounts).all(|m| m.currency == d.currency), "{d:?}");
+            let kind = if n.entity == Entity::Bill { shared::books::DocumentKind::Bill } else { shared::books::DocumentKind::SalesInvoice };
+            assert_eq!(d.kind, kind);
+        }
     }
 }
 
@@ -24,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let (head, body) = data.split_at(12);
     let provider = Provider::ALL[head[0] as usize % 3];
-    let entity = Entity::ALL[head[1] as usize % 4];
+    let entity = Entity::ALL[head[1] as usize % Entity::ALL.len()];
     if head[11] & 0x80 != 0 {
         // The text parsers on their own, with any bytes.
         let text = String::from_utf8_lossy(body);
