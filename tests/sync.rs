@@ -1725,3 +1725,36 @@ async fn reconcile_case() {
         h.store().list_records(&h.tenant, Provider::Zoho, &org, PEntity::Invoice).await.unwrap().iter().filter(|s| !s.deleted).count();
     assert_eq!(live, 27);
 }
+
+/// The `company` entity: each provider's organisation (QuickBooks CompanyInfo, Xero Organisation,
+/// Zoho's organization among the user's) is pulled as one record of the org, and pulling it again
+/// changes nothing.
+#[tokio::test]
+async fn each_providers_company_is_pulled_as_one_record() {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::Company);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    for provider in Provider::ALL {
+        let (org, _) = h.make_org(provider, "invoice", 1).await;
+        h.connect(provider, &org).await;
+        let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Company)).await;
+        assert_eq!((r["counts"]["fetched"].as_u64(), r["counts"]["written"].as_u64()), (Some(1), Some(1)), "{provider}: {r}");
+        let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::Company).await.unwrap();
+        assert_eq!(stored.len(), 1, "{provider}");
+        let c = stored[0].company.clone().expect("a company");
+        assert!(stored[0].name.is_some(), "{provider}: {:?}", stored[0]);
+        match provider {
+            // CompanyInfo carries no currency; its Id is the realm.
+            Provider::QuickBooks => assert_eq!((stored[0].provider_id.as_str(), c.country.as_deref()), (org.as_str(), Some("US"))),
+            Provider::Xero => assert_eq!(c.base_currency.as_deref(), Some("USD")),
+            Provider::Zoho => {
+                assert_eq!(stored[0].provider_id, org, "only this org of the user's organizations");
+                assert_eq!((c.base_currency.as_deref(), c.fiscal_year_start_month), (Some("USD"), Some(1)));
+            }
+        }
+        let again = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Company)).await;
+        assert_eq!(again["counts"]["written"], 0, "{provider}: {again}");
+    }
+}

@@ -488,6 +488,7 @@ async fn records_stored_before_the_indexes_are_reindexed_once() {
                 raw_ref: format!("xero/org-old/invoice/inv-{i:03}"),
                 flags: vec![],
                 document: None,
+                company: None,
             };
             let raw = serde_json::json!({"InvoiceID": r.provider_id}).to_string();
             (r, Some(raw))

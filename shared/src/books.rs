@@ -122,6 +122,66 @@ pub struct Document {
     pub lines_complete: bool,
 }
 
+/// The organisation whose books these are (QuickBooks CompanyInfo, Xero Organisation, Zoho
+/// organization), as the app reads it (`schemas/records.v1.json#/$defs/Company`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Company {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legal_name: Option<String>,
+    /// ISO 4217. QuickBooks keeps it in Preferences, not CompanyInfo: absent there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_currency: Option<String>,
+    /// As the provider names it (ISO 3166 alpha-2 for Xero and QuickBooks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// 1 (January) to 12.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fiscal_year_start_month: Option<u8>,
+    /// Cash or accrual for sales tax, in the provider's words (Xero SalesTaxBasis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tax_basis: Option<String>,
+}
+
+/// How a provider states the fiscal year.
+#[derive(Debug, Clone, Copy)]
+pub enum FiscalMonth {
+    /// The first month's English name (QuickBooks `FiscalYearStartMonth: "January"`).
+    StartName,
+    /// The first month, 0 for January (Zoho `fiscal_year_start_month`; unconfirmed, the sandbox
+    /// and third-party clients read it so).
+    StartZeroBased,
+    /// The last month, 1 for January (Xero `FinancialYearEndMonth`): the year starts the month after.
+    EndOneBased,
+}
+
+#[derive(Debug)]
+pub struct CompanyMap {
+    pub legal_name: &'static [Path],
+    pub base_currency: &'static [Path],
+    pub country: &'static [Path],
+    pub fiscal_month: (&'static [Path], FiscalMonth),
+    pub tax_basis: &'static [Path],
+}
+
+const MONTHS: [&str; 12] =
+    ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"];
+
+pub fn map_company(map: &CompanyMap, v: &Value) -> Company {
+    let (paths, rule) = map.fiscal_month;
+    let fiscal_year_start_month = first_text(v, paths).and_then(|t| match rule {
+        FiscalMonth::StartName => MONTHS.iter().position(|m| m.eq_ignore_ascii_case(&t)).map(|i| i as u8 + 1),
+        FiscalMonth::StartZeroBased => t.parse::<u8>().ok().filter(|m| *m < 12).map(|m| m + 1),
+        FiscalMonth::EndOneBased => t.parse::<u8>().ok().filter(|m| (1..=12).contains(m)).map(|m| m % 12 + 1),
+    });
+    Company {
+        legal_name: first_text(v, map.legal_name),
+        base_currency: currency_code(first_text(v, map.base_currency).as_deref()),
+        country: first_text(v, map.country),
+        fiscal_year_start_month,
+        tax_basis: first_text(v, map.tax_basis),
+    }
+}
+
 /// A JSON path: object keys from the record's root.
 pub type Path = &'static [&'static str];
 
@@ -346,6 +406,21 @@ mod tests {
         assert_eq!(d.lines[1].amount, None);
         assert_eq!(d.subtotal, None);
         assert_eq!(d.status, DocumentStatus::PartiallyPaid);
+    }
+
+    #[test]
+    fn fiscal_years_read_in_each_providers_terms() {
+        let m =
+            |rule| CompanyMap { legal_name: &[], base_currency: &[&["C"]], country: &[], fiscal_month: (&[&["M"]], rule), tax_basis: &[] };
+        let read = |rule, v: Value| map_company(&m(rule), &v).fiscal_year_start_month;
+        assert_eq!(read(FiscalMonth::StartName, json!({"M": "April"})), Some(4));
+        assert_eq!(read(FiscalMonth::StartName, json!({"M": "Avril"})), None);
+        assert_eq!(read(FiscalMonth::StartZeroBased, json!({"M": 0})), Some(1));
+        assert_eq!(read(FiscalMonth::StartZeroBased, json!({"M": 12})), None);
+        assert_eq!(read(FiscalMonth::EndOneBased, json!({"M": 3})), Some(4), "a year ending in March starts in April");
+        assert_eq!(read(FiscalMonth::EndOneBased, json!({"M": 12})), Some(1));
+        assert_eq!(read(FiscalMonth::EndOneBased, json!({"M": "x"})), None);
+        assert_eq!(map_company(&m(FiscalMonth::StartName), &json!({"C": "nzd"})).base_currency.as_deref(), Some("NZD"));
     }
 
     #[test]

@@ -207,6 +207,7 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::Account => "account",
         Entity::Payment => "payment",
         Entity::Bill => "bill",
+        Entity::Company => "company",
     }
 }
 

@@ -52,6 +52,7 @@ pub enum Entity {
     Account,
     Payment,
     Bill,
+    Company,
 }
 
 impl Entity {
@@ -64,6 +65,7 @@ impl Entity {
             Entity::Account => M::Account,
             Entity::Payment => M::Payment,
             Entity::Bill => M::Bill,
+            Entity::Company => M::Company,
         }
     }
 }

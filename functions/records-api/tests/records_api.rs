@@ -82,6 +82,7 @@ fn invoice(id: usize) -> SyncRecord {
         raw_ref: format!("xero/{ORG}/invoice/inv-{id:05}"),
         flags: vec![],
         document: None,
+        company: None,
     }
 }
 

@@ -96,6 +96,7 @@ fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
         Entity::Invoice => &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"],
         Entity::Payment => &["accounting.payments", "accounting.payments.read", "accounting.transactions", "accounting.transactions.read"],
         Entity::Bill => &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"],
+        Entity::Company => &["accounting.settings", "accounting.settings.read"],
         Entity::Contact => &["accounting.contacts", "accounting.contacts.read"],
         Entity::Account => &["accounting.settings", "accounting.settings.read"],
     }
@@ -139,6 +140,7 @@ fn entity_label(e: Entity) -> &'static str {
         Entity::Account => "accounts",
         Entity::Payment => "payments",
         Entity::Bill => "bills",
+        Entity::Company => "company",
     }
 }
 

@@ -27,10 +27,12 @@ pub enum Entity {
     Payment,
     /// A purchase invoice (QuickBooks Bill, Xero ACCPAY invoice, Zoho bill).
     Bill,
+    /// The organisation itself (QuickBooks CompanyInfo, Xero Organisation, Zoho organization).
+    Company,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 5] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill];
+    pub const ALL: [Entity; 6] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Company];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +41,7 @@ impl Entity {
             Entity::Account => "account",
             Entity::Payment => "payment",
             Entity::Bill => "bill",
+            Entity::Company => "company",
         }
     }
 }
@@ -58,6 +61,7 @@ impl std::str::FromStr for Entity {
             "account" | "accounts" | "chartofaccounts" => Ok(Entity::Account),
             "payment" | "payments" | "customerpayments" => Ok(Entity::Payment),
             "bill" | "bills" => Ok(Entity::Bill),
+            "company" | "companyinfo" | "organisation" | "organization" => Ok(Entity::Company),
             other => Err(Error::InvalidInput(format!("unknown entity '{other}'"))),
         }
     }

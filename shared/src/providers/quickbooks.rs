@@ -13,7 +13,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::{DocumentKind, DocumentMap, LineMap, StatusRule};
+use crate::books::{CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::AccountingProvider;
@@ -46,8 +46,25 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         Entity::Account => ("Account", "account"),
         Entity::Payment => ("Payment", "payment"),
         Entity::Bill => ("Bill", "bill"),
+        // Queried like the others; whether CompanyInfo honours the LastUpdatedTime filter and the
+        // Id keyset is unconfirmed (it is one record, so a full answer costs nothing more).
+        Entity::Company => ("CompanyInfo", "companyinfo"),
     }
 }
+
+/// Whether change data capture serves the entity (Intuit's CDC list of entities has no CompanyInfo).
+pub fn in_cdc(entity: Entity) -> bool {
+    entity != Entity::Company
+}
+
+/// CompanyInfo has no currency (Preferences.CurrencyPrefs has it) and no tax basis.
+pub const COMPANY: CompanyMap = CompanyMap {
+    legal_name: &[&["LegalName"], &["CompanyName"]],
+    base_currency: &[],
+    country: &[&["Country"]],
+    fiscal_month: (&[&["FiscalYearStartMonth"]], FiscalMonth::StartName),
+    tax_basis: &[],
+};
 
 /// A QuickBooks line's fields: sales lines keep item, quantity and price under
 /// `SalesItemLineDetail`; bill lines under `ItemBasedExpenseLineDetail` or, for an account,
@@ -157,6 +174,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             let status = v.get("Balance").and_then(Value::as_f64).map(|b| if b == 0.0 { "Paid" } else { "Open" }.to_string());
             (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), status)
         }
+        Entity::Company => (None, text(&v, "CompanyName"), None, None),
     };
     Ok(Record {
         provider: PROVIDER,

@@ -10,7 +10,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::{DocumentKind, DocumentMap, DocumentStatus, LineMap, StatusRule};
+use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::AccountingProvider;
@@ -46,8 +46,26 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         Entity::Payment => ("Payments", "PaymentID"),
         // Xero keeps sales invoices and bills in one collection, told apart by Type.
         Entity::Bill => ("Invoices", "InvoiceID"),
+        Entity::Company => ("Organisation", "OrganisationID"),
     }
 }
+
+/// The key of the list in an answer: the path's name, except `/Organisation`, which answers
+/// `Organisations`.
+fn list_key(entity: Entity) -> &'static str {
+    match entity {
+        Entity::Company => "Organisations",
+        e => entity_names(e).0,
+    }
+}
+
+pub const COMPANY: CompanyMap = CompanyMap {
+    legal_name: &[&["LegalName"], &["Name"]],
+    base_currency: &[&["BaseCurrency"]],
+    country: &[&["CountryCode"]],
+    fiscal_month: (&[&["FinancialYearEndMonth"]], FiscalMonth::EndOneBased),
+    tax_basis: &[&["SalesTaxBasis"]],
+};
 
 /// The `where` filter that selects an entity from a collection it shares with another.
 pub fn type_filter(entity: Entity) -> Option<&'static str> {
@@ -125,9 +143,9 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     }
 }
 
-/// `/Accounts` returns the whole chart in one answer.
+/// `/Accounts` returns the whole chart in one answer, `/Organisation` the one organisation.
 fn is_paged(entity: Entity) -> bool {
-    entity != Entity::Account
+    !matches!(entity, Entity::Account | Entity::Company)
 }
 
 pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
@@ -141,6 +159,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         }
         Entity::Contact => (text(&v, "AccountNumber"), text(&v, "Name"), None, text(&v, "DefaultCurrency"), text(&v, "ContactStatus")),
         Entity::Account => (text(&v, "Code"), text(&v, "Name"), None, text(&v, "CurrencyCode"), text(&v, "Status")),
+        Entity::Company => (text(&v, "ShortCode"), text(&v, "Name"), None, text(&v, "BaseCurrency"), text(&v, "OrganisationStatus")),
         Entity::Payment => (
             text(&v, "Reference"),
             text_at(&v, &["Invoice", "Contact", "Name"]),
@@ -167,7 +186,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
 /// One list answer as a page (a pure function of the answer, so it can be fuzzed on its own).
 pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
     let entity = cursor.entity;
-    let (name, _) = entity_names(entity);
+    let name = list_key(entity);
     let items = match body.get_mut(name).map(Value::take) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a,
@@ -234,7 +253,7 @@ impl XeroClient {
     }
 
     fn first_of(body: &Value, entity: Entity) -> Result<Value> {
-        let (name, _) = entity_names(entity);
+        let name = list_key(entity);
         let first = body
             .get(name)
             .and_then(Value::as_array)
@@ -335,7 +354,13 @@ impl AccountingProvider for XeroClient {
         if let Some(filter) = type_filter(entity) {
             req = req.query(&[("where", filter)]);
         }
-        if let Some(since) = if is_paged(entity) { cursor.list_since() } else { cursor.modified_since } {
+        // The organisation is read whole each time (one record; If-Modified-Since on it is unconfirmed).
+        let since = match entity {
+            Entity::Company => None,
+            _ if is_paged(entity) => cursor.list_since(),
+            _ => cursor.modified_since,
+        };
+        if let Some(since) = since {
             req = req.header(http::header::IF_MODIFIED_SINCE, since.to_rfc3339_opts(SecondsFormat::Secs, true));
         }
         let ok = self.core.call(req).await?;

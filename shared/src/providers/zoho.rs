@@ -12,7 +12,7 @@ use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
 
-use crate::books::{DocumentKind, DocumentMap, DocumentStatus, LineMap, StatusRule};
+use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::AccountingProvider;
@@ -53,8 +53,18 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         Entity::Account => ("chartofaccounts", "chart_of_account", "account_id"),
         Entity::Payment => ("customerpayments", "payment", "payment_id"),
         Entity::Bill => ("bills", "bill", "bill_id"),
+        // `GET /organizations` lists every organization of the user: `parse_page` keeps this one.
+        Entity::Company => ("organizations", "organization", "organization_id"),
     }
 }
+
+pub const COMPANY: CompanyMap = CompanyMap {
+    legal_name: &[&["name"]],
+    base_currency: &[&["currency_code"]],
+    country: &[&["country"]],
+    fiscal_month: (&[&["fiscal_year_start_month"]], FiscalMonth::StartZeroBased),
+    tax_basis: &[],
+};
 
 const LINE: LineMap = LineMap {
     id: &[&["line_item_id"]],
@@ -141,6 +151,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         ),
         Entity::Payment => (text(&v, "payment_number"), text(&v, "customer_name"), text(&v, "amount"), None),
         Entity::Bill => (text(&v, "bill_number"), text(&v, "vendor_name"), text(&v, "total"), text(&v, "status")),
+        Entity::Company => (None, text(&v, "name"), None, None),
     };
     Ok(Record {
         provider: PROVIDER,
@@ -166,9 +177,14 @@ pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<D
         Some(Value::Array(a)) => a,
         Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{module} is not an array") }),
     };
-    let has_more = match body.get("page_context").and_then(|p| p.get("has_more_page")).and_then(Value::as_bool) {
-        Some(b) => b,
-        None => items.len() as u64 >= u64::from(cursor.page_size),
+    let (items, has_more) = if entity == Entity::Company {
+        (items.into_iter().filter(|o| text(o, "organization_id").as_deref() == Some(org_id)).collect(), false)
+    } else {
+        let has_more = match body.get("page_context").and_then(|p| p.get("has_more_page")).and_then(Value::as_bool) {
+            Some(b) => b,
+            None => items.len() as u64 >= u64::from(cursor.page_size),
+        };
+        (items, has_more)
     };
     let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
     let next_cursor = cursor.advance_by_time(has_more, date, &records);
@@ -341,7 +357,7 @@ impl AccountingProvider for ZohoClient {
             ("sort_column", "last_modified_time".to_string()),
             ("sort_order", "A".to_string()),
         ];
-        if let Some(since) = cursor.list_since() {
+        if let Some(since) = cursor.list_since().filter(|_| entity != Entity::Company) {
             query.push(("last_modified_time", zoho_time(since)));
         }
         let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
-use crate::books::{map_document, Document, DocumentStatus};
+use crate::books::{map_company, map_document, Company, Document, DocumentStatus};
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
 use crate::providers::{quickbooks, xero, zoho};
@@ -62,6 +62,9 @@ pub struct SyncRecord {
     /// (`crate::books`). Absent for other entities and for tombstones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document: Option<Document>,
+    /// The `company` entity: base currency, country, fiscal year, tax basis (`crate::books`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<Company>,
 }
 
 /// The flag of a record whose amount the provider sent but we could not store in minor units.
@@ -158,6 +161,16 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         }
         d
     });
+    let company = (r.entity == Entity::Company).then(|| {
+        map_company(
+            match r.provider {
+                Provider::QuickBooks => &quickbooks::COMPANY,
+                Provider::Xero => &xero::COMPANY,
+                Provider::Zoho => &zoho::COMPANY,
+            },
+            v,
+        )
+    });
     let amount = money(r.amount.as_deref(), r.currency.as_deref());
     let mut flags = Vec::new();
     if amount.is_none() && r.amount.is_some() {
@@ -180,6 +193,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         raw_ref: raw_ref(r.provider, &r.org_id, r.entity, &r.id),
         flags,
         document,
+        company,
     })
 }
 
@@ -210,6 +224,7 @@ pub fn tombstone(provider: Provider, org_id: &str, entity: Entity, id: &str, at:
         raw_ref: raw_ref(provider, org_id, entity, id),
         flags: Vec::new(),
         document: None,
+        company: None,
     })
 }
 
@@ -467,6 +482,51 @@ mod tests {
         let statuses: Vec<_> = bills().iter().map(|(_, r)| normalise(r).unwrap().document.unwrap().status).collect();
         use crate::books::DocumentStatus as S;
         assert_eq!(statuses, vec![S::PartiallyPaid, S::Open, S::PartiallyPaid]);
+    }
+
+    /// The organisation of each provider (the shapes of QuickBooks CompanyInfo, Xero Organisation
+    /// and a Zoho organization) reads into one company; the Xero one is the committed example.
+    #[test]
+    fn each_providers_organisation_reads_into_one_company() {
+        let schema = records_schema();
+        let q = quickbooks::normalise(
+            Entity::Company,
+            "9341",
+            json!({"Id": "1", "CompanyName": "Craig's Design", "LegalName": "Craig's Design and Landscaping Services",
+                "Country": "US", "FiscalYearStartMonth": "January", "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+        )
+        .unwrap();
+        let x = xero::normalise(
+            Entity::Company,
+            "a3a4dbaf-3495-4b14-9bd4-2b1b4e4e5c1a",
+            json!({"OrganisationID": "b2c885a9-4bb9-4a00-9b6e-6c2bf60b1a2b", "Name": "Demo Company (NZ)", "LegalName": "Demo Company (NZ) Limited",
+                "BaseCurrency": "NZD", "CountryCode": "NZ", "FinancialYearEndDay": 31, "FinancialYearEndMonth": 3,
+                "SalesTaxBasis": "PAYMENTS", "OrganisationStatus": "ACTIVE", "ShortCode": "!23eYt"}),
+        )
+        .unwrap();
+        let z = zoho::normalise(
+            Entity::Company,
+            "10234695",
+            json!({"organization_id": "10234695", "name": "Zillium Inc", "currency_code": "USD", "country": "U.S.A",
+                "fiscal_year_start_month": 0}),
+        )
+        .unwrap();
+        let got: Vec<Company> = [&q, &x, &z].iter().map(|r| normalise(r).unwrap().company.expect("a company")).collect();
+        assert_eq!(
+            got.iter().map(|c| (c.base_currency.as_deref(), c.fiscal_year_start_month)).collect::<Vec<_>>(),
+            vec![(None, Some(1)), (Some("NZD"), Some(4)), (Some("USD"), Some(1))]
+        );
+        assert_eq!(got[1].tax_basis.as_deref(), Some("PAYMENTS"));
+        for r in [&q, &x, &z] {
+            let v = serde_json::to_value(normalise(r).unwrap()).unwrap();
+            check(&schema, &schema, &v, "company").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/record-xero-company.json");
+        let pretty = serde_json::to_string_pretty(&normalise(&x).unwrap()).unwrap() + "\n";
+        if std::env::var_os("UPDATE_EXAMPLES").is_some() {
+            std::fs::write(&path, &pretty).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty);
     }
 
     #[test]

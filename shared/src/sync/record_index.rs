@@ -190,6 +190,7 @@ mod tests {
             raw_ref: "xero/org-1/invoice/inv-9".into(),
             flags: vec![],
             document: None,
+            company: None,
         }
     }
 

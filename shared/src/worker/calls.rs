@@ -60,6 +60,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 Entity::Payment => ("accounting.payments", "accounting.transactions"),
                 // Bills are ACCPAY invoices: the same scopes as sales invoices.
                 Entity::Bill => ("accounting.invoices", "accounting.transactions"),
+                Entity::Company => ("accounting.settings", "accounting.settings"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -80,6 +81,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 Entity::Account => "accountants",
                 Entity::Payment => "customerpayments",
                 Entity::Bill => "bills",
+                Entity::Company => "settings",
             };
             let action = if write { "CREATE" } else { "READ" };
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]

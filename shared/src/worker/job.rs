@@ -480,7 +480,7 @@ async fn pull_pages(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> R
         if let Some(started) = cursor.full_pass_started {
             reconcile_page(deps, ctx, started, &page, &mut counts).await?;
         }
-        if !page.has_more && ctx.provider == Provider::QuickBooks {
+        if !page.has_more && ctx.provider == Provider::QuickBooks && crate::providers::quickbooks::in_cdc(ctx.entity) {
             cdc_since = quickbooks_deletions(deps, ctx, cursor.modified_since.and(cdc_since.or(cursor.modified_since)), &mut counts)
                 .await?
                 .or(page.next_cursor.modified_since)
