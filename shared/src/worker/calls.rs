@@ -146,7 +146,24 @@ where
     // Zoho has no idempotency key: a timed-out create may have landed, so it is not retried in
     // place; the job's retry looks the record up by our reference first.
     let once = job.provider == Provider::Zoho && op == Op::Create;
-    guarded_call(deps, job, GuardedOp { name: op.as_str(), method, path: &path, creates: op.writes(), once }, f).await
+    guarded_call(deps, job, GuardedOp { name: op.as_str(), method, path: &path, creates: op.writes(), once }, f)
+        .await
+        .map_err(|e| scope_refusal(job.provider, entity, op, e))
+}
+
+/// Zoho answers code 57 ("not authorized to perform this operation") both for a token that is no
+/// longer valid and for a grant or user without the module's permission. The token path has
+/// refreshed once and tried again by now (`TokenService::with_token`), so a 57 that is still there
+/// is the permission: that entity's job fails naming the scope it needs, and the connection's other
+/// entities go on (never a re-authorisation of the whole connection).
+pub fn scope_refusal(provider: Provider, entity: Entity, op: Op, e: Error) -> Error {
+    match e {
+        Error::ProviderAuth { provider: Provider::Zoho, reason } if provider == Provider::Zoho && reason.starts_with("code 57:") => {
+            let scope = required_scopes(provider, entity, op.writes()).remove(0);
+            Error::MissingScope { provider, scope, operation: format!("{} {entity}", op.as_str()) }
+        }
+        e => e,
+    }
 }
 
 /// What a guarded call is, for the guard's keys and the audit record.
@@ -271,6 +288,23 @@ async fn audit_call(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_zoho_refusal_that_survives_a_refresh_names_the_entitys_scope() {
+        let e = scope_refusal(
+            Provider::Zoho,
+            Entity::Bill,
+            Op::List,
+            Error::ProviderAuth { provider: Provider::Zoho, reason: "code 57: You are not authorized to perform this operation".into() },
+        );
+        assert_eq!(e.code(), crate::ErrorCode::MissingScope);
+        assert!(e.to_string().contains("ZohoBooks.bills.READ"), "{e}");
+        // An invalid token (code 14) and other providers' 401s stay authentication failures.
+        for (p, reason) in [(Provider::Zoho, "code 14: Invalid OAuth token"), (Provider::Xero, "code 57: x")] {
+            let e = scope_refusal(p, Entity::Bill, Op::List, Error::ProviderAuth { provider: p, reason: reason.into() });
+            assert_eq!(e.code(), crate::ErrorCode::ProviderAuthFailed, "{p} {reason}");
+        }
+    }
+
     use super::*;
 
     #[test]
