@@ -522,8 +522,9 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
             if !["DRAFT", "SUBMITTED", "AUTHORISED"].contains(&status.as_str()) {
                 errs.push(format!("Invoice not of valid status for creation: {status}"));
             }
-            let mut sub = 0.0;
-            let mut tax = 0.0;
+            // Cents, so the totals are the exact sums of the lines.
+            let mut sub = 0i64;
+            let mut tax = 0i64;
             let mut lines = Vec::new();
             for l in v.get("LineItems").and_then(Value::as_array).cloned().unwrap_or_default() {
                 let qty = l.get("Quantity").and_then(Value::as_f64).unwrap_or(1.0);
@@ -533,8 +534,8 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                 if s(&l, "Description").is_none() && s(&l, "ItemCode").is_none() {
                     errs.push("Description needs to be specified for each line item".into());
                 }
-                sub += amount;
-                tax += t;
+                sub += crate::reports::cents(Some(&json!(amount)));
+                tax += crate::reports::cents(Some(&json!(t)));
                 let mut l = l.clone();
                 l["LineItemID"] = json!(uuid::Uuid::new_v4().to_string());
                 l["Quantity"] = json!(qty);
@@ -567,10 +568,10 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                 o.entry("LineAmountTypes").or_insert(json!("Exclusive"));
                 o.entry("CurrencyCode").or_insert(json!("USD"));
                 o.entry("CurrencyRate").or_insert(json!(1.0));
-                o.insert("SubTotal".into(), json!(sub));
-                o.insert("TotalTax".into(), json!(tax));
-                o.insert("Total".into(), json!(sub + tax));
-                o.insert("AmountDue".into(), json!(sub + tax));
+                o.insert("SubTotal".into(), crate::lines::money(sub));
+                o.insert("TotalTax".into(), crate::lines::money(tax));
+                o.insert("Total".into(), crate::lines::money(sub + tax));
+                o.insert("AmountDue".into(), crate::lines::money(sub + tax));
                 o.insert("AmountPaid".into(), json!(0.0));
                 o.insert("AmountCredited".into(), json!(0.0));
                 o.insert("HasAttachments".into(), json!(false));
@@ -578,6 +579,9 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                 o.insert("HasErrors".into(), json!(false));
             }
         }
+        // Xero serves bills and suppliers through Invoices and Contacts (`Entity::home`): no route
+        // hands them here.
+        Entity::Bill | Entity::Vendor => errs.push("Unsupported endpoint".into()),
         Entity::Payment => {
             let inv = v.get("Invoice").and_then(|i| {
                 s(i, "InvoiceID")
