@@ -503,7 +503,7 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                             .map(|r| r.id.clone());
                         let id = found.unwrap_or_else(|| {
                             let id = org.next_id();
-                            org.put(Entity::Contact, &id, json!({"Name": name, "ContactStatus": "ACTIVE", "IsSupplier": false, "IsCustomer": true, "HasAttachments": false, "Addresses": [], "Phones": []}), now);
+                            org.put(Entity::Contact, &id, json!({"Name": name, "ContactStatus": "ACTIVE", "IsSupplier": false, "IsCustomer": false, "HasAttachments": false, "Addresses": [], "Phones": []}), now);
                             id
                         });
                         Some(json!({"ContactID": id, "Name": name}))
@@ -553,6 +553,15 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
             if errs.is_empty() {
                 let date = s(&v, "Date").and_then(|d| parse_time(d, utc())).unwrap_or(now);
                 let due = s(&v, "DueDate").and_then(|d| parse_time(d, utc()));
+                // Xero sets IsSupplier / IsCustomer itself once a contact has an AP / AR invoice
+                // (xero_accounting.yaml, Contact): the contact changes with the invoice.
+                let flag = if s(&v, "Type") == Some("ACCPAY") { "IsSupplier" } else { "IsCustomer" };
+                if let Some(cid) = contact.as_ref().and_then(|c| c["ContactID"].as_str()).map(str::to_string) {
+                    if let Some(mut cv) = org.get(Entity::Contact, &cid).map(|r| r.value.clone()).filter(|cv| cv[flag] != json!(true)) {
+                        cv[flag] = json!(true);
+                        org.put(Entity::Contact, &cid, cv, now);
+                    }
+                }
                 let number = s(&v, "InvoiceNumber").map(str::to_string).unwrap_or_else(|| format!("INV-{:04}", org.store(e).len() + 1));
                 let o = v.as_object_mut().expect("object");
                 o.insert("Contact".into(), contact.expect("validated"));

@@ -326,6 +326,26 @@ async fn xero_bills_are_accpay_invoices_of_suppliers() {
     let changed_sales: Vec<String> = xero_all(b, &at, "ACCREC", Some(&cutoff)).await.iter().map(|x| s(&x["InvoiceID"])).collect();
     assert_eq!(changed_sales, fresh_inv);
 
+    // A bill made through the API for a customer makes that contact a supplier too (Xero sets the
+    // flag itself), and totals its lines in cents.
+    let customer = sales[0]["Contact"]["ContactID"].clone();
+    let made = xero_put(
+        b,
+        &at,
+        XERO_T1,
+        "Invoices",
+        &json!({"Type": "ACCPAY", "Contact": {"ContactID": customer}, "Status": "AUTHORISED",
+            "LineItems": [{"Description": "a", "Quantity": 1.0, "UnitAmount": 0.1, "AccountCode": "453"},
+                {"Description": "b", "Quantity": 1.0, "UnitAmount": 0.2, "AccountCode": "453", "TaxType": "INPUT", "TaxAmount": 0.02}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.text());
+    let made = made.json()["Invoices"][0].clone();
+    assert_eq!((made["SubTotal"].to_string(), made["Total"].to_string()), ("0.3".to_string(), "0.32".to_string()));
+    let c = xero_get(b, &at, XERO_T1, &format!("Contacts/{}", s(&customer)), &[]).await.json();
+    assert_eq!((c["Contacts"][0]["IsSupplier"].clone(), c["Contacts"][0]["IsCustomer"].clone()), (json!(true), json!(true)));
+
     // A supplier seeded as "supplier" is a contact flagged IsSupplier.
     let sup = ids(&control(b, "seed", json!({"provider": "xero", "org_id": XERO_T1, "entity": "supplier", "count": 1})).await);
     let c = xero_get(b, &at, XERO_T1, &format!("Contacts/{}", sup[0]), &[]).await.json();
