@@ -141,6 +141,23 @@ pub fn money(cents: i64) -> Value {
     json!(cents as f64 / 100.0)
 }
 
+/// Cents of an amount a client sent, when it is small enough for cents to be exact (under 10^13, a
+/// tenth of what a double holds exactly in cents); None for larger or non-finite amounts.
+pub fn exact_cents(x: f64) -> Option<i64> {
+    (x.is_finite() && x.abs() < 1e13).then(|| (x * 100.0).round() as i64)
+}
+
+/// The sum of amounts a client sent, in cents when every one of them is exact (so 0.1 + 0.2 is 0.3);
+/// otherwise the plain float sum, so an amount too large for minor units reaches clients unchanged
+/// (their normalisers flag it).
+pub fn sum_money(xs: &[f64]) -> Value {
+    let cents: Option<i64> = xs.iter().try_fold(0i64, |acc, x| acc.checked_add(exact_cents(*x)?));
+    match cents {
+        Some(c) => money(c),
+        None => json!(xs.iter().sum::<f64>()),
+    }
+}
+
 /// A tax rate in basis points as a JSON percentage (`8.25`).
 pub fn percent(bp: i64) -> Value {
     json!(bp as f64 / 100.0)
@@ -173,5 +190,13 @@ mod tests {
         }
         assert_eq!(document(7, Some(12), false).lines.len(), 12);
         assert_eq!(document(7, Some(0), false).lines.len(), 1);
+    }
+
+    #[test]
+    fn client_amounts_sum_in_cents_unless_too_large() {
+        assert_eq!(sum_money(&[0.1, 0.2]).to_string(), "0.3");
+        assert_eq!(sum_money(&[9.5e18]), json!(9.5e18));
+        assert_eq!(sum_money(&[f64::NAN, 1.0]), json!(null), "serde_json writes NaN as null");
+        assert_eq!(sum_money(&[]).to_string(), "0.0");
     }
 }

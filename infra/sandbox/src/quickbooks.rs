@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::data::{Record, StoredAnswer};
 use crate::faults::{intuit_tid, qbo_fault, qbo_unauthorized, rate_limited};
 use crate::http::{auth_token, json, with_header};
-use crate::lines::money;
+use crate::lines::sum_money;
 use crate::model::{parse_time, qbo_offset, qbo_time, Entity, Provider};
 use crate::state::{AppState, TokenProblem, World};
 
@@ -781,23 +781,22 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             if lines.is_empty() {
                 return Err(missing("Line"));
             }
-            // Cents, so a total is the exact sum of its lines.
-            let mut total = 0i64;
+            let mut amounts = Vec::new();
             let mut out_lines = Vec::new();
             for (k, l) in lines.iter().enumerate() {
-                l.get("Amount").and_then(Value::as_f64).ok_or_else(|| missing("Line.Amount"))?;
-                let amount = crate::reports::cents(l.get("Amount"));
+                let amount = l.get("Amount").and_then(Value::as_f64).ok_or_else(|| missing("Line.Amount"))?;
                 let dt = l.get("DetailType").and_then(Value::as_str).ok_or_else(|| missing("Line.DetailType"))?;
                 if dt == "SubTotalLineDetail" {
                     continue;
                 }
-                total += amount;
+                amounts.push(amount);
                 let mut l = l.clone();
                 l["Id"] = json!((k + 1).to_string());
                 l["LineNum"] = json!(k + 1);
                 out_lines.push(l);
             }
-            let total = money(total);
+            // In cents where they are exact, so a total is the exact sum of its lines.
+            let total = sum_money(&amounts);
             out_lines.push(json!({"Amount": total, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}));
             let n = org.store(e).len() + 1001;
             let obj = v.as_object_mut().expect("object");
@@ -821,10 +820,10 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             if lines.is_empty() {
                 return Err(missing("Line"));
             }
-            let mut total = 0i64;
+            let mut amounts = Vec::new();
             let mut out_lines = Vec::new();
             for (k, l) in lines.iter().enumerate() {
-                l.get("Amount").and_then(Value::as_f64).ok_or_else(|| missing("Line.Amount"))?;
+                amounts.push(l.get("Amount").and_then(Value::as_f64).ok_or_else(|| missing("Line.Amount"))?);
                 match l.get("DetailType").and_then(Value::as_str) {
                     Some("AccountBasedExpenseLineDetail" | "ItemBasedExpenseLineDetail") => {}
                     Some(other) => {
@@ -836,7 +835,6 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
                     }
                     None => return Err(missing("Line.DetailType")),
                 }
-                total += crate::reports::cents(l.get("Amount"));
                 let mut l = l.clone();
                 l["Id"] = json!((k + 1).to_string());
                 l["LineNum"] = json!(k + 1);
@@ -849,7 +847,7 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
                 .iter()
                 .find(|r| !r.deleted && r.value["AccountType"] == "Accounts Payable")
                 .map(|r| json!({"value": r.id, "name": r.value["Name"]}));
-            let total = money(total);
+            let total = sum_money(&amounts);
             let obj = v.as_object_mut().expect("object");
             obj.insert("Line".into(), Value::Array(out_lines));
             obj.insert("VendorRef".into(), json!({"value": vid, "name": vname}));

@@ -522,9 +522,8 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
             if !["DRAFT", "SUBMITTED", "AUTHORISED"].contains(&status.as_str()) {
                 errs.push(format!("Invoice not of valid status for creation: {status}"));
             }
-            // Cents, so the totals are the exact sums of the lines.
-            let mut sub = 0i64;
-            let mut tax = 0i64;
+            let mut sub = Vec::new();
+            let mut tax = Vec::new();
             let mut lines = Vec::new();
             for l in v.get("LineItems").and_then(Value::as_array).cloned().unwrap_or_default() {
                 let qty = l.get("Quantity").and_then(Value::as_f64).unwrap_or(1.0);
@@ -534,8 +533,8 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                 if s(&l, "Description").is_none() && s(&l, "ItemCode").is_none() {
                     errs.push("Description needs to be specified for each line item".into());
                 }
-                sub += crate::reports::cents(Some(&json!(amount)));
-                tax += crate::reports::cents(Some(&json!(t)));
+                sub.push(amount);
+                tax.push(t);
                 let mut l = l.clone();
                 l["LineItemID"] = json!(uuid::Uuid::new_v4().to_string());
                 l["Quantity"] = json!(qty);
@@ -577,10 +576,12 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                 o.entry("LineAmountTypes").or_insert(json!("Exclusive"));
                 o.entry("CurrencyCode").or_insert(json!("USD"));
                 o.entry("CurrencyRate").or_insert(json!(1.0));
-                o.insert("SubTotal".into(), crate::lines::money(sub));
-                o.insert("TotalTax".into(), crate::lines::money(tax));
-                o.insert("Total".into(), crate::lines::money(sub + tax));
-                o.insert("AmountDue".into(), crate::lines::money(sub + tax));
+                // In cents where they are exact, so the totals are the exact sums of the lines.
+                let total = crate::lines::sum_money(&[sub.as_slice(), tax.as_slice()].concat());
+                o.insert("SubTotal".into(), crate::lines::sum_money(&sub));
+                o.insert("TotalTax".into(), crate::lines::sum_money(&tax));
+                o.insert("Total".into(), total.clone());
+                o.insert("AmountDue".into(), total);
                 o.insert("AmountPaid".into(), json!(0.0));
                 o.insert("AmountCredited".into(), json!(0.0));
                 o.insert("HasAttachments".into(), json!(false));

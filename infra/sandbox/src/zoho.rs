@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::data::{Org, Record, ZohoWebhook};
 use crate::faults::{rate_limited, zoho_error};
 use crate::http::{auth_token, json, json_value, parse_form};
-use crate::lines::{money, percent, TAX_RATE_BP};
+use crate::lines::{exact_cents, money, percent, TAX_RATE_BP};
 use crate::model::{parse_time, utc, Entity, Provider};
 use crate::state::{AppState, World};
 
@@ -400,9 +400,10 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
             let (mut sub, mut tax) = (0i64, 0i64);
             let mut lines = Vec::new();
             for (k, l) in items.into_iter().enumerate() {
-                let rate = crate::reports::cents(l.get("rate"));
+                let rate = l.get("rate").and_then(Value::as_f64).unwrap_or(0.0);
                 let qty = l.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
-                let amount = (rate as f64 * qty).round() as i64;
+                // Amounts too large for exact cents are refused (Zoho's own limit is unconfirmed).
+                let amount = exact_cents(rate * qty).ok_or_else(|| invalid("line_items"))?;
                 let taxed = s(&l, "tax_id").is_some();
                 let bp = if taxed { TAX_RATE_BP } else { 0 };
                 let mut l = l;
@@ -412,6 +413,9 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
                 l["tax_percentage"] = percent(bp);
                 sub += amount;
                 tax += (amount * bp + 5_000) / 10_000;
+                if sub.checked_add(tax).is_none_or(|t| exact_cents(t as f64 / 100.0).is_none()) {
+                    return Err(invalid("line_items"));
+                }
                 lines.push(l);
             }
             let number = format!("BILL-{:06}", org.store(e).len() + 1);
