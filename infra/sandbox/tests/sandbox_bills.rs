@@ -423,6 +423,34 @@ async fn zoho_bills_page_change_and_read_in_full() {
     sb.shutdown().await;
 }
 
+// ---------------------------------------------------------------- webhooks
+
+/// The emitter speaks of bills as each provider does: QuickBooks `Bill` entities, Xero INVOICE
+/// events on the Invoices endpoint (an ACCPAY one), Zoho a `bill` body.
+#[tokio::test]
+async fn webhooks_name_bills_as_each_provider_does() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let target = "http://127.0.0.1:9/";
+    let v =
+        control(b, "webhooks/emit", json!({"provider": "quickbooks", "entity": "bill", "operation": "create", "target_url": target})).await;
+    let p: Value = serde_json::from_str(v["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(p["eventNotifications"][0]["dataChangeEvent"]["entities"][0]["name"], "Bill");
+    let v = control(b, "webhooks/emit", json!({"provider": "xero", "entity": "bill", "operation": "create", "target_url": target})).await;
+    let p: Value = serde_json::from_str(v["payload"].as_str().unwrap()).unwrap();
+    let ev = &p["events"][0];
+    assert_eq!(ev["eventCategory"], "INVOICE");
+    let id = s(&ev["resourceId"]);
+    assert!(s(&ev["resourceUrl"]).ends_with(&format!("/Invoices/{id}")));
+    let at = s(&xero_connect(b).await["access_token"]);
+    let inv = xero_get(b, &at, XERO_T1, &format!("Invoices/{id}"), &[]).await.json();
+    assert_eq!(inv["Invoices"][0]["Type"], "ACCPAY");
+    let v = control(b, "webhooks/emit", json!({"provider": "zoho", "entity": "bill", "operation": "create", "target_url": target})).await;
+    let p: Value = serde_json::from_str(v["payload"].as_str().unwrap()).unwrap();
+    assert!(p["bill"]["bill_id"].is_string() && p["bill"]["line_items"].is_array(), "{p}");
+    sb.shutdown().await;
+}
+
 // ---------------------------------------------------------------- arithmetic at volume
 
 #[tokio::test]
