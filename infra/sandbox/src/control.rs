@@ -545,7 +545,12 @@ async fn emit(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
                 let firing: Vec<String> = org
                     .workflows
                     .iter()
-                    .filter(|wf| wf.is_active && Entity::parse(&wf.entity) == Some(e) && crate::zoho::workflow_fires(&wf.event, op))
+                    // A rule on contacts fires for vendors too: in Zoho they are contacts.
+                    .filter(|wf| {
+                        wf.is_active
+                            && Entity::parse(&wf.entity).map(|x| x.home(p)) == Some(e.home(p))
+                            && crate::zoho::workflow_fires(&wf.event, op)
+                    })
                     .flat_map(|wf| wf.webhook_ids.iter().cloned())
                     .collect();
                 let hooks: Vec<_> = org.webhooks.iter().filter(|h| firing.contains(&h.webhook_id)).cloned().collect();
