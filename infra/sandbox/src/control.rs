@@ -75,6 +75,8 @@ struct SeedReq {
     entity: Option<String>,
     records: Option<Vec<Value>>,
     count: Option<usize>,
+    /// Lines on each generated invoice or bill (1 to `lines::MAX_LINES`); by default 1 to 5.
+    lines: Option<usize>,
 }
 
 async fn seed(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
@@ -100,6 +102,9 @@ async fn seed(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
     let Some(e) = Entity::parse(entity_name) else {
         return bad(format!("unknown entity {entity_name}"));
     };
+    if req.lines.is_some_and(|n| !(1..=crate::lines::MAX_LINES).contains(&n)) {
+        return bad(format!("lines must be 1 to {}", crate::lines::MAX_LINES));
+    }
     let now = w.now();
     let org = w.org_mut(p, &org_id).expect("exists");
     let mut ids = Vec::new();
@@ -123,7 +128,7 @@ async fn seed(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
         }
     }
     for _ in 0..req.count.unwrap_or(0) {
-        ids.push(org.generate(e, now));
+        ids.push(org.generate_with(e, now, req.lines));
     }
     json_value(StatusCode::OK, &json!({"org_id": org_id, "created_org": created, "ids": ids}))
 }
@@ -390,12 +395,8 @@ async fn records(State(st): State<AppState>, Query(q): Query<HashMap<String, Str
     let Some(org) = q.get("org_id").and_then(|o| w.org(p, o)) else {
         return json_value(StatusCode::NOT_FOUND, &json!({"error": "no such org"}));
     };
-    let list: Vec<Value> = org
-        .store(e)
-        .items
-        .iter()
-        .map(|r| json!({"id": r.id, "deleted": r.deleted, "created": r.created.to_rfc3339(), "value": r.value}))
-        .collect();
+    let list: Vec<Value> =
+        org.records(e).map(|r| json!({"id": r.id, "deleted": r.deleted, "created": r.created.to_rfc3339(), "value": r.value})).collect();
     json_value(StatusCode::OK, &json!({"records": list}))
 }
 
@@ -427,7 +428,7 @@ async fn orgs(State(st): State<AppState>) -> Response {
     for p in Provider::ALL {
         for o in w.orgs(p) {
             let counts: serde_json::Map<String, Value> =
-                Entity::ALL.iter().map(|e| (e.generic().to_string(), json!(o.store(*e).len()))).collect();
+                Entity::ALL.iter().map(|e| (e.generic().to_string(), json!(o.records(*e).count()))).collect();
             list.push(json!({"provider": p, "org_id": o.id, "name": o.name, "dc": o.dc, "records": counts}));
         }
     }
@@ -468,7 +469,7 @@ async fn emit(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
     let Some(e) = Entity::parse(&req.entity) else { return bad(format!("unknown entity {}", req.entity)) };
     let Some(op) = webhooks::parse_operation(&req.operation) else { return bad(format!("unknown operation {}", req.operation)) };
     if p == Provider::Xero && webhooks::xero_category(e).is_none() {
-        return bad("Xero sends webhooks for contacts and invoices only (no payments or accounts)");
+        return bad("Xero sends webhooks for contacts and invoices (bills included) only (no payments or accounts)");
     }
     if p == Provider::Xero && !matches!(op, "create" | "update") {
         return bad("Xero webhook events are CREATE or UPDATE");
@@ -544,7 +545,12 @@ async fn emit(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
                 let firing: Vec<String> = org
                     .workflows
                     .iter()
-                    .filter(|wf| wf.is_active && Entity::parse(&wf.entity) == Some(e) && crate::zoho::workflow_fires(&wf.event, op))
+                    // A rule on contacts fires for vendors too: in Zoho they are contacts.
+                    .filter(|wf| {
+                        wf.is_active
+                            && Entity::parse(&wf.entity).map(|x| x.home(p)) == Some(e.home(p))
+                            && crate::zoho::workflow_fires(&wf.event, op)
+                    })
                     .flat_map(|wf| wf.webhook_ids.iter().cloned())
                     .collect();
                 let hooks: Vec<_> = org.webhooks.iter().filter(|h| firing.contains(&h.webhook_id)).cloned().collect();

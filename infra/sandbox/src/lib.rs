@@ -20,6 +20,7 @@ pub mod control;
 pub mod data;
 pub mod faults;
 pub mod http;
+pub mod lines;
 pub mod model;
 pub mod oauth;
 pub mod quickbooks;
@@ -153,18 +154,26 @@ pub fn router(st: AppState) -> Router {
     // One route per entity (rather than a path parameter) so counters read "GET /xero/api.xro/2.0/Invoices".
     for e in Entity::ALL {
         let lower = e.qbo_name().to_ascii_lowercase();
+        // Entities another one's endpoint serves (Xero bills and suppliers; Zoho vendors) get no
+        // route of their own.
+        let (xero_own, zoho_own) = (e.home(Provider::Xero) == e, e.home(Provider::Zoho) == e);
         r = r
             .route(&format!("/quickbooks/v3/company/{{realm}}/{lower}"), post(move |s, p, q, h, b| quickbooks::create(s, e, p, q, h, b)))
             .route(&format!("/quickbooks/v3/company/{{realm}}/{lower}/{{id}}"), get(move |s, p, q, h| quickbooks::read(s, e, p, q, h)));
         let x = e.xero_name();
-        r = r
-            .route(
-                &format!("/xero/api.xro/2.0/{x}"),
-                get(move |s, q, h| xero::list(s, e, q, h))
-                    .put(move |s, q, h, b| xero::create(s, e, q, h, b))
-                    .post(move |s, q, h, b| xero::create(s, e, q, h, b)),
-            )
-            .route(&format!("/xero/api.xro/2.0/{x}/{{id}}"), get(move |s, p, h| xero::read(s, e, p, h)));
+        if xero_own {
+            r = r
+                .route(
+                    &format!("/xero/api.xro/2.0/{x}"),
+                    get(move |s, q, h| xero::list(s, e, q, h))
+                        .put(move |s, q, h, b| xero::create(s, e, q, h, b))
+                        .post(move |s, q, h, b| xero::create(s, e, q, h, b)),
+                )
+                .route(&format!("/xero/api.xro/2.0/{x}/{{id}}"), get(move |s, p, h| xero::read(s, e, p, h)));
+        }
+        if !zoho_own {
+            continue;
+        }
         let z = e.zoho_plural();
         r = r
             .route(

@@ -44,17 +44,31 @@ impl Provider {
     }
 }
 
-/// The four accounting entities the sandbox serves, whatever each provider calls them.
+/// The accounting entities the sandbox serves, whatever each provider calls them. `Contact` is a
+/// customer and `Vendor` a supplier; `Bill` is a purchase invoice.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Entity {
     Invoice,
     Contact,
     Account,
     Payment,
+    Bill,
+    Vendor,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 4] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment];
+    pub const ALL: [Entity; 6] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Vendor];
+
+    /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
+    /// Invoices (`Type: ACCPAY`) and suppliers among its Contacts (`IsSupplier`); Zoho Books keeps
+    /// vendors among its contacts (`contact_type: vendor`). QuickBooks has a Bill and a Vendor entity.
+    pub fn home(self, p: Provider) -> Entity {
+        match (p, self) {
+            (Provider::Xero, Entity::Bill) => Entity::Invoice,
+            (Provider::Xero | Provider::Zoho, Entity::Vendor) => Entity::Contact,
+            _ => self,
+        }
+    }
 
     /// Accepts the generic names and every provider's own spelling (QuickBooks `Customer`, Xero
     /// `Invoices`, Zoho `chartofaccounts`, ...), case-insensitively.
@@ -66,6 +80,8 @@ impl Entity {
                 Some(Entity::Account)
             }
             "payment" | "payments" | "customerpayment" | "customerpayments" => Some(Entity::Payment),
+            "bill" | "bills" => Some(Entity::Bill),
+            "vendor" | "vendors" | "supplier" | "suppliers" => Some(Entity::Vendor),
             _ => None,
         }
     }
@@ -76,6 +92,8 @@ impl Entity {
             Entity::Contact => "contact",
             Entity::Account => "account",
             Entity::Payment => "payment",
+            Entity::Bill => "bill",
+            Entity::Vendor => "vendor",
         }
     }
 
@@ -85,6 +103,8 @@ impl Entity {
             Entity::Contact => "Customer",
             Entity::Account => "Account",
             Entity::Payment => "Payment",
+            Entity::Bill => "Bill",
+            Entity::Vendor => "Vendor",
         }
     }
 
@@ -94,6 +114,8 @@ impl Entity {
             Entity::Contact => "Contacts",
             Entity::Account => "Accounts",
             Entity::Payment => "Payments",
+            Entity::Bill => "Invoices",
+            Entity::Vendor => "Contacts",
         }
     }
 
@@ -103,6 +125,8 @@ impl Entity {
             Entity::Contact => "ContactID",
             Entity::Account => "AccountID",
             Entity::Payment => "PaymentID",
+            Entity::Bill => "InvoiceID",
+            Entity::Vendor => "ContactID",
         }
     }
 
@@ -113,6 +137,8 @@ impl Entity {
             Entity::Contact => "contacts",
             Entity::Account => "chartofaccounts",
             Entity::Payment => "customerpayments",
+            Entity::Bill => "bills",
+            Entity::Vendor => "contacts",
         }
     }
 
@@ -123,6 +149,8 @@ impl Entity {
             Entity::Contact => "contact",
             Entity::Account => "chart_of_account",
             Entity::Payment => "payment",
+            Entity::Bill => "bill",
+            Entity::Vendor => "contact",
         }
     }
 
@@ -132,6 +160,8 @@ impl Entity {
             Entity::Contact => "contact_id",
             Entity::Account => "account_id",
             Entity::Payment => "payment_id",
+            Entity::Bill => "bill_id",
+            Entity::Vendor => "contact_id",
         }
     }
 }

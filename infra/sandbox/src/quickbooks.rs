@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::data::{Record, StoredAnswer};
 use crate::faults::{intuit_tid, qbo_fault, qbo_unauthorized, rate_limited};
 use crate::http::{auth_token, json, with_header};
+use crate::lines::sum_money;
 use crate::model::{parse_time, qbo_offset, qbo_time, Entity, Provider};
 use crate::state::{AppState, TokenProblem, World};
 
@@ -21,20 +22,8 @@ const DEFAULT_MAX_RESULTS: usize = 100;
 const MAX_RESULTS_CAP: usize = 1000;
 const MAX_RESULTS_INVALID: &str = "QueryValidationError";
 /// Entities QuickBooks has but the sandbox keeps no records of: they answer empty rather than fail.
-const OTHER_ENTITIES: [&str; 12] = [
-    "Item",
-    "Vendor",
-    "Bill",
-    "BillPayment",
-    "CreditMemo",
-    "Estimate",
-    "JournalEntry",
-    "Purchase",
-    "SalesReceipt",
-    "Employee",
-    "TaxCode",
-    "Class",
-];
+const OTHER_ENTITIES: [&str; 10] =
+    ["Item", "BillPayment", "CreditMemo", "Estimate", "JournalEntry", "Purchase", "SalesReceipt", "Employee", "TaxCode", "Class"];
 
 fn ok(body: String) -> Response {
     with_header(json(StatusCode::OK, body), "intuit_tid", &intuit_tid())
@@ -735,7 +724,7 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
         return Err(missing("Id"));
     }
     match e {
-        Entity::Contact => {
+        Entity::Contact | Entity::Vendor => {
             let obj = v.as_object_mut().expect("object");
             let display = obj.get("DisplayName").and_then(Value::as_str).map(str::to_string).or_else(|| {
                 let parts: Vec<&str> = ["Title", "GivenName", "MiddleName", "FamilyName", "Suffix"]
@@ -745,11 +734,13 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
                 (!parts.is_empty()).then(|| parts.join(" "))
             });
             let Some(display) = display else { return Err(missing("DisplayName")) };
-            let dup = org
-                .store(e)
-                .items
-                .iter()
-                .any(|r| !r.deleted && r.value["DisplayName"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&display)));
+            // Customers and vendors share one name space in QuickBooks.
+            let dup = [Entity::Contact, Entity::Vendor].into_iter().any(|k| {
+                org.store(k)
+                    .items
+                    .iter()
+                    .any(|r| !r.deleted && r.value["DisplayName"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&display)))
+            });
             if dup {
                 return Err((
                     "6240",
@@ -790,7 +781,7 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             if lines.is_empty() {
                 return Err(missing("Line"));
             }
-            let mut total = 0.0;
+            let mut amounts = Vec::new();
             let mut out_lines = Vec::new();
             for (k, l) in lines.iter().enumerate() {
                 let amount = l.get("Amount").and_then(Value::as_f64).ok_or_else(|| missing("Line.Amount"))?;
@@ -798,20 +789,73 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
                 if dt == "SubTotalLineDetail" {
                     continue;
                 }
-                total += amount;
+                amounts.push(amount);
                 let mut l = l.clone();
                 l["Id"] = json!((k + 1).to_string());
                 l["LineNum"] = json!(k + 1);
                 out_lines.push(l);
             }
+            // In cents where they are exact, so a total is the exact sum of its lines.
+            let total = sum_money(&amounts);
             out_lines.push(json!({"Amount": total, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}));
             let n = org.store(e).len() + 1001;
             let obj = v.as_object_mut().expect("object");
             obj.insert("Line".into(), Value::Array(out_lines));
             obj.insert("CustomerRef".into(), json!({"value": cust, "name": cname}));
-            obj.insert("TotalAmt".into(), json!(total));
-            obj.insert("Balance".into(), json!(total));
+            obj.insert("TotalAmt".into(), total.clone());
+            obj.insert("Balance".into(), total);
             obj.entry("DocNumber").or_insert(json!(n.to_string()));
+            obj.entry("TxnDate").or_insert(json!(now.format("%Y-%m-%d").to_string()));
+            obj.entry("CurrencyRef").or_insert(json!({"value": "USD", "name": "United States Dollar"}));
+            obj.insert("domain".into(), json!("QBO"));
+            obj.insert("sparse".into(), json!(false));
+        }
+        Entity::Bill => {
+            let vid = v.pointer("/VendorRef/value").and_then(Value::as_str).map(str::to_string).ok_or_else(|| missing("VendorRef"))?;
+            let Some(vendor) = org.get(Entity::Vendor, &vid).filter(|r| !r.deleted) else {
+                return Err(("2500", "Invalid Reference Id", format!("Invalid Reference Id : Vendor {vid} not found")));
+            };
+            let vname = vendor.value["DisplayName"].clone();
+            let lines = v.get("Line").and_then(Value::as_array).cloned().unwrap_or_default();
+            if lines.is_empty() {
+                return Err(missing("Line"));
+            }
+            let mut amounts = Vec::new();
+            let mut out_lines = Vec::new();
+            for (k, l) in lines.iter().enumerate() {
+                amounts.push(l.get("Amount").and_then(Value::as_f64).ok_or_else(|| missing("Line.Amount"))?);
+                match l.get("DetailType").and_then(Value::as_str) {
+                    Some("AccountBasedExpenseLineDetail" | "ItemBasedExpenseLineDetail") => {}
+                    Some(other) => {
+                        return Err((
+                            "2010",
+                            "Request has invalid or unsupported property",
+                            format!("Unsupported DetailType on a Bill line: {other}"),
+                        ))
+                    }
+                    None => return Err(missing("Line.DetailType")),
+                }
+                let mut l = l.clone();
+                l["Id"] = json!((k + 1).to_string());
+                l["LineNum"] = json!(k + 1);
+                out_lines.push(l);
+            }
+            // Bills post to the company's payables account unless the request names one.
+            let ap = org
+                .store(Entity::Account)
+                .items
+                .iter()
+                .find(|r| !r.deleted && r.value["AccountType"] == "Accounts Payable")
+                .map(|r| json!({"value": r.id, "name": r.value["Name"]}));
+            let total = sum_money(&amounts);
+            let obj = v.as_object_mut().expect("object");
+            obj.insert("Line".into(), Value::Array(out_lines));
+            obj.insert("VendorRef".into(), json!({"value": vid, "name": vname}));
+            if let Some(ap) = ap {
+                obj.entry("APAccountRef").or_insert(ap);
+            }
+            obj.insert("TotalAmt".into(), total.clone());
+            obj.insert("Balance".into(), total);
             obj.entry("TxnDate").or_insert(json!(now.format("%Y-%m-%d").to_string()));
             obj.entry("CurrencyRef").or_insert(json!({"value": "USD", "name": "United States Dollar"}));
             obj.insert("domain".into(), json!("QBO"));

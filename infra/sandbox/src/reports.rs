@@ -4,7 +4,8 @@
 //! The sandbox's books are simple: sales invoices are income (accrual: by invoice date; cash: by
 //! payment date), payments go to the bank, an invoice's unpaid part is a receivable aged by its due
 //! date, payments beyond what their invoices owe are customer credits (a liability), and earnings
-//! are the equity. The sandbox holds no bills or expenses, so expenses are zero.
+//! are the equity. Bills (`Entity::Bill`) are not counted yet: expenses are zero and payables absent,
+//! so reports agree with the records only for orgs without bills.
 //!
 //! Rules a test can recompute from the records alone:
 //! - an invoice counts when it is a live sales invoice (Xero `Type: ACCREC` and not DRAFT, SUBMITTED,

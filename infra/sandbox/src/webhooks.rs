@@ -107,8 +107,9 @@ pub fn qbo_cloudevents(realm: &str, e: Entity, id: &str, op: &str, at: DateTime<
 /// Xero's event category for an entity; Xero sends no webhooks for payments or accounts.
 pub fn xero_category(e: Entity) -> Option<&'static str> {
     match e {
-        Entity::Invoice => Some("INVOICE"),
-        Entity::Contact => Some("CONTACT"),
+        // INVOICE covers bills (ACCPAY) too, CONTACT suppliers.
+        Entity::Invoice | Entity::Bill => Some("INVOICE"),
+        Entity::Contact | Entity::Vendor => Some("CONTACT"),
         _ => None,
     }
 }

@@ -503,7 +503,7 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                             .map(|r| r.id.clone());
                         let id = found.unwrap_or_else(|| {
                             let id = org.next_id();
-                            org.put(Entity::Contact, &id, json!({"Name": name, "ContactStatus": "ACTIVE", "IsSupplier": false, "IsCustomer": true, "HasAttachments": false, "Addresses": [], "Phones": []}), now);
+                            org.put(Entity::Contact, &id, json!({"Name": name, "ContactStatus": "ACTIVE", "IsSupplier": false, "IsCustomer": false, "HasAttachments": false, "Addresses": [], "Phones": []}), now);
                             id
                         });
                         Some(json!({"ContactID": id, "Name": name}))
@@ -522,8 +522,8 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
             if !["DRAFT", "SUBMITTED", "AUTHORISED"].contains(&status.as_str()) {
                 errs.push(format!("Invoice not of valid status for creation: {status}"));
             }
-            let mut sub = 0.0;
-            let mut tax = 0.0;
+            let mut sub = Vec::new();
+            let mut tax = Vec::new();
             let mut lines = Vec::new();
             for l in v.get("LineItems").and_then(Value::as_array).cloned().unwrap_or_default() {
                 let qty = l.get("Quantity").and_then(Value::as_f64).unwrap_or(1.0);
@@ -533,8 +533,8 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                 if s(&l, "Description").is_none() && s(&l, "ItemCode").is_none() {
                     errs.push("Description needs to be specified for each line item".into());
                 }
-                sub += amount;
-                tax += t;
+                sub.push(amount);
+                tax.push(t);
                 let mut l = l.clone();
                 l["LineItemID"] = json!(uuid::Uuid::new_v4().to_string());
                 l["Quantity"] = json!(qty);
@@ -552,6 +552,15 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
             if errs.is_empty() {
                 let date = s(&v, "Date").and_then(|d| parse_time(d, utc())).unwrap_or(now);
                 let due = s(&v, "DueDate").and_then(|d| parse_time(d, utc()));
+                // Xero sets IsSupplier / IsCustomer itself once a contact has an AP / AR invoice
+                // (xero_accounting.yaml, Contact): the contact changes with the invoice.
+                let flag = if s(&v, "Type") == Some("ACCPAY") { "IsSupplier" } else { "IsCustomer" };
+                if let Some(cid) = contact.as_ref().and_then(|c| c["ContactID"].as_str()).map(str::to_string) {
+                    if let Some(mut cv) = org.get(Entity::Contact, &cid).map(|r| r.value.clone()).filter(|cv| cv[flag] != json!(true)) {
+                        cv[flag] = json!(true);
+                        org.put(Entity::Contact, &cid, cv, now);
+                    }
+                }
                 let number = s(&v, "InvoiceNumber").map(str::to_string).unwrap_or_else(|| format!("INV-{:04}", org.store(e).len() + 1));
                 let o = v.as_object_mut().expect("object");
                 o.insert("Contact".into(), contact.expect("validated"));
@@ -567,10 +576,12 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                 o.entry("LineAmountTypes").or_insert(json!("Exclusive"));
                 o.entry("CurrencyCode").or_insert(json!("USD"));
                 o.entry("CurrencyRate").or_insert(json!(1.0));
-                o.insert("SubTotal".into(), json!(sub));
-                o.insert("TotalTax".into(), json!(tax));
-                o.insert("Total".into(), json!(sub + tax));
-                o.insert("AmountDue".into(), json!(sub + tax));
+                // In cents where they are exact, so the totals are the exact sums of the lines.
+                let total = crate::lines::sum_money(&[sub.as_slice(), tax.as_slice()].concat());
+                o.insert("SubTotal".into(), crate::lines::sum_money(&sub));
+                o.insert("TotalTax".into(), crate::lines::sum_money(&tax));
+                o.insert("Total".into(), total.clone());
+                o.insert("AmountDue".into(), total);
                 o.insert("AmountPaid".into(), json!(0.0));
                 o.insert("AmountCredited".into(), json!(0.0));
                 o.insert("HasAttachments".into(), json!(false));
@@ -578,6 +589,9 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                 o.insert("HasErrors".into(), json!(false));
             }
         }
+        // Xero serves bills and suppliers through Invoices and Contacts (`Entity::home`): no route
+        // hands them here.
+        Entity::Bill | Entity::Vendor => errs.push("Unsupported endpoint".into()),
         Entity::Payment => {
             let inv = v.get("Invoice").and_then(|i| {
                 s(i, "InvoiceID")

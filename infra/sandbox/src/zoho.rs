@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::data::{Org, Record, ZohoWebhook};
 use crate::faults::{rate_limited, zoho_error};
 use crate::http::{auth_token, json, json_value, parse_form};
+use crate::lines::{exact_cents, money, percent, TAX_RATE_BP};
 use crate::model::{parse_time, utc, Entity, Provider};
 use crate::state::{AppState, World};
 
@@ -152,6 +153,8 @@ pub async fn list(
         Entity::Contact => "Contacts",
         Entity::Account => "Chart of Accounts",
         Entity::Payment => "Customer Payments",
+        Entity::Bill => "Bills",
+        Entity::Vendor => "Contacts",
     };
     body.push_str(&format!(
         "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"{sort_column}\",\"sort_order\":\"{sort_order}\"}}}}"
@@ -184,6 +187,8 @@ fn does_not_exist(e: Entity) -> Response {
         Entity::Contact => "Contact",
         Entity::Account => "Account",
         Entity::Payment => "Payment",
+        Entity::Bill => "Bill",
+        Entity::Vendor => "Contact",
     };
     zoho_error(StatusCode::NOT_FOUND, 1002, &format!("{what} does not exist."))
 }
@@ -211,6 +216,8 @@ pub async fn remove(
         Entity::Contact => "The contact has been deleted.",
         Entity::Account => "The account has been deleted.",
         Entity::Payment => "The payment has been deleted.",
+        Entity::Bill => "The bill has been deleted.",
+        Entity::Vendor => "The contact has been deleted.",
     };
     json_value(StatusCode::OK, &json!({"code": 0, "message": what}))
 }
@@ -251,6 +258,8 @@ pub async fn create(
                 Entity::Contact => "The contact has been added.",
                 Entity::Account => "The account has been created.",
                 Entity::Payment => "The payment has been recorded.",
+                Entity::Bill => "The bill has been created.",
+                Entity::Vendor => "The contact has been added.",
             };
             json(StatusCode::CREATED, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(what), e.zoho_singular(), rec.full))
         }
@@ -310,7 +319,7 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
     let invalid = |f: &str| (4, format!("Invalid value passed for {f}"));
     let today = now.format("%Y-%m-%d").to_string();
     match e {
-        Entity::Contact => {
+        Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
             if org
                 .store(e)
@@ -321,7 +330,7 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
                 return Err((3062, format!("The customer \"{name}\" already exists.")));
             }
             let o = v.as_object_mut().expect("object");
-            o.entry("contact_type").or_insert(json!("customer"));
+            o.entry("contact_type").or_insert(json!(if e == Entity::Vendor { "vendor" } else { "customer" }));
             o.entry("status").or_insert(json!("active"));
             o.entry("currency_code").or_insert(json!("USD"));
             o.entry("outstanding_receivable_amount").or_insert(json!(0.0));
@@ -375,6 +384,53 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
             o.insert("tax_total".into(), json!(0.0));
             o.insert("total".into(), json!(total));
             o.insert("balance".into(), json!(total));
+        }
+        Entity::Bill => {
+            let vid = s(&v, "vendor_id").ok_or_else(|| invalid("vendor_id"))?.to_string();
+            let Some(c) = org.get(Entity::Contact, &vid).filter(|r| !r.deleted) else {
+                return Err((1002, "Contact does not exist.".into()));
+            };
+            let vname = c.value["contact_name"].clone();
+            let items = v.get("line_items").and_then(Value::as_array).cloned().unwrap_or_default();
+            if items.is_empty() {
+                return Err(invalid("line_items"));
+            }
+            // In cents throughout. A line with a tax_id is taxed at the sandbox's one rate (Zoho
+            // looks the rate up from the tax id).
+            let (mut sub, mut tax) = (0i64, 0i64);
+            let mut lines = Vec::new();
+            for (k, l) in items.into_iter().enumerate() {
+                let rate = l.get("rate").and_then(Value::as_f64).unwrap_or(0.0);
+                let qty = l.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
+                // Amounts too large for exact cents are refused (Zoho's own limit is unconfirmed).
+                let amount = exact_cents(rate * qty).ok_or_else(|| invalid("line_items"))?;
+                let taxed = s(&l, "tax_id").is_some();
+                let bp = if taxed { TAX_RATE_BP } else { 0 };
+                let mut l = l;
+                l["line_item_id"] = json!(format!("{}{:03}", org.id, k + 1));
+                l["quantity"] = json!(qty);
+                l["item_total"] = money(amount);
+                l["tax_percentage"] = percent(bp);
+                sub += amount;
+                tax += (amount * bp + 5_000) / 10_000;
+                if sub.checked_add(tax).is_none_or(|t| exact_cents(t as f64 / 100.0).is_none()) {
+                    return Err(invalid("line_items"));
+                }
+                lines.push(l);
+            }
+            let number = format!("BILL-{:06}", org.store(e).len() + 1);
+            let o = v.as_object_mut().expect("object");
+            o.insert("vendor_name".into(), vname);
+            o.insert("line_items".into(), Value::Array(lines));
+            o.entry("bill_number").or_insert(json!(number));
+            o.entry("date").or_insert(json!(today));
+            o.entry("status").or_insert(json!("open"));
+            o.entry("currency_code").or_insert(json!("USD"));
+            o.entry("exchange_rate").or_insert(json!(1.0));
+            o.insert("sub_total".into(), money(sub));
+            o.insert("tax_total".into(), money(tax));
+            o.insert("total".into(), money(sub + tax));
+            o.insert("balance".into(), money(sub + tax));
         }
         Entity::Payment => {
             let cid = s(&v, "customer_id").ok_or_else(|| invalid("customer_id"))?.to_string();

@@ -254,6 +254,39 @@ async fn accounting_lists_and_creates_match_the_spec() {
     sb.shutdown().await;
 }
 
+/// Bills (ACCPAY invoices with several lines) and supplier contacts, seeded and made through the API.
+#[tokio::test]
+async fn bills_and_suppliers_match_the_spec() {
+    let spec = Spec::load("xero_accounting.json");
+    let sb = start().await;
+    let b = &sb.base_url;
+    control(b, "seed", json!({"provider": "xero", "org_id": XERO_T1, "entity": "bill", "count": 5, "lines": 4})).await;
+    let at = s(&xero_connect(b).await["access_token"]);
+    let r = xero_get(b, &at, XERO_T1, &format!("Invoices?page=1&where={}", enc("Type==\"ACCPAY\"")), &[]).await.json();
+    let bills = r["Invoices"].as_array().unwrap();
+    assert_eq!(bills.len(), 5);
+    assert!(bills.iter().all(|x| x["LineItems"].as_array().unwrap().len() == 4 && x["LineItems"][1]["Item"].is_object()));
+    assert_valid(&spec, &spec.response_schema("/Invoices", "get", "200"), &r, "bills");
+    let one = xero_get(b, &at, XERO_T1, &format!("Invoices/{}", s(&bills[0]["InvoiceID"])), &[]).await.json();
+    assert_valid(&spec, &spec.response_schema("/Invoices/{InvoiceID}", "get", "200"), &one, "one bill");
+    let sup = xero_get(b, &at, XERO_T1, &format!("Contacts?where={}", enc("IsSupplier==true")), &[]).await.json();
+    assert!(!sup["Contacts"].as_array().unwrap().is_empty());
+    assert_valid(&spec, &spec.response_schema("/Contacts", "get", "200"), &sup, "suppliers");
+    let made = xero_put(
+        b,
+        &at,
+        XERO_T1,
+        "Invoices",
+        &json!({"Type": "ACCPAY", "Contact": {"ContactID": bills[0]["Contact"]["ContactID"]}, "Status": "AUTHORISED", "DueDate": "2026-02-01",
+            "LineItems": [{"Description": "Toner", "Quantity": 2.0, "UnitAmount": 10.05, "AccountCode": "453", "TaxType": "INPUT", "TaxAmount": 1.66}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.text());
+    assert_valid(&spec, &spec.response_schema("/Invoices", "put", "200"), &made.json(), "created bill");
+    sb.shutdown().await;
+}
+
 #[tokio::test]
 async fn connections_match_the_identity_spec() {
     let spec = Spec::load("xero-identity.json");
