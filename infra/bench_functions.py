@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-function benchmark of the four Lambda binaries in their own processes (`scripts/bench functions`).
+"""Per-function benchmark of the Lambda binaries in their own processes (`scripts/bench functions`).
 
 Each function's release binary runs as Lambda runs it: a process whose AWS_LAMBDA_RUNTIME_API points
 at a Lambda Runtime API emulator in this script (GET .../invocation/next hands out an event, POST
@@ -17,14 +17,18 @@ and the provider sandbox. Measured per function:
   timings above carry no proxy hop): calls during init, for the cold event and for a warm one;
 - the same for a Node.js 20 handler on the AWS SDK v3 doing webhook-receiver's job
   (bench/node-webhook, a minimal runtime loop), with Rust/Node ratios;
-- issue 11: sync-worker's own peak RSS while one pull job syncs 10,000 QuickBooks invoices.
+- issue 11: sync-worker's own peak RSS while one pull job syncs 10,000 QuickBooks invoices;
+- issue 23: records-api serving 100-record pages of the invoices that pull stored (or of its own
+  pull of --records invoices when that one is skipped), walked with next_cursor as the app walks
+  them, and DynamoDB's reads per page: calls counted and read units sized (infra/ddb_capacity.py).
 
 Operations: webhook-receiver and the Node baseline get the same signed QuickBooks deliveries (each a
 new delivery, so none is a duplicate) for a realm connected to the bench tenant; oauth-callback a
 signed GET /connect (state, PKCE, cookie) and the callback after the sandbox's consent (code exchange,
 org discovery, sealed grant, reconnect of the same realm); token-refresher an operator run that
 refreshes every grant due within 2 h (the bench tenant's one QuickBooks grant); sync-worker an SQS
-batch of one webhook job (re-read one invoice from the sandbox, normalise, store, mark done).
+batch of one webhook job (re-read one invoice from the sandbox, normalise, store, mark done);
+records-api a signed GET of the next 100-record page of the bench realm's invoices.
 
 Needs .local/aws.env sourced (moto up), and the binaries named on the command line. Stdlib only.
 """
