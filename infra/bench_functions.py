@@ -495,6 +495,7 @@ class Stack:
         self.records_cursor: str | None = None
         self.records_pages = 0
         self.records_full_pages = 1
+        self.records_answer_bytes = 0
 
     def ops(self, *args):
         subprocess.run([self.ops_bin, *args], env=self.env, check=True, capture_output=True, text=True, timeout=300)
@@ -622,6 +623,7 @@ class Stack:
         if any(r.get("record", {}).get("entity") not in (None, "invoice") for r in records):
             raise RuntimeError(f"records page holds other entities: {str(records[0])[:300]}")
         self.records_pages += 1
+        self.records_answer_bytes = len(ans["body"])
         self.records_cursor = body.get("next_cursor")
         if not self.records_cursor or self.records_pages >= self.records_full_pages:
             self.records_cursor, self.records_pages = None, 0
@@ -734,7 +736,7 @@ def count_spec(spec: Spec, env: dict, proxy: CountingProxy) -> dict:
                 purge_queues(env)
                 proxy.take()
                 carry = check(answer(p.invoke(ev)))
-                out[f"warm:{label}"] = proxy.take()
+                out[f"warm:{label}"], out[f"moto_ms:{label}"] = proxy.take_timed()
                 out[f"reads:{label}"] = proxy.last_reads
     finally:
         p.stop()
@@ -970,7 +972,7 @@ def main() -> int:
         results["records-api"] = run_spec(records_spec, env, args.cold, args.warm, args.init_runs)
         counts["records-api"] = count_spec(records_spec, env, proxy)
         specs.append(records_spec)
-        records = {"stored": stored}
+        records = {"stored": stored, "answer_bytes": stack.records_answer_bytes}
         r = results["records-api"]
         print(f"[bench]   init {r['init_ms']:.1f} ms, cold {r['cold_ms']:.1f} ms, peak RSS {r['rss_mib']:.1f} MiB, "
               f"warm {', '.join(f'{k} {m:.1f}/{p95:.1f} ms' for k, (m, p95, _n) in r['warm'].items())}; "
@@ -1037,9 +1039,10 @@ def main() -> int:
         lines.append("")
         lines.append(f"records-api, a {RECORDS_PAGE}-record page of the bench realm's {records['stored']:,} stored invoices (signed app request, "
                      f"pages walked with next_cursor): cold {r['cold_ms']:.1f} ms from process start (init {r['init_ms']:.1f} ms), "
-                     f"warm median {med:.1f} ms, p95 {p95:.1f} ms over {n} pages; DynamoDB per page: cold {summarise_calls(c['cold'])}, "
-                     f"{read_units_text(c['cold_reads'])}; warm {summarise_calls(c['warm:' + RECORDS_OP])}, "
-                     f"{read_units_text(c['reads:' + RECORDS_OP])} (read units sized from the items moto returned, infra/ddb_capacity.py).")
+                     f"warm median {med:.1f} ms, p95 {p95:.1f} ms over {n} pages; answer {records['answer_bytes'] / 1024:.0f} KiB. "
+                     f"DynamoDB per page: cold {summarise_calls(c['cold'])}, {read_units_text(c['cold_reads'])} (moto busy {c['cold_moto_ms']:.0f} ms); "
+                     f"warm {summarise_calls(c['warm:' + RECORDS_OP])}, {read_units_text(c['reads:' + RECORDS_OP])} "
+                     f"(moto busy {c['moto_ms:' + RECORDS_OP]:.0f} ms). Read units sized from the items moto returned (infra/ddb_capacity.py).")
     lines.append("")
     lines.append("AWS calls per operation (service:operation, counted by a proxy in front of moto in a separate run):")
     for spec in specs:
