@@ -238,7 +238,7 @@ class RecordsWalkTest(unittest.TestCase):
         self.stack.records_full_pages = 2
 
     def page(self, n: int, cursor: str | None) -> dict:
-        records = [{"record": {"entity": "invoice", "id": str(i)}} for i in range(n)]
+        records = [{"record": {"entity": "contact", "id": str(i)}} for i in range(n)]
         return {"statusCode": 200, "body": json.dumps({"records": records, "next_cursor": cursor})}
 
     def query(self, event: dict) -> dict:
@@ -248,7 +248,7 @@ class RecordsWalkTest(unittest.TestCase):
         key = self.stack.secrets["AppSigningSecret"]["connect_keys"]["local"]
         first = self.stack.records_page_event()
         q = self.query(first)
-        self.assertEqual(first["rawPath"], f"/v1/tenants/{self.stack.tenant}/connections/quickbooks/4620816365/records/invoice")
+        self.assertEqual(first["rawPath"], f"/v1/tenants/{self.stack.tenant}/connections/quickbooks/4620816365/records/contact")
         self.assertEqual((q["limit"], q["tenant"], "cursor" in q), ("100", self.stack.tenant, False))
         self.stack.check_records(self.page(100, "c1"))
         second = self.stack.records_page_event()
