@@ -84,9 +84,7 @@ fuzz_target!(|data: &[u8]| {
     .collect();
     let c = cursor::encode(&plan, &last).expect("a key with every attribute of the index encodes");
     // Within DynamoDB's key sizes (1,024 bytes for a range key) and the cursor's cap it must be accepted.
-    let fits = !tail.is_empty()
-        && last.values().all(|v| v.as_s().map_or(false, |s| s.len() <= 1024))
-        && c.len() <= cursor::MAX_CURSOR_LEN;
+    let fits = !tail.is_empty() && last.values().all(|v| v.as_s().is_ok_and(|s| s.len() <= 1024)) && c.len() <= cursor::MAX_CURSOR_LEN;
     match cursor::decode(&plan, &tenant, provider, &org_id, entity, &c) {
         Ok(key) => {
             assert_eq!(key, last);
