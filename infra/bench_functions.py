@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-function benchmark of the four Lambda binaries in their own processes (`scripts/bench functions`).
+"""Per-function benchmark of the Lambda binaries in their own processes (`scripts/bench functions`).
 
 Each function's release binary runs as Lambda runs it: a process whose AWS_LAMBDA_RUNTIME_API points
 at a Lambda Runtime API emulator in this script (GET .../invocation/next hands out an event, POST
@@ -17,14 +17,18 @@ and the provider sandbox. Measured per function:
   timings above carry no proxy hop): calls during init, for the cold event and for a warm one;
 - the same for a Node.js 20 handler on the AWS SDK v3 doing webhook-receiver's job
   (bench/node-webhook, a minimal runtime loop), with Rust/Node ratios;
-- issue 11: sync-worker's own peak RSS while one pull job syncs 10,000 QuickBooks invoices.
+- issue 11: sync-worker's own peak RSS while one pull job syncs 10,000 QuickBooks invoices;
+- issue 23: records-api serving 100-record pages of the contacts one pull job stored (--records,
+  2,000), walked with next_cursor as the app walks them, and DynamoDB's reads per page: calls
+  counted and read units sized (infra/ddb_capacity.py).
 
 Operations: webhook-receiver and the Node baseline get the same signed QuickBooks deliveries (each a
 new delivery, so none is a duplicate) for a realm connected to the bench tenant; oauth-callback a
 signed GET /connect (state, PKCE, cookie) and the callback after the sandbox's consent (code exchange,
 org discovery, sealed grant, reconnect of the same realm); token-refresher an operator run that
 refreshes every grant due within 2 h (the bench tenant's one QuickBooks grant); sync-worker an SQS
-batch of one webhook job (re-read one invoice from the sandbox, normalise, store, mark done).
+batch of one webhook job (re-read one invoice from the sandbox, normalise, store, mark done);
+records-api a signed GET of the next 100-record page of the bench realm's contacts.
 
 Needs .local/aws.env sourced (moto up), and the binaries named on the command line. Stdlib only.
 """
@@ -58,11 +62,18 @@ LOCAL = os.path.join(ROOT, ".local", "bench-functions")
 _spec = importlib.util.spec_from_file_location("make_events", os.path.join(ROOT, "infra", "make-events.py"))
 EV = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(EV)
+sys.path.insert(0, os.path.join(ROOT, "infra"))
+import ddb_capacity  # noqa: E402
 
 # Lambda timeouts from template.yaml: the runtime API's deadline header, as Lambda would send it.
-DEADLINE_S = {"oauth-callback": 29, "webhook-receiver": 10, "token-refresher": 240, "sync-worker": 120, "node-webhook": 10}
-MEMORY_MB = {"oauth-callback": 256, "webhook-receiver": 256, "token-refresher": 256, "sync-worker": 512, "node-webhook": 256}
+DEADLINE_S = {"oauth-callback": 29, "webhook-receiver": 10, "token-refresher": 240, "sync-worker": 120, "records-api": 29,
+              "node-webhook": 10}
+MEMORY_MB = {"oauth-callback": 256, "webhook-receiver": 256, "token-refresher": 256, "sync-worker": 512, "records-api": 256,
+             "node-webhook": 256}
 RETURN_URL = "http://localhost:3000/integrations"
+RECORDS_PAGE = 100
+RECORDS_OP = f"{RECORDS_PAGE}-record page"
+RECORDS_ENTITY = "contact"
 # Lambda's payload quotas (AWS Lambda quotas; API reference, Invoke): an event invoked synchronously
 # (the HTTP API's routes, the SQS event source mapping) and any response at most 6 MB; an event
 # invoked asynchronously (EventBridge Scheduler's targets) at most 1 MB. The emulator below refuses
@@ -235,12 +246,18 @@ class RuntimeApi:
 
 class CountingProxy:
     """Forwards every request to moto and counts it by service and operation (X-Amz-Target, or the
-    query protocol's Action). Used only for the call-count run, never for the timed ones."""
+    query protocol's Action). Used only for the call-count run, never for the timed ones. DynamoDB
+    reads are also sized (infra/ddb_capacity.py: read request units from the items returned, since
+    moto's ConsumedCapacity is a fixed figure); `last_reads` holds those of the calls last taken."""
+
+    READS = ("GetItem", "Query", "Scan", "BatchGetItem")
 
     def __init__(self, upstream: str):
         u = urllib.parse.urlsplit(upstream)
         self.host, self.port_up = u.hostname, u.port
         self.calls: list[str] = []
+        self.reads: list[tuple[str, float, bool]] = []
+        self.last_reads: list[tuple[str, float, bool]] = []
         self.upstream_ns = 0
         self.lock = threading.Lock()
         proxy = self
@@ -273,9 +290,14 @@ class CountingProxy:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
+                busy = now_ns() - t0
+                # Sized after the timed span: a GetItem with a projection costs a second, untimed read.
+                read = proxy.size_read(op, headers, body, data) if svc == "dynamodb" and op in proxy.READS and resp.status == 200 else None
                 with proxy.lock:
                     proxy.calls.append(f"{svc}:{op}")
-                    proxy.upstream_ns += now_ns() - t0
+                    proxy.upstream_ns += busy
+                    if read is not None:
+                        proxy.reads.append((op, *read))
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("content-length", "connection", "transfer-encoding", "keep-alive", "server", "date"):
@@ -291,9 +313,25 @@ class CountingProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def size_read(self, op: str, headers: dict, body: bytes, data: bytes) -> tuple[float, bool] | None:
+        """(RRU, exact) of one DynamoDB read; None when it cannot be parsed."""
+        def full_item(table: str, key: dict):
+            conn = http.client.HTTPConnection(self.host, self.port_up, timeout=60)
+            h = {k: v for k, v in headers.items() if k.lower() in ("content-type", "authorization", "x-amz-date")}
+            h["x-amz-target"] = "DynamoDB_20120810.GetItem"
+            conn.request("POST", "/", body=json.dumps({"TableName": table, "Key": key, "ConsistentRead": True}), headers=h)
+            got = json.loads(conn.getresponse().read() or b"{}").get("Item")
+            conn.close()
+            return got
+        try:
+            return ddb_capacity.read_units(op, json.loads(body or b"{}"), json.loads(data or b"{}"), full_item)
+        except (ValueError, KeyError, OSError):
+            return None
+
     def take(self) -> list[str]:
         with self.lock:
             out, self.calls, self.upstream_ns = self.calls, [], 0
+            self.last_reads, self.reads = self.reads, []
         return out
 
     def take_timed(self) -> tuple[list[str], float]:
@@ -301,6 +339,7 @@ class CountingProxy:
         with self.lock:
             out, busy = self.calls, ms(self.upstream_ns)
             self.calls, self.upstream_ns = [], 0
+            self.last_reads, self.reads = self.reads, []
         return out, busy
 
     def close(self):
@@ -322,6 +361,18 @@ def by_service(calls: list[str]) -> str:
         by[s] = by.get(s, 0) + 1
     short = {"dynamodb": "DDB", "sqs": "SQS", "kms": "KMS", "secretsmanager": "SM"}
     return " + ".join(f"{v} {short.get(k, k)}" for k, v in sorted(by.items())) if by else "0"
+
+
+def read_units_text(reads: list[tuple[str, float, bool]]) -> str:
+    """DynamoDB read request units of one event's reads, by operation: "3.5 RRU (GetItem 3, Query 0.5)";
+    "at least" when a filter dropped items read that the answer does not show."""
+    if not reads:
+        return "0 RRU"
+    by: dict[str, float] = {}
+    for op, rru, _exact in reads:
+        by[op] = by.get(op, 0.0) + rru
+    lower = "at least " if not all(exact for _op, _rru, exact in reads) else ""
+    return f"{lower}{sum(by.values()):g} RRU ({', '.join(f'{op} {v:g}' for op, v in sorted(by.items()))})"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -442,6 +493,10 @@ class Stack:
         self.realm: str | None = None
         self.invoice_id: str | None = None
         self.seq = 0
+        self.records_cursor: str | None = None
+        self.records_pages = 0
+        self.records_full_pages = 1
+        self.records_answer_bytes = 0
 
     def ops(self, *args):
         subprocess.run([self.ops_bin, *args], env=self.env, check=True, capture_output=True, text=True, timeout=300)
@@ -546,6 +601,34 @@ class Stack:
         if not isinstance(ans, dict) or ans.get("batchItemFailures"):
             raise RuntimeError(f"sync batch failed: {ans}")
 
+    # --- records-api
+    def records_page_event(self) -> dict:
+        """A signed request for the next 100-record page of the realm's contacts (docs/records-api.md),
+        as the app sends it: the pages are walked with `next_cursor`, from the first again after
+        `records_full_pages`, so every page measured is a full page of the stored set."""
+        key = self.secrets["AppSigningSecret"]["connect_keys"]["local"]
+        path = f"/v1/tenants/{self.tenant}/connections/quickbooks/{EV.rfc3986(self.realm)}/records/{RECORDS_ENTITY}"
+        params = [("tenant", self.tenant), ("user", self.user), ("limit", str(RECORDS_PAGE))]
+        if self.records_cursor:
+            params.append(("cursor", self.records_cursor))
+        params += [("ts", str(int(time.time()))), ("kid", "local")]
+        params.append(("sig", EV.connect_signature(key, "GET", path, params)))
+        return EV.http_event("GET", EV.LIST_ROUTE, path, query=params, name=f"bench-records-{uuid.uuid4()}",
+                             when=EV.datetime.now(EV.timezone.utc))
+
+    def check_records(self, ans: dict):
+        body = json.loads(ans.get("body") or "{}") if isinstance(ans, dict) else {}
+        records = body.get("records")
+        if ans.get("statusCode") != 200 or not isinstance(records, list) or len(records) != RECORDS_PAGE:
+            raise RuntimeError(f"records page: {ans.get('statusCode')} {len(records or [])} records {str(body)[:300]}")
+        if any(r.get("record", {}).get("entity") not in (None, RECORDS_ENTITY) for r in records):
+            raise RuntimeError(f"records page holds other entities: {str(records[0])[:300]}")
+        self.records_pages += 1
+        self.records_answer_bytes = len(ans["body"])
+        self.records_cursor = body.get("next_cursor")
+        if not self.records_cursor or self.records_pages >= self.records_full_pages:
+            self.records_cursor, self.records_pages = None, 0
+
 
 # ------------------------------------------------------------------------------------------------
 # Runs
@@ -645,6 +728,7 @@ def count_spec(spec: Spec, env: dict, proxy: CountingProxy) -> dict:
         purge_queues(env)
         first_check(answer(p.invoke(first_event)), p, chain)
         out["cold"], out["cold_moto_ms"] = proxy.take_timed()
+        out["cold_reads"] = proxy.last_reads
         # The second warm round, so per-container caches filled by the cold event are in effect.
         for round_no in range(2):
             carry = None
@@ -653,7 +737,8 @@ def count_spec(spec: Spec, env: dict, proxy: CountingProxy) -> dict:
                 purge_queues(env)
                 proxy.take()
                 carry = check(answer(p.invoke(ev)))
-                out[f"warm:{label}"] = proxy.take()
+                out[f"warm:{label}"], out[f"moto_ms:{label}"] = proxy.take_timed()
+                out[f"reads:{label}"] = proxy.last_reads
     finally:
         p.stop()
     return out
@@ -727,6 +812,37 @@ def find_event(endpoint: str, queue_url: str, correlation_id: str, kind: str, tr
     return None
 
 
+def pull_invoices(stack: Stack, cmd: list[str], env: dict, count: int, entity: str = "invoice") -> dict:
+    """Seeds `count` records of `entity` (invoices unless told) at the sandbox for the bench realm and
+    syncs them with one pull job in a fresh sync-worker process; the number fetched is read back
+    from the job's sync.completed."""
+    left = count
+    while left > 0:
+        n = min(left, 2000)
+        stack.sandbox_call("POST", "/_sandbox/seed", {"provider": "quickbooks", "org_id": stack.realm, "entity": entity, "count": n})
+        left -= n
+    p = Proc("sync-worker", cmd, env, os.path.join(LOCAL, "sync-worker.pull.log"))
+    job_event = stack.sync_job("pull", entity=entity)
+    # The pull's sync.completed event is read back for its count; earlier runs' events go first.
+    sqs_json(env["AWS_ENDPOINT_URL"], "PurgeQueue", {"QueueUrl": env["EVENTS_QUEUE_URL"]})
+    correlation = json.loads(job_event["Records"][0]["body"])["correlation_id"]
+    try:
+        p.start()
+        rid = p.api.submit(job_event)
+        t0 = now_ns()
+        ans = answer(p._wait(rid, 600))
+        Stack.check_sync(ans)
+        elapsed = ms(now_ns() - t0) / 1000
+        kib = p.peak_rss_kib()
+    finally:
+        p.stop()
+    done = find_event(env["AWS_ENDPOINT_URL"], env["EVENTS_QUEUE_URL"], correlation, "sync.completed")
+    fetched = (done or {}).get("data", {}).get("counts", {}).get("fetched")
+    if not isinstance(fetched, int) or fetched < count:
+        raise RuntimeError(f"the pull job did not sync {count} {entity}s: sync.completed = {done}")
+    return {"mib": kib / 1024.0, "seconds": elapsed, "invoices": count, "fetched": fetched}
+
+
 def machine() -> str:
     model = "?"
     try:
@@ -772,6 +888,8 @@ def main() -> int:
     ap.add_argument("--init-runs", type=int, default=int(os.environ.get("BENCH_INIT_RUNS", "21")))
     ap.add_argument("--warm", type=int, default=int(os.environ.get("BENCH_WARM", "20")))
     ap.add_argument("--sync-invoices", type=int, default=int(os.environ.get("BENCH_SYNC_INVOICES", "10000")))
+    ap.add_argument("--records", type=int, default=int(os.environ.get("BENCH_RECORDS", "2000")),
+                    help="contacts one pull stores for the records API to page through")
     ap.add_argument("--only", default="", help="comma-separated subset of functions")
     ap.add_argument("--no-node", action="store_true", help="leave the Node.js baseline out (no node on the machine)")
     ap.add_argument("--out", default=os.path.join(ROOT, ".local", "bench-functions.md"))
@@ -789,7 +907,7 @@ def main() -> int:
     stack.create_tenant()
     print(f"[bench] tenant {stack.tenant}; cold starts {args.cold} per function, warm rounds {args.warm} per process", flush=True)
 
-    bins = {n: [os.path.join(args.bin_dir, n)] for n in ["oauth-callback", "webhook-receiver", "token-refresher", "sync-worker"]}
+    bins = {n: [os.path.join(args.bin_dir, n)] for n in ["oauth-callback", "webhook-receiver", "token-refresher", "sync-worker", "records-api"]}
     node = ["node", os.path.join(args.node_dir, "index.js")]
 
     def simple(make, check):
@@ -810,6 +928,9 @@ def main() -> int:
                           [("forced run", lambda _c: Stack.refresh_event(), Stack.check_refresh)])
     sync_spec = Spec("sync-worker", bins["sync-worker"], simple(stack.sync_webhook_event, Stack.check_sync),
                      [("webhook job", lambda _c: stack.sync_webhook_event(), Stack.check_sync)])
+    # Run after the records it reads are stored (below), not in the loop.
+    records_spec = Spec("records-api", bins["records-api"], simple(stack.records_page_event, stack.check_records),
+                        [(RECORDS_OP, lambda _c: stack.records_page_event(), stack.check_records)])
 
     only = set(filter(None, args.only.split(",")))
     specs = [s for s in [callback_spec, webhook_spec, node_spec, refresher_spec, sync_spec] if not only or s.name in only or s.name == "oauth-callback"]
@@ -831,36 +952,33 @@ def main() -> int:
         print(f"[bench]   init {r['init_ms']:.1f} ms, cold {r['cold_ms']:.1f} ms, peak RSS {r['rss_mib']:.1f} MiB, "
               f"warm {', '.join(f'{k} {m:.1f}/{p95:.1f} ms' for k, (m, p95, _n) in r['warm'].items())}", flush=True)
 
+    # Issue 23: the records API reads what one pull job stored. Before issue 11's pull below, and of
+    # another entity: moto serves an index Query by walking the whole table (at 10,000 more records
+    # one page took past the function's 5 s timeout), and that pull's invoice count stays its own.
+    records = None
+    if not only or "records-api" in only:
+        print(f"[bench] records-api: seeding {args.records} {RECORDS_ENTITY}s at the sandbox, one pull job stores them", flush=True)
+        stored = pull_invoices(stack, bins["sync-worker"], env, args.records, RECORDS_ENTITY)["fetched"]
+        stack.records_full_pages = stored // RECORDS_PAGE
+        print(f"[bench] records-api: {RECORDS_PAGE}-record pages of {stored} stored {RECORDS_ENTITY}s; "
+              f"{args.init_runs} starts to the first poll, {args.cold} cold starts x (1 + {args.warm} warm rounds)", flush=True)
+        results["records-api"] = run_spec(records_spec, env, args.cold, args.warm, args.init_runs)
+        counts["records-api"] = count_spec(records_spec, env, proxy)
+        specs.append(records_spec)
+        records = {"stored": stored, "answer_bytes": stack.records_answer_bytes}
+        r = results["records-api"]
+        print(f"[bench]   init {r['init_ms']:.1f} ms, cold {r['cold_ms']:.1f} ms, peak RSS {r['rss_mib']:.1f} MiB, "
+              f"warm {', '.join(f'{k} {m:.1f}/{p95:.1f} ms' for k, (m, p95, _n) in r['warm'].items())}; "
+              f"reads: cold {read_units_text(counts['records-api']['cold_reads'])}, "
+              f"warm {read_units_text(counts['records-api']['reads:' + RECORDS_OP])}", flush=True)
     # Issue 11: the worker's own peak RSS while one pull job syncs N invoices.
     sync_rss = None
     if (not only or "sync-worker" in only) and args.sync_invoices > 0:
         print(f"[bench] sync-worker: seeding {args.sync_invoices} invoices at the sandbox, one pull job in a fresh worker process", flush=True)
-        left = args.sync_invoices
-        while left > 0:
-            n = min(left, 2000)
-            stack.sandbox_call("POST", "/_sandbox/seed", {"provider": "quickbooks", "org_id": stack.realm, "entity": "invoice", "count": n})
-            left -= n
-        p = Proc("sync-worker", bins["sync-worker"], env, os.path.join(LOCAL, "sync-worker.pull.log"))
-        job_event = stack.sync_job("pull")
-        # The pull's sync.completed event is read back for its count; earlier runs' events go first.
-        sqs_json(env["AWS_ENDPOINT_URL"], "PurgeQueue", {"QueueUrl": env["EVENTS_QUEUE_URL"]})
-        correlation = json.loads(job_event["Records"][0]["body"])["correlation_id"]
-        try:
-            p.start()
-            rid = p.api.submit(job_event)
-            t0 = now_ns()
-            ans = answer(p._wait(rid, 600))
-            Stack.check_sync(ans)
-            elapsed = ms(now_ns() - t0) / 1000
-            kib = p.peak_rss_kib()
-        finally:
-            p.stop()
-        done = find_event(env["AWS_ENDPOINT_URL"], env["EVENTS_QUEUE_URL"], correlation, "sync.completed")
-        fetched = (done or {}).get("data", {}).get("counts", {}).get("fetched")
-        if not isinstance(fetched, int) or fetched < args.sync_invoices:
-            raise RuntimeError(f"the pull job did not sync {args.sync_invoices} invoices: sync.completed = {done}")
-        sync_rss = {"mib": kib / 1024.0, "seconds": elapsed, "invoices": args.sync_invoices, "fetched": fetched}
-        print(f"[bench]   pull: {fetched} invoices fetched in {elapsed:.1f} s (sync.completed), worker peak RSS {kib / 1024:.1f} MiB", flush=True)
+        sync_rss = pull_invoices(stack, bins["sync-worker"], env, args.sync_invoices)
+        print(f"[bench]   pull: {sync_rss['fetched']} invoices fetched in {sync_rss['seconds']:.1f} s (sync.completed), "
+              f"worker peak RSS {sync_rss['mib']:.1f} MiB", flush=True)
+
     proxy.close()
     moto_after = moto_round_trip_ms(env["AWS_ENDPOINT_URL"], env["TENANTS_TABLE"])
 
@@ -916,6 +1034,16 @@ def main() -> int:
         lines.append(f"sync-worker, one pull job in its own process over {sync_rss['fetched']:,} QuickBooks invoices ({sync_rss['invoices']:,} seeded "
                      f"plus the realm's own; count from its sync.completed event): {sync_rss['seconds']:.1f} s, "
                      f"peak RSS {sync_rss['mib']:.1f} MiB (target < 64 MB).")
+    if records:
+        r, c = results["records-api"], counts["records-api"]
+        med, p95, n = r["warm"][RECORDS_OP]
+        lines.append("")
+        lines.append(f"records-api, a {RECORDS_PAGE}-record page of the bench realm's {records['stored']:,} stored {RECORDS_ENTITY}s (signed app request, "
+                     f"pages walked with next_cursor): cold {r['cold_ms']:.1f} ms from process start (init {r['init_ms']:.1f} ms), "
+                     f"warm median {med:.1f} ms, p95 {p95:.1f} ms over {n} pages; answer {records['answer_bytes'] / 1024:.0f} KiB. "
+                     f"DynamoDB per page: cold {summarise_calls(c['cold'])}, {read_units_text(c['cold_reads'])} (moto busy {c['cold_moto_ms']:.0f} ms); "
+                     f"warm {summarise_calls(c['warm:' + RECORDS_OP])}, {read_units_text(c['reads:' + RECORDS_OP])} "
+                     f"(moto busy {c['moto_ms:' + RECORDS_OP]:.0f} ms). Read units sized from the items moto returned (infra/ddb_capacity.py).")
     lines.append("")
     lines.append("AWS calls per operation (service:operation, counted by a proxy in front of moto in a separate run):")
     for spec in specs:
@@ -930,7 +1058,7 @@ def main() -> int:
     with open(args.out, "w") as f:
         f.write(text + "\n")
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-        json.dump({"results": results, "counts": counts, "sync_rss": sync_rss}, f, indent=1, default=str)
+        json.dump({"results": results, "counts": counts, "sync_rss": sync_rss, "records": records}, f, indent=1, default=str)
     return 0
 
 

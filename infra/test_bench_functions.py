@@ -182,6 +182,89 @@ class CountingProxyTest(unittest.TestCase):
         self.assertEqual(bf.summarise_calls(calls), "PutItem 2, Decrypt, GetSecretValue, SendMessageBatch")
         self.assertEqual(self.proxy.take(), [])
 
+    def test_dynamodb_reads_are_sized_from_the_answer(self):
+        # The stub upstream echoes the request: a Query whose answer holds no items reads one 4 KB block.
+        self.call("DynamoDB_20120810.Query", json.dumps({"TableName": "t", "IndexName": "i"}).encode())
+        self.call("AmazonSQS.SendMessage", b"{}")
+        self.assertEqual(self.proxy.take(), ["dynamodb:Query", "sqs:SendMessage"])
+        self.assertEqual(self.proxy.last_reads, [("Query", 0.5, True)])
+        self.proxy.take()
+        self.assertEqual(self.proxy.last_reads, [])
+
+
+class CapacityTest(unittest.TestCase):
+    """The read units the bench reports per records page (infra/ddb_capacity.py), by DynamoDB's rules."""
+
+    def test_item_sizes_follow_dynamodbs_rules(self):
+        self.assertEqual(bf.ddb_capacity.item_size({"pk": {"S": "TENANT#a"}}), 2 + 8)
+        self.assertEqual(bf.ddb_capacity.item_size({"n": {"N": "-00123.4500"}}), 1 + 4)  # 12345: 3 bytes + 1
+        self.assertEqual(bf.ddb_capacity.item_size({"é": {"S": "ü"}}), 2 + 2)  # UTF-8 bytes, not characters
+        self.assertEqual(bf.ddb_capacity.item_size({"m": {"M": {"a": {"BOOL": True}, "l": {"L": [{"NULL": True}]}}}}),
+                         1 + 3 + (1 + 1 + 1) + (1 + (3 + 1 + 1) + 1))
+        self.assertEqual(bf.ddb_capacity.item_size({"b": {"B": "AAEC"}}), 1 + 3)
+
+    def test_reads_round_up_to_4_kb_per_item_or_per_query(self):
+        rc = bf.ddb_capacity.read_units
+
+        def item(size: int) -> dict:
+            return {"d": {"S": "x" * (size - 1)}}
+
+        self.assertEqual(rc("GetItem", {"ConsistentRead": True}, {"Item": item(4096)}), (1.0, True))
+        self.assertEqual(rc("GetItem", {"ConsistentRead": True}, {"Item": item(4097)}), (2.0, True))
+        self.assertEqual(rc("GetItem", {}, {"Item": item(4097)}), (1.0, True))
+        self.assertEqual(rc("GetItem", {"ConsistentRead": True}, {}), (1.0, True))  # a miss still reads
+        # A projection does not lower the cost: the whole stored item is sized.
+        full = item(9000)
+        got = rc("GetItem", {"TableName": "t", "Key": {}, "ProjectionExpression": "d", "ConsistentRead": True},
+                 {"Item": item(10)}, lambda _t, _k: full)
+        self.assertEqual(got, (3.0, True))
+        # A Query sums its items first (100 of 1 KB: 25 blocks), an index is read eventually consistent.
+        items = [item(1024)] * 100
+        self.assertEqual(rc("Query", {"IndexName": "i", "ConsistentRead": True}, {"Items": items, "Count": 100, "ScannedCount": 100}),
+                         (12.5, True))
+        self.assertEqual(rc("Query", {"ConsistentRead": True}, {"Items": items, "Count": 100, "ScannedCount": 100}), (25.0, True))
+        # Items a filter dropped were read but are not in the answer: only a lower bound.
+        self.assertEqual(rc("Query", {}, {"Items": items, "Count": 100, "ScannedCount": 120}), (12.5, False))
+        self.assertEqual(bf.read_units_text([("GetItem", 1.0, True), ("GetItem", 1.0, True), ("Query", 12.5, False)]),
+                         "at least 14.5 RRU (GetItem 2, Query 12.5)")
+
+
+class RecordsWalkTest(unittest.TestCase):
+    """The records pages the bench asks for: signed over the cursor, walked with next_cursor, every page full."""
+
+    def setUp(self):
+        self.stack = bf.Stack({}, "http://127.0.0.1:1", "ttya-ops")
+        self.stack.realm = "4620816365"
+        self.stack.records_full_pages = 2
+
+    def page(self, n: int, cursor: str | None) -> dict:
+        records = [{"record": {"entity": "contact", "id": str(i)}} for i in range(n)]
+        return {"statusCode": 200, "body": json.dumps({"records": records, "next_cursor": cursor})}
+
+    def query(self, event: dict) -> dict:
+        return dict(bf.urllib.parse.parse_qsl(event["rawQueryString"]))
+
+    def test_pages_follow_the_cursor_signed_and_wrap_before_a_short_page(self):
+        key = self.stack.secrets["AppSigningSecret"]["connect_keys"]["local"]
+        first = self.stack.records_page_event()
+        q = self.query(first)
+        self.assertEqual(first["rawPath"], f"/v1/tenants/{self.stack.tenant}/connections/quickbooks/4620816365/records/contact")
+        self.assertEqual((q["limit"], q["tenant"], "cursor" in q), ("100", self.stack.tenant, False))
+        self.stack.check_records(self.page(100, "c1"))
+        second = self.stack.records_page_event()
+        q = self.query(second)
+        self.assertEqual(q["cursor"], "c1")
+        # The cursor is under the signature, as the handler checks it.
+        params = [(k, v) for k, v in bf.urllib.parse.parse_qsl(second["rawQueryString"])]
+        self.assertEqual(q["sig"], bf.EV.connect_signature(key, "GET", second["rawPath"], params))
+        # After the full pages the walk starts again, so a short last page is never measured.
+        self.stack.check_records(self.page(100, "c2"))
+        self.assertNotIn("cursor", self.query(self.stack.records_page_event()))
+        with self.assertRaisesRegex(RuntimeError, "99 records"):
+            self.stack.check_records(self.page(99, None))
+        with self.assertRaises(RuntimeError):
+            self.stack.check_records({"statusCode": 403, "body": json.dumps({"error": {"code": 1002}})})
+
 
 class StatsTest(unittest.TestCase):
     def test_percentile_interpolates_and_handles_one_value(self):

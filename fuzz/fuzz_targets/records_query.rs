@@ -1,15 +1,20 @@
 //! The records API's request parsing (`shared::records::query` and `cursor`): any path, any query
 //! parameters and any cursor. Asserted besides "no panic": an accepted request has a limit from 1
 //! to 500 and a plan whose key condition names the index's hash key; a cursor is accepted only for
-//! the tenant and connection of the request, and an accepted one round-trips.
+//! the tenant and connection of the request, and an accepted one round-trips. A cursor the fuzzer
+//! makes up almost never carries the query's fingerprint (a hash), so the target also encodes a last
+//! key of its own with a hostile sort and range value, as DynamoDB could hand one back: that cursor
+//! decodes to the same key for its own query and for no other tenant, or is refused for its size.
 #![no_main]
 
 use std::collections::BTreeMap;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use libfuzzer_sys::fuzz_target;
 use shared::providers::Entity;
 use shared::records::{cursor, query};
-use shared::store::tenant_pk;
+use shared::store::{tenant_pk, Item};
+use shared::sync::store::records_prefix;
 use shared::Provider;
 
 const NAMES: [&str; 16] = [
@@ -66,5 +71,25 @@ fuzz_target!(|data: &[u8]| {
             let again = cursor::encode(&plan, &key).expect("an accepted key encodes");
             assert_eq!(cursor::decode(&plan, &tenant, provider, &org_id, entity, &again).unwrap(), key);
         }
+    }
+    let tail = p.cursor.as_deref().unwrap_or(first);
+    let last: Item = [
+        ("pk".to_string(), tenant_pk(&tenant)),
+        ("sk".to_string(), format!("{}{tail}", records_prefix(provider, &org_id, entity))),
+        (plan.hash_attr.to_string(), plan.hash_value.clone()),
+        (plan.range_attr.to_string(), tail.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, AttributeValue::S(v)))
+    .collect();
+    let c = cursor::encode(&plan, &last).expect("a key with every attribute of the index encodes");
+    // Within DynamoDB's key sizes (1,024 bytes for a range key) and the cursor's cap it must be accepted.
+    let fits = !tail.is_empty() && last.values().all(|v| v.as_s().is_ok_and(|s| s.len() <= 1024)) && c.len() <= cursor::MAX_CURSOR_LEN;
+    match cursor::decode(&plan, &tenant, provider, &org_id, entity, &c) {
+        Ok(key) => {
+            assert_eq!(key, last);
+            assert!(cursor::decode(&plan, "acme-2", provider, &org_id, entity, &c).is_err());
+        }
+        Err(e) => assert!(!fits, "a key that fits was refused: {e}; {tail:?}"),
     }
 });
