@@ -35,6 +35,7 @@ import io
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,7 +83,11 @@ def bootstrap_zip(binary: str) -> bytes:
     Debug info is stripped (a debug build's binary is 50-60 MB, mostly DWARF)."""
     with tempfile.TemporaryDirectory() as tmp:
         stripped = os.path.join(tmp, "bootstrap")
-        subprocess.run(["strip", "--strip-debug", "-o", stripped, binary], check=True)
+        if shutil.which("strip"):
+            subprocess.run(["strip", "--strip-debug", "-o", stripped, binary], check=True)
+        else:
+            # Without binutils the package is 3-4 times larger; MiniStack keeps it in memory.
+            shutil.copyfile(binary, stripped)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
             info = zipfile.ZipInfo("bootstrap")

@@ -66,6 +66,18 @@ def scheduled_pulls(ddb, table: str) -> int:
     return len(items)
 
 
+def ministack_rss_mb() -> int | None:
+    """MiniStack's resident memory (it keeps every table, queue and log line in memory)."""
+    try:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, ".local", "ministack.pid")) as f:
+            pid = f.read().strip()
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 def answers(url: str) -> bool:
     try:
         urllib.request.urlopen(url, timeout=5).read()
@@ -125,6 +137,7 @@ def main() -> int:
         checks += 1
         log(f"check {checks}: {len(current)} grants, {refreshes} refreshes and {pulls} scheduled pulls since the start; "
             f"sync queues {sum(sum(v) for q, v in depths.items() if '-sync-' in q and not q.endswith('dlq'))} messages; "
+            f"MiniStack RSS {ministack_rss_mb()} MB; "
             + ("OK" if not problems else "PROBLEMS: " + "; ".join(problems)))
         failures += [f"{time.strftime('%H:%M:%S')} {p}" for p in problems]
         if time.time() >= deadline:
