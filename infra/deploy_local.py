@@ -16,8 +16,8 @@
    CloudFormation accepts but does not apply (docs/local-stack.md):
    - HTTP API routes: SAM puts them in the API's OpenAPI body, which MiniStack ignores; each
      function's `HttpApi` events become CreateIntegration (AWS_PROXY, payload 2.0) + CreateRoute;
-   - DynamoDB TimeToLiveSpecification and PointInTimeRecoverySpecification: UpdateTimeToLive,
-     UpdateContinuousBackups;
+   - DynamoDB TimeToLiveSpecification, PointInTimeRecoverySpecification and SSESpecification:
+     UpdateTimeToLive, UpdateContinuousBackups, UpdateTable;
    - LoggingConfig: the variables Lambda derives from it (AWS_LAMBDA_LOG_FORMAT,
      AWS_LAMBDA_LOG_LEVEL) added to each function's environment;
    - secrets: the dev-only values of infra/local-secrets.json, with PutSecretValue, as an operator
@@ -65,7 +65,7 @@ def log(msg: str) -> None:
 def clients(endpoint: str) -> dict:
     session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION)
     cfg = BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, read_timeout=300)
-    names = ["s3", "cloudformation", "lambda", "apigatewayv2", "dynamodb", "secretsmanager"]
+    names = ["s3", "cloudformation", "lambda", "apigatewayv2", "dynamodb", "secretsmanager", "scheduler"]
     return {n: session.client(n, endpoint_url=endpoint, config=cfg) for n in names}
 
 
@@ -234,6 +234,12 @@ def table_settings(c: dict, template: dict, resolver: Resolver, resources: dict[
         if pitr and str(pitr.get("PointInTimeRecoveryEnabled")).lower() == "true":
             ddb.update_continuous_backups(TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
             done.append("PITR")
+        sse = props.get("SSESpecification")
+        if sse and str(sse.get("SSEEnabled")).lower() == "true":
+            if not ddb.describe_table(TableName=table)["Table"].get("SSEDescription"):
+                spec = {"Enabled": True, **{k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse}}
+                ddb.update_table(TableName=table, SSESpecification=spec)
+            done.append("SSE")
         log(f"{name} ({table}): {', '.join(done) or 'nothing to add'}")
 
 
@@ -278,6 +284,18 @@ def post_deploy(c: dict, template: dict, resolver: Resolver, resources: dict[str
     table_settings(c, template, resolver, resources)
     logging_config(c, template, resolver, resources)
     put_secrets(c, local_secrets, resources)
+
+
+def summary(c: dict, resources: dict[str, str]) -> None:
+    """What is now running the functions: the mappings, schedules and routes, as MiniStack has them."""
+    for m in c["lambda"].list_event_source_mappings()["EventSourceMappings"]:
+        log(f"mapping {m['EventSourceArn'].rsplit(':', 1)[-1]} -> {m['FunctionArn'].rsplit(':', 1)[-1]}: batch {m['BatchSize']}, "
+            f"{', '.join(m.get('FunctionResponseTypes', [])) or 'whole batches'}, max concurrency {m.get('ScalingConfig', {}).get('MaximumConcurrency', '-')}")
+    for sch in c["scheduler"].list_schedules()["Schedules"]:
+        d = c["scheduler"].get_schedule(Name=sch["Name"], GroupName=sch.get("GroupName", "default"))
+        log(f"schedule {sch['Name']}: {d['ScheduleExpression']} -> {d['Target']['Arn'].rsplit(':', 1)[-1]} {d['Target'].get('Input', '')}")
+    routes = sorted(r["RouteKey"] for r in c["apigatewayv2"].get_routes(ApiId=resources["HttpApi"]).get("Items", []))
+    log(f"routes of {resources['HttpApi']}: {'; '.join(routes)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -345,6 +363,7 @@ def main() -> int:
               "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
     resolver = Resolver(template, {**params, "PublicBaseUrl": params.get("PublicBaseUrl", api_url)}, pseudo)
     post_deploy(c, template, resolver, resources, local_secrets)
+    summary(c, resources)
     write_env(args.env_out, c, args.endpoint, args.stack, template, resources, api_url)
     log(f"done in {time.monotonic() - started:.1f}s")
     return 0
