@@ -152,15 +152,22 @@ def main():
     wait_for("a scheduled incremental pull of every connection", 600, lambda: scheduled_pulls_done(env, ddb, pk, orgs))
     print("[demo] sync-scheduler enqueued incremental pulls and sync-worker ran them: " + ", ".join(
         f"{p} {n}" for p, n in sorted(scheduled_pulls_done(env, ddb, pk, orgs).items())))
+    grant_ids = {sk.split("#", 2)[2] for sk in versions_at_connect}
     if env.get("DEMO_WAIT_REFRESH", "1") == "1":
         # The sandbox's tokens live ACCESS_TOKEN_TTL (scripts/run-local): within the refresher's
         # 600 s window at once, so the next run of either 5-minute schedule renews them.
-        wait_for("a scheduled refresh of every grant", 660, lambda: all_refreshed(versions_at_connect, grant_versions(env, ddb, pk)))
+        wait_for("token-refresher (on its schedule) to refresh every grant", 660,
+                 lambda: grant_ids <= {r["grant_id"] for r in refreshes(env, "TokenRefresherFunction", tenant)})
     else:
         print("[demo] tokens keep the providers' lifetimes: the refresher renews them 10 minutes before they expire")
+    by_refresher = refreshes(env, "TokenRefresherFunction", tenant)
+    on_demand = refreshes(env, "SyncWorkerFunction", tenant)
     after = grant_versions(env, ddb, pk)
     for sk, (version, status, expires) in sorted(after.items()):
-        print(f"[demo] grant {sk}: version {versions_at_connect[sk][0]} -> {version} (refreshed by the schedule), {status}, "
+        gid = sk.split("#", 2)[2]
+        runs = [r["timestamp"][11:19] for r in by_refresher if r["grant_id"] == gid]
+        print(f"[demo] grant {sk}: {status}, version {versions_at_connect[sk][0]} -> {version}; refreshed by token-refresher at "
+              f"{', '.join(runs) or '-'} (UTC), on demand by sync-worker {sum(r['grant_id'] == gid for r in on_demand)} times; "
               f"access token valid {expires - int(time.time())}s more")
 
     show_records(env, ddb, pk, "now")
@@ -268,8 +275,20 @@ def grant_versions(env, ddb, pk):
     }
 
 
-def all_refreshed(before, after):
-    return bool(before) and all(after.get(sk, (0, "", 0))[0] > v for sk, (v, _s, _e) in before.items())
+def refreshes(env, function, tenant=None, since_ms=0):
+    """The "grant refreshed" log lines of one function (its CloudWatch log group, where MiniStack
+    files a function's output), as dicts; the tenant's only when `tenant` is given."""
+    logs = boto3.client("logs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env.get("AWS_REGION", "us-east-1"))
+    group = f"/aws/lambda/{env[f'FUNCTION_{function}']}"
+    out = []
+    for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group, startTime=since_ms):
+        for e in page["events"]:
+            if '"grant refreshed"' not in e["message"]:
+                continue
+            line = json.loads(e["message"])
+            if tenant is None or line.get("tenant_id") == tenant:
+                out.append(line)
+    return out
 
 
 def queue_depths(sqs, env):

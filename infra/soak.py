@@ -25,7 +25,7 @@ import urllib.request
 import boto3
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from demo import queue_depths  # noqa: E402
+from demo import queue_depths, refreshes  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -133,9 +133,11 @@ def main() -> int:
             if q.endswith("dlq") and visible + inflight:
                 problems.append(f"{q} holds {visible + inflight} messages")
         pulls = scheduled_pulls(ddb, env["SYNC_TABLE"]) - pulls_start
-        refreshes = sum(g["version"] - start.get(k, g)["version"] for k, g in current.items())
+        scheduled = len(refreshes(env, "TokenRefresherFunction", since_ms=int(began * 1000)))
+        on_demand = len(refreshes(env, "SyncWorkerFunction", since_ms=int(began * 1000)))
         checks += 1
-        log(f"check {checks}: {len(current)} grants, {refreshes} refreshes and {pulls} scheduled pulls since the start; "
+        log(f"check {checks}: {len(current)} grants; since the start {scheduled} refreshes by token-refresher, "
+            f"{on_demand} on demand by sync-worker, {pulls} scheduled pulls; "
             f"sync queues {sum(sum(v) for q, v in depths.items() if '-sync-' in q and not q.endswith('dlq'))} messages; "
             f"MiniStack RSS {ministack_rss_mb()} MB; "
             + ("OK" if not problems else "PROBLEMS: " + "; ".join(problems)))
@@ -148,11 +150,14 @@ def main() -> int:
     # Pulls must keep running through the idle hours, not only right after the walk-through.
     if elapsed >= 600 and pulls == 0:
         failures.append("no scheduled pull completed during the soak")
+    if elapsed >= 600 and scheduled == 0:
+        failures.append("token-refresher refreshed nothing during the soak")
     print(f"[soak] after {elapsed / 3600:.2f} h idle ({checks} checks):")
     for key, g in sorted(current.items()):
         print(f"[soak]   grant {key}: {g['status']}, refreshed {g['version'] - start.get(key, g)['version']} times, "
               f"access token valid {g['expires'] - int(time.time())}s more (never less than {min_left[key]}s at a check)")
-    print(f"[soak]   scheduled incremental pulls completed: {pulls}; dead-letter queues: "
+    print(f"[soak]   refreshes by token-refresher: {scheduled}, on demand by sync-worker: {on_demand}; "
+          f"scheduled incremental pulls completed: {pulls}; dead-letter queues: "
           + ", ".join(f"{q} {sum(v)}" for q, v in depths.items() if q.endswith("dlq")))
     if failures:
         print(f"[soak] FAILED ({len(failures)} problems):")
