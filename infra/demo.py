@@ -1,15 +1,25 @@
-"""The end-to-end walk-through scripts/run-local runs against the running local system.
+"""The end-to-end walk-through scripts/run-local runs against the deployed local stack (MiniStack).
 
-1. creates a demo tenant (professional plan) and its owner with the ops CLI (ttya-ops: the same
-   shared stores the functions use; TTYA_OPS names the binary, else `cargo run -p ttya-ops`);
-2. connects QuickBooks, Xero and Zoho Books the way a user would: a connect URL signed as the main
-   app signs it (docs/connect-auth.md) -> oauth-callback -> the sandbox's consent page -> back to
-   oauth-callback, which exchanges the code, discovers the organisations and stores a sealed grant;
-3. has the provider sandbox send a signed QuickBooks and a signed Xero webhook to webhook-receiver;
-4. shows the sync jobs the receiver put on the sync queue.
+It only does what a user, the main app or a provider does, and then waits for the system to do the
+rest, printing what it did:
 
-Needs the environment of .local/aws.env plus PROVIDER_BASE_URL (the sandbox) and LAMBDA_PORT; runs
-with the moto venv's python (boto3). Exits non-zero when a step does not do what it should.
+1. creates a demo tenant (enterprise plan, pulls every SYNC_MINUTES minutes) and its owner with the
+   ops CLI (ttya-ops; TTYA_OPS names the binary, else `cargo run -p ttya-ops`);
+2. connects QuickBooks, Xero and Zoho Books the way a user would, through the HTTP API's routes: a
+   connect URL signed as the main app signs it (docs/connect-auth.md) -> oauth-callback -> the
+   sandbox's consent page -> back to oauth-callback, which stores a sealed grant and puts each
+   connection's initial full sync on the low queue;
+3. waits for the initial sync: the low queue's event source mapping feeds sync-worker;
+4. has the provider sandbox send a signed QuickBooks and a signed Xero webhook to the HTTP API's
+   /webhooks route, and waits for the record each one announced to be stored;
+5. waits for the schedules: token-refresher refreshing every grant (EventBridge Scheduler, every
+   5 minutes) and sync-scheduler enqueueing incremental pulls (every minute), which sync-worker runs;
+6. prints records per entity, refreshes, queue depths and the dead-letter queues (which must be
+   empty: no step of the walk-through is meant to dead-letter).
+
+Needs the environment of .local/stack.env (infra/deploy_local.py) plus PROVIDER_BASE_URL (the
+sandbox); runs with the stack venv's python (boto3). Exits non-zero when the system does not do
+what it should within the step's time limit.
 """
 
 import hashlib
@@ -19,7 +29,6 @@ import json
 import subprocess
 import os
 import sys
-import tempfile
 import time
 import urllib.parse
 import uuid
@@ -27,6 +36,9 @@ import uuid
 import boto3
 
 CONNECT_KEY_ID = "local"
+PROVIDERS = ["quickbooks", "xero", "zoho"]
+# The demo tenant's pull interval: short, so the walk-through sees the scheduler at work.
+SYNC_MINUTES = int(os.environ.get("DEMO_SYNC_MINUTES", "2"))
 RETURN_URL = "http://localhost:3000/integrations"
 
 
@@ -59,7 +71,7 @@ def request(method, url, body=None, headers=None):
 
 
 def ops(*args):
-    """Runs the ops CLI against the local stack (the caller's environment is .local/aws.env)."""
+    """Runs the ops CLI against the local stack (the caller's environment is .local/stack.env)."""
     binary = os.environ.get("TTYA_OPS")
     cmd = [binary, *args] if binary else ["cargo", "run", "-q", "-p", "ttya-ops", "--", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -76,62 +88,50 @@ def fail(msg):
 
 def main():
     env = os.environ
-    lambda_base = f"http://127.0.0.1:{env['LAMBDA_PORT']}/lambda-url"
+    api = env["API_URL"].rstrip("/")
     sandbox = env.get("PROVIDER_BASE_URL")
     if not sandbox:
         fail("PROVIDER_BASE_URL (the provider sandbox) is not set")
     aws = dict(endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env.get("AWS_REGION", "us-east-1"))
     ddb = boto3.client("dynamodb", **aws)
     sqs = boto3.client("sqs", **aws)
+    started = time.monotonic()
 
     tenant = f"demo-{uuid.uuid4().hex[:8]}"
     user = "demo-owner"
-    ops("tenants", "create", tenant, "--name", "Demo Ltd", "--plan", "professional", "--return-url", RETURN_URL,
+    ops("tenants", "create", tenant, "--name", "Demo Ltd", "--plan", "enterprise", "--return-url", RETURN_URL,
         "--providers", "quickbooks,xero,zoho")
+    ops("tenants", "set-config", tenant, f"sync_frequency_minutes={SYNC_MINUTES}")
     ops("users", "set-role", tenant, user, "owner")
     pk = {"S": f"TENANT#{tenant}"}
-    print(f"[demo] tenant {tenant} with owner {user}")
+    print(f"[demo] tenant {tenant} (enterprise plan, pulls every {SYNC_MINUTES} min) with owner {user}")
 
     key = local_secrets()["AppSigningSecret"]["connect_keys"][CONNECT_KEY_ID]
-    for provider in ["quickbooks", "xero", "zoho"]:
-        # jti: a signed connect URL works once (shared/src/connect/state.rs).
-        params = {"tenant": tenant, "user": user, "ts": str(int(time.time())), "kid": CONNECT_KEY_ID, "return_url": RETURN_URL,
-                  "jti": str(uuid.uuid4())}
-        url = f"{lambda_base}/oauth-callback/connect/{provider}?{signed_query(key, 'GET', f'/connect/{provider}', params)}"
-        hops = []
-        # Plays the browser: /connect sets a cookie binding the state to this browser, and the
-        # callback refuses the state without it. (Marked Secure; a browser still sends it to
-        # 127.0.0.1, which counts as a secure context, so this jar does the same.)
-        jar = {}
-        for _ in range(3):
-            headers = {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar and url.startswith(lambda_base) else {}
-            status, resp_headers, body = request("GET", url, headers=headers)
-            if status != 302:
-                fail(f"{provider}: {url.split('?')[0]} answered {status}: {body[:300]!r}")
-            set_cookie = resp_headers.get("set-cookie")
-            if set_cookie and url.startswith(lambda_base):
-                name, _, value = set_cookie.split(";")[0].partition("=")
-                jar[name.strip()] = value.strip()
-            url = resp_headers["location"]
-            hops.append(url.split("?")[0])
-        if not url.startswith(RETURN_URL) or "status=connected" not in url:
-            fail(f"{provider}: connect ended at {url}")
-        print(f"[demo] connected {provider}: {' -> '.join(hops[:2])} -> back to the app: {url}")
+    for provider in PROVIDERS:
+        connect(api, key, tenant, user, provider)
 
     orgs = {}
     for line in ops("connections", "list", "--tenant", tenant).splitlines():
         _tenant, provider, org_id, org_name, _grant, status = line.split("\t")
         orgs.setdefault(provider, []).append(org_id)
         print(f"[demo] connection {provider} org {org_id} ({org_name}) status {status}")
-    for provider in ["quickbooks", "xero", "zoho"]:
+    for provider in PROVIDERS:
         if not orgs.get(provider):
             fail(f"no {provider} connection stored")
+    versions_at_connect = grant_versions(env, ddb, pk)
 
-    queue = env["SYNC_QUEUE_NORMAL_URL"]
+    # 3. Initial sync, from the low queue through its event source mapping.
+    print("[demo] waiting for the initial sync (low queue -> event source mapping -> sync-worker) ...")
+    wait_for("every connection's initial sync", 600, lambda: initial_sync_done(env, ddb, pk))
+    print(f"[demo] initial sync complete after {time.monotonic() - started:.0f}s")
+    show_records(env, ddb, pk, "after the initial sync")
+
+    # 4. Webhooks through the HTTP API route; nobody hands the job over.
     for provider in ["quickbooks", "xero"]:
+        before = record_keys(env, ddb, pk, f"REC#{provider}#{orgs[provider][0]}#invoice#")
         emit = {
             "provider": provider,
-            "target_url": f"{lambda_base}/webhook-receiver/webhooks/{provider}",
+            "target_url": f"{api}/webhooks/{provider}",
             "org_id": orgs[provider][0],
             "entity": "invoice",
             "operation": "create",
@@ -140,26 +140,172 @@ def main():
         answer = json.loads(body or b"{}")
         if status != 200 or answer.get("status") != 200:
             fail(f"{provider} webhook: sandbox {status}, receiver {answer.get('status')}: {answer.get('body')}")
-        print(f"[demo] signed {provider} webhook delivered by the sandbox: receiver answered {answer['status']}")
+        print(f"[demo] signed {provider} webhook (a new invoice) POSTed by the sandbox to {api}/webhooks/{provider}: {answer['status']}")
+        new = wait_for(
+            f"the {provider} webhook's invoice to be stored", 180,
+            lambda: record_keys(env, ddb, pk, f"REC#{provider}#{orgs[provider][0]}#invoice#") - before,
+        )
+        print(f"[demo] stored from the webhook (receiver -> normal queue -> sync-worker): {', '.join(sorted(new))}")
 
-    jobs, messages = [], []
-    for _ in range(10):
-        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]).get("Messages", [])
-        for m in got:
-            job = json.loads(m["Body"])
-            if job.get("tenant_id") == tenant:
-                jobs.append(job)
-                messages.append(m)
-        if len(jobs) >= 2:
-            break
-    for job in jobs:
-        print(f"[demo] sync job on the normal queue: {job['provider']} {job['operation']} {job['entity']} {job.get('entity_id', '')} (org {job['org_id']}, idempotency key {job['idempotency_key'][:16]}...)")
-    if len(jobs) != 2:
-        fail(f"expected 2 sync jobs for {tenant}, found {len(jobs)}")
-    sync(env, ddb, sqs, queue, pk, messages)
-    refresh(env, ddb, pk)
+    # 5. The schedules: refresher and scheduler, with nobody invoking them.
+    print("[demo] waiting for the schedules: token-refresher (every 5 min) and sync-scheduler (every minute) ...")
+    wait_for("a scheduled incremental pull of every connection", 600, lambda: scheduled_pulls_done(env, ddb, pk, orgs))
+    print("[demo] sync-scheduler enqueued incremental pulls and sync-worker ran them: " + ", ".join(
+        f"{p} {n}" for p, n in sorted(scheduled_pulls_done(env, ddb, pk, orgs).items())))
+    grant_ids = {sk.split("#", 2)[2] for sk in versions_at_connect}
+    if env.get("DEMO_WAIT_REFRESH", "1") == "1":
+        # The sandbox's tokens live ACCESS_TOKEN_TTL (scripts/run-local): within the refresher's
+        # 600 s window at once, so the next run of either 5-minute schedule renews them.
+        wait_for("token-refresher (on its schedule) to refresh every grant", 660,
+                 lambda: grant_ids <= {r["grant_id"] for r in refreshes(env, "TokenRefresherFunction", tenant)})
+    else:
+        print("[demo] tokens keep the providers' lifetimes: the refresher renews them 10 minutes before they expire")
+    by_refresher = refreshes(env, "TokenRefresherFunction", tenant)
+    on_demand = refreshes(env, "SyncWorkerFunction", tenant)
+    after = grant_versions(env, ddb, pk)
+    for sk, (version, status, expires) in sorted(after.items()):
+        gid = sk.split("#", 2)[2]
+        runs = [r["timestamp"][11:19] for r in by_refresher if r["grant_id"] == gid]
+        print(f"[demo] grant {sk}: {status}, version {versions_at_connect[sk][0]} -> {version}; refreshed by token-refresher at "
+              f"{', '.join(runs) or '-'} (UTC), on demand by sync-worker {sum(r['grant_id'] == gid for r in on_demand)} times; "
+              f"access token valid {expires - int(time.time())}s more")
+
+    show_records(env, ddb, pk, "now")
+    depths = queue_depths(sqs, env)
+    print_depths(depths)
+    dead = {q: d for q, d in depths.items() if q.endswith("dlq") and sum(d) > 0}
+    if dead:
+        fail(f"messages dead-lettered (no step of the walk-through is meant to): {dead}")
+    print("[demo] every dead-letter queue is empty (no step of the walk-through is meant to dead-letter)")
     record_handled_secrets(sandbox)
-    print("[demo] done")
+    print(f"[demo] done in {time.monotonic() - started:.0f}s: the system did the work")
+
+
+def connect(api, key, tenant, user, provider):
+    """Plays the browser through the connect flow, from the app's signed URL back to the app."""
+    # jti: a signed connect URL works once (shared/src/connect/state.rs).
+    params = {"tenant": tenant, "user": user, "ts": str(int(time.time())), "kid": CONNECT_KEY_ID, "return_url": RETURN_URL,
+              "jti": str(uuid.uuid4())}
+    url = f"{api}/connect/{provider}?{signed_query(key, 'GET', f'/connect/{provider}', params)}"
+    hops = []
+    # /connect sets a cookie binding the state to this browser, and the callback refuses the state
+    # without it. (Marked Secure; a browser still sends it to 127.0.0.1, a secure context.)
+    jar = {}
+    for _ in range(3):
+        headers = {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar and url.startswith(api) else {}
+        status, resp_headers, body = request("GET", url, headers=headers)
+        if status != 302:
+            fail(f"{provider}: {url.split('?')[0]} answered {status}: {body[:300]!r}")
+        set_cookie = resp_headers.get("set-cookie")
+        if set_cookie and url.startswith(api):
+            name, _, value = set_cookie.split(";")[0].partition("=")
+            jar[name.strip()] = value.strip()
+        url = resp_headers["location"]
+        hops.append(url.split("?")[0])
+    if not url.startswith(RETURN_URL) or "status=connected" not in url:
+        fail(f"{provider}: connect ended at {url}")
+    print(f"[demo] connected {provider}: {' -> '.join(hops[:2])} -> back to the app: {url}")
+
+
+def wait_for(what, seconds, probe, every=3):
+    """Polls probe() until it returns something truthy; fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            fail(f"waited {seconds}s for {what}")
+        time.sleep(every)
+
+
+def query_all(ddb, **kw):
+    items, start = [], None
+    while True:
+        page = ddb.query(**kw, **({"ExclusiveStartKey": start} if start else {}))
+        items += page["Items"]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return items
+
+
+def tenant_items(env, ddb, table, pk, prefix):
+    return query_all(ddb, TableName=env[table], KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                     ExpressionAttributeValues={":pk": pk, ":p": {"S": prefix}})
+
+
+def initial_sync_done(env, ddb, pk):
+    conns = tenant_items(env, ddb, "GRANTS_TABLE", pk, "CONN#")
+    return bool(conns) and all("init_completed_at" in c for c in conns)
+
+
+def record_keys(env, ddb, pk, prefix):
+    return {it["sk"]["S"] for it in tenant_items(env, ddb, "SYNC_TABLE", pk, prefix)}
+
+
+def show_records(env, ddb, pk, when):
+    counts = {}
+    for sk in record_keys(env, ddb, pk, "REC#"):
+        _rec, provider, _org, entity, _id = sk.split("#", 4)
+        counts[(provider, entity)] = counts.get((provider, entity), 0) + 1
+    print(f"[demo] records stored {when} (provider / entity: count):")
+    for provider in PROVIDERS:
+        row = ", ".join(f"{e} {n}" for (p, e), n in sorted(counts.items()) if p == provider)
+        print(f"[demo]   {provider}: {row or 'none'}")
+
+
+def completed_jobs(env, ddb, pk, prefix):
+    items = tenant_items(env, ddb, "SYNC_TABLE", pk, f"JOB#{prefix}")
+    return [it for it in items if it.get("status", {}).get("S") == "COMPLETED"]
+
+
+def scheduled_pulls_done(env, ddb, pk, orgs):
+    """Completed scheduled pulls per provider, when every connection has at least one."""
+    done = {}
+    for it in completed_jobs(env, ddb, pk, "sch1:"):
+        provider = it["sk"]["S"].split(":")[1]
+        done[provider] = done.get(provider, 0) + 1
+    return done if all(done.get(p) for p in orgs) else None
+
+
+def grant_versions(env, ddb, pk):
+    return {
+        it["sk"]["S"]: (int(it["version"]["N"]), it["status"]["S"], int(it["access_expires_at"]["N"]))
+        for it in tenant_items(env, ddb, "GRANTS_TABLE", pk, "GRANT#")
+    }
+
+
+def refreshes(env, function, tenant=None, since_ms=0):
+    """The "grant refreshed" log lines of one function (its CloudWatch log group, where MiniStack
+    files a function's output), as dicts; the tenant's only when `tenant` is given."""
+    logs = boto3.client("logs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env.get("AWS_REGION", "us-east-1"))
+    group = f"/aws/lambda/{env[f'FUNCTION_{function}']}"
+    out = []
+    for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group, startTime=since_ms):
+        for e in page["events"]:
+            if '"grant refreshed"' not in e["message"]:
+                continue
+            line = json.loads(e["message"])
+            if tenant is None or line.get("tenant_id") == tenant:
+                out.append(line)
+    return out
+
+
+def queue_depths(sqs, env):
+    """(visible, in flight) per queue of the stack, dead-letter queues included."""
+    out = {}
+    urls = sqs.list_queues(QueueNamePrefix=env.get("TTYA_STACK", "ttya-local")).get("QueueUrls", [])
+    for url in sorted(urls):
+        a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        out[url.rsplit("/", 1)[-1]] = (int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"]))
+    return out
+
+
+def print_depths(depths):
+    print("[demo] queue depths (visible / in flight):")
+    for q, (visible, inflight) in depths.items():
+        note = "  (the main app's outbound events: nobody consumes them locally)" if q.endswith("-events") else ""
+        print(f"[demo]   {q:40} {visible} / {inflight}{note}")
 
 
 def record_handled_secrets(sandbox):
@@ -187,80 +333,6 @@ def record_handled_secrets(sandbox):
     for s in found:
         kinds[s["kind"]] = kinds.get(s["kind"], 0) + 1
     print(f"[demo] secrets handled in this run (written to .local/handled-secrets.json for the log check): {kinds}")
-
-
-def sync(env, ddb, sqs, queue, pk, messages):
-    """Hands the webhook jobs to the sync worker as Lambda's SQS event source would (one batch),
-    then shows the normalised records it wrote for the tenant."""
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    records = [
-        {
-            "messageId": m["MessageId"],
-            "receiptHandle": m["ReceiptHandle"],
-            "body": m["Body"],
-            "attributes": {"ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1"), "SentTimestamp": m.get("Attributes", {}).get("SentTimestamp", "0")},
-            "messageAttributes": {},
-            "md5OfBody": m["MD5OfBody"],
-            "eventSource": "aws:sqs",
-            "eventSourceARN": arn,
-            "awsRegion": env.get("AWS_REGION", "us-east-1"),
-        }
-        for m in messages
-    ]
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump({"Records": records}, f)
-        event = f.name
-    try:
-        proc = subprocess.run(
-            [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "invoke.py"), "run", "--port", env["LAMBDA_PORT"], "sync-worker", event],
-            capture_output=True, text=True, timeout=300,
-        )
-    finally:
-        os.unlink(event)
-    outcome = json.loads(proc.stdout or "{}")
-    answer = json.loads(outcome.get("body") or "{}")
-    failures = answer.get("batchItemFailures", [])
-    if not outcome.get("ok") or failures:
-        fail(f"sync-worker did not finish the batch: {proc.stdout.strip()[:400]} {proc.stderr.strip()[:400]}")
-    # What Lambda does after a batch without failures: the messages are deleted.
-    for m in messages:
-        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-    items = ddb.query(
-        TableName=env["SYNC_TABLE"],
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
-        ExpressionAttributeValues={":pk": pk, ":r": {"S": "REC#"}},
-    )["Items"]
-    if not items:
-        fail("the sync worker wrote no records for the tenant")
-    for it in items:
-        print(f"[demo] synced record {it['sk']['S']}")
-
-
-def grant_versions(env, ddb, pk):
-    items = ddb.query(
-        TableName=env["GRANTS_TABLE"],
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :g)",
-        ExpressionAttributeValues={":pk": pk, ":g": {"S": "GRANT#"}},
-    )["Items"]
-    return {it["sk"]["S"]: (int(it["version"]["N"]), it["status"]["S"]) for it in items}
-
-
-def refresh(env, ddb, pk):
-    """Forces a refresh run (everything due within two hours: every grant just connected) through the
-    token-refresher under the emulator, and checks each of this tenant's grants got a new pair."""
-    before = grant_versions(env, ddb, pk)
-    event = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "events", "token-refresher", "force-window.json")
-    proc = subprocess.run(
-        [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "invoke.py"), "run", "--port", env["LAMBDA_PORT"], "token-refresher", event],
-        capture_output=True, text=True, timeout=300,
-    )
-    print(f"[demo] token-refresher run: {proc.stdout.strip()[:400]}")
-    after = grant_versions(env, ddb, pk)
-    for sk, (version, status) in before.items():
-        new_version, new_status = after.get(sk, (version, status))
-        if new_version <= version or new_status != "active":
-            fail(f"grant {sk} was not refreshed (version {version} -> {new_version}, status {new_status})")
-        print(f"[demo] refreshed {sk}: version {version} -> {new_version}, still {new_status}")
 
 
 if __name__ == "__main__":

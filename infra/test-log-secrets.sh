@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the whole local flow (scripts/run-local --once: connect three providers, signed webhooks,
-# sync, forced refresh) and greps everything it logged (the functions under the emulator, the
-# walk-through and ops CLI output, moto's log) for every secret and token the run handled. The
-# sandbox's own log is the provider's side and is not checked.
+# Runs the whole local flow (scripts/run-local --once: the template deployed into MiniStack, three
+# providers connected, initial sync, signed webhooks, scheduled pulls and refreshes) and greps
+# everything it logged (the functions' CloudWatch logs, MiniStack's log, the walk-through and ops CLI
+# output) for every secret and token the run handled. The sandbox's own log is the provider's side
+# and is not checked.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,6 +19,5 @@ if ! scripts/run-local --once >"$out" 2>&1; then
   exit 1
 fi
 grep '^\[demo\]' "$out" | sed 's/^/    /' || true
-logs=("$out" "$TTYA_LOCAL/lambda.log")
-[[ -f "$TTYA_LOCAL/moto.log" ]] && logs+=("$TTYA_LOCAL/moto.log")
+logs=("$out" "$TTYA_LOCAL/functions.log" "$TTYA_LOCAL/ministack.log")
 python3 infra/check-log-secrets.py "$TTYA_LOCAL/handled-secrets.json" "${logs[@]}"
