@@ -253,11 +253,26 @@ fn first_text(v: &Value, paths: &[Path]) -> Option<String> {
     paths.iter().find_map(|p| at(v, p).and_then(text_of))
 }
 
-/// Decimal text to money at the currency's scale. A float the provider wrote in exponent form
-/// (serde_json renders very small or large f64 so) is not plain decimal text and reads as absent.
+/// Decimal text to money at the currency's scale, without building the text on the heap (this runs
+/// for every amount of every line of every page). An integer scales exactly; a float goes through
+/// its shortest exact decimal text, as serde_json would print it. A float in exponent form (very
+/// small or large) is not plain decimal text and reads as absent, as it did as text.
 fn money_of(v: &Value, paths: &[Path], currency: &str) -> Option<Money> {
-    let t = first_text(v, paths)?;
-    parse_minor(&t, currency_scale(currency)).map(|minor| Money { minor, currency: currency.to_string() })
+    let scale = currency_scale(currency);
+    let found = paths.iter().find_map(|p| match at(v, p) {
+        Some(x @ (Value::String(_) | Value::Number(_))) => Some(x),
+        _ => None,
+    })?;
+    let minor = match found {
+        Value::String(s) if !s.trim().is_empty() => parse_minor(s, scale),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => 10i64.checked_pow(scale).and_then(|m| i.checked_mul(m)),
+            (None, Some(f)) if f.is_finite() => parse_minor(ryu::Buffer::new().format_finite(f), scale),
+            _ => None,
+        },
+        _ => None,
+    }?;
+    Some(Money { minor, currency: currency.to_string() })
 }
 
 /// Reads a document with `map`. Its lines are complete when the answer carried the lines array
