@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole local flow (scripts/run-local --once: connect three providers, signed webhooks,
 # sync, forced refresh) and greps everything it logged (the functions under the emulator, the
-# walk-through and ops CLI output, moto's log) for every secret and token the run handled. The
+# walk-through and ops CLI output, the local AWS's log) for every secret and token the run handled. The
 # sandbox's own log is the provider's side and is not checked.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
@@ -19,5 +19,7 @@ if ! scripts/run-local --once >"$out" 2>&1; then
 fi
 grep '^\[demo\]' "$out" | sed 's/^/    /' || true
 logs=("$out" "$TTYA_LOCAL/lambda.log")
-[[ -f "$TTYA_LOCAL/moto.log" ]] && logs+=("$TTYA_LOCAL/moto.log")
+for engine_log in "$TTYA_LOCAL/moto.log" "$TTYA_LOCAL/ministack.log"; do
+  [[ -f "$engine_log" ]] && logs+=("$engine_log")
+done
 python3 infra/check-log-secrets.py "$TTYA_LOCAL/handled-secrets.json" "${logs[@]}"
