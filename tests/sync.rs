@@ -425,7 +425,9 @@ async fn a_crash_in_the_middle_of_pagination_resumes_from_the_cursor_without_dup
         receive_count: 1,
         first_received_ms: None,
     };
-    let deadline = Utc::now() + Duration::seconds(4);
+    // Room for three pages before the guard's reserve (1 s call + 1 s horizon) on a loaded
+    // machine (the test binaries run side by side in scripts/test-all); the test waits it out.
+    let deadline = Utc::now() + Duration::seconds(8);
     let sibling_job = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Account);
     let sibling = InMessage { message_id: "m-2".into(), body: sibling_job.to_json(), ..msg.clone() };
     let out = handle_batch(&crashing, &[msg.clone(), sibling], deadline).await;
@@ -649,7 +651,8 @@ async fn a_full_job_resumes_its_own_pass_after_a_crash_and_no_one_elses() {
 
     let mut full = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Invoice);
     full.cursor = Some("full".into());
-    let deadline = Utc::now() + Duration::seconds(4);
+    // Room for three pages before the guard's reserve on a loaded machine, as above.
+    let deadline = Utc::now() + Duration::seconds(8);
     let out = handle_batch(&crashing(3), &[msg(&full)], deadline).await;
     assert!(matches!(out[0].1, Disposition::Retry { .. }), "{out:?}");
     assert_eq!(h.calls("/query").await, 2 + 3);
