@@ -435,9 +435,10 @@ async fn a_busy_key_costs_one_dynamodb_call_per_reservation() {
         ),
     ] {
         let key = shared::resilience::limiter::org_key(Provider::Xero, &format!("{tenant}-{label}"), params);
+        // Before the first reservation: its slot is no earlier than this.
+        let started = std::time::Instant::now();
         let mut first = shared::resilience::Cost::default();
         assert!(matches!(limiter.acquire(&key, &mut first).await.unwrap(), shared::resilience::Decision::Go(d) if d.is_zero()));
-        let started = std::time::Instant::now();
         for i in 1..10 {
             let mut cost = shared::resilience::Cost::default();
             let d = limiter.acquire(&key, &mut cost).await.unwrap();
