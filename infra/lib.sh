@@ -3,7 +3,9 @@
 
 # The repository root, whichever script sourced this file.
 TTYA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export TTYA_LOCAL="$TTYA_ROOT/.local"
+# TTYA_LOCAL set by the caller picks another state directory (scripts/test-all runs a second local
+# AWS for the tests in .local/tests).
+export TTYA_LOCAL="${TTYA_LOCAL:-$TTYA_ROOT/.local}"
 
 # ensure_venv DIR REQUIREMENTS: a venv at DIR with exactly REQUIREMENTS installed. The venv keeps a
 # copy of the file it was built from, so changing a pin rebuilds it and an unchanged one costs nothing.

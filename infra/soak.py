@@ -70,7 +70,7 @@ def ministack_rss_mb() -> int | None:
     """MiniStack's resident memory (it keeps every table, queue and log line in memory)."""
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        with open(os.path.join(root, ".local", "ministack.pid")) as f:
+        with open(os.path.join(root, ".local", "stack-ministack.pid")) as f:
             pid = f.read().strip()
         with open(f"/proc/{pid}/status") as f:
             return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))

@@ -19,5 +19,5 @@ if ! scripts/run-local --once >"$out" 2>&1; then
   exit 1
 fi
 grep '^\[demo\]' "$out" | sed 's/^/    /' || true
-logs=("$out" "$TTYA_LOCAL/functions.log" "$TTYA_LOCAL/ministack.log")
+logs=("$out" "$TTYA_LOCAL/functions.log" "$TTYA_LOCAL/stack-ministack.log")
 python3 infra/check-log-secrets.py "$TTYA_LOCAL/handled-secrets.json" "${logs[@]}"

@@ -435,12 +435,21 @@ async fn a_busy_key_costs_one_dynamodb_call_per_reservation() {
         ),
     ] {
         let key = shared::resilience::limiter::org_key(Provider::Xero, &format!("{tenant}-{label}"), params);
+        // Before the first reservation: its slot is no earlier than this.
+        let started = std::time::Instant::now();
         let mut first = shared::resilience::Cost::default();
         assert!(matches!(limiter.acquire(&key, &mut first).await.unwrap(), shared::resilience::Decision::Go(d) if d.is_zero()));
         for i in 1..10 {
             let mut cost = shared::resilience::Cost::default();
             let d = limiter.acquire(&key, &mut cost).await.unwrap();
-            assert!(matches!(d, shared::resilience::Decision::Go(d) if d > Duration::from_millis(900 * i)), "{label} {i}: {d:?}");
+            // Reservation i is one second after the one before: i seconds after the first, however
+            // long the calls took (the wait shrinks by the time already spent).
+            let at = |d: Duration| started.elapsed() + d;
+            assert!(
+                matches!(d, shared::resilience::Decision::Go(d) if at(d) > Duration::from_millis(900 * i)),
+                "{label} {i}: {d:?} after {:?}",
+                started.elapsed()
+            );
             assert_eq!(cost.dynamo_calls, 1, "{label}: a reservation on a busy key is one UpdateItem");
         }
     }
