@@ -41,11 +41,17 @@ async fn main() {
     let end = start + Duration::hours(1);
 
     println!("== scheduler: {total} connections ({PER_TENANT} per hourly Enterprise tenant, one entity), one run per simulated minute for an hour");
+    // The spread is set by the slots alone (a hash of tenant, provider and org): shown here for the
+    // full 100,000 whatever size the emulator runs, from the same names the run below uses.
+    spread_of_slots(100_000, start);
     let t_setup = Instant::now();
     let n_tenants = total.div_ceil(PER_TENANT);
     let cfg = TenantConfig {
         return_urls: vec!["https://app.example.com/integrations".into()],
-        sync_frequency_minutes: 60, enabled_entities: vec![Entity::Invoice], ..Default::default() };
+        sync_frequency_minutes: 60,
+        enabled_entities: vec![Entity::Invoice],
+        ..Default::default()
+    };
     let tenants: Vec<Tenant> = futures::stream::iter(0..n_tenants)
         .map(|_| {
             let (store, cfg) = (&tenants_store, cfg.clone());
@@ -59,8 +65,9 @@ async fn main() {
         .collect()
         .await;
     assert_eq!(interval_minutes(&tenants[0]), 60);
-    let conns: Vec<(usize, Provider, String)> =
-        (0..total).map(|i| (i / PER_TENANT, Provider::ALL[i % 3], format!("o{i}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))).collect();
+    let conns: Vec<(usize, Provider, String)> = (0..total)
+        .map(|i| (i / PER_TENANT, Provider::ALL[i % 3], format!("o{i}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])))
+        .collect();
     // expected idempotency key -> due time: each connection's one slot in (start, start + 1 h]
     let mut expected: HashMap<String, i64> = HashMap::with_capacity(total);
     let mut done = 0usize;
@@ -85,7 +92,10 @@ async fn main() {
     }
     drop(enrolled);
     let setup = t_setup.elapsed();
-    println!("set up {n_tenants} tenants and {total} connections (put_connection + enroll, {SETUP_CONCURRENCY} at a time) in {:.0} s", setup.as_secs_f64());
+    println!(
+        "set up {n_tenants} tenants and {total} connections (put_connection + enroll, {SETUP_CONCURRENCY} at a time) in {:.0} s",
+        setup.as_secs_f64()
+    );
 
     let sqs = &env.clients.sqs;
     let normal = env.config.queues.sync_normal.clone();
@@ -151,6 +161,27 @@ async fn main() {
         total_report.failed,
         total_report.left_for_next_run,
         total_report.lost_race
+    );
+}
+
+/// Each connection's one slot in the hour after `start`, counted per minute: the largest deviation
+/// of a minute from the mean. No AWS involved.
+fn spread_of_slots(total: usize, start: DateTime<Utc>) {
+    let cfg = TenantConfig { sync_frequency_minutes: 60, enabled_entities: vec![Entity::Invoice], ..Default::default() };
+    let tenants: Vec<Tenant> =
+        (0..total.div_ceil(PER_TENANT)).map(|_| Tenant::new(unique("tenant"), "Acme", Plan::Enterprise, cfg.clone(), start)).collect();
+    let mut per_minute = [0usize; 60];
+    for i in 0..total {
+        let org = format!("o{i}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let due = next_slot(&tenants[i / PER_TENANT], Provider::ALL[i % 3], &org, start);
+        per_minute[((due - start.timestamp() - 1) / 60) as usize] += 1;
+    }
+    let mean = total as f64 / 60.0;
+    let max_dev = per_minute.iter().map(|c| (*c as f64 - mean).abs() / mean * 100.0).fold(0.0, f64::max);
+    println!(
+        "slots of {total} connections (computed, no emulator): per minute mean {mean:.0}, min {}, max {}, largest deviation {max_dev:.1} %",
+        per_minute.iter().min().unwrap(),
+        per_minute.iter().max().unwrap()
     );
 }
 
