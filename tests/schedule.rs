@@ -309,7 +309,7 @@ fn interval_for(i: usize, n: usize) -> u32 {
 }
 
 /// Tenants in the day simulation (10 connections each): `SCHEDULE_SIM_TENANTS`, 10 by default (a
-/// test's worth, 100 connections); `scripts/bench schedule` runs 100 (1,000 connections) and prints
+/// test's worth, 100 connections); `scripts/bench schedule_day` runs 100 (1,000 connections) and prints
 /// the figures.
 fn sim_tenants() -> usize {
     std::env::var("SCHEDULE_SIM_TENANTS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(10)

@@ -236,7 +236,7 @@ pub struct DocumentMap {
     pub line: LineMap,
 }
 
-fn at<'a>(v: &'a Value, path: Path) -> Option<&'a Value> {
+fn at(v: &Value, path: Path) -> Option<&Value> {
     path.iter().try_fold(v, |cur, k| cur.get(*k))
 }
 
