@@ -23,6 +23,9 @@ use crate::store::{dynamo_error, get_s_opt, n, s, tenant_pk, Item};
 use crate::sync::store::records_prefix;
 use crate::Provider;
 
+/// Ids per `RECON#` item: 500 of the longest id we key a record by (255 bytes) stay far under
+/// DynamoDB's 400 KB item limit.
+pub const IDS_PER_ITEM: usize = 500;
 /// How long a pass's page items are kept (a full pass of the largest books ends well within it).
 pub const SEEN_TTL: chrono::Duration = chrono::Duration::days(3);
 /// A pass that finds more than this share of a scope missing deletes nothing.
@@ -72,31 +75,34 @@ impl Reconciler {
         Reconciler { db, table: table.into() }
     }
 
-    /// Keeps the ids one page listed. The item is named by the page's first and last id, so a
-    /// page read again (a retry) rewrites its own item.
+    /// Keeps the ids one page listed, in items of at most [`IDS_PER_ITEM`] (a provider may send
+    /// more rows than asked, and an item is at most 400 KB). Each item is named by its first and
+    /// last id and count, so a page read again (a retry) rewrites its own items.
     pub async fn seen(&self, pass: Pass<'_>, ids: &[&str], now: DateTime<Utc>) -> Result<()> {
-        let (Some(first), Some(last)) = (ids.first(), ids.last()) else { return Ok(()) };
-        let page = {
-            use sha2::{Digest, Sha256};
-            let mut h = Sha256::new();
-            h.update(first.as_bytes());
-            h.update([0]);
-            h.update(last.as_bytes());
-            h.update([0]);
-            h.update((ids.len() as u64).to_be_bytes());
-            hex::encode(&h.finalize()[..12])
-        };
-        let list = serde_json::to_string(ids).map_err(|e| Error::Internal(format!("ids JSON: {e}")))?;
-        self.db
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(tenant_pk(pass.tenant_id)))
-            .item("sk", s(format!("{}{page}", pass.prefix())))
-            .item("ids", s(list))
-            .item("expires_at", n((now + SEEN_TTL).timestamp()))
-            .send()
-            .await
-            .map_err(|e| dynamo_error("PutItem(reconcile page)", e))?;
+        for chunk in ids.chunks(IDS_PER_ITEM) {
+            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else { continue };
+            let name = {
+                use sha2::{Digest, Sha256};
+                let mut h = Sha256::new();
+                h.update(first.as_bytes());
+                h.update([0]);
+                h.update(last.as_bytes());
+                h.update([0]);
+                h.update((chunk.len() as u64).to_be_bytes());
+                hex::encode(&h.finalize()[..12])
+            };
+            let list = serde_json::to_string(chunk).map_err(|e| Error::Internal(format!("ids JSON: {e}")))?;
+            self.db
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(tenant_pk(pass.tenant_id)))
+                .item("sk", s(format!("{}{name}", pass.prefix())))
+                .item("ids", s(list))
+                .item("expires_at", n((now + SEEN_TTL).timestamp()))
+                .send()
+                .await
+                .map_err(|e| dynamo_error("PutItem(reconcile page)", e))?;
+        }
         Ok(())
     }
 
