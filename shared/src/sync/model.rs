@@ -69,6 +69,31 @@ pub struct SyncRecord {
 
 /// The flag of a record whose amount the provider sent but we could not store in minor units.
 pub const FLAG_AMOUNT_UNREADABLE: &str = "amount_unreadable";
+/// The flag of a document whose lines are not stored: with them the record would not fit one
+/// DynamoDB item (400 KB, beside its index attributes). The totals stay; the provider still has the
+/// lines (a record this large is past `store::MAX_RAW_BYTES`, so its raw JSON is not kept either).
+pub const FLAG_LINES_OMITTED: &str = "lines_omitted";
+/// The most a stored record's JSON may take with its lines (the rest of the item: keys, index
+/// attributes, and the raw JSON only when it is under `store::MAX_RAW_BYTES`).
+pub const MAX_RECORD_BYTES: usize = 300 * 1024;
+
+/// A record of thousands of lines (or a few with enormous descriptions) would fail every write of
+/// its page, and hold its entity's pull there for good: its lines are left out instead, and said so.
+fn fit_for_storage(r: &mut SyncRecord) {
+    // Measuring costs a serialisation: only documents with many lines can be that large.
+    let many = r
+        .document
+        .as_ref()
+        .is_some_and(|d| d.lines.len() > 50 || d.lines.iter().any(|l| l.description.as_ref().is_some_and(|t| t.len() > 4096)));
+    if !many || serde_json::to_vec(&*r).map(|v| v.len()).unwrap_or(usize::MAX) <= MAX_RECORD_BYTES {
+        return;
+    }
+    if let Some(d) = r.document.as_mut() {
+        d.lines.clear();
+        d.lines_complete = false;
+    }
+    r.flags.push(FLAG_LINES_OMITTED.to_string());
+}
 
 fn money(amount: Option<&str>, currency: Option<&str>) -> Option<Money> {
     let currency = currency_code(currency).unwrap_or_else(|| "XXX".to_string());
@@ -176,7 +201,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
     if amount.is_none() && r.amount.is_some() {
         flags.push(FLAG_AMOUNT_UNREADABLE.to_string());
     }
-    Some(SyncRecord {
+    let mut out = SyncRecord {
         provider: r.provider,
         org_id: r.org_id.clone(),
         entity: r.entity,
@@ -194,7 +219,9 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         flags,
         document,
         company,
-    })
+    };
+    fit_for_storage(&mut out);
+    Some(out)
 }
 
 pub fn raw_ref(provider: Provider, org_id: &str, entity: Entity, id: &str) -> String {
@@ -527,6 +554,32 @@ mod tests {
             std::fs::write(&path, &pretty).unwrap();
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty);
+    }
+
+    /// A document too large for one item keeps its totals, loses its lines and says so, rather
+    /// than failing every write of its page.
+    #[test]
+    fn a_document_too_large_to_store_keeps_its_totals_and_flags_its_lines() {
+        let line = |i: usize| json!({"LineItemID": format!("l-{i}"), "Description": "d".repeat(400), "Quantity": 1.0, "UnitAmount": 1.0, "LineAmount": 1.0});
+        let big = |n: usize| {
+            xero::normalise(
+                Entity::Invoice,
+                "t1",
+                json!({"Type": "ACCREC", "InvoiceID": "i-1", "CurrencyCode": "NZD", "Total": n, "SubTotal": n, "TotalTax": 0, "AmountDue": n,
+                    "Status": "AUTHORISED", "LineItems": (0..n).map(line).collect::<Vec<_>>()}),
+            )
+            .unwrap()
+        };
+        let small = normalise(&big(200)).unwrap();
+        assert!(small.flags.is_empty() && small.document.as_ref().unwrap().lines.len() == 200);
+        let n = normalise(&big(1000)).unwrap();
+        let d = n.document.as_ref().unwrap();
+        assert_eq!((d.lines.len(), d.lines_complete), (0, false));
+        assert_eq!(d.total.as_ref().map(|m| m.minor), Some(100_000), "the totals stay");
+        assert_eq!(n.flags, vec![FLAG_LINES_OMITTED.to_string()]);
+        assert!(serde_json::to_vec(&n).unwrap().len() <= MAX_RECORD_BYTES);
+        let schema = records_schema();
+        check(&schema, &schema, &serde_json::to_value(&n).unwrap(), "big").unwrap();
     }
 
     #[test]

@@ -340,9 +340,11 @@ fn add_warnings(v: &mut Value, counts: &Counts) {
     let mut warnings = Vec::new();
     if counts.flagged > 0 {
         warnings.push(format!(
-            "{} record(s) flagged {}: the provider's amount does not fit integer minor units and is not stored (the raw record keeps it)",
+            "{} record(s) stored with a flag ({}: the provider's amount does not fit integer minor units and is not stored; {}: a \
+             document too large for one item is stored without its lines, which the provider still has)",
             counts.flagged,
-            model::FLAG_AMOUNT_UNREADABLE
+            model::FLAG_AMOUNT_UNREADABLE,
+            model::FLAG_LINES_OMITTED
         ));
     }
     if counts.reconcile_refused > 0 {
