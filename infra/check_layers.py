@@ -36,7 +36,8 @@ LAYERS: list[set[str]] = [
     #   report, passthrough) to the flows, with on-demand tokens (refresh) and nonces (webhooks)
     # - records: the records API reads sync's records and checks requests with connect's app
     #   signature, so it stands on both rather than beside them
-    {"worker", "records"},
+    # - writes: what a write sends, checked against the stored books (sync's records)
+    {"worker", "records", "writes"},
     # the fuzz targets' entry points reach into any layer
     {"fuzzing"},
 ]

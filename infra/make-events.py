@@ -374,12 +374,17 @@ def sync_batch() -> dict:
 
 
 def sync_push() -> dict:
-    # Push jobs carry the record to create in the provider's own shape (`payload`).
+    # Push jobs carry one write request (schemas/write-request.v1.json): the record in the common
+    # model, or the provider's own JSON under `raw` (the escape hatch).
     return sqs_event("sync-push", [
         job(5, "xero", XERO_TENANT, "push", "invoice", "normal", "app",
-            payload={"Type": "ACCREC", "Contact": {"Name": "Local Demo Ltd"},
-                     "LineItems": [{"Description": "Consulting", "Quantity": 1, "UnitAmount": 120.5}]}),
-        job(6, "zoho", ZOHO_ORG, "push", "contact", "normal", "app", payload={"contact_name": "Local Demo Ltd"}),
+            payload={"action": "create", "requested_by": USER,
+                     "record": {"contact": {"id": "7f5bd2a4-0c47-4a58-bb13-4bd0a0c1e0a1"}, "issue_date": "2026-11-24",
+                                "due_date": "2026-12-24", "currency": "NZD", "status": "draft",
+                                "lines": [{"description": "Consulting", "quantity": "1", "unit_price": "120.50",
+                                           "account": {"code": "200"}}]}}),
+        job(6, "zoho", ZOHO_ORG, "push", "contact", "normal", "app",
+            payload={"action": "create", "requested_by": USER, "raw": {"contact_name": "Local Demo Ltd"}}),
     ], "sync-normal")
 
 

@@ -24,7 +24,7 @@ use shared::providers::AccountingProvider;
 use shared::refresh::TokenService;
 use shared::resilience::{Limits, ProviderGuard};
 use shared::store::grants::{Grant, GrantStore};
-use shared::tenancy::{Entity, Plan, Priority, TenantStore};
+use shared::tenancy::{Entity, Plan, Priority, Role, TenantStore};
 use shared::worker::batch::{handle_batch, Disposition, InMessage};
 use shared::worker::job::{run_job, Outcome};
 use shared::worker::{SyncDeps, WorkerSettings};
@@ -70,7 +70,22 @@ async fn harness_with(own_grants: bool) -> H {
     }
     let h = H { env, sb, http, tenant: unique("tenant"), dlq };
     enterprise_tenant(&h.env, &h.tenant).await;
+    let tenant = h.tenants().get(&h.tenant).await.unwrap();
+    for (user, role) in [(WRITER, Role::Member), (ADMIN, Role::Admin), (VIEWER, Role::Viewer)] {
+        h.tenants().set_role(&tenant, user, role).await.unwrap();
+    }
     h
+}
+
+/// The app's users in each test's tenant: a member keeps the books, an admin may also void and
+/// delete, a viewer may not write.
+const WRITER: &str = "user-member";
+const ADMIN: &str = "user-admin";
+const VIEWER: &str = "user-viewer";
+
+/// A create of the provider's own JSON (the write request's escape hatch).
+fn raw_create(payload: Value) -> Value {
+    json!({"action": "create", "requested_by": WRITER, "raw": payload})
 }
 
 fn sandbox_name(p: Provider) -> &'static str {
@@ -506,7 +521,7 @@ async fn push_after_timeout(provider: Provider) {
     let deps = h.deps_with(WorkerSettings::default(), StdDuration::from_secs(1));
     let job = h.job(provider, &org, Operation::Push, Entity::Invoice);
     let mut body: Value = serde_json::to_value(&job).unwrap();
-    body["payload"] = payload;
+    body["payload"] = raw_create(payload);
     h.send(&[body.to_string()]).await;
     let first = h.pump(&deps, 1).await;
     // The guard retries a timed-out call within its budget (with the same idempotency key), so
@@ -714,12 +729,17 @@ async fn a_quickbooks_push_with_id_and_sync_token_is_refused_without_a_call() {
     h.control("DELETE", "counters", None).await;
     let mut job = h.job(Provider::QuickBooks, &org, Operation::Push, Entity::Invoice);
     job.idempotency_key = unique("push");
-    let mut body: Value = serde_json::to_value(&job).unwrap();
-    body["payload"] = json!({"Id": invoices[0], "SyncToken": "0", "CustomerRef": {"value": contacts[0]},
-        "Line": [{"Amount": 1.0, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {}}]});
-    h.send(&[body.to_string()]).await;
-    let results = h.pump(&h.deps(), 1).await;
-    assert!(matches!(results[0].1, Disposition::DeadLettered { code: 4000, .. }), "{results:?}");
+    h.send(&[push_body(
+        &job,
+        json!({"Id": invoices[0], "SyncToken": "0", "CustomerRef": {"value": contacts[0]},
+        "Line": [{"Amount": 1.0, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {}}]}),
+    )])
+    .await;
+    done_result(&h.pump(&h.deps(), 1).await);
+    let (_, r) = h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().unwrap();
+    let r = r.unwrap();
+    assert_eq!((r["outcome"].as_str(), r["code"].as_str()), (Some("refused"), Some("validation_failed")), "{r}");
+    assert_eq!(r["problems"][0]["field"], "raw");
     assert_eq!(h.calls("POST ").await, 0, "no provider call");
     let records = h.control("GET", &format!("records?provider=quickbooks&org_id={org}&entity=invoice"), None).await;
     assert_eq!(records["records"][0]["value"]["SyncToken"], "0", "the existing invoice is untouched");
@@ -732,8 +752,12 @@ async fn live_records(h: &H, provider: &str, org: &str, entity: &str) -> Vec<Val
 }
 
 fn push_body(job: &SyncJob, payload: Value) -> String {
+    write_body(job, raw_create(payload))
+}
+
+fn write_body(job: &SyncJob, request: Value) -> String {
     let mut body: Value = serde_json::to_value(job).unwrap();
-    body["payload"] = payload;
+    body["payload"] = request;
     body.to_string()
 }
 
@@ -821,8 +845,11 @@ async fn zoho_push_dedupes_on_the_jobs_key_not_the_apps_reference_number() {
     let mut job = h.job(Provider::Zoho, &org, Operation::Push, Entity::Contact);
     job.idempotency_key = unique("push");
     h.send(&[push_body(&job, json!({"contact_name": taken}))]).await;
-    let results = h.pump(&deps, 1).await;
-    assert!(matches!(results[0].1, Disposition::DeadLettered { code: 4000, .. }), "{results:?}");
+    done_result(&h.pump(&deps, 1).await);
+    let (_, r) = h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().unwrap();
+    let r = r.unwrap();
+    assert_eq!((r["outcome"].as_str(), r["problems"][0]["code"].as_str()), (Some("refused"), Some("taken")), "{r}");
+    assert!(r.get("provider_id").is_none(), "another's contact is not reported as this write's: {r}");
 }
 
 /// An amount that does not fit i64 minor units is stored flagged, and the job says so.
@@ -846,7 +873,8 @@ async fn an_amount_too_large_for_minor_units_is_flagged_and_reported() {
     assert_eq!(stored.len(), 1, "stored, not dropped");
     assert_eq!((stored[0].amount.clone(), stored[0].flags.clone()), (None, vec!["amount_unreadable".to_string()]));
     let events = h.events().await;
-    let completed: Vec<&AppEvent> = events.iter().filter(|e| e.event_type.as_str() == "sync.completed").collect();
+    let completed: Vec<&AppEvent> =
+        events.iter().filter(|e| matches!(e.event_type.as_str(), "sync.completed" | "write.completed")).collect();
     assert_eq!(completed.len(), 2, "{events:?}");
     for e in completed {
         assert_eq!(e.data["counts"]["flagged"], 1, "{:?}", e.data);
@@ -1851,4 +1879,178 @@ async fn xero_bills_with_lines() {
 #[tokio::test]
 async fn zoho_bills_with_lines() {
     Box::pin(bills_case(Provider::Zoho)).await;
+}
+
+// ---- writes in the common model (issue 24) ----------------------------------------------------
+
+/// The provider API's calls (not OAuth, not the sandbox's control).
+fn api_prefix(provider: Provider) -> &'static str {
+    match provider {
+        Provider::QuickBooks => "/quickbooks/v3/",
+        Provider::Xero => "/xero/api.xro/",
+        Provider::Zoho => "/zoho/api/",
+    }
+}
+
+impl H {
+    /// Runs one write request as a push job; its stored result.
+    async fn write(&self, provider: Provider, org: &str, entity: Entity, request: Value) -> Value {
+        let mut job = self.job(provider, org, Operation::Push, entity);
+        job.idempotency_key = unique("write");
+        self.send(&[write_body(&job, request)]).await;
+        done_result(&self.pump(&self.deps(), 1).await);
+        let (status, result) = self.store().job_status(&self.tenant, &job.idempotency_key).await.unwrap().unwrap();
+        assert_eq!(status, "COMPLETED");
+        result.unwrap()
+    }
+
+    /// The sandbox's copy of one record.
+    async fn sandbox_record(&self, provider: Provider, org: &str, entity: &str, id: &str) -> Value {
+        let v = self.control("GET", &format!("records?provider={}&org_id={org}&entity={entity}", sandbox_name(provider)), None).await;
+        v["records"].as_array().unwrap().iter().find(|r| r["id"] == id).cloned().unwrap_or(Value::Null)
+    }
+}
+
+fn invoice_record(provider: Provider, contact: &str) -> Value {
+    // QuickBooks sales lines take their account from the item; Xero and Zoho name the account.
+    let account = if provider == Provider::QuickBooks { Value::Null } else { json!({"code": "200"}) };
+    let mut lines = json!([
+        {"description": "Brake pads", "quantity": "4", "unit_price": "37.50", "account": account},
+        {"description": "Labour", "amount": 12000, "account": account}
+    ]);
+    if provider == Provider::QuickBooks {
+        for l in lines.as_array_mut().unwrap() {
+            l.as_object_mut().unwrap().remove("account");
+        }
+    }
+    json!({"contact": {"id": contact}, "issue_date": "2026-11-29", "due_date": "2026-12-29", "lines": lines, "subtotal": 27000})
+}
+
+async fn writes_case(provider: Provider) {
+    let h = harness().await;
+    let (org, mut seeded) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("contact", 3), ("account", 5)]).await;
+    let contacts = seeded.remove("contact").unwrap();
+    h.connect(provider, &org).await;
+    // The books a write is checked against: the stored contacts and accounts.
+    h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Contact)).await;
+    h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Account)).await;
+    h.control("DELETE", "counters", None).await;
+    let api = api_prefix(provider);
+
+    // A viewer may not write; a line's unknown account and an unknown contact are named; a dry run
+    // answers the checks and the provider JSON. None of it costs a provider call.
+    let create = |by: &str, record: Value| json!({"action": "create", "requested_by": by, "record": record});
+    let r = h.write(provider, &org, Entity::Invoice, create(VIEWER, invoice_record(provider, &contacts[0]))).await;
+    assert_eq!((r["outcome"].as_str(), r["code"].as_str()), (Some("refused"), Some("forbidden")), "{provider}: {r}");
+    let mut bad = invoice_record(provider, "no-such-contact");
+    if provider != Provider::QuickBooks {
+        bad["lines"][1]["account"] = json!({"code": "999"});
+    }
+    bad["subtotal"] = json!(26999);
+    let r = h.write(provider, &org, Entity::Invoice, create(WRITER, bad)).await;
+    assert_eq!((r["outcome"].as_str(), r["code"].as_str()), (Some("refused"), Some("validation_failed")), "{provider}: {r}");
+    let problems: Vec<(String, String)> = r["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["field"].as_str().unwrap().into(), p["code"].as_str().unwrap().into()))
+        .collect();
+    assert!(problems.contains(&("record.contact.id".into(), "unknown_contact".into())), "{provider}: {problems:?}");
+    assert!(problems.contains(&("record.subtotal".into(), "subtotal_mismatch".into())), "{provider}: {problems:?}");
+    if provider != Provider::QuickBooks {
+        assert!(problems.contains(&("record.lines[1].account".into(), "unknown_account".into())), "{provider}: {problems:?}");
+    }
+    let mut dry = create(WRITER, invoice_record(provider, &contacts[0]));
+    dry["dry_run"] = json!(true);
+    let r = h.write(provider, &org, Entity::Invoice, dry).await;
+    assert_eq!(r["outcome"], "valid", "{provider}: {r}");
+    assert!(r["would_send"].is_object(), "{provider}: {r}");
+    assert_eq!(h.calls(api).await, 0, "{provider}: refusals and dry runs make no provider call");
+
+    // The create: one invoice at the provider whose lines and totals are the request's.
+    let r = h.write(provider, &org, Entity::Invoice, create(WRITER, invoice_record(provider, &contacts[0]))).await;
+    assert_eq!((r["outcome"].as_str(), r["created"].as_bool()), (Some("applied"), Some(true)), "{provider}: {r}");
+    let id = r["provider_id"].as_str().unwrap().to_string();
+    let version = r["version"].as_str().expect("a written record has a version").to_string();
+    let stored = h.store().get_record(&h.tenant, provider, &org, PEntity::Invoice, &id).await.unwrap().expect("stored from the answer");
+    let d = stored.document.as_ref().unwrap();
+    assert_eq!(d.subtotal.as_ref().map(|m| m.minor), Some(27000), "{provider}: {d:?}");
+    assert_eq!(stored.contact_id.as_deref(), Some(contacts[0].as_str()));
+    if provider != Provider::Zoho {
+        let amounts: Vec<i64> = d.lines.iter().map(|l| l.amount.as_ref().unwrap().minor).collect();
+        assert_eq!(amounts, [15000, 12000], "{provider}");
+    }
+    let events = h.events().await;
+    let written: Vec<&AppEvent> = events.iter().filter(|e| e.event_type.as_str() == "write.completed").collect();
+    assert!(written.iter().any(|e| e.data["provider_id"] == id.as_str() && e.data["outcome"] == "applied"), "{provider}: {events:?}");
+    assert!(
+        events.iter().any(|e| e.event_type.as_str() == "records.changed" && e.data.to_string().contains(&id)),
+        "{provider}: the change feed reports the new invoice"
+    );
+    let failed = events.iter().filter(|e| e.event_type.as_str() == "write.failed").count();
+    assert_eq!(failed, 2, "{provider}: the two refusals are announced");
+    let trail =
+        shared::audit::AuditLog::new(h.env.clients.dynamodb.clone(), h.env.config.tables.tenants.clone()).list(&h.tenant).await.unwrap();
+    let writes: Vec<_> = trail.iter().filter(|a| a.event.starts_with("write.")).collect();
+    assert!(writes.iter().any(|a| a.actor == WRITER && a.detail.as_deref().unwrap_or_default().contains(&id)), "{provider}: {writes:?}");
+    assert!(
+        writes.iter().any(|a| a.actor == VIEWER && a.detail.as_deref().unwrap_or_default().contains("refused")),
+        "{provider}: {writes:?}"
+    );
+
+    // An update based on the current version changes the provider's record and the stored copy.
+    let update = json!({"action": "update", "requested_by": WRITER, "provider_id": id, "version": version,
+        "record": {"due_date": "2027-01-15"}});
+    let r = h.write(provider, &org, Entity::Invoice, update.clone()).await;
+    assert_eq!(r["outcome"], "applied", "{provider}: {r}");
+    let new_version = r["version"].as_str().unwrap().to_string();
+    assert_ne!(new_version, version, "{provider}: the version moved");
+    let stored = h.store().get_record(&h.tenant, provider, &org, PEntity::Invoice, &id).await.unwrap().unwrap();
+    assert_eq!(stored.due_date.map(|d| d.to_string()).as_deref(), Some("2027-01-15"), "{provider}");
+    // The same change based on the old version is a conflict carrying the current record; the
+    // provider's record is not touched.
+    let before = h.sandbox_record(provider, &org, "invoice", &id).await;
+    let mut stale = update.clone();
+    stale["record"]["due_date"] = json!("2027-02-01");
+    let r = h.write(provider, &org, Entity::Invoice, stale).await;
+    assert_eq!((r["outcome"].as_str(), r["code"].as_str()), (Some("conflict"), Some("conflict")), "{provider}: {r}");
+    assert_eq!(r["current"]["version"], new_version.as_str(), "{provider}: the conflict carries the current record");
+    assert_eq!(h.sandbox_record(provider, &org, "invoice", &id).await, before, "{provider}: a stale update writes nothing");
+
+    // Voiding is for admins: a member is refused; an admin voids (QuickBooks, Xero and Zoho all
+    // void invoices).
+    let void = |by: &str| json!({"action": "void", "requested_by": by, "provider_id": id, "version": new_version});
+    let r = h.write(provider, &org, Entity::Invoice, void(WRITER)).await;
+    assert_eq!(r["code"], "forbidden", "{provider}: {r}");
+    let r = h.write(provider, &org, Entity::Invoice, void(ADMIN)).await;
+    assert_eq!(r["outcome"], "applied", "{provider}: {r}");
+    let stored = h.store().get_record(&h.tenant, provider, &org, PEntity::Invoice, &id).await.unwrap().unwrap();
+    let d = stored.document.as_ref().unwrap();
+    assert!(
+        d.status == shared::books::DocumentStatus::Void || d.total.as_ref().is_some_and(|t| t.minor == 0),
+        "{provider}: voided: {:?} {:?}",
+        d.status,
+        d.total
+    );
+
+    // A contact: created in the common model, then deleted (archived where the provider keeps
+    // every contact).
+    let r = h.write(provider, &org, Entity::Contact, create(WRITER, json!({"name": "Writes Ltd", "email": "ap@writes.example"}))).await;
+    assert_eq!(r["outcome"], "applied", "{provider}: {r}");
+    let cid = r["provider_id"].as_str().unwrap().to_string();
+    let cversion = r["version"].as_str().unwrap().to_string();
+    let r = h
+        .write(provider, &org, Entity::Contact, json!({"action": "delete", "requested_by": ADMIN, "provider_id": cid, "version": cversion}))
+        .await;
+    assert!(matches!(r["outcome"].as_str(), Some("applied")), "{provider}: {r}");
+    let gone = h.store().get_record(&h.tenant, provider, &org, PEntity::Contact, &cid).await.unwrap().unwrap();
+    assert!(
+        gone.deleted || gone.status.as_deref().is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "archived" | "inactive")),
+        "{provider}: {gone:?}"
+    );
+}
+
+#[tokio::test]
+async fn quickbooks_writes_in_the_common_model() {
+    Box::pin(writes_case(Provider::QuickBooks)).await;
 }

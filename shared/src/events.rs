@@ -41,10 +41,16 @@ pub enum EventType {
     /// Stored records changed (created, updated, deleted): the change feed (`sync::feed`).
     #[serde(rename = "records.changed")]
     RecordsChanged,
+    /// A write (push job) was applied, found already applied, or (dry run) passed every check.
+    #[serde(rename = "write.completed")]
+    WriteCompleted,
+    /// A write was refused (role, validation, the provider) or conflicted; nothing changed.
+    #[serde(rename = "write.failed")]
+    WriteFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 15] = [
         EventType::ConnectionCreated,
         EventType::ConnectionDegraded,
         EventType::ConnectionRecovered,
@@ -58,6 +64,8 @@ impl EventType {
         EventType::PassthroughReady,
         EventType::PassthroughFailed,
         EventType::RecordsChanged,
+        EventType::WriteCompleted,
+        EventType::WriteFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +83,8 @@ impl EventType {
             EventType::PassthroughReady => "passthrough.ready",
             EventType::PassthroughFailed => "passthrough.failed",
             EventType::RecordsChanged => "records.changed",
+            EventType::WriteCompleted => "write.completed",
+            EventType::WriteFailed => "write.failed",
         }
     }
 }

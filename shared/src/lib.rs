@@ -32,6 +32,7 @@ pub mod tokens;
 pub mod vault;
 pub mod webhooks;
 pub mod worker;
+pub mod writes;
 
 pub use config::Config;
 pub use context::RequestContext;

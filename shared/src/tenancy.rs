@@ -286,6 +286,10 @@ pub enum Permission {
     ViewConnections,
     ManageUsers,
     ManageTenant,
+    /// Create and update records in the books (`crate::writes`).
+    WriteBooks,
+    /// Void and delete records in the books.
+    VoidOrDelete,
 }
 
 impl Role {
@@ -294,7 +298,8 @@ impl Role {
         match self {
             Role::Owner => true,
             Role::Admin => !matches!(p, ManageTenant),
-            Role::Member => matches!(p, TriggerSync | ViewConnections),
+            // Members keep the books (create, update); voiding and deleting is for admins.
+            Role::Member => matches!(p, TriggerSync | ViewConnections | WriteBooks),
             Role::Viewer => matches!(p, ViewConnections),
         }
     }

@@ -63,6 +63,39 @@ pub trait AccountingProvider {
         payload: &Value,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Record>> + Send;
+
+    /// Changes a record that exists (`crate::writes` decides what each action sends). The same
+    /// `idempotency_key` acts once where the provider supports one (QuickBooks `requestid`, Xero
+    /// `Idempotency-Key`). `None`: the provider answered without the record (a deletion).
+    fn change(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        entity: Entity,
+        change: &Change<'_>,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Option<Record>>> + Send;
+}
+
+/// How a change reaches the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// QuickBooks: a sparse update naming `Id` and `SyncToken`; Xero: POST to the record; Zoho: PUT.
+    Update,
+    /// QuickBooks `operation=void`; Zoho `POST /{module}/{id}/status/void`. (Xero voids by update.)
+    Void,
+    /// QuickBooks `operation=delete`; Zoho `DELETE`. (Xero deletes and archives by update.)
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub kind: ChangeKind,
+    pub id: &'a str,
+    /// QuickBooks: the SyncToken the change is based on (QuickBooks refuses a stale one).
+    pub version: Option<&'a str>,
+    /// The fields to set (Update), in the provider's own JSON.
+    pub body: &'a Value,
 }
 
 #[derive(Clone, Debug)]
@@ -136,5 +169,16 @@ impl AccountingProvider for ProviderClient {
 
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, idempotency_key: &str) -> Result<Record> {
         dispatch!(self, c => c.create(tokens, org_id, entity, payload, idempotency_key).await)
+    }
+
+    async fn change(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        entity: Entity,
+        change: &Change<'_>,
+        idempotency_key: &str,
+    ) -> Result<Option<Record>> {
+        dispatch!(self, c => c.change(tokens, org_id, entity, change, idempotency_key).await)
     }
 }

@@ -16,7 +16,7 @@ use url::Url;
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
-use crate::providers::client::AccountingProvider;
+use crate::providers::client::{AccountingProvider, Change, ChangeKind};
 use crate::providers::core::Core;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::model::{
@@ -378,6 +378,52 @@ impl AccountingProvider for QuickBooksClient {
             .json(payload);
         let ok = self.core.call(req).await?;
         normalise(entity, org_id, Self::entity_from(&ok.body, entity)?)
+    }
+
+    /// Every change names the SyncToken it is based on, and QuickBooks refuses a stale one (Fault
+    /// 5010), so a change never overwrites an edit it did not see. `requestid` makes a retry replay
+    /// the first answer.
+    async fn change(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        entity: Entity,
+        change: &Change<'_>,
+        idempotency_key: &str,
+    ) -> Result<Option<Record>> {
+        if idempotency_key.is_empty() {
+            return Err(Error::InvalidInput("idempotency key is empty".into()));
+        }
+        let Some(version) = change.version.filter(|v| !v.is_empty()) else {
+            return Err(Error::InvalidInput("a QuickBooks change needs the SyncToken it is based on".into()));
+        };
+        let (_, segment) = entity_names(entity);
+        let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, segment])?;
+        let mut query = vec![("requestid", idempotency_key), ("minorversion", MINOR_VERSION)];
+        let body = match change.kind {
+            ChangeKind::Update => {
+                let mut b = match change.body {
+                    Value::Object(m) => Value::Object(m.clone()),
+                    _ => return Err(Error::InvalidInput("an update body must be an object".into())),
+                };
+                b["sparse"] = Value::Bool(true);
+                b["Id"] = json!(change.id);
+                b["SyncToken"] = json!(version);
+                b
+            }
+            ChangeKind::Void | ChangeKind::Delete => {
+                query.push(("operation", if change.kind == ChangeKind::Void { "void" } else { "delete" }));
+                json!({"Id": change.id, "SyncToken": version})
+            }
+        };
+        let req = self.bearer(tokens, self.core.http.reqwest().post(url)).query(&query).json(&body);
+        let ok = self.core.call(req).await?;
+        let v = Self::entity_from(&ok.body, entity)?;
+        // A deletion answers `{"Id", "status": "Deleted"}`, not the record.
+        if change.kind == ChangeKind::Delete || v.get("status").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("deleted")) {
+            return Ok(None);
+        }
+        normalise(entity, org_id, v).map(Some)
     }
 }
 

@@ -13,7 +13,7 @@ use url::Url;
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
-use crate::providers::client::AccountingProvider;
+use crate::providers::client::{AccountingProvider, Change, ChangeKind};
 use crate::providers::core::Core;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::model::{
@@ -385,6 +385,38 @@ impl AccountingProvider for XeroClient {
             self.tenant_request(tokens, org_id, self.core.http.reqwest().put(url))?.header("Idempotency-Key", idempotency_key).json(&body);
         let ok = self.core.call(req).await?;
         normalise(entity, org_id, Self::first_of(&ok.body, entity)?)
+    }
+
+    /// Xero changes a record by POSTing to it: voids, deletions and archiving are updates of
+    /// `Status` / `ContactStatus` (`crate::writes` builds the body). Xero has no conditional update:
+    /// the version check is the caller's read before this (`crate::writes`).
+    async fn change(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        entity: Entity,
+        change: &Change<'_>,
+        idempotency_key: &str,
+    ) -> Result<Option<Record>> {
+        if idempotency_key.is_empty() || idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(Error::InvalidInput(format!("Xero idempotency keys are 1 to {MAX_IDEMPOTENCY_KEY} characters")));
+        }
+        if change.kind != ChangeKind::Update {
+            return Err(Error::InvalidInput("Xero voids, deletes and archives by an update of the record's status".into()));
+        }
+        let (name, id_field) = entity_names(entity);
+        let mut one = match change.body {
+            Value::Object(m) => Value::Object(m.clone()),
+            _ => return Err(Error::InvalidInput("an update body must be an object".into())),
+        };
+        one[id_field] = json!(change.id);
+        let url = api_url(&self.core.endpoints.api, &[name, change.id])?;
+        let req = self
+            .tenant_request(tokens, org_id, self.core.http.reqwest().post(url))?
+            .header("Idempotency-Key", idempotency_key)
+            .json(&json!({ name: [one] }));
+        let ok = self.core.call(req).await?;
+        normalise(entity, org_id, Self::first_of(&ok.body, entity)?).map(Some)
     }
 }
 

@@ -15,7 +15,7 @@ use url::Url;
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
-use crate::providers::client::AccountingProvider;
+use crate::providers::client::{AccountingProvider, Change, ChangeKind};
 use crate::providers::core::Core;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::model::{
@@ -381,6 +381,43 @@ impl AccountingProvider for ZohoClient {
         let req = self.authed(tokens, self.core.http.reqwest().post(url)).query(&[("organization_id", check_org(org_id)?)]).json(payload);
         let ok = self.core.call(req).await?;
         normalise(entity, org_id, Self::one(&ok.body, entity)?)
+    }
+
+    /// Zoho has neither an idempotency key nor a conditional update: the version check is the
+    /// caller's read before this, and a repeated change sets the same values again. A void answers
+    /// without the record, so the record is read back.
+    async fn change(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        entity: Entity,
+        change: &Change<'_>,
+        _idempotency_key: &str,
+    ) -> Result<Option<Record>> {
+        let (module, _, _) = entity_names(entity);
+        let base = self.api_base(tokens)?;
+        let org = [("organization_id", check_org(org_id)?)];
+        let http = self.core.http.reqwest();
+        match change.kind {
+            ChangeKind::Update => {
+                if !change.body.is_object() {
+                    return Err(Error::InvalidInput("an update body must be an object".into()));
+                }
+                let req = self.authed(tokens, http.put(api_url(&base, &[module, change.id])?)).query(&org).json(change.body);
+                let ok = self.core.call(req).await?;
+                normalise(entity, org_id, Self::one(&ok.body, entity)?).map(Some)
+            }
+            ChangeKind::Void => {
+                let req = self.authed(tokens, http.post(api_url(&base, &[module, change.id, "status", "void"])?)).query(&org);
+                self.core.call(req).await?;
+                self.get(tokens, org_id, entity, change.id).await.map(Some)
+            }
+            ChangeKind::Delete => {
+                let req = self.authed(tokens, http.delete(api_url(&base, &[module, change.id])?)).query(&org);
+                self.core.call(req).await?;
+                Ok(None)
+            }
+        }
     }
 }
 

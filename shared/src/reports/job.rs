@@ -34,6 +34,8 @@ pub fn event_type_for(job: &SyncJob, t: EventType) -> EventType {
     match (job.operation, t) {
         (Operation::Report, EventType::SyncFailed) => EventType::ReportFailed,
         (Operation::Passthrough, EventType::SyncFailed) => EventType::PassthroughFailed,
+        // A write that fails for good (dead-lettered, or parked past its limit) is a failed write.
+        (Operation::Push, EventType::SyncFailed) => EventType::WriteFailed,
         _ => t,
     }
 }

@@ -65,6 +65,10 @@ pub struct SyncRecord {
     /// The `company` entity: base currency, country, fiscal year, tax basis (`crate::books`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company: Option<Company>,
+    /// The version a write names to change this record (`crate::writes`): QuickBooks' SyncToken,
+    /// Xero's and Zoho's last-modified time (RFC 3339). Absent for tombstones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// The flag of a record whose amount the provider sent but we could not store in minor units.
@@ -219,6 +223,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         flags,
         document,
         company,
+        version: version_of(r),
     };
     fit_for_storage(&mut out);
     Some(out)
@@ -252,7 +257,21 @@ pub fn tombstone(provider: Provider, org_id: &str, entity: Entity, id: &str, at:
         flags: Vec::new(),
         document: None,
         company: None,
+        version: None,
     })
+}
+
+/// The record's version as a write names it: QuickBooks' SyncToken (which QuickBooks itself checks
+/// on an update), else the provider's last-modified time.
+pub fn version_of(r: &Record) -> Option<String> {
+    match r.provider {
+        Provider::QuickBooks => r.raw.get("SyncToken").and_then(|t| match t {
+            Value::String(s) if !s.is_empty() && s.len() <= 32 => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }),
+        Provider::Xero | Provider::Zoho => r.updated_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ pub fn cursor_sk(provider: Provider, org_id: &str, entity: Entity) -> String {
     format!("CURSOR#{provider}#{org_id}#{entity}")
 }
 
+pub fn write_attempt_sk(idempotency_key: &str) -> String {
+    format!("WRITESENT#{idempotency_key}")
+}
+
 pub fn job_sk(idempotency_key: &str) -> String {
     format!("JOB#{idempotency_key}")
 }
@@ -322,6 +326,27 @@ impl SyncStore {
             }
             Err(e) => Err(dynamo_error("PutItem(cursor)", e)),
         }
+    }
+
+    /// Whether a write job (by its idempotency key) has sent its change before: a run after a crash
+    /// or a timeout may find its own change already applied at the provider (`worker::write`).
+    pub async fn write_attempted(&self, tenant_id: &str, key: &str) -> Result<bool> {
+        Ok(get_item(&self.db, &self.table, tenant_pk(tenant_id), write_attempt_sk(key)).await?.is_some())
+    }
+
+    /// Notes, before a write job sends its change, that it may have been sent.
+    pub async fn mark_write_attempt(&self, tenant_id: &str, key: &str, now: DateTime<Utc>) -> Result<()> {
+        self.db
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(tenant_pk(tenant_id)))
+            .item("sk", s(write_attempt_sk(key)))
+            .item("at", s(now.to_rfc3339()))
+            .item("expires_at", n((now + COMPLETED_TTL).timestamp()))
+            .send()
+            .await
+            .map_err(|e| dynamo_error("PutItem(write attempt)", e))?;
+        Ok(())
     }
 
     /// Claims a job key until `in_progress_until` (the invocation's deadline).

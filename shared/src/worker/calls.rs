@@ -26,6 +26,10 @@ pub enum Op {
     /// Zoho: look a record up by our reference before creating it.
     Find,
     Create,
+    /// A change to an existing record (`crate::writes`): update, void, delete.
+    Update,
+    Void,
+    Delete,
 }
 
 impl Op {
@@ -36,11 +40,24 @@ impl Op {
             Op::Cdc => "cdc",
             Op::Find => "find",
             Op::Create => "create",
+            Op::Update => "update",
+            Op::Void => "void",
+            Op::Delete => "delete",
         }
     }
 
     fn writes(self) -> bool {
-        self == Op::Create
+        matches!(self, Op::Create | Op::Update | Op::Void | Op::Delete)
+    }
+
+    /// Zoho's scope action for the operation (its scopes name each: CREATE, UPDATE, DELETE).
+    fn zoho_action(self) -> &'static str {
+        match self {
+            Op::Create => "CREATE",
+            Op::Update | Op::Void => "UPDATE",
+            Op::Delete => "DELETE",
+            Op::List | Op::Get | Op::Cdc | Op::Find => "READ",
+        }
     }
 }
 
@@ -50,7 +67,8 @@ pub fn audit_retention_days(plan: Plan) -> i64 {
 }
 
 /// The scopes (any one of them) an operation on `entity` needs, the preferred one first.
-pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<String> {
+pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String> {
+    let write = op.writes();
     match provider {
         Provider::QuickBooks => vec!["com.intuit.quickbooks.accounting".into()],
         Provider::Xero => {
@@ -83,7 +101,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 Entity::Bill => "bills",
                 Entity::Company => "settings",
             };
-            let action = if write { "CREATE" } else { "READ" };
+            let action = op.zoho_action();
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]
         }
     }
@@ -95,7 +113,7 @@ pub fn check_scope(provider: Provider, granted: &[String], entity: Entity, op: O
     if granted.is_empty() {
         return Ok(());
     }
-    let needed = required_scopes(provider, entity, op.writes());
+    let needed = required_scopes(provider, entity, op);
     if needed.iter().any(|n| granted.iter().any(|g| g.eq_ignore_ascii_case(n))) {
         return Ok(());
     }
@@ -112,7 +130,9 @@ pub fn method_path(provider: Provider, org_id: &str, entity: Entity, op: Op, id:
                 Op::List | Op::Find => ("GET", format!("/v3/company/{org_id}/query")),
                 Op::Get => ("GET", format!("/v3/company/{org_id}/{seg}/{id}")),
                 Op::Cdc => ("GET", format!("/v3/company/{org_id}/cdc")),
-                Op::Create => ("POST", format!("/v3/company/{org_id}/{seg}")),
+                Op::Create | Op::Update => ("POST", format!("/v3/company/{org_id}/{seg}")),
+                Op::Void => ("POST", format!("/v3/company/{org_id}/{seg}?operation=void")),
+                Op::Delete => ("POST", format!("/v3/company/{org_id}/{seg}?operation=delete")),
             }
         }
         Provider::Xero => {
@@ -120,6 +140,7 @@ pub fn method_path(provider: Provider, org_id: &str, entity: Entity, op: Op, id:
             match op {
                 Op::Get => ("GET", format!("/api.xro/2.0/{seg}/{id}")),
                 Op::Create => ("PUT", format!("/api.xro/2.0/{seg}")),
+                Op::Update | Op::Void | Op::Delete => ("POST", format!("/api.xro/2.0/{seg}/{id}")),
                 _ => ("GET", format!("/api.xro/2.0/{seg}")),
             }
         }
@@ -128,6 +149,9 @@ pub fn method_path(provider: Provider, org_id: &str, entity: Entity, op: Op, id:
             match op {
                 Op::Get => ("GET", format!("/books/v3/{seg}/{id}")),
                 Op::Create => ("POST", format!("/books/v3/{seg}")),
+                Op::Update => ("PUT", format!("/books/v3/{seg}/{id}")),
+                Op::Void => ("POST", format!("/books/v3/{seg}/{id}/status/void")),
+                Op::Delete => ("DELETE", format!("/books/v3/{seg}/{id}")),
                 _ => ("GET", format!("/books/v3/{seg}")),
             }
         }
@@ -159,7 +183,7 @@ where
 pub fn scope_refusal(provider: Provider, entity: Entity, op: Op, e: Error) -> Error {
     match e {
         Error::ProviderAuth { provider: Provider::Zoho, reason } if provider == Provider::Zoho && reason.starts_with("code 57:") => {
-            let scope = required_scopes(provider, entity, op.writes()).remove(0);
+            let scope = required_scopes(provider, entity, op).remove(0);
             Error::MissingScope { provider, scope, operation: format!("{} {entity}", op.as_str()) }
         }
         e => e,

@@ -185,19 +185,13 @@ pub fn validate(job: &SyncJob, payload: Option<&Value>) -> Result<()> {
     if job.entity_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > model::MAX_ID_LEN) {
         problems.push("entity_id must be 1-255 characters");
     }
+    if !problems.is_empty() {
+        return Err(Error::InvalidInput(format!("sync job rejected: {}", problems.join("; "))));
+    }
     if job.operation == Operation::Push {
-        if !payload.is_some_and(Value::is_object) {
-            problems.push("push jobs need an object payload");
-        }
-        if !matches!(job.entity, tenancy::Entity::Invoice | tenancy::Entity::Contact) {
-            problems.push("push supports invoice and contact");
-        }
+        crate::writes::WriteRequest::parse(payload, entity_of(job.entity))?;
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput(format!("sync job rejected: {}", problems.join("; "))))
-    }
+    Ok(())
 }
 
 /// Runs one job exactly once per idempotency key: claims the key until `deadline`, runs it, stores
@@ -296,7 +290,7 @@ async fn execute(deps: &SyncDeps, job: &SyncJob, payload: Option<&Value>, deadli
         Err(e) => return Err(e),
     };
     match (job.operation, job.entity_id.as_deref()) {
-        (Operation::Push, _) => push(deps, &ctx).await,
+        (Operation::Push, _) => Box::pin(crate::worker::write::run(deps, &ctx)).await,
         (Operation::Webhook, Some(id)) => one_record(deps, &ctx, id).await,
         _ => pull(deps, &ctx, deadline).await,
     }
@@ -314,11 +308,11 @@ fn stale_routing(e: &Error) -> bool {
 const ENTITY_NOT_ENABLED: &str = "entity not enabled for this tenant";
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
-struct Counts {
+pub(crate) struct Counts {
     fetched: usize,
     written: usize,
     stale: usize,
-    deleted: usize,
+    pub(crate) deleted: usize,
     skipped: usize,
     /// Stored with a flag (`SyncRecord::flags`): something the provider sent could not be normalised.
     flagged: usize,
@@ -336,7 +330,7 @@ fn is_zero(n: &usize) -> bool {
 }
 
 /// What a job stored incompletely, for its result and `sync.completed` (never a silent drop).
-fn add_warnings(v: &mut Value, counts: &Counts) {
+pub(crate) fn add_warnings(v: &mut Value, counts: &Counts) {
     let mut warnings = Vec::new();
     if counts.flagged > 0 {
         warnings.push(format!(
@@ -359,7 +353,7 @@ fn add_warnings(v: &mut Value, counts: &Counts) {
 }
 
 /// Normalises provider records; the raw JSON goes beside each one.
-fn normalise_all(records: &[Record], counts: &mut Counts) -> Vec<(SyncRecord, Option<String>)> {
+pub(crate) fn normalise_all(records: &[Record], counts: &mut Counts) -> Vec<(SyncRecord, Option<String>)> {
     let mut out = Vec::with_capacity(records.len());
     for r in records {
         counts.fetched += 1;
@@ -377,6 +371,15 @@ fn normalise_all(records: &[Record], counts: &mut Counts) -> Vec<(SyncRecord, Op
         }
     }
     out
+}
+
+pub(crate) async fn write_records(
+    deps: &SyncDeps,
+    ctx: &JobCtx,
+    records: &[(SyncRecord, Option<String>)],
+    counts: &mut Counts,
+) -> Result<()> {
+    write(deps, ctx, records, counts).await
 }
 
 async fn write(deps: &SyncDeps, ctx: &JobCtx, records: &[(SyncRecord, Option<String>)], counts: &mut Counts) -> Result<()> {
@@ -642,112 +645,13 @@ pub fn push_reference(tenant_id: &str, idempotency_key: &str) -> String {
 pub const ZOHO_PUSH_REF_FIELD: &str = "cf_ttya_push_ref";
 
 /// Whether a Zoho record carries our push reference in `ZOHO_PUSH_REF_FIELD`.
-fn carries_reference(raw: &Value, reference: &str) -> bool {
+pub(crate) fn carries_reference(raw: &Value, reference: &str) -> bool {
     raw.get("custom_fields").and_then(Value::as_array).is_some_and(|fields| {
         fields.iter().any(|f| {
             f.get("api_name").and_then(Value::as_str) == Some(ZOHO_PUSH_REF_FIELD)
                 && f.get("value").and_then(Value::as_str) == Some(reference)
         })
     })
-}
-
-/// Creates an invoice or contact so that a retry (after a timeout, a crash, a redelivery) never
-/// makes a second one: QuickBooks `requestid` and Xero `Idempotency-Key` replay the first answer.
-/// Zoho has no such key, so the create carries our reference (derived from the job, never the
-/// app's fields) in a custom field, and a retry looks for it first: candidates by a field Zoho
-/// lists by (invoices by `reference_number`, contacts by `contact_name`), each read to check our
-/// reference. A record that merely shares the app's PO number or the contact's name is not ours:
-/// the invoice is created anyway, and a contact push whose name another contact holds fails.
-async fn push(deps: &SyncDeps, ctx: &JobCtx) -> Result<Value> {
-    let reference = push_reference(&ctx.tenant.tenant_id, &ctx.job.idempotency_key);
-    let mut payload = ctx.payload.clone().unwrap_or(Value::Null);
-    let entity = ctx.entity;
-    let org = ctx.org_id.clone();
-    if ctx.provider == Provider::QuickBooks && (payload.get("Id").is_some() || payload.get("SyncToken").is_some()) {
-        // QuickBooks treats a POST carrying Id and SyncToken as an update of that record: a push
-        // creates, so it must not overwrite an existing one.
-        return Err(Error::InvalidInput("a QuickBooks push creates a record: the payload must not carry Id or SyncToken".into()));
-    }
-    let mut found = None;
-    if ctx.provider == Provider::Zoho {
-        let tag = json!({"api_name": ZOHO_PUSH_REF_FIELD, "value": reference});
-        match payload.get_mut("custom_fields") {
-            None | Some(Value::Null) => payload["custom_fields"] = json!([tag]),
-            Some(Value::Array(fields)) => {
-                fields.retain(|f| f.get("api_name").and_then(Value::as_str) != Some(ZOHO_PUSH_REF_FIELD));
-                fields.push(tag);
-            }
-            Some(_) => return Err(Error::InvalidInput("custom_fields must be an array".into())),
-        }
-        let (field, value) = match entity {
-            Entity::Invoice => {
-                // The app's reference_number stays as sent; without one, ours fills it so the
-                // lookup below has a field to list by.
-                if payload.get("reference_number").and_then(Value::as_str).is_none_or(str::is_empty) {
-                    payload["reference_number"] = Value::String(reference.clone());
-                }
-                ("reference_number", payload["reference_number"].as_str().unwrap_or_default().to_string())
-            }
-            _ => match payload.get("contact_name").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-                Some(n) => ("contact_name", n.to_string()),
-                None => return Err(Error::InvalidInput("a Zoho contact push needs contact_name".into())),
-            },
-        };
-        let candidates = provider_call(deps, ctx, entity, Op::Find, None, |client, tokens| {
-            let org = org.clone();
-            let value = value.clone();
-            async move {
-                match client {
-                    ProviderClient::Zoho(z) => z.find_by(&tokens, &org, entity, field, &value).await,
-                    _ => Err(Error::Internal("lookup by reference is Zoho only".into())),
-                }
-            }
-        })
-        .await?;
-        let taken = !candidates.is_empty();
-        for c in candidates {
-            // List answers are partial (no custom fields): read the record to see whose it is.
-            let full = if carries_reference(&c.raw, &reference) {
-                c
-            } else {
-                let id = c.id.clone();
-                provider_call(deps, ctx, entity, Op::Get, Some(&c.id), |client, tokens| {
-                    let org = org.clone();
-                    let id = id.clone();
-                    async move { client.get(&tokens, &org, entity, &id).await }
-                })
-                .await?
-            };
-            if carries_reference(&full.raw, &reference) {
-                found = Some(full);
-                break;
-            }
-        }
-        if found.is_none() && taken && entity == Entity::Contact {
-            // Zoho keeps contact names unique: the create would fail, and the contact that holds
-            // the name is someone else's, not this push's result.
-            return Err(Error::InvalidInput("a Zoho contact with this contact_name exists and was not created by this push".into()));
-        }
-    }
-    let created = found.is_none();
-    let record = match found {
-        Some(r) => r,
-        None => {
-            let payload = &payload;
-            let reference = &reference;
-            provider_call(deps, ctx, entity, Op::Create, None, |client, tokens| {
-                let org = org.clone();
-                async move { client.create(&tokens, &org, entity, payload, reference).await }
-            })
-            .await?
-        }
-    };
-    let mut counts = Counts::default();
-    let rows = normalise_all(std::slice::from_ref(&record), &mut counts);
-    write(deps, ctx, &rows, &mut counts).await?;
-    let mut v = json!({"operation": "push", "provider_id": record.id, "reference": reference, "created": created, "counts": counts});
-    add_warnings(&mut v, &counts);
-    Ok(v)
 }
 
 fn result_json(ctx: &JobCtx, counts: Counts, pages: u32, cursor: &Cursor, next: Option<&SyncJob>) -> Value {
@@ -852,6 +756,19 @@ fn completed_data(job: &SyncJob, result: &Value) -> Value {
     Value::Object(m)
 }
 
+/// `data` of `write.completed` and `write.failed`: the job's result beside the job's identity.
+fn write_data(job: &SyncJob, result: &Value) -> Value {
+    let mut m = base_data(job);
+    if let Value::Object(r) = result {
+        for (k, v) in r {
+            if k != "operation" {
+                m.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    Value::Object(m)
+}
+
 /// `data` of `sync.failed`.
 pub fn failed_data(job: &SyncJob, err: &Error, parked: bool) -> Value {
     if !job.operation.has_entity() {
@@ -888,6 +805,10 @@ pub async fn announce(deps: &SyncDeps, job: &SyncJob, result: &Value) -> Result<
     }
     if result.get("continued").and_then(Value::as_bool) == Some(true) {
         return Ok(());
+    }
+    if job.operation == Operation::Push {
+        let t = if crate::worker::write::Outcome::succeeded(result) { EventType::WriteCompleted } else { EventType::WriteFailed };
+        return try_publish(deps, job, t, write_data(job, result)).await;
     }
     let initial = job.operation == Operation::Pull
         && job.source == crate::jobs::Source::Connect

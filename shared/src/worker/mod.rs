@@ -11,6 +11,7 @@ pub mod batch;
 pub mod calls;
 pub mod job;
 pub mod report;
+pub mod write;
 
 pub use batch::{handle_batch, Disposition, InMessage};
 pub use job::{run_job, validate, CrashPoint, JobCtx, Outcome, SyncDeps, WorkerSettings};

@@ -1,0 +1,604 @@
+//! Checks a write against the tenant's stored books and builds the provider's body from it. Every
+//! problem is found (not only the first) and names its field; nothing here calls a provider.
+
+use serde_json::{json, Map, Value};
+
+use crate::money::{currency_code, currency_scale};
+use crate::providers::model::Entity;
+use crate::sync::model::SyncRecord;
+use crate::writes::wire::{self, put, Placement, RefBy, StatusWire};
+use crate::writes::{format_minor, line_amount, Action, ContactInput, DocumentInput, LineInput, Problem, RefInput};
+use crate::Provider;
+
+/// The most lines a write takes (QuickBooks and Xero document limits are higher; a write from an
+/// assistant with more is a mistake, not a document).
+pub const MAX_LINES: usize = 500;
+
+/// What of the tenant's stored books a write is checked against (loaded by the worker).
+#[derive(Debug, Default)]
+pub struct Books<'a> {
+    /// The stored contact the document names, if it is stored.
+    pub contact: Option<&'a SyncRecord>,
+    /// The org's stored accounts.
+    pub accounts: &'a [SyncRecord],
+    /// The org's stored tax codes; None when the tenant does not sync tax rates (not checked).
+    pub tax_codes: Option<&'a [String]>,
+}
+
+fn inactive(r: &SyncRecord) -> bool {
+    r.deleted || r.status.as_deref().is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "inactive" | "archived" | "deleted"))
+}
+
+/// The account a line names, as the provider takes it (its id or its code).
+fn resolve_account(field: &str, r: &RefInput, by: RefBy, books: &Books<'_>, problems: &mut Vec<Problem>) -> Option<String> {
+    let found = books.accounts.iter().find(|a| {
+        r.id.as_deref().is_some_and(|id| a.provider_id == id) || r.code.as_deref().is_some_and(|c| a.number.as_deref() == Some(c))
+    });
+    let Some(a) = found else {
+        problems.push(Problem::new(
+            field,
+            "unknown_account",
+            "no stored account has this id or code (sync accounts first, or check the id)",
+        ));
+        return None;
+    };
+    if inactive(a) {
+        problems.push(Problem::new(field, "inactive_account", format!("account {} is archived or inactive", a.provider_id)));
+        return None;
+    }
+    match by {
+        RefBy::Id => Some(a.provider_id.clone()),
+        RefBy::Code => match &a.number {
+            Some(code) => Some(code.clone()),
+            None => {
+                problems.push(Problem::new(field, "invalid", "this provider names accounts by code, and the account has none"));
+                None
+            }
+        },
+    }
+}
+
+fn resolve_item(field: &str, r: &RefInput, by: RefBy, problems: &mut Vec<Problem>) -> Option<String> {
+    let v = match by {
+        RefBy::Id => r.id.clone(),
+        RefBy::Code => r.code.clone(),
+    };
+    if v.as_deref().is_none_or(str::is_empty) {
+        let want = if by == RefBy::Id { "id" } else { "code" };
+        problems.push(Problem::new(field, "required", format!("this provider names items by {want}")));
+    }
+    v
+}
+
+fn text_ok(field: &str, v: &Option<String>, max: usize, problems: &mut Vec<Problem>) {
+    if let Some(s) = v {
+        if s.trim().is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+            problems.push(Problem::new(field, "invalid", format!("1-{max} characters without control characters")));
+        }
+    }
+}
+
+/// The document's currency: the one named, else the contact's, else the books' default (None).
+fn currency_of(doc: &DocumentInput, books: &Books<'_>, problems: &mut Vec<Problem>) -> Option<String> {
+    let contact_currency = books.contact.and_then(|c| c.amount.as_ref()).map(|m| m.currency.clone()).filter(|c| c != "XXX");
+    match &doc.currency {
+        Some(c) => match currency_code(Some(c)) {
+            Some(code) => {
+                if let Some(cc) = contact_currency.filter(|cc| *cc != code) {
+                    problems.push(Problem::new("record.currency", "currency_mismatch", format!("the contact trades in {cc}, not {code}")));
+                }
+                Some(code)
+            }
+            None => {
+                problems.push(Problem::new("record.currency", "invalid", "an ISO 4217 code (three letters)"));
+                None
+            }
+        },
+        None => contact_currency,
+    }
+}
+
+/// Checks an invoice or bill and builds the provider's body. `creating`: required fields apply.
+pub fn document(provider: Provider, entity: Entity, creating: bool, doc: &DocumentInput, books: &Books<'_>) -> Result<Value, Vec<Problem>> {
+    let Some(w) = wire::document(provider, entity) else {
+        return Err(vec![Problem::new("record", "unsupported", format!("{provider} {entity} writes are not supported"))]);
+    };
+    let mut problems = Vec::new();
+    let mut body = Value::Object(Map::new());
+    if creating {
+        for (path, v) in w.constants {
+            put(&mut body, path, json!(v));
+        }
+    }
+    match &doc.contact {
+        Some(RefInput { id: Some(id), .. }) if !id.is_empty() => match books.contact {
+            Some(c) if !inactive(c) => put(&mut body, w.contact, json!(id)),
+            Some(_) => problems.push(Problem::new("record.contact.id", "unknown_contact", "the contact is archived, inactive or deleted")),
+            None => {
+                problems.push(Problem::new("record.contact.id", "unknown_contact", "no stored contact has this id (sync contacts first)"))
+            }
+        },
+        Some(_) => problems.push(Problem::new("record.contact.id", "required", "name the contact by its provider id")),
+        None if creating => problems.push(Problem::new("record.contact", "required", "an invoice names its customer, a bill its supplier")),
+        None => {}
+    }
+    text_ok("record.number", &doc.number, 21, &mut problems);
+    match (&doc.number, w.number) {
+        (Some(n), Some(path)) => put(&mut body, path, json!(n)),
+        (Some(_), None) => problems.push(Problem::new("record.number", "unsupported", format!("{provider} numbers this document itself"))),
+        (None, _) if creating && w.number_required => {
+            problems.push(Problem::new("record.number", "required", format!("{provider} needs a number for this document")))
+        }
+        (None, _) => {}
+    }
+    text_ok("record.reference", &doc.reference, 255, &mut problems);
+    match (&doc.reference, w.reference) {
+        (Some(r), Some(path)) => put(&mut body, path, json!(r)),
+        (Some(_), None) => problems.push(Problem::new(
+            "record.reference",
+            "unsupported",
+            format!("{provider} has no reference on this document; use number"),
+        )),
+        (None, _) => {}
+    }
+    if let Some(d) = doc.issue_date {
+        put(&mut body, w.issue_date, json!(d.to_string()));
+    }
+    if let Some(d) = doc.due_date {
+        put(&mut body, w.due_date, json!(d.to_string()));
+    }
+    if let (Some(i), Some(d)) = (doc.issue_date, doc.due_date) {
+        if d < i {
+            problems.push(Problem::new("record.due_date", "invalid", "the due date is before the issue date"));
+        }
+    }
+    let currency = currency_of(doc, books, &mut problems);
+    if let (Some(c), Some(path)) = (&doc.currency, w.currency) {
+        if let Some(code) = currency_code(Some(c)) {
+            put(&mut body, path, json!(code));
+        }
+    }
+    if let Some(s) = doc.status {
+        match &w.status {
+            StatusWire::Field(path, table) => match table.iter().find(|(k, _)| *k == s) {
+                Some((_, word)) => put(&mut body, path, json!(word)),
+                None => {
+                    problems.push(Problem::new("record.status", "unsupported", format!("{provider} does not take this status on a write")))
+                }
+            },
+            StatusWire::Implicit(allowed) if allowed.contains(&s) => {}
+            _ => problems.push(Problem::new("record.status", "unsupported", format!("{provider} does not take this status on a write"))),
+        }
+    }
+    match &doc.lines {
+        Some(lines) if lines.is_empty() => problems.push(Problem::new("record.lines", "required", "at least one line")),
+        Some(lines) if lines.len() > MAX_LINES => {
+            problems.push(Problem::new("record.lines", "invalid", format!("at most {MAX_LINES} lines")))
+        }
+        Some(lines) => {
+            let scale = currency_scale(currency.as_deref().unwrap_or("XXX"));
+            let mut sum: Option<i64> = Some(0);
+            let mut out = Vec::with_capacity(lines.len());
+            for (i, l) in lines.iter().enumerate() {
+                let (v, amount) = line(provider, &w.line, i, l, scale, books, &mut problems);
+                sum = sum.zip(amount).and_then(|(s, a)| s.checked_add(a));
+                out.push(v);
+            }
+            body[w.lines] = Value::Array(out);
+            if let (Some(want), Some(got)) = (doc.subtotal, sum) {
+                if want != got {
+                    problems.push(Problem::new(
+                        "record.subtotal",
+                        "subtotal_mismatch",
+                        format!("the lines add up to {}, not {}", format_minor(got, scale), format_minor(want, scale)),
+                    ));
+                }
+            }
+        }
+        None if creating => problems.push(Problem::new("record.lines", "required", "at least one line")),
+        None => {
+            if doc.subtotal.is_some() {
+                problems.push(Problem::new("record.subtotal", "invalid", "a subtotal is checked against lines sent with it"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(body)
+    } else {
+        Err(problems)
+    }
+}
+
+/// One line's body and its amount in minor units (None when it could not be worked out).
+fn line(
+    provider: Provider,
+    w: &wire::LineWire,
+    i: usize,
+    l: &LineInput,
+    scale: u32,
+    books: &Books<'_>,
+    problems: &mut Vec<Problem>,
+) -> (Value, Option<i64>) {
+    let f = |name: &str| format!("record.lines[{i}].{name}");
+    let mut v = Value::Object(Map::new());
+    text_ok(&f("description"), &l.description, 4000, problems);
+    if let Some(d) = &l.description {
+        v[w.description] = json!(d);
+    }
+    for (name, t) in [("quantity", &l.quantity), ("unit_price", &l.unit_price)] {
+        if t.as_deref().is_some_and(|t| crate::writes::decimal(t).is_none()) {
+            problems.push(Problem::new(f(name), "invalid", "decimal text, at most 18 digits and 9 decimals"));
+        }
+    }
+    // The amount: stated, or quantity x unit price; when both, they must agree to the minor unit.
+    let quantity = l.quantity.clone().or_else(|| l.unit_price.as_ref().map(|_| "1".to_string()));
+    let computed = match (&quantity, &l.unit_price) {
+        (Some(q), Some(p)) => line_amount(q, p, scale),
+        _ => None,
+    };
+    let amount = match (l.amount, computed) {
+        (Some(a), Some(c)) if a != c => {
+            problems.push(Problem::new(
+                f("amount"),
+                "line_total_mismatch",
+                format!("quantity x unit_price is {}, not {}", format_minor(c, scale), format_minor(a, scale)),
+            ));
+            None
+        }
+        (Some(a), _) => Some(a),
+        (None, Some(c)) => Some(c),
+        (None, None) if l.unit_price.is_some() => None,
+        (None, None) => {
+            problems.push(Problem::new(f("amount"), "required", "a line needs amount, or quantity and unit_price"));
+            None
+        }
+    };
+    // A line of an amount alone is one of that price.
+    let (quantity, unit_price) = match (&quantity, &l.unit_price, amount) {
+        (Some(q), Some(p), _) => (Some(q.clone()), Some(p.clone())),
+        (None, None, Some(a)) => (Some("1".to_string()), Some(format_minor(a, scale))),
+        _ => (quantity.clone(), l.unit_price.clone()),
+    };
+    let p: &Placement = match (&l.item, &w.without_item) {
+        (None, Some(without)) => without,
+        _ => &w.with_item,
+    };
+    if let Some((type_name, _)) = p.detail {
+        v["DetailType"] = json!(type_name);
+    }
+    let mut d = Value::Object(Map::new());
+    if let Some(k) = p.quantity {
+        if let Some(q) = &quantity {
+            d[k] = wire::number(q);
+        }
+    }
+    if let Some(k) = p.unit_price {
+        if let Some(u) = &unit_price {
+            d[k] = wire::number(u);
+        }
+    }
+    match (&l.item, p.item) {
+        (Some(r), Some((path, by))) => {
+            if let Some(x) = resolve_item(&f("item"), r, by, problems) {
+                put(&mut d, path, json!(x));
+            }
+        }
+        (Some(_), None) => problems.push(Problem::new(f("item"), "unsupported", format!("{provider} takes no item on this line"))),
+        (None, _) => {}
+    }
+    match (&l.account, p.account) {
+        (Some(r), Some((path, by))) => {
+            if let Some(x) = resolve_account(&f("account"), r, by, books, problems) {
+                put(&mut d, path, json!(x));
+            }
+        }
+        (Some(_), None) => problems.push(Problem::new(
+            f("account"),
+            "unsupported",
+            format!("{provider} takes the account of this line from its item; name the item instead"),
+        )),
+        (None, _) if l.item.is_none() && w.account_required => {
+            problems.push(Problem::new(f("account"), "required", format!("{provider} needs an account on a line without an item")))
+        }
+        (None, _) => {}
+    }
+    if let Some(code) = &l.tax_code {
+        match (p.tax_code, books.tax_codes) {
+            (None, _) => problems.push(Problem::new(f("tax_code"), "unsupported", format!("{provider} takes no tax code on this line"))),
+            (Some(_), Some(known)) if !known.iter().any(|k| k == code) => {
+                problems.push(Problem::new(f("tax_code"), "unknown_tax_code", "no stored tax rate has this code"))
+            }
+            (Some(path), _) => put(&mut d, path, json!(code)),
+        }
+    }
+    if let (Some(k), Some(a)) = (w.amount, amount) {
+        v[k] = wire::number(&format_minor(a, scale));
+    }
+    match p.detail {
+        Some((_, key)) => v[key] = d,
+        None => {
+            if let (Value::Object(line), Value::Object(fields)) = (&mut v, d) {
+                line.extend(fields);
+            }
+        }
+    }
+    (v, amount)
+}
+
+/// Checks a contact and builds the provider's body.
+pub fn contact(provider: Provider, creating: bool, c: &ContactInput) -> Result<Value, Vec<Problem>> {
+    let w = wire::contact(provider);
+    let mut problems = Vec::new();
+    let mut body = Value::Object(Map::new());
+    if creating {
+        for (path, v) in w.constants {
+            put(&mut body, path, json!(v));
+        }
+    }
+    text_ok("record.name", &c.name, 255, &mut problems);
+    match &c.name {
+        Some(n) => put(&mut body, w.name, json!(n.trim())),
+        None if creating => problems.push(Problem::new("record.name", "required", "a contact has a name")),
+        None => {}
+    }
+    if let Some(e) = &c.email {
+        let ok =
+            e.len() <= 254 && e.split_once('@').is_some_and(|(a, d)| !a.is_empty() && d.contains('.') && !e.contains(char::is_whitespace));
+        if !ok {
+            problems.push(Problem::new("record.email", "invalid", "an email address"));
+        }
+    }
+    text_ok("record.phone", &c.phone, 50, &mut problems);
+    text_ok("record.tax_number", &c.tax_number, 50, &mut problems);
+    let fields =
+        [("record.email", &c.email, w.email), ("record.phone", &c.phone, w.phone), ("record.tax_number", &c.tax_number, w.tax_number)];
+    for (field, value, path) in fields {
+        match (value, path) {
+            (Some(v), Some(path)) => put(&mut body, path, json!(v)),
+            (Some(_), None) => {
+                problems.push(Problem::new(field, "unsupported", format!("{provider} contacts take no such field through writes")))
+            }
+            (None, _) => {}
+        }
+    }
+    if c.phone.is_some() && w.phone.is_some() {
+        for (path, v) in w.phone_constants {
+            put(&mut body, path, json!(v));
+        }
+    }
+    if provider == Provider::Zoho && (c.email.is_some() || c.phone.is_some()) {
+        // The first contact person carries the email and phone; Zoho wants it marked primary.
+        put(&mut body, &["contact_persons", "0", "is_primary_contact"], json!(true));
+    }
+    match (&c.currency, w.currency) {
+        (Some(cur), Some(path)) => match currency_code(Some(cur)) {
+            Some(code) => put(&mut body, path, json!(code)),
+            None => problems.push(Problem::new("record.currency", "invalid", "an ISO 4217 code (three letters)")),
+        },
+        (Some(_), None) => problems.push(Problem::new(
+            "record.currency",
+            "unsupported",
+            format!("{provider} contacts take no currency code through writes"),
+        )),
+        (None, _) => {}
+    }
+    if problems.is_empty() {
+        Ok(body)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Whether the provider allows `action` from the record's current state (checked before sending
+/// where the provider's rule is known: Xero voids only approved, unpaid documents and deletes only
+/// drafts).
+pub fn lifecycle_allows(provider: Provider, entity: Entity, action: Action, current: Option<&SyncRecord>) -> Result<(), Problem> {
+    let l = wire::lifecycle(provider, entity);
+    let (how, from) = match action {
+        Action::Void => (l.void.is_some(), l.void_from),
+        Action::Delete => (l.delete.is_some(), l.delete_from),
+        Action::Create | Action::Update => return Ok(()),
+    };
+    if !how {
+        let hint = if action == Action::Void { "; delete it instead" } else { "" };
+        return Err(Problem::new("action", "unsupported", format!("{provider} cannot {} a {entity}{hint}", action.as_str())));
+    }
+    let status = current.and_then(|c| c.document.as_ref()).map(|d| d.status);
+    match (from, status) {
+        (Some(allowed), Some(s)) if !allowed.contains(&s) => Err(Problem::new(
+            "action",
+            "status_forbids",
+            format!(
+                "{provider} cannot {} a {entity} that is {}",
+                action.as_str(),
+                serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Money;
+    use crate::writes::RecordInput;
+
+    fn rec(entity: Entity, id: &str, number: Option<&str>, status: Option<&str>) -> SyncRecord {
+        SyncRecord {
+            provider: Provider::Xero,
+            org_id: "o".into(),
+            entity,
+            provider_id: id.into(),
+            number: number.map(str::to_string),
+            name: None,
+            status: status.map(str::to_string),
+            amount: Some(Money { minor: 0, currency: "NZD".into() }),
+            contact_id: None,
+            issue_date: None,
+            due_date: None,
+            updated_at: None,
+            deleted: false,
+            raw_ref: String::new(),
+            flags: vec![],
+            document: None,
+            company: None,
+            version: None,
+        }
+    }
+
+    fn doc(v: Value) -> DocumentInput {
+        match RecordInput::parse(Entity::Invoice, &v).unwrap() {
+            RecordInput::Document(d) => d,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_xero_bill_is_translated_with_codes_and_exact_amounts() {
+        let contact = rec(Entity::Contact, "c-1", None, Some("ACTIVE"));
+        let accounts = [rec(Entity::Account, "a-uuid", Some("400"), Some("ACTIVE"))];
+        let codes = vec!["INPUT".to_string()];
+        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: Some(&codes) };
+        let d =
+            doc(json!({"contact": {"id": "c-1"}, "number": "B-1", "issue_date": "2026-12-01", "due_date": "2026-12-31", "status": "open",
+            "lines": [{"description": "Paper", "quantity": "3", "unit_price": "19.99", "account": {"id": "a-uuid"}, "tax_code": "INPUT"},
+                      {"amount": 1000, "account": {"code": "400"}}], "subtotal": 6997}));
+        let body = document(Provider::Xero, Entity::Bill, true, &d, &books).unwrap();
+        assert_eq!(body["Type"], "ACCPAY");
+        assert_eq!(body["Status"], "AUTHORISED");
+        assert_eq!(body["Contact"]["ContactID"], "c-1");
+        assert_eq!(
+            body["LineItems"][0],
+            json!({"Description": "Paper", "Quantity": 3, "UnitAmount": 19.99, "AccountCode": "400", "TaxType": "INPUT", "LineAmount": 59.97})
+        );
+        assert_eq!(body["LineItems"][1], json!({"Quantity": 1, "UnitAmount": 10.00, "AccountCode": "400", "LineAmount": 10.00}));
+    }
+
+    #[test]
+    fn a_quickbooks_bill_line_without_an_item_is_account_based() {
+        let contact = rec(Entity::Contact, "56", None, None);
+        let accounts = [rec(Entity::Account, "7", Some("6000"), None)];
+        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: None };
+        let d = doc(
+            json!({"contact": {"id": "56"}, "lines": [{"amount": 12345, "account": {"code": "6000"}}, {"item": {"id": "3"}, "quantity": 2, "unit_price": "5"}]}),
+        );
+        let body = document(Provider::QuickBooks, Entity::Bill, true, &d, &books).unwrap();
+        assert_eq!(body["VendorRef"]["value"], "56");
+        assert_eq!(
+            body["Line"][0],
+            json!({"DetailType": "AccountBasedExpenseLineDetail", "Amount": 123.45, "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "7"}}})
+        );
+        assert_eq!(body["Line"][1]["ItemBasedExpenseLineDetail"], json!({"Qty": 2, "UnitPrice": 5, "ItemRef": {"value": "3"}}));
+        assert_eq!(body["Line"][1]["Amount"], json!(10.00));
+    }
+
+    #[test]
+    fn every_problem_is_named_and_nothing_is_built() {
+        let contact = rec(Entity::Contact, "c-1", None, Some("ARCHIVED"));
+        let accounts = [rec(Entity::Account, "a1", Some("200"), Some("ARCHIVED"))];
+        let codes: Vec<String> = vec!["OUTPUT".into()];
+        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: Some(&codes) };
+        let d = doc(json!({"contact": {"id": "c-1"}, "currency": "usd", "issue_date": "2026-12-10", "due_date": "2026-12-01",
+            "lines": [{"quantity": "2", "unit_price": "10", "amount": 2001, "account": {"code": "200"}, "tax_code": "NONE"},
+                      {"description": "no amount", "account": {"code": "999"}}], "subtotal": 5}));
+        let problems = document(Provider::Xero, Entity::Invoice, true, &d, &books).unwrap_err();
+        let got: Vec<(&str, &str)> = problems.iter().map(|p| (p.field.as_str(), p.code)).collect();
+        for want in [
+            ("record.contact.id", "unknown_contact"),
+            ("record.due_date", "invalid"),
+            ("record.currency", "currency_mismatch"),
+            ("record.lines[0].amount", "line_total_mismatch"),
+            ("record.lines[0].account", "inactive_account"),
+            ("record.lines[0].tax_code", "unknown_tax_code"),
+            ("record.lines[1].amount", "required"),
+            ("record.lines[1].account", "unknown_account"),
+        ] {
+            assert!(got.contains(&want), "{want:?} missing from {got:?}");
+        }
+    }
+
+    #[test]
+    fn provider_rules_are_data() {
+        let contact = rec(Entity::Contact, "9", None, None);
+        let books = Books { contact: Some(&contact), accounts: &[], tax_codes: None };
+        // Zoho numbers invoices itself; a bill needs its number; QuickBooks has no reference or draft.
+        let p = document(
+            Provider::Zoho,
+            Entity::Invoice,
+            true,
+            &doc(json!({"contact": {"id": "9"}, "number": "X", "lines": [{"amount": 1}]})),
+            &books,
+        )
+        .unwrap_err();
+        assert_eq!((p[0].field.as_str(), p[0].code), ("record.number", "unsupported"));
+        let p = document(Provider::Zoho, Entity::Bill, true, &doc(json!({"contact": {"id": "9"}, "lines": [{"amount": 1}]})), &books)
+            .unwrap_err();
+        assert!(p.iter().any(|p| p.field == "record.number" && p.code == "required"), "{p:?}");
+        assert!(p.iter().any(|p| p.field == "record.lines[0].account" && p.code == "required"), "{p:?}");
+        let p = document(
+            Provider::QuickBooks,
+            Entity::Invoice,
+            true,
+            &doc(json!({"contact": {"id": "9"}, "reference": "PO", "status": "draft", "lines": [{"amount": 1, "account": {"id": "1"}}]})),
+            &books,
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["record.reference", "record.status", "record.lines[0].account"]);
+        // An update sends only what it names.
+        let body = document(Provider::Zoho, Entity::Invoice, false, &doc(json!({"due_date": "2027-01-31"})), &books).unwrap();
+        assert_eq!(body, json!({"due_date": "2027-01-31"}));
+    }
+
+    #[test]
+    fn contacts_per_provider() {
+        let c = ContactInput {
+            name: Some("Amy Ltd".into()),
+            email: Some("ap@amy.example".into()),
+            phone: Some("+64 9 555".into()),
+            tax_number: None,
+            currency: Some("nzd".into()),
+        };
+        let x = contact(Provider::Xero, true, &c).unwrap();
+        assert_eq!(
+            x,
+            json!({"Name": "Amy Ltd", "EmailAddress": "ap@amy.example", "Phones": [{"PhoneNumber": "+64 9 555", "PhoneType": "DEFAULT"}], "DefaultCurrency": "NZD"})
+        );
+        let q = contact(Provider::QuickBooks, true, &c).unwrap();
+        assert_eq!(q["PrimaryEmailAddr"]["Address"], "ap@amy.example");
+        let z = contact(Provider::Zoho, true, &ContactInput { currency: None, ..c.clone() }).unwrap();
+        assert_eq!(z["contact_persons"][0], json!({"email": "ap@amy.example", "phone": "+64 9 555", "is_primary_contact": true}));
+        assert_eq!(z["contact_type"], "customer");
+        let bad =
+            contact(Provider::Zoho, true, &ContactInput { name: None, email: Some("nope".into()), currency: Some("NZD".into()), ..c })
+                .unwrap_err();
+        let fields: Vec<&str> = bad.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["record.name", "record.email", "record.currency"]);
+    }
+
+    #[test]
+    fn xero_voids_only_approved_documents_and_deletes_only_drafts() {
+        let mut r = rec(Entity::Invoice, "i", None, Some("PAID"));
+        r.document = Some(crate::books::Document {
+            kind: crate::books::DocumentKind::SalesInvoice,
+            status: crate::books::DocumentStatus::Paid,
+            reference: None,
+            contact: None,
+            currency: "NZD".into(),
+            exchange_rate: None,
+            subtotal: None,
+            tax: None,
+            total: None,
+            amount_due: None,
+            lines: vec![],
+            lines_complete: true,
+        });
+        assert_eq!(lifecycle_allows(Provider::Xero, Entity::Invoice, Action::Void, Some(&r)).unwrap_err().code, "status_forbids");
+        assert_eq!(lifecycle_allows(Provider::Xero, Entity::Invoice, Action::Delete, Some(&r)).unwrap_err().code, "status_forbids");
+        r.document.as_mut().unwrap().status = crate::books::DocumentStatus::Open;
+        assert!(lifecycle_allows(Provider::Xero, Entity::Invoice, Action::Void, Some(&r)).is_ok());
+        assert_eq!(lifecycle_allows(Provider::QuickBooks, Entity::Bill, Action::Void, Some(&r)).unwrap_err().code, "unsupported");
+        assert_eq!(lifecycle_allows(Provider::Zoho, Entity::Contact, Action::Void, None).unwrap_err().code, "unsupported");
+    }
+}

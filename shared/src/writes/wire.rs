@@ -1,0 +1,450 @@
+//! Where each field of a write goes in each provider's JSON, as data: one table per provider and
+//! entity. `check` resolves and checks the record first; `document_body` and `contact_body` only
+//! place what it resolved.
+//!
+//! Sources: QuickBooks Online API v3 (Invoice, Bill, Customer: `CustomerRef`/`VendorRef`, `Line`
+//! with `DetailType` and its detail object, `TxnDate`, `DueDate`, `DocNumber`, `CurrencyRef`);
+//! Xero Accounting API (`/Invoices` with `Type` ACCREC/ACCPAY, `LineItems` with `AccountCode`,
+//! `ItemCode`, `TaxType`, `LineAmount`; `/Contacts`); Zoho Books API v3 (`customer_id`/`vendor_id`,
+//! `line_items` with `rate`, `account_id`, `item_id`, `tax_id`; `contact_persons`).
+
+use serde_json::{json, Map, Value};
+
+use crate::books::DocumentStatus;
+use crate::providers::client::ChangeKind;
+use crate::providers::model::Entity;
+use crate::writes::{Action, InputStatus};
+use crate::Provider;
+
+/// A JSON path of object keys; a key of digits inside an array position (`Phones.0.PhoneNumber`).
+pub type Path = &'static [&'static str];
+
+/// How a provider names a referenced record on a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefBy {
+    /// The provider's id (QuickBooks, Zoho).
+    Id,
+    /// The record's code (Xero's `AccountCode`, `ItemCode`).
+    Code,
+}
+
+/// Where a line's fields go. QuickBooks puts them in a detail object named by `DetailType`.
+#[derive(Debug)]
+pub struct Placement {
+    /// (`DetailType` value, the detail object's key); None: on the line itself.
+    pub detail: Option<(&'static str, &'static str)>,
+    pub quantity: Option<&'static str>,
+    pub unit_price: Option<&'static str>,
+    pub item: Option<(Path, RefBy)>,
+    pub account: Option<(Path, RefBy)>,
+    pub tax_code: Option<Path>,
+}
+
+#[derive(Debug)]
+pub struct LineWire {
+    pub description: &'static str,
+    /// The line's amount before tax, where the provider takes one (Zoho computes it).
+    pub amount: Option<&'static str>,
+    /// A line with an item.
+    pub with_item: Placement,
+    /// A line without an item (None: the same placement as with one).
+    pub without_item: Option<Placement>,
+    /// Lines without an item must name an account.
+    pub account_required: bool,
+}
+
+#[derive(Debug)]
+pub struct DocumentWire {
+    pub contact: Path,
+    /// None: the provider numbers the document itself (a `number` is refused).
+    pub number: Option<Path>,
+    pub number_required: bool,
+    /// None: the provider has no reference field on this document.
+    pub reference: Option<Path>,
+    pub issue_date: Path,
+    pub due_date: Path,
+    /// None: the contact's currency decides (a `currency` is checked against it, not sent).
+    pub currency: Option<Path>,
+    pub status: StatusWire,
+    /// Fields every body of this entity carries (Xero's `Type`).
+    pub constants: &'static [(Path, &'static str)],
+    pub lines: &'static str,
+    pub line: LineWire,
+}
+
+/// Which statuses a write may name, and how they are sent.
+#[derive(Debug)]
+pub enum StatusWire {
+    /// The provider has no such states on this document (a status is refused).
+    None,
+    /// Where the status goes and the provider's word for each one it takes on a write.
+    Field(Path, &'static [(InputStatus, &'static str)]),
+    /// A new document is in this state anyway; naming it sends nothing.
+    Implicit(&'static [InputStatus]),
+}
+
+#[derive(Debug)]
+pub struct ContactWire {
+    pub name: Path,
+    pub email: Option<Path>,
+    pub phone: Option<Path>,
+    /// Set beside a phone (Xero's `PhoneType`).
+    pub phone_constants: &'static [(Path, &'static str)],
+    pub tax_number: Option<Path>,
+    pub currency: Option<Path>,
+    pub constants: &'static [(Path, &'static str)],
+}
+
+/// How void and delete reach the provider, and from which states the provider allows them
+/// (None: the provider decides; its refusal is reported).
+#[derive(Debug)]
+pub struct Lifecycle {
+    pub void: Option<(ChangeKind, &'static [(Path, &'static str)])>,
+    pub void_from: Option<&'static [DocumentStatus]>,
+    pub delete: Option<(ChangeKind, &'static [(Path, &'static str)])>,
+    pub delete_from: Option<&'static [DocumentStatus]>,
+}
+
+// ---- QuickBooks Online ----------------------------------------------------------------------
+
+const QBO_SALES_LINE: LineWire = LineWire {
+    description: "Description",
+    amount: Some("Amount"),
+    with_item: Placement {
+        detail: Some(("SalesItemLineDetail", "SalesItemLineDetail")),
+        quantity: Some("Qty"),
+        unit_price: Some("UnitPrice"),
+        item: Some((&["ItemRef", "value"], RefBy::Id)),
+        // A sales line's account is its item's income account: it cannot be set on the line.
+        account: None,
+        tax_code: Some(&["TaxCodeRef", "value"]),
+    },
+    without_item: None,
+    account_required: false,
+};
+
+const QBO_PURCHASE_LINE: LineWire = LineWire {
+    description: "Description",
+    amount: Some("Amount"),
+    with_item: Placement {
+        detail: Some(("ItemBasedExpenseLineDetail", "ItemBasedExpenseLineDetail")),
+        quantity: Some("Qty"),
+        unit_price: Some("UnitPrice"),
+        item: Some((&["ItemRef", "value"], RefBy::Id)),
+        account: None,
+        tax_code: Some(&["TaxCodeRef", "value"]),
+    },
+    without_item: Some(Placement {
+        detail: Some(("AccountBasedExpenseLineDetail", "AccountBasedExpenseLineDetail")),
+        quantity: None,
+        unit_price: None,
+        item: None,
+        account: Some((&["AccountRef", "value"], RefBy::Id)),
+        tax_code: Some(&["TaxCodeRef", "value"]),
+    }),
+    account_required: true,
+};
+
+const QBO_INVOICE: DocumentWire = DocumentWire {
+    contact: &["CustomerRef", "value"],
+    number: Some(&["DocNumber"]),
+    number_required: false,
+    reference: None,
+    issue_date: &["TxnDate"],
+    due_date: &["DueDate"],
+    currency: Some(&["CurrencyRef", "value"]),
+    // QuickBooks has no draft or approval state on invoices and bills.
+    status: StatusWire::None,
+    constants: &[],
+    lines: "Line",
+    line: QBO_SALES_LINE,
+};
+
+const QBO_BILL: DocumentWire = DocumentWire { contact: &["VendorRef", "value"], line: QBO_PURCHASE_LINE, ..QBO_INVOICE };
+
+const QBO_CONTACT: ContactWire = ContactWire {
+    name: &["DisplayName"],
+    email: Some(&["PrimaryEmailAddr", "Address"]),
+    phone: Some(&["PrimaryPhone", "FreeFormNumber"]),
+    phone_constants: &[],
+    // Customer has no general tax-number field (ResaleNum is a resale certificate).
+    tax_number: None,
+    currency: Some(&["CurrencyRef", "value"]),
+    constants: &[],
+};
+
+// ---- Xero -------------------------------------------------------------------------------------
+
+const XERO_LINE: LineWire = LineWire {
+    description: "Description",
+    amount: Some("LineAmount"),
+    with_item: Placement {
+        detail: None,
+        quantity: Some("Quantity"),
+        unit_price: Some("UnitAmount"),
+        item: Some((&["ItemCode"], RefBy::Code)),
+        account: Some((&["AccountCode"], RefBy::Code)),
+        tax_code: Some(&["TaxType"]),
+    },
+    without_item: None,
+    // Xero takes a draft without accounts but refuses to approve one; required here for all, so
+    // a draft approved later never fails for it.
+    account_required: true,
+};
+
+const XERO_STATUSES: &[(InputStatus, &str)] =
+    &[(InputStatus::Draft, "DRAFT"), (InputStatus::AwaitingApproval, "SUBMITTED"), (InputStatus::Open, "AUTHORISED")];
+
+const XERO_INVOICE: DocumentWire = DocumentWire {
+    contact: &["Contact", "ContactID"],
+    number: Some(&["InvoiceNumber"]),
+    number_required: false,
+    reference: Some(&["Reference"]),
+    issue_date: &["Date"],
+    due_date: &["DueDate"],
+    currency: Some(&["CurrencyCode"]),
+    status: StatusWire::Field(&["Status"], XERO_STATUSES),
+    constants: &[(&["Type"], "ACCREC"), (&["LineAmountTypes"], "Exclusive")],
+    lines: "LineItems",
+    line: XERO_LINE,
+};
+
+const XERO_BILL: DocumentWire = DocumentWire { constants: &[(&["Type"], "ACCPAY"), (&["LineAmountTypes"], "Exclusive")], ..XERO_INVOICE };
+
+const XERO_CONTACT: ContactWire = ContactWire {
+    name: &["Name"],
+    email: Some(&["EmailAddress"]),
+    phone: Some(&["Phones", "0", "PhoneNumber"]),
+    phone_constants: &[(&["Phones", "0", "PhoneType"], "DEFAULT")],
+    tax_number: Some(&["TaxNumber"]),
+    currency: Some(&["DefaultCurrency"]),
+    constants: &[],
+};
+
+// ---- Zoho Books -------------------------------------------------------------------------------
+
+const ZOHO_LINE: LineWire = LineWire {
+    description: "description",
+    amount: None,
+    with_item: Placement {
+        detail: None,
+        quantity: Some("quantity"),
+        unit_price: Some("rate"),
+        item: Some((&["item_id"], RefBy::Id)),
+        account: Some((&["account_id"], RefBy::Id)),
+        tax_code: Some(&["tax_id"]),
+    },
+    without_item: None,
+    account_required: false,
+};
+
+const ZOHO_INVOICE: DocumentWire = DocumentWire {
+    contact: &["customer_id"],
+    // Zoho numbers invoices itself unless auto-numbering is turned off for the org.
+    number: None,
+    number_required: false,
+    reference: Some(&["reference_number"]),
+    issue_date: &["date"],
+    due_date: &["due_date"],
+    // An invoice is in its customer's currency.
+    currency: None,
+    // A created invoice is a draft; sending it (its open state) is a separate action.
+    status: StatusWire::Implicit(&[InputStatus::Draft]),
+    constants: &[],
+    lines: "line_items",
+    line: ZOHO_LINE,
+};
+
+const ZOHO_BILL: DocumentWire = DocumentWire {
+    contact: &["vendor_id"],
+    number: Some(&["bill_number"]),
+    number_required: true,
+    line: LineWire { account_required: true, ..ZOHO_LINE },
+    ..ZOHO_INVOICE
+};
+
+const ZOHO_CONTACT_CUSTOMER: ContactWire = ContactWire {
+    name: &["contact_name"],
+    email: Some(&["contact_persons", "0", "email"]),
+    phone: Some(&["contact_persons", "0", "phone"]),
+    phone_constants: &[],
+    // Tax numbers are edition-specific fields in Zoho (gst_no, vat_reg_no, tax_reg_no).
+    tax_number: None,
+    // Zoho names a contact's currency by its currency_id, not its code.
+    currency: None,
+    constants: &[(&["contact_type"], "customer")],
+};
+
+pub fn document(provider: Provider, entity: Entity) -> Option<&'static DocumentWire> {
+    match (provider, entity) {
+        (Provider::QuickBooks, Entity::Invoice) => Some(&QBO_INVOICE),
+        (Provider::QuickBooks, Entity::Bill) => Some(&QBO_BILL),
+        (Provider::Xero, Entity::Invoice) => Some(&XERO_INVOICE),
+        (Provider::Xero, Entity::Bill) => Some(&XERO_BILL),
+        (Provider::Zoho, Entity::Invoice) => Some(&ZOHO_INVOICE),
+        (Provider::Zoho, Entity::Bill) => Some(&ZOHO_BILL),
+        _ => None,
+    }
+}
+
+pub fn contact(provider: Provider) -> &'static ContactWire {
+    match provider {
+        Provider::QuickBooks => &QBO_CONTACT,
+        Provider::Xero => &XERO_CONTACT,
+        Provider::Zoho => &ZOHO_CONTACT_CUSTOMER,
+    }
+}
+
+const OPEN: &[DocumentStatus] = &[DocumentStatus::Open];
+const UNAPPROVED: &[DocumentStatus] = &[DocumentStatus::Draft, DocumentStatus::AwaitingApproval];
+
+/// QuickBooks voids invoices (`operation=void`) but not bills (a bill is deleted); Xero voids an
+/// approved, unpaid document and deletes a draft or submitted one, by updating its `Status`; Zoho
+/// has a void status action and DELETE. Contacts: QuickBooks and Xero keep every contact (one is
+/// made inactive or archived), Zoho deletes one.
+pub fn lifecycle(provider: Provider, entity: Entity) -> Lifecycle {
+    match (provider, entity) {
+        (Provider::QuickBooks, Entity::Invoice) => {
+            Lifecycle { void: Some((ChangeKind::Void, &[])), void_from: None, delete: Some((ChangeKind::Delete, &[])), delete_from: None }
+        }
+        (Provider::QuickBooks, Entity::Bill) => {
+            Lifecycle { void: None, void_from: None, delete: Some((ChangeKind::Delete, &[])), delete_from: None }
+        }
+        (Provider::QuickBooks, _) => {
+            Lifecycle { void: None, void_from: None, delete: Some((ChangeKind::Update, &[(&["Active"], "false")])), delete_from: None }
+        }
+        (Provider::Xero, Entity::Invoice | Entity::Bill) => Lifecycle {
+            void: Some((ChangeKind::Update, &[(&["Status"], "VOIDED")])),
+            void_from: Some(OPEN),
+            delete: Some((ChangeKind::Update, &[(&["Status"], "DELETED")])),
+            delete_from: Some(UNAPPROVED),
+        },
+        (Provider::Xero, _) => Lifecycle {
+            void: None,
+            void_from: None,
+            delete: Some((ChangeKind::Update, &[(&["ContactStatus"], "ARCHIVED")])),
+            delete_from: None,
+        },
+        (Provider::Zoho, Entity::Invoice | Entity::Bill) => {
+            Lifecycle { void: Some((ChangeKind::Void, &[])), void_from: None, delete: Some((ChangeKind::Delete, &[])), delete_from: None }
+        }
+        (Provider::Zoho, _) => Lifecycle { void: None, void_from: None, delete: Some((ChangeKind::Delete, &[])), delete_from: None },
+    }
+}
+
+/// How `action` (void or delete) reaches the provider: the change and its body.
+pub fn lifecycle_change(provider: Provider, entity: Entity, action: Action) -> Option<(ChangeKind, Value)> {
+    let l = lifecycle(provider, entity);
+    let (kind, fields) = match action {
+        Action::Void => l.void?,
+        Action::Delete => l.delete?,
+        Action::Create | Action::Update => return None,
+    };
+    let mut body = Value::Object(Map::new());
+    for (path, v) in fields {
+        // "false" is QuickBooks' boolean Active; everything else is text.
+        put(&mut body, path, if *v == "false" { Value::Bool(false) } else { json!(v) });
+    }
+    Some((kind, body))
+}
+
+/// Sets `value` at `path`, making the objects (and, for a digits key, arrays) on the way.
+pub fn put(root: &mut Value, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut cur = root;
+    for (i, key) in parents.iter().enumerate() {
+        let next_is_index = path.get(i + 1).is_some_and(|k| k.bytes().all(|b| b.is_ascii_digit()));
+        cur = step(cur, key, next_is_index);
+    }
+    match last.parse::<usize>() {
+        Ok(idx) if cur.is_array() => {
+            let arr = cur.as_array_mut().expect("array");
+            while arr.len() <= idx {
+                arr.push(Value::Null);
+            }
+            arr[idx] = value;
+        }
+        _ => {
+            if !cur.is_object() {
+                *cur = Value::Object(Map::new());
+            }
+            cur.as_object_mut().expect("object").insert((*last).to_string(), value);
+        }
+    }
+}
+
+fn step<'a>(cur: &'a mut Value, key: &str, next_is_index: bool) -> &'a mut Value {
+    let empty = || if next_is_index { Value::Array(Vec::new()) } else { Value::Object(Map::new()) };
+    let index = key.parse::<usize>().ok().filter(|_| cur.is_array());
+    if let Some(idx) = index {
+        let arr = cur.as_array_mut().expect("array");
+        while arr.len() <= idx {
+            arr.push(Value::Object(Map::new()));
+        }
+        let slot = &mut arr[idx];
+        if !(slot.is_object() || slot.is_array()) {
+            *slot = empty();
+        }
+        return slot;
+    }
+    if !cur.is_object() {
+        *cur = Value::Object(Map::new());
+    }
+    let obj = cur.as_object_mut().expect("object");
+    let slot = obj.entry(key.to_string()).or_insert_with(empty);
+    if !(slot.is_object() || slot.is_array()) {
+        *slot = empty();
+    }
+    slot
+}
+
+/// A number for the provider: decimal text that JSON carries as a number where it is one exactly.
+pub fn number(text: &str) -> Value {
+    match serde_json::from_str::<serde_json::Number>(text.trim()) {
+        Ok(n) if !text.contains(['e', 'E']) => Value::Number(n),
+        _ => Value::String(text.trim().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_make_objects_and_arrays() {
+        let mut v = json!({});
+        put(&mut v, &["Phones", "0", "PhoneNumber"], json!("555"));
+        put(&mut v, &["Phones", "0", "PhoneType"], json!("DEFAULT"));
+        put(&mut v, &["CurrencyRef", "value"], json!("USD"));
+        assert_eq!(v, json!({"Phones": [{"PhoneNumber": "555", "PhoneType": "DEFAULT"}], "CurrencyRef": {"value": "USD"}}));
+        let mut odd = json!({"CurrencyRef": 5});
+        put(&mut odd, &["CurrencyRef", "value"], json!("EUR"));
+        assert_eq!(odd, json!({"CurrencyRef": {"value": "EUR"}}));
+    }
+
+    #[test]
+    fn voids_and_deletes_go_each_providers_way() {
+        assert_eq!(
+            lifecycle_change(Provider::Xero, Entity::Invoice, Action::Void),
+            Some((ChangeKind::Update, json!({"Status": "VOIDED"})))
+        );
+        assert_eq!(
+            lifecycle_change(Provider::Xero, Entity::Contact, Action::Delete),
+            Some((ChangeKind::Update, json!({"ContactStatus": "ARCHIVED"})))
+        );
+        assert_eq!(
+            lifecycle_change(Provider::QuickBooks, Entity::Contact, Action::Delete),
+            Some((ChangeKind::Update, json!({"Active": false})))
+        );
+        assert_eq!(lifecycle_change(Provider::QuickBooks, Entity::Bill, Action::Void), None);
+        assert_eq!(lifecycle_change(Provider::Zoho, Entity::Bill, Action::Void), Some((ChangeKind::Void, json!({}))));
+        assert_eq!(lifecycle_change(Provider::Zoho, Entity::Contact, Action::Void), None);
+    }
+
+    #[test]
+    fn numbers_stay_exact() {
+        assert_eq!(number("19.99"), json!(19.99));
+        assert_eq!(number("3"), json!(3));
+        assert_eq!(number("1e3"), json!("1e3"));
+    }
+}
