@@ -27,6 +27,7 @@ pub mod quickbooks;
 pub mod reports;
 pub mod state;
 pub mod webhooks;
+pub mod writes;
 pub mod xero;
 pub mod zoho;
 

@@ -1,0 +1,28 @@
+//! Changes to records that already exist: update, void and delete, in each provider's own wire
+//! format and with each provider's own refusals. Creates stay in the provider modules.
+//!
+//! Rule for everything here: never kinder than the provider. Where a provider's documentation does
+//! not say what it refuses, the sandbox refuses (and says "unconfirmed" where the rule is defined),
+//! so a client written against the sandbox handles the refusal the real provider may send.
+
+pub mod quickbooks;
+pub mod xero;
+pub mod zoho;
+
+use serde_json::Value;
+
+/// Cents of a stored or sent amount (0 when absent or not exact).
+pub(crate) fn cents(v: &Value) -> i64 {
+    v.as_f64().and_then(crate::lines::exact_cents).unwrap_or(0)
+}
+
+/// Copies `patch`'s members over `base` (one level, as the providers' partial updates do).
+pub(crate) fn merge_top(base: &Value, patch: &Value) -> Value {
+    let mut out = base.clone();
+    if let (Some(o), Some(p)) = (out.as_object_mut(), patch.as_object()) {
+        for (k, v) in p {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}

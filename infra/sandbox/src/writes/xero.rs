@@ -1,0 +1,1 @@
+//! Xero: see the module docs of `crate::writes`.

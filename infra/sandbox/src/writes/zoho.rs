@@ -1,0 +1,1 @@
+//! Zoho Books: see the module docs of `crate::writes`.

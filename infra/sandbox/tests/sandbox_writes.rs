@@ -1,0 +1,233 @@
+//! Changes to existing records per provider (update, void, delete) in each provider's wire format,
+//! with the refusals each provider makes: QuickBooks' SyncToken lock and unsupported operations,
+//! Xero's status transitions, Zoho's void and delete rules; and replays of a repeated request key.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------- QuickBooks
+
+struct Qbo {
+    base: String,
+    bearer: String,
+    realm: String,
+    at: String,
+}
+
+impl Qbo {
+    async fn connect(base: &str) -> Qbo {
+        let (at, _, realm) = qbo_connect(base).await;
+        Qbo { base: base.to_string(), bearer: format!("Bearer {at}"), realm, at }
+    }
+
+    /// POST /{entity}?{query} with a JSON body.
+    async fn post(&self, entity_and_query: &str, body: &Value) -> Resp {
+        post_json(
+            &format!("{}/quickbooks/v3/company/{}/{entity_and_query}", self.base, self.realm),
+            &[("Authorization", &self.bearer)],
+            body,
+        )
+        .await
+    }
+
+    async fn read(&self, entity: &str, id: &Value) -> Value {
+        let r = get(
+            &format!("{}/quickbooks/v3/company/{}/{entity}/{}", self.base, self.realm, s(id)),
+            &[("Authorization", &self.bearer), ("Accept", "application/json")],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    async fn first(&self, entity: &str) -> Value {
+        qbo_query(&self.base, &self.at, &self.realm, &format!("SELECT * FROM {entity} MAXRESULTS 1")).await.json()["QueryResponse"][entity]
+            [0]
+        .clone()
+    }
+}
+
+fn fault_code(r: &Resp) -> String {
+    s(&r.json()["Fault"]["Error"][0]["code"])
+}
+
+#[tokio::test]
+async fn quickbooks_sparse_and_full_updates_bump_sync_token_and_last_updated_time() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let q = Qbo::connect(b).await;
+    let inv = q.first("Invoice").await;
+    control(b, "clock", json!({"advance_seconds": 60})).await;
+    let r = q.post("invoice", &json!({"Id": inv["Id"], "SyncToken": inv["SyncToken"], "sparse": true, "PrivateNote": "call first"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let up = r.json()["Invoice"].clone();
+    assert_eq!(up["SyncToken"], "1");
+    assert_eq!(up["PrivateNote"], "call first");
+    assert_ne!(up["MetaData"]["LastUpdatedTime"], inv["MetaData"]["LastUpdatedTime"]);
+    assert_eq!(up["MetaData"]["CreateTime"], inv["MetaData"]["CreateTime"]);
+    // A sparse update keeps what it does not name.
+    assert_eq!(up["TotalAmt"], inv["TotalAmt"]);
+    assert_eq!(up["Line"], inv["Line"]);
+    assert_eq!(q.read("invoice", &inv["Id"]).await["Invoice"], up);
+
+    // A full update replaces the object: new lines, totals worked out again, the note gone.
+    let full = json!({"Id": inv["Id"], "SyncToken": "1", "CustomerRef": inv["CustomerRef"],
+        "Line": [{"Amount": 40.0, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "TaxCodeRef": {"value": "NON"}}},
+                 {"Amount": 60.5, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "2"}, "TaxCodeRef": {"value": "NON"}}}]});
+    let r = q.post("invoice", &full).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let up2 = r.json()["Invoice"].clone();
+    assert_eq!(up2["SyncToken"], "2");
+    assert_eq!(up2["TotalAmt"], 100.5);
+    assert_eq!(up2["Balance"], 100.5);
+    assert!(up2.get("PrivateNote").is_none(), "a full update clears what it leaves out: {up2}");
+    assert_eq!(up2["Line"].as_array().unwrap().last().unwrap()["DetailType"], "SubTotalLineDetail");
+
+    // A customer's full update: the name changes, FullyQualifiedName follows.
+    let cust = q.first("Customer").await;
+    let mut body = cust.clone();
+    body["DisplayName"] = json!("Renamed Customer");
+    body.as_object_mut().unwrap().remove("sparse");
+    let r = q.post("customer", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Customer"]["FullyQualifiedName"], "Renamed Customer");
+    assert_eq!(r.json()["Customer"]["SyncToken"], "1");
+    // Another customer cannot take that name.
+    let other = qbo_query(b, &q.at, &q.realm, "SELECT * FROM Customer STARTPOSITION 2 MAXRESULTS 1").await.json()["QueryResponse"]
+        ["Customer"][0]
+        .clone();
+    let r = q
+        .post("customer", &json!({"Id": other["Id"], "SyncToken": other["SyncToken"], "sparse": true, "DisplayName": "renamed customer"}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(fault_code(&r), "6240");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn quickbooks_stale_sync_token_is_refused_and_changes_nothing() {
+    let sb = start().await;
+    let q = Qbo::connect(&sb.base_url).await;
+    let inv = q.first("Invoice").await;
+    assert_eq!(q.post("invoice", &json!({"Id": inv["Id"], "SyncToken": "0", "sparse": true, "Memo": "first"})).await.status, 200);
+    for (query, body) in [
+        ("invoice", json!({"Id": inv["Id"], "SyncToken": "0", "sparse": true, "PrivateNote": "second"})),
+        ("invoice?operation=void", json!({"Id": inv["Id"], "SyncToken": "0"})),
+        ("invoice?operation=delete", json!({"Id": inv["Id"], "SyncToken": "0"})),
+    ] {
+        let r = q.post(query, &body).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        assert_eq!(r.json()["Fault"]["type"], "ValidationFault");
+        assert_eq!(fault_code(&r), "5010", "{query}");
+    }
+    // Without a SyncToken nothing changes either.
+    let r = q.post("invoice", &json!({"Id": inv["Id"], "sparse": true, "PrivateNote": "third"})).await;
+    assert_eq!(r.status, 400);
+    let now = q.read("invoice", &inv["Id"]).await["Invoice"].clone();
+    assert_eq!(now["SyncToken"], "1");
+    assert!(now.get("PrivateNote").is_none());
+    assert_eq!(now["TotalAmt"], inv["TotalAmt"]);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn quickbooks_void_zeroes_an_invoice_and_notes_it_and_unsupported_operations_are_refused() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let q = Qbo::connect(b).await;
+    let inv = q.first("Invoice").await;
+    assert!(inv["TotalAmt"].as_f64().unwrap() > 0.0);
+    assert_eq!(q.post("invoice", &json!({"Id": inv["Id"], "SyncToken": "0", "sparse": true, "PrivateNote": "RC 93"})).await.status, 200);
+    let r = q.post("invoice?operation=void", &json!({"Id": inv["Id"], "SyncToken": "1"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json()["Invoice"].clone();
+    assert_eq!(v["SyncToken"], "2");
+    assert_eq!(v["TotalAmt"], 0);
+    assert_eq!(v["Balance"], 0);
+    assert_eq!(v["PrivateNote"], "Voided - RC 93");
+    assert!(v["Line"].as_array().unwrap().iter().all(|l| l["Amount"] == 0), "{v}");
+    // The voided invoice is still there (a void is not a delete).
+    assert_eq!(q.read("invoice", &inv["Id"]).await["Invoice"]["TotalAmt"], 0);
+
+    // QuickBooks has no void for bills and no delete for customers, vendors or accounts.
+    control(b, "seed", json!({"provider": "quickbooks", "entity": "bill", "count": 1})).await;
+    let bill = q.first("Bill").await;
+    let r = q.post("bill?operation=void", &json!({"Id": bill["Id"], "SyncToken": bill["SyncToken"]})).await;
+    assert_eq!((r.status, fault_code(&r)), (400, "500".to_string()), "{}", r.text());
+    let cust = q.first("Customer").await;
+    let r = q.post("customer?operation=delete", &json!({"Id": cust["Id"], "SyncToken": cust["SyncToken"]})).await;
+    assert_eq!((r.status, fault_code(&r)), (400, "500".to_string()), "{}", r.text());
+    assert_eq!(s(&r.json()["Fault"]["Error"][0]["Detail"]), "Operation Delete is not supported.");
+    // A bill can be deleted.
+    let r = q.post("bill?operation=delete", &json!({"Id": bill["Id"], "SyncToken": bill["SyncToken"]})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Bill"]["status"], "Deleted");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn quickbooks_customer_goes_inactive_only_without_open_balance() {
+    let sb = start().await;
+    let q = Qbo::connect(&sb.base_url).await;
+    let inv = q.first("Invoice").await;
+    let cid = inv["CustomerRef"]["value"].clone();
+    let cust = q.read("customer", &cid).await["Customer"].clone();
+    let r = q.post("customer", &json!({"Id": cid, "SyncToken": cust["SyncToken"], "sparse": true, "Active": false})).await;
+    assert_eq!(r.status, 400, "a customer with open invoices stays active: {}", r.text());
+    assert_eq!(q.read("customer", &cid).await["Customer"]["Active"], true);
+    // A new customer without invoices can be made inactive.
+    let created = q.post("customer", &json!({"DisplayName": "Short Lived"})).await.json()["Customer"].clone();
+    let r = q.post("customer", &json!({"Id": created["Id"], "SyncToken": created["SyncToken"], "sparse": true, "Active": false})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Customer"]["Active"], false);
+    assert_eq!(r.json()["Customer"]["SyncToken"], "1");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn quickbooks_payment_void_gives_the_invoice_its_balance_back() {
+    let sb = start().await;
+    let q = Qbo::connect(&sb.base_url).await;
+    let inv = q.first("Invoice").await;
+    let pay = json!({"CustomerRef": inv["CustomerRef"], "TotalAmt": 10.0,
+        "Line": [{"Amount": 10.0, "LinkedTxn": [{"TxnId": inv["Id"], "TxnType": "Invoice"}]}]});
+    let p = q.post("payment", &pay).await.json()["Payment"].clone();
+    let paid = q.read("invoice", &inv["Id"]).await["Invoice"].clone();
+    assert_eq!(paid["Balance"].as_f64().unwrap(), inv["Balance"].as_f64().unwrap() - 10.0);
+    // A paid invoice is neither voided nor deleted by the sandbox (see writes/quickbooks.rs).
+    assert_eq!(q.post("invoice?operation=void", &json!({"Id": inv["Id"], "SyncToken": paid["SyncToken"]})).await.status, 400);
+    // operation=void is not how payments are voided.
+    assert_eq!(q.post("payment?operation=void", &json!({"Id": p["Id"], "SyncToken": p["SyncToken"]})).await.status, 400);
+    let r = q.post("payment?operation=update&include=void", &json!({"Id": p["Id"], "SyncToken": p["SyncToken"], "sparse": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json()["Payment"].clone();
+    assert_eq!(v["TotalAmt"], 0);
+    assert_eq!(v["PrivateNote"], "Voided");
+    assert_eq!(v["SyncToken"], "1");
+    assert_eq!(q.read("invoice", &inv["Id"]).await["Invoice"]["Balance"], inv["Balance"]);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn quickbooks_requestid_replays_an_update_and_a_delete() {
+    let sb = start().await;
+    let q = Qbo::connect(&sb.base_url).await;
+    let inv = q.first("Invoice").await;
+    let body = json!({"Id": inv["Id"], "SyncToken": "0", "sparse": true, "PrivateNote": "once"});
+    let first = q.post("invoice?requestid=upd-1", &body).await;
+    assert_eq!(first.status, 200);
+    let again = q.post("invoice?requestid=upd-1", &body).await;
+    assert_eq!(again.status, 200, "the replay is the first answer, not a stale-object fault: {}", again.text());
+    assert_eq!(again.json(), first.json());
+    assert_eq!(q.read("invoice", &inv["Id"]).await["Invoice"]["SyncToken"], "1", "acted once");
+    // Without the requestid the same body is stale now.
+    assert_eq!(q.post("invoice", &body).await.status, 400);
+    let del = json!({"Id": inv["Id"], "SyncToken": "1"});
+    let d1 = q.post("invoice?operation=delete&requestid=del-1", &del).await;
+    assert_eq!(d1.status, 200);
+    let d2 = q.post("invoice?operation=delete&requestid=del-1", &del).await;
+    assert_eq!((d2.status, d2.json()), (200, d1.json()));
+    sb.shutdown().await;
+}
