@@ -231,3 +231,171 @@ async fn quickbooks_requestid_replays_an_update_and_a_delete() {
     assert_eq!((d2.status, d2.json()), (200, d1.json()));
     sb.shutdown().await;
 }
+
+// ---------------------------------------------------------------- Xero
+
+async fn xero_post(base: &str, at: &str, path: &str, body: &Value, extra: &[(&str, &str)]) -> Resp {
+    let bearer = format!("Bearer {at}");
+    let mut h = vec![("Authorization", bearer.as_str()), ("xero-tenant-id", XERO_T1)];
+    h.extend_from_slice(extra);
+    post_json(&format!("{base}/xero/api.xro/2.0/{path}"), &h, body).await
+}
+
+/// A new ACCREC invoice for 100.00 in `status`.
+async fn xero_invoice(base: &str, at: &str, status: &str) -> Value {
+    let inv = json!({"Type": "ACCREC", "Contact": {"Name": "Writes Customer"}, "Status": status,
+        "LineItems": [{"Description": "Work", "Quantity": 2.0, "UnitAmount": 50.0, "AccountCode": "200"}]});
+    let r = xero_put(base, at, XERO_T1, "Invoices", &inv, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["Invoices"][0].clone()
+}
+
+fn xero_message(r: &Resp) -> String {
+    let v = r.json();
+    assert_eq!(v["Type"], "ValidationException", "{v}");
+    assert_eq!(v["ErrorNumber"], 10);
+    v["Elements"][0]["ValidationErrors"][0]["Message"].as_str().map(str::to_string).unwrap_or_else(|| s(&v["Message"]))
+}
+
+#[tokio::test]
+async fn xero_update_by_id_and_in_the_envelope_sets_updated_date() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let at = s(&xero_connect(b).await["access_token"]);
+    let inv = xero_invoice(b, &at, "DRAFT").await;
+    let id = s(&inv["InvoiceID"]);
+    control(b, "clock", json!({"advance_seconds": 5})).await;
+    // POST /Invoices/{id} with the envelope.
+    let r = xero_post(
+        b,
+        &at,
+        &format!("Invoices/{id}"),
+        &json!({"Invoices": [{"Reference": "PO-7",
+        "LineItems": [{"Description": "More work", "Quantity": 3.0, "UnitAmount": 50.0, "AccountCode": "200"}]}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let up = r.json()["Invoices"][0].clone();
+    assert_eq!(up["InvoiceID"], inv["InvoiceID"]);
+    assert_eq!(up["Reference"], "PO-7");
+    assert_eq!(up["Total"], 150.0);
+    assert_eq!(up["AmountDue"], 150.0);
+    assert_ne!(up["UpdatedDateUTC"], inv["UpdatedDateUTC"]);
+    assert!(s(&up["UpdatedDateUTC"]).starts_with("/Date("));
+    // POST /Invoices with the id in the element, as one object.
+    let r = xero_post(b, &at, "Invoices", &json!({"InvoiceID": id, "Status": "AUTHORISED"}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Invoices"][0]["Status"], "AUTHORISED");
+    let read = xero_get(b, &at, XERO_T1, &format!("Invoices/{id}"), &[]).await.json()["Invoices"][0].clone();
+    assert_eq!((read["Status"].clone(), read["Reference"].clone()), (json!("AUTHORISED"), json!("PO-7")));
+    // A PUT with an existing id does not update; a URL and a body naming different ids is refused.
+    assert_eq!(xero_put(b, &at, XERO_T1, "Invoices", &json!({"InvoiceID": id, "Reference": "x"}), &[]).await.status, 400);
+    let other = xero_invoice(b, &at, "DRAFT").await;
+    let r = xero_post(b, &at, &format!("Invoices/{id}"), &json!({"InvoiceID": other["InvoiceID"], "Reference": "x"}), &[]).await;
+    assert_eq!(r.status, 400);
+    // An unknown id is a validation error too.
+    let r = xero_post(b, &at, "Invoices/00000000-0000-0000-0000-000000000000", &json!({"Reference": "x"}), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn xero_status_transitions_delete_void_and_refuse_what_xero_refuses() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let at = s(&xero_connect(b).await["access_token"]);
+    let set = |id: Value, status: &'static str| json!({"Invoices": [{"InvoiceID": id, "Status": status}]});
+    // DRAFT and SUBMITTED are deleted, not voided.
+    let draft = xero_invoice(b, &at, "DRAFT").await;
+    let r = xero_post(b, &at, "Invoices", &set(draft["InvoiceID"].clone(), "VOIDED"), &[]).await;
+    assert_eq!((r.status, xero_message(&r)), (400, "Invoice not of valid status for modification".to_string()));
+    let r = xero_post(b, &at, "Invoices", &set(draft["InvoiceID"].clone(), "DELETED"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Invoices"][0]["Status"], "DELETED");
+    // A deleted invoice cannot be edited or brought back.
+    let r = xero_post(b, &at, &format!("Invoices/{}", s(&draft["InvoiceID"])), &json!({"Status": "DRAFT"}), &[]).await;
+    assert_eq!(r.status, 400);
+    // AUTHORISED is voided (not deleted) while nothing is paid.
+    let auth = xero_invoice(b, &at, "AUTHORISED").await;
+    assert_eq!(xero_post(b, &at, "Invoices", &set(auth["InvoiceID"].clone(), "DELETED"), &[]).await.status, 400);
+    let r = xero_post(b, &at, "Invoices", &set(auth["InvoiceID"].clone(), "VOIDED"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Invoices"][0]["Status"], "VOIDED");
+    assert_eq!(r.json()["Invoices"][0]["AmountDue"], 0.0);
+    let r = xero_post(b, &at, &format!("Invoices/{}", s(&auth["InvoiceID"])), &json!({"Reference": "late"}), &[]).await;
+    assert_eq!(r.status, 400, "a VOIDED invoice cannot be edited");
+    // A PAID invoice cannot be voided or deleted; a part-paid one cannot be voided or re-lined.
+    let paid = xero_invoice(b, &at, "AUTHORISED").await;
+    let part = xero_invoice(b, &at, "AUTHORISED").await;
+    let bank = xero_get(b, &at, XERO_T1, "Accounts", &[]).await.json()["Accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["Type"] == "BANK")
+        .unwrap()["Code"]
+        .clone();
+    for (inv, amount) in [(&paid, 100.0), (&part, 30.0)] {
+        let pay = json!({"Invoice": {"InvoiceID": inv["InvoiceID"]}, "Account": {"Code": bank}, "Amount": amount});
+        assert_eq!(xero_put(b, &at, XERO_T1, "Payments", &pay, &[]).await.status, 200);
+    }
+    for status in ["VOIDED", "DELETED"] {
+        let r = xero_post(b, &at, "Invoices", &set(paid["InvoiceID"].clone(), status), &[]).await;
+        assert_eq!(r.status, 400, "PAID -> {status}: {}", r.text());
+    }
+    assert_eq!(
+        xero_get(b, &at, XERO_T1, &format!("Invoices/{}", s(&paid["InvoiceID"])), &[]).await.json()["Invoices"][0]["Status"],
+        "PAID"
+    );
+    assert_eq!(xero_post(b, &at, "Invoices", &set(part["InvoiceID"].clone(), "VOIDED"), &[]).await.status, 400);
+    let relined = json!({"LineItems": [{"Description": "Other", "Quantity": 1.0, "UnitAmount": 5.0, "AccountCode": "200"}]});
+    let r = xero_post(b, &at, &format!("Invoices/{}", s(&part["InvoiceID"])), &relined, &[]).await;
+    assert_eq!(r.status, 400);
+    assert!(xero_message(&r).contains("payment"));
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn xero_contact_update_and_archive() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let at = s(&xero_connect(b).await["access_token"]);
+    let c = xero_put(b, &at, XERO_T1, "Contacts", &json!({"Name": "Archivable Ltd"}), &[]).await.json()["Contacts"][0].clone();
+    let id = s(&c["ContactID"]);
+    control(b, "clock", json!({"advance_seconds": 5})).await;
+    let r = xero_post(b, &at, &format!("Contacts/{id}"), &json!({"Contacts": [{"EmailAddress": "ap@archivable.example"}]}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let up = r.json()["Contacts"][0].clone();
+    assert_eq!(up["EmailAddress"], "ap@archivable.example");
+    assert_eq!(up["Name"], "Archivable Ltd");
+    assert_ne!(up["UpdatedDateUTC"], c["UpdatedDateUTC"]);
+    let r = xero_post(b, &at, &format!("Contacts/{id}"), &json!({"ContactStatus": "ARCHIVED"}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Contacts"][0]["ContactStatus"], "ARCHIVED");
+    // A contact with an approved invoice still due is not archived; names stay unique.
+    let inv = xero_invoice(b, &at, "AUTHORISED").await;
+    let owing = s(&inv["Contact"]["ContactID"]);
+    let r = xero_post(b, &at, &format!("Contacts/{owing}"), &json!({"ContactStatus": "ARCHIVED"}), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = xero_post(b, &at, &format!("Contacts/{owing}"), &json!({"Name": "Bill's Windsurf Shop"}), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(xero_message(&r).contains("already assigned"));
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn xero_idempotency_key_replays_an_update() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let at = s(&xero_connect(b).await["access_token"]);
+    let inv = xero_invoice(b, &at, "AUTHORISED").await;
+    let path = format!("Invoices/{}", s(&inv["InvoiceID"]));
+    let void = json!({"Status": "VOIDED"});
+    let first = xero_post(b, &at, &path, &void, &[("Idempotency-Key", "void-1")]).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    // Without the key the second void is refused (VOIDED is final); with it, the first answer again.
+    assert_eq!(xero_post(b, &at, &path, &void, &[]).await.status, 400);
+    let again = xero_post(b, &at, &path, &void, &[("Idempotency-Key", "void-1")]).await;
+    assert_eq!((again.status, again.json()), (200, first.json()));
+    sb.shutdown().await;
+}

@@ -26,3 +26,19 @@ pub(crate) fn merge_top(base: &Value, patch: &Value) -> Value {
     }
     out
 }
+
+use axum::routing::post;
+use axum::Router;
+
+use crate::model::Entity;
+use crate::state::AppState;
+
+/// The write routes that are not the providers' create routes (added by `crate::router` before its
+/// provider middleware, so faults, rate limits and counters apply to them too).
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    let mut r = r;
+    for e in [Entity::Invoice, Entity::Contact] {
+        r = r.route(&format!("/xero/api.xro/2.0/{}/{{id}}", e.xero_name()), post(move |s, p, h, b| xero::post_by_id(s, e, p, h, b)));
+    }
+    r
+}
