@@ -399,3 +399,162 @@ async fn xero_idempotency_key_replays_an_update() {
     assert_eq!((again.status, again.json()), (200, first.json()));
     sb.shutdown().await;
 }
+
+// ---------------------------------------------------------------- Zoho Books
+
+const ZORG: &str = "organization_id=700000001";
+
+struct Zoho {
+    api: String,
+    auth: String,
+}
+
+impl Zoho {
+    async fn connect(base: &str) -> Zoho {
+        let (v, _) = zoho_connect(base, "us").await;
+        Zoho { api: s(&v["api_domain"]), auth: format!("Zoho-oauthtoken {}", s(&v["access_token"])) }
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        let url = format!("{}/books/v3/{path}{}{ZORG}", self.api, if path.contains('?') { '&' } else { '?' });
+        match body {
+            Some(b) => {
+                call(method, &url, &[("Authorization", &self.auth), ("Content-Type", "application/json")], b.to_string().as_bytes()).await
+            }
+            None => call(method, &url, &[("Authorization", &self.auth)], b"").await,
+        }
+    }
+
+    async fn read(&self, plural: &str, singular: &str, id: &Value) -> Value {
+        let r = self.send("GET", &format!("{plural}/{}", s(id)), None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()[singular].clone()
+    }
+
+    /// A new sent invoice for 30.00 to the first contact.
+    async fn sent_invoice(&self) -> Value {
+        let contact = self.send("GET", "contacts", None).await.json()["contacts"][0].clone();
+        let body = json!({"customer_id": contact["contact_id"], "status": "sent", "line_items": [{"name": "Work", "rate": 10.0, "quantity": 3.0}]});
+        let r = self.send("POST", "invoices", Some(&body)).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["invoice"].clone()
+    }
+}
+
+#[tokio::test]
+async fn zoho_update_by_put_in_json_and_jsonstring_bumps_last_modified_time() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let z = Zoho::connect(b).await;
+    let inv = z.sent_invoice().await;
+    let id = inv["invoice_id"].clone();
+    control(b, "clock", json!({"advance_seconds": 5})).await;
+    let r = z
+        .send(
+            "PUT",
+            &format!("invoices/{}", s(&id)),
+            Some(&json!({"reference_number": "PO-9", "line_items": [{"name": "Work", "rate": 12.5, "quantity": 4.0}]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!((v["code"].clone(), v["message"].clone()), (json!(0), json!("Invoice information has been updated.")));
+    let up = v["invoice"].clone();
+    assert_eq!(up["reference_number"], "PO-9");
+    assert_eq!((up["total"].clone(), up["balance"].clone()), (json!(50.0), json!(50.0)));
+    assert_eq!(up["status"], "sent");
+    assert_eq!(up["created_time"], inv["created_time"]);
+    assert_ne!(up["last_modified_time"], inv["last_modified_time"]);
+    assert_eq!(z.read("invoices", "invoice", &id).await, up);
+    // The legacy JSONString form works as for creates, here on a contact.
+    let contact = z.send("GET", "contacts", None).await.json()["contacts"][0].clone();
+    let form: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("JSONString", &json!({"email": "new@example.com"}).to_string())
+        .finish();
+    let r = call(
+        "PUT",
+        &format!("{}/books/v3/contacts/{}?{ZORG}", z.api, s(&contact["contact_id"])),
+        &[("Authorization", &z.auth), ("Content-Type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["contact"]["email"], "new@example.com");
+    // A name another contact has is refused; an unknown id is 404.
+    let other = z.send("GET", "contacts", None).await.json()["contacts"][1].clone();
+    let r = z.send("PUT", &format!("contacts/{}", s(&other["contact_id"])), Some(&json!({"contact_name": contact["contact_name"]}))).await;
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!(3062)));
+    assert_eq!(z.send("PUT", "invoices/999", Some(&json!({"reference_number": "x"}))).await.status, 404);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn zoho_void_sets_status_void_moves_payments_to_credit_and_bumps_last_modified_time() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let z = Zoho::connect(b).await;
+    let inv = z.sent_invoice().await;
+    let id = s(&inv["invoice_id"]);
+    let pay = json!({"customer_id": inv["customer_id"], "amount": 10.0, "invoices": [{"invoice_id": id, "amount_applied": 10.0}]});
+    let p = z.send("POST", "customerpayments", Some(&pay)).await;
+    assert_eq!(p.status, 201, "{}", p.text());
+    let p = p.json()["payment"].clone();
+    // An invoice a payment is applied to is not deleted.
+    let r = z.send("DELETE", &format!("invoices/{id}"), None).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_ne!(r.json()["code"], 0);
+    let before = z.read("invoices", "invoice", &json!(id)).await;
+    control(b, "clock", json!({"advance_seconds": 5})).await;
+    let r = z.send("POST", &format!("invoices/{id}/status/void"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"code": 0, "message": "Invoice status has been changed to Void."}));
+    let after = z.read("invoices", "invoice", &json!(id)).await;
+    assert_eq!(after["status"], "void");
+    assert_eq!(after["balance"], 0.0);
+    assert_ne!(after["last_modified_time"], before["last_modified_time"]);
+    // The payment's 10.00 is the customer's credit now.
+    let p2 = z.read("customerpayments", "payment", &p["payment_id"]).await;
+    assert_eq!(p2["unused_amount"], 10.0);
+    assert!(p2["invoices"].as_array().unwrap().is_empty());
+    // Void again, or edit while void: refused. Mark as draft brings it back whole.
+    assert_eq!(z.send("POST", &format!("invoices/{id}/status/void"), None).await.status, 400);
+    assert_eq!(z.send("PUT", &format!("invoices/{id}"), Some(&json!({"reference_number": "x"}))).await.status, 400);
+    let r = z.send("POST", &format!("invoices/{id}/status/draft"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = z.read("invoices", "invoice", &json!(id)).await;
+    assert_eq!((d["status"].clone(), d["balance"].clone()), (json!("draft"), d["total"].clone()));
+    // A draft is deleted, not voided; with no payment left it can go.
+    assert_eq!(z.send("POST", &format!("invoices/{id}/status/void"), None).await.status, 400);
+    assert_eq!(z.send("DELETE", &format!("invoices/{id}"), None).await.json()["code"], 0);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn zoho_bill_void_and_contact_inactive_and_delete_rules() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    let z = Zoho::connect(b).await;
+    control(b, "seed", json!({"provider": "zoho", "org_id": "700000001", "entity": "bill", "count": 1})).await;
+    let bill = z.send("GET", "bills", None).await.json()["bills"][0].clone();
+    let bid = s(&bill["bill_id"]);
+    control(b, "clock", json!({"advance_seconds": 5})).await;
+    let r = z.send("POST", &format!("bills/{bid}/status/void"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["message"], "The bill has been marked as void.");
+    let v = z.read("bills", "bill", &json!(bid)).await;
+    assert_eq!((v["status"].clone(), v["balance"].clone()), (json!("void"), json!(0.0)));
+    assert_ne!(v["last_modified_time"], bill["last_modified_time"]);
+    // A contact with invoices is not deleted; it can be made inactive and active again.
+    let inv = z.sent_invoice().await;
+    let cid = s(&inv["customer_id"]);
+    assert_eq!(z.send("DELETE", &format!("contacts/{cid}"), None).await.status, 400);
+    let r = z.send("POST", &format!("contacts/{cid}/inactive"), None).await;
+    assert_eq!(r.json(), json!({"code": 0, "message": "The contact has been marked as inactive."}));
+    assert_eq!(z.read("contacts", "contact", &json!(cid)).await["status"], "inactive");
+    assert_eq!(z.send("POST", &format!("contacts/{cid}/active"), None).await.json()["code"], 0);
+    assert_eq!(z.read("contacts", "contact", &json!(cid)).await["status"], "active");
+    // A contact without transactions can be deleted.
+    let c = z.send("POST", "contacts", Some(&json!({"contact_name": "Nobody Yet"}))).await.json()["contact"].clone();
+    assert_eq!(z.send("DELETE", &format!("contacts/{}", s(&c["contact_id"])), None).await.json()["code"], 0);
+    sb.shutdown().await;
+}

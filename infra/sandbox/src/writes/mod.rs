@@ -27,7 +27,7 @@ pub(crate) fn merge_top(base: &Value, patch: &Value) -> Value {
     out
 }
 
-use axum::routing::post;
+use axum::routing::{post, put};
 use axum::Router;
 
 use crate::model::Entity;
@@ -40,5 +40,13 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     for e in [Entity::Invoice, Entity::Contact] {
         r = r.route(&format!("/xero/api.xro/2.0/{}/{{id}}", e.xero_name()), post(move |s, p, h, b| xero::post_by_id(s, e, p, h, b)));
     }
-    r
+    const Z: &str = "/zoho/api/{dc}/books/v3";
+    for e in [Entity::Invoice, Entity::Bill, Entity::Contact] {
+        r = r.route(&format!("{Z}/{}/{{id}}", e.zoho_plural()), put(move |s, p, q, h, b| zoho::update(s, e, p, q, h, b)));
+    }
+    r.route(&format!("{Z}/invoices/{{id}}/status/void"), post(zoho::void_invoice))
+        .route(&format!("{Z}/invoices/{{id}}/status/draft"), post(zoho::draft_invoice))
+        .route(&format!("{Z}/bills/{{id}}/status/void"), post(zoho::void_bill))
+        .route(&format!("{Z}/contacts/{{id}}/inactive"), post(|s, p, q, h| zoho::contact_status(s, false, p, q, h)))
+        .route(&format!("{Z}/contacts/{{id}}/active"), post(|s, p, q, h| zoho::contact_status(s, true, p, q, h)))
 }
