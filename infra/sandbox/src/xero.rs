@@ -418,7 +418,7 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
             return Err(vec![format!("{id_field} {id} could not be found")]);
         };
         let cur = cur.value.clone();
-        return crate::writes::xero::update(org, e, id, &cur, v).map(|merged| (id.clone(), merged));
+        return crate::writes::xero::update(org, e, id, &cur, v, now).map(|merged| (id.clone(), merged));
     }
     let mut errs = Vec::new();
     let live = |org: &crate::data::Org, ent: Entity| {

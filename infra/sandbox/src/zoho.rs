@@ -213,6 +213,7 @@ pub async fn remove(
     if let Some(refusal) = crate::writes::zoho::delete_refusal(org, e, &id) {
         return refusal;
     }
+    crate::writes::zoho::on_delete(org, e, &id, now);
     org.delete(e, &id, now);
     let what = match e {
         Entity::Invoice => "The invoice has been deleted.",

@@ -160,10 +160,36 @@ async fn quickbooks_void_zeroes_an_invoice_and_notes_it_and_unsupported_operatio
     let r = q.post("customer?operation=delete", &json!({"Id": cust["Id"], "SyncToken": cust["SyncToken"]})).await;
     assert_eq!((r.status, fault_code(&r)), (400, "500".to_string()), "{}", r.text());
     assert_eq!(s(&r.json()["Fault"]["Error"][0]["Detail"]), "Operation Delete is not supported.");
-    // A bill can be deleted.
-    let r = q.post("bill?operation=delete", &json!({"Id": bill["Id"], "SyncToken": bill["SyncToken"]})).await;
+    // A bill's lines change by a sparse update: totals again, no subtotal line (bills have none).
+    let lines = json!([{"Amount": 20.0, "DetailType": "AccountBasedExpenseLineDetail",
+        "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "1"}, "TaxCodeRef": {"value": "NON"}}}]);
+    let r = q.post("bill", &json!({"Id": bill["Id"], "SyncToken": bill["SyncToken"], "sparse": true, "Line": lines})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let up = r.json()["Bill"].clone();
+    assert_eq!((up["TotalAmt"].clone(), up["Balance"].clone(), up["SyncToken"].clone()), (json!(20.0), json!(20.0), json!("1")));
+    assert_eq!(up["Line"].as_array().unwrap().len(), 1);
+    assert_eq!(up["VendorRef"], bill["VendorRef"]);
+    // A vendor without open bills can be made inactive once the bill is gone.
+    let r = q.post("bill?operation=delete", &json!({"Id": bill["Id"], "SyncToken": "1"})).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["Bill"]["status"], "Deleted");
+    let vendor = q.read("vendor", &bill["VendorRef"]["value"]).await["Vendor"].clone();
+    let r = q.post("vendor", &json!({"Id": vendor["Id"], "SyncToken": vendor["SyncToken"], "sparse": true, "Active": false})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Vendor"]["Active"], false);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn quickbooks_unknown_ids_and_missing_ids() {
+    let sb = start().await;
+    let q = Qbo::connect(&sb.base_url).await;
+    let r = q.post("invoice", &json!({"Id": "999999", "SyncToken": "0", "sparse": true})).await;
+    assert_eq!((r.status, fault_code(&r)), (400, "610".to_string()));
+    let r = q.post("invoice?operation=void", &json!({"SyncToken": "0"})).await;
+    assert_eq!((r.status, fault_code(&r)), (400, "2020".to_string()));
+    let r = q.post("invoice?operation=frobnicate", &json!({"Id": "1", "SyncToken": "0"})).await;
+    assert_eq!(r.status, 400);
     sb.shutdown().await;
 }
 
@@ -556,5 +582,48 @@ async fn zoho_bill_void_and_contact_inactive_and_delete_rules() {
     // A contact without transactions can be deleted.
     let c = z.send("POST", "contacts", Some(&json!({"contact_name": "Nobody Yet"}))).await.json()["contact"].clone();
     assert_eq!(z.send("DELETE", &format!("contacts/{}", s(&c["contact_id"])), None).await.json()["code"], 0);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_a_payment_makes_the_invoice_owe_again_xero_and_zoho() {
+    let sb = start().await;
+    let b = &sb.base_url;
+    // Xero: POST /Payments/{id} {"Status":"DELETED"}; nothing else changes a payment.
+    let at = s(&xero_connect(b).await["access_token"]);
+    let inv = xero_invoice(b, &at, "AUTHORISED").await;
+    let bank = xero_get(b, &at, XERO_T1, "Accounts", &[]).await.json()["Accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["Type"] == "BANK")
+        .unwrap()["Code"]
+        .clone();
+    let pay = json!({"Invoice": {"InvoiceID": inv["InvoiceID"]}, "Account": {"Code": bank}, "Amount": 100.0});
+    let p = xero_put(b, &at, XERO_T1, "Payments", &pay, &[]).await.json()["Payments"][0].clone();
+    let path = format!("Payments/{}", s(&p["PaymentID"]));
+    assert_eq!(xero_post(b, &at, &path, &json!({"Reference": "edit"}), &[]).await.status, 400);
+    let r = xero_post(b, &at, &path, &json!({"Status": "DELETED"}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Payments"][0]["Status"], "DELETED");
+    let after = xero_get(b, &at, XERO_T1, &format!("Invoices/{}", s(&inv["InvoiceID"])), &[]).await.json()["Invoices"][0].clone();
+    assert_eq!(
+        (after["Status"].clone(), after["AmountDue"].clone(), after["AmountPaid"].clone()),
+        (json!("AUTHORISED"), json!(100.0), json!(0.0))
+    );
+    // Now it can be voided.
+    let r = xero_post(b, &at, &format!("Invoices/{}", s(&inv["InvoiceID"])), &json!({"Status": "VOIDED"}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Zoho: DELETE /customerpayments/{id}.
+    let z = Zoho::connect(b).await;
+    let zi = z.sent_invoice().await;
+    let pay =
+        json!({"customer_id": zi["customer_id"], "amount": 30.0, "invoices": [{"invoice_id": zi["invoice_id"], "amount_applied": 30.0}]});
+    let zp = z.send("POST", "customerpayments", Some(&pay)).await.json()["payment"].clone();
+    assert_eq!(z.read("invoices", "invoice", &zi["invoice_id"]).await["status"], "paid");
+    assert_eq!(z.send("DELETE", &format!("customerpayments/{}", s(&zp["payment_id"])), None).await.json()["code"], 0);
+    let back = z.read("invoices", "invoice", &zi["invoice_id"]).await;
+    assert_eq!((back["status"].clone(), back["balance"].clone()), (json!("sent"), json!(30.0)));
     sb.shutdown().await;
 }

@@ -37,7 +37,7 @@ use crate::state::AppState;
 /// provider middleware, so faults, rate limits and counters apply to them too).
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let mut r = r;
-    for e in [Entity::Invoice, Entity::Contact] {
+    for e in [Entity::Invoice, Entity::Contact, Entity::Payment] {
         r = r.route(&format!("/xero/api.xro/2.0/{}/{{id}}", e.xero_name()), post(move |s, p, h, b| xero::post_by_id(s, e, p, h, b)));
     }
     const Z: &str = "/zoho/api/{dc}/books/v3";

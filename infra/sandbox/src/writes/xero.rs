@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::data::Org;
@@ -85,12 +86,13 @@ pub(crate) fn check_mode(org: &Org, e: Entity, mut items: Vec<Value>, mode: &Wri
 
 /// The new state of record `id` (current value `cur`) after the element `patch`, or Xero's
 /// validation messages. `org` is the batch's scratch copy.
-pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Value) -> Result<Value, Vec<String>> {
+pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Value, now: DateTime<Utc>) -> Result<Value, Vec<String>> {
     match e {
         Entity::Invoice | Entity::Bill => invoice(org, cur, patch),
         Entity::Contact | Entity::Vendor => contact(org, id, cur, patch),
-        // Accounts and payments keep the plain merge the sandbox always had.
-        Entity::Account | Entity::Payment => Ok(merge_top(cur, &patch)),
+        Entity::Payment => payment(org, cur, patch, now),
+        // Accounts keep the plain merge the sandbox always had.
+        Entity::Account => Ok(merge_top(cur, &patch)),
     }
 }
 
@@ -236,4 +238,33 @@ fn contact(org: &Org, id: &str, cur: &Value, patch: Value) -> Result<Value, Vec<
     } else {
         Err(errs)
     }
+}
+
+/// A payment is deleted by `POST /Payments/{PaymentID}` with `{"Status": "DELETED"}` (Xero's API
+/// reference, "Deleting a payment"); the invoice owes the amount again (and is AUTHORISED again if it
+/// was PAID). Unconfirmed: Xero's wording for any other change to a payment, which the sandbox
+/// refuses (payments are not edited in place).
+fn payment(org: &mut Org, cur: &Value, patch: Value, now: DateTime<Utc>) -> Result<Value, Vec<String>> {
+    let other_members = patch.as_object().is_some_and(|o| o.keys().any(|k| k != "Status" && k != "PaymentID"));
+    if s(&patch, "Status") != Some("DELETED") || other_members {
+        return Err(vec!["A payment can only be deleted (Status DELETED), not edited".into()]);
+    }
+    if cur["Status"] == "DELETED" {
+        return Err(vec!["Payment has already been deleted".into()]);
+    }
+    let amount = cents(&cur["Amount"]);
+    if let Some(iid) = cur.pointer("/Invoice/InvoiceID").and_then(Value::as_str) {
+        if let Some(mut inv) = org.get(Entity::Invoice, iid).filter(|r| !r.deleted).map(|r| r.value.clone()) {
+            inv["AmountDue"] = crate::lines::money(cents(&inv["AmountDue"]) + amount);
+            inv["AmountPaid"] = crate::lines::money(cents(&inv["AmountPaid"]) - amount);
+            if inv["Status"] == "PAID" {
+                inv["Status"] = json!("AUTHORISED");
+            }
+            // The invoice changes with its payment (its UpdatedDateUTC moves too).
+            org.put(Entity::Invoice, iid, inv, now);
+        }
+    }
+    let mut next = cur.clone();
+    next["Status"] = json!("DELETED");
+    Ok(next)
 }

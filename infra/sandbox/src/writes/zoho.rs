@@ -318,3 +318,22 @@ pub(crate) fn delete_refusal(org: &Org, e: Entity, id: &str) -> Option<Response>
         _ => None,
     }
 }
+
+/// What a `DELETE` changes besides the record: a customer payment's invoices owe what it paid
+/// again (a paid invoice goes back to `sent`; Zoho's `partially_paid`/`overdue` statuses are not
+/// modelled by the sandbox).
+pub(crate) fn on_delete(org: &mut Org, e: Entity, id: &str, now: chrono::DateTime<chrono::Utc>) {
+    if e != Entity::Payment {
+        return;
+    }
+    let Some(p) = org.get(e, id).map(|r| r.value.clone()) else { return };
+    for i in p["invoices"].as_array().cloned().unwrap_or_default() {
+        let Some(iid) = i["invoice_id"].as_str() else { continue };
+        let Some(mut inv) = org.get(Entity::Invoice, iid).filter(|r| !r.deleted).map(|r| r.value.clone()) else { continue };
+        inv["balance"] = money((cents(&inv["balance"]) + cents(&i["amount_applied"])).min(cents(&inv["total"])));
+        if inv["status"] == "paid" {
+            inv["status"] = json!("sent");
+        }
+        org.put(Entity::Invoice, iid, inv, now);
+    }
+}
