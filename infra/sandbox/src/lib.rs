@@ -27,6 +27,7 @@ pub mod quickbooks;
 pub mod reports;
 pub mod state;
 pub mod webhooks;
+pub mod writes;
 pub mod xero;
 pub mod zoho;
 
@@ -166,7 +167,7 @@ pub fn router(st: AppState) -> Router {
                 .route(
                     &format!("/xero/api.xro/2.0/{x}"),
                     get(move |s, q, h| xero::list(s, e, q, h))
-                        .put(move |s, q, h, b| xero::create(s, e, q, h, b))
+                        .put(move |s, q, h, b| writes::xero::put_create(s, e, q, h, b))
                         .post(move |s, q, h, b| xero::create(s, e, q, h, b)),
                 )
                 .route(&format!("/xero/api.xro/2.0/{x}/{{id}}"), get(move |s, p, h| xero::read(s, e, p, h)));
@@ -186,6 +187,7 @@ pub fn router(st: AppState) -> Router {
             );
     }
 
+    let r = writes::routes(r);
     let r = r.route_layer(axum::middleware::from_fn_with_state(st.clone(), faults::provider_middleware));
     r.merge(control::routes()).fallback(faults::not_found).with_state(st)
 }

@@ -625,8 +625,8 @@ pub async fn read(
     }
 }
 
-/// POST /v3/company/{realm}/{entity}: create (or, with Id and SyncToken in the body, update; with
-/// `operation=delete`, delete). `requestid` makes a retry return the first answer instead of acting
+/// POST /v3/company/{realm}/{entity}: create (or, with Id and SyncToken in the body, update, delete
+/// or void: `crate::writes::quickbooks`). `requestid` makes a retry return the first answer instead of acting
 /// twice.
 pub async fn create(
     State(st): State<AppState>,
@@ -662,7 +662,7 @@ pub async fn create(
             StatusCode::BAD_REQUEST,
             fault_body("ValidationFault", "2010", "Request has invalid or unsupported property", "Expected a JSON object", w.now()),
         ),
-        Ok(v) => match write(&mut w, &realm, e, v, q.get("operation").map(String::as_str)) {
+        Ok(v) => match write(&mut w, &realm, e, v, q.get("operation").map(String::as_str), q.get("include").map(String::as_str)) {
             Ok(b) => (StatusCode::OK, b),
             Err((code, msg, detail)) => (StatusCode::BAD_REQUEST, fault_body("ValidationFault", code, msg, &detail, w.now())),
         },
@@ -679,7 +679,7 @@ fn fault_body(kind: &str, code: &str, message: &str, detail: &str, now: DateTime
     json!({"Fault": {"Error": [{"Message": message, "Detail": detail, "code": code}], "type": kind}, "time": qbo_time(now)}).to_string()
 }
 
-type WriteErr = (&'static str, &'static str, String);
+use crate::writes::quickbooks::WriteErr;
 
 fn missing(what: &str) -> WriteErr {
     (
@@ -689,39 +689,18 @@ fn missing(what: &str) -> WriteErr {
     )
 }
 
-fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<&str>) -> Result<String, WriteErr> {
+fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<&str>, include: Option<&str>) -> Result<String, WriteErr> {
     let now = w.now();
     let org = w.org_mut(P, realm).expect("authorized");
     let existing_id = v.get("Id").and_then(Value::as_str).map(str::to_string);
     if let Some(id) = &existing_id {
-        let Some(cur) = org.get(e, id).filter(|r| !r.deleted).cloned() else {
-            return Err(("610", "Object Not Found", format!("Object Not Found : {} {id}", e.qbo_name())));
-        };
-        // Optimistic locking: a stale SyncToken is refused.
-        if v.get("SyncToken").and_then(Value::as_str) != cur.value.get("SyncToken").and_then(Value::as_str) {
-            return Err((
-                "5010",
-                "Stale Object Error",
-                format!("Stale Object Error : You and another user were working on the same thing. {} {id}", e.qbo_name()),
-            ));
-        }
-        if operation == Some("delete") {
-            org.delete(e, id, now);
-            return Ok(json!({e.qbo_name(): {"Id": id, "status": "Deleted", "domain": "QBO"}, "time": qbo_time(now)}).to_string());
-        }
-        if v.get("sparse").and_then(Value::as_bool) == Some(true) {
-            let mut merged = cur.value.clone();
-            for (k, x) in v.as_object().expect("object") {
-                merged[k] = x.clone();
-            }
-            v = merged;
-        }
-        v["sparse"] = json!(false);
-        let rec = org.put(e, id, v, now);
-        return Ok(format!("{{\"{}\":{},\"time\":\"{}\"}}", e.qbo_name(), rec.full, qbo_time(now)));
+        return crate::writes::quickbooks::change(org, e, id, v, operation, include, now);
     }
-    if operation == Some("delete") {
-        return Err(missing("Id"));
+    match operation {
+        None | Some("create") | Some("update") => {}
+        Some("delete" | "void") => return Err(missing("Id")),
+        // Unconfirmed: how QuickBooks words an unknown operation value.
+        Some(other) => return Err(("500", "Unsupported Operation", format!("Operation {other} is not supported."))),
     }
     match e {
         Entity::Contact | Entity::Vendor => {

@@ -17,6 +17,7 @@ use crate::http::{auth_token, header_str, json, json_value};
 use crate::model::{parse_time, utc, xero_datestring, xero_msdate, Entity, Provider};
 use crate::oauth::{xero_token_detail, xero_unauthorized};
 use crate::state::{AppState, Quota, World};
+pub(crate) use crate::writes::xero::WriteMode;
 
 const P: Provider = Provider::Xero;
 const DEFAULT_PAGE_SIZE: usize = 100;
@@ -303,7 +304,7 @@ fn validation_body(message: &str, elements: Vec<Value>) -> Value {
     json!({"ErrorNumber": 10, "Type": "ValidationException", "Message": message, "Elements": elements})
 }
 
-fn validation_error(message: &str, elements: Vec<Value>, q: &Quota) -> Response {
+pub(crate) fn validation_error(message: &str, elements: Vec<Value>, q: &Quota) -> Response {
     xero_quota_headers(json_value(StatusCode::BAD_REQUEST, &validation_body(message, elements)), q)
 }
 
@@ -316,12 +317,18 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    save(&st, e, &headers, &body, WriteMode::Post)
+}
+
+/// The body of every write: `mode` says whether ids may update (POST), may not (PUT), or must name
+/// the record of the path (POST /{Entity}/{id}).
+pub(crate) fn save(st: &AppState, e: Entity, headers: &HeaderMap, body: &Bytes, mode: WriteMode) -> Response {
     let mut w = st.lock();
-    let (tenant, quota) = match authorize(&mut w, &headers) {
+    let (tenant, quota) = match authorize(&mut w, headers) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let key = header_str(&headers, "idempotency-key").map(str::to_string);
+    let key = header_str(headers, "idempotency-key").map(str::to_string);
     if let Some(k) = &key {
         if k.len() > 128 {
             return validation_error("Idempotency-Key must be at most 128 characters", vec![], &quota);
@@ -331,7 +338,7 @@ pub async fn create(
             return xero_quota_headers(json(status, prev.body.clone()), &quota);
         }
     }
-    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    let parsed: Result<Value, _> = serde_json::from_slice(body);
     // PUT /Accounts takes one Account object (the OpenAPI request schema is `Account`); an
     // `{"Accounts": [..]}` wrapper or an array is refused. How Xero words that refusal is unconfirmed.
     if e == Entity::Account {
@@ -349,6 +356,10 @@ pub async fn create(
         },
         Ok(Value::Array(a)) => a,
         _ => return validation_error("The request body could not be parsed as JSON", vec![], &quota),
+    };
+    let items = match crate::writes::xero::check_mode(w.org(P, &tenant).expect("authorized"), e, items, &mode) {
+        Ok(items) => items,
+        Err(m) => return validation_error(&m, vec![], &quota),
     };
     let now = w.now();
     let org_snapshot = w.org(P, &tenant).expect("authorized").clone();
@@ -391,7 +402,7 @@ pub async fn create(
     xero_quota_headers(json(status, body), &quota)
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+pub(crate) fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
 }
 
@@ -406,11 +417,8 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         let Some(cur) = org.get(e, id).filter(|r| !r.deleted) else {
             return Err(vec![format!("{id_field} {id} could not be found")]);
         };
-        let mut merged = cur.value.clone();
-        for (k, x) in v.as_object().expect("object") {
-            merged[k] = x.clone();
-        }
-        return Ok((id.clone(), merged));
+        let cur = cur.value.clone();
+        return crate::writes::xero::update(org, e, id, &cur, v, now).map(|merged| (id.clone(), merged));
     }
     let mut errs = Vec::new();
     let live = |org: &crate::data::Org, ent: Entity| {

@@ -48,7 +48,7 @@ fn zoho_daily_limit_spent() -> Response {
     )
 }
 
-fn authorize(w: &mut World, headers: &HeaderMap, dc: &str, q: &HashMap<String, String>) -> Result<String, Response> {
+pub(crate) fn authorize(w: &mut World, headers: &HeaderMap, dc: &str, q: &HashMap<String, String>) -> Result<String, Response> {
     let (client, orgs) = token_orgs(w, headers, dc)?;
     let Some(org) = q.get("organization_id").filter(|o| !o.is_empty()) else {
         return Err(zoho_error(StatusCode::BAD_REQUEST, 6041, "organization_id is required for this API."));
@@ -181,7 +181,7 @@ pub async fn read(
     }
 }
 
-fn does_not_exist(e: Entity) -> Response {
+pub(crate) fn does_not_exist(e: Entity) -> Response {
     let what = match e {
         Entity::Invoice => "Invoice",
         Entity::Contact => "Contact",
@@ -210,6 +210,10 @@ pub async fn remove(
     if org.get(e, &id).is_none_or(|r| r.deleted) {
         return does_not_exist(e);
     }
+    if let Some(refusal) = crate::writes::zoho::delete_refusal(org, e, &id) {
+        return refusal;
+    }
+    crate::writes::zoho::on_delete(org, e, &id, now);
     org.delete(e, &id, now);
     let what = match e {
         Entity::Invoice => "The invoice has been deleted.",
@@ -223,7 +227,7 @@ pub async fn remove(
 }
 
 /// The request's JSON: a JSON body, or the legacy `JSONString` form/query field.
-fn body_json(q: &HashMap<String, String>, body: &Bytes) -> Option<Value> {
+pub(crate) fn body_json(q: &HashMap<String, String>, body: &Bytes) -> Option<Value> {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         return Some(v);
     }
@@ -311,7 +315,7 @@ pub async fn report(
     json_value(StatusCode::OK, &body)
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+pub(crate) fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
 }
 

@@ -61,7 +61,8 @@ async fn quickbooks_last_updated_filter_and_cdc_see_changes_and_deletes() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["Id"], inv["Id"]);
     assert_eq!(list[0]["SyncToken"], "1");
-    // Delete a customer through the API (operation=delete) and see it in CDC as Deleted.
+    // A customer created and the changed invoice deleted through the API (operation=delete, with its
+    // current SyncToken): CDC shows the customer and the invoice as Deleted.
     let bearer = format!("Bearer {at}");
     let created = post_json(
         &format!("{b}/quickbooks/v3/company/{realm}/customer"),
@@ -72,12 +73,13 @@ async fn quickbooks_last_updated_filter_and_cdc_see_changes_and_deletes() {
     .json();
     let cust = created["Customer"].clone();
     let del = post_json(
-        &format!("{b}/quickbooks/v3/company/{realm}/customer?operation=delete"),
+        &format!("{b}/quickbooks/v3/company/{realm}/invoice?operation=delete"),
         &[("Authorization", &bearer)],
-        &json!({"Id": cust["Id"], "SyncToken": cust["SyncToken"]}),
+        &json!({"Id": inv["Id"], "SyncToken": "1"}),
     )
     .await;
     assert_eq!(del.status, 200, "{}", del.text());
+    assert_eq!(del.json()["Invoice"]["status"], "Deleted");
     let cdc = get(
         &format!("{b}/quickbooks/v3/company/{realm}/cdc?entities=Invoice,Customer&changedSince={}", enc(&cutoff)),
         &[("Authorization", &bearer)],
@@ -86,10 +88,12 @@ async fn quickbooks_last_updated_filter_and_cdc_see_changes_and_deletes() {
     assert_eq!(cdc.status, 200, "{}", cdc.text());
     let v = cdc.json();
     let parts = v["CDCResponse"][0]["QueryResponse"].as_array().unwrap();
-    assert_eq!(parts[0]["Invoice"].as_array().unwrap().len(), 1);
+    let invoices = parts[0]["Invoice"].as_array().unwrap();
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(invoices[0]["status"], "Deleted");
+    assert_eq!(invoices[0]["Id"], inv["Id"]);
     let customers = parts[1]["Customer"].as_array().unwrap();
     assert_eq!(customers.len(), 1);
-    assert_eq!(customers[0]["status"], "Deleted");
     assert_eq!(customers[0]["Id"], cust["Id"]);
     // CDC refuses to look back more than 30 days.
     let old =
