@@ -1911,9 +1911,9 @@ impl H {
     }
 }
 
-fn invoice_record(provider: Provider, contact: &str) -> Value {
+fn invoice_record(provider: Provider, contact: &str, account_code: &str) -> Value {
     // QuickBooks sales lines take their account from the item; Xero and Zoho name the account.
-    let account = if provider == Provider::QuickBooks { Value::Null } else { json!({"code": "200"}) };
+    let account = json!({"code": account_code});
     let mut lines = json!([
         {"description": "Brake pads", "quantity": "4", "unit_price": "37.50", "account": account},
         {"description": "Labour", "amount": 12000, "account": account}
@@ -1923,7 +1923,13 @@ fn invoice_record(provider: Provider, contact: &str) -> Value {
             l.as_object_mut().unwrap().remove("account");
         }
     }
-    json!({"contact": {"id": contact}, "issue_date": "2026-11-29", "due_date": "2026-12-29", "lines": lines, "subtotal": 27000})
+    let mut record =
+        json!({"contact": {"id": contact}, "issue_date": "2026-11-29", "due_date": "2026-12-29", "lines": lines, "subtotal": 27000});
+    if provider == Provider::Xero {
+        // Approved: Xero voids only approved invoices.
+        record["status"] = json!("open");
+    }
+    record
 }
 
 async fn writes_case(provider: Provider) {
@@ -1934,15 +1940,17 @@ async fn writes_case(provider: Provider) {
     // The books a write is checked against: the stored contacts and accounts.
     h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Contact)).await;
     h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Account)).await;
+    let accounts = h.store().list_records(&h.tenant, provider, &org, PEntity::Account).await.unwrap();
+    let code = accounts.iter().find_map(|a| a.number.clone()).expect("a stored account with a code");
     h.control("DELETE", "counters", None).await;
     let api = api_prefix(provider);
 
     // A viewer may not write; a line's unknown account and an unknown contact are named; a dry run
     // answers the checks and the provider JSON. None of it costs a provider call.
     let create = |by: &str, record: Value| json!({"action": "create", "requested_by": by, "record": record});
-    let r = h.write(provider, &org, Entity::Invoice, create(VIEWER, invoice_record(provider, &contacts[0]))).await;
+    let r = h.write(provider, &org, Entity::Invoice, create(VIEWER, invoice_record(provider, &contacts[0], &code))).await;
     assert_eq!((r["outcome"].as_str(), r["code"].as_str()), (Some("refused"), Some("forbidden")), "{provider}: {r}");
-    let mut bad = invoice_record(provider, "no-such-contact");
+    let mut bad = invoice_record(provider, "no-such-contact", &code);
     if provider != Provider::QuickBooks {
         bad["lines"][1]["account"] = json!({"code": "999"});
     }
@@ -1960,7 +1968,7 @@ async fn writes_case(provider: Provider) {
     if provider != Provider::QuickBooks {
         assert!(problems.contains(&("record.lines[1].account".into(), "unknown_account".into())), "{provider}: {problems:?}");
     }
-    let mut dry = create(WRITER, invoice_record(provider, &contacts[0]));
+    let mut dry = create(WRITER, invoice_record(provider, &contacts[0], &code));
     dry["dry_run"] = json!(true);
     let r = h.write(provider, &org, Entity::Invoice, dry).await;
     assert_eq!(r["outcome"], "valid", "{provider}: {r}");
@@ -1968,7 +1976,7 @@ async fn writes_case(provider: Provider) {
     assert_eq!(h.calls(api).await, 0, "{provider}: refusals and dry runs make no provider call");
 
     // The create: one invoice at the provider whose lines and totals are the request's.
-    let r = h.write(provider, &org, Entity::Invoice, create(WRITER, invoice_record(provider, &contacts[0]))).await;
+    let r = h.write(provider, &org, Entity::Invoice, create(WRITER, invoice_record(provider, &contacts[0], &code))).await;
     assert_eq!((r["outcome"].as_str(), r["created"].as_bool()), (Some("applied"), Some(true)), "{provider}: {r}");
     let id = r["provider_id"].as_str().unwrap().to_string();
     let version = r["version"].as_str().expect("a written record has a version").to_string();
@@ -1998,6 +2006,9 @@ async fn writes_case(provider: Provider) {
         "{provider}: {writes:?}"
     );
 
+    // Zoho's last-modified time (the version) has one-second resolution: the provider's clock
+    // moves on between changes, as it would between a person's edits.
+    h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
     // An update based on the current version changes the provider's record and the stored copy.
     let update = json!({"action": "update", "requested_by": WRITER, "provider_id": id, "version": version,
         "record": {"due_date": "2027-01-15"}});
@@ -2017,21 +2028,32 @@ async fn writes_case(provider: Provider) {
     assert_eq!(r["current"]["version"], new_version.as_str(), "{provider}: the conflict carries the current record");
     assert_eq!(h.sandbox_record(provider, &org, "invoice", &id).await, before, "{provider}: a stale update writes nothing");
 
-    // Voiding is for admins: a member is refused; an admin voids (QuickBooks, Xero and Zoho all
-    // void invoices).
+    h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
+    // Voiding is for admins: a member is refused; an admin voids.
     let void = |by: &str| json!({"action": "void", "requested_by": by, "provider_id": id, "version": new_version});
     let r = h.write(provider, &org, Entity::Invoice, void(WRITER)).await;
     assert_eq!(r["code"], "forbidden", "{provider}: {r}");
     let r = h.write(provider, &org, Entity::Invoice, void(ADMIN)).await;
-    assert_eq!(r["outcome"], "applied", "{provider}: {r}");
-    let stored = h.store().get_record(&h.tenant, provider, &org, PEntity::Invoice, &id).await.unwrap().unwrap();
-    let d = stored.document.as_ref().unwrap();
-    assert!(
-        d.status == shared::books::DocumentStatus::Void || d.total.as_ref().is_some_and(|t| t.minor == 0),
-        "{provider}: voided: {:?} {:?}",
-        d.status,
-        d.total
-    );
+    if provider == Provider::Zoho {
+        // A new Zoho invoice is a draft, and Zoho voids only sent ones: its refusal is the
+        // answer, nothing changed, and the draft is deleted instead.
+        assert_eq!((r["outcome"].as_str(), r["code"].as_str()), (Some("refused"), Some("provider_refused")), "{r}");
+        let del = json!({"action": "delete", "requested_by": ADMIN, "provider_id": id, "version": new_version});
+        let r = h.write(provider, &org, Entity::Invoice, del).await;
+        assert_eq!(r["outcome"], "applied", "{r}");
+        let stored = h.store().get_record(&h.tenant, provider, &org, PEntity::Invoice, &id).await.unwrap().unwrap();
+        assert!(stored.deleted, "a deletion is a tombstone: {stored:?}");
+    } else {
+        assert_eq!(r["outcome"], "applied", "{provider}: {r}");
+        let stored = h.store().get_record(&h.tenant, provider, &org, PEntity::Invoice, &id).await.unwrap().unwrap();
+        let d = stored.document.as_ref().unwrap();
+        assert!(
+            d.status == shared::books::DocumentStatus::Void || d.total.as_ref().is_some_and(|t| t.minor == 0),
+            "{provider}: voided: {:?} {:?}",
+            d.status,
+            d.total
+        );
+    }
 
     // A contact: created in the common model, then deleted (archived where the provider keeps
     // every contact).
@@ -2053,4 +2075,14 @@ async fn writes_case(provider: Provider) {
 #[tokio::test]
 async fn quickbooks_writes_in_the_common_model() {
     Box::pin(writes_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_writes_in_the_common_model() {
+    Box::pin(writes_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_writes_in_the_common_model() {
+    Box::pin(writes_case(Provider::Zoho)).await;
 }
