@@ -2086,3 +2086,84 @@ async fn xero_writes_in_the_common_model() {
 async fn zoho_writes_in_the_common_model() {
     Box::pin(writes_case(Provider::Zoho)).await;
 }
+
+/// A change whose provider call times out at the client but lands at the provider is retried; the
+/// retry recognises its own change (QuickBooks requestid and Xero Idempotency-Key replay it; Zoho
+/// finds the write's reference on the record) instead of calling it a conflict or sending it twice.
+async fn change_after_timeout(provider: Provider) {
+    let h = harness().await;
+    let (org, mut seeded) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("contact", 1), ("account", 5)]).await;
+    let contacts = seeded.remove("contact").unwrap();
+    h.connect(provider, &org).await;
+    h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Contact)).await;
+    h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Account)).await;
+    let accounts = h.store().list_records(&h.tenant, provider, &org, PEntity::Account).await.unwrap();
+    let code = accounts.iter().find_map(|a| a.number.clone()).unwrap();
+    let r = h
+        .write(
+            provider,
+            &org,
+            Entity::Invoice,
+            json!({"action": "create", "requested_by": WRITER, "record": invoice_record(provider, &contacts[0], &code)}),
+        )
+        .await;
+    let (id, version) = (r["provider_id"].as_str().unwrap().to_string(), r["version"].as_str().unwrap().to_string());
+    h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
+    h.control("POST", "config", Some(json!({"timeout_fault_seconds": 3}))).await;
+    let (path, method) = match provider {
+        Provider::QuickBooks => (format!("/quickbooks/v3/company/{org}/invoice"), "POST"),
+        Provider::Xero => (format!("/xero/api.xro/2.0/Invoices/{id}"), "POST"),
+        Provider::Zoho => (format!("/zoho/api/us/books/v3/invoices/{id}"), "PUT"),
+    };
+    // Every attempt of the first run times out (the guard's own retries too), so the job's retry
+    // is what finds the change at the provider.
+    h.control(
+        "POST",
+        "faults",
+        Some(json!({"provider": sandbox_name(provider), "path_prefix": path, "method": method, "kind": "timeout", "count": 6})),
+    )
+    .await;
+    let mut job = h.job(provider, &org, Operation::Push, Entity::Invoice);
+    job.idempotency_key = unique("write");
+    let request =
+        json!({"action": "update", "requested_by": WRITER, "provider_id": id, "version": version, "record": {"due_date": "2027-03-31"}});
+    h.send(&[write_body(&job, request)]).await;
+    let first = h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(1)), 1).await;
+    match first[0].1 {
+        Disposition::Done => {}
+        Disposition::Retry { .. } => {
+            // The held request finishes at the provider; then the message comes back.
+            tokio::time::sleep(StdDuration::from_secs(4)).await;
+            done_result(&h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5)), 12).await);
+        }
+        _ => panic!("{provider}: {first:?}"),
+    }
+    let (_, r) = h.store().job_status(&h.tenant, &job.idempotency_key).await.unwrap().unwrap();
+    let r = r.unwrap();
+    assert!(matches!(r["outcome"].as_str(), Some("applied" | "already_applied")), "{provider}: {r}");
+    if matches!(first[0].1, Disposition::Retry { .. }) {
+        // QuickBooks and Xero answer the resent change with their first answer; Zoho's record
+        // carries the write's reference, so the retry sends nothing.
+        let want = if provider == Provider::Zoho { "already_applied" } else { "applied" };
+        assert_eq!(r["outcome"], want, "{provider}: {r}");
+    }
+    let stored = h.store().get_record(&h.tenant, provider, &org, PEntity::Invoice, &id).await.unwrap().unwrap();
+    assert_eq!(stored.due_date.map(|d| d.to_string()).as_deref(), Some("2027-03-31"), "{provider}");
+    let at_provider = h.sandbox_record(provider, &org, "invoice", &id).await;
+    assert!(at_provider.to_string().contains("2027-03-31"), "{provider}: {at_provider}");
+}
+
+#[tokio::test]
+async fn quickbooks_change_retried_after_a_timeout_is_recognised() {
+    Box::pin(change_after_timeout(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_change_retried_after_a_timeout_is_recognised() {
+    Box::pin(change_after_timeout(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_change_retried_after_a_timeout_is_recognised() {
+    Box::pin(change_after_timeout(Provider::Zoho)).await;
+}
