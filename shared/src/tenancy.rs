@@ -710,6 +710,10 @@ mod tests {
         assert!(Role::Member.allows(Permission::TriggerSync));
         assert!(!Role::Viewer.allows(Permission::TriggerSync));
         assert!(Role::Viewer.allows(Permission::ViewConnections));
+        // Writes: members keep the books; voiding and deleting is for admins; viewers never write.
+        assert!(Role::Member.allows(Permission::WriteBooks) && !Role::Member.allows(Permission::VoidOrDelete));
+        assert!(Role::Admin.allows(Permission::VoidOrDelete) && Role::Owner.allows(Permission::VoidOrDelete));
+        assert!(!Role::Viewer.allows(Permission::WriteBooks) && !Role::Viewer.allows(Permission::VoidOrDelete));
     }
 
     #[test]
