@@ -23,6 +23,11 @@ pub enum DocumentKind {
     SalesInvoice,
     /// Purchases: QuickBooks Bill, Xero ACCPAY invoice, Zoho bill.
     Bill,
+    /// A credit to a customer: QuickBooks CreditMemo, Xero ACCRECCREDIT credit note, Zoho creditnote.
+    SalesCredit,
+    /// A credit from a supplier: QuickBooks VendorCredit, Xero ACCPAYCREDIT credit note, Zoho
+    /// vendor credit.
+    PurchaseCredit,
 }
 
 /// The document's state in one vocabulary; the provider's own word stays in the record's `status`.
@@ -120,6 +125,77 @@ pub struct Document {
     /// False when the provider's list answer leaves the lines out (Zoho's list summaries): the
     /// lines arrive with the next read of the single record (a webhook or a get).
     pub lines_complete: bool,
+    /// A credit note's applications to invoices or bills, where the provider lists them on the
+    /// credit note (Xero Allocations, Zoho invoices_credited / bills_credited). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocations: Vec<Allocation>,
+}
+
+/// Part of a credit note applied to one document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Allocation {
+    /// The invoice or bill it is applied to: the provider's id and the document's number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<Ref>,
+    /// In the credit note's currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// `YYYY-MM-DD`, as the provider dated the application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
+/// Where a credit note's applications sit: the arrays to read (each tried; all found are read)
+/// and, relative to one application, its fields.
+#[derive(Debug)]
+pub struct AllocationMap {
+    pub lists: &'static [Path],
+    pub document_id: &'static [Path],
+    pub document_number: &'static [Path],
+    pub amount: &'static [Path],
+    pub date: &'static [Path],
+}
+
+/// At most this many applications are kept per document: a hostile answer cannot grow a record
+/// past what one stored item holds (the raw record keeps them all).
+pub const MAX_ALLOCATIONS: usize = 500;
+
+/// Reads a credit note's applications with `map`, amounts in `currency`. Entries with neither a
+/// document nor an amount are skipped.
+pub fn map_allocations(map: &AllocationMap, v: &Value, currency: &str) -> Vec<Allocation> {
+    let mut out = Vec::new();
+    for list in map.lists {
+        let Some(Value::Array(items)) = at(v, list) else { continue };
+        for a in items.iter().filter(|a| a.is_object()) {
+            let document = Ref::from(first_text(a, map.document_id), first_text(a, map.document_number));
+            let amount = money_of(a, map.amount, currency);
+            if document.is_none() && amount.is_none() {
+                continue;
+            }
+            let date = first_text(a, map.date).and_then(|d| day_of(&d));
+            out.push(Allocation { document, amount, date });
+            if out.len() >= MAX_ALLOCATIONS {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// `YYYY-MM-DD` from a date, a date-time or Xero's `/Date(ms+0000)/`.
+fn day_of(s: &str) -> Option<String> {
+    let s = s.trim();
+    if let Some(head) = s.get(..10) {
+        if chrono::NaiveDate::parse_from_str(head, "%Y-%m-%d").is_ok() {
+            return Some(head.to_string());
+        }
+    }
+    // Xero's Microsoft JSON date; read here (not with the providers' time parser) because the
+    // books sit below the providers.
+    let inner = s.strip_prefix("/Date(")?;
+    let end = inner.char_indices().skip(1).find(|(_, c)| !c.is_ascii_digit()).map(|(i, _)| i).unwrap_or(inner.len());
+    let ms: i64 = inner.get(..end)?.parse().ok()?;
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.date_naive().format("%Y-%m-%d").to_string())
 }
 
 /// The organisation whose books these are (QuickBooks CompanyInfo, Xero Organisation, Zoho
@@ -320,6 +396,7 @@ pub fn map_document(map: &DocumentMap, v: &Value) -> Document {
         currency,
         lines_complete: matches!(at(v, map.lines), Some(Value::Array(_))),
         lines,
+        allocations: Vec::new(),
     }
 }
 
@@ -436,6 +513,44 @@ mod tests {
         assert_eq!(read(FiscalMonth::EndOneBased, json!({"M": 12})), Some(1));
         assert_eq!(read(FiscalMonth::EndOneBased, json!({"M": "x"})), None);
         assert_eq!(map_company(&m(FiscalMonth::StartName), &json!({"C": "nzd"})).base_currency.as_deref(), Some("NZD"));
+    }
+
+    const ALLOC: AllocationMap = AllocationMap {
+        lists: &[&["A"], &["B"]],
+        document_id: &[&["Doc", "Id"], &["doc_id"]],
+        document_number: &[&["Doc", "No"]],
+        amount: &[&["Amt"]],
+        date: &[&["On"]],
+    };
+
+    #[test]
+    fn allocations_read_from_every_list_in_the_documents_currency() {
+        let v = json!({"A": [{"Doc": {"Id": "i1", "No": "INV-1"}, "Amt": 12.5, "On": "/Date(1551139200000+0000)/"}],
+            "B": [{"doc_id": 7, "Amt": "3", "On": "2026-11-04T00:00:00"}, {"Note": "neither a document nor an amount"}]});
+        let a = map_allocations(&ALLOC, &v, "JPY");
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].document, Some(Ref { id: Some("i1".into()), name: Some("INV-1".into()) }));
+        assert_eq!(a[0].amount, Some(Money { minor: 13, currency: "JPY".into() }), "rounded to whole yen as every amount is");
+        assert_eq!(a[0].date.as_deref(), Some("2019-02-26"));
+        assert_eq!((a[1].document.as_ref().and_then(|d| d.id.as_deref()), a[1].amount.as_ref().map(|m| m.minor)), (Some("7"), Some(3)));
+        assert_eq!(a[1].date.as_deref(), Some("2026-11-04"));
+    }
+
+    #[test]
+    fn hostile_allocations_read_as_absent_and_are_bounded() {
+        for v in [
+            json!(null),
+            json!({"A": "x", "B": {"doc_id": 1}}),
+            json!({"A": [null, 1, "s", [], {"Doc": [], "Amt": {"x": 1}, "On": "/Date(é)/"}, {"Amt": 1, "On": "/Date()/"}]}),
+            json!({"A": [{"Amt": "92233720368547758.08", "doc_id": "", "On": "２０２６-01-01"}]}),
+        ] {
+            for a in map_allocations(&ALLOC, &v, "USD") {
+                assert!(a.document.is_some() || a.amount.is_some(), "{v}");
+                assert!(a.date.is_none(), "{v}");
+            }
+        }
+        let many = json!({"A": vec![json!({"Amt": 1}); MAX_ALLOCATIONS + 10]});
+        assert_eq!(map_allocations(&ALLOC, &many, "USD").len(), MAX_ALLOCATIONS);
     }
 
     #[test]

@@ -45,7 +45,8 @@ impl Provider {
 }
 
 /// The accounting entities the sandbox serves, whatever each provider calls them. `Contact` is a
-/// customer and `Vendor` a supplier; `Bill` is a purchase invoice.
+/// customer and `Vendor` a supplier; `Bill` is a purchase invoice; `CreditNote` a credit to a
+/// customer and `VendorCredit` one from a supplier.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Entity {
     Invoice,
@@ -54,10 +55,21 @@ pub enum Entity {
     Payment,
     Bill,
     Vendor,
+    CreditNote,
+    VendorCredit,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 6] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Vendor];
+    pub const ALL: [Entity; 8] = [
+        Entity::Invoice,
+        Entity::Contact,
+        Entity::Account,
+        Entity::Payment,
+        Entity::Bill,
+        Entity::Vendor,
+        Entity::CreditNote,
+        Entity::VendorCredit,
+    ];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
     /// Invoices (`Type: ACCPAY`) and suppliers among its Contacts (`IsSupplier`); Zoho Books keeps
@@ -66,6 +78,8 @@ impl Entity {
         match (p, self) {
             (Provider::Xero, Entity::Bill) => Entity::Invoice,
             (Provider::Xero | Provider::Zoho, Entity::Vendor) => Entity::Contact,
+            // Xero keeps both kinds of credit note in CreditNotes (`Type: ACCPAYCREDIT` for suppliers').
+            (Provider::Xero, Entity::VendorCredit) => Entity::CreditNote,
             _ => self,
         }
     }
@@ -82,6 +96,8 @@ impl Entity {
             "payment" | "payments" | "customerpayment" | "customerpayments" => Some(Entity::Payment),
             "bill" | "bills" => Some(Entity::Bill),
             "vendor" | "vendors" | "supplier" | "suppliers" => Some(Entity::Vendor),
+            "credit_note" | "credit_notes" | "creditnote" | "creditnotes" | "creditmemo" | "credit_memo" => Some(Entity::CreditNote),
+            "vendor_credit" | "vendor_credits" | "vendorcredit" | "vendorcredits" => Some(Entity::VendorCredit),
             _ => None,
         }
     }
@@ -94,6 +110,8 @@ impl Entity {
             Entity::Payment => "payment",
             Entity::Bill => "bill",
             Entity::Vendor => "vendor",
+            Entity::CreditNote => "credit_note",
+            Entity::VendorCredit => "vendor_credit",
         }
     }
 
@@ -105,6 +123,8 @@ impl Entity {
             Entity::Payment => "Payment",
             Entity::Bill => "Bill",
             Entity::Vendor => "Vendor",
+            Entity::CreditNote => "CreditMemo",
+            Entity::VendorCredit => "VendorCredit",
         }
     }
 
@@ -116,6 +136,7 @@ impl Entity {
             Entity::Payment => "Payments",
             Entity::Bill => "Invoices",
             Entity::Vendor => "Contacts",
+            Entity::CreditNote | Entity::VendorCredit => "CreditNotes",
         }
     }
 
@@ -127,6 +148,7 @@ impl Entity {
             Entity::Payment => "PaymentID",
             Entity::Bill => "InvoiceID",
             Entity::Vendor => "ContactID",
+            Entity::CreditNote | Entity::VendorCredit => "CreditNoteID",
         }
     }
 
@@ -139,6 +161,17 @@ impl Entity {
             Entity::Payment => "customerpayments",
             Entity::Bill => "bills",
             Entity::Vendor => "contacts",
+            Entity::CreditNote => "creditnotes",
+            Entity::VendorCredit => "vendorcredits",
+        }
+    }
+
+    /// Zoho Books key of a list answer: the path segment, except vendor credits (`vendor_credits`,
+    /// as Zoho's vendor credits page shows the list answer).
+    pub fn zoho_list_key(self) -> &'static str {
+        match self {
+            Entity::VendorCredit => "vendor_credits",
+            e => e.zoho_plural(),
         }
     }
 
@@ -151,6 +184,8 @@ impl Entity {
             Entity::Payment => "payment",
             Entity::Bill => "bill",
             Entity::Vendor => "contact",
+            Entity::CreditNote => "creditnote",
+            Entity::VendorCredit => "vendor_credit",
         }
     }
 
@@ -162,6 +197,8 @@ impl Entity {
             Entity::Payment => "payment_id",
             Entity::Bill => "bill_id",
             Entity::Vendor => "contact_id",
+            Entity::CreditNote => "creditnote_id",
+            Entity::VendorCredit => "vendor_credit_id",
         }
     }
 }

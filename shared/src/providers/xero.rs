@@ -10,7 +10,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
+use crate::books::{AllocationMap, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::AccountingProvider;
@@ -47,6 +47,9 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         // Xero keeps sales invoices and bills in one collection, told apart by Type.
         Entity::Bill => ("Invoices", "InvoiceID"),
         Entity::Company => ("Organisation", "OrganisationID"),
+        // Sales (ACCRECCREDIT) and purchase (ACCPAYCREDIT) credit notes in one collection; one
+        // entity of ours holds both, told apart by the document's kind.
+        Entity::CreditNote => ("CreditNotes", "CreditNoteID"),
     }
 }
 
@@ -134,6 +137,36 @@ const fn document(kind: DocumentKind) -> DocumentMap {
 const INVOICE: DocumentMap = document(DocumentKind::SalesInvoice);
 const BILL: DocumentMap = document(DocumentKind::Bill);
 
+/// A credit note is a document whose `RemainingCredit` is what is left to apply.
+const fn credit_note(kind: DocumentKind) -> DocumentMap {
+    DocumentMap { reference: &[&["Reference"]], amount_due: &[&["RemainingCredit"]], ..document(kind) }
+}
+
+const SALES_CREDIT: DocumentMap = credit_note(DocumentKind::SalesCredit);
+const PURCHASE_CREDIT: DocumentMap = credit_note(DocumentKind::PurchaseCredit);
+
+/// A credit note's `Allocations`: each names the invoice (or bill) and the amount and date applied.
+const ALLOCATIONS: AllocationMap = AllocationMap {
+    lists: &[&["Allocations"]],
+    document_id: &[&["Invoice", "InvoiceID"]],
+    document_number: &[&["Invoice", "InvoiceNumber"]],
+    amount: &[&["Amount"]],
+    date: &[&["Date"]],
+};
+
+/// As [`document_map`], for this record: an ACCPAYCREDIT credit note is a supplier's.
+pub fn document_map_of(entity: Entity, v: &Value) -> Option<&'static DocumentMap> {
+    match (entity, v.get("Type").and_then(Value::as_str)) {
+        (Entity::CreditNote, Some("ACCPAYCREDIT")) => Some(&PURCHASE_CREDIT),
+        (Entity::CreditNote, _) => Some(&SALES_CREDIT),
+        (e, _) => document_map(e),
+    }
+}
+
+pub fn allocation_map(entity: Entity) -> Option<&'static AllocationMap> {
+    (entity == Entity::CreditNote).then_some(&ALLOCATIONS)
+}
+
 /// Where an invoice's or a bill's fields are (`books::map_document`); `None` for other entities.
 pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     match entity {
@@ -160,6 +193,13 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Contact => (text(&v, "AccountNumber"), text(&v, "Name"), None, text(&v, "DefaultCurrency"), text(&v, "ContactStatus")),
         Entity::Account => (text(&v, "Code"), text(&v, "Name"), None, text(&v, "CurrencyCode"), text(&v, "Status")),
         Entity::Company => (text(&v, "ShortCode"), text(&v, "Name"), None, text(&v, "BaseCurrency"), text(&v, "OrganisationStatus")),
+        Entity::CreditNote => (
+            text(&v, "CreditNoteNumber"),
+            text_at(&v, &["Contact", "Name"]),
+            text(&v, "Total"),
+            text(&v, "CurrencyCode"),
+            text(&v, "Status"),
+        ),
         Entity::Payment => (
             text(&v, "Reference"),
             text_at(&v, &["Invoice", "Contact", "Name"]),
@@ -187,6 +227,9 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
 pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
     let entity = cursor.entity;
     let name = list_key(entity);
+    if cursor.collection != 0 {
+        return Err(Error::InvalidInput("cursor collection is out of range".into()));
+    }
     let items = match body.get_mut(name).map(Value::take) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a,

@@ -61,6 +61,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 // Bills are ACCPAY invoices: the same scopes as sales invoices.
                 Entity::Bill => ("accounting.invoices", "accounting.transactions"),
                 Entity::Company => ("accounting.settings", "accounting.settings"),
+                Entity::CreditNote => ("accounting.invoices", "accounting.transactions"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -82,6 +83,9 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 Entity::Payment => "customerpayments",
                 Entity::Bill => "bills",
                 Entity::Company => "settings",
+                // Vendor credits are the `debitnotes` module: a grant without it fails at that
+                // collection's list call, naming the entity.
+                Entity::CreditNote => "creditnotes",
             };
             let action = if write { "CREATE" } else { "READ" };
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]
