@@ -2085,3 +2085,160 @@ async fn xero_credit_notes_with_allocations() {
 async fn zoho_credit_notes_with_allocations() {
     Box::pin(credit_notes_case(Provider::Zoho)).await;
 }
+
+/// Payments made (`bill_payment`) of every provider: a full pull stores each with direction made,
+/// the supplier, the amount and the bill it paid equal to the sandbox's (Zoho's list summaries
+/// leave the bills out; a read of the one payment brings them), and the bill owes nothing after;
+/// payments received stay apart (Xero keeps both in one collection); an incremental pull takes
+/// only the new ones; a deletion reaches the copy the way the provider reports it.
+async fn bill_payments_case(provider: Provider) {
+    use shared::books::PaymentDirection as D;
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    for e in [Entity::BillPayment, Entity::Bill, Entity::Payment] {
+        if !t.config.enabled_entities.contains(&e) {
+            t.config.enabled_entities.push(e);
+        }
+    }
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, mut seeded) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("bill", 5), ("payment", 4), ("bill_payment", 8)]).await;
+    let made = seeded.remove("bill_payment").unwrap();
+    let scopes = shared::connect::scopes_for(&tenants.get(&h.tenant).await.unwrap(), provider);
+    let svc = h.service(StdDuration::from_secs(10));
+    connect_sandbox(&h.http, &svc, &h.env.grants(), &h.tenant, provider, Some(&org), &scopes, None).await;
+    let pull = |h: &H| h.job(provider, &org, Operation::Pull, Entity::BillPayment);
+    let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+    assert_eq!(r["counts"]["written"], 8, "{provider}: {r}");
+
+    let sandbox = h.control("GET", &format!("records?provider={}&org_id={org}&entity=bill_payment", sandbox_name(provider)), None).await;
+    let sandbox: std::collections::HashMap<String, Value> =
+        sandbox["records"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["value"].clone())).collect();
+    let bills = h.control("GET", &format!("records?provider={}&org_id={org}&entity=bill", sandbox_name(provider)), None).await;
+    let bill_totals: std::collections::HashMap<String, Value> = bills["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["value"][if provider == Provider::QuickBooks {
+                    "TotalAmt"
+                } else if provider == Provider::Xero {
+                    "Total"
+                } else {
+                    "total"
+                }]
+                .clone(),
+            )
+        })
+        .collect();
+    let cents = |v: &Value| shared::money::parse_minor(&v.to_string(), 2).unwrap();
+    let (amount_key, bill_of): (&str, fn(&Value) -> String) = match provider {
+        Provider::QuickBooks => ("TotalAmt", |v| v["Line"][0]["LinkedTxn"][0]["TxnId"].as_str().unwrap().to_string()),
+        Provider::Xero => ("Amount", |v| v["Invoice"]["InvoiceID"].as_str().unwrap().to_string()),
+        Provider::Zoho => ("amount", |v| v["bills"][0]["bill_id"].as_str().unwrap().to_string()),
+    };
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::BillPayment).await.unwrap();
+    assert_eq!(stored.len(), 8);
+    for s in &stored {
+        assert!(made.contains(&s.provider_id), "{provider}: {} was seeded as a payment made", s.provider_id);
+        let p = s.payment.as_ref().expect("a payment");
+        let want = &sandbox[&s.provider_id];
+        assert_eq!(p.direction, D::Made);
+        let amount = p.amount.as_ref().unwrap().minor;
+        assert_eq!(amount, cents(&want[amount_key]), "{provider} {}", s.provider_id);
+        let contact = p.contact.as_ref().and_then(|c| c.id.clone());
+        assert!(contact.is_some() && contact == s.contact_id, "{provider}: the supplier is the contact: {p:?}");
+        assert!(p.bank_account.as_ref().and_then(|a| a.id.as_ref()).is_some(), "{provider}: {p:?}");
+        if provider == Provider::Zoho {
+            assert!(p.applied_to.is_empty(), "Zoho's list summaries leave the bills out");
+            continue;
+        }
+        let bill = bill_of(want);
+        assert_eq!(p.applied_to.len(), 1, "{provider}: {p:?}");
+        let a = &p.applied_to[0];
+        assert_eq!(a.document.as_ref().and_then(|d| d.id.as_deref()), Some(bill.as_str()));
+        assert_eq!(a.amount.as_ref().map(|m| m.minor), Some(cents(&bill_totals[&bill])), "{provider}: the bill paid in full");
+    }
+    // The bills paid owe nothing; payments received are not payments made.
+    h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Bill)).await;
+    let paid: HashSet<String> = sandbox.values().map(bill_of).collect();
+    for b in h.store().list_records(&h.tenant, provider, &org, PEntity::Bill).await.unwrap() {
+        let due = b.document.unwrap().amount_due.unwrap().minor;
+        assert_eq!(due == 0, paid.contains(&b.provider_id), "{provider}: bill {} owes {due}", b.provider_id);
+    }
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Payment)).await;
+    assert_eq!(r["counts"]["written"], 4, "{provider}: payments received only: {r}");
+    let received = h.store().list_records(&h.tenant, provider, &org, PEntity::Payment).await.unwrap();
+    assert!(received.iter().all(|p| p.payment.as_ref().unwrap().direction == D::Received));
+    if provider == Provider::Zoho {
+        // The one payment read by id (as a webhook's job reads it) names the bill it paid.
+        let mut job = h.job(provider, &org, Operation::Webhook, Entity::BillPayment);
+        job.entity_id = Some(made[0].clone());
+        job.change = Some(shared::jobs::Change::Updated);
+        h.run_through_queue(&h.deps(), &job).await;
+        let one = h.store().get_record(&h.tenant, provider, &org, PEntity::BillPayment, &made[0]).await.unwrap().unwrap();
+        let p = one.payment.unwrap();
+        let bill = bill_of(&sandbox[&made[0]]);
+        assert_eq!(p.applied_to.len(), 1);
+        assert_eq!(p.applied_to[0].document.as_ref().and_then(|d| d.id.as_deref()), Some(bill.as_str()));
+        assert_eq!(p.applied_to[0].amount.as_ref().map(|m| m.minor), Some(cents(&bill_totals[&bill])));
+    }
+
+    // Incremental: only the new ones.
+    h.seed(provider, &org, "bill_payment", 2).await;
+    let inc = h.run_through_queue(&h.deps(), &pull(&h)).await;
+    assert_eq!(inc["counts"]["written"], 2, "{provider}: {inc}");
+
+    // Deletion, the way each provider reports it.
+    let gone = made[1].clone();
+    match provider {
+        Provider::QuickBooks => {
+            h.control(
+                "POST",
+                "records/delete",
+                Some(json!({"provider": "quickbooks", "org_id": org, "entity": "bill_payment", "ids": [gone]})),
+            )
+            .await;
+            let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+            assert_eq!(r["counts"]["deleted"], 1, "CDC reports it: {r}");
+        }
+        Provider::Xero => {
+            // A deleted Xero payment stays listed with its status DELETED.
+            let mut v = sandbox[&gone].clone();
+            v["Status"] = json!("DELETED");
+            h.control("POST", "seed", Some(json!({"provider": "xero", "org_id": org, "entity": "bill_payment", "records": [v]}))).await;
+            let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+            assert_eq!(r["counts"]["written"], 1, "{r}");
+        }
+        Provider::Zoho => {
+            h.control("POST", "records/delete", Some(json!({"provider": "zoho", "org_id": org, "entity": "bill_payment", "ids": [gone]})))
+                .await;
+            backdate_all(&h, provider, &org, PEntity::BillPayment).await;
+            let mut full = pull(&h);
+            full.cursor = Some("full".into());
+            let r = h.run_through_queue(&h.deps(), &full).await;
+            assert_eq!((r["counts"]["reconciled"].as_u64(), r["counts"]["deleted"].as_u64()), (Some(1), Some(1)), "{r}");
+        }
+    }
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::BillPayment).await.unwrap();
+    let deleted: Vec<&str> = stored.iter().filter(|s| s.deleted).map(|s| s.provider_id.as_str()).collect();
+    assert_eq!(deleted, vec![gone.as_str()], "{provider}");
+    assert_eq!(stored.len(), 10);
+}
+
+#[tokio::test]
+async fn quickbooks_bill_payments_with_what_they_paid() {
+    Box::pin(bill_payments_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_bill_payments_with_what_they_paid() {
+    Box::pin(bill_payments_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_bill_payments_with_what_they_paid() {
+    Box::pin(bill_payments_case(Provider::Zoho)).await;
+}

@@ -209,6 +209,7 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::Bill => "bill",
         Entity::Company => "company",
         Entity::CreditNote => "credit_note",
+        Entity::BillPayment => "bill_payment",
     }
 }
 

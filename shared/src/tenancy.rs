@@ -54,6 +54,7 @@ pub enum Entity {
     Bill,
     Company,
     CreditNote,
+    BillPayment,
 }
 
 impl Entity {
@@ -68,6 +69,7 @@ impl Entity {
             Entity::Bill => M::Bill,
             Entity::Company => M::Company,
             Entity::CreditNote => M::CreditNote,
+            Entity::BillPayment => M::BillPayment,
         }
     }
 }

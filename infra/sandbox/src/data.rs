@@ -14,6 +14,7 @@ use crate::lines::{document, exact_cents, money, percent, Doc, TAX_RATE_BP};
 use crate::model::{qbo_time, xero_datestring, xero_msdate, zoho_time, Entity, Provider};
 
 mod credits;
+mod payments;
 
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -101,7 +102,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 8],
+    stores: [Store; 9],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -118,6 +119,7 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::Vendor => 5,
         Entity::CreditNote => 6,
         Entity::VendorCredit => 7,
+        Entity::BillPayment => 8,
     }
 }
 
@@ -131,6 +133,8 @@ pub fn is_kind(p: Provider, e: Entity, v: &Value) -> bool {
         (Provider::Xero, Entity::Invoice) => v.get("Type").and_then(Value::as_str) != Some("ACCPAY"),
         (Provider::Xero, Entity::Vendor) => flag("IsSupplier"),
         (Provider::Xero, Entity::Contact) => flag("IsCustomer") || !flag("IsSupplier"),
+        (Provider::Xero, Entity::BillPayment) => v.get("PaymentType").and_then(Value::as_str) == Some("ACCPAYPAYMENT"),
+        (Provider::Xero, Entity::Payment) => v.get("PaymentType").and_then(Value::as_str) != Some("ACCPAYPAYMENT"),
         (Provider::Xero, Entity::VendorCredit) => v.get("Type").and_then(Value::as_str) == Some("ACCPAYCREDIT"),
         (Provider::Xero, Entity::CreditNote) => v.get("Type").and_then(Value::as_str) != Some("ACCPAYCREDIT"),
         (Provider::Zoho, Entity::Vendor) => v.get("contact_type").and_then(Value::as_str) == Some("vendor"),
@@ -304,6 +308,7 @@ impl Org {
             }
             Entity::CreditNote => self.gen_credit(n, false, lines, now),
             Entity::VendorCredit => self.gen_credit(n, true, lines, now),
+            Entity::BillPayment => self.gen_bill_payment(n, now),
         };
         let id = self.id_for(n);
         self.put(e, &id, value, now);
@@ -778,6 +783,22 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "currency_code",
             "total",
             "balance",
+            "created_time",
+            "last_modified_time",
+        ],
+        // A vendor payment listed without the bills it paid (as customer payments drop invoices).
+        Entity::BillPayment => &[
+            "payment_id",
+            "payment_number",
+            "date",
+            "payment_mode",
+            "amount",
+            "vendor_id",
+            "vendor_name",
+            "paid_through_account_id",
+            "paid_through_account_name",
+            "currency_code",
+            "reference_number",
             "created_time",
             "last_modified_time",
         ],

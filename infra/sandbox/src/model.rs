@@ -57,10 +57,12 @@ pub enum Entity {
     Vendor,
     CreditNote,
     VendorCredit,
+    /// A payment to a supplier (QuickBooks BillPayment, Xero ACCPAYPAYMENT, Zoho vendor payment).
+    BillPayment,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 8] = [
+    pub const ALL: [Entity; 9] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -69,6 +71,7 @@ impl Entity {
         Entity::Vendor,
         Entity::CreditNote,
         Entity::VendorCredit,
+        Entity::BillPayment,
     ];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
@@ -80,6 +83,8 @@ impl Entity {
             (Provider::Xero | Provider::Zoho, Entity::Vendor) => Entity::Contact,
             // Xero keeps both kinds of credit note in CreditNotes (`Type: ACCPAYCREDIT` for suppliers').
             (Provider::Xero, Entity::VendorCredit) => Entity::CreditNote,
+            // And payments received and made in Payments (`PaymentType: ACCPAYPAYMENT` for bills').
+            (Provider::Xero, Entity::BillPayment) => Entity::Payment,
             _ => self,
         }
     }
@@ -98,6 +103,9 @@ impl Entity {
             "vendor" | "vendors" | "supplier" | "suppliers" => Some(Entity::Vendor),
             "credit_note" | "credit_notes" | "creditnote" | "creditnotes" | "creditmemo" | "credit_memo" => Some(Entity::CreditNote),
             "vendor_credit" | "vendor_credits" | "vendorcredit" | "vendorcredits" => Some(Entity::VendorCredit),
+            "bill_payment" | "bill_payments" | "billpayment" | "billpayments" | "vendorpayment" | "vendorpayments" | "vendor_payment" => {
+                Some(Entity::BillPayment)
+            }
             _ => None,
         }
     }
@@ -112,6 +120,7 @@ impl Entity {
             Entity::Vendor => "vendor",
             Entity::CreditNote => "credit_note",
             Entity::VendorCredit => "vendor_credit",
+            Entity::BillPayment => "bill_payment",
         }
     }
 
@@ -125,6 +134,7 @@ impl Entity {
             Entity::Vendor => "Vendor",
             Entity::CreditNote => "CreditMemo",
             Entity::VendorCredit => "VendorCredit",
+            Entity::BillPayment => "BillPayment",
         }
     }
 
@@ -137,6 +147,7 @@ impl Entity {
             Entity::Bill => "Invoices",
             Entity::Vendor => "Contacts",
             Entity::CreditNote | Entity::VendorCredit => "CreditNotes",
+            Entity::BillPayment => "Payments",
         }
     }
 
@@ -149,6 +160,7 @@ impl Entity {
             Entity::Bill => "InvoiceID",
             Entity::Vendor => "ContactID",
             Entity::CreditNote | Entity::VendorCredit => "CreditNoteID",
+            Entity::BillPayment => "PaymentID",
         }
     }
 
@@ -163,6 +175,7 @@ impl Entity {
             Entity::Vendor => "contacts",
             Entity::CreditNote => "creditnotes",
             Entity::VendorCredit => "vendorcredits",
+            Entity::BillPayment => "vendorpayments",
         }
     }
 
@@ -186,6 +199,7 @@ impl Entity {
             Entity::Vendor => "contact",
             Entity::CreditNote => "creditnote",
             Entity::VendorCredit => "vendor_credit",
+            Entity::BillPayment => "vendorpayment",
         }
     }
 
@@ -199,6 +213,7 @@ impl Entity {
             Entity::Vendor => "contact_id",
             Entity::CreditNote => "creditnote_id",
             Entity::VendorCredit => "vendor_credit_id",
+            Entity::BillPayment => "payment_id",
         }
     }
 }

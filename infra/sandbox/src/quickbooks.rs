@@ -22,8 +22,7 @@ const DEFAULT_MAX_RESULTS: usize = 100;
 const MAX_RESULTS_CAP: usize = 1000;
 const MAX_RESULTS_INVALID: &str = "QueryValidationError";
 /// Entities QuickBooks has but the sandbox keeps no records of: they answer empty rather than fail.
-const OTHER_ENTITIES: [&str; 9] =
-    ["Item", "BillPayment", "Estimate", "JournalEntry", "Purchase", "SalesReceipt", "Employee", "TaxCode", "Class"];
+const OTHER_ENTITIES: [&str; 8] = ["Item", "Estimate", "JournalEntry", "Purchase", "SalesReceipt", "Employee", "TaxCode", "Class"];
 
 fn ok(body: String) -> Response {
     with_header(json(StatusCode::OK, body), "intuit_tid", &intuit_tid())
@@ -725,6 +724,13 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
     }
     match e {
         // A sandbox limit, not Intuit's: credit notes are seeded, not created through the API.
+        Entity::BillPayment => {
+            return Err((
+                "6000",
+                "A business validation error has occurred while processing your request",
+                "The sandbox does not create bill payments".into(),
+            ))
+        }
         Entity::CreditNote | Entity::VendorCredit => {
             return Err((
                 "6000",

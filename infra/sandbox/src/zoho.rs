@@ -157,6 +157,7 @@ pub async fn list(
         Entity::Vendor => "Contacts",
         Entity::CreditNote => "Credit Notes",
         Entity::VendorCredit => "Vendor Credits",
+        Entity::BillPayment => "Vendor Payments",
     };
     body.push_str(&format!(
         "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"{sort_column}\",\"sort_order\":\"{sort_order}\"}}}}"
@@ -193,6 +194,7 @@ fn does_not_exist(e: Entity) -> Response {
         Entity::Vendor => "Contact",
         Entity::CreditNote => "Credit Note",
         Entity::VendorCredit => "Vendor Credit",
+        Entity::BillPayment => "Payment",
     };
     zoho_error(StatusCode::NOT_FOUND, 1002, &format!("{what} does not exist."))
 }
@@ -224,6 +226,7 @@ pub async fn remove(
         Entity::Vendor => "The contact has been deleted.",
         Entity::CreditNote => "The credit note has been deleted.",
         Entity::VendorCredit => "The vendor credit has been deleted.",
+        Entity::BillPayment => "The payment has been deleted.",
     };
     json_value(StatusCode::OK, &json!({"code": 0, "message": what}))
 }
@@ -268,6 +271,7 @@ pub async fn create(
                 Entity::Vendor => "The contact has been added.",
                 Entity::CreditNote => "The credit note has been created.",
                 Entity::VendorCredit => "The vendor credit has been created.",
+                Entity::BillPayment => "The payment has been recorded.",
             };
             json(StatusCode::CREATED, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(what), e.zoho_singular(), rec.full))
         }
@@ -329,6 +333,7 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
     match e {
         // A sandbox limit, not Zoho's: credit notes are seeded, not created through the API.
         Entity::CreditNote | Entity::VendorCredit => return Err((4, "The sandbox does not create credit notes".into())),
+        Entity::BillPayment => return Err((4, "The sandbox does not create vendor payments".into())),
         Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
             if org

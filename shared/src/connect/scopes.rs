@@ -92,7 +92,18 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
     } else {
         &[]
     };
-    for r in extra.iter().chain(required) {
+    // Zoho's vendor payments are a module of their own too (`vendorpayments`).
+    let bill_payments: &[&str] = match (provider, write) {
+        (Provider::Zoho, true) => &["ZohoBooks.vendorpayments.ALL"],
+        (Provider::Zoho, false) => &["ZohoBooks.vendorpayments.READ"],
+        _ => &[],
+    };
+    let payments_extra = if tenant.config.enabled_entities.contains(&Entity::BillPayment) && !tenant.config.scopes.contains_key(&provider) {
+        bill_payments
+    } else {
+        &[]
+    };
+    for r in extra.iter().chain(payments_extra).chain(required) {
         if !scopes.iter().any(|s| s == r) {
             scopes.push(r.to_string());
         }
@@ -109,6 +120,9 @@ fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
         Entity::Payment => &["accounting.payments", "accounting.payments.read", "accounting.transactions", "accounting.transactions.read"],
         Entity::Bill => &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"],
         Entity::Company => &["accounting.settings", "accounting.settings.read"],
+        Entity::BillPayment => {
+            &["accounting.payments", "accounting.payments.read", "accounting.transactions", "accounting.transactions.read"]
+        }
         // Xero's CreditNotes endpoint sits under the invoices scope (Xero's granular scope table).
         Entity::CreditNote => {
             &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"]
@@ -158,6 +172,7 @@ fn entity_label(e: Entity) -> &'static str {
         Entity::Bill => "bills",
         Entity::Company => "company",
         Entity::CreditNote => "credit notes",
+        Entity::BillPayment => "bill payments",
     }
 }
 

@@ -33,11 +33,23 @@ pub enum Entity {
     /// of both types, Zoho creditnotes and vendorcredits); the document's kind tells them apart.
     #[serde(rename = "credit_note")]
     CreditNote,
+    /// Payments made to suppliers (QuickBooks BillPayment, Xero ACCPAYPAYMENT payments, Zoho
+    /// vendorpayments); `Payment` stays the payments received.
+    #[serde(rename = "bill_payment")]
+    BillPayment,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 7] =
-        [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Company, Entity::CreditNote];
+    pub const ALL: [Entity; 8] = [
+        Entity::Invoice,
+        Entity::Contact,
+        Entity::Account,
+        Entity::Payment,
+        Entity::Bill,
+        Entity::Company,
+        Entity::CreditNote,
+        Entity::BillPayment,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +60,7 @@ impl Entity {
             Entity::Bill => "bill",
             Entity::Company => "company",
             Entity::CreditNote => "credit_note",
+            Entity::BillPayment => "bill_payment",
         }
     }
 }
@@ -69,6 +82,7 @@ impl std::str::FromStr for Entity {
             "bill" | "bills" => Ok(Entity::Bill),
             "company" | "companyinfo" | "organisation" | "organization" => Ok(Entity::Company),
             "credit_note" | "credit_notes" | "creditnote" | "creditnotes" => Ok(Entity::CreditNote),
+            "bill_payment" | "bill_payments" | "billpayment" | "vendorpayments" | "vendorpayment" => Ok(Entity::BillPayment),
             other => Err(Error::InvalidInput(format!("unknown entity '{other}'"))),
         }
     }

@@ -10,7 +10,10 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::{AllocationMap, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
+use crate::books::{
+    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
+    StatusRule,
+};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::AccountingProvider;
@@ -50,6 +53,8 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         // Sales (ACCRECCREDIT) and purchase (ACCPAYCREDIT) credit notes in one collection; one
         // entity of ours holds both, told apart by the document's kind.
         Entity::CreditNote => ("CreditNotes", "CreditNoteID"),
+        // Payments received and made share one collection, told apart by PaymentType.
+        Entity::BillPayment => ("Payments", "PaymentID"),
     }
 }
 
@@ -75,6 +80,10 @@ pub fn type_filter(entity: Entity) -> Option<&'static str> {
     match entity {
         Entity::Invoice => Some(r#"Type=="ACCREC""#),
         Entity::Bill => Some(r#"Type=="ACCPAY""#),
+        // Before bill payments, a pull of payments took both kinds; credit note refunds and
+        // prepayment or overpayment payments (AR/APCREDITPAYMENT, ...) are in neither.
+        Entity::Payment => Some(r#"PaymentType=="ACCRECPAYMENT""#),
+        Entity::BillPayment => Some(r#"PaymentType=="ACCPAYPAYMENT""#),
         _ => None,
     }
 }
@@ -84,7 +93,11 @@ fn entity_of(entity: Entity, v: &Value) -> Entity {
     match (entity, v.get("Type").and_then(Value::as_str)) {
         (Entity::Invoice | Entity::Bill, Some("ACCPAY")) => Entity::Bill,
         (Entity::Invoice | Entity::Bill, Some("ACCREC")) => Entity::Invoice,
-        _ => entity,
+        _ => match (entity, v.get("PaymentType").and_then(Value::as_str)) {
+            (Entity::Payment | Entity::BillPayment, Some("ACCPAYPAYMENT")) => Entity::BillPayment,
+            (Entity::Payment | Entity::BillPayment, Some("ACCRECPAYMENT")) => Entity::Payment,
+            _ => entity,
+        },
     }
 }
 
@@ -154,6 +167,55 @@ const ALLOCATIONS: AllocationMap = AllocationMap {
     date: &[&["Date"]],
 };
 
+/// A Xero payment pays one document: the invoice (or bill) it names, or a credit note (a refund).
+const PAID: &[AppliedList] = &[
+    AppliedList {
+        at: &["Invoice"],
+        document_id: &[&["InvoiceID"]],
+        document_number: &[&["InvoiceNumber"]],
+        document_type: &[&["Type"]],
+        document_type_is: None,
+        amount: &[],
+    },
+    AppliedList {
+        at: &["CreditNote"],
+        document_id: &[&["CreditNoteID"]],
+        document_number: &[&["CreditNoteNumber"]],
+        document_type: &[&["Type"]],
+        document_type_is: None,
+        amount: &[],
+    },
+];
+
+/// The currency and the contact are the paid document's.
+const fn payment(direction: PaymentDirection) -> PaymentMap {
+    PaymentMap {
+        direction,
+        currency: &[&["Invoice", "CurrencyCode"], &["CreditNote", "CurrencyCode"]],
+        amount: &[&["Amount"]],
+        date: &[&["Date"]],
+        reference: &[&["Reference"]],
+        contact_id: &[&["Invoice", "Contact", "ContactID"], &["CreditNote", "Contact", "ContactID"]],
+        contact_name: &[&["Invoice", "Contact", "Name"], &["CreditNote", "Contact", "Name"]],
+        account_id: &[&["Account", "AccountID"]],
+        account_name: &[&["Account", "Name"], &["Account", "Code"]],
+        unapplied: &[],
+        applied: PAID,
+    }
+}
+
+const RECEIVED: PaymentMap = payment(PaymentDirection::Received);
+const MADE: PaymentMap = payment(PaymentDirection::Made);
+
+/// Where a payment's fields are (`books::map_payment`); `None` for other entities.
+pub fn payment_map(entity: Entity) -> Option<&'static PaymentMap> {
+    match entity {
+        Entity::Payment => Some(&RECEIVED),
+        Entity::BillPayment => Some(&MADE),
+        _ => None,
+    }
+}
+
 /// As [`document_map`], for this record: an ACCPAYCREDIT credit note is a supplier's.
 pub fn document_map_of(entity: Entity, v: &Value) -> Option<&'static DocumentMap> {
     match (entity, v.get("Type").and_then(Value::as_str)) {
@@ -200,7 +262,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             text(&v, "CurrencyCode"),
             text(&v, "Status"),
         ),
-        Entity::Payment => (
+        Entity::Payment | Entity::BillPayment => (
             text(&v, "Reference"),
             text_at(&v, &["Invoice", "Contact", "Name"]),
             text(&v, "Amount"),

@@ -12,7 +12,10 @@ use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
 
-use crate::books::{AllocationMap, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
+use crate::books::{
+    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
+    StatusRule,
+};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::AccountingProvider;
@@ -56,6 +59,7 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         // `GET /organizations` lists every organization of the user: `parse_page` keeps this one.
         Entity::Company => ("organizations", "organization", "organization_id"),
         Entity::CreditNote => ("creditnotes", "creditnote", "creditnote_id"),
+        Entity::BillPayment => ("vendorpayments", "vendorpayment", "payment_id"),
     }
 }
 
@@ -75,6 +79,7 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
     const PAYMENT: &[Collection] = &[("customerpayments", "customerpayments", "payment", "payment_id")];
     const BILL: &[Collection] = &[("bills", "bills", "bill", "bill_id")];
     const COMPANY: &[Collection] = &[("organizations", "organizations", "organization", "organization_id")];
+    const BILL_PAYMENT: &[Collection] = &[("vendorpayments", "vendorpayments", "vendorpayment", "payment_id")];
     const CREDIT_NOTE: &[Collection] = &[
         ("creditnotes", "creditnotes", "creditnote", "creditnote_id"),
         ("vendorcredits", "vendor_credits", "vendor_credit", "vendor_credit_id"),
@@ -87,6 +92,7 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
         Entity::Bill => BILL,
         Entity::Company => COMPANY,
         Entity::CreditNote => CREDIT_NOTE,
+        Entity::BillPayment => BILL_PAYMENT,
     }
 }
 
@@ -195,6 +201,61 @@ const ALLOCATIONS: AllocationMap = AllocationMap {
     date: &[&["date"]],
 };
 
+/// A customer payment's `invoices[]` and a vendor payment's `bills[]` (on the single record; list
+/// summaries leave them out).
+const RECEIVED: PaymentMap = PaymentMap {
+    direction: PaymentDirection::Received,
+    currency: &[&["currency_code"]],
+    amount: &[&["amount"]],
+    date: &[&["date"]],
+    reference: &[&["reference_number"], &["payment_number"]],
+    contact_id: &[&["customer_id"]],
+    contact_name: &[&["customer_name"]],
+    account_id: &[&["account_id"]],
+    account_name: &[&["account_name"]],
+    unapplied: &[&["unused_amount"]],
+    applied: &[AppliedList {
+        at: &["invoices"],
+        document_id: &[&["invoice_id"]],
+        document_number: &[&["invoice_number"]],
+        document_type: &[],
+        document_type_is: Some("invoice"),
+        amount: &[&["amount_applied"]],
+    }],
+};
+
+/// A vendor payment's account is `paid_through_account_*` (Zoho's vendor payments page;
+/// unconfirmed against a live org, as is `currency_code` on it).
+const MADE: PaymentMap = PaymentMap {
+    direction: PaymentDirection::Made,
+    currency: &[&["currency_code"]],
+    amount: &[&["amount"]],
+    date: &[&["date"]],
+    reference: &[&["reference_number"], &["payment_number"]],
+    contact_id: &[&["vendor_id"]],
+    contact_name: &[&["vendor_name"]],
+    account_id: &[&["paid_through_account_id"]],
+    account_name: &[&["paid_through_account_name"]],
+    unapplied: &[],
+    applied: &[AppliedList {
+        at: &["bills"],
+        document_id: &[&["bill_id"]],
+        document_number: &[&["bill_number"]],
+        document_type: &[],
+        document_type_is: Some("bill"),
+        amount: &[&["amount_applied"]],
+    }],
+};
+
+/// Where a payment's fields are (`books::map_payment`); `None` for other entities.
+pub fn payment_map(entity: Entity) -> Option<&'static PaymentMap> {
+    match entity {
+        Entity::Payment => Some(&RECEIVED),
+        Entity::BillPayment => Some(&MADE),
+        _ => None,
+    }
+}
+
 /// As [`document_map`], for this record: one with a `vendor_credit_id` is a supplier's credit.
 pub fn document_map_of(entity: Entity, v: &Value) -> Option<&'static DocumentMap> {
     match entity {
@@ -233,6 +294,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             v.get("is_active").and_then(Value::as_bool).map(|a| if a { "active" } else { "inactive" }.to_string()),
         ),
         Entity::Payment => (text(&v, "payment_number"), text(&v, "customer_name"), text(&v, "amount"), None),
+        Entity::BillPayment => (text(&v, "payment_number"), text(&v, "vendor_name"), text(&v, "amount"), None),
         Entity::Bill => (text(&v, "bill_number"), text(&v, "vendor_name"), text(&v, "total"), text(&v, "status")),
         Entity::Company => (None, text(&v, "name"), None, None),
         Entity::CreditNote => (

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
-use crate::books::{map_allocations, map_company, map_document, Company, Document, DocumentStatus};
+use crate::books::{map_allocations, map_company, map_document, map_payment, Company, Document, DocumentStatus, Payment};
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
 use crate::providers::{quickbooks, xero, zoho};
@@ -65,6 +65,10 @@ pub struct SyncRecord {
     /// The `company` entity: base currency, country, fiscal year, tax basis (`crate::books`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company: Option<Company>,
+    /// The `payment` (received) and `bill_payment` (made) entities: amount, date, contact, bank
+    /// account and what it paid (`crate::books`). Absent for other entities and for tombstones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<Payment>,
 }
 
 /// The flag of a record whose amount the provider sent but we could not store in minor units.
@@ -148,7 +152,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::QuickBooks => {
             let contact = match r.entity {
                 Entity::Invoice | Entity::Payment => text_at(v, &["CustomerRef", "value"]),
-                Entity::Bill => text_at(v, &["VendorRef", "value"]),
+                Entity::Bill | Entity::BillPayment => text_at(v, &["VendorRef", "value"]),
                 Entity::CreditNote => text_at(v, &["CustomerRef", "value"]).or_else(|| text_at(v, &["VendorRef", "value"])),
                 _ => None,
             };
@@ -159,7 +163,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::Xero => {
             let contact = match r.entity {
                 Entity::Invoice | Entity::Bill | Entity::CreditNote => text_at(v, &["Contact", "ContactID"]),
-                Entity::Payment => text_at(v, &["Invoice", "Contact", "ContactID"]),
+                Entity::Payment | Entity::BillPayment => text_at(v, &["Invoice", "Contact", "ContactID"]),
                 _ => None,
             };
             let issue = date_at(v, &["DateString"]).or_else(|| date_at(v, &["Date"]));
@@ -170,7 +174,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::Zoho => {
             let contact = match r.entity {
                 Entity::Invoice | Entity::Payment => text_at(v, &["customer_id"]),
-                Entity::Bill => text_at(v, &["vendor_id"]),
+                Entity::Bill | Entity::BillPayment => text_at(v, &["vendor_id"]),
                 Entity::CreditNote => text_at(v, &["customer_id"]).or_else(|| text_at(v, &["vendor_id"])),
                 _ => None,
             };
@@ -192,6 +196,12 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         }
         d
     });
+    let payment = match r.provider {
+        Provider::QuickBooks => quickbooks::payment_map(r.entity),
+        Provider::Xero => xero::payment_map(r.entity),
+        Provider::Zoho => zoho::payment_map(r.entity),
+    }
+    .map(|m| map_payment(m, v));
     let company = (r.entity == Entity::Company).then(|| {
         map_company(
             match r.provider {
@@ -225,6 +235,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         flags,
         document,
         company,
+        payment,
     };
     fit_for_storage(&mut out);
     Some(out)
@@ -258,6 +269,7 @@ pub fn tombstone(provider: Provider, org_id: &str, entity: Entity, id: &str, at:
         flags: Vec::new(),
         document: None,
         company: None,
+        payment: None,
     })
 }
 
@@ -744,6 +756,153 @@ mod tests {
                     Some(0),
                     vec![(Some("460000000038029".into()), Some(1250), day("2026-11-04"))]
                 ),
+            ]
+        );
+    }
+
+    /// Payments in each provider's wire format, received and made (the shapes of Intuit's Payment
+    /// and BillPayment, Xero's ACCRECPAYMENT and ACCPAYPAYMENT, Zoho's customer and vendor payment).
+    fn payments() -> Vec<(&'static str, Record)> {
+        let q_in = quickbooks::normalise(
+            Entity::Payment,
+            "9341",
+            json!({"Id": "120", "TxnDate": "2026-11-05", "CustomerRef": {"value": "20", "name": "Red Rock Diner"},
+                "CurrencyRef": {"value": "USD"}, "DepositToAccountRef": {"value": "35", "name": "Checking"}, "PaymentRefNum": "P-9",
+                "TotalAmt": 75.0, "UnappliedAmt": 5.0, "Line": [
+                    {"Amount": 50.0, "LinkedTxn": [{"TxnId": "130", "TxnType": "Invoice"}]},
+                    {"Amount": 20.0, "LinkedTxn": [{"TxnId": "131", "TxnType": "Invoice"}]}]}),
+        )
+        .unwrap();
+        let q_out = quickbooks::normalise(
+            Entity::BillPayment,
+            "9341",
+            json!({"Id": "151", "DocNumber": "CHK-2", "TxnDate": "2026-11-06", "VendorRef": {"value": "41", "name": "Pam's Paper"},
+                "PayType": "Check", "CheckPayment": {"BankAccountRef": {"value": "35", "name": "Checking"}},
+                "CurrencyRef": {"value": "USD"}, "TotalAmt": 140.40, "Line": [
+                    {"Amount": 100.0, "LinkedTxn": [{"TxnId": "251", "TxnType": "Bill"}]},
+                    {"Amount": 40.40, "LinkedTxn": [{"TxnId": "252", "TxnType": "Bill"}]}],
+                "MetaData": {"LastUpdatedTime": "2026-11-06T10:00:00-08:00"}}),
+        )
+        .unwrap();
+        let x_in = xero::normalise(
+            Entity::Payment,
+            "a3a4dbaf-3495-4b14-9bd4-2b1b4e4e5c1a",
+            json!({"PaymentID": "6b037c9b-2e5d-4905-84d3-eabfb3438242", "PaymentType": "ACCRECPAYMENT", "Date": "/Date(1793836800000+0000)/",
+                "Amount": 30.0, "Reference": "Cheque 12", "Status": "AUTHORISED",
+                "Account": {"AccountID": "ac993f75-035b-433c-82e0-7b7a2d40802c", "Code": "090", "Name": "Business Bank Account"},
+                "Invoice": {"InvoiceID": "4f7f1c5a-5e7c-4b0c-9d8d-0b5b2a7d1e11", "InvoiceNumber": "INV-0012", "Type": "ACCREC",
+                    "CurrencyCode": "NZD", "Contact": {"ContactID": "430fa14a-f945-44d3-9f97-5df5e28441b8", "Name": "Liam Gallagher"}}}),
+        )
+        .unwrap();
+        let x_out = xero::normalise(
+            Entity::Payment,
+            "a3a4dbaf-3495-4b14-9bd4-2b1b4e4e5c1a",
+            json!({"PaymentID": "0d666415-cf77-43fa-80c7-56775591d426", "PaymentType": "ACCPAYPAYMENT", "Date": "/Date(1793836800000+0000)/",
+                "Amount": 136.39, "Status": "AUTHORISED", "Account": {"AccountID": "ac993f75-035b-433c-82e0-7b7a2d40802c", "Code": "090"},
+                "Invoice": {"InvoiceID": "0e64a623-c2a1-446a-93ed-eb897f118cbc", "InvoiceNumber": "RPT445-1", "Type": "ACCPAY",
+                    "CurrencyCode": "NZD", "Contact": {"ContactID": "d6851dc2-9f44-4d5e-b1c8-1a1a5f6b0a11", "Name": "PowerDirect"}},
+                "UpdatedDateUTC": "/Date(1793840000000+0000)/"}),
+        )
+        .unwrap();
+        let z_in = zoho::normalise(
+            Entity::Payment,
+            "10234695",
+            json!({"payment_id": "460000000050001", "payment_number": "7", "date": "2026-11-05", "amount": 40.6, "unused_amount": 0.0,
+                "customer_id": "460000000026049", "customer_name": "Bowman & Co", "account_id": "460000000000358",
+                "account_name": "Petty Cash", "currency_code": "USD", "reference_number": "P-7",
+                "invoices": [{"invoice_id": "460000000026061", "invoice_number": "INV-00003", "amount_applied": 40.6}]}),
+        )
+        .unwrap();
+        let z_out = zoho::normalise(
+            Entity::BillPayment,
+            "10234695",
+            json!({"payment_id": "460000000050102", "payment_number": "2", "date": "2026-11-06", "amount": 60.0,
+                "vendor_id": "460000000038001", "vendor_name": "Bowman Supplies", "paid_through_account_id": "460000000000358",
+                "paid_through_account_name": "Petty Cash", "currency_code": "USD", "reference_number": "VP-2",
+                "bills": [{"bill_id": "460000000038029", "bill_number": "BL-00012", "amount_applied": 60.0}],
+                "last_modified_time": "2026-11-06T02:17:40+0000"}),
+        )
+        .unwrap();
+        vec![
+            ("quickbooks-received", q_in),
+            ("quickbooks", q_out),
+            ("xero-received", x_in),
+            ("xero", x_out),
+            ("zoho-received", z_in),
+            ("zoho", z_out),
+        ]
+    }
+
+    /// Payments of every provider read into one shape: the direction from the entity (a Xero
+    /// ACCPAYPAYMENT read as a payment is a bill payment), the contact, the bank account and what
+    /// each paid; each passes the schema and the payments made are the committed examples.
+    #[test]
+    fn payments_received_and_made_read_into_one_shape_with_what_they_paid() {
+        use crate::books::PaymentDirection as D;
+        let schema = records_schema();
+        let mut got = Vec::new();
+        for (name, r) in payments() {
+            let n = normalise(&r).unwrap();
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{e}"));
+            let p = n.payment.clone().expect("a payment");
+            assert_eq!(p.contact.as_ref().and_then(|c| c.id.clone()), n.contact_id, "{name}");
+            assert!(p.bank_account.is_some(), "{name}");
+            let paid: Vec<(Option<String>, Option<String>, Option<i64>)> = p
+                .applied_to
+                .iter()
+                .map(|a| (a.document.as_ref().and_then(|d| d.id.clone()), a.document_type.clone(), a.amount.as_ref().map(|m| m.minor)))
+                .collect();
+            got.push((name, n.entity, p.direction, p.amount.map(|m| m.minor), p.date.clone(), paid));
+            if !name.ends_with("received") {
+                let path =
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/examples/record-{name}-bill_payment.json"));
+                let pretty = serde_json::to_string_pretty(&n).unwrap() + "\n";
+                if std::env::var_os("UPDATE_EXAMPLES").is_some() {
+                    std::fs::write(&path, &pretty).unwrap();
+                }
+                assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty, "{name}: UPDATE_EXAMPLES=1 rewrites it");
+            }
+        }
+        let s = |x: &str| Some(x.to_string());
+        let (p, b) = (Entity::Payment, Entity::BillPayment);
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "quickbooks-received",
+                    p,
+                    D::Received,
+                    Some(7500),
+                    s("2026-11-05"),
+                    vec![(s("130"), s("Invoice"), Some(5000)), (s("131"), s("Invoice"), Some(2000))]
+                ),
+                (
+                    "quickbooks",
+                    b,
+                    D::Made,
+                    Some(14040),
+                    s("2026-11-06"),
+                    vec![(s("251"), s("Bill"), Some(10000)), (s("252"), s("Bill"), Some(4040))]
+                ),
+                (
+                    "xero-received",
+                    p,
+                    D::Received,
+                    Some(3000),
+                    s("2026-11-05"),
+                    vec![(s("4f7f1c5a-5e7c-4b0c-9d8d-0b5b2a7d1e11"), s("ACCREC"), Some(3000))]
+                ),
+                (
+                    "xero",
+                    b,
+                    D::Made,
+                    Some(13639),
+                    s("2026-11-05"),
+                    vec![(s("0e64a623-c2a1-446a-93ed-eb897f118cbc"), s("ACCPAY"), Some(13639))]
+                ),
+                ("zoho-received", p, D::Received, Some(4060), s("2026-11-05"), vec![(s("460000000026061"), s("invoice"), Some(4060))]),
+                ("zoho", b, D::Made, Some(6000), s("2026-11-06"), vec![(s("460000000038029"), s("bill"), Some(6000))]),
             ]
         );
     }

@@ -62,6 +62,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 Entity::Bill => ("accounting.invoices", "accounting.transactions"),
                 Entity::Company => ("accounting.settings", "accounting.settings"),
                 Entity::CreditNote => ("accounting.invoices", "accounting.transactions"),
+                Entity::BillPayment => ("accounting.payments", "accounting.transactions"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -86,6 +87,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 // Vendor credits are the `debitnotes` module: a grant without it fails at that
                 // collection's list call, naming the entity.
                 Entity::CreditNote => "creditnotes",
+                Entity::BillPayment => "vendorpayments",
             };
             let action = if write { "CREATE" } else { "READ" };
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]
