@@ -1,5 +1,5 @@
-//! Provider list answers and single records -> pages -> the normalised model (with invoices' and
-//! bills' documents and lines), plus the text parsers
+//! Provider list answers and single records -> pages -> the normalised model (with invoices',
+//! bills' and credit notes' documents, lines and allocations), plus the text parsers
 //! they use (times, dates, money, currency codes). Asserted besides "no panic": a normalised record
 //! keeps a usable key and serialises, and a page cursor never points before the first page.
 #![no_main]
@@ -21,9 +21,15 @@ fn check_record(r: &Record) {
             assert_eq!(d.currency.len(), 3);
             let amounts = [&d.subtotal, &d.tax, &d.total, &d.amount_due].into_iter().flatten();
             let line_amounts = d.lines.iter().flat_map(|l| [&l.amount, &l.tax_amount]).flatten();
-            assert!(amounts.chain(line_amounts).all(|m| m.currency == d.currency), "{d:?}");
-            let kind = if n.entity == Entity::Bill { shared::books::DocumentKind::Bill } else { shared::books::DocumentKind::SalesInvoice };
-            assert_eq!(d.kind, kind);
+            let applied = d.allocations.iter().filter_map(|a| a.amount.as_ref());
+            assert!(amounts.chain(line_amounts).chain(applied).all(|m| m.currency == d.currency), "{d:?}");
+            assert!(d.allocations.len() <= shared::books::MAX_ALLOCATIONS);
+            use shared::books::DocumentKind as K;
+            match n.entity {
+                Entity::Bill => assert_eq!(d.kind, K::Bill),
+                Entity::CreditNote => assert!(matches!(d.kind, K::SalesCredit | K::PurchaseCredit), "{d:?}"),
+                _ => assert_eq!(d.kind, K::SalesInvoice),
+            }
         }
     }
 }
@@ -58,6 +64,8 @@ fuzz_target!(|data: &[u8]| {
         pass_started_at: (head[10] & 2 == 2).then(|| DateTime::from_timestamp(i64::from(head[9]) << 28, 0)).flatten(),
         position: u32::from_le_bytes([head[2], head[3], head[4], head[5]]),
         page_size: u32::from_le_bytes([head[6], head[7], head[8], 0]),
+        // 0 to 3: the second of credit notes' two collections, and past any entity's last (refused).
+        collection: (head[9] >> 6) & 0b11,
         ..Cursor::start(provider, entity)
     };
     if cursor.check(provider, entity).is_ok() {
@@ -69,7 +77,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(p) = page {
             assert!(p.next_cursor.position >= 1);
             if !p.has_more {
-                assert_eq!(p.next_cursor.position, 1);
+                assert_eq!((p.next_cursor.position, p.next_cursor.collection), (1, 0), "a pass ends in its first collection");
+            } else if p.next_cursor.collection != cursor.collection {
+                // The next collection of the same pass starts at its first page.
+                assert_eq!(p.next_cursor.collection, cursor.collection + 1);
+                assert!(p.next_cursor.after_id.is_none() && p.next_cursor.after_time.is_none());
             }
             p.records.iter().for_each(check_record);
         }

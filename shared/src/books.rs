@@ -23,6 +23,11 @@ pub enum DocumentKind {
     SalesInvoice,
     /// Purchases: QuickBooks Bill, Xero ACCPAY invoice, Zoho bill.
     Bill,
+    /// A credit to a customer: QuickBooks CreditMemo, Xero ACCRECCREDIT credit note, Zoho creditnote.
+    SalesCredit,
+    /// A credit from a supplier: QuickBooks VendorCredit, Xero ACCPAYCREDIT credit note, Zoho
+    /// vendor credit.
+    PurchaseCredit,
 }
 
 /// The document's state in one vocabulary; the provider's own word stays in the record's `status`.
@@ -120,6 +125,197 @@ pub struct Document {
     /// False when the provider's list answer leaves the lines out (Zoho's list summaries): the
     /// lines arrive with the next read of the single record (a webhook or a get).
     pub lines_complete: bool,
+    /// A credit note's applications to invoices or bills, where the provider lists them on the
+    /// credit note (Xero Allocations, Zoho invoices_credited / bills_credited). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocations: Vec<Allocation>,
+}
+
+/// Part of a credit note applied to one document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Allocation {
+    /// The invoice or bill it is applied to: the provider's id and the document's number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<Ref>,
+    /// In the credit note's currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// `YYYY-MM-DD`, as the provider dated the application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
+/// Where a credit note's applications sit: the arrays to read (each tried; all found are read)
+/// and, relative to one application, its fields.
+#[derive(Debug)]
+pub struct AllocationMap {
+    pub lists: &'static [Path],
+    pub document_id: &'static [Path],
+    pub document_number: &'static [Path],
+    pub amount: &'static [Path],
+    pub date: &'static [Path],
+}
+
+/// At most this many applications are kept per document: a hostile answer cannot grow a record
+/// past what one stored item holds (the raw record keeps them all).
+pub const MAX_ALLOCATIONS: usize = 500;
+
+/// Reads a credit note's applications with `map`, amounts in `currency`. Entries with neither a
+/// document nor an amount are skipped.
+pub fn map_allocations(map: &AllocationMap, v: &Value, currency: &str) -> Vec<Allocation> {
+    let mut out = Vec::new();
+    for list in map.lists {
+        let Some(Value::Array(items)) = at(v, list) else { continue };
+        for a in items.iter().filter(|a| a.is_object()) {
+            let document = Ref::from(first_text(a, map.document_id), first_text(a, map.document_number));
+            let amount = money_of(a, map.amount, currency);
+            if document.is_none() && amount.is_none() {
+                continue;
+            }
+            let date = first_text(a, map.date).and_then(|d| day_of(&d));
+            out.push(Allocation { document, amount, date });
+            if out.len() >= MAX_ALLOCATIONS {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// Which way a payment's money went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentDirection {
+    /// From a customer (QuickBooks Payment, Xero ACCRECPAYMENT, Zoho customer payment).
+    Received,
+    /// To a supplier (QuickBooks BillPayment, Xero ACCPAYPAYMENT, Zoho vendor payment).
+    Made,
+}
+
+/// A payment received or made, as the app reads it (`schemas/records.v1.json#/$defs/Payment`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Payment {
+    pub direction: PaymentDirection,
+    /// ISO 4217; `XXX` when the provider named none.
+    pub currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// `YYYY-MM-DD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The customer who paid or the supplier paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Ref>,
+    /// The bank (or card) account the money went into or came out of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bank_account: Option<Ref>,
+    /// What was not applied to any document (a customer's overpayment, credit left).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unapplied: Option<Money>,
+    /// The documents it paid, with how much of it went to each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied_to: Vec<Application>,
+}
+
+/// Part of a payment applied to one document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Application {
+    /// The document: the provider's id and its number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<Ref>,
+    /// The document's kind in the provider's words (QuickBooks TxnType `Invoice`, `Bill`,
+    /// `CreditMemo`; Xero `ACCREC`, `ACCPAY`, `ACCRECCREDIT`; Zoho `invoice`, `bill`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_type: Option<String>,
+    /// In the payment's currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+}
+
+/// Where one list of a payment's applications is: an array of entries or one object, and relative
+/// to an entry its fields. An object (Xero's `Invoice`) with no amount of its own takes the whole
+/// payment's amount: a payment that names one document paid it all.
+#[derive(Debug)]
+pub struct AppliedList {
+    pub at: Path,
+    pub document_id: &'static [Path],
+    pub document_number: &'static [Path],
+    pub document_type: &'static [Path],
+    /// The kind to state when the entry does not name one (Zoho's `invoices[]` are invoices).
+    pub document_type_is: Option<&'static str>,
+    pub amount: &'static [Path],
+}
+
+/// Where a payment's fields sit in one provider's JSON for one entity.
+#[derive(Debug)]
+pub struct PaymentMap {
+    pub direction: PaymentDirection,
+    pub currency: &'static [Path],
+    pub amount: &'static [Path],
+    pub date: &'static [Path],
+    pub reference: &'static [Path],
+    pub contact_id: &'static [Path],
+    pub contact_name: &'static [Path],
+    pub account_id: &'static [Path],
+    pub account_name: &'static [Path],
+    pub unapplied: &'static [Path],
+    pub applied: &'static [AppliedList],
+}
+
+/// Reads a payment with `map`. At most [`MAX_ALLOCATIONS`] applications are kept.
+pub fn map_payment(map: &PaymentMap, v: &Value) -> Payment {
+    let currency = currency_code(first_text(v, map.currency).as_deref()).unwrap_or_else(|| "XXX".to_string());
+    let amount = money_of(v, map.amount, &currency);
+    let mut applied_to = Vec::new();
+    'lists: for list in map.applied {
+        let (items, single): (Vec<&Value>, bool) = match at(v, list.at) {
+            Some(Value::Array(a)) => (a.iter().collect(), false),
+            Some(o @ Value::Object(_)) => (vec![o], true),
+            _ => continue,
+        };
+        for item in items.into_iter().filter(|i| i.is_object()) {
+            let document = Ref::from(first_text(item, list.document_id), first_text(item, list.document_number));
+            let own = money_of(item, list.amount, &currency);
+            let amount = if single && list.amount.is_empty() { amount.clone() } else { own };
+            if document.is_none() && amount.is_none() {
+                continue;
+            }
+            let document_type = first_text(item, list.document_type).or_else(|| list.document_type_is.map(str::to_string));
+            applied_to.push(Application { document, document_type, amount });
+            if applied_to.len() >= MAX_ALLOCATIONS {
+                break 'lists;
+            }
+        }
+    }
+    Payment {
+        direction: map.direction,
+        amount,
+        date: first_text(v, map.date).and_then(|d| day_of(&d)),
+        reference: first_text(v, map.reference),
+        contact: Ref::from(first_text(v, map.contact_id), first_text(v, map.contact_name)),
+        bank_account: Ref::from(first_text(v, map.account_id), first_text(v, map.account_name)),
+        unapplied: money_of(v, map.unapplied, &currency),
+        applied_to,
+        currency,
+    }
+}
+
+/// `YYYY-MM-DD` from a date, a date-time or Xero's `/Date(ms+0000)/`.
+fn day_of(s: &str) -> Option<String> {
+    let s = s.trim();
+    if let Some(head) = s.get(..10) {
+        if chrono::NaiveDate::parse_from_str(head, "%Y-%m-%d").is_ok() {
+            return Some(head.to_string());
+        }
+    }
+    // Xero's Microsoft JSON date; read here (not with the providers' time parser) because the
+    // books sit below the providers.
+    let inner = s.strip_prefix("/Date(")?;
+    let end = inner.char_indices().skip(1).find(|(_, c)| !c.is_ascii_digit()).map(|(i, _)| i).unwrap_or(inner.len());
+    let ms: i64 = inner.get(..end)?.parse().ok()?;
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.date_naive().format("%Y-%m-%d").to_string())
 }
 
 /// The organisation whose books these are (QuickBooks CompanyInfo, Xero Organisation, Zoho
@@ -236,8 +432,12 @@ pub struct DocumentMap {
     pub line: LineMap,
 }
 
+/// A key that is a number indexes an array (`["LinkedTxn", "0", "TxnId"]`).
 fn at(v: &Value, path: Path) -> Option<&Value> {
-    path.iter().try_fold(v, |cur, k| cur.get(*k))
+    path.iter().try_fold(v, |cur, k| match cur {
+        Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => cur.get(*k),
+    })
 }
 
 /// Text of a string or a number (providers send amounts as either).
@@ -320,6 +520,7 @@ pub fn map_document(map: &DocumentMap, v: &Value) -> Document {
         currency,
         lines_complete: matches!(at(v, map.lines), Some(Value::Array(_))),
         lines,
+        allocations: Vec::new(),
     }
 }
 
@@ -436,6 +637,109 @@ mod tests {
         assert_eq!(read(FiscalMonth::EndOneBased, json!({"M": 12})), Some(1));
         assert_eq!(read(FiscalMonth::EndOneBased, json!({"M": "x"})), None);
         assert_eq!(map_company(&m(FiscalMonth::StartName), &json!({"C": "nzd"})).base_currency.as_deref(), Some("NZD"));
+    }
+
+    const ALLOC: AllocationMap = AllocationMap {
+        lists: &[&["A"], &["B"]],
+        document_id: &[&["Doc", "Id"], &["doc_id"]],
+        document_number: &[&["Doc", "No"]],
+        amount: &[&["Amt"]],
+        date: &[&["On"]],
+    };
+
+    #[test]
+    fn allocations_read_from_every_list_in_the_documents_currency() {
+        let v = json!({"A": [{"Doc": {"Id": "i1", "No": "INV-1"}, "Amt": 12.5, "On": "/Date(1551139200000+0000)/"}],
+            "B": [{"doc_id": 7, "Amt": "3", "On": "2026-11-04T00:00:00"}, {"Note": "neither a document nor an amount"}]});
+        let a = map_allocations(&ALLOC, &v, "JPY");
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].document, Some(Ref { id: Some("i1".into()), name: Some("INV-1".into()) }));
+        assert_eq!(a[0].amount, Some(Money { minor: 13, currency: "JPY".into() }), "rounded to whole yen as every amount is");
+        assert_eq!(a[0].date.as_deref(), Some("2019-02-26"));
+        assert_eq!((a[1].document.as_ref().and_then(|d| d.id.as_deref()), a[1].amount.as_ref().map(|m| m.minor)), (Some("7"), Some(3)));
+        assert_eq!(a[1].date.as_deref(), Some("2026-11-04"));
+    }
+
+    #[test]
+    fn hostile_allocations_read_as_absent_and_are_bounded() {
+        for v in [
+            json!(null),
+            json!({"A": "x", "B": {"doc_id": 1}}),
+            json!({"A": [null, 1, "s", [], {"Doc": [], "Amt": {"x": 1}, "On": "/Date(é)/"}, {"Amt": 1, "On": "/Date()/"}]}),
+            json!({"A": [{"Amt": "92233720368547758.08", "doc_id": "", "On": "２０２６-01-01"}]}),
+        ] {
+            for a in map_allocations(&ALLOC, &v, "USD") {
+                assert!(a.document.is_some() || a.amount.is_some(), "{v}");
+                assert!(a.date.is_none(), "{v}");
+            }
+        }
+        let many = json!({"A": vec![json!({"Amt": 1}); MAX_ALLOCATIONS + 10]});
+        assert_eq!(map_allocations(&ALLOC, &many, "USD").len(), MAX_ALLOCATIONS);
+    }
+
+    const PAY: PaymentMap = PaymentMap {
+        direction: PaymentDirection::Made,
+        currency: &[&["Cur"]],
+        amount: &[&["Amt"]],
+        date: &[&["On"]],
+        reference: &[],
+        contact_id: &[&["Who"]],
+        contact_name: &[],
+        account_id: &[],
+        account_name: &[],
+        unapplied: &[],
+        applied: &[
+            AppliedList {
+                at: &["Lines"],
+                document_id: &[&["Links", "0", "Id"]],
+                document_number: &[],
+                document_type: &[&["Links", "0", "Type"]],
+                document_type_is: None,
+                amount: &[&["Amt"]],
+            },
+            AppliedList {
+                at: &["One"],
+                document_id: &[&["Id"]],
+                document_number: &[],
+                document_type: &[],
+                document_type_is: Some("bill"),
+                amount: &[],
+            },
+        ],
+    };
+
+    #[test]
+    fn a_payment_reads_array_entries_by_index_and_a_single_document_takes_the_whole_amount() {
+        let p = map_payment(
+            &PAY,
+            &json!({"Cur": "usd", "Amt": 10, "On": "2026-11-06", "Who": 4,
+                "Lines": [{"Amt": 6, "Links": [{"Id": "a", "Type": "Bill"}, {"Id": "ignored"}]}, {"Amt": 4, "Links": []}],
+                "One": {"Id": "z"}}),
+        );
+        let got: Vec<_> = p
+            .applied_to
+            .iter()
+            .map(|a| (a.document.as_ref().and_then(|d| d.id.as_deref()), a.document_type.as_deref(), a.amount.as_ref().map(|m| m.minor)))
+            .collect();
+        assert_eq!(got, vec![(Some("a"), Some("Bill"), Some(600)), (None, None, Some(400)), (Some("z"), Some("bill"), Some(1000))]);
+        assert_eq!((p.currency.as_str(), p.date.as_deref(), p.direction), ("USD", Some("2026-11-06"), PaymentDirection::Made));
+    }
+
+    #[test]
+    fn hostile_payments_never_panic_and_stay_bounded() {
+        for v in [
+            json!(null),
+            json!([1, 2]),
+            json!({"Lines": {"Links": "x"}, "One": [], "Cur": [], "Amt": "1e3", "On": 5}),
+            json!({"Lines": [null, 7, {"Links": [[]], "Amt": {"a": 1}}, {"Links": {"0": {"Id": "k"}}}], "One": "s"}),
+            json!({"Lines": [{"Links": [{"Id": "é".repeat(10)}], "Amt": "-92233720368547758.09"}]}),
+        ] {
+            let p = map_payment(&PAY, &v);
+            assert!(p.applied_to.iter().all(|a| a.document.is_some() || a.amount.is_some()), "{v}");
+            assert_eq!(p.currency.len(), 3);
+        }
+        let many = json!({"Amt": 1, "Lines": vec![json!({"Amt": 1}); MAX_ALLOCATIONS + 5], "One": {"Id": "x"}});
+        assert_eq!(map_payment(&PAY, &many).applied_to.len(), MAX_ALLOCATIONS);
     }
 
     #[test]

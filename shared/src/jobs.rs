@@ -208,6 +208,8 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::Payment => "payment",
         Entity::Bill => "bill",
         Entity::Company => "company",
+        Entity::CreditNote => "credit_note",
+        Entity::BillPayment => "bill_payment",
     }
 }
 

@@ -53,6 +53,8 @@ pub enum Entity {
     Payment,
     Bill,
     Company,
+    CreditNote,
+    BillPayment,
 }
 
 impl Entity {
@@ -66,6 +68,8 @@ impl Entity {
             Entity::Payment => M::Payment,
             Entity::Bill => M::Bill,
             Entity::Company => M::Company,
+            Entity::CreditNote => M::CreditNote,
+            Entity::BillPayment => M::BillPayment,
         }
     }
 }

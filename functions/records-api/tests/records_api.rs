@@ -84,6 +84,7 @@ fn invoice(id: usize) -> SyncRecord {
         document: None,
         company: None,
         version: None,
+        payment: None,
     }
 }
 

@@ -10,8 +10,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
-use crate::lines::{document, money, percent, Doc, TAX_RATE_BP};
+use crate::lines::{document, exact_cents, money, percent, Doc, TAX_RATE_BP};
 use crate::model::{qbo_time, xero_datestring, xero_msdate, zoho_time, Entity, Provider};
+
+mod credits;
+mod payments;
 
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -99,7 +102,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 6],
+    stores: [Store; 9],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -114,6 +117,9 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::Payment => 3,
         Entity::Bill => 4,
         Entity::Vendor => 5,
+        Entity::CreditNote => 6,
+        Entity::VendorCredit => 7,
+        Entity::BillPayment => 8,
     }
 }
 
@@ -127,6 +133,10 @@ pub fn is_kind(p: Provider, e: Entity, v: &Value) -> bool {
         (Provider::Xero, Entity::Invoice) => v.get("Type").and_then(Value::as_str) != Some("ACCPAY"),
         (Provider::Xero, Entity::Vendor) => flag("IsSupplier"),
         (Provider::Xero, Entity::Contact) => flag("IsCustomer") || !flag("IsSupplier"),
+        (Provider::Xero, Entity::BillPayment) => v.get("PaymentType").and_then(Value::as_str) == Some("ACCPAYPAYMENT"),
+        (Provider::Xero, Entity::Payment) => v.get("PaymentType").and_then(Value::as_str) != Some("ACCPAYPAYMENT"),
+        (Provider::Xero, Entity::VendorCredit) => v.get("Type").and_then(Value::as_str) == Some("ACCPAYCREDIT"),
+        (Provider::Xero, Entity::CreditNote) => v.get("Type").and_then(Value::as_str) != Some("ACCPAYCREDIT"),
         (Provider::Zoho, Entity::Vendor) => v.get("contact_type").and_then(Value::as_str) == Some("vendor"),
         (Provider::Zoho, Entity::Contact) => v.get("contact_type").and_then(Value::as_str) != Some("vendor"),
         _ => true,
@@ -296,6 +306,9 @@ impl Org {
                 let account = self.bank_account(now);
                 self.gen_payment(n, &invoice, &account, now)
             }
+            Entity::CreditNote => self.gen_credit(n, false, lines, now),
+            Entity::VendorCredit => self.gen_credit(n, true, lines, now),
+            Entity::BillPayment => self.gen_bill_payment(n, now),
         };
         let id = self.id_for(n);
         self.put(e, &id, value, now);
@@ -743,6 +756,52 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "last_modified_time",
         ],
         Entity::Vendor => return v.clone(),
+        // Credit notes and vendor credits listed without lines or applications, as invoices and
+        // bills are (the fields of Zoho's list examples; unconfirmed against a live org).
+        Entity::CreditNote => &[
+            "creditnote_id",
+            "creditnote_number",
+            "status",
+            "reference_number",
+            "date",
+            "customer_id",
+            "customer_name",
+            "currency_code",
+            "total",
+            "balance",
+            "created_time",
+            "last_modified_time",
+        ],
+        Entity::VendorCredit => &[
+            "vendor_credit_id",
+            "vendor_credit_number",
+            "status",
+            "reference_number",
+            "date",
+            "vendor_id",
+            "vendor_name",
+            "currency_code",
+            "total",
+            "balance",
+            "created_time",
+            "last_modified_time",
+        ],
+        // A vendor payment listed without the bills it paid (as customer payments drop invoices).
+        Entity::BillPayment => &[
+            "payment_id",
+            "payment_number",
+            "date",
+            "payment_mode",
+            "amount",
+            "vendor_id",
+            "vendor_name",
+            "paid_through_account_id",
+            "paid_through_account_name",
+            "currency_code",
+            "reference_number",
+            "created_time",
+            "last_modified_time",
+        ],
         Entity::Payment => &[
             "payment_id",
             "payment_number",

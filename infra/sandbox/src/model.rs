@@ -45,7 +45,8 @@ impl Provider {
 }
 
 /// The accounting entities the sandbox serves, whatever each provider calls them. `Contact` is a
-/// customer and `Vendor` a supplier; `Bill` is a purchase invoice.
+/// customer and `Vendor` a supplier; `Bill` is a purchase invoice; `CreditNote` a credit to a
+/// customer and `VendorCredit` one from a supplier.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Entity {
     Invoice,
@@ -54,10 +55,24 @@ pub enum Entity {
     Payment,
     Bill,
     Vendor,
+    CreditNote,
+    VendorCredit,
+    /// A payment to a supplier (QuickBooks BillPayment, Xero ACCPAYPAYMENT, Zoho vendor payment).
+    BillPayment,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 6] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Vendor];
+    pub const ALL: [Entity; 9] = [
+        Entity::Invoice,
+        Entity::Contact,
+        Entity::Account,
+        Entity::Payment,
+        Entity::Bill,
+        Entity::Vendor,
+        Entity::CreditNote,
+        Entity::VendorCredit,
+        Entity::BillPayment,
+    ];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
     /// Invoices (`Type: ACCPAY`) and suppliers among its Contacts (`IsSupplier`); Zoho Books keeps
@@ -66,6 +81,10 @@ impl Entity {
         match (p, self) {
             (Provider::Xero, Entity::Bill) => Entity::Invoice,
             (Provider::Xero | Provider::Zoho, Entity::Vendor) => Entity::Contact,
+            // Xero keeps both kinds of credit note in CreditNotes (`Type: ACCPAYCREDIT` for suppliers').
+            (Provider::Xero, Entity::VendorCredit) => Entity::CreditNote,
+            // And payments received and made in Payments (`PaymentType: ACCPAYPAYMENT` for bills').
+            (Provider::Xero, Entity::BillPayment) => Entity::Payment,
             _ => self,
         }
     }
@@ -82,6 +101,11 @@ impl Entity {
             "payment" | "payments" | "customerpayment" | "customerpayments" => Some(Entity::Payment),
             "bill" | "bills" => Some(Entity::Bill),
             "vendor" | "vendors" | "supplier" | "suppliers" => Some(Entity::Vendor),
+            "credit_note" | "credit_notes" | "creditnote" | "creditnotes" | "creditmemo" | "credit_memo" => Some(Entity::CreditNote),
+            "vendor_credit" | "vendor_credits" | "vendorcredit" | "vendorcredits" => Some(Entity::VendorCredit),
+            "bill_payment" | "bill_payments" | "billpayment" | "billpayments" | "vendorpayment" | "vendorpayments" | "vendor_payment" => {
+                Some(Entity::BillPayment)
+            }
             _ => None,
         }
     }
@@ -94,6 +118,9 @@ impl Entity {
             Entity::Payment => "payment",
             Entity::Bill => "bill",
             Entity::Vendor => "vendor",
+            Entity::CreditNote => "credit_note",
+            Entity::VendorCredit => "vendor_credit",
+            Entity::BillPayment => "bill_payment",
         }
     }
 
@@ -105,6 +132,9 @@ impl Entity {
             Entity::Payment => "Payment",
             Entity::Bill => "Bill",
             Entity::Vendor => "Vendor",
+            Entity::CreditNote => "CreditMemo",
+            Entity::VendorCredit => "VendorCredit",
+            Entity::BillPayment => "BillPayment",
         }
     }
 
@@ -116,6 +146,8 @@ impl Entity {
             Entity::Payment => "Payments",
             Entity::Bill => "Invoices",
             Entity::Vendor => "Contacts",
+            Entity::CreditNote | Entity::VendorCredit => "CreditNotes",
+            Entity::BillPayment => "Payments",
         }
     }
 
@@ -127,6 +159,8 @@ impl Entity {
             Entity::Payment => "PaymentID",
             Entity::Bill => "InvoiceID",
             Entity::Vendor => "ContactID",
+            Entity::CreditNote | Entity::VendorCredit => "CreditNoteID",
+            Entity::BillPayment => "PaymentID",
         }
     }
 
@@ -139,6 +173,18 @@ impl Entity {
             Entity::Payment => "customerpayments",
             Entity::Bill => "bills",
             Entity::Vendor => "contacts",
+            Entity::CreditNote => "creditnotes",
+            Entity::VendorCredit => "vendorcredits",
+            Entity::BillPayment => "vendorpayments",
+        }
+    }
+
+    /// Zoho Books key of a list answer: the path segment, except vendor credits (`vendor_credits`,
+    /// as Zoho's vendor credits page shows the list answer).
+    pub fn zoho_list_key(self) -> &'static str {
+        match self {
+            Entity::VendorCredit => "vendor_credits",
+            e => e.zoho_plural(),
         }
     }
 
@@ -151,6 +197,9 @@ impl Entity {
             Entity::Payment => "payment",
             Entity::Bill => "bill",
             Entity::Vendor => "contact",
+            Entity::CreditNote => "creditnote",
+            Entity::VendorCredit => "vendor_credit",
+            Entity::BillPayment => "vendorpayment",
         }
     }
 
@@ -162,6 +211,9 @@ impl Entity {
             Entity::Payment => "payment_id",
             Entity::Bill => "bill_id",
             Entity::Vendor => "contact_id",
+            Entity::CreditNote => "creditnote_id",
+            Entity::VendorCredit => "vendor_credit_id",
+            Entity::BillPayment => "payment_id",
         }
     }
 }

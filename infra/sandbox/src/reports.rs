@@ -121,9 +121,8 @@ fn invoice(p: Provider, r: &Record) -> Option<Invoice> {
 
 pub fn payments(org: &Org) -> Vec<Payment> {
     let p = org.provider;
-    org.store(Entity::Payment)
-        .items
-        .iter()
+    // Payments received only: Xero keeps payments made (ACCPAYPAYMENT) in the same store.
+    org.records(Entity::Payment)
         .filter(|r| !r.deleted)
         .filter_map(|r| {
             let v = &r.value;

@@ -80,7 +80,30 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
         Provider::Zoho => &["ZohoBooks.settings.CREATE", "ZohoBooks.settings.DELETE"],
         Provider::QuickBooks => &[],
     };
-    for r in required {
+    // Zoho keeps credit notes and vendor credits in two modules with scopes of their own
+    // (`creditnotes`, and `debitnotes` for vendor credits): asked for only when a tenant enables them.
+    let credit_notes: &[&str] = match (provider, write) {
+        (Provider::Zoho, true) => &["ZohoBooks.creditnotes.ALL", "ZohoBooks.debitnotes.ALL"],
+        (Provider::Zoho, false) => &["ZohoBooks.creditnotes.READ", "ZohoBooks.debitnotes.READ"],
+        _ => &[],
+    };
+    let extra = if tenant.config.enabled_entities.contains(&Entity::CreditNote) && !tenant.config.scopes.contains_key(&provider) {
+        credit_notes
+    } else {
+        &[]
+    };
+    // Zoho's vendor payments are a module of their own too (`vendorpayments`).
+    let bill_payments: &[&str] = match (provider, write) {
+        (Provider::Zoho, true) => &["ZohoBooks.vendorpayments.ALL"],
+        (Provider::Zoho, false) => &["ZohoBooks.vendorpayments.READ"],
+        _ => &[],
+    };
+    let payments_extra = if tenant.config.enabled_entities.contains(&Entity::BillPayment) && !tenant.config.scopes.contains_key(&provider) {
+        bill_payments
+    } else {
+        &[]
+    };
+    for r in extra.iter().chain(payments_extra).chain(required) {
         if !scopes.iter().any(|s| s == r) {
             scopes.push(r.to_string());
         }
@@ -97,6 +120,13 @@ fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
         Entity::Payment => &["accounting.payments", "accounting.payments.read", "accounting.transactions", "accounting.transactions.read"],
         Entity::Bill => &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"],
         Entity::Company => &["accounting.settings", "accounting.settings.read"],
+        Entity::BillPayment => {
+            &["accounting.payments", "accounting.payments.read", "accounting.transactions", "accounting.transactions.read"]
+        }
+        // Xero's CreditNotes endpoint sits under the invoices scope (Xero's granular scope table).
+        Entity::CreditNote => {
+            &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"]
+        }
         Entity::Contact => &["accounting.contacts", "accounting.contacts.read"],
         Entity::Account => &["accounting.settings", "accounting.settings.read"],
     }
@@ -141,6 +171,8 @@ fn entity_label(e: Entity) -> &'static str {
         Entity::Payment => "payments",
         Entity::Bill => "bills",
         Entity::Company => "company",
+        Entity::CreditNote => "credit notes",
+        Entity::BillPayment => "bill payments",
     }
 }
 
@@ -170,6 +202,22 @@ mod tests {
         let z = scopes_for(&custom, Provider::Zoho);
         assert!(z.contains(&"ZohoBooks.settings.CREATE".to_string()) && z.contains(&"ZohoBooks.settings.DELETE".to_string()));
         assert_eq!(scopes_for(&tenant(Plan::Starter), Provider::QuickBooks), vec!["com.intuit.quickbooks.accounting"]);
+    }
+
+    /// Zoho keeps credit notes and vendor credits in modules of their own: a tenant that enables
+    /// credit notes asks for both (read-only on Starter), one that does not asks for neither.
+    #[test]
+    fn zoho_credit_note_scopes_follow_the_enabled_entity() {
+        let mut t = tenant(Plan::Starter);
+        let without = scopes_for(&t, Provider::Zoho);
+        assert!(!without.iter().any(|s| s.contains("creditnotes") || s.contains("debitnotes")), "{without:?}");
+        t.config.enabled_entities.push(Entity::CreditNote);
+        let with = scopes_for(&t, Provider::Zoho);
+        assert_eq!(with.len(), without.len() + 2);
+        assert!(with.contains(&"ZohoBooks.creditnotes.READ".to_string()) && with.contains(&"ZohoBooks.debitnotes.READ".to_string()));
+        t.plan = Plan::Enterprise;
+        assert!(scopes_for(&t, Provider::Zoho).contains(&"ZohoBooks.debitnotes.ALL".to_string()));
+        assert_eq!(scopes_for(&t, Provider::Xero), scopes_for(&tenant(Plan::Enterprise), Provider::Xero), "Xero's are the invoices scopes");
     }
 
     #[test]

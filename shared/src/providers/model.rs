@@ -29,10 +29,27 @@ pub enum Entity {
     Bill,
     /// The organisation itself (QuickBooks CompanyInfo, Xero Organisation, Zoho organization).
     Company,
+    /// Credit notes, sales and purchase (QuickBooks CreditMemo and VendorCredit, Xero CreditNotes
+    /// of both types, Zoho creditnotes and vendorcredits); the document's kind tells them apart.
+    #[serde(rename = "credit_note")]
+    CreditNote,
+    /// Payments made to suppliers (QuickBooks BillPayment, Xero ACCPAYPAYMENT payments, Zoho
+    /// vendorpayments); `Payment` stays the payments received.
+    #[serde(rename = "bill_payment")]
+    BillPayment,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 6] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Company];
+    pub const ALL: [Entity; 8] = [
+        Entity::Invoice,
+        Entity::Contact,
+        Entity::Account,
+        Entity::Payment,
+        Entity::Bill,
+        Entity::Company,
+        Entity::CreditNote,
+        Entity::BillPayment,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,6 +59,8 @@ impl Entity {
             Entity::Payment => "payment",
             Entity::Bill => "bill",
             Entity::Company => "company",
+            Entity::CreditNote => "credit_note",
+            Entity::BillPayment => "bill_payment",
         }
     }
 }
@@ -62,6 +81,8 @@ impl std::str::FromStr for Entity {
             "payment" | "payments" | "customerpayments" => Ok(Entity::Payment),
             "bill" | "bills" => Ok(Entity::Bill),
             "company" | "companyinfo" | "organisation" | "organization" => Ok(Entity::Company),
+            "credit_note" | "credit_notes" | "creditnote" | "creditnotes" => Ok(Entity::CreditNote),
+            "bill_payment" | "bill_payments" | "billpayment" | "vendorpayments" | "vendorpayment" => Ok(Entity::BillPayment),
             other => Err(Error::InvalidInput(format!("unknown entity '{other}'"))),
         }
     }
@@ -197,6 +218,15 @@ pub struct Cursor {
     /// provider no longer lists into tombstones (`sync::reconcile`). Cleared when the pass ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_pass_started: Option<DateTime<Utc>>,
+    /// Which of the entity's collections the pass is reading, for an entity a provider keeps in
+    /// several (QuickBooks CreditMemo then VendorCredit): one pass walks them in order, each from
+    /// its first page, under the pass's one start time.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub collection: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 impl Cursor {
@@ -217,6 +247,7 @@ impl Cursor {
             boundary: Vec::new(),
             boundary_until: None,
             full_pass_started: None,
+            collection: 0,
         }
     }
 
@@ -232,7 +263,30 @@ impl Cursor {
     }
 
     pub fn is_first_page(&self) -> bool {
-        self.position == 1 && self.after_id.is_none() && self.after_time.is_none()
+        self.position == 1 && self.after_id.is_none() && self.after_time.is_none() && self.collection == 0
+    }
+
+    /// After the last page of one of an entity's `collections`, the first page of the next one in
+    /// the same pass (same start, same full pass); `None` after the last collection. The pass's
+    /// start is kept so what changed in an earlier collection while the later ones were read is
+    /// read again by the next pass.
+    pub(crate) fn next_collection(&self, collections: usize, server_time: Option<DateTime<Utc>>) -> Option<Cursor> {
+        let next = self.collection.checked_add(1)?;
+        if usize::from(next) >= collections {
+            return None;
+        }
+        let pass_started_at =
+            if self.is_first_page() { server_time.or(self.pass_started_at) } else { self.pass_started_at.or(server_time) };
+        Some(Cursor {
+            collection: next,
+            pass_started_at,
+            position: 1,
+            after_id: None,
+            after_time: None,
+            boundary: Vec::new(),
+            boundary_until: None,
+            ..self.clone()
+        })
     }
 
     /// The lower bound of the next list call: the keyset time inside a pass, else the watermark.
@@ -350,6 +404,7 @@ impl Cursor {
                 boundary: Vec::new(),
                 boundary_until: None,
                 full_pass_started: None,
+                collection: 0,
                 ..self.clone()
             }
         }
@@ -386,6 +441,20 @@ pub struct Page {
     pub next_cursor: Cursor,
     pub has_more: bool,
     pub rate_limit: RateLimitInfo,
+}
+
+impl Page {
+    /// For an entity a provider keeps in several collections: the end of one collection's pages
+    /// is not the end of the pass but the first page of the next collection.
+    pub(crate) fn then_next_collection(mut self, cursor: &Cursor, collections: usize, server_time: Option<DateTime<Utc>>) -> Page {
+        if !self.has_more {
+            if let Some(next) = cursor.next_collection(collections, server_time) {
+                self.next_cursor = next;
+                self.has_more = true;
+            }
+        }
+        self
+    }
 }
 
 /// Reads a string or number field as text (providers mix the two for ids and amounts).

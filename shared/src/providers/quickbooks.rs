@@ -13,7 +13,9 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::{CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, StatusRule};
+use crate::books::{
+    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, PaymentDirection, PaymentMap, StatusRule,
+};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::{AccountingProvider, Change, ChangeKind};
@@ -38,18 +40,37 @@ pub struct QuickBooksClient {
     core: Core,
 }
 
-/// QuickBooks' entity name (query `FROM`, response key) and its path segment.
+/// QuickBooks' entity name (query `FROM`, response key) and its path segment: the entity's first
+/// collection (see [`collections`]).
 pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
+    collections(entity)[0]
+}
+
+/// Every QuickBooks entity an entity of ours is read from, in the order a pass reads them.
+/// Credit notes are two: customers' CreditMemo and suppliers' VendorCredit. Their Ids are taken
+/// to be unique across the two within a realm (QuickBooks numbers transactions from one sequence;
+/// unconfirmed, the sandbox does so).
+pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
     match entity {
-        Entity::Invoice => ("Invoice", "invoice"),
-        Entity::Contact => ("Customer", "customer"),
-        Entity::Account => ("Account", "account"),
-        Entity::Payment => ("Payment", "payment"),
-        Entity::Bill => ("Bill", "bill"),
+        Entity::Invoice => &[("Invoice", "invoice")],
+        Entity::Contact => &[("Customer", "customer")],
+        Entity::Account => &[("Account", "account")],
+        Entity::Payment => &[("Payment", "payment")],
+        Entity::Bill => &[("Bill", "bill")],
         // Queried like the others; whether CompanyInfo honours the LastUpdatedTime filter and the
         // Id keyset is unconfirmed (it is one record, so a full answer costs nothing more).
-        Entity::Company => ("CompanyInfo", "companyinfo"),
+        Entity::Company => &[("CompanyInfo", "companyinfo")],
+        Entity::CreditNote => &[("CreditMemo", "creditmemo"), ("VendorCredit", "vendorcredit")],
+        Entity::BillPayment => &[("BillPayment", "billpayment")],
     }
+}
+
+/// The collection a cursor is reading (a cursor is data: one past the entity's collections is refused).
+fn collection_of(cursor: &Cursor) -> Result<(&'static str, &'static str)> {
+    collections(cursor.entity)
+        .get(usize::from(cursor.collection))
+        .copied()
+        .ok_or_else(|| Error::InvalidInput("cursor collection is out of range".into()))
 }
 
 /// Whether change data capture serves the entity (Intuit's CDC list of entities has no CompanyInfo).
@@ -103,19 +124,21 @@ const fn document(kind: DocumentKind) -> DocumentMap {
         kind,
         reference: &[],
         contact_id: match kind {
-            DocumentKind::SalesInvoice => &[&["CustomerRef", "value"]],
-            DocumentKind::Bill => &[&["VendorRef", "value"]],
+            DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["CustomerRef", "value"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["VendorRef", "value"]],
         },
         contact_name: match kind {
-            DocumentKind::SalesInvoice => &[&["CustomerRef", "name"]],
-            DocumentKind::Bill => &[&["VendorRef", "name"]],
+            DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["CustomerRef", "name"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["VendorRef", "name"]],
         },
         currency: &[&["CurrencyRef", "value"]],
         exchange_rate: &[&["ExchangeRate"]],
         subtotal: &[],
         tax: &[&["TxnTaxDetail", "TotalTax"]],
         total: &[&["TotalAmt"]],
-        amount_due: &[&["Balance"]],
+        // A credit note's Balance is the credit not yet applied (CreditMemo also states it as
+        // RemainingCredit).
+        amount_due: &[&["Balance"], &["RemainingCredit"]],
         status: StatusRule::FromAmountDue,
         lines: &["Line"],
         line: LINE,
@@ -124,12 +147,80 @@ const fn document(kind: DocumentKind) -> DocumentMap {
 
 const INVOICE: DocumentMap = document(DocumentKind::SalesInvoice);
 const BILL: DocumentMap = document(DocumentKind::Bill);
+const CREDIT_MEMO: DocumentMap = document(DocumentKind::SalesCredit);
+const VENDOR_CREDIT: DocumentMap = document(DocumentKind::PurchaseCredit);
 
 /// Where an invoice's or a bill's fields are (`books::map_document`); `None` for other entities.
 pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     match entity {
         Entity::Invoice => Some(&INVOICE),
         Entity::Bill => Some(&BILL),
+        Entity::CreditNote => Some(&CREDIT_MEMO),
+        _ => None,
+    }
+}
+
+/// As [`document_map`], for this record: a credit note naming a vendor is a VendorCredit.
+pub fn document_map_of(entity: Entity, v: &Value) -> Option<&'static DocumentMap> {
+    match entity {
+        Entity::CreditNote if v.get("VendorRef").is_some() => Some(&VENDOR_CREDIT),
+        e => document_map(e),
+    }
+}
+
+/// QuickBooks lists no applications on a credit note: a CreditMemo is applied by a Payment, a
+/// VendorCredit by a BillPayment (their lines' LinkedTxn name it), so the allocations are read
+/// from the payments, not here.
+pub fn allocation_map(_entity: Entity) -> Option<&'static AllocationMap> {
+    None
+}
+
+/// A payment's lines each pay one document: the line's `Amount`, its `LinkedTxn` the document
+/// (`TxnType` Invoice, CreditMemo, Bill, VendorCredit, ...). A line linking several transactions
+/// is read by its first (unconfirmed whether QuickBooks sends such lines on payments).
+const PAID_LINES: &[AppliedList] = &[AppliedList {
+    at: &["Line"],
+    document_id: &[&["LinkedTxn", "0", "TxnId"]],
+    document_number: &[],
+    document_type: &[&["LinkedTxn", "0", "TxnType"]],
+    document_type_is: None,
+    amount: &[&["Amount"]],
+}];
+
+const RECEIVED: PaymentMap = PaymentMap {
+    direction: PaymentDirection::Received,
+    currency: &[&["CurrencyRef", "value"]],
+    amount: &[&["TotalAmt"]],
+    date: &[&["TxnDate"]],
+    reference: &[&["PaymentRefNum"]],
+    contact_id: &[&["CustomerRef", "value"]],
+    contact_name: &[&["CustomerRef", "name"]],
+    account_id: &[&["DepositToAccountRef", "value"]],
+    account_name: &[&["DepositToAccountRef", "name"]],
+    unapplied: &[&["UnappliedAmt"]],
+    applied: PAID_LINES,
+};
+
+/// A BillPayment pays from a bank account (`PayType: Check`) or a card (`CreditCard`).
+const MADE: PaymentMap = PaymentMap {
+    direction: PaymentDirection::Made,
+    currency: &[&["CurrencyRef", "value"]],
+    amount: &[&["TotalAmt"]],
+    date: &[&["TxnDate"]],
+    reference: &[&["DocNumber"]],
+    contact_id: &[&["VendorRef", "value"]],
+    contact_name: &[&["VendorRef", "name"]],
+    account_id: &[&["CheckPayment", "BankAccountRef", "value"], &["CreditCardPayment", "CCAccountRef", "value"]],
+    account_name: &[&["CheckPayment", "BankAccountRef", "name"], &["CreditCardPayment", "CCAccountRef", "name"]],
+    unapplied: &[],
+    applied: PAID_LINES,
+};
+
+/// Where a payment's fields are (`books::map_payment`); `None` for other entities.
+pub fn payment_map(entity: Entity) -> Option<&'static PaymentMap> {
+    match entity {
+        Entity::Payment => Some(&RECEIVED),
+        Entity::BillPayment => Some(&MADE),
         _ => None,
     }
 }
@@ -145,7 +236,7 @@ fn check_realm(realm: &str) -> Result<&str> {
 
 /// The query for one page. The timestamp is written with an explicit offset, as Intuit's examples do.
 pub fn list_query(entity: Entity, cursor: &Cursor) -> String {
-    let (name, _) = entity_names(entity);
+    let (name, _) = collections(entity).get(usize::from(cursor.collection)).copied().unwrap_or(entity_names(entity));
     let mut conds = Vec::new();
     if let Some(t) = cursor.modified_since {
         conds.push(format!("MetaData.LastUpdatedTime > '{}'", t.to_rfc3339_opts(SecondsFormat::Secs, false)));
@@ -175,6 +266,12 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), status)
         }
         Entity::Company => (None, text(&v, "CompanyName"), None, None),
+        Entity::BillPayment => (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), None),
+        // No status field: the document's status says what is left of the credit.
+        Entity::CreditNote => {
+            let name = text_at(&v, &["CustomerRef", "name"]).or_else(|| text_at(&v, &["VendorRef", "name"]));
+            (text(&v, "DocNumber"), name, text(&v, "TotalAmt"), None)
+        }
     };
     Ok(Record {
         provider: PROVIDER,
@@ -194,7 +291,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
 /// One query answer as a page (a pure function of the answer, so it can be fuzzed on its own).
 pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
     let entity = cursor.entity;
-    let (name, _) = entity_names(entity);
+    let (name, _) = collection_of(cursor)?;
     let server_time = body.get("time").and_then(Value::as_str).and_then(parse_time).or(date);
     let qr =
         body.get_mut("QueryResponse").ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: "no QueryResponse".into() })?;
@@ -206,7 +303,8 @@ pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<D
     };
     let has_more = items.len() as u64 >= u64::from(cursor.page_size);
     let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
-    Ok(Page { next_cursor: cursor.advance_by_id(has_more, server_time, &records), records, has_more, rate_limit })
+    let page = Page { next_cursor: cursor.advance_by_id(has_more, server_time, &records), records, has_more, rate_limit };
+    Ok(page.then_next_collection(cursor, collections(entity).len(), server_time))
 }
 
 impl QuickBooksClient {
@@ -239,11 +337,12 @@ impl QuickBooksClient {
         entity: Entity,
         since: chrono::DateTime<Utc>,
     ) -> Result<(Vec<Record>, Option<chrono::DateTime<Utc>>)> {
-        let (name, _) = entity_names(entity);
+        let names: Vec<&str> = collections(entity).iter().map(|(n, _)| *n).collect();
+        let joined = names.join(",");
         let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, "cdc"])?;
         let since = since.to_rfc3339_opts(SecondsFormat::Secs, false);
         let req = self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[
-            ("entities", name),
+            ("entities", joined.as_str()),
             ("changedSince", since.as_str()),
             ("minorversion", MINOR_VERSION),
         ]);
@@ -253,14 +352,16 @@ impl QuickBooksClient {
         let responses = ok.body.get("CDCResponse").and_then(Value::as_array).ok_or_else(|| malformed("no CDCResponse"))?;
         for r in responses {
             for qr in r.get("QueryResponse").and_then(Value::as_array).into_iter().flatten() {
-                match qr.get(name) {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Array(items)) => {
-                        for v in items {
-                            records.push(normalise(entity, org_id, v.clone())?);
+                for name in &names {
+                    match qr.get(*name) {
+                        None | Some(Value::Null) => {}
+                        Some(Value::Array(items)) => {
+                            for v in items {
+                                records.push(normalise(entity, org_id, v.clone())?);
+                            }
                         }
+                        Some(_) => return Err(malformed("CDC QueryResponse entry is not an array")),
                     }
-                    Some(_) => return Err(malformed("CDC QueryResponse entry is not an array")),
                 }
             }
         }
@@ -268,8 +369,7 @@ impl QuickBooksClient {
         Ok((records, server_time))
     }
 
-    fn entity_from(body: &Value, entity: Entity) -> Result<Value> {
-        let (name, _) = entity_names(entity);
+    fn entity_from(body: &Value, name: &str) -> Result<Value> {
         body.get(name)
             .cloned()
             .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("response has no {name} object") })
@@ -358,12 +458,20 @@ impl AccountingProvider for QuickBooksClient {
         parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
     }
 
+    /// An entity of several collections is looked for in each in turn: the first that has the id
+    /// answers. A retryable failure is returned at once rather than taken for "not in this one".
     async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {
-        let (_, segment) = entity_names(entity);
-        let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, segment, id])?;
-        let req = self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[("minorversion", MINOR_VERSION)]);
-        let ok = self.core.call(req).await?;
-        normalise(entity, org_id, Self::entity_from(&ok.body, entity)?)
+        let mut last = None;
+        for (name, segment) in collections(entity) {
+            let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, segment, id])?;
+            let req = self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[("minorversion", MINOR_VERSION)]);
+            match self.core.call(req).await {
+                Ok(ok) => return normalise(entity, org_id, Self::entity_from(&ok.body, name)?),
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Internal(format!("{entity} has no QuickBooks collection"))))
     }
 
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, idempotency_key: &str) -> Result<Record> {
@@ -377,7 +485,7 @@ impl AccountingProvider for QuickBooksClient {
             .query(&[("requestid", idempotency_key), ("minorversion", MINOR_VERSION)])
             .json(payload);
         let ok = self.core.call(req).await?;
-        normalise(entity, org_id, Self::entity_from(&ok.body, entity)?)
+        normalise(entity, org_id, Self::entity_from(&ok.body, entity_names(entity).0)?)
     }
 
     /// Every change names the SyncToken it is based on, and QuickBooks refuses a stale one (Fault
@@ -418,7 +526,7 @@ impl AccountingProvider for QuickBooksClient {
         };
         let req = self.bearer(tokens, self.core.http.reqwest().post(url)).query(&query).json(&body);
         let ok = self.core.call(req).await?;
-        let v = Self::entity_from(&ok.body, entity)?;
+        let v = Self::entity_from(&ok.body, entity_names(entity).0)?;
         // A deletion answers `{"Id", "status": "Deleted"}`, not the record.
         if change.kind == ChangeKind::Delete || v.get("status").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("deleted")) {
             return Ok(None);
@@ -448,6 +556,39 @@ mod tests {
             list_query(Entity::Invoice, &c),
             "SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime > '2026-01-02T03:04:05+00:00' AND Id > '130' ORDERBY Id STARTPOSITION 1 MAXRESULTS 10"
         );
+    }
+
+    /// Credit notes are two QuickBooks entities: the pass reads CreditMemo to its end, then
+    /// VendorCredit from its first page, under the first page's start time; only then does the pass end.
+    #[test]
+    fn credit_notes_walk_credit_memos_then_vendor_credits_in_one_pass() {
+        let t0 = "2026-01-02T03:04:05-08:00";
+        let c = Cursor::start(PROVIDER, Entity::CreditNote).with_page_size(2);
+        let body = |name: &str, ids: &[&str], time: &str| {
+            let items: Vec<Value> = ids.iter().map(|id| json!({"Id": id, "TotalAmt": 1})).collect();
+            json!({"QueryResponse": {name: items}, "time": time})
+        };
+        let p1 = parse_page("934", &c, body("CreditMemo", &["3", "5"], t0), None, RateLimitInfo::default()).unwrap();
+        assert!(p1.has_more && p1.next_cursor.collection == 0);
+        let p2 =
+            parse_page("934", &p1.next_cursor, body("CreditMemo", &["8"], "2026-01-02T04:00:00-08:00"), None, RateLimitInfo::default())
+                .unwrap();
+        assert!(p2.has_more, "VendorCredit is still to read");
+        let n = &p2.next_cursor;
+        assert_eq!((n.collection, n.position, n.after_id.as_deref(), n.pass_started_at), (1, 1, None, parse_time(t0)));
+        assert_eq!(list_query(Entity::CreditNote, n), "SELECT * FROM VendorCredit ORDERBY Id STARTPOSITION 1 MAXRESULTS 2");
+        // A page of the wrong collection's key is an empty page, not someone else's records.
+        let p3 = parse_page("934", n, body("CreditMemo", &["9"], "2026-01-02T05:00:00-08:00"), None, RateLimitInfo::default()).unwrap();
+        assert!(p3.records.is_empty() && !p3.has_more);
+        let p3 = parse_page("934", n, body("VendorCredit", &["4"], "2026-01-02T05:00:00-08:00"), None, RateLimitInfo::default()).unwrap();
+        assert_eq!(p3.records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["4"]);
+        let end = &p3.next_cursor;
+        assert!(!p3.has_more);
+        assert_eq!((end.collection, end.modified_since), (0, parse_time(t0).map(|t| t - chrono::Duration::seconds(5))));
+        // A cursor past the entity's collections is refused.
+        let mut bad = n.clone();
+        bad.collection = 2;
+        assert!(parse_page("934", &bad, body("VendorCredit", &[], t0), None, RateLimitInfo::default()).is_err());
     }
 
     #[test]

@@ -10,7 +10,10 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
+use crate::books::{
+    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
+    StatusRule,
+};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::{AccountingProvider, Change, ChangeKind};
@@ -47,6 +50,11 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         // Xero keeps sales invoices and bills in one collection, told apart by Type.
         Entity::Bill => ("Invoices", "InvoiceID"),
         Entity::Company => ("Organisation", "OrganisationID"),
+        // Sales (ACCRECCREDIT) and purchase (ACCPAYCREDIT) credit notes in one collection; one
+        // entity of ours holds both, told apart by the document's kind.
+        Entity::CreditNote => ("CreditNotes", "CreditNoteID"),
+        // Payments received and made share one collection, told apart by PaymentType.
+        Entity::BillPayment => ("Payments", "PaymentID"),
     }
 }
 
@@ -72,6 +80,10 @@ pub fn type_filter(entity: Entity) -> Option<&'static str> {
     match entity {
         Entity::Invoice => Some(r#"Type=="ACCREC""#),
         Entity::Bill => Some(r#"Type=="ACCPAY""#),
+        // Before bill payments, a pull of payments took both kinds; credit note refunds and
+        // prepayment or overpayment payments (AR/APCREDITPAYMENT, ...) are in neither.
+        Entity::Payment => Some(r#"PaymentType=="ACCRECPAYMENT""#),
+        Entity::BillPayment => Some(r#"PaymentType=="ACCPAYPAYMENT""#),
         _ => None,
     }
 }
@@ -81,7 +93,11 @@ fn entity_of(entity: Entity, v: &Value) -> Entity {
     match (entity, v.get("Type").and_then(Value::as_str)) {
         (Entity::Invoice | Entity::Bill, Some("ACCPAY")) => Entity::Bill,
         (Entity::Invoice | Entity::Bill, Some("ACCREC")) => Entity::Invoice,
-        _ => entity,
+        _ => match (entity, v.get("PaymentType").and_then(Value::as_str)) {
+            (Entity::Payment | Entity::BillPayment, Some("ACCPAYPAYMENT")) => Entity::BillPayment,
+            (Entity::Payment | Entity::BillPayment, Some("ACCRECPAYMENT")) => Entity::Payment,
+            _ => entity,
+        },
     }
 }
 
@@ -134,6 +150,85 @@ const fn document(kind: DocumentKind) -> DocumentMap {
 const INVOICE: DocumentMap = document(DocumentKind::SalesInvoice);
 const BILL: DocumentMap = document(DocumentKind::Bill);
 
+/// A credit note is a document whose `RemainingCredit` is what is left to apply.
+const fn credit_note(kind: DocumentKind) -> DocumentMap {
+    DocumentMap { reference: &[&["Reference"]], amount_due: &[&["RemainingCredit"]], ..document(kind) }
+}
+
+const SALES_CREDIT: DocumentMap = credit_note(DocumentKind::SalesCredit);
+const PURCHASE_CREDIT: DocumentMap = credit_note(DocumentKind::PurchaseCredit);
+
+/// A credit note's `Allocations`: each names the invoice (or bill) and the amount and date applied.
+const ALLOCATIONS: AllocationMap = AllocationMap {
+    lists: &[&["Allocations"]],
+    document_id: &[&["Invoice", "InvoiceID"]],
+    document_number: &[&["Invoice", "InvoiceNumber"]],
+    amount: &[&["Amount"]],
+    date: &[&["Date"]],
+};
+
+/// A Xero payment pays one document: the invoice (or bill) it names, or a credit note (a refund).
+const PAID: &[AppliedList] = &[
+    AppliedList {
+        at: &["Invoice"],
+        document_id: &[&["InvoiceID"]],
+        document_number: &[&["InvoiceNumber"]],
+        document_type: &[&["Type"]],
+        document_type_is: None,
+        amount: &[],
+    },
+    AppliedList {
+        at: &["CreditNote"],
+        document_id: &[&["CreditNoteID"]],
+        document_number: &[&["CreditNoteNumber"]],
+        document_type: &[&["Type"]],
+        document_type_is: None,
+        amount: &[],
+    },
+];
+
+/// The currency and the contact are the paid document's.
+const fn payment(direction: PaymentDirection) -> PaymentMap {
+    PaymentMap {
+        direction,
+        currency: &[&["Invoice", "CurrencyCode"], &["CreditNote", "CurrencyCode"]],
+        amount: &[&["Amount"]],
+        date: &[&["Date"]],
+        reference: &[&["Reference"]],
+        contact_id: &[&["Invoice", "Contact", "ContactID"], &["CreditNote", "Contact", "ContactID"]],
+        contact_name: &[&["Invoice", "Contact", "Name"], &["CreditNote", "Contact", "Name"]],
+        account_id: &[&["Account", "AccountID"]],
+        account_name: &[&["Account", "Name"], &["Account", "Code"]],
+        unapplied: &[],
+        applied: PAID,
+    }
+}
+
+const RECEIVED: PaymentMap = payment(PaymentDirection::Received);
+const MADE: PaymentMap = payment(PaymentDirection::Made);
+
+/// Where a payment's fields are (`books::map_payment`); `None` for other entities.
+pub fn payment_map(entity: Entity) -> Option<&'static PaymentMap> {
+    match entity {
+        Entity::Payment => Some(&RECEIVED),
+        Entity::BillPayment => Some(&MADE),
+        _ => None,
+    }
+}
+
+/// As [`document_map`], for this record: an ACCPAYCREDIT credit note is a supplier's.
+pub fn document_map_of(entity: Entity, v: &Value) -> Option<&'static DocumentMap> {
+    match (entity, v.get("Type").and_then(Value::as_str)) {
+        (Entity::CreditNote, Some("ACCPAYCREDIT")) => Some(&PURCHASE_CREDIT),
+        (Entity::CreditNote, _) => Some(&SALES_CREDIT),
+        (e, _) => document_map(e),
+    }
+}
+
+pub fn allocation_map(entity: Entity) -> Option<&'static AllocationMap> {
+    (entity == Entity::CreditNote).then_some(&ALLOCATIONS)
+}
+
 /// Where an invoice's or a bill's fields are (`books::map_document`); `None` for other entities.
 pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     match entity {
@@ -160,7 +255,14 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Contact => (text(&v, "AccountNumber"), text(&v, "Name"), None, text(&v, "DefaultCurrency"), text(&v, "ContactStatus")),
         Entity::Account => (text(&v, "Code"), text(&v, "Name"), None, text(&v, "CurrencyCode"), text(&v, "Status")),
         Entity::Company => (text(&v, "ShortCode"), text(&v, "Name"), None, text(&v, "BaseCurrency"), text(&v, "OrganisationStatus")),
-        Entity::Payment => (
+        Entity::CreditNote => (
+            text(&v, "CreditNoteNumber"),
+            text_at(&v, &["Contact", "Name"]),
+            text(&v, "Total"),
+            text(&v, "CurrencyCode"),
+            text(&v, "Status"),
+        ),
+        Entity::Payment | Entity::BillPayment => (
             text(&v, "Reference"),
             text_at(&v, &["Invoice", "Contact", "Name"]),
             text(&v, "Amount"),
@@ -187,6 +289,9 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
 pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
     let entity = cursor.entity;
     let name = list_key(entity);
+    if cursor.collection != 0 {
+        return Err(Error::InvalidInput("cursor collection is out of range".into()));
+    }
     let items = match body.get_mut(name).map(Value::take) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a,

@@ -12,7 +12,10 @@ use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
 
-use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
+use crate::books::{
+    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
+    StatusRule,
+};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::client::{AccountingProvider, Change, ChangeKind};
@@ -55,7 +58,49 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         Entity::Bill => ("bills", "bill", "bill_id"),
         // `GET /organizations` lists every organization of the user: `parse_page` keeps this one.
         Entity::Company => ("organizations", "organization", "organization_id"),
+        Entity::CreditNote => ("creditnotes", "creditnote", "creditnote_id"),
+        Entity::BillPayment => ("vendorpayments", "vendorpayment", "payment_id"),
     }
+}
+
+/// One Zoho module an entity of ours is read from: (path segment, list key, key of one object, id
+/// field). The path and the list key differ for vendor credits.
+pub type Collection = (&'static str, &'static str, &'static str, &'static str);
+
+/// Every module an entity is read from, in the order a pass reads them: credit notes are the
+/// customers' `creditnotes` and the suppliers' `vendorcredits` (listed under `vendor_credits`; the
+/// list key and the one-object key `vendor_credit` follow Zoho's vendor credits page, unconfirmed
+/// against a live org). Zoho's ids are taken to be unique across modules of an organization
+/// (unconfirmed; the sandbox numbers them from one sequence).
+pub fn collections(entity: Entity) -> &'static [Collection] {
+    const INVOICE: &[Collection] = &[("invoices", "invoices", "invoice", "invoice_id")];
+    const CONTACT: &[Collection] = &[("contacts", "contacts", "contact", "contact_id")];
+    const ACCOUNT: &[Collection] = &[("chartofaccounts", "chartofaccounts", "chart_of_account", "account_id")];
+    const PAYMENT: &[Collection] = &[("customerpayments", "customerpayments", "payment", "payment_id")];
+    const BILL: &[Collection] = &[("bills", "bills", "bill", "bill_id")];
+    const COMPANY: &[Collection] = &[("organizations", "organizations", "organization", "organization_id")];
+    const BILL_PAYMENT: &[Collection] = &[("vendorpayments", "vendorpayments", "vendorpayment", "payment_id")];
+    const CREDIT_NOTE: &[Collection] = &[
+        ("creditnotes", "creditnotes", "creditnote", "creditnote_id"),
+        ("vendorcredits", "vendor_credits", "vendor_credit", "vendor_credit_id"),
+    ];
+    match entity {
+        Entity::Invoice => INVOICE,
+        Entity::Contact => CONTACT,
+        Entity::Account => ACCOUNT,
+        Entity::Payment => PAYMENT,
+        Entity::Bill => BILL,
+        Entity::Company => COMPANY,
+        Entity::CreditNote => CREDIT_NOTE,
+        Entity::BillPayment => BILL_PAYMENT,
+    }
+}
+
+fn collection_of(cursor: &Cursor) -> Result<Collection> {
+    collections(cursor.entity)
+        .get(usize::from(cursor.collection))
+        .copied()
+        .ok_or_else(|| Error::InvalidInput("cursor collection is out of range".into()))
 }
 
 pub const COMPANY: CompanyMap = CompanyMap {
@@ -104,12 +149,12 @@ const fn document(kind: DocumentKind) -> DocumentMap {
         kind,
         reference: &[&["reference_number"]],
         contact_id: match kind {
-            DocumentKind::SalesInvoice => &[&["customer_id"]],
-            DocumentKind::Bill => &[&["vendor_id"]],
+            DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["customer_id"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["vendor_id"]],
         },
         contact_name: match kind {
-            DocumentKind::SalesInvoice => &[&["customer_name"]],
-            DocumentKind::Bill => &[&["vendor_name"]],
+            DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["customer_name"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["vendor_name"]],
         },
         currency: &[&["currency_code"]],
         exchange_rate: &[&["exchange_rate"]],
@@ -127,6 +172,103 @@ const fn document(kind: DocumentKind) -> DocumentMap {
 const INVOICE: DocumentMap = document(DocumentKind::SalesInvoice);
 const BILL: DocumentMap = document(DocumentKind::Bill);
 
+/// Credit note and vendor credit statuses (Zoho's help: a credit with credit left is open, one
+/// used up is closed).
+const CREDIT_STATUSES: &[(&str, DocumentStatus)] = &[
+    ("draft", DocumentStatus::Draft),
+    ("pending_approval", DocumentStatus::AwaitingApproval),
+    ("approved", DocumentStatus::Open),
+    ("open", DocumentStatus::Open),
+    ("closed", DocumentStatus::Paid),
+    ("void", DocumentStatus::Void),
+];
+
+const fn credit_note(kind: DocumentKind) -> DocumentMap {
+    DocumentMap { status: StatusRule::Field(&["status"], CREDIT_STATUSES), ..document(kind) }
+}
+
+const SALES_CREDIT: DocumentMap = credit_note(DocumentKind::SalesCredit);
+const PURCHASE_CREDIT: DocumentMap = credit_note(DocumentKind::PurchaseCredit);
+
+/// Where a credit note's applications are in the single record (list summaries have none): a
+/// credit note's `invoices_credited`, a vendor credit's `bills_credited` (field names from Zoho's
+/// API pages; unconfirmed against a live org).
+const ALLOCATIONS: AllocationMap = AllocationMap {
+    lists: &[&["invoices_credited"], &["bills_credited"]],
+    document_id: &[&["invoice_id"], &["bill_id"]],
+    document_number: &[&["invoice_number"], &["bill_number"]],
+    amount: &[&["amount_applied"], &["amount"]],
+    date: &[&["date"]],
+};
+
+/// A customer payment's `invoices[]` and a vendor payment's `bills[]` (on the single record; list
+/// summaries leave them out).
+const RECEIVED: PaymentMap = PaymentMap {
+    direction: PaymentDirection::Received,
+    currency: &[&["currency_code"]],
+    amount: &[&["amount"]],
+    date: &[&["date"]],
+    reference: &[&["reference_number"], &["payment_number"]],
+    contact_id: &[&["customer_id"]],
+    contact_name: &[&["customer_name"]],
+    account_id: &[&["account_id"]],
+    account_name: &[&["account_name"]],
+    unapplied: &[&["unused_amount"]],
+    applied: &[AppliedList {
+        at: &["invoices"],
+        document_id: &[&["invoice_id"]],
+        document_number: &[&["invoice_number"]],
+        document_type: &[],
+        document_type_is: Some("invoice"),
+        amount: &[&["amount_applied"]],
+    }],
+};
+
+/// A vendor payment's account is `paid_through_account_*` (Zoho's vendor payments page;
+/// unconfirmed against a live org, as is `currency_code` on it).
+const MADE: PaymentMap = PaymentMap {
+    direction: PaymentDirection::Made,
+    currency: &[&["currency_code"]],
+    amount: &[&["amount"]],
+    date: &[&["date"]],
+    reference: &[&["reference_number"], &["payment_number"]],
+    contact_id: &[&["vendor_id"]],
+    contact_name: &[&["vendor_name"]],
+    account_id: &[&["paid_through_account_id"]],
+    account_name: &[&["paid_through_account_name"]],
+    unapplied: &[],
+    applied: &[AppliedList {
+        at: &["bills"],
+        document_id: &[&["bill_id"]],
+        document_number: &[&["bill_number"]],
+        document_type: &[],
+        document_type_is: Some("bill"),
+        amount: &[&["amount_applied"]],
+    }],
+};
+
+/// Where a payment's fields are (`books::map_payment`); `None` for other entities.
+pub fn payment_map(entity: Entity) -> Option<&'static PaymentMap> {
+    match entity {
+        Entity::Payment => Some(&RECEIVED),
+        Entity::BillPayment => Some(&MADE),
+        _ => None,
+    }
+}
+
+/// As [`document_map`], for this record: one with a `vendor_credit_id` is a supplier's credit.
+pub fn document_map_of(entity: Entity, v: &Value) -> Option<&'static DocumentMap> {
+    match entity {
+        Entity::CreditNote if v.get("vendor_credit_id").is_some() => Some(&PURCHASE_CREDIT),
+        Entity::CreditNote => Some(&SALES_CREDIT),
+        e => document_map(e),
+    }
+}
+
+pub fn allocation_map(entity: Entity) -> Option<&'static AllocationMap> {
+    (entity == Entity::CreditNote).then_some(&ALLOCATIONS)
+}
+
 /// Where an invoice's or a bill's fields are (`books::map_document`); `None` for other entities.
 pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     match entity {
@@ -138,7 +280,9 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
 
 pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
     let (_, _, id_field) = entity_names(entity);
-    let id = text(&v, id_field)
+    let id = collections(entity)
+        .iter()
+        .find_map(|c| text(&v, c.3))
         .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("{entity} without {id_field}") })?;
     let (number, name, amount, status) = match entity {
         Entity::Invoice => (text(&v, "invoice_number"), text(&v, "customer_name"), text(&v, "total"), text(&v, "status")),
@@ -150,8 +294,15 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             v.get("is_active").and_then(Value::as_bool).map(|a| if a { "active" } else { "inactive" }.to_string()),
         ),
         Entity::Payment => (text(&v, "payment_number"), text(&v, "customer_name"), text(&v, "amount"), None),
+        Entity::BillPayment => (text(&v, "payment_number"), text(&v, "vendor_name"), text(&v, "amount"), None),
         Entity::Bill => (text(&v, "bill_number"), text(&v, "vendor_name"), text(&v, "total"), text(&v, "status")),
         Entity::Company => (None, text(&v, "name"), None, None),
+        Entity::CreditNote => (
+            text(&v, "creditnote_number").or_else(|| text(&v, "vendor_credit_number")),
+            text(&v, "customer_name").or_else(|| text(&v, "vendor_name")),
+            text(&v, "total"),
+            text(&v, "status"),
+        ),
     };
     Ok(Record {
         provider: PROVIDER,
@@ -171,7 +322,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
 /// One list answer as a page (a pure function of the answer, so it can be fuzzed on its own).
 pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
     let entity = cursor.entity;
-    let (module, _, _) = entity_names(entity);
+    let (_, module, _, _) = collection_of(cursor)?;
     let items = match body.get_mut(module).map(Value::take) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a,
@@ -188,7 +339,8 @@ pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<D
     };
     let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
     let next_cursor = cursor.advance_by_time(has_more, date, &records);
-    Ok(Page { records: cursor.drop_boundary(records), next_cursor, has_more, rate_limit })
+    let page = Page { records: cursor.drop_boundary(records), next_cursor, has_more, rate_limit };
+    Ok(page.then_next_collection(cursor, collections(entity).len(), date))
 }
 
 /// Zoho's timestamp format: `2013-11-18T02:17:40+0000`.
@@ -345,7 +497,7 @@ impl AccountingProvider for ZohoClient {
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
         cursor.check(PROVIDER, cursor.entity)?;
         let entity = cursor.entity;
-        let (module, _, _) = entity_names(entity);
+        let (module, _, _, _) = collection_of(cursor)?;
         let url = api_url(&self.api_base(tokens)?, &[module])?;
         let mut query = vec![
             ("organization_id", check_org(org_id)?.to_string()),
@@ -364,12 +516,27 @@ impl AccountingProvider for ZohoClient {
         parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
     }
 
+    /// An entity of several modules is looked for in each in turn: the first that has the id
+    /// answers. A retryable failure is returned at once rather than taken for "not in this one".
     async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {
-        let (module, _, _) = entity_names(entity);
-        let url = api_url(&self.api_base(tokens)?, &[module, id])?;
-        let req = self.authed(tokens, self.core.http.reqwest().get(url)).query(&[("organization_id", check_org(org_id)?)]);
-        let ok = self.core.call(req).await?;
-        normalise(entity, org_id, Self::one(&ok.body, entity)?)
+        let mut last = None;
+        for (module, _, single, _) in collections(entity) {
+            let url = api_url(&self.api_base(tokens)?, &[module, id])?;
+            let req = self.authed(tokens, self.core.http.reqwest().get(url)).query(&[("organization_id", check_org(org_id)?)]);
+            match self.core.call(req).await {
+                Ok(ok) => {
+                    let one = ok
+                        .body
+                        .get(*single)
+                        .cloned()
+                        .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("response has no {single}") })?;
+                    return normalise(entity, org_id, one);
+                }
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Internal(format!("{entity} has no Zoho module"))))
     }
 
     /// Zoho Books has no idempotency key: a retried create can make a second record. The sync

@@ -192,6 +192,7 @@ mod tests {
             document: None,
             company: None,
             version: None,
+            payment: None,
         }
     }
 

@@ -79,6 +79,8 @@ pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String
                 // Bills are ACCPAY invoices: the same scopes as sales invoices.
                 Entity::Bill => ("accounting.invoices", "accounting.transactions"),
                 Entity::Company => ("accounting.settings", "accounting.settings"),
+                Entity::CreditNote => ("accounting.invoices", "accounting.transactions"),
+                Entity::BillPayment => ("accounting.payments", "accounting.transactions"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -100,6 +102,10 @@ pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String
                 Entity::Payment => "customerpayments",
                 Entity::Bill => "bills",
                 Entity::Company => "settings",
+                // Vendor credits are the `debitnotes` module: a grant without it fails at that
+                // collection's list call, naming the entity.
+                Entity::CreditNote => "creditnotes",
+                Entity::BillPayment => "vendorpayments",
             };
             let action = op.zoho_action();
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]

@@ -444,6 +444,7 @@ mod tests {
             document: None,
             company: None,
             version: None,
+            payment: None,
         }
     }
 
@@ -593,6 +594,7 @@ mod tests {
             amount_due: None,
             lines: vec![],
             lines_complete: true,
+            allocations: vec![],
         });
         assert_eq!(lifecycle_allows(Provider::Xero, Entity::Invoice, Action::Void, Some(&r)).unwrap_err().code, "status_forbids");
         assert_eq!(lifecycle_allows(Provider::Xero, Entity::Invoice, Action::Delete, Some(&r)).unwrap_err().code, "status_forbids");

@@ -91,8 +91,8 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         Entity::Invoice | Entity::Bill => invoice(org, cur, patch),
         Entity::Contact | Entity::Vendor => contact(org, id, cur, patch),
         Entity::Payment => payment(org, cur, patch, now),
-        // Accounts keep the plain merge the sandbox always had.
-        Entity::Account => Ok(merge_top(cur, &patch)),
+        // Accounts (and entities added after the write paths) keep the plain merge.
+        Entity::Account | Entity::CreditNote | Entity::VendorCredit | Entity::BillPayment => Ok(merge_top(cur, &patch)),
     }
 }
 

@@ -72,7 +72,8 @@ pub async fn update(
     let next = match e {
         Entity::Invoice | Entity::Bill => document(org, e, &cur, &patch),
         Entity::Contact | Entity::Vendor => contact(org, &id, &cur, &patch),
-        Entity::Account | Entity::Payment => Ok(merge_top(&cur, &patch)),
+        // Entities added after the write paths keep the plain merge until they get their own rules.
+        Entity::Account | Entity::Payment | Entity::CreditNote | Entity::VendorCredit | Entity::BillPayment => Ok(merge_top(&cur, &patch)),
     };
     let next = match next {
         Ok(v) => v,
@@ -86,7 +87,9 @@ pub async fn update(
         Entity::Bill => "Bill information has been updated.",
         Entity::Contact | Entity::Vendor => "Contact has been updated successfully",
         Entity::Account => "The account has been updated.",
-        Entity::Payment => "The payment has been updated.",
+        Entity::Payment | Entity::BillPayment => "The payment has been updated.",
+        Entity::CreditNote => "Credit Note information has been updated.",
+        Entity::VendorCredit => "Vendor credit information has been updated.",
     };
     json(StatusCode::OK, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(message), e.zoho_singular(), rec.full))
 }
