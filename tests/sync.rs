@@ -2557,3 +2557,75 @@ async fn xero_bill_payments_with_what_they_paid() {
 async fn zoho_bill_payments_with_what_they_paid() {
     Box::pin(bill_payments_case(Provider::Zoho)).await;
 }
+
+/// A payment received, written in the common model: checked against the stored invoice (the
+/// customer's, owing at least what is applied) before any call, recorded at the provider (the
+/// invoice owes less), then deleted (the invoice owes again).
+async fn payment_writes_case(provider: Provider) {
+    let h = harness().await;
+    let (org, mut seeded) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("contact", 1), ("account", 5), ("invoice", 2)]).await;
+    let contact = seeded.remove("contact").unwrap().remove(0);
+    h.connect(provider, &org).await;
+    for e in [Entity::Contact, Entity::Account, Entity::Invoice] {
+        h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, e)).await;
+    }
+    let accounts = h.store().list_records(&h.tenant, provider, &org, PEntity::Account).await.unwrap();
+    let bank = accounts.iter().find(|a| a.name.as_deref().is_some_and(|n| n.starts_with("Business Bank"))).expect("the bank account");
+    let invoices = h.store().list_records(&h.tenant, provider, &org, PEntity::Invoice).await.unwrap();
+    let inv = invoices.iter().find(|i| i.contact_id.as_deref() == Some(contact.as_str())).expect("an invoice of the contact");
+    let due = inv.document.as_ref().unwrap().amount_due.as_ref().unwrap().minor;
+    assert!(due > 100, "{provider}: the seeded invoice owes something");
+    let pay = |amount: i64| {
+        json!({"action": "create", "requested_by": WRITER, "record": {
+            "contact": {"id": contact}, "date": "2026-12-01", "amount": amount, "account": {"id": bank.provider_id},
+            "applied_to": [{"document": {"id": inv.provider_id}, "amount": amount}]}})
+    };
+    h.control("DELETE", "counters", None).await;
+    let r = h.write(provider, &org, Entity::Payment, pay(due + 1)).await;
+    assert_eq!(r["code"], "validation_failed", "{provider}: {r}");
+    assert_eq!(r["problems"][0]["code"], "exceeds_amount_due", "{provider}: {r}");
+    assert_eq!(h.calls(api_prefix(provider)).await, 0, "{provider}: an overpayment costs no call");
+
+    let part = due / 2;
+    let r = h.write(provider, &org, Entity::Payment, pay(part)).await;
+    assert_eq!(r["outcome"], "applied", "{provider}: {r}");
+    let pid = r["provider_id"].as_str().unwrap().to_string();
+    let stored = h.store().get_record(&h.tenant, provider, &org, PEntity::Payment, &pid).await.unwrap().expect("stored");
+    assert_eq!(stored.amount.as_ref().map(|m| m.minor), Some(part), "{provider}");
+    let owed = |v: &Value| -> i64 {
+        let field = match provider {
+            Provider::QuickBooks => "Balance",
+            Provider::Xero => "AmountDue",
+            Provider::Zoho => "balance",
+        };
+        shared::money::parse_minor(&v["value"][field].to_string(), 2).unwrap()
+    };
+    let at = h.sandbox_record(provider, &org, "invoice", &inv.provider_id).await;
+    assert_eq!(owed(&at), due - part, "{provider}: the invoice owes less: {at}");
+
+    let version = r["version"].as_str().unwrap().to_string();
+    h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
+    let r = h
+        .write(provider, &org, Entity::Payment, json!({"action": "delete", "requested_by": ADMIN, "provider_id": pid, "version": version}))
+        .await;
+    assert_eq!(r["outcome"], "applied", "{provider}: {r}");
+    let gone = h.store().get_record(&h.tenant, provider, &org, PEntity::Payment, &pid).await.unwrap().unwrap();
+    assert!(gone.deleted, "{provider}: {gone:?}");
+    let at = h.sandbox_record(provider, &org, "invoice", &inv.provider_id).await;
+    assert_eq!(owed(&at), due, "{provider}: the invoice owes it again: {at}");
+}
+
+#[tokio::test]
+async fn quickbooks_payment_writes() {
+    Box::pin(payment_writes_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_payment_writes() {
+    Box::pin(payment_writes_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_payment_writes() {
+    Box::pin(payment_writes_case(Provider::Zoho)).await;
+}

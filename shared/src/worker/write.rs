@@ -160,21 +160,43 @@ async fn body(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest) -> Result<std::
     Ok(match input {
         RecordInput::Contact(c) => check::contact(ctx.provider, creating, &c).map(Some),
         RecordInput::Document(d) => {
-            let contact =
-                match d.contact.as_ref().and_then(|c| c.id.as_deref()).filter(|id| !id.is_empty() && id.len() <= model::MAX_ID_LEN) {
-                    Some(id) => deps.store.get_record(tenant, ctx.provider, &ctx.org_id, Entity::Contact, id).await?,
-                    None => None,
-                };
+            let contact = stored_contact(deps, ctx, d.contact.as_ref()).await?;
             let names_accounts = d.lines.iter().flatten().any(|l| l.account.is_some());
             let accounts = if names_accounts {
                 deps.store.list_records(tenant, ctx.provider, &ctx.org_id, Entity::Account).await?
             } else {
                 Vec::new()
             };
-            let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: None };
+            let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: None, documents: &[] };
             check::document(ctx.provider, ctx.entity, creating, &d, &books).map(Some)
         }
+        RecordInput::Payment(p) => {
+            let contact = stored_contact(deps, ctx, p.contact.as_ref()).await?;
+            let accounts = if p.account.is_some() {
+                deps.store.list_records(tenant, ctx.provider, &ctx.org_id, Entity::Account).await?
+            } else {
+                Vec::new()
+            };
+            let mut documents = Vec::new();
+            for a in p.applied_to.iter().flatten().take(check::MAX_LINES) {
+                if let Some(id) = a.document.id.as_deref().filter(|id| !id.is_empty() && id.len() <= model::MAX_ID_LEN) {
+                    if let Some(d) = deps.store.get_record(tenant, ctx.provider, &ctx.org_id, Entity::Invoice, id).await? {
+                        documents.push(d);
+                    }
+                }
+            }
+            let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: None, documents: &documents };
+            check::payment(ctx.provider, creating, &p, &books).map(Some)
+        }
     })
+}
+
+/// The stored contact a record names, if it is stored.
+async fn stored_contact(deps: &SyncDeps, ctx: &JobCtx, r: Option<&crate::writes::RefInput>) -> Result<Option<SyncRecord>> {
+    match r.and_then(|c| c.id.as_deref()).filter(|id| !id.is_empty() && id.len() <= model::MAX_ID_LEN) {
+        Some(id) => deps.store.get_record(&ctx.tenant.tenant_id, ctx.provider, &ctx.org_id, Entity::Contact, id).await,
+        None => Ok(None),
+    }
 }
 
 async fn decide(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest, reference: &str, counts: &mut Counts) -> Result<Done> {
@@ -388,7 +410,7 @@ async fn create(deps: &SyncDeps, ctx: &JobCtx, mut payload: Value, reference: &s
     if ctx.provider == Provider::Zoho {
         tag_zoho(&mut payload, reference)?;
         let (field, value) = match entity {
-            Entity::Invoice | Entity::Bill => {
+            Entity::Invoice | Entity::Bill | Entity::Payment => {
                 // The app's reference_number stays as sent; without one, ours fills it so the
                 // lookup below has a field to list by.
                 if payload.get("reference_number").and_then(Value::as_str).is_none_or(str::is_empty) {

@@ -6,8 +6,8 @@ use serde_json::{json, Map, Value};
 use crate::money::{currency_code, currency_scale};
 use crate::providers::model::Entity;
 use crate::sync::model::SyncRecord;
-use crate::writes::wire::{self, put, Placement, RefBy, StatusWire};
-use crate::writes::{format_minor, line_amount, Action, ContactInput, DocumentInput, LineInput, Problem, RefInput};
+use crate::writes::wire::{self, put, AppliedWire, Placement, RefBy, StatusWire};
+use crate::writes::{format_minor, line_amount, Action, ContactInput, DocumentInput, LineInput, PaymentInput, Problem, RefInput};
 use crate::Provider;
 
 /// The most lines a write takes (QuickBooks and Xero document limits are higher; a write from an
@@ -23,6 +23,8 @@ pub struct Books<'a> {
     pub accounts: &'a [SyncRecord],
     /// The org's stored tax codes; None when the tenant does not sync tax rates (not checked).
     pub tax_codes: Option<&'a [String]>,
+    /// The stored documents a payment names (those found).
+    pub documents: &'a [SyncRecord],
 }
 
 fn inactive(r: &SyncRecord) -> bool {
@@ -389,6 +391,161 @@ pub fn contact(provider: Provider, creating: bool, c: &ContactInput) -> Result<V
     }
 }
 
+/// Checks a payment received and builds the provider's body: the customer and the account are
+/// stored and active, every invoice it pays is the customer's and owes at least what is applied,
+/// and it applies no more than it is.
+pub fn payment(provider: Provider, creating: bool, p: &PaymentInput, books: &Books<'_>) -> Result<Value, Vec<Problem>> {
+    let w = wire::payment(provider);
+    let mut problems = Vec::new();
+    if !creating {
+        return Err(vec![Problem::new("action", "unsupported", "a payment is not updated: delete it and record it again")]);
+    }
+    let mut body = Value::Object(Map::new());
+    for (path, v) in w.constants {
+        put(&mut body, path, json!(v));
+    }
+    let contact_id = p.contact.as_ref().and_then(|c| c.id.clone()).filter(|id| !id.is_empty());
+    match (&contact_id, books.contact) {
+        (None, _) => problems.push(Problem::new("record.contact.id", "required", "the customer who paid, by provider id")),
+        (Some(_), None) => {
+            problems.push(Problem::new("record.contact.id", "unknown_contact", "no stored contact has this id (sync contacts first)"))
+        }
+        (Some(_), Some(c)) if inactive(c) => {
+            problems.push(Problem::new("record.contact.id", "unknown_contact", "the contact is archived, inactive or deleted"))
+        }
+        (Some(id), Some(_)) => {
+            if let Some(path) = w.contact {
+                put(&mut body, path, json!(id));
+            }
+        }
+    }
+    let currency = match &p.currency {
+        Some(c) => match currency_code(Some(c)) {
+            Some(code) => Some(code),
+            None => {
+                problems.push(Problem::new("record.currency", "invalid", "an ISO 4217 code (three letters)"));
+                None
+            }
+        },
+        None => books.documents.first().and_then(|d| d.document.as_ref()).map(|d| d.currency.clone()),
+    };
+    let scale = currency_scale(currency.as_deref().unwrap_or("XXX"));
+    let amount = match p.amount {
+        Some(a) if a > 0 => {
+            put(&mut body, w.amount, wire::number(&format_minor(a, scale)));
+            Some(a)
+        }
+        Some(_) => {
+            problems.push(Problem::new("record.amount", "invalid", "more than zero"));
+            None
+        }
+        None => {
+            problems.push(Problem::new("record.amount", "required", "the amount paid, in minor units"));
+            None
+        }
+    };
+    if let Some(d) = p.date {
+        put(&mut body, w.date, json!(d.to_string()));
+    }
+    match &p.account {
+        Some(r) => {
+            let (path, by) = w.account;
+            if let Some(x) = resolve_account("record.account", r, by, books, &mut problems) {
+                put(&mut body, path, json!(x));
+            }
+        }
+        None if w.account_required => {
+            problems.push(Problem::new("record.account", "required", format!("{provider} needs the account the money went into")))
+        }
+        None => {}
+    }
+    text_ok("record.reference", &p.reference, 255, &mut problems);
+    if let (Some(r), Some(path)) = (&p.reference, w.reference) {
+        put(&mut body, path, json!(r));
+    }
+    let applied = p.applied_to.as_deref().unwrap_or_default();
+    let mut total_applied: i64 = 0;
+    let mut elements = Vec::new();
+    for (i, a) in applied.iter().enumerate() {
+        let f = format!("record.applied_to[{i}]");
+        let Some(id) = a.document.id.as_deref().filter(|id| !id.is_empty()) else {
+            problems.push(Problem::new(format!("{f}.document.id"), "required", "the invoice's provider id"));
+            continue;
+        };
+        let Some(doc) = books.documents.iter().find(|d| d.provider_id == id && !d.deleted) else {
+            problems.push(Problem::new(
+                format!("{f}.document.id"),
+                "unknown_document",
+                "no stored invoice has this id (sync invoices first)",
+            ));
+            continue;
+        };
+        if contact_id.is_some() && doc.contact_id.is_some() && doc.contact_id != contact_id {
+            problems.push(Problem::new(format!("{f}.document.id"), "invalid", "the invoice is another contact's"));
+        }
+        let due = doc.document.as_ref().and_then(|d| d.amount_due.as_ref()).map(|m| m.minor);
+        if a.amount <= 0 {
+            problems.push(Problem::new(format!("{f}.amount"), "invalid", "more than zero"));
+        } else if let Some(due) = due.filter(|due| a.amount > *due) {
+            problems.push(Problem::new(
+                format!("{f}.amount"),
+                "exceeds_amount_due",
+                format!("the invoice owes {}", format_minor(due, scale)),
+            ));
+        }
+        if let (Some(cur), Some(d)) = (&currency, doc.document.as_ref()) {
+            if &d.currency != cur {
+                problems.push(Problem::new(format!("{f}.document.id"), "currency_mismatch", format!("the invoice is in {}", d.currency)));
+            }
+        }
+        total_applied = total_applied.saturating_add(a.amount);
+        elements.push((id.to_string(), a.amount));
+    }
+    if let Some(amount) = amount {
+        if total_applied > amount {
+            problems.push(Problem::new("record.applied_to", "invalid", "applies more than the payment's amount"));
+        }
+    }
+    match &w.applied {
+        AppliedWire::Single(path) => match elements.as_slice() {
+            [(id, a)] => {
+                put(&mut body, path, json!(id));
+                if amount.is_some_and(|amount| amount != *a) {
+                    problems.push(Problem::new(
+                        "record.applied_to[0].amount",
+                        "invalid",
+                        format!("a {provider} payment pays one document with all of its amount"),
+                    ));
+                }
+            }
+            _ if applied.len() == 1 => {}
+            _ => problems.push(Problem::new("record.applied_to", "unsupported", format!("a {provider} payment pays exactly one document"))),
+        },
+        AppliedWire::List { key, id, amount: amount_path, constants } => {
+            let list: Vec<Value> = elements
+                .iter()
+                .map(|(doc, a)| {
+                    let mut e = Value::Object(Map::new());
+                    put(&mut e, id, json!(doc));
+                    put(&mut e, amount_path, wire::number(&format_minor(*a, scale)));
+                    for (path, v) in *constants {
+                        put(&mut e, path, json!(v));
+                    }
+                    e
+                })
+                .collect();
+            if !list.is_empty() {
+                body[*key] = Value::Array(list);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(body)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Whether the provider allows `action` from the record's current state (checked before sending
 /// where the provider's rule is known: Xero voids only approved, unpaid documents and deletes only
 /// drafts).
@@ -460,7 +617,7 @@ mod tests {
         let contact = rec(Entity::Contact, "c-1", None, Some("ACTIVE"));
         let accounts = [rec(Entity::Account, "a-uuid", Some("400"), Some("ACTIVE"))];
         let codes = vec!["INPUT".to_string()];
-        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: Some(&codes) };
+        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: Some(&codes), documents: &[] };
         let d =
             doc(json!({"contact": {"id": "c-1"}, "number": "B-1", "issue_date": "2026-12-01", "due_date": "2026-12-31", "status": "open",
             "lines": [{"description": "Paper", "quantity": "3", "unit_price": "19.99", "account": {"id": "a-uuid"}, "tax_code": "INPUT"},
@@ -480,7 +637,7 @@ mod tests {
     fn a_quickbooks_bill_line_without_an_item_is_account_based() {
         let contact = rec(Entity::Contact, "56", None, None);
         let accounts = [rec(Entity::Account, "7", Some("6000"), None)];
-        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: None };
+        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: None, documents: &[] };
         let d = doc(
             json!({"contact": {"id": "56"}, "lines": [{"amount": 12345, "account": {"code": "6000"}}, {"item": {"id": "3"}, "quantity": 2, "unit_price": "5"}]}),
         );
@@ -499,7 +656,7 @@ mod tests {
         let contact = rec(Entity::Contact, "c-1", None, Some("ARCHIVED"));
         let accounts = [rec(Entity::Account, "a1", Some("200"), Some("ARCHIVED"))];
         let codes: Vec<String> = vec!["OUTPUT".into()];
-        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: Some(&codes) };
+        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: Some(&codes), documents: &[] };
         let d = doc(json!({"contact": {"id": "c-1"}, "currency": "usd", "issue_date": "2026-12-10", "due_date": "2026-12-01",
             "lines": [{"quantity": "2", "unit_price": "10", "amount": 2001, "account": {"code": "200"}, "tax_code": "NONE"},
                       {"description": "no amount", "account": {"code": "999"}}], "subtotal": 5}));
@@ -522,7 +679,7 @@ mod tests {
     #[test]
     fn provider_rules_are_data() {
         let contact = rec(Entity::Contact, "9", None, None);
-        let books = Books { contact: Some(&contact), accounts: &[], tax_codes: None };
+        let books = Books { contact: Some(&contact), accounts: &[], tax_codes: None, documents: &[] };
         // Zoho numbers invoices itself; a bill needs its number; QuickBooks has no reference or draft.
         let p = document(
             Provider::Zoho,
@@ -576,6 +733,67 @@ mod tests {
                 .unwrap_err();
         let fields: Vec<&str> = bad.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["record.name", "record.email", "record.currency"]);
+    }
+
+    #[test]
+    fn payments_pay_stored_invoices_of_their_customer_and_no_more_than_owed() {
+        let contact = rec(Entity::Contact, "c1", None, None);
+        let accounts = [rec(Entity::Account, "bank-1", Some("090"), None)];
+        let mut inv = rec(Entity::Invoice, "i1", None, None);
+        inv.contact_id = Some("c1".into());
+        let due = |minor| crate::money::Money { minor, currency: "NZD".into() };
+        inv.document = Some(crate::books::Document {
+            kind: crate::books::DocumentKind::SalesInvoice,
+            status: crate::books::DocumentStatus::Open,
+            reference: None,
+            contact: None,
+            currency: "NZD".into(),
+            exchange_rate: None,
+            subtotal: None,
+            tax: None,
+            total: Some(due(10000)),
+            amount_due: Some(due(6000)),
+            lines: vec![],
+            lines_complete: true,
+            allocations: vec![],
+        });
+        let mut other = inv.clone();
+        other.provider_id = "i2".into();
+        other.contact_id = Some("c2".into());
+        let docs = [inv, other];
+        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: None, documents: &docs };
+        let parse = |v: Value| match RecordInput::parse(Entity::Payment, &v).unwrap() {
+            RecordInput::Payment(p) => p,
+            _ => unreachable!(),
+        };
+        let ok = parse(json!({"contact": {"id": "c1"}, "amount": 2550, "account": {"code": "090"}, "date": "2026-12-01",
+            "applied_to": [{"document": {"id": "i1"}, "amount": 2550}]}));
+        let q = payment(Provider::QuickBooks, true, &ok, &books).unwrap();
+        assert_eq!(
+            q,
+            json!({"CustomerRef": {"value": "c1"}, "TotalAmt": 25.50, "TxnDate": "2026-12-01", "DepositToAccountRef": {"value": "bank-1"},
+            "Line": [{"Amount": 25.50, "LinkedTxn": [{"TxnId": "i1", "TxnType": "Invoice"}]}]})
+        );
+        let x = payment(Provider::Xero, true, &ok, &books).unwrap();
+        assert_eq!(x, json!({"Amount": 25.50, "Date": "2026-12-01", "Account": {"Code": "090"}, "Invoice": {"InvoiceID": "i1"}}));
+        let z = payment(Provider::Zoho, true, &ok, &books).unwrap();
+        assert_eq!(z["invoices"], json!([{"invoice_id": "i1", "amount_applied": 25.50}]));
+        let bad = parse(json!({"contact": {"id": "c1"}, "amount": 100,
+            "applied_to": [{"document": {"id": "i1"}, "amount": 6001}, {"document": {"id": "i2"}, "amount": 1}, {"document": {"id": "i9"}, "amount": 1}]}));
+        let p = payment(Provider::Xero, true, &bad, &books).unwrap_err();
+        let got: Vec<(&str, &str)> = p.iter().map(|p| (p.field.as_str(), p.code)).collect();
+        assert_eq!(
+            got,
+            [
+                ("record.account", "required"),
+                ("record.applied_to[0].amount", "exceeds_amount_due"),
+                ("record.applied_to[1].document.id", "invalid"),
+                ("record.applied_to[2].document.id", "unknown_document"),
+                ("record.applied_to", "invalid"),
+                ("record.applied_to", "unsupported"),
+            ]
+        );
+        assert_eq!(payment(Provider::Zoho, false, &ok, &books).unwrap_err()[0].code, "unsupported");
     }
 
     #[test]

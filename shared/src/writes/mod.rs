@@ -67,7 +67,7 @@ pub struct WriteRequest {
 
 /// The entities writes take today.
 pub fn writable(entity: Entity) -> bool {
-    matches!(entity, Entity::Invoice | Entity::Bill | Entity::Contact)
+    matches!(entity, Entity::Invoice | Entity::Bill | Entity::Contact | Entity::Payment)
 }
 
 impl WriteRequest {
@@ -79,7 +79,7 @@ impl WriteRequest {
             .map_err(|e| Error::InvalidInput(format!("the payload is not a write request (schemas/write-request.v1.json): {e}")))?;
         let mut problems = Vec::new();
         if !writable(entity) {
-            problems.push(format!("writes take invoice, bill and contact, not {entity}"));
+            problems.push(format!("writes take invoice, bill, contact and payment, not {entity}"));
         }
         if req.requested_by.is_empty() || req.requested_by.len() > 128 {
             problems.push("requested_by must be 1-128 characters".to_string());
@@ -229,11 +229,45 @@ pub struct ContactInput {
     pub currency: Option<String>,
 }
 
+/// What a payment pays: a stored document and the amount applied to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedInput {
+    pub document: RefInput,
+    /// Minor units.
+    pub amount: i64,
+}
+
+/// A payment received from a customer (entity payment), in the common model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentInput {
+    /// The customer who paid (provider id).
+    #[serde(default)]
+    pub contact: Option<RefInput>,
+    #[serde(default)]
+    pub date: Option<NaiveDate>,
+    /// Minor units.
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The bank (or clearing) account it went into.
+    #[serde(default)]
+    pub account: Option<RefInput>,
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// The invoices it pays.
+    #[serde(default)]
+    pub applied_to: Option<Vec<AppliedInput>>,
+}
+
 /// A request's record, read for its entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordInput {
     Document(DocumentInput),
     Contact(ContactInput),
+    Payment(PaymentInput),
 }
 
 impl RecordInput {
@@ -249,6 +283,7 @@ impl RecordInput {
         match entity {
             Entity::Invoice | Entity::Bill => serde_json::from_value(record.clone()).map(RecordInput::Document).map_err(named),
             Entity::Contact => serde_json::from_value(record.clone()).map(RecordInput::Contact).map_err(named),
+            Entity::Payment => serde_json::from_value(record.clone()).map(RecordInput::Payment).map_err(named),
             other => Err(Problem::new("record", "unsupported", format!("writes do not take {other}"))),
         }
     }

@@ -95,6 +95,76 @@ pub struct ContactWire {
     pub constants: &'static [(Path, &'static str)],
 }
 
+/// Where what a payment pays goes.
+#[derive(Debug)]
+pub enum AppliedWire {
+    /// One document per payment (Xero): its id at this path; the payment's amount is what it pays.
+    Single(Path),
+    /// A list under `key`, each element the document's id and the amount applied, plus constants.
+    List { key: &'static str, id: Path, amount: Path, constants: &'static [(Path, &'static str)] },
+}
+
+#[derive(Debug)]
+pub struct PaymentWire {
+    /// None: the provider takes the contact from the document (Xero).
+    pub contact: Option<Path>,
+    pub amount: Path,
+    pub date: Path,
+    pub account: (Path, RefBy),
+    pub account_required: bool,
+    pub reference: Option<Path>,
+    pub applied: AppliedWire,
+    pub constants: &'static [(Path, &'static str)],
+}
+
+const QBO_PAYMENT: PaymentWire = PaymentWire {
+    contact: Some(&["CustomerRef", "value"]),
+    amount: &["TotalAmt"],
+    date: &["TxnDate"],
+    // Without one, QuickBooks puts the money in Undeposited Funds.
+    account: (&["DepositToAccountRef", "value"], RefBy::Id),
+    account_required: false,
+    reference: Some(&["PaymentRefNum"]),
+    applied: AppliedWire::List {
+        key: "Line",
+        id: &["LinkedTxn", "0", "TxnId"],
+        amount: &["Amount"],
+        constants: &[(&["LinkedTxn", "0", "TxnType"], "Invoice")],
+    },
+    constants: &[],
+};
+
+const XERO_PAYMENT: PaymentWire = PaymentWire {
+    contact: None,
+    amount: &["Amount"],
+    date: &["Date"],
+    account: (&["Account", "Code"], RefBy::Code),
+    account_required: true,
+    reference: Some(&["Reference"]),
+    applied: AppliedWire::Single(&["Invoice", "InvoiceID"]),
+    constants: &[],
+};
+
+const ZOHO_PAYMENT: PaymentWire = PaymentWire {
+    contact: Some(&["customer_id"]),
+    amount: &["amount"],
+    date: &["date"],
+    account: (&["account_id"], RefBy::Id),
+    account_required: false,
+    reference: Some(&["reference_number"]),
+    applied: AppliedWire::List { key: "invoices", id: &["invoice_id"], amount: &["amount_applied"], constants: &[] },
+    // Zoho requires a payment mode; the common model has none (unconfirmed which modes an org lacks).
+    constants: &[(&["payment_mode"], "banktransfer")],
+};
+
+pub fn payment(provider: Provider) -> &'static PaymentWire {
+    match provider {
+        Provider::QuickBooks => &QBO_PAYMENT,
+        Provider::Xero => &XERO_PAYMENT,
+        Provider::Zoho => &ZOHO_PAYMENT,
+    }
+}
+
 /// How void and delete reach the provider, and from which states the provider allows them
 /// (None: the provider decides; its refusal is reported).
 #[derive(Debug)]
@@ -303,32 +373,29 @@ const UNAPPROVED: &[DocumentStatus] = &[DocumentStatus::Draft, DocumentStatus::A
 /// has a void status action and DELETE. Contacts: QuickBooks and Xero keep every contact (one is
 /// made inactive or archived), Zoho deletes one.
 pub fn lifecycle(provider: Provider, entity: Entity) -> Lifecycle {
+    const NEITHER: Lifecycle = Lifecycle { void: None, void_from: None, delete: None, delete_from: None };
+    const DELETE: Lifecycle = Lifecycle { void: None, void_from: None, delete: Some((ChangeKind::Delete, &[])), delete_from: None };
     match (provider, entity) {
-        (Provider::QuickBooks, Entity::Invoice) => {
-            Lifecycle { void: Some((ChangeKind::Void, &[])), void_from: None, delete: Some((ChangeKind::Delete, &[])), delete_from: None }
-        }
-        (Provider::QuickBooks, Entity::Bill) => {
-            Lifecycle { void: None, void_from: None, delete: Some((ChangeKind::Delete, &[])), delete_from: None }
-        }
-        (Provider::QuickBooks, _) => {
-            Lifecycle { void: None, void_from: None, delete: Some((ChangeKind::Update, &[(&["Active"], "false")])), delete_from: None }
-        }
+        (Provider::QuickBooks, Entity::Invoice) => Lifecycle { void: Some((ChangeKind::Void, &[])), ..DELETE },
+        (Provider::QuickBooks, Entity::Bill) => DELETE,
+        (Provider::QuickBooks, Entity::Contact) => Lifecycle { delete: Some((ChangeKind::Update, &[(&["Active"], "false")])), ..NEITHER },
+        // A payment is deleted (its invoices owe again); QuickBooks' payment void is an update with
+        // `include=void`, not offered here.
+        (Provider::QuickBooks | Provider::Zoho, Entity::Payment) => DELETE,
         (Provider::Xero, Entity::Invoice | Entity::Bill) => Lifecycle {
             void: Some((ChangeKind::Update, &[(&["Status"], "VOIDED")])),
             void_from: Some(OPEN),
             delete: Some((ChangeKind::Update, &[(&["Status"], "DELETED")])),
             delete_from: Some(UNAPPROVED),
         },
-        (Provider::Xero, _) => Lifecycle {
-            void: None,
-            void_from: None,
-            delete: Some((ChangeKind::Update, &[(&["ContactStatus"], "ARCHIVED")])),
-            delete_from: None,
-        },
-        (Provider::Zoho, Entity::Invoice | Entity::Bill) => {
-            Lifecycle { void: Some((ChangeKind::Void, &[])), void_from: None, delete: Some((ChangeKind::Delete, &[])), delete_from: None }
+        (Provider::Xero, Entity::Contact) => {
+            Lifecycle { delete: Some((ChangeKind::Update, &[(&["ContactStatus"], "ARCHIVED")])), ..NEITHER }
         }
-        (Provider::Zoho, _) => Lifecycle { void: None, void_from: None, delete: Some((ChangeKind::Delete, &[])), delete_from: None },
+        (Provider::Xero, Entity::Payment) => Lifecycle { delete: Some((ChangeKind::Update, &[(&["Status"], "DELETED")])), ..NEITHER },
+        (Provider::Zoho, Entity::Invoice | Entity::Bill) => Lifecycle { void: Some((ChangeKind::Void, &[])), ..DELETE },
+        (Provider::Zoho, Entity::Contact) => DELETE,
+        // Entities writes do not take yet.
+        _ => NEITHER,
     }
 }
 
