@@ -1852,3 +1852,125 @@ async fn xero_bills_with_lines() {
 async fn zoho_bills_with_lines() {
     Box::pin(bills_case(Provider::Zoho)).await;
 }
+
+/// The sandbox's own records of one org and entity (`/_sandbox/records`).
+async fn sandbox_records(h: &H, provider: Provider, org: &str, entity: &str) -> Vec<Value> {
+    let path = format!("records?provider={}&org_id={org}&entity={entity}", sandbox_name(provider));
+    h.control("GET", &path, None).await["records"].as_array().unwrap().clone()
+}
+
+/// The tax codes the sandbox's lines name, read from its invoices and bills.
+fn line_tax_codes(provider: Provider, doc: &Value) -> Vec<String> {
+    let (lines, paths): (&str, &[&str]) = match provider {
+        Provider::QuickBooks => (
+            "Line",
+            &[
+                "/SalesItemLineDetail/TaxCodeRef/value",
+                "/ItemBasedExpenseLineDetail/TaxCodeRef/value",
+                "/AccountBasedExpenseLineDetail/TaxCodeRef/value",
+            ],
+        ),
+        Provider::Xero => ("LineItems", &["/TaxType"]),
+        Provider::Zoho => ("line_items", &["/tax_id"]),
+    };
+    let mut out = Vec::new();
+    for l in doc[lines].as_array().into_iter().flatten() {
+        out.extend(paths.iter().filter_map(|p| l.pointer(p).and_then(Value::as_str)).filter(|s| !s.is_empty()).map(str::to_string));
+    }
+    out
+}
+
+/// Tax rates of every provider: a full pull stores each of the sandbox's tax codes with its rate,
+/// every tax code the seeded invoices' and bills' lines name is then found in the copy (as a
+/// write's check will look it up), pulling again changes nothing, and an archived or deleted
+/// code reaches the copy the way the provider reports it.
+async fn tax_rates_case(provider: Provider) {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::TaxRate);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("tax_rate", 2), ("invoice", 4), ("bill", 4)]).await;
+    h.connect(provider, &org).await;
+    let theirs = sandbox_records(&h, provider, &org, "tax_rate").await;
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TaxRate)).await;
+    assert_eq!(r["counts"]["written"].as_u64(), Some(theirs.len() as u64), "{provider}: {r}");
+    let store = h.store();
+    for s in &theirs {
+        let id = s["id"].as_str().unwrap();
+        let ours = store.get_record(&h.tenant, provider, &org, PEntity::TaxRate, id).await.unwrap().expect("stored");
+        let tr = ours.reference.tax_rate.expect("a tax rate");
+        assert_eq!((tr.code.as_deref(), tr.active), (Some(id), Some(true)), "{provider}");
+        let rate = match provider {
+            Provider::QuickBooks => None,
+            Provider::Xero => Some(s["value"]["EffectiveRate"].to_string()),
+            Provider::Zoho => Some(s["value"]["tax_percentage"].to_string()),
+        };
+        assert_eq!(tr.rate, rate, "{provider} {id}: the sandbox's rate");
+        if provider == Provider::QuickBooks && s["value"]["Taxable"] == true {
+            assert_eq!(tr.components[0].id.as_deref(), Some("3"), "QuickBooks codes name their TaxRate");
+        }
+    }
+    // Every line's tax code is in the copy, by code as a write checks it.
+    let mut named = Vec::new();
+    for entity in ["invoice", "bill"] {
+        for d in sandbox_records(&h, provider, &org, entity).await {
+            named.extend(line_tax_codes(provider, &d["value"]));
+        }
+    }
+    assert!(!named.is_empty(), "{provider}: seeded lines name tax codes");
+    for code in &named {
+        let found = store.find_reference(&h.tenant, provider, &org, PEntity::TaxRate, code).await.unwrap();
+        assert!(found.is_some(), "{provider}: line tax code {code} is a stored tax rate");
+    }
+    assert!(store.find_reference(&h.tenant, provider, &org, PEntity::TaxRate, "NO-SUCH").await.unwrap().is_none());
+
+    // Again: nothing changed, nothing written.
+    let again = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TaxRate)).await;
+    assert_eq!(again["counts"]["written"], 0, "{provider}: {again}");
+
+    // Archived (QuickBooks inactive, Xero ARCHIVED, Zoho inactive), and on Xero deleted by status.
+    let generated: Vec<&Value> =
+        theirs.iter().filter(|s| s["value"]["Name"] != "TAX" && s["value"]["Name"] != "NON").rev().take(2).collect();
+    let (archive, delete) = (generated[0], generated[1]);
+    let change = |v: &Value, archived: bool| {
+        let mut v = v["value"].clone();
+        match provider {
+            Provider::QuickBooks => v["Active"] = json!(!archived),
+            Provider::Xero => v["Status"] = json!(if archived { "ARCHIVED" } else { "DELETED" }),
+            Provider::Zoho => v["status"] = json!(if archived { "inactive" } else { "active" }),
+        }
+        v
+    };
+    let mut records = vec![change(archive, true)];
+    if provider == Provider::Xero {
+        records.push(change(delete, false));
+    }
+    let body = json!({"provider": sandbox_name(provider), "org_id": org, "entity": "tax_rate", "records": records});
+    h.control("POST", "seed", Some(body)).await;
+    let inc = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TaxRate)).await;
+    assert_eq!(inc["counts"]["written"].as_u64(), Some(records.len() as u64), "{provider}: {inc}");
+    let a = store.get_record(&h.tenant, provider, &org, PEntity::TaxRate, archive["id"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!((a.reference.tax_rate.unwrap().active, a.deleted), (Some(false), false), "{provider}: archived, not deleted");
+    if provider == Provider::Xero {
+        let id = delete["id"].as_str().unwrap();
+        let d = store.get_record(&h.tenant, provider, &org, PEntity::TaxRate, id).await.unwrap().unwrap();
+        assert!(d.deleted, "Xero DELETED is a deletion");
+        assert!(store.find_reference(&h.tenant, provider, &org, PEntity::TaxRate, id).await.unwrap().is_none(), "not found for a write");
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_tax_rates() {
+    Box::pin(tax_rates_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_tax_rates() {
+    Box::pin(tax_rates_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_tax_rates() {
+    Box::pin(tax_rates_case(Provider::Zoho)).await;
+}

@@ -489,6 +489,7 @@ async fn records_stored_before_the_indexes_are_reindexed_once() {
                 flags: vec![],
                 document: None,
                 company: None,
+                reference: Default::default(),
             };
             let raw = serde_json::json!({"InvoiceID": r.provider_id}).to_string();
             (r, Some(raw))

@@ -208,6 +208,7 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::Payment => "payment",
         Entity::Bill => "bill",
         Entity::Company => "company",
+        Entity::TaxRate => "tax_rate",
     }
 }
 

@@ -53,6 +53,7 @@ pub enum Entity {
     Payment,
     Bill,
     Company,
+    TaxRate,
 }
 
 impl Entity {
@@ -66,6 +67,7 @@ impl Entity {
             Entity::Payment => M::Payment,
             Entity::Bill => M::Bill,
             Entity::Company => M::Company,
+            Entity::TaxRate => M::TaxRate,
         }
     }
 }

@@ -83,6 +83,7 @@ fn invoice(id: usize) -> SyncRecord {
         flags: vec![],
         document: None,
         company: None,
+        reference: Default::default(),
     }
 }
 

@@ -99,7 +99,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 6],
+    stores: [Store; 7],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -114,6 +114,7 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::Payment => 3,
         Entity::Bill => 4,
         Entity::Vendor => 5,
+        Entity::TaxRate => 6,
     }
 }
 
@@ -172,7 +173,7 @@ pub(crate) const ACCOUNTS: [(&str, &str, &str, &str, &str); 5] = [
 
 impl Org {
     pub fn new(provider: Provider, id: &str, name: &str, dc: Option<&str>, now: DateTime<Utc>) -> Org {
-        Org {
+        let mut org = Org {
             provider,
             id: id.to_string(),
             name: name.to_string(),
@@ -183,7 +184,12 @@ impl Org {
             idempotency: HashMap::new(),
             webhooks: Vec::new(),
             workflows: Vec::new(),
+        };
+        // The tax codes generated lines name exist from the start (reference data is no list's default).
+        for (tax_id, v) in crate::reference::tax_rates(provider) {
+            org.put(Entity::TaxRate, &tax_id, v, now);
         }
+        org
     }
 
     /// The records `e`'s endpoint serves (on Xero, bills with invoices; see [`Entity::home`]).
@@ -274,6 +280,12 @@ impl Org {
     pub fn generate_with(&mut self, e: Entity, now: DateTime<Utc>, lines: Option<usize>) -> String {
         let n = self.next_seq();
         let value = match e {
+            // Xero keys a tax rate by its TaxType, not by a generated id.
+            Entity::TaxRate => {
+                let (id, value) = crate::reference::gen_tax_rate(self.provider, n, &self.id_for(n));
+                self.put(e, &id, value, now);
+                return id;
+            }
             Entity::Contact => self.gen_contact(n),
             Entity::Vendor => self.gen_vendor(n),
             Entity::Account => self.gen_account(n),
@@ -679,12 +691,18 @@ fn stamp(p: Provider, e: Entity, v: &mut Value, id: &str, created: DateTime<Utc>
         }
         Provider::Xero => {
             obj.insert(e.xero_id_field().into(), json!(id));
-            obj.insert("UpdatedDateUTC".into(), json!(xero_msdate(updated)));
+            // Xero's TaxRate has no UpdatedDateUTC (xero_accounting.yaml).
+            if e != Entity::TaxRate {
+                obj.insert("UpdatedDateUTC".into(), json!(xero_msdate(updated)));
+            }
         }
         Provider::Zoho => {
             obj.insert(e.zoho_id_field().into(), json!(id));
-            obj.insert("created_time".into(), json!(zoho_time(created)));
-            obj.insert("last_modified_time".into(), json!(zoho_time(updated)));
+            // Zoho's Taxes page shows no timestamps on a tax (unconfirmed either way): none are added.
+            if e != Entity::TaxRate {
+                obj.insert("created_time".into(), json!(zoho_time(created)));
+                obj.insert("last_modified_time".into(), json!(zoho_time(updated)));
+            }
         }
     }
 }
@@ -742,7 +760,7 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "created_time",
             "last_modified_time",
         ],
-        Entity::Vendor => return v.clone(),
+        Entity::Vendor | Entity::TaxRate => return v.clone(),
         Entity::Payment => &[
             "payment_id",
             "payment_number",

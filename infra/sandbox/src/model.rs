@@ -54,10 +54,13 @@ pub enum Entity {
     Payment,
     Bill,
     Vendor,
+    /// A tax code (QuickBooks TaxCode, Xero TaxRates keyed by TaxType, Zoho settings/taxes).
+    TaxRate,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 6] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Vendor];
+    pub const ALL: [Entity; 7] =
+        [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Vendor, Entity::TaxRate];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
     /// Invoices (`Type: ACCPAY`) and suppliers among its Contacts (`IsSupplier`); Zoho Books keeps
@@ -82,6 +85,7 @@ impl Entity {
             "payment" | "payments" | "customerpayment" | "customerpayments" => Some(Entity::Payment),
             "bill" | "bills" => Some(Entity::Bill),
             "vendor" | "vendors" | "supplier" | "suppliers" => Some(Entity::Vendor),
+            "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxcodes" | "taxes" | "tax" => Some(Entity::TaxRate),
             _ => None,
         }
     }
@@ -94,6 +98,7 @@ impl Entity {
             Entity::Payment => "payment",
             Entity::Bill => "bill",
             Entity::Vendor => "vendor",
+            Entity::TaxRate => "tax_rate",
         }
     }
 
@@ -105,6 +110,7 @@ impl Entity {
             Entity::Payment => "Payment",
             Entity::Bill => "Bill",
             Entity::Vendor => "Vendor",
+            Entity::TaxRate => "TaxCode",
         }
     }
 
@@ -116,6 +122,7 @@ impl Entity {
             Entity::Payment => "Payments",
             Entity::Bill => "Invoices",
             Entity::Vendor => "Contacts",
+            Entity::TaxRate => "TaxRates",
         }
     }
 
@@ -127,12 +134,15 @@ impl Entity {
             Entity::Payment => "PaymentID",
             Entity::Bill => "InvoiceID",
             Entity::Vendor => "ContactID",
+            // Xero's tax rates have no id of their own: lines name them by TaxType.
+            Entity::TaxRate => "TaxType",
         }
     }
 
-    /// Zoho Books path segment and list key (they coincide).
+    /// Zoho Books path under `/books/v3` (the list key too, except for settings: see [`Entity::zoho_list_key`]).
     pub fn zoho_plural(self) -> &'static str {
         match self {
+            Entity::TaxRate => "settings/taxes",
             Entity::Invoice => "invoices",
             Entity::Contact => "contacts",
             Entity::Account => "chartofaccounts",
@@ -142,9 +152,23 @@ impl Entity {
         }
     }
 
+    /// Zoho Books key of the list in list answers.
+    pub fn zoho_list_key(self) -> &'static str {
+        match self {
+            Entity::TaxRate => "taxes",
+            e => e.zoho_plural(),
+        }
+    }
+
+    /// Whether QuickBooks' change data capture serves it (Intuit's CDC entity list has no TaxCode).
+    pub fn in_qbo_cdc(self) -> bool {
+        self != Entity::TaxRate
+    }
+
     /// Zoho Books key of a single object in get/create answers.
     pub fn zoho_singular(self) -> &'static str {
         match self {
+            Entity::TaxRate => "tax",
             Entity::Invoice => "invoice",
             Entity::Contact => "contact",
             Entity::Account => "chart_of_account",
@@ -162,6 +186,7 @@ impl Entity {
             Entity::Payment => "payment_id",
             Entity::Bill => "bill_id",
             Entity::Vendor => "contact_id",
+            Entity::TaxRate => "tax_id",
         }
     }
 }

@@ -155,7 +155,8 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
         .items
         .iter()
         .filter(|r| !r.deleted)
-        .filter(|r| since.is_none_or(|s| r.updated > s))
+        // TaxRates take no If-Modified-Since (xero_accounting.yaml): it is ignored there, as Xero would.
+        .filter(|r| e == Entity::TaxRate || since.is_none_or(|s| r.updated > s))
         .filter(|r| ids.as_ref().is_none_or(|ids| ids.contains(&r.id.to_ascii_lowercase())))
         .filter(|r| statuses.as_ref().is_none_or(|s| r.value["Status"].as_str().is_some_and(|x| s.contains(&x.to_ascii_lowercase()))))
         .filter(|r| {
@@ -178,8 +179,8 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
     }
 
     let mut body = envelope_head(now);
-    let page_rows: Vec<&Record> = if e == Entity::Account {
-        // Accounts are never paged.
+    let page_rows: Vec<&Record> = if matches!(e, Entity::Account | Entity::TaxRate) {
+        // Accounts and tax rates are never paged.
         rows
     } else {
         let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
@@ -417,6 +418,8 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         org.store(ent).items.iter().filter(|r| !r.deleted).map(|r| r.value.clone()).collect::<Vec<_>>()
     };
     match e {
+        // Reference data is seeded (`/_sandbox/seed`); the sandbox does not create tax rates.
+        Entity::TaxRate => errs.push("The sandbox does not create tax rates; seed them.".into()),
         Entity::Contact => match s(&v, "Name") {
             None => errs.push("The contact name must be specified.".to_string()),
             Some(name) => {

@@ -140,7 +140,7 @@ pub async fn list(
     let has_more = matched.next().is_some();
     let mut body = String::with_capacity(128 + rows.iter().map(|r| r.summary.len() + 1).sum::<usize>());
     body.push_str("{\"code\":0,\"message\":\"success\",\"");
-    body.push_str(e.zoho_plural());
+    body.push_str(e.zoho_list_key());
     body.push_str("\":[");
     for (k, r) in rows.iter().enumerate() {
         if k > 0 {
@@ -155,6 +155,7 @@ pub async fn list(
         Entity::Payment => "Customer Payments",
         Entity::Bill => "Bills",
         Entity::Vendor => "Contacts",
+        Entity::TaxRate => "Taxes",
     };
     body.push_str(&format!(
         "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"{sort_column}\",\"sort_order\":\"{sort_order}\"}}}}"
@@ -189,6 +190,7 @@ fn does_not_exist(e: Entity) -> Response {
         Entity::Payment => "Payment",
         Entity::Bill => "Bill",
         Entity::Vendor => "Contact",
+        Entity::TaxRate => "Tax",
     };
     zoho_error(StatusCode::NOT_FOUND, 1002, &format!("{what} does not exist."))
 }
@@ -218,6 +220,7 @@ pub async fn remove(
         Entity::Payment => "The payment has been deleted.",
         Entity::Bill => "The bill has been deleted.",
         Entity::Vendor => "The contact has been deleted.",
+        Entity::TaxRate => "The tax has been deleted.",
     };
     json_value(StatusCode::OK, &json!({"code": 0, "message": what}))
 }
@@ -260,6 +263,7 @@ pub async fn create(
                 Entity::Payment => "The payment has been recorded.",
                 Entity::Bill => "The bill has been created.",
                 Entity::Vendor => "The contact has been added.",
+                Entity::TaxRate => "The tax has been added.",
             };
             json(StatusCode::CREATED, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(what), e.zoho_singular(), rec.full))
         }
@@ -319,6 +323,8 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
     let invalid = |f: &str| (4, format!("Invalid value passed for {f}"));
     let today = now.format("%Y-%m-%d").to_string();
     match e {
+        // Reference data is seeded (`/_sandbox/seed`), not created through the API here.
+        Entity::TaxRate => return Err((4, "The sandbox does not create taxes; seed them".into())),
         Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
             if org

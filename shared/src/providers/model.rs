@@ -29,10 +29,14 @@ pub enum Entity {
     Bill,
     /// The organisation itself (QuickBooks CompanyInfo, Xero Organisation, Zoho organization).
     Company,
+    /// A tax code lines name (QuickBooks TaxCode, Xero TaxRates by TaxType, Zoho settings/taxes).
+    #[serde(rename = "tax_rate")]
+    TaxRate,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 6] = [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Company];
+    pub const ALL: [Entity; 7] =
+        [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Company, Entity::TaxRate];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,6 +46,7 @@ impl Entity {
             Entity::Payment => "payment",
             Entity::Bill => "bill",
             Entity::Company => "company",
+            Entity::TaxRate => "tax_rate",
         }
     }
 }
@@ -62,6 +67,7 @@ impl std::str::FromStr for Entity {
             "payment" | "payments" | "customerpayments" => Ok(Entity::Payment),
             "bill" | "bills" => Ok(Entity::Bill),
             "company" | "companyinfo" | "organisation" | "organization" => Ok(Entity::Company),
+            "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxes" => Ok(Entity::TaxRate),
             other => Err(Error::InvalidInput(format!("unknown entity '{other}'"))),
         }
     }

@@ -13,6 +13,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, TaxRateMap};
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -49,13 +50,50 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         // Queried like the others; whether CompanyInfo honours the LastUpdatedTime filter and the
         // Id keyset is unconfirmed (it is one record, so a full answer costs nothing more).
         Entity::Company => ("CompanyInfo", "companyinfo"),
+        // What a line's TaxCodeRef names. Whether TaxCode honours the LastUpdatedTime filter is
+        // unconfirmed (a full answer is small).
+        Entity::TaxRate => ("TaxCode", "taxcode"),
     }
 }
 
 /// Whether change data capture serves the entity (Intuit's CDC list of entities has no CompanyInfo).
 pub fn in_cdc(entity: Entity) -> bool {
-    entity != Entity::Company
+    !matches!(entity, Entity::Company | Entity::TaxRate)
 }
+
+/// A TaxCode names its rates (TaxRate ids) for sales and purchases; the percentages sit on each
+/// TaxRate, not on the code, so `rate` stays absent and the components carry the references.
+pub const TAX_RATE: TaxRateMap = TaxRateMap {
+    code: &[&["Id"]],
+    name: &[&["Name"]],
+    rate: &[],
+    active: ActiveRule::Flag(&[&["Active"]]),
+    components: &[
+        (&["SalesTaxRateList", "TaxRateDetail"], &["TaxRateRef", "value"], &["TaxRateRef", "name"], &[], &[]),
+        (&["PurchaseTaxRateList", "TaxRateDetail"], &["TaxRateRef", "value"], &["TaxRateRef", "name"], &[], &[]),
+    ],
+};
+
+/// `Classification` is one of Asset, Liability, Equity, Revenue, Expense (Intuit's Account page).
+pub const ACCOUNT: AccountMap = AccountMap {
+    code: &[&["AcctNum"]],
+    name: &[&["Name"]],
+    account_type: &[&["AccountType"]],
+    class: ClassRule::Field(
+        &["Classification"],
+        &[
+            ("Asset", AccountClass::Asset),
+            ("Liability", AccountClass::Liability),
+            ("Equity", AccountClass::Equity),
+            ("Revenue", AccountClass::Revenue),
+            ("Expense", AccountClass::Expense),
+        ],
+    ),
+    currency: &[&["CurrencyRef", "value"]],
+    bank_types: &["Bank"],
+    active: ActiveRule::Flag(&[&["Active"]]),
+    balance: &[&["CurrentBalance"]],
+};
 
 /// CompanyInfo has no currency (Preferences.CurrencyPrefs has it) and no tax basis.
 pub const COMPANY: CompanyMap = CompanyMap {
@@ -175,6 +213,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), status)
         }
         Entity::Company => (None, text(&v, "CompanyName"), None, None),
+        Entity::TaxRate => (text(&v, "Id"), text(&v, "Name"), None, active(&v)),
     };
     Ok(Record {
         provider: PROVIDER,

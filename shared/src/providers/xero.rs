@@ -10,6 +10,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, TaxRateMap};
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -47,8 +48,42 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         // Xero keeps sales invoices and bills in one collection, told apart by Type.
         Entity::Bill => ("Invoices", "InvoiceID"),
         Entity::Company => ("Organisation", "OrganisationID"),
+        // A tax rate has no id of its own: lines name it by TaxType.
+        Entity::TaxRate => ("TaxRates", "TaxType"),
     }
 }
+
+/// Status ACTIVE, ARCHIVED, DELETED or PENDING (xero_accounting.yaml). DELETED also marks the
+/// record deleted (`sync::model`); PENDING reads as unknown.
+pub const TAX_RATE: TaxRateMap = TaxRateMap {
+    code: &[&["TaxType"]],
+    name: &[&["Name"]],
+    rate: &[&["EffectiveRate"], &["DisplayTaxRate"]],
+    active: ActiveRule::Status(&["Status"], &[("ACTIVE", true), ("ARCHIVED", false), ("DELETED", false)]),
+    components: &[(&["TaxComponents"], &[], &["Name"], &["Rate"], &["IsCompound"])],
+};
+
+/// Class is one of ASSET, EQUITY, EXPENSE, LIABILITY, REVENUE; Status ACTIVE or ARCHIVED (DELETED
+/// marks the record deleted). The Accounts answer has no balance.
+pub const ACCOUNT: AccountMap = AccountMap {
+    code: &[&["Code"]],
+    name: &[&["Name"]],
+    account_type: &[&["Type"]],
+    class: ClassRule::Field(
+        &["Class"],
+        &[
+            ("ASSET", AccountClass::Asset),
+            ("LIABILITY", AccountClass::Liability),
+            ("EQUITY", AccountClass::Equity),
+            ("REVENUE", AccountClass::Revenue),
+            ("EXPENSE", AccountClass::Expense),
+        ],
+    ),
+    currency: &[&["CurrencyCode"]],
+    bank_types: &["BANK"],
+    active: ActiveRule::Status(&["Status"], &[("ACTIVE", true), ("ARCHIVED", false), ("DELETED", false)]),
+    balance: &[],
+};
 
 /// The key of the list in an answer: the path's name, except `/Organisation`, which answers
 /// `Organisations`.
@@ -143,9 +178,10 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     }
 }
 
-/// `/Accounts` returns the whole chart in one answer, `/Organisation` the one organisation.
+/// `/Accounts` returns the whole chart in one answer, `/Organisation` the one organisation,
+/// `/TaxRates` every rate.
 fn is_paged(entity: Entity) -> bool {
-    !matches!(entity, Entity::Account | Entity::Company)
+    !matches!(entity, Entity::Account | Entity::Company | Entity::TaxRate)
 }
 
 pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
@@ -160,6 +196,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Contact => (text(&v, "AccountNumber"), text(&v, "Name"), None, text(&v, "DefaultCurrency"), text(&v, "ContactStatus")),
         Entity::Account => (text(&v, "Code"), text(&v, "Name"), None, text(&v, "CurrencyCode"), text(&v, "Status")),
         Entity::Company => (text(&v, "ShortCode"), text(&v, "Name"), None, text(&v, "BaseCurrency"), text(&v, "OrganisationStatus")),
+        Entity::TaxRate => (text(&v, "TaxType"), text(&v, "Name"), None, None, text(&v, "Status")),
         Entity::Payment => (
             text(&v, "Reference"),
             text_at(&v, &["Invoice", "Contact", "Name"]),
@@ -355,8 +392,9 @@ impl AccountingProvider for XeroClient {
             req = req.query(&[("where", filter)]);
         }
         // The organisation is read whole each time (one record; If-Modified-Since on it is unconfirmed).
+        // TaxRates take no If-Modified-Since (xero_accounting.yaml): read whole each time.
         let since = match entity {
-            Entity::Company => None,
+            Entity::Company | Entity::TaxRate => None,
             _ if is_paged(entity) => cursor.list_since(),
             _ => cursor.modified_since,
         };

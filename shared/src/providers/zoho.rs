@@ -12,6 +12,7 @@ use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
 
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, TaxRateMap};
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -55,8 +56,75 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         Entity::Bill => ("bills", "bill", "bill_id"),
         // `GET /organizations` lists every organization of the user: `parse_page` keeps this one.
         Entity::Company => ("organizations", "organization", "organization_id"),
+        // Listed at `settings/taxes` (see `path`).
+        Entity::TaxRate => ("taxes", "tax", "tax_id"),
     }
 }
+
+/// The entity's path under `/books/v3`: its list key, except for settings.
+pub fn path(entity: Entity) -> &'static [&'static str] {
+    match entity {
+        Entity::TaxRate => &["settings", "taxes"],
+        Entity::Invoice => &["invoices"],
+        Entity::Contact => &["contacts"],
+        Entity::Account => &["chartofaccounts"],
+        Entity::Payment => &["customerpayments"],
+        Entity::Bill => &["bills"],
+        Entity::Company => &["organizations"],
+    }
+}
+
+/// Whether the list takes Zoho's `last_modified_time` filter and sort. The organizations and taxes
+/// lists are read whole (a tax shows no timestamps on Zoho's Taxes page; unconfirmed).
+fn filters_by_time(entity: Entity) -> bool {
+    !matches!(entity, Entity::Company | Entity::TaxRate)
+}
+
+/// A tax group's member taxes are under `taxes` (unconfirmed: Zoho's Taxes page shows groups by id).
+/// `status` (active, inactive) is unconfirmed too; a tax without it reads as of unknown state.
+pub const TAX_RATE: TaxRateMap = TaxRateMap {
+    code: &[&["tax_id"]],
+    name: &[&["tax_name"]],
+    rate: &[&["tax_percentage"]],
+    active: ActiveRule::Status(&["status"], &[("active", true), ("inactive", false)]),
+    components: &[(&["taxes"], &["tax_id"], &["tax_name"], &["tax_percentage"], &[])],
+};
+
+/// Zoho has no class field: its account types (Chart of Accounts page) map to a class.
+pub const ACCOUNT: AccountMap = AccountMap {
+    code: &[&["account_code"]],
+    name: &[&["account_name"]],
+    account_type: &[&["account_type"]],
+    class: ClassRule::FromType(&[
+        ("other_asset", AccountClass::Asset),
+        ("other_current_asset", AccountClass::Asset),
+        ("cash", AccountClass::Asset),
+        ("bank", AccountClass::Asset),
+        ("fixed_asset", AccountClass::Asset),
+        ("accounts_receivable", AccountClass::Asset),
+        ("stock", AccountClass::Asset),
+        ("payment_clearing", AccountClass::Asset),
+        ("input_tax", AccountClass::Asset),
+        ("other_current_liability", AccountClass::Liability),
+        ("credit_card", AccountClass::Liability),
+        ("long_term_liability", AccountClass::Liability),
+        ("other_liability", AccountClass::Liability),
+        ("accounts_payable", AccountClass::Liability),
+        ("output_tax", AccountClass::Liability),
+        ("overseas_tax_payable", AccountClass::Liability),
+        ("prepaid_card", AccountClass::Liability),
+        ("equity", AccountClass::Equity),
+        ("income", AccountClass::Revenue),
+        ("other_income", AccountClass::Revenue),
+        ("expense", AccountClass::Expense),
+        ("cost_of_goods_sold", AccountClass::Expense),
+        ("other_expense", AccountClass::Expense),
+    ]),
+    currency: &[&["currency_code"]],
+    bank_types: &["bank"],
+    active: ActiveRule::Flag(&[&["is_active"]]),
+    balance: &[],
+};
 
 pub const COMPANY: CompanyMap = CompanyMap {
     legal_name: &[&["name"]],
@@ -152,6 +220,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Payment => (text(&v, "payment_number"), text(&v, "customer_name"), text(&v, "amount"), None),
         Entity::Bill => (text(&v, "bill_number"), text(&v, "vendor_name"), text(&v, "total"), text(&v, "status")),
         Entity::Company => (None, text(&v, "name"), None, None),
+        Entity::TaxRate => (text(&v, "tax_id"), text(&v, "tax_name"), None, text(&v, "status")),
     };
     Ok(Record {
         provider: PROVIDER,
@@ -251,7 +320,7 @@ impl ZohoClient {
     /// not fully searched (a retry could then create a second invoice).
     pub async fn find_by(&self, tokens: &TokenSet, org_id: &str, entity: Entity, field: &str, value: &str) -> Result<Vec<Record>> {
         let (module, _, _) = entity_names(entity);
-        let url = api_url(&self.api_base(tokens)?, &[module])?;
+        let url = api_url(&self.api_base(tokens)?, path(entity))?;
         let query = [("organization_id", check_org(org_id)?), (field, value), ("per_page", "200")];
         let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
         let items = match ok.body.get(module) {
@@ -345,28 +414,28 @@ impl AccountingProvider for ZohoClient {
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
         cursor.check(PROVIDER, cursor.entity)?;
         let entity = cursor.entity;
-        let (module, _, _) = entity_names(entity);
-        let url = api_url(&self.api_base(tokens)?, &[module])?;
+        let url = api_url(&self.api_base(tokens)?, path(entity))?;
         let mut query = vec![
             ("organization_id", check_org(org_id)?.to_string()),
             ("page", cursor.position.to_string()),
             ("per_page", cursor.page_size.to_string()),
-            // Ordered by updated time so the next page can start after this one's last time
-            // (`Cursor::advance_by_time`): Zoho lists take `sort_column`/`sort_order`; that
-            // `last_modified_time` is a sort column of every module we list is unconfirmed.
-            ("sort_column", "last_modified_time".to_string()),
-            ("sort_order", "A".to_string()),
         ];
-        if let Some(since) = cursor.list_since().filter(|_| entity != Entity::Company) {
-            query.push(("last_modified_time", zoho_time(since)));
+        // Ordered by updated time so the next page can start after this one's last time
+        // (`Cursor::advance_by_time`): Zoho lists take `sort_column`/`sort_order`; that
+        // `last_modified_time` is a sort column of every module we list is unconfirmed.
+        if filters_by_time(entity) {
+            query.push(("sort_column", "last_modified_time".to_string()));
+            query.push(("sort_order", "A".to_string()));
+            if let Some(since) = cursor.list_since() {
+                query.push(("last_modified_time", zoho_time(since)));
+            }
         }
         let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
         parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
     }
 
     async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {
-        let (module, _, _) = entity_names(entity);
-        let url = api_url(&self.api_base(tokens)?, &[module, id])?;
+        let url = api_url(&self.api_base(tokens)?, &[path(entity), &[id]].concat())?;
         let req = self.authed(tokens, self.core.http.reqwest().get(url)).query(&[("organization_id", check_org(org_id)?)]);
         let ok = self.core.call(req).await?;
         normalise(entity, org_id, Self::one(&ok.body, entity)?)
@@ -376,8 +445,7 @@ impl AccountingProvider for ZohoClient {
     /// worker tags each create with its own reference (a custom field) and looks for it before
     /// creating again (`worker::job::push`).
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, _idempotency_key: &str) -> Result<Record> {
-        let (module, _, _) = entity_names(entity);
-        let url = api_url(&self.api_base(tokens)?, &[module])?;
+        let url = api_url(&self.api_base(tokens)?, path(entity))?;
         let req = self.authed(tokens, self.core.http.reqwest().post(url)).query(&[("organization_id", check_org(org_id)?)]).json(payload);
         let ok = self.core.call(req).await?;
         normalise(entity, org_id, Self::one(&ok.body, entity)?)

@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
+use crate::books::reference::{map_account, map_tax_rate, Parts};
 use crate::books::{map_company, map_document, Company, Document, DocumentStatus};
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
@@ -65,6 +66,9 @@ pub struct SyncRecord {
     /// The `company` entity: base currency, country, fiscal year, tax basis (`crate::books`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company: Option<Company>,
+    /// Reference data: `tax_rate` and `account` (`crate::books::reference`), flat in the JSON.
+    #[serde(flatten)]
+    pub reference: Parts,
 }
 
 /// The flag of a record whose amount the provider sent but we could not store in minor units.
@@ -219,9 +223,40 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         flags,
         document,
         company,
+        reference: reference_parts(r),
     };
     fit_for_storage(&mut out);
     Some(out)
+}
+
+/// Reference data's typed part, read with the provider's map for the entity.
+fn reference_parts(r: &Record) -> Parts {
+    let v = &r.raw;
+    match r.entity {
+        Entity::TaxRate => Parts {
+            tax_rate: Some(map_tax_rate(
+                match r.provider {
+                    Provider::QuickBooks => &quickbooks::TAX_RATE,
+                    Provider::Xero => &xero::TAX_RATE,
+                    Provider::Zoho => &zoho::TAX_RATE,
+                },
+                v,
+            )),
+            ..Parts::default()
+        },
+        Entity::Account => Parts {
+            account: Some(map_account(
+                match r.provider {
+                    Provider::QuickBooks => &quickbooks::ACCOUNT,
+                    Provider::Xero => &xero::ACCOUNT,
+                    Provider::Zoho => &zoho::ACCOUNT,
+                },
+                v,
+            )),
+            ..Parts::default()
+        },
+        _ => Parts::default(),
+    }
 }
 
 pub fn raw_ref(provider: Provider, org_id: &str, entity: Entity, id: &str) -> String {
@@ -252,6 +287,7 @@ pub fn tombstone(provider: Provider, org_id: &str, entity: Entity, id: &str, at:
         flags: Vec::new(),
         document: None,
         company: None,
+        reference: Parts::default(),
     })
 }
 
@@ -620,6 +656,146 @@ mod tests {
         let defs: Value = serde_json::from_str(&defs).unwrap();
         for (name, def) in defs.as_object().unwrap() {
             assert_eq!(&api["components"]["schemas"][name], def, "{name}");
+        }
+    }
+
+    /// Writes or compares the committed example `record-<provider>-<entity>.json`.
+    fn example(name: &str, entity: &str, v: &Value) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/examples/record-{name}-{entity}.json"));
+        let pretty = serde_json::to_string_pretty(v).unwrap() + "\n";
+        if std::env::var_os("UPDATE_EXAMPLES").is_some() {
+            std::fs::write(&path, &pretty).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty, "{} is what the code stores", path.display());
+    }
+
+    /// Each provider's tax code (QuickBooks TaxCode, Xero TaxRate, Zoho tax, in the sandbox's
+    /// shapes) and account read into the typed parts the write side checks lines against: the code
+    /// a line names, the rate, the class. Each is the committed example.
+    #[test]
+    fn tax_rates_and_accounts_of_every_provider_read_into_typed_parts() {
+        let schema = records_schema();
+        let taxes = [
+            (
+                "quickbooks",
+                quickbooks::normalise(
+                    Entity::TaxRate,
+                    "9341",
+                    json!({"Id": "TAX", "Name": "TAX", "Active": true, "Taxable": true, "TaxGroup": false,
+                        "SalesTaxRateList": {"TaxRateDetail": [{"TaxRateRef": {"value": "3", "name": "California"}, "TaxOrder": 0}]},
+                        "PurchaseTaxRateList": {"TaxRateDetail": []}, "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+                ),
+            ),
+            (
+                "xero",
+                xero::normalise(
+                    Entity::TaxRate,
+                    "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61",
+                    json!({"Name": "Tax on Sales", "TaxType": "OUTPUT", "ReportTaxType": "OUTPUT", "DisplayTaxRate": 8.25,
+                        "EffectiveRate": 8.25, "Status": "ACTIVE",
+                        "TaxComponents": [{"Name": "Tax on Sales", "Rate": 8.25, "IsCompound": false, "IsNonRecoverable": false}]}),
+                ),
+            ),
+            (
+                "zoho",
+                zoho::normalise(
+                    Entity::TaxRate,
+                    "700000001",
+                    json!({"tax_id": "460000000030001", "tax_name": "Sales Tax", "tax_percentage": 8.25, "tax_type": "tax",
+                        "status": "active"}),
+                ),
+            ),
+        ];
+        let mut codes = Vec::new();
+        for (name, r) in taxes {
+            let n = normalise(&r.unwrap()).unwrap();
+            let t = n.reference.tax_rate.clone().expect("a tax rate");
+            assert_eq!(t.code.as_deref(), Some(n.provider_id.as_str()), "{name}: the code lines name is the record's id");
+            assert_eq!(t.active, Some(true), "{name}");
+            codes.push((t.code.clone().unwrap(), t.rate.clone(), t.components.len()));
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            example(name, "tax_rate", &v);
+        }
+        assert_eq!(
+            codes,
+            vec![("TAX".into(), None, 1), ("OUTPUT".into(), Some("8.25".into()), 1), ("460000000030001".into(), Some("8.25".into()), 0)]
+        );
+
+        let accounts = [
+            (
+                "quickbooks",
+                quickbooks::normalise(
+                    Entity::Account,
+                    "9341",
+                    json!({"Id": "35", "Name": "Checking", "AcctNum": "090", "AccountType": "Bank", "Classification": "Asset",
+                        "Active": true, "CurrentBalance": 1201.5, "CurrencyRef": {"value": "USD"},
+                        "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+                ),
+            ),
+            (
+                "xero",
+                xero::normalise(
+                    Entity::Account,
+                    "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61",
+                    json!({"AccountID": "13918178-849a-4823-9a31-57b7eac713d7", "Code": "200", "Name": "Sales", "Type": "REVENUE",
+                        "Class": "REVENUE", "Status": "ARCHIVED", "TaxType": "OUTPUT", "UpdatedDateUTC": "/Date(1762106400000+0000)/"}),
+                ),
+            ),
+            (
+                "zoho",
+                zoho::normalise(
+                    Entity::Account,
+                    "700000001",
+                    json!({"account_id": "460000000000361", "account_name": "Office Expenses", "account_code": "453",
+                        "account_type": "expense", "is_active": true, "currency_code": "USD"}),
+                ),
+            ),
+        ];
+        let mut got = Vec::new();
+        for (name, r) in accounts {
+            let n = normalise(&r.unwrap()).unwrap();
+            let a = n.reference.account.clone().expect("an account");
+            assert_eq!(a.code, n.number, "{name}: the code is the record's number");
+            got.push((a.class, a.bank, a.active, a.balance.map(|b| b.minor)));
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            example(name, "account", &v);
+        }
+        use crate::books::reference::AccountClass as C;
+        assert_eq!(
+            got,
+            vec![
+                (Some(C::Asset), true, Some(true), Some(120150)),
+                (Some(C::Revenue), false, Some(false), None),
+                (Some(C::Expense), false, Some(true), None)
+            ]
+        );
+        // A deleted Xero tax rate is a deletion, not only an inactive rate.
+        let gone = xero::normalise(Entity::TaxRate, "t", json!({"TaxType": "TAX001", "Status": "DELETED"})).unwrap();
+        assert!(normalise(&gone).unwrap().deleted);
+    }
+
+    #[test]
+    fn hostile_reference_records_never_panic() {
+        let hostile = [
+            json!({"Id": "1", "TaxType": "X", "tax_id": "1", "AccountID": "a", "account_id": "1", "SalesTaxRateList": {"TaxRateDetail": "x"},
+                "TaxComponents": [null, 1, {"Rate": {"x": 1}}], "taxes": {"a": 1}, "Classification": 5, "Class": [], "account_type": null,
+                "CurrentBalance": "1e400", "CurrencyRef": {"value": 5}, "Status": {"x": 1}, "is_active": "yes"}),
+            json!({"Id": "2", "TaxType": "Y", "tax_id": "2", "AccountID": "b", "account_id": "2", "CurrentBalance": 9.9e300,
+                "CurrencyRef": {"value": "USD"}, "EffectiveRate": "\u{0}", "tax_percentage": [], "Active": "true"}),
+        ];
+        for v in hostile {
+            for e in [Entity::TaxRate, Entity::Account] {
+                let read =
+                    [quickbooks::normalise(e, "1", v.clone()), xero::normalise(e, "t", v.clone()), zoho::normalise(e, "1", v.clone())];
+                for r in read.into_iter().flatten() {
+                    let n = normalise(&r).unwrap();
+                    if let Some(a) = n.reference.account {
+                        assert!(a.balance.is_none() && a.class.is_none(), "{a:?}");
+                    }
+                }
+            }
         }
     }
 }

@@ -191,6 +191,7 @@ mod tests {
             flags: vec![],
             document: None,
             company: None,
+            reference: Default::default(),
         }
     }
 

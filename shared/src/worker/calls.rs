@@ -61,6 +61,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 // Bills are ACCPAY invoices: the same scopes as sales invoices.
                 Entity::Bill => ("accounting.invoices", "accounting.transactions"),
                 Entity::Company => ("accounting.settings", "accounting.settings"),
+                Entity::TaxRate => ("accounting.settings", "accounting.settings"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -82,6 +83,8 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 Entity::Payment => "customerpayments",
                 Entity::Bill => "bills",
                 Entity::Company => "settings",
+                // Taxes sit under Settings in Zoho's API reference (`/settings/taxes`).
+                Entity::TaxRate => "settings",
             };
             let action = if write { "CREATE" } else { "READ" };
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]

@@ -1,0 +1,264 @@
+//! Reference data of the books: the tax rates and accounts (and later items and tracking
+//! categories) that documents' lines name, as the app reads them and as writes are checked against
+//! (a line's `tax_code` is a stored tax rate's `code`, its account a stored account's id or code).
+//!
+//! As for documents, each provider describes where the fields sit with a map (JSON paths,
+//! alternatives in order, small tables of the provider's words); [`map_tax_rate`] and
+//! [`map_account`] are the one reader each. Provider JSON is untrusted: a field that cannot be read
+//! is absent, never an error or a panic.
+
+use serde_json::Value;
+
+use super::{at, first_text, money_of, text_of, Path};
+use crate::money::{currency_code, Money};
+
+/// The typed part of a reference-data record (one of these is set, by its entity), kept flat in the
+/// record beside `document` and `company`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Parts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_rate: Option<TaxRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
+}
+
+/// Whether a record is in use, read from a boolean or from a status word.
+#[derive(Debug)]
+pub enum ActiveRule {
+    /// A boolean field (QuickBooks `Active`, Zoho `is_active`).
+    Flag(&'static [Path]),
+    /// A status field matched case-insensitively against (word, active); another word reads as
+    /// unknown (absent).
+    Status(Path, &'static [(&'static str, bool)]),
+    /// The provider states nothing (Xero Items): a listed record is in use.
+    Listed,
+}
+
+fn active(rule: &ActiveRule, v: &Value) -> Option<bool> {
+    match rule {
+        ActiveRule::Flag(paths) => paths.iter().find_map(|p| at(v, p).and_then(Value::as_bool)),
+        ActiveRule::Status(path, table) => {
+            let s = at(v, path).and_then(Value::as_str)?;
+            table.iter().find(|(k, _)| k.eq_ignore_ascii_case(s.trim())).map(|(_, a)| *a)
+        }
+        ActiveRule::Listed => Some(true),
+    }
+}
+
+/// One rate a tax code combines (Xero TaxComponents, QuickBooks TaxRateDetail, Zoho group taxes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaxComponent {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Percentage as decimal text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// Charged on the other components as well as the net amount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compound: Option<bool>,
+}
+
+/// A tax code as the app reads it (`schemas/records.v1.json#/$defs/TaxRate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaxRate {
+    /// What a document line's `tax_code` names: QuickBooks TaxCode Id, Xero TaxType, Zoho tax_id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The effective percentage as decimal text (`8.25`). QuickBooks states it on each TaxRate, not
+    /// on the code: absent there, the components name the rates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<TaxComponent>,
+}
+
+/// Where one provider's tax code fields are.
+#[derive(Debug)]
+pub struct TaxRateMap {
+    pub code: &'static [Path],
+    pub name: &'static [Path],
+    pub rate: &'static [Path],
+    pub active: ActiveRule,
+    /// (array of components, id, name, rate, compound flag), each array read in turn.
+    pub components: &'static [(Path, Path, Path, Path, Path)],
+}
+
+pub fn map_tax_rate(map: &TaxRateMap, v: &Value) -> TaxRate {
+    let mut components = Vec::new();
+    for (list, id, name, rate, compound) in map.components {
+        if let Some(Value::Array(items)) = at(v, list) {
+            for c in items.iter().filter(|c| c.is_object()) {
+                let comp = TaxComponent {
+                    id: at(c, id).and_then(text_of),
+                    name: at(c, name).and_then(text_of),
+                    rate: at(c, rate).and_then(text_of),
+                    compound: at(c, compound).and_then(Value::as_bool),
+                };
+                if comp != TaxComponent::default() {
+                    components.push(comp);
+                }
+            }
+        }
+    }
+    TaxRate {
+        code: first_text(v, map.code),
+        name: first_text(v, map.name),
+        rate: first_text(v, map.rate),
+        active: active(&map.active, v),
+        components,
+    }
+}
+
+/// The side of the balance sheet or the profit and loss an account is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountClass {
+    Asset,
+    Liability,
+    Equity,
+    Revenue,
+    Expense,
+}
+
+/// An account's typed part as the app reads it (`schemas/records.v1.json#/$defs/Account`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Account {
+    /// The account number or code (QuickBooks AcctNum, Xero Code, Zoho account_code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The provider's own type word (QuickBooks AccountType, Xero Type, Zoho account_type).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub account_type: Option<String>,
+    /// Normalised from the provider's class or type; absent for a word the map does not know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<AccountClass>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// A bank account (payments can be made from and to it).
+    pub bank: bool,
+    /// False when archived (Xero) or made inactive (QuickBooks, Zoho).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// Where the provider sends it (QuickBooks CurrentBalance); minor units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Money>,
+}
+
+/// Where the class comes from.
+#[derive(Debug)]
+pub enum ClassRule {
+    /// A class field (QuickBooks Classification, Xero Class) matched against the table.
+    Field(Path, &'static [(&'static str, AccountClass)]),
+    /// The type word itself, matched against the table (Zoho has no class field).
+    FromType(&'static [(&'static str, AccountClass)]),
+}
+
+#[derive(Debug)]
+pub struct AccountMap {
+    pub code: &'static [Path],
+    pub name: &'static [Path],
+    pub account_type: &'static [Path],
+    pub class: ClassRule,
+    pub currency: &'static [Path],
+    /// Type words that mean a bank account.
+    pub bank_types: &'static [&'static str],
+    pub active: ActiveRule,
+    pub balance: &'static [Path],
+}
+
+pub fn map_account(map: &AccountMap, v: &Value) -> Account {
+    let account_type = first_text(v, map.account_type);
+    let lookup = |word: Option<&str>, table: &[(&str, AccountClass)]| {
+        word.and_then(|w| table.iter().find(|(k, _)| k.eq_ignore_ascii_case(w.trim())).map(|(_, c)| *c))
+    };
+    let class = match &map.class {
+        ClassRule::Field(path, table) => lookup(at(v, path).and_then(Value::as_str), table),
+        ClassRule::FromType(table) => lookup(account_type.as_deref(), table),
+    };
+    let currency = currency_code(first_text(v, map.currency).as_deref());
+    let balance = currency.as_deref().and_then(|c| money_of(v, map.balance, c));
+    Account {
+        code: first_text(v, map.code),
+        name: first_text(v, map.name),
+        bank: account_type.as_deref().is_some_and(|t| map.bank_types.iter().any(|b| b.eq_ignore_ascii_case(t))),
+        account_type,
+        class,
+        currency,
+        active: active(&map.active, v),
+        balance,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TAX: TaxRateMap = TaxRateMap {
+        code: &[&["Code"]],
+        name: &[&["Name"]],
+        rate: &[&["Rate"]],
+        active: ActiveRule::Status(&["Status"], &[("ACTIVE", true), ("ARCHIVED", false)]),
+        components: &[(&["Parts"], &["Id"], &["Name"], &["Rate"], &["Compound"])],
+    };
+
+    const ACCOUNT: AccountMap = AccountMap {
+        code: &[&["Code"]],
+        name: &[&["Name"]],
+        account_type: &[&["Type"]],
+        class: ClassRule::FromType(&[("income", AccountClass::Revenue), ("bank", AccountClass::Asset)]),
+        currency: &[&["Cur"]],
+        bank_types: &["bank"],
+        active: ActiveRule::Flag(&[&["On"]]),
+        balance: &[&["Balance"]],
+    };
+
+    #[test]
+    fn a_tax_code_reads_with_its_components_and_status() {
+        let t = map_tax_rate(
+            &TAX,
+            &json!({"Code": "GST", "Name": "GST on Income", "Rate": 15.0, "Status": "archived",
+                "Parts": [{"Id": 1, "Name": "GST", "Rate": "15", "Compound": false}, null, {}]}),
+        );
+        assert_eq!((t.code.as_deref(), t.rate.as_deref(), t.active), (Some("GST"), Some("15.0"), Some(false)));
+        assert_eq!(
+            t.components,
+            vec![TaxComponent { id: Some("1".into()), name: Some("GST".into()), rate: Some("15".into()), compound: Some(false) }]
+        );
+        assert_eq!(map_tax_rate(&TAX, &json!({"Status": "PENDING"})).active, None, "a word the table does not know is unknown");
+    }
+
+    #[test]
+    fn an_account_reads_its_class_bank_flag_and_balance() {
+        let a = map_account(&ACCOUNT, &json!({"Code": "090", "Type": "Bank", "Cur": "usd", "On": true, "Balance": "12.34"}));
+        assert_eq!((a.class, a.bank, a.active), (Some(AccountClass::Asset), true, Some(true)));
+        assert_eq!(a.balance, Some(Money { minor: 1234, currency: "USD".into() }));
+        let b = map_account(&ACCOUNT, &json!({"Type": "Mystery", "Balance": 5}));
+        assert_eq!((b.class, b.bank, b.balance), (None, false, None), "no currency, no balance");
+    }
+
+    #[test]
+    fn hostile_shapes_read_as_absent() {
+        for v in [
+            json!(null),
+            json!([1, 2]),
+            json!("x"),
+            json!({"Code": {"a": 1}, "Rate": [1], "Status": 7, "Parts": {"Id": 1}}),
+            json!({"Parts": [1, "s", [], {"Id": {"x": 1}, "Rate": null}], "Type": 9, "On": "yes", "Balance": "1e999", "Cur": "USD"}),
+            json!({"Type": "\u{0}\u{ffff}", "Cur": "ÉÉÉ", "Balance": "99999999999999999999999"}),
+        ] {
+            let t = map_tax_rate(&TAX, &v);
+            assert!(t.code.is_none() && t.rate.is_none() && t.components.is_empty(), "{v}");
+            let a = map_account(&ACCOUNT, &v);
+            assert!(a.balance.is_none() && a.class.is_none() && !a.bank, "{v}");
+        }
+    }
+}
