@@ -1974,3 +1974,271 @@ async fn xero_tax_rates() {
 async fn zoho_tax_rates() {
     Box::pin(tax_rates_case(Provider::Zoho)).await;
 }
+
+/// The account ids and codes the sandbox's lines name, read from its invoices and bills.
+fn line_accounts(provider: Provider, doc: &Value) -> Vec<String> {
+    let (lines, paths): (&str, &[&str]) = match provider {
+        Provider::QuickBooks => ("Line", &["/AccountBasedExpenseLineDetail/AccountRef/value", "/SalesItemLineDetail/ItemAccountRef/value"]),
+        Provider::Xero => ("LineItems", &["/AccountCode", "/AccountID"]),
+        Provider::Zoho => ("line_items", &["/account_id"]),
+    };
+    let mut out = Vec::new();
+    for l in doc[lines].as_array().into_iter().flatten() {
+        out.extend(paths.iter().filter_map(|p| l.pointer(p).and_then(Value::as_str)).filter(|s| !s.is_empty()).map(str::to_string));
+    }
+    out
+}
+
+/// Accounts with type and class: a pull stores each of the sandbox's accounts with its code, the
+/// provider's type word and the class it means, the bank flag and the status; every account the
+/// seeded lines name is found in the copy by id or code (Xero lines name the code); an archived
+/// account arrives inactive, and a Xero account deleted by status as deleted.
+async fn accounts_case(provider: Provider) {
+    let h = harness().await;
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("account", 5), ("invoice", 3), ("bill", 3)]).await;
+    h.connect(provider, &org).await;
+    let theirs = sandbox_records(&h, provider, &org, "account").await;
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Account)).await;
+    assert_eq!(r["counts"]["written"].as_u64(), Some(theirs.len() as u64), "{provider}: {r}");
+    let store = h.store();
+    for s in &theirs {
+        let (id, v) = (s["id"].as_str().unwrap(), &s["value"]);
+        let ours = store.get_record(&h.tenant, provider, &org, PEntity::Account, id).await.unwrap().expect("stored");
+        let a = ours.reference.account.expect("an account's typed part");
+        let (code, kind, class) = match provider {
+            Provider::QuickBooks => (&v["AcctNum"], &v["AccountType"], v["Classification"].as_str().unwrap().to_ascii_lowercase()),
+            Provider::Xero => (&v["Code"], &v["Type"], v["Class"].as_str().unwrap().to_ascii_lowercase()),
+            Provider::Zoho => {
+                let class = match v["account_type"].as_str().unwrap() {
+                    "income" => "revenue",
+                    "expense" => "expense",
+                    "accounts_payable" => "liability",
+                    _ => "asset",
+                };
+                (&v["account_code"], &v["account_type"], class.to_string())
+            }
+        };
+        assert_eq!((a.code.as_deref(), a.account_type.as_deref()), (code.as_str(), kind.as_str()), "{provider} {id}");
+        assert_eq!(serde_json::to_value(a.class).unwrap(), json!(class), "{provider} {id}: {v}");
+        assert_eq!(a.bank, kind.as_str().is_some_and(|k| k.eq_ignore_ascii_case("bank")), "{provider} {id}");
+        assert_eq!(a.active, Some(true), "{provider} {id}");
+        assert_eq!(ours.number, a.code, "{provider}: the header's number is still the code");
+        if provider == Provider::QuickBooks {
+            assert_eq!(a.balance.map(|b| b.minor), Some(0), "QuickBooks sends CurrentBalance");
+        }
+    }
+    let stored = store.list_records(&h.tenant, provider, &org, PEntity::Account).await.unwrap();
+    assert!(stored.iter().any(|s| s.reference.account.as_ref().is_some_and(|a| a.bank)), "{provider}: the bank account is flagged");
+    let mut named = Vec::new();
+    for entity in ["invoice", "bill"] {
+        for d in sandbox_records(&h, provider, &org, entity).await {
+            named.extend(line_accounts(provider, &d["value"]));
+        }
+    }
+    assert!(!named.is_empty(), "{provider}: seeded lines name accounts");
+    for key in &named {
+        let found = store.find_reference(&h.tenant, provider, &org, PEntity::Account, key).await.unwrap();
+        assert!(found.is_some(), "{provider}: line account {key} is a stored account");
+    }
+
+    // Archived (QuickBooks and Zoho inactive, Xero ARCHIVED), and on Xero deleted by status.
+    let (archive, delete) = (&theirs[theirs.len() - 1], &theirs[theirs.len() - 2]);
+    let change = |s: &Value, archived: bool| {
+        let mut v = s["value"].clone();
+        match provider {
+            Provider::QuickBooks => v["Active"] = json!(!archived),
+            Provider::Xero => v["Status"] = json!(if archived { "ARCHIVED" } else { "DELETED" }),
+            Provider::Zoho => v["is_active"] = json!(!archived),
+        }
+        v
+    };
+    let mut records = vec![change(archive, true)];
+    if provider == Provider::Xero {
+        records.push(change(delete, false));
+    }
+    let body = json!({"provider": sandbox_name(provider), "org_id": org, "entity": "account", "records": records});
+    h.control("POST", "seed", Some(body)).await;
+    let inc = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Account)).await;
+    assert_eq!(inc["counts"]["written"].as_u64(), Some(records.len() as u64), "{provider}: incremental: {inc}");
+    let a = store.get_record(&h.tenant, provider, &org, PEntity::Account, archive["id"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!((a.reference.account.unwrap().active, a.deleted), (Some(false), false), "{provider}: archived, not deleted");
+    if provider == Provider::Xero {
+        let id = delete["id"].as_str().unwrap();
+        assert!(store.get_record(&h.tenant, provider, &org, PEntity::Account, id).await.unwrap().unwrap().deleted);
+        assert!(store.find_reference(&h.tenant, provider, &org, PEntity::Account, id).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_accounts_with_type_and_class() {
+    Box::pin(accounts_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_accounts_with_type_and_class() {
+    Box::pin(accounts_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_accounts_with_type_and_class() {
+    Box::pin(accounts_case(Provider::Zoho)).await;
+}
+
+/// Marks stored records as written an hour ago, so a full pass may take them for gone (a pass never
+/// does so for a record written around its own start).
+async fn backdate_records(h: &H, provider: Provider, org: &str, entity: PEntity, ids: &[String]) {
+    for id in ids {
+        h.env
+            .clients
+            .dynamodb
+            .update_item()
+            .table_name(&h.env.config.tables.sync)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(shared::store::tenant_pk(&h.tenant)))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(shared::sync::store::record_sk(provider, org, entity, id)))
+            .update_expression("SET synced_at = :t")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::S((Utc::now() - Duration::hours(1)).to_rfc3339()))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Items: a pull stores every item of the sandbox with its code, prices and accounts; every item
+/// the seeded lines name is in the copy, and so are the accounts and tax codes each item posts
+/// with; a changed price arrives with the next incremental pull; an item made inactive arrives
+/// inactive (QuickBooks, Zoho), and a deleted one (Xero, Zoho) becomes a tombstone at a full pass.
+async fn items_case(provider: Provider) {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.extend([Entity::Item, Entity::TaxRate]);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("invoice", 4), ("bill", 4), ("item", 2)]).await;
+    h.connect(provider, &org).await;
+    for e in [Entity::Account, Entity::TaxRate] {
+        h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, e)).await;
+    }
+    let theirs = sandbox_records(&h, provider, &org, "item").await;
+    assert_eq!(theirs.len(), 9, "{provider}: seven catalogue items and two more");
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Item)).await;
+    assert_eq!(r["counts"]["written"].as_u64(), Some(9), "{provider}: {r}");
+    let store = h.store();
+    let (code_f, sales_f, purchase_f): (&str, &str, &str) = match provider {
+        Provider::QuickBooks => ("/Sku", "/UnitPrice", "/PurchaseCost"),
+        Provider::Xero => ("/Code", "/SalesDetails/UnitPrice", "/PurchaseDetails/UnitPrice"),
+        Provider::Zoho => ("/sku", "/rate", "/purchase_rate"),
+    };
+    for s in &theirs {
+        let (id, v) = (s["id"].as_str().unwrap(), &s["value"]);
+        let ours = store.get_record(&h.tenant, provider, &org, PEntity::Item, id).await.unwrap().expect("stored");
+        let i = ours.reference.item.expect("an item's typed part");
+        assert_eq!(i.code.as_deref(), v.pointer(code_f).and_then(Value::as_str), "{provider} {id}");
+        assert_eq!(i.sales_price, v.pointer(sales_f).map(Value::to_string), "{provider} {id}: the sandbox's price");
+        assert_eq!(i.purchase_price, v.pointer(purchase_f).map(Value::to_string), "{provider} {id}");
+        assert_eq!(i.active, Some(true));
+        for a in [&i.income_account, &i.expense_account].into_iter().flatten() {
+            let key = a.id.as_deref().unwrap();
+            let found = store.find_reference(&h.tenant, provider, &org, PEntity::Account, key).await.unwrap();
+            assert!(found.is_some(), "{provider} {id}: its account {key} is in the copy");
+        }
+        for code in [&i.tax_code, &i.purchase_tax_code].into_iter().flatten() {
+            assert!(store.find_reference(&h.tenant, provider, &org, PEntity::TaxRate, code).await.unwrap().is_some(), "{provider}: {code}");
+        }
+    }
+    let item_path: &[&str] = match provider {
+        Provider::QuickBooks => &["/SalesItemLineDetail/ItemRef/value", "/ItemBasedExpenseLineDetail/ItemRef/value"],
+        Provider::Xero => &["/Item/ItemID"],
+        Provider::Zoho => &["/item_id"],
+    };
+    let lines_key = match provider {
+        Provider::QuickBooks => "Line",
+        Provider::Xero => "LineItems",
+        Provider::Zoho => "line_items",
+    };
+    let mut named = 0;
+    for entity in ["invoice", "bill"] {
+        for d in sandbox_records(&h, provider, &org, entity).await {
+            for l in d["value"][lines_key].as_array().into_iter().flatten() {
+                for id in item_path.iter().filter_map(|p| l.pointer(p).and_then(Value::as_str)).filter(|s| !s.is_empty()) {
+                    named += 1;
+                    let found = store.find_reference(&h.tenant, provider, &org, PEntity::Item, id).await.unwrap();
+                    assert!(found.is_some(), "{provider}: line item {id} is a stored item");
+                }
+            }
+        }
+    }
+    assert!(named > 0, "{provider}: seeded lines name items");
+
+    // A new price, and (QuickBooks, Zoho) an item made inactive.
+    let (priced, retired, gone) = (&theirs[0], &theirs[1], &theirs[2]);
+    let mut v = priced["value"].clone();
+    match provider {
+        Provider::QuickBooks => v["UnitPrice"] = json!(123.45),
+        Provider::Xero => v["SalesDetails"]["UnitPrice"] = json!(123.45),
+        Provider::Zoho => v["rate"] = json!(123.45),
+    }
+    let mut records = vec![v];
+    match provider {
+        Provider::QuickBooks => {
+            let mut r = retired["value"].clone();
+            r["Active"] = json!(false);
+            records.push(r);
+        }
+        Provider::Zoho => {
+            let mut r = retired["value"].clone();
+            r["status"] = json!("inactive");
+            records.push(r);
+        }
+        Provider::Xero => {}
+    }
+    let body = json!({"provider": sandbox_name(provider), "org_id": org, "entity": "item", "records": records});
+    h.control("POST", "seed", Some(body)).await;
+    let inc = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Item)).await;
+    assert_eq!(inc["counts"]["written"].as_u64(), Some(records.len() as u64), "{provider}: incremental: {inc}");
+    let p = store.get_record(&h.tenant, provider, &org, PEntity::Item, priced["id"].as_str().unwrap()).await.unwrap().unwrap();
+    let price = p.reference.item.unwrap();
+    assert_eq!(price.sales_price.as_deref(), Some("123.45"), "{provider}");
+    if provider != Provider::Xero {
+        let r = store.get_record(&h.tenant, provider, &org, PEntity::Item, retired["id"].as_str().unwrap()).await.unwrap().unwrap();
+        assert_eq!((r.reference.item.unwrap().active, r.deleted), (Some(false), false), "{provider}: inactive, not deleted");
+    }
+
+    // Deleted at the provider (Xero and Zoho delete items; QuickBooks only makes them inactive):
+    // the next full pass tombstones it.
+    if provider != Provider::QuickBooks {
+        let gone_id = gone["id"].as_str().unwrap().to_string();
+        let out = h
+            .control(
+                "POST",
+                "records/delete",
+                Some(json!({"provider": sandbox_name(provider), "org_id": org, "entity": "item", "ids": [gone_id]})),
+            )
+            .await;
+        assert_eq!(out["deleted"], 1);
+        let ids: Vec<String> = theirs.iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+        backdate_records(&h, provider, &org, PEntity::Item, &ids).await;
+        let mut full = h.job(provider, &org, Operation::Pull, Entity::Item);
+        full.cursor = Some("full".into());
+        let f = h.run_through_queue(&h.deps(), &full).await;
+        assert_eq!(f["counts"]["deleted"].as_u64(), Some(1), "{provider}: {f}");
+        let d = store.get_record(&h.tenant, provider, &org, PEntity::Item, &gone_id).await.unwrap().unwrap();
+        assert!(d.deleted, "{provider}");
+        assert!(store.find_reference(&h.tenant, provider, &org, PEntity::Item, &gone_id).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_items() {
+    Box::pin(items_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_items() {
+    Box::pin(items_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_items() {
+    Box::pin(items_case(Provider::Zoho)).await;
+}

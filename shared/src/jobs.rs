@@ -209,6 +209,7 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::Bill => "bill",
         Entity::Company => "company",
         Entity::TaxRate => "tax_rate",
+        Entity::Item => "item",
     }
 }
 

@@ -54,6 +54,7 @@ pub enum Entity {
     Bill,
     Company,
     TaxRate,
+    Item,
 }
 
 impl Entity {
@@ -68,6 +69,7 @@ impl Entity {
             Entity::Bill => M::Bill,
             Entity::Company => M::Company,
             Entity::TaxRate => M::TaxRate,
+            Entity::Item => M::Item,
         }
     }
 }

@@ -99,7 +99,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 7],
+    stores: [Store; 8],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -115,6 +115,7 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::Bill => 4,
         Entity::Vendor => 5,
         Entity::TaxRate => 6,
+        Entity::Item => 7,
     }
 }
 
@@ -289,14 +290,22 @@ impl Org {
             Entity::Contact => self.gen_contact(n),
             Entity::Vendor => self.gen_vendor(n),
             Entity::Account => self.gen_account(n),
+            Entity::Item => {
+                let account = self.first_or_generate(Entity::Account, now);
+                let (id, value) = crate::reference::gen_item(self.provider, n, &account);
+                self.put(e, &id, value, now);
+                return id;
+            }
             Entity::Invoice => {
                 let contact = self.first_or_generate(Entity::Contact, now);
                 let account = self.first_or_generate(Entity::Account, now);
+                self.ensure_items(false, &account, now);
                 self.gen_invoice(n, &contact, &account, &document(n, lines, false), now)
             }
             Entity::Bill => {
                 let vendor = self.first_or_generate(Entity::Vendor, now);
                 let expense = self.account_of_type(&["Expense", "EXPENSE", "expense"], ACCOUNTS[EXPENSE_ACCOUNT], now);
+                self.ensure_items(true, &expense, now);
                 let payable = match self.provider {
                     Provider::Quickbooks => Some(self.account_of_type(&["Accounts Payable"], AP_ACCOUNT, now)),
                     _ => None,
@@ -312,6 +321,17 @@ impl Org {
         let id = self.id_for(n);
         self.put(e, &id, value, now);
         id
+    }
+
+    /// The catalogue items sales (or purchase) lines name, posting to `account`, unless the org
+    /// has them already: every item a document names is then one of the org's items.
+    fn ensure_items(&mut self, purchase: bool, account: &Value, now: DateTime<Utc>) {
+        for item in crate::lines::catalog(purchase) {
+            let (id, value) = crate::reference::catalog_item(self.provider, item, purchase, account);
+            if self.get(Entity::Item, &id).is_none() {
+                self.put(Entity::Item, &id, value, now);
+            }
+        }
     }
 
     /// A record of `e` to refer to: the newest live one of that kind, or a fresh one.
@@ -760,7 +780,7 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "created_time",
             "last_modified_time",
         ],
-        Entity::Vendor | Entity::TaxRate => return v.clone(),
+        Entity::Vendor | Entity::TaxRate | Entity::Item => return v.clone(),
         Entity::Payment => &[
             "payment_id",
             "payment_number",

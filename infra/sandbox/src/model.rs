@@ -56,11 +56,13 @@ pub enum Entity {
     Vendor,
     /// A tax code (QuickBooks TaxCode, Xero TaxRates keyed by TaxType, Zoho settings/taxes).
     TaxRate,
+    /// A product or service (QuickBooks Item, Xero Items, Zoho items).
+    Item,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 7] =
-        [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Vendor, Entity::TaxRate];
+    pub const ALL: [Entity; 8] =
+        [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Vendor, Entity::TaxRate, Entity::Item];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
     /// Invoices (`Type: ACCPAY`) and suppliers among its Contacts (`IsSupplier`); Zoho Books keeps
@@ -86,6 +88,7 @@ impl Entity {
             "bill" | "bills" => Some(Entity::Bill),
             "vendor" | "vendors" | "supplier" | "suppliers" => Some(Entity::Vendor),
             "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxcodes" | "taxes" | "tax" => Some(Entity::TaxRate),
+            "item" | "items" => Some(Entity::Item),
             _ => None,
         }
     }
@@ -99,6 +102,7 @@ impl Entity {
             Entity::Bill => "bill",
             Entity::Vendor => "vendor",
             Entity::TaxRate => "tax_rate",
+            Entity::Item => "item",
         }
     }
 
@@ -111,6 +115,7 @@ impl Entity {
             Entity::Bill => "Bill",
             Entity::Vendor => "Vendor",
             Entity::TaxRate => "TaxCode",
+            Entity::Item => "Item",
         }
     }
 
@@ -123,6 +128,7 @@ impl Entity {
             Entity::Bill => "Invoices",
             Entity::Vendor => "Contacts",
             Entity::TaxRate => "TaxRates",
+            Entity::Item => "Items",
         }
     }
 
@@ -136,6 +142,7 @@ impl Entity {
             Entity::Vendor => "ContactID",
             // Xero's tax rates have no id of their own: lines name them by TaxType.
             Entity::TaxRate => "TaxType",
+            Entity::Item => "ItemID",
         }
     }
 
@@ -143,6 +150,7 @@ impl Entity {
     pub fn zoho_plural(self) -> &'static str {
         match self {
             Entity::TaxRate => "settings/taxes",
+            Entity::Item => "items",
             Entity::Invoice => "invoices",
             Entity::Contact => "contacts",
             Entity::Account => "chartofaccounts",
@@ -169,6 +177,7 @@ impl Entity {
     pub fn zoho_singular(self) -> &'static str {
         match self {
             Entity::TaxRate => "tax",
+            Entity::Item => "item",
             Entity::Invoice => "invoice",
             Entity::Contact => "contact",
             Entity::Account => "chart_of_account",
@@ -187,6 +196,7 @@ impl Entity {
             Entity::Bill => "bill_id",
             Entity::Vendor => "contact_id",
             Entity::TaxRate => "tax_id",
+            Entity::Item => "item_id",
         }
     }
 }

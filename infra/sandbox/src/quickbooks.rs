@@ -22,8 +22,8 @@ const DEFAULT_MAX_RESULTS: usize = 100;
 const MAX_RESULTS_CAP: usize = 1000;
 const MAX_RESULTS_INVALID: &str = "QueryValidationError";
 /// Entities QuickBooks has but the sandbox keeps no records of: they answer empty rather than fail.
-const OTHER_ENTITIES: [&str; 9] =
-    ["Item", "BillPayment", "CreditMemo", "Estimate", "JournalEntry", "Purchase", "SalesReceipt", "Employee", "Class"];
+const OTHER_ENTITIES: [&str; 8] =
+    ["BillPayment", "CreditMemo", "Estimate", "JournalEntry", "Purchase", "SalesReceipt", "Employee", "Class"];
 
 fn ok(body: String) -> Response {
     with_header(json(StatusCode::OK, body), "intuit_tid", &intuit_tid())
@@ -729,6 +729,8 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
     match e {
         // QuickBooks creates tax codes through its TaxService, not `POST /taxcode`.
         Entity::TaxRate => return Err(("2010", "Request has invalid or unsupported property", "TaxCode cannot be created here".into())),
+        // Reference data is seeded (`/_sandbox/seed`); creating items is not modelled.
+        Entity::Item => return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create items".into())),
         Entity::Contact | Entity::Vendor => {
             let obj = v.as_object_mut().expect("object");
             let display = obj.get("DisplayName").and_then(Value::as_str).map(str::to_string).or_else(|| {

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::lines::{percent, TAX_RATE_BP};
+use crate::lines::{percent, CatalogItem, TAX_RATE_BP};
 use crate::model::Provider;
 
 /// Zoho's id of the one sales tax the generated lines use (`data::Org::zoho_lines`).
@@ -77,5 +77,83 @@ pub fn gen_tax_rate(p: Provider, n: u64, id: &str) -> (String, Value) {
             (t, v)
         }
         Provider::Zoho => (id.to_string(), zoho_tax(id, &name, &rate)),
+    }
+}
+
+/// A catalogue item's default unit price: 40.00 plus 15.00 per position of its code's first letter.
+fn default_price(code: &str) -> Value {
+    let k = code.bytes().next().map_or(0, |b| i64::from(b % 26));
+    crate::lines::money(4000 + 1500 * k)
+}
+
+/// A catalogue item (`lines::catalog`) as the provider serves it, posting to `account` (the income
+/// account of a sales item, the expense account of a purchase item), with the tax code its lines
+/// use when taxed. QuickBooks US items carry `Taxable`, not a tax code.
+pub fn catalog_item(p: Provider, item: &CatalogItem, purchase: bool, account: &Value) -> (String, Value) {
+    item_value(p, item.qbo_id, item.xero_id, item.zoho_id, item.code, item.name, purchase, account)
+}
+
+/// A further item `n` (seeded with `{"entity":"item","count":k}`), a service posting to `account`.
+/// Ids are kept apart from the catalogue's fixed ones.
+pub fn gen_item(p: Provider, n: u64, account: &Value) -> (String, Value) {
+    let (qbo, zoho) = (format!("{}", 100_000 + n), format!("4610000{n:08}"));
+    let xero = uuid::Uuid::new_v4().to_string();
+    let (code, name) = (format!("ITEM-{n}"), format!("Item {n}"));
+    item_value(p, &qbo, &xero, &zoho, &code, &name, false, account)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn item_value(
+    p: Provider,
+    qbo_id: &str,
+    xero_id: &str,
+    zoho_id: &str,
+    code: &str,
+    name: &str,
+    purchase: bool,
+    account: &Value,
+) -> (String, Value) {
+    let price = default_price(code);
+    match p {
+        Provider::Quickbooks => {
+            let mut v = json!({"Name": name, "Sku": code, "Description": name, "Active": true, "FullyQualifiedName": name,
+                "Taxable": true, "UnitPrice": if purchase { json!(0) } else { price.clone() }, "TrackQtyOnHand": false,
+                "domain": "QBO", "sparse": false});
+            let r = json!({"value": account["Id"], "name": account["Name"]});
+            if purchase {
+                v["Type"] = json!("NonInventory");
+                v["PurchaseCost"] = price;
+                v["PurchaseDesc"] = json!(name);
+                v["ExpenseAccountRef"] = r;
+            } else {
+                v["Type"] = json!("Service");
+                v["IncomeAccountRef"] = r;
+            }
+            (qbo_id.to_string(), v)
+        }
+        Provider::Xero => {
+            let details = |tax: &str| json!({"UnitPrice": price, "AccountCode": account["Code"], "TaxType": tax});
+            let (sales, bought) = if purchase { (json!({}), details("INPUT")) } else { (details("OUTPUT"), json!({})) };
+            let v = json!({"ItemID": xero_id, "Code": code, "Name": name, "Description": name, "IsSold": !purchase,
+                "IsPurchased": purchase, "IsTrackedAsInventory": false, "SalesDetails": sales, "PurchaseDetails": bought});
+            (xero_id.to_string(), v)
+        }
+        Provider::Zoho => {
+            let mut v = json!({"item_id": zoho_id, "name": name, "sku": code, "description": name, "status": "active",
+                "product_type": if purchase { "goods" } else { "service" }, "tax_id": ZOHO_TAX_ID, "tax_name": "Sales Tax",
+                "tax_percentage": percent(TAX_RATE_BP)});
+            if purchase {
+                v["item_type"] = json!("purchases");
+                v["purchase_rate"] = price;
+                v["purchase_account_id"] = account["account_id"].clone();
+                v["purchase_account_name"] = account["account_name"].clone();
+            } else {
+                v["item_type"] = json!("sales");
+                v["rate"] = price;
+                v["account_id"] = account["account_id"].clone();
+                v["account_name"] = account["account_name"].clone();
+            }
+            (zoho_id.to_string(), v)
+        }
     }
 }

@@ -179,8 +179,8 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
     }
 
     let mut body = envelope_head(now);
-    let page_rows: Vec<&Record> = if matches!(e, Entity::Account | Entity::TaxRate) {
-        // Accounts and tax rates are never paged.
+    let page_rows: Vec<&Record> = if matches!(e, Entity::Account | Entity::TaxRate | Entity::Item) {
+        // Accounts, tax rates and items are never paged (their parameters have no page).
         rows
     } else {
         let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
@@ -420,6 +420,7 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
     match e {
         // Reference data is seeded (`/_sandbox/seed`); the sandbox does not create tax rates.
         Entity::TaxRate => errs.push("The sandbox does not create tax rates; seed them.".into()),
+        Entity::Item => errs.push("The sandbox does not create items; seed them.".into()),
         Entity::Contact => match s(&v, "Name") {
             None => errs.push("The contact name must be specified.".to_string()),
             Some(name) => {

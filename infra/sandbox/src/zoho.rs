@@ -156,6 +156,7 @@ pub async fn list(
         Entity::Bill => "Bills",
         Entity::Vendor => "Contacts",
         Entity::TaxRate => "Taxes",
+        Entity::Item => "Items",
     };
     body.push_str(&format!(
         "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"{sort_column}\",\"sort_order\":\"{sort_order}\"}}}}"
@@ -191,6 +192,7 @@ fn does_not_exist(e: Entity) -> Response {
         Entity::Bill => "Bill",
         Entity::Vendor => "Contact",
         Entity::TaxRate => "Tax",
+        Entity::Item => "Item",
     };
     zoho_error(StatusCode::NOT_FOUND, 1002, &format!("{what} does not exist."))
 }
@@ -221,6 +223,7 @@ pub async fn remove(
         Entity::Bill => "The bill has been deleted.",
         Entity::Vendor => "The contact has been deleted.",
         Entity::TaxRate => "The tax has been deleted.",
+        Entity::Item => "The item has been deleted.",
     };
     json_value(StatusCode::OK, &json!({"code": 0, "message": what}))
 }
@@ -264,6 +267,7 @@ pub async fn create(
                 Entity::Bill => "The bill has been created.",
                 Entity::Vendor => "The contact has been added.",
                 Entity::TaxRate => "The tax has been added.",
+                Entity::Item => "The item has been added.",
             };
             json(StatusCode::CREATED, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(what), e.zoho_singular(), rec.full))
         }
@@ -325,6 +329,7 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
     match e {
         // Reference data is seeded (`/_sandbox/seed`), not created through the API here.
         Entity::TaxRate => return Err((4, "The sandbox does not create taxes; seed them".into())),
+        Entity::Item => return Err((4, "The sandbox does not create items; seed them".into())),
         Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
             if org

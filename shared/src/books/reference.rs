@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::{at, first_text, money_of, text_of, Path};
+use super::{at, first_text, money_of, text_of, Path, Ref};
 use crate::money::{currency_code, Money};
 
 /// The typed part of a reference-data record (one of these is set, by its entity), kept flat in the
@@ -20,6 +20,8 @@ pub struct Parts {
     pub tax_rate: Option<TaxRate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<Account>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Item>,
 }
 
 /// Whether a record is in use, read from a boolean or from a status word.
@@ -197,6 +199,75 @@ pub fn map_account(map: &AccountMap, v: &Value) -> Account {
     }
 }
 
+/// A product or service as the app reads it (`schemas/records.v1.json#/$defs/Item`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Item {
+    /// The item's code or SKU (QuickBooks Sku, Xero Code, Zoho sku).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The provider's own kind (QuickBooks Type: Service, NonInventory, Inventory; Zoho product_type).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub item_type: Option<String>,
+    /// Unit prices as the provider's decimal text (they may carry more decimals than the currency).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sales_price: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purchase_price: Option<String>,
+    /// The account sales of it post to (`id`: the account's id, or its code where the provider
+    /// names accounts by code, as Xero does here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub income_account: Option<Ref>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expense_account: Option<Ref>,
+    /// Tax codes of its sales and purchases (a stored tax rate's `code`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tax_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purchase_tax_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct ItemMap {
+    pub code: &'static [Path],
+    pub name: &'static [Path],
+    pub description: &'static [Path],
+    pub item_type: &'static [Path],
+    pub sales_price: &'static [Path],
+    pub purchase_price: &'static [Path],
+    /// (id, name) alternatives.
+    pub income_account: (&'static [Path], &'static [Path]),
+    pub expense_account: (&'static [Path], &'static [Path]),
+    pub tax_code: &'static [Path],
+    pub purchase_tax_code: &'static [Path],
+    pub active: ActiveRule,
+}
+
+pub fn map_item(map: &ItemMap, v: &Value) -> Item {
+    let reference = |(id, name): (&[Path], &[Path])| {
+        let (id, name) = (first_text(v, id), first_text(v, name));
+        (id.is_some() || name.is_some()).then_some(Ref { id, name })
+    };
+    Item {
+        code: first_text(v, map.code),
+        name: first_text(v, map.name),
+        description: first_text(v, map.description),
+        item_type: first_text(v, map.item_type),
+        sales_price: first_text(v, map.sales_price),
+        purchase_price: first_text(v, map.purchase_price),
+        income_account: reference(map.income_account),
+        expense_account: reference(map.expense_account),
+        tax_code: first_text(v, map.tax_code),
+        purchase_tax_code: first_text(v, map.purchase_tax_code),
+        active: active(&map.active, v),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +314,32 @@ mod tests {
         assert_eq!(a.balance, Some(Money { minor: 1234, currency: "USD".into() }));
         let b = map_account(&ACCOUNT, &json!({"Type": "Mystery", "Balance": 5}));
         assert_eq!((b.class, b.bank, b.balance), (None, false, None), "no currency, no balance");
+    }
+
+    const ITEM: ItemMap = ItemMap {
+        code: &[&["Sku"], &["Code"]],
+        name: &[&["Name"]],
+        description: &[],
+        item_type: &[],
+        sales_price: &[&["Sales", "Price"]],
+        purchase_price: &[],
+        income_account: (&[&["Sales", "Account"]], &[]),
+        expense_account: (&[], &[]),
+        tax_code: &[&["Sales", "Tax"]],
+        purchase_tax_code: &[],
+        active: ActiveRule::Listed,
+    };
+
+    #[test]
+    fn an_item_reads_prices_as_text_and_accounts_as_references() {
+        let i = map_item(&ITEM, &json!({"Code": "PAPER", "Name": "Paper", "Sales": {"Price": 12.345, "Account": "200", "Tax": "OUTPUT"}}));
+        assert_eq!((i.code.as_deref(), i.sales_price.as_deref(), i.tax_code.as_deref()), (Some("PAPER"), Some("12.345"), Some("OUTPUT")));
+        assert_eq!(i.income_account, Some(Ref { id: Some("200".into()), name: None }));
+        assert_eq!((i.expense_account, i.active), (None, Some(true)));
+        for v in [json!(null), json!({"Sales": "x", "Sku": [], "Name": {"a": 1}}), json!({"Sales": {"Price": {}, "Account": [1]}})] {
+            let i = map_item(&ITEM, &v);
+            assert!(i.code.is_none() && i.sales_price.is_none() && i.income_account.is_none(), "{v}");
+        }
     }
 
     #[test]

@@ -122,6 +122,8 @@ fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
         Entity::Bill => &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"],
         Entity::Company => &["accounting.settings", "accounting.settings.read"],
         Entity::TaxRate => &["accounting.settings", "accounting.settings.read"],
+        // accounting.invoices serves Items too (Xero's 2026 notes); settings is what every plan asks for.
+        Entity::Item => &["accounting.settings", "accounting.settings.read"],
         Entity::Contact => &["accounting.contacts", "accounting.contacts.read"],
         Entity::Account => &["accounting.settings", "accounting.settings.read"],
     }
@@ -167,6 +169,7 @@ fn entity_label(e: Entity) -> &'static str {
         Entity::Bill => "bills",
         Entity::Company => "company",
         Entity::TaxRate => "tax rates",
+        Entity::Item => "items",
     }
 }
 

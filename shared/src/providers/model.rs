@@ -32,11 +32,13 @@ pub enum Entity {
     /// A tax code lines name (QuickBooks TaxCode, Xero TaxRates by TaxType, Zoho settings/taxes).
     #[serde(rename = "tax_rate")]
     TaxRate,
+    /// A product or service lines name (QuickBooks Item, Xero Items, Zoho items).
+    Item,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 7] =
-        [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Company, Entity::TaxRate];
+    pub const ALL: [Entity; 8] =
+        [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Company, Entity::TaxRate, Entity::Item];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +49,7 @@ impl Entity {
             Entity::Bill => "bill",
             Entity::Company => "company",
             Entity::TaxRate => "tax_rate",
+            Entity::Item => "item",
         }
     }
 }
@@ -68,6 +71,7 @@ impl std::str::FromStr for Entity {
             "bill" | "bills" => Ok(Entity::Bill),
             "company" | "companyinfo" | "organisation" | "organization" => Ok(Entity::Company),
             "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxes" => Ok(Entity::TaxRate),
+            "item" | "items" => Ok(Entity::Item),
             other => Err(Error::InvalidInput(format!("unknown entity '{other}'"))),
         }
     }

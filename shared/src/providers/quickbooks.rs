@@ -13,7 +13,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, TaxRateMap};
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, TaxRateMap};
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -53,8 +53,25 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         // What a line's TaxCodeRef names. Whether TaxCode honours the LastUpdatedTime filter is
         // unconfirmed (a full answer is small).
         Entity::TaxRate => ("TaxCode", "taxcode"),
+        Entity::Item => ("Item", "item"),
     }
 }
+
+/// An Item: its prices (`UnitPrice`, `PurchaseCost`), accounts and tax codes by reference. Deleting
+/// one in QuickBooks makes it inactive.
+pub const ITEM: ItemMap = ItemMap {
+    code: &[&["Sku"]],
+    name: &[&["Name"]],
+    description: &[&["Description"], &["PurchaseDesc"]],
+    item_type: &[&["Type"]],
+    sales_price: &[&["UnitPrice"]],
+    purchase_price: &[&["PurchaseCost"]],
+    income_account: (&[&["IncomeAccountRef", "value"]], &[&["IncomeAccountRef", "name"]]),
+    expense_account: (&[&["ExpenseAccountRef", "value"]], &[&["ExpenseAccountRef", "name"]]),
+    tax_code: &[&["SalesTaxCodeRef", "value"]],
+    purchase_tax_code: &[&["PurchaseTaxCodeRef", "value"]],
+    active: ActiveRule::Flag(&[&["Active"]]),
+};
 
 /// Whether change data capture serves the entity (Intuit's CDC list of entities has no CompanyInfo).
 pub fn in_cdc(entity: Entity) -> bool {
@@ -214,6 +231,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         }
         Entity::Company => (None, text(&v, "CompanyName"), None, None),
         Entity::TaxRate => (text(&v, "Id"), text(&v, "Name"), None, active(&v)),
+        Entity::Item => (text(&v, "Sku"), text(&v, "Name"), None, active(&v)),
     };
     Ok(Record {
         provider: PROVIDER,

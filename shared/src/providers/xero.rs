@@ -10,7 +10,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, TaxRateMap};
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, TaxRateMap};
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -50,8 +50,26 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         Entity::Company => ("Organisation", "OrganisationID"),
         // A tax rate has no id of its own: lines name it by TaxType.
         Entity::TaxRate => ("TaxRates", "TaxType"),
+        Entity::Item => ("Items", "ItemID"),
     }
 }
+
+/// Items name their accounts by code and their tax by TaxType, under SalesDetails and
+/// PurchaseDetails. An item has no status: a deleted one leaves the list (the next full pass
+/// tombstones it).
+pub const ITEM: ItemMap = ItemMap {
+    code: &[&["Code"]],
+    name: &[&["Name"]],
+    description: &[&["Description"], &["PurchaseDescription"]],
+    item_type: &[],
+    sales_price: &[&["SalesDetails", "UnitPrice"]],
+    purchase_price: &[&["PurchaseDetails", "UnitPrice"]],
+    income_account: (&[&["SalesDetails", "AccountCode"]], &[]),
+    expense_account: (&[&["PurchaseDetails", "AccountCode"], &["PurchaseDetails", "COGSAccountCode"]], &[]),
+    tax_code: &[&["SalesDetails", "TaxType"]],
+    purchase_tax_code: &[&["PurchaseDetails", "TaxType"]],
+    active: ActiveRule::Listed,
+};
 
 /// Status ACTIVE, ARCHIVED, DELETED or PENDING (xero_accounting.yaml). DELETED also marks the
 /// record deleted (`sync::model`); PENDING reads as unknown.
@@ -179,9 +197,9 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
 }
 
 /// `/Accounts` returns the whole chart in one answer, `/Organisation` the one organisation,
-/// `/TaxRates` every rate.
+/// `/TaxRates` every rate, `/Items` every item (its parameters have no page).
 fn is_paged(entity: Entity) -> bool {
-    !matches!(entity, Entity::Account | Entity::Company | Entity::TaxRate)
+    !matches!(entity, Entity::Account | Entity::Company | Entity::TaxRate | Entity::Item)
 }
 
 pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
@@ -197,6 +215,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Account => (text(&v, "Code"), text(&v, "Name"), None, text(&v, "CurrencyCode"), text(&v, "Status")),
         Entity::Company => (text(&v, "ShortCode"), text(&v, "Name"), None, text(&v, "BaseCurrency"), text(&v, "OrganisationStatus")),
         Entity::TaxRate => (text(&v, "TaxType"), text(&v, "Name"), None, None, text(&v, "Status")),
+        Entity::Item => (text(&v, "Code"), text(&v, "Name"), None, None, None),
         Entity::Payment => (
             text(&v, "Reference"),
             text_at(&v, &["Invoice", "Contact", "Name"]),

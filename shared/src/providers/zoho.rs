@@ -12,7 +12,7 @@ use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
 
-use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, TaxRateMap};
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, TaxRateMap};
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -58,13 +58,31 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         Entity::Company => ("organizations", "organization", "organization_id"),
         // Listed at `settings/taxes` (see `path`).
         Entity::TaxRate => ("taxes", "tax", "tax_id"),
+        Entity::Item => ("items", "item", "item_id"),
     }
 }
+
+/// Zoho's item: `rate` and `purchase_rate`, the sales and purchase accounts by id, `status` active
+/// or inactive. `purchase_tax_id` is unconfirmed (the items page names `tax_id` only).
+pub const ITEM: ItemMap = ItemMap {
+    code: &[&["sku"]],
+    name: &[&["name"]],
+    description: &[&["description"], &["purchase_description"]],
+    item_type: &[&["product_type"]],
+    sales_price: &[&["rate"]],
+    purchase_price: &[&["purchase_rate"]],
+    income_account: (&[&["account_id"]], &[&["account_name"]]),
+    expense_account: (&[&["purchase_account_id"]], &[&["purchase_account_name"]]),
+    tax_code: &[&["tax_id"]],
+    purchase_tax_code: &[&["purchase_tax_id"]],
+    active: ActiveRule::Status(&["status"], &[("active", true), ("inactive", false)]),
+};
 
 /// The entity's path under `/books/v3`: its list key, except for settings.
 pub fn path(entity: Entity) -> &'static [&'static str] {
     match entity {
         Entity::TaxRate => &["settings", "taxes"],
+        Entity::Item => &["items"],
         Entity::Invoice => &["invoices"],
         Entity::Contact => &["contacts"],
         Entity::Account => &["chartofaccounts"],
@@ -221,6 +239,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Bill => (text(&v, "bill_number"), text(&v, "vendor_name"), text(&v, "total"), text(&v, "status")),
         Entity::Company => (None, text(&v, "name"), None, None),
         Entity::TaxRate => (text(&v, "tax_id"), text(&v, "tax_name"), None, text(&v, "status")),
+        Entity::Item => (text(&v, "sku"), text(&v, "name"), None, text(&v, "status")),
     };
     Ok(Record {
         provider: PROVIDER,

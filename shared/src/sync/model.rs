@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
-use crate::books::reference::{map_account, map_tax_rate, Parts};
+use crate::books::reference::{map_account, map_item, map_tax_rate, Parts};
 use crate::books::{map_company, map_document, Company, Document, DocumentStatus};
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
@@ -250,6 +250,17 @@ fn reference_parts(r: &Record) -> Parts {
                     Provider::QuickBooks => &quickbooks::ACCOUNT,
                     Provider::Xero => &xero::ACCOUNT,
                     Provider::Zoho => &zoho::ACCOUNT,
+                },
+                v,
+            )),
+            ..Parts::default()
+        },
+        Entity::Item => Parts {
+            item: Some(map_item(
+                match r.provider {
+                    Provider::QuickBooks => &quickbooks::ITEM,
+                    Provider::Xero => &xero::ITEM,
+                    Provider::Zoho => &zoho::ITEM,
                 },
                 v,
             )),
@@ -776,17 +787,66 @@ mod tests {
         assert!(normalise(&gone).unwrap().deleted);
     }
 
+    /// Each provider's item (the sandbox's shapes) reads into one typed part: code, prices as
+    /// decimal text, the accounts and tax code it posts with. Each is the committed example.
+    #[test]
+    fn items_of_every_provider_read_into_typed_parts() {
+        let schema = records_schema();
+        let items = [
+            (
+                "quickbooks",
+                quickbooks::normalise(
+                    Entity::Item,
+                    "9341",
+                    json!({"Id": "11", "Name": "Printer paper", "Sku": "PAPER", "Description": "Printer paper", "Active": true,
+                        "Type": "NonInventory", "Taxable": true, "UnitPrice": 0, "PurchaseCost": 17.5,
+                        "ExpenseAccountRef": {"value": "7", "name": "Office Expenses"}, "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+                ),
+            ),
+            (
+                "xero",
+                xero::normalise(
+                    Entity::Item,
+                    "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61",
+                    json!({"ItemID": "9a59cffd-7d1b-4a61-a1a4-1c7c3f6b0e11", "Code": "PAPER", "Name": "Printer paper", "IsSold": false,
+                        "IsPurchased": true, "SalesDetails": {}, "PurchaseDetails": {"UnitPrice": 17.5, "AccountCode": "453", "TaxType": "INPUT"},
+                        "UpdatedDateUTC": "/Date(1762106400000+0000)/"}),
+                ),
+            ),
+            (
+                "zoho",
+                zoho::normalise(
+                    Entity::Item,
+                    "700000001",
+                    json!({"item_id": "460000000020011", "name": "Printer paper", "sku": "PAPER", "status": "active", "product_type": "goods",
+                        "purchase_rate": 17.5, "purchase_account_id": "460000000000361", "purchase_account_name": "Office Expenses",
+                        "tax_id": "460000000030001", "last_modified_time": "2026-11-02T18:00:00+0000"}),
+                ),
+            ),
+        ];
+        for (name, r) in items {
+            let n = normalise(&r.unwrap()).unwrap();
+            let i = n.reference.item.clone().expect("an item");
+            assert_eq!((i.code.as_deref(), i.purchase_price.as_deref(), i.active), (Some("PAPER"), Some("17.5"), Some(true)), "{name}");
+            assert!(i.expense_account.as_ref().and_then(|a| a.id.as_ref()).is_some(), "{name}: {i:?}");
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            example(name, "item", &v);
+        }
+    }
+
     #[test]
     fn hostile_reference_records_never_panic() {
         let hostile = [
-            json!({"Id": "1", "TaxType": "X", "tax_id": "1", "AccountID": "a", "account_id": "1", "SalesTaxRateList": {"TaxRateDetail": "x"},
+            json!({"Id": "1", "TaxType": "X", "tax_id": "1", "AccountID": "a", "account_id": "1", "ItemID": "i", "item_id": "1",
+                "SalesDetails": 5, "PurchaseDetails": {"UnitPrice": [1], "AccountCode": {}}, "rate": {}, "IncomeAccountRef": [], "SalesTaxRateList": {"TaxRateDetail": "x"},
                 "TaxComponents": [null, 1, {"Rate": {"x": 1}}], "taxes": {"a": 1}, "Classification": 5, "Class": [], "account_type": null,
                 "CurrentBalance": "1e400", "CurrencyRef": {"value": 5}, "Status": {"x": 1}, "is_active": "yes"}),
             json!({"Id": "2", "TaxType": "Y", "tax_id": "2", "AccountID": "b", "account_id": "2", "CurrentBalance": 9.9e300,
                 "CurrencyRef": {"value": "USD"}, "EffectiveRate": "\u{0}", "tax_percentage": [], "Active": "true"}),
         ];
         for v in hostile {
-            for e in [Entity::TaxRate, Entity::Account] {
+            for e in [Entity::TaxRate, Entity::Account, Entity::Item] {
                 let read =
                     [quickbooks::normalise(e, "1", v.clone()), xero::normalise(e, "t", v.clone()), zoho::normalise(e, "1", v.clone())];
                 for r in read.into_iter().flatten() {

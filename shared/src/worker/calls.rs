@@ -62,6 +62,9 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 Entity::Bill => ("accounting.invoices", "accounting.transactions"),
                 Entity::Company => ("accounting.settings", "accounting.settings"),
                 Entity::TaxRate => ("accounting.settings", "accounting.settings"),
+                // Items are served by accounting.settings and accounting.invoices alike (Xero's
+                // 2026 scope notes); settings is asked for anyway.
+                Entity::Item => ("accounting.settings", "accounting.settings"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -85,6 +88,9 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 Entity::Company => "settings",
                 // Taxes sit under Settings in Zoho's API reference (`/settings/taxes`).
                 Entity::TaxRate => "settings",
+                // Items under the settings module scope (unconfirmed; Zoho's scope list has no
+                // items module).
+                Entity::Item => "settings",
             };
             let action = if write { "CREATE" } else { "READ" };
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]
