@@ -2242,3 +2242,111 @@ async fn xero_items() {
 async fn zoho_items() {
     Box::pin(items_case(Provider::Zoho)).await;
 }
+
+/// Tracking categories: a pull stores each of the sandbox's categories with its options (a
+/// QuickBooks Class as its own one option); each option is then found as a write would look up a
+/// line's tracking; an archived category arrives inactive and its options are no longer found;
+/// one deleted at the provider (Xero, Zoho) becomes a tombstone at the next full pass.
+async fn tracking_case(provider: Provider) {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::TrackingCategory);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("tracking_category", 2)]).await;
+    h.connect(provider, &org).await;
+    let theirs = sandbox_records(&h, provider, &org, "tracking_category").await;
+    assert_eq!(theirs.len(), 3, "{provider}: the org's own and two more");
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TrackingCategory)).await;
+    assert_eq!(r["counts"]["written"].as_u64(), Some(3), "{provider}: {r}");
+    let store = h.store();
+    let options_of = |v: &Value| -> Vec<(String, String)> {
+        match provider {
+            Provider::QuickBooks => vec![(v["Id"].as_str().unwrap().to_string(), v["FullyQualifiedName"].as_str().unwrap().to_string())],
+            Provider::Xero => v["Options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| (o["TrackingOptionID"].as_str().unwrap().to_string(), o["Name"].as_str().unwrap().to_string()))
+                .collect(),
+            Provider::Zoho => v["tag_options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| (o["tag_option_id"].as_str().unwrap().to_string(), o["tag_option_name"].as_str().unwrap().to_string()))
+                .collect(),
+        }
+    };
+    for s in &theirs {
+        let id = s["id"].as_str().unwrap();
+        let ours = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, id).await.unwrap().expect("stored");
+        let c = ours.reference.tracking_category.expect("a tracking category");
+        let got: Vec<(String, String)> = c.options.iter().map(|o| (o.id.clone().unwrap(), o.name.clone().unwrap())).collect();
+        assert_eq!(got, options_of(&s["value"]), "{provider} {id}: the sandbox's options");
+        assert_eq!(c.active, Some(true));
+        for (option, _) in &got {
+            let found = store.find_tracking_option(&h.tenant, provider, &org, option).await.unwrap();
+            assert_eq!(found.map(|f| f.provider_id), Some(id.to_string()), "{provider}: option {option} is found in its category");
+        }
+    }
+    assert!(store.find_tracking_option(&h.tenant, provider, &org, "no-such-option").await.unwrap().is_none());
+    let again = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TrackingCategory)).await;
+    assert_eq!(again["counts"]["written"], 0, "{provider}: {again}");
+
+    // Archived: QuickBooks and Zoho inactive, Xero ARCHIVED (listed because the client asks for
+    // archived ones too).
+    let archived = &theirs[1];
+    let mut v = archived["value"].clone();
+    match provider {
+        Provider::QuickBooks => v["Active"] = json!(false),
+        Provider::Xero => v["Status"] = json!("ARCHIVED"),
+        Provider::Zoho => v["is_active"] = json!(false),
+    }
+    let body = json!({"provider": sandbox_name(provider), "org_id": org, "entity": "tracking_category", "records": [v]});
+    h.control("POST", "seed", Some(body)).await;
+    let inc = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TrackingCategory)).await;
+    assert_eq!(inc["counts"]["written"], 1, "{provider}: {inc}");
+    let id = archived["id"].as_str().unwrap();
+    let a = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, id).await.unwrap().unwrap();
+    assert_eq!((a.reference.tracking_category.unwrap().active, a.deleted), (Some(false), false), "{provider}");
+    let option = options_of(&archived["value"])[0].0.clone();
+    assert!(
+        store.find_tracking_option(&h.tenant, provider, &org, &option).await.unwrap().is_none(),
+        "{provider}: an archived category's option"
+    );
+
+    // Deleted at the provider (QuickBooks only makes classes inactive).
+    if provider != Provider::QuickBooks {
+        let gone = theirs[2]["id"].as_str().unwrap().to_string();
+        let out = h
+            .control(
+                "POST",
+                "records/delete",
+                Some(json!({"provider": sandbox_name(provider), "org_id": org, "entity": "tracking_category", "ids": [gone]})),
+            )
+            .await;
+        assert_eq!(out["deleted"], 1);
+        let ids: Vec<String> = theirs.iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+        backdate_records(&h, provider, &org, PEntity::TrackingCategory, &ids).await;
+        let mut full = h.job(provider, &org, Operation::Pull, Entity::TrackingCategory);
+        full.cursor = Some("full".into());
+        let f = h.run_through_queue(&h.deps(), &full).await;
+        assert_eq!(f["counts"]["deleted"].as_u64(), Some(1), "{provider}: {f}");
+        assert!(store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, &gone).await.unwrap().unwrap().deleted);
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_tracking_categories() {
+    Box::pin(tracking_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_tracking_categories() {
+    Box::pin(tracking_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_tracking_categories() {
+    Box::pin(tracking_case(Provider::Zoho)).await;
+}

@@ -210,6 +210,7 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::Company => "company",
         Entity::TaxRate => "tax_rate",
         Entity::Item => "item",
+        Entity::TrackingCategory => "tracking_category",
     }
 }
 

@@ -55,6 +55,7 @@ pub enum Entity {
     Company,
     TaxRate,
     Item,
+    TrackingCategory,
 }
 
 impl Entity {
@@ -70,6 +71,7 @@ impl Entity {
             Entity::Company => M::Company,
             Entity::TaxRate => M::TaxRate,
             Entity::Item => M::Item,
+            Entity::TrackingCategory => M::TrackingCategory,
         }
     }
 }

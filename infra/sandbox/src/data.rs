@@ -99,7 +99,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 8],
+    stores: [Store; 9],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -116,6 +116,7 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::Vendor => 5,
         Entity::TaxRate => 6,
         Entity::Item => 7,
+        Entity::TrackingCategory => 8,
     }
 }
 
@@ -190,6 +191,8 @@ impl Org {
         for (tax_id, v) in crate::reference::tax_rates(provider) {
             org.put(Entity::TaxRate, &tax_id, v, now);
         }
+        let (id, v) = crate::reference::tracking_category(provider, 0);
+        org.put(Entity::TrackingCategory, &id, v, now);
         org
     }
 
@@ -290,6 +293,11 @@ impl Org {
             Entity::Contact => self.gen_contact(n),
             Entity::Vendor => self.gen_vendor(n),
             Entity::Account => self.gen_account(n),
+            Entity::TrackingCategory => {
+                let (id, value) = crate::reference::tracking_category(self.provider, n);
+                self.put(e, &id, value, now);
+                return id;
+            }
             Entity::Item => {
                 let account = self.first_or_generate(Entity::Account, now);
                 let (id, value) = crate::reference::gen_item(self.provider, n, &account);
@@ -711,15 +719,16 @@ fn stamp(p: Provider, e: Entity, v: &mut Value, id: &str, created: DateTime<Utc>
         }
         Provider::Xero => {
             obj.insert(e.xero_id_field().into(), json!(id));
-            // Xero's TaxRate has no UpdatedDateUTC (xero_accounting.yaml).
-            if e != Entity::TaxRate {
+            // Xero's TaxRate and TrackingCategory have no UpdatedDateUTC (xero_accounting.yaml).
+            if !matches!(e, Entity::TaxRate | Entity::TrackingCategory) {
                 obj.insert("UpdatedDateUTC".into(), json!(xero_msdate(updated)));
             }
         }
         Provider::Zoho => {
             obj.insert(e.zoho_id_field().into(), json!(id));
-            // Zoho's Taxes page shows no timestamps on a tax (unconfirmed either way): none are added.
-            if e != Entity::TaxRate {
+            // Zoho's Taxes page shows no timestamps on a tax (unconfirmed either way), nor is one known
+            // for reporting tags: none are added.
+            if !matches!(e, Entity::TaxRate | Entity::TrackingCategory) {
                 obj.insert("created_time".into(), json!(zoho_time(created)));
                 obj.insert("last_modified_time".into(), json!(zoho_time(updated)));
             }
@@ -780,7 +789,7 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "created_time",
             "last_modified_time",
         ],
-        Entity::Vendor | Entity::TaxRate | Entity::Item => return v.clone(),
+        Entity::Vendor | Entity::TaxRate | Entity::Item | Entity::TrackingCategory => return v.clone(),
         Entity::Payment => &[
             "payment_id",
             "payment_number",

@@ -58,11 +58,22 @@ pub enum Entity {
     TaxRate,
     /// A product or service (QuickBooks Item, Xero Items, Zoho items).
     Item,
+    /// QuickBooks Class, Xero TrackingCategories with Options, Zoho reporting tags.
+    TrackingCategory,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 8] =
-        [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Vendor, Entity::TaxRate, Entity::Item];
+    pub const ALL: [Entity; 9] = [
+        Entity::Invoice,
+        Entity::Contact,
+        Entity::Account,
+        Entity::Payment,
+        Entity::Bill,
+        Entity::Vendor,
+        Entity::TaxRate,
+        Entity::Item,
+        Entity::TrackingCategory,
+    ];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
     /// Invoices (`Type: ACCPAY`) and suppliers among its Contacts (`IsSupplier`); Zoho Books keeps
@@ -89,6 +100,9 @@ impl Entity {
             "vendor" | "vendors" | "supplier" | "suppliers" => Some(Entity::Vendor),
             "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxcodes" | "taxes" | "tax" => Some(Entity::TaxRate),
             "item" | "items" => Some(Entity::Item),
+            "tracking_category" | "tracking_categories" | "trackingcategories" | "class" | "classes" | "reporting_tags" | "tags" => {
+                Some(Entity::TrackingCategory)
+            }
             _ => None,
         }
     }
@@ -103,6 +117,7 @@ impl Entity {
             Entity::Vendor => "vendor",
             Entity::TaxRate => "tax_rate",
             Entity::Item => "item",
+            Entity::TrackingCategory => "tracking_category",
         }
     }
 
@@ -116,6 +131,7 @@ impl Entity {
             Entity::Vendor => "Vendor",
             Entity::TaxRate => "TaxCode",
             Entity::Item => "Item",
+            Entity::TrackingCategory => "Class",
         }
     }
 
@@ -129,6 +145,7 @@ impl Entity {
             Entity::Vendor => "Contacts",
             Entity::TaxRate => "TaxRates",
             Entity::Item => "Items",
+            Entity::TrackingCategory => "TrackingCategories",
         }
     }
 
@@ -143,6 +160,7 @@ impl Entity {
             // Xero's tax rates have no id of their own: lines name them by TaxType.
             Entity::TaxRate => "TaxType",
             Entity::Item => "ItemID",
+            Entity::TrackingCategory => "TrackingCategoryID",
         }
     }
 
@@ -151,6 +169,8 @@ impl Entity {
         match self {
             Entity::TaxRate => "settings/taxes",
             Entity::Item => "items",
+            // Unconfirmed path (Zoho's Books reference does not show the reporting tags API).
+            Entity::TrackingCategory => "settings/tags",
             Entity::Invoice => "invoices",
             Entity::Contact => "contacts",
             Entity::Account => "chartofaccounts",
@@ -164,6 +184,7 @@ impl Entity {
     pub fn zoho_list_key(self) -> &'static str {
         match self {
             Entity::TaxRate => "taxes",
+            Entity::TrackingCategory => "reporting_tags",
             e => e.zoho_plural(),
         }
     }
@@ -178,6 +199,7 @@ impl Entity {
         match self {
             Entity::TaxRate => "tax",
             Entity::Item => "item",
+            Entity::TrackingCategory => "reporting_tag",
             Entity::Invoice => "invoice",
             Entity::Contact => "contact",
             Entity::Account => "chart_of_account",
@@ -197,6 +219,7 @@ impl Entity {
             Entity::Vendor => "contact_id",
             Entity::TaxRate => "tax_id",
             Entity::Item => "item_id",
+            Entity::TrackingCategory => "tag_id",
         }
     }
 }

@@ -731,6 +731,9 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
         Entity::TaxRate => return Err(("2010", "Request has invalid or unsupported property", "TaxCode cannot be created here".into())),
         // Reference data is seeded (`/_sandbox/seed`); creating items is not modelled.
         Entity::Item => return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create items".into())),
+        Entity::TrackingCategory => {
+            return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create classes".into()))
+        }
         Entity::Contact | Entity::Vendor => {
             let obj = v.as_object_mut().expect("object");
             let display = obj.get("DisplayName").and_then(Value::as_str).map(str::to_string).or_else(|| {

@@ -157,3 +157,35 @@ fn item_value(
         }
     }
 }
+
+/// Tracking category `n` (0: the one every org starts with) as (id, record), with two options:
+/// a QuickBooks Class (its own one value; classes are flat records there), a Xero tracking
+/// category with Options, a Zoho reporting tag with `tag_options` (Zoho's field names unconfirmed).
+pub fn tracking_category(p: Provider, n: u64) -> (String, Value) {
+    let (name, options) =
+        if n == 0 { ("Region".to_string(), ["North", "South"]) } else { (format!("Category {n}"), ["Option A", "Option B"]) };
+    match p {
+        Provider::Quickbooks => {
+            let id = format!("50000000000000{n:05}");
+            let name = if n == 0 { "Retail".to_string() } else { format!("Class {n}") };
+            (id, json!({"Name": name, "SubClass": false, "FullyQualifiedName": name, "Active": true, "domain": "QBO", "sparse": false}))
+        }
+        Provider::Xero => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let opts: Vec<Value> = options
+                .iter()
+                .map(|o| json!({"TrackingOptionID": uuid::Uuid::new_v4().to_string(), "Name": o, "Status": "ACTIVE", "TrackingCategoryID": id}))
+                .collect();
+            (id.clone(), json!({"TrackingCategoryID": id, "Name": name, "Status": "ACTIVE", "Options": opts}))
+        }
+        Provider::Zoho => {
+            let id = format!("4620000{n:08}");
+            let opts: Vec<Value> = options
+                .iter()
+                .enumerate()
+                .map(|(k, o)| json!({"tag_option_id": format!("4630000{:08}", n * 10 + k as u64), "tag_option_name": o, "is_active": true}))
+                .collect();
+            (id.clone(), json!({"tag_id": id, "tag_name": name, "is_active": true, "tag_options": opts}))
+        }
+    }
+}

@@ -149,6 +149,7 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
     let statuses = list_param("Statuses");
     let contact_ids = list_param("ContactIDs");
     let summary_only = q.get("summaryOnly").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let include_archived = q.get("includeArchived").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let org = w.org(P, &tenant).expect("authorized tenant exists");
     let rows: Vec<&Record> = org
         .store(e)
@@ -156,7 +157,9 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
         .iter()
         .filter(|r| !r.deleted)
         // TaxRates take no If-Modified-Since (xero_accounting.yaml): it is ignored there, as Xero would.
-        .filter(|r| e == Entity::TaxRate || since.is_none_or(|s| r.updated > s))
+        .filter(|r| matches!(e, Entity::TaxRate | Entity::TrackingCategory) || since.is_none_or(|s| r.updated > s))
+        // Archived tracking categories are listed only with includeArchived=true (xero_accounting.yaml).
+        .filter(|r| e != Entity::TrackingCategory || include_archived || r.value["Status"].as_str() != Some("ARCHIVED"))
         .filter(|r| ids.as_ref().is_none_or(|ids| ids.contains(&r.id.to_ascii_lowercase())))
         .filter(|r| statuses.as_ref().is_none_or(|s| r.value["Status"].as_str().is_some_and(|x| s.contains(&x.to_ascii_lowercase()))))
         .filter(|r| {
@@ -179,7 +182,7 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
     }
 
     let mut body = envelope_head(now);
-    let page_rows: Vec<&Record> = if matches!(e, Entity::Account | Entity::TaxRate | Entity::Item) {
+    let page_rows: Vec<&Record> = if matches!(e, Entity::Account | Entity::TaxRate | Entity::Item | Entity::TrackingCategory) {
         // Accounts, tax rates and items are never paged (their parameters have no page).
         rows
     } else {
@@ -421,6 +424,7 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         // Reference data is seeded (`/_sandbox/seed`); the sandbox does not create tax rates.
         Entity::TaxRate => errs.push("The sandbox does not create tax rates; seed them.".into()),
         Entity::Item => errs.push("The sandbox does not create items; seed them.".into()),
+        Entity::TrackingCategory => errs.push("The sandbox does not create tracking categories; seed them.".into()),
         Entity::Contact => match s(&v, "Name") {
             None => errs.push("The contact name must be specified.".to_string()),
             Some(name) => {

@@ -157,6 +157,7 @@ pub async fn list(
         Entity::Vendor => "Contacts",
         Entity::TaxRate => "Taxes",
         Entity::Item => "Items",
+        Entity::TrackingCategory => "Reporting Tags",
     };
     body.push_str(&format!(
         "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"{sort_column}\",\"sort_order\":\"{sort_order}\"}}}}"
@@ -193,6 +194,7 @@ fn does_not_exist(e: Entity) -> Response {
         Entity::Vendor => "Contact",
         Entity::TaxRate => "Tax",
         Entity::Item => "Item",
+        Entity::TrackingCategory => "Reporting tag",
     };
     zoho_error(StatusCode::NOT_FOUND, 1002, &format!("{what} does not exist."))
 }
@@ -224,6 +226,7 @@ pub async fn remove(
         Entity::Vendor => "The contact has been deleted.",
         Entity::TaxRate => "The tax has been deleted.",
         Entity::Item => "The item has been deleted.",
+        Entity::TrackingCategory => "The reporting tag has been deleted.",
     };
     json_value(StatusCode::OK, &json!({"code": 0, "message": what}))
 }
@@ -268,6 +271,7 @@ pub async fn create(
                 Entity::Vendor => "The contact has been added.",
                 Entity::TaxRate => "The tax has been added.",
                 Entity::Item => "The item has been added.",
+                Entity::TrackingCategory => "The reporting tag has been added.",
             };
             json(StatusCode::CREATED, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(what), e.zoho_singular(), rec.full))
         }
@@ -330,6 +334,7 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
         // Reference data is seeded (`/_sandbox/seed`), not created through the API here.
         Entity::TaxRate => return Err((4, "The sandbox does not create taxes; seed them".into())),
         Entity::Item => return Err((4, "The sandbox does not create items; seed them".into())),
+        Entity::TrackingCategory => return Err((4, "The sandbox does not create reporting tags; seed them".into())),
         Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
             if org

@@ -22,6 +22,8 @@ pub struct Parts {
     pub account: Option<Account>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<Item>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_category: Option<TrackingCategory>,
 }
 
 /// Whether a record is in use, read from a boolean or from a status word.
@@ -268,6 +270,63 @@ pub fn map_item(map: &ItemMap, v: &Value) -> Item {
     }
 }
 
+/// One value lines can be tracked by (a Xero tracking option, a QuickBooks class, a Zoho tag option):
+/// `id` is what a line's tracking names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrackingOption {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+/// A tracking category with its options (`schemas/records.v1.json#/$defs/TrackingCategory`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrackingCategory {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    pub options: Vec<TrackingOption>,
+}
+
+/// Where a category's options are.
+#[derive(Debug)]
+pub enum OptionsRule {
+    /// An array of options: (array, id, name, active rule).
+    List(Path, Path, Path, ActiveRule),
+    /// The record is itself the one option (a QuickBooks Class): its id, name and status.
+    SelfOption,
+}
+
+#[derive(Debug)]
+pub struct TrackingMap {
+    pub id: &'static [Path],
+    pub name: &'static [Path],
+    pub active: ActiveRule,
+    pub options: OptionsRule,
+}
+
+pub fn map_tracking_category(map: &TrackingMap, v: &Value) -> TrackingCategory {
+    let name = first_text(v, map.name);
+    let in_use = active(&map.active, v);
+    let options = match &map.options {
+        OptionsRule::SelfOption => vec![TrackingOption { id: first_text(v, map.id), name: name.clone(), active: in_use }],
+        OptionsRule::List(list, id, oname, rule) => match at(v, list) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter(|o| o.is_object())
+                .map(|o| TrackingOption { id: at(o, id).and_then(text_of), name: at(o, oname).and_then(text_of), active: active(rule, o) })
+                .filter(|o| o.id.is_some() || o.name.is_some())
+                .collect(),
+            _ => Vec::new(),
+        },
+    };
+    TrackingCategory { name, active: in_use, options }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +398,28 @@ mod tests {
         for v in [json!(null), json!({"Sales": "x", "Sku": [], "Name": {"a": 1}}), json!({"Sales": {"Price": {}, "Account": [1]}})] {
             let i = map_item(&ITEM, &v);
             assert!(i.code.is_none() && i.sales_price.is_none() && i.income_account.is_none(), "{v}");
+        }
+    }
+
+    #[test]
+    fn tracking_options_read_from_a_list_or_from_the_record_itself() {
+        let list = TrackingMap {
+            id: &[&["Id"]],
+            name: &[&["Name"]],
+            active: ActiveRule::Status(&["Status"], &[("ACTIVE", true), ("ARCHIVED", false)]),
+            options: OptionsRule::List(&["Options"], &["Id"], &["Name"], ActiveRule::Status(&["Status"], &[("ACTIVE", true)])),
+        };
+        let t = map_tracking_category(
+            &list,
+            &json!({"Name": "Region", "Status": "ACTIVE", "Options": [{"Id": "o1", "Name": "North", "Status": "ACTIVE"}, 7, {"X": 1}]}),
+        );
+        assert_eq!(t.options, vec![TrackingOption { id: Some("o1".into()), name: Some("North".into()), active: Some(true) }]);
+        let own =
+            TrackingMap { id: &[&["Id"]], name: &[&["Name"]], active: ActiveRule::Flag(&[&["Active"]]), options: OptionsRule::SelfOption };
+        let c = map_tracking_category(&own, &json!({"Id": "5", "Name": "Retail", "Active": false}));
+        assert_eq!((c.active, c.options.len(), c.options[0].id.as_deref()), (Some(false), 1, Some("5")));
+        for v in [json!(null), json!({"Options": {"a": 1}}), json!({"Options": [[], null, {"Id": {}}]})] {
+            assert!(map_tracking_category(&list, &v).options.is_empty(), "{v}");
         }
     }
 

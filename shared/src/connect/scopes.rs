@@ -124,6 +124,7 @@ fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
         Entity::TaxRate => &["accounting.settings", "accounting.settings.read"],
         // accounting.invoices serves Items too (Xero's 2026 notes); settings is what every plan asks for.
         Entity::Item => &["accounting.settings", "accounting.settings.read"],
+        Entity::TrackingCategory => &["accounting.settings", "accounting.settings.read"],
         Entity::Contact => &["accounting.contacts", "accounting.contacts.read"],
         Entity::Account => &["accounting.settings", "accounting.settings.read"],
     }
@@ -170,6 +171,7 @@ fn entity_label(e: Entity) -> &'static str {
         Entity::Company => "company",
         Entity::TaxRate => "tax rates",
         Entity::Item => "items",
+        Entity::TrackingCategory => "tracking categories",
     }
 }
 

@@ -34,11 +34,23 @@ pub enum Entity {
     TaxRate,
     /// A product or service lines name (QuickBooks Item, Xero Items, Zoho items).
     Item,
+    /// What lines are tracked by (QuickBooks Class, Xero TrackingCategories, Zoho reporting tags).
+    #[serde(rename = "tracking_category")]
+    TrackingCategory,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 8] =
-        [Entity::Invoice, Entity::Contact, Entity::Account, Entity::Payment, Entity::Bill, Entity::Company, Entity::TaxRate, Entity::Item];
+    pub const ALL: [Entity; 9] = [
+        Entity::Invoice,
+        Entity::Contact,
+        Entity::Account,
+        Entity::Payment,
+        Entity::Bill,
+        Entity::Company,
+        Entity::TaxRate,
+        Entity::Item,
+        Entity::TrackingCategory,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +62,7 @@ impl Entity {
             Entity::Company => "company",
             Entity::TaxRate => "tax_rate",
             Entity::Item => "item",
+            Entity::TrackingCategory => "tracking_category",
         }
     }
 }
@@ -72,6 +85,9 @@ impl std::str::FromStr for Entity {
             "company" | "companyinfo" | "organisation" | "organization" => Ok(Entity::Company),
             "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxes" => Ok(Entity::TaxRate),
             "item" | "items" => Ok(Entity::Item),
+            "tracking_category" | "tracking_categories" | "trackingcategories" | "class" | "classes" | "reporting_tags" => {
+                Ok(Entity::TrackingCategory)
+            }
             other => Err(Error::InvalidInput(format!("unknown entity '{other}'"))),
         }
     }

@@ -13,7 +13,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, TaxRateMap};
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, OptionsRule, TaxRateMap, TrackingMap};
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -54,8 +54,20 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         // unconfirmed (a full answer is small).
         Entity::TaxRate => ("TaxCode", "taxcode"),
         Entity::Item => ("Item", "item"),
+        // Classes are what a line's ClassRef names. Departments (locations), which QuickBooks
+        // names per document, are not read yet.
+        Entity::TrackingCategory => ("Class", "class"),
     }
 }
+
+/// A Class is one tracking value: the record is its own one option (a line's ClassRef names its
+/// Id). Sub-classes are classes of their own (`FullyQualifiedName` `Parent:Child`).
+pub const TRACKING: TrackingMap = TrackingMap {
+    id: &[&["Id"]],
+    name: &[&["FullyQualifiedName"], &["Name"]],
+    active: ActiveRule::Flag(&[&["Active"]]),
+    options: OptionsRule::SelfOption,
+};
 
 /// An Item: its prices (`UnitPrice`, `PurchaseCost`), accounts and tax codes by reference. Deleting
 /// one in QuickBooks makes it inactive.
@@ -232,6 +244,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Company => (None, text(&v, "CompanyName"), None, None),
         Entity::TaxRate => (text(&v, "Id"), text(&v, "Name"), None, active(&v)),
         Entity::Item => (text(&v, "Sku"), text(&v, "Name"), None, active(&v)),
+        Entity::TrackingCategory => (None, text(&v, "FullyQualifiedName").or_else(|| text(&v, "Name")), None, active(&v)),
     };
     Ok(Record {
         provider: PROVIDER,

@@ -10,7 +10,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, TaxRateMap};
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, OptionsRule, TaxRateMap, TrackingMap};
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -51,8 +51,21 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         // A tax rate has no id of its own: lines name it by TaxType.
         Entity::TaxRate => ("TaxRates", "TaxType"),
         Entity::Item => ("Items", "ItemID"),
+        Entity::TrackingCategory => ("TrackingCategories", "TrackingCategoryID"),
     }
 }
+
+const TRACKING_STATUS: &[(&str, bool)] = &[("ACTIVE", true), ("ARCHIVED", false), ("DELETED", false)];
+
+/// A category's Status and each option's Status are ACTIVE, ARCHIVED or DELETED; lines name the
+/// option's TrackingOptionID. The list is asked for with `includeArchived=true`, so an archived
+/// category arrives inactive rather than vanishing.
+pub const TRACKING: TrackingMap = TrackingMap {
+    id: &[&["TrackingCategoryID"]],
+    name: &[&["Name"]],
+    active: ActiveRule::Status(&["Status"], TRACKING_STATUS),
+    options: OptionsRule::List(&["Options"], &["TrackingOptionID"], &["Name"], ActiveRule::Status(&["Status"], TRACKING_STATUS)),
+};
 
 /// Items name their accounts by code and their tax by TaxType, under SalesDetails and
 /// PurchaseDetails. An item has no status: a deleted one leaves the list (the next full pass
@@ -197,9 +210,10 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
 }
 
 /// `/Accounts` returns the whole chart in one answer, `/Organisation` the one organisation,
-/// `/TaxRates` every rate, `/Items` every item (its parameters have no page).
+/// `/TaxRates` every rate, `/Items` every item, `/TrackingCategories` every category (their
+/// parameters have no page).
 fn is_paged(entity: Entity) -> bool {
-    !matches!(entity, Entity::Account | Entity::Company | Entity::TaxRate | Entity::Item)
+    !matches!(entity, Entity::Account | Entity::Company | Entity::TaxRate | Entity::Item | Entity::TrackingCategory)
 }
 
 pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
@@ -216,6 +230,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Company => (text(&v, "ShortCode"), text(&v, "Name"), None, text(&v, "BaseCurrency"), text(&v, "OrganisationStatus")),
         Entity::TaxRate => (text(&v, "TaxType"), text(&v, "Name"), None, None, text(&v, "Status")),
         Entity::Item => (text(&v, "Code"), text(&v, "Name"), None, None, None),
+        Entity::TrackingCategory => (None, text(&v, "Name"), None, None, text(&v, "Status")),
         Entity::Payment => (
             text(&v, "Reference"),
             text_at(&v, &["Invoice", "Contact", "Name"]),
@@ -411,9 +426,13 @@ impl AccountingProvider for XeroClient {
             req = req.query(&[("where", filter)]);
         }
         // The organisation is read whole each time (one record; If-Modified-Since on it is unconfirmed).
-        // TaxRates take no If-Modified-Since (xero_accounting.yaml): read whole each time.
+        if entity == Entity::TrackingCategory {
+            req = req.query(&[("includeArchived", "true")]);
+        }
+        // TaxRates and TrackingCategories take no If-Modified-Since (xero_accounting.yaml): read
+        // whole each time.
         let since = match entity {
-            Entity::Company | Entity::TaxRate => None,
+            Entity::Company | Entity::TaxRate | Entity::TrackingCategory => None,
             _ if is_paged(entity) => cursor.list_since(),
             _ => cursor.modified_since,
         };

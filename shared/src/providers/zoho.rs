@@ -12,7 +12,7 @@ use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
 
-use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, TaxRateMap};
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, OptionsRule, TaxRateMap, TrackingMap};
 use crate::books::{CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, StatusRule};
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -59,8 +59,20 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         // Listed at `settings/taxes` (see `path`).
         Entity::TaxRate => ("taxes", "tax", "tax_id"),
         Entity::Item => ("items", "item", "item_id"),
+        // Listed at `settings/tags` (see `path`); path, keys and fields are unconfirmed (Zoho's
+        // Books API reference does not show the reporting tags API).
+        Entity::TrackingCategory => ("reporting_tags", "reporting_tag", "tag_id"),
     }
 }
+
+/// A reporting tag and its options; lines name `tag_option_id` (as the document lines' `tags`
+/// do). Unconfirmed field names throughout, as the path.
+pub const TRACKING: TrackingMap = TrackingMap {
+    id: &[&["tag_id"]],
+    name: &[&["tag_name"]],
+    active: ActiveRule::Flag(&[&["is_active"]]),
+    options: OptionsRule::List(&["tag_options"], &["tag_option_id"], &["tag_option_name"], ActiveRule::Flag(&[&["is_active"]])),
+};
 
 /// Zoho's item: `rate` and `purchase_rate`, the sales and purchase accounts by id, `status` active
 /// or inactive. `purchase_tax_id` is unconfirmed (the items page names `tax_id` only).
@@ -83,6 +95,7 @@ pub fn path(entity: Entity) -> &'static [&'static str] {
     match entity {
         Entity::TaxRate => &["settings", "taxes"],
         Entity::Item => &["items"],
+        Entity::TrackingCategory => &["settings", "tags"],
         Entity::Invoice => &["invoices"],
         Entity::Contact => &["contacts"],
         Entity::Account => &["chartofaccounts"],
@@ -95,7 +108,7 @@ pub fn path(entity: Entity) -> &'static [&'static str] {
 /// Whether the list takes Zoho's `last_modified_time` filter and sort. The organizations and taxes
 /// lists are read whole (a tax shows no timestamps on Zoho's Taxes page; unconfirmed).
 fn filters_by_time(entity: Entity) -> bool {
-    !matches!(entity, Entity::Company | Entity::TaxRate)
+    !matches!(entity, Entity::Company | Entity::TaxRate | Entity::TrackingCategory)
 }
 
 /// A tax group's member taxes are under `taxes` (unconfirmed: Zoho's Taxes page shows groups by id).
@@ -240,6 +253,12 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Company => (None, text(&v, "name"), None, None),
         Entity::TaxRate => (text(&v, "tax_id"), text(&v, "tax_name"), None, text(&v, "status")),
         Entity::Item => (text(&v, "sku"), text(&v, "name"), None, text(&v, "status")),
+        Entity::TrackingCategory => (
+            None,
+            text(&v, "tag_name"),
+            None,
+            v.get("is_active").and_then(Value::as_bool).map(|a| if a { "active" } else { "inactive" }.to_string()),
+        ),
     };
     Ok(Record {
         provider: PROVIDER,

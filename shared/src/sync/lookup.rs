@@ -31,4 +31,26 @@ impl SyncStore {
         let all = self.list_records(tenant_id, provider, org_id, entity).await?;
         Ok(all.into_iter().find(|r| !r.deleted && r.number.as_deref() == Some(key)))
     }
+
+    /// The live tracking category one of whose active options has the id `option_id` (what a
+    /// line's tracking names: a Xero TrackingOptionID, a QuickBooks Class Id, a Zoho tag option),
+    /// or `None`. Reads the org's categories: there are a handful.
+    pub async fn find_tracking_option(
+        &self,
+        tenant_id: &str,
+        provider: Provider,
+        org_id: &str,
+        option_id: &str,
+    ) -> Result<Option<SyncRecord>> {
+        if option_id.is_empty() {
+            return Ok(None);
+        }
+        let all = self.list_records(tenant_id, provider, org_id, Entity::TrackingCategory).await?;
+        Ok(all.into_iter().find(|r| {
+            !r.deleted
+                && r.reference.tracking_category.as_ref().is_some_and(|c| {
+                    c.active != Some(false) && c.options.iter().any(|o| o.id.as_deref() == Some(option_id) && o.active != Some(false))
+                })
+        }))
+    }
 }

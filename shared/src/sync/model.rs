@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
-use crate::books::reference::{map_account, map_item, map_tax_rate, Parts};
+use crate::books::reference::{map_account, map_item, map_tax_rate, map_tracking_category, Parts};
 use crate::books::{map_company, map_document, Company, Document, DocumentStatus};
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
@@ -261,6 +261,17 @@ fn reference_parts(r: &Record) -> Parts {
                     Provider::QuickBooks => &quickbooks::ITEM,
                     Provider::Xero => &xero::ITEM,
                     Provider::Zoho => &zoho::ITEM,
+                },
+                v,
+            )),
+            ..Parts::default()
+        },
+        Entity::TrackingCategory => Parts {
+            tracking_category: Some(map_tracking_category(
+                match r.provider {
+                    Provider::QuickBooks => &quickbooks::TRACKING,
+                    Provider::Xero => &xero::TRACKING,
+                    Provider::Zoho => &zoho::TRACKING,
                 },
                 v,
             )),
@@ -835,10 +846,63 @@ mod tests {
         }
     }
 
+    /// Each provider's tracking (a QuickBooks Class, a Xero tracking category, a Zoho reporting
+    /// tag, in the sandbox's shapes) reads into a category with options whose ids are what lines
+    /// name. Each is the committed example.
+    #[test]
+    fn tracking_categories_of_every_provider_read_with_their_options() {
+        let schema = records_schema();
+        let all = [
+            (
+                "quickbooks",
+                quickbooks::normalise(
+                    Entity::TrackingCategory,
+                    "9341",
+                    json!({"Id": "5000000000000000001", "Name": "Retail", "FullyQualifiedName": "Retail", "SubClass": false, "Active": true,
+                        "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+                ),
+            ),
+            (
+                "xero",
+                xero::normalise(
+                    Entity::TrackingCategory,
+                    "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61",
+                    json!({"TrackingCategoryID": "351953c4-8127-4009-88c3-f9cd8c9cbe9f", "Name": "Region", "Status": "ACTIVE",
+                        "Options": [{"TrackingOptionID": "ce205173-7387-4651-9726-2cf4c5405ba2", "Name": "North", "Status": "ACTIVE"},
+                                    {"TrackingOptionID": "6a9d9c6a-8f0a-4ac4-8c5b-3b7d0a6f3f1e", "Name": "South", "Status": "ARCHIVED"}]}),
+                ),
+            ),
+            (
+                "zoho",
+                zoho::normalise(
+                    Entity::TrackingCategory,
+                    "700000001",
+                    json!({"tag_id": "462000000000000", "tag_name": "Region", "is_active": true,
+                        "tag_options": [{"tag_option_id": "463000000000000", "tag_option_name": "North", "is_active": true},
+                                        {"tag_option_id": "463000000000001", "tag_option_name": "South", "is_active": false}]}),
+                ),
+            ),
+        ];
+        let mut got = Vec::new();
+        for (name, r) in all {
+            let n = normalise(&r.unwrap()).unwrap();
+            let c = n.reference.tracking_category.clone().expect("a tracking category");
+            got.push((c.active, c.options.iter().map(|o| o.active).collect::<Vec<_>>()));
+            assert!(c.options.iter().all(|o| o.id.is_some() && o.name.is_some()), "{name}: {c:?}");
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            example(name, "tracking_category", &v);
+        }
+        assert_eq!(
+            got,
+            vec![(Some(true), vec![Some(true)]), (Some(true), vec![Some(true), Some(false)]), (Some(true), vec![Some(true), Some(false)])]
+        );
+    }
+
     #[test]
     fn hostile_reference_records_never_panic() {
         let hostile = [
-            json!({"Id": "1", "TaxType": "X", "tax_id": "1", "AccountID": "a", "account_id": "1", "ItemID": "i", "item_id": "1",
+            json!({"Id": "1", "TaxType": "X", "tax_id": "1", "AccountID": "a", "account_id": "1", "ItemID": "i", "item_id": "1", "TrackingCategoryID": "c", "tag_id": "1", "Options": [null, {"Status": 5}], "tag_options": "x",
                 "SalesDetails": 5, "PurchaseDetails": {"UnitPrice": [1], "AccountCode": {}}, "rate": {}, "IncomeAccountRef": [], "SalesTaxRateList": {"TaxRateDetail": "x"},
                 "TaxComponents": [null, 1, {"Rate": {"x": 1}}], "taxes": {"a": 1}, "Classification": 5, "Class": [], "account_type": null,
                 "CurrentBalance": "1e400", "CurrencyRef": {"value": 5}, "Status": {"x": 1}, "is_active": "yes"}),
@@ -846,7 +910,7 @@ mod tests {
                 "CurrencyRef": {"value": "USD"}, "EffectiveRate": "\u{0}", "tax_percentage": [], "Active": "true"}),
         ];
         for v in hostile {
-            for e in [Entity::TaxRate, Entity::Account, Entity::Item] {
+            for e in [Entity::TaxRate, Entity::Account, Entity::Item, Entity::TrackingCategory] {
                 let read =
                     [quickbooks::normalise(e, "1", v.clone()), xero::normalise(e, "t", v.clone()), zoho::normalise(e, "1", v.clone())];
                 for r in read.into_iter().flatten() {

@@ -65,6 +65,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 // Items are served by accounting.settings and accounting.invoices alike (Xero's
                 // 2026 scope notes); settings is asked for anyway.
                 Entity::Item => ("accounting.settings", "accounting.settings"),
+                Entity::TrackingCategory => ("accounting.settings", "accounting.settings"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -91,6 +92,8 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 // Items under the settings module scope (unconfirmed; Zoho's scope list has no
                 // items module).
                 Entity::Item => "settings",
+                // Reporting tags are organisation settings (unconfirmed scope).
+                Entity::TrackingCategory => "settings",
             };
             let action = if write { "CREATE" } else { "READ" };
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]
