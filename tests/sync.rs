@@ -2629,3 +2629,501 @@ async fn xero_payment_writes() {
 async fn zoho_payment_writes() {
     Box::pin(payment_writes_case(Provider::Zoho)).await;
 }
+
+/// The sandbox's own records of one org and entity (`/_sandbox/records`).
+async fn sandbox_records(h: &H, provider: Provider, org: &str, entity: &str) -> Vec<Value> {
+    let path = format!("records?provider={}&org_id={org}&entity={entity}", sandbox_name(provider));
+    h.control("GET", &path, None).await["records"].as_array().unwrap().clone()
+}
+
+/// The tax codes the sandbox's lines name, read from its invoices and bills.
+fn line_tax_codes(provider: Provider, doc: &Value) -> Vec<String> {
+    let (lines, paths): (&str, &[&str]) = match provider {
+        Provider::QuickBooks => (
+            "Line",
+            &[
+                "/SalesItemLineDetail/TaxCodeRef/value",
+                "/ItemBasedExpenseLineDetail/TaxCodeRef/value",
+                "/AccountBasedExpenseLineDetail/TaxCodeRef/value",
+            ],
+        ),
+        Provider::Xero => ("LineItems", &["/TaxType"]),
+        Provider::Zoho => ("line_items", &["/tax_id"]),
+    };
+    let mut out = Vec::new();
+    for l in doc[lines].as_array().into_iter().flatten() {
+        out.extend(paths.iter().filter_map(|p| l.pointer(p).and_then(Value::as_str)).filter(|s| !s.is_empty()).map(str::to_string));
+    }
+    out
+}
+
+/// Tax rates of every provider: a full pull stores each of the sandbox's tax codes with its rate,
+/// every tax code the seeded invoices' and bills' lines name is then found in the copy (as a
+/// write's check will look it up), pulling again changes nothing, and an archived or deleted
+/// code reaches the copy the way the provider reports it.
+async fn tax_rates_case(provider: Provider) {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::TaxRate);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("tax_rate", 2), ("invoice", 4), ("bill", 4)]).await;
+    h.connect(provider, &org).await;
+    let theirs = sandbox_records(&h, provider, &org, "tax_rate").await;
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TaxRate)).await;
+    assert_eq!(r["counts"]["written"].as_u64(), Some(theirs.len() as u64), "{provider}: {r}");
+    let store = h.store();
+    for s in &theirs {
+        let id = s["id"].as_str().unwrap();
+        let ours = store.get_record(&h.tenant, provider, &org, PEntity::TaxRate, id).await.unwrap().expect("stored");
+        let tr = ours.reference.tax_rate.expect("a tax rate");
+        assert_eq!((tr.code.as_deref(), tr.active), (Some(id), Some(true)), "{provider}");
+        let rate = match provider {
+            Provider::QuickBooks => None,
+            Provider::Xero => Some(s["value"]["EffectiveRate"].to_string()),
+            Provider::Zoho => Some(s["value"]["tax_percentage"].to_string()),
+        };
+        assert_eq!(tr.rate, rate, "{provider} {id}: the sandbox's rate");
+        if provider == Provider::QuickBooks && s["value"]["Taxable"] == true {
+            assert_eq!(tr.components[0].id.as_deref(), Some("3"), "QuickBooks codes name their TaxRate");
+        }
+    }
+    // Every line's tax code is in the copy, by code as a write checks it.
+    let mut named = Vec::new();
+    for entity in ["invoice", "bill"] {
+        for d in sandbox_records(&h, provider, &org, entity).await {
+            named.extend(line_tax_codes(provider, &d["value"]));
+        }
+    }
+    assert!(!named.is_empty(), "{provider}: seeded lines name tax codes");
+    for code in &named {
+        let found = store.find_reference(&h.tenant, provider, &org, PEntity::TaxRate, code).await.unwrap();
+        assert!(found.is_some(), "{provider}: line tax code {code} is a stored tax rate");
+    }
+    assert!(store.find_reference(&h.tenant, provider, &org, PEntity::TaxRate, "NO-SUCH").await.unwrap().is_none());
+
+    // Again: nothing changed, nothing written.
+    let again = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TaxRate)).await;
+    assert_eq!(again["counts"]["written"], 0, "{provider}: {again}");
+
+    // Archived (QuickBooks inactive, Xero ARCHIVED, Zoho inactive), and on Xero deleted by status.
+    let generated: Vec<&Value> =
+        theirs.iter().filter(|s| s["value"]["Name"] != "TAX" && s["value"]["Name"] != "NON").rev().take(2).collect();
+    let (archive, delete) = (generated[0], generated[1]);
+    let change = |v: &Value, archived: bool| {
+        let mut v = v["value"].clone();
+        match provider {
+            Provider::QuickBooks => v["Active"] = json!(!archived),
+            Provider::Xero => v["Status"] = json!(if archived { "ARCHIVED" } else { "DELETED" }),
+            Provider::Zoho => v["status"] = json!(if archived { "inactive" } else { "active" }),
+        }
+        v
+    };
+    let mut records = vec![change(archive, true)];
+    if provider == Provider::Xero {
+        records.push(change(delete, false));
+    }
+    let body = json!({"provider": sandbox_name(provider), "org_id": org, "entity": "tax_rate", "records": records});
+    h.control("POST", "seed", Some(body)).await;
+    let inc = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TaxRate)).await;
+    assert_eq!(inc["counts"]["written"].as_u64(), Some(records.len() as u64), "{provider}: {inc}");
+    let a = store.get_record(&h.tenant, provider, &org, PEntity::TaxRate, archive["id"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!((a.reference.tax_rate.unwrap().active, a.deleted), (Some(false), false), "{provider}: archived, not deleted");
+    if provider == Provider::Xero {
+        let id = delete["id"].as_str().unwrap();
+        let d = store.get_record(&h.tenant, provider, &org, PEntity::TaxRate, id).await.unwrap().unwrap();
+        assert!(d.deleted, "Xero DELETED is a deletion");
+        assert!(store.find_reference(&h.tenant, provider, &org, PEntity::TaxRate, id).await.unwrap().is_none(), "not found for a write");
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_tax_rates() {
+    Box::pin(tax_rates_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_tax_rates() {
+    Box::pin(tax_rates_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_tax_rates() {
+    Box::pin(tax_rates_case(Provider::Zoho)).await;
+}
+
+/// The account ids and codes the sandbox's lines name, read from its invoices and bills.
+fn line_accounts(provider: Provider, doc: &Value) -> Vec<String> {
+    let (lines, paths): (&str, &[&str]) = match provider {
+        Provider::QuickBooks => ("Line", &["/AccountBasedExpenseLineDetail/AccountRef/value", "/SalesItemLineDetail/ItemAccountRef/value"]),
+        Provider::Xero => ("LineItems", &["/AccountCode", "/AccountID"]),
+        Provider::Zoho => ("line_items", &["/account_id"]),
+    };
+    let mut out = Vec::new();
+    for l in doc[lines].as_array().into_iter().flatten() {
+        out.extend(paths.iter().filter_map(|p| l.pointer(p).and_then(Value::as_str)).filter(|s| !s.is_empty()).map(str::to_string));
+    }
+    out
+}
+
+/// Accounts with type and class: a pull stores each of the sandbox's accounts with its code, the
+/// provider's type word and the class it means, the bank flag and the status; every account the
+/// seeded lines name is found in the copy by id or code (Xero lines name the code); an archived
+/// account arrives inactive, and a Xero account deleted by status as deleted.
+async fn accounts_case(provider: Provider) {
+    let h = harness().await;
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("account", 5), ("invoice", 3), ("bill", 3)]).await;
+    h.connect(provider, &org).await;
+    let theirs = sandbox_records(&h, provider, &org, "account").await;
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Account)).await;
+    assert_eq!(r["counts"]["written"].as_u64(), Some(theirs.len() as u64), "{provider}: {r}");
+    let store = h.store();
+    for s in &theirs {
+        let (id, v) = (s["id"].as_str().unwrap(), &s["value"]);
+        let ours = store.get_record(&h.tenant, provider, &org, PEntity::Account, id).await.unwrap().expect("stored");
+        let a = ours.reference.account.expect("an account's typed part");
+        let (code, kind, class) = match provider {
+            Provider::QuickBooks => (&v["AcctNum"], &v["AccountType"], v["Classification"].as_str().unwrap().to_ascii_lowercase()),
+            Provider::Xero => (&v["Code"], &v["Type"], v["Class"].as_str().unwrap().to_ascii_lowercase()),
+            Provider::Zoho => {
+                let class = match v["account_type"].as_str().unwrap() {
+                    "income" => "revenue",
+                    "expense" => "expense",
+                    "accounts_payable" => "liability",
+                    _ => "asset",
+                };
+                (&v["account_code"], &v["account_type"], class.to_string())
+            }
+        };
+        assert_eq!((a.code.as_deref(), a.account_type.as_deref()), (code.as_str(), kind.as_str()), "{provider} {id}");
+        assert_eq!(serde_json::to_value(a.class).unwrap(), json!(class), "{provider} {id}: {v}");
+        assert_eq!(a.bank, kind.as_str().is_some_and(|k| k.eq_ignore_ascii_case("bank")), "{provider} {id}");
+        assert_eq!(a.active, Some(true), "{provider} {id}");
+        assert_eq!(ours.number, a.code, "{provider}: the header's number is still the code");
+        if provider == Provider::QuickBooks {
+            assert_eq!(a.balance.map(|b| b.minor), Some(0), "QuickBooks sends CurrentBalance");
+        }
+    }
+    let stored = store.list_records(&h.tenant, provider, &org, PEntity::Account).await.unwrap();
+    assert!(stored.iter().any(|s| s.reference.account.as_ref().is_some_and(|a| a.bank)), "{provider}: the bank account is flagged");
+    let mut named = Vec::new();
+    for entity in ["invoice", "bill"] {
+        for d in sandbox_records(&h, provider, &org, entity).await {
+            named.extend(line_accounts(provider, &d["value"]));
+        }
+    }
+    assert!(!named.is_empty(), "{provider}: seeded lines name accounts");
+    for key in &named {
+        let found = store.find_reference(&h.tenant, provider, &org, PEntity::Account, key).await.unwrap();
+        assert!(found.is_some(), "{provider}: line account {key} is a stored account");
+    }
+
+    // Archived (QuickBooks and Zoho inactive, Xero ARCHIVED), and on Xero deleted by status.
+    let (archive, delete) = (&theirs[theirs.len() - 1], &theirs[theirs.len() - 2]);
+    let change = |s: &Value, archived: bool| {
+        let mut v = s["value"].clone();
+        match provider {
+            Provider::QuickBooks => v["Active"] = json!(!archived),
+            Provider::Xero => v["Status"] = json!(if archived { "ARCHIVED" } else { "DELETED" }),
+            Provider::Zoho => v["is_active"] = json!(!archived),
+        }
+        v
+    };
+    let mut records = vec![change(archive, true)];
+    if provider == Provider::Xero {
+        records.push(change(delete, false));
+    }
+    let body = json!({"provider": sandbox_name(provider), "org_id": org, "entity": "account", "records": records});
+    h.control("POST", "seed", Some(body)).await;
+    let inc = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Account)).await;
+    assert_eq!(inc["counts"]["written"].as_u64(), Some(records.len() as u64), "{provider}: incremental: {inc}");
+    let a = store.get_record(&h.tenant, provider, &org, PEntity::Account, archive["id"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!((a.reference.account.unwrap().active, a.deleted), (Some(false), false), "{provider}: archived, not deleted");
+    if provider == Provider::Xero {
+        let id = delete["id"].as_str().unwrap();
+        assert!(store.get_record(&h.tenant, provider, &org, PEntity::Account, id).await.unwrap().unwrap().deleted);
+        assert!(store.find_reference(&h.tenant, provider, &org, PEntity::Account, id).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_accounts_with_type_and_class() {
+    Box::pin(accounts_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_accounts_with_type_and_class() {
+    Box::pin(accounts_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_accounts_with_type_and_class() {
+    Box::pin(accounts_case(Provider::Zoho)).await;
+}
+
+/// Marks stored records as written an hour ago, so a full pass may take them for gone (a pass never
+/// does so for a record written around its own start).
+async fn backdate_records(h: &H, provider: Provider, org: &str, entity: PEntity, ids: &[String]) {
+    for id in ids {
+        h.env
+            .clients
+            .dynamodb
+            .update_item()
+            .table_name(&h.env.config.tables.sync)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(shared::store::tenant_pk(&h.tenant)))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(shared::sync::store::record_sk(provider, org, entity, id)))
+            .update_expression("SET synced_at = :t")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::S((Utc::now() - Duration::hours(1)).to_rfc3339()))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Items: a pull stores every item of the sandbox with its code, prices and accounts; every item
+/// the seeded lines name is in the copy, and so are the accounts and tax codes each item posts
+/// with; a changed price arrives with the next incremental pull; an item made inactive arrives
+/// inactive (QuickBooks, Zoho), and a deleted one (Xero, Zoho) becomes a tombstone at a full pass.
+async fn items_case(provider: Provider) {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.extend([Entity::Item, Entity::TaxRate]);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("invoice", 4), ("bill", 4), ("item", 2)]).await;
+    h.connect(provider, &org).await;
+    for e in [Entity::Account, Entity::TaxRate] {
+        h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, e)).await;
+    }
+    let theirs = sandbox_records(&h, provider, &org, "item").await;
+    assert_eq!(theirs.len(), 9, "{provider}: seven catalogue items and two more");
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Item)).await;
+    assert_eq!(r["counts"]["written"].as_u64(), Some(9), "{provider}: {r}");
+    let store = h.store();
+    let (code_f, sales_f, purchase_f): (&str, &str, &str) = match provider {
+        Provider::QuickBooks => ("/Sku", "/UnitPrice", "/PurchaseCost"),
+        Provider::Xero => ("/Code", "/SalesDetails/UnitPrice", "/PurchaseDetails/UnitPrice"),
+        Provider::Zoho => ("/sku", "/rate", "/purchase_rate"),
+    };
+    for s in &theirs {
+        let (id, v) = (s["id"].as_str().unwrap(), &s["value"]);
+        let ours = store.get_record(&h.tenant, provider, &org, PEntity::Item, id).await.unwrap().expect("stored");
+        let i = ours.reference.item.expect("an item's typed part");
+        assert_eq!(i.code.as_deref(), v.pointer(code_f).and_then(Value::as_str), "{provider} {id}");
+        assert_eq!(i.sales_price, v.pointer(sales_f).map(Value::to_string), "{provider} {id}: the sandbox's price");
+        assert_eq!(i.purchase_price, v.pointer(purchase_f).map(Value::to_string), "{provider} {id}");
+        assert_eq!(i.active, Some(true));
+        for a in [&i.income_account, &i.expense_account].into_iter().flatten() {
+            let key = a.id.as_deref().unwrap();
+            let found = store.find_reference(&h.tenant, provider, &org, PEntity::Account, key).await.unwrap();
+            assert!(found.is_some(), "{provider} {id}: its account {key} is in the copy");
+        }
+        for code in [&i.tax_code, &i.purchase_tax_code].into_iter().flatten() {
+            assert!(store.find_reference(&h.tenant, provider, &org, PEntity::TaxRate, code).await.unwrap().is_some(), "{provider}: {code}");
+        }
+    }
+    let item_path: &[&str] = match provider {
+        Provider::QuickBooks => &["/SalesItemLineDetail/ItemRef/value", "/ItemBasedExpenseLineDetail/ItemRef/value"],
+        Provider::Xero => &["/Item/ItemID"],
+        Provider::Zoho => &["/item_id"],
+    };
+    let lines_key = match provider {
+        Provider::QuickBooks => "Line",
+        Provider::Xero => "LineItems",
+        Provider::Zoho => "line_items",
+    };
+    let mut named = 0;
+    for entity in ["invoice", "bill"] {
+        for d in sandbox_records(&h, provider, &org, entity).await {
+            for l in d["value"][lines_key].as_array().into_iter().flatten() {
+                for id in item_path.iter().filter_map(|p| l.pointer(p).and_then(Value::as_str)).filter(|s| !s.is_empty()) {
+                    named += 1;
+                    let found = store.find_reference(&h.tenant, provider, &org, PEntity::Item, id).await.unwrap();
+                    assert!(found.is_some(), "{provider}: line item {id} is a stored item");
+                }
+            }
+        }
+    }
+    assert!(named > 0, "{provider}: seeded lines name items");
+
+    // A new price, and (QuickBooks, Zoho) an item made inactive.
+    let (priced, retired, gone) = (&theirs[0], &theirs[1], &theirs[2]);
+    let mut v = priced["value"].clone();
+    match provider {
+        Provider::QuickBooks => v["UnitPrice"] = json!(123.45),
+        Provider::Xero => v["SalesDetails"]["UnitPrice"] = json!(123.45),
+        Provider::Zoho => v["rate"] = json!(123.45),
+    }
+    let mut records = vec![v];
+    match provider {
+        Provider::QuickBooks => {
+            let mut r = retired["value"].clone();
+            r["Active"] = json!(false);
+            records.push(r);
+        }
+        Provider::Zoho => {
+            let mut r = retired["value"].clone();
+            r["status"] = json!("inactive");
+            records.push(r);
+        }
+        Provider::Xero => {}
+    }
+    let body = json!({"provider": sandbox_name(provider), "org_id": org, "entity": "item", "records": records});
+    h.control("POST", "seed", Some(body)).await;
+    let inc = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Item)).await;
+    assert_eq!(inc["counts"]["written"].as_u64(), Some(records.len() as u64), "{provider}: incremental: {inc}");
+    let p = store.get_record(&h.tenant, provider, &org, PEntity::Item, priced["id"].as_str().unwrap()).await.unwrap().unwrap();
+    let price = p.reference.item.unwrap();
+    assert_eq!(price.sales_price.as_deref(), Some("123.45"), "{provider}");
+    if provider != Provider::Xero {
+        let r = store.get_record(&h.tenant, provider, &org, PEntity::Item, retired["id"].as_str().unwrap()).await.unwrap().unwrap();
+        assert_eq!((r.reference.item.unwrap().active, r.deleted), (Some(false), false), "{provider}: inactive, not deleted");
+    }
+
+    // Deleted at the provider (Xero and Zoho delete items; QuickBooks only makes them inactive):
+    // the next full pass tombstones it.
+    if provider != Provider::QuickBooks {
+        let gone_id = gone["id"].as_str().unwrap().to_string();
+        let out = h
+            .control(
+                "POST",
+                "records/delete",
+                Some(json!({"provider": sandbox_name(provider), "org_id": org, "entity": "item", "ids": [gone_id]})),
+            )
+            .await;
+        assert_eq!(out["deleted"], 1);
+        let ids: Vec<String> = theirs.iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+        backdate_records(&h, provider, &org, PEntity::Item, &ids).await;
+        let mut full = h.job(provider, &org, Operation::Pull, Entity::Item);
+        full.cursor = Some("full".into());
+        let f = h.run_through_queue(&h.deps(), &full).await;
+        assert_eq!(f["counts"]["deleted"].as_u64(), Some(1), "{provider}: {f}");
+        let d = store.get_record(&h.tenant, provider, &org, PEntity::Item, &gone_id).await.unwrap().unwrap();
+        assert!(d.deleted, "{provider}");
+        assert!(store.find_reference(&h.tenant, provider, &org, PEntity::Item, &gone_id).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_items() {
+    Box::pin(items_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_items() {
+    Box::pin(items_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_items() {
+    Box::pin(items_case(Provider::Zoho)).await;
+}
+
+/// Tracking categories: a pull stores each of the sandbox's categories with its options (a
+/// QuickBooks Class as its own one option); each option is then found as a write would look up a
+/// line's tracking; an archived category arrives inactive and its options are no longer found;
+/// one deleted at the provider (Xero, Zoho) becomes a tombstone at the next full pass.
+async fn tracking_case(provider: Provider) {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::TrackingCategory);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("tracking_category", 2)]).await;
+    h.connect(provider, &org).await;
+    let theirs = sandbox_records(&h, provider, &org, "tracking_category").await;
+    assert_eq!(theirs.len(), 3, "{provider}: the org's own and two more");
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TrackingCategory)).await;
+    assert_eq!(r["counts"]["written"].as_u64(), Some(3), "{provider}: {r}");
+    let store = h.store();
+    let options_of = |v: &Value| -> Vec<(String, String)> {
+        match provider {
+            Provider::QuickBooks => vec![(v["Id"].as_str().unwrap().to_string(), v["FullyQualifiedName"].as_str().unwrap().to_string())],
+            Provider::Xero => v["Options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| (o["TrackingOptionID"].as_str().unwrap().to_string(), o["Name"].as_str().unwrap().to_string()))
+                .collect(),
+            Provider::Zoho => v["tag_options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| (o["tag_option_id"].as_str().unwrap().to_string(), o["tag_option_name"].as_str().unwrap().to_string()))
+                .collect(),
+        }
+    };
+    for s in &theirs {
+        let id = s["id"].as_str().unwrap();
+        let ours = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, id).await.unwrap().expect("stored");
+        let c = ours.reference.tracking_category.expect("a tracking category");
+        let got: Vec<(String, String)> = c.options.iter().map(|o| (o.id.clone().unwrap(), o.name.clone().unwrap())).collect();
+        assert_eq!(got, options_of(&s["value"]), "{provider} {id}: the sandbox's options");
+        assert_eq!(c.active, Some(true));
+        for (option, _) in &got {
+            let found = store.find_tracking_option(&h.tenant, provider, &org, option).await.unwrap();
+            assert_eq!(found.map(|f| f.provider_id), Some(id.to_string()), "{provider}: option {option} is found in its category");
+        }
+    }
+    assert!(store.find_tracking_option(&h.tenant, provider, &org, "no-such-option").await.unwrap().is_none());
+    let again = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TrackingCategory)).await;
+    assert_eq!(again["counts"]["written"], 0, "{provider}: {again}");
+
+    // Archived: QuickBooks and Zoho inactive, Xero ARCHIVED (listed because the client asks for
+    // archived ones too).
+    let archived = &theirs[1];
+    let mut v = archived["value"].clone();
+    match provider {
+        Provider::QuickBooks => v["Active"] = json!(false),
+        Provider::Xero => v["Status"] = json!("ARCHIVED"),
+        Provider::Zoho => v["is_active"] = json!(false),
+    }
+    let body = json!({"provider": sandbox_name(provider), "org_id": org, "entity": "tracking_category", "records": [v]});
+    h.control("POST", "seed", Some(body)).await;
+    let inc = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TrackingCategory)).await;
+    assert_eq!(inc["counts"]["written"], 1, "{provider}: {inc}");
+    let id = archived["id"].as_str().unwrap();
+    let a = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, id).await.unwrap().unwrap();
+    assert_eq!((a.reference.tracking_category.unwrap().active, a.deleted), (Some(false), false), "{provider}");
+    let option = options_of(&archived["value"])[0].0.clone();
+    assert!(
+        store.find_tracking_option(&h.tenant, provider, &org, &option).await.unwrap().is_none(),
+        "{provider}: an archived category's option"
+    );
+
+    // Deleted at the provider (QuickBooks only makes classes inactive).
+    if provider != Provider::QuickBooks {
+        let gone = theirs[2]["id"].as_str().unwrap().to_string();
+        let out = h
+            .control(
+                "POST",
+                "records/delete",
+                Some(json!({"provider": sandbox_name(provider), "org_id": org, "entity": "tracking_category", "ids": [gone]})),
+            )
+            .await;
+        assert_eq!(out["deleted"], 1);
+        let ids: Vec<String> = theirs.iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+        backdate_records(&h, provider, &org, PEntity::TrackingCategory, &ids).await;
+        let mut full = h.job(provider, &org, Operation::Pull, Entity::TrackingCategory);
+        full.cursor = Some("full".into());
+        let f = h.run_through_queue(&h.deps(), &full).await;
+        assert_eq!(f["counts"]["deleted"].as_u64(), Some(1), "{provider}: {f}");
+        assert!(store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, &gone).await.unwrap().unwrap().deleted);
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_tracking_categories() {
+    Box::pin(tracking_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_tracking_categories() {
+    Box::pin(tracking_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_tracking_categories() {
+    Box::pin(tracking_case(Provider::Zoho)).await;
+}

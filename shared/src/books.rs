@@ -13,6 +13,8 @@
 
 use serde_json::Value;
 
+pub mod reference;
+
 use crate::money::{currency_code, currency_scale, parse_minor, Money};
 
 /// Which side of the books a document is on.

@@ -210,6 +210,9 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::Company => "company",
         Entity::CreditNote => "credit_note",
         Entity::BillPayment => "bill_payment",
+        Entity::TaxRate => "tax_rate",
+        Entity::Item => "item",
+        Entity::TrackingCategory => "tracking_category",
     }
 }
 

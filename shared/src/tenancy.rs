@@ -55,6 +55,9 @@ pub enum Entity {
     Company,
     CreditNote,
     BillPayment,
+    TaxRate,
+    Item,
+    TrackingCategory,
 }
 
 impl Entity {
@@ -70,6 +73,9 @@ impl Entity {
             Entity::Company => M::Company,
             Entity::CreditNote => M::CreditNote,
             Entity::BillPayment => M::BillPayment,
+            Entity::TaxRate => M::TaxRate,
+            Entity::Item => M::Item,
+            Entity::TrackingCategory => M::TrackingCategory,
         }
     }
 }

@@ -85,6 +85,7 @@ fn invoice(id: usize) -> SyncRecord {
         company: None,
         version: None,
         payment: None,
+        reference: Default::default(),
     }
 }
 

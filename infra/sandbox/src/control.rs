@@ -118,10 +118,13 @@ async fn seed(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
             if !r.is_object() {
                 return bad("each record must be a JSON object");
             }
-            let given =
-                r.get(id_field)
-                    .and_then(Value::as_str)
-                    .map(|id| if p == Provider::Xero { id.to_ascii_lowercase() } else { id.to_string() });
+            let given = r.get(id_field).and_then(Value::as_str).map(|id| {
+                if p == Provider::Xero && e != Entity::TaxRate {
+                    id.to_ascii_lowercase()
+                } else {
+                    id.to_string()
+                }
+            });
             let id = given.unwrap_or_else(|| org.next_id());
             org.put(e, &id, r, now);
             ids.push(id);

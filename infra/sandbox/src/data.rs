@@ -102,7 +102,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 9],
+    stores: [Store; 12],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -120,6 +120,9 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::CreditNote => 6,
         Entity::VendorCredit => 7,
         Entity::BillPayment => 8,
+        Entity::TaxRate => 9,
+        Entity::Item => 10,
+        Entity::TrackingCategory => 11,
     }
 }
 
@@ -182,7 +185,7 @@ pub(crate) const ACCOUNTS: [(&str, &str, &str, &str, &str); 5] = [
 
 impl Org {
     pub fn new(provider: Provider, id: &str, name: &str, dc: Option<&str>, now: DateTime<Utc>) -> Org {
-        Org {
+        let mut org = Org {
             provider,
             id: id.to_string(),
             name: name.to_string(),
@@ -193,7 +196,14 @@ impl Org {
             idempotency: HashMap::new(),
             webhooks: Vec::new(),
             workflows: Vec::new(),
+        };
+        // The tax codes generated lines name exist from the start (reference data is no list's default).
+        for (tax_id, v) in crate::reference::tax_rates(provider) {
+            org.put(Entity::TaxRate, &tax_id, v, now);
         }
+        let (id, v) = crate::reference::tracking_category(provider, 0);
+        org.put(Entity::TrackingCategory, &id, v, now);
+        org
     }
 
     /// The records `e`'s endpoint serves (on Xero, bills with invoices; see [`Entity::home`]).
@@ -284,17 +294,36 @@ impl Org {
     pub fn generate_with(&mut self, e: Entity, now: DateTime<Utc>, lines: Option<usize>) -> String {
         let n = self.next_seq();
         let value = match e {
+            // Xero keys a tax rate by its TaxType, not by a generated id.
+            Entity::TaxRate => {
+                let (id, value) = crate::reference::gen_tax_rate(self.provider, n, &self.id_for(n));
+                self.put(e, &id, value, now);
+                return id;
+            }
             Entity::Contact => self.gen_contact(n),
             Entity::Vendor => self.gen_vendor(n),
             Entity::Account => self.gen_account(n),
+            Entity::TrackingCategory => {
+                let (id, value) = crate::reference::tracking_category(self.provider, n);
+                self.put(e, &id, value, now);
+                return id;
+            }
+            Entity::Item => {
+                let account = self.first_or_generate(Entity::Account, now);
+                let (id, value) = crate::reference::gen_item(self.provider, n, &account);
+                self.put(e, &id, value, now);
+                return id;
+            }
             Entity::Invoice => {
                 let contact = self.first_or_generate(Entity::Contact, now);
                 let account = self.first_or_generate(Entity::Account, now);
+                self.ensure_items(false, &account, now);
                 self.gen_invoice(n, &contact, &account, &document(n, lines, false), now)
             }
             Entity::Bill => {
                 let vendor = self.first_or_generate(Entity::Vendor, now);
                 let expense = self.account_of_type(&["Expense", "EXPENSE", "expense"], ACCOUNTS[EXPENSE_ACCOUNT], now);
+                self.ensure_items(true, &expense, now);
                 let payable = match self.provider {
                     Provider::Quickbooks => Some(self.account_of_type(&["Accounts Payable"], AP_ACCOUNT, now)),
                     _ => None,
@@ -313,6 +342,17 @@ impl Org {
         let id = self.id_for(n);
         self.put(e, &id, value, now);
         id
+    }
+
+    /// The catalogue items sales (or purchase) lines name, posting to `account`, unless the org
+    /// has them already: every item a document names is then one of the org's items.
+    fn ensure_items(&mut self, purchase: bool, account: &Value, now: DateTime<Utc>) {
+        for item in crate::lines::catalog(purchase) {
+            let (id, value) = crate::reference::catalog_item(self.provider, item, purchase, account);
+            if self.get(Entity::Item, &id).is_none() {
+                self.put(Entity::Item, &id, value, now);
+            }
+        }
     }
 
     /// A record of `e` to refer to: the newest live one of that kind, or a fresh one.
@@ -692,12 +732,19 @@ fn stamp(p: Provider, e: Entity, v: &mut Value, id: &str, created: DateTime<Utc>
         }
         Provider::Xero => {
             obj.insert(e.xero_id_field().into(), json!(id));
-            obj.insert("UpdatedDateUTC".into(), json!(xero_msdate(updated)));
+            // Xero's TaxRate and TrackingCategory have no UpdatedDateUTC (xero_accounting.yaml).
+            if !matches!(e, Entity::TaxRate | Entity::TrackingCategory) {
+                obj.insert("UpdatedDateUTC".into(), json!(xero_msdate(updated)));
+            }
         }
         Provider::Zoho => {
             obj.insert(e.zoho_id_field().into(), json!(id));
-            obj.insert("created_time".into(), json!(zoho_time(created)));
-            obj.insert("last_modified_time".into(), json!(zoho_time(updated)));
+            // Zoho's Taxes page shows no timestamps on a tax (unconfirmed either way), nor is one known
+            // for reporting tags: none are added.
+            if !matches!(e, Entity::TaxRate | Entity::TrackingCategory) {
+                obj.insert("created_time".into(), json!(zoho_time(created)));
+                obj.insert("last_modified_time".into(), json!(zoho_time(updated)));
+            }
         }
     }
 }
@@ -802,6 +849,7 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "created_time",
             "last_modified_time",
         ],
+        Entity::TaxRate | Entity::Item | Entity::TrackingCategory => return v.clone(),
         Entity::Payment => &[
             "payment_id",
             "payment_number",

@@ -24,6 +24,7 @@ pub mod lines;
 pub mod model;
 pub mod oauth;
 pub mod quickbooks;
+pub mod reference;
 pub mod reports;
 pub mod state;
 pub mod webhooks;

@@ -14,8 +14,9 @@ pub const MAX_LINES: usize = 100;
 /// The one non-zero tax rate of the sandbox's companies, in basis points (8.25%).
 pub const TAX_RATE_BP: i64 = 825;
 
-/// A product or service lines can name. Ids per provider are fixed (the sandbox serves no items
-/// entity yet); QuickBooks-style small numbers, Xero GUIDs, Zoho long numbers.
+/// A product or service lines can name. Ids per provider are fixed: QuickBooks-style small numbers,
+/// Xero GUIDs, Zoho long numbers. The org's items entity serves them once a document names them
+/// (`data::Org::ensure_items`).
 #[derive(Debug)]
 pub struct CatalogItem {
     pub qbo_id: &'static str,
@@ -67,6 +68,15 @@ const PURCHASE_ITEMS: [CatalogItem; 3] = [
         name: "Spare parts",
     },
 ];
+
+/// The items sales (or purchase) lines name.
+pub fn catalog(purchase: bool) -> &'static [CatalogItem] {
+    if purchase {
+        &PURCHASE_ITEMS
+    } else {
+        &SALES_ITEMS
+    }
+}
 
 const SALES_DESCRIPTIONS: [&str; 5] = ["Consulting", "Hours worked", "Logo design", "Installation on site", "Support plan"];
 const PURCHASE_DESCRIPTIONS: [&str; 5] = ["Office supplies", "Courier", "Software subscription", "Printer paper", "Equipment hire"];

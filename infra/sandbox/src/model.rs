@@ -59,10 +59,16 @@ pub enum Entity {
     VendorCredit,
     /// A payment to a supplier (QuickBooks BillPayment, Xero ACCPAYPAYMENT, Zoho vendor payment).
     BillPayment,
+    /// A tax code (QuickBooks TaxCode, Xero TaxRates keyed by TaxType, Zoho settings/taxes).
+    TaxRate,
+    /// A product or service (QuickBooks Item, Xero Items, Zoho items).
+    Item,
+    /// QuickBooks Class, Xero TrackingCategories with Options, Zoho reporting tags.
+    TrackingCategory,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 9] = [
+    pub const ALL: [Entity; 12] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -72,6 +78,9 @@ impl Entity {
         Entity::CreditNote,
         Entity::VendorCredit,
         Entity::BillPayment,
+        Entity::TaxRate,
+        Entity::Item,
+        Entity::TrackingCategory,
     ];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
@@ -106,6 +115,11 @@ impl Entity {
             "bill_payment" | "bill_payments" | "billpayment" | "billpayments" | "vendorpayment" | "vendorpayments" | "vendor_payment" => {
                 Some(Entity::BillPayment)
             }
+            "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxcodes" | "taxes" | "tax" => Some(Entity::TaxRate),
+            "item" | "items" => Some(Entity::Item),
+            "tracking_category" | "tracking_categories" | "trackingcategories" | "class" | "classes" | "reporting_tags" | "tags" => {
+                Some(Entity::TrackingCategory)
+            }
             _ => None,
         }
     }
@@ -121,6 +135,9 @@ impl Entity {
             Entity::CreditNote => "credit_note",
             Entity::VendorCredit => "vendor_credit",
             Entity::BillPayment => "bill_payment",
+            Entity::TaxRate => "tax_rate",
+            Entity::Item => "item",
+            Entity::TrackingCategory => "tracking_category",
         }
     }
 
@@ -135,6 +152,9 @@ impl Entity {
             Entity::CreditNote => "CreditMemo",
             Entity::VendorCredit => "VendorCredit",
             Entity::BillPayment => "BillPayment",
+            Entity::TaxRate => "TaxCode",
+            Entity::Item => "Item",
+            Entity::TrackingCategory => "Class",
         }
     }
 
@@ -148,6 +168,9 @@ impl Entity {
             Entity::Vendor => "Contacts",
             Entity::CreditNote | Entity::VendorCredit => "CreditNotes",
             Entity::BillPayment => "Payments",
+            Entity::TaxRate => "TaxRates",
+            Entity::Item => "Items",
+            Entity::TrackingCategory => "TrackingCategories",
         }
     }
 
@@ -161,12 +184,20 @@ impl Entity {
             Entity::Vendor => "ContactID",
             Entity::CreditNote | Entity::VendorCredit => "CreditNoteID",
             Entity::BillPayment => "PaymentID",
+            // Xero's tax rates have no id of their own: lines name them by TaxType.
+            Entity::TaxRate => "TaxType",
+            Entity::Item => "ItemID",
+            Entity::TrackingCategory => "TrackingCategoryID",
         }
     }
 
-    /// Zoho Books path segment and list key (they coincide).
+    /// Zoho Books path under `/books/v3` (the list key too, except for settings: see [`Entity::zoho_list_key`]).
     pub fn zoho_plural(self) -> &'static str {
         match self {
+            Entity::TaxRate => "settings/taxes",
+            Entity::Item => "items",
+            // Unconfirmed path (Zoho's Books reference does not show the reporting tags API).
+            Entity::TrackingCategory => "settings/tags",
             Entity::Invoice => "invoices",
             Entity::Contact => "contacts",
             Entity::Account => "chartofaccounts",
@@ -180,17 +211,27 @@ impl Entity {
     }
 
     /// Zoho Books key of a list answer: the path segment, except vendor credits (`vendor_credits`,
-    /// as Zoho's vendor credits page shows the list answer).
+    /// as Zoho's vendor credits page shows the list answer) and the settings lists.
     pub fn zoho_list_key(self) -> &'static str {
         match self {
             Entity::VendorCredit => "vendor_credits",
+            Entity::TaxRate => "taxes",
+            Entity::TrackingCategory => "reporting_tags",
             e => e.zoho_plural(),
         }
+    }
+
+    /// Whether QuickBooks' change data capture serves it (Intuit's CDC entity list has no TaxCode).
+    pub fn in_qbo_cdc(self) -> bool {
+        self != Entity::TaxRate
     }
 
     /// Zoho Books key of a single object in get/create answers.
     pub fn zoho_singular(self) -> &'static str {
         match self {
+            Entity::TaxRate => "tax",
+            Entity::Item => "item",
+            Entity::TrackingCategory => "reporting_tag",
             Entity::Invoice => "invoice",
             Entity::Contact => "contact",
             Entity::Account => "chart_of_account",
@@ -214,6 +255,9 @@ impl Entity {
             Entity::CreditNote => "creditnote_id",
             Entity::VendorCredit => "vendor_credit_id",
             Entity::BillPayment => "payment_id",
+            Entity::TaxRate => "tax_id",
+            Entity::Item => "item_id",
+            Entity::TrackingCategory => "tag_id",
         }
     }
 }

@@ -22,7 +22,7 @@ const DEFAULT_MAX_RESULTS: usize = 100;
 const MAX_RESULTS_CAP: usize = 1000;
 const MAX_RESULTS_INVALID: &str = "QueryValidationError";
 /// Entities QuickBooks has but the sandbox keeps no records of: they answer empty rather than fail.
-const OTHER_ENTITIES: [&str; 8] = ["Item", "Estimate", "JournalEntry", "Purchase", "SalesReceipt", "Employee", "TaxCode", "Class"];
+const OTHER_ENTITIES: [&str; 6] = ["Estimate", "JournalEntry", "Purchase", "SalesReceipt", "Employee", "Class"];
 
 fn ok(body: String) -> Response {
     with_header(json(StatusCode::OK, body), "intuit_tid", &intuit_tid())
@@ -491,7 +491,10 @@ pub async fn cdc(
     let mut entities = Vec::new();
     for n in names.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match Entity::ALL.into_iter().find(|e| e.qbo_name().eq_ignore_ascii_case(n)) {
-            Some(e) => entities.push(e),
+            Some(e) if e.in_qbo_cdc() => entities.push(e),
+            Some(_) => {
+                return validation("2010", "Request has invalid or unsupported property", &format!("Unsupported entity in CDC: {n}"))
+            }
             None if OTHER_ENTITIES.iter().any(|o| o.eq_ignore_ascii_case(n)) => {}
             None => return validation("2010", "Request has invalid or unsupported property", &format!("Unsupported entity in CDC: {n}")),
         }
@@ -716,6 +719,13 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
                 "A business validation error has occurred while processing your request",
                 "The sandbox does not create credit notes".into(),
             ))
+        }
+        // QuickBooks creates tax codes through its TaxService, not `POST /taxcode`.
+        Entity::TaxRate => return Err(("2010", "Request has invalid or unsupported property", "TaxCode cannot be created here".into())),
+        // Reference data is seeded (`/_sandbox/seed`); creating items is not modelled.
+        Entity::Item => return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create items".into())),
+        Entity::TrackingCategory => {
+            return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create classes".into()))
         }
         Entity::Contact | Entity::Vendor => {
             let obj = v.as_object_mut().expect("object");

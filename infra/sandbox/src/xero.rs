@@ -150,13 +150,17 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
     let statuses = list_param("Statuses");
     let contact_ids = list_param("ContactIDs");
     let summary_only = q.get("summaryOnly").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let include_archived = q.get("includeArchived").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let org = w.org(P, &tenant).expect("authorized tenant exists");
     let rows: Vec<&Record> = org
         .store(e)
         .items
         .iter()
         .filter(|r| !r.deleted)
-        .filter(|r| since.is_none_or(|s| r.updated > s))
+        // TaxRates take no If-Modified-Since (xero_accounting.yaml): it is ignored there, as Xero would.
+        .filter(|r| matches!(e, Entity::TaxRate | Entity::TrackingCategory) || since.is_none_or(|s| r.updated > s))
+        // Archived tracking categories are listed only with includeArchived=true (xero_accounting.yaml).
+        .filter(|r| e != Entity::TrackingCategory || include_archived || r.value["Status"].as_str() != Some("ARCHIVED"))
         .filter(|r| ids.as_ref().is_none_or(|ids| ids.contains(&r.id.to_ascii_lowercase())))
         .filter(|r| statuses.as_ref().is_none_or(|s| r.value["Status"].as_str().is_some_and(|x| s.contains(&x.to_ascii_lowercase()))))
         .filter(|r| {
@@ -179,8 +183,8 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
     }
 
     let mut body = envelope_head(now);
-    let page_rows: Vec<&Record> = if e == Entity::Account {
-        // Accounts are never paged.
+    let page_rows: Vec<&Record> = if matches!(e, Entity::Account | Entity::TaxRate | Entity::Item | Entity::TrackingCategory) {
+        // Accounts, tax rates and items are never paged (their parameters have no page).
         rows
     } else {
         let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
@@ -425,6 +429,10 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         org.store(ent).items.iter().filter(|r| !r.deleted).map(|r| r.value.clone()).collect::<Vec<_>>()
     };
     match e {
+        // Reference data is seeded (`/_sandbox/seed`); the sandbox does not create tax rates.
+        Entity::TaxRate => errs.push("The sandbox does not create tax rates; seed them.".into()),
+        Entity::Item => errs.push("The sandbox does not create items; seed them.".into()),
+        Entity::TrackingCategory => errs.push("The sandbox does not create tracking categories; seed them.".into()),
         Entity::Contact => match s(&v, "Name") {
             None => errs.push("The contact name must be specified.".to_string()),
             Some(name) => {

@@ -158,6 +158,9 @@ pub async fn list(
         Entity::CreditNote => "Credit Notes",
         Entity::VendorCredit => "Vendor Credits",
         Entity::BillPayment => "Vendor Payments",
+        Entity::TaxRate => "Taxes",
+        Entity::Item => "Items",
+        Entity::TrackingCategory => "Reporting Tags",
     };
     body.push_str(&format!(
         "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"{sort_column}\",\"sort_order\":\"{sort_order}\"}}}}"
@@ -195,6 +198,9 @@ pub(crate) fn does_not_exist(e: Entity) -> Response {
         Entity::CreditNote => "Credit Note",
         Entity::VendorCredit => "Vendor Credit",
         Entity::BillPayment => "Payment",
+        Entity::TaxRate => "Tax",
+        Entity::Item => "Item",
+        Entity::TrackingCategory => "Reporting tag",
     };
     zoho_error(StatusCode::NOT_FOUND, 1002, &format!("{what} does not exist."))
 }
@@ -231,6 +237,9 @@ pub async fn remove(
         Entity::CreditNote => "The credit note has been deleted.",
         Entity::VendorCredit => "The vendor credit has been deleted.",
         Entity::BillPayment => "The payment has been deleted.",
+        Entity::TaxRate => "The tax has been deleted.",
+        Entity::Item => "The item has been deleted.",
+        Entity::TrackingCategory => "The reporting tag has been deleted.",
     };
     json_value(StatusCode::OK, &json!({"code": 0, "message": what}))
 }
@@ -276,6 +285,9 @@ pub async fn create(
                 Entity::CreditNote => "The credit note has been created.",
                 Entity::VendorCredit => "The vendor credit has been created.",
                 Entity::BillPayment => "The payment has been recorded.",
+                Entity::TaxRate => "The tax has been added.",
+                Entity::Item => "The item has been added.",
+                Entity::TrackingCategory => "The reporting tag has been added.",
             };
             json(StatusCode::CREATED, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(what), e.zoho_singular(), rec.full))
         }
@@ -338,6 +350,10 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
         // A sandbox limit, not Zoho's: credit notes are seeded, not created through the API.
         Entity::CreditNote | Entity::VendorCredit => return Err((4, "The sandbox does not create credit notes".into())),
         Entity::BillPayment => return Err((4, "The sandbox does not create vendor payments".into())),
+        // Reference data is seeded (`/_sandbox/seed`), not created through the API here.
+        Entity::TaxRate => return Err((4, "The sandbox does not create taxes; seed them".into())),
+        Entity::Item => return Err((4, "The sandbox does not create items; seed them".into())),
+        Entity::TrackingCategory => return Err((4, "The sandbox does not create reporting tags; seed them".into())),
         Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
             if org

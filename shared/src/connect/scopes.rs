@@ -72,7 +72,9 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
                     "ZohoBooks.reports.READ",
                 ],
             };
-            list.iter().map(|s| s.to_string()).collect()
+            let mut list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            add_entity_scopes(&mut list, tenant, provider, xero, write);
+            list
         }
     };
     let required: &[&str] = match provider {
@@ -111,6 +113,28 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
     scopes
 }
 
+/// Adds, for each enabled entity the plan's list does not serve, the scope that does (Xero: the
+/// granular or broad name of this deployment, `.read` on read-only plans), so enabling an entity is
+/// enough for the next connect to ask for it.
+fn add_entity_scopes(list: &mut Vec<String>, tenant: &Tenant, provider: Provider, xero: XeroScopeSet, write: bool) {
+    if provider != Provider::Xero {
+        // QuickBooks has one scope; Zoho's default list already names every module the entities use.
+        return;
+    }
+    for entity in &tenant.config.enabled_entities {
+        let serving = xero_entity_scopes(*entity);
+        if list.iter().any(|s| serving.contains(&s.as_str())) {
+            continue;
+        }
+        // Lists are (granular, granular.read[, broad, broad.read]).
+        let base = if xero == XeroScopeSet::Broad && serving.len() > 2 { 2 } else { 0 };
+        let name = serving[base + usize::from(!write)].to_string();
+        if !list.contains(&name) {
+            list.push(name);
+        }
+    }
+}
+
 /// Xero scopes that serve an entity; any one of them is enough. Granular first, then the broad
 /// pre-March-2026 ones (Xero's scopes page; the granular/broad mapping per endpoint follows Xero's
 /// 2026 migration notes).
@@ -127,6 +151,10 @@ fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
         Entity::CreditNote => {
             &["accounting.invoices", "accounting.invoices.read", "accounting.transactions", "accounting.transactions.read"]
         }
+        Entity::TaxRate => &["accounting.settings", "accounting.settings.read"],
+        // accounting.invoices serves Items too (Xero's 2026 notes); settings is what every plan asks for.
+        Entity::Item => &["accounting.settings", "accounting.settings.read"],
+        Entity::TrackingCategory => &["accounting.settings", "accounting.settings.read"],
         Entity::Contact => &["accounting.contacts", "accounting.contacts.read"],
         Entity::Account => &["accounting.settings", "accounting.settings.read"],
     }
@@ -173,6 +201,9 @@ fn entity_label(e: Entity) -> &'static str {
         Entity::Company => "company",
         Entity::CreditNote => "credit notes",
         Entity::BillPayment => "bill payments",
+        Entity::TaxRate => "tax rates",
+        Entity::Item => "items",
+        Entity::TrackingCategory => "tracking categories",
     }
 }
 
@@ -239,6 +270,25 @@ mod tests {
                         "{provider:?} {set:?} {plan:?}: {kind:?} not covered by {asked:?}"
                     );
                 }
+            }
+        }
+    }
+
+    /// Enabling an entity is enough: what the connect asks for serves every enabled entity, in
+    /// either Xero vocabulary and on read-only plans too.
+    #[test]
+    fn asked_scopes_serve_every_enabled_entity() {
+        use crate::providers::model::Entity as M;
+        let all: Vec<Entity> = M::ALL
+            .iter()
+            .map(|m| serde_json::from_value(serde_json::to_value(m).unwrap()).expect("the same names in both enums"))
+            .collect();
+        for plan in [Plan::Starter, Plan::Professional] {
+            let mut t = tenant(plan);
+            t.config.enabled_entities = all.clone();
+            for set in [XeroScopeSet::Granular, XeroScopeSet::Broad] {
+                let asked = scopes_for_set(&t, Provider::Xero, set);
+                check_granted_scopes(&t, Provider::Xero, &asked, set).unwrap_or_else(|e| panic!("{plan:?} {set:?}: {e}"));
             }
         }
     }

@@ -37,10 +37,18 @@ pub enum Entity {
     /// vendorpayments); `Payment` stays the payments received.
     #[serde(rename = "bill_payment")]
     BillPayment,
+    /// A tax code lines name (QuickBooks TaxCode, Xero TaxRates by TaxType, Zoho settings/taxes).
+    #[serde(rename = "tax_rate")]
+    TaxRate,
+    /// A product or service lines name (QuickBooks Item, Xero Items, Zoho items).
+    Item,
+    /// What lines are tracked by (QuickBooks Class, Xero TrackingCategories, Zoho reporting tags).
+    #[serde(rename = "tracking_category")]
+    TrackingCategory,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 8] = [
+    pub const ALL: [Entity; 11] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -49,6 +57,9 @@ impl Entity {
         Entity::Company,
         Entity::CreditNote,
         Entity::BillPayment,
+        Entity::TaxRate,
+        Entity::Item,
+        Entity::TrackingCategory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +72,9 @@ impl Entity {
             Entity::Company => "company",
             Entity::CreditNote => "credit_note",
             Entity::BillPayment => "bill_payment",
+            Entity::TaxRate => "tax_rate",
+            Entity::Item => "item",
+            Entity::TrackingCategory => "tracking_category",
         }
     }
 }
@@ -83,6 +97,11 @@ impl std::str::FromStr for Entity {
             "company" | "companyinfo" | "organisation" | "organization" => Ok(Entity::Company),
             "credit_note" | "credit_notes" | "creditnote" | "creditnotes" => Ok(Entity::CreditNote),
             "bill_payment" | "bill_payments" | "billpayment" | "vendorpayments" | "vendorpayment" => Ok(Entity::BillPayment),
+            "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxes" => Ok(Entity::TaxRate),
+            "item" | "items" => Ok(Entity::Item),
+            "tracking_category" | "tracking_categories" | "trackingcategories" | "class" | "classes" | "reporting_tags" => {
+                Ok(Entity::TrackingCategory)
+            }
             other => Err(Error::InvalidInput(format!("unknown entity '{other}'"))),
         }
     }

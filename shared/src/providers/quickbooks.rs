@@ -13,6 +13,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, OptionsRule, TaxRateMap, TrackingMap};
 use crate::books::{
     AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, PaymentDirection, PaymentMap, StatusRule,
 };
@@ -62,6 +63,13 @@ pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
         Entity::Company => &[("CompanyInfo", "companyinfo")],
         Entity::CreditNote => &[("CreditMemo", "creditmemo"), ("VendorCredit", "vendorcredit")],
         Entity::BillPayment => &[("BillPayment", "billpayment")],
+        // What a line's TaxCodeRef names. Whether TaxCode honours the LastUpdatedTime filter is
+        // unconfirmed (a full answer is small).
+        Entity::TaxRate => &[("TaxCode", "taxcode")],
+        Entity::Item => &[("Item", "item")],
+        // Classes are what a line's ClassRef names. Departments (locations), which QuickBooks
+        // names per document, are not read yet.
+        Entity::TrackingCategory => &[("Class", "class")],
     }
 }
 
@@ -73,10 +81,69 @@ fn collection_of(cursor: &Cursor) -> Result<(&'static str, &'static str)> {
         .ok_or_else(|| Error::InvalidInput("cursor collection is out of range".into()))
 }
 
+/// A Class is one tracking value: the record is its own one option (a line's ClassRef names its
+/// Id). Sub-classes are classes of their own (`FullyQualifiedName` `Parent:Child`).
+pub const TRACKING: TrackingMap = TrackingMap {
+    id: &[&["Id"]],
+    name: &[&["FullyQualifiedName"], &["Name"]],
+    active: ActiveRule::Flag(&[&["Active"]]),
+    options: OptionsRule::SelfOption,
+};
+
+/// An Item: its prices (`UnitPrice`, `PurchaseCost`), accounts and tax codes by reference. Deleting
+/// one in QuickBooks makes it inactive.
+pub const ITEM: ItemMap = ItemMap {
+    code: &[&["Sku"]],
+    name: &[&["Name"]],
+    description: &[&["Description"], &["PurchaseDesc"]],
+    item_type: &[&["Type"]],
+    sales_price: &[&["UnitPrice"]],
+    purchase_price: &[&["PurchaseCost"]],
+    income_account: (&[&["IncomeAccountRef", "value"]], &[&["IncomeAccountRef", "name"]]),
+    expense_account: (&[&["ExpenseAccountRef", "value"]], &[&["ExpenseAccountRef", "name"]]),
+    tax_code: &[&["SalesTaxCodeRef", "value"]],
+    purchase_tax_code: &[&["PurchaseTaxCodeRef", "value"]],
+    active: ActiveRule::Flag(&[&["Active"]]),
+};
+
 /// Whether change data capture serves the entity (Intuit's CDC list of entities has no CompanyInfo).
 pub fn in_cdc(entity: Entity) -> bool {
-    entity != Entity::Company
+    !matches!(entity, Entity::Company | Entity::TaxRate)
 }
+
+/// A TaxCode names its rates (TaxRate ids) for sales and purchases; the percentages sit on each
+/// TaxRate, not on the code, so `rate` stays absent and the components carry the references.
+pub const TAX_RATE: TaxRateMap = TaxRateMap {
+    code: &[&["Id"]],
+    name: &[&["Name"]],
+    rate: &[],
+    active: ActiveRule::Flag(&[&["Active"]]),
+    components: &[
+        (&["SalesTaxRateList", "TaxRateDetail"], &["TaxRateRef", "value"], &["TaxRateRef", "name"], &[], &[]),
+        (&["PurchaseTaxRateList", "TaxRateDetail"], &["TaxRateRef", "value"], &["TaxRateRef", "name"], &[], &[]),
+    ],
+};
+
+/// `Classification` is one of Asset, Liability, Equity, Revenue, Expense (Intuit's Account page).
+pub const ACCOUNT: AccountMap = AccountMap {
+    code: &[&["AcctNum"]],
+    name: &[&["Name"]],
+    account_type: &[&["AccountType"]],
+    class: ClassRule::Field(
+        &["Classification"],
+        &[
+            ("Asset", AccountClass::Asset),
+            ("Liability", AccountClass::Liability),
+            ("Equity", AccountClass::Equity),
+            ("Revenue", AccountClass::Revenue),
+            ("Expense", AccountClass::Expense),
+        ],
+    ),
+    currency: &[&["CurrencyRef", "value"]],
+    bank_types: &["Bank"],
+    active: ActiveRule::Flag(&[&["Active"]]),
+    balance: &[&["CurrentBalance"]],
+};
 
 /// CompanyInfo has no currency (Preferences.CurrencyPrefs has it) and no tax basis.
 pub const COMPANY: CompanyMap = CompanyMap {
@@ -272,6 +339,9 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             let name = text_at(&v, &["CustomerRef", "name"]).or_else(|| text_at(&v, &["VendorRef", "name"]));
             (text(&v, "DocNumber"), name, text(&v, "TotalAmt"), None)
         }
+        Entity::TaxRate => (text(&v, "Id"), text(&v, "Name"), None, active(&v)),
+        Entity::Item => (text(&v, "Sku"), text(&v, "Name"), None, active(&v)),
+        Entity::TrackingCategory => (None, text(&v, "FullyQualifiedName").or_else(|| text(&v, "Name")), None, active(&v)),
     };
     Ok(Record {
         provider: PROVIDER,

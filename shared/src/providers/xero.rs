@@ -10,6 +10,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, OptionsRule, TaxRateMap, TrackingMap};
 use crate::books::{
     AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
     StatusRule,
@@ -55,8 +56,73 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         Entity::CreditNote => ("CreditNotes", "CreditNoteID"),
         // Payments received and made share one collection, told apart by PaymentType.
         Entity::BillPayment => ("Payments", "PaymentID"),
+        // A tax rate has no id of its own: lines name it by TaxType.
+        Entity::TaxRate => ("TaxRates", "TaxType"),
+        Entity::Item => ("Items", "ItemID"),
+        Entity::TrackingCategory => ("TrackingCategories", "TrackingCategoryID"),
     }
 }
+
+const TRACKING_STATUS: &[(&str, bool)] = &[("ACTIVE", true), ("ARCHIVED", false), ("DELETED", false)];
+
+/// A category's Status and each option's Status are ACTIVE, ARCHIVED or DELETED; lines name the
+/// option's TrackingOptionID. The list is asked for with `includeArchived=true`, so an archived
+/// category arrives inactive rather than vanishing.
+pub const TRACKING: TrackingMap = TrackingMap {
+    id: &[&["TrackingCategoryID"]],
+    name: &[&["Name"]],
+    active: ActiveRule::Status(&["Status"], TRACKING_STATUS),
+    options: OptionsRule::List(&["Options"], &["TrackingOptionID"], &["Name"], ActiveRule::Status(&["Status"], TRACKING_STATUS)),
+};
+
+/// Items name their accounts by code and their tax by TaxType, under SalesDetails and
+/// PurchaseDetails. An item has no status: a deleted one leaves the list (the next full pass
+/// tombstones it).
+pub const ITEM: ItemMap = ItemMap {
+    code: &[&["Code"]],
+    name: &[&["Name"]],
+    description: &[&["Description"], &["PurchaseDescription"]],
+    item_type: &[],
+    sales_price: &[&["SalesDetails", "UnitPrice"]],
+    purchase_price: &[&["PurchaseDetails", "UnitPrice"]],
+    income_account: (&[&["SalesDetails", "AccountCode"]], &[]),
+    expense_account: (&[&["PurchaseDetails", "AccountCode"], &["PurchaseDetails", "COGSAccountCode"]], &[]),
+    tax_code: &[&["SalesDetails", "TaxType"]],
+    purchase_tax_code: &[&["PurchaseDetails", "TaxType"]],
+    active: ActiveRule::Listed,
+};
+
+/// Status ACTIVE, ARCHIVED, DELETED or PENDING (xero_accounting.yaml). DELETED also marks the
+/// record deleted (`sync::model`); PENDING reads as unknown.
+pub const TAX_RATE: TaxRateMap = TaxRateMap {
+    code: &[&["TaxType"]],
+    name: &[&["Name"]],
+    rate: &[&["EffectiveRate"], &["DisplayTaxRate"]],
+    active: ActiveRule::Status(&["Status"], &[("ACTIVE", true), ("ARCHIVED", false), ("DELETED", false)]),
+    components: &[(&["TaxComponents"], &[], &["Name"], &["Rate"], &["IsCompound"])],
+};
+
+/// Class is one of ASSET, EQUITY, EXPENSE, LIABILITY, REVENUE; Status ACTIVE or ARCHIVED (DELETED
+/// marks the record deleted). The Accounts answer has no balance.
+pub const ACCOUNT: AccountMap = AccountMap {
+    code: &[&["Code"]],
+    name: &[&["Name"]],
+    account_type: &[&["Type"]],
+    class: ClassRule::Field(
+        &["Class"],
+        &[
+            ("ASSET", AccountClass::Asset),
+            ("LIABILITY", AccountClass::Liability),
+            ("EQUITY", AccountClass::Equity),
+            ("REVENUE", AccountClass::Revenue),
+            ("EXPENSE", AccountClass::Expense),
+        ],
+    ),
+    currency: &[&["CurrencyCode"]],
+    bank_types: &["BANK"],
+    active: ActiveRule::Status(&["Status"], &[("ACTIVE", true), ("ARCHIVED", false), ("DELETED", false)]),
+    balance: &[],
+};
 
 /// The key of the list in an answer: the path's name, except `/Organisation`, which answers
 /// `Organisations`.
@@ -238,9 +304,11 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     }
 }
 
-/// `/Accounts` returns the whole chart in one answer, `/Organisation` the one organisation.
+/// `/Accounts` returns the whole chart in one answer, `/Organisation` the one organisation,
+/// `/TaxRates` every rate, `/Items` every item, `/TrackingCategories` every category (their
+/// parameters have no page).
 fn is_paged(entity: Entity) -> bool {
-    !matches!(entity, Entity::Account | Entity::Company)
+    !matches!(entity, Entity::Account | Entity::Company | Entity::TaxRate | Entity::Item | Entity::TrackingCategory)
 }
 
 pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
@@ -262,6 +330,9 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             text(&v, "CurrencyCode"),
             text(&v, "Status"),
         ),
+        Entity::TaxRate => (text(&v, "TaxType"), text(&v, "Name"), None, None, text(&v, "Status")),
+        Entity::Item => (text(&v, "Code"), text(&v, "Name"), None, None, None),
+        Entity::TrackingCategory => (None, text(&v, "Name"), None, None, text(&v, "Status")),
         Entity::Payment | Entity::BillPayment => (
             text(&v, "Reference"),
             text_at(&v, &["Invoice", "Contact", "Name"]),
@@ -460,8 +531,13 @@ impl AccountingProvider for XeroClient {
             req = req.query(&[("where", filter)]);
         }
         // The organisation is read whole each time (one record; If-Modified-Since on it is unconfirmed).
+        if entity == Entity::TrackingCategory {
+            req = req.query(&[("includeArchived", "true")]);
+        }
+        // TaxRates and TrackingCategories take no If-Modified-Since (xero_accounting.yaml): read
+        // whole each time.
         let since = match entity {
-            Entity::Company => None,
+            Entity::Company | Entity::TaxRate | Entity::TrackingCategory => None,
             _ if is_paged(entity) => cursor.list_since(),
             _ => cursor.modified_since,
         };

@@ -12,6 +12,7 @@ use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
 
+use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, OptionsRule, TaxRateMap, TrackingMap};
 use crate::books::{
     AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
     StatusRule,
@@ -60,12 +61,18 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         Entity::Company => ("organizations", "organization", "organization_id"),
         Entity::CreditNote => ("creditnotes", "creditnote", "creditnote_id"),
         Entity::BillPayment => ("vendorpayments", "vendorpayment", "payment_id"),
+        // Listed at `settings/taxes` (see `path`).
+        Entity::TaxRate => ("taxes", "tax", "tax_id"),
+        Entity::Item => ("items", "item", "item_id"),
+        // Listed at `settings/tags` (see `path`); path, keys and fields are unconfirmed (Zoho's
+        // Books API reference does not show the reporting tags API).
+        Entity::TrackingCategory => ("reporting_tags", "reporting_tag", "tag_id"),
     }
 }
 
-/// One Zoho module an entity of ours is read from: (path segment, list key, key of one object, id
-/// field). The path and the list key differ for vendor credits.
-pub type Collection = (&'static str, &'static str, &'static str, &'static str);
+/// One Zoho module an entity of ours is read from: (path under `/books/v3`, list key, key of one
+/// object, id field). The path and the list key differ for vendor credits and the settings lists.
+pub type Collection = (&'static [&'static str], &'static str, &'static str, &'static str);
 
 /// Every module an entity is read from, in the order a pass reads them: credit notes are the
 /// customers' `creditnotes` and the suppliers' `vendorcredits` (listed under `vendor_credits`; the
@@ -73,16 +80,20 @@ pub type Collection = (&'static str, &'static str, &'static str, &'static str);
 /// against a live org). Zoho's ids are taken to be unique across modules of an organization
 /// (unconfirmed; the sandbox numbers them from one sequence).
 pub fn collections(entity: Entity) -> &'static [Collection] {
-    const INVOICE: &[Collection] = &[("invoices", "invoices", "invoice", "invoice_id")];
-    const CONTACT: &[Collection] = &[("contacts", "contacts", "contact", "contact_id")];
-    const ACCOUNT: &[Collection] = &[("chartofaccounts", "chartofaccounts", "chart_of_account", "account_id")];
-    const PAYMENT: &[Collection] = &[("customerpayments", "customerpayments", "payment", "payment_id")];
-    const BILL: &[Collection] = &[("bills", "bills", "bill", "bill_id")];
-    const COMPANY: &[Collection] = &[("organizations", "organizations", "organization", "organization_id")];
-    const BILL_PAYMENT: &[Collection] = &[("vendorpayments", "vendorpayments", "vendorpayment", "payment_id")];
+    const INVOICE: &[Collection] = &[(&["invoices"], "invoices", "invoice", "invoice_id")];
+    const CONTACT: &[Collection] = &[(&["contacts"], "contacts", "contact", "contact_id")];
+    const ACCOUNT: &[Collection] = &[(&["chartofaccounts"], "chartofaccounts", "chart_of_account", "account_id")];
+    const PAYMENT: &[Collection] = &[(&["customerpayments"], "customerpayments", "payment", "payment_id")];
+    const BILL: &[Collection] = &[(&["bills"], "bills", "bill", "bill_id")];
+    const COMPANY: &[Collection] = &[(&["organizations"], "organizations", "organization", "organization_id")];
+    const BILL_PAYMENT: &[Collection] = &[(&["vendorpayments"], "vendorpayments", "vendorpayment", "payment_id")];
+    const TAX_RATE: &[Collection] = &[(&["settings", "taxes"], "taxes", "tax", "tax_id")];
+    const ITEM: &[Collection] = &[(&["items"], "items", "item", "item_id")];
+    // Path, keys and fields unconfirmed (Zoho's Books API reference does not show reporting tags).
+    const TRACKING: &[Collection] = &[(&["settings", "tags"], "reporting_tags", "reporting_tag", "tag_id")];
     const CREDIT_NOTE: &[Collection] = &[
-        ("creditnotes", "creditnotes", "creditnote", "creditnote_id"),
-        ("vendorcredits", "vendor_credits", "vendor_credit", "vendor_credit_id"),
+        (&["creditnotes"], "creditnotes", "creditnote", "creditnote_id"),
+        (&["vendorcredits"], "vendor_credits", "vendor_credit", "vendor_credit_id"),
     ];
     match entity {
         Entity::Invoice => INVOICE,
@@ -93,6 +104,9 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
         Entity::Company => COMPANY,
         Entity::CreditNote => CREDIT_NOTE,
         Entity::BillPayment => BILL_PAYMENT,
+        Entity::TaxRate => TAX_RATE,
+        Entity::Item => ITEM,
+        Entity::TrackingCategory => TRACKING,
     }
 }
 
@@ -102,6 +116,88 @@ fn collection_of(cursor: &Cursor) -> Result<Collection> {
         .copied()
         .ok_or_else(|| Error::InvalidInput("cursor collection is out of range".into()))
 }
+
+/// A reporting tag and its options; lines name `tag_option_id` (as the document lines' `tags`
+/// do). Unconfirmed field names throughout, as the path.
+pub const TRACKING: TrackingMap = TrackingMap {
+    id: &[&["tag_id"]],
+    name: &[&["tag_name"]],
+    active: ActiveRule::Flag(&[&["is_active"]]),
+    options: OptionsRule::List(&["tag_options"], &["tag_option_id"], &["tag_option_name"], ActiveRule::Flag(&[&["is_active"]])),
+};
+
+/// Zoho's item: `rate` and `purchase_rate`, the sales and purchase accounts by id, `status` active
+/// or inactive. `purchase_tax_id` is unconfirmed (the items page names `tax_id` only).
+pub const ITEM: ItemMap = ItemMap {
+    code: &[&["sku"]],
+    name: &[&["name"]],
+    description: &[&["description"], &["purchase_description"]],
+    item_type: &[&["product_type"]],
+    sales_price: &[&["rate"]],
+    purchase_price: &[&["purchase_rate"]],
+    income_account: (&[&["account_id"]], &[&["account_name"]]),
+    expense_account: (&[&["purchase_account_id"]], &[&["purchase_account_name"]]),
+    tax_code: &[&["tax_id"]],
+    purchase_tax_code: &[&["purchase_tax_id"]],
+    active: ActiveRule::Status(&["status"], &[("active", true), ("inactive", false)]),
+};
+
+/// The entity's path under `/books/v3` (its first module's).
+pub fn path(entity: Entity) -> &'static [&'static str] {
+    collections(entity)[0].0
+}
+
+/// Whether the list takes Zoho's `last_modified_time` filter and sort. The organizations and taxes
+/// lists are read whole (a tax shows no timestamps on Zoho's Taxes page; unconfirmed).
+fn filters_by_time(entity: Entity) -> bool {
+    !matches!(entity, Entity::Company | Entity::TaxRate | Entity::TrackingCategory)
+}
+
+/// A tax group's member taxes are under `taxes` (unconfirmed: Zoho's Taxes page shows groups by id).
+/// `status` (active, inactive) is unconfirmed too; a tax without it reads as of unknown state.
+pub const TAX_RATE: TaxRateMap = TaxRateMap {
+    code: &[&["tax_id"]],
+    name: &[&["tax_name"]],
+    rate: &[&["tax_percentage"]],
+    active: ActiveRule::Status(&["status"], &[("active", true), ("inactive", false)]),
+    components: &[(&["taxes"], &["tax_id"], &["tax_name"], &["tax_percentage"], &[])],
+};
+
+/// Zoho has no class field: its account types (Chart of Accounts page) map to a class.
+pub const ACCOUNT: AccountMap = AccountMap {
+    code: &[&["account_code"]],
+    name: &[&["account_name"]],
+    account_type: &[&["account_type"]],
+    class: ClassRule::FromType(&[
+        ("other_asset", AccountClass::Asset),
+        ("other_current_asset", AccountClass::Asset),
+        ("cash", AccountClass::Asset),
+        ("bank", AccountClass::Asset),
+        ("fixed_asset", AccountClass::Asset),
+        ("accounts_receivable", AccountClass::Asset),
+        ("stock", AccountClass::Asset),
+        ("payment_clearing", AccountClass::Asset),
+        ("input_tax", AccountClass::Asset),
+        ("other_current_liability", AccountClass::Liability),
+        ("credit_card", AccountClass::Liability),
+        ("long_term_liability", AccountClass::Liability),
+        ("other_liability", AccountClass::Liability),
+        ("accounts_payable", AccountClass::Liability),
+        ("output_tax", AccountClass::Liability),
+        ("overseas_tax_payable", AccountClass::Liability),
+        ("prepaid_card", AccountClass::Liability),
+        ("equity", AccountClass::Equity),
+        ("income", AccountClass::Revenue),
+        ("other_income", AccountClass::Revenue),
+        ("expense", AccountClass::Expense),
+        ("cost_of_goods_sold", AccountClass::Expense),
+        ("other_expense", AccountClass::Expense),
+    ]),
+    currency: &[&["currency_code"]],
+    bank_types: &["bank"],
+    active: ActiveRule::Flag(&[&["is_active"]]),
+    balance: &[],
+};
 
 pub const COMPANY: CompanyMap = CompanyMap {
     legal_name: &[&["name"]],
@@ -303,6 +399,14 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             text(&v, "total"),
             text(&v, "status"),
         ),
+        Entity::TaxRate => (text(&v, "tax_id"), text(&v, "tax_name"), None, text(&v, "status")),
+        Entity::Item => (text(&v, "sku"), text(&v, "name"), None, text(&v, "status")),
+        Entity::TrackingCategory => (
+            None,
+            text(&v, "tag_name"),
+            None,
+            v.get("is_active").and_then(Value::as_bool).map(|a| if a { "active" } else { "inactive" }.to_string()),
+        ),
     };
     Ok(Record {
         provider: PROVIDER,
@@ -403,7 +507,7 @@ impl ZohoClient {
     /// not fully searched (a retry could then create a second invoice).
     pub async fn find_by(&self, tokens: &TokenSet, org_id: &str, entity: Entity, field: &str, value: &str) -> Result<Vec<Record>> {
         let (module, _, _) = entity_names(entity);
-        let url = api_url(&self.api_base(tokens)?, &[module])?;
+        let url = api_url(&self.api_base(tokens)?, path(entity))?;
         let query = [("organization_id", check_org(org_id)?), (field, value), ("per_page", "200")];
         let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
         let items = match ok.body.get(module) {
@@ -498,19 +602,21 @@ impl AccountingProvider for ZohoClient {
         cursor.check(PROVIDER, cursor.entity)?;
         let entity = cursor.entity;
         let (module, _, _, _) = collection_of(cursor)?;
-        let url = api_url(&self.api_base(tokens)?, &[module])?;
+        let url = api_url(&self.api_base(tokens)?, module)?;
         let mut query = vec![
             ("organization_id", check_org(org_id)?.to_string()),
             ("page", cursor.position.to_string()),
             ("per_page", cursor.page_size.to_string()),
-            // Ordered by updated time so the next page can start after this one's last time
-            // (`Cursor::advance_by_time`): Zoho lists take `sort_column`/`sort_order`; that
-            // `last_modified_time` is a sort column of every module we list is unconfirmed.
-            ("sort_column", "last_modified_time".to_string()),
-            ("sort_order", "A".to_string()),
         ];
-        if let Some(since) = cursor.list_since().filter(|_| entity != Entity::Company) {
-            query.push(("last_modified_time", zoho_time(since)));
+        // Ordered by updated time so the next page can start after this one's last time
+        // (`Cursor::advance_by_time`): Zoho lists take `sort_column`/`sort_order`; that
+        // `last_modified_time` is a sort column of every module we list is unconfirmed.
+        if filters_by_time(entity) {
+            query.push(("sort_column", "last_modified_time".to_string()));
+            query.push(("sort_order", "A".to_string()));
+            if let Some(since) = cursor.list_since() {
+                query.push(("last_modified_time", zoho_time(since)));
+            }
         }
         let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
         parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
@@ -521,7 +627,7 @@ impl AccountingProvider for ZohoClient {
     async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {
         let mut last = None;
         for (module, _, single, _) in collections(entity) {
-            let url = api_url(&self.api_base(tokens)?, &[module, id])?;
+            let url = api_url(&self.api_base(tokens)?, &[module, &[id][..]].concat())?;
             let req = self.authed(tokens, self.core.http.reqwest().get(url)).query(&[("organization_id", check_org(org_id)?)]);
             match self.core.call(req).await {
                 Ok(ok) => {
@@ -543,8 +649,7 @@ impl AccountingProvider for ZohoClient {
     /// worker tags each create with its own reference (a custom field) and looks for it before
     /// creating again (`worker::job::push`).
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, _idempotency_key: &str) -> Result<Record> {
-        let (module, _, _) = entity_names(entity);
-        let url = api_url(&self.api_base(tokens)?, &[module])?;
+        let url = api_url(&self.api_base(tokens)?, path(entity))?;
         let req = self.authed(tokens, self.core.http.reqwest().post(url)).query(&[("organization_id", check_org(org_id)?)]).json(payload);
         let ok = self.core.call(req).await?;
         normalise(entity, org_id, Self::one(&ok.body, entity)?)

@@ -13,6 +13,7 @@
 
 pub mod feed;
 pub mod freshness;
+pub mod lookup;
 pub mod model;
 pub mod parked;
 pub mod reconcile;

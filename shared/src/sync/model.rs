@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
+use crate::books::reference::{map_account, map_item, map_tax_rate, map_tracking_category, Parts};
 use crate::books::{map_allocations, map_company, map_document, map_payment, Company, Document, DocumentStatus, Payment};
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
@@ -73,6 +74,9 @@ pub struct SyncRecord {
     /// account and what it paid (`crate::books`). Absent for other entities and for tombstones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<Payment>,
+    /// Reference data: `tax_rate` and `account` (`crate::books::reference`), flat in the JSON.
+    #[serde(flatten)]
+    pub reference: Parts,
 }
 
 /// The flag of a record whose amount the provider sent but we could not store in minor units.
@@ -241,9 +245,62 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         company,
         version: version_of(r),
         payment,
+        reference: reference_parts(r),
     };
     fit_for_storage(&mut out);
     Some(out)
+}
+
+/// Reference data's typed part, read with the provider's map for the entity.
+fn reference_parts(r: &Record) -> Parts {
+    let v = &r.raw;
+    match r.entity {
+        Entity::TaxRate => Parts {
+            tax_rate: Some(map_tax_rate(
+                match r.provider {
+                    Provider::QuickBooks => &quickbooks::TAX_RATE,
+                    Provider::Xero => &xero::TAX_RATE,
+                    Provider::Zoho => &zoho::TAX_RATE,
+                },
+                v,
+            )),
+            ..Parts::default()
+        },
+        Entity::Account => Parts {
+            account: Some(map_account(
+                match r.provider {
+                    Provider::QuickBooks => &quickbooks::ACCOUNT,
+                    Provider::Xero => &xero::ACCOUNT,
+                    Provider::Zoho => &zoho::ACCOUNT,
+                },
+                v,
+            )),
+            ..Parts::default()
+        },
+        Entity::Item => Parts {
+            item: Some(map_item(
+                match r.provider {
+                    Provider::QuickBooks => &quickbooks::ITEM,
+                    Provider::Xero => &xero::ITEM,
+                    Provider::Zoho => &zoho::ITEM,
+                },
+                v,
+            )),
+            ..Parts::default()
+        },
+        Entity::TrackingCategory => Parts {
+            tracking_category: Some(map_tracking_category(
+                match r.provider {
+                    Provider::QuickBooks => &quickbooks::TRACKING,
+                    Provider::Xero => &xero::TRACKING,
+                    Provider::Zoho => &zoho::TRACKING,
+                },
+                v,
+            )),
+            ..Parts::default()
+        },
+        _ => Parts::default(),
+    }
 }
 
 pub fn raw_ref(provider: Provider, org_id: &str, entity: Entity, id: &str) -> String {
@@ -276,6 +333,7 @@ pub fn tombstone(provider: Provider, org_id: &str, entity: Entity, id: &str, at:
         company: None,
         version: None,
         payment: None,
+        reference: Parts::default(),
     })
 }
 
@@ -950,6 +1008,248 @@ mod tests {
         let defs: Value = serde_json::from_str(&defs).unwrap();
         for (name, def) in defs.as_object().unwrap() {
             assert_eq!(&api["components"]["schemas"][name], def, "{name}");
+        }
+    }
+
+    /// Writes or compares the committed example `record-<provider>-<entity>.json`.
+    fn example(name: &str, entity: &str, v: &Value) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/examples/record-{name}-{entity}.json"));
+        let pretty = serde_json::to_string_pretty(v).unwrap() + "\n";
+        if std::env::var_os("UPDATE_EXAMPLES").is_some() {
+            std::fs::write(&path, &pretty).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty, "{} is what the code stores", path.display());
+    }
+
+    /// Each provider's tax code (QuickBooks TaxCode, Xero TaxRate, Zoho tax, in the sandbox's
+    /// shapes) and account read into the typed parts the write side checks lines against: the code
+    /// a line names, the rate, the class. Each is the committed example.
+    #[test]
+    fn tax_rates_and_accounts_of_every_provider_read_into_typed_parts() {
+        let schema = records_schema();
+        let taxes = [
+            (
+                "quickbooks",
+                quickbooks::normalise(
+                    Entity::TaxRate,
+                    "9341",
+                    json!({"Id": "TAX", "Name": "TAX", "Active": true, "Taxable": true, "TaxGroup": false,
+                        "SalesTaxRateList": {"TaxRateDetail": [{"TaxRateRef": {"value": "3", "name": "California"}, "TaxOrder": 0}]},
+                        "PurchaseTaxRateList": {"TaxRateDetail": []}, "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+                ),
+            ),
+            (
+                "xero",
+                xero::normalise(
+                    Entity::TaxRate,
+                    "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61",
+                    json!({"Name": "Tax on Sales", "TaxType": "OUTPUT", "ReportTaxType": "OUTPUT", "DisplayTaxRate": 8.25,
+                        "EffectiveRate": 8.25, "Status": "ACTIVE",
+                        "TaxComponents": [{"Name": "Tax on Sales", "Rate": 8.25, "IsCompound": false, "IsNonRecoverable": false}]}),
+                ),
+            ),
+            (
+                "zoho",
+                zoho::normalise(
+                    Entity::TaxRate,
+                    "700000001",
+                    json!({"tax_id": "460000000030001", "tax_name": "Sales Tax", "tax_percentage": 8.25, "tax_type": "tax",
+                        "status": "active"}),
+                ),
+            ),
+        ];
+        let mut codes = Vec::new();
+        for (name, r) in taxes {
+            let n = normalise(&r.unwrap()).unwrap();
+            let t = n.reference.tax_rate.clone().expect("a tax rate");
+            assert_eq!(t.code.as_deref(), Some(n.provider_id.as_str()), "{name}: the code lines name is the record's id");
+            assert_eq!(t.active, Some(true), "{name}");
+            codes.push((t.code.clone().unwrap(), t.rate.clone(), t.components.len()));
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            example(name, "tax_rate", &v);
+        }
+        assert_eq!(
+            codes,
+            vec![("TAX".into(), None, 1), ("OUTPUT".into(), Some("8.25".into()), 1), ("460000000030001".into(), Some("8.25".into()), 0)]
+        );
+
+        let accounts = [
+            (
+                "quickbooks",
+                quickbooks::normalise(
+                    Entity::Account,
+                    "9341",
+                    json!({"Id": "35", "Name": "Checking", "AcctNum": "090", "AccountType": "Bank", "Classification": "Asset",
+                        "Active": true, "CurrentBalance": 1201.5, "CurrencyRef": {"value": "USD"},
+                        "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+                ),
+            ),
+            (
+                "xero",
+                xero::normalise(
+                    Entity::Account,
+                    "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61",
+                    json!({"AccountID": "13918178-849a-4823-9a31-57b7eac713d7", "Code": "200", "Name": "Sales", "Type": "REVENUE",
+                        "Class": "REVENUE", "Status": "ARCHIVED", "TaxType": "OUTPUT", "UpdatedDateUTC": "/Date(1762106400000+0000)/"}),
+                ),
+            ),
+            (
+                "zoho",
+                zoho::normalise(
+                    Entity::Account,
+                    "700000001",
+                    json!({"account_id": "460000000000361", "account_name": "Office Expenses", "account_code": "453",
+                        "account_type": "expense", "is_active": true, "currency_code": "USD"}),
+                ),
+            ),
+        ];
+        let mut got = Vec::new();
+        for (name, r) in accounts {
+            let n = normalise(&r.unwrap()).unwrap();
+            let a = n.reference.account.clone().expect("an account");
+            assert_eq!(a.code, n.number, "{name}: the code is the record's number");
+            got.push((a.class, a.bank, a.active, a.balance.map(|b| b.minor)));
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            example(name, "account", &v);
+        }
+        use crate::books::reference::AccountClass as C;
+        assert_eq!(
+            got,
+            vec![
+                (Some(C::Asset), true, Some(true), Some(120150)),
+                (Some(C::Revenue), false, Some(false), None),
+                (Some(C::Expense), false, Some(true), None)
+            ]
+        );
+        // A deleted Xero tax rate is a deletion, not only an inactive rate.
+        let gone = xero::normalise(Entity::TaxRate, "t", json!({"TaxType": "TAX001", "Status": "DELETED"})).unwrap();
+        assert!(normalise(&gone).unwrap().deleted);
+    }
+
+    /// Each provider's item (the sandbox's shapes) reads into one typed part: code, prices as
+    /// decimal text, the accounts and tax code it posts with. Each is the committed example.
+    #[test]
+    fn items_of_every_provider_read_into_typed_parts() {
+        let schema = records_schema();
+        let items = [
+            (
+                "quickbooks",
+                quickbooks::normalise(
+                    Entity::Item,
+                    "9341",
+                    json!({"Id": "11", "Name": "Printer paper", "Sku": "PAPER", "Description": "Printer paper", "Active": true,
+                        "Type": "NonInventory", "Taxable": true, "UnitPrice": 0, "PurchaseCost": 17.5,
+                        "ExpenseAccountRef": {"value": "7", "name": "Office Expenses"}, "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+                ),
+            ),
+            (
+                "xero",
+                xero::normalise(
+                    Entity::Item,
+                    "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61",
+                    json!({"ItemID": "9a59cffd-7d1b-4a61-a1a4-1c7c3f6b0e11", "Code": "PAPER", "Name": "Printer paper", "IsSold": false,
+                        "IsPurchased": true, "SalesDetails": {}, "PurchaseDetails": {"UnitPrice": 17.5, "AccountCode": "453", "TaxType": "INPUT"},
+                        "UpdatedDateUTC": "/Date(1762106400000+0000)/"}),
+                ),
+            ),
+            (
+                "zoho",
+                zoho::normalise(
+                    Entity::Item,
+                    "700000001",
+                    json!({"item_id": "460000000020011", "name": "Printer paper", "sku": "PAPER", "status": "active", "product_type": "goods",
+                        "purchase_rate": 17.5, "purchase_account_id": "460000000000361", "purchase_account_name": "Office Expenses",
+                        "tax_id": "460000000030001", "last_modified_time": "2026-11-02T18:00:00+0000"}),
+                ),
+            ),
+        ];
+        for (name, r) in items {
+            let n = normalise(&r.unwrap()).unwrap();
+            let i = n.reference.item.clone().expect("an item");
+            assert_eq!((i.code.as_deref(), i.purchase_price.as_deref(), i.active), (Some("PAPER"), Some("17.5"), Some(true)), "{name}");
+            assert!(i.expense_account.as_ref().and_then(|a| a.id.as_ref()).is_some(), "{name}: {i:?}");
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            example(name, "item", &v);
+        }
+    }
+
+    /// Each provider's tracking (a QuickBooks Class, a Xero tracking category, a Zoho reporting
+    /// tag, in the sandbox's shapes) reads into a category with options whose ids are what lines
+    /// name. Each is the committed example.
+    #[test]
+    fn tracking_categories_of_every_provider_read_with_their_options() {
+        let schema = records_schema();
+        let all = [
+            (
+                "quickbooks",
+                quickbooks::normalise(
+                    Entity::TrackingCategory,
+                    "9341",
+                    json!({"Id": "5000000000000000001", "Name": "Retail", "FullyQualifiedName": "Retail", "SubClass": false, "Active": true,
+                        "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+                ),
+            ),
+            (
+                "xero",
+                xero::normalise(
+                    Entity::TrackingCategory,
+                    "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61",
+                    json!({"TrackingCategoryID": "351953c4-8127-4009-88c3-f9cd8c9cbe9f", "Name": "Region", "Status": "ACTIVE",
+                        "Options": [{"TrackingOptionID": "ce205173-7387-4651-9726-2cf4c5405ba2", "Name": "North", "Status": "ACTIVE"},
+                                    {"TrackingOptionID": "6a9d9c6a-8f0a-4ac4-8c5b-3b7d0a6f3f1e", "Name": "South", "Status": "ARCHIVED"}]}),
+                ),
+            ),
+            (
+                "zoho",
+                zoho::normalise(
+                    Entity::TrackingCategory,
+                    "700000001",
+                    json!({"tag_id": "462000000000000", "tag_name": "Region", "is_active": true,
+                        "tag_options": [{"tag_option_id": "463000000000000", "tag_option_name": "North", "is_active": true},
+                                        {"tag_option_id": "463000000000001", "tag_option_name": "South", "is_active": false}]}),
+                ),
+            ),
+        ];
+        let mut got = Vec::new();
+        for (name, r) in all {
+            let n = normalise(&r.unwrap()).unwrap();
+            let c = n.reference.tracking_category.clone().expect("a tracking category");
+            got.push((c.active, c.options.iter().map(|o| o.active).collect::<Vec<_>>()));
+            assert!(c.options.iter().all(|o| o.id.is_some() && o.name.is_some()), "{name}: {c:?}");
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            example(name, "tracking_category", &v);
+        }
+        assert_eq!(
+            got,
+            vec![(Some(true), vec![Some(true)]), (Some(true), vec![Some(true), Some(false)]), (Some(true), vec![Some(true), Some(false)])]
+        );
+    }
+
+    #[test]
+    fn hostile_reference_records_never_panic() {
+        let hostile = [
+            json!({"Id": "1", "TaxType": "X", "tax_id": "1", "AccountID": "a", "account_id": "1", "ItemID": "i", "item_id": "1", "TrackingCategoryID": "c", "tag_id": "1", "Options": [null, {"Status": 5}], "tag_options": "x",
+                "SalesDetails": 5, "PurchaseDetails": {"UnitPrice": [1], "AccountCode": {}}, "rate": {}, "IncomeAccountRef": [], "SalesTaxRateList": {"TaxRateDetail": "x"},
+                "TaxComponents": [null, 1, {"Rate": {"x": 1}}], "taxes": {"a": 1}, "Classification": 5, "Class": [], "account_type": null,
+                "CurrentBalance": "1e400", "CurrencyRef": {"value": 5}, "Status": {"x": 1}, "is_active": "yes"}),
+            json!({"Id": "2", "TaxType": "Y", "tax_id": "2", "AccountID": "b", "account_id": "2", "CurrentBalance": 9.9e300,
+                "CurrencyRef": {"value": "USD"}, "EffectiveRate": "\u{0}", "tax_percentage": [], "Active": "true"}),
+        ];
+        for v in hostile {
+            for e in [Entity::TaxRate, Entity::Account, Entity::Item, Entity::TrackingCategory] {
+                let read =
+                    [quickbooks::normalise(e, "1", v.clone()), xero::normalise(e, "t", v.clone()), zoho::normalise(e, "1", v.clone())];
+                for r in read.into_iter().flatten() {
+                    let n = normalise(&r).unwrap();
+                    if let Some(a) = n.reference.account {
+                        assert!(a.balance.is_none() && a.class.is_none(), "{a:?}");
+                    }
+                }
+            }
         }
     }
 }

@@ -193,6 +193,7 @@ mod tests {
             company: None,
             version: None,
             payment: None,
+            reference: Default::default(),
         }
     }
 

@@ -81,6 +81,11 @@ pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String
                 Entity::Company => ("accounting.settings", "accounting.settings"),
                 Entity::CreditNote => ("accounting.invoices", "accounting.transactions"),
                 Entity::BillPayment => ("accounting.payments", "accounting.transactions"),
+                Entity::TaxRate => ("accounting.settings", "accounting.settings"),
+                // Items are served by accounting.settings and accounting.invoices alike (Xero's
+                // 2026 scope notes); settings is asked for anyway.
+                Entity::Item => ("accounting.settings", "accounting.settings"),
+                Entity::TrackingCategory => ("accounting.settings", "accounting.settings"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -106,6 +111,13 @@ pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String
                 // collection's list call, naming the entity.
                 Entity::CreditNote => "creditnotes",
                 Entity::BillPayment => "vendorpayments",
+                // Taxes sit under Settings in Zoho's API reference (`/settings/taxes`).
+                Entity::TaxRate => "settings",
+                // Items under the settings module scope (unconfirmed; Zoho's scope list has no
+                // items module).
+                Entity::Item => "settings",
+                // Reporting tags are organisation settings (unconfirmed scope).
+                Entity::TrackingCategory => "settings",
             };
             let action = op.zoho_action();
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]

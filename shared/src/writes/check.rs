@@ -602,6 +602,7 @@ mod tests {
             company: None,
             version: None,
             payment: None,
+            reference: Default::default(),
         }
     }
 

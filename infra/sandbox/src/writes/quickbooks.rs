@@ -100,7 +100,14 @@ fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, v: Value, now: DateTi
         Entity::Bill => document_update(org, e, cur, &v, &mut next, sparse)?,
         // Accounts and payments keep the plain merge/replace the sandbox always had; their
         // server-owned amounts are not recomputed here.
-        Entity::Account | Entity::Payment | Entity::CreditNote | Entity::VendorCredit | Entity::BillPayment => {}
+        Entity::Account
+        | Entity::Payment
+        | Entity::CreditNote
+        | Entity::VendorCredit
+        | Entity::BillPayment
+        | Entity::TaxRate
+        | Entity::Item
+        | Entity::TrackingCategory => {}
     }
     if let Some(o) = next.as_object_mut() {
         o.insert("domain".into(), json!("QBO"));

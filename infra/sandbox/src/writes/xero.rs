@@ -92,7 +92,13 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         Entity::Contact | Entity::Vendor => contact(org, id, cur, patch),
         Entity::Payment => payment(org, cur, patch, now),
         // Accounts (and entities added after the write paths) keep the plain merge.
-        Entity::Account | Entity::CreditNote | Entity::VendorCredit | Entity::BillPayment => Ok(merge_top(cur, &patch)),
+        Entity::Account
+        | Entity::CreditNote
+        | Entity::VendorCredit
+        | Entity::BillPayment
+        | Entity::TaxRate
+        | Entity::Item
+        | Entity::TrackingCategory => Ok(merge_top(cur, &patch)),
     }
 }
 

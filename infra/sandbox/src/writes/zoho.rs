@@ -73,7 +73,14 @@ pub async fn update(
         Entity::Invoice | Entity::Bill => document(org, e, &cur, &patch),
         Entity::Contact | Entity::Vendor => contact(org, &id, &cur, &patch),
         // Entities added after the write paths keep the plain merge until they get their own rules.
-        Entity::Account | Entity::Payment | Entity::CreditNote | Entity::VendorCredit | Entity::BillPayment => Ok(merge_top(&cur, &patch)),
+        Entity::Account
+        | Entity::Payment
+        | Entity::CreditNote
+        | Entity::VendorCredit
+        | Entity::BillPayment
+        | Entity::TaxRate
+        | Entity::Item
+        | Entity::TrackingCategory => Ok(merge_top(&cur, &patch)),
     };
     let next = match next {
         Ok(v) => v,
@@ -90,6 +97,9 @@ pub async fn update(
         Entity::Payment | Entity::BillPayment => "The payment has been updated.",
         Entity::CreditNote => "Credit Note information has been updated.",
         Entity::VendorCredit => "Vendor credit information has been updated.",
+        Entity::TaxRate => "The tax has been updated.",
+        Entity::Item => "The item has been updated.",
+        Entity::TrackingCategory => "The reporting tag has been updated.",
     };
     json(StatusCode::OK, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(message), e.zoho_singular(), rec.full))
 }
