@@ -1247,10 +1247,10 @@ def main() -> int:
                      f"warm {summarise_calls(c['warm:' + RECORDS_OP])}, {read_units_text(c['reads:' + RECORDS_OP])} "
                      f"(moto busy {c['moto_ms:' + RECORDS_OP]:.0f} ms). Read units sized from the items moto returned (infra/ddb_capacity.py).")
     lines.append("")
-    lines.append("AWS calls per operation (service:operation, counted by a proxy in front of moto in a separate run):")
+    lines.append(f"AWS calls per operation (service:operation, counted by a proxy in front of {engine} in a separate run):")
     for spec in specs:
         c = counts[spec.name]
-        parts = [f"init: {summarise_calls(c['init'])}", f"cold event: {summarise_calls(c['cold'])} (moto busy {c['cold_moto_ms']:.0f} ms in all)"]
+        parts = [f"init: {summarise_calls(c['init'])}", f"cold event: {summarise_calls(c['cold'])} ({engine} busy {c['cold_moto_ms']:.0f} ms in all)"]
         parts += [f"warm {k[5:]}: {summarise_calls(v)}" for k, v in c.items() if k.startswith("warm:")]
         lines.append(f"- {spec.name}: " + "; ".join(parts))
     text = "\n".join(lines)
