@@ -16,7 +16,11 @@ and the provider sandbox. Measured per function:
 - AWS calls: a separate run whose AWS_ENDPOINT_URL is a counting proxy in front of moto (so the
   timings above carry no proxy hop): calls during init, for the cold event and for a warm one;
 - the same for a Node.js 20 handler on the AWS SDK v3 doing webhook-receiver's job
-  (bench/node-webhook, a minimal runtime loop), with Rust/Node ratios;
+  (bench/node-webhook, a minimal runtime loop), run plain (node_modules) and bundled with esbuild
+  (as Node Lambda functions are deployed), with Node/Rust ratios;
+- for those three stacks (issue 21): CPU time (user + sys, every thread) to the first response, and
+  the time not spent waiting on AWS (first event handled minus the wall time the local AWS, behind a
+  timing proxy, was serving the process's calls), with issue 21's targets against the bundle;
 - issue 11: sync-worker's own peak RSS while one pull job syncs 10,000 QuickBooks invoices;
 - issue 23: records-api serving 100-record pages of the contacts one pull job stored (--records,
   2,000), walked with next_cursor as the app walks them, and DynamoDB's reads per page: calls
