@@ -16,7 +16,11 @@ and the provider sandbox. Measured per function:
 - AWS calls: a separate run whose AWS_ENDPOINT_URL is a counting proxy in front of moto (so the
   timings above carry no proxy hop): calls during init, for the cold event and for a warm one;
 - the same for a Node.js 20 handler on the AWS SDK v3 doing webhook-receiver's job
-  (bench/node-webhook, a minimal runtime loop), with Rust/Node ratios;
+  (bench/node-webhook, a minimal runtime loop), run plain (node_modules) and bundled with esbuild
+  (as Node Lambda functions are deployed), with Node/Rust ratios;
+- for those three stacks (issue 21): CPU time (user + sys, every thread) to the first response, and
+  the time not spent waiting on AWS (first event handled minus the wall time the local AWS, behind a
+  timing proxy, was serving the process's calls), with issue 21's targets against the bundle;
 - issue 11: sync-worker's own peak RSS while one pull job syncs 10,000 QuickBooks invoices;
 - issue 23: records-api serving 100-record pages of the contacts one pull job stored (--records,
   2,000), walked with next_cursor as the app walks them, and DynamoDB's reads per page: calls
@@ -67,9 +71,15 @@ import ddb_capacity  # noqa: E402
 
 # Lambda timeouts from template.yaml: the runtime API's deadline header, as Lambda would send it.
 DEADLINE_S = {"oauth-callback": 29, "webhook-receiver": 10, "token-refresher": 240, "sync-worker": 120, "records-api": 29,
-              "node-webhook": 10}
+              "node-webhook": 10, "node-webhook-bundled": 10}
 MEMORY_MB = {"oauth-callback": 256, "webhook-receiver": 256, "token-refresher": 256, "sync-worker": 512, "records-api": 256,
-             "node-webhook": 256}
+             "node-webhook": 256, "node-webhook-bundled": 256}
+# The webhook receiver's job on the three stacks compared (issue 21's cold path).
+WEBHOOK_STACKS = ("webhook-receiver", "node-webhook", "node-webhook-bundled")
+# Issue 21's targets for the Rust receiver against the esbuild-bundled Node handler, same run:
+# (label, figure, at least this many times better).
+BUNDLED_TARGETS = (("init", "init_ms", 40.0), ("CPU time to the first response", "cpu_ms", 30.0),
+                   ("first event handled", "cold_ms", 10.0))
 RETURN_URL = "http://localhost:3000/integrations"
 RECORDS_PAGE = 100
 RECORDS_OP = f"{RECORDS_PAGE}-record page"
@@ -103,6 +113,53 @@ def free_port() -> int:
     return port
 
 
+def stat_cpu_ticks(stat: str) -> int:
+    """utime + stime (clock ticks) from a /proc/<pid>/stat line: the whole thread group's CPU time,
+    threads already gone included. The command name (field 2) may hold spaces and parentheses, so the
+    fields are counted from its last ')'."""
+    fields = stat.rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state): utime and stime are fields 14 and 15.
+    return int(fields[11]) + int(fields[12])
+
+
+def schedstat_ns(schedstat: str) -> int:
+    """A task's time on a CPU (ns) from /proc/<pid>/task/<tid>/schedstat (first field)."""
+    return int(schedstat.split()[0])
+
+
+def process_cpu(pid: int) -> dict:
+    """A live process's CPU time so far: `ms`, the sum of its threads' time on a CPU from schedstat
+    (nanosecond resolution; only threads still alive), and `stat_ms`, utime + stime of
+    /proc/<pid>/stat (every thread, but in clock ticks: 10 ms at USER_HZ 100, coarser than the Rust
+    receiver's whole figure). The bench reports `ms`; `stat_ms` is kept beside it as a check."""
+    tck = os.sysconf("SC_CLK_TCK")
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat_ms = stat_cpu_ticks(f.read()) * 1000.0 / tck
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += schedstat_ns(f.read())
+            except FileNotFoundError:  # the thread ended while listed
+                pass
+    except (FileNotFoundError, ProcessLookupError):
+        return {"ms": float("nan"), "stat_ms": float("nan")}
+    return {"ms": ms(total), "stat_ms": stat_ms}
+
+
+def union_ns(spans: list[tuple[int, int]], lo: int, hi: int) -> int:
+    """Time within [lo, hi] covered by at least one of the spans: the wall time during which the
+    local AWS endpoint was serving at least one call (concurrent calls counted once)."""
+    total, end = 0, lo
+    for a, b in sorted(spans):
+        a, b = max(a, end), min(b, hi)
+        if b > a:
+            total += b - a
+            end = b
+    return total
+
+
 class QuietServer(http.server.ThreadingHTTPServer):
     """A stopped function drops its long poll mid-request; that is expected, not worth a traceback."""
 
@@ -126,6 +183,8 @@ class RuntimeApi:
         self.events: queue.Queue = queue.Queue()
         self.first_next_ns: int | None = None
         self.init_error: str | None = None
+        self.pid: int | None = None  # the function's process, set when it starts
+        self.cpu_at_first_answer: dict | None = None
         self.results: dict[str, dict] = {}
         self.done: dict[str, threading.Event] = {}
         self.lock = threading.Lock()
@@ -199,6 +258,9 @@ class RuntimeApi:
                                            {"content-type": "application/json"})
                     if r is not None:
                         r.update(answered_ns=t, kind=parts[5], body=data)
+                        # Read while the process waits for this 202: nothing of its own runs meanwhile.
+                        if api.cpu_at_first_answer is None and api.pid is not None:
+                            api.cpu_at_first_answer = process_cpu(api.pid)
                         api.done[rid].set()
                     return self._reply(202, b'{"status":"OK"}')
                 return self._reply(404)
@@ -259,6 +321,9 @@ class CountingProxy:
         self.reads: list[tuple[str, float, bool]] = []
         self.last_reads: list[tuple[str, float, bool]] = []
         self.upstream_ns = 0
+        # (received, answered) of every call, at this endpoint: the local AWS's time serving it,
+        # the proxy's own hop included (for the time a function spends not waiting on AWS).
+        self.spans: list[tuple[int, int]] = []
         self.lock = threading.Lock()
         proxy = self
 
@@ -273,6 +338,7 @@ class CountingProxy:
                 pass
 
             def _forward(self):
+                received = now_ns()
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 target = self.headers.get("x-amz-target")
@@ -305,6 +371,9 @@ class CountingProxy:
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                self.wfile.flush()
+                with proxy.lock:
+                    proxy.spans.append((received, now_ns()))
                 conn.close()
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
@@ -328,10 +397,15 @@ class CountingProxy:
         except (ValueError, KeyError, OSError):
             return None
 
+    def spans_within(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        with self.lock:
+            return [(a, b) for a, b in self.spans if b > lo and a < hi]
+
     def take(self) -> list[str]:
         with self.lock:
             out, self.calls, self.upstream_ns = self.calls, [], 0
             self.last_reads, self.reads = self.reads, []
+            self.spans = []
         return out
 
     def take_timed(self) -> tuple[list[str], float]:
@@ -340,6 +414,7 @@ class CountingProxy:
             out, busy = self.calls, ms(self.upstream_ns)
             self.calls, self.upstream_ns = [], 0
             self.last_reads, self.reads = self.reads, []
+            self.spans = []
         return out, busy
 
     def close(self):
@@ -425,6 +500,7 @@ class Proc:
     def start(self):
         self.start_ns = now_ns()
         self.p = subprocess.Popen(self.cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.api.pid = self.p.pid
 
     def invoke(self, event: dict, timeout: float = 300) -> dict:
         rid = self.api.submit(event)
@@ -458,6 +534,26 @@ class Proc:
                 self.p.wait()
         self.api.close()
         self.log.close()
+
+
+def esbuild_argv(node_dir: str, outfile: str) -> list[str]:
+    """esbuild as Node Lambda functions are deployed: one minified CommonJS file for Node 20 holding
+    the handler and the AWS SDK v3 clients it uses (none left external, so nothing is read from
+    node_modules at start); Node's built-ins stay external (platform node)."""
+    return [os.path.join(node_dir, "node_modules", ".bin", "esbuild"), os.path.join(node_dir, "index.js"), "--bundle", "--minify",
+            "--platform=node", "--target=node20", "--format=cjs", f"--outfile={outfile}", "--log-level=warning"]
+
+
+def build_node_bundle(node_dir: str, out_dir: str) -> tuple[str, int]:
+    """Bundles the Node baseline with esbuild (a devDependency of bench/node-webhook, installed by
+    `scripts/bench functions`) into out_dir, away from any node_modules; (path, bytes)."""
+    argv = esbuild_argv(node_dir, os.path.join(out_dir, "index.js"))
+    if not os.path.exists(argv[0]):
+        raise RuntimeError(f"no esbuild at {argv[0]}: run `npm ci` in {node_dir} (scripts/bench functions does)")
+    os.makedirs(out_dir, exist_ok=True)
+    subprocess.run(argv, check=True)
+    out = os.path.join(out_dir, "index.js")
+    return out, os.path.getsize(out)
 
 
 def answer(r: dict) -> dict:
@@ -675,7 +771,7 @@ def init_only(spec: Spec, env: dict, runs: int) -> list[float]:
 def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int) -> dict:
     os.makedirs(LOCAL, exist_ok=True)
     log = os.path.join(LOCAL, f"{spec.name}.log")
-    inits, colds, rss = init_only(spec, env, init_runs), [], []
+    inits, colds, rss, cpus, stat_cpus = init_only(spec, env, init_runs), [], [], [], []
     warm_ms: dict[str, list[float]] = {label: [] for label, _, _ in spec.ops}
     for i in range(cold):
         p = Proc(spec.name, spec.cmd, env, log)
@@ -688,6 +784,8 @@ def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int) -> dic
             first_check(answer(r), p, chain)
             inits.append(ms(p.api.first_next_ns - p.start_ns))  # a cold start's init is a sample too
             colds.append(ms(r["answered_ns"] - p.start_ns))
+            cpus.append(p.api.cpu_at_first_answer["ms"])
+            stat_cpus.append(p.api.cpu_at_first_answer["stat_ms"])
             for _ in range(warm):
                 carry = None
                 for label, make, check in spec.ops:
@@ -705,7 +803,39 @@ def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int) -> dic
         "warm": {k: (statistics.median(v), pct(v, 0.95), len(v)) for k, v in warm_ms.items() if v},
         "rss_mib": max(rss) / 1024.0, "rss_all": rss,
         "warm_all": warm_ms,
+        # CPU time (user + sys, every thread) from process start to the first response, median.
+        "cpu_ms": statistics.median(cpus), "cpu_all": cpus,
+        "cpu_stat_ms": statistics.median(stat_cpus), "cpu_stat_all": stat_cpus,
     }
+
+
+def aws_wait_runs(spec: Spec, env: dict, proxy: CountingProxy, runs: int) -> dict:
+    """Cold starts whose AWS calls go through the proxy, which times its serving of each: the
+    first event handled from process start, the wall time in it during which the local AWS was
+    serving at least one of the process's calls (its init's included), and the difference, the time
+    not spent waiting on AWS. Medians of `runs`; the proxy's hop is counted as AWS's time."""
+    penv = dict(env, AWS_ENDPOINT_URL=proxy.url)
+    log = os.path.join(LOCAL, f"{spec.name}.aws-wait.log")
+    colds, waits, own = [], [], []
+    for _ in range(runs):
+        p = Proc(spec.name, spec.cmd, penv, log)
+        try:
+            first_event, first_check, chain = spec.first()
+            purge_queues(env)
+            rid = p.api.submit(first_event)
+            p.start()
+            r = p._wait(rid, 120)
+            first_check(answer(r), p, chain)
+            lo, hi = p.start_ns, r["answered_ns"]
+            aws = union_ns(proxy.spans_within(lo, hi), lo, hi)
+            colds.append(ms(hi - lo))
+            waits.append(ms(aws))
+            own.append(ms(hi - lo - aws))
+        finally:
+            p.stop()
+        proxy.take()
+    return {"cold_ms": statistics.median(colds), "aws_ms": statistics.median(waits), "own_ms": statistics.median(own),
+            "cold_all": colds, "aws_all": waits, "own_all": own}
 
 
 def count_spec(spec: Spec, env: dict, proxy: CountingProxy) -> dict:
@@ -843,6 +973,64 @@ def pull_invoices(stack: Stack, cmd: list[str], env: dict, count: int, entity: s
     return {"mib": kib / 1024.0, "seconds": elapsed, "invoices": count, "fetched": fetched}
 
 
+STACK_TITLES = {"webhook-receiver": "Rust", "node-webhook": "Node.js 20 plain", "node-webhook-bundled": "Node.js 20 esbuild"}
+COMPARED_ROWS = (
+    ("init median (ms)", "init_ms"),
+    ("CPU time to the first response, user + sys (ms)", "cpu_ms"),
+    ("first event handled, from process start (ms)", "cold_ms"),
+    ("first event handled, AWS calls through the timing proxy (ms)", "proxied_cold_ms"),
+    ("of which the local AWS serving its calls (ms)", "aws_ms"),
+    ("time not spent waiting on AWS (ms)", "own_ms"),
+    ("warm median (ms)", "warm_ms"),
+    ("warm p95 (ms)", "warm_p95_ms"),
+    ("peak RSS (MiB)", "rss_mib"),
+)
+
+
+def stack_figures(result: dict, aws: dict | None) -> dict:
+    """One stack's figures for the comparison, from run_spec's result and aws_wait_runs'."""
+    warm, p95, _n = result["warm"]["delivery"]
+    out = {"init_ms": result["init_ms"], "cpu_ms": result["cpu_ms"], "cold_ms": result["cold_ms"], "warm_ms": warm,
+           "warm_p95_ms": p95, "rss_mib": result["rss_mib"]}
+    if aws:
+        out.update(proxied_cold_ms=aws["cold_ms"], aws_ms=aws["aws_ms"], own_ms=aws["own_ms"])
+    return out
+
+
+def ratio(slow: float | None, fast: float | None) -> float | None:
+    if slow is None or fast is None or not fast > 0 or slow != slow:
+        return None
+    return slow / fast
+
+
+def comparison_table(figures: dict[str, dict]) -> list[str]:
+    """The webhook receiver's job on each stack present, same run, with each Node stack's figure
+    over Rust's."""
+    names = [n for n in WEBHOOK_STACKS if n in figures]
+    nodes = [n for n in names[1:]] if names and names[0] == "webhook-receiver" else []
+    head = [STACK_TITLES[n] for n in names] + [f"{STACK_TITLES[n].removeprefix('Node.js 20 ')} / Rust" for n in nodes]
+    lines = ["| | " + " | ".join(head) + " |", "| --- " * (len(head) + 1) + "|"]
+    for label, key in COMPARED_ROWS:
+        cells = [f"{figures[n][key]:.1f}" if key in figures[n] else "n/a" for n in names]
+        for n in nodes:
+            r = ratio(figures[n].get(key), figures["webhook-receiver"].get(key))
+            cells.append(f"{r:.1f}x" if r is not None else "n/a")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def target_table(rust: dict, bundled: dict) -> list[str]:
+    """Issue 21's targets for the Rust receiver against the bundled Node handler: each figure, the
+    ratio, the target and whether it is met. Printed, never asserted."""
+    lines = ["| | Rust | Node.js 20 esbuild | esbuild / Rust | target | met |", "| --- | --- | --- | --- | --- | --- |"]
+    for label, key, target in BUNDLED_TARGETS:
+        r = ratio(bundled.get(key), rust.get(key))
+        met = "n/a" if r is None else ("yes" if r >= target else "**no**")
+        lines.append(f"| {label} | {rust.get(key, float('nan')):.1f} ms | {bundled.get(key, float('nan')):.1f} ms | "
+                     f"{'n/a' if r is None else f'{r:.1f}x'} | at least {target:g}x | {met} |")
+    return lines
+
+
 def machine() -> str:
     model = "?"
     try:
@@ -909,6 +1097,11 @@ def main() -> int:
 
     bins = {n: [os.path.join(args.bin_dir, n)] for n in ["oauth-callback", "webhook-receiver", "token-refresher", "sync-worker", "records-api"]}
     node = ["node", os.path.join(args.node_dir, "index.js")]
+    bundle_bytes = None
+    if not args.no_node:
+        bundle, bundle_bytes = build_node_bundle(args.node_dir, os.path.join(ROOT, ".local", "node-webhook-bundle"))
+        print(f"[bench] Node baseline bundled with esbuild: {bundle} ({bundle_bytes / 1e3:.0f} kB)", flush=True)
+        node_bundled = ["node", bundle]
 
     def simple(make, check):
         return lambda: (make(), lambda a, _p, _c: check(a), None)
@@ -924,6 +1117,8 @@ def main() -> int:
                         [("delivery", lambda _c: stack.webhook_event(), Stack.check_webhook)])
     node_spec = Spec("node-webhook", node, simple(stack.webhook_event, Stack.check_webhook),
                      [("delivery", lambda _c: stack.webhook_event(), Stack.check_webhook)])
+    bundled_spec = Spec("node-webhook-bundled", node_bundled if not args.no_node else [], simple(stack.webhook_event, Stack.check_webhook),
+                        [("delivery", lambda _c: stack.webhook_event(), Stack.check_webhook)])
     refresher_spec = Spec("token-refresher", bins["token-refresher"], simple(Stack.refresh_event, Stack.check_refresh),
                           [("forced run", lambda _c: Stack.refresh_event(), Stack.check_refresh)])
     sync_spec = Spec("sync-worker", bins["sync-worker"], simple(stack.sync_webhook_event, Stack.check_sync),
@@ -933,11 +1128,12 @@ def main() -> int:
                         [(RECORDS_OP, lambda _c: stack.records_page_event(), stack.check_records)])
 
     only = set(filter(None, args.only.split(",")))
-    specs = [s for s in [callback_spec, webhook_spec, node_spec, refresher_spec, sync_spec] if not only or s.name in only or s.name == "oauth-callback"]
+    specs = [s for s in [callback_spec, webhook_spec, node_spec, bundled_spec, refresher_spec, sync_spec]
+             if not only or s.name in only or s.name == "oauth-callback"]
     if args.no_node:
-        specs = [s for s in specs if s.name != "node-webhook"]
+        specs = [s for s in specs if not s.name.startswith("node-")]
 
-    results, counts = {}, {}
+    results, counts, aws_waits = {}, {}, {}
     moto_before = moto_round_trip_ms(env["AWS_ENDPOINT_URL"], env["TENANTS_TABLE"])
     proxy = CountingProxy(env["AWS_ENDPOINT_URL"])
     for spec in specs:
@@ -949,8 +1145,12 @@ def main() -> int:
         results[spec.name] = run_spec(spec, env, args.cold, args.warm, args.init_runs)
         counts[spec.name] = count_spec(spec, env, proxy)
         r = results[spec.name]
-        print(f"[bench]   init {r['init_ms']:.1f} ms, cold {r['cold_ms']:.1f} ms, peak RSS {r['rss_mib']:.1f} MiB, "
+        print(f"[bench]   init {r['init_ms']:.1f} ms, cold {r['cold_ms']:.1f} ms (CPU {r['cpu_ms']:.1f} ms), peak RSS {r['rss_mib']:.1f} MiB, "
               f"warm {', '.join(f'{k} {m:.1f}/{p95:.1f} ms' for k, (m, p95, _n) in r['warm'].items())}", flush=True)
+        if spec.name in WEBHOOK_STACKS:
+            a = aws_waits[spec.name] = aws_wait_runs(spec, env, proxy, args.cold)
+            print(f"[bench]   through the timing proxy: cold {a['cold_ms']:.1f} ms, AWS serving {a['aws_ms']:.1f} ms, "
+                  f"not waiting on AWS {a['own_ms']:.1f} ms", flush=True)
 
     # Issue 23: the records API reads what one pull job stored. Before issue 11's pull below, and of
     # another entity: moto serves an index Query by walking the whole table (at 10,000 more records
@@ -986,10 +1186,15 @@ def main() -> int:
     # The table
     lines = []
     lines.append(f"Machine: {machine()}")
-    lines.append(f"Local stack: moto (DynamoDB serialised) + provider sandbox; init: median of {args.init_runs + args.cold} starts; "
+    try:
+        with open(os.path.join(ROOT, ".local", "local-aws.engine")) as f:
+            engine = f.read().strip()
+    except FileNotFoundError:
+        engine = "moto"
+    lines.append(f"Local stack: {engine} + provider sandbox; init: median of {args.init_runs + args.cold} starts; "
                  f"{args.cold} cold starts per function, "
                  f"{args.warm} warm rounds per process; x86_64 release binaries timed; sizes for aarch64 (cargo lambda build --release --arm64).")
-    lines.append(f"One DynamoDB GetItem round trip to moto (the floor of every AWS call here, for both stacks): "
+    lines.append(f"One DynamoDB GetItem round trip to {engine} (the floor of every AWS call here, for every stack): "
                  f"median {moto_before:.1f} ms before the run, {moto_after:.1f} ms after it. Load average at the end: "
                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}.")
     lines.append("")
@@ -998,7 +1203,7 @@ def main() -> int:
     for spec in specs:
         r = results[spec.name]
         c = counts[spec.name]
-        if spec.name == "node-webhook":
+        if spec.name.startswith("node-"):
             x86 = arm = z = "n/a (JS)"
         else:
             x86, arm, z = sizes(spec.name, args.bin_dir, args.arm64_dir, args.zip_dir)
@@ -1016,19 +1221,20 @@ def main() -> int:
                 f"{x86} / {arm}" if first else "",
                 z if first else "",
             ]) + " |")
-    if "webhook-receiver" in results and "node-webhook" in results:
-        rr, nn = results["webhook-receiver"], results["node-webhook"]
-        (rw, rp, _), (nw, np_, _) = rr["warm"]["delivery"], nn["warm"]["delivery"]
+    figures = {n: stack_figures(results[n], aws_waits.get(n)) for n in WEBHOOK_STACKS if n in results}
+    if "webhook-receiver" in figures and len(figures) > 1:
         lines.append("")
-        lines.append("Rust webhook-receiver vs the Node.js 20 + AWS SDK v3 handler, same events, same stack (Node / Rust):")
+        lines.append("Rust webhook-receiver vs the Node.js 20 + AWS SDK v3 handler, plain (node_modules) and bundled with esbuild "
+                     f"({bundle_bytes / 1e3:.0f} kB, minified, cjs, node20), same events, same stack, same run. CPU: user + sys "
+                     "of every thread at the first response's POST. Time not spent waiting on AWS: first event handled "
+                     f"minus the wall time the local AWS (through a timing proxy) was serving at least one of its calls, median of {args.cold}:")
         lines.append("")
-        lines.append("| | Rust | Node.js 20 | ratio |")
-        lines.append("| --- | --- | --- | --- |")
-        lines.append(f"| init median (ms) | {rr['init_ms']:.1f} | {nn['init_ms']:.1f} | {nn['init_ms'] / rr['init_ms']:.1f}x |")
-        lines.append(f"| first event handled, from process start (ms) | {rr['cold_ms']:.1f} | {nn['cold_ms']:.1f} | {nn['cold_ms'] / rr['cold_ms']:.1f}x |")
-        lines.append(f"| warm median (ms) | {rw:.1f} | {nw:.1f} | {nw / rw:.1f}x |")
-        lines.append(f"| warm p95 (ms) | {rp:.1f} | {np_:.1f} | {np_ / rp:.1f}x |")
-        lines.append(f"| peak RSS (MiB) | {rr['rss_mib']:.1f} | {nn['rss_mib']:.1f} | {nn['rss_mib'] / rr['rss_mib']:.1f}x |")
+        lines += comparison_table(figures)
+    if "webhook-receiver" in figures and "node-webhook-bundled" in figures:
+        lines.append("")
+        lines.append("Issue 21's targets, Rust against the bundled Node handler (same run):")
+        lines.append("")
+        lines += target_table(figures["webhook-receiver"], figures["node-webhook-bundled"])
     if sync_rss:
         lines.append("")
         lines.append(f"sync-worker, one pull job in its own process over {sync_rss['fetched']:,} QuickBooks invoices ({sync_rss['invoices']:,} seeded "
@@ -1045,10 +1251,10 @@ def main() -> int:
                      f"warm {summarise_calls(c['warm:' + RECORDS_OP])}, {read_units_text(c['reads:' + RECORDS_OP])} "
                      f"(moto busy {c['moto_ms:' + RECORDS_OP]:.0f} ms). Read units sized from the items moto returned (infra/ddb_capacity.py).")
     lines.append("")
-    lines.append("AWS calls per operation (service:operation, counted by a proxy in front of moto in a separate run):")
+    lines.append(f"AWS calls per operation (service:operation, counted by a proxy in front of {engine} in a separate run):")
     for spec in specs:
         c = counts[spec.name]
-        parts = [f"init: {summarise_calls(c['init'])}", f"cold event: {summarise_calls(c['cold'])} (moto busy {c['cold_moto_ms']:.0f} ms in all)"]
+        parts = [f"init: {summarise_calls(c['init'])}", f"cold event: {summarise_calls(c['cold'])} ({engine} busy {c['cold_moto_ms']:.0f} ms in all)"]
         parts += [f"warm {k[5:]}: {summarise_calls(v)}" for k, v in c.items() if k.startswith("warm:")]
         lines.append(f"- {spec.name}: " + "; ".join(parts))
     text = "\n".join(lines)
@@ -1058,7 +1264,8 @@ def main() -> int:
     with open(args.out, "w") as f:
         f.write(text + "\n")
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-        json.dump({"results": results, "counts": counts, "sync_rss": sync_rss, "records": records}, f, indent=1, default=str)
+        json.dump({"results": results, "counts": counts, "aws_waits": aws_waits, "sync_rss": sync_rss, "records": records,
+                   "node_bundle_bytes": bundle_bytes}, f, indent=1, default=str)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -27,6 +28,9 @@ STUB_FUNCTION = textwrap.dedent("""
     host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
     assert os.environ["AWS_LAMBDA_FUNCTION_NAME"] and os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]
     time.sleep(float(os.environ.get("STUB_INIT_SECONDS", "0")))
+    burn_until = time.monotonic() + float(os.environ.get("STUB_BURN_SECONDS", "0"))
+    while time.monotonic() < burn_until:
+        pass
     conn = http.client.HTTPConnection(host, int(port))
     while True:
         conn.request("GET", "/2018-06-01/runtime/invocation/next")
@@ -80,6 +84,29 @@ class RuntimeApiTest(unittest.TestCase):
         finally:
             p.stop()
         self.assertIsNotNone(p.p.returncode)
+
+    def test_cpu_time_to_the_first_answer_counts_work_not_waiting(self):
+        # One process sleeps 0.3 s in its init, the other spins 0.3 s: alike in wall time, not in CPU.
+        cpu = {}
+        for kind in ("SLEEP", "BURN"):
+            env = dict(os.environ, STUB_INIT_SECONDS="0.3" if kind == "SLEEP" else "0", STUB_BURN_SECONDS="0.3" if kind == "BURN" else "0")
+            p = bf.Proc("webhook-receiver", [sys.executable, self.script], env, self.log)
+            try:
+                rid = p.api.submit({"n": 0})
+                p.start()
+                first = p._wait(rid, 30)
+                cpu[kind] = p.api.cpu_at_first_answer
+                wall = bf.ms(first["answered_ns"] - p.start_ns)
+                # Read once, at the first answer: later ones do not move it.
+                p.invoke({"n": 1}, timeout=30)
+                self.assertIs(p.api.cpu_at_first_answer, cpu[kind])
+            finally:
+                p.stop()
+            self.assertLessEqual(cpu[kind]["ms"], wall)
+        self.assertGreaterEqual(cpu["BURN"]["ms"], 250)
+        self.assertLess(cpu["SLEEP"]["ms"], 200)
+        # The tick count agrees within its resolution (10 ms at USER_HZ 100) and scheduling slack.
+        self.assertAlmostEqual(cpu["BURN"]["stat_ms"], cpu["BURN"]["ms"], delta=50)
 
     def test_payloads_past_lambdas_quotas_are_refused(self):
         p = bf.Proc("sync-worker", [sys.executable, self.script], dict(os.environ), self.log)
@@ -182,6 +209,21 @@ class CountingProxyTest(unittest.TestCase):
         self.assertEqual(bf.summarise_calls(calls), "PutItem 2, Decrypt, GetSecretValue, SendMessageBatch")
         self.assertEqual(self.proxy.take(), [])
 
+    def test_each_call_is_timed_at_the_endpoint_for_the_time_not_waiting_on_aws(self):
+        t0 = bf.now_ns()
+        self.call("DynamoDB_20120810.GetItem", b"{}")
+        self.call("AmazonSQS.SendMessageBatch", b"{}")
+        t1 = bf.now_ns()
+        spans = self.proxy.spans_within(t0, t1)
+        self.assertEqual(len(spans), 2)
+        self.assertTrue(all(t0 <= a < b <= t1 for a, b in spans))
+        self.assertEqual(self.proxy.spans_within(t1, t1 + 10**9), [])
+        served = bf.union_ns(spans, t0, t1)
+        self.assertGreater(served, 0)
+        self.assertLess(served, t1 - t0)
+        self.proxy.take()
+        self.assertEqual(self.proxy.spans_within(t0, t1), [])
+
     def test_dynamodb_reads_are_sized_from_the_answer(self):
         # The stub upstream echoes the request: a Query whose answer holds no items reads one 4 KB block.
         self.call("DynamoDB_20120810.Query", json.dumps({"TableName": "t", "IndexName": "i"}).encode())
@@ -264,6 +306,94 @@ class RecordsWalkTest(unittest.TestCase):
             self.stack.check_records(self.page(99, None))
         with self.assertRaises(RuntimeError):
             self.stack.check_records({"statusCode": 403, "body": json.dumps({"error": {"code": 1002}})})
+
+
+class CpuAndAwsTimeTest(unittest.TestCase):
+    def test_proc_stat_cpu_is_read_past_a_command_name_with_spaces_and_parentheses(self):
+        # Fields from 3 on: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+        line = "4242 (node (main) x) S 1 4242 4242 0 -1 4194560 2110 0 0 0 17 5 0 0 20 0 11 0 1234 1000 100\n"
+        self.assertEqual(bf.stat_cpu_ticks(line), 22)
+        self.assertEqual(bf.schedstat_ns("242338726 247363527 87\n"), 242338726)
+        me = bf.process_cpu(os.getpid())
+        self.assertGreater(me["ms"], 0)
+        self.assertTrue(bf.process_cpu(2**22 + 12345)["ms"] != bf.process_cpu(2**22 + 12345)["ms"])  # gone: NaN
+
+    def test_concurrent_calls_count_once_and_only_within_the_span(self):
+        # Query and GetItem alongside the PutItem (overlapping), then SendMessageBatch; one call after the span.
+        spans = [(10, 30), (12, 25), (20, 40), (50, 60), (95, 120)]
+        self.assertEqual(bf.union_ns(spans, 0, 100), 30 + 10 + 5)
+        self.assertEqual(bf.union_ns(spans, 15, 55), 25 + 5)
+        self.assertEqual(bf.union_ns([], 0, 100), 0)
+
+
+class ComparisonTest(unittest.TestCase):
+    RUST = {"init_ms": 4.0, "cpu_ms": 8.0, "cold_ms": 20.0, "proxied_cold_ms": 24.0, "aws_ms": 16.0, "own_ms": 8.0,
+            "warm_ms": 5.0, "warm_p95_ms": 7.0, "rss_mib": 9.5}
+    BUNDLED = {"init_ms": 200.0, "cpu_ms": 240.0, "cold_ms": 210.0, "proxied_cold_ms": 230.0, "aws_ms": 20.0,
+               "own_ms": 210.0, "warm_ms": 15.0, "warm_p95_ms": 21.0, "rss_mib": 60.0}
+
+    def test_targets_against_the_bundled_handler_are_stated_and_judged(self):
+        lines = bf.target_table(self.RUST, self.BUNDLED)
+        self.assertEqual(lines[2], "| init | 4.0 ms | 200.0 ms | 50.0x | at least 40x | yes |")
+        self.assertEqual(lines[3], "| CPU time to the first response | 8.0 ms | 240.0 ms | 30.0x | at least 30x | yes |")
+        self.assertEqual(lines[4], "| first event handled | 20.0 ms | 210.0 ms | 10.5x | at least 10x | yes |")
+        slow = dict(self.RUST, cpu_ms=9.0, cold_ms=25.0)
+        self.assertEqual([line.rsplit("|", 2)[1].strip() for line in bf.target_table(slow, self.BUNDLED)[2:]], ["yes", "**no**", "**no**"])
+        # A figure that could not be measured is not judged.
+        self.assertTrue(bf.target_table(dict(self.RUST, cpu_ms=0.0), self.BUNDLED)[3].endswith("| n/a | at least 30x | n/a |"))
+
+    def test_the_comparison_has_a_column_per_stack_and_ratios_over_rust(self):
+        plain = dict(self.BUNDLED, init_ms=400.0)
+        lines = bf.comparison_table({"webhook-receiver": self.RUST, "node-webhook": plain, "node-webhook-bundled": self.BUNDLED})
+        self.assertEqual(lines[0], "| | Rust | Node.js 20 plain | Node.js 20 esbuild | plain / Rust | esbuild / Rust |")
+        self.assertEqual(lines[1], "| --- | --- | --- | --- | --- | --- |")
+        self.assertEqual(lines[2], "| init median (ms) | 4.0 | 400.0 | 200.0 | 100.0x | 50.0x |")
+        self.assertIn("| time not spent waiting on AWS (ms) | 8.0 | 210.0 | 210.0 | 26.2x | 26.2x |", lines)
+        # Without the timing proxy's runs (or without the bundled stack) the rest still prints.
+        no_proxy = {k: v for k, v in self.RUST.items() if k not in ("proxied_cold_ms", "aws_ms", "own_ms")}
+        lines = bf.comparison_table({"webhook-receiver": no_proxy, "node-webhook": plain})
+        self.assertEqual(lines[0], "| | Rust | Node.js 20 plain | plain / Rust |")
+        self.assertIn("| time not spent waiting on AWS (ms) | n/a | 210.0 | n/a |", lines)
+
+    def test_stack_figures_come_from_the_runs(self):
+        result = {"init_ms": 4.0, "cpu_ms": 8.0, "cold_ms": 20.0, "warm": {"delivery": (5.0, 7.0, 100)}, "rss_mib": 9.5}
+        self.assertEqual(bf.stack_figures(result, {"cold_ms": 24.0, "aws_ms": 16.0, "own_ms": 8.0}), self.RUST)
+
+
+class NodeBundleTest(unittest.TestCase):
+    NODE_DIR = os.path.join(bf.ROOT, "bench", "node-webhook")
+
+    def test_esbuild_bundles_as_node_lambdas_are_deployed(self):
+        argv = bf.esbuild_argv(self.NODE_DIR, "/tmp/out/index.js")
+        self.assertEqual(argv[0], os.path.join(self.NODE_DIR, "node_modules", ".bin", "esbuild"))
+        for flag in ("--bundle", "--minify", "--platform=node", "--target=node20", "--format=cjs", "--outfile=/tmp/out/index.js"):
+            self.assertIn(flag, argv)
+        self.assertFalse([a for a in argv if a.startswith("--external")])  # the AWS SDK is inside the bundle
+        with open(os.path.join(self.NODE_DIR, "package.json")) as f:
+            pkg = json.load(f)
+        self.assertRegex(pkg["devDependencies"]["esbuild"], r"^\d+\.\d+\.\d+$")  # pinned
+
+    @unittest.skipUnless(shutil.which("node") and os.path.exists(os.path.join(NODE_DIR, "node_modules", ".bin", "esbuild")),
+                         "needs node and `npm ci` in bench/node-webhook")
+    def test_the_bundle_starts_with_no_node_modules_beside_it(self):
+        with tempfile.TemporaryDirectory() as d:
+            bundle, size = bf.build_node_bundle(self.NODE_DIR, os.path.join(d, "bundle"))
+            self.assertGreater(size, 10_000)
+            # No AWS endpoint answers: the keys read fails, and the handler still reaches its first poll.
+            env = {"PATH": os.environ.get("PATH", ""), "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                   "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "WEBHOOK_KEYS_SECRET_ID": "keys", "AWS_MAX_ATTEMPTS": "1"}
+            p = bf.Proc("node-webhook-bundled", ["node", bundle], env, os.path.join(d, "node.log"))
+            try:
+                p.start()
+                end = bf.time.time() + 30
+                while p.api.first_next_ns is None and p.p.poll() is None and bf.time.time() < end:
+                    bf.time.sleep(0.01)
+                with open(os.path.join(d, "node.log")) as f:
+                    log = f.read()
+                self.assertIsNotNone(p.api.first_next_ns, log)
+                self.assertNotIn("Cannot find module", log)
+            finally:
+                p.stop()
 
 
 class StatsTest(unittest.TestCase):

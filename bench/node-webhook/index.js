@@ -6,9 +6,14 @@
 // comparison is of the stacks and not of the amount of work:
 //   init: clients built, the webhook keys secret read once (as Receiver::warm does);
 //   per delivery: HMAC-SHA256 over the raw body bytes, constant-time compare (current, then previous
-//   key); parse; org -> connections (GSI `org`) and tenant (GetItem), cached per container for 30 s,
-//   concurrently with the nonce claim (conditional PutItem, pending); SendMessageBatch (one job per
-//   changed entity); then the nonce confirm (conditional UpdateItem).
+//   key); parse; org -> connections (GSI `org`), each carrying its tenant's routing copy (the tenant
+//   is read only for a connection without one), cached per container for 30 s, concurrently with the
+//   nonce claim (conditional PutItem, pending); SendMessageBatch (one job per changed entity, each
+//   carrying the claim for the worker to confirm, as shared/src/webhooks does since the confirm left
+//   the delivery path). Cold: 2 sequential round trips, warm: 2, as the Rust receiver.
+//
+// `scripts/bench functions` runs this file as it is (node_modules beside it) and bundled with esbuild
+// into one minified file (the way Node Lambda functions are deployed); both are started by `node`.
 //
 // The runtime loop at the bottom is a minimal loop over the Lambda Runtime API (next -> handler ->
 // response), not the AWS Lambda Runtime Interface Client: the managed nodejs20.x runtime's own
@@ -19,7 +24,7 @@
 
 const http = require("node:http");
 const crypto = require("node:crypto");
-const { DynamoDBClient, PutItemCommand, UpdateItemCommand, QueryCommand, GetItemCommand } = require("@aws-sdk/client-dynamodb");
+const { DynamoDBClient, PutItemCommand, QueryCommand, GetItemCommand } = require("@aws-sdk/client-dynamodb");
 const { SQSClient, SendMessageBatchCommand } = require("@aws-sdk/client-sqs");
 const { SecretsManagerClient, GetSecretValueCommand } = require("@aws-sdk/client-secrets-manager");
 
@@ -32,7 +37,6 @@ const secrets = new SecretsManagerClient({});
 
 const CACHE_MS = 30_000;
 const PENDING_S = 20;
-const WINDOW_S = 24 * 3600;
 const QUEUES = { high: env.SYNC_QUEUE_HIGH_URL, normal: env.SYNC_QUEUE_NORMAL_URL, low: env.SYNC_QUEUE_LOW_URL };
 const orgCache = new Map();
 const tenantCache = new Map();
@@ -108,6 +112,16 @@ async function connectionsFor(provider, org) {
     ExpressionAttributeValues: { ":o": { S: `${provider}#${org}` } },
   }));
   const conns = (out.Items || []).map((i) => ({ tenant: i.tenant_id.S, status: i.status.S }));
+  // The routing copies the index carries spare the tenant read (as the Rust receiver does).
+  for (const i of out.Items || []) {
+    if (!i.routing) continue;
+    try {
+      const r = JSON.parse(i.routing.S);
+      tenantCache.set(r.tenant_id, { at: Date.now(), doc: { tenant_id: r.tenant_id, config: r } });
+    } catch {
+      // A copy that does not read is treated as absent: the tenant is read.
+    }
+  }
   if (conns.length) orgCache.set(`${provider}#${org}`, { at: Date.now(), conns });
   return conns;
 }
@@ -165,23 +179,7 @@ async function claim(provider, dedupe, claimId) {
   }
 }
 
-async function confirm(provider, dedupe, claimId) {
-  const now = Math.floor(Date.now() / 1000);
-  try {
-    await ddb.send(new UpdateItemCommand({
-      TableName: env.EPHEMERAL_TABLE,
-      Key: nonceKey(provider, dedupe),
-      UpdateExpression: "SET #st = :done, expires_at = :exp, confirmed_at = :now",
-      ConditionExpression: "claim_id = :c",
-      ExpressionAttributeNames: { "#st": "status" },
-      ExpressionAttributeValues: { ":done": { S: "done" }, ":exp": { N: String(now + WINDOW_S) }, ":now": { N: String(now) }, ":c": { S: claimId } },
-    }));
-  } catch (e) {
-    if (e.name !== "ConditionalCheckFailedException") console.error(JSON.stringify({ level: "error", message: "nonce confirm failed", error: e.name }));
-  }
-}
-
-async function send(jobs) {
+async function send(jobs, nonce) {
   const byQueue = new Map();
   for (const j of jobs) {
     const url = QUEUES[j.priority] || QUEUES.normal;
@@ -191,7 +189,7 @@ async function send(jobs) {
   const calls = [];
   for (const [url, list] of byQueue) {
     for (let i = 0; i < list.length; i += 10) {
-      const entries = list.slice(i, i + 10).map((j, n) => ({ Id: String(n), MessageBody: JSON.stringify(j) }));
+      const entries = list.slice(i, i + 10).map((j, n) => ({ Id: String(n), MessageBody: JSON.stringify({ ...j, webhook_nonce: nonce }) }));
       calls.push(sqs.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: entries })).then((out) => {
         if (out.Failed && out.Failed.length) throw new Error(`${out.Failed.length} jobs not enqueued`);
       }));
@@ -226,8 +224,7 @@ async function handler(event) {
   const [jobs, claimed] = await Promise.all([buildJobs(provider, parsed.changes, correlationId), claim(provider, parsed.dedupe, claimId)]);
   if (!claimed) return reply(200, { status: "duplicate", jobs: 0 });
   if (jobs.length === 0) return reply(200, { status: "ignored", jobs: 0 });
-  await send(jobs);
-  await confirm(provider, parsed.dedupe, claimId);
+  await send(jobs, { key: parsed.dedupe, claim_id: claimId });
   console.log(JSON.stringify({ level: "info", message: "webhook accepted", provider, jobs: jobs.length, correlation_id: correlationId }));
   return provider === "xero" ? { statusCode: 200, body: "" } : reply(200, { status: "accepted", jobs: jobs.length });
 }
