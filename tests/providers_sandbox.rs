@@ -154,13 +154,14 @@ async fn every_operation(provider: Provider) {
     assert!(orgs.iter().any(|o| o.id == org), "{provider}: {orgs:?}");
     assert!(orgs.iter().all(|o| o.name.is_some()), "{provider}: orgs are named: {orgs:?}");
 
-    // List and get each entity (the sandbox seeds no bills by default: a few are seeded here).
+    // List and get each entity (the sandbox seeds no bills or journals by default: a few are seeded here).
     let sandbox = match provider {
         Provider::QuickBooks => "quickbooks",
         Provider::Xero => "xero",
         Provider::Zoho => "zoho",
     };
     env.control("seed", json!({"provider": sandbox, "org_id": org, "entity": "bill", "count": 3})).await;
+    env.control("seed", json!({"provider": sandbox, "org_id": org, "entity": "journal", "count": 2})).await;
     for entity in Entity::ALL {
         let page =
             client.list(&tokens, org, &Cursor::start(provider, entity)).await.unwrap_or_else(|e| panic!("{provider} list {entity}: {e}"));

@@ -56,6 +56,7 @@ pub enum Entity {
     TaxRate,
     Item,
     TrackingCategory,
+    Journal,
 }
 
 impl Entity {
@@ -72,6 +73,7 @@ impl Entity {
             Entity::TaxRate => M::TaxRate,
             Entity::Item => M::Item,
             Entity::TrackingCategory => M::TrackingCategory,
+            Entity::Journal => M::Journal,
         }
     }
 }

@@ -99,7 +99,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 9],
+    stores: [Store; 10],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -117,6 +117,7 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::TaxRate => 6,
         Entity::Item => 7,
         Entity::TrackingCategory => 8,
+        Entity::Journal => 9,
     }
 }
 
@@ -293,6 +294,11 @@ impl Org {
             Entity::Contact => self.gen_contact(n),
             Entity::Vendor => self.gen_vendor(n),
             Entity::Account => self.gen_account(n),
+            Entity::Journal => {
+                let debit = self.account_of_type(&["Expense", "EXPENSE", "expense"], ACCOUNTS[EXPENSE_ACCOUNT], now);
+                let credit = self.bank_account(now);
+                crate::reference::journal(self.provider, n, &debit, &credit, now)
+            }
             Entity::TrackingCategory => {
                 let (id, value) = crate::reference::tracking_category(self.provider, n);
                 self.put(e, &id, value, now);
@@ -790,6 +796,19 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "last_modified_time",
         ],
         Entity::Vendor | Entity::TaxRate | Entity::Item | Entity::TrackingCategory => return v.clone(),
+        // Like invoices, the list's summary has no lines (unconfirmed for journals).
+        Entity::Journal => &[
+            "journal_id",
+            "entry_number",
+            "reference_number",
+            "journal_date",
+            "notes",
+            "currency_code",
+            "total",
+            "status",
+            "created_time",
+            "last_modified_time",
+        ],
         Entity::Payment => &[
             "payment_id",
             "payment_number",

@@ -37,10 +37,12 @@ pub enum Entity {
     /// What lines are tracked by (QuickBooks Class, Xero TrackingCategories, Zoho reporting tags).
     #[serde(rename = "tracking_category")]
     TrackingCategory,
+    /// A manual journal entry (QuickBooks JournalEntry, Xero ManualJournals, Zoho journals).
+    Journal,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 9] = [
+    pub const ALL: [Entity; 10] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -50,6 +52,7 @@ impl Entity {
         Entity::TaxRate,
         Entity::Item,
         Entity::TrackingCategory,
+        Entity::Journal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Entity {
             Entity::TaxRate => "tax_rate",
             Entity::Item => "item",
             Entity::TrackingCategory => "tracking_category",
+            Entity::Journal => "journal",
         }
     }
 }
@@ -85,6 +89,7 @@ impl std::str::FromStr for Entity {
             "company" | "companyinfo" | "organisation" | "organization" => Ok(Entity::Company),
             "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxes" => Ok(Entity::TaxRate),
             "item" | "items" => Ok(Entity::Item),
+            "journal" | "journals" | "journalentry" | "manualjournals" => Ok(Entity::Journal),
             "tracking_category" | "tracking_categories" | "trackingcategories" | "class" | "classes" | "reporting_tags" => {
                 Ok(Entity::TrackingCategory)
             }
