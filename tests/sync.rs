@@ -3127,3 +3127,124 @@ async fn xero_tracking_categories() {
 async fn zoho_tracking_categories() {
     Box::pin(tracking_case(Provider::Zoho)).await;
 }
+
+/// Journals: a pull stores each of the sandbox's manual journals with its lines as debits and
+/// credits that balance and equal the sandbox's amounts, posting to accounts in the copy (Zoho's
+/// list leaves the lines out; the single read brings them); a journal whose lines no longer
+/// balance is stored and flagged; a deleted one becomes a tombstone the provider's way (QuickBooks
+/// CDC, Xero DELETED status, Zoho at a full pass). Xero needs the manual journals scope.
+async fn journals_case(provider: Provider) {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::Journal);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("journal", 5)]).await;
+    let scopes: Vec<String> = match provider {
+        Provider::Xero => shared::providers::xero::DEFAULT_SCOPES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["accounting.manualjournals.read".to_string()])
+            .collect(),
+        _ => Vec::new(),
+    };
+    let svc = h.service(StdDuration::from_secs(10));
+    connect_sandbox(&h.http, &svc, &h.env.grants(), &h.tenant, provider, Some(&org), &scopes, None).await;
+    h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Account)).await;
+    let theirs = sandbox_records(&h, provider, &org, "journal").await;
+    assert_eq!(theirs.len(), 5);
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Journal)).await;
+    assert_eq!(r["counts"]["written"].as_u64(), Some(5), "{provider}: {r}");
+    let store = h.store();
+    for s in &theirs {
+        let (id, v) = (s["id"].as_str().unwrap(), &s["value"]);
+        let mut ours = store.get_record(&h.tenant, provider, &org, PEntity::Journal, id).await.unwrap().expect("stored");
+        if provider == Provider::Zoho {
+            let j = ours.reference.journal.as_ref().unwrap();
+            assert!(!j.lines_complete && j.balanced.is_none(), "Zoho's list has no lines: {j:?}");
+            let mut job = h.job(provider, &org, Operation::Webhook, Entity::Journal);
+            job.entity_id = Some(id.to_string());
+            job.change = Some(shared::jobs::Change::Updated);
+            h.run_through_queue(&h.deps(), &job).await;
+            ours = store.get_record(&h.tenant, provider, &org, PEntity::Journal, id).await.unwrap().unwrap();
+        }
+        let j = ours.reference.journal.expect("a journal");
+        assert_eq!((j.balanced, j.lines.len()), (Some(true), 2), "{provider} {id}: {j:?}");
+        let amount = match provider {
+            Provider::QuickBooks => v["TotalAmt"].to_string(),
+            Provider::Xero => v["JournalLines"][0]["LineAmount"].to_string(),
+            Provider::Zoho => v["total"].to_string(),
+        };
+        assert_eq!(j.total_debit.map(|m| m.minor), shared::money::parse_minor(&amount, 2), "{provider} {id}: the sandbox's amount");
+        assert!(ours.flags.is_empty());
+        for l in &j.lines {
+            let key = l.account.as_ref().and_then(|a| a.id.clone()).expect("an account");
+            assert!(store.find_reference(&h.tenant, provider, &org, PEntity::Account, &key).await.unwrap().is_some(), "{provider}: {key}");
+        }
+    }
+
+    // Lines that no longer balance: stored as the provider keeps them, and flagged.
+    let off = &theirs[0];
+    let mut v = off["value"].clone();
+    match provider {
+        Provider::QuickBooks => v["Line"][1]["Amount"] = json!(1.0),
+        Provider::Xero => v["JournalLines"][1]["LineAmount"] = json!(-1.0),
+        Provider::Zoho => v["line_items"][1]["amount"] = json!(1.0),
+    }
+    let body = json!({"provider": sandbox_name(provider), "org_id": org, "entity": "journal", "records": [v]});
+    h.control("POST", "seed", Some(body)).await;
+    let off_id = off["id"].as_str().unwrap().to_string();
+    if provider == Provider::Zoho {
+        let mut job = h.job(provider, &org, Operation::Webhook, Entity::Journal);
+        job.entity_id = Some(off_id.clone());
+        job.change = Some(shared::jobs::Change::Updated);
+        h.run_through_queue(&h.deps(), &job).await;
+    } else {
+        let inc = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Journal)).await;
+        assert_eq!(inc["counts"]["written"], 1, "{provider}: {inc}");
+    }
+    let o = store.get_record(&h.tenant, provider, &org, PEntity::Journal, &off_id).await.unwrap().unwrap();
+    assert_eq!(o.reference.journal.unwrap().balanced, Some(false), "{provider}");
+    assert_eq!(o.flags, vec!["journal_unbalanced".to_string()], "{provider}");
+
+    // Deleted.
+    let gone = theirs[1]["id"].as_str().unwrap().to_string();
+    match provider {
+        Provider::Xero => {
+            let mut v = theirs[1]["value"].clone();
+            v["Status"] = json!("DELETED");
+            h.control("POST", "seed", Some(json!({"provider": "xero", "org_id": org, "entity": "journal", "records": [v]}))).await;
+            h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Journal)).await;
+        }
+        Provider::QuickBooks => {
+            h.control("POST", "records/delete", Some(json!({"provider": "quickbooks", "org_id": org, "entity": "journal", "ids": [gone]})))
+                .await;
+            // CDC at the end of the incremental pass reports it.
+            h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Journal)).await;
+        }
+        Provider::Zoho => {
+            h.control("POST", "records/delete", Some(json!({"provider": "zoho", "org_id": org, "entity": "journal", "ids": [gone]}))).await;
+            let ids: Vec<String> = theirs.iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+            backdate_records(&h, provider, &org, PEntity::Journal, &ids).await;
+            let mut full = h.job(provider, &org, Operation::Pull, Entity::Journal);
+            full.cursor = Some("full".into());
+            h.run_through_queue(&h.deps(), &full).await;
+        }
+    }
+    assert!(store.get_record(&h.tenant, provider, &org, PEntity::Journal, &gone).await.unwrap().unwrap().deleted, "{provider}");
+}
+
+#[tokio::test]
+async fn quickbooks_journals() {
+    Box::pin(journals_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_journals() {
+    Box::pin(journals_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_journals() {
+    Box::pin(journals_case(Provider::Zoho)).await;
+}

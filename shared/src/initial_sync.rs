@@ -330,7 +330,7 @@ mod tests {
         assert!(k.len() + 18 <= 256);
         for bad in [
             "sch1:xero:o:g:invoice",
-            "init1:xero:o:g:journal",
+            "init1:xero:o:g:budget",
             "init1:sage:o:g:invoice",
             "init1:xero:o:g",
             "init1:xero::g:invoice",

@@ -213,6 +213,7 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::TaxRate => "tax_rate",
         Entity::Item => "item",
         Entity::TrackingCategory => "tracking_category",
+        Entity::Journal => "journal",
     }
 }
 
@@ -445,7 +446,7 @@ pub(crate) mod tests {
         }
         // And the checker does catch a broken job, so the test above can fail.
         let mut bad = serde_json::to_value(job()).unwrap();
-        bad["entity"] = "journal".into();
+        bad["entity"] = "budget".into();
         assert!(check_against(&schema, &bad).is_err());
         let mut bad = serde_json::to_value(job()).unwrap();
         bad.as_object_mut().unwrap().remove("idempotency_key");

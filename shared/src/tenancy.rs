@@ -58,6 +58,7 @@ pub enum Entity {
     TaxRate,
     Item,
     TrackingCategory,
+    Journal,
 }
 
 impl Entity {
@@ -76,6 +77,7 @@ impl Entity {
             Entity::TaxRate => M::TaxRate,
             Entity::Item => M::Item,
             Entity::TrackingCategory => M::TrackingCategory,
+            Entity::Journal => M::Journal,
         }
     }
 }

@@ -102,7 +102,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 12],
+    stores: [Store; 13],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -123,6 +123,7 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::TaxRate => 9,
         Entity::Item => 10,
         Entity::TrackingCategory => 11,
+        Entity::Journal => 12,
     }
 }
 
@@ -303,6 +304,11 @@ impl Org {
             Entity::Contact => self.gen_contact(n),
             Entity::Vendor => self.gen_vendor(n),
             Entity::Account => self.gen_account(n),
+            Entity::Journal => {
+                let debit = self.account_of_type(&["Expense", "EXPENSE", "expense"], ACCOUNTS[EXPENSE_ACCOUNT], now);
+                let credit = self.bank_account(now);
+                crate::reference::journal(self.provider, n, &debit, &credit, now)
+            }
             Entity::TrackingCategory => {
                 let (id, value) = crate::reference::tracking_category(self.provider, n);
                 self.put(e, &id, value, now);
@@ -850,6 +856,19 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "last_modified_time",
         ],
         Entity::TaxRate | Entity::Item | Entity::TrackingCategory => return v.clone(),
+        // Like invoices, the list's summary has no lines (unconfirmed for journals).
+        Entity::Journal => &[
+            "journal_id",
+            "entry_number",
+            "reference_number",
+            "journal_date",
+            "notes",
+            "currency_code",
+            "total",
+            "status",
+            "created_time",
+            "last_modified_time",
+        ],
         Entity::Payment => &[
             "payment_id",
             "payment_number",

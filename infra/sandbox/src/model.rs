@@ -65,10 +65,12 @@ pub enum Entity {
     Item,
     /// QuickBooks Class, Xero TrackingCategories with Options, Zoho reporting tags.
     TrackingCategory,
+    /// A manual journal (QuickBooks JournalEntry, Xero ManualJournals, Zoho journals).
+    Journal,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 12] = [
+    pub const ALL: [Entity; 13] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -81,6 +83,7 @@ impl Entity {
         Entity::TaxRate,
         Entity::Item,
         Entity::TrackingCategory,
+        Entity::Journal,
     ];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
@@ -117,6 +120,7 @@ impl Entity {
             }
             "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxcodes" | "taxes" | "tax" => Some(Entity::TaxRate),
             "item" | "items" => Some(Entity::Item),
+            "journal" | "journals" | "journalentry" | "manualjournal" | "manualjournals" => Some(Entity::Journal),
             "tracking_category" | "tracking_categories" | "trackingcategories" | "class" | "classes" | "reporting_tags" | "tags" => {
                 Some(Entity::TrackingCategory)
             }
@@ -138,6 +142,7 @@ impl Entity {
             Entity::TaxRate => "tax_rate",
             Entity::Item => "item",
             Entity::TrackingCategory => "tracking_category",
+            Entity::Journal => "journal",
         }
     }
 
@@ -155,6 +160,7 @@ impl Entity {
             Entity::TaxRate => "TaxCode",
             Entity::Item => "Item",
             Entity::TrackingCategory => "Class",
+            Entity::Journal => "JournalEntry",
         }
     }
 
@@ -171,6 +177,7 @@ impl Entity {
             Entity::TaxRate => "TaxRates",
             Entity::Item => "Items",
             Entity::TrackingCategory => "TrackingCategories",
+            Entity::Journal => "ManualJournals",
         }
     }
 
@@ -188,6 +195,7 @@ impl Entity {
             Entity::TaxRate => "TaxType",
             Entity::Item => "ItemID",
             Entity::TrackingCategory => "TrackingCategoryID",
+            Entity::Journal => "ManualJournalID",
         }
     }
 
@@ -198,6 +206,7 @@ impl Entity {
             Entity::Item => "items",
             // Unconfirmed path (Zoho's Books reference does not show the reporting tags API).
             Entity::TrackingCategory => "settings/tags",
+            Entity::Journal => "journals",
             Entity::Invoice => "invoices",
             Entity::Contact => "contacts",
             Entity::Account => "chartofaccounts",
@@ -232,6 +241,7 @@ impl Entity {
             Entity::TaxRate => "tax",
             Entity::Item => "item",
             Entity::TrackingCategory => "reporting_tag",
+            Entity::Journal => "journal",
             Entity::Invoice => "invoice",
             Entity::Contact => "contact",
             Entity::Account => "chart_of_account",
@@ -258,6 +268,7 @@ impl Entity {
             Entity::TaxRate => "tax_id",
             Entity::Item => "item_id",
             Entity::TrackingCategory => "tag_id",
+            Entity::Journal => "journal_id",
         }
     }
 }

@@ -22,7 +22,7 @@ const DEFAULT_MAX_RESULTS: usize = 100;
 const MAX_RESULTS_CAP: usize = 1000;
 const MAX_RESULTS_INVALID: &str = "QueryValidationError";
 /// Entities QuickBooks has but the sandbox keeps no records of: they answer empty rather than fail.
-const OTHER_ENTITIES: [&str; 6] = ["Estimate", "JournalEntry", "Purchase", "SalesReceipt", "Employee", "Class"];
+const OTHER_ENTITIES: [&str; 5] = ["Estimate", "Purchase", "SalesReceipt", "Employee", "Department"];
 
 fn ok(body: String) -> Response {
     with_header(json(StatusCode::OK, body), "intuit_tid", &intuit_tid())
@@ -726,6 +726,9 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
         Entity::Item => return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create items".into())),
         Entity::TrackingCategory => {
             return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create classes".into()))
+        }
+        Entity::Journal => {
+            return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create journal entries".into()))
         }
         Entity::Contact | Entity::Vendor => {
             let obj = v.as_object_mut().expect("object");

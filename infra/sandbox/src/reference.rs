@@ -2,10 +2,11 @@
 //! generated invoices' and bills' lines name (`lines::TAX_RATE_BP` and no tax), so a client can check
 //! every line's tax code against the org's tax rates.
 
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use crate::lines::{percent, CatalogItem, TAX_RATE_BP};
-use crate::model::Provider;
+use crate::model::{xero_msdate, Provider};
 
 /// Zoho's id of the one sales tax the generated lines use (`data::Org::zoho_lines`).
 pub const ZOHO_TAX_ID: &str = "460000000030001";
@@ -186,6 +187,45 @@ pub fn tracking_category(p: Provider, n: u64) -> (String, Value) {
                 .map(|(k, o)| json!({"tag_option_id": format!("4630000{:08}", n * 10 + k as u64), "tag_option_name": o, "is_active": true}))
                 .collect();
             (id.clone(), json!({"tag_id": id, "tag_name": name, "is_active": true, "tag_options": opts}))
+        }
+    }
+}
+
+/// Manual journal `n`: one amount moved from `credit` (the bank) to `debit` (an expense account),
+/// so it balances. QuickBooks JournalEntry lines with PostingType; Xero signed LineAmounts
+/// (positive debits); Zoho `line_items` with `debit_or_credit`.
+pub fn journal(p: Provider, n: u64, debit: &Value, credit: &Value, now: DateTime<Utc>) -> Value {
+    let cents = 10_000 + (n.wrapping_mul(7_919) % 50_000) as i64;
+    let amount = crate::lines::money(cents);
+    let date = now - Duration::days(2);
+    let note = format!("Accrual {n}");
+    match p {
+        Provider::Quickbooks => {
+            let line = |k: u32, side: &str, a: &Value| {
+                json!({"Id": k.to_string(), "Description": note, "Amount": amount, "DetailType": "JournalEntryLineDetail",
+                    "JournalEntryLineDetail": {"PostingType": side, "AccountRef": {"value": a["Id"], "name": a["Name"]}}})
+            };
+            json!({"DocNumber": format!("JE-{n:05}"), "TxnDate": date.format("%Y-%m-%d").to_string(), "PrivateNote": note,
+                "CurrencyRef": {"value": "USD", "name": "United States Dollar"}, "Adjustment": false, "TotalAmt": amount,
+                "Line": [line(0, "Debit", debit), line(1, "Credit", credit)], "domain": "QBO", "sparse": false})
+        }
+        Provider::Xero => {
+            let line = |a: &Value, signed: Value| {
+                json!({"LineAmount": signed, "AccountCode": a["Code"], "AccountID": a["AccountID"], "Description": note,
+                    "TaxType": "NONE", "TaxAmount": 0.0, "IsBlank": false, "Tracking": []})
+            };
+            json!({"Narration": note, "Date": xero_msdate(date), "Status": "POSTED", "LineAmountTypes": "NoTax",
+                "ShowOnCashBasisReports": true, "HasAttachments": false,
+                "JournalLines": [line(debit, amount.clone()), line(credit, crate::lines::money(-cents))]})
+        }
+        Provider::Zoho => {
+            let line = |k: u64, a: &Value, side: &str| {
+                json!({"line_id": format!("4640000{:08}", n * 10 + k), "account_id": a["account_id"], "account_name": a["account_name"],
+                    "description": note, "debit_or_credit": side, "amount": amount, "tags": []})
+            };
+            json!({"entry_number": format!("JE-{n:05}"), "reference_number": format!("REF-{n}"), "journal_date": date.format("%Y-%m-%d").to_string(),
+                "notes": note, "currency_code": "USD", "total": amount, "status": "published",
+                "line_items": [line(0, debit, "debit"), line(1, credit, "credit")]})
         }
     }
 }

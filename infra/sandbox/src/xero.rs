@@ -433,6 +433,7 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         Entity::TaxRate => errs.push("The sandbox does not create tax rates; seed them.".into()),
         Entity::Item => errs.push("The sandbox does not create items; seed them.".into()),
         Entity::TrackingCategory => errs.push("The sandbox does not create tracking categories; seed them.".into()),
+        Entity::Journal => errs.push("The sandbox does not create manual journals; seed them.".into()),
         Entity::Contact => match s(&v, "Name") {
             None => errs.push("The contact name must be specified.".to_string()),
             Some(name) => {

@@ -24,6 +24,8 @@ pub struct Parts {
     pub item: Option<Item>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking_category: Option<TrackingCategory>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<Journal>,
 }
 
 /// Whether a record is in use, read from a boolean or from a status word.
@@ -327,6 +329,140 @@ pub fn map_tracking_category(map: &TrackingMap, v: &Value) -> TrackingCategory {
     TrackingCategory { name, active: in_use, options }
 }
 
+/// One line of a journal: a debit or a credit to an account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JournalLine {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<Ref>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Minor units; one of debit and credit is set when the amount could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debit: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit: Option<Money>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracking: Vec<Ref>,
+}
+
+/// A manual journal entry with its lines (`schemas/records.v1.json#/$defs/Journal`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Journal {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub narration: Option<String>,
+    /// ISO 4217; `XXX` when the provider names none (Xero manual journals are in the org's base
+    /// currency, which the journal does not state).
+    pub currency: String,
+    pub lines: Vec<JournalLine>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_debit: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_credit: Option<Money>,
+    /// Debits equal credits. Absent when the lines are not all here or an amount could not be read;
+    /// false is flagged on the record (`journal_unbalanced`), not refused: the provider keeps the
+    /// journal as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balanced: Option<bool>,
+    /// False when the answer left the lines out (Zoho's list summaries).
+    pub lines_complete: bool,
+}
+
+/// How a journal line's amount says its side.
+#[derive(Debug)]
+pub enum SideRule {
+    /// One signed amount: positive is a debit (Xero LineAmount).
+    Signed(Path),
+    /// An amount and a side word: (amount, side, debit word, credit word), matched
+    /// case-insensitively (QuickBooks PostingType Debit/Credit, Zoho debit_or_credit).
+    Typed(Path, Path, &'static str, &'static str),
+}
+
+#[derive(Debug)]
+pub struct JournalMap {
+    pub narration: &'static [Path],
+    pub currency: &'static [Path],
+    pub lines: Path,
+    /// Lines that are not journal lines (their DetailType): skipped when set.
+    pub line_kind: Option<(Path, &'static str)>,
+    pub account_id: &'static [Path],
+    pub account_name: &'static [Path],
+    pub description: &'static [Path],
+    pub side: SideRule,
+    /// (where: an array of tracking objects or one object, option id, option name).
+    pub tracking: &'static [(Path, Path, Path)],
+}
+
+pub fn map_journal(map: &JournalMap, v: &Value) -> Journal {
+    let currency = currency_code(first_text(v, map.currency).as_deref()).unwrap_or_else(|| "XXX".to_string());
+    let items = match at(v, map.lines) {
+        Some(Value::Array(items)) => Some(items),
+        _ => None,
+    };
+    let mut readable = true;
+    let mut lines = Vec::new();
+    for l in items.into_iter().flatten().filter(|l| l.is_object()) {
+        if let Some((path, kind)) = map.line_kind {
+            if at(l, path).and_then(Value::as_str).is_some_and(|k| k != kind) {
+                continue;
+            }
+        }
+        let (debit, credit) = match &map.side {
+            SideRule::Signed(path) => match money_of(l, &[path], &currency) {
+                Some(m) if m.minor >= 0 => (Some(m), None),
+                Some(m) => (None, m.minor.checked_neg().map(|minor| Money { minor, currency: currency.clone() })),
+                None => (None, None),
+            },
+            SideRule::Typed(amount, side, debit_word, credit_word) => {
+                let m = money_of(l, &[amount], &currency);
+                match at(l, side).and_then(Value::as_str).map(str::trim) {
+                    Some(w) if w.eq_ignore_ascii_case(debit_word) => (m, None),
+                    Some(w) if w.eq_ignore_ascii_case(credit_word) => (None, m),
+                    _ => (None, None),
+                }
+            }
+        };
+        if debit.is_none() && credit.is_none() {
+            readable = false;
+        }
+        let mut tracking = Vec::new();
+        for (where_, id, name) in map.tracking {
+            let mut push = |t: &Value| {
+                let (id, name) = (at(t, id).and_then(text_of), at(t, name).and_then(text_of));
+                if id.is_some() || name.is_some() {
+                    tracking.push(Ref { id, name });
+                }
+            };
+            match at(l, where_) {
+                Some(Value::Array(ts)) => ts.iter().for_each(&mut push),
+                Some(o @ Value::Object(_)) => push(o),
+                _ => {}
+            }
+        }
+        let (id, name) = (first_text(l, map.account_id), first_text(l, map.account_name));
+        lines.push(JournalLine {
+            account: (id.is_some() || name.is_some()).then_some(Ref { id, name }),
+            description: first_text(l, map.description),
+            debit,
+            credit,
+            tracking,
+        });
+    }
+    let sum = |f: fn(&JournalLine) -> Option<&Money>| {
+        lines
+            .iter()
+            .filter_map(f)
+            .try_fold(0i64, |acc, m| acc.checked_add(m.minor))
+            .map(|minor| Money { minor, currency: currency.clone() })
+    };
+    let (total_debit, total_credit) = (sum(|l| l.debit.as_ref()), sum(|l| l.credit.as_ref()));
+    let lines_complete = items.is_some();
+    let balanced = match (&total_debit, &total_credit) {
+        (Some(d), Some(c)) if lines_complete && readable => Some(d.minor == c.minor),
+        _ => None,
+    };
+    Journal { narration: first_text(v, map.narration), currency, lines, total_debit, total_credit, balanced, lines_complete }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +556,60 @@ mod tests {
         assert_eq!((c.active, c.options.len(), c.options[0].id.as_deref()), (Some(false), 1, Some("5")));
         for v in [json!(null), json!({"Options": {"a": 1}}), json!({"Options": [[], null, {"Id": {}}]})] {
             assert!(map_tracking_category(&list, &v).options.is_empty(), "{v}");
+        }
+    }
+
+    const SIGNED: JournalMap = JournalMap {
+        narration: &[&["Note"]],
+        currency: &[&["Cur"]],
+        lines: &["Lines"],
+        line_kind: None,
+        account_id: &[&["Acc"]],
+        account_name: &[],
+        description: &[],
+        side: SideRule::Signed(&["Amount"]),
+        tracking: &[(&["T"], &["Id"], &["Name"])],
+    };
+
+    const TYPED: JournalMap = JournalMap {
+        narration: &[],
+        currency: &[],
+        lines: &["Lines"],
+        line_kind: Some((&["Kind"], "JE")),
+        account_id: &[&["Acc"]],
+        account_name: &[],
+        description: &[],
+        side: SideRule::Typed(&["Amount"], &["Side"], "Debit", "Credit"),
+        tracking: &[],
+    };
+
+    #[test]
+    fn a_journals_debits_and_credits_are_summed_and_an_unbalanced_one_says_so() {
+        let j = map_journal(
+            &SIGNED,
+            &json!({"Cur": "usd", "Lines": [{"Acc": "200", "Amount": 100.1, "T": [{"Id": "o1"}]}, {"Acc": "090", "Amount": "-100.10"}]}),
+        );
+        assert_eq!((j.total_debit.as_ref().map(|m| m.minor), j.total_credit.as_ref().map(|m| m.minor)), (Some(10010), Some(10010)));
+        assert_eq!((j.balanced, j.lines_complete, j.lines[0].tracking.len()), (Some(true), true, 1));
+        let off = map_journal(
+            &TYPED,
+            &json!({"Lines": [{"Kind": "JE", "Amount": 5, "Side": "debit"}, {"Kind": "JE", "Amount": 4, "Side": "Credit"},
+            {"Kind": "Other", "Amount": 1, "Side": "Credit"}]}),
+        );
+        assert_eq!((off.lines.len(), off.balanced, off.currency.as_str()), (2, Some(false), "XXX"));
+        let unread = map_journal(&TYPED, &json!({"Lines": [{"Amount": 5, "Side": "sideways"}, {"Amount": 5, "Side": "Credit"}]}));
+        assert_eq!(unread.balanced, None, "an unreadable line leaves the balance unknown, not false");
+        let summary = map_journal(&SIGNED, &json!({"Note": "x"}));
+        assert_eq!((summary.lines_complete, summary.balanced), (false, None));
+        for v in [
+            json!(null),
+            json!({"Lines": "x"}),
+            json!({"Lines": [1, null, {"Amount": [1]}, {"Amount": "9e99"}]}),
+            json!({"Lines": [{"Amount": -9223372036854775808i64}]}),
+            json!({"Lines": [{"Amount": 92233720368547758i64}, {"Amount": 92233720368547758i64}]}),
+        ] {
+            let j = map_journal(&SIGNED, &v);
+            assert!(j.balanced != Some(true) || j.lines.is_empty(), "{v}");
         }
     }
 

@@ -155,6 +155,9 @@ fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
         // accounting.invoices serves Items too (Xero's 2026 notes); settings is what every plan asks for.
         Entity::Item => &["accounting.settings", "accounting.settings.read"],
         Entity::TrackingCategory => &["accounting.settings", "accounting.settings.read"],
+        Entity::Journal => {
+            &["accounting.manualjournals", "accounting.manualjournals.read", "accounting.transactions", "accounting.transactions.read"]
+        }
         Entity::Contact => &["accounting.contacts", "accounting.contacts.read"],
         Entity::Account => &["accounting.settings", "accounting.settings.read"],
     }
@@ -204,6 +207,7 @@ fn entity_label(e: Entity) -> &'static str {
         Entity::TaxRate => "tax rates",
         Entity::Item => "items",
         Entity::TrackingCategory => "tracking categories",
+        Entity::Journal => "journals",
     }
 }
 
@@ -290,6 +294,19 @@ mod tests {
                 let asked = scopes_for_set(&t, Provider::Xero, set);
                 check_granted_scopes(&t, Provider::Xero, &asked, set).unwrap_or_else(|e| panic!("{plan:?} {set:?}: {e}"));
             }
+        }
+    }
+
+    /// Journals need Xero's manual journals scope, which no plan list names: enabling them adds it
+    /// (the read-only one on Starter); the broad vocabulary's accounting.transactions serves them.
+    #[test]
+    fn enabling_journals_asks_for_the_manual_journals_scope() {
+        for (plan, want) in [(Plan::Professional, "accounting.manualjournals"), (Plan::Starter, "accounting.manualjournals.read")] {
+            let mut t = tenant(plan);
+            assert!(!scopes_for(&t, Provider::Xero).iter().any(|s| s.starts_with("accounting.manualjournals")));
+            t.config.enabled_entities.push(Entity::Journal);
+            assert!(scopes_for(&t, Provider::Xero).contains(&want.to_string()), "{plan:?}");
+            assert!(!scopes_for_set(&t, Provider::Xero, XeroScopeSet::Broad).iter().any(|s| s.starts_with("accounting.manualjournals")));
         }
     }
 

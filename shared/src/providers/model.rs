@@ -45,10 +45,12 @@ pub enum Entity {
     /// What lines are tracked by (QuickBooks Class, Xero TrackingCategories, Zoho reporting tags).
     #[serde(rename = "tracking_category")]
     TrackingCategory,
+    /// A manual journal entry (QuickBooks JournalEntry, Xero ManualJournals, Zoho journals).
+    Journal,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 11] = [
+    pub const ALL: [Entity; 12] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -60,6 +62,7 @@ impl Entity {
         Entity::TaxRate,
         Entity::Item,
         Entity::TrackingCategory,
+        Entity::Journal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +78,7 @@ impl Entity {
             Entity::TaxRate => "tax_rate",
             Entity::Item => "item",
             Entity::TrackingCategory => "tracking_category",
+            Entity::Journal => "journal",
         }
     }
 }
@@ -99,6 +103,7 @@ impl std::str::FromStr for Entity {
             "bill_payment" | "bill_payments" | "billpayment" | "vendorpayments" | "vendorpayment" => Ok(Entity::BillPayment),
             "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxes" => Ok(Entity::TaxRate),
             "item" | "items" => Ok(Entity::Item),
+            "journal" | "journals" | "journalentry" | "manualjournals" => Ok(Entity::Journal),
             "tracking_category" | "tracking_categories" | "trackingcategories" | "class" | "classes" | "reporting_tags" => {
                 Ok(Entity::TrackingCategory)
             }

@@ -13,7 +13,9 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, OptionsRule, TaxRateMap, TrackingMap};
+use crate::books::reference::{
+    AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, JournalMap, OptionsRule, SideRule, TaxRateMap, TrackingMap,
+};
 use crate::books::{
     AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, PaymentDirection, PaymentMap, StatusRule,
 };
@@ -70,6 +72,7 @@ pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
         // Classes are what a line's ClassRef names. Departments (locations), which QuickBooks
         // names per document, are not read yet.
         Entity::TrackingCategory => &[("Class", "class")],
+        Entity::Journal => &[("JournalEntry", "journalentry")],
     }
 }
 
@@ -80,6 +83,20 @@ fn collection_of(cursor: &Cursor) -> Result<(&'static str, &'static str)> {
         .copied()
         .ok_or_else(|| Error::InvalidInput("cursor collection is out of range".into()))
 }
+
+/// A JournalEntry's lines: a positive Amount and JournalEntryLineDetail.PostingType Debit or
+/// Credit, the account and class under the detail.
+pub const JOURNAL: JournalMap = JournalMap {
+    narration: &[&["PrivateNote"]],
+    currency: &[&["CurrencyRef", "value"]],
+    lines: &["Line"],
+    line_kind: Some((&["DetailType"], "JournalEntryLineDetail")),
+    account_id: &[&["JournalEntryLineDetail", "AccountRef", "value"]],
+    account_name: &[&["JournalEntryLineDetail", "AccountRef", "name"]],
+    description: &[&["Description"]],
+    side: SideRule::Typed(&["Amount"], &["JournalEntryLineDetail", "PostingType"], "Debit", "Credit"),
+    tracking: &[(&["JournalEntryLineDetail", "ClassRef"], &["value"], &["name"])],
+};
 
 /// A Class is one tracking value: the record is its own one option (a line's ClassRef names its
 /// Id). Sub-classes are classes of their own (`FullyQualifiedName` `Parent:Child`).
@@ -342,6 +359,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::TaxRate => (text(&v, "Id"), text(&v, "Name"), None, active(&v)),
         Entity::Item => (text(&v, "Sku"), text(&v, "Name"), None, active(&v)),
         Entity::TrackingCategory => (None, text(&v, "FullyQualifiedName").or_else(|| text(&v, "Name")), None, active(&v)),
+        Entity::Journal => (text(&v, "DocNumber"), None, text(&v, "TotalAmt"), None),
     };
     Ok(Record {
         provider: PROVIDER,

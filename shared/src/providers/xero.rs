@@ -10,7 +10,9 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, OptionsRule, TaxRateMap, TrackingMap};
+use crate::books::reference::{
+    AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, JournalMap, OptionsRule, SideRule, TaxRateMap, TrackingMap,
+};
 use crate::books::{
     AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
     StatusRule,
@@ -60,8 +62,23 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         Entity::TaxRate => ("TaxRates", "TaxType"),
         Entity::Item => ("Items", "ItemID"),
         Entity::TrackingCategory => ("TrackingCategories", "TrackingCategoryID"),
+        Entity::Journal => ("ManualJournals", "ManualJournalID"),
     }
 }
+
+/// A manual journal's lines: LineAmount is positive for a debit, negative for a credit (Xero's
+/// ManualJournals page). The journal states no currency (the org's base currency): `XXX`.
+pub const JOURNAL: JournalMap = JournalMap {
+    narration: &[&["Narration"]],
+    currency: &[],
+    lines: &["JournalLines"],
+    line_kind: None,
+    account_id: &[&["AccountID"], &["AccountCode"]],
+    account_name: &[],
+    description: &[&["Description"]],
+    side: SideRule::Signed(&["LineAmount"]),
+    tracking: &[(&["Tracking"], &["TrackingOptionID"], &["Option"])],
+};
 
 const TRACKING_STATUS: &[(&str, bool)] = &[("ACTIVE", true), ("ARCHIVED", false), ("DELETED", false)];
 
@@ -333,6 +350,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::TaxRate => (text(&v, "TaxType"), text(&v, "Name"), None, None, text(&v, "Status")),
         Entity::Item => (text(&v, "Code"), text(&v, "Name"), None, None, None),
         Entity::TrackingCategory => (None, text(&v, "Name"), None, None, text(&v, "Status")),
+        Entity::Journal => (None, text(&v, "Narration"), None, None, text(&v, "Status")),
         Entity::Payment | Entity::BillPayment => (
             text(&v, "Reference"),
             text_at(&v, &["Invoice", "Contact", "Name"]),

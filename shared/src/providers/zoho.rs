@@ -12,7 +12,9 @@ use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
 
-use crate::books::reference::{AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, OptionsRule, TaxRateMap, TrackingMap};
+use crate::books::reference::{
+    AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, JournalMap, OptionsRule, SideRule, TaxRateMap, TrackingMap,
+};
 use crate::books::{
     AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
     StatusRule,
@@ -67,6 +69,7 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         // Listed at `settings/tags` (see `path`); path, keys and fields are unconfirmed (Zoho's
         // Books API reference does not show the reporting tags API).
         Entity::TrackingCategory => ("reporting_tags", "reporting_tag", "tag_id"),
+        Entity::Journal => ("journals", "journal", "journal_id"),
     }
 }
 
@@ -91,6 +94,7 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
     const ITEM: &[Collection] = &[(&["items"], "items", "item", "item_id")];
     // Path, keys and fields unconfirmed (Zoho's Books API reference does not show reporting tags).
     const TRACKING: &[Collection] = &[(&["settings", "tags"], "reporting_tags", "reporting_tag", "tag_id")];
+    const JOURNAL: &[Collection] = &[(&["journals"], "journals", "journal", "journal_id")];
     const CREDIT_NOTE: &[Collection] = &[
         (&["creditnotes"], "creditnotes", "creditnote", "creditnote_id"),
         (&["vendorcredits"], "vendor_credits", "vendor_credit", "vendor_credit_id"),
@@ -107,6 +111,7 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
         Entity::TaxRate => TAX_RATE,
         Entity::Item => ITEM,
         Entity::TrackingCategory => TRACKING,
+        Entity::Journal => JOURNAL,
     }
 }
 
@@ -116,6 +121,20 @@ fn collection_of(cursor: &Cursor) -> Result<Collection> {
         .copied()
         .ok_or_else(|| Error::InvalidInput("cursor collection is out of range".into()))
 }
+
+/// A journal's `line_items`: `amount` with `debit_or_credit`, the account, `tags`. The list's
+/// summaries leave the lines out (unconfirmed, as for invoices): `lines_complete` says so.
+pub const JOURNAL: JournalMap = JournalMap {
+    narration: &[&["notes"]],
+    currency: &[&["currency_code"]],
+    lines: &["line_items"],
+    line_kind: None,
+    account_id: &[&["account_id"]],
+    account_name: &[&["account_name"]],
+    description: &[&["description"]],
+    side: SideRule::Typed(&["amount"], &["debit_or_credit"], "debit", "credit"),
+    tracking: &[(&["tags"], &["tag_option_id"], &["tag_option_name"])],
+};
 
 /// A reporting tag and its options; lines name `tag_option_id` (as the document lines' `tags`
 /// do). Unconfirmed field names throughout, as the path.
@@ -401,6 +420,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         ),
         Entity::TaxRate => (text(&v, "tax_id"), text(&v, "tax_name"), None, text(&v, "status")),
         Entity::Item => (text(&v, "sku"), text(&v, "name"), None, text(&v, "status")),
+        Entity::Journal => (text(&v, "entry_number"), None, text(&v, "total"), text(&v, "status")),
         Entity::TrackingCategory => (
             None,
             text(&v, "tag_name"),

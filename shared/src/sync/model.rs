@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
-use crate::books::reference::{map_account, map_item, map_tax_rate, map_tracking_category, Parts};
+use crate::books::reference::{map_account, map_item, map_journal, map_tax_rate, map_tracking_category, Parts};
 use crate::books::{map_allocations, map_company, map_document, map_payment, Company, Document, DocumentStatus, Payment};
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
@@ -81,6 +81,8 @@ pub struct SyncRecord {
 
 /// The flag of a record whose amount the provider sent but we could not store in minor units.
 pub const FLAG_AMOUNT_UNREADABLE: &str = "amount_unreadable";
+/// The flag of a journal whose debits and credits differ (stored as the provider keeps it).
+pub const FLAG_JOURNAL_UNBALANCED: &str = "journal_unbalanced";
 /// The flag of a document whose lines are not stored: with them the record would not fit one
 /// DynamoDB item (400 KB, beside its index attributes). The totals stay; the provider still has the
 /// lines (a record this large is past `store::MAX_RAW_BYTES`, so its raw JSON is not kept either).
@@ -95,7 +97,11 @@ fn fit_for_storage(r: &mut SyncRecord) {
     // Measuring costs a serialisation: only documents with many lines can be that large.
     let many = r.document.as_ref().is_some_and(|d| {
         d.lines.len() > 50 || d.allocations.len() > 50 || d.lines.iter().any(|l| l.description.as_ref().is_some_and(|t| t.len() > 4096))
-    });
+    }) || r
+        .reference
+        .journal
+        .as_ref()
+        .is_some_and(|j| j.lines.len() > 50 || j.lines.iter().any(|l| l.description.as_ref().is_some_and(|t| t.len() > 4096)));
     if !many || serde_json::to_vec(&*r).map(|v| v.len()).unwrap_or(usize::MAX) <= MAX_RECORD_BYTES {
         return;
     }
@@ -104,6 +110,10 @@ fn fit_for_storage(r: &mut SyncRecord) {
         d.lines_complete = false;
         // A credit note's applications go with its lines: the raw record keeps both.
         d.allocations.clear();
+    }
+    if let Some(j) = r.reference.journal.as_mut() {
+        j.lines.clear();
+        j.lines_complete = false;
     }
     r.flags.push(FLAG_LINES_OMITTED.to_string());
 }
@@ -225,6 +235,10 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
     if amount.is_none() && r.amount.is_some() {
         flags.push(FLAG_AMOUNT_UNREADABLE.to_string());
     }
+    let reference = reference_parts(r);
+    if reference.journal.as_ref().is_some_and(|j| j.balanced == Some(false)) {
+        flags.push(FLAG_JOURNAL_UNBALANCED.to_string());
+    }
     let mut out = SyncRecord {
         provider: r.provider,
         org_id: r.org_id.clone(),
@@ -245,7 +259,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         company,
         version: version_of(r),
         payment,
-        reference: reference_parts(r),
+        reference,
     };
     fit_for_storage(&mut out);
     Some(out)
@@ -294,6 +308,17 @@ fn reference_parts(r: &Record) -> Parts {
                     Provider::QuickBooks => &quickbooks::TRACKING,
                     Provider::Xero => &xero::TRACKING,
                     Provider::Zoho => &zoho::TRACKING,
+                },
+                v,
+            )),
+            ..Parts::default()
+        },
+        Entity::Journal => Parts {
+            journal: Some(map_journal(
+                match r.provider {
+                    Provider::QuickBooks => &quickbooks::JOURNAL,
+                    Provider::Xero => &xero::JOURNAL,
+                    Provider::Zoho => &zoho::JOURNAL,
                 },
                 v,
             )),
@@ -1229,10 +1254,72 @@ mod tests {
         );
     }
 
+    /// Each provider's manual journal (the sandbox's shapes) reads into lines of debits and credits
+    /// in minor units that balance; one that does not is flagged, not dropped. Each balanced one
+    /// is the committed example.
+    #[test]
+    fn journals_of_every_provider_read_with_balanced_lines() {
+        let schema = records_schema();
+        let qbo = json!({"Id": "81", "DocNumber": "JE-00081", "TxnDate": "2026-11-01", "PrivateNote": "Accrued rent",
+            "CurrencyRef": {"value": "USD"}, "Adjustment": false, "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"},
+            "Line": [
+                {"Id": "0", "Description": "Rent", "Amount": 1200.5, "DetailType": "JournalEntryLineDetail",
+                 "JournalEntryLineDetail": {"PostingType": "Debit", "AccountRef": {"value": "7", "name": "Rent"}, "ClassRef": {"value": "5000000000000000001", "name": "Retail"}}},
+                {"Id": "1", "Description": "Rent", "Amount": 1200.5, "DetailType": "JournalEntryLineDetail",
+                 "JournalEntryLineDetail": {"PostingType": "Credit", "AccountRef": {"value": "35", "name": "Checking"}}}]});
+        let journals = [
+            ("quickbooks", quickbooks::normalise(Entity::Journal, "9341", qbo.clone())),
+            (
+                "xero",
+                xero::normalise(
+                    Entity::Journal,
+                    "4a3f5f2e-6c1b-4b8e-9f0a-1d2c3b4a5e61",
+                    json!({"ManualJournalID": "0b159335-564e-4e38-8a0c-b4e0fb0a3d1e", "Narration": "Accrued rent", "Status": "POSTED",
+                        "Date": "/Date(1761955200000+0000)/", "LineAmountTypes": "NoTax", "UpdatedDateUTC": "/Date(1762106400000+0000)/",
+                        "JournalLines": [
+                            {"LineAmount": 1200.5, "AccountCode": "469", "AccountID": "e0b5a1b8-1a87-4f19-a0a1-1d2c3b4a5e01", "Description": "Rent",
+                             "TaxType": "NONE", "Tracking": [{"TrackingCategoryID": "351953c4-8127-4009-88c3-f9cd8c9cbe9f", "TrackingOptionID": "ce205173-7387-4651-9726-2cf4c5405ba2", "Name": "Region", "Option": "North"}]},
+                            {"LineAmount": -1200.5, "AccountCode": "090", "Description": "Rent", "TaxType": "NONE", "Tracking": []}]}),
+                ),
+            ),
+            (
+                "zoho",
+                zoho::normalise(
+                    Entity::Journal,
+                    "700000001",
+                    json!({"journal_id": "460000000070001", "entry_number": "JE-00001", "journal_date": "2026-11-01", "notes": "Accrued rent",
+                        "currency_code": "USD", "total": 1200.5, "status": "published", "last_modified_time": "2026-11-02T18:00:00+0000",
+                        "line_items": [
+                            {"line_id": "1", "account_id": "460000000000361", "account_name": "Rent", "debit_or_credit": "debit", "amount": 1200.5,
+                             "tags": [{"tag_id": "462000000000000", "tag_option_id": "463000000000000", "tag_option_name": "North"}]},
+                            {"line_id": "2", "account_id": "460000000000100", "account_name": "Checking", "debit_or_credit": "credit", "amount": 1200.5}]}),
+                ),
+            ),
+        ];
+        for (name, r) in journals {
+            let n = normalise(&r.unwrap()).unwrap();
+            let j = n.reference.journal.clone().expect("a journal");
+            assert_eq!((j.balanced, j.lines.len(), j.lines_complete), (Some(true), 2, true), "{name}");
+            assert_eq!(j.total_debit.as_ref().map(|m| m.minor), Some(120050), "{name}");
+            assert_eq!((j.lines[0].tracking.len(), j.lines[1].credit.as_ref().map(|m| m.minor)), (1, Some(120050)), "{name}");
+            assert!(n.flags.is_empty(), "{name}");
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            example(name, "journal", &v);
+        }
+        let mut off = qbo;
+        off["Line"][1]["Amount"] = json!(1200.49);
+        let n = normalise(&quickbooks::normalise(Entity::Journal, "9341", off).unwrap()).unwrap();
+        assert_eq!(n.reference.journal.as_ref().unwrap().balanced, Some(false));
+        assert_eq!(n.flags, vec![FLAG_JOURNAL_UNBALANCED.to_string()], "flagged, still stored");
+        check(&schema, &schema, &serde_json::to_value(&n).unwrap(), "unbalanced").unwrap();
+    }
+
     #[test]
     fn hostile_reference_records_never_panic() {
         let hostile = [
-            json!({"Id": "1", "TaxType": "X", "tax_id": "1", "AccountID": "a", "account_id": "1", "ItemID": "i", "item_id": "1", "TrackingCategoryID": "c", "tag_id": "1", "Options": [null, {"Status": 5}], "tag_options": "x",
+            json!({"Id": "1", "TaxType": "X", "tax_id": "1", "AccountID": "a", "account_id": "1", "ItemID": "i", "item_id": "1", "TrackingCategoryID": "c", "tag_id": "1", "ManualJournalID": "m", "journal_id": "1",
+                "JournalLines": [{"LineAmount": "-"}, 5], "line_items": [{"amount": 1, "debit_or_credit": 7}], "Line": {"x": 1}, "Options": [null, {"Status": 5}], "tag_options": "x",
                 "SalesDetails": 5, "PurchaseDetails": {"UnitPrice": [1], "AccountCode": {}}, "rate": {}, "IncomeAccountRef": [], "SalesTaxRateList": {"TaxRateDetail": "x"},
                 "TaxComponents": [null, 1, {"Rate": {"x": 1}}], "taxes": {"a": 1}, "Classification": 5, "Class": [], "account_type": null,
                 "CurrentBalance": "1e400", "CurrencyRef": {"value": 5}, "Status": {"x": 1}, "is_active": "yes"}),
@@ -1240,7 +1327,7 @@ mod tests {
                 "CurrencyRef": {"value": "USD"}, "EffectiveRate": "\u{0}", "tax_percentage": [], "Active": "true"}),
         ];
         for v in hostile {
-            for e in [Entity::TaxRate, Entity::Account, Entity::Item, Entity::TrackingCategory] {
+            for e in [Entity::TaxRate, Entity::Account, Entity::Item, Entity::TrackingCategory, Entity::Journal] {
                 let read =
                     [quickbooks::normalise(e, "1", v.clone()), xero::normalise(e, "t", v.clone()), zoho::normalise(e, "1", v.clone())];
                 for r in read.into_iter().flatten() {

@@ -219,6 +219,12 @@ fn qbo_entity(name: &str) -> Option<Entity> {
         Some(Entity::Payment)
     } else if is("bill") {
         Some(Entity::Bill)
+    } else if is("item") {
+        Some(Entity::Item)
+    } else if is("class") {
+        Some(Entity::TrackingCategory)
+    } else if is("journalentry") {
+        Some(Entity::Journal)
     } else {
         None
     }
@@ -578,6 +584,23 @@ mod tests {
                 ("1", Entity::Contact, "12", Change::Merged),
                 ("2", Entity::Invoice, "10", Change::Deleted)
             ]
+        );
+    }
+
+    /// QuickBooks sends Item, Class and JournalEntry notifications (its webhooks' entity list): they
+    /// reach the item, tracking category and journal entities (jobs for one the tenant has not
+    /// enabled are skipped by the worker). TaxCode has no notifications.
+    #[test]
+    fn quickbooks_reference_data_notifications_map_to_their_entities() {
+        let body = r#"{"eventNotifications":[{"realmId":"1","dataChangeEvent":{"entities":[
+            {"name":"Item","id":"11","operation":"Update","lastUpdated":"2026-01-01T00:00:00Z"},
+            {"name":"Class","id":"5000000000000000001","operation":"Update","lastUpdated":"2026-01-01T00:00:00Z"},
+            {"name":"JournalEntry","id":"81","operation":"Delete","lastUpdated":"2026-01-01T00:00:00Z"}]}}]}"#;
+        let d = parse(Provider::QuickBooks, body.as_bytes(), None).unwrap();
+        let got: Vec<_> = d.changes.iter().map(|c| (c.entity, c.change)).collect();
+        assert_eq!(
+            got,
+            vec![(Entity::Item, Change::Updated), (Entity::TrackingCategory, Change::Updated), (Entity::Journal, Change::Deleted)]
         );
     }
 

@@ -86,6 +86,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String
                 // 2026 scope notes); settings is asked for anyway.
                 Entity::Item => ("accounting.settings", "accounting.settings"),
                 Entity::TrackingCategory => ("accounting.settings", "accounting.settings"),
+                Entity::Journal => ("accounting.manualjournals", "accounting.transactions"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -118,6 +119,8 @@ pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String
                 Entity::Item => "settings",
                 // Reporting tags are organisation settings (unconfirmed scope).
                 Entity::TrackingCategory => "settings",
+                // Journals are under the accountant module (Zoho's scope list).
+                Entity::Journal => "accountants",
             };
             let action = op.zoho_action();
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]
@@ -365,6 +368,10 @@ mod tests {
         assert!(e.to_string().contains("ZohoBooks.invoices.CREATE"), "{e}");
         check_scope(Provider::Zoho, &["zohobooks.fullaccess.ALL".to_string()], Entity::Payment, Op::Create).unwrap();
         check_scope(Provider::QuickBooks, &[], Entity::Invoice, Op::Create).unwrap();
+        // A Xero grant without the manual journals scope fails journal jobs, naming it.
+        let e = check_scope(Provider::Xero, &["accounting.settings.read".to_string()], Entity::Journal, Op::List).unwrap_err();
+        assert!(e.to_string().contains("accounting.manualjournals"), "{e}");
+        check_scope(Provider::Xero, &["accounting.manualjournals.read".to_string()], Entity::Journal, Op::List).unwrap();
         assert!(check_scope(Provider::QuickBooks, &["openid".into()], Entity::Invoice, Op::List).is_err());
     }
 }

@@ -107,7 +107,8 @@ fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, v: Value, now: DateTi
         | Entity::BillPayment
         | Entity::TaxRate
         | Entity::Item
-        | Entity::TrackingCategory => {}
+        | Entity::TrackingCategory
+        | Entity::Journal => {}
     }
     if let Some(o) = next.as_object_mut() {
         o.insert("domain".into(), json!("QBO"));

@@ -98,7 +98,8 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         | Entity::BillPayment
         | Entity::TaxRate
         | Entity::Item
-        | Entity::TrackingCategory => Ok(merge_top(cur, &patch)),
+        | Entity::TrackingCategory
+        | Entity::Journal => Ok(merge_top(cur, &patch)),
     }
 }
 

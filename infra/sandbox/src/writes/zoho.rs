@@ -80,7 +80,8 @@ pub async fn update(
         | Entity::BillPayment
         | Entity::TaxRate
         | Entity::Item
-        | Entity::TrackingCategory => Ok(merge_top(&cur, &patch)),
+        | Entity::TrackingCategory
+        | Entity::Journal => Ok(merge_top(&cur, &patch)),
     };
     let next = match next {
         Ok(v) => v,
@@ -100,6 +101,7 @@ pub async fn update(
         Entity::TaxRate => "The tax has been updated.",
         Entity::Item => "The item has been updated.",
         Entity::TrackingCategory => "The reporting tag has been updated.",
+        Entity::Journal => "The journal has been updated.",
     };
     json(StatusCode::OK, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(message), e.zoho_singular(), rec.full))
 }
