@@ -2242,3 +2242,145 @@ async fn xero_bill_payments_with_what_they_paid() {
 async fn zoho_bill_payments_with_what_they_paid() {
     Box::pin(bill_payments_case(Provider::Zoho)).await;
 }
+
+/// Contacts of every provider as customers and suppliers: a full pull stores customers and
+/// suppliers (QuickBooks: Customer and Vendor, read in one pass) with their roles, email, phone,
+/// address and balances equal to the sandbox's; an incremental pull takes only the new ones of
+/// either kind; a deletion reaches the copy the way the provider reports it (QuickBooks CDC of
+/// customers and vendors; Zoho: gone from the list, found by a full pass; Xero archives, which the
+/// record's status says).
+async fn contacts_case(provider: Provider) {
+    let h = harness().await;
+    let (org, mut seeded) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("contact", 6), ("vendor", 4)]).await;
+    let customers = seeded.remove("contact").unwrap();
+    let suppliers = seeded.remove("vendor").unwrap();
+    h.connect(provider, &org).await;
+    let pull = |h: &H| h.job(provider, &org, Operation::Pull, Entity::Contact);
+    let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+    assert_eq!(r["counts"]["written"], 10, "{provider}: customers and suppliers: {r}");
+    let sandbox_of = |e: &'static str| {
+        let (http, sb, org) = (h.http.clone(), &h.sb, org.clone());
+        async move {
+            let v = sandbox_control::control(
+                &http,
+                sb,
+                "GET",
+                &format!("records?provider={}&org_id={org}&entity={e}", sandbox_name(provider)),
+                None,
+            )
+            .await;
+            v["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["id"].as_str().unwrap().to_string(), r["value"].clone()))
+                .collect::<std::collections::HashMap<_, _>>()
+        }
+    };
+    let mut sandbox = sandbox_of("contact").await;
+    sandbox.extend(sandbox_of("vendor").await);
+    type Field = fn(&Value) -> Option<&str>;
+    let (email, phone): (Field, Field) = match provider {
+        Provider::QuickBooks => (|v| v["PrimaryEmailAddr"]["Address"].as_str(), |v| v["PrimaryPhone"]["FreeFormNumber"].as_str()),
+        Provider::Xero => (|v| v["EmailAddress"].as_str(), |v| v["Phones"][0]["PhoneNumber"].as_str()),
+        Provider::Zoho => (|v| v["email"].as_str(), |v| v["phone"].as_str()),
+    };
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::Contact).await.unwrap();
+    assert_eq!(stored.len(), 10);
+    for s in &stored {
+        let c = s.contact.as_ref().expect("a contact");
+        let supplier = suppliers.contains(&s.provider_id);
+        assert!(supplier || customers.contains(&s.provider_id), "{provider}: {} was seeded", s.provider_id);
+        assert_eq!((c.is_customer, c.is_supplier), (!supplier, supplier), "{provider} {}: {c:?}", s.provider_id);
+        let want = &sandbox[&s.provider_id];
+        assert_eq!(c.emails.first().map(String::as_str), email(want), "{provider}");
+        let (receivable, payable) = (c.receivable.as_ref().map(|m| m.minor), c.payable.as_ref().map(|m| m.minor));
+        match provider {
+            // Zoho's list summaries carry the email and balances, not the phone and addresses.
+            Provider::Zoho => {
+                assert!(c.addresses.is_empty() && c.phones.is_empty(), "{c:?}");
+                let side = if supplier { payable } else { receivable };
+                assert_eq!(side, Some(0), "{provider}: {c:?}");
+            }
+            _ => {
+                assert_eq!(c.phones.first().map(String::as_str), phone(want), "{provider}");
+                assert_eq!(c.addresses.len(), 1, "{provider}: {c:?}");
+                if provider == Provider::QuickBooks {
+                    // One balance, on the side the role says.
+                    assert_eq!((receivable.is_some(), payable.is_some()), (!supplier, supplier), "{c:?}");
+                    assert_eq!(receivable.or(payable), Some(0));
+                }
+            }
+        }
+    }
+    if provider == Provider::Zoho {
+        // The one contact read by id has its phone and address.
+        let mut job = h.job(provider, &org, Operation::Webhook, Entity::Contact);
+        job.entity_id = Some(suppliers[0].clone());
+        job.change = Some(shared::jobs::Change::Updated);
+        h.run_through_queue(&h.deps(), &job).await;
+        let one = h.store().get_record(&h.tenant, provider, &org, PEntity::Contact, &suppliers[0]).await.unwrap().unwrap();
+        let c = one.contact.unwrap();
+        assert_eq!((c.phones.first().map(String::as_str), c.addresses.len()), (phone(&sandbox[&suppliers[0]]), 1));
+    }
+
+    // Incremental: only the new ones, of either kind.
+    h.seed(provider, &org, "contact", 1).await;
+    h.seed(provider, &org, "vendor", 2).await;
+    let inc = h.run_through_queue(&h.deps(), &pull(&h)).await;
+    assert_eq!(inc["counts"]["written"], 3, "{provider}: {inc}");
+
+    // Deletion, the way each provider reports it.
+    match provider {
+        Provider::QuickBooks => {
+            for (e, id) in [("contact", &customers[1]), ("vendor", &suppliers[1])] {
+                h.control("POST", "records/delete", Some(json!({"provider": "quickbooks", "org_id": org, "entity": e, "ids": [id]}))).await;
+            }
+            let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+            assert_eq!(r["counts"]["deleted"], 2, "CDC reports customers and vendors: {r}");
+        }
+        Provider::Xero => {
+            // Xero contacts are archived, not deleted: the record stays, its status says so.
+            let mut v = sandbox[&suppliers[1]].clone();
+            v["ContactStatus"] = json!("ARCHIVED");
+            h.control("POST", "seed", Some(json!({"provider": "xero", "org_id": org, "entity": "vendor", "records": [v]}))).await;
+            let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+            assert_eq!(r["counts"]["written"], 1, "{r}");
+            let one = h.store().get_record(&h.tenant, provider, &org, PEntity::Contact, &suppliers[1]).await.unwrap().unwrap();
+            assert_eq!((one.status.as_deref(), one.deleted), (Some("ARCHIVED"), false));
+        }
+        Provider::Zoho => {
+            for (e, id) in [("contact", &customers[1]), ("vendor", &suppliers[1])] {
+                h.control("POST", "records/delete", Some(json!({"provider": "zoho", "org_id": org, "entity": e, "ids": [id]}))).await;
+            }
+            backdate_all(&h, provider, &org, PEntity::Contact).await;
+            let mut full = pull(&h);
+            full.cursor = Some("full".into());
+            let r = h.run_through_queue(&h.deps(), &full).await;
+            assert_eq!(r["counts"]["deleted"], 2, "{r}");
+        }
+    }
+    if provider != Provider::Xero {
+        let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::Contact).await.unwrap();
+        let mut deleted: Vec<&str> = stored.iter().filter(|s| s.deleted).map(|s| s.provider_id.as_str()).collect();
+        deleted.sort();
+        let mut want = vec![customers[1].as_str(), suppliers[1].as_str()];
+        want.sort();
+        assert_eq!(deleted, want, "{provider}");
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_customers_and_suppliers() {
+    Box::pin(contacts_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_customers_and_suppliers() {
+    Box::pin(contacts_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_customers_and_suppliers() {
+    Box::pin(contacts_case(Provider::Zoho)).await;
+}

@@ -490,6 +490,7 @@ async fn records_stored_before_the_indexes_are_reindexed_once() {
                 document: None,
                 company: None,
                 payment: None,
+                contact: None,
             };
             let raw = serde_json::json!({"InvoiceID": r.provider_id}).to_string();
             (r, Some(raw))

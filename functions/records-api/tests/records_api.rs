@@ -84,6 +84,7 @@ fn invoice(id: usize) -> SyncRecord {
         document: None,
         company: None,
         payment: None,
+        contact: None,
     }
 }
 

@@ -358,6 +358,7 @@ impl Org {
         let name = if n as usize >= CONTACT_NAMES.len() { format!("{name} {n}") } else { name.to_string() };
         let email = format!("contact{n}@example.com");
         let (first, last) = ("Sam", format!("Customer{n}"));
+        let (phone, street) = (format!("555-{:04}", n % 10_000), format!("{n} Ocean Dr."));
         match self.provider {
             Provider::Quickbooks => json!({
                 "Taxable": false, "Job": false, "BillWithParent": false, "Balance": 0, "BalanceWithJobs": 0,
@@ -365,16 +366,19 @@ impl Org {
                 "PreferredDeliveryMethod": "Print", "domain": "QBO", "sparse": false,
                 "GivenName": first, "FamilyName": last, "CompanyName": name, "DisplayName": name,
                 "FullyQualifiedName": name, "PrintOnCheckName": name, "Active": true,
-                "PrimaryEmailAddr": {"Address": email},
+                "PrimaryEmailAddr": {"Address": email}, "PrimaryPhone": {"FreeFormNumber": phone},
+                "BillAddr": {"Id": n.to_string(), "Line1": street, "City": "Half Moon Bay", "CountrySubDivisionCode": "CA", "PostalCode": "94213"},
             }),
             Provider::Xero => json!({
                 "ContactStatus": "ACTIVE", "Name": name, "FirstName": first, "LastName": last, "EmailAddress": email,
-                "Addresses": [], "Phones": [], "IsSupplier": false, "IsCustomer": true, "HasAttachments": false,
+                "Addresses": [{"AddressType": "STREET", "AddressLine1": street, "City": "Wellington", "PostalCode": "6011", "Country": "NZ"}],
+                "Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": phone}], "IsSupplier": false, "IsCustomer": true, "HasAttachments": false,
             }),
             Provider::Zoho => json!({
                 "contact_name": name, "company_name": name, "contact_type": "customer", "customer_sub_type": "business",
                 "status": "active", "email": email, "first_name": first, "last_name": last, "currency_code": "USD",
-                "outstanding_receivable_amount": 0.0, "unused_credits_receivable_amount": 0.0,
+                "outstanding_receivable_amount": 0.0, "unused_credits_receivable_amount": 0.0, "phone": phone,
+                "billing_address": {"address": street, "city": "Pleasanton", "state": "CA", "zip": "94588", "country": "U.S.A"},
             }),
         }
     }
@@ -436,22 +440,26 @@ impl Org {
         let name = if n as usize >= VENDOR_NAMES.len() { format!("{name} {n}") } else { name.to_string() };
         let email = format!("supplier{n}@example.com");
         let (first, last) = ("Pat", format!("Supplier{n}"));
+        let (phone, street) = (format!("555-{:04}", n % 10_000), format!("{n} Mill Rd"));
         match self.provider {
             Provider::Quickbooks => json!({
                 "Vendor1099": false, "Balance": 0, "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
                 "domain": "QBO", "sparse": false, "GivenName": first, "FamilyName": last, "CompanyName": name,
                 "DisplayName": name, "PrintOnCheckName": name, "Active": true, "AcctNum": format!("V{n}"),
-                "PrimaryEmailAddr": {"Address": email},
+                "PrimaryEmailAddr": {"Address": email}, "PrimaryPhone": {"FreeFormNumber": phone},
+                "BillAddr": {"Id": n.to_string(), "Line1": street, "City": "Tacoma", "CountrySubDivisionCode": "WA", "PostalCode": "98401"},
             }),
             // Xero sets IsSupplier itself once a contact has a bill (it is read-only in the API).
             Provider::Xero => json!({
                 "ContactStatus": "ACTIVE", "Name": name, "FirstName": first, "LastName": last, "EmailAddress": email,
-                "Addresses": [], "Phones": [], "IsSupplier": true, "IsCustomer": false, "HasAttachments": false,
+                "Addresses": [{"AddressType": "POBOX", "AddressLine1": street, "City": "Auckland", "PostalCode": "1010", "Country": "NZ"}],
+                "Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": phone}], "IsSupplier": true, "IsCustomer": false, "HasAttachments": false,
             }),
             Provider::Zoho => json!({
                 "contact_name": name, "company_name": name, "contact_type": "vendor", "status": "active", "email": email,
                 "first_name": first, "last_name": last, "currency_code": "USD",
-                "outstanding_payable_amount": 0.0, "unused_credits_payable_amount": 0.0,
+                "outstanding_payable_amount": 0.0, "unused_credits_payable_amount": 0.0, "phone": phone,
+                "billing_address": {"address": street, "city": "Tacoma", "state": "WA", "zip": "98401", "country": "U.S.A"},
             }),
         }
     }

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use url::Url;
 
 use crate::books::{
-    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, PaymentDirection, PaymentMap, StatusRule,
+    AddressMap, AllocationMap, AppliedList, CompanyMap, ContactMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, Path,
+    PaymentDirection, PaymentMap, RoleRule, StatusRule,
 };
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -53,7 +54,9 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
 pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
     match entity {
         Entity::Invoice => &[("Invoice", "invoice")],
-        Entity::Contact => &[("Customer", "customer")],
+        // Customers, then vendors (suppliers): both are contacts. Their Ids are taken to be unique
+        // across the two (one name list; unconfirmed, the sandbox numbers them from one sequence).
+        Entity::Contact => &[("Customer", "customer"), ("Vendor", "vendor")],
         Entity::Account => &[("Account", "account")],
         Entity::Payment => &[("Payment", "payment")],
         Entity::Bill => &[("Bill", "bill")],
@@ -224,6 +227,36 @@ pub fn payment_map(entity: Entity) -> Option<&'static PaymentMap> {
         _ => None,
     }
 }
+
+const fn qbo_address(at: Path, kind: &'static str) -> AddressMap {
+    AddressMap {
+        at,
+        kind: &[],
+        kind_is: Some(kind),
+        lines: &[&["Line1"], &["Line2"], &["Line3"], &["Line4"], &["Line5"]],
+        city: &[&["City"]],
+        region: &[&["CountrySubDivisionCode"]],
+        postal_code: &[&["PostalCode"]],
+        country: &[&["Country"]],
+    }
+}
+
+/// Customers and vendors in one map: a vendor is told by `Vendor1099` (always on a Vendor, never
+/// on a Customer; unconfirmed beyond Intuit's entity pages), and `Balance` is what a customer owes
+/// us or what we owe a vendor.
+pub const CONTACT: ContactMap = ContactMap {
+    roles: RoleRule::SupplierIfAny(&[&["Vendor1099"]]),
+    name: &[&["DisplayName"]],
+    company_name: &[&["CompanyName"]],
+    emails: &[&["PrimaryEmailAddr", "Address"]],
+    phones: &[(&["PrimaryPhone"], &[&["FreeFormNumber"]]), (&["Mobile"], &[&["FreeFormNumber"]])],
+    addresses: &[qbo_address(&["BillAddr"], "billing"), qbo_address(&["ShipAddr"], "shipping")],
+    tax_number: &[&["TaxIdentifier"], &["PrimaryTaxIdentifier"]],
+    currency: &[&["CurrencyRef", "value"]],
+    receivable: &[],
+    payable: &[],
+    balance_by_role: &[&["Balance"]],
+};
 
 /// A realm id goes into every URL path: only digits are accepted.
 fn check_realm(realm: &str) -> Result<&str> {

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use url::Url;
 
 use crate::books::{
-    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
-    StatusRule,
+    AddressMap, AllocationMap, AppliedList, CompanyMap, ContactMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap,
+    PaymentDirection, PaymentMap, RoleRule, StatusRule,
 };
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -73,6 +73,32 @@ pub const COMPANY: CompanyMap = CompanyMap {
     country: &[&["CountryCode"]],
     fiscal_month: (&[&["FinancialYearEndMonth"]], FiscalMonth::EndOneBased),
     tax_basis: &[&["SalesTaxBasis"]],
+};
+
+/// Xero states a contact's roles as flags (set by Xero once the contact has a sales or purchase
+/// document) and its balances under `Balances` (whether list answers carry them is unconfirmed).
+pub const CONTACT: ContactMap = ContactMap {
+    roles: RoleRule::Flags { customer: &["IsCustomer"], supplier: &["IsSupplier"] },
+    name: &[&["Name"]],
+    company_name: &[],
+    emails: &[&["EmailAddress"]],
+    // The number without its area and country codes (kept apart in the raw record).
+    phones: &[(&["Phones"], &[&["PhoneNumber"]])],
+    addresses: &[AddressMap {
+        at: &["Addresses"],
+        kind: &[&["AddressType"]],
+        kind_is: None,
+        lines: &[&["AddressLine1"], &["AddressLine2"], &["AddressLine3"], &["AddressLine4"]],
+        city: &[&["City"]],
+        region: &[&["Region"]],
+        postal_code: &[&["PostalCode"]],
+        country: &[&["Country"]],
+    }],
+    tax_number: &[&["TaxNumber"]],
+    currency: &[&["DefaultCurrency"]],
+    receivable: &[&["Balances", "AccountsReceivable", "Outstanding"]],
+    payable: &[&["Balances", "AccountsPayable", "Outstanding"]],
+    balance_by_role: &[],
 };
 
 /// The `where` filter that selects an entity from a collection it shares with another.

@@ -13,8 +13,8 @@ use serde_json::Value;
 use url::Url;
 
 use crate::books::{
-    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
-    StatusRule,
+    AddressMap, AllocationMap, AppliedList, CompanyMap, ContactMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, Path,
+    PaymentDirection, PaymentMap, RoleRule, StatusRule,
 };
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -109,6 +109,36 @@ pub const COMPANY: CompanyMap = CompanyMap {
     country: &[&["country"]],
     fiscal_month: (&[&["fiscal_year_start_month"]], FiscalMonth::StartZeroBased),
     tax_basis: &[],
+};
+
+const fn zoho_address(at: Path, kind: &'static str) -> AddressMap {
+    AddressMap {
+        at,
+        kind: &[],
+        kind_is: Some(kind),
+        lines: &[&["address"], &["street2"]],
+        city: &[&["city"]],
+        region: &[&["state"]],
+        postal_code: &[&["zip"]],
+        country: &[&["country"]],
+    }
+}
+
+/// Customers and vendors are contacts told apart by `contact_type`. List summaries carry the
+/// email and the outstanding amounts but no addresses (they come with a read of the one contact).
+pub const CONTACT: ContactMap = ContactMap {
+    roles: RoleRule::Field { at: &["contact_type"], customer: &["customer"], supplier: &["vendor"] },
+    name: &[&["contact_name"]],
+    company_name: &[&["company_name"]],
+    emails: &[&["email"]],
+    phones: &[(&["phone"], &[]), (&["mobile"], &[])],
+    addresses: &[zoho_address(&["billing_address"], "billing"), zoho_address(&["shipping_address"], "shipping")],
+    // The tax number's field depends on the organisation's country (unconfirmed which apply).
+    tax_number: &[&["tax_reg_no"], &["vat_reg_no"], &["gst_no"]],
+    currency: &[&["currency_code"]],
+    receivable: &[&["outstanding_receivable_amount"]],
+    payable: &[&["outstanding_payable_amount"]],
+    balance_by_role: &[],
 };
 
 const LINE: LineMap = LineMap {

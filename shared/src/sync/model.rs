@@ -11,7 +11,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
-use crate::books::{map_allocations, map_company, map_document, map_payment, Company, Document, DocumentStatus, Payment};
+use crate::books::{
+    map_allocations, map_company, map_contact, map_document, map_payment, Company, Contact, Document, DocumentStatus, Payment,
+};
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
 use crate::providers::{quickbooks, xero, zoho};
@@ -69,6 +71,10 @@ pub struct SyncRecord {
     /// account and what it paid (`crate::books`). Absent for other entities and for tombstones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<Payment>,
+    /// The `contact` entity: customer and/or supplier, emails, phones, addresses, tax number and
+    /// balances (`crate::books`). Absent for other entities and for tombstones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
 }
 
 /// The flag of a record whose amount the provider sent but we could not store in minor units.
@@ -202,6 +208,16 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::Zoho => zoho::payment_map(r.entity),
     }
     .map(|m| map_payment(m, v));
+    let contact = (r.entity == Entity::Contact).then(|| {
+        map_contact(
+            match r.provider {
+                Provider::QuickBooks => &quickbooks::CONTACT,
+                Provider::Xero => &xero::CONTACT,
+                Provider::Zoho => &zoho::CONTACT,
+            },
+            v,
+        )
+    });
     let company = (r.entity == Entity::Company).then(|| {
         map_company(
             match r.provider {
@@ -236,6 +252,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         document,
         company,
         payment,
+        contact,
     };
     fit_for_storage(&mut out);
     Some(out)
@@ -270,6 +287,7 @@ pub fn tombstone(provider: Provider, org_id: &str, entity: Entity, id: &str, at:
         document: None,
         company: None,
         payment: None,
+        contact: None,
     })
 }
 
@@ -903,6 +921,127 @@ mod tests {
                 ),
                 ("zoho-received", p, D::Received, Some(4060), s("2026-11-05"), vec![(s("460000000026061"), s("invoice"), Some(4060))]),
                 ("zoho", b, D::Made, Some(6000), s("2026-11-06"), vec![(s("460000000038029"), s("bill"), Some(6000))]),
+            ]
+        );
+    }
+
+    /// Each provider's customers and suppliers read into one contact: roles (QuickBooks by the
+    /// entity, Xero by its flags, Zoho by contact_type), emails, phones, addresses, tax number and
+    /// balances on the right side; each passes the schema and the suppliers are the examples.
+    #[test]
+    fn customers_and_suppliers_of_every_provider_read_into_one_contact() {
+        let schema = records_schema();
+        let q_customer = quickbooks::normalise(
+            Entity::Contact,
+            "9341",
+            json!({"Id": "58", "DisplayName": "Cool Cars", "CompanyName": "Cool Cars", "Active": true, "Balance": 120.5,
+                "CurrencyRef": {"value": "USD"}, "PrimaryEmailAddr": {"Address": "cars@example.com"},
+                "PrimaryPhone": {"FreeFormNumber": "(415) 555-9933"},
+                "BillAddr": {"Id": "4", "Line1": "65 Ocean Dr.", "City": "Half Moon Bay", "CountrySubDivisionCode": "CA", "PostalCode": "94213"}}),
+        )
+        .unwrap();
+        let q_vendor = quickbooks::normalise(
+            Entity::Contact,
+            "9341",
+            json!({"Id": "41", "DisplayName": "Pam's Paper", "Vendor1099": false, "Active": true, "Balance": 140.4,
+                "TaxIdentifier": "XXXXXX1234", "CurrencyRef": {"value": "USD"}, "Mobile": {"FreeFormNumber": "555-0101"},
+                "BillAddr": {"Line1": "1 Mill Rd", "City": "Tacoma", "CountrySubDivisionCode": "WA", "PostalCode": "98401", "Country": "USA"},
+                "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+        )
+        .unwrap();
+        let x = xero::normalise(
+            Entity::Contact,
+            "a3a4dbaf-3495-4b14-9bd4-2b1b4e4e5c1a",
+            json!({"ContactID": "d6851dc2-9f44-4d5e-b1c8-1a1a5f6b0a11", "ContactStatus": "ACTIVE", "Name": "PowerDirect",
+                "EmailAddress": "accounts@powerdirect.example", "TaxNumber": "12-345-678", "DefaultCurrency": "NZD",
+                "IsSupplier": true, "IsCustomer": true,
+                "Addresses": [{"AddressType": "POBOX", "AddressLine1": "P O Box 8900", "City": "Wellington", "PostalCode": "6011", "Country": "NZ"},
+                              {"AddressType": "STREET"}],
+                "Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": "8881234", "PhoneAreaCode": "04"}, {"PhoneType": "FAX"}],
+                "Balances": {"AccountsReceivable": {"Outstanding": 10.0, "Overdue": 0.0}, "AccountsPayable": {"Outstanding": 136.39, "Overdue": 0.0}},
+                "UpdatedDateUTC": "/Date(1793613600000+0000)/"}),
+        )
+        .unwrap();
+        let z = zoho::normalise(
+            Entity::Contact,
+            "10234695",
+            json!({"contact_id": "460000000038001", "contact_name": "Bowman Supplies", "company_name": "Bowman Supplies Inc",
+                "contact_type": "vendor", "status": "active", "email": "ap@bowman.example", "phone": "+1-925-921-9201", "mobile": "",
+                "currency_code": "USD", "outstanding_receivable_amount": 0.0, "outstanding_payable_amount": 72.5, "gst_no": "22AAAAA0000A1Z5",
+                "billing_address": {"address": "4900 Hopyard Rd", "street2": "Suite 310", "city": "Pleasanton", "state": "CA", "zip": "94588", "country": "U.S.A"},
+                "shipping_address": {"address": "", "city": ""},
+                "last_modified_time": "2026-11-02T02:17:40+0000"}),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        for (name, r) in [("quickbooks-customer", q_customer), ("quickbooks", q_vendor), ("xero", x), ("zoho", z)] {
+            let n = normalise(&r).unwrap();
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{e}"));
+            let c = n.contact.clone().expect("a contact");
+            got.push((
+                name,
+                (c.is_customer, c.is_supplier),
+                c.receivable.map(|m| m.minor),
+                c.payable.map(|m| m.minor),
+                c.emails.len(),
+                c.phones.clone(),
+                c.addresses.iter().map(|a| (a.kind.clone(), a.lines.len(), a.city.clone())).collect::<Vec<_>>(),
+                c.tax_number.clone(),
+            ));
+            if name != "quickbooks-customer" {
+                let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/examples/record-{name}-contact.json"));
+                let pretty = serde_json::to_string_pretty(&n).unwrap() + "\n";
+                if std::env::var_os("UPDATE_EXAMPLES").is_some() {
+                    std::fs::write(&path, &pretty).unwrap();
+                }
+                assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty, "{name}: UPDATE_EXAMPLES=1 rewrites it");
+            }
+        }
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "quickbooks-customer",
+                    (true, false),
+                    Some(12050),
+                    None,
+                    1,
+                    vec!["(415) 555-9933".to_string()],
+                    vec![(s("billing"), 1, s("Half Moon Bay"))],
+                    None
+                ),
+                (
+                    "quickbooks",
+                    (false, true),
+                    None,
+                    Some(14040),
+                    0,
+                    vec!["555-0101".to_string()],
+                    vec![(s("billing"), 1, s("Tacoma"))],
+                    s("XXXXXX1234")
+                ),
+                (
+                    "xero",
+                    (true, true),
+                    Some(1000),
+                    Some(13639),
+                    1,
+                    vec!["8881234".to_string()],
+                    vec![(s("POBOX"), 1, s("Wellington"))],
+                    s("12-345-678")
+                ),
+                (
+                    "zoho",
+                    (false, true),
+                    Some(0),
+                    Some(7250),
+                    1,
+                    vec!["+1-925-921-9201".to_string()],
+                    vec![(s("billing"), 2, s("Pleasanton"))],
+                    s("22AAAAA0000A1Z5")
+                ),
             ]
         );
     }

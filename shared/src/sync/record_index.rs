@@ -192,6 +192,7 @@ mod tests {
             document: None,
             company: None,
             payment: None,
+            contact: None,
         }
     }
 
