@@ -2384,3 +2384,103 @@ async fn xero_customers_and_suppliers() {
 async fn zoho_customers_and_suppliers() {
     Box::pin(contacts_case(Provider::Zoho)).await;
 }
+
+/// Purchase orders of every provider: a full pull stores each as a document of kind
+/// purchase_order with its supplier and the sandbox's total, lines that add up (Zoho's list
+/// summaries have none), open and owing nothing; an incremental pull takes only the new ones; a
+/// deletion reaches the copy the way the provider reports it.
+async fn purchase_orders_case(provider: Provider) {
+    use shared::books::{DocumentKind, DocumentStatus};
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::PurchaseOrder);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, mut seeded) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("purchase_order", 12)]).await;
+    let ids = seeded.remove("purchase_order").unwrap();
+    let scopes = shared::connect::scopes_for(&tenants.get(&h.tenant).await.unwrap(), provider);
+    let svc = h.service(StdDuration::from_secs(10));
+    connect_sandbox(&h.http, &svc, &h.env.grants(), &h.tenant, provider, Some(&org), &scopes, None).await;
+    let pull = |h: &H| h.job(provider, &org, Operation::Pull, Entity::PurchaseOrder);
+    let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+    assert_eq!(r["counts"]["written"], 12, "{provider}: {r}");
+    let sandbox = h.control("GET", &format!("records?provider={}&org_id={org}&entity=purchase_order", sandbox_name(provider)), None).await;
+    let sandbox: std::collections::HashMap<String, Value> =
+        sandbox["records"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["value"].clone())).collect();
+    let total_key = match provider {
+        Provider::QuickBooks => "TotalAmt",
+        Provider::Xero => "Total",
+        Provider::Zoho => "total",
+    };
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::PurchaseOrder).await.unwrap();
+    assert_eq!(stored.len(), 12);
+    for s in &stored {
+        assert!(ids.contains(&s.provider_id));
+        let d = s.document.as_ref().unwrap();
+        assert_eq!((d.kind, d.status, d.amount_due.as_ref()), (DocumentKind::PurchaseOrder, DocumentStatus::Open, None), "{provider}");
+        let contact = d.contact.as_ref().and_then(|c| c.id.clone());
+        assert!(contact.is_some() && contact == s.contact_id, "{provider}: the supplier is the contact");
+        let total = d.total.as_ref().unwrap().minor;
+        assert_eq!(total, shared::money::parse_minor(&sandbox[&s.provider_id][total_key].to_string(), 2).unwrap(), "{provider}");
+        if provider == Provider::Zoho {
+            assert!(!d.lines_complete);
+            continue;
+        }
+        let sum: i64 = d.lines.iter().map(|l| l.amount.as_ref().unwrap().minor).sum();
+        assert_eq!(sum + d.tax.as_ref().unwrap().minor, total, "{provider}: lines and tax make the total");
+    }
+    h.seed(provider, &org, "purchase_order", 2).await;
+    let inc = h.run_through_queue(&h.deps(), &pull(&h)).await;
+    assert_eq!(inc["counts"]["written"], 2, "{provider}: {inc}");
+    let gone = ids[0].clone();
+    match provider {
+        Provider::QuickBooks => {
+            h.control(
+                "POST",
+                "records/delete",
+                Some(json!({"provider": "quickbooks", "org_id": org, "entity": "purchase_order", "ids": [gone]})),
+            )
+            .await;
+            let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+            assert_eq!(r["counts"]["deleted"], 1, "CDC reports it: {r}");
+        }
+        Provider::Xero => {
+            let mut v = sandbox[&gone].clone();
+            v["Status"] = json!("DELETED");
+            h.control("POST", "seed", Some(json!({"provider": "xero", "org_id": org, "entity": "purchase_order", "records": [v]}))).await;
+            let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+            assert_eq!(r["counts"]["written"], 1, "{r}");
+        }
+        Provider::Zoho => {
+            h.control(
+                "POST",
+                "records/delete",
+                Some(json!({"provider": "zoho", "org_id": org, "entity": "purchase_order", "ids": [gone]})),
+            )
+            .await;
+            backdate_all(&h, provider, &org, PEntity::PurchaseOrder).await;
+            let mut full = pull(&h);
+            full.cursor = Some("full".into());
+            let r = h.run_through_queue(&h.deps(), &full).await;
+            assert_eq!(r["counts"]["deleted"], 1, "{r}");
+        }
+    }
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::PurchaseOrder).await.unwrap();
+    let deleted: Vec<&str> = stored.iter().filter(|s| s.deleted).map(|s| s.provider_id.as_str()).collect();
+    assert_eq!(deleted, vec![gone.as_str()], "{provider}");
+}
+
+#[tokio::test]
+async fn quickbooks_purchase_orders() {
+    Box::pin(purchase_orders_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_purchase_orders() {
+    Box::pin(purchase_orders_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_purchase_orders() {
+    Box::pin(purchase_orders_case(Provider::Zoho)).await;
+}

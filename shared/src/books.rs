@@ -28,6 +28,8 @@ pub enum DocumentKind {
     /// A credit from a supplier: QuickBooks VendorCredit, Xero ACCPAYCREDIT credit note, Zoho
     /// vendor credit.
     PurchaseCredit,
+    /// An order to a supplier: QuickBooks PurchaseOrder, Xero PurchaseOrders, Zoho purchaseorder.
+    PurchaseOrder,
 }
 
 /// The document's state in one vocabulary; the provider's own word stays in the record's `status`.
@@ -43,6 +45,8 @@ pub enum DocumentStatus {
     Paid,
     Void,
     Deleted,
+    /// A purchase order billed or closed (QuickBooks `Closed`, Xero `BILLED`, Zoho `billed`).
+    Closed,
     /// A status this map does not know (the provider's word is in the record's `status`).
     Unknown,
 }

@@ -210,6 +210,7 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::Company => "company",
         Entity::CreditNote => "credit_note",
         Entity::BillPayment => "bill_payment",
+        Entity::PurchaseOrder => "purchase_order",
     }
 }
 

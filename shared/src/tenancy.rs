@@ -55,6 +55,7 @@ pub enum Entity {
     Company,
     CreditNote,
     BillPayment,
+    PurchaseOrder,
 }
 
 impl Entity {
@@ -70,6 +71,7 @@ impl Entity {
             Entity::Company => M::Company,
             Entity::CreditNote => M::CreditNote,
             Entity::BillPayment => M::BillPayment,
+            Entity::PurchaseOrder => M::PurchaseOrder,
         }
     }
 }

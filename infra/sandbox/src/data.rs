@@ -14,6 +14,7 @@ use crate::lines::{document, exact_cents, money, percent, Doc, TAX_RATE_BP};
 use crate::model::{qbo_time, xero_datestring, xero_msdate, zoho_time, Entity, Provider};
 
 mod credits;
+mod orders;
 mod payments;
 
 #[derive(Debug, Clone)]
@@ -102,7 +103,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 9],
+    stores: [Store; 10],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -120,6 +121,7 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::CreditNote => 6,
         Entity::VendorCredit => 7,
         Entity::BillPayment => 8,
+        Entity::PurchaseOrder => 9,
     }
 }
 
@@ -309,6 +311,7 @@ impl Org {
             Entity::CreditNote => self.gen_credit(n, false, lines, now),
             Entity::VendorCredit => self.gen_credit(n, true, lines, now),
             Entity::BillPayment => self.gen_bill_payment(n, now),
+            Entity::PurchaseOrder => self.gen_purchase_order(n, lines, now),
         };
         let id = self.id_for(n);
         self.put(e, &id, value, now);
@@ -791,6 +794,21 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "currency_code",
             "total",
             "balance",
+            "created_time",
+            "last_modified_time",
+        ],
+        // Purchase orders listed without lines, as bills are (unconfirmed field set).
+        Entity::PurchaseOrder => &[
+            "purchaseorder_id",
+            "purchaseorder_number",
+            "reference_number",
+            "status",
+            "date",
+            "delivery_date",
+            "vendor_id",
+            "vendor_name",
+            "currency_code",
+            "total",
             "created_time",
             "last_modified_time",
         ],

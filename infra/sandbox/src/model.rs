@@ -59,10 +59,12 @@ pub enum Entity {
     VendorCredit,
     /// A payment to a supplier (QuickBooks BillPayment, Xero ACCPAYPAYMENT, Zoho vendor payment).
     BillPayment,
+    /// An order to a supplier (QuickBooks PurchaseOrder, Xero PurchaseOrders, Zoho purchaseorder).
+    PurchaseOrder,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 9] = [
+    pub const ALL: [Entity; 10] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -72,6 +74,7 @@ impl Entity {
         Entity::CreditNote,
         Entity::VendorCredit,
         Entity::BillPayment,
+        Entity::PurchaseOrder,
     ];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
@@ -103,6 +106,7 @@ impl Entity {
             "vendor" | "vendors" | "supplier" | "suppliers" => Some(Entity::Vendor),
             "credit_note" | "credit_notes" | "creditnote" | "creditnotes" | "creditmemo" | "credit_memo" => Some(Entity::CreditNote),
             "vendor_credit" | "vendor_credits" | "vendorcredit" | "vendorcredits" => Some(Entity::VendorCredit),
+            "purchase_order" | "purchase_orders" | "purchaseorder" | "purchaseorders" => Some(Entity::PurchaseOrder),
             "bill_payment" | "bill_payments" | "billpayment" | "billpayments" | "vendorpayment" | "vendorpayments" | "vendor_payment" => {
                 Some(Entity::BillPayment)
             }
@@ -121,6 +125,7 @@ impl Entity {
             Entity::CreditNote => "credit_note",
             Entity::VendorCredit => "vendor_credit",
             Entity::BillPayment => "bill_payment",
+            Entity::PurchaseOrder => "purchase_order",
         }
     }
 
@@ -135,6 +140,7 @@ impl Entity {
             Entity::CreditNote => "CreditMemo",
             Entity::VendorCredit => "VendorCredit",
             Entity::BillPayment => "BillPayment",
+            Entity::PurchaseOrder => "PurchaseOrder",
         }
     }
 
@@ -148,6 +154,7 @@ impl Entity {
             Entity::Vendor => "Contacts",
             Entity::CreditNote | Entity::VendorCredit => "CreditNotes",
             Entity::BillPayment => "Payments",
+            Entity::PurchaseOrder => "PurchaseOrders",
         }
     }
 
@@ -161,6 +168,7 @@ impl Entity {
             Entity::Vendor => "ContactID",
             Entity::CreditNote | Entity::VendorCredit => "CreditNoteID",
             Entity::BillPayment => "PaymentID",
+            Entity::PurchaseOrder => "PurchaseOrderID",
         }
     }
 
@@ -176,6 +184,7 @@ impl Entity {
             Entity::CreditNote => "creditnotes",
             Entity::VendorCredit => "vendorcredits",
             Entity::BillPayment => "vendorpayments",
+            Entity::PurchaseOrder => "purchaseorders",
         }
     }
 
@@ -200,6 +209,7 @@ impl Entity {
             Entity::CreditNote => "creditnote",
             Entity::VendorCredit => "vendor_credit",
             Entity::BillPayment => "vendorpayment",
+            Entity::PurchaseOrder => "purchaseorder",
         }
     }
 
@@ -214,6 +224,7 @@ impl Entity {
             Entity::CreditNote => "creditnote_id",
             Entity::VendorCredit => "vendor_credit_id",
             Entity::BillPayment => "payment_id",
+            Entity::PurchaseOrder => "purchaseorder_id",
         }
     }
 }

@@ -158,6 +158,7 @@ pub async fn list(
         Entity::CreditNote => "Credit Notes",
         Entity::VendorCredit => "Vendor Credits",
         Entity::BillPayment => "Vendor Payments",
+        Entity::PurchaseOrder => "Purchase Orders",
     };
     body.push_str(&format!(
         "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"{sort_column}\",\"sort_order\":\"{sort_order}\"}}}}"
@@ -195,6 +196,7 @@ fn does_not_exist(e: Entity) -> Response {
         Entity::CreditNote => "Credit Note",
         Entity::VendorCredit => "Vendor Credit",
         Entity::BillPayment => "Payment",
+        Entity::PurchaseOrder => "Purchase Order",
     };
     zoho_error(StatusCode::NOT_FOUND, 1002, &format!("{what} does not exist."))
 }
@@ -227,6 +229,7 @@ pub async fn remove(
         Entity::CreditNote => "The credit note has been deleted.",
         Entity::VendorCredit => "The vendor credit has been deleted.",
         Entity::BillPayment => "The payment has been deleted.",
+        Entity::PurchaseOrder => "The purchase order has been deleted.",
     };
     json_value(StatusCode::OK, &json!({"code": 0, "message": what}))
 }
@@ -272,6 +275,7 @@ pub async fn create(
                 Entity::CreditNote => "The credit note has been created.",
                 Entity::VendorCredit => "The vendor credit has been created.",
                 Entity::BillPayment => "The payment has been recorded.",
+                Entity::PurchaseOrder => "The purchase order has been created.",
             };
             json(StatusCode::CREATED, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(what), e.zoho_singular(), rec.full))
         }
@@ -334,6 +338,7 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
         // A sandbox limit, not Zoho's: credit notes are seeded, not created through the API.
         Entity::CreditNote | Entity::VendorCredit => return Err((4, "The sandbox does not create credit notes".into())),
         Entity::BillPayment => return Err((4, "The sandbox does not create vendor payments".into())),
+        Entity::PurchaseOrder => return Err((4, "The sandbox does not create purchase orders".into())),
         Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
             if org

@@ -37,10 +37,13 @@ pub enum Entity {
     /// vendorpayments); `Payment` stays the payments received.
     #[serde(rename = "bill_payment")]
     BillPayment,
+    /// Orders to suppliers (QuickBooks PurchaseOrder, Xero PurchaseOrders, Zoho purchaseorders).
+    #[serde(rename = "purchase_order")]
+    PurchaseOrder,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 8] = [
+    pub const ALL: [Entity; 9] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -49,6 +52,7 @@ impl Entity {
         Entity::Company,
         Entity::CreditNote,
         Entity::BillPayment,
+        Entity::PurchaseOrder,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Entity {
             Entity::Company => "company",
             Entity::CreditNote => "credit_note",
             Entity::BillPayment => "bill_payment",
+            Entity::PurchaseOrder => "purchase_order",
         }
     }
 }
@@ -82,6 +87,7 @@ impl std::str::FromStr for Entity {
             "bill" | "bills" => Ok(Entity::Bill),
             "company" | "companyinfo" | "organisation" | "organization" => Ok(Entity::Company),
             "credit_note" | "credit_notes" | "creditnote" | "creditnotes" => Ok(Entity::CreditNote),
+            "purchase_order" | "purchase_orders" | "purchaseorder" | "purchaseorders" => Ok(Entity::PurchaseOrder),
             "bill_payment" | "bill_payments" | "billpayment" | "vendorpayments" | "vendorpayment" => Ok(Entity::BillPayment),
             other => Err(Error::InvalidInput(format!("unknown entity '{other}'"))),
         }

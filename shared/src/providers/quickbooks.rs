@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use crate::books::{
-    AddressMap, AllocationMap, AppliedList, CompanyMap, ContactMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, Path,
+    AddressMap, AllocationMap, AppliedList, CompanyMap, ContactMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, Path,
     PaymentDirection, PaymentMap, RoleRule, StatusRule,
 };
 use crate::error::{Error, Result};
@@ -65,6 +65,7 @@ pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
         Entity::Company => &[("CompanyInfo", "companyinfo")],
         Entity::CreditNote => &[("CreditMemo", "creditmemo"), ("VendorCredit", "vendorcredit")],
         Entity::BillPayment => &[("BillPayment", "billpayment")],
+        Entity::PurchaseOrder => &[("PurchaseOrder", "purchaseorder")],
     }
 }
 
@@ -128,11 +129,11 @@ const fn document(kind: DocumentKind) -> DocumentMap {
         reference: &[],
         contact_id: match kind {
             DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["CustomerRef", "value"]],
-            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["VendorRef", "value"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit | DocumentKind::PurchaseOrder => &[&["VendorRef", "value"]],
         },
         contact_name: match kind {
             DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["CustomerRef", "name"]],
-            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["VendorRef", "name"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit | DocumentKind::PurchaseOrder => &[&["VendorRef", "name"]],
         },
         currency: &[&["CurrencyRef", "value"]],
         exchange_rate: &[&["ExchangeRate"]],
@@ -152,6 +153,13 @@ const INVOICE: DocumentMap = document(DocumentKind::SalesInvoice);
 const BILL: DocumentMap = document(DocumentKind::Bill);
 const CREDIT_MEMO: DocumentMap = document(DocumentKind::SalesCredit);
 const VENDOR_CREDIT: DocumentMap = document(DocumentKind::PurchaseCredit);
+/// A purchase order owes nothing (it is not a bill): no amount due, and `POStatus` says whether it
+/// is still open.
+const PURCHASE_ORDER: DocumentMap = DocumentMap {
+    amount_due: &[],
+    status: StatusRule::Field(&["POStatus"], &[("Open", DocumentStatus::Open), ("Closed", DocumentStatus::Closed)]),
+    ..document(DocumentKind::PurchaseOrder)
+};
 
 /// Where an invoice's or a bill's fields are (`books::map_document`); `None` for other entities.
 pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
@@ -159,6 +167,7 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
         Entity::Invoice => Some(&INVOICE),
         Entity::Bill => Some(&BILL),
         Entity::CreditNote => Some(&CREDIT_MEMO),
+        Entity::PurchaseOrder => Some(&PURCHASE_ORDER),
         _ => None,
     }
 }
@@ -299,6 +308,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), status)
         }
         Entity::Company => (None, text(&v, "CompanyName"), None, None),
+        Entity::PurchaseOrder => (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), text(&v, "POStatus")),
         Entity::BillPayment => (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), None),
         // No status field: the document's status says what is left of the credit.
         Entity::CreditNote => {

@@ -55,6 +55,7 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         Entity::CreditNote => ("CreditNotes", "CreditNoteID"),
         // Payments received and made share one collection, told apart by PaymentType.
         Entity::BillPayment => ("Payments", "PaymentID"),
+        Entity::PurchaseOrder => ("PurchaseOrders", "PurchaseOrderID"),
     }
 }
 
@@ -181,6 +182,22 @@ const fn credit_note(kind: DocumentKind) -> DocumentMap {
     DocumentMap { reference: &[&["Reference"]], amount_due: &[&["RemainingCredit"]], ..document(kind) }
 }
 
+/// A purchase order: no amount due; BILLED is closed.
+const PURCHASE_ORDER: DocumentMap = DocumentMap {
+    amount_due: &[],
+    status: StatusRule::Field(
+        &["Status"],
+        &[
+            ("DRAFT", DocumentStatus::Draft),
+            ("SUBMITTED", DocumentStatus::AwaitingApproval),
+            ("AUTHORISED", DocumentStatus::Open),
+            ("BILLED", DocumentStatus::Closed),
+            ("DELETED", DocumentStatus::Deleted),
+        ],
+    ),
+    ..document(DocumentKind::PurchaseOrder)
+};
+
 const SALES_CREDIT: DocumentMap = credit_note(DocumentKind::SalesCredit);
 const PURCHASE_CREDIT: DocumentMap = credit_note(DocumentKind::PurchaseCredit);
 
@@ -260,6 +277,7 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     match entity {
         Entity::Invoice => Some(&INVOICE),
         Entity::Bill => Some(&BILL),
+        Entity::PurchaseOrder => Some(&PURCHASE_ORDER),
         _ => None,
     }
 }
@@ -281,6 +299,13 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Contact => (text(&v, "AccountNumber"), text(&v, "Name"), None, text(&v, "DefaultCurrency"), text(&v, "ContactStatus")),
         Entity::Account => (text(&v, "Code"), text(&v, "Name"), None, text(&v, "CurrencyCode"), text(&v, "Status")),
         Entity::Company => (text(&v, "ShortCode"), text(&v, "Name"), None, text(&v, "BaseCurrency"), text(&v, "OrganisationStatus")),
+        Entity::PurchaseOrder => (
+            text(&v, "PurchaseOrderNumber"),
+            text_at(&v, &["Contact", "Name"]),
+            text(&v, "Total"),
+            text(&v, "CurrencyCode"),
+            text(&v, "Status"),
+        ),
         Entity::CreditNote => (
             text(&v, "CreditNoteNumber"),
             text_at(&v, &["Contact", "Name"]),

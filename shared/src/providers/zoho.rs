@@ -60,6 +60,7 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         Entity::Company => ("organizations", "organization", "organization_id"),
         Entity::CreditNote => ("creditnotes", "creditnote", "creditnote_id"),
         Entity::BillPayment => ("vendorpayments", "vendorpayment", "payment_id"),
+        Entity::PurchaseOrder => ("purchaseorders", "purchaseorder", "purchaseorder_id"),
     }
 }
 
@@ -79,6 +80,7 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
     const PAYMENT: &[Collection] = &[("customerpayments", "customerpayments", "payment", "payment_id")];
     const BILL: &[Collection] = &[("bills", "bills", "bill", "bill_id")];
     const COMPANY: &[Collection] = &[("organizations", "organizations", "organization", "organization_id")];
+    const PURCHASE_ORDER: &[Collection] = &[("purchaseorders", "purchaseorders", "purchaseorder", "purchaseorder_id")];
     const BILL_PAYMENT: &[Collection] = &[("vendorpayments", "vendorpayments", "vendorpayment", "payment_id")];
     const CREDIT_NOTE: &[Collection] = &[
         ("creditnotes", "creditnotes", "creditnote", "creditnote_id"),
@@ -93,6 +95,7 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
         Entity::Company => COMPANY,
         Entity::CreditNote => CREDIT_NOTE,
         Entity::BillPayment => BILL_PAYMENT,
+        Entity::PurchaseOrder => PURCHASE_ORDER,
     }
 }
 
@@ -180,11 +183,11 @@ const fn document(kind: DocumentKind) -> DocumentMap {
         reference: &[&["reference_number"]],
         contact_id: match kind {
             DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["customer_id"]],
-            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["vendor_id"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit | DocumentKind::PurchaseOrder => &[&["vendor_id"]],
         },
         contact_name: match kind {
             DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["customer_name"]],
-            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["vendor_name"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit | DocumentKind::PurchaseOrder => &[&["vendor_name"]],
         },
         currency: &[&["currency_code"]],
         exchange_rate: &[&["exchange_rate"]],
@@ -216,6 +219,27 @@ const CREDIT_STATUSES: &[(&str, DocumentStatus)] = &[
 const fn credit_note(kind: DocumentKind) -> DocumentMap {
     DocumentMap { status: StatusRule::Field(&["status"], CREDIT_STATUSES), ..document(kind) }
 }
+
+/// A purchase order: no amount due. Statuses from Zoho's purchase orders page (`issued` and
+/// `partially_billed` unconfirmed against a live org).
+const PURCHASE_ORDER: DocumentMap = DocumentMap {
+    amount_due: &[],
+    status: StatusRule::Field(
+        &["status"],
+        &[
+            ("draft", DocumentStatus::Draft),
+            ("pending_approval", DocumentStatus::AwaitingApproval),
+            ("approved", DocumentStatus::Open),
+            ("open", DocumentStatus::Open),
+            ("issued", DocumentStatus::Open),
+            ("partially_billed", DocumentStatus::Open),
+            ("billed", DocumentStatus::Closed),
+            ("closed", DocumentStatus::Closed),
+            ("cancelled", DocumentStatus::Void),
+        ],
+    ),
+    ..document(DocumentKind::PurchaseOrder)
+};
 
 const SALES_CREDIT: DocumentMap = credit_note(DocumentKind::SalesCredit);
 const PURCHASE_CREDIT: DocumentMap = credit_note(DocumentKind::PurchaseCredit);
@@ -304,6 +328,7 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     match entity {
         Entity::Invoice => Some(&INVOICE),
         Entity::Bill => Some(&BILL),
+        Entity::PurchaseOrder => Some(&PURCHASE_ORDER),
         _ => None,
     }
 }
@@ -325,6 +350,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         ),
         Entity::Payment => (text(&v, "payment_number"), text(&v, "customer_name"), text(&v, "amount"), None),
         Entity::BillPayment => (text(&v, "payment_number"), text(&v, "vendor_name"), text(&v, "amount"), None),
+        Entity::PurchaseOrder => (text(&v, "purchaseorder_number"), text(&v, "vendor_name"), text(&v, "total"), text(&v, "status")),
         Entity::Bill => (text(&v, "bill_number"), text(&v, "vendor_name"), text(&v, "total"), text(&v, "status")),
         Entity::Company => (None, text(&v, "name"), None, None),
         Entity::CreditNote => (

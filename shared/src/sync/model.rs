@@ -158,7 +158,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::QuickBooks => {
             let contact = match r.entity {
                 Entity::Invoice | Entity::Payment => text_at(v, &["CustomerRef", "value"]),
-                Entity::Bill | Entity::BillPayment => text_at(v, &["VendorRef", "value"]),
+                Entity::Bill | Entity::BillPayment | Entity::PurchaseOrder => text_at(v, &["VendorRef", "value"]),
                 Entity::CreditNote => text_at(v, &["CustomerRef", "value"]).or_else(|| text_at(v, &["VendorRef", "value"])),
                 _ => None,
             };
@@ -168,7 +168,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         }
         Provider::Xero => {
             let contact = match r.entity {
-                Entity::Invoice | Entity::Bill | Entity::CreditNote => text_at(v, &["Contact", "ContactID"]),
+                Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::PurchaseOrder => text_at(v, &["Contact", "ContactID"]),
                 Entity::Payment | Entity::BillPayment => text_at(v, &["Invoice", "Contact", "ContactID"]),
                 _ => None,
             };
@@ -180,7 +180,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::Zoho => {
             let contact = match r.entity {
                 Entity::Invoice | Entity::Payment => text_at(v, &["customer_id"]),
-                Entity::Bill | Entity::BillPayment => text_at(v, &["vendor_id"]),
+                Entity::Bill | Entity::BillPayment | Entity::PurchaseOrder => text_at(v, &["vendor_id"]),
                 Entity::CreditNote => text_at(v, &["customer_id"]).or_else(|| text_at(v, &["vendor_id"])),
                 _ => None,
             };
@@ -1043,6 +1043,67 @@ mod tests {
                     s("22AAAAA0000A1Z5")
                 ),
             ]
+        );
+    }
+
+    /// Purchase orders of every provider read into documents of kind purchase_order with the
+    /// supplier, lines and totals and no amount due; billed ones are closed; each passes the schema
+    /// and is the committed example.
+    #[test]
+    fn purchase_orders_of_every_provider_read_into_documents() {
+        use crate::books::DocumentStatus as S;
+        let schema = records_schema();
+        let q = quickbooks::normalise(
+            Entity::PurchaseOrder,
+            "9341",
+            json!({"Id": "257", "DocNumber": "PO-1005", "TxnDate": "2026-11-02", "POStatus": "Open",
+                "VendorRef": {"value": "41", "name": "Pam's Paper"}, "CurrencyRef": {"value": "USD"},
+                "Line": [{"Id": "1", "Amount": 25.0, "DetailType": "ItemBasedExpenseLineDetail",
+                    "ItemBasedExpenseLineDetail": {"ItemRef": {"value": "11", "name": "A4 paper"}, "Qty": 5, "UnitPrice": 5}}],
+                "TotalAmt": 25.0, "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+        )
+        .unwrap();
+        let x = xero::normalise(
+            Entity::PurchaseOrder,
+            "a3a4dbaf-3495-4b14-9bd4-2b1b4e4e5c1a",
+            json!({"PurchaseOrderID": "f9fc1c21-4a4d-4f5a-b0a0-2a4b0ad1f9c3", "PurchaseOrderNumber": "PO-0004", "Status": "BILLED",
+                "Contact": {"ContactID": "d6851dc2-9f44-4d5e-b1c8-1a1a5f6b0a11", "Name": "PowerDirect"}, "DateString": "2026-11-02T00:00:00",
+                "LineAmountTypes": "Exclusive", "CurrencyCode": "NZD", "LineItems": [
+                    {"LineItemID": "0f4b1d3e-6d2a-4a57-bb2a-0c8e9d6d1e01", "Description": "Cable", "Quantity": 10.0, "UnitAmount": 2.5,
+                     "AccountCode": "300", "TaxType": "INPUT2", "TaxAmount": 3.75, "LineAmount": 25.0}],
+                "SubTotal": 25.0, "TotalTax": 3.75, "Total": 28.75, "UpdatedDateUTC": "/Date(1793613600000+0000)/"}),
+        )
+        .unwrap();
+        let z = zoho::normalise(
+            Entity::PurchaseOrder,
+            "10234695",
+            json!({"purchaseorder_id": "460000000039001", "purchaseorder_number": "PO-00012", "status": "issued", "date": "2026-11-02",
+                "vendor_id": "460000000038001", "vendor_name": "Bowman Supplies", "currency_code": "USD", "total": 40.0, "sub_total": 40.0,
+                "tax_total": 0.0, "line_items": [{"line_item_id": "460000000039003", "name": "Toner", "rate": 20.0, "quantity": 2.0, "item_total": 40.0}],
+                "last_modified_time": "2026-11-02T02:17:40+0000"}),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        for (name, r) in [("quickbooks", q), ("xero", x), ("zoho", z)] {
+            let n = normalise(&r).unwrap();
+            check(&schema, &schema, &serde_json::to_value(&n).unwrap(), name).unwrap_or_else(|e| panic!("{e}"));
+            let d = n.document.clone().expect("a purchase order is a document");
+            assert_eq!(d.kind, crate::books::DocumentKind::PurchaseOrder);
+            assert_eq!(d.contact.as_ref().and_then(|c| c.id.clone()), n.contact_id, "{name}");
+            let sum: i64 = d.lines.iter().map(|l| l.amount.as_ref().unwrap().minor).sum();
+            assert_eq!(Some(sum), d.subtotal.as_ref().map(|m| m.minor), "{name}");
+            got.push((name, d.status, d.total.map(|m| m.minor), d.amount_due));
+            let path =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/examples/record-{name}-purchase_order.json"));
+            let pretty = serde_json::to_string_pretty(&n).unwrap() + "\n";
+            if std::env::var_os("UPDATE_EXAMPLES").is_some() {
+                std::fs::write(&path, &pretty).unwrap();
+            }
+            assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty, "{name}: UPDATE_EXAMPLES=1 rewrites it");
+        }
+        assert_eq!(
+            got,
+            vec![("quickbooks", S::Open, Some(2500), None), ("xero", S::Closed, Some(2875), None), ("zoho", S::Open, Some(4000), None)]
         );
     }
 

@@ -63,6 +63,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 Entity::Company => ("accounting.settings", "accounting.settings"),
                 Entity::CreditNote => ("accounting.invoices", "accounting.transactions"),
                 Entity::BillPayment => ("accounting.payments", "accounting.transactions"),
+                Entity::PurchaseOrder => ("accounting.invoices", "accounting.transactions"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -88,6 +89,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, write: bool) -> Vec<S
                 // collection's list call, naming the entity.
                 Entity::CreditNote => "creditnotes",
                 Entity::BillPayment => "vendorpayments",
+                Entity::PurchaseOrder => "purchaseorders",
             };
             let action = if write { "CREATE" } else { "READ" };
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]
