@@ -492,6 +492,8 @@ impl AccountingProvider for QuickBooksClient {
 
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
         cursor.check(PROVIDER, cursor.entity)?;
+        // A cursor is data: one past the entity's collections is refused before any call.
+        collection_of(cursor)?;
         let entity = cursor.entity;
         let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, "query"])?;
         let query = list_query(entity, cursor);

@@ -497,6 +497,9 @@ impl AccountingProvider for XeroClient {
 
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
         cursor.check(PROVIDER, cursor.entity)?;
+        if cursor.collection != 0 {
+            return Err(Error::InvalidInput("cursor collection is out of range".into()));
+        }
         let entity = cursor.entity;
         let (name, _) = entity_names(entity);
         let url = api_url(&self.core.endpoints.api, &[name])?;
