@@ -160,7 +160,9 @@ async fn every_operation(provider: Provider) {
         Provider::Xero => "xero",
         Provider::Zoho => "zoho",
     };
-    for (entity, count) in [("bill", 3), ("credit_note", 2), ("vendor_credit", 2), ("bill_payment", 2), ("journal", 2)] {
+    for (entity, count) in
+        [("bill", 3), ("credit_note", 2), ("vendor_credit", 2), ("bill_payment", 2), ("journal", 2), ("purchase_order", 2)]
+    {
         env.control("seed", json!({"provider": sandbox, "org_id": org, "entity": entity, "count": count})).await;
     }
     for entity in Entity::ALL {

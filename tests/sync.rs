@@ -1194,7 +1194,8 @@ async fn calls_the_guard_refuses_cost_no_quota_and_every_call_sent_costs_one() {
     done_result(&h.pump(&deps, 1).await);
     assert_eq!(h.store().list_records(&h.tenant, Provider::QuickBooks, &org2, PEntity::Contact).await.unwrap().len(), 3);
     let sent = sent_calls(&h).await;
-    assert_eq!(sent, 2, "a 500, then the retry inside the guard");
+    // QuickBooks contacts are customers, then vendors: one more list call after the customers'.
+    assert_eq!(sent, 3, "a 500, then the retry inside the guard, then the vendors' page");
     assert_eq!(tenants.api_calls_used(&h.tenant, Utc::now()).await.unwrap(), used + sent, "each call sent is charged once");
 }
 
@@ -3247,4 +3248,246 @@ async fn xero_journals() {
 #[tokio::test]
 async fn zoho_journals() {
     Box::pin(journals_case(Provider::Zoho)).await;
+}
+
+/// Contacts of every provider as customers and suppliers: a full pull stores customers and
+/// suppliers (QuickBooks: Customer and Vendor, read in one pass) with their roles, email, phone,
+/// address and balances equal to the sandbox's; an incremental pull takes only the new ones of
+/// either kind; a deletion reaches the copy the way the provider reports it (QuickBooks CDC of
+/// customers and vendors; Zoho: gone from the list, found by a full pass; Xero archives, which the
+/// record's status says).
+async fn contacts_case(provider: Provider) {
+    let h = harness().await;
+    let (org, mut seeded) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("contact", 6), ("vendor", 4)]).await;
+    let customers = seeded.remove("contact").unwrap();
+    let suppliers = seeded.remove("vendor").unwrap();
+    h.connect(provider, &org).await;
+    let pull = |h: &H| h.job(provider, &org, Operation::Pull, Entity::Contact);
+    let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+    assert_eq!(r["counts"]["written"], 10, "{provider}: customers and suppliers: {r}");
+    let sandbox_of = |e: &'static str| {
+        let (http, sb, org) = (h.http.clone(), &h.sb, org.clone());
+        async move {
+            let v = sandbox_control::control(
+                &http,
+                sb,
+                "GET",
+                &format!("records?provider={}&org_id={org}&entity={e}", sandbox_name(provider)),
+                None,
+            )
+            .await;
+            v["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["id"].as_str().unwrap().to_string(), r["value"].clone()))
+                .collect::<std::collections::HashMap<_, _>>()
+        }
+    };
+    let mut sandbox = sandbox_of("contact").await;
+    sandbox.extend(sandbox_of("vendor").await);
+    type Field = fn(&Value) -> Option<&str>;
+    let (email, phone): (Field, Field) = match provider {
+        Provider::QuickBooks => (|v| v["PrimaryEmailAddr"]["Address"].as_str(), |v| v["PrimaryPhone"]["FreeFormNumber"].as_str()),
+        Provider::Xero => (|v| v["EmailAddress"].as_str(), |v| v["Phones"][0]["PhoneNumber"].as_str()),
+        Provider::Zoho => (|v| v["email"].as_str(), |v| v["phone"].as_str()),
+    };
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::Contact).await.unwrap();
+    assert_eq!(stored.len(), 10);
+    for s in &stored {
+        let c = s.contact.as_ref().expect("a contact");
+        let supplier = suppliers.contains(&s.provider_id);
+        assert!(supplier || customers.contains(&s.provider_id), "{provider}: {} was seeded", s.provider_id);
+        assert_eq!((c.is_customer, c.is_supplier), (!supplier, supplier), "{provider} {}: {c:?}", s.provider_id);
+        let want = &sandbox[&s.provider_id];
+        assert_eq!(c.emails.first().map(String::as_str), email(want), "{provider}");
+        let (receivable, payable) = (c.receivable.as_ref().map(|m| m.minor), c.payable.as_ref().map(|m| m.minor));
+        match provider {
+            // Zoho's list summaries carry the email and balances, not the phone and addresses.
+            Provider::Zoho => {
+                assert!(c.addresses.is_empty() && c.phones.is_empty(), "{c:?}");
+                let side = if supplier { payable } else { receivable };
+                assert_eq!(side, Some(0), "{provider}: {c:?}");
+            }
+            _ => {
+                assert_eq!(c.phones.first().map(String::as_str), phone(want), "{provider}");
+                assert_eq!(c.addresses.len(), 1, "{provider}: {c:?}");
+                if provider == Provider::QuickBooks {
+                    // One balance, on the side the role says.
+                    assert_eq!((receivable.is_some(), payable.is_some()), (!supplier, supplier), "{c:?}");
+                    assert_eq!(receivable.or(payable), Some(0));
+                }
+            }
+        }
+    }
+    if provider == Provider::Zoho {
+        // The one contact read by id has its phone and address.
+        let mut job = h.job(provider, &org, Operation::Webhook, Entity::Contact);
+        job.entity_id = Some(suppliers[0].clone());
+        job.change = Some(shared::jobs::Change::Updated);
+        h.run_through_queue(&h.deps(), &job).await;
+        let one = h.store().get_record(&h.tenant, provider, &org, PEntity::Contact, &suppliers[0]).await.unwrap().unwrap();
+        let c = one.contact.unwrap();
+        assert_eq!((c.phones.first().map(String::as_str), c.addresses.len()), (phone(&sandbox[&suppliers[0]]), 1));
+    }
+
+    // Incremental: only the new ones, of either kind.
+    h.seed(provider, &org, "contact", 1).await;
+    h.seed(provider, &org, "vendor", 2).await;
+    let inc = h.run_through_queue(&h.deps(), &pull(&h)).await;
+    assert_eq!(inc["counts"]["written"], 3, "{provider}: {inc}");
+
+    // Deletion, the way each provider reports it.
+    match provider {
+        Provider::QuickBooks => {
+            for (e, id) in [("contact", &customers[1]), ("vendor", &suppliers[1])] {
+                h.control("POST", "records/delete", Some(json!({"provider": "quickbooks", "org_id": org, "entity": e, "ids": [id]}))).await;
+            }
+            let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+            assert_eq!(r["counts"]["deleted"], 2, "CDC reports customers and vendors: {r}");
+        }
+        Provider::Xero => {
+            // Xero contacts are archived, not deleted: the record stays, its status says so.
+            let mut v = sandbox[&suppliers[1]].clone();
+            v["ContactStatus"] = json!("ARCHIVED");
+            h.control("POST", "seed", Some(json!({"provider": "xero", "org_id": org, "entity": "vendor", "records": [v]}))).await;
+            let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+            assert_eq!(r["counts"]["written"], 1, "{r}");
+            let one = h.store().get_record(&h.tenant, provider, &org, PEntity::Contact, &suppliers[1]).await.unwrap().unwrap();
+            assert_eq!((one.status.as_deref(), one.deleted), (Some("ARCHIVED"), false));
+        }
+        Provider::Zoho => {
+            for (e, id) in [("contact", &customers[1]), ("vendor", &suppliers[1])] {
+                h.control("POST", "records/delete", Some(json!({"provider": "zoho", "org_id": org, "entity": e, "ids": [id]}))).await;
+            }
+            backdate_all(&h, provider, &org, PEntity::Contact).await;
+            let mut full = pull(&h);
+            full.cursor = Some("full".into());
+            let r = h.run_through_queue(&h.deps(), &full).await;
+            assert_eq!(r["counts"]["deleted"], 2, "{r}");
+        }
+    }
+    if provider != Provider::Xero {
+        let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::Contact).await.unwrap();
+        let mut deleted: Vec<&str> = stored.iter().filter(|s| s.deleted).map(|s| s.provider_id.as_str()).collect();
+        deleted.sort();
+        let mut want = vec![customers[1].as_str(), suppliers[1].as_str()];
+        want.sort();
+        assert_eq!(deleted, want, "{provider}");
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_customers_and_suppliers() {
+    Box::pin(contacts_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_customers_and_suppliers() {
+    Box::pin(contacts_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_customers_and_suppliers() {
+    Box::pin(contacts_case(Provider::Zoho)).await;
+}
+
+/// Purchase orders of every provider: a full pull stores each as a document of kind
+/// purchase_order with its supplier and the sandbox's total, lines that add up (Zoho's list
+/// summaries have none), open and owing nothing; an incremental pull takes only the new ones; a
+/// deletion reaches the copy the way the provider reports it.
+async fn purchase_orders_case(provider: Provider) {
+    use shared::books::{DocumentKind, DocumentStatus};
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::PurchaseOrder);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, mut seeded) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("purchase_order", 12)]).await;
+    let ids = seeded.remove("purchase_order").unwrap();
+    let scopes = shared::connect::scopes_for(&tenants.get(&h.tenant).await.unwrap(), provider);
+    let svc = h.service(StdDuration::from_secs(10));
+    connect_sandbox(&h.http, &svc, &h.env.grants(), &h.tenant, provider, Some(&org), &scopes, None).await;
+    let pull = |h: &H| h.job(provider, &org, Operation::Pull, Entity::PurchaseOrder);
+    let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+    assert_eq!(r["counts"]["written"], 12, "{provider}: {r}");
+    let sandbox = h.control("GET", &format!("records?provider={}&org_id={org}&entity=purchase_order", sandbox_name(provider)), None).await;
+    let sandbox: std::collections::HashMap<String, Value> =
+        sandbox["records"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["value"].clone())).collect();
+    let total_key = match provider {
+        Provider::QuickBooks => "TotalAmt",
+        Provider::Xero => "Total",
+        Provider::Zoho => "total",
+    };
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::PurchaseOrder).await.unwrap();
+    assert_eq!(stored.len(), 12);
+    for s in &stored {
+        assert!(ids.contains(&s.provider_id));
+        let d = s.document.as_ref().unwrap();
+        assert_eq!((d.kind, d.status, d.amount_due.as_ref()), (DocumentKind::PurchaseOrder, DocumentStatus::Open, None), "{provider}");
+        let contact = d.contact.as_ref().and_then(|c| c.id.clone());
+        assert!(contact.is_some() && contact == s.contact_id, "{provider}: the supplier is the contact");
+        let total = d.total.as_ref().unwrap().minor;
+        assert_eq!(total, shared::money::parse_minor(&sandbox[&s.provider_id][total_key].to_string(), 2).unwrap(), "{provider}");
+        if provider == Provider::Zoho {
+            assert!(!d.lines_complete);
+            continue;
+        }
+        let sum: i64 = d.lines.iter().map(|l| l.amount.as_ref().unwrap().minor).sum();
+        assert_eq!(sum + d.tax.as_ref().unwrap().minor, total, "{provider}: lines and tax make the total");
+    }
+    h.seed(provider, &org, "purchase_order", 2).await;
+    let inc = h.run_through_queue(&h.deps(), &pull(&h)).await;
+    assert_eq!(inc["counts"]["written"], 2, "{provider}: {inc}");
+    let gone = ids[0].clone();
+    match provider {
+        Provider::QuickBooks => {
+            h.control(
+                "POST",
+                "records/delete",
+                Some(json!({"provider": "quickbooks", "org_id": org, "entity": "purchase_order", "ids": [gone]})),
+            )
+            .await;
+            let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+            assert_eq!(r["counts"]["deleted"], 1, "CDC reports it: {r}");
+        }
+        Provider::Xero => {
+            let mut v = sandbox[&gone].clone();
+            v["Status"] = json!("DELETED");
+            h.control("POST", "seed", Some(json!({"provider": "xero", "org_id": org, "entity": "purchase_order", "records": [v]}))).await;
+            let r = h.run_through_queue(&h.deps(), &pull(&h)).await;
+            assert_eq!(r["counts"]["written"], 1, "{r}");
+        }
+        Provider::Zoho => {
+            h.control(
+                "POST",
+                "records/delete",
+                Some(json!({"provider": "zoho", "org_id": org, "entity": "purchase_order", "ids": [gone]})),
+            )
+            .await;
+            backdate_all(&h, provider, &org, PEntity::PurchaseOrder).await;
+            let mut full = pull(&h);
+            full.cursor = Some("full".into());
+            let r = h.run_through_queue(&h.deps(), &full).await;
+            assert_eq!(r["counts"]["deleted"], 1, "{r}");
+        }
+    }
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::PurchaseOrder).await.unwrap();
+    let deleted: Vec<&str> = stored.iter().filter(|s| s.deleted).map(|s| s.provider_id.as_str()).collect();
+    assert_eq!(deleted, vec![gone.as_str()], "{provider}");
+}
+
+#[tokio::test]
+async fn quickbooks_purchase_orders() {
+    Box::pin(purchase_orders_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_purchase_orders() {
+    Box::pin(purchase_orders_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_purchase_orders() {
+    Box::pin(purchase_orders_case(Provider::Zoho)).await;
 }

@@ -1,5 +1,6 @@
 //! Provider list answers and single records -> pages -> the normalised model (with invoices',
-//! bills' and credit notes' documents, lines and allocations), plus the text parsers
+//! bills' and credit notes' documents, lines and allocations, payments with what they paid, and
+//! contacts), plus the text parsers
 //! they use (times, dates, money, currency codes). Asserted besides "no panic": a normalised record
 //! keeps a usable key and serialises, and a page cursor never points before the first page.
 #![no_main]
@@ -30,6 +31,15 @@ fn check_record(r: &Record) {
                 Entity::CreditNote => assert!(matches!(d.kind, K::SalesCredit | K::PurchaseCredit), "{d:?}"),
                 _ => assert_eq!(d.kind, K::SalesInvoice),
             }
+        }
+        if let Some(p) = &n.payment {
+            // A payment's amounts are in its one currency, and what it paid is bounded.
+            let amounts = [&p.amount, &p.unapplied].into_iter().flatten().chain(p.applied_to.iter().filter_map(|a| a.amount.as_ref()));
+            assert!(amounts.into_iter().all(|m| m.currency == p.currency), "{p:?}");
+            assert!(p.applied_to.len() <= shared::books::MAX_ALLOCATIONS);
+        }
+        if let Some(c) = &n.contact {
+            assert!(c.emails.len() <= 20 && c.phones.len() <= 20 && c.addresses.len() <= 20, "{c:?}");
         }
     }
 }

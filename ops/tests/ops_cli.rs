@@ -492,6 +492,7 @@ async fn records_stored_before_the_indexes_are_reindexed_once() {
                 version: None,
                 payment: None,
                 reference: Default::default(),
+                contact: None,
             };
             let raw = serde_json::json!({"InvoiceID": r.provider_id}).to_string();
             (r, Some(raw))

@@ -30,6 +30,8 @@ pub enum DocumentKind {
     /// A credit from a supplier: QuickBooks VendorCredit, Xero ACCPAYCREDIT credit note, Zoho
     /// vendor credit.
     PurchaseCredit,
+    /// An order to a supplier: QuickBooks PurchaseOrder, Xero PurchaseOrders, Zoho purchaseorder.
+    PurchaseOrder,
 }
 
 /// The document's state in one vocabulary; the provider's own word stays in the record's `status`.
@@ -45,6 +47,8 @@ pub enum DocumentStatus {
     Paid,
     Void,
     Deleted,
+    /// A purchase order billed or closed (QuickBooks `Closed`, Xero `BILLED`, Zoho `billed`).
+    Closed,
     /// A status this map does not know (the provider's word is in the record's `status`).
     Unknown,
 }
@@ -301,6 +305,185 @@ pub fn map_payment(map: &PaymentMap, v: &Value) -> Payment {
         unapplied: money_of(v, map.unapplied, &currency),
         applied_to,
         currency,
+    }
+}
+
+/// A customer, a supplier or both, as the app reads it (`schemas/records.v1.json#/$defs/Contact`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Contact {
+    pub is_customer: bool,
+    pub is_supplier: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub company_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phones: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
+    /// As the provider shows it (QuickBooks masks a vendor's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tax_number: Option<String>,
+    /// ISO 4217: the contact's default currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// What the contact owes us, in `currency`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receivable: Option<Money>,
+    /// What we owe the contact, in `currency`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payable: Option<Money>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Address {
+    /// The provider's word for it (QuickBooks `billing`/`shipping`, Xero `STREET`/`POBOX`, Zoho
+    /// `billing`/`shipping`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+/// Where an address's fields are, relative to it.
+#[derive(Debug)]
+pub struct AddressMap {
+    /// An array of addresses or one address object.
+    pub at: Path,
+    /// Its kind: read from the address (`kind` paths), else this word.
+    pub kind: &'static [Path],
+    pub kind_is: Option<&'static str>,
+    pub lines: &'static [Path],
+    pub city: &'static [Path],
+    pub region: &'static [Path],
+    pub postal_code: &'static [Path],
+    pub country: &'static [Path],
+}
+
+/// How a contact's roles are stated.
+#[derive(Debug)]
+pub enum RoleRule {
+    /// Two flags (Xero `IsCustomer`, `IsSupplier`).
+    Flags { customer: Path, supplier: Path },
+    /// One field's value (Zoho `contact_type`: `customer`, `vendor`).
+    Field { at: Path, customer: &'static [&'static str], supplier: &'static [&'static str] },
+    /// A supplier when any of these fields is present, else a customer (QuickBooks: a Vendor has
+    /// `Vendor1099`, a Customer never does).
+    SupplierIfAny(&'static [Path]),
+}
+
+/// Where a contact's fields sit in one provider's JSON.
+#[derive(Debug)]
+pub struct ContactMap {
+    pub roles: RoleRule,
+    pub name: &'static [Path],
+    pub company_name: &'static [Path],
+    pub emails: &'static [Path],
+    /// Each an array of phone objects or one phone (object or text): (where, number paths).
+    pub phones: &'static [(Path, &'static [Path])],
+    pub addresses: &'static [AddressMap],
+    pub tax_number: &'static [Path],
+    pub currency: &'static [Path],
+    pub receivable: &'static [Path],
+    pub payable: &'static [Path],
+    /// One balance whose side follows the role (QuickBooks `Balance`: owed by a customer, owed to
+    /// a vendor).
+    pub balance_by_role: &'static [Path],
+}
+
+/// Most emails, phones and addresses kept per contact (the raw record keeps them all).
+const MAX_CONTACT_ITEMS: usize = 20;
+
+fn objects(v: Option<&Value>) -> Vec<&Value> {
+    match v {
+        Some(Value::Array(a)) => a.iter().filter(|x| !x.is_null()).take(MAX_CONTACT_ITEMS).collect(),
+        Some(x @ (Value::Object(_) | Value::String(_))) => vec![x],
+        _ => Vec::new(),
+    }
+}
+
+pub fn map_contact(map: &ContactMap, v: &Value) -> Contact {
+    let flag = |p: Path| at(v, p).and_then(Value::as_bool) == Some(true);
+    let (is_customer, is_supplier) = match &map.roles {
+        RoleRule::Flags { customer, supplier } => (flag(customer), flag(supplier)),
+        RoleRule::Field { at: path, customer, supplier } => {
+            let word = at(v, path).and_then(Value::as_str).unwrap_or_default();
+            (customer.iter().any(|c| c.eq_ignore_ascii_case(word)), supplier.iter().any(|c| c.eq_ignore_ascii_case(word)))
+        }
+        RoleRule::SupplierIfAny(paths) => {
+            let supplier = paths.iter().any(|p| at(v, p).is_some_and(|x| !x.is_null()));
+            (!supplier, supplier)
+        }
+    };
+    let currency = currency_code(first_text(v, map.currency).as_deref());
+    let unit = currency.clone().unwrap_or_else(|| "XXX".to_string());
+    let mut receivable = money_of(v, map.receivable, &unit);
+    let mut payable = money_of(v, map.payable, &unit);
+    if let Some(b) = money_of(v, map.balance_by_role, &unit) {
+        if is_supplier {
+            payable = payable.or(Some(b));
+        } else {
+            receivable = receivable.or(Some(b));
+        }
+    }
+    let mut emails: Vec<String> = map.emails.iter().filter_map(|p| at(v, p).and_then(text_of)).collect();
+    emails.dedup();
+    emails.truncate(MAX_CONTACT_ITEMS);
+    let mut phones = Vec::new();
+    for (where_, number) in map.phones {
+        for p in objects(at(v, where_)) {
+            let n = if p.is_string() { text_of(p) } else { first_text(p, number) };
+            if let Some(n) = n.filter(|n| !phones.contains(n)) {
+                phones.push(n);
+            }
+        }
+    }
+    phones.truncate(MAX_CONTACT_ITEMS);
+    let mut addresses = Vec::new();
+    for m in map.addresses {
+        for a in objects(at(v, m.at)).into_iter().filter(|a| a.is_object()) {
+            let lines: Vec<String> = m.lines.iter().filter_map(|p| at(a, p).and_then(text_of)).collect();
+            let address = Address {
+                kind: first_text(a, m.kind).or_else(|| m.kind_is.map(str::to_string)),
+                city: first_text(a, m.city),
+                region: first_text(a, m.region),
+                postal_code: first_text(a, m.postal_code),
+                country: first_text(a, m.country),
+                lines,
+            };
+            let empty = address.lines.is_empty()
+                && address.city.is_none()
+                && address.region.is_none()
+                && address.postal_code.is_none()
+                && address.country.is_none();
+            if !empty {
+                addresses.push(address);
+            }
+        }
+    }
+    addresses.truncate(MAX_CONTACT_ITEMS);
+    Contact {
+        is_customer,
+        is_supplier,
+        name: first_text(v, map.name),
+        company_name: first_text(v, map.company_name),
+        emails,
+        phones,
+        addresses,
+        tax_number: first_text(v, map.tax_number),
+        currency,
+        receivable,
+        payable,
     }
 }
 
@@ -742,6 +925,44 @@ mod tests {
         }
         let many = json!({"Amt": 1, "Lines": vec![json!({"Amt": 1}); MAX_ALLOCATIONS + 5], "One": {"Id": "x"}});
         assert_eq!(map_payment(&PAY, &many).applied_to.len(), MAX_ALLOCATIONS);
+    }
+
+    #[test]
+    fn hostile_contacts_never_panic_and_stay_bounded() {
+        let map = ContactMap {
+            roles: RoleRule::Field { at: &["T"], customer: &["c"], supplier: &["v"] },
+            name: &[&["N"]],
+            company_name: &[],
+            emails: &[&["E"]],
+            phones: &[(&["P"], &[&["No"]])],
+            addresses: &[AddressMap {
+                at: &["A"],
+                kind: &[&["K"]],
+                kind_is: Some("postal"),
+                lines: &[&["L1"]],
+                city: &[&["C"]],
+                region: &[],
+                postal_code: &[],
+                country: &[],
+            }],
+            tax_number: &[],
+            currency: &[&["Cur"]],
+            receivable: &[],
+            payable: &[],
+            balance_by_role: &[&["B"]],
+        };
+        for v in [
+            json!(null),
+            json!({"T": 5, "E": [], "P": 7, "A": "x", "Cur": "€€", "B": "1e9"}),
+            json!({"T": "v", "P": [null, {"No": []}, "555"], "A": [1, {"K": {}}, {"L1": "x"}], "B": 3}),
+        ] {
+            let c = map_contact(&map, &v);
+            assert!(c.addresses.iter().all(|a| !a.lines.is_empty() || a.city.is_some()), "{v}");
+            assert!(!(c.is_customer && c.is_supplier));
+        }
+        let c = map_contact(&map, &json!({"T": "v", "B": 3, "P": vec![json!("1"); 100], "A": vec![json!({"C": "x"}); 100]}));
+        assert_eq!((c.payable.map(|m| m.minor), c.receivable, c.phones.len(), c.addresses.len()), (Some(300), None, 1, MAX_CONTACT_ITEMS));
+        assert_eq!(c.addresses[0].kind.as_deref(), Some("postal"));
     }
 
     #[test]

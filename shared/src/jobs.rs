@@ -214,6 +214,7 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::Item => "item",
         Entity::TrackingCategory => "tracking_category",
         Entity::Journal => "journal",
+        Entity::PurchaseOrder => "purchase_order",
     }
 }
 

@@ -59,6 +59,7 @@ pub enum Entity {
     Item,
     TrackingCategory,
     Journal,
+    PurchaseOrder,
 }
 
 impl Entity {
@@ -78,6 +79,7 @@ impl Entity {
             Entity::Item => M::Item,
             Entity::TrackingCategory => M::TrackingCategory,
             Entity::Journal => M::Journal,
+            Entity::PurchaseOrder => M::PurchaseOrder,
         }
     }
 }

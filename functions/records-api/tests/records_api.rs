@@ -86,6 +86,7 @@ fn invoice(id: usize) -> SyncRecord {
         version: None,
         payment: None,
         reference: Default::default(),
+        contact: None,
     }
 }
 

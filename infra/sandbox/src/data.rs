@@ -14,6 +14,7 @@ use crate::lines::{document, exact_cents, money, percent, Doc, TAX_RATE_BP};
 use crate::model::{qbo_time, xero_datestring, xero_msdate, zoho_time, Entity, Provider};
 
 mod credits;
+mod orders;
 mod payments;
 
 #[derive(Debug, Clone)]
@@ -102,7 +103,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 13],
+    stores: [Store; 14],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -124,6 +125,7 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::Item => 10,
         Entity::TrackingCategory => 11,
         Entity::Journal => 12,
+        Entity::PurchaseOrder => 13,
     }
 }
 
@@ -344,6 +346,7 @@ impl Org {
             Entity::CreditNote => self.gen_credit(n, false, lines, now),
             Entity::VendorCredit => self.gen_credit(n, true, lines, now),
             Entity::BillPayment => self.gen_bill_payment(n, now),
+            Entity::PurchaseOrder => self.gen_purchase_order(n, lines, now),
         };
         let id = self.id_for(n);
         self.put(e, &id, value, now);
@@ -404,6 +407,7 @@ impl Org {
         let name = if n as usize >= CONTACT_NAMES.len() { format!("{name} {n}") } else { name.to_string() };
         let email = format!("contact{n}@example.com");
         let (first, last) = ("Sam", format!("Customer{n}"));
+        let (phone, street) = (format!("555-{:04}", n % 10_000), format!("{n} Ocean Dr."));
         match self.provider {
             Provider::Quickbooks => json!({
                 "Taxable": false, "Job": false, "BillWithParent": false, "Balance": 0, "BalanceWithJobs": 0,
@@ -411,16 +415,19 @@ impl Org {
                 "PreferredDeliveryMethod": "Print", "domain": "QBO", "sparse": false,
                 "GivenName": first, "FamilyName": last, "CompanyName": name, "DisplayName": name,
                 "FullyQualifiedName": name, "PrintOnCheckName": name, "Active": true,
-                "PrimaryEmailAddr": {"Address": email},
+                "PrimaryEmailAddr": {"Address": email}, "PrimaryPhone": {"FreeFormNumber": phone},
+                "BillAddr": {"Id": n.to_string(), "Line1": street, "City": "Half Moon Bay", "CountrySubDivisionCode": "CA", "PostalCode": "94213"},
             }),
             Provider::Xero => json!({
                 "ContactStatus": "ACTIVE", "Name": name, "FirstName": first, "LastName": last, "EmailAddress": email,
-                "Addresses": [], "Phones": [], "IsSupplier": false, "IsCustomer": true, "HasAttachments": false,
+                "Addresses": [{"AddressType": "STREET", "AddressLine1": street, "City": "Wellington", "PostalCode": "6011", "Country": "NZ"}],
+                "Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": phone}], "IsSupplier": false, "IsCustomer": true, "HasAttachments": false,
             }),
             Provider::Zoho => json!({
                 "contact_name": name, "company_name": name, "contact_type": "customer", "customer_sub_type": "business",
                 "status": "active", "email": email, "first_name": first, "last_name": last, "currency_code": "USD",
-                "outstanding_receivable_amount": 0.0, "unused_credits_receivable_amount": 0.0,
+                "outstanding_receivable_amount": 0.0, "unused_credits_receivable_amount": 0.0, "phone": phone,
+                "billing_address": {"address": street, "city": "Pleasanton", "state": "CA", "zip": "94588", "country": "U.S.A"},
             }),
         }
     }
@@ -482,22 +489,26 @@ impl Org {
         let name = if n as usize >= VENDOR_NAMES.len() { format!("{name} {n}") } else { name.to_string() };
         let email = format!("supplier{n}@example.com");
         let (first, last) = ("Pat", format!("Supplier{n}"));
+        let (phone, street) = (format!("555-{:04}", n % 10_000), format!("{n} Mill Rd"));
         match self.provider {
             Provider::Quickbooks => json!({
                 "Vendor1099": false, "Balance": 0, "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
                 "domain": "QBO", "sparse": false, "GivenName": first, "FamilyName": last, "CompanyName": name,
                 "DisplayName": name, "PrintOnCheckName": name, "Active": true, "AcctNum": format!("V{n}"),
-                "PrimaryEmailAddr": {"Address": email},
+                "PrimaryEmailAddr": {"Address": email}, "PrimaryPhone": {"FreeFormNumber": phone},
+                "BillAddr": {"Id": n.to_string(), "Line1": street, "City": "Tacoma", "CountrySubDivisionCode": "WA", "PostalCode": "98401"},
             }),
             // Xero sets IsSupplier itself once a contact has a bill (it is read-only in the API).
             Provider::Xero => json!({
                 "ContactStatus": "ACTIVE", "Name": name, "FirstName": first, "LastName": last, "EmailAddress": email,
-                "Addresses": [], "Phones": [], "IsSupplier": true, "IsCustomer": false, "HasAttachments": false,
+                "Addresses": [{"AddressType": "POBOX", "AddressLine1": street, "City": "Auckland", "PostalCode": "1010", "Country": "NZ"}],
+                "Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": phone}], "IsSupplier": true, "IsCustomer": false, "HasAttachments": false,
             }),
             Provider::Zoho => json!({
                 "contact_name": name, "company_name": name, "contact_type": "vendor", "status": "active", "email": email,
                 "first_name": first, "last_name": last, "currency_code": "USD",
-                "outstanding_payable_amount": 0.0, "unused_credits_payable_amount": 0.0,
+                "outstanding_payable_amount": 0.0, "unused_credits_payable_amount": 0.0, "phone": phone,
+                "billing_address": {"address": street, "city": "Tacoma", "state": "WA", "zip": "98401", "country": "U.S.A"},
             }),
         }
     }
@@ -836,6 +847,21 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "currency_code",
             "total",
             "balance",
+            "created_time",
+            "last_modified_time",
+        ],
+        // Purchase orders listed without lines, as bills are (unconfirmed field set).
+        Entity::PurchaseOrder => &[
+            "purchaseorder_id",
+            "purchaseorder_number",
+            "reference_number",
+            "status",
+            "date",
+            "delivery_date",
+            "vendor_id",
+            "vendor_name",
+            "currency_code",
+            "total",
             "created_time",
             "last_modified_time",
         ],

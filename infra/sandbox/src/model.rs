@@ -67,10 +67,12 @@ pub enum Entity {
     TrackingCategory,
     /// A manual journal (QuickBooks JournalEntry, Xero ManualJournals, Zoho journals).
     Journal,
+    /// An order to a supplier (QuickBooks PurchaseOrder, Xero PurchaseOrders, Zoho purchaseorder).
+    PurchaseOrder,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 13] = [
+    pub const ALL: [Entity; 14] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -84,6 +86,7 @@ impl Entity {
         Entity::Item,
         Entity::TrackingCategory,
         Entity::Journal,
+        Entity::PurchaseOrder,
     ];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
@@ -115,6 +118,7 @@ impl Entity {
             "vendor" | "vendors" | "supplier" | "suppliers" => Some(Entity::Vendor),
             "credit_note" | "credit_notes" | "creditnote" | "creditnotes" | "creditmemo" | "credit_memo" => Some(Entity::CreditNote),
             "vendor_credit" | "vendor_credits" | "vendorcredit" | "vendorcredits" => Some(Entity::VendorCredit),
+            "purchase_order" | "purchase_orders" | "purchaseorder" | "purchaseorders" => Some(Entity::PurchaseOrder),
             "bill_payment" | "bill_payments" | "billpayment" | "billpayments" | "vendorpayment" | "vendorpayments" | "vendor_payment" => {
                 Some(Entity::BillPayment)
             }
@@ -143,6 +147,7 @@ impl Entity {
             Entity::Item => "item",
             Entity::TrackingCategory => "tracking_category",
             Entity::Journal => "journal",
+            Entity::PurchaseOrder => "purchase_order",
         }
     }
 
@@ -161,6 +166,7 @@ impl Entity {
             Entity::Item => "Item",
             Entity::TrackingCategory => "Class",
             Entity::Journal => "JournalEntry",
+            Entity::PurchaseOrder => "PurchaseOrder",
         }
     }
 
@@ -178,6 +184,7 @@ impl Entity {
             Entity::Item => "Items",
             Entity::TrackingCategory => "TrackingCategories",
             Entity::Journal => "ManualJournals",
+            Entity::PurchaseOrder => "PurchaseOrders",
         }
     }
 
@@ -196,6 +203,7 @@ impl Entity {
             Entity::Item => "ItemID",
             Entity::TrackingCategory => "TrackingCategoryID",
             Entity::Journal => "ManualJournalID",
+            Entity::PurchaseOrder => "PurchaseOrderID",
         }
     }
 
@@ -216,6 +224,7 @@ impl Entity {
             Entity::CreditNote => "creditnotes",
             Entity::VendorCredit => "vendorcredits",
             Entity::BillPayment => "vendorpayments",
+            Entity::PurchaseOrder => "purchaseorders",
         }
     }
 
@@ -251,6 +260,7 @@ impl Entity {
             Entity::CreditNote => "creditnote",
             Entity::VendorCredit => "vendor_credit",
             Entity::BillPayment => "vendorpayment",
+            Entity::PurchaseOrder => "purchaseorder",
         }
     }
 
@@ -269,6 +279,7 @@ impl Entity {
             Entity::Item => "item_id",
             Entity::TrackingCategory => "tag_id",
             Entity::Journal => "journal_id",
+            Entity::PurchaseOrder => "purchaseorder_id",
         }
     }
 }

@@ -706,6 +706,13 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
     }
     match e {
         // A sandbox limit, not Intuit's: credit notes are seeded, not created through the API.
+        Entity::PurchaseOrder => {
+            return Err((
+                "6000",
+                "A business validation error has occurred while processing your request",
+                "The sandbox does not create purchase orders".into(),
+            ))
+        }
         Entity::BillPayment => {
             return Err((
                 "6000",

@@ -611,6 +611,7 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         Entity::Bill | Entity::Vendor | Entity::VendorCredit | Entity::BillPayment => errs.push("Unsupported endpoint".into()),
         // A sandbox limit, not Xero's: credit notes are seeded, not created through the API.
         Entity::CreditNote => errs.push("The sandbox does not create credit notes".into()),
+        Entity::PurchaseOrder => errs.push("The sandbox does not create purchase orders".into()),
         Entity::Payment => {
             let inv = v.get("Invoice").and_then(|i| {
                 s(i, "InvoiceID")

@@ -162,6 +162,7 @@ pub async fn list(
         Entity::Item => "Items",
         Entity::TrackingCategory => "Reporting Tags",
         Entity::Journal => "Journals",
+        Entity::PurchaseOrder => "Purchase Orders",
     };
     body.push_str(&format!(
         "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"{sort_column}\",\"sort_order\":\"{sort_order}\"}}}}"
@@ -203,6 +204,7 @@ pub(crate) fn does_not_exist(e: Entity) -> Response {
         Entity::Item => "Item",
         Entity::TrackingCategory => "Reporting tag",
         Entity::Journal => "Journal",
+        Entity::PurchaseOrder => "Purchase Order",
     };
     zoho_error(StatusCode::NOT_FOUND, 1002, &format!("{what} does not exist."))
 }
@@ -243,6 +245,7 @@ pub async fn remove(
         Entity::Item => "The item has been deleted.",
         Entity::TrackingCategory => "The reporting tag has been deleted.",
         Entity::Journal => "The journal has been deleted.",
+        Entity::PurchaseOrder => "The purchase order has been deleted.",
     };
     json_value(StatusCode::OK, &json!({"code": 0, "message": what}))
 }
@@ -292,6 +295,7 @@ pub async fn create(
                 Entity::Item => "The item has been added.",
                 Entity::TrackingCategory => "The reporting tag has been added.",
                 Entity::Journal => "The journal has been created.",
+                Entity::PurchaseOrder => "The purchase order has been created.",
             };
             json(StatusCode::CREATED, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(what), e.zoho_singular(), rec.full))
         }
@@ -359,6 +363,7 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
         Entity::Item => return Err((4, "The sandbox does not create items; seed them".into())),
         Entity::TrackingCategory => return Err((4, "The sandbox does not create reporting tags; seed them".into())),
         Entity::Journal => return Err((4, "The sandbox does not create journals; seed them".into())),
+        Entity::PurchaseOrder => return Err((4, "The sandbox does not create purchase orders".into())),
         Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
             if org

@@ -47,10 +47,13 @@ pub enum Entity {
     TrackingCategory,
     /// A manual journal entry (QuickBooks JournalEntry, Xero ManualJournals, Zoho journals).
     Journal,
+    /// Orders to suppliers (QuickBooks PurchaseOrder, Xero PurchaseOrders, Zoho purchaseorders).
+    #[serde(rename = "purchase_order")]
+    PurchaseOrder,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 12] = [
+    pub const ALL: [Entity; 13] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -63,6 +66,7 @@ impl Entity {
         Entity::Item,
         Entity::TrackingCategory,
         Entity::Journal,
+        Entity::PurchaseOrder,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +83,7 @@ impl Entity {
             Entity::Item => "item",
             Entity::TrackingCategory => "tracking_category",
             Entity::Journal => "journal",
+            Entity::PurchaseOrder => "purchase_order",
         }
     }
 }
@@ -100,6 +105,7 @@ impl std::str::FromStr for Entity {
             "bill" | "bills" => Ok(Entity::Bill),
             "company" | "companyinfo" | "organisation" | "organization" => Ok(Entity::Company),
             "credit_note" | "credit_notes" | "creditnote" | "creditnotes" => Ok(Entity::CreditNote),
+            "purchase_order" | "purchase_orders" | "purchaseorder" | "purchaseorders" => Ok(Entity::PurchaseOrder),
             "bill_payment" | "bill_payments" | "billpayment" | "vendorpayments" | "vendorpayment" => Ok(Entity::BillPayment),
             "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxes" => Ok(Entity::TaxRate),
             "item" | "items" => Ok(Entity::Item),

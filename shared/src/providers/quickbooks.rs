@@ -17,7 +17,8 @@ use crate::books::reference::{
     AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, JournalMap, OptionsRule, SideRule, TaxRateMap, TrackingMap,
 };
 use crate::books::{
-    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, FiscalMonth, LineMap, PaymentDirection, PaymentMap, StatusRule,
+    AddressMap, AllocationMap, AppliedList, CompanyMap, ContactMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, Path,
+    PaymentDirection, PaymentMap, RoleRule, StatusRule,
 };
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -56,7 +57,9 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
 pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
     match entity {
         Entity::Invoice => &[("Invoice", "invoice")],
-        Entity::Contact => &[("Customer", "customer")],
+        // Customers, then vendors (suppliers): both are contacts. Their Ids are taken to be unique
+        // across the two (one name list; unconfirmed, the sandbox numbers them from one sequence).
+        Entity::Contact => &[("Customer", "customer"), ("Vendor", "vendor")],
         Entity::Account => &[("Account", "account")],
         Entity::Payment => &[("Payment", "payment")],
         Entity::Bill => &[("Bill", "bill")],
@@ -73,6 +76,7 @@ pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
         // names per document, are not read yet.
         Entity::TrackingCategory => &[("Class", "class")],
         Entity::Journal => &[("JournalEntry", "journalentry")],
+        Entity::PurchaseOrder => &[("PurchaseOrder", "purchaseorder")],
     }
 }
 
@@ -209,11 +213,11 @@ const fn document(kind: DocumentKind) -> DocumentMap {
         reference: &[],
         contact_id: match kind {
             DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["CustomerRef", "value"]],
-            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["VendorRef", "value"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit | DocumentKind::PurchaseOrder => &[&["VendorRef", "value"]],
         },
         contact_name: match kind {
             DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["CustomerRef", "name"]],
-            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["VendorRef", "name"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit | DocumentKind::PurchaseOrder => &[&["VendorRef", "name"]],
         },
         currency: &[&["CurrencyRef", "value"]],
         exchange_rate: &[&["ExchangeRate"]],
@@ -233,6 +237,13 @@ const INVOICE: DocumentMap = document(DocumentKind::SalesInvoice);
 const BILL: DocumentMap = document(DocumentKind::Bill);
 const CREDIT_MEMO: DocumentMap = document(DocumentKind::SalesCredit);
 const VENDOR_CREDIT: DocumentMap = document(DocumentKind::PurchaseCredit);
+/// A purchase order owes nothing (it is not a bill): no amount due, and `POStatus` says whether it
+/// is still open.
+const PURCHASE_ORDER: DocumentMap = DocumentMap {
+    amount_due: &[],
+    status: StatusRule::Field(&["POStatus"], &[("Open", DocumentStatus::Open), ("Closed", DocumentStatus::Closed)]),
+    ..document(DocumentKind::PurchaseOrder)
+};
 
 /// Where an invoice's or a bill's fields are (`books::map_document`); `None` for other entities.
 pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
@@ -240,6 +251,7 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
         Entity::Invoice => Some(&INVOICE),
         Entity::Bill => Some(&BILL),
         Entity::CreditNote => Some(&CREDIT_MEMO),
+        Entity::PurchaseOrder => Some(&PURCHASE_ORDER),
         _ => None,
     }
 }
@@ -309,6 +321,36 @@ pub fn payment_map(entity: Entity) -> Option<&'static PaymentMap> {
     }
 }
 
+const fn qbo_address(at: Path, kind: &'static str) -> AddressMap {
+    AddressMap {
+        at,
+        kind: &[],
+        kind_is: Some(kind),
+        lines: &[&["Line1"], &["Line2"], &["Line3"], &["Line4"], &["Line5"]],
+        city: &[&["City"]],
+        region: &[&["CountrySubDivisionCode"]],
+        postal_code: &[&["PostalCode"]],
+        country: &[&["Country"]],
+    }
+}
+
+/// Customers and vendors in one map: a vendor is told by `Vendor1099` (always on a Vendor, never
+/// on a Customer; unconfirmed beyond Intuit's entity pages), and `Balance` is what a customer owes
+/// us or what we owe a vendor.
+pub const CONTACT: ContactMap = ContactMap {
+    roles: RoleRule::SupplierIfAny(&[&["Vendor1099"]]),
+    name: &[&["DisplayName"]],
+    company_name: &[&["CompanyName"]],
+    emails: &[&["PrimaryEmailAddr", "Address"]],
+    phones: &[(&["PrimaryPhone"], &[&["FreeFormNumber"]]), (&["Mobile"], &[&["FreeFormNumber"]])],
+    addresses: &[qbo_address(&["BillAddr"], "billing"), qbo_address(&["ShipAddr"], "shipping")],
+    tax_number: &[&["TaxIdentifier"], &["PrimaryTaxIdentifier"]],
+    currency: &[&["CurrencyRef", "value"]],
+    receivable: &[],
+    payable: &[],
+    balance_by_role: &[&["Balance"]],
+};
+
 /// A realm id goes into every URL path: only digits are accepted.
 fn check_realm(realm: &str) -> Result<&str> {
     if !realm.is_empty() && realm.len() <= 32 && realm.bytes().all(|b| b.is_ascii_digit()) {
@@ -350,6 +392,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
             (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), status)
         }
         Entity::Company => (None, text(&v, "CompanyName"), None, None),
+        Entity::PurchaseOrder => (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), text(&v, "POStatus")),
         Entity::BillPayment => (text(&v, "DocNumber"), text_at(&v, &["VendorRef", "name"]), text(&v, "TotalAmt"), None),
         // No status field: the document's status says what is left of the credit.
         Entity::CreditNote => {
@@ -537,6 +580,8 @@ impl AccountingProvider for QuickBooksClient {
 
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
         cursor.check(PROVIDER, cursor.entity)?;
+        // A cursor is data: one past the entity's collections is refused before any call.
+        collection_of(cursor)?;
         let entity = cursor.entity;
         let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, "query"])?;
         let query = list_query(entity, cursor);

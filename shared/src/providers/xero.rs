@@ -14,8 +14,8 @@ use crate::books::reference::{
     AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, JournalMap, OptionsRule, SideRule, TaxRateMap, TrackingMap,
 };
 use crate::books::{
-    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
-    StatusRule,
+    AddressMap, AllocationMap, AppliedList, CompanyMap, ContactMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap,
+    PaymentDirection, PaymentMap, RoleRule, StatusRule,
 };
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -63,6 +63,7 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         Entity::Item => ("Items", "ItemID"),
         Entity::TrackingCategory => ("TrackingCategories", "TrackingCategoryID"),
         Entity::Journal => ("ManualJournals", "ManualJournalID"),
+        Entity::PurchaseOrder => ("PurchaseOrders", "PurchaseOrderID"),
     }
 }
 
@@ -158,6 +159,32 @@ pub const COMPANY: CompanyMap = CompanyMap {
     tax_basis: &[&["SalesTaxBasis"]],
 };
 
+/// Xero states a contact's roles as flags (set by Xero once the contact has a sales or purchase
+/// document) and its balances under `Balances` (whether list answers carry them is unconfirmed).
+pub const CONTACT: ContactMap = ContactMap {
+    roles: RoleRule::Flags { customer: &["IsCustomer"], supplier: &["IsSupplier"] },
+    name: &[&["Name"]],
+    company_name: &[],
+    emails: &[&["EmailAddress"]],
+    // The number without its area and country codes (kept apart in the raw record).
+    phones: &[(&["Phones"], &[&["PhoneNumber"]])],
+    addresses: &[AddressMap {
+        at: &["Addresses"],
+        kind: &[&["AddressType"]],
+        kind_is: None,
+        lines: &[&["AddressLine1"], &["AddressLine2"], &["AddressLine3"], &["AddressLine4"]],
+        city: &[&["City"]],
+        region: &[&["Region"]],
+        postal_code: &[&["PostalCode"]],
+        country: &[&["Country"]],
+    }],
+    tax_number: &[&["TaxNumber"]],
+    currency: &[&["DefaultCurrency"]],
+    receivable: &[&["Balances", "AccountsReceivable", "Outstanding"]],
+    payable: &[&["Balances", "AccountsPayable", "Outstanding"]],
+    balance_by_role: &[],
+};
+
 /// The `where` filter that selects an entity from a collection it shares with another.
 pub fn type_filter(entity: Entity) -> Option<&'static str> {
     match entity {
@@ -238,6 +265,22 @@ const fn credit_note(kind: DocumentKind) -> DocumentMap {
     DocumentMap { reference: &[&["Reference"]], amount_due: &[&["RemainingCredit"]], ..document(kind) }
 }
 
+/// A purchase order: no amount due; BILLED is closed.
+const PURCHASE_ORDER: DocumentMap = DocumentMap {
+    amount_due: &[],
+    status: StatusRule::Field(
+        &["Status"],
+        &[
+            ("DRAFT", DocumentStatus::Draft),
+            ("SUBMITTED", DocumentStatus::AwaitingApproval),
+            ("AUTHORISED", DocumentStatus::Open),
+            ("BILLED", DocumentStatus::Closed),
+            ("DELETED", DocumentStatus::Deleted),
+        ],
+    ),
+    ..document(DocumentKind::PurchaseOrder)
+};
+
 const SALES_CREDIT: DocumentMap = credit_note(DocumentKind::SalesCredit);
 const PURCHASE_CREDIT: DocumentMap = credit_note(DocumentKind::PurchaseCredit);
 
@@ -317,6 +360,7 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     match entity {
         Entity::Invoice => Some(&INVOICE),
         Entity::Bill => Some(&BILL),
+        Entity::PurchaseOrder => Some(&PURCHASE_ORDER),
         _ => None,
     }
 }
@@ -340,6 +384,13 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Contact => (text(&v, "AccountNumber"), text(&v, "Name"), None, text(&v, "DefaultCurrency"), text(&v, "ContactStatus")),
         Entity::Account => (text(&v, "Code"), text(&v, "Name"), None, text(&v, "CurrencyCode"), text(&v, "Status")),
         Entity::Company => (text(&v, "ShortCode"), text(&v, "Name"), None, text(&v, "BaseCurrency"), text(&v, "OrganisationStatus")),
+        Entity::PurchaseOrder => (
+            text(&v, "PurchaseOrderNumber"),
+            text_at(&v, &["Contact", "Name"]),
+            text(&v, "Total"),
+            text(&v, "CurrencyCode"),
+            text(&v, "Status"),
+        ),
         Entity::CreditNote => (
             text(&v, "CreditNoteNumber"),
             text_at(&v, &["Contact", "Name"]),
@@ -535,6 +586,9 @@ impl AccountingProvider for XeroClient {
 
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
         cursor.check(PROVIDER, cursor.entity)?;
+        if cursor.collection != 0 {
+            return Err(Error::InvalidInput("cursor collection is out of range".into()));
+        }
         let entity = cursor.entity;
         let (name, _) = entity_names(entity);
         let url = api_url(&self.core.endpoints.api, &[name])?;

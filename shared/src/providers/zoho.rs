@@ -16,8 +16,8 @@ use crate::books::reference::{
     AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, JournalMap, OptionsRule, SideRule, TaxRateMap, TrackingMap,
 };
 use crate::books::{
-    AllocationMap, AppliedList, CompanyMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, PaymentDirection, PaymentMap,
-    StatusRule,
+    AddressMap, AllocationMap, AppliedList, CompanyMap, ContactMap, DocumentKind, DocumentMap, DocumentStatus, FiscalMonth, LineMap, Path,
+    PaymentDirection, PaymentMap, RoleRule, StatusRule,
 };
 use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
@@ -70,6 +70,7 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         // Books API reference does not show the reporting tags API).
         Entity::TrackingCategory => ("reporting_tags", "reporting_tag", "tag_id"),
         Entity::Journal => ("journals", "journal", "journal_id"),
+        Entity::PurchaseOrder => ("purchaseorders", "purchaseorder", "purchaseorder_id"),
     }
 }
 
@@ -95,6 +96,7 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
     // Path, keys and fields unconfirmed (Zoho's Books API reference does not show reporting tags).
     const TRACKING: &[Collection] = &[(&["settings", "tags"], "reporting_tags", "reporting_tag", "tag_id")];
     const JOURNAL: &[Collection] = &[(&["journals"], "journals", "journal", "journal_id")];
+    const PURCHASE_ORDER: &[Collection] = &[(&["purchaseorders"], "purchaseorders", "purchaseorder", "purchaseorder_id")];
     const CREDIT_NOTE: &[Collection] = &[
         (&["creditnotes"], "creditnotes", "creditnote", "creditnote_id"),
         (&["vendorcredits"], "vendor_credits", "vendor_credit", "vendor_credit_id"),
@@ -112,6 +114,7 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
         Entity::Item => ITEM,
         Entity::TrackingCategory => TRACKING,
         Entity::Journal => JOURNAL,
+        Entity::PurchaseOrder => PURCHASE_ORDER,
     }
 }
 
@@ -226,6 +229,36 @@ pub const COMPANY: CompanyMap = CompanyMap {
     tax_basis: &[],
 };
 
+const fn zoho_address(at: Path, kind: &'static str) -> AddressMap {
+    AddressMap {
+        at,
+        kind: &[],
+        kind_is: Some(kind),
+        lines: &[&["address"], &["street2"]],
+        city: &[&["city"]],
+        region: &[&["state"]],
+        postal_code: &[&["zip"]],
+        country: &[&["country"]],
+    }
+}
+
+/// Customers and vendors are contacts told apart by `contact_type`. List summaries carry the
+/// email and the outstanding amounts but no addresses (they come with a read of the one contact).
+pub const CONTACT: ContactMap = ContactMap {
+    roles: RoleRule::Field { at: &["contact_type"], customer: &["customer"], supplier: &["vendor"] },
+    name: &[&["contact_name"]],
+    company_name: &[&["company_name"]],
+    emails: &[&["email"]],
+    phones: &[(&["phone"], &[]), (&["mobile"], &[])],
+    addresses: &[zoho_address(&["billing_address"], "billing"), zoho_address(&["shipping_address"], "shipping")],
+    // The tax number's field depends on the organisation's country (unconfirmed which apply).
+    tax_number: &[&["tax_reg_no"], &["vat_reg_no"], &["gst_no"]],
+    currency: &[&["currency_code"]],
+    receivable: &[&["outstanding_receivable_amount"]],
+    payable: &[&["outstanding_payable_amount"]],
+    balance_by_role: &[],
+};
+
 const LINE: LineMap = LineMap {
     id: &[&["line_item_id"]],
     description: &[&["description"], &["name"]],
@@ -265,11 +298,11 @@ const fn document(kind: DocumentKind) -> DocumentMap {
         reference: &[&["reference_number"]],
         contact_id: match kind {
             DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["customer_id"]],
-            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["vendor_id"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit | DocumentKind::PurchaseOrder => &[&["vendor_id"]],
         },
         contact_name: match kind {
             DocumentKind::SalesInvoice | DocumentKind::SalesCredit => &[&["customer_name"]],
-            DocumentKind::Bill | DocumentKind::PurchaseCredit => &[&["vendor_name"]],
+            DocumentKind::Bill | DocumentKind::PurchaseCredit | DocumentKind::PurchaseOrder => &[&["vendor_name"]],
         },
         currency: &[&["currency_code"]],
         exchange_rate: &[&["exchange_rate"]],
@@ -301,6 +334,27 @@ const CREDIT_STATUSES: &[(&str, DocumentStatus)] = &[
 const fn credit_note(kind: DocumentKind) -> DocumentMap {
     DocumentMap { status: StatusRule::Field(&["status"], CREDIT_STATUSES), ..document(kind) }
 }
+
+/// A purchase order: no amount due. Statuses from Zoho's purchase orders page (`issued` and
+/// `partially_billed` unconfirmed against a live org).
+const PURCHASE_ORDER: DocumentMap = DocumentMap {
+    amount_due: &[],
+    status: StatusRule::Field(
+        &["status"],
+        &[
+            ("draft", DocumentStatus::Draft),
+            ("pending_approval", DocumentStatus::AwaitingApproval),
+            ("approved", DocumentStatus::Open),
+            ("open", DocumentStatus::Open),
+            ("issued", DocumentStatus::Open),
+            ("partially_billed", DocumentStatus::Open),
+            ("billed", DocumentStatus::Closed),
+            ("closed", DocumentStatus::Closed),
+            ("cancelled", DocumentStatus::Void),
+        ],
+    ),
+    ..document(DocumentKind::PurchaseOrder)
+};
 
 const SALES_CREDIT: DocumentMap = credit_note(DocumentKind::SalesCredit);
 const PURCHASE_CREDIT: DocumentMap = credit_note(DocumentKind::PurchaseCredit);
@@ -389,6 +443,7 @@ pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     match entity {
         Entity::Invoice => Some(&INVOICE),
         Entity::Bill => Some(&BILL),
+        Entity::PurchaseOrder => Some(&PURCHASE_ORDER),
         _ => None,
     }
 }
@@ -410,6 +465,7 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         ),
         Entity::Payment => (text(&v, "payment_number"), text(&v, "customer_name"), text(&v, "amount"), None),
         Entity::BillPayment => (text(&v, "payment_number"), text(&v, "vendor_name"), text(&v, "amount"), None),
+        Entity::PurchaseOrder => (text(&v, "purchaseorder_number"), text(&v, "vendor_name"), text(&v, "total"), text(&v, "status")),
         Entity::Bill => (text(&v, "bill_number"), text(&v, "vendor_name"), text(&v, "total"), text(&v, "status")),
         Entity::Company => (None, text(&v, "name"), None, None),
         Entity::CreditNote => (

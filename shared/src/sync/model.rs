@@ -12,7 +12,9 @@ use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
 use crate::books::reference::{map_account, map_item, map_journal, map_tax_rate, map_tracking_category, Parts};
-use crate::books::{map_allocations, map_company, map_document, map_payment, Company, Document, DocumentStatus, Payment};
+use crate::books::{
+    map_allocations, map_company, map_contact, map_document, map_payment, Company, Contact, Document, DocumentStatus, Payment,
+};
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
 use crate::providers::{quickbooks, xero, zoho};
@@ -77,6 +79,10 @@ pub struct SyncRecord {
     /// Reference data: `tax_rate` and `account` (`crate::books::reference`), flat in the JSON.
     #[serde(flatten)]
     pub reference: Parts,
+    /// The `contact` entity: customer and/or supplier, emails, phones, addresses, tax number and
+    /// balances (`crate::books`). Absent for other entities and for tombstones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
 }
 
 /// The flag of a record whose amount the provider sent but we could not store in minor units.
@@ -170,7 +176,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::QuickBooks => {
             let contact = match r.entity {
                 Entity::Invoice | Entity::Payment => text_at(v, &["CustomerRef", "value"]),
-                Entity::Bill | Entity::BillPayment => text_at(v, &["VendorRef", "value"]),
+                Entity::Bill | Entity::BillPayment | Entity::PurchaseOrder => text_at(v, &["VendorRef", "value"]),
                 Entity::CreditNote => text_at(v, &["CustomerRef", "value"]).or_else(|| text_at(v, &["VendorRef", "value"])),
                 _ => None,
             };
@@ -180,7 +186,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         }
         Provider::Xero => {
             let contact = match r.entity {
-                Entity::Invoice | Entity::Bill | Entity::CreditNote => text_at(v, &["Contact", "ContactID"]),
+                Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::PurchaseOrder => text_at(v, &["Contact", "ContactID"]),
                 Entity::Payment | Entity::BillPayment => text_at(v, &["Invoice", "Contact", "ContactID"]),
                 _ => None,
             };
@@ -192,7 +198,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::Zoho => {
             let contact = match r.entity {
                 Entity::Invoice | Entity::Payment => text_at(v, &["customer_id"]),
-                Entity::Bill | Entity::BillPayment => text_at(v, &["vendor_id"]),
+                Entity::Bill | Entity::BillPayment | Entity::PurchaseOrder => text_at(v, &["vendor_id"]),
                 Entity::CreditNote => text_at(v, &["customer_id"]).or_else(|| text_at(v, &["vendor_id"])),
                 _ => None,
             };
@@ -220,6 +226,16 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         Provider::Zoho => zoho::payment_map(r.entity),
     }
     .map(|m| map_payment(m, v));
+    let contact = (r.entity == Entity::Contact).then(|| {
+        map_contact(
+            match r.provider {
+                Provider::QuickBooks => &quickbooks::CONTACT,
+                Provider::Xero => &xero::CONTACT,
+                Provider::Zoho => &zoho::CONTACT,
+            },
+            v,
+        )
+    });
     let company = (r.entity == Entity::Company).then(|| {
         map_company(
             match r.provider {
@@ -260,6 +276,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         version: version_of(r),
         payment,
         reference,
+        contact,
     };
     fit_for_storage(&mut out);
     Some(out)
@@ -359,6 +376,7 @@ pub fn tombstone(provider: Provider, org_id: &str, entity: Entity, id: &str, at:
         version: None,
         payment: None,
         reference: Parts::default(),
+        contact: None,
     })
 }
 
@@ -1006,6 +1024,188 @@ mod tests {
                 ("zoho-received", p, D::Received, Some(4060), s("2026-11-05"), vec![(s("460000000026061"), s("invoice"), Some(4060))]),
                 ("zoho", b, D::Made, Some(6000), s("2026-11-06"), vec![(s("460000000038029"), s("bill"), Some(6000))]),
             ]
+        );
+    }
+
+    /// Each provider's customers and suppliers read into one contact: roles (QuickBooks by the
+    /// entity, Xero by its flags, Zoho by contact_type), emails, phones, addresses, tax number and
+    /// balances on the right side; each passes the schema and the suppliers are the examples.
+    #[test]
+    fn customers_and_suppliers_of_every_provider_read_into_one_contact() {
+        let schema = records_schema();
+        let q_customer = quickbooks::normalise(
+            Entity::Contact,
+            "9341",
+            json!({"Id": "58", "DisplayName": "Cool Cars", "CompanyName": "Cool Cars", "Active": true, "Balance": 120.5,
+                "CurrencyRef": {"value": "USD"}, "PrimaryEmailAddr": {"Address": "cars@example.com"},
+                "PrimaryPhone": {"FreeFormNumber": "(415) 555-9933"},
+                "BillAddr": {"Id": "4", "Line1": "65 Ocean Dr.", "City": "Half Moon Bay", "CountrySubDivisionCode": "CA", "PostalCode": "94213"}}),
+        )
+        .unwrap();
+        let q_vendor = quickbooks::normalise(
+            Entity::Contact,
+            "9341",
+            json!({"Id": "41", "DisplayName": "Pam's Paper", "Vendor1099": false, "Active": true, "Balance": 140.4,
+                "TaxIdentifier": "XXXXXX1234", "CurrencyRef": {"value": "USD"}, "Mobile": {"FreeFormNumber": "555-0101"},
+                "BillAddr": {"Line1": "1 Mill Rd", "City": "Tacoma", "CountrySubDivisionCode": "WA", "PostalCode": "98401", "Country": "USA"},
+                "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+        )
+        .unwrap();
+        let x = xero::normalise(
+            Entity::Contact,
+            "a3a4dbaf-3495-4b14-9bd4-2b1b4e4e5c1a",
+            json!({"ContactID": "d6851dc2-9f44-4d5e-b1c8-1a1a5f6b0a11", "ContactStatus": "ACTIVE", "Name": "PowerDirect",
+                "EmailAddress": "accounts@powerdirect.example", "TaxNumber": "12-345-678", "DefaultCurrency": "NZD",
+                "IsSupplier": true, "IsCustomer": true,
+                "Addresses": [{"AddressType": "POBOX", "AddressLine1": "P O Box 8900", "City": "Wellington", "PostalCode": "6011", "Country": "NZ"},
+                              {"AddressType": "STREET"}],
+                "Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": "8881234", "PhoneAreaCode": "04"}, {"PhoneType": "FAX"}],
+                "Balances": {"AccountsReceivable": {"Outstanding": 10.0, "Overdue": 0.0}, "AccountsPayable": {"Outstanding": 136.39, "Overdue": 0.0}},
+                "UpdatedDateUTC": "/Date(1793613600000+0000)/"}),
+        )
+        .unwrap();
+        let z = zoho::normalise(
+            Entity::Contact,
+            "10234695",
+            json!({"contact_id": "460000000038001", "contact_name": "Bowman Supplies", "company_name": "Bowman Supplies Inc",
+                "contact_type": "vendor", "status": "active", "email": "ap@bowman.example", "phone": "+1-925-921-9201", "mobile": "",
+                "currency_code": "USD", "outstanding_receivable_amount": 0.0, "outstanding_payable_amount": 72.5, "gst_no": "22AAAAA0000A1Z5",
+                "billing_address": {"address": "4900 Hopyard Rd", "street2": "Suite 310", "city": "Pleasanton", "state": "CA", "zip": "94588", "country": "U.S.A"},
+                "shipping_address": {"address": "", "city": ""},
+                "last_modified_time": "2026-11-02T02:17:40+0000"}),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        for (name, r) in [("quickbooks-customer", q_customer), ("quickbooks", q_vendor), ("xero", x), ("zoho", z)] {
+            let n = normalise(&r).unwrap();
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{e}"));
+            let c = n.contact.clone().expect("a contact");
+            got.push((
+                name,
+                (c.is_customer, c.is_supplier),
+                c.receivable.map(|m| m.minor),
+                c.payable.map(|m| m.minor),
+                c.emails.len(),
+                c.phones.clone(),
+                c.addresses.iter().map(|a| (a.kind.clone(), a.lines.len(), a.city.clone())).collect::<Vec<_>>(),
+                c.tax_number.clone(),
+            ));
+            if name != "quickbooks-customer" {
+                let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/examples/record-{name}-contact.json"));
+                let pretty = serde_json::to_string_pretty(&n).unwrap() + "\n";
+                if std::env::var_os("UPDATE_EXAMPLES").is_some() {
+                    std::fs::write(&path, &pretty).unwrap();
+                }
+                assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty, "{name}: UPDATE_EXAMPLES=1 rewrites it");
+            }
+        }
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "quickbooks-customer",
+                    (true, false),
+                    Some(12050),
+                    None,
+                    1,
+                    vec!["(415) 555-9933".to_string()],
+                    vec![(s("billing"), 1, s("Half Moon Bay"))],
+                    None
+                ),
+                (
+                    "quickbooks",
+                    (false, true),
+                    None,
+                    Some(14040),
+                    0,
+                    vec!["555-0101".to_string()],
+                    vec![(s("billing"), 1, s("Tacoma"))],
+                    s("XXXXXX1234")
+                ),
+                (
+                    "xero",
+                    (true, true),
+                    Some(1000),
+                    Some(13639),
+                    1,
+                    vec!["8881234".to_string()],
+                    vec![(s("POBOX"), 1, s("Wellington"))],
+                    s("12-345-678")
+                ),
+                (
+                    "zoho",
+                    (false, true),
+                    Some(0),
+                    Some(7250),
+                    1,
+                    vec!["+1-925-921-9201".to_string()],
+                    vec![(s("billing"), 2, s("Pleasanton"))],
+                    s("22AAAAA0000A1Z5")
+                ),
+            ]
+        );
+    }
+
+    /// Purchase orders of every provider read into documents of kind purchase_order with the
+    /// supplier, lines and totals and no amount due; billed ones are closed; each passes the schema
+    /// and is the committed example.
+    #[test]
+    fn purchase_orders_of_every_provider_read_into_documents() {
+        use crate::books::DocumentStatus as S;
+        let schema = records_schema();
+        let q = quickbooks::normalise(
+            Entity::PurchaseOrder,
+            "9341",
+            json!({"Id": "257", "DocNumber": "PO-1005", "TxnDate": "2026-11-02", "POStatus": "Open",
+                "VendorRef": {"value": "41", "name": "Pam's Paper"}, "CurrencyRef": {"value": "USD"},
+                "Line": [{"Id": "1", "Amount": 25.0, "DetailType": "ItemBasedExpenseLineDetail",
+                    "ItemBasedExpenseLineDetail": {"ItemRef": {"value": "11", "name": "A4 paper"}, "Qty": 5, "UnitPrice": 5}}],
+                "TotalAmt": 25.0, "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
+        )
+        .unwrap();
+        let x = xero::normalise(
+            Entity::PurchaseOrder,
+            "a3a4dbaf-3495-4b14-9bd4-2b1b4e4e5c1a",
+            json!({"PurchaseOrderID": "f9fc1c21-4a4d-4f5a-b0a0-2a4b0ad1f9c3", "PurchaseOrderNumber": "PO-0004", "Status": "BILLED",
+                "Contact": {"ContactID": "d6851dc2-9f44-4d5e-b1c8-1a1a5f6b0a11", "Name": "PowerDirect"}, "DateString": "2026-11-02T00:00:00",
+                "LineAmountTypes": "Exclusive", "CurrencyCode": "NZD", "LineItems": [
+                    {"LineItemID": "0f4b1d3e-6d2a-4a57-bb2a-0c8e9d6d1e01", "Description": "Cable", "Quantity": 10.0, "UnitAmount": 2.5,
+                     "AccountCode": "300", "TaxType": "INPUT2", "TaxAmount": 3.75, "LineAmount": 25.0}],
+                "SubTotal": 25.0, "TotalTax": 3.75, "Total": 28.75, "UpdatedDateUTC": "/Date(1793613600000+0000)/"}),
+        )
+        .unwrap();
+        let z = zoho::normalise(
+            Entity::PurchaseOrder,
+            "10234695",
+            json!({"purchaseorder_id": "460000000039001", "purchaseorder_number": "PO-00012", "status": "issued", "date": "2026-11-02",
+                "vendor_id": "460000000038001", "vendor_name": "Bowman Supplies", "currency_code": "USD", "total": 40.0, "sub_total": 40.0,
+                "tax_total": 0.0, "line_items": [{"line_item_id": "460000000039003", "name": "Toner", "rate": 20.0, "quantity": 2.0, "item_total": 40.0}],
+                "last_modified_time": "2026-11-02T02:17:40+0000"}),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        for (name, r) in [("quickbooks", q), ("xero", x), ("zoho", z)] {
+            let n = normalise(&r).unwrap();
+            check(&schema, &schema, &serde_json::to_value(&n).unwrap(), name).unwrap_or_else(|e| panic!("{e}"));
+            let d = n.document.clone().expect("a purchase order is a document");
+            assert_eq!(d.kind, crate::books::DocumentKind::PurchaseOrder);
+            assert_eq!(d.contact.as_ref().and_then(|c| c.id.clone()), n.contact_id, "{name}");
+            let sum: i64 = d.lines.iter().map(|l| l.amount.as_ref().unwrap().minor).sum();
+            assert_eq!(Some(sum), d.subtotal.as_ref().map(|m| m.minor), "{name}");
+            got.push((name, d.status, d.total.map(|m| m.minor), d.amount_due));
+            let path =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/examples/record-{name}-purchase_order.json"));
+            let pretty = serde_json::to_string_pretty(&n).unwrap() + "\n";
+            if std::env::var_os("UPDATE_EXAMPLES").is_some() {
+                std::fs::write(&path, &pretty).unwrap();
+            }
+            assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty, "{name}: UPDATE_EXAMPLES=1 rewrites it");
+        }
+        assert_eq!(
+            got,
+            vec![("quickbooks", S::Open, Some(2500), None), ("xero", S::Closed, Some(2875), None), ("zoho", S::Open, Some(4000), None)]
         );
     }
 

@@ -194,6 +194,7 @@ mod tests {
             version: None,
             payment: None,
             reference: Default::default(),
+            contact: None,
         }
     }
 

@@ -206,12 +206,11 @@ fn loose_id(v: Option<&serde_json::Value>) -> Option<String> {
 }
 
 fn qbo_entity(name: &str) -> Option<Entity> {
-    // Vendors are contacts too, but the worker reads contacts as QuickBooks Customers; a vendor id
-    // would be looked up in the wrong collection, so vendors are ignored until the model has them.
+    // Vendors are contacts too: the worker reads a contact from Customer, then Vendor.
     let is = |s: &str| name.eq_ignore_ascii_case(s);
     if is("invoice") {
         Some(Entity::Invoice)
-    } else if is("customer") {
+    } else if is("customer") || is("vendor") {
         Some(Entity::Contact)
     } else if is("account") {
         Some(Entity::Account)

@@ -87,6 +87,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String
                 Entity::Item => ("accounting.settings", "accounting.settings"),
                 Entity::TrackingCategory => ("accounting.settings", "accounting.settings"),
                 Entity::Journal => ("accounting.manualjournals", "accounting.transactions"),
+                Entity::PurchaseOrder => ("accounting.invoices", "accounting.transactions"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -121,6 +122,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String
                 Entity::TrackingCategory => "settings",
                 // Journals are under the accountant module (Zoho's scope list).
                 Entity::Journal => "accountants",
+                Entity::PurchaseOrder => "purchaseorders",
             };
             let action = op.zoho_action();
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]

@@ -603,6 +603,7 @@ mod tests {
             version: None,
             payment: None,
             reference: Default::default(),
+            contact: None,
         }
     }
 

@@ -108,7 +108,8 @@ fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, v: Value, now: DateTi
         | Entity::TaxRate
         | Entity::Item
         | Entity::TrackingCategory
-        | Entity::Journal => {}
+        | Entity::Journal
+        | Entity::PurchaseOrder => {}
     }
     if let Some(o) = next.as_object_mut() {
         o.insert("domain".into(), json!("QBO"));

@@ -99,7 +99,8 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         | Entity::TaxRate
         | Entity::Item
         | Entity::TrackingCategory
-        | Entity::Journal => Ok(merge_top(cur, &patch)),
+        | Entity::Journal
+        | Entity::PurchaseOrder => Ok(merge_top(cur, &patch)),
     }
 }
 

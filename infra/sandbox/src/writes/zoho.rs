@@ -81,7 +81,8 @@ pub async fn update(
         | Entity::TaxRate
         | Entity::Item
         | Entity::TrackingCategory
-        | Entity::Journal => Ok(merge_top(&cur, &patch)),
+        | Entity::Journal
+        | Entity::PurchaseOrder => Ok(merge_top(&cur, &patch)),
     };
     let next = match next {
         Ok(v) => v,
@@ -102,6 +103,7 @@ pub async fn update(
         Entity::Item => "The item has been updated.",
         Entity::TrackingCategory => "The reporting tag has been updated.",
         Entity::Journal => "The journal has been updated.",
+        Entity::PurchaseOrder => "Purchase order information has been updated.",
     };
     json(StatusCode::OK, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(message), e.zoho_singular(), rec.full))
 }
