@@ -3491,3 +3491,69 @@ async fn xero_purchase_orders() {
 async fn zoho_purchase_orders() {
     Box::pin(purchase_orders_case(Provider::Zoho)).await;
 }
+
+/// A bill written in the common model for each provider: its supplier is a stored supplier (a
+/// customer is refused for a bill), its lines' accounts and tax codes are the org's (an unknown tax
+/// code is refused once the tenant keeps tax rates), all before any call; then the bill is made.
+async fn bill_writes_case(provider: Provider) {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.extend([Entity::Bill, Entity::TaxRate]);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("contact", 1), ("account", 5), ("bill", 1)]).await;
+    h.connect(provider, &org).await;
+    for e in [Entity::Contact, Entity::Account, Entity::TaxRate, Entity::Bill] {
+        h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, e)).await;
+    }
+    let store = h.store();
+    let bill = store.list_records(&h.tenant, provider, &org, PEntity::Bill).await.unwrap().remove(0);
+    let supplier = bill.contact_id.clone().expect("the seeded bill's supplier");
+    let contacts = store.list_records(&h.tenant, provider, &org, PEntity::Contact).await.unwrap();
+    let customer = contacts
+        .iter()
+        .find(|c| c.contact.as_ref().is_some_and(|k| k.is_customer && !k.is_supplier))
+        .expect("a customer")
+        .provider_id
+        .clone();
+    let accounts = store.list_records(&h.tenant, provider, &org, PEntity::Account).await.unwrap();
+    let expense =
+        accounts.iter().find(|a| a.name.as_deref().is_some_and(|n| n.starts_with("Office Expenses"))).expect("an expense account");
+    let tax_code = bill.document.as_ref().and_then(|d| d.lines.iter().find_map(|l| l.tax_code.clone()));
+    let record = |contact: &str, tax: Option<&str>| {
+        let mut line = json!({"description": "Paper", "quantity": "10", "unit_price": "4.50", "account": {"id": expense.provider_id}});
+        if let Some(t) = tax {
+            line["tax_code"] = json!(t);
+        }
+        json!({"action": "create", "requested_by": WRITER, "record": {"contact": {"id": contact}, "number": "B-100",
+            "issue_date": "2026-12-01", "due_date": "2026-12-31", "lines": [line], "subtotal": 4500}})
+    };
+    h.control("DELETE", "counters", None).await;
+    let r = h.write(provider, &org, Entity::Bill, record(&customer, Some("NOPE"))).await;
+    let codes: Vec<&str> = r["problems"].as_array().unwrap().iter().map(|p| p["code"].as_str().unwrap()).collect();
+    assert!(codes.contains(&"wrong_contact_role"), "{provider}: {r}");
+    assert!(codes.contains(&"unknown_tax_code"), "{provider}: {r}");
+    assert_eq!(h.calls(api_prefix(provider)).await, 0, "{provider}: refused before any call");
+    let r = h.write(provider, &org, Entity::Bill, record(&supplier, tax_code.as_deref())).await;
+    assert_eq!(r["outcome"], "applied", "{provider}: {r}");
+    let id = r["provider_id"].as_str().unwrap();
+    let stored = store.get_record(&h.tenant, provider, &org, PEntity::Bill, id).await.unwrap().unwrap();
+    let d = stored.document.as_ref().unwrap();
+    assert_eq!((d.kind, stored.contact_id.as_deref()), (shared::books::DocumentKind::Bill, Some(supplier.as_str())), "{provider}");
+    assert_eq!(d.subtotal.as_ref().map(|m| m.minor), Some(4500), "{provider}: {d:?}");
+}
+
+#[tokio::test]
+async fn quickbooks_bill_writes() {
+    Box::pin(bill_writes_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_bill_writes() {
+    Box::pin(bill_writes_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_bill_writes() {
+    Box::pin(bill_writes_case(Provider::Zoho)).await;
+}

@@ -167,7 +167,24 @@ async fn body(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest) -> Result<std::
             } else {
                 Vec::new()
             };
-            let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: None, documents: &[] };
+            // Tax codes are checked where the tenant keeps the org's tax rates (else the provider
+            // checks them).
+            let names_tax = d.lines.iter().flatten().any(|l| l.tax_code.is_some());
+            let tax_codes: Option<Vec<String>> =
+                if names_tax && ctx.tenant.config.enabled_entities.contains(&crate::tenancy::Entity::TaxRate) {
+                    let rates = deps.store.list_records(tenant, ctx.provider, &ctx.org_id, Entity::TaxRate).await?;
+                    Some(
+                        rates
+                            .into_iter()
+                            .filter(|r| !r.deleted && r.reference.tax_rate.as_ref().and_then(|t| t.active) != Some(false))
+                            .flat_map(|r| [Some(r.provider_id), r.reference.tax_rate.and_then(|t| t.code)])
+                            .flatten()
+                            .collect(),
+                    )
+                } else {
+                    None
+                };
+            let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: tax_codes.as_deref(), documents: &[] };
             check::document(ctx.provider, ctx.entity, creating, &d, &books).map(Some)
         }
         RecordInput::Payment(p) => {

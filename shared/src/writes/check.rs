@@ -82,7 +82,10 @@ fn text_ok(field: &str, v: &Option<String>, max: usize, problems: &mut Vec<Probl
 
 /// The document's currency: the one named, else the contact's, else the books' default (None).
 fn currency_of(doc: &DocumentInput, books: &Books<'_>, problems: &mut Vec<Problem>) -> Option<String> {
-    let contact_currency = books.contact.and_then(|c| c.amount.as_ref()).map(|m| m.currency.clone()).filter(|c| c != "XXX");
+    let contact_currency = books
+        .contact
+        .and_then(|c| c.contact.as_ref().and_then(|k| k.currency.clone()).or_else(|| c.amount.as_ref().map(|m| m.currency.clone())))
+        .filter(|c| c != "XXX");
     match &doc.currency {
         Some(c) => match currency_code(Some(c)) {
             Some(code) => {
@@ -112,8 +115,24 @@ pub fn document(provider: Provider, entity: Entity, creating: bool, doc: &Docume
             put(&mut body, path, json!(v));
         }
     }
+    // An invoice's contact must be a customer, a bill's a supplier, where the stored contact says
+    // which it is (QuickBooks keeps customers and vendors apart; Xero and Zoho contacts can be both).
+    let role_ok = |c: &SyncRecord| match (entity, c.contact.as_ref()) {
+        (Entity::Invoice, Some(k)) => k.is_customer || !k.is_supplier,
+        (Entity::Bill, Some(k)) => k.is_supplier || !k.is_customer,
+        _ => true,
+    };
     match &doc.contact {
         Some(RefInput { id: Some(id), .. }) if !id.is_empty() => match books.contact {
+            Some(c) if !inactive(c) && !role_ok(c) => problems.push(Problem::new(
+                "record.contact.id",
+                "wrong_contact_role",
+                if entity == Entity::Bill {
+                    "the contact is a customer, not a supplier"
+                } else {
+                    "the contact is a supplier, not a customer"
+                },
+            )),
             Some(c) if !inactive(c) => put(&mut body, w.contact, json!(id)),
             Some(_) => problems.push(Problem::new("record.contact.id", "unknown_contact", "the contact is archived, inactive or deleted")),
             None => {
