@@ -124,10 +124,10 @@ fn provider(s: &str) -> Result<Provider> {
 
 /// Only the canonical names: the entity is part of the signed path and of the index keys.
 pub fn entity(s: &str) -> Result<Entity> {
-    Entity::ALL
-        .into_iter()
-        .find(|e| e.as_str() == s)
-        .ok_or_else(|| Error::InvalidInput("unknown entity (one of invoice, contact, account, payment)".into()))
+    Entity::ALL.into_iter().find(|e| e.as_str() == s).ok_or_else(|| {
+        let names: Vec<&str> = Entity::ALL.iter().map(|e| e.as_str()).collect();
+        Error::InvalidInput(format!("unknown entity (one of {})", names.join(", ")))
+    })
 }
 
 fn segment(s: &str, what: &str) -> Result<String> {

@@ -106,9 +106,7 @@ pub async fn run(deps: &SyncDeps, ctx: &JobCtx) -> Result<Value> {
     if let Some(code) = done.code {
         v["code"] = json!(code);
     }
-    if !done.problems.is_empty() {
-        v["problems"] = json!(done.problems);
-    }
+    add_problems(&mut v, &done.problems);
     if let Some(r) = &done.record {
         v["provider_id"] = json!(r.provider_id);
         v["version"] = json!(r.version);
@@ -131,11 +129,26 @@ pub async fn run(deps: &SyncDeps, ctx: &JobCtx) -> Result<Value> {
     Ok(v)
 }
 
+/// The most problems a result or event lists.
+const MAX_PROBLEMS: usize = 100;
+
 /// The most a record carried in a result or event may take (an SQS message is at most 256 KB).
 const MAX_CARRIED_BYTES: usize = 64 * 1024;
 
 fn capped(v: Value) -> Option<Value> {
     (v.to_string().len() <= MAX_CARRIED_BYTES).then_some(v)
+}
+
+/// A document of hundreds of bad lines could list more problems than a stored result (a DynamoDB
+/// item) or an event (an SQS message) holds: the first ones, and how many there were.
+fn add_problems(v: &mut Value, problems: &[Problem]) {
+    if problems.is_empty() {
+        return;
+    }
+    v["problems"] = json!(problems.iter().take(MAX_PROBLEMS).collect::<Vec<_>>());
+    if problems.len() > MAX_PROBLEMS {
+        v["problems_total"] = json!(problems.len());
+    }
 }
 
 fn permission(action: Action) -> Permission {
@@ -541,4 +554,33 @@ async fn audit(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest, done: &Done) -
         .await
         .map_err(|e| crate::store::dynamo_error("PutItem(write audit)", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_lists_at_most_a_hundred_problems_and_counts_them_all() {
+        let many: Vec<Problem> =
+            (0..1500).map(|i| Problem::new(format!("record.lines[{i}].account"), "unknown_account", "x".repeat(100))).collect();
+        let mut v = json!({});
+        add_problems(&mut v, &many);
+        assert_eq!((v["problems"].as_array().unwrap().len(), v["problems_total"].as_u64()), (MAX_PROBLEMS, Some(1500)));
+        assert!(v.to_string().len() < 64 * 1024, "fits a message beside the rest");
+        let mut few = json!({});
+        add_problems(&mut few, &many[..2]);
+        assert_eq!((few["problems"].as_array().unwrap().len(), few.get("problems_total")), (2, None));
+        let mut none = json!({});
+        add_problems(&mut none, &[]);
+        assert_eq!(none, json!({}));
+    }
+
+    #[test]
+    fn voiding_and_deleting_need_more_than_writing() {
+        assert_eq!(permission(Action::Create), Permission::WriteBooks);
+        assert_eq!(permission(Action::Update), Permission::WriteBooks);
+        assert_eq!(permission(Action::Void), Permission::VoidOrDelete);
+        assert_eq!(permission(Action::Delete), Permission::VoidOrDelete);
+    }
 }
