@@ -364,6 +364,10 @@ class CountingProxy:
                     proxy.upstream_ns += busy
                     if read is not None:
                         proxy.reads.append((op, *read))
+                # The span is closed before the answer goes out, so a caller that has its answer
+                # always finds the span recorded (appending after the write raced with the reader).
+                with proxy.lock:
+                    proxy.spans.append((received, now_ns()))
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("content-length", "connection", "transfer-encoding", "keep-alive", "server", "date"):
@@ -372,8 +376,6 @@ class CountingProxy:
                 self.end_headers()
                 self.wfile.write(data)
                 self.wfile.flush()
-                with proxy.lock:
-                    proxy.spans.append((received, now_ns()))
                 conn.close()
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
