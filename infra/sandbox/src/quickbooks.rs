@@ -713,13 +713,7 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
                 "The sandbox does not create purchase orders".into(),
             ))
         }
-        Entity::BillPayment => {
-            return Err((
-                "6000",
-                "A business validation error has occurred while processing your request",
-                "The sandbox does not create bill payments".into(),
-            ))
-        }
+        Entity::BillPayment => crate::writes::quickbooks::create_bill_payment(org, &mut v, now)?,
         Entity::CreditNote | Entity::VendorCredit => {
             return Err((
                 "6000",

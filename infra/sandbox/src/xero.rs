@@ -664,7 +664,9 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                 o.insert("Amount".into(), json!(amount));
                 o.insert("BankAmount".into(), json!(amount));
                 o.insert("Status".into(), json!("AUTHORISED"));
-                o.insert("PaymentType".into(), json!("ACCRECPAYMENT"));
+                // A payment of a bill (an ACCPAY invoice) is a payment made (Xero's PaymentTypes).
+                let kind = if iv["Type"] == "ACCPAY" { "ACCPAYPAYMENT" } else { "ACCRECPAYMENT" };
+                o.insert("PaymentType".into(), json!(kind));
                 o.insert("IsReconciled".into(), json!(false));
                 o.insert("HasAccount".into(), json!(true));
                 o.insert("HasValidationErrors".into(), json!(false));

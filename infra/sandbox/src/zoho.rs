@@ -357,7 +357,60 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
     match e {
         // A sandbox limit, not Zoho's: credit notes are seeded, not created through the API.
         Entity::CreditNote | Entity::VendorCredit => return Err((4, "The sandbox does not create credit notes".into())),
-        Entity::BillPayment => return Err((4, "The sandbox does not create vendor payments".into())),
+        Entity::BillPayment => {
+            // Zoho's reference (Vendor Payments, "Create a vendor payment"): vendor_id and amount
+            // are required; bills lists {bill_id, amount_applied}; paid_through_account_id is
+            // the account paid from. The refusals' codes and wording are unconfirmed (as for
+            // customer payments); a bill of another vendor is refused (never kinder).
+            let vid = s(&v, "vendor_id").ok_or_else(|| invalid("vendor_id"))?.to_string();
+            let Some(vendor) = org.get(Entity::Vendor, &vid).filter(|r| !r.deleted && r.value["contact_type"] == "vendor") else {
+                return Err((1002, "Vendor does not exist.".into()));
+            };
+            let vname = vendor.value["contact_name"].clone();
+            let amount = v.get("amount").and_then(Value::as_f64).filter(|a| *a > 0.0).ok_or_else(|| invalid("amount"))?;
+            if let Some(acct) = s(&v, "paid_through_account_id") {
+                if org.get(Entity::Account, acct).filter(|r| !r.deleted).is_none() {
+                    return Err((1002, "Account does not exist.".into()));
+                }
+            }
+            let mut applied = 0.0;
+            let mut updates: Vec<(String, Value)> = Vec::new();
+            for b in v.get("bills").and_then(Value::as_array).cloned().unwrap_or_default() {
+                let bid = s(&b, "bill_id").ok_or_else(|| invalid("bill_id"))?.to_string();
+                let a = b.get("amount_applied").and_then(Value::as_f64).unwrap_or(0.0);
+                let current = updates.iter().find(|(id, _)| *id == bid).map(|(_, v)| v.clone());
+                let Some(bill) = current.or_else(|| org.get(Entity::Bill, &bid).filter(|r| !r.deleted).map(|r| r.value.clone())) else {
+                    return Err((1002, "Bill does not exist.".into()));
+                };
+                if bill["vendor_id"].as_str() != Some(vid.as_str()) {
+                    return Err((4, "The bill belongs to another vendor.".into()));
+                }
+                let bal = bill["balance"].as_f64().unwrap_or(0.0);
+                if a > bal + 1e-9 {
+                    return Err((4, "Amount applied exceeds the bill balance.".into()));
+                }
+                let mut bv = bill;
+                bv["balance"] =
+                    crate::lines::money(crate::lines::exact_cents(bal).unwrap_or(0) - crate::lines::exact_cents(a).unwrap_or(0));
+                if bal - a <= 1e-9 {
+                    bv["status"] = json!("paid");
+                }
+                updates.retain(|(id, _)| *id != bid);
+                updates.push((bid, bv));
+                applied += a;
+            }
+            if applied > amount + 1e-9 {
+                return Err((4, "The amount applied to bills exceeds the payment amount.".into()));
+            }
+            for (bid, bv) in updates {
+                org.put(Entity::Bill, &bid, bv, now);
+            }
+            let o = v.as_object_mut().expect("object");
+            o.insert("vendor_name".into(), vname);
+            o.entry("date").or_insert(json!(today));
+            o.entry("payment_mode").or_insert(json!("cash"));
+            o.entry("currency_code").or_insert(json!("USD"));
+        }
         // Reference data is seeded (`/_sandbox/seed`), not created through the API here.
         Entity::TaxRate => return Err((4, "The sandbox does not create taxes; seed them".into())),
         Entity::Item => return Err((4, "The sandbox does not create items; seed them".into())),

@@ -207,16 +207,18 @@ async fn body(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest) -> Result<std::
             } else {
                 Vec::new()
             };
+            // A payment received pays invoices; a payment made, bills.
+            let paid = if ctx.entity == Entity::BillPayment { Entity::Bill } else { Entity::Invoice };
             let mut documents = Vec::new();
             for a in p.applied_to.iter().flatten().take(check::MAX_LINES) {
                 if let Some(id) = a.document.id.as_deref().filter(|id| !id.is_empty() && id.len() <= model::MAX_ID_LEN) {
-                    if let Some(d) = deps.store.get_record(tenant, ctx.provider, &ctx.org_id, Entity::Invoice, id).await? {
+                    if let Some(d) = deps.store.get_record(tenant, ctx.provider, &ctx.org_id, paid, id).await? {
                         documents.push(d);
                     }
                 }
             }
             let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: None, documents: &documents };
-            check::payment(ctx.provider, creating, &p, &books).map(Some)
+            check::payment(ctx.provider, ctx.entity, creating, &p, &books).map(Some)
         }
     })
 }
@@ -440,7 +442,7 @@ async fn create(deps: &SyncDeps, ctx: &JobCtx, mut payload: Value, reference: &s
     if ctx.provider == Provider::Zoho {
         tag_zoho(&mut payload, reference)?;
         let (field, value) = match entity {
-            Entity::Invoice | Entity::Bill | Entity::Payment => {
+            Entity::Invoice | Entity::Bill | Entity::Payment | Entity::BillPayment => {
                 // The app's reference_number stays as sent; without one, ours fills it so the
                 // lookup below has a field to list by.
                 if payload.get("reference_number").and_then(Value::as_str).is_none_or(str::is_empty) {

@@ -410,11 +410,14 @@ pub fn contact(provider: Provider, creating: bool, c: &ContactInput) -> Result<V
     }
 }
 
-/// Checks a payment received and builds the provider's body: the customer and the account are
-/// stored and active, every invoice it pays is the customer's and owes at least what is applied,
-/// and it applies no more than it is.
-pub fn payment(provider: Provider, creating: bool, p: &PaymentInput, books: &Books<'_>) -> Result<Value, Vec<Problem>> {
-    let w = wire::payment(provider);
+/// Checks a payment received (`payment`: a customer pays invoices) or made (`bill_payment`: a
+/// supplier is paid for bills) and builds the provider's body: the contact and the account are
+/// stored and active, the contact is of the right kind, every document it pays is the contact's and
+/// owes at least what is applied, and it applies no more than it is.
+pub fn payment(provider: Provider, entity: Entity, creating: bool, p: &PaymentInput, books: &Books<'_>) -> Result<Value, Vec<Problem>> {
+    let w = wire::payment(provider, entity);
+    let made = entity == Entity::BillPayment;
+    let (who, noun) = if made { ("supplier", "bill") } else { ("customer", "invoice") };
     let mut problems = Vec::new();
     if !creating {
         return Err(vec![Problem::new("action", "unsupported", "a payment is not updated: delete it and record it again")]);
@@ -424,13 +427,22 @@ pub fn payment(provider: Provider, creating: bool, p: &PaymentInput, books: &Boo
         put(&mut body, path, json!(v));
     }
     let contact_id = p.contact.as_ref().and_then(|c| c.id.clone()).filter(|id| !id.is_empty());
+    // As for documents: where the stored contact says which it is, it must be the right kind.
+    let role_ok = |c: &SyncRecord| match c.contact.as_ref() {
+        Some(k) if made => k.is_supplier || !k.is_customer,
+        Some(k) => k.is_customer || !k.is_supplier,
+        None => true,
+    };
     match (&contact_id, books.contact) {
-        (None, _) => problems.push(Problem::new("record.contact.id", "required", "the customer who paid, by provider id")),
+        (None, _) => problems.push(Problem::new("record.contact.id", "required", format!("the {who}, by provider id"))),
         (Some(_), None) => {
             problems.push(Problem::new("record.contact.id", "unknown_contact", "no stored contact has this id (sync contacts first)"))
         }
         (Some(_), Some(c)) if inactive(c) => {
             problems.push(Problem::new("record.contact.id", "unknown_contact", "the contact is archived, inactive or deleted"))
+        }
+        (Some(_), Some(c)) if !role_ok(c) => {
+            problems.push(Problem::new("record.contact.id", "wrong_contact_role", format!("the contact is not a {who}")))
         }
         (Some(id), Some(_)) => {
             if let Some(path) = w.contact {
@@ -474,7 +486,8 @@ pub fn payment(provider: Provider, creating: bool, p: &PaymentInput, books: &Boo
             }
         }
         None if w.account_required => {
-            problems.push(Problem::new("record.account", "required", format!("{provider} needs the account the money went into")))
+            let how = if made { "was paid from" } else { "went into" };
+            problems.push(Problem::new("record.account", "required", format!("{provider} needs the account the money {how}")))
         }
         None => {}
     }
@@ -488,19 +501,19 @@ pub fn payment(provider: Provider, creating: bool, p: &PaymentInput, books: &Boo
     for (i, a) in applied.iter().enumerate() {
         let f = format!("record.applied_to[{i}]");
         let Some(id) = a.document.id.as_deref().filter(|id| !id.is_empty()) else {
-            problems.push(Problem::new(format!("{f}.document.id"), "required", "the invoice's provider id"));
+            problems.push(Problem::new(format!("{f}.document.id"), "required", format!("the {noun}'s provider id")));
             continue;
         };
         let Some(doc) = books.documents.iter().find(|d| d.provider_id == id && !d.deleted) else {
             problems.push(Problem::new(
                 format!("{f}.document.id"),
                 "unknown_document",
-                "no stored invoice has this id (sync invoices first)",
+                format!("no stored {noun} has this id (sync {noun}s first)"),
             ));
             continue;
         };
         if contact_id.is_some() && doc.contact_id.is_some() && doc.contact_id != contact_id {
-            problems.push(Problem::new(format!("{f}.document.id"), "invalid", "the invoice is another contact's"));
+            problems.push(Problem::new(format!("{f}.document.id"), "invalid", format!("the {noun} is another contact's")));
         }
         let due = doc.document.as_ref().and_then(|d| d.amount_due.as_ref()).map(|m| m.minor);
         if a.amount <= 0 {
@@ -509,12 +522,12 @@ pub fn payment(provider: Provider, creating: bool, p: &PaymentInput, books: &Boo
             problems.push(Problem::new(
                 format!("{f}.amount"),
                 "exceeds_amount_due",
-                format!("the invoice owes {}", format_minor(due, scale)),
+                format!("the {noun} owes {}", format_minor(due, scale)),
             ));
         }
         if let (Some(cur), Some(d)) = (&currency, doc.document.as_ref()) {
             if &d.currency != cur {
-                problems.push(Problem::new(format!("{f}.document.id"), "currency_mismatch", format!("the invoice is in {}", d.currency)));
+                problems.push(Problem::new(format!("{f}.document.id"), "currency_mismatch", format!("the {noun} is in {}", d.currency)));
             }
         }
         total_applied = total_applied.saturating_add(a.amount);
@@ -789,19 +802,19 @@ mod tests {
         };
         let ok = parse(json!({"contact": {"id": "c1"}, "amount": 2550, "account": {"code": "090"}, "date": "2026-12-01",
             "applied_to": [{"document": {"id": "i1"}, "amount": 2550}]}));
-        let q = payment(Provider::QuickBooks, true, &ok, &books).unwrap();
+        let q = payment(Provider::QuickBooks, Entity::Payment, true, &ok, &books).unwrap();
         assert_eq!(
             q,
             json!({"CustomerRef": {"value": "c1"}, "TotalAmt": 25.50, "TxnDate": "2026-12-01", "DepositToAccountRef": {"value": "bank-1"},
             "Line": [{"Amount": 25.50, "LinkedTxn": [{"TxnId": "i1", "TxnType": "Invoice"}]}]})
         );
-        let x = payment(Provider::Xero, true, &ok, &books).unwrap();
+        let x = payment(Provider::Xero, Entity::Payment, true, &ok, &books).unwrap();
         assert_eq!(x, json!({"Amount": 25.50, "Date": "2026-12-01", "Account": {"Code": "090"}, "Invoice": {"InvoiceID": "i1"}}));
-        let z = payment(Provider::Zoho, true, &ok, &books).unwrap();
+        let z = payment(Provider::Zoho, Entity::Payment, true, &ok, &books).unwrap();
         assert_eq!(z["invoices"], json!([{"invoice_id": "i1", "amount_applied": 25.50}]));
         let bad = parse(json!({"contact": {"id": "c1"}, "amount": 100,
             "applied_to": [{"document": {"id": "i1"}, "amount": 6001}, {"document": {"id": "i2"}, "amount": 1}, {"document": {"id": "i9"}, "amount": 1}]}));
-        let p = payment(Provider::Xero, true, &bad, &books).unwrap_err();
+        let p = payment(Provider::Xero, Entity::Payment, true, &bad, &books).unwrap_err();
         let got: Vec<(&str, &str)> = p.iter().map(|p| (p.field.as_str(), p.code)).collect();
         assert_eq!(
             got,
@@ -814,7 +827,32 @@ mod tests {
                 ("record.applied_to", "unsupported"),
             ]
         );
-        assert_eq!(payment(Provider::Zoho, false, &ok, &books).unwrap_err()[0].code, "unsupported");
+        assert_eq!(payment(Provider::Zoho, Entity::Payment, false, &ok, &books).unwrap_err()[0].code, "unsupported");
+
+        // A payment made: the supplier's bills, from a bank account, each provider's way.
+        let q = payment(Provider::QuickBooks, Entity::BillPayment, true, &ok, &books).unwrap();
+        assert_eq!(
+            q,
+            json!({"VendorRef": {"value": "c1"}, "TotalAmt": 25.50, "TxnDate": "2026-12-01", "PayType": "Check",
+            "CheckPayment": {"BankAccountRef": {"value": "bank-1"}},
+            "Line": [{"Amount": 25.50, "LinkedTxn": [{"TxnId": "i1", "TxnType": "Bill"}]}]})
+        );
+        let z = payment(Provider::Zoho, Entity::BillPayment, true, &ok, &books).unwrap();
+        assert_eq!(
+            (&z["vendor_id"], &z["paid_through_account_id"], &z["bills"], z.get("customer_id")),
+            (&json!("c1"), &json!("bank-1"), &json!([{"bill_id": "i1", "amount_applied": 25.50}]), None)
+        );
+        let no_account =
+            parse(json!({"contact": {"id": "c1"}, "amount": 2550, "applied_to": [{"document": {"id": "i1"}, "amount": 2550}]}));
+        let p = payment(Provider::QuickBooks, Entity::BillPayment, true, &no_account, &books).unwrap_err();
+        assert_eq!((p[0].field.as_str(), p[0].code), ("record.account", "required"), "QuickBooks pays a bill from a named account");
+        // A customer is not paid for bills, nor a supplier's payment recorded against invoices.
+        let mut customer = contact.clone();
+        customer.contact = Some(crate::books::Contact { is_customer: true, is_supplier: false, ..Default::default() });
+        let as_customer = Books { contact: Some(&customer), accounts: &accounts, tax_codes: None, documents: &docs };
+        let p = payment(Provider::Xero, Entity::BillPayment, true, &ok, &as_customer).unwrap_err();
+        assert_eq!(p[0].code, "wrong_contact_role");
+        assert!(payment(Provider::Xero, Entity::Payment, true, &ok, &as_customer).is_ok());
     }
 
     #[test]

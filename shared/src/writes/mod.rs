@@ -67,7 +67,7 @@ pub struct WriteRequest {
 
 /// The entities writes take today.
 pub fn writable(entity: Entity) -> bool {
-    matches!(entity, Entity::Invoice | Entity::Bill | Entity::Contact | Entity::Payment)
+    matches!(entity, Entity::Invoice | Entity::Bill | Entity::Contact | Entity::Payment | Entity::BillPayment)
 }
 
 impl WriteRequest {
@@ -79,7 +79,7 @@ impl WriteRequest {
             .map_err(|e| Error::InvalidInput(format!("the payload is not a write request (schemas/write-request.v1.json): {e}")))?;
         let mut problems = Vec::new();
         if !writable(entity) {
-            problems.push(format!("writes take invoice, bill, contact and payment, not {entity}"));
+            problems.push(format!("writes take invoice, bill, contact, payment and bill_payment, not {entity}"));
         }
         if req.requested_by.is_empty() || req.requested_by.len() > 128 {
             problems.push("requested_by must be 1-128 characters".to_string());
@@ -238,11 +238,12 @@ pub struct AppliedInput {
     pub amount: i64,
 }
 
-/// A payment received from a customer (entity payment), in the common model.
+/// A payment received from a customer (entity `payment`) or made to a supplier (`bill_payment`),
+/// in the common model.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentInput {
-    /// The customer who paid (provider id).
+    /// The customer who paid, or the supplier paid (provider id).
     #[serde(default)]
     pub contact: Option<RefInput>,
     #[serde(default)]
@@ -252,12 +253,12 @@ pub struct PaymentInput {
     pub amount: Option<i64>,
     #[serde(default)]
     pub currency: Option<String>,
-    /// The bank (or clearing) account it went into.
+    /// The bank (or clearing) account it went into, or was paid from.
     #[serde(default)]
     pub account: Option<RefInput>,
     #[serde(default)]
     pub reference: Option<String>,
-    /// The invoices it pays.
+    /// The invoices (bills) it pays.
     #[serde(default)]
     pub applied_to: Option<Vec<AppliedInput>>,
 }
@@ -283,7 +284,7 @@ impl RecordInput {
         match entity {
             Entity::Invoice | Entity::Bill => serde_json::from_value(record.clone()).map(RecordInput::Document).map_err(named),
             Entity::Contact => serde_json::from_value(record.clone()).map(RecordInput::Contact).map_err(named),
-            Entity::Payment => serde_json::from_value(record.clone()).map(RecordInput::Payment).map_err(named),
+            Entity::Payment | Entity::BillPayment => serde_json::from_value(record.clone()).map(RecordInput::Payment).map_err(named),
             other => Err(Problem::new("record", "unsupported", format!("writes do not take {other}"))),
         }
     }

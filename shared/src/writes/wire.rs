@@ -157,11 +157,41 @@ const ZOHO_PAYMENT: PaymentWire = PaymentWire {
     constants: &[(&["payment_mode"], "banktransfer")],
 };
 
-pub fn payment(provider: Provider) -> &'static PaymentWire {
-    match provider {
-        Provider::QuickBooks => &QBO_PAYMENT,
-        Provider::Xero => &XERO_PAYMENT,
-        Provider::Zoho => &ZOHO_PAYMENT,
+/// QuickBooks BillPayment: a cheque from a bank account (`PayType: Check` with
+/// `CheckPayment.BankAccountRef`, required by Intuit for that type); card payments
+/// (`CreditCardPayment.CCAccountRef`) are not offered by the common model.
+const QBO_BILL_PAYMENT: PaymentWire = PaymentWire {
+    contact: Some(&["VendorRef", "value"]),
+    account: (&["CheckPayment", "BankAccountRef", "value"], RefBy::Id),
+    account_required: true,
+    reference: Some(&["DocNumber"]),
+    applied: AppliedWire::List {
+        key: "Line",
+        id: &["LinkedTxn", "0", "TxnId"],
+        amount: &["Amount"],
+        constants: &[(&["LinkedTxn", "0", "TxnType"], "Bill")],
+    },
+    constants: &[(&["PayType"], "Check")],
+    ..QBO_PAYMENT
+};
+
+/// Zoho vendor payments: `vendor_id`, `paid_through_account_id`, `bills` with `amount_applied`.
+const ZOHO_BILL_PAYMENT: PaymentWire = PaymentWire {
+    contact: Some(&["vendor_id"]),
+    account: (&["paid_through_account_id"], RefBy::Id),
+    applied: AppliedWire::List { key: "bills", id: &["bill_id"], amount: &["amount_applied"], constants: &[] },
+    ..ZOHO_PAYMENT
+};
+
+/// Where a payment's fields go: `entity` is `payment` (received) or `bill_payment` (made). Xero
+/// takes both at `/Payments`, telling them apart by the document paid (an ACCPAY invoice is a bill).
+pub fn payment(provider: Provider, entity: Entity) -> &'static PaymentWire {
+    match (provider, entity) {
+        (Provider::QuickBooks, Entity::BillPayment) => &QBO_BILL_PAYMENT,
+        (Provider::QuickBooks, _) => &QBO_PAYMENT,
+        (Provider::Xero, _) => &XERO_PAYMENT,
+        (Provider::Zoho, Entity::BillPayment) => &ZOHO_BILL_PAYMENT,
+        (Provider::Zoho, _) => &ZOHO_PAYMENT,
     }
 }
 
@@ -381,7 +411,7 @@ pub fn lifecycle(provider: Provider, entity: Entity) -> Lifecycle {
         (Provider::QuickBooks, Entity::Contact) => Lifecycle { delete: Some((ChangeKind::Update, &[(&["Active"], "false")])), ..NEITHER },
         // A payment is deleted (its invoices owe again); QuickBooks' payment void is an update with
         // `include=void`, not offered here.
-        (Provider::QuickBooks | Provider::Zoho, Entity::Payment) => DELETE,
+        (Provider::QuickBooks | Provider::Zoho, Entity::Payment | Entity::BillPayment) => DELETE,
         (Provider::Xero, Entity::Invoice | Entity::Bill) => Lifecycle {
             void: Some((ChangeKind::Update, &[(&["Status"], "VOIDED")])),
             void_from: Some(OPEN),
@@ -391,7 +421,9 @@ pub fn lifecycle(provider: Provider, entity: Entity) -> Lifecycle {
         (Provider::Xero, Entity::Contact) => {
             Lifecycle { delete: Some((ChangeKind::Update, &[(&["ContactStatus"], "ARCHIVED")])), ..NEITHER }
         }
-        (Provider::Xero, Entity::Payment) => Lifecycle { delete: Some((ChangeKind::Update, &[(&["Status"], "DELETED")])), ..NEITHER },
+        (Provider::Xero, Entity::Payment | Entity::BillPayment) => {
+            Lifecycle { delete: Some((ChangeKind::Update, &[(&["Status"], "DELETED")])), ..NEITHER }
+        }
         (Provider::Zoho, Entity::Invoice | Entity::Bill) => Lifecycle { void: Some((ChangeKind::Void, &[])), ..DELETE },
         (Provider::Zoho, Entity::Contact) => DELETE,
         // Entities writes do not take yet.

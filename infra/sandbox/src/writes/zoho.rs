@@ -336,10 +336,24 @@ pub(crate) fn delete_refusal(org: &Org, e: Entity, id: &str) -> Option<Response>
     }
 }
 
-/// What a `DELETE` changes besides the record: a customer payment's invoices owe what it paid
-/// again (a paid invoice goes back to `sent`; Zoho's `partially_paid`/`overdue` statuses are not
+/// What a `DELETE` changes besides the record: a customer payment's invoices (a vendor payment's
+/// bills) owe what it paid again (a paid invoice goes back to `sent`; Zoho's `partially_paid`/`overdue` statuses are not
 /// modelled by the sandbox).
 pub(crate) fn on_delete(org: &mut Org, e: Entity, id: &str, now: chrono::DateTime<chrono::Utc>) {
+    if e == Entity::BillPayment {
+        // A vendor payment's bills owe what it paid again (a paid bill goes back to `open`).
+        let Some(p) = org.get(e, id).map(|r| r.value.clone()) else { return };
+        for b in p["bills"].as_array().cloned().unwrap_or_default() {
+            let Some(bid) = b["bill_id"].as_str() else { continue };
+            let Some(mut bill) = org.get(Entity::Bill, bid).filter(|r| !r.deleted).map(|r| r.value.clone()) else { continue };
+            bill["balance"] = money((cents(&bill["balance"]) + cents(&b["amount_applied"])).min(cents(&bill["total"])));
+            if bill["status"] == "paid" {
+                bill["status"] = json!("open");
+            }
+            org.put(Entity::Bill, bid, bill, now);
+        }
+        return;
+    }
     if e != Entity::Payment {
         return;
     }
