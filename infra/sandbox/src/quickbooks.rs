@@ -704,8 +704,17 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
         // Unconfirmed: how QuickBooks words an unknown operation value.
         Some(other) => return Err(("500", "Unsupported Operation", format!("Operation {other} is not supported."))),
     }
-    match e {
-        // A sandbox limit, not Intuit's: credit notes are seeded, not created through the API.
+    // A CreditMemo is made like an Invoice (CustomerRef, sales lines) and a VendorCredit like a Bill
+    // (VendorRef, expense lines); their credit shape is set after.
+    let twin = match e {
+        Entity::CreditNote => Entity::Invoice,
+        Entity::VendorCredit => Entity::Bill,
+        other => other,
+    };
+    match twin {
+        // Never the twin: made as an Invoice or a Bill.
+        Entity::CreditNote | Entity::VendorCredit => {}
+        // A sandbox limit, not Intuit's: purchase orders are seeded, not created through the API.
         Entity::PurchaseOrder => {
             return Err((
                 "6000",
@@ -714,13 +723,6 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             ))
         }
         Entity::BillPayment => crate::writes::quickbooks::create_bill_payment(org, &mut v, now)?,
-        Entity::CreditNote | Entity::VendorCredit => {
-            return Err((
-                "6000",
-                "A business validation error has occurred while processing your request",
-                "The sandbox does not create credit notes".into(),
-            ))
-        }
         // QuickBooks creates tax codes through its TaxService, not `POST /taxcode`.
         Entity::TaxRate => return Err(("2010", "Request has invalid or unsupported property", "TaxCode cannot be created here".into())),
         // Reference data is seeded (`/_sandbox/seed`); creating items is not modelled.
@@ -910,6 +912,17 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             obj.entry("ProcessPayment").or_insert(json!(false));
             obj.insert("domain".into(), json!("QBO"));
             obj.insert("sparse".into(), json!(false));
+        }
+    }
+    if twin != e {
+        // Intuit's CreditMemo and VendorCredit: no due date; `Balance` is the credit not yet used
+        // (all of it, new) and a CreditMemo also shows it as `RemainingCredit`.
+        let o = v.as_object_mut().expect("object");
+        o.remove("DueDate");
+        let total = o.get("TotalAmt").cloned().unwrap_or(json!(0));
+        o.insert("Balance".into(), total.clone());
+        if e == Entity::CreditNote {
+            o.insert("RemainingCredit".into(), total);
         }
     }
     let id = org.next_id();

@@ -428,7 +428,23 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
     let live = |org: &crate::data::Org, ent: Entity| {
         org.store(ent).items.iter().filter(|r| !r.deleted).map(|r| r.value.clone()).collect::<Vec<_>>()
     };
-    match e {
+    // A credit note is made like an invoice of its side (ACCRECCREDIT like ACCREC, ACCPAYCREDIT
+    // like ACCPAY) and then given its credit shape (xero_accounting.yaml, CreditNote).
+    let credit_type = if e == Entity::CreditNote { s(&v, "Type").map(str::to_string) } else { None };
+    let twin = if e == Entity::CreditNote {
+        match credit_type.as_deref() {
+            Some("ACCRECCREDIT") => v["Type"] = json!("ACCREC"),
+            Some("ACCPAYCREDIT") => v["Type"] = json!("ACCPAY"),
+            Some(t) => return Err(vec![format!("CreditNote Type {t} is not valid.")]),
+            None => return Err(vec!["CreditNote Type must be specified.".into()]),
+        }
+        Entity::Invoice
+    } else {
+        e
+    };
+    match twin {
+        // Never the twin: made as an Invoice.
+        Entity::CreditNote => {}
         // Reference data is seeded (`/_sandbox/seed`); the sandbox does not create tax rates.
         Entity::TaxRate => errs.push("The sandbox does not create tax rates; seed them.".into()),
         Entity::Item => errs.push("The sandbox does not create items; seed them.".into()),
@@ -609,8 +625,6 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         // Xero serves bills and suppliers through Invoices and Contacts (`Entity::home`): no route
         // hands them here.
         Entity::Bill | Entity::Vendor | Entity::VendorCredit | Entity::BillPayment => errs.push("Unsupported endpoint".into()),
-        // A sandbox limit, not Xero's: credit notes are seeded, not created through the API.
-        Entity::CreditNote => errs.push("The sandbox does not create credit notes".into()),
         Entity::PurchaseOrder => errs.push("The sandbox does not create purchase orders".into()),
         Entity::Payment => {
             let inv = v.get("Invoice").and_then(|i| {
@@ -679,6 +693,22 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
                 );
             }
         }
+    }
+    if let (Some(t), Some(o), true) = (credit_type, v.as_object_mut(), errs.is_empty()) {
+        let number = o.remove("InvoiceNumber");
+        for k in ["DueDate", "DueDateString", "AmountDue", "AmountPaid", "AmountCredited", "IsDiscounted"] {
+            o.remove(k);
+        }
+        o.insert("Type".into(), json!(t));
+        if o.get("CreditNoteNumber").and_then(Value::as_str).is_none_or(|n| n.is_empty()) {
+            let n = number.and_then(|n| n.as_str().map(|n| n.replacen("INV-", "CN-", 1))).unwrap_or_else(|| "CN-0001".into());
+            o.insert("CreditNoteNumber".into(), json!(n));
+        }
+        // Nothing is allocated yet: all of it remains.
+        let total = o.get("Total").cloned().unwrap_or(json!(0.0));
+        o.insert("RemainingCredit".into(), total);
+        o.insert("Allocations".into(), json!([]));
+        o.insert("Payments".into(), json!([]));
     }
     if errs.is_empty() {
         Ok((org.next_id(), v))

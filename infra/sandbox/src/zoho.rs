@@ -354,9 +354,16 @@ pub(crate) fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
 fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result<Value, (i64, String)> {
     let invalid = |f: &str| (4, format!("Invalid value passed for {f}"));
     let today = now.format("%Y-%m-%d").to_string();
-    match e {
-        // A sandbox limit, not Zoho's: credit notes are seeded, not created through the API.
-        Entity::CreditNote | Entity::VendorCredit => return Err((4, "The sandbox does not create credit notes".into())),
+    // A credit note is made like an invoice (customer_id) and a vendor credit like a bill
+    // (vendor_id); their credit shape is set after.
+    let twin = match e {
+        Entity::CreditNote => Entity::Invoice,
+        Entity::VendorCredit => Entity::Bill,
+        other => other,
+    };
+    match twin {
+        // Never the twin: made as an invoice or a bill.
+        Entity::CreditNote | Entity::VendorCredit => {}
         Entity::BillPayment => {
             // Zoho's reference (Vendor Payments, "Create a vendor payment"): vendor_id and amount
             // are required; bills lists {bill_id, amount_applied}; paid_through_account_id is
@@ -569,6 +576,21 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
             o.entry("date").or_insert(json!(today));
             o.entry("payment_mode").or_insert(json!("cash"));
         }
+    }
+    if twin != e {
+        // Zoho's credit notes and vendor credits: no due date, open once made, and all of the
+        // credit still to use (`balance`).
+        let o = v.as_object_mut().expect("object");
+        let number = o.remove("invoice_number").or_else(|| o.remove("bill_number"));
+        o.remove("due_date");
+        let key = if e == Entity::CreditNote { "creditnote_number" } else { "vendor_credit_number" };
+        if o.get(key).and_then(Value::as_str).is_none_or(|n| n.is_empty()) {
+            let n = number.and_then(|n| n.as_str().map(|n| n.replacen("INV-", "CN-", 1).replacen("BILL-", "DN-", 1)));
+            o.insert(key.into(), json!(n.unwrap_or_else(|| "CN-000001".into())));
+        }
+        o.insert("status".into(), json!("open"));
+        let total = o.get("total").cloned().unwrap_or(json!(0.0));
+        o.insert("balance".into(), total);
     }
     Ok(v)
 }

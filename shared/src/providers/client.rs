@@ -96,6 +96,16 @@ pub struct Change<'a> {
     pub version: Option<&'a str>,
     /// The fields to set (Update), in the provider's own JSON.
     pub body: &'a Value,
+    /// Which of the entity's collections holds the record (`write_collection`): QuickBooks and
+    /// Zoho keep suppliers' credit notes apart from customers'.
+    pub collection: usize,
+}
+
+/// The collection of `entity` a record is written to: 1 for a supplier's credit note where the
+/// provider keeps them apart (QuickBooks VendorCredit, Zoho vendorcredits), else 0. Xero keeps both
+/// kinds in CreditNotes, told apart by `Type`.
+pub fn write_collection(provider: Provider, entity: Entity, purchase: bool) -> usize {
+    usize::from(entity == Entity::CreditNote && purchase && provider != Provider::Xero)
 }
 
 #[derive(Clone, Debug)]

@@ -80,6 +80,11 @@ pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// The entity's collection at `index` (a write names which one holds its record).
+fn collection_at(entity: Entity, index: usize) -> Result<(&'static str, &'static str)> {
+    collections(entity).get(index).copied().ok_or_else(|| Error::InvalidInput(format!("{entity} has no collection {index}")))
+}
+
 /// The collection a cursor is reading (a cursor is data: one past the entity's collections is refused).
 fn collection_of(cursor: &Cursor) -> Result<(&'static str, &'static str)> {
     collections(cursor.entity)
@@ -611,14 +616,15 @@ impl AccountingProvider for QuickBooksClient {
         if idempotency_key.is_empty() {
             return Err(Error::InvalidInput("idempotency key is empty".into()));
         }
-        let (_, segment) = entity_names(entity);
+        // A supplier's credit note is a VendorCredit (it names a VendorRef), a customer's a CreditMemo.
+        let (name, segment) = collection_at(entity, usize::from(entity == Entity::CreditNote && payload.get("VendorRef").is_some()))?;
         let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, segment])?;
         let req = self
             .bearer(tokens, self.core.http.reqwest().post(url))
             .query(&[("requestid", idempotency_key), ("minorversion", MINOR_VERSION)])
             .json(payload);
         let ok = self.core.call(req).await?;
-        normalise(entity, org_id, Self::entity_from(&ok.body, entity_names(entity).0)?)
+        normalise(entity, org_id, Self::entity_from(&ok.body, name)?)
     }
 
     /// Every change names the SyncToken it is based on, and QuickBooks refuses a stale one (Fault
@@ -638,7 +644,7 @@ impl AccountingProvider for QuickBooksClient {
         let Some(version) = change.version.filter(|v| !v.is_empty()) else {
             return Err(Error::InvalidInput("a QuickBooks change needs the SyncToken it is based on".into()));
         };
-        let (_, segment) = entity_names(entity);
+        let (name, segment) = collection_at(entity, change.collection)?;
         let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, segment])?;
         let mut query = vec![("requestid", idempotency_key), ("minorversion", MINOR_VERSION)];
         let body = match change.kind {
@@ -659,7 +665,7 @@ impl AccountingProvider for QuickBooksClient {
         };
         let req = self.bearer(tokens, self.core.http.reqwest().post(url)).query(&query).json(&body);
         let ok = self.core.call(req).await?;
-        let v = Self::entity_from(&ok.body, entity_names(entity).0)?;
+        let v = Self::entity_from(&ok.body, name)?;
         // A deletion answers `{"Id", "status": "Deleted"}`, not the record.
         if change.kind == ChangeKind::Delete || v.get("status").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("deleted")) {
             return Ok(None);

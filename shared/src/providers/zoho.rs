@@ -165,6 +165,16 @@ pub const ITEM: ItemMap = ItemMap {
 };
 
 /// The entity's path under `/books/v3` (its first module's).
+/// The entity's module at `index` (a write names which one holds its record).
+fn collection_at(entity: Entity, index: usize) -> Result<Collection> {
+    collections(entity).get(index).copied().ok_or_else(|| Error::InvalidInput(format!("{entity} has no module {index}")))
+}
+
+/// The module a create goes to: a supplier's credit note (it names a `vendor_id`) is a vendor credit.
+pub fn create_collection(entity: Entity, payload: &Value) -> usize {
+    usize::from(entity == Entity::CreditNote && payload.get("vendor_id").is_some())
+}
+
 pub fn path(entity: Entity) -> &'static [&'static str] {
     collections(entity)[0].0
 }
@@ -569,8 +579,7 @@ impl ZohoClient {
         req.header(http::header::AUTHORIZATION, format!("Zoho-oauthtoken {}", tokens.access_token.expose()))
     }
 
-    fn one(body: &Value, entity: Entity) -> Result<Value> {
-        let (_, single, _) = entity_names(entity);
+    fn single(body: &Value, single: &str) -> Result<Value> {
         body.get(single)
             .cloned()
             .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("response has no {single}") })
@@ -581,9 +590,17 @@ impl ZohoClient {
     /// the filter is an exact match or a prefix match is unconfirmed). One page (200): the push
     /// looks for its own record among these, so a PO number shared by more than 200 invoices is
     /// not fully searched (a retry could then create a second invoice).
-    pub async fn find_by(&self, tokens: &TokenSet, org_id: &str, entity: Entity, field: &str, value: &str) -> Result<Vec<Record>> {
-        let (module, _, _) = entity_names(entity);
-        let url = api_url(&self.api_base(tokens)?, path(entity))?;
+    pub async fn find_by(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        entity: Entity,
+        field: &str,
+        value: &str,
+        collection: usize,
+    ) -> Result<Vec<Record>> {
+        let (path, module, _, _) = collection_at(entity, collection)?;
+        let url = api_url(&self.api_base(tokens)?, path)?;
         let query = [("organization_id", check_org(org_id)?), (field, value), ("per_page", "200")];
         let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
         let items = match ok.body.get(module) {
@@ -725,10 +742,11 @@ impl AccountingProvider for ZohoClient {
     /// worker tags each create with its own reference (a custom field) and looks for it before
     /// creating again (`worker::job::push`).
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, _idempotency_key: &str) -> Result<Record> {
-        let url = api_url(&self.api_base(tokens)?, path(entity))?;
+        let (module, _, single, _) = collection_at(entity, create_collection(entity, payload))?;
+        let url = api_url(&self.api_base(tokens)?, module)?;
         let req = self.authed(tokens, self.core.http.reqwest().post(url)).query(&[("organization_id", check_org(org_id)?)]).json(payload);
         let ok = self.core.call(req).await?;
-        normalise(entity, org_id, Self::one(&ok.body, entity)?)
+        normalise(entity, org_id, Self::single(&ok.body, single)?)
     }
 
     /// Zoho has neither an idempotency key nor a conditional update: the version check is the
@@ -742,26 +760,27 @@ impl AccountingProvider for ZohoClient {
         change: &Change<'_>,
         _idempotency_key: &str,
     ) -> Result<Option<Record>> {
-        let (module, _, _) = entity_names(entity);
+        let (module, _, single, _) = collection_at(entity, change.collection)?;
         let base = self.api_base(tokens)?;
         let org = [("organization_id", check_org(org_id)?)];
         let http = self.core.http.reqwest();
+        let at = |tail: &[&str]| api_url(&base, &[module, &[change.id][..], tail].concat());
         match change.kind {
             ChangeKind::Update => {
                 if !change.body.is_object() {
                     return Err(Error::InvalidInput("an update body must be an object".into()));
                 }
-                let req = self.authed(tokens, http.put(api_url(&base, &[module, change.id])?)).query(&org).json(change.body);
+                let req = self.authed(tokens, http.put(at(&[])?)).query(&org).json(change.body);
                 let ok = self.core.call(req).await?;
-                normalise(entity, org_id, Self::one(&ok.body, entity)?).map(Some)
+                normalise(entity, org_id, Self::single(&ok.body, single)?).map(Some)
             }
             ChangeKind::Void => {
-                let req = self.authed(tokens, http.post(api_url(&base, &[module, change.id, "status", "void"])?)).query(&org);
+                let req = self.authed(tokens, http.post(at(&["status", "void"])?)).query(&org);
                 self.core.call(req).await?;
                 self.get(tokens, org_id, entity, change.id).await.map(Some)
             }
             ChangeKind::Delete => {
-                let req = self.authed(tokens, http.delete(api_url(&base, &[module, change.id])?)).query(&org);
+                let req = self.authed(tokens, http.delete(at(&[])?)).query(&org);
                 self.core.call(req).await?;
                 Ok(None)
             }

@@ -19,7 +19,7 @@
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::providers::client::{AccountingProvider, Change, ChangeKind, ProviderClient};
+use crate::providers::client::{write_collection, AccountingProvider, Change, ChangeKind, ProviderClient};
 use crate::providers::model::{Entity, Record};
 use crate::store::{n, s, tenant_pk, Item};
 use crate::sync::model::{self, SyncRecord};
@@ -27,7 +27,7 @@ use crate::tenancy::Permission;
 use crate::worker::calls::{provider_call, Op};
 use crate::worker::job::{add_warnings, normalise_all, push_reference, write_records, Counts, JobCtx, SyncDeps, ZOHO_PUSH_REF_FIELD};
 use crate::writes::check::{self, Books};
-use crate::writes::{wire, Action, Problem, RecordInput, WriteRequest};
+use crate::writes::{wire, Action, CreditKind, Problem, RecordInput, WriteRequest};
 use crate::{Error, Provider, Result};
 
 /// What a write came to.
@@ -172,7 +172,23 @@ async fn body(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest) -> Result<std::
     let tenant = &ctx.tenant.tenant_id;
     Ok(match input {
         RecordInput::Contact(c) => check::contact(ctx.provider, creating, &c).map(Some),
-        RecordInput::Document(d) => {
+        RecordInput::Document(mut d) => {
+            if ctx.entity == Entity::CreditNote && !creating {
+                // An update keeps the credit note's kind: the stored copy says which it is.
+                let id = req.provider_id.as_deref().unwrap_or_default();
+                let stored = deps.store.get_record(tenant, ctx.provider, &ctx.org_id, Entity::CreditNote, id).await?;
+                let kind = stored.and_then(|r| r.document).map(|doc| match doc.kind {
+                    crate::books::DocumentKind::PurchaseCredit => CreditKind::Purchase,
+                    _ => CreditKind::Sales,
+                });
+                match (d.kind, kind) {
+                    (None, Some(k)) => d.kind = Some(k),
+                    (Some(a), Some(b)) if a != b => {
+                        return Ok(Err(vec![Problem::new("record.kind", "invalid", "a credit note's kind does not change")]));
+                    }
+                    _ => {}
+                }
+            }
             let contact = stored_contact(deps, ctx, d.contact.as_ref()).await?;
             let names_accounts = d.lines.iter().flatten().any(|l| l.account.is_some());
             let accounts = if names_accounts {
@@ -284,12 +300,21 @@ async fn decide(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest, reference: &s
         return Ok(Done { outcome: Outcome::Valid, code: None, problems: vec![], record: None, would_send: Some(change_body) });
     }
     let sent_before = deps.store.write_attempted(&ctx.tenant.tenant_id, &ctx.job.idempotency_key).await?;
-    let change = Change { kind, id: &id, version: Some(&based_on), body: &change_body };
+    let mut change = Change { kind, id: &id, version: Some(&based_on), body: &change_body, collection: 0 };
     if ctx.provider == Provider::QuickBooks {
         // QuickBooks checks the SyncToken itself, atomically.
         if let Err(p) = check::lifecycle_allows(ctx.provider, ctx.entity, req.action, stored.as_ref()) {
             return Ok(Done::refused("validation_failed", vec![p]));
         }
+        change.collection = match &stored {
+            Some(st) => collection_of(ctx.provider, st),
+            // Which collection holds a record we do not keep: read it (the read tries each).
+            None if ctx.entity == Entity::CreditNote => match read(deps, ctx, &id).await? {
+                Some(r) => model::normalise(&r).map(|st| collection_of(ctx.provider, &st)).unwrap_or(0),
+                None => return Ok(gone(req.action, sent_before)),
+            },
+            None => 0,
+        };
         deps.store.mark_write_attempt(&ctx.tenant.tenant_id, &ctx.job.idempotency_key, Utc::now()).await?;
         return match send(deps, ctx, &change, req.action).await {
             Ok(r) => applied(deps, ctx, r, &id, Outcome::Applied, counts).await,
@@ -322,12 +347,20 @@ async fn decide(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest, reference: &s
     if let Err(p) = check::lifecycle_allows(ctx.provider, ctx.entity, req.action, now_normalised.as_ref()) {
         return Ok(Done::refused("validation_failed", vec![p]));
     }
+    change.collection = now_normalised.as_ref().map(|st| collection_of(ctx.provider, st)).unwrap_or(0);
     deps.store.mark_write_attempt(&ctx.tenant.tenant_id, &ctx.job.idempotency_key, Utc::now()).await?;
     match send(deps, ctx, &change, req.action).await {
         Ok(r) => applied(deps, ctx, r, &id, Outcome::Applied, counts).await,
         Err(Error::NotFound(_)) => Ok(gone(req.action, sent_before)),
         Err(e) => Err(e),
     }
+}
+
+/// Which of its entity's collections holds a stored record (a supplier's credit note is apart from
+/// customers' at QuickBooks and Zoho).
+fn collection_of(provider: Provider, r: &SyncRecord) -> usize {
+    let purchase = r.document.as_ref().is_some_and(|d| d.kind == crate::books::DocumentKind::PurchaseCredit);
+    write_collection(provider, r.entity, purchase)
 }
 
 /// The record is not at the provider: a delete that was ours is done; anything else is refused.
@@ -389,11 +422,12 @@ async fn send(deps: &SyncDeps, ctx: &JobCtx, change: &Change<'_>, action: Action
     let org = ctx.org_id.clone();
     let entity = ctx.entity;
     let key = push_reference(&ctx.tenant.tenant_id, &ctx.job.idempotency_key);
-    let (kind, id, version, body) = (change.kind, change.id.to_string(), change.version.map(str::to_string), change.body.clone());
+    let (kind, id, version, body, collection) =
+        (change.kind, change.id.to_string(), change.version.map(str::to_string), change.body.clone(), change.collection);
     Box::pin(provider_call(deps, ctx, entity, op, Some(change.id), |client, tokens| {
         let (org, id, version, body, key) = (org.clone(), id.clone(), version.clone(), body.clone(), key.clone());
         async move {
-            let c = Change { kind, id: &id, version: version.as_deref(), body: &body };
+            let c = Change { kind, id: &id, version: version.as_deref(), body: &body, collection };
             client.change(&tokens, &org, entity, &c, &key).await
         }
     }))
@@ -442,7 +476,7 @@ async fn create(deps: &SyncDeps, ctx: &JobCtx, mut payload: Value, reference: &s
     if ctx.provider == Provider::Zoho {
         tag_zoho(&mut payload, reference)?;
         let (field, value) = match entity {
-            Entity::Invoice | Entity::Bill | Entity::Payment | Entity::BillPayment => {
+            Entity::Invoice | Entity::Bill | Entity::Payment | Entity::BillPayment | Entity::CreditNote => {
                 // The app's reference_number stays as sent; without one, ours fills it so the
                 // lookup below has a field to list by.
                 if payload.get("reference_number").and_then(Value::as_str).is_none_or(str::is_empty) {
@@ -460,12 +494,13 @@ async fn create(deps: &SyncDeps, ctx: &JobCtx, mut payload: Value, reference: &s
                 }
             },
         };
+        let collection = crate::providers::zoho::create_collection(entity, &payload);
         let candidates = Box::pin(provider_call(deps, ctx, entity, Op::Find, None, |client, tokens| {
             let org = org.clone();
             let value = value.clone();
             async move {
                 match client {
-                    ProviderClient::Zoho(z) => z.find_by(&tokens, &org, entity, field, &value).await,
+                    ProviderClient::Zoho(z) => z.find_by(&tokens, &org, entity, field, &value, collection).await,
                     _ => Err(Error::Internal("lookup by reference is Zoho only".into())),
                 }
             }

@@ -7,7 +7,9 @@ use crate::money::{currency_code, currency_scale};
 use crate::providers::model::Entity;
 use crate::sync::model::SyncRecord;
 use crate::writes::wire::{self, put, AppliedWire, Placement, RefBy, StatusWire};
-use crate::writes::{format_minor, line_amount, Action, ContactInput, DocumentInput, LineInput, PaymentInput, Problem, RefInput};
+use crate::writes::{
+    format_minor, line_amount, Action, ContactInput, CreditKind, DocumentInput, LineInput, PaymentInput, Problem, RefInput,
+};
 use crate::Provider;
 
 /// The most lines a write takes (QuickBooks and Xero document limits are higher; a write from an
@@ -105,8 +107,17 @@ fn currency_of(doc: &DocumentInput, books: &Books<'_>, problems: &mut Vec<Proble
 
 /// Checks an invoice or bill and builds the provider's body. `creating`: required fields apply.
 pub fn document(provider: Provider, entity: Entity, creating: bool, doc: &DocumentInput, books: &Books<'_>) -> Result<Value, Vec<Problem>> {
-    let Some(w) = wire::document(provider, entity) else {
-        return Err(vec![Problem::new("record", "unsupported", format!("{provider} {entity} writes are not supported"))]);
+    // A credit note is a customer's (written like an invoice) or a supplier's (like a bill).
+    let (w, purchase) = match (entity, doc.kind) {
+        (Entity::CreditNote, Some(k)) => (wire::credit_note(provider, k == CreditKind::Purchase), k == CreditKind::Purchase),
+        (Entity::CreditNote, None) => {
+            return Err(vec![Problem::new("record.kind", "required", "a credit note is a customer's (sales) or a supplier's (purchase)")])
+        }
+        (_, Some(_)) => return Err(vec![Problem::new("record.kind", "unsupported", "only credit notes take a kind")]),
+        (_, None) => match wire::document(provider, entity) {
+            Some(w) => (w, entity == Entity::Bill),
+            None => return Err(vec![Problem::new("record", "unsupported", format!("{provider} {entity} writes are not supported"))]),
+        },
     };
     let mut problems = Vec::new();
     let mut body = Value::Object(Map::new());
@@ -117,21 +128,17 @@ pub fn document(provider: Provider, entity: Entity, creating: bool, doc: &Docume
     }
     // An invoice's contact must be a customer, a bill's a supplier, where the stored contact says
     // which it is (QuickBooks keeps customers and vendors apart; Xero and Zoho contacts can be both).
-    let role_ok = |c: &SyncRecord| match (entity, c.contact.as_ref()) {
-        (Entity::Invoice, Some(k)) => k.is_customer || !k.is_supplier,
-        (Entity::Bill, Some(k)) => k.is_supplier || !k.is_customer,
-        _ => true,
+    let role_ok = |c: &SyncRecord| match c.contact.as_ref() {
+        Some(k) if purchase => k.is_supplier || !k.is_customer,
+        Some(k) => k.is_customer || !k.is_supplier,
+        None => true,
     };
     match &doc.contact {
         Some(RefInput { id: Some(id), .. }) if !id.is_empty() => match books.contact {
             Some(c) if !inactive(c) && !role_ok(c) => problems.push(Problem::new(
                 "record.contact.id",
                 "wrong_contact_role",
-                if entity == Entity::Bill {
-                    "the contact is a customer, not a supplier"
-                } else {
-                    "the contact is a supplier, not a customer"
-                },
+                if purchase { "the contact is a customer, not a supplier" } else { "the contact is a supplier, not a customer" },
             )),
             Some(c) if !inactive(c) => put(&mut body, w.contact, json!(id)),
             Some(_) => problems.push(Problem::new("record.contact.id", "unknown_contact", "the contact is archived, inactive or deleted")),
@@ -140,7 +147,11 @@ pub fn document(provider: Provider, entity: Entity, creating: bool, doc: &Docume
             }
         },
         Some(_) => problems.push(Problem::new("record.contact.id", "required", "name the contact by its provider id")),
-        None if creating => problems.push(Problem::new("record.contact", "required", "an invoice names its customer, a bill its supplier")),
+        None if creating => problems.push(Problem::new(
+            "record.contact",
+            "required",
+            "an invoice or a customer's credit names its customer, a bill or a supplier's credit its supplier",
+        )),
         None => {}
     }
     text_ok("record.number", &doc.number, 21, &mut problems);
@@ -165,8 +176,10 @@ pub fn document(provider: Provider, entity: Entity, creating: bool, doc: &Docume
     if let Some(d) = doc.issue_date {
         put(&mut body, w.issue_date, json!(d.to_string()));
     }
-    if let Some(d) = doc.due_date {
-        put(&mut body, w.due_date, json!(d.to_string()));
+    match (doc.due_date, w.due_date) {
+        (Some(d), Some(path)) => put(&mut body, path, json!(d.to_string())),
+        (Some(_), None) => problems.push(Problem::new("record.due_date", "unsupported", "a credit note has no due date")),
+        (None, _) => {}
     }
     if let (Some(i), Some(d)) = (doc.issue_date, doc.due_date) {
         if d < i {
@@ -665,6 +678,51 @@ mod tests {
             json!({"Description": "Paper", "Quantity": 3, "UnitAmount": 19.99, "AccountCode": "400", "TaxType": "INPUT", "LineAmount": 59.97})
         );
         assert_eq!(body["LineItems"][1], json!({"Quantity": 1, "UnitAmount": 10.00, "AccountCode": "400", "LineAmount": 10.00}));
+    }
+
+    #[test]
+    fn credit_notes_are_a_customers_or_a_suppliers_each_providers_way() {
+        let contact = rec(Entity::Contact, "56", None, None);
+        let accounts = [rec(Entity::Account, "7", Some("6000"), None)];
+        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: None, documents: &[] };
+        let credit = |kind: &str| {
+            doc(json!({"kind": kind, "contact": {"id": "56"}, "issue_date": "2026-12-01",
+            "lines": [{"description": "Returned", "amount": 2500, "account": {"id": "7"}}]}))
+        };
+        let q = document(Provider::QuickBooks, Entity::CreditNote, true, &credit("purchase"), &books).unwrap();
+        assert_eq!((&q["VendorRef"]["value"], q.get("CustomerRef")), (&json!("56"), None), "a VendorCredit");
+        assert_eq!(q["Line"][0]["DetailType"], "AccountBasedExpenseLineDetail");
+        // QuickBooks sales lines take their account from the item, on a credit as on an invoice.
+        let sales =
+            doc(json!({"kind": "sales", "contact": {"id": "56"}, "lines": [{"item": {"id": "3"}, "quantity": 1, "unit_price": "25"}]}));
+        let q = document(Provider::QuickBooks, Entity::CreditNote, true, &sales, &books).unwrap();
+        assert_eq!(
+            (&q["CustomerRef"]["value"], &q["Line"][0]["DetailType"]),
+            (&json!("56"), &json!("SalesItemLineDetail")),
+            "a CreditMemo"
+        );
+        let x = document(Provider::Xero, Entity::CreditNote, true, &credit("purchase"), &books).unwrap();
+        assert_eq!((&x["Type"], &x["Contact"]["ContactID"]), (&json!("ACCPAYCREDIT"), &json!("56")));
+        let z = document(Provider::Zoho, Entity::CreditNote, true, &credit("purchase"), &books).unwrap();
+        assert_eq!((&z["vendor_id"], z.get("customer_id")), (&json!("56"), None), "a vendor credit");
+        let z = document(Provider::Zoho, Entity::CreditNote, true, &credit("sales"), &books).unwrap();
+        assert_eq!(z["customer_id"], "56");
+
+        let no_kind = doc(json!({"contact": {"id": "56"}, "lines": [{"amount": 1, "account": {"id": "7"}}]}));
+        let p = document(Provider::Xero, Entity::CreditNote, true, &no_kind, &books).unwrap_err();
+        assert_eq!((p[0].field.as_str(), p[0].code), ("record.kind", "required"));
+        let p = document(Provider::Xero, Entity::Invoice, true, &credit("sales"), &books).unwrap_err();
+        assert_eq!((p[0].field.as_str(), p[0].code), ("record.kind", "unsupported"));
+        let mut due = credit("sales");
+        due.due_date = chrono::NaiveDate::from_ymd_opt(2026, 12, 31);
+        let p = document(Provider::QuickBooks, Entity::CreditNote, true, &due, &books).unwrap_err();
+        assert_eq!((p[0].field.as_str(), p[0].code), ("record.due_date", "unsupported"));
+        // A supplier's credit names a supplier.
+        let mut customer = contact.clone();
+        customer.contact = Some(crate::books::Contact { is_customer: true, is_supplier: false, ..Default::default() });
+        let as_customer = Books { contact: Some(&customer), accounts: &accounts, tax_codes: None, documents: &[] };
+        let p = document(Provider::Zoho, Entity::CreditNote, true, &credit("purchase"), &as_customer).unwrap_err();
+        assert_eq!(p[0].code, "wrong_contact_role");
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct WriteRequest {
 
 /// The entities writes take today.
 pub fn writable(entity: Entity) -> bool {
-    matches!(entity, Entity::Invoice | Entity::Bill | Entity::Contact | Entity::Payment | Entity::BillPayment)
+    matches!(entity, Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::Contact | Entity::Payment | Entity::BillPayment)
 }
 
 impl WriteRequest {
@@ -79,7 +79,7 @@ impl WriteRequest {
             .map_err(|e| Error::InvalidInput(format!("the payload is not a write request (schemas/write-request.v1.json): {e}")))?;
         let mut problems = Vec::new();
         if !writable(entity) {
-            problems.push(format!("writes take invoice, bill, contact, payment and bill_payment, not {entity}"));
+            problems.push(format!("writes take invoice, bill, credit_note, contact, payment and bill_payment, not {entity}"));
         }
         if req.requested_by.is_empty() || req.requested_by.len() > 128 {
             problems.push("requested_by must be 1-128 characters".to_string());
@@ -186,10 +186,25 @@ pub struct LineInput {
     pub tax_code: Option<String>,
 }
 
-/// An invoice or a bill in the common model (the writable part of `records.v1.json#/$defs/Document`).
+/// Whose a credit note is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditKind {
+    /// A credit to a customer (QuickBooks CreditMemo, Xero ACCRECCREDIT, Zoho creditnote).
+    Sales,
+    /// A credit from a supplier (QuickBooks VendorCredit, Xero ACCPAYCREDIT, Zoho vendor credit).
+    Purchase,
+}
+
+/// An invoice, a bill or a credit note in the common model (the writable part of
+/// `records.v1.json#/$defs/Document`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentInput {
+    /// Credit notes only: a customer's (`sales`) or a supplier's (`purchase`). Required to create
+    /// one; an update takes it from the stored record.
+    #[serde(default)]
+    pub kind: Option<CreditKind>,
     /// The customer of an invoice, the supplier of a bill (provider id).
     #[serde(default)]
     pub contact: Option<RefInput>,
@@ -282,7 +297,9 @@ impl RecordInput {
             Problem::new(field, "invalid", msg)
         };
         match entity {
-            Entity::Invoice | Entity::Bill => serde_json::from_value(record.clone()).map(RecordInput::Document).map_err(named),
+            Entity::Invoice | Entity::Bill | Entity::CreditNote => {
+                serde_json::from_value(record.clone()).map(RecordInput::Document).map_err(named)
+            }
             Entity::Contact => serde_json::from_value(record.clone()).map(RecordInput::Contact).map_err(named),
             Entity::Payment | Entity::BillPayment => serde_json::from_value(record.clone()).map(RecordInput::Payment).map_err(named),
             other => Err(Problem::new("record", "unsupported", format!("writes do not take {other}"))),

@@ -62,7 +62,8 @@ pub struct DocumentWire {
     /// None: the provider has no reference field on this document.
     pub reference: Option<Path>,
     pub issue_date: Path,
-    pub due_date: Path,
+    /// None: the document has no due date (credit notes).
+    pub due_date: Option<Path>,
     /// None: the contact's currency decides (a `currency` is checked against it, not sent).
     pub currency: Option<Path>,
     pub status: StatusWire,
@@ -251,7 +252,7 @@ const QBO_INVOICE: DocumentWire = DocumentWire {
     number_required: false,
     reference: None,
     issue_date: &["TxnDate"],
-    due_date: &["DueDate"],
+    due_date: Some(&["DueDate"]),
     currency: Some(&["CurrencyRef", "value"]),
     // QuickBooks has no draft or approval state on invoices and bills.
     status: StatusWire::None,
@@ -301,7 +302,7 @@ const XERO_INVOICE: DocumentWire = DocumentWire {
     number_required: false,
     reference: Some(&["Reference"]),
     issue_date: &["Date"],
-    due_date: &["DueDate"],
+    due_date: Some(&["DueDate"]),
     currency: Some(&["CurrencyCode"]),
     status: StatusWire::Field(&["Status"], XERO_STATUSES),
     constants: &[(&["Type"], "ACCREC"), (&["LineAmountTypes"], "Exclusive")],
@@ -345,7 +346,7 @@ const ZOHO_INVOICE: DocumentWire = DocumentWire {
     number_required: false,
     reference: Some(&["reference_number"]),
     issue_date: &["date"],
-    due_date: &["due_date"],
+    due_date: Some(&["due_date"]),
     // An invoice is in its customer's currency.
     currency: None,
     // A created invoice is a draft; sending it (its open state) is a separate action.
@@ -374,6 +375,53 @@ const ZOHO_CONTACT_CUSTOMER: ContactWire = ContactWire {
     currency: None,
     constants: &[(&["contact_type"], "customer")],
 };
+
+// ---- Credit notes ---------------------------------------------------------------------------
+// A customer's credit note is written like an invoice and a supplier's like a bill, without a due
+// date: QuickBooks CreditMemo (`CustomerRef`, sales lines) and VendorCredit (`VendorRef`, expense
+// lines); Xero CreditNotes with `Type` ACCRECCREDIT or ACCPAYCREDIT (`CreditNoteNumber`); Zoho
+// creditnotes (`customer_id`; Zoho numbers them) and vendorcredits (`vendor_id`,
+// `vendor_credit_number`). Sources: the providers' API references for these objects.
+
+const QBO_SALES_CREDIT: DocumentWire = DocumentWire { due_date: None, ..QBO_INVOICE };
+const QBO_PURCHASE_CREDIT: DocumentWire = DocumentWire { due_date: None, ..QBO_BILL };
+
+const XERO_SALES_CREDIT: DocumentWire = DocumentWire {
+    number: Some(&["CreditNoteNumber"]),
+    due_date: None,
+    constants: &[(&["Type"], "ACCRECCREDIT"), (&["LineAmountTypes"], "Exclusive")],
+    ..XERO_INVOICE
+};
+const XERO_PURCHASE_CREDIT: DocumentWire =
+    DocumentWire { constants: &[(&["Type"], "ACCPAYCREDIT"), (&["LineAmountTypes"], "Exclusive")], ..XERO_SALES_CREDIT };
+
+const ZOHO_SALES_CREDIT: DocumentWire = DocumentWire {
+    due_date: None,
+    // A created credit note is open (unconfirmed whether an org can create drafts through the API).
+    status: StatusWire::Implicit(&[InputStatus::Open]),
+    ..ZOHO_INVOICE
+};
+const ZOHO_PURCHASE_CREDIT: DocumentWire = DocumentWire {
+    contact: &["vendor_id"],
+    // Zoho numbers vendor credits unless the app names one (unconfirmed: auto-numbering per org).
+    number: Some(&["vendor_credit_number"]),
+    number_required: false,
+    line: LineWire { account_required: true, ..ZOHO_LINE },
+    ..ZOHO_SALES_CREDIT
+};
+
+/// Where a credit note's fields go: `purchase` is a supplier's credit (a credit from a supplier),
+/// else a customer's.
+pub fn credit_note(provider: Provider, purchase: bool) -> &'static DocumentWire {
+    match (provider, purchase) {
+        (Provider::QuickBooks, false) => &QBO_SALES_CREDIT,
+        (Provider::QuickBooks, true) => &QBO_PURCHASE_CREDIT,
+        (Provider::Xero, false) => &XERO_SALES_CREDIT,
+        (Provider::Xero, true) => &XERO_PURCHASE_CREDIT,
+        (Provider::Zoho, false) => &ZOHO_SALES_CREDIT,
+        (Provider::Zoho, true) => &ZOHO_PURCHASE_CREDIT,
+    }
+}
 
 pub fn document(provider: Provider, entity: Entity) -> Option<&'static DocumentWire> {
     match (provider, entity) {
@@ -412,7 +460,10 @@ pub fn lifecycle(provider: Provider, entity: Entity) -> Lifecycle {
         // A payment is deleted (its invoices owe again); QuickBooks' payment void is an update with
         // `include=void`, not offered here.
         (Provider::QuickBooks | Provider::Zoho, Entity::Payment | Entity::BillPayment) => DELETE,
-        (Provider::Xero, Entity::Invoice | Entity::Bill) => Lifecycle {
+        // Credit notes are deleted (QuickBooks: CreditMemo and VendorCredit take `operation=delete`;
+        // a void of either is not in Intuit's reference, unconfirmed).
+        (Provider::QuickBooks, Entity::CreditNote) => DELETE,
+        (Provider::Xero, Entity::Invoice | Entity::Bill | Entity::CreditNote) => Lifecycle {
             void: Some((ChangeKind::Update, &[(&["Status"], "VOIDED")])),
             void_from: Some(OPEN),
             delete: Some((ChangeKind::Update, &[(&["Status"], "DELETED")])),
@@ -424,7 +475,11 @@ pub fn lifecycle(provider: Provider, entity: Entity) -> Lifecycle {
         (Provider::Xero, Entity::Payment | Entity::BillPayment) => {
             Lifecycle { delete: Some((ChangeKind::Update, &[(&["Status"], "DELETED")])), ..NEITHER }
         }
-        (Provider::Zoho, Entity::Invoice | Entity::Bill) => Lifecycle { void: Some((ChangeKind::Void, &[])), ..DELETE },
+        // Zoho voids credit notes and vendor credits at `/{module}/{id}/status/void` (vendor credits:
+        // unconfirmed).
+        (Provider::Zoho, Entity::Invoice | Entity::Bill | Entity::CreditNote) => {
+            Lifecycle { void: Some((ChangeKind::Void, &[])), ..DELETE }
+        }
         (Provider::Zoho, Entity::Contact) => DELETE,
         // Entities writes do not take yet.
         _ => NEITHER,

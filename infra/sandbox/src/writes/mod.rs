@@ -37,16 +37,18 @@ use crate::state::AppState;
 /// provider middleware, so faults, rate limits and counters apply to them too).
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let mut r = r;
-    for e in [Entity::Invoice, Entity::Contact, Entity::Payment] {
+    for e in [Entity::Invoice, Entity::Contact, Entity::Payment, Entity::CreditNote] {
         r = r.route(&format!("/xero/api.xro/2.0/{}/{{id}}", e.xero_name()), post(move |s, p, h, b| xero::post_by_id(s, e, p, h, b)));
     }
     const Z: &str = "/zoho/api/{dc}/books/v3";
-    for e in [Entity::Invoice, Entity::Bill, Entity::Contact] {
+    for e in [Entity::Invoice, Entity::Bill, Entity::Contact, Entity::CreditNote, Entity::VendorCredit] {
         r = r.route(&format!("{Z}/{}/{{id}}", e.zoho_plural()), put(move |s, p, q, h, b| zoho::update(s, e, p, q, h, b)));
     }
     r.route(&format!("{Z}/invoices/{{id}}/status/void"), post(zoho::void_invoice))
         .route(&format!("{Z}/invoices/{{id}}/status/draft"), post(zoho::draft_invoice))
         .route(&format!("{Z}/bills/{{id}}/status/void"), post(zoho::void_bill))
+        .route(&format!("{Z}/creditnotes/{{id}}/status/void"), post(|s, p, q, h| zoho::void_credit(s, Entity::CreditNote, p, q, h)))
+        .route(&format!("{Z}/vendorcredits/{{id}}/status/void"), post(|s, p, q, h| zoho::void_credit(s, Entity::VendorCredit, p, q, h)))
         .route(&format!("{Z}/contacts/{{id}}/inactive"), post(|s, p, q, h| zoho::contact_status(s, false, p, q, h)))
         .route(&format!("{Z}/contacts/{{id}}/active"), post(|s, p, q, h| zoho::contact_status(s, true, p, q, h)))
 }

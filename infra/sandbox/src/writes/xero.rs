@@ -91,9 +91,9 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         Entity::Invoice | Entity::Bill => invoice(org, cur, patch),
         Entity::Contact | Entity::Vendor => contact(org, id, cur, patch),
         Entity::Payment => payment(org, cur, patch, now),
+        Entity::CreditNote => credit_note(org, cur, patch),
         // Accounts (and entities added after the write paths) keep the plain merge.
         Entity::Account
-        | Entity::CreditNote
         | Entity::VendorCredit
         | Entity::BillPayment
         | Entity::TaxRate
@@ -102,6 +102,33 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         | Entity::Journal
         | Entity::PurchaseOrder => Ok(merge_top(cur, &patch)),
     }
+}
+
+/// A credit note changes as an invoice of its side does (the same status rules and line sums),
+/// with what is allocated in place of what is paid: voided only while nothing is allocated, its
+/// content locked once something is (both unconfirmed for credit notes; the sandbox applies the
+/// invoice rules, never kinder).
+fn credit_note(org: &mut Org, cur: &Value, patch: Value) -> Result<Value, Vec<String>> {
+    let side = |t: &Value| if t == "ACCPAYCREDIT" { json!("ACCPAY") } else { json!("ACCREC") };
+    let (total, remaining) = (cents(&cur["Total"]), cents(&cur["RemainingCredit"]));
+    let mut as_invoice = cur.clone();
+    as_invoice["Type"] = side(&cur["Type"]);
+    as_invoice["AmountPaid"] = crate::lines::money(total - remaining);
+    as_invoice["AmountCredited"] = json!(0.0);
+    as_invoice["AmountDue"] = crate::lines::money(remaining);
+    let mut patch = patch;
+    if let Some(t) = patch.get("Type").cloned() {
+        patch["Type"] = if t == cur["Type"] { side(&t) } else { t };
+    }
+    let mut next = invoice(org, &as_invoice, patch)?;
+    next["Type"] = cur["Type"].clone();
+    next["RemainingCredit"] = next["AmountDue"].clone();
+    if let Some(o) = next.as_object_mut() {
+        for k in ["AmountDue", "AmountPaid", "AmountCredited"] {
+            o.remove(k);
+        }
+    }
+    Ok(next)
 }
 
 fn status_change_allowed(from: &str, to: &str, paid: bool) -> bool {
