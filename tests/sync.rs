@@ -2892,6 +2892,101 @@ async fn zoho_credit_note_writes() {
     Box::pin(credit_note_writes_case(Provider::Zoho)).await;
 }
 
+/// A manual journal written in the common model: one that does not balance is refused before any
+/// call; a balanced one is posted with each line's side the provider's way (QuickBooks PostingType,
+/// Xero signed LineAmount, Zoho debit_or_credit) and read back balanced; its lines are replaced at
+/// its version; then it is voided (Xero) or deleted (QuickBooks, Zoho).
+async fn journal_writes_case(provider: Provider) {
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::Journal);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("account", 5)]).await;
+    let scopes = shared::connect::scopes_for(&tenants.get(&h.tenant).await.unwrap(), provider);
+    let svc = h.service(StdDuration::from_secs(10));
+    connect_sandbox(&h.http, &svc, &h.env.grants(), &h.tenant, provider, Some(&org), &scopes, None).await;
+    h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Account)).await;
+    let store = h.store();
+    let accounts = store.list_records(&h.tenant, provider, &org, PEntity::Account).await.unwrap();
+    let bank = accounts.iter().find(|a| a.name.as_deref().is_some_and(|n| n.starts_with("Business Bank"))).expect("the bank account");
+    let expense =
+        accounts.iter().find(|a| a.name.as_deref().is_some_and(|n| n.starts_with("Office Expenses"))).expect("an expense account");
+    let lines = |debit: i64, credit: i64| {
+        json!([{"account": {"id": expense.provider_id}, "debit": debit, "description": "Accrued rent"},
+               {"account": {"id": bank.provider_id}, "credit": credit, "description": "Accrued rent"}])
+    };
+    let create = |debit: i64, credit: i64| {
+        let mut record = json!({"date": "2026-12-01", "narration": "December rent accrual", "lines": lines(debit, credit)});
+        if provider == Provider::Xero {
+            record["status"] = json!("posted");
+        }
+        json!({"action": "create", "requested_by": WRITER, "record": record})
+    };
+    h.control("DELETE", "counters", None).await;
+    let r = h.write(provider, &org, Entity::Journal, create(12550, 12500)).await;
+    assert_eq!((r["code"].as_str(), r["problems"][0]["code"].as_str()), (Some("validation_failed"), Some("unbalanced")), "{provider}: {r}");
+    assert_eq!(h.calls(api_prefix(provider)).await, 0, "{provider}: refused before any call");
+
+    let r = h.write(provider, &org, Entity::Journal, create(12550, 12550)).await;
+    assert_eq!(r["outcome"], "applied", "{provider}: {r}");
+    let id = r["provider_id"].as_str().unwrap().to_string();
+    let stored = store.get_record(&h.tenant, provider, &org, PEntity::Journal, &id).await.unwrap().expect("stored");
+    let j = stored.reference.journal.as_ref().expect("a journal part");
+    assert_eq!(j.balanced, Some(true), "{provider}: {j:?}");
+    assert_eq!(
+        (j.total_debit.as_ref().map(|m| m.minor), j.total_credit.as_ref().map(|m| m.minor)),
+        (Some(12550), Some(12550)),
+        "{provider}"
+    );
+    let debit_line = j.lines.iter().find(|l| l.debit.is_some()).expect("a debit line");
+    assert_eq!(debit_line.account.as_ref().and_then(|a| a.id.as_deref()), Some(expense.provider_id.as_str()), "{provider}: {j:?}");
+    assert_eq!(sandbox_records(&h, provider, &org, "journal").await.len(), 1, "{provider}: one journal at the sandbox");
+
+    h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
+    let version = r["version"].as_str().unwrap().to_string();
+    let r = h
+        .write(
+            provider,
+            &org,
+            Entity::Journal,
+            json!({"action": "update", "requested_by": WRITER, "provider_id": id, "version": version, "record": {"lines": lines(20000, 20000)}}),
+        )
+        .await;
+    assert_eq!(r["outcome"], "applied", "{provider}: {r}");
+    let stored = store.get_record(&h.tenant, provider, &org, PEntity::Journal, &id).await.unwrap().unwrap();
+    assert_eq!(stored.reference.journal.as_ref().unwrap().total_debit.as_ref().map(|m| m.minor), Some(20000), "{provider}");
+
+    h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
+    let version = r["version"].as_str().unwrap().to_string();
+    let action = if provider == Provider::Xero { "void" } else { "delete" };
+    let r = h
+        .write(provider, &org, Entity::Journal, json!({"action": action, "requested_by": ADMIN, "provider_id": id, "version": version}))
+        .await;
+    assert_eq!(r["outcome"], "applied", "{provider} {action}: {r}");
+    let stored = store.get_record(&h.tenant, provider, &org, PEntity::Journal, &id).await.unwrap().unwrap();
+    if provider == Provider::Xero {
+        assert_eq!(stored.status.as_deref(), Some("VOIDED"), "{provider}: {stored:?}");
+    } else {
+        assert!(stored.deleted, "{provider}: {stored:?}");
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_journal_writes() {
+    Box::pin(journal_writes_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_journal_writes() {
+    Box::pin(journal_writes_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_journal_writes() {
+    Box::pin(journal_writes_case(Provider::Zoho)).await;
+}
+
 /// The sandbox's own records of one org and entity (`/_sandbox/records`).
 async fn sandbox_records(h: &H, provider: Provider, org: &str, entity: &str) -> Vec<Value> {
     let path = format!("records?provider={}&org_id={org}&entity={entity}", sandbox_name(provider));

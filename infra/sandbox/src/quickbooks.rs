@@ -731,7 +731,16 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create classes".into()))
         }
         Entity::Journal => {
-            return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create journal entries".into()))
+            let total = crate::writes::quickbooks::journal_lines(org, &mut v)?;
+            let n = org.store(e).len() + 1;
+            let obj = v.as_object_mut().expect("object");
+            obj.insert("TotalAmt".into(), crate::lines::money(total));
+            obj.entry("DocNumber").or_insert(json!(format!("JE-{n:05}")));
+            obj.entry("TxnDate").or_insert(json!(now.format("%Y-%m-%d").to_string()));
+            obj.entry("CurrencyRef").or_insert(json!({"value": "USD", "name": "United States Dollar"}));
+            obj.entry("Adjustment").or_insert(json!(false));
+            obj.insert("domain".into(), json!("QBO"));
+            obj.insert("sparse".into(), json!(false));
         }
         Entity::Contact | Entity::Vendor => {
             let obj = v.as_object_mut().expect("object");

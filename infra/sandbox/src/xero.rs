@@ -449,7 +449,28 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         Entity::TaxRate => errs.push("The sandbox does not create tax rates; seed them.".into()),
         Entity::Item => errs.push("The sandbox does not create items; seed them.".into()),
         Entity::TrackingCategory => errs.push("The sandbox does not create tracking categories; seed them.".into()),
-        Entity::Journal => errs.push("The sandbox does not create manual journals; seed them.".into()),
+        Entity::Journal => {
+            if s(&v, "Narration").is_none() {
+                errs.push("Narration cannot be empty".into());
+            }
+            let status = s(&v, "Status").unwrap_or("DRAFT").to_string();
+            if !["DRAFT", "POSTED"].contains(&status.as_str()) {
+                errs.push(format!("Manual journal not of valid status for creation: {status}"));
+            }
+            match crate::writes::xero::journal_lines(org, &v) {
+                Ok(lines) => v["JournalLines"] = Value::Array(lines),
+                Err(mut m) => errs.append(&mut m),
+            }
+            if errs.is_empty() {
+                let date = s(&v, "Date").and_then(|d| parse_time(d, utc())).unwrap_or(now);
+                let o = v.as_object_mut().expect("object");
+                o.insert("Status".into(), json!(status));
+                o.insert("Date".into(), json!(xero_msdate(date)));
+                o.entry("LineAmountTypes").or_insert(json!("NoTax"));
+                o.entry("ShowOnCashBasisReports").or_insert(json!(true));
+                o.insert("HasAttachments".into(), json!(false));
+            }
+        }
         Entity::Contact => match s(&v, "Name") {
             None => errs.push("The contact name must be specified.".to_string()),
             Some(name) => {

@@ -422,7 +422,18 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
         Entity::TaxRate => return Err((4, "The sandbox does not create taxes; seed them".into())),
         Entity::Item => return Err((4, "The sandbox does not create items; seed them".into())),
         Entity::TrackingCategory => return Err((4, "The sandbox does not create reporting tags; seed them".into())),
-        Entity::Journal => return Err((4, "The sandbox does not create journals; seed them".into())),
+        Entity::Journal => {
+            let (lines, total) = crate::writes::zoho::journal_lines(org, &v)?;
+            let n = org.store(e).len() + 1;
+            let o = v.as_object_mut().expect("object");
+            o.insert("line_items".into(), Value::Array(lines));
+            o.insert("total".into(), crate::lines::money(total));
+            o.entry("entry_number").or_insert(json!(format!("JE-{n:05}")));
+            o.entry("journal_date").or_insert(json!(today));
+            o.entry("currency_code").or_insert(json!("USD"));
+            // Unconfirmed: whether the API can make draft journals; the sandbox publishes them.
+            o.insert("status".into(), json!("published"));
+        }
         Entity::PurchaseOrder => return Err((4, "The sandbox does not create purchase orders".into())),
         Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();

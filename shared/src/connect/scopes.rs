@@ -116,7 +116,17 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
     } else {
         &[]
     };
-    for r in extra.iter().chain(payments_extra).chain(orders_extra).chain(required) {
+    // Zoho journals are under the `accountants` module, read-only in the plan's list: a tenant that
+    // enables journals on a plan that writes asks to write them too.
+    let journals_extra: &[&str] = match (provider, write) {
+        (Provider::Zoho, true)
+            if tenant.config.enabled_entities.contains(&Entity::Journal) && !tenant.config.scopes.contains_key(&provider) =>
+        {
+            &["ZohoBooks.accountants.ALL"]
+        }
+        _ => &[],
+    };
+    for r in extra.iter().chain(payments_extra).chain(orders_extra).chain(journals_extra).chain(required) {
         if !scopes.iter().any(|s| s == r) {
             scopes.push(r.to_string());
         }

@@ -199,20 +199,7 @@ async fn body(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest) -> Result<std::
             // Tax codes are checked where the tenant keeps the org's tax rates (else the provider
             // checks them).
             let names_tax = d.lines.iter().flatten().any(|l| l.tax_code.is_some());
-            let tax_codes: Option<Vec<String>> =
-                if names_tax && ctx.tenant.config.enabled_entities.contains(&crate::tenancy::Entity::TaxRate) {
-                    let rates = deps.store.list_records(tenant, ctx.provider, &ctx.org_id, Entity::TaxRate).await?;
-                    Some(
-                        rates
-                            .into_iter()
-                            .filter(|r| !r.deleted && r.reference.tax_rate.as_ref().and_then(|t| t.active) != Some(false))
-                            .flat_map(|r| [Some(r.provider_id), r.reference.tax_rate.and_then(|t| t.code)])
-                            .flatten()
-                            .collect(),
-                    )
-                } else {
-                    None
-                };
+            let tax_codes = if names_tax { stored_tax_codes(deps, ctx).await? } else { None };
             let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: tax_codes.as_deref(), documents: &[] };
             check::document(ctx.provider, ctx.entity, creating, &d, &books).map(Some)
         }
@@ -236,7 +223,35 @@ async fn body(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest) -> Result<std::
             let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: None, documents: &documents };
             check::payment(ctx.provider, ctx.entity, creating, &p, &books).map(Some)
         }
+        RecordInput::Journal(j) => {
+            let accounts = if j.lines.is_some() {
+                deps.store.list_records(tenant, ctx.provider, &ctx.org_id, Entity::Account).await?
+            } else {
+                Vec::new()
+            };
+            let names_tax = j.lines.iter().flatten().any(|l| l.tax_code.is_some());
+            let tax_codes = if names_tax { stored_tax_codes(deps, ctx).await? } else { None };
+            let books = Books { contact: None, accounts: &accounts, tax_codes: tax_codes.as_deref(), documents: &[] };
+            check::journal(ctx.provider, creating, &j, &books).map(Some)
+        }
     })
+}
+
+/// The org's active stored tax codes, where the tenant keeps the org's tax rates (else None: the
+/// provider checks them).
+async fn stored_tax_codes(deps: &SyncDeps, ctx: &JobCtx) -> Result<Option<Vec<String>>> {
+    if !ctx.tenant.config.enabled_entities.contains(&crate::tenancy::Entity::TaxRate) {
+        return Ok(None);
+    }
+    let rates = deps.store.list_records(&ctx.tenant.tenant_id, ctx.provider, &ctx.org_id, Entity::TaxRate).await?;
+    Ok(Some(
+        rates
+            .into_iter()
+            .filter(|r| !r.deleted && r.reference.tax_rate.as_ref().and_then(|t| t.active) != Some(false))
+            .flat_map(|r| [Some(r.provider_id), r.reference.tax_rate.and_then(|t| t.code)])
+            .flatten()
+            .collect(),
+    ))
 }
 
 /// The stored contact a record names, if it is stored.
@@ -476,7 +491,7 @@ async fn create(deps: &SyncDeps, ctx: &JobCtx, mut payload: Value, reference: &s
     if ctx.provider == Provider::Zoho {
         tag_zoho(&mut payload, reference)?;
         let (field, value) = match entity {
-            Entity::Invoice | Entity::Bill | Entity::Payment | Entity::BillPayment | Entity::CreditNote => {
+            Entity::Invoice | Entity::Bill | Entity::Payment | Entity::BillPayment | Entity::CreditNote | Entity::Journal => {
                 // The app's reference_number stays as sent; without one, ours fills it so the
                 // lookup below has a field to list by.
                 if payload.get("reference_number").and_then(Value::as_str).is_none_or(str::is_empty) {

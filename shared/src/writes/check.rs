@@ -6,9 +6,10 @@ use serde_json::{json, Map, Value};
 use crate::money::{currency_code, currency_scale};
 use crate::providers::model::Entity;
 use crate::sync::model::SyncRecord;
-use crate::writes::wire::{self, put, AppliedWire, Placement, RefBy, StatusWire};
+use crate::writes::wire::{self, put, AppliedWire, Placement, RefBy, SideWire, StatusWire};
 use crate::writes::{
-    format_minor, line_amount, Action, ContactInput, CreditKind, DocumentInput, LineInput, PaymentInput, Problem, RefInput,
+    format_minor, line_amount, Action, ContactInput, CreditKind, DocumentInput, JournalInput, JournalStatus, LineInput, PaymentInput,
+    Problem, RefInput,
 };
 use crate::Provider;
 
@@ -591,6 +592,166 @@ pub fn payment(provider: Provider, entity: Entity, creating: bool, p: &PaymentIn
     }
 }
 
+/// Checks a manual journal and builds the provider's body: at least two lines, each an active
+/// stored account with a debit or a credit (more than zero, not both), and debits equal to credits
+/// to the minor unit. `creating`: the lines are required (an update replaces them all when it
+/// names them).
+pub fn journal(provider: Provider, creating: bool, j: &JournalInput, books: &Books<'_>) -> Result<Value, Vec<Problem>> {
+    let w = wire::journal(provider);
+    let mut problems = Vec::new();
+    let mut body = Value::Object(Map::new());
+    if creating {
+        for (path, v) in w.constants {
+            put(&mut body, path, json!(v));
+        }
+    }
+    if let Some(d) = j.date {
+        put(&mut body, w.date, json!(d.to_string()));
+    }
+    text_ok("record.narration", &j.narration, 4000, &mut problems);
+    match &j.narration {
+        Some(n) => put(&mut body, w.narration, json!(n)),
+        None if creating && w.narration_required => {
+            problems.push(Problem::new("record.narration", "required", format!("{provider} needs a narration on a manual journal")))
+        }
+        None => {}
+    }
+    text_ok("record.reference", &j.reference, 21, &mut problems);
+    match (&j.reference, w.reference) {
+        (Some(r), Some(path)) => put(&mut body, path, json!(r)),
+        (Some(_), None) => {
+            problems.push(Problem::new("record.reference", "unsupported", format!("{provider} has no reference on a journal")))
+        }
+        (None, _) => {}
+    }
+    let currency = match &j.currency {
+        Some(c) => match (currency_code(Some(c)), w.currency) {
+            (Some(code), Some(path)) => {
+                put(&mut body, path, json!(code));
+                Some(code)
+            }
+            (Some(_), None) => {
+                problems.push(Problem::new(
+                    "record.currency",
+                    "unsupported",
+                    format!("{provider} journals are in the org's base currency"),
+                ));
+                None
+            }
+            (None, _) => {
+                problems.push(Problem::new("record.currency", "invalid", "an ISO 4217 code (three letters)"));
+                None
+            }
+        },
+        None => None,
+    };
+    let scale = currency_scale(currency.as_deref().unwrap_or("XXX"));
+    match (j.status, w.status) {
+        (Some(st), Some((path, table))) => match table.iter().find(|(k, _)| *k == st) {
+            Some((_, word)) => put(&mut body, path, json!(word)),
+            None => problems.push(Problem::new("record.status", "unsupported", format!("{provider} does not take this status"))),
+        },
+        // Posted is what the others make anyway; a draft they do not have.
+        (Some(JournalStatus::Posted), None) => {}
+        (Some(_), None) => {
+            problems.push(Problem::new("record.status", "unsupported", format!("{provider} journals are posted when made (no drafts)")))
+        }
+        (None, _) => {}
+    }
+    match &j.lines {
+        None if creating => problems.push(Problem::new("record.lines", "required", "a journal's debit and credit lines")),
+        None => {}
+        Some(lines) if lines.len() < 2 => {
+            problems.push(Problem::new("record.lines", "invalid", "at least two lines (a debit and a credit)"))
+        }
+        Some(lines) if lines.len() > MAX_LINES => {
+            problems.push(Problem::new("record.lines", "invalid", format!("at most {MAX_LINES} lines")))
+        }
+        Some(lines) => {
+            let (mut debits, mut credits) = (0i64, 0i64);
+            let mut out = Vec::with_capacity(lines.len());
+            for (i, l) in lines.iter().enumerate() {
+                let f = format!("record.lines[{i}]");
+                let mut line = Value::Object(Map::new());
+                for (path, v) in w.line_constants {
+                    put(&mut line, path, json!(v));
+                }
+                match &l.account {
+                    Some(r) => {
+                        let (path, by) = w.line_account;
+                        if let Some(a) = resolve_account(&format!("{f}.account"), r, by, books, &mut problems) {
+                            put(&mut line, path, json!(a));
+                        }
+                    }
+                    None => problems.push(Problem::new(format!("{f}.account"), "required", "every journal line names its account")),
+                }
+                text_ok(&format!("{f}.description"), &l.description, 4000, &mut problems);
+                if let Some(d) = &l.description {
+                    put(&mut line, w.line_description, json!(d));
+                }
+                let side = match (l.debit, l.credit) {
+                    (Some(d), None) if d > 0 => Some((true, d)),
+                    (None, Some(c)) if c > 0 => Some((false, c)),
+                    (Some(_), Some(_)) => {
+                        problems.push(Problem::new(f.clone(), "invalid", "a line has a debit or a credit, not both"));
+                        None
+                    }
+                    (None, None) => {
+                        problems.push(Problem::new(f.clone(), "required", "a debit or a credit, in minor units"));
+                        None
+                    }
+                    _ => {
+                        problems.push(Problem::new(f.clone(), "invalid", "a debit or a credit is more than zero"));
+                        None
+                    }
+                };
+                if let Some((debit, amount)) = side {
+                    if debit {
+                        debits = debits.saturating_add(amount);
+                    } else {
+                        credits = credits.saturating_add(amount);
+                    }
+                    match &w.line_side {
+                        SideWire::Signed(path) => {
+                            let signed = if debit { amount } else { -amount };
+                            put(&mut line, path, wire::number(&format_minor(signed, scale)));
+                        }
+                        SideWire::Typed { amount: path, side, debit: dw, credit: cw } => {
+                            put(&mut line, path, wire::number(&format_minor(amount, scale)));
+                            put(&mut line, side, json!(if debit { dw } else { cw }));
+                        }
+                    }
+                }
+                if let Some(t) = &l.tax_code {
+                    match (w.line_tax_code, books.tax_codes) {
+                        (_, Some(codes)) if !codes.iter().any(|c| c == t) => problems.push(Problem::new(
+                            format!("{f}.tax_code"),
+                            "unknown_tax_code",
+                            "no active stored tax rate has this code",
+                        )),
+                        (Some(path), _) => put(&mut line, path, json!(t)),
+                        (None, _) => problems.push(Problem::new(format!("{f}.tax_code"), "unsupported", "no tax codes on journal lines")),
+                    }
+                }
+                out.push(line);
+            }
+            if debits != credits {
+                problems.push(Problem::new(
+                    "record.lines",
+                    "unbalanced",
+                    format!("debits ({}) do not equal credits ({})", format_minor(debits, scale), format_minor(credits, scale)),
+                ));
+            }
+            body[w.lines] = Value::Array(out);
+        }
+    }
+    if problems.is_empty() {
+        Ok(body)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Whether the provider allows `action` from the record's current state (checked before sending
 /// where the provider's rule is known: Xero voids only approved, unpaid documents and deletes only
 /// drafts).
@@ -723,6 +884,55 @@ mod tests {
         let as_customer = Books { contact: Some(&customer), accounts: &accounts, tax_codes: None, documents: &[] };
         let p = document(Provider::Zoho, Entity::CreditNote, true, &credit("purchase"), &as_customer).unwrap_err();
         assert_eq!(p[0].code, "wrong_contact_role");
+    }
+
+    #[test]
+    fn journals_balance_and_go_each_providers_way() {
+        let accounts = [rec(Entity::Account, "bank-1", Some("090"), None), rec(Entity::Account, "exp-1", Some("453"), None)];
+        let books = Books { contact: None, accounts: &accounts, tax_codes: None, documents: &[] };
+        let parse = |v: Value| match RecordInput::parse(Entity::Journal, &v).unwrap() {
+            RecordInput::Journal(j) => j,
+            _ => unreachable!(),
+        };
+        let ok = parse(json!({"date": "2026-12-01", "narration": "Accrual", "lines": [
+            {"account": {"id": "exp-1"}, "debit": 12550, "description": "Rent"}, {"account": {"code": "090"}, "credit": 12550}]}));
+        let q = journal(Provider::QuickBooks, true, &ok, &books).unwrap();
+        assert_eq!(
+            q["Line"][0],
+            json!({"DetailType": "JournalEntryLineDetail", "Description": "Rent", "Amount": 125.50,
+                "JournalEntryLineDetail": {"PostingType": "Debit", "AccountRef": {"value": "exp-1"}}})
+        );
+        assert_eq!(q["Line"][1]["JournalEntryLineDetail"], json!({"PostingType": "Credit", "AccountRef": {"value": "bank-1"}}));
+        let x = journal(Provider::Xero, true, &ok, &books).unwrap();
+        assert_eq!(
+            (
+                &x["Narration"],
+                &x["JournalLines"][0]["LineAmount"],
+                &x["JournalLines"][1]["LineAmount"],
+                &x["JournalLines"][1]["AccountCode"]
+            ),
+            (&json!("Accrual"), &json!(125.50), &json!(-125.50), &json!("090"))
+        );
+        let z = journal(Provider::Zoho, true, &ok, &books).unwrap();
+        assert_eq!(z["line_items"][1], json!({"account_id": "bank-1", "debit_or_credit": "credit", "amount": 125.50}));
+
+        let bad = parse(json!({"lines": [{"account": {"id": "exp-1"}, "debit": 100, "credit": 5},
+            {"account": {"id": "nope"}, "credit": 100}, {"debit": 0, "account": {"id": "exp-1"}}, {"account": {"id": "exp-1"}, "debit": 1}]}));
+        let p = journal(Provider::Xero, true, &bad, &books).unwrap_err();
+        let got: Vec<(&str, &str)> = p.iter().map(|p| (p.field.as_str(), p.code)).collect();
+        assert_eq!(
+            got,
+            [
+                ("record.narration", "required"),
+                ("record.lines[0]", "invalid"),
+                ("record.lines[1].account", "unknown_account"),
+                ("record.lines[2]", "invalid"),
+                ("record.lines", "unbalanced"),
+            ]
+        );
+        let draft = parse(json!({"status": "draft", "lines": ok.lines.iter().map(|_| json!({})).collect::<Vec<_>>()}));
+        let p = journal(Provider::QuickBooks, false, &draft, &books).unwrap_err();
+        assert_eq!((p[0].field.as_str(), p[0].code), ("record.status", "unsupported"), "QuickBooks has no draft journals");
     }
 
     #[test]

@@ -67,7 +67,10 @@ pub struct WriteRequest {
 
 /// The entities writes take today.
 pub fn writable(entity: Entity) -> bool {
-    matches!(entity, Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::Contact | Entity::Payment | Entity::BillPayment)
+    matches!(
+        entity,
+        Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::Contact | Entity::Payment | Entity::BillPayment | Entity::Journal
+    )
 }
 
 impl WriteRequest {
@@ -79,7 +82,7 @@ impl WriteRequest {
             .map_err(|e| Error::InvalidInput(format!("the payload is not a write request (schemas/write-request.v1.json): {e}")))?;
         let mut problems = Vec::new();
         if !writable(entity) {
-            problems.push(format!("writes take invoice, bill, credit_note, contact, payment and bill_payment, not {entity}"));
+            problems.push(format!("writes take invoice, bill, credit_note, contact, payment, bill_payment and journal, not {entity}"));
         }
         if req.requested_by.is_empty() || req.requested_by.len() > 128 {
             problems.push("requested_by must be 1-128 characters".to_string());
@@ -278,12 +281,60 @@ pub struct PaymentInput {
     pub applied_to: Option<Vec<AppliedInput>>,
 }
 
+/// The state a manual journal is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalStatus {
+    /// Xero DRAFT: saved, not in the ledger.
+    Draft,
+    /// In the ledger (Xero POSTED; QuickBooks and Zoho journals are posted when made).
+    Posted,
+}
+
+/// One line of a journal: an account and either a debit or a credit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalLineInput {
+    #[serde(default)]
+    pub account: Option<RefInput>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Minor units; a line has a debit or a credit, not both.
+    #[serde(default)]
+    pub debit: Option<i64>,
+    #[serde(default)]
+    pub credit: Option<i64>,
+    #[serde(default)]
+    pub tax_code: Option<String>,
+}
+
+/// A manual journal entry (entity journal), in the common model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalInput {
+    #[serde(default)]
+    pub date: Option<NaiveDate>,
+    #[serde(default)]
+    pub narration: Option<String>,
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// ISO 4217.
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub status: Option<JournalStatus>,
+    /// All the lines (an update replaces them all); debits must equal credits.
+    #[serde(default)]
+    pub lines: Option<Vec<JournalLineInput>>,
+}
+
 /// A request's record, read for its entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordInput {
     Document(DocumentInput),
     Contact(ContactInput),
     Payment(PaymentInput),
+    Journal(JournalInput),
 }
 
 impl RecordInput {
@@ -302,6 +353,7 @@ impl RecordInput {
             }
             Entity::Contact => serde_json::from_value(record.clone()).map(RecordInput::Contact).map_err(named),
             Entity::Payment | Entity::BillPayment => serde_json::from_value(record.clone()).map(RecordInput::Payment).map_err(named),
+            Entity::Journal => serde_json::from_value(record.clone()).map(RecordInput::Journal).map_err(named),
             other => Err(Problem::new("record", "unsupported", format!("writes do not take {other}"))),
         }
     }
@@ -455,5 +507,11 @@ mod contract {
         }
         RecordInput::parse(Entity::Invoice, &Value::Object(record))
             .unwrap_or_else(|p| panic!("schema field the code does not take: {p:?}"));
+        // And so are the journal's and the payment's.
+        for (def, entity) in [("Journal", Entity::Journal), ("Payment", Entity::BillPayment)] {
+            let record: serde_json::Map<String, Value> =
+                schema["$defs"][def]["properties"].as_object().unwrap().keys().map(|k| (k.clone(), Value::Null)).collect();
+            RecordInput::parse(entity, &Value::Object(record)).unwrap_or_else(|p| panic!("{def} field the code does not take: {p:?}"));
+        }
     }
 }

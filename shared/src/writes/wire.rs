@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::books::DocumentStatus;
 use crate::providers::client::ChangeKind;
 use crate::providers::model::Entity;
-use crate::writes::{Action, InputStatus};
+use crate::writes::{Action, InputStatus, JournalStatus};
 use crate::Provider;
 
 /// A JSON path of object keys; a key of digits inside an array position (`Phones.0.PhoneNumber`).
@@ -423,6 +423,101 @@ pub fn credit_note(provider: Provider, purchase: bool) -> &'static DocumentWire 
     }
 }
 
+// ---- Manual journals --------------------------------------------------------------------------
+
+/// How a journal line says its side.
+#[derive(Debug)]
+pub enum SideWire {
+    /// One signed amount: a debit positive, a credit negative (Xero `LineAmount`).
+    Signed(Path),
+    /// A positive amount and a side word (QuickBooks `PostingType` Debit/Credit, Zoho
+    /// `debit_or_credit`).
+    Typed { amount: Path, side: Path, debit: &'static str, credit: &'static str },
+}
+
+#[derive(Debug)]
+pub struct JournalWire {
+    pub date: Path,
+    pub narration: Path,
+    /// Xero refuses a manual journal without a narration.
+    pub narration_required: bool,
+    pub reference: Option<Path>,
+    /// None: the journal is in the org's base currency (a `currency` is refused).
+    pub currency: Option<Path>,
+    pub status: Option<(Path, &'static [(JournalStatus, &'static str)])>,
+    pub constants: &'static [(Path, &'static str)],
+    pub lines: &'static str,
+    pub line_account: (Path, RefBy),
+    pub line_description: Path,
+    pub line_side: SideWire,
+    pub line_tax_code: Option<Path>,
+    pub line_constants: &'static [(Path, &'static str)],
+}
+
+/// QuickBooks JournalEntry: `Line` with `JournalEntryLineDetail` (`PostingType`, `AccountRef`),
+/// `PrivateNote`, `DocNumber` (Intuit's API reference, JournalEntry).
+const QBO_JOURNAL: JournalWire = JournalWire {
+    date: &["TxnDate"],
+    narration: &["PrivateNote"],
+    narration_required: false,
+    reference: Some(&["DocNumber"]),
+    currency: Some(&["CurrencyRef", "value"]),
+    status: None,
+    constants: &[],
+    lines: "Line",
+    line_account: (&["JournalEntryLineDetail", "AccountRef", "value"], RefBy::Id),
+    line_description: &["Description"],
+    line_side: SideWire::Typed { amount: &["Amount"], side: &["JournalEntryLineDetail", "PostingType"], debit: "Debit", credit: "Credit" },
+    line_tax_code: Some(&["JournalEntryLineDetail", "TaxCodeRef", "value"]),
+    line_constants: &[(&["DetailType"], "JournalEntryLineDetail")],
+};
+
+/// Xero ManualJournals: `Narration` (required), `JournalLines` with signed `LineAmount` and
+/// `AccountCode`, `Status` DRAFT or POSTED; in the org's base currency (xero_accounting.yaml,
+/// ManualJournal).
+const XERO_JOURNAL: JournalWire = JournalWire {
+    date: &["Date"],
+    narration: &["Narration"],
+    narration_required: true,
+    reference: None,
+    currency: None,
+    status: Some((&["Status"], &[(JournalStatus::Draft, "DRAFT"), (JournalStatus::Posted, "POSTED")])),
+    constants: &[(&["LineAmountTypes"], "NoTax")],
+    lines: "JournalLines",
+    line_account: (&["AccountCode"], RefBy::Code),
+    line_description: &["Description"],
+    line_side: SideWire::Signed(&["LineAmount"]),
+    line_tax_code: Some(&["TaxType"]),
+    line_constants: &[],
+};
+
+/// Zoho journals: `journal_date`, `reference_number`, `notes`, `line_items` with `account_id`,
+/// `debit_or_credit` and `amount` (Zoho Books API, Journals).
+const ZOHO_JOURNAL: JournalWire = JournalWire {
+    date: &["journal_date"],
+    narration: &["notes"],
+    narration_required: false,
+    reference: Some(&["reference_number"]),
+    // Zoho names a journal's currency by its currency_id, not its code.
+    currency: None,
+    status: None,
+    constants: &[],
+    lines: "line_items",
+    line_account: (&["account_id"], RefBy::Id),
+    line_description: &["description"],
+    line_side: SideWire::Typed { amount: &["amount"], side: &["debit_or_credit"], debit: "debit", credit: "credit" },
+    line_tax_code: Some(&["tax_id"]),
+    line_constants: &[],
+};
+
+pub fn journal(provider: Provider) -> &'static JournalWire {
+    match provider {
+        Provider::QuickBooks => &QBO_JOURNAL,
+        Provider::Xero => &XERO_JOURNAL,
+        Provider::Zoho => &ZOHO_JOURNAL,
+    }
+}
+
 pub fn document(provider: Provider, entity: Entity) -> Option<&'static DocumentWire> {
     match (provider, entity) {
         (Provider::QuickBooks, Entity::Invoice) => Some(&QBO_INVOICE),
@@ -460,6 +555,16 @@ pub fn lifecycle(provider: Provider, entity: Entity) -> Lifecycle {
         // A payment is deleted (its invoices owe again); QuickBooks' payment void is an update with
         // `include=void`, not offered here.
         (Provider::QuickBooks | Provider::Zoho, Entity::Payment | Entity::BillPayment) => DELETE,
+        // A QuickBooks JournalEntry and a Zoho journal are deleted; a Xero manual journal is voided
+        // when posted and deleted as a draft (both by `Status`; the journal's state is the
+        // provider's to check: the stored copy has no document status).
+        (Provider::QuickBooks | Provider::Zoho, Entity::Journal) => DELETE,
+        (Provider::Xero, Entity::Journal) => Lifecycle {
+            void: Some((ChangeKind::Update, &[(&["Status"], "VOIDED")])),
+            void_from: None,
+            delete: Some((ChangeKind::Update, &[(&["Status"], "DELETED")])),
+            delete_from: None,
+        },
         // Credit notes are deleted (QuickBooks: CreditMemo and VendorCredit take `operation=delete`;
         // a void of either is not in Intuit's reference, unconfirmed).
         (Provider::QuickBooks, Entity::CreditNote) => DELETE,

@@ -37,11 +37,11 @@ use crate::state::AppState;
 /// provider middleware, so faults, rate limits and counters apply to them too).
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let mut r = r;
-    for e in [Entity::Invoice, Entity::Contact, Entity::Payment, Entity::CreditNote] {
+    for e in [Entity::Invoice, Entity::Contact, Entity::Payment, Entity::CreditNote, Entity::Journal] {
         r = r.route(&format!("/xero/api.xro/2.0/{}/{{id}}", e.xero_name()), post(move |s, p, h, b| xero::post_by_id(s, e, p, h, b)));
     }
     const Z: &str = "/zoho/api/{dc}/books/v3";
-    for e in [Entity::Invoice, Entity::Bill, Entity::Contact, Entity::CreditNote, Entity::VendorCredit] {
+    for e in [Entity::Invoice, Entity::Bill, Entity::Contact, Entity::CreditNote, Entity::VendorCredit, Entity::Journal] {
         r = r.route(&format!("{Z}/{}/{{id}}", e.zoho_plural()), put(move |s, p, q, h, b| zoho::update(s, e, p, q, h, b)));
     }
     r.route(&format!("{Z}/invoices/{{id}}/status/void"), post(zoho::void_invoice))

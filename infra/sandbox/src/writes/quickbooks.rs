@@ -98,6 +98,10 @@ fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, v: Value, now: DateTi
         Entity::Contact | Entity::Vendor => name_list_update(org, e, id, cur, &mut next)?,
         Entity::Invoice => document_update(org, e, cur, &v, &mut next, sparse)?,
         Entity::Bill => document_update(org, e, cur, &v, &mut next, sparse)?,
+        Entity::Journal if v.get("Line").is_some() || !sparse => {
+            let total = journal_lines(org, &mut next)?;
+            next["TotalAmt"] = money(total);
+        }
         // Accounts and payments keep the plain merge/replace the sandbox always had; their
         // server-owned amounts are not recomputed here.
         Entity::Account
@@ -327,6 +331,53 @@ fn unapply(org: &mut Org, payment_entity: Entity, payment: &Value, now: DateTime
         doc["Balance"] = money(bal);
         org.put(doc_entity, &iid, doc, now);
     }
+}
+
+/// Checks a JournalEntry's lines (`POST /journalentry`, and an update that names `Line`): each a
+/// `JournalEntryLineDetail` with `PostingType` Debit or Credit and an existing `AccountRef`, and the
+/// debits equal to the credits. Intuit documents that a journal entry must balance; the fault's code
+/// and wording here (6000, "Transaction must be balanced") are unconfirmed. Returns the total debits
+/// in cents (the entry's `TotalAmt`).
+pub(crate) fn journal_lines(org: &Org, v: &mut Value) -> Result<i64, WriteErr> {
+    let lines = v.get("Line").and_then(Value::as_array).cloned().unwrap_or_default();
+    if lines.len() < 2 {
+        return Err(missing("Line"));
+    }
+    let (mut debits, mut credits) = (0i64, 0i64);
+    let mut out = Vec::new();
+    for (k, l) in lines.into_iter().enumerate() {
+        if l.get("DetailType").and_then(Value::as_str) != Some("JournalEntryLineDetail") {
+            return Err((
+                "2010",
+                "Request has invalid or unsupported property",
+                "A journal line's DetailType is JournalEntryLineDetail".into(),
+            ));
+        }
+        let amount = l.get("Amount").and_then(Value::as_f64).and_then(crate::lines::exact_cents).ok_or_else(|| missing("Line.Amount"))?;
+        let account = l
+            .pointer("/JournalEntryLineDetail/AccountRef/value")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| missing("AccountRef"))?;
+        let Some(acct) = org.get(Entity::Account, &account).filter(|r| !r.deleted) else {
+            return Err(("2500", "Invalid Reference Id", format!("Invalid Reference Id : Account {account} not found")));
+        };
+        let name = acct.value["Name"].clone();
+        match l.pointer("/JournalEntryLineDetail/PostingType").and_then(Value::as_str) {
+            Some("Debit") => debits += amount,
+            Some("Credit") => credits += amount,
+            _ => return Err(missing("PostingType")),
+        }
+        let mut l = l;
+        l["Id"] = json!(k.to_string());
+        l["JournalEntryLineDetail"]["AccountRef"] = json!({"value": account, "name": name});
+        out.push(l);
+    }
+    if debits != credits {
+        return Err(business("Transaction must be balanced: the debits do not equal the credits.".into()));
+    }
+    v["Line"] = Value::Array(out);
+    Ok(debits)
 }
 
 /// Checks a new BillPayment (`POST /billpayment`) and applies it: the bills it names owe less.

@@ -92,6 +92,7 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         Entity::Contact | Entity::Vendor => contact(org, id, cur, patch),
         Entity::Payment => payment(org, cur, patch, now),
         Entity::CreditNote => credit_note(org, cur, patch),
+        Entity::Journal => journal(org, cur, patch),
         // Accounts (and entities added after the write paths) keep the plain merge.
         Entity::Account
         | Entity::VendorCredit
@@ -99,7 +100,6 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         | Entity::TaxRate
         | Entity::Item
         | Entity::TrackingCategory
-        | Entity::Journal
         | Entity::PurchaseOrder => Ok(merge_top(cur, &patch)),
     }
 }
@@ -127,6 +127,68 @@ fn credit_note(org: &mut Org, cur: &Value, patch: Value) -> Result<Value, Vec<St
         for k in ["AmountDue", "AmountPaid", "AmountCredited"] {
             o.remove(k);
         }
+    }
+    Ok(next)
+}
+
+/// A manual journal's lines: each names an existing account (`AccountCode` or `AccountID`) and a
+/// signed `LineAmount` (debits positive), at least two, summing to zero. Xero's reference says a
+/// manual journal must balance; the wording of these refusals is unconfirmed.
+pub(crate) fn journal_lines(org: &Org, v: &Value) -> Result<Vec<Value>, Vec<String>> {
+    let lines = v.get("JournalLines").and_then(Value::as_array).cloned().unwrap_or_default();
+    if lines.len() < 2 {
+        return Err(vec!["Journal lines must contain at least one debit and one credit".into()]);
+    }
+    let mut errs = Vec::new();
+    let mut sum = 0i64;
+    let mut out = Vec::new();
+    for l in lines {
+        let account = match (s(&l, "AccountCode"), s(&l, "AccountID")) {
+            (Some(code), _) => org.store(Entity::Account).items.iter().find(|r| !r.deleted && r.value["Code"].as_str() == Some(code)),
+            (None, Some(id)) => org.get(Entity::Account, &id.to_ascii_lowercase()).filter(|r| !r.deleted),
+            _ => None,
+        };
+        let Some(a) = account else {
+            errs.push("Account code is not valid for a journal line".into());
+            continue;
+        };
+        let amount = l.get("LineAmount").and_then(Value::as_f64).and_then(crate::lines::exact_cents);
+        match amount {
+            Some(c) if c != 0 => sum += c,
+            _ => errs.push("Journal line amount must be a non-zero amount".into()),
+        }
+        let mut l = l.clone();
+        l["AccountID"] = json!(a.id);
+        l["AccountCode"] = a.value["Code"].clone();
+        l.as_object_mut().expect("object").entry("TaxType").or_insert(json!("NONE"));
+        l["IsBlank"] = json!(false);
+        out.push(l);
+    }
+    if errs.is_empty() && sum != 0 {
+        errs.push("The total debits must equal the total credits".into());
+    }
+    if errs.is_empty() {
+        Ok(out)
+    } else {
+        Err(errs)
+    }
+}
+
+/// A manual journal: DRAFT to POSTED or DELETED, POSTED to VOIDED (Xero's ManualJournal
+/// statuses); VOIDED and DELETED are final; new lines must balance.
+fn journal(org: &mut Org, cur: &Value, patch: Value) -> Result<Value, Vec<String>> {
+    let from = s(cur, "Status").unwrap_or("DRAFT").to_string();
+    let to = s(&patch, "Status").map(str::to_ascii_uppercase).unwrap_or_else(|| from.clone());
+    let allowed = from == to && from != "VOIDED" && from != "DELETED"
+        || matches!((from.as_str(), to.as_str()), ("DRAFT", "POSTED" | "DELETED") | ("POSTED", "VOIDED"));
+    if !allowed {
+        // Unconfirmed wording.
+        return Err(vec![format!("Manual journal cannot be changed from {from} to {to}")]);
+    }
+    let mut next = merge_top(cur, &patch);
+    next["Status"] = json!(to);
+    if patch.get("JournalLines").is_some() {
+        next["JournalLines"] = Value::Array(journal_lines(org, &next)?);
     }
     Ok(next)
 }

@@ -76,6 +76,7 @@ pub async fn update(
         Entity::CreditNote => document(org, Entity::Invoice, &cur, &patch),
         Entity::VendorCredit => document(org, Entity::Bill, &cur, &patch),
         Entity::Contact | Entity::Vendor => contact(org, &id, &cur, &patch),
+        Entity::Journal => journal(org, &cur, &patch),
         // Entities added after the write paths keep the plain merge until they get their own rules.
         Entity::Account
         | Entity::Payment
@@ -83,7 +84,6 @@ pub async fn update(
         | Entity::TaxRate
         | Entity::Item
         | Entity::TrackingCategory
-        | Entity::Journal
         | Entity::PurchaseOrder => Ok(merge_top(&cur, &patch)),
     };
     let next = match next {
@@ -287,6 +287,50 @@ pub async fn void_bill(
     v["balance"] = json!(0.0);
     org.put(Entity::Bill, &id, v, now);
     json_value(StatusCode::OK, &json!({"code": 0, "message": "The bill has been marked as void."}))
+}
+
+/// A journal's `line_items`: at least two, each an existing `account_id`, `debit_or_credit` debit or
+/// credit and a positive `amount`, debits equal to credits (Zoho's Journals reference; the refusal's
+/// code and wording are unconfirmed). Returns the lines and the total debits in cents.
+pub(crate) fn journal_lines(org: &Org, v: &Value) -> Result<(Vec<Value>, i64), (i64, String)> {
+    let invalid = |f: &str| (4, format!("Invalid value passed for {f}"));
+    let items = v.get("line_items").and_then(Value::as_array).cloned().unwrap_or_default();
+    if items.len() < 2 {
+        return Err(invalid("line_items"));
+    }
+    let (mut debits, mut credits) = (0i64, 0i64);
+    let mut out = Vec::new();
+    for (k, l) in items.into_iter().enumerate() {
+        let Some(account) = s(&l, "account_id").and_then(|a| org.get(Entity::Account, a)).filter(|r| !r.deleted) else {
+            return Err((1002, "Account does not exist.".into()));
+        };
+        let name = account.value["account_name"].clone();
+        let amount = l.get("amount").and_then(Value::as_f64).and_then(exact_cents).filter(|c| *c > 0).ok_or_else(|| invalid("amount"))?;
+        match s(&l, "debit_or_credit") {
+            Some("debit") => debits += amount,
+            Some("credit") => credits += amount,
+            _ => return Err(invalid("debit_or_credit")),
+        }
+        let mut l = l;
+        l["line_id"] = json!(format!("{}{:03}", org.id, k + 1));
+        l["account_name"] = name;
+        l["amount"] = money(amount);
+        out.push(l);
+    }
+    if debits != credits {
+        return Err((4, "The journal is not balanced: the debits do not equal the credits.".into()));
+    }
+    Ok((out, debits))
+}
+
+fn journal(org: &Org, cur: &Value, patch: &Value) -> Result<Value, (i64, String)> {
+    let mut next = merge_top(cur, patch);
+    if patch.get("line_items").is_some() {
+        let (lines, total) = journal_lines(org, &next)?;
+        next["line_items"] = Value::Array(lines);
+        next["total"] = money(total);
+    }
+    Ok(next)
 }
 
 /// POST /creditnotes/{id}/status/void and /vendorcredits/{id}/status/void (Zoho's reference has
