@@ -107,9 +107,11 @@ pub fn qbo_cloudevents(realm: &str, e: Entity, id: &str, op: &str, at: DateTime<
 /// Xero's event category for an entity; Xero sends no webhooks for payments or accounts.
 pub fn xero_category(e: Entity) -> Option<&'static str> {
     match e {
-        // INVOICE covers bills (ACCPAY) too, CONTACT suppliers.
+        // INVOICE covers bills (ACCPAY) too, CONTACT suppliers, CREDITNOTE both kinds of credit note
+        // (xero-webhooks.yaml, publishCreditNoteEvent).
         Entity::Invoice | Entity::Bill => Some("INVOICE"),
         Entity::Contact | Entity::Vendor => Some("CONTACT"),
+        Entity::CreditNote | Entity::VendorCredit => Some("CREDITNOTE"),
         _ => None,
     }
 }

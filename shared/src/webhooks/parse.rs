@@ -224,6 +224,13 @@ fn qbo_entity(name: &str) -> Option<Entity> {
         Some(Entity::TrackingCategory)
     } else if is("journalentry") {
         Some(Entity::Journal)
+    } else if is("creditmemo") || is("vendorcredit") {
+        // Both are credit notes: the worker reads the id from CreditMemo, then VendorCredit.
+        Some(Entity::CreditNote)
+    } else if is("billpayment") {
+        Some(Entity::BillPayment)
+    } else if is("purchaseorder") {
+        Some(Entity::PurchaseOrder)
     } else {
         None
     }
@@ -356,11 +363,13 @@ fn parse_xero(body: &[u8]) -> Result<Delivery> {
         d.events += 1;
         let date: &str = e.event_date_utc.as_deref().unwrap_or("");
         idents.push([e.tenant_id.as_ref(), &e.event_category, &e.resource_id, &e.event_type, date]);
-        // CREDITNOTE and SUBSCRIPTION (App Store, tenantType APPLICATION) are not synced entities.
-        // INVOICE covers bills too (ACCPAY invoices): the worker's read of the record tells them apart.
+        // SUBSCRIPTION (App Store, tenantType APPLICATION) is not a synced entity. INVOICE covers
+        // bills too (ACCPAY invoices), CREDITNOTE both kinds of credit note (xero-webhooks.yaml):
+        // the worker's read of the record tells them apart.
         let entity = match e.event_category.as_ref() {
             "INVOICE" => Some(Entity::Invoice),
             "CONTACT" => Some(Entity::Contact),
+            "CREDITNOTE" => Some(Entity::CreditNote),
             _ => None,
         };
         let org = e.tenant_type.as_deref().is_none_or(|t| t == "ORGANISATION");
@@ -389,6 +398,13 @@ fn zoho_entity(name: &str) -> Option<(Entity, &'static str)> {
         "chartofaccount" | "chartofaccounts" | "chart_of_account" | "account" => Some((Entity::Account, "account_id")),
         "customerpayment" | "customerpayments" | "customer_payment" | "payment" => Some((Entity::Payment, "payment_id")),
         "bill" | "bills" => Some((Entity::Bill, "bill_id")),
+        // Modules whose webhooks an org's own workflow rules may send (we register the four above).
+        "creditnote" | "creditnotes" => Some((Entity::CreditNote, "creditnote_id")),
+        "vendorcredit" | "vendorcredits" | "vendor_credit" => Some((Entity::CreditNote, "vendor_credit_id")),
+        "vendorpayment" | "vendorpayments" | "vendor_payment" => Some((Entity::BillPayment, "payment_id")),
+        "purchaseorder" | "purchaseorders" | "purchase_order" => Some((Entity::PurchaseOrder, "purchaseorder_id")),
+        "journal" | "journals" => Some((Entity::Journal, "journal_id")),
+        "item" | "items" => Some((Entity::Item, "item_id")),
         _ => None,
     }
 }
@@ -603,6 +619,44 @@ mod tests {
         );
     }
 
+    /// QuickBooks notifies CreditMemo, VendorCredit, BillPayment and PurchaseOrder changes; Xero
+    /// CREDITNOTE events (its webhooks spec's own example); Zoho modules an org's workflow rules
+    /// may send. Each reaches its entity.
+    #[test]
+    fn credit_notes_payments_made_and_orders_reach_their_entities() {
+        let body = r#"{"eventNotifications":[{"realmId":"1","dataChangeEvent":{"entities":[
+            {"name":"CreditMemo","id":"21","operation":"Create","lastUpdated":"2026-01-01T00:00:00Z"},
+            {"name":"VendorCredit","id":"22","operation":"Update","lastUpdated":"2026-01-01T00:00:00Z"},
+            {"name":"BillPayment","id":"23","operation":"Delete","lastUpdated":"2026-01-01T00:00:00Z"},
+            {"name":"PurchaseOrder","id":"24","operation":"Update","lastUpdated":"2026-01-01T00:00:00Z"}]}}]}"#;
+        let d = parse(Provider::QuickBooks, body.as_bytes(), None).unwrap();
+        let got: Vec<_> = d.changes.iter().map(|c| (c.entity, c.entity_id.as_deref().unwrap_or_default(), c.change)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Entity::CreditNote, "21", Change::Created),
+                (Entity::CreditNote, "22", Change::Updated),
+                (Entity::BillPayment, "23", Change::Deleted),
+                (Entity::PurchaseOrder, "24", Change::Updated)
+            ]
+        );
+        let xero = r#"{"events":[{"resourceUrl":"https://api.xero.com/api.xro/2.0/CreditNotes/55d84274-a3da-4829-a7c0-0cab601b95cc",
+            "resourceId":"55d84274-a3da-4829-a7c0-0cab601b95cc","tenantId":"aef86862-2015-4b6b-88bc-d89032cecc50",
+            "tenantType":"ORGANISATION","eventCategory":"CREDITNOTE","eventType":"CREATE","eventDateUtc":"2025-12-02T00:44:09.923",
+            "data":{"Type":"ACCPAYCREDIT","Status":"DRAFT"}}],"firstEventSequence":76,"lastEventSequence":76,"entropy":"FXNGWLCCGVANWHKILRUB"}"#;
+        let d = parse(Provider::Xero, xero.as_bytes(), None).unwrap();
+        assert_eq!((d.changes.len(), d.changes[0].entity, d.changes[0].change), (1, Entity::CreditNote, Change::Created));
+        for (module, id_field, entity) in [
+            ("vendorcredit", "vendor_credit_id", Entity::CreditNote),
+            ("vendorpayment", "payment_id", Entity::BillPayment),
+            ("journal", "journal_id", Entity::Journal),
+        ] {
+            let body = format!(r#"{{"{module}":{{"{id_field}":"4600000001","last_modified_time":"2026-01-01T00:00:00+0000"}}}}"#);
+            let d = parse(Provider::Zoho, body.as_bytes(), Some("700000001")).unwrap();
+            assert_eq!((d.changes[0].entity, d.changes[0].entity_id.as_deref().unwrap_or_default()), (entity, "4600000001"), "{module}");
+        }
+    }
+
     #[test]
     fn xero_sample_and_intent_to_receive() {
         let d = parse(Provider::Xero, XERO.as_bytes(), None).unwrap();
@@ -615,9 +669,9 @@ mod tests {
         // The entropy is not part of the identity: Xero may resend the same events with new entropy.
         let resent = XERO.replace("S0m3r4Nd0mt3xt", "OTHERENTROPY");
         assert_eq!(parse(Provider::Xero, resent.as_bytes(), None).unwrap().dedupe_key, d.dedupe_key);
-        // Credit notes and subscriptions are counted, not synced.
-        let cn = XERO.replace("\"CONTACT\"", "\"CREDITNOTE\"");
-        let d = parse(Provider::Xero, cn.as_bytes(), None).unwrap();
+        // Subscriptions are counted, not synced (credit notes are synced since Xero sends them).
+        let sub = XERO.replace("\"CONTACT\"", "\"SUBSCRIPTION\"");
+        let d = parse(Provider::Xero, sub.as_bytes(), None).unwrap();
         assert_eq!((d.changes.len(), d.ignored), (0, 1));
     }
 
