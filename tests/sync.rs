@@ -2987,6 +2987,70 @@ async fn zoho_journal_writes() {
     Box::pin(journal_writes_case(Provider::Zoho)).await;
 }
 
+/// Zoho has no idempotency key: a create that timed out may have landed, so the job's retry looks
+/// for its own record by reference before creating again. For a supplier's credit that lookup is
+/// in `vendorcredits` (the second module of credit notes), and for a journal in `journals`: after a
+/// timed-out first attempt that the sandbox completed anyway, each write leaves one record.
+#[tokio::test]
+async fn zoho_vendor_credit_and_journal_creates_retried_after_a_timeout_leave_one_each() {
+    let provider = Provider::Zoho;
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.extend([Entity::Bill, Entity::CreditNote, Entity::Journal]);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("account", 5), ("bill", 1)]).await;
+    let scopes = shared::connect::scopes_for(&tenants.get(&h.tenant).await.unwrap(), provider);
+    let svc = h.service(StdDuration::from_secs(10));
+    connect_sandbox(&h.http, &svc, &h.env.grants(), &h.tenant, provider, Some(&org), &scopes, None).await;
+    for e in [Entity::Contact, Entity::Account, Entity::Bill] {
+        h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, e)).await;
+    }
+    let store = h.store();
+    let supplier = store.list_records(&h.tenant, provider, &org, PEntity::Bill).await.unwrap().remove(0).contact_id.unwrap();
+    let accounts = store.list_records(&h.tenant, provider, &org, PEntity::Account).await.unwrap();
+    let account =
+        |prefix: &str| accounts.iter().find(|a| a.name.as_deref().is_some_and(|n| n.starts_with(prefix))).unwrap().provider_id.clone();
+    let (expense, bank) = (account("Office Expenses"), account("Business Bank"));
+    h.control("POST", "config", Some(json!({"timeout_fault_seconds": 3}))).await;
+    for (entity, module, record) in [
+        (
+            Entity::CreditNote,
+            "vendor_credit",
+            json!({"kind": "purchase", "contact": {"id": supplier}, "lines": [{"description": "Returned", "amount": 4500, "account": {"id": expense}}]}),
+        ),
+        (
+            Entity::Journal,
+            "journal",
+            json!({"narration": "Accrual", "lines": [{"account": {"id": expense}, "debit": 9900}, {"account": {"id": bank}, "credit": 9900}]}),
+        ),
+    ] {
+        let path = format!("/zoho/api/us/books/v3/{}", if entity == Entity::Journal { "journals" } else { "vendorcredits" });
+        h.control(
+            "POST",
+            "faults",
+            Some(json!({"provider": "zoho", "path_prefix": path, "method": "POST", "kind": "timeout", "count": 1})),
+        )
+        .await;
+        let mut job = h.job(provider, &org, Operation::Push, entity);
+        job.idempotency_key = unique("zoho-create");
+        let request = json!({"action": "create", "requested_by": WRITER, "record": record});
+        h.send(&[write_body(&job, request)]).await;
+        // The client gives up after 1 s; the sandbox holds the request 3 s and then makes the record.
+        let first = h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(1)), 1).await;
+        assert!(matches!(first[0].1, Disposition::Retry { .. }), "{entity:?}: a Zoho create is not retried in place: {first:?}");
+        tokio::time::sleep(StdDuration::from_secs(4)).await;
+        done_result(&h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5)), 12).await);
+        let (_, result) = store.job_status(&h.tenant, &job.idempotency_key).await.unwrap().unwrap();
+        let result = result.unwrap();
+        assert_eq!(result["outcome"], "already_applied", "{entity:?}: the retry found its own record: {result}");
+        let live: Vec<Value> =
+            sandbox_records(&h, provider, &org, module).await.into_iter().filter(|r| r["deleted"] != json!(true)).collect();
+        assert_eq!(live.len(), 1, "{entity:?}: one record at Zoho, not two");
+        assert_eq!(live[0]["id"], result["provider_id"], "{entity:?}");
+    }
+}
+
 /// The sandbox's own records of one org and entity (`/_sandbox/records`).
 async fn sandbox_records(h: &H, provider: Provider, org: &str, entity: &str) -> Vec<Value> {
     let path = format!("records?provider={}&org_id={org}&entity={entity}", sandbox_name(provider));
