@@ -4,7 +4,7 @@
 # serves and reads back what it wrote there (infra/sdk_check.py), and the check's own tests prove it
 # can fail (infra/test_sdk_check.py). Needs target/debug/sandbox (`cargo build -p sandbox`;
 # scripts/test-all's build step makes it). QuickBooks and Zoho have no official SDK this machine can
-# install: docs/sandbox.md.
+# install: docs/testing.md ("The providers' official SDKs read it").
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -18,7 +18,7 @@ that the sandbox and our client agree with each other. So this script:
 
 QuickBooks and Zoho Books are not checked: Intuit's official SDKs are Java/.NET/PHP packages from
 registries this project's machines cannot reach, and Zoho publishes no official Books API SDK (see
-docs/sandbox.md). Exit status 0 when every check passed, 1 when any failed (each failure printed),
+docs/testing.md). Exit status 0 when every check passed, 1 when any failed (each failure printed),
 2 when the run could not start.
 
 Usage: .local/venv-sdk/bin/python infra/sdk_check.py [--sandbox PATH]
