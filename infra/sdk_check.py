@@ -278,7 +278,6 @@ class Checker:
                 g, w = norm(got, want)
                 self.equal(f"{where}.{key}", g, w)
 
-
     def known_keys(self, where: str, obj, raw: dict) -> None:
         """Every member the sandbox sends is one the SDK's model (generated from Xero's OpenAPI
         spec) knows: a member it does not know is one the sandbox made up, which the SDK drops
@@ -380,7 +379,11 @@ ENTITIES = {
             ("is_supplier", "IsSupplier"),
             ("tax_number", "TaxNumber"),
             ("updated_date_utc", "UpdatedDateUTC"),
-            ("addresses", "Addresses", [("address_type", "AddressType"), ("address_line1", "AddressLine1"), ("city", "City"), ("postal_code", "PostalCode")]),
+            (
+                "addresses",
+                "Addresses",
+                [("address_type", "AddressType"), ("address_line1", "AddressLine1"), ("city", "City"), ("postal_code", "PostalCode")],
+            ),
             ("phones", "Phones", [("phone_type", "PhoneType"), ("phone_number", "PhoneNumber")]),
         ],
     ),
@@ -506,7 +509,14 @@ ENTITIES = {
             (
                 "journal_lines",
                 "JournalLines",
-                [("line_amount", "LineAmount"), ("account_code", "AccountCode"), ("account_id", "AccountID"), ("description", "Description"), ("tax_type", "TaxType"), ("tax_amount", "TaxAmount")],
+                [
+                    ("line_amount", "LineAmount"),
+                    ("account_code", "AccountCode"),
+                    ("account_id", "AccountID"),
+                    ("description", "Description"),
+                    ("tax_type", "TaxType"),
+                    ("tax_amount", "TaxAmount"),
+                ],
             ),
         ],
     ),
@@ -561,6 +571,16 @@ def run(sb: Sandbox, tamper=None, quiet: bool = False) -> Checker:
     sb.control("POST", "seed", {"provider": "xero", "org_id": org, "name": "SDK Check Ltd"})
     for entity, count in SEED:
         sb.control("POST", "seed", {"provider": "xero", "org_id": org, "entity": entity, "count": count})
+    # An archived tracking category (the generator makes active ones): listed only with includeArchived.
+    category = dict(next(iter(sb.records(org, "tracking_category").values())))
+    archived_id = str(uuid.uuid4())
+    category.update(
+        TrackingCategoryID=archived_id,
+        Name="Archived region",
+        Status="ARCHIVED",
+        Options=[{**o, "TrackingCategoryID": archived_id, "TrackingOptionID": str(uuid.uuid4())} for o in category["Options"]],
+    )
+    sb.control("POST", "seed", {"provider": "xero", "org_id": org, "entity": "tracking_category", "records": [category]})
     optional = []
     for entity, count in OPTIONAL_SEED:
         status, _, _ = sb.call("POST", "/_sandbox/seed", {"provider": "xero", "org_id": org, "entity": entity, "count": count})
@@ -655,7 +675,13 @@ def run(sb: Sandbox, tamper=None, quiet: bool = False) -> Checker:
         ck.equal("get_invoices by pages of 3: each once", len(paged), len(set(paged)))
 
         # If-Modified-Since as the SDK sends it: nothing was changed since the seeding.
-        for getter, attr in [("get_invoices", "invoices"), ("get_contacts", "contacts"), ("get_credit_notes", "credit_notes"), ("get_manual_journals", "manual_journals"), ("get_payments", "payments")]:
+        for getter, attr in [
+            ("get_invoices", "invoices"),
+            ("get_contacts", "contacts"),
+            ("get_credit_notes", "credit_notes"),
+            ("get_manual_journals", "manual_journals"),
+            ("get_payments", "payments"),
+        ]:
             ans = getattr(api, getter)(tenant, if_modified_since=seeded_before)
             ck.equal(f"{getter}(if_modified_since=after seeding): count", len(getattr(ans, attr) or []), 0)
 
@@ -664,7 +690,11 @@ def run(sb: Sandbox, tamper=None, quiet: bool = False) -> Checker:
 
         # If-Modified-Since again: exactly what the SDK wrote (or changed) since.
         ans = api.get_invoices(tenant, if_modified_since=seeded_before)
-        ck.equal("get_invoices(if_modified_since): the written ones", sorted(str(i.invoice_id).lower() for i in ans.invoices), sorted(written["invoices"]))
+        ck.equal(
+            "get_invoices(if_modified_since): the written ones",
+            sorted(str(i.invoice_id).lower() for i in ans.invoices),
+            sorted(written["invoices"]),
+        )
         ans = api.get_manual_journals(tenant, if_modified_since=seeded_before)
         ck.equal(
             "get_manual_journals(if_modified_since): the written one",
@@ -672,7 +702,20 @@ def run(sb: Sandbox, tamper=None, quiet: bool = False) -> Checker:
             sorted(written["journals"]),
         )
 
-    for section in [paging_and_since, written_and_since]:
+    def archived_categories() -> None:
+        # Archived tracking categories come only with includeArchived (xero_accounting.yaml).
+        want = sb.records(org, "tracking_category")
+        got = api.get_tracking_categories(tenant, include_archived=True).tracking_categories or []
+        ck.equal("get_tracking_categories(include_archived): ids", sorted(str(c.tracking_category_id).lower() for c in got), sorted(want))
+        for c in got:
+            ck.compare(
+                f"get_tracking_categories(include_archived)[{str(c.tracking_category_id)[:8]}]",
+                c,
+                want[str(c.tracking_category_id).lower()],
+                ENTITIES["tracking_category"]["spec"],
+            )
+
+    for section in [paging_and_since, archived_categories, written_and_since]:
         try:
             section()
         except Exception as err:  # the SDK refusing an answer is this check's finding
@@ -729,6 +772,7 @@ def write_then_read(api, sb: Sandbox, tenant: str, org: str, ck: Checker) -> dic
         Invoice,
         Invoices,
         LineItem,
+        LineItemTracking,
         ManualJournal,
         ManualJournalLine,
         ManualJournals,
@@ -745,24 +789,44 @@ def write_then_read(api, sb: Sandbox, tenant: str, org: str, ck: Checker) -> dic
 
     # A contact.
     k = key()
-    made = api.create_contacts(tenant, Contacts(contacts=[Contact(name="SDK Written Ltd", email_address="sdk@example.com", is_supplier=False)]), idempotency_key=k).contacts
+    made = api.create_contacts(
+        tenant, Contacts(contacts=[Contact(name="SDK Written Ltd", email_address="sdk@example.com", is_supplier=False)]), idempotency_key=k
+    ).contacts
     ck.equal("create_contacts: count", len(made), 1)
     cid = str(made[0].contact_id)
-    again = api.create_contacts(tenant, Contacts(contacts=[Contact(name="SDK Written Ltd", email_address="sdk@example.com")]), idempotency_key=k).contacts
+    again = api.create_contacts(
+        tenant, Contacts(contacts=[Contact(name="SDK Written Ltd", email_address="sdk@example.com")]), idempotency_key=k
+    ).contacts
     ck.equal("create_contacts retried with its Idempotency-Key: same contact", str(again[0].contact_id), cid)
     back = api.get_contact(tenant, cid).contacts[0]
     ck.equal("get_contact(written).name", back.name, "SDK Written Ltd")
     ck.equal("get_contact(written).email_address", back.email_address, "sdk@example.com")
     ck.compare("get_contact(written) vs sandbox", back, sb.records(org, "contact")[cid.lower()], ENTITIES["contact"]["spec"])
 
-    # An invoice of two lines, then voided.
+    # An invoice of two lines, the first tracked, then voided.
+    category = next(c for c in sb.records(org, "tracking_category").values() if c.get("Status") == "ACTIVE")
+    option = category["Options"][0]
+    tracking = [
+        LineItemTracking(
+            tracking_category_id=category["TrackingCategoryID"],
+            tracking_option_id=option["TrackingOptionID"],
+            name=category["Name"],
+            option=option["Name"],
+        )
+    ]
     lines = [
-        LineItem(description="SDK consulting", quantity=2.0, unit_amount=150.25, account_code="200", tax_type="NONE"),
+        LineItem(description="SDK consulting", quantity=2.0, unit_amount=150.25, account_code="200", tax_type="NONE", tracking=tracking),
         LineItem(description="SDK support", quantity=1.0, unit_amount=99.5, account_code="200", tax_type="NONE"),
     ]
     k = key()
     inv = Invoice(
-        type="ACCREC", contact=Contact(contact_id=cid), line_items=lines, date=today, due_date=today + dt.timedelta(days=30), status="AUTHORISED", reference="SDK-1"
+        type="ACCREC",
+        contact=Contact(contact_id=cid),
+        line_items=lines,
+        date=today,
+        due_date=today + dt.timedelta(days=30),
+        status="AUTHORISED",
+        reference="SDK-1",
     )
     made = api.create_invoices(tenant, Invoices(invoices=[inv]), idempotency_key=k).invoices
     ck.equal("create_invoices: count", len(made), 1)
@@ -775,7 +839,16 @@ def write_then_read(api, sb: Sandbox, tenant: str, org: str, ck: Checker) -> dic
     ck.equal("get_invoice(written).amount_due", norm(back.amount_due, 0)[0], 40000)
     ck.equal("get_invoice(written).status", ev(back.status), "AUTHORISED")
     ck.equal("get_invoice(written).reference", back.reference, "SDK-1")
-    ck.equal("get_invoice(written).line_items", [(li.description, norm(li.line_amount, 0)[0]) for li in back.line_items], [("SDK consulting", 30050), ("SDK support", 9950)])
+    ck.equal(
+        "get_invoice(written).line_items",
+        [(li.description, norm(li.line_amount, 0)[0]) for li in back.line_items],
+        [("SDK consulting", 30050), ("SDK support", 9950)],
+    )
+    ck.equal(
+        "get_invoice(written).line_items[0].tracking",
+        [(str(t.tracking_category_id).lower(), t.name, t.option) for t in back.line_items[0].tracking or []],
+        [(category["TrackingCategoryID"].lower(), category["Name"], option["Name"])],
+    )
     ck.compare("get_invoice(written) vs sandbox", back, sb.records(org, "invoice")[iid.lower()], ENTITIES["invoice"]["spec"])
     api.update_invoice(tenant, iid, Invoices(invoices=[Invoice(status="VOIDED")]), idempotency_key=key())
     back = api.get_invoice(tenant, iid).invoices[0]
@@ -807,11 +880,20 @@ def write_then_read(api, sb: Sandbox, tenant: str, org: str, ck: Checker) -> dic
         ManualJournalLine(line_amount=125.0, account_code="453", description="SDK accrual"),
         ManualJournalLine(line_amount=-125.0, account_code="090", description="SDK accrual"),
     ]
-    made = api.create_manual_journals(tenant, ManualJournals(manual_journals=[ManualJournal(narration="SDK accrual", date=today, status="DRAFT", journal_lines=jl)]), idempotency_key=key()).manual_journals
+    made = api.create_manual_journals(
+        tenant,
+        ManualJournals(manual_journals=[ManualJournal(narration="SDK accrual", date=today, status="DRAFT", journal_lines=jl)]),
+        idempotency_key=key(),
+    ).manual_journals
     ck.equal("create_manual_journals: count", len(made), 1)
     jid = str(made[0].manual_journal_id)
     written["journals"].append(jid.lower())
-    api.update_manual_journal(tenant, jid, ManualJournals(manual_journals=[ManualJournal(narration="SDK accrual (posted)", status="POSTED", date=today, journal_lines=jl)]), idempotency_key=key())
+    api.update_manual_journal(
+        tenant,
+        jid,
+        ManualJournals(manual_journals=[ManualJournal(narration="SDK accrual (posted)", status="POSTED", date=today, journal_lines=jl)]),
+        idempotency_key=key(),
+    )
     back = api.get_manual_journal(tenant, jid).manual_journals[0]
     ck.equal("get_manual_journal(updated).narration", back.narration, "SDK accrual (posted)")
     ck.equal("get_manual_journal(updated).status", ev(back.status), "POSTED")
@@ -826,7 +908,13 @@ def write_then_read(api, sb: Sandbox, tenant: str, org: str, ck: Checker) -> dic
     bill = bills[0]
     due_before = norm(0, bill["AmountDue"])[1]
     bank = accounts.get("090")
-    pay = Payment(invoice=Invoice(invoice_id=bill["InvoiceID"]), account=Account(code=bank["Code"] if bank else "090"), amount=10.0, date=today, reference="SDK pay")
+    pay = Payment(
+        invoice=Invoice(invoice_id=bill["InvoiceID"]),
+        account=Account(code=bank["Code"] if bank else "090"),
+        amount=10.0,
+        date=today,
+        reference="SDK pay",
+    )
     made = api.create_payments(tenant, Payments(payments=[pay]), idempotency_key=key()).payments
     ck.equal("create_payments(bill): count", len(made), 1)
     pid = str(made[0].payment_id)

@@ -32,7 +32,9 @@ class Comparisons(unittest.TestCase):
         from xero_python.accounting import Invoice
 
         ck = sdk_check.Checker(quiet=True)
-        ck.compare("inv", Invoice(total=10.0, status="PAID"), {"Total": 10.01, "Status": "AUTHORISED"}, [("total", "Total"), ("status", "Status")])
+        ck.compare(
+            "inv", Invoice(total=10.0, status="PAID"), {"Total": 10.01, "Status": "AUTHORISED"}, [("total", "Total"), ("status", "Status")]
+        )
         self.assertEqual(len(ck.failures), 2, ck.failures)
 
     def test_a_field_the_sdk_lost_fails(self):
@@ -62,7 +64,9 @@ class AgainstTheSandbox(unittest.TestCase):
         self.assertTrue(any("get_invoices" in f and "PENDING" in f for f in ck.failures), ck.failures)
 
     def test_a_member_xero_does_not_have_fails(self):
-        ck = sdk_check.run(self.sb, quiet=True, tamper=lambda sb, org: reseed(sb, org, "credit_note", lambda v: v["Allocations"][0].update(Colour="red")))
+        ck = sdk_check.run(
+            self.sb, quiet=True, tamper=lambda sb, org: reseed(sb, org, "credit_note", lambda v: v["Allocations"][0].update(Colour="red"))
+        )
         self.assertTrue(any("Allocations[0]" in f and "Colour" in f for f in ck.failures), ck.failures)
 
     def test_a_date_in_another_form_fails(self):
