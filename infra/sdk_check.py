@@ -532,7 +532,7 @@ KINDS = {
 }
 
 # What to seed, in order (accounts first, so documents post to the chart's income, expense and bank
-# accounts). Counts above the default page size of the paged lists' checks below.
+# accounts). Eight invoices and bills make three pages for the paging check's pages of 3.
 SEED = [
     ("account", 5),
     ("contact", 3),
