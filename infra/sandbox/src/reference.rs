@@ -46,7 +46,11 @@ pub fn tax_rates(p: Provider) -> Vec<(String, Value)> {
 }
 
 fn xero_tax_rate(tax_type: &str, name: &str, rate: &Value) -> Value {
-    json!({"Name": name, "TaxType": tax_type, "ReportTaxType": tax_type, "CanApplyToAssets": true, "CanApplyToEquity": true,
+    // ReportTaxType is an enum of Xero's report categories (xero_accounting.yaml); a custom
+    // `TAX001`-style rate reports under one of them, never under its own name (the official SDKs
+    // refuse any other value: infra/sdk_check.py). Which one a real org shows is set per rate.
+    let report = if tax_type.starts_with("TAX") { "OUTPUT" } else { tax_type };
+    json!({"Name": name, "TaxType": tax_type, "ReportTaxType": report, "CanApplyToAssets": true, "CanApplyToEquity": true,
         "CanApplyToExpenses": true, "CanApplyToLiabilities": true, "CanApplyToRevenue": true, "DisplayTaxRate": rate,
         "EffectiveRate": rate, "Status": "ACTIVE",
         "TaxComponents": [{"Name": name, "Rate": rate, "IsCompound": false, "IsNonRecoverable": false}]})
