@@ -91,6 +91,9 @@ pub enum KindRule {
     /// The provider's type field, matched case-insensitively against the table; another word is
     /// [`BankKind::Other`].
     Field(Path, &'static [(&'static str, BankKind)]),
+    /// A boolean field: true is the first kind, false or absent the second (QuickBooks `Credit` on a
+    /// card Purchase is a refund).
+    Flag(Path, BankKind, BankKind),
 }
 
 /// How the normalised status is found.
@@ -158,6 +161,13 @@ pub fn map_bank_transaction(map: &BankMap, v: &Value) -> BankTransaction {
             Some(s) => table.iter().find(|(k, _)| k.eq_ignore_ascii_case(s.trim())).map(|(_, k)| *k).unwrap_or(BankKind::Other),
             None => BankKind::Other,
         },
+        KindRule::Flag(path, yes, no) => {
+            if at(v, path).and_then(Value::as_bool) == Some(true) {
+                *yes
+            } else {
+                *no
+            }
+        }
     };
     let status = match &map.status {
         BankStatusRule::Posted => BankStatus::Posted,
@@ -264,6 +274,12 @@ mod tests {
         assert_eq!((t.total.as_ref().map(|m| m.minor), t.lines.len(), t.lines_complete), (Some(1250), 2, true));
         assert_eq!(t.bank_account.and_then(|r| r.id).as_deref(), Some("b1"));
         assert_eq!(t.lines.iter().map(|l| l.amount.as_ref().unwrap().minor).sum::<i64>(), 1250);
+        const REFUNDABLE: BankMap = BankMap { kind: KindRule::Flag(&["Credit"], BankKind::Receive, BankKind::Spend), ..SPEND };
+        let kinds: Vec<BankKind> = [json!({"Credit": true}), json!({"Credit": false}), json!({"Credit": "true"}), json!({})]
+            .iter()
+            .map(|v| map_bank_transaction(&REFUNDABLE, v).kind)
+            .collect();
+        assert_eq!(kinds, [BankKind::Receive, BankKind::Spend, BankKind::Spend, BankKind::Spend], "only a true flag is a refund");
         let x = map_bank_transaction(&TRANSFER, &json!({"From": "a", "To": "b", "Amount": "5"}));
         assert_eq!(
             (x.kind, x.provider_type.as_deref(), x.lines_complete, x.currency.as_str()),

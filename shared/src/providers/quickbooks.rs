@@ -154,10 +154,10 @@ const BANK_LINE: LineMap = LineMap {
 
 /// A Purchase: money out of `AccountRef` (a bank account for Cash and Check, a card for
 /// CreditCard) to `EntityRef` (a vendor, customer or employee). QuickBooks has no status: a listed
-/// one is posted, a deleted one comes through CDC. A card refund (`Credit: true`) is still read as
-/// a spend; its raw record says so.
+/// one is posted, a deleted one comes through CDC. A card refund (`Credit: true`, CreditCard only)
+/// is money back: `receive`.
 pub const PURCHASE: BankMap = BankMap {
-    kind: KindRule::Fixed(BankKind::Spend),
+    kind: KindRule::Flag(&["Credit"], BankKind::Receive, BankKind::Spend),
     provider_type: &[&["PaymentType"]],
     provider_type_is: Some("Purchase"),
     status: BankStatusRule::Posted,
