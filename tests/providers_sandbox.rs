@@ -154,14 +154,14 @@ async fn every_operation(provider: Provider) {
     assert!(orgs.iter().any(|o| o.id == org), "{provider}: {orgs:?}");
     assert!(orgs.iter().all(|o| o.name.is_some()), "{provider}: orgs are named: {orgs:?}");
 
-    // List and get each entity (the sandbox seeds no bills, credits, payments made or journals by default: a few are seeded here).
+    // List and get each entity (the sandbox seeds no bills, credits, payments made, journals or expenses by default: a few are seeded here).
     let sandbox = match provider {
         Provider::QuickBooks => "quickbooks",
         Provider::Xero => "xero",
         Provider::Zoho => "zoho",
     };
     for (entity, count) in
-        [("bill", 3), ("credit_note", 2), ("vendor_credit", 2), ("bill_payment", 2), ("journal", 2), ("purchase_order", 2)]
+        [("bill", 3), ("credit_note", 2), ("vendor_credit", 2), ("bill_payment", 2), ("journal", 2), ("purchase_order", 2), ("expense", 2)]
     {
         env.control("seed", json!({"provider": sandbox, "org_id": org, "entity": entity, "count": count})).await;
     }

@@ -1,6 +1,6 @@
 //! Provider list answers and single records -> pages -> the normalised model (with invoices',
-//! bills' and credit notes' documents, lines and allocations, payments with what they paid, and
-//! contacts), plus the text parsers
+//! bills' and credit notes' documents, lines and allocations, payments with what they paid,
+//! contacts and bank transactions), plus the text parsers
 //! they use (times, dates, money, currency codes). Asserted besides "no panic": a normalised record
 //! keeps a usable key and serialises, and a page cursor never points before the first page.
 #![no_main]
@@ -29,6 +29,7 @@ fn check_record(r: &Record) {
             match n.entity {
                 Entity::Bill => assert_eq!(d.kind, K::Bill),
                 Entity::CreditNote => assert!(matches!(d.kind, K::SalesCredit | K::PurchaseCredit), "{d:?}"),
+                Entity::PurchaseOrder => assert_eq!(d.kind, K::PurchaseOrder),
                 _ => assert_eq!(d.kind, K::SalesInvoice),
             }
         }
@@ -37,6 +38,13 @@ fn check_record(r: &Record) {
             let amounts = [&p.amount, &p.unapplied].into_iter().flatten().chain(p.applied_to.iter().filter_map(|a| a.amount.as_ref()));
             assert!(amounts.into_iter().all(|m| m.currency == p.currency), "{p:?}");
             assert!(p.applied_to.len() <= shared::books::MAX_ALLOCATIONS);
+        }
+        if let Some(b) = &n.reference.bank_transaction {
+            // One currency for every amount, a bounded number of lines, and a transfer has none.
+            let amounts = [&b.tax, &b.total].into_iter().flatten().chain(b.lines.iter().flat_map(|l| [&l.amount, &l.tax_amount]).flatten());
+            assert!(amounts.into_iter().all(|m| m.currency == b.currency) && b.currency.len() == 3, "{b:?}");
+            assert!(b.lines.len() <= 1000);
+            assert_eq!(n.entity, Entity::BankTransaction);
         }
         if let Some(c) = &n.contact {
             assert!(c.emails.len() <= 20 && c.phones.len() <= 20 && c.addresses.len() <= 20, "{c:?}");
@@ -74,7 +82,8 @@ fuzz_target!(|data: &[u8]| {
         pass_started_at: (head[10] & 2 == 2).then(|| DateTime::from_timestamp(i64::from(head[9]) << 28, 0)).flatten(),
         position: u32::from_le_bytes([head[2], head[3], head[4], head[5]]),
         page_size: u32::from_le_bytes([head[6], head[7], head[8], 0]),
-        // 0 to 3: the second of credit notes' two collections, and past any entity's last (refused).
+        // 0 to 3: the later collections of credit notes and bank transactions, and past any
+        // entity's last (refused).
         collection: (head[9] >> 6) & 0b11,
         ..Cursor::start(provider, entity)
     };

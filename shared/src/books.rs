@@ -13,6 +13,7 @@
 
 use serde_json::Value;
 
+pub mod bank;
 pub mod reference;
 
 use crate::money::{currency_code, currency_scale, parse_minor, Money};

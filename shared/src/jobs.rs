@@ -215,6 +215,7 @@ pub fn entity_str(e: Entity) -> &'static str {
         Entity::TrackingCategory => "tracking_category",
         Entity::Journal => "journal",
         Entity::PurchaseOrder => "purchase_order",
+        Entity::BankTransaction => "bank_transaction",
     }
 }
 

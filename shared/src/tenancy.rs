@@ -60,6 +60,7 @@ pub enum Entity {
     TrackingCategory,
     Journal,
     PurchaseOrder,
+    BankTransaction,
 }
 
 impl Entity {
@@ -80,6 +81,7 @@ impl Entity {
             Entity::TrackingCategory => M::TrackingCategory,
             Entity::Journal => M::Journal,
             Entity::PurchaseOrder => M::PurchaseOrder,
+            Entity::BankTransaction => M::BankTransaction,
         }
     }
 }

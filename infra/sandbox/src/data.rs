@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::lines::{document, exact_cents, money, percent, Doc, TAX_RATE_BP};
 use crate::model::{qbo_time, xero_datestring, xero_msdate, zoho_time, Entity, Provider};
 
+mod bank;
 mod credits;
 mod orders;
 mod payments;
@@ -103,7 +104,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 14],
+    stores: [Store; 17],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -126,6 +127,9 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::TrackingCategory => 11,
         Entity::Journal => 12,
         Entity::PurchaseOrder => 13,
+        Entity::Expense => 14,
+        Entity::BankTransaction => 15,
+        Entity::BankTransfer => 16,
     }
 }
 
@@ -143,6 +147,10 @@ pub fn is_kind(p: Provider, e: Entity, v: &Value) -> bool {
         (Provider::Xero, Entity::Payment) => v.get("PaymentType").and_then(Value::as_str) != Some("ACCPAYPAYMENT"),
         (Provider::Xero, Entity::VendorCredit) => v.get("Type").and_then(Value::as_str) == Some("ACCPAYCREDIT"),
         (Provider::Xero, Entity::CreditNote) => v.get("Type").and_then(Value::as_str) != Some("ACCPAYCREDIT"),
+        (Provider::Xero, Entity::Expense) => v.get("Type").and_then(Value::as_str) == Some("SPEND"),
+        (Provider::Xero, Entity::BankTransaction) => v.get("Type").and_then(Value::as_str) != Some("SPEND"),
+        (Provider::Zoho, Entity::BankTransfer) => v.get("transaction_type").and_then(Value::as_str) == Some("transfer_fund"),
+        (Provider::Zoho, Entity::BankTransaction) => v.get("transaction_type").and_then(Value::as_str) != Some("transfer_fund"),
         (Provider::Zoho, Entity::Vendor) => v.get("contact_type").and_then(Value::as_str) == Some("vendor"),
         (Provider::Zoho, Entity::Contact) => v.get("contact_type").and_then(Value::as_str) != Some("vendor"),
         _ => true,
@@ -347,6 +355,9 @@ impl Org {
             Entity::VendorCredit => self.gen_credit(n, true, lines, now),
             Entity::BillPayment => self.gen_bill_payment(n, now),
             Entity::PurchaseOrder => self.gen_purchase_order(n, lines, now),
+            Entity::Expense => self.gen_expense(n, lines, now),
+            Entity::BankTransaction => self.gen_deposit(n, now),
+            Entity::BankTransfer => self.gen_bank_transfer(n, now),
         };
         let id = self.id_for(n);
         self.put(e, &id, value, now);
@@ -749,8 +760,12 @@ fn stamp(p: Provider, e: Entity, v: &mut Value, id: &str, created: DateTime<Utc>
         }
         Provider::Xero => {
             obj.insert(e.xero_id_field().into(), json!(id));
+            // A BankTransfer has only its CreatedDateUTC (xero_accounting.yaml): it is not edited.
+            if e == Entity::BankTransfer {
+                obj.insert("CreatedDateUTC".into(), json!(xero_msdate(created)));
+            }
             // Xero's TaxRate and TrackingCategory have no UpdatedDateUTC (xero_accounting.yaml).
-            if !matches!(e, Entity::TaxRate | Entity::TrackingCategory) {
+            if !matches!(e, Entity::TaxRate | Entity::TrackingCategory | Entity::BankTransfer) {
                 obj.insert("UpdatedDateUTC".into(), json!(xero_msdate(updated)));
             }
         }
@@ -882,6 +897,28 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "last_modified_time",
         ],
         Entity::TaxRate | Entity::Item | Entity::TrackingCategory => return v.clone(),
+        // An expense listed without its lines, as bills are (unconfirmed field set).
+        Entity::Expense => &[
+            "expense_id",
+            "date",
+            "account_id",
+            "account_name",
+            "paid_through_account_id",
+            "paid_through_account_name",
+            "vendor_id",
+            "vendor_name",
+            "currency_code",
+            "reference_number",
+            "description",
+            "status",
+            "is_billable",
+            "sub_total",
+            "total",
+            "created_time",
+            "last_modified_time",
+        ],
+        // A bank transaction has no lines: listed whole (unconfirmed).
+        Entity::BankTransaction | Entity::BankTransfer => return v.clone(),
         // Like invoices, the list's summary has no lines (unconfirmed for journals).
         Entity::Journal => &[
             "journal_id",

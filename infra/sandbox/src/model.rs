@@ -69,10 +69,18 @@ pub enum Entity {
     Journal,
     /// An order to a supplier (QuickBooks PurchaseOrder, Xero PurchaseOrders, Zoho purchaseorder).
     PurchaseOrder,
+    /// Money spent without a bill: QuickBooks Purchase, Xero SPEND bank transaction, Zoho expense.
+    Expense,
+    /// Money received without an invoice: QuickBooks Deposit, Xero BankTransactions (RECEIVE, and
+    /// the sides of transfers), Zoho banktransactions.
+    BankTransaction,
+    /// Between the org's own accounts: QuickBooks Transfer, Xero BankTransfers, Zoho
+    /// banktransactions of type transfer_fund.
+    BankTransfer,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 14] = [
+    pub const ALL: [Entity; 17] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -87,6 +95,9 @@ impl Entity {
         Entity::TrackingCategory,
         Entity::Journal,
         Entity::PurchaseOrder,
+        Entity::Expense,
+        Entity::BankTransaction,
+        Entity::BankTransfer,
     ];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
@@ -100,6 +111,10 @@ impl Entity {
             (Provider::Xero, Entity::VendorCredit) => Entity::CreditNote,
             // And payments received and made in Payments (`PaymentType: ACCPAYPAYMENT` for bills').
             (Provider::Xero, Entity::BillPayment) => Entity::Payment,
+            // Xero's spent money is a BankTransaction of Type SPEND; Zoho's transfers are bank
+            // transactions of type transfer_fund.
+            (Provider::Xero, Entity::Expense) => Entity::BankTransaction,
+            (Provider::Zoho, Entity::BankTransfer) => Entity::BankTransaction,
             _ => self,
         }
     }
@@ -125,6 +140,11 @@ impl Entity {
             "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxcodes" | "taxes" | "tax" => Some(Entity::TaxRate),
             "item" | "items" => Some(Entity::Item),
             "journal" | "journals" | "journalentry" | "manualjournal" | "manualjournals" => Some(Entity::Journal),
+            "expense" | "expenses" | "purchase" | "purchases" => Some(Entity::Expense),
+            "bank_transaction" | "bank_transactions" | "banktransaction" | "banktransactions" | "deposit" | "deposits" => {
+                Some(Entity::BankTransaction)
+            }
+            "bank_transfer" | "bank_transfers" | "banktransfer" | "banktransfers" | "transfer" | "transfers" => Some(Entity::BankTransfer),
             "tracking_category" | "tracking_categories" | "trackingcategories" | "class" | "classes" | "reporting_tags" | "tags" => {
                 Some(Entity::TrackingCategory)
             }
@@ -148,6 +168,9 @@ impl Entity {
             Entity::TrackingCategory => "tracking_category",
             Entity::Journal => "journal",
             Entity::PurchaseOrder => "purchase_order",
+            Entity::Expense => "expense",
+            Entity::BankTransaction => "bank_transaction",
+            Entity::BankTransfer => "bank_transfer",
         }
     }
 
@@ -167,6 +190,9 @@ impl Entity {
             Entity::TrackingCategory => "Class",
             Entity::Journal => "JournalEntry",
             Entity::PurchaseOrder => "PurchaseOrder",
+            Entity::Expense => "Purchase",
+            Entity::BankTransaction => "Deposit",
+            Entity::BankTransfer => "Transfer",
         }
     }
 
@@ -185,6 +211,8 @@ impl Entity {
             Entity::TrackingCategory => "TrackingCategories",
             Entity::Journal => "ManualJournals",
             Entity::PurchaseOrder => "PurchaseOrders",
+            Entity::Expense | Entity::BankTransaction => "BankTransactions",
+            Entity::BankTransfer => "BankTransfers",
         }
     }
 
@@ -204,6 +232,8 @@ impl Entity {
             Entity::TrackingCategory => "TrackingCategoryID",
             Entity::Journal => "ManualJournalID",
             Entity::PurchaseOrder => "PurchaseOrderID",
+            Entity::Expense | Entity::BankTransaction => "BankTransactionID",
+            Entity::BankTransfer => "BankTransferID",
         }
     }
 
@@ -225,6 +255,8 @@ impl Entity {
             Entity::VendorCredit => "vendorcredits",
             Entity::BillPayment => "vendorpayments",
             Entity::PurchaseOrder => "purchaseorders",
+            Entity::Expense => "expenses",
+            Entity::BankTransaction | Entity::BankTransfer => "banktransactions",
         }
     }
 
@@ -261,6 +293,9 @@ impl Entity {
             Entity::VendorCredit => "vendor_credit",
             Entity::BillPayment => "vendorpayment",
             Entity::PurchaseOrder => "purchaseorder",
+            Entity::Expense => "expense",
+            // Unconfirmed key of one bank transaction in Zoho's answers.
+            Entity::BankTransaction | Entity::BankTransfer => "banktransaction",
         }
     }
 
@@ -280,6 +315,8 @@ impl Entity {
             Entity::TrackingCategory => "tag_id",
             Entity::Journal => "journal_id",
             Entity::PurchaseOrder => "purchaseorder_id",
+            Entity::Expense => "expense_id",
+            Entity::BankTransaction | Entity::BankTransfer => "transaction_id",
         }
     }
 }

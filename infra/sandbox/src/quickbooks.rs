@@ -742,6 +742,14 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             obj.insert("domain".into(), json!("QBO"));
             obj.insert("sparse".into(), json!(false));
         }
+        // A sandbox limit, not Intuit's: purchases, deposits and transfers are seeded.
+        Entity::Expense | Entity::BankTransaction | Entity::BankTransfer => {
+            return Err((
+                "6000",
+                "A business validation error has occurred while processing your request",
+                "The sandbox does not create purchases, deposits or transfers".into(),
+            ))
+        }
         Entity::Contact | Entity::Vendor => {
             let obj = v.as_object_mut().expect("object");
             let display = obj.get("DisplayName").and_then(Value::as_str).map(str::to_string).or_else(|| {

@@ -151,6 +151,7 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
     let contact_ids = list_param("ContactIDs");
     let summary_only = q.get("summaryOnly").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let include_archived = q.get("includeArchived").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let include_deleted = q.get("includeDeleted").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let org = w.org(P, &tenant).expect("authorized tenant exists");
     let rows: Vec<&Record> = org
         .store(e)
@@ -161,6 +162,8 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
         .filter(|r| matches!(e, Entity::TaxRate | Entity::TrackingCategory) || since.is_none_or(|s| r.updated > s))
         // Archived tracking categories are listed only with includeArchived=true (xero_accounting.yaml).
         .filter(|r| e != Entity::TrackingCategory || include_archived || r.value["Status"].as_str() != Some("ARCHIVED"))
+        // Deleted bank transfers are listed only with includeDeleted=true (xero_accounting.yaml).
+        .filter(|r| e != Entity::BankTransfer || include_deleted || r.value["Status"].as_str() != Some("DELETED"))
         .filter(|r| ids.as_ref().is_none_or(|ids| ids.contains(&r.id.to_ascii_lowercase())))
         .filter(|r| statuses.as_ref().is_none_or(|s| r.value["Status"].as_str().is_some_and(|x| s.contains(&x.to_ascii_lowercase()))))
         .filter(|r| {
@@ -183,17 +186,18 @@ pub async fn list(State(st): State<AppState>, e: Entity, Query(q): Query<HashMap
     }
 
     let mut body = envelope_head(now);
-    let page_rows: Vec<&Record> = if matches!(e, Entity::Account | Entity::TaxRate | Entity::Item | Entity::TrackingCategory) {
-        // Accounts, tax rates and items are never paged (their parameters have no page).
-        rows
-    } else {
-        let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
-        let size = q.get("pageSize").and_then(|p| p.parse::<usize>().ok()).unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
-        let count = rows.len();
-        let pages = count.div_ceil(size);
-        body.push_str(&format!(",\"pagination\":{{\"page\":{page},\"pageSize\":{size},\"pageCount\":{pages},\"itemCount\":{count}}}"));
-        rows.into_iter().skip((page - 1) * size).take(size).collect()
-    };
+    let page_rows: Vec<&Record> =
+        if matches!(e, Entity::Account | Entity::TaxRate | Entity::Item | Entity::TrackingCategory | Entity::BankTransfer) {
+            // Accounts, tax rates, items and bank transfers are never paged (their parameters have no page).
+            rows
+        } else {
+            let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
+            let size = q.get("pageSize").and_then(|p| p.parse::<usize>().ok()).unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
+            let count = rows.len();
+            let pages = count.div_ceil(size);
+            body.push_str(&format!(",\"pagination\":{{\"page\":{page},\"pageSize\":{size},\"pageCount\":{pages},\"itemCount\":{count}}}"));
+            rows.into_iter().skip((page - 1) * size).take(size).collect()
+        };
     body.push_str(&format!(",\"{}\":[", e.xero_name()));
     for (k, r) in page_rows.iter().enumerate() {
         if k > 0 {
@@ -647,6 +651,9 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         // hands them here.
         Entity::Bill | Entity::Vendor | Entity::VendorCredit | Entity::BillPayment => errs.push("Unsupported endpoint".into()),
         Entity::PurchaseOrder => errs.push("The sandbox does not create purchase orders".into()),
+        Entity::Expense => errs.push("Unsupported endpoint".into()),
+        // A sandbox limit, not Xero's: bank transactions and transfers are seeded.
+        Entity::BankTransaction | Entity::BankTransfer => errs.push("The sandbox does not create bank transactions; seed them".into()),
         Entity::Payment => {
             let inv = v.get("Invoice").and_then(|i| {
                 s(i, "InvoiceID")

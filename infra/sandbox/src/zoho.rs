@@ -163,6 +163,9 @@ pub async fn list(
         Entity::TrackingCategory => "Reporting Tags",
         Entity::Journal => "Journals",
         Entity::PurchaseOrder => "Purchase Orders",
+        // Unconfirmed report names.
+        Entity::Expense => "Expenses",
+        Entity::BankTransaction | Entity::BankTransfer => "Bank Transactions",
     };
     body.push_str(&format!(
         "],\"page_context\":{{\"page\":{page},\"per_page\":{per_page},\"has_more_page\":{has_more},\"report_name\":\"{report}\",\"applied_filter\":\"Status.All\",\"sort_column\":\"{sort_column}\",\"sort_order\":\"{sort_order}\"}}}}"
@@ -205,6 +208,8 @@ pub(crate) fn does_not_exist(e: Entity) -> Response {
         Entity::TrackingCategory => "Reporting tag",
         Entity::Journal => "Journal",
         Entity::PurchaseOrder => "Purchase Order",
+        Entity::Expense => "Expense",
+        Entity::BankTransaction | Entity::BankTransfer => "Transaction",
     };
     zoho_error(StatusCode::NOT_FOUND, 1002, &format!("{what} does not exist."))
 }
@@ -246,6 +251,8 @@ pub async fn remove(
         Entity::TrackingCategory => "The reporting tag has been deleted.",
         Entity::Journal => "The journal has been deleted.",
         Entity::PurchaseOrder => "The purchase order has been deleted.",
+        Entity::Expense => "The expense has been deleted.",
+        Entity::BankTransaction | Entity::BankTransfer => "The transaction has been deleted.",
     };
     json_value(StatusCode::OK, &json!({"code": 0, "message": what}))
 }
@@ -296,6 +303,8 @@ pub async fn create(
                 Entity::TrackingCategory => "The reporting tag has been added.",
                 Entity::Journal => "The journal has been created.",
                 Entity::PurchaseOrder => "The purchase order has been created.",
+                Entity::Expense => "The expense has been recorded.",
+                Entity::BankTransaction | Entity::BankTransfer => "The transaction has been created.",
             };
             json(StatusCode::CREATED, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(what), e.zoho_singular(), rec.full))
         }
@@ -435,6 +444,10 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
             o.insert("status".into(), json!("published"));
         }
         Entity::PurchaseOrder => return Err((4, "The sandbox does not create purchase orders".into())),
+        // A sandbox limit, not Zoho's: bank transactions and expenses are seeded.
+        Entity::Expense | Entity::BankTransaction | Entity::BankTransfer => {
+            return Err((4, "The sandbox does not create expenses or bank transactions; seed them".into()))
+        }
         Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
             if org

@@ -26,6 +26,8 @@ pub struct Parts {
     pub tracking_category: Option<TrackingCategory>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<Journal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_transaction: Option<super::bank::BankTransaction>,
 }
 
 /// Whether a record is in use, read from a boolean or from a status word.

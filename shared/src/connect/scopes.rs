@@ -126,7 +126,19 @@ pub fn scopes_for_set(tenant: &Tenant, provider: Provider, xero: XeroScopeSet) -
         }
         _ => &[],
     };
-    for r in extra.iter().chain(payments_extra).chain(orders_extra).chain(journals_extra).chain(required) {
+    // Zoho's expenses are a module of their own (`expenses`); bank transactions are `banking`.
+    let banking: &[&str] = match (provider, write) {
+        (Provider::Zoho, true) => &["ZohoBooks.expenses.ALL", "ZohoBooks.banking.ALL"],
+        (Provider::Zoho, false) => &["ZohoBooks.expenses.READ", "ZohoBooks.banking.READ"],
+        _ => &[],
+    };
+    let banking_extra =
+        if tenant.config.enabled_entities.contains(&Entity::BankTransaction) && !tenant.config.scopes.contains_key(&provider) {
+            banking
+        } else {
+            &[]
+        };
+    for r in extra.iter().chain(payments_extra).chain(orders_extra).chain(journals_extra).chain(banking_extra).chain(required) {
         if !scopes.iter().any(|s| s == r) {
             scopes.push(r.to_string());
         }
@@ -186,6 +198,12 @@ fn xero_entity_scopes(entity: Entity) -> &'static [&'static str] {
         }
         Entity::Contact => &["accounting.contacts", "accounting.contacts.read"],
         Entity::Account => &["accounting.settings", "accounting.settings.read"],
+        // BankTransactions and BankTransfers: accounting.banktransactions in the granular set
+        // (Xero's 2026 scope notes; that BankTransfers sits under it too is unconfirmed),
+        // accounting.transactions before (xero_accounting.yaml).
+        Entity::BankTransaction => {
+            &["accounting.banktransactions", "accounting.banktransactions.read", "accounting.transactions", "accounting.transactions.read"]
+        }
     }
 }
 
@@ -235,6 +253,7 @@ fn entity_label(e: Entity) -> &'static str {
         Entity::TrackingCategory => "tracking categories",
         Entity::Journal => "journals",
         Entity::PurchaseOrder => "purchase orders",
+        Entity::BankTransaction => "bank transactions",
     }
 }
 
@@ -322,6 +341,23 @@ mod tests {
                 check_granted_scopes(&t, Provider::Xero, &asked, set).unwrap_or_else(|e| panic!("{plan:?} {set:?}: {e}"));
             }
         }
+    }
+
+    /// Bank transactions need Xero's bank transactions scope (granular; the broad vocabulary's
+    /// accounting.transactions serves them) and Zoho's expenses and banking modules.
+    #[test]
+    fn enabling_bank_transactions_asks_for_their_scopes() {
+        let mut t = tenant(Plan::Starter);
+        assert!(!scopes_for(&t, Provider::Xero).iter().any(|s| s.starts_with("accounting.banktransactions")));
+        t.config.enabled_entities.push(Entity::BankTransaction);
+        assert!(scopes_for(&t, Provider::Xero).contains(&"accounting.banktransactions.read".to_string()));
+        let zoho = scopes_for(&t, Provider::Zoho);
+        assert!(
+            zoho.iter().any(|s| s.starts_with("ZohoBooks.expenses.")) && zoho.iter().any(|s| s.starts_with("ZohoBooks.banking.")),
+            "{zoho:?}"
+        );
+        let e = check_granted_scopes(&t, Provider::Xero, &["accounting.settings.read".to_string()], XeroScopeSet::Granular).unwrap_err();
+        assert!(e.to_string().contains("accounting.banktransactions"), "{e}");
     }
 
     /// Journals need Xero's manual journals scope, which no plan list names: enabling them adds it

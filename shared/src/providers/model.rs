@@ -50,10 +50,14 @@ pub enum Entity {
     /// Orders to suppliers (QuickBooks PurchaseOrder, Xero PurchaseOrders, Zoho purchaseorders).
     #[serde(rename = "purchase_order")]
     PurchaseOrder,
+    /// Bank transactions and expenses (QuickBooks Purchase, Deposit and Transfer; Xero
+    /// BankTransactions and BankTransfers; Zoho expenses and banktransactions).
+    #[serde(rename = "bank_transaction")]
+    BankTransaction,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 13] = [
+    pub const ALL: [Entity; 14] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -67,6 +71,7 @@ impl Entity {
         Entity::TrackingCategory,
         Entity::Journal,
         Entity::PurchaseOrder,
+        Entity::BankTransaction,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +89,7 @@ impl Entity {
             Entity::TrackingCategory => "tracking_category",
             Entity::Journal => "journal",
             Entity::PurchaseOrder => "purchase_order",
+            Entity::BankTransaction => "bank_transaction",
         }
     }
 }
@@ -110,6 +116,7 @@ impl std::str::FromStr for Entity {
             "tax_rate" | "tax_rates" | "taxrate" | "taxrates" | "taxcode" | "taxes" => Ok(Entity::TaxRate),
             "item" | "items" => Ok(Entity::Item),
             "journal" | "journals" | "journalentry" | "manualjournals" => Ok(Entity::Journal),
+            "bank_transaction" | "bank_transactions" | "banktransaction" | "banktransactions" => Ok(Entity::BankTransaction),
             "tracking_category" | "tracking_categories" | "trackingcategories" | "class" | "classes" | "reporting_tags" => {
                 Ok(Entity::TrackingCategory)
             }

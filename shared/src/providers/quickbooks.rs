@@ -13,6 +13,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::books::bank::{BankKind, BankMap, BankStatusRule, KindRule, NO_LINES};
 use crate::books::reference::{
     AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, JournalMap, OptionsRule, SideRule, TaxRateMap, TrackingMap,
 };
@@ -77,6 +78,9 @@ pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
         Entity::TrackingCategory => &[("Class", "class")],
         Entity::Journal => &[("JournalEntry", "journalentry")],
         Entity::PurchaseOrder => &[("PurchaseOrder", "purchaseorder")],
+        // Expenses, cheques and card charges (Purchase), deposits, and transfers between the
+        // company's accounts; one Id sequence across them is assumed as for credit notes.
+        Entity::BankTransaction => &[("Purchase", "purchase"), ("Deposit", "deposit"), ("Transfer", "transfer")],
     }
 }
 
@@ -131,6 +135,96 @@ pub const ITEM: ItemMap = ItemMap {
     purchase_tax_code: &[&["PurchaseTaxCodeRef", "value"]],
     active: ActiveRule::Flag(&[&["Active"]]),
 };
+
+/// A Deposit's lines keep their account (and the payer) under `DepositLineDetail`; a line that
+/// deposits a received payment names it in `LinkedTxn` and has no account.
+const BANK_LINE: LineMap = LineMap {
+    account_id: &[
+        &["AccountBasedExpenseLineDetail", "AccountRef", "value"],
+        &["DepositLineDetail", "AccountRef", "value"],
+        &["ItemBasedExpenseLineDetail", "ItemAccountRef", "value"],
+    ],
+    account_name: &[
+        &["AccountBasedExpenseLineDetail", "AccountRef", "name"],
+        &["DepositLineDetail", "AccountRef", "name"],
+        &["ItemBasedExpenseLineDetail", "ItemAccountRef", "name"],
+    ],
+    tracking: &[
+        (&["ItemBasedExpenseLineDetail", "ClassRef"], &["value"], &["name"]),
+        (&["AccountBasedExpenseLineDetail", "ClassRef"], &["value"], &["name"]),
+        (&["DepositLineDetail", "ClassRef"], &["value"], &["name"]),
+    ],
+    ..LINE
+};
+
+/// A Purchase: money out of `AccountRef` (a bank account for Cash and Check, a card for
+/// CreditCard) to `EntityRef` (a vendor, customer or employee). QuickBooks has no status: a listed
+/// one is posted, a deleted one comes through CDC. A card refund (`Credit: true`, CreditCard only)
+/// is money back: `receive`.
+pub const PURCHASE: BankMap = BankMap {
+    kind: KindRule::Flag(&["Credit"], BankKind::Receive, BankKind::Spend),
+    provider_type: &[&["PaymentType"]],
+    provider_type_is: Some("Purchase"),
+    status: BankStatusRule::Posted,
+    bank_account_id: &[&["AccountRef", "value"]],
+    bank_account_name: &[&["AccountRef", "name"]],
+    contact_id: &[&["EntityRef", "value"]],
+    contact_name: &[&["EntityRef", "name"]],
+    date: &[&["TxnDate"]],
+    reference: &[&["DocNumber"]],
+    currency: &[&["CurrencyRef", "value"]],
+    tax: &[&["TxnTaxDetail", "TotalTax"]],
+    total: &[&["TotalAmt"]],
+    lines: Some(&["Line"]),
+    line: BANK_LINE,
+    from_id: &[],
+    from_name: &[],
+    to_id: &[],
+    to_name: &[],
+};
+
+/// A Deposit into `DepositToAccountRef`; its lines say where the money came from.
+pub const DEPOSIT: BankMap = BankMap {
+    kind: KindRule::Fixed(BankKind::Receive),
+    provider_type: &[],
+    provider_type_is: Some("Deposit"),
+    bank_account_id: &[&["DepositToAccountRef", "value"]],
+    bank_account_name: &[&["DepositToAccountRef", "name"]],
+    contact_id: &[],
+    contact_name: &[],
+    ..PURCHASE
+};
+
+/// A Transfer of `Amount` from `FromAccountRef` to `ToAccountRef`; no lines. Whether a Transfer
+/// carries CurrencyRef in a multicurrency company is unconfirmed (absent reads as `XXX`).
+pub const TRANSFER: BankMap = BankMap {
+    kind: KindRule::Fixed(BankKind::Transfer),
+    provider_type_is: Some("Transfer"),
+    bank_account_id: &[],
+    bank_account_name: &[],
+    tax: &[],
+    total: &[&["Amount"]],
+    lines: None,
+    line: NO_LINES,
+    from_id: &[&["FromAccountRef", "value"]],
+    from_name: &[&["FromAccountRef", "name"]],
+    to_id: &[&["ToAccountRef", "value"]],
+    to_name: &[&["ToAccountRef", "name"]],
+    ..DEPOSIT
+};
+
+/// Which collection's map reads this record: a Purchase has PaymentType, a Transfer FromAccountRef.
+pub fn bank_map_of(entity: Entity, v: &Value) -> Option<&'static BankMap> {
+    (entity == Entity::BankTransaction).then(|| {
+        if v.get("FromAccountRef").is_some() {
+            &TRANSFER
+        } else if v.get("DepositToAccountRef").is_some() {
+            &DEPOSIT
+        } else {
+            &PURCHASE
+        }
+    })
+}
 
 /// Whether change data capture serves the entity (Intuit's CDC list of entities has no CompanyInfo).
 pub fn in_cdc(entity: Entity) -> bool {
@@ -408,6 +502,9 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Item => (text(&v, "Sku"), text(&v, "Name"), None, active(&v)),
         Entity::TrackingCategory => (None, text(&v, "FullyQualifiedName").or_else(|| text(&v, "Name")), None, active(&v)),
         Entity::Journal => (text(&v, "DocNumber"), None, text(&v, "TotalAmt"), None),
+        Entity::BankTransaction => {
+            (text(&v, "DocNumber"), text_at(&v, &["EntityRef", "name"]), text(&v, "TotalAmt").or_else(|| text(&v, "Amount")), None)
+        }
     };
     Ok(Record {
         provider: PROVIDER,

@@ -10,6 +10,7 @@ use oauth2::AuthType;
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::books::bank::{BankKind, BankMap, BankStatus, BankStatusRule, KindRule, NO_LINES};
 use crate::books::reference::{
     AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, JournalMap, OptionsRule, SideRule, TaxRateMap, TrackingMap,
 };
@@ -64,7 +65,96 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str) {
         Entity::TrackingCategory => ("TrackingCategories", "TrackingCategoryID"),
         Entity::Journal => ("ManualJournals", "ManualJournalID"),
         Entity::PurchaseOrder => ("PurchaseOrders", "PurchaseOrderID"),
+        // And BankTransfers (see `collections`).
+        Entity::BankTransaction => ("BankTransactions", "BankTransactionID"),
     }
+}
+
+/// Every Xero collection an entity of ours is read from, in the order a pass reads them: bank
+/// transactions are spent and received money (`BankTransactions`) and transfers between the org's
+/// accounts (`BankTransfers`); one entity names the other's collection only here.
+pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
+    const BANK: &[(&str, &str)] = &[("BankTransactions", "BankTransactionID"), ("BankTransfers", "BankTransferID")];
+    match entity {
+        Entity::BankTransaction => BANK,
+        _ => &[],
+    }
+}
+
+/// The collection (name, id field) a cursor reads; one past the entity's collections is refused.
+fn collection_of(entity: Entity, collection: u8) -> Result<(&'static str, &'static str)> {
+    match (collections(entity), collection) {
+        (&[], 0) => Ok(entity_names(entity)),
+        (list, n) => list.get(usize::from(n)).copied().ok_or_else(|| Error::InvalidInput("cursor collection is out of range".into())),
+    }
+}
+
+fn collection_count(entity: Entity) -> usize {
+    collections(entity).len().max(1)
+}
+
+const BANK_STATUSES: &[(&str, BankStatus)] =
+    &[("AUTHORISED", BankStatus::Posted), ("VOIDED", BankStatus::Void), ("DELETED", BankStatus::Deleted)];
+
+/// Spent and received money: `Type` says which (the transfer sides SPEND-TRANSFER and
+/// RECEIVE-TRANSFER are listed here too, beside their BankTransfers record; prepayments and
+/// overpayments read as other), `BankAccount` the account, lines as invoices' lines.
+pub const BANK_TRANSACTION: BankMap = BankMap {
+    kind: KindRule::Field(
+        &["Type"],
+        &[
+            ("SPEND", BankKind::Spend),
+            ("RECEIVE", BankKind::Receive),
+            ("SPEND-TRANSFER", BankKind::Transfer),
+            ("RECEIVE-TRANSFER", BankKind::Transfer),
+        ],
+    ),
+    provider_type: &[&["Type"]],
+    provider_type_is: None,
+    status: BankStatusRule::Field(&["Status"], BANK_STATUSES, BankStatus::Unknown),
+    bank_account_id: &[&["BankAccount", "AccountID"]],
+    bank_account_name: &[&["BankAccount", "Name"], &["BankAccount", "Code"]],
+    contact_id: &[&["Contact", "ContactID"]],
+    contact_name: &[&["Contact", "Name"]],
+    date: &[&["DateString"], &["Date"]],
+    reference: &[&["Reference"]],
+    currency: &[&["CurrencyCode"]],
+    tax: &[&["TotalTax"]],
+    total: &[&["Total"]],
+    lines: Some(&["LineItems"]),
+    line: LINE,
+    from_id: &[],
+    from_name: &[],
+    to_id: &[],
+    to_name: &[],
+};
+
+/// A transfer: `Amount` from `FromBankAccount` to `ToBankAccount`, Status AUTHORISED or DELETED
+/// (deleted ones are listed only with `includeDeleted=true`, which the list asks for). It states no
+/// currency (the accounts'): `XXX`.
+pub const BANK_TRANSFER: BankMap = BankMap {
+    kind: KindRule::Fixed(BankKind::Transfer),
+    provider_type: &[],
+    provider_type_is: Some("BANKTRANSFER"),
+    bank_account_id: &[],
+    bank_account_name: &[],
+    contact_id: &[],
+    contact_name: &[],
+    currency: &[],
+    tax: &[],
+    total: &[&["Amount"]],
+    lines: None,
+    line: NO_LINES,
+    from_id: &[&["FromBankAccount", "AccountID"]],
+    from_name: &[&["FromBankAccount", "Name"], &["FromBankAccount", "Code"]],
+    to_id: &[&["ToBankAccount", "AccountID"]],
+    to_name: &[&["ToBankAccount", "Name"], &["ToBankAccount", "Code"]],
+    ..BANK_TRANSACTION
+};
+
+/// Which collection's map reads this record (a transfer has its BankTransferID).
+pub fn bank_map_of(entity: Entity, v: &Value) -> Option<&'static BankMap> {
+    (entity == Entity::BankTransaction).then(|| if v.get("BankTransferID").is_some() { &BANK_TRANSFER } else { &BANK_TRANSACTION })
 }
 
 /// A manual journal's lines: LineAmount is positive for a debit, negative for a credit (Xero's
@@ -149,6 +239,14 @@ fn list_key(entity: Entity) -> &'static str {
         Entity::Company => "Organisations",
         e => entity_names(e).0,
     }
+}
+
+/// The list key of one of the entity's collections.
+fn list_key_of(entity: Entity, collection: u8) -> Result<&'static str> {
+    if collection == 0 {
+        return Ok(list_key(entity));
+    }
+    collection_of(entity, collection).map(|(name, _)| name)
 }
 
 pub const COMPANY: CompanyMap = CompanyMap {
@@ -372,10 +470,17 @@ fn is_paged(entity: Entity) -> bool {
     !matches!(entity, Entity::Account | Entity::Company | Entity::TaxRate | Entity::Item | Entity::TrackingCategory)
 }
 
+/// As [`is_paged`], for one of the entity's collections: `/BankTransfers` takes no page
+/// (xero_accounting.yaml), so it is read whole, from the watermark.
+fn is_paged_at(entity: Entity, collection: u8) -> bool {
+    is_paged(entity) && !(entity == Entity::BankTransaction && collection == 1)
+}
+
 pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
     let entity = entity_of(entity, &v);
     let (_, id_field) = entity_names(entity);
     let id = text(&v, id_field)
+        .or_else(|| collections(entity).iter().find_map(|(_, f)| text(&v, f)))
         .ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: format!("{entity} without {id_field}") })?;
     let (number, name, amount, currency, status) = match entity {
         Entity::Invoice | Entity::Bill => {
@@ -402,6 +507,13 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::Item => (text(&v, "Code"), text(&v, "Name"), None, None, None),
         Entity::TrackingCategory => (None, text(&v, "Name"), None, None, text(&v, "Status")),
         Entity::Journal => (None, text(&v, "Narration"), None, None, text(&v, "Status")),
+        Entity::BankTransaction => (
+            text(&v, "Reference"),
+            text_at(&v, &["Contact", "Name"]),
+            text(&v, "Total").or_else(|| text(&v, "Amount")),
+            text(&v, "CurrencyCode"),
+            text(&v, "Status"),
+        ),
         Entity::Payment | Entity::BillPayment => (
             text(&v, "Reference"),
             text_at(&v, &["Invoice", "Contact", "Name"]),
@@ -415,7 +527,8 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         entity,
         org_id: org_id.to_string(),
         id,
-        updated_at: text(&v, "UpdatedDateUTC").and_then(|t| parse_time(&t)),
+        // A bank transfer cannot be edited: it has only its CreatedDateUTC.
+        updated_at: text(&v, "UpdatedDateUTC").or_else(|| text(&v, "CreatedDateUTC")).and_then(|t| parse_time(&t)),
         number,
         name,
         amount,
@@ -428,16 +541,13 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
 /// One list answer as a page (a pure function of the answer, so it can be fuzzed on its own).
 pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
     let entity = cursor.entity;
-    let name = list_key(entity);
-    if cursor.collection != 0 {
-        return Err(Error::InvalidInput("cursor collection is out of range".into()));
-    }
+    let name = list_key_of(entity, cursor.collection)?;
     let items = match body.get_mut(name).map(Value::take) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a,
         Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{name} is not an array") }),
     };
-    let has_more = if !is_paged(entity) {
+    let has_more = if !is_paged_at(entity, cursor.collection) {
         false
     } else if let Some(p) = body.get("pagination") {
         let page = p.get("page").and_then(Value::as_u64).unwrap_or(cursor.position as u64);
@@ -449,7 +559,8 @@ pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<D
     let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
     let server_time = body.get("DateTimeUTC").and_then(Value::as_str).and_then(parse_time).or(date);
     let next_cursor = cursor.advance_by_time(has_more, server_time, &records);
-    Ok(Page { records: cursor.drop_boundary(records), next_cursor, has_more, rate_limit })
+    let page = Page { records: cursor.drop_boundary(records), next_cursor, has_more, rate_limit };
+    Ok(page.then_next_collection(cursor, collection_count(entity), server_time))
 }
 
 /// Xero's connection objects as tenants.
@@ -498,7 +609,10 @@ impl XeroClient {
     }
 
     fn first_of(body: &Value, entity: Entity) -> Result<Value> {
-        let name = list_key(entity);
+        Self::first_in(body, list_key(entity))
+    }
+
+    fn first_in(body: &Value, name: &str) -> Result<Value> {
         let first = body
             .get(name)
             .and_then(Value::as_array)
@@ -586,14 +700,13 @@ impl AccountingProvider for XeroClient {
 
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
         cursor.check(PROVIDER, cursor.entity)?;
-        if cursor.collection != 0 {
-            return Err(Error::InvalidInput("cursor collection is out of range".into()));
-        }
+        // A cursor is data: one past the entity's collections is refused before any call.
         let entity = cursor.entity;
-        let (name, _) = entity_names(entity);
+        let (name, _) = collection_of(entity, cursor.collection)?;
+        let paged = is_paged_at(entity, cursor.collection);
         let url = api_url(&self.core.endpoints.api, &[name])?;
         let mut req = self.tenant_request(tokens, org_id, self.core.http.reqwest().get(url))?;
-        if is_paged(entity) {
+        if paged {
             // Ordered by updated time so the next page can start after this one's last time
             // (`Cursor::advance_by_time`); `order` takes any returned element (xero_accounting.yaml).
             req = req.query(&[("page", cursor.position.to_string()), ("pageSize", cursor.page_size.to_string())]);
@@ -606,11 +719,16 @@ impl AccountingProvider for XeroClient {
         if entity == Entity::TrackingCategory {
             req = req.query(&[("includeArchived", "true")]);
         }
+        // A deleted transfer is listed only when asked for (xero_accounting.yaml): asked, so the
+        // deletion reaches the copy as Status DELETED.
+        if name == "BankTransfers" {
+            req = req.query(&[("includeDeleted", "true")]);
+        }
         // TaxRates and TrackingCategories take no If-Modified-Since (xero_accounting.yaml): read
         // whole each time.
         let since = match entity {
             Entity::Company | Entity::TaxRate | Entity::TrackingCategory => None,
-            _ if is_paged(entity) => cursor.list_since(),
+            _ if paged => cursor.list_since(),
             _ => cursor.modified_since,
         };
         if let Some(since) = since {
@@ -620,11 +738,23 @@ impl AccountingProvider for XeroClient {
         parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
     }
 
+    /// An entity of several collections is looked for in each in turn: the first that has the id
+    /// answers. A retryable failure is returned at once rather than taken for "not in this one".
     async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {
-        let (name, _) = entity_names(entity);
-        let url = api_url(&self.core.endpoints.api, &[name, id])?;
-        let ok = self.core.call(self.tenant_request(tokens, org_id, self.core.http.reqwest().get(url))?).await?;
-        normalise(entity, org_id, Self::first_of(&ok.body, entity)?)
+        let mut last = None;
+        for n in 0..collection_count(entity) {
+            let (name, _) = collection_of(entity, u8::try_from(n).unwrap_or(u8::MAX))?;
+            let url = api_url(&self.core.endpoints.api, &[name, id])?;
+            match self.core.call(self.tenant_request(tokens, org_id, self.core.http.reqwest().get(url))?).await {
+                Ok(ok) => {
+                    let key = if n == 0 { list_key(entity) } else { name };
+                    return normalise(entity, org_id, Self::first_in(&ok.body, key)?);
+                }
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Internal(format!("{entity} has no Xero collection"))))
     }
 
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, idempotency_key: &str) -> Result<Record> {
@@ -722,6 +852,34 @@ mod tests {
         .unwrap();
         assert_eq!((p.amount.as_deref(), p.currency.as_deref(), p.name.as_deref()), (Some("3"), Some("USD"), Some("A")));
         assert!(normalise(Entity::Contact, "t1", json!({"Name": "x"})).is_err());
+    }
+
+    /// Bank transactions are two Xero collections: the pass reads BankTransactions' pages, then
+    /// BankTransfers (one answer, no pages) under the first page's start; a cursor past them is refused.
+    #[test]
+    fn bank_transactions_walk_transactions_then_transfers_in_one_pass() {
+        let c = Cursor::start(PROVIDER, Entity::BankTransaction);
+        let page = |key: &str, ids: &[&str], pages: u64| {
+            let items: Vec<Value> = ids
+                .iter()
+                .map(
+                    |id| json!({"BankTransactionID": id, "BankTransferID": id, "Total": 1, "UpdatedDateUTC": "/Date(1551212901659+0000)/"}),
+                )
+                .collect();
+            json!({key: items, "pagination": {"page": 1, "pageCount": pages}, "DateTimeUTC": "/Date(1551212900000)/"})
+        };
+        let p1 = parse_page("t", &c, page("BankTransactions", &["a"], 1), None, RateLimitInfo::default()).unwrap();
+        assert!(p1.has_more && p1.next_cursor.collection == 1, "BankTransfers is still to read");
+        assert_eq!(collection_of(Entity::BankTransaction, 1).unwrap().0, "BankTransfers");
+        let p2 = parse_page("t", &p1.next_cursor, page("BankTransfers", &["b"], 5), None, RateLimitInfo::default()).unwrap();
+        assert_eq!(p2.records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert!(!p2.has_more && p2.next_cursor.collection == 0, "BankTransfers has no pages: the pass ends");
+        let mut bad = p1.next_cursor.clone();
+        bad.collection = 2;
+        assert!(parse_page("t", &bad, page("BankTransfers", &[], 1), None, RateLimitInfo::default()).is_err());
+        let mut bad = Cursor::start(PROVIDER, Entity::Invoice);
+        bad.collection = 1;
+        assert!(parse_page("t", &bad, json!({"Invoices": []}), None, RateLimitInfo::default()).is_err());
     }
 
     #[test]

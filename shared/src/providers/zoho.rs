@@ -12,6 +12,7 @@ use oauth2::AuthType;
 use serde_json::Value;
 use url::Url;
 
+use crate::books::bank::{BankKind, BankMap, BankStatus, BankStatusRule, KindRule, NO_LINES};
 use crate::books::reference::{
     AccountClass, AccountMap, ActiveRule, ClassRule, ItemMap, JournalMap, OptionsRule, SideRule, TaxRateMap, TrackingMap,
 };
@@ -71,6 +72,8 @@ pub fn entity_names(entity: Entity) -> (&'static str, &'static str, &'static str
         Entity::TrackingCategory => ("reporting_tags", "reporting_tag", "tag_id"),
         Entity::Journal => ("journals", "journal", "journal_id"),
         Entity::PurchaseOrder => ("purchaseorders", "purchaseorder", "purchaseorder_id"),
+        // And `banktransactions` (see `collections`).
+        Entity::BankTransaction => ("expenses", "expense", "expense_id"),
     }
 }
 
@@ -97,6 +100,14 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
     const TRACKING: &[Collection] = &[(&["settings", "tags"], "reporting_tags", "reporting_tag", "tag_id")];
     const JOURNAL: &[Collection] = &[(&["journals"], "journals", "journal", "journal_id")];
     const PURCHASE_ORDER: &[Collection] = &[(&["purchaseorders"], "purchaseorders", "purchaseorder", "purchaseorder_id")];
+    // Expenses, then bank transactions (deposits, transfers, owner's contributions, ...). The
+    // one-object key `banktransaction` and whether the list takes the last_modified_time sort and
+    // filter without an `account_id` are unconfirmed (Zoho's bank transactions page shows the list
+    // filtered by account).
+    const BANK: &[Collection] = &[
+        (&["expenses"], "expenses", "expense", "expense_id"),
+        (&["banktransactions"], "banktransactions", "banktransaction", "transaction_id"),
+    ];
     const CREDIT_NOTE: &[Collection] = &[
         (&["creditnotes"], "creditnotes", "creditnote", "creditnote_id"),
         (&["vendorcredits"], "vendor_credits", "vendor_credit", "vendor_credit_id"),
@@ -115,6 +126,7 @@ pub fn collections(entity: Entity) -> &'static [Collection] {
         Entity::TrackingCategory => TRACKING,
         Entity::Journal => JOURNAL,
         Entity::PurchaseOrder => PURCHASE_ORDER,
+        Entity::BankTransaction => BANK,
     }
 }
 
@@ -448,6 +460,91 @@ pub fn allocation_map(entity: Entity) -> Option<&'static AllocationMap> {
     (entity == Entity::CreditNote).then_some(&ALLOCATIONS)
 }
 
+/// An expense's lines (`line_items`: `amount`, the expense account, tax, tags).
+const EXPENSE_LINE: LineMap = LineMap { amount: &[&["amount"], &["item_total"]], item_id: &[], item_name: &[], ..LINE };
+
+/// An expense: paid through `paid_through_account_*` (a bank, card or cash account) to the
+/// vendor, posted to `account_*` or, itemised, to its lines' accounts. Its `status` (unbilled,
+/// invoiced, reimbursed, nonbillable) is about billing it on, not about the books: a listed expense
+/// is posted. List summaries carry no lines (unconfirmed, as for bills), nor does an expense of
+/// one account always (unconfirmed): `lines_complete` says so.
+pub const EXPENSE: BankMap = BankMap {
+    kind: KindRule::Fixed(BankKind::Expense),
+    provider_type: &[],
+    provider_type_is: Some("expense"),
+    status: BankStatusRule::Posted,
+    bank_account_id: &[&["paid_through_account_id"]],
+    bank_account_name: &[&["paid_through_account_name"]],
+    contact_id: &[&["vendor_id"], &["customer_id"]],
+    contact_name: &[&["vendor_name"], &["customer_name"]],
+    date: &[&["date"]],
+    reference: &[&["reference_number"]],
+    currency: &[&["currency_code"]],
+    tax: &[&["tax_amount"]],
+    total: &[&["total"], &["amount"]],
+    lines: Some(&["line_items"]),
+    line: EXPENSE_LINE,
+    from_id: &[],
+    from_name: &[],
+    to_id: &[],
+    to_name: &[],
+};
+
+/// A bank transaction: `transaction_type` (Zoho's create page lists deposit, refund,
+/// transfer_fund, card_payment, sales_without_invoices, expense_refund, owner_contribution,
+/// interest_income, other_income, owner_drawings; the kinds we give them are ours), `amount`,
+/// `from_account_*` and `to_account_*`, `account_id` the bank account the list is of. Its `status`
+/// is the feed's (uncategorized, manually_added, matched, categorized, excluded; unconfirmed list).
+pub const BANK_TRANSACTION: BankMap = BankMap {
+    kind: KindRule::Field(
+        &["transaction_type"],
+        &[
+            ("deposit", BankKind::Receive),
+            ("refund", BankKind::Spend),
+            ("transfer_fund", BankKind::Transfer),
+            ("card_payment", BankKind::Spend),
+            ("sales_without_invoices", BankKind::Receive),
+            ("expense_refund", BankKind::Receive),
+            ("owner_contribution", BankKind::Receive),
+            ("interest_income", BankKind::Receive),
+            ("other_income", BankKind::Receive),
+            ("owner_drawings", BankKind::Spend),
+            ("expense", BankKind::Expense),
+        ],
+    ),
+    provider_type: &[&["transaction_type"]],
+    provider_type_is: None,
+    status: BankStatusRule::Field(
+        &["status"],
+        &[
+            ("manually_added", BankStatus::Posted),
+            ("categorized", BankStatus::Posted),
+            ("matched", BankStatus::Posted),
+            ("uncategorized", BankStatus::Uncategorized),
+            ("excluded", BankStatus::Void),
+        ],
+        BankStatus::Posted,
+    ),
+    bank_account_id: &[&["account_id"]],
+    bank_account_name: &[&["account_name"]],
+    contact_id: &[&["customer_id"], &["vendor_id"]],
+    contact_name: &[&["customer_name"], &["vendor_name"], &["payee"]],
+    tax: &[],
+    total: &[&["amount"], &["total"]],
+    lines: None,
+    line: NO_LINES,
+    from_id: &[&["from_account_id"]],
+    from_name: &[&["from_account_name"]],
+    to_id: &[&["to_account_id"]],
+    to_name: &[&["to_account_name"]],
+    ..EXPENSE
+};
+
+/// Which module's map reads this record (an expense has its expense_id).
+pub fn bank_map_of(entity: Entity, v: &Value) -> Option<&'static BankMap> {
+    (entity == Entity::BankTransaction).then(|| if v.get("expense_id").is_some() { &EXPENSE } else { &BANK_TRANSACTION })
+}
+
 /// Where an invoice's or a bill's fields are (`books::map_document`); `None` for other entities.
 pub fn document_map(entity: Entity) -> Option<&'static DocumentMap> {
     match entity {
@@ -487,6 +584,12 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
         Entity::TaxRate => (text(&v, "tax_id"), text(&v, "tax_name"), None, text(&v, "status")),
         Entity::Item => (text(&v, "sku"), text(&v, "name"), None, text(&v, "status")),
         Entity::Journal => (text(&v, "entry_number"), None, text(&v, "total"), text(&v, "status")),
+        Entity::BankTransaction => (
+            text(&v, "reference_number"),
+            text(&v, "vendor_name").or_else(|| text(&v, "customer_name")).or_else(|| text(&v, "payee")),
+            text(&v, "total").or_else(|| text(&v, "amount")),
+            text(&v, "status"),
+        ),
         Entity::TrackingCategory => (
             None,
             text(&v, "tag_name"),

@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 // Money and its parsing sit below the flows: the report formats read amounts the same way.
+use crate::books::bank::{map_bank_transaction, BankStatus};
 use crate::books::reference::{map_account, map_item, map_journal, map_tax_rate, map_tracking_category, Parts};
 use crate::books::{
     map_allocations, map_company, map_contact, map_document, map_payment, Company, Contact, Document, DocumentStatus, Payment,
@@ -107,7 +108,11 @@ fn fit_for_storage(r: &mut SyncRecord) {
         .reference
         .journal
         .as_ref()
-        .is_some_and(|j| j.lines.len() > 50 || j.lines.iter().any(|l| l.description.as_ref().is_some_and(|t| t.len() > 4096)));
+        .is_some_and(|j| j.lines.len() > 50 || j.lines.iter().any(|l| l.description.as_ref().is_some_and(|t| t.len() > 4096)))
+        || r.reference
+            .bank_transaction
+            .as_ref()
+            .is_some_and(|b| b.lines.len() > 50 || b.lines.iter().any(|l| l.description.as_ref().is_some_and(|t| t.len() > 4096)));
     if !many || serde_json::to_vec(&*r).map(|v| v.len()).unwrap_or(usize::MAX) <= MAX_RECORD_BYTES {
         return;
     }
@@ -120,6 +125,10 @@ fn fit_for_storage(r: &mut SyncRecord) {
     if let Some(j) = r.reference.journal.as_mut() {
         j.lines.clear();
         j.lines_complete = false;
+    }
+    if let Some(b) = r.reference.bank_transaction.as_mut() {
+        b.lines.clear();
+        b.lines_complete = false;
     }
     r.flags.push(FLAG_LINES_OMITTED.to_string());
 }
@@ -178,6 +187,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
                 Entity::Invoice | Entity::Payment => text_at(v, &["CustomerRef", "value"]),
                 Entity::Bill | Entity::BillPayment | Entity::PurchaseOrder => text_at(v, &["VendorRef", "value"]),
                 Entity::CreditNote => text_at(v, &["CustomerRef", "value"]).or_else(|| text_at(v, &["VendorRef", "value"])),
+                Entity::BankTransaction => text_at(v, &["EntityRef", "value"]),
                 _ => None,
             };
             // CDC marks deletions with a top-level `status`.
@@ -186,7 +196,9 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
         }
         Provider::Xero => {
             let contact = match r.entity {
-                Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::PurchaseOrder => text_at(v, &["Contact", "ContactID"]),
+                Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::PurchaseOrder | Entity::BankTransaction => {
+                    text_at(v, &["Contact", "ContactID"])
+                }
                 Entity::Payment | Entity::BillPayment => text_at(v, &["Invoice", "Contact", "ContactID"]),
                 _ => None,
             };
@@ -200,6 +212,7 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
                 Entity::Invoice | Entity::Payment => text_at(v, &["customer_id"]),
                 Entity::Bill | Entity::BillPayment | Entity::PurchaseOrder => text_at(v, &["vendor_id"]),
                 Entity::CreditNote => text_at(v, &["customer_id"]).or_else(|| text_at(v, &["vendor_id"])),
+                Entity::BankTransaction => text_at(v, &["vendor_id"]).or_else(|| text_at(v, &["customer_id"])),
                 _ => None,
             };
             (contact, date_at(v, &["date"]), date_at(v, &["due_date"]), false)
@@ -251,7 +264,19 @@ pub fn normalise(r: &Record) -> Option<SyncRecord> {
     if amount.is_none() && r.amount.is_some() {
         flags.push(FLAG_AMOUNT_UNREADABLE.to_string());
     }
-    let reference = reference_parts(r);
+    let mut reference = reference_parts(r);
+    reference.bank_transaction = match r.provider {
+        Provider::QuickBooks => quickbooks::bank_map_of(r.entity, v),
+        Provider::Xero => xero::bank_map_of(r.entity, v),
+        Provider::Zoho => zoho::bank_map_of(r.entity, v),
+    }
+    .map(|m| {
+        let mut t = map_bank_transaction(m, v);
+        if deleted {
+            t.status = BankStatus::Deleted;
+        }
+        t
+    });
     if reference.journal.as_ref().is_some_and(|j| j.balanced == Some(false)) {
         flags.push(FLAG_JOURNAL_UNBALANCED.to_string());
     }
@@ -1246,6 +1271,120 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), pretty, "{} is what the code stores", path.display());
     }
 
+    /// Bank transactions of every provider's collections (the sandbox's shapes): a spend or an
+    /// expense reads its bank account, payee, total and lines that add up to it; a deposit its
+    /// account; a transfer its two accounts. The first of each provider is the committed example.
+    #[test]
+    fn bank_transactions_of_every_collection_read_into_one_typed_part() {
+        use crate::books::bank::{BankKind, BankStatus};
+        let schema = records_schema();
+        let qbo_purchase = json!({"Id": "95", "DocNumber": "1010", "TxnDate": "2026-11-03", "PaymentType": "Check",
+            "AccountRef": {"value": "35", "name": "Checking"}, "EntityRef": {"value": "41", "name": "Hicks Hardware", "type": "Vendor"},
+            "CurrencyRef": {"value": "USD"}, "TotalAmt": 107.5, "SyncToken": "0", "MetaData": {"LastUpdatedTime": "2026-11-03T10:00:00-08:00"},
+            "Line": [
+                {"Id": "1", "Description": "Shelving", "Amount": 100.0, "DetailType": "AccountBasedExpenseLineDetail",
+                 "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "7", "name": "Office Expenses"}, "TaxCodeRef": {"value": "TAX"},
+                     "ClassRef": {"value": "5000000000000000001", "name": "Retail"}, "BillableStatus": "NotBillable"}},
+                {"Id": "2", "Description": "Screws", "Amount": 7.5, "DetailType": "AccountBasedExpenseLineDetail",
+                 "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "7", "name": "Office Expenses"}, "TaxCodeRef": {"value": "NON"}}}]});
+        let xero_spend = json!({"BankTransactionID": "d20b6c54-7f5d-4ce6-ab83-55f609719126", "Type": "SPEND", "Status": "AUTHORISED",
+            "Contact": {"ContactID": "d6851dc2-9f44-4d5e-b1c8-1a1a5f6b0a11", "Name": "PowerDirect"},
+            "BankAccount": {"AccountID": "13918178-849a-4823-9a31-57b7eac713d7", "Code": "090", "Name": "Business Bank Account"},
+            "Date": "/Date(1793664000000+0000)/", "DateString": "2026-11-03T00:00:00", "Reference": "Taxi", "IsReconciled": false,
+            "LineAmountTypes": "Exclusive", "CurrencyCode": "NZD", "CurrencyRate": 1.0, "SubTotal": 100.0, "TotalTax": 15.0, "Total": 115.0,
+            "UpdatedDateUTC": "/Date(1793700000000+0000)/",
+            "LineItems": [{"LineItemID": "52208ff9-528a-4985-a9ad-b2b1d4210e38", "Description": "Taxi", "Quantity": 1.0, "UnitAmount": 100.0,
+                "AccountCode": "493", "TaxType": "INPUT2", "TaxAmount": 15.0, "LineAmount": 100.0,
+                "Tracking": [{"TrackingCategoryID": "e2f2f732-e92a-4f3a-9c4d-ee4da0182a13", "TrackingOptionID": "ae777a87-5ef3-4fa0-a4f0-d10e1f13073a", "Name": "Region", "Option": "North"}]}]});
+        let zoho_expense = json!({"expense_id": "460000000012845", "date": "2026-11-03", "account_id": "460000000000373", "account_name": "Travel",
+            "paid_through_account_id": "460000000000358", "paid_through_account_name": "Business Bank Account",
+            "vendor_id": "460000000026049", "vendor_name": "Bowman Furniture", "currency_code": "USD", "exchange_rate": 1.0,
+            "reference_number": "EXP-1", "status": "nonbillable", "sub_total": 100.0, "tax_amount": 10.0, "total": 110.0,
+            "last_modified_time": "2026-11-03T16:12:08+0000",
+            "line_items": [{"line_item_id": "460000000012847", "account_id": "460000000000373", "account_name": "Travel", "description": "Flight",
+                "amount": 100.0, "tax_id": "460000000029005", "tax_percentage": 10,
+                "tags": [{"tag_id": "460000000028001", "tag_option_id": "460000000028005", "tag_name": "Region", "tag_option_name": "South"}]}]});
+        let examples = [
+            ("quickbooks", quickbooks::normalise(Entity::BankTransaction, "9341", qbo_purchase).unwrap(), BankKind::Spend, 10750),
+            (
+                "xero",
+                xero::normalise(Entity::BankTransaction, "a3a4dbaf-3495-4b14-9bd4-2b1b4e4e5c1a", xero_spend).unwrap(),
+                BankKind::Spend,
+                11500,
+            ),
+            ("zoho", zoho::normalise(Entity::BankTransaction, "10234695", zoho_expense).unwrap(), BankKind::Expense, 11000),
+        ];
+        for (name, r, kind, total) in examples {
+            let n = normalise(&r).unwrap();
+            let b = n.reference.bank_transaction.clone().expect("a bank transaction");
+            assert_eq!((b.kind, b.status, b.total.as_ref().map(|m| m.minor)), (kind, BankStatus::Posted, Some(total)), "{name}");
+            assert_eq!(n.amount.as_ref().map(|m| m.minor), Some(total), "{name}: the record's amount is the total");
+            assert!(b.bank_account.as_ref().and_then(|a| a.id.as_ref()).is_some(), "{name}");
+            assert_eq!(b.contact.as_ref().and_then(|c| c.id.clone()), n.contact_id, "{name}: the payee is the record's contact");
+            assert_eq!(b.date.as_deref(), Some("2026-11-03"), "{name}");
+            let lines: i64 = b.lines.iter().map(|l| l.amount.as_ref().unwrap().minor).sum();
+            assert_eq!(lines + b.tax.as_ref().map_or(0, |t| t.minor), total, "{name}: lines and tax make the total");
+            assert_eq!((b.lines_complete, b.lines[0].tracking.len()), (true, 1), "{name}");
+            let v = serde_json::to_value(&n).unwrap();
+            check(&schema, &schema, &v, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            example(name, "bank_transaction", &v);
+        }
+        // The other collections: deposits, transfers, Zoho's bank transactions.
+        let others = [
+            quickbooks::normalise(
+                Entity::BankTransaction,
+                "9341",
+                json!({"Id": "96", "TxnDate": "2026-11-04", "TotalAmt": 50,
+                "DepositToAccountRef": {"value": "35", "name": "Checking"}, "CurrencyRef": {"value": "USD"},
+                "Line": [{"Id": "1", "Amount": 50, "DetailType": "DepositLineDetail", "DepositLineDetail": {"AccountRef": {"value": "79", "name": "Sales"}}}]}),
+            ),
+            quickbooks::normalise(
+                Entity::BankTransaction,
+                "9341",
+                json!({"Id": "97", "TxnDate": "2026-11-04", "Amount": "20.00",
+                "FromAccountRef": {"value": "35", "name": "Checking"}, "ToAccountRef": {"value": "36", "name": "Savings"}}),
+            ),
+            xero::normalise(
+                Entity::BankTransaction,
+                "t",
+                json!({"BankTransferID": "6221c5d6-0fd3-4d6e-bb2b-cc5f3b3e5f2d", "Amount": "20.00",
+                "Date": "/Date(1793750400000+0000)/", "CreatedDateUTC": "/Date(1793750400000+0000)/", "Status": "AUTHORISED",
+                "FromBankAccount": {"AccountID": "13918178-849a-4823-9a31-57b7eac713d7", "Name": "Checking"},
+                "ToBankAccount": {"AccountID": "7e5e243b-9fcd-4aef-8e3a-c70be1e39bfa", "Name": "Savings"}}),
+            ),
+            zoho::normalise(
+                Entity::BankTransaction,
+                "10234695",
+                json!({"transaction_id": "460000000048001", "transaction_type": "transfer_fund",
+                "date": "2026-11-04", "amount": 20.0, "currency_code": "USD", "status": "manually_added",
+                "from_account_id": "460000000000358", "to_account_id": "460000000000359"}),
+            ),
+        ];
+        let kinds: Vec<_> = others
+            .into_iter()
+            .map(|r| {
+                let n = normalise(&r.unwrap()).unwrap();
+                let v = serde_json::to_value(&n).unwrap();
+                check(&schema, &schema, &v, "other").unwrap_or_else(|e| panic!("{e}"));
+                let b = n.reference.bank_transaction.unwrap();
+                (b.kind, b.total.map(|m| m.minor), b.to_account.and_then(|a| a.id).is_some(), b.date.is_some())
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (BankKind::Receive, Some(5000), false, true),
+                (BankKind::Transfer, Some(2000), true, true),
+                (BankKind::Transfer, Some(2000), true, true),
+                (BankKind::Transfer, Some(2000), true, true)
+            ]
+        );
+        // QuickBooks CDC's deletion and Xero's DELETED read as deleted.
+        let gone =
+            normalise(&quickbooks::normalise(Entity::BankTransaction, "9341", json!({"Id": "95", "status": "Deleted"})).unwrap()).unwrap();
+        assert!(gone.deleted && gone.reference.bank_transaction.unwrap().status == BankStatus::Deleted);
+    }
+
     /// Each provider's tax code (QuickBooks TaxCode, Xero TaxRate, Zoho tax, in the sandbox's
     /// shapes) and account read into the typed parts the write side checks lines against: the code
     /// a line names, the rate, the class. Each is the committed example.
@@ -1527,7 +1666,7 @@ mod tests {
                 "CurrencyRef": {"value": "USD"}, "EffectiveRate": "\u{0}", "tax_percentage": [], "Active": "true"}),
         ];
         for v in hostile {
-            for e in [Entity::TaxRate, Entity::Account, Entity::Item, Entity::TrackingCategory, Entity::Journal] {
+            for e in [Entity::TaxRate, Entity::Account, Entity::Item, Entity::TrackingCategory, Entity::Journal, Entity::BankTransaction] {
                 let read =
                     [quickbooks::normalise(e, "1", v.clone()), xero::normalise(e, "t", v.clone()), zoho::normalise(e, "1", v.clone())];
                 for r in read.into_iter().flatten() {

@@ -231,6 +231,9 @@ fn qbo_entity(name: &str) -> Option<Entity> {
         Some(Entity::BillPayment)
     } else if is("purchaseorder") {
         Some(Entity::PurchaseOrder)
+    } else if is("purchase") || is("deposit") || is("transfer") {
+        // One entity read from three collections; the worker looks the id up in each.
+        Some(Entity::BankTransaction)
     } else {
         None
     }
@@ -610,12 +613,20 @@ mod tests {
         let body = r#"{"eventNotifications":[{"realmId":"1","dataChangeEvent":{"entities":[
             {"name":"Item","id":"11","operation":"Update","lastUpdated":"2026-01-01T00:00:00Z"},
             {"name":"Class","id":"5000000000000000001","operation":"Update","lastUpdated":"2026-01-01T00:00:00Z"},
-            {"name":"JournalEntry","id":"81","operation":"Delete","lastUpdated":"2026-01-01T00:00:00Z"}]}}]}"#;
+            {"name":"JournalEntry","id":"81","operation":"Delete","lastUpdated":"2026-01-01T00:00:00Z"},
+            {"name":"Purchase","id":"90","operation":"Create","lastUpdated":"2026-01-01T00:00:00Z"},
+            {"name":"Transfer","id":"91","operation":"Delete","lastUpdated":"2026-01-01T00:00:00Z"}]}}]}"#;
         let d = parse(Provider::QuickBooks, body.as_bytes(), None).unwrap();
         let got: Vec<_> = d.changes.iter().map(|c| (c.entity, c.change)).collect();
         assert_eq!(
             got,
-            vec![(Entity::Item, Change::Updated), (Entity::TrackingCategory, Change::Updated), (Entity::Journal, Change::Deleted)]
+            vec![
+                (Entity::Item, Change::Updated),
+                (Entity::TrackingCategory, Change::Updated),
+                (Entity::Journal, Change::Deleted),
+                (Entity::BankTransaction, Change::Created),
+                (Entity::BankTransaction, Change::Deleted)
+            ]
         );
     }
 

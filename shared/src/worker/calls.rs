@@ -88,6 +88,7 @@ pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String
                 Entity::TrackingCategory => ("accounting.settings", "accounting.settings"),
                 Entity::Journal => ("accounting.manualjournals", "accounting.transactions"),
                 Entity::PurchaseOrder => ("accounting.invoices", "accounting.transactions"),
+                Entity::BankTransaction => ("accounting.banktransactions", "accounting.transactions"),
                 Entity::Contact => ("accounting.contacts", "accounting.contacts"),
                 Entity::Account => ("accounting.settings", "accounting.settings"),
             };
@@ -123,6 +124,9 @@ pub fn required_scopes(provider: Provider, entity: Entity, op: Op) -> Vec<String
                 // Journals are under the accountant module (Zoho's scope list).
                 Entity::Journal => "accountants",
                 Entity::PurchaseOrder => "purchaseorders",
+                // Expenses first; bank transactions are the `banking` module: a grant without it
+                // fails at that collection's list call, naming the entity.
+                Entity::BankTransaction => "expenses",
             };
             let action = op.zoho_action();
             vec![format!("ZohoBooks.{module}.{action}"), format!("ZohoBooks.{module}.ALL"), "ZohoBooks.fullaccess.all".into()]

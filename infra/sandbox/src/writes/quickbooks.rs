@@ -113,7 +113,10 @@ fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, v: Value, now: DateTi
         | Entity::Item
         | Entity::TrackingCategory
         | Entity::Journal
-        | Entity::PurchaseOrder => {}
+        | Entity::PurchaseOrder
+        | Entity::Expense
+        | Entity::BankTransaction
+        | Entity::BankTransfer => {}
     }
     if let Some(o) = next.as_object_mut() {
         o.insert("domain".into(), json!("QBO"));

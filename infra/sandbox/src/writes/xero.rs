@@ -100,7 +100,10 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         | Entity::TaxRate
         | Entity::Item
         | Entity::TrackingCategory
-        | Entity::PurchaseOrder => Ok(merge_top(cur, &patch)),
+        | Entity::PurchaseOrder
+        | Entity::Expense
+        | Entity::BankTransaction
+        | Entity::BankTransfer => Ok(merge_top(cur, &patch)),
     }
 }
 

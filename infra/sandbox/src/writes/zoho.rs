@@ -84,7 +84,10 @@ pub async fn update(
         | Entity::TaxRate
         | Entity::Item
         | Entity::TrackingCategory
-        | Entity::PurchaseOrder => Ok(merge_top(&cur, &patch)),
+        | Entity::PurchaseOrder
+        | Entity::Expense
+        | Entity::BankTransaction
+        | Entity::BankTransfer => Ok(merge_top(&cur, &patch)),
     };
     let next = match next {
         Ok(v) => v,
@@ -106,6 +109,9 @@ pub async fn update(
         Entity::TrackingCategory => "The reporting tag has been updated.",
         Entity::Journal => "The journal has been updated.",
         Entity::PurchaseOrder => "Purchase order information has been updated.",
+        // Unconfirmed wording.
+        Entity::Expense => "The expense has been updated.",
+        Entity::BankTransaction | Entity::BankTransfer => "The transaction has been updated.",
     };
     json(StatusCode::OK, format!("{{\"code\":0,\"message\":{},\"{}\":{}}}", json!(message), e.zoho_singular(), rec.full))
 }
