@@ -3051,6 +3051,112 @@ async fn zoho_vendor_credit_and_journal_creates_retried_after_a_timeout_leave_on
     }
 }
 
+/// Money spent and received without an invoice, written in the common model: refused before any
+/// call without a bank account or with an account the books do not have; an expense (QuickBooks
+/// Purchase, Xero SPEND, Zoho expense) and a deposit (QuickBooks Deposit, Xero RECEIVE, Zoho
+/// banktransactions) are made from and into the bank account with the sandbox's totals; then each
+/// is deleted from its own collection.
+async fn bank_transaction_writes_case(provider: Provider) {
+    use shared::books::bank::BankKind as K;
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.extend([Entity::Bill, Entity::BankTransaction]);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("contact", 2), ("account", 5), ("bill", 1)]).await;
+    let scopes = shared::connect::scopes_for(&tenants.get(&h.tenant).await.unwrap(), provider);
+    let svc = h.service(StdDuration::from_secs(10));
+    connect_sandbox(&h.http, &svc, &h.env.grants(), &h.tenant, provider, Some(&org), &scopes, None).await;
+    for e in [Entity::Contact, Entity::Account, Entity::Bill] {
+        h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, e)).await;
+    }
+    let store = h.store();
+    let supplier = store.list_records(&h.tenant, provider, &org, PEntity::Bill).await.unwrap().remove(0).contact_id.unwrap();
+    let contacts = store.list_records(&h.tenant, provider, &org, PEntity::Contact).await.unwrap();
+    let customer = contacts
+        .iter()
+        .find(|c| c.contact.as_ref().is_some_and(|k| k.is_customer && !k.is_supplier))
+        .expect("a customer")
+        .provider_id
+        .clone();
+    let accounts = store.list_records(&h.tenant, provider, &org, PEntity::Account).await.unwrap();
+    let account =
+        |prefix: &str| accounts.iter().find(|a| a.name.as_deref().is_some_and(|n| n.starts_with(prefix))).unwrap().provider_id.clone();
+    let (bank, expense, sales) = (account("Business Bank"), account("Office Expenses"), account("Sales"));
+    let write = |kind: &str, contact: &str, line_account: &str, amount: i64| {
+        let mut record = json!({"kind": kind, "bank_account": {"id": bank}, "contact": {"id": contact}, "date": "2026-12-03",
+            "lines": [{"description": "Paid at the counter", "amount": amount, "account": {"id": line_account}}], "subtotal": amount});
+        if !(provider == Provider::QuickBooks && kind == "receive") {
+            record["reference"] = json!("RCPT-9");
+        }
+        json!({"action": "create", "requested_by": WRITER, "record": record})
+    };
+    h.control("DELETE", "counters", None).await;
+    let mut no_bank = write("spend", &supplier, &expense, 4500);
+    no_bank["record"].as_object_mut().unwrap().remove("bank_account");
+    let r = h.write(provider, &org, Entity::BankTransaction, no_bank).await;
+    assert_eq!(r["problems"][0]["field"], "record.bank_account", "{provider}: {r}");
+    let r = h.write(provider, &org, Entity::BankTransaction, write("spend", &supplier, "no-such-account", 4500)).await;
+    assert_eq!(r["problems"][0]["code"], "unknown_account", "{provider}: {r}");
+    assert_eq!(h.calls(api_prefix(provider)).await, 0, "{provider}: refused before any call");
+
+    let mut made = Vec::new();
+    for (kind, contact, line_account, amount, want, home) in [
+        ("spend", &supplier, &expense, 4500, if provider == Provider::Zoho { K::Expense } else { K::Spend }, "expense"),
+        ("receive", &customer, &sales, 12000, K::Receive, "bank_transaction"),
+    ] {
+        let r = h.write(provider, &org, Entity::BankTransaction, write(kind, contact, line_account, amount)).await;
+        assert_eq!(r["outcome"], "applied", "{provider} {kind}: {r}");
+        let id = r["provider_id"].as_str().unwrap().to_string();
+        let stored = store.get_record(&h.tenant, provider, &org, PEntity::BankTransaction, &id).await.unwrap().expect("stored");
+        let t = stored.reference.bank_transaction.as_ref().expect("a bank transaction part");
+        assert_eq!(t.kind, want, "{provider} {kind}: {t:?}");
+        assert_eq!(t.bank_account.as_ref().and_then(|a| a.id.as_deref()), Some(bank.as_str()), "{provider} {kind}: {t:?}");
+        assert_eq!(t.total.as_ref().map(|m| m.minor), Some(amount), "{provider} {kind}");
+        let at = h.sandbox_record(provider, &org, home, &id).await;
+        assert!(at.is_object(), "{provider}: the {kind} is the sandbox's {home}");
+        made.push((id, r["version"].as_str().unwrap().to_string(), home));
+    }
+
+    // Each is deleted from its own collection (QuickBooks Purchase and Deposit, Zoho expenses and
+    // banktransactions); Xero keeps a deleted one with Status DELETED.
+    h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
+    for (id, version, home) in made {
+        let r = h
+            .write(
+                provider,
+                &org,
+                Entity::BankTransaction,
+                json!({"action": "delete", "requested_by": ADMIN, "provider_id": id, "version": version}),
+            )
+            .await;
+        assert_eq!(r["outcome"], "applied", "{provider} {home}: {r}");
+        let stored = store.get_record(&h.tenant, provider, &org, PEntity::BankTransaction, &id).await.unwrap().unwrap();
+        let at = h.sandbox_record(provider, &org, home, &id).await;
+        if provider == Provider::Xero {
+            assert_eq!(at["value"]["Status"], "DELETED", "{provider}: {at}");
+        } else {
+            assert!(stored.deleted, "{provider} {home}: {stored:?}");
+            assert_eq!(at["deleted"], true, "{provider} {home}: {at}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn quickbooks_bank_transaction_writes() {
+    Box::pin(bank_transaction_writes_case(Provider::QuickBooks)).await;
+}
+
+#[tokio::test]
+async fn xero_bank_transaction_writes() {
+    Box::pin(bank_transaction_writes_case(Provider::Xero)).await;
+}
+
+#[tokio::test]
+async fn zoho_bank_transaction_writes() {
+    Box::pin(bank_transaction_writes_case(Provider::Zoho)).await;
+}
+
 /// The sandbox's own records of one org and entity (`/_sandbox/records`).
 async fn sandbox_records(h: &H, provider: Provider, org: &str, entity: &str) -> Vec<Value> {
     let path = format!("records?provider={}&org_id={org}&entity={entity}", sandbox_name(provider));

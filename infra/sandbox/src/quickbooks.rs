@@ -742,12 +742,13 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             obj.insert("domain".into(), json!("QBO"));
             obj.insert("sparse".into(), json!(false));
         }
-        // A sandbox limit, not Intuit's: purchases, deposits and transfers are seeded.
-        Entity::Expense | Entity::BankTransaction | Entity::BankTransfer => {
+        Entity::Expense | Entity::BankTransaction => crate::writes::bank::qbo_create(org, e, &mut v, now)?,
+        // A sandbox limit, not Intuit's: transfers are seeded.
+        Entity::BankTransfer => {
             return Err((
                 "6000",
                 "A business validation error has occurred while processing your request",
-                "The sandbox does not create purchases, deposits or transfers".into(),
+                "The sandbox does not create transfers".into(),
             ))
         }
         Entity::Contact | Entity::Vendor => {

@@ -652,8 +652,9 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         Entity::Bill | Entity::Vendor | Entity::VendorCredit | Entity::BillPayment => errs.push("Unsupported endpoint".into()),
         Entity::PurchaseOrder => errs.push("The sandbox does not create purchase orders".into()),
         Entity::Expense => errs.push("Unsupported endpoint".into()),
-        // A sandbox limit, not Xero's: bank transactions and transfers are seeded.
-        Entity::BankTransaction | Entity::BankTransfer => errs.push("The sandbox does not create bank transactions; seed them".into()),
+        Entity::BankTransaction => errs.append(&mut crate::writes::bank::xero_create(org, &mut v, now)),
+        // A sandbox limit, not Xero's: transfers are seeded.
+        Entity::BankTransfer => errs.push("The sandbox does not create bank transfers; seed them".into()),
         Entity::Payment => {
             let inv = v.get("Invoice").and_then(|i| {
                 s(i, "InvoiceID")

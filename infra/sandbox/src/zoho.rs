@@ -444,10 +444,9 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
             o.insert("status".into(), json!("published"));
         }
         Entity::PurchaseOrder => return Err((4, "The sandbox does not create purchase orders".into())),
-        // A sandbox limit, not Zoho's: bank transactions and expenses are seeded.
-        Entity::Expense | Entity::BankTransaction | Entity::BankTransfer => {
-            return Err((4, "The sandbox does not create expenses or bank transactions; seed them".into()))
-        }
+        Entity::Expense | Entity::BankTransaction => crate::writes::bank::zoho_create(org, e, &mut v, &today)?,
+        // Zoho's transfers share the banktransactions module (`Entity::home`): no route hands them here.
+        Entity::BankTransfer => return Err((4, "The sandbox does not create transfers; seed them".into())),
         Entity::Contact | Entity::Vendor => {
             let name = s(&v, "contact_name").ok_or_else(|| invalid("contact_name"))?.to_string();
             if org

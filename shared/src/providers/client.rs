@@ -108,6 +108,22 @@ pub fn write_collection(provider: Provider, entity: Entity, purchase: bool) -> u
     usize::from(entity == Entity::CreditNote && purchase && provider != Provider::Xero)
 }
 
+/// The collection of `bank_transaction` a stored transaction is in, from what was read: QuickBooks
+/// Purchase (0; a card refund too), Deposit (1), Transfer (2), told by the type word the read kept;
+/// Zoho expenses (0) and banktransactions (1). Xero changes go to BankTransactions (0).
+pub fn bank_collection(provider: Provider, t: &crate::books::bank::BankTransaction) -> usize {
+    use crate::books::bank::BankKind as K;
+    match provider {
+        Provider::QuickBooks => match t.provider_type.as_deref() {
+            Some("Deposit") => 1,
+            Some("Transfer") => 2,
+            _ => 0,
+        },
+        Provider::Zoho => usize::from(t.kind != K::Expense),
+        Provider::Xero => 0,
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum ProviderClient {
     QuickBooks(QuickBooksClient),

@@ -84,6 +84,17 @@ pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// The collection a create goes to, told by its body: a supplier's credit note is a VendorCredit
+/// (it names a VendorRef), a customer's a CreditMemo; money received is a Deposit (it names
+/// DepositToAccountRef), money spent a Purchase.
+fn create_collection(entity: Entity, payload: &Value) -> usize {
+    match entity {
+        Entity::CreditNote => usize::from(payload.get("VendorRef").is_some()),
+        Entity::BankTransaction => usize::from(payload.get("DepositToAccountRef").is_some()),
+        _ => 0,
+    }
+}
+
 /// The entity's collection at `index` (a write names which one holds its record).
 fn collection_at(entity: Entity, index: usize) -> Result<(&'static str, &'static str)> {
     collections(entity).get(index).copied().ok_or_else(|| Error::InvalidInput(format!("{entity} has no collection {index}")))
@@ -713,8 +724,7 @@ impl AccountingProvider for QuickBooksClient {
         if idempotency_key.is_empty() {
             return Err(Error::InvalidInput("idempotency key is empty".into()));
         }
-        // A supplier's credit note is a VendorCredit (it names a VendorRef), a customer's a CreditMemo.
-        let (name, segment) = collection_at(entity, usize::from(entity == Entity::CreditNote && payload.get("VendorRef").is_some()))?;
+        let (name, segment) = collection_at(entity, create_collection(entity, payload))?;
         let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, segment])?;
         let req = self
             .bearer(tokens, self.core.http.reqwest().post(url))

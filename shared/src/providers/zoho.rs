@@ -182,9 +182,15 @@ fn collection_at(entity: Entity, index: usize) -> Result<Collection> {
     collections(entity).get(index).copied().ok_or_else(|| Error::InvalidInput(format!("{entity} has no module {index}")))
 }
 
-/// The module a create goes to: a supplier's credit note (it names a `vendor_id`) is a vendor credit.
+/// The module a create goes to: a supplier's credit note (it names a `vendor_id`) is a vendor
+/// credit; a bank transaction with a `transaction_type` (a deposit) goes to banktransactions, one
+/// without to expenses.
 pub fn create_collection(entity: Entity, payload: &Value) -> usize {
-    usize::from(entity == Entity::CreditNote && payload.get("vendor_id").is_some())
+    match entity {
+        Entity::CreditNote => usize::from(payload.get("vendor_id").is_some()),
+        Entity::BankTransaction => usize::from(payload.get("transaction_type").is_some()),
+        _ => 0,
+    }
 }
 
 pub fn path(entity: Entity) -> &'static [&'static str] {

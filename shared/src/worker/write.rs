@@ -19,7 +19,7 @@
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::providers::client::{write_collection, AccountingProvider, Change, ChangeKind, ProviderClient};
+use crate::providers::client::{bank_collection, write_collection, AccountingProvider, Change, ChangeKind, ProviderClient};
 use crate::providers::model::{Entity, Record};
 use crate::store::{n, s, tenant_pk, Item};
 use crate::sync::model::{self, SyncRecord};
@@ -223,6 +223,14 @@ async fn body(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest) -> Result<std::
             let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: None, documents: &documents };
             check::payment(ctx.provider, ctx.entity, creating, &p, &books).map(Some)
         }
+        RecordInput::BankTransaction(t) => {
+            let contact = stored_contact(deps, ctx, t.contact.as_ref()).await?;
+            let accounts = deps.store.list_records(tenant, ctx.provider, &ctx.org_id, Entity::Account).await?;
+            let names_tax = t.lines.iter().flatten().any(|l| l.tax_code.is_some());
+            let tax_codes = if names_tax { stored_tax_codes(deps, ctx).await? } else { None };
+            let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: tax_codes.as_deref(), documents: &[] };
+            check::bank_transaction(ctx.provider, creating, &t, &books).map(Some)
+        }
         RecordInput::Journal(j) => {
             let accounts = if j.lines.is_some() {
                 deps.store.list_records(tenant, ctx.provider, &ctx.org_id, Entity::Account).await?
@@ -374,6 +382,9 @@ async fn decide(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest, reference: &s
 /// Which of its entity's collections holds a stored record (a supplier's credit note is apart from
 /// customers' at QuickBooks and Zoho).
 fn collection_of(provider: Provider, r: &SyncRecord) -> usize {
+    if let Some(t) = &r.reference.bank_transaction {
+        return bank_collection(provider, t);
+    }
     let purchase = r.document.as_ref().is_some_and(|d| d.kind == crate::books::DocumentKind::PurchaseCredit);
     write_collection(provider, r.entity, purchase)
 }
@@ -491,7 +502,13 @@ async fn create(deps: &SyncDeps, ctx: &JobCtx, mut payload: Value, reference: &s
     if ctx.provider == Provider::Zoho {
         tag_zoho(&mut payload, reference)?;
         let (field, value) = match entity {
-            Entity::Invoice | Entity::Bill | Entity::Payment | Entity::BillPayment | Entity::CreditNote | Entity::Journal => {
+            Entity::Invoice
+            | Entity::Bill
+            | Entity::Payment
+            | Entity::BillPayment
+            | Entity::CreditNote
+            | Entity::Journal
+            | Entity::BankTransaction => {
                 // The app's reference_number stays as sent; without one, ours fills it so the
                 // lookup below has a field to list by.
                 if payload.get("reference_number").and_then(Value::as_str).is_none_or(str::is_empty) {

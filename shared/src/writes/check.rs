@@ -8,8 +8,8 @@ use crate::providers::model::Entity;
 use crate::sync::model::SyncRecord;
 use crate::writes::wire::{self, put, AppliedWire, Placement, RefBy, SideWire, StatusWire};
 use crate::writes::{
-    format_minor, line_amount, Action, ContactInput, CreditKind, DocumentInput, JournalInput, JournalStatus, LineInput, PaymentInput,
-    Problem, RefInput,
+    format_minor, line_amount, Action, BankTransactionInput, ContactInput, CreditKind, DocumentInput, JournalInput, JournalStatus,
+    LineInput, PaymentInput, Problem, RefInput,
 };
 use crate::Provider;
 
@@ -752,6 +752,188 @@ pub fn journal(provider: Provider, creating: bool, j: &JournalInput, books: &Boo
     }
 }
 
+/// Checks a bank transaction (money spent from or received into a bank account without an invoice
+/// or a bill) and builds the provider's body: the bank account and each line's account are stored
+/// and active, the contact (where named) is stored and active, each line has an amount (or quantity
+/// x unit price) and the lines add up to the stated subtotal.
+pub fn bank_transaction(provider: Provider, creating: bool, t: &BankTransactionInput, books: &Books<'_>) -> Result<Value, Vec<Problem>> {
+    if !creating {
+        return Err(vec![Problem::new("action", "unsupported", "a bank transaction is not updated: delete it and record it again")]);
+    }
+    let Some(kind) = t.kind else {
+        return Err(vec![Problem::new("record.kind", "required", "spend (money out) or receive (money in)")]);
+    };
+    let w = wire::bank_transaction(provider, kind);
+    let mut problems = Vec::new();
+    let mut body = Value::Object(Map::new());
+    for (path, v) in w.constants {
+        put(&mut body, path, json!(v));
+    }
+    match &t.bank_account {
+        Some(r) => {
+            let (path, by) = w.bank_account;
+            if let Some(a) = resolve_account("record.bank_account", r, by, books, &mut problems) {
+                put(&mut body, path, json!(a));
+            }
+        }
+        None => problems.push(Problem::new("record.bank_account", "required", "the bank account the money leaves or enters")),
+    }
+    let contact_id = t.contact.as_ref().and_then(|c| c.id.clone()).filter(|id| !id.is_empty());
+    match (&contact_id, books.contact) {
+        (None, _) if w.contact_required => {
+            problems.push(Problem::new("record.contact.id", "required", format!("{provider} names the payee or payer")))
+        }
+        (None, _) => {}
+        (Some(_), None) => {
+            problems.push(Problem::new("record.contact.id", "unknown_contact", "no stored contact has this id (sync contacts first)"))
+        }
+        (Some(_), Some(c)) if inactive(c) => {
+            problems.push(Problem::new("record.contact.id", "unknown_contact", "the contact is archived, inactive or deleted"))
+        }
+        (Some(id), Some(c)) => {
+            if let Some(path) = w.contact {
+                put(&mut body, path, json!(id));
+            }
+            if let Some(path) = w.contact_type {
+                let supplier = c.contact.as_ref().is_some_and(|k| k.is_supplier && !k.is_customer);
+                put(&mut body, path, json!(if supplier { "Vendor" } else { "Customer" }));
+            }
+        }
+    }
+    if let Some(d) = t.date {
+        put(&mut body, w.date, json!(d.to_string()));
+    }
+    text_ok("record.reference", &t.reference, 50, &mut problems);
+    match (&t.reference, w.reference) {
+        (Some(r), Some(path)) => put(&mut body, path, json!(r)),
+        (Some(_), None) => {
+            problems.push(Problem::new("record.reference", "unsupported", format!("{provider} has no reference on this transaction")))
+        }
+        (None, _) => {}
+    }
+    let currency = match &t.currency {
+        Some(c) => match currency_code(Some(c)) {
+            Some(code) => {
+                if let Some(path) = w.currency {
+                    put(&mut body, path, json!(code));
+                }
+                Some(code)
+            }
+            None => {
+                problems.push(Problem::new("record.currency", "invalid", "an ISO 4217 code (three letters)"));
+                None
+            }
+        },
+        None => None,
+    };
+    let scale = currency_scale(currency.as_deref().unwrap_or("XXX"));
+    let lines = t.lines.as_deref().unwrap_or_default();
+    if lines.is_empty() {
+        problems.push(Problem::new("record.lines", "required", "at least one line: an account and an amount"));
+    } else if lines.len() > MAX_LINES {
+        problems.push(Problem::new("record.lines", "invalid", format!("at most {MAX_LINES} lines")));
+    }
+    let mut sum: i64 = 0;
+    let mut built = Vec::new();
+    for (i, l) in lines.iter().enumerate().take(MAX_LINES) {
+        let f = format!("record.lines[{i}]");
+        text_ok(&format!("{f}.description"), &l.description, 4000, &mut problems);
+        if l.item.is_some() {
+            problems.push(Problem::new(format!("{f}.item"), "unsupported", "bank transaction lines name an account, not an item"));
+        }
+        let amount = match (l.amount, &l.quantity, &l.unit_price) {
+            (Some(a), _, _) => Some(a),
+            (None, Some(q), Some(p)) => line_amount(q, p, scale),
+            _ => None,
+        };
+        match amount {
+            Some(a) if a > 0 => sum = sum.saturating_add(a),
+            Some(_) => problems.push(Problem::new(format!("{f}.amount"), "invalid", "more than zero")),
+            None => problems.push(Problem::new(
+                format!("{f}.amount"),
+                "required",
+                "the line's amount in minor units (or quantity and unit price)",
+            )),
+        }
+        let account = match &l.account {
+            Some(r) => {
+                let by = match &w.lines {
+                    wire::BankLines::List { account, .. } | wire::BankLines::Single { account, .. } => account.1,
+                };
+                resolve_account(&format!("{f}.account"), r, by, books, &mut problems)
+            }
+            None => {
+                problems.push(Problem::new(format!("{f}.account"), "required", "the account the money went to or came from"));
+                None
+            }
+        };
+        if let (Some(code), Some(codes)) = (&l.tax_code, books.tax_codes) {
+            if !codes.iter().any(|c| c == code) {
+                problems.push(Problem::new(format!("{f}.tax_code"), "unknown_tax_code", "no active stored tax rate has this code"));
+            }
+        }
+        built.push((l, amount.unwrap_or(0), account));
+    }
+    if let Some(want) = t.subtotal {
+        if want != sum {
+            problems.push(Problem::new(
+                "record.subtotal",
+                "subtotal_mismatch",
+                format!("the lines add up to {}", format_minor(sum, scale)),
+            ));
+        }
+    }
+    match &w.lines {
+        wire::BankLines::List { key, description, amount, account, tax_code, constants, contact } => {
+            let out: Vec<Value> = built
+                .iter()
+                .map(|(l, a, acct)| {
+                    let mut line = Value::Object(Map::new());
+                    for (path, v) in *constants {
+                        put(&mut line, path, json!(v));
+                    }
+                    if let Some(d) = &l.description {
+                        put(&mut line, description, json!(d));
+                    }
+                    put(&mut line, amount, wire::number(&format_minor(*a, scale)));
+                    if let Some(x) = acct {
+                        put(&mut line, account.0, json!(x));
+                    }
+                    if let (Some(code), Some(path)) = (&l.tax_code, tax_code) {
+                        put(&mut line, path, json!(code));
+                    }
+                    if let (Some(id), Some(path)) = (&contact_id, contact) {
+                        put(&mut line, path, json!(id));
+                    }
+                    line
+                })
+                .collect();
+            body[*key] = Value::Array(out);
+        }
+        wire::BankLines::Single { description, amount, account } => match built.as_slice() {
+            [(l, a, acct)] => {
+                if let Some(d) = &l.description {
+                    put(&mut body, description, json!(d));
+                }
+                put(&mut body, amount, wire::number(&format_minor(*a, scale)));
+                if let Some(x) = acct {
+                    put(&mut body, account.0, json!(x));
+                }
+                if l.tax_code.is_some() {
+                    problems.push(Problem::new("record.lines[0].tax_code", "unsupported", format!("{provider} takes no tax code here")));
+                }
+            }
+            [] => {}
+            _ => problems.push(Problem::new("record.lines", "unsupported", format!("a {provider} deposit has one line"))),
+        },
+    }
+    if problems.is_empty() {
+        Ok(body)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Whether the provider allows `action` from the record's current state (checked before sending
 /// where the provider's rule is known: Xero voids only approved, unpaid documents and deletes only
 /// drafts).
@@ -933,6 +1115,57 @@ mod tests {
         let draft = parse(json!({"status": "draft", "lines": ok.lines.iter().map(|_| json!({})).collect::<Vec<_>>()}));
         let p = journal(Provider::QuickBooks, false, &draft, &books).unwrap_err();
         assert_eq!((p[0].field.as_str(), p[0].code), ("record.status", "unsupported"), "QuickBooks has no draft journals");
+    }
+
+    #[test]
+    fn bank_transactions_go_to_the_right_collection_each_providers_way() {
+        let contact = rec(Entity::Contact, "v1", None, None);
+        let accounts = [rec(Entity::Account, "bank-1", Some("090"), None), rec(Entity::Account, "exp-1", Some("453"), None)];
+        let books = Books { contact: Some(&contact), accounts: &accounts, tax_codes: None, documents: &[] };
+        let parse = |v: Value| match RecordInput::parse(Entity::BankTransaction, &v).unwrap() {
+            RecordInput::BankTransaction(t) => t,
+            _ => unreachable!(),
+        };
+        let spend = parse(json!({"kind": "spend", "bank_account": {"code": "090"}, "contact": {"id": "v1"},
+            "lines": [{"description": "Taxi", "amount": 2350, "account": {"id": "exp-1"}}], "subtotal": 2350}));
+        let q = bank_transaction(Provider::QuickBooks, true, &spend, &books).unwrap();
+        assert_eq!(
+            (&q["AccountRef"]["value"], &q["PaymentType"], &q["EntityRef"]["value"]),
+            (&json!("bank-1"), &json!("Cash"), &json!("v1"))
+        );
+        assert_eq!(q["Line"][0]["AccountBasedExpenseLineDetail"]["AccountRef"]["value"], "exp-1");
+        let x = bank_transaction(Provider::Xero, true, &spend, &books).unwrap();
+        assert_eq!(
+            (&x["Type"], &x["BankAccount"]["Code"], &x["LineItems"][0]["LineAmount"]),
+            (&json!("SPEND"), &json!("090"), &json!(23.50))
+        );
+        let mut receive = spend.clone();
+        receive.kind = Some(crate::writes::BankWriteKind::Receive);
+        let q = bank_transaction(Provider::QuickBooks, true, &receive, &books).unwrap();
+        assert_eq!(q["DepositToAccountRef"]["value"], "bank-1", "a Deposit");
+        assert_eq!(q["Line"][0]["DepositLineDetail"]["Entity"]["value"], "v1");
+        let z = bank_transaction(Provider::Zoho, true, &receive, &books).unwrap();
+        assert_eq!(
+            (&z["transaction_type"], &z["to_account_id"], &z["from_account_id"], &z["amount"]),
+            (&json!("deposit"), &json!("bank-1"), &json!("exp-1"), &json!(23.50))
+        );
+        let bad = parse(
+            json!({"kind": "spend", "lines": [{"amount": 100, "account": {"id": "nope"}}, {"item": {"id": "1"}, "account": {"id": "exp-1"}}], "subtotal": 5}),
+        );
+        let p = bank_transaction(Provider::Xero, true, &bad, &books).unwrap_err();
+        let got: Vec<(&str, &str)> = p.iter().map(|p| (p.field.as_str(), p.code)).collect();
+        assert_eq!(
+            got,
+            [
+                ("record.bank_account", "required"),
+                ("record.contact.id", "required"),
+                ("record.lines[0].account", "unknown_account"),
+                ("record.lines[1].item", "unsupported"),
+                ("record.lines[1].amount", "required"),
+                ("record.subtotal", "subtotal_mismatch"),
+            ]
+        );
+        assert_eq!(bank_transaction(Provider::Zoho, false, &spend, &books).unwrap_err()[0].code, "unsupported");
     }
 
     #[test]

@@ -69,7 +69,14 @@ pub struct WriteRequest {
 pub fn writable(entity: Entity) -> bool {
     matches!(
         entity,
-        Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::Contact | Entity::Payment | Entity::BillPayment | Entity::Journal
+        Entity::Invoice
+            | Entity::Bill
+            | Entity::CreditNote
+            | Entity::Contact
+            | Entity::Payment
+            | Entity::BillPayment
+            | Entity::Journal
+            | Entity::BankTransaction
     )
 }
 
@@ -82,7 +89,9 @@ impl WriteRequest {
             .map_err(|e| Error::InvalidInput(format!("the payload is not a write request (schemas/write-request.v1.json): {e}")))?;
         let mut problems = Vec::new();
         if !writable(entity) {
-            problems.push(format!("writes take invoice, bill, credit_note, contact, payment, bill_payment and journal, not {entity}"));
+            problems.push(format!(
+                "writes take invoice, bill, credit_note, contact, payment, bill_payment, journal and bank_transaction, not {entity}"
+            ));
         }
         if req.requested_by.is_empty() || req.requested_by.len() > 128 {
             problems.push("requested_by must be 1-128 characters".to_string());
@@ -328,6 +337,44 @@ pub struct JournalInput {
     pub lines: Option<Vec<JournalLineInput>>,
 }
 
+/// Which way money moves in a bank transaction written through the common model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BankWriteKind {
+    /// Money out of the bank account: an expense (QuickBooks Purchase, Xero SPEND, Zoho expense).
+    Spend,
+    /// Money into it without an invoice (QuickBooks Deposit, Xero RECEIVE, Zoho deposit).
+    Receive,
+}
+
+/// A bank transaction or expense (entity bank_transaction), in the common model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankTransactionInput {
+    /// Required.
+    #[serde(default)]
+    pub kind: Option<BankWriteKind>,
+    /// The bank (or card) account the money leaves or enters: a stored account. Required.
+    #[serde(default)]
+    pub bank_account: Option<RefInput>,
+    /// The payee (spend) or payer (receive): a stored contact.
+    #[serde(default)]
+    pub contact: Option<RefInput>,
+    #[serde(default)]
+    pub date: Option<NaiveDate>,
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// ISO 4217.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Where the money went (spend) or came from (receive): each line an account and an amount.
+    #[serde(default)]
+    pub lines: Option<Vec<LineInput>>,
+    /// What the app expects the lines to add up to before tax (minor units): refused if they do not.
+    #[serde(default)]
+    pub subtotal: Option<i64>,
+}
+
 /// A request's record, read for its entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordInput {
@@ -335,6 +382,7 @@ pub enum RecordInput {
     Contact(ContactInput),
     Payment(PaymentInput),
     Journal(JournalInput),
+    BankTransaction(BankTransactionInput),
 }
 
 impl RecordInput {
@@ -354,6 +402,7 @@ impl RecordInput {
             Entity::Contact => serde_json::from_value(record.clone()).map(RecordInput::Contact).map_err(named),
             Entity::Payment | Entity::BillPayment => serde_json::from_value(record.clone()).map(RecordInput::Payment).map_err(named),
             Entity::Journal => serde_json::from_value(record.clone()).map(RecordInput::Journal).map_err(named),
+            Entity::BankTransaction => serde_json::from_value(record.clone()).map(RecordInput::BankTransaction).map_err(named),
             other => Err(Problem::new("record", "unsupported", format!("writes do not take {other}"))),
         }
     }
@@ -508,7 +557,8 @@ mod contract {
         RecordInput::parse(Entity::Invoice, &Value::Object(record))
             .unwrap_or_else(|p| panic!("schema field the code does not take: {p:?}"));
         // And so are the journal's and the payment's.
-        for (def, entity) in [("Journal", Entity::Journal), ("Payment", Entity::BillPayment)] {
+        for (def, entity) in [("Journal", Entity::Journal), ("Payment", Entity::BillPayment), ("BankTransaction", Entity::BankTransaction)]
+        {
             let record: serde_json::Map<String, Value> =
                 schema["$defs"][def]["properties"].as_object().unwrap().keys().map(|k| (k.clone(), Value::Null)).collect();
             RecordInput::parse(entity, &Value::Object(record)).unwrap_or_else(|p| panic!("{def} field the code does not take: {p:?}"));

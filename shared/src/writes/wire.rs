@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::books::DocumentStatus;
 use crate::providers::client::ChangeKind;
 use crate::providers::model::Entity;
-use crate::writes::{Action, InputStatus, JournalStatus};
+use crate::writes::{Action, BankWriteKind, InputStatus, JournalStatus};
 use crate::Provider;
 
 /// A JSON path of object keys; a key of digits inside an array position (`Phones.0.PhoneNumber`).
@@ -518,6 +518,158 @@ pub fn journal(provider: Provider) -> &'static JournalWire {
     }
 }
 
+// ---- Bank transactions and expenses ----------------------------------------------------------
+
+/// Where a bank transaction's lines go.
+#[derive(Debug)]
+pub enum BankLines {
+    /// A list under `key`: each line's description, amount before tax, account and tax code, plus
+    /// constants (QuickBooks' DetailType) and, where the provider names the payer on the line, the
+    /// contact (QuickBooks Deposit).
+    List {
+        key: &'static str,
+        description: Path,
+        amount: Path,
+        account: (Path, RefBy),
+        tax_code: Option<Path>,
+        constants: &'static [(Path, &'static str)],
+        contact: Option<Path>,
+    },
+    /// One amount from one account (Zoho's deposit: `from_account_id` and `amount`).
+    Single { description: Path, amount: Path, account: (Path, RefBy) },
+}
+
+#[derive(Debug)]
+pub struct BankWire {
+    pub constants: &'static [(Path, &'static str)],
+    pub bank_account: (Path, RefBy),
+    /// Where the payee or payer goes on the transaction itself (None: on the lines, or nowhere).
+    pub contact: Option<Path>,
+    /// Xero needs one.
+    pub contact_required: bool,
+    /// QuickBooks names the contact's kind beside its id (`EntityRef.type` Vendor or Customer).
+    pub contact_type: Option<Path>,
+    pub date: Path,
+    pub reference: Option<Path>,
+    pub currency: Option<Path>,
+    pub lines: BankLines,
+}
+
+/// QuickBooks Purchase paid from a bank account (`PaymentType` Cash; `AccountRef` the bank,
+/// `EntityRef` the payee, account-based expense lines).
+const QBO_SPEND: BankWire = BankWire {
+    constants: &[(&["PaymentType"], "Cash")],
+    bank_account: (&["AccountRef", "value"], RefBy::Id),
+    contact: Some(&["EntityRef", "value"]),
+    contact_required: false,
+    contact_type: Some(&["EntityRef", "type"]),
+    date: &["TxnDate"],
+    reference: Some(&["DocNumber"]),
+    currency: Some(&["CurrencyRef", "value"]),
+    lines: BankLines::List {
+        key: "Line",
+        description: &["Description"],
+        amount: &["Amount"],
+        account: (&["AccountBasedExpenseLineDetail", "AccountRef", "value"], RefBy::Id),
+        tax_code: Some(&["AccountBasedExpenseLineDetail", "TaxCodeRef", "value"]),
+        constants: &[(&["DetailType"], "AccountBasedExpenseLineDetail")],
+        contact: None,
+    },
+};
+
+/// QuickBooks Deposit into `DepositToAccountRef`; each line names the account the money came from
+/// and the payer (`DepositLineDetail.Entity`). A Deposit has no DocNumber in Intuit's reference.
+const QBO_RECEIVE: BankWire = BankWire {
+    constants: &[],
+    bank_account: (&["DepositToAccountRef", "value"], RefBy::Id),
+    contact: None,
+    contact_required: false,
+    contact_type: None,
+    date: &["TxnDate"],
+    reference: None,
+    currency: Some(&["CurrencyRef", "value"]),
+    lines: BankLines::List {
+        key: "Line",
+        description: &["Description"],
+        amount: &["Amount"],
+        account: (&["DepositLineDetail", "AccountRef", "value"], RefBy::Id),
+        tax_code: Some(&["DepositLineDetail", "TaxCodeRef", "value"]),
+        constants: &[(&["DetailType"], "DepositLineDetail")],
+        contact: Some(&["DepositLineDetail", "Entity", "value"]),
+    },
+};
+
+/// Xero BankTransactions (`Type` SPEND or RECEIVE, `BankAccount`, a required `Contact`,
+/// `LineItems` like an invoice's).
+const XERO_SPEND: BankWire = BankWire {
+    constants: &[(&["Type"], "SPEND"), (&["LineAmountTypes"], "Exclusive")],
+    bank_account: (&["BankAccount", "Code"], RefBy::Code),
+    contact: Some(&["Contact", "ContactID"]),
+    contact_required: true,
+    contact_type: None,
+    date: &["Date"],
+    reference: Some(&["Reference"]),
+    currency: Some(&["CurrencyCode"]),
+    lines: BankLines::List {
+        key: "LineItems",
+        description: &["Description"],
+        amount: &["LineAmount"],
+        account: (&["AccountCode"], RefBy::Code),
+        tax_code: Some(&["TaxType"]),
+        constants: &[],
+        contact: None,
+    },
+};
+const XERO_RECEIVE: BankWire = BankWire { constants: &[(&["Type"], "RECEIVE"), (&["LineAmountTypes"], "Exclusive")], ..XERO_SPEND };
+
+/// Zoho expenses: `paid_through_account_id` (the bank), `vendor_id`, itemised `line_items` with
+/// `account_id` and `amount` (Zoho Books API, Expenses).
+const ZOHO_SPEND: BankWire = BankWire {
+    constants: &[],
+    bank_account: (&["paid_through_account_id"], RefBy::Id),
+    contact: Some(&["vendor_id"]),
+    contact_required: false,
+    contact_type: None,
+    date: &["date"],
+    reference: Some(&["reference_number"]),
+    // Zoho names currencies by currency_id.
+    currency: None,
+    lines: BankLines::List {
+        key: "line_items",
+        description: &["description"],
+        amount: &["amount"],
+        account: (&["account_id"], RefBy::Id),
+        tax_code: Some(&["tax_id"]),
+        constants: &[],
+        contact: None,
+    },
+};
+
+/// Zoho bank transactions of type `deposit`: `to_account_id` (the bank), `from_account_id` and
+/// one `amount` (Zoho Books API, Bank Transactions; fields unconfirmed against a live org).
+const ZOHO_RECEIVE: BankWire = BankWire {
+    constants: &[(&["transaction_type"], "deposit")],
+    bank_account: (&["to_account_id"], RefBy::Id),
+    contact: Some(&["customer_id"]),
+    contact_required: false,
+    contact_type: None,
+    date: &["date"],
+    reference: Some(&["reference_number"]),
+    currency: None,
+    lines: BankLines::Single { description: &["description"], amount: &["amount"], account: (&["from_account_id"], RefBy::Id) },
+};
+
+pub fn bank_transaction(provider: Provider, kind: BankWriteKind) -> &'static BankWire {
+    match (provider, kind) {
+        (Provider::QuickBooks, BankWriteKind::Spend) => &QBO_SPEND,
+        (Provider::QuickBooks, BankWriteKind::Receive) => &QBO_RECEIVE,
+        (Provider::Xero, BankWriteKind::Spend) => &XERO_SPEND,
+        (Provider::Xero, BankWriteKind::Receive) => &XERO_RECEIVE,
+        (Provider::Zoho, BankWriteKind::Spend) => &ZOHO_SPEND,
+        (Provider::Zoho, BankWriteKind::Receive) => &ZOHO_RECEIVE,
+    }
+}
+
 pub fn document(provider: Provider, entity: Entity) -> Option<&'static DocumentWire> {
     match (provider, entity) {
         (Provider::QuickBooks, Entity::Invoice) => Some(&QBO_INVOICE),
@@ -555,6 +707,12 @@ pub fn lifecycle(provider: Provider, entity: Entity) -> Lifecycle {
         // A payment is deleted (its invoices owe again); QuickBooks' payment void is an update with
         // `include=void`, not offered here.
         (Provider::QuickBooks | Provider::Zoho, Entity::Payment | Entity::BillPayment) => DELETE,
+        // Bank transactions are deleted: QuickBooks `operation=delete`, Xero `Status` DELETED
+        // (unreconciled ones; Xero's reference), Zoho DELETE.
+        (Provider::QuickBooks | Provider::Zoho, Entity::BankTransaction) => DELETE,
+        (Provider::Xero, Entity::BankTransaction) => {
+            Lifecycle { delete: Some((ChangeKind::Update, &[(&["Status"], "DELETED")])), ..NEITHER }
+        }
         // A QuickBooks JournalEntry and a Zoho journal are deleted; a Xero manual journal is voided
         // when posted and deleted as a draft (both by `Status`; the journal's state is the
         // provider's to check: the stored copy has no document status).

@@ -5,6 +5,7 @@
 //! not say what it refuses, the sandbox refuses (and says "unconfirmed" where the rule is defined),
 //! so a client written against the sandbox handles the refusal the real provider may send.
 
+pub mod bank;
 pub mod quickbooks;
 pub mod xero;
 pub mod zoho;
@@ -37,7 +38,7 @@ use crate::state::AppState;
 /// provider middleware, so faults, rate limits and counters apply to them too).
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let mut r = r;
-    for e in [Entity::Invoice, Entity::Contact, Entity::Payment, Entity::CreditNote, Entity::Journal] {
+    for e in [Entity::Invoice, Entity::Contact, Entity::Payment, Entity::CreditNote, Entity::Journal, Entity::BankTransaction] {
         r = r.route(&format!("/xero/api.xro/2.0/{}/{{id}}", e.xero_name()), post(move |s, p, h, b| xero::post_by_id(s, e, p, h, b)));
     }
     const Z: &str = "/zoho/api/{dc}/books/v3";

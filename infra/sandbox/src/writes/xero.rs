@@ -93,6 +93,11 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         Entity::Payment => payment(org, cur, patch, now),
         Entity::CreditNote => credit_note(org, cur, patch),
         Entity::Journal => journal(org, cur, patch),
+        // Xero deletes a bank transaction by `Status` DELETED unless it is reconciled (Xero's
+        // reference); the wording of the refusal is unconfirmed.
+        Entity::BankTransaction if s(&patch, "Status") == Some("DELETED") && cur["IsReconciled"] == json!(true) => {
+            Err(vec!["A reconciled bank transaction cannot be deleted".into()])
+        }
         // Accounts (and entities added after the write paths) keep the plain merge.
         Entity::Account
         | Entity::VendorCredit
