@@ -2723,7 +2723,29 @@ async fn bill_payment_writes_case(provider: Provider) {
     let made = sandbox_records(&h, provider, &org, "bill_payment").await;
     assert_eq!(made.iter().filter(|m| m["deleted"] != json!(true)).count(), 1, "{provider}: one payment made");
 
-    let version = r["version"].as_str().unwrap().to_string();
+    let mut version = r["version"].as_str().unwrap().to_string();
+    // Its reference is edited in place where the provider allows it (Xero does not: refused before
+    // any call); what it pays is not (delete and record again).
+    h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
+    let edit = |record: Value, version: &str| json!({"action": "update", "requested_by": WRITER, "provider_id": pid, "version": version, "record": record});
+    let r = h.write(provider, &org, Entity::BillPayment, edit(json!({"amount": 1}), &version)).await;
+    assert_eq!(
+        (r["code"].as_str(), r["problems"][0]["code"].as_str()),
+        (Some("validation_failed"), Some("unsupported")),
+        "{provider}: {r}"
+    );
+    let r = h.write(provider, &org, Entity::BillPayment, edit(json!({"reference": "Cheque 1043"}), &version)).await;
+    if provider == Provider::Xero {
+        assert_eq!(r["problems"][0]["field"], "action", "{provider}: {r}");
+    } else {
+        assert_eq!(r["outcome"], "applied", "{provider}: {r}");
+        let at = h.sandbox_record(provider, &org, "bill_payment", &pid).await;
+        let field = if provider == Provider::QuickBooks { "DocNumber" } else { "reference_number" };
+        assert_eq!(at["value"][field], "Cheque 1043", "{provider}: {at}");
+        version = r["version"].as_str().unwrap().to_string();
+        let at = h.sandbox_record(provider, &org, "bill", &bill.provider_id).await;
+        assert_eq!(owed(&at), due - part, "{provider}: an edited reference leaves the bill as it was: {at}");
+    }
     h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
     let r = h
         .write(
@@ -3118,10 +3140,24 @@ async fn bank_transaction_writes_case(provider: Provider) {
         made.push((id, r["version"].as_str().unwrap().to_string(), home));
     }
 
-    // Each is deleted from its own collection (QuickBooks Purchase and Deposit, Zoho expenses and
-    // banktransactions); Xero keeps a deleted one with Status DELETED.
+    // Each is changed at its version in its own collection (QuickBooks Purchase and Deposit, Zoho
+    // expenses and banktransactions): new lines, and the total follows them.
     h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
-    for (id, version, home) in made {
+    let mut changed = Vec::new();
+    for ((id, version, home), line_account) in made.into_iter().zip([&expense, &sales]) {
+        let update = json!({"action": "update", "requested_by": WRITER, "provider_id": id, "version": version,
+            "record": {"lines": [{"description": "Corrected", "amount": 15000, "account": {"id": line_account}}], "subtotal": 15000}});
+        let r = h.write(provider, &org, Entity::BankTransaction, update).await;
+        assert_eq!(r["outcome"], "applied", "{provider} {home}: {r}");
+        let stored = store.get_record(&h.tenant, provider, &org, PEntity::BankTransaction, &id).await.unwrap().unwrap();
+        let total = stored.reference.bank_transaction.as_ref().and_then(|t| t.total.as_ref()).map(|m| m.minor);
+        assert_eq!(total, Some(15000), "{provider} {home}");
+        changed.push((id, r["version"].as_str().unwrap().to_string(), home));
+    }
+
+    // Then each is deleted from its own collection; Xero keeps a deleted one with Status DELETED.
+    h.control("POST", "clock", Some(json!({"advance_seconds": 2}))).await;
+    for (id, version, home) in changed {
         let r = h
             .write(
                 provider,

@@ -27,7 +27,7 @@ use crate::tenancy::Permission;
 use crate::worker::calls::{provider_call, Op};
 use crate::worker::job::{add_warnings, normalise_all, push_reference, write_records, Counts, JobCtx, SyncDeps, ZOHO_PUSH_REF_FIELD};
 use crate::writes::check::{self, Books};
-use crate::writes::{wire, Action, CreditKind, Problem, RecordInput, WriteRequest};
+use crate::writes::{wire, Action, BankWriteKind, CreditKind, Problem, RecordInput, WriteRequest};
 use crate::{Error, Provider, Result};
 
 /// What a write came to.
@@ -223,7 +223,18 @@ async fn body(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest) -> Result<std::
             let books = Books { contact: contact.as_ref(), accounts: &accounts, tax_codes: None, documents: &documents };
             check::payment(ctx.provider, ctx.entity, creating, &p, &books).map(Some)
         }
-        RecordInput::BankTransaction(t) => {
+        RecordInput::BankTransaction(mut t) => {
+            if !creating && t.kind.is_none() {
+                // An update keeps the transaction's direction: the stored copy says which it is.
+                let id = req.provider_id.as_deref().unwrap_or_default();
+                let stored = deps.store.get_record(tenant, ctx.provider, &ctx.org_id, Entity::BankTransaction, id).await?;
+                t.kind = stored.and_then(|r| r.reference.bank_transaction).and_then(|b| match b.kind {
+                    crate::books::bank::BankKind::Spend | crate::books::bank::BankKind::Expense => Some(BankWriteKind::Spend),
+                    crate::books::bank::BankKind::Receive => Some(BankWriteKind::Receive),
+                    // Transfers are read, not written.
+                    _ => None,
+                });
+            }
             let contact = stored_contact(deps, ctx, t.contact.as_ref()).await?;
             let accounts = deps.store.list_records(tenant, ctx.provider, &ctx.org_id, Entity::Account).await?;
             let names_tax = t.lines.iter().flatten().any(|l| l.tax_code.is_some());

@@ -434,7 +434,7 @@ pub fn payment(provider: Provider, entity: Entity, creating: bool, p: &PaymentIn
     let (who, noun) = if made { ("supplier", "bill") } else { ("customer", "invoice") };
     let mut problems = Vec::new();
     if !creating {
-        return Err(vec![Problem::new("action", "unsupported", "a payment is not updated: delete it and record it again")]);
+        return payment_update(provider, w, p, books);
     }
     let mut body = Value::Object(Map::new());
     for (path, v) in w.constants {
@@ -584,6 +584,52 @@ pub fn payment(provider: Provider, entity: Entity, creating: bool, p: &PaymentIn
                 body[*key] = Value::Array(list);
             }
         }
+    }
+    if problems.is_empty() {
+        Ok(body)
+    } else {
+        Err(problems)
+    }
+}
+
+/// An update of a recorded payment: its date, reference and account (QuickBooks and Zoho edit a
+/// payment in place; Xero does not). What it pays, how much, whose and in which currency change
+/// only by deleting it and recording it again: the invoices' or bills' balances follow a payment's
+/// whole life, and a partial edit of them is where books go wrong.
+fn payment_update(provider: Provider, w: &wire::PaymentWire, p: &PaymentInput, books: &Books<'_>) -> Result<Value, Vec<Problem>> {
+    if provider == Provider::Xero {
+        return Err(vec![Problem::new("action", "unsupported", "a Xero payment is not edited: delete it and record it again")]);
+    }
+    let mut problems = Vec::new();
+    let mut body = Value::Object(Map::new());
+    let fixed = [
+        ("record.amount", p.amount.is_some()),
+        ("record.applied_to", p.applied_to.is_some()),
+        ("record.contact", p.contact.is_some()),
+        ("record.currency", p.currency.is_some()),
+    ];
+    for (field, named) in fixed {
+        if named {
+            problems.push(Problem::new(field, "unsupported", "changed only by deleting the payment and recording it again"));
+        }
+    }
+    if let Some(d) = p.date {
+        put(&mut body, w.date, json!(d.to_string()));
+    }
+    text_ok("record.reference", &p.reference, 255, &mut problems);
+    match (&p.reference, w.reference) {
+        (Some(r), Some(path)) => put(&mut body, path, json!(r)),
+        (Some(_), None) => problems.push(Problem::new("record.reference", "unsupported", format!("{provider} has no reference here"))),
+        (None, _) => {}
+    }
+    if let Some(r) = &p.account {
+        let (path, by) = w.account;
+        if let Some(x) = resolve_account("record.account", r, by, books, &mut problems) {
+            put(&mut body, path, json!(x));
+        }
+    }
+    if problems.is_empty() && body.as_object().is_some_and(Map::is_empty) {
+        problems.push(Problem::new("record", "required", "name what changes: date, reference or account"));
     }
     if problems.is_empty() {
         Ok(body)
@@ -757,17 +803,16 @@ pub fn journal(provider: Provider, creating: bool, j: &JournalInput, books: &Boo
 /// and active, the contact (where named) is stored and active, each line has an amount (or quantity
 /// x unit price) and the lines add up to the stated subtotal.
 pub fn bank_transaction(provider: Provider, creating: bool, t: &BankTransactionInput, books: &Books<'_>) -> Result<Value, Vec<Problem>> {
-    if !creating {
-        return Err(vec![Problem::new("action", "unsupported", "a bank transaction is not updated: delete it and record it again")]);
-    }
     let Some(kind) = t.kind else {
         return Err(vec![Problem::new("record.kind", "required", "spend (money out) or receive (money in)")]);
     };
     let w = wire::bank_transaction(provider, kind);
     let mut problems = Vec::new();
     let mut body = Value::Object(Map::new());
-    for (path, v) in w.constants {
-        put(&mut body, path, json!(v));
+    if creating {
+        for (path, v) in w.constants {
+            put(&mut body, path, json!(v));
+        }
     }
     match &t.bank_account {
         Some(r) => {
@@ -776,11 +821,12 @@ pub fn bank_transaction(provider: Provider, creating: bool, t: &BankTransactionI
                 put(&mut body, path, json!(a));
             }
         }
-        None => problems.push(Problem::new("record.bank_account", "required", "the bank account the money leaves or enters")),
+        None if creating => problems.push(Problem::new("record.bank_account", "required", "the bank account the money leaves or enters")),
+        None => {}
     }
     let contact_id = t.contact.as_ref().and_then(|c| c.id.clone()).filter(|id| !id.is_empty());
     match (&contact_id, books.contact) {
-        (None, _) if w.contact_required => {
+        (None, _) if w.contact_required && creating => {
             problems.push(Problem::new("record.contact.id", "required", format!("{provider} names the payee or payer")))
         }
         (None, _) => {}
@@ -828,7 +874,7 @@ pub fn bank_transaction(provider: Provider, creating: bool, t: &BankTransactionI
     };
     let scale = currency_scale(currency.as_deref().unwrap_or("XXX"));
     let lines = t.lines.as_deref().unwrap_or_default();
-    if lines.is_empty() {
+    if lines.is_empty() && (creating || t.lines.is_some()) {
         problems.push(Problem::new("record.lines", "required", "at least one line: an account and an amount"));
     } else if lines.len() > MAX_LINES {
         problems.push(Problem::new("record.lines", "invalid", format!("at most {MAX_LINES} lines")));
@@ -874,7 +920,7 @@ pub fn bank_transaction(provider: Provider, creating: bool, t: &BankTransactionI
         }
         built.push((l, amount.unwrap_or(0), account));
     }
-    if let Some(want) = t.subtotal {
+    if let (Some(want), true) = (t.subtotal, !lines.is_empty()) {
         if want != sum {
             problems.push(Problem::new(
                 "record.subtotal",
@@ -908,7 +954,9 @@ pub fn bank_transaction(provider: Provider, creating: bool, t: &BankTransactionI
                     line
                 })
                 .collect();
-            body[*key] = Value::Array(out);
+            if !out.is_empty() {
+                body[*key] = Value::Array(out);
+            }
         }
         wire::BankLines::Single { description, amount, account } => match built.as_slice() {
             [(l, a, acct)] => {
@@ -1165,7 +1213,11 @@ mod tests {
                 ("record.subtotal", "subtotal_mismatch"),
             ]
         );
-        assert_eq!(bank_transaction(Provider::Zoho, false, &spend, &books).unwrap_err()[0].code, "unsupported");
+        // An update names only what changes; the lines, when named, replace them all.
+        let date_only = parse(json!({"kind": "spend", "date": "2026-12-09"}));
+        assert_eq!(bank_transaction(Provider::Zoho, false, &date_only, &books).unwrap(), json!({"date": "2026-12-09"}));
+        let q = bank_transaction(Provider::QuickBooks, false, &spend, &books).unwrap();
+        assert!(q.get("PaymentType").is_none(), "constants go with a create only: {q}");
     }
 
     #[test]

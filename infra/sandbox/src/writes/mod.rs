@@ -42,7 +42,18 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
         r = r.route(&format!("/xero/api.xro/2.0/{}/{{id}}", e.xero_name()), post(move |s, p, h, b| xero::post_by_id(s, e, p, h, b)));
     }
     const Z: &str = "/zoho/api/{dc}/books/v3";
-    for e in [Entity::Invoice, Entity::Bill, Entity::Contact, Entity::CreditNote, Entity::VendorCredit, Entity::Journal] {
+    for e in [
+        Entity::Invoice,
+        Entity::Bill,
+        Entity::Contact,
+        Entity::CreditNote,
+        Entity::VendorCredit,
+        Entity::Journal,
+        Entity::Payment,
+        Entity::BillPayment,
+        Entity::Expense,
+        Entity::BankTransaction,
+    ] {
         r = r.route(&format!("{Z}/{}/{{id}}", e.zoho_plural()), put(move |s, p, q, h, b| zoho::update(s, e, p, q, h, b)));
     }
     r.route(&format!("{Z}/invoices/{{id}}/status/void"), post(zoho::void_invoice))

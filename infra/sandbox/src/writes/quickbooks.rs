@@ -98,6 +98,10 @@ fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, v: Value, now: DateTi
         Entity::Contact | Entity::Vendor => name_list_update(org, e, id, cur, &mut next)?,
         Entity::Invoice => document_update(org, e, cur, &v, &mut next, sparse)?,
         Entity::Bill => document_update(org, e, cur, &v, &mut next, sparse)?,
+        // New lines are checked as a create's and the total follows them.
+        Entity::Expense | Entity::BankTransaction if v.get("Line").is_some() || !sparse => {
+            crate::writes::bank::qbo_create(org, e, &mut next, now)?;
+        }
         Entity::Journal if v.get("Line").is_some() || !sparse => {
             let total = journal_lines(org, &mut next)?;
             next["TotalAmt"] = money(total);

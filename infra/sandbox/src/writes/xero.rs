@@ -98,6 +98,17 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         Entity::BankTransaction if s(&patch, "Status") == Some("DELETED") && cur["IsReconciled"] == json!(true) => {
             Err(vec!["A reconciled bank transaction cannot be deleted".into()])
         }
+        // New lines are checked as a create's and the totals follow them (status, contact and
+        // account as merged).
+        Entity::BankTransaction if patch.get("LineItems").is_some() => {
+            let mut next = merge_top(cur, &patch);
+            let errs = crate::writes::bank::xero_create(org, &mut next, now);
+            if errs.is_empty() {
+                Ok(next)
+            } else {
+                Err(errs)
+            }
+        }
         // Accounts (and entities added after the write paths) keep the plain merge.
         Entity::Account
         | Entity::VendorCredit

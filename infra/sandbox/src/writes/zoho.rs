@@ -77,6 +77,12 @@ pub async fn update(
         Entity::VendorCredit => document(org, Entity::Bill, &cur, &patch),
         Entity::Contact | Entity::Vendor => contact(org, &id, &cur, &patch),
         Entity::Journal => journal(org, &cur, &patch),
+        // New lines (or a new amount) are checked as a create's and the total follows them.
+        Entity::Expense | Entity::BankTransaction if patch.get("line_items").is_some() || patch.get("amount").is_some() => {
+            let mut next = merge_top(&cur, &patch);
+            let today = now.format("%Y-%m-%d").to_string();
+            crate::writes::bank::zoho_create(org, e, &mut next, &today).map(|_| next)
+        }
         // Entities added after the write paths keep the plain merge until they get their own rules.
         Entity::Account
         | Entity::Payment
