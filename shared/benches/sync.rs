@@ -15,7 +15,8 @@
 //!    worker; how much the job raised the peak is printed separately. This part runs first.
 //!
 //! Run: `source .local/aws.env && cargo bench -p shared --bench sync` (release). Without
-//! AWS_ENDPOINT_URL only part 1 runs.
+//! AWS_ENDPOINT_URL only part 1 runs; BENCH_SYNC_PAGE=1000 runs part 1 in pages of 1,000 for all
+//! three providers.
 
 use std::time::{Duration as StdDuration, Instant};
 
@@ -128,7 +129,7 @@ fn cpu_part() {
     const N: usize = 200_000;
     eprintln!(
         "== normalise (one core, CPU time of this thread; {N} invoices of {LINES} lines per provider in the worker's pages (QuickBooks \
-         1,000, Xero 100, Zoho 200), into the document model with lines)"
+         1,000, Xero 100, Zoho 200, unless BENCH_SYNC_PAGE), into the document model with lines)"
     );
     for (provider, make) in [
         (Provider::QuickBooks, qbo_invoice as fn(usize) -> Value),
@@ -137,7 +138,8 @@ fn cpu_part() {
     ] {
         // The worker holds one page's parsed JSON at a time, of the provider's default size: how
         // much of it the caches hold shows in the figure.
-        let page = default_page_size(provider) as usize;
+        // BENCH_SYNC_PAGE sets one size for all (1000: how this bench ran before each provider's own).
+        let page = std::env::var("BENCH_SYNC_PAGE").ok().and_then(|p| p.parse().ok()).unwrap_or(default_page_size(provider) as usize);
         let (mut values_ns, mut raw_ns, mut bytes_ns, mut ok) = (0u64, 0u64, 0u64, 0usize);
         for p in 0..N / page {
             // A page as the provider sends it, each record its own ids (built untimed).
@@ -155,7 +157,7 @@ fn cpu_part() {
         assert_eq!(ok, N);
         let rate = |ns: u64| N as f64 / (ns as f64 / 1e9);
         eprintln!(
-            "{provider:>10}: {:>7.0} records/s CPU ({:.2} us/record) from parsed values; {:>7.0} with the raw JSON's text as stored; \
+            "{provider:>10} (pages of {page}): {:>7.0} records/s CPU ({:.2} us/record) from parsed values; {:>7.0} with the raw JSON's text as stored; \
              {:>7.0} from page bytes (JSON parse included)",
             rate(values_ns),
             values_ns as f64 / 1e3 / N as f64,
