@@ -21,7 +21,9 @@ and the provider sandbox. Measured per function:
 - for those three stacks (issue 21): CPU time (user + sys, every thread) to the first response, and
   the time not spent waiting on AWS (first event handled minus the wall time the local AWS, behind a
   timing proxy, was serving the process's calls), with issue 21's targets against the bundle;
-- issue 11: sync-worker's own peak RSS while one pull job syncs 10,000 QuickBooks invoices;
+- issues 11 and 22: sync-worker's own peak RSS while one pull job syncs 10,000 QuickBooks bills of one
+  to five lines each (--sync-entity, --sync-records); `--only sync-pull` runs only this (and
+  oauth-callback, which connects the bench realm);
 - issue 23: records-api serving 100-record pages of the contacts one pull job stored (--records,
   2,000), walked with next_cursor as the app walks them, and DynamoDB's reads per page: calls
   counted and read units sized (infra/ddb_capacity.py).
@@ -84,6 +86,8 @@ RETURN_URL = "http://localhost:3000/integrations"
 RECORDS_PAGE = 100
 RECORDS_OP = f"{RECORDS_PAGE}-record page"
 RECORDS_ENTITY = "contact"
+# The bench tenant's entities: the defaults plus bills (issue 22's 10,000-bill pull).
+SYNC_ENTITIES = ("invoice", "contact", "account", "payment", "bill")
 # Lambda's payload quotas (AWS Lambda quotas; API reference, Invoke): an event invoked synchronously
 # (the HTTP API's routes, the SQS event source mapping) and any response at most 6 MB; an event
 # invoked asynchronously (EventBridge Scheduler's targets) at most 1 MB. The emulator below refuses
@@ -602,6 +606,8 @@ class Stack:
     def create_tenant(self):
         self.ops("tenants", "create", self.tenant, "--name", "Bench Ltd", "--plan", "enterprise", "--return-url", RETURN_URL,
                  "--providers", "quickbooks,xero,zoho")
+        # Bills are off by default for a tenant (issue 22): the bill pull needs them on.
+        self.ops("tenants", "set-config", self.tenant, "enabled_entities=" + ",".join(SYNC_ENTITIES))
         self.ops("users", "set-role", self.tenant, self.user, "owner")
 
     def sandbox_call(self, method: str, path: str, doc=None):
@@ -944,7 +950,7 @@ def find_event(endpoint: str, queue_url: str, correlation_id: str, kind: str, tr
     return None
 
 
-def pull_invoices(stack: Stack, cmd: list[str], env: dict, count: int, entity: str = "invoice") -> dict:
+def pull_records(stack: Stack, cmd: list[str], env: dict, count: int, entity: str = "invoice") -> dict:
     """Seeds `count` records of `entity` (invoices unless told) at the sandbox for the bench realm and
     syncs them with one pull job in a fresh sync-worker process; the number fetched is read back
     from the job's sync.completed."""
@@ -972,7 +978,7 @@ def pull_invoices(stack: Stack, cmd: list[str], env: dict, count: int, entity: s
     fetched = (done or {}).get("data", {}).get("counts", {}).get("fetched")
     if not isinstance(fetched, int) or fetched < count:
         raise RuntimeError(f"the pull job did not sync {count} {entity}s: sync.completed = {done}")
-    return {"mib": kib / 1024.0, "seconds": elapsed, "invoices": count, "fetched": fetched}
+    return {"mib": kib / 1024.0, "seconds": elapsed, "seeded": count, "entity": entity, "fetched": fetched}
 
 
 STACK_TITLES = {"webhook-receiver": "Rust", "node-webhook": "Node.js 20 plain", "node-webhook-bundled": "Node.js 20 esbuild"}
@@ -1077,10 +1083,13 @@ def main() -> int:
     ap.add_argument("--cold", type=int, default=int(os.environ.get("BENCH_COLD", "5")))
     ap.add_argument("--init-runs", type=int, default=int(os.environ.get("BENCH_INIT_RUNS", "21")))
     ap.add_argument("--warm", type=int, default=int(os.environ.get("BENCH_WARM", "20")))
-    ap.add_argument("--sync-invoices", type=int, default=int(os.environ.get("BENCH_SYNC_INVOICES", "10000")))
+    ap.add_argument("--sync-records", type=int, default=int(os.environ.get("BENCH_SYNC_RECORDS", os.environ.get("BENCH_SYNC_INVOICES", "10000"))),
+                    help="records the sync-worker's pull job syncs (its peak RSS)")
+    ap.add_argument("--sync-entity", default=os.environ.get("BENCH_SYNC_ENTITY", "bill"), choices=SYNC_ENTITIES,
+                    help="the entity of that pull (QuickBooks bills of one to five lines unless told)")
     ap.add_argument("--records", type=int, default=int(os.environ.get("BENCH_RECORDS", "2000")),
                     help="contacts one pull stores for the records API to page through")
-    ap.add_argument("--only", default="", help="comma-separated subset of functions")
+    ap.add_argument("--only", default="", help="comma-separated subset of functions (sync-pull: only the sync-worker's pull)")
     ap.add_argument("--no-node", action="store_true", help="leave the Node.js baseline out (no node on the machine)")
     ap.add_argument("--out", default=os.path.join(ROOT, ".local", "bench-functions.md"))
     args = ap.parse_args()
@@ -1160,7 +1169,7 @@ def main() -> int:
     records = None
     if not only or "records-api" in only:
         print(f"[bench] records-api: seeding {args.records} {RECORDS_ENTITY}s at the sandbox, one pull job stores them", flush=True)
-        stored = pull_invoices(stack, bins["sync-worker"], env, args.records, RECORDS_ENTITY)["fetched"]
+        stored = pull_records(stack, bins["sync-worker"], env, args.records, RECORDS_ENTITY)["fetched"]
         stack.records_full_pages = stored // RECORDS_PAGE
         print(f"[bench] records-api: {RECORDS_PAGE}-record pages of {stored} stored {RECORDS_ENTITY}s; "
               f"{args.init_runs} starts to the first poll, {args.cold} cold starts x (1 + {args.warm} warm rounds)", flush=True)
@@ -1173,12 +1182,13 @@ def main() -> int:
               f"warm {', '.join(f'{k} {m:.1f}/{p95:.1f} ms' for k, (m, p95, _n) in r['warm'].items())}; "
               f"reads: cold {read_units_text(counts['records-api']['cold_reads'])}, "
               f"warm {read_units_text(counts['records-api']['reads:' + RECORDS_OP])}", flush=True)
-    # Issue 11: the worker's own peak RSS while one pull job syncs N invoices.
+    # Issues 11 and 22: the worker's own peak RSS while one pull job syncs N records (bills).
     sync_rss = None
-    if (not only or "sync-worker" in only) and args.sync_invoices > 0:
-        print(f"[bench] sync-worker: seeding {args.sync_invoices} invoices at the sandbox, one pull job in a fresh worker process", flush=True)
-        sync_rss = pull_invoices(stack, bins["sync-worker"], env, args.sync_invoices)
-        print(f"[bench]   pull: {sync_rss['fetched']} invoices fetched in {sync_rss['seconds']:.1f} s (sync.completed), "
+    if (not only or "sync-worker" in only or "sync-pull" in only) and args.sync_records > 0:
+        print(f"[bench] sync-worker: seeding {args.sync_records} {args.sync_entity}s at the sandbox, one pull job in a fresh worker process",
+              flush=True)
+        sync_rss = pull_records(stack, bins["sync-worker"], env, args.sync_records, args.sync_entity)
+        print(f"[bench]   pull: {sync_rss['fetched']} {args.sync_entity}s fetched in {sync_rss['seconds']:.1f} s (sync.completed), "
               f"worker peak RSS {sync_rss['mib']:.1f} MiB", flush=True)
 
     proxy.close()
@@ -1239,9 +1249,9 @@ def main() -> int:
         lines += target_table(figures["webhook-receiver"], figures["node-webhook-bundled"])
     if sync_rss:
         lines.append("")
-        lines.append(f"sync-worker, one pull job in its own process over {sync_rss['fetched']:,} QuickBooks invoices ({sync_rss['invoices']:,} seeded "
-                     f"plus the realm's own; count from its sync.completed event): {sync_rss['seconds']:.1f} s, "
-                     f"peak RSS {sync_rss['mib']:.1f} MiB (target < 64 MB).")
+        lines.append(f"sync-worker, one pull job in its own process over {sync_rss['fetched']:,} QuickBooks {sync_rss['entity']}s "
+                     f"({sync_rss['seeded']:,} seeded plus the realm's own; count from its sync.completed event): {sync_rss['seconds']:.1f} s, "
+                     f"peak RSS {sync_rss['mib']:.1f} MiB (target < 64 MiB).")
     if records:
         r, c = results["records-api"], counts["records-api"]
         med, p95, n = r["warm"][RECORDS_OP]

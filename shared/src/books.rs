@@ -492,7 +492,7 @@ pub fn map_contact(map: &ContactMap, v: &Value) -> Contact {
 fn day_of(s: &str) -> Option<String> {
     let s = s.trim();
     if let Some(head) = s.get(..10) {
-        if chrono::NaiveDate::parse_from_str(head, "%Y-%m-%d").is_ok() {
+        if plain_date(head).is_some() || chrono::NaiveDate::parse_from_str(head, "%Y-%m-%d").is_ok() {
             return Some(head.to_string());
         }
     }
@@ -502,6 +502,17 @@ fn day_of(s: &str) -> Option<String> {
     let end = inner.char_indices().skip(1).find(|(_, c)| !c.is_ascii_digit()).map(|(i, _)| i).unwrap_or(inner.len());
     let ms: i64 = inner.get(..end)?.parse().ok()?;
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.date_naive().format("%Y-%m-%d").to_string())
+}
+
+/// `YYYY-MM-DD` of ASCII digits as a date, without parsing a format string (every document has two
+/// dates); anything else is `None` and goes to chrono's parser, which reads it as it always did.
+pub(crate) fn plain_date(head: &str) -> Option<chrono::NaiveDate> {
+    let b = head.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().try_fold(0u32, |n, d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')));
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    chrono::NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)
 }
 
 /// The organisation whose books these are (QuickBooks CompanyInfo, Xero Organisation, Zoho
@@ -622,9 +633,16 @@ pub struct DocumentMap {
 fn at(v: &Value, path: Path) -> Option<&Value> {
     path.iter().try_fold(v, |cur, k| match cur {
         Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i)),
+        Value::Object(m) if m.len() <= SCANNED_KEYS => m.iter().find(|(key, _)| key.len() == k.len() && key.as_str() == *k).map(|(_, x)| x),
         _ => cur.get(*k),
     })
 }
+
+/// Objects of up to this many keys (a line, a reference) are searched by scanning for an equal key,
+/// lengths compared first: serde_json's B-tree search calls a text comparison at every key it
+/// passes, and this runs for every field of every line of every page. Larger objects (a hostile
+/// one may hold thousands of keys) keep the B-tree search.
+const SCANNED_KEYS: usize = 16;
 
 /// Text of a string or a number (providers send amounts as either).
 fn text_of(v: &Value) -> Option<String> {
@@ -665,10 +683,12 @@ fn money_of(v: &Value, paths: &[Path], currency: &str) -> Option<Money> {
 /// (Zoho's list summaries do not).
 pub fn map_document(map: &DocumentMap, v: &Value) -> Document {
     let currency = currency_code(first_text(v, map.currency).as_deref()).unwrap_or_else(|| "XXX".to_string());
-    let lines: Vec<Line> = match at(v, map.lines) {
-        Some(Value::Array(items)) => items.iter().filter(|l| !skipped(&map.line, l)).map(|l| map_line(&map.line, l, &currency)).collect(),
-        _ => Vec::new(),
+    let items = match at(v, map.lines) {
+        Some(Value::Array(items)) => Some(items),
+        _ => None,
     };
+    let mut lines = Vec::with_capacity(items.map_or(0, |i| i.len().min(MAX_PRESIZED_LINES)));
+    lines.extend(items.into_iter().flatten().filter(|l| !skipped(&map.line, l)).map(|l| map_line(&map.line, l, &currency)));
     let subtotal = if map.subtotal.is_empty() {
         // The sum of the lines, when every line has an amount (else it is unknown, not smaller).
         lines
@@ -704,11 +724,15 @@ pub fn map_document(map: &DocumentMap, v: &Value) -> Document {
         total,
         amount_due,
         currency,
-        lines_complete: matches!(at(v, map.lines), Some(Value::Array(_))),
+        lines_complete: items.is_some(),
         lines,
         allocations: Vec::new(),
     }
 }
+
+/// Lines reserved for up front (one allocation for a document's lines); a hostile array of a
+/// million nulls does not reserve a million lines.
+const MAX_PRESIZED_LINES: usize = 256;
 
 fn skipped(m: &LineMap, line: &Value) -> bool {
     match m.skip_if {

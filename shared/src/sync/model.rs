@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::books::bank::{map_bank_transaction, BankStatus};
 use crate::books::reference::{map_account, map_item, map_journal, map_tax_rate, map_tracking_category, Parts};
 use crate::books::{
-    map_allocations, map_company, map_contact, map_document, map_payment, Company, Contact, Document, DocumentStatus, Payment,
+    map_allocations, map_company, map_contact, map_document, map_payment, plain_date, Company, Contact, Document, DocumentStatus, Payment,
 };
 pub use crate::money::{currency_code, currency_scale, parse_minor, Money};
 use crate::providers::model::{parse_time, Entity, Record};
@@ -143,7 +143,7 @@ fn money(amount: Option<&str>, currency: Option<&str>) -> Option<Money> {
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
     if let Some(head) = s.get(..10) {
-        if let Ok(d) = NaiveDate::parse_from_str(head, "%Y-%m-%d") {
+        if let Some(d) = plain_date(head).or_else(|| NaiveDate::parse_from_str(head, "%Y-%m-%d").ok()) {
             return Some(d);
         }
     }

@@ -356,21 +356,38 @@ pub(crate) fn add_warnings(v: &mut Value, counts: &Counts) {
 pub(crate) fn normalise_all(records: &[Record], counts: &mut Counts) -> Vec<(SyncRecord, Option<String>)> {
     let mut out = Vec::with_capacity(records.len());
     for r in records {
-        counts.fetched += 1;
-        match model::normalise(r) {
-            Some(n) => {
-                if n.deleted {
-                    counts.deleted += 1;
-                }
-                if !n.flags.is_empty() {
-                    counts.flagged += 1;
-                }
-                out.push((n, Some(r.raw.to_string())));
-            }
-            None => counts.skipped += 1,
-        }
+        normalise_into(r, counts, &mut out);
     }
     out
+}
+
+/// `normalise_all` for a listed page, each record's parsed JSON freed as soon as its text is taken:
+/// the parsed tree takes several times the text's memory, and the page is held through its writes
+/// (a 10,000-bill pull peaked at 75 MiB with a 1,000-record page's trees kept).
+fn normalise_page(records: &mut [Record], counts: &mut Counts) -> Vec<(SyncRecord, Option<String>)> {
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        normalise_into(r, counts, &mut out);
+        r.raw = Value::Null;
+    }
+    out
+}
+
+fn normalise_into(r: &Record, counts: &mut Counts, out: &mut Vec<(SyncRecord, Option<String>)>) {
+    counts.fetched += 1;
+    match model::normalise(r) {
+        Some(n) => {
+            if n.deleted {
+                counts.deleted += 1;
+            }
+            if !n.flags.is_empty() {
+                counts.flagged += 1;
+            }
+            // The same text as `Display` writes, into one buffer rather than through a formatter.
+            out.push((n, serde_json::to_string(&r.raw).ok()));
+        }
+        None => counts.skipped += 1,
+    }
 }
 
 pub(crate) async fn write_records(
@@ -465,7 +482,7 @@ async fn pull_pages(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> R
         }
         let c = cursor.clone();
         let org = ctx.org_id.clone();
-        let page = match provider_call(deps, ctx, ctx.entity, Op::List, None, |client, tokens| {
+        let mut page = match provider_call(deps, ctx, ctx.entity, Op::List, None, |client, tokens| {
             let c = c.clone();
             let org = org.clone();
             async move { client.list(&tokens, &org, &c).await }
@@ -480,7 +497,7 @@ async fn pull_pages(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> R
             }
             r => r?,
         };
-        let records = normalise_all(&page.records, &mut counts);
+        let records = normalise_page(&mut page.records, &mut counts);
         write(deps, ctx, &records, &mut counts).await?;
         if let Some(started) = cursor.full_pass_started {
             reconcile_page(deps, ctx, started, &page, &mut counts).await?;
