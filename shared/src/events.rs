@@ -414,6 +414,30 @@ mod tests {
         }
     }
 
+    /// The entities a sync event may name are every entity the code syncs, and those a write event
+    /// may name every entity writes take (the lists drifted as entities were added).
+    #[test]
+    fn schema_entity_lists_are_the_codes() {
+        use crate::providers::model::Entity;
+        let s = schema();
+        let all: Vec<&str> = Entity::ALL.iter().map(|e| e.as_str()).collect();
+        let writable: Vec<&str> = Entity::ALL.iter().filter(|e| crate::writes::writable(**e)).map(|e| e.as_str()).collect();
+        let mut seen = 0;
+        for rule in s["allOf"].as_array().unwrap() {
+            let Some(kind) = rule["if"]["properties"]["type"]["const"].as_str() else { continue };
+            let data = &rule["then"]["properties"]["data"]["properties"];
+            let list = data["entity"]["enum"].as_array().or_else(|| data["entities"]["items"]["enum"].as_array());
+            let Some(list) = list else { continue };
+            let mut listed: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+            let mut want = if kind.starts_with("write.") { writable.clone() } else { all.clone() };
+            listed.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(listed, want, "{kind}");
+            seen += 1;
+        }
+        assert!(seen >= 5, "entity lists found: {seen}");
+    }
+
     #[test]
     fn the_schema_check_rejects_drift() {
         let s = schema();
