@@ -2759,6 +2759,9 @@ async fn bill_payment_writes_case(provider: Provider) {
     assert!(store.get_record(&h.tenant, provider, &org, PEntity::BillPayment, &pid).await.unwrap().unwrap().deleted, "{provider}");
     let at = h.sandbox_record(provider, &org, "bill", &bill.provider_id).await;
     assert_eq!(owed(&at), due, "{provider}: the bill owes it again: {at}");
+    // Every event it sent satisfies the published contract (the write events name this entity).
+    let events = h.events().await;
+    assert!(events.iter().any(|e| e.event_type.as_str() == "write.completed"), "{provider}: {events:?}");
 }
 
 #[tokio::test]
@@ -2897,6 +2900,9 @@ async fn credit_note_writes_case(provider: Provider) {
     } else {
         assert_eq!(stored.document.as_ref().unwrap().status, shared::books::DocumentStatus::Void, "{provider}: {stored:?}");
     }
+    // Every event it sent satisfies the published contract (the write events name this entity).
+    let events = h.events().await;
+    assert!(events.iter().any(|e| e.event_type.as_str() == "write.completed"), "{provider}: {events:?}");
 }
 
 #[tokio::test]
@@ -2992,6 +2998,9 @@ async fn journal_writes_case(provider: Provider) {
     } else {
         assert!(stored.deleted, "{provider}: {stored:?}");
     }
+    // Every event it sent satisfies the published contract (the write events name this entity).
+    let events = h.events().await;
+    assert!(events.iter().any(|e| e.event_type.as_str() == "write.completed"), "{provider}: {events:?}");
 }
 
 #[tokio::test]
@@ -3176,6 +3185,9 @@ async fn bank_transaction_writes_case(provider: Provider) {
             assert_eq!(at["deleted"], true, "{provider} {home}: {at}");
         }
     }
+    // Every event it sent satisfies the published contract (the write events name this entity).
+    let events = h.events().await;
+    assert!(events.iter().any(|e| e.event_type.as_str() == "write.completed"), "{provider}: {events:?}");
 }
 
 #[tokio::test]
