@@ -765,6 +765,13 @@ impl AccountingProvider for QuickBooksClient {
                 b["SyncToken"] = json!(version);
                 b
             }
+            // Payments and bill payments are voided by a sparse update with `include=void` (Intuit's
+            // "Void a payment" / "Void a bill payment"), not `operation=void`.
+            ChangeKind::Void if matches!(entity, Entity::Payment | Entity::BillPayment) => {
+                query.push(("operation", "update"));
+                query.push(("include", "void"));
+                json!({"Id": change.id, "SyncToken": version, "sparse": true})
+            }
             ChangeKind::Void | ChangeKind::Delete => {
                 query.push(("operation", if change.kind == ChangeKind::Void { "void" } else { "delete" }));
                 json!({"Id": change.id, "SyncToken": version})

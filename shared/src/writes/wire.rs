@@ -704,9 +704,10 @@ pub fn lifecycle(provider: Provider, entity: Entity) -> Lifecycle {
         (Provider::QuickBooks, Entity::Invoice) => Lifecycle { void: Some((ChangeKind::Void, &[])), ..DELETE },
         (Provider::QuickBooks, Entity::Bill) => DELETE,
         (Provider::QuickBooks, Entity::Contact) => Lifecycle { delete: Some((ChangeKind::Update, &[(&["Active"], "false")])), ..NEITHER },
-        // A payment is deleted (its invoices owe again); QuickBooks' payment void is an update with
-        // `include=void`, not offered here.
-        (Provider::QuickBooks | Provider::Zoho, Entity::Payment | Entity::BillPayment) => DELETE,
+        // A payment is deleted (its invoices owe again); QuickBooks also voids one (kept, at zero;
+        // an update with `include=void`, which the client sends for a void of a payment).
+        (Provider::QuickBooks, Entity::Payment | Entity::BillPayment) => Lifecycle { void: Some((ChangeKind::Void, &[])), ..DELETE },
+        (Provider::Zoho, Entity::Payment | Entity::BillPayment) => DELETE,
         // Bank transactions are deleted: QuickBooks `operation=delete`, Xero `Status` DELETED
         // (unreconciled ones; Xero's reference), Zoho DELETE.
         (Provider::QuickBooks | Provider::Zoho, Entity::BankTransaction) => DELETE,
