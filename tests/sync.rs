@@ -3199,6 +3199,34 @@ async fn bank_transaction_writes_case(provider: Provider) {
     assert!(events.iter().any(|e| e.event_type.as_str() == "write.completed"), "{provider}: {events:?}");
 }
 
+/// A QuickBooks Deposit the tenant has not synced yet is deleted from Deposits, not Purchases: with
+/// no stored copy to say which collection holds it, the worker reads it first.
+#[tokio::test]
+async fn quickbooks_deposit_not_yet_synced_is_deleted_from_its_own_collection() {
+    let provider = Provider::QuickBooks;
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::BankTransaction);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("account", 5)]).await;
+    h.connect(provider, &org).await;
+    let id = h.seed(provider, &org, "bank_transaction", 1).await.remove(0);
+    assert!(h.store().get_record(&h.tenant, provider, &org, PEntity::BankTransaction, &id).await.unwrap().is_none(), "not synced");
+    let version = h.sandbox_record(provider, &org, "bank_transaction", &id).await["value"]["SyncToken"].as_str().unwrap().to_string();
+    let r = h
+        .write(
+            provider,
+            &org,
+            Entity::BankTransaction,
+            json!({"action": "delete", "requested_by": ADMIN, "provider_id": id, "version": version}),
+        )
+        .await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(h.sandbox_record(provider, &org, "bank_transaction", &id).await["deleted"], true);
+    assert!(h.store().get_record(&h.tenant, provider, &org, PEntity::BankTransaction, &id).await.unwrap().unwrap().deleted);
+}
+
 #[tokio::test]
 async fn quickbooks_bank_transaction_writes() {
     Box::pin(bank_transaction_writes_case(Provider::QuickBooks)).await;

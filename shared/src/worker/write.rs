@@ -343,7 +343,7 @@ async fn decide(deps: &SyncDeps, ctx: &JobCtx, req: &WriteRequest, reference: &s
         change.collection = match &stored {
             Some(st) => collection_of(ctx.provider, st),
             // Which collection holds a record we do not keep: read it (the read tries each).
-            None if ctx.entity == Entity::CreditNote => match read(deps, ctx, &id).await? {
+            None if matches!(ctx.entity, Entity::CreditNote | Entity::BankTransaction) => match read(deps, ctx, &id).await? {
                 Some(r) => model::normalise(&r).map(|st| collection_of(ctx.provider, &st)).unwrap_or(0),
                 None => return Ok(gone(req.action, sent_before)),
             },
