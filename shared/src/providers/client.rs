@@ -51,6 +51,17 @@ pub trait AccountingProvider {
     /// One page of records from where `cursor` is.
     fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> impl Future<Output = Result<Page>> + Send;
 
+    /// `list`, each record handed to `finish` as soon as it is read, while its parsed JSON is still
+    /// in the cache (the sync worker normalises it there and takes its raw JSON). A record the
+    /// previous page already read is not handed over (`Cursor::keeps`).
+    fn list_with<F: FnMut(&mut Record) + Send>(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        cursor: &Cursor,
+        finish: F,
+    ) -> impl Future<Output = Result<Page>> + Send;
+
     fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> impl Future<Output = Result<Record>> + Send;
 
     /// Creates a record. The same `idempotency_key` gives the same record, not a second one, where
@@ -187,6 +198,10 @@ impl AccountingProvider for ProviderClient {
 
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
         dispatch!(self, c => c.list(tokens, org_id, cursor).await)
+    }
+
+    async fn list_with<F: FnMut(&mut Record) + Send>(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor, finish: F) -> Result<Page> {
+        dispatch!(self, c => c.list_with(tokens, org_id, cursor, finish).await)
     }
 
     async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {

@@ -26,8 +26,15 @@ pub(crate) struct Core {
 #[derive(Debug)]
 pub(crate) struct ApiOk {
     pub body: Value,
-    pub rate_limit: RateLimitInfo,
     /// The response's `Date` header, when the provider sent one.
+    pub date: Option<DateTime<Utc>>,
+}
+
+/// A successful API answer, its body as received.
+#[derive(Debug)]
+pub(crate) struct ApiText {
+    pub response: ApiResponse,
+    pub rate_limit: RateLimitInfo,
     pub date: Option<DateTime<Utc>>,
 }
 
@@ -64,20 +71,27 @@ impl Core {
 
     /// Sends an API request and returns its JSON, or the provider's error mapped to ours.
     pub async fn call(&self, req: reqwest::RequestBuilder) -> Result<ApiOk> {
+        let ok = self.call_text(req).await?;
+        let body = success_json(self.provider, &ok.response)?;
+        Ok(ApiOk { body, date: ok.date })
+    }
+
+    /// `call`, the successful answer's body left unparsed (list pages are read a record at a time:
+    /// `model::split_page`).
+    pub async fn call_text(&self, req: reqwest::RequestBuilder) -> Result<ApiText> {
         let resp = self.send(req.header(http::header::ACCEPT, "application/json")).await?;
         let now = Utc::now();
         if let Some(err) = provider_error(self.provider, &resp, now) {
             tracing::debug!(provider = %self.provider, status = resp.status, code = %err.code(), "provider call failed");
             return Err(err);
         }
-        let body = success_json(self.provider, &resp)?;
         let date = resp
             .headers
             .get(http::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
             .map(|d| d.with_timezone(&Utc));
-        Ok(ApiOk { body, rate_limit: rate_limit_info(&resp.headers, now), date })
+        Ok(ApiText { rate_limit: rate_limit_info(&resp.headers, now), date, response: resp })
     }
 
     /// For calls whose success has no body (DELETE answering 204).

@@ -362,8 +362,12 @@ impl Cursor {
         if self.boundary.is_empty() {
             return records;
         }
-        let until = self.boundary_until;
-        records.into_iter().filter(|r| !(self.boundary.contains(&r.id) && r.updated_at.zip(until).is_none_or(|(t, u)| t <= u))).collect()
+        records.into_iter().filter(|r| self.keeps(r)).collect()
+    }
+
+    /// Whether `record` is new to this page rather than one the previous page already read.
+    pub(crate) fn keeps(&self, r: &Record) -> bool {
+        !(self.boundary.contains(&r.id) && r.updated_at.zip(self.boundary_until).is_none_or(|(t, u)| t <= u))
     }
 
     /// The cursor after a QuickBooks page ordered by Id: the next page starts after its last Id.
@@ -478,6 +482,87 @@ pub struct Page {
     pub next_cursor: Cursor,
     pub has_more: bool,
     pub rate_limit: RateLimitInfo,
+}
+
+/// A list answer split at its records: the rest of it parsed, each record kept as its text until it
+/// is read. Parsed whole, a page builds every record's tree before the first is read, and by the
+/// time the sync model reads a record its tree is out of the cache (a 1,000-invoice QuickBooks page
+/// is some 30 MB of trees); read one at a time, each tree is hot while it is normalised and freed
+/// straight after (docs/measurements.md, "sync").
+pub(crate) struct PageText<'a> {
+    /// The answer without its records.
+    pub envelope: Value,
+    pub items: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// Splits a list answer at `path` (the records array's keys from the top). An answer that is not
+/// a JSON object is malformed; a missing or null array is an empty page; a level on the way that is
+/// not an object holds no records (as a parsed `Value` lookup would find none).
+pub(crate) fn split_page<'a>(provider: Provider, body: &'a [u8], path: &[&str]) -> Result<PageText<'a>> {
+    use serde_json::value::RawValue;
+    let malformed = |message: String| Error::ProviderMalformed { provider, message };
+    let top: &RawValue = serde_json::from_slice(body).map_err(|e| malformed(format!("list answer is not JSON: {e}")))?;
+    let mut items = None;
+    let envelope = split_level(top, path, &mut items).map_err(malformed)?;
+    if envelope.as_object().is_none() {
+        return Err(malformed("list answer is not a JSON object".into()));
+    }
+    let items = match items {
+        None => Vec::new(),
+        Some(raw) if raw.get() == "null" => Vec::new(),
+        Some(raw) => {
+            serde_json::from_str::<Vec<&RawValue>>(raw.get()).map_err(|_| malformed(format!("{} is not an array", path.join("."))))?
+        }
+    };
+    Ok(PageText { envelope, items })
+}
+
+fn split_level<'a>(
+    raw: &'a serde_json::value::RawValue,
+    path: &[&str],
+    items: &mut Option<&'a serde_json::value::RawValue>,
+) -> std::result::Result<Value, String> {
+    use serde_json::value::RawValue;
+    let parse = |r: &RawValue| serde_json::from_str::<Value>(r.get()).map_err(|e| format!("list answer is not JSON: {e}"));
+    let Some((key, rest)) = path.split_first() else { return parse(raw) };
+    let Ok(fields) = serde_json::from_str::<std::collections::BTreeMap<String, &'a RawValue>>(raw.get()) else { return parse(raw) };
+    let mut envelope = serde_json::Map::new();
+    for (k, v) in fields {
+        let value = if k != *key {
+            parse(v)?
+        } else if rest.is_empty() {
+            *items = Some(v);
+            continue;
+        } else {
+            split_level(v, rest, items)?
+        };
+        envelope.insert(k, value);
+    }
+    Ok(Value::Object(envelope))
+}
+
+/// Reads a split page's records in order, one at a time: each record's text parsed, the provider's
+/// reader (`read`; `None` leaves a record out), then `finish` on it while its tree is hot, unless the
+/// previous page already read it (`Cursor::keeps`; those stay in the page for the cursor's sake and
+/// are dropped by `drop_boundary`).
+pub(crate) fn read_items<F: FnMut(&mut Record)>(
+    provider: Provider,
+    items: Vec<&serde_json::value::RawValue>,
+    cursor: &Cursor,
+    finish: &mut F,
+    mut read: impl FnMut(Value) -> Result<Option<Record>>,
+) -> Result<Vec<Record>> {
+    let mut records = Vec::with_capacity(items.len());
+    for item in items {
+        let v: Value = serde_json::from_str(item.get())
+            .map_err(|e| Error::ProviderMalformed { provider, message: format!("a listed record is not JSON: {e}") })?;
+        let Some(mut r) = read(v)? else { continue };
+        if cursor.keeps(&r) {
+            finish(&mut r);
+        }
+        records.push(r);
+    }
+    Ok(records)
 }
 
 impl Page {

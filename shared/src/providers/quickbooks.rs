@@ -27,8 +27,8 @@ use crate::providers::client::{AccountingProvider, Change, ChangeKind};
 use crate::providers::core::Core;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::model::{
-    api_url, parse_time, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page,
-    RateLimitInfo, Record,
+    api_url, parse_time, read_items, split_page, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant,
+    Org, Page, PageText, RateLimitInfo, Record,
 };
 use crate::providers::oauth;
 use crate::providers::Provider;
@@ -533,20 +533,31 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
 }
 
 /// One query answer as a page (a pure function of the answer, so it can be fuzzed on its own).
-pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
+pub fn parse_page(org_id: &str, cursor: &Cursor, body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
+    let text = serde_json::to_vec(&body).map_err(|e| Error::Internal(format!("page text: {e}")))?;
+    read_page(org_id, cursor, &text, date, rate_limit, &mut |_| {})
+}
+
+/// One page of a query answer read from its text, each record handed to `finish` as it is read
+/// (`model::read_items`).
+pub fn read_page<F: FnMut(&mut Record)>(
+    org_id: &str,
+    cursor: &Cursor,
+    body: &[u8],
+    date: Option<DateTime<Utc>>,
+    rate_limit: RateLimitInfo,
+    finish: &mut F,
+) -> Result<Page> {
     let entity = cursor.entity;
     let (name, _) = collection_of(cursor)?;
-    let server_time = body.get("time").and_then(Value::as_str).and_then(parse_time).or(date);
-    let qr =
-        body.get_mut("QueryResponse").ok_or_else(|| Error::ProviderMalformed { provider: PROVIDER, message: "no QueryResponse".into() })?;
     // An empty result has no array at all.
-    let items = match qr.get_mut(name).map(Value::take) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("QueryResponse.{name} is not an array") }),
-    };
+    let PageText { envelope, items } = split_page(PROVIDER, body, &["QueryResponse", name])?;
+    if envelope.get("QueryResponse").is_none() {
+        return Err(Error::ProviderMalformed { provider: PROVIDER, message: "no QueryResponse".into() });
+    }
+    let server_time = envelope.get("time").and_then(Value::as_str).and_then(parse_time).or(date);
     let has_more = items.len() as u64 >= u64::from(cursor.page_size);
-    let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
+    let records = read_items(PROVIDER, items, cursor, finish, |v| normalise(entity, org_id, v).map(Some))?;
     let page = Page { next_cursor: cursor.advance_by_id(has_more, server_time, &records), records, has_more, rate_limit };
     Ok(page.then_next_collection(cursor, collections(entity).len(), server_time))
 }
@@ -692,6 +703,16 @@ impl AccountingProvider for QuickBooksClient {
     }
 
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
+        self.list_with(tokens, org_id, cursor, |_| {}).await
+    }
+
+    async fn list_with<F: FnMut(&mut Record) + Send>(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        cursor: &Cursor,
+        mut finish: F,
+    ) -> Result<Page> {
         cursor.check(PROVIDER, cursor.entity)?;
         // A cursor is data: one past the entity's collections is refused before any call.
         collection_of(cursor)?;
@@ -700,8 +721,8 @@ impl AccountingProvider for QuickBooksClient {
         let query = list_query(entity, cursor);
         let req =
             self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[("query", query.as_str()), ("minorversion", MINOR_VERSION)]);
-        let ok = self.core.call(req).await?;
-        parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
+        let ok = self.core.call_text(req).await?;
+        read_page(org_id, cursor, &ok.response.body, ok.date, ok.rate_limit, &mut finish)
     }
 
     /// An entity of several collections is looked for in each in turn: the first that has the id

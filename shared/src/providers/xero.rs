@@ -24,8 +24,8 @@ use crate::providers::client::{AccountingProvider, Change, ChangeKind};
 use crate::providers::core::Core;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::model::{
-    api_url, parse_time, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page,
-    RateLimitInfo, Record,
+    api_url, parse_time, read_items, split_page, text, text_at, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant,
+    Org, Page, PageText, RateLimitInfo, Record,
 };
 use crate::providers::oauth;
 use crate::providers::Provider;
@@ -539,25 +539,34 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
 }
 
 /// One list answer as a page (a pure function of the answer, so it can be fuzzed on its own).
-pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
+pub fn parse_page(org_id: &str, cursor: &Cursor, body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
+    let text = serde_json::to_vec(&body).map_err(|e| Error::Internal(format!("page text: {e}")))?;
+    read_page(org_id, cursor, &text, date, rate_limit, &mut |_| {})
+}
+
+/// One page read from its text, each record handed to `finish` as it is read (`model::read_items`).
+pub fn read_page<F: FnMut(&mut Record)>(
+    org_id: &str,
+    cursor: &Cursor,
+    body: &[u8],
+    date: Option<DateTime<Utc>>,
+    rate_limit: RateLimitInfo,
+    finish: &mut F,
+) -> Result<Page> {
     let entity = cursor.entity;
     let name = list_key_of(entity, cursor.collection)?;
-    let items = match body.get_mut(name).map(Value::take) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{name} is not an array") }),
-    };
+    let PageText { envelope, items } = split_page(PROVIDER, body, &[name])?;
     let has_more = if !is_paged_at(entity, cursor.collection) {
         false
-    } else if let Some(p) = body.get("pagination") {
+    } else if let Some(p) = envelope.get("pagination") {
         let page = p.get("page").and_then(Value::as_u64).unwrap_or(cursor.position as u64);
         let count = p.get("pageCount").and_then(Value::as_u64).unwrap_or(0);
         page < count
     } else {
         items.len() as u64 >= u64::from(cursor.page_size)
     };
-    let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
-    let server_time = body.get("DateTimeUTC").and_then(Value::as_str).and_then(parse_time).or(date);
+    let records = read_items(PROVIDER, items, cursor, finish, |v| normalise(entity, org_id, v).map(Some))?;
+    let server_time = envelope.get("DateTimeUTC").and_then(Value::as_str).and_then(parse_time).or(date);
     let next_cursor = cursor.advance_by_time(has_more, server_time, &records);
     let page = Page { records: cursor.drop_boundary(records), next_cursor, has_more, rate_limit };
     Ok(page.then_next_collection(cursor, collection_count(entity), server_time))
@@ -699,6 +708,16 @@ impl AccountingProvider for XeroClient {
     }
 
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
+        self.list_with(tokens, org_id, cursor, |_| {}).await
+    }
+
+    async fn list_with<F: FnMut(&mut Record) + Send>(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        cursor: &Cursor,
+        mut finish: F,
+    ) -> Result<Page> {
         cursor.check(PROVIDER, cursor.entity)?;
         // A cursor is data: one past the entity's collections is refused before any call.
         let entity = cursor.entity;
@@ -734,8 +753,8 @@ impl AccountingProvider for XeroClient {
         if let Some(since) = since {
             req = req.header(http::header::IF_MODIFIED_SINCE, since.to_rfc3339_opts(SecondsFormat::Secs, true));
         }
-        let ok = self.core.call(req).await?;
-        parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
+        let ok = self.core.call_text(req).await?;
+        read_page(org_id, cursor, &ok.response.body, ok.date, ok.rate_limit, &mut finish)
     }
 
     /// An entity of several collections is looked for in each in turn: the first that has the id
@@ -880,6 +899,41 @@ mod tests {
         let mut bad = Cursor::start(PROVIDER, Entity::Invoice);
         bad.collection = 1;
         assert!(parse_page("t", &bad, json!({"Invoices": []}), None, RateLimitInfo::default()).is_err());
+    }
+
+    /// A page is read a record at a time from its text: each record reaches `finish` in order,
+    /// parsed whole, except those the previous page already read (they stay for the cursor's sake
+    /// and are dropped from the page); the page and cursor are what the parsed-whole reading gave.
+    #[test]
+    fn a_page_read_from_its_text_hands_each_new_record_to_finish_in_order() {
+        let inv = |id: &str, secs: i64| json!({"InvoiceID": id, "Total": "1.50", "Note": "a \"quoted\" \u{e9}", "UpdatedDateUTC": format!("/Date({}000+0000)/", secs)});
+        let body = json!({"Invoices": [inv("a", 100), inv("b", 100), inv("c", 200)], "pagination": {"page": 1, "pageCount": 3}, "DateTimeUTC": "/Date(1551212900000)/"});
+        let mut c = Cursor::start(PROVIDER, Entity::Invoice).with_page_size(3);
+        c.boundary = vec!["a".into()];
+        c.boundary_until = parse_time("/Date(100000+0000)/");
+        let text = serde_json::to_vec(&body).unwrap();
+        let mut seen = Vec::new();
+        let page = read_page("t", &c, &text, None, RateLimitInfo::default(), &mut |r: &mut Record| seen.push(r.raw.clone())).unwrap();
+        assert_eq!(seen, [inv("b", 100), inv("c", 200)], "the boundary record is not handed over; the others whole, in order");
+        assert_eq!(page.records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(page, parse_page("t", &c, body, None, RateLimitInfo::default()).unwrap());
+        assert!(page.has_more);
+    }
+
+    /// What the text of a list answer can be: not JSON or not an object is malformed (the
+    /// provider named, nothing of the body echoed); a missing or null array is an empty page; an
+    /// array that is not one is malformed.
+    #[test]
+    fn odd_list_answers_are_malformed_or_empty_never_a_panic() {
+        let c = Cursor::start(PROVIDER, Entity::Invoice);
+        let read = |text: &[u8]| read_page("t", &c, text, None, RateLimitInfo::default(), &mut |_: &mut Record| {});
+        for bad in [&b"not json"[..], b"[]", b"\"Invoices\"", b"{\"Invoices\": {\"a\": 1}}", b"{\"Invoices\": [1", b"{\"Invoices\": [1]}"] {
+            let e = read(bad).unwrap_err();
+            assert!(matches!(e, Error::ProviderMalformed { provider: PROVIDER, .. }), "{e:?}");
+        }
+        for empty in [&b"{}"[..], b"{\"Invoices\": null}", b"{\"Invoices\": []}"] {
+            assert!(read(empty).unwrap().records.is_empty());
+        }
     }
 
     #[test]

@@ -26,7 +26,8 @@ use crate::providers::client::{AccountingProvider, Change, ChangeKind};
 use crate::providers::core::Core;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::model::{
-    api_url, parse_time, text, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org, Page, RateLimitInfo, Record,
+    api_url, parse_time, read_items, split_page, text, AuthorizeRequest, CallbackParams, ClientCredentials, Cursor, Entity, Grant, Org,
+    Page, PageText, RateLimitInfo, Record,
 };
 use crate::providers::oauth;
 use crate::providers::Provider;
@@ -619,24 +620,39 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
 }
 
 /// One list answer as a page (a pure function of the answer, so it can be fuzzed on its own).
-pub fn parse_page(org_id: &str, cursor: &Cursor, mut body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
+pub fn parse_page(org_id: &str, cursor: &Cursor, body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
+    let text = serde_json::to_vec(&body).map_err(|e| Error::Internal(format!("page text: {e}")))?;
+    read_page(org_id, cursor, &text, date, rate_limit, &mut |_| {})
+}
+
+/// One page read from its text, each record handed to `finish` as it is read (`model::read_items`).
+pub fn read_page<F: FnMut(&mut Record)>(
+    org_id: &str,
+    cursor: &Cursor,
+    body: &[u8],
+    date: Option<DateTime<Utc>>,
+    rate_limit: RateLimitInfo,
+    finish: &mut F,
+) -> Result<Page> {
     let entity = cursor.entity;
     let (_, module, _, _) = collection_of(cursor)?;
-    let items = match body.get_mut(module).map(Value::take) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(Error::ProviderMalformed { provider: PROVIDER, message: format!("{module} is not an array") }),
-    };
-    let (items, has_more) = if entity == Entity::Company {
-        (items.into_iter().filter(|o| text(o, "organization_id").as_deref() == Some(org_id)).collect(), false)
+    let PageText { envelope, items } = split_page(PROVIDER, body, &[module])?;
+    let company = entity == Entity::Company;
+    let has_more = if company {
+        false
     } else {
-        let has_more = match body.get("page_context").and_then(|p| p.get("has_more_page")).and_then(Value::as_bool) {
+        match envelope.get("page_context").and_then(|p| p.get("has_more_page")).and_then(Value::as_bool) {
             Some(b) => b,
             None => items.len() as u64 >= u64::from(cursor.page_size),
-        };
-        (items, has_more)
+        }
     };
-    let records = items.into_iter().map(|v| normalise(entity, org_id, v)).collect::<Result<Vec<_>>>()?;
+    let records = read_items(PROVIDER, items, cursor, finish, |v| {
+        // The organizations list names every org of the user: only this one is the company.
+        if company && text(&v, "organization_id").as_deref() != Some(org_id) {
+            return Ok(None);
+        }
+        normalise(entity, org_id, v).map(Some)
+    })?;
     let next_cursor = cursor.advance_by_time(has_more, date, &records);
     let page = Page { records: cursor.drop_boundary(records), next_cursor, has_more, rate_limit };
     Ok(page.then_next_collection(cursor, collections(entity).len(), date))
@@ -801,6 +817,16 @@ impl AccountingProvider for ZohoClient {
     }
 
     async fn list(&self, tokens: &TokenSet, org_id: &str, cursor: &Cursor) -> Result<Page> {
+        self.list_with(tokens, org_id, cursor, |_| {}).await
+    }
+
+    async fn list_with<F: FnMut(&mut Record) + Send>(
+        &self,
+        tokens: &TokenSet,
+        org_id: &str,
+        cursor: &Cursor,
+        mut finish: F,
+    ) -> Result<Page> {
         cursor.check(PROVIDER, cursor.entity)?;
         let entity = cursor.entity;
         let (module, _, _, _) = collection_of(cursor)?;
@@ -820,8 +846,8 @@ impl AccountingProvider for ZohoClient {
                 query.push(("last_modified_time", zoho_time(since)));
             }
         }
-        let ok = self.core.call(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
-        parse_page(org_id, cursor, ok.body, ok.date, ok.rate_limit)
+        let ok = self.core.call_text(self.authed(tokens, self.core.http.reqwest().get(url)).query(&query)).await?;
+        read_page(org_id, cursor, &ok.response.body, ok.date, ok.rate_limit, &mut finish)
     }
 
     /// An entity of several modules is looked for in each in turn: the first that has the id

@@ -354,40 +354,36 @@ pub(crate) fn add_warnings(v: &mut Value, counts: &Counts) {
 
 /// Normalises provider records; the raw JSON goes beside each one.
 pub(crate) fn normalise_all(records: &[Record], counts: &mut Counts) -> Vec<(SyncRecord, Option<String>)> {
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        normalise_into(r, counts, &mut out);
-    }
-    out
+    count_finished(records.iter().map(finish).collect(), counts)
 }
 
-/// `normalise_all` for a listed page, each record's parsed JSON freed as soon as its text is taken:
-/// the parsed tree takes several times the text's memory, and the page is held through its writes
-/// (a 10,000-bill pull peaked at 75 MiB with a 1,000-record page's trees kept).
-fn normalise_page(records: &mut [Record], counts: &mut Counts) -> Vec<(SyncRecord, Option<String>)> {
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        normalise_into(r, counts, &mut out);
-        r.raw = Value::Null;
-    }
-    out
+/// A record into the sync model, with the raw JSON's text stored beside it (`None`: the model
+/// cannot take it).
+fn finish(r: &Record) -> Finished {
+    // The same text as `Display` writes, into one buffer rather than through a formatter.
+    model::normalise(r).map(|n| (n, serde_json::to_string(&r.raw).ok()))
 }
 
-fn normalise_into(r: &Record, counts: &mut Counts, out: &mut Vec<(SyncRecord, Option<String>)>) {
-    counts.fetched += 1;
-    match model::normalise(r) {
-        Some(n) => {
-            if n.deleted {
-                counts.deleted += 1;
+type Finished = Option<(SyncRecord, Option<String>)>;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn count_finished(finished: Vec<Finished>, counts: &mut Counts) -> Vec<(SyncRecord, Option<String>)> {
+    let mut out = Vec::with_capacity(finished.len());
+    for f in finished {
+        counts.fetched += 1;
+        match f {
+            Some((n, raw)) => {
+                counts.deleted += usize::from(n.deleted);
+                counts.flagged += usize::from(!n.flags.is_empty());
+                out.push((n, raw));
             }
-            if !n.flags.is_empty() {
-                counts.flagged += 1;
-            }
-            // The same text as `Display` writes, into one buffer rather than through a formatter.
-            out.push((n, serde_json::to_string(&r.raw).ok()));
+            None => counts.skipped += 1,
         }
-        None => counts.skipped += 1,
     }
+    out
 }
 
 pub(crate) async fn write_records(
@@ -482,10 +478,25 @@ async fn pull_pages(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> R
         }
         let c = cursor.clone();
         let org = ctx.org_id.clone();
-        let mut page = match provider_call(deps, ctx, ctx.entity, Op::List, None, |client, tokens| {
+        // Each record is normalised as the client reads it, while its parsed JSON is in the cache,
+        // and its tree freed at once (a page's trees held through its writes took a 10,000-bill
+        // pull to 75 MiB).
+        let finished: Arc<std::sync::Mutex<Vec<Finished>>> = Arc::default();
+        let page = match provider_call(deps, ctx, ctx.entity, Op::List, None, |client, tokens| {
             let c = c.clone();
             let org = org.clone();
-            async move { client.list(&tokens, &org, &c).await }
+            let finished = finished.clone();
+            async move {
+                // What an earlier attempt read before it failed is read again.
+                lock(&finished).clear();
+                client
+                    .list_with(&tokens, &org, &c, |r| {
+                        let f = finish(r);
+                        r.raw = Value::Null;
+                        lock(&finished).push(f);
+                    })
+                    .await
+            }
         })
         .await
         {
@@ -497,7 +508,7 @@ async fn pull_pages(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> R
             }
             r => r?,
         };
-        let records = normalise_page(&mut page.records, &mut counts);
+        let records = count_finished(std::mem::take(&mut *lock(&finished)), &mut counts);
         write(deps, ctx, &records, &mut counts).await?;
         if let Some(started) = cursor.full_pass_started {
             reconcile_page(deps, ctx, started, &page, &mut counts).await?;
