@@ -700,3 +700,302 @@ fn build(org: &Org, cash: bool) -> Ledger {
 
     l
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::{beginning, trial_balance};
+    use chrono::Utc;
+    use serde_json::json;
+
+    /// A document's figures read from its own header fields, not its lines: (total, tax).
+    fn figures(p: Provider, e: Entity, v: &Value) -> (i64, i64) {
+        match p {
+            Provider::Quickbooks => (amount(v, &["TotalAmt"]), amount(v, &["TxnTaxDetail", "TotalTax"])),
+            Provider::Xero => (amount(v, &["Total"]), amount(v, &["TotalTax"])),
+            Provider::Zoho if e == Entity::Expense => (amount(v, &["total"]), amount(v, &["tax_amount"])),
+            Provider::Zoho => (amount(v, &["total"]), amount(v, &["tax_total"])),
+        }
+    }
+
+    fn paid(p: Provider, v: &Value) -> i64 {
+        match p {
+            Provider::Quickbooks => amount(v, &["TotalAmt"]),
+            Provider::Xero => amount(v, &["Amount"]),
+            Provider::Zoho => amount(v, &["amount"]),
+        }
+    }
+
+    /// What the books must hold, recomputed from the records' totals (never their lines), with the
+    /// liveness rules written out again here.
+    struct Want {
+        income: i64,
+        expenses: i64,
+        tax: i64,
+        bank: i64,
+        receivable_less_credits: i64,
+        payable: i64,
+    }
+
+    fn live_here(p: Provider, e: Entity, r: &Record) -> bool {
+        let st = |k: &str| r.value.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        !r.deleted
+            && match p {
+                Provider::Quickbooks => true,
+                Provider::Xero if e == Entity::Journal => st("Status") == "POSTED",
+                Provider::Xero => !["DRAFT", "SUBMITTED", "DELETED", "VOIDED"].contains(&st("Status").as_str()),
+                Provider::Zoho => !["draft", "void"].contains(&st("status").as_str()),
+            }
+    }
+
+    fn want(org: &Org) -> Want {
+        let p = org.provider;
+        let mut w = Want { income: 0, expenses: 0, tax: 0, bank: 0, receivable_less_credits: 0, payable: 0 };
+        let each = |e: Entity| org.records(e).filter(move |r| live_here(p, e, r)).map(|r| &r.value);
+        for v in each(Entity::Invoice) {
+            let (t, x) = figures(p, Entity::Invoice, v);
+            w.income += t - x;
+            w.tax -= x;
+            w.receivable_less_credits += t;
+        }
+        for v in each(Entity::CreditNote) {
+            let (t, x) = figures(p, Entity::CreditNote, v);
+            w.income -= t - x;
+            w.tax += x;
+            w.receivable_less_credits -= t;
+        }
+        for v in each(Entity::Bill) {
+            let (t, x) = figures(p, Entity::Bill, v);
+            w.expenses += t - x;
+            w.tax += x;
+            w.payable += t;
+        }
+        for v in each(Entity::VendorCredit) {
+            let (t, x) = figures(p, Entity::VendorCredit, v);
+            w.expenses -= t - x;
+            w.tax -= x;
+            w.payable -= t;
+        }
+        for v in each(Entity::Payment) {
+            w.bank += paid(p, v);
+            w.receivable_less_credits -= paid(p, v);
+        }
+        for v in each(Entity::BillPayment) {
+            w.bank -= paid(p, v);
+            w.payable -= paid(p, v);
+        }
+        for v in each(Entity::Expense) {
+            let (t, x) = figures(p, Entity::Expense, v);
+            w.expenses += t - x;
+            w.tax += x;
+            w.bank -= t;
+        }
+        for v in each(Entity::BankTransaction) {
+            if v.get("Type").and_then(Value::as_str).is_some_and(|t| t.ends_with("-TRANSFER")) {
+                continue;
+            }
+            let t = match p {
+                Provider::Zoho => amount(v, &["amount"]),
+                _ => figures(p, Entity::BankTransaction, v).0,
+            };
+            w.income += t;
+            w.bank += t;
+        }
+        // Generated journals move an amount from the bank to an expense account.
+        for v in each(Entity::Journal) {
+            let t = match p {
+                Provider::Quickbooks => amount(v, &["TotalAmt"]),
+                Provider::Xero => lines(v, "JournalLines").map(|l| amount(l, &["LineAmount"]).max(0)).sum(),
+                Provider::Zoho => amount(v, &["total"]),
+            };
+            w.expenses += t;
+            w.bank -= t;
+        }
+        w
+    }
+
+    /// Sums of the ledger's balances per class or kind, as the reports group them.
+    fn got(l: &Ledger, to: NaiveDate) -> Want {
+        let b = l.balances(beginning(), to);
+        let total = |f: &dyn Fn(&Account) -> bool| -> i64 { l.accounts.iter().filter(|a| f(a)).filter_map(|a| b.get(&a.id)).sum() };
+        Want {
+            income: -total(&|a| a.class == Class::Income),
+            expenses: total(&|a| a.class == Class::Expense),
+            tax: total(&|a| a.kind == Kind::Tax),
+            bank: total(&|a| a.kind == Kind::Bank),
+            receivable_less_credits: total(&|a| a.kind == Kind::Receivable) + total(&|a| a.id == "sandbox:customer-credits"),
+            payable: -total(&|a| a.kind == Kind::Payable),
+        }
+    }
+
+    fn check(org: &Org, what: &str) {
+        let p = org.provider;
+        let to = Utc::now().date_naive() + chrono::Duration::days(1);
+        let l = Ledger::of(org);
+        let tb = trial_balance(&l, to);
+        assert_eq!(tb.debits, tb.credits, "{p:?} {what}: the trial balance sums to zero");
+        assert!(tb.debits > 0, "{p:?} {what}: the books hold something");
+        let b = l.balances(beginning(), to);
+        for (a, dr, cr) in &tb.rows {
+            assert_eq!(dr - cr, b[&a.id], "{p:?} {what}: the trial balance row of {} is the ledger's sum", a.name);
+        }
+        assert_eq!(tb.rows.len(), b.values().filter(|x| **x != 0).count(), "{p:?} {what}: every account with a balance is a row");
+        let (w, g) = (want(org), got(&l, to));
+        assert_eq!((g.income, g.expenses), (w.income, w.expenses), "{p:?} {what}: income and expenses");
+        assert_eq!(g.tax, w.tax, "{p:?} {what}: tax");
+        assert_eq!(g.bank, w.bank, "{p:?} {what}: bank");
+        assert_eq!(g.receivable_less_credits, w.receivable_less_credits, "{p:?} {what}: receivables less customer credits");
+        assert_eq!(g.payable, w.payable, "{p:?} {what}: payables");
+        // Assets = liabilities + equity, equity being the earnings.
+        let sheet = crate::reports::Sheet::of(&l, to);
+        assert_eq!(sheet.assets(), sheet.liabilities() + sheet.equity_total(), "{p:?} {what}: the balance sheet balances");
+        assert_eq!(sheet.before_year + sheet.this_year, w.income - w.expenses, "{p:?} {what}: earnings");
+    }
+
+    /// An org with every entity the sandbox serves, its accounts first so lines name an income and
+    /// an expense account.
+    fn full_org(p: Provider) -> Org {
+        let now = Utc::now();
+        let mut org = Org::new(p, "o1", "Org", None, now);
+        for _ in 0..5 {
+            org.generate(Entity::Account, now);
+        }
+        for _ in 0..2 {
+            for e in Entity::ALL {
+                org.generate(e, now);
+            }
+        }
+        // A second payment on the newest invoice pays more than it owes: a customer credit.
+        org.generate(Entity::Payment, now);
+        org
+    }
+
+    #[test]
+    fn every_entity_posts_books_that_balance_and_agree_with_the_records_totals() {
+        for p in Provider::ALL {
+            let org = full_org(p);
+            check(&org, "generated");
+            let l = Ledger::of(&org);
+            let kinds: std::collections::HashSet<Entity> = l.postings.iter().map(|x| x.entity).collect();
+            for e in [
+                Entity::Invoice,
+                Entity::Bill,
+                Entity::CreditNote,
+                Entity::VendorCredit,
+                Entity::Payment,
+                Entity::BillPayment,
+                Entity::Journal,
+                Entity::Expense,
+                Entity::BankTransaction,
+                Entity::BankTransfer,
+            ] {
+                assert!(kinds.contains(&e), "{p:?}: {e:?} posts");
+            }
+            assert!(l.account("sandbox:customer-credits").is_some(), "{p:?}: the overpayment is a customer credit");
+        }
+    }
+
+    /// Voided, draft and deleted records leave the books; what stays still balances.
+    #[test]
+    fn voided_draft_and_deleted_records_do_not_post() {
+        let now = Utc::now();
+        for p in Provider::ALL {
+            let mut org = full_org(p);
+            let before = Ledger::of(&org);
+            let inv = org.records(Entity::Invoice).next().unwrap().id.clone();
+            let bill = org.records(Entity::Bill).next().unwrap().id.clone();
+            let mut v = org.get(Entity::Invoice, &inv).unwrap().value.clone();
+            match p {
+                Provider::Quickbooks => {
+                    org.delete(Entity::Invoice, &inv, now);
+                }
+                Provider::Xero => {
+                    v["Status"] = json!("VOIDED");
+                    org.put(Entity::Invoice, &inv, v, now);
+                }
+                Provider::Zoho => {
+                    v["status"] = json!("draft");
+                    org.put(Entity::Invoice, &inv, v, now);
+                }
+            }
+            org.delete(Entity::Bill, &bill, now);
+            let journal = org.records(Entity::Journal).next().unwrap().id.clone();
+            org.delete(Entity::Journal, &journal, now);
+            check(&org, "after voids and deletions");
+            let after = Ledger::of(&org);
+            for id in [&inv, &bill, &journal] {
+                assert!(before.postings.iter().any(|x| &x.record == id), "{p:?}: {id} posted before");
+                assert!(after.postings.iter().all(|x| &x.record != id), "{p:?}: {id} posts nothing now");
+            }
+        }
+    }
+
+    /// The checks can fail: a bill whose lines no longer add up to its total shows in payables.
+    #[test]
+    fn a_document_whose_lines_disagree_with_its_total_is_caught() {
+        let now = Utc::now();
+        for p in Provider::ALL {
+            let mut org = full_org(p);
+            let bill = org.records(Entity::Bill).next().unwrap().id.clone();
+            let mut v = org.get(Entity::Bill, &bill).unwrap().value.clone();
+            let key = match p {
+                Provider::Quickbooks => "TotalAmt",
+                Provider::Xero => "Total",
+                Provider::Zoho => "total",
+            };
+            v[key] = json!(cents(v.get(key)) as f64 / 100.0 + 1.0);
+            org.put(Entity::Bill, &bill, v, now);
+            let r = std::panic::catch_unwind(|| check(&org, "tampered"));
+            assert!(r.is_err(), "{p:?}: a bill total one dollar off its lines is noticed");
+        }
+    }
+
+    /// Records with no accounts, amounts that are not numbers, and unknown account ids post without
+    /// panicking, and the books still balance.
+    #[test]
+    fn hostile_records_post_safely_and_balance() {
+        let now = Utc::now();
+        for p in Provider::ALL {
+            let mut org = Org::new(p, "o1", "Org", None, now);
+            let hostile = [
+                json!({}),
+                json!({"Line": "x", "LineItems": 7, "line_items": null, "TotalAmt": "abc", "Total": {}, "total": [1]}),
+                json!({"Line": [{"Amount": "12.5", "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemAccountRef": {"value": 5}}}],
+                       "LineItems": [{"LineAmount": 1e300, "AccountID": "nope"}, {"LineAmount": "NaN"}],
+                       "line_items": [{"item_total": "7", "account_id": "nope"}, {"item_total": -3.5}],
+                       "TxnTaxDetail": {"TotalTax": "1"}, "TotalTax": 1, "tax_total": 1, "Type": "SPEND", "transaction_type": "deposit",
+                       "amount": "9", "Amount": 9, "Date": "not a date", "date": "2020-13-45"}),
+            ];
+            for (k, v) in hostile.iter().enumerate() {
+                for e in Entity::ALL {
+                    org.put(e, &format!("h{k}{}", e.generic()), v.clone(), now);
+                }
+            }
+            let l = Ledger::of(&org);
+            let tb = trial_balance(&l, Utc::now().date_naive() + chrono::Duration::days(1));
+            assert_eq!(tb.debits, tb.credits, "{p:?}");
+            assert!(!l.postings.is_empty(), "{p:?}: the numeric parts post");
+            let _ = Ledger::cash(&org);
+            let _ = crate::reports::quickbooks_trial_balance(&org, beginning(), Utc::now().date_naive(), false, now);
+            let _ = crate::reports::xero_balance_sheet(&org, Utc::now().date_naive(), true, now);
+            let _ = crate::reports::zoho_pnl(&org, beginning(), Utc::now().date_naive(), false);
+        }
+    }
+
+    /// Cash basis: documents post nothing; payments are income and expenses when they are made.
+    #[test]
+    fn cash_basis_counts_payments_not_documents() {
+        for p in Provider::ALL {
+            let org = full_org(p);
+            let l = Ledger::cash(&org);
+            let to = Utc::now().date_naive() + chrono::Duration::days(1);
+            let tb = trial_balance(&l, to);
+            assert_eq!(tb.debits, tb.credits, "{p:?}");
+            assert!(l.postings.iter().all(|x| !matches!(x.entity, Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::VendorCredit)));
+            let received: i64 = org.records(Entity::Payment).map(|r| paid(p, &r.value)).sum();
+            let (income, _) = l.profit_and_loss(beginning(), to);
+            let deposits: i64 = l.postings.iter().filter(|x| x.entity == Entity::BankTransaction && x.amount < 0).map(|x| -x.amount).sum();
+            assert_eq!(income.iter().map(|(_, x)| x).sum::<i64>(), received + deposits, "{p:?}: cash income");
+        }
+    }
+}
