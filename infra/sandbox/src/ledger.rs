@@ -127,6 +127,9 @@ impl Role {
     }
 }
 
+/// Accounts with an amount each, as a report lists them.
+pub type Amounts<'a> = Vec<(&'a Account, i64)>;
+
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
     /// Every account a posting names, by id, in the order first seen (the org's own first).
@@ -300,7 +303,7 @@ impl Ledger {
 
     /// Income and expenses in `from..=to`, per account: (account, amount as the report shows it:
     /// income positive when earned, expenses positive when spent).
-    pub fn profit_and_loss(&self, from: NaiveDate, to: NaiveDate) -> (Vec<(&Account, i64)>, Vec<(&Account, i64)>) {
+    pub fn profit_and_loss(&self, from: NaiveDate, to: NaiveDate) -> (Amounts<'_>, Amounts<'_>) {
         let b = self.balances(from, to);
         let mut income = Vec::new();
         let mut expenses = Vec::new();
@@ -331,8 +334,12 @@ fn chart(org: &Org) -> Vec<Account> {
         .filter_map(|r| {
             let v = &r.value;
             let (name, code, types, system) = match p {
-                Provider::Quickbooks => (text(v, &["Name"]), text(v, &["AcctNum"]), [text(v, &["Classification"]), text(v, &["AccountType"])], None),
-                Provider::Xero => (text(v, &["Name"]), text(v, &["Code"]), [text(v, &["Class"]), text(v, &["Type"])], text(v, &["SystemAccount"])),
+                Provider::Quickbooks => {
+                    (text(v, &["Name"]), text(v, &["AcctNum"]), [text(v, &["Classification"]), text(v, &["AccountType"])], None)
+                }
+                Provider::Xero => {
+                    (text(v, &["Name"]), text(v, &["Code"]), [text(v, &["Class"]), text(v, &["Type"])], text(v, &["SystemAccount"]))
+                }
                 Provider::Zoho => (text(v, &["account_name"]), text(v, &["account_code"]), [text(v, &["account_type"]), None], None),
             };
             let name = name.unwrap_or_else(|| r.id.clone());
@@ -382,9 +389,11 @@ fn live(p: Provider, e: Entity, r: &Record) -> bool {
     }
 }
 
-/// A document's lines: (account id named, account code named, item named, net cents).
+/// A document line: (account id named, account code named, item named, net cents).
+type Line = (Option<String>, Option<String>, Option<String>, i64);
+
 struct DocLines {
-    lines: Vec<(Option<String>, Option<String>, Option<String>, i64)>,
+    lines: Vec<Line>,
     tax: i64,
     /// The receivable or payable account the document names (QuickBooks).
     control: Option<String>,
@@ -476,7 +485,17 @@ fn item_account(org: &Org, item: &str, purchase: bool) -> (Option<String>, Optio
 /// Posts a document: lines and tax on one side (`sign` +1: debits, as a bill; -1: credits, as an
 /// invoice), their sum on the other in `control`.
 #[allow(clippy::too_many_arguments)]
-fn post_doc(l: &mut Ledger, org: &Org, e: Entity, r: &Record, date: NaiveDate, d: DocLines, sign: i64, line_role: Role, control: (Option<String>, Role)) {
+fn post_doc(
+    l: &mut Ledger,
+    org: &Org,
+    e: Entity,
+    r: &Record,
+    date: NaiveDate,
+    d: DocLines,
+    sign: i64,
+    line_role: Role,
+    control: (Option<String>, Role),
+) {
     let purchase = line_role == Role::Expense;
     let mut entry = Vec::with_capacity(d.lines.len() + 2);
     for (id, code, item, net) in d.lines {
@@ -551,7 +570,8 @@ fn build(org: &Org, cash: bool) -> Ledger {
                 (a, bank, inv.map(|i| vec![(i, a)]).unwrap_or_default(), refund)
             }
             Provider::Zoho => {
-                let applied = lines(v, "invoices").filter_map(|i| Some((text(i, &["invoice_id"])?, amount(i, &["amount_applied"])))).collect();
+                let applied =
+                    lines(v, "invoices").filter_map(|i| Some((text(i, &["invoice_id"])?, amount(i, &["amount_applied"])))).collect();
                 (amount(v, &["amount"]), text(v, &["account_id"]), applied, false)
             }
         };
@@ -621,7 +641,9 @@ fn build(org: &Org, cash: bool) -> Ledger {
                 })
                 .collect(),
             Provider::Xero => lines(v, "JournalLines")
-                .map(|ln| (text(ln, &["AccountID"]).map(|s| s.to_ascii_lowercase()), text(ln, &["AccountCode"]), amount(ln, &["LineAmount"])))
+                .map(|ln| {
+                    (text(ln, &["AccountID"]).map(|s| s.to_ascii_lowercase()), text(ln, &["AccountCode"]), amount(ln, &["LineAmount"]))
+                })
                 .collect(),
             Provider::Zoho => lines(v, "line_items")
                 .map(|ln| {
@@ -631,7 +653,8 @@ fn build(org: &Org, cash: bool) -> Ledger {
                 })
                 .collect(),
         };
-        let entry = raw.into_iter().map(|(id, code, a)| (l.resolve(id, code, if a >= 0 { Role::Expense } else { Role::Income }), a)).collect();
+        let entry =
+            raw.into_iter().map(|(id, code, a)| (l.resolve(id, code, if a >= 0 { Role::Expense } else { Role::Income }), a)).collect();
         l.post(Entity::Journal, &r.id, date, entry);
     }
 
@@ -991,7 +1014,10 @@ mod tests {
             let to = Utc::now().date_naive() + chrono::Duration::days(1);
             let tb = trial_balance(&l, to);
             assert_eq!(tb.debits, tb.credits, "{p:?}");
-            assert!(l.postings.iter().all(|x| !matches!(x.entity, Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::VendorCredit)));
+            assert!(l
+                .postings
+                .iter()
+                .all(|x| !matches!(x.entity, Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::VendorCredit)));
             let received: i64 = org.records(Entity::Payment).map(|r| paid(p, &r.value)).sum();
             let (income, _) = l.profit_and_loss(beginning(), to);
             let deposits: i64 = l.postings.iter().filter(|x| x.entity == Entity::BankTransaction && x.amount < 0).map(|x| -x.amount).sum();

@@ -357,11 +357,8 @@ pub struct TrialBalance<'a> {
 
 pub fn trial_balance(l: &Ledger, as_of: NaiveDate) -> TrialBalance<'_> {
     let b = l.balances(beginning(), as_of);
-    let rows: Vec<(&Account, i64, i64)> = l
-        .accounts
-        .iter()
-        .filter_map(|a| b.get(&a.id).filter(|x| **x != 0).map(|&x| (a, x.max(0), (-x).max(0))))
-        .collect();
+    let rows: Vec<(&Account, i64, i64)> =
+        l.accounts.iter().filter_map(|a| b.get(&a.id).filter(|x| **x != 0).map(|&x| (a, x.max(0), (-x).max(0)))).collect();
     let (debits, credits) = (rows.iter().map(|r| r.1).sum(), rows.iter().map(|r| r.2).sum());
     TrialBalance { rows, debits, credits }
 }
@@ -421,9 +418,11 @@ pub fn quickbooks_balance_sheet(org: &Org, as_of: NaiveDate, cash: bool, now: Da
     let l = Ledger::basis(org, cash);
     let b = Sheet::of(&l, as_of);
     let mut current = Vec::new();
-    for (group, header, rows) in
-        [("BankAccounts", "Bank Accounts", &b.bank), ("AR", "Accounts Receivable", &b.receivable), ("OtherCurrentAssets", "Other Current Assets", &b.other_assets)]
-    {
+    for (group, header, rows) in [
+        ("BankAccounts", "Bank Accounts", &b.bank),
+        ("AR", "Accounts Receivable", &b.receivable),
+        ("OtherCurrentAssets", "Other Current Assets", &b.other_assets),
+    ] {
         if !rows.is_empty() || group != "OtherCurrentAssets" {
             current.push(qbo_section(group, header, qbo_rows(rows), &format!("Total {header}"), sum(rows)));
         }
@@ -434,18 +433,21 @@ pub fn quickbooks_balance_sheet(org: &Org, as_of: NaiveDate, cash: bool, now: Da
     if !b.payable.is_empty() {
         liab.push(qbo_section("AP", "Accounts Payable", qbo_rows(&b.payable), "Total Accounts Payable", sum(&b.payable)));
     }
-    liab.push(qbo_section("OtherCurrentLiabilities", "Other Current Liabilities", qbo_rows(&b.other_liabilities), "Total Other Current Liabilities", sum(&b.other_liabilities)));
+    liab.push(qbo_section(
+        "OtherCurrentLiabilities",
+        "Other Current Liabilities",
+        qbo_rows(&b.other_liabilities),
+        "Total Other Current Liabilities",
+        sum(&b.other_liabilities),
+    ));
     let liabilities = b.liabilities();
     let mut equity = qbo_rows(&b.equity);
     equity.push(qbo_data("Retained Earnings", None, b.before_year));
     equity.push(qbo_data("Net Income", None, b.this_year));
+    let current_liabilities = qbo_section("CurrentLiabilities", "Current Liabilities", liab, "Total Current Liabilities", liabilities);
     let le = vec![
-        qbo_section("CurrentLiabilities", "Current Liabilities", liab, "Total Current Liabilities", liabilities),
+        qbo_section("Liabilities", "Liabilities", vec![current_liabilities], "Total Liabilities", liabilities),
         qbo_section("Equity", "Equity", equity, "Total Equity", b.equity_total()),
-    ];
-    let le = vec![
-        qbo_section("Liabilities", "Liabilities", vec![le[0].clone()], "Total Liabilities", liabilities),
-        le[1].clone(),
     ];
     let start = NaiveDate::from_ymd_opt(as_of.year(), 1, 1).unwrap_or(as_of);
     json!({"Header": qbo_header("BalanceSheet", if cash { "Cash" } else { "Accrual" }, start, as_of, now),
@@ -468,9 +470,7 @@ pub fn quickbooks_trial_balance(org: &Org, from: NaiveDate, to: NaiveDate, cash:
     let mut rows: Vec<Value> = tb
         .rows
         .iter()
-        .map(|(a, dr, cr)| {
-            json!({"ColData": [{"value": a.name, "id": a.id}, {"value": side(*dr)}, {"value": side(*cr)}], "type": "Data"})
-        })
+        .map(|(a, dr, cr)| json!({"ColData": [{"value": a.name, "id": a.id}, {"value": side(*dr)}, {"value": side(*cr)}], "type": "Data"}))
         .collect();
     rows.push(json!({"Summary": {"ColData": [{"value": "TOTAL"}, {"value": money(tb.debits)}, {"value": money(tb.credits)}]},
         "type": "Section", "group": "GrandTotal"}));
@@ -604,16 +604,21 @@ pub fn xero_trial_balance(org: &Org, as_of: NaiveDate, cash: bool, now: DateTime
     let ledger = Ledger::basis(org, cash);
     let tb = trial_balance(&ledger, as_of);
     let mut rows = Vec::new();
-    for (title, class) in
-        [("Revenue", Class::Income), ("Expenses", Class::Expense), ("Assets", Class::Asset), ("Liabilities", Class::Liability), ("Equity", Class::Equity)]
-    {
+    for (title, class) in [
+        ("Revenue", Class::Income),
+        ("Expenses", Class::Expense),
+        ("Assets", Class::Asset),
+        ("Liabilities", Class::Liability),
+        ("Equity", Class::Equity),
+    ] {
         let section: Vec<Value> = tb
             .rows
             .iter()
             .filter(|(a, _, _)| a.class == class)
             .map(|(a, dr, cr)| {
                 let label = if a.code.is_empty() { a.name.clone() } else { format!("{} ({})", a.name, a.code) };
-                let cells: Vec<Value> = [label, side(*dr), side(*cr), side(*dr), side(*cr)].iter().map(|v| xero_cell(v, Some(&a.id))).collect();
+                let cells: Vec<Value> =
+                    [label, side(*dr), side(*cr), side(*dr), side(*cr)].iter().map(|v| xero_cell(v, Some(&a.id))).collect();
                 json!({"RowType": "Row", "Cells": cells})
             })
             .collect();
@@ -729,22 +734,27 @@ pub fn zoho_trial_balance(org: &Org, from: NaiveDate, to: NaiveDate, cash: bool)
     let ledger = Ledger::basis(org, cash);
     let tb = trial_balance(&ledger, to);
     let amount = |c: i64| c as f64 / 100.0;
-    let groups: Vec<Value> =
-        [("Assets", Class::Asset), ("Liabilities", Class::Liability), ("Equities", Class::Equity), ("Income", Class::Income), ("Expense", Class::Expense)]
+    let groups: Vec<Value> = [
+        ("Assets", Class::Asset),
+        ("Liabilities", Class::Liability),
+        ("Equities", Class::Equity),
+        ("Income", Class::Income),
+        ("Expense", Class::Expense),
+    ]
+    .iter()
+    .filter_map(|(name, class)| {
+        let rows: Vec<&(&Account, i64, i64)> = tb.rows.iter().filter(|(a, _, _)| a.class == *class).collect();
+        if rows.is_empty() {
+            return None;
+        }
+        let (d, c) = (rows.iter().map(|r| r.1).sum::<i64>(), rows.iter().map(|r| r.2).sum::<i64>());
+        let accounts: Vec<Value> = rows
             .iter()
-            .filter_map(|(name, class)| {
-                let rows: Vec<&(&Account, i64, i64)> = tb.rows.iter().filter(|(a, _, _)| a.class == *class).collect();
-                if rows.is_empty() {
-                    return None;
-                }
-                let (d, c) = (rows.iter().map(|r| r.1).sum::<i64>(), rows.iter().map(|r| r.2).sum::<i64>());
-                let accounts: Vec<Value> = rows
-                    .iter()
-                    .map(|(a, dr, cr)| json!({"name": a.name, "account_id": a.id, "debit_total": amount(*dr), "credit_total": amount(*cr)}))
-                    .collect();
-                Some(json!({"name": name, "debit_total": amount(d), "credit_total": amount(c), "account_transactions": accounts}))
-            })
+            .map(|(a, dr, cr)| json!({"name": a.name, "account_id": a.id, "debit_total": amount(*dr), "credit_total": amount(*cr)}))
             .collect();
+        Some(json!({"name": name, "debit_total": amount(d), "credit_total": amount(c), "account_transactions": accounts}))
+    })
+    .collect();
     json!({"code": 0, "message": "success", "trial_balance": groups,
         "total": {"debit_total": amount(tb.debits), "credit_total": amount(tb.credits)},
         "page_context": {"report_name": "Trial Balance", "from_date": from.to_string(), "to_date": to.to_string(),
