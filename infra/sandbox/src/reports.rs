@@ -1,13 +1,14 @@
-//! Financial reports computed from an org's own invoices, payments and accounts, in each
-//! provider's report format, so a report always agrees with the records the sandbox serves.
+//! Financial reports in each provider's report format, computed from the org's double-entry
+//! ledger (`crate::ledger`), so a report always agrees with the records the sandbox serves: profit
+//! and loss (income less expenses, by account), balance sheet (assets = liabilities + equity, the
+//! equity including the earnings before the report's year and in it) and trial balance (every
+//! account with a balance, its debits equal to its credits). Invoices, bills, credit notes,
+//! payments received and made, manual journals and bank transactions all count; see the ledger's
+//! header for what each posts and which records are live.
 //!
-//! The sandbox's books are simple: sales invoices are income (accrual: by invoice date; cash: by
-//! payment date), payments go to the bank, an invoice's unpaid part is a receivable aged by its due
-//! date, payments beyond what their invoices owe are customer credits (a liability), and earnings
-//! are the equity. Bills (`Entity::Bill`) are not counted yet: expenses are zero and payables absent,
-//! so reports agree with the records only for orgs without bills.
-//!
-//! Rules a test can recompute from the records alone:
+//! Aged receivables still read invoices and payments only (below): an invoice's unpaid part is a
+//! receivable aged by its due date, and payments beyond what their invoices owe are customer
+//! credits. Rules a test can recompute from the records alone:
 //! - an invoice counts when it is a live sales invoice (Xero `Type: ACCREC` and not DRAFT, SUBMITTED,
 //!   DELETED or VOIDED; Zoho not `draft` or `void`) dated on or before the report date;
 //! - a payment counts when live (Xero not DELETED) and dated on or before the report date; what it
