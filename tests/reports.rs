@@ -622,8 +622,7 @@ async fn whole_books_agree_with_the_records(provider: Provider) {
     let cash_in = pays.iter().filter(|p| within(p.date)).map(|p| p.amount).sum::<i64>() + net(&received, &within);
     let cash_out = paid_out.iter().filter(|p| within(p.0)).map(|p| p.1).sum::<i64>() + net(&spent, &within) + journal_in(&within);
 
-    let bank = pays.iter().filter(|p| p.date <= today).map(|p| p.amount).sum::<i64>() - gross(&paid_out) - gross(&spent)
-        + gross(&received)
+    let bank = pays.iter().filter(|p| p.date <= today).map(|p| p.amount).sum::<i64>() - gross(&paid_out) - gross(&spent) + gross(&received)
         - journal_in(&all);
     let receivables = owed.iter().map(|(_, o)| o).sum::<i64>() - gross(&credit_notes);
     let payables = gross(&bills) - gross(&vendor_credits) - gross(&paid_out);
