@@ -1,7 +1,7 @@
 //! The sandbox's books over HTTP, per provider: an org seeded with every entity serves a trial
 //! balance whose debits equal its credits, a balance sheet that balances with the profit and loss's
 //! earnings as its equity, and writes made through the provider's own API (a manual journal, money
-//! spent, an invoice voided) move exactly the accounts and amounts they name.
+//! spent, money received, an invoice voided) move exactly the accounts and amounts they name.
 
 mod common;
 
@@ -255,13 +255,22 @@ async fn books_balance_and_follow_writes(p: P) {
 
     let (expense, expense_code) = b.account(&["Expense", "EXPENSE", "expense"]).await;
     let (bank, bank_code) = b.account(&["Bank", "BANK", "bank"]).await;
-    // A journal of 123.45 from the bank to an expense, and 50.00 spent from the bank.
+    let (income, income_code) = b.account(&["Income", "REVENUE", "income"]).await;
+    // A journal of 123.45 from the bank to an expense, 50.00 spent from the bank and 80.00 received
+    // into it from a sale without an invoice.
     match p {
         P::Qbo => {
             let line = |side: &str, a: &str| json!({"Amount": 123.45, "DetailType": "JournalEntryLineDetail", "JournalEntryLineDetail": {"PostingType": side, "AccountRef": {"value": a}}});
             b.send("POST", "journalentry", &json!({"Line": [line("Debit", &expense), line("Credit", &bank)]})).await;
             b.send("POST", "purchase", &json!({"AccountRef": {"value": bank}, "PaymentType": "Cash",
                 "Line": [{"Amount": 50.0, "DetailType": "AccountBasedExpenseLineDetail", "AccountBasedExpenseLineDetail": {"AccountRef": {"value": expense}}}]})).await;
+            b.send(
+                "POST",
+                "deposit",
+                &json!({"DepositToAccountRef": {"value": bank},
+                "Line": [{"Amount": 80.0, "DetailType": "DepositLineDetail", "DepositLineDetail": {"AccountRef": {"value": income}}}]}),
+            )
+            .await;
         }
         P::Xero => {
             b.send("PUT", "ManualJournals", &json!({"ManualJournals": [{"Narration": "Ledger test", "Status": "POSTED",
@@ -269,6 +278,8 @@ async fn books_balance_and_follow_writes(p: P) {
             let contact = s(&b.records("contact").await[0]["ContactID"]);
             b.send("PUT", "BankTransactions", &json!({"BankTransactions": [{"Type": "SPEND", "Contact": {"ContactID": contact},
                 "BankAccount": {"Code": bank_code}, "LineItems": [{"Description": "Paper", "LineAmount": 50.0, "AccountCode": expense_code, "TaxType": "NONE"}]}]})).await;
+            b.send("PUT", "BankTransactions", &json!({"BankTransactions": [{"Type": "RECEIVE", "Contact": {"ContactID": contact},
+                "BankAccount": {"Code": bank_code}, "LineItems": [{"Description": "Cash sale", "LineAmount": 80.0, "AccountCode": income_code, "TaxType": "NONE"}]}]})).await;
         }
         P::Zoho => {
             b.send(
@@ -281,14 +292,22 @@ async fn books_balance_and_follow_writes(p: P) {
             .await;
             b.send("POST", "expenses", &json!({"paid_through_account_id": bank, "line_items": [{"account_id": expense, "amount": 50.0}]}))
                 .await;
+            let deposit = json!({"transaction_type": "deposit", "to_account_id": bank, "from_account_id": income, "amount": 80.0});
+            b.send("POST", "banktransactions", &deposit).await;
         }
     }
     let after = b.trial_balance().await;
     let delta = |id: &str| after.net.get(id).copied().unwrap_or(0) - before.net.get(id).copied().unwrap_or(0);
-    assert_eq!((delta(&expense), delta(&bank)), (12_345 + 5_000, -(12_345 + 5_000)), "{p:?}: the writes moved what they name");
-    let moved: i64 = after.net.keys().chain(before.net.keys()).filter(|k| **k != expense && **k != bank).map(|k| delta(k).abs()).sum();
+    assert_eq!(
+        (delta(&expense), delta(&bank), delta(&income)),
+        (12_345 + 5_000, -(12_345 + 5_000) + 8_000, -8_000),
+        "{p:?}: the writes moved what they name"
+    );
+    let named = [&expense, &bank, &income];
+    let moved: i64 = after.net.keys().chain(before.net.keys()).filter(|k| !named.contains(k)).map(|k| delta(k).abs()).sum();
     assert_eq!(moved, 0, "{p:?}: and nothing else");
-    assert_eq!(b.net_income().await, earned - 17_345, "{p:?}: the profit and loss counts them");
+    let earned = earned - 17_345 + 8_000;
+    assert_eq!(b.net_income().await, earned, "{p:?}: the profit and loss counts them");
 
     // Voiding an unpaid invoice takes it out: its net leaves income, its total the receivables.
     let invoices = b.records("invoice").await;
@@ -326,7 +345,7 @@ async fn books_balance_and_follow_writes(p: P) {
     assert!(moves.contains(&-total), "{p:?}: the receivable leaves: {moves:?}");
     assert_eq!(moves.iter().filter(|d| **d > 0).sum::<i64>(), total, "{p:?}: {moves:?}");
     assert!(moves.len() <= 3, "{p:?}: receivables, income and tax only: {moves:?}");
-    assert_eq!(b.net_income().await, earned - 17_345 - net, "{p:?}: the voided invoice is no income");
+    assert_eq!(b.net_income().await, earned - net, "{p:?}: the voided invoice is no income");
     let (assets, liabilities, equity) = b.balance_sheet().await;
     assert_eq!(assets, liabilities + equity, "{p:?}: the balance sheet still balances");
     sb.shutdown().await;
