@@ -33,7 +33,7 @@
 //! on accrual (a Xero journal with ShowOnCashBasisReports false posts nothing).
 //!
 //! Money is integer cents; amounts that are not numbers count as zero and each amount is clamped to
-//! ±10^15 cents, so sums of hostile records cannot overflow.
+//! ±10^12 cents (ten billion dollars), so sums over millions of hostile records cannot overflow.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -139,7 +139,7 @@ pub struct Ledger {
     pub postings: Vec<Posting>,
 }
 
-const MAX_CENTS: f64 = 1e15;
+const MAX_CENTS: f64 = 1e12;
 
 /// Cents of a JSON amount (number or decimal text); zero for anything else.
 pub fn cents(v: Option<&Value>) -> i64 {
