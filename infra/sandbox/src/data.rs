@@ -332,7 +332,8 @@ impl Org {
             }
             Entity::Invoice => {
                 let contact = self.first_or_generate(Entity::Contact, now);
-                let account = self.first_or_generate(Entity::Account, now);
+                // Sales lines post to an income account (the ledger's reports count them as income).
+                let account = self.account_of_type(&["Income", "REVENUE", "income"], ACCOUNTS[0], now);
                 self.ensure_items(false, &account, now);
                 self.gen_invoice(n, &contact, &account, &document(n, lines, false), now)
             }

@@ -20,6 +20,7 @@ pub mod control;
 pub mod data;
 pub mod faults;
 pub mod http;
+pub mod ledger;
 pub mod lines;
 pub mod model;
 pub mod oauth;

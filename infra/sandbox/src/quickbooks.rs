@@ -589,6 +589,13 @@ pub async fn report(
             Ok(d) => crate::reports::quickbooks_aged(org, d, now),
             Err(r) => return r,
         },
+        "TrialBalance" => {
+            let year_start = chrono::NaiveDate::from_ymd_opt(chrono::Datelike::year(&today), 1, 1).unwrap_or(today);
+            match (date("start_date", year_start), date("end_date", today)) {
+                (Ok(f), Ok(t)) => crate::reports::quickbooks_trial_balance(org, f, t, cash, now),
+                (Err(r), _) | (_, Err(r)) => return r,
+            }
+        }
         _ => return validation("2010", "Unsupported report", &format!("the sandbox does not serve the {name} report")),
     };
     ok(body.to_string())

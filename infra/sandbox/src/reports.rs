@@ -1,13 +1,14 @@
-//! Financial reports computed from an org's own invoices, payments and accounts, in each
-//! provider's report format, so a report always agrees with the records the sandbox serves.
+//! Financial reports in each provider's report format, computed from the org's double-entry
+//! ledger (`crate::ledger`), so a report always agrees with the records the sandbox serves: profit
+//! and loss (income less expenses, by account), balance sheet (assets = liabilities + equity, the
+//! equity including the earnings before the report's year and in it) and trial balance (every
+//! account with a balance, its debits equal to its credits). Invoices, bills, credit notes,
+//! payments received and made, manual journals and bank transactions all count; see the ledger's
+//! header for what each posts and which records are live.
 //!
-//! The sandbox's books are simple: sales invoices are income (accrual: by invoice date; cash: by
-//! payment date), payments go to the bank, an invoice's unpaid part is a receivable aged by its due
-//! date, payments beyond what their invoices owe are customer credits (a liability), and earnings
-//! are the equity. Bills (`Entity::Bill`) are not counted yet: expenses are zero and payables absent,
-//! so reports agree with the records only for orgs without bills.
-//!
-//! Rules a test can recompute from the records alone:
+//! Aged receivables still read invoices and payments only (below): an invoice's unpaid part is a
+//! receivable aged by its due date, and payments beyond what their invoices owe are customer
+//! credits. Rules a test can recompute from the records alone:
 //! - an invoice counts when it is a live sales invoice (Xero `Type: ACCREC` and not DRAFT, SUBMITTED,
 //!   DELETED or VOIDED; Zoho not `draft` or `void`) dated on or before the report date;
 //! - a payment counts when live (Xero not DELETED) and dated on or before the report date; what it
@@ -20,6 +21,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use crate::data::{Org, Record};
+use crate::ledger::{Account, Class, Kind, Ledger};
 use crate::model::{parse_time, utc, Entity, Provider};
 
 #[derive(Debug, Clone)]
@@ -169,26 +171,6 @@ pub fn payments(org: &Org) -> Vec<Payment> {
         .collect()
 }
 
-/// An account of the org of a kind (`income`, `receivable`, `bank`): (id, name).
-fn account(org: &Org, kind: &str) -> Option<(String, String)> {
-    let p = org.provider;
-    org.store(Entity::Account).items.iter().filter(|r| !r.deleted).find_map(|r| {
-        let v = &r.value;
-        let (t, name) = match p {
-            Provider::Quickbooks => (s(v, &["AccountType"])?, s(v, &["Name"])?),
-            Provider::Xero => (s(v, &["Type"])?, s(v, &["Name"])?),
-            Provider::Zoho => (s(v, &["account_type"])?, s(v, &["account_name"])?),
-        };
-        let t = t.to_ascii_lowercase();
-        let hit = match kind {
-            "income" => t == "income" || t == "revenue" || t == "sales",
-            "receivable" => t.contains("receivable") || (p == Provider::Xero && name == "Accounts Receivable"),
-            _ => t == "bank",
-        };
-        hit.then(|| (r.id.clone(), name.to_string()))
-    })
-}
-
 /// Everything a report needs as of a date.
 #[derive(Debug, Clone, Default)]
 pub struct Books {
@@ -297,6 +279,91 @@ pub fn beginning() -> NaiveDate {
     NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid date")
 }
 
+fn sum(rows: &[(&Account, i64)]) -> i64 {
+    rows.iter().map(|(_, x)| x).sum()
+}
+
+/// A trial balance cell: the amount, or empty for the other side.
+fn side(c: i64) -> String {
+    if c == 0 {
+        String::new()
+    } else {
+        money(c)
+    }
+}
+
+/// A balance sheet as at a date from the ledger: asset rows at their debit balance, liability and
+/// equity rows at their credit balance, and the earnings (income less expenses) before the year
+/// of `as_of` and in it, which are the rest of the equity.
+pub struct Sheet<'a> {
+    pub bank: Vec<(&'a Account, i64)>,
+    pub receivable: Vec<(&'a Account, i64)>,
+    pub other_assets: Vec<(&'a Account, i64)>,
+    pub payable: Vec<(&'a Account, i64)>,
+    pub other_liabilities: Vec<(&'a Account, i64)>,
+    pub equity: Vec<(&'a Account, i64)>,
+    pub before_year: i64,
+    pub this_year: i64,
+}
+
+impl<'a> Sheet<'a> {
+    pub fn of(l: &'a Ledger, as_of: NaiveDate) -> Sheet<'a> {
+        let year_start = NaiveDate::from_ymd_opt(as_of.year(), 1, 1).unwrap_or(as_of);
+        let b = l.balances(beginning(), as_of);
+        let mut s = Sheet {
+            bank: vec![],
+            receivable: vec![],
+            other_assets: vec![],
+            payable: vec![],
+            other_liabilities: vec![],
+            equity: vec![],
+            before_year: year_start.pred_opt().map_or(0, |d| l.net_income(beginning(), d)),
+            this_year: l.net_income(year_start, as_of),
+        };
+        for a in &l.accounts {
+            let Some(&x) = b.get(&a.id).filter(|x| **x != 0) else { continue };
+            match (a.class, a.kind) {
+                (Class::Asset, Kind::Bank) => s.bank.push((a, x)),
+                (Class::Asset, Kind::Receivable) => s.receivable.push((a, x)),
+                (Class::Asset, _) => s.other_assets.push((a, x)),
+                (Class::Liability, Kind::Payable) => s.payable.push((a, -x)),
+                (Class::Liability, _) => s.other_liabilities.push((a, -x)),
+                (Class::Equity, _) => s.equity.push((a, -x)),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    pub fn assets(&self) -> i64 {
+        sum(&self.bank) + sum(&self.receivable) + sum(&self.other_assets)
+    }
+
+    pub fn liabilities(&self) -> i64 {
+        sum(&self.payable) + sum(&self.other_liabilities)
+    }
+
+    pub fn equity_total(&self) -> i64 {
+        sum(&self.equity) + self.before_year + self.this_year
+    }
+}
+
+/// Per account with a balance as at `as_of`: (account, debit, credit), one of them zero; and the
+/// column totals (equal when every entry balanced).
+pub struct TrialBalance<'a> {
+    pub rows: Vec<(&'a Account, i64, i64)>,
+    pub debits: i64,
+    pub credits: i64,
+}
+
+pub fn trial_balance(l: &Ledger, as_of: NaiveDate) -> TrialBalance<'_> {
+    let b = l.balances(beginning(), as_of);
+    let rows: Vec<(&Account, i64, i64)> =
+        l.accounts.iter().filter_map(|a| b.get(&a.id).filter(|x| **x != 0).map(|&x| (a, x.max(0), (-x).max(0)))).collect();
+    let (debits, credits) = (rows.iter().map(|r| r.1).sum(), rows.iter().map(|r| r.2).sum());
+    TrialBalance { rows, debits, credits }
+}
+
 // ------------------------------------------------------------------ QuickBooks
 
 fn qbo_cols(cols: &[(&str, &str)]) -> Value {
@@ -326,59 +393,90 @@ fn qbo_header(name: &str, basis: &str, start: NaiveDate, end: NaiveDate, now: Da
            "Option": [{"Name": "AccountingStandard", "Value": "GAAP"}, {"Name": "NoReportData", "Value": "false"}]})
 }
 
+fn qbo_rows(accounts: &[(&Account, i64)]) -> Vec<Value> {
+    accounts.iter().map(|(a, x)| qbo_data(&a.name, Some(&a.id), *x)).collect()
+}
+
 pub fn quickbooks_pnl(org: &Org, from: NaiveDate, to: NaiveDate, cash: bool, now: DateTime<Utc>) -> Value {
-    let b = books(org, from, to);
-    let income = if cash { b.income_cash } else { b.income_accrual };
-    let acct = account(org, "income").unwrap_or_else(|| ("1".into(), "Sales".into()));
+    let l = Ledger::basis(org, cash);
+    let (income, expenses) = l.profit_and_loss(from, to);
+    let (ti, te) = (sum(&income), sum(&expenses));
     let mut rows = Vec::new();
-    if income != 0 {
-        rows.push(qbo_section("Income", "Income", vec![qbo_data(&acct.1, Some(&acct.0), income)], "Total Income", income));
+    if !income.is_empty() {
+        rows.push(qbo_section("Income", "Income", qbo_rows(&income), "Total Income", ti));
     }
-    rows.push(qbo_summary("GrossProfit", "Gross Profit", income));
-    rows.push(qbo_summary("NetOperatingIncome", "Net Operating Income", income));
-    rows.push(qbo_summary("NetIncome", "Net Income", income));
+    rows.push(qbo_summary("GrossProfit", "Gross Profit", ti));
+    if !expenses.is_empty() {
+        rows.push(qbo_section("Expenses", "Expenses", qbo_rows(&expenses), "Total Expenses", te));
+    }
+    rows.push(qbo_summary("NetOperatingIncome", "Net Operating Income", ti - te));
+    rows.push(qbo_summary("NetIncome", "Net Income", ti - te));
     json!({"Header": qbo_header("ProfitAndLoss", if cash { "Cash" } else { "Accrual" }, from, to, now),
            "Columns": qbo_cols(&[("", "Account"), ("Total", "Money")]), "Rows": {"Row": rows}})
 }
 
 pub fn quickbooks_balance_sheet(org: &Org, as_of: NaiveDate, cash: bool, now: DateTime<Utc>) -> Value {
-    let b = books(org, beginning(), as_of);
-    let ar: i64 = if cash { 0 } else { b.outstanding.iter().map(|(_, o)| o).sum() };
-    let bank_acct = account(org, "bank").unwrap_or_else(|| ("35".into(), "Checking".into()));
-    let ar_acct = account(org, "receivable").unwrap_or_else(|| ("84".into(), "Accounts Receivable (A/R)".into()));
-    let (credits, before, this) =
-        if cash { (0, b.cash_before_year, b.cash_this_year) } else { (b.credits, b.earnings_before_year, b.earnings_this_year) };
-    let assets = b.bank + ar;
-    let current = vec![
-        qbo_section(
-            "BankAccounts",
-            "Bank Accounts",
-            vec![qbo_data(&bank_acct.1, Some(&bank_acct.0), b.bank)],
-            "Total Bank Accounts",
-            b.bank,
-        ),
-        qbo_section("AR", "Accounts Receivable", vec![qbo_data(&ar_acct.1, Some(&ar_acct.0), ar)], "Total Accounts Receivable", ar),
-    ];
+    let l = Ledger::basis(org, cash);
+    let b = Sheet::of(&l, as_of);
+    let mut current = Vec::new();
+    for (group, header, rows) in [
+        ("BankAccounts", "Bank Accounts", &b.bank),
+        ("AR", "Accounts Receivable", &b.receivable),
+        ("OtherCurrentAssets", "Other Current Assets", &b.other_assets),
+    ] {
+        if !rows.is_empty() || group != "OtherCurrentAssets" {
+            current.push(qbo_section(group, header, qbo_rows(rows), &format!("Total {header}"), sum(rows)));
+        }
+    }
+    let assets = b.assets();
     let assets_rows = vec![qbo_section("CurrentAssets", "Current Assets", current, "Total Current Assets", assets)];
-    let liab = vec![qbo_section(
-        "CurrentLiabilities",
-        "Current Liabilities",
-        vec![qbo_data("Customer Credits", None, credits)],
-        "Total Current Liabilities",
-        credits,
-    )];
-    let equity = vec![qbo_data("Retained Earnings", None, before), qbo_data("Net Income", None, this)];
+    let mut liab = Vec::new();
+    if !b.payable.is_empty() {
+        liab.push(qbo_section("AP", "Accounts Payable", qbo_rows(&b.payable), "Total Accounts Payable", sum(&b.payable)));
+    }
+    liab.push(qbo_section(
+        "OtherCurrentLiabilities",
+        "Other Current Liabilities",
+        qbo_rows(&b.other_liabilities),
+        "Total Other Current Liabilities",
+        sum(&b.other_liabilities),
+    ));
+    let liabilities = b.liabilities();
+    let mut equity = qbo_rows(&b.equity);
+    equity.push(qbo_data("Retained Earnings", None, b.before_year));
+    equity.push(qbo_data("Net Income", None, b.this_year));
+    let current_liabilities = qbo_section("CurrentLiabilities", "Current Liabilities", liab, "Total Current Liabilities", liabilities);
     let le = vec![
-        qbo_section("Liabilities", "Liabilities", liab, "Total Liabilities", credits),
-        qbo_section("Equity", "Equity", equity, "Total Equity", before + this),
+        qbo_section("Liabilities", "Liabilities", vec![current_liabilities], "Total Liabilities", liabilities),
+        qbo_section("Equity", "Equity", equity, "Total Equity", b.equity_total()),
     ];
     let start = NaiveDate::from_ymd_opt(as_of.year(), 1, 1).unwrap_or(as_of);
     json!({"Header": qbo_header("BalanceSheet", if cash { "Cash" } else { "Accrual" }, start, as_of, now),
     "Columns": qbo_cols(&[("", "Account"), ("Total", "Money")]),
     "Rows": {"Row": [
         qbo_section("TotalAssets", "ASSETS", assets_rows, "TOTAL ASSETS", assets),
-        qbo_section("TotalLiabilitiesAndEquity", "LIABILITIES AND EQUITY", le, "TOTAL LIABILITIES AND EQUITY", credits + before + this),
+        qbo_section("TotalLiabilitiesAndEquity", "LIABILITIES AND EQUITY", le, "TOTAL LIABILITIES AND EQUITY", liabilities + b.equity_total()),
     ]}})
+}
+
+/// Intuit's TrialBalance report: an account column and Debit and Credit money columns, one data
+/// row per account with a balance (its balance in the column of its side, the other empty), and a
+/// GrandTotal summary of both columns. The layout is Intuit's report JSON as its reports page and
+/// third-party clients show it; the exact column titles and the empty cell text are unconfirmed.
+/// Balances are cumulative to `end_date` for every account (QuickBooks rolls earlier years'
+/// income and expenses into Retained Earnings; the sandbox does not: the totals still balance).
+pub fn quickbooks_trial_balance(org: &Org, from: NaiveDate, to: NaiveDate, cash: bool, now: DateTime<Utc>) -> Value {
+    let ledger = Ledger::basis(org, cash);
+    let tb = trial_balance(&ledger, to);
+    let mut rows: Vec<Value> = tb
+        .rows
+        .iter()
+        .map(|(a, dr, cr)| json!({"ColData": [{"value": a.name, "id": a.id}, {"value": side(*dr)}, {"value": side(*cr)}], "type": "Data"}))
+        .collect();
+    rows.push(json!({"Summary": {"ColData": [{"value": "TOTAL"}, {"value": money(tb.debits)}, {"value": money(tb.credits)}]},
+        "type": "Section", "group": "GrandTotal"}));
+    json!({"Header": qbo_header("TrialBalance", if cash { "Cash" } else { "Accrual" }, from, to, now),
+           "Columns": qbo_cols(&[("", "Account"), ("Debit", "Money"), ("Credit", "Money")]), "Rows": {"Row": rows}})
 }
 
 pub fn quickbooks_aged(org: &Org, as_of: NaiveDate, now: DateTime<Utc>) -> Value {
@@ -438,53 +536,104 @@ fn xero_report(id: &str, name: &str, titles: Vec<String>, header: Vec<&str>, row
            "UpdatedDateUTC": crate::model::xero_msdate(now), "Fields": [], "Rows": all})
 }
 
+fn xero_rows(accounts: &[(&Account, i64)]) -> Vec<Value> {
+    accounts.iter().map(|(a, x)| xero_row(&a.name, Some(&a.id), *x)).collect()
+}
+
 pub fn xero_pnl(org: &Org, from: NaiveDate, to: NaiveDate, cash: bool, now: DateTime<Utc>) -> Value {
-    let b = books(org, from, to);
-    let income = if cash { b.income_cash } else { b.income_accrual };
-    let acct = account(org, "income").unwrap_or_else(|| (uuid::Uuid::nil().to_string(), "Sales".into()));
+    let l = Ledger::basis(org, cash);
+    let (income, expenses) = l.profit_and_loss(from, to);
+    let (ti, te) = (sum(&income), sum(&expenses));
     let col = to.format("%-d %b %y").to_string();
     let mut rows = Vec::new();
-    if income != 0 {
-        rows.push(xero_section("Income", vec![xero_row(&acct.1, Some(&acct.0), income), xero_summary("Total Income", income)]));
+    if !income.is_empty() {
+        let mut r = xero_rows(&income);
+        r.push(xero_summary("Total Income", ti));
+        rows.push(xero_section("Income", r));
     }
-    rows.push(xero_section("", vec![xero_summary("Gross Profit", income)]));
-    rows.push(xero_section("", vec![xero_summary("Net Profit", income)]));
+    rows.push(xero_section("", vec![xero_summary("Gross Profit", ti)]));
+    if !expenses.is_empty() {
+        let mut r = xero_rows(&expenses);
+        r.push(xero_summary("Total Operating Expenses", te));
+        rows.push(xero_section("Less Operating Expenses", r));
+    }
+    rows.push(xero_section("", vec![xero_summary("Net Profit", ti - te)]));
     let titles = vec!["Income Statement".into(), org.name.clone(), format!("For the period {} to {}", long_date(from), long_date(to))];
     xero_report("ProfitAndLoss", "Profit and Loss", titles, vec!["", &col], rows, now)
 }
 
 pub fn xero_balance_sheet(org: &Org, as_of: NaiveDate, cash: bool, now: DateTime<Utc>) -> Value {
-    let b = books(org, beginning(), as_of);
-    let ar: i64 = if cash { 0 } else { b.outstanding.iter().map(|(_, o)| o).sum() };
-    let nil = uuid::Uuid::nil().to_string();
-    let bank = account(org, "bank").unwrap_or_else(|| (nil.clone(), "Business Bank Account".into()));
-    let ar_acct = account(org, "receivable").unwrap_or_else(|| (nil.clone(), "Accounts Receivable".into()));
-    let (credits, before, this) =
-        if cash { (0, b.cash_before_year, b.cash_this_year) } else { (b.credits, b.earnings_before_year, b.earnings_this_year) };
+    let l = Ledger::basis(org, cash);
+    let b = Sheet::of(&l, as_of);
     let col = as_of.format("%-d %b %Y").to_string();
+    let with_total = |rows: &[(&Account, i64)], label: &str| {
+        let mut r = xero_rows(rows);
+        r.push(xero_summary(label, sum(rows)));
+        r
+    };
+    let mut current: Vec<(&Account, i64)> = b.receivable.clone();
+    current.extend(b.other_assets.iter().cloned());
+    let mut liabilities: Vec<(&Account, i64)> = b.payable.clone();
+    liabilities.extend(b.other_liabilities.iter().cloned());
+    let mut equity = xero_rows(&b.equity);
+    equity.push(xero_row("Current Year Earnings", None, b.this_year));
+    equity.push(xero_row("Retained Earnings", None, b.before_year));
+    equity.push(xero_summary("Total Equity", b.equity_total()));
     let rows = vec![
         xero_section("Assets", vec![]),
-        xero_section("Bank", vec![xero_row(&bank.1, Some(&bank.0), b.bank), xero_summary("Total Bank", b.bank)]),
-        xero_section("Current Assets", vec![xero_row(&ar_acct.1, Some(&ar_acct.0), ar), xero_summary("Total Current Assets", ar)]),
-        xero_section("", vec![xero_summary("Total Assets", b.bank + ar)]),
+        xero_section("Bank", with_total(&b.bank, "Total Bank")),
+        xero_section("Current Assets", with_total(&current, "Total Current Assets")),
+        xero_section("", vec![xero_summary("Total Assets", b.assets())]),
         xero_section("Liabilities", vec![]),
-        xero_section(
-            "Current Liabilities",
-            vec![xero_row("Customer Credits", None, credits), xero_summary("Total Current Liabilities", credits)],
-        ),
-        xero_section("", vec![xero_summary("Total Liabilities", credits)]),
-        xero_section("", vec![xero_summary("Net Assets", b.bank + ar - credits)]),
-        xero_section(
-            "Equity",
-            vec![
-                xero_row("Current Year Earnings", None, this),
-                xero_row("Retained Earnings", None, before),
-                xero_summary("Total Equity", before + this),
-            ],
-        ),
+        xero_section("Current Liabilities", with_total(&liabilities, "Total Current Liabilities")),
+        xero_section("", vec![xero_summary("Total Liabilities", b.liabilities())]),
+        xero_section("", vec![xero_summary("Net Assets", b.assets() - b.liabilities())]),
+        xero_section("Equity", equity),
     ];
     let titles = vec!["Balance Sheet".into(), org.name.clone(), format!("As at {}", long_date(as_of))];
     xero_report("BalanceSheet", "Balance Sheet", titles, vec!["", &col], rows, now)
+}
+
+/// Xero's TrialBalance (xero_accounting.yaml, getReportTrialBalance example): a header row
+/// (Account, Debit, Credit, YTD Debit, YTD Credit), sections Revenue, Expenses, Assets,
+/// Liabilities and Equity whose rows carry the account id as an `account` attribute on every cell,
+/// and a last untitled section with a `Total` summary row. Xero's Debit and Credit columns are the
+/// month's movement and the YTD columns the year's (as the example's figures suggest; unconfirmed):
+/// the sandbox puts each account's balance as at `date` in both pairs, so every column sums to the
+/// same debits and credits.
+pub fn xero_trial_balance(org: &Org, as_of: NaiveDate, cash: bool, now: DateTime<Utc>) -> Value {
+    let ledger = Ledger::basis(org, cash);
+    let tb = trial_balance(&ledger, as_of);
+    let mut rows = Vec::new();
+    for (title, class) in [
+        ("Revenue", Class::Income),
+        ("Expenses", Class::Expense),
+        ("Assets", Class::Asset),
+        ("Liabilities", Class::Liability),
+        ("Equity", Class::Equity),
+    ] {
+        let section: Vec<Value> = tb
+            .rows
+            .iter()
+            .filter(|(a, _, _)| a.class == class)
+            .map(|(a, dr, cr)| {
+                let label = if a.code.is_empty() { a.name.clone() } else { format!("{} ({})", a.name, a.code) };
+                let cells: Vec<Value> =
+                    [label, side(*dr), side(*cr), side(*dr), side(*cr)].iter().map(|v| xero_cell(v, Some(&a.id))).collect();
+                json!({"RowType": "Row", "Cells": cells})
+            })
+            .collect();
+        if !section.is_empty() {
+            rows.push(xero_section(title, section));
+        }
+    }
+    let (d, c) = (money(tb.debits), money(tb.credits));
+    rows.push(xero_section(
+        "",
+        vec![json!({"RowType": "SummaryRow", "Cells": [{"Value": "Total"}, {"Value": d}, {"Value": c}, {"Value": d}, {"Value": c}]})],
+    ));
+    let titles = vec!["Trial Balance".into(), org.name.clone(), format!("As at {}", long_date(as_of))];
+    xero_report("TrialBalance", "Trial Balance", titles, vec!["Account", "Debit", "Credit", "YTD Debit", "YTD Credit"], rows, now)
 }
 
 /// One contact's invoices with what is due on each as of `as_of` (Xero's by-contact report).
@@ -529,41 +678,88 @@ fn zoho_group(name: &str, total: i64, children: Vec<Value>) -> Value {
     json!({"name": name, "total": total as f64 / 100.0, "account_transactions": children})
 }
 
+fn zoho_leaves(accounts: &[(&Account, i64)]) -> Vec<Value> {
+    accounts.iter().map(|(a, x)| zoho_leaf(&a.name, &a.id, *x)).collect()
+}
+
 /// Zoho Books reports are not in Zoho's published API reference: this shape is the one our client
 /// assumes (unconfirmed), documented in `shared/src/reports/formats.rs`.
 pub fn zoho_pnl(org: &Org, from: NaiveDate, to: NaiveDate, cash: bool) -> Value {
-    let b = books(org, from, to);
-    let income = if cash { b.income_cash } else { b.income_accrual };
-    let acct = account(org, "income").unwrap_or_else(|| ("0".into(), "Sales".into()));
+    let l = Ledger::basis(org, cash);
+    let (income, expenses) = l.profit_and_loss(from, to);
+    let (ti, te) = (sum(&income), sum(&expenses));
     json!({"code": 0, "message": "success",
         "profit_and_loss": [
-            zoho_group("Operating Income", income, if income != 0 { vec![zoho_leaf(&acct.1, &acct.0, income)] } else { vec![] }),
+            zoho_group("Operating Income", ti, zoho_leaves(&income)),
             zoho_group("Cost of Goods Sold", 0, vec![]),
-            zoho_group("Operating Expense", 0, vec![]),
-            {"name": "Net Profit/Loss", "total": income as f64 / 100.0},
+            zoho_group("Operating Expense", te, zoho_leaves(&expenses)),
+            {"name": "Net Profit/Loss", "total": (ti - te) as f64 / 100.0},
         ],
         "page_context": {"report_name": "Profit and Loss", "from_date": from.to_string(), "to_date": to.to_string(),
             "report_basis": if cash { "Cash" } else { "Accrual" }, "currency_code": "USD"}})
 }
 
 pub fn zoho_balance_sheet(org: &Org, as_of: NaiveDate, cash: bool) -> Value {
-    let b = books(org, beginning(), as_of);
-    let ar: i64 = if cash { 0 } else { b.outstanding.iter().map(|(_, o)| o).sum() };
-    let bank = account(org, "bank").unwrap_or_else(|| ("0".into(), "Bank".into()));
-    let ar_acct = account(org, "receivable").unwrap_or_else(|| ("0".into(), "Accounts Receivable".into()));
-    let (credits, before, this) =
-        if cash { (0, b.cash_before_year, b.cash_this_year) } else { (b.credits, b.earnings_before_year, b.earnings_this_year) };
+    let l = Ledger::basis(org, cash);
+    let b = Sheet::of(&l, as_of);
+    let mut equity = zoho_leaves(&b.equity);
+    equity.push(zoho_leaf("Retained Earnings", "0", b.before_year));
+    equity.push(zoho_leaf("Current Year Earnings", "0", b.this_year));
+    let mut liabilities = vec![];
+    if !b.payable.is_empty() {
+        liabilities.push(zoho_group("Accounts Payable", sum(&b.payable), zoho_leaves(&b.payable)));
+    }
+    liabilities.push(zoho_group("Other Current Liabilities", sum(&b.other_liabilities), zoho_leaves(&b.other_liabilities)));
     json!({"code": 0, "message": "success",
         "balance_sheet": [
-            zoho_group("Assets", b.bank + ar, vec![zoho_group("Current Assets", b.bank + ar, vec![
-                zoho_group("Cash", b.bank, vec![zoho_leaf(&bank.1, &bank.0, b.bank)]),
-                zoho_group("Accounts Receivable", ar, vec![zoho_leaf(&ar_acct.1, &ar_acct.0, ar)]),
+            zoho_group("Assets", b.assets(), vec![zoho_group("Current Assets", b.assets(), vec![
+                zoho_group("Cash", sum(&b.bank), zoho_leaves(&b.bank)),
+                zoho_group("Accounts Receivable", sum(&b.receivable), zoho_leaves(&b.receivable)),
+                zoho_group("Other Current Assets", sum(&b.other_assets), zoho_leaves(&b.other_assets)),
             ])]),
-            zoho_group("Liabilities", credits, vec![zoho_group("Current Liabilities", credits, vec![zoho_leaf("Customer Credits", "0", credits)])]),
-            zoho_group("Equities", before + this, vec![zoho_leaf("Retained Earnings", "0", before), zoho_leaf("Current Year Earnings", "0", this)]),
+            zoho_group("Liabilities", b.liabilities(), vec![zoho_group("Current Liabilities", b.liabilities(), liabilities)]),
+            zoho_group("Equities", b.equity_total(), equity),
         ],
         "page_context": {"report_name": "Balance Sheet", "to_date": as_of.to_string(), "report_basis": if cash { "Cash" } else { "Accrual" },
             "currency_code": "USD"}})
+}
+
+/// Zoho Books' trial balance (`GET /books/v3/reports/trialbalance`): not in Zoho's published API
+/// reference, so this shape is unconfirmed. It follows the balance sheet's shape the sandbox
+/// serves, with the debit and credit totals that third-party Zoho Books connectors list for this
+/// report (CData's TrialBalanceReport: balance type, account transaction type, debit and credit
+/// totals): `trial_balance: [{name, debit_total, credit_total, account_transactions: [{name,
+/// account_id, debit_total, credit_total}]}]`, one group per account class, and `total` with the
+/// grand totals.
+pub fn zoho_trial_balance(org: &Org, from: NaiveDate, to: NaiveDate, cash: bool) -> Value {
+    let ledger = Ledger::basis(org, cash);
+    let tb = trial_balance(&ledger, to);
+    let amount = |c: i64| c as f64 / 100.0;
+    let groups: Vec<Value> = [
+        ("Assets", Class::Asset),
+        ("Liabilities", Class::Liability),
+        ("Equities", Class::Equity),
+        ("Income", Class::Income),
+        ("Expense", Class::Expense),
+    ]
+    .iter()
+    .filter_map(|(name, class)| {
+        let rows: Vec<&(&Account, i64, i64)> = tb.rows.iter().filter(|(a, _, _)| a.class == *class).collect();
+        if rows.is_empty() {
+            return None;
+        }
+        let (d, c) = (rows.iter().map(|r| r.1).sum::<i64>(), rows.iter().map(|r| r.2).sum::<i64>());
+        let accounts: Vec<Value> = rows
+            .iter()
+            .map(|(a, dr, cr)| json!({"name": a.name, "account_id": a.id, "debit_total": amount(*dr), "credit_total": amount(*cr)}))
+            .collect();
+        Some(json!({"name": name, "debit_total": amount(d), "credit_total": amount(c), "account_transactions": accounts}))
+    })
+    .collect();
+    json!({"code": 0, "message": "success", "trial_balance": groups,
+        "total": {"debit_total": amount(tb.debits), "credit_total": amount(tb.credits)},
+        "page_context": {"report_name": "Trial Balance", "from_date": from.to_string(), "to_date": to.to_string(),
+            "report_basis": if cash { "Cash" } else { "Accrual" }, "currency_code": "USD"}})
 }
 
 pub fn zoho_aged(org: &Org, as_of: NaiveDate) -> Value {

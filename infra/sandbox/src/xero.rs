@@ -294,6 +294,10 @@ pub async fn report(
             Ok(d) => crate::reports::xero_balance_sheet(org, d, cash, now),
             Err(r) => return r,
         },
+        "TrialBalance" => match date("date", today) {
+            Ok(d) => crate::reports::xero_trial_balance(org, d, cash, now),
+            Err(r) => return r,
+        },
         "AgedReceivablesByContact" => {
             let Some(contact) = q.get("contactId").or_else(|| q.get("contactID")).filter(|c| !c.is_empty()) else {
                 return validation_error("contactId is a required parameter", vec![], &quota);

@@ -398,3 +398,26 @@ async fn put_accounts_takes_a_single_account_object() {
     assert_eq!(r.json()["Accounts"][0]["Code"], "4998");
     sb.shutdown().await;
 }
+
+/// The reports the sandbox computes from its ledger (trial balance, profit and loss, balance sheet)
+/// are Xero's ReportWithRows, for books with bills, bank transactions and journals in them.
+#[tokio::test]
+async fn ledger_reports_match_the_spec() {
+    let spec = Spec::load("xero_accounting.json");
+    let sb = start().await;
+    let b = &sb.base_url;
+    let at = s(&xero_connect(b).await["access_token"]);
+    for e in ["bill", "expense", "bank_transaction", "bank_transfer", "journal", "credit_note"] {
+        control(b, "seed", json!({"provider": "xero", "org_id": XERO_T1, "entity": e, "count": 2})).await;
+    }
+    for (name, query) in
+        [("TrialBalance", ""), ("TrialBalance", "?paymentsOnly=true"), ("ProfitAndLoss", "?fromDate=2000-01-01"), ("BalanceSheet", "")]
+    {
+        let r = xero_get(b, &at, XERO_T1, &format!("Reports/{name}{query}"), &[]).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let v = r.json();
+        assert!(v["Reports"][0]["Rows"].as_array().is_some_and(|r| r.len() > 2), "{name} has rows: {v}");
+        assert_valid(&spec, &spec.response_schema(&format!("/Reports/{name}"), "get", "200"), &v, name);
+    }
+    sb.shutdown().await;
+}

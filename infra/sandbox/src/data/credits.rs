@@ -33,7 +33,7 @@ impl Org {
             self.gen_bill(n, &vendor, &expense, payable.as_ref(), &doc, now)
         } else {
             let contact = self.first_or_generate(Entity::Contact, now);
-            let account = self.first_or_generate(Entity::Account, now);
+            let account = self.account_of_type(&["Income", "REVENUE", "income"], ACCOUNTS[0], now);
             self.gen_invoice(n, &contact, &account, &doc, now)
         };
         let applied = match self.provider {
