@@ -80,7 +80,9 @@ pub async fn disconnect(
     }
     // Under the grant's lease, like a refresh: the tokens revoked are the tokens stored, never a
     // pair a refresher is rotating away this very moment.
-    let owner = format!("disconnect-{}", uuid::Uuid::new_v4().simple());
+    // The prefix tells the sync worker a disconnect holds the grant: it then stores no new
+    // webhook registration this disconnect would not see (`store::webhook_registrations`).
+    let owner = format!("{}{}", crate::store::webhook_registrations::DISCONNECT_LEASE_PREFIX, uuid::Uuid::new_v4().simple());
     let grant = lease_for_disconnect(deps, tenant_id, provider, grant_id, &owner, now).await?;
     let result = disconnect_leased(deps, grant, &owner, actor, now).await;
     if result.is_err() {
