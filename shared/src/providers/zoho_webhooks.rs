@@ -230,11 +230,13 @@ pub struct Guarded<'a> {
     pub plan: Plan,
     /// `system:<function>` for the audit record.
     pub actor: &'static str,
-    /// Whether calls wait for the org's rate limit. Only the undo of a failed connect does not: it
-    /// removes up to 24 registrations within a few seconds (`connect::UNDO_BUDGET`), which the
-    /// org's evenly spaced limit (100 a minute: one call per 0.6 s) cannot hold, and leaving them at
-    /// Zoho is worse than a short burst. Its calls are still audited; a failure there is logged and
-    /// counted (`ConnectUndoIncomplete`).
+    /// Whether calls wait for the org's rate limit. Only the undo of a failed connect and a
+    /// disconnect do not: the undo removes up to 12 registrations (24 calls) within a few seconds
+    /// (`connect::UNDO_BUDGET`), a disconnect the callback's and the sync worker's (up to 33, 66
+    /// calls) within a request's time, which the org's evenly spaced limit (100 a minute: one call
+    /// per 0.6 s) cannot hold, and leaving them at Zoho is worse than a short burst. Their calls
+    /// are still audited; an undo's failure is logged and counted (`ConnectUndoIncomplete`), a
+    /// disconnect's fails the disconnect, which the app retries.
     pub limited: bool,
 }
 

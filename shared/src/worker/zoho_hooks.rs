@@ -186,7 +186,8 @@ async fn store(
         let mut all = zoho_webhooks::split_ids(before);
         all.extend(made.iter().flat_map(|(_, ids)| ids.iter().cloned()));
         let after = zoho_webhooks::join_ids(&all).unwrap_or_default();
-        match deps.grants.replace_webhook_registrations(tenant_id, Provider::Zoho, org_id, &ctx.grant_id, before, &after, Utc::now()).await {
+        match deps.grants.replace_webhook_registrations(tenant_id, Provider::Zoho, org_id, &ctx.grant_id, before, &after, Utc::now()).await
+        {
             Ok(()) => return Ok(made.iter().map(|(m, _)| *m).collect()),
             Err(Error::Conflict(_)) => continue,
             Err(e) => {
