@@ -52,6 +52,16 @@ pub(crate) async fn ensure_registered(deps: &SyncDeps, ctx: &JobCtx, calls_by: D
         Ok(Registered::Modules(modules)) => {
             tracing::info!(tenant_id, provider = "zoho", correlation_id, org_id, modules = ?modules, "Zoho webhooks and workflow rules registered");
         }
+        // Connections stored without a secret (before Zoho webhooks existed) are normal, not a fault.
+        Ok(Registered::NoSecret) => {
+            tracing::info!(
+                tenant_id,
+                provider = "zoho",
+                correlation_id,
+                org_id,
+                "no webhook secret on the connection: Zoho webhooks need a reconnect; the scheduled pull covers the entity"
+            );
+        }
         Ok(Registered::Skipped(reason)) => {
             tracing::warn!(tenant_id, provider = "zoho", correlation_id, org_id, entity = %ctx.entity, reason, "Zoho webhooks not registered; the scheduled pull covers the entity");
         }
@@ -66,6 +76,7 @@ enum Registered {
     Nothing,
     Modules(Vec<&'static str>),
     Skipped(&'static str),
+    NoSecret,
 }
 
 /// A short reason for the log: Zoho answers code 57 for a grant or user without the permission.
@@ -102,7 +113,7 @@ async fn register_missing(deps: &SyncDeps, ctx: &JobCtx) -> Result<Registered> {
         return Ok(Registered::Skipped("the grant lacks ZohoBooks.settings.CREATE (reconnect to grant it)"));
     }
     let Some(sealed) = conn.webhook_secret.as_ref() else {
-        return Ok(Registered::Skipped("the connection has no webhook secret (connected before Zoho webhooks)"));
+        return Ok(Registered::NoSecret);
     };
     let secret = deps.tokens.vault().unseal_bytes(&crate::webhooks::zoho_secret_context(tenant_id, org_id), sealed).await?;
     let secret = SecretString::new(String::from_utf8(secret.to_vec()).map_err(|_| Error::Crypto("webhook secret is not text".into()))?);
