@@ -1350,7 +1350,8 @@ async fn zoho_bills_get_their_webhooks_from_the_first_pull_and_disconnect_remove
     f.sandbox.shutdown().await;
 }
 
-/// A registration Zoho refuses leaves the pull succeeding (and audited), and a later pull registers.
+/// A grant without the settings scope sends nothing and a registration Zoho refuses is audited;
+/// either way the pull is done, and a later pull registers.
 #[tokio::test]
 async fn a_refused_zoho_registration_leaves_the_pull_done_and_a_later_pull_registers() {
     let mut f = fixture(Plan::Professional).await;
@@ -1364,8 +1365,20 @@ async fn a_refused_zoho_registration_leaves_the_pull_done_and_a_later_pull_regis
     let tokens =
         f.deps.vault.unseal_tokens(&SealContext::new(&t, Provider::Zoho, &grant.grant_id), grant.sealed.as_ref().unwrap()).await.unwrap();
     let api_domain = tokens.api_domain.clone().unwrap();
-    let before = f.deps.grants.get_connection(&t, Provider::Zoho, &org).await.unwrap().unwrap().webhook_id;
+    let conn = f.deps.grants.get_connection(&t, Provider::Zoho, &org).await.unwrap().unwrap();
+    let before = conn.webhook_id.clone();
     let _ = w.jobs().await;
+
+    // A grant without ZohoBooks.settings.CREATE: nothing is sent, the pull is done all the same.
+    assert!(grant.scopes.iter().any(|s| s == "ZohoBooks.settings.CREATE"), "{:?}", grant.scopes);
+    let mut narrow = grant.clone();
+    narrow.scopes.retain(|s| !s.starts_with("ZohoBooks.settings."));
+    f.deps.grants.put_grant(&narrow, std::slice::from_ref(&conn)).await.unwrap();
+    let posts = f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/webhooks").await;
+    let done = w.run(&bill_pull(&t, &org)).await;
+    assert_eq!(done["operation"], "pull", "{done}");
+    assert_eq!(f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/webhooks").await, posts, "nothing sent without the scope");
+    f.deps.grants.put_grant(&grant, std::slice::from_ref(&conn)).await.unwrap();
 
     // Zoho refuses the module's first webhook: nothing is registered, nothing stored.
     let fault =
