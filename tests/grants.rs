@@ -280,3 +280,39 @@ async fn racing_connects_cannot_both_pass_the_plan_check_or_overwrite_each_other
     f.store.put_grant_checked(&g3, &c3, &seen, v, None).await.unwrap();
     assert_ne!(f.store.list_connections(&tenant).await.unwrap()[0].grant_id, winner);
 }
+
+/// The sync worker's Zoho registrations are stored only on the list it read, while the connection
+/// is active and no disconnect holds the grant's lease (a disconnect removes what it read, so an
+/// addition after its read would stay at Zoho); a refresher's lease does not stand in the way.
+#[tokio::test]
+async fn zoho_registrations_are_added_only_on_what_was_read_and_never_under_a_disconnect() {
+    use shared::store::webhook_registrations::DISCONNECT_LEASE_PREFIX;
+    let f = fixture().await;
+    let tenant = unique("tenant");
+    let org = unique("zorg");
+    let (g, _) = grant(&f, &tenant, Provider::Zoho, &[&org], Duration::minutes(30)).await;
+    let put = |before: Option<&'static str>, after: &'static str, at: DateTime<Utc>| {
+        let (store, tenant, org, grant_id) = (f.store.clone(), tenant.clone(), org.clone(), g.grant_id.clone());
+        async move { store.replace_webhook_registrations(&tenant, Provider::Zoho, &org, &grant_id, before, after, at).await }
+    };
+    let stored = || async { f.store.get_connection(&tenant, Provider::Zoho, &org).await.unwrap().unwrap().webhook_id };
+    let t = now();
+    put(None, "1:2", t).await.unwrap();
+    // Another writer's list, read before ours was stored: refused, nothing lost.
+    assert_eq!(put(None, "3:4", t).await.unwrap_err().code(), ErrorCode::Conflict);
+    assert_eq!(stored().await.as_deref(), Some("1:2"));
+    // A refresher holding the lease does not block an addition.
+    f.store.acquire_lease(&tenant, Provider::Zoho, &g.grant_id, "refresher-x", Duration::seconds(60), t).await.unwrap();
+    put(Some("1:2"), "1:2,bill/5:6", t).await.unwrap();
+    assert!(f.store.release_lease(&tenant, Provider::Zoho, &g.grant_id, "refresher-x").await.unwrap());
+    // A disconnect holding it does, until its lease runs out.
+    let owner = format!("{DISCONNECT_LEASE_PREFIX}test");
+    f.store.acquire_lease(&tenant, Provider::Zoho, &g.grant_id, &owner, Duration::seconds(60), t).await.unwrap();
+    assert_eq!(put(Some("1:2,bill/5:6"), "1:2,bill/5:6,item/7:8", t).await.unwrap_err().code(), ErrorCode::Conflict);
+    assert_eq!(stored().await.as_deref(), Some("1:2,bill/5:6"));
+    put(Some("1:2,bill/5:6"), "1:2,bill/5:6,item/7:8", t + Duration::seconds(120)).await.unwrap();
+    // Once disconnected, nothing more is added.
+    let leased = f.store.get_grant(&tenant, Provider::Zoho, &g.grant_id).await.unwrap().unwrap();
+    f.store.disconnect(&leased, t).await.unwrap();
+    assert_eq!(put(Some("1:2,bill/5:6,item/7:8"), "1:2,bill/5:6,item/7:8,journal/9:10", t).await.unwrap_err().code(), ErrorCode::Conflict);
+}

@@ -1128,3 +1128,289 @@ async fn a_callback_that_reaches_its_deadline_undoes_what_it_registered() {
     assert_eq!(count("DELETE "), registered - 1, "each answered registration is deleted: {c}");
     f.sandbox.shutdown().await;
 }
+
+/// The sync worker's side of a Zoho connection (issue 22): a worker over the fixture's
+/// configuration, its own sync queues (the connect's initial sync lands there), and the webhook
+/// receiver as deployed, so a test can play connect, pull, webhook and disconnect end to end.
+struct ZohoWorld {
+    sync: shared::worker::SyncDeps,
+    receiver: shared::webhooks::Receiver,
+    queues: shared::jobs::SyncQueues,
+    sqs: aws_sdk_sqs::Client,
+}
+
+/// Enables bills for the fixture's tenant (before the connect, so its scopes and routing cover
+/// them), points the connect's initial sync at queues of the test's own, and builds the worker and
+/// the receiver.
+async fn zoho_world(f: &mut Fixture) -> ZohoWorld {
+    let mut tenant = f.tenant.clone();
+    tenant.config.enabled_entities.push(shared::tenancy::Entity::Bill);
+    f.tenant = f.deps.tenants.update(&tenant, Utc::now()).await.unwrap();
+    let mut urls = Vec::new();
+    for p in ["high", "normal", "low"] {
+        urls.push(f.sqs.create_queue().queue_name(unique(&format!("zh-{p}"))).send().await.unwrap().queue_url.unwrap());
+    }
+    let queues = shared::jobs::SyncQueues { high: urls[0].clone(), normal: urls[1].clone(), low: urls[2].clone() };
+    let mut config = f.deps.config.clone();
+    config.queues.sync_high = queues.high.clone();
+    config.queues.sync_normal = queues.normal.clone();
+    config.queues.sync_low = queues.low.clone();
+    let clients = integration_tests::clients().await;
+    let events = shared::events::EventPublisher::new(f.sqs.clone(), config.queues.events.clone());
+    f.deps.initial_sync = shared::initial_sync::InitialSync::new(
+        f.db.clone(),
+        config.tables.grants.clone(),
+        shared::jobs::JobQueue::new(f.sqs.clone(), queues.clone()),
+        events,
+    );
+    let tokens = shared::refresh::TokenService::new(&config, &clients, HttpClient::new(Duration::from_secs(5)).unwrap());
+    let sync = shared::worker::SyncDeps::new(&config, &clients, tokens);
+    let receiver = shared::webhooks::Receiver::new(
+        shared::webhooks::KeySource::Secrets {
+            cache: std::sync::Arc::new(shared::secrets::SecretsCache::new(clients.secrets.clone(), shared::secrets::DEFAULT_TTL)),
+            secret_id: config.secrets.webhook_keys.clone(),
+        },
+        shared::store::grants::GrantStore::new(f.db.clone(), config.tables.grants.clone()),
+        shared::tenancy::TenantStore::new(f.db.clone(), config.tables.tenants.clone()),
+        shared::vault::Vault::from_config(clients.kms.clone(), &config),
+        shared::webhooks::NonceStore::new(f.db.clone(), config.tables.ephemeral.clone()),
+        shared::jobs::JobQueue::new(f.sqs.clone(), queues.clone()),
+        262_144,
+        shared::webhooks::nonce::DEFAULT_WINDOW,
+        shared::webhooks::system_clock(),
+    );
+    ZohoWorld { sync, receiver, queues, sqs: f.sqs.clone() }
+}
+
+impl ZohoWorld {
+    /// Every job on the world's sync queues (received and deleted).
+    async fn jobs(&self) -> Vec<shared::jobs::SyncJob> {
+        let mut out = Vec::new();
+        for url in [&self.queues.high, &self.queues.normal, &self.queues.low] {
+            loop {
+                let got = self.sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
+                let msgs = got.messages.unwrap_or_default();
+                if msgs.is_empty() {
+                    break;
+                }
+                for m in msgs {
+                    out.push(shared::jobs::SyncJob::from_json(m.body.as_deref().unwrap()).unwrap());
+                    self.sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle.unwrap()).send().await.unwrap();
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs one job as the worker does and expects it done.
+    async fn run(&self, job: &shared::jobs::SyncJob) -> Value {
+        match shared::worker::run_job(&self.sync, job, None, Utc::now() + chrono::Duration::seconds(120)).await {
+            Ok(shared::worker::Outcome::Done(v)) => v,
+            other => panic!("{:?} {:?}: {other:?}", job.operation, job.entity),
+        }
+    }
+}
+
+/// A pull the app asks for (as the scheduler's incremental pulls are: a job of its own lineage).
+fn bill_pull(tenant: &str, org: &str) -> shared::jobs::SyncJob {
+    integration_tests::jobs::app_job(
+        tenant,
+        Provider::Zoho,
+        org,
+        shared::jobs::Operation::Pull,
+        shared::tenancy::Entity::Bill,
+        shared::tenancy::Priority::Normal,
+    )
+}
+
+/// The Zoho org's webhooks and workflow rules of `module` at the sandbox.
+async fn zoho_module(f: &Fixture, api_domain: &str, tokens: &shared::TokenSet, org: &str, module: &str) -> (Vec<Value>, Vec<Value>) {
+    let of = |v: Vec<Value>| v.into_iter().filter(|x| x["entity"] == module).collect::<Vec<_>>();
+    (of(zoho_list(f, api_domain, tokens, "webhooks", org).await), of(zoho_list(f, api_domain, tokens, "workflows", org).await))
+}
+
+/// Issue 22: Zoho sends webhooks only through workflow rules registered per organisation, and the
+/// callback has time for its four modules only. A tenant with bills enabled: the initial pull of
+/// bills registers the bill module's three webhooks and rules (stored under the module beside the
+/// callback's), a later pull does not register again, a bill made at Zoho reaches the receiver and
+/// becomes a stored record, and a disconnect removes every registration, old and new.
+#[tokio::test]
+async fn zoho_bills_get_their_webhooks_from_the_first_pull_and_disconnect_removes_them_all() {
+    let mut f = fixture(Plan::Professional).await;
+    let w = zoho_world(&mut f).await;
+    let (_, resp) = f.full_connect(Provider::Zoho, &[]).await;
+    let params = redirect_params(&resp);
+    assert_eq!(params["status"], "connected", "{params:?}");
+    let t = f.tenant.tenant_id.clone();
+    let conn = f.deps.grants.list_connections(&t).await.unwrap().remove(0);
+    let org = conn.org_id.clone();
+    let grant = f.deps.grants.get_grant(&t, Provider::Zoho, &params["grant_id"]).await.unwrap().unwrap();
+    let tokens =
+        f.deps.vault.unseal_tokens(&SealContext::new(&t, Provider::Zoho, &grant.grant_id), grant.sealed.as_ref().unwrap()).await.unwrap();
+    let api_domain = tokens.api_domain.clone().unwrap();
+    assert_eq!(zoho_module(&f, &api_domain, &tokens, &org, "bill").await.0.len(), 0, "the callback registers its four modules only");
+    let callback_entries = zoho_webhooks::split_ids(conn.webhook_id.as_deref());
+
+    // The connect's initial pull of bills.
+    let initial = w.jobs().await;
+    let bills = initial.iter().find(|j| j.entity == shared::tenancy::Entity::Bill && j.org_id == org).expect("an initial pull of bills");
+    let posts = f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/webhooks").await;
+    w.run(bills).await;
+    let (hooks, rules) = zoho_module(&f, &api_domain, &tokens, &org, "bill").await;
+    assert_eq!((hooks.len(), rules.len()), (3, 3), "{hooks:?} {rules:?}");
+    let mut events: Vec<&str> = rules.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    events.sort_unstable();
+    assert_eq!(events, ["on_create", "on_delete", "on_edit"]);
+    let secret = f
+        .deps
+        .vault
+        .unseal_bytes(&SealContext::new(&t, Provider::Zoho, format!("webhook:{org}")), conn.webhook_secret.as_ref().unwrap())
+        .await
+        .unwrap();
+    for h in &hooks {
+        assert_eq!(h["url"], zoho_webhooks::callback_url(&f.deps.config.public_base_url, &org).as_str());
+        assert_eq!(h["headers"][0]["param_value"].as_str().unwrap().as_bytes(), &secret[..], "the org's secret, as the callback's");
+    }
+    let stored = f.deps.grants.get_connection(&t, Provider::Zoho, &org).await.unwrap().unwrap();
+    let entries = zoho_webhooks::split_ids(stored.webhook_id.as_deref());
+    assert_eq!(&entries[..callback_entries.len()], &callback_entries[..], "the callback's registrations stay");
+    let added: Vec<&String> = entries[callback_entries.len()..].iter().collect();
+    assert_eq!(added.len(), 3);
+    assert!(added.iter().all(|e| zoho_webhooks::registration_module(e) == Some("bill")), "{added:?}");
+    let audit: Vec<_> = f.deps.audit.list(&t).await.unwrap().into_iter().filter(|r| r.actor == "system:sync-worker").collect();
+    let made = |op: &str| audit.iter().filter(|r| r.detail.as_deref().is_some_and(|d| d.starts_with(op))).count();
+    assert_eq!((made("register_webhook POST"), made("register_workflow POST")), (3, 3), "{audit:?}");
+
+    // A later pull finds the module registered: no registration call.
+    let posts_after = f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/webhooks").await;
+    assert_eq!(posts_after, posts + 3);
+    w.run(&bill_pull(&t, &org)).await;
+    assert_eq!(f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/webhooks").await, posts_after, "registered once");
+
+    // A bill made at Zoho: its workflow rule fires the webhook, which is delivered to our receiver as
+    // registered (its URL's query and headers, Zoho's body).
+    let emit = json!({"provider": "zoho", "org_id": org, "entity": "bill", "operation": "create"});
+    let out: Value =
+        f.browser.post(format!("{}/_sandbox/webhooks/emit", f.sandbox.base_url)).json(&emit).send().await.unwrap().json().await.unwrap();
+    let deliveries = out["deliveries"].as_array().unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(deliveries.len(), 1, "one rule fires for a created bill: {out}");
+    let fired = hooks.iter().find(|h| h["url"] == deliveries[0]["url"]).expect("delivered to our registered URL");
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    for hd in fired["headers"].as_array().unwrap() {
+        let name: http::HeaderName = hd["param_name"].as_str().unwrap().parse().unwrap();
+        headers.insert(name, hd["param_value"].as_str().unwrap().parse().unwrap());
+    }
+    let url = Url::parse(deliveries[0]["url"].as_str().unwrap()).unwrap();
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let payload = deliveries[0]["payload"].as_str().unwrap();
+    let inbound = shared::webhooks::Inbound {
+        method: "POST",
+        provider: "zoho",
+        headers: &headers,
+        query: &query,
+        body: payload.as_bytes(),
+        correlation_id: "corr-zoho-bill",
+    };
+    let reply = w.receiver.receive(inbound).await;
+    assert_eq!(reply.status(), 200);
+    let jobs = w.jobs().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0].entity, jobs[0].operation), (shared::tenancy::Entity::Bill, shared::jobs::Operation::Webhook));
+    let bill_id = jobs[0].entity_id.clone().expect("the bill's id");
+    w.run(&jobs[0]).await;
+    let record = w
+        .sync
+        .store
+        .get_record(&t, Provider::Zoho, &org, shared::providers::model::Entity::Bill, &bill_id)
+        .await
+        .unwrap()
+        .expect("the new bill is stored");
+    assert!(!record.deleted);
+
+    // Disconnect removes every registration: the callback's and the worker's.
+    let path = "/disconnect/zoho";
+    let q = f.signed("POST", path, &[("tenant", &t), ("user", OWNER), ("grant_id", &grant.grant_id)], Utc::now().timestamp());
+    let resp = oauth_callback::handle(&f.deps, request("POST", path, &q, "zoho")).await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", body(&resp));
+    let c: Value = f.browser.get(format!("{}/_sandbox/counters", f.sandbox.base_url)).send().await.unwrap().json().await.unwrap();
+    let count = |key: &str| c["calls"][key].as_u64().unwrap_or(0);
+    assert_eq!(count("DELETE /zoho/api/{dc}/books/v3/settings/webhooks/{id}"), entries.len() as u64, "{c}");
+    assert_eq!(count("DELETE /zoho/api/{dc}/books/v3/settings/workflows/{id}"), entries.len() as u64, "{c}");
+    // The revoked token lists nothing any more; what the org still holds shows in what it fires:
+    // no rule is left on any module, the callback's or the worker's.
+    for module in zoho_webhooks::ENTITIES.iter().chain(["bill"].iter()) {
+        let emit = json!({"provider": "zoho", "org_id": org, "entity": module, "operation": "create"});
+        let r = f.browser.post(format!("{}/_sandbox/webhooks/emit", f.sandbox.base_url)).json(&emit).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        assert_eq!(status, 404, "{module}: a workflow rule still fires: {text}");
+        assert!(text.contains("no Zoho workflow rule fires"), "{module}: {text}");
+    }
+    f.sandbox.shutdown().await;
+}
+
+/// A grant without the settings scope sends nothing and a registration Zoho refuses is audited;
+/// either way the pull is done, and a later pull registers.
+#[tokio::test]
+async fn a_refused_zoho_registration_leaves_the_pull_done_and_a_later_pull_registers() {
+    let mut f = fixture(Plan::Professional).await;
+    let w = zoho_world(&mut f).await;
+    let (_, resp) = f.full_connect(Provider::Zoho, &[]).await;
+    let params = redirect_params(&resp);
+    assert_eq!(params["status"], "connected", "{params:?}");
+    let t = f.tenant.tenant_id.clone();
+    let org = f.deps.grants.list_connections(&t).await.unwrap().remove(0).org_id;
+    let grant = f.deps.grants.get_grant(&t, Provider::Zoho, &params["grant_id"]).await.unwrap().unwrap();
+    let tokens =
+        f.deps.vault.unseal_tokens(&SealContext::new(&t, Provider::Zoho, &grant.grant_id), grant.sealed.as_ref().unwrap()).await.unwrap();
+    let api_domain = tokens.api_domain.clone().unwrap();
+    let conn = f.deps.grants.get_connection(&t, Provider::Zoho, &org).await.unwrap().unwrap();
+    let before = conn.webhook_id.clone();
+    let _ = w.jobs().await;
+
+    // A grant without ZohoBooks.settings.CREATE: nothing is sent, the pull is done all the same.
+    assert!(grant.scopes.iter().any(|s| s == "ZohoBooks.settings.CREATE"), "{:?}", grant.scopes);
+    let mut narrow = grant.clone();
+    narrow.scopes.retain(|s| !s.starts_with("ZohoBooks.settings."));
+    f.deps.grants.put_grant(&narrow, std::slice::from_ref(&conn)).await.unwrap();
+    let posts = f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/webhooks").await;
+    let done = w.run(&bill_pull(&t, &org)).await;
+    assert_eq!(done["operation"], "pull", "{done}");
+    assert_eq!(f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/webhooks").await, posts, "nothing sent without the scope");
+    f.deps.grants.put_grant(&grant, std::slice::from_ref(&conn)).await.unwrap();
+
+    // Zoho refuses the module's first webhook: nothing is registered, nothing stored.
+    let fault =
+        json!({"provider": "zoho", "method": "POST", "path_prefix": "/zoho/api/us/books/v3/settings/webhooks", "kind": "500", "count": 1});
+    let posts = f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/webhooks").await;
+    assert!(f.browser.post(format!("{}/_sandbox/faults", f.sandbox.base_url)).json(&fault).send().await.unwrap().status().is_success());
+    let done = w.run(&bill_pull(&t, &org)).await;
+    assert_eq!(done["operation"], "pull", "{done}");
+    assert_eq!(
+        f.sandbox_calls("POST /zoho/api/{dc}/books/v3/settings/webhooks").await,
+        posts + 1,
+        "the refused call is not retried in place"
+    );
+    let (hooks, rules) = zoho_module(&f, &api_domain, &tokens, &org, "bill").await;
+    assert_eq!((hooks.len(), rules.len()), (0, 0), "nothing is left half-registered: {hooks:?} {rules:?}");
+    assert_eq!(f.deps.grants.get_connection(&t, Provider::Zoho, &org).await.unwrap().unwrap().webhook_id, before);
+    let audit = f.deps.audit.list(&t).await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.actor == "system:sync-worker"
+            && r.detail.as_deref().is_some_and(|d| d.starts_with("register_webhook POST") && !d.contains("-> 201"))),
+        "the refused call is audited: {audit:?}"
+    );
+
+    // The next pull registers.
+    w.run(&bill_pull(&t, &org)).await;
+    let (hooks, rules) = zoho_module(&f, &api_domain, &tokens, &org, "bill").await;
+    assert_eq!((hooks.len(), rules.len()), (3, 3), "{hooks:?} {rules:?}");
+    let after = f.deps.grants.get_connection(&t, Provider::Zoho, &org).await.unwrap().unwrap();
+    let added = zoho_webhooks::split_ids(after.webhook_id.as_deref())
+        .into_iter()
+        .filter(|e| zoho_webhooks::registration_module(e) == Some("bill"))
+        .count();
+    assert_eq!(added, 3);
+    f.sandbox.shutdown().await;
+}

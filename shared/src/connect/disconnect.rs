@@ -30,7 +30,7 @@ pub(super) async fn undo(
 ) {
     if provider == Provider::Zoho && !webhooks.is_empty() {
         if let Some(domain) = tokens.api_domain.as_deref() {
-            if let Ok(hooks) = deps.zoho_hooks_for_undo(domain, &tenant.tenant_id, grant_id, tenant.plan) {
+            if let Ok(hooks) = deps.zoho_hooks_unlimited(domain, &tenant.tenant_id, grant_id, tenant.plan) {
                 let hooks = &hooks;
                 let deletes = webhooks.iter().flat_map(|(org, ids)| {
                     ids.iter().map(move |id| async move {
@@ -80,7 +80,9 @@ pub async fn disconnect(
     }
     // Under the grant's lease, like a refresh: the tokens revoked are the tokens stored, never a
     // pair a refresher is rotating away this very moment.
-    let owner = format!("disconnect-{}", uuid::Uuid::new_v4().simple());
+    // The prefix tells the sync worker a disconnect holds the grant: it then stores no new
+    // webhook registration this disconnect would not see (`store::webhook_registrations`).
+    let owner = format!("{}{}", crate::store::webhook_registrations::DISCONNECT_LEASE_PREFIX, uuid::Uuid::new_v4().simple());
     let grant = lease_for_disconnect(deps, tenant_id, provider, grant_id, &owner, now).await?;
     let result = disconnect_leased(deps, grant, &owner, actor, now).await;
     if result.is_err() {
@@ -140,7 +142,13 @@ async fn disconnect_leased(deps: &ConnectDeps, grant: Grant, owner: &str, actor:
             if let Some(domain) = tokens.api_domain.clone() {
                 // The plan only sets how long the call audit records are kept.
                 let plan = deps.tenants.get(tenant_id).await?.plan;
-                let hooks = deps.zoho_hooks(&domain, tenant_id, grant_id, plan)?;
+                // Not waiting for the org's limit: with the sync worker's registrations (each
+                // enabled entity's module: up to 33 registrations, 66 calls) the evenly spaced
+                // limit (one call per 0.6 s) would take about 40 s, past what a request may take;
+                // the calls go one after the other, well inside Zoho's 100 a minute on their own.
+                // A 429 fails the disconnect before anything local changes, and its retry finds
+                // the ones already gone removed.
+                let hooks = deps.zoho_hooks_unlimited(&domain, tenant_id, grant_id, plan)?;
                 let removing = async {
                     for c in &connections {
                         for id in zoho_webhooks::split_ids(c.webhook_id.as_deref()) {

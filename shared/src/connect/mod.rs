@@ -141,8 +141,8 @@ impl ConnectDeps {
     }
 
     /// As `zoho_hooks`, audited but not waiting for the org's limit: for the undo of a failed
-    /// connect only (see `zoho_webhooks::Guarded::limited`).
-    fn zoho_hooks_for_undo<'a>(&'a self, api_domain: &str, tenant_id: &'a str, grant_id: &'a str, plan: Plan) -> Result<ZohoWebhooks<'a>> {
+    /// connect and a disconnect's removals only (see `zoho_webhooks::Guarded::limited`).
+    fn zoho_hooks_unlimited<'a>(&'a self, api_domain: &str, tenant_id: &'a str, grant_id: &'a str, plan: Plan) -> Result<ZohoWebhooks<'a>> {
         let guarded =
             zoho_webhooks::Guarded { guard: &self.guard, audit: &self.audit, tenant_id, grant_id, plan, actor: ACTOR, limited: false };
         ZohoWebhooks::new(&self.http, &self.endpoints(Provider::Zoho), api_domain, guarded)

@@ -9,7 +9,9 @@
 //! workflow rule (Books help, "Webhooks": configure the URL and associate it with workflow rules).
 //! So each registration is followed by a workflow rule on the same module and event whose one
 //! action is that webhook (`POST .../settings/workflows`), and removal deletes the rule before the
-//! webhook. The stored id of one registration is `"{webhook_id}:{workflow_id}"`. The workflow API
+//! webhook. The stored id of one registration is `"{module}/{webhook_id}:{workflow_id}"`; entries
+//! stored before the module was named (`"{webhook_id}:{workflow_id}"`, or a bare webhook id) are
+//! the connect callback's modules ([`ENTITIES`]). The workflow API
 //! is not in the Books API reference: its path, field names and values (`entity`, `event` =
 //! `on_create|on_edit|on_create_or_edit|on_delete`, `actions[{action_type: "webhook", action_id}]`)
 //! follow the Books UI and are unconfirmed.
@@ -35,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::http_client::HttpClient;
 use crate::providers::endpoints::Endpoints;
 use crate::providers::errors::{success_json, zoho_error, ApiResponse};
+use crate::providers::model::Entity;
 use crate::providers::Provider;
 use crate::resilience::ProviderGuard;
 use crate::secret::SecretString;
@@ -43,8 +46,38 @@ use crate::tenancy::Plan;
 /// The header our per-organisation secret travels in.
 pub const SECRET_HEADER: &str = "x-ttya-webhook-secret";
 pub const SECRET_LEN: usize = 40;
-/// The entities whose changes the sync worker cares about (Zoho module names).
+/// The modules the connect callback registers (Zoho module names). No more fit its 20 s budget:
+/// each module is 6 calls under the org's limit of one call per 0.6 s. The modules of the other
+/// entities a tenant enables are registered by the sync worker ([`modules_for`]).
 pub const ENTITIES: [&str; 4] = ["invoice", "contact", "customerpayment", "chartofaccount"];
+
+/// The Zoho Books workflow modules whose changes land in `entity`'s records. Module names follow
+/// the Books UI's workflow rule modules and the sandbox (`infra/sandbox/src/zoho.rs`
+/// `WORKFLOW_ENTITIES`); the API's spelling is unconfirmed (the Books API reference does not
+/// document workflow rules). Empty where there is no module to watch, so the scheduled incremental
+/// pull is what keeps the entity current:
+/// - credit notes: `creditnote` covers the customers' credit notes; whether vendor credits have a
+///   workflow module of their own, and its name, is unconfirmed, so vendor credits come from the pull;
+/// - bank transactions: `expense` covers expenses; Zoho's help lists "Bank Transactions" among the
+///   workflow rule modules, but its API name is unconfirmed (and the sandbox has none), so deposits
+///   and transfers come from the pull;
+/// - tax rates, reporting tags and the organisation are settings: no workflow module.
+pub fn modules_for(entity: Entity) -> &'static [&'static str] {
+    match entity {
+        Entity::Invoice => &["invoice"],
+        Entity::Contact => &["contact"],
+        Entity::Payment => &["customerpayment"],
+        Entity::Account => &["chartofaccount"],
+        Entity::Bill => &["bill"],
+        Entity::CreditNote => &["creditnote"],
+        Entity::BillPayment => &["vendorpayment"],
+        Entity::PurchaseOrder => &["purchaseorder"],
+        Entity::Journal => &["journal"],
+        Entity::Item => &["item"],
+        Entity::BankTransaction => &["expense"],
+        Entity::TaxRate | Entity::TrackingCategory | Entity::Company => &[],
+    }
+}
 /// One webhook per entity *and event*: the payload template then names the event type itself. Zoho's
 /// default payload is only the record, so a delete whose snapshot equals the preceding update would
 /// be byte-identical to it, share its dedupe key and be dropped as a duplicate.
@@ -60,13 +93,28 @@ pub fn workflow_event(event: &str) -> &'static str {
 }
 
 /// One stored registration: (webhook id, workflow rule id if the registration has one; entries
-/// stored before workflow rules were created have none).
+/// stored before workflow rules were created have none). The module prefix is not part of either.
 pub fn registration_parts(entry: &str) -> (&str, Option<&str>) {
+    let entry = entry.split_once('/').map_or(entry, |(_, rest)| rest);
     match entry.split_once(':') {
         Some((hook, wf)) if !wf.is_empty() => (hook, Some(wf)),
         Some((hook, _)) => (hook, None),
         None => (entry, None),
     }
+}
+
+/// The module one stored registration belongs to; entries without one were stored by the connect
+/// callback before modules were named, and are one of its [`ENTITIES`].
+pub fn registration_module(entry: &str) -> Option<&str> {
+    entry.split_once('/').map(|(module, _)| module).filter(|m| !m.is_empty())
+}
+
+/// Whether the stored registrations (`Connection::webhook_id`) cover `module`.
+pub fn is_registered(stored: Option<&str>, module: &str) -> bool {
+    split_ids(stored).iter().any(|entry| match registration_module(entry) {
+        Some(m) => m == module,
+        None => ENTITIES.contains(&module),
+    })
 }
 
 fn valid_zoho_id(id: &str) -> bool {
@@ -80,6 +128,14 @@ fn id_field(entity: &str) -> &'static str {
         "contact" => "contact_id",
         "customerpayment" => "payment_id",
         "chartofaccount" => "account_id",
+        "bill" => "bill_id",
+        "creditnote" => "creditnote_id",
+        // Zoho's vendor payments carry `payment_id`, as customer payments do.
+        "vendorpayment" => "payment_id",
+        "purchaseorder" => "purchaseorder_id",
+        "journal" => "journal_id",
+        "item" => "item_id",
+        "expense" => "expense_id",
         _ => "id",
     }
 }
@@ -174,11 +230,13 @@ pub struct Guarded<'a> {
     pub plan: Plan,
     /// `system:<function>` for the audit record.
     pub actor: &'static str,
-    /// Whether calls wait for the org's rate limit. Only the undo of a failed connect does not: it
-    /// removes up to 24 registrations within a few seconds (`connect::UNDO_BUDGET`), which the
-    /// org's evenly spaced limit (100 a minute: one call per 0.6 s) cannot hold, and leaving them at
-    /// Zoho is worse than a short burst. Its calls are still audited; a failure there is logged and
-    /// counted (`ConnectUndoIncomplete`).
+    /// Whether calls wait for the org's rate limit. Only the undo of a failed connect and a
+    /// disconnect do not: the undo removes up to 12 registrations (24 calls) within a few seconds
+    /// (`connect::UNDO_BUDGET`), a disconnect the callback's and the sync worker's (up to 33, 66
+    /// calls) within a request's time, which the org's evenly spaced limit (100 a minute: one call
+    /// per 0.6 s) cannot hold, and leaving them at Zoho is worse than a short burst. Their calls
+    /// are still audited; an undo's failure is logged and counted (`ConnectUndoIncomplete`), a
+    /// disconnect's fails the disconnect, which the app retries.
     pub limited: bool,
 }
 
@@ -274,7 +332,7 @@ impl<'a> ZohoWebhooks<'a> {
     }
 
     /// Registers one webhook and the workflow rule that fires it; returns the stored registration
-    /// id `"{webhook_id}:{workflow_id}"`. When the rule cannot be created the webhook is removed
+    /// id `"{module}/{webhook_id}:{workflow_id}"`. When the rule cannot be created the webhook is removed
     /// again (best effort), so a failure leaves nothing that the caller does not know about.
     pub async fn register(&self, token: &SecretString, spec: &WebhookSpec<'_>) -> Result<String> {
         let body =
@@ -291,7 +349,36 @@ impl<'a> ZohoWebhooks<'a> {
                 return Err(e);
             }
         };
-        Ok(format!("{webhook_id}:{workflow_id}"))
+        Ok(format!("{}/{webhook_id}:{workflow_id}", spec.entity))
+    }
+
+    /// Registers a module's webhook and workflow rule for each of [`EVENTS`], one after the other
+    /// (each call waits for the org's limit anyway). All or nothing: when one fails, those already
+    /// made are removed again (best effort), so a module is either stored whole or tried again whole.
+    pub async fn register_module(
+        &self,
+        token: &SecretString,
+        org_id: &str,
+        url: &Url,
+        module: &str,
+        secret: &SecretString,
+    ) -> Result<Vec<String>> {
+        let mut made = Vec::with_capacity(EVENTS.len());
+        for event in EVENTS {
+            let spec = WebhookSpec { org_id, url, entity: module, event, secret };
+            match self.register(token, &spec).await {
+                Ok(id) => made.push(id),
+                Err(e) => {
+                    for id in &made {
+                        if let Err(d) = self.delete(token, org_id, id).await {
+                            tracing::warn!(code = %d.code(), error = %d, org_id = %org_id, module, "could not remove a webhook of a failed registration");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(made)
     }
 
     /// Removes a registration: its workflow rule first (Zoho keeps a webhook a rule still uses),
@@ -416,7 +503,45 @@ mod tests {
         assert_eq!(registration_parts("46:47"), ("46", Some("47")));
         assert_eq!(registration_parts("46"), ("46", None));
         assert_eq!(registration_parts("46:"), ("46", None));
+        assert_eq!(registration_parts("bill/46:47"), ("46", Some("47")));
         assert!(!valid_zoho_id("4/../x") && !valid_zoho_id("") && valid_zoho_id("460000000012345"));
+    }
+
+    #[test]
+    fn stored_registrations_name_their_module_and_older_ones_are_the_callbacks() {
+        // Stored before modules were named: the callback's four.
+        let old = Some("46:47,48:49");
+        assert!(ENTITIES.iter().all(|m| is_registered(old, m)));
+        assert!(!is_registered(old, "bill"));
+        let mixed = Some("46:47,bill/50:51,bill/52:53,bill/54:55");
+        assert!(is_registered(mixed, "bill") && is_registered(mixed, "invoice") && !is_registered(mixed, "journal"));
+        // Only worker-made entries: the callback's modules are not taken for registered.
+        let new = Some("bill/50:51");
+        assert!(is_registered(new, "bill") && !is_registered(new, "invoice"));
+        assert!(!is_registered(None, "invoice"));
+        assert_eq!(registration_module("bill/50:51"), Some("bill"));
+        assert_eq!(registration_module("50:51"), None);
+    }
+
+    #[test]
+    fn every_module_a_worker_registers_has_its_id_field_in_the_template() {
+        for entity in Entity::ALL {
+            for module in modules_for(entity) {
+                assert_ne!(id_field(module), "id", "{module} has no id field");
+                let url = Url::parse("https://api.example.com/webhooks/zoho?organization_id=1").unwrap();
+                let secret = SecretString::new("S3cretS3cretS3cret");
+                let spec = WebhookSpec { org_id: "1", url: &url, entity: module, event: "created", secret: &secret };
+                // What Zoho would render: the receiver reads it as a change of this entity.
+                let body = spec
+                    .payload_template()
+                    .replace(&format!("${{{module}.{}}}", id_field(module)), "4600001")
+                    .replace(&format!("${{{module}.last_modified_time}}"), "2026-11-24T17:59:41+0000");
+                let d = crate::webhooks::parse::parse(Provider::Zoho, body.as_bytes(), Some("1")).unwrap();
+                assert_eq!(d.changes[0].entity.model(), entity, "{module}");
+                assert_eq!(d.changes[0].entity_id.as_deref(), Some("4600001"), "{module}");
+            }
+        }
+        assert!(modules_for(Entity::TaxRate).is_empty() && modules_for(Entity::Company).is_empty());
     }
 
     #[test]

@@ -178,6 +178,16 @@ impl TokenService {
         &self.settings
     }
 
+    /// The configuration it was built from (the sync worker's Zoho webhook registrations need the
+    /// public URL and the provider endpoints).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
     pub fn owner(&self) -> &str {
         &self.owner
     }

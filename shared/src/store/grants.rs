@@ -166,6 +166,10 @@ impl GrantStore {
         &self.table
     }
 
+    pub(crate) fn db(&self) -> &aws_sdk_dynamodb::Client {
+        &self.db
+    }
+
     fn grant_item(g: &Grant) -> Item {
         let mut item = Item::new();
         item.insert("pk".into(), s(tenant_pk(&g.tenant_id)));

@@ -19,6 +19,7 @@
 
 pub mod grants;
 pub mod keys;
+pub mod webhook_registrations;
 
 use std::collections::HashMap;
 

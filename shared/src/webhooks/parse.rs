@@ -401,13 +401,16 @@ fn zoho_entity(name: &str) -> Option<(Entity, &'static str)> {
         "chartofaccount" | "chartofaccounts" | "chart_of_account" | "account" => Some((Entity::Account, "account_id")),
         "customerpayment" | "customerpayments" | "customer_payment" | "payment" => Some((Entity::Payment, "payment_id")),
         "bill" | "bills" => Some((Entity::Bill, "bill_id")),
-        // Modules whose webhooks an org's own workflow rules may send (we register the four above).
+        // The connect callback registers the four above; the sync worker registers the modules of
+        // the entities a tenant enables (`providers::zoho_webhooks::modules_for`).
         "creditnote" | "creditnotes" => Some((Entity::CreditNote, "creditnote_id")),
         "vendorcredit" | "vendorcredits" | "vendor_credit" => Some((Entity::CreditNote, "vendor_credit_id")),
         "vendorpayment" | "vendorpayments" | "vendor_payment" => Some((Entity::BillPayment, "payment_id")),
         "purchaseorder" | "purchaseorders" | "purchase_order" => Some((Entity::PurchaseOrder, "purchaseorder_id")),
         "journal" | "journals" => Some((Entity::Journal, "journal_id")),
         "item" | "items" => Some((Entity::Item, "item_id")),
+        // Expenses are bank transactions in the common model (`providers::zoho::collections`).
+        "expense" | "expenses" => Some((Entity::BankTransaction, "expense_id")),
         _ => None,
     }
 }

@@ -453,6 +453,9 @@ async fn pull(deps: &SyncDeps, ctx: &JobCtx, deadline: DateTime<Utc>) -> Result<
     let left = (deadline - Utc::now()).to_std().unwrap_or_default();
     let reserve = (deps.settings.deadline_margin / 2).min(left / 2);
     let calls_by = deadline - chrono::Duration::from_std(reserve).unwrap_or(chrono::Duration::seconds(10));
+    // Before the first page: a change made after this is delivered by webhook, one before it is
+    // read by the pull. Never fails the pull.
+    Box::pin(crate::worker::zoho_hooks::ensure_registered(deps, ctx, calls_by)).await;
     crate::resilience::within_deadline(calls_by, Box::pin(pull_pages(deps, ctx, deadline))).await
 }
 

@@ -6,12 +6,14 @@
 //! - [`job`]: one job: claim, pull/push/webhook, write, advance, complete.
 //! - [`report`]: report and passthrough jobs.
 //! - [`batch`]: one SQS batch: per-message isolation, waits, parking, dead letters.
+//! - [`zoho_hooks`]: Zoho webhooks for the enabled entities' modules, registered by a pull's first job.
 
 pub mod batch;
 pub mod calls;
 pub mod job;
 pub mod report;
 pub mod write;
+pub mod zoho_hooks;
 
 pub use batch::{handle_batch, Disposition, InMessage};
 pub use job::{run_job, validate, CrashPoint, JobCtx, Outcome, SyncDeps, WorkerSettings};
