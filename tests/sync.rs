@@ -3374,6 +3374,36 @@ async fn tax_rates_case(provider: Provider) {
     }
 }
 
+/// QuickBooks tax codes' rates are joined from TaxRate records page by page: a pull of one code per
+/// page, each page in its own job (a follow-up after every page, as when a Lambda invocation runs
+/// out of time), stores every code with the rate of its TaxRate records.
+#[tokio::test]
+async fn quickbooks_tax_rates_are_joined_on_every_page_of_a_split_pull() {
+    let provider = Provider::QuickBooks;
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::TaxRate);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("tax_rate", 2)]).await;
+    h.connect(provider, &org).await;
+    let deps = h.deps_with(
+        WorkerSettings { page_size: Some(1), deadline_margin: StdDuration::from_secs(3600), ..Default::default() },
+        StdDuration::from_secs(10),
+    );
+    h.send(&[h.job(provider, &org, Operation::Pull, Entity::TaxRate).to_json()]).await;
+    let results = h.pump(&deps, 2).await;
+    done_result(&results);
+    assert!(results.len() >= 4, "one job per code: {}", results.len());
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::TaxRate).await.unwrap();
+    let rates: HashMap<String, Option<String>> =
+        stored.iter().map(|r| (r.provider_id.clone(), r.reference.tax_rate.as_ref().and_then(|t| t.rate.clone()))).collect();
+    assert_eq!(rates.len(), 4, "TAX, NON and two more: {rates:?}");
+    assert_eq!(rates["TAX"].as_deref(), Some("8.25"), "TAX applies TaxRate 3 at the sandbox's rate");
+    assert_eq!(rates["NON"], None, "an untaxed code has no rates");
+    assert_eq!(rates.values().filter(|r| r.is_some()).count(), 3, "every taxable code has its rate: {rates:?}");
+}
+
 #[tokio::test]
 async fn quickbooks_tax_rates() {
     Box::pin(tax_rates_case(Provider::QuickBooks)).await;
@@ -3804,6 +3834,21 @@ async fn quickbooks_departments() {
     for l in &doc.lines {
         assert!(l.tracking.contains(&twin_ref), "every line is tracked by the department: {:?}", l.tracking);
     }
+
+    // A Department webhook job (the receiver gives it the prefixed id) re-reads the department,
+    // never the class of the same Id.
+    let renamed =
+        json!({"Id": shared_id, "Name": "Harbour East", "SubDepartment": false, "FullyQualifiedName": "Harbour East", "Active": true});
+    h.control("POST", "seed", Some(json!({"provider": "quickbooks", "org_id": org, "entity": "department", "records": [renamed]}))).await;
+    let mut hook = h.job(provider, &org, Operation::Webhook, Entity::TrackingCategory);
+    hook.entity_id = Some(format!("department-{shared_id}"));
+    hook.change = Some(shared::jobs::Change::Updated);
+    let w = h.run_through_queue(&h.deps(), &hook).await;
+    assert_eq!(w["counts"]["written"], 1, "{w}");
+    let dept = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, &format!("department-{shared_id}")).await.unwrap();
+    assert_eq!(dept.unwrap().name.as_deref(), Some("Harbour East"));
+    let class = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, &shared_id).await.unwrap().unwrap();
+    assert_eq!(class.name.as_deref(), classes[0]["value"]["FullyQualifiedName"].as_str(), "the class is untouched");
 
     // Made inactive (QuickBooks does not delete departments): inactive in the copy, not deleted.
     let gone = &departments[0];
