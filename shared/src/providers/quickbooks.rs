@@ -72,8 +72,8 @@ pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
         Entity::Company => &[("CompanyInfo", "companyinfo")],
         Entity::CreditNote => &[("CreditMemo", "creditmemo"), ("VendorCredit", "vendorcredit")],
         Entity::BillPayment => &[("BillPayment", "billpayment")],
-        // What a line's TaxCodeRef names. Whether TaxCode honours the LastUpdatedTime filter is
-        // unconfirmed (a full answer is small).
+        // What a line's TaxCodeRef names, read whole each pass ([`READ_WHOLE`]) with the TaxRate
+        // records it names joined in for the percentages ([`QuickBooksClient::join_tax_rates`]).
         Entity::TaxRate => &[("TaxCode", "taxcode")],
         Entity::Item => &[("Item", "item")],
         // Classes are what a line's ClassRef names; Departments (locations) what a document's
@@ -117,9 +117,11 @@ fn provider_id<'a>(collection: &str, id: &'a str) -> Option<&'a str> {
 }
 
 /// Name lists QuickBooks answers with their active records only unless the query names `Active`
-/// (Intuit: `SELECT * FROM Customer` "retrieves all active customers"): read with inactive ones
-/// too, so a class or department made inactive reaches the copy. Customer, Vendor, Account and
-/// Item are the same kind of list and are not asked so yet (left as they were).
+/// (Intuit's blog on queries: `SELECT * FROM Customer` "retrieves all active customers"): read
+/// with inactive ones too, so a class or department made inactive reaches the copy. That
+/// `Active IN (true, false)` combines with the Id keyset and ORDERBY is unconfirmed (`IN` and
+/// boolean values are in Intuit's query grammar). Customer, Vendor, Account and Item are the same
+/// kind of list and are not asked so yet (left as they were).
 const WITH_INACTIVE: &[&str] = &["Class", "Department"];
 
 /// Read whole on every pass, without the LastUpdatedTime filter: a TaxCode's rates are joined
