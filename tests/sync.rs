@@ -6,7 +6,7 @@
 //! in parallel never read each other's messages. Messages go through real SQS queues and the test
 //! plays the Lambda event source mapping (receive, run the batch, delete what was acknowledged).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -3282,6 +3282,16 @@ async fn tax_rates_case(provider: Provider) {
     let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("tax_rate", 2), ("invoice", 4), ("bill", 4)]).await;
     h.connect(provider, &org).await;
     let theirs = sandbox_records(&h, provider, &org, "tax_rate").await;
+    // QuickBooks' percentages are on its TaxRate records, by Id.
+    let components: HashMap<String, Value> = if provider == Provider::QuickBooks {
+        sandbox_records(&h, provider, &org, "tax_component")
+            .await
+            .into_iter()
+            .map(|c| (c["id"].as_str().unwrap().to_string(), c["value"].clone()))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TaxRate)).await;
     assert_eq!(r["counts"]["written"].as_u64(), Some(theirs.len() as u64), "{provider}: {r}");
     let store = h.store();
@@ -3291,12 +3301,27 @@ async fn tax_rates_case(provider: Provider) {
         let tr = ours.reference.tax_rate.expect("a tax rate");
         assert_eq!((tr.code.as_deref(), tr.active), (Some(id), Some(true)), "{provider}");
         let rate = match provider {
-            Provider::QuickBooks => None,
+            // The sum of the code's sales rates in basis points (each applies to the net amount).
+            Provider::QuickBooks => {
+                let ids: Vec<&str> = s["value"]["SalesTaxRateList"]["TaxRateDetail"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| d["TaxRateRef"]["value"].as_str().unwrap())
+                    .collect();
+                let bp: i64 = ids.iter().map(|id| (components[*id]["RateValue"].as_f64().unwrap() * 100.0).round() as i64).sum();
+                for (k, id) in ids.iter().enumerate() {
+                    let theirs = components[*id]["RateValue"].as_f64().unwrap();
+                    let ours: f64 = tr.components[k].rate.as_deref().expect("a component's rate").parse().unwrap();
+                    assert_eq!(ours, theirs, "QuickBooks {id}: the TaxRate's RateValue");
+                }
+                (!ids.is_empty()).then(|| (bp as f64 / 100.0).to_string())
+            }
             Provider::Xero => Some(s["value"]["EffectiveRate"].to_string()),
             Provider::Zoho => Some(s["value"]["tax_percentage"].to_string()),
         };
         assert_eq!(tr.rate, rate, "{provider} {id}: the sandbox's rate");
-        if provider == Provider::QuickBooks && s["value"]["Taxable"] == true {
+        if provider == Provider::QuickBooks && s["value"]["Name"] == "TAX" {
             assert_eq!(tr.components[0].id.as_deref(), Some("3"), "QuickBooks codes name their TaxRate");
         }
     }
@@ -3347,6 +3372,36 @@ async fn tax_rates_case(provider: Provider) {
         assert!(d.deleted, "Xero DELETED is a deletion");
         assert!(store.find_reference(&h.tenant, provider, &org, PEntity::TaxRate, id).await.unwrap().is_none(), "not found for a write");
     }
+}
+
+/// QuickBooks tax codes' rates are joined from TaxRate records page by page: a pull of one code per
+/// page, each page in its own job (a follow-up after every page, as when a Lambda invocation runs
+/// out of time), stores every code with the rate of its TaxRate records.
+#[tokio::test]
+async fn quickbooks_tax_rates_are_joined_on_every_page_of_a_split_pull() {
+    let provider = Provider::QuickBooks;
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::TaxRate);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("tax_rate", 2)]).await;
+    h.connect(provider, &org).await;
+    let deps = h.deps_with(
+        WorkerSettings { page_size: Some(1), deadline_margin: StdDuration::from_secs(3600), ..Default::default() },
+        StdDuration::from_secs(10),
+    );
+    h.send(&[h.job(provider, &org, Operation::Pull, Entity::TaxRate).to_json()]).await;
+    let results = h.pump(&deps, 2).await;
+    done_result(&results);
+    assert!(results.len() >= 4, "one job per code: {}", results.len());
+    let stored = h.store().list_records(&h.tenant, provider, &org, PEntity::TaxRate).await.unwrap();
+    let rates: HashMap<String, Option<String>> =
+        stored.iter().map(|r| (r.provider_id.clone(), r.reference.tax_rate.as_ref().and_then(|t| t.rate.clone()))).collect();
+    assert_eq!(rates.len(), 4, "TAX, NON and two more: {rates:?}");
+    assert_eq!(rates["TAX"].as_deref(), Some("8.25"), "TAX applies TaxRate 3 at the sandbox's rate");
+    assert_eq!(rates["NON"], None, "an untaxed code has no rates");
+    assert_eq!(rates.values().filter(|r| r.is_some()).count(), 3, "every taxable code has its rate: {rates:?}");
 }
 
 #[tokio::test]
@@ -3723,6 +3778,89 @@ async fn tracking_case(provider: Provider) {
         assert_eq!(f["counts"]["deleted"].as_u64(), Some(1), "{provider}: {f}");
         assert!(store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, &gone).await.unwrap().unwrap().deleted);
     }
+}
+
+/// QuickBooks Departments are tracking categories beside Classes: a full pull stores both, a
+/// department keyed `department-<Id>` even where a class has the same Id (both records stay, each
+/// with its own name), each department's option found as a line's tracking names it; an invoice
+/// of a realm with departments carries its DepartmentRef on every line of its stored copy; a
+/// department made inactive arrives inactive at the next incremental pull (which asks CDC for both
+/// lists) and its option is no longer found.
+#[tokio::test]
+async fn quickbooks_departments() {
+    let provider = Provider::QuickBooks;
+    let h = harness().await;
+    let tenants = h.tenants();
+    let mut t = tenants.get(&h.tenant).await.unwrap();
+    t.config.enabled_entities.push(Entity::TrackingCategory);
+    tenants.update(&t, Utc::now()).await.unwrap();
+    let (org, _) = sandbox_control::make_org(&h.http, &h.sb, provider, &[("tracking_category", 1), ("department", 2)]).await;
+    h.connect(provider, &org).await;
+    let classes = sandbox_records(&h, provider, &org, "tracking_category").await;
+    let shared_id = classes[0]["id"].as_str().unwrap().to_string();
+    let twin = json!({"Id": shared_id, "Name": "Harbour", "SubDepartment": false, "FullyQualifiedName": "Harbour", "Active": true});
+    h.control("POST", "seed", Some(json!({"provider": "quickbooks", "org_id": org, "entity": "department", "records": [twin]}))).await;
+    let departments = sandbox_records(&h, provider, &org, "department").await;
+    assert_eq!((classes.len(), departments.len()), (2, 3));
+
+    let r = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TrackingCategory)).await;
+    assert_eq!(r["counts"]["written"].as_u64(), Some(5), "two classes and three departments: {r}");
+    let store = h.store();
+    for d in &departments {
+        let id = format!("department-{}", d["id"].as_str().unwrap());
+        let ours = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, &id).await.unwrap().expect("stored");
+        let c = ours.reference.tracking_category.expect("a tracking category");
+        let option = &c.options[0];
+        assert_eq!((option.id.as_deref(), option.name.as_deref()), (Some(id.as_str()), d["value"]["FullyQualifiedName"].as_str()));
+        let found = store.find_tracking_option(&h.tenant, provider, &org, &id).await.unwrap();
+        assert_eq!(found.map(|f| f.provider_id), Some(id.clone()), "department option {id} is found");
+    }
+    let class = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, &shared_id).await.unwrap().expect("the class");
+    assert_eq!(class.name.as_deref(), classes[0]["value"]["FullyQualifiedName"].as_str(), "the class of the same Id is still the class");
+    let found = store.find_tracking_option(&h.tenant, provider, &org, &shared_id).await.unwrap();
+    assert_eq!(found.map(|f| f.provider_id), Some(shared_id.clone()));
+
+    // A document of a realm with departments names the newest (the twin) in its header.
+    let out = h.control("POST", "seed", Some(json!({"provider": "quickbooks", "org_id": org, "entity": "invoice", "count": 1}))).await;
+    let invoice_id = out["ids"][0].as_str().unwrap().to_string();
+    let theirs = sandbox_records(&h, provider, &org, "invoice").await;
+    let theirs = theirs.iter().find(|i| i["id"] == invoice_id.as_str()).unwrap();
+    assert_eq!(theirs["value"]["DepartmentRef"]["value"], json!(shared_id));
+    let inv = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::Invoice)).await;
+    assert!(inv["counts"]["written"].as_u64().unwrap() >= 1, "{inv}");
+    let doc = store.get_record(&h.tenant, provider, &org, PEntity::Invoice, &invoice_id).await.unwrap().unwrap().document.unwrap();
+    let twin_ref = shared::books::Ref { id: Some(format!("department-{shared_id}")), name: Some("Harbour".into()) };
+    assert!(!doc.lines.is_empty());
+    for l in &doc.lines {
+        assert!(l.tracking.contains(&twin_ref), "every line is tracked by the department: {:?}", l.tracking);
+    }
+
+    // A Department webhook job (the receiver gives it the prefixed id) re-reads the department,
+    // never the class of the same Id.
+    let renamed =
+        json!({"Id": shared_id, "Name": "Harbour East", "SubDepartment": false, "FullyQualifiedName": "Harbour East", "Active": true});
+    h.control("POST", "seed", Some(json!({"provider": "quickbooks", "org_id": org, "entity": "department", "records": [renamed]}))).await;
+    let mut hook = h.job(provider, &org, Operation::Webhook, Entity::TrackingCategory);
+    hook.entity_id = Some(format!("department-{shared_id}"));
+    hook.change = Some(shared::jobs::Change::Updated);
+    let w = h.run_through_queue(&h.deps(), &hook).await;
+    assert_eq!(w["counts"]["written"], 1, "{w}");
+    let dept = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, &format!("department-{shared_id}")).await.unwrap();
+    assert_eq!(dept.unwrap().name.as_deref(), Some("Harbour East"));
+    let class = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, &shared_id).await.unwrap().unwrap();
+    assert_eq!(class.name.as_deref(), classes[0]["value"]["FullyQualifiedName"].as_str(), "the class is untouched");
+
+    // Made inactive (QuickBooks does not delete departments): inactive in the copy, not deleted.
+    let gone = &departments[0];
+    let mut v = gone["value"].clone();
+    v["Active"] = json!(false);
+    h.control("POST", "seed", Some(json!({"provider": "quickbooks", "org_id": org, "entity": "department", "records": [v]}))).await;
+    let inc = h.run_through_queue(&h.deps(), &h.job(provider, &org, Operation::Pull, Entity::TrackingCategory)).await;
+    assert_eq!(inc["counts"]["written"], 1, "{inc}");
+    let id = format!("department-{}", gone["id"].as_str().unwrap());
+    let a = store.get_record(&h.tenant, provider, &org, PEntity::TrackingCategory, &id).await.unwrap().unwrap();
+    assert_eq!((a.reference.tracking_category.unwrap().active, a.deleted), (Some(false), false));
+    assert!(store.find_tracking_option(&h.tenant, provider, &org, &id).await.unwrap().is_none(), "an inactive department's option");
 }
 
 #[tokio::test]

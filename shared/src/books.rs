@@ -597,8 +597,36 @@ pub struct LineMap {
     pub tax_amount: &'static [Path],
     /// (where: an array of tracking objects or one object, the option's id, the option's name).
     pub tracking: &'static [(Path, Path, Path)],
+    /// Tracking the document states once for all its lines (QuickBooks' `DepartmentRef`), added to
+    /// every line's `tracking`: paths from the document's root.
+    pub header_tracking: &'static [PrefixedTracking],
     /// Lines that are not lines (QuickBooks' SubTotalLineDetail): (field, values).
     pub skip_if: Option<(Path, &'static [&'static str])>,
+}
+
+/// A tracking reference whose option id is the provider's id after a prefix: (where: an array of
+/// tracking objects or one object, the option's id, the option's name, the prefix). The prefix
+/// keeps apart options of one provider list whose ids may equal another's (QuickBooks Department
+/// and Class Ids: `providers::quickbooks::record_id`); empty for none.
+pub type PrefixedTracking = (Path, Path, Path, &'static str);
+
+/// The tracking references `list` finds in `v`, ids prefixed.
+pub(crate) fn prefixed_tracking(v: &Value, list: &[PrefixedTracking]) -> Vec<Ref> {
+    let mut out = Vec::new();
+    for (where_, id, name, prefix) in list {
+        let mut push = |t: &Value| {
+            let id = at(t, id).and_then(text_of).map(|id| if prefix.is_empty() { id } else { format!("{prefix}{id}") });
+            if let Some(r) = Ref::from(id, at(t, name).and_then(text_of)) {
+                out.push(r);
+            }
+        };
+        match at(v, where_) {
+            Some(Value::Array(items)) => items.iter().for_each(&mut push),
+            Some(o @ Value::Object(_)) => push(o),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// How the normalised status is found.
@@ -688,7 +716,8 @@ pub fn map_document(map: &DocumentMap, v: &Value) -> Document {
         _ => None,
     };
     let mut lines = Vec::with_capacity(items.map_or(0, |i| i.len().min(MAX_PRESIZED_LINES)));
-    lines.extend(items.into_iter().flatten().filter(|l| !skipped(&map.line, l)).map(|l| map_line(&map.line, l, &currency)));
+    let header = prefixed_tracking(v, map.line.header_tracking);
+    lines.extend(items.into_iter().flatten().filter(|l| !skipped(&map.line, l)).map(|l| map_line(&map.line, l, &currency, &header)));
     let subtotal = if map.subtotal.is_empty() {
         // The sum of the lines, when every line has an amount (else it is unknown, not smaller).
         lines
@@ -741,7 +770,7 @@ fn skipped(m: &LineMap, line: &Value) -> bool {
     }
 }
 
-fn map_line(m: &LineMap, l: &Value, currency: &str) -> Line {
+fn map_line(m: &LineMap, l: &Value, currency: &str, header: &[Ref]) -> Line {
     let mut tracking = Vec::new();
     for (where_, id, name) in m.tracking {
         let mut push = |t: &Value| {
@@ -755,6 +784,7 @@ fn map_line(m: &LineMap, l: &Value, currency: &str) -> Line {
             _ => {}
         }
     }
+    tracking.extend(header.iter().cloned());
     Line {
         id: first_text(l, m.id),
         description: first_text(l, m.description),
@@ -802,6 +832,7 @@ mod tests {
             tax_rate: &[],
             tax_amount: &[],
             tracking: &[(&["Tags"], &["OptId"], &["Opt"])],
+            header_tracking: &[],
             skip_if: Some((&["Kind"], &["SubTotal"])),
         },
     };

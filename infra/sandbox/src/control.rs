@@ -102,6 +102,9 @@ async fn seed(State(st): State<AppState>, Json(body): Json<Value>) -> Response {
     let Some(e) = Entity::parse(entity_name) else {
         return bad(format!("unknown entity {entity_name}"));
     };
+    if p != Provider::Quickbooks && matches!(e, Entity::Department | Entity::TaxComponent) {
+        return bad(format!("{entity_name} is a QuickBooks list only"));
+    }
     if req.lines.is_some_and(|n| !(1..=crate::lines::MAX_LINES).contains(&n)) {
         return bad(format!("lines must be 1 to {}", crate::lines::MAX_LINES));
     }

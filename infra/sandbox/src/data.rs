@@ -104,7 +104,7 @@ pub struct Org {
     /// Zoho data centre.
     pub dc: Option<String>,
     pub created: DateTime<Utc>,
-    stores: [Store; 17],
+    stores: [Store; 19],
     seq: u64,
     pub idempotency: HashMap<String, StoredAnswer>,
     pub webhooks: Vec<ZohoWebhook>,
@@ -130,6 +130,8 @@ fn slot(p: Provider, e: Entity) -> usize {
         Entity::Expense => 14,
         Entity::BankTransaction => 15,
         Entity::BankTransfer => 16,
+        Entity::Department => 17,
+        Entity::TaxComponent => 18,
     }
 }
 
@@ -153,6 +155,8 @@ pub fn is_kind(p: Provider, e: Entity, v: &Value) -> bool {
         (Provider::Zoho, Entity::BankTransaction) => v.get("transaction_type").and_then(Value::as_str) != Some("transfer_fund"),
         (Provider::Zoho, Entity::Vendor) => v.get("contact_type").and_then(Value::as_str) == Some("vendor"),
         (Provider::Zoho, Entity::Contact) => v.get("contact_type").and_then(Value::as_str) != Some("vendor"),
+        // QuickBooks-only lists (see `Entity::home`): nothing of another provider is one.
+        (Provider::Xero | Provider::Zoho, Entity::Department | Entity::TaxComponent) => false,
         _ => true,
     }
 }
@@ -211,6 +215,9 @@ impl Org {
         // The tax codes generated lines name exist from the start (reference data is no list's default).
         for (tax_id, v) in crate::reference::tax_rates(provider) {
             org.put(Entity::TaxRate, &tax_id, v, now);
+        }
+        for (rate_id, v) in crate::reference::tax_components(provider) {
+            org.put(Entity::TaxComponent, &rate_id, v, now);
         }
         let (id, v) = crate::reference::tracking_category(provider, 0);
         org.put(Entity::TrackingCategory, &id, v, now);
@@ -307,6 +314,10 @@ impl Org {
         let value = match e {
             // Xero keys a tax rate by its TaxType, not by a generated id.
             Entity::TaxRate => {
+                // A QuickBooks code names TaxRate records of its own, made first.
+                for (rate_id, v) in crate::reference::gen_tax_components(self.provider, n) {
+                    self.put(Entity::TaxComponent, &rate_id, v, now);
+                }
                 let (id, value) = crate::reference::gen_tax_rate(self.provider, n, &self.id_for(n));
                 self.put(e, &id, value, now);
                 return id;
@@ -324,6 +335,9 @@ impl Org {
                 self.put(e, &id, value, now);
                 return id;
             }
+            Entity::Department => crate::reference::department(n),
+            // A rate alone, named by no code (seeded codes make their own).
+            Entity::TaxComponent => crate::reference::tax_component(&format!("Rate {n}"), 100 + (n % 100) as i64),
             Entity::Item => {
                 let account = self.first_or_generate(Entity::Account, now);
                 let (id, value) = crate::reference::gen_item(self.provider, n, &account);
@@ -360,9 +374,29 @@ impl Org {
             Entity::BankTransaction => self.gen_deposit(n, now),
             Entity::BankTransfer => self.gen_bank_transfer(n, now),
         };
+        let value = self.with_department(e, value);
         let id = self.id_for(n);
         self.put(e, &id, value, now);
         id
+    }
+
+    /// A QuickBooks transaction of a realm that has departments names the newest live one in its
+    /// header (`DepartmentRef`), as a company tracking locations does; Intuit documents the field
+    /// on Invoice, Bill, CreditMemo, VendorCredit, Purchase and Deposit. Without departments, as
+    /// before.
+    fn with_department(&self, e: Entity, mut value: Value) -> Value {
+        let tracked = matches!(
+            e,
+            Entity::Invoice | Entity::Bill | Entity::CreditNote | Entity::VendorCredit | Entity::Expense | Entity::BankTransaction
+        );
+        if self.provider != Provider::Quickbooks || !tracked {
+            return value;
+        }
+        let live = self.store(Entity::Department).items.iter().rev().find(|r| !r.deleted && r.value["Active"] != json!(false));
+        if let (Some(d), Some(o)) = (live, value.as_object_mut()) {
+            o.insert("DepartmentRef".into(), json!({"value": d.id, "name": d.value["Name"]}));
+        }
+        value
     }
 
     /// The catalogue items sales (or purchase) lines name, posting to `account`, unless the org
@@ -897,7 +931,7 @@ fn zoho_summary(e: Entity, v: &Value) -> Value {
             "created_time",
             "last_modified_time",
         ],
-        Entity::TaxRate | Entity::Item | Entity::TrackingCategory => return v.clone(),
+        Entity::TaxRate | Entity::Item | Entity::TrackingCategory | Entity::Department | Entity::TaxComponent => return v.clone(),
         // An expense listed without its lines, as bills are (unconfirmed field set).
         Entity::Expense => &[
             "expense_id",

@@ -77,10 +77,16 @@ pub enum Entity {
     /// Between the org's own accounts: QuickBooks Transfer, Xero BankTransfers, Zoho
     /// banktransactions of type transfer_fund.
     BankTransfer,
+    /// A location documents name in their header (QuickBooks Department). QuickBooks only: Xero
+    /// and Zoho have no such list (their tracking categories and tags cover it).
+    Department,
+    /// A percentage tax codes combine (QuickBooks TaxRate, with RateValue). QuickBooks only: Xero
+    /// and Zoho keep their rates inside the tax record.
+    TaxComponent,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 17] = [
+    pub const ALL: [Entity; 19] = [
         Entity::Invoice,
         Entity::Contact,
         Entity::Account,
@@ -98,6 +104,8 @@ impl Entity {
         Entity::Expense,
         Entity::BankTransaction,
         Entity::BankTransfer,
+        Entity::Department,
+        Entity::TaxComponent,
     ];
 
     /// The entity whose endpoint and records hold this one's for `p`. Xero keeps bills among its
@@ -115,6 +123,9 @@ impl Entity {
             // transactions of type transfer_fund.
             (Provider::Xero, Entity::Expense) => Entity::BankTransaction,
             (Provider::Zoho, Entity::BankTransfer) => Entity::BankTransaction,
+            // QuickBooks-only lists: elsewhere they hold nothing (see `data::is_kind`) and get no route.
+            (Provider::Xero | Provider::Zoho, Entity::Department) => Entity::TrackingCategory,
+            (Provider::Xero | Provider::Zoho, Entity::TaxComponent) => Entity::TaxRate,
             _ => self,
         }
     }
@@ -148,6 +159,8 @@ impl Entity {
             "tracking_category" | "tracking_categories" | "trackingcategories" | "class" | "classes" | "reporting_tags" | "tags" => {
                 Some(Entity::TrackingCategory)
             }
+            "department" | "departments" | "location" | "locations" => Some(Entity::Department),
+            "tax_component" | "tax_components" | "qbo_tax_rate" => Some(Entity::TaxComponent),
             _ => None,
         }
     }
@@ -171,6 +184,8 @@ impl Entity {
             Entity::Expense => "expense",
             Entity::BankTransaction => "bank_transaction",
             Entity::BankTransfer => "bank_transfer",
+            Entity::Department => "department",
+            Entity::TaxComponent => "tax_component",
         }
     }
 
@@ -193,6 +208,8 @@ impl Entity {
             Entity::Expense => "Purchase",
             Entity::BankTransaction => "Deposit",
             Entity::BankTransfer => "Transfer",
+            Entity::Department => "Department",
+            Entity::TaxComponent => "TaxRate",
         }
     }
 
@@ -213,6 +230,8 @@ impl Entity {
             Entity::PurchaseOrder => "PurchaseOrders",
             Entity::Expense | Entity::BankTransaction => "BankTransactions",
             Entity::BankTransfer => "BankTransfers",
+            Entity::Department => "TrackingCategories",
+            Entity::TaxComponent => "TaxRates",
         }
     }
 
@@ -234,6 +253,8 @@ impl Entity {
             Entity::PurchaseOrder => "PurchaseOrderID",
             Entity::Expense | Entity::BankTransaction => "BankTransactionID",
             Entity::BankTransfer => "BankTransferID",
+            Entity::Department => "TrackingCategoryID",
+            Entity::TaxComponent => "TaxType",
         }
     }
 
@@ -257,6 +278,8 @@ impl Entity {
             Entity::PurchaseOrder => "purchaseorders",
             Entity::Expense => "expenses",
             Entity::BankTransaction | Entity::BankTransfer => "banktransactions",
+            Entity::Department => "settings/tags",
+            Entity::TaxComponent => "settings/taxes",
         }
     }
 
@@ -271,9 +294,10 @@ impl Entity {
         }
     }
 
-    /// Whether QuickBooks' change data capture serves it (Intuit's CDC entity list has no TaxCode).
+    /// Whether QuickBooks' change data capture serves it (Intuit's CDC page: every entity but
+    /// JournalCode, TaxAgency, TimeActivity, TaxCode and TaxRate; Department is served).
     pub fn in_qbo_cdc(self) -> bool {
-        self != Entity::TaxRate
+        !matches!(self, Entity::TaxRate | Entity::TaxComponent)
     }
 
     /// Zoho Books key of a single object in get/create answers.
@@ -296,6 +320,8 @@ impl Entity {
             Entity::Expense => "expense",
             // Unconfirmed key of one bank transaction in Zoho's answers.
             Entity::BankTransaction | Entity::BankTransfer => "banktransaction",
+            Entity::Department => "reporting_tag",
+            Entity::TaxComponent => "tax",
         }
     }
 
@@ -317,6 +343,8 @@ impl Entity {
             Entity::PurchaseOrder => "purchaseorder_id",
             Entity::Expense => "expense_id",
             Entity::BankTransaction | Entity::BankTransfer => "transaction_id",
+            Entity::Department => "tag_id",
+            Entity::TaxComponent => "tax_id",
         }
     }
 }

@@ -22,7 +22,7 @@ const DEFAULT_MAX_RESULTS: usize = 100;
 const MAX_RESULTS_CAP: usize = 1000;
 const MAX_RESULTS_INVALID: &str = "QueryValidationError";
 /// Entities QuickBooks has but the sandbox keeps no records of: they answer empty rather than fail.
-const OTHER_ENTITIES: [&str; 5] = ["Estimate", "Purchase", "SalesReceipt", "Employee", "Department"];
+const OTHER_ENTITIES: [&str; 4] = ["Estimate", "Purchase", "SalesReceipt", "Employee"];
 
 fn ok(body: String) -> Response {
     with_header(json(StatusCode::OK, body), "intuit_tid", &intuit_tid())
@@ -378,7 +378,19 @@ fn run_query(w: &World, realm: &str, q: &QboQuery, now: DateTime<Utc>) -> Result
         return Err(validation("4000", "Error parsing query", &format!("QueryParserError: Invalid entity: {}", q.entity)));
     };
     let org = w.org(P, realm).expect("authorized realm exists");
-    let mut rows: Vec<&Record> = org.store(entity).items.iter().filter(|r| !r.deleted && q.conds.iter().all(|c| matches(r, c))).collect();
+    // Name lists answer with their active records unless the query names `Active` (Intuit:
+    // `SELECT * FROM Customer` "retrieves all active customers"). Held for classes and departments;
+    // the sandbox's other name lists (Customer, Vendor, Account, Item, TaxCode) still list inactive
+    // ones, kinder than QuickBooks (left as they were: their clients do not ask for inactive ones yet).
+    let active_only =
+        matches!(entity, Entity::TrackingCategory | Entity::Department) && !q.conds.iter().any(|c| c.field.eq_ignore_ascii_case("Active"));
+    let mut rows: Vec<&Record> = org
+        .store(entity)
+        .items
+        .iter()
+        .filter(|r| !r.deleted && q.conds.iter().all(|c| matches(r, c)))
+        .filter(|r| !active_only || r.value.get("Active") != Some(&Value::Bool(false)))
+        .collect();
     if q.count {
         return Ok(json!({"QueryResponse": {"totalCount": rows.len()}, "time": time}).to_string());
     }
@@ -736,6 +748,13 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
         Entity::Item => return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create items".into())),
         Entity::TrackingCategory => {
             return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create classes".into()))
+        }
+        // Seeded, as classes are; TaxRate is created through the TaxService, not `POST /taxrate`.
+        Entity::Department => {
+            return Err(("2010", "Request has invalid or unsupported property", "The sandbox does not create departments".into()))
+        }
+        Entity::TaxComponent => {
+            return Err(("2010", "Request has invalid or unsupported property", "TaxRate cannot be created here".into()))
         }
         Entity::Journal => {
             let total = crate::writes::quickbooks::journal_lines(org, &mut v)?;

@@ -63,19 +63,56 @@ fn zoho_tax(id: &str, name: &str, rate: &Value) -> Value {
         "is_value_added": false, "is_default_tax": false, "is_editable": true, "status": "active"})
 }
 
-/// A further tax code `n` (seeded with `{"entity":"tax_rate","count":k}`): 5% plus `n` basis points.
-/// Xero's custom tax types are `TAX001`-style; the others use the org's next id.
+/// QuickBooks' TaxRate records an org starts with: the one the `TAX` code applies, at the
+/// sandbox's rate. Fields as Intuit's TaxRate entity (Id, Name, Description, RateValue, AgencyRef,
+/// SpecialTaxType, DisplayType, Active); the agency's id is the sandbox's own (no TaxAgency is
+/// served). Other providers keep rates inside their tax records.
+pub fn tax_components(p: Provider) -> Vec<(String, Value)> {
+    match p {
+        Provider::Quickbooks => vec![(QBO_TAX_RATE_ID.into(), tax_component("California", TAX_RATE_BP))],
+        Provider::Xero | Provider::Zoho => Vec::new(),
+    }
+}
+
+/// A QuickBooks TaxRate of `bp` basis points.
+pub fn tax_component(name: &str, bp: i64) -> Value {
+    json!({"Name": name, "Description": name, "Active": true, "RateValue": percent(bp), "AgencyRef": {"value": "1"},
+        "SpecialTaxType": "NONE", "DisplayType": "ReadOnly", "domain": "QBO", "sparse": false})
+}
+
+/// The TaxRate records a further QuickBooks code `n` combines, as (id, record): a state rate of 5%
+/// plus `n` basis points and a county rate of 1.25%, both on the net amount. Their Ids are kept
+/// apart from the org's sequence (TaxRate is a list of its own).
+pub fn gen_tax_components(p: Provider, n: u64) -> Vec<(String, Value)> {
+    match p {
+        Provider::Quickbooks => vec![
+            (format!("{}", 1000 + 2 * n), tax_component(&format!("State {n}"), 500 + (n % 100) as i64)),
+            (format!("{}", 1001 + 2 * n), tax_component(&format!("County {n}"), 125)),
+        ],
+        Provider::Xero | Provider::Zoho => Vec::new(),
+    }
+}
+
+/// A further tax code `n` (seeded with `{"entity":"tax_rate","count":k}`): 5% plus `n` basis points
+/// (QuickBooks: the sum of the TaxRate records [`gen_tax_components`] makes). Xero's custom tax
+/// types are `TAX001`-style; the others use the org's next id.
 pub fn gen_tax_rate(p: Provider, n: u64, id: &str) -> (String, Value) {
     let rate = percent(500 + (n % 100) as i64);
     let name = format!("Tax {n}");
     match p {
-        Provider::Quickbooks => (
-            id.to_string(),
-            json!({"Name": name, "Description": name, "Active": true, "Hidden": false, "Taxable": true, "TaxGroup": false,
-                "SalesTaxRateList": {"TaxRateDetail": [{"TaxRateRef": {"value": QBO_TAX_RATE_ID, "name": "California"},
-                    "TaxTypeApplicable": "TaxOnAmount", "TaxOrder": 0}]},
-                "PurchaseTaxRateList": {"TaxRateDetail": []}, "domain": "QBO", "sparse": false}),
-        ),
+        Provider::Quickbooks => {
+            let details: Vec<Value> = gen_tax_components(p, n)
+                .iter()
+                .enumerate()
+                .map(|(k, (rid, r))| json!({"TaxRateRef": {"value": rid, "name": r["Name"]}, "TaxTypeApplicable": "TaxOnAmount", "TaxOrder": k}))
+                .collect();
+            (
+                id.to_string(),
+                json!({"Name": name, "Description": name, "Active": true, "Hidden": false, "Taxable": true, "TaxGroup": true,
+                    "SalesTaxRateList": {"TaxRateDetail": details},
+                    "PurchaseTaxRateList": {"TaxRateDetail": []}, "domain": "QBO", "sparse": false}),
+            )
+        }
         Provider::Xero => {
             let t = format!("TAX{n:03}");
             let v = xero_tax_rate(&t, &name, &rate);
@@ -193,6 +230,16 @@ pub fn tracking_category(p: Provider, n: u64) -> (String, Value) {
             (id.clone(), json!({"tag_id": id, "tag_name": name, "is_active": true, "tag_options": opts}))
         }
     }
+}
+
+/// QuickBooks Department `n`: a location, flat (`SubDepartment` false). Fields as
+/// Intuit's Department entity (Name, SubDepartment, ParentRef for a sub-department,
+/// FullyQualifiedName, Active).
+pub fn department(n: u64) -> Value {
+    const NAMES: [&str; 4] = ["East", "West", "North", "South"];
+    let base = NAMES[(n as usize) % NAMES.len()];
+    let name = if (n as usize) < NAMES.len() { base.to_string() } else { format!("{base} {n}") };
+    json!({"Name": name, "SubDepartment": false, "FullyQualifiedName": name, "Active": true, "domain": "QBO", "sparse": false})
 }
 
 /// Manual journal `n`: one amount moved from `credit` (the bank) to `debit` (an expense account),

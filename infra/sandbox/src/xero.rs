@@ -454,9 +454,9 @@ fn prepare(org: &mut crate::data::Org, e: Entity, mut v: Value, now: DateTime<Ut
         // Never the twin: made as an Invoice.
         Entity::CreditNote => {}
         // Reference data is seeded (`/_sandbox/seed`); the sandbox does not create tax rates.
-        Entity::TaxRate => errs.push("The sandbox does not create tax rates; seed them.".into()),
+        Entity::TaxRate | Entity::TaxComponent => errs.push("The sandbox does not create tax rates; seed them.".into()),
         Entity::Item => errs.push("The sandbox does not create items; seed them.".into()),
-        Entity::TrackingCategory => errs.push("The sandbox does not create tracking categories; seed them.".into()),
+        Entity::TrackingCategory | Entity::Department => errs.push("The sandbox does not create tracking categories; seed them.".into()),
         Entity::Journal => {
             if s(&v, "Narration").is_none() {
                 errs.push("Narration cannot be empty".into());

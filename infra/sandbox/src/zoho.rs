@@ -158,9 +158,9 @@ pub async fn list(
         Entity::CreditNote => "Credit Notes",
         Entity::VendorCredit => "Vendor Credits",
         Entity::BillPayment => "Vendor Payments",
-        Entity::TaxRate => "Taxes",
+        Entity::TaxRate | Entity::TaxComponent => "Taxes",
         Entity::Item => "Items",
-        Entity::TrackingCategory => "Reporting Tags",
+        Entity::TrackingCategory | Entity::Department => "Reporting Tags",
         Entity::Journal => "Journals",
         Entity::PurchaseOrder => "Purchase Orders",
         // Unconfirmed report names.
@@ -203,9 +203,9 @@ pub(crate) fn does_not_exist(e: Entity) -> Response {
         Entity::CreditNote => "Credit Note",
         Entity::VendorCredit => "Vendor Credit",
         Entity::BillPayment => "Payment",
-        Entity::TaxRate => "Tax",
+        Entity::TaxRate | Entity::TaxComponent => "Tax",
         Entity::Item => "Item",
-        Entity::TrackingCategory => "Reporting tag",
+        Entity::TrackingCategory | Entity::Department => "Reporting tag",
         Entity::Journal => "Journal",
         Entity::PurchaseOrder => "Purchase Order",
         Entity::Expense => "Expense",
@@ -246,9 +246,9 @@ pub async fn remove(
         Entity::CreditNote => "The credit note has been deleted.",
         Entity::VendorCredit => "The vendor credit has been deleted.",
         Entity::BillPayment => "The payment has been deleted.",
-        Entity::TaxRate => "The tax has been deleted.",
+        Entity::TaxRate | Entity::TaxComponent => "The tax has been deleted.",
         Entity::Item => "The item has been deleted.",
-        Entity::TrackingCategory => "The reporting tag has been deleted.",
+        Entity::TrackingCategory | Entity::Department => "The reporting tag has been deleted.",
         Entity::Journal => "The journal has been deleted.",
         Entity::PurchaseOrder => "The purchase order has been deleted.",
         Entity::Expense => "The expense has been deleted.",
@@ -298,9 +298,9 @@ pub async fn create(
                 Entity::CreditNote => "The credit note has been created.",
                 Entity::VendorCredit => "The vendor credit has been created.",
                 Entity::BillPayment => "The payment has been recorded.",
-                Entity::TaxRate => "The tax has been added.",
+                Entity::TaxRate | Entity::TaxComponent => "The tax has been added.",
                 Entity::Item => "The item has been added.",
-                Entity::TrackingCategory => "The reporting tag has been added.",
+                Entity::TrackingCategory | Entity::Department => "The reporting tag has been added.",
                 Entity::Journal => "The journal has been created.",
                 Entity::PurchaseOrder => "The purchase order has been created.",
                 Entity::Expense => "The expense has been recorded.",
@@ -436,9 +436,9 @@ fn prepare(org: &mut Org, e: Entity, mut v: Value, now: DateTime<Utc>) -> Result
             o.entry("currency_code").or_insert(json!("USD"));
         }
         // Reference data is seeded (`/_sandbox/seed`), not created through the API here.
-        Entity::TaxRate => return Err((4, "The sandbox does not create taxes; seed them".into())),
+        Entity::TaxRate | Entity::TaxComponent => return Err((4, "The sandbox does not create taxes; seed them".into())),
         Entity::Item => return Err((4, "The sandbox does not create items; seed them".into())),
-        Entity::TrackingCategory => return Err((4, "The sandbox does not create reporting tags; seed them".into())),
+        Entity::TrackingCategory | Entity::Department => return Err((4, "The sandbox does not create reporting tags; seed them".into())),
         Entity::Journal => {
             let (lines, total) = crate::writes::zoho::journal_lines(org, &v)?;
             let n = org.store(e).len() + 1;

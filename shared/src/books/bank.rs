@@ -146,6 +146,7 @@ pub const NO_LINES: LineMap = LineMap {
     tax_rate: &[],
     tax_amount: &[],
     tracking: &[],
+    header_tracking: &[],
     skip_if: None,
 };
 
@@ -176,6 +177,7 @@ pub fn map_bank_transaction(map: &BankMap, v: &Value) -> BankTransaction {
             None => *absent,
         },
     };
+    let header = super::prefixed_tracking(v, map.line.header_tracking);
     let (lines, lines_complete) = match map.lines {
         None => (Vec::new(), true),
         Some(path) => match at(v, path) {
@@ -184,7 +186,7 @@ pub fn map_bank_transaction(map: &BankMap, v: &Value) -> BankTransaction {
                     .iter()
                     .filter(|l| l.is_object() && !skipped(&map.line, l))
                     .take(MAX_LINES)
-                    .map(|l| map_line(&map.line, l, &currency))
+                    .map(|l| map_line(&map.line, l, &currency, &header))
                     .collect(),
                 items.len() <= MAX_LINES,
             ),

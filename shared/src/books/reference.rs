@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::{at, first_text, money_of, text_of, Path, Ref};
+use super::{at, first_text, money_of, prefixed_tracking, text_of, Path, PrefixedTracking, Ref};
 use crate::money::{currency_code, Money};
 
 /// The typed part of a reference-data record (one of these is set, by its entity), kept flat in the
@@ -77,7 +77,8 @@ pub struct TaxRate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The effective percentage as decimal text (`8.25`). QuickBooks states it on each TaxRate, not
-    /// on the code: absent there, the components name the rates.
+    /// on the code: there it is the sum of the sales components' rates, absent when one of them is
+    /// compound or has no rate (see `TaxRateMap::rate_from_components`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,29 +96,69 @@ pub struct TaxRateMap {
     pub active: ActiveRule,
     /// (array of components, id, name, rate, compound flag), each array read in turn.
     pub components: &'static [(Path, Path, Path, Path, Path)],
+    /// The code states no rate of its own (QuickBooks): its rate is the sum of the rates of the
+    /// first array's components, each of which must apply to the net amount alone: (the
+    /// component's field that says how it applies, the word for the net amount). A component with
+    /// another word is compound (it is charged on tax too), and then no sum is the code's rate.
+    pub rate_from_components: Option<(Path, &'static str)>,
+}
+
+/// Most decimals a summed rate keeps (8.875% has three).
+const RATE_SCALE: u32 = 6;
+
+/// `a + b + ...` of decimal texts, exact to [`RATE_SCALE`] decimals, written without trailing zeros.
+fn sum_rates<'a>(rates: impl Iterator<Item = Option<&'a str>>) -> Option<String> {
+    let mut total: i64 = 0;
+    let mut any = false;
+    for r in rates {
+        total = total.checked_add(crate::money::parse_minor(r?, RATE_SCALE)?)?;
+        any = true;
+    }
+    if !any {
+        return None;
+    }
+    let unit = 10i64.pow(RATE_SCALE);
+    let (int, frac) = (total / unit, (total % unit).unsigned_abs());
+    let sign = if total < 0 && int == 0 { "-" } else { "" };
+    let frac = format!("{frac:0width$}", width = RATE_SCALE as usize);
+    let frac = frac.trim_end_matches('0');
+    Some(if frac.is_empty() { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") })
 }
 
 pub fn map_tax_rate(map: &TaxRateMap, v: &Value) -> TaxRate {
     let mut components = Vec::new();
+    // How many components the first array gave (those a summed rate adds up).
+    let mut first = None;
     for (list, id, name, rate, compound) in map.components {
         if let Some(Value::Array(items)) = at(v, list) {
             for c in items.iter().filter(|c| c.is_object()) {
+                let applies = map
+                    .rate_from_components
+                    .map(|(field, net)| at(c, field).and_then(Value::as_str).is_some_and(|w| !w.trim().eq_ignore_ascii_case(net)));
                 let comp = TaxComponent {
                     id: at(c, id).and_then(text_of),
                     name: at(c, name).and_then(text_of),
                     rate: at(c, rate).and_then(text_of),
-                    compound: at(c, compound).and_then(Value::as_bool),
+                    compound: at(c, compound).and_then(Value::as_bool).or(applies.filter(|c| *c)),
                 };
                 if comp != TaxComponent::default() {
                     components.push(comp);
                 }
             }
         }
+        first.get_or_insert(components.len());
     }
+    let summed = map.rate_from_components.and_then(|_| {
+        let firsts = &components[..first.unwrap_or(0)];
+        if firsts.iter().any(|c| c.compound == Some(true)) {
+            return None;
+        }
+        sum_rates(firsts.iter().map(|c| c.rate.as_deref()))
+    });
     TaxRate {
         code: first_text(v, map.code),
         name: first_text(v, map.name),
-        rate: first_text(v, map.rate),
+        rate: first_text(v, map.rate).or(summed),
         active: active(&map.active, v),
         components,
     }
@@ -301,8 +342,9 @@ pub struct TrackingCategory {
 pub enum OptionsRule {
     /// An array of options: (array, id, name, active rule).
     List(Path, Path, Path, ActiveRule),
-    /// The record is itself the one option (a QuickBooks Class): its id, name and status.
-    SelfOption,
+    /// The record is itself the one option (a QuickBooks Class or Department): its id after this
+    /// prefix (see [`PrefixedTracking`]), name and status.
+    SelfOption(&'static str),
 }
 
 #[derive(Debug)]
@@ -317,7 +359,11 @@ pub fn map_tracking_category(map: &TrackingMap, v: &Value) -> TrackingCategory {
     let name = first_text(v, map.name);
     let in_use = active(&map.active, v);
     let options = match &map.options {
-        OptionsRule::SelfOption => vec![TrackingOption { id: first_text(v, map.id), name: name.clone(), active: in_use }],
+        OptionsRule::SelfOption(prefix) => vec![TrackingOption {
+            id: first_text(v, map.id).map(|id| if prefix.is_empty() { id } else { format!("{prefix}{id}") }),
+            name: name.clone(),
+            active: in_use,
+        }],
         OptionsRule::List(list, id, oname, rule) => match at(v, list) {
             Some(Value::Array(items)) => items
                 .iter()
@@ -390,8 +436,8 @@ pub struct JournalMap {
     pub account_name: &'static [Path],
     pub description: &'static [Path],
     pub side: SideRule,
-    /// (where: an array of tracking objects or one object, option id, option name).
-    pub tracking: &'static [(Path, Path, Path)],
+    /// Per line: (where: an array of tracking objects or one object, option id, option name, id prefix).
+    pub tracking: &'static [PrefixedTracking],
 }
 
 pub fn map_journal(map: &JournalMap, v: &Value) -> Journal {
@@ -426,20 +472,7 @@ pub fn map_journal(map: &JournalMap, v: &Value) -> Journal {
         if debit.is_none() && credit.is_none() {
             readable = false;
         }
-        let mut tracking = Vec::new();
-        for (where_, id, name) in map.tracking {
-            let mut push = |t: &Value| {
-                let (id, name) = (at(t, id).and_then(text_of), at(t, name).and_then(text_of));
-                if id.is_some() || name.is_some() {
-                    tracking.push(Ref { id, name });
-                }
-            };
-            match at(l, where_) {
-                Some(Value::Array(ts)) => ts.iter().for_each(&mut push),
-                Some(o @ Value::Object(_)) => push(o),
-                _ => {}
-            }
-        }
+        let tracking = prefixed_tracking(l, map.tracking);
         let (id, name) = (first_text(l, map.account_id), first_text(l, map.account_name));
         lines.push(JournalLine {
             account: (id.is_some() || name.is_some()).then_some(Ref { id, name }),
@@ -476,7 +509,34 @@ mod tests {
         rate: &[&["Rate"]],
         active: ActiveRule::Status(&["Status"], &[("ACTIVE", true), ("ARCHIVED", false)]),
         components: &[(&["Parts"], &["Id"], &["Name"], &["Rate"], &["Compound"])],
+        rate_from_components: None,
     };
+
+    /// QuickBooks' shape: no rate on the code, components whose rates are summed unless compound.
+    const SUMMED: TaxRateMap = TaxRateMap {
+        code: &[&["Id"]],
+        name: &[],
+        rate: &[],
+        active: ActiveRule::Listed,
+        components: &[(&["Sales"], &["Id"], &[], &["Rate"], &[]), (&["Buy"], &["Id"], &[], &["Rate"], &[])],
+        rate_from_components: Some((&["Applies"], "TaxOnAmount")),
+    };
+
+    #[test]
+    fn a_code_without_a_rate_sums_its_first_lists_rates_unless_one_is_compound() {
+        let t = map_tax_rate(
+            &SUMMED,
+            &json!({"Sales": [{"Id": 1, "Rate": 6.25, "Applies": "TaxOnAmount"}, {"Id": 2, "Rate": "2"}], "Buy": [{"Id": 3, "Rate": 10}]}),
+        );
+        assert_eq!((t.rate.as_deref(), t.components.len()), (Some("8.25"), 3), "purchase rates are not added");
+        let c = map_tax_rate(&SUMMED, &json!({"Sales": [{"Id": 1, "Rate": 5}, {"Id": 2, "Rate": 1, "Applies": "TaxOnAmountPlusTax"}]}));
+        assert_eq!((c.rate, c.components[1].compound), (None, Some(true)));
+        let unknown = map_tax_rate(&SUMMED, &json!({"Sales": [{"Id": 1, "Rate": 5}, {"Id": 2}]}));
+        assert_eq!(unknown.rate, None, "a component without its rate leaves the sum unknown");
+        assert_eq!(map_tax_rate(&SUMMED, &json!({"Buy": [{"Id": 3, "Rate": 10}]})).rate, None, "no sales components, no rate");
+        assert_eq!(map_tax_rate(&SUMMED, &json!({"Sales": [{"Rate": "8.875"}, {"Rate": "0.125"}]})).rate.as_deref(), Some("9"));
+        assert_eq!(map_tax_rate(&SUMMED, &json!({"Sales": [{"Rate": "1e3"}]})).rate, None);
+    }
 
     const ACCOUNT: AccountMap = AccountMap {
         code: &[&["Code"]],
@@ -552,10 +612,16 @@ mod tests {
             &json!({"Name": "Region", "Status": "ACTIVE", "Options": [{"Id": "o1", "Name": "North", "Status": "ACTIVE"}, 7, {"X": 1}]}),
         );
         assert_eq!(t.options, vec![TrackingOption { id: Some("o1".into()), name: Some("North".into()), active: Some(true) }]);
-        let own =
-            TrackingMap { id: &[&["Id"]], name: &[&["Name"]], active: ActiveRule::Flag(&[&["Active"]]), options: OptionsRule::SelfOption };
+        let own = TrackingMap {
+            id: &[&["Id"]],
+            name: &[&["Name"]],
+            active: ActiveRule::Flag(&[&["Active"]]),
+            options: OptionsRule::SelfOption(""),
+        };
         let c = map_tracking_category(&own, &json!({"Id": "5", "Name": "Retail", "Active": false}));
         assert_eq!((c.active, c.options.len(), c.options[0].id.as_deref()), (Some(false), 1, Some("5")));
+        let dept = TrackingMap { options: OptionsRule::SelfOption("department-"), ..own };
+        assert_eq!(map_tracking_category(&dept, &json!({"Id": "5"})).options[0].id.as_deref(), Some("department-5"));
         for v in [json!(null), json!({"Options": {"a": 1}}), json!({"Options": [[], null, {"Id": {}}]})] {
             assert!(map_tracking_category(&list, &v).options.is_empty(), "{v}");
         }
@@ -570,7 +636,7 @@ mod tests {
         account_name: &[],
         description: &[],
         side: SideRule::Signed(&["Amount"]),
-        tracking: &[(&["T"], &["Id"], &["Name"])],
+        tracking: &[(&["T"], &["Id"], &["Name"], "")],
     };
 
     const TYPED: JournalMap = JournalMap {

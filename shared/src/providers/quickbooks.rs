@@ -39,6 +39,9 @@ pub const DEFAULT_SCOPES: &[&str] = &["com.intuit.quickbooks.accounting"];
 /// Every request states the minor version Intuit now applies anyway, so answers do not change
 /// shape under us when a newer one becomes the default.
 const MINOR_VERSION: &str = "75";
+/// TaxRate records read per query, and at most this many queries per join (a realm has tens).
+const TAX_RATE_PAGE: usize = 1000;
+const MAX_TAX_RATE_PAGES: usize = 10;
 
 #[derive(Clone, Debug)]
 pub struct QuickBooksClient {
@@ -69,13 +72,15 @@ pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
         Entity::Company => &[("CompanyInfo", "companyinfo")],
         Entity::CreditNote => &[("CreditMemo", "creditmemo"), ("VendorCredit", "vendorcredit")],
         Entity::BillPayment => &[("BillPayment", "billpayment")],
-        // What a line's TaxCodeRef names. Whether TaxCode honours the LastUpdatedTime filter is
-        // unconfirmed (a full answer is small).
+        // What a line's TaxCodeRef names, read whole each pass ([`READ_WHOLE`]) with the TaxRate
+        // records it names joined in for the percentages ([`QuickBooksClient::join_tax_rates`]).
         Entity::TaxRate => &[("TaxCode", "taxcode")],
         Entity::Item => &[("Item", "item")],
-        // Classes are what a line's ClassRef names. Departments (locations), which QuickBooks
-        // names per document, are not read yet.
-        Entity::TrackingCategory => &[("Class", "class")],
+        // Classes are what a line's ClassRef names; Departments (locations) what a document's
+        // DepartmentRef names (and a journal line's). Both are lists of their own, whose Ids
+        // QuickBooks does not promise apart: a Department is keyed `department-<Id>` (see
+        // [`record_id`]).
+        Entity::TrackingCategory => &[("Class", "class"), ("Department", "department")],
         Entity::Journal => &[("JournalEntry", "journalentry")],
         Entity::PurchaseOrder => &[("PurchaseOrder", "purchaseorder")],
         // Expenses, cheques and card charges (Purchase), deposits, and transfers between the
@@ -83,6 +88,47 @@ pub fn collections(entity: Entity) -> &'static [(&'static str, &'static str)] {
         Entity::BankTransaction => &[("Purchase", "purchase"), ("Deposit", "deposit"), ("Transfer", "transfer")],
     }
 }
+
+/// What a Department record's id, and a tracking reference to one, starts with: QuickBooks'
+/// Department and Class are separate lists whose Ids may be equal (Intuit does not say they share
+/// a sequence), and both are tracking categories here. Class ids stay as QuickBooks sends them.
+pub const DEPARTMENT_ID_PREFIX: &str = "department-";
+
+/// The collections whose record ids carry a prefix, by QuickBooks entity name.
+const ID_PREFIXES: &[(&str, &str)] = &[("Department", DEPARTMENT_ID_PREFIX)];
+
+fn id_prefix(collection: &str) -> &'static str {
+    ID_PREFIXES.iter().find(|(n, _)| n.eq_ignore_ascii_case(collection)).map_or("", |(_, p)| p)
+}
+
+/// Our record id of QuickBooks' record `id` in `collection` (an entity name, matched
+/// case-insensitively, as webhooks spell it): the Id itself, or the collection's prefix and the Id.
+pub fn record_id(collection: &str, id: &str) -> String {
+    format!("{}{id}", id_prefix(collection))
+}
+
+/// QuickBooks' Id of our record `id` if the record is of `collection`, else `None` (a prefixed id
+/// is only of its prefix's collection; an unprefixed one only of the others).
+fn provider_id<'a>(collection: &str, id: &'a str) -> Option<&'a str> {
+    match id_prefix(collection) {
+        "" => (!ID_PREFIXES.iter().any(|(_, p)| id.starts_with(p))).then_some(id),
+        p => id.strip_prefix(p),
+    }
+}
+
+/// Name lists QuickBooks answers with their active records only unless the query names `Active`
+/// (Intuit's blog on queries: `SELECT * FROM Customer` "retrieves all active customers"): read
+/// with inactive ones too, so a class or department made inactive reaches the copy. That
+/// `Active IN (true, false)` combines with the Id keyset and ORDERBY is unconfirmed (`IN` and
+/// boolean values are in Intuit's query grammar). Customer, Vendor, Account and Item are the same
+/// kind of list and are not asked so yet (left as they were).
+const WITH_INACTIVE: &[&str] = &["Class", "Department"];
+
+/// Read whole on every pass, without the LastUpdatedTime filter: a TaxCode's rates are joined
+/// from TaxRate records ([`QuickBooksClient::join_tax_rates`]) whose changes do not move the
+/// code's own time. A realm has tens of codes; unchanged ones are not written again (the store
+/// compares content).
+const READ_WHOLE: &[&str] = &["TaxCode"];
 
 /// The collection a create goes to, told by its body: a supplier's credit note is a VendorCredit
 /// (it names a VendorRef), a customer's a CreditMemo; money received is a Deposit (it names
@@ -119,7 +165,10 @@ pub const JOURNAL: JournalMap = JournalMap {
     account_name: &[&["JournalEntryLineDetail", "AccountRef", "name"]],
     description: &[&["Description"]],
     side: SideRule::Typed(&["Amount"], &["JournalEntryLineDetail", "PostingType"], "Debit", "Credit"),
-    tracking: &[(&["JournalEntryLineDetail", "ClassRef"], &["value"], &["name"])],
+    tracking: &[
+        (&["JournalEntryLineDetail", "ClassRef"], &["value"], &["name"], ""),
+        (&["JournalEntryLineDetail", "DepartmentRef"], &["value"], &["name"], DEPARTMENT_ID_PREFIX),
+    ],
 };
 
 /// A Class is one tracking value: the record is its own one option (a line's ClassRef names its
@@ -128,8 +177,22 @@ pub const TRACKING: TrackingMap = TrackingMap {
     id: &[&["Id"]],
     name: &[&["FullyQualifiedName"], &["Name"]],
     active: ActiveRule::Flag(&[&["Active"]]),
-    options: OptionsRule::SelfOption,
+    options: OptionsRule::SelfOption(""),
 };
+
+/// A Department (location) likewise, its option id prefixed as a document's DepartmentRef is
+/// read ([`DEPARTMENT_ID_PREFIX`]); sub-departments are departments of their own (`SubDepartment`,
+/// `ParentRef`, `FullyQualifiedName` `Parent:Child`).
+pub const DEPARTMENT: TrackingMap = TrackingMap { options: OptionsRule::SelfOption(DEPARTMENT_ID_PREFIX), ..TRACKING };
+
+/// The map of a tracking category record, told by our id: a Department's is prefixed.
+pub fn tracking_map(record_id: &str) -> &'static TrackingMap {
+    if record_id.starts_with(DEPARTMENT_ID_PREFIX) {
+        &DEPARTMENT
+    } else {
+        &TRACKING
+    }
+}
 
 /// An Item: its prices (`UnitPrice`, `PurchaseCost`), accounts and tax codes by reference. Deleting
 /// one in QuickBooks makes it inactive.
@@ -242,17 +305,31 @@ pub fn in_cdc(entity: Entity) -> bool {
     !matches!(entity, Entity::Company | Entity::TaxRate)
 }
 
+/// Where a TaxCode's TaxRateDetail carries the TaxRate record it names: put there by the client
+/// ([`QuickBooksClient::join_tax_rates`]), not by Intuit, since a TaxCode states no percentage.
+pub const JOINED_TAX_RATE: &str = "ttya_TaxRate";
+
 /// A TaxCode names its rates (TaxRate ids) for sales and purchases; the percentages sit on each
-/// TaxRate, not on the code, so `rate` stays absent and the components carry the references.
+/// TaxRate (`RateValue`), joined in by the client under [`JOINED_TAX_RATE`]. The code's rate is
+/// the sum of its sales rates when each applies to the net amount (`TaxTypeApplicable`
+/// `TaxOnAmount`); a compound code (a rate on amount plus tax, `TaxOnAmountPlusTax`, or on tax)
+/// has no single rate and leaves it absent, its components marked compound.
 pub const TAX_RATE: TaxRateMap = TaxRateMap {
     code: &[&["Id"]],
     name: &[&["Name"]],
     rate: &[],
     active: ActiveRule::Flag(&[&["Active"]]),
     components: &[
-        (&["SalesTaxRateList", "TaxRateDetail"], &["TaxRateRef", "value"], &["TaxRateRef", "name"], &[], &[]),
-        (&["PurchaseTaxRateList", "TaxRateDetail"], &["TaxRateRef", "value"], &["TaxRateRef", "name"], &[], &[]),
+        (&["SalesTaxRateList", "TaxRateDetail"], &["TaxRateRef", "value"], &["TaxRateRef", "name"], &[JOINED_TAX_RATE, "RateValue"], &[]),
+        (
+            &["PurchaseTaxRateList", "TaxRateDetail"],
+            &["TaxRateRef", "value"],
+            &["TaxRateRef", "name"],
+            &[JOINED_TAX_RATE, "RateValue"],
+            &[],
+        ),
     ],
+    rate_from_components: Some((&["TaxTypeApplicable"], "TaxOnAmount")),
 };
 
 /// `Classification` is one of Asset, Liability, Equity, Revenue, Expense (Intuit's Account page).
@@ -313,6 +390,9 @@ const LINE: LineMap = LineMap {
         (&["ItemBasedExpenseLineDetail", "ClassRef"], &["value"], &["name"]),
         (&["AccountBasedExpenseLineDetail", "ClassRef"], &["value"], &["name"]),
     ],
+    // A transaction's location is named once, in the header (Invoice, Bill, CreditMemo,
+    // VendorCredit, Purchase, Deposit; a PurchaseOrder's is unconfirmed): every line is tracked by it.
+    header_tracking: &[(&["DepartmentRef"], &["value"], &["name"], DEPARTMENT_ID_PREFIX)],
     skip_if: Some((&["DetailType"], &["SubTotalLineDetail", "DiscountLineDetail"])),
 };
 
@@ -474,7 +554,10 @@ fn check_realm(realm: &str) -> Result<&str> {
 pub fn list_query(entity: Entity, cursor: &Cursor) -> String {
     let (name, _) = collections(entity).get(usize::from(cursor.collection)).copied().unwrap_or(entity_names(entity));
     let mut conds = Vec::new();
-    if let Some(t) = cursor.modified_since {
+    if WITH_INACTIVE.contains(&name) {
+        conds.push("Active IN (true, false)".to_string());
+    }
+    if let Some(t) = cursor.modified_since.filter(|_| !READ_WHOLE.contains(&name)) {
         conds.push(format!("MetaData.LastUpdatedTime > '{}'", t.to_rfc3339_opts(SecondsFormat::Secs, false)));
     }
     // Keyset: `Cursor::check` lets only digits through, so the literal cannot break the query.
@@ -483,6 +566,15 @@ pub fn list_query(entity: Entity, cursor: &Cursor) -> String {
     }
     let filter = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
     format!("SELECT * FROM {name}{filter} ORDERBY Id STARTPOSITION {} MAXRESULTS {}", cursor.position, cursor.page_size)
+}
+
+/// As [`normalise`], for a record of `collection`: its id as we key it ([`record_id`]).
+pub fn normalise_in(entity: Entity, collection: &str, org_id: &str, v: Value) -> Result<Record> {
+    let mut r = normalise(entity, org_id, v)?;
+    if !id_prefix(collection).is_empty() {
+        r.id = record_id(collection, &r.id);
+    }
+    Ok(r)
 }
 
 pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
@@ -532,6 +624,21 @@ pub fn normalise(entity: Entity, org_id: &str, v: Value) -> Result<Record> {
     })
 }
 
+/// A company's TaxRate records by Id.
+type TaxRates = std::collections::HashMap<String, Value>;
+
+/// Puts the TaxRate each of a tax code's details names into the detail (under [`JOINED_TAX_RATE`]).
+fn join_rates(raw: &mut Value, rates: &TaxRates) {
+    for list in ["SalesTaxRateList", "PurchaseTaxRateList"] {
+        let Some(Value::Array(details)) = raw.get_mut(list).and_then(|l| l.get_mut("TaxRateDetail")) else { continue };
+        for d in details.iter_mut().filter(|d| d.is_object()) {
+            if let Some(rate) = text_at(d, &["TaxRateRef", "value"]).and_then(|id| rates.get(&id)) {
+                d[JOINED_TAX_RATE] = rate.clone();
+            }
+        }
+    }
+}
+
 /// One query answer as a page (a pure function of the answer, so it can be fuzzed on its own).
 pub fn parse_page(org_id: &str, cursor: &Cursor, body: Value, date: Option<DateTime<Utc>>, rate_limit: RateLimitInfo) -> Result<Page> {
     let text = serde_json::to_vec(&body).map_err(|e| Error::Internal(format!("page text: {e}")))?;
@@ -548,6 +655,20 @@ pub fn read_page<F: FnMut(&mut Record)>(
     rate_limit: RateLimitInfo,
     finish: &mut F,
 ) -> Result<Page> {
+    read_page_joined(org_id, cursor, body, date, rate_limit, None, finish)
+}
+
+/// `read_page`, each tax code's rates joined in from `rates` (TaxRate records by Id) before it is
+/// handed over.
+fn read_page_joined<F: FnMut(&mut Record)>(
+    org_id: &str,
+    cursor: &Cursor,
+    body: &[u8],
+    date: Option<DateTime<Utc>>,
+    rate_limit: RateLimitInfo,
+    rates: Option<&TaxRates>,
+    finish: &mut F,
+) -> Result<Page> {
     let entity = cursor.entity;
     let (name, _) = collection_of(cursor)?;
     // An empty result has no array at all.
@@ -557,8 +678,18 @@ pub fn read_page<F: FnMut(&mut Record)>(
     }
     let server_time = envelope.get("time").and_then(Value::as_str).and_then(parse_time).or(date);
     let has_more = items.len() as u64 >= u64::from(cursor.page_size);
-    let records = read_items(PROVIDER, items, cursor, finish, |v| normalise(entity, org_id, v).map(Some))?;
-    let page = Page { next_cursor: cursor.advance_by_id(has_more, server_time, &records), records, has_more, rate_limit };
+    let records = read_items(PROVIDER, items, cursor, finish, |v| {
+        let mut r = normalise(entity, org_id, v)?;
+        if let Some(rates) = rates {
+            join_rates(&mut r.raw, rates);
+        }
+        // The keyset is QuickBooks' Id; the records take the ids we key them by.
+        r.id = record_id(name, &r.id);
+        Ok(Some(r))
+    })?;
+    let last: Vec<Record> =
+        records.last().map(|r| Record { id: provider_id(name, &r.id).unwrap_or(&r.id).to_string(), ..r.clone() }).into_iter().collect();
+    let page = Page { next_cursor: cursor.advance_by_id(has_more, server_time, &last), records, has_more, rate_limit };
     Ok(page.then_next_collection(cursor, collections(entity).len(), server_time))
 }
 
@@ -612,7 +743,7 @@ impl QuickBooksClient {
                         None | Some(Value::Null) => {}
                         Some(Value::Array(items)) => {
                             for v in items {
-                                records.push(normalise(entity, org_id, v.clone())?);
+                                records.push(normalise_in(entity, name, org_id, v.clone())?);
                             }
                         }
                         Some(_) => return Err(malformed("CDC QueryResponse entry is not an array")),
@@ -622,6 +753,58 @@ impl QuickBooksClient {
         }
         let server_time = ok.body.get("time").and_then(Value::as_str).and_then(parse_time).or(ok.date);
         Ok((records, server_time))
+    }
+
+    /// Tax codes' rates: every TaxRate of the realm (one query per 1,000) joined into the codes'
+    /// TaxRateDetail entries under [`JOINED_TAX_RATE`]. Done for each page (and single read) on
+    /// its own, so nothing is carried between calls: a pull split over several jobs joins each
+    /// page afresh. The extra query passes the worker's rate limiter as part of the list call it
+    /// belongs to. A rate not found leaves its component's rate, and the code's, absent.
+    async fn join_tax_rates(&self, tokens: &TokenSet, org_id: &str, entity: Entity, records: &mut [Record]) -> Result<()> {
+        if entity != Entity::TaxRate || records.is_empty() {
+            return Ok(());
+        }
+        let rates = self.tax_rates(tokens, org_id).await?;
+        for r in records.iter_mut() {
+            join_rates(&mut r.raw, &rates);
+        }
+        Ok(())
+    }
+
+    /// Every TaxRate of the company by Id.
+    async fn tax_rates(&self, tokens: &TokenSet, org_id: &str) -> Result<TaxRates> {
+        let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, "query"])?;
+        let mut rates = std::collections::HashMap::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_TAX_RATE_PAGES {
+            let keyset = after.as_ref().map(|id| format!(" WHERE Id > '{id}'")).unwrap_or_default();
+            let query = format!("SELECT * FROM TaxRate{keyset} ORDERBY Id STARTPOSITION 1 MAXRESULTS {TAX_RATE_PAGE}");
+            let req = self
+                .bearer(tokens, self.core.http.reqwest().get(url.clone()))
+                .query(&[("query", query.as_str()), ("minorversion", MINOR_VERSION)]);
+            let ok = self.core.call(req).await?;
+            let items = match ok.body.get("QueryResponse").and_then(|q| q.get("TaxRate")) {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) => a.clone(),
+                Some(_) => {
+                    return Err(Error::ProviderMalformed { provider: PROVIDER, message: "QueryResponse.TaxRate is not an array".into() })
+                }
+            };
+            let full = items.len() >= TAX_RATE_PAGE;
+            after = None;
+            for v in items {
+                if let Some(id) = text(&v, "Id") {
+                    after = Some(id.clone());
+                    rates.insert(id, v);
+                }
+            }
+            // The keyset goes into a query literal: only an Id of digits moves it on.
+            match &after {
+                Some(id) if full && !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_digit()) => {}
+                _ => break,
+            }
+        }
+        Ok(rates)
     }
 
     fn entity_from(body: &Value, name: &str) -> Result<Value> {
@@ -722,7 +905,12 @@ impl AccountingProvider for QuickBooksClient {
         let req =
             self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[("query", query.as_str()), ("minorversion", MINOR_VERSION)]);
         let ok = self.core.call_text(req).await?;
-        read_page(org_id, cursor, &ok.response.body, ok.date, ok.rate_limit, &mut finish)
+        // Before the page is read: each code is normalised with its rates as it is read.
+        let rates = match entity {
+            Entity::TaxRate => Some(self.tax_rates(tokens, org_id).await?),
+            _ => None,
+        };
+        read_page_joined(org_id, cursor, &ok.response.body, ok.date, ok.rate_limit, rates.as_ref(), &mut finish)
     }
 
     /// An entity of several collections is looked for in each in turn: the first that has the id
@@ -730,15 +918,20 @@ impl AccountingProvider for QuickBooksClient {
     async fn get(&self, tokens: &TokenSet, org_id: &str, entity: Entity, id: &str) -> Result<Record> {
         let mut last = None;
         for (name, segment) in collections(entity) {
-            let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, segment, id])?;
+            let Some(their_id) = provider_id(name, id) else { continue };
+            let url = api_url(&self.core.endpoints.api, &[check_realm(org_id)?, segment, their_id])?;
             let req = self.bearer(tokens, self.core.http.reqwest().get(url)).query(&[("minorversion", MINOR_VERSION)]);
             match self.core.call(req).await {
-                Ok(ok) => return normalise(entity, org_id, Self::entity_from(&ok.body, name)?),
+                Ok(ok) => {
+                    let mut r = normalise_in(entity, name, org_id, Self::entity_from(&ok.body, name)?)?;
+                    self.join_tax_rates(tokens, org_id, entity, std::slice::from_mut(&mut r)).await?;
+                    return Ok(r);
+                }
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| Error::Internal(format!("{entity} has no QuickBooks collection"))))
+        Err(last.unwrap_or_else(|| Error::NotFound(format!("{entity} {id} is of none of its QuickBooks collections"))))
     }
 
     async fn create(&self, tokens: &TokenSet, org_id: &str, entity: Entity, payload: &Value, idempotency_key: &str) -> Result<Record> {
@@ -752,7 +945,7 @@ impl AccountingProvider for QuickBooksClient {
             .query(&[("requestid", idempotency_key), ("minorversion", MINOR_VERSION)])
             .json(payload);
         let ok = self.core.call(req).await?;
-        normalise(entity, org_id, Self::entity_from(&ok.body, name)?)
+        normalise_in(entity, name, org_id, Self::entity_from(&ok.body, name)?)
     }
 
     /// Every change names the SyncToken it is based on, and QuickBooks refuses a stale one (Fault
@@ -805,7 +998,7 @@ impl AccountingProvider for QuickBooksClient {
         if change.kind == ChangeKind::Delete || v.get("status").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("deleted")) {
             return Ok(None);
         }
-        normalise(entity, org_id, v).map(Some)
+        normalise_in(entity, name, org_id, v).map(Some)
     }
 }
 
@@ -863,6 +1056,37 @@ mod tests {
         let mut bad = n.clone();
         bad.collection = 2;
         assert!(parse_page("934", &bad, body("VendorCredit", &[], t0), None, RateLimitInfo::default()).is_err());
+    }
+
+    /// Tracking categories are Classes, then Departments, each read with its inactive records; a
+    /// Department is keyed by its prefixed id while the keyset stays QuickBooks' Id. Tax codes are
+    /// read whole on every pass (their joined rates change without them).
+    #[test]
+    fn departments_are_read_after_classes_under_their_own_ids() {
+        let c = Cursor::start(PROVIDER, Entity::TrackingCategory).with_page_size(2);
+        assert_eq!(
+            list_query(Entity::TrackingCategory, &c),
+            "SELECT * FROM Class WHERE Active IN (true, false) ORDERBY Id STARTPOSITION 1 MAXRESULTS 2"
+        );
+        let body = |name: &str, ids: &[&str]| {
+            let items: Vec<Value> = ids.iter().map(|id| json!({"Id": id, "Name": "n"})).collect();
+            json!({"QueryResponse": {name: items}, "time": "2026-01-02T03:04:05-08:00"})
+        };
+        let p1 = parse_page("934", &c, body("Class", &["3"]), None, RateLimitInfo::default()).unwrap();
+        let d = &p1.next_cursor;
+        assert_eq!(d.collection, 1);
+        let p2 = parse_page("934", d, body("Department", &["3", "4"]), None, RateLimitInfo::default()).unwrap();
+        assert_eq!(p2.records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["department-3", "department-4"]);
+        assert_eq!(p2.next_cursor.after_id.as_deref(), Some("4"), "the keyset is the provider's Id");
+        assert_eq!(
+            list_query(Entity::TrackingCategory, &p2.next_cursor),
+            "SELECT * FROM Department WHERE Active IN (true, false) AND Id > '4' ORDERBY Id STARTPOSITION 1 MAXRESULTS 2"
+        );
+        assert_eq!((provider_id("Department", "department-4"), provider_id("Class", "department-4")), (Some("4"), None));
+        assert_eq!((provider_id("Class", "4"), provider_id("Department", "4")), (Some("4"), None));
+        assert_eq!(record_id("department", "7"), "department-7", "webhooks spell the entity in lower case");
+        let since = Cursor::since(PROVIDER, Entity::TaxRate, Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()).with_page_size(5);
+        assert_eq!(list_query(Entity::TaxRate, &since), "SELECT * FROM TaxCode ORDERBY Id STARTPOSITION 1 MAXRESULTS 5");
     }
 
     #[test]

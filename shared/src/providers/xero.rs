@@ -168,7 +168,7 @@ pub const JOURNAL: JournalMap = JournalMap {
     account_name: &[],
     description: &[&["Description"]],
     side: SideRule::Signed(&["LineAmount"]),
-    tracking: &[(&["Tracking"], &["TrackingOptionID"], &["Option"])],
+    tracking: &[(&["Tracking"], &["TrackingOptionID"], &["Option"], "")],
 };
 
 const TRACKING_STATUS: &[(&str, bool)] = &[("ACTIVE", true), ("ARCHIVED", false), ("DELETED", false)];
@@ -208,6 +208,7 @@ pub const TAX_RATE: TaxRateMap = TaxRateMap {
     rate: &[&["EffectiveRate"], &["DisplayTaxRate"]],
     active: ActiveRule::Status(&["Status"], &[("ACTIVE", true), ("ARCHIVED", false), ("DELETED", false)]),
     components: &[(&["TaxComponents"], &[], &["Name"], &["Rate"], &["IsCompound"])],
+    rate_from_components: None,
 };
 
 /// Class is one of ASSET, EQUITY, EXPENSE, LIABILITY, REVENUE; Status ACTIVE or ARCHIVED (DELETED
@@ -325,6 +326,7 @@ const LINE: LineMap = LineMap {
     tax_rate: &[],
     tax_amount: &[&["TaxAmount"]],
     tracking: &[(&["Tracking"], &["TrackingOptionID"], &["Option"])],
+    header_tracking: &[],
     skip_if: None,
 };
 

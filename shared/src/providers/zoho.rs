@@ -149,7 +149,7 @@ pub const JOURNAL: JournalMap = JournalMap {
     account_name: &[&["account_name"]],
     description: &[&["description"]],
     side: SideRule::Typed(&["amount"], &["debit_or_credit"], "debit", "credit"),
-    tracking: &[(&["tags"], &["tag_option_id"], &["tag_option_name"])],
+    tracking: &[(&["tags"], &["tag_option_id"], &["tag_option_name"], "")],
 };
 
 /// A reporting tag and its options; lines name `tag_option_id` (as the document lines' `tags`
@@ -212,6 +212,7 @@ pub const TAX_RATE: TaxRateMap = TaxRateMap {
     rate: &[&["tax_percentage"]],
     active: ActiveRule::Status(&["status"], &[("active", true), ("inactive", false)]),
     components: &[(&["taxes"], &["tax_id"], &["tax_name"], &["tax_percentage"], &[])],
+    rate_from_components: None,
 };
 
 /// Zoho has no class field: its account types (Chart of Accounts page) map to a class.
@@ -302,6 +303,7 @@ const LINE: LineMap = LineMap {
     tax_rate: &[&["tax_percentage"]],
     tax_amount: &[],
     tracking: &[(&["tags"], &["tag_option_id"], &["tag_option_name"])],
+    header_tracking: &[],
     skip_if: None,
 };
 

@@ -347,7 +347,7 @@ fn reference_parts(r: &Record) -> Parts {
         Entity::TrackingCategory => Parts {
             tracking_category: Some(map_tracking_category(
                 match r.provider {
-                    Provider::QuickBooks => &quickbooks::TRACKING,
+                    Provider::QuickBooks => quickbooks::tracking_map(&r.id),
                     Provider::Xero => &xero::TRACKING,
                     Provider::Zoho => &zoho::TRACKING,
                 },
@@ -1398,7 +1398,10 @@ mod tests {
                     Entity::TaxRate,
                     "9341",
                     json!({"Id": "TAX", "Name": "TAX", "Active": true, "Taxable": true, "TaxGroup": false,
-                        "SalesTaxRateList": {"TaxRateDetail": [{"TaxRateRef": {"value": "3", "name": "California"}, "TaxOrder": 0}]},
+                        "SalesTaxRateList": {"TaxRateDetail": [{"TaxRateRef": {"value": "3", "name": "California"},
+                            "TaxTypeApplicable": "TaxOnAmount", "TaxOrder": 0,
+                            "ttya_TaxRate": {"Id": "3", "Name": "California", "RateValue": 8.25, "Active": true, "AgencyRef": {"value": "1"},
+                                "SpecialTaxType": "NONE", "DisplayType": "ReadOnly", "MetaData": {"LastUpdatedTime": "2026-11-01T10:00:00-08:00"}}}]},
                         "PurchaseTaxRateList": {"TaxRateDetail": []}, "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}}),
                 ),
             ),
@@ -1435,7 +1438,11 @@ mod tests {
         }
         assert_eq!(
             codes,
-            vec![("TAX".into(), None, 1), ("OUTPUT".into(), Some("8.25".into()), 1), ("460000000030001".into(), Some("8.25".into()), 0)]
+            vec![
+                ("TAX".into(), Some("8.25".into()), 1),
+                ("OUTPUT".into(), Some("8.25".into()), 1),
+                ("460000000030001".into(), Some("8.25".into()), 0)
+            ]
         );
 
         let accounts = [
@@ -1591,6 +1598,29 @@ mod tests {
             got,
             vec![(Some(true), vec![Some(true)]), (Some(true), vec![Some(true), Some(false)]), (Some(true), vec![Some(true), Some(false)])]
         );
+    }
+
+    /// A QuickBooks Department is a tracking category keyed apart from the Class of the same Id, and
+    /// a document's DepartmentRef tracks each of its lines (a journal line's its own) by that id.
+    #[test]
+    fn quickbooks_departments_are_kept_apart_from_classes_and_track_documents() {
+        let v = json!({"Id": "2", "Name": "East", "FullyQualifiedName": "East", "SubDepartment": false, "Active": true,
+            "MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00-08:00"}});
+        let dept = normalise(&quickbooks::normalise_in(Entity::TrackingCategory, "Department", "9341", v.clone()).unwrap()).unwrap();
+        let class = normalise(&quickbooks::normalise_in(Entity::TrackingCategory, "Class", "9341", v).unwrap()).unwrap();
+        assert_eq!((dept.provider_id.as_str(), class.provider_id.as_str()), ("department-2", "2"));
+        let option = |r: &SyncRecord| r.reference.tracking_category.clone().unwrap().options[0].id.clone().unwrap();
+        assert_eq!((option(&dept), option(&class)), ("department-2".to_string(), "2".to_string()));
+        let inv = json!({"Id": "130", "TotalAmt": 10, "Balance": 10, "CurrencyRef": {"value": "USD"}, "DepartmentRef": {"value": "2", "name": "East"},
+            "Line": [{"Id": "1", "Amount": 10, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ClassRef": {"value": "2", "name": "East"}}},
+                     {"Amount": 10, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}]});
+        let d = normalise(&quickbooks::normalise(Entity::Invoice, "9341", inv).unwrap()).unwrap().document.unwrap();
+        let ids: Vec<_> = d.lines[0].tracking.iter().map(|t| t.id.as_deref().unwrap()).collect();
+        assert_eq!((d.lines.len(), ids), (1, vec!["2", "department-2"]), "its class, then the document's department");
+        let je = json!({"Id": "9", "Line": [{"Amount": 5, "DetailType": "JournalEntryLineDetail", "JournalEntryLineDetail": {"PostingType": "Debit",
+            "AccountRef": {"value": "7"}, "DepartmentRef": {"value": "2"}}}]});
+        let j = normalise(&quickbooks::normalise(Entity::Journal, "9341", je).unwrap()).unwrap().reference.journal.unwrap();
+        assert_eq!(j.lines[0].tracking[0].id.as_deref(), Some("department-2"));
     }
 
     /// Each provider's manual journal (the sandbox's shapes) reads into lines of debits and credits

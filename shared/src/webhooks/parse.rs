@@ -93,17 +93,18 @@ fn hash_events<const N: usize>(kind: &str, mut events: Vec<[&str; N]>) -> Option
 /// the parsed body and allocates only for the changes it returns.
 #[derive(Default)]
 struct Collector<'s> {
-    index: BTreeMap<(&'s str, Entity, &'s str), usize>,
+    index: BTreeMap<(&'s str, Entity, Cow<'s, str>), usize>,
     out: Vec<EntityChange>,
 }
 
 impl<'s> Collector<'s> {
     fn push(&mut self, org: &'s str, entity: Entity, id: &'s str, change: Change, version: &str) {
-        self.push_merge(org, entity, id, change, version, None)
+        self.push_merge(org, entity, Cow::Borrowed(id), change, version, None)
     }
 
-    fn push_merge(&mut self, org: &'s str, entity: Entity, id: &'s str, change: Change, version: &str, merged_from: Option<&str>) {
+    fn push_merge(&mut self, org: &'s str, entity: Entity, id: Cow<'s, str>, change: Change, version: &str, merged_from: Option<&str>) {
         let merged_from = merged_from.filter(|m| change == Change::Merged && valid_id(m) && *m != id).map(str::to_string);
+        let entity_id = Some(id.to_string());
         match self.index.entry((org, entity, id)) {
             Entry::Occupied(i) => {
                 let c = &mut self.out[*i.get()];
@@ -118,7 +119,7 @@ impl<'s> Collector<'s> {
                 self.out.push(EntityChange {
                     org_id: org.to_string(),
                     entity,
-                    entity_id: Some(id.to_string()),
+                    entity_id,
                     change,
                     merged_from,
                     event_version: version.to_string(),
@@ -220,7 +221,8 @@ fn qbo_entity(name: &str) -> Option<Entity> {
         Some(Entity::Bill)
     } else if is("item") {
         Some(Entity::Item)
-    } else if is("class") {
+    } else if is("class") || is("department") {
+        // A department's id is prefixed as the worker keys it (`quickbooks::record_id`).
         Some(Entity::TrackingCategory)
     } else if is("journalentry") {
         Some(Entity::Journal)
@@ -236,6 +238,15 @@ fn qbo_entity(name: &str) -> Option<Entity> {
         Some(Entity::BankTransaction)
     } else {
         None
+    }
+}
+
+/// The id the worker keys a QuickBooks record of entity `name` by (a Department's is prefixed:
+/// its Ids and Classes' may be equal).
+fn qbo_record_id<'a>(name: &str, id: &'a str) -> Cow<'a, str> {
+    match crate::providers::quickbooks::record_id(name, id) {
+        r if r == id => Cow::Borrowed(id),
+        r => Cow::Owned(r),
     }
 }
 
@@ -279,7 +290,8 @@ fn parse_quickbooks(body: &[u8]) -> Result<Delivery> {
             idents.push([realm, &e.name, &e.id, &e.operation, last]);
             match qbo_entity(&e.name) {
                 Some(entity) if valid_id(&e.id) => {
-                    col.push_merge(realm, entity, &e.id, qbo_change(&e.operation), last, loose_id(e.deleted_id.as_ref()).as_deref())
+                    let merged_from = loose_id(e.deleted_id.as_ref()).map(|m| qbo_record_id(&e.name, &m).into_owned());
+                    col.push_merge(realm, entity, qbo_record_id(&e.name, &e.id), qbo_change(&e.operation), last, merged_from.as_deref())
                 }
                 _ => d.ignored += 1,
             }
@@ -314,10 +326,12 @@ fn parse_qbo_cloudevents(body: &[u8]) -> Result<Delivery> {
             (Some("qbo"), Some(name)) => qbo_entity(name),
             _ => None,
         };
+        let name = name.unwrap_or("");
         match (entity, e.intuitaccountid.as_deref(), e.intuitentityid.as_deref()) {
             (Some(entity), Some(realm), Some(id)) if valid_id(realm) && valid_id(id) => {
-                let merged_from = loose_id(e.data.as_ref().and_then(|d| d.get("deletedid").or_else(|| d.get("deletedId"))));
-                col.push_merge(realm, entity, id, qbo_change(action.unwrap_or("")), &e.id, merged_from.as_deref())
+                let merged_from = loose_id(e.data.as_ref().and_then(|d| d.get("deletedid").or_else(|| d.get("deletedId"))))
+                    .map(|m| qbo_record_id(name, &m).into_owned());
+                col.push_merge(realm, entity, qbo_record_id(name, id), qbo_change(action.unwrap_or("")), &e.id, merged_from.as_deref())
             }
             _ => d.ignored += 1,
         }
@@ -631,6 +645,23 @@ mod tests {
                 (Entity::BankTransaction, Change::Deleted)
             ]
         );
+    }
+
+    /// QuickBooks notifies Department changes (its webhooks' entity list: create, update, delete):
+    /// they reach tracking categories under the department's prefixed id, in both formats, so a
+    /// department never reads as the class of the same Id.
+    #[test]
+    fn quickbooks_department_notifications_carry_the_department_id() {
+        let body = r#"{"eventNotifications":[{"realmId":"1","dataChangeEvent":{"entities":[
+            {"name":"Department","id":"3","operation":"Update","lastUpdated":"2026-01-01T00:00:00Z"},
+            {"name":"Class","id":"3","operation":"Update","lastUpdated":"2026-01-01T00:00:00Z"}]}}]}"#;
+        let d = parse(Provider::QuickBooks, body.as_bytes(), None).unwrap();
+        let got: Vec<_> = d.changes.iter().map(|c| (c.entity, c.entity_id.as_deref().unwrap_or_default())).collect();
+        assert_eq!(got, vec![(Entity::TrackingCategory, "department-3"), (Entity::TrackingCategory, "3")]);
+        let ce = r#"[{"specversion":"1.0","id":"e1","source":"intuit.x","type":"qbo.department.updated.v1","time":"2026-01-01T00:00:00Z",
+            "intuitentityid":"4","intuitaccountid":"1","data":{}}]"#;
+        let d = parse(Provider::QuickBooks, ce.as_bytes(), None).unwrap();
+        assert_eq!(d.changes[0].entity_id.as_deref(), Some("department-4"));
     }
 
     /// QuickBooks notifies CreditMemo, VendorCredit, BillPayment and PurchaseOrder changes; Xero

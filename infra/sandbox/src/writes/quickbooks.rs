@@ -116,6 +116,8 @@ fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, v: Value, now: DateTi
         | Entity::TaxRate
         | Entity::Item
         | Entity::TrackingCategory
+        | Entity::Department
+        | Entity::TaxComponent
         | Entity::Journal
         | Entity::PurchaseOrder
         | Entity::Expense

@@ -116,6 +116,8 @@ pub(crate) fn update(org: &mut Org, e: Entity, id: &str, cur: &Value, patch: Val
         | Entity::TaxRate
         | Entity::Item
         | Entity::TrackingCategory
+        | Entity::Department
+        | Entity::TaxComponent
         | Entity::PurchaseOrder
         | Entity::Expense
         | Entity::BankTransaction

@@ -90,6 +90,8 @@ pub async fn update(
         | Entity::TaxRate
         | Entity::Item
         | Entity::TrackingCategory
+        | Entity::Department
+        | Entity::TaxComponent
         | Entity::PurchaseOrder
         | Entity::Expense
         | Entity::BankTransaction
@@ -110,9 +112,9 @@ pub async fn update(
         Entity::Payment | Entity::BillPayment => "The payment has been updated.",
         Entity::CreditNote => "Credit Note information has been updated.",
         Entity::VendorCredit => "Vendor credit information has been updated.",
-        Entity::TaxRate => "The tax has been updated.",
+        Entity::TaxRate | Entity::TaxComponent => "The tax has been updated.",
         Entity::Item => "The item has been updated.",
-        Entity::TrackingCategory => "The reporting tag has been updated.",
+        Entity::TrackingCategory | Entity::Department => "The reporting tag has been updated.",
         Entity::Journal => "The journal has been updated.",
         Entity::PurchaseOrder => "Purchase order information has been updated.",
         // Unconfirmed wording.
