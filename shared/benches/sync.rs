@@ -233,17 +233,15 @@ fn cpu_part() {
         // freeing whole pages of trees would charge the next timed read with page faults.
         for p in 0..N / page {
             let bytes = answer(provider, make, p * page, (p + 1) * page);
-            let values: Vec<Value> = match serde_json::from_slice::<Value>(&bytes).unwrap() {
+            let page_values = match serde_json::from_slice::<Value>(&bytes).unwrap() {
                 Value::Object(mut o) => match provider {
                     Provider::QuickBooks => o["QueryResponse"]["Invoice"].take(),
                     Provider::Xero => o.remove("Invoices").unwrap(),
                     Provider::Zoho => o.remove("invoices").unwrap(),
                 },
                 _ => unreachable!(),
-            }
-            .as_array()
-            .cloned()
-            .unwrap();
+            };
+            let Value::Array(values) = page_values else { unreachable!() };
             cold_ns += cpu_of(|| normalise_values(provider, values)).1;
         }
         assert_eq!(ok, N);
