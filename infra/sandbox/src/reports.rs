@@ -6,9 +6,9 @@
 //! payments received and made, manual journals and bank transactions all count; see the ledger's
 //! header for what each posts and which records are live.
 //!
-//! Aged receivables still read invoices and payments only (below): an invoice's unpaid part is a
-//! receivable aged by its due date, and payments beyond what their invoices owe are customer
-//! credits. Rules a test can recompute from the records alone:
+//! Aged receivables read invoices, payments and the credit notes applied to invoices (below): what
+//! an invoice still owes after its payments and applied credits is a receivable aged by its due
+//! date, and payments beyond what their invoices owe are customer credits. Rules a test can recompute from the records alone:
 //! - an invoice counts when it is a live sales invoice (Xero `Type: ACCREC` and not DRAFT, SUBMITTED,
 //!   DELETED or VOIDED; Zoho not `draft` or `void`) dated on or before the report date;
 //! - a payment counts when live (Xero not DELETED) and dated on or before the report date; what it
@@ -221,6 +221,15 @@ pub fn books(org: &Org, from: NaiveDate, to: NaiveDate) -> Books {
         }
         b.credits += p.amount - used;
     }
+    // Sales credits applied to invoices (Xero `Allocations`, Zoho `invoices_credited`) lower what
+    // each owes, as the invoice's own AmountDue / balance does; QuickBooks applies credits through
+    // payments (read above).
+    for (id, a) in applied_credits(org, to) {
+        if let Some(inv) = live.get(id.as_str()) {
+            let so_far = applied.entry(inv.id.as_str()).or_default();
+            *so_far += a.min(inv.total - *so_far).max(0);
+        }
+    }
     for i in invs.iter().filter(|i| i.date <= to) {
         if i.date >= from {
             b.income_accrual += i.total;
@@ -236,6 +245,41 @@ pub fn books(org: &Org, from: NaiveDate, to: NaiveDate) -> Books {
         }
     }
     b
+}
+
+/// (invoice id, amount) of each live sales credit note's applications dated on or before `to`.
+fn applied_credits(org: &Org, to: NaiveDate) -> Vec<(String, i64)> {
+    let p = org.provider;
+    let mut out = Vec::new();
+    for r in org.records(Entity::CreditNote).filter(|r| !r.deleted) {
+        let v = &r.value;
+        let (live, date, list, id_key, amount_key) = match p {
+            Provider::Quickbooks => continue,
+            Provider::Xero => (
+                s(v, &["Type"]) == Some("ACCRECCREDIT") && !matches!(s(v, &["Status"]), Some("DRAFT" | "SUBMITTED" | "DELETED" | "VOIDED")),
+                day(s(v, &["DateString"]).or(s(v, &["Date"]))),
+                v.get("Allocations"),
+                "/Invoice/InvoiceID",
+                "/Amount",
+            ),
+            Provider::Zoho => (
+                !matches!(s(v, &["status"]), Some("draft" | "void")),
+                day(s(v, &["date"])),
+                v.get("invoices_credited"),
+                "/invoice_id",
+                "/amount_applied",
+            ),
+        };
+        if !live || date.unwrap_or(r.created.date_naive()) > to {
+            continue;
+        }
+        for a in list.and_then(Value::as_array).into_iter().flatten() {
+            if let Some(id) = a.pointer(id_key).and_then(Value::as_str) {
+                out.push((id.to_string(), cents(a.pointer(amount_key))));
+            }
+        }
+    }
+    out
 }
 
 pub const BUCKETS: [&str; 5] = ["Current", "1 - 30", "31 - 60", "61 - 90", "91 and over"];
@@ -779,6 +823,28 @@ pub fn zoho_aged(org: &Org, as_of: NaiveDate) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Aged receivables agree with the invoices' own figures when credit notes were applied to them
+    /// (Xero `Allocations`, Zoho `invoices_credited`): each invoice is aged at what it still owes.
+    #[test]
+    fn credits_applied_to_invoices_lower_what_they_are_aged_at() {
+        let now = Utc::now();
+        for p in [Provider::Xero, Provider::Zoho] {
+            let mut org = Org::new(p, "o1", "Org", None, now);
+            for _ in 0..3 {
+                org.generate(Entity::Invoice, now);
+            }
+            for _ in 0..6 {
+                org.generate(Entity::CreditNote, now);
+            }
+            assert!(!applied_credits(&org, now.date_naive()).is_empty(), "{p:?}: some credit was applied");
+            let due_key = if p == Provider::Xero { "AmountDue" } else { "balance" };
+            let due: i64 = org.records(Entity::Invoice).filter(|r| invoice(p, r).is_some()).map(|r| cents(r.value.get(due_key))).sum();
+            let b = books(&org, beginning(), now.date_naive());
+            let aged_total: i64 = aged(&b, now.date_naive()).iter().flat_map(|(_, _, a)| a.iter()).sum();
+            assert_eq!(aged_total, due, "{p:?}: aged receivables sum to what the invoices say they owe");
+        }
+    }
 
     #[test]
     fn books_balance_and_payments_cap_at_what_is_owed() {
