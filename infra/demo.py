@@ -13,7 +13,7 @@ rest, printing what it did:
 4. has the provider sandbox send a signed QuickBooks and a signed Xero webhook to the HTTP API's
    /webhooks route, and waits for the record each one announced to be stored;
 5. waits for the schedules: token-refresher refreshing every grant (EventBridge Scheduler, every
-   5 minutes) and sync-scheduler enqueueing incremental pulls (every minute), which sync-worker runs;
+   5 minutes, or REFRESH_SCHEDULE) and sync-scheduler enqueueing incremental pulls (every minute), which sync-worker runs;
 6. prints records per entity, refreshes, queue depths and the dead-letter queues (which must be
    empty: no step of the walk-through is meant to dead-letter).
 
@@ -148,14 +148,15 @@ def main():
         print(f"[demo] stored from the webhook (receiver -> normal queue -> sync-worker): {', '.join(sorted(new))}")
 
     # 5. The schedules: refresher and scheduler, with nobody invoking them.
-    print("[demo] waiting for the schedules: token-refresher (every 5 min) and sync-scheduler (every minute) ...")
+    print(f"[demo] waiting for the schedules: token-refresher ({env.get('REFRESH_SCHEDULE', 'rate(5 minutes)')}) "
+          "and sync-scheduler (every minute) ...")
     wait_for("a scheduled incremental pull of every connection", 600, lambda: scheduled_pulls_done(env, ddb, pk, orgs))
     print("[demo] sync-scheduler enqueued incremental pulls and sync-worker ran them: " + ", ".join(
         f"{p} {n}" for p, n in sorted(scheduled_pulls_done(env, ddb, pk, orgs).items())))
     grant_ids = {sk.split("#", 2)[2] for sk in versions_at_connect}
     if env.get("DEMO_WAIT_REFRESH", "1") == "1":
         # The sandbox's tokens live ACCESS_TOKEN_TTL (scripts/run-local): within the refresher's
-        # 600 s window at once, so the next run of either 5-minute schedule renews them.
+        # 600 s window at once, so the next run of either schedule renews them.
         wait_for("token-refresher (on its schedule) to refresh every grant", 660,
                  lambda: grant_ids <= {r["grant_id"] for r in refreshes(env, "TokenRefresherFunction", tenant)})
     else:

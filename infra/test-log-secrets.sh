@@ -13,7 +13,9 @@ python3 infra/check-log-secrets.py --self-test
 mkdir -p "$TTYA_LOCAL"
 rm -f "$TTYA_LOCAL/handled-secrets.json"
 out="$TTYA_LOCAL/run-local-once.log"
-if ! scripts/run-local --once >"$out" 2>&1; then
+# The refresher every minute (a template parameter, not a second stack): the walk-through waits
+# for its first scheduled run, which would otherwise be five minutes away.
+if ! REFRESH_SCHEDULE="rate(1 minute)" scripts/run-local --once >"$out" 2>&1; then
   echo "test-log-secrets: scripts/run-local --once failed; its last lines:"
   tail -n 40 "$out" | sed 's/^/    /'
   exit 1

@@ -189,6 +189,18 @@ impl H {
         queues::pump(&self.env, deps, &urls, &arns, idle, true).await.into_iter().map(|(_, r)| r).collect()
     }
 
+    /// Pumps until a message comes back (a job the worker sent back for later), at most 60 s:
+    /// what the batch made of the messages of that first round.
+    async fn pump_until_any(&self, deps: &SyncDeps) -> Vec<(String, Disposition)> {
+        let until = std::time::Instant::now() + StdDuration::from_secs(60);
+        loop {
+            let results = self.pump(deps, 1).await;
+            if !results.is_empty() || std::time::Instant::now() > until {
+                return results;
+            }
+        }
+    }
+
     async fn drain(&self, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
         queues::drain(&self.env, url).await
     }
@@ -532,7 +544,7 @@ async fn push_after_timeout(provider: Provider) {
             // Let the held request finish at the sandbox, then the message comes back.
             tokio::time::sleep(StdDuration::from_secs(4)).await;
             let deps = h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5));
-            let second = h.pump(&deps, 12).await;
+            let second = h.pump_until_any(&deps).await;
             done_result(&second);
         }
         _ => panic!("{first:?}"),
@@ -810,7 +822,7 @@ async fn zoho_push_dedupes_on_the_jobs_key_not_the_apps_reference_number() {
         Disposition::Done => tokio::time::sleep(StdDuration::from_secs(4)).await,
         Disposition::Retry { code: 5003, .. } => {
             tokio::time::sleep(StdDuration::from_secs(4)).await;
-            done_result(&h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5)), 12).await);
+            done_result(&h.pump_until_any(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5))).await);
         }
         _ => panic!("{first:?}"),
     }
@@ -829,7 +841,7 @@ async fn zoho_push_dedupes_on_the_jobs_key_not_the_apps_reference_number() {
     let first = h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(1)), 1).await;
     if let Disposition::Retry { code: 5003, .. } = first[0].1 {
         tokio::time::sleep(StdDuration::from_secs(4)).await;
-        done_result(&h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5)), 12).await);
+        done_result(&h.pump_until_any(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5))).await);
     } else {
         assert_eq!(first[0].1, Disposition::Done, "{first:?}");
     }
@@ -2073,6 +2085,36 @@ async fn writes_case(provider: Provider) {
     );
 }
 
+/// A deletion is stamped with our clock; the copy it replaces may carry a provider clock that runs
+/// ahead (the sandbox's is moved on in the writes tests). The deletion still wins, with a version
+/// after that copy's, so the change feed orders it last; a late live copy read before the deletion
+/// does not bring the record back.
+#[tokio::test]
+async fn a_deletion_outranks_a_copy_stamped_ahead_by_the_providers_clock() {
+    let h = harness().await;
+    let store = h.store();
+    let ahead = Utc::now() + Duration::seconds(30);
+    let mut live = shared::sync::model::tombstone(Provider::Zoho, "org-skew", PEntity::Contact, "c-1", ahead).unwrap();
+    (live.deleted, live.status) = (false, Some("active".into()));
+    let w = store.put_records(&h.tenant, &[(live.clone(), Some("{}".into()))], "job-live", Utc::now()).await.unwrap();
+    assert_eq!(w.written, 1);
+
+    let gone = shared::sync::model::tombstone(Provider::Zoho, "org-skew", PEntity::Contact, "c-1", Utc::now()).unwrap();
+    let w = store.put_records(&h.tenant, &[(gone.clone(), None)], "job-delete", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.changes.len()), (1, 1), "{w:?}");
+    assert!(w.changes[0].deleted);
+    assert_eq!(w.changes[0].version, ahead.timestamp_millis() + 1, "announced after the live copy's version");
+    let stored = store.get_record(&h.tenant, Provider::Zoho, "org-skew", PEntity::Contact, "c-1").await.unwrap().unwrap();
+    assert!(stored.deleted, "{stored:?}");
+
+    // The same deletion again (a redelivered job) writes nothing; neither does the old live copy.
+    let w = store.put_records(&h.tenant, &[(gone, None)], "job-delete-2", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.changes.len()), (0, 0), "{w:?}");
+    let w = store.put_records(&h.tenant, &[(live, Some("{}".into()))], "job-late", Utc::now()).await.unwrap();
+    assert_eq!(w.written, 0, "{w:?}");
+    assert!(store.get_record(&h.tenant, Provider::Zoho, "org-skew", PEntity::Contact, "c-1").await.unwrap().unwrap().deleted);
+}
+
 #[tokio::test]
 async fn quickbooks_writes_in_the_common_model() {
     Box::pin(writes_case(Provider::QuickBooks)).await;
@@ -2135,7 +2177,7 @@ async fn change_after_timeout(provider: Provider) {
         Disposition::Retry { .. } => {
             // The held request finishes at the provider; then the message comes back.
             tokio::time::sleep(StdDuration::from_secs(4)).await;
-            done_result(&h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5)), 12).await);
+            done_result(&h.pump_until_any(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5))).await);
         }
         _ => panic!("{provider}: {first:?}"),
     }
@@ -3080,7 +3122,7 @@ async fn zoho_vendor_credit_and_journal_creates_retried_after_a_timeout_leave_on
         let first = h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(1)), 1).await;
         assert!(matches!(first[0].1, Disposition::Retry { .. }), "{entity:?}: a Zoho create is not retried in place: {first:?}");
         tokio::time::sleep(StdDuration::from_secs(4)).await;
-        done_result(&h.pump(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5)), 12).await);
+        done_result(&h.pump_until_any(&h.deps_with(WorkerSettings::default(), StdDuration::from_secs(5))).await);
         let (_, result) = store.job_status(&h.tenant, &job.idempotency_key).await.unwrap().unwrap();
         let result = result.unwrap();
         assert_eq!(result["outcome"], "already_applied", "{entity:?}: the retry found its own record: {result}");

@@ -156,6 +156,34 @@ impl SyncStore {
         job_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(bool, Option<RecordChange>)> {
+        let (wrote, change, old) = self.put_record_once(tenant_id, r, raw, job_id, now).await?;
+        // A tombstone (a deletion seen at the provider: no copy of the record is left there) is
+        // stamped with our clock. A live copy stamped by a provider clock running ahead of ours
+        // would otherwise outrank it, and a record deleted seconds after its last change would
+        // stay live here. Nothing live can follow a deletion (no provider reuses an id), so the
+        // tombstone goes just after the copy it replaces, once, still conditional on that copy.
+        let live_ms =
+            old.as_ref().filter(|o| !matches!(o.get("deleted"), Some(AttributeValue::Bool(true)))).and_then(|o| get_n_opt(o, "updated_ms"));
+        match (wrote, live_ms) {
+            (false, Some(ms)) if r.deleted && raw.is_none() && r.updated_at.is_some_and(|u| u.timestamp_millis() <= ms) => {
+                let mut after = r.clone();
+                after.updated_at = DateTime::from_timestamp_millis(ms + 1);
+                let (wrote, change, _) = self.put_record_once(tenant_id, &after, None, job_id, now).await?;
+                Ok((wrote, change))
+            }
+            _ => Ok((wrote, change)),
+        }
+    }
+
+    /// One conditional write of a record; with the stored item when the condition refused it.
+    async fn put_record_once(
+        &self,
+        tenant_id: &str,
+        r: &SyncRecord,
+        raw: Option<&str>,
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(bool, Option<RecordChange>, Option<Item>)> {
         let doc = serde_json::to_string(r).map_err(|e| Error::Internal(format!("record JSON: {e}")))?;
         let hash = {
             use sha2::{Digest, Sha256};
@@ -206,7 +234,7 @@ impl SyncStore {
             Ok(_) => {
                 let version = r.updated_at.map(|u| u.timestamp_millis()).unwrap_or(now.timestamp_millis());
                 let doc = serde_json::to_value(r).map_err(|e| Error::Internal(format!("record JSON: {e}")))?;
-                Ok((true, Some(change(version, r.deleted, doc))))
+                Ok((true, Some(change(version, r.deleted, doc)), None))
             }
             Err(e) if is_conditional_failure(&e) => {
                 // The stored copy is as new or newer. Written by this same job (its earlier delivery),
@@ -218,15 +246,15 @@ impl SyncStore {
                     },
                     _ => None,
                 };
-                let pending = old.filter(|o| get_s_opt(o, "job_id").as_deref() == Some(job_id)).and_then(|o| {
-                    let version = get_n_opt(&o, "updated_ms").or_else(|| {
-                        get_s_opt(&o, "synced_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.timestamp_millis())
+                let pending = old.as_ref().filter(|o| get_s_opt(o, "job_id").as_deref() == Some(job_id)).and_then(|o| {
+                    let version = get_n_opt(o, "updated_ms").or_else(|| {
+                        get_s_opt(o, "synced_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.timestamp_millis())
                     })?;
                     let deleted = matches!(o.get("deleted"), Some(AttributeValue::Bool(true)));
-                    let doc = get_s_opt(&o, "doc").and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
+                    let doc = get_s_opt(o, "doc").and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
                     Some(change(version, deleted, doc))
                 });
-                Ok((false, pending))
+                Ok((false, pending, old))
             }
             Err(e) => Err(dynamo_error("PutItem(record)", e)),
         }
