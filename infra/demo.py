@@ -311,7 +311,7 @@ def print_depths(depths):
 
 def record_handled_secrets(sandbox):
     """Writes every secret this run handled (the sandbox's issued codes, tokens, PKCE verifiers and
-    Zoho webhook secrets, plus the local stack's own keys) to .local/handled-secrets.json, for
+    Zoho webhook secrets, plus the local stack's own keys) to $TTYA_LOCAL/handled-secrets.json, for
     infra/check-log-secrets.py to grep the run's logs for. Local files only; nothing here is real."""
     status, _, body = request("GET", f"{sandbox.rstrip('/')}/_sandbox/secrets")
     if status != 200:
@@ -327,13 +327,14 @@ def record_handled_secrets(sandbox):
     for v in local["AppSigningSecret"]["connect_keys"].values():
         found.append({"kind": "connect_signing_key", "value": v})
     found.append({"kind": "state_signing_key", "value": local["AppSigningSecret"]["state_key"]})
-    out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".local", "handled-secrets.json")
+    state_dir = os.environ.get("TTYA_LOCAL") or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".local")
+    out = os.path.join(state_dir, "handled-secrets.json")
     with open(out, "w") as f:
         json.dump({"secrets": found}, f)
     kinds = {}
     for s in found:
         kinds[s["kind"]] = kinds.get(s["kind"], 0) + 1
-    print(f"[demo] secrets handled in this run (written to .local/handled-secrets.json for the log check): {kinds}")
+    print(f"[demo] secrets handled in this run (written to {out} for the log check): {kinds}")
 
 
 if __name__ == "__main__":
