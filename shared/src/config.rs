@@ -251,8 +251,8 @@ impl Config {
             });
         }
         let log_level = r.optional_or("LOG_LEVEL", "info");
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            r.problems.push(ConfigProblem::Invalid { name: "LOG_LEVEL", reason: format!("'{log_level}' is not a tracing filter") });
+        if let Err(reason) = crate::telemetry::log_filter(&log_level) {
+            r.problems.push(ConfigProblem::Invalid { name: "LOG_LEVEL", reason });
         }
         let webhook_max_body_bytes = r.parsed("WEBHOOK_MAX_BODY_BYTES", 262_144usize, |v| {
             if (1024..=6 * 1024 * 1024).contains(v) {

@@ -23,7 +23,8 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
 
 use crate::context;
 
@@ -139,11 +140,46 @@ where
 }
 
 /// The JSON subscriber writing to `writer` (stdout in the functions; a buffer in tests).
-pub fn subscriber<W>(filter: EnvFilter, format: JsonFormat, writer: W) -> impl Subscriber + Send + Sync
+pub fn subscriber<W>(filter: Targets, format: JsonFormat, writer: W) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt().with_env_filter(filter).fmt_fields(JsonFields::new()).event_format(format).with_writer(writer).finish()
+    // The formatter lets everything through; `filter` alone decides what is logged.
+    tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::TRACE)
+        .fmt_fields(JsonFields::new())
+        .event_format(format)
+        .with_writer(writer)
+        .finish()
+        .with(filter)
+}
+
+/// A log filter: levels, comma-separated, each either the default (`info`) or a target's
+/// (`shared=debug`), as `LOG_LEVEL` takes them. A word that is neither (a misspelt level, a span or
+/// field directive) is refused rather than read as a target: read so, `debgu` would turn every log
+/// line off.
+pub fn log_filter(spec: &str) -> Result<Targets, String> {
+    let mut filter = Targets::new();
+    let mut any = false;
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        let level: LevelFilter =
+            level.parse().map_err(|_| format!("'{directive}' is not a level (trace, debug, info, warn, error, off)"))?;
+        filter = match target {
+            None => filter.with_default(level),
+            Some(t) if !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') => filter.with_target(t, level),
+            Some(_) => return Err(format!("'{directive}' does not name a target (a crate or module path)")),
+        };
+        any = true;
+    }
+    if any {
+        Ok(filter)
+    } else {
+        Err(format!("'{spec}' names no level"))
+    }
 }
 
 /// Installs the JSON subscriber once per process. Safe to call more than once (tests do). In a
@@ -155,14 +191,14 @@ pub fn init(log_level: &str) {
         // Debug and trace for our own crates only: the AWS SDK's and hyper's would drown them and
         // print request details nobody asked for.
         Some(l @ ("debug" | "trace")) => {
-            EnvFilter::try_new(format!("info,shared={l},oauth_callback={l},token_refresher={l},webhook_receiver={l},sync_worker={l}"))
+            log_filter(&format!("info,shared={l},oauth_callback={l},token_refresher={l},webhook_receiver={l},sync_worker={l}"))
         }
-        Some(l @ ("info" | "warn" | "error")) => EnvFilter::try_new(l),
+        Some(l @ ("info" | "warn" | "error")) => log_filter(l),
         // FATAL (Lambda's highest) has no tracing counterpart: errors only.
-        Some("fatal") => EnvFilter::try_new("error"),
-        _ => EnvFilter::try_new(log_level),
+        Some("fatal") => log_filter("error"),
+        _ => log_filter(log_level),
     }
-    .unwrap_or_else(|_| EnvFilter::new("info"));
+    .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
     let installed = tracing::subscriber::set_global_default(subscriber(filter, JsonFormat::default(), std::io::stdout)).is_ok();
     if installed {
         if let Some(f) = &Deployment::current().function_name {
@@ -266,7 +302,7 @@ mod tests {
     #[tokio::test]
     async fn log_lines_are_json_with_the_context_fields() {
         let buf = Buf::default();
-        let _guard = tracing::subscriber::set_default(subscriber(EnvFilter::new("info"), JsonFormat::new(deployment()), buf.clone()));
+        let _guard = tracing::subscriber::set_default(subscriber(Targets::new().with_default(LevelFilter::INFO), JsonFormat::new(deployment()), buf.clone()));
         RequestContext::new(Some("corr-42"))
             .with_tenant("tenant-7")
             .with_provider(Provider::Zoho)
@@ -294,7 +330,7 @@ mod tests {
     #[tokio::test]
     async fn spans_and_the_invocation_reach_every_line() {
         let buf = Buf::default();
-        let _guard = tracing::subscriber::set_default(subscriber(EnvFilter::new("info"), JsonFormat::new(deployment()), buf.clone()));
+        let _guard = tracing::subscriber::set_default(subscriber(Targets::new().with_default(LevelFilter::INFO), JsonFormat::new(deployment()), buf.clone()));
         // The span lambda_runtime opens around every invocation (layers/trace.rs).
         for id in ["req-1", "req-2"] {
             let invoke = tracing::info_span!("Lambda runtime invoke", requestId = id, xrayTraceId = "Root=1-abc-def");
@@ -316,6 +352,31 @@ mod tests {
         // The process's first invocation is the cold start; later ones are warm. (Whichever test
         // saw a request id first owns "first"; this one's second request is warm either way.)
         assert_eq!(lines[1]["cold_start"], false);
+    }
+
+    #[test]
+    fn a_log_filter_lets_through_what_its_levels_name_and_nothing_else() {
+        let buf = Buf::default();
+        let filter = log_filter("warn, shared=debug").unwrap();
+        let _guard = tracing::subscriber::set_default(subscriber(filter, JsonFormat::new(deployment()), buf.clone()));
+        tracing::debug!(target: "shared::sync", "ours at debug");
+        tracing::trace!(target: "shared::sync", "ours at trace");
+        tracing::info!(target: "aws_smithy_runtime", "the SDK at info");
+        tracing::warn!(target: "aws_smithy_runtime", "the SDK at warn");
+        let got: Vec<String> = lines(&buf).iter().map(|l| l["message"].as_str().unwrap().to_string()).collect();
+        assert_eq!(got, ["ours at debug", "the SDK at warn"]);
+    }
+
+    #[test]
+    fn a_log_filter_refuses_what_is_not_a_level() {
+        for ok in ["info", "WARN", "off", "info,shared=debug,sync_worker=trace", "info, shared::sync = debug"] {
+            assert!(log_filter(ok).is_ok(), "{ok}");
+        }
+        // A misspelt level would otherwise be read as a target and turn every other line off.
+        for bad in ["debgu", "info,[[[", "shared=loud", "=debug", "info,shared{tenant}=debug", "info,a b=debug", " , "] {
+            let err = log_filter(bad).unwrap_err();
+            assert!(err.contains('\''), "{bad}: {err}");
+        }
     }
 
     #[test]
