@@ -188,23 +188,31 @@ pub fn log_filter(spec: &str) -> Result<Targets, String> {
     }
 }
 
-/// Installs the JSON subscriber once per process. Safe to call more than once (tests do). In a
-/// Lambda process the first call also counts the cold start (metric `ColdStart`).
-pub fn init(log_level: &str) {
-    // Lambda's advanced logging controls set AWS_LAMBDA_LOG_LEVEL from the function's
-    // ApplicationLogLevel; it wins over LOG_LEVEL so the level is one setting in template.yaml.
-    let filter = match std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_ascii_lowercase()).as_deref() {
+/// Our own crates: the ones a DEBUG or TRACE application log level opens up.
+const OWN_CRATES: [&str; 7] =
+    ["shared", "oauth_callback", "token_refresher", "webhook_receiver", "sync_worker", "sync_scheduler", "records_api"];
+
+/// The process's filter. Lambda's advanced logging controls set AWS_LAMBDA_LOG_LEVEL from the
+/// function's ApplicationLogLevel; it wins over LOG_LEVEL so the level is one setting in
+/// template.yaml.
+fn process_filter(lambda_level: Option<&str>, log_level: &str) -> Targets {
+    match lambda_level.map(|l| l.to_ascii_lowercase()).as_deref() {
         // Debug and trace for our own crates only: the AWS SDK's and hyper's would drown them and
         // print request details nobody asked for.
-        Some(l @ ("debug" | "trace")) => {
-            log_filter(&format!("info,shared={l},oauth_callback={l},token_refresher={l},webhook_receiver={l},sync_worker={l}"))
-        }
+        Some(l @ ("debug" | "trace")) => log_filter(&format!("info,{}", OWN_CRATES.map(|c| format!("{c}={l}")).join(","))),
         Some(l @ ("info" | "warn" | "error")) => log_filter(l),
         // FATAL (Lambda's highest) has no tracing counterpart: errors only.
         Some("fatal") => log_filter("error"),
         _ => log_filter(log_level),
     }
-    .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
+    .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
+}
+
+/// Installs the JSON subscriber once per process. Safe to call more than once (tests do). In a
+/// Lambda process the first call also counts the cold start (metric `ColdStart`).
+pub fn init(log_level: &str) {
+    let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
+    let filter = process_filter(lambda_level.as_deref(), log_level);
     let installed = tracing::subscriber::set_global_default(subscriber(filter, JsonFormat::default(), std::io::stdout)).is_ok();
     if installed {
         if let Some(f) = &Deployment::current().function_name {
@@ -379,6 +387,25 @@ mod tests {
         tracing::warn!(target: "aws_smithy_runtime", "the SDK at warn");
         let got: Vec<String> = lines(&buf).iter().map(|l| l["message"].as_str().unwrap().to_string()).collect();
         assert_eq!(got, ["ours at debug", "the SDK at warn"]);
+    }
+
+    #[test]
+    fn lambdas_debug_level_opens_every_function_crate_and_not_the_sdk() {
+        let debug = |f: &Targets, target: &str| f.would_enable(target, &tracing::Level::DEBUG);
+        let f = process_filter(Some("DEBUG"), "info");
+        for c in ["shared::sync", "oauth_callback", "token_refresher", "webhook_receiver", "sync_worker", "sync_scheduler", "records_api"] {
+            assert!(debug(&f, c), "{c}");
+        }
+        assert!(!debug(&f, "aws_smithy_runtime") && f.would_enable("aws_smithy_runtime", &tracing::Level::INFO));
+        // Lambda's level wins over LOG_LEVEL; without it LOG_LEVEL is read; a bad one falls back to info.
+        assert!(
+            !debug(&process_filter(Some("WARN"), "debug"), "shared")
+                && !process_filter(Some("WARN"), "debug").would_enable("shared", &tracing::Level::INFO)
+        );
+        assert!(debug(&process_filter(None, "info,shared=debug"), "shared::sync"));
+        assert!(!process_filter(Some("FATAL"), "info").would_enable("shared", &tracing::Level::WARN));
+        let fallback = process_filter(None, "debgu");
+        assert!(fallback.would_enable("shared", &tracing::Level::INFO) && !debug(&fallback, "shared"));
     }
 
     #[test]
