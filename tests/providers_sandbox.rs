@@ -248,6 +248,9 @@ async fn pagination(provider: Provider, entity: Entity) {
     let (grant, _) = env.connect(&client, &[]).await;
     let tokens = grant.tokens;
     let org = org_of(provider);
+    // A second after the org's own records, so the first page spans two listed seconds and its
+    // first record sits exactly on the next page's filter time (read twice, once, in CI).
+    env.control("clock", json!({"advance_seconds": 1})).await;
     env.control("seed", json!({"provider": provider.as_str(), "org_id": org, "entity": entity.as_str(), "count": 25})).await;
     // Let the clock move on so the seeded records are clearly older than the pass.
     env.control("clock", json!({"advance_seconds": 600})).await;

@@ -243,7 +243,7 @@ pub struct Cursor {
     /// because the filters take whole seconds and whether they are inclusive is unconfirmed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_time: Option<DateTime<Utc>>,
-    /// Ids read on the previous page whose times fall after `after_time` (they come back once more
+    /// Ids read on the previous page whose times are at or after `after_time` (they come back once more
     /// on the next page) and the latest of those times: an id here at or before that time is
     /// dropped instead of counted twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -386,9 +386,14 @@ impl Cursor {
     }
 
     /// The cursor after a Xero or Zoho page ordered by updated time ascending: the next page asks
-    /// for records modified after this page's last time (less a second). Where that would not move
+    /// for records modified since this page's last time (less a second). Where that would not move
     /// past the page's first record (a run of records sharing one time longer than a page), the
     /// next page number under the same filter is read instead.
+    ///
+    /// The filter is taken as inclusive (unconfirmed either way), and the times on a page are whole
+    /// seconds while the provider compares its own finer ones: every record of this page at or
+    /// after the new filter time can come back, so all of them are the boundary, and the filter
+    /// only moves when the page's first record is strictly before it.
     pub(crate) fn advance_by_time(&self, has_more: bool, server_time: Option<DateTime<Utc>>, records: &[Record]) -> Cursor {
         let first = records.first().and_then(|r| r.updated_at);
         let last = records.iter().rev().find_map(|r| r.updated_at);
@@ -397,7 +402,7 @@ impl Cursor {
             whole.checked_sub_signed(chrono::Duration::seconds(1))
         });
         let moves = match (candidate, first) {
-            (Some(c), Some(f)) => f <= c && self.list_since().is_none_or(|s| c > s),
+            (Some(c), Some(f)) => f < c && self.list_since().is_none_or(|s| c > s),
             _ => false,
         };
         if has_more && moves {
@@ -409,7 +414,7 @@ impl Cursor {
             // asked); an id left out is only read twice, which the upserts absorb.
             next.boundary = records
                 .iter()
-                .filter(|r| r.updated_at.is_some_and(|t| t > c) && !r.id.is_empty() && r.id.len() <= 255)
+                .filter(|r| r.updated_at.is_some_and(|t| t >= c) && !r.id.is_empty() && r.id.len() <= 255)
                 .map(|r| r.id.clone())
                 .take(max_page_size(self.provider) as usize)
                 .collect();
@@ -765,6 +770,27 @@ mod tests {
         let mut q = n.clone();
         q.provider = Provider::QuickBooks;
         assert!(q.check(Provider::QuickBooks, Entity::Invoice).is_err(), "a time keyset is not a QuickBooks cursor");
+    }
+
+    /// CI found this one: three records written at x.9 s (listed as x) and seven at x+1.1 s. The
+    /// filter one second before the last time is x, which takes the first three back: they must
+    /// not be read twice, whatever second the clock was in.
+    #[test]
+    fn a_record_at_the_new_filter_time_is_not_read_twice() {
+        let p = Provider::Zoho;
+        let c = Cursor::start(p, Entity::Contact).with_page_size(4);
+        let page1 = [rec(p, "a", 40), rec(p, "b", 40), rec(p, "c", 41), rec(p, "d", 41)];
+        let n = c.advance_by_time(true, Some(t(1000)), &page1);
+        // The first record is not before the new filter time (40), so the keyset cannot move.
+        assert_eq!((n.position, n.after_time, n.boundary.len()), (2, None, 0));
+        // A page that reaches past its first record moves, and everything at or after the filter
+        // time is the boundary, the record exactly at it included.
+        let page = [rec(p, "e", 10), rec(p, "f", 29), rec(p, "g", 30)];
+        let m = c.advance_by_time(true, Some(t(1000)), &page);
+        assert_eq!((m.position, m.after_time), (1, Some(t(29))));
+        assert_eq!(m.boundary, ["f".to_string(), "g".to_string()]);
+        let again = m.drop_boundary(vec![rec(p, "f", 29), rec(p, "g", 30), rec(p, "h", 30)]);
+        assert_eq!(again.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["h"]);
     }
 
     #[test]
