@@ -67,7 +67,9 @@ impl Env {
             client,
             tokens: grant.tokens,
             db: t.clients.dynamodb.clone(),
-            table: t.config.tables.resilience.clone(),
+            // The provider-wide breaker's item is one per provider: in the shared table the
+            // failures these tests cause would count against every other test's Xero calls.
+            table: integration_tests::harness::own_resilience_table(&t.clients.dynamodb).await,
             config: t.config,
             events,
             starts: Default::default(),

@@ -123,6 +123,8 @@ async fn connections_show_health_refresh_and_disconnect() {
     let mut ops = ops().await;
     let sb = sandbox::spawn(sandbox::SandboxConfig::default()).await.expect("sandbox starts");
     ops.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
+    // Every sandbox has the same org ids: limits and breakers of this test's own.
+    ops.config.tables.resilience = integration_tests::harness::own_resilience_table(&ops.clients.dynamodb).await;
     // Events (connection.disconnected) go to a queue of this test's own.
     ops.config.queues.events = ops.clients.sqs.create_queue().queue_name(unique("events")).send().await.unwrap().queue_url.unwrap();
     let tenant = unique("ops-c");
@@ -414,6 +416,8 @@ async fn connections_stored_before_scheduled_sync_are_enrolled_once() {
     let mut ops = ops().await;
     let sb = sandbox::spawn(sandbox::SandboxConfig::default()).await.expect("sandbox starts");
     ops.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
+    // Every sandbox has the same org ids: limits and breakers of this test's own.
+    ops.config.tables.resilience = integration_tests::harness::own_resilience_table(&ops.clients.dynamodb).await;
     let tenant = unique("ops-enroll");
     cli(
         &ops,

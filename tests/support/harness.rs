@@ -15,14 +15,39 @@ pub struct Sandboxed {
     pub http: reqwest::Client,
 }
 
-/// Starts a sandbox with `config` and points the providers' base URL at it.
+/// Starts a sandbox with `config` and points the providers' base URL at it, with a resilience
+/// table of the test's own (see [`own_resilience_table`]).
 pub async fn sandboxed(config: sandbox::SandboxConfig) -> Sandboxed {
     shared::http_client::install_crypto_provider();
     let mut env = aws().await;
     let sb = sandbox::spawn(config).await.expect("sandbox starts");
     env.config.provider_base_url = Some(Url::parse(&sb.base_url).unwrap());
+    env.config.tables.resilience = own_resilience_table(&env.clients.dynamodb).await;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     Sandboxed { env, sb, http }
+}
+
+/// A fresh table shaped like the resilience table (pk, sk), for a test's own limits and breakers.
+/// In the one shared table, tests in parallel draw on each other's org limits where their sandboxes
+/// share org ids, and every test's provider calls feed one provider-wide breaker per provider: the
+/// 5xx a few tests inject on purpose, together within its minute, opened it for every other test
+/// of that provider (`CircuitOpen` in sync, reports and schedule tests at once).
+pub async fn own_resilience_table(db: &aws_sdk_dynamodb::Client) -> String {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let name = unique("resilience");
+    let attr = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap();
+    let key = |n: &str, k: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(k).build().unwrap();
+    db.create_table()
+        .table_name(&name)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    name
 }
 
 /// A sandbox with no orgs or records: each test seeds what it reads.

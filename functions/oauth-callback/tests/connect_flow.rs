@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::Utc;
+use integration_tests::harness::own_resilience_table;
 use integration_tests::{aws, unique};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
@@ -71,25 +72,6 @@ async fn fixture(plan: Plan) -> Fixture {
         db: env.clients.dynamodb.clone(),
         jar: Default::default(),
     }
-}
-
-/// A fresh table shaped like the resilience table (pk, sk).
-async fn own_resilience_table(db: &aws_sdk_dynamodb::Client) -> String {
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
-    let name = unique("resilience");
-    let attr = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap();
-    let key = |n: &str, k: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(k).build().unwrap();
-    db.create_table()
-        .table_name(&name)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    name
 }
 
 fn request(method: &str, path: &str, query: &[(String, String)], path_provider: &str) -> Request {
