@@ -688,7 +688,8 @@ async fn a_full_job_resumes_its_own_pass_after_a_crash_and_no_one_elses() {
     let wait = (deadline - Utc::now()).to_std().unwrap_or_default() + StdDuration::from_millis(200);
     tokio::time::sleep(wait).await;
     let deps = h.deps_with(WorkerSettings { page_size: Some(100), ..Default::default() }, StdDuration::from_secs(10));
-    let out = handle_batch(&deps, &[msg(&full)], Utc::now() + Duration::seconds(60)).await;
+    // Room for all eight pages on a loaded machine, as in the crash test above.
+    let out = handle_batch(&deps, &[msg(&full)], Utc::now() + Duration::seconds(180)).await;
     assert_eq!(out[0].1, Disposition::Done);
     // From page 1 it read pages 1-3 (not the other job's 3-5); the redelivery reads 4 to 11.
     assert_eq!(h.calls("/query").await, 2 + 3 + 8, "the full pass resumed where it crashed");
