@@ -26,7 +26,9 @@ async fn defaults_carry_the_providers_concurrency_and_daily_limits() {
 async fn xero_refuses_a_sixth_call_in_flight_with_a_concurrent_429() {
     let sb = start().await;
     let b = &sb.base_url;
-    control(b, "config", json!({"provider": "xero", "latency_ms": 400})).await;
+    // Each answer takes long enough that all seven calls are in flight together even when a
+    // loaded machine starts one late.
+    control(b, "config", json!({"provider": "xero", "latency_ms": 2000})).await;
     let at = s(&xero_connect(b).await["access_token"]);
     let calls = (0..7).map(|_| xero_get(b, &at, XERO_T1, "Contacts?page=1", &[]));
     let results = futures::future::join_all(calls).await;
@@ -53,7 +55,7 @@ async fn xero_refuses_a_sixth_call_in_flight_with_a_concurrent_429() {
 async fn quickbooks_answers_too_many_in_flight_with_its_throttle_fault() {
     let sb = start().await;
     let b = &sb.base_url;
-    control(b, "config", json!({"provider": "quickbooks", "latency_ms": 400, "max_concurrent": 3})).await;
+    control(b, "config", json!({"provider": "quickbooks", "latency_ms": 2000, "max_concurrent": 3})).await;
     let (at, _, realm) = qbo_connect(b).await;
     let results = futures::future::join_all((0..5).map(|_| qbo_query(b, &at, &realm, "SELECT * FROM Invoice"))).await;
     let refused: Vec<_> = results.iter().filter(|r| r.status == 429).collect();
