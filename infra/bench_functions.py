@@ -776,6 +776,49 @@ def init_only(spec: Spec, env: dict, runs: int) -> list[float]:
     return out
 
 
+# The least a function can do: connect to the Runtime API and poll. Its "init" is this harness's
+# own share of every init figure (Popen, exec, the loader, the poll reaching this Python server).
+NULL_FUNCTION_C = r"""
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(void) {
+  const char *api = getenv("AWS_LAMBDA_RUNTIME_API");
+  const char *colon = api ? strchr(api, ':') : NULL;
+  if (!colon || colon - api > 63) return 2;
+  char host[64];
+  memcpy(host, api, colon - api);
+  host[colon - api] = 0;
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_port = htons((unsigned short)atoi(colon + 1));
+  if (inet_pton(AF_INET, host, &a.sin_addr) != 1) return 2;
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a)) return 1;
+  const char *req = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: runtime\r\n\r\n";
+  if (write(s, req, strlen(req)) < 0) return 1;
+  char buf[4096];
+  return read(s, buf, sizeof buf) < 0;
+}
+"""
+
+
+def harness_floor(env: dict, runs: int, out_dir: str = os.path.join(LOCAL, "harness-floor")) -> list[float] | None:
+    """Init of the null function above (`runs` starts), or None where no C compiler is found."""
+    import shutil
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    os.makedirs(out_dir, exist_ok=True)
+    src, exe = os.path.join(out_dir, "null.c"), os.path.join(out_dir, "null")
+    with open(src, "w") as f:
+        f.write(NULL_FUNCTION_C)
+    subprocess.run([cc, "-O2", "-o", exe, src], check=True)
+    return init_only(Spec("harness-floor", [exe], None, []), env, runs)
+
+
 def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int) -> dict:
     os.makedirs(LOCAL, exist_ok=True)
     log = os.path.join(LOCAL, f"{spec.name}.log")
@@ -1163,6 +1206,10 @@ def main() -> int:
             print(f"[bench]   through the timing proxy: cold {a['cold_ms']:.1f} ms, AWS serving {a['aws_ms']:.1f} ms, "
                   f"not waiting on AWS {a['own_ms']:.1f} ms", flush=True)
 
+    floor = harness_floor(env, args.init_runs + args.cold) if any(n in results for n in WEBHOOK_STACKS) else None
+    if floor:
+        print(f"[bench] harness floor (a C process that only polls): init median {statistics.median(floor):.2f} ms", flush=True)
+
     # Issue 23: the records API reads what one pull job stored. Before issue 11's pull below, and of
     # another entity: moto serves an index Query by walking the whole table (at 10,000 more records
     # one page took past the function's 5 s timeout), and that pull's invoice count stays its own.
@@ -1247,6 +1294,17 @@ def main() -> int:
         lines.append("Issue 21's targets, Rust against the bundled Node handler (same run):")
         lines.append("")
         lines += target_table(figures["webhook-receiver"], figures["node-webhook-bundled"])
+    if floor and "webhook-receiver" in figures:
+        f_ms = statistics.median(floor)
+        lines.append("")
+        lines.append(f"The harness's own share of every init above: a C process that only connects to the Runtime API and polls "
+                     f"measures {f_ms:.2f} ms (median of {len(floor)} starts; min {min(floor):.2f}): Popen, exec, the loader and the poll "
+                     "reaching this Python Runtime API. Less that floor (medians subtracted; for reading only, the target is judged "
+                     "on the figures above): " + ", ".join(
+                         f"{STACK_TITLES[n]} {figures[n]['init_ms'] - f_ms:.1f} ms" for n in WEBHOOK_STACKS if n in figures)
+                     + ("" if "node-webhook-bundled" not in figures else
+                        f" ({(figures['node-webhook-bundled']['init_ms'] - f_ms) / max(figures['webhook-receiver']['init_ms'] - f_ms, 1e-9):.1f}x)")
+                     + ".")
     if sync_rss:
         lines.append("")
         lines.append(f"sync-worker, one pull job in its own process over {sync_rss['fetched']:,} QuickBooks {sync_rss['entity']}s "
@@ -1277,7 +1335,7 @@ def main() -> int:
         f.write(text + "\n")
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
         json.dump({"results": results, "counts": counts, "aws_waits": aws_waits, "sync_rss": sync_rss, "records": records,
-                   "node_bundle_bytes": bundle_bytes}, f, indent=1, default=str)
+                   "node_bundle_bytes": bundle_bytes, "harness_floor_ms": floor}, f, indent=1, default=str)
     return 0
 
 

@@ -146,6 +146,17 @@ class RuntimeApiTest(unittest.TestCase):
             p.stop()
 
 
+    @unittest.skipUnless(shutil.which("cc") or shutil.which("gcc"), "needs a C compiler")
+    def test_the_harness_floor_is_a_process_that_only_polls(self):
+        floor = bf.harness_floor(dict(os.environ), 3, out_dir=self.dir.name)
+        self.assertEqual(len(floor), 3, "each start reached its first poll")
+        self.assertTrue(all(ms > 0 for ms in floor), floor)
+        # The same measure of a function that waits 0.3 s before its poll counts that wait.
+        spec = bf.Spec("sync-worker", [sys.executable, self.script], None, [])
+        slow = bf.init_only(spec, dict(os.environ, STUB_INIT_SECONDS="0.3"), 1)[0]
+        self.assertGreaterEqual(slow, 300, (slow, floor))
+
+
 class LambdaEnvironmentTest(unittest.TestCase):
     def test_functions_get_their_own_variables_not_the_machines(self):
         with tempfile.TemporaryDirectory() as d:
