@@ -756,11 +756,12 @@ class Spec:
         self.name, self.cmd, self.first, self.ops = name, cmd, first, ops
 
 
-def init_only(spec: Spec, env: dict, runs: int) -> list[float]:
+def init_only(spec: Spec, env: dict, runs: int, log_dir: str = LOCAL) -> list[float]:
     """Process start to the first `next` poll, `runs` times; each process is stopped at that poll.
     Cheap, so many more samples than cold starts: the median holds on a machine shared with others."""
     out = []
-    log = os.path.join(LOCAL, f"{spec.name}.init.log")
+    os.makedirs(log_dir, exist_ok=True)
+    log = os.path.join(log_dir, f"{spec.name}.init.log")
     for _ in range(runs):
         p = Proc(spec.name, spec.cmd, env, log)
         try:
@@ -816,7 +817,7 @@ def harness_floor(env: dict, runs: int, out_dir: str = os.path.join(LOCAL, "harn
     with open(src, "w") as f:
         f.write(NULL_FUNCTION_C)
     subprocess.run([cc, "-O2", "-o", exe, src], check=True)
-    return init_only(Spec("harness-floor", [exe], None, []), env, runs)
+    return init_only(Spec("harness-floor", [exe], None, []), env, runs, log_dir=out_dir)
 
 
 def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int) -> dict:
