@@ -17,8 +17,17 @@ ensure_venv() {
   echo "[venv] installing $(grep -v '^#' "$reqs" | xargs) into ${dir#"$TTYA_ROOT"/} (first run only: a minute or more)" >&2
   rm -rf "$dir"
   mkdir -p "$(dirname "$dir")"
-  python3 -m venv "$dir"
-  "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$reqs"
+  # The machine's own pip (22.3 or later: --python) installs into a venv made without a pip of its
+  # own, and byte-code is compiled when a module is first imported, not for every installed file:
+  # scripts/test-all installs the venvs beside its build, and the venv's own pip cost about 4
+  # CPU-seconds a venv and compiling cfn-lint's venv whole about 12 (docs/measurements.md).
+  if python3 -m venv --without-pip "$dir" && python3 -m pip --python "$dir/bin/python" --version >/dev/null 2>&1; then
+    python3 -m pip --python "$dir/bin/python" install --quiet --no-compile --disable-pip-version-check -r "$reqs"
+  else
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --no-compile --disable-pip-version-check -r "$reqs"
+  fi
   cp "$reqs" "$dir/.requirements"
 }
 
