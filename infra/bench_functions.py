@@ -178,9 +178,49 @@ class QuietServer(http.server.ThreadingHTTPServer):
 # ------------------------------------------------------------------------------------------------
 
 
+NEXT_REQUEST = b"GET /2018-06-01/runtime/invocation/next"
+
+
+class RuntimeApiServer(QuietServer):
+    """Stamps the arrival of a process's first `next` poll as the server accepts its connection.
+
+    The end of init is when that request reaches the Runtime API, as Lambda measures it. Stamped in
+    the handler instead, it waited for Python to start the connection's thread and parse the
+    headers: 0.6-0.9 ms (median) after the request was written, measured with a C process that
+    sends its own clock in the request, added to every stack's init alike. Here the server's own
+    thread, already running, peeks at the connection until the request's headers are in."""
+
+    def __init__(self, address, handler, on_first_next):
+        super().__init__(address, handler)
+        self.on_first_next = on_first_next
+        self.stamped = False
+
+    def get_request(self):
+        conn, addr = super().get_request()
+        if not self.stamped:
+            conn.settimeout(60)
+            seen = b""
+            try:
+                while b"\r\n\r\n" not in seen:
+                    more = conn.recv(65536, socket.MSG_PEEK)
+                    if not more or len(more) == len(seen):
+                        if not more:
+                            break
+                        time.sleep(0.0001)  # part of the headers is in; the rest is on its way
+                    seen = more
+            except OSError:
+                seen = b""
+            finally:
+                conn.settimeout(None)
+            if seen.startswith(NEXT_REQUEST) and b"\r\n\r\n" in seen:
+                self.stamped = True
+                self.on_first_next(now_ns())
+        return conn, addr
+
+
 class RuntimeApi:
     """GET /2018-06-01/runtime/invocation/next blocks until an event is queued; the answer and its time
-    are recorded per request id. The first `next` poll's time is the end of the process's init."""
+    are recorded per request id. The first `next` poll's arrival is the end of the process's init."""
 
     def __init__(self, function: str):
         self.function = function
@@ -215,10 +255,7 @@ class RuntimeApi:
             def do_GET(self):
                 if not self.path.startswith("/2018-06-01/runtime/invocation/next"):
                     return self._reply(404)
-                t = now_ns()
-                with api.lock:
-                    if api.first_next_ns is None:
-                        api.first_next_ns = t
+                api.stamp_first_next(now_ns())  # if the server did not already, on its arrival
                 item = api.events.get()
                 if item is None:  # shutting down: leave the poll hanging until the process is stopped
                     time.sleep(3600)
@@ -279,9 +316,14 @@ class RuntimeApi:
                     out += self.rfile.read(size)
                     self.rfile.readline()
 
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.server = RuntimeApiServer(("127.0.0.1", 0), Handler, self.stamp_first_next)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stamp_first_next(self, t: int):
+        with self.lock:
+            if self.first_next_ns is None:
+                self.first_next_ns = t
 
     def submit(self, event: dict) -> str:
         size = len(json.dumps(event).encode())

@@ -11,10 +11,12 @@ import http.server
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import textwrap
 import threading
+import time
 import unittest
 import urllib.request
 
@@ -155,6 +157,44 @@ class RuntimeApiTest(unittest.TestCase):
         spec = bf.Spec("sync-worker", [sys.executable, self.script], None, [])
         slow = bf.init_only(spec, dict(os.environ, STUB_INIT_SECONDS="0.3"), 1, log_dir=self.dir.name)[0]
         self.assertGreaterEqual(slow, 300, (slow, floor))
+
+
+class FirstPollStampTest(unittest.TestCase):
+    def test_the_first_poll_is_stamped_when_its_headers_arrive_not_when_python_handles_it(self):
+        api = bf.RuntimeApi("sync-worker")
+        handler = api.server.RequestHandlerClass
+        parse = handler.parse_request
+
+        def slow_parse(h):  # the handler's own work, which init must not include
+            time.sleep(1.0)
+            return parse(h)
+
+        handler.parse_request = slow_parse
+        conns = []
+        try:
+            # A request that is not a poll is not the end of init.
+            other = socket.create_connection(("127.0.0.1", api.port))
+            conns.append(other)
+            other.sendall(b"POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: runtime\r\nContent-Length: 2\r\n\r\n{}")
+            other.recv(4096)
+            self.assertIsNone(api.first_next_ns)
+            poll = socket.create_connection(("127.0.0.1", api.port))
+            conns.append(poll)
+            poll.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n")
+            time.sleep(0.2)
+            self.assertIsNone(api.first_next_ns, "not before its headers are in")
+            sent = bf.now_ns()
+            poll.sendall(b"Host: runtime\r\n\r\n")
+            end = time.time() + 10
+            while api.first_next_ns is None and time.time() < end:
+                time.sleep(0.001)
+            self.assertIsNotNone(api.first_next_ns)
+            self.assertGreaterEqual(api.first_next_ns, sent)
+            self.assertLess(api.first_next_ns - sent, 400_000_000, "stamped before the handler's 1 s")
+        finally:
+            for c in conns:
+                c.close()
+            api.close()
 
 
 class LambdaEnvironmentTest(unittest.TestCase):
