@@ -454,7 +454,8 @@ async fn a_crash_in_the_middle_of_pagination_resumes_from_the_cursor_without_dup
     };
     // Room for three pages of 100 multi-line invoices on a loaded machine; the crash comes after the
     // third whatever the time (a deadline too short hands over instead, and the test means a crash).
-    let deadline = Utc::now() + Duration::seconds(12);
+    // 12 s was once too short beside the other lanes (the first job handed over, Done, at 4 calls).
+    let deadline = Utc::now() + Duration::seconds(20);
     let sibling_job = h.job(Provider::QuickBooks, &org, Operation::Pull, Entity::Account);
     let sibling = InMessage { message_id: "m-2".into(), body: sibling_job.to_json(), ..msg.clone() };
     let out = handle_batch(&crashing, &[msg.clone(), sibling], deadline).await;
