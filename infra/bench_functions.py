@@ -199,9 +199,9 @@ class RuntimeApiServer(QuietServer):
         conn, addr = super().get_request()
         if not self.stamped:
             conn.settimeout(60)
-            seen = b""
+            seen, give_up = b"", time.monotonic() + 60
             try:
-                while b"\r\n\r\n" not in seen:
+                while b"\r\n\r\n" not in seen and len(seen) < 65536 and time.monotonic() < give_up:
                     more = conn.recv(65536, socket.MSG_PEEK)
                     if not more or len(more) == len(seen):
                         if not more:
