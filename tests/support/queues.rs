@@ -146,8 +146,8 @@ async fn receive(env: &TestEnv, url: &str, wait_seconds: i32, counted: bool) -> 
 /// Plays the event source mapping on the queues `urls` (each with its ARN in `arns`): receive up to
 /// 10, run the batch with 90 s to its deadline, delete the acknowledged ones; until the queues stay
 /// empty for `idle` consecutive idle rounds (each a long poll of every queue at once, up to
-/// [`IDLE_WAIT_SECONDS`], or none when they are [`settled`]). `counted` as in [`batch`]. Returns each message received with what the
-/// batch made of it.
+/// [`IDLE_WAIT_SECONDS`], or none when they are [`settled`]). `counted` as in [`batch`]. Returns
+/// each message received with what the batch made of it.
 pub async fn pump(
     env: &TestEnv,
     deps: &SyncDeps,
