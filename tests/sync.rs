@@ -2119,6 +2119,120 @@ async fn a_deletion_outranks_a_copy_stamped_ahead_by_the_providers_clock() {
     assert!(store.get_record(&h.tenant, Provider::Zoho, "org-skew", PEntity::Contact, "c-1").await.unwrap().unwrap().deleted);
 }
 
+/// A live copy of a record as the tests below write it: `status` and `version` set, at `at`.
+fn live_copy(
+    provider: Provider,
+    org: &str,
+    id: &str,
+    at: Option<chrono::DateTime<Utc>>,
+    status: &str,
+    version: &str,
+) -> shared::sync::model::SyncRecord {
+    let mut r = shared::sync::model::tombstone(provider, org, PEntity::Contact, id, Utc::now()).unwrap();
+    (r.deleted, r.updated_at, r.status, r.version) = (false, at, Some(status.into()), Some(version.into()));
+    r
+}
+
+/// Zoho and QuickBooks stamp a change in whole seconds, so two changes of one record within a
+/// second (a workflow rule updating what was just created) carry the same time. Each stored change
+/// is still announced at a version of its own, higher than the last, and a repeat of either is not.
+#[tokio::test]
+async fn two_changes_within_one_provider_second_are_announced_at_two_versions() {
+    let h = harness().await;
+    let store = h.store();
+    let second = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let t = second.timestamp_millis();
+    let created = live_copy(Provider::Zoho, "org-second", "c-1", Some(second), "draft", "v");
+    let w = store.put_records(&h.tenant, &[(created.clone(), Some("{}".into()))], "job-create", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.changes[0].version), (1, t), "{w:?}");
+
+    // The rule's update, in the same second: stored, and announced after the first.
+    let updated = live_copy(Provider::Zoho, "org-second", "c-1", Some(second), "sent", "v");
+    let w = store.put_records(&h.tenant, &[(updated.clone(), Some("{}".into()))], "job-update", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.changes.len()), (1, 1), "{w:?}");
+    assert_eq!(w.changes[0].version, t + 1, "a version of its own, after the first change's");
+    let stored = store.get_record(&h.tenant, Provider::Zoho, "org-second", PEntity::Contact, "c-1").await.unwrap().unwrap();
+    assert_eq!(stored.status.as_deref(), Some("sent"));
+
+    // The same copy read again by another job is no change; redelivered to the job that stored it,
+    // it is announced again at the version it was stored at (the app recognises the repeat).
+    let w = store.put_records(&h.tenant, &[(updated.clone(), Some("{}".into()))], "job-pull", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.changes.len()), (0, 0), "{w:?}");
+    let w = store.put_records(&h.tenant, &[(updated, Some("{}".into()))], "job-update", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.changes.len(), w.changes[0].version), (0, 1, t + 1), "{w:?}");
+
+    // A change in a later second is announced at its own time again.
+    let later = live_copy(Provider::Zoho, "org-second", "c-1", Some(second + Duration::seconds(1)), "paid", "v");
+    let w = store.put_records(&h.tenant, &[(later, Some("{}".into()))], "job-later", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.changes[0].version), (1, t + 1000), "{w:?}");
+}
+
+/// Writers racing on one record within one provider second (a pull's page, webhook jobs) each get a
+/// version of their own, and the highest announced is the copy that stays stored.
+#[tokio::test]
+async fn racing_writers_in_one_second_each_announce_their_own_version() {
+    let h = harness().await;
+    let store = h.store();
+    let second = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let writes = (0..4).map(|i| {
+        let store = store.clone();
+        let tenant = h.tenant.clone();
+        let copy = live_copy(Provider::Zoho, "org-race", "c-5", Some(second), &format!("status-{i}"), "v");
+        async move { store.put_records(&tenant, &[(copy, Some("{}".into()))], &format!("job-{i}"), Utc::now()).await.unwrap() }
+    });
+    let results = futures::future::join_all(writes).await;
+    let announced: Vec<(i64, String)> = results
+        .iter()
+        .flat_map(|w| w.changes.iter().map(|c| (c.version, c.doc["status"].as_str().unwrap_or_default().to_string())))
+        .collect();
+    assert_eq!(announced.len(), 4, "every copy stored and announced: {results:?}");
+    let versions: HashSet<i64> = announced.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions.len(), 4, "no two share a version: {announced:?}");
+    let (top, top_status) = announced.iter().max().unwrap().clone();
+    assert_eq!(top, second.timestamp_millis() + 3, "{announced:?}");
+    let stored = store.get_record(&h.tenant, Provider::Zoho, "org-race", PEntity::Contact, "c-5").await.unwrap().unwrap();
+    assert_eq!(stored.status.as_deref(), Some(top_status.as_str()), "the highest version is the stored copy");
+}
+
+/// QuickBooks numbers every change of a record (SyncToken): within one second, a copy with a lower
+/// number is an older copy read late and is not stored over the newer one; a higher one is stored
+/// and announced after it.
+#[tokio::test]
+async fn quickbooks_sync_tokens_order_copies_within_one_second() {
+    let h = harness().await;
+    let store = h.store();
+    let second = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let t = second.timestamp_millis();
+    let third = live_copy(Provider::QuickBooks, "realm-second", "7", Some(second), "sent", "3");
+    let w = store.put_records(&h.tenant, &[(third, Some("{}".into()))], "job-webhook", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.changes[0].version), (1, t), "{w:?}");
+
+    let second_change = live_copy(Provider::QuickBooks, "realm-second", "7", Some(second), "draft", "2");
+    let w = store.put_records(&h.tenant, &[(second_change, Some("{}".into()))], "job-pull", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.stale, w.changes.len()), (0, 1, 0), "{w:?}");
+    let stored = store.get_record(&h.tenant, Provider::QuickBooks, "realm-second", PEntity::Contact, "7").await.unwrap().unwrap();
+    assert_eq!((stored.status.as_deref(), stored.version.as_deref()), (Some("sent"), Some("3")));
+
+    let fourth = live_copy(Provider::QuickBooks, "realm-second", "7", Some(second), "paid", "4");
+    let w = store.put_records(&h.tenant, &[(fourth, Some("{}".into()))], "job-webhook-2", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.changes[0].version), (1, t + 1), "{w:?}");
+}
+
+/// A record the provider gives no updated time is announced at the time we store it; a worker
+/// whose clock is behind the last writer's still announces its change after the last one.
+#[tokio::test]
+async fn a_change_stored_by_a_clock_behind_is_announced_after_the_last() {
+    let h = harness().await;
+    let store = h.store();
+    let ahead = Utc::now() + Duration::seconds(5);
+    let first = live_copy(Provider::Xero, "org-clock", "c-9", None, "active", "v");
+    let w = store.put_records(&h.tenant, &[(first, Some("{}".into()))], "job-ahead", ahead).await.unwrap();
+    assert_eq!((w.written, w.changes[0].version), (1, ahead.timestamp_millis()), "{w:?}");
+    let next = live_copy(Provider::Xero, "org-clock", "c-9", None, "archived", "v");
+    let w = store.put_records(&h.tenant, &[(next, Some("{}".into()))], "job-behind", Utc::now()).await.unwrap();
+    assert_eq!((w.written, w.changes[0].version), (1, ahead.timestamp_millis() + 1), "{w:?}");
+}
+
 #[tokio::test]
 async fn quickbooks_writes_in_the_common_model() {
     Box::pin(writes_case(Provider::QuickBooks)).await;

@@ -3,7 +3,8 @@
 //!
 //! Access patterns (pk = `TENANT#<t>`; the main app reads the first two):
 //! - `REC#<provider>#<org>#<entity>#<provider id>` -> one normalised record: `doc` (the `SyncRecord`
-//!   JSON), `raw` (the provider's JSON when it fits in `MAX_RAW_BYTES`), `updated_ms`, `deleted`,
+//!   JSON), `raw` (the provider's JSON when it fits in `MAX_RAW_BYTES`), `updated_ms`, `ver` (the
+//!   version the change feed announced, higher with every stored change), `deleted`,
 //!   `synced_at`. All records of one org and entity: Query `begins_with(sk, "REC#<provider>#<org>#<entity>#")`.
 //!   Deleted records stay as tombstones (`deleted = true`) so the app sees the deletion.
 //! - `CURSOR#<provider>#<org>#<entity>` -> where the next pull starts (`cursor`: the provider
@@ -101,8 +102,10 @@ pub struct WriteCounts {
 pub struct RecordChange {
     pub entity: Entity,
     pub provider_id: String,
-    /// Orders the copies of one record: the provider's updated time in epoch ms (the store never
-    /// replaces a newer one), or for a record without one the time we stored it.
+    /// Orders the copies of one record, higher with every stored change (`ver` on the item): the
+    /// provider's updated time in epoch ms, or one millisecond after the version announced last
+    /// when that time does not move past it (two changes in one whole second); for a record
+    /// without one, the time we stored it.
     pub version: i64,
     pub deleted: bool,
     /// The stored record (the `SyncRecord` JSON).
@@ -175,7 +178,15 @@ impl SyncStore {
         }
     }
 
-    /// One conditional write of a record; with the stored item when the condition refused it.
+    /// One write of a record, conditional on it being news; with the stored item when it was not.
+    ///
+    /// The version it is announced at (`ver`) goes up with every stored change of the record: the
+    /// provider's updated time, or, when that does not move past the version announced last, one
+    /// millisecond after it. Zoho and QuickBooks give whole seconds, so two changes within one
+    /// second (a workflow rule updating what was just created) carry the same time; announced at
+    /// that time twice, the app would take the second for a repeat of the first. The common case
+    /// (a new record, a later time) is one write; a change that needs its version moved on is a
+    /// second, conditional on the item the first found.
     async fn put_record_once(
         &self,
         tenant_id: &str,
@@ -193,71 +204,96 @@ impl SyncStore {
             h.update(raw.unwrap_or_default().as_bytes());
             hex::encode(&h.finalize()[..16])
         };
-        let mut req = self
-            .db
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(tenant_pk(tenant_id)))
-            .item("sk", s(record_sk(r.provider, &r.org_id, r.entity, &r.provider_id)))
-            .item("doc", s(doc))
-            .item("doc_hash", s(hash.clone()))
-            .item("deleted", AttributeValue::Bool(r.deleted))
-            .item("job_id", s(job_id))
-            .item("synced_at", s(now.to_rfc3339()))
-            .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld);
-        req = super::record_index::index_attributes(tenant_id, r, now).into_iter().fold(req, |q, (k, v)| q.item(k, v));
-        if let Some(raw) = raw.filter(|raw| raw.len() <= MAX_RAW_BYTES) {
-            req = req.item("raw", s(raw));
-        }
-        if let Some(u) = r.updated_at {
-            req = req
-                .item("updated_ms", n(u.timestamp_millis()))
-                .condition_expression(
-                    "attribute_not_exists(sk) OR attribute_not_exists(updated_ms) OR updated_ms < :u \
-                     OR (updated_ms = :u AND (attribute_not_exists(doc_hash) OR doc_hash <> :h))",
-                )
-                .expression_attribute_values(":u", n(u.timestamp_millis()))
-                .expression_attribute_values(":h", s(&hash));
-        } else {
-            req = req
-                .condition_expression("attribute_not_exists(sk) OR attribute_not_exists(doc_hash) OR doc_hash <> :h")
-                .expression_attribute_values(":h", s(&hash));
-        }
-        let change = |version: i64, deleted: bool, doc: serde_json::Value| RecordChange {
-            entity: r.entity,
-            provider_id: r.provider_id.clone(),
-            version,
-            deleted,
-            doc,
-        };
-        match req.send().await {
-            Ok(_) => {
-                let version = r.updated_at.map(|u| u.timestamp_millis()).unwrap_or(now.timestamp_millis());
-                let doc = serde_json::to_value(r).map_err(|e| Error::Internal(format!("record JSON: {e}")))?;
-                Ok((true, Some(change(version, r.deleted, doc)), None))
+        let updated_ms = r.updated_at.map(|u| u.timestamp_millis());
+        let base = updated_ms.unwrap_or(now.timestamp_millis());
+        // None: the first write, at `base`; Some(item): the stored item a version moves on from.
+        let mut seen: Option<Item> = None;
+        for _ in 0..VERSION_TRIES {
+            let ver = match &seen {
+                None => base,
+                Some(o) => base.max(announced_version(o).saturating_add(1)),
+            };
+            let mut req = self
+                .db
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(tenant_pk(tenant_id)))
+                .item("sk", s(record_sk(r.provider, &r.org_id, r.entity, &r.provider_id)))
+                .item("doc", s(&doc))
+                .item("doc_hash", s(&hash))
+                .item("deleted", AttributeValue::Bool(r.deleted))
+                .item("job_id", s(job_id))
+                .item("synced_at", s(now.to_rfc3339()))
+                .item("ver", n(ver))
+                .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld);
+            req = super::record_index::index_attributes(tenant_id, r, now).into_iter().fold(req, |q, (k, v)| q.item(k, v));
+            if let Some(raw) = raw.filter(|raw| raw.len() <= MAX_RAW_BYTES) {
+                req = req.item("raw", s(raw));
             }
-            Err(e) if is_conditional_failure(&e) => {
-                // The stored copy is as new or newer. Written by this same job (its earlier delivery),
-                // its announcement may never have happened: announce it again, as stored.
-                let old = match &e {
+            if let Some(u) = updated_ms {
+                req = req.item("updated_ms", n(u));
+            }
+            req = match &seen {
+                // News by itself: a record not stored yet, or a later provider time (without one,
+                // other content) than stored, and a version past the one announced last.
+                None => match updated_ms {
+                    Some(u) => req
+                        .condition_expression(
+                            "attribute_not_exists(sk) OR ((attribute_not_exists(updated_ms) OR updated_ms < :u) \
+                             AND (attribute_not_exists(ver) OR ver < :v))",
+                        )
+                        .expression_attribute_values(":u", n(u))
+                        .expression_attribute_values(":v", n(ver)),
+                    None => req
+                        .condition_expression(
+                            "attribute_not_exists(sk) OR ((attribute_not_exists(doc_hash) OR doc_hash <> :h) \
+                             AND (attribute_not_exists(ver) OR ver < :v))",
+                        )
+                        .expression_attribute_values(":h", s(&hash))
+                        .expression_attribute_values(":v", n(ver)),
+                },
+                // Judged news against this stored item: only if it is still the one stored.
+                Some(o) => match get_n_opt(o, "ver") {
+                    Some(ov) => req.condition_expression("ver = :ov").expression_attribute_values(":ov", n(ov)),
+                    None => req
+                        .condition_expression("attribute_not_exists(ver) AND synced_at = :osa")
+                        .expression_attribute_values(":osa", s(get_s_opt(o, "synced_at").unwrap_or_default())),
+                },
+            };
+            let old = match req.send().await {
+                Ok(_) => {
+                    let doc = serde_json::to_value(r).map_err(|e| Error::Internal(format!("record JSON: {e}")))?;
+                    return Ok((true, Some(self::change(r, ver, r.deleted, doc)), None));
+                }
+                Err(e) if is_conditional_failure(&e) => match &e {
                     aws_sdk_dynamodb::error::SdkError::ServiceError(se) => match se.err() {
                         aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item.clone(),
                         _ => None,
                     },
                     _ => None,
-                };
-                let pending = old.as_ref().filter(|o| get_s_opt(o, "job_id").as_deref() == Some(job_id)).and_then(|o| {
-                    let version = get_n_opt(o, "updated_ms").or_else(|| {
-                        get_s_opt(o, "synced_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.timestamp_millis())
-                    })?;
-                    let deleted = matches!(o.get("deleted"), Some(AttributeValue::Bool(true)));
-                    let doc = get_s_opt(o, "doc").and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
-                    Some(change(version, deleted, doc))
+                },
+                Err(e) => return Err(dynamo_error("PutItem(record)", e)),
+            };
+            let Some(old) = old else {
+                // The item judged against is gone since (nothing else is refused without one):
+                // judged afresh, as the first write.
+                seen = None;
+                continue;
+            };
+            if !is_news(r, updated_ms, &hash, &old) {
+                // The stored copy is as new or newer. Written by this same job (its earlier
+                // delivery), its announcement may never have happened: announce it again, as stored.
+                let pending = (get_s_opt(&old, "job_id").as_deref() == Some(job_id)).then(|| {
+                    let deleted = matches!(old.get("deleted"), Some(AttributeValue::Bool(true)));
+                    let doc = get_s_opt(&old, "doc").and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
+                    self::change(r, announced_version(&old), deleted, doc)
                 });
-                Ok((false, pending, old))
+                return Ok((false, pending, Some(old)));
             }
-            Err(e) => Err(dynamo_error("PutItem(record)", e)),
+            seen = Some(old);
         }
+        // Other writers moved the record on every time: the job's retry writes it against the latest.
+        Err(Error::Storage { message: "record kept changing under its write".into(), retryable: true })
     }
 
     pub async fn get_record(
@@ -501,6 +537,47 @@ impl SyncStore {
             (status, get_s_opt(&i, "result").and_then(|r| serde_json::from_str(&r).ok()))
         }))
     }
+}
+
+/// Attempts of one record write whose version must move on past writers racing it.
+const VERSION_TRIES: usize = 5;
+
+fn change(r: &SyncRecord, version: i64, deleted: bool, doc: serde_json::Value) -> RecordChange {
+    RecordChange { entity: r.entity, provider_id: r.provider_id.clone(), version, deleted, doc }
+}
+
+/// The version a stored item was announced at: `ver`, or for an item stored before there was one,
+/// what was announced then (the provider's updated time, else when it was stored).
+fn announced_version(o: &Item) -> i64 {
+    get_n_opt(o, "ver")
+        .or_else(|| get_n_opt(o, "updated_ms"))
+        .or_else(|| get_s_opt(o, "synced_at").and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.timestamp_millis()))
+        .unwrap_or(0)
+}
+
+/// Whether `r` (its provider time `updated_ms`, content `hash`) changes the stored item `o`: a
+/// later provider time, or the same time (whole seconds) with other content. QuickBooks numbers
+/// every change of a record (SyncToken): at the same time, a lower one is an older copy read late.
+fn is_news(r: &SyncRecord, updated_ms: Option<i64>, hash: &str, o: &Item) -> bool {
+    let other_content = get_s_opt(o, "doc_hash").as_deref() != Some(hash);
+    let Some(u) = updated_ms else { return other_content };
+    match get_n_opt(o, "updated_ms") {
+        None => true,
+        Some(om) if om < u => true,
+        Some(om) if om > u => false,
+        Some(_) => other_content && !older_sync_token(r, o),
+    }
+}
+
+/// A QuickBooks copy whose SyncToken is below the stored copy's.
+fn older_sync_token(r: &SyncRecord, o: &Item) -> bool {
+    if r.provider != Provider::QuickBooks {
+        return false;
+    }
+    let stored = get_s_opt(o, "doc")
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+        .and_then(|d| d.get("version").and_then(|v| v.as_str()).and_then(|v| v.parse::<u64>().ok()));
+    matches!((r.version.as_deref().and_then(|v| v.parse::<u64>().ok()), stored), (Some(new), Some(old)) if new < old)
 }
 
 fn record_from(item: &Item) -> Result<SyncRecord> {
