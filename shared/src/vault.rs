@@ -218,7 +218,7 @@ impl KeyCache {
 
 #[derive(Clone)]
 pub struct Vault {
-    kms: aws_sdk_kms::Client,
+    kms: crate::aws::KmsClient,
     key_id: String,
     /// The canonical ARN behind `key_id` (which may be a bare id, an ARN or an alias), learned from
     /// the first GenerateDataKey answer. Blobs are compared by ARN, never by the configured string.
@@ -235,11 +235,18 @@ impl fmt::Debug for Vault {
 }
 
 impl Vault {
-    pub fn new(kms: aws_sdk_kms::Client, key_id: impl Into<String>, limits: CacheLimits) -> Self {
-        Vault { kms, key_id: key_id.into(), key_arn: Default::default(), limits, cache: Default::default(), kms_calls: Default::default() }
+    pub fn new(kms: impl Into<crate::aws::KmsClient>, key_id: impl Into<String>, limits: CacheLimits) -> Self {
+        Vault {
+            kms: kms.into(),
+            key_id: key_id.into(),
+            key_arn: Default::default(),
+            limits,
+            cache: Default::default(),
+            kms_calls: Default::default(),
+        }
     }
 
-    pub fn from_config(kms: aws_sdk_kms::Client, config: &crate::Config) -> Self {
+    pub fn from_config(kms: impl Into<crate::aws::KmsClient>, config: &crate::Config) -> Self {
         let limits = CacheLimits { max_age: config.data_key_cache_max_age, max_uses: config.data_key_cache_max_uses, ..Default::default() };
         Self::new(kms, config.kms_key_id.clone(), limits)
     }

@@ -61,7 +61,7 @@ async fn main() {
     let (ddb, kms) = (CallCounter::default(), CallCounter::default());
     let counted = AwsClients {
         dynamodb: aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(ddb.clone()).build()),
-        kms: aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).interceptor(kms.clone()).build()),
+        kms: aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).interceptor(kms.clone()).build()).into(),
         sqs: env.clients.sqs.clone(),
         secrets: env.clients.secrets.clone(),
     };

@@ -90,7 +90,7 @@ async fn recorded_env(f: &Fixture, rec: &Recorder) -> TestEnv {
     let clients = AwsClients {
         dynamodb: aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(rec.clone()).build()),
         sqs: aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&sdk).interceptor(rec.clone()).build()),
-        kms: aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).interceptor(rec.clone()).build()),
+        kms: aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).interceptor(rec.clone()).build()).into(),
         secrets: aws_sdk_secretsmanager::Client::from_conf(
             aws_sdk_secretsmanager::config::Builder::from(&sdk).interceptor(rec.clone()).build(),
         ),
