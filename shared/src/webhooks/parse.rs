@@ -502,7 +502,16 @@ fn parse_zoho(body: &[u8], org: &str) -> Result<Delivery> {
     h.update(org.as_bytes());
     h.update([0u8]);
     h.update(body);
-    d.dedupe_key = Some(format!("zoho:{}", hex::encode(h.finalize())));
+    let digest = hex::encode(h.finalize());
+    // `last_modified_time` is in whole seconds, so two changes of a record within one second (a
+    // workflow rule updating what was just created) would share it, and the second's job would be
+    // skipped as done when the first's re-read came before that change. Their bodies differ (the
+    // default payload carries the record), so the body is part of the version: a repeat of one
+    // delivery is still one job. Identical bodies are one delivery to the nonce check anyway.
+    for c in d.changes.iter_mut().filter(|c| !c.event_version.is_empty()) {
+        c.event_version = format!("{}#{}", c.event_version, &digest[..16]);
+    }
+    d.dedupe_key = Some(format!("zoho:{digest}"));
     fill_versions(&mut d);
     Ok(d)
 }
@@ -741,6 +750,22 @@ mod tests {
         );
         let j = parse(Provider::Zoho, b"JSONString=%7B%22invoice%22%3A%7B%22invoice_id%22%3A%229%22%7D%7D", Some("700000001")).unwrap();
         assert_eq!(j.changes[0].entity_id.as_deref(), Some("9"));
+        // Two changes within one of Zoho's whole seconds are two jobs; a repeat of either is not.
+        let first = br#"{"invoice":{"invoice_id":"46","last_modified_time":"2026-01-02T10:00:00+0000","status":"draft"}}"#;
+        let second = br#"{"invoice":{"invoice_id":"46","last_modified_time":"2026-01-02T10:00:00+0000","status":"sent"}}"#;
+        let key = |body: &[u8]| {
+            let c = parse(Provider::Zoho, body, Some("700000001")).unwrap().changes.remove(0);
+            crate::jobs::webhook_idempotency_key(
+                Provider::Zoho,
+                &c.org_id,
+                c.entity,
+                c.entity_id.as_deref().unwrap(),
+                c.change,
+                &c.event_version,
+            )
+        };
+        assert_ne!(key(first), key(second));
+        assert_eq!(key(first), key(first));
         // Same body for another org is another delivery.
         let a = parse(Provider::Zoho, b"{\"invoice\":{}}", Some("1")).unwrap();
         let b = parse(Provider::Zoho, b"{\"invoice\":{}}", Some("2")).unwrap();
