@@ -503,11 +503,11 @@ fn parse_zoho(body: &[u8], org: &str) -> Result<Delivery> {
     h.update([0u8]);
     h.update(body);
     let digest = hex::encode(h.finalize());
-    // `last_modified_time` is in whole seconds, so two changes of a record within one second (a
-    // workflow rule updating what was just created) would share it, and the second's job would be
-    // skipped as done when the first's re-read came before that change. Their bodies differ (the
-    // default payload carries the record), so the body is part of the version: a repeat of one
-    // delivery is still one job. Identical bodies are one delivery to the nonce check anyway.
+    // `last_modified_time` is in whole seconds, so two updates of a record within one second would
+    // share it, and the second's job would be skipped as done when the first's re-read came before
+    // that update. Sent with Zoho's default payload (which carries the record) their bodies differ,
+    // so the body is part of the version: a repeat of one delivery is still one job. Identical
+    // bodies (the registered template's) are one delivery to the nonce check anyway.
     for c in d.changes.iter_mut().filter(|c| !c.event_version.is_empty()) {
         c.event_version = format!("{}#{}", c.event_version, &digest[..16]);
     }
@@ -750,7 +750,8 @@ mod tests {
         );
         let j = parse(Provider::Zoho, b"JSONString=%7B%22invoice%22%3A%7B%22invoice_id%22%3A%229%22%7D%7D", Some("700000001")).unwrap();
         assert_eq!(j.changes[0].entity_id.as_deref(), Some("9"));
-        // Two changes within one of Zoho's whole seconds are two jobs; a repeat of either is not.
+        // Two updates within one of Zoho's whole seconds, in different bodies, are two jobs; a
+        // repeat of either is not.
         let first = br#"{"invoice":{"invoice_id":"46","last_modified_time":"2026-01-02T10:00:00+0000","status":"draft"}}"#;
         let second = br#"{"invoice":{"invoice_id":"46","last_modified_time":"2026-01-02T10:00:00+0000","status":"sent"}}"#;
         let key = |body: &[u8]| {
