@@ -354,6 +354,14 @@ pub fn qbo_offset() -> FixedOffset {
     FixedOffset::west_opt(7 * 3600).expect("valid offset")
 }
 
+/// The company's date now, what a QuickBooks transaction is dated when its request names none
+/// ("the current date on the server"; that the server means the company's time zone, as the
+/// reports' default dates do here, is unconfirmed). UTC's date would date a write made between
+/// midnight UTC and midnight at the company after the reports' default end date.
+pub fn qbo_today(now: DateTime<Utc>) -> String {
+    now.with_timezone(&qbo_offset()).format("%Y-%m-%d").to_string()
+}
+
 /// `2015-07-24T10:33:39-07:00`
 pub fn qbo_time(t: DateTime<Utc>) -> String {
     t.with_timezone(&qbo_offset()).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
@@ -410,6 +418,15 @@ pub fn utc() -> FixedOffset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quickbooks_write_without_a_date_is_dated_the_companys_today() {
+        // 03:00 UTC is still the evening before at the company (UTC-7), whose date the reports'
+        // default end date is: a write dated by UTC's would fall after it.
+        let t = Utc.with_ymd_and_hms(2026, 12, 7, 3, 0, 0).unwrap();
+        assert_eq!(qbo_today(t), "2026-12-06");
+        assert_eq!(qbo_today(Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 0).unwrap()), "2026-12-07");
+    }
 
     #[test]
     fn parses_every_filter_format() {

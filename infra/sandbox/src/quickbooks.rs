@@ -762,7 +762,7 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             let obj = v.as_object_mut().expect("object");
             obj.insert("TotalAmt".into(), crate::lines::money(total));
             obj.entry("DocNumber").or_insert(json!(format!("JE-{n:05}")));
-            obj.entry("TxnDate").or_insert(json!(now.format("%Y-%m-%d").to_string()));
+            obj.entry("TxnDate").or_insert(json!(crate::model::qbo_today(now)));
             obj.entry("CurrencyRef").or_insert(json!({"value": "USD", "name": "United States Dollar"}));
             obj.entry("Adjustment").or_insert(json!(false));
             obj.insert("domain".into(), json!("QBO"));
@@ -858,7 +858,7 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             obj.insert("TotalAmt".into(), total.clone());
             obj.insert("Balance".into(), total);
             obj.entry("DocNumber").or_insert(json!(n.to_string()));
-            obj.entry("TxnDate").or_insert(json!(now.format("%Y-%m-%d").to_string()));
+            obj.entry("TxnDate").or_insert(json!(crate::model::qbo_today(now)));
             obj.entry("CurrencyRef").or_insert(json!({"value": "USD", "name": "United States Dollar"}));
             obj.insert("domain".into(), json!("QBO"));
             obj.insert("sparse".into(), json!(false));
@@ -909,7 +909,7 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             }
             obj.insert("TotalAmt".into(), total.clone());
             obj.insert("Balance".into(), total);
-            obj.entry("TxnDate").or_insert(json!(now.format("%Y-%m-%d").to_string()));
+            obj.entry("TxnDate").or_insert(json!(crate::model::qbo_today(now)));
             obj.entry("CurrencyRef").or_insert(json!({"value": "USD", "name": "United States Dollar"}));
             obj.insert("domain".into(), json!("QBO"));
             obj.insert("sparse".into(), json!(false));
@@ -952,7 +952,7 @@ fn write(w: &mut World, realm: &str, e: Entity, mut v: Value, operation: Option<
             }
             let obj = v.as_object_mut().expect("object");
             obj.insert("UnappliedAmt".into(), json!((total - applied).max(0.0)));
-            obj.entry("TxnDate").or_insert(json!(now.format("%Y-%m-%d").to_string()));
+            obj.entry("TxnDate").or_insert(json!(crate::model::qbo_today(now)));
             obj.entry("ProcessPayment").or_insert(json!(false));
             obj.insert("domain".into(), json!("QBO"));
             obj.insert("sparse".into(), json!(false));

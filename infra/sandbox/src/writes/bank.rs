@@ -109,7 +109,7 @@ pub(crate) fn qbo_create(org: &Org, e: Entity, v: &mut Value, now: DateTime<Utc>
     o.insert("Line".into(), Value::Array(out));
     o.insert(bank_key.into(), json!({"value": bank_id, "name": bank_name}));
     o.insert("TotalAmt".into(), money(total));
-    o.entry("TxnDate").or_insert(json!(now.format("%Y-%m-%d").to_string()));
+    o.entry("TxnDate").or_insert(json!(crate::model::qbo_today(now)));
     o.entry("CurrencyRef").or_insert(json!({"value": "USD", "name": "United States Dollar"}));
     if !deposit {
         o.entry("Credit").or_insert(json!(false));

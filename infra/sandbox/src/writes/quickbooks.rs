@@ -476,7 +476,7 @@ pub(crate) fn create_bill_payment(org: &mut Org, v: &mut Value, now: DateTime<Ut
     if let Some(ap) = ap {
         obj.entry("APAccountRef").or_insert(ap);
     }
-    obj.entry("TxnDate").or_insert(json!(now.format("%Y-%m-%d").to_string()));
+    obj.entry("TxnDate").or_insert(json!(crate::model::qbo_today(now)));
     obj.entry("CurrencyRef").or_insert(json!({"value": "USD", "name": "United States Dollar"}));
     obj.insert("domain".into(), json!("QBO"));
     obj.insert("sparse".into(), json!(false));
