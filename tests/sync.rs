@@ -1086,6 +1086,48 @@ async fn webhook_jobs_reread_the_record_and_deletions_become_tombstones() {
     assert_eq!(h.calls("/invoices/{id}").await, 1);
 }
 
+/// Zoho stamps a change in whole seconds, so two updates of a record within one second are one body
+/// from the webhook template we register: one delivery, one job. That job re-reads the record no
+/// sooner than `ZOHO_REREAD_AFTER` after the delivery came in, when the second update has happened
+/// too (it came within a second of the first, which came before the delivery).
+#[tokio::test]
+async fn a_zoho_webhook_job_rereads_its_record_only_after_its_changes_second_has_passed() {
+    let h = harness().await;
+    let (org, ids) = h.make_org(Provider::Zoho, "invoice", 1).await;
+    h.connect(Provider::Zoho, &org).await;
+    let mut job = h.job(Provider::Zoho, &org, Operation::Webhook, Entity::Invoice);
+    job.entity_id = Some(ids[0].clone());
+    job.change = Some(shared::jobs::Change::Updated);
+    job.source = Source::Webhook;
+    job.requested_at = Utc::now();
+    let delivered = job.requested_at;
+    assert_eq!(shared::worker::job::reread_not_before(&job), Some(delivered + Duration::milliseconds(1500)));
+    h.send(&[job.to_json()]).await;
+    done_result(&h.pump(&h.deps(), 1).await);
+    // When the read was sent: its audit record is stamped at its answer, less its latency.
+    let reads: Vec<chrono::DateTime<Utc>> = h
+        .audit_calls()
+        .await
+        .iter()
+        .filter(|i| i.get("path").and_then(|p| p.as_s().ok()).is_some_and(|p| p.ends_with(&format!("/{}", ids[0]))))
+        .map(|i| {
+            let sk = i["sk"].as_s().unwrap();
+            let at = chrono::DateTime::parse_from_rfc3339(sk.split('#').nth(1).unwrap()).unwrap().with_timezone(&Utc);
+            at - Duration::milliseconds(i["latency_ms"].as_n().unwrap().parse::<i64>().unwrap())
+        })
+        .collect();
+    assert_eq!(reads.len(), 1, "one re-read");
+    assert!(reads[0] >= delivered + Duration::milliseconds(1490), "re-read at {} for a delivery at {delivered}", reads[0]);
+
+    // Other providers' jobs, and Zoho jobs the app asked for, re-read at once.
+    let mut other = job.clone();
+    other.provider = Provider::Xero;
+    assert_eq!(shared::worker::job::reread_not_before(&other), None);
+    let mut asked = job;
+    asked.source = Source::App;
+    assert_eq!(shared::worker::job::reread_not_before(&asked), None);
+}
+
 /// The webhook receiver claims a delivery's nonce as pending (20 s) and sends; the worker that takes
 /// one of the delivery's jobs extends the claim to the full window (so provider redeliveries stay
 /// duplicates), conditioned on the claim id so a job of an older, lapsed claim cannot extend a

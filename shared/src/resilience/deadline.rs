@@ -25,6 +25,11 @@ pub(super) fn current_deadline() -> Option<tokio::time::Instant> {
     DEADLINE.try_with(|d| *d).ok()
 }
 
+/// What is left before the deadline of the enclosing [`within_deadline`], if there is one.
+pub fn time_left() -> Option<Duration> {
+    current_deadline().map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+}
+
 /// Whether `e` is a guard's refusal to start an attempt that could not finish before the deadline
 /// of [`within_deadline`].
 pub fn is_deadline(e: &Error) -> bool {

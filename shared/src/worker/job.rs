@@ -624,6 +624,24 @@ async fn quickbooks_deletions(
     Ok(server_time)
 }
 
+/// How long after its delivery came in a Zoho webhook job re-reads its record. Zoho stamps a change
+/// in whole seconds, so two updates of a record within one second are one body from the webhook
+/// template we register: one delivery (the nonce check cannot tell them apart) and one job. The
+/// second update happened within a second of the first, which came before the delivery; a re-read
+/// a second after the delivery (and half a second for the clocks of the receiver, this worker and
+/// Zoho's own reads) finds both.
+pub const ZOHO_REREAD_AFTER: Duration = Duration::from_millis(1500);
+/// A wait before a re-read leaves at least this before the invocation's deadline, or is not made
+/// (the provider call's own worst case and the writes after it).
+const REREAD_WAIT_ROOM: Duration = Duration::from_secs(30);
+
+/// When a webhook job may re-read its record: a Zoho job not before `ZOHO_REREAD_AFTER` past its
+/// delivery, any other at once.
+pub fn reread_not_before(job: &SyncJob) -> Option<DateTime<Utc>> {
+    let after = chrono::Duration::from_std(ZOHO_REREAD_AFTER).ok()?;
+    (job.provider == Provider::Zoho && job.source == crate::jobs::Source::Webhook).then(|| job.requested_at + after)
+}
+
 /// A webhook job: re-read the one record (a deletion cannot be re-read: it becomes a tombstone).
 async fn one_record(deps: &SyncDeps, ctx: &JobCtx, id: &str) -> Result<Value> {
     let mut counts = Counts::default();
@@ -631,6 +649,12 @@ async fn one_record(deps: &SyncDeps, ctx: &JobCtx, id: &str) -> Result<Value> {
     let record = if ctx.job.change == Some(Change::Deleted) {
         None
     } else {
+        if let Some(wait) = reread_not_before(&ctx.job).and_then(|at| (at - Utc::now()).to_std().ok()) {
+            let wait = wait.min(ZOHO_REREAD_AFTER);
+            if crate::resilience::deadline::time_left().is_none_or(|left| left > wait + REREAD_WAIT_ROOM) {
+                tokio::time::sleep(wait).await;
+            }
+        }
         let org = ctx.org_id.clone();
         let entity = ctx.entity;
         let owned_id = id.to_string();
