@@ -8,8 +8,13 @@ use shared::Config;
 // (one per core, with their start-up and cross-thread wake-ups) cost about 0.5 ms of CPU and
 // 0.3 ms of a cold start's init for nothing (measured, issue 21). Nothing here blocks a thread: the
 // handler's work between awaits is microseconds of hashing and JSON.
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    // First, while this is the only thread: it may set an environment variable for the SDK.
+    shared::aws::read_own_partition_only();
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Error> {
     let config = Config::from_env()?;
     shared::telemetry::init(&config.log_level);
     let clients = AwsClients::from_env_with(shared::aws::Timeouts::WEBHOOK_RECEIVER).await;
