@@ -145,7 +145,19 @@ async fn sdk_config(timeouts: Timeouts) -> aws_config::SdkConfig {
         // profile, SSO, an instance role) the default chain is built as before.
         loader = loader.credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
     }
+    if env_has_region() {
+        // The same for the region (Lambda sets AWS_REGION): the default region chain's first source
+        // is the environment, and building the chain builds an IMDS client and drops it unused,
+        // about half of `aws-config`'s load in the webhook receiver's init (a profile, issue 21).
+        loader = loader.region(aws_config::environment::EnvironmentVariableRegionProvider::new());
+    }
     loader.load().await
+}
+
+/// Whether the default region chain's first source, the environment, holds a region in AWS_REGION
+/// (what Lambda sets; the chain reads it before AWS_DEFAULT_REGION).
+fn env_has_region() -> bool {
+    std::env::var("AWS_REGION").is_ok_and(|s| !s.trim().is_empty())
 }
 
 /// Whether the default chain's first source, the environment, holds credentials (what its provider
@@ -352,6 +364,11 @@ mod tests {
             let conf = sdk_config(Timeouts::WEBHOOK_RECEIVER).await;
             let creds = conf.credentials_provider().expect("a provider").provide_credentials().await.unwrap();
             assert_eq!(creds.access_key_id(), std::env::var("AWS_ACCESS_KEY_ID").unwrap());
+        }
+        // And the region from the environment, as the default chain would have found it.
+        if let Ok(region) = std::env::var("AWS_REGION") {
+            let conf = sdk_config(Timeouts::WEBHOOK_RECEIVER).await;
+            assert_eq!(conf.region().map(|r| r.as_ref().to_string()), Some(region));
         }
         // Two of them together still leave QuickBooks' 3 s.
         assert!(Timeouts::WEBHOOK_RECEIVER.operation * 2 <= Duration::from_secs(3));
