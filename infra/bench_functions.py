@@ -54,6 +54,7 @@ import platform
 import queue
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -181,40 +182,65 @@ class QuietServer(http.server.ThreadingHTTPServer):
 NEXT_REQUEST = b"GET /2018-06-01/runtime/invocation/next"
 
 
+# SO_TIMESTAMPNS (asm-generic value, Linux only; Python's socket module does not name it): the
+# kernel stamps each received segment, and recvmsg hands the stamp back as ancillary data.
+SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
+
+
+def arrival_ns(ancdata) -> int | None:
+    """The kernel's receive time in `ancdata` (CLOCK_REALTIME), on this module's clock (monotonic)."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            t, now = sec * 1_000_000_000 + nsec - (time.time_ns() - now_ns()), now_ns()
+            # A kernel that stamps on another clock gives nonsense here: then the caller's own time.
+            return t if now - 60_000_000_000 < t <= now else None
+    return None
+
+
 class RuntimeApiServer(QuietServer):
-    """Stamps the arrival of a process's first `next` poll as the server accepts its connection.
+    """Stamps the arrival of a process's first `next` poll with the time the kernel received it.
 
     The end of init is when that request reaches the Runtime API, as Lambda measures it. Stamped in
-    the handler instead, it waited for Python to start the connection's thread and parse the
-    headers: 0.6-0.9 ms (median) after the request was written, measured with a C process that
-    sends its own clock in the request, added to every stack's init alike. Here the server's own
-    thread, already running, peeks at the connection until the request's headers are in."""
+    the handler, it waited for Python to start the connection's thread and parse the headers: 0.6-0.9
+    ms (median) after the request was written, measured with a C process that sends its own clock in
+    the request. Stamped when this server's thread saw the headers, it still waited for that thread to
+    get a core: on 2 cores shared with the local AWS, that was 0.8-1.8 ms late in about 40 % of the
+    webhook receiver's starts (its key read has the local AWS busy at that moment), 0.05 ms for
+    Node's (whose init waits for its key read), and 0.16 ms for the null process (medians of
+    alternating starts, 7 Dec). The kernel's receive stamp on the segment that completes the headers
+    is the same for every stack, whenever this server gets to run."""
 
     def __init__(self, address, handler, on_first_next):
         super().__init__(address, handler)
         self.on_first_next = on_first_next
         self.stamped = False
+        if SO_TIMESTAMPNS is not None:
+            # Connections accepted from this socket inherit it.
+            self.socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
     def get_request(self):
         conn, addr = super().get_request()
         if not self.stamped:
             conn.settimeout(60)
-            seen, give_up = b"", time.monotonic() + 60
+            seen, at, give_up = b"", None, time.monotonic() + 60
             try:
                 while b"\r\n\r\n" not in seen and len(seen) < 65536 and time.monotonic() < give_up:
-                    more = conn.recv(65536, socket.MSG_PEEK)
-                    if not more or len(more) == len(seen):
-                        if not more:
-                            break
+                    # Blocks until bytes are in; the stamp is that of the last segment peeked.
+                    more, ancdata, _, _ = conn.recvmsg(65536, 256, socket.MSG_PEEK)
+                    if not more:
+                        break
+                    if len(more) == len(seen):
                         time.sleep(0.0001)  # part of the headers is in; the rest is on its way
-                    seen = more
+                        continue
+                    seen, at = more, arrival_ns(ancdata)
             except OSError:
                 seen = b""
             finally:
                 conn.settimeout(None)
             if seen.startswith(NEXT_REQUEST) and b"\r\n\r\n" in seen:
                 self.stamped = True
-                self.on_first_next(now_ns())
+                self.on_first_next(at if at is not None else now_ns())
         return conn, addr
 
 
@@ -226,6 +252,7 @@ class RuntimeApi:
         self.function = function
         self.events: queue.Queue = queue.Queue()
         self.first_next_ns: int | None = None
+        self.first_next = threading.Event()  # set with first_next_ns: waiters block instead of polling
         self.init_error: str | None = None
         self.pid: int | None = None  # the function's process, set when it starts
         self.cpu_at_first_answer: dict | None = None
@@ -324,6 +351,7 @@ class RuntimeApi:
         with self.lock:
             if self.first_next_ns is None:
                 self.first_next_ns = t
+                self.first_next.set()
 
     def submit(self, event: dict) -> str:
         size = len(json.dumps(event).encode())
@@ -809,10 +837,9 @@ def init_only(spec: Spec, env: dict, runs: int, log_dir: str = LOCAL) -> list[fl
         try:
             p.start()
             end = time.time() + 60
-            while p.api.first_next_ns is None:
+            while not p.api.first_next.wait(0.05):
                 if p.p.poll() is not None or time.time() > end:
                     raise RuntimeError(f"{spec.name} did not reach its first poll; log {log}")
-                time.sleep(0.001)
             out.append(ms(p.api.first_next_ns - p.start_ns))
         finally:
             p.stop()
@@ -940,10 +967,9 @@ def count_spec(spec: Spec, env: dict, proxy: CountingProxy) -> dict:
     try:
         proxy.take()
         p.start()
-        while p.api.first_next_ns is None:
+        while not p.api.first_next.wait(0.05):
             if p.p.poll() is not None:
                 raise RuntimeError(f"{spec.name} exited during init; log {p.log.name}")
-            time.sleep(0.002)
         # webhook-receiver starts its key read during init and polls alongside it: give calls begun
         # in init time to land before they are counted as init's.
         time.sleep(0.3)

@@ -196,6 +196,36 @@ class FirstPollStampTest(unittest.TestCase):
                 c.close()
             api.close()
 
+    @unittest.skipUnless(bf.SO_TIMESTAMPNS, "kernel receive stamps are read on Linux only")
+    def test_the_stamp_is_the_polls_arrival_even_when_the_server_runs_late(self):
+        # The server's thread gets to the connection 300 ms after the poll is in, as it may when the
+        # machine's cores are busy: the stamp is still the poll's arrival, not the server's.
+        api = bf.RuntimeApi("webhook-receiver")
+        listener, late = api.server.socket, threading.Event()
+
+        class LateAccept:
+            def accept(self):
+                time.sleep(0.3)
+                late.set()
+                return listener.accept()
+
+            def __getattr__(self, name):
+                return getattr(listener, name)
+
+        api.server.socket = LateAccept()
+        poll = socket.create_connection(("127.0.0.1", api.port))
+        try:
+            sent = bf.now_ns()
+            poll.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: runtime\r\n\r\n")
+            self.assertTrue(api.first_next.wait(10))
+            self.assertTrue(late.is_set())
+            self.assertGreaterEqual(api.first_next_ns, sent)
+            self.assertLess(api.first_next_ns - sent, 50_000_000, "the arrival, not the server's accept 300 ms later")
+        finally:
+            poll.close()
+            api.server.socket = listener
+            api.close()
+
 
 class LambdaEnvironmentTest(unittest.TestCase):
     def test_functions_get_their_own_variables_not_the_machines(self):
