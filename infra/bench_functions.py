@@ -875,8 +875,8 @@ int main(void) {
 """
 
 
-def harness_floor(env: dict, runs: int, out_dir: str = os.path.join(LOCAL, "harness-floor")) -> list[float] | None:
-    """Init of the null function above (`runs` starts), or None where no C compiler is found."""
+def null_function(out_dir: str = os.path.join(LOCAL, "harness-floor")) -> str | None:
+    """The null function above, compiled, or None where no C compiler is found."""
     import shutil
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
@@ -886,13 +886,33 @@ def harness_floor(env: dict, runs: int, out_dir: str = os.path.join(LOCAL, "harn
     with open(src, "w") as f:
         f.write(NULL_FUNCTION_C)
     subprocess.run([cc, "-O2", "-o", exe, src], check=True)
-    return init_only(Spec("harness-floor", [exe], None, []), env, runs, log_dir=out_dir)
+    return exe
 
 
-def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int) -> dict:
+def harness_floor(env: dict, runs: int, out_dir: str = os.path.join(LOCAL, "harness-floor")) -> list[float] | None:
+    """Init of the null function above (`runs` starts), or None where no C compiler is found."""
+    exe = null_function(out_dir)
+    return init_only(Spec("harness-floor", [exe], None, []), env, runs, log_dir=out_dir) if exe else None
+
+
+def init_in_turn(specs: list[Spec], env: dict, runs: int, log_dir: str = LOCAL) -> dict[str, list[float]]:
+    """`runs` starts to the first poll of each spec, taken in turn (one of each, then again), so that
+    what drifts on the host over a run (its load, its neighbours, its clock speed) falls on every
+    stack alike instead of on whichever was measured in the worse minutes."""
+    out: dict[str, list[float]] = {s.name: [] for s in specs}
+    for _ in range(runs):
+        for s in specs:
+            out[s.name] += init_only(s, env, 1, log_dir=log_dir)
+    return out
+
+
+def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int, inits: list[float] | None = None) -> dict:
+    """`inits`: starts to the first poll already taken (init_in_turn); else `init_runs` are taken here."""
     os.makedirs(LOCAL, exist_ok=True)
     log = os.path.join(LOCAL, f"{spec.name}.log")
-    inits, colds, rss, cpus, stat_cpus = init_only(spec, env, init_runs), [], [], [], []
+    in_turn = inits is not None
+    inits = list(inits) if in_turn else init_only(spec, env, init_runs)
+    colds, rss, cpus, stat_cpus, cold_inits = [], [], [], [], []
     warm_ms: dict[str, list[float]] = {label: [] for label, _, _ in spec.ops}
     for i in range(cold):
         p = Proc(spec.name, spec.cmd, env, log)
@@ -903,7 +923,7 @@ def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int) -> dic
             p.start()
             r = p._wait(rid, 120)
             first_check(answer(r), p, chain)
-            inits.append(ms(p.api.first_next_ns - p.start_ns))  # a cold start's init is a sample too
+            cold_inits.append(ms(p.api.first_next_ns - p.start_ns))
             colds.append(ms(r["answered_ns"] - p.start_ns))
             cpus.append(p.api.cpu_at_first_answer["ms"])
             stat_cpus.append(p.api.cpu_at_first_answer["stat_ms"])
@@ -919,7 +939,10 @@ def run_spec(spec: Spec, env: dict, cold: int, warm: int, init_runs: int) -> dic
         finally:
             p.stop()
     return {
-        "init_ms": statistics.median(inits), "init_all": inits,
+        # A cold start's init is a sample too, unless the samples were taken in turn with other
+        # stacks: then those alone, all from the same minutes as theirs.
+        "init_ms": statistics.median(inits if in_turn else inits + cold_inits), "init_all": inits if in_turn else inits + cold_inits,
+        "cold_init_all": cold_inits,
         "cold_ms": statistics.median(colds), "cold_all": colds,
         "warm": {k: (statistics.median(v), pct(v, 0.95), len(v)) for k, v in warm_ms.items() if v},
         "rss_mib": max(rss) / 1024.0, "rss_all": rss,
@@ -1259,13 +1282,21 @@ def main() -> int:
     results, counts, aws_waits = {}, {}, {}
     moto_before = moto_round_trip_ms(env["AWS_ENDPOINT_URL"], env["TENANTS_TABLE"])
     proxy = CountingProxy(env["AWS_ENDPOINT_URL"])
+    # The compared stacks' (and the null process's) starts to the first poll, in turn: the init
+    # ratios are then of figures taken over the same minutes.
+    compared = [s for s in specs if s.name in WEBHOOK_STACKS]
+    null_exe = null_function() if compared else None
+    turn_specs = compared + ([Spec("harness-floor", [null_exe], None, [])] if null_exe else [])
+    if compared:
+        print(f"[bench] {', '.join(s.name for s in turn_specs)}: {args.init_runs + args.cold} starts to the first poll each, in turn", flush=True)
+    in_turn = init_in_turn(turn_specs, env, args.init_runs + args.cold) if compared else {}
     for spec in specs:
         print(f"[bench] {spec.name}: {args.init_runs} starts to the first poll, {args.cold} cold starts x (1 + {args.warm} warm rounds)", flush=True)
         if spec.name == "webhook-receiver" or spec.name == "sync-worker":
             if stack.invoice_id is None:
                 seeded = stack.sandbox_call("POST", "/_sandbox/seed", {"provider": "quickbooks", "org_id": stack.realm, "entity": "invoice", "count": 1})
                 stack.invoice_id = seeded["ids"][0]
-        results[spec.name] = run_spec(spec, env, args.cold, args.warm, args.init_runs)
+        results[spec.name] = run_spec(spec, env, args.cold, args.warm, args.init_runs, in_turn.get(spec.name))
         counts[spec.name] = count_spec(spec, env, proxy)
         r = results[spec.name]
         print(f"[bench]   init {r['init_ms']:.1f} ms, cold {r['cold_ms']:.1f} ms (CPU {r['cpu_ms']:.1f} ms), peak RSS {r['rss_mib']:.1f} MiB, "
@@ -1275,7 +1306,7 @@ def main() -> int:
             print(f"[bench]   through the timing proxy: cold {a['cold_ms']:.1f} ms, AWS serving {a['aws_ms']:.1f} ms, "
                   f"not waiting on AWS {a['own_ms']:.1f} ms", flush=True)
 
-    floor = harness_floor(env, args.init_runs + args.cold) if any(n in results for n in WEBHOOK_STACKS) else None
+    floor = in_turn.get("harness-floor")
     if floor:
         print(f"[bench] harness floor (a C process that only polls): init median {statistics.median(floor):.2f} ms", flush=True)
 
@@ -1319,7 +1350,7 @@ def main() -> int:
             engine = f.read().strip()
     except FileNotFoundError:
         engine = "moto"
-    lines.append(f"Local stack: {engine} + provider sandbox; init: median of {args.init_runs + args.cold} starts; "
+    lines.append(f"Local stack: {engine} + provider sandbox; init: median of {args.init_runs + args.cold} starts{' (the compared webhook stacks and the null process in turn)' if in_turn else ''}; "
                  f"{args.cold} cold starts per function, "
                  f"{args.warm} warm rounds per process; x86_64 release binaries timed; sizes for aarch64 (cargo lambda build --release --arm64).")
     lines.append(f"One DynamoDB GetItem round trip to {engine} (the floor of every AWS call here, for every stack): "

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import textwrap
@@ -157,6 +158,28 @@ class RuntimeApiTest(unittest.TestCase):
         spec = bf.Spec("sync-worker", [sys.executable, self.script], None, [])
         slow = bf.init_only(spec, dict(os.environ, STUB_INIT_SECONDS="0.3"), 1, log_dir=self.dir.name)[0]
         self.assertGreaterEqual(slow, 300, (slow, floor))
+
+    def test_compared_stacks_are_started_in_turn_and_each_keeps_its_own_figures(self):
+        fast = bf.Spec("sync-worker", [sys.executable, self.script], None, [])
+        slow = bf.Spec("token-refresher", [sys.executable, self.script], None, [])
+        started, start = [], bf.Proc.start
+
+        def recording_start(p):
+            started.append(p.name)
+            if p.name == "token-refresher":
+                p.env = dict(p.env, STUB_INIT_SECONDS="0.5")
+            start(p)
+
+        bf.Proc.start = recording_start
+        try:
+            got = bf.init_in_turn([fast, slow], dict(os.environ), 3, log_dir=self.dir.name)
+        finally:
+            bf.Proc.start = start
+        self.assertEqual(started, ["sync-worker", "token-refresher"] * 3)
+        self.assertEqual(sorted(got), ["sync-worker", "token-refresher"])
+        self.assertEqual([len(v) for v in got.values()], [3, 3])
+        self.assertTrue(all(ms >= 500 for ms in got["token-refresher"]), got)
+        self.assertLess(statistics.median(got["sync-worker"]), 500, got)
 
 
 class FirstPollStampTest(unittest.TestCase):
