@@ -553,6 +553,63 @@ def lambda_environment(env: dict, aws_env: str = os.path.join(ROOT, ".local", "a
     return out
 
 
+class Placement:
+    """Which cores the bench's processes run on: the function under test on one core of its own,
+    everything else (this harness, the local AWS, the provider sandbox) on the rest.
+
+    Lambda gives a function at most the CPU its memory buys (a 256 MB function about 0.15 of a vCPU,
+    one full vCPU only from 1,769 MB), and the services it calls run on other machines. Unpinned on
+    a small machine, the function shares its cores with the local AWS serving its own calls, and a
+    multi-threaded runtime gets a second core no Lambda function of this size has (measured with
+    both, 7 Dec: docs/measurements.md)."""
+
+    def __init__(self, function_cpu: int, rest: set[int]):
+        self.function_cpu, self.rest = function_cpu, set(rest)
+
+    @staticmethod
+    def split(cpus: set[int]) -> "Placement | None":
+        """The highest core for functions and the others for the rest; None with fewer than two."""
+        if len(cpus) < 2:
+            return None
+        f = max(cpus)
+        return Placement(f, set(cpus) - {f})
+
+    def pin_rest(self, pid: int) -> bool:
+        """Every thread of `pid` to the rest's cores; False if the process is gone."""
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            return False
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, self.rest)
+            except OSError:
+                pass  # a thread that ended meanwhile
+        return True
+
+    def spawn(self, popen):
+        """`popen()` from this thread moved to the function's core for the moment: the child
+        inherits that core, and Popen keeps its vfork path (a preexec_fn would cost every start
+        a full fork)."""
+        own = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {self.function_cpu})
+        try:
+            return popen()
+        finally:
+            os.sched_setaffinity(0, own)
+
+
+# Set by main() unless BENCH_PIN=0; tests set it themselves.
+PLACEMENT: Placement | None = None
+
+
+def placement_text() -> str:
+    if PLACEMENT is None:
+        return "processes unpinned (BENCH_PIN=0 or one core)"
+    return (f"each function process on CPU {PLACEMENT.function_cpu} alone, the harness, local AWS and sandbox on CPU "
+            f"{','.join(map(str, sorted(PLACEMENT.rest)))}")
+
+
 class Proc:
     def __init__(self, name: str, cmd: list[str], env: dict, log_path: str):
         self.name = name
@@ -574,8 +631,11 @@ class Proc:
         self.start_ns = 0
 
     def start(self):
-        self.start_ns = now_ns()
-        self.p = subprocess.Popen(self.cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        def popen():
+            self.start_ns = now_ns()
+            return subprocess.Popen(self.cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+        self.p = PLACEMENT.spawn(popen) if PLACEMENT else popen()
         self.api.pid = self.p.pid
 
     def invoke(self, event: dict, timeout: float = 300) -> dict:
@@ -1229,6 +1289,25 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, ".local", "bench-functions.md"))
     args = ap.parse_args()
 
+    global PLACEMENT
+    PLACEMENT = Placement.split(os.sched_getaffinity(0)) if os.environ.get("BENCH_PIN", "1") != "0" else None
+    if PLACEMENT:
+        PLACEMENT.pin_rest(os.getpid())
+        # The local AWS and the provider sandbox: the processes scripts/bench started (pid files).
+        state = os.environ.get("TTYA_LOCAL", os.path.join(ROOT, ".local"))
+        pinned = []
+        for f in sorted(os.listdir(state)):
+            if f.endswith(".pid"):
+                try:
+                    with open(os.path.join(state, f)) as fh:
+                        pid = int(fh.read().strip())
+                except (OSError, ValueError):
+                    continue
+                if PLACEMENT.pin_rest(pid):
+                    pinned.append(f[:-4])
+        print(f"[bench] functions on CPU {PLACEMENT.function_cpu} alone; this harness and {', '.join(pinned) or 'nothing else'} "
+              f"on CPU {','.join(map(str, sorted(PLACEMENT.rest)))} (BENCH_PIN=0: unpinned)", flush=True)
+
     if os.path.isdir(LOCAL):
         for f in os.listdir(LOCAL):
             if f.endswith(".log"):
@@ -1351,6 +1430,7 @@ def main() -> int:
     except FileNotFoundError:
         engine = "moto"
     lines.append(f"Local stack: {engine} + provider sandbox; init: median of {args.init_runs + args.cold} starts{' (the compared webhook stacks and the null process in turn)' if in_turn else ''}; "
+                 f"{placement_text()}; "
                  f"{args.cold} cold starts per function, "
                  f"{args.warm} warm rounds per process; x86_64 release binaries timed; sizes for aarch64 (cargo lambda build --release --arm64).")
     lines.append(f"One DynamoDB GetItem round trip to {engine} (the floor of every AWS call here, for every stack): "

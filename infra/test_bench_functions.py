@@ -159,6 +159,37 @@ class RuntimeApiTest(unittest.TestCase):
         slow = bf.init_only(spec, dict(os.environ, STUB_INIT_SECONDS="0.3"), 1, log_dir=self.dir.name)[0]
         self.assertGreaterEqual(slow, 300, (slow, floor))
 
+    def test_functions_get_a_core_of_their_own_and_the_rest_get_the_others(self):
+        self.assertIsNone(bf.Placement.split({3}), "one core: nothing to split")
+        p = bf.Placement.split({0, 2, 5})
+        self.assertEqual((p.function_cpu, p.rest), (5, {0, 2}))
+
+    @unittest.skipUnless(len(os.sched_getaffinity(0)) >= 2, "needs two cores")
+    def test_a_started_function_runs_on_its_core_and_the_harness_stays_off_it(self):
+        own = os.sched_getaffinity(0)
+        placement = bf.Placement.split(own)
+        bf.PLACEMENT = placement
+        try:
+            p = bf.Proc("sync-worker", [sys.executable, self.script], dict(os.environ), self.log)
+            p.start()
+            try:
+                self.assertTrue(p.api.first_next.wait(30))
+                self.assertEqual(os.sched_getaffinity(p.p.pid), {placement.function_cpu})
+                self.assertEqual(os.sched_getaffinity(0), own, "the harness thread is back where it was")
+                # A process pinned to the rest (as the local AWS is) leaves the function's core.
+                other = bf.subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+                try:
+                    self.assertTrue(placement.pin_rest(other.pid))
+                    self.assertEqual(os.sched_getaffinity(other.pid), placement.rest)
+                finally:
+                    other.kill()
+                    other.wait()
+                self.assertFalse(placement.pin_rest(other.pid), "a process that is gone")
+            finally:
+                p.stop()
+        finally:
+            bf.PLACEMENT = None
+
     def test_compared_stacks_are_started_in_turn_and_each_keeps_its_own_figures(self):
         fast = bf.Spec("sync-worker", [sys.executable, self.script], None, [])
         slow = bf.Spec("token-refresher", [sys.executable, self.script], None, [])
