@@ -1290,7 +1290,8 @@ def main() -> int:
     args = ap.parse_args()
 
     global PLACEMENT
-    PLACEMENT = Placement.split(os.sched_getaffinity(0)) if os.environ.get("BENCH_PIN", "1") != "0" else None
+    pin = os.environ.get("BENCH_PIN", "1") != "0" and hasattr(os, "sched_getaffinity")  # Linux only
+    PLACEMENT = Placement.split(os.sched_getaffinity(0)) if pin else None
     if PLACEMENT:
         PLACEMENT.pin_rest(os.getpid())
         # The local AWS and the provider sandbox: the processes scripts/bench started (pid files).
