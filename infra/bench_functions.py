@@ -1294,18 +1294,17 @@ def main() -> int:
     PLACEMENT = Placement.split(os.sched_getaffinity(0)) if pin else None
     if PLACEMENT:
         PLACEMENT.pin_rest(os.getpid())
-        # The local AWS and the provider sandbox: the processes scripts/bench started (pid files).
+        # The local AWS and the provider sandbox, from the pid files scripts/bench's starts write.
         state = os.environ.get("TTYA_LOCAL", os.path.join(ROOT, ".local"))
         pinned = []
-        for f in sorted(os.listdir(state)):
-            if f.endswith(".pid"):
-                try:
-                    with open(os.path.join(state, f)) as fh:
-                        pid = int(fh.read().strip())
-                except (OSError, ValueError):
-                    continue
-                if PLACEMENT.pin_rest(pid):
-                    pinned.append(f[:-4])
+        for name in ("ministack", "moto", "bench-sandbox"):
+            try:
+                with open(os.path.join(state, f"{name}.pid")) as fh:
+                    pid = int(fh.read().strip())
+            except (OSError, ValueError):
+                continue
+            if PLACEMENT.pin_rest(pid):
+                pinned.append(name)
         print(f"[bench] functions on CPU {PLACEMENT.function_cpu} alone; this harness and {', '.join(pinned) or 'nothing else'} "
               f"on CPU {','.join(map(str, sorted(PLACEMENT.rest)))} (BENCH_PIN=0: unpinned)", flush=True)
 
